@@ -1,0 +1,5 @@
+import sys
+
+from kproxy.cli.main import main
+
+sys.exit(main())

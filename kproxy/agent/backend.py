@@ -1,0 +1,101 @@
+"""The backend protocol every proxy mode implements, and the registry of modes.
+
+A backend is split in two halves:
+- `render(state, previous)` is pure and deterministic: the same state gives the same ruleset.
+  `previous` (the last ruleset it rendered) only lets it reuse fragments of ServicePorts that
+  compare equal, so that rendering one changed Service costs O(that Service).
+- `apply(ruleset, previous)` performs the kernel I/O in one transaction. `previous` is the
+  ruleset the kernel is known to hold; None means "unknown": rewrite everything the backend owns
+  (full sync, which also repairs drift). It never leaves a window where a live Service has no
+  rules. On failure it raises ApplyError and the kernel keeps what it had before the call.
+- `inspect()` reads back what the kernel holds (for `kproxy rules` and drift checks).
+- `cleanup()` removes everything the backend ever added in its namespace, and nothing else.
+
+Backends run all kernel work inside `netns` (kproxy.netns.NetNS): they call netns.run(fn, ...)
+or spawn commands from inside it. They never talk to the apiserver.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from kproxy.agent.state import ProxyState
+
+
+class ApplyError(Exception):
+    """The kernel refused a transaction; nothing of it took effect."""
+
+
+class BackendUnavailable(Exception):
+    """The kernel or the machine lacks what this mode needs (the message says what)."""
+
+
+@dataclass
+class ApplyResult:
+    """What one apply did, for metrics and logs."""
+
+    full: bool
+    objects_written: int = 0  # chains / map elements / virtual servers written
+    detail: str = ""
+
+
+class Backend(abc.ABC):
+    name: str = ""
+
+    def __init__(self, netns: Any, config: Any) -> None:
+        self.netns = netns  # kproxy.netns.NetNS
+        self.config = config  # kproxy.agent.config.AgentConfig
+
+    @classmethod
+    def probe(cls, netns: Any) -> None:
+        """Raises BackendUnavailable when this mode cannot work in `netns`."""
+
+    @abc.abstractmethod
+    def render(self, state: ProxyState, previous: Any | None = None) -> Any:
+        """Pure: the complete ruleset for `state`."""
+
+    @abc.abstractmethod
+    def apply(self, ruleset: Any, previous: Any | None) -> ApplyResult:
+        """Makes the kernel hold `ruleset` (see module doc)."""
+
+    @abc.abstractmethod
+    def inspect(self) -> Any:
+        """What the kernel holds now, in the backend's own structured form."""
+
+    @abc.abstractmethod
+    def cleanup(self) -> None:
+        """Removes everything this backend owns in its namespace."""
+
+    def close(self) -> None:
+        """Releases sockets and threads. Does not remove rules."""
+
+
+_REGISTRY: dict[str, Callable[[], type[Backend]]] = {}
+
+
+def register(name: str, loader: Callable[[], type[Backend]]) -> None:
+    """Registers a mode under `name`; `loader` imports lazily so a mode's dependencies are
+    only needed when it is chosen."""
+    _REGISTRY[name] = loader
+
+
+def get(name: str) -> type[Backend]:
+    _ensure_builtin()
+    try:
+        return _REGISTRY[name]()
+    except KeyError:
+        raise BackendUnavailable(f"unknown mode {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def names() -> list[str]:
+    _ensure_builtin()
+    return sorted(_REGISTRY)
+
+
+def _ensure_builtin() -> None:
+    if "iptables" not in _REGISTRY:
+        def _iptables() -> type[Backend]:
+            from kproxy.iptables.backend import IptablesBackend
+            return IptablesBackend
+        register("iptables", _iptables)

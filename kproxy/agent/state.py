@@ -1,0 +1,123 @@
+"""ProxyState: the one desired-state model every backend receives.
+
+It is this node's view of every proxied Service port and its endpoints, already filtered
+(headless, ExternalName and service-proxy-name-labelled Services are absent) and resolved
+(named target ports turned into numbers, endpoints merged from all slices). Backends never see
+API objects. Everything here is frozen and hashable, so a backend can cache what it rendered
+for a ServicePort and reuse it while the ServicePort compares equal.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+
+@dataclass(frozen=True, order=True)
+class Endpoint:
+    ip: str
+    port: int
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
+    node_name: str | None = None
+    zone: str | None = None
+    is_local: bool = False  # node_name == this node
+
+    @property
+    def address(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    """One port of one Service, the unit every backend programs ("ns/name:portname")."""
+
+    namespace: str
+    name: str
+    port_name: str  # "" when the Service has one unnamed port
+    protocol: str  # TCP | UDP | SCTP
+    port: int
+    cluster_ips: tuple[str, ...] = ()
+    node_port: int = 0  # 0: none
+    external_ips: tuple[str, ...] = ()
+    load_balancer_ips: tuple[str, ...] = ()
+    load_balancer_source_ranges: tuple[str, ...] = ()
+    session_affinity_timeout: int | None = None  # seconds; None: no ClientIP affinity
+    external_policy_local: bool = False  # externalTrafficPolicy: Local
+    internal_policy_local: bool = False  # internalTrafficPolicy: Local
+    health_check_node_port: int = 0
+    endpoints: tuple[Endpoint, ...] = ()  # sorted; every endpoint of every slice, any state
+
+    @property
+    def key(self) -> str:
+        """Stable identity, "namespace/name:port_name" (kube-proxy's ServicePortName)."""
+        return f"{self.namespace}/{self.name}:{self.port_name}"
+
+    @property
+    def service_key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def cluster_endpoints(self) -> tuple[Endpoint, ...]:
+        """Endpoints for traffic under the Cluster policy: the ready ones; if there are none,
+        the serving-but-terminating ones (kube-proxy's fallback)."""
+        ready = tuple(e for e in self.endpoints if e.ready)
+        if ready:
+            return ready
+        return tuple(e for e in self.endpoints if e.serving and e.terminating)
+
+    def local_endpoints(self) -> tuple[Endpoint, ...]:
+        """Endpoints on this node under the Local policy, with the same terminating fallback."""
+        local = tuple(e for e in self.endpoints if e.is_local)
+        ready = tuple(e for e in local if e.ready)
+        if ready:
+            return ready
+        return tuple(e for e in local if e.serving and e.terminating)
+
+    def internal_endpoints(self) -> tuple[Endpoint, ...]:
+        """What ClusterIP traffic from this node may reach (internalTrafficPolicy)."""
+        return self.local_endpoints() if self.internal_policy_local else self.cluster_endpoints()
+
+    def external_endpoints(self) -> tuple[Endpoint, ...]:
+        """What NodePort/externalIP/LB traffic may reach (externalTrafficPolicy)."""
+        return self.local_endpoints() if self.external_policy_local else self.cluster_endpoints()
+
+    @property
+    def has_external(self) -> bool:
+        return bool(self.node_port or self.external_ips or self.load_balancer_ips)
+
+
+@dataclass(frozen=True)
+class ProxyState:
+    """Everything a backend needs for one sync. `services` maps ServicePort.key to ServicePort.
+
+    `revision` increases whenever anything in the state changes; equal revisions mean equal
+    states. `node_ips` are the node's own addresses (for NodePort), `cluster_cidr` the pod
+    range (traffic from outside it to a ClusterIP is masqueraded), `masquerade_all` forces SNAT.
+    """
+
+    node_name: str
+    node_ips: tuple[str, ...] = ()
+    cluster_cidr: str | None = None
+    masquerade_all: bool = False
+    masquerade_bit: int = 14
+    node_port_addresses: tuple[str, ...] = ()  # CIDRs; empty: all node addresses
+    services: Mapping[str, ServicePort] = field(default_factory=lambda: MappingProxyType({}))
+    revision: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.services, MappingProxyType):
+            object.__setattr__(self, "services", MappingProxyType(dict(self.services)))
+
+    def __hash__(self) -> int:  # services is a read-only mapping; hash by revision and node
+        return hash((self.node_name, self.revision))
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed since the previous successful sync. `full` asks the backend to rewrite
+    everything it owns (first sync, periodic resync, after a failed apply); otherwise only the
+    ServicePort keys in `services` differ (added, removed or modified) from the previous state."""
+
+    full: bool
+    services: frozenset[str] = frozenset()

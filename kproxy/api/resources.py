@@ -1,0 +1,78 @@
+"""The resource types kproxy serves and consumes: one table shared by apiserver, client,
+controllers and agent. A `Resource` names a REST collection; it holds no behaviour."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Resource:
+    group: str  # "" for the core group
+    version: str
+    kind: str
+    plural: str
+    singular: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    status_subresource: bool = False
+
+    @property
+    def group_version(self) -> str:
+        """The apiVersion string: "v1" for the core group, else "group/version"."""
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def list_kind(self) -> str:
+        return self.kind + "List"
+
+    def collection_path(self, namespace: str | None = None) -> str:
+        """REST path of the collection, namespaced when `namespace` is given."""
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            return f"{base}/namespaces/{namespace}/{self.plural}"
+        return f"{base}/{self.plural}"
+
+    def object_path(self, name: str, namespace: str | None = None) -> str:
+        return f"{self.collection_path(namespace)}/{name}"
+
+    def store_prefix(self, namespace: str | None = None) -> str:
+        """Store key prefix of this resource (ends with "/"), like kube-apiserver's /registry."""
+        group = self.group or "core"
+        if self.namespaced and namespace:
+            return f"/registry/{group}/{self.plural}/{namespace}/"
+        return f"/registry/{group}/{self.plural}/"
+
+    def store_key(self, name: str, namespace: str | None = None) -> str:
+        return self.store_prefix(namespace if self.namespaced else None) + name
+
+
+NAMESPACES = Resource("", "v1", "Namespace", "namespaces", "namespace", False, ("ns",), True)
+SERVICES = Resource("", "v1", "Service", "services", "service", True, ("svc",), True)
+ENDPOINTS = Resource("", "v1", "Endpoints", "endpoints", "endpoints", True, ("ep",))
+PODS = Resource("", "v1", "Pod", "pods", "pod", True, ("po",), True)
+NODES = Resource("", "v1", "Node", "nodes", "node", False, ("no",), True)
+SERVICE_ACCOUNTS = Resource("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ("sa",))
+RESOURCE_QUOTAS = Resource("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", True, ("quota",), True)
+EVENTS = Resource("", "v1", "Event", "events", "event", True, ("ev",))
+SECRETS = Resource("", "v1", "Secret", "secrets", "secret", True)
+ENDPOINT_SLICES = Resource("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", True)
+LEASES = Resource("coordination.k8s.io", "v1", "Lease", "leases", "lease", True)
+
+ALL: tuple[Resource, ...] = (
+    NAMESPACES, SERVICES, ENDPOINTS, PODS, NODES, SERVICE_ACCOUNTS, RESOURCE_QUOTAS, EVENTS,
+    SECRETS, ENDPOINT_SLICES, LEASES,
+)
+
+
+def by_group_version_plural(group: str, version: str, plural: str) -> Resource | None:
+    for r in ALL:
+        if r.group == group and r.version == version and r.plural == plural:
+            return r
+    return None
+
+
+def by_kind(api_version: str, kind: str) -> Resource | None:
+    for r in ALL:
+        if r.group_version == api_version and r.kind == kind:
+            return r
+    return None

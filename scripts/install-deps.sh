@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what kproxy needs on a Debian machine (as root): system packages from Debian and
+# a virtualenv in .venv with the project installed in editable mode (builds the Cython
+# extension). Safe to run again: it skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(iptables iproute2 conntrack ipset nftables kmod procps psmisc
+          etcd-server etcd-client python3 python3-venv python3-dev gcc make curl)
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+stamp=.venv/.kproxy-deps
+if [[ ! -f $stamp || setup.py -nt $stamp || pyproject.toml -nt $stamp || kproxy/_fastpath.pyx -nt $stamp ]]; then
+    [[ -x .venv/bin/python ]] || python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check -U pip setuptools wheel cython
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[test,fast]'
+    touch "$stamp"
+fi

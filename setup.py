@@ -1,0 +1,62 @@
+"""kproxy: a Kubernetes Service data plane for Linux nodes.
+
+The kernel backends live in top-level folders (iptables/, nftables/, ipvs/) and are installed
+as kproxy.iptables, kproxy.nftables and kproxy.ipvs so that no bare global module name is
+claimed. The Cython fast path is optional at run time: kproxy.fastpath falls back to its
+pure-Python twin when the extension is absent.
+"""
+import os
+
+from setuptools import Extension, find_packages, setup
+
+try:
+    from Cython.Build import cythonize
+except ImportError:  # building without Cython: the pure-Python twin is used
+    cythonize = None
+
+ext_modules = []
+if cythonize is not None and os.environ.get("KPROXY_NO_CYTHON") != "1":
+    ext_modules = cythonize(
+        [Extension("kproxy._fastpath", ["kproxy/_fastpath.pyx"], extra_compile_args=["-O3"])],
+        compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False},
+    )
+
+BACKENDS = ["iptables", "nftables", "ipvs"]
+packages = find_packages(include=["kproxy", "kproxy.*"])
+package_dir = {}
+for backend in BACKENDS:
+    for pkg in find_packages(where=".", include=[backend, backend + ".*"]):
+        dotted = "kproxy." + pkg
+        packages.append(dotted)
+        package_dir[dotted] = pkg.replace(".", "/")
+
+setup(
+    name="kproxy",
+    version="0.1.0",
+    description="Kubernetes Service data plane: iptables, nftables, IPVS and userspace modes",
+    python_requires=">=3.11",
+    packages=packages,
+    package_dir=package_dir,
+    package_data={"kproxy": ["*.pyx"], "kproxy.apiserver": ["openapi/*.json"]},
+    ext_modules=ext_modules,
+    install_requires=[
+        "aiohttp>=3.9",
+        "PyYAML>=6",
+        "pyroute2>=0.9",
+        "netaddr>=1.0",
+        "prometheus-client>=0.20",
+        "cryptography>=42",
+        "jsonpatch>=1.33",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "hypothesis>=6.100",
+            "kubernetes>=30",
+            "cython>=3.0",
+        ],
+        "fast": ["uvloop>=0.19"],
+    },
+    entry_points={"console_scripts": ["kproxy=kproxy.cli.main:main"]},
+)
