@@ -1,25 +1,17 @@
 """Shared test configuration.
 
 Kernel and e2e tests need root and network namespaces; they create every namespace they use
-(names start with "kpt-") and delete them even when a test fails. The session-end hook below
-removes any "kpt-" namespace a crashed test left behind, so nothing outlives the run.
+through tests.nsutil (names "kpt<pid>-...") and delete them even when a test fails. The
+session-end hook removes any namespace of this run that a crashed test left behind, and fails
+loudly so a leak is seen.
 """
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 
-TEST_NETNS_PREFIX = "kpt-"
-
-
-def _leftover_namespaces() -> list[str]:
-    try:
-        out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    except FileNotFoundError:
-        return []
-    return [line.split()[0] for line in out.splitlines() if line.startswith(TEST_NETNS_PREFIX)]
+from tests import nsutil
 
 
 def pytest_collection_modifyitems(config, items):
@@ -32,6 +24,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    for name in _leftover_namespaces():
-        subprocess.run(["ip", "netns", "pids", name], capture_output=True)
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    leaked = nsutil.leftover_namespaces()
+    for name in leaked:
+        nsutil.delete_netns(name)
+    if leaked:
+        print(f"\nERROR: tests left network namespaces behind (now removed): {leaked}")
+        session.exitstatus = 1
