@@ -1,0 +1,106 @@
+"""The lab's pod server: `python -m kproxy.lab.echo --name POD --port 8080`.
+
+It listens on TCP and UDP on the same port (all addresses of its namespace) and answers with
+who it is and who it sees:
+- TCP: reads one line (or up to EOF), answers "<pod-name> <client-ip>:<client-port>\\n", closes;
+- UDP: answers every datagram with the same text, to the datagram's source.
+Many connections are served concurrently. SIGTERM and SIGINT stop it with exit code 0.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import socket
+import sys
+
+READ_TIMEOUT = 10.0
+MAX_LINE = 4096
+
+
+def reply_text(pod: str, peer: tuple) -> str:
+    """The answer to a client at `peer` (host, port, ...)."""
+    return f"{pod} {peer[0]}:{peer[1]}\n"
+
+
+class _UdpEcho(asyncio.DatagramProtocol):
+    def __init__(self, pod: str) -> None:
+        self.pod = pod
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:  # type: ignore[override]
+        assert self.transport is not None
+        self.transport.sendto(reply_text(self.pod, addr).encode(), addr)
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # an ICMP error for one client must not stop the server
+
+
+async def serve(pod: str, host: str, port: int, ready: asyncio.Event | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Serves until `stop` is set (or forever)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        try:
+            try:
+                await asyncio.wait_for(reader.readline(), READ_TIMEOUT)
+            except (asyncio.TimeoutError, asyncio.LimitOverrunError, ValueError):
+                pass
+            writer.write(reply_text(pod, peer).encode())
+            await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    loop = asyncio.get_running_loop()
+    tcp = await asyncio.start_server(handle, host, port, reuse_address=True, backlog=1024, limit=MAX_LINE)
+    udp_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    udp_sock.bind((host, port))
+    transport, _ = await loop.create_datagram_endpoint(lambda: _UdpEcho(pod), sock=udp_sock)
+    if ready is not None:
+        ready.set()
+    try:
+        if stop is None:
+            await asyncio.Future()
+        else:
+            await stop.wait()
+    finally:
+        transport.close()
+        tcp.close()
+        await tcp.wait_closed()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kproxy.lab.echo", description=__doc__.splitlines()[0])
+    parser.add_argument("--name", required=True, help="pod name to answer with")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--host", default="0.0.0.0")
+    args = parser.parse_args(argv)
+    if not 1 <= args.port <= 65535:
+        print(f"echo: --port must be 1-65535, not {args.port}", file=sys.stderr)
+        return 2
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        ready = asyncio.Event()
+        await serve(args.name, args.host, args.port, ready=ready, stop=stop)
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        print(f"echo: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Applies a lab plan (kproxy.lab.topology) to the kernel with iproute2 and sysctl, and tears it
+down.
+
+Guarantees:
+- everything is created inside namespaces named by the plan; the caller's namespace is never
+  touched (no link, address, route or rule is added outside the plan's namespaces);
+- `create_*` raise NetSetupError with the failing command's message, and leave whatever they
+  created for `teardown` to remove (the caller owns cleanup);
+- `teardown` and `remove_pod` are idempotent: they kill the processes inside each namespace,
+  delete it, and ignore namespaces that are already gone.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from typing import Iterable, Sequence
+
+from kproxy.lab.topology import ClientPlan, LabPlan, NodePlan, PodPlan, Route, node_network_prefixlen
+
+
+class NetSetupError(RuntimeError):
+    """A command that builds the lab network failed."""
+
+
+def _run(argv: Sequence[str], input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    try:
+        proc = subprocess.run(list(argv), input=input, capture_output=True, text=True, timeout=60)
+    except FileNotFoundError as exc:
+        raise NetSetupError(f"{argv[0]} not found: install iproute2") from exc
+    if check and proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        raise NetSetupError(f"{' '.join(argv)}: {detail[-1] if detail else 'exit ' + str(proc.returncode)}")
+    return proc
+
+
+def _ip_batch(netns: str, lines: Iterable[str]) -> None:
+    """Runs iproute2 commands inside `netns` in one process (`ip -n NS -batch -`)."""
+    text = "\n".join(lines) + "\n"
+    _run(["ip", "-n", netns, "-batch", "-"], input=text)
+
+
+def _sysctl(netns: str, settings: dict[str, str]) -> None:
+    args = [f"{k}={v}" for k, v in settings.items()]
+    _run(["ip", "netns", "exec", netns, "sysctl", "-q", "-w", *args])
+
+
+def _route_line(route: Route) -> str:
+    parts = ["route", "replace", route.dest]
+    if route.via:
+        parts += ["via", route.via]
+    if route.dev:
+        parts += ["dev", route.dev]
+    if route.scope_link:
+        parts += ["scope", "link"]
+    return " ".join(parts)
+
+
+def list_namespaces() -> list[str]:
+    out = _run(["ip", "netns", "list"], check=False).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def namespace_exists(name: str) -> bool:
+    return os.path.exists(os.path.join("/run/netns", name))
+
+
+def add_namespace(name: str) -> None:
+    _run(["ip", "netns", "add", name])
+    _ip_batch(name, ["link set lo up"])
+
+
+def create_lab_network(plan: LabPlan) -> None:
+    """Creates the net namespace with its bridge, every node, and the client."""
+    add_namespace(plan.net_netns)
+    _ip_batch(plan.net_netns, [f"link add {plan.bridge} type bridge", f"link set {plan.bridge} up"])
+    # A bridge that runs no netfilter keeps the lab's L2 segment a plain wire.
+    for node in plan.nodes:
+        _create_node(plan, node)
+    _create_client(plan, plan.client)
+
+
+def _attach_to_bridge(plan: LabPlan, port: str, netns: str, interface: str) -> None:
+    _ip_batch(plan.net_netns, [
+        f"link add {port} type veth peer name {interface} netns {netns}",
+        f"link set {port} master {plan.bridge}",
+        f"link set {port} up",
+    ])
+
+
+def _create_node(plan: LabPlan, node: NodePlan) -> None:
+    add_namespace(node.netns)
+    _attach_to_bridge(plan, node.bridge_port, node.netns, node.interface)
+    prefix = node_network_prefixlen()
+    _ip_batch(node.netns, [
+        f"addr add {node.ip}/{prefix} dev {node.interface}",
+        f"link set {node.interface} up",
+        *(_route_line(r) for r in node.routes),
+    ])
+    # A node forwards between pods, other nodes and the client; rp_filter would drop the
+    # asymmetric paths that masquerade-free ClusterIP traffic takes.
+    _sysctl(node.netns, {
+        "net.ipv4.ip_forward": "1",
+        "net.ipv4.conf.all.rp_filter": "0",
+        "net.ipv4.conf.default.rp_filter": "0",
+        f"net.ipv4.conf.{node.interface}.rp_filter": "0",
+    })
+
+
+def _create_client(plan: LabPlan, client: ClientPlan) -> None:
+    add_namespace(client.netns)
+    _attach_to_bridge(plan, client.bridge_port, client.netns, client.interface)
+    prefix = node_network_prefixlen()
+    _ip_batch(client.netns, [
+        f"addr add {client.ip}/{prefix} dev {client.interface}",
+        f"link set {client.interface} up",
+        *(_route_line(r) for r in client.routes),
+    ])
+
+
+def create_pod_network(pod: PodPlan, node: NodePlan) -> None:
+    """Creates the pod namespace and its routed veth to `node`."""
+    add_namespace(pod.netns)
+    _ip_batch(node.netns, [
+        f"link add {pod.host_veth} address {pod.gateway_mac} type veth peer name {pod.interface} netns {pod.netns}",
+        f"link set {pod.host_veth} up",
+        f"route replace {pod.ip}/32 dev {pod.host_veth} scope link",
+    ])
+    _sysctl(node.netns, {
+        f"net.ipv4.conf.{pod.host_veth}.proxy_arp": "1",
+        f"net.ipv4.conf.{pod.host_veth}.rp_filter": "0",
+    })
+    _ip_batch(pod.netns, [
+        f"addr add {pod.ip}/32 dev {pod.interface}",
+        f"link set {pod.interface} up",
+        f"route replace {pod.gateway_ip} dev {pod.interface} scope link",
+        f"route replace default via {pod.gateway_ip} dev {pod.interface}",
+        f"neigh replace {pod.gateway_ip} lladdr {pod.gateway_mac} dev {pod.interface} nud permanent",
+    ])
+
+
+def namespace_pids(name: str) -> list[int]:
+    out = _run(["ip", "netns", "pids", name], check=False).stdout
+    return [int(p) for p in out.split() if p.isdigit()]
+
+
+def delete_namespace(name: str, grace: float = 0.0) -> None:
+    """Stops every process inside `name` (SIGTERM, then SIGKILL after `grace` seconds), then
+    deletes the namespace. Does nothing if it does not exist."""
+    if not namespace_exists(name):
+        return
+    pids = namespace_pids(name)
+    if grace > 0 and pids:
+        for pid in pids:
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.05)
+    for pid in namespace_pids(name):
+        _signal(pid, signal.SIGKILL)
+    _run(["ip", "netns", "del", name], check=False)
+
+
+def remove_pod_network(pod: PodPlan) -> None:
+    """Deletes the pod namespace; the kernel removes the veth pair and the node's /32 route
+    with it."""
+    delete_namespace(pod.netns)
+
+
+def teardown(plan: LabPlan) -> list[str]:
+    """Deletes every namespace of the lab (pods, nodes, client, net). Returns what it deleted."""
+    existing = list_namespaces()
+    pods = [n for n in existing if n.startswith(plan.pod_netns_prefix)]
+    deleted = []
+    for name in [*pods, *plan.namespaces]:
+        if name in existing:
+            delete_namespace(name)
+            deleted.append(name)
+    return deleted
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

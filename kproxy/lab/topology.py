@@ -1,0 +1,196 @@
+"""The lab's address plan as pure data: namespaces, interfaces, addresses and routes.
+
+Nothing here touches the kernel; `kproxy.lab.netsetup` applies a plan. The plan follows the
+team's lab address plan:
+
+- one "net" namespace holds the bridge that joins the nodes and the client;
+- node i (1-based) is namespace "<lab>-node<i>" with eth0 = 10.200.0.(10+i)/24 on that bridge,
+  pod CIDR 10.244.i.0/24, and routes to every other node's pod CIDR via that node's IP;
+- the client namespace "<lab>-client" has eth0 = 10.200.0.2/24 and routes the Service CIDR
+  via node 1;
+- a pod is a namespace behind its node on a routed veth: pod eth0 holds 10.244.i.k/32 with a
+  default route via 169.254.1.1 (a fixed gateway MAC on the node side, proxy_arp on), the
+  node holds a /32 route to the pod over the veth.
+
+Guarantees: every interface name is at most 15 characters (the kernel's IFNAMSIZ - 1), every
+address is inside the ranges above, and the same inputs always give the same plan.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+DEFAULT_LAB_NAME = "kproxy-lab"
+SERVICE_CIDR = "10.96.0.0/12"
+CLUSTER_CIDR = "10.244.0.0/16"
+NODE_NETWORK = "10.200.0.0/24"
+CLIENT_IP = "10.200.0.2"
+NODE_PORT_RANGE = "30000-32767"
+POD_GATEWAY_IP = "169.254.1.1"
+# Every node-side pod veth carries this MAC; each veth is its own link, so they never clash,
+# and the pod can hold a permanent neighbour entry for its gateway.
+POD_GATEWAY_MAC = "ee:ee:ee:ee:ee:ee"
+BRIDGE = "br0"
+MAX_NODES = 200
+FIRST_POD_SLOT = 2
+LAST_POD_SLOT = 254
+IFNAMSIZ = 16  # including the terminating NUL
+
+_LAB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class PlanError(ValueError):
+    """The requested lab or pod cannot be laid out (bad name, too many nodes or pods)."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """One `ip route` entry: destination, optional gateway, optional device."""
+
+    dest: str
+    via: str | None = None
+    dev: str | None = None
+    scope_link: bool = False
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    index: int  # 1-based
+    name: str  # Kubernetes Node name, e.g. "node1"
+    netns: str
+    ip: str  # on the lab bridge
+    pod_cidr: str
+    bridge_port: str  # veth end inside the net namespace
+    interface: str  # veth end inside the node namespace
+    routes: tuple[Route, ...]
+
+
+@dataclass(frozen=True)
+class ClientPlan:
+    netns: str
+    ip: str
+    bridge_port: str
+    interface: str
+    routes: tuple[Route, ...]
+
+
+@dataclass(frozen=True)
+class PodPlan:
+    """Where one pod lives: its namespace, address and the veth pair to its node."""
+
+    name: str
+    namespace: str  # Kubernetes namespace
+    node: str  # Kubernetes Node name
+    slot: int  # host part of the pod IP inside the node's /24
+    netns: str
+    ip: str
+    host_veth: str  # inside the node namespace
+    interface: str  # inside the pod namespace
+    gateway_ip: str = POD_GATEWAY_IP
+    gateway_mac: str = POD_GATEWAY_MAC
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    name: str
+    net_netns: str
+    bridge: str
+    nodes: tuple[NodePlan, ...]
+    client: ClientPlan
+    service_cidr: str = SERVICE_CIDR
+    cluster_cidr: str = CLUSTER_CIDR
+    node_port_range: str = NODE_PORT_RANGE
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        """The fixed namespaces of the lab (pods come and go and are not listed)."""
+        return (self.net_netns, *(n.netns for n in self.nodes), self.client.netns)
+
+    @property
+    def pod_netns_prefix(self) -> str:
+        return f"{self.name}-pod-"
+
+    def node(self, name: str) -> NodePlan:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise PlanError(f"no node {name!r} in lab {self.name!r} (nodes: {', '.join(n.name for n in self.nodes)})")
+
+    def pod(self, name: str, namespace: str, node: str, slot: int) -> PodPlan:
+        """The plan of pod `namespace/name` in address slot `slot` of `node`."""
+        if not _DNS_LABEL_RE.match(name):
+            raise PlanError(f"invalid pod name {name!r}: must be a DNS label (lowercase letters, digits, '-')")
+        if not _DNS_LABEL_RE.match(namespace):
+            raise PlanError(f"invalid namespace {namespace!r}: must be a DNS label")
+        if not FIRST_POD_SLOT <= slot <= LAST_POD_SLOT:
+            raise PlanError(f"pod slot {slot} outside {FIRST_POD_SLOT}-{LAST_POD_SLOT}")
+        n = self.node(node)
+        net = ipaddress.ip_network(n.pod_cidr)
+        return PodPlan(
+            name=name,
+            namespace=namespace,
+            node=n.name,
+            slot=slot,
+            netns=f"{self.pod_netns_prefix}{namespace}-{name}",
+            ip=str(net.network_address + slot),
+            host_veth=check_ifname(f"vp{slot}"),
+            interface="eth0",
+        )
+
+
+def check_ifname(name: str) -> str:
+    """Returns `name` if the kernel accepts it as an interface name, else raises PlanError."""
+    if not name or len(name) > IFNAMSIZ - 1 or "/" in name or any(c.isspace() for c in name):
+        raise PlanError(f"invalid interface name {name!r} (1-{IFNAMSIZ - 1} chars, no '/' or spaces)")
+    return name
+
+
+def node_ip(index: int) -> str:
+    return str(ipaddress.ip_network(NODE_NETWORK).network_address + 10 + index)
+
+
+def node_pod_cidr(index: int) -> str:
+    return f"10.244.{index}.0/24"
+
+
+def plan_lab(name: str = DEFAULT_LAB_NAME, nodes: int = 2) -> LabPlan:
+    """The whole lab for `nodes` nodes. Raises PlanError for a bad name or node count."""
+    if not _LAB_NAME_RE.match(name):
+        raise PlanError(f"invalid lab name {name!r}: lowercase letters, digits and '-', at most 40 chars")
+    if not 1 <= nodes <= MAX_NODES:
+        raise PlanError(f"--nodes must be between 1 and {MAX_NODES}, not {nodes}")
+    node_plans = []
+    for i in range(1, nodes + 1):
+        routes = tuple(
+            Route(dest=node_pod_cidr(j), via=node_ip(j)) for j in range(1, nodes + 1) if j != i
+        )
+        node_plans.append(NodePlan(
+            index=i,
+            name=f"node{i}",
+            netns=f"{name}-node{i}",
+            ip=node_ip(i),
+            pod_cidr=node_pod_cidr(i),
+            bridge_port=check_ifname(f"n{i}"),
+            interface="eth0",
+            routes=routes,
+        ))
+    client = ClientPlan(
+        netns=f"{name}-client",
+        ip=CLIENT_IP,
+        bridge_port=check_ifname("cl"),
+        interface="eth0",
+        routes=(Route(dest=SERVICE_CIDR, via=node_ip(1)), Route(dest=CLUSTER_CIDR, via=node_ip(1))),
+    )
+    return LabPlan(
+        name=name,
+        net_netns=f"{name}-net",
+        bridge=BRIDGE,
+        nodes=tuple(node_plans),
+        client=client,
+    )
+
+
+def node_network_prefixlen() -> int:
+    return ipaddress.ip_network(NODE_NETWORK).prefixlen

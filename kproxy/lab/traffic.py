@@ -1,0 +1,144 @@
+"""Traffic from inside a lab namespace: one TCP or UDP request to an echo pod and its answer.
+
+Every failure is typed so a test can tell a rejected Service (Refused) from a black hole
+(Timeout) and from a missing route (Unreachable). The socket is opened on the namespace's
+thread (kproxy.netns.NetNS), so it lives in that namespace.
+"""
+from __future__ import annotations
+
+import errno
+import socket
+from dataclasses import dataclass
+
+from kproxy.netns import NetNS
+
+REQUEST = b"hello\n"
+
+
+class TrafficError(Exception):
+    """A request got no answer; subclasses say why."""
+
+
+class Refused(TrafficError):
+    """The connection was actively refused (TCP RST or ICMP port unreachable)."""
+
+
+class Timeout(TrafficError):
+    """No answer within the timeout (a silent drop)."""
+
+
+class Unreachable(TrafficError):
+    """ICMP host/network unreachable, or no route from the namespace."""
+
+
+class Reset(TrafficError):
+    """The connection was established and then reset before a full answer."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A parsed echo answer: which pod answered and which client address it saw."""
+
+    pod: str
+    client_ip: str
+    client_port: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Reply":
+        try:
+            pod, addr = text.strip().split(" ")
+            ip, port = addr.rsplit(":", 1)
+            return cls(pod, ip, int(port))
+        except ValueError:
+            raise TrafficError(f"not an echo answer: {text!r}") from None
+
+
+def _classify(exc: OSError, what: str) -> TrafficError:
+    if isinstance(exc, socket.timeout) or exc.errno in (errno.ETIMEDOUT, errno.EAGAIN):
+        return Timeout(f"{what}: timed out")
+    if exc.errno == errno.ECONNREFUSED:
+        return Refused(f"{what}: connection refused")
+    if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL):
+        return Unreachable(f"{what}: {exc.strerror}")
+    if exc.errno in (errno.ECONNRESET, errno.EPIPE):
+        return Reset(f"{what}: {exc.strerror}")
+    return TrafficError(f"{what}: {exc}")
+
+
+def _tcp(ip: str, port: int, timeout: float, source_port: int | None) -> str:
+    what = f"tcp {ip}:{port}"
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        if source_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("0.0.0.0", source_port))
+        sock.connect((ip, port))
+        sock.sendall(REQUEST)
+        chunks = []
+        while True:
+            data = sock.recv(4096)
+            if not data:
+                break
+            chunks.append(data)
+            if data.endswith(b"\n"):
+                break
+        text = b"".join(chunks).decode(errors="replace")
+        if not text.endswith("\n"):
+            raise Reset(f"{what}: closed after {len(text)} bytes without a full answer")
+        return text
+    except OSError as exc:
+        raise _classify(exc, what) from None
+    finally:
+        sock.close()
+
+
+def _udp(ip: str, port: int, timeout: float, source_port: int | None) -> str:
+    what = f"udp {ip}:{port}"
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.settimeout(timeout)
+        if source_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("0.0.0.0", source_port))
+        # A connected socket reports ICMP errors (port unreachable -> ECONNREFUSED).
+        sock.connect((ip, port))
+        sock.send(REQUEST)
+        return sock.recv(4096).decode(errors="replace")
+    except OSError as exc:
+        raise _classify(exc, what) from None
+    finally:
+        sock.close()
+
+
+def _in(netns: NetNS | str | None, fn, *args):
+    if isinstance(netns, NetNS):
+        return netns.run(fn, *args)
+    ns = NetNS(netns)
+    try:
+        return ns.run(fn, *args)
+    finally:
+        ns.close()
+
+
+def tcp_request(netns: NetNS | str | None, ip: str, port: int, timeout: float = 2.0,
+                source_port: int | None = None) -> str:
+    """Connects from `netns` to ip:port, sends one line and returns the full answer line.
+    Raises Refused, Timeout, Unreachable, Reset or TrafficError."""
+    return _in(netns, _tcp, ip, port, timeout, source_port)
+
+
+def udp_request(netns: NetNS | str | None, ip: str, port: int, source_port: int | None = None,
+                timeout: float = 2.0) -> str:
+    """Sends one datagram from `netns` (from `source_port` if given) and returns the answer.
+    Raises Refused (ICMP port unreachable), Timeout, Unreachable or TrafficError."""
+    return _in(netns, _udp, ip, port, timeout, source_port)
+
+
+def tcp_reply(netns: NetNS | str | None, ip: str, port: int, timeout: float = 2.0) -> Reply:
+    return Reply.parse(tcp_request(netns, ip, port, timeout))
+
+
+def udp_reply(netns: NetNS | str | None, ip: str, port: int, source_port: int | None = None,
+              timeout: float = 2.0) -> Reply:
+    return Reply.parse(udp_request(netns, ip, port, source_port, timeout))
