@@ -1,0 +1,242 @@
+"""Change tracking: informer events in, the next ProxyState and its Changes out.
+
+Informer handlers only record: ServiceChangeTracker and EndpointSliceTracker keep
+{previous, current} per object since the last build, drop changes that make no difference to
+the proxy (a resourceVersion bump, a headless Service appearing), and call `on_change` so the
+proxier can request a sync. ProxyStateBuilder.build_state() consumes what they recorded and
+rebuilds only the ServicePorts of the Services that changed, reusing every other ServicePort
+object as it was.
+
+Not thread-safe: handlers and build_state() run on the agent's one event loop.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from kproxy.agent import translate
+from kproxy.agent.state import Changes, ProxyState, ServicePort
+
+Obj = Mapping[str, Any]
+
+
+class _ObjectTracker:
+    """{previous, current} per object key, with no-op detection through `view()`."""
+
+    def __init__(self, on_change: Callable[[], None] | None = None) -> None:
+        self._pending: dict[str, tuple[Obj | None, Obj | None]] = {}
+        self._on_change = on_change
+        self.total = 0  # changes recorded since start (for the *_changes_total metric)
+
+    def view(self, obj: Obj | None) -> Any:
+        raise NotImplementedError
+
+    def update(self, old: Obj | None, new: Obj | None) -> bool:
+        """Records old -> new (None: absent). Returns True if the object now differs from what
+        the last build saw."""
+        obj = new if new is not None else old
+        if obj is None:
+            return False
+        key = translate.object_key(obj)
+        previous = self._pending[key][0] if key in self._pending else old
+        if self.view(previous) == self.view(new):
+            self._pending.pop(key, None)
+            return False
+        self._pending[key] = (previous, new)
+        self.total += 1
+        self._changed(new)
+        if self._on_change is not None:
+            self._on_change()
+        return True
+
+    def _changed(self, new: Obj | None) -> None:
+        pass
+
+    # informer handler protocol
+    def on_add(self, obj: Obj) -> None:
+        self.update(None, obj)
+
+    def on_update(self, old: Obj, new: Obj) -> None:
+        self.update(old, new)
+
+    def on_delete(self, obj: Obj) -> None:
+        self.update(obj, None)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def take(self) -> dict[str, tuple[Obj | None, Obj | None]]:
+        """Returns and forgets what was recorded since the last take()."""
+        pending, self._pending = self._pending, {}
+        return pending
+
+
+class ServiceChangeTracker(_ObjectTracker):
+    def view(self, obj: Obj | None) -> Any:
+        return translate.service_ports(obj)
+
+
+class EndpointSliceTracker(_ObjectTracker):
+    def __init__(self, node_name: str, on_change: Callable[[], None] | None = None) -> None:
+        super().__init__(on_change)
+        self.node_name = node_name
+        self._trigger_times: list[float] = []
+
+    def view(self, obj: Obj | None) -> Any:
+        return translate.slice_service_key(obj), translate.slice_view(obj, self.node_name)
+
+    def _changed(self, new: Obj | None) -> None:
+        t = translate.trigger_time(new)
+        if t is not None:
+            self._trigger_times.append(t)
+
+    def take_trigger_times(self) -> list[float]:
+        """Trigger times of the slice changes recorded since the last call (for
+        network_programming_duration_seconds)."""
+        times, self._trigger_times = self._trigger_times, []
+        return times
+
+
+class NodeTracker:
+    """This node's Node object: its addresses (for NodePort) and health eligibility."""
+
+    def __init__(self, node_name: str, on_change: Callable[[], None] | None = None) -> None:
+        self.node_name = node_name
+        self.node: Obj | None = None
+        self._on_change = on_change
+        self.changed = False
+
+    def _set(self, node: Obj | None) -> None:
+        if node is not None and translate.object_key(node) != self.node_name:
+            return
+        before = translate.node_ips(self.node)
+        self.node = node
+        if translate.node_ips(node) != before:
+            self.changed = True
+            if self._on_change is not None:
+                self._on_change()
+
+    def on_add(self, obj: Obj) -> None:
+        self._set(obj)
+
+    def on_update(self, old: Obj, new: Obj) -> None:
+        self._set(new)
+
+    def on_delete(self, obj: Obj) -> None:
+        if translate.object_key(obj) == self.node_name:
+            self._set(None)
+
+    @property
+    def eligible(self) -> bool:
+        return translate.node_eligible(self.node)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    state: ProxyState
+    changes: Changes
+    trigger_times: tuple[float, ...] = ()  # slice last-change-trigger-times consumed by this build
+
+
+@dataclass(frozen=True)
+class StateSettings:
+    """The node-wide ProxyState fields that come from configuration."""
+
+    node_name: str
+    cluster_cidr: str | None = None
+    masquerade_all: bool = False
+    masquerade_bit: int = 14
+    node_port_addresses: tuple[str, ...] = ()
+
+
+@dataclass
+class ProxyStateBuilder:
+    """Owns the trackers and the object caches; `build_state()` is O(changed Services)."""
+
+    settings: StateSettings
+    on_change: Callable[[], None] | None = None
+    services: ServiceChangeTracker = field(init=False)
+    slices: EndpointSliceTracker = field(init=False)
+    node: NodeTracker = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.services = ServiceChangeTracker(self.on_change)
+        self.slices = EndpointSliceTracker(self.settings.node_name, self.on_change)
+        self.node = NodeTracker(self.settings.node_name, self.on_change)
+        self._service_objs: dict[str, Obj] = {}
+        self._slice_owner: dict[str, str] = {}  # slice key -> service key
+        self._slice_views: dict[str, dict[str, translate.SliceView]] = {}  # service key -> slice name -> view
+        self._ports_by_service: dict[str, dict[str, ServicePort]] = {}
+        self._ports: dict[str, ServicePort] = {}
+        self._node_ips: tuple[str, ...] = ()
+        self._state: ProxyState | None = None
+
+    @property
+    def state(self) -> ProxyState | None:
+        """The last built state (None before the first build)."""
+        return self._state
+
+    def build_state(self) -> BuildResult:
+        """Consumes recorded changes; returns the next state (same object and revision when
+        nothing changed) and the ServicePort keys that differ. The first build is full, and so
+        is a build where the node's addresses changed."""
+        affected: set[str] = set()
+        for key, (_, svc) in self.services.take().items():
+            affected.add(key)
+            if svc is None:
+                self._service_objs.pop(key, None)
+            else:
+                self._service_objs[key] = svc
+        for key, (_, slc) in self.slices.take().items():
+            old_owner = self._slice_owner.pop(key, None)
+            if old_owner is not None:
+                affected.add(old_owner)
+                views = self._slice_views.get(old_owner, {})
+                views.pop(key, None)
+                if not views:
+                    self._slice_views.pop(old_owner, None)
+            owner = translate.slice_service_key(slc)
+            if slc is not None and owner is not None:
+                affected.add(owner)
+                self._slice_owner[key] = owner
+                self._slice_views.setdefault(owner, {})[key] = translate.slice_view(slc, self.settings.node_name)
+        trigger_times = tuple(self.slices.take_trigger_times())
+
+        changed: set[str] = set()
+        for svc_key in affected:
+            views = self._slice_views.get(svc_key, {})
+            new = translate.build_service_ports(self._service_objs.get(svc_key),
+                                                (views[k] for k in sorted(views)))
+            old = self._ports_by_service.get(svc_key, {})
+            for port_key in old.keys() | new.keys():
+                before, after = old.get(port_key), new.get(port_key)
+                if before == after:
+                    new[port_key] = before  # reuse the object the backend may have cached
+                    continue
+                changed.add(port_key)
+                if after is None:
+                    del self._ports[port_key]
+                else:
+                    self._ports[port_key] = after
+            if new:
+                self._ports_by_service[svc_key] = new
+            else:
+                self._ports_by_service.pop(svc_key, None)
+
+        node_changed = self.node.changed
+        self.node.changed = False
+        new_node_ips = translate.node_ips(self.node.node)
+        full = self._state is None or (node_changed and new_node_ips != self._node_ips)
+        self._node_ips = new_node_ips
+        if self._state is not None and not changed and not full:
+            return BuildResult(self._state, Changes(full=False), trigger_times)
+        s = self.settings
+        self._state = ProxyState(
+            node_name=s.node_name, node_ips=self._node_ips, cluster_cidr=s.cluster_cidr,
+            masquerade_all=s.masquerade_all, masquerade_bit=s.masquerade_bit,
+            node_port_addresses=s.node_port_addresses, services=dict(self._ports),
+            revision=(self._state.revision + 1) if self._state is not None else 1,
+        )
+        return BuildResult(self._state, Changes(full=full, services=frozenset(changed)), trigger_times)

@@ -1,0 +1,222 @@
+"""Pure translation of API objects (plain dicts) into the ProxyState model.
+
+Everything here is a pure function of its arguments: no I/O, no caches. Malformed or partial
+objects never raise; the parts that cannot be used are left out (the apiserver validates, but
+the agent must survive whatever a real cluster hands it).
+
+Rules, as kube-proxy applies them:
+- Services are skipped when headless (clusterIP "None" or ""), of type ExternalName, or
+  labelled service.kubernetes.io/service-proxy-name or service.kubernetes.io/headless.
+- One ServicePort per (Service, port), keyed "ns/name:portname".
+- Endpoints come from every EndpointSlice labelled kubernetes.io/service-name=<svc> in the
+  Service's namespace, matched to the ServicePort by port name and protocol; conditions default
+  ready=true, serving=ready, terminating=false; only an endpoint's first address is used.
+- The same ip:port in several slices is merged into one endpoint: slices are visited in name
+  order and the first one wins, except that a ready copy replaces a not-ready one.
+"""
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any, Iterable, Mapping
+
+from kproxy.agent.state import Endpoint, ServicePort
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+SERVICE_PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
+HEADLESS_LABEL = "service.kubernetes.io/headless"
+TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
+DEFAULT_AFFINITY_TIMEOUT = 10800
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+
+# One slice's usable content: ((port_name, protocol), endpoints) pairs, sorted.
+SliceView = tuple[tuple[tuple[str, str], tuple[Endpoint, ...]], ...]
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def object_key(obj: Mapping[str, Any]) -> str:
+    """"namespace/name" (or "name" when cluster-scoped), the informer cache key."""
+    meta = _dict(obj.get("metadata"))
+    ns = meta.get("namespace")
+    return f"{ns}/{meta.get('name', '')}" if ns else str(meta.get("name", ""))
+
+
+def is_proxied(svc: Mapping[str, Any] | None) -> bool:
+    """True when kube-proxy would program this Service."""
+    if not svc:
+        return False
+    labels = _dict(_dict(svc.get("metadata")).get("labels"))
+    if SERVICE_PROXY_NAME_LABEL in labels or HEADLESS_LABEL in labels:
+        return False
+    spec = _dict(svc.get("spec"))
+    if spec.get("type") == "ExternalName":
+        return False
+    return spec.get("clusterIP") not in (None, "", "None")
+
+
+def _port_number(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536 else 0
+
+
+def service_ports(svc: Mapping[str, Any] | None) -> tuple[ServicePort, ...]:
+    """The ServicePorts of one Service, without endpoints, sorted by key; () when not proxied."""
+    if not is_proxied(svc):
+        return ()
+    assert svc is not None
+    meta = _dict(svc.get("metadata"))
+    spec = _dict(svc.get("spec"))
+    status = _dict(svc.get("status"))
+    svc_type = spec.get("type") or "ClusterIP"
+    cluster_ips = [ip for ip in _list(spec.get("clusterIPs")) if isinstance(ip, str) and ip not in ("", "None")]
+    if not cluster_ips:
+        cluster_ips = [spec["clusterIP"]]
+    external_ips = tuple(ip for ip in _list(spec.get("externalIPs")) if isinstance(ip, str) and ip)
+    lb_ips: tuple[str, ...] = ()
+    if svc_type == "LoadBalancer":
+        lb_ips = tuple(str(i["ip"]) for i in map(_dict, _list(_dict(status.get("loadBalancer")).get("ingress")))
+                       if i.get("ip"))
+    source_ranges = tuple(r for r in _list(spec.get("loadBalancerSourceRanges")) if isinstance(r, str))
+    affinity = None
+    if spec.get("sessionAffinity") == "ClientIP":
+        timeout = _dict(_dict(spec.get("sessionAffinityConfig")).get("clientIP")).get("timeoutSeconds")
+        affinity = timeout if isinstance(timeout, int) and not isinstance(timeout, bool) and timeout > 0 \
+            else DEFAULT_AFFINITY_TIMEOUT
+    externally_accessible = svc_type in ("NodePort", "LoadBalancer") or bool(external_ips)
+    external_local = externally_accessible and spec.get("externalTrafficPolicy") == "Local"
+    internal_local = spec.get("internalTrafficPolicy") == "Local"
+    health_port = _port_number(spec.get("healthCheckNodePort")) if external_local else 0
+    out: dict[str, ServicePort] = {}
+    for raw in map(_dict, _list(spec.get("ports"))):
+        port = _port_number(raw.get("port"))
+        protocol = raw.get("protocol") or "TCP"
+        if not port or protocol not in PROTOCOLS:
+            continue
+        node_port = _port_number(raw.get("nodePort")) if svc_type in ("NodePort", "LoadBalancer") else 0
+        sp = ServicePort(
+            namespace=str(meta.get("namespace", "")), name=str(meta.get("name", "")),
+            port_name=str(raw.get("name") or ""), protocol=protocol, port=port,
+            cluster_ips=tuple(cluster_ips), node_port=node_port, external_ips=external_ips,
+            load_balancer_ips=lb_ips, load_balancer_source_ranges=source_ranges,
+            session_affinity_timeout=affinity, external_policy_local=external_local,
+            internal_policy_local=internal_local, health_check_node_port=health_port,
+        )
+        out.setdefault(sp.key, sp)
+    return tuple(out[k] for k in sorted(out))
+
+
+def slice_service_key(slc: Mapping[str, Any] | None) -> str | None:
+    """"ns/service" the slice belongs to, from its kubernetes.io/service-name label."""
+    if not slc:
+        return None
+    meta = _dict(slc.get("metadata"))
+    name = _dict(meta.get("labels")).get(SERVICE_NAME_LABEL)
+    if not name or not meta.get("namespace"):
+        return None
+    return f"{meta['namespace']}/{name}"
+
+
+def _condition(conditions: Mapping[str, Any], name: str, default: bool) -> bool:
+    value = conditions.get(name)
+    return value if isinstance(value, bool) else default
+
+
+def slice_view(slc: Mapping[str, Any] | None, node_name: str) -> SliceView:
+    """The endpoints one slice contributes per (port name, protocol); () for unusable slices."""
+    if not slc or slc.get("addressType") not in (None, "IPv4", "IPv6"):
+        return ()
+    per_port: dict[tuple[str, str], dict[tuple[str, int], Endpoint]] = {}
+    endpoints = []
+    for raw in map(_dict, _list(slc.get("endpoints"))):
+        addresses = [a for a in _list(raw.get("addresses")) if isinstance(a, str) and a]
+        if not addresses:
+            continue
+        cond = _dict(raw.get("conditions"))
+        ready = _condition(cond, "ready", True)
+        serving = _condition(cond, "serving", ready)
+        terminating = _condition(cond, "terminating", False)
+        node = raw.get("nodeName") if isinstance(raw.get("nodeName"), str) else None
+        zone = raw.get("zone") if isinstance(raw.get("zone"), str) else None
+        endpoints.append((addresses[0], ready, serving, terminating, node, zone))
+    for port in map(_dict, _list(slc.get("ports"))):
+        number = _port_number(port.get("port"))
+        if not number:
+            continue
+        key = (str(port.get("name") or ""), port.get("protocol") or "TCP")
+        eps = per_port.setdefault(key, {})
+        for ip, ready, serving, terminating, node, zone in endpoints:
+            have = eps.get((ip, number))
+            if have is None or (ready and not have.ready):  # same duplicate rule as merge_endpoints
+                eps[(ip, number)] = Endpoint(ip=ip, port=number, ready=ready, serving=serving,
+                                             terminating=terminating, node_name=node, zone=zone,
+                                             is_local=node is not None and node == node_name)
+    return tuple((k, tuple(sorted(v.values()))) for k, v in sorted(per_port.items()))
+
+
+def merge_endpoints(views: Iterable[SliceView], port_name: str, protocol: str) -> tuple[Endpoint, ...]:
+    """Endpoints for one ServicePort from slice views given in slice-name order (see module doc
+    for the duplicate rule). Sorted."""
+    merged: dict[tuple[str, int], Endpoint] = {}
+    for view in views:
+        for key, eps in view:
+            if key != (port_name, protocol):
+                continue
+            for ep in eps:
+                have = merged.get((ep.ip, ep.port))
+                if have is None or (ep.ready and not have.ready):
+                    merged[(ep.ip, ep.port)] = ep
+    return tuple(sorted(merged.values()))
+
+
+def build_service_ports(svc: Mapping[str, Any] | None, views: Iterable[SliceView]) -> dict[str, ServicePort]:
+    """All ServicePorts of one Service with their endpoints; `views` are the Service's slices'
+    views in slice-name order."""
+    views = list(views)
+    out = {}
+    for sp in service_ports(svc):
+        eps = merge_endpoints(views, sp.port_name, sp.protocol)
+        out[sp.key] = dataclasses.replace(sp, endpoints=eps)
+    return out
+
+
+def node_ips(node: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The node's addresses for NodePort: its InternalIPs, then its ExternalIPs."""
+    if not node:
+        return ()
+    addresses = [_dict(a) for a in _list(_dict(node.get("status")).get("addresses"))]
+    out: list[str] = []
+    for kind in ("InternalIP", "ExternalIP"):
+        for a in addresses:
+            ip = a.get("address")
+            if a.get("type") == kind and isinstance(ip, str) and ip and ip not in out:
+                out.append(ip)
+    return tuple(out)
+
+
+def node_eligible(node: Mapping[str, Any] | None) -> bool:
+    """False when the Node is being deleted or is tainted for deletion by the autoscaler."""
+    if not node:
+        return True  # unknown node: kube-proxy stays eligible
+    if _dict(node.get("metadata")).get("deletionTimestamp"):
+        return False
+    taints = _list(_dict(node.get("spec")).get("taints"))
+    return not any(_dict(t).get("key") == "ToBeDeletedByClusterAutoscaler" for t in taints)
+
+
+def trigger_time(slc: Mapping[str, Any] | None) -> float | None:
+    """The slice's last-change-trigger-time annotation as a Unix timestamp, if present."""
+    if not slc:
+        return None
+    value = _dict(_dict(slc.get("metadata")).get("annotations")).get(TRIGGER_TIME_ANNOTATION)
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
