@@ -1,0 +1,148 @@
+"""BoundedFrequencyRunner with short real intervals: only counts and ordering are asserted, and
+every wait is a bounded poll."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from kproxy.agent.runner import BoundedFrequencyRunner
+
+
+class Recorder:
+    def __init__(self, fail_times: int = 0, hold: float = 0.0):
+        self.calls: list[tuple[float, bool]] = []
+        self.fail_times = fail_times
+        self.hold = hold
+        self.running = 0
+        self.max_running = 0
+
+    async def __call__(self, full: bool) -> None:
+        self.running += 1
+        self.max_running = max(self.max_running, self.running)
+        try:
+            self.calls.append((asyncio.get_running_loop().time(), full))
+            if self.hold:
+                await asyncio.sleep(self.hold)
+            if len(self.calls) <= self.fail_times:
+                raise RuntimeError("apply failed")
+        finally:
+            self.running -= 1
+
+
+async def wait_for(predicate, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached before the deadline"
+        await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def running(runner):
+    task = asyncio.create_task(runner.loop())
+    try:
+        yield task
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 10)
+
+
+def test_bad_intervals():
+    with pytest.raises(ValueError):
+        BoundedFrequencyRunner(Recorder(), 2.0, 1.0)
+    with pytest.raises(ValueError):
+        BoundedFrequencyRunner(Recorder(), 0.0, 0.0)
+
+
+async def _coalescing():
+    rec = Recorder()
+    runner = BoundedFrequencyRunner(rec, min_interval=0.3, max_interval=1000)
+    async with running(runner):
+        runner.run()
+        await wait_for(lambda: len(rec.calls) == 1)
+        for _ in range(50):  # a burst during the min interval becomes one sync
+            runner.run()
+            await asyncio.sleep(0)
+        await wait_for(lambda: len(rec.calls) == 2)
+        # nothing else is pending: poll a while and check no further sync happened
+        await asyncio.sleep(0.6)
+    assert len(rec.calls) == 2
+    assert rec.calls[1][0] - rec.calls[0][0] >= 0.3 - 1e-3
+    assert [full for _, full in rec.calls] == [False, False]
+
+
+def test_coalescing_and_min_interval():
+    asyncio.run(_coalescing())
+
+
+async def _no_overlap():
+    rec = Recorder(hold=0.2)
+    runner = BoundedFrequencyRunner(rec, min_interval=0.0, max_interval=1000)
+    async with running(runner):
+        runner.run()
+        await wait_for(lambda: rec.running == 1)
+        for _ in range(10):  # requests during a running sync: one more sync after it
+            runner.run()
+        await wait_for(lambda: len(rec.calls) == 2 and rec.running == 0)
+        await asyncio.sleep(0.3)
+    assert len(rec.calls) == 2
+    assert rec.max_running == 1
+
+
+def test_requests_during_sync_coalesce_without_overlap():
+    asyncio.run(_no_overlap())
+
+
+async def _periodic():
+    rec = Recorder()
+    runner = BoundedFrequencyRunner(rec, min_interval=0.0, max_interval=0.2)
+    async with running(runner):
+        await wait_for(lambda: len(rec.calls) >= 3)
+    assert all(full for _, full in rec.calls)
+    starts = [t for t, _ in rec.calls]
+    assert all(b - a >= 0.2 - 1e-3 for a, b in zip(starts, starts[1:]))
+
+
+def test_periodic_sync_is_full():
+    asyncio.run(_periodic())
+
+
+async def _explicit_full():
+    rec = Recorder()
+    runner = BoundedFrequencyRunner(rec, min_interval=0.0, max_interval=1000)
+    async with running(runner):
+        runner.run()
+        runner.run(full=True)
+        await wait_for(lambda: len(rec.calls) == 1)
+        runner.run()
+        await wait_for(lambda: len(rec.calls) == 2)
+    assert [full for _, full in rec.calls] == [True, False]
+
+
+def test_full_request_sticks_until_served():
+    asyncio.run(_explicit_full())
+
+
+async def _retry():
+    rec = Recorder(fail_times=2)
+    runner = BoundedFrequencyRunner(rec, min_interval=0.0, max_interval=1000, retry_initial=0.05)
+    async with running(runner):
+        runner.run(full=True)
+        await wait_for(lambda: len(rec.calls) == 3)  # two failures, then success, no new request
+        assert runner.failures == 0
+        await asyncio.sleep(0.3)
+    assert len(rec.calls) == 3
+    assert all(full for _, full in rec.calls)  # a failed full sync is retried as full
+    starts = [t for t, _ in rec.calls]
+    assert starts[1] - starts[0] >= runner.backoff(1) - 1e-3
+    assert starts[2] - starts[1] >= runner.backoff(2) - 1e-3
+
+
+def test_failure_is_retried_with_backoff():
+    asyncio.run(_retry())
+
+
+def test_backoff_doubles_up_to_max_interval():
+    runner = BoundedFrequencyRunner(Recorder(), min_interval=1.0, max_interval=30.0)
+    assert [runner.backoff(n) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
