@@ -1,0 +1,261 @@
+"""IptablesBackend: the kube-proxy iptables model applied with iptables-restore --noflush.
+
+Kernel I/O lives only here; rendering (render.py) and restore text (restore.py) are pure.
+All commands run inside the backend's network namespace (self.netns.command).
+
+Guarantees:
+- apply(ruleset, None) is a full sync: it writes every chain we own, deletes stale per-service
+  chains found in the kernel, ensures the jump rules from built-in chains (iptables -C, then -I
+  at the top when missing, so they are never duplicated) and the sysctl the model needs
+  (net.ipv4.conf.all.route_localnet=1 when localhost NodePorts are on). Applying the same
+  ruleset twice leaves iptables-save identical.
+- apply(ruleset, previous) writes only chains that differ from `previous`.
+- On failure apply raises ApplyError naming the failing restore line and its rule; iptables-restore
+  commits nothing of a table that fails (with iptables-legacy an earlier table of the same input,
+  filter, may already be committed); the next full sync rewrites everything.
+- cleanup() removes, for both iptables-nft and iptables-legacy, our jump rules and every chain we
+  own (declared = flushed, then -X), in one restore per variant, and nothing else.
+
+Not done here: net.ipv4.ip_forward=1 is the node's (the lab's) job.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kproxy.agent.backend import ApplyError, ApplyResult, Backend, BackendUnavailable
+from kproxy.agent.state import ProxyState
+from kproxy.netns import NetNS
+
+from . import restore as restore_text
+from .names import TABLES, is_owned_chain
+from .render import render as render_ruleset
+from .ruleset import JumpRule, RenderOptions, Ruleset
+from .save import OwnedView, chain_names, owned_view, parse_save
+
+LOCK_WAIT_SECONDS = 5
+LOCK_RETRIES = 3
+LOCK_MESSAGE = "holding the xtables lock"
+_ERROR_LINE = re.compile(r"(?:Error occurred at line: (\d+))|(?:line (\d+) failed)")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One iptables implementation: its three binaries."""
+
+    name: str  # "nft" | "legacy"
+    iptables: str
+    save: str
+    restore: str
+
+    def available(self) -> bool:
+        return all(shutil.which(b) for b in (self.iptables, self.save, self.restore))
+
+
+VARIANTS = {
+    "nft": Variant("nft", "iptables-nft", "iptables-nft-save", "iptables-nft-restore"),
+    "legacy": Variant("legacy", "iptables-legacy", "iptables-legacy-save", "iptables-legacy-restore"),
+}
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What the kernel holds of ours, from `iptables-save -c` (counters included)."""
+
+    variant: str
+    view: OwnedView
+
+
+def _config_value(config: Any, name: str, default: Any) -> Any:
+    section = getattr(config, "iptables", None)
+    return getattr(section, name, default) if section is not None else default
+
+
+def _version_at_least(text: str, want: tuple[int, ...]) -> bool:
+    m = re.search(r"v(\d+)\.(\d+)\.(\d+)", text)
+    return bool(m) and tuple(int(x) for x in m.groups()) >= want
+
+
+def _works(netns: NetNS, variant: Variant) -> bool:
+    if not variant.available():
+        return False
+    try:
+        return netns.command([variant.save, "-t", "filter"], check=False, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def _holds_kube_chains(netns: NetNS, variant: Variant) -> bool:
+    if not variant.available():
+        return False
+    out = netns.command([variant.save], check=False, timeout=60).stdout
+    return ":KUBE-" in out
+
+
+class IptablesBackend(Backend):
+    name = "iptables"
+
+    def __init__(self, netns: Any, config: Any) -> None:
+        super().__init__(netns if netns is not None else NetNS(None), config)
+        self._variant: Variant | None = None
+        self._options: RenderOptions | None = None
+        self._sysctls_done = False
+
+    # ------------------------------------------------------------------ probing
+
+    @classmethod
+    def probe(cls, netns: Any) -> None:
+        netns = netns if netns is not None else NetNS(None)
+        if not any(_works(netns, v) for v in VARIANTS.values()):
+            raise BackendUnavailable(
+                "iptables mode needs iptables-nft-restore or iptables-legacy-restore working in "
+                f"the namespace ({netns!r}); install the iptables package")
+
+    @property
+    def variant(self) -> Variant:
+        """The chosen implementation: config iptables.backend nft | legacy | auto (auto: the one
+        whose tables already hold KUBE-* chains, else nft)."""
+        if self._variant is None:
+            wanted = _config_value(self.config, "backend", "auto")
+            if wanted in VARIANTS:
+                variant = VARIANTS[wanted]
+                if not _works(self.netns, variant):
+                    raise BackendUnavailable(f"iptables backend {wanted!r}: {variant.restore} is not "
+                                             "installed or does not work in the namespace")
+            elif wanted == "auto":
+                variant = next((v for v in (VARIANTS["legacy"], VARIANTS["nft"])
+                                if _holds_kube_chains(self.netns, v)), None)
+                if variant is None:
+                    variant = next((v for v in (VARIANTS["nft"], VARIANTS["legacy"])
+                                    if _works(self.netns, v)), None)
+                if variant is None:
+                    raise BackendUnavailable("neither iptables-nft nor iptables-legacy works in the namespace")
+            else:
+                raise BackendUnavailable(f"unknown iptables backend {wanted!r} (want nft, legacy or auto)")
+            self._variant = variant
+        return self._variant
+
+    @property
+    def options(self) -> RenderOptions:
+        if self._options is None:
+            version = self.netns.command([self.variant.iptables, "--version"], check=False).stdout
+            self._options = RenderOptions(
+                localhost_nodeports=bool(_config_value(self.config, "localhost_nodeports", True)),
+                random_fully=_version_at_least(version, (1, 6, 2)),
+            )
+        return self._options
+
+    # ------------------------------------------------------------------ render / apply
+
+    def render(self, state: ProxyState, previous: Ruleset | None = None) -> Ruleset:
+        return render_ruleset(state, previous, self.options)
+
+    def apply(self, ruleset: Ruleset, previous: Ruleset | None) -> ApplyResult:
+        full = previous is None
+        if full:
+            text = restore_text.full_restore(ruleset, self._kernel_chains())
+        else:
+            text = restore_text.partial_restore(ruleset, previous)
+        if text:
+            self._restore(text)
+        if full:
+            self.ensure_jumps(ruleset.jumps)
+            self._ensure_sysctls(ruleset.options)
+        written = text.count("\n:") + text.startswith(":")
+        return ApplyResult(full=full, objects_written=written,
+                           detail=f"{self.variant.name}: {len(text.splitlines())} restore lines")
+
+    def _kernel_chains(self) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for table in TABLES:
+            res = self.netns.command([self.variant.save, "-t", table], check=False, timeout=120)
+            out[table] = chain_names(res.stdout).get(table, set()) if res.returncode == 0 else set()
+        return out
+
+    def _restore(self, text: str) -> None:
+        argv = [self.variant.restore, "--noflush", "-w", str(LOCK_WAIT_SECONDS)]
+        for attempt in range(LOCK_RETRIES):
+            res = self.netns.command(argv, input=text, check=False, timeout=300)
+            if res.returncode == 0:
+                return
+            if LOCK_MESSAGE in res.stderr and attempt + 1 < LOCK_RETRIES:
+                time.sleep(0.1 * (attempt + 1))
+                continue
+            raise ApplyError(describe_restore_error(self.variant.restore, text, res.stderr))
+
+    def ensure_jumps(self, jumps: tuple[JumpRule, ...]) -> None:
+        """Makes every jump rule present exactly once (checked with -C, inserted at the top)."""
+        base = [self.variant.iptables, "-w", str(LOCK_WAIT_SECONDS)]
+        for jump in jumps:
+            spec = jump.argv()
+            check = self.netns.command(base + ["-t", jump.table, "-C", jump.chain] + spec, check=False)
+            if check.returncode == 0:
+                continue
+            res = self.netns.command(base + ["-t", jump.table, "-I", jump.chain, "1"] + spec, check=False)
+            if res.returncode != 0:
+                raise ApplyError(f"{self.variant.iptables} -t {jump.table} -I {jump.chain} "
+                                 f"{' '.join(spec)}: {res.stderr.strip()}")
+
+    def _ensure_sysctls(self, options: RenderOptions) -> None:
+        if self._sysctls_done or not options.localhost_nodeports:
+            return
+        res = self.netns.command(["sysctl", "-q", "-w", "net.ipv4.conf.all.route_localnet=1"], check=False)
+        if res.returncode != 0:
+            raise ApplyError(f"sysctl net.ipv4.conf.all.route_localnet=1: {res.stderr.strip()}")
+        self._sysctls_done = True
+
+    # ------------------------------------------------------------------ inspect / cleanup
+
+    def inspect(self) -> Inspection:
+        res = self.netns.command([self.variant.save, "-c"], check=False, timeout=120)
+        if res.returncode != 0:
+            raise ApplyError(f"{self.variant.save}: {res.stderr.strip()}")
+        return Inspection(self.variant.name, owned_view(parse_save(res.stdout)))
+
+    def cleanup(self) -> None:
+        for variant in VARIANTS.values():
+            if not variant.available():
+                continue
+            res = self.netns.command([variant.save], check=False, timeout=120)
+            if res.returncode != 0:
+                continue
+            text = cleanup_restore(owned_view(parse_save(res.stdout)))
+            if not text:
+                continue
+            out = self.netns.command([variant.restore, "--noflush", "-w", str(LOCK_WAIT_SECONDS)],
+                                     input=text, check=False, timeout=300)
+            if out.returncode != 0:
+                raise ApplyError(describe_restore_error(variant.restore, text, out.stderr))
+
+
+def cleanup_restore(view: OwnedView) -> str:
+    """Restore text removing our jump rules and chains: declare (flush) every owned chain, delete
+    the jump rules, then -X the chains. "" when nothing of ours is there."""
+    out: list[str] = []
+    for table in TABLES:
+        chains = sorted(c for c in view.chains.get(table, {}) if is_owned_chain(table, c))
+        jumps = [(chain, rule) for t, chain, rule in view.jumps if t == table]
+        if not chains and not jumps:
+            continue
+        out.append(f"*{table}")
+        out.extend(f":{c} - [0:0]" for c in chains)
+        out.extend(f"-D {chain} {rule.text}" for chain, rule in jumps)
+        out.extend(f"-X {c}" for c in chains)
+        out.append("COMMIT")
+    return "\n".join(out) + "\n" if out else ""
+
+
+def describe_restore_error(binary: str, text: str, stderr: str) -> str:
+    """One message: which input line failed, that line's text, and the tool's complaint."""
+    lines = text.splitlines()
+    reason = next((l.strip() for l in stderr.splitlines() if l.strip() and not l.startswith("Try `")), "")
+    m = _ERROR_LINE.search(stderr)
+    if m:
+        number = int(m.group(1) or m.group(2))
+        rule = lines[number - 1] if 0 < number <= len(lines) else "?"
+        return f"{binary} failed at line {number} ({rule}): {reason}"
+    return f"{binary} failed: {reason or stderr.strip() or 'no error output'}"

@@ -1,0 +1,85 @@
+"""Chain names: the static chains kproxy owns and the stable per-service chain names.
+
+Per-service chain names are computed exactly as kube-proxy computes them (prefix + the first 16
+characters of base32(sha256(servicePortName + protocol [+ endpoint]))), so a node moved from
+kube-proxy to kproxy keeps the same chain names. Guarantee: the same ServicePort (and endpoint)
+always maps to the same name, whatever else is in the state.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from kproxy.agent.state import Endpoint, ServicePort
+
+NAT = "nat"
+FILTER = "filter"
+TABLES = (FILTER, NAT)  # restore order: filter first, so REJECTs exist before nat changes
+
+# Static chains (the same in every ruleset).
+KUBE_SERVICES = "KUBE-SERVICES"
+KUBE_EXTERNAL_SERVICES = "KUBE-EXTERNAL-SERVICES"
+KUBE_NODEPORTS = "KUBE-NODEPORTS"
+KUBE_POSTROUTING = "KUBE-POSTROUTING"
+KUBE_MARK_MASQ = "KUBE-MARK-MASQ"
+KUBE_FORWARD = "KUBE-FORWARD"
+KUBE_PROXY_FIREWALL = "KUBE-PROXY-FIREWALL"
+KUBE_FIREWALL = "KUBE-FIREWALL"  # blocks martian localnet traffic when localhost NodePorts are on
+
+STATIC_NAT_CHAINS = (KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ)
+STATIC_FILTER_CHAINS = (KUBE_SERVICES, KUBE_EXTERNAL_SERVICES, KUBE_NODEPORTS, KUBE_FORWARD,
+                        KUBE_PROXY_FIREWALL, KUBE_FIREWALL)
+
+# Prefixes of per-service chains. KUBE-XLB- is the pre-1.24 name of KUBE-SVL-; it is listed
+# so that a full sync or cleanup also removes chains an older kube-proxy left behind.
+SERVICE_CHAIN_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-", "KUBE-XLB-")
+
+
+def is_service_chain(name: str) -> bool:
+    """True for a per-service chain name (one kproxy may delete when no Service needs it)."""
+    return name.startswith(SERVICE_CHAIN_PREFIXES)
+
+
+def is_owned_chain(table: str, name: str) -> bool:
+    """True for every chain kproxy creates in `table` (static or per-service)."""
+    static = STATIC_NAT_CHAINS if table == NAT else STATIC_FILTER_CHAINS
+    return name in static or is_service_chain(name)
+
+
+def service_port_name(sp: ServicePort) -> str:
+    """kube-proxy's ServicePortName string: "ns/name" or "ns/name:port" (port name only when set)."""
+    base = f"{sp.namespace}/{sp.name}"
+    return f"{base}:{sp.port_name}" if sp.port_name else base
+
+
+def _hash16(text: str) -> str:
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
+
+
+def _port_proto_hash(sp: ServicePort) -> str:
+    return _hash16(service_port_name(sp) + sp.protocol.lower())
+
+
+def cluster_chain(sp: ServicePort) -> str:
+    """KUBE-SVC-: load-balances over the Cluster-policy endpoints."""
+    return "KUBE-SVC-" + _port_proto_hash(sp)
+
+
+def local_chain(sp: ServicePort) -> str:
+    """KUBE-SVL-: load-balances over this node's endpoints (Local policy)."""
+    return "KUBE-SVL-" + _port_proto_hash(sp)
+
+
+def external_chain(sp: ServicePort) -> str:
+    """KUBE-EXT-: entry for NodePort / externalIP / LB traffic, applies externalTrafficPolicy."""
+    return "KUBE-EXT-" + _port_proto_hash(sp)
+
+
+def firewall_chain(sp: ServicePort) -> str:
+    """KUBE-FW-: loadBalancerSourceRanges filter in front of KUBE-EXT-."""
+    return "KUBE-FW-" + _port_proto_hash(sp)
+
+
+def endpoint_chain(sp: ServicePort, ep: Endpoint) -> str:
+    """KUBE-SEP-: DNAT to one endpoint (and hairpin mark, affinity --set)."""
+    return "KUBE-SEP-" + _hash16(service_port_name(sp) + sp.protocol.lower() + ep.address)

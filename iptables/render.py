@@ -1,0 +1,381 @@
+"""Pure rendering of a ProxyState into an iptables Ruleset (the kube-proxy iptables model).
+
+`render(state, previous, options)` is deterministic: equal inputs give equal Rulesets, and the
+rule text matches what kube-proxy writes for the same Service (chain names, comments, the
+probability cascade formatted with 10 decimals). Fragments of ServicePorts that compare equal to
+the previous render (under the same node-level context) are reused as the same objects, so
+rendering after one Service changed costs O(that Service) plus re-joining the dispatch chains.
+
+Layout (per ServicePort, protocol P, port N):
+  nat KUBE-SERVICES   -d <clusterIP> --dport N -> KUBE-SVC- (or KUBE-SVL- for internal Local)
+                      -d <externalIP|LB IP> --dport N -> KUBE-EXT- (LB with source ranges: KUBE-FW-)
+                      last rule: addrtype LOCAL (or node_port_addresses) -> KUBE-NODEPORTS
+  nat KUBE-NODEPORTS  --dport <nodePort> -> KUBE-EXT-
+  nat KUBE-EXT-       Cluster policy: mark masq, -> KUBE-SVC-; Local policy: pod traffic and
+                      node-local traffic short-circuit to KUBE-SVC-, the rest -> KUBE-SVL-
+  nat KUBE-SVC-/SVL-  mark masq for off-cluster sources, affinity checks, probability cascade
+  nat KUBE-SEP-       hairpin mark (-s own ip), affinity --set, DNAT
+  filter              REJECT (no endpoints) / DROP (no local endpoints) in KUBE-SERVICES and
+                      KUBE-EXTERNAL-SERVICES, LB firewall DROP, health-check ACCEPT, KUBE-FORWARD.
+"""
+from __future__ import annotations
+
+import ipaddress
+from typing import Iterable
+
+from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+
+from . import names as n
+from .names import FILTER, NAT
+from .ruleset import ChainKey, Fragment, JumpRule, RenderOptions, Rules, Ruleset
+
+NODEPORTS_COMMENT = '"kubernetes service nodeports; NOTE: this must be the last rule in this chain"'
+
+
+def masquerade_mark(bit: int) -> str:
+    """The packet mark kproxy uses to ask for SNAT, as iptables-save prints it (e.g. 0x4000)."""
+    return hex(1 << bit)
+
+
+def probability(remaining: int) -> str:
+    """kube-proxy's probability text for the rule choosing among `remaining` endpoints."""
+    return f"{1.0 / remaining:0.10f}"
+
+
+def _ipv4(addresses: Iterable[str]) -> list[str]:
+    out = []
+    for a in addresses:
+        try:
+            if ipaddress.ip_address(a).version == 4:
+                out.append(a)
+        except ValueError:
+            continue
+    return out
+
+
+def _local_cidr(cluster_cidr: str | None) -> str | None:
+    """The IPv4 pod CIDR used to tell pod traffic from off-cluster traffic (first IPv4 CIDR of a
+    comma-separated list; kube-proxy's ClusterCIDR local detector uses one per family)."""
+    for part in (cluster_cidr or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            net = ipaddress.ip_network(part, strict=False)
+        except ValueError:
+            continue
+        if net.version == 4:
+            return str(net)
+    return None
+
+
+def _nodeport_ips(state: ProxyState) -> list[str] | None:
+    """None: NodePorts on every local address; else the node IPs inside node_port_addresses."""
+    if not state.node_port_addresses:
+        return None
+    nets = []
+    want_primary = False
+    for cidr in state.node_port_addresses:
+        if cidr == "primary":
+            want_primary = True
+            continue
+        try:
+            nets.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            continue
+    ips = []
+    for ip in _ipv4(state.node_ips):
+        addr = ipaddress.ip_address(ip)
+        if want_primary or any(addr in net for net in nets):
+            ips.append(ip)
+    for net in nets:  # an explicit loopback CIDR selects 127.0.0.1, which node_ips never lists
+        if net.version == 4 and ipaddress.ip_address("127.0.0.1") in net and "127.0.0.1" not in ips:
+            ips.append("127.0.0.1")
+    return ips
+
+
+def render_context(state: ProxyState, options: RenderOptions) -> tuple:
+    """Everything outside a ServicePort that its fragment depends on."""
+    return (_local_cidr(state.cluster_cidr), state.masquerade_all, state.masquerade_bit,
+            tuple(_ipv4(state.node_ips)), options)
+
+
+# ------------------------------------------------------------------ per-ServicePort fragment
+
+
+class _Builder:
+    """Collects the chains and dispatch rules of one fragment in write order."""
+
+    def __init__(self) -> None:
+        self.chains: dict[ChainKey, list[str]] = {}
+        self.dispatch: dict[ChainKey, list[str]] = {}
+
+    def chain(self, table: str, name: str) -> list[str]:
+        return self.chains.setdefault((table, name), [])
+
+    def add(self, table: str, static_chain: str, rule: str) -> None:
+        self.dispatch.setdefault((table, static_chain), []).append(rule)
+
+
+def render_fragment(sp: ServicePort, context: tuple) -> Fragment:
+    """The chains and dispatch rules of one ServicePort (pure)."""
+    local_cidr, masquerade_all, masq_bit, node_ips, _options = context
+    b = _Builder()
+    spn = n.service_port_name(sp)
+    proto = sp.protocol.lower()
+    match_proto = f"-m {proto} -p {proto}"
+    mark_masq = n.KUBE_MARK_MASQ
+
+    externally_accessible = sp.has_external
+    uses_cluster = not sp.internal_policy_local or externally_accessible
+    uses_local = sp.internal_policy_local or (sp.external_policy_local and externally_accessible)
+    cluster_eps = sp.cluster_endpoints() if uses_cluster else ()
+    local_eps = sp.local_endpoints() if uses_local else ()
+    has_endpoints = any(e.ready or (e.serving and e.terminating) for e in sp.endpoints)
+    reachable = tuple(sorted(set(cluster_eps) | set(local_eps)))
+
+    svc_chain = n.cluster_chain(sp)
+    svl_chain = n.local_chain(sp)
+    ext_chain = n.external_chain(sp)
+    fw_chain = n.firewall_chain(sp)
+
+    internal_chain, has_internal = svc_chain, has_endpoints
+    if sp.internal_policy_local:
+        internal_chain, has_internal = svl_chain, bool(local_eps)
+    external_policy_chain, has_external = svc_chain, has_endpoints
+    if sp.external_policy_local:
+        external_policy_chain, has_external = svl_chain, bool(local_eps)
+    uses_ext_chain = has_endpoints and externally_accessible
+    lb_ips = _ipv4(sp.load_balancer_ips)
+    uses_fw_chain = has_endpoints and bool(lb_ips) and bool(sp.load_balancer_source_ranges)
+    lb_target = fw_chain if uses_fw_chain else ext_chain
+
+    if not has_endpoints:
+        internal_filter = external_filter = "REJECT"
+        internal_filter_comment = external_filter_comment = f'"{spn} has no endpoints"'
+    else:
+        internal_filter = "" if has_internal else "DROP"
+        external_filter = "" if has_external else "DROP"
+        internal_filter_comment = external_filter_comment = f'"{spn} has no local endpoints"'
+
+    cluster_ips = _ipv4(sp.cluster_ips)
+    port = sp.port
+
+    # Dispatch: cluster IPs.
+    for ip in cluster_ips:
+        if has_internal:
+            b.add(NAT, n.KUBE_SERVICES, f'-m comment --comment "{spn} cluster IP" {match_proto} '
+                                        f'-d {ip} --dport {port} -j {internal_chain}')
+        else:
+            b.add(FILTER, n.KUBE_SERVICES, f'-m comment --comment {internal_filter_comment} '
+                                           f'{match_proto} -d {ip} --dport {port} -j {internal_filter}')
+    # Dispatch: external IPs.
+    for ip in _ipv4(sp.external_ips):
+        if has_endpoints:
+            b.add(NAT, n.KUBE_SERVICES, f'-m comment --comment "{spn} external IP" {match_proto} '
+                                        f'-d {ip} --dport {port} -j {ext_chain}')
+        if not has_external:
+            b.add(FILTER, n.KUBE_EXTERNAL_SERVICES, f'-m comment --comment {external_filter_comment} '
+                                                    f'{match_proto} -d {ip} --dport {port} -j {external_filter}')
+    # Dispatch: load-balancer ingress IPs.
+    for ip in lb_ips:
+        if has_endpoints:
+            b.add(NAT, n.KUBE_SERVICES, f'-m comment --comment "{spn} loadbalancer IP" {match_proto} '
+                                        f'-d {ip} --dport {port} -j {lb_target}')
+        if uses_fw_chain:
+            b.add(FILTER, n.KUBE_PROXY_FIREWALL, f'-m comment --comment "{spn} traffic not accepted by '
+                                                 f'{fw_chain}" {match_proto} -d {ip} --dport {port} -j DROP')
+    if not has_external:
+        for ip in lb_ips:
+            b.add(FILTER, n.KUBE_EXTERNAL_SERVICES, f'-m comment --comment {external_filter_comment} '
+                                                    f'{match_proto} -d {ip} --dport {port} -j {external_filter}')
+    # Dispatch: NodePort.
+    if sp.node_port:
+        if has_endpoints:
+            b.add(NAT, n.KUBE_NODEPORTS, f'-m comment --comment {spn} {match_proto} '
+                                         f'--dport {sp.node_port} -j {ext_chain}')
+        if not has_external:
+            b.add(FILTER, n.KUBE_EXTERNAL_SERVICES, f'-m comment --comment {external_filter_comment} '
+                                                    f'-m addrtype --dst-type LOCAL {match_proto} '
+                                                    f'--dport {sp.node_port} -j {external_filter}')
+    if sp.health_check_node_port:
+        b.add(FILTER, n.KUBE_NODEPORTS, f'-m comment --comment "{spn} health check node port" '
+                                        f'-m tcp -p tcp --dport {sp.health_check_node_port} -j ACCEPT')
+
+    # Internal traffic: masquerade off-cluster sources (or everything with masquerade_all).
+    if has_internal:
+        for ip in cluster_ips:
+            args = f'-m comment --comment "{spn} cluster IP" {match_proto} -d {ip} --dport {port}'
+            if masquerade_all:
+                b.chain(NAT, internal_chain).append(f"{args} -j {mark_masq}")
+            elif local_cidr:
+                b.chain(NAT, internal_chain).append(f"{args} ! -s {local_cidr} -j {mark_masq}")
+
+    # External traffic chain.
+    if uses_ext_chain:
+        ext = b.chain(NAT, ext_chain)
+        if not sp.external_policy_local:
+            ext.append(f'-m comment --comment "masquerade traffic for {spn} external destinations" '
+                       f'-j {mark_masq}')
+        else:
+            if local_cidr:
+                ext.append(f'-m comment --comment "pod traffic for {spn} external destinations" '
+                           f'-s {local_cidr} -j {svc_chain}')
+            ext.append(f'-m comment --comment "masquerade LOCAL traffic for {spn} external destinations" '
+                       f'-m addrtype --src-type LOCAL -j {mark_masq}')
+            ext.append(f'-m comment --comment "route LOCAL traffic for {spn} external destinations" '
+                       f'-m addrtype --src-type LOCAL -j {svc_chain}')
+        if has_external:
+            ext.append(f"-j {external_policy_chain}")
+
+    # Load-balancer source ranges.
+    if uses_fw_chain:
+        fw = b.chain(NAT, fw_chain)
+        args = f'-m comment --comment "{spn} loadbalancer IP"'
+        allow_from_node = False
+        for cidr in sp.load_balancer_source_ranges:
+            fw.append(f"{args} -s {cidr} -j {ext_chain}")
+            try:
+                net = ipaddress.ip_network(cidr, strict=False)
+                allow_from_node |= any(ipaddress.ip_address(ip) in net for ip in node_ips)
+            except ValueError:
+                pass
+        if allow_from_node:  # the node reaching its own LB VIP arrives with the VIP as source
+            for ip in lb_ips:
+                fw.append(f"{args} -s {ip} -j {ext_chain}")
+        fw.append(f'-m comment --comment "other traffic to {spn} will be dropped by KUBE-PROXY-FIREWALL"')
+
+    # Policy chains.
+    uses_cluster_chain = bool(cluster_eps) and uses_cluster
+    uses_local_chain = bool(local_eps) and uses_local
+    if uses_cluster_chain:
+        _balance(b.chain(NAT, svc_chain), sp, spn, cluster_eps)
+    if uses_local_chain:
+        _balance(b.chain(NAT, svl_chain), sp, spn, local_eps)
+
+    # Endpoint chains.
+    affinity = sp.session_affinity_timeout is not None
+    for ep in reachable:
+        sep = n.endpoint_chain(sp, ep)
+        head = f"-m comment --comment {spn}"
+        rules = b.chain(NAT, sep)
+        rules.append(f"{head} -s {ep.ip} -j {mark_masq}")
+        recent = f" -m recent --name {sep} --set" if affinity else ""
+        rules.append(f"{head}{recent} {match_proto} -j DNAT --to-destination {ep.address}")
+
+    return Fragment(
+        service=sp,
+        chains=tuple((key, tuple(rules)) for key, rules in b.chains.items()),
+        dispatch={key: tuple(rules) for key, rules in b.dispatch.items()},
+        context=context,
+    )
+
+
+def _balance(rules: list[str], sp: ServicePort, spn: str, endpoints: tuple[Endpoint, ...]) -> None:
+    """Affinity checks, then the probability cascade 1/n, 1/(n-1), ..., last rule unconditional:
+    every endpoint is chosen with probability 1/n."""
+    if sp.session_affinity_timeout is not None:
+        for ep in endpoints:
+            sep = n.endpoint_chain(sp, ep)
+            rules.append(f'-m comment --comment "{spn} -> {ep.address}" -m recent --name {sep} '
+                         f'--rcheck --seconds {sp.session_affinity_timeout} --reap -j {sep}')
+    count = len(endpoints)
+    for i, ep in enumerate(endpoints):
+        sep = n.endpoint_chain(sp, ep)
+        stat = (f" -m statistic --mode random --probability {probability(count - i)}"
+                if i < count - 1 else "")
+        rules.append(f'-m comment --comment "{spn} -> {ep.address}"{stat} -j {sep}')
+
+
+# ------------------------------------------------------------------ static chains and jumps
+
+
+def jump_rules(options: RenderOptions) -> tuple[JumpRule, ...]:
+    """The entry rules from built-in chains (kube-proxy's iptablesJumpChains)."""
+    new = ("-m", "conntrack", "--ctstate", "NEW")
+    jumps = [
+        JumpRule(FILTER, "INPUT", n.KUBE_EXTERNAL_SERVICES, "kubernetes externally-visible service portals", new),
+        JumpRule(FILTER, "FORWARD", n.KUBE_EXTERNAL_SERVICES, "kubernetes externally-visible service portals", new),
+        JumpRule(FILTER, "INPUT", n.KUBE_NODEPORTS, "kubernetes health check service ports"),
+        JumpRule(FILTER, "FORWARD", n.KUBE_SERVICES, "kubernetes service portals", new),
+        JumpRule(FILTER, "OUTPUT", n.KUBE_SERVICES, "kubernetes service portals", new),
+        JumpRule(FILTER, "FORWARD", n.KUBE_FORWARD, "kubernetes forwarding rules"),
+        JumpRule(FILTER, "INPUT", n.KUBE_PROXY_FIREWALL, "kubernetes load balancer firewall", new),
+        JumpRule(FILTER, "OUTPUT", n.KUBE_PROXY_FIREWALL, "kubernetes load balancer firewall", new),
+        JumpRule(FILTER, "FORWARD", n.KUBE_PROXY_FIREWALL, "kubernetes load balancer firewall", new),
+        JumpRule(NAT, "OUTPUT", n.KUBE_SERVICES, "kubernetes service portals"),
+        JumpRule(NAT, "PREROUTING", n.KUBE_SERVICES, "kubernetes service portals"),
+        JumpRule(NAT, "POSTROUTING", n.KUBE_POSTROUTING, "kubernetes postrouting rules"),
+    ]
+    if options.localhost_nodeports:
+        jumps += [JumpRule(FILTER, "INPUT", n.KUBE_FIREWALL, ""),
+                  JumpRule(FILTER, "OUTPUT", n.KUBE_FIREWALL, "")]
+    return tuple(jumps)
+
+
+def _static_head(state: ProxyState, options: RenderOptions) -> dict[ChainKey, list[str]]:
+    mark = masquerade_mark(state.masquerade_bit)
+    masquerade = "-j MASQUERADE --random-fully" if options.random_fully else "-j MASQUERADE"
+    chains: dict[ChainKey, list[str]] = {(FILTER, c): [] for c in n.STATIC_FILTER_CHAINS}
+    chains.update({(NAT, c): [] for c in n.STATIC_NAT_CHAINS})
+    chains[(FILTER, n.KUBE_FORWARD)] += [
+        "-m conntrack --ctstate INVALID -j DROP",
+        f'-m comment --comment "kubernetes forwarding rules" -m mark --mark {mark}/{mark} -j ACCEPT',
+        '-m comment --comment "kubernetes forwarding conntrack rule" -m conntrack '
+        '--ctstate RELATED,ESTABLISHED -j ACCEPT',
+    ]
+    if options.localhost_nodeports:
+        # route_localnet makes 127.0.0.0/8 routable; refuse such packets from outside (CVE-2020-8558).
+        chains[(FILTER, n.KUBE_FIREWALL)].append(
+            '-m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 ! -s 127.0.0.0/8 '
+            '-m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP')
+    else:
+        del chains[(FILTER, n.KUBE_FIREWALL)]
+    chains[(NAT, n.KUBE_POSTROUTING)] += [
+        f"-m mark ! --mark {mark}/{mark} -j RETURN",
+        f"-j MARK --xor-mark {mark}",
+        f'-m comment --comment "kubernetes service traffic requiring SNAT" {masquerade}',
+    ]
+    chains[(NAT, n.KUBE_MARK_MASQ)].append(f"-j MARK --or-mark {mark}")
+    return chains
+
+
+def _nodeports_tail(state: ProxyState, options: RenderOptions) -> list[str]:
+    ips = _nodeport_ips(state)
+    if ips is None:
+        dest = "-m addrtype --dst-type LOCAL"
+        if not options.localhost_nodeports:
+            dest += " ! -d 127.0.0.0/8"
+        return [f"-m comment --comment {NODEPORTS_COMMENT} {dest} -j {n.KUBE_NODEPORTS}"]
+    return [f"-m comment --comment {NODEPORTS_COMMENT} -d {ip} -j {n.KUBE_NODEPORTS}"
+            for ip in ips if options.localhost_nodeports or not ip.startswith("127.")]
+
+
+def render(state: ProxyState, previous: Ruleset | None = None,
+           options: RenderOptions | None = None) -> Ruleset:
+    """The complete Ruleset for `state` (pure, deterministic). Fragments from `previous` are
+    reused (same objects) for ServicePorts that compare equal under an equal context."""
+    options = options or RenderOptions()
+    context = render_context(state, options)
+    reusable = previous.fragments if previous is not None and previous.context == context else {}
+    fragments: dict[str, Fragment] = {}
+    for key in sorted(state.services):
+        sp = state.services[key]
+        old = reusable.get(key)
+        if old is not None and (old.service is sp or old.service == sp):
+            fragments[key] = old
+        else:
+            fragments[key] = render_fragment(sp, context)
+
+    static = _static_head(state, options)
+    for frag in fragments.values():
+        for chain_key, rules in frag.dispatch.items():
+            static[chain_key].extend(rules)
+    static[(NAT, n.KUBE_SERVICES)].extend(_nodeports_tail(state, options))
+    return Ruleset(
+        static={key: tuple(rules) for key, rules in static.items()},
+        fragments=fragments,
+        jumps=jump_rules(options),
+        options=options,
+        context=context,
+    )

@@ -1,0 +1,91 @@
+"""iptables-restore input for a Ruleset (pure functions).
+
+The text is meant for `iptables-restore --noflush`: a declared chain (":NAME - [0:0]") is created
+if missing and flushed if present, so only declared chains change; built-in chains are never
+declared (their jump rules are ensured separately, see backend.py). A chain to delete is declared
+first (flushing it) and then removed with -X, because -X of a chain that still holds rules fails
+the whole restore. Tables are written filter first, then nat, each in one COMMIT.
+
+- full_restore(): declares and writes every chain of the ruleset and deletes the given stale
+  per-service chains (a full sync: repairs any drift in the chains we own).
+- partial_restore(): only chains whose rules differ from `previous`, and deletes chains that
+  `previous` had and the new ruleset has not. Returns "" when nothing changed.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+from .names import TABLES, is_service_chain
+from .ruleset import ChainKey, Rules, Ruleset
+
+
+def _table_text(out: list[str], table: str, write: list[tuple[str, Rules]], delete: Iterable[str]) -> None:
+    delete = sorted(delete)
+    if not write and not delete:
+        return
+    out.append(f"*{table}")
+    out.extend(f":{name} - [0:0]" for name, _ in write)
+    out.extend(f":{name} - [0:0]" for name in delete)
+    for name, rules in write:
+        prefix = f"-A {name} "
+        out.extend(prefix + rule for rule in rules)
+    out.extend(f"-X {name}" for name in delete)
+    out.append("COMMIT")
+
+
+def _render(write: Mapping[str, list[tuple[str, Rules]]], delete: Mapping[str, set[str]]) -> str:
+    out: list[str] = []
+    for table in TABLES:
+        _table_text(out, table, write.get(table, []), delete.get(table, ()))
+    return "\n".join(out) + "\n" if out else ""
+
+
+def full_restore(ruleset: Ruleset, existing: Mapping[str, Iterable[str]] | None = None) -> str:
+    """Every chain of `ruleset`, plus -X of the per-service chains in `existing` (table -> chain
+    names the kernel holds now) that the ruleset does not own."""
+    write: dict[str, list[tuple[str, Rules]]] = {t: [] for t in TABLES}
+    owned: dict[str, set[str]] = {t: set() for t in TABLES}
+    for (table, name), rules in ruleset.chains():
+        write[table].append((name, rules))
+        owned[table].add(name)
+    delete = {t: {c for c in (existing or {}).get(t, ()) if is_service_chain(c) and c not in owned[t]}
+              for t in TABLES}
+    return _render(write, delete)
+
+
+def changed_chains(ruleset: Ruleset, previous: Ruleset) -> tuple[list[tuple[ChainKey, Rules]], set[ChainKey]]:
+    """(chains to write, chains to delete) turning `previous` into `ruleset`. Unchanged fragments
+    (the same object, or equal) cost O(1) each; only changed fragments are compared chain by chain."""
+    write: list[tuple[ChainKey, Rules]] = []
+    for key, rules in ruleset.static.items():
+        if previous.static.get(key) != rules:
+            write.append((key, rules))
+    old_owned: dict[ChainKey, Rules] = {}
+    new_owned: dict[ChainKey, Rules] = {}
+    for skey in ruleset.fragments.keys() | previous.fragments.keys():
+        new = ruleset.fragments.get(skey)
+        old = previous.fragments.get(skey)
+        if new is old:
+            continue
+        if old is not None:
+            old_owned.update(old.chains)
+        if new is not None:
+            new_owned.update(new.chains)
+    for key in sorted(new_owned):
+        if old_owned.get(key) != new_owned[key]:
+            write.append((key, new_owned[key]))
+    # Chain names hash the ServicePort name, so a chain never moves between fragments.
+    delete = set(old_owned) - set(new_owned)
+    return write, delete
+
+
+def partial_restore(ruleset: Ruleset, previous: Ruleset) -> str:
+    """Only what changed since `previous` (which the kernel is known to hold); "" if nothing."""
+    changes, deletions = changed_chains(ruleset, previous)
+    write: dict[str, list[tuple[str, Rules]]] = {t: [] for t in TABLES}
+    for (table, name), rules in changes:
+        write[table].append((name, rules))
+    delete: dict[str, set[str]] = {t: set() for t in TABLES}
+    for table, name in deletions:
+        delete[table].add(name)
+    return _render(write, delete)
