@@ -12,6 +12,7 @@ Guarantees:
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -168,15 +169,20 @@ def remove_pod_network(pod: PodPlan) -> None:
     delete_namespace(pod.netns)
 
 
+def lab_namespaces(plan: LabPlan, existing: Iterable[str]) -> list[str]:
+    """The namespaces in `existing` that belong to the lab: its pods first, then nodes (any
+    number, so a lab whose node count is unknown is still found), client and net."""
+    pattern = re.compile(rf"^{re.escape(plan.name)}-(pod-.+|node[0-9]+|client|net)$")
+    mine = [n for n in existing if pattern.match(n)]
+    return sorted(mine, key=lambda n: (not n.startswith(plan.pod_netns_prefix), n.endswith("-net"), n))
+
+
 def teardown(plan: LabPlan) -> list[str]:
     """Deletes every namespace of the lab (pods, nodes, client, net). Returns what it deleted."""
-    existing = list_namespaces()
-    pods = [n for n in existing if n.startswith(plan.pod_netns_prefix)]
     deleted = []
-    for name in [*pods, *plan.namespaces]:
-        if name in existing:
-            delete_namespace(name)
-            deleted.append(name)
+    for name in lab_namespaces(plan, list_namespaces()):
+        delete_namespace(name)
+        deleted.append(name)
     return deleted
 
 

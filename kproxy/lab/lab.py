@@ -1,0 +1,723 @@
+"""A multi-node Kubernetes lab in network namespaces on one machine.
+
+`Lab.up()` builds the network of kproxy.lab.topology (bridge, nodes, client), starts the
+apiserver (with its controllers) on loopback, registers one Node per node namespace, and starts
+one agent per node with `--netns`. Pods are namespaces behind their node running the echo
+server; the lab acts as their kubelet (it writes Pod status: podIP, Ready). Everything the lab
+starts is recorded in <dir>/state.json after every change, so a new process (`kproxy lab down`,
+`kproxy lab status`) finds the namespaces and processes again.
+
+Guarantees:
+- nothing is created outside the lab's own namespaces (named "<lab>-...");
+- `down()` is idempotent and removes every namespace and process the state file or the plan
+  names, even after a half-finished `up()`;
+- every failure is a LabError with a one-line message (and the log file to read).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterator
+
+from kproxy.lab import netsetup, topology, traffic
+from kproxy.lab.topology import LabPlan, PlanError, PodPlan
+from kproxy.netns import NetNS
+
+DEFAULT_BASE_DIR = "/run/kproxy-lab"
+HEALTHZ_PORT = 10256
+METRICS_PORT = 10249
+DEFAULT_SYNC_PERIOD = "30s"
+DEFAULT_MIN_SYNC_PERIOD = "1s"
+
+
+class LabError(RuntimeError):
+    """The lab could not do what was asked; the message is one line meant for a user."""
+
+
+@dataclass
+class ProcessRecord:
+    """A process the lab started: enough to find it again from another process."""
+
+    pid: int
+    argv: list[str]
+    log: str
+    started: float = 0.0
+
+
+@dataclass
+class PodRecord:
+    name: str
+    namespace: str
+    node: str
+    slot: int
+    netns: str
+    ip: str
+    port: int
+    labels: dict[str, str]
+    ready: bool
+    process: ProcessRecord | None = None
+    terminating: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass
+class LabState:
+    name: str
+    nodes: int
+    mode: str
+    dir: str
+    sync_period: str = DEFAULT_SYNC_PERIOD
+    min_sync_period: str = DEFAULT_MIN_SYNC_PERIOD
+    kubeconfig: str = ""
+    apiserver: ProcessRecord | None = None
+    agents: dict[str, ProcessRecord] = field(default_factory=dict)
+    pods: dict[str, PodRecord] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "LabState":
+        raw = json.loads(text)
+
+        def proc(d: dict | None) -> ProcessRecord | None:
+            return ProcessRecord(**d) if d else None
+
+        pods = {}
+        for key, p in raw.get("pods", {}).items():
+            p = dict(p)
+            p["process"] = proc(p.get("process"))
+            pods[key] = PodRecord(**p)
+        return cls(
+            name=raw["name"], nodes=raw["nodes"], mode=raw["mode"], dir=raw["dir"],
+            sync_period=raw.get("sync_period", DEFAULT_SYNC_PERIOD),
+            min_sync_period=raw.get("min_sync_period", DEFAULT_MIN_SYNC_PERIOD),
+            kubeconfig=raw.get("kubeconfig", ""), apiserver=proc(raw.get("apiserver")),
+            agents={k: ProcessRecord(**v) for k, v in raw.get("agents", {}).items()}, pods=pods,
+        )
+
+
+def lab_dir(name: str, base_dir: str | None = None) -> str:
+    return os.path.join(base_dir or DEFAULT_BASE_DIR, name)
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (network namespaces, veths, iptables): run it with sudo or as root")
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Polls `check()` until it returns a truthy value, which it returns. Raises LabError
+    naming `what` (and the last exception `check` raised) after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as exc:  # the check is a probe; its failure means "not yet"
+            last_error = exc
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last_error})" if last_error else ""
+            raise LabError(f"timed out after {timeout:g}s waiting for {what}{detail}")
+        time.sleep(interval)
+
+
+def _process_alive(pid: int, argv_hint: str | None = None) -> bool:
+    """True if `pid` runs and is not a zombie (and its command line contains `argv_hint`)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        if state in ("Z", "X"):
+            return False
+        if argv_hint is not None:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if argv_hint.encode() not in f.read():
+                    return False
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return True
+
+
+class Lab:
+    """One lab, named `name`, with its files in `dir` (default /run/kproxy-lab/<name>)."""
+
+    def __init__(self, name: str = topology.DEFAULT_LAB_NAME, dir: str | None = None,
+                 base_dir: str | None = None) -> None:
+        self.name = name
+        self.dir = dir or lab_dir(name, base_dir)
+        self.state: LabState | None = None
+        self._plan: LabPlan | None = None
+        self._children: dict[int, subprocess.Popen] = {}  # ours, to reap them
+        self._netns: dict[str, NetNS] = {}
+        self._client = None
+
+    # -- files and state ---------------------------------------------------------------
+
+    @property
+    def state_file(self) -> str:
+        return os.path.join(self.dir, "state.json")
+
+    @property
+    def log_dir(self) -> str:
+        return os.path.join(self.dir, "logs")
+
+    @classmethod
+    def load(cls, name: str = topology.DEFAULT_LAB_NAME, dir: str | None = None,
+             base_dir: str | None = None) -> "Lab":
+        """The lab recorded in its state file. Raises LabError if there is none."""
+        lab = cls(name, dir, base_dir)
+        try:
+            with open(lab.state_file) as f:
+                lab.state = LabState.from_json(f.read())
+        except FileNotFoundError:
+            raise LabError(f"lab {name!r} is not up (no {lab.state_file})") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LabError(f"lab state file {lab.state_file} is unreadable: {exc}") from None
+        return lab
+
+    def _save(self) -> None:
+        assert self.state is not None
+        tmp = self.state_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(self.state.to_json())
+        os.replace(tmp, self.state_file)
+
+    @property
+    def plan(self) -> LabPlan:
+        if self._plan is None:
+            self._plan = topology.plan_lab(self.name, self._require_state().nodes)
+        return self._plan
+
+    def _require_state(self) -> LabState:
+        if self.state is None:
+            raise LabError(f"lab {self.name!r} is not up")
+        return self.state
+
+    @property
+    def kubeconfig(self) -> str:
+        return self._require_state().kubeconfig
+
+    @property
+    def client(self):
+        """A blocking kproxy.client.sync.Client on the lab's apiserver."""
+        if self._client is None:
+            from kproxy.client.sync import Client
+
+            self._client = Client.from_kubeconfig(self.kubeconfig)
+        return self._client
+
+    def netns(self, name: str) -> NetNS:
+        """A cached NetNS for one of the lab's namespaces (one worker thread each)."""
+        ns = self._netns.get(name)
+        if ns is None:
+            ns = self._netns[name] = NetNS(name)
+        return ns
+
+    @property
+    def client_netns(self) -> NetNS:
+        return self.netns(self.plan.client.netns)
+
+    def node_netns(self, node: str) -> NetNS:
+        return self.netns(self.plan.node(node).netns)
+
+    # -- up ---------------------------------------------------------------------------------
+
+    def up(self, nodes: int = 2, mode: str = "iptables", sync_period: str = DEFAULT_SYNC_PERIOD,
+           min_sync_period: str = DEFAULT_MIN_SYNC_PERIOD, wait_healthy: float = 60.0) -> None:
+        """Builds the network, starts apiserver and agents, registers the Nodes. On failure
+        everything created so far is removed again before LabError is raised."""
+        try:
+            self._plan = topology.plan_lab(self.name, nodes)
+        except PlanError as exc:
+            raise LabError(str(exc)) from None
+        require_root()
+        if os.path.exists(self.state_file):
+            raise LabError(f"lab {self.name!r} is already up ({self.state_file}); run `kproxy lab down --name {self.name}` first")
+        present = [ns for ns in self._plan.namespaces if netsetup.namespace_exists(ns)]
+        if present:
+            raise LabError(f"namespaces of lab {self.name!r} already exist ({', '.join(present)}); run `kproxy lab down --name {self.name}` first")
+        os.makedirs(self.log_dir, exist_ok=True)
+        self.state = LabState(name=self.name, nodes=nodes, mode=mode, dir=self.dir,
+                              sync_period=sync_period, min_sync_period=min_sync_period)
+        self._save()
+        try:
+            netsetup.create_lab_network(self._plan)
+            self._start_apiserver()
+            self._ensure_namespace("default")
+            for node in self._plan.nodes:
+                self._register_node(node)
+            for node in self._plan.nodes:
+                self.start_agent(node.name, wait_healthy=0)
+            if wait_healthy:
+                for node in self._plan.nodes:
+                    self.wait_agent_healthy(node.name, wait_healthy)
+        except BaseException:
+            self.down()
+            raise
+
+    def _spawn(self, argv: list[str], log_name: str) -> ProcessRecord:
+        log_path = os.path.join(self.log_dir, log_name)
+        with open(log_path, "ab") as log:
+            log.write(f"--- {time.strftime('%H:%M:%S')} {' '.join(argv)}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, cwd="/")
+        self._children[proc.pid] = proc
+        return ProcessRecord(pid=proc.pid, argv=argv, log=log_path, started=time.time())
+
+    def _alive(self, rec: ProcessRecord | None) -> bool:
+        if rec is None:
+            return False
+        child = self._children.get(rec.pid)
+        if child is not None:
+            return child.poll() is None
+        return _process_alive(rec.pid, max(rec.argv, key=len) if rec.argv else None)
+
+    def _stop(self, rec: ProcessRecord | None, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        """Sends `sig`, waits up to `timeout` for the exit, then SIGKILLs. Idempotent."""
+        if rec is None or not self._alive(rec):
+            self._reap(rec)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(rec.pid, sig)
+        deadline = time.monotonic() + timeout
+        while self._alive(rec) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self._alive(rec):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(rec.pid, signal.SIGKILL)
+            end = time.monotonic() + 5
+            while self._alive(rec) and time.monotonic() < end:
+                time.sleep(0.05)
+        self._reap(rec)
+
+    def _reap(self, rec: ProcessRecord | None) -> None:
+        if rec is None:
+            return
+        child = self._children.pop(rec.pid, None)
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=5)
+
+    def _log_tail(self, rec: ProcessRecord, lines: int = 1) -> str:
+        try:
+            with open(rec.log, errors="replace") as f:
+                tail = [l.strip() for l in f.read().splitlines() if l.strip()][-lines:]
+            return " | ".join(tail)
+        except OSError:
+            return ""
+
+    def _start_apiserver(self) -> None:
+        state = self._require_state()
+        data_dir = os.path.join(self.dir, "apiserver")
+        os.makedirs(data_dir, exist_ok=True)
+        kubeconfig = os.path.join(data_dir, "admin.kubeconfig")
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(kubeconfig)  # its appearance is the readiness signal
+        argv = [sys.executable, "-m", "kproxy", "apiserver", "--data-dir", data_dir,
+                "--bind", "127.0.0.1:0", "--service-cluster-ip-range", topology.SERVICE_CIDR,
+                "--service-node-port-range", topology.NODE_PORT_RANGE]
+        rec = state.apiserver = self._spawn(argv, "apiserver.log")
+        state.kubeconfig = kubeconfig
+        self._save()
+
+        def ready() -> bool:
+            if not self._alive(rec):
+                raise LabError(f"apiserver exited: {self._log_tail(rec)} (log: {rec.log})")
+            return os.path.exists(kubeconfig)
+
+        try:
+            wait_until(ready, 60, "the apiserver to write its kubeconfig")
+        except LabError as exc:
+            raise LabError(f"{exc} (log: {rec.log})") from None
+
+    def _ensure_namespace(self, name: str) -> None:
+        from kproxy.api.resources import NAMESPACES
+        from kproxy.api.status import ApiError
+
+        def exists() -> bool:
+            try:
+                self.client.create(NAMESPACES, {"metadata": {"name": name}})
+            except ApiError as exc:
+                if exc.code != 409:
+                    raise
+            return True
+
+        wait_until(exists, 30, f"namespace {name!r}")
+
+    def _register_node(self, node: topology.NodePlan) -> None:
+        from kproxy.api.resources import NODES
+
+        obj = {
+            "metadata": {"name": node.name, "labels": {
+                "kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux"}},
+            "spec": {"podCIDR": node.pod_cidr, "podCIDRs": [node.pod_cidr]},
+        }
+        created = self.client.create(NODES, obj)
+        now = _rfc3339()
+        created["status"] = {
+            "addresses": [{"type": "InternalIP", "address": node.ip},
+                          {"type": "Hostname", "address": node.name}],
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "message": "kproxy lab node is ready", "lastHeartbeatTime": now,
+                            "lastTransitionTime": now}],
+        }
+        self.client.update_status(NODES, created)
+
+    # -- agents -------------------------------------------------------------------------------
+
+    def agent_argv(self, node_name: str, netns: str) -> list[str]:
+        """The command line of an agent for `node_name` doing its kernel work in `netns`."""
+        state = self._require_state()
+        return [sys.executable, "-m", "kproxy", "agent", "--kubeconfig", state.kubeconfig,
+                "--node-name", node_name, "--mode", state.mode, "--cluster-cidr", topology.CLUSTER_CIDR,
+                "--sync-period", state.sync_period, "--min-sync-period", state.min_sync_period,
+                "--healthz-bind-address", f"0.0.0.0:{HEALTHZ_PORT}",
+                "--metrics-bind-address", f"127.0.0.1:{METRICS_PORT}", "--netns", netns]
+
+    def start_agent(self, node: str, wait_healthy: float = 60.0) -> ProcessRecord:
+        state = self._require_state()
+        if self._alive(state.agents.get(node)):
+            raise LabError(f"the agent of {node} is already running (pid {state.agents[node].pid})")
+        plan = self.plan.node(node)
+        rec = self._spawn(self.agent_argv(node, plan.netns), f"agent-{node}.log")
+        state.agents[node] = rec
+        self._save()
+        if wait_healthy:
+            self.wait_agent_healthy(node, wait_healthy)
+        return rec
+
+    def stop_agent(self, node: str, sig: int = signal.SIGTERM) -> None:
+        state = self._require_state()
+        self._stop(state.agents.get(node), sig)
+
+    def restart_agent(self, node: str, sig: int = signal.SIGTERM, wait_healthy: float = 60.0) -> ProcessRecord:
+        """Stops the node's agent with `sig` (SIGTERM: graceful, SIGKILL: crash) and starts it
+        again with the same arguments."""
+        self.stop_agent(node, sig)
+        return self.start_agent(node, wait_healthy=wait_healthy)
+
+    def agent_alive(self, node: str) -> bool:
+        return self._alive(self._require_state().agents.get(node))
+
+    def healthz(self, netns: str, port: int = HEALTHZ_PORT, path: str = "/healthz") -> tuple[int, str]:
+        """GET http://127.0.0.1:<port><path> inside `netns`: (status code, body)."""
+
+        def get() -> tuple[int, str]:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
+                    return resp.status, resp.read().decode(errors="replace")
+            except urllib.error.HTTPError as exc:
+                return exc.code, exc.read().decode(errors="replace")
+
+        return self.netns(netns).run(get)
+
+    def wait_agent_healthy(self, node: str, timeout: float = 60.0) -> None:
+        state = self._require_state()
+        rec = state.agents.get(node)
+        netns = self.plan.node(node).netns
+
+        def healthy() -> bool:
+            if not self._alive(rec):
+                raise LabError(f"the agent of {node} exited: {self._log_tail(rec) if rec else ''}")
+            return self.healthz(netns)[0] == 200
+
+        try:
+            wait_until(healthy, timeout, f"the agent of {node} to report healthy")
+        except LabError as exc:
+            raise LabError(f"{exc} (log: {rec.log if rec else '?'})") from None
+
+    # -- pods (the lab is their kubelet) --------------------------------------------------------
+
+    def _free_slot(self, node: str) -> int:
+        state = self._require_state()
+        used = {p.slot for p in state.pods.values() if p.node == node}
+        for slot in range(topology.FIRST_POD_SLOT, topology.LAST_POD_SLOT + 1):
+            if slot not in used:
+                return slot
+        raise LabError(f"node {node} has no free pod address left")
+
+    def pod(self, name: str, namespace: str = "default") -> PodRecord:
+        try:
+            return self._require_state().pods[f"{namespace}/{name}"]
+        except KeyError:
+            raise LabError(f"no pod {namespace}/{name} in lab {self.name!r}") from None
+
+    def pods(self) -> list[PodRecord]:
+        return list(self._require_state().pods.values())
+
+    def add_pod(self, name: str, node: str, labels: dict[str, str] | None = None, port: int = 8080,
+                ready: bool = True, namespace: str = "default") -> PodRecord:
+        """Creates pod `namespace/name` on `node`: its namespace, veth and routes, the echo
+        server inside it (answering before this returns), the Pod object and its status."""
+        from kproxy.api.resources import PODS
+
+        state = self._require_state()
+        key = f"{namespace}/{name}"
+        if key in state.pods:
+            raise LabError(f"pod {key} already exists in lab {self.name!r}")
+        try:
+            plan = self.plan.pod(name, namespace, node, self._free_slot(node))
+        except PlanError as exc:
+            raise LabError(str(exc)) from None
+        if namespace != "default":
+            self._ensure_namespace(namespace)
+        rec = PodRecord(name=name, namespace=namespace, node=node, slot=plan.slot, netns=plan.netns,
+                        ip=plan.ip, port=port, labels=dict(labels or {}), ready=ready)
+        state.pods[key] = rec
+        self._save()
+        netsetup.create_pod_network(plan, self.plan.node(node))
+        rec.process = self._spawn(
+            ["ip", "netns", "exec", plan.netns, sys.executable, "-m", "kproxy.lab.echo",
+             "--name", name, "--port", str(port)], f"pod-{namespace}-{name}.log")
+        self._save()
+        wait_until(lambda: self._echo_answers(rec), 30, f"the echo server of pod {key}")
+        obj = {
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(rec.labels)},
+            "spec": {
+                "nodeName": node,
+                "containers": [{
+                    "name": "echo", "image": "kproxy.local/echo:lab",
+                    "ports": [{"name": "echo-tcp", "containerPort": port, "protocol": "TCP"},
+                              {"name": "echo-udp", "containerPort": port, "protocol": "UDP"}],
+                }],
+            },
+        }
+        created = self.client.create(PODS, obj, namespace=namespace)
+        self._write_pod_status(created, rec)
+        return rec
+
+    def _echo_answers(self, rec: PodRecord) -> bool:
+        if rec.process is not None and not self._alive(rec.process):
+            raise LabError(f"the echo server of pod {rec.key} exited: {self._log_tail(rec.process)}")
+        return traffic.Reply.parse(traffic.tcp_request(self.netns(rec.netns), "127.0.0.1", rec.port, 1.0)).pod == rec.name
+
+    def _write_pod_status(self, obj: dict, rec: PodRecord) -> dict:
+        from kproxy.api.resources import PODS
+
+        now = _rfc3339()
+        ready = "True" if rec.ready else "False"
+        obj["status"] = {
+            "phase": "Running",
+            "hostIP": self.plan.node(rec.node).ip,
+            "hostIPs": [{"ip": self.plan.node(rec.node).ip}],
+            "podIP": rec.ip,
+            "podIPs": [{"ip": rec.ip}],
+            "startTime": (obj.get("status") or {}).get("startTime") or now,
+            "conditions": [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+                {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+                {"type": "ContainersReady", "status": ready, "lastTransitionTime": now},
+                {"type": "Ready", "status": ready, "lastTransitionTime": now},
+            ],
+            "containerStatuses": [{"name": "echo", "ready": rec.ready, "restartCount": 0,
+                                   "image": "kproxy.local/echo:lab", "started": True,
+                                   "state": {"running": {"startedAt": now}}}],
+        }
+        return self.client.update_status(PODS, obj)
+
+    def set_ready(self, name: str, ready: bool, namespace: str = "default") -> None:
+        """Flips the pod's Ready condition (the echo server keeps running either way)."""
+        from kproxy.api.resources import PODS
+
+        rec = self.pod(name, namespace)
+        rec.ready = ready
+        self._save()
+        self._write_pod_status(self.client.get(PODS, name, namespace), rec)
+
+    def delete_pod(self, name: str, namespace: str = "default", graceful: bool = False,
+                   grace_seconds: int = 300) -> bool:
+        """Deletes the pod. Not graceful: the object goes at once and the pod's namespace and
+        process with it. Graceful: a DELETE with `grace_seconds`, after which the object is
+        terminating (deletionTimestamp set) and the pod keeps serving until finish_pod().
+        Returns True if the pod is now terminating (still present)."""
+        from kproxy.api.resources import PODS
+        from kproxy.api.status import ApiError
+
+        rec = self.pod(name, namespace)
+        if not graceful:
+            self._delete_object(rec, 0)
+            self._remove_pod(rec)
+            return False
+        try:
+            self._delete_object(rec, grace_seconds)
+        except ApiError:
+            raise
+        if self.client.get_or_none(PODS, name, namespace) is None:
+            # The apiserver removed it at once: nothing can terminate gracefully.
+            self._remove_pod(rec)
+            return False
+        rec.terminating = True
+        self._save()
+        return True
+
+    def finish_pod(self, name: str, namespace: str = "default") -> None:
+        """Ends a graceful deletion: removes the object for good, stops the pod."""
+        rec = self.pod(name, namespace)
+        self._delete_object(rec, 0)
+        self._remove_pod(rec)
+
+    def _delete_object(self, rec: PodRecord, grace_seconds: int) -> None:
+        from kproxy.api.resources import PODS
+        from kproxy.api.status import ApiError
+
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": grace_seconds}
+        try:
+            self.client.request("DELETE", PODS.object_path(rec.name, rec.namespace), body=body)
+        except ApiError as exc:
+            if exc.code != 404:
+                raise
+
+    def _remove_pod(self, rec: PodRecord) -> None:
+        state = self._require_state()
+        ns = self._netns.pop(rec.netns, None)
+        if ns is not None:
+            ns.close()
+        if rec.process is not None:
+            self._stop(rec.process, signal.SIGTERM, timeout=5)
+        netsetup.delete_namespace(rec.netns)
+        state.pods.pop(rec.key, None)
+        self._save()
+
+    def replace_pod(self, name: str, new_name: str, namespace: str = "default", node: str | None = None,
+                    ready: bool = True) -> PodRecord:
+        """Starts `new_name` with the old pod's labels and port (on `node`, default the same),
+        then deletes the old pod at once, as a ReplicaSet rollout of one pod does."""
+        old = self.pod(name, namespace)
+        new = self.add_pod(new_name, node or old.node, old.labels, old.port, ready, namespace)
+        self.delete_pod(name, namespace)
+        return new
+
+    # -- Services and other objects -------------------------------------------------------------
+
+    def create_service(self, name: str, ports: list[dict] | None = None, selector: dict[str, str] | None = None,
+                       type: str = "ClusterIP", namespace: str = "default", labels: dict[str, str] | None = None,
+                       **spec: Any) -> dict:
+        """Creates a Service (default one TCP port 80 -> 8080) and returns it as stored
+        (clusterIP and nodePorts allocated). Extra keyword arguments go into spec as-is."""
+        from kproxy.api.resources import SERVICES
+
+        body: dict[str, Any] = {
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or {})},
+            "spec": {"type": type, "ports": ports or [{"port": 80, "targetPort": 8080, "protocol": "TCP"}],
+                     **spec},
+        }
+        if selector is not None:
+            body["spec"]["selector"] = dict(selector)
+        return self.client.create(SERVICES, body, namespace=namespace)
+
+    def apply(self, obj: dict) -> dict:
+        """Creates `obj` (any kind of the resource table), or replaces it if it exists."""
+        from kproxy.api import resources
+        from kproxy.api.status import ApiError
+
+        res = resources.by_kind(obj.get("apiVersion", ""), obj.get("kind", ""))
+        if res is None:
+            raise LabError(f"unknown kind {obj.get('apiVersion')}/{obj.get('kind')}")
+        meta = obj.get("metadata") or {}
+        namespace = (meta.get("namespace") or "default") if res.namespaced else None
+        try:
+            return self.client.create(res, obj, namespace=namespace)
+        except ApiError as exc:
+            if exc.code != 409:
+                raise
+        current = self.client.get(res, meta["name"], namespace)
+        merged = dict(obj)
+        merged["metadata"] = {**meta, "resourceVersion": current["metadata"]["resourceVersion"]}
+        return self.client.update(res, merged)
+
+    # -- status and down --------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """What is there: namespaces, processes (alive or not), and the API's pods/services."""
+        state = self._require_state()
+        present = set(netsetup.list_namespaces())
+        info: dict[str, Any] = {
+            "name": self.name, "dir": self.dir, "mode": state.mode, "nodes": state.nodes,
+            "kubeconfig": state.kubeconfig,
+            "namespaces": {ns: ns in present for ns in self.plan.namespaces},
+            "apiserver": {"pid": state.apiserver.pid if state.apiserver else None,
+                          "alive": self._alive(state.apiserver)},
+            "agents": {n: {"pid": r.pid, "alive": self._alive(r)} for n, r in sorted(state.agents.items())},
+            "pods": [{"name": p.key, "node": p.node, "ip": p.ip, "ready": p.ready, "terminating": p.terminating,
+                      "alive": self._alive(p.process), "netns": p.netns} for p in state.pods.values()],
+            "services": [],
+        }
+        if info["apiserver"]["alive"]:
+            from kproxy.api.resources import SERVICES
+
+            with contextlib.suppress(Exception):
+                for svc in self.client.list(SERVICES).get("items", []):
+                    spec = svc.get("spec") or {}
+                    info["services"].append({
+                        "name": f"{svc['metadata'].get('namespace')}/{svc['metadata']['name']}",
+                        "type": spec.get("type"), "clusterIP": spec.get("clusterIP"),
+                        "ports": [f"{p.get('port')}/{p.get('protocol', 'TCP')}"
+                                  + (f" nodePort {p['nodePort']}" if p.get("nodePort") else "")
+                                  for p in spec.get("ports") or []],
+                    })
+        return info
+
+    def close(self) -> None:
+        """Releases the lab's threads and API connection (does not stop anything)."""
+        for ns in self._netns.values():
+            ns.close()
+        self._netns.clear()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+            self._client = None
+
+    def down(self) -> list[str]:
+        """Stops every process and deletes every namespace of the lab; removes the state file.
+        Idempotent. Returns the namespaces it deleted."""
+        self.close()
+        state = self.state
+        if state is not None:
+            for rec in state.agents.values():
+                self._stop(rec, signal.SIGTERM, timeout=10)
+            for pod in state.pods.values():
+                self._stop(pod.process, signal.SIGKILL, timeout=2)
+            self._stop(state.apiserver, signal.SIGTERM, timeout=10)
+            nodes = state.nodes
+        else:
+            nodes = 1
+        plan = self._plan or topology.plan_lab(self.name, nodes)
+        deleted = netsetup.teardown(plan)
+        for child in list(self._children.values()):
+            with contextlib.suppress(Exception):
+                child.kill()
+                child.wait(timeout=5)
+        self._children.clear()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.state_file)
+        shutil.rmtree(os.path.join(self.dir, "apiserver"), ignore_errors=True)
+        self.state = None
+        return deleted
+
+    @contextlib.contextmanager
+    def running(self, **up_args: Any) -> Iterator["Lab"]:
+        """`with Lab(...).running(nodes=2):` brings the lab up and always takes it down."""
+        try:
+            self.up(**up_args)
+            yield self
+        finally:
+            self.down()
+
+
+def _rfc3339() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
