@@ -1,0 +1,34 @@
+"""Golden files: the full iptables-restore text for the fixed Services of iptables_services.py.
+KPROXY_UPDATE_GOLDEN=1 rewrites the files (review the diff before committing)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from kproxy.iptables.render import render
+from kproxy.iptables.restore import full_restore
+from kproxy.iptables.ruleset import RenderOptions
+from tests.golden import iptables_services as fx
+
+GOLDEN_DIR = Path(__file__).parent / "iptables"
+
+CASES = {
+    "services": (fx.state(), RenderOptions()),
+    "masquerade-all": (fx.state(masquerade_all=True, masquerade_bit=5), RenderOptions(random_fully=False)),
+    "nodeport-addresses": (fx.state(node_port_addresses=("10.200.0.0/24",), cluster_cidr=None),
+                           RenderOptions(localhost_nodeports=False)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_full_restore_matches_golden(name):
+    state, options = CASES[name]
+    text = full_restore(render(state, None, options))
+    path = GOLDEN_DIR / f"{name}.restore"
+    if os.environ.get("KPROXY_UPDATE_GOLDEN") == "1":
+        GOLDEN_DIR.mkdir(exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"{path} missing: run with KPROXY_UPDATE_GOLDEN=1"
+    assert text == path.read_text()
