@@ -1,0 +1,125 @@
+"""Stale conntrack cleanup for UDP and SCTP Services.
+
+After rules change, connection-tracking entries created under the old rules keep steering
+packets of connectionless protocols (kubernetes #19029, #59368): an entry DNATed to a removed
+endpoint, or one created while the Service had no endpoints (#48370, the REJECT/blackhole
+entry). `plan_flush()` computes, purely, which entries to delete; `flush()` deletes them with
+the `conntrack` CLI inside the namespace. Only matching entries are deleted, never the whole
+table (#122740).
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import subprocess
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from kproxy.agent.state import ProxyState, ServicePort
+
+log = logging.getLogger(__name__)
+
+FLUSHED_PROTOCOLS = ("UDP", "SCTP")
+
+
+@dataclass(frozen=True, order=True)
+class ConntrackFilter:
+    """Delete entries of `protocol` whose original destination is orig_dst:orig_port (orig_dst
+    None: any address) and, when reply_src is set, whose reply comes from reply_src:reply_port
+    (the endpoint the entry was DNATed to)."""
+
+    protocol: str  # "udp" | "sctp"
+    orig_dst: str | None
+    orig_port: int
+    reply_src: str | None = None
+    reply_port: int | None = None
+
+    def argv(self) -> list[str]:
+        family = "ipv6" if _is_v6(self.orig_dst or self.reply_src) else "ipv4"
+        argv = ["conntrack", "-D", "-f", family, "-p", self.protocol]
+        if self.orig_dst:
+            argv += ["--orig-dst", self.orig_dst]
+        argv += ["--orig-port-dst", str(self.orig_port)]
+        if self.reply_src:
+            argv += ["--reply-src", self.reply_src]
+            if self.reply_port is not None:
+                argv += ["--reply-port-src", str(self.reply_port)]
+        return argv
+
+
+def _is_v6(ip: str | None) -> bool:
+    if not ip:
+        return False
+    try:
+        return ipaddress.ip_address(ip).version == 6
+    except ValueError:
+        return False
+
+
+def frontends(sp: ServicePort) -> list[tuple[str | None, int]]:
+    """Every (destination IP, port) a client can use to reach `sp`; a NodePort is matched on
+    any destination address (node IPs, localhost)."""
+    out: list[tuple[str | None, int]] = [(ip, sp.port) for ip in sp.cluster_ips]
+    out += [(ip, sp.port) for ip in sp.external_ips]
+    out += [(ip, sp.port) for ip in sp.load_balancer_ips]
+    if sp.node_port:
+        out.append((None, sp.node_port))
+    return out
+
+
+def serving_endpoints(sp: ServicePort) -> set[tuple[str, int]]:
+    """The endpoints traffic to `sp` can be sent to under either traffic policy."""
+    return {(e.ip, e.port) for e in sp.internal_endpoints() + sp.external_endpoints()}
+
+
+def plan_flush(previous: ProxyState | None, current: ProxyState, keys: Iterable[str] | None = None
+               ) -> tuple[ConntrackFilter, ...]:
+    """The entries to delete after moving the kernel from `previous` to `current`.
+
+    `keys` limits the work to these ServicePort keys (a partial sync's changes); None: all.
+    - An endpoint that could receive traffic before and cannot now: delete entries to each of
+      the old frontends replied from that endpoint.
+    - A ServicePort that had no usable endpoint (or did not exist) and now has one: delete the
+      entries to each of its frontends (whatever they were, they did not reach an endpoint).
+    Only UDP and SCTP ServicePorts are considered. The result is sorted and duplicate-free.
+    """
+    prev_services = previous.services if previous is not None else {}
+    if keys is None:
+        keys = set(prev_services) | set(current.services)
+    out: set[ConntrackFilter] = set()
+    for key in keys:
+        old = prev_services.get(key)
+        new = current.services.get(key)
+        if (old or new).protocol not in FLUSHED_PROTOCOLS:  # type: ignore[union-attr]
+            continue
+        old_eps = serving_endpoints(old) if old is not None else set()
+        new_eps = serving_endpoints(new) if new is not None and new.protocol in FLUSHED_PROTOCOLS else set()
+        if old is not None and old.protocol in FLUSHED_PROTOCOLS:
+            proto = old.protocol.lower()
+            for ip, port in old_eps - new_eps:
+                for dst, dport in frontends(old):
+                    out.add(ConntrackFilter(proto, dst, dport, ip, port))
+        if new is not None and new_eps and not old_eps and new.protocol in FLUSHED_PROTOCOLS:
+            for dst, dport in frontends(new):
+                out.add(ConntrackFilter(new.protocol.lower(), dst, dport))
+    return tuple(sorted(out, key=lambda f: (f.protocol, f.orig_dst or "", f.orig_port, f.reply_src or "",
+                                            f.reply_port or 0)))
+
+
+def flush(netns: Any, filters: Iterable[ConntrackFilter]) -> int:
+    """Deletes the entries matching each filter inside `netns` (kproxy.netns.NetNS). Returns
+    how many deletions were run. A filter that matches nothing is not an error; a failing
+    conntrack command is logged and the others still run."""
+    count = 0
+    for f in filters:
+        try:
+            result = netns.command(f.argv(), check=False, timeout=30)
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.warning("conntrack cleanup failed: %s", exc)
+            continue
+        # conntrack exits 1 with "0 flow entries have been deleted" when nothing matched
+        if result.returncode != 0 and "0 flow entries" not in result.stderr:
+            log.warning("%s: %s", " ".join(f.argv()), result.stderr.strip())
+            continue
+        count += 1
+    return count

@@ -1,0 +1,187 @@
+"""The proxier: informers -> change trackers -> one sync function -> backend.
+
+Guarantees:
+- Informer handlers only record changes and request a sync; `sync()` is the only code that
+  writes to the kernel, and the runner never runs it concurrently with itself.
+- The first sync happens only after every informer has delivered its first list, so the first
+  ruleset is complete (no window where a live Service is missing).
+- A sync renders the state (pure) and applies it in one backend transaction on the NetNS
+  thread. Full syncs (first, periodic, after a failure) pass previous=None so the backend
+  rewrites everything it owns and repairs drift; partial syncs pass the ruleset last applied.
+- When apply fails, the failure is counted, the next sync is made full, and the runner retries.
+- After a successful apply, stale UDP/SCTP conntrack entries are deleted, then health and
+  metrics are updated.
+- stop() ends the informers and the runner and closes the backend; rules are left in place so
+  a restarted agent takes over without a gap.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from kproxy.agent import conntrack
+from kproxy.agent.backend import ApplyError, Backend
+from kproxy.agent.config import AgentConfig
+from kproxy.agent.health import ProxierHealth
+from kproxy.agent.metrics import ProxyMetrics
+from kproxy.agent.runner import BoundedFrequencyRunner
+from kproxy.agent.state import ProxyState, ServicePort
+from kproxy.agent.tracker import ProxyStateBuilder, StateSettings
+from kproxy.agent.translate import HEADLESS_LABEL, SERVICE_PROXY_NAME_LABEL
+from kproxy.api.resources import ENDPOINT_SLICES, NODES, SERVICES
+from kproxy.client.informer import Informer
+
+log = logging.getLogger(__name__)
+
+SERVICE_FIELD_SELECTOR = "spec.clusterIP!=None"
+SERVICE_LABEL_SELECTOR = f"!{SERVICE_PROXY_NAME_LABEL},!{HEADLESS_LABEL}"
+SLICE_LABEL_SELECTOR = f"!{HEADLESS_LABEL}"
+
+
+def _no_local_endpoints(sp: ServicePort) -> tuple[bool, bool]:
+    """(internal, external): whether a Local policy leaves this ServicePort without endpoints."""
+    if not (sp.internal_policy_local or sp.external_policy_local):
+        return False, False
+    missing = not sp.local_endpoints()
+    return sp.internal_policy_local and missing, sp.external_policy_local and missing
+
+
+class Proxier:
+    def __init__(self, config: AgentConfig, node_name: str, client: Any, backend: Backend, netns: Any,
+                 metrics: ProxyMetrics | None = None, health: ProxierHealth | None = None) -> None:
+        self.config = config
+        self.node_name = node_name
+        self.client = client
+        self.backend = backend
+        self.netns = netns
+        self.metrics = metrics or ProxyMetrics()
+        self.health = health or ProxierHealth(timeout=2 * config.sync_period)
+        self.builder = ProxyStateBuilder(
+            StateSettings(node_name=node_name, cluster_cidr=config.cluster_cidr or None,
+                          masquerade_all=config.masquerade_all, masquerade_bit=config.masquerade_bit,
+                          node_port_addresses=config.node_port_addresses),
+            on_change=self._on_change,
+        )
+        self.runner = BoundedFrequencyRunner(self.sync, config.min_sync_period, config.sync_period,
+                                             name=f"{backend.name or 'backend'} sync")
+        self.informers = [
+            Informer(client, SERVICES, field_selector=SERVICE_FIELD_SELECTOR,
+                     label_selector=SERVICE_LABEL_SELECTOR, handler=self.builder.services),
+            Informer(client, ENDPOINT_SLICES, label_selector=SLICE_LABEL_SELECTOR, handler=self.builder.slices),
+            Informer(client, NODES, field_selector=f"metadata.name={node_name}", handler=self.builder.node),
+        ]
+        self._synced_once = False
+        self._informers_synced = False
+        self._force_full = True
+        self._applied_state: ProxyState | None = None
+        self._applied_ruleset: Any = None
+        self._pending_trigger_times: list[float] = []
+        self._no_local: dict[str, tuple[bool, bool]] = {}
+        self._stop = asyncio.Event()
+        self.sync_count = 0
+
+    # ---------------------------------------------------------------- events
+
+    def _on_change(self) -> None:
+        """Called by the trackers for every real change: queue a sync."""
+        self.health.queued_update()
+        self.metrics.record_queued()
+        self._record_pending()
+        if self._informers_synced:
+            self.runner.run()
+
+    def _record_pending(self) -> None:
+        b = self.builder
+        self.metrics.record_pending(b.services.pending, b.slices.pending, b.services.total, b.slices.total)
+
+    # ---------------------------------------------------------------- the one writer
+
+    async def sync(self, full: bool) -> None:
+        """Builds the next state and programs it (see module doc). Raises on apply failure."""
+        started = time.monotonic()
+        result = self.builder.build_state()
+        self._pending_trigger_times.extend(result.trigger_times)
+        self._record_pending()
+        self.health.node_eligible = self.builder.node.eligible
+        state = result.state
+        full = full or self._force_full or result.changes.full
+        if not full and not result.changes.services and state is self._applied_state:
+            self.health.updated()  # nothing changed since the last apply
+            return
+        loop = asyncio.get_running_loop()
+        ruleset = await loop.run_in_executor(None, self.backend.render, state, self._applied_ruleset)
+        try:
+            applied = await self.netns.arun(self.backend.apply, ruleset, None if full else self._applied_ruleset)
+        except ApplyError as exc:
+            self.metrics.record_apply_failure()
+            self._force_full = True
+            log.error("applying rules failed (next sync is full): %s", exc)
+            raise
+        previous = self._applied_state
+        self._applied_state, self._applied_ruleset = state, ruleset
+        self._force_full = False
+        keys = None if full else result.changes.services
+        filters = conntrack.plan_flush(previous, state, keys)
+        if filters:
+            await self.netns.arun(conntrack.flush, self.netns, filters)
+        self._update_no_local(state, keys)
+        duration = time.monotonic() - started
+        self.health.updated()
+        self.metrics.record_sync(duration, full)
+        self.metrics.record_programmed(self._pending_trigger_times)
+        self._pending_trigger_times.clear()
+        self.sync_count += 1
+        if not self._synced_once:
+            self._synced_once = True
+            log.info("first sync done: %d service ports, revision %d", len(state.services), state.revision)
+        log.debug("%s sync of revision %d in %.3fs (%s)", "full" if full else "partial", state.revision,
+                  duration, getattr(applied, "detail", ""))
+
+    def _update_no_local(self, state: ProxyState, keys: Any) -> None:
+        if keys is None:
+            self._no_local = {k: _no_local_endpoints(sp) for k, sp in state.services.items()}
+        else:
+            for k in keys:
+                sp = state.services.get(k)
+                if sp is None:
+                    self._no_local.pop(k, None)
+                else:
+                    self._no_local[k] = _no_local_endpoints(sp)
+        internal = sum(1 for i, _ in self._no_local.values() if i)
+        external = sum(1 for _, e in self._no_local.values() if e)
+        self.metrics.record_no_local_endpoints(internal, external)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def run(self) -> None:
+        """Runs informers and syncs until stop(). Does not remove any rule on the way out."""
+        tasks = [asyncio.create_task(inf.run(), name=f"informer-{inf.resource.plural}") for inf in self.informers]
+        runner_task: asyncio.Task | None = None
+        stop_wait = asyncio.create_task(self._stop.wait())
+        try:
+            synced = asyncio.gather(*(inf.synced.wait() for inf in self.informers))
+            done, _ = await asyncio.wait({synced, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if synced not in done:
+                synced.cancel()
+                return
+            self._informers_synced = True
+            log.info("informers synced; starting sync loop (min %.3gs, period %.3gs)",
+                     self.runner.min_interval, self.runner.max_interval)
+            self.runner.run(full=True)
+            runner_task = asyncio.create_task(self.runner.loop(), name="sync-runner")
+            await asyncio.wait({runner_task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.runner.stop()
+            for inf in self.informers:
+                inf.stop()
+            if runner_task is not None:
+                await asyncio.gather(runner_task, return_exceptions=True)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            stop_wait.cancel()
+
+    def stop(self) -> None:
+        self._stop.set()
