@@ -227,6 +227,12 @@ class Lab:
             ns = self._netns[name] = NetNS(name)
         return ns
 
+    def release_netns(self, name: str) -> None:
+        """Stops the worker thread of a cached NetNS (before its namespace is deleted)."""
+        ns = self._netns.pop(name, None)
+        if ns is not None:
+            ns.close()
+
     @property
     def client_netns(self) -> NetNS:
         return self.netns(self.plan.client.netns)
@@ -584,9 +590,7 @@ class Lab:
 
     def _remove_pod(self, rec: PodRecord) -> None:
         state = self._require_state()
-        ns = self._netns.pop(rec.netns, None)
-        if ns is not None:
-            ns.close()
+        self.release_netns(rec.netns)
         if rec.process is not None:
             self._stop(rec.process, signal.SIGTERM, timeout=5)
         netsetup.delete_namespace(rec.netns)

@@ -1,0 +1,74 @@
+"""Fixtures of the end-to-end suite: one lab per test module and proxy mode, always torn down,
+and a per-test scratch area whose pods and Services are removed after the test.
+
+A new proxy mode joins every scenario by being added to MODES.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+
+from kproxy.lab.lab import Lab
+from tests import nsutil
+
+MODES = ["iptables"]
+SYNC_PERIOD_SECONDS = 5  # agents' periodic full sync in the lab: drift repair is bounded by it
+
+
+@pytest.fixture(scope="module", params=MODES)
+def lab(request, tmp_path_factory):
+    mode = request.param
+    module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")[:12].replace("_", "-")
+    name = nsutil.unique_name(f"{module}-{mode[:4]}")
+    lab = Lab(name, dir=str(tmp_path_factory.mktemp(f"lab-{mode}")))
+    try:
+        lab.up(nodes=2, mode=mode, sync_period=f"{SYNC_PERIOD_SECONDS}s", min_sync_period="0s")
+        yield lab
+    finally:
+        lab.down()
+
+
+class Scratch:
+    """Pods and Services of one test, deleted when the test ends (even when it fails)."""
+
+    def __init__(self, lab: Lab, prefix: str):
+        self.lab = lab
+        self.prefix = prefix
+        self.services: list[tuple[str, str]] = []
+
+    def name(self, suffix: str) -> str:
+        return f"{self.prefix}-{suffix}"
+
+    def pod(self, suffix: str, node: str, labels: dict | None = None, ready: bool = True):
+        return self.lab.add_pod(self.name(suffix), node, labels=labels or {"app": self.prefix}, ready=ready)
+
+    def service(self, suffix: str = "svc", **kwargs) -> dict:
+        kwargs.setdefault("selector", {"app": self.prefix})
+        svc = self.lab.create_service(self.name(suffix), **kwargs)
+        self.services.append(("default", svc["metadata"]["name"]))
+        return svc
+
+    def cleanup(self) -> None:
+        from kproxy.api.resources import SERVICES
+
+        for ns, name in self.services:
+            with contextlib.suppress(Exception):
+                self.lab.client.delete(SERVICES, name, ns)
+        if self.lab.state is None:
+            return
+        for pod in list(self.lab.pods()):
+            if pod.name.startswith(self.prefix + "-"):
+                with contextlib.suppress(Exception):
+                    self.lab.delete_pod(pod.name, pod.namespace)
+
+
+@pytest.fixture
+def scratch(lab, request):
+    # Pod names are DNS labels: a short, unique, lowercase prefix per test.
+    base = request.node.originalname.removeprefix("test_").replace("_", "-")[:20].strip("-")
+    s = Scratch(lab, base)
+    try:
+        yield s
+    finally:
+        s.cleanup()

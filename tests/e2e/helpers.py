@@ -1,0 +1,185 @@
+"""Traffic probes and kernel readers shared by the e2e scenarios.
+
+Every wait is a bounded poll: it returns as soon as the traffic shows what is expected and
+fails with the last observation when the deadline passes. No sleep is ever an assertion.
+"""
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+from kproxy.lab import traffic
+from kproxy.lab.traffic import Reply, TrafficError
+from kproxy.netns import NetNS
+
+
+@dataclass
+class Sample:
+    """What `n` requests saw: answers per pod, the failures, and the client addresses pods saw."""
+
+    pods: Counter = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+    client_ips: set[str] = field(default_factory=set)
+    errors: Counter = field(default_factory=Counter)  # failure class name -> count
+
+    @property
+    def seen(self) -> set[str]:
+        return set(self.pods)
+
+    def __str__(self) -> str:
+        return f"pods={dict(self.pods)} failures={len(self.failures)} {dict(self.errors)} {self.failures[:2]}"
+
+
+def request(netns: NetNS, ip: str, port: int, proto: str = "tcp", timeout: float = 1.0,
+            source_port: int | None = None) -> Reply:
+    if proto == "tcp":
+        return traffic.tcp_reply(netns, ip, port, timeout)
+    return traffic.udp_reply(netns, ip, port, source_port=source_port, timeout=timeout)
+
+
+def sample(netns: NetNS, ip: str, port: int, n: int, proto: str = "tcp", timeout: float = 1.0) -> Sample:
+    s = Sample()
+    for _ in range(n):
+        try:
+            r = request(netns, ip, port, proto, timeout)
+        except TrafficError as exc:
+            s.failures.append(str(exc))
+            s.errors[type(exc).__name__] += 1
+            continue
+        s.pods[r.pod] += 1
+        s.client_ips.add(r.client_ip)
+    return s
+
+
+def wait_for_pods(netns: NetNS, ip: str, port: int, expected: set[str], proto: str = "tcp",
+                  timeout: float = 60.0, n: int = 30) -> Sample:
+    """Polls samples of `n` requests until one is answered by exactly `expected` (every pod seen,
+    no other pod, no failure). Returns that sample; AssertionError with the last one otherwise."""
+    deadline = time.monotonic() + timeout
+    last = Sample()
+    while True:
+        last = sample(netns, ip, port, n, proto)
+        if last.seen == expected and not last.failures:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{proto} {ip}:{port}: wanted exactly {sorted(expected)} within {timeout:g}s; last sample {last}")
+        time.sleep(0.2)
+
+
+def wait_for_error(netns: NetNS, ip: str, port: int, error: type[TrafficError], proto: str = "tcp",
+                   timeout: float = 60.0) -> TrafficError:
+    """Polls single requests until one fails with `error`; returns that error."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            last = request(netns, ip, port, proto, timeout=1.0)
+        except error as exc:
+            return exc
+        except TrafficError as exc:
+            last = exc
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{proto} {ip}:{port}: wanted {error.__name__} within {timeout:g}s; last: {last!r}")
+        time.sleep(0.2)
+
+
+def poll(check: Callable[[], object], timeout: float, what: str, interval: float = 0.2) -> object:
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            last = check()
+            if last:
+                return last
+        except Exception as exc:  # a probe that fails means "not yet"
+            last = exc
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last: {last!r}")
+        time.sleep(interval)
+
+
+class ContinuousClient:
+    """Sends TCP requests back to back from its own thread in `netns` (its own NetNS, so the
+    test can keep using the lab's), recording every answer and every failure."""
+
+    def __init__(self, netns: str, ip: str, port: int, timeout: float = 2.0, pause: float = 0.01):
+        self._ns = NetNS(netns)
+        self.ip, self.port, self.timeout, self.pause = ip, port, timeout, pause
+        self.answers: Counter = Counter()
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="continuous-client", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.answers[traffic.tcp_reply(self._ns, self.ip, self.port, self.timeout).pod] += 1
+            except TrafficError as exc:
+                self.failures.append(f"{time.strftime('%H:%M:%S')} {exc}")
+            time.sleep(self.pause)
+
+    @property
+    def total(self) -> int:
+        return sum(self.answers.values()) + len(self.failures)
+
+    def __enter__(self) -> "ContinuousClient":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self._ns.close()
+
+    def wait_for_more(self, n: int, timeout: float = 60.0) -> None:
+        """Waits until `n` more requests have completed (answered or failed)."""
+        target = self.total + n
+        poll(lambda: self.total >= target, timeout, f"{n} more requests from the continuous client")
+
+
+# -- iptables in a namespace ------------------------------------------------------------------
+
+IPTABLES_FLAVORS = ("nft", "legacy")
+
+
+def iptables_save(netns: str, flavor: str, table: str = "nat") -> str:
+    out = subprocess.run(["ip", "netns", "exec", netns, f"iptables-{flavor}-save", "-t", table],
+                         capture_output=True, text=True, timeout=60)
+    return out.stdout if out.returncode == 0 else ""
+
+
+def agent_flavor(netns: str) -> str:
+    """Which iptables backend (nft or legacy) holds kproxy's KUBE-SERVICES chain in `netns`."""
+    for flavor in IPTABLES_FLAVORS:
+        if ":KUBE-SERVICES" in iptables_save(netns, flavor):
+            return flavor
+    raise AssertionError(f"no KUBE-SERVICES chain in {netns} (nft or legacy)")
+
+
+def normalized_ruleset(netns: str) -> dict[str, list[str]]:
+    """Every table of both backends without comments, counters and empty tables (a table
+    holding only built-in chains with policy ACCEPT and no rule): comparable snapshots."""
+    result = {}
+    for flavor in IPTABLES_FLAVORS:
+        out = subprocess.run(["ip", "netns", "exec", netns, f"iptables-{flavor}-save"],
+                             capture_output=True, text=True, timeout=60).stdout
+        lines: list[str] = []
+        table: list[str] = []
+        for line in out.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith(":"):
+                line = line.split(" [", 1)[0]  # drop the [packets:bytes] counters
+            table.append(line)
+            if line == "COMMIT":
+                empty = all(l.startswith("*") or l == "COMMIT" or (l.startswith(":") and l.endswith(" ACCEPT"))
+                            for l in table)
+                if not empty:
+                    lines.extend(table)
+                table = []
+        result[flavor] = lines
+    return result

@@ -1,0 +1,330 @@
+"""The scenario suite: what a Service proxy must do, proven with real TCP and UDP packets in the
+namespace lab (client -> node -> pod), for every mode in MODES.
+
+One lab per module (2 nodes, agents with a 5 s sync period); every test makes its own Service
+and pods and removes them. Waits are bounded polls that return as soon as traffic shows the
+expected state.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from kproxy.api.resources import ENDPOINT_SLICES, SERVICES
+from kproxy.lab import traffic
+from kproxy.lab.traffic import Refused, TrafficError
+from tests import nsutil
+from tests.e2e import helpers
+from tests.e2e.conftest import SYNC_PERIOD_SECONDS
+from tests.e2e.helpers import ContinuousClient, sample, wait_for_error, wait_for_pods
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+TCP_UDP_PORTS = [
+    {"name": "tcp", "port": 80, "targetPort": 8080, "protocol": "TCP"},
+    {"name": "udp", "port": 80, "targetPort": 8080, "protocol": "UDP"},
+]
+
+
+def cluster_ip(svc: dict) -> str:
+    return svc["spec"]["clusterIP"]
+
+
+def node_port(svc: dict, protocol: str = "TCP") -> int:
+    for p in svc["spec"]["ports"]:
+        if p.get("protocol", "TCP") == protocol and p.get("nodePort"):
+            return int(p["nodePort"])
+    raise AssertionError(f"service {svc['metadata']['name']} has no {protocol} nodePort: {svc['spec']['ports']}")
+
+
+# -- ClusterIP basics ---------------------------------------------------------------------------
+
+
+def test_clusterip_reaches_every_ready_endpoint_and_no_unready_one(lab, scratch):
+    scratch.pod("a", "node1")
+    scratch.pod("b", "node2")
+    scratch.pod("unready", "node1", ready=False)
+    svc = scratch.service(ports=TCP_UDP_PORTS)
+    ready = {scratch.name("a"), scratch.name("b")}
+    for proto in ("tcp", "udp"):
+        wait_for_pods(lab.client_netns, cluster_ip(svc), 80, ready, proto)
+        after = sample(lab.client_netns, cluster_ip(svc), 80, 60, proto)
+        assert after.seen == ready and not after.failures, f"{proto}: {after}"
+
+
+def test_distribution_over_three_endpoints(lab, scratch):
+    for suffix, node in (("a", "node1"), ("b", "node2"), ("c", "node1")):
+        scratch.pod(suffix, node)
+    svc = scratch.service()
+    pods = {scratch.name(s) for s in "abc"}
+    wait_for_pods(lab.client_netns, cluster_ip(svc), 80, pods)
+    s = sample(lab.client_netns, cluster_ip(svc), 80, 600)
+    assert not s.failures, s
+    # Binomial(600, 1/3): mean 200, sd 11.5; 15%..52% (90..312) is > 9 sd away.
+    for pod in pods:
+        share = s.pods[pod] / 600
+        assert 0.15 <= share <= 0.52, f"{pod} got {share:.1%}: {s}"
+
+
+def test_scaling_three_to_one_to_five_converges(lab, scratch):
+    names = [scratch.pod(f"p{i}", f"node{1 + i % 2}").name for i in range(3)]
+    svc = scratch.service()
+    ip = cluster_ip(svc)
+    wait_for_pods(lab.client_netns, ip, 80, set(names))
+    for name in names[1:]:
+        lab.delete_pod(name)
+    wait_for_pods(lab.client_netns, ip, 80, {names[0]})
+    more = [scratch.pod(f"q{i}", f"node{1 + i % 2}").name for i in range(4)]
+    wait_for_pods(lab.client_netns, ip, 80, {names[0], *more}, n=50)
+
+
+def test_service_without_endpoints_is_refused_not_dropped(lab, scratch):
+    svc = scratch.service(ports=TCP_UDP_PORTS, selector={"app": scratch.name("nothing")})
+    for proto in ("tcp", "udp"):
+        wait_for_error(lab.client_netns, cluster_ip(svc), 80, Refused, proto)
+        # Once programmed it stays a rejection: every further request is refused too.
+        s = sample(lab.client_netns, cluster_ip(svc), 80, 10, proto)
+        assert s.errors == {"Refused": 10}, f"{proto}: {s}"
+
+
+def test_hairpin_pod_reaches_itself_through_its_service(lab, scratch):
+    pod = scratch.pod("self", "node2")
+    svc = scratch.service()
+    wait_for_pods(lab.client_netns, cluster_ip(svc), 80, {pod.name})
+    s = sample(lab.netns(pod.netns), cluster_ip(svc), 80, 10)
+    assert s.seen == {pod.name} and not s.failures, s
+
+
+# -- NodePort and traffic policies ------------------------------------------------------------------
+
+
+def test_nodeport_from_the_client_to_each_node(lab, scratch):
+    scratch.pod("a", "node1")
+    scratch.pod("b", "node2")
+    svc = scratch.service(type="NodePort", ports=TCP_UDP_PORTS)
+    pods = {scratch.name("a"), scratch.name("b")}
+    for node in lab.plan.nodes:
+        for proto, protocol in (("tcp", "TCP"), ("udp", "UDP")):
+            wait_for_pods(lab.client_netns, node.ip, node_port(svc, protocol), pods, proto)
+
+
+def test_external_traffic_policy_local_reaches_only_local_pods(lab, scratch):
+    local1 = scratch.pod("n1", "node1")
+    local2 = scratch.pod("n2", "node2")
+    svc = scratch.service(type="NodePort", externalTrafficPolicy="Local")
+    port = node_port(svc)
+    for node, pod in (("node1", local1), ("node2", local2)):
+        s = wait_for_pods(lab.client_netns, lab.plan.node(node).ip, port, {pod.name})
+        # Local policy does not masquerade: the pod sees the real client address.
+        assert s.client_ips == {lab.plan.client.ip}, s
+    # The ClusterIP (internal policy Cluster) still reaches both.
+    wait_for_pods(lab.client_netns, cluster_ip(svc), 80, {local1.name, local2.name})
+
+
+def test_session_affinity_client_ip_sticks(lab, scratch):
+    for suffix, node in (("a", "node1"), ("b", "node2"), ("c", "node1")):
+        scratch.pod(suffix, node)
+    svc = scratch.service()
+    ip = cluster_ip(svc)
+    wait_for_pods(lab.client_netns, ip, 80, {scratch.name(s) for s in "abc"})
+    lab.client.patch(SERVICES, svc["metadata"]["name"],
+                     {"spec": {"sessionAffinity": "ClientIP",
+                               "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 600}}}})
+    # Without affinity, 20 answers from one pod of three has probability 3 * 3^-20.
+    helpers.poll(lambda: len(sample(lab.client_netns, ip, 80, 20).seen) == 1, 60,
+                 "affinity to take effect")
+    s = sample(lab.client_netns, ip, 80, 60)
+    assert len(s.seen) == 1 and not s.failures, s
+
+
+# -- UDP and stale conntrack ----------------------------------------------------------------------
+
+
+def test_udp_survives_server_pod_replacement(lab, scratch):
+    old = scratch.pod("old", "node2")
+    svc = scratch.service(ports=[{"port": 53, "targetPort": 8080, "protocol": "UDP"}])
+    ip, source_port = cluster_ip(svc), 40053
+    helpers.poll(lambda: helpers.request(lab.client_netns, ip, 53, "udp", source_port=source_port).pod == old.name,
+                 60, "the old pod to answer UDP from the fixed source port")
+    new = lab.replace_pod(old.name, scratch.name("new"), node="node1")
+    # Same 5-tuple as before: it only reaches the new pod if the agent flushed the stale entry.
+    helpers.poll(lambda: helpers.request(lab.client_netns, ip, 53, "udp", timeout=0.5,
+                                         source_port=source_port).pod == new.name,
+                 60, "the new pod to answer from the same source port")
+
+
+def test_udp_unready_to_ready_with_fixed_source_port(lab, scratch):
+    pod = scratch.pod("only", "node1", ready=False)
+    svc = scratch.service(ports=[{"port": 53, "targetPort": 8080, "protocol": "UDP"}])
+    ip, source_port = cluster_ip(svc), 40054
+    wait_for_error(lab.client_netns, ip, 53, Refused, "udp")
+    with pytest.raises(TrafficError):
+        helpers.request(lab.client_netns, ip, 53, "udp", timeout=0.5, source_port=source_port)
+    lab.set_ready(pod.name, True)
+    helpers.poll(lambda: helpers.request(lab.client_netns, ip, 53, "udp", timeout=0.5,
+                                         source_port=source_port).pod == pod.name,
+                 60, "the now-ready pod to answer from the fixed source port")
+
+
+# -- agent restarts, resync and drift ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill9"])
+def test_agent_restart_drops_no_connection(lab, scratch, sig):
+    scratch.pod("a", "node1")
+    scratch.pod("b", "node2")
+    svc = scratch.service()
+    pods = {scratch.name("a"), scratch.name("b")}
+    wait_for_pods(lab.client_netns, cluster_ip(svc), 80, pods)
+    with ContinuousClient(lab.plan.client.netns, cluster_ip(svc), 80) as client:
+        client.wait_for_more(20)
+        lab.restart_agent("node1", sig)
+        client.wait_for_more(100)
+    assert client.failures == [], client.failures[:5]
+    assert set(client.answers) == pods
+
+
+def test_periodic_full_resync_drops_no_connection(lab, scratch):
+    scratch.pod("a", "node1")
+    scratch.pod("b", "node2")
+    svc = scratch.service()
+    wait_for_pods(lab.client_netns, cluster_ip(svc), 80, {scratch.name("a"), scratch.name("b")})
+    node1 = lab.plan.node("node1").netns
+
+    def last_updated() -> str:
+        import json
+
+        code, body = lab.healthz(node1)
+        return json.loads(body)["lastUpdated"] if code == 200 else ""
+
+    with ContinuousClient(lab.plan.client.netns, cluster_ip(svc), 80) as client:
+        first = helpers.poll(last_updated, 30, "healthz lastUpdated")
+        # Nothing changes in the API now, so the next sync is the periodic full one.
+        helpers.poll(lambda: last_updated() not in ("", first), 4 * SYNC_PERIOD_SECONDS + 10,
+                     "a periodic resync")
+        client.wait_for_more(50)
+    assert client.failures == [], client.failures[:5]
+
+
+def test_rules_deleted_by_hand_are_restored_within_a_sync_period(lab, scratch):
+    pod = scratch.pod("a", "node2")
+    svc = scratch.service()
+    ip = cluster_ip(svc)
+    wait_for_pods(lab.client_netns, ip, 80, {pod.name})
+    node1 = lab.plan.node("node1").netns
+    flavor = helpers.agent_flavor(node1)
+    flushed = subprocess.run(
+        ["ip", "netns", "exec", node1, "sh", "-c",
+         f"iptables-{flavor} -w -t nat -F KUBE-SERVICES && iptables-{flavor} -w -t nat -S KUBE-SERVICES"],
+        capture_output=True, text=True, check=True).stdout
+    assert flushed.strip() == "-N KUBE-SERVICES", flushed
+    wait_for_pods(lab.client_netns, ip, 80, {pod.name}, timeout=SYNC_PERIOD_SECONDS + 15, n=5)
+    assert ip in helpers.iptables_save(node1, flavor)
+
+
+def test_service_proxy_name_labelled_service_is_left_alone(lab, scratch):
+    pod = scratch.pod("a", "node1")
+    foreign = scratch.service("foreign", labels={"service.kubernetes.io/service-proxy-name": "someone-else"})
+    ours = scratch.service("ours")
+    wait_for_pods(lab.client_netns, cluster_ip(ours), 80, {pod.name})
+    # Both Services were known to the agent before `ours` was served.
+    for node in lab.plan.nodes:
+        rules = helpers.iptables_save(node.netns, helpers.agent_flavor(node.netns))
+        assert cluster_ip(ours) in rules
+        assert cluster_ip(foreign) not in rules
+    with pytest.raises(TrafficError):
+        traffic.tcp_request(lab.client_netns, cluster_ip(foreign), 80, timeout=1.0)
+
+
+# -- terminating endpoints -------------------------------------------------------------------------
+
+
+def _endpoint(ip: str, node: str, ready: bool, serving: bool, terminating: bool) -> dict:
+    return {"addresses": [ip], "nodeName": node,
+            "conditions": {"ready": ready, "serving": serving, "terminating": terminating}}
+
+
+def test_falls_back_to_serving_terminating_endpoints(lab, scratch):
+    """A selector-less Service with a hand-written EndpointSlice, so the endpoint conditions
+    are exactly what kube-proxy's fallback rule talks about."""
+    a = scratch.pod("a", "node1", labels={"app": scratch.name("none")})
+    b = scratch.pod("b", "node2", labels={"app": scratch.name("none")})
+    svc = scratch.service(selector=None, ports=[{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}])
+    name = svc["metadata"]["name"]
+    slice_name = scratch.name("slice")
+
+    def put_slice(endpoints: list[dict]) -> None:
+        lab.apply({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": slice_name, "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": endpoints,
+        })
+
+    try:
+        # a ready, b terminating but serving: only the ready one is used.
+        put_slice([_endpoint(a.ip, "node1", True, True, False), _endpoint(b.ip, "node2", False, True, True)])
+        wait_for_pods(lab.client_netns, cluster_ip(svc), 80, {a.name})
+        # none ready, both serving and terminating: fall back to both.
+        put_slice([_endpoint(a.ip, "node1", False, True, True), _endpoint(b.ip, "node2", False, True, True)])
+        wait_for_pods(lab.client_netns, cluster_ip(svc), 80, {a.name, b.name})
+        # terminating and not serving: nothing to fall back to, the Service rejects.
+        put_slice([_endpoint(a.ip, "node1", False, False, True), _endpoint(b.ip, "node2", False, False, True)])
+        wait_for_error(lab.client_netns, cluster_ip(svc), 80, Refused)
+    finally:
+        with contextlib.suppress(Exception):
+            lab.client.delete(ENDPOINT_SLICES, slice_name, "default")
+
+
+def test_graceful_pod_deletion_keeps_serving_until_nothing_is_ready(lab, scratch):
+    a = scratch.pod("a", "node1")
+    b = scratch.pod("b", "node2")
+    svc = scratch.service()
+    ip = cluster_ip(svc)
+    wait_for_pods(lab.client_netns, ip, 80, {a.name, b.name})
+    if not lab.delete_pod(a.name, graceful=True):
+        pytest.fail("the apiserver removed a pod at once despite a grace period (no graceful deletion)")
+    wait_for_pods(lab.client_netns, ip, 80, {b.name})
+    assert lab.delete_pod(b.name, graceful=True)
+    # Both terminating, both still serving: the proxy falls back to them.
+    wait_for_pods(lab.client_netns, ip, 80, {a.name, b.name})
+    lab.finish_pod(a.name)
+    wait_for_pods(lab.client_netns, ip, 80, {b.name})
+
+
+# -- cleanup -----------------------------------------------------------------------------------
+
+
+def test_cleanup_leaves_the_namespace_rules_as_before_the_agent(lab):
+    with nsutil.netns("cleanup") as ns:
+        for flavor in helpers.IPTABLES_FLAVORS:
+            for rule in (["-t", "filter", "-A", "INPUT", "-p", "tcp", "--dport", "9999", "-j", "ACCEPT"],
+                         ["-t", "nat", "-A", "POSTROUTING", "-s", "10.9.9.0/24", "-j", "MASQUERADE"],
+                         ["-t", "filter", "-N", "USER-CHAIN"]):
+                subprocess.run(["ip", "netns", "exec", ns, f"iptables-{flavor}", "-w", *rule],
+                               check=True, capture_output=True)
+        before = helpers.normalized_ruleset(ns)
+        agent = subprocess.Popen(lab.agent_argv("node1", ns), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            helpers.poll(lambda: lab.healthz(ns)[0] == 200, 60, "the extra agent to be healthy")
+            helpers.poll(lambda: helpers.agent_flavor(ns), 30, "kproxy rules in the namespace")
+            assert helpers.normalized_ruleset(ns) != before
+        finally:
+            agent.terminate()
+            try:
+                agent.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+                agent.wait()
+            lab.release_netns(ns)
+        result = subprocess.run([sys.executable, "-m", "kproxy", "cleanup", "--mode", lab.state.mode, "--netns", ns],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert helpers.normalized_ruleset(ns) == before
