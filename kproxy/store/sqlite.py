@@ -18,6 +18,9 @@ Guarantees beyond the contract in base.py:
   values, so a watcher may modify what it receives.
 - `list` runs in one read transaction on a reader connection and returns the revision that
   transaction saw; reads never wait for writers (WAL).
+- Values are stored as JSON text: what `create`/`update` return (and what get, list and watch
+  later give) is the stored form, a fresh copy (non-string dict keys become strings, tuples
+  become lists). Non-dict values, NaN/Infinity and non-JSON types raise ValueError.
 - One process at a time: the database is guarded by an exclusive flock on "<path>.lock".
 """
 from __future__ import annotations
@@ -91,6 +94,7 @@ class _Write:
 @dataclass
 class _Subscription:
     prefix: str
+    after: int  # deliver only revisions greater than this
     callback: WatchCallback
     active: bool = True
 
@@ -397,7 +401,7 @@ class SQLiteStore(Store):
             raise ValueError("prefix must be a string")
         if not isinstance(from_revision, int) or from_revision < 0:
             raise ValueError("from_revision must be a non-negative integer")
-        subscription = _Subscription(prefix, callback)
+        subscription = _Subscription(prefix, from_revision, callback)
         with self._commit_lock:
             self._check_open()
             if from_revision < self._compacted:
@@ -441,7 +445,8 @@ class SQLiteStore(Store):
             return
         for event in events:
             for subscription in list(self._subscriptions):
-                if subscription.active and event[1].startswith(subscription.prefix):
+                if (subscription.active and event[4] > subscription.after
+                        and event[1].startswith(subscription.prefix)):
                     self._deliver(subscription, event)
         self._subscriptions = [s for s in self._subscriptions if s.active]
 
