@@ -1,0 +1,83 @@
+"""`kproxy apiserver`: the embedded Kubernetes-compatible apiserver."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import os
+
+from kproxy.apiserver.allocators import parse_port_range
+from kproxy.cli.main import CLIError
+from kproxy.store.base import StoreError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", required=True, help="directory of the store and admin.kubeconfig")
+    parser.add_argument("--bind", default="127.0.0.1:6443",
+                        help="HOST:PORT to listen on (port 0 picks a free port); default 127.0.0.1:6443")
+    parser.add_argument("--service-cluster-ip-range", default="10.96.0.0/12",
+                        help="CIDR Service ClusterIPs are allocated from (default 10.96.0.0/12)")
+    parser.add_argument("--service-node-port-range", default="30000-32767",
+                        help="port range NodePorts are allocated from (default 30000-32767)")
+    parser.add_argument("--store-history", type=int, default=10000, metavar="N",
+                        help="watch events the store retains; older resourceVersions get 410 Gone")
+    parser.add_argument("--watch-bookmark-interval", type=float, default=10.0, metavar="SECONDS",
+                        help="how often watches that allow bookmarks get one (default 10)")
+    parser.add_argument("--no-controllers", action="store_true",
+                        help="do not run the controllers inside the apiserver")
+
+
+def parse_bind(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        raise CLIError(f"--bind {text!r}: want HOST:PORT")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            raise CLIError(f"--bind {text!r}: {host!r} is not an IP address") from None
+    try:
+        port_num = int(port)
+    except ValueError:
+        raise CLIError(f"--bind {text!r}: port {port!r} is not a number") from None
+    if not 0 <= port_num <= 65535:
+        raise CLIError(f"--bind {text!r}: port must be 0-65535")
+    return host, port_num
+
+
+def run(args: argparse.Namespace) -> int:
+    from kproxy.apiserver.rest import RestSettings
+    from kproxy.apiserver.server import ServerConfig, serve
+
+    host, port = parse_bind(args.bind)
+    try:
+        net = ipaddress.ip_network(args.service_cluster_ip_range, strict=True)
+    except ValueError as exc:
+        raise CLIError(f"--service-cluster-ip-range: {exc}") from None
+    if net.num_addresses < 4:
+        raise CLIError(f"--service-cluster-ip-range {net} is too small")
+    try:
+        parse_port_range(args.service_node_port_range)
+    except ValueError as exc:
+        raise CLIError(f"--service-node-port-range: {exc}") from None
+    if args.watch_bookmark_interval <= 0:
+        raise CLIError("--watch-bookmark-interval must be positive")
+    if args.store_history < 1:
+        raise CLIError("--store-history must be at least 1")
+    data_dir = os.path.abspath(args.data_dir)
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"--data-dir {args.data_dir!r}: {exc.strerror}") from None
+    config = ServerConfig(data_dir=data_dir, host=host, port=port,
+                          service_cluster_ip_range=str(net),
+                          service_node_port_range=args.service_node_port_range,
+                          run_controllers=not args.no_controllers,
+                          store_history=args.store_history,
+                          rest=RestSettings(bookmark_interval=args.watch_bookmark_interval))
+    try:
+        asyncio.run(serve(config))
+    except StoreError as exc:
+        raise CLIError(f"cannot open the store in {data_dir}: {exc}") from None
+    return 0

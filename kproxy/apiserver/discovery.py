@@ -1,0 +1,136 @@
+"""Discovery documents (pure): /api, /apis, /api/v1, /apis/<group>/<version>, the aggregated
+discovery v2 form kubectl asks for first, and /version."""
+from __future__ import annotations
+
+import platform
+import sys
+from typing import Any, Iterable
+
+from kproxy.api.resources import ALL, Resource
+
+GIT_VERSION = "v1.32.0-kproxy"
+AGGREGATED_MEDIA_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+
+VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+SUBRESOURCE_VERBS = ["get", "patch", "update"]
+CATEGORIES = {"pods": ["all"], "services": ["all"]}
+
+
+def _subresources(resource: Resource) -> list[tuple[str, list[str]]]:
+    subs = []
+    if resource.status_subresource:
+        subs.append(("status", SUBRESOURCE_VERBS))
+    if resource.plural == "namespaces" and not resource.group:
+        subs.append(("finalize", ["update"]))
+    return subs
+
+
+def groups() -> list[str]:
+    """Non-core API groups in a stable order."""
+    seen: list[str] = []
+    for r in ALL:
+        if r.group and r.group not in seen:
+            seen.append(r.group)
+    return seen
+
+
+def versions_of(group: str) -> list[str]:
+    out: list[str] = []
+    for r in ALL:
+        if r.group == group and r.version not in out:
+            out.append(r.version)
+    return out
+
+
+def resources_of(group: str, version: str) -> list[Resource]:
+    return [r for r in ALL if r.group == group and r.version == version]
+
+
+def api_versions(server_address: str) -> dict[str, Any]:
+    return {"kind": "APIVersions", "versions": versions_of(""),
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]}
+
+
+def _group_doc(group: str) -> dict[str, Any]:
+    versions = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions_of(group)]
+    return {"name": group, "versions": versions, "preferredVersion": versions[0]}
+
+
+def api_group_list() -> dict[str, Any]:
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group_doc(g) for g in groups()]}
+
+
+def api_group(group: str) -> dict[str, Any] | None:
+    if group not in groups():
+        return None
+    return {"kind": "APIGroup", "apiVersion": "v1", **_group_doc(group)}
+
+
+def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
+    rs = resources_of(group, version)
+    if not rs:
+        return None
+    entries: list[dict[str, Any]] = []
+    for r in rs:
+        entry: dict[str, Any] = {"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
+                                 "kind": r.kind, "verbs": VERBS}
+        if r.short_names:
+            entry["shortNames"] = list(r.short_names)
+        if r.plural in CATEGORIES:
+            entry["categories"] = CATEGORIES[r.plural]
+        entries.append(entry)
+        for sub, verbs in _subresources(r):
+            entries.append({"name": f"{r.plural}/{sub}", "singularName": "", "namespaced": r.namespaced,
+                            "kind": r.kind, "verbs": verbs})
+    gv = f"{group}/{version}" if group else version
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": entries}
+
+
+def _aggregated_group(group: str) -> dict[str, Any]:
+    versions = []
+    for version in versions_of(group):
+        resources = []
+        for r in resources_of(group, version):
+            kind_ref = {"group": r.group, "version": r.version, "kind": r.kind}
+            entry: dict[str, Any] = {
+                "resource": r.plural, "responseKind": kind_ref,
+                "scope": "Namespaced" if r.namespaced else "Cluster",
+                "singularResource": r.singular, "verbs": VERBS,
+            }
+            if r.short_names:
+                entry["shortNames"] = list(r.short_names)
+            if r.plural in CATEGORIES:
+                entry["categories"] = CATEGORIES[r.plural]
+            subs = [{"subresource": sub, "responseKind": kind_ref, "verbs": verbs} for sub, verbs in _subresources(r)]
+            if subs:
+                entry["subresources"] = subs
+            resources.append(entry)
+        versions.append({"version": version, "resources": resources, "freshness": "Current"})
+    return {"metadata": {"name": group, "creationTimestamp": None}, "versions": versions}
+
+
+def aggregated(core: bool) -> dict[str, Any]:
+    """APIGroupDiscoveryList for /api (core=True) or /apis."""
+    names: Iterable[str] = [""] if core else groups()
+    return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2",
+            "metadata": {}, "items": [_aggregated_group(g) for g in names]}
+
+
+def wants_aggregated(accept: str) -> bool:
+    """True when the Accept header asks for aggregated discovery v2 (kubectl >= 1.26)."""
+    for part in accept.split(","):
+        params = {p.split("=", 1)[0].strip(): p.split("=", 1)[1].strip()
+                  for p in part.split(";")[1:] if "=" in p}
+        if params.get("g") == "apidiscovery.k8s.io" and params.get("v") == "v2" \
+                and params.get("as") == "APIGroupDiscoveryList":
+            return True
+    return False
+
+
+def version_info() -> dict[str, Any]:
+    major, minor = GIT_VERSION[1:].split(".")[:2]
+    return {"major": major, "minor": minor, "gitVersion": GIT_VERSION, "gitCommit": "",
+            "gitTreeState": "clean", "buildDate": "1970-01-01T00:00:00Z",
+            "goVersion": f"python{sys.version_info.major}.{sys.version_info.minor}",
+            "compiler": platform.python_implementation().lower(),
+            "platform": f"linux/{platform.machine()}"}

@@ -1,0 +1,76 @@
+"""Small pure helpers on API objects (dicts) used across the apiserver."""
+from __future__ import annotations
+
+import copy
+import datetime
+import random
+import uuid
+from typing import Any
+
+from kproxy.api.resources import Resource
+
+# Kubernetes' generateName alphabet: no vowels and no confusable characters.
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+GENERATED_SUFFIX_LEN = 5
+
+
+def rfc3339(ts: float) -> str:
+    """Seconds since the epoch as Kubernetes' metav1.Time (second precision, UTC, "Z")."""
+    return datetime.datetime.fromtimestamp(int(ts), datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(text: str) -> float | None:
+    try:
+        return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def new_uid() -> str:
+    return str(uuid.uuid4())
+
+
+def generate_name(prefix: str, rng: random.Random | None = None) -> str:
+    rng = rng or random
+    # Kubernetes truncates the prefix so the result stays within 63 characters.
+    prefix = prefix[: 63 - GENERATED_SUFFIX_LEN]
+    return prefix + "".join(rng.choice(_NAME_ALPHABET) for _ in range(GENERATED_SUFFIX_LEN))
+
+
+def meta(obj: dict[str, Any]) -> dict[str, Any]:
+    """obj["metadata"], created when missing (the object must be a dict)."""
+    m = obj.get("metadata")
+    if not isinstance(m, dict):
+        m = {}
+        obj["metadata"] = m
+    return m
+
+
+def with_resource_version(value: dict[str, Any], revision: int) -> dict[str, Any]:
+    """A deep copy of a stored value with metadata.resourceVersion set to `revision`."""
+    out = copy.deepcopy(value)
+    meta(out)["resourceVersion"] = str(revision)
+    return out
+
+
+def strip_resource_version(obj: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(obj)
+    meta(out).pop("resourceVersion", None)
+    return out
+
+
+def object_ref(resource: Resource, obj: dict[str, Any]) -> str:
+    m = obj.get("metadata") or {}
+    if resource.namespaced:
+        return f"{m.get('namespace', '')}/{m.get('name', '')}"
+    return str(m.get("name", ""))
+
+
+def path_segment_problem(name: str) -> str | None:
+    """Why `name` cannot be a URL path segment (Kubernetes' ValidatePathSegmentName), or None."""
+    if name in (".", ".."):
+        return f'may not be {name!r}'
+    for bad in ("/", "%"):
+        if bad in name:
+            return f'may not contain {bad!r}'
+    return None

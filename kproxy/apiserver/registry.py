@@ -1,0 +1,518 @@
+"""The object registry: Kubernetes' generic REST semantics over a kproxy Store.
+
+All writes go through one Registry on one thread (the apiserver's writer executor), so
+allocator state and quota counts are consistent without locks. Reads may run on any thread.
+
+Stored values never carry metadata.resourceVersion; every object leaving the registry has it
+set to the key's mod_revision (store revision), and every List carries the store revision the
+list is consistent at.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from kproxy.api import resources as R
+from kproxy.api import status as st
+from kproxy.api.resources import Resource
+from kproxy.apiserver import quota
+from kproxy.apiserver.deps import Deps
+from kproxy.apiserver.objects import (
+    generate_name,
+    meta,
+    new_uid,
+    parse_rfc3339,
+    path_segment_problem,
+    rfc3339,
+    strip_resource_version,
+    with_resource_version,
+)
+from kproxy.apiserver.service_alloc import Reservation, ServiceAllocations
+from kproxy.store import base as sb
+
+log = logging.getLogger(__name__)
+
+PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
+DEFAULT_POD_GRACE_SECONDS = 30
+# Resources whose PUT creates a missing object (Kubernetes' AllowCreateOnUpdate).
+CREATE_ON_UPDATE = {R.ENDPOINTS, R.EVENTS, R.LEASES}
+
+
+@dataclass(frozen=True)
+class DeleteOptions:
+    grace_period_seconds: int | None = None
+    precondition_uid: str | None = None
+    precondition_rv: str | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    """`obj` is the object as it is now (deleted or marked for deletion); `deleted` tells which."""
+    obj: dict[str, Any]
+    deleted: bool
+
+
+class Registry:
+    def __init__(self, store: sb.Store, deps: Deps, services: ServiceAllocations,
+                 clock: Callable[[], float] = time.time):
+        self.store = store
+        self.deps = deps
+        self.services = services
+        self.clock = clock
+
+    # ------------------------------------------------------------------ reads
+    def get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any]:
+        try:
+            kv = self.store.get(resource.store_key(name, namespace))
+        except sb.NotFound:
+            raise st.not_found(resource.plural, name, resource.group) from None
+        return with_resource_version(kv.value, kv.mod_revision)
+
+    def list(self, resource: Resource, namespace: str | None, label_selector: Any = None,
+             field_selector: Any = None) -> dict[str, Any]:
+        kvs, revision = self.store.list(resource.store_prefix(namespace))
+        items = []
+        for kv in kvs:
+            if label_selector is not None and not label_selector.matches((kv.value.get("metadata") or {}).get("labels")):
+                continue
+            if field_selector is not None and not field_selector.matches(kv.value):
+                continue
+            items.append(with_resource_version(kv.value, kv.mod_revision))
+        return {
+            "kind": resource.list_kind,
+            "apiVersion": resource.group_version,
+            "metadata": {"resourceVersion": str(revision)},
+            "items": items,
+        }
+
+    # ------------------------------------------------------------------ create
+    def create(self, resource: Resource, namespace: str | None, body: dict[str, Any],
+               dry_run: bool = False) -> dict[str, Any]:
+        obj = self._check_body(resource, body, namespace)
+        m = meta(obj)
+        if not m.get("name"):
+            if m.get("generateName"):
+                m["name"] = generate_name(str(m["generateName"]))
+            else:
+                raise st.invalid(resource.kind, "", [{
+                    "reason": "FieldValueRequired", "field": "metadata.name",
+                    "message": "name or generateName is required"}], resource.group)
+        self._check_name(resource, m["name"])
+        if resource.namespaced:
+            self._check_namespace_accepts(namespace or "", resource, m["name"])
+        for key in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+            m.pop(key, None)
+        m["uid"] = new_uid()
+        m["creationTimestamp"] = rfc3339(self.clock())
+        if resource.namespaced:
+            m["namespace"] = namespace
+        else:
+            m.pop("namespace", None)
+        self._prepare_for_create(resource, obj)
+        obj = self.deps.apply_defaults(resource, obj)
+        self._validate(resource, obj, None)
+        if resource.namespaced:
+            self._admit_quota(resource, namespace or "", obj, None)
+        reservation: Reservation | None = None
+        if resource is R.SERVICES:
+            obj, reservation = self.services.for_create(obj)
+        try:
+            if dry_run:
+                out = copy.deepcopy(obj)
+                meta(out)["resourceVersion"] = ""
+                if reservation:
+                    reservation.rollback()
+                return out
+            try:
+                kv = self.store.create(resource.store_key(m["name"], namespace), strip_resource_version(obj))
+            except sb.AlreadyExists:
+                raise st.already_exists(resource.plural, m["name"], resource.group) from None
+        except BaseException:
+            if reservation:
+                reservation.rollback()
+            raise
+        if reservation:
+            reservation.commit()
+        return with_resource_version(kv.value, kv.mod_revision)
+
+    # ------------------------------------------------------------------ update
+    def update(self, resource: Resource, namespace: str | None, name: str, body: dict[str, Any],
+               subresource: str | None = None, dry_run: bool = False) -> tuple[dict[str, Any], bool]:
+        """PUT. Returns (object, created)."""
+        obj = self._check_body(resource, body, namespace)
+        m = meta(obj)
+        if m.get("name") and m["name"] != name:
+            raise st.bad_request(f"the name of the object ({m['name']}) does not match the name on the URL ({name})")
+        m["name"] = name
+        key = resource.store_key(name, namespace)
+        try:
+            current = self.store.get(key)
+        except sb.NotFound:
+            if resource in CREATE_ON_UPDATE and subresource is None:
+                return self.create(resource, namespace, obj, dry_run=dry_run), True
+            raise st.not_found(resource.plural, name, resource.group) from None
+        expected = self._expected_revision(resource, name, m.get("resourceVersion"), current.mod_revision)
+        return self._write_update(resource, namespace, name, current, obj, subresource, expected, dry_run), False
+
+    def patch(self, resource: Resource, namespace: str | None, name: str, patch_type: str, patch: Any,
+              subresource: str | None = None, dry_run: bool = False) -> dict[str, Any]:
+        key = resource.store_key(name, namespace)
+        try:
+            current = self.store.get(key)
+        except sb.NotFound:
+            raise st.not_found(resource.plural, name, resource.group) from None
+        original = with_resource_version(current.value, current.mod_revision)
+        try:
+            if patch_type == "json":
+                if not isinstance(patch, list):
+                    raise st.bad_request("json patch must be a JSON array of operations")
+                patched = self.deps.json_patch(original, patch)
+            else:
+                if not isinstance(patch, dict):
+                    raise st.bad_request(f"{patch_type} patch must be a JSON object")
+                if patch_type == "strategic":
+                    patched = self.deps.strategic_merge_patch(original, patch, resource)
+                else:
+                    patched = self.deps.merge_patch(original, patch)
+        except st.ApiError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            # Kubernetes answers an inapplicable patch with 422 (json) or 400 (merge)
+            msg = str(exc) or type(exc).__name__
+            if patch_type == "json":
+                raise st.ApiError(st.status(422, "Invalid", f"the server rejected our request due to an error in our request: {msg}")) from None
+            raise st.bad_request(f"unable to apply {patch_type} patch: {msg}") from None
+        if not isinstance(patched, dict):
+            raise st.bad_request("the patch result is not an object")
+        obj = self._check_body(resource, patched, namespace)
+        pm = meta(obj)
+        if pm.get("name") != name:
+            raise st.bad_request(f"the name of the object ({pm.get('name')}) does not match the name on the URL ({name})")
+        # A resourceVersion written by the patch itself is a precondition; the one we put in
+        # from the current object is not (Kubernetes patches the latest version).
+        expected = self._expected_revision(resource, name, pm.get("resourceVersion"), current.mod_revision)
+        return self._write_update(resource, namespace, name, current, obj, subresource, expected, dry_run)
+
+    def _expected_revision(self, resource: Resource, name: str, rv: Any, current: int) -> int:
+        if rv in (None, ""):
+            return current  # unconditional update, as Kubernetes allows
+        try:
+            wanted = int(str(rv))
+        except ValueError:
+            raise st.bad_request(f"invalid resourceVersion {rv!r}: must be an integer") from None
+        if wanted != current:
+            raise st.conflict(resource.plural, name,
+                              "the object has been modified; please apply your changes to the latest version and try again",
+                              resource.group)
+        return current
+
+    def _write_update(self, resource: Resource, namespace: str | None, name: str, current: sb.KeyValue,
+                      obj: dict[str, Any], subresource: str | None, expected: int, dry_run: bool) -> dict[str, Any]:
+        old = current.value
+        if subresource == "status":
+            new = copy.deepcopy(old)
+            if "status" in obj:
+                new["status"] = obj["status"]
+            else:
+                new.pop("status", None)
+        elif subresource == "finalize":
+            new = copy.deepcopy(old)
+            new.setdefault("spec", {})["finalizers"] = list((obj.get("spec") or {}).get("finalizers") or [])
+        else:
+            new = obj
+            self._keep_immutable_meta(old, new)
+            self._prepare_for_update(resource, old, new)
+        new = strip_resource_version(new)
+        if subresource is None:
+            new = self.deps.apply_defaults(resource, new)
+        reservation: Reservation | None = None
+        if resource is R.SERVICES and subresource is None:
+            new, reservation = self.services.for_update(old, new)
+        try:
+            self._validate(resource, new, old)
+            if resource is R.SERVICES and resource.namespaced and subresource is None:
+                self._admit_quota(resource, namespace or "", new, old)
+            if new == old:
+                if reservation:
+                    reservation.rollback()
+                return with_resource_version(old, current.mod_revision)
+            if dry_run:
+                if reservation:
+                    reservation.rollback()
+                return with_resource_version(new, current.mod_revision)
+            if self._finished_deleting(resource, new):
+                kv = self._store_delete(resource, name, namespace, expected)
+                if reservation:
+                    reservation.rollback()
+                if resource is R.SERVICES:
+                    self.services.for_delete(old).commit()
+                return with_resource_version(kv.value, kv.mod_revision)
+            try:
+                kv = self.store.update(resource.store_key(name, namespace), new, expected_revision=expected)
+            except sb.Conflict:
+                raise st.conflict(resource.plural, name,
+                                  "the object has been modified; please apply your changes to the latest version and try again",
+                                  resource.group) from None
+            except sb.NotFound:
+                raise st.not_found(resource.plural, name, resource.group) from None
+        except BaseException:
+            if reservation:
+                reservation.rollback()
+            raise
+        if reservation:
+            reservation.commit()
+        return with_resource_version(kv.value, kv.mod_revision)
+
+    @staticmethod
+    def _keep_immutable_meta(old: dict[str, Any], new: dict[str, Any]) -> None:
+        om, nm = old.get("metadata") or {}, meta(new)
+        for key in ("uid", "creationTimestamp", "namespace", "deletionTimestamp", "deletionGracePeriodSeconds",
+                    "generateName"):
+            if key in om:
+                nm[key] = om[key]
+            else:
+                nm.pop(key, None)
+
+    # ------------------------------------------------------------------ delete
+    def delete(self, resource: Resource, namespace: str | None, name: str,
+               options: DeleteOptions = DeleteOptions()) -> DeleteResult:
+        key = resource.store_key(name, namespace)
+        try:
+            current = self.store.get(key)
+        except sb.NotFound:
+            raise st.not_found(resource.plural, name, resource.group) from None
+        obj = current.value
+        m = obj.get("metadata") or {}
+        if options.precondition_uid and options.precondition_uid != m.get("uid"):
+            raise st.conflict(resource.plural, name,
+                              f"Precondition failed: UID in precondition: {options.precondition_uid}, UID in object meta: {m.get('uid')}",
+                              resource.group)
+        if options.precondition_rv and options.precondition_rv != str(current.mod_revision):
+            raise st.conflict(resource.plural, name,
+                              f"Precondition failed: ResourceVersion in precondition: {options.precondition_rv}, "
+                              f"ResourceVersion in object meta: {current.mod_revision}", resource.group)
+        if resource is R.NAMESPACES:
+            return self._delete_namespace(current, options)
+        grace = self._grace_period(resource, obj, options)
+        if grace > 0 or m.get("finalizers"):
+            marked = copy.deepcopy(obj)
+            mm = meta(marked)
+            now = self.clock()
+            if grace > 0:
+                deadline = now + grace
+                existing = parse_rfc3339(mm.get("deletionTimestamp", "")) if mm.get("deletionTimestamp") else None
+                if existing is not None and existing <= deadline:
+                    return DeleteResult(with_resource_version(obj, current.mod_revision), False)
+                mm["deletionTimestamp"] = rfc3339(deadline)
+                mm["deletionGracePeriodSeconds"] = grace
+            else:
+                mm.setdefault("deletionTimestamp", rfc3339(now))
+                mm["deletionGracePeriodSeconds"] = 0
+            if marked == obj or options.dry_run:
+                return DeleteResult(with_resource_version(marked, current.mod_revision), False)
+            kv = self.store.update(key, marked, expected_revision=current.mod_revision)
+            return DeleteResult(with_resource_version(kv.value, kv.mod_revision), False)
+        if options.dry_run:
+            return DeleteResult(with_resource_version(obj, current.mod_revision), True)
+        kv = self._store_delete(resource, name, namespace, current.mod_revision)
+        if resource is R.SERVICES:
+            self.services.for_delete(obj).commit()
+        return DeleteResult(with_resource_version(kv.value, kv.mod_revision), True)
+
+    def _grace_period(self, resource: Resource, obj: dict[str, Any], options: DeleteOptions) -> int:
+        """Only scheduled, non-terminal pods are deleted gracefully (the kubelet's job)."""
+        if resource is not R.PODS:
+            return 0
+        spec = obj.get("spec") or {}
+        if not spec.get("nodeName"):
+            return 0
+        if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            return 0
+        if options.grace_period_seconds is not None:
+            return max(0, int(options.grace_period_seconds))
+        grace = spec.get("terminationGracePeriodSeconds", DEFAULT_POD_GRACE_SECONDS)
+        return max(0, int(grace)) if isinstance(grace, int) else DEFAULT_POD_GRACE_SECONDS
+
+    def _delete_namespace(self, current: sb.KeyValue, options: DeleteOptions) -> DeleteResult:
+        obj = current.value
+        name = obj["metadata"]["name"]
+        if name in PROTECTED_NAMESPACES:
+            raise st.forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                               kind="namespaces", name=name)
+        m = obj.get("metadata") or {}
+        if m.get("deletionTimestamp"):
+            if (obj.get("spec") or {}).get("finalizers") or m.get("finalizers"):
+                raise st.conflict("namespaces", name,
+                                  "The system is ensuring all content is removed from this namespace.  "
+                                  "Upon completion, this namespace will automatically be purged by the system.")
+        if not (obj.get("spec") or {}).get("finalizers") and not m.get("finalizers"):
+            if options.dry_run:
+                return DeleteResult(with_resource_version(obj, current.mod_revision), True)
+            kv = self._store_delete(R.NAMESPACES, name, None, current.mod_revision)
+            return DeleteResult(with_resource_version(kv.value, kv.mod_revision), True)
+        marked = copy.deepcopy(obj)
+        meta(marked)["deletionTimestamp"] = rfc3339(self.clock())
+        meta(marked)["deletionGracePeriodSeconds"] = 0
+        marked.setdefault("status", {})["phase"] = "Terminating"
+        if options.dry_run:
+            return DeleteResult(with_resource_version(marked, current.mod_revision), False)
+        kv = self.store.update(current.key, marked, expected_revision=current.mod_revision)
+        return DeleteResult(with_resource_version(kv.value, kv.mod_revision), False)
+
+    def _store_delete(self, resource: Resource, name: str, namespace: str | None, expected: int) -> sb.KeyValue:
+        try:
+            return self.store.delete(resource.store_key(name, namespace), expected_revision=expected)
+        except sb.NotFound:
+            raise st.not_found(resource.plural, name, resource.group) from None
+        except sb.Conflict:
+            raise st.conflict(resource.plural, name,
+                              "the object has been modified; please apply your changes to the latest version and try again",
+                              resource.group) from None
+
+    def _finished_deleting(self, resource: Resource, obj: dict[str, Any]) -> bool:
+        """An object marked for deletion whose finalizers are gone (and, for a pod, whose
+        grace period has expired) is removed by the write that made it so."""
+        m = obj.get("metadata") or {}
+        if not m.get("deletionTimestamp") or m.get("finalizers"):
+            return False
+        if resource is R.NAMESPACES:
+            return not (obj.get("spec") or {}).get("finalizers")
+        if resource is R.PODS and m.get("deletionGracePeriodSeconds"):
+            deadline = parse_rfc3339(m["deletionTimestamp"])
+            return deadline is not None and deadline <= self.clock()
+        return True
+
+    def sweep_expired_pods(self) -> int:
+        """Deletes pods whose graceful-deletion deadline has passed and that hold no
+        finalizers. Returns how many were deleted."""
+        kvs, _ = self.store.list(R.PODS.store_prefix())
+        now = self.clock()
+        removed = 0
+        for kv in kvs:
+            m = kv.value.get("metadata") or {}
+            if not m.get("deletionTimestamp") or m.get("finalizers"):
+                continue
+            deadline = parse_rfc3339(m["deletionTimestamp"])
+            if deadline is None or deadline > now:
+                continue
+            try:
+                self.store.delete(kv.key, expected_revision=kv.mod_revision)
+                removed += 1
+            except (sb.NotFound, sb.Conflict):
+                pass  # changed meanwhile; the next sweep looks again
+        return removed
+
+    # ------------------------------------------------------------------ helpers
+    def _check_body(self, resource: Resource, body: Any, namespace: str | None) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise st.bad_request("the request body must be a JSON object")
+        obj = copy.deepcopy(body)
+        kind, api_version = obj.get("kind"), obj.get("apiVersion")
+        if kind is not None and kind != resource.kind:
+            raise st.bad_request(
+                f"the kind of the object ({kind}) does not match the resource ({resource.kind}) of the URL")
+        if api_version is not None and api_version != resource.group_version:
+            raise st.bad_request(
+                f"the apiVersion of the object ({api_version}) does not match the resource's ({resource.group_version})")
+        obj["kind"] = resource.kind
+        obj["apiVersion"] = resource.group_version
+        m = obj.get("metadata")
+        if m is None:
+            obj["metadata"] = {}
+        elif not isinstance(m, dict):
+            raise st.bad_request("metadata must be an object")
+        m = obj["metadata"]
+        for key in ("name", "generateName", "namespace", "resourceVersion", "uid"):
+            if key in m and m[key] is not None and not isinstance(m[key], str):
+                raise st.bad_request(f"metadata.{key} must be a string")
+        for key in ("labels", "annotations"):
+            if key in m and m[key] is not None:
+                if not isinstance(m[key], dict) or not all(isinstance(v, str) for v in m[key].values()):
+                    raise st.bad_request(f"metadata.{key} must be a map of strings")
+        if "finalizers" in m and m["finalizers"] is not None:
+            if not isinstance(m["finalizers"], list) or not all(isinstance(v, str) for v in m["finalizers"]):
+                raise st.bad_request("metadata.finalizers must be a list of strings")
+        if resource.namespaced:
+            ns = m.get("namespace")
+            if ns and namespace and ns != namespace:
+                raise st.bad_request("the namespace of the provided object does not match the namespace sent on the request")
+        return obj
+
+    @staticmethod
+    def _check_name(resource: Resource, name: str) -> None:
+        problem = path_segment_problem(name)
+        if problem:
+            raise st.invalid(resource.kind, name, [{"reason": "FieldValueInvalid", "field": "metadata.name",
+                                                    "message": f"Invalid value: {name!r}: {problem}"}], resource.group)
+
+    def _check_namespace_accepts(self, namespace: str, resource: Resource, name: str) -> None:
+        try:
+            ns = self.store.get(R.NAMESPACES.store_key(namespace)).value
+        except sb.NotFound:
+            raise st.not_found("namespaces", namespace) from None
+        if (ns.get("metadata") or {}).get("deletionTimestamp"):
+            res = f"{resource.plural}.{resource.group}" if resource.group else resource.plural
+            raise st.ApiError(st.status(
+                403, "Forbidden",
+                f'{res} "{name}" is forbidden: unable to create new content in namespace {namespace} '
+                f'because it is being terminated', kind=resource.plural, name=name, group=resource.group,
+                causes=[{"reason": "NamespaceTerminating", "field": "metadata.namespace",
+                         "message": f"namespace {namespace} is being terminated"}]))
+
+    def _validate(self, resource: Resource, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        causes = self.deps.validate(resource, obj, old)
+        if causes:
+            raise st.invalid(resource.kind, (obj.get("metadata") or {}).get("name", ""), causes, resource.group)
+
+    def _admit_quota(self, resource: Resource, namespace: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        quotas = [kv.value for kv in self.store.list(R.RESOURCE_QUOTAS.store_prefix(namespace))[0]]
+        if not quotas:
+            return
+        requested = quota.usage(resource, obj)
+        if old is not None:
+            before = quota.usage(resource, old)
+            requested = {k: v - before.get(k, 0) for k, v in requested.items()}
+        if not any(v > 0 for v in requested.values()):
+            return
+        existing = [kv.value for kv in self.store.list(resource.store_prefix(namespace))[0]]
+        if old is not None:
+            existing = [o for o in existing if (o.get("metadata") or {}).get("uid") != (old.get("metadata") or {}).get("uid")]
+            existing.append(old)
+        denial = quota.check(quotas, quota.total(resource, existing), requested)
+        if denial:
+            name = (obj.get("metadata") or {}).get("name", "")
+            res = f"{resource.plural}.{resource.group}" if resource.group else resource.plural
+            raise st.forbidden(f'{res} "{name}" is forbidden: {denial}', kind=resource.plural, name=name)
+
+    @staticmethod
+    def _prepare_for_create(resource: Resource, obj: dict[str, Any]) -> None:
+        """Kubernetes' strategy PrepareForCreate: fields a client may not set on create."""
+        if resource is R.PODS:
+            obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
+        elif resource is R.SERVICES:
+            obj["status"] = {"loadBalancer": {}}
+        elif resource is R.NAMESPACES:
+            spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+            finalizers = list(spec.get("finalizers") or [])
+            if "kubernetes" not in finalizers:
+                finalizers.append("kubernetes")
+            spec["finalizers"] = finalizers
+            obj["spec"] = spec
+            obj["status"] = {"phase": "Active"}
+        elif resource is R.RESOURCE_QUOTAS:
+            obj["status"] = {}
+
+    @staticmethod
+    def _prepare_for_update(resource: Resource, old: dict[str, Any], new: dict[str, Any]) -> None:
+        """Main-resource updates keep the status (it has its own subresource)."""
+        if resource.status_subresource:
+            if "status" in old:
+                new["status"] = copy.deepcopy(old["status"])
+            else:
+                new.pop("status", None)
+        if resource is R.NAMESPACES:
+            new.setdefault("spec", {})["finalizers"] = list((old.get("spec") or {}).get("finalizers") or [])

@@ -1,0 +1,376 @@
+"""HTTP handlers for the resource REST API: CRUD, patch, status/finalize subresources,
+deletecollection and watch streams. Blocking registry work runs on executors: every write on
+the single writer thread (so writes are serialised), reads on a small reader pool."""
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import yaml
+from aiohttp import web
+
+from kproxy.api import status as st
+from kproxy.api.resources import Resource
+from kproxy.apiserver import paths, watch
+from kproxy.apiserver.deps import Deps
+from kproxy.apiserver.registry import DeleteOptions, Registry
+from kproxy.apiserver.fieldcheck import FieldChecker
+from kproxy.apiserver.tables import TableRenderer, wants_table
+from kproxy.store import base as sb
+
+log = logging.getLogger(__name__)
+
+PATCH_TYPES = {
+    "application/merge-patch+json": "merge",
+    "application/strategic-merge-patch+json": "strategic",
+    "application/json-patch+json": "json",
+}
+APPLY_PATCH = "application/apply-patch+yaml"
+
+
+@dataclass(frozen=True)
+class RestSettings:
+    watch_queue_limit: int = 10000
+    bookmark_interval: float = 10.0
+    idle_check_interval: float = 1.0
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(text=dumps(obj), status=status, content_type="application/json", headers=headers)
+
+
+def _query_bool(value: str | None) -> bool:
+    return value is not None and value.lower() in ("1", "true", "yes")
+
+
+def _query_int(query: Any, name: str) -> int | None:
+    raw = query.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise st.bad_request(f"invalid {name} {raw!r}: must be an integer") from None
+
+
+class RestHandler:
+    def __init__(self, registry: Registry, deps: Deps, reads: Executor, writes: Executor,
+                 settings: RestSettings, fields: FieldChecker, tables: TableRenderer):
+        self.registry = registry
+        self.deps = deps
+        self.reads = reads
+        self.writes = writes
+        self.settings = settings
+        self.fields = fields
+        self.tables = tables
+        self._watch_queues: set[watch.WatchQueue] = set()
+        self._closing = False
+
+    async def _read(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.reads, functools.partial(fn, *args, **kwargs))
+
+    async def _write(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.writes, functools.partial(fn, *args, **kwargs))
+
+    def close_watches(self) -> None:
+        """Ends every open watch stream (server shutdown)."""
+        self._closing = True
+        for q in list(self._watch_queues):
+            q.wake()
+
+    # ------------------------------------------------------------------ dispatch
+    async def handle(self, request: web.Request, api_path: paths.ApiPath) -> web.StreamResponse:
+        resource = api_path.resource
+        assert resource is not None
+        method = request.method
+        ns, name, sub = api_path.namespace, api_path.name, api_path.subresource
+        q = request.query
+        if api_path.legacy_watch:
+            if method != "GET":
+                raise st.method_not_allowed(f"method {method} is not allowed on watch paths")
+            return await self._watch(request, resource, ns, name)
+        if name is None:
+            if method == "GET":
+                if _query_bool(q.get("watch")):
+                    return await self._watch(request, resource, ns, None)
+                return await self._list(request, resource, ns)
+            if method == "POST":
+                return await self._create(request, resource, ns)
+            if method == "DELETE":
+                return await self._delete_collection(request, resource, ns)
+        elif sub is None:
+            if method == "GET":
+                if _query_bool(q.get("watch")):
+                    return await self._watch(request, resource, ns, name)
+                return await self._get(request, resource, ns, name)
+            if method == "PUT":
+                return await self._update(request, resource, ns, name, None)
+            if method == "PATCH":
+                return await self._patch(request, resource, ns, name, None)
+            if method == "DELETE":
+                return await self._delete(request, resource, ns, name)
+        elif sub == "status":
+            if method == "GET":
+                return await self._get(request, resource, ns, name)
+            if method == "PUT":
+                return await self._update(request, resource, ns, name, "status")
+            if method == "PATCH":
+                return await self._patch(request, resource, ns, name, "status")
+        elif sub == "finalize":
+            if method == "PUT":
+                return await self._update(request, resource, ns, name, "finalize")
+        raise st.method_not_allowed(f"the server does not allow this method on the requested resource ({method})")
+
+    # ------------------------------------------------------------------ bodies
+    async def _body(self, request: web.Request) -> tuple[Any, bytes]:
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise st.ApiError(st.status(413, "RequestEntityTooLarge", "the request body is too large")) from None
+        ctype = (request.content_type or "application/json").lower()
+        if not raw.strip():
+            raise st.bad_request("the request body is empty")
+        try:
+            if "yaml" in ctype:
+                body = yaml.safe_load(raw.decode("utf-8"))
+            else:
+                body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise st.bad_request(f"the request body is not valid {'YAML' if 'yaml' in ctype else 'JSON'}: {msg}") from None
+        return body, raw
+
+    @staticmethod
+    def _check_content_type(request: web.Request, allowed: tuple[str, ...]) -> str:
+        ctype = (request.content_type or "application/json").lower()
+        if ctype not in allowed:
+            raise st.unsupported_media_type(
+                f"the body of the request was in an unknown format - accepted media types include: {', '.join(allowed)}")
+        return ctype
+
+    def _respond(self, request: web.Request, resource: Resource, obj: dict[str, Any], status: int = 200,
+                 warnings: list[str] | None = None) -> web.Response:
+        headers = {}
+        if warnings:
+            headers["Warning"] = ", ".join(f'299 - "{w}"' for w in warnings)
+        if wants_table(request.headers.get("Accept", "")):
+            obj = self.tables.render(resource, obj, include_object=request.query.get("includeObject", "Metadata"))
+        return json_response(obj, status, headers or None)
+
+    # ------------------------------------------------------------------ verbs
+    async def _get(self, request: web.Request, resource: Resource, ns: str | None, name: str) -> web.Response:
+        return self._respond(request, resource, await self._read(self.registry.get, resource, ns, name))
+
+    def _selectors(self, request: web.Request, resource: Resource) -> tuple[Any, Any]:
+        label, field = request.query.get("labelSelector"), request.query.get("fieldSelector")
+        try:
+            ls = self.deps.parse_label_selector(label) if label else None
+            fs = self.deps.parse_field_selector(field, resource) if field else None
+        except (self.deps.selector_error, ValueError) as exc:
+            raise st.bad_request(f"unable to parse requirement: {exc}") from None
+        return ls, fs
+
+    async def _list(self, request: web.Request, resource: Resource, ns: str | None) -> web.Response:
+        ls, fs = self._selectors(request, resource)
+        _query_int(request.query, "limit")  # accepted; everything is returned in one page
+        result = await self._read(self.registry.list, resource, ns, ls, fs)
+        return self._respond(request, resource, result)
+
+    def _dry_run(self, request: web.Request) -> bool:
+        values = request.query.getall("dryRun", [])
+        for v in values:
+            if v != "All":
+                raise st.bad_request(f'unsupported dryRun value {v!r}: only "All" is supported')
+        return bool(values)
+
+    async def _create(self, request: web.Request, resource: Resource, ns: str | None) -> web.Response:
+        self._check_content_type(request, ("application/json", "application/yaml"))
+        body, raw = await self._body(request)
+        dry = self._dry_run(request)
+        warnings = self.fields.check(resource, body, raw, request.query.get("fieldValidation"))
+        obj = await self._write(self.registry.create, resource, ns, body, dry)
+        return self._respond(request, resource, obj, 201, warnings)
+
+    async def _update(self, request: web.Request, resource: Resource, ns: str | None, name: str,
+                      sub: str | None) -> web.Response:
+        self._check_content_type(request, ("application/json", "application/yaml"))
+        body, raw = await self._body(request)
+        dry = self._dry_run(request)
+        warnings = self.fields.check(resource, body, raw, request.query.get("fieldValidation"))
+        obj, created = await self._write(self.registry.update, resource, ns, name, body, sub, dry)
+        return self._respond(request, resource, obj, 201 if created else 200, warnings)
+
+    async def _patch(self, request: web.Request, resource: Resource, ns: str | None, name: str,
+                     sub: str | None) -> web.Response:
+        ctype = (request.content_type or "").lower()
+        if ctype == APPLY_PATCH:
+            raise st.unsupported_media_type(
+                "server-side apply (application/apply-patch+yaml) is not supported by this server; "
+                "use client-side apply (kubectl apply without --server-side)")
+        if ctype not in PATCH_TYPES:
+            raise st.unsupported_media_type(
+                f"the body of the request was in an unknown format - accepted media types include: "
+                f"{', '.join(PATCH_TYPES)}")
+        patch, raw = await self._body(request)
+        dry = self._dry_run(request)
+        obj = await self._write(self.registry.patch, resource, ns, name, PATCH_TYPES[ctype], patch, sub, dry)
+        warnings = self.fields.check(resource, obj, None, request.query.get("fieldValidation"),
+                                     patch=patch if PATCH_TYPES[ctype] != "json" else None)
+        return self._respond(request, resource, obj, 200, warnings)
+
+    async def _delete_options(self, request: web.Request) -> DeleteOptions:
+        body: dict[str, Any] = {}
+        raw = await request.read() if request.can_read_body else b""
+        if raw.strip():
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                raise st.bad_request("the DeleteOptions body is not valid JSON") from None
+            if not isinstance(body, dict):
+                raise st.bad_request("the DeleteOptions body must be a JSON object")
+        grace = _query_int(request.query, "gracePeriodSeconds")
+        if grace is None and body.get("gracePeriodSeconds") is not None:
+            if not isinstance(body["gracePeriodSeconds"], int):
+                raise st.bad_request("gracePeriodSeconds must be an integer")
+            grace = body["gracePeriodSeconds"]
+        pre = body.get("preconditions") or {}
+        if not isinstance(pre, dict):
+            raise st.bad_request("preconditions must be an object")
+        dry = self._dry_run(request) or body.get("dryRun") == ["All"]
+        return DeleteOptions(grace, pre.get("uid"), pre.get("resourceVersion"), dry)
+
+    async def _delete(self, request: web.Request, resource: Resource, ns: str | None, name: str) -> web.Response:
+        options = await self._delete_options(request)
+        result = await self._write(self.registry.delete, resource, ns, name, options)
+        if not result.deleted or resource.plural == "pods":
+            return json_response(result.obj)
+        details = st.success(resource.plural, name, resource.group)
+        details["details"]["uid"] = (result.obj.get("metadata") or {}).get("uid")
+        return json_response(details)
+
+    async def _delete_collection(self, request: web.Request, resource: Resource, ns: str | None) -> web.Response:
+        options = await self._delete_options(request)
+        ls, fs = self._selectors(request, resource)
+        listed = await self._read(self.registry.list, resource, ns, ls, fs)
+        items = []
+        for item in listed["items"]:
+            m = item.get("metadata") or {}
+            try:
+                result = await self._write(self.registry.delete, resource, m.get("namespace") if resource.namespaced else None,
+                                           m["name"], options)
+            except st.ApiError as exc:
+                if exc.code in (404, 409):
+                    continue  # gone or changed meanwhile; Kubernetes skips these too
+                raise
+            items.append(result.obj)
+        return json_response({"kind": resource.list_kind, "apiVersion": resource.group_version,
+                              "metadata": {"resourceVersion": listed["metadata"]["resourceVersion"]}, "items": items})
+
+    # ------------------------------------------------------------------ watch
+    async def _watch(self, request: web.Request, resource: Resource, ns: str | None, name: str | None) -> web.StreamResponse:
+        ls, fs = self._selectors(request, resource)
+        if name is not None:
+            by_name = self.deps.parse_field_selector(f"metadata.name={name}", resource)
+            fs = _AllOf(fs, by_name) if fs is not None else by_name
+        rv_text = request.query.get("resourceVersion", "")
+        start: int | None = None
+        if rv_text not in ("", "0"):
+            try:
+                start = int(rv_text)
+            except ValueError:
+                raise st.bad_request(f"invalid resourceVersion {rv_text!r}: must be an integer") from None
+            if start < 0:
+                raise st.bad_request(f"invalid resourceVersion {rv_text!r}: must not be negative")
+        timeout = _query_int(request.query, "timeoutSeconds")
+        bookmarks = _query_bool(request.query.get("allowWatchBookmarks"))
+        loop = asyncio.get_running_loop()
+        queue = watch.WatchQueue(loop, self.settings.watch_queue_limit)
+        prefix = resource.store_prefix(ns)
+        store = self.registry.store
+        initial: list[tuple[str, dict[str, Any]]] = []
+        cancel: Callable[[], None] | None = None
+        gone: sb.Gone | None = None
+        try:
+            if start is None:
+                listed, revision = await self._read(store.list, prefix)
+                cancel = await self._read(store.watch, prefix, revision, queue.push)
+                for kv in listed:
+                    ev = watch.translate(sb.Event(sb.ADDED, kv.key, kv.value, kv.mod_revision), ls, fs)
+                    if ev:
+                        initial.append(ev)
+                last = revision
+            else:
+                cancel = await self._read(store.watch, prefix, start, queue.push)
+                last = start
+        except sb.Gone as exc:
+            gone = exc
+            last = 0
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
+                                                           "Cache-Control": "no-cache, private"})
+        response.enable_chunked_encoding()
+        self._watch_queues.add(queue)
+        try:
+            await response.prepare(request)
+            if gone is not None:
+                await response.write((dumps(watch.expired(
+                    f"too old resource version: {gone.requested} ({gone.oldest})")) + "\n").encode())
+                return response
+            if initial:
+                await response.write("".join(dumps({"type": t, "object": o}) + "\n" for t, o in initial).encode())
+            deadline = loop.time() + timeout if timeout else None
+            next_bookmark = loop.time() + self.settings.bookmark_interval
+            while not self._closing:
+                now = loop.time()
+                if deadline is not None and now >= deadline:
+                    break
+                if request.transport is None or request.transport.is_closing():
+                    break
+                wait_for = self.settings.idle_check_interval
+                if deadline is not None:
+                    wait_for = min(wait_for, deadline - now)
+                if bookmarks:
+                    wait_for = min(wait_for, max(0.0, next_bookmark - now))
+                await queue.wait(max(0.0, wait_for))
+                events = queue.drain()
+                if queue.overflowed:
+                    await response.write((dumps(watch.expired(
+                        "the watch fell too far behind the event stream; relist and watch again")) + "\n").encode())
+                    break
+                lines = []
+                for event in events:
+                    last = max(last, event.revision)
+                    ev = watch.translate(event, ls, fs)
+                    if ev:
+                        lines.append(dumps({"type": ev[0], "object": ev[1]}) + "\n")
+                if bookmarks and loop.time() >= next_bookmark:
+                    lines.append(dumps(watch.bookmark(resource, last)) + "\n")
+                    next_bookmark = loop.time() + self.settings.bookmark_interval
+                if lines:
+                    await response.write("".join(lines).encode())
+            await response.write_eof()
+        except ConnectionResetError:
+            pass  # the client went away
+        finally:
+            self._watch_queues.discard(queue)
+            if cancel is not None:
+                cancel()
+        return response
+
+
+class _AllOf:
+    """Both field selectors must match (a name-scoped watch with its own fieldSelector)."""
+
+    def __init__(self, a: Any, b: Any):
+        self.a, self.b = a, b
+
+    def matches(self, obj: dict[str, Any]) -> bool:
+        return self.a.matches(obj) and self.b.matches(obj)

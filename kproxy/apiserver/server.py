@@ -1,0 +1,345 @@
+"""The apiserver process: aiohttp application, startup bootstrap, background sweeper,
+admin.kubeconfig, optional in-process controllers, graceful shutdown."""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import signal
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from kproxy.api import resources as R
+from kproxy.api import status as st
+from kproxy.apiserver import discovery, paths
+from kproxy.apiserver.allocators import ClusterIPAllocator, NodePortAllocator
+from kproxy.apiserver.deps import Deps, open_store
+from kproxy.apiserver.fieldcheck import FieldChecker
+from kproxy.apiserver.openapi import OpenAPI
+from kproxy.apiserver.registry import Registry
+from kproxy.apiserver.rest import RestHandler, RestSettings, json_response
+from kproxy.apiserver.service_alloc import ServiceAllocations
+from kproxy.apiserver.tables import TableRenderer
+from kproxy.store import base as sb
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 3 * 1024 * 1024  # Kubernetes' request size limit
+BOOTSTRAP_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+KUBECONFIG_NAME = "admin.kubeconfig"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    data_dir: str
+    host: str = "127.0.0.1"
+    port: int = 6443
+    service_cluster_ip_range: str = "10.96.0.0/12"
+    service_node_port_range: str = "30000-32767"
+    run_controllers: bool = True
+    store_history: int = 10000
+    sweep_interval: float = 1.0
+    rest: RestSettings = field(default_factory=RestSettings)
+
+
+def write_kubeconfig(path: str, server_url: str) -> None:
+    """Writes a kubeconfig for `server_url` atomically (temp file + rename)."""
+    doc = {
+        "apiVersion": "v1", "kind": "Config", "preferences": {},
+        "clusters": [{"name": "kproxy", "cluster": {"server": server_url}}],
+        "users": [{"name": "admin", "user": {}}],
+        "contexts": [{"name": "kproxy", "context": {"cluster": "kproxy", "user": "admin", "namespace": "default"}}],
+        "current-context": "kproxy",
+    }
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".kubeconfig-", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            yaml.safe_dump(doc, f, sort_keys=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class ApiServer:
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.deps = Deps()
+        self.store: sb.Store = open_store(config.data_dir, config.store_history)
+        self.services = ServiceAllocations(ClusterIPAllocator(config.service_cluster_ip_range),
+                                           NodePortAllocator(config.service_node_port_range))
+        self.registry = Registry(self.store, self.deps, self.services)
+        self.reads = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="apiserver-read")
+        self.writes = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="apiserver-write")
+        self.openapi = OpenAPI()
+        self.rest = RestHandler(self.registry, self.deps, self.reads, self.writes, config.rest,
+                                FieldChecker(self.openapi), TableRenderer())
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._controllers: _ControllerThread | None = None
+
+    # ------------------------------------------------------------------ startup
+    def bootstrap(self) -> None:
+        """Rebuilds the allocators from the stored Services, then makes sure the system
+        namespaces and the `kubernetes` Service exist. Runs before serving."""
+        services, _ = self.store.list(R.SERVICES.store_prefix())
+        self.services.rebuild([kv.value for kv in services])
+        for ns in BOOTSTRAP_NAMESPACES:
+            try:
+                self.registry.create(R.NAMESPACES, None, {"metadata": {"name": ns}})
+            except st.ApiError as exc:
+                if exc.code != 409:
+                    raise
+        try:
+            self.registry.create(R.SERVICES, "default", {
+                "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                "spec": {"type": "ClusterIP", "clusterIP": self.services.ips.reserved, "sessionAffinity": "None",
+                         "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": self.config.port or 6443}]},
+            })
+        except st.ApiError as exc:
+            if exc.code != 409:
+                log.warning("cannot create the kubernetes Service: %s", exc)
+
+    def build_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._errors], client_max_size=MAX_BODY_BYTES)
+        app.router.add_route("GET", "/version", self._version)
+        app.router.add_route("GET", "/version/", self._version)
+        for probe in ("/healthz", "/livez", "/readyz"):
+            app.router.add_route("GET", probe, self._health)
+            app.router.add_route("GET", probe + "/{check:.*}", self._health)
+        app.router.add_route("GET", "/openapi/v2", self._openapi_v2)
+        app.router.add_route("GET", "/openapi/v3", self._openapi_v3_index)
+        app.router.add_route("GET", "/openapi/v3/{path:.*}", self._openapi_v3)
+        app.router.add_route("*", "/api", self._api_root)
+        app.router.add_route("*", "/api/", self._api_root)
+        app.router.add_route("*", "/apis", self._apis_root)
+        app.router.add_route("*", "/apis/", self._apis_root)
+        app.router.add_route("*", "/api/{tail:.*}", self._api)
+        app.router.add_route("*", "/apis/{tail:.*}", self._api)
+        app.router.add_route("*", "/{tail:.*}", self._not_found)
+        app.on_shutdown.append(self._on_shutdown)
+        return app
+
+    async def start(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self.writes, self.bootstrap)
+        self._runner = web.AppRunner(self.build_app(), handle_signals=False, access_log=None,
+                                     shutdown_timeout=2.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True)
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        port = sockets[0].getsockname()[1] if sockets else self.config.port
+        host = self.config.host if self.config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        self.url = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+        self._tasks.append(asyncio.create_task(self._sweeper()))
+        if self.config.run_controllers:
+            self._start_controllers()
+        write_kubeconfig(os.path.join(self.config.data_dir, KUBECONFIG_NAME), self.url)
+        log.info("apiserver listening on %s (data dir %s)", self.url, self.config.data_dir)
+
+    def _start_controllers(self) -> None:
+        try:
+            from kproxy.controllers.manager import run_controllers  # noqa: F401
+            from kproxy.client.rest import ApiClient  # noqa: F401
+        except ImportError as exc:
+            log.warning("controllers are not available (%s); running without them", exc)
+            return
+        self._controllers = _ControllerThread(os.path.join(self.config.data_dir, KUBECONFIG_NAME))
+        # The kubeconfig is written right after this; the thread waits for it.
+        self._controllers.start()
+
+    async def stop(self) -> None:
+        if self._controllers:
+            await asyncio.get_running_loop().run_in_executor(None, self._controllers.stop)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self.rest.close_watches()
+        if self._runner:
+            await self._runner.cleanup()
+        self.writes.shutdown(wait=True)
+        self.reads.shutdown(wait=True)
+        self.store.close()
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        self.rest.close_watches()
+
+    async def _sweeper(self) -> None:
+        """Removes pods whose graceful-deletion period has expired."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.config.sweep_interval)
+            try:
+                await loop.run_in_executor(self.writes, self.registry.sweep_expired_pods)
+            except Exception:  # keep sweeping; one bad pass must not stop deletions forever
+                log.exception("pod deletion sweep failed")
+
+    # ------------------------------------------------------------------ middleware
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except st.ApiError as exc:
+            return json_response(exc.status, exc.code)
+        except web.HTTPRequestEntityTooLarge:
+            return json_response(st.status(413, "RequestEntityTooLarge", "the request body is too large"), 413)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return json_response(st.status(exc.status, exc.reason or "Error", exc.text or exc.reason or ""), exc.status)
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception:
+            log.exception("internal error serving %s %s", request.method, request.path_qs)
+            return json_response(st.internal("an internal error occurred while serving the request").status, 500)
+
+    # ------------------------------------------------------------------ routes
+    async def _version(self, request: web.Request) -> web.Response:
+        return json_response(discovery.version_info())
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok", content_type="text/plain")
+
+    async def _not_found(self, request: web.Request) -> web.Response:
+        raise st.ApiError(st.status(404, "NotFound", "the server could not find the requested resource"))
+
+    def _server_address(self, request: web.Request) -> str:
+        return request.host or self.url.split("//", 1)[-1]
+
+    async def _api_root(self, request: web.Request) -> web.Response:
+        if request.method != "GET":
+            raise st.method_not_allowed(f"method {request.method} is not allowed on /api")
+        if discovery.wants_aggregated(request.headers.get("Accept", "")):
+            return _aggregated_response(discovery.aggregated(core=True))
+        return json_response(discovery.api_versions(self._server_address(request)))
+
+    async def _apis_root(self, request: web.Request) -> web.Response:
+        if request.method != "GET":
+            raise st.method_not_allowed(f"method {request.method} is not allowed on /apis")
+        if discovery.wants_aggregated(request.headers.get("Accept", "")):
+            return _aggregated_response(discovery.aggregated(core=False))
+        return json_response(discovery.api_group_list())
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        segs = [s for s in path.split("/") if s]
+        if segs[0] == "apis" and len(segs) == 2:
+            if request.method != "GET":
+                raise st.method_not_allowed(f"method {request.method} is not allowed here")
+            doc = discovery.api_group(segs[1])
+            if doc is None:
+                raise st.ApiError(st.status(404, "NotFound", "the server could not find the requested resource"))
+            return json_response(doc)
+        try:
+            api_path = paths.parse(path)
+        except paths.PathNotFound:
+            raise st.ApiError(st.status(404, "NotFound", "the server could not find the requested resource")) from None
+        if api_path.resource is None:
+            if request.method != "GET":
+                raise st.method_not_allowed(f"method {request.method} is not allowed here")
+            doc = discovery.api_resource_list(api_path.group, api_path.version)
+            if doc is None:
+                raise st.ApiError(st.status(404, "NotFound", "the server could not find the requested resource"))
+            return json_response(doc)
+        return await self.rest.handle(request, api_path)
+
+    async def _openapi_v2(self, request: web.Request) -> web.Response:
+        return json_response(self.openapi.v2())
+
+    async def _openapi_v3_index(self, request: web.Request) -> web.Response:
+        return json_response(self.openapi.v3_index())
+
+    async def _openapi_v3(self, request: web.Request) -> web.Response:
+        doc = self.openapi.v3(request.match_info["path"])
+        if doc is None:
+            raise st.ApiError(st.status(404, "NotFound", "the server could not find the requested resource"))
+        return json_response(doc)
+
+
+def _aggregated_response(doc: dict[str, Any]) -> web.Response:
+    from kproxy.apiserver.rest import dumps
+
+    resp = web.Response(text=dumps(doc))
+    resp.headers["Content-Type"] = discovery.AGGREGATED_MEDIA_TYPE
+    return resp
+
+
+class _ControllerThread:
+    """Runs kproxy.controllers.manager.run_controllers in its own thread and event loop, so
+    a controller that blocks cannot stall the apiserver's loop."""
+
+    def __init__(self, kubeconfig: str):
+        self.kubeconfig = kubeconfig
+        self._thread = threading.Thread(target=self._main, name="controllers", daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except Exception:
+            log.exception("controllers stopped with an error")
+
+    async def _run(self) -> None:
+        from kproxy.client.rest import ApiClient
+        from kproxy.controllers.manager import run_controllers
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._ready.set()
+        while not os.path.exists(self.kubeconfig):
+            await asyncio.sleep(0.05)
+        client = ApiClient.from_kubeconfig(self.kubeconfig)
+        try:
+            result = run_controllers(client, self._stop)
+            if asyncio.iscoroutine(result):
+                await result
+        finally:
+            await client.close()
+
+    def stop(self) -> None:
+        self._ready.wait(5)
+        if self._loop and self._stop:
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:
+                pass
+        self._thread.join(10)
+
+
+async def serve(config: ServerConfig) -> None:
+    """Runs the apiserver until SIGTERM/SIGINT."""
+    server = ApiServer(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server.deps.report_fallbacks()
+    try:
+        await server.start()
+        await stop.wait()
+        log.info("apiserver shutting down")
+    finally:
+        await server.stop()

@@ -1,0 +1,207 @@
+"""Service address bookkeeping on top of the allocators: which ClusterIP, NodePorts and
+healthCheckNodePort a Service holds, and what a create/update/delete must allocate or release.
+
+A `Reservation` is taken before the store write: `commit()` after the write succeeded releases
+what the old object held and the new one does not; `rollback()` after a failed write returns
+what was newly taken. Both are idempotent.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from kproxy.api import status as st
+from kproxy.apiserver.allocators import AllocationError, ClusterIPAllocator, NodePortAllocator
+
+NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
+
+
+def _needs_cluster_ip(svc: dict) -> bool:
+    return (svc.get("spec") or {}).get("type", "ClusterIP") != "ExternalName"
+
+
+def _needs_node_ports(svc: dict) -> bool:
+    return (svc.get("spec") or {}).get("type") in NODE_PORT_TYPES
+
+
+def _needs_health_check_port(svc: dict) -> bool:
+    spec = svc.get("spec") or {}
+    return spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local"
+
+
+def held_cluster_ips(svc: dict) -> list[str]:
+    spec = svc.get("spec") or {}
+    ips = list(spec.get("clusterIPs") or [])
+    if not ips and spec.get("clusterIP"):
+        ips = [spec["clusterIP"]]
+    return [ip for ip in ips if isinstance(ip, str) and ip and ip != "None"]
+
+
+def held_node_ports(svc: dict) -> set[int]:
+    spec = svc.get("spec") or {}
+    ports = {p.get("nodePort") for p in spec.get("ports") or [] if isinstance(p, dict)}
+    hc = spec.get("healthCheckNodePort")
+    if hc:
+        ports.add(hc)
+    return {p for p in ports if isinstance(p, int) and p > 0}
+
+
+@dataclass
+class Reservation:
+    ips: ClusterIPAllocator
+    ports: NodePortAllocator
+    new_ips: list[str] = field(default_factory=list)
+    new_ports: list[int] = field(default_factory=list)
+    release_ips: list[str] = field(default_factory=list)
+    release_ports: list[int] = field(default_factory=list)
+
+    def commit(self) -> None:
+        for ip in self.release_ips:
+            self.ips.release(ip)
+        for port in self.release_ports:
+            self.ports.release(port)
+        self.release_ips, self.release_ports, self.new_ips, self.new_ports = [], [], [], []
+
+    def rollback(self) -> None:
+        for ip in self.new_ips:
+            self.ips.release(ip)
+        for port in self.new_ports:
+            self.ports.release(port)
+        self.release_ips, self.release_ports, self.new_ips, self.new_ports = [], [], [], []
+
+
+class ServiceAllocations:
+    def __init__(self, ips: ClusterIPAllocator, ports: NodePortAllocator):
+        self.ips = ips
+        self.ports = ports
+
+    def rebuild(self, services: list[dict]) -> None:
+        self.ips.rebuild(ip for svc in services for ip in held_cluster_ips(svc))
+        self.ports.rebuild(p for svc in services for p in held_node_ports(svc))
+
+    def for_create(self, svc: dict) -> tuple[dict, Reservation]:
+        """Returns the Service with its addresses filled in, and the reservation taken."""
+        return self._assign(copy.deepcopy(svc), None)
+
+    def for_update(self, old: dict, new: dict) -> tuple[dict, Reservation]:
+        new = copy.deepcopy(new)
+        self._carry_over(old, new)
+        return self._assign(new, old)
+
+    def for_delete(self, svc: dict) -> Reservation:
+        res = Reservation(self.ips, self.ports)
+        res.release_ips = held_cluster_ips(svc)
+        res.release_ports = sorted(held_node_ports(svc))
+        return res
+
+    # Kubernetes' patchAllocatedValues / dropTypeDependentFields: an update that leaves an
+    # allocated field empty keeps the old value; a type change drops what no longer applies.
+    @staticmethod
+    def _carry_over(old: dict, new: dict) -> None:
+        spec = new.setdefault("spec", {})
+        old_spec = old.get("spec") or {}
+        if _needs_cluster_ip(new) and _needs_cluster_ip(old):
+            if not spec.get("clusterIP") and not spec.get("clusterIPs"):
+                if old_spec.get("clusterIP"):
+                    spec["clusterIP"] = old_spec["clusterIP"]
+                if old_spec.get("clusterIPs"):
+                    spec["clusterIPs"] = list(old_spec["clusterIPs"])
+        elif not _needs_cluster_ip(new):
+            if spec.get("clusterIP") == old_spec.get("clusterIP"):
+                spec.pop("clusterIP", None)
+            if spec.get("clusterIPs") == old_spec.get("clusterIPs"):
+                spec.pop("clusterIPs", None)
+        old_ports = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
+                     for p in old_spec.get("ports") or [] if isinstance(p, dict)}
+        for port in spec.get("ports") or []:
+            if not isinstance(port, dict):
+                continue
+            was = old_ports.get((port.get("port"), port.get("protocol", "TCP")))
+            if _needs_node_ports(new) and _needs_node_ports(old) and not port.get("nodePort") and was:
+                port["nodePort"] = was
+            elif not _needs_node_ports(new) and port.get("nodePort") and port.get("nodePort") == was:
+                port.pop("nodePort", None)
+        if _needs_health_check_port(new) and _needs_health_check_port(old):
+            if not spec.get("healthCheckNodePort") and old_spec.get("healthCheckNodePort"):
+                spec["healthCheckNodePort"] = old_spec["healthCheckNodePort"]
+        elif not _needs_health_check_port(new) and spec.get("healthCheckNodePort") == old_spec.get("healthCheckNodePort"):
+            spec.pop("healthCheckNodePort", None)
+
+    def _assign(self, svc: dict, old: dict | None) -> tuple[dict, Reservation]:
+        res = Reservation(self.ips, self.ports)
+        name = (svc.get("metadata") or {}).get("name", "")
+        old_ips = held_cluster_ips(old) if old else []
+        old_ports = held_node_ports(old) if old else set()
+        causes: list[dict[str, Any]] = []
+        spec = svc.setdefault("spec", {})
+        try:
+            if _needs_cluster_ip(svc):
+                requested = spec.get("clusterIP") or (spec.get("clusterIPs") or [None])[0]
+                if old_ips and requested and requested not in old_ips and requested != "None":
+                    causes.append({"reason": "FieldValueInvalid", "field": "spec.clusterIPs[0]",
+                                   "message": f"Invalid value: {requested!r}: may not change once set"})
+                elif requested == "None":
+                    spec["clusterIP"] = "None"
+                    spec["clusterIPs"] = ["None"]
+                elif requested and requested in old_ips:
+                    spec["clusterIP"] = requested
+                    spec["clusterIPs"] = [requested]
+                else:
+                    try:
+                        ip = self.ips.allocate(requested) if requested else self.ips.allocate_next()
+                    except AllocationError as exc:
+                        causes.append({"reason": "FieldValueInvalid", "field": "spec.clusterIPs",
+                                       "message": f"Invalid value: [{requested!r}]: {exc}" if requested else str(exc)})
+                    else:
+                        res.new_ips.append(ip)
+                        spec["clusterIP"] = ip
+                        spec["clusterIPs"] = [ip]
+            if _needs_node_ports(svc):
+                seen: set[int] = set()
+                for i, port in enumerate(spec.get("ports") or []):
+                    if not isinstance(port, dict):
+                        continue
+                    wanted = port.get("nodePort")
+                    if isinstance(wanted, int) and wanted > 0 and (wanted in old_ports or wanted in seen):
+                        seen.add(wanted)
+                        continue
+                    try:
+                        if isinstance(wanted, int) and wanted > 0:
+                            self.ports.allocate(wanted)
+                            got = wanted
+                        else:
+                            got = self.ports.allocate_next()
+                    except AllocationError as exc:
+                        detail = f"Invalid value: {wanted}: {exc}" if wanted else str(exc)
+                        causes.append({"reason": "FieldValueInvalid", "field": f"spec.ports[{i}].nodePort",
+                                       "message": detail})
+                        continue
+                    res.new_ports.append(got)
+                    seen.add(got)
+                    port["nodePort"] = got
+            if _needs_health_check_port(svc):
+                wanted = spec.get("healthCheckNodePort")
+                if not (isinstance(wanted, int) and wanted > 0 and wanted in old_ports):
+                    try:
+                        if isinstance(wanted, int) and wanted > 0:
+                            got = self.ports.allocate(wanted)
+                        else:
+                            got = self.ports.allocate_next()
+                    except AllocationError as exc:
+                        causes.append({"reason": "FieldValueInvalid", "field": "spec.healthCheckNodePort",
+                                       "message": f"Invalid value: {wanted}: {exc}" if wanted else str(exc)})
+                    else:
+                        res.new_ports.append(got)
+                        spec["healthCheckNodePort"] = got
+        except Exception:
+            res.rollback()
+            raise
+        if causes:
+            res.rollback()
+            raise st.invalid("Service", name, causes)
+        new_ips = set(held_cluster_ips(svc))
+        new_ports = held_node_ports(svc)
+        res.release_ips = [ip for ip in old_ips if ip not in new_ips]
+        res.release_ports = sorted(p for p in old_ports if p not in new_ports)
+        return svc, res

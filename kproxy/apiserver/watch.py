@@ -1,0 +1,106 @@
+"""Watch fan-out: store events -> one bounded queue per HTTP watcher -> watch frames.
+
+The store calls `WatchQueue.push` on its writer thread; push never blocks and never waits for
+the watcher. A watcher that falls more than `limit` events behind is marked overflowed; its
+stream then ends with an ERROR event carrying 410 Expired so the client relists, and the
+writer is never slowed down by it.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+from typing import Any
+
+from kproxy.api import status as st
+from kproxy.api.resources import Resource
+from kproxy.apiserver.objects import with_resource_version
+from kproxy.store import base as sb
+
+
+class WatchQueue:
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int):
+        self._loop = loop
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._events: collections.deque[sb.Event] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._wake_pending = False
+        self.overflowed = False
+
+    def push(self, event: sb.Event) -> None:
+        """Called by the store on its writer thread: O(1), never blocks."""
+        with self._lock:
+            if self.overflowed:
+                return
+            if len(self._events) >= self._limit:
+                self.overflowed = True
+                self._events.clear()
+            else:
+                self._events.append(event)
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+        try:
+            self._loop.call_soon_threadsafe(self._wakeup.set)
+        except RuntimeError:
+            pass  # the loop is closed: the server is shutting down
+
+    def wake(self) -> None:
+        """Wakes the consumer (used on shutdown)."""
+        self._wakeup.set()
+
+    async def wait(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    def drain(self) -> list[sb.Event]:
+        with self._lock:
+            events = list(self._events)
+            self._events.clear()
+            self._wake_pending = False
+            self._wakeup.clear()
+        return events
+
+
+def translate(event: sb.Event, label_selector: Any, field_selector: Any) -> tuple[str, dict[str, Any]] | None:
+    """The watch event a watcher with these selectors sees for a store event, or None.
+
+    As in Kubernetes, an object that stops matching is DELETED for this watcher and one that
+    starts matching is ADDED. The object carries the event's revision as resourceVersion.
+    """
+    def matches(obj: dict[str, Any] | None) -> bool:
+        if obj is None:
+            return False
+        if label_selector is not None and not label_selector.matches((obj.get("metadata") or {}).get("labels")):
+            return False
+        if field_selector is not None and not field_selector.matches(obj):
+            return False
+        return True
+
+    new = event.value
+    if event.type == sb.DELETED:
+        return (sb.DELETED, with_resource_version(new, event.revision)) if matches(new) else None
+    if event.type == sb.ADDED:
+        return (sb.ADDED, with_resource_version(new, event.revision)) if matches(new) else None
+    now_matches = matches(new)
+    before_matches = matches(event.prev_value) if event.prev_value is not None else now_matches
+    if now_matches and before_matches:
+        return sb.MODIFIED, with_resource_version(new, event.revision)
+    if now_matches:
+        return sb.ADDED, with_resource_version(new, event.revision)
+    if before_matches:
+        return sb.DELETED, with_resource_version(new, event.revision)
+    return None
+
+
+def bookmark(resource: Resource, revision: int) -> dict[str, Any]:
+    return {"type": "BOOKMARK", "object": {
+        "kind": resource.kind, "apiVersion": resource.group_version,
+        "metadata": {"resourceVersion": str(revision)}}}
+
+
+def expired(message: str) -> dict[str, Any]:
+    return {"type": "ERROR", "object": st.gone(message).status}
