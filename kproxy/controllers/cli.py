@@ -1,0 +1,64 @@
+"""`kproxy controllers --kubeconfig FILE`: runs the controllers against any apiserver."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import signal
+
+from kproxy.cli.main import CLIError
+from kproxy.client.kubeconfig import KubeconfigError
+from kproxy.client.rest import ApiClient
+from kproxy.controllers.manager import run_controllers
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from a Go-style duration ("40s", "1m30s", "500ms") or a plain number of seconds."""
+    text = text.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        pos, value = 0, 0.0
+        scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+        for m in _DURATION_PART.finditer(text):
+            if m.start() != pos:
+                break
+            value += float(m.group(1)) * scale[m.group(2)]
+            pos = m.end()
+        if pos != len(text) or not text:
+            raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 40s, 1m30s, 500ms)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"duration must be positive: {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kubeconfig", required=True, help="kubeconfig of the apiserver to control")
+    parser.add_argument("--context", help="kubeconfig context (default: current-context)")
+    parser.add_argument("--node-monitor-grace-period", type=parse_duration, default=40.0, metavar="DURATION",
+                        help="a node silent this long becomes NotReady (default 40s)")
+    parser.add_argument("--node-monitor-period", type=parse_duration, default=None, metavar="DURATION",
+                        help="how often node heartbeats are checked (default 5s)")
+
+
+async def _main(args: argparse.Namespace) -> None:
+    client = ApiClient.from_kubeconfig(args.kubeconfig, args.context)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await run_controllers(client, stop, node_grace_period=args.node_monitor_grace_period,
+                              node_monitor_period=args.node_monitor_period)
+    finally:
+        await client.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        asyncio.run(_main(args))
+    except KubeconfigError as exc:
+        raise CLIError(str(exc)) from None
+    return 0

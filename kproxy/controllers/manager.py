@@ -1,0 +1,56 @@
+"""Runs every controller over one set of shared informers until told to stop."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from kproxy.controllers.base import SharedInformers
+from kproxy.controllers.endpoints import EndpointsController
+from kproxy.controllers.endpointslice import EndpointSliceController
+from kproxy.controllers.namespace import NamespaceController
+from kproxy.controllers.node import NodeLifecycleController
+from kproxy.controllers.resourcequota import ResourceQuotaController
+from kproxy.controllers.serviceaccount import ServiceAccountController
+
+log = logging.getLogger(__name__)
+
+
+def build_controllers(client: Any, informers: SharedInformers, *, node_grace_period: float = 40.0,
+                      node_monitor_period: float | None = None) -> list[Any]:
+    """Every controller, registered on `informers` (which must not be started yet)."""
+    return [
+        NamespaceController(client, informers),
+        ServiceAccountController(client, informers),
+        EndpointSliceController(client, informers),
+        EndpointsController(client, informers),
+        ResourceQuotaController(client, informers),
+        NodeLifecycleController(client, informers, grace_period=node_grace_period,
+                                monitor_period=node_monitor_period),
+    ]
+
+
+async def run_controllers(client: Any, stop: asyncio.Event, *, node_grace_period: float = 40.0,
+                          node_monitor_period: float | None = None) -> None:
+    """Runs all controllers through `client` (an ApiClient) until `stop` is set; returns after
+    every informer and worker has ended. Cancelling it stops everything as well."""
+    informers = SharedInformers(client)
+    controllers = build_controllers(client, informers, node_grace_period=node_grace_period,
+                                    node_monitor_period=node_monitor_period)
+    informers.start()
+    tasks = [asyncio.create_task(c.run(stop), name=f"controller-{c.name}") for c in controllers]
+    log.info("controllers started: %s", ", ".join(c.name for c in controllers))
+    try:
+        done_early = asyncio.ensure_future(asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION))
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([done_early, stopped], return_when=asyncio.FIRST_COMPLETED)
+        for fut in (done_early, stopped):
+            fut.cancel()
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                log.error("controller %s crashed: %r", task.get_name(), task.exception())
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await informers.stop()

@@ -1,0 +1,112 @@
+"""Pure helpers about Pods and Services shared by the endpoint controllers (no I/O)."""
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+TERMINAL_PHASES = ("Succeeded", "Failed")
+ZONE_LABEL = "topology.kubernetes.io/zone"
+HEADLESS_LABEL = "service.kubernetes.io/headless"
+
+
+def meta(obj: dict) -> dict:
+    return obj.get("metadata") or {}
+
+
+def is_pod_ready(pod: dict) -> bool:
+    """The pod's Ready condition is "True"."""
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return cond.get("status") == "True"
+    return False
+
+
+def is_terminating(obj: dict) -> bool:
+    return bool(meta(obj).get("deletionTimestamp"))
+
+
+def is_terminal(pod: dict) -> bool:
+    return (pod.get("status") or {}).get("phase") in TERMINAL_PHASES
+
+
+def pod_ipv4(pod: dict) -> str | None:
+    """The pod's IPv4 address from status.podIPs (or status.podIP), None if it has none."""
+    status = pod.get("status") or {}
+    candidates = [p.get("ip") for p in status.get("podIPs") or [] if isinstance(p, dict)]
+    candidates.append(status.get("podIP"))
+    for ip in candidates:
+        if not ip:
+            continue
+        try:
+            if ipaddress.ip_address(ip).version == 4:
+                return str(ip)
+        except ValueError:
+            continue
+    return None
+
+
+def service_selector(service: dict) -> dict[str, str] | None:
+    """The Service's selector map, or None when it has none (user-managed endpoints)."""
+    selector = (service.get("spec") or {}).get("selector")
+    return dict(selector) if selector else None
+
+
+def selector_matches(selector: dict[str, str], labels: dict[str, str] | None) -> bool:
+    labels = labels or {}
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def service_selects_pod(service: dict, pod: dict) -> bool:
+    selector = service_selector(service)
+    return (selector is not None and meta(pod).get("namespace") == meta(service).get("namespace")
+            and selector_matches(selector, meta(pod).get("labels")))
+
+
+def is_headless(service: dict) -> bool:
+    return (service.get("spec") or {}).get("clusterIP") == "None"
+
+
+def resolve_target_port(pod: dict, service_port: dict) -> int | None:
+    """The container port `service_port` reaches on `pod`: an int targetPort as is (default:
+    the service port), a named one through the pod's container port of that name and protocol;
+    None when the pod has no such named port."""
+    target: Any = service_port.get("targetPort")
+    if target in (None, "", 0):
+        target = service_port.get("port")
+    if isinstance(target, int):
+        return target
+    if isinstance(target, str) and target.isdigit():
+        return int(target)
+    protocol = service_port.get("protocol") or "TCP"
+    spec = pod.get("spec") or {}
+    for container in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        for cport in container.get("ports") or []:
+            if cport.get("name") == target and (cport.get("protocol") or "TCP") == protocol:
+                port = cport.get("containerPort")
+                return int(port) if isinstance(port, int) else None
+    return None
+
+
+def endpoint_hostname(service: dict, pod: dict) -> str | None:
+    """pod.spec.hostname when the pod's subdomain names this Service (Kubernetes' rule)."""
+    spec = pod.get("spec") or {}
+    if spec.get("hostname") and spec.get("subdomain") == meta(service).get("name") \
+            and meta(service).get("namespace") == meta(pod).get("namespace"):
+        return spec["hostname"]
+    return None
+
+
+def pod_target_ref(pod: dict) -> dict:
+    m = meta(pod)
+    ref = {"kind": "Pod", "namespace": m.get("namespace"), "name": m.get("name")}
+    if m.get("uid"):
+        ref["uid"] = m["uid"]
+    return ref
+
+
+def service_labels(service: dict) -> dict[str, str]:
+    """Labels endpoint objects inherit from their Service (plus the headless marker)."""
+    labels = dict(meta(service).get("labels") or {})
+    if is_headless(service):
+        labels[HEADLESS_LABEL] = ""
+    return labels
