@@ -1,0 +1,274 @@
+"""Defaulting as Kubernetes' SetDefaults_* (pkg/apis/core/v1/defaults.go and friends) plus the
+parts of the registry strategies that fill fields before validation (Service clusterIPs and
+IP families, Namespace phase and name label).
+
+`apply_defaults(resource, obj)` returns a new dict and never mutates its input. It leaves
+allocation (clusterIP, nodePort, healthCheckNodePort) to the apiserver's allocators. Values
+of the wrong JSON type are left alone for validation to report.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+from kproxy.api import names
+from kproxy.api.resources import Resource
+
+DEFAULT_CLIENT_IP_TIMEOUT = 10800
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+
+def _dict(parent: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """parent[key] as a dict, creating it when absent; None if it holds another type."""
+    value = parent.get(key)
+    if value is None:
+        value = parent[key] = {}
+    return value if isinstance(value, dict) else None
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _set_default(d: dict[str, Any], key: str, value: Any) -> None:
+    if d.get(key) in (None, ""):
+        d[key] = value
+
+
+# --- Service -------------------------------------------------------------------------------
+
+def _default_service(obj: dict[str, Any]) -> None:
+    spec = _dict(obj, "spec")
+    if spec is None:
+        return
+    _set_default(spec, "type", "ClusterIP")
+    svc_type = spec.get("type")
+    _set_default(spec, "sessionAffinity", "None")
+    if spec.get("sessionAffinity") == "ClientIP":
+        cfg = _dict(spec, "sessionAffinityConfig")
+        client_ip = _dict(cfg, "clientIP") if cfg is not None else None
+        if client_ip is not None and client_ip.get("timeoutSeconds") is None:
+            client_ip["timeoutSeconds"] = DEFAULT_CLIENT_IP_TIMEOUT
+    for port in _dicts(spec.get("ports")):
+        _set_default(port, "protocol", "TCP")
+        if port.get("targetPort") in (None, 0, ""):
+            if names.is_int(port.get("port")):
+                port["targetPort"] = port["port"]
+    if svc_type in ("NodePort", "LoadBalancer"):
+        _set_default(spec, "externalTrafficPolicy", "Cluster")
+    if svc_type != "ExternalName":
+        _set_default(spec, "internalTrafficPolicy", "Cluster")
+    if svc_type == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts") is None:
+        spec["allocateLoadBalancerNodePorts"] = True
+    _default_service_ip_families(spec)
+
+
+def _default_service_ip_families(spec: dict[str, Any]) -> None:
+    """clusterIPs mirror clusterIP, and families follow the given IPs (IPv4 when none is
+    given), as the Service registry strategy does for a single-stack IPv4 cluster."""
+    if spec.get("type") == "ExternalName":
+        return
+    cluster_ip = spec.get("clusterIP")
+    ips = spec.get("clusterIPs")
+    if isinstance(cluster_ip, str) and cluster_ip and not ips:
+        spec["clusterIPs"] = ips = [cluster_ip]
+    elif isinstance(ips, list) and ips and isinstance(ips[0], str) and not cluster_ip:
+        spec["clusterIP"] = ips[0]
+    ips = ips if isinstance(ips, list) else []
+    families = spec.get("ipFamilies")
+    if not families:
+        derived = []
+        for ip in ips:
+            addr = names.parse_ip(ip) if isinstance(ip, str) else None
+            if addr is not None:
+                derived.append("IPv4" if addr.version == 4 else "IPv6")
+        spec["ipFamilies"] = derived or ["IPv4"]
+    if spec.get("ipFamilyPolicy") in (None, ""):
+        n = len(spec["ipFamilies"]) if isinstance(spec.get("ipFamilies"), list) else 1
+        spec["ipFamilyPolicy"] = "SingleStack" if n <= 1 else "RequireDualStack"
+
+
+def preserve_service_allocations(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `new` (an update of `old`) that keeps what the apiserver allocated and the
+    client left out: clusterIP(s), ipFamilies, and nodePorts/healthCheckNodePort of ports
+    that still exist, unless the type change drops them. This is the registry's
+    patchAllocatedValues; call it before apply_defaults and validate on update so a
+    `kubectl apply`/`replace` without clusterIP keeps the allocated one."""
+    out = copy.deepcopy(new)
+    old_spec = old.get("spec") if isinstance(old.get("spec"), dict) else {}
+    spec = out.get("spec")
+    if not isinstance(spec, dict):
+        return out
+    old_type = old_spec.get("type") or "ClusterIP"
+    new_type = spec.get("type") or "ClusterIP"
+    if old_type != "ExternalName" and new_type != "ExternalName":
+        if not spec.get("clusterIP") and not spec.get("clusterIPs"):
+            for key in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
+                if old_spec.get(key) and not spec.get(key):
+                    spec[key] = copy.deepcopy(old_spec[key])
+    if new_type in ("NodePort", "LoadBalancer") and old_type in ("NodePort", "LoadBalancer"):
+        old_ports = _dicts(old_spec.get("ports"))
+        for port in _dicts(spec.get("ports")):
+            if port.get("nodePort"):
+                continue
+            for op in old_ports:
+                if op.get("port") == port.get("port") and (op.get("protocol") or "TCP") == (port.get("protocol") or "TCP"):
+                    if op.get("nodePort"):
+                        port["nodePort"] = op["nodePort"]
+                    break
+        if (new_type == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local"
+                and not spec.get("healthCheckNodePort") and old_spec.get("healthCheckNodePort")):
+            spec["healthCheckNodePort"] = old_spec["healthCheckNodePort"]
+    return out
+
+
+# --- Pod -----------------------------------------------------------------------------------
+
+def _default_probe(probe: Any) -> None:
+    if not isinstance(probe, dict):
+        return
+    for key, value in (("timeoutSeconds", 1), ("periodSeconds", 10), ("successThreshold", 1),
+                       ("failureThreshold", 3)):
+        if probe.get(key) in (None, 0):
+            probe[key] = value
+    http = probe.get("httpGet")
+    if isinstance(http, dict):
+        _set_default(http, "path", "/")
+        _set_default(http, "scheme", "HTTP")
+
+
+def _image_pull_policy(image: Any) -> str:
+    """Always for ":latest" or untagged images (digests pin the image: IfNotPresent)."""
+    if not isinstance(image, str):
+        return "IfNotPresent"
+    if "@" in image:
+        return "IfNotPresent"
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last or last.endswith(":latest"):
+        return "Always"
+    return "IfNotPresent"
+
+
+def _default_container(c: dict[str, Any], host_network: bool) -> None:
+    _set_default(c, "terminationMessagePath", "/dev/termination-log")
+    _set_default(c, "terminationMessagePolicy", "File")
+    _set_default(c, "imagePullPolicy", _image_pull_policy(c.get("image")))
+    for port in _dicts(c.get("ports")):
+        _set_default(port, "protocol", "TCP")
+        if host_network and port.get("hostPort") in (None, 0) and names.is_int(port.get("containerPort")):
+            port["hostPort"] = port["containerPort"]
+    for env in _dicts(c.get("env")):
+        value_from = env.get("valueFrom")
+        if isinstance(value_from, dict) and isinstance(value_from.get("fieldRef"), dict):
+            _set_default(value_from["fieldRef"], "apiVersion", "v1")
+    resources = c.get("resources")
+    if resources is None:
+        c["resources"] = {}
+    elif isinstance(resources, dict):
+        limits, requests = resources.get("limits"), resources.get("requests")
+        if isinstance(limits, dict) and limits:
+            if requests is None:
+                resources["requests"] = requests = {}
+            if isinstance(requests, dict):
+                for k, v in limits.items():
+                    requests.setdefault(k, v)
+    for key in ("livenessProbe", "readinessProbe", "startupProbe"):
+        _default_probe(c.get(key))
+
+
+def _default_pod(obj: dict[str, Any]) -> None:
+    spec = _dict(obj, "spec")
+    if spec is None:
+        return
+    _set_default(spec, "restartPolicy", "Always")
+    _set_default(spec, "dnsPolicy", "ClusterFirst")
+    _set_default(spec, "schedulerName", "default-scheduler")
+    if spec.get("terminationGracePeriodSeconds") is None:
+        spec["terminationGracePeriodSeconds"] = 30
+    if spec.get("securityContext") is None:
+        spec["securityContext"] = {}
+    if spec.get("enableServiceLinks") is None:
+        spec["enableServiceLinks"] = True
+    if spec.get("serviceAccountName") and not spec.get("serviceAccount"):
+        spec["serviceAccount"] = spec["serviceAccountName"]
+    host_network = spec.get("hostNetwork") is True
+    for key in ("containers", "initContainers"):
+        for c in _dicts(spec.get(key)):
+            _default_container(c, host_network)
+    for vol in _dicts(spec.get("volumes")):
+        for source in ("secret", "configMap", "projected", "downwardAPI"):
+            src = vol.get(source)
+            if isinstance(src, dict) and src.get("defaultMode") is None:
+                src["defaultMode"] = 420
+        if not [k for k in vol if k != "name"]:
+            vol["emptyDir"] = {}
+    for tol in _dicts(spec.get("tolerations")):
+        if tol.get("operator") in (None, "") and tol.get("key"):
+            tol["operator"] = "Equal"
+
+
+# --- the other kinds -----------------------------------------------------------------------
+
+def _default_endpoint_slice(obj: dict[str, Any]) -> None:
+    for port in _dicts(obj.get("ports")):
+        _set_default(port, "protocol", "TCP")
+        if port.get("name") is None:
+            port["name"] = ""
+
+
+def _default_endpoints(obj: dict[str, Any]) -> None:
+    for subset in _dicts(obj.get("subsets")):
+        for port in _dicts(subset.get("ports")):
+            _set_default(port, "protocol", "TCP")
+
+
+def _default_namespace(obj: dict[str, Any]) -> None:
+    md = _dict(obj, "metadata")
+    if md is not None and isinstance(md.get("name"), str) and md["name"]:
+        labels = _dict(md, "labels")
+        if labels is not None:
+            labels[NAMESPACE_NAME_LABEL] = md["name"]
+    spec = _dict(obj, "spec")
+    if spec is not None and spec.get("finalizers") is None:
+        spec["finalizers"] = ["kubernetes"]
+    status = _dict(obj, "status")
+    if status is not None:
+        _set_default(status, "phase", "Active")
+
+
+def _default_node(obj: dict[str, Any]) -> None:
+    status = obj.get("status")
+    if isinstance(status, dict) and isinstance(status.get("capacity"), dict) and status.get("allocatable") is None:
+        status["allocatable"] = dict(status["capacity"])
+
+
+def _default_secret(obj: dict[str, Any]) -> None:
+    _set_default(obj, "type", "Opaque")
+
+
+def _default_event(obj: dict[str, Any]) -> None:
+    if obj.get("count") is None and obj.get("firstTimestamp"):
+        obj["count"] = 1
+
+
+_DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "Service": _default_service,
+    "Pod": _default_pod,
+    "EndpointSlice": _default_endpoint_slice,
+    "Endpoints": _default_endpoints,
+    "Namespace": _default_namespace,
+    "Node": _default_node,
+    "Secret": _default_secret,
+    "Event": _default_event,
+}
+
+
+def apply_defaults(resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+    """A defaulted copy of `obj` (the input is not modified); non-dict input is returned as is."""
+    if not isinstance(obj, dict):
+        return obj
+    out = copy.deepcopy(obj)
+    defaulter = _DEFAULTERS.get(resource.kind)
+    if defaulter is not None:
+        defaulter(out)
+    return out

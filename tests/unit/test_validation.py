@@ -1,0 +1,241 @@
+"""Validation: the invalid-object corpus, update rules, message shapes, and property tests."""
+from __future__ import annotations
+
+import copy
+import string
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from kproxy.api import resources as R
+from kproxy.api.defaults import apply_defaults, preserve_service_allocations
+from kproxy.api.status import invalid
+from kproxy.api.validation import describe, validate
+from tests.unit.invalid_cases import CASES, SERVICE, SLICE, POD, VALID, InvalidCase
+
+
+def _causes(resource, obj, old=None):
+    return validate(resource, apply_defaults(resource, obj), old)
+
+
+def _has(causes, field, reason):
+    return any(c["field"] == field and c["reason"] == reason for c in causes)
+
+
+def test_corpus_is_large_and_named_uniquely():
+    assert len(CASES) >= 100
+    assert len({c.id for c in CASES}) == len(CASES)
+    kinds = {c.resource.kind for c in CASES}
+    assert {"Service", "Pod", "EndpointSlice"} <= kinds
+
+
+@pytest.mark.parametrize("resource,obj", VALID, ids=[f"{r.kind}-{o['metadata']['name']}" for r, o in VALID])
+def test_valid_bases_are_valid(resource, obj):
+    assert _causes(resource, obj) == []
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_invalid_case(case: InvalidCase):
+    causes = _causes(case.resource, case.obj)
+    assert _has(causes, case.field, case.reason), causes
+    for c in causes:
+        assert set(c) == {"reason", "field", "message"}
+        assert c["message"]
+
+
+def test_validate_does_not_mutate():
+    obj = copy.deepcopy(CASES[0].obj)
+    before = copy.deepcopy(obj)
+    validate(R.SERVICES, obj)
+    assert obj == before
+
+
+@pytest.mark.parametrize("field_changes,field,message", [
+    ({"port": 70000}, "spec.ports[0].port", "Invalid value: 70000: must be between 1 and 65535, inclusive"),
+    ({"protocol": "ICMP"}, "spec.ports[0].protocol",
+     'Unsupported value: "ICMP": supported values: "SCTP", "TCP", "UDP"'),
+    ({"targetPort": "a--b"}, "spec.ports[0].targetPort", 'Invalid value: "a--b": must not contain consecutive hyphens'),
+])
+def test_messages_read_like_kubernetes(field_changes, field, message):
+    obj = copy.deepcopy(SERVICE)
+    obj["spec"]["ports"][0].update(field_changes)
+    causes = _causes(R.SERVICES, obj)
+    assert {"reason": causes[0]["reason"], "field": field, "message": message} in causes
+
+
+def test_status_message_from_causes():
+    obj = copy.deepcopy(SERVICE)
+    obj["spec"]["ports"][0]["port"] = 0
+    err = invalid("Service", "web", _causes(R.SERVICES, obj))
+    assert err.code == 422
+    assert str(err.status["message"]) == (
+        'Service "web" is invalid: spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive')
+    assert describe(err.causes).startswith("spec.ports[0].port: Invalid value: 0")
+
+
+def test_headless_and_external_name_need_no_ports():
+    headless = copy.deepcopy(SERVICE)
+    headless["spec"]["clusterIP"] = "None"
+    del headless["spec"]["ports"]
+    assert _causes(R.SERVICES, headless) == []
+
+
+def test_generate_name_without_name_is_valid():
+    obj = copy.deepcopy(POD)
+    del obj["metadata"]["name"]
+    obj["metadata"]["generateName"] = "web-"
+    assert _causes(R.PODS, obj) == []
+
+
+def test_cluster_scoped_namespace_forbidden_and_namespaced_required():
+    assert _has(_causes(R.NODES, {"metadata": {"name": "n1", "namespace": "x"}}), "metadata.namespace",
+                "FieldValueForbidden")
+    assert _has(_causes(R.PODS, {"metadata": {"name": "p"}, "spec": POD["spec"]}), "metadata.namespace",
+                "FieldValueRequired")
+
+
+# --- updates --------------------------------------------------------------------------------
+
+def _allocated_service():
+    svc = apply_defaults(R.SERVICES, SERVICE)
+    svc["spec"]["clusterIP"] = "10.96.0.10"
+    svc["spec"]["clusterIPs"] = ["10.96.0.10"]
+    svc["metadata"]["uid"] = "u-1"
+    return svc
+
+
+def test_cluster_ip_is_immutable():
+    old = _allocated_service()
+    new = copy.deepcopy(old)
+    new["spec"]["clusterIP"] = "10.96.0.11"
+    new["spec"]["clusterIPs"] = ["10.96.0.11"]
+    causes = validate(R.SERVICES, new, old)
+    assert _has(causes, "spec.clusterIPs[0]", "FieldValueInvalid")
+    assert any("may not change once set" in c["message"] for c in causes)
+    assert validate(R.SERVICES, old, old) == []
+
+
+def test_update_without_cluster_ip_keeps_allocation_via_preserve():
+    old = _allocated_service()
+    old["spec"]["type"] = "NodePort"
+    old["spec"]["externalTrafficPolicy"] = "Cluster"
+    old["spec"]["ports"][0]["nodePort"] = 30080
+    applied = copy.deepcopy(SERVICE)  # what a client sends: no clusterIP, no nodePort
+    applied["spec"]["type"] = "NodePort"
+    assert _has(_causes(R.SERVICES, applied, old), "spec.clusterIPs[0]", "FieldValueInvalid")
+    merged = apply_defaults(R.SERVICES, preserve_service_allocations(old, applied))
+    assert merged["spec"]["clusterIP"] == "10.96.0.10"
+    assert merged["spec"]["ports"][0]["nodePort"] == 30080
+    assert validate(R.SERVICES, merged, old) == []
+
+
+def test_switch_to_external_name_may_drop_cluster_ip():
+    old = _allocated_service()
+    new = {"apiVersion": "v1", "kind": "Service", "metadata": dict(old["metadata"]),
+           "spec": {"type": "ExternalName", "externalName": "db.example.com"}}
+    assert _causes(R.SERVICES, new, old) == []
+
+
+def test_metadata_name_and_uid_immutable():
+    old = _allocated_service()
+    new = copy.deepcopy(old)
+    new["metadata"]["name"] = "other"
+    new["metadata"]["uid"] = "u-2"
+    causes = validate(R.SERVICES, new, old)
+    assert _has(causes, "metadata.name", "FieldValueInvalid")
+    assert _has(causes, "metadata.uid", "FieldValueInvalid")
+
+
+def test_endpoint_slice_address_type_immutable():
+    old = apply_defaults(R.ENDPOINT_SLICES, SLICE)
+    new = copy.deepcopy(old)
+    new["addressType"] = "FQDN"
+    new["endpoints"][0]["addresses"] = ["web.example.com"]
+    assert validate(R.ENDPOINT_SLICES, new, None) == []
+    assert _has(validate(R.ENDPOINT_SLICES, new, old), "addressType", "FieldValueInvalid")
+
+
+def test_pod_update_may_change_image_only():
+    old = apply_defaults(R.PODS, POD)
+    image = copy.deepcopy(old)
+    image["spec"]["containers"][0]["image"] = "nginx:1.26"
+    assert validate(R.PODS, image, old) == []
+    ports = copy.deepcopy(old)
+    ports["spec"]["containers"][0]["ports"][0]["containerPort"] = 9090
+    assert _has(validate(R.PODS, ports, old), "spec", "FieldValueForbidden")
+    status = copy.deepcopy(old)
+    status["status"] = {"phase": "Running", "podIP": "10.244.1.5", "podIPs": [{"ip": "10.244.1.5"}],
+                        "conditions": [{"type": "Ready", "status": "True"}]}
+    assert validate(R.PODS, status, old) == []
+
+
+# --- property tests -------------------------------------------------------------------------
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=12,
+)
+_keys = st.sampled_from(["metadata", "spec", "status", "ports", "endpoints", "addressType", "subsets",
+                         "containers", "name", "type", "clusterIP", "selector"])
+
+
+@settings(max_examples=150)
+@given(st.sampled_from(R.ALL), st.dictionaries(_keys, _json, max_size=5), st.one_of(st.none(), _json))
+def test_validate_never_raises(resource, obj, old):
+    causes = validate(resource, apply_defaults(resource, obj), old if isinstance(old, dict) else None)
+    assert isinstance(causes, list)
+    for c in causes:
+        assert isinstance(c["field"], str) and isinstance(c["message"], str) and c["reason"].startswith("FieldValue")
+
+
+@given(st.one_of(st.integers(max_value=0), st.integers(min_value=65536)))
+def test_any_out_of_range_port_is_invalid(port):
+    obj = copy.deepcopy(SERVICE)
+    obj["spec"]["ports"][0]["port"] = port
+    assert _has(_causes(R.SERVICES, obj), "spec.ports[0].port", "FieldValueInvalid")
+
+
+@given(st.integers(min_value=1, max_value=65535))
+def test_any_in_range_port_is_valid(port):
+    obj = copy.deepcopy(SERVICE)
+    obj["spec"]["ports"][0]["port"] = port
+    assert _causes(R.SERVICES, obj) == []
+
+
+@given(st.text(min_size=1, max_size=6).filter(lambda p: p not in ("TCP", "UDP", "SCTP")))
+def test_any_other_protocol_is_not_supported(proto):
+    obj = copy.deepcopy(SERVICE)
+    obj["spec"]["ports"][0]["protocol"] = proto
+    assert _has(_causes(R.SERVICES, obj), "spec.ports[0].protocol", "FieldValueNotSupported")
+
+
+_bad_name = st.one_of(
+    st.text(alphabet=string.ascii_uppercase, min_size=1, max_size=10),                 # upper case
+    st.from_regex(r"[0-9][a-z0-9]{0,10}", fullmatch=True),                             # leading digit
+    st.from_regex(r"[a-z][a-z0-9]{0,8}[-_.]", fullmatch=True),                         # bad last char
+    st.from_regex(r"[a-z]{1,5}[_.!@ ][a-z]{1,5}", fullmatch=True),                     # bad inner char
+    st.text(alphabet="abc", min_size=64, max_size=80),                                 # too long
+)
+
+
+@given(_bad_name)
+def test_any_bad_service_name_is_invalid(name):
+    obj = copy.deepcopy(SERVICE)
+    obj["metadata"]["name"] = name
+    assert _has(_causes(R.SERVICES, obj), "metadata.name", "FieldValueInvalid")
+
+
+@given(st.from_regex(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", fullmatch=True))
+def test_any_dns1035_service_name_is_valid(name):
+    obj = copy.deepcopy(SERVICE)
+    obj["metadata"]["name"] = name
+    assert _causes(R.SERVICES, obj) == []
+
+
+@given(st.lists(st.integers(1, 5), min_size=2, max_size=5))
+def test_duplicate_ports_are_reported_once_per_repeat(ports):
+    obj = copy.deepcopy(SERVICE)
+    obj["spec"]["ports"] = [{"name": f"p{i}", "port": p} for i, p in enumerate(ports)]
+    dups = [c for c in _causes(R.SERVICES, obj) if c["reason"] == "FieldValueDuplicate"]
+    assert len(dups) == len(ports) - len(set(ports))
