@@ -188,18 +188,21 @@ class ApiClient:
 
     async def delete(self, resource: Resource, name: str, namespace: str | None = None, *,
                      resource_version: str | None = None, uid: str | None = None,
-                     propagation_policy: str | None = None) -> dict:
-        """DELETE; returns the server's answer (the deleted object or a Status).
-        `resource_version` / `uid` become DeleteOptions preconditions."""
+                     propagation_policy: str | None = None, grace_period_seconds: int | None = None) -> dict:
+        """DELETE; returns the server's answer (the deleted object, the object marked for
+        graceful deletion, or a Status). `resource_version` / `uid` become DeleteOptions
+        preconditions; grace_period_seconds=0 deletes a scheduled pod at once."""
         ns = (namespace or self.config.namespace) if resource.namespaced else None
         body: dict[str, Any] | None = None
         preconditions = {k: v for k, v in (("resourceVersion", resource_version), ("uid", uid)) if v}
-        if preconditions or propagation_policy:
+        if preconditions or propagation_policy or grace_period_seconds is not None:
             body = {"kind": "DeleteOptions", "apiVersion": "v1"}
             if preconditions:
                 body["preconditions"] = preconditions
             if propagation_policy:
                 body["propagationPolicy"] = propagation_policy
+            if grace_period_seconds is not None:
+                body["gracePeriodSeconds"] = int(grace_period_seconds)
         return await self.request("DELETE", resource.object_path(name, ns), body=body)
 
     async def finalize_namespace(self, namespace: dict) -> dict:

@@ -1,0 +1,120 @@
+"""Controllers against the real apiserver: a `kproxy apiserver --no-controllers` subprocess and
+run_controllers in a thread of the test process (short node grace period), driven through
+the blocking kproxy.client.sync.Client."""
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+
+import pytest
+
+from kproxy.api.resources import NODES, PODS, SERVICES
+from kproxy.client.rest import ApiClient
+from kproxy.client.sync import Client
+from kproxy.controllers.manager import run_controllers
+from tests.apiserver.fixtures import ApiserverProcess, start_apiserver
+
+NODE_GRACE = 2.0
+
+
+class ControllersThread:
+    """run_controllers on its own loop in a thread; stop() ends it and joins."""
+
+    def __init__(self, kubeconfig: str, **kwargs):
+        self._kubeconfig = kubeconfig
+        self._kwargs = kwargs
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="test-controllers", daemon=True)
+        self._thread.start()
+        self._started.wait(10)
+
+    def _main(self) -> None:
+        async def body():
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self._started.set()
+            async with ApiClient.from_kubeconfig(self._kubeconfig) as client:
+                await run_controllers(client, self._stop, **self._kwargs)
+
+        try:
+            asyncio.run(body())
+        except BaseException as exc:  # reported by the fixture
+            self.error = exc
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:
+                pass
+        self._thread.join(15)
+        assert not self._thread.is_alive(), "controllers did not stop"
+
+
+@dataclass
+class Env:
+    server: ApiserverProcess
+    client: Client
+
+
+@pytest.fixture
+def env(tmp_path):
+    server = start_apiserver(tmp_path, ["--no-controllers"])
+    controllers = None
+    client = None
+    try:
+        client = Client.from_kubeconfig(server.kubeconfig)
+        controllers = ControllersThread(server.kubeconfig, node_grace_period=NODE_GRACE, node_monitor_period=0.2)
+        yield Env(server, client)
+        assert controllers.error is None, f"controllers crashed: {controllers.error!r}"
+    finally:
+        if controllers is not None:
+            controllers.stop()
+        if client is not None:
+            client.close()
+        server.stop()
+
+
+# -- object helpers ------------------------------------------------------------------------
+
+def make_service(client: Client, name: str, ns: str = "default", *, selector=None, ports=None,
+                 publish=False, labels=None) -> dict:
+    spec = {"selector": selector if selector is not None else {"app": name},
+            "ports": ports or [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}
+    if publish:
+        spec["publishNotReadyAddresses"] = True
+    if selector == {}:
+        del spec["selector"]
+    return client.create(SERVICES, {"metadata": {"name": name, "namespace": ns, "labels": labels or {}}, "spec": spec})
+
+
+def make_pod(client: Client, name: str, ip: str | None, *, ns: str = "default", labels=None, ready=True,
+             node: str | None = "node1", container_ports=None, grace: int | None = None) -> dict:
+    """Creates a pod, then sets its status (IP, Running, Ready) through /status as a kubelet."""
+    spec = {"containers": [{"name": "app", "image": "echo", "ports": container_ports or []}]}
+    if node:
+        spec["nodeName"] = node
+    if grace is not None:
+        spec["terminationGracePeriodSeconds"] = grace
+    pod = client.create(PODS, {"metadata": {"name": name, "namespace": ns, "labels": labels or {}}, "spec": spec})
+    return set_pod_status(client, pod, ip, ready)
+
+
+def set_pod_status(client: Client, pod: dict, ip: str | None, ready: bool) -> dict:
+    status = {"phase": "Running",
+              "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
+    if ip:
+        status.update(podIP=ip, podIPs=[{"ip": ip}])
+    return client.update_status(PODS, {**pod, "status": status})
+
+
+def make_node(client: Client, name: str, *, zone: str | None = None, heartbeat: str = "2026-01-01T00:00:00Z") -> dict:
+    labels = {"topology.kubernetes.io/zone": zone} if zone else {}
+    node = client.create(NODES, {"metadata": {"name": name, "labels": labels}})
+    node["status"] = {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                      "lastHeartbeatTime": heartbeat}]}
+    return client.update_status(NODES, node)
