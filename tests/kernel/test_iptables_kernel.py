@@ -1,0 +1,241 @@
+"""The iptables backend with real rules and real packets, in namespaces (tests/kernel/topology.py),
+for both iptables-nft and iptables-legacy."""
+from __future__ import annotations
+
+from dataclasses import replace
+from types import SimpleNamespace
+
+import pytest
+
+from kproxy.agent.backend import ApplyError
+from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+from kproxy.iptables import names
+from kproxy.iptables.backend import VARIANTS, IptablesBackend
+from kproxy.netns import NetNS
+from tests.kernel.topology import CLIENT_IP, NODE_IP, POD_PORT, single_node
+
+pytestmark = pytest.mark.kernel
+
+CLUSTER_CIDR = "10.244.0.0/16"
+TRIES = 40  # P(one of 3 endpoints never chosen in 40 tries) = 3*(2/3)^40 < 1e-6
+
+
+@pytest.fixture(scope="module")
+def topo():
+    with single_node(["a", "b", "c", "d"], tag="iptk") as topology:
+        yield topology
+
+
+def config(variant: str, **iptables) -> SimpleNamespace:
+    return SimpleNamespace(iptables=SimpleNamespace(backend=variant, localhost_nodeports=True, **iptables))
+
+
+@pytest.fixture(params=["nft", "legacy"])
+def backend(request, topo):
+    netns = NetNS(topo.node)
+    b = IptablesBackend(netns, config(request.param))
+    try:
+        yield b
+    finally:
+        try:
+            b.cleanup()
+        finally:
+            topo.run(topo.node, ["conntrack", "-F"], check=False)
+            netns.close()
+
+
+def ep(topo, pod: str, local: bool = True, **kw) -> Endpoint:
+    return Endpoint(topo.pods[pod].ip, POD_PORT, is_local=local, node_name="n1" if local else "n2", **kw)
+
+
+def service(name: str, cluster_ip: str, endpoints=(), port: int = 80, protocol: str = "TCP", **kw) -> ServicePort:
+    return ServicePort("default", name, "", protocol, port, cluster_ips=(cluster_ip,),
+                       endpoints=tuple(sorted(endpoints)), **kw)
+
+
+def state(*services: ServicePort, **kw) -> ProxyState:
+    kw.setdefault("cluster_cidr", CLUSTER_CIDR)
+    return ProxyState("n1", node_ips=(NODE_IP,), services={s.key: s for s in services}, **kw)
+
+
+def sync(backend, st: ProxyState, previous=None, full: bool = True):
+    ruleset = backend.render(st, previous)
+    backend.apply(ruleset, None if full else previous)
+    return ruleset
+
+
+def save(backend) -> list[str]:
+    out = backend.netns.command([backend.variant.save]).stdout
+    return [line for line in out.splitlines() if not line.startswith("#")]
+
+
+def pods_reached(topo, ns, ip, port, tries=TRIES, proto="tcp") -> set[str]:
+    call = topo.tcp if proto == "tcp" else topo.udp
+    return {call(ns, ip, port)[0] for _ in range(tries)}
+
+
+# ------------------------------------------------------------------ traffic
+
+
+def test_cluster_ip_tcp_reaches_every_endpoint_and_masquerades_off_cluster_clients(topo, backend):
+    sync(backend, state(service("web", "10.96.0.10", [ep(topo, "a"), ep(topo, "b"), ep(topo, "c")])))
+    assert pods_reached(topo, topo.client, "10.96.0.10", 80) == {"a", "b", "c"}
+    # the client is outside the cluster CIDR: masqueraded to the node's address
+    assert topo.tcp(topo.client, "10.96.0.10", 80)[1] == NODE_IP
+    # a pod keeps its own address (no SNAT inside the cluster)
+    pod, seen = topo.tcp(topo.pods["d"].netns, "10.96.0.10", 80)
+    assert seen == topo.pods["d"].ip
+
+
+def test_cluster_ip_udp(topo, backend):
+    sync(backend, state(service("dns", "10.96.0.53", [ep(topo, "a"), ep(topo, "b")], port=53, protocol="UDP")))
+    assert pods_reached(topo, topo.client, "10.96.0.53", 53, tries=30, proto="udp") == {"a", "b"}
+
+
+def test_nodeport_and_external_ip(topo, backend):
+    svc = service("np", "10.96.0.20", [ep(topo, "a"), ep(topo, "b")], node_port=30080,
+                  external_ips=("192.0.2.10",))
+    sync(backend, state(svc))
+    assert pods_reached(topo, topo.client, NODE_IP, 30080) == {"a", "b"}
+    assert pods_reached(topo, topo.client, "192.0.2.10", 80) == {"a", "b"}
+    # localhost NodePort from the node itself (route_localnet set by the backend)
+    assert topo.tcp(topo.node, "127.0.0.1", 30080)[0] in {"a", "b"}
+
+
+def test_service_without_endpoints_is_refused_not_timed_out(topo, backend):
+    sync(backend, state(service("empty", "10.96.0.24", [], node_port=30083)))
+    with pytest.raises(ConnectionRefusedError):
+        topo.tcp(topo.client, "10.96.0.24", 80, timeout=5)
+    with pytest.raises(ConnectionRefusedError):
+        topo.tcp(topo.client, NODE_IP, 30083, timeout=5)
+
+
+def test_session_affinity_sticks(topo, backend):
+    sync(backend, state(service("sticky", "10.96.0.23", [ep(topo, "a"), ep(topo, "b"), ep(topo, "c")],
+                                session_affinity_timeout=300)))
+    assert len(pods_reached(topo, topo.client, "10.96.0.23", 80, tries=15)) == 1
+
+
+def test_hairpin_pod_reaches_itself_through_its_service(topo, backend):
+    sync(backend, state(service("self", "10.96.0.30", [ep(topo, "a")])))
+    pod, seen = topo.tcp(topo.pods["a"].netns, "10.96.0.30", 80)
+    assert pod == "a"
+    assert seen != topo.pods["a"].ip  # masqueraded, or the reply would bypass the DNAT
+
+
+def test_external_traffic_policy_local_reaches_only_local_endpoints_and_keeps_source(topo, backend):
+    svc = service("etp", "10.96.0.21", [ep(topo, "a"), ep(topo, "b", local=False)], node_port=30081,
+                  external_policy_local=True)
+    sync(backend, state(svc))
+    assert pods_reached(topo, topo.client, NODE_IP, 30081, tries=20) == {"a"}
+    assert topo.tcp(topo.client, NODE_IP, 30081)[1] == CLIENT_IP
+    # cluster IP traffic still uses every endpoint
+    assert pods_reached(topo, topo.client, "10.96.0.21", 80) == {"a", "b"}
+
+
+def test_internal_traffic_policy_local_without_local_endpoints_drops(topo, backend):
+    sync(backend, state(service("itp", "10.96.0.22", [ep(topo, "b", local=False)], internal_policy_local=True)))
+    with pytest.raises(TimeoutError):
+        topo.tcp(topo.client, "10.96.0.22", 80, timeout=1)
+
+
+# ------------------------------------------------------------------ sync behaviour
+
+
+def test_partial_sync_applies_only_the_change(topo, backend):
+    web = service("web", "10.96.0.10", [ep(topo, "a"), ep(topo, "b"), ep(topo, "c")])
+    other = service("other", "10.96.0.11", [ep(topo, "d")])
+    first = sync(backend, state(web, other))
+    scaled = replace(web, endpoints=(ep(topo, "c"),))
+    added = service("added", "10.96.0.12", [ep(topo, "b")])
+    second = backend.render(state(scaled, other, added), first)
+    result = backend.apply(second, first)
+    assert not result.full
+    assert pods_reached(topo, topo.client, "10.96.0.10", 80, tries=10) == {"c"}
+    assert topo.tcp(topo.client, "10.96.0.12", 80)[0] == "b"
+    assert topo.tcp(topo.client, "10.96.0.11", 80)[0] == "d"
+    # the kernel now holds exactly what a full sync of the new state writes
+    partial = save(backend)
+    backend.apply(second, None)
+    assert save(backend) == partial
+
+
+def test_full_restore_is_idempotent(topo, backend):
+    st = state(service("web", "10.96.0.10", [ep(topo, "a"), ep(topo, "b")], node_port=30080))
+    ruleset = sync(backend, st)
+    once = save(backend)
+    backend.apply(ruleset, None)
+    assert save(backend) == once
+    assert sum(1 for line in once if "-j KUBE-SERVICES" in line and "-A PREROUTING" in line) == 1
+
+
+def test_rules_deleted_by_hand_come_back_on_the_next_full_sync(topo, backend):
+    svc = service("web", "10.96.0.10", [ep(topo, "a")])
+    ruleset = sync(backend, state(svc))
+    before = save(backend)
+    ipt = [backend.variant.iptables, "-t", "nat"]
+    backend.netns.command(ipt + ["-F", names.cluster_chain(svc)])
+    backend.netns.command(ipt + ["-D", "PREROUTING", "-m", "comment", "--comment", "kubernetes service portals",
+                                 "-j", "KUBE-SERVICES"])
+    with pytest.raises(TimeoutError):
+        topo.tcp(topo.client, "10.96.0.10", 80, timeout=1)
+    backend.apply(ruleset, None)
+    assert sorted(save(backend)) == sorted(before)
+    assert topo.tcp(topo.client, "10.96.0.10", 80)[0] == "a"
+
+
+def test_stale_chains_from_an_earlier_agent_are_removed_by_a_full_sync(topo, backend):
+    old = service("old", "10.96.0.40", [ep(topo, "a")])
+    sync(backend, state(old))
+    fresh = IptablesBackend(backend.netns, backend.config)  # a restarted agent: no previous ruleset
+    fresh.apply(fresh.render(state()), None)
+    assert not any(names.cluster_chain(old) in line for line in save(backend))
+
+
+def test_cleanup_leaves_iptables_save_as_before(topo, backend):
+    ipt = [backend.variant.iptables, "-w", "5"]
+    foreign = [["-t", "nat", "-A", "POSTROUTING", "-s", "10.9.9.0/24", "-j", "MASQUERADE"],
+               ["-t", "filter", "-A", "INPUT", "-p", "tcp", "--dport", "2222", "-j", "ACCEPT"],
+               ["-t", "filter", "-A", "FORWARD", "-p", "tcp", "--dport", "2223", "-j", "ACCEPT"]]
+    for rule in foreign:
+        backend.netns.command(ipt + rule)
+    before = save(backend)
+    sync(backend, state(service("web", "10.96.0.10", [ep(topo, "a")], node_port=30080)))
+    assert save(backend) != before
+    backend.cleanup()
+    assert save(backend) == before
+    for rule in foreign:  # leave the namespace clean for the next test
+        backend.netns.command(ipt + [rule[0], rule[1], "-D"] + rule[3:])
+
+
+def test_failed_restore_raises_apply_error_naming_the_rule_and_changes_nothing(topo, backend):
+    st = state(service("web", "10.96.0.10", [ep(topo, "a")]))
+    ruleset = sync(backend, st)
+    before = save(backend)
+    static = dict(ruleset.static)
+    static[("nat", names.KUBE_MARK_MASQ)] = ("-m nosuchmatch -j ACCEPT",)
+    broken = replace(ruleset, static=static)
+    with pytest.raises(ApplyError) as err:
+        backend.apply(broken, ruleset)
+    assert "nosuchmatch" in str(err.value) and "line" in str(err.value)
+    assert save(backend) == before
+
+
+def test_auto_backend_follows_the_variant_that_holds_kube_chains(topo, backend):
+    sync(backend, state(service("web", "10.96.0.10", [ep(topo, "a")])))
+    auto = IptablesBackend(backend.netns, config("auto"))
+    assert auto.variant == backend.variant
+    assert auto.inspect().view.chains["nat"].keys() >= {"KUBE-SERVICES", names.cluster_chain(
+        service("web", "10.96.0.10"))}
+
+
+def test_inspect_reports_our_chains_jumps_and_counters(topo, backend):
+    sync(backend, state(service("web", "10.96.0.10", [ep(topo, "a")])))
+    topo.tcp(topo.client, "10.96.0.10", 80)
+    seen = backend.inspect()
+    assert seen.variant == backend.variant.name
+    dispatch = seen.view.chains["nat"]["KUBE-SERVICES"]
+    assert any(rule.packets >= 1 for rule in dispatch if "10.96.0.10" in rule.text)
+    assert {(t, c) for t, c, _ in seen.view.jumps} >= {("nat", "PREROUTING"), ("nat", "OUTPUT"),
+                                                      ("nat", "POSTROUTING"), ("filter", "FORWARD")}
+    assert all(not c.startswith(("PREROUTING", "INPUT")) for t in seen.view.chains for c in seen.view.chains[t])
