@@ -159,7 +159,9 @@ class Registry:
         return self._write_update(resource, namespace, name, current, obj, subresource, expected, dry_run), False
 
     def patch(self, resource: Resource, namespace: str | None, name: str, patch_type: str, patch: Any,
-              subresource: str | None = None, dry_run: bool = False) -> dict[str, Any]:
+              subresource: str | None = None, dry_run: bool = False,
+              check: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """PATCH; `check` sees the patched object before anything is written (field validation)."""
         key = resource.store_key(name, namespace)
         try:
             current = self.store.get(key)
@@ -188,6 +190,8 @@ class Registry:
             raise st.bad_request(f"unable to apply {patch_type} patch: {msg}") from None
         if not isinstance(patched, dict):
             raise st.bad_request("the patch result is not an object")
+        if check is not None:
+            check(patched)
         obj = self._check_body(resource, patched, namespace)
         pm = meta(obj)
         if pm.get("name") != name:

@@ -222,9 +222,14 @@ class RestHandler:
                 f"{', '.join(PATCH_TYPES)}")
         patch, raw = await self._body(request)
         dry = self._dry_run(request)
-        obj = await self._write(self.registry.patch, resource, ns, name, PATCH_TYPES[ctype], patch, sub, dry)
-        warnings = self.fields.check(resource, obj, None, request.query.get("fieldValidation"),
-                                     patch=patch if PATCH_TYPES[ctype] != "json" else None)
+        mode = request.query.get("fieldValidation")
+        self.fields.check(resource, {}, None, mode)  # rejects a bad mode before any work
+        warnings: list[str] = []
+
+        def check(patched: dict[str, Any]) -> None:
+            warnings.extend(self.fields.check(resource, patched, None, mode))
+
+        obj = await self._write(self.registry.patch, resource, ns, name, PATCH_TYPES[ctype], patch, sub, dry, check)
         return self._respond(request, resource, obj, 200, warnings)
 
     async def _delete_options(self, request: web.Request) -> DeleteOptions:

@@ -86,7 +86,7 @@ class ApiServer:
         self.writes = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="apiserver-write")
         self.openapi = OpenAPI()
         self.rest = RestHandler(self.registry, self.deps, self.reads, self.writes, config.rest,
-                                FieldChecker(self.openapi), TableRenderer())
+                                FieldChecker(), TableRenderer())
         self.url = ""
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
@@ -262,6 +262,11 @@ class ApiServer:
         return await self.rest.handle(request, api_path)
 
     async def _openapi_v2(self, request: web.Request) -> web.Response:
+        accept = request.headers.get("Accept", "")
+        if accept and "application/json" not in accept and "*/*" not in accept:
+            # kubectl asks for the protobuf form only; it copes without v2.
+            raise st.ApiError(st.status(406, "NotAcceptable",
+                                        "only application/json is supported for /openapi/v2"))
         return json_response(self.openapi.v2())
 
     async def _openapi_v3_index(self, request: web.Request) -> web.Response:
