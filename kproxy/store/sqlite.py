@@ -176,7 +176,10 @@ class SQLiteStore(Store):
         directory = os.path.dirname(lock_path) or "."
         if not os.path.isdir(directory):
             raise StoreError(f"store directory {directory!r} does not exist")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot open store lock file {lock_path!r}: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -185,15 +188,22 @@ class SQLiteStore(Store):
         return fd
 
     def _connect(self) -> sqlite3.Connection:
+        """A connection in WAL mode that fsyncs the WAL on every commit."""
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {self.path!r}: {exc}") from None
+        try:
             conn.execute("PRAGMA busy_timeout=10000")
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise StoreError(f"cannot put {self.path!r} in WAL mode (got {mode})")
             conn.execute("PRAGMA synchronous=FULL")
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open store {self.path!r}: {exc}") from None
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"cannot open store {self.path!r}: {exc}") from None
+            raise
         return conn
 
     def _init_schema(self) -> tuple[int, int]:

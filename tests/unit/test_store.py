@@ -495,6 +495,14 @@ def test_missing_directory_is_a_store_error(tmp_path):
         SQLiteStore(str(tmp_path / "nope" / "s.db"))
 
 
+def test_directory_as_database_path_is_a_store_error(tmp_path):
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(StoreError, match="cannot open store"):
+        SQLiteStore(str(tmp_path / "dir"))
+    with SQLiteStore(str(tmp_path / "s.db")):  # nothing was left locked by the failure
+        pass
+
+
 def test_garbage_file_is_a_store_error(tmp_path):
     path = tmp_path / "s.db"
     path.write_bytes(b"this is not a database" * 100)
@@ -531,6 +539,28 @@ def test_every_acknowledged_write_is_fsynced(tmp_path):
     )
     syncs = [line for line in trace.read_text().splitlines() if "sync(" in line]
     assert len(syncs) >= 20
+
+
+def test_failed_commit_changes_nothing_and_the_store_recovers(store):
+    """A full database (SQLITE_FULL via max_page_count) fails the write with StoreError: no
+    revision is used, no event is sent, and writes work again once there is room."""
+    store.create("/small", {})
+    events = []
+    cancel = store.watch("", store.revision, events.append)
+    pages = store._writer.execute("PRAGMA page_count").fetchone()[0]
+    store._writer.execute(f"PRAGMA max_page_count = {pages}")
+    try:
+        with pytest.raises(StoreError, match="store write failed"):
+            store.create("/big", {"blob": "x" * 100_000})
+        assert store.revision == 1
+        assert events == []
+        with pytest.raises(NotFound):
+            store.get("/big")
+    finally:
+        store._writer.execute("PRAGMA max_page_count = 1073741823")
+    assert store.create("/big", {"blob": "x"}).mod_revision == 2
+    cancel()
+    assert [e.revision for e in events] == [2]
 
 
 # ---- open_store -----------------------------------------------------------------------------
