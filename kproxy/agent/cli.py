@@ -20,6 +20,7 @@ from kproxy.agent.metrics import ProxyMetrics
 from kproxy.agent.proxier import Proxier
 from kproxy.agent.servers import HttpListeners, healthz_app, metrics_app
 from kproxy.cli.main import CLIError
+from kproxy.client import ApiClient, ClusterConfig, KubeconfigError, load_kubeconfig
 from kproxy.netns import NetNS, NetNSError
 
 log = logging.getLogger("kproxy.agent")
@@ -92,13 +93,16 @@ def make_backend(mode: str, netns: NetNS, config: AgentConfig) -> backends.Backe
     return cls(netns, config)
 
 
-async def serve(config: AgentConfig, node_name: str, netns: NetNS, backend: backends.Backend) -> int:
-    from kproxy.client import ApiClient, KubeconfigError
-
+def load_cluster(path: str) -> ClusterConfig:
     try:
-        client = ApiClient.from_kubeconfig(config.kubeconfig)
+        return load_kubeconfig(path)
     except (KubeconfigError, OSError) as exc:
         raise CLIError(f"--kubeconfig: {exc}", USAGE_ERROR) from None
+
+
+async def serve(config: AgentConfig, cluster: ClusterConfig, node_name: str, netns: NetNS,
+                backend: backends.Backend) -> int:
+    client = ApiClient(cluster)
     metrics = ProxyMetrics()
     health = ProxierHealth(timeout=2 * config.sync_period)
     proxier = Proxier(config, node_name, client, backend, netns, metrics=metrics, health=health)
@@ -127,11 +131,16 @@ async def serve(config: AgentConfig, node_name: str, netns: NetNS, backend: back
 def run(args: argparse.Namespace) -> int:
     load_backend_modules(args.backend_module)
     config = build_config(args)
+    cluster = load_cluster(config.kubeconfig)
     node_name = config.node_name or socket.gethostname()
     netns = open_netns(config.netns)
-    backend = make_backend(config.mode, netns, config)
     try:
-        return asyncio.run(serve(config, node_name, netns, backend))
+        backend = make_backend(config.mode, netns, config)
+    except CLIError:
+        netns.close()
+        raise
+    try:
+        return asyncio.run(serve(config, cluster, node_name, netns, backend))
     finally:
         backend.close()
         netns.close()
