@@ -319,6 +319,16 @@ class RestHandler:
         except sb.Gone as exc:
             gone = exc
             last = 0
+        as_table = wants_table(request.headers.get("Accept", ""))
+        include = request.query.get("includeObject", "Metadata")
+        first = [True]
+
+        def frame(event_type: str, obj: dict[str, Any]) -> str:
+            if as_table and event_type != "ERROR" and event_type != "BOOKMARK":
+                obj = self.tables.render(resource, obj, include, with_columns=first[0])
+                first[0] = False
+            return dumps({"type": event_type, "object": obj}) + "\n"
+
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
                                                            "Cache-Control": "no-cache, private"})
         response.enable_chunked_encoding()
@@ -330,7 +340,7 @@ class RestHandler:
                     f"too old resource version: {gone.requested} ({gone.oldest})")) + "\n").encode())
                 return response
             if initial:
-                await response.write("".join(dumps({"type": t, "object": o}) + "\n" for t, o in initial).encode())
+                await response.write("".join(frame(t, o) for t, o in initial).encode())
             deadline = loop.time() + timeout if timeout else None
             next_bookmark = loop.time() + self.settings.bookmark_interval
             while not self._closing:
@@ -355,7 +365,7 @@ class RestHandler:
                     last = max(last, event.revision)
                     ev = watch.translate(event, ls, fs)
                     if ev:
-                        lines.append(dumps({"type": ev[0], "object": ev[1]}) + "\n")
+                        lines.append(frame(ev[0], ev[1]))
                 if bookmarks and loop.time() >= next_bookmark:
                     lines.append(dumps(watch.bookmark(resource, last)) + "\n")
                     next_bookmark = loop.time() + self.settings.bookmark_interval
