@@ -4,9 +4,10 @@ Kernel I/O lives only here; rendering (render.py) and restore text (restore.py) 
 All commands run inside the backend's network namespace (self.netns.command).
 
 Guarantees:
-- apply(ruleset, None) is a full sync: it writes every chain we own, deletes stale per-service
-  chains found in the kernel, ensures the jump rules from built-in chains (iptables -C, then -I
-  at the top when missing, so they are never duplicated) and the sysctl the model needs
+- apply(ruleset, None) is a full sync: it reads the kernel's filter and nat tables once, then in
+  one restore writes every chain we own, deletes stale per-service chains and inserts (-I at the
+  top) only the jump rules from built-in chains that are missing, so they are never duplicated;
+  then it sets the sysctl the model needs
   (net.ipv4.conf.all.route_localnet=1 when localhost NodePorts are on). Applying the same
   ruleset twice leaves iptables-save identical.
 - apply(ruleset, previous) writes only chains that differ from `previous`.
@@ -35,7 +36,7 @@ from . import restore as restore_text
 from .names import TABLES, is_owned_chain
 from .render import render as render_ruleset
 from .ruleset import JumpRule, RenderOptions, Ruleset
-from .save import OwnedView, chain_names, owned_view, parse_save
+from .save import OwnedView, SavedTable, owned_view, parse_save
 
 LOCK_WAIT_SECONDS = 5
 LOCK_RETRIES = 3
@@ -157,23 +158,27 @@ class IptablesBackend(Backend):
     def apply(self, ruleset: Ruleset, previous: Ruleset | None) -> ApplyResult:
         full = previous is None
         if full:
-            text = restore_text.full_restore(ruleset, self._kernel_chains())
+            saved = self._save_tables()
+            existing = {t: set(saved[t].chains) if t in saved else set() for t in TABLES}
+            missing = [j for j in ruleset.jumps if not has_jump(saved, j)]
+            text = restore_text.full_restore(ruleset, existing, missing)
         else:
             text = restore_text.partial_restore(ruleset, previous)
         if text:
             self._restore(text)
         if full:
-            self.ensure_jumps(ruleset.jumps)
             self._ensure_sysctls(ruleset.options)
         written = text.count("\n:") + text.startswith(":")
         return ApplyResult(full=full, objects_written=written,
                            detail=f"{self.variant.name}: {len(text.splitlines())} restore lines")
 
-    def _kernel_chains(self) -> dict[str, set[str]]:
-        out: dict[str, set[str]] = {}
+    def _save_tables(self) -> dict[str, SavedTable]:
+        """The kernel's filter and nat tables (one iptables-save each; only on full syncs)."""
+        out: dict[str, SavedTable] = {}
         for table in TABLES:
-            res = self.netns.command([self.variant.save, "-t", table], check=False, timeout=120)
-            out[table] = chain_names(res.stdout).get(table, set()) if res.returncode == 0 else set()
+            res = self.netns.command([self.variant.save, "-t", table], check=False, timeout=300)
+            if res.returncode == 0:
+                out.update(parse_save(res.stdout))
         return out
 
     def _restore(self, text: str) -> None:
@@ -186,19 +191,6 @@ class IptablesBackend(Backend):
                 time.sleep(0.1 * (attempt + 1))
                 continue
             raise ApplyError(describe_restore_error(self.variant.restore, text, res.stderr))
-
-    def ensure_jumps(self, jumps: tuple[JumpRule, ...]) -> None:
-        """Makes every jump rule present exactly once (checked with -C, inserted at the top)."""
-        base = [self.variant.iptables, "-w", str(LOCK_WAIT_SECONDS)]
-        for jump in jumps:
-            spec = jump.argv()
-            check = self.netns.command(base + ["-t", jump.table, "-C", jump.chain] + spec, check=False)
-            if check.returncode == 0:
-                continue
-            res = self.netns.command(base + ["-t", jump.table, "-I", jump.chain, "1"] + spec, check=False)
-            if res.returncode != 0:
-                raise ApplyError(f"{self.variant.iptables} -t {jump.table} -I {jump.chain} "
-                                 f"{' '.join(spec)}: {res.stderr.strip()}")
 
     def _ensure_sysctls(self, options: RenderOptions) -> None:
         if self._sysctls_done or not options.localhost_nodeports:
@@ -230,6 +222,15 @@ class IptablesBackend(Backend):
                                      input=text, check=False, timeout=300)
             if out.returncode != 0:
                 raise ApplyError(describe_restore_error(variant.restore, text, out.stderr))
+
+
+def has_jump(saved: dict[str, SavedTable], jump: JumpRule) -> bool:
+    """True when the built-in chain already holds a rule with the jump's target and comment."""
+    table = saved.get(jump.table)
+    if table is None:
+        return False
+    return any(rule.target == jump.target and rule.comment == jump.comment
+               for rule in table.rules.get(jump.chain, ()))
 
 
 def cleanup_restore(view: OwnedView) -> str:

@@ -132,12 +132,17 @@ def render_fragment(sp: ServicePort, context: tuple) -> Fragment:
     cluster_eps = sp.cluster_endpoints() if uses_cluster else ()
     local_eps = sp.local_endpoints() if uses_local else ()
     has_endpoints = any(e.ready or (e.serving and e.terminating) for e in sp.endpoints)
-    reachable = tuple(sorted(set(cluster_eps) | set(local_eps)))
+    if not uses_local:
+        reachable = cluster_eps
+    elif not uses_cluster:
+        reachable = local_eps
+    else:
+        reachable = tuple(sorted(set(cluster_eps) | set(local_eps)))
+    sep_names = {ep: n.endpoint_chain(sp, ep) for ep in reachable}
 
-    svc_chain = n.cluster_chain(sp)
-    svl_chain = n.local_chain(sp)
-    ext_chain = n.external_chain(sp)
-    fw_chain = n.firewall_chain(sp)
+    suffix = n.port_proto_hash(sp)
+    svc_chain, svl_chain = "KUBE-SVC-" + suffix, "KUBE-SVL-" + suffix
+    ext_chain, fw_chain = "KUBE-EXT-" + suffix, "KUBE-FW-" + suffix
 
     internal_chain, has_internal = svc_chain, has_endpoints
     if sp.internal_policy_local:
@@ -249,14 +254,14 @@ def render_fragment(sp: ServicePort, context: tuple) -> Fragment:
     uses_cluster_chain = bool(cluster_eps) and uses_cluster
     uses_local_chain = bool(local_eps) and uses_local
     if uses_cluster_chain:
-        _balance(b.chain(NAT, svc_chain), sp, spn, cluster_eps)
+        _balance(b.chain(NAT, svc_chain), sp, spn, cluster_eps, sep_names)
     if uses_local_chain:
-        _balance(b.chain(NAT, svl_chain), sp, spn, local_eps)
+        _balance(b.chain(NAT, svl_chain), sp, spn, local_eps, sep_names)
 
     # Endpoint chains.
     affinity = sp.session_affinity_timeout is not None
     for ep in reachable:
-        sep = n.endpoint_chain(sp, ep)
+        sep = sep_names[ep]
         head = f"-m comment --comment {spn}"
         rules = b.chain(NAT, sep)
         rules.append(f"{head} -s {ep.ip} -j {mark_masq}")
@@ -271,17 +276,18 @@ def render_fragment(sp: ServicePort, context: tuple) -> Fragment:
     )
 
 
-def _balance(rules: list[str], sp: ServicePort, spn: str, endpoints: tuple[Endpoint, ...]) -> None:
+def _balance(rules: list[str], sp: ServicePort, spn: str, endpoints: tuple[Endpoint, ...],
+             sep_names: dict[Endpoint, str]) -> None:
     """Affinity checks, then the probability cascade 1/n, 1/(n-1), ..., last rule unconditional:
     every endpoint is chosen with probability 1/n."""
     if sp.session_affinity_timeout is not None:
         for ep in endpoints:
-            sep = n.endpoint_chain(sp, ep)
+            sep = sep_names[ep]
             rules.append(f'-m comment --comment "{spn} -> {ep.address}" -m recent --name {sep} '
                          f'--rcheck --seconds {sp.session_affinity_timeout} --reap -j {sep}')
     count = len(endpoints)
     for i, ep in enumerate(endpoints):
-        sep = n.endpoint_chain(sp, ep)
+        sep = sep_names[ep]
         stat = (f" -m statistic --mode random --probability {probability(count - i)}"
                 if i < count - 1 else "")
         rules.append(f'-m comment --comment "{spn} -> {ep.address}"{stat} -j {sep}')

@@ -6,8 +6,8 @@ declared (their jump rules are ensured separately, see backend.py). A chain to d
 first (flushing it) and then removed with -X, because -X of a chain that still holds rules fails
 the whole restore. Tables are written filter first, then nat, each in one COMMIT.
 
-- full_restore(): declares and writes every chain of the ruleset and deletes the given stale
-  per-service chains (a full sync: repairs any drift in the chains we own).
+- full_restore(): declares and writes every chain of the ruleset, deletes the given stale
+  per-service chains and inserts the given missing jump rules (a full sync: repairs any drift).
 - partial_restore(): only chains whose rules differ from `previous`, and deletes chains that
   `previous` had and the new ruleset has not. Returns "" when nothing changed.
 """
@@ -16,12 +16,14 @@ from __future__ import annotations
 from typing import Iterable, Mapping
 
 from .names import TABLES, is_service_chain
-from .ruleset import ChainKey, Rules, Ruleset
+from .ruleset import ChainKey, JumpRule, Rules, Ruleset
 
 
-def _table_text(out: list[str], table: str, write: list[tuple[str, Rules]], delete: Iterable[str]) -> None:
+def _table_text(out: list[str], table: str, write: list[tuple[str, Rules]], delete: Iterable[str],
+                insert: Iterable[JumpRule] = ()) -> None:
     delete = sorted(delete)
-    if not write and not delete:
+    insert = list(insert)
+    if not write and not delete and not insert:
         return
     out.append(f"*{table}")
     out.extend(f":{name} - [0:0]" for name, _ in write)
@@ -29,20 +31,26 @@ def _table_text(out: list[str], table: str, write: list[tuple[str, Rules]], dele
     for name, rules in write:
         prefix = f"-A {name} "
         out.extend(prefix + rule for rule in rules)
+    out.extend(f"-I {jump.chain} 1 {jump.restore_text()}" for jump in insert)
     out.extend(f"-X {name}" for name in delete)
     out.append("COMMIT")
 
 
-def _render(write: Mapping[str, list[tuple[str, Rules]]], delete: Mapping[str, set[str]]) -> str:
+def _render(write: Mapping[str, list[tuple[str, Rules]]], delete: Mapping[str, set[str]],
+            insert: Iterable[JumpRule] = ()) -> str:
     out: list[str] = []
+    insert = list(insert)
     for table in TABLES:
-        _table_text(out, table, write.get(table, []), delete.get(table, ()))
+        _table_text(out, table, write.get(table, []), delete.get(table, ()),
+                    [j for j in insert if j.table == table])
     return "\n".join(out) + "\n" if out else ""
 
 
-def full_restore(ruleset: Ruleset, existing: Mapping[str, Iterable[str]] | None = None) -> str:
+def full_restore(ruleset: Ruleset, existing: Mapping[str, Iterable[str]] | None = None,
+                 missing_jumps: Iterable[JumpRule] = ()) -> str:
     """Every chain of `ruleset`, plus -X of the per-service chains in `existing` (table -> chain
-    names the kernel holds now) that the ruleset does not own."""
+    names the kernel holds now) that the ruleset does not own, plus `-I <built-in> 1` of
+    `missing_jumps` (after our chains are declared, so their targets exist)."""
     write: dict[str, list[tuple[str, Rules]]] = {t: [] for t in TABLES}
     owned: dict[str, set[str]] = {t: set() for t in TABLES}
     for (table, name), rules in ruleset.chains():
@@ -50,7 +58,7 @@ def full_restore(ruleset: Ruleset, existing: Mapping[str, Iterable[str]] | None 
         owned[table].add(name)
     delete = {t: {c for c in (existing or {}).get(t, ()) if is_service_chain(c) and c not in owned[t]}
               for t in TABLES}
-    return _render(write, delete)
+    return _render(write, delete, missing_jumps)
 
 
 def changed_chains(ruleset: Ruleset, previous: Ruleset) -> tuple[list[tuple[ChainKey, Rules]], set[ChainKey]]:

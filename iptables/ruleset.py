@@ -32,14 +32,22 @@ class RenderOptions:
 
 @dataclass(frozen=True)
 class JumpRule:
-    """A rule in a built-in chain that enters one of our chains. Not written by restore (that
-    would append a duplicate on every --noflush run); the backend ensures it with -C / -I."""
+    """A rule in a built-in chain that enters one of our chains. Never appended by restore (-A
+    into a built-in chain would add a duplicate on every --noflush run): a full sync inserts
+    (-I CHAIN 1) only the jump rules it did not find in the kernel."""
 
     table: str
     chain: str  # built-in: PREROUTING, OUTPUT, POSTROUTING, INPUT, FORWARD
     target: str
     comment: str
     extra: tuple[str, ...] = ()  # match arguments before the comment, e.g. ctstate NEW
+
+    def restore_text(self) -> str:
+        """The rule in iptables-restore syntax (comment quoted), without "-I CHAIN"."""
+        args = list(self.extra)
+        if self.comment:
+            args += ["-m", "comment", "--comment", f'"{self.comment}"']
+        return " ".join(args + ["-j", self.target])
 
     def argv(self) -> list[str]:
         """Arguments after `iptables -t T -X CHAIN` (argv form: the comment is not quoted)."""

@@ -13,6 +13,7 @@ from .names import is_owned_chain
 
 BUILTIN_CHAINS = frozenset({"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"})
 _COUNTERS = re.compile(r"^\[(\d+):(\d+)\]\s+")
+_COMMENT = re.compile(r'--comment (?:"((?:[^"\\]|\\.)*)"|(\S+))')
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,15 @@ class SavedRule:
             if word in ("-j", "--jump", "-g", "--goto"):
                 return parts[i + 1]
         return ""
+
+
+    @property
+    def comment(self) -> str:
+        """The --comment text, unquoted ("" when none)."""
+        m = _COMMENT.search(self.text)
+        if not m:
+            return ""
+        return m.group(1) if m.group(1) is not None else m.group(2)
 
 
 @dataclass
