@@ -1,0 +1,202 @@
+"""The real kubectl against a real apiserver (with its in-process controllers).
+
+Every kubectl call's stderr is checked for warnings: kubectl must find everything it asks
+for (discovery, OpenAPI, server-side field validation) without complaint.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.apiserver.fixtures import start_apiserver
+
+KUBECTL = shutil.which("kubectl")
+pytestmark = [
+    pytest.mark.kubectl,
+    pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed on this machine"),
+]
+
+MANIFEST = """
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: demo
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: demo
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports:
+  - name: http
+    port: 80
+    targetPort: http
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-1, namespace: demo, labels: {app: web}}
+spec:
+  nodeName: node-1
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: echo
+    ports: [{name: http, containerPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-2, namespace: demo, labels: {app: web}}
+spec:
+  nodeName: node-2
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: echo
+    ports: [{name: http, containerPort: 8080}]
+"""
+DEADLINE = 30.0
+
+
+class Kubectl:
+    def __init__(self, kubeconfig: str):
+        self.env = {**os.environ, "KUBECONFIG": kubeconfig, "HOME": os.path.dirname(kubeconfig)}
+
+    def __call__(self, *args: str, stdin: str | None = None, allow_warnings: bool = False) -> str:
+        proc = subprocess.run([KUBECTL, *args], input=stdin, capture_output=True, text=True, env=self.env,
+                              timeout=120)
+        assert proc.returncode == 0, f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}"
+        if not allow_warnings:
+            assert "warning" not in proc.stderr.lower(), f"kubectl {' '.join(args)} warned: {proc.stderr}"
+        return proc.stdout
+
+    def json(self, *args: str) -> dict:
+        return json.loads(self(*args, "-o", "json"))
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([KUBECTL, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=self.env)
+
+
+def wait_until(check, what: str, deadline: float = DEADLINE):
+    end = time.monotonic() + deadline
+    last = None
+    while time.monotonic() < end:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture
+def kubectl(tmp_path):
+    server = start_apiserver(tmp_path)
+    try:
+        yield Kubectl(server.kubeconfig)
+    finally:
+        server.stop()
+
+
+def slice_addresses(kubectl: Kubectl) -> set[str]:
+    slices = kubectl.json("get", "endpointslices", "-n", "demo", "-l", "kubernetes.io/service-name=web")
+    return {a for s in slices["items"] for e in s.get("endpoints") or []
+            if (e.get("conditions") or {}).get("ready") for a in e["addresses"]}
+
+
+def set_ready(kubectl: Kubectl, pod: str, ip: str) -> None:
+    patch = {"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                        "conditions": [{"type": "Ready", "status": "True"}]}}
+    kubectl("patch", "pod", pod, "-n", "demo", "--subresource=status", "--type=merge", "-p", json.dumps(patch))
+
+
+def test_apply_endpointslices_watch_describe_delete(kubectl, tmp_path):
+    manifest = tmp_path / "demo.yaml"
+    manifest.write_text(MANIFEST)
+    out = kubectl("apply", "-f", str(manifest))
+    assert "service/web created" in out and "pod/web-2 created" in out
+
+    set_ready(kubectl, "web-1", "10.244.1.5")
+    set_ready(kubectl, "web-2", "10.244.2.5")
+    wait_until(lambda: slice_addresses(kubectl) == {"10.244.1.5", "10.244.2.5"}, "both pods in the EndpointSlice")
+    table = kubectl("get", "endpointslices", "-n", "demo")
+    assert "10.244.1.5" in table and "10.244.2.5" in table and "8080" in table
+
+    svc = kubectl.json("get", "svc", "web", "-n", "demo")
+    cluster_ip, node_port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["nodePort"]
+    assert cluster_ip.startswith("10.") and 30000 <= node_port <= 32767
+    assert f"clusterIP: {cluster_ip}" in kubectl("get", "svc", "web", "-n", "demo", "-o", "yaml")
+
+    described = kubectl("describe", "svc", "web", "-n", "demo")
+    assert "NodePort" in described and str(node_port) in described and "app=web" in described
+
+    # `kubectl get svc -w` streams a change
+    watcher = kubectl.popen("get", "svc", "web", "-n", "demo", "-w", "-o", "jsonpath={.metadata.labels.tier}{\"\\n\"}")
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(watcher.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: len(lines) >= 1, "the watch's first line")
+        kubectl("label", "svc", "web", "-n", "demo", "tier=frontend")
+        wait_until(lambda: "frontend\n" in lines, "the label change on the watch")
+    finally:
+        watcher.kill()
+        watcher.wait()
+        assert "warning" not in watcher.stderr.read().lower()
+
+    # deleting a pod updates the slice
+    kubectl("delete", "pod", "web-2", "-n", "demo", "--grace-period=1")
+    wait_until(lambda: slice_addresses(kubectl) == {"10.244.1.5"}, "web-2 leaving the EndpointSlice")
+
+    # re-apply keeps the server-assigned clusterIP and nodePort
+    out = kubectl("apply", "-f", str(manifest))
+    assert "service/web unchanged" in out or "service/web configured" in out
+    again = kubectl.json("get", "svc", "web", "-n", "demo")
+    assert again["spec"]["clusterIP"] == cluster_ip
+    assert again["spec"]["ports"][0]["nodePort"] == node_port
+
+    kubectl("delete", "-f", str(manifest), "--timeout=60s")
+    names = kubectl("get", "ns", "-o", "name").split()
+    assert "namespace/demo" not in names
+
+
+def test_apply_change_merges_ports_strategically(kubectl, tmp_path):
+    manifest = tmp_path / "svc.yaml"
+    manifest.write_text(MANIFEST.split("---")[1])
+    kubectl("apply", "-f", "-", stdin=MANIFEST.split("---")[0])
+    kubectl("apply", "-f", str(manifest))
+    first = kubectl.json("get", "svc", "web", "-n", "demo")
+    manifest.write_text(manifest.read_text() + "  - name: metrics\n    port: 9090\n")
+    assert "service/web configured" in kubectl("apply", "-f", str(manifest))
+    ports = kubectl.json("get", "svc", "web", "-n", "demo")["spec"]["ports"]
+    assert [p["port"] for p in ports] == [80, 9090]
+    assert ports[0]["nodePort"] == first["spec"]["ports"][0]["nodePort"]
+    assert ports[1]["targetPort"] == 9090
+
+
+def test_unknown_field_is_rejected_by_server_side_validation(kubectl, tmp_path):
+    manifest = tmp_path / "bad.yaml"
+    manifest.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: bad, namespace: default}\n"
+                        "spec:\n  ports: [{port: 80}]\n  bogus: 1\n")
+    proc = subprocess.run([KUBECTL, "apply", "-f", str(manifest)], capture_output=True, text=True, env=kubectl.env)
+    assert proc.returncode != 0
+    assert 'unknown field "spec.bogus"' in proc.stderr
+
+
+def test_get_tables_and_errors(kubectl):
+    out = kubectl("get", "ns")
+    assert out.splitlines()[0].split() == ["NAME", "STATUS", "AGE"]
+    assert "kube-system" in out and "Active" in out
+    svc = kubectl("get", "svc", "-A", "-o", "wide")
+    assert "kubernetes" in svc and "10.96.0.1" in svc and "SELECTOR" in svc.splitlines()[0]
+    proc = subprocess.run([KUBECTL, "get", "svc", "nope"], capture_output=True, text=True, env=kubectl.env)
+    assert proc.returncode != 0 and 'services "nope" not found' in proc.stderr
+    assert "v1.32.0-kproxy" in kubectl("version", "-o", "json")
