@@ -22,28 +22,33 @@ Obj = Mapping[str, Any]
 
 
 class _ObjectTracker:
-    """{previous, current} per object key, with no-op detection through `view()`."""
+    """{previous, current} per object key, with no-op detection on the object's `view()` (the
+    part of it the proxy uses). `previous` is what the last take() handed to the builder, so a
+    change and its reversal between two builds cancel out."""
 
     def __init__(self, on_change: Callable[[], None] | None = None) -> None:
-        self._pending: dict[str, tuple[Obj | None, Obj | None]] = {}
+        self._pending: dict[str, tuple[Any, Obj | None, Any]] = {}  # key -> (previous view, current, its view)
+        self._seen: dict[str, Any] = {}  # key -> view as of the last take()
         self._on_change = on_change
+        self._empty = self.view(None)
         self.total = 0  # changes recorded since start (for the *_changes_total metric)
 
     def view(self, obj: Obj | None) -> Any:
         raise NotImplementedError
 
     def update(self, old: Obj | None, new: Obj | None) -> bool:
-        """Records old -> new (None: absent). Returns True if the object now differs from what
-        the last build saw."""
+        """Records that the object is now `new` (None: deleted). Returns True if it differs from
+        what the last build saw."""
         obj = new if new is not None else old
         if obj is None:
             return False
         key = translate.object_key(obj)
-        previous = self._pending[key][0] if key in self._pending else old
-        if self.view(previous) == self.view(new):
+        previous = self._pending[key][0] if key in self._pending else self._seen.get(key, self._empty)
+        current = self.view(new)
+        if previous == current:
             self._pending.pop(key, None)
             return False
-        self._pending[key] = (previous, new)
+        self._pending[key] = (previous, new, current)
         self.total += 1
         self._changed(new)
         if self._on_change is not None:
@@ -67,24 +72,38 @@ class _ObjectTracker:
     def pending(self) -> int:
         return len(self._pending)
 
-    def take(self) -> dict[str, tuple[Obj | None, Obj | None]]:
-        """Returns and forgets what was recorded since the last take()."""
+    def take(self) -> dict[str, tuple[Obj | None, Any]]:
+        """Returns {key: (current object or None, its view)} recorded since the last take(),
+        and forgets it."""
         pending, self._pending = self._pending, {}
-        return pending
+        out = {}
+        for key, (_, obj, view) in pending.items():
+            if obj is None or view == self._empty:
+                self._seen.pop(key, None)
+            else:
+                self._seen[key] = view
+            out[key] = (obj, view)
+        return out
 
 
 class ServiceChangeTracker(_ObjectTracker):
-    def view(self, obj: Obj | None) -> Any:
+    """Views a Service as its ServicePorts without endpoints (() when not proxied)."""
+
+    def view(self, obj: Obj | None) -> tuple[ServicePort, ...]:
         return translate.service_ports(obj)
 
 
 class EndpointSliceTracker(_ObjectTracker):
+    """Views a slice as (owning service key, SliceView)."""
+
     def __init__(self, node_name: str, on_change: Callable[[], None] | None = None) -> None:
-        super().__init__(on_change)
         self.node_name = node_name
         self._trigger_times: list[float] = []
+        super().__init__(on_change)
 
-    def view(self, obj: Obj | None) -> Any:
+    def view(self, obj: Obj | None) -> tuple[str | None, translate.SliceView]:
+        if obj is None:
+            return None, ()
         return translate.slice_service_key(obj), translate.slice_view(obj, self.node_name)
 
     def _changed(self, new: Obj | None) -> None:
@@ -165,7 +184,7 @@ class ProxyStateBuilder:
         self.services = ServiceChangeTracker(self.on_change)
         self.slices = EndpointSliceTracker(self.settings.node_name, self.on_change)
         self.node = NodeTracker(self.settings.node_name, self.on_change)
-        self._service_objs: dict[str, Obj] = {}
+        self._service_ports: dict[str, tuple[ServicePort, ...]] = {}  # service key -> ports without endpoints
         self._slice_owner: dict[str, str] = {}  # slice key -> service key
         self._slice_views: dict[str, dict[str, translate.SliceView]] = {}  # service key -> slice name -> view
         self._ports_by_service: dict[str, dict[str, ServicePort]] = {}
@@ -183,13 +202,13 @@ class ProxyStateBuilder:
         nothing changed) and the ServicePort keys that differ. The first build is full, and so
         is a build where the node's addresses changed."""
         affected: set[str] = set()
-        for key, (_, svc) in self.services.take().items():
+        for key, (_, ports) in self.services.take().items():
             affected.add(key)
-            if svc is None:
-                self._service_objs.pop(key, None)
+            if ports:
+                self._service_ports[key] = ports
             else:
-                self._service_objs[key] = svc
-        for key, (_, slc) in self.slices.take().items():
+                self._service_ports.pop(key, None)
+        for key, (_, (owner, view)) in self.slices.take().items():
             old_owner = self._slice_owner.pop(key, None)
             if old_owner is not None:
                 affected.add(old_owner)
@@ -197,18 +216,17 @@ class ProxyStateBuilder:
                 views.pop(key, None)
                 if not views:
                     self._slice_views.pop(old_owner, None)
-            owner = translate.slice_service_key(slc)
-            if slc is not None and owner is not None:
+            if owner is not None:
                 affected.add(owner)
                 self._slice_owner[key] = owner
-                self._slice_views.setdefault(owner, {})[key] = translate.slice_view(slc, self.settings.node_name)
+                self._slice_views.setdefault(owner, {})[key] = view
         trigger_times = tuple(self.slices.take_trigger_times())
 
         changed: set[str] = set()
         for svc_key in affected:
             views = self._slice_views.get(svc_key, {})
-            new = translate.build_service_ports(self._service_objs.get(svc_key),
-                                                (views[k] for k in sorted(views)))
+            new = translate.attach_endpoints(self._service_ports.get(svc_key, ()),
+                                             (views[k] for k in sorted(views)))
             old = self._ports_by_service.get(svc_key, {})
             for port_key in old.keys() | new.keys():
                 before, after = old.get(port_key), new.get(port_key)
