@@ -3,8 +3,8 @@
 Every object is otherwise valid (apiVersion, kind, metadata.name, namespace "default") so the
 expected cause is the reason it is refused. tests/unit/test_validation.py checks each case
 against `validate(resource, apply_defaults(resource, obj))`; the apiserver tests send the
-cases whose `over_http` is True to a live server and expect 422 Invalid with that cause and
-no change in the store. `over_http` is False for cases an HTTP create cannot express as
+cases whose `over_http` is True to a live server and expect `expected_code` (422 Invalid with
+that cause, or 400 for a JSON type error) and no change in the store. `over_http` is False for cases an HTTP create cannot express as
 written (the URL supplies the namespace; create drops a Pod's or Service's status).
 """
 from __future__ import annotations
@@ -28,6 +28,13 @@ class InvalidCase:
     field: str
     reason: str
     over_http: bool = True
+
+    @property
+    def expected_code(self) -> int:
+        """The HTTP code kube-apiserver answers a create with: a JSON type error fails typed
+        decoding first (400 BadRequest, "cannot unmarshal ..."); everything else is 422 Invalid
+        carrying (field, reason) among its causes."""
+        return 400 if self.reason == "FieldValueTypeInvalid" else 422
 
 
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
