@@ -31,6 +31,7 @@ PATCH_TYPES = {
     "application/json-patch+json": "json",
 }
 APPLY_PATCH = "application/apply-patch+yaml"
+MAX_DEPTH = 100  # Kubernetes objects nest far less; deeper bodies are refused before any work
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,19 @@ class RestSettings:
     watch_queue_limit: int = 10000
     bookmark_interval: float = 10.0
     idle_check_interval: float = 1.0
+
+
+def nesting_depth(value: Any) -> int:
+    """How deeply lists/objects nest in a decoded JSON value (iterative: no recursion limit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        cur, depth = stack.pop()
+        if isinstance(cur, dict):
+            cur = list(cur.values())
+        if isinstance(cur, list):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in cur if isinstance(v, (dict, list)))
+    return deepest
 
 
 def dumps(obj: Any) -> str:
@@ -147,6 +161,10 @@ class RestHandler:
         except (ValueError, UnicodeDecodeError, yaml.YAMLError) as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise st.bad_request(f"the request body is not valid {'YAML' if 'yaml' in ctype else 'JSON'}: {msg}") from None
+        except RecursionError:
+            raise st.bad_request(f"the request body is nested deeper than {MAX_DEPTH} levels") from None
+        if nesting_depth(body) > MAX_DEPTH:
+            raise st.bad_request(f"the request body is nested deeper than {MAX_DEPTH} levels")
         return body, raw
 
     @staticmethod
