@@ -75,6 +75,7 @@ class Informer:
         self.label_selector = label_selector
         self.field_selector = field_selector
         self.cache: dict[str, dict] = {}
+        self._by_namespace: dict[str, dict[str, dict]] = {}  # index of cache, kept in step with it
         self.synced = asyncio.Event()
         self.resource_version: str | None = None
         self._handlers: list[EventHandler] = [handler] if handler is not None else []
@@ -97,7 +98,23 @@ class Informer:
         """Cached objects, all or those of one namespace."""
         if namespace is None:
             return list(self.cache.values())
-        return [o for o in self.cache.values() if (o.get("metadata") or {}).get("namespace") == namespace]
+        return list(self._by_namespace.get(namespace, {}).values())
+
+    def _store(self, key: str, obj: dict) -> dict | None:
+        old = self.cache.get(key)
+        self.cache[key] = obj
+        ns = (obj.get("metadata") or {}).get("namespace")
+        if ns:
+            self._by_namespace.setdefault(ns, {})[key] = obj
+        return old
+
+    def _forget(self, key: str) -> None:
+        obj = self.cache.pop(key, None)
+        ns = (obj or {}).get("metadata", {}).get("namespace")
+        if ns and ns in self._by_namespace:
+            self._by_namespace[ns].pop(key, None)
+            if not self._by_namespace[ns]:
+                del self._by_namespace[ns]
 
     def stop(self) -> None:
         """Ends run() (it returns normally)."""
@@ -157,7 +174,10 @@ class Informer:
             item.setdefault("apiVersion", self.resource.group_version)
             fresh[object_key(item)] = item
         old_cache = self.cache
-        self.cache = dict(fresh)
+        self.cache = {}
+        self._by_namespace = {}
+        for key, obj in fresh.items():
+            self._store(key, obj)
         self.resource_version = (result.get("metadata") or {}).get("resourceVersion")
         for key, obj in fresh.items():
             old = old_cache.get(key)
@@ -200,8 +220,7 @@ class Informer:
         obj.setdefault("apiVersion", self.resource.group_version)
         key = object_key(obj)
         if etype in ("ADDED", "MODIFIED"):
-            old = self.cache.get(key)
-            self.cache[key] = obj
+            old = self._store(key, obj)
             if rv:
                 self.resource_version = rv
             if old is None:
@@ -209,7 +228,7 @@ class Informer:
             elif resource_version(old) != rv:
                 await self._dispatch("on_update", old, obj)
         elif etype == "DELETED":
-            self.cache.pop(key, None)
+            self._forget(key)
             if rv:
                 self.resource_version = rv
             await self._dispatch("on_delete", obj)  # the final state the server sent

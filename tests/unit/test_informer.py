@@ -308,3 +308,33 @@ def test_async_handlers_are_awaited():
 
     asyncio.run(with_server(server, body))
     assert seen == ["a"]
+
+
+def test_namespace_index_follows_events_and_relists():
+    server = ScriptedServer()
+    server.lists = [([pod("a", "1", "ns1"), pod("b", "2", "ns2")], "2"),
+                    ([pod("c", "9", "ns1")], "9")]
+    server.scripts = [[line("ADDED", pod("d", "3", "ns2")), line("DELETED", pod("b", "4", "ns2")),
+                       line("ERROR", GONE)]]
+    seen = {}
+
+    async def body(client):
+        inf = Informer(client, PODS, backoff_initial=0.01, backoff_max=0.05)
+
+        class Snapshot:
+            def on_add(self, obj):
+                if obj["metadata"]["name"] == "d":
+                    seen["ns2_after_d"] = sorted(o["metadata"]["name"] for o in inf.list("ns2"))
+
+        inf.add_handler(Snapshot())
+        task = asyncio.create_task(inf.run())
+        await asyncio.wait_for(server.idle.wait(), 10)
+        inf.stop()
+        await asyncio.wait_for(task, 5)
+        return inf
+
+    inf = asyncio.run(with_server(server, body))
+    assert seen["ns2_after_d"] == ["b", "d"]
+    assert [o["metadata"]["name"] for o in inf.list("ns1")] == ["c"]  # after the relist
+    assert inf.list("ns2") == []
+    assert inf.get("c", "ns1")["metadata"]["resourceVersion"] == "9"
