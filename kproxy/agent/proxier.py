@@ -9,8 +9,8 @@ Guarantees:
   thread. Full syncs (first, periodic, after a failure) pass previous=None so the backend
   rewrites everything it owns and repairs drift; partial syncs pass the ruleset last applied.
 - When apply fails, the failure is counted, the next sync is made full, and the runner retries.
-- After a successful apply, stale UDP/SCTP conntrack entries are deleted, then health and
-  metrics are updated.
+- After a successful apply, stale UDP/SCTP conntrack entries are deleted, the health-check
+  node ports are opened/closed to match, then health and metrics are updated.
 - stop() ends the informers and the runner and closes the backend; rules are left in place so
   a restarted agent takes over without a gap.
 """
@@ -27,6 +27,7 @@ from kproxy.agent.config import AgentConfig
 from kproxy.agent.health import ProxierHealth
 from kproxy.agent.metrics import ProxyMetrics
 from kproxy.agent.runner import BoundedFrequencyRunner
+from kproxy.agent.servicehealth import ServiceHealthServer
 from kproxy.agent.state import ProxyState, ServicePort
 from kproxy.agent.tracker import ProxyStateBuilder, StateSettings
 from kproxy.agent.translate import HEADLESS_LABEL, SERVICE_PROXY_NAME_LABEL
@@ -50,7 +51,8 @@ def _no_local_endpoints(sp: ServicePort) -> tuple[bool, bool]:
 
 class Proxier:
     def __init__(self, config: AgentConfig, node_name: str, client: Any, backend: Backend, netns: Any,
-                 metrics: ProxyMetrics | None = None, health: ProxierHealth | None = None) -> None:
+                 metrics: ProxyMetrics | None = None, health: ProxierHealth | None = None,
+                 service_health: ServiceHealthServer | None = None) -> None:
         self.config = config
         self.node_name = node_name
         self.client = client
@@ -58,6 +60,7 @@ class Proxier:
         self.netns = netns
         self.metrics = metrics or ProxyMetrics()
         self.health = health or ProxierHealth(timeout=2 * config.sync_period)
+        self.service_health = service_health or ServiceHealthServer(netns, self.health)
         self.builder = ProxyStateBuilder(
             StateSettings(node_name=node_name, cluster_cidr=config.cluster_cidr or None,
                           masquerade_all=config.masquerade_all, masquerade_bit=config.masquerade_bit,
@@ -111,13 +114,17 @@ class Proxier:
             self.health.updated()  # nothing changed since the last apply
             return
         loop = asyncio.get_running_loop()
-        ruleset = await loop.run_in_executor(None, self.backend.render, state, self._applied_ruleset)
         try:
+            ruleset = await loop.run_in_executor(None, self.backend.render, state, self._applied_ruleset)
             applied = await self.netns.arun(self.backend.apply, ruleset, None if full else self._applied_ruleset)
-        except ApplyError as exc:
+        except Exception as exc:
+            # whatever failed, the kernel's content is no longer known: rewrite all next time
             self.metrics.record_apply_failure()
             self._force_full = True
-            log.error("applying rules failed (next sync is full): %s", exc)
+            if isinstance(exc, ApplyError):
+                log.error("applying rules failed (next sync is full): %s", exc)
+            else:
+                log.exception("sync failed unexpectedly (next sync is full)")
             raise
         previous = self._applied_state
         self._applied_state, self._applied_ruleset = state, ruleset
@@ -127,6 +134,7 @@ class Proxier:
         if filters:
             await self.netns.arun(conntrack.flush, self.netns, filters)
         self._update_no_local(state, keys)
+        await self.service_health.update(state, keys)
         duration = time.monotonic() - started
         self.health.updated()
         self.metrics.record_sync(duration, full)
@@ -182,6 +190,7 @@ class Proxier:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             stop_wait.cancel()
+            await self.service_health.stop()
 
     def stop(self) -> None:
         self._stop.set()
