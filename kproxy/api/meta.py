@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import re
 import uuid
 from typing import Any, Mapping
 
@@ -36,12 +37,20 @@ def now_rfc3339_micro() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
 def parse_rfc3339(value: str) -> datetime.datetime:
-    """Parse a metav1.Time / MicroTime string into an aware datetime; raises ValueError."""
-    text = value.strip()
-    if text.endswith("Z") or text.endswith("z"):
-        text = text[:-1] + "+00:00"
-    return datetime.datetime.fromisoformat(text)
+    """Parse an RFC 3339 time (metav1.Time / MicroTime; Go's nanoseconds are cut to
+    microseconds) into an aware datetime. Raises ValueError for anything else, including
+    a date without a time or a time without an offset."""
+    m = _RFC3339.fullmatch(value) if isinstance(value, str) else None
+    if m is None:
+        raise ValueError(f"not an RFC 3339 time: {value!r}")
+    date, clock, fraction, offset = m.groups()
+    fraction = (fraction or "")[:7]
+    offset = "+00:00" if offset in ("Z", "z") else offset
+    return datetime.datetime.fromisoformat(f"{date}T{clock}{fraction}{offset}")
 
 
 def new_uid() -> str:

@@ -239,3 +239,90 @@ def test_duplicate_ports_are_reported_once_per_repeat(ports):
     obj["spec"]["ports"] = [{"name": f"p{i}", "port": p} for i, p in enumerate(ports)]
     dups = [c for c in _causes(R.SERVICES, obj) if c["reason"] == "FieldValueDuplicate"]
     assert len(dups) == len(ports) - len(set(ports))
+
+
+# --- the syntax checks behind the causes (kproxy.api.names) -----------------------------------
+
+from kproxy.api import names  # noqa: E402
+
+
+@pytest.mark.parametrize("check,value,ok", [
+    (names.check_dns1123_label, "my-name", True),
+    (names.check_dns1123_label, "123-abc", True),
+    (names.check_dns1123_label, "a" * 63, True),
+    (names.check_dns1123_label, "a" * 64, False),
+    (names.check_dns1123_label, "My-name", False),
+    (names.check_dns1123_label, "-a", False),
+    (names.check_dns1123_label, "a.b", False),
+    (names.check_dns1123_label, "", False),
+    (names.check_dns1123_subdomain, "example.com", True),
+    (names.check_dns1123_subdomain, "a" * 253, True),
+    (names.check_dns1123_subdomain, "a" * 254, False),
+    (names.check_dns1123_subdomain, "a..b", False),
+    (names.check_dns1123_subdomain, "a.-b", False),
+    (names.check_dns1035_label, "abc-123", True),
+    (names.check_dns1035_label, "1abc", False),
+    (names.check_qualified_name, "MyName", True),
+    (names.check_qualified_name, "my.name", True),
+    (names.check_qualified_name, "example.com/My_Name-1", True),
+    (names.check_qualified_name, "/name", False),
+    (names.check_qualified_name, "example.com/", False),
+    (names.check_qualified_name, "Example.com/x", False),
+    (names.check_qualified_name, "a/b/c", False),
+    (names.check_qualified_name, "_x", False),
+    (names.check_label_value, "", True),
+    (names.check_label_value, "My_value.1", True),
+    (names.check_label_value, "x" * 64, False),
+    (names.check_label_value, "a:b", False),
+    (names.check_port_name, "http", True),
+    (names.check_port_name, "h2c-8080", True),
+    (names.check_port_name, "a" * 15, True),
+    (names.check_port_name, "a" * 16, False),
+    (names.check_port_name, "8080", False),
+    (names.check_port_name, "HTTP", False),
+    (names.check_port_name, "a--b", False),
+    (names.check_port_name, "http-", False),
+    (names.check_ip, "10.0.0.1", True),
+    (names.check_ip, "2001:db8::1", True),
+    (names.check_ip, "10.0.0.256", False),
+    (names.check_ip, "010.0.0.1", False),         # leading zeros are ambiguous: refused
+    (names.check_ip, "fe80::1%eth0", False),
+    (names.check_cidr, "10.0.0.0/8", True),
+    (names.check_cidr, "10.0.0.1/8", True),        # host bits allowed, as net.ParseCIDR
+    (names.check_cidr, "10.0.0.0", False),
+    (names.check_cidr, "10.0.0.0/33", False),
+    (names.check_non_special_ip, "192.0.2.1", True),
+    (names.check_non_special_ip, "::1", False),
+    (names.check_non_special_ip, "fe80::1", False),
+    (names.check_non_special_ip, "ff02::1", False),
+])
+def test_name_and_address_checks(check, value, ok):
+    assert (check(value) == []) is ok
+
+
+def test_check_messages_are_kubernetes_wording():
+    assert names.check_dns1123_label("A") == [names.DNS1123_LABEL_MSG]
+    assert "regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?'" in names.DNS1123_LABEL_MSG
+    assert names.check_dns1123_label("a" * 64) == ["must be no more than 63 characters"]
+    assert names.check_qualified_name("a/b/c")[0].startswith("a qualified name must consist of")
+    assert names.check_port_number(0) == ["must be between 1 and 65535, inclusive"]
+    assert names.check_port_name("8080") == ["must contain at least one letter (a-z)"]
+
+
+@pytest.mark.parametrize("value,ok", [
+    ("2026-01-01T00:00:00Z", True),
+    ("2026-01-01T00:00:00.123456789Z", True),       # Go RFC3339Nano
+    ("2026-01-01T00:00:00+02:00", True),
+    ("2026-01-01", False),
+    ("2026-01-01T00:00:00", False),                 # no offset
+    ("2026-13-01T00:00:00Z", False),
+    ("yesterday", False),
+])
+def test_lease_times_must_be_rfc3339(value, ok):
+    from tests.unit.invalid_cases import LEASE
+    lease = copy.deepcopy(LEASE)
+    lease["spec"]["renewTime"] = value
+    causes = _causes(R.LEASES, lease)
+    assert (causes == []) is ok, causes
+    if not ok:
+        assert _has(causes, "spec.renewTime", "FieldValueTypeInvalid")
