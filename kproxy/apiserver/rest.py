@@ -31,6 +31,8 @@ PATCH_TYPES = {
     "application/json-patch+json": "json",
 }
 APPLY_PATCH = "application/apply-patch+yaml"
+# Kinds whose DELETE answers with the deleted object rather than a Status, as in Kubernetes.
+RETURNS_DELETED_OBJECT = {("", "pods"), ("", "services"), ("", "serviceaccounts"), ("", "resourcequotas")}
 MAX_DEPTH = 100  # Kubernetes objects nest far less; deeper bodies are refused before any work
 
 
@@ -60,6 +62,14 @@ def dumps(obj: Any) -> str:
 
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(text=dumps(obj), status=status, content_type="application/json", headers=headers)
+
+
+def _content_type(request: web.Request, default: str = "application/json") -> str:
+    """The request's media type; a body without Content-Type is JSON, as the official Python
+    client sends it."""
+    if "Content-Type" not in request.headers:
+        return default
+    return (request.content_type or default).lower()
 
 
 def _query_bool(value: str | None) -> bool:
@@ -150,7 +160,7 @@ class RestHandler:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise st.ApiError(st.status(413, "RequestEntityTooLarge", "the request body is too large")) from None
-        ctype = (request.content_type or "application/json").lower()
+        ctype = _content_type(request)
         if not raw.strip():
             raise st.bad_request("the request body is empty")
         try:
@@ -169,7 +179,7 @@ class RestHandler:
 
     @staticmethod
     def _check_content_type(request: web.Request, allowed: tuple[str, ...]) -> str:
-        ctype = (request.content_type or "application/json").lower()
+        ctype = _content_type(request)
         if ctype not in allowed:
             raise st.unsupported_media_type(
                 f"the body of the request was in an unknown format - accepted media types include: {', '.join(allowed)}")
@@ -229,7 +239,7 @@ class RestHandler:
 
     async def _patch(self, request: web.Request, resource: Resource, ns: str | None, name: str,
                      sub: str | None) -> web.Response:
-        ctype = (request.content_type or "").lower()
+        ctype = _content_type(request, default="")
         if ctype == APPLY_PATCH:
             raise st.unsupported_media_type(
                 "server-side apply (application/apply-patch+yaml) is not supported by this server; "
@@ -274,7 +284,7 @@ class RestHandler:
     async def _delete(self, request: web.Request, resource: Resource, ns: str | None, name: str) -> web.Response:
         options = await self._delete_options(request)
         result = await self._write(self.registry.delete, resource, ns, name, options)
-        if not result.deleted or resource.plural == "pods":
+        if not result.deleted or (resource.group, resource.plural) in RETURNS_DELETED_OBJECT:
             return json_response(result.obj)
         details = st.success(resource.plural, name, resource.group)
         details["details"]["uid"] = (result.obj.get("metadata") or {}).get("uid")

@@ -43,7 +43,12 @@ def test_create_get_list_update_delete(api):
     status, body = api.call("PUT", f"{NS}/default/services/web", got)
     assert status == 409 and body["reason"] == "Conflict"
     status, body = api.call("DELETE", f"{NS}/default/services/web")
-    assert status == 200 and body["status"] == "Success"
+    assert status == 200 and body["kind"] == "Service"  # as Kubernetes: the deleted object
+    status, body = api.call("DELETE", f"{NS}/default/endpoints/web")
+    assert status == 404
+    api.ok("POST", f"{NS}/default/endpoints", {"metadata": {"name": "web"}, "subsets": []})
+    status, body = api.call("DELETE", f"{NS}/default/endpoints/web")
+    assert status == 200 and body["kind"] == "Status" and body["status"] == "Success"
     status, body = api.call("GET", f"{NS}/default/services/web")
     assert status == 404 and body["reason"] == "NotFound"
 
