@@ -122,6 +122,61 @@ def preserve_service_allocations(old: dict[str, Any], new: dict[str, Any]) -> di
     return out
 
 
+def _needs_cluster_ip(spec: dict[str, Any]) -> bool:
+    return (spec.get("type") or "ClusterIP") != "ExternalName"
+
+
+def _needs_node_ports(spec: dict[str, Any]) -> bool:
+    return spec.get("type") in ("NodePort", "LoadBalancer")
+
+
+def _externally_accessible(spec: dict[str, Any]) -> bool:
+    return _needs_node_ports(spec) or ((spec.get("type") or "ClusterIP") == "ClusterIP" and bool(spec.get("externalIPs")))
+
+
+def _node_ports(spec: dict[str, Any]) -> list[Any]:
+    return [p.get("nodePort") for p in _dicts(spec.get("ports"))]
+
+
+def drop_type_dependent_fields(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `new` (an update of `old`) without the fields its new type no longer allows,
+    where the client left them as they were (the registry's dropTypeDependentFields). So a
+    `kubectl apply` that turns a NodePort Service into ClusterIP, or anything into
+    ExternalName, succeeds although the live object still carries nodePorts,
+    externalTrafficPolicy, clusterIPs or ipFamilies the client never wrote. A value the client
+    changed is kept, and validation then reports it."""
+    out = copy.deepcopy(new)
+    old_spec = old.get("spec") if isinstance(old.get("spec"), dict) else {}
+    spec = out.get("spec")
+    if not isinstance(spec, dict):
+        return out
+
+    def same(key: str) -> bool:
+        return spec.get(key) == old_spec.get(key)
+
+    if _needs_cluster_ip(old_spec) and not _needs_cluster_ip(spec):
+        if same("clusterIP") and same("clusterIPs"):
+            spec.pop("clusterIP", None)
+            spec.pop("clusterIPs", None)
+        for key in ("ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy"):
+            if same(key):
+                spec.pop(key, None)
+    if _needs_node_ports(old_spec) and not _needs_node_ports(spec) and _node_ports(spec) == _node_ports(old_spec):
+        for port in _dicts(spec.get("ports")):
+            port.pop("nodePort", None)
+    was_lb, is_lb = old_spec.get("type") == "LoadBalancer", spec.get("type") == "LoadBalancer"
+    local_lb = is_lb and spec.get("externalTrafficPolicy") == "Local"
+    if was_lb and old_spec.get("externalTrafficPolicy") == "Local" and not local_lb and same("healthCheckNodePort"):
+        spec.pop("healthCheckNodePort", None)
+    if was_lb and not is_lb:
+        for key in ("allocateLoadBalancerNodePorts", "loadBalancerClass"):
+            if same(key):
+                spec.pop(key, None)
+    if _externally_accessible(old_spec) and not _externally_accessible(spec) and same("externalTrafficPolicy"):
+        spec.pop("externalTrafficPolicy", None)
+    return out
+
+
 # --- Pod -----------------------------------------------------------------------------------
 
 def _default_probe(probe: Any) -> None:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from kproxy.api import resources as R
-from kproxy.api.defaults import apply_defaults, preserve_service_allocations
+from kproxy.api.defaults import apply_defaults, drop_type_dependent_fields, preserve_service_allocations
 from kproxy.api.validation import validate
 
 
@@ -191,3 +191,60 @@ def test_defaults_never_raise_on_junk(resource, obj):
     before = copy.deepcopy(obj)
     apply_defaults(resource, obj)
     assert obj == before
+
+
+# --- type changes on update (dropTypeDependentFields) -----------------------------------------
+
+def _live_service(**spec):
+    """A stored Service: defaulted, with what the allocators gave it."""
+    svc = apply_defaults(R.SERVICES, _svc(**spec))
+    s = svc["spec"]
+    if s["type"] != "ExternalName":
+        s.update(clusterIP="10.96.0.5", clusterIPs=["10.96.0.5"])
+    if s["type"] in ("NodePort", "LoadBalancer"):
+        s["ports"][0]["nodePort"] = 30080
+    if s["type"] == "LoadBalancer" and s.get("externalTrafficPolicy") == "Local":
+        s["healthCheckNodePort"] = 31000
+    return svc
+
+
+def _apply_type(old, **spec_changes):
+    """What a strategic-merge `kubectl apply` leaves: the live object with only `type` etc. changed."""
+    new = copy.deepcopy(old)
+    new["spec"].update(spec_changes)
+    new = apply_defaults(R.SERVICES, new)
+    return drop_type_dependent_fields(old, new)
+
+
+@pytest.mark.parametrize("old_spec,change,leftovers", [
+    ({"type": "NodePort"}, {"type": "ClusterIP"}, True),
+    ({"type": "LoadBalancer", "externalTrafficPolicy": "Local"}, {"type": "ClusterIP"}, True),
+    ({"type": "LoadBalancer", "externalTrafficPolicy": "Local"}, {"type": "NodePort"}, True),
+    ({"type": "LoadBalancer"}, {"type": "NodePort"}, True),
+    ({"type": "ClusterIP"}, {"type": "ExternalName", "externalName": "db.example.com"}, True),
+    ({"type": "NodePort"}, {"type": "ExternalName", "externalName": "db.example.com"}, True),
+    ({"type": "ClusterIP"}, {"type": "NodePort"}, False),
+])
+def test_type_change_by_apply_validates(old_spec, change, leftovers):
+    old = _live_service(**old_spec)
+    assert validate(R.SERVICES, old) == []
+    # without dropping, the old type's leftovers are refused
+    kept = apply_defaults(R.SERVICES, dict(old, spec={**old["spec"], **change}))
+    assert (validate(R.SERVICES, kept, old) != []) is leftovers
+    new = _apply_type(old, **change)
+    assert validate(R.SERVICES, new, old) == []
+
+
+def test_type_change_keeps_fields_the_client_changed():
+    old = _live_service(type="NodePort")
+    new = copy.deepcopy(old)
+    new["spec"]["type"] = "ClusterIP"
+    new["spec"]["ports"][0]["nodePort"] = 30099        # the client asked for a node port
+    out = drop_type_dependent_fields(old, new)
+    assert out["spec"]["ports"][0]["nodePort"] == 30099
+    assert _has_forbidden_node_port(validate(R.SERVICES, out, old))
+    assert new["spec"]["ports"][0]["nodePort"] == 30099  # input untouched
+
+
+def _has_forbidden_node_port(causes):
+    return any(c["field"] == "spec.ports[0].nodePort" and c["reason"] == "FieldValueForbidden" for c in causes)
