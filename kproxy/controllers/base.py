@@ -38,16 +38,6 @@ class Handlers:
     on_delete: Callable[[dict], Any] = lambda obj: None
 
 
-def on_any(fn: Callable[[dict], Any]) -> Handlers:
-    """Handlers calling fn(obj) for adds and deletes and fn(old), fn(new) for updates."""
-
-    def update(old: dict, new: dict) -> None:
-        fn(old)
-        fn(new)
-
-    return Handlers(on_add=fn, on_update=update, on_delete=fn)
-
-
 class SharedInformers:
     """One cluster-wide Informer per resource, shared by all controllers of a process."""
 
