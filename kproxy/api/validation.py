@@ -62,6 +62,7 @@ MAX_ADDRESSES_PER_ENDPOINT = 100
 MAX_ANNOTATIONS_BYTES = 256 * 1024
 MAX_SECRET_BYTES = 1024 * 1024
 CLIENT_IP_TIMEOUT_MAX = 86400
+KUBELET_PORT = 10250
 
 _QUANTITY_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?")
 _QUANTITY_MSG = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
@@ -383,6 +384,8 @@ def _validate_service_ports(e: _Errors, spec: dict[str, Any], svc_type: str, hea
                 e.duplicate(f"{path}.name", name)
             seen_names.add(name)
         port = _check_port(e, p.get("port"), f"{path}.port")
+        if port == KUBELET_PORT and svc_type == "LoadBalancer":
+            e.invalid(f"{path}.port", port, f"may not expose port {KUBELET_PORT} externally since it is used by kubelet")
         _check_protocol(e, p.get("protocol"), f"{path}.protocol")
         _check_port_num_or_name(e, p.get("targetPort"), f"{path}.targetPort")
         app_proto = e.string(p.get("appProtocol"), f"{path}.appProtocol")
@@ -431,6 +434,8 @@ def _validate_service_ips(e: _Errors, spec: dict[str, Any], svc_type: str) -> No
             e.invalid(path, ip, "must be a valid IP address")
         elif names.parse_ip(ip) is None:
             e.invalid(path, ip, "must be empty, 'None', or a valid IP address")
+    if ips and ips[0] == "None" and svc_type in ("LoadBalancer", "NodePort"):
+        e.invalid("spec.clusterIPs[0]", "None", f"may not be set to 'None' for {svc_type} services")
     if ips and ips[0] == "None" and len(ips) > 1:
         e.invalid("spec.clusterIPs", ips, "must not have more than one value when the first value is `None`")
     fams = [_family(ip) for ip in ips if ip != "None"]
@@ -508,8 +513,8 @@ def validate_service(e: _Errors, obj: dict[str, Any], old: dict[str, Any] | None
     elif svc_type in ("LoadBalancer", "NodePort"):
         e.required("spec.externalTrafficPolicy")
 
-    if svc_type != "ExternalName":
-        _check_enum(e, spec.get("internalTrafficPolicy"), "spec.internalTrafficPolicy", TRAFFIC_POLICIES, required=True)
+    _check_enum(e, spec.get("internalTrafficPolicy"), "spec.internalTrafficPolicy", TRAFFIC_POLICIES,
+                required=svc_type != "ExternalName")
 
     hc = e.integer(spec.get("healthCheckNodePort"), "spec.healthCheckNodePort")
     if hc:
@@ -648,6 +653,21 @@ def _validate_container(e: _Errors, c: Any, path: str, seen_names: set[str], vol
             _check_quantity(e, v, f"{path}.resources.{part}[{k}]")
 
 
+def _check_unique_host_ports(e: _Errors, containers: list[Any], field: str) -> None:
+    """No two container ports of a pod may claim the same (hostIP, hostPort, protocol)."""
+    taken: set[tuple[str, int, str]] = set()
+    for i, c in enumerate(containers):
+        ports = c.get("ports") if isinstance(c, Mapping) else None
+        for j, p in enumerate(ports if isinstance(ports, list) else []):
+            if not isinstance(p, Mapping) or not names.is_int(p.get("hostPort")) or p["hostPort"] == 0:
+                continue
+            proto = p.get("protocol") if isinstance(p.get("protocol"), str) else "TCP"
+            key = (str(p.get("hostIP") or ""), p["hostPort"], proto)
+            if key in taken:
+                e.duplicate(f"{field}[{i}].ports[{j}].hostPort", f"{p['hostPort']}/{proto}")
+            taken.add(key)
+
+
 def _validate_pod_spec(e: _Errors, spec: dict[str, Any]) -> None:
     volumes: set[str] = set()
     for i, v in enumerate(e.list(spec.get("volumes"), "spec.volumes")):
@@ -674,6 +694,7 @@ def _validate_pod_spec(e: _Errors, spec: dict[str, Any]) -> None:
     seen: set[str] = set()
     for i, c in enumerate(containers):
         _validate_container(e, c, f"spec.containers[{i}]", seen, volumes, host_network)
+    _check_unique_host_ports(e, containers, "spec.containers")
     for i, c in enumerate(e.list(spec.get("initContainers"), "spec.initContainers")):
         _validate_container(e, c, f"spec.initContainers[{i}]", seen, volumes, host_network)
         if isinstance(c, Mapping) and c.get("restartPolicy") not in (None, "Always"):
