@@ -130,10 +130,11 @@ class NodeTracker:
     def _set(self, node: Obj | None) -> None:
         if node is not None and translate.object_key(node) != self.node_name:
             return
-        before = translate.node_ips(self.node)
+        before = translate.node_ips(self.node), translate.node_eligible(self.node)
         self.node = node
-        if translate.node_ips(node) != before:
-            self.changed = True
+        after = translate.node_ips(node), translate.node_eligible(node)
+        if after != before:
+            self.changed = True  # a sync refreshes node IPs and health eligibility
             if self._on_change is not None:
                 self._on_change()
 
