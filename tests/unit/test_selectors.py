@@ -209,3 +209,19 @@ def test_field_selector_exact_and_str():
     assert sel.exact("metadata.name") == "a,b"
     assert sel.exact("spec.nodeName") is None
     assert parse_field_selector(str(sel), R.PODS) == sel
+
+
+def test_kube_proxy_service_label_selector():
+    """The label selector kube-proxy's Service informer sends."""
+    sel = parse_label_selector("!service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name")
+    assert sel.matches({"app": "web"})
+    assert not sel.matches({"service.kubernetes.io/headless": ""})
+    assert not sel.matches({"service.kubernetes.io/service-proxy-name": "other-proxy"})
+    assert str(sel) == "!service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name"
+
+
+def test_endpoint_slice_service_name_selector():
+    """The selector a proxy uses to list a Service's slices."""
+    sel = parse_label_selector("kubernetes.io/service-name=web,endpointslice.kubernetes.io/managed-by")
+    assert sel.matches({"kubernetes.io/service-name": "web", "endpointslice.kubernetes.io/managed-by": "c"})
+    assert not sel.matches({"kubernetes.io/service-name": "web"})
