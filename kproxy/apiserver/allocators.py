@@ -25,49 +25,65 @@ class AllocationError(Exception):
 
 
 class _IntRangeAllocator:
-    """Allocates integers in [first, last] (inclusive)."""
+    """Allocates integers in [first, last] (inclusive). `allocate_next` only draws from
+    [dynamic_first, last]; values below dynamic_first are given only when asked for."""
 
-    def __init__(self, first: int, last: int, rng: random.Random | None = None):
+    def __init__(self, first: int, last: int, rng: random.Random | None = None, dynamic_first: int | None = None):
         if last < first:
             raise ValueError("empty allocation range")
         self.first = first
         self.last = last
+        self.dynamic_first = first if dynamic_first is None else dynamic_first
         self.used: set[int] = set()
+        self._dynamic_used = 0
         self._rng = rng or random.Random()
 
     @property
-    def size(self) -> int:
-        return self.last - self.first + 1
+    def dynamic_size(self) -> int:
+        return self.last - self.dynamic_first + 1
 
     def contains(self, value: int) -> bool:
         return self.first <= value <= self.last
+
+    def _take(self, value: int) -> None:
+        self.used.add(value)
+        if value >= self.dynamic_first:
+            self._dynamic_used += 1
 
     def allocate(self, value: int) -> None:
         if not self.contains(value):
             raise AllocationError("range", "not in range")
         if value in self.used:
             raise AllocationError("taken", "already allocated")
-        self.used.add(value)
+        self._take(value)
 
     def allocate_next(self) -> int:
-        if len(self.used) >= self.size:
+        if self._dynamic_used >= self.dynamic_size:
             raise AllocationError("full", "range is full")
+        lo, size = self.dynamic_first, self.dynamic_size
         # Random probing is O(1) while the range is sparse; a linear scan bounds the worst case.
         for _ in range(32):
-            value = self._rng.randint(self.first, self.last)
+            value = self._rng.randint(lo, self.last)
             if value not in self.used:
-                self.used.add(value)
+                self._take(value)
                 return value
-        start = self._rng.randint(self.first, self.last)
-        for offset in range(self.size):
-            value = self.first + (start - self.first + offset) % self.size
+        start = self._rng.randint(lo, self.last)
+        for offset in range(size):
+            value = lo + (start - lo + offset) % size
             if value not in self.used:
-                self.used.add(value)
+                self._take(value)
                 return value
         raise AllocationError("full", "range is full")
 
     def release(self, value: int) -> None:
-        self.used.discard(value)
+        if value in self.used:
+            self.used.discard(value)
+            if value >= self.dynamic_first:
+                self._dynamic_used -= 1
+
+    def reset(self) -> None:
+        self.used.clear()
+        self._dynamic_used = 0
 
 
 class ClusterIPAllocator:
@@ -81,10 +97,9 @@ class ClusterIPAllocator:
         last = int(self.network.broadcast_address) - (1 if self.network.version == 4 else 0)
         if self.network.num_addresses < 4:
             raise ValueError(f"service CIDR {cidr} is too small")
-        self._range = _IntRangeAllocator(first, last, rng)
-        self.reserved = str(ipaddress.ip_address(first))  # the `kubernetes` Service's address
-        self._dynamic = _IntRangeAllocator(first + 1, last, rng)
-        self._dynamic.used = self._range.used  # one set of used addresses for both views
+        # the first address is the `kubernetes` Service's, never handed out dynamically
+        self._range = _IntRangeAllocator(first, last, rng, dynamic_first=first + 1)
+        self.reserved = str(ipaddress.ip_address(first))
 
     @property
     def cidr(self) -> str:
@@ -113,7 +128,7 @@ class ClusterIPAllocator:
 
     def allocate_next(self) -> str:
         try:
-            return str(ipaddress.ip_address(self._dynamic.allocate_next()))
+            return str(ipaddress.ip_address(self._range.allocate_next()))
         except AllocationError:
             raise AllocationError("full", f"failed to allocate a serviceIP: range {self.network} is full") from None
 
@@ -131,7 +146,7 @@ class ClusterIPAllocator:
 
     def rebuild(self, ips: Iterable[str]) -> list[str]:
         """Resets to exactly `ips` in use; returns those outside the range (ignored)."""
-        self._range.used.clear()
+        self._range.reset()
         outside = []
         for ip in ips:
             try:
@@ -176,7 +191,7 @@ class NodePortAllocator:
         return port in self._range.used
 
     def rebuild(self, ports: Iterable[int]) -> list[int]:
-        self._range.used.clear()
+        self._range.reset()
         outside = []
         for port in ports:
             try:

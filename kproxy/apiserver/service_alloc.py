@@ -122,6 +122,13 @@ class ServiceAllocations:
                 port["nodePort"] = was
             elif not _needs_node_ports(new) and port.get("nodePort") and port.get("nodePort") == was:
                 port.pop("nodePort", None)
+        if not _needs_node_ports(new) and _needs_node_ports(old):
+            if spec.get("externalTrafficPolicy") == old_spec.get("externalTrafficPolicy"):
+                spec.pop("externalTrafficPolicy", None)
+        if spec.get("type") != "LoadBalancer" and old_spec.get("type") == "LoadBalancer":
+            for key in ("allocateLoadBalancerNodePorts", "loadBalancerClass"):
+                if spec.get(key) == old_spec.get(key):
+                    spec.pop(key, None)
         if _needs_health_check_port(new) and _needs_health_check_port(old):
             if not spec.get("healthCheckNodePort") and old_spec.get("healthCheckNodePort"):
                 spec["healthCheckNodePort"] = old_spec["healthCheckNodePort"]
