@@ -10,13 +10,17 @@ from __future__ import annotations
 import argparse
 import os
 import pkgutil
+import signal
 import subprocess
 import sys
 import time
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
-PER_BENCHMARK_TIMEOUT = 300.0
+DEFAULT_TIMEOUT = 1800.0
+# On timeout: SIGINT first (KeyboardInterrupt runs the benchmark's cleanup: namespaces, servers),
+# then SIGTERM, then SIGKILL, each after a grace period.
+GRACE = 30.0
 
 
 def discover() -> list[str]:
@@ -25,16 +29,32 @@ def discover() -> list[str]:
                   if not m.name.startswith("_") and not m.ispkg)
 
 
-def run_one(name: str) -> tuple[str, float]:
+def stop(proc: subprocess.Popen) -> None:
+    """Asks the benchmark to stop so its cleanup runs; forces it only if it does not."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        if proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(GRACE)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_one(name: str, timeout: float) -> tuple[str, float]:
     """Runs `python -m bench.<name>` with its output passed through; returns (outcome, seconds)."""
     print(f"\n=== bench.{name} ===", flush=True)
     start = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", f"bench.{name}"], cwd=REPO_ROOT)
     try:
-        proc = subprocess.run([sys.executable, "-m", f"bench.{name}"], cwd=REPO_ROOT,
-                              timeout=PER_BENCHMARK_TIMEOUT)
-        outcome = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
+        returncode = proc.wait(timeout)
+        outcome = "ok" if returncode == 0 else f"failed (exit {returncode})"
     except subprocess.TimeoutExpired:
-        outcome = f"timed out after {PER_BENCHMARK_TIMEOUT:.0f}s"
+        stop(proc)
+        outcome = f"stopped after the {timeout:.0f}s timeout"
+    except KeyboardInterrupt:
+        stop(proc)
+        raise
     return outcome, time.monotonic() - start
 
 
@@ -42,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help=f"per benchmark; then it is interrupted (default {DEFAULT_TIMEOUT:.0f})")
     args = parser.parse_args(argv)
     available = discover()
     if args.list:
@@ -53,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
               f"available: {', '.join(available) or 'none'}", file=sys.stderr)
         return 2
     selected = args.names or available
-    results = [(name, *run_one(name)) for name in selected]
+    results = [(name, *run_one(name, args.timeout)) for name in selected]
     print("\n=== summary ===")
     width = max((len(n) for n, _, _ in results), default=4)
     for name, outcome, seconds in results:

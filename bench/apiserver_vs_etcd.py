@@ -409,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
         print(f"bench.apiserver_vs_etcd: {exc or type(exc).__name__}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # servers are stopped by their context managers on the way out
+        print("bench.apiserver_vs_etcd: interrupted", file=sys.stderr)
+        return 130
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
