@@ -392,3 +392,54 @@ CASES: list[InvalidCase] = [
     InvalidCase("serviceaccount-name-invalid", R.SERVICE_ACCOUNTS,
                 _edit(SERVICE_ACCOUNT, {"metadata.name": "SA_1"}), "metadata.name", INV),
 ]
+
+
+# --- generated invalid Services (hypothesis) ----------------------------------------------------
+
+def invalid_services():
+    """A hypothesis strategy of InvalidCase: a valid Service with one random defect (a port out
+    of range, an unknown protocol or type, a bad name, target port, clusterIP or selector)."""
+    from hypothesis import strategies as st
+
+    bad_port = st.one_of(st.integers(max_value=0), st.integers(min_value=65536, max_value=2**31 - 1))
+    bad_protocol = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabc", min_size=1, max_size=6).filter(
+        lambda p: p not in ("TCP", "UDP", "SCTP"))
+    bad_name = st.one_of(
+        st.from_regex(r"[0-9][a-z0-9]{0,8}", fullmatch=True),
+        st.from_regex(r"[a-z]{1,6}[A-Z_.][a-z]{1,6}", fullmatch=True),
+        st.from_regex(r"[a-z]{64,70}", fullmatch=True),
+    )
+    bad_port_name = st.one_of(
+        st.from_regex(r"[a-z]{16,20}", fullmatch=True),
+        st.from_regex(r"[0-9]{1,4}-[0-9]{1,4}", fullmatch=True),
+        st.from_regex(r"[a-z]{1,5}--[a-z]{1,5}", fullmatch=True),
+        st.from_regex(r"[A-Z][a-z]{1,8}", fullmatch=True),
+    )
+    bad_ip = st.one_of(
+        st.from_regex(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}", fullmatch=True),
+        st.from_regex(r"[0-9]{1,2}\.[0-9]{1,2}\.[0-9]{1,2}\.(25[6-9]|2[6-9][0-9]|[3-9][0-9]{2})", fullmatch=True),
+        st.from_regex(r"[g-z]{1,8}", fullmatch=True),
+    )
+    bad_label_value = st.one_of(st.from_regex(r"[-_.][a-z]{1,5}", fullmatch=True),
+                                st.from_regex(r"[a-z]{64,66}", fullmatch=True))
+
+    def case(kind: str, value: Any, path: str, field: str, reason: str) -> InvalidCase:
+        return InvalidCase(f"gen-svc-{kind}", R.SERVICES, _edit(SERVICE, {path: value}), field, reason)
+
+    return st.one_of(
+        bad_port.map(lambda v: case("port", v, "spec.ports[0].port", "spec.ports[0].port", INV)),
+        # targetPort 0 is not a defect: it defaults to the port
+        bad_port.filter(lambda v: v != 0).map(
+            lambda v: case("target-port", v, "spec.ports[0].targetPort", "spec.ports[0].targetPort", INV)),
+        bad_protocol.map(lambda v: case("protocol", v, "spec.ports[0].protocol", "spec.ports[0].protocol", NSUP)),
+        bad_protocol.map(lambda v: case("type", v, "spec.type", "spec.type", NSUP)),
+        bad_name.map(lambda v: case("name", v, "metadata.name", "metadata.name", INV)),
+        bad_port_name.map(lambda v: case("target-port-name", v, "spec.ports[0].targetPort", "spec.ports[0].targetPort", INV)),
+        bad_ip.map(lambda v: case("cluster-ip", v, "spec.clusterIP", "spec.clusterIPs[0]", INV)),
+        bad_label_value.map(lambda v: case("selector", {"app": v}, "spec.selector", "spec.selector", INV)),
+        st.integers(min_value=86401, max_value=2**31 - 1).map(lambda v: InvalidCase(
+            "gen-svc-affinity-timeout", R.SERVICES,
+            _edit(SERVICE, {"spec.sessionAffinity": "ClientIP",
+                            "spec.sessionAffinityConfig": {"clientIP": {"timeoutSeconds": v}}}),
+            "spec.sessionAffinityConfig.clientIP.timeoutSeconds", INV)),
+    )

@@ -326,3 +326,15 @@ def test_lease_times_must_be_rfc3339(value, ok):
     assert (causes == []) is ok, causes
     if not ok:
         assert _has(causes, "spec.renewTime", "FieldValueTypeInvalid")
+
+
+from hypothesis import HealthCheck  # noqa: E402
+
+from tests.unit.invalid_cases import invalid_services  # noqa: E402
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(invalid_services())
+def test_generated_invalid_services(case):
+    causes = _causes(case.resource, case.obj)
+    assert _has(causes, case.field, case.reason), (case.obj, causes)
