@@ -392,14 +392,15 @@ def test_concurrent_writers_and_watchers_get_every_event_once_in_order(store):
                 else:
                     store.delete(key)
 
+    writer_threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+
     def late_watchers():
-        while store.revision < total:
+        while any(t.is_alive() for t in writer_threads):
             add_watcher(store.revision)
             time.sleep(0.002)
 
     add_watcher(0)
-    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
-    threads.append(threading.Thread(target=late_watchers))
+    threads = writer_threads + [threading.Thread(target=late_watchers)]
     for t in threads:
         t.start()
     for t in threads:
