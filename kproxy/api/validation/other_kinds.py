@@ -1,0 +1,155 @@
+"""Validation of the smaller kinds: Namespace, Node, ServiceAccount, ResourceQuota, Event,
+Lease and Secret."""
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any, Mapping
+
+from kproxy.api import names
+from kproxy.api.validation.common import check_conditions, check_enum, check_finalizers, check_quantity, check_time
+from kproxy.api.validation.errors import FieldErrors
+
+NODE_ADDRESS_TYPES = ("ExternalDNS", "ExternalIP", "Hostname", "InternalDNS", "InternalIP")
+TAINT_EFFECTS = ("NoExecute", "NoSchedule", "PreferNoSchedule")
+NAMESPACE_PHASES = ("Active", "Terminating")
+EVENT_TYPES = ("Normal", "Warning")
+QUOTA_SCOPES = ("BestEffort", "CrossNamespacePodAffinity", "NotBestEffort", "NotTerminating",
+                "PriorityClass", "Terminating")
+MAX_SECRET_BYTES = 1024 * 1024
+_CONFIG_KEY_RE = re.compile(r"[-._a-zA-Z0-9]+")
+
+
+def validate_namespace(e: FieldErrors, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+    spec = e.map(obj.get("spec"), "spec")
+    check_finalizers(e, e.list(spec.get("finalizers"), "spec.finalizers"), "spec.finalizers")
+    status = e.map(obj.get("status"), "status")
+    check_enum(e, status.get("phase"), "status.phase", NAMESPACE_PHASES, required=False)
+
+
+def validate_node(e: FieldErrors, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+    spec = e.map(obj.get("spec"), "spec")
+    pod_cidr = e.string(spec.get("podCIDR"), "spec.podCIDR")
+    if pod_cidr:
+        e.invalid_all("spec.podCIDR", pod_cidr, names.check_cidr(pod_cidr))
+    cidrs = [e.string(c, f"spec.podCIDRs[{i}]") for i, c in enumerate(e.list(spec.get("podCIDRs"), "spec.podCIDRs"))]
+    for i, c in enumerate(cidrs):
+        e.invalid_all(f"spec.podCIDRs[{i}]", c, names.check_cidr(c))
+    if len(cidrs) > 2:
+        e.invalid("spec.podCIDRs", cidrs, "may specify no more than one CIDR for each IP family")
+    if pod_cidr and cidrs and cidrs[0] != pod_cidr:
+        e.invalid("spec.podCIDRs", cidrs, "first value must match `podCIDR`")
+    e.boolean(spec.get("unschedulable"), "spec.unschedulable")
+    for i, t in enumerate(e.list(spec.get("taints"), "spec.taints")):
+        path = f"spec.taints[{i}]"
+        t = e.map(t, path)
+        key = e.string(t.get("key"), f"{path}.key")
+        if not key:
+            e.required(f"{path}.key")
+        else:
+            e.invalid_all(f"{path}.key", key, names.check_qualified_name(key))
+        value = e.string(t.get("value"), f"{path}.value")
+        e.invalid_all(f"{path}.value", value, names.check_label_value(value))
+        check_enum(e, t.get("effect"), f"{path}.effect", TAINT_EFFECTS, required=True)
+    status = e.map(obj.get("status"), "status")
+    for i, a in enumerate(e.list(status.get("addresses"), "status.addresses")):
+        path = f"status.addresses[{i}]"
+        a = e.map(a, path)
+        check_enum(e, a.get("type"), f"{path}.type", NODE_ADDRESS_TYPES, required=True)
+        if not e.string(a.get("address"), f"{path}.address"):
+            e.required(f"{path}.address")
+    for part in ("capacity", "allocatable"):
+        for k, v in e.map(status.get(part), f"status.{part}").items():
+            check_quantity(e, v, f"status.{part}[{k}]")
+    check_conditions(e, e.list(status.get("conditions"), "status.conditions"), "status.conditions")
+    if old is not None:
+        old_spec = old.get("spec") if isinstance(old.get("spec"), Mapping) else {}
+        old_cidr = old_spec.get("podCIDR")
+        if old_cidr and pod_cidr != old_cidr:
+            e.forbidden("spec.podCIDR", "node updates may not change podCIDR except from \"\" to valid")
+
+
+def validate_service_account(e: FieldErrors, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+    for key in ("secrets", "imagePullSecrets"):
+        for i, ref in enumerate(e.list(obj.get(key), key)):
+            name = e.string(e.map(ref, f"{key}[{i}]").get("name"), f"{key}[{i}].name")
+            if name:
+                e.invalid_all(f"{key}[{i}].name", name, names.check_dns1123_subdomain(name))
+    e.boolean(obj.get("automountServiceAccountToken"), "automountServiceAccountToken")
+
+
+def validate_resource_quota(e: FieldErrors, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+    spec = e.map(obj.get("spec"), "spec")
+    for part in ("spec", "status"):
+        section = e.map(obj.get(part), part)
+        for sub in ("hard", "used") if part == "status" else ("hard",):
+            for k, v in e.map(section.get(sub), f"{part}.{sub}").items():
+                path = f"{part}.{sub}[{k}]"
+                e.invalid_all(path, k, names.check_qualified_name(k))
+                before = len(e.causes)
+                check_quantity(e, v, path)
+                if len(e.causes) == before and str(v).strip().startswith("-"):
+                    e.invalid(path, v, "must be greater than or equal to 0")
+    for i, scope in enumerate(e.list(spec.get("scopes"), "spec.scopes")):
+        check_enum(e, scope, f"spec.scopes[{i}]", QUOTA_SCOPES, required=True)
+
+
+def validate_event(e: FieldErrors, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+    md = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    involved = e.map(obj.get("involvedObject"), "involvedObject")
+    inv_ns = e.string(involved.get("namespace"), "involvedObject.namespace")
+    if inv_ns and md.get("namespace") and inv_ns != md.get("namespace"):
+        e.invalid("involvedObject.namespace", inv_ns, "does not match event.namespace")
+    etype = e.string(obj.get("type"), "type")
+    if etype and etype not in EVENT_TYPES:
+        e.not_supported("type", etype, EVENT_TYPES)
+    for key, limit in (("reason", 128), ("action", 128), ("message", 4096)):
+        text = e.string(obj.get(key), key)
+        if len(text.encode()) > limit:
+            e.too_long(key, limit)
+    controller = e.string(obj.get("reportingComponent"), "reportingComponent")
+    if controller:
+        e.invalid_all("reportingComponent", controller, names.check_qualified_name(controller))
+    count = e.integer(obj.get("count"), "count")
+    if count is not None and count < 0:
+        e.invalid("count", count, "must be greater than or equal to 0")
+    for key in ("firstTimestamp", "lastTimestamp", "eventTime"):
+        check_time(e, obj.get(key), key)
+
+
+def validate_lease(e: FieldErrors, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+    spec = e.map(obj.get("spec"), "spec")
+    duration = e.integer(spec.get("leaseDurationSeconds"), "spec.leaseDurationSeconds")
+    if duration is not None and duration <= 0:
+        e.invalid("spec.leaseDurationSeconds", duration, "must be greater than 0")
+    transitions = e.integer(spec.get("leaseTransitions"), "spec.leaseTransitions")
+    if transitions is not None and transitions < 0:
+        e.invalid("spec.leaseTransitions", transitions, "must be greater than or equal to 0")
+    e.string(spec.get("holderIdentity"), "spec.holderIdentity")
+    for key in ("acquireTime", "renewTime"):
+        check_time(e, spec.get(key), f"spec.{key}")
+
+
+def validate_secret(e: FieldErrors, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+    total = 0
+    for k, v in e.map(obj.get("data"), "data").items():
+        path = f"data[{k}]"
+        if len(k) > 253 or not _CONFIG_KEY_RE.fullmatch(k):
+            e.invalid(path, k, "a valid config key must consist of alphanumeric characters, '-', '_' or '.' "
+                      "(e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')")
+        if not isinstance(v, str):
+            e.type_invalid(path, v, "must be a base64-encoded string")
+            continue
+        try:
+            total += len(base64.b64decode(v, validate=True))
+        except (binascii.Error, ValueError):
+            e.type_invalid(path, "<value omitted>", "must be a base64-encoded string")
+    for k, v in e.map(obj.get("stringData"), "stringData").items():
+        total += len(str(v).encode())
+    if total > MAX_SECRET_BYTES:
+        e.too_long("data", MAX_SECRET_BYTES)
+    e.string(obj.get("type"), "type")
+    if old is not None and old.get("type") and obj.get("type") != old.get("type"):
+        e.invalid("type", obj.get("type"), "field is immutable")
+
