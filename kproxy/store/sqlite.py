@@ -14,8 +14,9 @@ Guarantees beyond the contract in base.py:
 - A watch replays retained history and subscribes while holding the commit lock, so no event
   is lost or delivered twice. Live events are delivered on the committing thread, after the
   commit and before the writes of that batch return: when `create` returns, every matching
-  watcher has already been handed its event. Each watcher receives its own decoded copy of
-  values, so a watcher may modify what it receives.
+  watcher has already been handed its event. An event's value dicts are decoded once and
+  shared by every watcher that receives it: watchers must treat them as read-only (copy
+  before changing).
 - `list` runs in one read transaction on a reader connection and returns the revision that
   transaction saw; reads never wait for writers (WAL).
 - Values are stored as JSON text: what `create`/`update` return (and what get, list and watch
@@ -141,6 +142,18 @@ def _prefix_upper_bound(prefix: str) -> str | None:
             return prefix[:-1] + chr(nxt)
         prefix = prefix[:-1]
     return None
+
+
+def _decode(raw: tuple[str, str, str, str | None, int]) -> Event:
+    kind, key, value_json, prev_json, revision = raw
+    value = json.loads(value_json)
+    if prev_json is None:
+        prev = None
+    elif kind == DELETED:  # the last value is both the value and the previous one
+        prev = value
+    else:
+        prev = json.loads(prev_json)
+    return Event(kind, key, value, revision, prev)
 
 
 class SQLiteStore(Store):
@@ -416,8 +429,8 @@ class SQLiteStore(Store):
             self._check_open()
             if from_revision < self._compacted:
                 raise Gone(from_revision, self._compacted)
-            for event in self._history(prefix, from_revision):
-                self._deliver(subscription, event)
+            for raw in self._history(prefix, from_revision):
+                self._deliver(subscription, _decode(raw))
             if subscription.active:  # the callback may have cancelled during the replay
                 self._subscriptions.append(subscription)
 
@@ -453,22 +466,22 @@ class SQLiteStore(Store):
     def _dispatch(self, events: list[tuple[str, str, str, str | None, int]]) -> None:
         if not events or not self._subscriptions:
             return
-        for event in events:
+        for raw in events:
+            decoded: Event | None = None  # decoded once, only if someone wants it
             for subscription in list(self._subscriptions):
-                if (subscription.active and event[4] > subscription.after
-                        and event[1].startswith(subscription.prefix)):
-                    self._deliver(subscription, event)
+                if (subscription.active and raw[4] > subscription.after
+                        and raw[1].startswith(subscription.prefix)):
+                    if decoded is None:
+                        decoded = _decode(raw)
+                    self._deliver(subscription, decoded)
         self._subscriptions = [s for s in self._subscriptions if s.active]
 
-    def _deliver(self, subscription: _Subscription, raw: tuple[str, str, str, str | None, int]) -> None:
-        kind, key, value_json, prev_json, revision = raw
-        event = Event(kind, key, json.loads(value_json), revision,
-                      json.loads(prev_json) if prev_json is not None else None)
+    def _deliver(self, subscription: _Subscription, event: Event) -> None:
         self._dispatching.active = True
         try:
             subscription.callback(event)
         except Exception:  # a broken watcher must not fail a committed write or other watchers
-            log.exception("store watch callback failed on %s at revision %d", key, revision)
+            log.exception("store watch callback failed on %s at revision %d", event.key, event.revision)
         finally:
             self._dispatching.active = False
 

@@ -301,15 +301,19 @@ def test_watch_from_a_future_revision_skips_until_then(store):
     assert [e.revision for e in events] == [3, 4]
 
 
-def test_each_watcher_gets_its_own_copy(store):
+def test_event_values_are_not_the_writers_objects(store):
+    """Watchers share one decoded event (read-only by contract), but it is never the dict the
+    writer passed in or got back, so neither side's later changes reach the other."""
     first, second = [], []
     c1 = store.watch("", 0, first.append)
     c2 = store.watch("", 0, second.append)
-    store.create("/k", {"l": [1]})
+    value = {"l": [1]}
+    kv = store.create("/k", value)
     c1()
     c2()
-    first[0].value["l"].append(2)
-    assert second[0].value == {"l": [1]}
+    value["l"].append(2)
+    kv.value["l"].append(3)
+    assert first[0].value == second[0].value == {"l": [1]}
 
 
 def test_failing_callback_does_not_fail_the_write_or_other_watchers(store, caplog):
