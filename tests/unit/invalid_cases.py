@@ -196,6 +196,7 @@ CASES: list[InvalidCase] = [
     _svc("target-port-name-double-hyphen", {"spec.ports[0].targetPort": "a--b"}, "spec.ports[0].targetPort", INV),
     _svc("target-port-name-no-letter", {"spec.ports[0].targetPort": "80-80"}, "spec.ports[0].targetPort", INV),
     _svc("target-port-name-leading-hyphen", {"spec.ports[0].targetPort": "-http"}, "spec.ports[0].targetPort", INV),
+    _svc("target-port-numeric-string", {"spec.ports[0].targetPort": "8080"}, "spec.ports[0].targetPort", INV),
     _svc("target-port-bool", {"spec.ports[0].targetPort": True}, "spec.ports[0].targetPort", TYPE),
     _svc("node-port-on-cluster-ip", {"spec.ports[0].nodePort": 30080}, "spec.ports[0].nodePort", FORB),
     _svc("node-port-duplicate", {"spec.type": "NodePort", "spec.ports[0].nodePort": 30080,

@@ -121,13 +121,12 @@ def check_port(e: FieldErrors, value: Any, field: str, *, required: bool = True)
 
 
 def check_port_num_or_name(e: FieldErrors, value: Any, field: str) -> None:
+    """An IntOrString port: a number 1-65535, or a port name. A string of digits is a name
+    (and an invalid one), as intstr keeps JSON strings as strings."""
     if names.is_int(value):
         e.invalid_all(field, value, names.check_port_number(value))
     elif isinstance(value, str):
-        if value.isdigit():
-            e.invalid_all(field, value, names.check_port_number(int(value)))
-        else:
-            e.invalid_all(field, value, names.check_port_name(value))
+        e.invalid_all(field, value, names.check_port_name(value))
     elif value is not None:
         e.type_invalid(field, value, "must be an integer or a string")
 
