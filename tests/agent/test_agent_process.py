@@ -83,7 +83,9 @@ def test_objects_flow_into_state_inside_netns(tmp_path, apiserver, client, agent
                                     labels={"service.kubernetes.io/service-proxy-name": "other"}))
     client.create(ENDPOINT_SLICES, endpoint_slice("web-a", "web", ["10.244.1.2", "10.244.2.2"]))
     with AgentProcess(tmp_path, apiserver.kubeconfig, agent_ns) as agent:
-        first = agent.wait_record(lambda r: "default/web:p" in r["ruleset"]["services"], what="web in state")
+        agent.wait_record(lambda r: "default/web:p" in r["ruleset"]["services"], what="web in state")
+        # the very first sync waited for every informer: it already holds everything
+        first = agent.records()[0]
         assert first["full"] and not first["failed"]
         assert first["netns"] == agent.netns_inode()  # applied on the netns thread
         assert first["ruleset"]["node_ips"] == ["10.200.0.11"]
