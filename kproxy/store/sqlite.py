@@ -33,7 +33,7 @@ import os
 import queue
 import sqlite3
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from kproxy.store.base import (
@@ -98,14 +98,6 @@ class _Subscription:
     after: int  # deliver only revisions greater than this
     callback: WatchCallback
     active: bool = True
-
-
-@dataclass
-class _Batch:
-    """What one committed transaction produced."""
-
-    writes: list[_Write]
-    events: list[tuple[str, str, str, str | None, int]] = field(default_factory=list)
 
 
 def _encode(value: Any) -> str:
