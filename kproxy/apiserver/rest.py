@@ -16,7 +16,7 @@ from aiohttp import web
 
 from kproxy.api import status as st
 from kproxy.api.resources import Resource
-from kproxy.apiserver import paths, watch
+from kproxy.apiserver import paths, protobuf, watch
 from kproxy.apiserver.deps import Deps
 from kproxy.apiserver.registry import DeleteOptions, Registry
 from kproxy.apiserver.fieldcheck import FieldChecker
@@ -31,6 +31,7 @@ PATCH_TYPES = {
     "application/json-patch+json": "json",
 }
 APPLY_PATCH = "application/apply-patch+yaml"
+BODY_TYPES = ("application/json", "application/yaml", protobuf.MEDIA_TYPE)
 # Kinds whose DELETE answers with the deleted object rather than a Status, as in Kubernetes.
 RETURNS_DELETED_OBJECT = {("", "pods"), ("", "services"), ("", "serviceaccounts"), ("", "resourcequotas")}
 MAX_DEPTH = 100  # Kubernetes objects nest far less; deeper bodies are refused before any work
@@ -163,6 +164,11 @@ class RestHandler:
         ctype = _content_type(request)
         if not raw.strip():
             raise st.bad_request("the request body is empty")
+        if ctype == protobuf.MEDIA_TYPE:
+            try:
+                return protobuf.decode(raw), b""
+            except protobuf.ProtobufError as exc:
+                raise st.unsupported_media_type(f"cannot decode the protobuf body: {exc}") from None
         try:
             if "yaml" in ctype:
                 body = yaml.safe_load(raw.decode("utf-8"))
@@ -221,7 +227,7 @@ class RestHandler:
         return bool(values)
 
     async def _create(self, request: web.Request, resource: Resource, ns: str | None) -> web.Response:
-        self._check_content_type(request, ("application/json", "application/yaml"))
+        self._check_content_type(request, BODY_TYPES)
         body, raw = await self._body(request)
         dry = self._dry_run(request)
         warnings = self.fields.check(resource, body, raw, request.query.get("fieldValidation"))
@@ -230,7 +236,7 @@ class RestHandler:
 
     async def _update(self, request: web.Request, resource: Resource, ns: str | None, name: str,
                       sub: str | None) -> web.Response:
-        self._check_content_type(request, ("application/json", "application/yaml"))
+        self._check_content_type(request, BODY_TYPES)
         body, raw = await self._body(request)
         dry = self._dry_run(request)
         warnings = self.fields.check(resource, body, raw, request.query.get("fieldValidation"))

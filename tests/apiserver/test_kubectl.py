@@ -200,3 +200,18 @@ def test_get_tables_and_errors(kubectl):
     proc = subprocess.run([KUBECTL, "get", "svc", "nope"], capture_output=True, text=True, env=kubectl.env)
     assert proc.returncode != 0 and 'services "nope" not found' in proc.stderr
     assert "v1.32.0-kproxy" in kubectl("version", "-o", "json")
+
+
+def test_create_commands_that_send_protobuf(kubectl):
+    """kubectl's typed clients send protobuf bodies; the server decodes them."""
+    kubectl("create", "namespace", "made")
+    kubectl("create", "service", "nodeport", "np", "-n", "made", "--tcp=80:8080")
+    kubectl("create", "serviceaccount", "robot", "-n", "made")
+    kubectl("create", "secret", "generic", "creds", "-n", "made", "--from-literal=user=admin")
+    kubectl("create", "quota", "counts", "-n", "made", "--hard=pods=5")
+    svc = kubectl.json("get", "svc", "np", "-n", "made")
+    assert svc["spec"]["type"] == "NodePort" and svc["spec"]["ports"][0]["targetPort"] == 8080
+    assert 30000 <= svc["spec"]["ports"][0]["nodePort"] <= 32767
+    assert kubectl.json("get", "secret", "creds", "-n", "made")["data"] == {"user": "YWRtaW4="}
+    assert kubectl.json("get", "quota", "counts", "-n", "made")["spec"]["hard"] == {"pods": "5"}
+    assert kubectl.json("get", "sa", "robot", "-n", "made")["metadata"]["name"] == "robot"
