@@ -526,3 +526,20 @@ def test_patch_metadata_matches_published_openapi(resource):
         assert (mine is not None) == is_merge, (path, mine)
         if mine is not None:
             assert mine.merge_key == key, path
+
+
+_port_item = st.builds(lambda port, target, proto: {"port": port, "targetPort": target, "protocol": proto},
+                       st.integers(1, 30), st.integers(1, 65535), st.sampled_from(["TCP", "UDP"]))
+_port_list = st.lists(_port_item, max_size=6, unique_by=lambda p: p["port"])
+
+
+@given(_port_list, _port_list, st.booleans())
+def test_kubectl_style_list_patch_reaches_target(live, target, send_unchanged):
+    """A patch shaped like kubectl's (the target order, every target item, a delete for each
+    removed key) turns any live list into exactly the target list."""
+    target_keys = {p["port"] for p in target}
+    items = [p for p in target if send_unchanged or p not in live]
+    deletes = [{"$patch": "delete", "port": p["port"]} for p in live if p["port"] not in target_keys]
+    patch = {"spec": {"$setElementOrder/ports": [{"port": p["port"]} for p in target], "ports": items + deletes}}
+    res = strategic_merge_patch({"spec": {"ports": live}}, patch, R.SERVICES)
+    assert res["spec"].get("ports", []) == target
