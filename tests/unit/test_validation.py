@@ -338,3 +338,34 @@ from tests.unit.invalid_cases import invalid_services  # noqa: E402
 def test_generated_invalid_services(case):
     causes = _causes(case.resource, case.obj)
     assert _has(causes, case.field, case.reason), (case.obj, causes)
+
+
+def _event(**fields):
+    from tests.unit.invalid_cases import EVENT
+    ev = copy.deepcopy(EVENT)
+    ev.update(fields)
+    return ev
+
+
+@pytest.mark.parametrize("fields,field,reason", [
+    ({"involvedObject": {"kind": "Node", "name": "n1"}}, None, None),               # cluster-scoped object
+    ({"type": "Custom", "reason": "r" * 300}, None, None),                           # free text in core v1
+    ({"involvedObject": {"kind": "Pod", "namespace": "other", "name": "p"}}, "involvedObject.namespace",
+     "FieldValueInvalid"),
+    ({"eventTime": "2026-01-01T00:00:00.000001Z", "reportingComponent": "kproxy/agent",
+      "reportingInstance": "node-1", "action": "Sync"}, None, None),
+    ({"eventTime": "2026-01-01T00:00:00.000001Z", "reportingInstance": "node-1", "action": "Sync"},
+     "reportingComponent", "FieldValueRequired"),
+    ({"eventTime": "2026-01-01T00:00:00.000001Z", "reportingComponent": "kproxy", "reportingInstance": "n",
+      "action": "a" * 129}, "action", "FieldValueInvalid"),
+    ({"eventTime": "2026-01-01T00:00:00.000001Z", "reportingComponent": "kproxy", "reportingInstance": "n",
+      "action": "Sync", "message": "m" * 1025}, "message", "FieldValueInvalid"),
+    ({"count": -1}, "count", "FieldValueInvalid"),
+    ({"lastTimestamp": "now"}, "lastTimestamp", "FieldValueTypeInvalid"),
+])
+def test_event_validation(fields, field, reason):
+    causes = _causes(R.EVENTS, _event(**fields))
+    if field is None:
+        assert causes == []
+    else:
+        assert _has(causes, field, reason), causes

@@ -14,7 +14,7 @@ from kproxy.api.validation.errors import FieldErrors
 NODE_ADDRESS_TYPES = ("ExternalDNS", "ExternalIP", "Hostname", "InternalDNS", "InternalIP")
 TAINT_EFFECTS = ("NoExecute", "NoSchedule", "PreferNoSchedule")
 NAMESPACE_PHASES = ("Active", "Terminating")
-EVENT_TYPES = ("Normal", "Warning")
+EVENT_NOTE_MAX = 1024
 QUOTA_SCOPES = ("BestEffort", "CrossNamespacePodAffinity", "NotBestEffort", "NotTerminating",
                 "PriorityClass", "Terminating")
 MAX_SECRET_BYTES = 1024 * 1024
@@ -96,26 +96,38 @@ def validate_resource_quota(e: FieldErrors, obj: dict[str, Any], old: dict[str, 
 
 
 def validate_event(e: FieldErrors, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+    """Core v1 Events get Kubernetes' legacy event validation only: the involved object's
+    namespace must agree with the event's, and an event with eventTime (the new style) needs
+    its reporting fields. Type and reason values are free text in core v1."""
     md = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    ns = md.get("namespace") if isinstance(md.get("namespace"), str) else ""
     involved = e.map(obj.get("involvedObject"), "involvedObject")
     inv_ns = e.string(involved.get("namespace"), "involvedObject.namespace")
-    if inv_ns and md.get("namespace") and inv_ns != md.get("namespace"):
-        e.invalid("involvedObject.namespace", inv_ns, "does not match event.namespace")
-    etype = e.string(obj.get("type"), "type")
-    if etype and etype not in EVENT_TYPES:
-        e.not_supported("type", etype, EVENT_TYPES)
-    for key, limit in (("reason", 128), ("action", 128), ("message", 4096)):
-        text = e.string(obj.get(key), key)
-        if len(text.encode()) > limit:
-            e.too_long(key, limit)
-    controller = e.string(obj.get("reportingComponent"), "reportingComponent")
-    if controller:
-        e.invalid_all("reportingComponent", controller, names.check_qualified_name(controller))
+    for key in ("firstTimestamp", "lastTimestamp", "eventTime"):
+        check_time(e, obj.get(key), key)
+    if not obj.get("eventTime"):
+        # old-style event: an empty involved namespace goes with "" or "default" (old clients)
+        if (inv_ns and inv_ns != ns) or (not inv_ns and ns not in ("", "default")):
+            e.invalid("involvedObject.namespace", inv_ns, "does not match event.namespace")
+    else:
+        if not inv_ns and ns not in ("default", "kube-system"):
+            e.invalid("involvedObject.namespace", inv_ns, "does not match event.namespace")
+        controller = e.string(obj.get("reportingComponent"), "reportingComponent")
+        if not controller:
+            e.required("reportingComponent")
+        else:
+            e.invalid_all("reportingComponent", controller, names.check_qualified_name(controller))
+        for key, limit in (("reportingInstance", 128), ("action", 128), ("reason", 128)):
+            text = e.string(obj.get(key), key)
+            if not text:
+                e.required(key)
+            elif len(text) > limit:
+                e.invalid(key, "", f"can have at most {limit} characters")
+        if len(e.string(obj.get("message"), "message")) > EVENT_NOTE_MAX:
+            e.invalid("message", "", f"can have at most {EVENT_NOTE_MAX} characters")
     count = e.integer(obj.get("count"), "count")
     if count is not None and count < 0:
         e.invalid("count", count, "must be greater than or equal to 0")
-    for key in ("firstTimestamp", "lastTimestamp", "eventTime"):
-        check_time(e, obj.get(key), key)
 
 
 def validate_lease(e: FieldErrors, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
