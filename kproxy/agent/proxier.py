@@ -81,7 +81,8 @@ class Proxier:
         self._applied_state: ProxyState | None = None
         self._applied_ruleset: Any = None
         self._pending_trigger_times: list[float] = []
-        self._no_local: dict[str, tuple[bool, bool]] = {}
+        self._no_local: dict[str, tuple[bool, bool]] = {}  # only ServicePorts lacking local endpoints
+        self._no_local_counts = [0, 0]  # internal, external
         self._stop = asyncio.Event()
         self.sync_count = 0
 
@@ -121,6 +122,7 @@ class Proxier:
             # whatever failed, the kernel's content is no longer known: rewrite all next time
             self.metrics.record_apply_failure()
             self._force_full = True
+            self.health.queued_update()  # still unprogrammed: healthz fails if this persists
             if isinstance(exc, ApplyError):
                 log.error("applying rules failed (next sync is full): %s", exc)
             else:
@@ -148,18 +150,21 @@ class Proxier:
                   duration, getattr(applied, "detail", ""))
 
     def _update_no_local(self, state: ProxyState, keys: Any) -> None:
+        """Keeps the no-local-endpoints counts current in O(changed ServicePorts)."""
         if keys is None:
-            self._no_local = {k: _no_local_endpoints(sp) for k, sp in state.services.items()}
-        else:
-            for k in keys:
-                sp = state.services.get(k)
-                if sp is None:
-                    self._no_local.pop(k, None)
-                else:
-                    self._no_local[k] = _no_local_endpoints(sp)
-        internal = sum(1 for i, _ in self._no_local.values() if i)
-        external = sum(1 for _, e in self._no_local.values() if e)
-        self.metrics.record_no_local_endpoints(internal, external)
+            self._no_local = {}
+            self._no_local_counts = [0, 0]
+            keys = state.services.keys()
+        counts = self._no_local_counts
+        for k in keys:
+            old = self._no_local.pop(k, (False, False))
+            sp = state.services.get(k)
+            new = _no_local_endpoints(sp) if sp is not None else (False, False)
+            if new != (False, False):
+                self._no_local[k] = new
+            for i in (0, 1):
+                counts[i] += int(new[i]) - int(old[i])
+        self.metrics.record_no_local_endpoints(internal=counts[0], external=counts[1])
 
     # ---------------------------------------------------------------- lifecycle
 
