@@ -386,6 +386,8 @@ CASES: list[InvalidCase] = [
     InvalidCase("quota-negative", R.RESOURCE_QUOTAS, _edit(QUOTA, {"spec.hard.pods": "-1"}), "spec.hard[pods]", INV),
     InvalidCase("quota-not-quantity", R.RESOURCE_QUOTAS, _edit(QUOTA, {"spec.hard.services": "many"}),
                 "spec.hard[services]", INV),
+    InvalidCase("quota-fractional-pods", R.RESOURCE_QUOTAS, _edit(QUOTA, {"spec.hard.pods": "1500m"}),
+                "spec.hard[pods]", INV),
     InvalidCase("lease-duration-zero", R.LEASES, _edit(LEASE, {"spec.leaseDurationSeconds": 0}),
                 "spec.leaseDurationSeconds", INV),
     InvalidCase("event-namespace-mismatch", R.EVENTS, _edit(EVENT, {"involvedObject.namespace": "other"}),

@@ -369,3 +369,29 @@ def test_event_validation(fields, field, reason):
         assert causes == []
     else:
         assert _has(causes, field, reason), causes
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("1", 1), ("1.5", 1.5), ("500m", 0.5), ("2Ki", 2048), ("1Gi", 2 ** 30), ("1e3", 1000), ("1k", 1000),
+    ("100n", 1e-7), (3, 3), ("+4", 4), ("-1", -1), (".5", 0.5),
+    ("lots", None), ("1 Gi", None), ("1KiB", None), ("", None), ("1.2.3", None), (None, None), ([1], None),
+])
+def test_parse_quantity(value, expected):
+    from kproxy.api.validation.common import parse_quantity
+    got = parse_quantity(value)
+    assert (got is None) == (expected is None)
+    if expected is not None:
+        assert float(got) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("hard,ok", [
+    ({"pods": "10", "requests.cpu": "1500m", "limits.memory": "2Gi"}, True),
+    ({"count/services": "1k"}, True),
+    ({"services": "2.5"}, False),
+    ({"requests.cpu": "-1"}, False),
+])
+def test_quota_values(hard, ok):
+    from tests.unit.invalid_cases import QUOTA
+    quota = copy.deepcopy(QUOTA)
+    quota["spec"]["hard"] = hard
+    assert (_causes(R.RESOURCE_QUOTAS, quota) == []) is ok

@@ -3,7 +3,9 @@ times and conditions."""
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
+from decimal import Decimal
 from typing import Any, Callable, Mapping
 
 from kproxy.api import names
@@ -15,7 +17,12 @@ PROTOCOLS = ("SCTP", "TCP", "UDP")
 CONDITION_STATUSES = ("False", "True", "Unknown")
 STANDARD_FINALIZERS = ("kubernetes", "orphan", "foregroundDeletion")
 MAX_ANNOTATIONS_BYTES = 256 * 1024
-QUANTITY_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?")
+QUANTITY_RE = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+))([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?")
+_QUANTITY_SUFFIX = {
+    "": 1, "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "k": 10 ** 3, "M": 10 ** 6,
+    "G": 10 ** 9, "T": 10 ** 12, "P": 10 ** 15, "E": 10 ** 18,
+    "Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50, "Ei": 2 ** 60,
+}
 QUANTITY_MSG = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
 
 NameCheck = Callable[[str], list[str]]
@@ -141,11 +148,29 @@ def check_enum(e: FieldErrors, value: Any, field: str, allowed: tuple[str, ...],
     return text
 
 
-def check_quantity(e: FieldErrors, value: Any, field: str) -> None:
-    if names.is_int(value) or isinstance(value, float):
-        return
-    if not isinstance(value, str) or not QUANTITY_RE.fullmatch(value.strip() or "x"):
+def parse_quantity(value: Any) -> Decimal | None:
+    """The number a resource.Quantity denotes ("1.5", "500m", "2Gi", "1e3", or a JSON
+    number), or None when it is not one."""
+    if names.is_int(value) or (isinstance(value, float) and math.isfinite(value)):
+        return Decimal(str(value))
+    m = QUANTITY_RE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if m is None:
+        return None
+    number, suffix = Decimal(m.group(1)), m.group(2) or ""
+    try:
+        if suffix[:1] in ("e", "E"):
+            return number.scaleb(int(suffix[1:]))
+        return number * _QUANTITY_SUFFIX[suffix]
+    except ArithmeticError:  # an exponent beyond what a quantity can hold
+        return None
+
+
+def check_quantity(e: FieldErrors, value: Any, field: str) -> Decimal | None:
+    """Report a value that is not a quantity; return the quantity otherwise."""
+    quantity = parse_quantity(value)
+    if quantity is None:
         e.invalid(field, value, QUANTITY_MSG)
+    return quantity
 
 
 def check_time(e: FieldErrors, value: Any, field: str) -> None:

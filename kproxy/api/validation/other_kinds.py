@@ -79,6 +79,15 @@ def validate_service_account(e: FieldErrors, obj: dict[str, Any], old: dict[str,
     e.boolean(obj.get("automountServiceAccountToken"), "automountServiceAccountToken")
 
 
+_OBJECT_COUNT_QUOTAS = ("pods", "services", "services.nodeports", "services.loadbalancers", "secrets",
+                        "configmaps", "persistentvolumeclaims", "replicationcontrollers", "resourcequotas")
+
+
+def _counts_objects(resource_name: str) -> bool:
+    """Quota resources that count objects, whose limits must be whole numbers."""
+    return resource_name in _OBJECT_COUNT_QUOTAS or resource_name.startswith("count/")
+
+
 def validate_resource_quota(e: FieldErrors, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
     spec = e.map(obj.get("spec"), "spec")
     for part in ("spec", "status"):
@@ -87,10 +96,13 @@ def validate_resource_quota(e: FieldErrors, obj: dict[str, Any], old: dict[str, 
             for k, v in e.map(section.get(sub), f"{part}.{sub}").items():
                 path = f"{part}.{sub}[{k}]"
                 e.invalid_all(path, k, names.check_qualified_name(k))
-                before = len(e.causes)
-                check_quantity(e, v, path)
-                if len(e.causes) == before and str(v).strip().startswith("-"):
+                quantity = check_quantity(e, v, path)
+                if quantity is None:
+                    continue
+                if quantity < 0:
                     e.invalid(path, v, "must be greater than or equal to 0")
+                elif _counts_objects(k) and quantity != quantity.to_integral_value():
+                    e.invalid(path, v, "must be an integer")
     for i, scope in enumerate(e.list(spec.get("scopes"), "spec.scopes")):
         check_enum(e, scope, f"spec.scopes[{i}]", QUOTA_SCOPES, required=True)
 
