@@ -3,8 +3,9 @@
 Guarantees (all times on the event loop's monotonic clock):
 - requests made by `run()` while a sync is pending or running are coalesced into one sync;
 - two syncs never start less than `min_interval` apart;
-- a sync starts at most `max_interval` after the previous successful one started, even with no
-  request; that periodic sync is called with full=True (it repairs drift);
+- a full sync (full=True, it repairs drift) starts at most `max_interval` after the previous
+  successful full one started, with or without requests in between; so there is at least one
+  sync per `max_interval`, and a stream of partial syncs never postpones drift repair;
 - when the sync function raises, it is retried after a backoff that starts at `retry_initial`
   and doubles up to `max_interval`, without waiting for a new request;
 - the sync function never runs concurrently with itself.
@@ -84,4 +85,5 @@ class BoundedFrequencyRunner:
                     self._full_requested = True  # the retry of a failed full sync is full again
             else:
                 self.failures = 0
-                next_periodic = last_start + self.max_interval
+                if full:
+                    next_periodic = last_start + self.max_interval
