@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="watch events the store retains; older resourceVersions get 410 Gone")
     parser.add_argument("--watch-bookmark-interval", type=float, default=10.0, metavar="SECONDS",
                         help="how often watches that allow bookmarks get one (default 10)")
+    parser.add_argument("--watch-queue-limit", type=int, default=10000, metavar="N",
+                        help="events a watcher may fall behind before it is closed with 410 Expired")
     parser.add_argument("--no-controllers", action="store_true",
                         help="do not run the controllers inside the apiserver")
 
@@ -63,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--service-node-port-range: {exc}") from None
     if args.watch_bookmark_interval <= 0:
         raise CLIError("--watch-bookmark-interval must be positive")
+    if args.watch_queue_limit < 1:
+        raise CLIError("--watch-queue-limit must be at least 1")
     if args.store_history < 1:
         raise CLIError("--store-history must be at least 1")
     data_dir = os.path.abspath(args.data_dir)
@@ -75,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
                           service_node_port_range=args.service_node_port_range,
                           run_controllers=not args.no_controllers,
                           store_history=args.store_history,
-                          rest=RestSettings(bookmark_interval=args.watch_bookmark_interval))
+                          rest=RestSettings(bookmark_interval=args.watch_bookmark_interval,
+                                            watch_queue_limit=args.watch_queue_limit))
     try:
         asyncio.run(serve(config))
     except StoreError as exc:

@@ -63,6 +63,8 @@ class Registry:
         self.deps = deps
         self.services = services
         self.clock = clock
+        # earliest graceful-deletion deadline that may be pending (0: unknown, scan)
+        self._next_pod_deadline: float | None = 0.0
 
     # ------------------------------------------------------------------ reads
     def get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any]:
@@ -248,6 +250,10 @@ class Registry:
                 if reservation:
                     reservation.rollback()
                 return with_resource_version(new, current.mod_revision)
+            if resource is R.PODS and (new.get("metadata") or {}).get("deletionTimestamp"):
+                deadline = parse_rfc3339(new["metadata"]["deletionTimestamp"])
+                if deadline is not None:
+                    self._note_pod_deadline(deadline)
             if self._finished_deleting(resource, new):
                 kv = self._store_delete(resource, name, namespace, expected)
                 if reservation:
@@ -308,6 +314,7 @@ class Registry:
             now = self.clock()
             if grace > 0:
                 deadline = now + grace
+                self._note_pod_deadline(deadline)
                 existing = parse_rfc3339(mm.get("deletionTimestamp", "")) if mm.get("deletionTimestamp") else None
                 if existing is not None and existing <= deadline:
                     return DeleteResult(with_resource_version(obj, current.mod_revision), False)
@@ -390,24 +397,39 @@ class Registry:
             return deadline is not None and deadline <= self.clock()
         return True
 
+    def _note_pod_deadline(self, deadline: float) -> None:
+        if self._next_pod_deadline is None or deadline < self._next_pod_deadline:
+            self._next_pod_deadline = deadline
+
     def sweep_expired_pods(self) -> int:
         """Deletes pods whose graceful-deletion deadline has passed and that hold no
         finalizers. Returns how many were deleted."""
-        kvs, _ = self.store.list(R.PODS.store_prefix())
         now = self.clock()
+        if self._next_pod_deadline is None or self._next_pod_deadline > now:
+            return 0  # nothing can be due yet: no scan
+        kvs, _ = self.store.list(R.PODS.store_prefix())
         removed = 0
+        upcoming: float | None = None
         for kv in kvs:
             m = kv.value.get("metadata") or {}
-            if not m.get("deletionTimestamp") or m.get("finalizers"):
+            if not m.get("deletionTimestamp"):
                 continue
             deadline = parse_rfc3339(m["deletionTimestamp"])
-            if deadline is None or deadline > now:
+            if deadline is None:
+                continue
+            if m.get("finalizers"):
+                # removing the finalizers deletes it at once when due; before that we look again
+                upcoming = deadline if upcoming is None else min(upcoming, deadline)
+                continue
+            if deadline > now:
+                upcoming = deadline if upcoming is None else min(upcoming, deadline)
                 continue
             try:
                 self.store.delete(kv.key, expected_revision=kv.mod_revision)
                 removed += 1
             except (sb.NotFound, sb.Conflict):
-                pass  # changed meanwhile; the next sweep looks again
+                upcoming = now  # changed meanwhile; look again next time
+        self._next_pod_deadline = upcoming
         return removed
 
     # ------------------------------------------------------------------ helpers

@@ -1,6 +1,8 @@
 """CRUD over real HTTP against a real apiserver process."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.apiserver.httputil import Http
@@ -118,3 +120,37 @@ def test_unknown_resource_and_bad_body(api):
     assert status == 404 and body["kind"] == "Status"
     status, body = api.call("POST", f"{NS}/default/services", b"{not json")
     assert status == 400 and body["reason"] == "BadRequest"
+
+
+def test_graceful_deletion_expires_by_itself(api):
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+           "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]}}
+    api.ok("POST", f"{NS}/default/pods", pod)
+    marked = api.ok("DELETE", f"{NS}/default/pods/p?gracePeriodSeconds=1")
+    assert marked["metadata"]["deletionGracePeriodSeconds"] == 1
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if api.call("GET", f"{NS}/default/pods/p")[0] == 404:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the pod was not removed after its grace period")
+
+
+def test_delete_collection_by_label(api):
+    for name, tier in (("a", "x"), ("b", "x"), ("c", "y")):
+        body = svc(name)
+        body["metadata"]["labels"] = {"tier": tier}
+        api.ok("POST", f"{NS}/default/services", body)
+    out = api.ok("DELETE", f"{NS}/default/services?labelSelector=tier%3Dx")
+    assert sorted(i["metadata"]["name"] for i in out["items"]) == ["a", "b"]
+    left = {i["metadata"]["name"] for i in api.ok("GET", f"{NS}/default/services")["items"]}
+    assert "c" in left and not {"a", "b"} & left
+
+
+def test_dry_run_writes_nothing(api):
+    rv = api.ok("GET", NS)["metadata"]["resourceVersion"]
+    out = api.ok("POST", f"{NS}/default/services?dryRun=All", svc("dry"))
+    assert out["spec"]["clusterIP"]
+    assert api.call("GET", f"{NS}/default/services/dry")[0] == 404
+    assert api.ok("GET", NS)["metadata"]["resourceVersion"] == rv

@@ -104,3 +104,33 @@ def test_bookmarks_and_timeout(tmp_path):
 def test_invalid_resource_version_is_bad_request(api):
     status, body = api.call("GET", f"{SVCS}?watch=1&resourceVersion=abc")
     assert status == 400 and body["reason"] == "BadRequest"
+
+
+def test_slow_watcher_gets_expired_and_never_blocks_writers(tmp_path):
+    server = start_apiserver(tmp_path, ["--no-controllers", "--watch-queue-limit", "5"])
+    try:
+        api = Http(server.url)
+        rv = api.ok("GET", SVCS)["metadata"]["resourceVersion"]
+        w = api.watch(f"{SVCS}?watch=1&resourceVersion={rv}", timeout=60)  # never read while writing
+        try:
+            big = "x" * 200_000  # enough to fill the socket buffers quickly
+            for i in range(60):
+                obj = svc(f"s{i}")
+                obj["metadata"]["annotations"] = {"pad": big}
+                api.ok("POST", SVCS, obj)  # each write returns although the watcher is stuck
+            events = []
+            while True:
+                ev = w.next()
+                if ev is None:
+                    break
+                events.append(ev)
+            assert events[-1]["type"] == "ERROR" and events[-1]["object"]["code"] == 410
+            assert len(events) - 1 < 60  # it was cut off, not served everything
+        finally:
+            w.close()
+        # the server is healthy and other watchers work
+        with api.watch(f"{SVCS}?watch=1&resourceVersion={api.ok('GET', SVCS)['metadata']['resourceVersion']}") as w2:
+            api.ok("POST", SVCS, svc("after"))
+            assert w2.next()["object"]["metadata"]["name"] == "after"
+    finally:
+        server.stop()
