@@ -130,7 +130,7 @@ def test_full_request_sticks_until_served():
 
 async def _retry():
     rec = Recorder(fail_times=2)
-    runner = BoundedFrequencyRunner(rec, min_interval=0.0, max_interval=1000, retry_initial=0.05)
+    runner = BoundedFrequencyRunner(rec, min_interval=0.0, max_interval=1000, retry_initial=0.2)
     async with running(runner):
         runner.run(full=True)
         await wait_for(lambda: len(rec.calls) == 3)  # two failures, then success, no new request
