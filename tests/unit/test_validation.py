@@ -395,3 +395,15 @@ def test_quota_values(hard, ok):
     quota = copy.deepcopy(QUOTA)
     quota["spec"]["hard"] = hard
     assert (_causes(R.RESOURCE_QUOTAS, quota) == []) is ok
+
+
+def test_immutable_secret():
+    old = {"metadata": {"name": "s", "namespace": "default"}, "type": "Opaque", "immutable": True,
+           "data": {"k": "dmFsdWU="}}
+    assert validate(R.SECRETS, old, old) == []
+    changed = dict(old, data={"k": "b3RoZXI="})
+    assert _has(validate(R.SECRETS, changed, old), "data", "FieldValueForbidden")
+    unlocked = dict(old, immutable=False)
+    assert _has(validate(R.SECRETS, unlocked, old), "immutable", "FieldValueForbidden")
+    assert _has(validate(R.SECRETS, dict(old, type="kubernetes.io/tls"), old), "type", "FieldValueInvalid")
+    assert _has(validate(R.SECRETS, dict(old, data={"k": "not base64!"})), "data[k]", "FieldValueTypeInvalid")

@@ -174,6 +174,13 @@ def validate_secret(e: FieldErrors, obj: dict[str, Any], old: dict[str, Any] | N
     if total > MAX_SECRET_BYTES:
         e.too_long("data", MAX_SECRET_BYTES)
     e.string(obj.get("type"), "type")
-    if old is not None and old.get("type") and obj.get("type") != old.get("type"):
-        e.invalid("type", obj.get("type"), "field is immutable")
+    e.boolean(obj.get("immutable"), "immutable")
+    if old is not None:
+        if old.get("type") and obj.get("type") != old.get("type"):
+            e.invalid("type", obj.get("type"), "field is immutable")
+        if old.get("immutable") is True:
+            if obj.get("immutable") is not True:
+                e.forbidden("immutable", "field is immutable when `immutable` is set")
+            if (obj.get("data") or {}) != (old.get("data") or {}):
+                e.forbidden("data", "field is immutable when `immutable` is set")
 
