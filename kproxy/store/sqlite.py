@@ -319,9 +319,17 @@ class SQLiteStore(Store):
         _check_key(key)
         return self._submit(_Write(_DELETE, key, None, expected_revision))
 
+    def _in_callback(self) -> bool:
+        return getattr(self._dispatching, "active", False)
+
+    def _refuse_in_callback(self, what: str) -> None:
+        # The callback runs under the commit lock: writing, watching or closing from it would
+        # deadlock, so it is refused with an error instead.
+        if self._in_callback():
+            raise StoreError(f"a watch callback must not {what} the store")
+
     def _submit(self, write: _Write) -> KeyValue:
-        if getattr(self._dispatching, "active", False):
-            raise StoreError("a watch callback must not write to the store")
+        self._refuse_in_callback("write to")
         self._check_open()
         with self._pending_lock:
             self._pending.append(write)
@@ -416,6 +424,7 @@ class SQLiteStore(Store):
             raise ValueError("prefix must be a string")
         if not isinstance(from_revision, int) or from_revision < 0:
             raise ValueError("from_revision must be a non-negative integer")
+        self._refuse_in_callback("watch")
         subscription = _Subscription(prefix, from_revision, callback)
         with self._commit_lock:
             self._check_open()
@@ -429,7 +438,7 @@ class SQLiteStore(Store):
         def cancel() -> None:
             # Under the commit lock, so no event reaches the callback once cancel returns
             # (unless cancel is called from the callback itself, on the dispatching thread).
-            if getattr(self._dispatching, "active", False):
+            if self._in_callback():
                 subscription.active = False
                 return
             with self._commit_lock:
@@ -484,6 +493,7 @@ class SQLiteStore(Store):
             raise StoreError("store is closed")
 
     def close(self) -> None:
+        self._refuse_in_callback("close")
         with self._commit_lock:
             if self._closed:
                 return
