@@ -16,7 +16,8 @@ Guarantees beyond the contract in base.py:
   commit and before the writes of that batch return: when `create` returns, every matching
   watcher has already been handed its event. An event's value dicts are decoded once and
   shared by every watcher that receives it: watchers must treat them as read-only (copy
-  before changing).
+  before changing). `prev_value` is None for ADDED, the replaced value for MODIFIED and the
+  last value (same as `value`) for DELETED.
 - `list` runs in one read transaction on a reader connection and returns the revision that
   transaction saw; reads never wait for writers (WAL).
 - Values are stored as JSON text: what `create`/`update` return (and what get, list and watch

@@ -238,26 +238,37 @@ def test_prefix_upper_bound():
 
 def test_list_is_one_consistent_snapshot_under_concurrent_writes(store):
     """Key i is created at revision i+1, so a consistent list at revision R holds exactly keys
-    0..R-1; a list mixing two moments would break that."""
+    0..R-1; a list mixing two moments would break that. Three readers share the reader pool
+    while one thread writes."""
     total = 400
-    stop = threading.Event()
+    writer = threading.Thread(target=lambda: [store.create(f"/k/{i:05d}", {"i": i}) for i in range(total)])
+    failures: list[str] = []
+    counts: list[int] = []
 
-    def writer():
-        for i in range(total):
-            store.create(f"/k/{i:05d}", {"i": i})
-        stop.set()
+    def reader():
+        lists = 0
+        try:
+            while writer.is_alive() or lists < 5:
+                items, revision = store.list("/k/")
+                if [kv.key for kv in items] != [f"/k/{i:05d}" for i in range(revision)]:
+                    failures.append(f"list at revision {revision} holds {len(items)} keys")
+                if any(kv.mod_revision > revision for kv in items):
+                    failures.append(f"list at revision {revision} holds a newer key")
+                if items and store.get(items[-1].key) != items[-1]:
+                    failures.append(f"get disagrees with list for {items[-1].key}")
+                lists += 1
+        finally:
+            counts.append(lists)
 
-    thread = threading.Thread(target=writer)
-    thread.start()
-    lists = 0
-    try:
-        while not stop.is_set() or lists < 5:
-            items, revision = store.list("/k/")
-            assert [kv.key for kv in items] == [f"/k/{i:05d}" for i in range(revision)]
-            assert all(kv.mod_revision <= revision for kv in items)
-            lists += 1
-    finally:
-        thread.join()
+    readers = [threading.Thread(target=reader) for _ in range(3)]
+    writer.start()
+    for r in readers:
+        r.start()
+    writer.join()
+    for r in readers:
+        r.join()
+    assert failures == []
+    assert len(counts) == 3 and min(counts) >= 5
     assert store.list("/k/")[1] == total
 
 
