@@ -52,13 +52,17 @@ def service_port_name(sp: ServicePort) -> str:
 
 
 _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_B32_PAIRS = tuple(_B32[i >> 5] + _B32[i & 31] for i in range(1024))  # 10 bits -> 2 characters
 
 
 def _hash16(text: str) -> str:
-    """The first 16 characters of base32(sha256(text)): the first 80 bits, 5 bits a character
-    (same result as base64.b32encode, without encoding the whole digest)."""
+    """The first 16 characters of base32(sha256(text)), i.e. of its first 80 bits, two
+    characters per 10 bits (the same result as base64.b32encode, several times faster; chain
+    naming is the hottest part of a full render)."""
     bits = int.from_bytes(hashlib.sha256(text.encode()).digest()[:10], "big")
-    return "".join([_B32[(bits >> shift) & 31] for shift in range(75, -1, -5)])
+    t = _B32_PAIRS
+    return (t[bits >> 70] + t[(bits >> 60) & 1023] + t[(bits >> 50) & 1023] + t[(bits >> 40) & 1023]
+            + t[(bits >> 30) & 1023] + t[(bits >> 20) & 1023] + t[(bits >> 10) & 1023] + t[bits & 1023])
 
 
 def port_proto_hash(sp: ServicePort) -> str:

@@ -21,6 +21,7 @@ Layout (per ServicePort, protocol P, port N):
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 from typing import Iterable
 
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
@@ -117,9 +118,25 @@ class _Builder:
         self.dispatch.setdefault((table, static_chain), []).append(rule)
 
 
-def render_fragment(sp: ServicePort, context: tuple) -> Fragment:
+def _unique_endpoints(sp: ServicePort) -> ServicePort:
+    """`sp` with one endpoint per ip:port (an address listed by two EndpointSlices counts once,
+    in its most usable state), so that chain names and the cascade never repeat."""
+    if len({(e.ip, e.port) for e in sp.endpoints}) == len(sp.endpoints):
+        return sp
+    best: dict[tuple[str, int], Endpoint] = {}
+    for e in sp.endpoints:
+        key = (e.ip, e.port)
+        rank = (e.ready, e.serving, not e.terminating, e.is_local)
+        if key not in best or rank > (best[key].ready, best[key].serving, not best[key].terminating,
+                                      best[key].is_local):
+            best[key] = e
+    return replace(sp, endpoints=tuple(sorted(best.values())))
+
+
+def render_fragment(service: ServicePort, context: tuple) -> Fragment:
     """The chains and dispatch rules of one ServicePort (pure)."""
     local_cidr, masquerade_all, masq_bit, node_ips, _options = context
+    sp = _unique_endpoints(service)
     b = _Builder()
     spn = n.service_port_name(sp)
     proto = sp.protocol.lower()
@@ -138,7 +155,9 @@ def render_fragment(sp: ServicePort, context: tuple) -> Fragment:
         reachable = local_eps
     else:
         reachable = tuple(sorted(set(cluster_eps) | set(local_eps)))
-    sep_names = {ep: n.endpoint_chain(sp, ep) for ep in reachable}
+    # keyed by id(): the endpoints are the ServicePort's own instances, and hashing a frozen
+    # dataclass per lookup is a measurable share of a full render
+    sep_names = {id(ep): n.endpoint_chain(sp, ep) for ep in reachable}
 
     suffix = n.port_proto_hash(sp)
     svc_chain, svl_chain = "KUBE-SVC-" + suffix, "KUBE-SVL-" + suffix
@@ -261,7 +280,7 @@ def render_fragment(sp: ServicePort, context: tuple) -> Fragment:
     # Endpoint chains.
     affinity = sp.session_affinity_timeout is not None
     for ep in reachable:
-        sep = sep_names[ep]
+        sep = sep_names[id(ep)]
         head = f"-m comment --comment {spn}"
         rules = b.chain(NAT, sep)
         rules.append(f"{head} -s {ep.ip} -j {mark_masq}")
@@ -269,7 +288,7 @@ def render_fragment(sp: ServicePort, context: tuple) -> Fragment:
         rules.append(f"{head}{recent} {match_proto} -j DNAT --to-destination {ep.address}")
 
     return Fragment(
-        service=sp,
+        service=service,
         chains=tuple((key, tuple(rules)) for key, rules in b.chains.items()),
         dispatch={key: tuple(rules) for key, rules in b.dispatch.items()},
         context=context,
@@ -277,17 +296,17 @@ def render_fragment(sp: ServicePort, context: tuple) -> Fragment:
 
 
 def _balance(rules: list[str], sp: ServicePort, spn: str, endpoints: tuple[Endpoint, ...],
-             sep_names: dict[Endpoint, str]) -> None:
+             sep_names: dict[int, str]) -> None:
     """Affinity checks, then the probability cascade 1/n, 1/(n-1), ..., last rule unconditional:
     every endpoint is chosen with probability 1/n."""
     if sp.session_affinity_timeout is not None:
         for ep in endpoints:
-            sep = sep_names[ep]
+            sep = sep_names[id(ep)]
             rules.append(f'-m comment --comment "{spn} -> {ep.address}" -m recent --name {sep} '
                          f'--rcheck --seconds {sp.session_affinity_timeout} --reap -j {sep}')
     count = len(endpoints)
     for i, ep in enumerate(endpoints):
-        sep = sep_names[ep]
+        sep = sep_names[id(ep)]
         stat = (f" -m statistic --mode random --probability {probability(count - i)}"
                 if i < count - 1 else "")
         rules.append(f'-m comment --comment "{spn} -> {ep.address}"{stat} -j {sep}')

@@ -217,3 +217,22 @@ def test_nodeport_from_outside_reaches_the_external_endpoints(state):
             assert set(result.masquerade.values()) == {not sp.external_policy_local}
         else:
             assert set(result.outcomes) == ({"DROP"} if has_any else {"REJECT"})
+
+
+@given(st.text(max_size=80))
+def test_chain_hash_equals_base32_of_sha256(text):
+    import base64
+    import hashlib
+    want = base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
+    assert names._hash16(text) == want
+
+
+def test_an_endpoint_listed_twice_is_balanced_once():
+    dup = (Endpoint("10.244.1.2", 80, ready=False, serving=False), Endpoint("10.244.1.2", 80),
+           Endpoint("10.244.1.3", 80))
+    sp = ServicePort("d", "s", "", "TCP", 80, cluster_ips=("10.96.0.1",), endpoints=tuple(sorted(dup)))
+    rs = render(fx.state([sp]))
+    kernel: dict = {}
+    apply_restore(kernel, full_restore(rs))
+    result = Tracer(rs).trace(fx.LOCAL_POD, "10.96.0.1", 80)
+    assert result.outcomes == {"10.244.1.2:80": pytest.approx(0.5), "10.244.1.3:80": pytest.approx(0.5)}
