@@ -75,8 +75,12 @@ def add_namespace(name: str) -> None:
 def create_lab_network(plan: LabPlan) -> None:
     """Creates the net namespace with its bridge, every node, and the client."""
     add_namespace(plan.net_netns)
-    _ip_batch(plan.net_netns, [f"link add {plan.bridge} type bridge", f"link set {plan.bridge} up"])
-    # A bridge that runs no netfilter keeps the lab's L2 segment a plain wire.
+    _ip_batch(plan.net_netns, [
+        f"link add {plan.bridge} type bridge",
+        f"addr add {plan.gateway_ip}/{node_network_prefixlen()} dev {plan.bridge}",
+        f"link set {plan.bridge} up",
+    ])
+    # The gateway answers ARP and pings but forwards nothing (ip_forward stays 0 here).
     for node in plan.nodes:
         _create_node(plan, node)
     _create_client(plan, plan.client)
@@ -100,8 +104,11 @@ def _create_node(plan: LabPlan, node: NodePlan) -> None:
         *(_route_line(r) for r in node.routes),
     ])
     # A node forwards between pods, other nodes and the client; rp_filter would drop the
-    # asymmetric paths that masquerade-free ClusterIP traffic takes.
+    # asymmetric paths that masquerade-free ClusterIP traffic takes. ICMP errors are not rate
+    # limited, so every request to a rejecting Service is refused rather than every other one
+    # (the default limit allows about one ICMP error per second per client).
     _sysctl(node.netns, {
+        "net.ipv4.icmp_ratelimit": "0",
         "net.ipv4.ip_forward": "1",
         "net.ipv4.conf.all.rp_filter": "0",
         "net.ipv4.conf.default.rp_filter": "0",

@@ -5,7 +5,8 @@ team's lab address plan:
 
 - one "net" namespace holds the bridge that joins the nodes and the client;
 - node i (1-based) is namespace "<lab>-node<i>" with eth0 = 10.200.0.(10+i)/24 on that bridge,
-  pod CIDR 10.244.i.0/24, and routes to every other node's pod CIDR via that node's IP;
+  pod CIDR 10.244.i.0/24, routes to every other node's pod CIDR via that node's IP, and a
+  default route via the bridge's address 10.200.0.1 (a gateway that forwards nothing);
 - the client namespace "<lab>-client" has eth0 = 10.200.0.2/24 and routes the Service CIDR
   via node 1;
 - a pod is a namespace behind its node on a routed veth: pod eth0 holds 10.244.i.k/32 with a
@@ -26,6 +27,10 @@ SERVICE_CIDR = "10.96.0.0/12"
 CLUSTER_CIDR = "10.244.0.0/16"
 NODE_NETWORK = "10.200.0.0/24"
 CLIENT_IP = "10.200.0.2"
+# The bridge's own address in the net namespace: every node's default gateway, as a real
+# node has one. It forwards nothing, so traffic to an address nobody serves is dropped there,
+# but on the node such traffic passes FORWARD, where kube-proxy's REJECT rules live.
+GATEWAY_IP = "10.200.0.1"
 NODE_PORT_RANGE = "30000-32767"
 POD_GATEWAY_IP = "169.254.1.1"
 # Every node-side pod veth carries this MAC; each veth is its own link, so they never clash,
@@ -97,6 +102,7 @@ class LabPlan:
     name: str
     net_netns: str
     bridge: str
+    gateway_ip: str
     nodes: tuple[NodePlan, ...]
     client: ClientPlan
     service_cidr: str = SERVICE_CIDR
@@ -165,7 +171,7 @@ def plan_lab(name: str = DEFAULT_LAB_NAME, nodes: int = 2) -> LabPlan:
     for i in range(1, nodes + 1):
         routes = tuple(
             Route(dest=node_pod_cidr(j), via=node_ip(j)) for j in range(1, nodes + 1) if j != i
-        )
+        ) + (Route(dest="default", via=GATEWAY_IP),)
         node_plans.append(NodePlan(
             index=i,
             name=f"node{i}",
@@ -187,6 +193,7 @@ def plan_lab(name: str = DEFAULT_LAB_NAME, nodes: int = 2) -> LabPlan:
         name=name,
         net_netns=f"{name}-net",
         bridge=BRIDGE,
+        gateway_ip=GATEWAY_IP,
         nodes=tuple(node_plans),
         client=client,
     )

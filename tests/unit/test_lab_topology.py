@@ -27,7 +27,8 @@ def test_node_routes_reach_every_other_node_pod_cidr():
     plan = plan_lab("lab", 3)
     node2 = plan.node("node2")
     assert {(r.dest, r.via) for r in node2.routes} == {
-        ("10.244.1.0/24", "10.200.0.11"), ("10.244.3.0/24", "10.200.0.13")}
+        ("10.244.1.0/24", "10.200.0.11"), ("10.244.3.0/24", "10.200.0.13"), ("default", "10.200.0.1")}
+    assert plan.gateway_ip == "10.200.0.1"
 
 
 def test_client_routes_services_via_node1():
