@@ -41,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a node silent this long becomes NotReady (default 40s)")
     parser.add_argument("--node-monitor-period", type=parse_duration, default=None, metavar="DURATION",
                         help="how often node heartbeats are checked (default 5s)")
+    parser.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=True,
+                        help="act only while holding the Lease kube-system/kproxy-controllers (default on)")
+    parser.add_argument("--leader-elect-lease-duration", type=parse_duration, default=15.0, metavar="DURATION",
+                        help="how long a silent leader keeps the Lease (default 15s)")
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -51,7 +55,8 @@ async def _main(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await run_controllers(client, stop, node_grace_period=args.node_monitor_grace_period,
-                              node_monitor_period=args.node_monitor_period)
+                              node_monitor_period=args.node_monitor_period, leader_elect=args.leader_elect,
+                              lease_duration=args.leader_elect_lease_duration)
     finally:
         await client.close()
 

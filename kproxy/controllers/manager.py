@@ -8,6 +8,7 @@ from typing import Any
 from kproxy.controllers.base import SharedInformers
 from kproxy.controllers.endpoints import EndpointsController
 from kproxy.controllers.endpointslice import EndpointSliceController
+from kproxy.controllers.leaderelection import LeaderElector
 from kproxy.controllers.namespace import NamespaceController
 from kproxy.controllers.node import NodeLifecycleController
 from kproxy.controllers.resourcequota import ResourceQuotaController
@@ -31,9 +32,28 @@ def build_controllers(client: Any, informers: SharedInformers, *, node_grace_per
 
 
 async def run_controllers(client: Any, stop: asyncio.Event, *, node_grace_period: float = 40.0,
-                          node_monitor_period: float | None = None) -> None:
+                          node_monitor_period: float | None = None, leader_elect: bool = True,
+                          lease_duration: float = 15.0, identity: str | None = None) -> None:
     """Runs all controllers through `client` (an ApiClient) until `stop` is set; returns after
-    every informer and worker has ended. Cancelling it stops everything as well."""
+    every informer and worker has ended. Cancelling it stops everything as well.
+
+    With `leader_elect` (the default) the controllers run only while this process holds the
+    Lease kube-system/kproxy-controllers, so several managers on one apiserver never act at
+    once; a manager that stops cleanly hands over at once, one that dies after
+    `lease_duration` seconds."""
+    async def lead(lost: asyncio.Event) -> None:
+        await _run_all(client, lost, node_grace_period=node_grace_period, node_monitor_period=node_monitor_period)
+
+    if not leader_elect:
+        await lead(stop)
+        return
+    elector = LeaderElector(client, identity=identity, lease_duration=lease_duration,
+                            renew_deadline=lease_duration * 2 / 3, retry_period=lease_duration / 7.5)
+    await elector.run(lead, stop)
+
+
+async def _run_all(client: Any, stop: asyncio.Event, *, node_grace_period: float,
+                   node_monitor_period: float | None) -> None:
     informers = SharedInformers(client)
     controllers = build_controllers(client, informers, node_grace_period=node_grace_period,
                                     node_monitor_period=node_monitor_period)
@@ -54,3 +74,4 @@ async def run_controllers(client: Any, stop: asyncio.Event, *, node_grace_period
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await informers.stop()
+        log.info("controllers stopped")

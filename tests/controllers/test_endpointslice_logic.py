@@ -140,13 +140,25 @@ def test_max_100_per_slice_and_stable_placement():
     assert len(all_ips(slices3)) == 250
 
 
-def test_stale_port_set_slices_deleted_and_service_gone():
+def test_port_change_reuses_slice_and_stale_port_sets_are_deleted():
     s = svc()
     _, slices = reconcile(s, [pod("a", "10.244.1.2")], [])
     s2 = svc(ports=[{"name": "http", "port": 80, "targetPort": 9999, "protocol": "TCP"}])
     plan, slices2 = reconcile(s2, [pod("a", "10.244.1.2")], slices)
-    assert len(plan.delete) == 1 and len(plan.create) == 1
+    # the old port set's slice is rewritten for the new one rather than deleted + created
+    assert len(plan.update) == 1 and not plan.create and not plan.delete
+    assert [x["metadata"]["name"] for x in slices2] == [slices[0]["metadata"]["name"]]
     assert slices2[0]["ports"][0]["port"] == 9999
+    # two port sets (named port resolving differently) collapse to one: one slice goes away
+    named = [{"name": "http", "port": 80, "targetPort": "web", "protocol": "TCP"}]
+    a = pod("a", "10.244.1.2", ports=[{"name": "web", "containerPort": 1000}])
+    b = pod("b", "10.244.1.3", ports=[{"name": "web", "containerPort": 2000}])
+    _, two = reconcile(svc(ports=named), [a, b], [])
+    assert len(two) == 2
+    b2 = pod("b", "10.244.1.3", ports=[{"name": "web", "containerPort": 1000}])
+    plan, one = reconcile(svc(ports=named), [a, b2], two)
+    assert len(plan.delete) == 1 and not plan.create
+    assert len(one) == 1 and all_ips(one) == ["10.244.1.2", "10.244.1.3"]
 
 
 def test_readiness_change_updates_in_place():
