@@ -543,3 +543,26 @@ def test_kubectl_style_list_patch_reaches_target(live, target, send_unchanged):
     patch = {"spec": {"$setElementOrder/ports": [{"port": p["port"]} for p in target], "ports": items + deletes}}
     res = strategic_merge_patch({"spec": {"ports": live}}, patch, R.SERVICES)
     assert res["spec"].get("ports", []) == target
+
+
+_directive_keys = st.sampled_from(["$patch", "$retainKeys", "$setElementOrder/ports", "$setElementOrder/containers",
+                                   "$deleteFromPrimitiveList/finalizers", "ports", "containers", "finalizers",
+                                   "spec", "metadata", "name", "port", "env", "selector"])
+_directive_values = st.one_of(st.sampled_from(["replace", "delete", "merge", "bogus"]), _scalar)
+_patchy = st.recursive(
+    _directive_values,
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(_directive_keys, c, max_size=4),
+    max_leaves=16,
+)
+
+
+@given(st.sampled_from([SVC, POD_LIVE, SVC_LIVE]), st.dictionaries(_directive_keys, _patchy, max_size=4),
+       st.sampled_from([R.SERVICES, R.PODS, R.NODES, None]))
+def test_strategic_merge_fails_only_with_patch_error(original, patch, resource):
+    try:
+        res = strategic_merge_patch(original, patch, resource)
+    except PatchError as e:
+        assert str(e)
+    else:
+        assert isinstance(res, dict)
+        json.dumps(res)  # still plain JSON
