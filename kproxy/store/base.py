@@ -10,8 +10,9 @@ Guarantees every implementation gives (SQLite embedded, etcd later):
 - `watch(prefix, from_revision, callback)` delivers, in revision order and exactly once, every
   event with revision > from_revision for keys under `prefix`: first the retained history, then
   live events. If from_revision is older than the retained history, it raises Gone.
-  Callbacks run on the writer's thread right after commit; they must be quick and must not
-  call back into the store (hand the event to a queue).
+  Callbacks run on the writer's thread right after commit, before the write returns; they must
+  be quick and must not write, watch or close the store (hand the event to a queue). An event's
+  values are shared between watchers: treat them as read-only.
 Values are JSON-serialisable dicts. The store never interprets them; the apiserver puts the
 revision into metadata.resourceVersion on the way out.
 """
@@ -43,7 +44,8 @@ class Conflict(StoreError):
 
 
 class Gone(StoreError):
-    """The requested revision is older than the retained watch history (compacted)."""
+    """The requested revision is older than the retained watch history (compacted).
+    `oldest` is the oldest from_revision a watch still accepts (the highest trimmed revision)."""
 
     def __init__(self, requested: int, oldest: int):
         super().__init__(f"revision {requested} is older than the oldest retained {oldest}")
