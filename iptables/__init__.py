@@ -1,0 +1,11 @@
+"""iptables mode (installed as kproxy.iptables): the kube-proxy iptables model.
+
+Modules, one responsibility each:
+- names.py    chain names (static chains, stable KUBE-SVC-/SVL-/EXT-/FW-/SEP- hashes as kube-proxy)
+- ruleset.py  the frozen rendered model: Ruleset, per-ServicePort Fragment, JumpRule, RenderOptions
+- render.py   pure ProxyState -> Ruleset, reusing unchanged fragments
+- restore.py  pure Ruleset -> iptables-restore --noflush text (full, or only what changed)
+- save.py     pure parsing of iptables-save output (for inspect, cleanup and drift repair)
+- trace.py    pure packet tracer over a Ruleset (where can a new connection go, with what odds)
+- backend.py  IptablesBackend: the only module doing I/O (iptables-nft or -legacy in a netns)
+"""

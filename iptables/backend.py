@@ -17,6 +17,10 @@ Guarantees:
 - cleanup() removes, for both iptables-nft and iptables-legacy, our jump rules and every chain we
   own (declared = flushed, then -X), in one restore per variant, and nothing else.
 
+The xtables lock: restores run with `-w 5`. iptables-legacy-restore takes the lock only when -w
+is given (then waits up to 5 s for it); iptables-nft-restore accepts and ignores -w. A restore
+that still reports "holding the xtables lock" is retried (LOCK_RETRIES attempts).
+
 Not done here: net.ipv4.ip_forward=1 is the node's (the lab's) job.
 """
 from __future__ import annotations
