@@ -566,3 +566,20 @@ def test_strategic_merge_fails_only_with_patch_error(original, patch, resource):
     else:
         assert isinstance(res, dict)
         json.dumps(res)  # still plain JSON
+
+
+_pointer = st.sampled_from(["/a", "/a/0", "/b/-", "", "/", "a", "~", "/~2", "/a/01", "/a/-1", "/a/99"])
+_json_scalar = st.none() | st.booleans() | st.integers(-3, 3) | _pointer
+_op = st.fixed_dictionaries(
+    {"op": st.sampled_from(["add", "remove", "replace", "move", "copy", "test", "x", 1, None])},
+    optional={"path": _json_scalar, "from": _json_scalar,
+              "value": st.one_of(_json_scalar, st.lists(_json_scalar, max_size=2))})
+
+
+@given(st.dictionaries(st.sampled_from(["a", "b"]), st.one_of(_json_scalar, st.lists(_json_scalar, max_size=3))),
+       st.lists(_op, max_size=3))
+def test_json_patch_fails_only_with_patch_error(doc, ops):
+    try:
+        json_patch(doc, ops)
+    except PatchError as e:
+        assert str(e)
