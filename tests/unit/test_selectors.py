@@ -225,3 +225,12 @@ def test_endpoint_slice_service_name_selector():
     sel = parse_label_selector("kubernetes.io/service-name=web,endpointslice.kubernetes.io/managed-by")
     assert sel.matches({"kubernetes.io/service-name": "web", "endpointslice.kubernetes.io/managed-by": "c"})
     assert not sel.matches({"kubernetes.io/service-name": "web"})
+
+
+@given(st.text(alphabet="metadata.nspc=!,\\ab", max_size=30))
+def test_field_selector_parser_never_crashes(text):
+    try:
+        sel = parse_field_selector(text, R.PODS)
+    except SelectorError:
+        return
+    assert isinstance(sel.matches(POD), bool)
