@@ -58,6 +58,7 @@ LABEL_VALUE_MSG = (
 PORT_RANGE_MSG = "must be between 1 and 65535, inclusive"
 IP_MSG = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
 CIDR_MSG = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
+_IPV4_LINK_LOCAL_MULTICAST = ipaddress.ip_network("224.0.0.0/24")
 
 
 def max_len_msg(n: int) -> str:
@@ -193,16 +194,27 @@ def check_cidr(value: str) -> list[str]:
 
 
 def check_non_special_ip(value: str) -> list[str]:
-    """An IP usable as an endpoint or external IP: not unspecified, loopback, link-local or multicast."""
+    """An IP usable as an endpoint or external IP (ValidateEndpointIP / ValidateNonSpecialIP):
+    not unspecified, loopback, link-local unicast or link-local multicast."""
     ip = parse_ip(value)
     if ip is None:
         return [IP_MSG]
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is loopback, as Go sees it
     if ip.is_unspecified:
         return [f"may not be unspecified ({value})"]
     if ip.is_loopback:
         return ["may not be in the loopback range (127.0.0.0/8, ::1/128)"]
     if ip.is_link_local:
         return ["may not be in the link-local range (169.254.0.0/16, fe80::/10)"]
-    if ip.is_multicast:
-        return ["may not be in the multicast range (224.0.0.0/4, ff00::/8)"]
+    if _is_link_local_multicast(ip):
+        return ["may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)"]
     return []
+
+
+def _is_link_local_multicast(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Go's IP.IsLinkLocalMulticast: 224.0.0.0/24, or an IPv6 multicast with link-local scope."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return ip in _IPV4_LINK_LOCAL_MULTICAST
+    packed = ip.packed
+    return packed[0] == 0xFF and packed[1] & 0x0F == 0x02

@@ -295,6 +295,10 @@ from kproxy.api import names  # noqa: E402
     (names.check_non_special_ip, "::1", False),
     (names.check_non_special_ip, "fe80::1", False),
     (names.check_non_special_ip, "ff02::1", False),
+    (names.check_non_special_ip, "224.0.0.251", False),
+    (names.check_non_special_ip, "239.1.1.1", True),      # only link-local multicast is refused
+    (names.check_non_special_ip, "ff05::1", True),
+    (names.check_non_special_ip, "::ffff:127.0.0.1", False),
 ])
 def test_name_and_address_checks(check, value, ok):
     assert (check(value) == []) is ok
