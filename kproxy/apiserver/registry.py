@@ -1,7 +1,10 @@
 """The object registry: Kubernetes' generic REST semantics over a kproxy Store.
 
-All writes go through one Registry on one thread (the apiserver's writer executor), so
-allocator state and quota counts are consistent without locks. Reads may run on any thread.
+Writes may run on several threads at once (so the store can group-commit them). Writes that
+read shared state first (Services with their allocators, namespaces, quotas, anything in a
+namespace with a ResourceQuota) hold one lock; every other write relies on the store's
+optimistic concurrency: a request without a resourceVersion precondition that loses a race
+is re-read and retried, one with a precondition gets 409 Conflict.
 
 Stored values never carry metadata.resourceVersion; every object leaving the registry has it
 set to the key's mod_revision (store revision), and every List carries the store revision the
@@ -9,8 +12,10 @@ list is consistent at.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -41,6 +46,13 @@ DEFAULT_POD_GRACE_SECONDS = 30
 CREATE_ON_UPDATE = {R.ENDPOINTS, R.EVENTS, R.LEASES}
 
 
+RACE_RETRIES = 16
+
+
+class _Race(Exception):
+    """An unconditional write lost against a concurrent writer; re-read and try again."""
+
+
 @dataclass(frozen=True)
 class DeleteOptions:
     grace_period_seconds: int | None = None
@@ -65,6 +77,8 @@ class Registry:
         self.clock = clock
         # earliest graceful-deletion deadline that may be pending (0: unknown, scan)
         self._next_pod_deadline: float | None = 0.0
+        self._deadline_lock = threading.Lock()
+        self._serial = threading.RLock()
 
     # ------------------------------------------------------------------ reads
     def get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any]:
@@ -94,6 +108,11 @@ class Registry:
     # ------------------------------------------------------------------ create
     def create(self, resource: Resource, namespace: str | None, body: dict[str, Any],
                dry_run: bool = False) -> dict[str, Any]:
+        with self._serialised(resource, namespace):
+            return self._create(resource, namespace, body, dry_run)
+
+    def _create(self, resource: Resource, namespace: str | None, body: dict[str, Any],
+                dry_run: bool = False) -> dict[str, Any]:
         obj = self._check_body(resource, body, namespace)
         m = meta(obj)
         if not m.get("name"):
@@ -144,7 +163,14 @@ class Registry:
     # ------------------------------------------------------------------ update
     def update(self, resource: Resource, namespace: str | None, name: str, body: dict[str, Any],
                subresource: str | None = None, dry_run: bool = False) -> tuple[dict[str, Any], bool]:
-        """PUT. Returns (object, created)."""
+        """PUT. Returns (object, created). Without a resourceVersion in the body the update is
+        unconditional and retried when a concurrent write gets in between."""
+        with self._serialised(resource, namespace):
+            return self._retrying(resource, name, lambda: self._update_once(
+                resource, namespace, name, body, subresource, dry_run))
+
+    def _update_once(self, resource: Resource, namespace: str | None, name: str, body: dict[str, Any],
+                     subresource: str | None, dry_run: bool) -> tuple[dict[str, Any], bool]:
         obj = self._check_body(resource, body, namespace)
         m = meta(obj)
         if m.get("name") and m["name"] != name:
@@ -155,7 +181,7 @@ class Registry:
             current = self.store.get(key)
         except sb.NotFound:
             if resource in CREATE_ON_UPDATE and subresource is None:
-                return self.create(resource, namespace, obj, dry_run=dry_run), True
+                return self._create(resource, namespace, obj, dry_run=dry_run), True
             raise st.not_found(resource.plural, name, resource.group) from None
         expected = self._expected_revision(resource, name, m.get("resourceVersion"), current.mod_revision)
         return self._write_update(resource, namespace, name, current, obj, subresource, expected, dry_run), False
@@ -163,7 +189,15 @@ class Registry:
     def patch(self, resource: Resource, namespace: str | None, name: str, patch_type: str, patch: Any,
               subresource: str | None = None, dry_run: bool = False,
               check: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-        """PATCH; `check` sees the patched object before anything is written (field validation)."""
+        """PATCH; `check` sees the patched object before anything is written (field validation).
+        The patch is applied to the latest version; a concurrent write makes it start over."""
+        with self._serialised(resource, namespace):
+            return self._retrying(resource, name, lambda: self._patch_once(
+                resource, namespace, name, patch_type, patch, subresource, dry_run, check))
+
+    def _patch_once(self, resource: Resource, namespace: str | None, name: str, patch_type: str, patch: Any,
+                    subresource: str | None, dry_run: bool,
+                    check: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
         key = resource.store_key(name, namespace)
         try:
             current = self.store.get(key)
@@ -205,7 +239,7 @@ class Registry:
 
     def _expected_revision(self, resource: Resource, name: str, rv: Any, current: int) -> int:
         if rv in (None, ""):
-            return current  # unconditional update, as Kubernetes allows
+            return current  # unconditional update, as Kubernetes allows (retried on a race)
         try:
             wanted = int(str(rv))
         except ValueError:
@@ -264,9 +298,7 @@ class Registry:
             try:
                 kv = self.store.update(resource.store_key(name, namespace), new, expected_revision=expected)
             except sb.Conflict:
-                raise st.conflict(resource.plural, name,
-                                  "the object has been modified; please apply your changes to the latest version and try again",
-                                  resource.group) from None
+                raise _Race() from None
             except sb.NotFound:
                 raise st.not_found(resource.plural, name, resource.group) from None
         except BaseException:
@@ -276,6 +308,29 @@ class Registry:
         if reservation:
             reservation.commit()
         return with_resource_version(kv.value, kv.mod_revision)
+
+    def _retrying(self, resource: Resource, name: str, attempt: Callable[[], Any]) -> Any:
+        """Runs `attempt` again when it lost a race with a concurrent writer (it re-reads the
+        object each time); a conditional request that lost a race is a 409 from inside."""
+        for _ in range(RACE_RETRIES):
+            try:
+                return attempt()
+            except _Race:
+                continue
+        raise st.conflict(resource.plural, name,
+                          "the object has been modified; please apply your changes to the latest version and try again",
+                          resource.group)
+
+    def _serialised(self, resource: Resource, namespace: str | None) -> Any:
+        """The lock for writes that read shared state first: Services (allocators), quota
+        objects and namespaces, and any write into a namespace that has a ResourceQuota.
+        Other writes run concurrently and rely on the store's optimistic concurrency."""
+        if resource in (R.SERVICES, R.NAMESPACES, R.RESOURCE_QUOTAS):
+            return self._serial
+        if resource.namespaced and namespace and \
+                self.store.list(R.RESOURCE_QUOTAS.store_prefix(namespace))[0]:
+            return self._serial
+        return contextlib.nullcontext()
 
     @staticmethod
     def _keep_immutable_meta(old: dict[str, Any], new: dict[str, Any]) -> None:
@@ -290,6 +345,11 @@ class Registry:
     # ------------------------------------------------------------------ delete
     def delete(self, resource: Resource, namespace: str | None, name: str,
                options: DeleteOptions = DeleteOptions()) -> DeleteResult:
+        with self._serialised(resource, namespace):
+            return self._retrying(resource, name, lambda: self._delete_once(resource, namespace, name, options))
+
+    def _delete_once(self, resource: Resource, namespace: str | None, name: str,
+                     options: DeleteOptions) -> DeleteResult:
         key = resource.store_key(name, namespace)
         try:
             current = self.store.get(key)
@@ -325,7 +385,7 @@ class Registry:
                 mm["deletionGracePeriodSeconds"] = 0
             if marked == obj or options.dry_run:
                 return DeleteResult(with_resource_version(marked, current.mod_revision), False)
-            kv = self.store.update(key, marked, expected_revision=current.mod_revision)
+            kv = self._store_update(key, marked, current.mod_revision)
             return DeleteResult(with_resource_version(kv.value, kv.mod_revision), False)
         if options.dry_run:
             return DeleteResult(with_resource_version(obj, current.mod_revision), True)
@@ -371,8 +431,14 @@ class Registry:
         marked.setdefault("status", {})["phase"] = "Terminating"
         if options.dry_run:
             return DeleteResult(with_resource_version(marked, current.mod_revision), False)
-        kv = self.store.update(current.key, marked, expected_revision=current.mod_revision)
+        kv = self._store_update(current.key, marked, current.mod_revision)
         return DeleteResult(with_resource_version(kv.value, kv.mod_revision), False)
+
+    def _store_update(self, key: str, value: dict[str, Any], expected: int) -> sb.KeyValue:
+        try:
+            return self.store.update(key, value, expected_revision=expected)
+        except (sb.Conflict, sb.NotFound):
+            raise _Race() from None  # changed or gone meanwhile: re-read decides
 
     def _store_delete(self, resource: Resource, name: str, namespace: str | None, expected: int) -> sb.KeyValue:
         try:
@@ -380,9 +446,7 @@ class Registry:
         except sb.NotFound:
             raise st.not_found(resource.plural, name, resource.group) from None
         except sb.Conflict:
-            raise st.conflict(resource.plural, name,
-                              "the object has been modified; please apply your changes to the latest version and try again",
-                              resource.group) from None
+            raise _Race() from None
 
     def _finished_deleting(self, resource: Resource, obj: dict[str, Any]) -> bool:
         """An object marked for deletion whose finalizers are gone (and, for a pod, whose
@@ -398,8 +462,9 @@ class Registry:
         return True
 
     def _note_pod_deadline(self, deadline: float) -> None:
-        if self._next_pod_deadline is None or deadline < self._next_pod_deadline:
-            self._next_pod_deadline = deadline
+        with self._deadline_lock:
+            if self._next_pod_deadline is None or deadline < self._next_pod_deadline:
+                self._next_pod_deadline = deadline
 
     def sweep_expired_pods(self) -> int:
         """Deletes pods whose graceful-deletion deadline has passed and that hold no

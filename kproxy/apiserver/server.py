@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 3 * 1024 * 1024  # Kubernetes' request size limit
 BOOTSTRAP_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 KUBECONFIG_NAME = "admin.kubeconfig"
+WRITE_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,9 @@ class ApiServer:
                                            NodePortAllocator(config.service_node_port_range))
         self.registry = Registry(self.store, self.deps, self.services)
         self.reads = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="apiserver-read")
-        self.writes = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="apiserver-write")
+        # Writers run concurrently so the store can group-commit them; the registry serialises
+        # the few kinds of write that need it.
+        self.writes = concurrent.futures.ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="apiserver-write")
         self.openapi = OpenAPI()
         self.rest = RestHandler(self.registry, self.deps, self.reads, self.writes, config.rest,
                                 FieldChecker(), TableRenderer())
