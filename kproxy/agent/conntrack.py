@@ -90,16 +90,18 @@ def plan_flush(previous: ProxyState | None, current: ProxyState, keys: Iterable[
     for key in keys:
         old = prev_services.get(key)
         new = current.services.get(key)
-        if (old or new).protocol not in FLUSHED_PROTOCOLS:  # type: ignore[union-attr]
-            continue
+        old = old if old is not None and old.protocol in FLUSHED_PROTOCOLS else None
+        new = new if new is not None and new.protocol in FLUSHED_PROTOCOLS else None
         old_eps = serving_endpoints(old) if old is not None else set()
-        new_eps = serving_endpoints(new) if new is not None and new.protocol in FLUSHED_PROTOCOLS else set()
-        if old is not None and old.protocol in FLUSHED_PROTOCOLS:
-            proto = old.protocol.lower()
-            for ip, port in old_eps - new_eps:
+        new_eps = serving_endpoints(new) if new is not None else set()
+        # entries are per protocol: after a protocol change nothing of the old one still serves
+        same_protocol = old is not None and new is not None and old.protocol == new.protocol
+        if old is not None:
+            still_serving = new_eps if same_protocol else set()
+            for ip, port in old_eps - still_serving:
                 for dst, dport in frontends(old):
-                    out.add(ConntrackFilter(proto, dst, dport, ip, port))
-        if new is not None and new_eps and not old_eps and new.protocol in FLUSHED_PROTOCOLS:
+                    out.add(ConntrackFilter(old.protocol.lower(), dst, dport, ip, port))
+        if new is not None and new_eps and not (old_eps if same_protocol else set()):
             for dst, dport in frontends(new):
                 out.add(ConntrackFilter(new.protocol.lower(), dst, dport))
     return tuple(sorted(out, key=lambda f: (f.protocol, f.orig_dst or "", f.orig_port, f.reply_src or "",

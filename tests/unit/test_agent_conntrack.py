@@ -79,3 +79,45 @@ def test_sctp_and_argv():
     assert ConntrackFilter("udp", None, 30053).argv() == ["conntrack", "-D", "-f", "ipv4", "-p", "udp",
                                                           "--orig-port-dst", "30053"]
     assert ConntrackFilter("udp", "fd00::1", 53).argv()[3] == "ipv6"
+
+
+# ------------------------------------------------------------------ properties
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+endpoint_st = st.builds(
+    lambda ip, ready, serving, terminating: Endpoint(ip, 5353, ready=ready, serving=serving, terminating=terminating),
+    st.sampled_from(["10.244.1.1", "10.244.1.2", "10.244.2.1"]), st.booleans(), st.booleans(), st.booleans(),
+)
+port_st = st.one_of(st.none(), st.builds(
+    lambda proto, eps, node_port: sp(protocol=proto, eps=sorted({(e.ip, e.port): e for e in eps}.values()),
+                                     node_port=node_port),
+    st.sampled_from(["UDP", "TCP", "SCTP"]), st.lists(endpoint_st, max_size=3), st.sampled_from([0, 30053]),
+))
+
+
+@settings(max_examples=300, deadline=None)
+@given(port_st, port_st)
+def test_plan_properties(old, new):
+    before = state(*([old] if old else []))
+    after = state(*([new] if new else []), revision=2)
+    plan = plan_flush(before, after)
+    udp_old = old if old and old.protocol != "TCP" else None
+    udp_new = new if new and new.protocol != "TCP" else None
+    same = udp_old and udp_new and udp_old.protocol == udp_new.protocol
+    old_eps = {(e.ip, e.port) for e in (udp_old.internal_endpoints() if udp_old else ())}
+    new_eps = {(e.ip, e.port) for e in (udp_new.internal_endpoints() if udp_new else ())}
+    assert all(f.protocol != "tcp" for f in plan)
+    # exactly the endpoints that stopped serving (in the same protocol) are flushed, for every old frontend
+    by_endpoint = {(f.reply_src, f.reply_port) for f in plan if f.reply_src}
+    stale = old_eps - (new_eps if same else set())
+    assert by_endpoint == stale
+    for ep in stale:
+        assert {(f.orig_dst, f.orig_port) for f in plan if (f.reply_src, f.reply_port) == ep} == set(frontends(udp_old))
+    # frontend-wide flushes happen exactly when usable endpoints appear from none
+    wide = {(f.orig_dst, f.orig_port) for f in plan if not f.reply_src}
+    appeared = bool(new_eps) and not (old_eps if same else set())
+    assert bool(wide) == appeared
+    if appeared:
+        assert wide == set(frontends(udp_new))
