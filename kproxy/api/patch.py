@@ -37,6 +37,13 @@ class PatchError(ValueError):
 
 def merge_patch(original: Any, patch: Any) -> Any:
     """RFC 7386: objects merge recursively, null removes a member, anything else replaces."""
+    try:
+        return _merge_patch(original, patch)
+    except RecursionError:
+        raise PatchError("the patch or the object nests too deeply") from None
+
+
+def _merge_patch(original: Any, patch: Any) -> Any:
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
     result = copy.deepcopy(original) if isinstance(original, dict) else {}
@@ -44,7 +51,7 @@ def merge_patch(original: Any, patch: Any) -> Any:
         if value is None:
             result.pop(key, None)
         else:
-            result[key] = merge_patch(result.get(key), value)
+            result[key] = _merge_patch(result.get(key), value)
     return result
 
 
@@ -67,6 +74,8 @@ def json_patch(original: Any, ops: Any) -> Any:
         raise PatchError(f"invalid JSON patch: {e}") from None
     except (TypeError, ValueError, KeyError, IndexError) as e:
         raise PatchError(f"invalid JSON patch: {e}") from None
+    except RecursionError:
+        raise PatchError("the patch or the object nests too deeply") from None
 
 
 # --- strategic merge patch: patch metadata ---------------------------------------------------
@@ -153,8 +162,11 @@ def strategic_merge_patch(original: Any, patch: Any, resource: Resource | None) 
     """Apply a strategic merge patch for `resource`'s kind to a copy of `original`."""
     if not isinstance(patch, dict):
         raise PatchError("a strategic merge patch must be a JSON object")
-    base = copy.deepcopy(original) if isinstance(original, dict) else {}
-    result = _Merger(resource).merge_map(base, copy.deepcopy(patch), ())
+    try:
+        base = copy.deepcopy(original) if isinstance(original, dict) else {}
+        result = _Merger(resource).merge_map(base, copy.deepcopy(patch), ())
+    except RecursionError:
+        raise PatchError("the patch or the object nests too deeply") from None
     if not isinstance(result, dict):
         raise PatchError("a strategic merge patch may not replace the whole object with a non-object")
     return result

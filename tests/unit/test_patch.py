@@ -583,3 +583,20 @@ def test_json_patch_fails_only_with_patch_error(doc, ops):
         json_patch(doc, ops)
     except PatchError as e:
         assert str(e)
+
+
+def _deep(n: int) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    for _ in range(n):
+        doc = {"a": doc}
+    return doc
+
+
+@pytest.mark.parametrize("apply", [
+    lambda p: merge_patch({}, p),
+    lambda p: strategic_merge_patch({}, p, R.SERVICES),
+    lambda p: json_patch(p, [{"op": "add", "path": "/b", "value": 1}]),
+])
+def test_too_deep_documents_are_a_patch_error(apply):
+    with pytest.raises(PatchError, match="nests too deeply"):
+        apply(_deep(5000))

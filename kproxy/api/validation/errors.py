@@ -32,8 +32,8 @@ def _show(value: Any) -> str:
         return str(value)
     try:
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
-    except (TypeError, ValueError):
-        return repr(value)
+    except (TypeError, ValueError, RecursionError):
+        return "<value omitted>"
 
 
 class FieldErrors:
