@@ -411,3 +411,23 @@ def test_immutable_secret():
     assert _has(validate(R.SECRETS, unlocked, old), "immutable", "FieldValueForbidden")
     assert _has(validate(R.SECRETS, dict(old, type="kubernetes.io/tls"), old), "type", "FieldValueInvalid")
     assert _has(validate(R.SECRETS, dict(old, data={"k": "not base64!"})), "data[k]", "FieldValueTypeInvalid")
+
+
+# --- metadata helpers (kproxy.api.meta) -----------------------------------------------------------
+
+def test_meta_helpers():
+    from kproxy.api import meta
+    svc = {"metadata": {"name": "web", "namespace": "default", "labels": {"a": "1"}}}
+    assert meta.object_key(R.SERVICES, svc) == "default/web"
+    assert meta.object_key(R.NODES, {"metadata": {"name": "n1"}}) == "n1"
+    assert meta.split_key("default/web") == ("default", "web")
+    assert meta.split_key("n1") == (None, "n1")
+    assert meta.get_path(svc, "metadata", "labels", "a") == "1"
+    assert meta.get_path(svc, "spec", "ports", 0, default="none") == "none"
+    assert meta.get_path({"l": [1, 2]}, "l", 5) is None
+    assert meta.labels_of(svc) == {"a": "1"} and meta.annotations_of(svc) == {}
+    assert not meta.is_being_deleted(svc)
+    assert meta.with_type_meta(R.ENDPOINT_SLICES, {})["apiVersion"] == "discovery.k8s.io/v1"
+    assert meta.new_uid() != meta.new_uid()
+    assert meta.parse_rfc3339(meta.now_rfc3339()).tzinfo is not None
+    assert meta.parse_rfc3339(meta.now_rfc3339_micro()).microsecond >= 0
