@@ -11,7 +11,6 @@ Not thread-safe: handlers and build_state() run on the agent's one event loop.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 

@@ -9,7 +9,6 @@ from kproxy.api.resources import ENDPOINT_SLICES, SERVICES
 from kproxy.netns import NetNS
 from tests import nsutil
 from tests.agent.agentproc import AgentProcess, wait_until
-from tests.agent.test_agent_process import apiserver, client  # noqa: F401 (fixtures)
 from tests.agent.test_conntrack_kernel import CLUSTER_IP, OTHER_PORT, POD_IP, POD_PORT, PORT, entries, udp_exchange
 
 pytestmark = pytest.mark.kernel
@@ -28,7 +27,7 @@ def ns():
         yield name
 
 
-def test_removed_endpoint_entries_are_flushed(tmp_path, apiserver, client, ns):  # noqa: F811
+def test_removed_endpoint_entries_are_flushed(tmp_path, apiserver, client, ns):
     client.create(SERVICES, {"apiVersion": "v1", "kind": "Service",
                              "metadata": {"name": "dns", "namespace": "default"},
                              "spec": {"clusterIP": CLUSTER_IP,

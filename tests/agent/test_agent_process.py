@@ -10,43 +10,10 @@ import sys
 
 import pytest
 
-from kproxy.api.resources import ENDPOINT_SLICES, NAMESPACES, NODES, SERVICES
-from kproxy.api.status import ApiError
-from kproxy.client.sync import Client
-from tests import nsutil
+from kproxy.api.resources import ENDPOINT_SLICES, NODES, SERVICES
 from tests.agent.agentproc import HEALTHZ_PORT, METRICS_PORT, REPO, AgentProcess, wait_until
-from tests.apiserver.fixtures import start_apiserver
 
 pytestmark = pytest.mark.kernel  # needs root for the network namespace
-
-
-@pytest.fixture
-def apiserver(tmp_path):
-    server = start_apiserver(tmp_path, ["--no-controllers"])
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def client(apiserver):
-    c = Client.from_kubeconfig(apiserver.kubeconfig)
-    try:
-        try:
-            c.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})
-        except ApiError as exc:
-            if exc.code != 409:
-                raise
-        yield c
-    finally:
-        c.close()
-
-
-@pytest.fixture
-def agent_ns():
-    with nsutil.netns("agent") as name:
-        yield name
 
 
 def service(name, cluster_ip, port=80, protocol="TCP", labels=None):
