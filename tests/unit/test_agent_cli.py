@@ -63,3 +63,18 @@ def test_cleanup_bad_input(capsys):
     assert code == 2 and err.startswith("kproxy cleanup: --mode: unknown mode 'teleport'")
     code, err = run_cli(capsys, ["cleanup", "--mode", "iptables", "--netns", "kproxy-no-such-namespace"])
     assert code == 2 and "does not exist" in err and err.count("\n") == 1
+
+
+def test_config_file_supplies_kubeconfig_and_node_name_flags_override(tmp_path, kubeconfig):
+    from kproxy.agent.cli import build_config
+    from kproxy.cli.main import build_parser
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(HEADER + f"clientConnection: {{kubeconfig: {kubeconfig}}}\nhostnameOverride: node-7\n"
+                            "iptables: {syncPeriod: 10s, minSyncPeriod: 2s, backend: legacy}\n")
+    parser, _ = build_parser()
+    args = parser.parse_args(["agent", "--config", str(cfg), "--sync-period", "20s", "--masquerade-all"])
+    config = build_config(args)
+    assert config.kubeconfig == kubeconfig and config.node_name == "node-7"
+    assert (config.min_sync_period, config.sync_period) == (2.0, 20.0)
+    assert config.masquerade_all is True and config.iptables.backend == "legacy"
