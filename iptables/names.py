@@ -92,4 +92,10 @@ def firewall_chain(sp: ServicePort) -> str:
 
 def endpoint_chain(sp: ServicePort, ep: Endpoint) -> str:
     """KUBE-SEP-: DNAT to one endpoint (and hairpin mark, affinity --set)."""
-    return "KUBE-SEP-" + _hash16(service_port_name(sp) + sp.protocol.lower() + ep.address)
+    return endpoint_chain_name(service_port_name(sp) + sp.protocol.lower(), ep.address)
+
+
+def endpoint_chain_name(name_and_protocol: str, address: str) -> str:
+    """endpoint_chain() from precomputed parts (service_port_name + lowercase protocol, "ip:port"),
+    for renderers naming many endpoints of one ServicePort."""
+    return "KUBE-SEP-" + _hash16(name_and_protocol + address)

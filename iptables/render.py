@@ -44,14 +44,9 @@ def probability(remaining: int) -> str:
 
 
 def _ipv4(addresses: Iterable[str]) -> list[str]:
-    out = []
-    for a in addresses:
-        try:
-            if ipaddress.ip_address(a).version == 4:
-                out.append(a)
-        except ValueError:
-            continue
-    return out
+    """The IPv4 addresses (ProxyState holds validated IPs, so a ":" means IPv6; this mode
+    programs iptables only, not ip6tables)."""
+    return [a for a in addresses if a and ":" not in a]
 
 
 def _local_cidr(cluster_cidr: str | None) -> str | None:
@@ -157,7 +152,9 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
         reachable = tuple(sorted(set(cluster_eps) | set(local_eps)))
     # keyed by id(): the endpoints are the ServicePort's own instances, and hashing a frozen
     # dataclass per lookup is a measurable share of a full render
-    sep_names = {id(ep): n.endpoint_chain(sp, ep) for ep in reachable}
+    addresses = {id(ep): f"{ep.ip}:{ep.port}" for ep in reachable}
+    name_proto = spn + proto
+    sep_names = {key: n.endpoint_chain_name(name_proto, addr) for key, addr in addresses.items()}
 
     suffix = n.port_proto_hash(sp)
     svc_chain, svl_chain = "KUBE-SVC-" + suffix, "KUBE-SVL-" + suffix
@@ -273,9 +270,9 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
     uses_cluster_chain = bool(cluster_eps) and uses_cluster
     uses_local_chain = bool(local_eps) and uses_local
     if uses_cluster_chain:
-        _balance(b.chain(NAT, svc_chain), sp, spn, cluster_eps, sep_names)
+        _balance(b.chain(NAT, svc_chain), sp, spn, cluster_eps, sep_names, addresses)
     if uses_local_chain:
-        _balance(b.chain(NAT, svl_chain), sp, spn, local_eps, sep_names)
+        _balance(b.chain(NAT, svl_chain), sp, spn, local_eps, sep_names, addresses)
 
     # Endpoint chains.
     affinity = sp.session_affinity_timeout is not None
@@ -285,7 +282,7 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
         rules = b.chain(NAT, sep)
         rules.append(f"{head} -s {ep.ip} -j {mark_masq}")
         recent = f" -m recent --name {sep} --set" if affinity else ""
-        rules.append(f"{head}{recent} {match_proto} -j DNAT --to-destination {ep.address}")
+        rules.append(f"{head}{recent} {match_proto} -j DNAT --to-destination {addresses[id(ep)]}")
 
     return Fragment(
         service=service,
@@ -296,20 +293,20 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
 
 
 def _balance(rules: list[str], sp: ServicePort, spn: str, endpoints: tuple[Endpoint, ...],
-             sep_names: dict[int, str]) -> None:
+             sep_names: dict[int, str], addresses: dict[int, str]) -> None:
     """Affinity checks, then the probability cascade 1/n, 1/(n-1), ..., last rule unconditional:
     every endpoint is chosen with probability 1/n."""
     if sp.session_affinity_timeout is not None:
         for ep in endpoints:
             sep = sep_names[id(ep)]
-            rules.append(f'-m comment --comment "{spn} -> {ep.address}" -m recent --name {sep} '
+            rules.append(f'-m comment --comment "{spn} -> {addresses[id(ep)]}" -m recent --name {sep} '
                          f'--rcheck --seconds {sp.session_affinity_timeout} --reap -j {sep}')
     count = len(endpoints)
     for i, ep in enumerate(endpoints):
         sep = sep_names[id(ep)]
         stat = (f" -m statistic --mode random --probability {probability(count - i)}"
                 if i < count - 1 else "")
-        rules.append(f'-m comment --comment "{spn} -> {ep.address}"{stat} -j {sep}')
+        rules.append(f'-m comment --comment "{spn} -> {addresses[id(ep)]}"{stat} -j {sep}')
 
 
 # ------------------------------------------------------------------ static chains and jumps
