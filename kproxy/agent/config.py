@@ -230,10 +230,6 @@ def _iptables_backend(value: Any) -> str:
     return value
 
 
-def _scheduler(value: Any) -> str:
-    return _str(value)
-
-
 def _cidr_tuple(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -263,7 +259,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, tuple[str, Any]]]] = {
     }),
     "ipvs": (IpvsConfig, {
         **_SYNC,
-        "scheduler": ("scheduler", _scheduler),
+        "scheduler": ("scheduler", _str),
         "excludeCIDRs": ("exclude_cidrs", _cidr_tuple),
         "strictARP": ("strict_arp", _bool),
         "tcpTimeout": ("tcp_timeout", _duration),

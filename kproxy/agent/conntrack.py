@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 FLUSHED_PROTOCOLS = ("UDP", "SCTP")
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class ConntrackFilter:
     """Delete entries of `protocol` whose original destination is orig_dst:orig_port (orig_dst
     None: any address) and, when reply_src is set, whose reply comes from reply_src:reply_port

@@ -61,7 +61,8 @@ def is_proxied(svc: Mapping[str, Any] | None) -> bool:
     spec = _dict(svc.get("spec"))
     if spec.get("type") == "ExternalName":
         return False
-    return spec.get("clusterIP") not in (None, "", "None")
+    cluster_ip = spec.get("clusterIP")
+    return isinstance(cluster_ip, str) and cluster_ip not in ("", "None")
 
 
 def _port_number(value: Any) -> int:
