@@ -8,10 +8,10 @@ of the wrong JSON type are left alone for validation to report.
 """
 from __future__ import annotations
 
-import copy
 from typing import Any, Callable
 
 from kproxy.api import names
+from kproxy.api.meta import deep_copy
 from kproxy.api.resources import Resource
 
 DEFAULT_CLIENT_IP_TIMEOUT = 10800
@@ -94,7 +94,7 @@ def preserve_service_allocations(old: dict[str, Any], new: dict[str, Any]) -> di
     that still exist, unless the type change drops them. This is the registry's
     patchAllocatedValues; call it before apply_defaults and validate on update so a
     `kubectl apply`/`replace` without clusterIP keeps the allocated one."""
-    out = copy.deepcopy(new)
+    out = deep_copy(new)
     old_spec = old.get("spec") if isinstance(old.get("spec"), dict) else {}
     spec = out.get("spec")
     if not isinstance(spec, dict):
@@ -105,7 +105,7 @@ def preserve_service_allocations(old: dict[str, Any], new: dict[str, Any]) -> di
         if not spec.get("clusterIP") and not spec.get("clusterIPs"):
             for key in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
                 if old_spec.get(key) and not spec.get(key):
-                    spec[key] = copy.deepcopy(old_spec[key])
+                    spec[key] = deep_copy(old_spec[key])
     if new_type in ("NodePort", "LoadBalancer") and old_type in ("NodePort", "LoadBalancer"):
         old_ports = _dicts(old_spec.get("ports"))
         for port in _dicts(spec.get("ports")):
@@ -145,7 +145,7 @@ def drop_type_dependent_fields(old: dict[str, Any], new: dict[str, Any]) -> dict
     ExternalName, succeeds although the live object still carries nodePorts,
     externalTrafficPolicy, clusterIPs or ipFamilies the client never wrote. A value the client
     changed is kept, and validation then reports it."""
-    out = copy.deepcopy(new)
+    out = deep_copy(new)
     old_spec = old.get("spec") if isinstance(old.get("spec"), dict) else {}
     spec = out.get("spec")
     if not isinstance(spec, dict):
@@ -322,7 +322,7 @@ def apply_defaults(resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
     """A defaulted copy of `obj` (the input is not modified); non-dict input is returned as is."""
     if not isinstance(obj, dict):
         return obj
-    out = copy.deepcopy(obj)
+    out = deep_copy(obj)
     defaulter = _DEFAULTERS.get(resource.kind)
     if defaulter is not None:
         defaulter(out)

@@ -199,6 +199,11 @@ def check_non_special_ip(value: str) -> list[str]:
     ip = parse_ip(value)
     if ip is None:
         return [IP_MSG]
+    return special_ip_problems(ip, value)
+
+
+def special_ip_problems(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, value: str) -> list[str]:
+    """check_non_special_ip for an address already parsed from `value`."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is loopback, as Go sees it
     if ip.is_unspecified:

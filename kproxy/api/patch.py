@@ -13,7 +13,6 @@ PatchError with a one-line reason (the apiserver answers 422/400 with it).
 """
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import jsonpatch
 import jsonpointer
 
+from kproxy.api.meta import deep_copy
 from kproxy.api.resources import Resource
 
 DIRECTIVE = "$patch"
@@ -45,8 +45,8 @@ def merge_patch(original: Any, patch: Any) -> Any:
 
 def _merge_patch(original: Any, patch: Any) -> Any:
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(original) if isinstance(original, dict) else {}
+        return deep_copy(patch)
+    result = deep_copy(original) if isinstance(original, dict) else {}
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
@@ -65,7 +65,7 @@ def json_patch(original: Any, ops: Any) -> Any:
         if not isinstance(op, dict) or "op" not in op:
             raise PatchError(f"JSON patch operation {i} must be an object with an \"op\" member")
     try:
-        return jsonpatch.JsonPatch(ops).apply(copy.deepcopy(original))
+        return jsonpatch.JsonPatch(ops).apply(deep_copy(original), in_place=True)
     except jsonpatch.JsonPatchTestFailed as e:
         raise PatchError(f"JSON patch test operation failed: {e}") from None
     except jsonpatch.JsonPatchConflict as e:
@@ -163,8 +163,8 @@ def strategic_merge_patch(original: Any, patch: Any, resource: Resource | None) 
     if not isinstance(patch, dict):
         raise PatchError("a strategic merge patch must be a JSON object")
     try:
-        base = copy.deepcopy(original) if isinstance(original, dict) else {}
-        result = _Merger(resource).merge_map(base, copy.deepcopy(patch), ())
+        base = deep_copy(original) if isinstance(original, dict) else {}
+        result = _Merger(resource).merge_map(base, deep_copy(patch), ())
     except RecursionError:
         raise PatchError("the patch or the object nests too deeply") from None
     if not isinstance(result, dict):

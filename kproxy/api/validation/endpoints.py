@@ -14,18 +14,14 @@ MAX_ADDRESSES_PER_ENDPOINT = 100
 
 
 def _check_endpoint_address(e: FieldErrors, addr: str, field: str, address_type: str) -> None:
-    if address_type == "IPv4":
-        errs = names.check_ipv4(addr)
-    elif address_type == "IPv6":
-        errs = names.check_ipv6(addr)
-    elif address_type == "FQDN":
-        errs = names.check_dns1123_subdomain(addr)
-    else:
-        return
-    if errs:
-        e.invalid_all(field, addr, errs)
+    if address_type == "FQDN":
+        e.invalid_all(field, addr, names.check_dns1123_subdomain(addr))
     elif address_type in ("IPv4", "IPv6"):
-        e.invalid_all(field, addr, names.check_non_special_ip(addr))
+        ip = names.parse_ip(addr)
+        if ip is None or ip.version != (4 if address_type == "IPv4" else 6):
+            e.invalid(field, addr, f"must be a valid {address_type} address")
+        else:
+            e.invalid_all(field, addr, names.special_ip_problems(ip, addr))
 
 
 def validate_endpoint_slice(e: FieldErrors, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
