@@ -1,14 +1,16 @@
-"""Golden files: the full iptables-restore text for the fixed Services of iptables_services.py.
+"""Golden files: the iptables-restore text (full, and one partial) for the fixed Services of
+iptables_services.py.
 KPROXY_UPDATE_GOLDEN=1 rewrites the files (review the diff before committing)."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from kproxy.iptables.render import render
-from kproxy.iptables.restore import full_restore
+from kproxy.iptables.restore import full_restore, partial_restore
 from kproxy.iptables.ruleset import RenderOptions
 from tests.golden import iptables_services as fx
 
@@ -29,6 +31,23 @@ def test_full_restore_matches_golden(name):
     path = GOLDEN_DIR / f"{name}.restore"
     if os.environ.get("KPROXY_UPDATE_GOLDEN") == "1":
         GOLDEN_DIR.mkdir(exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"{path} missing: run with KPROXY_UPDATE_GOLDEN=1"
+    assert text == path.read_text()
+
+
+def _scaled_web():
+    """The fixture with web:http scaled from three endpoints to one and `empty` removed."""
+    web = fx.SERVICES[0]
+    services = [replace(web, endpoints=web.endpoints[:1])] + [s for s in fx.SERVICES[1:] if s.name != "empty"]
+    return fx.state(services)
+
+
+def test_partial_restore_matches_golden():
+    first = render(fx.state())
+    text = partial_restore(render(_scaled_web(), first), first)
+    path = GOLDEN_DIR / "partial-scale-web-remove-empty.restore"
+    if os.environ.get("KPROXY_UPDATE_GOLDEN") == "1":
         path.write_text(text)
     assert path.exists(), f"{path} missing: run with KPROXY_UPDATE_GOLDEN=1"
     assert text == path.read_text()

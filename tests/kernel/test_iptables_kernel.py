@@ -239,3 +239,47 @@ def test_inspect_reports_our_chains_jumps_and_counters(topo, backend):
     assert {(t, c) for t, c, _ in seen.view.jumps} >= {("nat", "PREROUTING"), ("nat", "OUTPUT"),
                                                       ("nat", "POSTROUTING"), ("filter", "FORWARD")}
     assert all(not c.startswith(("PREROUTING", "INPUT")) for t in seen.view.chains for c in seen.view.chains[t])
+
+
+def test_load_balancer_source_ranges(topo, backend):
+    lb = service("lb", "10.96.0.25", [ep(topo, "a")], node_port=30084, load_balancer_ips=("198.51.100.10",),
+                 load_balancer_source_ranges=("203.0.113.0/24",))
+    first = sync(backend, state(lb))
+    with pytest.raises(TimeoutError):  # the client 10.200.0.2 is outside the allowed range: dropped
+        topo.tcp(topo.client, "198.51.100.10", 80, timeout=1)
+    assert topo.tcp(topo.client, NODE_IP, 30084)[0] == "a"  # NodePorts ignore source ranges
+    allowed = replace(lb, load_balancer_source_ranges=("203.0.113.0/24", "10.200.0.0/24"))
+    backend.apply(backend.render(state(allowed), first), first)
+    assert topo.tcp(topo.client, "198.51.100.10", 80)[0] == "a"
+
+
+def test_masquerade_all_snats_pod_traffic_too(topo, backend):
+    sync(backend, state(service("web", "10.96.0.10", [ep(topo, "a")]), masquerade_all=True))
+    pod, seen = topo.tcp(topo.pods["d"].netns, "10.96.0.10", 80)
+    assert pod == "a" and seen != topo.pods["d"].ip
+
+
+def _random_state(topo, rng) -> ProxyState:
+    pods = sorted(topo.pods)
+    services = []
+    for i in range(rng.randint(0, 5)):
+        eps = [ep(topo, p, local=rng.random() < 0.7, ready=rng.random() < 0.8)
+               for p in rng.sample(pods, rng.randint(0, len(pods)))]
+        services.append(service(f"s{i}", f"10.96.2.{i + 1}", eps, port=rng.choice([80, 81]),
+                                node_port=rng.choice([0, 30100 + i]),
+                                external_policy_local=rng.random() < 0.3,
+                                session_affinity_timeout=rng.choice([None, 30])))
+    return state(*services)
+
+
+def test_sequence_of_partial_syncs_matches_full_syncs_in_the_kernel(topo, backend):
+    import random
+    rng = random.Random(20261201)
+    previous = sync(backend, _random_state(topo, rng))
+    for _ in range(6):
+        ruleset = backend.render(_random_state(topo, rng), previous)
+        backend.apply(ruleset, previous)
+        after_partial = save(backend)
+        backend.apply(ruleset, None)
+        assert save(backend) == after_partial
+        previous = ruleset
