@@ -296,7 +296,9 @@ class _Merger:
             else:
                 items.append(item)
         merged = list(original)
-        index = {_key_of(o, key): n for n, o in enumerate(merged)}
+        index: dict[Any, int] = {}
+        for n, o in enumerate(merged):
+            index.setdefault(_key_of(o, key), n)  # the first item with a key takes the merge
         for item in items:
             k = _key_of(item, key)
             if k in index:

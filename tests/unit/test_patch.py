@@ -600,3 +600,15 @@ def _deep(n: int) -> dict[str, Any]:
 def test_too_deep_documents_are_a_patch_error(apply):
     with pytest.raises(PatchError, match="nests too deeply"):
         apply(_deep(5000))
+
+
+def test_same_port_two_protocols_merges_into_the_first():
+    """Service ports merge by `port` alone (Kubernetes' known limitation for 53/TCP + 53/UDP):
+    a patch item updates the first item with that port, as Kubernetes does."""
+    dns = {"spec": {"ports": [{"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+                              {"name": "dns-udp", "port": 53, "protocol": "UDP"}]}}
+    res = strategic_merge_patch(dns, {"spec": {"ports": [{"port": 53, "targetPort": 5353}]}}, R.SERVICES)
+    assert res["spec"]["ports"] == [{"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 5353},
+                                    {"name": "dns-udp", "port": 53, "protocol": "UDP"}]
+    res = strategic_merge_patch(dns, {"spec": {"ports": [{"$patch": "delete", "port": 53}]}}, R.SERVICES)
+    assert res["spec"]["ports"] == []
