@@ -113,8 +113,13 @@ class IptablesBackend(Backend):
     # ------------------------------------------------------------------ probing
 
     @classmethod
-    def probe(cls, netns: Any) -> None:
+    def probe(cls, netns: Any, config: Any = None) -> None:
+        """Raises BackendUnavailable unless some iptables variant works in `netns`; with `config`,
+        unless the configured one (iptables.backend) does."""
         netns = netns if netns is not None else NetNS(None)
+        if config is not None:
+            cls(netns, config).variant
+            return
         if not any(_works(netns, v) for v in VARIANTS.values()):
             raise BackendUnavailable(
                 "iptables mode needs iptables-nft-restore or iptables-legacy-restore working in "

@@ -134,3 +134,13 @@ def test_options_follow_config_and_binary_version(monkeypatch):
     old = subprocess.CompletedProcess([], 0, "iptables v1.4.21", "")
     b = IptablesBackend(FakeNetNS({"iptables-nft": old}), _config("nft"))
     assert b.options == RenderOptions(localhost_nodeports=False, random_fully=False)
+
+
+def test_probe_with_config_checks_the_configured_variant(monkeypatch):
+    monkeypatch.setattr("kproxy.iptables.backend.Variant.available", lambda self: True)
+    broken = subprocess.CompletedProcess([], 1, "", "can't initialize iptables table `filter'")
+    fake = FakeNetNS({"iptables-legacy-save": broken})
+    IptablesBackend.probe(fake)  # nft works
+    IptablesBackend.probe(fake, _config("nft"))
+    with pytest.raises(BackendUnavailable):
+        IptablesBackend.probe(fake, _config("legacy"))
