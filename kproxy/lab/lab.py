@@ -51,6 +51,8 @@ class ProcessRecord:
     argv: list[str]
     log: str
     started: float = 0.0
+    # Arguments its /proc/<pid>/cmdline must contain: a recycled pid is not taken for it.
+    marks: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -136,17 +138,18 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
         time.sleep(interval)
 
 
-def _process_alive(pid: int, argv_hint: str | None = None) -> bool:
-    """True if `pid` runs and is not a zombie (and its command line contains `argv_hint`)."""
+def _process_alive(pid: int, marks: list[str]) -> bool:
+    """True if `pid` runs, is not a zombie, and its command line has every argument in `marks`."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             state = f.read().rsplit(")", 1)[1].split()[0]
         if state in ("Z", "X"):
             return False
-        if argv_hint is not None:
+        if marks:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if argv_hint.encode() not in f.read():
-                    return False
+                args = set(f.read().decode(errors="replace").split("\0"))
+            if not set(marks) <= args:
+                return False
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
     return True
@@ -275,7 +278,7 @@ class Lab:
             self.down()
             raise
 
-    def _spawn(self, argv: list[str], log_name: str) -> ProcessRecord:
+    def _spawn(self, argv: list[str], log_name: str, marks: list[str]) -> ProcessRecord:
         log_path = os.path.join(self.log_dir, log_name)
         with open(log_path, "ab") as log:
             log.write(f"--- {time.strftime('%H:%M:%S')} {' '.join(argv)}\n".encode())
@@ -283,7 +286,7 @@ class Lab:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True, cwd="/")
         self._children[proc.pid] = proc
-        return ProcessRecord(pid=proc.pid, argv=argv, log=log_path, started=time.time())
+        return ProcessRecord(pid=proc.pid, argv=argv, log=log_path, started=time.time(), marks=marks)
 
     def _alive(self, rec: ProcessRecord | None) -> bool:
         if rec is None:
@@ -291,7 +294,7 @@ class Lab:
         child = self._children.get(rec.pid)
         if child is not None:
             return child.poll() is None
-        return _process_alive(rec.pid, max(rec.argv, key=len) if rec.argv else None)
+        return _process_alive(rec.pid, rec.marks)
 
     def _stop(self, rec: ProcessRecord | None, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
         """Sends `sig`, waits up to `timeout` for the exit, then SIGKILLs. Idempotent."""
@@ -337,7 +340,7 @@ class Lab:
         argv = [sys.executable, "-m", "kproxy", "apiserver", "--data-dir", data_dir,
                 "--bind", "127.0.0.1:0", "--service-cluster-ip-range", topology.SERVICE_CIDR,
                 "--service-node-port-range", topology.NODE_PORT_RANGE]
-        rec = state.apiserver = self._spawn(argv, "apiserver.log")
+        rec = state.apiserver = self._spawn(argv, "apiserver.log", ["apiserver", data_dir])
         state.kubeconfig = kubeconfig
         self._save()
 
@@ -400,7 +403,7 @@ class Lab:
         if self._alive(state.agents.get(node)):
             raise LabError(f"the agent of {node} is already running (pid {state.agents[node].pid})")
         plan = self.plan.node(node)
-        rec = self._spawn(self.agent_argv(node, plan.netns), f"agent-{node}.log")
+        rec = self._spawn(self.agent_argv(node, plan.netns), f"agent-{node}.log", ["agent", plan.netns])
         state.agents[node] = rec
         self._save()
         if wait_healthy:
@@ -489,7 +492,7 @@ class Lab:
         netsetup.create_pod_network(plan, self.plan.node(node))
         rec.process = self._spawn(
             ["ip", "netns", "exec", plan.netns, sys.executable, "-m", "kproxy.lab.echo",
-             "--name", name, "--port", str(port)], f"pod-{namespace}-{name}.log")
+             "--name", name, "--port", str(port)], f"pod-{namespace}-{name}.log", ["kproxy.lab.echo", name])
         self._save()
         wait_until(lambda: self._echo_answers(rec), 30, f"the echo server of pod {key}")
         obj = {

@@ -72,3 +72,34 @@ def scratch(lab, request):
         yield s
     finally:
         s.cleanup()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failed e2e test, attach what the nodes hold: each agent's liveness and last log
+    lines, and the KUBE-SERVICES dispatch of every node, so a failure explains itself."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    lab = item.funcargs.get("lab")
+    if not isinstance(lab, Lab) or lab.state is None:
+        return
+    from tests.e2e import helpers
+
+    lines = []
+    for node in lab.plan.nodes:
+        rec = lab.state.agents.get(node.name)
+        lines.append(f"== {node.name}: agent {'alive' if lab.agent_alive(node.name) else 'DEAD'}"
+                     f" (log {rec.log if rec else '-'})")
+        if rec:
+            with contextlib.suppress(OSError):
+                with open(rec.log, errors="replace") as f:
+                    lines += ["   " + l for l in f.read().splitlines()[-15:]]
+        for flavor in helpers.IPTABLES_FLAVORS:
+            rules = [l for l in helpers.iptables_save(node.netns, flavor).splitlines()
+                     if l.startswith("-A KUBE-SERVICES") or l.startswith("-A KUBE-NODEPORTS")]
+            if rules:
+                lines.append(f"   iptables-{flavor} nat KUBE-SERVICES/KUBE-NODEPORTS:")
+                lines += ["     " + l for l in rules]
+    report.sections.append(("lab diagnostics", "\n".join(lines)))

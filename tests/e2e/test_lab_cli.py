@@ -1,0 +1,75 @@
+"""`kproxy lab demo | status | down` as a user runs them: separate processes that find the lab
+through its state file; the demo's requests are spread over its three pods; down removes every
+namespace and process, and a second down is harmless."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from kproxy.lab import netsetup, topology
+from kproxy.lab.lab import Lab, LabError
+from tests import nsutil
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def kproxy(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kproxy", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture
+def lab_name(tmp_path):
+    name = nsutil.unique_name("cli")
+    base = str(tmp_path)
+    try:
+        yield name, base
+    finally:
+        try:
+            Lab.load(name, base_dir=base).down()
+        except LabError:
+            Lab(name, base_dir=base).down()
+
+
+def _pids(lab_dir: str) -> list[int]:
+    import json
+
+    with open(os.path.join(lab_dir, "state.json")) as f:
+        state = json.load(f)
+    pids = [state["apiserver"]["pid"], *(a["pid"] for a in state["agents"].values())]
+    pids += [p["process"]["pid"] for p in state["pods"].values()]
+    return pids
+
+
+def test_demo_status_down(lab_name):
+    name, base = lab_name
+    demo = kproxy("lab", "demo", "--name", name, "--base-dir", base, "--requests", "60")
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    counts = dict(re.findall(r"^\s+(web-\d)\s+(\d+)\s", demo.stdout, re.M))
+    assert set(counts) == {"web-1", "web-2", "web-3"}, demo.stdout
+    assert sum(int(n) for n in counts.values()) == 60
+    assert "iptables-save" in demo.stdout and "kproxy lab down" in demo.stdout
+
+    status = kproxy("lab", "status", "--name", name, "--base-dir", base)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "default/web" in status.stdout and "DEAD" not in status.stdout and "MISSING" not in status.stdout
+
+    again = kproxy("lab", "up", "--name", name, "--base-dir", base)
+    assert again.returncode == 1 and "already up" in again.stderr and len(again.stderr.splitlines()) == 1
+
+    pids = _pids(os.path.join(base, name))
+    down = kproxy("lab", "down", "--name", name, "--base-dir", base)
+    assert down.returncode == 0, down.stderr
+    plan = topology.plan_lab(name, 2)
+    assert netsetup.lab_namespaces(plan, netsetup.list_namespaces()) == []
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(") ")[1][0] == "Z"
+
+    second = kproxy("lab", "down", "--name", name, "--base-dir", base)
+    assert second.returncode == 0 and "nothing was there" in second.stdout
+    missing = kproxy("lab", "status", "--name", name, "--base-dir", base)
+    assert missing.returncode == 1 and "is not up" in missing.stderr
