@@ -155,9 +155,11 @@ def test_equals_and_not_equals_are_complements(key, value, labels):
 @given(st.text(max_size=30))
 def test_parser_never_crashes(text):
     try:
-        parse_label_selector(text)
-    except SelectorError:
-        pass
+        sel = parse_label_selector(text)
+    except SelectorError as e:
+        assert str(e)
+    else:
+        assert parse_label_selector(str(sel)) == sel
 
 
 # --- field selectors --------------------------------------------------------------------------
