@@ -103,11 +103,14 @@ def test_nodeport_and_external_ip(topo, backend):
 
 
 def test_service_without_endpoints_is_refused_not_timed_out(topo, backend):
-    sync(backend, state(service("empty", "10.96.0.24", [], node_port=30083)))
+    sync(backend, state(service("empty", "10.96.0.24", [], node_port=30083),
+                        service("empty-udp", "10.96.0.24", [], port=53, protocol="UDP")))
     with pytest.raises(ConnectionRefusedError):
         topo.tcp(topo.client, "10.96.0.24", 80, timeout=5)
     with pytest.raises(ConnectionRefusedError):
         topo.tcp(topo.client, NODE_IP, 30083, timeout=5)
+    with pytest.raises(ConnectionRefusedError):  # ICMP port unreachable reaches the UDP socket
+        topo.udp(topo.client, "10.96.0.24", 53, timeout=5)
 
 
 def test_session_affinity_sticks(topo, backend):

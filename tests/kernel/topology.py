@@ -84,12 +84,14 @@ class Topology:
         return _parse_reply(self.ns(ns).run(exchange))
 
     def udp(self, ns: str, ip: str, port: int, timeout: float = 5.0, source_port: int = 0) -> tuple[str, str]:
-        """One UDP request/answer from namespace `ns`: (pod name, source address the pod saw)."""
+        """One UDP request/answer from namespace `ns`: (pod name, source address the pod saw).
+        The socket is connected, so an ICMP port unreachable raises ConnectionRefusedError."""
         def exchange() -> str:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                 s.settimeout(timeout)
                 s.bind(("0.0.0.0", source_port))
-                s.sendto(b"hello\n", (ip, port))
+                s.connect((ip, port))
+                s.send(b"hello\n")
                 return s.recv(512).decode()
         return _parse_reply(self.ns(ns).run(exchange))
 
