@@ -28,7 +28,7 @@ from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 
 from . import names as n
 from .names import FILTER, NAT
-from .ruleset import ChainKey, Fragment, JumpRule, RenderOptions, Rules, Ruleset
+from .ruleset import ChainKey, Fragment, JumpRule, RenderOptions, Ruleset
 
 NODEPORTS_COMMENT = '"kubernetes service nodeports; NOTE: this must be the last rule in this chain"'
 

@@ -10,7 +10,7 @@ import pytest
 from kproxy.agent.backend import ApplyError
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 from kproxy.iptables import names
-from kproxy.iptables.backend import VARIANTS, IptablesBackend
+from kproxy.iptables.backend import IptablesBackend
 from kproxy.netns import NetNS
 from tests.kernel.topology import CLIENT_IP, NODE_IP, POD_PORT, single_node
 
