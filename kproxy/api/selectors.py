@@ -279,7 +279,7 @@ class _Parser:
         values: list[str] = []
         if self.peek() == ")":
             self.take()
-            return values
+            return [""]  # `in ()` is the set holding the empty value, as labels.Parse reads it
         while True:
             if self.peek() in (",", ")"):
                 values.append("")  # `in (a,)` admits the empty value, as Kubernetes does
