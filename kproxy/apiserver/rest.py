@@ -4,6 +4,7 @@ the single writer thread (so writes are serialised), reads on a small reader poo
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import json
 import logging
@@ -35,6 +36,7 @@ BODY_TYPES = ("application/json", "application/yaml", protobuf.MEDIA_TYPE)
 # Kinds whose DELETE answers with the deleted object rather than a Status, as in Kubernetes.
 RETURNS_DELETED_OBJECT = {("", "pods"), ("", "services"), ("", "serviceaccounts"), ("", "resourcequotas")}
 MAX_DEPTH = 100  # Kubernetes objects nest far less; deeper bodies are refused before any work
+ENCODE_CACHE_SIZE = 4096  # object versions whose watch encoding is shared between watchers
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ class RestHandler:
         self.fields = fields
         self.tables = tables
         self._watch_queues: set[watch.WatchQueue] = set()
+        self._encode_cache: collections.OrderedDict[tuple[int, str], str] = collections.OrderedDict()
         self._closing = False
 
     async def _read(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
@@ -105,6 +108,17 @@ class RestHandler:
 
     async def _write(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.writes, functools.partial(fn, *args, **kwargs))
+
+    def _encoded(self, key: tuple[int, str], obj: dict[str, Any]) -> str:
+        """JSON of an object version, encoded once for all watchers that receive it (the
+        object at one revision of one key is the same for every watcher)."""
+        text = self._encode_cache.get(key)
+        if text is None:
+            text = dumps(obj)
+            self._encode_cache[key] = text
+            if len(self._encode_cache) > ENCODE_CACHE_SIZE:
+                self._encode_cache.popitem(last=False)
+        return text
 
     def close_watches(self) -> None:
         """Ends every open watch stream (server shutdown)."""
@@ -335,7 +349,7 @@ class RestHandler:
         queue = watch.WatchQueue(loop, self.settings.watch_queue_limit)
         prefix = resource.store_prefix(ns)
         store = self.registry.store
-        initial: list[tuple[str, dict[str, Any]]] = []
+        initial: list[tuple[str, dict[str, Any], tuple[int, str]]] = []
         cancel: Callable[[], None] | None = None
         gone: sb.Gone | None = None
         try:
@@ -345,7 +359,7 @@ class RestHandler:
                 for kv in listed:
                     ev = watch.translate(sb.Event(sb.ADDED, kv.key, kv.value, kv.mod_revision), ls, fs)
                     if ev:
-                        initial.append(ev)
+                        initial.append((ev[0], ev[1], (kv.mod_revision, kv.key)))
                 last = revision
             else:
                 cancel = await self._read(store.watch, prefix, start, queue.push)
@@ -357,11 +371,12 @@ class RestHandler:
         include = request.query.get("includeObject", "Metadata")
         first = [True]
 
-        def frame(event_type: str, obj: dict[str, Any]) -> str:
-            if as_table and event_type != "ERROR" and event_type != "BOOKMARK":
+        def frame(event_type: str, obj: dict[str, Any], cache_key: tuple[int, str]) -> str:
+            if as_table:
                 obj = self.tables.render(resource, obj, include, with_columns=first[0])
                 first[0] = False
-            return dumps({"type": event_type, "object": obj}) + "\n"
+                return dumps({"type": event_type, "object": obj}) + "\n"
+            return f'{{"type":"{event_type}","object":{self._encoded(cache_key, obj)}}}\n'
 
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
                                                            "Cache-Control": "no-cache, private"})
@@ -374,7 +389,7 @@ class RestHandler:
                     f"too old resource version: {gone.requested} ({gone.oldest})")) + "\n").encode())
                 return response
             if initial:
-                await response.write("".join(frame(t, o) for t, o in initial).encode())
+                await response.write("".join(frame(t, o, k) for t, o, k in initial).encode())
             deadline = loop.time() + timeout if timeout else None
             next_bookmark = loop.time() + self.settings.bookmark_interval
             while not self._closing:
@@ -399,7 +414,7 @@ class RestHandler:
                     last = max(last, event.revision)
                     ev = watch.translate(event, ls, fs)
                     if ev:
-                        lines.append(frame(ev[0], ev[1]))
+                        lines.append(frame(ev[0], ev[1], (event.revision, event.key)))
                 if bookmarks and loop.time() >= next_bookmark:
                     lines.append(dumps(watch.bookmark(resource, last)) + "\n")
                     next_bookmark = loop.time() + self.settings.bookmark_interval

@@ -14,7 +14,6 @@ from typing import Any
 
 from kproxy.api import status as st
 from kproxy.api.resources import Resource
-from kproxy.apiserver.objects import with_resource_version
 from kproxy.store import base as sb
 
 
@@ -81,19 +80,23 @@ def translate(event: sb.Event, label_selector: Any, field_selector: Any) -> tupl
         return True
 
     new = event.value
-    if event.type == sb.DELETED:
-        return (sb.DELETED, with_resource_version(new, event.revision)) if matches(new) else None
-    if event.type == sb.ADDED:
-        return (sb.ADDED, with_resource_version(new, event.revision)) if matches(new) else None
-    now_matches = matches(new)
-    before_matches = matches(event.prev_value) if event.prev_value is not None else now_matches
-    if now_matches and before_matches:
-        return sb.MODIFIED, with_resource_version(new, event.revision)
-    if now_matches:
-        return sb.ADDED, with_resource_version(new, event.revision)
-    if before_matches:
-        return sb.DELETED, with_resource_version(new, event.revision)
-    return None
+    if event.type in (sb.DELETED, sb.ADDED):
+        kind = event.type if matches(new) else None
+    else:
+        now_matches = matches(new)
+        before_matches = matches(event.prev_value) if event.prev_value is not None else now_matches
+        if now_matches:
+            kind = sb.MODIFIED if before_matches else sb.ADDED
+        else:
+            kind = sb.DELETED if before_matches else None
+    if kind is None:
+        return None
+    # The store hands every watcher its own copy of the value, so it is stamped in place.
+    meta = new.get("metadata")
+    if not isinstance(meta, dict):
+        meta = new["metadata"] = {}
+    meta["resourceVersion"] = str(event.revision)
+    return kind, new
 
 
 def bookmark(resource: Resource, revision: int) -> dict[str, Any]:
