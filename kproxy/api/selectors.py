@@ -11,6 +11,7 @@ selector (requirements sorted by key, set values sorted).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -51,11 +52,8 @@ class Requirement:
         if op in (NOT_EQUALS, NOT_IN):
             return not present or labels[self.key] not in self.values
         if op in (GREATER_THAN, LESS_THAN):
-            if not present:
-                return False
-            try:
-                have = int(labels[self.key])
-            except ValueError:
+            have = _go_int(labels[self.key]) if present else None
+            if have is None:
                 return False
             want = int(self.values[0])
             return have > want if op == GREATER_THAN else have < want
@@ -71,6 +69,17 @@ class Requirement:
             return f"{self.key} {op} ({','.join(self.values)})"
         sym = {GREATER_THAN: ">", LESS_THAN: "<"}.get(op, op)
         return f"{self.key}{sym}{self.values[0]}"
+
+
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+
+
+def _go_int(text: str) -> int | None:
+    """The int64 `text` denotes as Go's strconv.ParseInt reads it (no spaces or underscores)."""
+    if not _INT_RE.fullmatch(text):
+        return None
+    n = int(text)
+    return n if -2**63 <= n < 2**63 else None
 
 
 def new_requirement(key: str, operator: str, values: list[str] | tuple[str, ...] = ()) -> Requirement:
@@ -91,11 +100,9 @@ def new_requirement(key: str, operator: str, values: list[str] | tuple[str, ...]
     elif operator in (GREATER_THAN, LESS_THAN):
         if len(values) != 1:
             raise SelectorError("values: Invalid value: for 'Gt', 'Lt' operators, exactly one value is required")
-        try:
-            int(values[0])
-        except ValueError:
+        if _go_int(values[0]) is None:
             raise SelectorError(f"values[0]: Invalid value: {values[0]!r}: "
-                                "for 'Gt', 'Lt' operators, the value must be an integer") from None
+                                "for 'Gt', 'Lt' operators, the value must be an integer")
     else:
         raise SelectorError(f'operator: Unsupported value: "{operator}"')
     for v in values:

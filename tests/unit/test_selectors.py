@@ -37,6 +37,7 @@ LABELS = {"app": "web", "tier": "front", "example.com/team": "net", "n": "5"}
     ("n>4", True),
     ("n<4", False),
     ("missing>1", False),
+    ("odd>1", False),                # "5_0" is not an integer label value
     ("app=", False),
     ("empty=", True),
     ("app in (web,)", True),
@@ -45,7 +46,7 @@ LABELS = {"app": "web", "tier": "front", "example.com/team": "net", "n": "5"}
     ("app notin ()", True),
 ])
 def test_label_selector_matching(text, expected):
-    labels = dict(LABELS, empty="")
+    labels = dict(LABELS, empty="", odd="5_0")
     assert parse_label_selector(text).matches(labels) is expected
 
 
@@ -69,6 +70,8 @@ def test_empty_selector_matches_none_labels():
     ("app=" + "x" * 64, "no more than 63 characters"),
     ("k" * 64 + "=v", "name part must be no more than 63 characters"),
     ("n>x", "must be an integer"),
+    ("n>5_0", "must be an integer"),
+    ("n<99999999999999999999", "must be an integer"),
     ("in", "expected: identifier"),
 ])
 def test_label_selector_errors(text, fragment):
