@@ -183,3 +183,52 @@ def normalized_ruleset(netns: str) -> dict[str, list[str]]:
                 table = []
         result[flavor] = lines
     return result
+
+
+class IptablesProbe:
+    """How the scenarios look at and break an iptables-mode node. Each mode has one such probe
+    (a later mode adds its own to PROBES): the scenarios stay the same for every mode."""
+
+    def rules_text(self, netns: str) -> str:
+        """Every rule kproxy holds in `netns`, as text that contains the Service IPs."""
+        flavor = agent_flavor(netns)
+        return iptables_save(netns, flavor, "nat") + iptables_save(netns, flavor, "filter")
+
+    def break_dispatch(self, netns: str) -> None:
+        """Deletes the Service dispatch by hand, as an admin's `iptables -F` would, and checks
+        that it is gone."""
+        flavor = agent_flavor(netns)
+        out = subprocess.run(
+            ["ip", "netns", "exec", netns, "sh", "-c",
+             f"iptables-{flavor} -w -t nat -F KUBE-SERVICES && iptables-{flavor} -w -t nat -S KUBE-SERVICES"],
+            capture_output=True, text=True, check=True).stdout
+        assert out.strip() == "-N KUBE-SERVICES", out
+
+    def seed_user_rules(self, netns: str) -> None:
+        """Rules that are not kproxy's, in both backends: cleanup must leave them."""
+        for flavor in IPTABLES_FLAVORS:
+            for rule in (["-t", "filter", "-A", "INPUT", "-p", "tcp", "--dport", "9999", "-j", "ACCEPT"],
+                         ["-t", "nat", "-A", "POSTROUTING", "-s", "10.9.9.0/24", "-j", "MASQUERADE"],
+                         ["-t", "filter", "-N", "USER-CHAIN"]):
+                subprocess.run(["ip", "netns", "exec", netns, f"iptables-{flavor}", "-w", *rule],
+                               check=True, capture_output=True)
+
+    def has_kproxy_rules(self, netns: str) -> bool:
+        try:
+            agent_flavor(netns)
+        except AssertionError:
+            return False
+        return True
+
+    def snapshot(self, netns: str) -> object:
+        return normalized_ruleset(netns)
+
+
+PROBES = {"iptables": IptablesProbe()}
+
+
+def probe_for(mode: str):
+    try:
+        return PROBES[mode]
+    except KeyError:
+        raise AssertionError(f"no kernel probe for mode {mode!r}: add one to tests/e2e/helpers.py PROBES") from None

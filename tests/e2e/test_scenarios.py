@@ -113,8 +113,8 @@ def test_nodeport_from_the_client_to_each_node(lab, scratch):
 
 
 def test_external_traffic_policy_local_reaches_only_local_pods(lab, scratch):
-    local1 = scratch.pod("n1", "node1")
-    local2 = scratch.pod("n2", "node2")
+    local1 = scratch.pod("n1", "node1", labels={"app": scratch.prefix, "side": scratch.name("n1")})
+    local2 = scratch.pod("n2", "node2", labels={"app": scratch.prefix, "side": scratch.name("n2")})
     svc = scratch.service(type="NodePort", externalTrafficPolicy="Local")
     port = node_port(svc)
     for node, pod in (("node1", local1), ("node2", local2)):
@@ -123,6 +123,17 @@ def test_external_traffic_policy_local_reaches_only_local_pods(lab, scratch):
         assert s.client_ips == {lab.plan.client.ip}, s
     # The ClusterIP (internal policy Cluster) still reaches both.
     wait_for_pods(lab.client_netns, cluster_ip(svc), 80, {local1.name, local2.name})
+    # A node without a local endpoint does not forward to a remote one.
+    one_sided = scratch.service("one", type="NodePort", externalTrafficPolicy="Local",
+                                selector={"side": scratch.name("n1")})
+    wait_for_pods(lab.client_netns, lab.plan.node("node1").ip, node_port(one_sided), {local1.name})
+    probe = helpers.probe_for(lab.state.mode)
+    node2 = lab.plan.node("node2")
+    helpers.poll(lambda: cluster_ip(one_sided) in probe.rules_text(node2.netns), 60,
+                 "node2 to program the one-sided Service")
+    # kube-proxy drops such traffic (no local endpoint), it does not reject it.
+    s = sample(lab.client_netns, node2.ip, node_port(one_sided), 3)
+    assert s.errors == {"Timeout": 3}, s
 
 
 def test_session_affinity_client_ip_sticks(lab, scratch):
@@ -215,25 +226,23 @@ def test_rules_deleted_by_hand_are_restored_within_a_sync_period(lab, scratch):
     svc = scratch.service()
     ip = cluster_ip(svc)
     wait_for_pods(lab.client_netns, ip, 80, {pod.name})
+    probe = helpers.probe_for(lab.state.mode)
     node1 = lab.plan.node("node1").netns
-    flavor = helpers.agent_flavor(node1)
-    flushed = subprocess.run(
-        ["ip", "netns", "exec", node1, "sh", "-c",
-         f"iptables-{flavor} -w -t nat -F KUBE-SERVICES && iptables-{flavor} -w -t nat -S KUBE-SERVICES"],
-        capture_output=True, text=True, check=True).stdout
-    assert flushed.strip() == "-N KUBE-SERVICES", flushed
+    probe.break_dispatch(node1)
     wait_for_pods(lab.client_netns, ip, 80, {pod.name}, timeout=SYNC_PERIOD_SECONDS + 15, n=5)
-    assert ip in helpers.iptables_save(node1, flavor)
+    assert ip in probe.rules_text(node1)
 
 
-def test_service_proxy_name_labelled_service_is_left_alone(lab, scratch):
+@pytest.mark.parametrize("label", ["service.kubernetes.io/service-proxy-name", "service.kubernetes.io/headless"])
+def test_labelled_service_is_left_alone(lab, scratch, label):
     pod = scratch.pod("a", "node1")
-    foreign = scratch.service("foreign", labels={"service.kubernetes.io/service-proxy-name": "someone-else"})
+    foreign = scratch.service("foreign", labels={label: "someone-else"})
     ours = scratch.service("ours")
     wait_for_pods(lab.client_netns, cluster_ip(ours), 80, {pod.name})
-    # Both Services were known to the agent before `ours` was served.
+    # Both Services were known to the agents before `ours` was served.
+    probe = helpers.probe_for(lab.state.mode)
     for node in lab.plan.nodes:
-        rules = helpers.iptables_save(node.netns, helpers.agent_flavor(node.netns))
+        rules = probe.rules_text(node.netns)
         assert cluster_ip(ours) in rules
         assert cluster_ip(foreign) not in rules
     with pytest.raises(TrafficError):
@@ -302,20 +311,16 @@ def test_graceful_pod_deletion_keeps_serving_until_nothing_is_ready(lab, scratch
 
 
 def test_cleanup_leaves_the_namespace_rules_as_before_the_agent(lab):
+    probe = helpers.probe_for(lab.state.mode)
     with nsutil.netns("cleanup") as ns:
-        for flavor in helpers.IPTABLES_FLAVORS:
-            for rule in (["-t", "filter", "-A", "INPUT", "-p", "tcp", "--dport", "9999", "-j", "ACCEPT"],
-                         ["-t", "nat", "-A", "POSTROUTING", "-s", "10.9.9.0/24", "-j", "MASQUERADE"],
-                         ["-t", "filter", "-N", "USER-CHAIN"]):
-                subprocess.run(["ip", "netns", "exec", ns, f"iptables-{flavor}", "-w", *rule],
-                               check=True, capture_output=True)
-        before = helpers.normalized_ruleset(ns)
+        probe.seed_user_rules(ns)
+        before = probe.snapshot(ns)
         agent = subprocess.Popen(lab.agent_argv("node1", ns), stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             helpers.poll(lambda: lab.healthz(ns)[0] == 200, 60, "the extra agent to be healthy")
-            helpers.poll(lambda: helpers.agent_flavor(ns), 30, "kproxy rules in the namespace")
-            assert helpers.normalized_ruleset(ns) != before
+            helpers.poll(lambda: probe.has_kproxy_rules(ns), 30, "kproxy rules in the namespace")
+            assert probe.snapshot(ns) != before
         finally:
             agent.terminate()
             try:
@@ -327,4 +332,4 @@ def test_cleanup_leaves_the_namespace_rules_as_before_the_agent(lab):
         result = subprocess.run([sys.executable, "-m", "kproxy", "cleanup", "--mode", lab.state.mode, "--netns", ns],
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
-        assert helpers.normalized_ruleset(ns) == before
+        assert probe.snapshot(ns) == before
