@@ -151,8 +151,9 @@ class EndpointsController(Controller):
         self.services.add_handler(Handlers(on_add=enqueue, on_update=lambda o, n: enqueue(n), on_delete=enqueue))
         self.pods.add_handler(Handlers(on_add=self._pod_changed, on_update=self._pod_updated,
                                        on_delete=self._pod_changed))
-        # someone else changing or deleting an Endpoints we manage: put it back
-        self.endpoints.add_handler(Handlers(on_update=lambda o, n: enqueue(n), on_delete=enqueue))
+        # Someone else changing or deleting an Endpoints we manage: put it back. Endpoints of
+        # Services without a selector (or without a Service yet) are the user's: not watched.
+        self.endpoints.add_handler(Handlers(on_update=lambda o, n: self._enqueue_if_managed(n), on_delete=enqueue))
 
     def watched(self):
         return [SERVICES, PODS, ENDPOINTS]
@@ -163,6 +164,11 @@ class EndpointsController(Controller):
 
     def _enqueue_obj(self, obj: dict) -> None:
         self.queue.add(f"{meta(obj).get('namespace')}/{meta(obj).get('name')}")
+
+    def _enqueue_if_managed(self, endpoints: dict) -> None:
+        service = self.services.get(meta(endpoints).get("name"), meta(endpoints).get("namespace"))
+        if service is not None and service_selector(service) is not None:
+            self._enqueue_obj(endpoints)
 
     def _pod_changed(self, pod: dict) -> None:
         ns, labels = meta(pod).get("namespace"), meta(pod).get("labels")

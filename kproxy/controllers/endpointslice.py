@@ -1,7 +1,7 @@
 """EndpointSlice controller: the slices of every Service with a selector follow its pods.
 
 Pure core (no I/O): `desired_endpoints(service, pods, zones)` groups one endpoint per eligible
-pod by its resolved port set; `plan_slices(service, desired, existing)` turns that into the
+pod by its resolved port set; `plan_slices(template, desired, existing)` turns that into the
 creates/updates/deletes that make the managed slices match, keeping endpoints in the slice
 they already live in (so one pod change rewrites one slice), at most 100 endpoints per slice,
 and producing no write when nothing changed. With no endpoints at all, one empty
@@ -155,27 +155,43 @@ class SlicePlan:
         return not (self.create or self.update or self.delete)
 
 
-def _slice_object(service: dict, key: PortKey, endpoints: list[dict], base: dict | None) -> dict:
+@dataclass(frozen=True)
+class SliceTemplate:
+    """What every slice of one owner carries besides its endpoints and ports."""
+
+    namespace: str
+    generate_name: str
+    labels: dict[str, str]
+    owner_references: list[dict]
+
+
+def service_template(service: dict) -> SliceTemplate:
+    return SliceTemplate(meta(service)["namespace"], meta(service)["name"] + "-", slice_labels(service),
+                         [owner_reference(service)])
+
+
+def _slice_object(template: SliceTemplate, key: PortKey, endpoints: list[dict], base: dict | None) -> dict:
     if base is not None:
         obj = {k: v for k, v in base.items() if k not in ("endpoints", "ports")}
         obj["metadata"] = dict(meta(base))
     else:
         obj = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-               "metadata": {"generateName": meta(service)["name"] + "-", "namespace": meta(service)["namespace"]}}
-    obj["metadata"]["labels"] = slice_labels(service)
-    obj["metadata"]["ownerReferences"] = [owner_reference(service)]
+               "metadata": {"generateName": template.generate_name, "namespace": template.namespace}}
+    obj["metadata"]["labels"] = dict(template.labels)
+    obj["metadata"]["ownerReferences"] = list(template.owner_references)
     obj["addressType"] = "IPv4"
     obj["endpoints"] = sorted(endpoints, key=endpoint_key)
     obj["ports"] = port_dicts(key)
     return obj
 
 
-def plan_slices(service: dict, desired: dict[PortKey, dict[str, dict]], existing: list[dict],
-                max_per_slice: int = MAX_ENDPOINTS_PER_SLICE) -> SlicePlan:
-    """The writes that make `existing` (this Service's managed slices) match `desired`."""
+def plan_slices(template: SliceTemplate, desired: dict[PortKey, dict[str, dict]], existing: list[dict],
+                max_per_slice: int = MAX_ENDPOINTS_PER_SLICE, *, placeholder: bool = True) -> SlicePlan:
+    """The writes that make `existing` (one owner's managed slices) match `desired`. With
+    `placeholder`, no endpoints at all still leaves one empty slice."""
     plan = SlicePlan()
     existing = sorted(existing, key=lambda s: meta(s).get("name") or "")
-    if not desired:
+    if not desired and placeholder:
         # Placeholder: exactly one slice with no endpoints and no ports.
         desired = {(): {}}
     by_key: dict[PortKey, list[dict]] = {}
@@ -208,13 +224,13 @@ def plan_slices(service: dict, desired: dict[PortKey, dict[str, dict]], existing
                 plan.delete.append(s)
                 continue
             placeholder_needed = False
-            want = _slice_object(service, key, kept, s)
+            want = _slice_object(template, key, kept, s)
             if _canonical_slice(want) != _canonical_slice(s):
                 plan.update.append(want)
         for i in range(0, len(leftovers), max_per_slice):
-            plan.create.append(_slice_object(service, key, leftovers[i:i + max_per_slice], None))
+            plan.create.append(_slice_object(template, key, leftovers[i:i + max_per_slice], None))
         if placeholder_needed:
-            plan.create.append(_slice_object(service, key, [], None))
+            plan.create.append(_slice_object(template, key, [], None))
     # Reuse slices about to be deleted for slices about to be created (as Kubernetes does):
     # fewer writes, stable names, and never a moment without a slice.
     while plan.delete and plan.create:
@@ -227,22 +243,25 @@ def plan_slices(service: dict, desired: dict[PortKey, dict[str, dict]], existing
     return plan
 
 
-def managed_slices(slices: Iterable[dict], namespace: str, service_name: str) -> list[dict]:
+def managed_slices(slices: Iterable[dict], namespace: str, service_name: str,
+                   managed_by: str = CONTROLLER_NAME) -> list[dict]:
     return [s for s in slices
             if meta(s).get("namespace") == namespace
             and (meta(s).get("labels") or {}).get(SERVICE_NAME_LABEL) == service_name
-            and (meta(s).get("labels") or {}).get(MANAGED_BY_LABEL) == CONTROLLER_NAME]
+            and (meta(s).get("labels") or {}).get(MANAGED_BY_LABEL) == managed_by]
 
 
 # -- the controller -----------------------------------------------------------------------
 
-class _WriteTracker:
-    """Remembers our own slice writes until the cache shows them, so a reconcile never acts
-    on a cache that has not seen them yet (which would create duplicate slices)."""
+class SliceWriter:
+    """Applies SlicePlans and remembers its own writes until the slice cache shows them, so a
+    reconcile never acts on a cache that has not seen them yet (which would create duplicate
+    slices): stale() is True while any recent write of that key is not visible."""
 
     TTL = 30.0
 
-    def __init__(self) -> None:
+    def __init__(self, client: Any) -> None:
+        self.client = client
         # service key -> list of (deadline, slice name, expectation, old resourceVersion)
         self._pending: dict[str, list[tuple[float, str, str, str | None]]] = {}
 
@@ -269,6 +288,25 @@ class _WriteTracker:
             self._pending.pop(svc_key, None)
         return bool(still)
 
+    async def apply(self, key: str, namespace: str, plan: SlicePlan) -> None:
+        # Creates and updates before deletes: endpoints that move are never absent.
+        for s in plan.create:
+            created = await self.client.create(ENDPOINT_SLICES, s, namespace)
+            self.expect(key, meta(created)["name"], "present")
+        for s in plan.update:
+            await self.client.update(ENDPOINT_SLICES, s)
+            self.expect(key, meta(s)["name"], "changed", meta(s).get("resourceVersion"))
+        for s in plan.delete:
+            try:
+                await self.client.delete(ENDPOINT_SLICES, meta(s)["name"], namespace)
+            except ApiError as exc:
+                if exc.code != 404:
+                    raise
+            self.expect(key, meta(s)["name"], "gone")
+        if not plan.empty:
+            log.debug("endpointslices of %s: %d created, %d updated, %d deleted", key, len(plan.create),
+                      len(plan.update), len(plan.delete))
+
 
 class EndpointSliceController(Controller):
     name = "endpointslice"
@@ -280,7 +318,7 @@ class EndpointSliceController(Controller):
         self.pods = informers.get(PODS)
         self.slices = informers.get(ENDPOINT_SLICES)
         self.nodes = informers.get(NODES)
-        self._tracker = _WriteTracker()
+        self.writer = SliceWriter(client)
         self.services.add_handler(Handlers(on_add=self._enqueue_obj, on_update=lambda o, n: self._enqueue_obj(n),
                                            on_delete=self._enqueue_obj))
         self.pods.add_handler(Handlers(on_add=self._pod_changed, on_update=self._pod_updated,
@@ -335,7 +373,7 @@ class EndpointSliceController(Controller):
 
     async def reconcile(self, key: str) -> None:
         namespace, name = key.split("/", 1)
-        if self._tracker.stale(key, self.slices.cache, namespace):
+        if self.writer.stale(key, self.slices.cache, namespace):
             raise RequeueAfter(0.05, "slice cache has not seen our last writes")
         existing = managed_slices(self.slices.list(namespace), namespace, name)
         service = self.services.get(name, namespace)
@@ -345,24 +383,6 @@ class EndpointSliceController(Controller):
             return  # user-managed slices
         else:
             desired = desired_endpoints(service, self.pods.list(namespace), self.zones())
-            plan = plan_slices(service, desired, existing)
-        await self._apply(key, namespace, plan)
+            plan = plan_slices(service_template(service), desired, existing)
+        await self.writer.apply(key, namespace, plan)
 
-    async def _apply(self, key: str, namespace: str, plan: SlicePlan) -> None:
-        # Creates and updates before deletes: endpoints that move are never absent.
-        for s in plan.create:
-            created = await self.client.create(ENDPOINT_SLICES, s, namespace)
-            self._tracker.expect(key, meta(created)["name"], "present")
-        for s in plan.update:
-            await self.client.update(ENDPOINT_SLICES, s)
-            self._tracker.expect(key, meta(s)["name"], "changed", meta(s).get("resourceVersion"))
-        for s in plan.delete:
-            try:
-                await self.client.delete(ENDPOINT_SLICES, meta(s)["name"], namespace)
-            except ApiError as exc:
-                if exc.code != 404:
-                    raise
-            self._tracker.expect(key, meta(s)["name"], "gone")
-        if not plan.empty:
-            log.debug("endpointslice %s: %d created, %d updated, %d deleted", key, len(plan.create),
-                      len(plan.update), len(plan.delete))

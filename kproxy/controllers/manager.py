@@ -9,6 +9,7 @@ from kproxy.controllers.base import SharedInformers
 from kproxy.controllers.endpoints import EndpointsController
 from kproxy.controllers.endpointslice import EndpointSliceController
 from kproxy.controllers.leaderelection import LeaderElector
+from kproxy.controllers.mirroring import EndpointSliceMirroringController
 from kproxy.controllers.namespace import NamespaceController
 from kproxy.controllers.node import NodeLifecycleController
 from kproxy.controllers.resourcequota import ResourceQuotaController
@@ -25,6 +26,7 @@ def build_controllers(client: Any, informers: SharedInformers, *, node_grace_per
         ServiceAccountController(client, informers),
         EndpointSliceController(client, informers),
         EndpointsController(client, informers),
+        EndpointSliceMirroringController(client, informers),
         ResourceQuotaController(client, informers),
         NodeLifecycleController(client, informers, grace_period=node_grace_period,
                                 monitor_period=node_monitor_period),

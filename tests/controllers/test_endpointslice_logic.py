@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from kproxy.controllers.endpoints import desired_endpoints_object, desired_subsets
 from kproxy.controllers.endpointslice import (
     CONTROLLER_NAME, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, desired_endpoints, plan_slices, pod_endpoint,
+    service_template,
 )
 
 
@@ -49,7 +50,7 @@ def apply_plan(plan, existing):
 
 
 def reconcile(service, pods, existing, zones=None):
-    plan = plan_slices(service, desired_endpoints(service, pods, zones or {}), existing)
+    plan = plan_slices(service_template(service), desired_endpoints(service, pods, zones or {}), existing)
     return plan, apply_plan(plan, existing)
 
 
