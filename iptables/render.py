@@ -30,6 +30,7 @@ from . import names as n
 from .names import FILTER, NAT
 from .ruleset import ChainKey, Fragment, JumpRule, RenderOptions, Ruleset
 
+LARGE_CLUSTER_ENDPOINTS = 1000  # kube-proxy's largeClusterEndpointsThreshold
 NODEPORTS_COMMENT = '"kubernetes service nodeports; NOTE: this must be the last rule in this chain"'
 
 
@@ -90,10 +91,21 @@ def _nodeport_ips(state: ProxyState) -> list[str] | None:
     return ips
 
 
+def is_large_cluster(state: ProxyState) -> bool:
+    """kube-proxy's large-cluster mode: above LARGE_CLUSTER_ENDPOINTS endpoints in total, the
+    per-endpoint rules carry no comment (they cost restore time and kernel memory at scale)."""
+    total = 0
+    for sp in state.services.values():
+        total += len(sp.endpoints)
+        if total > LARGE_CLUSTER_ENDPOINTS:
+            return True
+    return False
+
+
 def render_context(state: ProxyState, options: RenderOptions) -> tuple:
     """Everything outside a ServicePort that its fragment depends on."""
     return (_local_cidr(state.cluster_cidr), state.masquerade_all, state.masquerade_bit,
-            tuple(_ipv4(state.node_ips)), options)
+            tuple(_ipv4(state.node_ips)), options, is_large_cluster(state))
 
 
 # ------------------------------------------------------------------ per-ServicePort fragment
@@ -130,7 +142,7 @@ def _unique_endpoints(sp: ServicePort) -> ServicePort:
 
 def render_fragment(service: ServicePort, context: tuple) -> Fragment:
     """The chains and dispatch rules of one ServicePort (pure)."""
-    local_cidr, masquerade_all, masq_bit, node_ips, _options = context
+    local_cidr, masquerade_all, masq_bit, node_ips, _options, large = context
     sp = _unique_endpoints(service)
     b = _Builder()
     spn = n.service_port_name(sp)
@@ -270,19 +282,19 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
     uses_cluster_chain = bool(cluster_eps) and uses_cluster
     uses_local_chain = bool(local_eps) and uses_local
     if uses_cluster_chain:
-        _balance(b.chain(NAT, svc_chain), sp, spn, cluster_eps, sep_names, addresses)
+        _balance(b.chain(NAT, svc_chain), sp, spn, cluster_eps, sep_names, addresses, large)
     if uses_local_chain:
-        _balance(b.chain(NAT, svl_chain), sp, spn, local_eps, sep_names, addresses)
+        _balance(b.chain(NAT, svl_chain), sp, spn, local_eps, sep_names, addresses, large)
 
     # Endpoint chains.
     affinity = sp.session_affinity_timeout is not None
     for ep in reachable:
         sep = sep_names[id(ep)]
-        head = f"-m comment --comment {spn}"
+        head = "" if large else f"-m comment --comment {spn} "
         rules = b.chain(NAT, sep)
-        rules.append(f"{head} -s {ep.ip} -j {mark_masq}")
-        recent = f" -m recent --name {sep} --set" if affinity else ""
-        rules.append(f"{head}{recent} {match_proto} -j DNAT --to-destination {addresses[id(ep)]}")
+        rules.append(f"{head}-s {ep.ip} -j {mark_masq}")
+        recent = f"-m recent --name {sep} --set " if affinity else ""
+        rules.append(f"{head}{recent}{match_proto} -j DNAT --to-destination {addresses[id(ep)]}")
 
     return Fragment(
         service=service,
@@ -293,20 +305,23 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
 
 
 def _balance(rules: list[str], sp: ServicePort, spn: str, endpoints: tuple[Endpoint, ...],
-             sep_names: dict[int, str], addresses: dict[int, str]) -> None:
+             sep_names: dict[int, str], addresses: dict[int, str], large: bool) -> None:
     """Affinity checks, then the probability cascade 1/n, 1/(n-1), ..., last rule unconditional:
     every endpoint is chosen with probability 1/n."""
+    def comment(ep: Endpoint) -> str:
+        return "" if large else f'-m comment --comment "{spn} -> {addresses[id(ep)]}" '
+
     if sp.session_affinity_timeout is not None:
         for ep in endpoints:
             sep = sep_names[id(ep)]
-            rules.append(f'-m comment --comment "{spn} -> {addresses[id(ep)]}" -m recent --name {sep} '
-                         f'--rcheck --seconds {sp.session_affinity_timeout} --reap -j {sep}')
+            rules.append(f"{comment(ep)}-m recent --name {sep} "
+                         f"--rcheck --seconds {sp.session_affinity_timeout} --reap -j {sep}")
     count = len(endpoints)
     for i, ep in enumerate(endpoints):
         sep = sep_names[id(ep)]
-        stat = (f" -m statistic --mode random --probability {probability(count - i)}"
+        stat = (f"-m statistic --mode random --probability {probability(count - i)} "
                 if i < count - 1 else "")
-        rules.append(f'-m comment --comment "{spn} -> {addresses[id(ep)]}"{stat} -j {sep}')
+        rules.append(f"{comment(ep)}{stat}-j {sep}")
 
 
 # ------------------------------------------------------------------ static chains and jumps

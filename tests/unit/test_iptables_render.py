@@ -236,3 +236,23 @@ def test_an_endpoint_listed_twice_is_balanced_once():
     apply_restore(kernel, full_restore(rs))
     result = Tracer(rs).trace(fx.LOCAL_POD, "10.96.0.1", 80)
     assert result.outcomes == {"10.244.1.2:80": pytest.approx(0.5), "10.244.1.3:80": pytest.approx(0.5)}
+
+
+def _many(services: int, endpoints: int) -> ProxyState:
+    sps = [ServicePort("d", f"s{i}", "", "TCP", 80, cluster_ips=(f"10.96.3.{i + 1}",),
+                       endpoints=tuple(Endpoint(f"10.244.{i}.{j + 2}", 80) for j in range(endpoints)))
+           for i in range(services)]
+    return fx.state(sps)
+
+
+def test_large_cluster_mode_drops_per_endpoint_comments_like_kube_proxy():
+    small, large = render(_many(100, 10)), render(_many(101, 10))  # 1000 endpoints vs 1001+
+    sep = lambda rs: [r for (t, c), rules in rs.chains() if c.startswith("KUBE-SEP-") for r in rules]
+    assert all("--comment" in r for r in sep(small))
+    assert not any("--comment" in r for r in sep(large))
+    svc = [r for (t, c), rules in large.chains() if c.startswith("KUBE-SVC-") for r in rules]
+    assert not any("->" in r for r in svc)
+    result = Tracer(large).trace(fx.LOCAL_POD, "10.96.3.1", 80)
+    assert len(result.outcomes) == 10
+    # crossing the threshold changes every fragment
+    assert all(render(_many(101, 10), small).fragments[k] is not small.fragments[k] for k in small.fragments)
