@@ -4,7 +4,8 @@ Guarantees:
 - `cache` maps "ns/name" (or "name" for cluster-scoped resources) to the latest object seen.
 - Handlers see each real change once, in server order: on_add(obj), on_update(old, new),
   on_delete(obj). A relist (after 410 Gone) is diffed against the cache by resourceVersion,
-  so unchanged objects produce no calls and objects that vanished meanwhile produce on_delete.
+  so unchanged objects produce no calls, objects that vanished meanwhile produce on_delete,
+  and an object recreated meanwhile (new uid) produces on_delete(old) then on_add(new).
 - `synced` is set once the first list has been delivered to the handlers.
 - Connection errors and other failures never end run(): it retries with capped exponential
   backoff with jitter, resuming the watch from the last seen resourceVersion. Only stop()
@@ -46,6 +47,10 @@ def object_key(obj: dict) -> str:
 
 def resource_version(obj: dict) -> str | None:
     return (obj.get("metadata") or {}).get("resourceVersion")
+
+
+def _uid(obj: dict) -> str | None:
+    return (obj.get("metadata") or {}).get("uid")
 
 
 class Backoff:
@@ -182,6 +187,9 @@ class Informer:
         for key, obj in fresh.items():
             old = old_cache.get(key)
             if old is None:
+                await self._dispatch("on_add", obj)
+            elif _uid(old) != _uid(obj):  # deleted and recreated while we were not watching
+                await self._dispatch("on_delete", old)
                 await self._dispatch("on_add", obj)
             elif resource_version(old) != resource_version(obj):
                 await self._dispatch("on_update", old, obj)

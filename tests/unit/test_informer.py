@@ -338,3 +338,18 @@ def test_namespace_index_follows_events_and_relists():
     assert [o["metadata"]["name"] for o in inf.list("ns1")] == ["c"]  # after the relist
     assert inf.list("ns2") == []
     assert inf.get("c", "ns1")["metadata"]["resourceVersion"] == "9"
+
+
+def test_relist_reports_recreated_object_as_delete_then_add():
+    server = ScriptedServer()
+    old, new = pod("a", "1"), pod("a", "7")
+    old["metadata"]["uid"], new["metadata"]["uid"] = "uid-1", "uid-2"
+    server.lists = [([old], "1"), ([new], "7")]
+    server.scripts = [[line("ERROR", GONE)]]
+    rec = Recorder()
+
+    async def body(client):
+        return await run_until_idle(client, server, rec)
+
+    asyncio.run(with_server(server, body))
+    assert rec.calls == [("add", "a", "1"), ("delete", "a"), ("add", "a", "7")]
