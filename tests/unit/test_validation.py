@@ -431,3 +431,115 @@ def test_meta_helpers():
     assert meta.new_uid() != meta.new_uid()
     assert meta.parse_rfc3339(meta.now_rfc3339()).tzinfo is not None
     assert meta.parse_rfc3339(meta.now_rfc3339_micro()).microsecond >= 0
+
+
+# --- valid objects of every shape validate clean (no false rejections) ---------------------------
+
+_label_key = st.one_of(
+    st.from_regex(r"[a-zA-Z0-9]([-a-zA-Z0-9_.]{0,20}[a-zA-Z0-9])?", fullmatch=True),
+    st.from_regex(r"[a-z0-9]([-a-z0-9]{0,10}[a-z0-9])?(\.[a-z0-9]{1,8}){0,2}/[a-zA-Z0-9]([-a-zA-Z0-9_.]{0,10}[a-zA-Z0-9])?",
+                  fullmatch=True),
+)
+_label_value = st.one_of(st.just(""), st.from_regex(r"[a-zA-Z0-9]([-a-zA-Z0-9_.]{0,20}[a-zA-Z0-9])?", fullmatch=True))
+_dns_label = st.from_regex(r"[a-z]([-a-z0-9]{0,20}[a-z0-9])?", fullmatch=True)
+_port_name = st.from_regex(r"[a-z]([a-z0-9]|-(?=[a-z0-9])){0,14}", fullmatch=True).filter(lambda n: len(n) <= 15)
+
+
+@st.composite
+def valid_services(draw):
+    svc_type = draw(st.sampled_from(["ClusterIP", "NodePort", "LoadBalancer", "ExternalName", "Headless"]))
+    n = draw(st.integers(0 if svc_type in ("ExternalName", "Headless") else 1, 4))
+    numbers = draw(st.lists(st.integers(1, 65535), min_size=n, max_size=n, unique=True))
+    names_ = draw(st.lists(_dns_label, min_size=n, max_size=n, unique=True))
+    ports = []
+    for i, (number, name) in enumerate(zip(numbers, names_)):
+        port = {"port": number, "protocol": draw(st.sampled_from(["TCP", "UDP", "SCTP"]))}
+        if n > 1 or draw(st.booleans()):
+            port["name"] = name
+        target = draw(st.one_of(st.none(), st.integers(1, 65535), _port_name))
+        if target is not None:
+            port["targetPort"] = target
+        if svc_type in ("NodePort", "LoadBalancer") and draw(st.booleans()):
+            port["nodePort"] = 30000 + i
+        ports.append(port)
+    spec = {"selector": draw(st.dictionaries(_label_key, _label_value, max_size=3))}
+    if ports:
+        spec["ports"] = ports
+    if svc_type == "Headless":
+        spec["clusterIP"] = "None"
+    elif svc_type == "ExternalName":
+        spec.update(type="ExternalName", externalName=draw(st.sampled_from(["db.example.com", "db.example.com.", "x"])))
+    else:
+        spec["type"] = svc_type
+        if draw(st.booleans()):
+            spec["clusterIP"] = draw(st.sampled_from(["10.96.0.10", "10.100.1.2", "fd00::10"]))
+    if svc_type in ("NodePort", "LoadBalancer"):
+        spec["externalTrafficPolicy"] = draw(st.sampled_from(["Cluster", "Local"]))
+    if svc_type == "LoadBalancer" and draw(st.booleans()):
+        spec["loadBalancerSourceRanges"] = ["10.0.0.0/8", " 192.0.2.0/24 "]
+    if svc_type != "ExternalName" and draw(st.booleans()):
+        spec["externalIPs"] = ["192.0.2.10", "2001:db8::10"]
+    if draw(st.booleans()):
+        spec["sessionAffinity"] = "ClientIP"
+        if draw(st.booleans()):
+            spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": draw(st.integers(1, 86400))}}
+    if svc_type != "ExternalName" and draw(st.booleans()):
+        spec["internalTrafficPolicy"] = draw(st.sampled_from(["Cluster", "Local"]))
+    md = {"name": draw(_dns_label), "namespace": "default",
+          "labels": draw(st.dictionaries(_label_key, _label_value, max_size=3)),
+          "annotations": draw(st.dictionaries(_label_key, st.text(max_size=20), max_size=2))}
+    return {"apiVersion": "v1", "kind": "Service", "metadata": md, "spec": spec}
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_services())
+def test_valid_services_validate_clean(svc):
+    assert _causes(R.SERVICES, svc) == []
+
+
+@st.composite
+def valid_pods(draw):
+    n = draw(st.integers(1, 3))
+    cnames = draw(st.lists(_dns_label, min_size=n, max_size=n, unique=True))
+    containers = []
+    for i, name in enumerate(cnames):
+        k = draw(st.integers(0, 3))
+        pnames = draw(st.lists(_port_name, min_size=k, max_size=k, unique=True))
+        ports = [{"containerPort": draw(st.integers(1, 65535)), "name": pn,
+                  "protocol": draw(st.sampled_from(["TCP", "UDP", "SCTP"]))} for pn in pnames]
+        containers.append({"name": name, "image": draw(st.sampled_from(["nginx", "nginx:1.25", "reg.example:5000/a/b@sha256:" + "0" * 64])),
+                           "ports": ports,
+                           "env": [{"name": draw(st.from_regex(r"[A-Za-z_][A-Za-z0-9_.-]{0,10}", fullmatch=True)), "value": "v"}],
+                           "resources": {"limits": {"cpu": draw(st.sampled_from(["1", "500m", "0.5"])), "memory": "64Mi"}}})
+    spec = {"containers": containers, "restartPolicy": draw(st.sampled_from(["Always", "OnFailure", "Never"]))}
+    if draw(st.booleans()):
+        spec["nodeName"] = draw(st.sampled_from(["node-1", "worker.example.com"]))
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": draw(_dns_label) + ".x", "namespace": "default"},
+           "spec": spec}
+    if draw(st.booleans()):
+        pod["status"] = {"phase": "Running", "podIP": "10.244.1.5", "podIPs": [{"ip": "10.244.1.5"}, {"ip": "fd00::5"}],
+                         "conditions": [{"type": "Ready", "status": draw(st.sampled_from(["True", "False"])),
+                                         "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+    return pod
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_pods())
+def test_valid_pods_validate_clean(pod):
+    assert _causes(R.PODS, pod) == []
+
+
+@settings(max_examples=100)
+@given(st.sampled_from(["IPv4", "IPv6", "FQDN"]), st.integers(0, 5), st.integers(0, 4), st.data())
+def test_valid_endpoint_slices_validate_clean(address_type, n_endpoints, n_ports, data):
+    address = {"IPv4": lambda i: f"10.244.0.{i + 1}", "IPv6": lambda i: f"fd00::{i + 1:x}",
+               "FQDN": lambda i: f"pod-{i}.example.com"}[address_type]
+    endpoints = [{"addresses": [address(i)],
+                  "conditions": {k: data.draw(st.one_of(st.none(), st.booleans())) for k in ("ready", "serving", "terminating")},
+                  "nodeName": "node-1", "zone": "a"} for i in range(n_endpoints)]
+    names_ = data.draw(st.lists(_dns_label, min_size=n_ports, max_size=n_ports, unique=True))
+    ports = [{"name": name, "port": data.draw(st.one_of(st.none(), st.integers(1, 65535))),
+              "protocol": data.draw(st.sampled_from(["TCP", "UDP", "SCTP"]))} for name in names_]
+    es = {"metadata": {"name": "web-" + data.draw(_dns_label), "namespace": "default"},
+          "addressType": address_type, "endpoints": endpoints, "ports": ports}
+    assert _causes(R.ENDPOINT_SLICES, es) == []
