@@ -345,6 +345,11 @@ class RestHandler:
                 raise st.bad_request(f"invalid resourceVersion {rv_text!r}: must not be negative")
         timeout = _query_int(request.query, "timeoutSeconds")
         bookmarks = _query_bool(request.query.get("allowWatchBookmarks"))
+        # WatchList (sendInitialEvents=true): the current state first, whatever the RV, then
+        # a bookmark that marks the end of the initial events.
+        send_initial = _query_bool(request.query.get("sendInitialEvents"))
+        if send_initial:
+            start = None
         loop = asyncio.get_running_loop()
         queue = watch.WatchQueue(loop, self.settings.watch_queue_limit)
         prefix = resource.store_prefix(ns)
@@ -390,6 +395,8 @@ class RestHandler:
                 return response
             if initial:
                 await response.write("".join(frame(t, o, k) for t, o, k in initial).encode())
+            if send_initial and bookmarks:
+                await response.write((dumps(watch.bookmark(resource, last, initial_events_end=True)) + "\n").encode())
             deadline = loop.time() + timeout if timeout else None
             next_bookmark = loop.time() + self.settings.bookmark_interval
             while not self._closing:

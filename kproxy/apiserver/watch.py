@@ -99,10 +99,14 @@ def translate(event: sb.Event, label_selector: Any, field_selector: Any) -> tupl
     return kind, new
 
 
-def bookmark(resource: Resource, revision: int) -> dict[str, Any]:
-    return {"type": "BOOKMARK", "object": {
-        "kind": resource.kind, "apiVersion": resource.group_version,
-        "metadata": {"resourceVersion": str(revision)}}}
+def bookmark(resource: Resource, revision: int, initial_events_end: bool = False) -> dict[str, Any]:
+    """A BOOKMARK event: only the kind and the resourceVersion up to which the watcher has
+    seen everything (plus the WatchList end-of-initial-events annotation when asked)."""
+    meta: dict[str, Any] = {"resourceVersion": str(revision)}
+    if initial_events_end:
+        meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+    return {"type": "BOOKMARK", "object": {"kind": resource.kind, "apiVersion": resource.group_version,
+                                           "metadata": meta}}
 
 
 def expired(message: str) -> dict[str, Any]:

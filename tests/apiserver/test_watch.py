@@ -134,3 +134,19 @@ def test_slow_watcher_gets_expired_and_never_blocks_writers(tmp_path):
             assert w2.next()["object"]["metadata"]["name"] == "after"
     finally:
         server.stop()
+
+
+def test_send_initial_events_ends_with_a_marked_bookmark(api):
+    api.ok("POST", SVCS, svc("one"))
+    with api.watch(f"{SVCS}?watch=1&sendInitialEvents=true&allowWatchBookmarks=true"
+                   f"&resourceVersionMatch=NotOlderThan") as w:
+        seen = []
+        while True:
+            ev = w.next()
+            if ev["type"] == "BOOKMARK":
+                break
+            seen.append(ev["object"]["metadata"]["name"])
+        assert "one" in seen
+        assert ev["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+        api.ok("POST", SVCS, svc("two"))
+        assert w.next()["object"]["metadata"]["name"] == "two"
