@@ -5,11 +5,11 @@ Uses no apiserver internals; works against kproxy's apiserver and a real Kuberne
 from kproxy.api.status import ApiError
 from kproxy.client.errors import ApiConnectionError
 from kproxy.client.informer import Informer, object_key
-from kproxy.client.kubeconfig import ClusterConfig, KubeconfigError, load_kubeconfig
+from kproxy.client.kubeconfig import ClusterConfig, KubeconfigError, in_cluster_config, load_kubeconfig
 from kproxy.client.rest import ApiClient
 from kproxy.client.sync import Client
 
 __all__ = [
     "ApiClient", "ApiConnectionError", "ApiError", "Client", "ClusterConfig", "Informer",
-    "KubeconfigError", "load_kubeconfig", "object_key",
+    "KubeconfigError", "in_cluster_config", "load_kubeconfig", "object_key",
 ]

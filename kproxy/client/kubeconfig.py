@@ -184,6 +184,29 @@ def parse_kubeconfig(doc: Any, *, base_dir: str = ".", context: str | None = Non
     )
 
 
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def in_cluster_config(env: dict[str, str] | None = None, sa_dir: str = SERVICE_ACCOUNT_DIR) -> ClusterConfig:
+    """The config of a pod inside a cluster: KUBERNETES_SERVICE_HOST/PORT and the mounted
+    service account token, CA and namespace (as client-go's InClusterConfig)."""
+    env = os.environ if env is None else env
+    host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port:
+        raise KubeconfigError("not running in a cluster: KUBERNETES_SERVICE_HOST/PORT are not set")
+    token = (_read_optional(os.path.join(sa_dir, "token")) or b"").decode().strip()
+    if not token:
+        raise KubeconfigError(f"service account token {sa_dir}/token is empty")
+    namespace = "default"
+    ns_file = os.path.join(sa_dir, "namespace")
+    if os.path.exists(ns_file):
+        namespace = (_read_optional(ns_file) or b"default").decode().strip() or "default"
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    return ClusterConfig(server=f"https://{host}:{port}", namespace=namespace,
+                         certificate_authority=os.path.join(sa_dir, "ca.crt"), token=token)
+
+
 def _named(doc: dict, list_key: str, item_key: str, name: str, source: str) -> dict:
     for entry in doc.get(list_key) or []:
         if isinstance(entry, dict) and entry.get("name") == name:

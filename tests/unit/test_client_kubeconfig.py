@@ -8,7 +8,7 @@ import ssl
 import pytest
 import yaml
 
-from kproxy.client.kubeconfig import KubeconfigError, load_kubeconfig, parse_kubeconfig
+from kproxy.client.kubeconfig import KubeconfigError, in_cluster_config, load_kubeconfig, parse_kubeconfig
 
 
 def doc(**over):
@@ -133,3 +133,19 @@ def test_ssl_context_bad_client_key_is_one_line_error():
                                            "client-key-data": base64.b64encode(b"garbage").decode()}}])
     with pytest.raises(KubeconfigError, match="client certificate/key cannot be loaded"):
         parse_kubeconfig(d).ssl_context()
+
+
+def test_in_cluster_config(tmp_path):
+    (tmp_path / "token").write_text("sa-token\n")
+    (tmp_path / "namespace").write_text("kube-system")
+    (tmp_path / "ca.crt").write_bytes(_self_signed()[0])
+    cfg = in_cluster_config({"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}, str(tmp_path))
+    assert (cfg.server, cfg.token, cfg.namespace) == ("https://10.96.0.1:443", "sa-token", "kube-system")
+    assert cfg.certificate_authority == str(tmp_path / "ca.crt")
+    assert cfg.ssl_context() is not None
+    v6 = in_cluster_config({"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "443"}, str(tmp_path))
+    assert v6.server == "https://[fd00::1]:443"
+    with pytest.raises(KubeconfigError, match="not running in a cluster"):
+        in_cluster_config({}, str(tmp_path))
+    with pytest.raises(KubeconfigError, match="cannot read"):
+        in_cluster_config({"KUBERNETES_SERVICE_HOST": "h", "KUBERNETES_SERVICE_PORT": "1"}, str(tmp_path / "none"))
