@@ -191,3 +191,61 @@ def test_sync_client_blocks_and_raises():
     finally:
         state["loop"].call_soon_threadsafe(state["loop"].stop)
         t.join(10)
+
+
+class Streaming:
+    """Answers a watch with `chunks` (bytes written one by one), then closes the stream."""
+
+    def __init__(self, chunks):
+        self.chunks = chunks
+
+    async def handle(self, request):
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        for chunk in self.chunks:
+            await resp.write(chunk)
+            await asyncio.sleep(0.01)
+        return resp
+
+
+def watch_all(chunks):
+    async def main():
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", Streaming(chunks).handle)
+        runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        events, error = [], None
+        try:
+            async with ApiClient(ClusterConfig(server=f"http://127.0.0.1:{runner.addresses[0][1]}")) as c:
+                try:
+                    async for etype, obj in c.watch(PODS, "default", resource_version="5"):
+                        events.append((etype, obj["metadata"]["name"]))
+                except ApiError as exc:
+                    error = exc
+        finally:
+            await runner.cleanup()
+        return events, error
+
+    return asyncio.run(main())
+
+
+def ev(etype, name):
+    return json.dumps({"type": etype, "object": {"metadata": {"name": name}}}).encode() + b"\n"
+
+
+def test_watch_stream_end_just_ends_iteration():
+    data = ev("ADDED", "a") + ev("MODIFIED", "a") + b"\n" + ev("DELETED", "a")
+    events, error = watch_all([data[:7], data[7:50], data[50:]])
+    assert events == [("ADDED", "a"), ("MODIFIED", "a"), ("DELETED", "a")]
+    assert error is None
+
+
+def test_watch_error_events_raise_with_their_status():
+    status_500 = {"kind": "Status", "status": "Failure", "code": 500, "reason": "InternalError", "message": "x"}
+    events, error = watch_all([ev("ADDED", "a"), json.dumps({"type": "ERROR", "object": status_500}).encode() + b"\n",
+                               ev("ADDED", "never")])
+    assert events == [("ADDED", "a")]
+    assert error.code == 500
+    events, error = watch_all([b"{not json}\n"])
+    assert events == [] and error.code == 500 and "malformed watch event" in str(error)
