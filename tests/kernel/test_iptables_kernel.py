@@ -164,7 +164,10 @@ def test_partial_sync_applies_only_the_change(topo, backend):
 
 
 def test_full_restore_is_idempotent(topo, backend):
-    st = state(service("web", "10.96.0.10", [ep(topo, "a"), ep(topo, "b")], node_port=30080))
+    st = state(service("web", "10.96.0.10", [ep(topo, "a"), ep(topo, "b")], node_port=30080),
+               service("sctp", "10.96.0.12", [ep(topo, "c")], protocol="SCTP", session_affinity_timeout=60),
+               service("lb", "10.96.0.13", [ep(topo, "c", local=False)], node_port=30081, external_policy_local=True,
+                       load_balancer_ips=("198.51.100.7",), load_balancer_source_ranges=("10.0.0.0/8",)))
     ruleset = sync(backend, st)
     once = save(backend)
     backend.apply(ruleset, None)

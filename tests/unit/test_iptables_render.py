@@ -66,7 +66,7 @@ def service_ports(draw, index):
     lb = draw(st.sampled_from([(), (f"198.51.100.{index + 1}",)]))
     return ServicePort(
         namespace=draw(st.sampled_from(["default", "kube-system"])), name=f"svc{index}",
-        port_name=draw(st.sampled_from(["", "http"])), protocol=draw(st.sampled_from(["TCP", "UDP"])),
+        port_name=draw(st.sampled_from(["", "http"])), protocol=draw(st.sampled_from(["TCP", "UDP", "SCTP"])),
         port=draw(st.sampled_from([80, 53, 443])), cluster_ips=(f"10.96.1.{index + 1}",),
         node_port=node_port, external_ips=draw(st.sampled_from([(), (f"192.0.2.{index + 1}",)])),
         load_balancer_ips=lb,
