@@ -43,6 +43,7 @@ from .ruleset import JumpRule, RenderOptions, Ruleset
 from .save import OwnedView, SavedTable, owned_view, parse_save
 
 LOCK_WAIT_SECONDS = 5
+COMMAND_TIMEOUT_SECONDS = 1800  # iptables-nft-restore of ~100k chains takes many minutes
 LOCK_RETRIES = 3
 LOCK_MESSAGE = "holding the xtables lock"
 _ERROR_LINE = re.compile(r"(?:Error occurred at line: (\d+))|(?:line (\d+) failed)")
@@ -182,18 +183,28 @@ class IptablesBackend(Backend):
                            detail=f"{self.variant.name}: {len(text.splitlines())} restore lines")
 
     def _save_tables(self) -> dict[str, SavedTable]:
-        """The kernel's filter and nat tables (one iptables-save each; only on full syncs)."""
+        """The kernel's filter and nat tables (one iptables-save each; only on full syncs).
+        A failed save raises ApplyError: guessing "empty" would re-insert existing jump rules."""
         out: dict[str, SavedTable] = {}
         for table in TABLES:
-            res = self.netns.command([self.variant.save, "-t", table], check=False, timeout=300)
-            if res.returncode == 0:
-                out.update(parse_save(res.stdout))
+            res = self._run([self.variant.save, "-t", table])
+            if res.returncode != 0:
+                raise ApplyError(f"{self.variant.save} -t {table}: {res.stderr.strip() or 'failed'}")
+            out.update(parse_save(res.stdout))
         return out
+
+    def _run(self, argv: list[str], text: str | None = None) -> subprocess.CompletedProcess:
+        try:
+            return self.netns.command(argv, input=text, check=False, timeout=COMMAND_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            raise ApplyError(f"{argv[0]} did not finish within {COMMAND_TIMEOUT_SECONDS}s") from None
+        except OSError as exc:
+            raise ApplyError(f"{argv[0]}: {exc.strerror or exc}") from None
 
     def _restore(self, text: str) -> None:
         argv = [self.variant.restore, "--noflush", "-w", str(LOCK_WAIT_SECONDS)]
         for attempt in range(LOCK_RETRIES):
-            res = self.netns.command(argv, input=text, check=False, timeout=300)
+            res = self._run(argv, text)
             if res.returncode == 0:
                 return
             if LOCK_MESSAGE in res.stderr and attempt + 1 < LOCK_RETRIES:
@@ -212,7 +223,7 @@ class IptablesBackend(Backend):
     # ------------------------------------------------------------------ inspect / cleanup
 
     def inspect(self) -> Inspection:
-        res = self.netns.command([self.variant.save, "-c"], check=False, timeout=120)
+        res = self._run([self.variant.save, "-c"])
         if res.returncode != 0:
             raise ApplyError(f"{self.variant.save}: {res.stderr.strip()}")
         return Inspection(self.variant.name, owned_view(parse_save(res.stdout)))
@@ -221,14 +232,13 @@ class IptablesBackend(Backend):
         for variant in VARIANTS.values():
             if not variant.available():
                 continue
-            res = self.netns.command([variant.save], check=False, timeout=120)
+            res = self._run([variant.save])
             if res.returncode != 0:
-                continue
+                continue  # this variant cannot work here, so it holds nothing of ours
             text = cleanup_restore(owned_view(parse_save(res.stdout)))
             if not text:
                 continue
-            out = self.netns.command([variant.restore, "--noflush", "-w", str(LOCK_WAIT_SECONDS)],
-                                     input=text, check=False, timeout=300)
+            out = self._run([variant.restore, "--noflush", "-w", str(LOCK_WAIT_SECONDS)], text)
             if out.returncode != 0:
                 raise ApplyError(describe_restore_error(variant.restore, text, out.stderr))
 

@@ -142,7 +142,7 @@ def _unique_endpoints(sp: ServicePort) -> ServicePort:
 
 def render_fragment(service: ServicePort, context: tuple) -> Fragment:
     """The chains and dispatch rules of one ServicePort (pure)."""
-    local_cidr, masquerade_all, masq_bit, node_ips, _options, large = context
+    local_cidr, masquerade_all, _masq_bit, node_ips, _options, large = context
     sp = _unique_endpoints(service)
     b = _Builder()
     spn = n.service_port_name(sp)
