@@ -256,3 +256,20 @@ def test_large_cluster_mode_drops_per_endpoint_comments_like_kube_proxy():
     assert len(result.outcomes) == 10
     # crossing the threshold changes every fragment
     assert all(render(_many(101, 10), small).fragments[k] is not small.fragments[k] for k in small.fragments)
+
+
+def test_full_restore_deletes_only_stale_service_chains_and_inserts_missing_jumps_after_declaring():
+    rs = render(fx.state())
+    existing = {"nat": {"KUBE-SVC-STALESTALESTALE", "KUBE-SERVICES", "DOCKER", "PREROUTING"},
+                "filter": {"KUBE-SEP-GONEGONEGONEGONE", "INPUT"}}
+    jumps = [j for j in rs.jumps if j.chain in ("PREROUTING", "INPUT")]
+    lines = full_restore(rs, existing, jumps).splitlines()
+    assert "-X KUBE-SVC-STALESTALESTALE" in lines and "-X KUBE-SEP-GONEGONEGONEGONE" in lines
+    assert lines.index(":KUBE-SVC-STALESTALESTALE - [0:0]") < lines.index("-X KUBE-SVC-STALESTALESTALE")
+    assert not any("DOCKER" in line or line.startswith((":PREROUTING", ":INPUT")) for line in lines)
+    inserts = [line for line in lines if line.startswith("-I ")]
+    assert '-I PREROUTING 1 -m comment --comment "kubernetes service portals" -j KUBE-SERVICES' in inserts
+    assert len(inserts) == len(jumps)
+    nat_start = lines.index("*nat")
+    last_decl = max(i for i, line in enumerate(lines) if line.startswith(":") and i > nat_start)
+    assert all(lines.index(line) > last_decl for line in inserts if "PREROUTING" in line)
