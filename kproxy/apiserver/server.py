@@ -344,7 +344,6 @@ async def serve(config: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server.deps.report_fallbacks()
     try:
         await server.start()
         await stop.wait()
