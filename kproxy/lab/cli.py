@@ -6,7 +6,13 @@ import json
 
 from kproxy.cli.main import CLIError
 from kproxy.lab import demo, topology
+from kproxy.api.status import ApiError
+from kproxy.client.errors import ApiConnectionError
 from kproxy.lab.lab import DEFAULT_BASE_DIR, Lab, LabError
+from kproxy.lab.netsetup import NetSetupError
+
+# Failures the lab expects and reports as one line (exit 1).
+EXPECTED_ERRORS = (LabError, NetSetupError, ApiError, ApiConnectionError)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             if args.requests < 1:
                 raise CLIError("--requests must be at least 1", code=2)
             return demo.run_demo(args.name, args.base_dir, args.mode, args.requests)
-    except LabError as exc:
+    except EXPECTED_ERRORS as exc:
         raise CLIError(str(exc)) from None
     raise CLIError(f"unknown action {action!r}", code=2)
 

@@ -254,6 +254,10 @@ class Lab:
         except PlanError as exc:
             raise LabError(str(exc)) from None
         require_root()
+        from kproxy.agent import backend
+
+        if mode not in backend.names():
+            raise LabError(f"unknown mode {mode!r}; known: {', '.join(backend.names())}")
         if os.path.exists(self.state_file):
             raise LabError(f"lab {self.name!r} is already up ({self.state_file}); run `kproxy lab down --name {self.name}` first")
         present = [ns for ns in self._plan.namespaces if netsetup.namespace_exists(ns)]
@@ -489,12 +493,16 @@ class Lab:
                         ip=plan.ip, port=port, labels=dict(labels or {}), ready=ready)
         state.pods[key] = rec
         self._save()
-        netsetup.create_pod_network(plan, self.plan.node(node))
-        rec.process = self._spawn(
-            ["ip", "netns", "exec", plan.netns, sys.executable, "-m", "kproxy.lab.echo",
-             "--name", name, "--port", str(port)], f"pod-{namespace}-{name}.log", ["kproxy.lab.echo", name])
-        self._save()
-        wait_until(lambda: self._echo_answers(rec), 30, f"the echo server of pod {key}")
+        try:
+            netsetup.create_pod_network(plan, self.plan.node(node))
+            rec.process = self._spawn(
+                ["ip", "netns", "exec", plan.netns, sys.executable, "-m", "kproxy.lab.echo",
+                 "--name", name, "--port", str(port)], f"pod-{namespace}-{name}.log", ["kproxy.lab.echo", name])
+            self._save()
+            wait_until(lambda: self._echo_answers(rec), 30, f"the echo server of pod {key}")
+        except BaseException:
+            self._remove_pod(rec)  # no half-made pod stays behind
+            raise
         obj = {
             "metadata": {"name": name, "namespace": namespace, "labels": dict(rec.labels)},
             "spec": {

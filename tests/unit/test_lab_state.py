@@ -73,3 +73,12 @@ def test_cli_without_action_is_one_line(capsys):
 
     assert main(["lab"]) == 2
     assert "missing action" in capsys.readouterr().err
+
+
+def test_cli_unknown_mode_is_one_line(tmp_path, capsys):
+    from kproxy.cli.main import main
+
+    assert main(["lab", "up", "--mode", "nosuchmode", "--name", "x", "--base-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown mode 'nosuchmode'" in err[0]
+    assert not (tmp_path / "x" / "state.json").exists()
