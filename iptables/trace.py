@@ -7,15 +7,17 @@ after DNAT, filter KUBE-SERVICES, KUBE-EXTERNAL-SERVICES, KUBE-NODEPORTS and KUB
 its probability, so the result is the exact distribution over outcomes. `-m recent --rcheck`
 matches only for the recent-list names given in `recent` (simulating a remembered client).
 
-It understands exactly the matches and targets render.py writes; anything else raises
-TraceError, so a renderer change the tracer does not model cannot pass silently.
+It understands exactly the matches and targets render.py writes (also in the normalized form
+iptables-save prints them, so `Tracer(kernel_chains(inspection))` traces what the kernel really
+holds); anything else raises TraceError, so a renderer change the tracer does not model cannot
+pass silently.
 """
 from __future__ import annotations
 
 import ipaddress
 import shlex
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Mapping, Sequence
 
 from . import names as n
 from .names import FILTER, NAT
@@ -79,12 +81,12 @@ def _parse_rule(text: str) -> _Rule:
         if w == "-m":
             i += 2  # module loads carry no condition by themselves
             continue
-        if w in ("--comment", "--mode", "--name", "--seconds"):
+        if w in ("--comment", "--mode", "--name", "--seconds", "--mask"):
             if w == "--name":
                 matches.append(("recent-name", words[i + 1], ""))
             i += 2
             continue
-        if w in ("--set", "--reap"):
+        if w in ("--set", "--reap", "--rsource"):
             if w == "--set":
                 matches.append(("recent-set", "", ""))
             i += 1
@@ -115,8 +117,9 @@ class Tracer:
     """Traces packets through one Ruleset. `local_addresses` are the node's own addresses
     (addrtype LOCAL); 127.0.0.0/8 is always local."""
 
-    def __init__(self, ruleset: Ruleset, local_addresses: Iterable[str] = ()) -> None:
-        self.chains = ruleset.chain_map()
+    def __init__(self, ruleset: Ruleset | Mapping[tuple[str, str], Sequence[str]],
+                 local_addresses: Iterable[str] = ()) -> None:
+        self.chains = ruleset.chain_map() if isinstance(ruleset, Ruleset) else dict(ruleset)
         self.local = set(local_addresses)
         self._parsed: dict[str, _Rule] = {}
 
@@ -226,3 +229,10 @@ def trace(ruleset: Ruleset, src: str, dst: str, dport: int, proto: str = "tcp",
           local_addresses: Iterable[str] = (), recent: Iterable[str] = ()) -> TraceResult:
     """One-shot trace; see Tracer."""
     return Tracer(ruleset, local_addresses).trace(src, dst, dport, proto, recent)
+
+
+def kernel_chains(view) -> dict[tuple[str, str], tuple[str, ...]]:
+    """Our chains as the kernel holds them (an OwnedView from IptablesBackend.inspect().view),
+    in the form Tracer accepts."""
+    return {(table, chain): tuple(rule.text for rule in rules)
+            for table, chains in view.chains.items() for chain, rules in chains.items()}

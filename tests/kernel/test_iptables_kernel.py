@@ -289,3 +289,20 @@ def test_sequence_of_partial_syncs_matches_full_syncs_in_the_kernel(topo, backen
         backend.apply(ruleset, None)
         assert save(backend) == after_partial
         previous = ruleset
+
+
+def test_tracing_the_kernels_rules_gives_the_rendered_outcomes(backend):
+    """What the kernel holds (read back with iptables-save) routes every fixture case exactly as
+    the rendered ruleset does: the kernel applied our rules with their meaning intact."""
+    from kproxy.iptables.trace import Tracer, kernel_chains
+    from tests.golden import iptables_services as fx
+    from tests.unit.test_iptables_trace import CASES
+    rendered = sync(backend, fx.state())
+    kernel = Tracer(kernel_chains(backend.inspect().view), local_addresses=[fx.NODE_IP])
+    model = Tracer(rendered, local_addresses=[fx.NODE_IP])
+    for case, src, dst, dport, proto, expected, _ in CASES:
+        got, want = kernel.trace(src, dst, dport, proto), model.trace(src, dst, dport, proto)
+        assert set(got.outcomes) == expected, case
+        assert got.masquerade == want.masquerade, case
+        for outcome, p in want.outcomes.items():
+            assert got.outcomes[outcome] == pytest.approx(p, abs=1e-6), case
