@@ -59,6 +59,12 @@ def nesting_depth(value: Any) -> int:
     return deepest
 
 
+def warning_header(text: str) -> str:
+    """A Warning header value as Kubernetes sends it: code 299, agent "-", quoted text."""
+    quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'299 - "{quoted}"'
+
+
 def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
@@ -207,12 +213,12 @@ class RestHandler:
 
     def _respond(self, request: web.Request, resource: Resource, obj: dict[str, Any], status: int = 200,
                  warnings: list[str] | None = None) -> web.Response:
-        headers = {}
-        if warnings:
-            headers["Warning"] = ", ".join(f'299 - "{w}"' for w in warnings)
         if wants_table(request.headers.get("Accept", "")):
             obj = self.tables.render(resource, obj, include_object=request.query.get("includeObject", "Metadata"))
-        return json_response(obj, status, headers or None)
+        response = json_response(obj, status)
+        for text in warnings or ():
+            response.headers.add("Warning", warning_header(text))
+        return response
 
     # ------------------------------------------------------------------ verbs
     async def _get(self, request: web.Request, resource: Resource, ns: str | None, name: str) -> web.Response:

@@ -215,3 +215,13 @@ def test_create_commands_that_send_protobuf(kubectl):
     assert kubectl.json("get", "secret", "creds", "-n", "made")["data"] == {"user": "YWRtaW4="}
     assert kubectl.json("get", "quota", "counts", "-n", "made")["spec"]["hard"] == {"pods": "5"}
     assert kubectl.json("get", "sa", "robot", "-n", "made")["metadata"]["name"] == "robot"
+
+
+def test_validate_warn_prints_each_unknown_field(kubectl):
+    manifest = ("apiVersion: v1\nkind: Service\nmetadata: {name: w, namespace: default}\n"
+                "spec:\n  ports: [{port: 80}]\n  bogus: 1\n  other: 2\n")
+    proc = subprocess.run([KUBECTL, "apply", "--validate=warn", "-f", "-"], input=manifest, capture_output=True,
+                          text=True, env=kubectl.env)
+    assert proc.returncode == 0, proc.stderr
+    assert 'Warning: unknown field "spec.bogus"' in proc.stderr
+    assert 'Warning: unknown field "spec.other"' in proc.stderr
