@@ -71,3 +71,11 @@ def test_sigterm_ends_open_watches_and_exits(tmp_path):
     finally:
         w.close()
         server.stop()
+
+
+def test_port_in_use_is_a_one_line_error(bare_apiserver, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "kproxy", "apiserver", "--data-dir", str(tmp_path / "other"),
+                           "--bind", f"127.0.0.1:{bare_apiserver.port}", "--no-controllers"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "address already in use" in proc.stderr and "Traceback" not in proc.stderr
