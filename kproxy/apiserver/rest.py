@@ -139,6 +139,9 @@ class RestHandler:
         method = request.method
         ns, name, sub = api_path.namespace, api_path.name, api_path.subresource
         q = request.query
+        if resource.namespaced and ns is None and (name is not None or method != "GET"):
+            # only list and watch exist across all namespaces, as in Kubernetes
+            raise st.ApiError(st.status(404, "NotFound", "the server could not find the requested resource"))
         if api_path.legacy_watch:
             if method != "GET":
                 raise st.method_not_allowed(f"method {method} is not allowed on watch paths")

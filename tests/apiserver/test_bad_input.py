@@ -136,6 +136,9 @@ MALFORMED = [
      405, "MethodNotAllowed"),
     ("status-on-kind-without-status", "GET", "/api/v1/namespaces/default/serviceaccounts/default/status", None,
      None, 404, "NotFound"),
+    ("create-without-namespace", "POST", "/api/v1/services", json.dumps(SERVICE).encode(), "application/json",
+     404, "NotFound"),
+    ("get-namespaced-without-namespace", "GET", "/api/v1/services/kubernetes", None, None, 404, "NotFound"),
     ("path-traversal-name", "GET", SVCS + "/..%2F..", None, None, 404, "NotFound"),
 ]
 
