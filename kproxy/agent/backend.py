@@ -48,8 +48,9 @@ class Backend(abc.ABC):
         self.config = config  # kproxy.agent.config.AgentConfig
 
     @classmethod
-    def probe(cls, netns: Any) -> None:
-        """Raises BackendUnavailable when this mode cannot work in `netns`."""
+    def probe(cls, netns: Any, config: Any = None) -> None:
+        """Raises BackendUnavailable when this mode cannot work in `netns` (with `config`, when
+        given: e.g. the configured iptables variant)."""
 
     @abc.abstractmethod
     def render(self, state: ProxyState, previous: Any | None = None) -> Any:

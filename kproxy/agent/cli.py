@@ -87,7 +87,7 @@ def make_backend(mode: str, netns: NetNS, config: AgentConfig) -> backends.Backe
     except ImportError as exc:
         raise CLIError(f"mode {mode!r} cannot be loaded: {exc}") from None
     try:
-        cls.probe(netns)
+        cls.probe(netns, config)
     except backends.BackendUnavailable as exc:
         raise CLIError(f"mode {mode!r} is not available here: {exc}") from None
     return cls(netns, config)
