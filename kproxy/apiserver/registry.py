@@ -2,9 +2,10 @@
 
 Writes may run on several threads at once (so the store can group-commit them). Writes that
 read shared state first (Services with their allocators, namespaces, quotas, anything in a
-namespace with a ResourceQuota) hold one lock; every other write relies on the store's
-optimistic concurrency: a request without a resourceVersion precondition that loses a race
-is re-read and retried, one with a precondition gets 409 Conflict.
+namespace with a ResourceQuota) hold one lock; writes to one object take turns on a striped
+per-key lock. Beyond that the store's optimistic concurrency decides (the pod sweeper writes
+without locks): a request without a resourceVersion precondition that loses a race is re-read
+and retried, one with a precondition gets 409 Conflict.
 
 Stored values never carry metadata.resourceVersion; every object leaving the registry has it
 set to the key's mod_revision (store revision), and every List carries the store revision the
@@ -47,6 +48,7 @@ CREATE_ON_UPDATE = {R.ENDPOINTS, R.EVENTS, R.LEASES}
 
 
 RACE_RETRIES = 16
+KEY_LOCK_STRIPES = 64
 
 
 class _Race(Exception):
@@ -79,6 +81,7 @@ class Registry:
         self._next_pod_deadline: float | None = 0.0
         self._deadline_lock = threading.Lock()
         self._serial = threading.RLock()
+        self._key_locks = [threading.Lock() for _ in range(KEY_LOCK_STRIPES)]
 
     # ------------------------------------------------------------------ reads
     def get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any]:
@@ -108,7 +111,9 @@ class Registry:
     # ------------------------------------------------------------------ create
     def create(self, resource: Resource, namespace: str | None, body: dict[str, Any],
                dry_run: bool = False) -> dict[str, Any]:
-        with self._serialised(resource, namespace):
+        name = (body.get("metadata") or {}).get("name") if isinstance(body, dict) and \
+            isinstance(body.get("metadata"), dict) else None
+        with self._serialised(resource, namespace), self._key_lock(resource, namespace, name):
             return self._create(resource, namespace, body, dry_run)
 
     def _create(self, resource: Resource, namespace: str | None, body: dict[str, Any],
@@ -165,7 +170,7 @@ class Registry:
                subresource: str | None = None, dry_run: bool = False) -> tuple[dict[str, Any], bool]:
         """PUT. Returns (object, created). Without a resourceVersion in the body the update is
         unconditional and retried when a concurrent write gets in between."""
-        with self._serialised(resource, namespace):
+        with self._serialised(resource, namespace), self._key_lock(resource, namespace, name):
             return self._retrying(resource, name, lambda: self._update_once(
                 resource, namespace, name, body, subresource, dry_run))
 
@@ -191,7 +196,7 @@ class Registry:
               check: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """PATCH; `check` sees the patched object before anything is written (field validation).
         The patch is applied to the latest version; a concurrent write makes it start over."""
-        with self._serialised(resource, namespace):
+        with self._serialised(resource, namespace), self._key_lock(resource, namespace, name):
             return self._retrying(resource, name, lambda: self._patch_once(
                 resource, namespace, name, patch_type, patch, subresource, dry_run, check))
 
@@ -321,6 +326,15 @@ class Registry:
                           "the object has been modified; please apply your changes to the latest version and try again",
                           resource.group)
 
+    def _key_lock(self, resource: Resource, namespace: str | None, name: Any) -> Any:
+        """Writes to one object take turns (a striped lock by key), so read-modify-write
+        cycles on a hot object queue up instead of failing over and over; writes to
+        different objects still run (and group-commit) together."""
+        if not isinstance(name, str) or not name:
+            return contextlib.nullcontext()  # generateName: a new key nobody else writes
+        key = resource.store_key(name, namespace)
+        return self._key_locks[hash(key) % len(self._key_locks)]
+
     def _serialised(self, resource: Resource, namespace: str | None) -> Any:
         """The lock for writes that read shared state first: Services (allocators), quota
         objects and namespaces, and any write into a namespace that has a ResourceQuota.
@@ -345,7 +359,7 @@ class Registry:
     # ------------------------------------------------------------------ delete
     def delete(self, resource: Resource, namespace: str | None, name: str,
                options: DeleteOptions = DeleteOptions()) -> DeleteResult:
-        with self._serialised(resource, namespace):
+        with self._serialised(resource, namespace), self._key_lock(resource, namespace, name):
             return self._retrying(resource, name, lambda: self._delete_once(resource, namespace, name, options))
 
     def _delete_once(self, resource: Resource, namespace: str | None, name: str,
