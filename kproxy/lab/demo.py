@@ -7,6 +7,7 @@ tear the lab down. The lab stays up afterwards.
 """
 from __future__ import annotations
 
+import importlib.util
 from collections import Counter
 
 from kproxy.lab import traffic
@@ -66,7 +67,8 @@ def run_demo(name: str, base_dir: str, mode: str = "iptables", requests: int = 6
         node_ns = lab.plan.node("node1").netns
         print("\nlook at the rules:")
         print(f"  ip netns exec {node_ns} iptables-save -t nat | grep KUBE")
-        print(f"  kproxy rules --netns {node_ns}")
+        if importlib.util.find_spec("kproxy.cli.rules") is not None:
+            print(f"  kproxy rules --netns {node_ns}")
         print(f"  kproxy lab status --name {name}")
         print("try it yourself:")
         print(f"  ip netns exec {client_ns} python3 -c \"import socket; s=socket.create_connection(('{ip}', 80)); "

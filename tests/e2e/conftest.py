@@ -102,4 +102,24 @@ def pytest_runtest_makereport(item, call):
             if rules:
                 lines.append(f"   iptables-{flavor} nat KUBE-SERVICES/KUBE-NODEPORTS:")
                 lines += ["     " + l for l in rules]
+    lines += _slices_summary(lab)
     report.sections.append(("lab diagnostics", "\n".join(lines)))
+
+
+def _slices_summary(lab: Lab) -> list[str]:
+    """One line per EndpointSlice endpoint: address, node, ready/serving/terminating."""
+    from kproxy.api.resources import ENDPOINT_SLICES
+
+    lines = ["== EndpointSlices (address node ready/serving/terminating):"]
+    try:
+        slices = lab.client.list(ENDPOINT_SLICES, "default").get("items", [])
+    except Exception as exc:  # diagnostics must never hide the real failure
+        return lines + [f"   (cannot list: {exc})"]
+    for sl in slices:
+        service = (sl["metadata"].get("labels") or {}).get("kubernetes.io/service-name", "?")
+        lines.append(f"   {sl['metadata']['name']} (service {service})")
+        for ep in sl.get("endpoints") or []:
+            c = ep.get("conditions") or {}
+            lines.append(f"     {','.join(ep.get('addresses', []))} {ep.get('nodeName')} "
+                         f"{c.get('ready')}/{c.get('serving')}/{c.get('terminating')}")
+    return lines
