@@ -44,6 +44,7 @@ class RestSettings:
     watch_queue_limit: int = 10000
     bookmark_interval: float = 10.0
     idle_check_interval: float = 1.0
+    write_timeout: float = 60.0  # a watch client that reads nothing for this long is dropped
 
 
 def nesting_depth(value: Any) -> int:
@@ -395,17 +396,27 @@ class RestHandler:
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
                                                            "Cache-Control": "no-cache, private"})
         response.enable_chunked_encoding()
+        async def send(data: bytes) -> None:
+            # A client that stops reading fills the socket; give up on it rather than hold
+            # the stream forever (its queue is bounded meanwhile).
+            try:
+                await asyncio.wait_for(response.write(data), self.settings.write_timeout)
+            except asyncio.TimeoutError:
+                if request.transport is not None:
+                    request.transport.abort()
+                raise ConnectionResetError("watch client stopped reading") from None
+
         self._watch_queues.add(queue)
         try:
             await response.prepare(request)
             if gone is not None:
-                await response.write((dumps(watch.expired(
+                await send((dumps(watch.expired(
                     f"too old resource version: {gone.requested} ({gone.oldest})")) + "\n").encode())
                 return response
             if initial:
-                await response.write("".join(frame(t, o, k) for t, o, k in initial).encode())
+                await send("".join(frame(t, o, k) for t, o, k in initial).encode())
             if send_initial and bookmarks:
-                await response.write((dumps(watch.bookmark(resource, last, initial_events_end=True)) + "\n").encode())
+                await send((dumps(watch.bookmark(resource, last, initial_events_end=True)) + "\n").encode())
             deadline = loop.time() + timeout if timeout else None
             next_bookmark = loop.time() + self.settings.bookmark_interval
             while not self._closing:
@@ -422,7 +433,7 @@ class RestHandler:
                 await queue.wait(max(0.0, wait_for))
                 events = queue.drain()
                 if queue.overflowed:
-                    await response.write((dumps(watch.expired(
+                    await send((dumps(watch.expired(
                         "the watch fell too far behind the event stream; relist and watch again")) + "\n").encode())
                     break
                 lines = []
@@ -435,7 +446,7 @@ class RestHandler:
                     lines.append(dumps(watch.bookmark(resource, last)) + "\n")
                     next_bookmark = loop.time() + self.settings.bookmark_interval
                 if lines:
-                    await response.write("".join(lines).encode())
+                    await send("".join(lines).encode())
             await response.write_eof()
         except ConnectionResetError:
             pass  # the client went away
