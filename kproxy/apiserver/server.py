@@ -100,7 +100,10 @@ class ApiServer:
         """Rebuilds the allocators from the stored Services, then makes sure the system
         namespaces and the `kubernetes` Service exist. Runs before serving."""
         services, _ = self.store.list(R.SERVICES.store_prefix())
-        self.services.rebuild([kv.value for kv in services])
+        outside = self.services.rebuild([kv.value for kv in services])
+        if outside:
+            log.warning("stored Services hold addresses outside the configured ranges (kept, not "
+                        "managed by the allocators): %s", ", ".join(map(str, outside[:10])))
         for ns in BOOTSTRAP_NAMESPACES:
             try:
                 self.registry.create(R.NAMESPACES, None, {"metadata": {"name": ns}})
@@ -139,7 +142,9 @@ class ApiServer:
 
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self.writes, self.bootstrap)
-        self._runner = web.AppRunner(self.build_app(), handle_signals=False, access_log=None,
+        # Every request is logged with -vv (debug); quiet otherwise.
+        access_log = logging.getLogger("kproxy.apiserver.access") if log.isEnabledFor(logging.DEBUG) else None
+        self._runner = web.AppRunner(self.build_app(), handle_signals=False, access_log=access_log,
                                      shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True)

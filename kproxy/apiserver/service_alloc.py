@@ -76,9 +76,12 @@ class ServiceAllocations:
         self.ips = ips
         self.ports = ports
 
-    def rebuild(self, services: list[dict]) -> None:
-        self.ips.rebuild(ip for svc in services for ip in held_cluster_ips(svc))
-        self.ports.rebuild(p for svc in services for p in held_node_ports(svc))
+    def rebuild(self, services: list[dict]) -> list:
+        """Resets the allocators to what `services` hold; returns the held values outside
+        the configured ranges (a range changed between runs)."""
+        outside: list = self.ips.rebuild(ip for svc in services for ip in held_cluster_ips(svc))
+        outside += self.ports.rebuild(p for svc in services for p in held_node_ports(svc))
+        return outside
 
     def for_create(self, svc: dict) -> tuple[dict, Reservation]:
         """Returns the Service with its addresses filled in, and the reservation taken."""
