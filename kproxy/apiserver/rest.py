@@ -1,6 +1,6 @@
 """HTTP handlers for the resource REST API: CRUD, patch, status/finalize subresources,
-deletecollection and watch streams. Blocking registry work runs on executors: every write on
-the single writer thread (so writes are serialised), reads on a small reader pool."""
+deletecollection and watch streams. Blocking registry work runs on executors (writes on the
+writer pool, reads on the reader pool), never on the event loop."""
 from __future__ import annotations
 
 import asyncio

@@ -23,7 +23,7 @@ from kproxy.apiserver.deps import Deps, open_store
 from kproxy.apiserver.fieldcheck import FieldChecker
 from kproxy.apiserver.openapi import OpenAPI
 from kproxy.apiserver.registry import Registry
-from kproxy.apiserver.rest import RestHandler, RestSettings, json_response
+from kproxy.apiserver.rest import RestHandler, RestSettings, dumps, json_response
 from kproxy.apiserver.service_alloc import ServiceAllocations
 from kproxy.apiserver.tables import TableRenderer
 from kproxy.store import base as sb
@@ -288,8 +288,6 @@ class ApiServer:
 
 
 def _aggregated_response(doc: dict[str, Any]) -> web.Response:
-    from kproxy.apiserver.rest import dumps
-
     resp = web.Response(text=dumps(doc))
     resp.headers["Content-Type"] = discovery.AGGREGATED_MEDIA_TYPE
     return resp

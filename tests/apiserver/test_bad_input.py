@@ -14,7 +14,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
-from kproxy.api import resources as R
 from tests.apiserver.fixtures import start_apiserver
 from tests.apiserver.httputil import Http
 from tests.unit.invalid_cases import CASES, SERVICE
