@@ -90,13 +90,41 @@ def get(name: str) -> type[Backend]:
 
 
 def names() -> list[str]:
+    """Every registered mode, whether or not it can load here."""
     _ensure_builtin()
     return sorted(_REGISTRY)
 
 
+def available() -> list[str]:
+    """The registered modes whose implementation imports (not whether the kernel supports them:
+    that is each backend's probe())."""
+    result = []
+    for name in names():
+        try:
+            get(name)
+        except (ImportError, BackendUnavailable):
+            continue
+        result.append(name)
+    return result
+
+
+# mode -> (module, class) of the backends that ship with kproxy; imported only when chosen.
+BUILTIN: dict[str, tuple[str, str]] = {
+    "iptables": ("kproxy.iptables.backend", "IptablesBackend"),
+    "nftables": ("kproxy.nftables.backend", "NftablesBackend"),
+    "ipvs": ("kproxy.ipvs.backend", "IpvsBackend"),
+    "userspace": ("kproxy.userspace.backend", "UserspaceBackend"),
+}
+
+
 def _ensure_builtin() -> None:
-    if "iptables" not in _REGISTRY:
-        def _iptables() -> type[Backend]:
-            from kproxy.iptables.backend import IptablesBackend
-            return IptablesBackend
-        register("iptables", _iptables)
+    import importlib
+
+    for mode, (module, cls_name) in BUILTIN.items():
+        if mode in _REGISTRY:
+            continue
+
+        def _load(module: str = module, cls_name: str = cls_name) -> type[Backend]:
+            return getattr(importlib.import_module(module), cls_name)
+
+        register(mode, _load)
