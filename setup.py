@@ -37,7 +37,7 @@ setup(
     python_requires=">=3.11",
     packages=packages,
     package_dir=package_dir,
-    package_data={"kproxy": ["*.pyx"], "kproxy.apiserver": ["openapi/*.json"]},
+    package_data={"kproxy": ["*.pyx", "*.pxi"], "kproxy.apiserver": ["openapi/*.json"]},
     ext_modules=ext_modules,
     install_requires=[
         "aiohttp>=3.9",

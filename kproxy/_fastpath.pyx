@@ -11,3 +11,6 @@ def fnv1a32(bytes data):
         h ^= c
         h = h * 16777619u
     return h
+
+
+include "_fastpath_netlink.pxi"

@@ -19,7 +19,7 @@ if ((${#missing[@]})); then
 fi
 
 stamp=.venv/.kproxy-deps
-if [[ ! -f $stamp || setup.py -nt $stamp || pyproject.toml -nt $stamp || kproxy/_fastpath.pyx -nt $stamp ]]; then
+if [[ ! -f $stamp || setup.py -nt $stamp || pyproject.toml -nt $stamp || kproxy/_fastpath.pyx -nt $stamp || kproxy/_fastpath_netlink.pxi -nt $stamp ]]; then
     [[ -x .venv/bin/python ]] || python3 -m venv .venv
     .venv/bin/pip install -q --disable-pip-version-check -U pip setuptools wheel cython
     .venv/bin/pip install -q --disable-pip-version-check -e '.[test,fast]'
