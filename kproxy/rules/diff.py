@@ -1,0 +1,74 @@
+"""Desired against kernel, object by object (pure).
+
+Both sides are NodeRules from the same adapter (from_ruleset for the desired state,
+from_inspection for the kernel), so objects compare by their normalised identity. A
+difference is "missing" (desired, not in the kernel: deleted by hand, or a failed sync),
+"unexpected" (in the kernel, not desired: added by hand, stale leftovers) or "order" (a chain
+holds the right rules in another order; first match wins, so order matters). Counters are
+ignored. Objects are counted, so a duplicated rule is one "unexpected" object.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from .model import KernelObject, NodeRules
+
+
+@dataclass(frozen=True)
+class Difference:
+    kind: str  # missing | unexpected | order
+    scope: str  # ServicePort key, "shared" or "unowned"
+    object: KernelObject
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "scope": self.scope, "object": self.object.to_dict()}
+
+
+def _objects(rules: NodeRules) -> list[tuple[str, KernelObject]]:
+    out = [(s.key, o) for s in rules.services for o in s.objects]
+    out += [("shared", o) for o in rules.shared]
+    out += [("unowned", o) for o in rules.unowned]
+    return out
+
+
+def diff(desired: NodeRules, kernel: NodeRules) -> list[Difference]:
+    """Every difference, missing first, then unexpected, then order (see module doc)."""
+    want = _objects(desired)
+    have = _objects(kernel)
+    want_count = Counter(o.identity for _, o in want)
+    have_count = Counter(o.identity for _, o in have)
+    out: list[Difference] = []
+    extra = want_count - have_count
+    for scope, obj in want:
+        if extra[obj.identity] > 0:
+            extra[obj.identity] -= 1
+            out.append(Difference("missing", scope, obj))
+    extra = have_count - want_count
+    for scope, obj in have:
+        if extra[obj.identity] > 0:
+            extra[obj.identity] -= 1
+            out.append(Difference("unexpected", scope, obj))
+    if not out:
+        out += _order(want, have)
+    return out
+
+
+def _order(want: list[tuple[str, KernelObject]], have: list[tuple[str, KernelObject]]) -> list[Difference]:
+    """Containers whose objects are the same but ordered differently (one Difference each)."""
+    def by_container(objs):
+        seqs: dict[str, list] = {}
+        first: dict[str, tuple[str, KernelObject]] = {}
+        for scope, o in objs:
+            if o.kind == "rule":
+                seqs.setdefault(o.container, []).append(o.identity)
+                first.setdefault(o.container, (scope, o))
+        return seqs, first
+    want_seq, _ = by_container(want)
+    have_seq, have_first = by_container(have)
+    out = []
+    for container, seq in sorted(have_seq.items()):
+        if want_seq.get(container, seq) != seq:
+            scope, obj = have_first[container]
+            out.append(Difference("order", scope, obj))
+    return out
