@@ -163,7 +163,8 @@ def test_apply_endpointslices_watch_describe_delete(kubectl, tmp_path):
     assert again["spec"]["clusterIP"] == cluster_ip
     assert again["spec"]["ports"][0]["nodePort"] == node_port
 
-    kubectl("delete", "-f", str(manifest), "--timeout=60s")
+    # the namespace controller may remove the Service and Pods before kubectl gets to them
+    kubectl("delete", "-f", str(manifest), "--timeout=60s", "--ignore-not-found")
     names = kubectl("get", "ns", "-o", "name").split()
     assert "namespace/demo" not in names
 
