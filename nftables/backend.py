@@ -1,0 +1,193 @@
+"""NftablesBackend: the kube-proxy nftables model in our own table `ip kproxy`, programmed
+through netlink in one nf_tables transaction per sync (no `nft` process on the sync path).
+
+Guarantees:
+- apply(ruleset, None) (full sync) lists the names of our table's chains and sets, then in one
+  batch rewrites every desired chain and map and removes what is not desired; the dynamic
+  affinity sets keep their entries. Applying the same ruleset twice leaves the table identical.
+- apply(ruleset, previous) sends only what differs from `previous` (see plan.py).
+- A batch is atomic: on any error the kernel keeps what it had, and ApplyError names the
+  operation the kernel refused and its errno text.
+- cleanup() deletes table ip kproxy and nothing else; inspect() reads our table back over
+  netlink (chains with their rule counts, sets with their elements' counts).
+- The netlink socket is opened on, and only used from, the NetNS thread.
+"""
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from typing import Any
+
+from kproxy.agent.backend import ApplyError, ApplyResult, Backend, BackendUnavailable
+from kproxy.agent.state import ProxyState
+from kproxy.netns import NetNS
+
+from . import wire as w
+from .model import TABLE, Ruleset
+from .nlsocket import NetlinkSocket
+from .plan import plan_full, plan_partial
+from .render import ENDPOINT_SELECTIONS, render as render_ruleset
+from .transaction import Transaction
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """Our table as the kernel holds it: chain name -> rule count, set name -> element count
+    (None for sets whose elements were not listed), and the base-chain hooks."""
+
+    exists: bool
+    chains: dict[str, int]
+    sets: dict[str, int | None]
+    hooks: dict[str, tuple[str, int, int]]
+
+
+def endpoint_selection(config: Any) -> str:
+    section = getattr(config, "nftables", None)
+    value = getattr(section, "endpoint_selection", "random") if section is not None else "random"
+    if value not in ENDPOINT_SELECTIONS:
+        raise BackendUnavailable(f"nftables.endpointSelection {value!r}: want random or maglev")
+    return value
+
+
+class NftablesBackend(Backend):
+    name = "nftables"
+
+    def __init__(self, netns: Any, config: Any) -> None:
+        super().__init__(netns if netns is not None else NetNS(None), config)
+        self._sock: NetlinkSocket | None = None
+        self.selection = endpoint_selection(config)
+
+    @classmethod
+    def probe(cls, netns: Any, config: Any = None) -> None:
+        """Raises BackendUnavailable unless nf_tables answers in `netns` (and the config's
+        endpoint selection is known)."""
+        if config is not None:
+            endpoint_selection(config)
+        netns = netns if netns is not None else NetNS(None)
+
+        def try_dump() -> None:
+            sock = NetlinkSocket()
+            try:
+                sock.dump(w.MSG_GETTABLE)
+            finally:
+                sock.close()
+        try:
+            netns.run(try_dump)
+        except OSError as exc:
+            raise BackendUnavailable(f"nftables mode needs nf_tables in the kernel: {exc}") from None
+
+    # ------------------------------------------------------------------ socket (NetNS thread)
+
+    def _socket(self) -> NetlinkSocket:
+        if self._sock is None:
+            self._sock = NetlinkSocket()
+        return self._sock
+
+    def _run(self, fn, *args):
+        return self.netns.run(fn, *args)
+
+    def _commit(self, tx: Transaction) -> None:
+        """Sends `tx` as one batch (on the NetNS thread); raises ApplyError on any error."""
+        def send() -> None:
+            sock = self._socket()
+            first = sock.seq
+            data, described, last = tx.encode(first)
+            sock.seq = last + 2
+            try:
+                errors = sock.send_batch(data, first, last)
+            except OSError as exc:
+                raise ApplyError(f"nf_tables batch of {len(data)} bytes: {exc.strerror or exc}") from None
+            if errors:
+                first_error = errors[0]
+                what = described.get(first_error.seq, f"message {first_error.seq}")
+                raise ApplyError(f"nf_tables refused {what!r}: {first_error.message}"
+                                 + (f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""))
+        if len(tx):
+            self._run(send)
+
+    # ------------------------------------------------------------------ render / apply
+
+    def render(self, state: ProxyState, previous: Ruleset | None = None) -> Ruleset:
+        return render_ruleset(state, previous, self.selection)
+
+    def apply(self, ruleset: Ruleset, previous: Ruleset | None) -> ApplyResult:
+        if previous is None:
+            chains, sets = self._run(self._list_names)
+            tx = plan_full(ruleset, chains, sets)
+        else:
+            tx = plan_partial(ruleset, previous)
+        self._commit(tx)
+        return ApplyResult(full=previous is None, objects_written=len(tx),
+                           detail=f"nftables: {len(tx)} operations")
+
+    def _list_names(self) -> tuple[list[str], list[str]]:
+        sock = self._socket()
+        chains = [w.decode_string(a[w.CHAIN_NAME]) for a in sock.dump(w.MSG_GETCHAIN, ((w.CHAIN_TABLE, w.string(TABLE)),))
+                  if w.decode_string(a.get(w.CHAIN_TABLE, b"")) == TABLE]
+        sets = [w.decode_string(a[w.SET_NAME]) for a in sock.dump(w.MSG_GETSET, ((w.SET_TABLE, w.string(TABLE)),))
+                if w.decode_string(a.get(w.SET_TABLE, b"")) == TABLE]
+        return chains, sets
+
+    # ------------------------------------------------------------------ inspect / cleanup
+
+    def inspect(self) -> Inspection:
+        return self._run(self._inspect)
+
+    def _inspect(self) -> Inspection:
+        sock = self._socket()
+        tables = [w.decode_string(a.get(w.TABLE_NAME, b"")) for a in sock.dump(w.MSG_GETTABLE)]
+        if TABLE not in tables:
+            return Inspection(False, {}, {}, {})
+        chains: dict[str, int] = {}
+        hooks: dict[str, tuple[str, int, int]] = {}
+        for a in sock.dump(w.MSG_GETCHAIN, ((w.CHAIN_TABLE, w.string(TABLE)),)):
+            if w.decode_string(a.get(w.CHAIN_TABLE, b"")) != TABLE:
+                continue
+            name = w.decode_string(a[w.CHAIN_NAME])
+            chains[name] = 0
+            if w.CHAIN_HOOK in a:
+                hook = w.parse_attrs(a[w.CHAIN_HOOK])
+                hooks[name] = (w.decode_string(a.get(w.CHAIN_TYPE, b"")),
+                               int.from_bytes(hook[w.HOOK_HOOKNUM], "big"),
+                               int.from_bytes(hook[w.HOOK_PRIORITY], "big", signed=True))
+        for a in sock.dump(w.MSG_GETRULE, ((w.RULE_TABLE, w.string(TABLE)),)):
+            if w.decode_string(a.get(w.RULE_TABLE, b"")) == TABLE:
+                name = w.decode_string(a[w.RULE_CHAIN])
+                chains[name] = chains.get(name, 0) + 1
+        sets: dict[str, int | None] = {}
+        for a in sock.dump(w.MSG_GETSET, ((w.SET_TABLE, w.string(TABLE)),)):
+            if w.decode_string(a.get(w.SET_TABLE, b"")) != TABLE:
+                continue
+            name = w.decode_string(a[w.SET_NAME])
+            answers = sock.dump(w.MSG_GETSETELEM, ((w.SET_ELEM_LIST_TABLE, w.string(TABLE)),
+                                                   (w.SET_ELEM_LIST_SET, w.string(name))))
+            sets[name] = sum(_count_list(x.get(w.SET_ELEM_LIST_ELEMENTS, b"")) for x in answers)
+        return Inspection(True, chains, sets, hooks)
+
+    def cleanup(self) -> None:
+        def delete() -> None:
+            sock = self._socket()
+            tables = [w.decode_string(a.get(w.TABLE_NAME, b"")) for a in sock.dump(w.MSG_GETTABLE)]
+            if TABLE not in tables:
+                return
+            tx = Transaction()
+            tx.delete_table()
+            first = sock.seq
+            data, described, last = tx.encode(first)
+            sock.seq = last + 2
+            errors = sock.send_batch(data, first, last)
+            if errors and errors[0].errno != errno.ENOENT:
+                raise ApplyError(f"nf_tables refused {described.get(errors[0].seq)!r}: {errors[0].message}")
+        self._run(delete)
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                self._run(sock.close)
+            except RuntimeError:  # the NetNS executor is already shut down
+                sock.close()
+
+
+def _count_list(nested: bytes) -> int:
+    return len(w.parse_attrs_list(nested)) if nested else 0

@@ -1,0 +1,261 @@
+"""Rule building blocks: each function returns a Stmt, the nf_tables expressions of one nft
+statement and its text as `nft list` prints it. A Rule is a sequence of Stmts (pure values).
+
+Register use: 32-bit registers NFT_REG32_00.. for concatenations, NFT_REG_1 for single values.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from . import wire as w
+
+REG_VERDICT = 0
+REG_1 = 1
+REG32_00 = 8
+
+# expression attribute numbers
+PAYLOAD_DREG, PAYLOAD_BASE, PAYLOAD_OFFSET, PAYLOAD_LEN = 1, 2, 3, 4
+BASE_NETWORK, BASE_TRANSPORT = 1, 2
+META_DREG, META_KEY, META_SREG = 1, 2, 3
+META_MARK, META_L4PROTO = 3, 16
+CMP_SREG, CMP_OP, CMP_DATA = 1, 2, 3
+CMP_EQ, CMP_NEQ = 0, 1
+BITWISE_SREG, BITWISE_DREG, BITWISE_LEN, BITWISE_MASK, BITWISE_XOR = 1, 2, 3, 4, 5
+LOOKUP_SET, LOOKUP_SREG, LOOKUP_DREG = 1, 2, 3
+IMMEDIATE_DREG, IMMEDIATE_DATA = 1, 2
+NG_DREG, NG_MODULUS, NG_TYPE, NG_OFFSET = 1, 2, 3, 4
+NG_RANDOM = 1
+HASH_SREG, HASH_DREG, HASH_LEN, HASH_MODULUS, HASH_SEED, HASH_OFFSET, HASH_TYPE = 1, 2, 3, 4, 5, 6, 7
+HASH_JENKINS = 0
+NAT_TYPE, NAT_FAMILY, NAT_REG_ADDR_MIN, NAT_REG_ADDR_MAX, NAT_REG_PROTO_MIN, NAT_REG_PROTO_MAX, NAT_FLAGS = 1, 2, 3, 4, 5, 6, 7
+NAT_DNAT = 1
+MASQ_FLAGS = 1
+NF_NAT_RANGE_PROTO_RANDOM_FULLY = 1 << 4
+CT_DREG, CT_KEY = 1, 2
+CT_STATE = 0
+CT_STATE_NEW = 1 << 3  # NF_CT_STATE_BIT(IP_CT_NEW)
+FIB_DREG, FIB_RESULT, FIB_FLAGS = 1, 2, 3
+FIB_RESULT_ADDRTYPE = 3
+FIB_F_SADDR, FIB_F_DADDR = 1, 2
+RTN_LOCAL = 2
+REJECT_TYPE, REJECT_ICMP_CODE = 1, 2
+REJECT_ICMP_UNREACH = 0
+ICMP_PORT_UNREACH = 3
+DYNSET_SET_NAME, DYNSET_OP, DYNSET_SREG_KEY, DYNSET_TIMEOUT = 1, 3, 4, 6
+DYNSET_OP_UPDATE = 1
+
+PROTO_NUMBERS = {"TCP": 6, "UDP": 17, "SCTP": 132}
+
+
+@dataclass(frozen=True)
+class Stmt:
+    exprs: tuple  # ((name, attrs), ...)
+    text: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    stmts: tuple[Stmt, ...]
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text for s in self.stmts if s.text)
+
+    @property
+    def exprs(self) -> tuple:
+        return tuple(e for s in self.stmts for e in s.exprs)
+
+
+def rule(*stmts: Stmt) -> Rule:
+    return Rule(tuple(stmts))
+
+
+def _e(name: str, *attrs: tuple) -> tuple:
+    return (name, tuple(attrs))
+
+
+def _payload(base: int, offset: int, length: int, reg: int) -> tuple:
+    return _e("payload", (PAYLOAD_DREG, w.be32(reg)), (PAYLOAD_BASE, w.be32(base)),
+              (PAYLOAD_OFFSET, w.be32(offset)), (PAYLOAD_LEN, w.be32(length)))
+
+
+def _meta(key: int, reg: int) -> tuple:
+    return _e("meta", (META_KEY, w.be32(key)), (META_DREG, w.be32(reg)))
+
+
+def _cmp(op: int, data: bytes, reg: int = REG_1) -> tuple:
+    return _e("cmp", (CMP_SREG, w.be32(reg)), (CMP_OP, w.be32(op)), (CMP_DATA, ((w.DATA_VALUE, data),)))
+
+
+def _bitwise(mask: bytes, xor: bytes, reg: int = REG_1) -> tuple:
+    return _e("bitwise", (BITWISE_SREG, w.be32(reg)), (BITWISE_DREG, w.be32(reg)),
+              (BITWISE_LEN, w.be32(len(mask))), (BITWISE_MASK, ((w.DATA_VALUE, mask),)),
+              (BITWISE_XOR, ((w.DATA_VALUE, xor),)))
+
+
+def _verdict_data(code: int, chain: str | None = None) -> tuple:
+    inner = [(w.VERDICT_CODE, w.be32(code))]
+    if chain is not None:
+        inner.append((w.VERDICT_CHAIN, w.string(chain)))
+    return ((w.DATA_VERDICT, tuple(inner)),)
+
+
+def _field(addr_field: str) -> tuple[int, str]:
+    return {"saddr": (12, "ip saddr"), "daddr": (16, "ip daddr")}[addr_field]
+
+
+# ---------------------------------------------------------------- matches
+
+
+def ip_addr(field: str, cidr: str, negate: bool = False) -> Stmt:
+    """ip saddr|daddr [!=] ADDR or CIDR."""
+    offset, name = _field(field)
+    net = ipaddress.ip_network(cidr, strict=False)
+    op, sign = (CMP_NEQ, "!= ") if negate else (CMP_EQ, "")
+    exprs = [_payload(BASE_NETWORK, offset, 4, REG_1)]
+    if net.prefixlen == 32:
+        text = f"{name} {sign}{net.network_address}"
+    else:
+        exprs.append(_bitwise(net.netmask.packed, b"\0\0\0\0"))
+        text = f"{name} {sign}{net}"
+    exprs.append(_cmp(op, net.network_address.packed))
+    return Stmt(tuple(exprs), text)
+
+
+def mark_clear(bit_mask: int) -> Stmt:
+    """meta mark & MASK == 0 (packet not marked)."""
+    return Stmt((_meta(META_MARK, REG_1), _bitwise(w.host32(bit_mask), w.host32(0)),
+                 _cmp(CMP_EQ, w.host32(0))), f"meta mark & {bit_mask:#010x} == 0x00000000")
+
+
+def ct_state_new() -> Stmt:
+    return Stmt((_e("ct", (CT_DREG, w.be32(REG_1)), (CT_KEY, w.be32(CT_STATE))),
+                 _bitwise(w.host32(CT_STATE_NEW), w.host32(0)), _cmp(CMP_NEQ, w.host32(0))),
+                "ct state new")
+
+
+def fib_local(field: str) -> Stmt:
+    """fib saddr|daddr type local."""
+    flag = FIB_F_SADDR if field == "saddr" else FIB_F_DADDR
+    return Stmt((_e("fib", (FIB_DREG, w.be32(REG_1)), (FIB_RESULT, w.be32(FIB_RESULT_ADDRTYPE)),
+                    (FIB_FLAGS, w.be32(flag))), _cmp(CMP_EQ, w.host32(RTN_LOCAL))),
+                f"fib {field} type local")
+
+
+def in_set(set_name: str, field: str = "saddr") -> Stmt:
+    """ip saddr @SET."""
+    offset, name = _field(field)
+    return Stmt((_payload(BASE_NETWORK, offset, 4, REG_1),
+                 _e("lookup", (LOOKUP_SET, w.string(set_name)), (LOOKUP_SREG, w.be32(REG_1)))),
+                f"{name} @{set_name}")
+
+
+def vmap_addr_proto_port(map_name: str) -> Stmt:
+    """ip daddr . meta l4proto . th dport vmap @MAP."""
+    return Stmt((_payload(BASE_NETWORK, 16, 4, REG32_00), _meta(META_L4PROTO, REG32_00 + 1),
+                 _payload(BASE_TRANSPORT, 2, 2, REG32_00 + 2),
+                 _e("lookup", (LOOKUP_SET, w.string(map_name)), (LOOKUP_SREG, w.be32(REG32_00)),
+                    (LOOKUP_DREG, w.be32(REG_VERDICT)))),
+                f"ip daddr . meta l4proto . th dport vmap @{map_name}")
+
+
+def vmap_proto_port(map_name: str) -> Stmt:
+    """meta l4proto . th dport vmap @MAP."""
+    return Stmt((_meta(META_L4PROTO, REG32_00), _payload(BASE_TRANSPORT, 2, 2, REG32_00 + 1),
+                 _e("lookup", (LOOKUP_SET, w.string(map_name)), (LOOKUP_SREG, w.be32(REG32_00)),
+                    (LOOKUP_DREG, w.be32(REG_VERDICT)))),
+                f"meta l4proto . th dport vmap @{map_name}")
+
+
+def numgen_vmap(modulus: int, map_name: str) -> Stmt:
+    """numgen random mod N vmap @MAP."""
+    return Stmt((_e("numgen", (NG_DREG, w.be32(REG_1)), (NG_MODULUS, w.be32(modulus)),
+                    (NG_TYPE, w.be32(NG_RANDOM)), (NG_OFFSET, w.be32(0))),
+                 _e("lookup", (LOOKUP_SET, w.string(map_name)), (LOOKUP_SREG, w.be32(REG_1)),
+                    (LOOKUP_DREG, w.be32(REG_VERDICT)))),
+                f"numgen random mod {modulus} vmap @{map_name}")
+
+
+def jhash_vmap(modulus: int, seed: int, map_name: str) -> Stmt:
+    """jhash ip saddr . th sport mod N seed S vmap @MAP (the flow's client picks the slot)."""
+    return Stmt((_payload(BASE_NETWORK, 12, 4, REG32_00), _payload(BASE_TRANSPORT, 0, 2, REG32_00 + 1),
+                 _e("hash", (HASH_SREG, w.be32(REG32_00)), (HASH_DREG, w.be32(REG_1)), (HASH_LEN, w.be32(8)),
+                    (HASH_MODULUS, w.be32(modulus)), (HASH_SEED, w.be32(seed)), (HASH_OFFSET, w.be32(0)),
+                    (HASH_TYPE, w.be32(HASH_JENKINS))),
+                 _e("lookup", (LOOKUP_SET, w.string(map_name)), (LOOKUP_SREG, w.be32(REG_1)),
+                    (LOOKUP_DREG, w.be32(REG_VERDICT)))),
+                f"jhash ip saddr . th sport mod {modulus} seed {seed:#x} vmap @{map_name}")
+
+
+# ---------------------------------------------------------------- actions
+
+
+def verdict(kind: str, chain: str | None = None) -> Stmt:
+    """accept | drop | return | jump CHAIN | goto CHAIN."""
+    code = {"accept": w.NF_ACCEPT, "drop": w.NF_DROP, "return": w.NFT_RETURN,
+            "jump": w.NFT_JUMP, "goto": w.NFT_GOTO}[kind]
+    return Stmt((_e("immediate", (IMMEDIATE_DREG, w.be32(REG_VERDICT)),
+                    (IMMEDIATE_DATA, _verdict_data(code, chain))),),
+                f"{kind} {chain}" if chain else kind)
+
+
+def mark_or(bit_mask: int) -> Stmt:
+    """meta mark set meta mark | MASK."""
+    return Stmt((_meta(META_MARK, REG_1), _bitwise(w.host32(~bit_mask), w.host32(bit_mask)),
+                 _e("meta", (META_KEY, w.be32(META_MARK)), (META_SREG, w.be32(REG_1)))),
+                f"meta mark set meta mark | {bit_mask:#010x}")
+
+
+def mark_xor(bit_mask: int) -> Stmt:
+    """meta mark set meta mark ^ MASK."""
+    return Stmt((_meta(META_MARK, REG_1), _bitwise(w.host32(0xFFFFFFFF), w.host32(bit_mask)),
+                 _e("meta", (META_KEY, w.be32(META_MARK)), (META_SREG, w.be32(REG_1)))),
+                f"meta mark set meta mark ^ {bit_mask:#010x}")
+
+
+def masquerade_fully_random() -> Stmt:
+    return Stmt((_e("masq", (MASQ_FLAGS, w.be32(NF_NAT_RANGE_PROTO_RANDOM_FULLY))),),
+                "masquerade fully-random")
+
+
+def dnat(ip: str, port: int, protocol: str) -> Stmt:
+    """meta l4proto P dnat to IP:PORT (the l4proto match makes the port rewrite valid)."""
+    proto = PROTO_NUMBERS[protocol]
+    return Stmt((_meta(META_L4PROTO, REG_1), _cmp(CMP_EQ, bytes([proto])),
+                 _e("immediate", (IMMEDIATE_DREG, w.be32(REG_1)),
+                    (IMMEDIATE_DATA, ((w.DATA_VALUE, ipaddress.IPv4Address(ip).packed),))),
+                 _e("immediate", (IMMEDIATE_DREG, w.be32(REG_1 + 1)),
+                    (IMMEDIATE_DATA, ((w.DATA_VALUE, w.be16(port)),))),
+                 _e("nat", (NAT_TYPE, w.be32(NAT_DNAT)), (NAT_FAMILY, w.be32(w.NFPROTO_IPV4)),
+                    (NAT_REG_ADDR_MIN, w.be32(REG_1)), (NAT_REG_PROTO_MIN, w.be32(REG_1 + 1)))),
+                f"meta l4proto {protocol.lower()} dnat to {ip}:{port}")
+
+
+def reject() -> Stmt:
+    return Stmt((_e("reject", (REJECT_TYPE, w.be32(REJECT_ICMP_UNREACH)),
+                    (REJECT_ICMP_CODE, bytes([ICMP_PORT_UNREACH]))),), "reject")
+
+
+def update_saddr(set_name: str, timeout_seconds: int) -> Stmt:
+    """update @SET { ip saddr } (refreshes the client's affinity timeout)."""
+    return Stmt((_payload(BASE_NETWORK, 12, 4, REG_1),
+                 _e("dynset", (DYNSET_SET_NAME, w.string(set_name)), (DYNSET_OP, w.be32(DYNSET_OP_UPDATE)),
+                    (DYNSET_SREG_KEY, w.be32(REG_1)), (DYNSET_TIMEOUT, w.be64(timeout_seconds * 1000)))),
+                f"update @{set_name} {{ ip saddr timeout {nft_duration(timeout_seconds)} }}")
+
+
+def nft_duration(seconds: int) -> str:
+    """A duration as nft prints it: 10800 -> "3h", 90 -> "1m30s"."""
+    out = ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            out += f"{seconds // size}{unit}"
+            seconds %= size
+    return out or "0s"
+
+
+def expr_attrs(exprs: tuple) -> tuple:
+    """NFTA_RULE_EXPRESSIONS content for a rule's expressions."""
+    return tuple((w.LIST_ELEM, ((w.EXPR_NAME, w.string(name)), (w.EXPR_DATA, attrs)))
+                 for name, attrs in exprs)

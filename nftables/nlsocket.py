@@ -1,0 +1,101 @@
+"""The nfnetlink socket: sends one batch and collects its errors, and dumps objects.
+
+A NetlinkSocket must be created and used on the thread that lives in the target network
+namespace (kproxy.netns.NetNS.run): a netlink socket talks to the namespace it was opened in.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+from dataclasses import dataclass
+
+from . import wire as w
+
+SO_SNDBUFFORCE = 32
+SO_RCVBUFFORCE = 33
+RECV_TIMEOUT_SECONDS = 120.0
+MIN_BUFFER = 4 << 20
+
+
+@dataclass(frozen=True)
+class NetlinkError:
+    seq: int
+    errno: int
+
+    @property
+    def message(self) -> str:
+        return os.strerror(self.errno)
+
+
+class NetlinkSocket:
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, w.NETLINK_NETFILTER)
+        self.sock.bind((0, 0))
+        self.sock.settimeout(RECV_TIMEOUT_SECONDS)
+        self._sndbuf = 0
+        self._set_buffers(MIN_BUFFER)
+        self.seq = 1
+
+    def _set_buffers(self, size: int) -> None:
+        if size <= self._sndbuf:
+            return
+        for force, plain in ((SO_SNDBUFFORCE, socket.SO_SNDBUF), (SO_RCVBUFFORCE, socket.SO_RCVBUF)):
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, force, size)
+            except OSError:  # not root: the capped, unforced size
+                self.sock.setsockopt(socket.SOL_SOCKET, plain, size)
+        self._sndbuf = size
+
+    def next_seq(self, count: int) -> int:
+        """Reserves `count` sequence numbers and returns the first."""
+        first = self.seq
+        self.seq += count
+        return first
+
+    def send_batch(self, data: bytes, first_seq: int, last_seq: int) -> list[NetlinkError]:
+        """Sends a batch (BATCH_BEGIN at first_seq ... last message asking for an ACK at
+        last_seq) and returns the errors the kernel reported ([] = committed)."""
+        self._set_buffers(len(data) + (1 << 20))
+        self.sock.send(data)
+        errors: list[NetlinkError] = []
+        while True:
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except socket.timeout:
+                raise OSError(errno.ETIMEDOUT, "no answer from nf_tables") from None
+            for kind, _flags, seq, payload in w.iter_messages(chunk):
+                if kind != w.NLMSG_ERROR:
+                    continue
+                code = -struct.unpack_from("=i", payload)[0]
+                orig_seq = struct.unpack_from("=I", payload, 12)[0] if len(payload) >= 16 else seq
+                if code:
+                    errors.append(NetlinkError(orig_seq, code))
+                if orig_seq == last_seq or (code and orig_seq == first_seq):
+                    return errors
+
+    def dump(self, msg_type: int, attrs: tuple = ()) -> list[dict[int, bytes]]:
+        """A GET request with NLM_F_DUMP for family ip: each answer's top-level attributes."""
+        seq = self.next_seq(1)
+        self.sock.sendall(w.encode_message(msg_type, w.NLM_F_DUMP, seq, w.NFPROTO_IPV4, attrs))
+        out: list[dict[int, bytes]] = []
+        while True:
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except socket.timeout:
+                raise OSError(errno.ETIMEDOUT, "no answer from nf_tables") from None
+            for kind, _flags, mseq, payload in w.iter_messages(chunk):
+                if mseq != seq:
+                    continue
+                if kind == w.NLMSG_DONE:
+                    return out
+                if kind == w.NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", payload)[0]
+                    if code in (0, errno.ENOENT):
+                        return out
+                    raise OSError(code, os.strerror(code))
+                out.append(w.parse_attrs(payload, 4))
+
+    def close(self) -> None:
+        self.sock.close()

@@ -1,0 +1,322 @@
+"""Pure rendering of a ProxyState into the nftables Ruleset (kube-proxy's nftables model).
+
+Static chains hook into the kernel and dispatch through maps keyed on the packet, so the cost
+per packet does not grow with the number of Services:
+
+  nat-prerouting / nat-output (nat, priority -100) -> services:
+      ip daddr . meta l4proto . th dport vmap @service-ips      (cluster, external, LB IPs)
+      fib daddr type local ... jump nodeports -> meta l4proto . th dport vmap @service-nodeports
+  nat-postrouting (nat, priority 100) -> masquerading (SNAT of packets marked by mark-for-masquerade)
+  filter-* (filter, priority -110): new connections to a Service without (local) endpoints
+      are rejected / dropped through @no-endpoint-services and @no-endpoint-nodeports;
+      LoadBalancer source ranges through @firewall-ips -> firewall-<svc>.
+
+Per ServicePort ("<hash>-<ns>/<name>/<proto>/<port name>" = base):
+  service-<base>   masquerade off-cluster sources, affinity lookups, then
+                   numgen random mod N vmap @service-<base>  (or jhash ... with endpointSelection maglev)
+  local-<base>     the same over local endpoints (traffic policy Local)
+  external-<base>  NodePort / external / LB entry (masquerade, Local short-cuts)
+  firewall-<base>  LB source ranges
+  endpoint-<base>__<ip>/<port>  hairpin masquerade, affinity update, DNAT
+  set affinity-<endpoint base>  dynamic, timeout = session affinity timeout
+
+Guarantee: deterministic; fragments of ServicePorts equal to the previous render (same
+context) are reused as the same objects.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+from dataclasses import replace
+from types import MappingProxyType
+
+from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+
+from . import expr as x
+from . import wire as w
+from .model import Chain, Fragment, Hook, Ruleset, SetSpec, Verdict
+
+SERVICE_IPS = "service-ips"
+SERVICE_NODEPORTS = "service-nodeports"
+NO_ENDPOINT_SERVICES = "no-endpoint-services"
+NO_ENDPOINT_NODEPORTS = "no-endpoint-nodeports"
+FIREWALL_IPS = "firewall-ips"
+MARK_MASQ = "mark-for-masquerade"
+MASQUERADING = "masquerading"
+SERVICES = "services"
+NODEPORTS = "nodeports"
+REJECT_CHAIN = "reject-chain"
+FIREWALL_CHECK = "firewall-check"
+SERVICE_ENDPOINTS_CHECK = "service-endpoints-check"
+NODEPORT_ENDPOINTS_CHECK = "nodeport-endpoints-check"
+
+SHARED_MAPS = {
+    SERVICE_IPS: SetSpec(SERVICE_IPS, ("ipv4_addr", "inet_proto", "inet_service"), verdict_map=True),
+    SERVICE_NODEPORTS: SetSpec(SERVICE_NODEPORTS, ("inet_proto", "inet_service"), verdict_map=True),
+    NO_ENDPOINT_SERVICES: SetSpec(NO_ENDPOINT_SERVICES, ("ipv4_addr", "inet_proto", "inet_service"), verdict_map=True),
+    NO_ENDPOINT_NODEPORTS: SetSpec(NO_ENDPOINT_NODEPORTS, ("inet_proto", "inet_service"), verdict_map=True),
+    FIREWALL_IPS: SetSpec(FIREWALL_IPS, ("ipv4_addr", "inet_proto", "inet_service"), verdict_map=True),
+}
+
+FILTER_PRIORITY = -110  # before DNAT in prerouting/output, so checks see the Service address
+NAT_DST_PRIORITY = -100
+NAT_SRC_PRIORITY = 100
+MAGLEV_TABLE_SIZE = 251  # prime; per-service map slots in maglev mode
+MAGLEV_SEED = 0x6b707278  # "kprx": jhash seed, the same on every node
+ENDPOINT_SELECTIONS = ("random", "maglev")
+
+
+def chain_base(sp: ServicePort) -> str:
+    """kube-proxy's servicePortChainNameBase: hash + readable name (stable per ServicePort)."""
+    proto = sp.protocol.lower()
+    digest = hashlib.sha256(f"{sp.namespace}/{sp.name}/{proto}/{sp.port_name}".encode()).digest()
+    return f"{base64.b32encode(digest)[:8].decode().lower()}-{sp.namespace}/{sp.name}/{proto}/{sp.port_name}"
+
+
+def endpoint_base(base: str, ep: Endpoint) -> str:
+    return f"{base}__{ep.ip}/{ep.port}"
+
+
+def _ipv4(addresses) -> list[str]:
+    return [a for a in addresses if a and ":" not in a]
+
+
+def _local_cidr(cluster_cidr: str | None) -> str | None:
+    for part in (cluster_cidr or "").split(","):
+        try:
+            net = ipaddress.ip_network(part.strip(), strict=False)
+        except ValueError:
+            continue
+        if net.version == 4:
+            return str(net)
+    return None
+
+
+def _nodeport_ips(state: ProxyState) -> list[str] | None:
+    """None: NodePorts on every local address; else the node IPs inside node_port_addresses."""
+    if not state.node_port_addresses:
+        return None
+    nets, primary = [], False
+    for cidr in state.node_port_addresses:
+        if cidr == "primary":
+            primary = True
+            continue
+        try:
+            nets.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            continue
+    return [ip for ip in _ipv4(state.node_ips)
+            if primary or any(ipaddress.ip_address(ip) in n for n in nets if n.version == 4)]
+
+
+def render_context(state: ProxyState, endpoint_selection: str) -> tuple:
+    return (_local_cidr(state.cluster_cidr), state.masquerade_all, state.masquerade_bit,
+            tuple(_ipv4(state.node_ips)), endpoint_selection)
+
+
+def _unique_endpoints(sp: ServicePort) -> ServicePort:
+    if len({(e.ip, e.port) for e in sp.endpoints}) == len(sp.endpoints):
+        return sp
+    best: dict[tuple[str, int], Endpoint] = {}
+    for e in sp.endpoints:
+        rank = (e.ready, e.serving, not e.terminating, e.is_local)
+        old = best.get((e.ip, e.port))
+        if old is None or rank > (old.ready, old.serving, not old.terminating, old.is_local):
+            best[(e.ip, e.port)] = e
+    return replace(sp, endpoints=tuple(sorted(best.values())))
+
+
+def _balance_slots(endpoints: tuple[Endpoint, ...], selection: str) -> list[int]:
+    """Which endpoint (index) each map slot sends to: one slot per endpoint for random, the
+    Maglev table for maglev."""
+    if selection != "maglev":
+        return list(range(len(endpoints)))
+    from kproxy import fastpath
+
+    names = [f"{e.ip}:{e.port}".encode() for e in endpoints]
+    return list(fastpath.maglev_table(names, [1] * len(names), MAGLEV_TABLE_SIZE,
+                                      fastpath.OFFSET_KEY, fastpath.SKIP_KEY))
+
+
+def render_fragment(service: ServicePort, context: tuple) -> Fragment:
+    """The chains, sets and map elements of one ServicePort (pure)."""
+    local_cidr, masquerade_all, masq_bit, node_ips, selection = context
+    mark = 1 << masq_bit
+    sp = _unique_endpoints(service)
+    base = chain_base(sp)
+    proto = sp.protocol
+    chains: list[Chain] = []
+    sets: list[SetSpec] = []
+    elements: dict[str, dict[tuple, Verdict]] = {}
+
+    def element(map_name: str, key: tuple, verdict: Verdict) -> None:
+        elements.setdefault(map_name, {})[key] = verdict
+
+    externally_accessible = sp.has_external
+    uses_cluster = not sp.internal_policy_local or externally_accessible
+    uses_local = sp.internal_policy_local or (sp.external_policy_local and externally_accessible)
+    cluster_eps = sp.cluster_endpoints() if uses_cluster else ()
+    local_eps = sp.local_endpoints() if uses_local else ()
+    has_endpoints = any(e.ready or (e.serving and e.terminating) for e in sp.endpoints)
+    reachable = tuple(sorted(set(cluster_eps) | set(local_eps)))
+
+    svc_chain, local_chain = f"service-{base}", f"local-{base}"
+    ext_chain, fw_chain = f"external-{base}", f"firewall-{base}"
+    internal_chain, has_internal = svc_chain, has_endpoints
+    if sp.internal_policy_local:
+        internal_chain, has_internal = local_chain, bool(local_eps)
+    external_policy_chain, has_external = svc_chain, has_endpoints
+    if sp.external_policy_local:
+        external_policy_chain, has_external = local_chain, bool(local_eps)
+    lb_ips = _ipv4(sp.load_balancer_ips)
+    uses_fw = has_endpoints and bool(lb_ips) and bool(sp.load_balancer_source_ranges)
+    no_ep: Verdict = ("goto", REJECT_CHAIN) if not has_endpoints else ("drop", None)
+    cluster_ips = _ipv4(sp.cluster_ips)
+
+    # Dispatch elements.
+    for ip in cluster_ips:
+        if has_internal:
+            element(SERVICE_IPS, (ip, proto, sp.port), ("goto", internal_chain))
+        else:
+            element(NO_ENDPOINT_SERVICES, (ip, proto, sp.port), no_ep)
+    for ip in _ipv4(sp.external_ips) + lb_ips:
+        if has_endpoints:
+            element(SERVICE_IPS, (ip, proto, sp.port), ("goto", ext_chain))
+        if not has_external:
+            element(NO_ENDPOINT_SERVICES, (ip, proto, sp.port), no_ep)
+    for ip in lb_ips:
+        if uses_fw:
+            element(FIREWALL_IPS, (ip, proto, sp.port), ("goto", fw_chain))
+    if sp.node_port:
+        if has_endpoints:
+            element(SERVICE_NODEPORTS, (proto, sp.node_port), ("goto", ext_chain))
+        if not has_external:
+            element(NO_ENDPOINT_NODEPORTS, (proto, sp.node_port), no_ep)
+
+    # External entry chain.
+    if has_endpoints and externally_accessible:
+        rules = []
+        if not sp.external_policy_local:
+            rules.append(x.rule(x.verdict("jump", MARK_MASQ)))
+        else:
+            if local_cidr:
+                rules.append(x.rule(x.ip_addr("saddr", local_cidr), x.verdict("goto", svc_chain)))
+            rules.append(x.rule(x.fib_local("saddr"), x.verdict("jump", MARK_MASQ)))
+            rules.append(x.rule(x.fib_local("saddr"), x.verdict("goto", svc_chain)))
+        if has_external:
+            rules.append(x.rule(x.verdict("goto", external_policy_chain)))
+        chains.append(Chain(ext_chain, tuple(rules)))
+
+    # LoadBalancer source ranges (filter, before DNAT): allowed sources return, the rest drop.
+    if uses_fw:
+        rules = [x.rule(x.ip_addr("saddr", cidr), x.verdict("return"))
+                 for cidr in sp.load_balancer_source_ranges if ":" not in cidr]
+        allow_node = any(ipaddress.ip_address(ip) in ipaddress.ip_network(c, strict=False)
+                         for c in sp.load_balancer_source_ranges if ":" not in c for ip in node_ips)
+        if allow_node:  # the node reaching its own LB VIP arrives with the VIP as source
+            rules += [x.rule(x.ip_addr("saddr", ip), x.verdict("return")) for ip in lb_ips]
+        rules.append(x.rule(x.verdict("drop")))
+        chains.append(Chain(fw_chain, tuple(rules)))
+
+    # Balancing chains and their endpoint maps.
+    affinity = sp.session_affinity_timeout
+    ep_chain = {e: f"endpoint-{endpoint_base(base, e)}" for e in reachable}
+    ep_affinity = {e: f"affinity-{endpoint_base(base, e)}" for e in reachable}
+
+    def balance(chain_name: str, eps: tuple[Endpoint, ...], masquerade_rules: list) -> None:
+        rules = list(masquerade_rules)
+        if affinity is not None:
+            rules += [x.rule(x.in_set(ep_affinity[e]), x.verdict("goto", ep_chain[e])) for e in eps]
+        slots = _balance_slots(eps, selection)
+        if selection == "maglev":
+            rules.append(x.rule(x.jhash_vmap(len(slots), MAGLEV_SEED, chain_name)))
+        else:
+            rules.append(x.rule(x.numgen_vmap(len(slots), chain_name)))
+        sets.append(SetSpec(chain_name, ("mark",), verdict_map=True))
+        for slot, index in enumerate(slots):
+            element(chain_name, (slot,), ("goto", ep_chain[eps[index]]))
+        chains.append(Chain(chain_name, tuple(rules)))
+
+    masq_rules = []
+    if has_internal:
+        for ip in cluster_ips:
+            if masquerade_all:
+                masq_rules.append(x.rule(x.ip_addr("daddr", ip), x.verdict("jump", MARK_MASQ)))
+            elif local_cidr:
+                masq_rules.append(x.rule(x.ip_addr("daddr", ip), x.ip_addr("saddr", local_cidr, negate=True),
+                                         x.verdict("jump", MARK_MASQ)))
+    if cluster_eps and uses_cluster:
+        balance(svc_chain, cluster_eps, masq_rules if internal_chain == svc_chain else [])
+    if local_eps and uses_local:
+        balance(local_chain, local_eps, masq_rules if internal_chain == local_chain else [])
+
+    for e in reachable:
+        rules = [x.rule(x.ip_addr("saddr", e.ip), x.verdict("jump", MARK_MASQ))]
+        if affinity is not None:
+            rules.append(x.rule(x.update_saddr(ep_affinity[e], affinity)))
+            sets.append(SetSpec(ep_affinity[e], ("ipv4_addr",), timeout=affinity))
+        rules.append(x.rule(x.dnat(e.ip, e.port, proto)))
+        chains.append(Chain(ep_chain[e], tuple(rules)))
+
+    return Fragment(service=service, chains=tuple(chains), sets=tuple(sets),
+                    elements=MappingProxyType({k: MappingProxyType(v) for k, v in elements.items()}),
+                    context=context)
+
+
+def static_chains(state: ProxyState) -> list[Chain]:
+    mark = 1 << state.masquerade_bit
+    new = x.ct_state_new()
+    nodeport_ips = _nodeport_ips(state)
+    if nodeport_ips is None:
+        to_nodeports = [x.rule(x.fib_local("daddr"), x.ip_addr("daddr", "127.0.0.0/8", negate=True),
+                               x.verdict("jump", NODEPORTS))]
+        nodeport_check = [x.rule(x.fib_local("daddr"), x.vmap_proto_port(NO_ENDPOINT_NODEPORTS))]
+    else:
+        to_nodeports = [x.rule(x.ip_addr("daddr", ip), x.verdict("jump", NODEPORTS)) for ip in nodeport_ips]
+        nodeport_check = [x.rule(x.ip_addr("daddr", ip), x.vmap_proto_port(NO_ENDPOINT_NODEPORTS))
+                          for ip in nodeport_ips]
+    return [
+        Chain("filter-prerouting", (x.rule(new, x.verdict("jump", FIREWALL_CHECK)),),
+              Hook("filter", w.HOOK_PREROUTING, FILTER_PRIORITY)),
+        Chain("filter-input", (x.rule(new, x.verdict("jump", NODEPORT_ENDPOINTS_CHECK)),
+                               x.rule(new, x.verdict("jump", SERVICE_ENDPOINTS_CHECK))),
+              Hook("filter", w.HOOK_INPUT, FILTER_PRIORITY)),
+        Chain("filter-forward", (x.rule(new, x.verdict("jump", SERVICE_ENDPOINTS_CHECK)),),
+              Hook("filter", w.HOOK_FORWARD, FILTER_PRIORITY)),
+        Chain("filter-output", (x.rule(new, x.verdict("jump", SERVICE_ENDPOINTS_CHECK)),
+                                x.rule(new, x.verdict("jump", FIREWALL_CHECK))),
+              Hook("filter", w.HOOK_OUTPUT, FILTER_PRIORITY)),
+        Chain(FIREWALL_CHECK, (x.rule(x.vmap_addr_proto_port(FIREWALL_IPS)),)),
+        Chain(SERVICE_ENDPOINTS_CHECK, (x.rule(x.vmap_addr_proto_port(NO_ENDPOINT_SERVICES)),)),
+        Chain(NODEPORT_ENDPOINTS_CHECK, tuple(nodeport_check)),
+        Chain(REJECT_CHAIN, (x.rule(x.reject()),)),
+        Chain(MARK_MASQ, (x.rule(x.mark_or(mark)),)),
+        Chain(MASQUERADING, (x.rule(x.mark_clear(mark), x.verdict("return")),
+                             x.rule(x.mark_xor(mark)),
+                             x.rule(x.masquerade_fully_random()))),
+        Chain(SERVICES, (x.rule(x.vmap_addr_proto_port(SERVICE_IPS)), *to_nodeports)),
+        Chain(NODEPORTS, (x.rule(x.vmap_proto_port(SERVICE_NODEPORTS)),)),
+        Chain("nat-prerouting", (x.rule(x.verdict("jump", SERVICES)),),
+              Hook("nat", w.HOOK_PREROUTING, NAT_DST_PRIORITY)),
+        Chain("nat-output", (x.rule(x.verdict("jump", SERVICES)),),
+              Hook("nat", w.HOOK_OUTPUT, NAT_DST_PRIORITY)),
+        Chain("nat-postrouting", (x.rule(x.verdict("jump", MASQUERADING)),),
+              Hook("nat", w.HOOK_POSTROUTING, NAT_SRC_PRIORITY)),
+    ]
+
+
+def render(state: ProxyState, previous: Ruleset | None = None, endpoint_selection: str = "random") -> Ruleset:
+    """The complete Ruleset for `state` (pure, deterministic)."""
+    if endpoint_selection not in ENDPOINT_SELECTIONS:
+        raise ValueError(f"endpoint selection {endpoint_selection!r}: want random or maglev")
+    context = render_context(state, endpoint_selection)
+    reusable = previous.fragments if previous is not None and previous.context == context else {}
+    fragments: dict[str, Fragment] = {}
+    for key in sorted(state.services):
+        sp = state.services[key]
+        old = reusable.get(key)
+        fragments[key] = old if old is not None and (old.service is sp or old.service == sp) \
+            else render_fragment(sp, context)
+    return Ruleset(static=tuple(static_chains(state)), shared_maps=tuple(SHARED_MAPS.values()),
+                   fragments=MappingProxyType(fragments), context=context)
