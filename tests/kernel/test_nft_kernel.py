@@ -1,0 +1,287 @@
+"""The nftables backend with real nf_tables batches and real packets, in namespaces
+(tests/kernel/topology.py)."""
+from __future__ import annotations
+
+import collections
+import subprocess
+from dataclasses import replace
+from types import SimpleNamespace
+
+import pytest
+
+from kproxy.agent.backend import ApplyError
+from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+from kproxy.netns import NetNS
+from kproxy.nftables.backend import NftablesBackend
+from kproxy.nftables.model import Ruleset
+from kproxy.nftables.transaction import Transaction
+from tests.kernel.topology import CLIENT_IP, NODE_IP, POD_PORT, single_node
+
+pytestmark = pytest.mark.kernel
+
+CLUSTER_CIDR = "10.244.0.0/16"
+TRIES = 40  # P(one of 3 endpoints never chosen in 40 tries) = 3*(2/3)^40 < 1e-6
+PODS = ["a", "b", "c", "d", "e"]
+
+
+@pytest.fixture(scope="module")
+def topo():
+    with single_node(PODS, tag="nftk") as topology:
+        yield topology
+
+
+def make_backend(topo, selection: str = "random") -> NftablesBackend:
+    return NftablesBackend(NetNS(topo.node), SimpleNamespace(nftables=SimpleNamespace(endpoint_selection=selection)))
+
+
+@pytest.fixture
+def backend(topo):
+    b = make_backend(topo)
+    try:
+        yield b
+    finally:
+        try:
+            b.cleanup()
+        finally:
+            topo.run(topo.node, ["conntrack", "-F"], check=False)
+            b.close()
+            b.netns.close()
+
+
+def ep(topo, pod: str, local: bool = True, **kw) -> Endpoint:
+    return Endpoint(topo.pods[pod].ip, POD_PORT, is_local=local, node_name="n1" if local else "n2", **kw)
+
+
+def service(name: str, cluster_ip: str, endpoints=(), port: int = 80, protocol: str = "TCP", **kw) -> ServicePort:
+    return ServicePort("default", name, "", protocol, port, cluster_ips=(cluster_ip,),
+                       endpoints=tuple(sorted(endpoints)), **kw)
+
+
+def state(*services: ServicePort, **kw) -> ProxyState:
+    kw.setdefault("cluster_cidr", CLUSTER_CIDR)
+    return ProxyState("n1", node_ips=(NODE_IP,), services={s.key: s for s in services}, **kw)
+
+
+def sync(backend, st: ProxyState, previous: Ruleset | None = None, full: bool = True) -> Ruleset:
+    ruleset = backend.render(st, previous)
+    backend.apply(ruleset, None if full else previous)
+    return ruleset
+
+
+def nft_list(topo) -> str:
+    return topo.run(topo.node, ["nft", "list", "table", "ip", "kproxy"]).stdout
+
+
+def pods_reached(topo, ns, ip, port, tries=TRIES, proto="tcp") -> set[str]:
+    call = topo.tcp if proto == "tcp" else topo.udp
+    return {call(ns, ip, port)[0] for _ in range(tries)}
+
+
+# ------------------------------------------------------------------ traffic
+
+
+def test_cluster_ip_reaches_every_endpoint_and_masquerades_off_cluster_clients(topo, backend):
+    sync(backend, state(service("web", "10.96.0.10", [ep(topo, p) for p in "abc"])))
+    answers = [topo.tcp(topo.client, "10.96.0.10", 80) for _ in range(TRIES)]
+    assert {pod for pod, _ in answers} == {"a", "b", "c"}
+    assert {src for _, src in answers} == {NODE_IP}  # client is off-cluster: SNAT to the node
+
+
+def test_pod_to_its_own_service_hairpins_with_masquerade(topo, backend):
+    sync(backend, state(service("self", "10.96.0.11", [ep(topo, "a")])))
+    pod, src = topo.tcp(topo.pods["a"].netns, "10.96.0.11", 80)
+    assert pod == "a" and src != topo.pods["a"].ip
+
+
+def test_pod_client_keeps_its_source_address(topo, backend):
+    sync(backend, state(service("keep", "10.96.0.12", [ep(topo, "b")])))
+    assert topo.tcp(topo.pods["a"].netns, "10.96.0.12", 80) == ("b", topo.pods["a"].ip)
+
+
+def test_udp_and_nodeport(topo, backend):
+    sync(backend, state(service("dns", "10.96.0.13", [ep(topo, "c")], port=53, protocol="UDP", node_port=30053),
+                        service("np", "10.96.0.14", [ep(topo, "d")], node_port=30080)))
+    assert topo.udp(topo.client, "10.96.0.13", 53)[0] == "c"
+    assert topo.udp(topo.client, NODE_IP, 30053)[0] == "c"
+    assert topo.tcp(topo.client, NODE_IP, 30080) == ("d", NODE_IP)
+
+
+def test_service_without_endpoints_is_refused(topo, backend):
+    sync(backend, state(service("empty", "10.96.0.15", []), service("emptynp", "10.96.0.16", [], node_port=30081)))
+    with pytest.raises(ConnectionRefusedError):
+        topo.tcp(topo.client, "10.96.0.15", 80, timeout=3)
+    with pytest.raises(ConnectionRefusedError):
+        topo.tcp(topo.client, NODE_IP, 30081, timeout=3)
+    with pytest.raises(ConnectionRefusedError):
+        topo.tcp(topo.node, "10.96.0.15", 80, timeout=3)
+
+
+def test_external_policy_local_keeps_client_address_and_only_local_endpoints(topo, backend):
+    eps = [ep(topo, "a", local=True), ep(topo, "b", local=False)]
+    sync(backend, state(service("local", "10.96.0.17", eps, node_port=30082, external_policy_local=True,
+                                external_ips=("192.0.2.7",))))
+    assert {topo.tcp(topo.client, NODE_IP, 30082) for _ in range(10)} == {("a", CLIENT_IP)}
+    assert {topo.tcp(topo.client, "192.0.2.7", 80) for _ in range(10)} == {("a", CLIENT_IP)}
+
+
+def test_session_affinity_sticks_to_one_endpoint(topo, backend):
+    sync(backend, state(service("sticky", "10.96.0.18", [ep(topo, p) for p in "abc"],
+                                session_affinity_timeout=600)))
+    assert len(pods_reached(topo, topo.client, "10.96.0.18", 80, tries=20)) == 1
+
+
+def test_load_balancer_source_ranges_drop_other_sources(topo, backend):
+    sync(backend, state(service("lb", "10.96.0.19", [ep(topo, "a")], load_balancer_ips=("198.51.100.9",),
+                                load_balancer_source_ranges=("10.200.0.2/32",)),
+                        service("lb2", "10.96.0.20", [ep(topo, "b")], load_balancer_ips=("198.51.100.10",),
+                                load_balancer_source_ranges=("10.9.0.0/16",))))
+    assert topo.tcp(topo.client, "198.51.100.9", 80)[0] == "a"
+    with pytest.raises((TimeoutError, OSError)):
+        topo.tcp(topo.client, "198.51.100.10", 80, timeout=1.5)
+
+
+# ------------------------------------------------------------------ sync behaviour
+
+
+def test_partial_sync_changes_one_service_and_matches_a_full_sync(topo, backend):
+    a = service("one", "10.96.0.21", [ep(topo, "a")])
+    b = service("two", "10.96.0.22", [ep(topo, "b")])
+    first = sync(backend, state(a, b))
+    b2 = replace(b, endpoints=(ep(topo, "c"), ep(topo, "d")))
+    second = sync(backend, state(a, b2), previous=first, full=False)
+    assert second.fragments[a.key] is first.fragments[a.key]
+    assert pods_reached(topo, topo.client, "10.96.0.22", 80) == {"c", "d"}
+    partial_text = nft_list(topo)
+    backend.cleanup()
+    sync(backend, state(a, b2))
+    assert _sorted_lines(nft_list(topo)) == _sorted_lines(partial_text)
+    # removing a Service removes its chains and map entries
+    sync(backend, state(a), previous=second, full=False)
+    text = nft_list(topo)
+    assert "default/two/" not in text and "10.96.0.22" not in text
+    assert topo.tcp(topo.client, "10.96.0.21", 80)[0] == "a"
+
+
+def _sorted_lines(text: str) -> list[str]:
+    return sorted(line.strip().rstrip(",") for line in text.splitlines())
+
+
+def test_full_sync_is_idempotent_and_repairs_drift(topo, backend):
+    st = state(service("drift", "10.96.0.23", [ep(topo, "a")]))
+    sync(backend, st)
+    before = nft_list(topo)
+    topo.run(topo.node, ["nft", "flush", "chain", "ip", "kproxy", "services"])
+    topo.run(topo.node, ["nft", "add", "chain", "ip", "kproxy", "leftover"])
+    with pytest.raises((TimeoutError, OSError)):
+        topo.tcp(topo.client, "10.96.0.23", 80, timeout=1.5)
+    sync(backend, st)
+    sync(backend, st)
+    assert nft_list(topo) == before
+    assert topo.tcp(topo.client, "10.96.0.23", 80)[0] == "a"
+
+
+def test_nft_lists_the_rules_we_meant(topo, backend):
+    st = state(service("shown", "10.96.0.24", [ep(topo, "a"), ep(topo, "b")], node_port=30090,
+                       session_affinity_timeout=10800),
+               service("gone", "10.96.0.25", []))
+    ruleset = sync(backend, st)
+    listed = _chains_in_listing(nft_list(topo))
+    assert set(listed) == set(ruleset.chains)
+    for name, chain in ruleset.chains.items():
+        assert listed[name] == [r.text for r in chain.rules], name
+
+
+def _chains_in_listing(text: str) -> dict[str, list[str]]:
+    chains: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("chain "):
+            current = line.split()[1]
+            chains[current] = []
+        elif line == "}":
+            current = None
+        elif current is not None and line and not line.startswith("type "):
+            chains[current].append(line)
+    return chains
+
+
+def test_failed_batch_changes_nothing_and_names_the_operation(topo, backend):
+    sync(backend, state(service("keep", "10.96.0.26", [ep(topo, "a")])))
+    before = nft_list(topo)
+    tx = Transaction()
+    tx.flush_chain("services")
+    tx.delete_chain("no-such-chain")
+    with pytest.raises(ApplyError, match="delete chain no-such-chain"):
+        backend._commit(tx)
+    assert nft_list(topo) == before
+    assert topo.tcp(topo.client, "10.96.0.26", 80)[0] == "a"
+
+
+def test_cleanup_removes_only_our_table(topo, backend):
+    topo.run(topo.node, ["nft", "add", "table", "ip", "someone-else"])
+    try:
+        sync(backend, state(service("c", "10.96.0.27", [ep(topo, "a")])))
+        backend.cleanup()
+        tables = topo.run(topo.node, ["nft", "list", "tables"]).stdout
+        assert "kproxy" not in tables and "someone-else" in tables
+        assert backend.inspect().exists is False
+    finally:
+        topo.run(topo.node, ["nft", "delete", "table", "ip", "someone-else"], check=False)
+
+
+def test_inspect_reads_the_table_back(topo, backend):
+    ruleset = sync(backend, state(service("i", "10.96.0.28", [ep(topo, "a"), ep(topo, "b")])))
+    seen = backend.inspect()
+    assert seen.exists
+    assert seen.chains == {name: len(c.rules) for name, c in ruleset.chains.items()}
+    assert seen.sets["service-ips"] == 1
+    assert seen.hooks["nat-prerouting"] == ("nat", 0, -100)
+
+
+def test_maglev_removing_one_of_five_endpoints_moves_only_its_clients(topo):
+    b = make_backend(topo, "maglev")
+    try:
+        eps = [ep(topo, p) for p in PODS]
+        first = sync(b, state(service("mag", "10.96.0.30", eps)))
+        ports = range(20000, 20120)
+
+        before = {p: _tcp_from(topo, "10.96.0.30", p) for p in ports}
+        assert len(set(before.values())) == 5
+        topo.run(topo.node, ["conntrack", "-F"], check=False)
+        sync(b, state(service("mag", "10.96.0.30", [e for e in eps if e.ip != topo.pods["c"].ip])),
+             previous=first, full=False)
+        after = {p: _tcp_from(topo, "10.96.0.30", p) for p in ports}
+        moved_others = [p for p in ports if before[p] != after[p] and before[p] != "c"]
+        assert "c" not in after.values()
+        # Maglev moves little more than the removed endpoint's share: with 251 slots, 5 -> 4
+        # endpoints, about 4 slots besides c's 50; random selection would move ~4/5 of all.
+        assert len(moved_others) <= len(ports) // 10, (len(moved_others), before, after)
+    finally:
+        b.cleanup()
+        topo.run(topo.node, ["conntrack", "-F"], check=False)
+        b.close()
+        b.netns.close()
+
+
+def _tcp_from(topo, ip: str, source_port: int) -> str:
+    """The pod answering a TCP connection from the client's fixed source port."""
+    import socket
+
+    def exchange() -> str:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.settimeout(5)
+            s.bind((CLIENT_IP, source_port))
+            s.connect((ip, 80))
+            s.sendall(b"hi\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = s.recv(256)
+                if not chunk:
+                    break
+                data += chunk
+            # RST instead of TIME_WAIT, so the same source port is reusable at once
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+            return data.decode().split()[0]
+    return topo.ns(topo.client).run(exchange)
