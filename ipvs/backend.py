@@ -1,0 +1,373 @@
+"""IpvsBackend: the kube-proxy IPVS model programmed through generic netlink.
+
+Kernel I/O lives only here (render.py and nfrules.py are pure). All of it runs on the
+namespace's thread: apply/inspect/cleanup are called through netns.run by the proxier, and
+every public method here re-enters netns.run itself so tests and CLIs may call them directly.
+
+Guarantees:
+- apply(ruleset, None) (full sync) dumps the kernel's virtual servers and the real servers of
+  every desired one, and sends only the difference (add / edit / delete) in batched netlink
+  messages; virtual servers the ruleset does not hold are deleted. This namespace's IPVS table
+  is owned by kproxy (as kube-proxy owns its node's).
+- apply(ruleset, previous) touches only virtual servers whose entry differs from `previous`.
+- A real server that leaves a virtual server is first set to weight 0 (no new connections,
+  established ones continue) and deleted once it has no connections or DRAIN_SECONDS passed
+  (graceful termination); it is checked again on every later apply.
+- Addresses: the dummy interface kube-ipvs0 holds exactly the ruleset's addresses.
+- The netfilter part (ipsets + a few chains) is rewritten only when its plan changed; ipset
+  members go through temporary sets and swap.
+- IPVS has no transactions: a failed apply raises ApplyError and may leave part of the change
+  in the kernel; the proxier then makes the next sync full, which repairs everything.
+"""
+from __future__ import annotations
+
+import errno
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kproxy.agent.backend import ApplyError, ApplyResult, Backend, BackendUnavailable
+from kproxy.agent.state import ProxyState
+from kproxy.netns import NetNS
+
+from . import nfrules
+from .model import IpvsRuleset, RealServer, ServiceEntry, VirtualServer, VSKey
+from .netlink import (CMD_DEL_DEST, CMD_DEL_SERVICE, CMD_NEW_DEST, CMD_NEW_SERVICE, CMD_SET_DEST,
+                      CMD_SET_SERVICE, DestStatus, IpvsError, IpvsSocket, Request)
+from .render import options_from_config, render as render_ruleset
+
+DUMMY_DEVICE = "kube-ipvs0"
+DRAIN_SECONDS = 30.0
+COMMAND_TIMEOUT = 600
+SYSCTLS = {
+    "net.ipv4.vs.conntrack": "1",  # iptables masquerade sees IPVS-forwarded packets
+    "net.ipv4.vs.expire_nodest_conn": "1",  # connections to a deleted real server end at once
+    "net.ipv4.vs.expire_quiescent_template": "1",  # persistence to a weight-0 server expires
+}
+
+
+@dataclass(frozen=True)
+class KernelService:
+    server: VirtualServer
+    dests: tuple[DestStatus, ...]
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What the kernel holds: virtual servers with real servers and counters, dummy addresses."""
+
+    services: tuple[KernelService, ...]
+    addresses: frozenset[str]
+    draining: frozenset[tuple[VSKey, RealServer]] = field(default_factory=frozenset)
+
+    def as_map(self) -> dict[VSKey, tuple[VirtualServer, tuple[RealServer, ...]]]:
+        """VSKey -> (virtual server, real servers with weight > 0), for comparing with a ruleset."""
+        return {s.server.key: (s.server, tuple(sorted(d.server for d in s.dests if d.server.weight > 0)))
+                for s in self.services}
+
+
+def desired_map(ruleset: IpvsRuleset) -> dict[VSKey, tuple[VirtualServer, tuple[RealServer, ...]]]:
+    return {k: (e.server, e.reals) for k, e in ruleset.services.items()}
+
+
+def plan_dests(entry: ServiceEntry, kernel: list[DestStatus], draining: set[RealServer]) -> tuple[list[Request], set[RealServer]]:
+    """Pure: the dest requests turning `kernel` into entry.reals, and the real servers that
+    are (now) draining: present in the kernel, not wanted, with connections."""
+    vs = entry.server
+    want = {(r.address, r.port): r for r in entry.reals}
+    have = {(d.server.address, d.server.port): d for d in kernel}
+    reqs: list[Request] = []
+    drain: set[RealServer] = set()
+    for addr, real in want.items():
+        cur = have.get(addr)
+        if cur is None:
+            reqs.append(Request(CMD_NEW_DEST, vs, real))
+        elif cur.server.weight != real.weight or cur.fwd_method != 0:
+            reqs.append(Request(CMD_SET_DEST, vs, real))
+    for addr, cur in have.items():
+        if addr in want:
+            continue
+        if cur.active + cur.inactive == 0:
+            reqs.append(Request(CMD_DEL_DEST, vs, cur.server))
+            continue
+        if cur.server.weight != 0:
+            reqs.append(Request(CMD_SET_DEST, vs, RealServer(cur.server.address, cur.server.port, 0)))
+        drain.add(RealServer(cur.server.address, cur.server.port, 0))
+    return reqs, drain
+
+
+class IpvsBackend(Backend):
+    name = "ipvs"
+
+    def __init__(self, netns: Any, config: Any) -> None:
+        super().__init__(netns if netns is not None else NetNS(None), config)
+        try:
+            self.options = options_from_config(config)
+        except ValueError as exc:
+            raise BackendUnavailable(str(exc)) from None
+        self.drain_seconds = DRAIN_SECONDS
+        self._sock: IpvsSocket | None = None
+        self._draining: dict[tuple[VSKey, RealServer], float] = {}  # -> deadline (monotonic)
+        self._netfilter_applied: Any = None
+        self._setup_done = False
+        self._iptables: str | None = None
+
+    # ------------------------------------------------------------------ probing
+
+    @classmethod
+    def probe(cls, netns: Any, config: Any = None) -> None:
+        netns = netns if netns is not None else NetNS(None)
+        if config is not None:
+            try:
+                options_from_config(config)
+            except ValueError as exc:
+                raise BackendUnavailable(str(exc)) from None
+        subprocess.run(["modprobe", "-q", "ip_vs"], capture_output=True, check=False)
+
+        def _try() -> None:
+            IpvsSocket().close()
+
+        try:
+            netns.run(_try)
+        except (IpvsError, OSError) as exc:
+            raise BackendUnavailable(f"ipvs mode needs the kernel's IPVS (ip_vs module): {exc}") from None
+        for tool in ("ipset", "ip"):
+            res = subprocess.run(["which", tool], capture_output=True, check=False)
+            if res.returncode != 0:
+                raise BackendUnavailable(f"ipvs mode needs the {tool} command")
+
+    # ------------------------------------------------------------------ helpers
+
+    def _socket(self) -> IpvsSocket:
+        if self._sock is None:
+            try:
+                self._sock = IpvsSocket()
+            except (IpvsError, OSError) as exc:
+                raise ApplyError(f"IPVS netlink: {exc}") from None
+        return self._sock
+
+    def _run(self, argv: list[str], text: str | None = None) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run(argv, input=text, capture_output=True, text=True, check=False, timeout=COMMAND_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise ApplyError(f"{argv[0]} did not finish within {COMMAND_TIMEOUT}s") from None
+        except OSError as exc:
+            raise ApplyError(f"{argv[0]}: {exc.strerror or exc}") from None
+
+    def _must(self, argv: list[str], text: str | None = None) -> str:
+        res = self._run(argv, text)
+        if res.returncode != 0:
+            raise ApplyError(f"{' '.join(argv[:3])}: {res.stderr.strip() or 'failed'}")
+        return res.stdout
+
+    def _iptables_variant(self) -> str:
+        """The iptables binary prefix: configured iptables.backend, else nft when it works."""
+        if self._iptables is None:
+            wanted = getattr(getattr(self.config, "iptables", None), "backend", "auto")
+            candidates = [wanted] if wanted in ("nft", "legacy") else ["nft", "legacy"]
+            for variant in candidates:
+                if self._run([f"iptables-{variant}-save", "-t", "nat"]).returncode == 0:
+                    self._iptables = f"iptables-{variant}"
+                    break
+            else:
+                raise ApplyError("no working iptables (nft or legacy) for the ipvs netfilter rules")
+        return self._iptables
+
+    # ------------------------------------------------------------------ render / apply
+
+    def render(self, state: ProxyState, previous: IpvsRuleset | None = None) -> IpvsRuleset:
+        return render_ruleset(state, self.options)
+
+    def apply(self, ruleset: IpvsRuleset, previous: IpvsRuleset | None) -> ApplyResult:
+        return self.netns.run(self._apply, ruleset, previous)
+
+    def _apply(self, ruleset: IpvsRuleset, previous: IpvsRuleset | None) -> ApplyResult:
+        full = previous is None
+        if not self._setup_done or full:
+            self._setup()
+        # addresses first: a new ClusterIP's virtual server is useless until the IP is local
+        self._sync_addresses(ruleset.addresses, None if full else previous.addresses, remove=False)
+        sock = self._socket()
+        reqs: list[Request] = []
+        deletes: list[Request] = []
+        if full:
+            kernel = {vs.key: vs for vs in sock.services()}
+            keys = ruleset.services.keys()
+            stale = [vs for key, vs in kernel.items() if key not in ruleset.services]
+        else:
+            kernel = None
+            keys = [k for k, e in ruleset.services.items() if previous.services.get(k) != e]
+            stale = [e.server for k, e in previous.services.items() if k not in ruleset.services]
+        for key in keys:
+            entry = ruleset.services[key]
+            current = kernel.get(key) if kernel is not None else (previous.services[key].server if key in previous.services else None)
+            if current is None:
+                reqs.append(Request(CMD_NEW_SERVICE, entry.server))
+                reqs.extend(Request(CMD_NEW_DEST, entry.server, r) for r in entry.reals)
+                self._forget_drains(key)
+                continue
+            if current != entry.server:
+                reqs.append(Request(CMD_SET_SERVICE, entry.server))
+            dest_reqs, drain = plan_dests(entry, self._dests(sock, entry.server), set())
+            reqs.extend(dest_reqs)
+            self._track_drains(key, drain, entry)
+        deletes.extend(Request(CMD_DEL_SERVICE, vs) for vs in stale)
+        for vs in stale:
+            self._forget_drains(vs.key)
+        reqs.extend(self._expire_drains(sock, ruleset, skip=set(keys)))
+        try:
+            trips = sock.execute(reqs + deletes)
+        except IpvsError as exc:
+            raise ApplyError(str(exc)) from None
+        self._sync_addresses(ruleset.addresses, None if full else previous.addresses, remove=True)
+        self._sync_netfilter(ruleset, full)
+        return ApplyResult(full=full, objects_written=len(reqs) + len(deletes),
+                           detail=f"{len(reqs) + len(deletes)} IPVS requests in {trips} sends, "
+                                  f"{len(self._draining)} real servers draining")
+
+    def _dests(self, sock: IpvsSocket, vs: VirtualServer) -> list[DestStatus]:
+        try:
+            return sock.dests(vs)
+        except IpvsError as exc:
+            if exc.errno == errno.ESRCH:
+                return []
+            raise ApplyError(str(exc)) from None
+
+    def _track_drains(self, key: VSKey, drain: set[RealServer], entry: ServiceEntry) -> None:
+        wanted = {(r.address, r.port) for r in entry.reals}
+        for (k, real) in list(self._draining):
+            if k == key and (real.address, real.port) in wanted:
+                del self._draining[(k, real)]
+        now = time.monotonic()
+        for real in drain:
+            self._draining.setdefault((key, real), now + self.drain_seconds)
+
+    def _forget_drains(self, key: VSKey) -> None:
+        for item in [d for d in self._draining if d[0] == key]:
+            del self._draining[item]
+
+    def _expire_drains(self, sock: IpvsSocket, ruleset: IpvsRuleset, skip: set) -> list[Request]:
+        """DEL requests for draining real servers (of virtual servers not re-planned in this
+        apply) whose connections ended or whose deadline passed."""
+        out: list[Request] = []
+        now = time.monotonic()
+        by_key: dict[VSKey, list[RealServer]] = {}
+        for (key, real) in self._draining:
+            if key not in skip:
+                by_key.setdefault(key, []).append(real)
+        for key, reals in by_key.items():
+            entry = ruleset.services.get(key)
+            if entry is None:
+                self._forget_drains(key)
+                continue
+            counts = {(d.server.address, d.server.port): d for d in self._dests(sock, entry.server)}
+            for real in reals:
+                cur = counts.get((real.address, real.port))
+                if cur is None:
+                    del self._draining[(key, real)]
+                elif cur.active + cur.inactive == 0 or now >= self._draining[(key, real)]:
+                    out.append(Request(CMD_DEL_DEST, entry.server, real))
+                    del self._draining[(key, real)]
+        return out
+
+    def _setup(self) -> None:
+        """Module sysctls and the dummy interface (idempotent)."""
+        for key, value in SYSCTLS.items():
+            path = "/proc/sys/" + key.replace(".", "/")
+            try:
+                with open(path, "w") as f:
+                    f.write(value)
+            except OSError as exc:
+                raise ApplyError(f"sysctl {key}={value}: {exc.strerror}") from None
+        res = self._run(["ip", "link", "show", DUMMY_DEVICE])
+        if res.returncode != 0:
+            self._must(["ip", "link", "add", DUMMY_DEVICE, "type", "dummy"])
+        self._setup_done = True
+
+    def _dummy_addresses(self) -> set[str]:
+        out = self._must(["ip", "-o", "-4", "addr", "show", "dev", DUMMY_DEVICE])
+        return {line.split()[3].split("/")[0] for line in out.splitlines() if " inet " in line}
+
+    def _sync_addresses(self, want: frozenset[str], previous: frozenset[str] | None, remove: bool) -> None:
+        """Adds (remove=False) or removes (remove=True) dummy addresses, in one `ip -batch`."""
+        have = self._dummy_addresses() if previous is None else set(previous)
+        if remove:
+            lines = [f"addr del {a}/32 dev {DUMMY_DEVICE}" for a in sorted(have - want)]
+        else:
+            lines = [f"addr replace {a}/32 dev {DUMMY_DEVICE}" for a in sorted(want - have)]
+        if lines:
+            self._must(["ip", "-force", "-batch", "-"], "\n".join(lines) + "\n")
+
+    def _sync_netfilter(self, ruleset: IpvsRuleset, full: bool) -> None:
+        plan = ruleset.netfilter
+        previous = None if full else self._netfilter_applied
+        if previous == plan:
+            return
+        sets = nfrules.changed_sets(previous, plan)
+        text = nfrules.ipset_restore(plan, sets)
+        if text:
+            self._must(["ipset", "restore"], text)
+        iptables = self._iptables_variant()
+        if previous is None or nfrules.restore_text(previous) != nfrules.restore_text(plan):
+            self._must([f"{iptables}-restore", "--noflush", "-w", "5"], nfrules.restore_text(plan))
+        if previous is None:
+            for table, chain, target in nfrules.JUMPS:
+                args = nfrules.jump_args(chain, target)
+                if self._run([iptables, "-w", "5", "-t", table, "-C", *args]).returncode != 0:
+                    self._must([iptables, "-w", "5", "-t", table, "-I", *args[:1], "1", *args[1:]])
+        self._netfilter_applied = plan
+
+    # ------------------------------------------------------------------ inspect / cleanup
+
+    def inspect(self) -> Inspection:
+        return self.netns.run(self._inspect)
+
+    def _inspect(self) -> Inspection:
+        sock = self._socket()
+        try:
+            services = tuple(KernelService(vs, tuple(sorted(sock.dests(vs), key=lambda d: d.server)))
+                             for vs in sorted(sock.services(), key=lambda v: v.key))
+        except IpvsError as exc:
+            raise ApplyError(str(exc)) from None
+        addrs = frozenset(self._dummy_addresses()) if self._run(["ip", "link", "show", DUMMY_DEVICE]).returncode == 0 else frozenset()
+        return Inspection(services, addrs, frozenset(self._draining))
+
+    def cleanup(self) -> None:
+        self.netns.run(self._cleanup)
+
+    def _cleanup(self) -> None:
+        try:
+            sock = IpvsSocket()
+        except (IpvsError, OSError):
+            sock = None  # no IPVS here: nothing of ours in it
+        if sock is not None:
+            with sock:
+                try:
+                    sock.flush()
+                except IpvsError as exc:
+                    raise ApplyError(str(exc)) from None
+        if self._run(["ip", "link", "show", DUMMY_DEVICE]).returncode == 0:
+            self._must(["ip", "link", "del", DUMMY_DEVICE])
+        for variant in ("iptables-nft", "iptables-legacy"):
+            if self._run([f"{variant}-save", "-t", "nat"]).returncode != 0:
+                continue
+            for table, chain, target in nfrules.JUMPS:
+                args = nfrules.jump_args(chain, target)
+                while self._run([variant, "-w", "5", "-t", table, "-D", *args]).returncode == 0:
+                    pass
+            saved = self._run([f"{variant}-save"]).stdout
+            if f":{nfrules.NAT_SERVICES}" in saved or f":{nfrules.FILTER_CHAIN}" in saved:
+                self._must([f"{variant}-restore", "--noflush", "-w", "5"], nfrules.cleanup_text())
+        listed = self._run(["ipset", "list", "-n"])
+        for name in listed.stdout.split():
+            if name.startswith(nfrules.PREFIX):
+                self._run(["ipset", "destroy", name])
+        self._draining.clear()
+        self._netfilter_applied = None
+        self._setup_done = False
+
+    def close(self) -> None:
+        if self._sock is not None:
+            sock, self._sock = self._sock, None
+            self.netns.run(sock.close)

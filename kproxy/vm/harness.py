@@ -1,0 +1,154 @@
+"""Run a command inside a throw-away VM (virtme-ng, software emulation) and get its result back.
+
+Why a VM: this machine's kernel lacks IPVS and dummy interfaces; Debian's linux-image-amd64
+has both. virtme-ng boots that kernel over the host's own filesystem (read-only root with a
+writable overlay), so the project's .venv works inside unchanged.
+
+Reliability: the guest's console is not a dependable channel (without --verbose vng drops the
+guest's output), so the command runs under a small guest-side wrapper that writes its stdout,
+stderr, exit status and a boot timestamp into a host directory shared read-write with the VM
+(--rwdir). The host reads those files after qemu exits. A result without the status file means
+the guest died or timed out: that is a VmError, never a pass. qemu runs in its own process group
+and the whole group is killed when `timeout` passes.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+DEFAULT_TIMEOUT = 900.0
+DEFAULT_MEMORY = "2G"
+DEFAULT_CPUS = 2
+
+
+class VmError(Exception):
+    """The VM could not be started or did not report a result (message says why)."""
+
+
+@dataclass(frozen=True)
+class VmResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    boot_seconds: float  # host start -> guest command start
+    total_seconds: float  # host start -> qemu exit
+    console: str  # vng/qemu output, for diagnosing failures
+
+
+def find_kernel() -> str:
+    """The newest Debian kernel image whose modules are installed (/boot/vmlinuz-V with
+    /lib/modules/V). Raises VmError naming the package to install."""
+    for image in sorted(glob.glob("/boot/vmlinuz-*"), reverse=True):
+        version = image.split("vmlinuz-", 1)[1]
+        if os.path.isdir(f"/lib/modules/{version}"):
+            return image
+    raise VmError("no kernel for the VM: install Debian's linux-image-amd64 (apt-get install linux-image-amd64)")
+
+
+def find_vng() -> str:
+    """vng next to the running interpreter (the project's venv), else on PATH."""
+    candidate = os.path.join(os.path.dirname(sys.executable), "vng")
+    if os.access(candidate, os.X_OK):
+        return candidate
+    found = shutil.which("vng")
+    if not found:
+        raise VmError("virtme-ng is not installed: .venv/bin/pip install virtme-ng")
+    if not shutil.which("qemu-system-x86_64"):
+        raise VmError("qemu is not installed: apt-get install qemu-system-x86")
+    return found
+
+
+def _guest_script(command: str, shared: str, cwd: str, env: dict[str, str]) -> str:
+    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+    return (
+        "#!/bin/sh\n"
+        f"date +%s.%N > {shared}/started\n"
+        f"{exports}"
+        f"cd {shlex.quote(cwd)} || exit 97\n"
+        f"( {command} ) > {shared}/stdout 2> {shared}/stderr\n"
+        f"echo $? > {shared}/status.tmp && mv {shared}/status.tmp {shared}/status\n"
+        "sync\n"
+    )
+
+
+def run_in_vm(command: str, *, cwd: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+              memory: str = DEFAULT_MEMORY, cpus: int = DEFAULT_CPUS, kernel: str | None = None,
+              env: dict[str, str] | None = None, rwdirs: tuple[str, ...] = ()) -> VmResult:
+    """Boots the VM, runs `command` (a shell command line) as root in `cwd` (default: current
+    directory) and returns its result. Directories in `rwdirs` are writable from the guest
+    (e.g. where the guest leaves reports). Raises VmError when no result came back."""
+    kernel = kernel or find_kernel()
+    vng = find_vng()
+    cwd = os.path.abspath(cwd or os.getcwd())
+    guest_env = {"PATH": os.path.dirname(sys.executable) + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                 "PYTHONDONTWRITEBYTECODE": "1", "KPROXY_IN_VM": "1", **(env or {})}
+    shared = tempfile.mkdtemp(prefix="kproxy-vm-")
+    os.chmod(shared, 0o777)
+    try:
+        script = os.path.join(shared, "run.sh")
+        with open(script, "w") as f:
+            f.write(_guest_script(command, shared, cwd, guest_env))
+        os.chmod(script, 0o755)
+        argv = [vng, "--run", kernel, "--disable-kvm", "--memory", memory, "--cpus", str(cpus),
+                "--rwdir", shared, *(a for d in rwdirs for a in ("--rwdir", d)), "--cwd", "/",
+                "--exec", f"sh {script}"]
+        host_env = dict(os.environ)
+        host_env["PATH"] = os.path.dirname(sys.executable) + ":" + host_env.get("PATH", "")
+        started = time.monotonic()
+        wall_started = time.time()
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env=host_env)
+        try:
+            console, _ = proc.communicate(timeout=timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            console, _ = proc.communicate()
+            timed_out = True
+        total = time.monotonic() - started
+        console_text = console.decode(errors="replace")
+        read = lambda name: open(os.path.join(shared, name), errors="replace").read() if os.path.exists(os.path.join(shared, name)) else ""  # noqa: E731
+        status = read("status").strip()
+        if not status:
+            why = f"timed out after {timeout:.0f}s (qemu killed)" if timed_out else f"vng exited {proc.returncode} without a result"
+            tail = "\n".join((console_text + read("stderr")).splitlines()[-30:])
+            raise VmError(f"VM {why}; last output:\n{tail}")
+        boot = float(read("started").strip() or wall_started) - wall_started
+        return VmResult(int(status), read("stdout"), read("stderr"), boot, total, console_text)
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m kproxy.vm [--timeout S] -- COMMAND...`: runs COMMAND in the VM."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m kproxy.vm")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    words = [w for w in args.command if w != "--"] if args.command[:1] == ["--"] else args.command
+    if not words:
+        parser.error("give a command to run")
+    try:
+        result = run_in_vm(shlex.join(words), timeout=args.timeout)
+    except VmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    print(f"[vm] boot {result.boot_seconds:.1f}s, total {result.total_seconds:.1f}s, exit {result.returncode}",
+          file=sys.stderr)
+    return result.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
