@@ -1,0 +1,99 @@
+"""UserspaceBackend: `kproxy agent --mode userspace`.
+
+render(state) is the pure Plan (plan.py). apply(plan, previous):
+1. opens every listener the plan needs (in the agent's namespace, on the proxy thread) and
+   updates the endpoints of the others, learning each listener's port;
+2. writes the redirect rules for those ports with the iptables mode's own apply (full restore
+   when `previous` is None, else only the chains that changed), so traffic moves to a listener
+   only after it listens;
+3. closes the listeners no rule points at any more.
+So a Service never has a window without a listener or a rule. A failed rule apply raises
+ApplyError; the listeners stay open and the next (full) sync retries.
+inspect() returns the open listeners and the kernel rules; cleanup() removes the rules (the
+iptables mode's cleanup: both iptables variants) and closes the listeners.
+
+Config (optional section `userspace` of the agent config, read with defaults): balancer
+"maglev" | "roundrobin", udp_idle_timeout seconds.
+"""
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+from kproxy.agent.backend import ApplyError, ApplyResult, Backend, BackendUnavailable
+from kproxy.agent.state import ProxyState
+from kproxy.iptables.backend import IptablesBackend
+from kproxy.iptables.ruleset import Ruleset
+from kproxy.netns import NetNS
+from kproxy.userspace.core import BALANCERS
+from kproxy.userspace.plan import Plan, render_plan, render_rules
+from kproxy.userspace.proxy import UDP_IDLE_TIMEOUT, ListenerInfo, ProxyServer
+
+
+@dataclass(frozen=True)
+class Inspection:
+    listeners: tuple[ListenerInfo, ...]
+    rules: Any  # kproxy.iptables.backend.Inspection
+
+
+def _setting(config: Any, name: str, default: Any) -> Any:
+    section = getattr(config, "userspace", None)
+    value = getattr(section, name, None) if section is not None else None
+    return default if value is None else value
+
+
+class UserspaceBackend(Backend):
+    name = "userspace"
+
+    def __init__(self, netns: Any, config: Any) -> None:
+        super().__init__(netns if netns is not None else NetNS(None), config)
+        balancer = _setting(config, "balancer", "maglev")
+        if balancer not in BALANCERS:
+            raise BackendUnavailable(f"userspace balancer {balancer!r}: want {' or '.join(BALANCERS)}")
+        self._rules = IptablesBackend(self.netns, config)
+        self.proxy = ProxyServer(self.netns.path if self.netns.name else None, balancer=balancer,
+                                 udp_idle_timeout=float(_setting(config, "udp_idle_timeout", UDP_IDLE_TIMEOUT)))
+        self._applied: Ruleset | None = None
+
+    @classmethod
+    def probe(cls, netns: Any, config: Any = None) -> None:
+        """Needs only iptables (for the redirect rules) and sockets; checks the iptables part."""
+        try:
+            IptablesBackend.probe(netns, config)
+        except BackendUnavailable as exc:
+            raise BackendUnavailable(f"userspace mode redirects with iptables: {exc}") from None
+
+    def render(self, state: ProxyState, previous: Plan | None = None) -> Plan:
+        return render_plan(state)
+
+    def apply(self, plan: Plan, previous: Plan | None) -> ApplyResult:
+        try:
+            ports = self.proxy.update(plan.listeners, plan.target_ip)
+        except OSError as exc:
+            raise ApplyError(f"cannot open a proxy listener: {exc.strerror or exc}") from None
+        rules = render_rules(plan, ports, self._applied)
+        known = None if previous is None else self._applied
+        try:
+            result = self._rules.apply(rules, known)
+        except ApplyError:
+            self._applied = None
+            raise
+        self._applied = rules
+        closed = self.proxy.retire(set(plan.listeners))
+        return ApplyResult(full=result.full, objects_written=result.objects_written,
+                           detail=f"{len(plan.listeners)} listeners ({len(closed)} closed); {result.detail}")
+
+    def inspect(self) -> Inspection:
+        return Inspection(tuple(self.proxy.listeners()), self._rules.inspect())
+
+    def cleanup(self) -> None:
+        self.proxy.stop()
+        self._applied = None
+        try:
+            self._rules.cleanup()
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ApplyError(f"cleanup: {exc}") from None
+
+    def close(self) -> None:
+        self.proxy.stop()

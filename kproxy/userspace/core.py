@@ -1,0 +1,196 @@
+"""The proxy's decisions without I/O: which endpoint a new connection or UDP flow goes to, which
+one to try next after a refusal, and which UDP flows have gone idle or lost their endpoint.
+The asyncio driver (proxy.py) only carries these decisions out; tests drive them directly.
+
+Selection ("balancer"):
+- "maglev" (default): a Maglev table over the listener's endpoints, keyed by the client's
+  5-tuple; with ClientIP session affinity, by the client address alone, so a client stays on one
+  endpoint while the endpoint set is unchanged and mostly even when it changes (no state kept).
+- "roundrobin": the next endpoint in turn; ClientIP affinity remembered per client with its
+  timeout.
+Either way, a refused connect moves on to the next endpoint in a fixed order (each endpoint is
+tried at most once), and terminating endpoints are only used when nothing else is left (the
+plan already lists only usable ones).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from kproxy import fastpath
+
+BALANCERS = ("maglev", "roundrobin")
+MAGLEV_TABLE_SIZE = 4099  # prime; per listener, so smaller than the 65537 default
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
+class Connect:
+    """Command: open a connection (or UDP socket) to `endpoint` ("ip:port")."""
+
+    endpoint: str
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return _split(self.endpoint)
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    """Command: every endpoint refused (or there is none); reset the client."""
+
+    tried: tuple[str, ...]
+
+
+class Attempt:
+    """One client's connection attempt: yields Connect commands in order until one succeeds.
+
+    start() -> Connect | GiveUp; failed() -> the next Connect or GiveUp; succeeded() records the
+    winner (for affinity). Never yields the same endpoint twice."""
+
+    def __init__(self, order: list[str], on_success=None) -> None:
+        self._order = order
+        self._i = 0
+        self._on_success = on_success
+        self.tried: list[str] = []
+
+    def start(self) -> Connect | GiveUp:
+        return self._next()
+
+    def failed(self) -> Connect | GiveUp:
+        return self._next()
+
+    def _next(self) -> Connect | GiveUp:
+        if self._i >= len(self._order):
+            return GiveUp(tuple(self.tried))
+        ep = self._order[self._i]
+        self._i += 1
+        self.tried.append(ep)
+        return Connect(ep)
+
+    def succeeded(self) -> str:
+        ep = self.tried[-1]
+        if self._on_success is not None:
+            self._on_success(ep)
+        return ep
+
+
+@dataclass
+class Balancer:
+    """Endpoint choice for one listener (see module doc). Rebuilt when the endpoints change."""
+
+    endpoints: tuple[str, ...]
+    affinity_timeout: int | None = None
+    kind: str = "maglev"
+    _maglev: fastpath.Maglev | None = field(default=None, init=False, repr=False)
+    _next: int = field(default=0, init=False)
+    _affinity: dict[str, tuple[str, float]] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in BALANCERS:
+            raise ValueError(f"unknown balancer {self.kind!r} (want {' or '.join(BALANCERS)})")
+        self.endpoints = tuple(self.endpoints)
+        if self.kind == "maglev" and self.endpoints:
+            self._maglev = fastpath.Maglev(list(self.endpoints), size=MAGLEV_TABLE_SIZE)
+
+    def order(self, client_ip: str, client_port: int, local_ip: str, local_port: int, protocol: int,
+              now: float) -> list[str]:
+        """Every endpoint, the chosen one first, then the rest in a fixed rotation after it."""
+        if not self.endpoints:
+            return []
+        first = self._choose(client_ip, client_port, local_ip, local_port, protocol, now)
+        i = self.endpoints.index(first)
+        return list(self.endpoints[i:] + self.endpoints[:i])
+
+    def _choose(self, client_ip: str, client_port: int, local_ip: str, local_port: int, protocol: int,
+                now: float) -> str:
+        if self._maglev is not None:
+            key = (fastpath.client_record(client_ip) if self.affinity_timeout is not None
+                   else fastpath.flow_record(client_ip, client_port, local_ip, local_port, protocol))
+            return self._maglev.names[self._maglev.index(key)]
+        if self.affinity_timeout is not None:
+            remembered = self._affinity.get(client_ip)
+            if remembered and remembered[0] in self.endpoints and now - remembered[1] <= self.affinity_timeout:
+                return remembered[0]
+        ep = self.endpoints[self._next % len(self.endpoints)]
+        self._next += 1
+        return ep
+
+    def attempt(self, client_ip: str, client_port: int, local_ip: str, local_port: int, protocol: int,
+                now: float) -> Attempt:
+        def remember(ep: str) -> None:
+            if self.affinity_timeout is not None and self._maglev is None:
+                self._affinity[client_ip] = (ep, now)
+
+        return Attempt(self.order(client_ip, client_port, local_ip, local_port, protocol, now), remember)
+
+    def expire_affinity(self, now: float) -> None:
+        """Forgets remembered clients whose affinity timed out (round robin only)."""
+        if self.affinity_timeout is None:
+            return
+        for client, (_, seen) in list(self._affinity.items()):
+            if now - seen > self.affinity_timeout:
+                del self._affinity[client]
+
+
+@dataclass
+class UdpFlow:
+    client: tuple[str, int]
+    endpoint: str
+    last_seen: float
+    upstream: object = None  # the driver's socket/transport for this flow
+
+
+class UdpFlows:
+    """UDP flows of one listener, keyed by client address: a flow keeps its endpoint until it is
+    idle for `idle_timeout` seconds or its endpoint leaves the listener (then the next datagram
+    picks again, as a conntrack flush would). At most `max_flows` flows: the least recently used
+    one is evicted to make room."""
+
+    def __init__(self, idle_timeout: float, max_flows: int = 65536) -> None:
+        self.idle_timeout = idle_timeout
+        self.max_flows = max_flows
+        self._flows: dict[tuple[str, int], UdpFlow] = {}
+
+    def __len__(self) -> int:
+        return len(self._flows)
+
+    def __iter__(self) -> Iterator[UdpFlow]:
+        return iter(list(self._flows.values()))
+
+    def get(self, client: tuple[str, int], now: float) -> UdpFlow | None:
+        flow = self._flows.get(client)
+        if flow is not None:
+            flow.last_seen = now
+            self._flows[client] = self._flows.pop(client)  # most recently used last
+        return flow
+
+    def add(self, client: tuple[str, int], endpoint: str, now: float, upstream: object = None) -> list[UdpFlow]:
+        """Adds a flow; returns the flows evicted to stay within max_flows (to be closed)."""
+        evicted = []
+        while len(self._flows) >= self.max_flows:
+            oldest = next(iter(self._flows))
+            evicted.append(self._flows.pop(oldest))
+        self._flows[client] = UdpFlow(client, endpoint, now, upstream)
+        return evicted
+
+    def remove(self, client: tuple[str, int]) -> UdpFlow | None:
+        return self._flows.pop(client, None)
+
+    def expire(self, now: float) -> list[UdpFlow]:
+        """Removes and returns the flows idle longer than idle_timeout."""
+        gone = [f for f in self._flows.values() if now - f.last_seen > self.idle_timeout]
+        for f in gone:
+            del self._flows[f.client]
+        return gone
+
+    def retain_endpoints(self, endpoints: set[str]) -> list[UdpFlow]:
+        """Removes and returns the flows whose endpoint is not in `endpoints`."""
+        gone = [f for f in self._flows.values() if f.endpoint not in endpoints]
+        for f in gone:
+            del self._flows[f.client]
+        return gone

@@ -1,0 +1,195 @@
+"""Pure rendering for the userspace mode: ProxyState -> Plan (listeners and what is redirected to
+them), and Plan + listener ports -> the iptables Ruleset that redirects traffic to them.
+
+Layout (static chains and jump rules are the iptables mode's, so switching between the two
+modes is one atomic iptables-restore and `kproxy rules`/trace tooling reads both):
+  nat KUBE-SERVICES   -d <clusterIP|externalIP|LB IP> --dport N -> DNAT to <node IP>:<listener port>
+                      (REDIRECT --to-ports <listener port> when the node IP is unknown)
+                      last rule: addrtype LOCAL -> KUBE-NODEPORTS
+  nat KUBE-NODEPORTS  --dport <nodePort> -> DNAT/REDIRECT to the external listener
+  filter              REJECT (no endpoints) / DROP (Local policy, no local endpoint), exactly as
+                      the iptables mode, for traffic that is not redirected.
+A ServicePort gets one listener per distinct endpoint set: "internal" (cluster IPs, under
+internalTrafficPolicy) and "external" (node port, external and LB IPs, under
+externalTrafficPolicy); both are the same listener when the two sets are equal.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Mapping
+
+from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+from kproxy.iptables import names as n
+from kproxy.iptables.render import jump_rules
+from kproxy.iptables.ruleset import Fragment, RenderOptions, Ruleset
+
+NAT, FILTER = n.NAT, n.FILTER
+PROTOCOLS = ("TCP", "UDP")  # SCTP is not proxied in userspace (no SCTP sockets in asyncio)
+RULE_OPTIONS = RenderOptions(localhost_nodeports=False, random_fully=False)
+NODEPORTS_COMMENT = '"kubernetes service nodeports; NOTE: this must be the last rule in this chain"'
+
+
+@dataclass(frozen=True)
+class ListenerSpec:
+    """One proxy listener: where its connections go and how the endpoint is chosen.
+
+    `key` is stable for the ServicePort and role ("ns/name:port#internal"), so a listener keeps
+    its socket (and port) while only its endpoints change. `endpoints` are "ip:port" strings,
+    sorted. `affinity_timeout` is ClientIP session affinity in seconds (None: none)."""
+
+    key: str
+    protocol: str  # TCP | UDP
+    endpoints: tuple[str, ...]
+    terminating: tuple[str, ...] = ()  # endpoints in use only through the terminating fallback
+    affinity_timeout: int | None = None
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """What one ServicePort redirects or filters. Listener keys are "" when that side has none."""
+
+    service: ServicePort
+    internal: str
+    external: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The complete desired userspace state: listeners by key, dispatch per ServicePort key, and
+    the local address DNAT sends redirected traffic to (None: REDIRECT)."""
+
+    listeners: Mapping[str, ListenerSpec]
+    dispatch: Mapping[str, Dispatch]
+    target_ip: str | None
+
+    def __post_init__(self) -> None:
+        from types import MappingProxyType
+
+        for name in ("listeners", "dispatch"):
+            value = getattr(self, name)
+            if not isinstance(value, MappingProxyType):
+                object.__setattr__(self, name, MappingProxyType(dict(value)))
+
+
+def _ipv4(ips: tuple[str, ...]) -> list[str]:
+    out = []
+    for ip in ips:
+        try:
+            if ipaddress.ip_address(ip).version == 4:
+                out.append(ip)
+        except ValueError:
+            continue
+    return out
+
+
+def _spec(key: str, sp: ServicePort, endpoints: tuple[Endpoint, ...]) -> ListenerSpec:
+    return ListenerSpec(
+        key=key, protocol=sp.protocol,
+        endpoints=tuple(sorted({e.address for e in endpoints})),
+        terminating=tuple(sorted({e.address for e in endpoints if e.terminating})),
+        affinity_timeout=sp.session_affinity_timeout,
+    )
+
+
+def render_plan(state: ProxyState) -> Plan:
+    """The Plan for `state` (pure, deterministic)."""
+    listeners: dict[str, ListenerSpec] = {}
+    dispatch: dict[str, Dispatch] = {}
+    for key in sorted(state.services):
+        sp = state.services[key]
+        if sp.protocol not in PROTOCOLS:
+            continue
+        internal_eps = sp.internal_endpoints() if sp.cluster_ips else ()
+        external_eps = sp.external_endpoints() if sp.has_external else ()
+        internal = external = ""
+        if internal_eps:
+            internal = f"{sp.key}#internal"
+            listeners[internal] = _spec(internal, sp, internal_eps)
+        if external_eps:
+            if internal and set(external_eps) == set(internal_eps):
+                external = internal
+            else:
+                external = f"{sp.key}#external"
+                listeners[external] = _spec(external, sp, external_eps)
+        dispatch[key] = Dispatch(sp, internal, external)
+    target = next(iter(_ipv4(state.node_ips)), None)
+    return Plan(listeners=listeners, dispatch=dispatch, target_ip=target)
+
+
+# ------------------------------------------------------------------ iptables rules
+
+
+def _to(target_ip: str | None, port: int) -> str:
+    if target_ip:
+        return f"-j DNAT --to-destination {target_ip}:{port}"
+    return f"-j REDIRECT --to-ports {port}"
+
+
+def render_fragment(d: Dispatch, target_ip: str | None, ports: Mapping[str, int]) -> Fragment:
+    """The dispatch rules of one ServicePort (pure): redirects to its listeners' ports, and the
+    REJECT/DROP filter rules where a side has no endpoints."""
+    sp = d.service
+    spn = n.service_port_name(sp)
+    proto = sp.protocol.lower()
+    match = f"-m {proto} -p {proto}"
+    has_endpoints = any(e.ready or (e.serving and e.terminating) for e in sp.endpoints)
+    verdict = "REJECT" if not has_endpoints else "DROP"
+    why = f'"{spn} has no endpoints"' if not has_endpoints else f'"{spn} has no local endpoints"'
+    rules: dict[tuple[str, str], list[str]] = {}
+
+    def add(table: str, chain: str, rule: str) -> None:
+        rules.setdefault((table, chain), []).append(rule)
+
+    for ip in _ipv4(sp.cluster_ips):
+        if d.internal:
+            add(NAT, n.KUBE_SERVICES, f'-m comment --comment "{spn} cluster IP" {match} -d {ip} '
+                                      f'--dport {sp.port} {_to(target_ip, ports[d.internal])}')
+        else:
+            add(FILTER, n.KUBE_SERVICES, f"-m comment --comment {why} {match} -d {ip} --dport {sp.port} -j {verdict}")
+    for kind, ips in (("external IP", sp.external_ips), ("loadbalancer IP", sp.load_balancer_ips)):
+        for ip in _ipv4(ips):
+            if d.external:
+                add(NAT, n.KUBE_SERVICES, f'-m comment --comment "{spn} {kind}" {match} -d {ip} '
+                                          f'--dport {sp.port} {_to(target_ip, ports[d.external])}')
+            else:
+                add(FILTER, n.KUBE_EXTERNAL_SERVICES,
+                    f"-m comment --comment {why} {match} -d {ip} --dport {sp.port} -j {verdict}")
+    if sp.node_port:
+        if d.external:
+            add(NAT, n.KUBE_NODEPORTS, f"-m comment --comment {spn} {match} --dport {sp.node_port} "
+                                       f"{_to(target_ip, ports[d.external])}")
+        else:
+            add(FILTER, n.KUBE_EXTERNAL_SERVICES, f"-m comment --comment {why} -m addrtype --dst-type LOCAL "
+                                                  f"{match} --dport {sp.node_port} -j {verdict}")
+    return Fragment(service=sp, chains=(), dispatch={k: tuple(v) for k, v in rules.items()},
+                    context=(target_ip, ports.get(d.internal), ports.get(d.external)))
+
+
+def render_rules(plan: Plan, ports: Mapping[str, int], previous: Ruleset | None = None) -> Ruleset:
+    """The iptables Ruleset sending each ServicePort's traffic to its listener's port (pure).
+    `ports` maps every listener key of `plan` to its bound port. Fragments of `previous` whose
+    ServicePort and ports are unchanged are reused (so partial restores stay O(change))."""
+    missing = [k for k in plan.listeners if k not in ports]
+    if missing:
+        raise ValueError(f"no port for listeners {missing}")
+    old = previous.fragments if previous is not None else {}
+    fragments: dict[str, Fragment] = {}
+    for key, d in plan.dispatch.items():
+        context = (plan.target_ip, ports.get(d.internal), ports.get(d.external))
+        prev = old.get(key)
+        if prev is not None and prev.context == context and prev.service == d.service:
+            fragments[key] = prev
+        else:
+            fragments[key] = render_fragment(d, plan.target_ip, ports)
+    static: dict[tuple[str, str], list[str]] = {(FILTER, c): [] for c in n.STATIC_FILTER_CHAINS
+                                                 if c != n.KUBE_FIREWALL}
+    static.update({(NAT, c): [] for c in n.STATIC_NAT_CHAINS})
+    static[(FILTER, n.KUBE_FORWARD)].append("-m conntrack --ctstate INVALID -j DROP")
+    for key in sorted(fragments):
+        for chain_key, rules in fragments[key].dispatch.items():
+            static[chain_key].extend(rules)
+    static[(NAT, n.KUBE_SERVICES)].append(
+        f"-m comment --comment {NODEPORTS_COMMENT} -m addrtype --dst-type LOCAL -j {n.KUBE_NODEPORTS}")
+    return Ruleset(static={k: tuple(v) for k, v in static.items()}, fragments=fragments,
+                   jumps=jump_rules(RULE_OPTIONS), options=RULE_OPTIONS, context=("userspace",))

@@ -1,0 +1,156 @@
+"""Userspace mode with real sockets and packets: a client namespace, a node namespace running the
+proxy (UserspaceBackend), pod namespaces running echo servers (tests/kernel/topology.py)."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+from kproxy.netns import NetNS
+from kproxy.userspace.backend import UserspaceBackend
+from tests.kernel.topology import CLIENT_IP, NODE_IP, POD_PORT, single_node
+
+pytestmark = pytest.mark.kernel
+
+CLUSTER_CIDR = "10.244.0.0/16"
+TRIES = 40  # P(one of 3 endpoints never chosen in 40 tries) = 3*(2/3)^40 < 1e-6
+
+
+@pytest.fixture(scope="module")
+def topo():
+    with single_node(["a", "b", "c", "d"], tag="usk") as topology:
+        yield topology
+
+
+def config(**userspace) -> SimpleNamespace:
+    return SimpleNamespace(iptables=SimpleNamespace(backend="nft", localhost_nodeports=False),
+                           userspace=SimpleNamespace(**userspace))
+
+
+@pytest.fixture
+def backend(topo):
+    netns = NetNS(topo.node)
+    b = UserspaceBackend(netns, config())
+    try:
+        yield b
+    finally:
+        try:
+            b.cleanup()
+        finally:
+            b.close()
+            netns.close()
+
+
+def ep(topo, pod: str, local: bool = True, **kw) -> Endpoint:
+    return Endpoint(topo.pods[pod].ip, POD_PORT, is_local=local, node_name="n1" if local else "n2", **kw)
+
+
+def service(name: str, cluster_ip: str, endpoints=(), port: int = 80, protocol: str = "TCP", **kw) -> ServicePort:
+    return ServicePort("default", name, "", protocol, port, cluster_ips=(cluster_ip,),
+                       endpoints=tuple(sorted(endpoints)), **kw)
+
+
+def state(*services: ServicePort, **kw) -> ProxyState:
+    kw.setdefault("cluster_cidr", CLUSTER_CIDR)
+    return ProxyState("n1", node_ips=(NODE_IP,), services={s.key: s for s in services}, **kw)
+
+
+def sync(backend, st: ProxyState, previous=None):
+    plan = backend.render(st)
+    backend.apply(plan, previous)
+    return plan
+
+
+def pods_reached(topo, ns, ip, port, tries=TRIES, proto="tcp") -> set[str]:
+    call = topo.tcp if proto == "tcp" else topo.udp
+    return {call(ns, ip, port)[0] for _ in range(tries)}
+
+
+def test_cluster_ip_tcp_and_udp_reach_every_endpoint(topo, backend):
+    sync(backend, state(service("web", "10.96.0.10", [ep(topo, "a"), ep(topo, "b"), ep(topo, "c")]),
+                        service("dns", "10.96.0.10", [ep(topo, "a"), ep(topo, "b")], port=53, protocol="UDP")))
+    assert pods_reached(topo, topo.client, "10.96.0.10", 80) == {"a", "b", "c"}
+    assert pods_reached(topo, topo.client, "10.96.0.10", 53, proto="udp") == {"a", "b"}
+    # the proxy opens its own connection from the node
+    assert topo.tcp(topo.client, "10.96.0.10", 80)[1] == NODE_IP
+    # from a pod (arrives on a veth without an address: DNAT to the node IP, not REDIRECT)
+    assert topo.tcp(topo.pods["d"].netns, "10.96.0.10", 80)[0] in {"a", "b", "c"}
+    # from the node itself (OUTPUT)
+    assert topo.tcp(topo.node, "10.96.0.10", 80)[0] in {"a", "b", "c"}
+
+
+def test_nodeport_and_external_ip(topo, backend):
+    sync(backend, state(service("np", "10.96.0.20", [ep(topo, "a"), ep(topo, "b")], node_port=30080,
+                                external_ips=("192.0.2.10",))))
+    assert pods_reached(topo, topo.client, NODE_IP, 30080) == {"a", "b"}
+    assert pods_reached(topo, topo.client, "192.0.2.10", 80) == {"a", "b"}
+
+
+def test_service_without_endpoints_is_refused(topo, backend):
+    sync(backend, state(service("empty", "10.96.0.24", [], node_port=30083),
+                        service("empty-udp", "10.96.0.24", [], port=53, protocol="UDP")))
+    with pytest.raises(ConnectionRefusedError):
+        topo.tcp(topo.client, "10.96.0.24", 80)
+    with pytest.raises(ConnectionRefusedError):
+        topo.tcp(topo.client, NODE_IP, 30083)
+    with pytest.raises(ConnectionRefusedError):
+        topo.udp(topo.client, "10.96.0.24", 53)
+
+
+def test_session_affinity_sticks(topo, backend):
+    sync(backend, state(service("sticky", "10.96.0.23", [ep(topo, "a"), ep(topo, "b"), ep(topo, "c")],
+                                session_affinity_timeout=300)))
+    assert len(pods_reached(topo, topo.client, "10.96.0.23", 80, tries=15)) == 1
+
+
+def test_refused_endpoint_is_skipped(topo, backend):
+    dead = Endpoint(topo.pods["a"].ip, 9, node_name="n1", is_local=True)  # nothing listens on port 9
+    sync(backend, state(service("retry", "10.96.0.25", [dead, ep(topo, "b")])))
+    assert pods_reached(topo, topo.client, "10.96.0.25", 80, tries=20) == {"b"}
+
+
+def test_endpoint_change_keeps_the_listener_and_moves_udp_flows(topo, backend):
+    first = sync(backend, state(service("mv", "10.96.0.26", [ep(topo, "a")], port=53, protocol="UDP")))
+    assert topo.udp(topo.client, "10.96.0.26", 53, source_port=40100)[0] == "a"
+    port_before = {i.key: i.port for i in backend.inspect().listeners}
+    sync(backend, state(service("mv", "10.96.0.26", [ep(topo, "b")], port=53, protocol="UDP")), first)
+    # same client 5-tuple: the old flow's endpoint is gone, so it is re-picked
+    assert topo.udp(topo.client, "10.96.0.26", 53, source_port=40100)[0] == "b"
+    assert {i.key: i.port for i in backend.inspect().listeners} == port_before
+
+
+def test_removed_service_closes_its_listener_and_rules(topo, backend):
+    first = sync(backend, state(service("gone", "10.96.0.27", [ep(topo, "a")])))
+    (info,) = backend.inspect().listeners
+    sync(backend, state(), first)
+    assert backend.inspect().listeners == ()
+    with pytest.raises(OSError):  # neither a rule nor a listener is left
+        topo.tcp(topo.client, "10.96.0.27", 80, timeout=1)
+    with pytest.raises(ConnectionRefusedError):
+        topo.tcp(topo.node, NODE_IP, info.port, timeout=2)
+
+
+def test_rules_deleted_by_hand_come_back_on_a_full_sync(topo, backend):
+    st = state(service("fix", "10.96.0.28", [ep(topo, "a")]))
+    sync(backend, st)
+    topo.run(topo.node, ["iptables-nft", "-t", "nat", "-F", "KUBE-SERVICES"])
+    with pytest.raises(OSError):
+        topo.tcp(topo.client, "10.96.0.28", 80, timeout=1)
+    sync(backend, st)  # previous=None: full
+    assert topo.tcp(topo.client, "10.96.0.28", 80)[0] == "a"
+
+
+def test_cleanup_removes_rules_and_listeners(topo, backend):
+    before = topo.run(topo.node, ["iptables-nft-save"]).stdout
+    sync(backend, state(service("clean", "10.96.0.29", [ep(topo, "a")])))
+    assert "10.96.0.29" in topo.run(topo.node, ["iptables-nft-save"]).stdout
+    backend.cleanup()
+    after = topo.run(topo.node, ["iptables-nft-save"]).stdout
+    assert "KUBE-" not in after and "10.96.0.29" not in after
+    assert len([l for l in after.splitlines() if l.startswith("-A")]) == \
+        len([l for l in before.splitlines() if l.startswith("-A") and "KUBE-" not in l])
