@@ -4,8 +4,9 @@ Both sides are NodeRules from the same adapter (from_ruleset for the desired sta
 from_inspection for the kernel), so objects compare by their normalised identity. A
 difference is "missing" (desired, not in the kernel: deleted by hand, or a failed sync),
 "unexpected" (in the kernel, not desired: added by hand, stale leftovers) or "order" (a chain
-holds the right rules in another order; first match wins, so order matters). Counters are
-ignored. Objects are counted, so a duplicated rule is one "unexpected" object.
+holds the right rules in another order; first match wins, so order matters; not checked for
+the jump rules in built-in chains, whose order among themselves and other software's rules is
+not ours to fix). Counters are ignored. Objects are counted, so a duplicated rule is one "unexpected" object.
 """
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def _order(want: list[tuple[str, KernelObject]], have: list[tuple[str, KernelObj
         seqs: dict[str, list] = {}
         first: dict[str, tuple[str, KernelObject]] = {}
         for scope, o in objs:
-            if o.kind == "rule":
+            if o.kind == "rule" and o.container.rpartition("/")[2].startswith("KUBE-"):
                 seqs.setdefault(o.container, []).append(o.identity)
                 first.setdefault(o.container, (scope, o))
         return seqs, first

@@ -1,7 +1,7 @@
 """`kproxy rules trace --send`: send the traced packet for real and read what the kernel did.
 
-The first packet of the connection (a TCP SYN, a UDP datagram, an SCTP INIT) is sent with
-scapy from inside the node's namespace, with the probe's (possibly foreign) source address, so
+The first packet of the connection (a TCP SYN, a UDP datagram, an SCTP INIT) is built with
+scapy and sent through a raw IP socket from inside the node's namespace, with the probe's (possibly foreign) source address, so
 it crosses the node's nat OUTPUT hook and kproxy's rules. The conntrack entry it creates says
 which endpoint the kernel chose (reply source) and whether it was masqueraded (reply
 destination is not the original source).
@@ -9,6 +9,7 @@ destination is not the original source).
 from __future__ import annotations
 
 import re
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -62,7 +63,7 @@ def _send(probe: Probe) -> None:
     import logging
     logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
     try:
-        from scapy.all import IP, SCTP, TCP, UDP, Raw, send  # type: ignore
+        from scapy.all import IP, SCTP, TCP, UDP, Raw  # type: ignore
     except ImportError as exc:
         raise SendError(f"scapy is not installed ({exc}); pip install scapy") from None
     if probe.proto == "tcp":
@@ -73,7 +74,10 @@ def _send(probe: Probe) -> None:
         from scapy.layers.sctp import SCTPChunkInit  # type: ignore
         l4 = SCTP(sport=probe.sport, dport=probe.dport) / SCTPChunkInit(init_tag=1, a_rwnd=65535, n_out_streams=1,
                                                                       n_in_streams=1, init_tsn=1)
-    send(IP(src=probe.src, dst=probe.dst) / l4, verbose=False)
+    # A raw IP socket, not scapy's send(): scapy's L3 sockets are packet sockets that skip the
+    # IP stack, and so netfilter, entirely; the packet must cross nat OUTPUT like a real one.
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as raw:
+        raw.sendto(bytes(IP(src=probe.src, dst=probe.dst) / l4), (probe.dst, 0))
 
 
 def send_and_observe(netns: Any, probe: Probe, wait: float) -> Observed:
@@ -83,6 +87,9 @@ def send_and_observe(netns: Any, probe: Probe, wait: float) -> Observed:
             "--sport", str(probe.sport), "--dport", str(probe.dport)]
     try:
         netns.run(_send, probe)
+    except PermissionError:
+        # netfilter dropped or rejected it on the way out (a filter verdict on OUTPUT)
+        return Observed("", False, "sendto: EPERM (netfilter dropped or rejected the packet)")
     except OSError as exc:
         raise SendError(f"sending with scapy: {exc.strerror or exc}") from None
     deadline = time.monotonic() + wait
