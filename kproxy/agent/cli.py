@@ -80,6 +80,12 @@ def open_netns(name: str | None) -> NetNS:
 
 
 def make_backend(mode: str, netns: NetNS, config: AgentConfig) -> backends.Backend:
+    if mode == "auto":  # the best mode the kernel offers in the agent's namespace, with reasons
+        from kproxy.agent.automode import choose_mode
+
+        mode, reasons = choose_mode(netns, config)
+        for reason in reasons:
+            log.info("--mode auto: %s", reason)
     try:
         cls = backends.get(mode)
     except backends.BackendUnavailable as exc:
