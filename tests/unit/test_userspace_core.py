@@ -1,0 +1,184 @@
+"""Userspace mode without sockets: the plan and its redirect rules (pure), and the sans-IO core
+(endpoint choice, retry order, affinity, UDP flow table)."""
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+from kproxy.userspace.core import Balancer, Connect, GiveUp, UdpFlows
+from kproxy.userspace.plan import render_plan, render_rules
+
+NODE = "10.200.0.11"
+
+
+def ep(ip: str, local: bool = True, **kw) -> Endpoint:
+    return Endpoint(ip, 8080, is_local=local, node_name="n1" if local else "n2", **kw)
+
+
+def sp(name: str, cip: str, eps=(), protocol: str = "TCP", **kw) -> ServicePort:
+    return ServicePort("default", name, "", protocol, 80, cluster_ips=(cip,), endpoints=tuple(sorted(eps)), **kw)
+
+
+def state(*services: ServicePort, node_ips=(NODE,)) -> ProxyState:
+    return ProxyState("n1", node_ips=node_ips, services={s.key: s for s in services})
+
+
+def nat(rules, chain="KUBE-SERVICES"):
+    return rules.static[("nat", chain)]
+
+
+def filt(rules, chain):
+    return rules.static[("filter", chain)]
+
+
+# ------------------------------------------------------------------ plan and rules
+
+
+def test_cluster_ip_is_dnatted_to_the_listener_on_the_node_ip():
+    plan = render_plan(state(sp("web", "10.96.0.10", [ep("10.244.1.2"), ep("10.244.1.3")])))
+    (key,) = plan.listeners
+    assert plan.listeners[key].endpoints == ("10.244.1.2:8080", "10.244.1.3:8080")
+    rules = render_rules(plan, {key: 41000})
+    assert ('-m comment --comment "default/web cluster IP" -m tcp -p tcp -d 10.96.0.10 --dport 80 '
+            '-j DNAT --to-destination 10.200.0.11:41000') in nat(rules)
+    assert nat(rules)[-1].endswith("-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS")
+
+
+def test_without_a_node_ip_the_rules_redirect():
+    plan = render_plan(state(sp("web", "10.96.0.10", [ep("10.244.1.2")]), node_ips=()))
+    rules = render_rules(plan, {k: 41000 for k in plan.listeners})
+    assert nat(rules)[0].endswith("-j REDIRECT --to-ports 41000")
+
+
+def test_no_endpoints_rejects_and_opens_no_listener():
+    plan = render_plan(state(sp("empty", "10.96.0.24", [], node_port=30083)))
+    assert plan.listeners == {}
+    rules = render_rules(plan, {})
+    assert any("10.96.0.24" in r and r.endswith("-j REJECT") for r in filt(rules, "KUBE-SERVICES"))
+    assert any("--dport 30083" in r and r.endswith("-j REJECT") for r in filt(rules, "KUBE-EXTERNAL-SERVICES"))
+    assert len(nat(rules)) == 1  # only the node-ports tail
+
+
+def test_local_policy_gets_its_own_listener_or_a_drop():
+    svc = sp("etp", "10.96.0.21", [ep("10.244.1.2"), ep("10.244.2.2", local=False)], node_port=30081,
+             external_policy_local=True)
+    plan = render_plan(state(svc))
+    assert {s.endpoints for s in plan.listeners.values()} == {("10.244.1.2:8080", "10.244.2.2:8080"),
+                                                             ("10.244.1.2:8080",)}
+    remote_only = sp("etp", "10.96.0.21", [ep("10.244.2.2", local=False)], node_port=30081,
+                     external_policy_local=True)
+    plan = render_plan(state(remote_only))
+    assert list(plan.listeners) == ["default/etp:#internal"]
+    rules = render_rules(plan, {"default/etp:#internal": 41000})
+    assert any("--dport 30081" in r and r.endswith("-j DROP") for r in filt(rules, "KUBE-EXTERNAL-SERVICES"))
+    assert not nat(rules, "KUBE-NODEPORTS")
+
+
+def test_cluster_policy_shares_one_listener_between_cluster_ip_and_node_port():
+    plan = render_plan(state(sp("np", "10.96.0.20", [ep("10.244.1.2")], node_port=30080, external_ips=("192.0.2.10",))))
+    assert list(plan.listeners) == ["default/np:#internal"]
+    rules = render_rules(plan, {"default/np:#internal": 41000})
+    assert nat(rules, "KUBE-NODEPORTS") == (
+        "-m comment --comment default/np -m tcp -p tcp --dport 30080 -j DNAT --to-destination 10.200.0.11:41000",)
+    assert any("-d 192.0.2.10" in r for r in nat(rules))
+
+
+def test_sctp_is_not_proxied_and_terminating_fallback_is_used():
+    plan = render_plan(state(sp("s", "10.96.0.40", [ep("10.244.1.2")], protocol="SCTP")))
+    assert plan.listeners == {} and plan.dispatch == {}
+    term = sp("t", "10.96.0.41", [ep("10.244.1.2", ready=False, serving=True, terminating=True)])
+    (spec,) = render_plan(state(term)).listeners.values()
+    assert spec.endpoints == spec.terminating == ("10.244.1.2:8080",)
+
+
+def test_rules_need_a_port_for_every_listener():
+    plan = render_plan(state(sp("web", "10.96.0.10", [ep("10.244.1.2")])))
+    with pytest.raises(ValueError, match="no port"):
+        render_rules(plan, {})
+
+
+def test_unchanged_services_reuse_their_fragments():
+    a = sp("a", "10.96.0.10", [ep("10.244.1.2")])
+    b = sp("b", "10.96.0.11", [ep("10.244.1.3")])
+    plan = render_plan(state(a, b))
+    ports = {k: 41000 + i for i, k in enumerate(sorted(plan.listeners))}
+    first = render_rules(plan, ports)
+    b2 = sp("b", "10.96.0.11", [ep("10.244.1.4")])
+    plan2 = render_plan(state(a, b2))
+    second = render_rules(plan2, ports, first)
+    assert second.fragments[a.key] is first.fragments[a.key]
+    assert second.fragments[b.key].dispatch == first.fragments[b.key].dispatch  # same port
+    assert second.static == first.static  # so a partial restore writes nothing
+    assert plan2.listeners["default/b:#internal"].endpoints == ("10.244.1.4:8080",)
+    third = render_rules(plan2, {**ports, "default/b:#internal": 42000}, second)
+    assert third.fragments[b.key] is not second.fragments[b.key]
+
+
+# ------------------------------------------------------------------ core
+
+EPS = tuple(f"10.244.1.{i}:8080" for i in range(1, 6))
+
+
+def test_attempt_tries_each_endpoint_once_then_gives_up():
+    a = Balancer(EPS).attempt("10.200.0.2", 40000, NODE, 41000, 6, 0.0)
+    seen = []
+    cmd = a.start()
+    while isinstance(cmd, Connect):
+        seen.append(cmd.endpoint)
+        cmd = a.failed()
+    assert sorted(seen) == sorted(EPS)
+    assert isinstance(cmd, GiveUp) and cmd.tried == tuple(seen)
+
+
+def test_no_endpoints_gives_up_at_once():
+    assert isinstance(Balancer(()).attempt("10.0.0.1", 1, NODE, 2, 6, 0.0).start(), GiveUp)
+
+
+def test_unknown_balancer_is_refused():
+    with pytest.raises(ValueError, match="unknown balancer"):
+        Balancer(EPS, kind="random")
+
+
+@settings(max_examples=30)
+@given(port=st.integers(1024, 65535), kind=st.sampled_from(["maglev", "roundrobin"]))
+def test_first_choice_then_rotation(port, kind):
+    order = Balancer(EPS, kind=kind).order("10.200.0.2", port, NODE, 41000, 6, 0.0)
+    i = EPS.index(order[0])
+    assert order == list(EPS[i:] + EPS[:i])
+
+
+def test_maglev_spreads_flows_and_affinity_pins_a_client():
+    b = Balancer(EPS)
+    counts = Counter(b.order("10.200.0.2", p, NODE, 41000, 6, 0.0)[0] for p in range(30000, 32000))
+    assert set(counts) == set(EPS) and min(counts.values()) > 250  # 2000 flows, 400 expected each
+    sticky = Balancer(EPS, affinity_timeout=600)
+    assert len({sticky.order("10.200.0.2", p, NODE, 41000, 6, 0.0)[0] for p in range(30000, 30100)}) == 1
+
+
+def test_round_robin_affinity_remembers_and_times_out():
+    b = Balancer(EPS, affinity_timeout=10, kind="roundrobin")
+    first = b.attempt("10.200.0.2", 1, NODE, 41000, 6, 0.0)
+    chosen = first.start().endpoint
+    first.succeeded()
+    assert all(b.order("10.200.0.2", p, NODE, 41000, 6, 5.0)[0] == chosen for p in range(10))
+    b.expire_affinity(100.0)
+    assert b._affinity == {}
+    plain = Balancer(EPS, kind="roundrobin")
+    assert [plain.order("c", 1, NODE, 1, 6, 0.0)[0] for _ in EPS] == list(EPS)
+
+
+def test_udp_flows_expire_evict_and_follow_endpoint_changes():
+    flows = UdpFlows(idle_timeout=30, max_flows=2)
+    flows.add(("c", 1), "e1", 0.0)
+    flows.add(("c", 2), "e2", 10.0)
+    assert flows.get(("c", 1), 20.0).endpoint == "e1"  # refreshes c:1
+    evicted = flows.add(("c", 3), "e1", 25.0)
+    assert [f.client for f in evicted] == [("c", 2)]  # least recently used
+    assert [f.client for f in flows.expire(45.0)] == []
+    assert sorted(f.client for f in flows.expire(52.0)) == [("c", 1)]
+    assert [f.client for f in flows.retain_endpoints({"e2"})] == [("c", 3)]
+    assert len(flows) == 0
