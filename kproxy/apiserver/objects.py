@@ -1,7 +1,6 @@
 """Small pure helpers on API objects (dicts) used across the apiserver."""
 from __future__ import annotations
 
-import copy
 import datetime
 import random
 import uuid
@@ -47,15 +46,21 @@ def meta(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def with_resource_version(value: dict[str, Any], revision: int) -> dict[str, Any]:
-    """A deep copy of a stored value with metadata.resourceVersion set to `revision`."""
-    out = copy.deepcopy(value)
-    meta(out)["resourceVersion"] = str(revision)
+    """`value` with metadata.resourceVersion set to `revision`. Only the top level and the
+    metadata are copied: `value` is not changed, and the result shares the rest with it, so
+    callers treat both as read-only (the registry only serialises what it returns)."""
+    out = dict(value)
+    m = out.get("metadata")
+    out["metadata"] = dict(m) if isinstance(m, dict) else {}
+    out["metadata"]["resourceVersion"] = str(revision)
     return out
 
 
 def strip_resource_version(obj: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(obj)
-    meta(out).pop("resourceVersion", None)
+    """`obj` without metadata.resourceVersion (the same sharing rules as above)."""
+    out = dict(obj)
+    m = out.get("metadata")
+    out["metadata"] = {k: v for k, v in m.items() if k != "resourceVersion"} if isinstance(m, dict) else {}
     return out
 
 

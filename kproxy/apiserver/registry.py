@@ -208,7 +208,8 @@ class Registry:
             current = self.store.get(key)
         except sb.NotFound:
             raise st.not_found(resource.plural, name, resource.group) from None
-        original = with_resource_version(current.value, current.mod_revision)
+        # a private copy: patch functions must not reach the stored value's nested parts
+        original = copy.deepcopy(with_resource_version(current.value, current.mod_revision))
         try:
             if patch_type == "json":
                 if not isinstance(patch, list):
