@@ -29,7 +29,7 @@ SEND_WAIT_SECONDS = 2.0
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("what", nargs="?", metavar="NAMESPACE/SERVICE | trace | diff",
                    help="a Service to show (default: all), or the trace / diff action")
-    p.add_argument("--mode", default="iptables", help="proxy mode whose rules to read (default iptables)")
+    p.add_argument("--mode", help="proxy mode whose rules to read (default: the lab's with --node, else iptables)")
     p.add_argument("--netns", help="network namespace of the node (default: this host's)")
     p.add_argument("--node", help="a node of the lab (--lab): its namespace, kubeconfig and pod CIDR")
     p.add_argument("--lab", default=None, help="lab name for --node (default kproxy-lab)")
@@ -57,10 +57,11 @@ class Target:
     node_name: str
     kubeconfig: str | None
     cluster_cidr: str | None
+    mode: str
 
 
 def _target(args: argparse.Namespace) -> Target:
-    kubeconfig, cidr, netns = args.kubeconfig, args.cluster_cidr, args.netns
+    kubeconfig, cidr, netns, mode = args.kubeconfig, args.cluster_cidr, args.netns, args.mode
     node_name = args.node_name or args.node or ""
     if args.node:
         from kproxy.lab.lab import Lab, LabError
@@ -75,14 +76,15 @@ def _target(args: argparse.Namespace) -> Target:
         netns = plan_node.netns
         kubeconfig = kubeconfig or lab.kubeconfig
         cidr = cidr or lab.plan.cluster_cidr
+        mode = mode or lab.state.mode
     elif args.lab:
         raise CLIError("--lab needs --node")
-    return Target(netns, node_name or socket.gethostname(), kubeconfig, cidr)
+    return Target(netns, node_name or socket.gethostname(), kubeconfig, cidr, mode or "iptables")
 
 
 def _config(args: argparse.Namespace, target: Target) -> Any:
     from kproxy.agent.config import ConfigError, load_config
-    overrides = {"mode": args.mode, "cluster_cidr": target.cluster_cidr, "iptables_backend": args.iptables_backend}
+    overrides = {"mode": target.mode, "cluster_cidr": target.cluster_cidr, "iptables_backend": args.iptables_backend}
     try:
         return load_config(args.config, overrides)
     except ConfigError as exc:
@@ -181,10 +183,10 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--proto/--src/--dst/--send belong to `kproxy rules trace`", 2)
     target = _target(args)
     config = _config(args, target)
-    adapter = _adapter(args.mode)
+    adapter = _adapter(target.mode)
     netns = _open_netns(target.netns)
     try:
-        backend = _backend(args.mode, netns, config)
+        backend = _backend(target.mode, netns, config)
         try:
             if what == "trace":
                 return _run_trace(args, adapter, backend, netns)
@@ -207,7 +209,7 @@ def _run_show(args, target: Target, config, adapter, backend, what: str) -> int:
         ns, name = what.split("/")
         rules = rules.select(ns, name)
         if not rules.services:
-            raise CLIError(f"no rules for Service {what} in the kernel ({args.mode} mode)")
+            raise CLIError(f"no rules for Service {what} in the kernel ({target.mode} mode)")
     width, colour = _style(args)
     _emit(args, rules.to_dict(), output.rules_text(rules, width, colour, objects=not args.no_objects))
     return 0
@@ -227,7 +229,7 @@ def _run_diff(args, target: Target, config, adapter, backend) -> int:
     node = target.netns or ""
     differences = diff(adapter.from_ruleset(ruleset, node), adapter.from_inspection(_inspect(backend), node))
     width, colour = _style(args)
-    _emit(args, output.diff_doc(differences, args.mode, node), output.diff_text(differences, width, colour))
+    _emit(args, output.diff_doc(differences, adapter.mode, node), output.diff_text(differences, width, colour))
     return 1 if differences else 0
 
 

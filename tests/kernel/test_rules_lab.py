@@ -1,0 +1,132 @@
+"""kproxy rules in the multi-node lab, against a real agent, for every mode that has a rules
+adapter: `rules` agrees with the apiserver and the kernel, `trace` with the endpoints that
+really answer (and --send with conntrack), `diff` is clean after the agent's sync and catches
+a rule added by hand and a rule deleted by hand."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+
+from kproxy.lab import traffic
+from kproxy.lab.lab import Lab
+from kproxy.lab.topology import CLIENT_IP, node_ip
+from kproxy.rules.adapter import ADAPTERS
+from tests import nsutil
+from tests.e2e.helpers import wait_for_pods
+
+pytestmark = [pytest.mark.kernel, pytest.mark.slow]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCHEMA = os.path.join(ROOT, "docs", "rules-schema.json")
+TRIES = 30
+# The agents' periodic full sync repairs drift; it must not run while a test edits rules by hand.
+SYNC_PERIOD = "600s"
+
+
+@pytest.fixture(scope="module", params=sorted(ADAPTERS))
+def lab(request):
+    lab = Lab(nsutil.unique_name(f"rules-{request.param[:4]}"))
+    try:
+        lab.up(nodes=2, mode=request.param, sync_period=SYNC_PERIOD, min_sync_period="0s")
+        yield lab
+    finally:
+        lab.down()
+
+
+@pytest.fixture(scope="module")
+def web(lab):
+    """Service "web" (NodePort) with pod web-1 on node1 and web-2 on node2, both answering."""
+    lab.add_pod("web-1", "node1", labels={"app": "web"})
+    lab.add_pod("web-2", "node2", labels={"app": "web"})
+    svc = lab.create_service("web", selector={"app": "web"}, type="NodePort")
+    wait_for_pods(lab.client_netns, svc["spec"]["clusterIP"], 80, {"web-1", "web-2"})
+    return svc
+
+
+def rules(lab, *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kproxy", "rules", *argv, "--node", "node1", "--lab", lab.name],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def schema() -> dict:
+    with open(SCHEMA) as f:
+        return json.load(f)
+
+
+def test_rules_show_the_service_as_the_apiserver_and_the_kernel_have_it(lab, web):
+    res = rules(lab, "default/web", "-o", "json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    jsonschema.validate(doc, schema())
+    assert doc["mode"] == lab.state.mode and doc["node"] == lab.plan.node("node1").netns
+    (svc,) = doc["services"]
+    fronts = {(f["kind"], f["ip"], f["port"]) for f in svc["frontends"]}
+    assert fronts == {("clusterIP", web["spec"]["clusterIP"], 80), ("nodePort", "", web["spec"]["ports"][0]["nodePort"])}
+    pods = {p.name: p for p in lab.pods()}
+    assert {e["address"]: (e["ready"], e["local"], e["node"], e["programmed"]) for e in svc["endpoints"]} == {
+        f"{pods['web-1'].ip}:8080": (True, True, "node1", True),
+        f"{pods['web-2'].ip}:8080": (True, False, "node2", True)}
+    before = svc["packets"]
+    for _ in range(3):
+        traffic.tcp_reply(lab.client_netns, web["spec"]["clusterIP"], 80)
+    after = json.loads(rules(lab, "default/web", "-o", "json").stdout)["services"][0]["packets"]
+    assert after > before  # counters come from the kernel
+    text = rules(lab, "default/web", "--width", "100")
+    assert text.returncode == 0 and "default/web:  TCP" in text.stdout
+    assert max(len(line) for line in text.stdout.splitlines()) <= 100
+
+
+def test_trace_agrees_with_the_endpoints_that_answer_and_with_conntrack(lab, web):
+    cluster_ip = web["spec"]["clusterIP"]
+    res = rules(lab, "trace", "--proto", "tcp", "--src", CLIENT_IP, "--dst", f"{cluster_ip}:80", "-o", "json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    jsonschema.validate(doc, schema())
+    assert doc["service"] == "default/web:" and doc["frontend"]["kind"] == "clusterIP"
+    pods = {p.name: p for p in lab.pods()}
+    by_address = {c["outcome"]: c for c in doc["candidates"]}
+    assert set(by_address) == {f"{pods['web-1'].ip}:8080", f"{pods['web-2'].ip}:8080"}
+    assert all(c["probability"] == pytest.approx(0.5) for c in by_address.values())
+    answered = set()
+    for _ in range(TRIES):  # the client routes Service traffic through node1
+        reply = traffic.tcp_reply(lab.client_netns, cluster_ip, 80)
+        candidate = by_address[f"{pods[reply.pod].ip}:8080"]
+        assert (reply.client_ip == node_ip(1)) == candidate["masquerade"], reply
+        answered.add(reply.pod)
+    assert answered == {"web-1", "web-2"}
+    sent = rules(lab, "trace", "--proto", "tcp", "--src", CLIENT_IP, "--dst", f"{cluster_ip}:80", "--send", "-o", "json")
+    assert sent.returncode == 0, sent.stderr + sent.stdout
+    assert json.loads(sent.stdout)["sent"]["confirmed"]
+
+
+def test_diff_is_clean_then_catches_rules_added_and_deleted_by_hand(lab, web):
+    res = rules(lab, "diff")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout == "kernel matches the desired state\n"
+    netns = lab.plan.node("node1").netns
+    flavour = json.loads(rules(lab, "-o", "json").stdout)["detail"]["variant"]
+    ipt = ["ip", "netns", "exec", netns, f"iptables-{flavour}", "-t", "nat"]
+    added = ["KUBE-SERVICES", "-d", "10.96.255.1/32", "-p", "tcp", "--dport", "81", "-j", "KUBE-MARK-MASQ"]
+    subprocess.run(ipt + ["-I"] + added, check=True)
+    try:
+        res = rules(lab, "diff", "-o", "json")
+        assert res.returncode == 1, res.stderr
+        doc = json.loads(res.stdout)
+        jsonschema.validate(doc, schema())
+        assert [(d["kind"], d["scope"], d["object"]["container"]) for d in doc["differences"]] == [
+            ("unexpected", "shared", "nat/KUBE-SERVICES")]
+        assert "10.96.255.1" in doc["differences"][0]["object"]["text"]
+    finally:
+        subprocess.run(ipt + ["-D"] + added, check=True)
+    shown = json.loads(rules(lab, "default/web", "-o", "json").stdout)["services"][0]
+    dnat = next(o for o in shown["objects"] if "--to-destination" in o["text"])
+    subprocess.run(ipt + ["-F", dnat["container"].split("/")[1]], check=True)  # both rules of one KUBE-SEP-
+    res = rules(lab, "diff")
+    assert res.returncode == 1
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("2 differences") and all(l.startswith("missing  default/web:") for l in lines[2:])
