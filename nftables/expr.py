@@ -1,4 +1,5 @@
-"""Rule building blocks: each function returns a Stmt, the nf_tables expressions of one nft
+"""Rule building blocks (pure; the builders are memoized since a ruleset repeats the same
+statements thousands of times): each function returns a Stmt, the nf_tables expressions of one nft
 statement and its text as `nft list` prints it. A Rule is a sequence of Stmts (pure values).
 
 Register use: 32-bit registers NFT_REG32_00.. for concatenations, NFT_REG_1 for single values.
@@ -6,7 +7,9 @@ Register use: 32-bit registers NFT_REG32_00.. for concatenations, NFT_REG_1 for 
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass
+from functools import lru_cache
 
 from . import wire as w
 
@@ -75,11 +78,13 @@ def _e(name: str, *attrs: tuple) -> tuple:
     return (name, tuple(attrs))
 
 
+@lru_cache(maxsize=4096)
 def _payload(base: int, offset: int, length: int, reg: int) -> tuple:
     return _e("payload", (PAYLOAD_DREG, w.be32(reg)), (PAYLOAD_BASE, w.be32(base)),
               (PAYLOAD_OFFSET, w.be32(offset)), (PAYLOAD_LEN, w.be32(length)))
 
 
+@lru_cache(maxsize=4096)
 def _meta(key: int, reg: int) -> tuple:
     return _e("meta", (META_KEY, w.be32(key)), (META_DREG, w.be32(reg)))
 
@@ -108,6 +113,7 @@ def _field(addr_field: str) -> tuple[int, str]:
 # ---------------------------------------------------------------- matches
 
 
+@lru_cache(maxsize=4096)
 def ip_addr(field: str, cidr: str, negate: bool = False) -> Stmt:
     """ip saddr|daddr [!=] ADDR or CIDR."""
     offset, name = _field(field)
@@ -123,18 +129,21 @@ def ip_addr(field: str, cidr: str, negate: bool = False) -> Stmt:
     return Stmt(tuple(exprs), text)
 
 
+@lru_cache(maxsize=4096)
 def mark_clear(bit_mask: int) -> Stmt:
     """meta mark & MASK == 0 (packet not marked)."""
     return Stmt((_meta(META_MARK, REG_1), _bitwise(w.host32(bit_mask), w.host32(0)),
                  _cmp(CMP_EQ, w.host32(0))), f"meta mark & {bit_mask:#010x} == 0x00000000")
 
 
+@lru_cache(maxsize=4096)
 def ct_state_new() -> Stmt:
     return Stmt((_e("ct", (CT_DREG, w.be32(REG_1)), (CT_KEY, w.be32(CT_STATE))),
                  _bitwise(w.host32(CT_STATE_NEW), w.host32(0)), _cmp(CMP_NEQ, w.host32(0))),
                 "ct state new")
 
 
+@lru_cache(maxsize=4096)
 def fib_local(field: str) -> Stmt:
     """fib saddr|daddr type local."""
     flag = FIB_F_SADDR if field == "saddr" else FIB_F_DADDR
@@ -143,6 +152,7 @@ def fib_local(field: str) -> Stmt:
                 f"fib {field} type local")
 
 
+@lru_cache(maxsize=4096)
 def in_set(set_name: str, field: str = "saddr") -> Stmt:
     """ip saddr @SET."""
     offset, name = _field(field)
@@ -151,6 +161,7 @@ def in_set(set_name: str, field: str = "saddr") -> Stmt:
                 f"{name} @{set_name}")
 
 
+@lru_cache(maxsize=4096)
 def vmap_addr_proto_port(map_name: str) -> Stmt:
     """ip daddr . meta l4proto . th dport vmap @MAP."""
     return Stmt((_payload(BASE_NETWORK, 16, 4, REG32_00), _meta(META_L4PROTO, REG32_00 + 1),
@@ -160,6 +171,7 @@ def vmap_addr_proto_port(map_name: str) -> Stmt:
                 f"ip daddr . meta l4proto . th dport vmap @{map_name}")
 
 
+@lru_cache(maxsize=4096)
 def vmap_proto_port(map_name: str) -> Stmt:
     """meta l4proto . th dport vmap @MAP."""
     return Stmt((_meta(META_L4PROTO, REG32_00), _payload(BASE_TRANSPORT, 2, 2, REG32_00 + 1),
@@ -191,6 +203,7 @@ def jhash_vmap(modulus: int, seed: int, map_name: str) -> Stmt:
 # ---------------------------------------------------------------- actions
 
 
+@lru_cache(maxsize=4096)
 def verdict(kind: str, chain: str | None = None) -> Stmt:
     """accept | drop | return | jump CHAIN | goto CHAIN."""
     code = {"accept": w.NF_ACCEPT, "drop": w.NF_DROP, "return": w.NFT_RETURN,
@@ -200,6 +213,7 @@ def verdict(kind: str, chain: str | None = None) -> Stmt:
                 f"{kind} {chain}" if chain else kind)
 
 
+@lru_cache(maxsize=4096)
 def mark_or(bit_mask: int) -> Stmt:
     """meta mark set meta mark | MASK."""
     return Stmt((_meta(META_MARK, REG_1), _bitwise(w.host32(~bit_mask), w.host32(bit_mask)),
@@ -207,6 +221,7 @@ def mark_or(bit_mask: int) -> Stmt:
                 f"meta mark set meta mark | {bit_mask:#010x}")
 
 
+@lru_cache(maxsize=4096)
 def mark_xor(bit_mask: int) -> Stmt:
     """meta mark set meta mark ^ MASK."""
     return Stmt((_meta(META_MARK, REG_1), _bitwise(w.host32(0xFFFFFFFF), w.host32(bit_mask)),
@@ -214,6 +229,7 @@ def mark_xor(bit_mask: int) -> Stmt:
                 f"meta mark set meta mark ^ {bit_mask:#010x}")
 
 
+@lru_cache(maxsize=4096)
 def masquerade_fully_random() -> Stmt:
     return Stmt((_e("masq", (MASQ_FLAGS, w.be32(NF_NAT_RANGE_PROTO_RANDOM_FULLY))),),
                 "masquerade fully-random")
@@ -224,7 +240,7 @@ def dnat(ip: str, port: int, protocol: str) -> Stmt:
     proto = PROTO_NUMBERS[protocol]
     return Stmt((_meta(META_L4PROTO, REG_1), _cmp(CMP_EQ, bytes([proto])),
                  _e("immediate", (IMMEDIATE_DREG, w.be32(REG_1)),
-                    (IMMEDIATE_DATA, ((w.DATA_VALUE, ipaddress.IPv4Address(ip).packed),))),
+                    (IMMEDIATE_DATA, ((w.DATA_VALUE, socket.inet_aton(ip)),))),
                  _e("immediate", (IMMEDIATE_DREG, w.be32(REG_1 + 1)),
                     (IMMEDIATE_DATA, ((w.DATA_VALUE, w.be16(port)),))),
                  _e("nat", (NAT_TYPE, w.be32(NAT_DNAT)), (NAT_FAMILY, w.be32(w.NFPROTO_IPV4)),
@@ -232,6 +248,7 @@ def dnat(ip: str, port: int, protocol: str) -> Stmt:
                 f"meta l4proto {protocol.lower()} dnat to {ip}:{port}")
 
 
+@lru_cache(maxsize=4096)
 def reject() -> Stmt:
     return Stmt((_e("reject", (REJECT_TYPE, w.be32(REJECT_ICMP_UNREACH)),
                     (REJECT_ICMP_CODE, bytes([ICMP_PORT_UNREACH]))),), "reject")

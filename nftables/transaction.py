@@ -129,7 +129,7 @@ class Transaction:
             texts.append(key_text(spec, key))
         if not raw:
             return
-        per = w.ELEMENTS_PER_MESSAGE
+        per = w.elements_per_message(raw)
         enc = self._elements
         table = self.table
         for i in range(0, len(raw), per):

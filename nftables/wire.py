@@ -12,6 +12,7 @@ numgen/hash results, ct state), which are host-endian.
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 from typing import Iterable, Sequence, Union
 
 Attrs = tuple  # tuple[tuple[int, Union[bytes, "Attrs"]], ...]
@@ -76,10 +77,22 @@ HOOK_PREROUTING, HOOK_INPUT, HOOK_FORWARD, HOOK_OUTPUT, HOOK_POSTROUTING = 0, 1,
 # 60-character chain name).
 ELEMENTS_PER_MESSAGE = 500
 
+ELEMENT_OVERHEAD = 48  # attribute headers and padding of one verdict-map element
+
+
+def elements_per_message(elements: Sequence["Element"]) -> int:
+    """How many of `elements` fit in one message under the 64 KiB attribute limit."""
+    if not elements:
+        return ELEMENTS_PER_MESSAGE
+    biggest = max(len(key) + (len(chain) + 1 if chain else 0) for key, _code, chain in elements)
+    return max(1, min(ELEMENTS_PER_MESSAGE, 60000 // (biggest + ELEMENT_OVERHEAD)))
+
+
 _HDR = struct.Struct("=IHHII")
 _NFGEN = struct.Struct("=BBH")
 
 
+@lru_cache(maxsize=65536)
 def be32(value: int) -> bytes:
     return struct.pack(">i" if value < 0 else ">I", value)
 
@@ -115,15 +128,17 @@ def _put_attrs(out: bytearray, attrs: Attrs) -> None:
         start = len(out)
         if isinstance(value, (bytes, bytearray)):
             length = 4 + len(value)
-            out += struct.pack("=HH", length, kind)
+            flag = 0
+            out += b"\0\0\0\0"
             out += value
         else:
             out += b"\0\0\0\0"
             _put_attrs(out, value)
             length = len(out) - start
-            struct.pack_into("=HH", out, start, length, kind | NLA_F_NESTED)
+            flag = NLA_F_NESTED
         if length > 0xFFFF:
             raise ValueError(f"netlink attribute {kind} is {length} bytes (limit 65535)")
+        struct.pack_into("=HH", out, start, length, kind | flag)
         out += b"\0" * (-length % 4)
 
 
