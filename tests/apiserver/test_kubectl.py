@@ -226,3 +226,19 @@ def test_validate_warn_prints_each_unknown_field(kubectl):
     assert proc.returncode == 0, proc.stderr
     assert 'Warning: unknown field "spec.bogus"' in proc.stderr
     assert 'Warning: unknown field "spec.other"' in proc.stderr
+
+
+def test_wait_for_condition_and_for_delete(kubectl, tmp_path):
+    kubectl("apply", "-f", "-", stdin=MANIFEST)
+    waiter = kubectl.popen("wait", "--for=condition=Ready", "pod/web-1", "-n", "demo", "--timeout=60s")
+    try:
+        set_ready(kubectl, "web-1", "10.244.1.5")
+        out, err = waiter.communicate(timeout=90)
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+            waiter.wait()
+    assert waiter.returncode == 0 and "condition met" in out, err
+    kubectl("delete", "pod", "web-2", "-n", "demo", "--grace-period=1", "--wait=false")
+    kubectl("wait", "--for=delete", "pod/web-2", "-n", "demo", "--timeout=60s")
+    assert "web-2" not in kubectl("get", "pods", "-n", "demo", "-o", "name")
