@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 
 import jsonschema
 import pytest
@@ -17,13 +19,13 @@ from kproxy.lab.lab import Lab
 from kproxy.lab.topology import CLIENT_IP, node_ip
 from kproxy.rules.adapter import ADAPTERS
 from tests import nsutil
-from tests.e2e.helpers import wait_for_pods
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCHEMA = os.path.join(ROOT, "docs", "rules-schema.json")
 TRIES = 30
+WAIT = 60.0  # bounded polling deadline
 # The agents' periodic full sync repairs drift; it must not run while a test edits rules by hand.
 SYNC_PERIOD = "600s"
 
@@ -36,6 +38,7 @@ def lab(request):
         yield lab
     finally:
         lab.down()
+        shutil.rmtree(lab.dir, ignore_errors=True)  # its logs and state directory
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +47,16 @@ def web(lab):
     lab.add_pod("web-1", "node1", labels={"app": "web"})
     lab.add_pod("web-2", "node2", labels={"app": "web"})
     svc = lab.create_service("web", selector={"app": "web"}, type="NodePort")
-    wait_for_pods(lab.client_netns, svc["spec"]["clusterIP"], 80, {"web-1", "web-2"})
+    # No traffic before node1 programs the Service: a SYN that finds no DNAT rule is routed back
+    # out to the lab gateway and the node's ICMP redirect then misroutes the client's later
+    # packets (reported to the lab owner).
+    deadline = time.monotonic() + WAIT
+    while True:
+        res = rules(lab, "default/web", "-o", "json")
+        if res.returncode == 0 and len(json.loads(res.stdout)["services"][0]["endpoints"]) == 2:
+            break
+        assert time.monotonic() < deadline, f"node1 never programmed default/web: {res.stderr}"
+        time.sleep(0.2)
     return svc
 
 
