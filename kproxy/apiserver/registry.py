@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from kproxy.api import resources as R
 from kproxy.api import status as st
+from kproxy.api.defaults import drop_type_dependent_fields
 from kproxy.api.resources import Resource
 from kproxy.apiserver import quota
 from kproxy.apiserver.deps import Deps
@@ -275,6 +276,9 @@ class Registry:
         new = strip_resource_version(new)
         if subresource is None:
             new = self.deps.apply_defaults(resource, new)
+            if resource is R.SERVICES:
+                # a type change drops what the new type does not allow (ipFamilies for ExternalName, ...)
+                new = drop_type_dependent_fields(old, new)
         reservation: Reservation | None = None
         if resource is R.SERVICES and subresource is None:
             new, reservation = self.services.for_update(old, new)

@@ -123,7 +123,7 @@ DEFINITIONS: dict[str, Struct] = {
         "hostname": STR, "subdomain": STR, "affinity": OPEN, "schedulerName": STR, "tolerations": OPENS,
         "hostAliases": _merge_list(OPEN, "ip"), "priorityClassName": STR, "priority": INT, "dnsConfig": OPEN,
         "readinessGates": OPENS, "runtimeClassName": STR, "enableServiceLinks": BOOL, "preemptionPolicy": STR,
-        "overhead": MapOf(QUANTITY), "topologySpreadConstraints": OPENS, "setHostnameAsFQDN": BOOL,
+        "overhead": MapOf(QUANTITY), "topologySpreadConstraints": _merge_list(OPEN, "topologyKey", "topologyKey", "whenUnsatisfiable"), "setHostnameAsFQDN": BOOL,
         "os": OPEN, "hostUsers": BOOL, "schedulingGates": _merge_list(OPEN, "name"),
         "resourceClaims": _merge_list(OPEN, "name"), "resources": OPEN,
     }, required=("containers",)),

@@ -154,3 +154,20 @@ def test_dry_run_writes_nothing(api):
     assert out["spec"]["clusterIP"]
     assert api.call("GET", f"{NS}/default/services/dry")[0] == 404
     assert api.ok("GET", NS)["metadata"]["resourceVersion"] == rv
+
+
+def test_service_type_change_to_external_name_drops_cluster_fields(api):
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "tochange", "namespace": "default"},
+           "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}}
+    code, created = api.call("POST", "/api/v1/namespaces/default/services", svc)
+    assert code == 201, created
+    assert created["spec"]["clusterIP"]
+    # a client that sends only what it wants (as kubectl apply's patch does) turns it into ExternalName
+    patch = {"spec": {"type": "ExternalName", "externalName": "example.test", "selector": None,
+                      "ports": None, "clusterIP": None, "clusterIPs": None}}
+    code, changed = api.call("PATCH", "/api/v1/namespaces/default/services/tochange", patch,
+                             content_type="application/merge-patch+json")
+    assert code == 200, changed
+    assert changed["spec"]["type"] == "ExternalName"
+    assert "ipFamilies" not in changed["spec"] and "ipFamilyPolicy" not in changed["spec"]
+    assert not changed["spec"].get("clusterIP")
