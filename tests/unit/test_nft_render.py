@@ -1,0 +1,148 @@
+"""Pure rendering and sync planning of the nftables model (no kernel)."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+from kproxy.nftables import render as r
+from kproxy.nftables.plan import plan_full, plan_partial
+
+NODE = "10.200.0.11"
+
+
+def ep(ip: str, local: bool = False, **kw) -> Endpoint:
+    return Endpoint(ip, 8080, is_local=local, **kw)
+
+
+def svc(name: str, ip: str, eps=(), **kw) -> ServicePort:
+    return ServicePort("default", name, "", kw.pop("protocol", "TCP"), kw.pop("port", 80), cluster_ips=(ip,),
+                       endpoints=tuple(sorted(eps)), **kw)
+
+
+def state(*services: ServicePort, **kw) -> ProxyState:
+    kw.setdefault("cluster_cidr", "10.244.0.0/16")
+    return ProxyState("n1", node_ips=(NODE,), services={s.key: s for s in services}, **kw)
+
+
+def elements(ruleset, name):
+    return dict(ruleset.elements[name])
+
+
+def test_cluster_ip_dispatch_goes_to_the_service_chain_and_balances_over_ready_endpoints():
+    sp = svc("web", "10.96.0.10", [ep("10.244.1.2"), ep("10.244.1.3"), ep("10.244.1.4", ready=False)])
+    rs = r.render(state(sp))
+    chain = f"service-{r.chain_base(sp)}"
+    assert elements(rs, r.SERVICE_IPS) == {("10.96.0.10", "TCP", 80): ("goto", chain)}
+    assert [rule.text for rule in rs.chains[chain].rules] == [
+        "ip daddr 10.96.0.10 ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
+        f"numgen random mod 2 vmap @{chain}"]
+    assert set(elements(rs, chain).values()) == {("goto", f"endpoint-{r.chain_base(sp)}__10.244.1.{i}/8080")
+                                                 for i in (2, 3)}
+    assert elements(rs, r.NO_ENDPOINT_SERVICES) == {}
+
+
+def test_no_endpoints_rejects_and_local_policy_without_local_endpoints_drops():
+    empty = svc("empty", "10.96.0.11", node_port=30001)
+    local = svc("local", "10.96.0.12", [ep("10.244.2.2")], node_port=30002, external_policy_local=True)
+    rs = r.render(state(empty, local))
+    assert elements(rs, r.NO_ENDPOINT_SERVICES) == {("10.96.0.11", "TCP", 80): ("goto", r.REJECT_CHAIN)}
+    assert elements(rs, r.NO_ENDPOINT_NODEPORTS) == {("TCP", 30001): ("goto", r.REJECT_CHAIN),
+                                                     ("TCP", 30002): ("drop", None)}
+    # the cluster IP of the Local-policy Service still works (internal policy is Cluster)
+    assert ("10.96.0.12", "TCP", 80) in elements(rs, r.SERVICE_IPS)
+
+
+def test_masquerade_all_and_unknown_cluster_cidr():
+    sp = svc("web", "10.96.0.10", [ep("10.244.1.2")])
+    first = r.render(state(sp, masquerade_all=True)).chains[f"service-{r.chain_base(sp)}"].rules[0]
+    assert first.text == "ip daddr 10.96.0.10 jump mark-for-masquerade"
+    rules = r.render(state(sp, cluster_cidr=None)).chains[f"service-{r.chain_base(sp)}"].rules
+    assert [x.text for x in rules][0].startswith("numgen")
+
+
+def test_session_affinity_declares_dynamic_sets_checked_before_balancing():
+    sp = svc("sticky", "10.96.0.10", [ep("10.244.1.2")], session_affinity_timeout=10800)
+    rs = r.render(state(sp))
+    base = r.chain_base(sp)
+    aff = f"affinity-{base}__10.244.1.2/8080"
+    assert rs.sets[aff].dynamic and rs.sets[aff].timeout == 10800
+    assert aff not in rs.elements  # the kernel fills it
+    texts = [x.text for x in rs.chains[f"service-{base}"].rules]
+    assert texts[1] == f"ip saddr @{aff} goto endpoint-{base}__10.244.1.2/8080"
+    assert f"update @{aff} {{ ip saddr timeout 3h }}" in [x.text for x in rs.chains[f"endpoint-{base}__10.244.1.2/8080"].rules]
+
+
+def test_load_balancer_source_ranges_get_a_firewall_chain():
+    sp = svc("lb", "10.96.0.10", [ep("10.244.1.2")], load_balancer_ips=("192.0.2.5",),
+             load_balancer_source_ranges=("203.0.113.0/24",))
+    rs = r.render(state(sp))
+    fw = f"firewall-{r.chain_base(sp)}"
+    assert elements(rs, r.FIREWALL_IPS) == {("192.0.2.5", "TCP", 80): ("goto", fw)}
+    assert [x.text for x in rs.chains[fw].rules] == ["ip saddr 203.0.113.0/24 return", "drop"]
+
+
+def test_nodeport_addresses_restrict_the_nodeport_jump():
+    rs = r.render(state(svc("np", "10.96.0.10", [ep("10.244.1.2")], node_port=30080),
+                        node_port_addresses=("10.200.0.0/24",)))
+    assert [x.text for x in rs.chains[r.SERVICES].rules][1:] == [f"ip daddr {NODE} jump nodeports"]
+
+
+def test_render_is_deterministic_and_reuses_unchanged_fragments():
+    a, b = svc("a", "10.96.0.1", [ep("10.244.1.2")]), svc("b", "10.96.0.2", [ep("10.244.1.3")])
+    first = r.render(state(a, b))
+    assert r.render(state(a, b)).text() == first.text()
+    second = r.render(state(a, replace(b, port=81)), first)
+    assert second.fragments[a.key] is first.fragments[a.key]
+    assert second.fragments[b.key] is not first.fragments[b.key]
+
+
+def test_partial_plan_touches_only_the_changed_service():
+    services = [svc(f"s{i}", f"10.96.0.{i}", [ep(f"10.244.1.{i}")]) for i in range(1, 50)]
+    first = r.render(state(*services))
+    changed = replace(services[10], endpoints=(ep("10.244.1.11"), ep("10.244.9.9")))
+    second = r.render(state(*services[:10], changed, *services[11:]), first)
+    ops = [op.description for op in plan_partial(second, first).ops]
+    base = r.chain_base(changed)
+    assert ops and all(base in op for op in ops), ops
+    assert f"add chain endpoint-{base}__10.244.9.9/8080" in ops
+
+
+def test_partial_plan_of_a_removed_service_deletes_after_dereferencing():
+    a, b = svc("a", "10.96.0.1", [ep("10.244.1.2")]), svc("b", "10.96.0.2", [ep("10.244.1.3")])
+    first = r.render(state(a, b))
+    second = r.render(state(a), first)
+    ops = [op.description for op in plan_partial(second, first).ops]
+    base = r.chain_base(b)
+    delete_chain = ops.index(f"delete chain service-{base}")
+    assert ops.index(f"flush chain service-{base}") < delete_chain
+    assert ops.index(f"delete element {r.SERVICE_IPS} {{ 10.96.0.2 . tcp . 80 }}") < delete_chain
+    assert ops.index(f"delete set service-{base}") < delete_chain
+    assert plan_partial(second, second).ops == []
+
+
+def test_full_plan_rewrites_everything_keeps_affinity_entries_and_removes_stale_objects():
+    sp = svc("sticky", "10.96.0.10", [ep("10.244.1.2")], session_affinity_timeout=60)
+    rs = r.render(state(sp))
+    aff = f"affinity-{r.chain_base(sp)}__10.244.1.2/8080"
+    ops = [op.description for op in plan_full(rs, [r.SERVICES, "old-chain"], [r.SERVICE_IPS, aff, "old-set"]).ops]
+    assert ops[0] == "add table ip kproxy"
+    assert f"flush chain {r.SERVICES}" in ops and f"flush set {r.SERVICE_IPS}" in ops
+    assert f"flush set {aff}" not in ops
+    assert ops[-3:] == ["flush set old-set", "delete set old-set", "delete chain old-chain"]
+
+
+def test_maglev_selection_fills_the_table_from_the_maglev_permutation():
+    sp = svc("m", "10.96.0.10", [ep(f"10.244.1.{i}") for i in range(2, 7)])
+    rs = r.render(state(sp), endpoint_selection="maglev")
+    chain = f"service-{r.chain_base(sp)}"
+    slots = elements(rs, chain)
+    assert len(slots) == r.MAGLEV_TABLE_SIZE
+    counts = {}
+    for verdict in slots.values():
+        counts[verdict[1]] = counts.get(verdict[1], 0) + 1
+    assert len(counts) == 5 and max(counts.values()) - min(counts.values()) <= 2
+    assert rs.chains[chain].rules[-1].text.startswith(f"jhash ip saddr . th sport mod {r.MAGLEV_TABLE_SIZE}")
+    with pytest.raises(ValueError, match="endpoint selection"):
+        r.render(state(sp), endpoint_selection="round-robin")
