@@ -39,8 +39,10 @@ def with_endpoint_states(rules: NodeRules, state: ProxyState) -> NodeRules:
         kernel = {e.address: e for e in svc.endpoints}
         merged = {}
         for e in sp.endpoints:
+            seen = kernel.get(e.address)
             merged[e.address] = EndpointInfo(e.address, e.ready, e.serving, e.terminating, e.is_local,
-                                             e.node_name, programmed=e.address in kernel)
+                                             e.node_name, programmed=seen is not None,
+                                             packets=seen.packets if seen is not None else 0)
         for addr, e in kernel.items():
             merged.setdefault(addr, e)
         out.append(ServiceRules(svc.namespace, svc.name, svc.port_name, svc.protocol, svc.frontends,

@@ -130,9 +130,9 @@ class _Service:
         self.objects: list[KernelObject] = []
 
 
-def _obj(table: str, chain: str, rule: RawRule) -> KernelObject:
+def _obj(table: str, chain: str, rule: RawRule, entry: bool = False) -> KernelObject:
     text, packets, nbytes = rule
-    return KernelObject("rule", f"{table}/{chain}", text, packets, nbytes, normalise_rule(text))
+    return KernelObject("rule", f"{table}/{chain}", text, packets, nbytes, normalise_rule(text), entry)
 
 
 def _chain_obj(table: str, chain: str) -> KernelObject:
@@ -172,7 +172,8 @@ def build(chains: Mapping[tuple[str, str], Sequence[RawRule]], jumps: Iterable[t
                 continue
             proto = (_option(words, "-p", "--protocol") or "tcp").upper()
             svc = services.setdefault(_key(spn), _Service(_key(spn), proto))
-            svc.objects.append(_obj(table, chain, rule))
+            # nat dispatch rules see each new connection once; filter ones only when they decide
+            svc.objects.append(_obj(table, chain, rule, entry=True))
             front = _frontend(table, chain, words, _comment(words), proto)
             if front is not None:
                 svc.frontends.add(front)
@@ -221,7 +222,7 @@ def build(chains: Mapping[tuple[str, str], Sequence[RawRule]], jumps: Iterable[t
                 if _target(words) == "DNAT":
                     addr = _option(words, "--to-destination")
                     local = True if (table, chain) in local_chains else None
-                    endpoints[addr] = EndpointInfo(addr, local=local)
+                    endpoints[addr] = EndpointInfo(addr, local=local, packets=rule[1])
         ns, _, rest = key.partition("/")
         name, _, port_name = rest.partition(":")
         out.append(ServiceRules(ns, name, port_name, svc.protocol, tuple(sorted(svc.frontends)),

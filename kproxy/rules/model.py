@@ -36,7 +36,8 @@ class Frontend:
 @dataclass(frozen=True, order=True)
 class EndpointInfo:
     """One endpoint. `ready`/`local` are None when the source (e.g. the kernel alone) cannot
-    tell; `programmed` is False for an endpoint the apiserver lists but the kernel lacks."""
+    tell; `programmed` is False for an endpoint the apiserver lists but the kernel lacks.
+    `packets` counts what the kernel sent to it (for iptables: connections DNATed to it)."""
 
     address: str  # "ip:port"
     ready: bool | None = None
@@ -45,11 +46,12 @@ class EndpointInfo:
     local: bool | None = None
     node: str | None = None
     programmed: bool = True
+    packets: int = 0
 
     def to_dict(self) -> dict:
         return {"address": self.address, "ready": self.ready, "serving": self.serving,
                 "terminating": self.terminating, "local": self.local, "node": self.node,
-                "programmed": self.programmed}
+                "programmed": self.programmed, "packets": self.packets}
 
 
 @dataclass(frozen=True, order=True)
@@ -57,7 +59,10 @@ class KernelObject:
     """One kernel object. `kind`: rule | chain | map-element | virtual-server | real-server |
     ipset-entry | listener. `container` locates it ("nat/KUBE-SVC-X" for an iptables rule),
     `text` is the object as the kernel tool prints it. `key` identifies the object for diffs
-    (text normalised so that equal meaning gives an equal key)."""
+    (text normalised so that equal meaning gives an equal key). `entry` marks the objects where
+    a Service's new connections enter (dispatch rules, map elements, virtual servers): their
+    counters, summed, are the Service port's traffic; the others count the same packets again
+    further along the path."""
 
     kind: str
     container: str
@@ -65,6 +70,7 @@ class KernelObject:
     packets: int = 0
     bytes: int = 0
     key: str = ""
+    entry: bool = False
 
     @property
     def identity(self) -> tuple[str, str, str]:
@@ -72,7 +78,7 @@ class KernelObject:
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "container": self.container, "text": self.text,
-                "packets": self.packets, "bytes": self.bytes}
+                "packets": self.packets, "bytes": self.bytes, "entry": self.entry}
 
 
 @dataclass(frozen=True)
@@ -96,11 +102,12 @@ class ServiceRules:
 
     @property
     def packets(self) -> int:
-        return sum(o.packets for o in self.objects)
+        """Traffic that entered this Service port (counters of its entry objects)."""
+        return sum(o.packets for o in self.objects if o.entry)
 
     @property
     def bytes(self) -> int:
-        return sum(o.bytes for o in self.objects)
+        return sum(o.bytes for o in self.objects if o.entry)
 
     def to_dict(self) -> dict:
         return {"namespace": self.namespace, "name": self.name, "portName": self.port_name,

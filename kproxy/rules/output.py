@@ -1,7 +1,8 @@
 """Output of `kproxy rules`: text tables that fit the terminal, JSON and YAML (pure: every
 function returns a string; the CLI prints it).
 
-Text: one block per Service port with its frontends, endpoints and kernel objects. Columns are
+Text: one block per Service port with its frontends, endpoints and kernel objects (an entry
+object, whose counters make the Service port's totals, is marked with "*" after its kind). Columns are
 sized to their content; the last column (an object's text) is cut with "…" so that no line
 is wider than `width`. Colours (ANSI) only when asked (the CLI asks when stdout is a terminal
 and NO_COLOR is unset).
@@ -83,13 +84,15 @@ def rules_text(rules: NodeRules, width: int = 100, colour: bool = False, objects
                 ready = _yes_no(e.ready)
                 if e.ready is False and e.serving and e.terminating:
                     ready = "terminating"
-                rows.append([e.address, ready, _yes_no(e.local), "yes" if e.programmed else "NO", e.node or ""])
-            lines = table(["ENDPOINT", "READY", "LOCAL", "PROGRAMMED", "NODE"], rows, width, 2, st)
+                rows.append([e.address, ready, _yes_no(e.local), "yes" if e.programmed else "NO", _count(e.packets),
+                             e.node or ""])
+            lines = table(["ENDPOINT", "READY", "LOCAL", "PROGRAMMED", "PKTS", "NODE"], rows, width, 2, st)
             out += [lines[0]] + [st(l, "red") if " NO " in l or l.endswith(" NO") else l for l in lines[1:]]
         else:
             out.append(st("  endpoints: none", "yellow"))
         if objects and svc.objects:
-            rows = [[o.kind, o.container, _count(o.packets), _count(o.bytes), o.text] for o in svc.objects]
+            rows = [[o.kind + ("*" if o.entry else ""), o.container, _count(o.packets), _count(o.bytes), o.text]
+                    for o in svc.objects]
             out += table(["KIND", "WHERE", "PKTS", "BYTES", "OBJECT"], rows, width, 2, st)
     if rules.unowned:
         out.append("")

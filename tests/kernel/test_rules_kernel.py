@@ -96,6 +96,8 @@ def test_kernel_model_is_the_rendered_model_and_counts_real_packets(topo, backen
     assert dispatch.packets == 5 and dispatch.bytes > 0  # one NEW packet per connection in nat
     dnat = [o for o in web.objects if "--to-destination" in o.text]
     assert sum(o.packets for o in dnat) == 5
+    assert web.packets == 5  # the Service's total counts each connection once (entry objects)
+    assert sum(e.packets for e in web.endpoints) == 5
 
 
 @pytest.mark.parametrize("src_ns,dst,port", [
