@@ -1,7 +1,10 @@
 """UserspaceBackend: `kproxy agent --mode userspace`.
 
+The listeners live in a separate proxy process per namespace (daemon.py, started on the first
+apply, reached through control.py), so restarting the agent drops no connection.
+
 render(state) is the pure Plan (plan.py). apply(plan, previous):
-1. opens every listener the plan needs (in the agent's namespace, on the proxy thread) and
+1. opens every listener the plan needs (in the agent's namespace, in the proxy process) and
    updates the endpoints of the others, learning each listener's port;
 2. writes the redirect rules for those ports with the iptables mode's own apply (full restore
    when `previous` is None, else only the chains that changed), so traffic moves to a listener
@@ -10,7 +13,8 @@ render(state) is the pure Plan (plan.py). apply(plan, previous):
 So a Service never has a window without a listener or a rule. A failed rule apply raises
 ApplyError; the listeners stay open and the next (full) sync retries.
 inspect() returns the open listeners and the kernel rules; cleanup() removes the rules (the
-iptables mode's cleanup: both iptables variants) and closes the listeners.
+iptables mode's cleanup: both iptables variants) and stops the proxy process. close() (agent
+exit) leaves the proxy process and the rules in place.
 
 Config (optional section `userspace` of the agent config, read with defaults): balancer
 "maglev" | "roundrobin", udp_idle_timeout seconds.
@@ -28,7 +32,8 @@ from kproxy.iptables.ruleset import Ruleset
 from kproxy.netns import NetNS
 from kproxy.userspace.core import BALANCERS
 from kproxy.userspace.plan import Plan, render_plan, render_rules
-from kproxy.userspace.proxy import UDP_IDLE_TIMEOUT, ListenerInfo, ProxyServer
+from kproxy.userspace.control import ProxyControl, ProxyControlError
+from kproxy.userspace.proxy import UDP_IDLE_TIMEOUT, ListenerInfo
 
 
 @dataclass(frozen=True)
@@ -52,8 +57,8 @@ class UserspaceBackend(Backend):
         if balancer not in BALANCERS:
             raise BackendUnavailable(f"userspace balancer {balancer!r}: want {' or '.join(BALANCERS)}")
         self._rules = IptablesBackend(self.netns, config)
-        self.proxy = ProxyServer(self.netns.path if self.netns.name else None, balancer=balancer,
-                                 udp_idle_timeout=float(_setting(config, "udp_idle_timeout", UDP_IDLE_TIMEOUT)))
+        self.proxy = ProxyControl(self.netns, balancer=balancer,
+                                  udp_idle_timeout=float(_setting(config, "udp_idle_timeout", UDP_IDLE_TIMEOUT)))
         self._applied: Ruleset | None = None
 
     @classmethod
@@ -70,8 +75,8 @@ class UserspaceBackend(Backend):
     def apply(self, plan: Plan, previous: Plan | None) -> ApplyResult:
         try:
             ports = self.proxy.update(plan.listeners, plan.target_ip)
-        except OSError as exc:
-            raise ApplyError(f"cannot open a proxy listener: {exc.strerror or exc}") from None
+        except ProxyControlError as exc:
+            raise ApplyError(str(exc)) from None
         rules = render_rules(plan, ports, self._applied)
         known = None if previous is None else self._applied
         try:
@@ -80,15 +85,22 @@ class UserspaceBackend(Backend):
             self._applied = None
             raise
         self._applied = rules
-        closed = self.proxy.retire(set(plan.listeners))
+        try:
+            closed = self.proxy.retire(set(plan.listeners))
+        except ProxyControlError as exc:
+            raise ApplyError(str(exc)) from None
         return ApplyResult(full=result.full, objects_written=result.objects_written,
                            detail=f"{len(plan.listeners)} listeners ({len(closed)} closed); {result.detail}")
 
     def inspect(self) -> Inspection:
-        return Inspection(tuple(self.proxy.listeners()), self._rules.inspect())
+        try:
+            listeners = tuple(self.proxy.listeners())
+        except ProxyControlError as exc:
+            raise ApplyError(str(exc)) from None
+        return Inspection(listeners, self._rules.inspect())
 
     def cleanup(self) -> None:
-        self.proxy.stop()
+        self.proxy.stop_daemon()
         self._applied = None
         try:
             self._rules.cleanup()
@@ -96,4 +108,4 @@ class UserspaceBackend(Backend):
             raise ApplyError(f"cleanup: {exc}") from None
 
     def close(self) -> None:
-        self.proxy.stop()
+        self.proxy.close()

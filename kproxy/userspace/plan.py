@@ -43,6 +43,10 @@ class ListenerSpec:
     endpoints: tuple[str, ...]
     terminating: tuple[str, ...] = ()  # endpoints in use only through the terminating fallback
     affinity_timeout: int | None = None
+    # Connect from the client's own address (IP_TRANSPARENT) where the reply is sure to come
+    # back through this node: to `local_endpoints` (their default route is this node).
+    transparent: bool = False
+    local_endpoints: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

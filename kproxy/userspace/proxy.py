@@ -380,6 +380,14 @@ class ProxyServer:
 
     # -- public operations
 
+    def configure(self, balancer: str, udp_idle_timeout: float) -> None:
+        """Changes the balancer kind and UDP idle timeout; listeners pick them up at the next
+        update() (their sockets stay)."""
+        if balancer != self.balancer_kind or udp_idle_timeout != self.udp_idle_timeout:
+            Balancer((), kind=balancer)  # validates the name (ValueError)
+            self.balancer_kind = balancer
+            self.udp_idle_timeout = udp_idle_timeout
+
     def update(self, listeners: Mapping[str, ListenerSpec], bind_ip: str | None) -> dict[str, int]:
         """Makes every listener in `listeners` open and current; returns key -> port for them.
         Listeners not named are left open (retire() closes them once no rule points at them)."""
@@ -408,10 +416,13 @@ class ProxyServer:
                 current = None
             if current is None:
                 current = await self._open(spec, bind_ip)
-            elif old != spec:
+            elif old != spec or current.balancer.kind != self.balancer_kind:
                 current.balancer = self._balancer(spec)
+                current.spec = spec
                 if isinstance(current, UdpListener):
                     current.retain(set(spec.endpoints))
+            if isinstance(current, UdpListener):
+                current.flows_table.idle_timeout = self.udp_idle_timeout
             self._specs[key] = spec
             ports[key] = self._port(current)
         return ports

@@ -2,10 +2,6 @@
 proxy (UserspaceBackend), pod namespaces running echo servers (tests/kernel/topology.py)."""
 from __future__ import annotations
 
-import socket
-import subprocess
-import threading
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -154,3 +150,22 @@ def test_cleanup_removes_rules_and_listeners(topo, backend):
     assert "KUBE-" not in after and "10.96.0.29" not in after
     assert len([l for l in after.splitlines() if l.startswith("-A")]) == \
         len([l for l in before.splitlines() if l.startswith("-A") and "KUBE-" not in l])
+
+
+def test_a_restarted_agent_reattaches_to_the_running_proxy(topo, backend):
+    """The listeners live in the proxy process: closing the backend (agent exit) keeps them, and a
+    new backend's full sync finds the same ports, so its rules do not change."""
+    st = state(service("keep", "10.96.0.32", [ep(topo, "a")]))
+    sync(backend, st)
+    before = {i.key: i.port for i in backend.inspect().listeners}
+    backend.close()
+    assert topo.tcp(topo.client, "10.96.0.32", 80)[0] == "a"  # still served, no agent attached
+    netns = NetNS(topo.node)
+    again = UserspaceBackend(netns, config())
+    try:
+        sync(again, st)
+        assert {i.key: i.port for i in again.inspect().listeners} == before
+        assert topo.tcp(topo.client, "10.96.0.32", 80)[0] == "a"
+    finally:
+        again.close()
+        netns.close()
