@@ -36,6 +36,35 @@ from kproxy.userspace.control import ProxyControl, ProxyControlError
 from kproxy.userspace.proxy import UDP_IDLE_TIMEOUT, ListenerInfo
 
 
+# Replies to connections the proxy opened from a client's address (IP_TRANSPARENT, see
+# proxy.transparent_source) are addressed to that client; the socket match marks them and the
+# policy route delivers them locally to our socket instead of forwarding them.
+TPROXY_CHAIN = "KPROXY-TPROXY"
+TPROXY_COMMENT = "kproxy userspace: replies to transparent proxy connections"
+TPROXY_MARK = "0x10000/0x10000"
+TPROXY_TABLE = "1717"
+
+
+def transparent_restore(saved_mangle: str) -> str:
+    """iptables-restore text (mangle) making the socket-match rule and its jump exist; the jump
+    is inserted only when missing (pure)."""
+    lines = ["*mangle", f":{TPROXY_CHAIN} - [0:0]",
+             f"-A {TPROXY_CHAIN} -m socket --transparent -j MARK --set-xmark {TPROXY_MARK}"]
+    if TPROXY_COMMENT not in saved_mangle:
+        lines.append(f'-I PREROUTING 1 -m comment --comment "{TPROXY_COMMENT}" -j {TPROXY_CHAIN}')
+    return "\n".join(lines + ["COMMIT", ""])
+
+
+def transparent_cleanup(saved_mangle: str) -> str:
+    """Restore text removing the jump and the chain; "" when neither is there (pure)."""
+    if f":{TPROXY_CHAIN}" not in saved_mangle:
+        return ""
+    lines = ["*mangle", f":{TPROXY_CHAIN} - [0:0]"]
+    if TPROXY_COMMENT in saved_mangle:
+        lines.append(f'-D PREROUTING -m comment --comment "{TPROXY_COMMENT}" -j {TPROXY_CHAIN}')
+    return "\n".join(lines + [f"-X {TPROXY_CHAIN}", "COMMIT", ""])
+
+
 @dataclass(frozen=True)
 class Inspection:
     listeners: tuple[ListenerInfo, ...]
@@ -85,12 +114,46 @@ class UserspaceBackend(Backend):
             self._applied = None
             raise
         self._applied = rules
+        if known is None:
+            self._ensure_transparent_replies()
         try:
             closed = self.proxy.retire(set(plan.listeners))
         except ProxyControlError as exc:
             raise ApplyError(str(exc)) from None
         return ApplyResult(full=result.full, objects_written=result.objects_written,
                            detail=f"{len(plan.listeners)} listeners ({len(closed)} closed); {result.detail}")
+
+    def _ensure_transparent_replies(self) -> None:
+        """The mangle rule and policy route of TPROXY_* (full syncs only; idempotent)."""
+        variant = self._rules.variant
+        saved = self.netns.command([variant.save, "-t", "mangle"], check=False).stdout
+        steps = [([variant.restore, "--noflush", "-w", "5"], transparent_restore(saved))]
+        rules = self.netns.command(["ip", "-4", "rule", "show"], check=False).stdout
+        if f"lookup {TPROXY_TABLE}" not in rules:
+            steps.append((["ip", "-4", "rule", "add", "fwmark", TPROXY_MARK, "lookup", TPROXY_TABLE,
+                           "priority", TPROXY_TABLE], None))
+        steps.append((["ip", "-4", "route", "replace", "local", "0.0.0.0/0", "dev", "lo", "table", TPROXY_TABLE], None))
+        for argv, text in steps:
+            res = self.netns.command(argv, input=text, check=False)
+            if res.returncode != 0:
+                raise ApplyError(f"{' '.join(argv[:4])}: {res.stderr.strip() or 'failed'}")
+
+    def _remove_transparent_replies(self) -> None:
+        from kproxy.iptables.backend import VARIANTS
+
+        for variant in VARIANTS.values():
+            if not variant.available():
+                continue
+            saved = self.netns.command([variant.save, "-t", "mangle"], check=False).stdout
+            text = transparent_cleanup(saved)
+            if text:
+                res = self.netns.command([variant.restore, "--noflush", "-w", "5"], input=text, check=False)
+                if res.returncode != 0:
+                    raise ApplyError(f"{variant.restore}: {res.stderr.strip()}")
+        while f"lookup {TPROXY_TABLE}" in self.netns.command(["ip", "-4", "rule", "show"], check=False).stdout:
+            if self.netns.command(["ip", "-4", "rule", "del", "lookup", TPROXY_TABLE], check=False).returncode:
+                break
+        self.netns.command(["ip", "-4", "route", "flush", "table", TPROXY_TABLE], check=False)
 
     def inspect(self) -> Inspection:
         try:
@@ -104,6 +167,7 @@ class UserspaceBackend(Backend):
         self._applied = None
         try:
             self._rules.cleanup()
+            self._remove_transparent_replies()
         except (OSError, subprocess.SubprocessError) as exc:
             raise ApplyError(f"cleanup: {exc}") from None
 

@@ -88,11 +88,13 @@ def _ipv4(ips: tuple[str, ...]) -> list[str]:
 
 
 def _spec(key: str, sp: ServicePort, endpoints: tuple[Endpoint, ...]) -> ListenerSpec:
+    local = tuple(sorted({e.address for e in endpoints if e.is_local}))
     return ListenerSpec(
         key=key, protocol=sp.protocol,
         endpoints=tuple(sorted({e.address for e in endpoints})),
         terminating=tuple(sorted({e.address for e in endpoints if e.terminating})),
         affinity_timeout=sp.session_affinity_timeout,
+        transparent=bool(local), local_endpoints=local,
     )
 
 

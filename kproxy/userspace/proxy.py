@@ -47,6 +47,33 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+IP_TRANSPARENT = getattr(socket, "IP_TRANSPARENT", 19)
+
+
+def transparent_source(spec: ListenerSpec | None, client_ip: str, endpoint: str) -> str | None:
+    """The client's address when the upstream connection may use it as its source: only to
+    endpoints on this node (their replies route back through it, where the kernel's socket
+    match hands them to us), never for hairpin (the endpoint is the client) or loopback."""
+    if spec is None or not spec.transparent or endpoint not in spec.local_endpoints:
+        return None
+    if client_ip.startswith("127.") or endpoint.rpartition(":")[0] == client_ip:
+        return None
+    return client_ip
+
+
+def transparent_socket(kind: int, source: str) -> socket.socket:
+    """A non-blocking socket bound to a foreign (client) address with IP_TRANSPARENT."""
+    sock = socket.socket(socket.AF_INET, kind)
+    try:
+        sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
+        sock.bind((source, 0))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def _reset(transport: asyncio.BaseTransport) -> None:
     """Closes a TCP transport with RST (SO_LINGER 0) so the client sees a reset, not an EOF."""
     sock = transport.get_extra_info("socket")
@@ -134,9 +161,23 @@ class _Client(_Side):
         listener.relays.add(self.conn)
         peer = transport.get_extra_info("peername") or ("0.0.0.0", 0)
         local = transport.get_extra_info("sockname") or ("0.0.0.0", 0)
+        self.client_ip = peer[0]
         attempt = listener.balancer.attempt(peer[0], peer[1], local[0], local[1], IPPROTO["TCP"], time.monotonic())
         listener.tasks.add(t := asyncio.get_running_loop().create_task(self._connect(attempt)))
         t.add_done_callback(listener.tasks.discard)
+
+    @staticmethod
+    async def _open(loop: asyncio.AbstractEventLoop, up: _Side, host: str, port: int, source: str | None) -> None:
+        if source is None:
+            await loop.create_connection(lambda: up, host, port)
+            return
+        sock = transparent_socket(socket.SOCK_STREAM, source)
+        try:
+            await loop.sock_connect(sock, (host, port))
+        except BaseException:
+            sock.close()
+            raise
+        await loop.create_connection(lambda: up, sock=sock)
 
     async def _connect(self, attempt: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -144,8 +185,9 @@ class _Client(_Side):
         while isinstance(command, Connect):
             host, port = command.host_port
             up = _Side(self.conn)
+            source = transparent_source(self.conn.listener.spec, self.client_ip, command.endpoint)
             try:
-                await asyncio.wait_for(loop.create_connection(lambda: up, host, port), CONNECT_TIMEOUT)
+                await asyncio.wait_for(self._open(loop, up, host, port, source), CONNECT_TIMEOUT)
             except (OSError, asyncio.TimeoutError) as exc:
                 log.debug("connect to %s failed: %s", command.endpoint, exc)
                 command = attempt.failed()
@@ -173,9 +215,10 @@ class _Client(_Side):
 
 
 class TcpListener:
-    def __init__(self, key: str, balancer: Balancer) -> None:
+    def __init__(self, key: str, balancer: Balancer, spec: ListenerSpec | None = None) -> None:
         self.key = key
         self.balancer = balancer
+        self.spec = spec
         self.relays: set[_Relay] = set()
         self.tasks: set[asyncio.Task] = set()
         self.server: asyncio.AbstractServer | None = None
@@ -206,9 +249,10 @@ class _UdpServe(asyncio.DatagramProtocol):
 
 
 class UdpListener:
-    def __init__(self, key: str, balancer: Balancer, idle_timeout: float) -> None:
+    def __init__(self, key: str, balancer: Balancer, idle_timeout: float, spec: ListenerSpec | None = None) -> None:
         self.key = key
         self.balancer = balancer
+        self.spec = spec
         self.flows_table = UdpFlows(idle_timeout)
         self.transport: asyncio.DatagramTransport | None = None
         self.local: tuple[str, int] = ("0.0.0.0", 0)
@@ -228,8 +272,15 @@ class UdpListener:
             if not order:
                 return
             host, port = Connect(order[0]).host_port
-            up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            up.setblocking(False)
+            source = transparent_source(self.spec, client[0], order[0])
+            try:
+                if source is None:
+                    up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    up.setblocking(False)
+                else:
+                    up = transparent_socket(socket.SOCK_DGRAM, source)
+            except OSError:
+                return
             try:
                 up.connect((host, port))
             except OSError:
@@ -437,9 +488,9 @@ class ProxyServer:
             listener: TcpListener | UdpListener
             if spec.protocol == "TCP":
                 sock.listen(4096)
-                listener = TcpListener(spec.key, self._balancer(spec))
+                listener = TcpListener(spec.key, self._balancer(spec), spec)
             else:
-                listener = UdpListener(spec.key, self._balancer(spec), self.udp_idle_timeout)
+                listener = UdpListener(spec.key, self._balancer(spec), self.udp_idle_timeout, spec)
             await listener.open(sock)
         except BaseException:
             sock.close()

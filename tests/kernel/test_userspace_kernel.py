@@ -72,8 +72,8 @@ def test_cluster_ip_tcp_and_udp_reach_every_endpoint(topo, backend):
                         service("dns", "10.96.0.10", [ep(topo, "a"), ep(topo, "b")], port=53, protocol="UDP")))
     assert pods_reached(topo, topo.client, "10.96.0.10", 80) == {"a", "b", "c"}
     assert pods_reached(topo, topo.client, "10.96.0.10", 53, proto="udp") == {"a", "b"}
-    # the proxy opens its own connection from the node
-    assert topo.tcp(topo.client, "10.96.0.10", 80)[1] == NODE_IP
+    # endpoints on this node see the client itself (transparent connect)
+    assert topo.tcp(topo.client, "10.96.0.10", 80)[1] == CLIENT_IP
     # from a pod (arrives on a veth without an address: DNAT to the node IP, not REDIRECT)
     assert topo.tcp(topo.pods["d"].netns, "10.96.0.10", 80)[0] in {"a", "b", "c"}
     # from the node itself (OUTPUT)
@@ -169,3 +169,21 @@ def test_a_restarted_agent_reattaches_to_the_running_proxy(topo, backend):
     finally:
         again.close()
         netns.close()
+
+
+def test_local_endpoints_see_the_client_address(topo, backend):
+    """Connections to endpoints on this node come from the client's own address (IP_TRANSPARENT
+    + socket-match policy route for the replies), as kube-proxy's externalTrafficPolicy: Local."""
+    svc = service("etp", "10.96.0.33", [ep(topo, "a"), ep(topo, "b", local=False)], node_port=30081,
+                  external_policy_local=True)
+    udp = service("etp-udp", "10.96.0.33", [ep(topo, "a")], port=53, protocol="UDP", node_port=30082,
+                  external_policy_local=True)
+    sync(backend, state(svc, udp))
+    assert {topo.tcp(topo.client, NODE_IP, 30081) for _ in range(10)} == {("a", CLIENT_IP)}
+    assert topo.udp(topo.client, NODE_IP, 30082) == ("a", CLIENT_IP)
+    # a remote endpoint (its replies would not come back here) sees the node's address
+    assert {topo.tcp(topo.client, "10.96.0.33", 80) for _ in range(20)} >= {("b", NODE_IP)}
+    # hairpin: a pod reaching itself is proxied from the node's address (never its own)
+    remote_only = service("hair", "10.96.0.34", [ep(topo, "a")])
+    sync(backend, state(svc, udp, remote_only))
+    assert topo.tcp(topo.pods["a"].netns, "10.96.0.34", 80) == ("a", NODE_IP)
