@@ -57,10 +57,16 @@ EVENTS = Resource("", "v1", "Event", "events", "event", True, ("ev",))
 SECRETS = Resource("", "v1", "Secret", "secrets", "secret", True)
 ENDPOINT_SLICES = Resource("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", True)
 LEASES = Resource("coordination.k8s.io", "v1", "Lease", "leases", "lease", True)
+RBAC_GROUP = "rbac.authorization.k8s.io"
+ROLES = Resource(RBAC_GROUP, "v1", "Role", "roles", "role", True)
+CLUSTER_ROLES = Resource(RBAC_GROUP, "v1", "ClusterRole", "clusterroles", "clusterrole", False)
+ROLE_BINDINGS = Resource(RBAC_GROUP, "v1", "RoleBinding", "rolebindings", "rolebinding", True)
+CLUSTER_ROLE_BINDINGS = Resource(RBAC_GROUP, "v1", "ClusterRoleBinding", "clusterrolebindings",
+                                 "clusterrolebinding", False)
 
 ALL: tuple[Resource, ...] = (
     NAMESPACES, SERVICES, ENDPOINTS, PODS, NODES, SERVICE_ACCOUNTS, RESOURCE_QUOTAS, EVENTS,
-    SECRETS, ENDPOINT_SLICES, LEASES,
+    SECRETS, ENDPOINT_SLICES, LEASES, ROLES, CLUSTER_ROLES, ROLE_BINDINGS, CLUSTER_ROLE_BINDINGS,
 )
 
 
