@@ -71,6 +71,7 @@ META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 CORE = "io.k8s.api.core.v1."
 DISCOVERY = "io.k8s.api.discovery.v1."
 COORDINATION = "io.k8s.api.coordination.v1."
+RBAC = "io.k8s.api.rbac.v1."
 
 DEFINITIONS: dict[str, Struct] = {
     META: Struct({
@@ -218,6 +219,17 @@ DEFINITIONS: dict[str, Struct] = {
         "holderIdentity": STR, "leaseDurationSeconds": INT, "acquireTime": Scalar("string", "date-time"),
         "renewTime": Scalar("string", "date-time"), "leaseTransitions": INT, "strategy": STR, "preferredHolder": STR,
     })}),
+    # --- RBAC
+    RBAC + "PolicyRule": Struct({"verbs": STRS, "apiGroups": STRS, "resources": STRS, "resourceNames": STRS,
+                                 "nonResourceURLs": STRS}, required=("verbs",)),
+    RBAC + "Subject": Struct({"kind": STR, "apiGroup": STR, "name": STR, "namespace": STR}, required=("kind", "name")),
+    RBAC + "RoleRef": Struct({"apiGroup": STR, "kind": STR, "name": STR}, required=("apiGroup", "kind", "name")),
+    RBAC + "Role": Struct({"rules": ListOf(Ref(RBAC + "PolicyRule"))}),
+    RBAC + "ClusterRole": Struct({"rules": ListOf(Ref(RBAC + "PolicyRule")), "aggregationRule": OPEN}),
+    RBAC + "RoleBinding": Struct({"subjects": ListOf(Ref(RBAC + "Subject")), "roleRef": Ref(RBAC + "RoleRef")},
+                                 required=("roleRef",)),
+    RBAC + "ClusterRoleBinding": Struct({"subjects": ListOf(Ref(RBAC + "Subject")), "roleRef": Ref(RBAC + "RoleRef")},
+                                        required=("roleRef",)),
 }
 
 

@@ -27,6 +27,9 @@ from kproxy.api.validation.other_kinds import (
     validate_service_account,
 )
 from kproxy.api.validation.pod import validate_pod
+from kproxy.api.validation.rbac import (
+    check_rbac_name, validate_cluster_role, validate_cluster_role_binding, validate_role, validate_role_binding,
+)
 from kproxy.api.validation.service import validate_service
 
 KindValidator = Callable[[FieldErrors, dict[str, Any], "dict[str, Any] | None"], None]
@@ -44,6 +47,11 @@ _KINDS: dict[str, tuple[NameCheck, KindValidator]] = {
     "Event": (names.check_dns1123_subdomain, validate_event),
     "Lease": (names.check_dns1123_subdomain, validate_lease),
     "Secret": (names.check_dns1123_subdomain, validate_secret),
+    # RBAC names are path segments only (kube-apiserver's ValidateRBACName)
+    "Role": (check_rbac_name, validate_role),
+    "ClusterRole": (check_rbac_name, validate_cluster_role),
+    "RoleBinding": (check_rbac_name, validate_role_binding),
+    "ClusterRoleBinding": (check_rbac_name, validate_cluster_role_binding),
 }
 
 
