@@ -1,0 +1,153 @@
+"""The asyncio proxy driver in-process, over loopback sockets: relaying, retry after a refused
+endpoint, reset when every endpoint refuses, half close, UDP flows, listener lifecycle."""
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+from kproxy.userspace.plan import ListenerSpec
+from kproxy.userspace.proxy import ProxyServer, transparent_source
+
+
+@pytest.fixture
+def server():
+    s = ProxyServer(None)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+class LineServer:
+    """A TCP server on loopback answering every line with "<name> <line>" and closing."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                conn.sendall(self.name.encode() + b" " + data)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def refused_address() -> str:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    return f"127.0.0.1:{port}"
+
+
+def exchange(port: int, payload: bytes = b"hello\n") -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(payload)
+        c.shutdown(socket.SHUT_WR)  # half close: the answer must still come back
+        out = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                return out
+            out += chunk
+
+
+def test_relays_and_half_closes(server):
+    a = LineServer("a")
+    try:
+        port = server.update({"k": ListenerSpec("k", "TCP", (a.address,))}, "127.0.0.1")["k"]
+        big = b"x" * (3 << 20) + b"\n"  # larger than every buffer on the way
+        assert exchange(port, big) == b"a " + big
+    finally:
+        a.close()
+
+
+def test_refused_endpoint_is_retried_and_all_refused_resets(server):
+    b = LineServer("b")
+    dead = refused_address()
+    try:
+        port = server.update({"k": ListenerSpec("k", "TCP", (dead, b.address))}, "127.0.0.1")["k"]
+        assert {exchange(port) for _ in range(10)} == {b"b hello\n"}
+        server.update({"k": ListenerSpec("k", "TCP", (dead,))}, "127.0.0.1")
+        with pytest.raises((ConnectionResetError, BrokenPipeError)):
+            exchange(port)
+    finally:
+        b.close()
+
+
+def test_listener_keeps_its_port_until_retired(server):
+    a, b = LineServer("a"), LineServer("b")
+    try:
+        port = server.update({"k": ListenerSpec("k", "TCP", (a.address,))}, "127.0.0.1")["k"]
+        assert server.update({"k": ListenerSpec("k", "TCP", (b.address,))}, "127.0.0.1")["k"] == port
+        assert exchange(port) == b"b hello\n"
+        assert [i.key for i in server.listeners()] == ["k"]
+        assert server.retire(set()) == ["k"]
+        assert server.listeners() == []
+        with pytest.raises(ConnectionRefusedError):
+            exchange(port)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_udp_flow_follows_its_endpoint_and_moves_when_it_leaves(server):
+    endpoints = []
+    for name in ("u1", "u2"):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        endpoints.append((name, s))
+
+        def answer(sock=s, name=name) -> None:
+            while True:
+                try:
+                    data, addr = sock.recvfrom(2048)
+                except OSError:
+                    return
+                sock.sendto(name.encode() + b" " + data, addr)
+
+        threading.Thread(target=answer, daemon=True).start()
+    addr = {name: f"127.0.0.1:{s.getsockname()[1]}" for name, s in endpoints}
+    try:
+        port = server.update({"u": ListenerSpec("u", "UDP", (addr["u1"],))}, "127.0.0.1")["u"]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+            c.settimeout(5)
+            c.connect(("127.0.0.1", port))
+            c.send(b"one")
+            assert c.recv(100) == b"u1 one"
+            assert server.listeners()[0].flows == 1
+            server.update({"u": ListenerSpec("u", "UDP", (addr["u2"],))}, "127.0.0.1")
+            assert server.listeners()[0].flows == 0  # its endpoint left: the flow is gone
+            c.send(b"two")  # same client address, picked again
+            assert c.recv(100) == b"u2 two"
+    finally:
+        for _, s in endpoints:
+            s.close()
+
+
+def test_transparent_source_only_for_local_non_hairpin_endpoints():
+    spec = ListenerSpec("k", "TCP", ("10.244.1.2:80", "10.244.2.2:80"), transparent=True,
+                        local_endpoints=("10.244.1.2:80",))
+    assert transparent_source(spec, "10.200.0.2", "10.244.1.2:80") == "10.200.0.2"
+    assert transparent_source(spec, "10.200.0.2", "10.244.2.2:80") is None  # remote
+    assert transparent_source(spec, "10.244.1.2", "10.244.1.2:80") is None  # hairpin
+    assert transparent_source(spec, "127.0.0.1", "10.244.1.2:80") is None  # loopback
+    assert transparent_source(None, "10.200.0.2", "10.244.1.2:80") is None
