@@ -1,0 +1,318 @@
+"""IpvsBackend with real IPVS, real ipsets and real packets, inside the test VM (this kernel has
+IPVS and dummy interfaces; the host's may not). Topology: tests/kernel/topology.py.
+
+Run by tests/vm/test_vm.py inside one VM boot; directly: KPROXY_IN_VM=1 pytest tests/vm/guest
+on a machine whose kernel has ip_vs.
+"""
+from __future__ import annotations
+
+import socket
+import struct
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+from kproxy.ipvs import nfrules
+from kproxy.ipvs.backend import DUMMY_DEVICE, IpvsBackend, desired_map
+from kproxy.netns import NetNS
+from tests import nsutil
+from tests.kernel.topology import CLIENT_IP, NODE_IP, POD_PORT, single_node
+
+pytestmark = pytest.mark.kernel
+
+CLUSTER_CIDR = "10.244.0.0/16"
+TRIES = 40  # P(one of 3 endpoints never chosen in 40 rr tries) = 0: rr cycles
+HOLD_PORT = 9090
+
+
+@pytest.fixture(scope="module")
+def topo():
+    subprocess.run(["modprobe", "ip_vs"], check=True)
+    with single_node(["a", "b", "c"], tag="ipvs") as topology:
+        yield topology
+
+
+def config(scheduler: str = "") -> SimpleNamespace:
+    return SimpleNamespace(ipvs=SimpleNamespace(scheduler=scheduler), iptables=SimpleNamespace(backend="auto"))
+
+
+@pytest.fixture
+def backend(topo):
+    netns = NetNS(topo.node)
+    b = IpvsBackend(netns, config())
+    try:
+        yield b
+    finally:
+        try:
+            b.cleanup()
+            b.close()
+        finally:
+            topo.run(topo.node, ["conntrack", "-F"], check=False)
+            netns.close()
+
+
+def ep(topo, pod: str, port: int = POD_PORT, **kw) -> Endpoint:
+    return Endpoint(topo.pods[pod].ip, port, is_local=True, node_name="n1", **kw)
+
+
+def service(name: str, cluster_ip: str, endpoints=(), port: int = 80, protocol: str = "TCP", **kw) -> ServicePort:
+    return ServicePort("default", name, "", protocol, port, cluster_ips=(cluster_ip,),
+                       endpoints=tuple(sorted(endpoints)), **kw)
+
+
+def state(*services: ServicePort, **kw) -> ProxyState:
+    kw.setdefault("cluster_cidr", CLUSTER_CIDR)
+    return ProxyState("n1", node_ips=(NODE_IP,), services={s.key: s for s in services}, **kw)
+
+
+def sync(backend, st: ProxyState, previous=None):
+    ruleset = backend.render(st)
+    result = backend.apply(ruleset, previous)
+    return ruleset, result
+
+
+def ipvsadm(topo) -> str:
+    return topo.run(topo.node, ["ipvsadm", "-Ln"]).stdout
+
+
+def parse_ipvsadm(text: str) -> dict[tuple[str, int, str], set[tuple[str, int, int]]]:
+    """`ipvsadm -Ln` -> {(vip, port, proto): {(rip, rport, weight)}}."""
+    out: dict = {}
+    current = None
+    for line in text.splitlines():
+        words = line.split()
+        if words and words[0] in ("TCP", "UDP", "SCTP"):
+            ip, port = words[1].rsplit(":", 1)
+            current = (ip, int(port), words[0])
+            out[current] = set()
+        elif words and words[0] == "->" and current is not None and words[1] != "RemoteAddress:Port":
+            ip, port = words[1].rsplit(":", 1)
+            out[current].add((ip, int(port), int(words[3])))
+    return out
+
+
+def assert_kernel_matches(topo, backend, ruleset) -> None:
+    """ipvsadm, our own dump (inspect) and the ruleset agree (weight-0 drains excluded)."""
+    kernel = {k: {r for r in v if r[2] > 0} for k, v in parse_ipvsadm(ipvsadm(topo)).items()}
+    want = {k: {(r.address, r.port, r.weight) for r in e.reals} for k, e in ruleset.services.items()}
+    assert kernel == want
+    assert backend.inspect().as_map() == desired_map(ruleset)
+
+
+# ------------------------------------------------------------------ traffic
+
+
+def test_cluster_ip_round_robins_over_endpoints_and_masquerades_off_cluster_clients(topo, backend):
+    ruleset, _ = sync(backend, state(service("web", "10.96.0.10", [ep(topo, p) for p in "abc"])))
+    assert_kernel_matches(topo, backend, ruleset)
+    replies = [topo.tcp(topo.client, "10.96.0.10", 80) for _ in range(9)]
+    assert {pod for pod, _ in replies} == {"a", "b", "c"}
+    assert {src for _, src in replies} == {NODE_IP}  # the client is off-cluster: masqueraded
+    addrs = topo.run(topo.node, ["ip", "-o", "-4", "addr", "show", "dev", DUMMY_DEVICE]).stdout
+    assert "10.96.0.10/32" in addrs
+
+
+def test_pod_client_keeps_its_address_and_hairpin_is_masqueraded(topo, backend):
+    sync(backend, state(service("web", "10.96.0.11", [ep(topo, "a"), ep(topo, "b")])))
+    seen = {}
+    for _ in range(6):
+        pod, src = topo.tcp(topo.pods["c"].netns, "10.96.0.11", 80)
+        seen[pod] = src
+    assert seen == {"a": topo.pods["c"].ip, "b": topo.pods["c"].ip}
+    for _ in range(4):  # a pod reaching itself through the Service: source must not be itself
+        pod, src = topo.tcp(topo.pods["a"].netns, "10.96.0.11", 80)
+        if pod == "a":
+            assert src != topo.pods["a"].ip
+        else:
+            assert src == topo.pods["a"].ip
+
+
+def test_udp_and_node_port(topo, backend):
+    udp = service("dns", "10.96.0.53", [ep(topo, "a")], port=53, protocol="UDP")
+    np = service("np", "10.96.0.12", [ep(topo, "b")], node_port=30080)
+    ruleset, _ = sync(backend, state(udp, np))
+    assert_kernel_matches(topo, backend, ruleset)
+    assert topo.udp(topo.client, "10.96.0.53", 53)[0] == "a"
+    pod, src = topo.tcp(topo.client, NODE_IP, 30080)
+    assert (pod, src) == ("b", NODE_IP)
+
+
+def test_node_port_local_policy_keeps_client_address(topo, backend):
+    np = service("npl", "10.96.0.13", [ep(topo, "c")], node_port=30081, external_policy_local=True)
+    sync(backend, state(np))
+    assert topo.tcp(topo.client, NODE_IP, 30081) == ("c", CLIENT_IP)
+
+
+def test_service_without_endpoints_is_rejected(topo, backend):
+    sync(backend, state(service("empty", "10.96.0.14")))
+    with pytest.raises(ConnectionRefusedError):
+        topo.tcp(topo.client, "10.96.0.14", 80, timeout=3)
+
+
+def test_session_affinity_and_mh_scheduler_are_programmed(topo):
+    netns = NetNS(topo.node)
+    b = IpvsBackend(netns, config("mh"))
+    try:
+        sp = service("sticky", "10.96.0.15", [ep(topo, p) for p in "abc"], session_affinity_timeout=600)
+        sync(b, state(sp))
+        out = ipvsadm(topo)
+        line = next(l for l in out.splitlines() if "10.96.0.15:80" in l)
+        assert "mh" in line and "persistent 600" in line and "mh-fallback" in line and "mh-port" in line
+        first = topo.tcp(topo.client, "10.96.0.15", 80)[0]
+        assert {topo.tcp(topo.client, "10.96.0.15", 80)[0] for _ in range(6)} == {first}
+    finally:
+        b.cleanup()
+        b.close()
+        netns.close()
+
+
+# ------------------------------------------------------------------ sync behaviour
+
+
+def test_second_full_sync_writes_nothing_and_partial_sync_touches_only_the_change(topo, backend):
+    services = [service(f"s{i}", f"10.96.1.{i}", [ep(topo, "a"), ep(topo, "b")]) for i in range(1, 21)]
+    ruleset, first = sync(backend, state(*services))
+    assert first.objects_written == 20 * 3
+    _, again = sync(backend, state(*services))
+    assert again.objects_written == 0
+    changed = list(services)
+    changed[4] = service("s5", "10.96.1.5", [ep(topo, "a"), ep(topo, "c")])
+    new_ruleset, partial = sync(backend, state(*changed), previous=ruleset)
+    # c added; b has no connections, so it is deleted at once: two requests
+    assert partial.objects_written == 2
+    assert_kernel_matches(topo, backend, new_ruleset)
+
+
+def test_full_sync_repairs_drift(topo, backend):
+    st = state(service("d1", "10.96.0.21", [ep(topo, "a")]), service("d2", "10.96.0.22", [ep(topo, "b")]))
+    ruleset, _ = sync(backend, st)
+    topo.run(topo.node, ["ipvsadm", "-D", "-t", "10.96.0.21:80"])
+    topo.run(topo.node, ["ipvsadm", "-e", "-t", "10.96.0.22:80", "-r", f"{topo.pods['b'].ip}:{POD_PORT}", "-m", "-w", "7"])
+    topo.run(topo.node, ["ipvsadm", "-A", "-t", "10.96.0.99:80", "-s", "rr"])
+    topo.run(topo.node, ["ip", "addr", "del", "10.96.0.22/32", "dev", DUMMY_DEVICE])
+    topo.run(topo.node, ["ipset", "flush", nfrules.SET_CLUSTER_IP])
+    sync(backend, st)
+    assert_kernel_matches(topo, backend, ruleset)
+    assert topo.tcp(topo.client, "10.96.0.22", 80)[0] == "b"
+    assert "10.96.0.22,tcp:80" in topo.run(topo.node, ["ipset", "list", nfrules.SET_CLUSTER_IP]).stdout
+
+
+def test_removed_service_and_address_are_deleted(topo, backend):
+    a = service("keep", "10.96.0.31", [ep(topo, "a")])
+    b = service("drop", "10.96.0.32", [ep(topo, "b")])
+    ruleset, _ = sync(backend, state(a, b))
+    ruleset2, _ = sync(backend, state(a), previous=ruleset)
+    assert_kernel_matches(topo, backend, ruleset2)
+    addrs = topo.run(topo.node, ["ip", "-o", "-4", "addr", "show", "dev", DUMMY_DEVICE]).stdout
+    assert "10.96.0.32/" not in addrs and "10.96.0.31/" in addrs
+
+
+def test_cleanup_removes_everything(topo):
+    netns = NetNS(topo.node)
+    b = IpvsBackend(netns, config())
+    try:
+        sync(b, state(service("c1", "10.96.0.41", [ep(topo, "a")], node_port=30090)))
+        b.cleanup()
+        assert parse_ipvsadm(ipvsadm(topo)) == {}
+        assert topo.run(topo.node, ["ip", "link", "show", DUMMY_DEVICE], check=False).returncode != 0
+        assert "KUBE-IPVS" not in topo.run(topo.node, ["ipset", "list", "-n"]).stdout
+        for variant in ("iptables-nft-save", "iptables-legacy-save"):
+            assert "KUBE-IPVS" not in topo.run(topo.node, [variant], check=False).stdout
+    finally:
+        b.close()
+        netns.close()
+
+
+# ------------------------------------------------------------------ graceful termination
+
+
+def reset(s: socket.socket) -> None:
+    """Closes with RST (SO_LINGER 0): IPVS then holds the connection in CLOSE for 10 s instead
+    of TIME_WAIT for 120 s, which keeps the drain test short."""
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+@pytest.fixture
+def hold_servers(topo):
+    """A line-echo server that keeps connections open, on HOLD_PORT in pods a and b."""
+    code = ("import socket,sys,threading\n"
+            "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            f"s.bind(('0.0.0.0', {HOLD_PORT})); s.listen(16)\n"
+            "def serve(c):\n"
+            "    f=c.makefile('rwb')\n"
+            "    for line in f:\n"
+            "        f.write(sys.argv[1].encode()+b' '+line); f.flush()\n"
+            "    c.close()\n"
+            "while True:\n"
+            "    c,_=s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()\n")
+    procs = []
+    try:
+        for name in "ab":
+            procs.append(subprocess.Popen(["ip", "netns", "exec", topo.pods[name].netns, sys.executable, "-c", code, name]))
+        for name in "ab":
+            deadline = time.monotonic() + 20
+            while topo.run(topo.pods[name].netns, ["ss", "-ltn", f"sport = :{HOLD_PORT}"]).stdout.count("LISTEN") == 0:
+                assert time.monotonic() < deadline, "hold server did not start"
+                time.sleep(0.1)
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def test_removed_endpoint_drains_established_connections_until_they_close(topo, backend, hold_servers):
+    def connect() -> tuple[socket.socket, str]:
+        def do():
+            s = socket.create_connection(("10.96.0.50", 80), timeout=5)
+            s.sendall(b"ping\n")
+            return s, s.recv(64).decode().split()[0]
+        return topo.ns(topo.client).run(do)
+
+    def talk(s: socket.socket) -> str:
+        return topo.ns(topo.client).run(lambda: (s.sendall(b"again\n"), s.recv(64).decode())[1])
+
+    eps = [ep(topo, "a", HOLD_PORT), ep(topo, "b", HOLD_PORT)]
+    ruleset, _ = sync(backend, state(service("hold", "10.96.0.50", eps)))
+    conns = [connect() for _ in range(2)]
+    held = next(s for s, pod in conns if pod == "a")
+    # endpoint a leaves the Service: its real server is kept with weight 0
+    ruleset2, _ = sync(backend, state(service("hold", "10.96.0.50", eps[1:])), previous=ruleset)
+    weights = parse_ipvsadm(ipvsadm(topo))[("10.96.0.50", 80, "TCP")]
+    assert (topo.pods["a"].ip, HOLD_PORT, 0) in weights and (topo.pods["b"].ip, HOLD_PORT, 1) in weights
+    assert talk(held) == "a again\n"  # the established connection still works
+    new = [connect() for _ in range(3)]
+    assert {pod for _, pod in new} == {"b"}  # new connections avoid the draining server
+    ruleset3, _ = sync(backend, state(service("hold", "10.96.0.50", eps[1:])), previous=ruleset2)
+    assert (topo.pods["a"].ip, HOLD_PORT, 0) in parse_ipvsadm(ipvsadm(topo))[("10.96.0.50", 80, "TCP")]
+    for s, _ in conns + new:
+        topo.ns(topo.client).run(reset, s)
+    # once its connections are gone (reset: IPVS keeps them 10 s in CLOSE), a sync deletes it
+    deadline = time.monotonic() + 60
+    while True:
+        sync(backend, state(service("hold", "10.96.0.50", eps[1:])), previous=ruleset3)
+        reals = parse_ipvsadm(ipvsadm(topo))[("10.96.0.50", 80, "TCP")]
+        if reals == {(topo.pods["b"].ip, HOLD_PORT, 1)}:
+            break
+        assert time.monotonic() < deadline, f"draining real server never deleted: {reals}"
+        time.sleep(1)
+
+
+def test_drain_deadline_deletes_a_busy_real_server(topo, backend, hold_servers):
+    backend.drain_seconds = 1.0
+    eps = [ep(topo, "a", HOLD_PORT)]
+    ruleset, _ = sync(backend, state(service("busy", "10.96.0.51", eps)))
+    s = topo.ns(topo.client).run(lambda: socket.create_connection(("10.96.0.51", 80), timeout=5))
+    try:
+        ruleset2, _ = sync(backend, state(service("busy", "10.96.0.51", [])), previous=ruleset)
+        assert parse_ipvsadm(ipvsadm(topo))[("10.96.0.51", 80, "TCP")] == {(topo.pods["a"].ip, HOLD_PORT, 0)}
+        time.sleep(1.2)
+        sync(backend, state(service("busy", "10.96.0.51", [])), previous=ruleset2)
+        assert parse_ipvsadm(ipvsadm(topo))[("10.96.0.51", 80, "TCP")] == set()
+    finally:
+        topo.ns(topo.client).run(s.close)
