@@ -40,7 +40,7 @@ if ! grep -q KPROXY_E2E_MODES /tmp/kproxy-e2e/tests/e2e/conftest.py; then
     sed -i 's/^MODES = .*/MODES = ["ipvs"]/' /tmp/kproxy-e2e/tests/e2e/conftest.py
 fi
 cd /tmp/kproxy-e2e
-KPROXY_E2E_MODES=ipvs pytest tests/e2e -p tests.vm.ipvs_probe -p no:cacheprovider -q -rfE \
+KPROXY_E2E_MODES=ipvs pytest tests/e2e -p tests.vm.ipvs_probe -p no:cacheprovider -q -rfE -o timeout=1200 \
     ${KPROXY_E2E_ARGS:-} --junitxml="$OUT/e2e-ipvs.xml" > "$OUT/e2e-ipvs.log" 2>&1
 echo $? > "$OUT/e2e-ipvs.rc"
 date +%s > "$OUT/e2e-ipvs.end"
