@@ -10,6 +10,8 @@ and NO_COLOR is unset).
 from __future__ import annotations
 
 import json
+import re
+import textwrap
 from typing import Sequence
 
 import yaml
@@ -19,6 +21,9 @@ from .model import NodeRules
 from .trace import TraceReport
 
 MIN_WIDTH = 60
+# The comment of an iptables rule names the Service the table is already about; dropping it in
+# text output leaves room for the matches and the target (JSON keeps the full text).
+_RULE_COMMENT = re.compile(r'\s*-m comment --comment (?:"(?:[^"\\]|\\.)*"|\S+)')
 _COLOURS = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
 
 
@@ -64,20 +69,57 @@ def _count(value: int) -> str:
     return str(value)
 
 
+def _short(text: str) -> str:
+    return _RULE_COMMENT.sub("", text).strip()
+
+
+def _name(key: str) -> str:
+    """A ServicePort key as people write it: "ns/name:port", or "ns/name" for an unnamed port."""
+    return key[:-1] if key.endswith(":") else key
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _objects_block(objects, width: int, st: Style, all_chains: bool) -> list[str]:
+    """Kernel objects grouped by where they live (a line naming the chain / map / virtual
+    server, then its objects), so each object's text gets nearly the whole width. Rules are
+    shown without their comment; a chain object only when it holds nothing (or `all_chains`)."""
+    groups: dict[str, list] = {}
+    for o in objects:
+        if o.kind == "chain":
+            if all_chains or not any(x.container == f"{o.container}/{o.text}" for x in objects):
+                groups.setdefault(f"{o.container}/{o.text}", [])
+            continue
+        groups.setdefault(o.container, []).append(o)
+    rows = [[_count(o.packets), _count(o.bytes), "*" if o.entry else "", _short(o.text) if o.kind == "rule" else o.text]
+            for objs in groups.values() for o in objs]
+    lines = table(["PKTS", "BYTES", " ", "OBJECT (*: entry, counted as the Service's traffic)"],
+                  rows or [["", "", "", ""]], width, 4, st)
+    out, i = [lines[0]], 1
+    for container, objs in groups.items():
+        out.append(st(fit(f"  {container}" + ("" if objs else "  (empty)"), width), "bold"))
+        out += lines[i:i + len(objs)]
+        i += len(objs)
+    return out
+
+
 def rules_text(rules: NodeRules, width: int = 100, colour: bool = False, objects: bool = True) -> str:
     width = max(width, MIN_WIDTH)
     st = Style(colour)
     detail = ", ".join(f"{k} {v}" for k, v in sorted(rules.detail.items()))
     out = [st(fit(f"node {rules.node or '(this host)'}  mode {rules.mode}" + (f" ({detail})" if detail else "")
-                  + f"  {len(rules.services)} service ports", width), "bold")]
+                  + f"  {_plural(len(rules.services), 'service port')}", width), "bold")]
     for svc in rules.services:
         out.append("")
         counters = f"{_count(svc.packets)} pkts {_count(svc.bytes)} bytes"
-        head = fit(f"{svc.key}  {svc.protocol}", width - len(counters) - 2)
+        head = fit(f"{_name(svc.key)}  {svc.protocol}", width - len(counters) - 2)
         pad = max(width - len(head) - len(counters), 2)
         out.append(st(head, "bold", "cyan") + " " * pad + counters)
-        fronts = ", ".join(str(f) for f in svc.frontends) or "none"
-        out.append(fit(f"  frontends: {fronts}", width))
+        fronts = textwrap.wrap(", ".join(str(f) for f in svc.frontends) or "none", width - 13,
+                               break_long_words=False, break_on_hyphens=False)
+        out += [fit(("  frontends: " if i == 0 else " " * 13) + part, width) for i, part in enumerate(fronts)]
         if svc.endpoints:
             rows = []
             for e in svc.endpoints:
@@ -91,15 +133,12 @@ def rules_text(rules: NodeRules, width: int = 100, colour: bool = False, objects
         else:
             out.append(st("  endpoints: none", "yellow"))
         if objects and svc.objects:
-            rows = [[o.kind + ("*" if o.entry else ""), o.container, _count(o.packets), _count(o.bytes), o.text]
-                    for o in svc.objects]
-            out += table(["KIND", "WHERE", "PKTS", "BYTES", "OBJECT"], rows, width, 2, st)
+            out += _objects_block(svc.objects, width, st, all_chains=False)
     if rules.unowned:
         out.append("")
-        out.append(st(fit(f"not reached from any Service ({len(rules.unowned)} objects: stale or hand-made)", width),
-                      "bold", "red"))
-        rows = [[o.kind, o.container, _count(o.packets), _count(o.bytes), o.text] for o in rules.unowned]
-        out += table(["KIND", "WHERE", "PKTS", "BYTES", "OBJECT"], rows, width, 2, st)
+        out.append(st(fit(f"not reached from any Service ({_plural(len(rules.unowned), 'object')}: stale or "
+                          "hand-made)", width), "bold", "red"))
+        out += _objects_block(rules.unowned, width, st, all_chains=True)
     return "\n".join(out) + "\n"
 
 
@@ -110,7 +149,7 @@ def trace_text(report: TraceReport, width: int = 100, colour: bool = False) -> s
     src = f"{p.src}:{p.sport}" if p.sport else p.src
     out = [st(fit(f"{p.proto} {src} -> {p.dst}:{p.dport}  (mode {report.mode})", width), "bold")]
     if report.service:
-        out.append(fit(f"service:  {report.service}", width))
+        out.append(fit(f"service:  {_name(report.service)}", width))
         out.append(fit(f"frontend: {report.frontend if report.frontend else '?'}", width))
     if report.note:
         out.append(st(fit(report.note, width), "yellow"))
@@ -119,9 +158,9 @@ def trace_text(report: TraceReport, width: int = 100, colour: bool = False) -> s
         colour = "green" if c.is_endpoint else ("red" if c.outcome in ("DROP", "REJECT") else "yellow")
         masq = "masqueraded" if c.masquerade else "source kept"
         out.append(st(f"{c.probability * 100:6.2f}%  {c.outcome}", "bold", colour) + f"  ({masq})")
-        rows = [[str(i + 1), f"{s.container}#{s.index}", s.text] for i, s in enumerate(c.path)]
-        if rows:
-            out += table(["STEP", "WHERE", "RULE"], rows, width, 4, st)
+        for i, step in enumerate(c.path):  # where (chain and rule number), then the rule on its own line
+            out.append(fit(f"  {i + 1:>3}  {step.container} #{step.index + 1}", width))
+            out.append(fit(f"       {_short(step.text)}", width))
     return "\n".join(out) + "\n"
 
 
@@ -130,8 +169,10 @@ def diff_text(differences: Sequence[Difference], width: int = 100, colour: bool 
     st = Style(colour)
     if not differences:
         return "kernel matches the desired state\n"
-    out = [st(fit(f"{len(differences)} differences between the desired state and the kernel", width), "bold", "red")]
-    rows = [[d.kind, d.scope, d.object.container, d.object.text] for d in differences]
+    out = [st(fit(f"{_plural(len(differences), 'difference')} between the desired state and the kernel", width),
+              "bold", "red")]
+    rows = [[d.kind, _name(d.scope), d.object.container, _short(d.object.text) if d.object.kind == "rule"
+             else d.object.text] for d in differences]
     lines = table(["DIFF", "SCOPE", "WHERE", "OBJECT"], rows, width, 0, st)
     out.append(lines[0])
     for d, line in zip(differences, lines[1:]):

@@ -89,7 +89,7 @@ def test_rules_show_the_service_as_the_apiserver_and_the_kernel_have_it(lab, web
     after = json.loads(rules(lab, "default/web", "-o", "json").stdout)["services"][0]["packets"]
     assert after > before  # counters come from the kernel
     text = rules(lab, "default/web", "--width", "100")
-    assert text.returncode == 0 and "default/web:  TCP" in text.stdout
+    assert text.returncode == 0 and "\ndefault/web  TCP" in text.stdout
     assert max(len(line) for line in text.stdout.splitlines()) <= 100
 
 

@@ -240,21 +240,37 @@ def test_text_fits_the_width_and_columns_align(model, ruleset, width):
     report = trace_chains(ruleset.chain_map(), Probe("tcp", fx.EXTERNAL_CLIENT, 0, fx.NODE_IP, 30081),
                           [fx.NODE_IP], model)
     found = diff(model, build({}, [], "node-1"))
+    checked = 0
     for text in (output.rules_text(model, width), output.trace_text(report, width), output.diff_text(found, width)):
         lines = text.splitlines()
         assert max(len(line) for line in lines) <= width
         assert "\x1b" not in text
-        # in each table, every row starts its columns where the header does
+        # in each table, every row starts its columns where the header does (group lines, which
+        # name a chain, have one word and are skipped)
         for i, line in enumerate(lines):
-            if line.strip().startswith(("KIND", "ENDPOINT", "STEP", "DIFF")):
-                starts = [m.start() for m in re.finditer(r"(?<=  )\S|^\s*\S", line)]
-                for row in lines[i + 1:]:
-                    if not row.strip() or row.strip().startswith(("KIND", "ENDPOINT", "STEP")) or len(row) < starts[-1]:
-                        break
-                    for s in starts[1:]:
-                        if line[s] != "…" and s < len(row) - 1:  # a cut header or row ends the check
-                            assert row[s - 1] == " " and row[s] != " ", (line, row)
+            if not line.strip().startswith(("PKTS", "ENDPOINT", "DIFF")):
+                continue
+            starts = [m.start() for m in re.finditer(r"(?<=  )[^ ]", line)]
+            for row in lines[i + 1:]:
+                if not row.strip() or row.strip().startswith(("PKTS", "ENDPOINT", "DIFF")):
+                    break
+                if len(row.split()) == 1 or (row.startswith("  ") and not row.startswith("    ") and "/" in row
+                                              and "  " not in row.strip()):
+                    continue
+                for s in starts:  # no cell runs into the two-space gap before the next column
+                    if line[s] != "…" and s < len(row):
+                        assert row[s - 2:s] == "  ", (line, row)
+                        checked += 1
+    assert checked > 100
     assert "…" in output.rules_text(model, 60)
+    # the trace shows each step's place and rule
+    assert "nat/KUBE-NODEPORTS #" in output.trace_text(report, width)
+
+
+def test_text_names_services_as_people_write_them(model):
+    text = output.rules_text(model, 120)
+    assert "\ndefault/empty  TCP" in text and "\ndefault/web:http  TCP" in text
+    assert '--comment' not in text.split("PKTS", 1)[1].split("\n\n")[0]  # rule comments left out
 
 
 def test_colour_only_when_asked(model):
