@@ -23,6 +23,7 @@ from kproxy.agent.state import ProxyState
 from kproxy.netns import NetNS
 
 from . import wire as w
+from .gcpause import gc_paused
 from .model import TABLE, Ruleset
 from .nlsocket import NetlinkSocket
 from .plan import plan_full, plan_partial
@@ -111,12 +112,13 @@ class NftablesBackend(Backend):
         return render_ruleset(state, previous, self.selection)
 
     def apply(self, ruleset: Ruleset, previous: Ruleset | None) -> ApplyResult:
-        if previous is None:
-            chains, sets = self._run(self._list_names)
-            tx = plan_full(ruleset, chains, sets)
-        else:
-            tx = plan_partial(ruleset, previous)
-        self._commit(tx)
+        with gc_paused():
+            if previous is None:
+                chains, sets = self._run(self._list_names)
+                tx = plan_full(ruleset, chains, sets)
+            else:
+                tx = plan_partial(ruleset, previous)
+            self._commit(tx)
         return ApplyResult(full=previous is None, objects_written=len(tx),
                            detail=f"nftables: {len(tx)} operations")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from . import wire as w
 
@@ -68,6 +68,11 @@ class Rule:
     @property
     def exprs(self) -> tuple:
         return tuple(e for s in self.stmts for e in s.exprs)
+
+    @cached_property
+    def attrs(self) -> tuple:
+        """NFTA_RULE_EXPRESSIONS content (computed once per rule, reused by later syncs)."""
+        return expr_attrs(self.exprs)
 
 
 def rule(*stmts: Stmt) -> Rule:

@@ -148,6 +148,32 @@ class Ruleset:
                     out[name] = dict(elems)
         return MappingProxyType(out)
 
+    def script(self) -> str:
+        """The ruleset as a flat `nft -f` script (chains declared before any reference), for
+        loading the same ruleset with the nft tool (benchmarks, comparisons)."""
+        hooks = {0: "prerouting", 1: "input", 2: "forward", 3: "output", 4: "postrouting"}
+        out = [f"add table ip {TABLE}"]
+        for name, chain in self.chains.items():
+            if chain.hook:
+                out.append(f"add chain ip {TABLE} {name} {{ type {chain.hook.type} hook "
+                           f"{hooks[chain.hook.hooknum]} priority {chain.hook.priority}; policy accept; }}")
+            else:
+                out.append(f"add chain ip {TABLE} {name}")
+        for name, spec in self.sets.items():
+            kind = "map" if spec.verdict_map else "set"
+            extra = f" flags dynamic,timeout; timeout {spec.timeout}s;" if spec.dynamic else ""
+            # nft checks types: a slot map is declared by the expression that feeds it
+            key = "typeof numgen random mod 1" if spec.key == ("mark",) else "type " + " . ".join(spec.key)
+            out.append(f"add {kind} ip {TABLE} {name} {{ {key}{' : verdict' if spec.verdict_map else ''};{extra} }}")
+        for name, chain in self.chains.items():
+            out.extend(f"add rule ip {TABLE} {name} {r.text}" for r in chain.rules)
+        for name, elems in self.elements.items():
+            spec = self.sets[name]
+            items = [f"{key_text(spec, k)} : {v[0]}{' ' + v[1] if v[1] else ''}" for k, v in elems.items()]
+            for i in range(0, len(items), 1000):
+                out.append(f"add element ip {TABLE} {name} {{ " + ", ".join(items[i:i + 1000]) + " }")
+        return "\n".join(out) + "\n"
+
     def text(self) -> str:
         """The ruleset in `nft` syntax (for golden files, logs and `nft -f`)."""
         out = [f"table ip {TABLE} {{"]

@@ -35,6 +35,7 @@ from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 
 from . import expr as x
 from . import wire as w
+from .gcpause import gc_paused
 from .model import Chain, Fragment, Hook, Ruleset, SetSpec, Verdict
 
 SERVICE_IPS = "service-ips"
@@ -310,6 +311,11 @@ def render(state: ProxyState, previous: Ruleset | None = None, endpoint_selectio
     """The complete Ruleset for `state` (pure, deterministic)."""
     if endpoint_selection not in ENDPOINT_SELECTIONS:
         raise ValueError(f"endpoint selection {endpoint_selection!r}: want random or maglev")
+    with gc_paused():
+        return _render(state, previous, endpoint_selection)
+
+
+def _render(state: ProxyState, previous: Ruleset | None, endpoint_selection: str) -> Ruleset:
     context = render_context(state, endpoint_selection)
     reusable = previous.fragments if previous is not None and previous.context == context else {}
     fragments: dict[str, Fragment] = {}

@@ -27,11 +27,36 @@ except ImportError:
 
 @dataclass(frozen=True)
 class Op:
-    """One queued operation: builds its messages from a first sequence number."""
+    """One queued operation: builds its messages from a first sequence number. Its description
+    is formatted only when asked for (error messages, tests), not on the sync path."""
 
-    description: str
+    describe: Callable[[], str]
     messages: int  # how many messages it encodes to
     build: Callable[[int], list[bytes]]
+
+    @property
+    def description(self) -> str:
+        return self.describe()
+
+
+class Descriptions:
+    """Sequence number -> description of the operation that sent it (formatted on lookup)."""
+
+    def __init__(self, begin_seq: int) -> None:
+        self.begin_seq = begin_seq
+        self.ops: dict[int, Op] = {}
+
+    def get(self, seq: int, default: str | None = None) -> str | None:
+        if seq == self.begin_seq:
+            return "commit of the batch"
+        op = self.ops.get(seq)
+        return op.description if op is not None else default
+
+    def __getitem__(self, seq: int) -> str:
+        text = self.get(seq)
+        if text is None:
+            raise KeyError(seq)
+        return text
 
 
 class Transaction:
@@ -48,9 +73,11 @@ class Transaction:
     def __len__(self) -> int:
         return len(self.ops)
 
-    def _add(self, description: str, msg_type: int, attrs: tuple, flags: int = w.NLM_F_CREATE) -> None:
+    def _add(self, description, msg_type: int, attrs: tuple, flags: int = w.NLM_F_CREATE) -> None:
+        """Queues one message; `description` is a str or a callable returning one."""
         enc = self._message
-        self.ops.append(Op(description, 1, lambda seq: [enc(msg_type, flags, seq, FAMILY, attrs)]))
+        describe = description if callable(description) else (lambda: description)
+        self.ops.append(Op(describe, 1, lambda seq: [enc(msg_type, flags, seq, FAMILY, attrs)]))
 
     def _t(self) -> tuple:
         return (w.TABLE_NAME, w.string(self.table))
@@ -81,9 +108,9 @@ class Transaction:
                   ((w.CHAIN_TABLE, w.string(self.table)), (w.CHAIN_NAME, w.string(name))), 0)
 
     def add_rule(self, chain: str, rule: Rule) -> None:
-        self._add(f"add rule {chain} {rule.text}", w.MSG_NEWRULE,
+        self._add(lambda: f"add rule {chain} {rule.text}", w.MSG_NEWRULE,
                   ((w.RULE_TABLE, w.string(self.table)), (w.RULE_CHAIN, w.string(chain)),
-                   (w.RULE_EXPRESSIONS, expr_attrs(rule.exprs))), w.NLM_F_CREATE | w.NLM_F_APPEND)
+                   (w.RULE_EXPRESSIONS, rule.attrs)), w.NLM_F_CREATE | w.NLM_F_APPEND)
 
     # sets and maps
     def add_set(self, spec: SetSpec) -> None:
@@ -105,7 +132,7 @@ class Transaction:
     def flush_set(self, name: str) -> None:
         enc = self._elements
         table = self.table
-        self.ops.append(Op(f"flush set {name}", 1,
+        self.ops.append(Op(lambda: f"flush set {name}", 1,
                            lambda seq: enc(w.MSG_DELSETELEM, 0, seq, FAMILY, table, name, [])))
 
     def delete_set(self, name: str) -> None:
@@ -120,13 +147,13 @@ class Transaction:
 
     def _elements_op(self, verb: str, msg_type: int, flags: int, spec: SetSpec, items: Iterable) -> None:
         raw = []
-        texts = []
+        keys = []
         for key, verdict in items:
             if verdict is None or not spec.verdict_map:
                 raw.append((encode_key(spec, key), None, None))
             else:
                 raw.append((encode_key(spec, key), VERDICT_CODES[verdict[0]], verdict[1]))
-            texts.append(key_text(spec, key))
+            keys.append(key)
         if not raw:
             return
         per = w.elements_per_message(raw)
@@ -134,23 +161,25 @@ class Transaction:
         table = self.table
         for i in range(0, len(raw), per):
             chunk = raw[i:i + per]
-            shown = ", ".join(texts[i:i + 3]) + (", ..." if len(chunk) > 3 else "")
-            self.ops.append(Op(f"{verb} element {spec.name} {{ {shown} }}", 1,
+            def describe(i: int = i, more: bool = len(chunk) > 3) -> str:
+                shown = ", ".join(key_text(spec, k) for k in keys[i:i + 3]) + (", ..." if more else "")
+                return f"{verb} element {spec.name} {{ {shown} }}"
+            self.ops.append(Op(describe, 1,
                                lambda seq, chunk=chunk: enc(msg_type, flags, seq, FAMILY, table, spec.name,
                                                              chunk, per)))
 
     # encoding
-    def encode(self, first_seq: int) -> tuple[bytes, dict[int, str], int]:
-        """(batch bytes, {seq: operation description}, last seq). BATCH_BEGIN has `first_seq`,
+    def encode(self, first_seq: int) -> tuple[bytes, "Descriptions", int]:
+        """(batch bytes, seq -> operation description, last seq). BATCH_BEGIN has `first_seq`,
         the operations follow, BATCH_END carries last seq + 1."""
         parts = [w.encode_batch_marker(w.NFNL_MSG_BATCH_BEGIN, first_seq)]
-        described: dict[int, str] = {first_seq: "commit of the batch"}
+        described = Descriptions(first_seq)
         seq = first_seq + 1
         for op in self.ops:
             msgs = op.build(seq)
             parts.extend(msgs)
             for _ in msgs:
-                described[seq] = op.description
+                described.ops[seq] = op
                 seq += 1
         last = seq - 1
         if len(parts) > 1:  # only the last message asks for an ACK: errors are always reported
