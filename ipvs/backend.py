@@ -73,7 +73,8 @@ def desired_map(ruleset: IpvsRuleset) -> dict[VSKey, tuple[VirtualServer, tuple[
 
 def plan_dests(entry: ServiceEntry, kernel: list[DestStatus], draining: set[RealServer]) -> tuple[list[Request], set[RealServer]]:
     """Pure: the dest requests turning `kernel` into entry.reals, and the real servers that
-    are (now) draining: present in the kernel, not wanted, with connections."""
+    are (now) draining: present in the kernel, not wanted, with connections (TCP and SCTP
+    only: an unwanted UDP real server is deleted at once)."""
     vs = entry.server
     want = {(r.address, r.port): r for r in entry.reals}
     have = {(d.server.address, d.server.port): d for d in kernel}
@@ -88,7 +89,8 @@ def plan_dests(entry: ServiceEntry, kernel: list[DestStatus], draining: set[Real
     for addr, cur in have.items():
         if addr in want:
             continue
-        if cur.active + cur.inactive == 0:
+        # UDP has no connection end to wait for (kube-proxy deletes at once too)
+        if cur.active + cur.inactive == 0 or vs.protocol == "UDP":
             reqs.append(Request(CMD_DEL_DEST, vs, cur.server))
             continue
         if cur.server.weight != 0:

@@ -132,3 +132,9 @@ def test_plan_dests_adds_edits_deletes_and_drains():
     reqs, drain = plan_dests(entry, [status("10.244.1.2", 8080), status("10.244.1.3", 8080),
                                      status("10.244.1.9", 8080, weight=0, inactive=1)], set())
     assert reqs == [] and drain == {RealServer("10.244.1.9", 8080, 0)}
+
+
+def test_plan_dests_deletes_unwanted_udp_real_servers_at_once():
+    entry = render(st(sp(proto="UDP", port=53, eps=[e("10.244.1.2", 53)]))).services[("10.96.0.10", 53, "UDP")]
+    reqs, drain = plan_dests(entry, [status("10.244.1.2", 53), status("10.244.1.9", 53, inactive=4)], set())
+    assert [(r.cmd, r.dest) for r in reqs] == [(CMD_DEL_DEST, RealServer("10.244.1.9", 53))] and drain == set()
