@@ -71,7 +71,7 @@ def desired_map(ruleset: IpvsRuleset) -> dict[VSKey, tuple[VirtualServer, tuple[
     return {k: (e.server, e.reals) for k, e in ruleset.services.items()}
 
 
-def plan_dests(entry: ServiceEntry, kernel: list[DestStatus], draining: set[RealServer]) -> tuple[list[Request], set[RealServer]]:
+def plan_dests(entry: ServiceEntry, kernel: list[DestStatus]) -> tuple[list[Request], set[RealServer]]:
     """Pure: the dest requests turning `kernel` into entry.reals, and the real servers that
     are (now) draining: present in the kernel, not wanted, with connections (TCP and SCTP
     only: an unwanted UDP real server is deleted at once)."""
@@ -211,7 +211,7 @@ class IpvsBackend(Backend):
                 continue
             if current != entry.server:
                 reqs.append(Request(CMD_SET_SERVICE, entry.server))
-            dest_reqs, drain = plan_dests(entry, self._dests(sock, entry.server), set())
+            dest_reqs, drain = plan_dests(entry, self._dests(sock, entry.server))
             reqs.extend(dest_reqs)
             self._track_drains(key, drain, entry)
         deletes.extend(Request(CMD_DEL_SERVICE, vs) for vs in stale)

@@ -110,7 +110,7 @@ def test_changed_sets_names_only_what_differs():
     b = render(st(sp(eps=[e("10.244.1.3")]))).netfilter
     assert nfrules.changed_sets(a, b) == {nfrules.SET_LOOP_BACK}
     assert nfrules.changed_sets(a, a) == set()
-    assert nfrules.ipset_restore(a, set()) == ""
+    assert nfrules.ipset_restore(a) == ""
 
 
 def status(ip, port, weight=1, active=0, inactive=0) -> DestStatus:
@@ -121,7 +121,7 @@ def test_plan_dests_adds_edits_deletes_and_drains():
     entry = render(st(sp(eps=[e("10.244.1.2"), e("10.244.1.3")]))).services[("10.96.0.10", 80, "TCP")]
     kernel = [status("10.244.1.3", 8080, weight=5), status("10.244.1.8", 8080),
               status("10.244.1.9", 8080, active=2)]
-    reqs, drain = plan_dests(entry, kernel, set())
+    reqs, drain = plan_dests(entry, kernel)
     got = {(r.cmd, r.dest) for r in reqs}
     assert got == {(CMD_NEW_DEST, RealServer("10.244.1.2", 8080)),
                    (CMD_SET_DEST, RealServer("10.244.1.3", 8080)),
@@ -130,11 +130,20 @@ def test_plan_dests_adds_edits_deletes_and_drains():
     assert drain == {RealServer("10.244.1.9", 8080, 0)}
     # already at weight 0: no request, still draining
     reqs, drain = plan_dests(entry, [status("10.244.1.2", 8080), status("10.244.1.3", 8080),
-                                     status("10.244.1.9", 8080, weight=0, inactive=1)], set())
+                                     status("10.244.1.9", 8080, weight=0, inactive=1)])
     assert reqs == [] and drain == {RealServer("10.244.1.9", 8080, 0)}
 
 
 def test_plan_dests_deletes_unwanted_udp_real_servers_at_once():
     entry = render(st(sp(proto="UDP", port=53, eps=[e("10.244.1.2", 53)]))).services[("10.96.0.10", 53, "UDP")]
-    reqs, drain = plan_dests(entry, [status("10.244.1.2", 53), status("10.244.1.9", 53, inactive=4)], set())
+    reqs, drain = plan_dests(entry, [status("10.244.1.2", 53), status("10.244.1.9", 53, inactive=4)])
     assert [(r.cmd, r.dest) for r in reqs] == [(CMD_DEL_DEST, RealServer("10.244.1.9", 53))] and drain == set()
+
+
+def test_backend_refuses_an_unknown_scheduler_up_front():
+    from kproxy.agent.backend import BackendUnavailable
+    from kproxy.ipvs.backend import IpvsBackend
+    from kproxy.netns import NetNS
+
+    with pytest.raises(BackendUnavailable, match="unknown ipvs.scheduler 'bogus'"):
+        IpvsBackend(NetNS(None), SimpleNamespace(ipvs=SimpleNamespace(scheduler="bogus")))
