@@ -110,7 +110,7 @@ def test_changed_sets_names_only_what_differs():
     b = render(st(sp(eps=[e("10.244.1.3")]))).netfilter
     assert nfrules.changed_sets(a, b) == {nfrules.SET_LOOP_BACK}
     assert nfrules.changed_sets(a, a) == set()
-    assert nfrules.ipset_restore(a) == ""
+    assert nfrules.ipset_restore(a, set()) == ""
 
 
 def status(ip, port, weight=1, active=0, inactive=0) -> DestStatus:
