@@ -81,12 +81,14 @@ def _guest_script(command: str, shared: str, cwd: str, env: dict[str, str]) -> s
 
 def run_in_vm(command: str, *, cwd: str | None = None, timeout: float = DEFAULT_TIMEOUT,
               memory: str = DEFAULT_MEMORY, cpus: int = DEFAULT_CPUS, kernel: str | None = None,
-              env: dict[str, str] | None = None, rwdirs: tuple[str, ...] = ()) -> VmResult:
+              env: dict[str, str] | None = None, rwdirs: tuple[str, ...] = (),
+              vng: str | None = None) -> VmResult:
     """Boots the VM, runs `command` (a shell command line) as root in `cwd` (default: current
     directory) and returns its result. Directories in `rwdirs` are writable from the guest
-    (e.g. where the guest leaves reports). Raises VmError when no result came back."""
+    (e.g. where the guest leaves reports). `vng` overrides the virtme-ng binary. Raises VmError
+    when no result came back (guest crash, timeout: qemu's process group is killed)."""
     kernel = kernel or find_kernel()
-    vng = find_vng()
+    vng = vng or find_vng()
     cwd = os.path.abspath(cwd or os.getcwd())
     guest_env = {"PATH": os.path.dirname(sys.executable) + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                  "PYTHONDONTWRITEBYTECODE": "1", "KPROXY_IN_VM": "1", **(env or {})}
