@@ -141,4 +141,4 @@ def test_diff_is_clean_then_catches_rules_added_and_deleted_by_hand(lab, web):
     res = rules(lab, "diff")
     assert res.returncode == 1
     lines = res.stdout.splitlines()
-    assert lines[0].startswith("2 differences") and all(l.startswith("missing  default/web:") for l in lines[2:])
+    assert lines[0].startswith("2 differences") and all(l.startswith("missing  default/web  nat/KUBE-SEP-") for l in lines[2:])
