@@ -8,6 +8,7 @@ import os
 
 from kproxy.apiserver.allocators import parse_port_range
 from kproxy.cli.main import CLIError
+from kproxy.pki.ca import PKIError
 from kproxy.store.base import StoreError
 
 
@@ -27,6 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="events a watcher may fall behind before it is closed with 410 Expired")
     parser.add_argument("--no-controllers", action="store_true",
                         help="do not run the controllers inside the apiserver")
+    parser.add_argument("--tls", action="store_true",
+                        help="serve HTTPS on --bind with client-certificate/token authentication and RBAC "
+                             "(without it --bind is plain HTTP with no authentication)")
+    parser.add_argument("--insecure-bind", metavar="HOST:PORT",
+                        help="also serve plain HTTP with full rights on this loopback address (for tests)")
+    parser.add_argument("--tls-san", action="append", default=[], metavar="NAME_OR_IP",
+                        help="extra name or address for the serving certificate; repeatable")
 
 
 def parse_bind(text: str) -> tuple[str, int]:
@@ -53,6 +61,11 @@ def run(args: argparse.Namespace) -> int:
     from kproxy.apiserver.server import ServerConfig, serve
 
     host, port = parse_bind(args.bind)
+    insecure_host, insecure_port = None, 0
+    if args.insecure_bind:
+        insecure_host, insecure_port = parse_bind(args.insecure_bind)
+        if insecure_host != "localhost" and not ipaddress.ip_address(insecure_host).is_loopback:
+            raise CLIError(f"--insecure-bind {args.insecure_bind!r}: plain HTTP is only served on loopback")
     try:
         net = ipaddress.ip_network(args.service_cluster_ip_range, strict=True)
     except ValueError as exc:
@@ -78,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
                           service_cluster_ip_range=str(net),
                           service_node_port_range=args.service_node_port_range,
                           run_controllers=not args.no_controllers,
+                          tls=args.tls, insecure_host=insecure_host, insecure_port=insecure_port,
+                          tls_sans=tuple(args.tls_san),
                           store_history=args.store_history,
                           rest=RestSettings(bookmark_interval=args.watch_bookmark_interval,
                                             watch_queue_limit=args.watch_queue_limit))
@@ -85,4 +100,8 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(serve(config))
     except StoreError as exc:
         raise CLIError(f"cannot open the store in {data_dir}: {exc}") from None
+    except PKIError as exc:
+        raise CLIError(f"PKI in {data_dir}/pki: {exc}") from None
+    except OSError as exc:
+        raise CLIError(f"{exc.filename or data_dir}: {exc.strerror}") from None
     return 0

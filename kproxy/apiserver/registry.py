@@ -83,6 +83,9 @@ class Registry:
         self._deadline_lock = threading.Lock()
         self._serial = threading.RLock()
         self._key_locks = [threading.Lock() for _ in range(KEY_LOCK_STRIPES)]
+        # admission plug-ins: objects with admit_create(resource, namespace, obj), called on
+        # every create after defaulting and before validation (may change obj or raise ApiError)
+        self.admission: list[Any] = []
 
     # ------------------------------------------------------------------ reads
     def get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any]:
@@ -141,6 +144,8 @@ class Registry:
             m.pop("namespace", None)
         self._prepare_for_create(resource, obj)
         obj = self.deps.apply_defaults(resource, obj)
+        for plugin in self.admission:
+            plugin.admit_create(resource, namespace, obj)
         self._validate(resource, obj, None)
         if resource.namespaced:
             self._admit_quota(resource, namespace or "", obj, None)

@@ -1,5 +1,6 @@
-"""The apiserver process: aiohttp application, startup bootstrap, background sweeper,
-admin.kubeconfig, optional in-process controllers, graceful shutdown."""
+"""The apiserver process: aiohttp application, PKI and RBAC bootstrap, TLS serving,
+authentication/authorization/audit middleware, background sweeper, kubeconfigs per identity,
+optional in-process controllers, graceful shutdown."""
 from __future__ import annotations
 
 import asyncio
@@ -7,18 +8,24 @@ import concurrent.futures
 import logging
 import os
 import signal
-import tempfile
+import ssl
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
 from aiohttp import web
 
 from kproxy.api import resources as R
 from kproxy.api import status as st
 from kproxy.apiserver import discovery, paths
 from kproxy.apiserver.allocators import ClusterIPAllocator, NodePortAllocator
+from kproxy.apiserver.auth import policy
+from kproxy.apiserver.auth.audit import AUDIT_LOG_NAME, AuditLog
+from kproxy.apiserver.auth.authn import TokenAuthenticator
+from kproxy.apiserver.auth.middleware import AuthMiddleware
+from kproxy.apiserver.auth.rbac import RBACAuthorizer
+from kproxy.apiserver.auth.sa_admission import ServiceAccountTokenAdmission
+from kproxy.apiserver.auth.tokens import TokenSigner
 from kproxy.apiserver.deps import Deps, open_store
 from kproxy.apiserver.fieldcheck import FieldChecker
 from kproxy.apiserver.openapi import OpenAPI
@@ -26,6 +33,7 @@ from kproxy.apiserver.registry import Registry
 from kproxy.apiserver.rest import RestHandler, RestSettings, dumps, json_response
 from kproxy.apiserver.service_alloc import ServiceAllocations
 from kproxy.apiserver.tables import TableRenderer
+from kproxy.pki import bootstrap as pki_bootstrap
 from kproxy.store import base as sb
 
 log = logging.getLogger(__name__)
@@ -47,32 +55,13 @@ class ServerConfig:
     store_history: int = 10000
     sweep_interval: float = 1.0
     rest: RestSettings = field(default_factory=RestSettings)
-
-
-def write_kubeconfig(path: str, server_url: str) -> None:
-    """Writes a kubeconfig for `server_url` atomically (temp file + rename)."""
-    doc = {
-        "apiVersion": "v1", "kind": "Config", "preferences": {},
-        "clusters": [{"name": "kproxy", "cluster": {"server": server_url}}],
-        "users": [{"name": "admin", "user": {}}],
-        "contexts": [{"name": "kproxy", "context": {"cluster": "kproxy", "user": "admin", "namespace": "default"}}],
-        "current-context": "kproxy",
-    }
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".kubeconfig-", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            yaml.safe_dump(doc, f, sort_keys=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    # HTTPS with client-certificate/token authentication and RBAC on host:port; without it
+    # host:port is plain HTTP where every request has full rights (the pre-TLS default).
+    tls: bool = False
+    # an additional plain-HTTP listener (loopback only; full rights), e.g. for tests
+    insecure_host: str | None = None
+    insecure_port: int = 0
+    tls_sans: tuple[str, ...] = ()  # extra serving-certificate names/addresses
 
 
 class ApiServer:
@@ -83,6 +72,14 @@ class ApiServer:
         self.services = ServiceAllocations(ClusterIPAllocator(config.service_cluster_ip_range),
                                            NodePortAllocator(config.service_node_port_range))
         self.registry = Registry(self.store, self.deps, self.services)
+        self.pki = pki_bootstrap.ensure_pki(config.data_dir, pki_bootstrap.serving_hosts_for(
+            config.host, self.services.ips.reserved, config.tls_sans))
+        with open(self.pki.sa_key, "rb") as f:
+            signer = TokenSigner.from_pem(f.read())
+        with open(self.pki.ca_cert, "rb") as f:
+            ca_pem = f.read()
+        self.registry.admission.append(ServiceAccountTokenAdmission(self.store, signer, ca_pem))
+        self.audit = AuditLog(os.path.join(config.data_dir, AUDIT_LOG_NAME))
         self.reads = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="apiserver-read")
         # Writers run concurrently so the store can group-commit them; the registry serialises
         # the few kinds of write that need it.
@@ -90,7 +87,10 @@ class ApiServer:
         self.openapi = OpenAPI()
         self.rest = RestHandler(self.registry, self.deps, self.reads, self.writes, config.rest,
                                 FieldChecker(), TableRenderer())
+        self.auth = AuthMiddleware(RBACAuthorizer(self.store), TokenAuthenticator(self.store, signer),
+                                   self.audit, self.reads)
         self.url = ""
+        self.insecure_url = ""
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
         self._controllers: _ControllerThread | None = None
@@ -110,6 +110,14 @@ class ApiServer:
             except st.ApiError as exc:
                 if exc.code != 409:
                     raise
+        for resource, objs in ((R.CLUSTER_ROLES, policy.cluster_roles()),
+                               (R.CLUSTER_ROLE_BINDINGS, policy.cluster_role_bindings())):
+            for obj in objs:
+                try:
+                    self.registry.create(resource, None, obj)
+                except st.ApiError as exc:
+                    if exc.code != 409:  # existing (maybe operator-edited) objects are kept
+                        raise
         try:
             self.registry.create(R.SERVICES, "default", {
                 "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
@@ -121,7 +129,7 @@ class ApiServer:
                 log.warning("cannot create the kubernetes Service: %s", exc)
 
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._errors], client_max_size=MAX_BODY_BYTES)
+        app = web.Application(middlewares=[self.auth.middleware, self._errors], client_max_size=MAX_BODY_BYTES)
         app.router.add_route("GET", "/version", self._version)
         app.router.add_route("GET", "/version/", self._version)
         for probe in ("/healthz", "/livez", "/readyz"):
@@ -147,17 +155,41 @@ class ApiServer:
         self._runner = web.AppRunner(self.build_app(), handle_signals=False, access_log=access_log,
                                      shutdown_timeout=2.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True)
-        await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        port = sockets[0].getsockname()[1] if sockets else self.config.port
-        host = self.config.host if self.config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
-        self.url = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+        self.url = await self._listen(self.config.host, self.config.port,
+                                      self._ssl_context() if self.config.tls else None)
+        if self.config.insecure_host is not None:
+            self.insecure_url = await self._listen(self.config.insecure_host, self.config.insecure_port, None)
+            log.warning("plain-HTTP listener on %s: every request there has full rights", self.insecure_url)
+        if not self.config.tls:
+            log.warning("serving plain HTTP on %s without authentication (give --tls for HTTPS)", self.url)
         self._tasks.append(asyncio.create_task(self._sweeper()))
+        # kubeconfigs before the controllers: they read theirs; admin.kubeconfig is written
+        # last and tells waiting callers the server is ready
+        pki_bootstrap.write_kubeconfigs(self.pki, self.url)
         if self.config.run_controllers:
             self._start_controllers()
-        write_kubeconfig(os.path.join(self.config.data_dir, KUBECONFIG_NAME), self.url)
         log.info("apiserver listening on %s (data dir %s)", self.url, self.config.data_dir)
+
+    async def _listen(self, host: str, port: int, ssl_context: ssl.SSLContext | None) -> str:
+        """Starts one listener; returns its URL (the wildcard address shown as loopback)."""
+        assert self._runner is not None
+        site = web.TCPSite(self._runner, host, port, reuse_address=True, ssl_context=ssl_context)
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        port = sockets[0].getsockname()[1] if sockets else port
+        shown = host if host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        scheme = "https" if ssl_context is not None else "http"
+        return f"{scheme}://{shown}:{port}" if ":" not in shown else f"{scheme}://[{shown}]:{port}"
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        """TLS 1.2+; a client certificate is optional, but one that is presented must chain
+        to the cluster CA and be valid now, or the handshake fails."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self.pki.serving_cert, self.pki.serving_key)
+        ctx.load_verify_locations(cafile=self.pki.ca_cert)
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        return ctx
 
     def _start_controllers(self) -> None:
         try:
@@ -166,8 +198,7 @@ class ApiServer:
         except ImportError as exc:
             log.warning("controllers are not available (%s); running without them", exc)
             return
-        self._controllers = _ControllerThread(os.path.join(self.config.data_dir, KUBECONFIG_NAME))
-        # The kubeconfig is written right after this; the thread waits for it.
+        self._controllers = _ControllerThread(self.pki.kubeconfig(pki_bootstrap.CONTROLLERS))
         self._controllers.start()
 
     async def stop(self) -> None:
@@ -186,6 +217,7 @@ class ApiServer:
         self.writes.shutdown(wait=True)
         self.reads.shutdown(wait=True)
         self.store.close()
+        self.audit.close()
 
     async def _on_shutdown(self, app: web.Application) -> None:
         self.rest.close_watches()

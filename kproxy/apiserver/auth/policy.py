@@ -1,0 +1,65 @@
+"""The default RBAC objects the apiserver creates at startup (existing ones are left alone, so
+an operator's edits survive restarts):
+
+- cluster-admin: everything, bound to the group system:masters (admin.kubeconfig);
+- system:node-proxier: what a service proxy reads (services, endpoints, endpointslices,
+  nodes: get/list/watch) and events it may write, bound to the user system:kube-proxy;
+- kproxy:controllers: read everything, write what the controllers maintain, bound to the user
+  system:kube-controller-manager.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from kproxy.pki.bootstrap import CONTROLLERS, KUBE_PROXY
+
+RBAC_GROUP = "rbac.authorization.k8s.io"
+READ = ["get", "list", "watch"]
+WRITE = ["create", "update", "patch", "delete", "deletecollection"]
+BOOTSTRAP_LABELS = {"kubernetes.io/bootstrapping": "rbac-defaults"}
+
+
+def _cluster_role(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"metadata": {"name": name, "labels": dict(BOOTSTRAP_LABELS)}, "rules": rules}
+
+
+def _binding(name: str, role: str, subject_kind: str, subject: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "labels": dict(BOOTSTRAP_LABELS)},
+            "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": subject_kind, "apiGroup": RBAC_GROUP, "name": subject}]}
+
+
+NODE_PROXIER_RULES = [
+    {"apiGroups": [""], "resources": ["services", "endpoints", "nodes"], "verbs": READ},
+    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": READ},
+    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]},
+]
+
+CONTROLLER_RULES = [
+    {"apiGroups": ["*"], "resources": ["*"], "verbs": READ},
+    {"apiGroups": [""], "verbs": WRITE, "resources": [
+        "endpoints", "serviceaccounts", "secrets", "pods", "pods/status", "services", "services/status",
+        "events", "resourcequotas", "resourcequotas/status", "nodes", "nodes/status",
+        "namespaces", "namespaces/status", "namespaces/finalize"]},
+    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": WRITE},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": WRITE},
+    # the namespace controller deletes everything in a namespace that is going away
+    {"apiGroups": [RBAC_GROUP], "resources": ["roles", "rolebindings"], "verbs": ["delete", "deletecollection"]},
+]
+
+
+def cluster_roles() -> list[dict[str, Any]]:
+    return [
+        _cluster_role("cluster-admin", [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                                        {"nonResourceURLs": ["*"], "verbs": ["*"]}]),
+        _cluster_role("system:node-proxier", NODE_PROXIER_RULES),
+        _cluster_role("kproxy:controllers", CONTROLLER_RULES),
+    ]
+
+
+def cluster_role_bindings() -> list[dict[str, Any]]:
+    return [
+        _binding("cluster-admin", "cluster-admin", "Group", "system:masters"),
+        _binding("system:node-proxier", "system:node-proxier", "User", KUBE_PROXY.user),
+        _binding("kproxy:controllers", "kproxy:controllers", "User", CONTROLLERS.user),
+    ]
