@@ -6,7 +6,9 @@ For each endpoint count N: the time to build the M-entry table (best of a few ru
 extension and with the twin (twin runs fewer times: it is slow), their ratio, and that both
 tables are identical. Then lookups per second: batched (lookup_records over packed 5-tuples:
 SipHash-2-4 + table index per flow, GIL released; and lookup_hashes over precomputed hashes),
-and one call per flow through Maglev.pick for comparison. Pure computation: no kernel, no network.
+and one call per flow through Maglev.pick for comparison. Then kube-proxy chain-name hashing
+(sha256 + base32) per name, and a full iptables render with iptables/names.py's hash against
+the extension's. Pure computation: no kernel, no network.
 Targets (issue 4): build of 100 endpoints < 5 ms and >= 20x the twin; > 10 M lookups/s batched.
 """
 from __future__ import annotations
@@ -38,11 +40,45 @@ def flow_records(count: int) -> bytes:
     return os.urandom(count * fp.FLOW_RECORD_LEN)
 
 
+def chain_names(services: int) -> None:
+    """kube-proxy chain-name hashing (sha256 + base32): the twin, the extension, and a full
+    iptables render of `services` Services x 10 endpoints with iptables/names.py's own hash and
+    with the extension's (patched in for this process only)."""
+    from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+    from kproxy.iptables import names
+    from kproxy.iptables.render import render
+
+    texts = [f"default/svc-{i}:httptcp10.244.{i % 250}.{i % 200}:8080" for i in range(100_000)]
+    print(f"\nChain-name hash (sha256 + base32, first 16 chars), {len(texts):,} names, best of 3")
+    for label, fn in (("iptables/names.py _hash16", names._hash16), ("fastpath twin (hashlib)", fp.py_chain_hash16),
+                      ("cython chain_hash16", fp.chain_hash16)):
+        t = best_of(lambda: [fn(x) for x in texts], 3)
+        print(f"  {label:<28} {t / len(texts) * 1e6:6.2f} us/name")
+    eps = lambda i: tuple(Endpoint(f"10.244.{i % 250}.{j + 1}", 8080) for j in range(10))
+    state = ProxyState("n1", node_ips=("10.200.0.11",), cluster_cidr="10.244.0.0/16", services={
+        sp.key: sp for sp in (ServicePort("default", f"svc-{i}", "http", "TCP", 80,
+                                          cluster_ips=(f"10.96.{i // 250}.{i % 250 + 1}",), endpoints=eps(i))
+                              for i in range(services))})
+    original = names._hash16
+    try:
+        base = best_of(lambda: render(state), 3)
+        names._hash16 = fp.chain_hash16
+        fast = best_of(lambda: render(state), 3)
+        fast_rules = render(state)
+        names._hash16 = original
+        same = fast_rules == render(state)
+    finally:
+        names._hash16 = original
+    print(f"  full iptables render, {services} Services x 10 endpoints: {base * 1e3:.0f} ms with names._hash16, "
+          f"{fast * 1e3:.0f} ms with the extension's ({base / fast:.2f}x), identical rulesets: {same}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.fastpath", description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="10,100,1000", help="endpoint counts, comma-separated")
     p.add_argument("--table-size", type=int, default=fp.DEFAULT_TABLE_SIZE)
     p.add_argument("--flows", type=int, default=2_000_000, help="flows per batched lookup run")
+    p.add_argument("--render-services", type=int, default=2000, help="Services in the render comparison")
     args = p.parse_args(argv)
     try:
         from kproxy import _fastpath as ext
@@ -74,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     few = records[: 20_000 * fp.FLOW_RECORD_LEN]
     t = best_of(lambda: fp.py_lookup_records(table, fp.FLOW_KEY, few, fp.FLOW_RECORD_LEN), 1)
     print(f"  python twin lookup_records (20,000 flows):       {20_000 / t / 1e6:8.3f} M/s")
+    chain_names(args.render_services)
     maglev = fp.Maglev([n.decode() for n in endpoint_names(100)])
     keys = [few[i:i + fp.FLOW_RECORD_LEN] for i in range(0, len(few), fp.FLOW_RECORD_LEN)]
     t = best_of(lambda: [maglev.pick(k) for k in keys], 3)

@@ -4,7 +4,7 @@ that returns identical results (tests/unit/test_fastpath*.py prove it); see that
 contracts. Inner loops touch only C integers and buffers and run without the GIL."""
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from libc.stdint cimport int32_t, uint8_t, uint64_t
+from libc.stdint cimport int32_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
@@ -194,6 +194,97 @@ def lookup_records(const int32_t[::1] table, bytes key, const uint8_t[::1] recor
             for i in range(count):
                 res[i] = table[_siphash(k0, k1, &records[i * record_len], record_len) % m]
     return out
+
+
+# ------------------------------------------------------------------ chain names (sha256 + base32)
+
+cdef uint32_t _K256[64]
+for _i, _k in enumerate((
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2)):
+    _K256[_i] = _k
+
+cdef const char* _B32 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+
+cdef inline uint32_t _rotr(uint32_t x, int n) noexcept nogil:
+    return (x >> n) | (x << (32 - n))
+
+
+cdef void _sha256_block(uint32_t* h, const uint8_t* p) noexcept nogil:
+    cdef uint32_t w[64]
+    cdef uint32_t a, b, c, d, e, f, g, hh, t1, t2, s0, s1
+    cdef int i
+    for i in range(16):
+        w[i] = ((<uint32_t>p[4 * i] << 24) | (<uint32_t>p[4 * i + 1] << 16)
+                | (<uint32_t>p[4 * i + 2] << 8) | <uint32_t>p[4 * i + 3])
+    for i in range(16, 64):
+        s0 = _rotr(w[i - 15], 7) ^ _rotr(w[i - 15], 18) ^ (w[i - 15] >> 3)
+        s1 = _rotr(w[i - 2], 17) ^ _rotr(w[i - 2], 19) ^ (w[i - 2] >> 10)
+        w[i] = w[i - 16] + s0 + w[i - 7] + s1
+    a = h[0]; b = h[1]; c = h[2]; d = h[3]; e = h[4]; f = h[5]; g = h[6]; hh = h[7]
+    for i in range(64):
+        s1 = _rotr(e, 6) ^ _rotr(e, 11) ^ _rotr(e, 25)
+        t1 = hh + s1 + ((e & f) ^ ((~e) & g)) + _K256[i] + w[i]
+        s0 = _rotr(a, 2) ^ _rotr(a, 13) ^ _rotr(a, 22)
+        t2 = s0 + ((a & b) ^ (a & c) ^ (b & c))
+        hh = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2
+    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += hh
+
+
+cdef void _sha256(const uint8_t* data, Py_ssize_t n, uint8_t* out) noexcept nogil:
+    cdef uint32_t h[8]
+    h[0] = 0x6a09e667; h[1] = 0xbb67ae85; h[2] = 0x3c6ef372; h[3] = 0xa54ff53a
+    h[4] = 0x510e527f; h[5] = 0x9b05688c; h[6] = 0x1f83d9ab; h[7] = 0x5be0cd19
+    cdef Py_ssize_t i = 0, rest
+    cdef uint8_t tail[128]
+    cdef uint64_t bits = (<uint64_t>n) * 8
+    cdef int j, tail_len
+    while n - i >= 64:
+        _sha256_block(h, data + i)
+        i += 64
+    rest = n - i
+    memset(tail, 0, 128)
+    for j in range(rest):
+        tail[j] = data[i + j]
+    tail[rest] = 0x80
+    tail_len = 64 if rest < 56 else 128
+    for j in range(8):
+        tail[tail_len - 1 - j] = <uint8_t>(bits >> (8 * j))
+    _sha256_block(h, tail)
+    if tail_len == 128:
+        _sha256_block(h, tail + 64)
+    for j in range(8):
+        out[4 * j] = <uint8_t>(h[j] >> 24)
+        out[4 * j + 1] = <uint8_t>(h[j] >> 16)
+        out[4 * j + 2] = <uint8_t>(h[j] >> 8)
+        out[4 * j + 3] = <uint8_t>h[j]
+
+
+def chain_hash16(str text):
+    """The first 16 characters of base32(sha256(text.encode())): kube-proxy's chain-name hash."""
+    cdef bytes data = text.encode()
+    cdef uint8_t digest[32]
+    cdef char out[16]
+    cdef uint64_t hi
+    cdef int j
+    _sha256(<const uint8_t*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), digest)
+    # 80 bits = 16 base32 characters of 5 bits: the first 8 bytes, then 2 more
+    hi = 0
+    for j in range(8):
+        hi = (hi << 8) | digest[j]
+    for j in range(12):  # 60 bits from hi
+        out[j] = _B32[(hi >> (59 - 5 * j)) & 31]
+    cdef uint32_t lo = ((<uint32_t>(hi & 0xF)) << 16) | (<uint32_t>digest[8] << 8) | digest[9]  # 20 bits
+    for j in range(4):
+        out[12 + j] = _B32[(lo >> (15 - 5 * j)) & 31]
+    return out[:16].decode("ascii")
 
 
 include "_fastpath_netlink.pxi"

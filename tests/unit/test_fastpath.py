@@ -174,3 +174,20 @@ def test_without_the_extension_the_twin_is_used():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["python", fp.Maglev(["a:1", "b:2"]).pick(b"x")]
+
+
+@given(text=st.text(max_size=150))
+def test_chain_hash16_is_base32_of_sha256(text):
+    import base64
+    import hashlib
+
+    want = base64.b32encode(hashlib.sha256(text.encode()).digest())[:16].decode()
+    assert fp.py_chain_hash16(text) == want
+    if ext is not None:
+        assert ext.chain_hash16(text) == want
+
+
+@pytest.mark.parametrize("length", [0, 1, 55, 56, 63, 64, 65, 119, 120, 128, 300])
+def test_chain_hash16_at_sha256_padding_boundaries(length):
+    text = "k" * length
+    assert fp.chain_hash16(text) == fp.py_chain_hash16(text)
