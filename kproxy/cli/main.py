@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "cleanup": ("kproxy.agent.cleanup_cli", "remove every rule kproxy added in a namespace"),
     "rules": ("kproxy.cli.rules", "show and explain the rules a node holds"),
     "lab": ("kproxy.lab.cli", "multi-node lab in network namespaces"),
+    "pki": ("kproxy.pki.cli", "issue client certificates and rotate the apiserver serving certificate"),
     "version": ("kproxy.cli.version", "print the version and the fast-path implementation"),
 }
 
