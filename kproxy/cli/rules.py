@@ -111,10 +111,11 @@ def _adapter(mode: str) -> Any:
         raise CLIError(str(exc)) from None
 
 
-def _inspect(backend: Any) -> Any:
+def _inspect(adapter: Any, backend: Any) -> Any:
     from kproxy.agent.backend import ApplyError
+    from kproxy.rules.adapter import read
     try:
-        return backend.netns.run(backend.inspect)
+        return backend.netns.run(read, adapter, backend)
     except ApplyError as exc:
         raise CLIError(f"reading the kernel's rules: {exc}") from None
 
@@ -202,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_show(args, target: Target, config, adapter, backend, what: str) -> int:
     from kproxy.rules import output
     from kproxy.rules.desired import with_endpoint_states
-    rules = adapter.from_inspection(_inspect(backend), target.netns or "")
+    rules = adapter.from_inspection(_inspect(adapter, backend), target.netns or "")
     if target.kubeconfig:
         rules = with_endpoint_states(rules, _desired(target, config))
     if what:
@@ -227,7 +228,7 @@ def _run_diff(args, target: Target, config, adapter, backend) -> int:
     except ApplyError as exc:
         raise CLIError(f"rendering the desired state: {exc}") from None
     node = target.netns or ""
-    differences = diff(adapter.from_ruleset(ruleset, node), adapter.from_inspection(_inspect(backend), node))
+    differences = diff(adapter.from_ruleset(ruleset, node), adapter.from_inspection(_inspect(adapter, backend), node))
     width, colour = _style(args)
     _emit(args, output.diff_doc(differences, adapter.mode, node), output.diff_text(differences, width, colour))
     return 1 if differences else 0
@@ -245,7 +246,7 @@ def _run_trace(args, adapter, backend, netns) -> int:
     if args.send and not probe.sport:
         probe = Probe(probe.proto, probe.src, random.randint(20000, 60000), probe.dst, probe.dport)
     try:
-        report = adapter.trace(_inspect(backend), probe, _local_addresses(netns))
+        report = adapter.trace(_inspect(adapter, backend), probe, _local_addresses(netns))
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     width, colour = _style(args)

@@ -6,6 +6,11 @@ an adapter is pure: it only turns those results into the shared model.
 
     class ModeAdapter(Protocol):
         mode: str
+        # optional: def read(self, backend) -> inspection
+        #     what from_inspection/trace take; runs on the backend's NetNS thread. Without it
+        #     the CLI uses backend.inspect(). For a mode whose inspect() is too thin (no
+        #     counters, no elements), read() can dump more (e.g. `nft -j list table ...` through
+        #     backend.netns.command) without changing the Backend contract.
         def from_inspection(self, inspection, node: str) -> NodeRules
             # backend.inspect() -> the model, with the kernel's counters
         def from_ruleset(self, ruleset, node: str) -> NodeRules
@@ -14,6 +19,15 @@ an adapter is pure: it only turns those results into the shared model.
             # that `kproxy rules diff` compares like with like
         def trace(self, inspection, probe: Probe, local_addresses: Sequence[str]) -> TraceReport
             # the path a new connection's first packet takes through what the kernel holds
+
+Rules for the model an adapter builds (what `kproxy rules` and its tests rely on):
+- one ServiceRules per ServicePort key ("ns/name:port"), frontends from the kernel objects;
+- endpoints are what the kernel sends traffic to; `local` True only where the kernel tells
+  (e.g. a Local-policy chain/map), else None; readiness is filled in from the apiserver;
+- every kernel object of the mode appears once: in a ServiceRules, in `shared` (static
+  scaffolding) or in `unowned` (per-service objects nothing reaches);
+- `entry` objects (dispatch rules, map elements, virtual servers) carry the counters that make
+  a Service port's traffic; KernelObject.key is what diff compares (normalised text).
 
 Registering a mode: add it to ADAPTERS ("mode" -> ("module", "Class")), or call register().
 """
@@ -34,6 +48,13 @@ class ModeAdapter(Protocol):
     def from_ruleset(self, ruleset: Any, node: str) -> NodeRules: ...
 
     def trace(self, inspection: Any, probe: Probe, local_addresses: Sequence[str]) -> TraceReport: ...
+
+
+def read(adapter: ModeAdapter, backend: Any) -> Any:
+    """What the adapter reads from the kernel: adapter.read(backend) when it has one, else
+    backend.inspect(). Call it on the backend's NetNS thread."""
+    reader = getattr(adapter, "read", None)
+    return reader(backend) if reader is not None else backend.inspect()
 
 
 class NoAdapter(LookupError):

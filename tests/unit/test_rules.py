@@ -300,10 +300,27 @@ def test_conntrack_line_and_confirmation(ruleset, model):
 # ------------------------------------------------------------------ adapters and CLI errors
 
 
-def test_adapter_registry():
+def test_adapter_registry_and_reading():
+    from kproxy.rules.adapter import read, register, ADAPTERS
     assert adapter_for("iptables").mode == "iptables"
     with pytest.raises(NoAdapter, match="no rules adapter for mode 'nosuch'"):
         adapter_for("nosuch")
+    register("test-mode", "kproxy.rules.iptables", "IptablesAdapter")
+    try:
+        assert adapter_for("test-mode").mode == "iptables"
+    finally:
+        del ADAPTERS["test-mode"]
+
+    class Backend:
+        def inspect(self):
+            return "inspected"
+
+    class Reader:
+        def read(self, backend):
+            return "read " + backend.inspect()
+
+    assert read(IptablesAdapter(), Backend()) == "inspected"  # no read(): the backend's inspect()
+    assert read(Reader(), Backend()) == "read inspected"
 
 
 @pytest.mark.parametrize("argv,message", [
