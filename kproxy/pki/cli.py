@@ -52,10 +52,10 @@ def run(args: argparse.Namespace) -> int:
         if args.pki_command == "client":
             if args.days < 1:
                 raise CLIError("--days must be at least 1")
+            ca = pki.ca()
             server = args.server or _server_of(data_dir)
             if not server.startswith(("https://", "http://")):
                 raise CLIError(f"--server {server!r} is not an http(s) URL")
-            ca = pki.ca()
             pair = pki_ca.issue_client(ca, args.user, tuple(args.group),
                                        validity=datetime.timedelta(days=args.days))
             write_kubeconfig(os.path.abspath(args.kubeconfig),

@@ -1,0 +1,17 @@
+"""Fixtures for the security tests: an apiserver serving HTTPS with authentication and RBAC."""
+from __future__ import annotations
+
+import pytest
+
+from tests.apiserver.fixtures import start_apiserver
+
+
+@pytest.fixture(scope="module")
+def secure_apiserver(tmp_path_factory):
+    """One --tls apiserver (controllers on) shared by a module's tests; tests that change
+    state use their own namespaces."""
+    server = start_apiserver(tmp_path_factory.mktemp("secure"), ["--tls"])
+    try:
+        yield server
+    finally:
+        server.stop()
