@@ -63,6 +63,7 @@ class NoAdapter(LookupError):
 
 ADAPTERS: dict[str, tuple[str, str]] = {
     "iptables": ("kproxy.rules.iptables", "IptablesAdapter"),
+    "userspace": ("kproxy.rules.userspace", "UserspaceAdapter"),
 }
 
 
