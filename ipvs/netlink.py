@@ -3,12 +3,12 @@
 Why not pyroute2's IPVS: 0.9.7 sends DEL for "update", its from_message() drops the kernel's
 timeout/flags/fwd_method, and every call is one round trip through its asyncio core. Here a
 change list is encoded into as few send() calls as the socket buffer allows (many requests per
-datagram, one ack each), so a full sync of 100k objects costs a few hundred round trips.
+datagram, one ack per datagram), so a full sync of 100k objects costs a few hundred round trips.
 
 Guarantees:
 - `encode_*` and `parse_*` are pure (bytes in, bytes/values out) and unit-tested on any kernel.
-- `IpvsSocket.execute(requests)` sends every request and reads every ack; the first kernel
-  error is raised as IpvsError naming the request that failed (the kernel keeps processing the
+- `IpvsSocket.execute(requests)` sends every request (only the last of each batch asks for
+  an ack: the kernel reports the others only when they fail); the first kernel error is raised as IpvsError naming the request that failed (the kernel keeps processing the
   rest of a batch: IPVS has no transactions, so a failed apply leaves a partial change and the
   caller must re-read the kernel, which the backend's next full sync does).
 - Dumps return VirtualServer / RealServer values with exactly what the kernel reported.
@@ -206,8 +206,11 @@ class IpvsSocket:
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 16)  # NETLINK_GENERIC
         try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+            for force, plain, size in ((33, socket.SO_RCVBUF, 8 << 20), (32, socket.SO_SNDBUF, 1 << 20)):
+                try:  # SO_RCVBUFFORCE / SO_SNDBUFFORCE (root): beyond net.core.[rw]mem_max
+                    self.sock.setsockopt(socket.SOL_SOCKET, force, size)
+                except OSError:
+                    self.sock.setsockopt(socket.SOL_SOCKET, plain, size)
             self.sock.bind((0, 0))
             self._seq = 0
             self.family = self._resolve_family()
@@ -247,37 +250,49 @@ class IpvsSocket:
     # -------------------------------------------------------------- commands
 
     def execute(self, requests: Sequence[Request]) -> int:
-        """Sends `requests` in batches and waits for every ack. Returns how many round trips
-        (send + ack reads) it took. Raises IpvsError on the first refused request, after
-        reading the whole batch's acks."""
+        """Sends `requests` in batches and returns how many sends it took. Only the last
+        request of a batch asks for an ack (the kernel answers every other request only when
+        it fails), so a batch costs one send and, normally, one small read. Raises IpvsError
+        naming the first refused request, after the whole batch was answered."""
         trips = 0
         i = 0
         while i < len(requests):
-            pending: dict[int, Request] = {}
-            chunks: list[bytes] = []
+            batch: list[tuple[int, Request, bytes]] = []
             size = 0
             while i < len(requests) and size < BATCH_BYTES:
-                seq = self._next_seq()
-                msg = encode_message(self.family, requests[i].cmd, requests[i].attrs(), NLM_F_REQUEST | NLM_F_ACK, seq)
-                pending[seq] = requests[i]
-                chunks.append(msg)
-                size += len(msg)
+                attrs = requests[i].attrs()
+                batch.append((self._next_seq(), requests[i], attrs))
+                size += _NLMSGHDR.size + _GENLHDR.size + len(attrs)
                 i += 1
-            self.sock.send(b"".join(chunks))
+            last_seq = batch[-1][0]
+            self.sock.send(b"".join(
+                encode_message(self.family, req.cmd, attrs, NLM_F_REQUEST | (NLM_F_ACK if seq == last_seq else 0), seq)
+                for seq, req, attrs in batch))
             trips += 1
-            failure: IpvsError | None = None
-            while pending:
-                data = self._recv()
-                for kind, _flags, seq, start, _end in iter_messages(data):
-                    if kind != NLMSG_ERROR or seq not in pending:
-                        continue
-                    req = pending.pop(seq)
-                    code = -struct.unpack_from("=i", data, start)[0]
-                    if code and failure is None:
-                        failure = IpvsError(f"{req.describe()}: {os.strerror(code)}", code)
-            if failure is not None:
-                raise failure
+            self._read_answers({seq: req for seq, req, _ in batch}, last_seq)
         return trips
+
+    def _read_answers(self, pending: dict[int, Request], last_seq: int) -> None:
+        """Reads error messages until the ack of `last_seq`; raises the first failure."""
+        failure: IpvsError | None = None
+        while True:
+            try:
+                answer = self._recv()
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    raise IpvsError("the kernel refused so many requests that their errors overflowed "
+                                    "the socket buffer", errno.ENOBUFS) from None
+                raise
+            for kind, _flags, seq, start, _end in iter_messages(answer):
+                if kind != NLMSG_ERROR or seq not in pending:
+                    continue
+                code = -struct.unpack_from("=i", answer, start)[0]
+                if code and failure is None:
+                    failure = IpvsError(f"{pending[seq].describe()}: {os.strerror(code)}", code)
+                if seq == last_seq:
+                    if failure is not None:
+                        raise failure
+                    return
 
     def _dump(self, cmd: int, attrs: bytes) -> Iterator[dict[int, bytes]]:
         """Runs one dump; yields the nested attribute (SERVICE or DEST) of every answer."""
