@@ -25,16 +25,25 @@ _TO_PORT = re.compile(r"(--to-destination \S+:|--to-ports )(\d+)")
 
 def _listener_key_text(text: str, by_port: Mapping[int, str]) -> str:
     """A rule's diff key with listener ports replaced by their listener's key."""
+    return _port_names(normalise_rule(text), by_port)
+
+
+def _port_names(text: str, by_port: Mapping[int, str]) -> str:
+    """`text` with listener ports written as "<listener KEY>" (for rendered rules, whose ports are
+    stand-ins)."""
     return _TO_PORT.sub(lambda m: m.group(1) + (f"<{by_port[int(m.group(2))]}>" if int(m.group(2)) in by_port
-                                                 else m.group(2)), normalise_rule(text))
+                                                 else m.group(2)), text)
 
 
-def _with_listeners(rules: NodeRules, listeners: Sequence[Any], by_port: Mapping[int, str]) -> NodeRules:
-    """`rules` (iptables part) re-keyed for listener ports, with the listeners attached."""
+def _with_listeners(rules: NodeRules, listeners: Sequence[Any], by_port: Mapping[int, str],
+                    stand_in_ports: bool = False) -> NodeRules:
+    """`rules` (iptables part) re-keyed for listener ports, with the listeners attached. With
+    `stand_in_ports` (a rendered Plan) the texts name the listener instead of the fake port."""
     def rekey(o: KernelObject) -> KernelObject:
         if o.kind != "rule":
             return o
-        return KernelObject(o.kind, o.container, o.text, o.packets, o.bytes, _listener_key_text(o.text, by_port),
+        text = _port_names(o.text, by_port) if stand_in_ports else o.text
+        return KernelObject(o.kind, o.container, text, o.packets, o.bytes, _listener_key_text(o.text, by_port),
                             o.entry)
 
     by_service: dict[str, list[Any]] = {}
@@ -60,7 +69,8 @@ def _attach(svc: ServiceRules, objects: list[KernelObject], listeners: list[Any]
     objs = list(objects)
     for info in sorted(listeners, key=lambda i: i.key):
         eps = ", ".join(info.endpoints) or "no endpoints"
-        text = f"{info.protocol.lower()} {info.address}:{info.port} -> {eps} ({info.flows} flows)"
+        where = f"{info.address}:{info.port}" if info.port else "(not open yet)"
+        text = f"{info.protocol.lower()} {where} -> {eps} ({info.flows} flows)"
         key = f"{info.key} {info.protocol.lower()} -> {' '.join(sorted(info.endpoints))}"
         objs.append(KernelObject("listener", f"userspace/{info.key}", text, key=key))
         for addr in info.endpoints:
@@ -74,7 +84,7 @@ class _Listener:
 
     def __init__(self, key: str, protocol: str, endpoints: tuple[str, ...], port: int) -> None:
         self.key, self.protocol, self.endpoints, self.port = key, protocol, endpoints, port
-        self.address, self.flows = "*", 0
+        self.address, self.flows = "", 0
 
 
 class UserspaceAdapter:
@@ -95,9 +105,8 @@ class UserspaceAdapter:
         chains = {key: [(text, 0, 0) for text in rules] for key, rules in ruleset.chains()}
         jumps = [(j.table, j.chain, (j.restore_text(), 0, 0)) for j in ruleset.jumps]
         base = build(chains, jumps, node)
-        listeners = [_Listener(spec.key, spec.protocol, spec.endpoints, ports[spec.key])
-                     for spec in plan.listeners.values()]
-        return _with_listeners(base, listeners, {port: key for key, port in ports.items()})
+        listeners = [_Listener(spec.key, spec.protocol, spec.endpoints, 0) for spec in plan.listeners.values()]
+        return _with_listeners(base, listeners, {port: key for key, port in ports.items()}, stand_in_ports=True)
 
     def trace(self, inspection: Any, probe: Probe, local_addresses: Sequence[str]) -> TraceReport:
         raise ValueError("trace is not available for userspace mode yet (the proxy process picks the endpoint)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCHEMA = os.path.join(ROOT, "docs", "rules-schema.json")
 TRIES = 30
 WAIT = 60.0  # bounded polling deadline
+NO_TRACE = {"userspace"}  # modes whose adapter cannot trace yet
 # The agents' periodic full sync repairs drift; it must not run while a test edits rules by hand.
 SYNC_PERIOD = "600s"
 
@@ -96,6 +98,9 @@ def test_rules_show_the_service_as_the_apiserver_and_the_kernel_have_it(lab, web
 def test_trace_agrees_with_the_endpoints_that_answer_and_with_conntrack(lab, web):
     cluster_ip = web["spec"]["clusterIP"]
     res = rules(lab, "trace", "--proto", "tcp", "--src", CLIENT_IP, "--dst", f"{cluster_ip}:80", "-o", "json")
+    if lab.state.mode in NO_TRACE:  # a known limitation, stated by the CLI (not a silent pass)
+        assert res.returncode == 1 and "trace is not available for" in res.stderr
+        return
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     jsonschema.validate(doc, schema())
@@ -135,10 +140,16 @@ def test_diff_is_clean_then_catches_rules_added_and_deleted_by_hand(lab, web):
         assert "10.96.255.1" in doc["differences"][0]["object"]["text"]
     finally:
         subprocess.run(ipt + ["-D"] + added, check=True)
+    # delete one rule of the Service by hand (its iptables-save text is a valid rule spec)
     shown = json.loads(rules(lab, "default/web", "-o", "json").stdout)["services"][0]
-    dnat = next(o for o in shown["objects"] if "--to-destination" in o["text"])
-    subprocess.run(ipt + ["-F", dnat["container"].split("/")[1]], check=True)  # both rules of one KUBE-SEP-
-    res = rules(lab, "diff")
-    assert res.returncode == 1
-    lines = res.stdout.splitlines()
-    assert lines[0].startswith("2 differences") and all(l.startswith("missing  default/web  nat/KUBE-SEP-") for l in lines[2:])
+    victim = next(o for o in shown["objects"] if o["kind"] == "rule" and o["container"].startswith("nat/")
+                  and ("--to-destination" in o["text"] or "--to-ports" in o["text"]))
+    subprocess.run(ipt + ["-D", victim["container"].split("/")[1], *shlex.split(victim["text"])], check=True)
+    res = rules(lab, "diff", "-o", "json")
+    assert res.returncode == 1, res.stderr
+    doc = json.loads(res.stdout)
+    assert [(d["kind"], d["scope"], d["object"]["container"]) for d in doc["differences"]] == [
+        ("missing", "default/web:", victim["container"])]
+    text = rules(lab, "diff").stdout.splitlines()
+    assert text[0] == "1 difference between the desired state and the kernel"
+    assert text[2].startswith(f"missing  default/web  {victim['container']}")
