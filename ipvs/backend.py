@@ -25,7 +25,7 @@ import errno
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from kproxy.agent.backend import ApplyError, ApplyResult, Backend, BackendUnavailable
 from kproxy.agent.state import ProxyState
@@ -55,11 +55,14 @@ class KernelService:
 
 @dataclass(frozen=True)
 class Inspection:
-    """What the kernel holds: virtual servers with real servers and counters, dummy addresses."""
+    """What the kernel holds: virtual servers with real servers and counters, dummy addresses,
+    and which Service port each virtual server serves (VSKey -> (frontend kind, ServicePort
+    key), from the KUBE-IPVS-OWNERS ipset's comments)."""
 
     services: tuple[KernelService, ...]
     addresses: frozenset[str]
     draining: frozenset[tuple[VSKey, RealServer]] = field(default_factory=frozenset)
+    owners: Mapping[VSKey, tuple[str, str]] = field(default_factory=dict)
 
     def as_map(self) -> dict[VSKey, tuple[VirtualServer, tuple[RealServer, ...]]]:
         """VSKey -> (virtual server, real servers with weight > 0), for comparing with a ruleset."""
@@ -333,7 +336,8 @@ class IpvsBackend(Backend):
         except IpvsError as exc:
             raise ApplyError(str(exc)) from None
         addrs = frozenset(self._dummy_addresses()) if self._run(["ip", "link", "show", DUMMY_DEVICE]).returncode == 0 else frozenset()
-        return Inspection(services, addrs, frozenset(self._draining))
+        owners = nfrules.parse_owners(self._run(["ipset", "save", nfrules.SET_OWNERS]).stdout)
+        return Inspection(services, addrs, frozenset(self._draining), owners)
 
     def cleanup(self) -> None:
         self.netns.run(self._cleanup)

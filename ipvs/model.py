@@ -45,12 +45,14 @@ class VirtualServer:
 
 @dataclass(frozen=True)
 class ServiceEntry:
-    """One desired virtual server, its real servers (sorted, unique) and the ServicePort it
-    serves ("ns/name:port" for logs and `kproxy rules`)."""
+    """One desired virtual server, its real servers (sorted, unique), the ServicePort it
+    serves ("ns/name:port") and as what (a kproxy.rules Frontend kind: clusterIP, nodePort,
+    externalIP, loadBalancerIP)."""
 
     server: VirtualServer
     reals: tuple[RealServer, ...]
     owner: str
+    kind: str = "clusterIP"
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class NetfilterPlan:
     local_node_ports: (proto, port) of NodePorts under the Local policy (keep the client IP)
     loopback:       (endpoint ip, proto, port) for hairpin masquerade (a pod reaching itself)
     no_endpoints:   (ip, proto, port) of virtual servers with no real server: REJECT
+    owners:         (ip, proto, port, kind, ServicePort key) of every virtual server: kept in
+                    the kernel (ipset comments) so `kproxy rules` can attribute what it reads
     """
 
     cluster_ips: frozenset[tuple[str, str, int]] = frozenset()
@@ -71,6 +75,7 @@ class NetfilterPlan:
     local_node_ports: frozenset[tuple[str, int]] = frozenset()
     loopback: frozenset[tuple[str, str, int]] = frozenset()
     no_endpoints: frozenset[tuple[str, str, int]] = frozenset()
+    owners: frozenset[tuple[str, str, int, str, str]] = frozenset()
     cluster_cidr: str | None = None
     masquerade_all: bool = False
     masquerade_bit: int = 14

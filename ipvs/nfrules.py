@@ -27,6 +27,7 @@ SET_CLUSTER_IP = "KUBE-IPVS-CLUSTER-IP"
 SET_EXTERNAL_IP = "KUBE-IPVS-EXTERNAL-IP"
 SET_LOOP_BACK = "KUBE-IPVS-LOOP-BACK"
 SET_NO_ENDPOINTS = "KUBE-IPVS-NO-ENDPOINTS"
+SET_OWNERS = "KUBE-IPVS-OWNERS"  # no rule uses it: "kind ns/name:port" comments for `kproxy rules`
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 
 
@@ -41,6 +42,7 @@ def ipset_types() -> dict[str, str]:
         SET_EXTERNAL_IP: "hash:ip,port family inet hashsize 1024 maxelem 1048576",
         SET_NO_ENDPOINTS: "hash:ip,port family inet hashsize 1024 maxelem 1048576",
         SET_LOOP_BACK: "hash:ip,port,ip family inet hashsize 1024 maxelem 1048576",
+        SET_OWNERS: "hash:ip,port family inet hashsize 1024 maxelem 1048576 comment",
     }
     for proto in PROTOCOLS:
         for local in (False, True):
@@ -56,6 +58,8 @@ def ipset_members(plan: NetfilterPlan) -> dict[str, list[str]]:
         SET_EXTERNAL_IP: ipp(plan.external_ips),
         SET_NO_ENDPOINTS: ipp(plan.no_endpoints),
         SET_LOOP_BACK: sorted(f"{ip},{proto.lower()}:{port},{ip}" for ip, proto, port in plan.loopback),
+        SET_OWNERS: sorted(f'{ip},{proto.lower()}:{port} comment "{kind} {owner}"'
+                           for ip, proto, port, kind, owner in plan.owners),
     }
     for proto in PROTOCOLS:
         members[node_port_set(proto, False)] = sorted(str(p) for pr, p in plan.node_ports if pr == proto)
@@ -135,3 +139,18 @@ def cleanup_text() -> str:
     out = ["*filter", *(f":{c} - [0:0]" for c in FILTER_CHAINS), *(f"-X {c}" for c in FILTER_CHAINS), "COMMIT",
            "*nat", *(f":{c} - [0:0]" for c in NAT_CHAINS), *(f"-X {c}" for c in NAT_CHAINS), "COMMIT"]
     return "\n".join(out) + "\n"
+
+
+def parse_owners(save_text: str) -> dict[tuple[str, int, str], tuple[str, str]]:
+    """`ipset save KUBE-IPVS-OWNERS` -> {(ip, port, PROTO): (kind, ServicePort key)}."""
+    out: dict[tuple[str, int, str], tuple[str, str]] = {}
+    for line in save_text.splitlines():
+        words = line.split(" ", 3)
+        if len(words) < 4 or words[0] != "add" or words[1] != SET_OWNERS or not words[3].startswith("comment "):
+            continue
+        ip, _, proto_port = words[2].partition(",")
+        proto, _, port = proto_port.partition(":")
+        kind, _, owner = words[3][len("comment "):].strip().strip('"').partition(" ")
+        if port.isdigit():
+            out[(ip, int(port), proto.upper())] = (kind, owner)
+    return out

@@ -84,6 +84,7 @@ def render(state: ProxyState, options: RenderOptions = RenderOptions()) -> IpvsR
     local_node_ports: set = set()
     loopback: set = set()
     no_endpoints: set = set()
+    owners: set = set()
     node_addrs = nodeport_addresses(state)
 
     for key in sorted(state.services):
@@ -97,11 +98,12 @@ def render(state: ProxyState, options: RenderOptions = RenderOptions()) -> IpvsR
         external = _reals(sp.external_endpoints())
         proto = sp.protocol
 
-        def add(ip: str, port: int, reals: tuple[RealServer, ...]) -> bool:
+        def add(ip: str, port: int, reals: tuple[RealServer, ...], kind: str) -> bool:
             vs = VirtualServer(ip, port, proto, options.scheduler, flags, timeout)
             if vs.key in services:
                 return False
-            services[vs.key] = ServiceEntry(vs, reals, sp.key)
+            services[vs.key] = ServiceEntry(vs, reals, sp.key, kind)
+            owners.add((ip, proto, port, kind, sp.key))
             if not reals:
                 no_endpoints.add((ip, proto, port))
             for r in reals:
@@ -109,23 +111,25 @@ def render(state: ProxyState, options: RenderOptions = RenderOptions()) -> IpvsR
             return True
 
         for ip in _v4(sp.cluster_ips):
-            if add(ip, sp.port, internal):
+            if add(ip, sp.port, internal, "clusterIP"):
                 addresses.add(ip)
                 cluster_ips.add((ip, proto, sp.port))
-        for ip in _v4(sp.external_ips) + _v4(sp.load_balancer_ips):
-            if add(ip, sp.port, external):
+        externals = [(ip, "externalIP") for ip in _v4(sp.external_ips)]
+        externals += [(ip, "loadBalancerIP") for ip in _v4(sp.load_balancer_ips)]
+        for ip, kind in externals:
+            if add(ip, sp.port, external, kind):
                 addresses.add(ip)
                 if not sp.external_policy_local:
                     external_ips.add((ip, proto, sp.port))
         if sp.node_port:
             for ip in node_addrs:
-                add(ip, sp.node_port, external)
+                add(ip, sp.node_port, external, "nodePort")
             (local_node_ports if sp.external_policy_local else node_ports).add((proto, sp.node_port))
 
     plan = NetfilterPlan(
         cluster_ips=frozenset(cluster_ips), external_ips=frozenset(external_ips),
         node_ports=frozenset(node_ports), local_node_ports=frozenset(local_node_ports),
-        loopback=frozenset(loopback), no_endpoints=frozenset(no_endpoints),
+        loopback=frozenset(loopback), no_endpoints=frozenset(no_endpoints), owners=frozenset(owners),
         cluster_cidr=_cluster_cidr(state), masquerade_all=state.masquerade_all,
         masquerade_bit=state.masquerade_bit)
     return IpvsRuleset(services=services, addresses=frozenset(addresses), netfilter=plan)

@@ -114,6 +114,7 @@ def test_cluster_ip_round_robins_over_endpoints_and_masquerades_off_cluster_clie
     assert {src for _, src in replies} == {NODE_IP}  # the client is off-cluster: masqueraded
     addrs = topo.run(topo.node, ["ip", "-o", "-4", "addr", "show", "dev", DUMMY_DEVICE]).stdout
     assert "10.96.0.10/32" in addrs
+    assert backend.inspect().owners[("10.96.0.10", 80, "TCP")] == ("clusterIP", "default/web:")
 
 
 def test_pod_client_keeps_its_address_and_hairpin_is_masqueraded(topo, backend):

@@ -1,0 +1,109 @@
+"""The `kproxy rules` adapter for ipvs mode: IpvsBackend.inspect() (or a rendered IpvsRuleset)
+-> the shared model (kproxy.rules.model). Pure.
+
+Which Service port a virtual server serves is read from the kernel itself: the backend keeps a
+"<frontend kind> <ns/name:port>" comment per virtual server in the KUBE-IPVS-OWNERS ipset.
+Virtual servers without such a comment are `unowned` (hand-made or stale). Endpoints are the
+real servers with weight > 0; a weight-0 real server is draining (graceful termination) and is
+listed as an object, not as an endpoint. Keys are the same text for a rendered and a read-back
+object, so `kproxy rules diff` compares like with like. The kernel's IPVS counters are not read
+(packets 0): the dump here carries connection counts, which go into the real server's text.
+
+Registration (kproxy/rules/adapter.py ADAPTERS): "ipvs": ("kproxy.ipvs.rules_adapter", "IpvsAdapter").
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+from kproxy.rules.model import EndpointInfo, Frontend, KernelObject, NodeRules, ServiceRules
+from kproxy.rules.trace import Candidate, Probe, Step, TraceReport
+
+from .model import IP_VS_SVC_F_PERSISTENT, RealServer, VirtualServer
+
+MODE = "ipvs"
+CONTAINER = "ipvs"
+
+
+def virtual_server_text(vs: VirtualServer) -> str:
+    """As `ipvsadm -Ln` prints it (scheduler, persistence)."""
+    text = f"{vs.protocol} {vs.address}:{vs.port} {vs.scheduler}"
+    if vs.flags & IP_VS_SVC_F_PERSISTENT:
+        text += f" persistent {vs.timeout}"
+    return text
+
+
+def _objects(vs: VirtualServer, reals: Iterable[tuple[RealServer, str]]) -> list[KernelObject]:
+    head = virtual_server_text(vs)
+    out = [KernelObject("virtual-server", CONTAINER, head, key=head, entry=True)]
+    for real, extra in reals:
+        key = f"-> {real.address}:{real.port} Masq {real.weight}"
+        out.append(KernelObject("real-server", f"{vs.protocol} {vs.address}:{vs.port}", key + extra, key=key))
+    return out
+
+
+def _split_key(key: str) -> tuple[str, str, str]:
+    ns, _, rest = key.partition("/")
+    name, _, port_name = rest.partition(":")
+    return ns, name, port_name
+
+
+def _build(items: Iterable[tuple[VirtualServer, list[tuple[RealServer, str]], tuple[str, str] | None]],
+           node: str) -> NodeRules:
+    by_key: dict[str, dict] = {}
+    unowned: list[KernelObject] = []
+    for vs, reals, owner in sorted(items, key=lambda i: i[0].key):
+        objects = _objects(vs, reals)
+        if owner is None:
+            unowned.extend(objects)
+            continue
+        kind, sp_key = owner
+        group = by_key.setdefault(sp_key, {"protocol": vs.protocol, "frontends": set(), "endpoints": set(),
+                                           "objects": []})
+        group["frontends"].add(Frontend(kind, vs.address, vs.port, vs.protocol))
+        group["endpoints"].update(f"{r.address}:{r.port}" for r, _ in reals if r.weight > 0)
+        group["objects"].extend(objects)
+    services = tuple(
+        ServiceRules(*_split_key(key), g["protocol"], tuple(sorted(g["frontends"])),
+                     tuple(EndpointInfo(a) for a in sorted(g["endpoints"])), tuple(g["objects"]))
+        for key, g in sorted(by_key.items()))
+    return NodeRules(MODE, node, services, (), tuple(unowned), detail={"device": "kube-ipvs0"})
+
+
+class IpvsAdapter:
+    mode = MODE
+
+    def from_inspection(self, inspection: Any, node: str) -> NodeRules:
+        items = []
+        for ks in inspection.services:
+            reals = [(d.server, f" ActiveConn {d.active} InActConn {d.inactive}") for d in ks.dests]
+            items.append((ks.server, reals, inspection.owners.get(ks.server.key)))
+        return _build(items, node)
+
+    def from_ruleset(self, ruleset: Any, node: str) -> NodeRules:
+        items = [(e.server, [(r, "") for r in e.reals], (e.kind, e.owner)) for e in ruleset.services.values()]
+        return _build(items, node)
+
+    def trace(self, inspection: Any, probe: Probe, local_addresses: Sequence[str]) -> TraceReport:
+        """The virtual server the packet's destination hits and its real servers with the share
+        of new connections each gets (weight / total weight; exact for rr/wrr, the long-run
+        share for the other schedulers). No virtual server: ACCEPT (IPVS lets it pass)."""
+        proto = probe.proto.upper()
+        ks = next((k for k in inspection.services
+                   if (k.server.address, k.server.port, k.server.protocol) == (probe.dst, probe.dport, proto)), None)
+        if ks is None:
+            return TraceReport(MODE, probe, "", None, (Candidate("ACCEPT", 1.0, False),),
+                               note="no IPVS virtual server for this destination")
+        kind, sp_key = inspection.owners.get(ks.server.key, ("clusterIP", ""))
+        frontend = Frontend(kind, ks.server.address, ks.server.port, proto)
+        head = Step(CONTAINER, 0, virtual_server_text(ks.server))
+        live = [d.server for d in ks.dests if d.server.weight > 0]
+        if not live:
+            return TraceReport(MODE, probe, sp_key, frontend, (Candidate("REJECT", 1.0, False, (head,)),),
+                               note="virtual server without real servers: filter KUBE-IPVS-FILTER rejects")
+        total = sum(r.weight for r in live)
+        candidates = tuple(sorted(
+            (Candidate(f"{r.address}:{r.port}", r.weight / total, False,
+                       (head, Step(f"{proto} {ks.server.address}:{ks.server.port}", i, f"-> {r.address}:{r.port}")))
+             for i, r in enumerate(live)), key=lambda c: (-c.probability, c.outcome)))
+        return TraceReport(MODE, probe, sp_key, frontend, candidates,
+                           note="masquerade is decided by nat KUBE-IPVS-SERVICES (not traced)")
