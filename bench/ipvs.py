@@ -8,7 +8,8 @@ itself inside the test VM (kproxy.vm) and prints the VM's output. For each size 
 - full sync: render time, IpvsBackend.apply(ruleset, None) (dummy addresses, ipsets, netfilter
   and IPVS), and the IPVS netlink part alone (our batched requests into an empty namespace);
 - ipvsadm --restore loading the same virtual and real servers into an empty namespace;
-- at the largest N, a one-endpoint change: render + partial apply.
+- at the largest N, a full sync that finds nothing to change (the periodic resync: it dumps
+  every virtual server's real servers) and a one-endpoint change: render + partial apply.
 "ratio" = our IPVS part / ipvsadm --restore (the issue's target: <= 1.5 for a full sync).
 Nothing here touches the machine's main namespace.
 """
@@ -108,6 +109,10 @@ def run(sizes: list[int], endpoints: int) -> int:
             backend = IpvsBackend(netns, config)
             ruleset = backend.render(state)
             backend.apply(ruleset, None)
+            t_resync, result = timed(backend.apply, ruleset, None)
+            assert result.objects_written == 0, result
+            print(f"periodic full sync, nothing changed, at {n} Services: {t_resync:.3f}s "
+                  f"(one real-server dump per virtual server)")
             key = next(iter(state.services))
             sp = state.services[key]
             changed_sp = ServicePort(**{**sp.__dict__, "endpoints": sp.endpoints[:-1] + (Endpoint("10.250.0.1", 8080),)})
