@@ -146,3 +146,16 @@ def test_maglev_selection_fills_the_table_from_the_maglev_permutation():
     assert rs.chains[chain].rules[-1].text.startswith(f"jhash ip saddr . th sport mod {r.MAGLEV_TABLE_SIZE}")
     with pytest.raises(ValueError, match="endpoint selection"):
         r.render(state(sp), endpoint_selection="round-robin")
+
+
+def test_endpoint_selection_comes_from_the_config_and_a_bad_one_is_refused():
+    from types import SimpleNamespace
+
+    from kproxy.agent.backend import BackendUnavailable
+    from kproxy.agent.config import AgentConfig
+    from kproxy.nftables.backend import endpoint_selection
+
+    assert endpoint_selection(AgentConfig(mode="nftables")) == "random"  # no such field yet: the default
+    assert endpoint_selection(SimpleNamespace(nftables=SimpleNamespace(endpoint_selection="maglev"))) == "maglev"
+    with pytest.raises(BackendUnavailable, match="endpointSelection 'rr'"):
+        endpoint_selection(SimpleNamespace(nftables=SimpleNamespace(endpoint_selection="rr")))
