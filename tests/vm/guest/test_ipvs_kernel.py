@@ -256,7 +256,7 @@ def hold_servers(topo):
         for name in "ab":
             procs.append(subprocess.Popen(["ip", "netns", "exec", topo.pods[name].netns, sys.executable, "-c", code, name]))
         for name in "ab":
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 180  # an emulated VM under load starts Python slowly
             while topo.run(topo.pods[name].netns, ["ss", "-ltn", f"sport = :{HOLD_PORT}"]).stdout.count("LISTEN") == 0:
                 assert time.monotonic() < deadline, "hold server did not start"
                 time.sleep(0.1)
