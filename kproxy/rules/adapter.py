@@ -64,6 +64,7 @@ class NoAdapter(LookupError):
 ADAPTERS: dict[str, tuple[str, str]] = {
     "iptables": ("kproxy.rules.iptables", "IptablesAdapter"),
     "userspace": ("kproxy.rules.userspace", "UserspaceAdapter"),
+    "nftables": ("kproxy.rules.nftables", "NftablesAdapter"),
 }
 
 

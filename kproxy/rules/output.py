@@ -85,10 +85,11 @@ def _plural(n: int, word: str) -> str:
 def _objects_block(objects, width: int, st: Style, all_chains: bool) -> list[str]:
     """Kernel objects grouped by where they live (a line naming the chain / map / virtual
     server, then its objects), so each object's text gets nearly the whole width. Rules are
-    shown without their comment; a chain object only when it holds nothing (or `all_chains`)."""
+    shown without their comment; a chain/map/set only as its group line ("(empty)" when it
+    holds nothing)."""
     groups: dict[str, list] = {}
     for o in objects:
-        if o.kind == "chain":
+        if o.kind in ("chain", "map", "set"):  # a container: shown by its contents' group line
             if all_chains or not any(x.container == f"{o.container}/{o.text}" for x in objects):
                 groups.setdefault(f"{o.container}/{o.text}", [])
             continue

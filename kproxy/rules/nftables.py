@@ -1,0 +1,227 @@
+"""The nftables adapter: `nft list table ip kproxy` (the kernel's own dump) -> the shared model.
+
+The rendered Ruleset prints itself in the same syntax (Ruleset.text()), so desired and kernel
+go through one parser and compare object by object.
+
+Attribution: per-Service chains, maps and sets are named "<kind>-<hash>-<ns>/<name>/<proto>/<port
+name>" (endpoint chains add "__<ip>/<port>"), so the name says which Service port owns them. An
+element of a shared map (service-ips, service-nodeports, firewall-ips) belongs to the Service
+port whose chain its verdict names; elements whose verdict names no Service (no-endpoint-*:
+goto reject-chain / drop) are `shared`, as the kernel does not say whose they are. Objects of a
+Service port no shared-map element reaches are `unowned` (stale or hand-made).
+
+Counters: nft rules count only with a `counter` statement; where the kernel prints one
+("counter packets N bytes M") it becomes the object's counters, otherwise they are 0.
+Trace is not available for this mode yet.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from .model import EndpointInfo, Frontend, KernelObject, NodeRules, ServiceRules
+from .trace import Probe, TraceReport
+
+MODE = "nftables"
+TABLE = "kproxy"
+SERVICE_PREFIXES = ("service-", "local-", "external-", "firewall-", "endpoint-", "affinity-")
+ENTRY_MAPS = ("service-ips", "service-nodeports", "firewall-ips")
+_COUNTER = re.compile(r"\s*counter packets (\d+) bytes (\d+)")
+_HEX = re.compile(r"\b0x[0-9a-fA-F]+\b")
+
+
+@dataclass
+class NftTable:
+    """A parsed `nft list table` text: chains (name -> rule lines, hook line) and sets/maps
+    (name -> kind, dynamic flag, element lines)."""
+
+    chains: dict[str, list[str]] = field(default_factory=dict)
+    hooks: dict[str, str] = field(default_factory=dict)
+    sets: dict[str, tuple[str, bool, list[str]]] = field(default_factory=dict)
+
+
+def parse_table(text: str) -> NftTable:
+    """Parses the text form `nft list table` and Ruleset.text() print (pure)."""
+    out = NftTable()
+    block: list[str] | None = None
+    header = ""
+    depth = 0
+    for raw in text.splitlines():
+        line = raw.split(" # handle ")[0].strip()
+        if not line:
+            continue
+        if block is None:
+            m = re.match(r"^(chain|map|set) (\S+) \{$", line)
+            if m:
+                header, block, depth = line, [], 1
+            continue
+        depth += line.count("{") - line.count("}")
+        if depth <= 0:
+            kind, name = header.split()[:2]
+            _store(out, kind, name, block)
+            block = None
+            continue
+        block.append(line)
+    return out
+
+
+def _store(out: NftTable, kind: str, name: str, lines: list[str]) -> None:
+    if kind == "chain":
+        rules = []
+        for line in lines:
+            if line.startswith("type ") and " hook " in line:
+                out.hooks[name] = line
+            else:
+                rules.append(line)
+        out.chains[name] = rules
+        return
+    body = " ".join(lines)
+    dynamic = "dynamic" in body or "timeout" in body
+    elements: list[str] = []
+    m = re.search(r"elements = \{(.*)\}", body)
+    if m:
+        elements = [e.strip() for e in m.group(1).split(",") if e.strip()]
+    out.sets[name] = (kind, dynamic, elements)
+
+
+def normalise(text: str) -> str:
+    """Equal meaning -> equal string: whitespace collapsed, counters dropped, hex numbers as
+    decimal (nft prints marks as 0x0000000N, the model as N)."""
+    text = _COUNTER.sub("", text)
+    text = _HEX.sub(lambda m: str(int(m.group(0), 16)), text)
+    return " ".join(text.split())
+
+
+def _counters(text: str) -> tuple[int, int]:
+    m = _COUNTER.search(text)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def owner_base(name: str) -> str:
+    """"<hash>-<ns>/<name>/<proto>/<port>" of a per-Service object name ("" when not one)."""
+    for prefix in SERVICE_PREFIXES:
+        if name.startswith(prefix):
+            base = name[len(prefix):].split("__", 1)[0]
+            return base if base.count("/") == 3 and "-" in base else ""
+    return ""
+
+
+def service_of(base: str) -> tuple[str, str, str, str]:
+    """(namespace, name, protocol, port name) of a chain base."""
+    ns, name, proto, port = base.split("-", 1)[1].split("/")
+    return ns, name, proto.upper(), port
+
+
+def _target(element: str) -> str:
+    verdict = element.rsplit(" : ", 1)[-1].split()
+    return verdict[1] if len(verdict) == 2 and verdict[0] in ("goto", "jump") else ""
+
+
+@dataclass
+class _Service:
+    base: str
+    frontends: set = field(default_factory=set)
+    objects: list = field(default_factory=list)
+    endpoints: dict = field(default_factory=dict)
+
+
+def build(table: NftTable, node: str, detail: dict | None = None) -> NodeRules:
+    """The model of one parsed table (see the module doc)."""
+    services: dict[str, _Service] = {}
+    shared: list[KernelObject] = []
+    owned: dict[str, list[KernelObject]] = {}  # base -> objects in per-service containers
+    local_targets: set[str] = set()
+
+    def svc(base: str) -> _Service:
+        return services.setdefault(base, _Service(base))
+
+    for name, (kind, dynamic, elements) in sorted(table.sets.items()):
+        base = owner_base(name)
+        holder = owned.setdefault(base, []) if base else shared
+        holder.append(KernelObject(kind, "nft", name, key=name))
+        if dynamic:
+            continue  # filled by packets (session affinity), not by kproxy
+        for element in elements:
+            packets, nbytes = _counters(element)
+            target = _target(element)
+            target_base = owner_base(target)
+            obj = KernelObject(f"{kind}-element", f"nft/{name}", _COUNTER.sub("", element), packets, nbytes,
+                               normalise(element), entry=name in ENTRY_MAPS and bool(target_base))
+            if name.startswith("local-") and target.startswith("endpoint-"):
+                local_targets.add(target)
+            if name in ENTRY_MAPS and target_base:
+                s = svc(target_base)
+                s.objects.append(obj)
+                s.frontends.add(_frontend(name, element, target, service_of(target_base)[2]))
+            else:
+                holder.append(obj)
+    for name, rules in sorted(table.chains.items()):
+        base = owner_base(name)
+        holder = owned.setdefault(base, []) if base else shared
+        holder.append(KernelObject("chain", "nft", name, key=name))
+        for rule in rules:
+            packets, nbytes = _counters(rule)
+            holder.append(KernelObject("rule", f"nft/{name}", _COUNTER.sub("", rule), packets, nbytes, normalise(rule)))
+        if name.startswith("endpoint-") and base:
+            ip, _, port = name.rsplit("__", 1)[1].rpartition("/")
+            svc(base).endpoints[f"{ip}:{port}"] = name
+    unowned: list[KernelObject] = []
+    out = []
+    for base in sorted(services, key=lambda b: service_of(b)[:2] + (service_of(b)[3],)):
+        s = services[base]
+        if not s.frontends:  # nothing enters it: its objects are leftovers
+            unowned.extend(owned.get(base, []))
+            continue
+        ns, name, proto, port = service_of(base)
+        # an LB IP is in service-ips (-> external-) and, with source ranges, in firewall-ips
+        lb = {(f.ip, f.port) for f in s.frontends if f.kind == "loadBalancerIP"}
+        s.frontends = {f for f in s.frontends if not (f.kind == "externalIP" and (f.ip, f.port) in lb)}
+        endpoints = tuple(EndpointInfo(addr, local=True if chain in local_targets else None)
+                          for addr, chain in sorted(s.endpoints.items()))
+        out.append(ServiceRules(ns, name, port, proto, tuple(sorted(s.frontends)), endpoints,
+                                tuple(s.objects + owned.get(base, []))))
+    for base, objs in owned.items():
+        if base not in services:
+            unowned.extend(objs)
+    return NodeRules(MODE, node, tuple(out), tuple(shared), tuple(unowned), dict(detail or {}))
+
+
+def _frontend(map_name: str, element: str, target: str, proto: str) -> Frontend:
+    key = [p.strip() for p in element.rsplit(" : ", 1)[0].split(" . ")]
+    if map_name == "service-nodeports":
+        return Frontend("nodePort", "", int(key[1]), proto)
+    kind = "clusterIP" if target.startswith(("service-", "local-")) else (
+        "loadBalancerIP" if target.startswith("firewall-") or map_name == "firewall-ips" else "externalIP")
+    return Frontend(kind, key[0], int(key[2]), proto)
+
+
+@dataclass(frozen=True)
+class Dump:
+    """What read() takes from the kernel: the table's text (empty when the table is absent)."""
+
+    text: str
+
+
+class NftablesAdapter:
+    """kproxy.rules.adapter.ModeAdapter for mode "nftables"."""
+
+    mode = MODE
+
+    def read(self, backend: Any) -> Dump:
+        from kproxy.agent.backend import ApplyError
+        res = backend.netns.command(["nft", "list", "table", "ip", TABLE], check=False)
+        if res.returncode != 0:
+            if "No such file or directory" in res.stderr:
+                return Dump("")
+            raise ApplyError(f"nft list table ip {TABLE}: {res.stderr.strip()}")
+        return Dump(res.stdout)
+
+    def from_inspection(self, dump: Dump, node: str) -> NodeRules:
+        return build(parse_table(dump.text), node)
+
+    def from_ruleset(self, ruleset: Any, node: str) -> NodeRules:
+        return build(parse_table(ruleset.text()), node)
+
+    def trace(self, dump: Any, probe: Probe, local_addresses: Sequence[str]) -> TraceReport:
+        raise ValueError("trace is not available for nftables mode yet")
