@@ -68,6 +68,14 @@ class ApiserverProcess:
         self.kill()
         raise ApiserverError(f"apiserver not ready within {START_TIMEOUT}s:\n{self.log_tail()}")
 
+    def http(self, identity: str | None = "admin", timeout: float = 30.0):
+        """A raw HTTP(S) client (tests.apiserver.httputil.Http) to this server; over https it
+        trusts the cluster CA and presents `identity`'s client certificate (None: anonymous)."""
+        from tests.apiserver.httputil import Http, client_tls_context
+        if self.url.startswith("https://"):
+            return Http(self.url, timeout, client_tls_context(self.data_dir, identity))
+        return Http(self.url, timeout)
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

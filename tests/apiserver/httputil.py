@@ -41,6 +41,11 @@ class Http:
         self.timeout = timeout
         self.ssl_context = ssl_context if parsed.scheme == "https" else None
 
+    def clone(self) -> "Http":
+        """Another client to the same server with the same TLS identity (e.g. one per thread)."""
+        return Http(f"{'https' if self.ssl_context else 'http'}://{self.host}:{self.port}", self.timeout,
+                    self.ssl_context)
+
     def raw(self, method: str, path: str, body: bytes | None = None,
             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
         conn = _connection(self.host, self.port, self.timeout, self.ssl_context)

@@ -10,7 +10,6 @@ from hypothesis import strategies as hs
 
 from kproxy.apiserver.allocators import AllocationError, ClusterIPAllocator, NodePortAllocator, parse_port_range
 from tests.apiserver.fixtures import start_apiserver
-from tests.apiserver.httputil import Http
 
 SVCS = "/api/v1/namespaces/default/services"
 
@@ -91,7 +90,7 @@ def cause_messages(body) -> str:
 
 
 def test_explicit_ip_out_of_range_or_taken(server):
-    api = Http(server.url)
+    api = server.http()
     status, body = api.call("POST", SVCS, svc("a", clusterIP="192.168.1.1"))
     assert status == 422 and "provided IP is not in the valid range" in cause_messages(body)
     api.ok("POST", SVCS, svc("b", clusterIP="10.96.0.5"))
@@ -102,7 +101,7 @@ def test_explicit_ip_out_of_range_or_taken(server):
 
 
 def test_node_ports_taken_full_released_and_type_change(server):
-    api = Http(server.url)
+    api = server.http()
     status, body = api.call("POST", SVCS, svc("np0", type="NodePort", ports=[{"port": 80, "nodePort": 31000}]))
     assert status == 422 and "not in the valid range" in cause_messages(body)
     a = api.ok("POST", SVCS, svc("np1", type="NodePort", ports=[{"port": 80, "nodePort": 30001}]))
@@ -121,7 +120,7 @@ def test_node_ports_taken_full_released_and_type_change(server):
 
 
 def test_update_with_empty_cluster_ip_keeps_it_and_change_is_refused(server):
-    api = Http(server.url)
+    api = server.http()
     created = api.ok("POST", SVCS, svc("keep"))
     ip = created["spec"]["clusterIP"]
     created["spec"].pop("clusterIP")
@@ -133,11 +132,11 @@ def test_update_with_empty_cluster_ip_keeps_it_and_change_is_refused(server):
 
 
 def test_allocations_survive_restart(server):
-    api = Http(server.url)
+    api = server.http()
     held = api.ok("POST", SVCS, svc("x", type="NodePort"))
     ip, port = held["spec"]["clusterIP"], held["spec"]["ports"][0]["nodePort"]
     server.restart(kill=True)
-    api = Http(server.url)
+    api = server.http()
     status, body = api.call("POST", SVCS, svc("y", clusterIP=ip))
     assert status == 422 and "already allocated" in cause_messages(body)
     status, body = api.call("POST", SVCS, svc("z", type="NodePort", ports=[{"port": 80, "nodePort": port}]))

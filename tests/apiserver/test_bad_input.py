@@ -33,7 +33,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture
 def api(server):
-    return Http(server.url)
+    return server.http()
 
 
 def revision(api: Http) -> int:

@@ -7,7 +7,6 @@ import threading
 
 import pytest
 
-from tests.apiserver.httputil import Http
 
 SVCS = "/api/v1/namespaces/default/services"
 EPS = "/api/v1/namespaces/default/endpoints"
@@ -16,7 +15,7 @@ THREADS = 8
 
 @pytest.fixture
 def api(bare_apiserver):
-    return Http(bare_apiserver.url)
+    return bare_apiserver.http()
 
 
 def run_all(target, n=THREADS):
@@ -33,7 +32,7 @@ def test_concurrent_patches_lose_nothing(api):
     errors: list = []
 
     def patcher(t):
-        client = Http(api_url(api))
+        client = api.clone()
         for i in range(10):
             status, body = client.call("PATCH", f"{EPS}/shared", {"metadata": {"labels": {f"k{t}-{i}": "v"}}},
                                        "application/merge-patch+json")
@@ -52,7 +51,7 @@ def test_conditional_updates_have_one_winner(api):
 
     def updater(t):
         body = dict(obj, metadata=dict(obj["metadata"], labels={"winner": str(t)}))
-        status, _ = Http(api_url(api)).call("PUT", f"{EPS}/race", body)
+        status, _ = api.clone().call("PUT", f"{EPS}/race", body)
         results.append(status)
 
     run_all(updater)
@@ -63,7 +62,7 @@ def test_concurrent_service_creates_get_distinct_addresses(api):
     made: list[dict] = []
 
     def creator(t):
-        client = Http(api_url(api))
+        client = api.clone()
         for i in range(8):
             made.append(client.ok("POST", SVCS, {"apiVersion": "v1", "kind": "Service",
                                                  "metadata": {"name": f"s{t}-{i}"},
@@ -74,7 +73,3 @@ def test_concurrent_service_creates_get_distinct_addresses(api):
     ports = [s["spec"]["ports"][0]["nodePort"] for s in made]
     assert len(set(ips)) == len(ips) == THREADS * 8
     assert len(set(ports)) == len(ports)
-
-
-def api_url(api: Http) -> str:
-    return f"http://{api.host}:{api.port}"

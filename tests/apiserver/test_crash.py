@@ -9,7 +9,6 @@ import time
 import pytest
 
 from tests.apiserver.fixtures import start_apiserver
-from tests.apiserver.httputil import Http
 
 TOTAL = 1000
 WRITERS = 4
@@ -30,7 +29,7 @@ def test_kill_during_writes_loses_no_acknowledged_write(tmp_path):
         failed: list[int] = []
 
         def writer(idx: int) -> None:
-            api = Http(server.url, timeout=10)
+            api = server.http(timeout=10)
             for i in range(idx, TOTAL, WRITERS):
                 try:
                     status, obj = api.call("POST", SVCS, body(i))
@@ -56,7 +55,7 @@ def test_kill_during_writes_loses_no_acknowledged_write(tmp_path):
         max_acked_rv = max(acked.values())
 
         server.start()
-        api = Http(server.url)
+        api = server.http()
         listed = api.ok("GET", SVCS)
         present = {s["metadata"]["name"]: s for s in listed["items"]}
         missing = sorted(set(acked) - set(present))

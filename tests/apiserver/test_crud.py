@@ -5,7 +5,6 @@ import time
 
 import pytest
 
-from tests.apiserver.httputil import Http
 
 NS = "/api/v1/namespaces"
 
@@ -17,7 +16,7 @@ def svc(name, **spec):
 
 @pytest.fixture
 def api(bare_apiserver):
-    return Http(bare_apiserver.url)
+    return bare_apiserver.http()
 
 
 def test_bootstrap_objects_exist(api):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.apiserver.httputil import Http
 
 SVCS = "/api/v1/namespaces/default/services"
 PODS = "/api/v1/namespaces/default/pods"
@@ -14,7 +13,7 @@ MERGE, SMP, JSONP = ("application/merge-patch+json", "application/strategic-merg
 
 @pytest.fixture
 def api(bare_apiserver):
-    a = Http(bare_apiserver.url)
+    a = bare_apiserver.http()
     a.ok("POST", SVCS, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "labels": {"a": "1"}},
                         "spec": {"selector": {"app": "web"}, "ports": [
                             {"name": "http", "port": 80, "targetPort": 8080},

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.apiserver.httputil import Http
 
 NS = "/api/v1/namespaces"
 
@@ -20,7 +19,7 @@ def svc(name, svc_type="ClusterIP"):
 
 @pytest.fixture
 def api(bare_apiserver):
-    a = Http(bare_apiserver.url)
+    a = bare_apiserver.http()
     a.ok("POST", NS, {"metadata": {"name": "q"}})
     a.ok("POST", f"{NS}/q/resourcequotas", {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "counts"},
                                             "spec": {"hard": {"pods": "2", "services": "2", "services.nodeports": "1"}}})

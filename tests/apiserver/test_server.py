@@ -8,7 +8,6 @@ import pytest
 import yaml
 
 from tests.apiserver.fixtures import start_apiserver
-from tests.apiserver.httputil import Http
 
 
 @pytest.mark.parametrize("args, message", [
@@ -38,7 +37,7 @@ def test_kubeconfig_points_at_the_server(bare_apiserver):
 
 
 def test_discovery_and_health(bare_apiserver):
-    api = Http(bare_apiserver.url)
+    api = bare_apiserver.http()
     assert api.ok("GET", "/api")["versions"] == ["v1"]
     groups = {g["name"] for g in api.ok("GET", "/apis")["groups"]}
     assert groups == {"discovery.k8s.io", "coordination.k8s.io", "rbac.authorization.k8s.io"}
@@ -60,7 +59,7 @@ def test_discovery_and_health(bare_apiserver):
 
 def test_sigterm_ends_open_watches_and_exits(tmp_path):
     server = start_apiserver(tmp_path, ["--no-controllers"])
-    api = Http(server.url)
+    api = server.http()
     w = api.watch("/api/v1/services?watch=1", timeout=30)
     try:
         server.proc.terminate()

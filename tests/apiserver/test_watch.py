@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from tests.apiserver.fixtures import start_apiserver
-from tests.apiserver.httputil import Http
 
 SVCS = "/api/v1/namespaces/default/services"
 
@@ -17,7 +16,7 @@ def svc(name, labels=None):
 
 @pytest.fixture
 def api(bare_apiserver):
-    return Http(bare_apiserver.url)
+    return bare_apiserver.http()
 
 
 def test_watch_from_resource_version_sees_every_change_in_order(api):
@@ -74,7 +73,7 @@ def test_field_selector_by_name_and_legacy_watch_path(api):
 def test_too_old_resource_version_gets_expired_error_event(tmp_path):
     server = start_apiserver(tmp_path, ["--no-controllers", "--store-history", "5"])
     try:
-        api = Http(server.url)
+        api = server.http()
         for i in range(12):
             api.ok("POST", SVCS, svc(f"s{i}"))
         with api.watch(f"{SVCS}?watch=1&resourceVersion=1") as w:
@@ -89,7 +88,7 @@ def test_too_old_resource_version_gets_expired_error_event(tmp_path):
 def test_bookmarks_and_timeout(tmp_path):
     server = start_apiserver(tmp_path, ["--no-controllers", "--watch-bookmark-interval", "0.2"])
     try:
-        api = Http(server.url)
+        api = server.http()
         rv = api.ok("POST", SVCS, svc("a"))["metadata"]["resourceVersion"]
         with api.watch(f"{SVCS}?watch=1&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=2") as w:
             events = list(w.events())  # ends by itself after timeoutSeconds
@@ -109,7 +108,7 @@ def test_invalid_resource_version_is_bad_request(api):
 def test_slow_watcher_gets_expired_and_never_blocks_writers(tmp_path):
     server = start_apiserver(tmp_path, ["--no-controllers", "--watch-queue-limit", "5"])
     try:
-        api = Http(server.url)
+        api = server.http()
         rv = api.ok("GET", SVCS)["metadata"]["resourceVersion"]
         w = api.watch(f"{SVCS}?watch=1&resourceVersion={rv}", timeout=60)  # never read while writing
         try:
