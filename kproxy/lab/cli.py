@@ -108,6 +108,8 @@ def _status(args: argparse.Namespace) -> int:
         print(f"  {ns:40} {'present' if present else 'MISSING'}")
     api = info["apiserver"]
     print(f"apiserver: pid {api['pid']} {'alive' if api['alive'] else 'DEAD'}  kubeconfig {info['kubeconfig']}")
+    hb = info["heartbeat"]
+    print(f"node heartbeat: pid {hb['pid']} {'alive' if hb['alive'] else 'DEAD'}")
     for node, a in info["agents"].items():
         print(f"agent {node}: pid {a['pid']} {'alive' if a['alive'] else 'DEAD'}")
     print("pods:" if info["pods"] else "pods: none")
@@ -117,5 +119,5 @@ def _status(args: argparse.Namespace) -> int:
     print("services:" if info["services"] else "services: none")
     for s in info["services"]:
         print(f"  {s['name']:30} {s['type']:10} {s['clusterIP'] or '-':15} {', '.join(s['ports'])}")
-    healthy = api["alive"] and all(a["alive"] for a in info["agents"].values()) and all(info["namespaces"].values())
+    healthy = api["alive"] and hb["alive"] and all(a["alive"] for a in info["agents"].values()) and all(info["namespaces"].values())
     return 0 if healthy else 1

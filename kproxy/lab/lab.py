@@ -37,6 +37,7 @@ HEALTHZ_PORT = 10256
 METRICS_PORT = 10249
 DEFAULT_SYNC_PERIOD = "30s"
 DEFAULT_MIN_SYNC_PERIOD = "1s"
+HEARTBEAT_INTERVAL = 5.0  # seconds; the node lifecycle controller's grace period is 40 s
 
 
 class LabError(RuntimeError):
@@ -84,6 +85,7 @@ class LabState:
     min_sync_period: str = DEFAULT_MIN_SYNC_PERIOD
     kubeconfig: str = ""
     apiserver: ProcessRecord | None = None
+    heartbeat: ProcessRecord | None = None  # renews the nodes' Leases (the kubelets' job)
     agents: dict[str, ProcessRecord] = field(default_factory=dict)
     pods: dict[str, PodRecord] = field(default_factory=dict)
 
@@ -107,6 +109,7 @@ class LabState:
             sync_period=raw.get("sync_period", DEFAULT_SYNC_PERIOD),
             min_sync_period=raw.get("min_sync_period", DEFAULT_MIN_SYNC_PERIOD),
             kubeconfig=raw.get("kubeconfig", ""), apiserver=proc(raw.get("apiserver")),
+            heartbeat=proc(raw.get("heartbeat")),
             agents={k: ProcessRecord(**v) for k, v in raw.get("agents", {}).items()}, pods=pods,
         )
 
@@ -273,6 +276,7 @@ class Lab:
             self._ensure_namespace("default")
             for node in self._plan.nodes:
                 self._register_node(node)
+            self._start_heartbeat()
             for node in self._plan.nodes:
                 self.start_agent(node.name, wait_healthy=0)
             if wait_healthy:
@@ -357,6 +361,15 @@ class Lab:
             wait_until(ready, 60, "the apiserver to write its kubeconfig")
         except LabError as exc:
             raise LabError(f"{exc} (log: {rec.log})") from None
+
+    def _start_heartbeat(self) -> None:
+        state = self._require_state()
+        argv = [sys.executable, "-m", "kproxy.lab.heartbeat", "--kubeconfig", state.kubeconfig,
+                "--interval", str(HEARTBEAT_INTERVAL)]
+        for node in self.plan.nodes:
+            argv += ["--node", node.name]
+        state.heartbeat = self._spawn(argv, "heartbeat.log", ["kproxy.lab.heartbeat", state.kubeconfig])
+        self._save()
 
     def _ensure_namespace(self, name: str) -> None:
         from kproxy.api.resources import NAMESPACES
@@ -667,6 +680,8 @@ class Lab:
             "namespaces": {ns: ns in present for ns in self.plan.namespaces},
             "apiserver": {"pid": state.apiserver.pid if state.apiserver else None,
                           "alive": self._alive(state.apiserver)},
+            "heartbeat": {"pid": state.heartbeat.pid if state.heartbeat else None,
+                          "alive": self._alive(state.heartbeat)},
             "agents": {n: {"pid": r.pid, "alive": self._alive(r)} for n, r in sorted(state.agents.items())},
             "pods": [{"name": p.key, "node": p.node, "ip": p.ip, "ready": p.ready, "terminating": p.terminating,
                       "alive": self._alive(p.process), "netns": p.netns} for p in state.pods.values()],
@@ -707,6 +722,7 @@ class Lab:
                 self._stop(rec, signal.SIGTERM, timeout=10)
             for pod in state.pods.values():
                 self._stop(pod.process, signal.SIGKILL, timeout=2)
+            self._stop(state.heartbeat, signal.SIGTERM, timeout=10)
             self._stop(state.apiserver, signal.SIGTERM, timeout=10)
             nodes = state.nodes
         else:

@@ -106,9 +106,14 @@ def _create_node(plan: LabPlan, node: NodePlan) -> None:
     # A node forwards between pods, other nodes and the client; rp_filter would drop the
     # asymmetric paths that masquerade-free ClusterIP traffic takes. ICMP errors are not rate
     # limited, so every request to a rejecting Service is refused rather than every other one
-    # (the default limit allows about one ICMP error per second per client).
+    # (the default limit allows about one ICMP error per second per client). No ICMP redirects:
+    # a node that forwarded a not-yet-programmed ClusterIP to its gateway would otherwise teach
+    # the client to bypass it for that address for good.
     _sysctl(node.netns, {
         "net.ipv4.icmp_ratelimit": "0",
+        "net.ipv4.conf.all.send_redirects": "0",
+        "net.ipv4.conf.default.send_redirects": "0",
+        f"net.ipv4.conf.{node.interface}.send_redirects": "0",
         "net.ipv4.ip_forward": "1",
         "net.ipv4.conf.all.rp_filter": "0",
         "net.ipv4.conf.default.rp_filter": "0",
@@ -125,6 +130,12 @@ def _create_client(plan: LabPlan, client: ClientPlan) -> None:
         f"link set {client.interface} up",
         *(_route_line(r) for r in client.routes),
     ])
+    # The client keeps its routes to node 1 whatever any node says.
+    _sysctl(client.netns, {
+        "net.ipv4.conf.all.accept_redirects": "0",
+        "net.ipv4.conf.default.accept_redirects": "0",
+        f"net.ipv4.conf.{client.interface}.accept_redirects": "0",
+    })
 
 
 def create_pod_network(pod: PodPlan, node: NodePlan) -> None:

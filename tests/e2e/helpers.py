@@ -34,14 +34,21 @@ class Sample:
         return f"pods={dict(self.pods)} failures={len(self.failures)} {dict(self.errors)} {self.failures[:2]}"
 
 
-def request(netns: NetNS, ip: str, port: int, proto: str = "tcp", timeout: float = 1.0,
+# Long enough for one SYN retransmission (1 s) on a loaded machine, short enough that a black
+# hole is seen quickly.
+REQUEST_TIMEOUT = 2.5
+
+
+def request(netns: NetNS, ip: str, port: int, proto: str = "tcp", timeout: float = REQUEST_TIMEOUT,
             source_port: int | None = None) -> Reply:
     if proto == "tcp":
         return traffic.tcp_reply(netns, ip, port, timeout)
     return traffic.udp_reply(netns, ip, port, source_port=source_port, timeout=timeout)
 
 
-def sample(netns: NetNS, ip: str, port: int, n: int, proto: str = "tcp", timeout: float = 1.0) -> Sample:
+def sample(netns: NetNS, ip: str, port: int, n: int, proto: str = "tcp", timeout: float = REQUEST_TIMEOUT,
+           stop_on_failure: bool = False) -> Sample:
+    """`n` requests, one after the other (stopping at the first failure if asked)."""
     s = Sample()
     for _ in range(n):
         try:
@@ -49,6 +56,8 @@ def sample(netns: NetNS, ip: str, port: int, n: int, proto: str = "tcp", timeout
         except TrafficError as exc:
             s.failures.append(str(exc))
             s.errors[type(exc).__name__] += 1
+            if stop_on_failure:
+                break
             continue
         s.pods[r.pod] += 1
         s.client_ips.add(r.client_ip)
@@ -62,7 +71,7 @@ def wait_for_pods(netns: NetNS, ip: str, port: int, expected: set[str], proto: s
     deadline = time.monotonic() + timeout
     last = Sample()
     while True:
-        last = sample(netns, ip, port, n, proto)
+        last = sample(netns, ip, port, n, proto, stop_on_failure=True)
         if last.seen == expected and not last.failures:
             return last
         if time.monotonic() >= deadline:
@@ -77,7 +86,7 @@ def wait_for_error(netns: NetNS, ip: str, port: int, error: type[TrafficError], 
     last: object = None
     while True:
         try:
-            last = request(netns, ip, port, proto, timeout=1.0)
+            last = request(netns, ip, port, proto)
         except error as exc:
             return exc
         except TrafficError as exc:
@@ -106,7 +115,7 @@ class ContinuousClient:
     """Sends TCP requests back to back from its own thread in `netns` (its own NetNS, so the
     test can keep using the lab's), recording every answer and every failure."""
 
-    def __init__(self, netns: str, ip: str, port: int, timeout: float = 2.0, pause: float = 0.01):
+    def __init__(self, netns: str, ip: str, port: int, timeout: float = REQUEST_TIMEOUT, pause: float = 0.01):
         self._ns = NetNS(netns)
         self.ip, self.port, self.timeout, self.pause = ip, port, timeout, pause
         self.answers: Counter = Counter()

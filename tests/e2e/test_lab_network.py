@@ -85,3 +85,24 @@ def test_lab_namespaces_matches_only_this_lab():
              "lab2-node1", "lab-2-node1", "other", "lab-nodex"]
     assert sorted(netsetup.lab_namespaces(plan, names)) == sorted(
         ["lab-net", "lab-node1", "lab-node7", "lab-client", "lab-pod-default-x"])
+
+
+def _icmp_counter(netns: str, name: str) -> int:
+    out = subprocess.run(["ip", "netns", "exec", netns, "nstat", "-asz", name],
+                         capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        if line.startswith(name):
+            return int(line.split()[1])
+    raise AssertionError(f"no {name} in nstat output: {out!r}")
+
+
+def test_client_is_not_redirected_away_from_node1(network):
+    """A ClusterIP that is not programmed yet goes node1 -> gateway; node1 must not send the
+    client an ICMP redirect, which would make the client bypass node1 once the rules exist."""
+    plan, _ = network
+    for _ in range(2):
+        with pytest.raises(traffic.TrafficError):
+            traffic.tcp_request(plan.client.netns, "10.96.0.77", 80, timeout=1.5)
+    assert _icmp_counter(plan.node("node1").netns, "IpForwDatagrams") >= 2  # it did forward them
+    assert _icmp_counter(plan.node("node1").netns, "IcmpOutRedirects") == 0
+    assert _icmp_counter(plan.client.netns, "IcmpInRedirects") == 0

@@ -155,15 +155,19 @@ def test_session_affinity_client_ip_sticks(lab, scratch):
 # -- UDP and stale conntrack ----------------------------------------------------------------------
 
 
-def test_udp_survives_server_pod_replacement(lab, scratch):
+@pytest.mark.parametrize("via", ["clusterip", "nodeport"])
+def test_udp_survives_server_pod_replacement(lab, scratch, via):
     old = scratch.pod("old", "node2")
-    svc = scratch.service(ports=[{"port": 53, "targetPort": 8080, "protocol": "UDP"}])
-    ip, source_port = cluster_ip(svc), 40053
-    helpers.poll(lambda: helpers.request(lab.client_netns, ip, 53, "udp", source_port=source_port).pod == old.name,
+    svc = scratch.service(type="NodePort", ports=[{"port": 53, "targetPort": 8080, "protocol": "UDP"}])
+    if via == "clusterip":
+        ip, port, source_port = cluster_ip(svc), 53, 40053
+    else:
+        ip, port, source_port = lab.plan.node("node1").ip, node_port(svc, "UDP"), 40063
+    helpers.poll(lambda: helpers.request(lab.client_netns, ip, port, "udp", source_port=source_port).pod == old.name,
                  60, "the old pod to answer UDP from the fixed source port")
     new = lab.replace_pod(old.name, scratch.name("new"), node="node1")
     # Same 5-tuple as before: it only reaches the new pod if the agent flushed the stale entry.
-    helpers.poll(lambda: helpers.request(lab.client_netns, ip, 53, "udp", timeout=0.5,
+    helpers.poll(lambda: helpers.request(lab.client_netns, ip, port, "udp", timeout=0.5,
                                          source_port=source_port).pod == new.name,
                  60, "the new pod to answer from the same source port")
 

@@ -82,3 +82,15 @@ def test_cli_unknown_mode_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown mode 'nosuchmode'" in err[0]
     assert not (tmp_path / "x" / "state.json").exists()
+
+
+def test_heartbeat_lease_object_and_micro_time():
+    import datetime
+
+    from kproxy.lab import heartbeat
+
+    t = datetime.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=datetime.timezone.utc)
+    assert heartbeat.micro_time(t) == "2026-01-02T03:04:05.678901Z"
+    lease = heartbeat.lease_object("node1", "X")
+    assert lease["metadata"] == {"name": "node1", "namespace": "kube-node-lease"}
+    assert lease["spec"]["holderIdentity"] == "node1" and lease["spec"]["renewTime"] == "X"
