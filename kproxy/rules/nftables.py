@@ -12,7 +12,7 @@ Service port no shared-map element reaches are `unowned` (stale or hand-made).
 
 Counters: nft rules count only with a `counter` statement; where the kernel prints one
 ("counter packets N bytes M") it becomes the object's counters, otherwise they are 0.
-Trace is not available for this mode yet.
+Trace: nfttrace.NftTracer over the same parsed dump (maglev endpoint selection is not modelled).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from .model import EndpointInfo, Frontend, KernelObject, NodeRules, ServiceRules
-from .trace import Probe, TraceReport
+from .trace import Candidate, Probe, Step, TraceReport
 
 MODE = "nftables"
 TABLE = "kproxy"
@@ -224,4 +224,37 @@ class NftablesAdapter:
         return build(parse_table(ruleset.text()), node)
 
     def trace(self, dump: Any, probe: Probe, local_addresses: Sequence[str]) -> TraceReport:
-        raise ValueError("trace is not available for nftables mode yet")
+        from .nfttrace import NftTracer, Pkt
+        table = parse_table(dump.text)
+        model = build(table, "")
+        tracer = NftTracer(table, local_addresses)
+        merged: dict[str, list] = {}
+        for p, masq, outcome, path in tracer.paths(Pkt(probe.src, probe.dst, probe.dport, probe.proto)):
+            entry = merged.setdefault(outcome, [0.0, False, path, 0.0])
+            entry[0] += p
+            entry[1] = entry[1] or masq
+            if p > entry[3]:
+                entry[2], entry[3] = path, p
+        candidates, service = [], ""
+        for outcome, (p, masq, path, _) in merged.items():
+            steps = tuple(Step(f"nft/{c}", i, table.chains[c][i]) for c, i in path)
+            candidates.append(Candidate(outcome, p, masq, steps))
+            for c, _ in path:
+                base = owner_base(c)
+                if base and not service:
+                    ns, name, _, port = service_of(base)
+                    service = f"{ns}/{name}:{port}"
+        candidates.sort(key=lambda c: (-c.probability, c.outcome))
+        frontend = None
+        svc = model.service(service) if service else None
+        local = set(local_addresses) | {"127.0.0.1"}
+        for f in svc.frontends if svc is not None else ():
+            if f.port == probe.dport and f.protocol.lower() == probe.proto and (
+                    f.ip == probe.dst or (f.kind == "nodePort" and probe.dst in local)):
+                frontend = f
+        note = ""
+        if not service:
+            note = ("no Service rule matched: the packet passes kproxy's rules unchanged"
+                    if [c.outcome for c in candidates] == ["ACCEPT"] else
+                    "the no-endpoint maps decide this packet; nftables mode does not name their Service")
+        return TraceReport(MODE, probe, service, frontend, tuple(candidates), note)

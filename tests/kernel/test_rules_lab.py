@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCHEMA = os.path.join(ROOT, "docs", "rules-schema.json")
 TRIES = 30
 WAIT = 60.0  # bounded polling deadline
-NO_TRACE = {"userspace", "nftables"}  # modes whose adapter cannot trace yet
+NO_TRACE = {"userspace"}  # modes whose adapter cannot trace yet
 NO_COUNTERS = {"nftables"}  # its rules and elements carry no `counter` statement
 # The agents' periodic full sync repairs drift; it must not run while a test edits rules by hand.
 SYNC_PERIOD = "600s"

@@ -17,12 +17,14 @@ from kproxy.netns import NetNS
 from kproxy.nftables.backend import NftablesBackend
 from kproxy.rules.diff import diff
 from kproxy.rules.nftables import NftablesAdapter
-from tests.kernel.topology import NODE_IP, POD_PORT, single_node
+from kproxy.rules.trace import Probe
+from tests.kernel.topology import CLIENT_IP, NODE_IP, POD_PORT, single_node
 
 pytestmark = pytest.mark.kernel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCHEMA = os.path.join(ROOT, "docs", "rules-schema.json")
+TRIES = 30  # P(one of 2 endpoints never answers) = 2 * 2^-30
 
 
 @pytest.fixture(scope="module")
@@ -106,16 +108,44 @@ def test_diff_catches_hand_edits(topo, backend):
     assert diff(desired, read(adapter, backend)) == []
 
 
-def test_cli_json_and_trace_limit(topo, backend):
+@pytest.mark.parametrize("src_ns,dst,port", [
+    ("client", "10.96.0.10", 80),   # clusterIP from off-cluster: both endpoints, masqueraded
+    ("client", NODE_IP, 30080),     # eTP Local NodePort: the local endpoint only, source kept
+    ("pod", NODE_IP, 30080),        # the same NodePort from a pod: both endpoints
+])
+def test_trace_predicts_the_endpoints_that_answer(topo, backend, src_ns, dst, port):
     backend.apply(backend.render(state(topo)), None)
+    ns = topo.client if src_ns == "client" else topo.pods["b"].netns
+    src = CLIENT_IP if src_ns == "client" else topo.pods["b"].ip
+    adapter = NftablesAdapter()
+    report = adapter.trace(backend.netns.run(adapter.read, backend), Probe("tcp", src, 0, dst, port), [NODE_IP])
+    by_ip = {c.outcome.split(":")[0]: c for c in report.candidates}
+    assert report.service == "default/web:http" and all(c.is_endpoint for c in report.candidates)
+    answered = set()
+    for _ in range(TRIES):
+        pod, seen_source = topo.tcp(ns, dst, port)
+        candidate = by_ip[topo.pods[pod].ip]
+        assert (seen_source == NODE_IP) == candidate.masquerade, (pod, seen_source)
+        answered.add(topo.pods[pod].ip)
+    assert answered == set(by_ip)
+
+
+def test_cli_json_and_trace_send(topo, backend):
+    backend.apply(backend.render(state(topo)), None)
+    with open(SCHEMA) as f:
+        schema = json.load(f)
     res = subprocess.run([sys.executable, "-m", "kproxy", "rules", "--mode", "nftables", "--netns", topo.node,
                           "-o", "json"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
-    with open(SCHEMA) as f:
-        jsonschema.validate(doc, json.load(f))
+    jsonschema.validate(doc, schema)
     assert doc["mode"] == "nftables" and len(doc["services"]) == 3
-    res = subprocess.run([sys.executable, "-m", "kproxy", "rules", "trace", "--mode", "nftables", "--netns", topo.node,
-                          "--proto", "tcp", "--src", "10.200.0.2", "--dst", "10.96.0.10:80"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert res.returncode == 1 and res.stderr == "kproxy rules: trace is not available for nftables mode yet\n"
+    for proto, dst in (("tcp", "10.96.0.10:80"), ("udp", "10.96.0.53:53")):
+        res = subprocess.run([sys.executable, "-m", "kproxy", "rules", "trace", "--mode", "nftables", "--netns",
+                              topo.node, "--proto", proto, "--src", CLIENT_IP, "--dst", dst, "--send", "-o", "json"],
+                             capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert res.returncode == 0, res.stderr + res.stdout
+        doc = json.loads(res.stdout)
+        jsonschema.validate(doc, schema)
+        assert doc["sent"]["confirmed"] and doc["sent"]["observed"]["outcome"] in {
+            c["outcome"] for c in doc["candidates"]}

@@ -1,0 +1,207 @@
+"""A packet tracer over an nftables table as `nft list table` prints it (pure): the path of a
+new connection's first packet through kproxy's table, every random branch followed with its
+probability (numgen random mod N over a verdict map: each slot is 1/N).
+
+Order, as the hooks run: filter prerouting/output (priority -110, before DNAT) -> firewall-check;
+nat (dstnat) -> services; then, for a packet no DNAT took, the no-endpoint checks
+(service-endpoints-check, nodeport-endpoints-check). It understands exactly the statements the
+nftables renderer writes; anything else (e.g. maglev's jhash) raises TraceError, so a renderer
+change the tracer does not model cannot pass silently.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+from .nftables import NftTable
+
+MARK_MASQ = "mark-for-masquerade"
+
+
+class TraceError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Pkt:
+    src: str
+    dst: str
+    dport: int
+    proto: str
+
+
+Path = tuple[tuple[str, int], ...]  # (chain, rule index)
+Result = list[tuple[float, bool, str | None, Path]]  # (probability, masquerade, outcome or None, path)
+
+
+def _in(addr: str, spec: str) -> bool:
+    return ipaddress.ip_address(addr) in ipaddress.ip_network(spec, strict=False)
+
+
+class NftTracer:
+    def __init__(self, table: NftTable, local_addresses: Iterable[str] = ()) -> None:
+        self.table = table
+        self.local = set(local_addresses)
+        self.maps: dict[str, dict[str, str]] = {}
+        for name, (_, _, elements) in table.sets.items():
+            m: dict[str, str] = {}
+            for e in elements:
+                key, sep, verdict = e.rpartition(" : ")
+                if sep:
+                    m[self._key(key)] = verdict.strip()
+            self.maps[name] = m
+
+    @staticmethod
+    def _key(text: str) -> str:
+        parts = [p.strip() for p in text.split(" . ")]
+        return " . ".join(str(int(p, 16)) if p.startswith("0x") else p for p in parts)
+
+    def _local(self, addr: str) -> bool:
+        return addr in self.local or _in(addr, "127.0.0.0/8")
+
+    def _fib_local(self, which: str, pkt: Pkt) -> bool:
+        return self._local(pkt.src if which == "saddr" else pkt.dst)
+
+    # ---------------------------------------------------------------- one chain
+
+    def run(self, chain: str, pkt: Pkt, masq: bool, path: Path, depth: int = 0) -> Result:
+        """Paths from the top of `chain`; outcome None: the chain returned (or ended)."""
+        if depth > 16:
+            raise TraceError(f"jump depth exceeded at {chain}")
+        rules = self.table.chains.get(chain)
+        if rules is None:
+            raise TraceError(f"jump to unknown chain {chain}")
+        return self._from(chain, 0, pkt, masq, path, depth)
+
+    def _from(self, chain: str, start: int, pkt: Pkt, masq: bool, path: Path, depth: int) -> Result:
+        rules = self.table.chains[chain]
+        for i in range(start, len(rules)):
+            words = rules[i].split()
+            verdict = self._match(words, pkt)
+            if verdict is None:
+                continue
+            here = path + ((chain, i),)
+            return self._verdict(chain, i, verdict, pkt, masq, here, depth)
+        return [(1.0, masq, None, path)]
+
+    def _match(self, words: list[str], pkt: Pkt) -> list[str] | None:
+        """The rule's action words when its matches hold for `pkt`, else None."""
+        i = 0
+        while i < len(words):
+            w = words[i:]
+            if w[:2] == ["ip", "saddr"] or w[:2] == ["ip", "daddr"]:
+                addr = pkt.src if w[1] == "saddr" else pkt.dst
+                if w[2] == ".":  # a concatenation: the vmap statement handles it
+                    return words[i:]
+                neg = w[2] == "!="
+                value = w[3] if neg else w[2]
+                if value.startswith("@"):  # affinity set lookup: a new client is in no set
+                    ok = False
+                else:
+                    ok = _in(addr, value)
+                if ok == neg:
+                    return None
+                i += 4 if neg else 3
+            elif w[:2] == ["fib", "daddr"] or w[:2] == ["fib", "saddr"]:
+                if w[2:4] != ["type", "local"]:
+                    raise TraceError(f"tracer does not model {' '.join(words)}")
+                if not self._fib_local(w[1], pkt):
+                    return None
+                i += 4
+            elif w[:2] == ["meta", "l4proto"] and len(w) > 2 and w[2] != ".":
+                if w[2] != pkt.proto:
+                    return None
+                i += 3
+            elif w[:2] == ["ct", "state"]:
+                if "new" not in w[2].split(","):
+                    return None
+                i += 3
+            elif w[:2] == ["meta", "mark"]:  # only in the masquerading chain, which runs after routing
+                raise TraceError(f"tracer does not model {' '.join(words)}")
+            else:
+                return words[i:]
+        return []
+
+    def _verdict(self, chain: str, index: int, action: list[str], pkt: Pkt, masq: bool, path: Path,
+                 depth: int) -> Result:
+        text = " ".join(action)
+        if not action:
+            return self._from(chain, index + 1, pkt, masq, path, depth)
+        head = action[0]
+        if head in ("goto", "jump"):
+            target = action[1]
+            if target == MARK_MASQ:
+                return self._from(chain, index + 1, pkt, True, path + ((MARK_MASQ, 0),), depth)
+            sub = self.run(target, pkt, masq, path, depth + 1)
+            if head == "goto":
+                return sub
+            out: Result = []
+            for p, m, o, pa in sub:
+                if o is not None:
+                    out.append((p, m, o, pa))
+                else:
+                    out += [(p * q, m2, o2, pa2) for q, m2, o2, pa2 in self._from(chain, index + 1, pkt, m, pa, depth)]
+            return out
+        if head == "return":
+            return [(1.0, masq, None, path)]
+        if head in ("drop", "reject", "accept"):
+            return [(1.0, masq, head.upper(), path)]
+        if head == "update":  # affinity bookkeeping, no verdict
+            return self._from(chain, index + 1, pkt, masq, path, depth)
+        if head == "dnat" and action[1] == "to":
+            return [(1.0, masq, action[2], path)]
+        m = re.match(r"^ip daddr \. meta l4proto \. th dport vmap @(\S+)$", text)
+        if m:
+            return self._vmap(chain, index, m.group(1), f"{pkt.dst} . {pkt.proto} . {pkt.dport}", pkt, masq, path, depth)
+        m = re.match(r"^meta l4proto \. th dport vmap @(\S+)$", text)
+        if m:
+            return self._vmap(chain, index, m.group(1), f"{pkt.proto} . {pkt.dport}", pkt, masq, path, depth)
+        m = re.match(r"^numgen random mod (\d+) vmap @(\S+)$", text)
+        if m:
+            n, name = int(m.group(1)), m.group(2)
+            elements = self.maps.get(name, {})
+            out = []
+            for slot in range(n):
+                verdict = elements.get(str(slot))
+                if verdict is None:
+                    continue  # an empty slot: the packet falls through (no match in the map)
+                for p, mm, o, pa in self._apply(chain, index, verdict, pkt, masq, path, depth):
+                    out.append((p / n, mm, o, pa))
+            return out
+        raise TraceError(f"tracer does not model {text!r} in chain {chain}")
+
+    def _vmap(self, chain: str, index: int, name: str, key: str, pkt: Pkt, masq: bool, path: Path,
+              depth: int) -> Result:
+        verdict = self.maps.get(name, {}).get(self._key(key))
+        if verdict is None:  # no element: the rule does not match, the chain goes on
+            return self._from(chain, index + 1, pkt, masq, path[:-1], depth)
+        return self._apply(chain, index, verdict, pkt, masq, path, depth)
+
+    def _apply(self, chain: str, index: int, verdict: str, pkt: Pkt, masq: bool, path: Path, depth: int) -> Result:
+        return self._verdict(chain, index, verdict.split(), pkt, masq, path, depth)
+
+    # ---------------------------------------------------------------- the hooks
+
+    def paths(self, pkt: Pkt) -> Result:
+        for p, m, outcome, path in self.run("firewall-check", pkt, False, ()):
+            if outcome in ("DROP", "REJECT"):
+                return [(1.0, False, outcome, path)]
+        out: Result = []
+        for p, masq, outcome, path in self.run("services", pkt, False, ()):
+            if outcome is None:
+                verdict, fpath = self._endpoint_checks(pkt)
+                out.append((p, masq, verdict or "ACCEPT", path + fpath))
+            else:
+                out.append((p, masq, outcome, path))
+        return out
+
+    def _endpoint_checks(self, pkt: Pkt) -> tuple[str | None, Path]:
+        for chain in ("service-endpoints-check", "nodeport-endpoints-check"):
+            if chain not in self.table.chains:
+                continue
+            for _, _, outcome, path in self.run(chain, pkt, False, ()):
+                if outcome in ("DROP", "REJECT"):
+                    return outcome, path
+        return None, ()

@@ -1,0 +1,96 @@
+"""The nftables adapter over rendered rulesets (pure): parsing `nft list` text, attribution of
+chains/maps/elements to Service ports, and the tracer, checked against the iptables mode's
+trace table (the same Services must route alike in both modes)."""
+from __future__ import annotations
+
+import pytest
+
+from kproxy.nftables.render import render
+from kproxy.rules.nftables import Dump, NftablesAdapter, normalise, parse_table
+from kproxy.rules.nfttrace import NftTracer, Pkt, TraceError
+from kproxy.rules.trace import Probe
+from tests.golden import iptables_services as fx
+from tests.unit.test_iptables_trace import CASES
+
+# kube-proxy's nftables mode does not accept NodePort connections on loopback (iptables does)
+NOT_IN_NFTABLES = {"NodePort on localhost"}
+
+
+@pytest.fixture(scope="module")
+def dump():
+    return Dump(render(fx.state()).text())
+
+
+def test_every_service_port_with_endpoints_is_modelled(dump):
+    model = NftablesAdapter().from_inspection(dump, "node-1")
+    state = fx.state()
+    # a Service port some traffic can reach an endpoint of (else only no-endpoint elements exist)
+    with_endpoints = {k for k, sp in state.services.items()
+                      if sp.internal_endpoints() or (sp.has_external and sp.external_endpoints())}
+    assert {s.key for s in model.services} == with_endpoints
+    for svc in model.services:
+        sp = state.services[svc.key]
+        assert {(f.kind, f.ip, f.port) for f in svc.frontends if f.kind == "clusterIP"} == {
+            ("clusterIP", ip, sp.port) for ip in sp.cluster_ips}
+        if sp.node_port:
+            assert ("nodePort", "", sp.node_port) in {(f.kind, f.ip, f.port) for f in svc.frontends}
+        assert svc.objects and all(o.container.startswith("nft") for o in svc.objects)
+    assert not model.unowned
+    # elements naming no Service (no-endpoint maps) are shared
+    assert any(o.container == "nft/no-endpoint-services" for o in model.shared)
+
+
+def test_parse_table_reads_chains_maps_and_multiline_elements():
+    text = """table ip kproxy {
+	map m {
+		type ipv4_addr . inet_proto . inet_service : verdict
+		elements = { 10.0.0.1 . tcp . 80 : goto a,
+			     10.0.0.2 . udp . 53 : drop }
+	}
+	set s {
+		type ipv4_addr
+		flags dynamic,timeout
+		timeout 1m
+	}
+	chain a { # handle 3
+		type nat hook prerouting priority dstnat; policy accept;
+		ip saddr 10.0.0.0/8 counter packets 5 bytes 300 jump b # handle 4
+	}
+}
+"""
+    t = parse_table(text)
+    assert t.sets["m"] == ("map", False, ["10.0.0.1 . tcp . 80 : goto a", "10.0.0.2 . udp . 53 : drop"])
+    assert t.sets["s"][1] is True
+    assert t.chains["a"] == ["ip saddr 10.0.0.0/8 counter packets 5 bytes 300 jump b"]
+    assert "hook prerouting" in t.hooks["a"]
+    assert normalise("0x00000001 : goto x") == normalise("1 :  goto x")
+    assert normalise(t.chains["a"][0]) == "ip saddr 10.0.0.0/8 jump b"
+
+
+@pytest.mark.parametrize("case,src,dst,dport,proto,expected,masq", CASES, ids=[c[0] for c in CASES])
+def test_tracer_routes_like_the_iptables_mode(dump, case, src, dst, dport, proto, expected, masq):
+    report = NftablesAdapter().trace(dump, Probe(proto, src, 0, dst, dport), [fx.NODE_IP])
+    assert sum(c.probability for c in report.candidates) == pytest.approx(1.0)
+    if case in NOT_IN_NFTABLES:
+        assert [c.outcome for c in report.candidates] == ["ACCEPT"]
+        return
+    assert {c.outcome for c in report.candidates} == expected
+    assert {c.masquerade for c in report.candidates} == {masq}
+    for c in report.candidates:
+        if c.is_endpoint:
+            assert c.path[-1].text.endswith(f"dnat to {c.outcome}")
+            assert report.service and report.frontend is not None and report.frontend.port == dport
+        for step in c.path:
+            assert step.text == parse_table(dump.text).chains[step.container[4:]][step.index]
+
+
+def test_endpoints_are_equally_likely(dump):
+    report = NftablesAdapter().trace(dump, Probe("tcp", fx.LOCAL_POD, 0, "10.96.0.10", 80), [fx.NODE_IP])
+    assert [c.probability for c in report.candidates] == pytest.approx([1 / 3] * 3)
+
+
+def test_unmodelled_statements_are_refused(dump):
+    table = parse_table(dump.text)
+    table.chains["services"] = ["ip daddr 10.96.0.10 jhash ip saddr mod 251 seed 0x1 vmap @x"]
+    with pytest.raises(TraceError):
+        NftTracer(table).paths(Pkt("10.0.0.1", "10.96.0.10", 80, "tcp"))
