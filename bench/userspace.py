@@ -162,7 +162,7 @@ def me(*args: str) -> list[str]:
     return [sys.executable, "-m", "bench.userspace", *args]
 
 
-def run_client(ns: str, *args: str, timeout: float = 600) -> dict:
+def run_client(ns: str, *args: str, timeout: float = 300) -> dict:
     out = subprocess.run(["ip", "netns", "exec", ns, *me("--role", "client", *args)], capture_output=True,
                          text=True, timeout=timeout)
     if out.returncode != 0:
@@ -202,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
         print("bench.userspace needs root (it creates a network namespace)", file=sys.stderr)
         return 1
 
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt  # so the finally blocks below stop children and delete the namespace
+
+    signal.signal(signal.SIGTERM, interrupted)
     stream_port, request_port = 9000, 9001
     haproxy = shutil.which("haproxy")
     if haproxy is None:
@@ -225,7 +229,9 @@ def main(argv: list[str] | None = None) -> int:
                 _wait_port(ns, 9101)
                 paths["haproxy"] = (9100, 9101)
             for name, (sport, rport) in paths.items():
+                print(f"{name}: throughput ...", file=sys.stderr, flush=True)
                 thr = run_client(ns, "--mode", "stream", "--port", str(sport))
+                print(f"{name}: connections ...", file=sys.stderr, flush=True)
                 con = run_client(ns, "--mode", "connect", "--port", str(rport), "--connections",
                                  str(args.connections), "--concurrency", str(args.concurrency))
                 results[name] = {"MB/s": thr["bytes"] / thr["seconds"] / 1e6, "bytes": thr["bytes"],
