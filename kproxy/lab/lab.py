@@ -617,7 +617,11 @@ class Lab:
         self.release_netns(rec.netns)
         if rec.process is not None:
             self._stop(rec.process, signal.SIGTERM, timeout=5)
-        netsetup.delete_namespace(rec.netns)
+        try:
+            plan = self.plan.pod(rec.name, rec.namespace, rec.node, rec.slot)
+            netsetup.remove_pod_network(plan, self.plan.node(rec.node))
+        except PlanError:
+            netsetup.delete_namespace(rec.netns)
         state.pods.pop(rec.key, None)
         self._save()
 

@@ -31,8 +31,8 @@ def _run(argv: Sequence[str], input: str | None = None, check: bool = True) -> s
     except FileNotFoundError as exc:
         raise NetSetupError(f"{argv[0]} not found: install iproute2") from exc
     if check and proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()
-        raise NetSetupError(f"{' '.join(argv)}: {detail[-1] if detail else 'exit ' + str(proc.returncode)}")
+        detail = "; ".join(l.strip() for l in (proc.stderr or proc.stdout).strip().splitlines()[-3:])
+        raise NetSetupError(f"{' '.join(argv)}: {detail or 'exit ' + str(proc.returncode)}")
     return proc
 
 
@@ -141,6 +141,9 @@ def _create_client(plan: LabPlan, client: ClientPlan) -> None:
 def create_pod_network(pod: PodPlan, node: NodePlan) -> None:
     """Creates the pod namespace and its routed veth to `node`."""
     add_namespace(pod.netns)
+    # A veth of an earlier pod in this slot may outlive that pod's namespace for a moment
+    # (the kernel destroys namespaces asynchronously).
+    _run(["ip", "-n", node.netns, "link", "del", pod.host_veth], check=False)
     _ip_batch(node.netns, [
         f"link add {pod.host_veth} address {pod.gateway_mac} type veth peer name {pod.interface} netns {pod.netns}",
         f"link set {pod.host_veth} up",
@@ -181,9 +184,12 @@ def delete_namespace(name: str, grace: float = 0.0) -> None:
     _run(["ip", "netns", "del", name], check=False)
 
 
-def remove_pod_network(pod: PodPlan) -> None:
-    """Deletes the pod namespace; the kernel removes the veth pair and the node's /32 route
-    with it."""
+def remove_pod_network(pod: PodPlan, node: NodePlan) -> None:
+    """Stops the pod's processes, deletes its veth pair (with the node's /32 route) at once,
+    then its namespace. Idempotent."""
+    for pid in namespace_pids(pod.netns) if namespace_exists(pod.netns) else []:
+        _signal(pid, signal.SIGKILL)
+    _run(["ip", "-n", node.netns, "link", "del", pod.host_veth], check=False)
     delete_namespace(pod.netns)
 
 

@@ -106,3 +106,20 @@ def test_client_is_not_redirected_away_from_node1(network):
     assert _icmp_counter(plan.node("node1").netns, "IpForwDatagrams") >= 2  # it did forward them
     assert _icmp_counter(plan.node("node1").netns, "IcmpOutRedirects") == 0
     assert _icmp_counter(plan.client.netns, "IcmpInRedirects") == 0
+
+
+def test_a_pod_slot_is_reusable_at_once(network):
+    """Deleting a pod and creating another in the same address slot right away works every
+    time (the old veth is gone before the new one is made), and the new pod is reachable."""
+    plan, _ = network
+    node = plan.node("node1")
+    for i in range(5):
+        pod = plan.pod(f"r{i}", "default", "node1", 9)
+        netsetup.create_pod_network(pod, node)
+        try:
+            out = subprocess.run(["ip", "-n", node.netns, "route", "get", pod.ip],
+                                 capture_output=True, text=True, check=True).stdout
+            assert f"dev {pod.host_veth}" in out, out
+        finally:
+            netsetup.remove_pod_network(pod, node)
+        assert not netsetup.namespace_exists(pod.netns)
