@@ -16,7 +16,6 @@ import random
 import shutil
 import socket
 import sys
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -230,7 +229,10 @@ def _run_diff(args, target: Target, config, adapter, backend) -> int:
     node = target.netns or ""
     differences = diff(adapter.from_ruleset(ruleset, node), adapter.from_inspection(_inspect(adapter, backend), node))
     width, colour = _style(args)
-    _emit(args, output.diff_doc(differences, adapter.mode, node), output.diff_text(differences, width, colour))
+    settings = (f"node {target.node_name}, cluster CIDR {config.cluster_cidr or 'none'}, "
+                f"masquerade-all {str(config.masquerade_all).lower()}")
+    _emit(args, output.diff_doc(differences, adapter.mode, node),
+          output.diff_text(differences, width, colour, settings))
     return 1 if differences else 0
 
 

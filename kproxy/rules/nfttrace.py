@@ -154,7 +154,8 @@ class NftTracer:
             return [(1.0, masq, action[2], path)]
         m = re.match(r"^ip daddr \. meta l4proto \. th dport vmap @(\S+)$", text)
         if m:
-            return self._vmap(chain, index, m.group(1), f"{pkt.dst} . {pkt.proto} . {pkt.dport}", pkt, masq, path, depth)
+            key = f"{pkt.dst} . {pkt.proto} . {pkt.dport}"
+            return self._vmap(chain, index, m.group(1), key, pkt, masq, path, depth)
         m = re.match(r"^meta l4proto \. th dport vmap @(\S+)$", text)
         if m:
             return self._vmap(chain, index, m.group(1), f"{pkt.proto} . {pkt.dport}", pkt, masq, path, depth)

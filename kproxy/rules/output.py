@@ -165,7 +165,10 @@ def trace_text(report: TraceReport, width: int = 100, colour: bool = False) -> s
     return "\n".join(out) + "\n"
 
 
-def diff_text(differences: Sequence[Difference], width: int = 100, colour: bool = False) -> str:
+def diff_text(differences: Sequence[Difference], width: int = 100, colour: bool = False,
+              settings: str = "") -> str:
+    """`settings` says what the desired state was rendered with (shown when there are
+    differences: wrong settings are a common cause)."""
     width = max(width, MIN_WIDTH)
     st = Style(colour)
     if not differences:
@@ -178,6 +181,8 @@ def diff_text(differences: Sequence[Difference], width: int = 100, colour: bool 
     out.append(lines[0])
     for d, line in zip(differences, lines[1:]):
         out.append(st(line, "red" if d.kind == "missing" else "yellow"))
+    if settings:
+        out.append(st(fit(f"(desired state rendered for {settings})", width), "dim"))
     return "\n".join(out) + "\n"
 
 

@@ -1,7 +1,8 @@
 """`kproxy rules trace --send`: send the traced packet for real and read what the kernel did.
 
 The first packet of the connection (a TCP SYN, a UDP datagram, an SCTP INIT) is built with
-scapy and sent through a raw IP socket from inside the node's namespace, with the probe's (possibly foreign) source address, so
+scapy and sent through a raw IP socket from inside the node's namespace, with the probe's
+(possibly foreign) source address, so
 it crosses the node's nat OUTPUT hook and kproxy's rules. The conntrack entry it creates says
 which endpoint the kernel chose (reply source) and whether it was masqueraded (reply
 destination is not the original source).

@@ -81,7 +81,8 @@ def test_rules_show_the_service_as_the_apiserver_and_the_kernel_have_it(lab, web
     assert doc["mode"] == lab.state.mode and doc["node"] == lab.plan.node("node1").netns
     (svc,) = doc["services"]
     fronts = {(f["kind"], f["ip"], f["port"]) for f in svc["frontends"]}
-    assert fronts == {("clusterIP", web["spec"]["clusterIP"], 80), ("nodePort", "", web["spec"]["ports"][0]["nodePort"])}
+    assert fronts == {("clusterIP", web["spec"]["clusterIP"], 80),
+                      ("nodePort", "", web["spec"]["ports"][0]["nodePort"])}
     pods = {p.name: p for p in lab.pods()}
     assert {e["address"]: (e["ready"], e["local"], e["node"], e["programmed"]) for e in svc["endpoints"]} == {
         f"{pods['web-1'].ip}:8080": (True, True, "node1", True),
@@ -120,7 +121,8 @@ def test_trace_agrees_with_the_endpoints_that_answer_and_with_conntrack(lab, web
         assert (reply.client_ip == node_ip(1)) == candidate["masquerade"], reply
         answered.add(reply.pod)
     assert answered == {"web-1", "web-2"}
-    sent = rules(lab, "trace", "--proto", "tcp", "--src", CLIENT_IP, "--dst", f"{cluster_ip}:80", "--send", "-o", "json")
+    sent = rules(lab, "trace", "--proto", "tcp", "--src", CLIENT_IP, "--dst", f"{cluster_ip}:80", "--send",
+                 "-o", "json")
     assert sent.returncode == 0, sent.stderr + sent.stdout
     assert json.loads(sent.stdout)["sent"]["confirmed"]
 

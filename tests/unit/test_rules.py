@@ -17,7 +17,6 @@ from kproxy.rules import output
 from kproxy.rules.adapter import NoAdapter, adapter_for
 from kproxy.rules.diff import diff
 from kproxy.rules.iptables import IptablesAdapter, build, normalise_rule, trace_chains
-from kproxy.rules.model import KernelObject, NodeRules
 from kproxy.rules.send import Observed, confirm, parse_conntrack
 from kproxy.rules.trace import Probe, ProbeError
 from tests.golden import iptables_services as fx
@@ -271,6 +270,13 @@ def test_text_names_services_as_people_write_them(model):
     text = output.rules_text(model, 120)
     assert "\ndefault/empty  TCP" in text and "\ndefault/web:http  TCP" in text
     assert '--comment' not in text.split("PKTS", 1)[1].split("\n\n")[0]  # rule comments left out
+
+
+def test_diff_text_names_the_settings_it_rendered_with(model):
+    found = diff(model, build({}, [], "node-1"))
+    text = output.diff_text(found, 100, settings="node n1, cluster CIDR 10.244.0.0/16, masquerade-all false")
+    assert text.splitlines()[-1] == "(desired state rendered for node n1, cluster CIDR 10.244.0.0/16, masquerade-all false)"
+    assert output.diff_text([], 100, settings="x") == "kernel matches the desired state\n"
 
 
 def test_colour_only_when_asked(model):

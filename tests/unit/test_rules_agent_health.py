@@ -173,7 +173,8 @@ def test_metrics_parse_with_prometheus_clients_parser(cluster, agent):
     assert status == 200
     families = {f.name: f for f in text_string_to_metric_families(text)}
     for name in ("kubeproxy_sync_proxy_rules_duration_seconds", "kubeproxy_sync_full_proxy_rules_duration_seconds",
-                 "kubeproxy_sync_partial_proxy_rules_duration_seconds", "kubeproxy_network_programming_duration_seconds"):
+                 "kubeproxy_sync_partial_proxy_rules_duration_seconds",
+                 "kubeproxy_network_programming_duration_seconds"):
         assert families[name].type == "histogram", name
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
     assert samples[("kubeproxy_sync_proxy_rules_duration_seconds_count", ())] >= 2
