@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 from kproxy.userspace.core import Balancer, Connect, GiveUp, UdpFlows
-from kproxy.userspace.plan import render_plan, render_rules
+from kproxy.userspace.plan import ListenerSpec, render_plan, render_rules
 
 NODE = "10.200.0.11"
 
@@ -182,3 +182,37 @@ def test_udp_flows_expire_evict_and_follow_endpoint_changes():
     assert sorted(f.client for f in flows.expire(52.0)) == [("c", 1)]
     assert [f.client for f in flows.retain_endpoints({"e2"})] == [("c", 3)]
     assert len(flows) == 0
+
+
+# ------------------------------------------------------------------ backend and daemon helpers
+
+
+def test_transparent_reply_rules_insert_the_jump_once_and_clean_up():
+    from kproxy.userspace.backend import TPROXY_CHAIN, TPROXY_COMMENT, transparent_cleanup, transparent_restore
+
+    fresh = transparent_restore("*mangle\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n")
+    assert f"-I PREROUTING 1 -m comment --comment \"{TPROXY_COMMENT}\" -j {TPROXY_CHAIN}" in fresh
+    assert "-m socket --transparent -j MARK" in fresh
+    present = f":{TPROXY_CHAIN} - [0:0]\n-A PREROUTING -m comment --comment \"{TPROXY_COMMENT}\" -j {TPROXY_CHAIN}\n"
+    assert "-I PREROUTING" not in transparent_restore(present)
+    gone = transparent_cleanup(present)
+    assert "-D PREROUTING" in gone and f"-X {TPROXY_CHAIN}" in gone
+    assert transparent_cleanup("*mangle\nCOMMIT\n") == ""
+
+
+def test_listener_specs_survive_the_control_protocol():
+    from kproxy.userspace.daemon import spec_from_json, spec_to_json
+
+    spec = ListenerSpec("default/a:#external", "UDP", ("10.244.1.2:53", "10.244.2.2:53"),
+                        terminating=("10.244.2.2:53",), affinity_timeout=30, transparent=True,
+                        local_endpoints=("10.244.1.2:53",))
+    assert spec_from_json(spec_to_json(spec)) == spec
+
+
+def test_daemon_answers_unknown_and_bad_requests_with_errors():
+    from kproxy.userspace.daemon import Daemon
+
+    d = Daemon(server=None)  # these requests never reach the proxy
+    assert "unknown op" in d.handle({"op": "dance"})["error"]
+    assert d.handle({"op": "ping"})["pid"] > 0
+    assert d.handle({"op": "stop"})["stopped"] and d.stopping.is_set()
