@@ -3,7 +3,7 @@
 The host's kernel may lack IPVS and dummy interfaces; the VM (Debian's kernel through
 virtme-ng, see kproxy.vm.harness) has both. The session fixture boots once and runs, in order:
   1. tests/vm/guest (IpvsBackend with real IPVS and packets),
-  2. tests/e2e in ipvs mode, on the committed tests (git archive HEAD) so that teammates'
+  2. the scenario suite (tests/e2e/test_scenarios.py) in ipvs mode, on the committed tests (git archive HEAD) so that teammates'
      uncommitted edits never leak in, with the ipvs probe plugin (tests/vm/ipvs_probe.py).
 Each suite leaves a log, a JUnit report and its exit status in a directory shared with the VM;
 each host test below asserts one suite passed and prints its failures. A missing kernel, vng
@@ -40,7 +40,7 @@ if ! grep -q KPROXY_E2E_MODES /tmp/kproxy-e2e/tests/e2e/conftest.py; then
     sed -i 's/^MODES = .*/MODES = ["ipvs"]/' /tmp/kproxy-e2e/tests/e2e/conftest.py
 fi
 cd /tmp/kproxy-e2e
-KPROXY_E2E_MODES=ipvs pytest tests/e2e -p tests.vm.ipvs_probe -p no:cacheprovider -q -rfE -o timeout=1200 \
+KPROXY_E2E_MODES=ipvs pytest tests/e2e/test_scenarios.py -p tests.vm.ipvs_probe -p no:cacheprovider -q -rfE -o timeout=1200 \
     ${KPROXY_E2E_ARGS:-} --junitxml="$OUT/e2e-ipvs.xml" > "$OUT/e2e-ipvs.log" 2>&1
 echo $? > "$OUT/e2e-ipvs.rc"
 date +%s > "$OUT/e2e-ipvs.end"
