@@ -3,8 +3,9 @@
 The host's kernel may lack IPVS and dummy interfaces; the VM (Debian's kernel through
 virtme-ng, see kproxy.vm.harness) has both. The session fixture boots once and runs, in order:
   1. tests/vm/guest (IpvsBackend with real IPVS and packets),
-  2. the scenario suite (tests/e2e/test_scenarios.py) in ipvs mode, on the committed tests (git archive HEAD) so that teammates'
-     uncommitted edits never leak in, with the ipvs probe plugin (tests/vm/ipvs_probe.py).
+  2. the scenario suite (tests/e2e/test_scenarios.py) in ipvs mode, on the committed tests
+     (git archive HEAD) so that teammates' uncommitted edits never leak in, with the ipvs
+     probe plugin (tests/vm/ipvs_probe.py).
 Each suite leaves a log, a JUnit report and its exit status in a directory shared with the VM;
 each host test below asserts one suite passed and prints its failures. A missing kernel, vng
 or qemu is a failure naming what to install, never a silent pass.
