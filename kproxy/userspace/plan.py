@@ -154,10 +154,19 @@ def render_fragment(d: Dispatch, target_ip: str | None, ports: Mapping[str, int]
         else:
             add(FILTER, n.KUBE_SERVICES, f"-m comment --comment {why} {match} -d {ip} --dport {sp.port} -j {verdict}")
     for kind, ips in (("external IP", sp.external_ips), ("loadbalancer IP", sp.load_balancer_ips)):
+        # loadBalancerSourceRanges: only the allowed sources are redirected; the rest reaches
+        # KUBE-PROXY-FIREWALL unchanged and is dropped there (as in the iptables mode).
+        sources = [""]
+        if kind == "loadbalancer IP" and sp.load_balancer_source_ranges:
+            sources = [f"-s {cidr} " for cidr in sp.load_balancer_source_ranges]
         for ip in _ipv4(ips):
             if d.external:
-                add(NAT, n.KUBE_SERVICES, f'-m comment --comment "{spn} {kind}" {match} -d {ip} '
-                                          f'--dport {sp.port} {_to(target_ip, ports[d.external])}')
+                for src in sources:
+                    add(NAT, n.KUBE_SERVICES, f'-m comment --comment "{spn} {kind}" {src}{match} -d {ip} '
+                                              f'--dport {sp.port} {_to(target_ip, ports[d.external])}')
+                if sources != [""]:
+                    add(FILTER, n.KUBE_PROXY_FIREWALL, f'-m comment --comment "{spn} traffic not accepted by '
+                                                       f'loadBalancerSourceRanges" {match} -d {ip} --dport {sp.port} -j DROP')
             else:
                 add(FILTER, n.KUBE_EXTERNAL_SERVICES,
                     f"-m comment --comment {why} {match} -d {ip} --dport {sp.port} -j {verdict}")
@@ -168,6 +177,9 @@ def render_fragment(d: Dispatch, target_ip: str | None, ports: Mapping[str, int]
         else:
             add(FILTER, n.KUBE_EXTERNAL_SERVICES, f"-m comment --comment {why} -m addrtype --dst-type LOCAL "
                                                   f"{match} --dport {sp.node_port} -j {verdict}")
+    if sp.health_check_node_port:
+        add(FILTER, n.KUBE_NODEPORTS, f'-m comment --comment "{spn} health check node port" '
+                                      f'-m tcp -p tcp --dport {sp.health_check_node_port} -j ACCEPT')
     return Fragment(service=sp, chains=(), dispatch={k: tuple(v) for k, v in rules.items()},
                     context=(target_ip, ports.get(d.internal), ports.get(d.external)))
 

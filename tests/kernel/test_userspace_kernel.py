@@ -187,3 +187,14 @@ def test_local_endpoints_see_the_client_address(topo, backend):
     remote_only = service("hair", "10.96.0.34", [ep(topo, "a")])
     sync(backend, state(svc, udp, remote_only))
     assert topo.tcp(topo.pods["a"].netns, "10.96.0.34", 80) == ("a", NODE_IP)
+
+
+def test_load_balancer_source_ranges(topo, backend):
+    allowed = service("lb-ok", "10.96.0.35", [ep(topo, "a")], load_balancer_ips=("198.51.100.7",),
+                      load_balancer_source_ranges=("10.200.0.0/24",))
+    denied = service("lb-no", "10.96.0.36", [ep(topo, "a")], load_balancer_ips=("198.51.100.8",),
+                     load_balancer_source_ranges=("192.0.2.0/24",))
+    sync(backend, state(allowed, denied))
+    assert topo.tcp(topo.client, "198.51.100.7", 80)[0] == "a"
+    with pytest.raises(TimeoutError):  # dropped by KUBE-PROXY-FIREWALL, like the iptables mode
+        topo.tcp(topo.client, "198.51.100.8", 80, timeout=2)

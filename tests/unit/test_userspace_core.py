@@ -216,3 +216,16 @@ def test_daemon_answers_unknown_and_bad_requests_with_errors():
     assert "unknown op" in d.handle({"op": "dance"})["error"]
     assert d.handle({"op": "ping"})["pid"] > 0
     assert d.handle({"op": "stop"})["stopped"] and d.stopping.is_set()
+
+
+def test_load_balancer_source_ranges_and_health_check_port():
+    svc = ServicePort("default", "lb", "", "TCP", 80, cluster_ips=("10.96.0.50",), load_balancer_ips=("198.51.100.7",),
+                      load_balancer_source_ranges=("192.0.2.0/24",), node_port=30050, health_check_node_port=32000,
+                      endpoints=(ep("10.244.1.2"),))
+    plan = render_plan(state(svc))
+    rules = render_rules(plan, {k: 41000 for k in plan.listeners})
+    lb = [r for r in nat(rules) if "198.51.100.7" in r]
+    assert lb == ['-m comment --comment "default/lb loadbalancer IP" -s 192.0.2.0/24 -m tcp -p tcp -d 198.51.100.7 '
+                  '--dport 80 -j DNAT --to-destination 10.200.0.11:41000']
+    assert any("198.51.100.7" in r and r.endswith("-j DROP") for r in filt(rules, "KUBE-PROXY-FIREWALL"))
+    assert any("--dport 32000 -j ACCEPT" in r for r in filt(rules, "KUBE-NODEPORTS"))
