@@ -65,6 +65,9 @@ class NetfilterPlan:
     local_node_ports: (proto, port) of NodePorts under the Local policy (keep the client IP)
     loopback:       (endpoint ip, proto, port) for hairpin masquerade (a pod reaching itself)
     no_endpoints:   (ip, proto, port) of virtual servers with no real server: REJECT
+    no_local:       (ip, proto, port) of external virtual servers whose Local policy leaves them
+                    without real servers while the Service has endpoints elsewhere: DROP
+                    (kube-proxy drops such traffic, it does not reject it)
     owners:         (ip, proto, port, kind, ServicePort key) of every virtual server: kept in
                     the kernel (ipset comments) so `kproxy rules` can attribute what it reads
     """
@@ -75,6 +78,7 @@ class NetfilterPlan:
     local_node_ports: frozenset[tuple[str, int]] = frozenset()
     loopback: frozenset[tuple[str, str, int]] = frozenset()
     no_endpoints: frozenset[tuple[str, str, int]] = frozenset()
+    no_local: frozenset[tuple[str, str, int]] = frozenset()
     owners: frozenset[tuple[str, str, int, str, str]] = frozenset()
     cluster_cidr: str | None = None
     masquerade_all: bool = False

@@ -7,7 +7,8 @@ IPVS itself only load-balances; these rules do what it cannot:
 - nat KUBE-IPVS-POSTROUTING masquerades marked packets and hairpin traffic (a pod reaching
   itself through a Service: ipset KUBE-IPVS-LOOP-BACK, dst,dst,src);
 - filter KUBE-IPVS-FILTER (from INPUT and OUTPUT) REJECTs virtual servers without endpoints
-  (filter runs before IPVS on INPUT, so the client gets a port unreachable, as kube-proxy).
+  (filter runs before IPVS on INPUT, so the client gets a port unreachable, as kube-proxy) and
+  DROPs external traffic a Local policy leaves without a local endpoint.
 The ipset members are rewritten through a temporary set and `swap`, so a reader never sees a
 half-filled set. Guarantee: the same plan always gives the same text.
 """
@@ -27,6 +28,7 @@ SET_CLUSTER_IP = "KUBE-IPVS-CLUSTER-IP"
 SET_EXTERNAL_IP = "KUBE-IPVS-EXTERNAL-IP"
 SET_LOOP_BACK = "KUBE-IPVS-LOOP-BACK"
 SET_NO_ENDPOINTS = "KUBE-IPVS-NO-ENDPOINTS"
+SET_NO_LOCAL = "KUBE-IPVS-NO-LOCAL"
 SET_OWNERS = "KUBE-IPVS-OWNERS"  # no rule uses it: "kind ns/name:port" comments for `kproxy rules`
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 
@@ -41,6 +43,7 @@ def ipset_types() -> dict[str, str]:
         SET_CLUSTER_IP: "hash:ip,port family inet hashsize 1024 maxelem 1048576",
         SET_EXTERNAL_IP: "hash:ip,port family inet hashsize 1024 maxelem 1048576",
         SET_NO_ENDPOINTS: "hash:ip,port family inet hashsize 1024 maxelem 1048576",
+        SET_NO_LOCAL: "hash:ip,port family inet hashsize 1024 maxelem 1048576",
         SET_LOOP_BACK: "hash:ip,port,ip family inet hashsize 1024 maxelem 1048576",
         SET_OWNERS: "hash:ip,port family inet hashsize 1024 maxelem 1048576 comment",
     }
@@ -57,6 +60,7 @@ def ipset_members(plan: NetfilterPlan) -> dict[str, list[str]]:
         SET_CLUSTER_IP: ipp(plan.cluster_ips),
         SET_EXTERNAL_IP: ipp(plan.external_ips),
         SET_NO_ENDPOINTS: ipp(plan.no_endpoints),
+        SET_NO_LOCAL: ipp(plan.no_local),
         SET_LOOP_BACK: sorted(f"{ip},{proto.lower()}:{port},{ip}" for ip, proto, port in plan.loopback),
         SET_OWNERS: sorted(f'{ip},{proto.lower()}:{port} comment "{kind} {owner}"'
                            for ip, proto, port, kind, owner in plan.owners),
@@ -115,7 +119,8 @@ def restore_text(plan: NetfilterPlan) -> str:
     nat.append(f"-A {NAT_POSTROUTING} -m mark --mark {m}/{m} -j MASQUERADE")
     nat.append(f"-A {NAT_POSTROUTING} -m set --match-set {SET_LOOP_BACK} dst,dst,src -j MASQUERADE")
     filt = [f":{FILTER_CHAIN} - [0:0]",
-            f"-A {FILTER_CHAIN} -m set --match-set {SET_NO_ENDPOINTS} dst,dst -j REJECT --reject-with icmp-port-unreachable"]
+            f"-A {FILTER_CHAIN} -m set --match-set {SET_NO_ENDPOINTS} dst,dst -j REJECT --reject-with icmp-port-unreachable",
+            f"-A {FILTER_CHAIN} -m set --match-set {SET_NO_LOCAL} dst,dst -j DROP"]
     return "\n".join(["*filter", *filt, "COMMIT", "*nat", *nat, "COMMIT"]) + "\n"
 
 

@@ -84,6 +84,7 @@ def render(state: ProxyState, options: RenderOptions = RenderOptions()) -> IpvsR
     local_node_ports: set = set()
     loopback: set = set()
     no_endpoints: set = set()
+    no_local: set = set()
     owners: set = set()
     node_addrs = nodeport_addresses(state)
 
@@ -105,7 +106,8 @@ def render(state: ProxyState, options: RenderOptions = RenderOptions()) -> IpvsR
             services[vs.key] = ServiceEntry(vs, reals, sp.key, kind)
             owners.add((ip, proto, port, kind, sp.key))
             if not reals:
-                no_endpoints.add((ip, proto, port))
+                local_only = kind != "clusterIP" and sp.external_policy_local and sp.cluster_endpoints()
+                (no_local if local_only else no_endpoints).add((ip, proto, port))
             for r in reals:
                 loopback.add((r.address, proto, r.port))
             return True
@@ -129,7 +131,7 @@ def render(state: ProxyState, options: RenderOptions = RenderOptions()) -> IpvsR
     plan = NetfilterPlan(
         cluster_ips=frozenset(cluster_ips), external_ips=frozenset(external_ips),
         node_ports=frozenset(node_ports), local_node_ports=frozenset(local_node_ports),
-        loopback=frozenset(loopback), no_endpoints=frozenset(no_endpoints), owners=frozenset(owners),
+        loopback=frozenset(loopback), no_endpoints=frozenset(no_endpoints), no_local=frozenset(no_local), owners=frozenset(owners),
         cluster_cidr=_cluster_cidr(state), masquerade_all=state.masquerade_all,
         masquerade_bit=state.masquerade_bit)
     return IpvsRuleset(services=services, addresses=frozenset(addresses), netfilter=plan)

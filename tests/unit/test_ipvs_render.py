@@ -57,6 +57,16 @@ def test_node_port_external_and_lb_ips_follow_external_policy():
     assert r.addresses == {"10.96.0.10", "192.0.2.1", "198.51.100.1"}
     assert r.netfilter.local_node_ports == {("TCP", 30080)} and not r.netfilter.node_ports
     assert not r.netfilter.external_ips  # Local policy: keep the client address
+    assert not r.netfilter.no_local and not r.netfilter.no_endpoints
+
+
+def test_local_policy_without_local_endpoints_drops_and_without_any_rejects():
+    remote_only = sp(eps=[e("10.244.2.2", is_local=False)], node_port=30080, external_policy_local=True)
+    r = render(st(remote_only))
+    assert r.netfilter.no_local == {(NODE, "TCP", 30080)} and not r.netfilter.no_endpoints
+    assert "-A KUBE-IPVS-FILTER -m set --match-set KUBE-IPVS-NO-LOCAL dst,dst -j DROP" in nfrules.restore_text(r.netfilter)
+    r = render(st(sp(node_port=30080, external_policy_local=True)))
+    assert r.netfilter.no_endpoints == {("10.96.0.10", "TCP", 80), (NODE, "TCP", 30080)} and not r.netfilter.no_local
 
 
 def test_node_port_addresses_select_node_ips():
