@@ -101,6 +101,7 @@ def run(sizes: list[int], endpoints: int) -> int:
             assert count == n * endpoints, count
         print(f"{n:>6} {n * endpoints:>7} {t_render:8.3f} {t_apply:8.3f} {t_nl:8.3f} {t_adm:8.3f} "
               f"{t_nl / t_adm:6.2f}   ({trips} sends)", flush=True)
+        print(f"        full apply detail: {result.detail}", flush=True)
         last = (n, state)
     if last:
         n, state = last
