@@ -21,6 +21,7 @@ from typing import Mapping
 
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 from kproxy.iptables import names as n
+from kproxy.iptables.render import _nodeport_ips as nodeport_ips  # shared: node_port_addresses -> node IPs
 from kproxy.iptables.render import jump_rules
 from kproxy.iptables.ruleset import Fragment, RenderOptions, Ruleset
 
@@ -66,6 +67,7 @@ class Plan:
     listeners: Mapping[str, ListenerSpec]
     dispatch: Mapping[str, Dispatch]
     target_ip: str | None
+    nodeport_ips: tuple[str, ...] | None = None  # None: NodePorts on every local address
 
     def __post_init__(self) -> None:
         from types import MappingProxyType
@@ -120,7 +122,9 @@ def render_plan(state: ProxyState) -> Plan:
                 listeners[external] = _spec(external, sp, external_eps)
         dispatch[key] = Dispatch(sp, internal, external)
     target = next(iter(_ipv4(state.node_ips)), None)
-    return Plan(listeners=listeners, dispatch=dispatch, target_ip=target)
+    selected = nodeport_ips(state)
+    return Plan(listeners=listeners, dispatch=dispatch, target_ip=target,
+                nodeport_ips=None if selected is None else tuple(ip for ip in selected if not ip.startswith("127.")))
 
 
 # ------------------------------------------------------------------ iptables rules
@@ -207,7 +211,11 @@ def render_rules(plan: Plan, ports: Mapping[str, int], previous: Ruleset | None 
     for key in sorted(fragments):
         for chain_key, rules in fragments[key].dispatch.items():
             static[chain_key].extend(rules)
-    static[(NAT, n.KUBE_SERVICES)].append(
-        f"-m comment --comment {NODEPORTS_COMMENT} -m addrtype --dst-type LOCAL -j {n.KUBE_NODEPORTS}")
+    if plan.nodeport_ips is None:
+        static[(NAT, n.KUBE_SERVICES)].append(
+            f"-m comment --comment {NODEPORTS_COMMENT} -m addrtype --dst-type LOCAL -j {n.KUBE_NODEPORTS}")
+    else:
+        static[(NAT, n.KUBE_SERVICES)].extend(
+            f"-m comment --comment {NODEPORTS_COMMENT} -d {ip} -j {n.KUBE_NODEPORTS}" for ip in plan.nodeport_ips)
     return Ruleset(static={k: tuple(v) for k, v in static.items()}, fragments=fragments,
                    jumps=jump_rules(RULE_OPTIONS), options=RULE_OPTIONS, context=("userspace",))

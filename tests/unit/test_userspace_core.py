@@ -229,3 +229,13 @@ def test_load_balancer_source_ranges_and_health_check_port():
                   '--dport 80 -j DNAT --to-destination 10.200.0.11:41000']
     assert any("198.51.100.7" in r and r.endswith("-j DROP") for r in filt(rules, "KUBE-PROXY-FIREWALL"))
     assert any("--dport 32000 -j ACCEPT" in r for r in filt(rules, "KUBE-NODEPORTS"))
+
+
+def test_node_port_addresses_limit_where_node_ports_answer():
+    svc = sp("np", "10.96.0.20", [ep("10.244.1.2")], node_port=30080)
+    st = ProxyState("n1", node_ips=(NODE, "192.168.9.9"), node_port_addresses=("10.200.0.0/24",),
+                    services={svc.key: svc})
+    plan = render_plan(st)
+    assert plan.nodeport_ips == (NODE,)
+    tail = [r for r in nat(render_rules(plan, {k: 41000 for k in plan.listeners})) if "KUBE-NODEPORTS" in r]
+    assert len(tail) == 1 and f"-d {NODE} -j KUBE-NODEPORTS" in tail[0]
