@@ -24,7 +24,6 @@ Contracts:
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import socket
 import struct
@@ -175,10 +174,17 @@ def py_lookup_records(table: Sequence[int], key: bytes, records: bytes, record_l
 # ------------------------------------------------------------------ chain names (twin)
 
 
+_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_B32_PAIRS = tuple(_B32[i >> 5] + _B32[i & 31] for i in range(1024))  # 10 bits -> 2 characters
+
+
 def py_chain_hash16(text: str) -> str:
     """The first 16 characters of base32(sha256(text)): kube-proxy's chain-name hash
-    (iptables/names.py); identical to kproxy._fastpath.chain_hash16, which is ~3.5x faster."""
-    return base64.b32encode(hashlib.sha256(text.encode()).digest()[:10]).decode()
+    (iptables/names.py); identical to kproxy._fastpath.chain_hash16, which is ~4x faster.
+    The first 80 bits of the digest, two characters per 10 bits (same as base64.b32encode)."""
+    bits = int.from_bytes(hashlib.sha256(text.encode()).digest()[:10], "big")
+    t = _B32_PAIRS
+    return "".join(t[(bits >> shift) & 1023] for shift in (70, 60, 50, 40, 30, 20, 10, 0))
 
 
 # ------------------------------------------------------------------ shared helpers (pure Python)
