@@ -99,6 +99,31 @@ def test_hairpin_pod_reaches_itself_through_its_service(lab, scratch):
     assert s.seen == {pod.name} and not s.failures, s
 
 
+def test_pod_source_ip_is_preserved_through_a_clusterip(lab, scratch):
+    server = scratch.pod("server", "node2")
+    near = scratch.pod("near", "node2", labels={"role": scratch.name("client")})
+    far = scratch.pod("far", "node1", labels={"role": scratch.name("client")})
+    svc = scratch.service()
+    wait_for_pods(lab.client_netns, cluster_ip(svc), 80, {server.name})
+    for client in (near, far):
+        s = sample(lab.netns(client.netns), cluster_ip(svc), 80, 5)
+        assert s.seen == {server.name} and s.client_ips == {client.ip}, f"from {client.name}: {s}"
+
+
+def test_internal_traffic_policy_local_serves_only_local_clients(lab, scratch):
+    server = scratch.pod("server", "node2")
+    local = scratch.pod("local", "node2", labels={"role": scratch.name("client")})
+    remote = scratch.pod("remote", "node1", labels={"role": scratch.name("client")})
+    svc = scratch.service(internalTrafficPolicy="Local")
+    ip = cluster_ip(svc)
+    wait_for_pods(lab.netns(local.netns), ip, 80, {server.name})
+    probe = helpers.probe_for(lab.state.mode)
+    helpers.poll(lambda: ip in probe.rules_text(lab.plan.node("node1").netns), 60,
+                 "node1 to program the Service")
+    s = sample(lab.netns(remote.netns), ip, 80, 3)
+    assert not s.pods and len(s.failures) == 3, s
+
+
 # -- NodePort and traffic policies ------------------------------------------------------------------
 
 
