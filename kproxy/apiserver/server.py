@@ -93,6 +93,7 @@ class ApiServer:
         self.insecure_url = ""
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
+        self._tls: ssl.SSLContext | None = None
         self._controllers: _ControllerThread | None = None
 
     # ------------------------------------------------------------------ startup
@@ -155,14 +156,16 @@ class ApiServer:
         self._runner = web.AppRunner(self.build_app(), handle_signals=False, access_log=access_log,
                                      shutdown_timeout=2.0)
         await self._runner.setup()
-        self.url = await self._listen(self.config.host, self.config.port,
-                                      self._ssl_context() if self.config.tls else None)
+        self._tls = self._ssl_context() if self.config.tls else None
+        self.url = await self._listen(self.config.host, self.config.port, self._tls)
         if self.config.insecure_host is not None:
             self.insecure_url = await self._listen(self.config.insecure_host, self.config.insecure_port, None)
             log.warning("plain-HTTP listener on %s: every request there has full rights", self.insecure_url)
         if not self.config.tls:
             log.warning("serving plain HTTP on %s without authentication (give --tls for HTTPS)", self.url)
         self._tasks.append(asyncio.create_task(self._sweeper()))
+        if self._tls is not None:
+            self._tasks.append(asyncio.create_task(self._reload_serving_cert(self._tls)))
         # kubeconfigs before the controllers: they read theirs; admin.kubeconfig is written
         # last and tells waiting callers the server is ready
         pki_bootstrap.write_kubeconfigs(self.pki, self.url)
@@ -221,6 +224,23 @@ class ApiServer:
 
     async def _on_shutdown(self, app: web.Application) -> None:
         self.rest.close_watches()
+
+    async def _reload_serving_cert(self, ctx: ssl.SSLContext) -> None:
+        """Loads a rotated serving certificate (`kproxy pki rotate-serving`) into the live TLS
+        context: new connections get it, open ones keep theirs; no restart needed."""
+        def stamp() -> tuple[float, float]:
+            return (os.stat(self.pki.serving_cert).st_mtime, os.stat(self.pki.serving_key).st_mtime)
+        seen = stamp()
+        while True:
+            await asyncio.sleep(self.config.sweep_interval)
+            try:
+                now = stamp()
+                if now != seen:
+                    ctx.load_cert_chain(self.pki.serving_cert, self.pki.serving_key)
+                    seen = now
+                    log.info("loaded the rotated serving certificate")
+            except (OSError, ssl.SSLError) as exc:  # half-written pair: retry on the next tick
+                log.warning("cannot load the serving certificate yet: %s", exc)
 
     async def _sweeper(self) -> None:
         """Removes pods whose graceful-deletion period has expired."""

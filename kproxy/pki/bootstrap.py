@@ -130,7 +130,8 @@ def _serving_ok(pair: KeyPair, ca_cert, hosts: list[str]) -> bool:
 
 
 def rotate_serving(data_dir: str, hosts: list[str]) -> KeyPair:
-    """Issues a new serving certificate and key (the running apiserver picks it up on restart)."""
+    """Issues a new serving certificate and key; a running apiserver reloads them (it watches
+    the files), so new connections see the new certificate."""
     pki = Pki(os.path.abspath(data_dir))
     pair = pki_ca.issue_serving(pki.ca(), hosts)
     pki.save_pair("apiserver", pair)

@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     client.add_argument("--kubeconfig", required=True, help="kubeconfig file to write (0600)")
     client.add_argument("--server", help="server URL (default: the one in DIR/admin.kubeconfig)")
     client.add_argument("--days", type=int, default=365, help="validity in days (default 365)")
-    rotate = sub.add_parser("rotate-serving", help="issue a new apiserver serving certificate")
+    rotate = sub.add_parser("rotate-serving", help="issue a new apiserver serving certificate "
+                                                   "(a running apiserver picks it up)")
     rotate.add_argument("--data-dir", required=True, help="the apiserver's data dir (holds pki/)")
     rotate.add_argument("--bind", default="127.0.0.1", help="address the apiserver listens on")
     rotate.add_argument("--service-ip", default="10.96.0.1", help="first Service IP (the kubernetes Service)")
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         pair = bootstrap.rotate_serving(data_dir, hosts)
         cert = pair.cert
         print(f"new serving certificate (serial {cert.serial_number:x}) valid until "
-              f"{cert.not_valid_after_utc:%Y-%m-%d}; restart the apiserver to use it")
+              f"{cert.not_valid_after_utc:%Y-%m-%d}; a running apiserver loads it within a second")
         return 0
     except pki_ca.PKIError as exc:
         raise CLIError(str(exc)) from None

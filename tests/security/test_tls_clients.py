@@ -121,3 +121,28 @@ def test_audit_log_has_a_line_per_mutating_request(secure_apiserver):
     assert ("kubernetes-admin", "delete", "namespaces", "audited", 200) in mine
     assert ("system:kube-proxy", "create", "namespaces", "", 403) in mine
     assert not any(r["verb"] in ("get", "list", "watch") and r["code"] < 400 for r in lines)
+
+
+def test_rotated_serving_certificate_is_served_without_restart(secure_apiserver):
+    import socket
+    import subprocess
+    import sys
+    import time
+    from cryptography import x509
+
+    def served_serial():  # the handshake verifies it against the cluster CA
+        ctx = client_tls_context(secure_apiserver.data_dir, "admin")
+        with socket.create_connection(("127.0.0.1", secure_apiserver.port), timeout=10) as sock:
+            with ctx.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
+                return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
+
+    before = served_serial()
+    proc = subprocess.run([sys.executable, "-m", "kproxy", "pki", "rotate-serving",
+                           "--data-dir", str(secure_apiserver.data_dir)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    on_disk = x509.load_pem_x509_certificate((secure_apiserver.data_dir / "pki" / "apiserver.crt").read_bytes())
+    assert on_disk.serial_number != before
+    deadline = time.monotonic() + 30
+    while served_serial() != on_disk.serial_number:
+        assert time.monotonic() < deadline, "the apiserver still serves the old certificate"
+        time.sleep(0.2)
