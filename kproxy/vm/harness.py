@@ -121,7 +121,7 @@ def run_in_vm(command: str, *, cwd: str | None = None, timeout: float = DEFAULT_
         status = read("status").strip()
         if not status:
             why = f"timed out after {timeout:.0f}s (qemu killed)" if timed_out else f"vng exited {proc.returncode} without a result"
-            tail = "\n".join((console_text + read("stderr")).splitlines()[-30:])
+            tail = "\n".join((console_text + read("stdout") + read("stderr")).splitlines()[-30:])
             raise VmError(f"VM {why}; last output:\n{tail}")
         boot = float(read("started").strip() or wall_started) - wall_started
         return VmResult(int(status), read("stdout"), read("stderr"), boot, total, console_text)
