@@ -49,12 +49,14 @@ def test_siphash_rejects_a_wrong_key_length():
 
 
 @needs_ext
+@settings(deadline=None)  # the pure-Python twin is slow on a loaded machine; timing decides nothing
 @given(key=st.binary(min_size=16, max_size=16), data=st.binary(max_size=80))
 def test_twins_agree_on_siphash(key, data):
     assert ext.siphash24(key, data) == fp.py_siphash24(key, data)
 
 
 @needs_ext
+@settings(deadline=None)
 @given(key=st.binary(min_size=16, max_size=16), record_len=st.integers(1, 40), count=st.integers(0, 20),
        data=st.randoms())
 def test_twins_agree_on_record_hashes_and_lookups(key, record_len, count, data):
@@ -74,7 +76,7 @@ endpoint_names = st.lists(st.from_regex(r"10\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}
 
 
 @needs_ext
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)
 @given(names=endpoint_names, data=st.data(), size=st.sampled_from([2, 3, 13, 251, 1021]))
 def test_twins_agree_on_maglev_tables(names, data, size):
     weights = data.draw(st.lists(st.integers(0, 5), min_size=len(names), max_size=len(names)))
@@ -176,6 +178,7 @@ def test_without_the_extension_the_twin_is_used():
     assert out.stdout.split() == ["python", fp.Maglev(["a:1", "b:2"]).pick(b"x")]
 
 
+@settings(deadline=None)
 @given(text=st.text(max_size=150))
 def test_chain_hash16_is_base32_of_sha256(text):
     import base64
