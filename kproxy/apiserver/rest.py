@@ -96,6 +96,10 @@ def _query_int(query: Any, name: str) -> int | None:
         raise st.bad_request(f"invalid {name} {raw!r}: must be an integer") from None
 
 
+# request key under which _create leaves the created object's name (generateName resolved)
+CREATED_NAME = "kproxy.created_name"
+
+
 class RestHandler:
     def __init__(self, registry: Registry, deps: Deps, reads: Executor, writes: Executor,
                  settings: RestSettings, fields: FieldChecker, tables: TableRenderer):
@@ -256,6 +260,7 @@ class RestHandler:
         dry = self._dry_run(request)
         warnings = self.fields.check(resource, body, raw, request.query.get("fieldValidation"))
         obj = await self._write(self.registry.create, resource, ns, body, dry)
+        request[CREATED_NAME] = (obj.get("metadata") or {}).get("name", "")  # for the audit log
         return self._respond(request, resource, obj, 201, warnings)
 
     async def _update(self, request: web.Request, resource: Resource, ns: str | None, name: str,

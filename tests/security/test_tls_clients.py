@@ -117,7 +117,7 @@ def test_audit_log_has_a_line_per_mutating_request(secure_apiserver):
     assert agent.call("POST", "/api/v1/namespaces", {"metadata": {"name": "by-agent"}})[0] == 403
     lines = [json.loads(line) for line in (secure_apiserver.data_dir / "audit.log").read_text().splitlines()]
     mine = [(r["user"], r["verb"], r["resource"], r["name"], r["code"]) for r in lines if r["resource"] == "namespaces"]
-    assert ("kubernetes-admin", "create", "namespaces", "", 201) in mine
+    assert ("kubernetes-admin", "create", "namespaces", "audited", 201) in mine
     assert ("kubernetes-admin", "delete", "namespaces", "audited", 200) in mine
     assert ("system:kube-proxy", "create", "namespaces", "", 403) in mine
     assert not any(r["verb"] in ("get", "list", "watch") and r["code"] < 400 for r in lines)

@@ -8,6 +8,7 @@ only logged, never sent."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from concurrent.futures import Executor
@@ -21,7 +22,7 @@ from kproxy.apiserver.auth.audit import AuditLog
 from kproxy.apiserver.auth.authn import TokenAuthenticator, Unauthenticated, bearer_token, user_from_peercert
 from kproxy.apiserver.auth.identity import ANONYMOUS, INSECURE, UserInfo
 from kproxy.apiserver.auth.rbac import RBACAuthorizer, forbidden_message
-from kproxy.apiserver.rest import json_response
+from kproxy.apiserver.rest import CREATED_NAME, json_response
 
 log = logging.getLogger(__name__)
 
@@ -92,5 +93,7 @@ class AuthMiddleware:
                                            name=attrs.name or None, group=attrs.api_group), 403)
         response = await handler(request)
         if attrs.mutating:
+            if not attrs.name and request.get(CREATED_NAME):
+                attrs = dataclasses.replace(attrs, name=request[CREATED_NAME])
             self._record(user, attrs, response.status, request)
         return response
