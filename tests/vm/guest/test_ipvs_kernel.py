@@ -148,6 +148,14 @@ def test_node_port_local_policy_keeps_client_address(topo, backend):
     assert topo.tcp(topo.client, NODE_IP, 30081) == ("c", CLIENT_IP)
 
 
+def test_local_policy_without_a_local_endpoint_drops_external_traffic(topo, backend):
+    remote = Endpoint(topo.pods["a"].ip, POD_PORT, is_local=False, node_name="n2")
+    sync(backend, state(service("npr", "10.96.0.16", [remote], node_port=30082, external_policy_local=True)))
+    with pytest.raises(TimeoutError):  # dropped, not refused (kube-proxy)
+        topo.tcp(topo.client, NODE_IP, 30082, timeout=2)
+    assert topo.tcp(topo.client, "10.96.0.16", 80)[0] == "a"  # the ClusterIP still reaches it
+
+
 def test_service_without_endpoints_is_rejected(topo, backend):
     sync(backend, state(service("empty", "10.96.0.14")))
     with pytest.raises(ConnectionRefusedError):
