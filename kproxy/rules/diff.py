@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 from .model import KernelObject, NodeRules
 
+# netfilter's built-in chains: other software inserts rules there too, so their order is not ours
+BUILTIN_CHAINS = frozenset({"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"})
+
 
 @dataclass(frozen=True)
 class Difference:
@@ -61,7 +64,7 @@ def _order(want: list[tuple[str, KernelObject]], have: list[tuple[str, KernelObj
         seqs: dict[str, list] = {}
         first: dict[str, tuple[str, KernelObject]] = {}
         for scope, o in objs:
-            if o.kind == "rule" and o.container.rpartition("/")[2].startswith("KUBE-"):
+            if o.kind == "rule" and o.container.rpartition("/")[2] not in BUILTIN_CHAINS:
                 seqs.setdefault(o.container, []).append(o.identity)
                 first.setdefault(o.container, (scope, o))
         return seqs, first

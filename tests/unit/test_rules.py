@@ -74,6 +74,16 @@ def test_normalise_rule_equates_rendered_and_saved_forms():
         assert normalise_rule(a) != normalise_rule(b), (a, b)
 
 
+def test_split_rule_is_shlex_for_every_rule(ruleset):
+    import shlex
+    from kproxy.rules.iptables import split_rule
+    texts = [t for _, rules in ruleset.chains() for t in rules]
+    texts += ['-m comment --comment "a \\"quoted\\" word" -j A', '-m comment --comment "" -j B',
+              '! -s 10.244.0.0/16 -d 10.96.0.12/32 -p tcp -m comment --comment "ns/a cluster IP" -m tcp --dport 80 -j C']
+    for text in texts:
+        assert split_rule(text) == shlex.split(text), text
+
+
 # ------------------------------------------------------------------ model
 
 

@@ -84,6 +84,17 @@ def test_tracer_routes_like_the_iptables_mode(dump, case, src, dst, dport, proto
             assert step.text == parse_table(dump.text).chains[step.container[4:]][step.index]
 
 
+def test_diff_sees_reordered_nft_rules(dump):
+    from kproxy.rules.diff import diff
+    from kproxy.rules.nftables import build
+    adapter = NftablesAdapter()
+    table = parse_table(dump.text)
+    chain = next(c for c, rules in table.chains.items() if c.startswith("external-") and len(rules) > 2)
+    table.chains[chain] = list(reversed(table.chains[chain]))
+    assert [(d.kind, d.object.container) for d in diff(adapter.from_inspection(dump, "n"), build(table, "n"))] == [
+        ("order", f"nft/{chain}")]
+
+
 def test_endpoints_are_equally_likely(dump):
     report = NftablesAdapter().trace(dump, Probe("tcp", fx.LOCAL_POD, 0, "10.96.0.10", 80), [fx.NODE_IP])
     assert [c.probability for c in report.candidates] == pytest.approx([1 / 3] * 3)
