@@ -135,3 +135,28 @@ def test_default_node_proxier_policy_is_read_only_for_services():
                          ("PATCH", "/api/v1/namespaces/a/services/x"), ("GET", "/api/v1/namespaces/a/secrets"),
                          ("PUT", "/api/v1/nodes/n1/status"), ("GET", "/api/v1/namespaces/a/pods")]:
         assert not snap.allows(proxy, request_attributes(method, path, {})), (method, path)
+
+
+def test_rbac_validation():
+    from kproxy.api import resources as R
+    from kproxy.api.validation import validate
+    ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"}
+    ok_binding = {"metadata": {"name": "b", "namespace": "a"}, "roleRef": ref,
+                  "subjects": [{"kind": "ServiceAccount", "name": "robot"}]}
+    assert validate(R.ROLE_BINDINGS, ok_binding) == []
+    assert validate(R.CLUSTER_ROLES, {"metadata": {"name": "system:x"},
+                                      "rules": [{"nonResourceURLs": ["/healthz"], "verbs": ["get"]}]}) == []
+
+    def fields(resource, obj, old=None):
+        return {(c["reason"], c["field"]) for c in validate(resource, obj, old)}
+    assert ("FieldValueNotSupported", "roleRef.kind") in fields(
+        R.CLUSTER_ROLE_BINDINGS, {"metadata": {"name": "b"}, "roleRef": ref, "subjects": []})
+    assert ("FieldValueInvalid", "roleRef") in fields(
+        R.ROLE_BINDINGS, {**ok_binding, "roleRef": {**ref, "name": "other"}}, ok_binding)
+    assert ("FieldValueNotSupported", "subjects[0].kind") in fields(
+        R.ROLE_BINDINGS, {**ok_binding, "subjects": [{"kind": "Robot", "name": "x"}]})
+    assert ("FieldValueInvalid", "rules[0].nonResourceURLs") in fields(
+        R.ROLES, {"metadata": {"name": "r", "namespace": "a"}, "rules": [{"nonResourceURLs": ["/x"], "verbs": ["get"]}]})
+    assert ("FieldValueRequired", "rules[0].verbs") in fields(
+        R.ROLES, {"metadata": {"name": "r", "namespace": "a"}, "rules": [{"apiGroups": [""], "resources": ["pods"]}]})
+    assert ("FieldValueInvalid", "metadata.name") in fields(R.CLUSTER_ROLES, {"metadata": {"name": "a/b"}, "rules": []})
