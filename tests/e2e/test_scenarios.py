@@ -11,6 +11,7 @@ import contextlib
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -175,6 +176,29 @@ def test_session_affinity_client_ip_sticks(lab, scratch):
                  "affinity to take effect")
     s = sample(lab.client_netns, ip, 80, 60)
     assert len(s.seen) == 1 and not s.failures, s
+    # Switched off again: the client is spread over all three.
+    lab.client.patch(SERVICES, svc["metadata"]["name"], {"spec": {"sessionAffinity": "None", "sessionAffinityConfig": None}})
+    wait_for_pods(lab.client_netns, ip, 80, {scratch.name(x) for x in "abc"})
+
+
+def test_session_affinity_times_out(lab, scratch):
+    timeout = 3
+    for suffix, node in (("a", "node1"), ("b", "node2")):
+        scratch.pod(suffix, node)
+    svc = scratch.service(sessionAffinity="ClientIP",
+                          sessionAffinityConfig={"clientIP": {"timeoutSeconds": timeout}})
+    ip = cluster_ip(svc)
+    helpers.poll(lambda: helpers.request(lab.client_netns, ip, 80), 60, "the Service to answer")
+    first = sample(lab.client_netns, ip, 80, 10)
+    assert len(first.seen) == 1 and not first.failures, first
+    stuck = next(iter(first.seen))
+
+    def other_pod_after_idle() -> bool:
+        time.sleep(timeout + 1)  # idle longer than the affinity timeout (not an assertion)
+        return helpers.request(lab.client_netns, ip, 80).pod != stuck
+
+    # After each idle period the choice is random again: another pod shows up soon.
+    helpers.poll(other_pod_after_idle, 120, "the affinity to expire", interval=0)
 
 
 # -- UDP and stale conntrack ----------------------------------------------------------------------
