@@ -63,6 +63,7 @@ def test_every_key_and_kubeconfig_is_private(secure_apiserver):
     assert "PRIVATE KEY" not in secure_apiserver.log_path.read_text(errors="replace")
 
 
+@pytest.mark.kubectl
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed on this machine")
 def test_kubectl_as_admin_and_as_agent(secure_apiserver):
     kubectl(secure_apiserver, "admin", "create", "namespace", "kc")
