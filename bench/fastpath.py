@@ -36,7 +36,7 @@ def endpoint_names(n: int) -> list[bytes]:
 
 
 def flow_records(count: int) -> bytes:
-    """`count` distinct packed 5-tuples (random bytes stand in for addresses and ports)."""
+    """`count` packed IPv4 5-tuples (random bytes stand in for addresses and ports)."""
     return os.urandom(count * fp.FLOW_RECORD_LEN)
 
 

@@ -152,7 +152,7 @@ def test_maglev_pick_is_stable_and_skips_zero_weights():
 
 def test_flow_and_client_records_are_fixed_size():
     assert len(fp.flow_record("10.0.0.1", 1, "10.96.0.1", 80, 17)) == fp.FLOW_RECORD_LEN
-    assert len(fp.flow_record("fd00::1", 1, "fd00::2", 80, 6)) == fp.FLOW_RECORD_LEN
+    assert len(fp.flow_record("fd00::1", 1, "fd00::2", 80, 6)) == fp.FLOW_RECORD_LEN_V6
     assert fp.client_record("10.0.0.1") != fp.client_record("10.0.0.2")
 
 
