@@ -47,6 +47,7 @@ setup(
         "prometheus-client>=0.20",
         "cryptography>=42",
         "jsonpatch>=1.33",
+        "scapy>=2.5",
     ],
     extras_require={
         "test": [
@@ -55,6 +56,7 @@ setup(
             "hypothesis>=6.100",
             "kubernetes>=30",
             "cython>=3.0",
+            "jsonschema>=4",
         ],
         "fast": ["uvloop>=0.19"],
     },
