@@ -1,18 +1,29 @@
 """Fixtures of the end-to-end suite: one lab per test module and proxy mode, always torn down,
 and a per-test scratch area whose pods and Services are removed after the test.
 
-A new proxy mode joins every scenario by being added to MODES.
+A proxy mode joins every scenario by adding its kernel probe to tests/e2e/helpers.py PROBES;
+KPROXY_E2E_MODES=mode1,mode2 runs only those modes (the IPVS VM run uses it).
 """
 from __future__ import annotations
 
 import contextlib
+import os
 
 import pytest
 
 from kproxy.lab.lab import Lab
 from tests import nsutil
+from tests.e2e.helpers import PROBES
 
-MODES = ["iptables"]
+
+def _modes() -> list[str]:
+    wanted = os.environ.get("KPROXY_E2E_MODES", "").strip()
+    if wanted:
+        return [m.strip() for m in wanted.split(",") if m.strip()]
+    return sorted(PROBES)
+
+
+MODES = _modes()
 SYNC_PERIOD_SECONDS = 5  # agents' periodic full sync in the lab: drift repair is bounded by it
 
 
