@@ -1,7 +1,8 @@
 """The scenario suite's kernel probe for ipvs mode (how tests/e2e looks at and breaks a node).
 
 Loaded as a pytest plugin (`-p tests.vm.ipvs_probe`) by the VM run of the scenario suite: it
-registers IpvsProbe in tests.e2e.helpers.PROBES["ipvs"] without editing tests/e2e.
+registers IpvsProbe in tests.e2e.helpers.PROBES["ipvs"] without editing tests/e2e, and inside
+the VM lengthens the lab's readiness waits (see _slow_machine_timeouts).
 """
 from __future__ import annotations
 
@@ -42,6 +43,32 @@ class IpvsProbe:
 
 
 def pytest_configure(config):
+    import os
+
     from tests.e2e import helpers
 
     helpers.PROBES.setdefault("ipvs", IpvsProbe())
+    if os.environ.get("KPROXY_IN_VM") == "1":
+        _slow_machine_timeouts()
+
+
+def _scaled(fn, factor: float):
+    """`fn(check, timeout, ...)` with the timeout multiplied by `factor`."""
+    def wrapper(check, timeout, *args, **kwargs):
+        return fn(check, timeout * factor, *args, **kwargs)
+    wrapper.__wrapped__ = fn
+    return wrapper
+
+
+def _slow_machine_timeouts() -> None:
+    """Inside the emulated VM (no KVM: every process start costs tens of seconds) the lab's
+    readiness waits (apiserver kubeconfig, agents healthy, pods listening) get
+    KPROXY_VM_TIMEOUT_SCALE (default 10) times their time. Only readiness waits: the
+    scenarios' own deadlines (e.g. drift repaired within a sync period) are unchanged."""
+    import os
+
+    from kproxy.lab import lab as lab_module
+
+    factor = float(os.environ.get("KPROXY_VM_TIMEOUT_SCALE", "10"))
+    if factor != 1 and not hasattr(lab_module.wait_until, "__wrapped__"):
+        lab_module.wait_until = _scaled(lab_module.wait_until, factor)
