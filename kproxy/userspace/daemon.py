@@ -93,12 +93,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--netns", help="network namespace to run in (default: our own)")
     p.add_argument("--balancer", default="maglev")
     p.add_argument("--udp-idle-timeout", type=float, default=UDP_IDLE_TIMEOUT)
+    p.add_argument("--nice", type=int, default=-5,
+                   help="scheduling priority (default -5): the data path runs ahead of the agent's own work")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.netns:
         from kproxy.netns import NETNS_RUN_DIR, _setns
 
         _setns(os.path.join(NETNS_RUN_DIR, args.netns))  # before any thread: all of them inherit it
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, args.nice)
+    except OSError as exc:  # not fatal: without CAP_SYS_NICE the proxy runs at normal priority
+        log.warning("cannot set priority %d: %s", args.nice, exc.strerror)
     control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         control.bind(CONTROL_NAME)
