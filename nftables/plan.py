@@ -98,7 +98,7 @@ def _diff(new_chains: Mapping[str, Chain], new_sets: Mapping[str, SetSpec], new_
     tx = Transaction()
     for name, spec in new_sets.items():
         old = old_sets.get(name)
-        if old is None:
+        if old is None or old != spec:  # the kernel updates a set's timeout in place
             tx.add_set(spec)
     for name, chain in new_chains.items():
         if name not in old_chains:

@@ -130,6 +130,15 @@ def test_session_affinity_sticks_to_one_endpoint(topo, backend):
     assert len(pods_reached(topo, topo.client, "10.96.0.18", 80, tries=20)) == 1
 
 
+def test_a_changed_affinity_timeout_reaches_the_kernel_in_a_partial_sync(topo, backend):
+    sp = service("aff", "10.96.0.29", [ep(topo, "a")], session_affinity_timeout=60)
+    first = sync(backend, state(sp))
+    assert "timeout 1m" in nft_list(topo)
+    sync(backend, state(replace(sp, session_affinity_timeout=120)), previous=first, full=False)
+    text = nft_list(topo)
+    assert "timeout 2m" in text and "timeout 1m" not in text
+
+
 def test_load_balancer_source_ranges_drop_other_sources(topo, backend):
     sync(backend, state(service("lb", "10.96.0.19", [ep(topo, "a")], load_balancer_ips=("198.51.100.9",),
                                 load_balancer_source_ranges=("10.200.0.2/32",)),
