@@ -24,7 +24,8 @@ class NetNSError(Exception):
     pass
 
 
-def _setns(path: str) -> None:
+def setns(path: str) -> None:
+    """Moves the calling thread (and what it later spawns) into the network namespace at `path`."""
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -54,7 +55,7 @@ class NetNS:
     def _pool(self) -> ThreadPoolExecutor:
         with self._lock:
             if self._executor is None:
-                init = (lambda: _setns(self.path)) if self.name else None
+                init = (lambda: setns(self.path)) if self.name else None
                 self._executor = ThreadPoolExecutor(
                     max_workers=1, thread_name_prefix=f"netns-{self.name or 'self'}", initializer=init
                 )

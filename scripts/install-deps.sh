@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(iptables iproute2 conntrack ipset nftables kmod procps psmisc
-          etcd-server etcd-client python3 python3-venv python3-dev gcc make curl)
+          etcd-server etcd-client haproxy python3 python3-venv python3-dev gcc make curl)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

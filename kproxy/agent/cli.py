@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib
 import logging
 import signal
@@ -145,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
     except CLIError:
         netns.close()
         raise
+    if backend.name != config.mode:  # "auto" resolved: logs and /proxyMode name the real mode
+        config = dataclasses.replace(config, mode=backend.name)
     try:
         return asyncio.run(serve(config, cluster, node_name, netns, backend))
     finally:

@@ -98,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.netns:
-        from kproxy.netns import NETNS_RUN_DIR, _setns
+        from kproxy.netns import NETNS_RUN_DIR, setns
 
-        _setns(os.path.join(NETNS_RUN_DIR, args.netns))  # before any thread: all of them inherit it
+        setns(os.path.join(NETNS_RUN_DIR, args.netns))  # before any thread: all of them inherit it
     try:
         os.setpriority(os.PRIO_PROCESS, 0, args.nice)
     except OSError as exc:  # not fatal: without CAP_SYS_NICE the proxy runs at normal priority

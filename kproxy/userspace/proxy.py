@@ -387,9 +387,9 @@ class ProxyServer:
             def main() -> None:
                 try:
                     if self.netns_path:
-                        from kproxy.netns import _setns
+                        from kproxy.netns import setns
 
-                        _setns(self.netns_path)
+                        setns(self.netns_path)
                     loop = new_event_loop()
                     asyncio.set_event_loop(loop)
                     self._loop = loop

@@ -233,7 +233,8 @@ class IptablesProbe:
         return normalized_ruleset(netns)
 
 
-PROBES = {"iptables": IptablesProbe()}
+# userspace mode keeps its redirect rules in the same KUBE-* chains, so the iptables probe serves it
+PROBES = {"iptables": IptablesProbe(), "userspace": IptablesProbe()}
 
 
 def probe_for(mode: str):
