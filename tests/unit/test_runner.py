@@ -174,3 +174,29 @@ async def _partials_do_not_postpone_full():
 
 def test_partial_syncs_do_not_postpone_the_periodic_full_sync():
     asyncio.run(_partials_do_not_postpone_full())
+
+
+async def _requests_wait_for_the_retry():
+    rec = Recorder(fail_times=2)
+    runner = BoundedFrequencyRunner(rec, min_interval=0.0, max_interval=5.0, retry_initial=0.2)
+
+    async def keep_requesting():
+        while True:
+            runner.run()
+            await asyncio.sleep(0.01)
+
+    async with running(runner):
+        runner.run(full=True)
+        feeder = asyncio.create_task(keep_requesting())
+        try:
+            await wait_for(lambda: len(rec.calls) >= 3)
+        finally:
+            feeder.cancel()
+    starts = [t for t, _ in rec.calls]
+    # a stream of requests does not bypass the backoff after a failure (min_interval is 0 here)
+    assert starts[1] - starts[0] >= runner.backoff(1) - SLACK
+    assert starts[2] - starts[1] >= runner.backoff(2) - SLACK
+
+
+def test_requests_during_backoff_wait_for_the_retry():
+    asyncio.run(_requests_wait_for_the_retry())
