@@ -42,6 +42,14 @@ class NftablesConfig:
     sync_period: float = 30.0
     masquerade_all: bool = False
     masquerade_bit: int = 14
+    endpoint_selection: str = "random"  # kproxy: random | maglev (consistent hashing in the kernel)
+
+
+@dataclass(frozen=True)
+class UserspaceConfig:
+    """kproxy's userspace mode (no upstream equivalent)."""
+    balancer: str = "maglev"  # maglev (over the client address/flow) | roundrobin
+    udp_idle_timeout: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,7 @@ class AgentConfig:
     kubeconfig: str = ""  # clientConnection.kubeconfig
     iptables: IptablesConfig = field(default_factory=IptablesConfig)
     nftables: NftablesConfig = field(default_factory=NftablesConfig)
+    userspace: UserspaceConfig = field(default_factory=UserspaceConfig)
     ipvs: IpvsConfig = field(default_factory=IpvsConfig)
     conntrack: ConntrackConfig = field(default_factory=ConntrackConfig)
     netns: str | None = None  # kproxy: network namespace for all kernel work
@@ -230,6 +239,15 @@ def _iptables_backend(value: Any) -> str:
     return value
 
 
+def _one_of(*choices: str):
+    def parse(value: Any) -> str:
+        value = _str(value)
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+    return parse
+
+
 def _cidr_tuple(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -256,6 +274,11 @@ _SECTIONS: dict[str, tuple[type, dict[str, tuple[str, Any]]]] = {
         **_SYNC,
         "masqueradeAll": ("masquerade_all", _bool),
         "masqueradeBit": ("masquerade_bit", _int(0, 31)),
+        "endpointSelection": ("endpoint_selection", _one_of("random", "maglev")),
+    }),
+    "userspace": (UserspaceConfig, {
+        "balancer": ("balancer", _one_of("maglev", "roundrobin")),
+        "udpIdleTimeout": ("udp_idle_timeout", _duration),
     }),
     "ipvs": (IpvsConfig, {
         **_SYNC,

@@ -186,3 +186,28 @@ def test_unreadable_and_invalid_yaml(tmp_path):
 def test_bad_flags(flag, value, message):
     with pytest.raises(ConfigError, match=message):
         apply_overrides(AgentConfig(), {flag: value})
+
+
+def test_mode_specific_sections(tmp_path):
+    path = tmp_path / "kpc.yaml"
+    path.write_text("apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
+                    "nftables:\n  endpointSelection: maglev\n"
+                    "userspace:\n  balancer: roundrobin\n  udpIdleTimeout: 30s\n")
+    from kproxy.agent.config import load_config
+    config = load_config(str(path))
+    assert config.nftables.endpoint_selection == "maglev"
+    assert config.userspace.balancer == "roundrobin" and config.userspace.udp_idle_timeout == 30.0
+
+
+@pytest.mark.parametrize("section,body", [
+    ("nftables", "endpointSelection: fastest"),
+    ("userspace", "balancer: random"),
+    ("userspace", "udpIdleTimeout: soon"),
+])
+def test_mode_specific_sections_reject_bad_values(tmp_path, section, body):
+    path = tmp_path / "kpc.yaml"
+    path.write_text("apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
+                    f"{section}:\n  {body}\n")
+    from kproxy.agent.config import ConfigError, load_config
+    with pytest.raises(ConfigError, match=section + r"\."):
+        load_config(str(path))
