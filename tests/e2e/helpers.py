@@ -233,8 +233,38 @@ class IptablesProbe:
         return normalized_ruleset(netns)
 
 
+def nft(netns: str, *args: str, check: bool = True) -> str:
+    return subprocess.run(["ip", "netns", "exec", netns, "nft", *args], capture_output=True, text=True,
+                          check=check).stdout
+
+
+class NftablesProbe:
+    """nftables mode: everything kproxy holds is the private table `ip kproxy`."""
+
+    def rules_text(self, netns: str) -> str:
+        return nft(netns, "list", "table", "ip", "kproxy", check=False)
+
+    def break_dispatch(self, netns: str) -> None:
+        nft(netns, "flush", "map", "ip", "kproxy", "service-ips")
+        assert "elements" not in nft(netns, "list", "map", "ip", "kproxy", "service-ips")
+
+    def seed_user_rules(self, netns: str) -> None:
+        """Another owner's nft table and an iptables-nft rule: cleanup must leave both."""
+        subprocess.run(["ip", "netns", "exec", netns, "nft", "-f", "-"], check=True, capture_output=True, text=True,
+                       input="table ip user {\n chain input {\n  type filter hook input priority 0;\n"
+                             "  tcp dport 9999 accept\n }\n}\n")
+        subprocess.run(["ip", "netns", "exec", netns, "iptables-nft", "-w", "-t", "nat", "-A", "POSTROUTING",
+                        "-s", "10.9.9.0/24", "-j", "MASQUERADE"], check=True, capture_output=True)
+
+    def has_kproxy_rules(self, netns: str) -> bool:
+        return "table ip kproxy" in self.rules_text(netns)
+
+    def snapshot(self, netns: str) -> object:
+        return nft(netns, "list", "ruleset")
+
+
 # userspace mode keeps its redirect rules in the same KUBE-* chains, so the iptables probe serves it
-PROBES = {"iptables": IptablesProbe(), "userspace": IptablesProbe()}
+PROBES = {"iptables": IptablesProbe(), "userspace": IptablesProbe(), "nftables": NftablesProbe()}
 
 
 def probe_for(mode: str):
