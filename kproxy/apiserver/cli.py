@@ -15,7 +15,7 @@ from kproxy.store.base import StoreError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", required=True, help="directory of the store and admin.kubeconfig")
     parser.add_argument("--bind", default="127.0.0.1:6443",
-                        help="HOST:PORT to listen on (port 0 picks a free port); default 127.0.0.1:6443")
+                        help="HOST:PORT to serve HTTPS on (port 0 picks a free port); default 127.0.0.1:6443")
     parser.add_argument("--service-cluster-ip-range", default="10.96.0.0/12",
                         help="CIDR Service ClusterIPs are allocated from (default 10.96.0.0/12)")
     parser.add_argument("--service-node-port-range", default="30000-32767",
@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-controllers", action="store_true",
                         help="do not run the controllers inside the apiserver")
     parser.add_argument("--tls", action="store_true",
-                        help="serve HTTPS on --bind with client-certificate/token authentication and RBAC "
-                             "(without it --bind is plain HTTP with no authentication)")
+                        help="accepted for compatibility: --bind always serves HTTPS with client-certificate/"
+                             "token authentication and RBAC")
     parser.add_argument("--insecure-bind", metavar="HOST:PORT",
                         help="also serve plain HTTP with full rights on this loopback address (for tests)")
     parser.add_argument("--tls-san", action="append", default=[], metavar="NAME_OR_IP",
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
                           service_cluster_ip_range=str(net),
                           service_node_port_range=args.service_node_port_range,
                           run_controllers=not args.no_controllers,
-                          tls=args.tls, insecure_host=insecure_host, insecure_port=insecure_port,
+                          tls=True, insecure_host=insecure_host, insecure_port=insecure_port,
                           tls_sans=tuple(args.tls_san),
                           store_history=args.store_history,
                           rest=RestSettings(bookmark_interval=args.watch_bookmark_interval,

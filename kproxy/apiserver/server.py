@@ -55,9 +55,9 @@ class ServerConfig:
     store_history: int = 10000
     sweep_interval: float = 1.0
     rest: RestSettings = field(default_factory=RestSettings)
-    # HTTPS with client-certificate/token authentication and RBAC on host:port; without it
-    # host:port is plain HTTP where every request has full rights (the pre-TLS default).
-    tls: bool = False
+    # HTTPS with client-certificate/token authentication and RBAC on host:port (the default);
+    # False makes host:port plain HTTP with full rights (for embedding in tests only)
+    tls: bool = True
     # an additional plain-HTTP listener (loopback only; full rights), e.g. for tests
     insecure_host: str | None = None
     insecure_port: int = 0

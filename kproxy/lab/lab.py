@@ -409,7 +409,9 @@ class Lab:
     def agent_argv(self, node_name: str, netns: str) -> list[str]:
         """The command line of an agent for `node_name` doing its kernel work in `netns`."""
         state = self._require_state()
-        return [sys.executable, "-m", "kproxy", "agent", "--kubeconfig", state.kubeconfig,
+        # agents act as system:kube-proxy (read-only on Services), not as the admin
+        agent_kubeconfig = os.path.join(os.path.dirname(state.kubeconfig), "kube-proxy.kubeconfig")
+        return [sys.executable, "-m", "kproxy", "agent", "--kubeconfig", agent_kubeconfig,
                 "--node-name", node_name, "--mode", state.mode, "--cluster-cidr", topology.CLUSTER_CIDR,
                 "--sync-period", state.sync_period, "--min-sync-period", state.min_sync_period,
                 "--healthz-bind-address", f"0.0.0.0:{HEALTHZ_PORT}",

@@ -8,9 +8,9 @@ from tests.apiserver.fixtures import start_apiserver
 
 @pytest.fixture(scope="module")
 def secure_apiserver(tmp_path_factory):
-    """One --tls apiserver (controllers on) shared by a module's tests; tests that change
+    """One apiserver with the defaults (HTTPS, controllers on) shared by a module's tests; tests that change
     state use their own namespaces."""
-    server = start_apiserver(tmp_path_factory.mktemp("secure"), ["--tls"])
+    server = start_apiserver(tmp_path_factory.mktemp("secure"))  # HTTPS is the default
     try:
         yield server
     finally:

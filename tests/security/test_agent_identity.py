@@ -19,7 +19,7 @@ pytestmark = pytest.mark.kernel  # needs root for the network namespace
 
 @pytest.fixture
 def tls_apiserver(tmp_path):
-    server = start_apiserver(tmp_path, ["--tls", "--no-controllers"])
+    server = start_apiserver(tmp_path, ["--no-controllers"])
     try:
         yield server
     finally:

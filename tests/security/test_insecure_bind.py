@@ -16,7 +16,7 @@ def free_port() -> int:
 
 
 def test_insecure_bind_refuses_non_loopback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "kproxy", "apiserver", "--data-dir", str(tmp_path), "--tls",
+    proc = subprocess.run([sys.executable, "-m", "kproxy", "apiserver", "--data-dir", str(tmp_path),
                            "--bind", "127.0.0.1:0", "--insecure-bind", "0.0.0.0:8080"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "only served on loopback" in proc.stderr
@@ -25,7 +25,7 @@ def test_insecure_bind_refuses_non_loopback(tmp_path):
 
 def test_insecure_listener_beside_tls(tmp_path):
     port = free_port()
-    server = start_apiserver(tmp_path, ["--tls", "--no-controllers", "--insecure-bind", f"127.0.0.1:{port}"])
+    server = start_apiserver(tmp_path, ["--no-controllers", "--insecure-bind", f"127.0.0.1:{port}"])
     try:
         assert server.url.startswith("https://")
         plain = Http(f"http://127.0.0.1:{port}")
