@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import replace
-from typing import Iterable
 
+from kproxy.agent.addresses import ipv4, local_pod_cidr, nodeport_ips
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 
 from . import names as n
@@ -44,53 +44,6 @@ def probability(remaining: int) -> str:
     return f"{1.0 / remaining:0.10f}"
 
 
-def _ipv4(addresses: Iterable[str]) -> list[str]:
-    """The IPv4 addresses (ProxyState holds validated IPs, so a ":" means IPv6; this mode
-    programs iptables only, not ip6tables)."""
-    return [a for a in addresses if a and ":" not in a]
-
-
-def _local_cidr(cluster_cidr: str | None) -> str | None:
-    """The IPv4 pod CIDR used to tell pod traffic from off-cluster traffic (first IPv4 CIDR of a
-    comma-separated list; kube-proxy's ClusterCIDR local detector uses one per family)."""
-    for part in (cluster_cidr or "").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            net = ipaddress.ip_network(part, strict=False)
-        except ValueError:
-            continue
-        if net.version == 4:
-            return str(net)
-    return None
-
-
-def _nodeport_ips(state: ProxyState) -> list[str] | None:
-    """None: NodePorts on every local address; else the node IPs inside node_port_addresses."""
-    if not state.node_port_addresses:
-        return None
-    nets = []
-    want_primary = False
-    for cidr in state.node_port_addresses:
-        if cidr == "primary":
-            want_primary = True
-            continue
-        try:
-            nets.append(ipaddress.ip_network(cidr, strict=False))
-        except ValueError:
-            continue
-    ips = []
-    for ip in _ipv4(state.node_ips):
-        addr = ipaddress.ip_address(ip)
-        if want_primary or any(addr in net for net in nets):
-            ips.append(ip)
-    for net in nets:  # an explicit loopback CIDR selects 127.0.0.1, which node_ips never lists
-        if net.version == 4 and ipaddress.ip_address("127.0.0.1") in net and "127.0.0.1" not in ips:
-            ips.append("127.0.0.1")
-    return ips
-
-
 def is_large_cluster(state: ProxyState) -> bool:
     """kube-proxy's large-cluster mode: above LARGE_CLUSTER_ENDPOINTS endpoints in total, the
     per-endpoint rules carry no comment (they cost restore time and kernel memory at scale)."""
@@ -104,8 +57,8 @@ def is_large_cluster(state: ProxyState) -> bool:
 
 def render_context(state: ProxyState, options: RenderOptions) -> tuple:
     """Everything outside a ServicePort that its fragment depends on."""
-    return (_local_cidr(state.cluster_cidr), state.masquerade_all, state.masquerade_bit,
-            tuple(_ipv4(state.node_ips)), options, is_large_cluster(state))
+    return (local_pod_cidr(state.cluster_cidr), state.masquerade_all, state.masquerade_bit,
+            tuple(ipv4(state.node_ips)), options, is_large_cluster(state))
 
 
 # ------------------------------------------------------------------ per-ServicePort fragment
@@ -179,7 +132,7 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
     if sp.external_policy_local:
         external_policy_chain, has_external = svl_chain, bool(local_eps)
     uses_ext_chain = has_endpoints and externally_accessible
-    lb_ips = _ipv4(sp.load_balancer_ips)
+    lb_ips = ipv4(sp.load_balancer_ips)
     uses_fw_chain = has_endpoints and bool(lb_ips) and bool(sp.load_balancer_source_ranges)
     lb_target = fw_chain if uses_fw_chain else ext_chain
 
@@ -191,7 +144,7 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
         external_filter = "" if has_external else "DROP"
         internal_filter_comment = external_filter_comment = f'"{spn} has no local endpoints"'
 
-    cluster_ips = _ipv4(sp.cluster_ips)
+    cluster_ips = ipv4(sp.cluster_ips)
     port = sp.port
 
     # Dispatch: cluster IPs.
@@ -203,7 +156,7 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
             b.add(FILTER, n.KUBE_SERVICES, f'-m comment --comment {internal_filter_comment} '
                                            f'{match_proto} -d {ip} --dport {port} -j {internal_filter}')
     # Dispatch: external IPs.
-    for ip in _ipv4(sp.external_ips):
+    for ip in ipv4(sp.external_ips):
         if has_endpoints:
             b.add(NAT, n.KUBE_SERVICES, f'-m comment --comment "{spn} external IP" {match_proto} '
                                         f'-d {ip} --dport {port} -j {ext_chain}')
@@ -378,7 +331,7 @@ def _static_head(state: ProxyState, options: RenderOptions) -> dict[ChainKey, li
 
 
 def _nodeports_tail(state: ProxyState, options: RenderOptions) -> list[str]:
-    ips = _nodeport_ips(state)
+    ips = nodeport_ips(state, include_loopback=True)
     if ips is None:
         dest = "-m addrtype --dst-type LOCAL"
         if not options.localhost_nodeports:

@@ -31,6 +31,7 @@ import ipaddress
 from dataclasses import replace
 from types import MappingProxyType
 
+from kproxy.agent.addresses import ipv4, local_pod_cidr, nodeport_ips
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 
 from . import expr as x
@@ -79,41 +80,9 @@ def endpoint_base(base: str, ep: Endpoint) -> str:
     return f"{base}__{ep.ip}/{ep.port}"
 
 
-def _ipv4(addresses) -> list[str]:
-    return [a for a in addresses if a and ":" not in a]
-
-
-def _local_cidr(cluster_cidr: str | None) -> str | None:
-    for part in (cluster_cidr or "").split(","):
-        try:
-            net = ipaddress.ip_network(part.strip(), strict=False)
-        except ValueError:
-            continue
-        if net.version == 4:
-            return str(net)
-    return None
-
-
-def _nodeport_ips(state: ProxyState) -> list[str] | None:
-    """None: NodePorts on every local address; else the node IPs inside node_port_addresses."""
-    if not state.node_port_addresses:
-        return None
-    nets, primary = [], False
-    for cidr in state.node_port_addresses:
-        if cidr == "primary":
-            primary = True
-            continue
-        try:
-            nets.append(ipaddress.ip_network(cidr, strict=False))
-        except ValueError:
-            continue
-    return [ip for ip in _ipv4(state.node_ips)
-            if primary or any(ipaddress.ip_address(ip) in n for n in nets if n.version == 4)]
-
-
 def render_context(state: ProxyState, endpoint_selection: str) -> tuple:
-    return (_local_cidr(state.cluster_cidr), state.masquerade_all, state.masquerade_bit,
-            tuple(_ipv4(state.node_ips)), endpoint_selection)
+    return (local_pod_cidr(state.cluster_cidr), state.masquerade_all, state.masquerade_bit,
+            tuple(ipv4(state.node_ips)), endpoint_selection)
 
 
 def _unique_endpoints(sp: ServicePort) -> ServicePort:
@@ -170,10 +139,10 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
     external_policy_chain, has_external = svc_chain, has_endpoints
     if sp.external_policy_local:
         external_policy_chain, has_external = local_chain, bool(local_eps)
-    lb_ips = _ipv4(sp.load_balancer_ips)
+    lb_ips = ipv4(sp.load_balancer_ips)
     uses_fw = has_endpoints and bool(lb_ips) and bool(sp.load_balancer_source_ranges)
     no_ep: Verdict = ("goto", REJECT_CHAIN) if not has_endpoints else ("drop", None)
-    cluster_ips = _ipv4(sp.cluster_ips)
+    cluster_ips = ipv4(sp.cluster_ips)
 
     # Dispatch elements.
     for ip in cluster_ips:
@@ -181,7 +150,7 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
             element(SERVICE_IPS, (ip, proto, sp.port), ("goto", internal_chain))
         else:
             element(NO_ENDPOINT_SERVICES, (ip, proto, sp.port), no_ep)
-    for ip in _ipv4(sp.external_ips) + lb_ips:
+    for ip in ipv4(sp.external_ips) + lb_ips:
         if has_endpoints:
             element(SERVICE_IPS, (ip, proto, sp.port), ("goto", ext_chain))
         if not has_external:
@@ -268,15 +237,15 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
 def static_chains(state: ProxyState) -> list[Chain]:
     mark = 1 << state.masquerade_bit
     new = x.ct_state_new()
-    nodeport_ips = _nodeport_ips(state)
-    if nodeport_ips is None:
+    np_ips = nodeport_ips(state)
+    if np_ips is None:
         to_nodeports = [x.rule(x.fib_local("daddr"), x.ip_addr("daddr", "127.0.0.0/8", negate=True),
                                x.verdict("jump", NODEPORTS))]
         nodeport_check = [x.rule(x.fib_local("daddr"), x.vmap_proto_port(NO_ENDPOINT_NODEPORTS))]
     else:
-        to_nodeports = [x.rule(x.ip_addr("daddr", ip), x.verdict("jump", NODEPORTS)) for ip in nodeport_ips]
+        to_nodeports = [x.rule(x.ip_addr("daddr", ip), x.verdict("jump", NODEPORTS)) for ip in np_ips]
         nodeport_check = [x.rule(x.ip_addr("daddr", ip), x.vmap_proto_port(NO_ENDPOINT_NODEPORTS))
-                          for ip in nodeport_ips]
+                          for ip in np_ips]
     return [
         Chain("filter-prerouting", (x.rule(new, x.verdict("jump", FIREWALL_CHECK)),),
               Hook("filter", w.HOOK_PREROUTING, FILTER_PRIORITY)),

@@ -15,13 +15,12 @@ externalTrafficPolicy); both are the same listener when the two sets are equal.
 """
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Mapping
 
+from kproxy.agent.addresses import ipv4, nodeport_ips
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 from kproxy.iptables import names as n
-from kproxy.iptables.render import _nodeport_ips as nodeport_ips  # shared: node_port_addresses -> node IPs
 from kproxy.iptables.render import jump_rules
 from kproxy.iptables.ruleset import Fragment, RenderOptions, Ruleset
 
@@ -78,17 +77,6 @@ class Plan:
                 object.__setattr__(self, name, MappingProxyType(dict(value)))
 
 
-def _ipv4(ips: tuple[str, ...]) -> list[str]:
-    out = []
-    for ip in ips:
-        try:
-            if ipaddress.ip_address(ip).version == 4:
-                out.append(ip)
-        except ValueError:
-            continue
-    return out
-
-
 def _spec(key: str, sp: ServicePort, endpoints: tuple[Endpoint, ...]) -> ListenerSpec:
     local = tuple(sorted({e.address for e in endpoints if e.is_local}))
     return ListenerSpec(
@@ -121,8 +109,8 @@ def render_plan(state: ProxyState) -> Plan:
                 external = f"{sp.key}#external"
                 listeners[external] = _spec(external, sp, external_eps)
         dispatch[key] = Dispatch(sp, internal, external)
-    target = next(iter(_ipv4(state.node_ips)), None)
-    selected = nodeport_ips(state)
+    target = next(iter(ipv4(state.node_ips)), None)
+    selected = nodeport_ips(state, include_loopback=True)
     return Plan(listeners=listeners, dispatch=dispatch, target_ip=target,
                 nodeport_ips=None if selected is None else tuple(ip for ip in selected if not ip.startswith("127.")))
 
@@ -151,7 +139,7 @@ def render_fragment(d: Dispatch, target_ip: str | None, ports: Mapping[str, int]
     def add(table: str, chain: str, rule: str) -> None:
         rules.setdefault((table, chain), []).append(rule)
 
-    for ip in _ipv4(sp.cluster_ips):
+    for ip in ipv4(sp.cluster_ips):
         if d.internal:
             add(NAT, n.KUBE_SERVICES, f'-m comment --comment "{spn} cluster IP" {match} -d {ip} '
                                       f'--dport {sp.port} {_to(target_ip, ports[d.internal])}')
@@ -163,7 +151,7 @@ def render_fragment(d: Dispatch, target_ip: str | None, ports: Mapping[str, int]
         sources = [""]
         if kind == "loadbalancer IP" and sp.load_balancer_source_ranges:
             sources = [f"-s {cidr} " for cidr in sp.load_balancer_source_ranges]
-        for ip in _ipv4(ips):
+        for ip in ipv4(ips):
             if d.external:
                 for src in sources:
                     add(NAT, n.KUBE_SERVICES, f'-m comment --comment "{spn} {kind}" {src}{match} -d {ip} '
