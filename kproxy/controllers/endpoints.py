@@ -15,6 +15,7 @@ from kproxy.api.resources import ENDPOINTS, PODS, SERVICES
 from kproxy.api.status import ApiError
 from kproxy.controllers.base import Controller, Handlers, SharedInformers
 from kproxy.controllers.podutil import (
+    ServicePodsQueueing,
     endpoint_hostname, is_pod_ready, is_terminal, is_terminating, meta, pod_ipv4, pod_target_ref,
     resolve_target_port, selector_matches, service_labels, service_selector,
 )
@@ -138,7 +139,7 @@ def _canonical(obj: dict) -> tuple:
     return (m.get("labels") or {}, m.get("annotations") or {}, subsets)
 
 
-class EndpointsController(Controller):
+class EndpointsController(ServicePodsQueueing, Controller):
     name = "endpoints"
     workers = 2
 
@@ -162,25 +163,10 @@ class EndpointsController(Controller):
         for key in self.services.cache:
             self.queue.add(key)
 
-    def _enqueue_obj(self, obj: dict) -> None:
-        self.queue.add(f"{meta(obj).get('namespace')}/{meta(obj).get('name')}")
-
     def _enqueue_if_managed(self, endpoints: dict) -> None:
         service = self.services.get(meta(endpoints).get("name"), meta(endpoints).get("namespace"))
         if service is not None and service_selector(service) is not None:
             self._enqueue_obj(endpoints)
-
-    def _pod_changed(self, pod: dict) -> None:
-        ns, labels = meta(pod).get("namespace"), meta(pod).get("labels")
-        for svc in self.services.list(ns):
-            selector = service_selector(svc)
-            if selector is not None and selector_matches(selector, labels):
-                self._enqueue_obj(svc)
-
-    def _pod_updated(self, old: dict, new: dict) -> None:
-        self._pod_changed(new)
-        if meta(old).get("labels") != meta(new).get("labels"):
-            self._pod_changed(old)
 
     async def reconcile(self, key: str) -> None:
         namespace, name = key.split("/", 1)

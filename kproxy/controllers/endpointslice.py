@@ -22,6 +22,7 @@ from kproxy.api.resources import ENDPOINT_SLICES, NODES, PODS, SERVICES
 from kproxy.api.status import ApiError
 from kproxy.controllers.base import Controller, Handlers, RequeueAfter, SharedInformers
 from kproxy.controllers.podutil import (
+    ServicePodsQueueing,
     ZONE_LABEL, endpoint_hostname, is_pod_ready, is_terminal, is_terminating, meta, pod_ipv4,
     pod_target_ref, resolve_target_port, service_labels, service_selector, selector_matches,
 )
@@ -308,7 +309,7 @@ class SliceWriter:
                       len(plan.update), len(plan.delete))
 
 
-class EndpointSliceController(Controller):
+class EndpointSliceController(ServicePodsQueueing, Controller):
     name = "endpointslice"
     workers = 2
 
@@ -335,21 +336,6 @@ class EndpointSliceController(Controller):
             self.queue.add(key)
 
     # handlers: enqueue only
-    def _enqueue_obj(self, obj: dict) -> None:
-        self.queue.add(f"{meta(obj).get('namespace')}/{meta(obj).get('name')}")
-
-    def _pod_changed(self, pod: dict) -> None:
-        ns, labels = meta(pod).get("namespace"), meta(pod).get("labels")
-        for svc in self.services.list(ns):
-            selector = service_selector(svc)
-            if selector is not None and selector_matches(selector, labels):
-                self._enqueue_obj(svc)
-
-    def _pod_updated(self, old: dict, new: dict) -> None:
-        self._pod_changed(new)
-        if meta(old).get("labels") != meta(new).get("labels"):
-            self._pod_changed(old)
-
     def _slice_changed(self, s: dict) -> None:
         labels = meta(s).get("labels") or {}
         if labels.get(MANAGED_BY_LABEL) == CONTROLLER_NAME and labels.get(SERVICE_NAME_LABEL):

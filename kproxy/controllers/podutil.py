@@ -110,3 +110,28 @@ def service_labels(service: dict) -> dict[str, str]:
     if is_headless(service):
         labels[HEADLESS_LABEL] = ""
     return labels
+
+
+class ServicePodsQueueing:
+    """Handler half shared by the controllers keyed by Service ("ns/name") that follow the pods
+    a Service selects: needs `self.queue` and `self.services` (the Services informer)."""
+
+    queue: Any
+    services: Any
+
+    def _enqueue_obj(self, obj: dict) -> None:
+        self.queue.add(f"{meta(obj).get('namespace')}/{meta(obj).get('name')}")
+
+    def _pod_changed(self, pod: dict) -> None:
+        """Enqueues every Service in the pod's namespace whose selector matches its labels."""
+        ns, labels = meta(pod).get("namespace"), meta(pod).get("labels")
+        for svc in self.services.list(ns):
+            selector = service_selector(svc)
+            if selector is not None and selector_matches(selector, labels):
+                self._enqueue_obj(svc)
+
+    def _pod_updated(self, old: dict, new: dict) -> None:
+        """A relabelled pod matters to the Services it left as well as those it joined."""
+        self._pod_changed(new)
+        if meta(old).get("labels") != meta(new).get("labels"):
+            self._pod_changed(old)
