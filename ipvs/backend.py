@@ -314,8 +314,10 @@ class IpvsBackend(Backend):
         previous = None if full else self._netfilter_applied
         if previous == plan:
             return
-        sets = nfrules.changed_sets(previous, plan)
-        text = nfrules.ipset_restore(plan, sets)
+        if previous is None:
+            text = nfrules.ipset_restore(plan, nfrules.changed_sets(None, plan))
+        else:  # only the members that changed (a whole-set rewrite costs O(set))
+            text = nfrules.ipset_delta(previous, plan)
         if text:
             self._must(["ipset", "restore"], text)
         iptables = self._iptables_variant()

@@ -101,6 +101,19 @@ def ipset_restore(plan: NetfilterPlan, changed: set[str] | None = None) -> str:
     return "\n".join(out) + "\n" if out else ""
 
 
+def ipset_delta(old: NetfilterPlan, new: NetfilterPlan) -> str:
+    """`ipset restore` input turning the sets of `old` into those of `new` member by member
+    (for a partial sync: O(changed members), where ipset_restore rewrites whole sets)."""
+    before, after = ipset_members(old), ipset_members(new)
+    out: list[str] = []
+    for name, members in after.items():
+        was = set(before.get(name, ()))
+        now = set(members)
+        out.extend(f"del {name} {m.split(' comment ', 1)[0]} -exist" for m in sorted(was - now))
+        out.extend(f"add {name} {m} -exist" for m in sorted(now - was))
+    return "\n".join(out) + "\n" if out else ""
+
+
 def changed_sets(old: NetfilterPlan | None, new: NetfilterPlan) -> set[str]:
     new_members = ipset_members(new)
     if old is None:

@@ -157,3 +157,14 @@ def test_backend_refuses_an_unknown_scheduler_up_front():
 
     with pytest.raises(BackendUnavailable, match="unknown ipvs.scheduler 'bogus'"):
         IpvsBackend(NetNS(None), SimpleNamespace(ipvs=SimpleNamespace(scheduler="bogus")))
+
+
+def test_ipset_delta_adds_and_deletes_only_changed_members():
+    a = render(st(sp(eps=[e("10.244.1.2")]))).netfilter
+    b = render(st(sp(eps=[e("10.244.1.3")]))).netfilter
+    assert nfrules.ipset_delta(a, b) == (
+        "del KUBE-IPVS-LOOP-BACK 10.244.1.2,tcp:8080,10.244.1.2 -exist\n"
+        "add KUBE-IPVS-LOOP-BACK 10.244.1.3,tcp:8080,10.244.1.3 -exist\n")
+    assert nfrules.ipset_delta(a, a) == ""
+    gone = render(st()).netfilter
+    assert 'del KUBE-IPVS-OWNERS 10.96.0.10,tcp:80 -exist' in nfrules.ipset_delta(a, gone)
