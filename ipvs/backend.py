@@ -14,8 +14,9 @@ Guarantees:
   established ones continue) and deleted once it has no connections or DRAIN_SECONDS passed
   (graceful termination); it is checked again on every later apply.
 - Addresses: the dummy interface kube-ipvs0 holds exactly the ruleset's addresses.
-- The netfilter part (ipsets + a few chains) is rewritten only when its plan changed; ipset
-  members go through temporary sets and swap.
+- The netfilter part (ipsets + a few chains) is written only when its plan changed: a full sync
+  refills every set through a temporary twin and swap; a partial sync adds/deletes only the
+  members that changed.
 - IPVS has no transactions: a failed apply raises ApplyError and may leave part of the change
   in the kernel; the proxier then makes the next sync full, which repairs everything.
 """
