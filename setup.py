@@ -59,6 +59,7 @@ setup(
             "jsonschema>=4",
         ],
         "fast": ["uvloop>=0.19"],
+        "vm": ["virtme-ng>=1.30"],
     },
     entry_points={"console_scripts": ["kproxy=kproxy.cli.main:main"]},
 )

@@ -19,7 +19,7 @@ import pytest
 
 from kproxy.vm.harness import VmError, run_in_vm
 
-pytestmark = [pytest.mark.kernel, pytest.mark.slow]
+pytestmark = [pytest.mark.kernel, pytest.mark.slow, pytest.mark.vm]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VM_TIMEOUT = float(os.environ.get("KPROXY_VM_TIMEOUT", "2400"))
