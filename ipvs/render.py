@@ -14,9 +14,9 @@ key order (the apiserver's allocators make that impossible for ClusterIPs and No
 """
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
+from kproxy.agent.addresses import ipv4, local_pod_cidr, nodeport_ips
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 
 from .model import (IP_VS_SVC_F_PERSISTENT, IP_VS_SVC_F_SCHED1, IP_VS_SVC_F_SCHED2, IpvsRuleset,
@@ -42,37 +42,15 @@ def options_from_config(config: object) -> RenderOptions:
     return RenderOptions(scheduler=name, scheduler_flags=flags)
 
 
-def _v4(addresses: tuple[str, ...]) -> list[str]:
-    return [a for a in addresses if a and ":" not in a]
-
-
 def nodeport_addresses(state: ProxyState) -> list[str]:
-    """Node IPs a NodePort listens on: all IPv4 node IPs, or those inside node_port_addresses."""
-    ips = _v4(state.node_ips)
-    if not state.node_port_addresses or "primary" in state.node_port_addresses:
-        return ips
-    nets = []
-    for cidr in state.node_port_addresses:
-        try:
-            nets.append(ipaddress.ip_network(cidr, strict=False))
-        except ValueError:
-            continue
-    return [ip for ip in ips if any(ipaddress.ip_address(ip) in n for n in nets if n.version == 4)]
+    """Node IPs a NodePort listens on: all IPv4 node IPs, or those inside node_port_addresses
+    (IPVS needs each address spelled out, so "every local address" means every node IP)."""
+    selected = nodeport_ips(state)
+    return ipv4(state.node_ips) if selected is None else selected
 
 
 def _reals(endpoints: tuple[Endpoint, ...]) -> tuple[RealServer, ...]:
     return tuple(sorted({RealServer(e.ip, e.port) for e in endpoints if ":" not in e.ip}))
-
-
-def _cluster_cidr(state: ProxyState) -> str | None:
-    for part in (state.cluster_cidr or "").split(","):
-        try:
-            net = ipaddress.ip_network(part.strip(), strict=False)
-        except ValueError:
-            continue
-        if net.version == 4:
-            return str(net)
-    return None
 
 
 def render(state: ProxyState, options: RenderOptions = RenderOptions()) -> IpvsRuleset:
@@ -112,12 +90,12 @@ def render(state: ProxyState, options: RenderOptions = RenderOptions()) -> IpvsR
                 loopback.add((r.address, proto, r.port))
             return True
 
-        for ip in _v4(sp.cluster_ips):
+        for ip in ipv4(sp.cluster_ips):
             if add(ip, sp.port, internal, "clusterIP"):
                 addresses.add(ip)
                 cluster_ips.add((ip, proto, sp.port))
-        externals = [(ip, "externalIP") for ip in _v4(sp.external_ips)]
-        externals += [(ip, "loadBalancerIP") for ip in _v4(sp.load_balancer_ips)]
+        externals = [(ip, "externalIP") for ip in ipv4(sp.external_ips)]
+        externals += [(ip, "loadBalancerIP") for ip in ipv4(sp.load_balancer_ips)]
         for ip, kind in externals:
             if add(ip, sp.port, external, kind):
                 addresses.add(ip)
@@ -132,6 +110,6 @@ def render(state: ProxyState, options: RenderOptions = RenderOptions()) -> IpvsR
         cluster_ips=frozenset(cluster_ips), external_ips=frozenset(external_ips),
         node_ports=frozenset(node_ports), local_node_ports=frozenset(local_node_ports),
         loopback=frozenset(loopback), no_endpoints=frozenset(no_endpoints), no_local=frozenset(no_local), owners=frozenset(owners),
-        cluster_cidr=_cluster_cidr(state), masquerade_all=state.masquerade_all,
+        cluster_cidr=local_pod_cidr(state.cluster_cidr), masquerade_all=state.masquerade_all,
         masquerade_bit=state.masquerade_bit)
     return IpvsRuleset(services=services, addresses=frozenset(addresses), netfilter=plan)
