@@ -12,12 +12,13 @@ and "the listener has the right endpoints", not port numbers.
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, Mapping, Sequence
 
 from .iptables import IptablesAdapter, build, normalise_rule
 from .model import EndpointInfo, KernelObject, NodeRules, ServiceRules
-from .trace import Probe, TraceReport
+from .trace import Candidate, Probe, Step, TraceReport
 
 MODE = "userspace"
 _TO_PORT = re.compile(r"(--to-destination \S+:|--to-ports )(\d+)")
@@ -92,7 +93,14 @@ class UserspaceAdapter:
 
     mode = MODE
 
+    def read(self, backend: Any) -> "Reading":
+        """The backend's inspection plus what the trace needs and the listener dump lacks: the
+        balancer and the node's routes (to tell which endpoints are on this node)."""
+        routes = backend.netns.command(["ip", "-4", "-o", "route", "show", "table", "main"], check=False).stdout
+        return Reading(backend.inspect(), getattr(backend.proxy, "balancer", "maglev"), routes)
+
     def from_inspection(self, inspection: Any, node: str) -> NodeRules:
+        inspection = getattr(inspection, "inspection", inspection)
         base = IptablesAdapter().from_inspection(inspection.rules, node)
         by_port = {info.port: info.key for info in inspection.listeners}
         return _with_listeners(base, inspection.listeners, by_port)
@@ -109,4 +117,115 @@ class UserspaceAdapter:
         return _with_listeners(base, listeners, {port: key for key, port in ports.items()}, stand_in_ports=True)
 
     def trace(self, inspection: Any, probe: Probe, local_addresses: Sequence[str]) -> TraceReport:
-        raise ValueError("trace is not available for userspace mode yet (the proxy process picks the endpoint)")
+        """The redirect rules traced as in iptables mode; a redirect to a listener is then
+        replaced by the endpoints that listener's balancer chooses from (see choose())."""
+        balancer = getattr(inspection, "balancer", "maglev")
+        routes = getattr(inspection, "routes", "")
+        inspection = getattr(inspection, "inspection", inspection)
+        report = IptablesAdapter().trace(inspection.rules, probe, local_addresses)
+        by_address = {f"{info.address}:{info.port}": info for info in inspection.listeners if info.port}
+        by_port = {info.port: info for info in inspection.listeners if info.port}
+        candidates: list[Candidate] = []
+        notes = [report.note] if report.note else []
+        for c in report.candidates:
+            info = by_address.get(c.outcome)
+            if info is None and c.is_endpoint:
+                info = by_port.get(int(c.outcome.rpartition(":")[2]))
+            if info is None:
+                candidates.append(c)
+                continue
+            host, _, port = c.outcome.rpartition(":")
+            step = Step(f"userspace/{info.key}", 0,
+                        f"{info.protocol.lower()} listener {c.outcome} ({balancer}) -> "
+                        f"{', '.join(info.endpoints) or 'no endpoints'}")
+            choices = choose(balancer, info.endpoints, probe, host, int(port))
+            if not choices:
+                candidates.append(Candidate("REJECT", c.probability, c.masquerade, c.path + (step,)))
+                notes.append(f"listener {info.key} has no endpoints: the proxy resets the connection")
+            local = local_endpoints(routes, info.endpoints)
+            for endpoint, p in choices:
+                # the proxy opens its own connection to the endpoint: from the node's address,
+                # except to an endpoint on this node, which gets the client's (transparent)
+                kept = endpoint in local and endpoint.rpartition(":")[0] != probe.src and not probe.src.startswith("127.")
+                candidates.append(Candidate(endpoint, c.probability * p, not kept, c.path + (step,)))
+            notes.append(_choice_note(balancer, probe))
+        merged: dict[str, Candidate] = {}
+        for c in candidates:
+            old = merged.get(c.outcome)
+            merged[c.outcome] = c if old is None else Candidate(
+                c.outcome, old.probability + c.probability, old.masquerade or c.masquerade,
+                old.path if old.probability >= c.probability else c.path)
+        ordered = tuple(sorted(merged.values(), key=lambda c: (-c.probability, c.outcome)))
+        return TraceReport(MODE, probe, report.service, report.frontend, ordered,
+                           "; ".join(dict.fromkeys(n for n in notes if n)))
+
+
+def _choice_note(balancer: str, probe: Probe) -> str:
+    if balancer == "maglev" and probe.sport:
+        return ("maglev picks by the connection's 5-tuple (client address and port, listener address and port); "
+                "with ClientIP session affinity it hashes the client address alone, which the listener dump "
+                "does not show")
+    if balancer == "maglev":
+        return "maglev hashes the client port too: give --src IP:PORT for the one endpoint this connection gets"
+    return "round robin: each new connection takes the next endpoint in turn"
+
+
+def choose(balancer: str, endpoints: Sequence[str], probe: Probe, listener_ip: str,
+           listener_port: int) -> list[tuple[str, float]]:
+    """(endpoint, probability) for a new connection of `probe` reaching the listener at
+    listener_ip:listener_port: the one endpoint Maglev picks for this 5-tuple (the proxy sees
+    the client's address and the listener's own address, as kproxy.userspace.core.Balancer
+    hashes them), or each endpoint's share of the Maglev table when the source port is not
+    known, or an even share for round robin."""
+    from kproxy import fastpath
+    from kproxy.userspace.core import MAGLEV_TABLE_SIZE, Balancer
+
+    if not endpoints:
+        return []
+    if balancer != "maglev":
+        return [(ep, 1 / len(endpoints)) for ep in sorted(endpoints)]
+    if probe.sport:
+        proto = {"tcp": 6, "udp": 17, "sctp": 132}[probe.proto]
+        first = Balancer(tuple(endpoints), None, "maglev").order(probe.src, probe.sport, listener_ip, listener_port,
+                                                                 proto, 0.0)[0]
+        return [(first, 1.0)]
+    maglev = fastpath.Maglev(list(endpoints), size=MAGLEV_TABLE_SIZE)
+    counts = {name: 0 for name in maglev.names}
+    for i in maglev.table:
+        counts[maglev.names[i]] += 1
+    return [(name, n / MAGLEV_TABLE_SIZE) for name, n in sorted(counts.items())]
+
+
+def local_endpoints(routes: str, endpoints: Sequence[str]) -> set[str]:
+    """The endpoints on this node, judged from `ip -4 -o route show` text: those whose most
+    specific route is a /32 host route without a gateway (a pod's routed veth, as the lab and
+    routed-veth CNIs set up). The proxy connects to those with the client's address."""
+    table = []
+    for line in routes.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        dest = "0.0.0.0/0" if words[0] == "default" else words[0]
+        try:
+            net = ipaddress.IPv4Network(dest if "/" in dest else dest + "/32", strict=False)
+        except ValueError:
+            continue
+        table.append((net, "via" in words))
+    local = set()
+    for ep in endpoints:
+        try:
+            ip = ipaddress.IPv4Address(ep.rpartition(":")[0])
+        except ValueError:
+            continue
+        matches = [(net.prefixlen, via) for net, via in table if ip in net]
+        if matches and max(matches)[0] == 32 and not max(matches)[1]:
+            local.add(ep)
+    return local
+
+
+class Reading:
+    """What UserspaceAdapter.read() returns: the backend's Inspection, its balancer kind and the
+    node's routes."""
+
+    def __init__(self, inspection: Any, balancer: str, routes: str = "") -> None:
+        self.inspection, self.balancer, self.routes = inspection, balancer, routes

@@ -27,7 +27,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCHEMA = os.path.join(ROOT, "docs", "rules-schema.json")
 TRIES = 30
 WAIT = 60.0  # bounded polling deadline
-NO_TRACE = {"userspace"}  # modes whose adapter cannot trace yet
+NO_TRACE: set[str] = set()  # modes whose adapter cannot trace yet
+PER_FLOW = {"userspace"}  # the endpoint is a function of the connection (Maglev over the 5-tuple)
 NO_COUNTERS = {"nftables"}  # its rules and elements carry no `counter` statement
 # The agents' periodic full sync repairs drift; it must not run while a test edits rules by hand.
 SYNC_PERIOD = "600s"
@@ -106,6 +107,9 @@ def test_trace_agrees_with_the_endpoints_that_answer_and_with_conntrack(lab, web
     if lab.state.mode in NO_TRACE:  # a known limitation, stated by the CLI (not a silent pass)
         assert res.returncode == 1 and "trace is not available for" in res.stderr
         return
+    if lab.state.mode in PER_FLOW:
+        _trace_each_flow(lab, cluster_ip)
+        return
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     jsonschema.validate(doc, schema())
@@ -125,6 +129,26 @@ def test_trace_agrees_with_the_endpoints_that_answer_and_with_conntrack(lab, web
                  "-o", "json")
     assert sent.returncode == 0, sent.stderr + sent.stdout
     assert json.loads(sent.stdout)["sent"]["confirmed"]
+
+
+def _trace_each_flow(lab, cluster_ip: str) -> None:
+    """Per source port, the one endpoint the trace predicts is the one that answers, and it sees
+    the client's address exactly when the trace says the source is kept."""
+    pods = {p.name: p for p in lab.pods()}
+    answered = set()
+    for sport in range(42000, 42000 + 8):
+        res = rules(lab, "trace", "--proto", "tcp", "--src", f"{CLIENT_IP}:{sport}", "--dst", f"{cluster_ip}:80",
+                    "-o", "json")
+        assert res.returncode == 0, res.stderr
+        doc = json.loads(res.stdout)
+        jsonschema.validate(doc, schema())
+        assert doc["service"] == "default/web:" and doc["frontend"]["kind"] == "clusterIP"
+        [candidate] = doc["candidates"]
+        reply = traffic.Reply.parse(traffic.tcp_request(lab.client_netns, cluster_ip, 80, source_port=sport))
+        assert candidate["outcome"] == f"{pods[reply.pod].ip}:8080", (sport, doc)
+        assert (reply.client_ip != CLIENT_IP) == candidate["masquerade"], (reply, candidate)
+        answered.add(reply.pod)
+    assert answered == {"web-1", "web-2"}
 
 
 def test_diff_is_clean_then_catches_rules_added_and_deleted_by_hand(lab, web):

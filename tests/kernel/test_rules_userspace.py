@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -14,10 +15,12 @@ import pytest
 
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 from kproxy.netns import NetNS
+from kproxy.rules.adapter import read
 from kproxy.rules.diff import diff
+from kproxy.rules.trace import Probe
 from kproxy.rules.userspace import UserspaceAdapter
 from kproxy.userspace.backend import UserspaceBackend
-from tests.kernel.topology import NODE_IP, POD_PORT, single_node
+from tests.kernel.topology import CLIENT_IP, NODE_IP, POD_PORT, single_node
 
 pytestmark = pytest.mark.kernel
 
@@ -96,6 +99,61 @@ def test_cli_shows_userspace_mode_as_json(topo, backend):
         jsonschema.validate(doc, json.load(f))
     assert doc["mode"] == "userspace" and [s["name"] for s in doc["services"]] == ["empty", "web"]
     res = subprocess.run([sys.executable, "-m", "kproxy", "rules", "trace", "--mode", "userspace", "--netns",
-                          topo.node, "--proto", "tcp", "--src", "10.200.0.2", "--dst", "10.96.0.10:80"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert res.returncode == 1 and res.stderr.startswith("kproxy rules: trace is not available for userspace")
+                          topo.node, "--proto", "tcp", "--src", f"{CLIENT_IP}:{SPORTS[0]}", "--dst", "10.96.0.10:80",
+                          "-o", "json"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["mode"] == "userspace" and doc["service"] == "default/web:"
+    [only] = doc["candidates"]
+    assert only["probability"] == 1.0 and only["path"][-1]["container"] == "userspace/default/web:#internal"
+    assert only["outcome"] == _answered_by(topo, SPORTS[0])
+
+
+SPORTS = tuple(range(41000, 41012))
+
+
+def _answered_by(topo, sport: int) -> str:
+    """Connects from the client with source port `sport`; the endpoint ("ip:port") that answered."""
+    def exchange() -> str:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.settimeout(5)
+            s.bind((CLIENT_IP, sport))
+            s.connect(("10.96.0.10", 80))
+            s.sendall(b"hello\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = s.recv(256)
+                if not chunk:
+                    break
+                data += chunk
+            return data.decode()
+    pod = topo.ns(topo.client).run(exchange).split()[0]
+    return f"{topo.pods[pod].ip}:{POD_PORT}"
+
+
+def test_trace_predicts_the_endpoint_maglev_picks(topo, backend):
+    backend.apply(backend.render(state(topo)), None)
+    adapter = UserspaceAdapter()
+    reading = read(adapter, backend)
+    assert reading.balancer == "maglev"
+    predicted = {}
+    for sport in SPORTS:
+        report = adapter.trace(reading, Probe("tcp", CLIENT_IP, sport, "10.96.0.10", 80), [NODE_IP])
+        assert report.service == "default/web:" and report.frontend.kind == "clusterIP"
+        [only] = report.candidates
+        assert only.probability == 1.0
+        assert not only.masquerade  # the pods are on this node: the proxy connects with the client's address
+        predicted[sport] = only.outcome
+    assert {sport: _answered_by(topo, sport) for sport in SPORTS} == predicted
+    assert topo.tcp(topo.client, "10.96.0.10", 80)[1] == CLIENT_IP  # and the pods do see the client
+    assert set(predicted.values()) == {f"{p.ip}:{POD_PORT}" for p in topo.pods.values()}  # both were picked
+
+    # without a source port: every endpoint with its share of the Maglev table
+    report = adapter.trace(reading, Probe("tcp", CLIENT_IP, 0, "10.96.0.10", 80), [NODE_IP])
+    assert {c.outcome for c in report.candidates} == set(predicted.values())
+    assert abs(sum(c.probability for c in report.candidates) - 1.0) < 1e-9
+    assert all(0.3 < c.probability < 0.7 for c in report.candidates)
+    # a Service without endpoints: rejected by its rule, no listener involved
+    report = adapter.trace(reading, Probe("tcp", CLIENT_IP, 41000, "10.96.0.12", 80), [NODE_IP])
+    assert [c.outcome for c in report.candidates] == ["REJECT"]
