@@ -30,6 +30,8 @@ Rules for the model an adapter builds (what `kproxy rules` and its tests rely on
   a Service port's traffic; KernelObject.key is what diff compares (normalised text).
 
 Registering a mode: add it to ADAPTERS ("mode" -> ("module", "Class")), or call register().
+A mode listed here may still be unusable on a given host (ipvs without the ip_vs module): the
+mode's Backend.probe() says so, and tests that iterate ADAPTERS skip such modes with its reason.
 """
 from __future__ import annotations
 
@@ -65,6 +67,7 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "iptables": ("kproxy.rules.iptables", "IptablesAdapter"),
     "userspace": ("kproxy.rules.userspace", "UserspaceAdapter"),
     "nftables": ("kproxy.rules.nftables", "NftablesAdapter"),
+    "ipvs": ("kproxy.ipvs.rules_adapter", "IpvsAdapter"),
 }
 
 

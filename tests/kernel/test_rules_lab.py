@@ -15,9 +15,12 @@ import time
 import jsonschema
 import pytest
 
+from kproxy.agent import backend as backend_registry
+from kproxy.agent.backend import BackendUnavailable
 from kproxy.lab import traffic
 from kproxy.lab.lab import Lab
 from kproxy.lab.topology import CLIENT_IP, node_ip
+from kproxy.netns import NetNS
 from kproxy.rules.adapter import ADAPTERS
 from tests import nsutil
 
@@ -34,8 +37,22 @@ NO_COUNTERS = {"nftables"}  # its rules and elements carry no `counter` statemen
 SYNC_PERIOD = "600s"
 
 
+def _skip_unless_supported(mode: str) -> None:
+    """Skips (with the backend's own reason) a mode whose probe fails on this host, e.g. ipvs
+    without the kernel's IPVS; a throwaway namespace keeps the probe off the host's netfilter."""
+    with nsutil.netns(f"probe-{mode[:4]}") as name:
+        ns = NetNS(name)
+        try:
+            backend_registry.get(mode).probe(ns, None)
+        except BackendUnavailable as exc:
+            pytest.skip(f"mode {mode} is not supported on this host: {exc}")
+        finally:
+            ns.close()
+
+
 @pytest.fixture(scope="module", params=sorted(ADAPTERS))
 def lab(request):
+    _skip_unless_supported(request.param)
     lab = Lab(nsutil.unique_name(f"rules-{request.param[:4]}"))
     try:
         lab.up(nodes=2, mode=request.param, sync_period=SYNC_PERIOD, min_sync_period="0s")
