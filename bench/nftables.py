@@ -7,7 +7,8 @@ chains, dispatch and endpoint maps):
 - kproxy full sync into an empty namespace: render, plan + encode (Cython encoder when built),
   and NftablesBackend.apply (name listing + one netlink batch, kernel commit included);
 - `nft -f` loading the same ruleset (Ruleset.script()) into another empty namespace;
-- at the largest N, a one-endpoint change: incremental render and apply (median of --changes).
+- at the largest N, a one-endpoint change: incremental render and apply (median of --changes),
+  and what single kernel operations cost in that table (commit_costs below).
 Nothing here touches the machine's main namespace.
 """
 from __future__ import annotations
@@ -26,7 +27,9 @@ from kproxy.netns import NetNS
 from kproxy.nftables import transaction
 from kproxy.nftables.backend import NftablesBackend
 from kproxy.nftables.gcpause import gc_paused
+from kproxy.nftables.model import Chain, SetSpec
 from kproxy.nftables.plan import plan_full
+from kproxy.nftables.transaction import Transaction
 
 
 def make_state(services: int, endpoints: int) -> ProxyState:
@@ -68,6 +71,33 @@ def timed(fn, *args):
     start = time.perf_counter()
     result = fn(*args)
     return result, time.perf_counter() - start
+
+
+def commit_costs(backend: NftablesBackend, ruleset, changes: int) -> None:
+    """Median cost of one-operation batches in the loaded table: an element of a plain set (no
+    jump/goto), an element of a verdict map (goto an existing chain) and an empty chain. Tells
+    how much of a one-endpoint change is the kernel's commit of jumps (chain graph validation)
+    and how much it charges any commit for the size of the table."""
+    probe = SetSpec("bench-probe", ("ipv4_addr",))
+    vmap = next(s for s in ruleset.sets.values() if s.verdict_map and s.key == ("mark",))
+    target = next(iter(ruleset.elements[vmap.name].values()))
+
+    def median_ms(build) -> float:
+        times = []
+        for i in range(changes):
+            tx = Transaction()
+            build(tx, i)
+            times.append(timed(backend._commit, tx)[1])
+        return statistics.median(times) * 1000
+
+    setup = Transaction()
+    setup.add_set(probe)
+    backend._commit(setup)
+    plain = median_ms(lambda tx, i: tx.add_elements(probe, {(f"10.254.{i // 256}.{i % 256}",): None}))
+    verdict = median_ms(lambda tx, i: tx.add_elements(vmap, {(1000 + i,): target}))
+    chain = median_ms(lambda tx, i: tx.add_chain(Chain(f"bench-probe-{i}", ())))
+    print(f"  single-operation commits in this table: plain set element {plain:.2f} ms, verdict map element "
+          f"{verdict:.2f} ms, empty chain {chain:.2f} ms (median of {changes})")
 
 
 def bench_size(n: int, endpoints: int, changes: int, last: bool) -> None:
@@ -112,6 +142,7 @@ def bench_size(n: int, endpoints: int, changes: int, last: bool) -> None:
                 print(f"  one-endpoint change at N={n}: render {statistics.median(renders) * 1000:.2f} ms, "
                       f"apply {statistics.median(applies) * 1000:.2f} ms (median of {changes}; "
                       f"max apply {max(applies) * 1000:.2f} ms)")
+                commit_costs(backend, previous, changes)
         finally:
             backend.close()
             netns.close()
