@@ -184,6 +184,8 @@ def run(args: argparse.Namespace) -> int:
     target = _target(args)
     config = _config(args, target)
     adapter = _adapter(target.mode)
+    if what == "trace" and args.send and getattr(adapter, "send_unsupported", ""):
+        raise CLIError(f"--send: {adapter.send_unsupported}", 2)
     netns = _open_netns(target.netns)
     try:
         backend = _backend(target.mode, netns, config)

@@ -92,6 +92,9 @@ class UserspaceAdapter:
     """kproxy.rules.adapter.ModeAdapter for mode "userspace"."""
 
     mode = MODE
+    # why `kproxy rules trace --send` cannot confirm this mode's trace from conntrack
+    send_unsupported = ("not for userspace mode: conntrack only shows the redirect to the proxy's listener; "
+                        "the proxy picks the endpoint on its own connection")
 
     def read(self, backend: Any) -> "Reading":
         """The backend's inspection plus what the trace needs and the listener dump lacks: the

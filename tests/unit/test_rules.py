@@ -347,6 +347,8 @@ def test_adapter_registry_and_reading():
     (["rules", "--netns", "kproxy-no-such-netns"], "--netns"),
     (["rules", "--node", "node1", "--lab", "no-such-lab-here"], "--node: lab 'no-such-lab-here' is not up"),
     (["rules", "--config", "/nonexistent/kp.yaml"], "config file /nonexistent/kp.yaml"),
+    (["rules", "trace", "--mode", "userspace", "--proto", "tcp", "--src", "10.0.0.1", "--dst", "10.96.0.1:80",
+      "--send"], "--send: not for userspace mode"),
 ])
 def test_cli_errors_are_one_line(capsys, argv, message):
     code = kproxy_main(argv)
