@@ -166,8 +166,8 @@ class UserspaceAdapter:
 def _choice_note(balancer: str, probe: Probe) -> str:
     if balancer == "maglev" and probe.sport:
         return ("maglev picks by the connection's 5-tuple (client address and port, listener address and port); "
-                "with ClientIP session affinity it hashes the client address alone, which the listener dump "
-                "does not show")
+                "with ClientIP session affinity a client that connected within the timeout keeps its previous "
+                "endpoint, which the listener dump does not show")
     if balancer == "maglev":
         return "maglev hashes the client port too: give --src IP:PORT for the one endpoint this connection gets"
     return "round robin: each new connection takes the next endpoint in turn"

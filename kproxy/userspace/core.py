@@ -4,10 +4,11 @@ The asyncio driver (proxy.py) only carries these decisions out; tests drive them
 
 Selection ("balancer"):
 - "maglev" (default): a Maglev table over the listener's endpoints, keyed by the client's
-  5-tuple; with ClientIP session affinity, by the client address alone, so a client stays on one
-  endpoint while the endpoint set is unchanged and mostly even when it changes (no state kept).
-- "roundrobin": the next endpoint in turn; ClientIP affinity remembered per client with its
-  timeout.
+  5-tuple, so the same flow maps to the same endpoint and a change of the endpoint set moves few.
+- "roundrobin": the next endpoint in turn.
+With ClientIP session affinity, either way, a client's endpoint is remembered and reused while
+its last connection is younger than the timeout (refreshed by every connection, as kube-proxy's
+`recent` match does); once it has been idle longer, the balancer chooses afresh.
 Either way, a refused connect moves on to the next endpoint in a fixed order (each endpoint is
 tried at most once), and terminating endpoints are only used when nothing else is left (the
 plan already lists only usable ones).
@@ -108,28 +109,29 @@ class Balancer:
 
     def _choose(self, client_ip: str, client_port: int, local_ip: str, local_port: int, protocol: int,
                 now: float) -> str:
-        if self._maglev is not None:
-            key = (fastpath.client_record(client_ip) if self.affinity_timeout is not None
-                   else fastpath.flow_record(client_ip, client_port, local_ip, local_port, protocol))
-            return self._maglev.names[self._maglev.index(key)]
         if self.affinity_timeout is not None:
             remembered = self._affinity.get(client_ip)
             if remembered and remembered[0] in self.endpoints and now - remembered[1] <= self.affinity_timeout:
                 return remembered[0]
+        if self._maglev is not None:
+            key = fastpath.flow_record(client_ip, client_port, local_ip, local_port, protocol)
+            return self._maglev.names[self._maglev.index(key)]
         ep = self.endpoints[self._next % len(self.endpoints)]
         self._next += 1
         return ep
 
     def attempt(self, client_ip: str, client_port: int, local_ip: str, local_port: int, protocol: int,
                 now: float) -> Attempt:
-        def remember(ep: str) -> None:
-            if self.affinity_timeout is not None and self._maglev is None:
-                self._affinity[client_ip] = (ep, now)
+        return Attempt(self.order(client_ip, client_port, local_ip, local_port, protocol, now),
+                       lambda ep: self.remember(client_ip, ep, now))
 
-        return Attempt(self.order(client_ip, client_port, local_ip, local_port, protocol, now), remember)
+    def remember(self, client_ip: str, endpoint: str, now: float) -> None:
+        """Records that `client_ip` was served by `endpoint` at `now` (ClientIP affinity only)."""
+        if self.affinity_timeout is not None:
+            self._affinity[client_ip] = (endpoint, now)
 
     def expire_affinity(self, now: float) -> None:
-        """Forgets remembered clients whose affinity timed out (round robin only)."""
+        """Forgets remembered clients whose affinity timed out."""
         if self.affinity_timeout is None:
             return
         for client, (_, seen) in list(self._affinity.items()):

@@ -287,6 +287,7 @@ class UdpListener:
             except OSError:
                 up.close()
                 return
+            self.balancer.remember(client[0], order[0], now)
             for old in self.flows_table.add(client, order[0], now, up):
                 self._close_flow(old)
             assert self.loop is not None

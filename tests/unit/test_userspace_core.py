@@ -156,7 +156,25 @@ def test_maglev_spreads_flows_and_affinity_pins_a_client():
     counts = Counter(b.order("10.200.0.2", p, NODE, 41000, 6, 0.0)[0] for p in range(30000, 32000))
     assert set(counts) == set(EPS) and min(counts.values()) > 250  # 2000 flows, 400 expected each
     sticky = Balancer(EPS, affinity_timeout=600)
-    assert len({sticky.order("10.200.0.2", p, NODE, 41000, 6, 0.0)[0] for p in range(30000, 30100)}) == 1
+    first = sticky.attempt("10.200.0.2", 30000, NODE, 41000, 6, 0.0)
+    chosen = first.start().endpoint
+    first.succeeded()
+    assert {sticky.order("10.200.0.2", p, NODE, 41000, 6, 1.0)[0] for p in range(30000, 30100)} == {chosen}
+
+
+def test_maglev_affinity_times_out_and_chooses_afresh():
+    sticky = Balancer(EPS, affinity_timeout=10)
+    first = sticky.attempt("10.200.0.2", 30000, NODE, 41000, 6, 0.0)
+    chosen = first.start().endpoint
+    first.succeeded()
+    # idle longer than the timeout: the 5-tuple decides again, so other ports reach other endpoints
+    later = {sticky.order("10.200.0.2", p, NODE, 41000, 6, 20.0)[0] for p in range(30000, 30100)}
+    assert later == set(EPS) and chosen in later
+    # a connection within the timeout refreshes it
+    again = sticky.attempt("10.200.0.2", 30001, NODE, 41000, 6, 25.0)
+    pinned = again.start().endpoint
+    again.succeeded()
+    assert {sticky.order("10.200.0.2", p, NODE, 41000, 6, 34.0)[0] for p in range(30000, 30050)} == {pinned}
 
 
 def test_round_robin_affinity_remembers_and_times_out():
