@@ -10,16 +10,15 @@ from types import SimpleNamespace
 import pytest
 
 from kproxy.agent.backend import ApplyError
-from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+from kproxy.agent.state import ProxyState
 from kproxy.netns import NetNS
 from kproxy.nftables.backend import NftablesBackend
 from kproxy.nftables.model import Ruleset
 from kproxy.nftables.transaction import Transaction
-from tests.kernel.topology import CLIENT_IP, NODE_IP, POD_PORT, single_node
+from tests.kernel.topology import CLIENT_IP, NODE_IP, ep, service, single_node, state
 
 pytestmark = pytest.mark.kernel
 
-CLUSTER_CIDR = "10.244.0.0/16"
 TRIES = 40  # P(one of 3 endpoints never chosen in 40 tries) = 3*(2/3)^40 < 1e-6
 PODS = ["a", "b", "c", "d", "e"]
 
@@ -46,20 +45,6 @@ def backend(topo):
             topo.run(topo.node, ["conntrack", "-F"], check=False)
             b.close()
             b.netns.close()
-
-
-def ep(topo, pod: str, local: bool = True, **kw) -> Endpoint:
-    return Endpoint(topo.pods[pod].ip, POD_PORT, is_local=local, node_name="n1" if local else "n2", **kw)
-
-
-def service(name: str, cluster_ip: str, endpoints=(), port: int = 80, protocol: str = "TCP", **kw) -> ServicePort:
-    return ServicePort("default", name, "", protocol, port, cluster_ips=(cluster_ip,),
-                       endpoints=tuple(sorted(endpoints)), **kw)
-
-
-def state(*services: ServicePort, **kw) -> ProxyState:
-    kw.setdefault("cluster_cidr", CLUSTER_CIDR)
-    return ProxyState("n1", node_ips=(NODE_IP,), services={s.key: s for s in services}, **kw)
 
 
 def sync(backend, st: ProxyState, previous: Ruleset | None = None, full: bool = True) -> Ruleset:

@@ -24,15 +24,34 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 from kproxy.netns import NetNS
 from tests import nsutil
 
+CLUSTER_CIDR = "10.244.0.0/16"
 CLIENT_IP = "10.200.0.2"
 NODE_IP = "10.200.0.11"
 POD_PORT = 8080
 ROUTED_VIA_NODE = ("10.96.0.0/12", "10.244.0.0/16", "192.0.2.0/24", "198.51.100.0/24")
 READY_TIMEOUT = 20.0
 GATEWAY_MAC = "ee:ee:ee:ee:ee:ee"  # every host-side pod veth (as Calico does)
+
+
+def ep(topo, pod: str, local: bool = True, **kw) -> Endpoint:
+    """An endpoint for `pod` of the topology on POD_PORT; local ones are on node "n1"."""
+    return Endpoint(topo.pods[pod].ip, POD_PORT, is_local=local, node_name="n1" if local else "n2", **kw)
+
+
+def service(name: str, cluster_ip: str, endpoints=(), port: int = 80, protocol: str = "TCP", **kw) -> ServicePort:
+    """A one-port ServicePort in "default" with one ClusterIP."""
+    return ServicePort("default", name, "", protocol, port, cluster_ips=(cluster_ip,),
+                       endpoints=tuple(sorted(endpoints)), **kw)
+
+
+def state(*services: ServicePort, **kw) -> ProxyState:
+    """The ProxyState of node "n1" (NODE_IP, pod CIDR CLUSTER_CIDR) holding `services`."""
+    kw.setdefault("cluster_cidr", CLUSTER_CIDR)
+    return ProxyState("n1", node_ips=(NODE_IP,), services={s.key: s for s in services}, **kw)
 
 
 def _ip(ns: str, *args: str) -> None:

@@ -15,16 +15,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+from kproxy.agent.state import Endpoint, ProxyState
 from kproxy.ipvs import nfrules
 from kproxy.ipvs.backend import DUMMY_DEVICE, IpvsBackend, desired_map
 from kproxy.netns import NetNS
 from tests import nsutil
-from tests.kernel.topology import CLIENT_IP, NODE_IP, POD_PORT, single_node
+from tests.kernel.topology import CLIENT_IP, NODE_IP, POD_PORT, service, single_node, state
 
 pytestmark = pytest.mark.kernel
 
-CLUSTER_CIDR = "10.244.0.0/16"
 TRIES = 40  # P(one of 3 endpoints never chosen in 40 rr tries) = 0: rr cycles
 HOLD_PORT = 9090
 
@@ -57,16 +56,6 @@ def backend(topo):
 
 def ep(topo, pod: str, port: int = POD_PORT, **kw) -> Endpoint:
     return Endpoint(topo.pods[pod].ip, port, is_local=True, node_name="n1", **kw)
-
-
-def service(name: str, cluster_ip: str, endpoints=(), port: int = 80, protocol: str = "TCP", **kw) -> ServicePort:
-    return ServicePort("default", name, "", protocol, port, cluster_ips=(cluster_ip,),
-                       endpoints=tuple(sorted(endpoints)), **kw)
-
-
-def state(*services: ServicePort, **kw) -> ProxyState:
-    kw.setdefault("cluster_cidr", CLUSTER_CIDR)
-    return ProxyState("n1", node_ips=(NODE_IP,), services={s.key: s for s in services}, **kw)
 
 
 def sync(backend, st: ProxyState, previous=None):
