@@ -159,10 +159,11 @@ class Tracer:
                 return False
         return True
 
-    def _run(self, table: str, chain: str, start: int, pkt: Packet, masq: bool,
-             recent: frozenset[str], depth: int = 0) -> list[tuple[float, bool, str | None]]:
+    # A step of a path is (table, chain, rule index): the rules a packet's path passed, in order.
+    def _run(self, table: str, chain: str, start: int, pkt: Packet, masq: bool, recent: frozenset[str],
+             depth: int = 0, path: tuple = ()) -> list[tuple[float, bool, str | None, tuple]]:
         """Paths from rule `start` of `chain`: (probability, masquerade mark, outcome or None
-        when the chain returns)."""
+        when the chain returns, the rules passed)."""
         if depth > 32:
             raise TraceError(f"jump depth exceeded at {table}/{chain}")
         rules = self.chains.get((table, chain))
@@ -172,57 +173,66 @@ class Tracer:
             rule = self._rule(rules[i])
             if not self._matches(rule, pkt, recent):
                 continue
-            taken = self._take(table, chain, i, rule, pkt, masq, recent, depth)
+            taken = self._take(table, chain, i, rule, pkt, masq, recent, depth, path + ((table, chain, i),))
             if rule.probability is None:
                 return taken
-            rest = self._run(table, chain, i + 1, pkt, masq, recent, depth)
+            rest = self._run(table, chain, i + 1, pkt, masq, recent, depth, path)
             p = rule.probability
-            return [(q * p, m, o) for q, m, o in taken] + [(q * (1 - p), m, o) for q, m, o in rest]
-        return [(1.0, masq, None)]
+            return [(q * p, m, o, pa) for q, m, o, pa in taken] + [(q * (1 - p), m, o, pa) for q, m, o, pa in rest]
+        return [(1.0, masq, None, path)]
 
     def _take(self, table: str, chain: str, index: int, rule: _Rule, pkt: Packet, masq: bool,
-              recent: frozenset[str], depth: int) -> list[tuple[float, bool, str | None]]:
+              recent: frozenset[str], depth: int, path: tuple) -> list[tuple[float, bool, str | None, tuple]]:
         target = rule.target
         if target == "":
-            return self._run(table, chain, index + 1, pkt, masq, recent, depth)
+            return self._run(table, chain, index + 1, pkt, masq, recent, depth, path)
         if target == "RETURN":
-            return [(1.0, masq, None)]
+            return [(1.0, masq, None, path)]
         if target == "MARK":
-            return self._run(table, chain, index + 1, pkt, True, recent, depth)
+            return self._run(table, chain, index + 1, pkt, True, recent, depth, path)
         if target == "DNAT":
-            return [(1.0, masq, rule.target_args[rule.target_args.index("--to-destination") + 1])]
+            return [(1.0, masq, rule.target_args[rule.target_args.index("--to-destination") + 1], path)]
         if target in TERMINAL:
-            return [(1.0, masq, target)]
+            return [(1.0, masq, target, path)]
         paths = []
-        for p, m, outcome in self._run(table, target, 0, pkt, masq, recent, depth + 1):
+        for p, m, outcome, pa in self._run(table, target, 0, pkt, masq, recent, depth + 1, path):
             if outcome is not None:
-                paths.append((p, m, outcome))
+                paths.append((p, m, outcome, pa))
             else:
-                paths += [(p * q, m2, o) for q, m2, o in self._run(table, chain, index + 1, pkt, m, recent, depth)]
+                paths += [(p * q, m2, o, pa2)
+                          for q, m2, o, pa2 in self._run(table, chain, index + 1, pkt, m, recent, depth, pa)]
         return paths
 
-    def trace(self, src: str, dst: str, dport: int, proto: str = "tcp",
-              recent: Iterable[str] = ()) -> TraceResult:
-        pkt = Packet(src, dst, dport, proto.lower())
+    def paths(self, pkt: Packet, recent: Iterable[str] = ()) -> list[tuple[float, bool, str, tuple]]:
+        """(probability, masquerade, outcome, rules passed) for every path of a new connection:
+        nat first, then the filter chains with the destination after DNAT."""
         recent = frozenset(recent)
-        result = TraceResult()
-        for p, masq, outcome in self._run(NAT, n.KUBE_SERVICES, 0, pkt, False, recent):
+        result = []
+        for p, masq, outcome, path in self._run(NAT, n.KUBE_SERVICES, 0, pkt, False, recent):
             after = pkt
             if outcome is not None:
                 ip, _, port = outcome.rpartition(":")
                 after = Packet(pkt.src, ip, int(port), pkt.proto)
-            verdict = self._filter(after, recent)
-            result.add(verdict if verdict else (outcome or "ACCEPT"), p, masq)
+            verdict, filter_path = self._filter(after, recent)
+            result.append((p, masq, verdict or outcome or "ACCEPT", path + filter_path))
         return result
 
-    def _filter(self, pkt: Packet, recent: frozenset[str]) -> str | None:
+    def trace(self, src: str, dst: str, dport: int, proto: str = "tcp",
+              recent: Iterable[str] = ()) -> TraceResult:
+        result = TraceResult()
+        for p, masq, outcome, _ in self.paths(Packet(src, dst, dport, proto.lower()), recent):
+            result.add(outcome, p, masq)
+        return result
+
+    def _filter(self, pkt: Packet, recent: frozenset[str]) -> tuple[str | None, tuple]:
+        """The filter table's DROP/REJECT for `pkt` and the rules that decided it, or (None, ())."""
         for chain in (n.KUBE_SERVICES, n.KUBE_EXTERNAL_SERVICES, n.KUBE_NODEPORTS, n.KUBE_PROXY_FIREWALL):
             if (FILTER, chain) not in self.chains:
                 continue
-            for _, _, outcome in self._run(FILTER, chain, 0, pkt, False, recent):
+            for _, _, outcome, path in self._run(FILTER, chain, 0, pkt, False, recent):
                 if outcome in ("DROP", "REJECT"):
-                    return outcome
-        return None
+                    return outcome, path
+        return None, ()
 
 
 def trace(ruleset: Ruleset, src: str, dst: str, dport: int, proto: str = "tcp",

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from kproxy.iptables import names as n
 from kproxy.iptables.names import FILTER, NAT
-from kproxy.iptables.trace import Packet, TraceError, Tracer, TERMINAL
+from kproxy.iptables.trace import Packet, TraceError, Tracer
 
 from .model import EndpointInfo, Frontend, KernelObject, NodeRules, ServiceRules
 from .trace import Candidate, Probe, Step, TraceReport
@@ -259,71 +259,6 @@ def kernel_chains(inspection: Any) -> dict[tuple[str, str], list[RawRule]]:
 # ------------------------------------------------------------------ trace with the rule path
 
 
-class _PathTracer(Tracer):
-    """kproxy.iptables.trace.Tracer that also records the rules each path passes (the same
-    semantics: every random branch followed with its probability)."""
-
-    def _run(self, table, chain, start, pkt, masq, recent, depth=0, path=()):  # type: ignore[override]
-        if depth > 32:
-            raise TraceError(f"jump depth exceeded at {table}/{chain}")
-        rules = self.chains.get((table, chain))
-        if rules is None:
-            raise TraceError(f"jump to unknown chain {table}/{chain}")
-        for i in range(start, len(rules)):
-            rule = self._rule(rules[i])
-            if not self._matches(rule, pkt, recent):
-                continue
-            taken = self._take(table, chain, i, rule, pkt, masq, recent, depth, path + ((table, chain, i),))
-            if rule.probability is None:
-                return taken
-            rest = self._run(table, chain, i + 1, pkt, masq, recent, depth, path)
-            p = rule.probability
-            return [(q * p, m, o, pa) for q, m, o, pa in taken] + [(q * (1 - p), m, o, pa) for q, m, o, pa in rest]
-        return [(1.0, masq, None, path)]
-
-    def _take(self, table, chain, index, rule, pkt, masq, recent, depth, path=()):  # type: ignore[override]
-        target = rule.target
-        if target == "":
-            return self._run(table, chain, index + 1, pkt, masq, recent, depth, path)
-        if target == "RETURN":
-            return [(1.0, masq, None, path)]
-        if target == "MARK":
-            return self._run(table, chain, index + 1, pkt, True, recent, depth, path)
-        if target == "DNAT":
-            return [(1.0, masq, rule.target_args[rule.target_args.index("--to-destination") + 1], path)]
-        if target in TERMINAL:
-            return [(1.0, masq, target, path)]
-        out = []
-        for p, m, outcome, pa in self._run(table, target, 0, pkt, masq, recent, depth + 1, path):
-            if outcome is not None:
-                out.append((p, m, outcome, pa))
-            else:
-                out += [(p * q, m2, o, pa2) for q, m2, o, pa2 in self._run(table, chain, index + 1, pkt, m, recent,
-                                                                         depth, pa)]
-        return out
-
-    def paths(self, pkt: Packet) -> list[tuple[float, bool, str, tuple]]:
-        """(probability, masquerade, outcome, path) for every path of a new connection."""
-        result = []
-        for p, masq, outcome, path in self._run(NAT, n.KUBE_SERVICES, 0, pkt, False, frozenset()):
-            after = pkt
-            if outcome is not None:
-                ip, _, port = outcome.rpartition(":")
-                after = Packet(pkt.src, ip, int(port), pkt.proto)
-            verdict, fpath = self._filter_path(after)
-            result.append((p, masq, verdict or outcome or "ACCEPT", path + fpath))
-        return result
-
-    def _filter_path(self, pkt: Packet) -> tuple[str | None, tuple]:
-        for chain in (n.KUBE_SERVICES, n.KUBE_EXTERNAL_SERVICES, n.KUBE_NODEPORTS, n.KUBE_PROXY_FIREWALL):
-            if (FILTER, chain) not in self.chains:
-                continue
-            for _, _, outcome, path in self._run(FILTER, chain, 0, pkt, False, frozenset()):
-                if outcome in ("DROP", "REJECT"):
-                    return outcome, path
-        return None, ()
-
-
 def _is_local(ip: str, local: Sequence[str]) -> bool:
     return ip in local or ipaddress.ip_address(ip) in ipaddress.ip_network("127.0.0.0/8")
 
@@ -332,7 +267,7 @@ def trace_chains(chains: Mapping[tuple[str, str], Sequence[str]], probe: Probe, 
                  model: NodeRules) -> TraceReport:
     """Traces `probe` through `chains` ((table, chain) -> rule texts); `model` supplies the
     Service port and frontend the path enters."""
-    tracer = _PathTracer(chains, local_addresses)
+    tracer = Tracer(chains, local_addresses)
     merged: dict[str, list] = {}
     for p, masq, outcome, path in tracer.paths(Packet(probe.src, probe.dst, probe.dport, probe.proto)):
         entry = merged.setdefault(outcome, [0.0, False, path, 0.0])
