@@ -42,8 +42,15 @@ def test_removed_endpoint_entries_are_flushed(tmp_path, apiserver, client, ns):
         with AgentProcess(tmp_path, apiserver.kubeconfig, ns) as agent:
             agent.wait_record(lambda r: r["ruleset"]["services"].get("default/dns:dns", {}).get("endpoints"),
                               what="dns with its endpoint")
-            udp_exchange(handle, (CLUSTER_IP, PORT), POD_PORT)
             udp_exchange(handle, (POD_IP, OTHER_PORT), OTHER_PORT)
+
+            def service_entry_made() -> bool:
+                # the agent's own flush of the Service's 0 -> 1 endpoint transition runs just after
+                # the apply it recorded, and may remove an entry made in between: make it again
+                udp_exchange(handle, (CLUSTER_IP, PORT), POD_PORT)
+                return f"dst={CLUSTER_IP}" in entries(handle)
+
+            wait_until(service_entry_made, what="a conntrack entry for the Service")
             assert f"dst={CLUSTER_IP}" in entries(handle)
 
             slc["endpoints"] = []
