@@ -7,8 +7,9 @@ Guarantees (all times on the event loop's monotonic clock):
   successful full one started, with or without requests in between; so there is at least one
   sync per `max_interval`, and a stream of partial syncs never postpones drift repair;
 - when the sync function raises, it is retried after a backoff that starts at `retry_initial`
-  and doubles up to `max_interval`, without waiting for a new request; requests made meanwhile
-  do not start it earlier (a failing kernel is not hammered at min_interval);
+  and doubles up to `max_interval`, without waiting for a new request; requests made meanwhile,
+  and a periodic full sync that fell due, do not start it earlier (a failing kernel is not
+  hammered);
 - the sync function never runs concurrently with itself.
 """
 from __future__ import annotations
@@ -61,9 +62,9 @@ class BoundedFrequencyRunner:
         while not self._stopping:
             now = clock()
             due_request = max(last_start + self.min_interval, now) if self._requested else math.inf
-            if self.failures:
-                due_request = max(due_request, retry_at)  # backing off: a request waits for the retry
             due = min(next_periodic, due_request, retry_at)
+            if self.failures:  # backing off: requests and an overdue periodic sync wait for the retry
+                due = retry_at
             if due > now:
                 self._wakeup.clear()
                 try:

@@ -200,3 +200,19 @@ async def _requests_wait_for_the_retry():
 
 def test_requests_during_backoff_wait_for_the_retry():
     asyncio.run(_requests_wait_for_the_retry())
+
+
+async def _failing_periodic_sync_backs_off():
+    rec = Recorder(fail_times=1000)  # every sync fails, e.g. the kernel refuses the batch
+    runner = BoundedFrequencyRunner(rec, min_interval=0.0, max_interval=0.2, retry_initial=0.1)
+    async with running(runner):
+        await wait_for(lambda: len(rec.calls) >= 4)
+    starts = [t for t, _ in rec.calls]
+    # the first periodic sync failed; its retries follow the backoff, not the overdue period
+    # (seen in a lab: thousands of retries a minute once the periodic full sync was overdue)
+    assert all(b - a >= runner.backoff(i + 1) - SLACK for i, (a, b) in enumerate(zip(starts, starts[1:])))
+    assert all(full for _, full in rec.calls)
+
+
+def test_a_failing_periodic_full_sync_is_retried_with_backoff():
+    asyncio.run(_failing_periodic_sync_backs_off())
