@@ -2,13 +2,15 @@
 
     python -m bench.nftables [--sizes 1000,10000] [--endpoints 10] [--changes 5]
 
-For each size N (Services x E endpoints, kube-proxy's layout: per-Service and per-endpoint
-chains, dispatch and endpoint maps):
+For each size N (Services x E endpoints; kproxy's layout: per-Service chains, dispatch verdict
+maps, endpoints as data maps, see kproxy/nftables/render.py):
 - kproxy full sync into an empty namespace: render, plan + encode (Cython encoder when built),
   and NftablesBackend.apply (name listing + one netlink batch, kernel commit included);
 - `nft -f` loading the same ruleset (Ruleset.script()) into another empty namespace;
-- at the largest N, a one-endpoint change: incremental render and apply (median of --changes),
-  and what single kernel operations cost in that table (commit_costs below).
+- at the largest N, one-endpoint changes: a replaced endpoint (same count: element changes only)
+  and an added endpoint (the count changes, so the Service's DNAT rule is rewritten), each an
+  incremental render and apply (median of --changes), and what single kernel operations cost
+  in that table (commit_costs below).
 Nothing here touches the machine's main namespace.
 """
 from __future__ import annotations
@@ -45,11 +47,22 @@ def make_state(services: int, endpoints: int) -> ProxyState:
 
 
 def change_one_endpoint(state: ProxyState, n: int) -> ProxyState:
+    """One pod of one Service replaced by another (a rolling update's step): same count."""
     key = sorted(state.services)[len(state.services) // 2]
     sp = state.services[key]
     moved = replace(sp.endpoints[-1], ip=f"10.255.255.{1 + n % 250}")
     services = dict(state.services)
     services[key] = replace(sp, endpoints=tuple(sorted(sp.endpoints[:-1] + (moved,))))
+    return replace(state, services=services, revision=state.revision + 1)
+
+
+def add_one_endpoint(state: ProxyState, n: int) -> ProxyState:
+    """One more pod for one Service (a scale-up step): the endpoint count changes."""
+    key = sorted(state.services)[len(state.services) // 3]
+    sp = state.services[key]
+    extra = replace(sp.endpoints[-1], ip=f"10.255.254.{1 + n % 250}", is_local=False)
+    services = dict(state.services)
+    services[key] = replace(sp, endpoints=tuple(sorted(sp.endpoints + (extra,))))
     return replace(state, services=services, revision=state.revision + 1)
 
 
@@ -74,13 +87,15 @@ def timed(fn, *args):
 
 
 def commit_costs(backend: NftablesBackend, ruleset, changes: int) -> None:
-    """Median cost of one-operation batches in the loaded table: an element of a plain set (no
-    jump/goto), an element of a verdict map (goto an existing chain) and an empty chain. Tells
-    how much of a one-endpoint change is the kernel's commit of jumps (chain graph validation)
-    and how much it charges any commit for the size of the table."""
+    """Median cost of one-operation batches in the loaded table: an element of a plain set, an
+    element of a data map (no jump/goto: what an endpoint change sends), an element of a verdict
+    map (goto an existing chain: what a new Service sends) and an empty chain. Tells how much
+    the kernel's re-validation of the chain graph costs (any new jump, goto or DNAT rule) and
+    how much it charges any commit for the size of the table."""
     probe = SetSpec("bench-probe", ("ipv4_addr",))
-    vmap = next(s for s in ruleset.sets.values() if s.verdict_map and s.key == ("mark",))
+    vmap = ruleset.sets["service-ips"]
     target = next(iter(ruleset.elements[vmap.name].values()))
+    data_map = next(s for s in ruleset.sets.values() if s.data)
 
     def median_ms(build) -> float:
         times = []
@@ -94,10 +109,11 @@ def commit_costs(backend: NftablesBackend, ruleset, changes: int) -> None:
     setup.add_set(probe)
     backend._commit(setup)
     plain = median_ms(lambda tx, i: tx.add_elements(probe, {(f"10.254.{i // 256}.{i % 256}",): None}))
-    verdict = median_ms(lambda tx, i: tx.add_elements(vmap, {(1000 + i,): target}))
+    data = median_ms(lambda tx, i: tx.add_elements(data_map, {(1000 + i,): (f"10.254.1.{i % 250}", 80)}))
+    verdict = median_ms(lambda tx, i: tx.add_elements(vmap, {(f"10.97.{i // 256}.{i % 256}", "TCP", 80): target}))
     chain = median_ms(lambda tx, i: tx.add_chain(Chain(f"bench-probe-{i}", ())))
-    print(f"  single-operation commits in this table: plain set element {plain:.2f} ms, verdict map element "
-          f"{verdict:.2f} ms, empty chain {chain:.2f} ms (median of {changes})")
+    print(f"  single-operation commits in this table: plain set element {plain:.2f} ms, data map element "
+          f"{data:.2f} ms, verdict map element {verdict:.2f} ms, empty chain {chain:.2f} ms (median of {changes})")
 
 
 def bench_size(n: int, endpoints: int, changes: int, last: bool) -> None:
@@ -130,18 +146,20 @@ def bench_size(n: int, endpoints: int, changes: int, last: bool) -> None:
             print(f"  kproxy full resync of the same ruleset (flush + rewrite everything): apply {t_resync * 1000:.0f} ms")
             script = ruleset.script()
             if last:
-                applies, renders = [], []
                 previous, current = ruleset, state
-                for i in range(changes):
-                    current = change_one_endpoint(current, i)
-                    nxt, t_r = timed(backend.render, current, previous)
-                    _, t_a = timed(backend.apply, nxt, previous)
-                    renders.append(t_r)
-                    applies.append(t_a)
-                    previous = nxt
-                print(f"  one-endpoint change at N={n}: render {statistics.median(renders) * 1000:.2f} ms, "
-                      f"apply {statistics.median(applies) * 1000:.2f} ms (median of {changes}; "
-                      f"max apply {max(applies) * 1000:.2f} ms)")
+                for label, change in (("one endpoint replaced", change_one_endpoint),
+                                      ("one endpoint added", add_one_endpoint)):
+                    applies, renders = [], []
+                    for i in range(changes):
+                        current = change(current, i)
+                        nxt, t_r = timed(backend.render, current, previous)
+                        _, t_a = timed(backend.apply, nxt, previous)
+                        renders.append(t_r)
+                        applies.append(t_a)
+                        previous = nxt
+                    print(f"  {label} at N={n}: render {statistics.median(renders) * 1000:.2f} ms, "
+                          f"apply {statistics.median(applies) * 1000:.2f} ms (median of {changes}; "
+                          f"max apply {max(applies) * 1000:.2f} ms)")
                 commit_costs(backend, previous, changes)
         finally:
             backend.close()

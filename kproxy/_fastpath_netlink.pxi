@@ -117,11 +117,14 @@ def nft_encode_elements(int msg_type, int flags, unsigned int seq, int family, s
         lstart = buf.n
         buf.zeros(4)  # NFTA_SET_ELEM_LIST_ELEMENTS
         for j in range(i, min(i + per_message, n)):
-            key, code, chain = elements[j]
+            key, code, extra = elements[j]
             if code is None:
-                elem = ((1, ((1, key),)),)
+                if extra is None:
+                    elem = ((1, ((1, key),)),)
+                else:  # a data map element: NFTA_SET_ELEM_DATA > NFTA_DATA_VALUE
+                    elem = ((1, ((1, key),)), (2, ((1, extra),)))
             else:
-                vd = ((1, _be32(code)),) if chain is None else ((1, _be32(code)), (2, chain.encode() + b"\0"))
+                vd = ((1, _be32(code)),) if extra is None else ((1, _be32(code)), (2, extra.encode() + b"\0"))
                 elem = ((1, ((1, key),)), (2, ((2, vd),)))
             _put_attrs(buf, ((1, elem),))
         length = buf.n - lstart

@@ -26,7 +26,7 @@ from . import wire as w
 from .gcpause import gc_paused
 from .model import TABLE, Ruleset
 from .nlsocket import NetlinkSocket
-from .plan import plan_full, plan_partial
+from .plan import ElementOwners, plan_full, plan_partial
 from .render import ENDPOINT_SELECTIONS, render as render_ruleset
 from .transaction import Transaction
 
@@ -57,6 +57,7 @@ class NftablesBackend(Backend):
         super().__init__(netns if netns is not None else NetNS(None), config)
         self._sock: NetlinkSocket | None = None
         self.selection = endpoint_selection(config)
+        self._owners: ElementOwners | None = None  # shared-element holders, as committed
 
     @classmethod
     def probe(cls, netns: Any, config: Any = None) -> None:
@@ -114,20 +115,36 @@ class NftablesBackend(Backend):
     def apply(self, ruleset: Ruleset, previous: Ruleset | None) -> ApplyResult:
         with gc_paused():
             if previous is None:
+                self._owners = None
                 chains, sets = self._run(self._list_names)
                 tx = plan_full(ruleset, chains, sets)
+                self._commit(tx)
+                self._owners = ElementOwners.of(ruleset)
             else:
-                tx = plan_partial(ruleset, previous)
-            self._commit(tx)
+                if self._owners is None:  # e.g. a backend created with a ruleset already applied
+                    self._owners = ElementOwners.of(previous)
+                tx = plan_partial(ruleset, previous, self._owners)
+                try:
+                    self._commit(tx)
+                except Exception:
+                    self._owners = None  # the kernel's state is unknown until a full sync
+                    raise
+                self._owners.apply(tx.owner_delta)
         return ApplyResult(full=previous is None, objects_written=len(tx),
                            detail=f"nftables: {len(tx)} operations")
 
-    def _list_names(self) -> tuple[list[str], list[str]]:
+    def _list_names(self) -> tuple[list[str], dict[str, tuple]]:
+        """Our table's chain names and its sets' names with their plan.signature()."""
         sock = self._socket()
         chains = [w.decode_string(a[w.CHAIN_NAME]) for a in sock.dump(w.MSG_GETCHAIN, ((w.CHAIN_TABLE, w.string(TABLE)),))
                   if w.decode_string(a.get(w.CHAIN_TABLE, b"")) == TABLE]
-        sets = [w.decode_string(a[w.SET_NAME]) for a in sock.dump(w.MSG_GETSET, ((w.SET_TABLE, w.string(TABLE)),))
-                if w.decode_string(a.get(w.SET_TABLE, b"")) == TABLE]
+        sets = {}
+        for a in sock.dump(w.MSG_GETSET, ((w.SET_TABLE, w.string(TABLE)),)):
+            if w.decode_string(a.get(w.SET_TABLE, b"")) != TABLE:
+                continue
+            num = [int.from_bytes(a.get(attr, b""), "big") for attr in
+                   (w.SET_FLAGS, w.SET_KEY_TYPE, w.SET_KEY_LEN, w.SET_DATA_TYPE, w.SET_DATA_LEN)]
+            sets[w.decode_string(a[w.SET_NAME])] = (*num, w.SET_EXPR in a)
         return chains, sets
 
     # ------------------------------------------------------------------ inspect / cleanup

@@ -33,6 +33,7 @@ HASH_SREG, HASH_DREG, HASH_LEN, HASH_MODULUS, HASH_SEED, HASH_OFFSET, HASH_TYPE 
 HASH_JENKINS = 0
 NAT_TYPE, NAT_FAMILY, NAT_REG_ADDR_MIN, NAT_REG_ADDR_MAX, NAT_REG_PROTO_MIN, NAT_REG_PROTO_MAX, NAT_FLAGS = 1, 2, 3, 4, 5, 6, 7
 NAT_DNAT = 1
+NF_NAT_RANGE_MAP_IPS, NF_NAT_RANGE_PROTO_SPECIFIED = 1, 2
 MASQ_FLAGS = 1
 NF_NAT_RANGE_PROTO_RANDOM_FULLY = 1 << 4
 CT_DREG, CT_KEY = 1, 2
@@ -238,6 +239,51 @@ def mark_xor(bit_mask: int) -> Stmt:
 def masquerade_fully_random() -> Stmt:
     return Stmt((_e("masq", (MASQ_FLAGS, w.be32(NF_NAT_RANGE_PROTO_RANDOM_FULLY))),),
                 "masquerade fully-random")
+
+
+@lru_cache(maxsize=4096)
+def addr_pair_in_set(set_name: str) -> Stmt:
+    """ip saddr . ip daddr @SET (a hairpin check: the set holds "E . E" for each endpoint E)."""
+    return Stmt((_payload(BASE_NETWORK, 12, 4, REG32_00), _payload(BASE_NETWORK, 16, 4, REG32_00 + 1),
+                 _e("lookup", (LOOKUP_SET, w.string(set_name)), (LOOKUP_SREG, w.be32(REG32_00)))),
+                f"ip saddr . ip daddr @{set_name}")
+
+
+def _dnat_from_map(map_name: str, protocol: str) -> tuple:
+    """lookup REG_1 in MAP -> (address . port) in REG_1/REG32_01, then DNAT to them."""
+    return (_e("lookup", (LOOKUP_SET, w.string(map_name)), (LOOKUP_SREG, w.be32(REG_1)),
+               (LOOKUP_DREG, w.be32(REG_1))),
+            _e("nat", (NAT_TYPE, w.be32(NAT_DNAT)), (NAT_FAMILY, w.be32(w.NFPROTO_IPV4)),
+               (NAT_REG_ADDR_MIN, w.be32(REG_1)), (NAT_REG_ADDR_MAX, w.be32(REG_1)),
+               (NAT_REG_PROTO_MIN, w.be32(REG32_00 + 1)), (NAT_REG_PROTO_MAX, w.be32(REG32_00 + 1)),
+               (NAT_FLAGS, w.be32(NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED))))
+
+
+def _l4proto(protocol: str) -> tuple:
+    return (_meta(META_L4PROTO, REG_1), _cmp(CMP_EQ, bytes([PROTO_NUMBERS[protocol]])))
+
+
+@lru_cache(maxsize=4096)
+def dnat_numgen_map(modulus: int, map_name: str, protocol: str) -> Stmt:
+    """meta l4proto P dnat ip to numgen random mod N map @MAP (slot -> address . port): the
+    endpoint is data, so changing it never touches a chain or a verdict."""
+    return Stmt(_l4proto(protocol) + (
+        _e("numgen", (NG_DREG, w.be32(REG_1)), (NG_MODULUS, w.be32(modulus)),
+           (NG_TYPE, w.be32(NG_RANDOM)), (NG_OFFSET, w.be32(0))),) + _dnat_from_map(map_name, protocol),
+        f"meta l4proto {protocol.lower()} dnat ip to numgen random mod {modulus} map @{map_name}")
+
+
+@lru_cache(maxsize=4096)
+def dnat_jhash_map(modulus: int, seed: int, map_name: str, protocol: str) -> Stmt:
+    """meta l4proto P dnat ip to jhash ip saddr . th sport mod N seed S map @MAP (the client's
+    address and port pick the slot: maglev endpoint selection)."""
+    return Stmt(_l4proto(protocol) + (
+        _payload(BASE_NETWORK, 12, 4, REG32_00), _payload(BASE_TRANSPORT, 0, 2, REG32_00 + 1),
+        _e("hash", (HASH_SREG, w.be32(REG32_00)), (HASH_DREG, w.be32(REG_1)), (HASH_LEN, w.be32(8)),
+           (HASH_MODULUS, w.be32(modulus)), (HASH_SEED, w.be32(seed)), (HASH_OFFSET, w.be32(0)),
+           (HASH_TYPE, w.be32(HASH_JENKINS)))) + _dnat_from_map(map_name, protocol),
+        f"meta l4proto {protocol.lower()} dnat ip to jhash ip saddr . th sport mod {modulus} seed {seed:#x} "
+        f"map @{map_name}")
 
 
 def dnat(ip: str, port: int, protocol: str) -> Stmt:

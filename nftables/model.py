@@ -45,29 +45,58 @@ class SetSpec:
     key: tuple[str, ...]
     verdict_map: bool = False
     timeout: int | None = None  # seconds; dynamic set with per-element timeouts
+    data: tuple[str, ...] = ()  # a data map's value types (e.g. ipv4_addr . inet_service)
+    counter: bool = False  # every element counts the packets that found it
 
     @property
     def dynamic(self) -> bool:
         return self.timeout is not None
 
     @property
+    def is_map(self) -> bool:
+        return self.verdict_map or bool(self.data)
+
+    @property
     def key_type(self) -> int:
-        out = 0
-        for name in self.key:
-            out = (out << TYPE_BITS) | DATATYPES[name][0]
-        return out
+        return concat_type(self.key)
 
     @property
     def key_len(self) -> int:
-        return sum((DATATYPES[name][1] + 3) & ~3 for name in self.key) if len(self.key) > 1 \
-            else DATATYPES[self.key[0]][1]
+        return concat_len(self.key)
+
+    @property
+    def data_type(self) -> int:
+        return concat_type(self.data)
+
+    @property
+    def data_len(self) -> int:
+        return concat_len(self.data)
 
     @property
     def flags(self) -> int:
-        flags = w.SET_F_MAP if self.verdict_map else 0
+        flags = w.SET_F_MAP if self.is_map else 0
         if self.dynamic:
             flags |= w.SET_F_TIMEOUT | w.SET_F_DYNAMIC
         return flags
+
+    @property
+    def type_text(self) -> str:
+        """The declaration as nft prints it: "type mark : ipv4_addr . inet_service"."""
+        value = " : verdict" if self.verdict_map else (" : " + " . ".join(self.data) if self.data else "")
+        return "type " + " . ".join(self.key) + value
+
+
+def concat_type(types: tuple[str, ...]) -> int:
+    """nft's type id of a concatenation: the field type ids, TYPE_BITS each."""
+    out = 0
+    for name in types:
+        out = (out << TYPE_BITS) | DATATYPES[name][0]
+    return out
+
+
+def concat_len(types: tuple[str, ...]) -> int:
+    """Bytes of a key or value: each concatenated field takes whole 4-byte registers."""
+    return sum((DATATYPES[name][1] + 3) & ~3 for name in types) if len(types) > 1 else DATATYPES[types[0]][1]
 
 
 Verdict = tuple  # ("goto" | "jump" | "drop" | "accept", chain or None)
@@ -75,8 +104,17 @@ Verdict = tuple  # ("goto" | "jump" | "drop" | "accept", chain or None)
 
 def encode_key(spec: SetSpec, key: tuple) -> bytes:
     """The element key bytes: each concatenated field padded to 4 bytes (a register each)."""
+    return encode_fields(spec.key, key)
+
+
+def encode_data(spec: SetSpec, value: tuple) -> bytes:
+    """A data map element's value bytes (the same layout as keys)."""
+    return encode_fields(spec.data, value)
+
+
+def encode_fields(types: tuple[str, ...], key: tuple) -> bytes:
     out = bytearray()
-    for kind, value in zip(spec.key, key):
+    for kind, value in zip(types, key):
         if kind == "ipv4_addr":
             raw = ipaddress.IPv4Address(value).packed
         elif kind == "inet_proto":
@@ -86,7 +124,7 @@ def encode_key(spec: SetSpec, key: tuple) -> bytes:
         else:  # mark: host-endian 32 bits (numgen / hash results)
             raw = w.host32(value)
         out += raw
-        if len(spec.key) > 1:
+        if len(types) > 1:
             out += b"\0" * (-len(raw) % 4)
     return bytes(out)
 
@@ -96,6 +134,17 @@ VERDICT_CODES = {"goto": w.NFT_GOTO, "jump": w.NFT_JUMP, "drop": w.NF_DROP, "acc
 
 def key_text(spec: SetSpec, key: tuple) -> str:
     return " . ".join(str(v).lower() if k == "inet_proto" else str(v) for k, v in zip(spec.key, key))
+
+
+def value_text(spec: SetSpec, value) -> str:
+    """A map element's value as nft prints it: "goto CHAIN", "drop", "10.0.0.1 . 8080"."""
+    if spec.verdict_map:
+        return f"{value[0]} {value[1]}" if value[1] else value[0]
+    return " . ".join(str(v) for v in value)
+
+
+def element_text(spec: SetSpec, key: tuple, value) -> str:
+    return f"{key_text(spec, key)} : {value_text(spec, value)}" if spec.is_map else key_text(spec, key)
 
 
 @dataclass(frozen=True)
@@ -160,16 +209,21 @@ class Ruleset:
             else:
                 out.append(f"add chain ip {TABLE} {name}")
         for name, spec in self.sets.items():
-            kind = "map" if spec.verdict_map else "set"
+            kind = "map" if spec.is_map else "set"
             extra = f" flags dynamic,timeout; timeout {spec.timeout}s;" if spec.dynamic else ""
-            # nft checks types: a slot map is declared by the expression that feeds it
-            key = "typeof numgen random mod 1" if spec.key == ("mark",) else "type " + " . ".join(spec.key)
-            out.append(f"add {kind} ip {TABLE} {name} {{ {key}{' : verdict' if spec.verdict_map else ''};{extra} }}")
+            extra += " counter;" if spec.counter else ""
+            # nft checks types: a slot map is declared by the expressions that feed it
+            if spec.key == ("mark",):
+                key = "typeof numgen random mod 1" + (" : ip daddr . tcp dport" if spec.data else "")
+                key += " : verdict" if spec.verdict_map else ""
+            else:
+                key = spec.type_text
+            out.append(f"add {kind} ip {TABLE} {name} {{ {key};{extra} }}")
         for name, chain in self.chains.items():
             out.extend(f"add rule ip {TABLE} {name} {r.text}" for r in chain.rules)
         for name, elems in self.elements.items():
             spec = self.sets[name]
-            items = [f"{key_text(spec, k)} : {v[0]}{' ' + v[1] if v[1] else ''}" for k, v in elems.items()]
+            items = [element_text(spec, k, v) for k, v in elems.items()]
             for i in range(0, len(items), 1000):
                 out.append(f"add element ip {TABLE} {name} {{ " + ", ".join(items[i:i + 1000]) + " }")
         return "\n".join(out) + "\n"
@@ -179,19 +233,17 @@ class Ruleset:
         out = [f"table ip {TABLE} {{"]
         for name in sorted(self.sets):
             spec = self.sets[name]
-            kind = "map" if spec.verdict_map else "set"
+            kind = "map" if spec.is_map else "set"
             out.append(f"\t{kind} {name} {{")
-            out.append(f"\t\ttype {' . '.join(spec.key)}" + (" : verdict" if spec.verdict_map else ""))
+            out.append(f"\t\t{spec.type_text}")
             if spec.dynamic:
                 out.append("\t\tflags dynamic,timeout")
                 out.append(f"\t\ttimeout {spec.timeout}s")
+            if spec.counter:
+                out.append("\t\tcounter")
             elems = self.elements.get(name) or {}
             if elems:
-                parts = []
-                for key in sorted(elems, key=repr):
-                    v = elems[key]
-                    parts.append(f"{key_text(spec, key)} : {v[0]}{' ' + v[1] if v[1] else ''}"
-                                 if spec.verdict_map else key_text(spec, key))
+                parts = [element_text(spec, key, elems[key]) for key in sorted(elems, key=repr)]
                 out.append("\t\telements = { " + ",\n\t\t\t     ".join(parts) + " }")
             out.append("\t}")
         for name in sorted(self.chains):

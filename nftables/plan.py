@@ -14,14 +14,71 @@ from __future__ import annotations
 from typing import Iterable, Mapping
 
 from .model import Chain, Fragment, Ruleset, SetSpec, Verdict
+from .render import REFCOUNTED
 from .transaction import Transaction
 
 
-def plan_full(desired: Ruleset, kernel_chains: Iterable[str], kernel_sets: Iterable[str]) -> Transaction:
+class ElementOwners:
+    """How many Service ports hold each element of the REFCOUNTED shared sets (hairpin: two
+    Services with the same pod both want "E . E"). A partial sync deletes such an element only
+    when its last holder lets go. The backend keeps one in step with the kernel: rebuilt from
+    the ruleset after a full sync, advanced by each partial sync's delta once it committed."""
+
+    def __init__(self, counts: Mapping[str, Mapping[tuple, int]] | None = None) -> None:
+        self.counts: dict[str, dict[tuple, int]] = {n: dict(c) for n, c in (counts or {}).items()}
+
+    @classmethod
+    def of(cls, ruleset: Ruleset) -> "ElementOwners":
+        owners = cls()
+        owners.apply(owners.delta((), ruleset.fragments.values()))
+        return owners
+
+    @staticmethod
+    def delta(old: Iterable[Fragment], new: Iterable[Fragment]) -> dict[str, dict[tuple, int]]:
+        out: dict[str, dict[tuple, int]] = {}
+        for frags, sign in ((old, -1), (new, 1)):
+            for frag in frags:
+                for name, elems in frag.elements.items():
+                    if name in REFCOUNTED:
+                        counts = out.setdefault(name, {})
+                        for key in elems:
+                            counts[key] = counts.get(key, 0) + sign
+        return out
+
+    def apply(self, delta: Mapping[str, Mapping[tuple, int]]) -> None:
+        for name, changes in delta.items():
+            counts = self.counts.setdefault(name, {})
+            for key, d in changes.items():
+                n = counts.get(key, 0) + d
+                if n > 0:
+                    counts[key] = n
+                else:
+                    counts.pop(key, None)
+
+
+def same_kind(a: SetSpec, b: SetSpec) -> bool:
+    """Whether the kernel can turn set `a` into `b` in place (only a timeout may change); any
+    other difference (key, data, verdicts, counter, dynamic) means delete and re-create."""
+    return (a.key, a.data, a.verdict_map, a.counter, a.dynamic) == (b.key, b.data, b.verdict_map, b.counter, b.dynamic)
+
+
+def plan_full(desired: Ruleset, kernel_chains: Iterable[str],
+              kernel_sets: Iterable[str] | Mapping[str, tuple | None]) -> Transaction:
+    """`kernel_sets`: names, or name -> signature() of each set as the kernel reports it; a
+    desired set the kernel holds with another signature is deleted and created anew."""
     tx = Transaction()
     tx.add_table()
     kernel_chains = set(kernel_chains)
+    signatures = kernel_sets if isinstance(kernel_sets, Mapping) else {}
     kernel_sets = set(kernel_sets)
+    replaced = sorted(n for n, spec in desired.sets.items()
+                      if signatures.get(n) is not None and signatures[n] != signature(spec))
+    if replaced:  # no rule may refer to a set being deleted: empty every chain first
+        for name in sorted(kernel_chains):
+            tx.flush_chain(name)
+        for name in replaced:
+            tx.delete_set(name)
+        kernel_sets -= set(replaced)
     for spec in desired.sets.values():
         tx.add_set(spec)
     for chain in desired.chains.values():
@@ -47,6 +104,15 @@ def plan_full(desired: Ruleset, kernel_chains: Iterable[str], kernel_sets: Itera
     return tx
 
 
+def signature(spec: SetSpec) -> tuple:
+    """What the kernel reports of a set's kind: (flags, key type, key length, data type, data
+    length, has an element expression); NftablesBackend reads the same from a set dump."""
+    from . import wire as w
+    data_type, data_len = (w.DATA_TYPE_VERDICT, 16) if spec.verdict_map else \
+        ((spec.data_type, spec.data_len) if spec.data else (0, 0))
+    return (spec.flags, spec.key_type, spec.key_len, data_type, data_len, spec.counter)
+
+
 def _views(fragments: Iterable[Fragment]) -> tuple[dict[str, Chain], dict[str, SetSpec], dict[str, dict]]:
     chains: dict[str, Chain] = {}
     sets: dict[str, SetSpec] = {}
@@ -61,9 +127,11 @@ def _views(fragments: Iterable[Fragment]) -> tuple[dict[str, Chain], dict[str, S
     return chains, sets, elements
 
 
-def plan_partial(desired: Ruleset, previous: Ruleset) -> Transaction:
+def plan_partial(desired: Ruleset, previous: Ruleset, owners: ElementOwners | None = None) -> Transaction:
     """Only the differences between `previous` and `desired`. When the static part or the
-    render context changed, every fragment is compared (still only differences are sent)."""
+    render context changed, every fragment is compared (still only differences are sent).
+    `owners` counts the holders of shared elements as the kernel has them (counted from
+    `previous` when not given); the transaction's `owner_delta` advances it after commit."""
     if desired.static != previous.static or desired.context != previous.context \
             or desired.shared_maps != previous.shared_maps:
         old_frags: list[Fragment] = list(previous.fragments.values())
@@ -89,13 +157,32 @@ def plan_partial(desired: Ruleset, previous: Ruleset) -> Transaction:
     new_chains.update(new_static)
     old_sets.update(shared_old)
     new_sets.update(shared_new)
-    return _diff(new_chains, new_sets, new_elements, old_chains, old_sets, old_elements)
+    delta = ElementOwners.delta(old_frags, new_frags)
+    counts = (owners or ElementOwners.of(previous)).counts
+    shared_changes: dict[str, tuple[list, list]] = {}
+    for name, changes in delta.items():
+        have = counts.get(name, {})
+        gone = [k for k, d in changes.items() if d < 0 and have.get(k, 0) + d <= 0 < have.get(k, 0)]
+        added = [k for k, d in changes.items() if d > 0 and have.get(k, 0) <= 0]
+        shared_changes[name] = (gone, added)
+    tx = _diff(new_chains, new_sets, new_elements, old_chains, old_sets, old_elements, shared_changes)
+    tx.owner_delta = delta
+    return tx
 
 
 def _diff(new_chains: Mapping[str, Chain], new_sets: Mapping[str, SetSpec], new_elements: Mapping[str, dict],
           old_chains: Mapping[str, Chain], old_sets: Mapping[str, SetSpec],
-          old_elements: Mapping[str, dict]) -> Transaction:
+          old_elements: Mapping[str, dict], shared_changes: Mapping[str, tuple[list, list]]) -> Transaction:
     tx = Transaction()
+    # A set that changes kind (e.g. a Service's endpoint data map becoming a verdict map when
+    # session affinity is switched on) is deleted and re-created under its name; the rules that
+    # refer to it are all in the changed fragments' chains, so those are emptied first.
+    replaced = {n for n, spec in new_sets.items() if n in old_sets and not same_kind(old_sets[n], spec)}
+    if replaced:
+        for name in old_chains:
+            tx.flush_chain(name)
+        for name in sorted(replaced):
+            tx.delete_set(name)
     for name, spec in new_sets.items():
         old = old_sets.get(name)
         if old is None or old != spec:  # the kernel updates a set's timeout in place
@@ -105,21 +192,29 @@ def _diff(new_chains: Mapping[str, Chain], new_sets: Mapping[str, SetSpec], new_
             tx.add_chain(chain)
     for name, chain in new_chains.items():
         old = old_chains.get(name)
-        if old is not None and old.rules == chain.rules:
+        if old is not None and old.rules == chain.rules and not replaced:
             continue
-        if old is not None:
+        if old is not None and not replaced:
             tx.flush_chain(name)
         for rule in chain.rules:
             tx.add_rule(name, rule)
     removed_chains = [n for n in old_chains if n not in new_chains]
     removed_sets = [n for n in old_sets if n not in new_sets]
     for name in removed_chains:
-        tx.flush_chain(name)
+        if not replaced:
+            tx.flush_chain(name)
     for name, spec in new_sets.items():
         if spec.dynamic:
             continue
+        if name in REFCOUNTED:
+            gone_keys, added_keys = shared_changes.get(name, ([], []))
+            if gone_keys:
+                tx.delete_elements(spec, gone_keys)
+            if added_keys:
+                tx.add_elements(spec, dict.fromkeys(added_keys))
+            continue
         want: Mapping[tuple, Verdict] = new_elements.get(name, {})
-        have: Mapping[tuple, Verdict] = old_elements.get(name, {}) if name in old_sets else {}
+        have: Mapping[tuple, Verdict] = old_elements.get(name, {}) if name in old_sets and name not in replaced else {}
         gone = [k for k, v in have.items() if want.get(k) != v]
         added = {k: v for k, v in want.items() if have.get(k) != v}
         if gone:

@@ -12,13 +12,23 @@ per packet does not grow with the number of Services:
       LoadBalancer source ranges through @firewall-ips -> firewall-<svc>.
 
 Per ServicePort ("<hash>-<ns>/<name>/<proto>/<port name>" = base):
-  service-<base>   masquerade off-cluster sources, affinity lookups, then
-                   numgen random mod N vmap @service-<base>  (or jhash ... with endpointSelection maglev)
+  service-<base>   masquerade off-cluster sources, then
+                   dnat ip to numgen random mod N map @service-<base>  (slot -> address . port;
+                   jhash of the client's address and port with endpointSelection maglev)
   local-<base>     the same over local endpoints (traffic policy Local)
   external-<base>  NodePort / external / LB entry (masquerade, Local short-cuts)
   firewall-<base>  LB source ranges
-  endpoint-<base>__<ip>/<port>  hairpin masquerade, affinity update, DNAT
+  With sessionAffinity ClientIP the balancing chains instead look the client up in each
+  endpoint's affinity set, then pick through a verdict map (numgen ... vmap @service-<base>):
+  endpoint-<base>__<ip>/<port>  affinity update, DNAT
   set affinity-<endpoint base>  dynamic, timeout = session affinity timeout
+Hairpin (a pod reaching itself through its Service) is masqueraded in nat-postrouting through
+the shared set @hairpin ("E . E" for every endpoint address E).
+
+Why data maps: an endpoint change is then element changes in a data map and a plain set, which
+the kernel commits without re-validating the table's chain graph; any new jump, goto or DNAT
+rule makes it walk every chain reachable from the base chains (measured: 6-8 ms at 10k Services
+against under 1 ms for element changes; bench/nftables.py prints both).
 
 Guarantee: deterministic; fragments of ServicePorts equal to the previous render (same
 context) are reused as the same objects.
@@ -53,13 +63,23 @@ FIREWALL_CHECK = "firewall-check"
 SERVICE_ENDPOINTS_CHECK = "service-endpoints-check"
 NODEPORT_ENDPOINTS_CHECK = "nodeport-endpoints-check"
 
+HAIRPIN = "hairpin"
+ADDR_PROTO_PORT = ("ipv4_addr", "inet_proto", "inet_service")
+PROTO_PORT = ("inet_proto", "inet_service")
+ENDPOINT_VALUE = ("ipv4_addr", "inet_service")
+
+# Every element of the dispatch maps counts the new connections that took it (`kproxy rules`).
 SHARED_MAPS = {
-    SERVICE_IPS: SetSpec(SERVICE_IPS, ("ipv4_addr", "inet_proto", "inet_service"), verdict_map=True),
-    SERVICE_NODEPORTS: SetSpec(SERVICE_NODEPORTS, ("inet_proto", "inet_service"), verdict_map=True),
-    NO_ENDPOINT_SERVICES: SetSpec(NO_ENDPOINT_SERVICES, ("ipv4_addr", "inet_proto", "inet_service"), verdict_map=True),
-    NO_ENDPOINT_NODEPORTS: SetSpec(NO_ENDPOINT_NODEPORTS, ("inet_proto", "inet_service"), verdict_map=True),
-    FIREWALL_IPS: SetSpec(FIREWALL_IPS, ("ipv4_addr", "inet_proto", "inet_service"), verdict_map=True),
+    SERVICE_IPS: SetSpec(SERVICE_IPS, ADDR_PROTO_PORT, verdict_map=True, counter=True),
+    SERVICE_NODEPORTS: SetSpec(SERVICE_NODEPORTS, PROTO_PORT, verdict_map=True, counter=True),
+    NO_ENDPOINT_SERVICES: SetSpec(NO_ENDPOINT_SERVICES, ADDR_PROTO_PORT, verdict_map=True, counter=True),
+    NO_ENDPOINT_NODEPORTS: SetSpec(NO_ENDPOINT_NODEPORTS, PROTO_PORT, verdict_map=True, counter=True),
+    FIREWALL_IPS: SetSpec(FIREWALL_IPS, ADDR_PROTO_PORT, verdict_map=True, counter=True),
+    HAIRPIN: SetSpec(HAIRPIN, ("ipv4_addr", "ipv4_addr")),
 }
+# Shared sets whose elements several Service ports may hold (a pod behind two Services): the
+# kernel keeps one element while any Service port holds it (plan.ElementOwners counts them).
+REFCOUNTED = frozenset({HAIRPIN})
 
 FILTER_PRIORITY = -110  # before DNAT in prerouting/output, so checks see the Service address
 NAT_DST_PRIORITY = -100
@@ -196,16 +216,24 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
 
     def balance(chain_name: str, eps: tuple[Endpoint, ...], masquerade_rules: list) -> None:
         rules = list(masquerade_rules)
-        if affinity is not None:
-            rules += [x.rule(x.in_set(ep_affinity[e]), x.verdict("goto", ep_chain[e])) for e in eps]
         slots = _balance_slots(eps, selection)
-        if selection == "maglev":
-            rules.append(x.rule(x.jhash_vmap(len(slots), MAGLEV_SEED, chain_name)))
-        else:
-            rules.append(x.rule(x.numgen_vmap(len(slots), chain_name)))
-        sets.append(SetSpec(chain_name, ("mark",), verdict_map=True))
-        for slot, index in enumerate(slots):
-            element(chain_name, (slot,), ("goto", ep_chain[eps[index]]))
+        if affinity is None:  # endpoints as data: slot -> address . port
+            if selection == "maglev":
+                rules.append(x.rule(x.dnat_jhash_map(len(slots), MAGLEV_SEED, chain_name, proto)))
+            else:
+                rules.append(x.rule(x.dnat_numgen_map(len(slots), chain_name, proto)))
+            sets.append(SetSpec(chain_name, ("mark",), data=ENDPOINT_VALUE, counter=True))
+            for slot, index in enumerate(slots):
+                element(chain_name, (slot,), (eps[index].ip, eps[index].port))
+        else:  # affinity: a known client goes to its endpoint's chain, a new one is balanced
+            rules += [x.rule(x.in_set(ep_affinity[e]), x.verdict("goto", ep_chain[e])) for e in eps]
+            if selection == "maglev":
+                rules.append(x.rule(x.jhash_vmap(len(slots), MAGLEV_SEED, chain_name)))
+            else:
+                rules.append(x.rule(x.numgen_vmap(len(slots), chain_name)))
+            sets.append(SetSpec(chain_name, ("mark",), verdict_map=True, counter=True))
+            for slot, index in enumerate(slots):
+                element(chain_name, (slot,), ("goto", ep_chain[eps[index]]))
         chains.append(Chain(chain_name, tuple(rules)))
 
     masq_rules = []
@@ -222,12 +250,11 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
         balance(local_chain, local_eps, masq_rules if internal_chain == local_chain else [])
 
     for e in reachable:
-        rules = [x.rule(x.ip_addr("saddr", e.ip), x.verdict("jump", MARK_MASQ))]
+        element(HAIRPIN, (e.ip, e.ip), None)
         if affinity is not None:
-            rules.append(x.rule(x.update_saddr(ep_affinity[e], affinity)))
             sets.append(SetSpec(ep_affinity[e], ("ipv4_addr",), timeout=affinity))
-        rules.append(x.rule(x.dnat(e.ip, e.port, proto)))
-        chains.append(Chain(ep_chain[e], tuple(rules)))
+            chains.append(Chain(ep_chain[e], (x.rule(x.update_saddr(ep_affinity[e], affinity)),
+                                              x.rule(x.dnat(e.ip, e.port, proto)))))
 
     return Fragment(service=service, chains=tuple(chains), sets=tuple(sets),
                     elements=MappingProxyType({k: MappingProxyType(v) for k, v in elements.items()}),
@@ -271,7 +298,8 @@ def static_chains(state: ProxyState) -> list[Chain]:
               Hook("nat", w.HOOK_PREROUTING, NAT_DST_PRIORITY)),
         Chain("nat-output", (x.rule(x.verdict("jump", SERVICES)),),
               Hook("nat", w.HOOK_OUTPUT, NAT_DST_PRIORITY)),
-        Chain("nat-postrouting", (x.rule(x.verdict("jump", MASQUERADING)),),
+        Chain("nat-postrouting", (x.rule(x.addr_pair_in_set(HAIRPIN), x.verdict("jump", MARK_MASQ)),
+                                  x.rule(x.verdict("jump", MASQUERADING))),
               Hook("nat", w.HOOK_POSTROUTING, NAT_SRC_PRIORITY)),
     ]
 

@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Mapping
 
 from . import wire as w
 from .expr import Rule, expr_attrs
-from .model import FAMILY, TABLE, VERDICT_CODES, Chain, SetSpec, Verdict, encode_key, key_text
+from .model import FAMILY, TABLE, VERDICT_CODES, Chain, SetSpec, Verdict, encode_data, encode_key, key_text
 
 try:  # the compiled encoder (kproxy/_fastpath_netlink.pxi); same bytes as the twin
     from kproxy._fastpath import nft_encode_elements as _encode_elements  # type: ignore[attr-defined]
@@ -69,6 +69,7 @@ class Transaction:
         self._set_ids = 0
         self._message = encode_message or _encode_message
         self._elements = encode_elements or _encode_elements
+        self.owner_delta: dict = {}  # plan.ElementOwners changes that hold once this commits
 
     def __len__(self) -> int:
         return len(self.ops)
@@ -122,12 +123,17 @@ class Transaction:
         if spec.verdict_map:
             attrs.append((w.SET_DATA_TYPE, w.be32(w.DATA_TYPE_VERDICT)))
             attrs.append((w.SET_DATA_LEN, w.be32(16)))
+        elif spec.data:
+            attrs.append((w.SET_DATA_TYPE, w.be32(spec.data_type)))
+            attrs.append((w.SET_DATA_LEN, w.be32(spec.data_len)))
         attrs.append((w.SET_ID, w.be32(set_id)))
         if spec.timeout is not None:
             attrs.append((w.SET_TIMEOUT, w.be64(spec.timeout * 1000)))
         if spec.key == ("mark",):  # nft's userdata TLV: key byte order host-endian (for listing)
             attrs.append((w.SET_USERDATA, bytes([0, 4]) + w.host32(1)))
-        self._add(f"add {'map' if spec.verdict_map else 'set'} {spec.name}", w.MSG_NEWSET, tuple(attrs))
+        if spec.counter:  # each element gets its own counter (the set's expression template)
+            attrs.append((w.SET_EXPR, ((w.EXPR_NAME, w.string("counter")),)))
+        self._add(f"add {'map' if spec.is_map else 'set'} {spec.name}", w.MSG_NEWSET, tuple(attrs))
 
     def flush_set(self, name: str) -> None:
         enc = self._elements
@@ -148,11 +154,13 @@ class Transaction:
     def _elements_op(self, verb: str, msg_type: int, flags: int, spec: SetSpec, items: Iterable) -> None:
         raw = []
         keys = []
-        for key, verdict in items:
-            if verdict is None or not spec.verdict_map:
+        for key, value in items:
+            if value is None or not spec.is_map:
                 raw.append((encode_key(spec, key), None, None))
+            elif spec.verdict_map:
+                raw.append((encode_key(spec, key), VERDICT_CODES[value[0]], value[1]))
             else:
-                raw.append((encode_key(spec, key), VERDICT_CODES[verdict[0]], verdict[1]))
+                raw.append((encode_key(spec, key), None, encode_data(spec, value)))
             keys.append(key)
         if not raw:
             return

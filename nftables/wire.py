@@ -56,7 +56,10 @@ EXPR_NAME, EXPR_DATA = 1, 2
 SET_TABLE, SET_NAME, SET_FLAGS, SET_KEY_TYPE, SET_KEY_LEN, SET_DATA_TYPE, SET_DATA_LEN = 1, 2, 3, 4, 5, 6, 7
 SET_POLICY, SET_DESC, SET_ID, SET_TIMEOUT = 8, 9, 10, 11
 SET_USERDATA = 13
+SET_EXPR = 17
 SET_ELEM_KEY, SET_ELEM_DATA = 1, 2
+SET_ELEM_EXPR, SET_ELEM_EXPRESSIONS = 7, 10
+COUNTER_BYTES, COUNTER_PACKETS = 1, 2
 SET_ELEM_LIST_TABLE, SET_ELEM_LIST_SET, SET_ELEM_LIST_ELEMENTS = 1, 2, 3
 DATA_VALUE, DATA_VERDICT = 1, 2
 VERDICT_CODE, VERDICT_CHAIN = 1, 2
@@ -84,7 +87,7 @@ def elements_per_message(elements: Sequence["Element"]) -> int:
     """How many of `elements` fit in one message under the 64 KiB attribute limit."""
     if not elements:
         return ELEMENTS_PER_MESSAGE
-    biggest = max(len(key) + (len(chain) + 1 if chain else 0) for key, _code, chain in elements)
+    biggest = max(len(key) + (len(extra) + 1 if extra else 0) for key, _code, extra in elements)
     return max(1, min(ELEMENTS_PER_MESSAGE, 60000 // (biggest + ELEMENT_OVERHEAD)))
 
 
@@ -155,16 +158,19 @@ def encode_batch_marker(msg_type: int, seq: int) -> bytes:
     return _HDR.pack(20, msg_type, NLM_F_REQUEST, seq, 0) + b"\0\0" + be16(NFNL_SUBSYS_NFTABLES)
 
 
-Element = tuple  # (key: bytes, verdict_code: int | None, chain: str | None)
+Element = tuple  # (key: bytes, verdict_code: int | None, extra: str | bytes | None)
+# extra: the chain of a jump/goto verdict (code set), or a data map element's value (code None)
 
 
-def element_attrs(key: bytes, code: int | None, chain: str | None) -> Attrs:
+def element_attrs(key: bytes, code: int | None, extra: str | bytes | None) -> Attrs:
     attrs: list = [(SET_ELEM_KEY, ((DATA_VALUE, key),))]
     if code is not None:
         verdict: list = [(VERDICT_CODE, be32(code))]
-        if chain is not None:
-            verdict.append((VERDICT_CHAIN, string(chain)))
+        if extra is not None:
+            verdict.append((VERDICT_CHAIN, string(extra)))
         attrs.append((SET_ELEM_DATA, ((DATA_VERDICT, tuple(verdict)),)))
+    elif extra is not None:
+        attrs.append((SET_ELEM_DATA, ((DATA_VALUE, extra),)))
     return tuple(attrs)
 
 

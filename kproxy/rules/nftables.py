@@ -10,8 +10,14 @@ port whose chain its verdict names; elements whose verdict names no Service (no-
 goto reject-chain / drop) are `shared`, as the kernel does not say whose they are. Objects of a
 Service port no shared-map element reaches are `unowned` (stale or hand-made).
 
-Counters: nft rules count only with a `counter` statement; where the kernel prints one
-("counter packets N bytes M") it becomes the object's counters, otherwise they are 0.
+Endpoints: the balancing maps service-<base> / local-<base> hold them as data ("slot : ip . port"),
+or, with session affinity, point at endpoint-<base>__<ip>/<port> chains; local- maps name the
+node's own endpoints.
+
+Counters: kproxy's maps carry a counter on every element (the kernel prints "counter packets N
+bytes M" inside the element): the dispatch maps' elements count a Service port's new
+connections, the balancing maps' elements the connections each endpoint was picked for. Rules
+count only with a `counter` statement; where the kernel prints none they are 0.
 Trace: nfttrace.NftTracer over the same parsed dump (maglev endpoint selection is not modelled).
 """
 from __future__ import annotations
@@ -123,7 +129,19 @@ class _Service:
     base: str
     frontends: set = field(default_factory=set)
     objects: list = field(default_factory=list)
-    endpoints: dict = field(default_factory=dict)
+    endpoints: dict = field(default_factory=dict)  # "ip:port" -> connections picked for it
+    local: set = field(default_factory=set)  # "ip:port" of the node's own endpoints
+
+
+def _endpoint_of(value: str) -> str:
+    """"ip:port" of a balancing map element's value ("10.0.0.1 . 8080" or "goto endpoint-...__ip/port")."""
+    words = value.split()
+    if len(words) == 3 and words[1] == ".":
+        return f"{words[0]}:{words[2]}"
+    if len(words) == 2 and words[1].startswith("endpoint-") and "__" in words[1]:
+        ip, _, port = words[1].rsplit("__", 1)[1].rpartition("/")
+        return f"{ip}:{port}"
+    return ""
 
 
 def build(table: NftTable, node: str, detail: dict | None = None) -> NodeRules:
@@ -131,7 +149,6 @@ def build(table: NftTable, node: str, detail: dict | None = None) -> NodeRules:
     services: dict[str, _Service] = {}
     shared: list[KernelObject] = []
     owned: dict[str, list[KernelObject]] = {}  # base -> objects in per-service containers
-    local_targets: set[str] = set()
 
     def svc(base: str) -> _Service:
         return services.setdefault(base, _Service(base))
@@ -148,8 +165,13 @@ def build(table: NftTable, node: str, detail: dict | None = None) -> NodeRules:
             target_base = owner_base(target)
             obj = KernelObject(f"{kind}-element", f"nft/{name}", _COUNTER.sub("", element), packets, nbytes,
                                normalise(element), entry=name in ENTRY_MAPS and bool(target_base))
-            if name.startswith("local-") and target.startswith("endpoint-"):
-                local_targets.add(target)
+            if base and name.startswith(("service-", "local-")):  # a balancing map
+                address = _endpoint_of(_COUNTER.sub("", element).rsplit(" : ", 1)[-1])
+                if address:
+                    endpoints = svc(base).endpoints
+                    endpoints[address] = endpoints.get(address, 0) + packets
+                    if name.startswith("local-"):
+                        svc(base).local.add(address)
             if name in ENTRY_MAPS and target_base:
                 s = svc(target_base)
                 s.objects.append(obj)
@@ -165,7 +187,7 @@ def build(table: NftTable, node: str, detail: dict | None = None) -> NodeRules:
             holder.append(KernelObject("rule", f"nft/{name}", _COUNTER.sub("", rule), packets, nbytes, normalise(rule)))
         if name.startswith("endpoint-") and base:
             ip, _, port = name.rsplit("__", 1)[1].rpartition("/")
-            svc(base).endpoints[f"{ip}:{port}"] = name
+            svc(base).endpoints.setdefault(f"{ip}:{port}", 0)
     unowned: list[KernelObject] = []
     out = []
     for base in sorted(services, key=lambda b: service_of(b)[:2] + (service_of(b)[3],)):
@@ -177,8 +199,8 @@ def build(table: NftTable, node: str, detail: dict | None = None) -> NodeRules:
         # an LB IP is in service-ips (-> external-) and, with source ranges, in firewall-ips
         lb = {(f.ip, f.port) for f in s.frontends if f.kind == "loadBalancerIP"}
         s.frontends = {f for f in s.frontends if not (f.kind == "externalIP" and (f.ip, f.port) in lb)}
-        endpoints = tuple(EndpointInfo(addr, local=True if chain in local_targets else None)
-                          for addr, chain in sorted(s.endpoints.items()))
+        endpoints = tuple(EndpointInfo(addr, local=True if addr in s.local else None, packets=packets)
+                          for addr, packets in sorted(s.endpoints.items()))
         out.append(ServiceRules(ns, name, port, proto, tuple(sorted(s.frontends)), endpoints,
                                 tuple(s.objects + owned.get(base, []))))
     for base, objs in owned.items():
@@ -188,7 +210,7 @@ def build(table: NftTable, node: str, detail: dict | None = None) -> NodeRules:
 
 
 def _frontend(map_name: str, element: str, target: str, proto: str) -> Frontend:
-    key = [p.strip() for p in element.rsplit(" : ", 1)[0].split(" . ")]
+    key = [p.strip() for p in _COUNTER.sub("", element).rsplit(" : ", 1)[0].split(" . ")]
     if map_name == "service-nodeports":
         return Frontend("nodePort", "", int(key[1]), proto)
     kind = "clusterIP" if target.startswith(("service-", "local-")) else (

@@ -1,12 +1,14 @@
 """A packet tracer over an nftables table as `nft list table` prints it (pure): the path of a
 new connection's first packet through kproxy's table, every random branch followed with its
-probability (numgen random mod N over a verdict map: each slot is 1/N).
+probability (numgen random mod N over a data map of endpoints, or over a verdict map of
+endpoint chains with session affinity: each slot is 1/N).
 
 Order, as the hooks run: filter prerouting/output (priority -110, before DNAT) -> firewall-check;
 nat (dstnat) -> services; then, for a packet no DNAT took, the no-endpoint checks
-(service-endpoints-check, nodeport-endpoints-check). It understands exactly the statements the
-nftables renderer writes; anything else (e.g. maglev's jhash) raises TraceError, so a renderer
-change the tracer does not model cannot pass silently.
+(service-endpoints-check, nodeport-endpoints-check); for a DNATed packet, nat-postrouting's
+hairpin check (an endpoint reaching itself is masqueraded). It understands exactly the
+statements the nftables renderer writes; anything else (e.g. maglev's jhash) raises TraceError,
+so a renderer change the tracer does not model cannot pass silently.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from .nftables import NftTable
+from .nftables import _COUNTER, NftTable
 
 MARK_MASQ = "mark-for-masquerade"
 
@@ -45,13 +47,19 @@ class NftTracer:
         self.table = table
         self.local = set(local_addresses)
         self.maps: dict[str, dict[str, str]] = {}
+        self.members: dict[str, set[str]] = {}  # plain sets
         for name, (_, _, elements) in table.sets.items():
             m: dict[str, str] = {}
+            members = set()
             for e in elements:
+                e = _COUNTER.sub("", e)
                 key, sep, verdict = e.rpartition(" : ")
                 if sep:
                     m[self._key(key)] = verdict.strip()
+                else:
+                    members.add(self._key(e))
             self.maps[name] = m
+            self.members[name] = members
 
     @staticmethod
     def _key(text: str) -> str:
@@ -91,6 +99,11 @@ class NftTracer:
         i = 0
         while i < len(words):
             w = words[i:]
+            if w[:5] == ["ip", "saddr", ".", "ip", "daddr"] and len(w) > 5 and w[5].startswith("@"):
+                if f"{pkt.src} . {pkt.dst}" not in self.members.get(w[5][1:], ()):
+                    return None
+                i += 6
+                continue
             if w[:2] == ["ip", "saddr"] or w[:2] == ["ip", "daddr"]:
                 addr = pkt.src if w[1] == "saddr" else pkt.dst
                 if w[2] == ".":  # a concatenation: the vmap statement handles it
@@ -152,6 +165,18 @@ class NftTracer:
             return self._from(chain, index + 1, pkt, masq, path, depth)
         if head == "dnat" and action[1] == "to":
             return [(1.0, masq, action[2], path)]
+        m = re.match(r"^dnat ip to numgen random mod (\d+) map @(\S+)$", text)
+        if m:  # endpoints as data: slot -> "address . port"
+            n, name = int(m.group(1)), m.group(2)
+            elements = self.maps.get(name, {})
+            out = []
+            for slot in range(n):
+                value = elements.get(str(slot))
+                if value is None:
+                    continue  # an empty slot: the lookup fails, the rule does not match
+                ip, _, port = (p.strip() for p in value.partition(" . "))
+                out.append((1.0 / n, masq, f"{ip}:{port}", path))
+            return out
         m = re.match(r"^ip daddr \. meta l4proto \. th dport vmap @(\S+)$", text)
         if m:
             key = f"{pkt.dst} . {pkt.proto} . {pkt.dport}"
@@ -194,9 +219,23 @@ class NftTracer:
             if outcome is None:
                 verdict, fpath = self._endpoint_checks(pkt)
                 out.append((p, masq, verdict or "ACCEPT", path + fpath))
+            elif ":" in outcome and not masq:
+                ip, _, port = outcome.rpartition(":")
+                hairpin, hpath = self._hairpin(Pkt(pkt.src, ip, int(port), pkt.proto))
+                out.append((p, hairpin, outcome, path + hpath))
             else:
                 out.append((p, masq, outcome, path))
         return out
+
+    def _hairpin(self, pkt: Pkt) -> tuple[bool, Path]:
+        """Whether nat-postrouting marks the DNATed packet for masquerade (before the
+        masquerading chain, which acts on the mark)."""
+        for i, rule in enumerate(self.table.chains.get("nat-postrouting", ())):
+            words = rule.split()
+            action = self._match(words, pkt)
+            if action == ["jump", MARK_MASQ]:
+                return True, (("nat-postrouting", i), (MARK_MASQ, 0))
+        return False, ()
 
     def _endpoint_checks(self, pkt: Pkt) -> tuple[str | None, Path]:
         for chain in ("service-endpoints-check", "nodeport-endpoints-check"):

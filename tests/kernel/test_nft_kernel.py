@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import re
 import subprocess
 from dataclasses import replace
 from types import SimpleNamespace
@@ -14,6 +15,8 @@ from kproxy.agent.state import ProxyState
 from kproxy.netns import NetNS
 from kproxy.nftables.backend import NftablesBackend
 from kproxy.nftables.model import Ruleset
+from kproxy.nftables.plan import plan_full
+from kproxy.nftables.render import chain_base
 from kproxy.nftables.transaction import Transaction
 from tests.kernel.topology import CLIENT_IP, NODE_IP, ep, service, single_node, state
 
@@ -157,7 +160,24 @@ def test_partial_sync_changes_one_service_and_matches_a_full_sync(topo, backend)
 
 
 def _sorted_lines(text: str) -> list[str]:
-    return sorted(line.strip().rstrip(",") for line in text.splitlines())
+    """The listing's lines without counters (traffic moved them), in order."""
+    return sorted(re.sub(r" counter packets \d+ bytes \d+", "", line).strip().rstrip(",")
+                  for line in text.splitlines())
+
+
+def test_a_pod_behind_two_services_keeps_hairpin_while_either_holds_it(topo, backend):
+    """@hairpin is shared: "a . a" must outlive its removal from one Service while the other
+    still sends a to itself (a partial sync that forgot the other holder would break it)."""
+    one = service("hp1", "10.96.0.40", [ep(topo, "a")])
+    two = service("hp2", "10.96.0.41", [ep(topo, "a")])
+    first = sync(backend, state(one, two))
+    assert "10.244.1.2 . 10.244.1.2" in nft_list(topo)
+    second = sync(backend, state(replace(one, endpoints=(ep(topo, "b"),)), two), previous=first, full=False)
+    pod, src = topo.tcp(topo.pods["a"].netns, "10.96.0.41", 80)
+    assert pod == "a" and src != topo.pods["a"].ip  # still masqueraded: a reached itself
+    sync(backend, state(replace(one, endpoints=(ep(topo, "b"),))), previous=second, full=False)
+    text = nft_list(topo)
+    assert "10.244.1.2 . 10.244.1.2" not in text and "10.244.1.3 . 10.244.1.3" in text
 
 
 def test_full_sync_is_idempotent_and_repairs_drift(topo, backend):
@@ -177,6 +197,7 @@ def test_full_sync_is_idempotent_and_repairs_drift(topo, backend):
 def test_nft_lists_the_rules_we_meant(topo, backend):
     st = state(service("shown", "10.96.0.24", [ep(topo, "a"), ep(topo, "b")], node_port=30090,
                        session_affinity_timeout=10800),
+               service("plain", "10.96.0.29", [ep(topo, "c"), ep(topo, "d")], port=53, protocol="UDP"),
                service("gone", "10.96.0.25", []))
     ruleset = sync(backend, st)
     listed = _chains_in_listing(nft_list(topo))
@@ -279,3 +300,34 @@ def _tcp_from(topo, ip: str, source_port: int) -> str:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
             return data.decode().split()[0]
     return topo.ns(topo.client).run(exchange)
+
+
+def test_switching_affinity_on_and_off_replaces_the_services_map_in_a_partial_sync(topo, backend):
+    """The balancing map changes kind (endpoint data map <-> verdict map of endpoint chains):
+    the kernel refuses to re-declare a set under its name, so the plan deletes and re-creates
+    it in the same batch (a lab agent once failed every sync on this)."""
+    plain = service("aff", "10.96.0.42", [ep(topo, p) for p in "abc"])
+    first = sync(backend, state(plain))
+    sticky = replace(plain, session_affinity_timeout=600)
+    second = sync(backend, state(sticky), previous=first, full=False)
+    assert len(pods_reached(topo, topo.client, "10.96.0.42", 80, tries=10)) == 1
+    third = sync(backend, state(plain), previous=second, full=False)
+    assert pods_reached(topo, topo.client, "10.96.0.42", 80) == {"a", "b", "c"}
+    assert "chain endpoint-" not in nft_list(topo) and "affinity-" not in nft_list(topo)
+    assert third.sets == first.sets
+
+
+def test_a_full_sync_recreates_a_set_of_another_kind_and_keeps_the_rest(topo, backend):
+    sp = service("kind", "10.96.0.43", [ep(topo, "a"), ep(topo, "b")])
+    ruleset = sync(backend, state(sp))
+    chains, sets = backend._run(backend._list_names)
+    # what the kernel reports of each set is what the plan expects: nothing to re-create
+    assert not [op.description for op in plan_full(ruleset, chains, sets).ops if op.description.startswith("delete set")]
+    name = f"service-{chain_base(sp)}"
+    # the same name, another kind (as an older layout or a hand edit leaves it)
+    topo.run(topo.node, ["nft", "flush", "chain", "ip", "kproxy", name])
+    topo.run(topo.node, ["nft", "delete", "map", "ip", "kproxy", name])
+    topo.run(topo.node, ["nft", "add", "map", "ip", "kproxy", name, "{ type mark : verdict; }"])
+    sync(backend, state(sp))
+    assert pods_reached(topo, topo.client, "10.96.0.43", 80) == {"a", "b"}
+    assert backend._run(backend._list_names)[1][name] == sets[name]

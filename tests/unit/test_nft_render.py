@@ -7,7 +7,7 @@ import pytest
 
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 from kproxy.nftables import render as r
-from kproxy.nftables.plan import plan_full, plan_partial
+from kproxy.nftables.plan import ElementOwners, plan_full, plan_partial
 
 NODE = "10.200.0.11"
 
@@ -37,10 +37,16 @@ def test_cluster_ip_dispatch_goes_to_the_service_chain_and_balances_over_ready_e
     assert elements(rs, r.SERVICE_IPS) == {("10.96.0.10", "TCP", 80): ("goto", chain)}
     assert [rule.text for rule in rs.chains[chain].rules] == [
         "ip daddr 10.96.0.10 ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
-        f"numgen random mod 2 vmap @{chain}"]
-    assert set(elements(rs, chain).values()) == {("goto", f"endpoint-{r.chain_base(sp)}__10.244.1.{i}/8080")
-                                                 for i in (2, 3)}
+        f"meta l4proto tcp dnat ip to numgen random mod 2 map @{chain}"]
+    # endpoints are data (slot -> address . port): no per-endpoint chain, no verdict to change
+    assert elements(rs, chain) == {(0,): ("10.244.1.2", 8080), (1,): ("10.244.1.3", 8080)}
+    assert rs.sets[chain].data == r.ENDPOINT_VALUE and not rs.sets[chain].verdict_map
+    assert not any(name.startswith("endpoint-") for name in rs.chains)
     assert elements(rs, r.NO_ENDPOINT_SERVICES) == {}
+    # hairpin: each endpoint reaching itself is masqueraded after DNAT
+    assert elements(rs, r.HAIRPIN) == {("10.244.1.2", "10.244.1.2"): None, ("10.244.1.3", "10.244.1.3"): None}
+    assert [x.text for x in rs.chains["nat-postrouting"].rules] == [
+        "ip saddr . ip daddr @hairpin jump mark-for-masquerade", "jump masquerading"]
 
 
 def test_no_endpoints_rejects_and_local_policy_without_local_endpoints_drops():
@@ -59,7 +65,7 @@ def test_masquerade_all_and_unknown_cluster_cidr():
     first = r.render(state(sp, masquerade_all=True)).chains[f"service-{r.chain_base(sp)}"].rules[0]
     assert first.text == "ip daddr 10.96.0.10 jump mark-for-masquerade"
     rules = r.render(state(sp, cluster_cidr=None)).chains[f"service-{r.chain_base(sp)}"].rules
-    assert [x.text for x in rules][0].startswith("numgen")
+    assert [x.text for x in rules][0].startswith("meta l4proto tcp dnat ip to numgen")
 
 
 def test_session_affinity_declares_dynamic_sets_checked_before_balancing():
@@ -105,8 +111,44 @@ def test_partial_plan_touches_only_the_changed_service():
     second = r.render(state(*services[:10], changed, *services[11:]), first)
     ops = [op.description for op in plan_partial(second, first).ops]
     base = r.chain_base(changed)
-    assert ops and all(base in op for op in ops), ops
-    assert f"add chain endpoint-{base}__10.244.9.9/8080" in ops
+    assert ops == [f"flush chain service-{base}",
+                   f"add rule service-{base} ip daddr 10.96.0.11 ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
+                   f"add rule service-{base} meta l4proto tcp dnat ip to numgen random mod 2 map @service-{base}",
+                   f"add element service-{base} {{ 1 }}",
+                   f"add element {r.HAIRPIN} {{ 10.244.9.9 . 10.244.9.9 }}"], ops
+
+
+def test_partial_plan_of_a_replaced_endpoint_only_changes_elements():
+    """The common change (a pod replaced by another): no chain or rule, so the kernel commits it
+    without re-validating the table's chain graph."""
+    services = [svc(f"s{i}", f"10.96.0.{i}", [ep(f"10.244.1.{i}"), ep(f"10.244.2.{i}")]) for i in range(1, 20)]
+    first = r.render(state(*services))
+    changed = replace(services[5], endpoints=(ep("10.244.1.6"), ep("10.244.9.9")))
+    second = r.render(state(*services[:5], changed, *services[6:]), first)
+    ops = [op.description for op in plan_partial(second, first).ops]
+    base = r.chain_base(changed)
+    assert ops == [f"delete element service-{base} {{ 1 }}", f"add element service-{base} {{ 1 }}",
+                   f"delete element {r.HAIRPIN} {{ 10.244.2.6 . 10.244.2.6 }}",
+                   f"add element {r.HAIRPIN} {{ 10.244.9.9 . 10.244.9.9 }}"], ops
+
+
+def test_hairpin_elements_shared_by_two_services_stay_until_the_last_holder_goes():
+    a = svc("a", "10.96.0.1", [ep("10.244.1.2")])
+    b = svc("b", "10.96.0.2", [ep("10.244.1.2")])
+    first = r.render(state(a, b))
+    owners = ElementOwners.of(first)
+    assert owners.counts[r.HAIRPIN] == {("10.244.1.2", "10.244.1.2"): 2}
+    second = r.render(state(a, replace(b, endpoints=(ep("10.244.1.3"),))), first)
+    tx = plan_partial(second, first, owners)
+    ops = [op.description for op in tx.ops]
+    assert f"add element {r.HAIRPIN} {{ 10.244.1.3 . 10.244.1.3 }}" in ops
+    assert not any("delete element hairpin" in op for op in ops), ops  # a still holds it
+    owners.apply(tx.owner_delta)
+    third = r.render(state(replace(b, endpoints=(ep("10.244.1.3"),))), second)
+    ops = [op.description for op in plan_partial(third, second, owners).ops]
+    assert f"delete element {r.HAIRPIN} {{ 10.244.1.2 . 10.244.1.2 }}" in ops
+    # without a kept count, plan_partial counts the holders in `previous`: the same answer
+    assert [op.description for op in plan_partial(second, first).ops] == [op.description for op in tx.ops]
 
 
 def test_partial_plan_of_a_removed_service_deletes_after_dereferencing():
@@ -140,10 +182,11 @@ def test_maglev_selection_fills_the_table_from_the_maglev_permutation():
     slots = elements(rs, chain)
     assert len(slots) == r.MAGLEV_TABLE_SIZE
     counts = {}
-    for verdict in slots.values():
-        counts[verdict[1]] = counts.get(verdict[1], 0) + 1
+    for address in slots.values():
+        counts[address] = counts.get(address, 0) + 1
     assert len(counts) == 5 and max(counts.values()) - min(counts.values()) <= 2
-    assert rs.chains[chain].rules[-1].text.startswith(f"jhash ip saddr . th sport mod {r.MAGLEV_TABLE_SIZE}")
+    assert rs.chains[chain].rules[-1].text.startswith(
+        f"meta l4proto tcp dnat ip to jhash ip saddr . th sport mod {r.MAGLEV_TABLE_SIZE}")
     with pytest.raises(ValueError, match="endpoint selection"):
         r.render(state(sp), endpoint_selection="round-robin")
 
@@ -159,3 +202,13 @@ def test_endpoint_selection_comes_from_the_config_and_a_bad_one_is_refused():
     assert endpoint_selection(SimpleNamespace(nftables=SimpleNamespace(endpoint_selection="maglev"))) == "maglev"
     with pytest.raises(BackendUnavailable, match="endpointSelection 'rr'"):
         endpoint_selection(SimpleNamespace(nftables=SimpleNamespace(endpoint_selection="rr")))
+
+
+def test_a_map_that_changes_kind_is_deleted_before_it_is_declared_again():
+    plain = svc("a", "10.96.0.1", [ep("10.244.1.2")])
+    first = r.render(state(plain))
+    second = r.render(state(replace(plain, session_affinity_timeout=60)), first)
+    ops = [op.description for op in plan_partial(second, first).ops]
+    name = f"service-{r.chain_base(plain)}"
+    assert ops.index(f"flush chain {name}") < ops.index(f"delete set {name}") < ops.index(f"add map {name}")
+    assert ops.index(f"add map {name}") < ops.index(f"add element {name} {{ 0 }}")

@@ -78,7 +78,13 @@ def test_tracer_routes_like_the_iptables_mode(dump, case, src, dst, dport, proto
     assert {c.masquerade for c in report.candidates} == {masq}
     for c in report.candidates:
         if c.is_endpoint:
-            assert c.path[-1].text.endswith(f"dnat to {c.outcome}")
+            (dnat,) = [step for step in c.path if " dnat " in f" {step.text}"]
+            if dnat.text.endswith(f"dnat to {c.outcome}"):  # an endpoint chain (session affinity)
+                pass
+            else:  # a data map of endpoints: the outcome is one of its elements
+                name = dnat.text.rsplit("@", 1)[1]
+                ip, port = c.outcome.rsplit(":", 1)
+                assert any(e.endswith(f": {ip} . {port}") for e in parse_table(dump.text).sets[name][2]), dnat
             assert report.service and report.frontend is not None and report.frontend.port == dport
         for step in c.path:
             assert step.text == parse_table(dump.text).chains[step.container[4:]][step.index]
@@ -105,3 +111,11 @@ def test_unmodelled_statements_are_refused(dump):
     table.chains["services"] = ["ip daddr 10.96.0.10 jhash ip saddr mod 251 seed 0x1 vmap @x"]
     with pytest.raises(TraceError):
         NftTracer(table).paths(Pkt("10.0.0.1", "10.96.0.10", 80, "tcp"))
+
+
+def test_hairpin_marks_only_the_path_back_to_the_sender(dump):
+    report = NftablesAdapter().trace(dump, Probe("tcp", "10.244.1.2", 0, "10.96.0.10", 80), [fx.NODE_IP])
+    assert {c.outcome: c.masquerade for c in report.candidates} == {
+        "10.244.1.2:8080": True, "10.244.1.3:8080": False, "10.244.2.2:8080": False}
+    (back,) = [c for c in report.candidates if c.masquerade]
+    assert [s.container for s in back.path[-2:]] == ["nft/nat-postrouting", "nft/mark-for-masquerade"]
