@@ -51,11 +51,13 @@ def test_cython_message_encoder_is_byte_identical_to_the_twin(attrs, msg_type, f
 @needs_extension
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(st.binary(min_size=1, max_size=12), st.one_of(st.none(), st.integers(-5, 1)),
-                          st.one_of(st.none(), st.text("abc/-_.0123456789", min_size=1, max_size=60))),
+                          st.one_of(st.none(), st.text("abc/-_.0123456789", min_size=1, max_size=60)),
+                          st.binary(min_size=1, max_size=16)),
                 max_size=40),
        st.integers(1, 7))
 def test_cython_element_encoder_is_byte_identical_to_the_twin(elements, per_message):
-    elements = [(k, c, ch if c is not None else None) for k, c, ch in elements]
+    # verdict elements (code, chain or None), data map elements (None, value) and set elements
+    elements = [(k, c, ch) if c is not None else (k, None, data if ch else None) for k, c, ch, data in elements]
     assert nft_encode_elements(12, 0x400, 7, 2, "kproxy", "service-ips", elements, per_message) == \
         w.encode_elements(12, 0x400, 7, 2, "kproxy", "service-ips", elements, per_message)
 
