@@ -6,7 +6,7 @@ by kproxy: the kernel fills them from packets.
 """
 from __future__ import annotations
 
-import ipaddress
+import socket
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
@@ -112,21 +112,31 @@ def encode_data(spec: SetSpec, value: tuple) -> bytes:
     return encode_fields(spec.data, value)
 
 
+def _ipv4(value: str) -> bytes:
+    packed = socket.inet_aton(value)  # 10x faster than ipaddress; refuse its short forms ("10.1")
+    if value.count(".") != 3:
+        raise ValueError(f"{value!r} is not a dotted-quad IPv4 address")
+    return packed
+
+
+def _proto(value) -> bytes:
+    return bytes([PROTO_NUMBERS[value] if isinstance(value, str) else value])
+
+
+# field type -> (encoder, bytes of padding after it in a concatenation)
+_FIELDS = {"ipv4_addr": (_ipv4, b""), "inet_proto": (_proto, b"\0\0\0"),
+           "inet_service": (w.be16, b"\0\0"), "mark": (w.host32, b"")}  # mark: host-endian (numgen/hash)
+
+
 def encode_fields(types: tuple[str, ...], key: tuple) -> bytes:
-    out = bytearray()
+    """Key or value bytes: each concatenated field padded to 4 bytes (a register each)."""
+    if len(types) == 1:
+        return _FIELDS[types[0]][0](key[0])
+    out = b""
     for kind, value in zip(types, key):
-        if kind == "ipv4_addr":
-            raw = ipaddress.IPv4Address(value).packed
-        elif kind == "inet_proto":
-            raw = bytes([PROTO_NUMBERS[value] if isinstance(value, str) else value])
-        elif kind == "inet_service":
-            raw = w.be16(value)
-        else:  # mark: host-endian 32 bits (numgen / hash results)
-            raw = w.host32(value)
-        out += raw
-        if len(types) > 1:
-            out += b"\0" * (-len(raw) % 4)
-    return bytes(out)
+        encode, pad = _FIELDS[kind]
+        out += encode(value) + pad
+    return out
 
 
 VERDICT_CODES = {"goto": w.NFT_GOTO, "jump": w.NFT_JUMP, "drop": w.NF_DROP, "accept": w.NF_ACCEPT}
