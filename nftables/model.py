@@ -178,6 +178,12 @@ class Ruleset:
     shared_maps: tuple[SetSpec, ...]
     fragments: Mapping[str, Fragment] = field(default_factory=lambda: MappingProxyType({}))
     context: tuple = ()
+    # Bookkeeping for partial syncs, not part of the value: `base` is the token of the ruleset
+    # this one was rendered from, `changed` the fragment keys that differ from it (added,
+    # re-rendered or removed); plan_partial then looks at those alone.
+    token: object = field(default_factory=object, compare=False, repr=False)
+    base: object = field(default=None, compare=False, repr=False)
+    changed: frozenset = field(default=frozenset(), compare=False, repr=False)
 
     @cached_property
     def chains(self) -> Mapping[str, Chain]:

@@ -141,14 +141,13 @@ def plan_partial(desired: Ruleset, previous: Ruleset, owners: ElementOwners | No
         shared_old = {s.name: s for s in previous.shared_maps}
         shared_new = {s.name: s for s in desired.shared_maps}
     else:
-        old_frags, new_frags = [], []
-        for key, frag in desired.fragments.items():
-            old = previous.fragments.get(key)
-            if old is not frag:
-                new_frags.append(frag)
-                if old is not None:
-                    old_frags.append(old)
-        old_frags.extend(f for k, f in previous.fragments.items() if k not in desired.fragments)
+        if desired.base is previous.token:  # rendered from `previous`: render knows what changed
+            keys = desired.changed
+        else:
+            keys = {k for k, f in desired.fragments.items() if previous.fragments.get(k) is not f}
+            keys.update(previous.fragments.keys() - desired.fragments.keys())
+        new_frags = [desired.fragments[k] for k in keys if k in desired.fragments]
+        old_frags = [previous.fragments[k] for k in keys if k in previous.fragments]
         old_static = new_static = {}
         shared_old = shared_new = {s.name: s for s in desired.shared_maps}
     old_chains, old_sets, old_elements = _views(old_frags)

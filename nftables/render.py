@@ -315,11 +315,21 @@ def render(state: ProxyState, previous: Ruleset | None = None, endpoint_selectio
 def _render(state: ProxyState, previous: Ruleset | None, endpoint_selection: str) -> Ruleset:
     context = render_context(state, endpoint_selection)
     reusable = previous.fragments if previous is not None and previous.context == context else {}
-    fragments: dict[str, Fragment] = {}
-    for key in sorted(state.services):
-        sp = state.services[key]
-        old = reusable.get(key)
-        fragments[key] = old if old is not None and (old.service is sp or old.service == sp) \
-            else render_fragment(sp, context)
+    services = state.services
+    # No sort and no Python-level loop over unchanged Services (map/zip run in C): a change at
+    # 10k Services costs about a millisecond here.
+    fragments: dict[str, Fragment] = reusable.copy() if reusable else {}  # a dict: fast .get
+    keys = list(services)
+    old_services = [None if f is None else f.service for f in map(fragments.get, keys)]
+    changed = [k for k, sp, old in zip(keys, services.values(), old_services)
+               if old is not sp and (old is None or old != sp)]
+    for key in changed:
+        fragments[key] = render_fragment(services[key], context)
+    if len(fragments) != len(services):  # some were removed
+        gone = fragments.keys() - services.keys()
+        for key in gone:
+            del fragments[key]
+        changed.extend(gone)
     return Ruleset(static=tuple(static_chains(state)), shared_maps=tuple(SHARED_MAPS.values()),
-                   fragments=MappingProxyType(fragments), context=context)
+                   fragments=MappingProxyType(fragments), context=context,
+                   base=previous.token if reusable else None, changed=frozenset(changed))

@@ -212,3 +212,15 @@ def test_a_map_that_changes_kind_is_deleted_before_it_is_declared_again():
     name = f"service-{r.chain_base(plain)}"
     assert ops.index(f"flush chain {name}") < ops.index(f"delete set {name}") < ops.index(f"add map {name}")
     assert ops.index(f"add map {name}") < ops.index(f"add element {name} {{ 0 }}")
+
+
+def test_the_keys_render_reports_as_changed_give_the_same_plan_as_comparing_every_fragment():
+    services = [svc(f"s{i}", f"10.96.0.{i}", [ep(f"10.244.1.{i}")]) for i in range(1, 30)]
+    first = r.render(state(*services))
+    edited = [replace(services[3], port=81), *services[4:20], svc("new", "10.96.1.1", [ep("10.244.3.3")])]
+    second = r.render(state(*services[:3], *edited), first)
+    assert second.base is first.token
+    assert second.changed == {services[3].key, edited[-1].key, *(s.key for s in services[20:])}
+    fast = [op.description for op in plan_partial(second, first).ops]
+    unrelated = replace(first, token=object())  # same value, another identity: every fragment compared
+    assert [op.description for op in plan_partial(second, unrelated).ops] == fast
