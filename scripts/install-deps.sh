@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(iptables iproute2 conntrack ipset nftables kmod procps psmisc
+PACKAGES=(iptables iproute2 conntrack ipset nftables kmod procps psmisc tmux
           etcd-server etcd-client haproxy python3 python3-venv python3-dev gcc make curl)
 missing=()
 for p in "${PACKAGES[@]}"; do

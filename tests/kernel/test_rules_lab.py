@@ -211,3 +211,40 @@ def test_diff_is_clean_then_catches_rules_added_and_deleted_by_hand(lab, web):
     text = rules(lab, "diff").stdout.splitlines()
     assert text[0] == "1 difference between the desired state and the kernel"
     assert text[2].startswith(f"missing  default/web  {victim['container']}")
+
+
+def test_text_output_fits_and_aligns_in_a_real_terminal(lab, web):
+    """`kproxy rules` in a real terminal (tmux, 72 columns): it takes the terminal's width, no
+    line wraps, the endpoint table's columns line up, and a terminal gets colours."""
+    if shutil.which("tmux") is None:
+        pytest.fail("tmux is missing (scripts/install-deps.sh installs it)")
+    width = 72
+    session = nsutil.unique_name("tmux")
+    cmd = shlex.join(["env", "-u", "NO_COLOR", "-u", "COLUMNS", "-u", "LINES", sys.executable, "-m", "kproxy", "rules", "default/web",
+                      "--node", "node1", "--lab", lab.name])
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", str(width), "-y", "80",
+                    f"cd {shlex.quote(ROOT)} && {cmd}; echo __DONE__$?; sleep 120"], check=True)
+    try:
+        deadline = time.monotonic() + WAIT
+        while True:
+            joined = subprocess.run(["tmux", "capture-pane", "-p", "-J", "-t", session], capture_output=True,
+                                    text=True, check=True).stdout
+            if "__DONE__" in joined:
+                break
+            assert time.monotonic() < deadline, f"kproxy rules never finished in tmux:\n{joined}"
+            time.sleep(0.2)
+        coloured = subprocess.run(["tmux", "capture-pane", "-p", "-e", "-t", session], capture_output=True,
+                                  text=True, check=True).stdout
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    lines = joined.split("__DONE__")[0].rstrip("\n").splitlines()
+    assert "__DONE__0" in joined, joined
+    assert max(len(line) for line in lines) <= width, "\n".join(lines)  # -J joins what tmux wrapped
+    header = next(line for line in lines if line.strip().startswith("ENDPOINT"))
+    pods = {p.ip for p in lab.pods()}
+    rows = [line for line in lines if line.strip().split(":")[0] in pods]
+    assert len(rows) == 2, lines
+    for column in ("READY", "LOCAL", "PROGRAMMED", "PKTS", "NODE"):
+        at = header.index(column)
+        assert all(row[at - 1] == " " and row[at] != " " for row in rows), (column, header, rows)
+    assert "\x1b[1" in coloured  # bold/coloured headings on a terminal
