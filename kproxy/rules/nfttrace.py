@@ -167,13 +167,9 @@ class NftTracer:
             return [(1.0, masq, action[2], path)]
         m = re.match(r"^dnat ip to numgen random mod (\d+) map @(\S+)$", text)
         if m:  # endpoints as data: slot -> "address . port"
-            n, name = int(m.group(1)), m.group(2)
-            elements = self.maps.get(name, {})
+            n = int(m.group(1))
             out = []
-            for slot in range(n):
-                value = elements.get(str(slot))
-                if value is None:
-                    continue  # an empty slot: the lookup fails, the rule does not match
+            for value in self._slots(m.group(2), n):
                 ip, _, port = (p.strip() for p in value.partition(" . "))
                 out.append((1.0 / n, masq, f"{ip}:{port}", path))
             return out
@@ -186,17 +182,19 @@ class NftTracer:
             return self._vmap(chain, index, m.group(1), f"{pkt.proto} . {pkt.dport}", pkt, masq, path, depth)
         m = re.match(r"^numgen random mod (\d+) vmap @(\S+)$", text)
         if m:
-            n, name = int(m.group(1)), m.group(2)
-            elements = self.maps.get(name, {})
+            n = int(m.group(1))
             out = []
-            for slot in range(n):
-                verdict = elements.get(str(slot))
-                if verdict is None:
-                    continue  # an empty slot: the packet falls through (no match in the map)
+            for verdict in self._slots(m.group(2), n):
                 for p, mm, o, pa in self._apply(chain, index, verdict, pkt, masq, path, depth):
                     out.append((p / n, mm, o, pa))
             return out
         raise TraceError(f"tracer does not model {text!r} in chain {chain}")
+
+    def _slots(self, name: str, n: int) -> list[str]:
+        """The values of slots 0..n-1 of a balancing map; an empty slot is left out (its lookup
+        fails and the packet goes on past the rule)."""
+        elements = self.maps.get(name, {})
+        return [v for v in (elements.get(str(slot)) for slot in range(n)) if v is not None]
 
     def _vmap(self, chain: str, index: int, name: str, key: str, pkt: Pkt, masq: bool, path: Path,
               depth: int) -> Result:
