@@ -144,6 +144,9 @@ def bench_size(n: int, endpoints: int, changes: int, last: bool) -> None:
                   f" list {t_list * 1000:.0f} + plan {t_plan * 1000:.0f} + encode {t_encode * 1000:.0f}"
                   f" + kernel {t_kernel * 1000:.0f} ms; total {(t_render + t_apply) * 1000:.0f} ms")
             print(f"  kproxy full resync of the same ruleset (flush + rewrite everything): apply {t_resync * 1000:.0f} ms")
+            _, t_verify = timed(backend.apply, ruleset, None)
+            print(f"  periodic full sync with the kernel unchanged since our commit (generation check): "
+                  f"apply {t_verify * 1000:.2f} ms")
             script = ruleset.script()
             if last:
                 previous, current = ruleset, state

@@ -75,6 +75,25 @@ class NetlinkSocket:
                 if orig_seq == last_seq or (code and orig_seq == first_seq):
                     return errors
 
+    def generation(self) -> int:
+        """The namespace's nf_tables ruleset generation (NFT_MSG_GETGEN): every commit to any
+        table adds one."""
+        seq = self.next_seq(1)
+        self.sock.sendall(w.encode_message(w.MSG_GETGEN, 0, seq, w.NFPROTO_IPV4, ()))
+        while True:
+            try:
+                chunk = self.sock.recv(1 << 16)
+            except socket.timeout:
+                raise OSError(errno.ETIMEDOUT, "no answer from nf_tables") from None
+            for kind, _flags, mseq, payload in w.iter_messages(chunk):
+                if mseq != seq:
+                    continue
+                if kind == w.NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", payload)[0]
+                    raise OSError(code, os.strerror(code))
+                if kind & 0xFF == w.MSG_NEWGEN:
+                    return int.from_bytes(w.parse_attrs(payload, 4)[w.GEN_ID], "big")
+
     def dump(self, msg_type: int, attrs: tuple = ()) -> list[dict[int, bytes]]:
         """A GET request with NLM_F_DUMP for family ip: each answer's top-level attributes."""
         seq = self.next_seq(1)

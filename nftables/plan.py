@@ -146,6 +146,7 @@ def plan_partial(desired: Ruleset, previous: Ruleset, owners: ElementOwners | No
         else:
             keys = {k for k, f in desired.fragments.items() if previous.fragments.get(k) is not f}
             keys.update(previous.fragments.keys() - desired.fragments.keys())
+        keys = sorted(keys)  # the batch's order does not depend on hashing
         new_frags = [desired.fragments[k] for k in keys if k in desired.fragments]
         old_frags = [previous.fragments[k] for k in keys if k in previous.fragments]
         old_static = new_static = {}

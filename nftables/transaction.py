@@ -177,10 +177,11 @@ class Transaction:
                                                              chunk, per)))
 
     # encoding
-    def encode(self, first_seq: int) -> tuple[bytes, "Descriptions", int]:
-        """(batch bytes, seq -> operation description, last seq). BATCH_BEGIN has `first_seq`,
-        the operations follow, BATCH_END carries last seq + 1."""
-        parts = [w.encode_batch_marker(w.NFNL_MSG_BATCH_BEGIN, first_seq)]
+    def encode(self, first_seq: int, genid: int = 0) -> tuple[bytes, "Descriptions", int]:
+        """(batch bytes, seq -> operation description, last seq). BATCH_BEGIN has `first_seq`
+        (and `genid`: commit only if the kernel's generation is still that), the operations
+        follow, BATCH_END carries last seq + 1."""
+        parts = [w.encode_batch_marker(w.NFNL_MSG_BATCH_BEGIN, first_seq, genid)]
         described = Descriptions(first_seq)
         seq = first_seq + 1
         for op in self.ops:

@@ -40,6 +40,9 @@ MSG_NEWCHAIN, MSG_GETCHAIN, MSG_DELCHAIN = 3, 4, 5
 MSG_NEWRULE, MSG_GETRULE, MSG_DELRULE = 6, 7, 8
 MSG_NEWSET, MSG_GETSET, MSG_DELSET = 9, 10, 11
 MSG_NEWSETELEM, MSG_GETSETELEM, MSG_DELSETELEM = 12, 13, 14
+MSG_NEWGEN, MSG_GETGEN = 15, 16
+GEN_ID = 1
+NFNL_BATCH_GENID = 1
 MSG_NAMES = {0: "add table", 1: "get table", 2: "delete table", 3: "add chain", 4: "get chain",
              5: "delete chain", 6: "add rule", 7: "get rule", 8: "flush/delete rule", 9: "add set",
              10: "get set", 11: "delete set", 12: "add element", 13: "get element",
@@ -153,9 +156,14 @@ def encode_message(msg_type: int, flags: int, seq: int, family: int, attrs: Attr
             + _NFGEN.pack(family, 0, 0) + body)
 
 
-def encode_batch_marker(msg_type: int, seq: int) -> bytes:
-    """BATCH_BEGIN / BATCH_END: nfgenmsg with res_id = NFNL_SUBSYS_NFTABLES (big-endian)."""
-    return _HDR.pack(20, msg_type, NLM_F_REQUEST, seq, 0) + b"\0\0" + be16(NFNL_SUBSYS_NFTABLES)
+def encode_batch_marker(msg_type: int, seq: int, genid: int = 0) -> bytes:
+    """BATCH_BEGIN / BATCH_END: nfgenmsg with res_id = NFNL_SUBSYS_NFTABLES (big-endian). A
+    BATCH_BEGIN with `genid` makes the kernel refuse the batch (ERESTART) unless its ruleset
+    generation is still `genid`."""
+    body = b"\0\0" + be16(NFNL_SUBSYS_NFTABLES)
+    if genid:
+        body += encode_attrs(((NFNL_BATCH_GENID, be32(genid)),))
+    return _HDR.pack(16 + len(body), msg_type, NLM_F_REQUEST, seq, 0) + body
 
 
 Element = tuple  # (key: bytes, verdict_code: int | None, extra: str | bytes | None)

@@ -224,3 +224,8 @@ def test_the_keys_render_reports_as_changed_give_the_same_plan_as_comparing_ever
     fast = [op.description for op in plan_partial(second, first).ops]
     unrelated = replace(first, token=object())  # same value, another identity: every fragment compared
     assert [op.description for op in plan_partial(second, unrelated).ops] == fast
+
+
+def test_the_generation_after_a_commit_skips_zero():
+    from kproxy.nftables.backend import next_generation
+    assert next_generation(7) == 8 and next_generation(0xFFFFFFFF) == 1
