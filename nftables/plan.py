@@ -132,6 +132,8 @@ def plan_partial(desired: Ruleset, previous: Ruleset, owners: ElementOwners | No
     render context changed, every fragment is compared (still only differences are sent).
     `owners` counts the holders of shared elements as the kernel has them (counted from
     `previous` when not given); the transaction's `owner_delta` advances it after commit."""
+    if desired is previous:
+        return Transaction()
     if desired.static != previous.static or desired.context != previous.context \
             or desired.shared_maps != previous.shared_maps:
         old_frags: list[Fragment] = list(previous.fragments.values())
