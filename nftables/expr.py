@@ -186,24 +186,40 @@ def vmap_proto_port(map_name: str) -> Stmt:
                 f"meta l4proto . th dport vmap @{map_name}")
 
 
-def numgen_vmap(modulus: int, map_name: str) -> Stmt:
-    """numgen random mod N vmap @MAP."""
-    return Stmt((_e("numgen", (NG_DREG, w.be32(REG_1)), (NG_MODULUS, w.be32(modulus)),
-                    (NG_TYPE, w.be32(NG_RANDOM)), (NG_OFFSET, w.be32(0))),
-                 _e("lookup", (LOOKUP_SET, w.string(map_name)), (LOOKUP_SREG, w.be32(REG_1)),
-                    (LOOKUP_DREG, w.be32(REG_VERDICT)))),
-                f"numgen random mod {modulus} vmap @{map_name}")
+def _offset_text(offset: int) -> str:
+    return f" offset {offset}" if offset else ""
 
 
-def jhash_vmap(modulus: int, seed: int, map_name: str) -> Stmt:
-    """jhash ip saddr . th sport mod N seed S vmap @MAP (the flow's client picks the slot)."""
-    return Stmt((_payload(BASE_NETWORK, 12, 4, REG32_00), _payload(BASE_TRANSPORT, 0, 2, REG32_00 + 1),
-                 _e("hash", (HASH_SREG, w.be32(REG32_00)), (HASH_DREG, w.be32(REG_1)), (HASH_LEN, w.be32(8)),
-                    (HASH_MODULUS, w.be32(modulus)), (HASH_SEED, w.be32(seed)), (HASH_OFFSET, w.be32(0)),
-                    (HASH_TYPE, w.be32(HASH_JENKINS))),
-                 _e("lookup", (LOOKUP_SET, w.string(map_name)), (LOOKUP_SREG, w.be32(REG_1)),
-                    (LOOKUP_DREG, w.be32(REG_VERDICT)))),
-                f"jhash ip saddr . th sport mod {modulus} seed {seed:#x} vmap @{map_name}")
+def _numgen(modulus: int, offset: int) -> tuple:
+    return _e("numgen", (NG_DREG, w.be32(REG_1)), (NG_MODULUS, w.be32(modulus)),
+              (NG_TYPE, w.be32(NG_RANDOM)), (NG_OFFSET, w.be32(offset)))
+
+
+def _jhash_client(modulus: int, seed: int, offset: int) -> tuple:
+    """jhash of the client's address and port (REG32_00, REG32_01) into REG_1."""
+    return (_payload(BASE_NETWORK, 12, 4, REG32_00), _payload(BASE_TRANSPORT, 0, 2, REG32_00 + 1),
+            _e("hash", (HASH_SREG, w.be32(REG32_00)), (HASH_DREG, w.be32(REG_1)), (HASH_LEN, w.be32(8)),
+               (HASH_MODULUS, w.be32(modulus)), (HASH_SEED, w.be32(seed)), (HASH_OFFSET, w.be32(offset)),
+               (HASH_TYPE, w.be32(HASH_JENKINS))))
+
+
+def _lookup_verdict(map_name: str) -> tuple:
+    return _e("lookup", (LOOKUP_SET, w.string(map_name)), (LOOKUP_SREG, w.be32(REG_1)),
+              (LOOKUP_DREG, w.be32(REG_VERDICT)))
+
+
+@lru_cache(maxsize=4096)
+def numgen_vmap(modulus: int, map_name: str, offset: int = 0) -> Stmt:
+    """numgen random mod N [offset O] vmap @MAP."""
+    return Stmt((_numgen(modulus, offset), _lookup_verdict(map_name)),
+                f"numgen random mod {modulus}{_offset_text(offset)} vmap @{map_name}")
+
+
+@lru_cache(maxsize=4096)
+def jhash_vmap(modulus: int, seed: int, map_name: str, offset: int = 0) -> Stmt:
+    """jhash ip saddr . th sport mod N seed S [offset O] vmap @MAP (the flow's client picks the slot)."""
+    return Stmt(_jhash_client(modulus, seed, offset) + (_lookup_verdict(map_name),),
+                f"jhash ip saddr . th sport mod {modulus} seed {seed:#x}{_offset_text(offset)} vmap @{map_name}")
 
 
 # ---------------------------------------------------------------- actions
@@ -264,26 +280,23 @@ def _l4proto(protocol: str) -> tuple:
 
 
 @lru_cache(maxsize=4096)
-def dnat_numgen_map(modulus: int, map_name: str, protocol: str) -> Stmt:
-    """meta l4proto P dnat ip to numgen random mod N map @MAP (slot -> address . port): the
-    endpoint is data, so changing it never touches a chain or a verdict."""
-    return Stmt(_l4proto(protocol) + (
-        _e("numgen", (NG_DREG, w.be32(REG_1)), (NG_MODULUS, w.be32(modulus)),
-           (NG_TYPE, w.be32(NG_RANDOM)), (NG_OFFSET, w.be32(0))),) + _dnat_from_map(map_name, protocol),
-        f"meta l4proto {protocol.lower()} dnat ip to numgen random mod {modulus} map @{map_name}")
+def dnat_numgen_map(modulus: int, map_name: str, protocol: str, offset: int = 0) -> Stmt:
+    """meta l4proto P dnat ip to numgen random mod N [offset O] map @MAP (slot -> address .
+    port): the endpoint is data, so changing it never touches a chain or a verdict."""
+    return Stmt(_l4proto(protocol) + (_numgen(modulus, offset),) + _dnat_from_map(map_name, protocol),
+                f"meta l4proto {protocol.lower()} dnat ip to numgen random mod {modulus}{_offset_text(offset)} "
+                f"map @{map_name}")
 
 
 @lru_cache(maxsize=4096)
-def dnat_jhash_map(modulus: int, seed: int, map_name: str, protocol: str) -> Stmt:
-    """meta l4proto P dnat ip to jhash ip saddr . th sport mod N seed S map @MAP (the client's
-    address and port pick the slot: maglev endpoint selection)."""
-    return Stmt(_l4proto(protocol) + (
-        _payload(BASE_NETWORK, 12, 4, REG32_00), _payload(BASE_TRANSPORT, 0, 2, REG32_00 + 1),
-        _e("hash", (HASH_SREG, w.be32(REG32_00)), (HASH_DREG, w.be32(REG_1)), (HASH_LEN, w.be32(8)),
-           (HASH_MODULUS, w.be32(modulus)), (HASH_SEED, w.be32(seed)), (HASH_OFFSET, w.be32(0)),
-           (HASH_TYPE, w.be32(HASH_JENKINS)))) + _dnat_from_map(map_name, protocol),
-        f"meta l4proto {protocol.lower()} dnat ip to jhash ip saddr . th sport mod {modulus} seed {seed:#x} "
-        f"map @{map_name}")
+def dnat_jhash_map(modulus: int, seed: int, map_name: str, protocol: str, offset: int = 0) -> Stmt:
+    """dnat ip to jhash ip saddr . P sport mod N seed S [offset O] map @MAP: the client's
+    address and port pick the slot (maglev endpoint selection). nft prints the l4proto match
+    as the dependency of "P sport", hence the text."""
+    proto = protocol.lower()
+    return Stmt(_l4proto(protocol) + _jhash_client(modulus, seed, offset) + _dnat_from_map(map_name, protocol),
+                f"dnat ip to jhash ip saddr . {proto} sport mod {modulus} seed {seed:#x}{_offset_text(offset)} "
+                f"map @{map_name}")
 
 
 def dnat(ip: str, port: int, protocol: str) -> Stmt:

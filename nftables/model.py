@@ -14,6 +14,7 @@ from typing import Mapping
 
 from . import wire as w
 from .expr import PROTO_NUMBERS, Rule
+from .slots import SlotState
 
 TABLE = "kproxy"
 FAMILY = w.NFPROTO_IPV4
@@ -167,6 +168,7 @@ class Fragment:
     sets: tuple[SetSpec, ...]
     elements: Mapping[str, Mapping[tuple, Verdict]]
     context: tuple
+    blocks: tuple[tuple[str, int, int], ...] = ()  # (balancing chain, first block, count): its slots
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,7 @@ class Ruleset:
     # Bookkeeping for partial syncs, not part of the value: `base` is the token of the ruleset
     # this one was rendered from, `changed` the fragment keys that differ from it (added,
     # re-rendered or removed); plan_partial then looks at those alone.
+    slots: SlotState = field(default_factory=SlotState, compare=False, repr=False)  # free slot blocks
     token: object = field(default_factory=object, compare=False, repr=False)
     base: object = field(default=None, compare=False, repr=False)
     changed: frozenset = field(default=frozenset(), compare=False, repr=False)

@@ -13,13 +13,15 @@ per packet does not grow with the number of Services:
 
 Per ServicePort ("<hash>-<ns>/<name>/<proto>/<port name>" = base):
   service-<base>   masquerade off-cluster sources, then
-                   dnat ip to numgen random mod N map @service-<base>  (slot -> address . port;
-                   jhash of the client's address and port with endpointSelection maglev)
+                   dnat ip to numgen random mod N offset FIRST map @endpoints  (slot -> address .
+                   port; jhash of the client's address and port with endpointSelection maglev;
+                   the chain's slots FIRST.. are its range in the shared map, nftables/slots.py)
   local-<base>     the same over local endpoints (traffic policy Local)
   external-<base>  NodePort / external / LB entry (masquerade, Local short-cuts)
   firewall-<base>  LB source ranges
   With sessionAffinity ClientIP the balancing chains instead look the client up in each
-  endpoint's affinity set, then pick through a verdict map (numgen ... vmap @service-<base>):
+  endpoint's affinity set, then pick through the shared verdict map (numgen ... vmap
+  @endpoint-chains):
   endpoint-<base>__<ip>/<port>  affinity update, DNAT
   set affinity-<endpoint base>  dynamic, timeout = session affinity timeout
 Hairpin (a pod reaching itself through its Service) is masqueraded in nat-postrouting through
@@ -48,6 +50,8 @@ from . import expr as x
 from . import wire as w
 from .gcpause import gc_paused
 from .model import Chain, Fragment, Hook, Ruleset, SetSpec, Verdict
+from .slots import SlotAllocator, fits
+from .slots import offset as slot_offset
 
 SERVICE_IPS = "service-ips"
 SERVICE_NODEPORTS = "service-nodeports"
@@ -64,6 +68,8 @@ SERVICE_ENDPOINTS_CHECK = "service-endpoints-check"
 NODEPORT_ENDPOINTS_CHECK = "nodeport-endpoints-check"
 
 HAIRPIN = "hairpin"
+ENDPOINTS = "endpoints"
+ENDPOINT_CHAINS = "endpoint-chains"
 ADDR_PROTO_PORT = ("ipv4_addr", "inet_proto", "inet_service")
 PROTO_PORT = ("inet_proto", "inet_service")
 ENDPOINT_VALUE = ("ipv4_addr", "inet_service")
@@ -76,6 +82,9 @@ SHARED_MAPS = {
     NO_ENDPOINT_NODEPORTS: SetSpec(NO_ENDPOINT_NODEPORTS, PROTO_PORT, verdict_map=True, counter=True),
     FIREWALL_IPS: SetSpec(FIREWALL_IPS, ADDR_PROTO_PORT, verdict_map=True, counter=True),
     HAIRPIN: SetSpec(HAIRPIN, ("ipv4_addr", "ipv4_addr")),
+    # every balancing chain's slots (nftables/slots.py): slot -> endpoint, slot -> endpoint chain
+    ENDPOINTS: SetSpec(ENDPOINTS, ("mark",), data=ENDPOINT_VALUE, counter=True),
+    ENDPOINT_CHAINS: SetSpec(ENDPOINT_CHAINS, ("mark",), verdict_map=True, counter=True),
 }
 # Shared sets whose elements several Service ports may hold (a pod behind two Services): the
 # kernel keeps one element while any Service port holds it (plan.ElementOwners counts them).
@@ -129,8 +138,24 @@ def _balance_slots(endpoints: tuple[Endpoint, ...], selection: str) -> list[int]
                                       fastpath.OFFSET_KEY, fastpath.SKIP_KEY))
 
 
-def render_fragment(service: ServicePort, context: tuple) -> Fragment:
-    """The chains, sets and map elements of one ServicePort (pure)."""
+def render_fragment(service: ServicePort, context: tuple, slots: SlotAllocator | None = None,
+                    old_blocks: tuple = ()) -> Fragment:
+    """The chains, sets and map elements of one ServicePort. Its balancing chains keep their
+    slot ranges from `old_blocks` (the fragment it replaces) while their endpoints fit, take
+    new ones from `slots` otherwise, and give back what they no longer use."""
+    slots = slots if slots is not None else SlotAllocator()
+    previous_blocks = {chain: (first, count) for chain, first, count in old_blocks}
+    blocks: list[tuple[str, int, int]] = []
+
+    def place(chain_name: str, nslots: int) -> int:
+        first, count = previous_blocks.pop(chain_name, (0, 0))
+        if not count or not fits(count, nslots):
+            if count:
+                slots.give(first, count)
+            first, count = slots.take(nslots)
+        blocks.append((chain_name, first, count))
+        return slot_offset(first)
+
     local_cidr, masquerade_all, masq_bit, node_ips, selection = context
     mark = 1 << masq_bit
     sp = _unique_endpoints(service)
@@ -216,24 +241,23 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
 
     def balance(chain_name: str, eps: tuple[Endpoint, ...], masquerade_rules: list) -> None:
         rules = list(masquerade_rules)
-        slots = _balance_slots(eps, selection)
+        picks = _balance_slots(eps, selection)
+        first = place(chain_name, len(picks))
         if affinity is None:  # endpoints as data: slot -> address . port
             if selection == "maglev":
-                rules.append(x.rule(x.dnat_jhash_map(len(slots), MAGLEV_SEED, chain_name, proto)))
+                rules.append(x.rule(x.dnat_jhash_map(len(picks), MAGLEV_SEED, ENDPOINTS, proto, first)))
             else:
-                rules.append(x.rule(x.dnat_numgen_map(len(slots), chain_name, proto)))
-            sets.append(SetSpec(chain_name, ("mark",), data=ENDPOINT_VALUE, counter=True))
-            for slot, index in enumerate(slots):
-                element(chain_name, (slot,), (eps[index].ip, eps[index].port))
+                rules.append(x.rule(x.dnat_numgen_map(len(picks), ENDPOINTS, proto, first)))
+            for slot, index in enumerate(picks):
+                element(ENDPOINTS, (first + slot,), (eps[index].ip, eps[index].port))
         else:  # affinity: a known client goes to its endpoint's chain, a new one is balanced
             rules += [x.rule(x.in_set(ep_affinity[e]), x.verdict("goto", ep_chain[e])) for e in eps]
             if selection == "maglev":
-                rules.append(x.rule(x.jhash_vmap(len(slots), MAGLEV_SEED, chain_name)))
+                rules.append(x.rule(x.jhash_vmap(len(picks), MAGLEV_SEED, ENDPOINT_CHAINS, first)))
             else:
-                rules.append(x.rule(x.numgen_vmap(len(slots), chain_name)))
-            sets.append(SetSpec(chain_name, ("mark",), verdict_map=True, counter=True))
-            for slot, index in enumerate(slots):
-                element(chain_name, (slot,), ("goto", ep_chain[eps[index]]))
+                rules.append(x.rule(x.numgen_vmap(len(picks), ENDPOINT_CHAINS, first)))
+            for slot, index in enumerate(picks):
+                element(ENDPOINT_CHAINS, (first + slot,), ("goto", ep_chain[eps[index]]))
         chains.append(Chain(chain_name, tuple(rules)))
 
     masq_rules = []
@@ -256,9 +280,11 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
             chains.append(Chain(ep_chain[e], (x.rule(x.update_saddr(ep_affinity[e], affinity)),
                                               x.rule(x.dnat(e.ip, e.port, proto)))))
 
+    for chain_name, (first, count) in previous_blocks.items():  # chains it no longer has
+        slots.give(first, count)
     return Fragment(service=service, chains=tuple(chains), sets=tuple(sets),
                     elements=MappingProxyType({k: MappingProxyType(v) for k, v in elements.items()}),
-                    context=context)
+                    context=context, blocks=tuple(blocks))
 
 
 def static_chains(state: ProxyState) -> list[Chain]:
@@ -319,17 +345,23 @@ def _render(state: ProxyState, previous: Ruleset | None, endpoint_selection: str
     # No sort and no Python-level loop over unchanged Services (map/zip run in C): a change at
     # 10k Services costs about a millisecond here.
     fragments: dict[str, Fragment] = reusable.copy() if reusable else {}  # a dict: fast .get
+    slots = SlotAllocator(previous.slots if reusable else None)
     keys = list(services)
     old_services = [None if f is None else f.service for f in map(fragments.get, keys)]
     changed = [k for k, sp, old in zip(keys, services.values(), old_services)
                if old is not sp and (old is None or old != sp)]
+    # the old fragments are the kept ones, the re-rendered ones and those of removed Services
+    replaced = sum(1 for k in changed if k in fragments)
+    gone = fragments.keys() - services.keys() if len(fragments) != len(services) - len(changed) + replaced \
+        else set()
+    for key in sorted(gone):  # freed slots first, then the changed ones in a fixed order
+        for _, first, count in fragments.pop(key).blocks:
+            slots.give(first, count)
+    changed.sort()
     for key in changed:
-        fragments[key] = render_fragment(services[key], context)
-    if len(fragments) != len(services):  # some were removed
-        gone = fragments.keys() - services.keys()
-        for key in gone:
-            del fragments[key]
-        changed.extend(gone)
+        old = fragments.get(key)
+        fragments[key] = render_fragment(services[key], context, slots, old.blocks if old is not None else ())
+    changed.extend(gone)
     return Ruleset(static=tuple(static_chains(state)), shared_maps=tuple(SHARED_MAPS.values()),
-                   fragments=MappingProxyType(fragments), context=context,
+                   fragments=MappingProxyType(fragments), context=context, slots=slots.state(),
                    base=previous.token if reusable else None, changed=frozenset(changed))

@@ -10,9 +10,11 @@ port whose chain its verdict names; elements whose verdict names no Service (no-
 goto reject-chain / drop) are `shared`, as the kernel does not say whose they are. Objects of a
 Service port no shared-map element reaches are `unowned` (stale or hand-made).
 
-Endpoints: the balancing maps service-<base> / local-<base> hold them as data ("slot : ip . port"),
-or, with session affinity, point at endpoint-<base>__<ip>/<port> chains; local- maps name the
-node's own endpoints.
+Endpoints: each balancing chain (service-<base>, local-<base>) picks among its slots of a shared
+map, "numgen random mod N offset FIRST map @endpoints" (slot -> ip . port) or, with session
+affinity, "... vmap @endpoint-chains" (slot -> goto endpoint-<base>__<ip>/<port>); a slot
+belongs to the chain whose range holds it, local- chains name the node's own endpoints, and a
+slot no chain picks from is unowned.
 
 Counters: kproxy's maps carry a counter on every element (the kernel prints "counter packets N
 bytes M" inside the element): the dispatch maps' elements count a Service port's new
@@ -33,6 +35,7 @@ MODE = "nftables"
 TABLE = "kproxy"
 SERVICE_PREFIXES = ("service-", "local-", "external-", "firewall-", "endpoint-", "affinity-")
 ENTRY_MAPS = ("service-ips", "service-nodeports", "firewall-ips")
+SLOT_MAPS = ("endpoints", "endpoint-chains")  # shared by every balancing chain (nftables/slots.py)
 _COUNTER = re.compile(r"\s*counter packets (\d+) bytes (\d+)")
 _HEX = re.compile(r"\b0x[0-9a-fA-F]+\b")
 
@@ -144,11 +147,40 @@ def _endpoint_of(value: str) -> str:
     return ""
 
 
+_PICK = re.compile(r"(?:numgen random|jhash .*?) mod (\d+)(?: seed \S+)?(?: offset (\d+))? v?map @(\S+)$")
+
+
+def slot_owners(table: NftTable) -> dict[tuple[str, int], str]:
+    """(map, slot) -> the balancing chain whose `... mod N offset FIRST (v)map @MAP` rule picks
+    among slots FIRST..FIRST+N-1 of that shared map."""
+    out: dict[tuple[str, int], str] = {}
+    for name, rules in table.chains.items():
+        if not name.startswith(("service-", "local-")):
+            continue
+        for rule in rules:
+            m = _PICK.search(_COUNTER.sub("", rule))
+            if m:
+                n, first, map_name = int(m.group(1)), int(m.group(2) or 0), m.group(3)
+                for slot in range(first, first + n):
+                    out[(map_name, slot)] = name
+    return out
+
+
+def _slot(element: str) -> int | None:
+    key = _COUNTER.sub("", element).rsplit(" : ", 1)[0].strip()
+    try:
+        return int(key, 0)
+    except ValueError:
+        return None
+
+
 def build(table: NftTable, node: str, detail: dict | None = None) -> NodeRules:
     """The model of one parsed table (see the module doc)."""
     services: dict[str, _Service] = {}
     shared: list[KernelObject] = []
     owned: dict[str, list[KernelObject]] = {}  # base -> objects in per-service containers
+    orphans: list[KernelObject] = []  # shared-map slots no balancing chain picks from
+    owners = slot_owners(table)
 
     def svc(base: str) -> _Service:
         return services.setdefault(base, _Service(base))
@@ -165,13 +197,18 @@ def build(table: NftTable, node: str, detail: dict | None = None) -> NodeRules:
             target_base = owner_base(target)
             obj = KernelObject(f"{kind}-element", f"nft/{name}", _COUNTER.sub("", element), packets, nbytes,
                                normalise(element), entry=name in ENTRY_MAPS and bool(target_base))
-            if base and name.startswith(("service-", "local-")):  # a balancing map
+            if name in SLOT_MAPS:  # a slot of a balancing chain: its Service's endpoint
+                chain = owners.get((name, _slot(element)), "")
                 address = _endpoint_of(_COUNTER.sub("", element).rsplit(" : ", 1)[-1])
-                if address:
-                    endpoints = svc(base).endpoints
-                    endpoints[address] = endpoints.get(address, 0) + packets
-                    if name.startswith("local-"):
-                        svc(base).local.add(address)
+                if not chain or not address:
+                    orphans.append(obj)
+                    continue
+                s = svc(owner_base(chain))
+                s.endpoints[address] = s.endpoints.get(address, 0) + packets
+                if chain.startswith("local-"):
+                    s.local.add(address)
+                owned.setdefault(owner_base(chain), []).append(obj)
+                continue
             if name in ENTRY_MAPS and target_base:
                 s = svc(target_base)
                 s.objects.append(obj)
@@ -206,6 +243,7 @@ def build(table: NftTable, node: str, detail: dict | None = None) -> NodeRules:
     for base, objs in owned.items():
         if base not in services:
             unowned.extend(objs)
+    unowned.extend(orphans)
     return NodeRules(MODE, node, tuple(out), tuple(shared), tuple(unowned), dict(detail or {}))
 
 

@@ -1,7 +1,8 @@
 """A packet tracer over an nftables table as `nft list table` prints it (pure): the path of a
 new connection's first packet through kproxy's table, every random branch followed with its
-probability (numgen random mod N over a data map of endpoints, or over a verdict map of
-endpoint chains with session affinity: each slot is 1/N).
+probability (numgen random mod N offset FIRST over the chain's slots of the shared data map
+of endpoints, or of the shared verdict map of endpoint chains with session affinity: each slot
+is 1/N).
 
 Order, as the hooks run: filter prerouting/output (priority -110, before DNAT) -> firewall-check;
 nat (dstnat) -> services; then, for a packet no DNAT took, the no-endpoint checks
@@ -165,11 +166,11 @@ class NftTracer:
             return self._from(chain, index + 1, pkt, masq, path, depth)
         if head == "dnat" and action[1] == "to":
             return [(1.0, masq, action[2], path)]
-        m = re.match(r"^dnat ip to numgen random mod (\d+) map @(\S+)$", text)
+        m = re.match(r"^dnat ip to numgen random mod (\d+)(?: offset (\d+))? map @(\S+)$", text)
         if m:  # endpoints as data: slot -> "address . port"
             n = int(m.group(1))
             out = []
-            for value in self._slots(m.group(2), n):
+            for value in self._slots(m.group(3), n, int(m.group(2) or 0)):
                 ip, _, port = (p.strip() for p in value.partition(" . "))
                 out.append((1.0 / n, masq, f"{ip}:{port}", path))
             return out
@@ -180,21 +181,21 @@ class NftTracer:
         m = re.match(r"^meta l4proto \. th dport vmap @(\S+)$", text)
         if m:
             return self._vmap(chain, index, m.group(1), f"{pkt.proto} . {pkt.dport}", pkt, masq, path, depth)
-        m = re.match(r"^numgen random mod (\d+) vmap @(\S+)$", text)
+        m = re.match(r"^numgen random mod (\d+)(?: offset (\d+))? vmap @(\S+)$", text)
         if m:
             n = int(m.group(1))
             out = []
-            for verdict in self._slots(m.group(2), n):
+            for verdict in self._slots(m.group(3), n, int(m.group(2) or 0)):
                 for p, mm, o, pa in self._apply(chain, index, verdict, pkt, masq, path, depth):
                     out.append((p / n, mm, o, pa))
             return out
         raise TraceError(f"tracer does not model {text!r} in chain {chain}")
 
-    def _slots(self, name: str, n: int) -> list[str]:
-        """The values of slots 0..n-1 of a balancing map; an empty slot is left out (its lookup
+    def _slots(self, name: str, n: int, first: int = 0) -> list[str]:
+        """The values of slots first..first+n-1 of a map; an empty slot is left out (its lookup
         fails and the packet goes on past the rule)."""
         elements = self.maps.get(name, {})
-        return [v for v in (elements.get(str(slot)) for slot in range(n)) if v is not None]
+        return [v for v in (elements.get(str(slot)) for slot in range(first, first + n)) if v is not None]
 
     def _vmap(self, chain: str, index: int, name: str, key: str, pkt: Pkt, masq: bool, path: Path,
               depth: int) -> Result:

@@ -16,7 +16,6 @@ from kproxy.netns import NetNS
 from kproxy.nftables.backend import NftablesBackend
 from kproxy.nftables.model import Ruleset
 from kproxy.nftables.plan import plan_full
-from kproxy.nftables.render import chain_base
 from kproxy.nftables.transaction import Transaction
 from tests.kernel.topology import CLIENT_IP, NODE_IP, ep, service, single_node, state
 
@@ -206,6 +205,22 @@ def test_nft_lists_the_rules_we_meant(topo, backend):
         assert listed[name] == [r.text for r in chain.rules], name
 
 
+def test_nft_lists_the_maglev_rules_we_meant(topo):
+    b = make_backend(topo, "maglev")
+    try:
+        st = state(service("mag", "10.96.0.46", [ep(topo, "a"), ep(topo, "b")]),
+                   service("magudp", "10.96.0.47", [ep(topo, "c")], port=53, protocol="UDP"),
+                   service("magaff", "10.96.0.48", [ep(topo, "d")], session_affinity_timeout=60))
+        ruleset = sync(b, st)
+        listed = _chains_in_listing(nft_list(topo))
+        for name, chain in ruleset.chains.items():
+            assert listed[name] == [r.text for r in chain.rules], name
+    finally:
+        b.cleanup()
+        b.close()
+        b.netns.close()
+
+
 def _chains_in_listing(text: str) -> dict[str, list[str]]:
     chains: dict[str, list[str]] = {}
     current = None
@@ -323,14 +338,17 @@ def test_a_full_sync_recreates_a_set_of_another_kind_and_keeps_the_rest(topo, ba
     chains, sets = backend._run(backend._list_names)
     # what the kernel reports of each set is what the plan expects: nothing to re-create
     assert not [op.description for op in plan_full(ruleset, chains, sets).ops if op.description.startswith("delete set")]
-    name = f"service-{chain_base(sp)}"
-    # the same name, another kind (as an older layout or a hand edit leaves it)
-    topo.run(topo.node, ["nft", "flush", "chain", "ip", "kproxy", name])
-    topo.run(topo.node, ["nft", "delete", "map", "ip", "kproxy", name])
-    topo.run(topo.node, ["nft", "add", "map", "ip", "kproxy", name, "{ type mark : verdict; }"])
+    # the same name, another kind, used by a rule (as an older layout or a hand edit leaves it)
+    topo.run(topo.node, ["nft", "delete", "table", "ip", "kproxy"])
+    for cmd in (["add", "table", "ip", "kproxy"],
+                ["add", "map", "ip", "kproxy", "endpoints", "{ type mark : verdict; }"],
+                ["add", "chain", "ip", "kproxy", "old"],
+                ["add", "rule", "ip", "kproxy", "old", "meta", "mark", "vmap", "@endpoints"]):
+        topo.run(topo.node, ["nft", *cmd])
     sync(backend, state(sp))
     assert pods_reached(topo, topo.client, "10.96.0.43", 80) == {"a", "b"}
-    assert backend._run(backend._list_names)[1][name] == sets[name]
+    chains, now = backend._run(backend._list_names)
+    assert now["endpoints"] == sets["endpoints"] and "old" not in chains
 
 
 def test_a_full_sync_of_an_unchanged_kernel_sends_only_the_differences(topo, backend):

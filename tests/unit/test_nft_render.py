@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from types import MappingProxyType
 
 import pytest
 
@@ -37,10 +38,12 @@ def test_cluster_ip_dispatch_goes_to_the_service_chain_and_balances_over_ready_e
     assert elements(rs, r.SERVICE_IPS) == {("10.96.0.10", "TCP", 80): ("goto", chain)}
     assert [rule.text for rule in rs.chains[chain].rules] == [
         "ip daddr 10.96.0.10 ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
-        f"meta l4proto tcp dnat ip to numgen random mod 2 map @{chain}"]
-    # endpoints are data (slot -> address . port): no per-endpoint chain, no verdict to change
-    assert elements(rs, chain) == {(0,): ("10.244.1.2", 8080), (1,): ("10.244.1.3", 8080)}
-    assert rs.sets[chain].data == r.ENDPOINT_VALUE and not rs.sets[chain].verdict_map
+        "meta l4proto tcp dnat ip to numgen random mod 2 offset 4096 map @endpoints"]
+    # endpoints are data in the shared map (slot -> address . port), in the chain's slot range:
+    # no per-endpoint chain, no verdict to change, no set per Service
+    assert elements(rs, r.ENDPOINTS) == {(4096,): ("10.244.1.2", 8080), (4097,): ("10.244.1.3", 8080)}
+    assert rs.fragments[sp.key].blocks == ((chain, 1, 1),)
+    assert set(rs.sets) == set(r.SHARED_MAPS)
     assert not any(name.startswith("endpoint-") for name in rs.chains)
     assert elements(rs, r.NO_ENDPOINT_SERVICES) == {}
     # hairpin: each endpoint reaching itself is masqueraded after DNAT
@@ -111,11 +114,14 @@ def test_partial_plan_touches_only_the_changed_service():
     second = r.render(state(*services[:10], changed, *services[11:]), first)
     ops = [op.description for op in plan_partial(second, first).ops]
     base = r.chain_base(changed)
+    (_, block, _), = second.fragments[changed.key].blocks
+    first_slot = block * 4096
     assert ops == [f"flush chain service-{base}",
                    f"add rule service-{base} ip daddr 10.96.0.11 ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
-                   f"add rule service-{base} meta l4proto tcp dnat ip to numgen random mod 2 map @service-{base}",
-                   f"add element service-{base} {{ 1 }}",
-                   f"add element {r.HAIRPIN} {{ 10.244.9.9 . 10.244.9.9 }}"], ops
+                   f"add rule service-{base} meta l4proto tcp dnat ip to numgen random mod 2 offset {first_slot} map "
+                   f"@endpoints",
+                   f"add element {r.HAIRPIN} {{ 10.244.9.9 . 10.244.9.9 }}",
+                   f"add element endpoints {{ {first_slot + 1} }}"], ops
 
 
 def test_partial_plan_of_a_replaced_endpoint_only_changes_elements():
@@ -127,9 +133,11 @@ def test_partial_plan_of_a_replaced_endpoint_only_changes_elements():
     second = r.render(state(*services[:5], changed, *services[6:]), first)
     ops = [op.description for op in plan_partial(second, first).ops]
     base = r.chain_base(changed)
-    assert ops == [f"delete element service-{base} {{ 1 }}", f"add element service-{base} {{ 1 }}",
-                   f"delete element {r.HAIRPIN} {{ 10.244.2.6 . 10.244.2.6 }}",
-                   f"add element {r.HAIRPIN} {{ 10.244.9.9 . 10.244.9.9 }}"], ops
+    assert second.fragments[changed.key].blocks == first.fragments[changed.key].blocks  # same slots
+    (_, block, _), = second.fragments[changed.key].blocks
+    assert ops == [f"delete element {r.HAIRPIN} {{ 10.244.2.6 . 10.244.2.6 }}",
+                   f"add element {r.HAIRPIN} {{ 10.244.9.9 . 10.244.9.9 }}",
+                   f"delete element endpoints {{ {block * 4096 + 1} }}", f"add element endpoints {{ {block * 4096 + 1} }}"], ops
 
 
 def test_hairpin_elements_shared_by_two_services_stay_until_the_last_holder_goes():
@@ -160,8 +168,11 @@ def test_partial_plan_of_a_removed_service_deletes_after_dereferencing():
     delete_chain = ops.index(f"delete chain service-{base}")
     assert ops.index(f"flush chain service-{base}") < delete_chain
     assert ops.index(f"delete element {r.SERVICE_IPS} {{ 10.96.0.2 . tcp . 80 }}") < delete_chain
-    assert ops.index(f"delete set service-{base}") < delete_chain
+    assert ops.index(f"delete element {r.ENDPOINTS} {{ 8192 }}") < delete_chain
     assert plan_partial(second, second).ops == []
+    assert second.slots.free == (2,)  # its slots are free again for the next Service
+    third = r.render(state(a, svc("c", "10.96.0.3", [ep("10.244.1.4")])), second)
+    assert third.fragments["default/c:"].blocks == ((f"service-{r.chain_base(third.fragments['default/c:'].service)}", 2, 1),)
 
 
 def test_full_plan_rewrites_everything_keeps_affinity_entries_and_removes_stale_objects():
@@ -179,14 +190,15 @@ def test_maglev_selection_fills_the_table_from_the_maglev_permutation():
     sp = svc("m", "10.96.0.10", [ep(f"10.244.1.{i}") for i in range(2, 7)])
     rs = r.render(state(sp), endpoint_selection="maglev")
     chain = f"service-{r.chain_base(sp)}"
-    slots = elements(rs, chain)
-    assert len(slots) == r.MAGLEV_TABLE_SIZE
+    slots = elements(rs, r.ENDPOINTS)
+    assert sorted(k for (k,) in slots) == list(range(4096, 4096 + r.MAGLEV_TABLE_SIZE))
     counts = {}
     for address in slots.values():
         counts[address] = counts.get(address, 0) + 1
     assert len(counts) == 5 and max(counts.values()) - min(counts.values()) <= 2
-    assert rs.chains[chain].rules[-1].text.startswith(
-        f"meta l4proto tcp dnat ip to jhash ip saddr . th sport mod {r.MAGLEV_TABLE_SIZE}")
+    assert rs.chains[chain].rules[-1].text == (
+        f"dnat ip to jhash ip saddr . tcp sport mod {r.MAGLEV_TABLE_SIZE} seed {r.MAGLEV_SEED:#x} offset 4096 "
+        "map @endpoints")
     with pytest.raises(ValueError, match="endpoint selection"):
         r.render(state(sp), endpoint_selection="round-robin")
 
@@ -205,13 +217,18 @@ def test_endpoint_selection_comes_from_the_config_and_a_bad_one_is_refused():
 
 
 def test_a_map_that_changes_kind_is_deleted_before_it_is_declared_again():
-    plain = svc("a", "10.96.0.1", [ep("10.244.1.2")])
-    first = r.render(state(plain))
-    second = r.render(state(replace(plain, session_affinity_timeout=60)), first)
-    ops = [op.description for op in plan_partial(second, first).ops]
-    name = f"service-{r.chain_base(plain)}"
-    assert ops.index(f"flush chain {name}") < ops.index(f"delete set {name}") < ops.index(f"add map {name}")
-    assert ops.index(f"add map {name}") < ops.index(f"add element {name} {{ 0 }}")
+    from kproxy.nftables.model import Chain, Fragment, Ruleset, SetSpec
+    from kproxy.nftables import expr as x
+
+    def ruleset(spec: SetSpec, value) -> Ruleset:
+        chain = Chain("c", (x.rule(x.numgen_vmap(1, "m")),))
+        frag = Fragment("svc", (chain,), (spec,), MappingProxyType({"m": MappingProxyType({(0,): value})}), ())
+        return Ruleset((), (), MappingProxyType({"k": frag}))
+    first = ruleset(SetSpec("m", ("mark",), data=r.ENDPOINT_VALUE), ("10.0.0.1", 80))
+    second = ruleset(SetSpec("m", ("mark",), verdict_map=True), ("goto", "c"))
+    ops = [op.description for op in plan_partial(second, replace(first, token=object())).ops]
+    assert ops.index("flush chain c") < ops.index("delete set m") < ops.index("add map m")
+    assert ops.index("add map m") < ops.index("add element m { 0 }")
 
 
 def test_the_keys_render_reports_as_changed_give_the_same_plan_as_comparing_every_fragment():

@@ -119,3 +119,14 @@ def test_hairpin_marks_only_the_path_back_to_the_sender(dump):
         "10.244.1.2:8080": True, "10.244.1.3:8080": False, "10.244.2.2:8080": False}
     (back,) = [c for c in report.candidates if c.masquerade]
     assert [s.container for s in back.path[-2:]] == ["nft/nat-postrouting", "nft/mark-for-masquerade"]
+
+
+def test_a_slot_no_chain_picks_from_is_unowned_and_endpoints_come_from_the_chains_range(dump):
+    from kproxy.rules.nftables import build
+    table = parse_table(dump.text)
+    kind, dynamic, elements = table.sets["endpoints"]
+    table.sets["endpoints"] = (kind, dynamic, elements + ["4000 : 10.9.9.9 . 80"])  # block 0: nobody's
+    model = build(table, "n")
+    assert [o.text for o in model.unowned] == ["4000 : 10.9.9.9 . 80"]
+    web = model.service("default/web:http")
+    assert {e.address for e in web.endpoints} == {"10.244.1.2:8080", "10.244.1.3:8080", "10.244.2.2:8080"}
