@@ -119,13 +119,15 @@ def _field(addr_field: str) -> tuple[int, str]:
 # ---------------------------------------------------------------- matches
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=65536)
 def ip_addr(field: str, cidr: str, negate: bool = False) -> Stmt:
     """ip saddr|daddr [!=] ADDR or CIDR."""
     offset, name = _field(field)
-    net = ipaddress.ip_network(cidr, strict=False)
     op, sign = (CMP_NEQ, "!= ") if negate else (CMP_EQ, "")
     exprs = [_payload(BASE_NETWORK, offset, 4, REG_1)]
+    if "/" not in cidr and socket.inet_ntoa(socket.inet_aton(cidr)) == cidr:  # a plain address: no parse
+        return Stmt((exprs[0], _cmp(op, socket.inet_aton(cidr))), f"{name} {sign}{cidr}")
+    net = ipaddress.ip_network(cidr, strict=False)
     if net.prefixlen == 32:
         text = f"{name} {sign}{net.network_address}"
     else:

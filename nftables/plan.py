@@ -134,8 +134,8 @@ def plan_partial(desired: Ruleset, previous: Ruleset, owners: ElementOwners | No
     `previous` when not given); the transaction's `owner_delta` advances it after commit."""
     if desired is previous:
         return Transaction()
-    if desired.static != previous.static or desired.context != previous.context \
-            or desired.shared_maps != previous.shared_maps:
+    grown = desired.shared_maps[:len(previous.shared_maps)] == previous.shared_maps  # only new maps
+    if desired.static != previous.static or desired.context != previous.context or not grown:
         old_frags: list[Fragment] = list(previous.fragments.values())
         new_frags: list[Fragment] = list(desired.fragments.values())
         old_static = {c.name: c for c in previous.static}
@@ -152,7 +152,8 @@ def plan_partial(desired: Ruleset, previous: Ruleset, owners: ElementOwners | No
         new_frags = [desired.fragments[k] for k in keys if k in desired.fragments]
         old_frags = [previous.fragments[k] for k in keys if k in previous.fragments]
         old_static = new_static = {}
-        shared_old = shared_new = {s.name: s for s in desired.shared_maps}
+        shared_old = {s.name: s for s in previous.shared_maps}
+        shared_new = {s.name: s for s in desired.shared_maps}
     old_chains, old_sets, old_elements = _views(old_frags)
     new_chains, new_sets, new_elements = _views(new_frags)
     old_chains.update(old_static)

@@ -13,9 +13,9 @@ per packet does not grow with the number of Services:
 
 Per ServicePort ("<hash>-<ns>/<name>/<proto>/<port name>" = base):
   service-<base>   masquerade off-cluster sources, then
-                   dnat ip to numgen random mod N offset FIRST map @endpoints  (slot -> address .
-                   port; jhash of the client's address and port with endpointSelection maglev;
-                   the chain's slots FIRST.. are its range in the shared map, nftables/slots.py)
+                   dnat ip to numgen random mod N offset FIRST map @endpoints-K  (slot -> address
+                   . port; jhash of the client's address and port with endpointSelection maglev;
+                   the chain's slots FIRST.. are its range in shared map K, nftables/slots.py)
   local-<base>     the same over local endpoints (traffic policy Local)
   external-<base>  NodePort / external / LB entry (masquerade, Local short-cuts)
   firewall-<base>  LB source ranges
@@ -37,10 +37,10 @@ context) are reused as the same objects.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import ipaddress
 from dataclasses import replace
+from functools import lru_cache
 from types import MappingProxyType
 
 from kproxy.agent.addresses import ipv4, local_pod_cidr, nodeport_ips
@@ -50,8 +50,10 @@ from . import expr as x
 from . import wire as w
 from .gcpause import gc_paused
 from .model import Chain, Fragment, Hook, Ruleset, SetSpec, Verdict
-from .slots import SlotAllocator, fits
+from .slots import SlotAllocator, SlotState, fits
 from .slots import offset as slot_offset
+from .slots import shard as slot_shard
+from .slots import shards as slot_shards
 
 SERVICE_IPS = "service-ips"
 SERVICE_NODEPORTS = "service-nodeports"
@@ -82,10 +84,25 @@ SHARED_MAPS = {
     NO_ENDPOINT_NODEPORTS: SetSpec(NO_ENDPOINT_NODEPORTS, PROTO_PORT, verdict_map=True, counter=True),
     FIREWALL_IPS: SetSpec(FIREWALL_IPS, ADDR_PROTO_PORT, verdict_map=True, counter=True),
     HAIRPIN: SetSpec(HAIRPIN, ("ipv4_addr", "ipv4_addr")),
-    # every balancing chain's slots (nftables/slots.py): slot -> endpoint, slot -> endpoint chain
-    ENDPOINTS: SetSpec(ENDPOINTS, ("mark",), data=ENDPOINT_VALUE, counter=True),
+    # the balancing chains with session affinity: slot -> endpoint chain (nftables/slots.py)
     ENDPOINT_CHAINS: SetSpec(ENDPOINT_CHAINS, ("mark",), verdict_map=True, counter=True),
 }
+
+
+def endpoint_map(first_block: int) -> str:
+    """The shared map of endpoints (slot -> address . port) of a range starting at this block."""
+    return f"{ENDPOINTS}-{slot_shard(first_block)}"
+
+
+def shared_maps(slots: SlotState) -> tuple[SetSpec, ...]:
+    """The static shared maps and one endpoint map per shard the allocated slots reach."""
+    return _shared_maps(slot_shards(slots))
+
+
+@lru_cache(maxsize=64)
+def _shared_maps(shards: int) -> tuple[SetSpec, ...]:
+    return tuple(SHARED_MAPS.values()) + tuple(
+        SetSpec(f"{ENDPOINTS}-{k}", ("mark",), data=ENDPOINT_VALUE, counter=True) for k in range(shards))
 # Shared sets whose elements several Service ports may hold (a pod behind two Services): the
 # kernel keeps one element while any Service port holds it (plan.ElementOwners counts them).
 REFCOUNTED = frozenset({HAIRPIN})
@@ -98,11 +115,17 @@ MAGLEV_SEED = 0x6b707278  # "kprx": jhash seed, the same on every node
 ENDPOINT_SELECTIONS = ("random", "maglev")
 
 
+_B32 = "abcdefghijklmnopqrstuvwxyz234567"
+
+
 def chain_base(sp: ServicePort) -> str:
     """kube-proxy's servicePortChainNameBase: hash + readable name (stable per ServicePort)."""
     proto = sp.protocol.lower()
-    digest = hashlib.sha256(f"{sp.namespace}/{sp.name}/{proto}/{sp.port_name}".encode()).digest()
-    return f"{base64.b32encode(digest)[:8].decode().lower()}-{sp.namespace}/{sp.name}/{proto}/{sp.port_name}"
+    name = f"{sp.namespace}/{sp.name}/{proto}/{sp.port_name}"
+    # the first 8 base32 characters of the digest = its first 40 bits, 5 at a time (the
+    # standard library's b32encode is pure Python and was a tenth of a 10k-Service render)
+    bits = int.from_bytes(hashlib.sha256(name.encode()).digest()[:5], "big")
+    return "".join(_B32[(bits >> shift) & 31] for shift in range(35, -1, -5)) + "-" + name
 
 
 def endpoint_base(base: str, ep: Endpoint) -> str:
@@ -147,14 +170,15 @@ def render_fragment(service: ServicePort, context: tuple, slots: SlotAllocator |
     previous_blocks = {chain: (first, count) for chain, first, count in old_blocks}
     blocks: list[tuple[str, int, int]] = []
 
-    def place(chain_name: str, nslots: int) -> int:
+    def place(chain_name: str, nslots: int) -> tuple[int, int]:
+        """(first block, first slot) of the chain's range."""
         first, count = previous_blocks.pop(chain_name, (0, 0))
         if not count or not fits(count, nslots):
             if count:
                 slots.give(first, count)
             first, count = slots.take(nslots)
         blocks.append((chain_name, first, count))
-        return slot_offset(first)
+        return first, slot_offset(first)
 
     local_cidr, masquerade_all, masq_bit, node_ips, selection = context
     mark = 1 << masq_bit
@@ -174,7 +198,8 @@ def render_fragment(service: ServicePort, context: tuple, slots: SlotAllocator |
     cluster_eps = sp.cluster_endpoints() if uses_cluster else ()
     local_eps = sp.local_endpoints() if uses_local else ()
     has_endpoints = any(e.ready or (e.serving and e.terminating) for e in sp.endpoints)
-    reachable = tuple(sorted(set(cluster_eps) | set(local_eps)))
+    reachable = tuple(sorted(set(cluster_eps) | set(local_eps))) if local_eps and cluster_eps else \
+        (cluster_eps or local_eps)
 
     svc_chain, local_chain = f"service-{base}", f"local-{base}"
     ext_chain, fw_chain = f"external-{base}", f"firewall-{base}"
@@ -236,20 +261,22 @@ def render_fragment(service: ServicePort, context: tuple, slots: SlotAllocator |
 
     # Balancing chains and their endpoint maps.
     affinity = sp.session_affinity_timeout
-    ep_chain = {e: f"endpoint-{endpoint_base(base, e)}" for e in reachable}
-    ep_affinity = {e: f"affinity-{endpoint_base(base, e)}" for e in reachable}
+    if affinity is not None:  # per-endpoint chains and affinity sets: only with session affinity
+        ep_chain = {e: f"endpoint-{endpoint_base(base, e)}" for e in reachable}
+        ep_affinity = {e: f"affinity-{endpoint_base(base, e)}" for e in reachable}
 
     def balance(chain_name: str, eps: tuple[Endpoint, ...], masquerade_rules: list) -> None:
         rules = list(masquerade_rules)
         picks = _balance_slots(eps, selection)
-        first = place(chain_name, len(picks))
+        block, first = place(chain_name, len(picks))
         if affinity is None:  # endpoints as data: slot -> address . port
+            emap = endpoint_map(block)
             if selection == "maglev":
-                rules.append(x.rule(x.dnat_jhash_map(len(picks), MAGLEV_SEED, ENDPOINTS, proto, first)))
+                rules.append(x.rule(x.dnat_jhash_map(len(picks), MAGLEV_SEED, emap, proto, first)))
             else:
-                rules.append(x.rule(x.dnat_numgen_map(len(picks), ENDPOINTS, proto, first)))
-            for slot, index in enumerate(picks):
-                element(ENDPOINTS, (first + slot,), (eps[index].ip, eps[index].port))
+                rules.append(x.rule(x.dnat_numgen_map(len(picks), emap, proto, first)))
+            addresses = [(e.ip, e.port) for e in eps]
+            elements.setdefault(emap, {}).update(((first + slot,), addresses[index]) for slot, index in enumerate(picks))
         else:  # affinity: a known client goes to its endpoint's chain, a new one is balanced
             rules += [x.rule(x.in_set(ep_affinity[e]), x.verdict("goto", ep_chain[e])) for e in eps]
             if selection == "maglev":
@@ -273,12 +300,11 @@ def render_fragment(service: ServicePort, context: tuple, slots: SlotAllocator |
     if local_eps and uses_local:
         balance(local_chain, local_eps, masq_rules if internal_chain == local_chain else [])
 
-    for e in reachable:
-        element(HAIRPIN, (e.ip, e.ip), None)
-        if affinity is not None:
-            sets.append(SetSpec(ep_affinity[e], ("ipv4_addr",), timeout=affinity))
-            chains.append(Chain(ep_chain[e], (x.rule(x.update_saddr(ep_affinity[e], affinity)),
-                                              x.rule(x.dnat(e.ip, e.port, proto)))))
+    elements.setdefault(HAIRPIN, {}).update(((e.ip, e.ip), None) for e in reachable)
+    for e in reachable if affinity is not None else ():
+        sets.append(SetSpec(ep_affinity[e], ("ipv4_addr",), timeout=affinity))
+        chains.append(Chain(ep_chain[e], (x.rule(x.update_saddr(ep_affinity[e], affinity)),
+                                          x.rule(x.dnat(e.ip, e.port, proto)))))
 
     for chain_name, (first, count) in previous_blocks.items():  # chains it no longer has
         slots.give(first, count)
@@ -362,6 +388,7 @@ def _render(state: ProxyState, previous: Ruleset | None, endpoint_selection: str
         old = fragments.get(key)
         fragments[key] = render_fragment(services[key], context, slots, old.blocks if old is not None else ())
     changed.extend(gone)
-    return Ruleset(static=tuple(static_chains(state)), shared_maps=tuple(SHARED_MAPS.values()),
-                   fragments=MappingProxyType(fragments), context=context, slots=slots.state(),
+    slot_state = slots.state()
+    return Ruleset(static=tuple(static_chains(state)), shared_maps=shared_maps(slot_state),
+                   fragments=MappingProxyType(fragments), context=context, slots=slot_state,
                    base=previous.token if reusable else None, changed=frozenset(changed))

@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Mapping
 
 from . import wire as w
 from .expr import Rule, expr_attrs
-from .model import FAMILY, TABLE, VERDICT_CODES, Chain, SetSpec, Verdict, encode_data, encode_key, key_text
+from .model import FAMILY, TABLE, VERDICT_CODES, Chain, SetSpec, Verdict, encoder, key_text
 
 try:  # the compiled encoder (kproxy/_fastpath_netlink.pxi); same bytes as the twin
     from kproxy._fastpath import nft_encode_elements as _encode_elements  # type: ignore[attr-defined]
@@ -152,18 +152,19 @@ class Transaction:
         self._elements_op("delete", w.MSG_DELSETELEM, 0, spec, ((k, None) for k in keys))
 
     def _elements_op(self, verb: str, msg_type: int, flags: int, spec: SetSpec, items: Iterable) -> None:
-        raw = []
-        keys = []
-        for key, value in items:
-            if value is None or not spec.is_map:
-                raw.append((encode_key(spec, key), None, None))
-            elif spec.verdict_map:
-                raw.append((encode_key(spec, key), VERDICT_CODES[value[0]], value[1]))
-            else:
-                raw.append((encode_key(spec, key), None, encode_data(spec, value)))
-            keys.append(key)
-        if not raw:
+        items = list(items)
+        if not items:
             return
+        keys = [key for key, _ in items]
+        key_bytes = encoder(spec.key)
+        if spec.verdict_map:
+            raw = [(key_bytes(k), None, None) if v is None else (key_bytes(k), VERDICT_CODES[v[0]], v[1])
+                   for k, v in items]
+        elif spec.data:
+            data_bytes = encoder(spec.data)
+            raw = [(key_bytes(k), None, None if v is None else data_bytes(v)) for k, v in items]
+        else:
+            raw = [(key_bytes(k), None, None) for k in keys]
         per = w.elements_per_message(raw)
         enc = self._elements
         table = self.table

@@ -11,7 +11,7 @@ goto reject-chain / drop) are `shared`, as the kernel does not say whose they ar
 Service port no shared-map element reaches are `unowned` (stale or hand-made).
 
 Endpoints: each balancing chain (service-<base>, local-<base>) picks among its slots of a shared
-map, "numgen random mod N offset FIRST map @endpoints" (slot -> ip . port) or, with session
+map, "numgen random mod N offset FIRST map @endpoints-K" (slot -> ip . port) or, with session
 affinity, "... vmap @endpoint-chains" (slot -> goto endpoint-<base>__<ip>/<port>); a slot
 belongs to the chain whose range holds it, local- chains name the node's own endpoints, and a
 slot no chain picks from is unowned.
@@ -35,7 +35,6 @@ MODE = "nftables"
 TABLE = "kproxy"
 SERVICE_PREFIXES = ("service-", "local-", "external-", "firewall-", "endpoint-", "affinity-")
 ENTRY_MAPS = ("service-ips", "service-nodeports", "firewall-ips")
-SLOT_MAPS = ("endpoints", "endpoint-chains")  # shared by every balancing chain (nftables/slots.py)
 _COUNTER = re.compile(r"\s*counter packets (\d+) bytes (\d+)")
 _HEX = re.compile(r"\b0x[0-9a-fA-F]+\b")
 
@@ -197,7 +196,7 @@ def build(table: NftTable, node: str, detail: dict | None = None) -> NodeRules:
             target_base = owner_base(target)
             obj = KernelObject(f"{kind}-element", f"nft/{name}", _COUNTER.sub("", element), packets, nbytes,
                                normalise(element), entry=name in ENTRY_MAPS and bool(target_base))
-            if name in SLOT_MAPS:  # a slot of a balancing chain: its Service's endpoint
+            if name == "endpoint-chains" or name.startswith("endpoints-"):  # a balancing chain's slot
                 chain = owners.get((name, _slot(element)), "")
                 address = _endpoint_of(_COUNTER.sub("", element).rsplit(" : ", 1)[-1])
                 if not chain or not address:

@@ -341,14 +341,14 @@ def test_a_full_sync_recreates_a_set_of_another_kind_and_keeps_the_rest(topo, ba
     # the same name, another kind, used by a rule (as an older layout or a hand edit leaves it)
     topo.run(topo.node, ["nft", "delete", "table", "ip", "kproxy"])
     for cmd in (["add", "table", "ip", "kproxy"],
-                ["add", "map", "ip", "kproxy", "endpoints", "{ type mark : verdict; }"],
+                ["add", "map", "ip", "kproxy", "endpoints-0", "{ type mark : verdict; }"],
                 ["add", "chain", "ip", "kproxy", "old"],
-                ["add", "rule", "ip", "kproxy", "old", "meta", "mark", "vmap", "@endpoints"]):
+                ["add", "rule", "ip", "kproxy", "old", "meta", "mark", "vmap", "@endpoints-0"]):
         topo.run(topo.node, ["nft", *cmd])
     sync(backend, state(sp))
     assert pods_reached(topo, topo.client, "10.96.0.43", 80) == {"a", "b"}
     chains, now = backend._run(backend._list_names)
-    assert now["endpoints"] == sets["endpoints"] and "old" not in chains
+    assert now["endpoints-0"] == sets["endpoints-0"] and "old" not in chains
 
 
 def test_a_full_sync_of_an_unchanged_kernel_sends_only_the_differences(topo, backend):

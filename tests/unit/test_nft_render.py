@@ -38,12 +38,12 @@ def test_cluster_ip_dispatch_goes_to_the_service_chain_and_balances_over_ready_e
     assert elements(rs, r.SERVICE_IPS) == {("10.96.0.10", "TCP", 80): ("goto", chain)}
     assert [rule.text for rule in rs.chains[chain].rules] == [
         "ip daddr 10.96.0.10 ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
-        "meta l4proto tcp dnat ip to numgen random mod 2 offset 4096 map @endpoints"]
+        "meta l4proto tcp dnat ip to numgen random mod 2 offset 4096 map @endpoints-0"]
     # endpoints are data in the shared map (slot -> address . port), in the chain's slot range:
     # no per-endpoint chain, no verdict to change, no set per Service
-    assert elements(rs, r.ENDPOINTS) == {(4096,): ("10.244.1.2", 8080), (4097,): ("10.244.1.3", 8080)}
+    assert elements(rs, "endpoints-0") == {(4096,): ("10.244.1.2", 8080), (4097,): ("10.244.1.3", 8080)}
     assert rs.fragments[sp.key].blocks == ((chain, 1, 1),)
-    assert set(rs.sets) == set(r.SHARED_MAPS)
+    assert set(rs.sets) == set(r.SHARED_MAPS) | {"endpoints-0"}  # chains 1..63 share map 0
     assert not any(name.startswith("endpoint-") for name in rs.chains)
     assert elements(rs, r.NO_ENDPOINT_SERVICES) == {}
     # hairpin: each endpoint reaching itself is masqueraded after DNAT
@@ -119,9 +119,9 @@ def test_partial_plan_touches_only_the_changed_service():
     assert ops == [f"flush chain service-{base}",
                    f"add rule service-{base} ip daddr 10.96.0.11 ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
                    f"add rule service-{base} meta l4proto tcp dnat ip to numgen random mod 2 offset {first_slot} map "
-                   f"@endpoints",
+                   f"@endpoints-0",
                    f"add element {r.HAIRPIN} {{ 10.244.9.9 . 10.244.9.9 }}",
-                   f"add element endpoints {{ {first_slot + 1} }}"], ops
+                   f"add element endpoints-0 {{ {first_slot + 1} }}"], ops
 
 
 def test_partial_plan_of_a_replaced_endpoint_only_changes_elements():
@@ -137,7 +137,7 @@ def test_partial_plan_of_a_replaced_endpoint_only_changes_elements():
     (_, block, _), = second.fragments[changed.key].blocks
     assert ops == [f"delete element {r.HAIRPIN} {{ 10.244.2.6 . 10.244.2.6 }}",
                    f"add element {r.HAIRPIN} {{ 10.244.9.9 . 10.244.9.9 }}",
-                   f"delete element endpoints {{ {block * 4096 + 1} }}", f"add element endpoints {{ {block * 4096 + 1} }}"], ops
+                   f"delete element endpoints-0 {{ {block * 4096 + 1} }}", f"add element endpoints-0 {{ {block * 4096 + 1} }}"], ops
 
 
 def test_hairpin_elements_shared_by_two_services_stay_until_the_last_holder_goes():
@@ -168,7 +168,7 @@ def test_partial_plan_of_a_removed_service_deletes_after_dereferencing():
     delete_chain = ops.index(f"delete chain service-{base}")
     assert ops.index(f"flush chain service-{base}") < delete_chain
     assert ops.index(f"delete element {r.SERVICE_IPS} {{ 10.96.0.2 . tcp . 80 }}") < delete_chain
-    assert ops.index(f"delete element {r.ENDPOINTS} {{ 8192 }}") < delete_chain
+    assert ops.index("delete element endpoints-0 { 8192 }") < delete_chain
     assert plan_partial(second, second).ops == []
     assert second.slots.free == (2,)  # its slots are free again for the next Service
     third = r.render(state(a, svc("c", "10.96.0.3", [ep("10.244.1.4")])), second)
@@ -190,7 +190,7 @@ def test_maglev_selection_fills_the_table_from_the_maglev_permutation():
     sp = svc("m", "10.96.0.10", [ep(f"10.244.1.{i}") for i in range(2, 7)])
     rs = r.render(state(sp), endpoint_selection="maglev")
     chain = f"service-{r.chain_base(sp)}"
-    slots = elements(rs, r.ENDPOINTS)
+    slots = elements(rs, "endpoints-0")
     assert sorted(k for (k,) in slots) == list(range(4096, 4096 + r.MAGLEV_TABLE_SIZE))
     counts = {}
     for address in slots.values():
@@ -198,7 +198,7 @@ def test_maglev_selection_fills_the_table_from_the_maglev_permutation():
     assert len(counts) == 5 and max(counts.values()) - min(counts.values()) <= 2
     assert rs.chains[chain].rules[-1].text == (
         f"dnat ip to jhash ip saddr . tcp sport mod {r.MAGLEV_TABLE_SIZE} seed {r.MAGLEV_SEED:#x} offset 4096 "
-        "map @endpoints")
+        "map @endpoints-0")
     with pytest.raises(ValueError, match="endpoint selection"):
         r.render(state(sp), endpoint_selection="round-robin")
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 from kproxy.nftables import render as r
+from kproxy.nftables.plan import plan_partial
 from kproxy.nftables.slots import BLOCK, SlotAllocator, SlotsExhausted, SlotState
 
 
@@ -31,8 +32,10 @@ def check(ruleset) -> None:
             blocks = set(range(first, first + count))
             assert not blocks & used, f"{chain} overlaps another range"
             used |= blocks
-            slots = [k for (k,) in frag.elements.get(r.ENDPOINTS, {})]
-            assert all(any(f * BLOCK <= k < (f + c) * BLOCK for _, f, c in frag.blocks) for k in slots)
+            for name, elems in frag.elements.items():
+                if name.startswith("endpoints-"):  # each slot in its chain's range, in that range's map
+                    assert all(any(f * BLOCK <= k < (f + c) * BLOCK and name == r.endpoint_map(f)
+                                   for _, f, c in frag.blocks) for (k,) in elems)
     assert 0 not in used
     assert not used & set(ruleset.slots.free)
     assert all(b < ruleset.slots.top for b in used)
@@ -70,3 +73,15 @@ def test_the_allocator_refuses_when_the_32_bit_slot_space_is_full():
     alloc.take(1)
     with pytest.raises(SlotsExhausted, match="no room"):
         alloc.take(1)
+
+
+def test_every_64_chains_share_one_endpoint_map_and_maps_only_appear():
+    services = [svc(i, 2) for i in range(130)]
+    first = r.render(state(services[:60]))
+    assert [s.name for s in first.shared_maps if s.name.startswith("endpoints-")] == ["endpoints-0"]
+    second = r.render(state(services), first)
+    assert [s.name for s in second.shared_maps if s.name.startswith("endpoints-")] == \
+        ["endpoints-0", "endpoints-1", "endpoints-2"]
+    ops = [op.description for op in plan_partial(second, first).ops]
+    assert ops.index("add map endpoints-1") < min(i for i, op in enumerate(ops) if "@endpoints-1" in op)
+    check(second)

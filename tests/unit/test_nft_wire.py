@@ -128,3 +128,15 @@ def test_only_the_last_message_asks_for_an_ack_and_sequence_numbers_map_to_opera
     assert [seq for _, _, seq, _ in msgs] == [10, 11, 12, 13]
     assert [bool(flags & w.NLM_F_ACK) for _, flags, _, _ in msgs] == [False, False, True, False]
     assert last == 12 and described[11] == "add table ip kproxy" and described[12] == "flush chain services"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.ip_addresses(v=4).map(str), st.ip_addresses(v=4).map(str), st.sampled_from(["TCP", "UDP", "SCTP", 6]),
+       st.integers(0, 65535), st.integers(0, 2**32 - 1))
+def test_the_one_step_layouts_give_the_field_by_field_bytes(a, b, proto, port, mark):
+    from kproxy.nftables.model import _FAST, encode_fields
+    values = {"ipv4_addr": [a, b], "inet_proto": [proto], "inet_service": [port], "mark": [mark]}
+    for types, fast in _FAST.items():
+        taken = {k: list(v) for k, v in values.items()}
+        value = tuple(taken[t].pop(0) for t in types)
+        assert fast(value) == encode_fields(types, value), types

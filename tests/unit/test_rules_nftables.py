@@ -124,8 +124,8 @@ def test_hairpin_marks_only_the_path_back_to_the_sender(dump):
 def test_a_slot_no_chain_picks_from_is_unowned_and_endpoints_come_from_the_chains_range(dump):
     from kproxy.rules.nftables import build
     table = parse_table(dump.text)
-    kind, dynamic, elements = table.sets["endpoints"]
-    table.sets["endpoints"] = (kind, dynamic, elements + ["4000 : 10.9.9.9 . 80"])  # block 0: nobody's
+    kind, dynamic, elements = table.sets["endpoints-0"]
+    table.sets["endpoints-0"] = (kind, dynamic, elements + ["4000 : 10.9.9.9 . 80"])  # block 0: nobody's
     model = build(table, "n")
     assert [o.text for o in model.unowned] == ["4000 : 10.9.9.9 . 80"]
     web = model.service("default/web:http")
