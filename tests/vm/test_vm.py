@@ -12,6 +12,7 @@ or qemu is a failure naming what to install, never a silent pass.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import xml.etree.ElementTree as ET
 
@@ -41,9 +42,12 @@ if ! grep -q KPROXY_E2E_MODES /tmp/kproxy-e2e/tests/e2e/conftest.py; then
     sed -i 's/^MODES = .*/MODES = ["ipvs"]/' /tmp/kproxy-e2e/tests/e2e/conftest.py
 fi
 cd /tmp/kproxy-e2e
-KPROXY_E2E_MODES=ipvs pytest tests/e2e/test_scenarios.py -p tests.vm.ipvs_probe -p no:cacheprovider -q -rfE -o timeout=1200 \
-    ${KPROXY_E2E_ARGS:-} --junitxml="$OUT/e2e-ipvs.xml" > "$OUT/e2e-ipvs.log" 2>&1
+# the lab's apiserver keeps SQLite in its directory: guest-local (/tmp), never the 9p share
+KPROXY_E2E_MODES=ipvs pytest tests/e2e/test_scenarios.py -p tests.vm.ipvs_probe -p no:cacheprovider -q -rfEs -o timeout=1200 \
+    --basetemp=/tmp/kproxy-e2e-tmp --durations=10 ${KPROXY_E2E_ARGS:-} --junitxml="$OUT/e2e-ipvs.xml" > "$OUT/e2e-ipvs.log" 2>&1
 echo $? > "$OUT/e2e-ipvs.rc"
+# the agents' and apiserver's logs outlive the VM in the shared directory
+(cd /tmp/kproxy-e2e-tmp && find . -name '*.log' | cpio -pdm --quiet "$OUT/e2e-logs") 2>/dev/null || true
 date +%s > "$OUT/e2e-ipvs.end"
 """
 
@@ -59,7 +63,13 @@ def vm_run(tmp_path_factory):
         result = run_in_vm(f"sh {script} {out}", cwd=ROOT, timeout=VM_TIMEOUT, rwdirs=(str(out),), env=env)
     except VmError as exc:
         pytest.fail(f"the test VM did not run: {exc}")
-    print(f"\n[vm] boot {result.boot_seconds:.1f}s, total {result.total_seconds:.1f}s")
+    marks = {}
+    for name in ("suites-start", "ipvs-kernel.end", "e2e-ipvs.end"):
+        with contextlib.suppress(OSError, ValueError):
+            marks[name] = float((out / name).read_text())
+    print(f"\n[vm] boot {result.boot_seconds:.1f}s, total {result.total_seconds:.1f}s; guest kernel tests "
+          f"{marks.get('ipvs-kernel.end', 0) - marks.get('suites-start', 0):.0f}s, e2e suite "
+          f"{marks.get('e2e-ipvs.end', 0) - marks.get('ipvs-kernel.end', 0):.0f}s (logs: {out})")
     return out, result
 
 
