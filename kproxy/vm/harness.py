@@ -115,6 +115,10 @@ def run_in_vm(command: str, *, cwd: str | None = None, timeout: float = DEFAULT_
             os.killpg(proc.pid, signal.SIGKILL)
             console, _ = proc.communicate()
             timed_out = True
+        except BaseException:  # interrupted (Ctrl-C, a test timeout): never leave qemu running
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
         total = time.monotonic() - started
         console_text = console.decode(errors="replace")
         read = lambda name: open(os.path.join(shared, name), errors="replace").read() if os.path.exists(os.path.join(shared, name)) else ""  # noqa: E731

@@ -20,10 +20,10 @@ import pytest
 
 from kproxy.vm.harness import VmError, run_in_vm
 
-pytestmark = [pytest.mark.kernel, pytest.mark.slow, pytest.mark.vm]
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VM_TIMEOUT = float(os.environ.get("KPROXY_VM_TIMEOUT", "2400"))
+# the project-wide pytest timeout (300 s) would interrupt the boot fixture mid-run
+pytestmark = [pytest.mark.kernel, pytest.mark.slow, pytest.mark.vm, pytest.mark.timeout(VM_TIMEOUT + 300)]
 SUITES = ("ipvs-kernel", "e2e-ipvs")
 
 GUEST_SCRIPT = r"""
