@@ -96,6 +96,8 @@ def test_hairpin_pod_reaches_itself_through_its_service(lab, scratch):
     pod = scratch.pod("self", "node2")
     svc = scratch.service()
     wait_for_pods(lab.client_netns, cluster_ip(svc), 80, {pod.name})
+    # the client's path proves node1 programmed the Service; the pod sends through node2
+    wait_for_pods(lab.netns(pod.netns), cluster_ip(svc), 80, {pod.name})
     s = sample(lab.netns(pod.netns), cluster_ip(svc), 80, 10)
     assert s.seen == {pod.name} and not s.failures, s
 
@@ -113,6 +115,7 @@ def test_pod_source_ip_is_preserved_through_a_clusterip(lab, scratch):
             # address only to endpoints on its own node (IP_TRANSPARENT); replies from another
             # node would not come back through it, so a remote endpoint sees the node's address.
             expected = lab.plan.node("node1").ip
+        wait_for_pods(lab.netns(client.netns), cluster_ip(svc), 80, {server.name})  # its own node is programmed
         s = sample(lab.netns(client.netns), cluster_ip(svc), 80, 5)
         assert s.seen == {server.name} and s.client_ips == {expected}, f"from {client.name}: {s}"
 
