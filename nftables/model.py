@@ -214,6 +214,7 @@ class Ruleset:
     # this one was rendered from, `changed` the fragment keys that differ from it (added,
     # re-rendered or removed); plan_partial then looks at those alone.
     slots: SlotState = field(default_factory=SlotState, compare=False, repr=False)  # free slot blocks
+    services: Mapping = field(default_factory=dict, compare=False, repr=False)  # the state's, as rendered
     token: object = field(default_factory=object, compare=False, repr=False)
     base: object = field(default=None, compare=False, repr=False)
     changed: frozenset = field(default=frozenset(), compare=False, repr=False)

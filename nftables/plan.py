@@ -134,7 +134,8 @@ def plan_partial(desired: Ruleset, previous: Ruleset, owners: ElementOwners | No
     `previous` when not given); the transaction's `owner_delta` advances it after commit."""
     if desired is previous:
         return Transaction()
-    grown = desired.shared_maps[:len(previous.shared_maps)] == previous.shared_maps  # only new maps
+    grown = desired.shared_maps is previous.shared_maps or \
+        desired.shared_maps[:len(previous.shared_maps)] == previous.shared_maps  # at most new maps
     if desired.static != previous.static or desired.context != previous.context or not grown:
         old_frags: list[Fragment] = list(previous.fragments.values())
         new_frags: list[Fragment] = list(desired.fragments.values())
@@ -152,10 +153,15 @@ def plan_partial(desired: Ruleset, previous: Ruleset, owners: ElementOwners | No
         new_frags = [desired.fragments[k] for k in keys if k in desired.fragments]
         old_frags = [previous.fragments[k] for k in keys if k in previous.fragments]
         old_static = new_static = {}
-        shared_old = {s.name: s for s in previous.shared_maps}
-        shared_new = {s.name: s for s in desired.shared_maps}
+        shared_old = shared_new = None  # below: only the shared maps these fragments touch
     old_chains, old_sets, old_elements = _views(old_frags)
     new_chains, new_sets, new_elements = _views(new_frags)
+    if shared_old is None:  # a change to a few Services need not look at ~N/64 endpoint maps
+        touched = old_elements.keys() | new_elements.keys()
+        known = {s.name for s in previous.shared_maps} if desired.shared_maps is not previous.shared_maps else None
+        shared_old = {s.name: s for s in previous.shared_maps if s.name in touched}
+        shared_new = {s.name: s for s in desired.shared_maps
+                      if s.name in touched or (known is not None and s.name not in known)}
     old_chains.update(old_static)
     new_chains.update(new_static)
     old_sets.update(shared_old)

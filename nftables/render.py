@@ -373,9 +373,11 @@ def _render(state: ProxyState, previous: Ruleset | None, endpoint_selection: str
     fragments: dict[str, Fragment] = reusable.copy() if reusable else {}  # a dict: fast .get
     slots = SlotAllocator(previous.slots if reusable else None)
     keys = list(services)
-    old_services = [None if f is None else f.service for f in map(fragments.get, keys)]
-    changed = [k for k, sp, old in zip(keys, services.values(), old_services)
-               if old is not sp and (old is None or old != sp)]
+    # the ServicePorts the previous render saw, by key: comparing identities there touches no
+    # fragment (10k scattered objects cost more than the comparison itself)
+    seen = previous.services.copy() if reusable else {}
+    changed = [k for k, sp, old in zip(keys, services.values(), map(seen.get, keys))
+               if old is not sp and (old is None or old != sp or k not in fragments)]
     # the old fragments are the kept ones, the re-rendered ones and those of removed Services
     replaced = sum(1 for k in changed if k in fragments)
     gone = fragments.keys() - services.keys() if len(fragments) != len(services) - len(changed) + replaced \
@@ -390,5 +392,5 @@ def _render(state: ProxyState, previous: Ruleset | None, endpoint_selection: str
     changed.extend(gone)
     slot_state = slots.state()
     return Ruleset(static=tuple(static_chains(state)), shared_maps=shared_maps(slot_state),
-                   fragments=MappingProxyType(fragments), context=context, slots=slot_state,
+                   fragments=MappingProxyType(fragments), context=context, slots=slot_state, services=services,
                    base=previous.token if reusable else None, changed=frozenset(changed))
