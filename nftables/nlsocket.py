@@ -10,6 +10,7 @@ import os
 import socket
 import struct
 from dataclasses import dataclass
+from typing import Iterator
 
 from . import wire as w
 
@@ -60,61 +61,55 @@ class NetlinkSocket:
         self._set_buffers(len(data) + (1 << 20))
         self.sock.send(data)
         errors: list[NetlinkError] = []
+        for kind, seq, payload in self._messages():
+            if kind != w.NLMSG_ERROR:
+                continue
+            code = -struct.unpack_from("=i", payload)[0]
+            orig_seq = struct.unpack_from("=I", payload, 12)[0] if len(payload) >= 16 else seq
+            if code:
+                errors.append(NetlinkError(orig_seq, code))
+            if orig_seq == last_seq or (code and orig_seq == first_seq):
+                return errors
+        raise AssertionError("unreachable")
+
+    def _messages(self) -> Iterator[tuple[int, int, bytes]]:
+        """(type, seq, payload) of every message the kernel sends us, as they arrive."""
         while True:
             try:
                 chunk = self.sock.recv(1 << 20)
             except socket.timeout:
                 raise OSError(errno.ETIMEDOUT, "no answer from nf_tables") from None
             for kind, _flags, seq, payload in w.iter_messages(chunk):
-                if kind != w.NLMSG_ERROR:
-                    continue
+                yield kind, seq, payload
+
+    def _answers(self, msg_type: int, flags: int, attrs: tuple) -> Iterator[tuple[int, bytes]]:
+        """Sends one request and yields (type, payload) of the answers to it; an error answer
+        other than 0 / ENOENT raises OSError, ENOENT and NLMSG_DONE end the answers."""
+        seq = self.next_seq(1)
+        self.sock.sendall(w.encode_message(msg_type, flags, seq, w.NFPROTO_IPV4, attrs))
+        for kind, mseq, payload in self._messages():
+            if mseq != seq:
+                continue
+            if kind == w.NLMSG_DONE:
+                return
+            if kind == w.NLMSG_ERROR:
                 code = -struct.unpack_from("=i", payload)[0]
-                orig_seq = struct.unpack_from("=I", payload, 12)[0] if len(payload) >= 16 else seq
-                if code:
-                    errors.append(NetlinkError(orig_seq, code))
-                if orig_seq == last_seq or (code and orig_seq == first_seq):
-                    return errors
+                if code in (0, errno.ENOENT):
+                    return
+                raise OSError(code, os.strerror(code))
+            yield kind, payload
 
     def generation(self) -> int:
         """The namespace's nf_tables ruleset generation (NFT_MSG_GETGEN): every commit to any
         table adds one."""
-        seq = self.next_seq(1)
-        self.sock.sendall(w.encode_message(w.MSG_GETGEN, 0, seq, w.NFPROTO_IPV4, ()))
-        while True:
-            try:
-                chunk = self.sock.recv(1 << 16)
-            except socket.timeout:
-                raise OSError(errno.ETIMEDOUT, "no answer from nf_tables") from None
-            for kind, _flags, mseq, payload in w.iter_messages(chunk):
-                if mseq != seq:
-                    continue
-                if kind == w.NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", payload)[0]
-                    raise OSError(code, os.strerror(code))
-                if kind & 0xFF == w.MSG_NEWGEN:
-                    return int.from_bytes(w.parse_attrs(payload, 4)[w.GEN_ID], "big")
+        for kind, payload in self._answers(w.MSG_GETGEN, 0, ()):
+            if kind & 0xFF == w.MSG_NEWGEN:
+                return int.from_bytes(w.parse_attrs(payload, 4)[w.GEN_ID], "big")
+        raise OSError(errno.EPROTO, "nf_tables sent no generation")
 
     def dump(self, msg_type: int, attrs: tuple = ()) -> list[dict[int, bytes]]:
         """A GET request with NLM_F_DUMP for family ip: each answer's top-level attributes."""
-        seq = self.next_seq(1)
-        self.sock.sendall(w.encode_message(msg_type, w.NLM_F_DUMP, seq, w.NFPROTO_IPV4, attrs))
-        out: list[dict[int, bytes]] = []
-        while True:
-            try:
-                chunk = self.sock.recv(1 << 20)
-            except socket.timeout:
-                raise OSError(errno.ETIMEDOUT, "no answer from nf_tables") from None
-            for kind, _flags, mseq, payload in w.iter_messages(chunk):
-                if mseq != seq:
-                    continue
-                if kind == w.NLMSG_DONE:
-                    return out
-                if kind == w.NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", payload)[0]
-                    if code in (0, errno.ENOENT):
-                        return out
-                    raise OSError(code, os.strerror(code))
-                out.append(w.parse_attrs(payload, 4))
+        return [w.parse_attrs(payload, 4) for _, payload in self._answers(msg_type, w.NLM_F_DUMP, attrs)]
 
     def close(self) -> None:
         self.sock.close()
