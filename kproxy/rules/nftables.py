@@ -20,7 +20,7 @@ Counters: kproxy's maps carry a counter on every element (the kernel prints "cou
 bytes M" inside the element): the dispatch maps' elements count a Service port's new
 connections, the balancing maps' elements the connections each endpoint was picked for. Rules
 count only with a `counter` statement; where the kernel prints none they are 0.
-Trace: nfttrace.NftTracer over the same parsed dump (maglev endpoint selection is not modelled).
+Trace: nfttrace.NftTracer over the same parsed dump (maglev: the kernel's jhash of the client).
 """
 from __future__ import annotations
 
@@ -288,7 +288,7 @@ class NftablesAdapter:
         model = build(table, "")
         tracer = NftTracer(table, local_addresses)
         merged: dict[str, list] = {}
-        for p, masq, outcome, path in tracer.paths(Pkt(probe.src, probe.dst, probe.dport, probe.proto)):
+        for p, masq, outcome, path in tracer.paths(Pkt(probe.src, probe.dst, probe.dport, probe.proto, probe.sport)):
             entry = merged.setdefault(outcome, [0.0, False, path, 0.0])
             entry[0] += p
             entry[1] = entry[1] or masq

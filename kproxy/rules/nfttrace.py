@@ -8,8 +8,10 @@ Order, as the hooks run: filter prerouting/output (priority -110, before DNAT) -
 nat (dstnat) -> services; then, for a packet no DNAT took, the no-endpoint checks
 (service-endpoints-check, nodeport-endpoints-check); for a DNATed packet, nat-postrouting's
 hairpin check (an endpoint reaching itself is masqueraded). It understands exactly the
-statements the nftables renderer writes; anything else (e.g. maglev's jhash) raises TraceError,
-so a renderer change the tracer does not model cannot pass silently.
+statements the nftables renderer writes, maglev's jhash included (nftables/jhash.py computes the
+kernel's hash: with a source port the trace names the one endpoint, without one each
+endpoint's share of the slots); anything else raises TraceError, so a renderer change the
+tracer does not model cannot pass silently.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Iterable
+
+from kproxy.nftables.jhash import client_slot
 
 from .nftables import _COUNTER, NftTable
 
@@ -33,6 +37,7 @@ class Pkt:
     dst: str
     dport: int
     proto: str
+    sport: int = 0  # 0: any source port (maglev then gives each endpoint its share of slots)
 
 
 Path = tuple[tuple[str, int], ...]  # (chain, rule index)
@@ -41,6 +46,14 @@ Result = list[tuple[float, bool, str | None, Path]]  # (probability, masquerade,
 
 def _in(addr: str, spec: str) -> bool:
     return ipaddress.ip_address(addr) in ipaddress.ip_network(spec, strict=False)
+
+
+def _merged(results: Result) -> Result:
+    """Results with the same outcome, masquerade and path added up (many slots, one endpoint)."""
+    out: dict[tuple, float] = {}
+    for p, masq, outcome, path in results:
+        out[(masq, outcome, path)] = out.get((masq, outcome, path), 0.0) + p
+    return [(p, masq, outcome, path) for (masq, outcome, path), p in out.items()]
 
 
 class NftTracer:
@@ -174,6 +187,27 @@ class NftTracer:
                 ip, _, port = (p.strip() for p in value.partition(" . "))
                 out.append((1.0 / n, masq, f"{ip}:{port}", path))
             return out
+        m = re.match(r"^(dnat ip to )?jhash ip saddr \. (?:th|tcp|udp|sctp) sport mod (\d+) seed (\S+)"
+                     r"(?: offset (\d+))? (v?map) @(\S+)$", text)
+        if m:  # maglev: the client's address and port pick the slot
+            n, seed, first, name = int(m.group(2)), int(m.group(3), 0), int(m.group(4) or 0), m.group(6)
+            if pkt.sport:
+                slots = [client_slot(pkt.src, pkt.sport, n, seed, first)]
+                weight = 1.0
+            else:  # any source port: each slot is 1/N of the clients
+                slots, weight = list(range(first, first + n)), 1.0 / n
+            out = []
+            elements = self.maps.get(name, {})
+            for slot in slots:
+                value = elements.get(str(slot))
+                if value is None:
+                    continue
+                if m.group(1):  # a data map: "address . port"
+                    ip, _, port = (p.strip() for p in value.partition(" . "))
+                    out.append((weight, masq, f"{ip}:{port}", path))
+                else:
+                    out += [(p * weight, mm, o, pa) for p, mm, o, pa in self._apply(chain, index, value, pkt, masq, path, depth)]
+            return _merged(out)
         m = re.match(r"^ip daddr \. meta l4proto \. th dport vmap @(\S+)$", text)
         if m:
             key = f"{pkt.dst} . {pkt.proto} . {pkt.dport}"

@@ -294,6 +294,34 @@ def test_maglev_removing_one_of_five_endpoints_moves_only_its_clients(topo):
         b.netns.close()
 
 
+def test_trace_names_the_endpoint_maglev_picks_for_a_client_port(topo):
+    """`kproxy rules trace --src IP:PORT` in maglev mode computes the kernel's jhash of the
+    client (nftables/jhash.py): the endpoint it names is the one that answers."""
+    from kproxy.rules.nftables import Dump, NftablesAdapter
+    from kproxy.rules.trace import Probe
+    b = make_backend(topo, "maglev")
+    try:
+        sync(b, state(service("magtrace", "10.96.0.49", [ep(topo, p) for p in PODS])))
+        dump = Dump(nft_list(topo))
+        by_ip = {pod.ip: name for name, pod in topo.pods.items()}
+        predicted, answered = {}, {}
+        for port in range(21000, 21030):
+            report = NftablesAdapter().trace(dump, Probe("tcp", CLIENT_IP, port, "10.96.0.49", 80), [NODE_IP])
+            (only,) = report.candidates
+            assert only.probability == pytest.approx(1.0)
+            predicted[port] = by_ip[only.outcome.rsplit(":", 1)[0]]
+            answered[port] = _tcp_from(topo, "10.96.0.49", port)
+        assert predicted == answered
+        assert len(set(answered.values())) >= 3  # the ports really spread over the endpoints
+        anyport = NftablesAdapter().trace(dump, Probe("tcp", CLIENT_IP, 0, "10.96.0.49", 80), [NODE_IP])
+        assert sum(c.probability for c in anyport.candidates) == pytest.approx(1.0) and len(anyport.candidates) == 5
+    finally:
+        b.cleanup()
+        topo.run(topo.node, ["conntrack", "-F"], check=False)
+        b.close()
+        b.netns.close()
+
+
 def _tcp_from(topo, ip: str, source_port: int) -> str:
     """The pod answering a TCP connection from the client's fixed source port."""
     import socket
