@@ -130,6 +130,13 @@ class Balancer:
         if self.affinity_timeout is not None:
             self._affinity[client_ip] = (endpoint, now)
 
+    def keep_affinity(self, old: "Balancer") -> None:
+        """Takes over `old`'s remembered clients whose endpoint is still here (a listener's
+        balancer is rebuilt when its endpoints change; a client stays with its endpoint)."""
+        if self.affinity_timeout is not None and old.affinity_timeout is not None:
+            kept = set(self.endpoints)
+            self._affinity = {c: (ep, t) for c, (ep, t) in old._affinity.items() if ep in kept}
+
     def expire_affinity(self, now: float) -> None:
         """Forgets remembered clients whose affinity timed out."""
         if self.affinity_timeout is None:

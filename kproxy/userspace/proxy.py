@@ -470,7 +470,9 @@ class ProxyServer:
             if current is None:
                 current = await self._open(spec, bind_ip)
             elif old != spec or current.balancer.kind != self.balancer_kind:
-                current.balancer = self._balancer(spec)
+                balancer = self._balancer(spec)
+                balancer.keep_affinity(current.balancer)
+                current.balancer = balancer
                 current.spec = spec
                 if isinstance(current, UdpListener):
                     current.retain(set(spec.endpoints))

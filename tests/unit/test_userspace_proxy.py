@@ -151,3 +151,26 @@ def test_transparent_source_only_for_local_non_hairpin_endpoints():
     assert transparent_source(spec, "10.244.1.2", "10.244.1.2:80") is None  # hairpin
     assert transparent_source(spec, "127.0.0.1", "10.244.1.2:80") is None  # loopback
     assert transparent_source(None, "10.200.0.2", "10.244.1.2:80") is None
+
+
+def test_affinity_outlives_an_endpoint_change_while_its_endpoint_stays(server):
+    """ClientIP affinity is remembered per listener: adding an endpoint rebuilds the balancer,
+    and the client keeps its endpoint (it used to be chosen afresh)."""
+    a, b, c = LineServer("a"), LineServer("b"), LineServer("c")
+    try:
+        spec = ListenerSpec("k", "TCP", tuple(sorted((a.address, b.address))), affinity_timeout=600)
+        port = server.update({"k": spec}, "127.0.0.1")["k"]
+        first = exchange(port)
+        for extra in (c.address, None):  # one more endpoint, then a changed spec without it
+            endpoints = tuple(sorted((a.address, b.address) + ((extra,) if extra else ())))
+            server.update({"k": ListenerSpec("k", "TCP", endpoints, affinity_timeout=600)}, "127.0.0.1")
+            assert {exchange(port) for _ in range(10)} == {first}
+        # the remembered endpoint leaves: the client is balanced afresh over the others
+        gone = a.address if first.startswith(b"a ") else b.address
+        rest = tuple(sorted({a.address, b.address, c.address} - {gone}))
+        server.update({"k": ListenerSpec("k", "TCP", rest, affinity_timeout=600)}, "127.0.0.1")
+        assert exchange(port) != first
+    finally:
+        a.close()
+        b.close()
+        c.close()
