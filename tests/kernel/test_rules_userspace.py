@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -114,21 +113,7 @@ SPORTS = tuple(range(41000, 41012))
 
 def _answered_by(topo, sport: int) -> str:
     """Connects from the client with source port `sport`; the endpoint ("ip:port") that answered."""
-    def exchange() -> str:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.settimeout(5)
-            s.bind((CLIENT_IP, sport))
-            s.connect(("10.96.0.10", 80))
-            s.sendall(b"hello\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = s.recv(256)
-                if not chunk:
-                    break
-                data += chunk
-            return data.decode()
-    pod = topo.ns(topo.client).run(exchange).split()[0]
+    pod, _ = topo.tcp(topo.client, "10.96.0.10", 80, source=CLIENT_IP, source_port=sport)
     return f"{topo.pods[pod].ip}:{POD_PORT}"
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -83,14 +84,17 @@ class Topology:
             self._handles[name] = NetNS(name)
         return self._handles[name]
 
-    def tcp(self, ns: str, ip: str, port: int, timeout: float = 5.0, source: str | None = None) -> tuple[str, str]:
+    def tcp(self, ns: str, ip: str, port: int, timeout: float = 5.0, source: str | None = None,
+            source_port: int = 0) -> tuple[str, str]:
         """One TCP exchange from namespace `ns`: (pod name, source address the pod saw).
-        Raises ConnectionRefusedError / TimeoutError like a plain socket."""
+        A fixed `source_port` can be used again at once (the socket closes with a reset, not
+        TIME_WAIT). Raises ConnectionRefusedError / TimeoutError like a plain socket."""
         def exchange() -> str:
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
                 s.settimeout(timeout)
-                if source:
-                    s.bind((source, 0))
+                if source or source_port:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    s.bind((source or "0.0.0.0", source_port))
                 s.connect((ip, port))
                 s.sendall(b"hello\n")
                 data = b""
@@ -99,6 +103,8 @@ class Topology:
                     if not chunk:
                         break
                     data += chunk
+                if source_port:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 return data.decode()
         return _parse_reply(self.ns(ns).run(exchange))
 
