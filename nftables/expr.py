@@ -125,8 +125,9 @@ def ip_addr(field: str, cidr: str, negate: bool = False) -> Stmt:
     offset, name = _field(field)
     op, sign = (CMP_NEQ, "!= ") if negate else (CMP_EQ, "")
     exprs = [_payload(BASE_NETWORK, offset, 4, REG_1)]
-    if "/" not in cidr and socket.inet_ntoa(socket.inet_aton(cidr)) == cidr:  # a plain address: no parse
-        return Stmt((exprs[0], _cmp(op, socket.inet_aton(cidr))), f"{name} {sign}{cidr}")
+    packed = socket.inet_aton(cidr) if "/" not in cidr else None
+    if packed is not None and socket.inet_ntoa(packed) == cidr:  # a plain address: no parse
+        return Stmt((exprs[0], _cmp(op, packed)), f"{name} {sign}{cidr}")
     net = ipaddress.ip_network(cidr, strict=False)
     if net.prefixlen == 32:
         text = f"{name} {sign}{net.network_address}"
@@ -267,7 +268,7 @@ def addr_pair_in_set(set_name: str) -> Stmt:
                 f"ip saddr . ip daddr @{set_name}")
 
 
-def _dnat_from_map(map_name: str, protocol: str) -> tuple:
+def _dnat_from_map(map_name: str) -> tuple:
     """lookup REG_1 in MAP -> (address . port) in REG_1/REG32_01, then DNAT to them."""
     return (_e("lookup", (LOOKUP_SET, w.string(map_name)), (LOOKUP_SREG, w.be32(REG_1)),
                (LOOKUP_DREG, w.be32(REG_1))),
@@ -285,7 +286,7 @@ def _l4proto(protocol: str) -> tuple:
 def dnat_numgen_map(modulus: int, map_name: str, protocol: str, offset: int = 0) -> Stmt:
     """meta l4proto P dnat ip to numgen random mod N [offset O] map @MAP (slot -> address .
     port): the endpoint is data, so changing it never touches a chain or a verdict."""
-    return Stmt(_l4proto(protocol) + (_numgen(modulus, offset),) + _dnat_from_map(map_name, protocol),
+    return Stmt(_l4proto(protocol) + (_numgen(modulus, offset),) + _dnat_from_map(map_name),
                 f"meta l4proto {protocol.lower()} dnat ip to numgen random mod {modulus}{_offset_text(offset)} "
                 f"map @{map_name}")
 
@@ -296,7 +297,7 @@ def dnat_jhash_map(modulus: int, seed: int, map_name: str, protocol: str, offset
     address and port pick the slot (maglev endpoint selection). nft prints the l4proto match
     as the dependency of "P sport", hence the text."""
     proto = protocol.lower()
-    return Stmt(_l4proto(protocol) + _jhash_client(modulus, seed, offset) + _dnat_from_map(map_name, protocol),
+    return Stmt(_l4proto(protocol) + _jhash_client(modulus, seed, offset) + _dnat_from_map(map_name),
                 f"dnat ip to jhash ip saddr . {proto} sport mod {modulus} seed {seed:#x}{_offset_text(offset)} "
                 f"map @{map_name}")
 

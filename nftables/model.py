@@ -104,16 +104,6 @@ def concat_len(types: tuple[str, ...]) -> int:
 Verdict = tuple  # ("goto" | "jump" | "drop" | "accept", chain or None)
 
 
-def encode_key(spec: SetSpec, key: tuple) -> bytes:
-    """The element key bytes: each concatenated field padded to 4 bytes (a register each)."""
-    return encoder(spec.key)(key)
-
-
-def encode_data(spec: SetSpec, value: tuple) -> bytes:
-    """A data map element's value bytes (the same layout as keys)."""
-    return encoder(spec.data)(value)
-
-
 _HOST32 = struct.Struct("=I").pack
 _PROTO_PORT = struct.Struct(">B3xH2x").pack  # inet_proto . inet_service, each in its own register
 _PORT = struct.Struct(">H2x").pack
@@ -151,7 +141,7 @@ def _ipv4(value: str) -> bytes:
 
 
 def _proto(value) -> bytes:
-    return bytes([PROTO_NUMBERS[value] if isinstance(value, str) else value])
+    return bytes([_proto_number(value)])
 
 
 # field type -> (encoder, bytes of padding after it in a concatenation)
@@ -210,11 +200,13 @@ class Ruleset:
     shared_maps: tuple[SetSpec, ...]
     fragments: Mapping[str, Fragment] = field(default_factory=lambda: MappingProxyType({}))
     context: tuple = ()
-    # Bookkeeping for partial syncs, not part of the value: `base` is the token of the ruleset
-    # this one was rendered from, `changed` the fragment keys that differ from it (added,
-    # re-rendered or removed); plan_partial then looks at those alone.
-    slots: SlotState = field(default_factory=SlotState, compare=False, repr=False)  # free slot blocks
-    services: Mapping = field(default_factory=dict, compare=False, repr=False)  # the state's, as rendered
+    # Bookkeeping for the next render and partial sync, not part of the value: the slot
+    # allocator's state, the state's ServicePorts this was rendered from (the next render
+    # compares identities there), `base` the token of the ruleset this one was rendered from and
+    # `changed` the fragment keys that differ from it (added, re-rendered or removed), which
+    # plan_partial then looks at alone.
+    slots: SlotState = field(default_factory=SlotState, compare=False, repr=False)
+    services: Mapping = field(default_factory=dict, compare=False, repr=False)
     token: object = field(default_factory=object, compare=False, repr=False)
     base: object = field(default=None, compare=False, repr=False)
     changed: frozenset = field(default=frozenset(), compare=False, repr=False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
+from . import wire as w
 from .model import Chain, Fragment, Ruleset, SetSpec, Verdict
 from .render import REFCOUNTED
 from .transaction import Transaction
@@ -107,7 +108,6 @@ def plan_full(desired: Ruleset, kernel_chains: Iterable[str],
 def signature(spec: SetSpec) -> tuple:
     """What the kernel reports of a set's kind: (flags, key type, key length, data type, data
     length, has an element expression); NftablesBackend reads the same from a set dump."""
-    from . import wire as w
     data_type, data_len = (w.DATA_TYPE_VERDICT, 16) if spec.verdict_map else \
         ((spec.data_type, spec.data_len) if spec.data else (0, 0))
     return (spec.flags, spec.key_type, spec.key_len, data_type, data_len, spec.counter)
@@ -183,9 +183,9 @@ def _diff(new_chains: Mapping[str, Chain], new_sets: Mapping[str, SetSpec], new_
           old_chains: Mapping[str, Chain], old_sets: Mapping[str, SetSpec],
           old_elements: Mapping[str, dict], shared_changes: Mapping[str, tuple[list, list]]) -> Transaction:
     tx = Transaction()
-    # A set that changes kind (e.g. a Service's endpoint data map becoming a verdict map when
-    # session affinity is switched on) is deleted and re-created under its name; the rules that
-    # refer to it are all in the changed fragments' chains, so those are emptied first.
+    # A set that changes kind (a set of a fragment whose declaration changed other than in its
+    # timeout) is deleted and re-created under its name; the rules that refer to it are all in
+    # the changed fragments' chains, so those are emptied first.
     replaced = {n for n, spec in new_sets.items() if n in old_sets and not same_kind(old_sets[n], spec)}
     if replaced:
         for name in old_chains:

@@ -87,6 +87,9 @@ SHARED_MAPS = {
     # the balancing chains with session affinity: slot -> endpoint chain (nftables/slots.py)
     ENDPOINT_CHAINS: SetSpec(ENDPOINT_CHAINS, ("mark",), verdict_map=True, counter=True),
 }
+# Shared sets whose elements several Service ports may hold (a pod behind two Services): the
+# kernel keeps one element while any Service port holds it (plan.ElementOwners counts them).
+REFCOUNTED = frozenset({HAIRPIN})
 
 
 def endpoint_map(first_block: int) -> str:
@@ -103,9 +106,7 @@ def shared_maps(slots: SlotState) -> tuple[SetSpec, ...]:
 def _shared_maps(shards: int) -> tuple[SetSpec, ...]:
     return tuple(SHARED_MAPS.values()) + tuple(
         SetSpec(f"{ENDPOINTS}-{k}", ("mark",), data=ENDPOINT_VALUE, counter=True) for k in range(shards))
-# Shared sets whose elements several Service ports may hold (a pod behind two Services): the
-# kernel keeps one element while any Service port holds it (plan.ElementOwners counts them).
-REFCOUNTED = frozenset({HAIRPIN})
+
 
 FILTER_PRIORITY = -110  # before DNAT in prerouting/output, so checks see the Service address
 NAT_DST_PRIORITY = -100
@@ -180,8 +181,7 @@ def render_fragment(service: ServicePort, context: tuple, slots: SlotAllocator |
         blocks.append((chain_name, first, count))
         return first, slot_offset(first)
 
-    local_cidr, masquerade_all, masq_bit, node_ips, selection = context
-    mark = 1 << masq_bit
+    local_cidr, masquerade_all, _masq_bit, node_ips, selection = context
     sp = _unique_endpoints(service)
     base = chain_base(sp)
     proto = sp.protocol
@@ -368,8 +368,8 @@ def _render(state: ProxyState, previous: Ruleset | None, endpoint_selection: str
     context = render_context(state, endpoint_selection)
     reusable = previous.fragments if previous is not None and previous.context == context else {}
     services = state.services
-    # No sort and no Python-level loop over unchanged Services (map/zip run in C): a change at
-    # 10k Services costs about a millisecond here.
+    # No sort, and unchanged Services cost one identity comparison each (below): a change at
+    # 10k Services renders in about 2 ms.
     fragments: dict[str, Fragment] = reusable.copy() if reusable else {}  # a dict: fast .get
     slots = SlotAllocator(previous.slots if reusable else None)
     keys = list(services)

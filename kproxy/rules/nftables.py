@@ -150,7 +150,10 @@ def _endpoint_of(value: str) -> str:
     return ""
 
 
-_PICK = re.compile(r"(?:numgen random|jhash .*?) mod (\d+)(?: seed \S+)?(?: offset (\d+))? v?map @(\S+)$")
+# A balancing chain's pick among its slots: "[dnat ip to ](numgen random|jhash ip saddr . P sport)
+# mod N [seed S] [offset FIRST] (map|vmap) @MAP" (re.match on a rule's action, re.search on a rule).
+PICK = re.compile(r"(?P<dnat>dnat ip to )?(?P<hash>numgen random|jhash ip saddr \. (?:th|tcp|udp|sctp) sport)"
+                  r" mod (?P<n>\d+)(?: seed (?P<seed>\S+))?(?: offset (?P<first>\d+))? v?map @(?P<map>\S+)$")
 
 
 def slot_owners(table: NftTable) -> dict[tuple[str, int], str]:
@@ -161,11 +164,11 @@ def slot_owners(table: NftTable) -> dict[tuple[str, int], str]:
         if not name.startswith(("service-", "local-")):
             continue
         for rule in rules:
-            m = _PICK.search(_COUNTER.sub("", rule))
+            m = PICK.search(_COUNTER.sub("", rule))
             if m:
-                n, first, map_name = int(m.group(1)), int(m.group(2) or 0), m.group(3)
-                for slot in range(first, first + n):
-                    out[(map_name, slot)] = name
+                first = int(m["first"] or 0)
+                for slot in range(first, first + int(m["n"])):
+                    out[(m["map"], slot)] = name
     return out
 
 

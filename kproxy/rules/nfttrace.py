@@ -22,7 +22,7 @@ from typing import Iterable
 
 from kproxy.nftables.jhash import client_slot
 
-from .nftables import _COUNTER, NftTable
+from .nftables import _COUNTER, PICK, NftTable, _endpoint_of
 
 MARK_MASQ = "mark-for-masquerade"
 
@@ -179,35 +179,9 @@ class NftTracer:
             return self._from(chain, index + 1, pkt, masq, path, depth)
         if head == "dnat" and action[1] == "to":
             return [(1.0, masq, action[2], path)]
-        m = re.match(r"^dnat ip to numgen random mod (\d+)(?: offset (\d+))? map @(\S+)$", text)
-        if m:  # endpoints as data: slot -> "address . port"
-            n = int(m.group(1))
-            out = []
-            for value in self._slots(m.group(3), n, int(m.group(2) or 0)):
-                ip, _, port = (p.strip() for p in value.partition(" . "))
-                out.append((1.0 / n, masq, f"{ip}:{port}", path))
-            return out
-        m = re.match(r"^(dnat ip to )?jhash ip saddr \. (?:th|tcp|udp|sctp) sport mod (\d+) seed (\S+)"
-                     r"(?: offset (\d+))? (v?map) @(\S+)$", text)
-        if m:  # maglev: the client's address and port pick the slot
-            n, seed, first, name = int(m.group(2)), int(m.group(3), 0), int(m.group(4) or 0), m.group(6)
-            if pkt.sport:
-                slots = [client_slot(pkt.src, pkt.sport, n, seed, first)]
-                weight = 1.0
-            else:  # any source port: each slot is 1/N of the clients
-                slots, weight = list(range(first, first + n)), 1.0 / n
-            out = []
-            elements = self.maps.get(name, {})
-            for slot in slots:
-                value = elements.get(str(slot))
-                if value is None:
-                    continue
-                if m.group(1):  # a data map: "address . port"
-                    ip, _, port = (p.strip() for p in value.partition(" . "))
-                    out.append((weight, masq, f"{ip}:{port}", path))
-                else:
-                    out += [(p * weight, mm, o, pa) for p, mm, o, pa in self._apply(chain, index, value, pkt, masq, path, depth)]
-            return _merged(out)
+        m = PICK.match(text)
+        if m:
+            return self._pick(m, chain, index, pkt, masq, path, depth)
         m = re.match(r"^ip daddr \. meta l4proto \. th dport vmap @(\S+)$", text)
         if m:
             key = f"{pkt.dst} . {pkt.proto} . {pkt.dport}"
@@ -215,21 +189,29 @@ class NftTracer:
         m = re.match(r"^meta l4proto \. th dport vmap @(\S+)$", text)
         if m:
             return self._vmap(chain, index, m.group(1), f"{pkt.proto} . {pkt.dport}", pkt, masq, path, depth)
-        m = re.match(r"^numgen random mod (\d+)(?: offset (\d+))? vmap @(\S+)$", text)
-        if m:
-            n = int(m.group(1))
-            out = []
-            for verdict in self._slots(m.group(3), n, int(m.group(2) or 0)):
-                for p, mm, o, pa in self._apply(chain, index, verdict, pkt, masq, path, depth):
-                    out.append((p / n, mm, o, pa))
-            return out
         raise TraceError(f"tracer does not model {text!r} in chain {chain}")
 
-    def _slots(self, name: str, n: int, first: int = 0) -> list[str]:
-        """The values of slots first..first+n-1 of a map; an empty slot is left out (its lookup
+    def _pick(self, m: re.Match, chain: str, index: int, pkt: Pkt, masq: bool, path: Path, depth: int) -> Result:
+        """A balancing chain's pick (kproxy.rules.nftables.PICK): numgen random gives each of
+        the N slots 1/N; maglev's jhash of the client's address and port names one slot when
+        the probe has a source port, else each slot is 1/N of the clients. A data map's slot is
+        the endpoint, a verdict map's slot is followed. An empty slot is left out (its lookup
         fails and the packet goes on past the rule)."""
-        elements = self.maps.get(name, {})
-        return [v for v in (elements.get(str(slot)) for slot in range(first, first + n)) if v is not None]
+        n, first = int(m["n"]), int(m["first"] or 0)
+        if m["hash"].startswith("jhash") and pkt.sport:
+            slots, weight = [client_slot(pkt.src, pkt.sport, n, int(m["seed"], 0), first)], 1.0
+        else:
+            slots, weight = range(first, first + n), 1.0 / n
+        elements = self.maps.get(m["map"], {})
+        out: Result = []
+        for value in (elements.get(str(slot)) for slot in slots):
+            if value is None:
+                continue
+            if m["dnat"]:  # a data map: "address . port"
+                out.append((weight, masq, _endpoint_of(value), path))
+            else:
+                out += [(p * weight, mm, o, pa) for p, mm, o, pa in self._apply(chain, index, value, pkt, masq, path, depth)]
+        return _merged(out)
 
     def _vmap(self, chain: str, index: int, name: str, key: str, pkt: Pkt, masq: bool, path: Path,
               depth: int) -> Result:
