@@ -2,6 +2,7 @@
 endpoint, reset when every endpoint refuses, half close, UDP flows, listener lifecycle."""
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 
@@ -87,8 +88,11 @@ def test_refused_endpoint_is_retried_and_all_refused_resets(server):
         port = server.update({"k": ListenerSpec("k", "TCP", (dead, b.address))}, "127.0.0.1")["k"]
         assert {exchange(port) for _ in range(10)} == {b"b hello\n"}
         server.update({"k": ListenerSpec("k", "TCP", (dead,))}, "127.0.0.1")
-        with pytest.raises((ConnectionResetError, BrokenPipeError)):
+        # the proxy resets the client; depending on when the RST lands, the client sees it at
+        # send (EPIPE), at shutdown (ENOTCONN: the connection is already gone) or at recv
+        with pytest.raises(OSError) as reset:
             exchange(port)
+        assert reset.value.errno in (errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN), reset.value
     finally:
         b.close()
 
