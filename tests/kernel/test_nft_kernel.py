@@ -325,3 +325,100 @@ def test_trace_names_the_endpoint_maglev_picks_for_a_client_port(topo):
 def _tcp_from(topo, ip: str, source_port: int) -> str:
     """The pod answering a TCP connection from the client's fixed source port."""
     return topo.tcp(topo.client, ip, 80, source=CLIENT_IP, source_port=source_port)[0]
+
+
+
+def test_switching_affinity_on_and_off_replaces_the_services_map_in_a_partial_sync(topo, backend):
+    """The balancing map changes kind (endpoint data map <-> verdict map of endpoint chains):
+    the kernel refuses to re-declare a set under its name, so the plan deletes and re-creates
+    it in the same batch (a lab agent once failed every sync on this)."""
+    plain = service("aff", "10.96.0.42", [ep(topo, p) for p in "abc"])
+    first = sync(backend, state(plain))
+    sticky = replace(plain, session_affinity_timeout=600)
+    second = sync(backend, state(sticky), previous=first, full=False)
+    assert len(pods_reached(topo, topo.client, "10.96.0.42", 80, tries=10)) == 1
+    third = sync(backend, state(plain), previous=second, full=False)
+    assert pods_reached(topo, topo.client, "10.96.0.42", 80) == {"a", "b", "c"}
+    assert "chain endpoint-" not in nft_list(topo) and "affinity-" not in nft_list(topo)
+    assert third.sets == first.sets
+
+
+def test_a_full_sync_recreates_a_set_of_another_kind_and_keeps_the_rest(topo, backend):
+    sp = service("kind", "10.96.0.43", [ep(topo, "a"), ep(topo, "b")])
+    ruleset = sync(backend, state(sp))
+    chains, sets = backend._run(backend._list_names)
+    # what the kernel reports of each set is what the plan expects: nothing to re-create
+    assert not [op.description for op in plan_full(ruleset, chains, sets).ops if op.description.startswith("delete set")]
+    # the same name, another kind, used by a rule (as an older layout or a hand edit leaves it)
+    topo.run(topo.node, ["nft", "delete", "table", "ip", "kproxy"])
+    for cmd in (["add", "table", "ip", "kproxy"],
+                ["add", "map", "ip", "kproxy", "endpoints-0", "{ type mark : verdict; }"],
+                ["add", "chain", "ip", "kproxy", "old"],
+                ["add", "rule", "ip", "kproxy", "old", "meta", "mark", "vmap", "@endpoints-0"]):
+        topo.run(topo.node, ["nft", *cmd])
+    sync(backend, state(sp))
+    assert pods_reached(topo, topo.client, "10.96.0.43", 80) == {"a", "b"}
+    chains, now = backend._run(backend._list_names)
+    assert now["endpoints-0"] == sets["endpoints-0"] and "old" not in chains
+
+
+def test_a_full_sync_of_an_unchanged_kernel_sends_only_the_differences(topo, backend):
+    """The periodic full sync: when the kernel's ruleset generation is still the one our last
+    commit left, nothing was committed since and only differences are sent; any other commit
+    (here: another table) makes it a real rewrite."""
+    st = state(service("gen", "10.96.0.44", [ep(topo, "a")]))
+    ruleset = sync(backend, st)
+    result = backend.apply(backend.render(st), None)
+    assert result.full and result.objects_written == 0 and "unchanged" in result.detail
+    grown = state(service("gen", "10.96.0.44", [ep(topo, "a"), ep(topo, "b")]))
+    result = backend.apply(backend.render(grown, ruleset), None)
+    assert 0 < result.objects_written < 10 and "unchanged" in result.detail
+    assert pods_reached(topo, topo.client, "10.96.0.44", 80) == {"a", "b"}
+    topo.run(topo.node, ["nft", "add", "table", "ip", "someone-else"])
+    try:
+        result = backend.apply(backend.render(grown), None)
+        assert result.objects_written > 10 and "unchanged" not in result.detail
+        assert pods_reached(topo, topo.client, "10.96.0.44", 80) == {"a", "b"}
+    finally:
+        topo.run(topo.node, ["nft", "delete", "table", "ip", "someone-else"], check=False)
+
+
+def test_a_batch_bound_to_an_old_generation_is_refused_and_retried(topo, backend):
+    """NFNL_BATCH_GENID: the kernel refuses a batch whose generation moved on (ERESTART); the
+    backend reads the generation again and resends."""
+    from kproxy.nftables.nlsocket import NetlinkSocket
+    sync(backend, state(service("g", "10.96.0.45", [ep(topo, "a")])))
+
+    def stale_batch() -> int:
+        sock = NetlinkSocket()
+        try:
+            tx = Transaction()
+            tx.add_table()
+            stale = sock.generation() - 1
+            first = sock.seq
+            data, _, last = tx.encode(first, stale)
+            return sock.send_batch(data, first, last)[0].errno
+        finally:
+            sock.close()
+    import errno
+    assert backend._run(stale_batch) == errno.ERESTART
+    # the backend's own commit after someone else's: its first try is refused the same way
+    first = sync(backend, state(service("g", "10.96.0.45", [ep(topo, "a")])))
+    real_generation, real_send = NetlinkSocket.generation, NetlinkSocket.send_batch
+    reads, answers = [], []
+
+    def lagging(sock):  # the first read misses a commit that lands just after it
+        reads.append(1)
+        return real_generation(sock) - (1 if len(reads) == 1 else 0)
+
+    def send(sock, *args):
+        errors = real_send(sock, *args)
+        answers.append([e.errno for e in errors])
+        return errors
+    NetlinkSocket.generation, NetlinkSocket.send_batch = lagging, send
+    try:
+        sync(backend, state(service("g", "10.96.0.45", [ep(topo, "b")])), previous=first, full=False)
+    finally:
+        NetlinkSocket.generation, NetlinkSocket.send_batch = real_generation, real_send
+    assert answers == [[errno.ERESTART], []]  # refused once, then committed
+    assert topo.tcp(topo.client, "10.96.0.45", 80)[0] == "b"
