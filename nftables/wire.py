@@ -146,10 +146,12 @@ def _put_attrs(out: bytearray, attrs: Attrs) -> None:
         out += b"\0" * (-length % 4)
 
 
-def encode_message(msg_type: int, flags: int, seq: int, family: int, attrs: Attrs) -> bytes:
-    """One nf_tables message: nlmsghdr + nfgenmsg + attributes."""
+def encode_message(msg_type: int, flags: int, seq: int, family: int, attrs: Attrs,
+                   subsys: int = NFNL_SUBSYS_NFTABLES) -> bytes:
+    """One nfnetlink message (nf_tables unless `subsys` says otherwise, e.g. ipset):
+    nlmsghdr + nfgenmsg + attributes."""
     body = encode_attrs(attrs)
-    return (_HDR.pack(16 + 4 + len(body), (NFNL_SUBSYS_NFTABLES << 8) | msg_type,
+    return (_HDR.pack(16 + 4 + len(body), (subsys << 8) | msg_type,
                       NLM_F_REQUEST | flags, seq, 0)
             + _NFGEN.pack(family, 0, 0) + body)
 
