@@ -9,7 +9,8 @@ itself inside the test VM (kproxy.vm) and prints the VM's output. For each size 
   and IPVS), and the IPVS netlink part alone (our batched requests into an empty namespace);
 - ipvsadm --restore loading the same virtual and real servers into an empty namespace;
 - at the largest N, a full sync that finds nothing to change (the periodic resync: it dumps
-  every virtual server's real servers) and a one-endpoint change: render + partial apply.
+  every virtual server's real servers and every ipset, and writes nothing) and a one-endpoint
+  change: render + partial apply.
 "ratio" = our IPVS part / ipvsadm --restore (the issue's target: <= 1.5 for a full sync).
 Nothing here touches the machine's main namespace.
 """
@@ -113,7 +114,7 @@ def run(sizes: list[int], endpoints: int) -> int:
             t_resync, result = timed(backend.apply, ruleset, None)
             assert result.objects_written == 0, result
             print(f"periodic full sync, nothing changed, at {n} Services: {t_resync:.3f}s "
-                  f"(one real-server dump per virtual server)")
+                  f"(reads every virtual server's real servers and every set; {result.detail})")
             key = next(iter(state.services))
             sp = state.services[key]
             changed_sp = ServicePort(**{**sp.__dict__, "endpoints": sp.endpoints[:-1] + (Endpoint("10.250.0.1", 8080),)})
@@ -150,8 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     print("no IPVS in this kernel: running in the test VM", flush=True)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
+        from kproxy.vm.harness import python_paths
+
+        packages = tuple(os.path.join(root, d) for d in ("kproxy", "ipvs", "nftables", "iptables"))
         result = run_in_vm(f"python -m bench.ipvs --no-vm --sizes {args.sizes} --endpoints {args.endpoints}",
-                           cwd=root, timeout=1800)
+                           cwd=root, timeout=3600, ram=python_paths() + packages)
     except VmError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -14,14 +14,16 @@ Guarantees:
   established ones continue) and deleted once it has no connections or DRAIN_SECONDS passed
   (graceful termination); it is checked again on every later apply.
 - Addresses: the dummy interface kube-ipvs0 holds exactly the ruleset's addresses.
-- The netfilter part (ipsets + a few chains) is written only when its plan changed: a full sync
-  refills every set through a temporary twin and swap; a partial sync adds/deletes only the
-  members that changed.
+- The netfilter part: ipsets through netlink (ipvs/ipset.py; a full sync reads every set of
+  ours and sends only the members that differ, a partial sync only the members that changed
+  since the last apply) and a few iptables chains, rewritten when their text changed or when a
+  full sync's iptables-save shows them changed since our last write.
 - IPVS has no transactions: a failed apply raises ApplyError and may leave part of the change
   in the kernel; the proxier then makes the next sync full, which repairs everything.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import subprocess
 import time
@@ -33,6 +35,7 @@ from kproxy.agent.state import ProxyState
 from kproxy.netns import NetNS
 
 from . import nfrules
+from .ipset import IpsetError, IpsetSocket, SetOp
 from .model import IpvsRuleset, RealServer, ServiceEntry, VirtualServer, VSKey
 from .netlink import (CMD_DEL_DEST, CMD_DEL_SERVICE, CMD_NEW_DEST, CMD_NEW_SERVICE, CMD_SET_DEST,
                       CMD_SET_SERVICE, DestStatus, IpvsError, IpvsSocket, Request)
@@ -75,6 +78,11 @@ def desired_map(ruleset: IpvsRuleset) -> dict[VSKey, tuple[VirtualServer, tuple[
     return {k: (e.server, e.reals) for k, e in ruleset.services.items()}
 
 
+def parse_addresses(ip_addr_output: str) -> set[str]:
+    """The IPv4 addresses in `ip -o -4 addr show` output."""
+    return {line.split()[3].split("/")[0] for line in ip_addr_output.splitlines() if " inet " in line}
+
+
 def plan_dests(entry: ServiceEntry, kernel: list[DestStatus]) -> tuple[list[Request], set[RealServer]]:
     """Pure: the dest requests turning `kernel` into entry.reals, and the real servers that
     are (now) draining: present in the kernel, not wanted, with connections (TCP and SCTP
@@ -114,8 +122,10 @@ class IpvsBackend(Backend):
             raise BackendUnavailable(str(exc)) from None
         self.drain_seconds = DRAIN_SECONDS
         self._sock: IpvsSocket | None = None
+        self._ipset_sock: IpsetSocket | None = None
         self._draining: dict[tuple[VSKey, RealServer], float] = {}  # -> deadline (monotonic)
         self._netfilter_applied: Any = None
+        self._rules_written: tuple[str, tuple[str, ...]] | None = None  # (restore text, save lines after)
         self._setup_done = False
         self._iptables: str | None = None
 
@@ -134,16 +144,33 @@ class IpvsBackend(Backend):
         def _try() -> None:
             IpvsSocket().close()
 
+        def _try_ipset() -> None:
+            with IpsetSocket() as sock:
+                for kind in {t.kind for t in nfrules.set_types().values()}:
+                    sock.revision(kind)
+
         try:
             netns.run(_try)
         except (IpvsError, OSError) as exc:
             raise BackendUnavailable(f"ipvs mode needs the kernel's IPVS (ip_vs module): {exc}") from None
-        for tool in ("ipset", "ip"):
+        try:
+            netns.run(_try_ipset)
+        except (IpsetError, OSError) as exc:
+            raise BackendUnavailable(f"ipvs mode needs the kernel's ipset (ip_set modules): {exc}") from None
+        for tool in ("ip",):
             res = subprocess.run(["which", tool], capture_output=True, check=False)
             if res.returncode != 0:
                 raise BackendUnavailable(f"ipvs mode needs the {tool} command")
 
     # ------------------------------------------------------------------ helpers
+
+    def _ipsets(self) -> IpsetSocket:
+        if self._ipset_sock is None:
+            try:
+                self._ipset_sock = IpsetSocket()
+            except IpsetError as exc:
+                raise ApplyError(str(exc)) from None
+        return self._ipset_sock
 
     def _socket(self) -> IpvsSocket:
         if self._sock is None:
@@ -183,7 +210,7 @@ class IpvsBackend(Backend):
     # ------------------------------------------------------------------ render / apply
 
     def render(self, state: ProxyState, previous: IpvsRuleset | None = None) -> IpvsRuleset:
-        return render_ruleset(state, self.options)
+        return render_ruleset(state, self.options, previous)
 
     def apply(self, ruleset: IpvsRuleset, previous: IpvsRuleset | None) -> ApplyResult:
         return self.netns.run(self._apply, ruleset, previous)
@@ -193,8 +220,10 @@ class IpvsBackend(Backend):
         t0 = time.monotonic()
         if not self._setup_done or full:
             self._setup()
+        # what the dummy interface holds: read once per full sync, else known from `previous`
+        have = self._dummy_addresses() if full else set(previous.addresses)
         # addresses first: a new ClusterIP's virtual server is useless until the IP is local
-        self._sync_addresses(ruleset.addresses, None if full else previous.addresses, remove=False)
+        self._sync_addresses(ruleset.addresses, have, remove=False)
         t1 = time.monotonic()
         sock = self._socket()
         reqs: list[Request] = []
@@ -229,7 +258,7 @@ class IpvsBackend(Backend):
         except IpvsError as exc:
             raise ApplyError(str(exc)) from None
         t2 = time.monotonic()
-        self._sync_addresses(ruleset.addresses, None if full else previous.addresses, remove=True)
+        self._sync_addresses(ruleset.addresses, have, remove=True)
         self._sync_netfilter(ruleset, full)
         t3 = time.monotonic()
         return ApplyResult(full=full, objects_written=len(reqs) + len(deletes),
@@ -291,18 +320,19 @@ class IpvsBackend(Backend):
                     f.write(value)
             except OSError as exc:
                 raise ApplyError(f"sysctl {key}={value}: {exc.strerror}") from None
-        res = self._run(["ip", "link", "show", DUMMY_DEVICE])
-        if res.returncode != 0:
+        if not self._setup_done and self._run(["ip", "link", "show", DUMMY_DEVICE]).returncode != 0:
             self._must(["ip", "link", "add", DUMMY_DEVICE, "type", "dummy"])
         self._setup_done = True
 
     def _dummy_addresses(self) -> set[str]:
-        out = self._must(["ip", "-o", "-4", "addr", "show", "dev", DUMMY_DEVICE])
-        return {line.split()[3].split("/")[0] for line in out.splitlines() if " inet " in line}
+        res = self._run(["ip", "-o", "-4", "addr", "show", "dev", DUMMY_DEVICE])
+        if res.returncode != 0:  # deleted since the last sync (by hand, or a cleanup): re-create
+            self._must(["ip", "link", "add", DUMMY_DEVICE, "type", "dummy"])
+            return set()
+        return parse_addresses(res.stdout)
 
-    def _sync_addresses(self, want: frozenset[str], previous: frozenset[str] | None, remove: bool) -> None:
+    def _sync_addresses(self, want: frozenset[str], have: set[str], remove: bool) -> None:
         """Adds (remove=False) or removes (remove=True) dummy addresses, in one `ip -batch`."""
-        have = self._dummy_addresses() if previous is None else set(previous)
         if remove:
             lines = [f"addr del {a}/32 dev {DUMMY_DEVICE}" for a in sorted(have - want)]
         else:
@@ -311,25 +341,55 @@ class IpvsBackend(Backend):
             self._must(["ip", "-force", "-batch", "-"], "\n".join(lines) + "\n")
 
     def _sync_netfilter(self, ruleset: IpvsRuleset, full: bool) -> None:
+        """ipsets through netlink (a full sync reads the kernel's sets and sends what differs, a
+        partial one the members that changed since the last apply) and the few iptables rules. The rules are rewritten only when their
+        text changed or, at a full sync, when `iptables-save` shows our lines differ from what
+        it showed after our last write (someone changed or deleted them): in steady state a
+        full sync costs one iptables-save, not a restore and a check per jump."""
         plan = ruleset.netfilter
         previous = None if full else self._netfilter_applied
         if previous == plan:
             return
-        if previous is None:
-            text = nfrules.ipset_restore(plan, nfrules.changed_sets(None, plan))
-        else:  # only the members that changed (a whole-set rewrite costs O(set))
-            text = nfrules.ipset_delta(previous, plan)
-        if text:
-            self._must(["ipset", "restore"], text)
-        iptables = self._iptables_variant()
-        if previous is None or nfrules.restore_text(previous) != nfrules.restore_text(plan):
-            self._must([f"{iptables}-restore", "--noflush", "-w", "5"], nfrules.restore_text(plan))
-        if previous is None:
-            for table, chain, target in nfrules.JUMPS:
-                args = nfrules.jump_args(chain, target)
-                if self._run([iptables, "-w", "5", "-t", table, "-C", *args]).returncode != 0:
-                    self._must([iptables, "-w", "5", "-t", table, "-I", *args[:1], "1", *args[1:]])
+        try:
+            if previous is None:  # compare with the kernel's sets: send only what differs
+                sock = self._ipsets()
+                names = set(sock.names())
+                current = {name: sock.members(name) for name in nfrules.set_types() if name in names}
+                ops = nfrules.ipset_sync_ops(plan, current)
+            else:  # only the members that changed since the last apply
+                ops = nfrules.ipset_delta_ops(previous, plan)
+            if ops:
+                self._ipsets().execute(ops)
+        except IpsetError as exc:
+            raise ApplyError(str(exc)) from None
+        self._netfilter_applied = None  # until the rules below are known to be in place
+        text = nfrules.restore_text(plan)
+        written = self._rules_written
+        if written is None or written[0] != text or (full and self._our_iptables_lines() != written[1]):
+            self._write_iptables(text)
+            self._rules_written = (text, self._our_iptables_lines())
         self._netfilter_applied = plan
+
+    def _write_iptables(self, text: str) -> None:
+        iptables = self._iptables_variant()
+        self._must([f"{iptables}-restore", "--noflush", "-w", "5"], text)
+        for table, chain, target in nfrules.JUMPS:
+            args = nfrules.jump_args(chain, target)
+            if self._run([iptables, "-w", "5", "-t", table, "-C", *args]).returncode != 0:
+                self._must([iptables, "-w", "5", "-t", table, "-I", *args[:1], "1", *args[1:]])
+
+    def _our_iptables_lines(self) -> tuple[str, ...]:
+        """Every line of `iptables-save` (nat and filter) that names one of our chains or sets,
+        with its table, in order: our chains, their rules and the jumps to them."""
+        out = self._must([f"{self._iptables_variant()}-save"])
+        table = ""
+        lines = []
+        for line in out.splitlines():
+            if line.startswith("*"):
+                table = line[1:]
+            elif nfrules.PREFIX in line and table in ("nat", "filter"):
+                lines.append(f"{table} {line}")
+        return tuple(lines)
 
     # ------------------------------------------------------------------ inspect / cleanup
 
@@ -343,8 +403,12 @@ class IpvsBackend(Backend):
                              for vs in sorted(sock.services(), key=lambda v: v.key))
         except IpvsError as exc:
             raise ApplyError(str(exc)) from None
-        addrs = frozenset(self._dummy_addresses()) if self._run(["ip", "link", "show", DUMMY_DEVICE]).returncode == 0 else frozenset()
-        owners = nfrules.parse_owners(self._run(["ipset", "save", nfrules.SET_OWNERS]).stdout)
+        res = self._run(["ip", "-o", "-4", "addr", "show", "dev", DUMMY_DEVICE])
+        addrs = frozenset(parse_addresses(res.stdout) if res.returncode == 0 else ())
+        try:
+            owners = nfrules.owners_from_members(self._ipsets().members(nfrules.SET_OWNERS))
+        except IpsetError:  # never synced here (or the set was destroyed): no owners to show
+            owners = {}
         return Inspection(services, addrs, frozenset(self._draining), owners)
 
     def cleanup(self) -> None:
@@ -373,15 +437,22 @@ class IpvsBackend(Backend):
             saved = self._run([f"{variant}-save"]).stdout
             if f":{nfrules.NAT_SERVICES}" in saved or f":{nfrules.FILTER_CHAIN}" in saved:
                 self._must([f"{variant}-restore", "--noflush", "-w", "5"], nfrules.cleanup_text())
-        listed = self._run(["ipset", "list", "-n"])
-        for name in listed.stdout.split():
-            if name.startswith(nfrules.PREFIX):
-                self._run(["ipset", "destroy", name])
+        try:
+            with IpsetSocket() as ipsets:
+                ours = [n for n in ipsets.names() if n.startswith(nfrules.PREFIX)]
+                for name in ours:  # one at a time: a set still referenced elsewhere stays
+                    with contextlib.suppress(IpsetError):
+                        ipsets.execute([SetOp("destroy", name)])
+        except IpsetError:
+            pass  # no ipset in this kernel: nothing of ours in it
         self._draining.clear()
         self._netfilter_applied = None
+        self._rules_written = None
         self._setup_done = False
 
     def close(self) -> None:
-        if self._sock is not None:
-            sock, self._sock = self._sock, None
-            self.netns.run(sock.close)
+        for attr in ("_sock", "_ipset_sock"):
+            sock = getattr(self, attr)
+            if sock is not None:
+                setattr(self, attr, None)
+                self.netns.run(sock.close)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
+from typing import Any, Mapping
 
 IP_VS_SVC_F_PERSISTENT = 0x1
 IP_VS_SVC_F_SCHED1 = 0x8  # mh: fallback
@@ -93,6 +93,10 @@ class IpvsRuleset:
     services: Mapping[VSKey, ServiceEntry] = field(default_factory=lambda: MappingProxyType({}))
     addresses: frozenset[str] = frozenset()
     netfilter: NetfilterPlan = field(default_factory=NetfilterPlan)
+    # what the next render may reuse (ipvs.render.Fragment per ServicePort key, and the render
+    # context they were made in); not part of the desired state, so not compared
+    fragments: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    context: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.services, MappingProxyType):

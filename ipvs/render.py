@@ -53,63 +53,99 @@ def _reals(endpoints: tuple[Endpoint, ...]) -> tuple[RealServer, ...]:
     return tuple(sorted({RealServer(e.ip, e.port) for e in endpoints if ":" not in e.ip}))
 
 
-def render(state: ProxyState, options: RenderOptions = RenderOptions()) -> IpvsRuleset:
+@dataclass(frozen=True)
+class EntryPlan:
+    """One virtual server a ServicePort asks for, and what it adds to the ruleset if its key is
+    still free when the ServicePort's turn comes (`items`: NetfilterPlan field -> items)."""
+    entry: ServiceEntry
+    address: str | None  # bound to the dummy interface (ClusterIPs, external and LB IPs)
+    items: tuple[tuple[str, frozenset], ...]
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """Everything one ServicePort contributes; reused by the next render while the ServicePort
+    and the render context (options, NodePort addresses) are unchanged."""
+    sp: ServicePort
+    entries: tuple[EntryPlan, ...]
+    port_items: tuple[tuple[str, frozenset], ...]  # NodePort set members, whatever the entries
+
+
+def render_fragment(sp: ServicePort, options: RenderOptions, node_addrs: tuple[str, ...]) -> Fragment:
+    flags = options.scheduler_flags
+    timeout = 0
+    if sp.session_affinity_timeout is not None:
+        flags |= IP_VS_SVC_F_PERSISTENT
+        timeout = sp.session_affinity_timeout
+    internal = _reals(sp.internal_endpoints())
+    external = _reals(sp.external_endpoints())
+    proto = sp.protocol
+    entries: list[EntryPlan] = []
+
+    def add(ip: str, port: int, reals: tuple[RealServer, ...], kind: str, address: str | None,
+            field: str | None) -> None:
+        vs = VirtualServer(ip, port, proto, options.scheduler, flags, timeout)
+        items: list[tuple[str, frozenset]] = [("owners", frozenset(((ip, proto, port, kind, sp.key),)))]
+        if field:
+            items.append((field, frozenset(((ip, proto, port),))))
+        if not reals:
+            local_only = kind != "clusterIP" and sp.external_policy_local and sp.cluster_endpoints()
+            items.append(("no_local" if local_only else "no_endpoints", frozenset(((ip, proto, port),))))
+        else:
+            items.append(("loopback", frozenset((r.address, proto, r.port) for r in reals)))
+        entries.append(EntryPlan(ServiceEntry(vs, reals, sp.key, kind), address, tuple(items)))
+
+    for ip in ipv4(sp.cluster_ips):
+        add(ip, sp.port, internal, "clusterIP", ip, "cluster_ips")
+    externals = [(ip, "externalIP") for ip in ipv4(sp.external_ips)]
+    externals += [(ip, "loadBalancerIP") for ip in ipv4(sp.load_balancer_ips)]
+    for ip, kind in externals:
+        add(ip, sp.port, external, kind, ip, None if sp.external_policy_local else "external_ips")
+    port_items: tuple[tuple[str, frozenset], ...] = ()
+    if sp.node_port:
+        for ip in node_addrs:
+            add(ip, sp.node_port, external, "nodePort", None, None)
+        port_items = (("local_node_ports" if sp.external_policy_local else "node_ports",
+                       frozenset(((proto, sp.node_port),))),)
+    return Fragment(sp, tuple(entries), port_items)
+
+
+PLAN_SETS = ("cluster_ips", "external_ips", "node_ports", "local_node_ports", "loopback", "no_endpoints",
+             "no_local", "owners")
+
+
+def render(state: ProxyState, options: RenderOptions = RenderOptions(),
+           previous: IpvsRuleset | None = None) -> IpvsRuleset:
+    """The ruleset of `state`. With `previous` (the last render), the fragments of ServicePorts
+    that did not change are reused: a one-endpoint change at 10k Services re-renders one
+    ServicePort and re-assembles the rest from sets (same result as a render from scratch)."""
+    node_addrs = tuple(nodeport_addresses(state))
+    context = (options, node_addrs)
+    reusable = previous.fragments if previous is not None and previous.context == context else {}
+    fragments: dict[str, Fragment] = {}
     services: dict[VSKey, ServiceEntry] = {}
     addresses: set[str] = set()
-    cluster_ips: set = set()
-    external_ips: set = set()
-    node_ports: set = set()
-    local_node_ports: set = set()
-    loopback: set = set()
-    no_endpoints: set = set()
-    no_local: set = set()
-    owners: set = set()
-    node_addrs = nodeport_addresses(state)
-
+    fields: dict[str, set] = {name: set() for name in PLAN_SETS}
     for key in sorted(state.services):
         sp: ServicePort = state.services[key]
-        flags = options.scheduler_flags
-        timeout = 0
-        if sp.session_affinity_timeout is not None:
-            flags |= IP_VS_SVC_F_PERSISTENT
-            timeout = sp.session_affinity_timeout
-        internal = _reals(sp.internal_endpoints())
-        external = _reals(sp.external_endpoints())
-        proto = sp.protocol
+        frag = reusable.get(key)
+        if frag is None or (frag.sp is not sp and frag.sp != sp):
+            frag = render_fragment(sp, options, node_addrs)
+        fragments[key] = frag
+        for plan in frag.entries:
+            vs_key = plan.entry.server.key
+            if vs_key in services:  # held by an earlier ServicePort in key order
+                continue
+            services[vs_key] = plan.entry
+            if plan.address:
+                addresses.add(plan.address)
+            for field, items in plan.items:
+                fields[field].update(items)
+        for field, items in frag.port_items:
+            fields[field].update(items)
 
-        def add(ip: str, port: int, reals: tuple[RealServer, ...], kind: str) -> bool:
-            vs = VirtualServer(ip, port, proto, options.scheduler, flags, timeout)
-            if vs.key in services:
-                return False
-            services[vs.key] = ServiceEntry(vs, reals, sp.key, kind)
-            owners.add((ip, proto, port, kind, sp.key))
-            if not reals:
-                local_only = kind != "clusterIP" and sp.external_policy_local and sp.cluster_endpoints()
-                (no_local if local_only else no_endpoints).add((ip, proto, port))
-            for r in reals:
-                loopback.add((r.address, proto, r.port))
-            return True
-
-        for ip in ipv4(sp.cluster_ips):
-            if add(ip, sp.port, internal, "clusterIP"):
-                addresses.add(ip)
-                cluster_ips.add((ip, proto, sp.port))
-        externals = [(ip, "externalIP") for ip in ipv4(sp.external_ips)]
-        externals += [(ip, "loadBalancerIP") for ip in ipv4(sp.load_balancer_ips)]
-        for ip, kind in externals:
-            if add(ip, sp.port, external, kind):
-                addresses.add(ip)
-                if not sp.external_policy_local:
-                    external_ips.add((ip, proto, sp.port))
-        if sp.node_port:
-            for ip in node_addrs:
-                add(ip, sp.node_port, external, "nodePort")
-            (local_node_ports if sp.external_policy_local else node_ports).add((proto, sp.node_port))
-
-    plan = NetfilterPlan(
-        cluster_ips=frozenset(cluster_ips), external_ips=frozenset(external_ips),
-        node_ports=frozenset(node_ports), local_node_ports=frozenset(local_node_ports),
-        loopback=frozenset(loopback), no_endpoints=frozenset(no_endpoints), no_local=frozenset(no_local), owners=frozenset(owners),
-        cluster_cidr=local_pod_cidr(state.cluster_cidr), masquerade_all=state.masquerade_all,
-        masquerade_bit=state.masquerade_bit)
-    return IpvsRuleset(services=services, addresses=frozenset(addresses), netfilter=plan)
+    plan = NetfilterPlan(**{name: frozenset(items) for name, items in fields.items()},
+                         cluster_cidr=local_pod_cidr(state.cluster_cidr), masquerade_all=state.masquerade_all,
+                         masquerade_bit=state.masquerade_bit)
+    return IpvsRuleset(services=services, addresses=frozenset(addresses), netfilter=plan,
+                       fragments=fragments, context=context)

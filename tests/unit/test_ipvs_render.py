@@ -7,6 +7,7 @@ import pytest
 
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 from kproxy.ipvs import nfrules
+from kproxy.ipvs.ipset import Member, ops_text
 from kproxy.ipvs.backend import plan_dests
 from kproxy.ipvs.model import IP_VS_SVC_F_PERSISTENT, IP_VS_SVC_F_SCHED1, IP_VS_SVC_F_SCHED2, RealServer
 from kproxy.ipvs.netlink import CMD_DEL_DEST, CMD_NEW_DEST, CMD_SET_DEST, DestStatus
@@ -107,20 +108,31 @@ def test_netfilter_text():
     text = nfrules.restore_text(r.netfilter)
     assert "-A KUBE-IPVS-SERVICES ! -s 10.244.0.0/16 -m set --match-set KUBE-IPVS-CLUSTER-IP dst,dst -j MARK --or-mark 0x4000" in text
     assert "-A KUBE-IPVS-POSTROUTING -m set --match-set KUBE-IPVS-LOOP-BACK dst,dst,src -j MASQUERADE" in text
-    sets = nfrules.ipset_restore(r.netfilter)
-    assert "add KUBE-IPVS-CLUSTER-IP-TMP 10.96.0.10,tcp:80\n" in sets
-    assert "add KUBE-IPVS-NP-TCP-TMP 30080\n" in sets
-    assert "add KUBE-IPVS-LOOP-BACK-TMP 10.244.1.2,tcp:8080,10.244.1.2\n" in sets
+    sets = ops_text(nfrules.ipset_sync_ops(r.netfilter, {}))
+    assert "create KUBE-IPVS-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 1048576 -exist\n" in sets
+    assert "add KUBE-IPVS-CLUSTER-IP 10.96.0.10,tcp:80 -exist\n" in sets
+    assert "add KUBE-IPVS-NP-TCP 30080 -exist\n" in sets
+    assert "add KUBE-IPVS-LOOP-BACK 10.244.1.2,tcp:8080,10.244.1.2 -exist\n" in sets
     all_cluster = nfrules.restore_text(render(st(sp(), masquerade_all=True)).netfilter)
     assert "-A KUBE-IPVS-SERVICES -m set --match-set KUBE-IPVS-CLUSTER-IP dst,dst -j MARK" in all_cluster
 
 
-def test_changed_sets_names_only_what_differs():
+def test_full_sync_sends_only_what_differs_from_the_kernel():
     a = render(st(sp(eps=[e("10.244.1.2")]))).netfilter
     b = render(st(sp(eps=[e("10.244.1.3")]))).netfilter
-    assert nfrules.changed_sets(a, b) == {nfrules.SET_LOOP_BACK}
-    assert nfrules.changed_sets(a, a) == set()
-    assert nfrules.ipset_restore(a, set()) == ""
+    kernel = nfrules.set_members(a)
+    assert nfrules.ipset_sync_ops(a, kernel) == []  # in sync: a periodic full sync writes nothing
+    assert ops_text(nfrules.ipset_sync_ops(b, kernel)) == (
+        "del KUBE-IPVS-LOOP-BACK 10.244.1.2,tcp:8080,10.244.1.2 -exist\n"
+        "add KUBE-IPVS-LOOP-BACK 10.244.1.3,tcp:8080,10.244.1.3 -exist\n")
+    # a set deleted by hand is created and filled; a comment changed by hand is put back
+    del kernel[nfrules.SET_CLUSTER_IP]
+    owner = kernel[nfrules.SET_OWNERS][0]
+    kernel[nfrules.SET_OWNERS] = [Member(owner.ip, owner.proto, owner.port, comment="clusterIP someone/else:x")]
+    text = ops_text(nfrules.ipset_sync_ops(a, kernel))
+    assert text.startswith("create KUBE-IPVS-CLUSTER-IP hash:ip,port")
+    assert "add KUBE-IPVS-CLUSTER-IP 10.96.0.10,tcp:80 -exist\n" in text
+    assert text.index("del KUBE-IPVS-OWNERS 10.96.0.10,tcp:80 -exist") < text.index(f'add KUBE-IPVS-OWNERS {owner.text()} -exist')
 
 
 def status(ip, port, weight=1, active=0, inactive=0) -> DestStatus:
@@ -162,9 +174,70 @@ def test_backend_refuses_an_unknown_scheduler_up_front():
 def test_ipset_delta_adds_and_deletes_only_changed_members():
     a = render(st(sp(eps=[e("10.244.1.2")]))).netfilter
     b = render(st(sp(eps=[e("10.244.1.3")]))).netfilter
-    assert nfrules.ipset_delta(a, b) == (
+    assert ops_text(nfrules.ipset_delta_ops(a, b)) == (
         "del KUBE-IPVS-LOOP-BACK 10.244.1.2,tcp:8080,10.244.1.2 -exist\n"
         "add KUBE-IPVS-LOOP-BACK 10.244.1.3,tcp:8080,10.244.1.3 -exist\n")
-    assert nfrules.ipset_delta(a, a) == ""
+    assert nfrules.ipset_delta_ops(a, a) == []
     gone = render(st()).netfilter
-    assert 'del KUBE-IPVS-OWNERS 10.96.0.10,tcp:80 -exist' in nfrules.ipset_delta(a, gone)
+    assert 'del KUBE-IPVS-OWNERS 10.96.0.10,tcp:80 -exist' in ops_text(nfrules.ipset_delta_ops(a, gone))
+
+
+def test_partial_delta_equals_the_difference_of_whole_sets():
+    """ipset_delta_ops (set differences on the plans) sends exactly what comparing every
+    member of both plans would (ipset_sync_ops against the old plan's members)."""
+    import random
+
+    rng = random.Random(7)
+    nonempty = 0
+    for _ in range(40):
+        sps = []
+        for i in range(rng.randint(0, 6)):
+            eps = [e(f"10.244.{rng.randint(1, 2)}.{rng.randint(2, 9)}") for _ in range(rng.randint(0, 3))]
+            sps.append(sp(name=f"s{i}", ip=f"10.96.0.{10 + i}", eps=eps, node_port=rng.choice([0, 30080 + i]),
+                          proto=rng.choice(["TCP", "UDP"])))
+        a = render(st(*sps)).netfilter
+        changed = [sp(name=s.name, ip=s.cluster_ips[0], eps=[e(f"10.244.3.{rng.randint(2, 4)}")],
+                      proto=s.protocol) if rng.random() < 0.5 else s for s in sps[:rng.randint(0, len(sps))]]
+        b = render(st(*changed)).netfilter
+        partial = nfrules.ipset_delta_ops(a, b)
+        whole = nfrules.ipset_sync_ops(b, nfrules.set_members(a))
+        assert sorted(partial, key=lambda op: (op.cmd, op.set, op.arg)) == sorted(whole, key=lambda op: (op.cmd, op.set, op.arg))
+        nonempty += bool(partial)
+    assert nonempty > 20  # most rounds changed something
+
+
+def test_render_with_the_previous_ruleset_equals_a_render_from_scratch():
+    """Reusing unchanged ServicePorts' fragments gives exactly what rendering everything does,
+    through added, removed and changed Services, NodePorts and a ClusterIP two Services claim."""
+    import random
+
+    rng = random.Random(11)
+    previous = None
+    reused = 0
+    for _ in range(60):
+        sps = []
+        for i in range(rng.randint(0, 8)):
+            eps = [e(f"10.244.{rng.randint(1, 2)}.{rng.randint(2, 6)}") for _ in range(rng.randint(0, 3))]
+            sps.append(sp(name=f"s{i}", ip=f"10.96.0.{10 + rng.randint(0, 9)}", eps=eps,
+                          node_port=rng.choice([0, 30080 + i]), proto=rng.choice(["TCP", "UDP"]),
+                          external_policy_local=rng.random() < 0.3))
+        if previous is not None and rng.random() < 0.5:  # keep most ServicePorts (same objects)
+            kept = list(previous_state.services.values())[: rng.randint(0, len(previous_state.services))]
+            sps = kept + [s for s in sps if s.key not in {k.key for k in kept}]
+        state = st(*sps)
+        incremental = render(state, previous=previous)
+        assert incremental == render(state)
+        assert incremental.netfilter == render(state).netfilter
+        if previous is not None:
+            reused += sum(1 for k, f in incremental.fragments.items() if previous.fragments.get(k) is f)
+        previous, previous_state = incremental, state
+    assert reused > 20  # the reuse path was taken
+
+
+def test_a_new_render_context_renders_everything_again():
+    s = sp(eps=[e("10.244.1.2")], node_port=30080)
+    first = render(st(s))
+    other_node = ProxyState("n1", node_ips=("10.200.0.99",), services={s.key: s}, cluster_cidr="10.244.0.0/16")
+    again = render(other_node, previous=first)
+    assert again == render(other_node)
+    assert ("10.200.0.99", 30080, "TCP") in again.services and again.fragments[s.key] is not first.fragments[s.key]

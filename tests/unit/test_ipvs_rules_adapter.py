@@ -23,8 +23,8 @@ def read_back(ruleset, extra=()) -> Inspection:
     """What the kernel would report for `ruleset`: servers, dests and the owners ipset."""
     services = tuple(KernelService(e.server, tuple(DestStatus(r, 0, 1, 0) for r in e.reals))
                      for e in ruleset.services.values()) + tuple(extra)
-    owners_text = "".join(f"add {nfrules.SET_OWNERS} {m}\n" for m in nfrules.ipset_members(ruleset.netfilter)[nfrules.SET_OWNERS])
-    return Inspection(services, ruleset.addresses, frozenset(), nfrules.parse_owners(owners_text))
+    owners = nfrules.owners_from_members(nfrules.set_members(ruleset.netfilter)[nfrules.SET_OWNERS])
+    return Inspection(services, ruleset.addresses, frozenset(), owners)
 
 
 def keys(rules):
