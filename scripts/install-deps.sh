@@ -6,7 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(iptables iproute2 conntrack ipset nftables kmod procps psmisc tmux
-          etcd-server etcd-client haproxy python3 python3-venv python3-dev gcc make curl)
+          etcd-server etcd-client haproxy python3 python3-venv python3-dev gcc make curl
+          # the IPVS test VM (tests/vm): Debian's kernel (IPVS, dummy links) under qemu
+          linux-image-amd64 qemu-system-x86 ipvsadm busybox-static)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,9 +21,9 @@ if ((${#missing[@]})); then
 fi
 
 stamp=.venv/.kproxy-deps
-if [[ ! -f $stamp || setup.py -nt $stamp || pyproject.toml -nt $stamp || kproxy/_fastpath.pyx -nt $stamp || kproxy/_fastpath_netlink.pxi -nt $stamp ]]; then
+if [[ ! -f $stamp || setup.py -nt $stamp || pyproject.toml -nt $stamp || kproxy/_fastpath.pyx -nt $stamp || kproxy/_fastpath_netlink.pxi -nt $stamp || scripts/install-deps.sh -nt $stamp ]]; then
     [[ -x .venv/bin/python ]] || python3 -m venv .venv
     .venv/bin/pip install -q --disable-pip-version-check -U pip setuptools wheel cython
-    .venv/bin/pip install -q --disable-pip-version-check -e '.[test,fast]'
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[test,fast,vm]'
     touch "$stamp"
 fi
