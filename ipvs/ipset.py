@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence, Union
 
 from kproxy.nftables import wire as w
+from kproxy.nftables.nlsocket import NetlinkSocket
 
 NFNL_SUBSYS_IPSET = 6
 PROTOCOL = 6  # every kernel since 3.x accepts 6 (newer ones also 7)
@@ -52,7 +53,7 @@ IPPROTO_NAMES = {v: k for k, v in IPPROTO.items()}
 KINDS = ("hash:ip,port", "hash:ip,port,ip", "bitmap:port")
 
 # One ADT list is one netlink attribute (at most 65535 bytes); one send stays well inside the
-# socket buffer we ask for.
+# socket buffer (nlsocket.MIN_BUFFER).
 ADT_BYTES = 60000
 SEND_BYTES = 1 << 20
 
@@ -254,26 +255,17 @@ def error_text(code: int) -> str:
 # ------------------------------------------------------------------ the socket
 
 
-class IpsetSocket:
+class IpsetSocket(NetlinkSocket):
+    subsys = NFNL_SUBSYS_IPSET
+
     def __init__(self) -> None:
         try:
-            self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, w.NETLINK_NETFILTER)
-            self.sock.bind((0, 0))
+            super().__init__()
         except OSError as exc:
             raise IpsetError(f"netfilter netlink socket: {exc.strerror or exc}", exc.errno or 0) from None
-        self.sock.settimeout(120.0)
         # errors echo only the header of the refused message, not its (large) ADT list
         self.sock.setsockopt(270, 10, 1)  # SOL_NETLINK, NETLINK_CAP_ACK
-        for force, plain in ((32, socket.SO_SNDBUF), (33, socket.SO_RCVBUF)):  # SO_*BUFFORCE
-            try:
-                self.sock.setsockopt(socket.SOL_SOCKET, force, 4 * SEND_BYTES)
-            except OSError:
-                self.sock.setsockopt(socket.SOL_SOCKET, plain, 4 * SEND_BYTES)
-        self.seq = 1
         self._revisions: dict[str, int] = {}
-
-    def close(self) -> None:
-        self.sock.close()
 
     def __enter__(self) -> "IpsetSocket":
         return self
@@ -281,31 +273,14 @@ class IpsetSocket:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _messages(self) -> Iterator[tuple[int, int, bytes]]:
-        while True:
-            try:
-                chunk = self.sock.recv(1 << 20)
-            except socket.timeout:
-                raise IpsetError("no answer from the kernel's ipset", errno.ETIMEDOUT) from None
-            for kind, _flags, seq, payload in w.iter_messages(chunk):
-                yield kind, seq, payload
-
     def _request(self, cmd: int, attrs: tuple, flags: int = 0) -> Iterator[dict[int, bytes]]:
-        """One request; yields the top-level attributes of each answer (dumps: NLM_F_DUMP)."""
-        seq = self.seq
-        self.seq += 1
-        self.sock.sendall(_message(cmd, seq, attrs, flags | w.NLM_F_ACK))
-        for kind, mseq, payload in self._messages():
-            if mseq != seq:
-                continue
-            if kind == w.NLMSG_DONE:
-                return
-            if kind == w.NLMSG_ERROR:
-                code = -struct.unpack_from("=i", payload)[0]
-                if code:
-                    raise IpsetError(error_text(code), code)
-                return
-            yield w.parse_attrs(payload, 4)
+        """One request; the top-level attributes of each answer (dumps: NLM_F_DUMP). A missing
+        set answers nothing (ENOENT)."""
+        try:
+            for _kind, payload in self._answers(cmd, flags | w.NLM_F_ACK, attrs):
+                yield w.parse_attrs(payload, 4)
+        except OSError as exc:
+            raise IpsetError(error_text(exc.errno), exc.errno) from None
 
     def revision(self, kind: str) -> int:
         """The newest revision of set type `kind` this kernel has (asked once per socket)."""
@@ -326,8 +301,14 @@ class IpsetSocket:
         """Applies `ops` in order; returns the number of sends. Raises IpsetError naming the
         first refused operation (after every message of that send was answered)."""
         revisions = {op.arg.kind: self.revision(op.arg.kind) for op in ops if op.cmd == "create"}
-        messages = encode_ops(ops, revisions, self.seq)
-        self.seq += len(messages) + 1
+        messages = encode_ops(ops, revisions, self.next_seq(0))
+        self.next_seq(len(messages))
+        try:
+            return self._send(messages)
+        except OSError as exc:  # a timeout waiting for the kernel's answer
+            raise IpsetError(f"ipset: {exc.strerror or exc}", exc.errno or 0) from None
+
+    def _send(self, messages: list[tuple[bytes, int, list[SetOp]]]) -> int:
         sends = 0
         start = 0
         while start < len(messages):
@@ -376,7 +357,7 @@ class IpsetSocket:
         return out
 
     def members(self, name: str) -> list[Member]:
-        """The members of set `name` (IpsetError ENOENT when it does not exist)."""
+        """The members of set `name` ([] when it does not exist)."""
         out = []
         for answer in self._request(CMD_LIST, _head(name), w.NLM_F_DUMP):
             for kind, data in w.parse_attrs_list(answer.get(ATTR_ADT, b"")):

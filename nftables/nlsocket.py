@@ -31,6 +31,8 @@ class NetlinkError:
 
 
 class NetlinkSocket:
+    subsys = w.NFNL_SUBSYS_NFTABLES  # the nfnetlink subsystem requests go to (ipset: 6)
+
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, w.NETLINK_NETFILTER)
         self.sock.bind((0, 0))
@@ -86,7 +88,7 @@ class NetlinkSocket:
         """Sends one request and yields (type, payload) of the answers to it; an error answer
         other than 0 / ENOENT raises OSError, ENOENT and NLMSG_DONE end the answers."""
         seq = self.next_seq(1)
-        self.sock.sendall(w.encode_message(msg_type, flags, seq, w.NFPROTO_IPV4, attrs))
+        self.sock.sendall(w.encode_message(msg_type, flags, seq, w.NFPROTO_IPV4, attrs, subsys=self.subsys))
         for kind, mseq, payload in self._messages():
             if mseq != seq:
                 continue
