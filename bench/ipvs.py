@@ -120,7 +120,7 @@ def run(sizes: list[int], endpoints: int) -> int:
             changed_sp = ServicePort(**{**sp.__dict__, "endpoints": sp.endpoints[:-1] + (Endpoint("10.250.0.1", 8080),)})
             changed = ProxyState(state.node_name, state.node_ips, state.cluster_cidr,
                                  services={**state.services, key: changed_sp}, revision=2)
-            t_render, new = timed(backend.render, changed)
+            t_render, new = timed(backend.render, changed, ruleset)  # as the proxier: with the last ruleset
             t_apply, result = timed(backend.apply, new, ruleset)
             print(f"one-endpoint change at {n} Services: render {t_render:.3f}s, apply {t_apply:.3f}s "
                   f"({result.detail})")
