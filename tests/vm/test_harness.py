@@ -75,3 +75,34 @@ def test_shared_directory_is_removed(tmp_path, monkeypatch):
     monkeypatch.setattr(harness.tempfile, "mkdtemp", lambda **kw: made.append(real(**kw)) or made[-1])
     run_in_vm("true", kernel="/k", vng=fake_vng(tmp_path, 'eval "$EXEC"\n'))
     assert made and not os.path.exists(made[0])
+
+
+def test_ram_copy_packs_the_paths_and_the_guest_script_binds_them(tmp_path, monkeypatch):
+    """pack_for_ram leaves the standard library's skipped directories and optimised bytecode
+    out; the guest script unpacks into a tmpfs and binds each path over itself (checked as
+    text: running it would mount over the host's own directories)."""
+    import subprocess
+    import sysconfig
+
+    lib = tmp_path / "lib" / "python3"
+    for rel in ("os.py", "__pycache__/os.cpython-311.pyc", "__pycache__/os.cpython-311.opt-1.pyc",
+                "test/test_os.py", "json/__init__.py"):
+        (lib / rel).parent.mkdir(parents=True, exist_ok=True)
+        (lib / rel).write_text("x")
+    venv = tmp_path / "venv"
+    (venv / "test").mkdir(parents=True)
+    (venv / "test" / "keep.py").write_text("x")  # "test" is skipped in the stdlib only
+    real_paths = sysconfig.get_paths()
+    monkeypatch.setattr(harness.sysconfig, "get_paths", lambda: {**real_paths, "stdlib": str(lib)})
+    tar = tmp_path / "ram.tar"
+    harness.pack_for_ram((str(lib), str(venv)), str(tar))
+    names = set(subprocess.run(["tar", "-tf", str(tar)], capture_output=True, text=True, check=True).stdout.split())
+    strip = lambda p: str(p).lstrip("/")  # noqa: E731
+    assert f"{strip(lib)}/__pycache__/os.cpython-311.pyc" in names and f"{strip(lib)}/json/__init__.py" in names
+    assert f"{strip(venv)}/test/keep.py" in names
+    assert not any("opt-1" in n or n.startswith(f"{strip(lib)}/test") for n in names)
+    script = harness._guest_script("true", "/shared", "/", {}, (str(lib), str(venv)))
+    assert f"tar -C {harness.RAM_MOUNT} -xf /shared/ram.tar" in script
+    assert f"mount --bind {harness.RAM_MOUNT}{lib} {lib}" in script and f"mount --bind {harness.RAM_MOUNT}{venv} {venv}" in script
+    assert script.index("mount --bind") < script.index("( true )")
+    assert "mount" not in harness._guest_script("true", "/shared", "/", {})
