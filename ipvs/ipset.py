@@ -35,11 +35,10 @@ NFNL_SUBSYS_IPSET = 6
 PROTOCOL = 6  # every kernel since 3.x accepts 6 (newer ones also 7)
 NLA_F_NET_BYTEORDER = 0x4000
 
-CMD_CREATE, CMD_DESTROY, CMD_FLUSH, CMD_RENAME, CMD_SWAP, CMD_LIST = 2, 3, 4, 5, 6, 7
+CMD_CREATE, CMD_DESTROY, CMD_LIST = 2, 3, 7
 CMD_ADD, CMD_DEL, CMD_TYPE = 9, 10, 13
 
 ATTR_PROTOCOL, ATTR_SETNAME, ATTR_TYPENAME, ATTR_REVISION, ATTR_FAMILY = 1, 2, 3, 4, 5
-ATTR_SETNAME2 = ATTR_TYPENAME
 ATTR_FLAGS, ATTR_DATA, ATTR_ADT, ATTR_LINENO = 6, 7, 8, 9
 ATTR_IP, ATTR_PORT, ATTR_PORT_TO, ATTR_PROTO, ATTR_CADT_FLAGS, ATTR_CADT_LINENO = 1, 4, 5, 7, 8, 9
 ATTR_HASHSIZE, ATTR_MAXELEM = 18, 19
@@ -115,9 +114,9 @@ class Member:
 
 @dataclass(frozen=True)
 class SetOp:
-    cmd: str  # create | flush | add | del | swap | destroy
+    cmd: str  # create | add | del | destroy
     set: str
-    arg: Union[SetType, Member, str, None] = None  # create: SetType, add/del: Member, swap: other set
+    arg: Union[SetType, Member, None] = None  # create: SetType, add/del: Member
 
     def text(self) -> str:
         if self.cmd == "create":
@@ -125,8 +124,6 @@ class SetOp:
         if self.cmd in ("add", "del"):
             member = self.arg if self.cmd == "add" else self.arg.key()
             return f"{self.cmd} {self.set} {member.text()} -exist"
-        if self.cmd == "swap":
-            return f"swap {self.set} {self.arg}"
         return f"{self.cmd} {self.set}"
 
 
@@ -210,12 +207,9 @@ def encode_ops(ops: Sequence[SetOp], revisions: dict[str, int], first_seq: int) 
             if op.cmd == "create":
                 attrs = create_attrs(op.set, op.arg, revisions[op.arg.kind])
                 cmd = CMD_CREATE
-            elif op.cmd == "swap":
-                attrs = _head(op.set) + ((ATTR_SETNAME2, w.string(op.arg)),)
-                cmd = CMD_SWAP
-            elif op.cmd in ("flush", "destroy"):
+            elif op.cmd == "destroy":
                 attrs = _head(op.set)
-                cmd = CMD_FLUSH if op.cmd == "flush" else CMD_DESTROY
+                cmd = CMD_DESTROY
             else:
                 raise ValueError(f"unknown ipset operation {op.cmd!r}")
             out.append((_message(cmd, seq, attrs), seq, [op]))
