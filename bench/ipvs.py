@@ -146,16 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_vm or os.environ.get("KPROXY_IN_VM") == "1":
         print("error: this kernel has no IPVS (ip_vs)", file=sys.stderr)
         return 1
-    from kproxy.vm.harness import VmError, run_in_vm
+    from kproxy.vm.harness import VmError, ram_paths, run_in_vm
 
     print("no IPVS in this kernel: running in the test VM", flush=True)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        from kproxy.vm.harness import python_paths
-
-        packages = tuple(os.path.join(root, d) for d in ("kproxy", "ipvs", "nftables", "iptables"))
         result = run_in_vm(f"python -m bench.ipvs --no-vm --sizes {args.sizes} --endpoints {args.endpoints}",
-                           cwd=root, timeout=3600, ram=python_paths() + packages)
+                           cwd=root, timeout=3600, ram=ram_paths(root))
     except VmError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

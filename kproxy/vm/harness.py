@@ -80,6 +80,15 @@ def python_paths() -> tuple[str, ...]:
     return tuple(dict.fromkeys(p for p in found if not any(p.startswith(q + "/") for q in found)))
 
 
+PROJECT_PACKAGES = ("kproxy", "ipvs", "nftables", "iptables")  # setup.py maps the last three into kproxy.*
+
+
+def ram_paths(root: str) -> tuple[str, ...]:
+    """What a guest run of the project reads from RAM (see pack_for_ram): the interpreter's
+    library, the venv and the project's package directories under `root`."""
+    return python_paths() + tuple(os.path.join(root, d) for d in PROJECT_PACKAGES)
+
+
 def pack_for_ram(paths: tuple[str, ...], tar_path: str) -> None:
     """One tar of `paths` (absolute) for the guest to unpack into RAM. Why: the guest reads the
     host's files over 9p without a cache, one round trip per stat/open, so a Python start costs

@@ -106,3 +106,13 @@ def test_ram_copy_packs_the_paths_and_the_guest_script_binds_them(tmp_path, monk
     assert f"mount --bind {harness.RAM_MOUNT}{lib} {lib}" in script and f"mount --bind {harness.RAM_MOUNT}{venv} {venv}" in script
     assert script.index("mount --bind") < script.index("( true )")
     assert "mount" not in harness._guest_script("true", "/shared", "/", {})
+
+
+def test_ram_paths_hold_the_interpreter_and_every_project_package():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    paths = harness.ram_paths(root)
+    assert all(os.path.isdir(p) for p in paths), paths
+    for package in harness.PROJECT_PACKAGES:
+        assert os.path.isfile(os.path.join(root, package, "__init__.py")), package
+        assert os.path.join(root, package) in paths
+    assert os.path.realpath(os.__file__).startswith(paths[0] + "/")  # the stdlib comes first

@@ -18,14 +18,13 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from kproxy.vm.harness import VmError, python_paths, run_in_vm
+from kproxy.vm.harness import VmError, ram_paths, run_in_vm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VM_TIMEOUT = float(os.environ.get("KPROXY_VM_TIMEOUT", "3600"))
 # the project-wide pytest timeout (300 s) would interrupt the boot fixture mid-run
 pytestmark = [pytest.mark.kernel, pytest.mark.slow, pytest.mark.vm, pytest.mark.timeout(VM_TIMEOUT + 300)]
 SUITES = ("ipvs-kernel", "e2e-ipvs")
-PACKAGE_DIRS = ("kproxy", "ipvs", "nftables", "iptables")  # setup.py maps the last three into kproxy.*
 
 GUEST_SCRIPT = r"""
 set -u
@@ -54,13 +53,6 @@ date +%s > "$OUT/e2e-ipvs.end"
 """
 
 
-def ram_paths() -> tuple[str, ...]:
-    """Read from the guest's RAM (a Python start over 9p costs twice as long): the interpreter's
-    library, the venv and the project's packages (the e2e suite's tests are copied to the guest's
-    /tmp by the guest script)."""
-    return python_paths() + tuple(os.path.join(ROOT, d) for d in PACKAGE_DIRS)
-
-
 @pytest.fixture(scope="session")
 def vm_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("vm-results")
@@ -70,7 +62,7 @@ def vm_run(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k == "KPROXY_E2E_ARGS"}
     try:
         result = run_in_vm(f"sh {script} {out}", cwd=ROOT, timeout=VM_TIMEOUT, rwdirs=(str(out),), env=env,
-                           ram=ram_paths())
+                           ram=ram_paths(ROOT))
     except VmError as exc:
         pytest.fail(f"the test VM did not run: {exc}")
     marks = {}
