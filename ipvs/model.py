@@ -85,6 +85,11 @@ class NetfilterPlan:
     masquerade_bit: int = 14
 
 
+# the NetfilterPlan fields that are sets of members (each becomes one or more ipsets)
+MEMBER_FIELDS = ("cluster_ips", "external_ips", "node_ports", "local_node_ports", "loopback", "no_endpoints",
+                 "no_local", "owners")
+
+
 @dataclass(frozen=True)
 class IpvsRuleset:
     """The complete desired IPVS state. `services` maps VSKey -> ServiceEntry; `addresses` are

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from kproxy.agent.addresses import ipv4, local_pod_cidr, nodeport_ips
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 
-from .model import (IP_VS_SVC_F_PERSISTENT, IP_VS_SVC_F_SCHED1, IP_VS_SVC_F_SCHED2, IpvsRuleset,
+from .model import (MEMBER_FIELDS, IP_VS_SVC_F_PERSISTENT, IP_VS_SVC_F_SCHED1, IP_VS_SVC_F_SCHED2, IpvsRuleset,
                     NetfilterPlan, RealServer, ServiceEntry, VirtualServer, VSKey)
 
 SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh", "fo", "ovf", "twos")
@@ -110,10 +110,6 @@ def render_fragment(sp: ServicePort, options: RenderOptions, node_addrs: tuple[s
     return Fragment(sp, tuple(entries), port_items)
 
 
-PLAN_SETS = ("cluster_ips", "external_ips", "node_ports", "local_node_ports", "loopback", "no_endpoints",
-             "no_local", "owners")
-
-
 def render(state: ProxyState, options: RenderOptions = RenderOptions(),
            previous: IpvsRuleset | None = None) -> IpvsRuleset:
     """The ruleset of `state`. With `previous` (the last render), the fragments of ServicePorts
@@ -125,7 +121,7 @@ def render(state: ProxyState, options: RenderOptions = RenderOptions(),
     fragments: dict[str, Fragment] = {}
     services: dict[VSKey, ServiceEntry] = {}
     addresses: set[str] = set()
-    fields: dict[str, set] = {name: set() for name in PLAN_SETS}
+    fields: dict[str, set] = {name: set() for name in MEMBER_FIELDS}
     for key in sorted(state.services):
         sp: ServicePort = state.services[key]
         frag = reusable.get(key)

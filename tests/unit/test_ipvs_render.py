@@ -241,3 +241,13 @@ def test_a_new_render_context_renders_everything_again():
     again = render(other_node, previous=first)
     assert again == render(other_node)
     assert ("10.200.0.99", 30080, "TCP") in again.services and again.fragments[s.key] is not first.fragments[s.key]
+
+
+def test_every_member_field_of_the_plan_maps_to_ipsets():
+    import dataclasses
+
+    from kproxy.ipvs.model import MEMBER_FIELDS, NetfilterPlan
+
+    frozen = {f.name for f in dataclasses.fields(NetfilterPlan) if str(f.type).startswith("frozenset")}
+    assert set(MEMBER_FIELDS) == frozen
+    assert set(nfrules._MEMBER_OF) == frozen
