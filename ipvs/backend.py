@@ -224,6 +224,8 @@ class IpvsBackend(Backend):
         have = self._dummy_addresses() if full else set(previous.addresses)
         # addresses first: a new ClusterIP's virtual server is useless until the IP is local
         self._sync_addresses(ruleset.addresses, have, remove=False)
+        # masquerade members before the virtual servers that need them (see nfrules.split_around_ipvs)
+        set_ops_after = self._netfilter_before(ruleset, full)
         t1 = time.monotonic()
         sock = self._socket()
         reqs: list[Request] = []
@@ -259,12 +261,12 @@ class IpvsBackend(Backend):
             raise ApplyError(str(exc)) from None
         t2 = time.monotonic()
         self._sync_addresses(ruleset.addresses, have, remove=True)
-        self._sync_netfilter(ruleset, full)
+        self._netfilter_after(ruleset, set_ops_after)
         t3 = time.monotonic()
         return ApplyResult(full=full, objects_written=len(reqs) + len(deletes),
                            detail=f"{len(reqs) + len(deletes)} IPVS requests in {trips} sends, "
-                                  f"{len(self._draining)} real servers draining; seconds: setup+addresses "
-                                  f"{t1 - t0:.3f}, ipvs {t2 - t1:.3f}, netfilter {t3 - t2:.3f}")
+                                  f"{len(self._draining)} real servers draining; seconds: setup, addresses "
+                                  f"and netfilter before {t1 - t0:.3f}, ipvs {t2 - t1:.3f}, after {t3 - t2:.3f}")
 
     def _dests(self, sock: IpvsSocket, vs: VirtualServer) -> list[DestStatus]:
         try:
@@ -340,16 +342,19 @@ class IpvsBackend(Backend):
         if lines:
             self._must(["ip", "-force", "-batch", "-"], "\n".join(lines) + "\n")
 
-    def _sync_netfilter(self, ruleset: IpvsRuleset, full: bool) -> None:
-        """ipsets through netlink (a full sync reads the kernel's sets and sends what differs, a
-        partial one the members that changed since the last apply) and the few iptables rules. The rules are rewritten only when their
-        text changed or, at a full sync, when `iptables-save` shows our lines differ from what
-        it showed after our last write (someone changed or deleted them): in steady state a
-        full sync costs one iptables-save, not a restore and a check per jump."""
+    def _netfilter_before(self, ruleset: IpvsRuleset, full: bool) -> list[SetOp]:
+        """First half of the ipsets and the few iptables rules: returns the set operations
+        that must wait until the IPVS changes are in (nfrules.split_around_ipvs). A full sync
+        reads the kernel's sets and sends what differs, a partial one the members that changed
+        since the last apply. The rules are rewritten only when their text changed or, at a full
+        sync, when `iptables-save` shows our lines differ from what it showed after our last
+        write (someone changed or deleted them): in steady state a full sync costs one
+        iptables-save, not a restore and a check per jump."""
         plan = ruleset.netfilter
         previous = None if full else self._netfilter_applied
         if previous == plan:
-            return
+            return []
+        self._netfilter_applied = None  # until both halves are known to be in place
         try:
             if previous is None:  # compare with the kernel's sets: send only what differs
                 sock = self._ipsets()
@@ -358,17 +363,25 @@ class IpvsBackend(Backend):
                 ops = nfrules.ipset_sync_ops(plan, current)
             else:  # only the members that changed since the last apply
                 ops = nfrules.ipset_delta_ops(previous, plan)
-            if ops:
-                self._ipsets().execute(ops)
+            before, after = nfrules.split_around_ipvs(ops)
+            if before:
+                self._ipsets().execute(before)
         except IpsetError as exc:
             raise ApplyError(str(exc)) from None
-        self._netfilter_applied = None  # until the rules below are known to be in place
         text = nfrules.restore_text(plan)
         written = self._rules_written
         if written is None or written[0] != text or (full and self._our_iptables_lines() != written[1]):
             self._write_iptables(text)
             self._rules_written = (text, self._our_iptables_lines())
-        self._netfilter_applied = plan
+        return after
+
+    def _netfilter_after(self, ruleset: IpvsRuleset, ops: list[SetOp]) -> None:
+        try:
+            if ops:
+                self._ipsets().execute(ops)
+        except IpsetError as exc:
+            raise ApplyError(str(exc)) from None
+        self._netfilter_applied = ruleset.netfilter
 
     def _write_iptables(self, text: str) -> None:
         iptables = self._iptables_variant()

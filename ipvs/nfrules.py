@@ -145,6 +145,35 @@ def _delta(before: dict[str, list[Member]], after: dict[str, list[Member]]) -> l
     return out
 
 
+# Sets whose members narrow what passes: reject (no endpoints), drop (no local endpoints), keep
+# the client's address (Local NodePorts). The other sets widen it (the masquerade marks) or
+# only label (owners).
+NARROWING_SETS = frozenset({SET_NO_ENDPOINTS, SET_NO_LOCAL, *(node_port_set(p, True) for p in PROTOCOLS)})
+
+
+def split_around_ipvs(ops: list[SetOp]) -> tuple[list[SetOp], list[SetOp]]:
+    """`ops` in two batches, (before, after) the IPVS changes of the same sync, so that at every
+    moment each virtual server the kernel forwards for is in the masquerade sets it needs: set
+    creations, members that widen and removals that narrow go first; members that narrow and
+    removals that widen go last (a member deleted and added again, its comment changed, keeps
+    its delete just before its add). Why: a SYN that IPVS forwards to another node before its
+    virtual server's masquerade member exists leaves a conntrack entry without NAT, and every
+    retry from that client port (and its next use within two minutes) is lost with it."""
+    readded = {(op.set, op.arg.key()) for op in ops if op.cmd == "add"}
+    before: list[SetOp] = []
+    after: list[SetOp] = []
+    for op in ops:
+        narrowing = op.set in NARROWING_SETS
+        if op.cmd == "del" and (op.set, op.arg.key()) in readded:
+            goes_first = not narrowing  # a changed comment: the delete stays just before its add
+        elif op.cmd in ("add", "del"):
+            goes_first = (op.cmd == "add") != narrowing
+        else:
+            goes_first = op.cmd == "create"  # a set exists before anything refers to it
+        (before if goes_first else after).append(op)
+    return before, after
+
+
 def mark(plan: NetfilterPlan) -> str:
     return hex(1 << plan.masquerade_bit)
 
@@ -166,9 +195,12 @@ def restore_text(plan: NetfilterPlan) -> str:
         nat.append(f"-A {NAT_NODE_PORT} -p {p} -m set --match-set {node_port_set(proto, False)} dst {to_mark}")
     nat.append(f"-A {NAT_POSTROUTING} -m mark --mark {m}/{m} -j MASQUERADE")
     nat.append(f"-A {NAT_POSTROUTING} -m set --match-set {SET_LOOP_BACK} dst,dst,src -j MASQUERADE")
+    # new connections only: a real server draining at weight 0 keeps its established ones
+    # even when it was the Service's last endpoint (filter INPUT runs before IPVS's LOCAL_IN)
+    new = "-m conntrack --ctstate NEW"
     filt = [f":{FILTER_CHAIN} - [0:0]",
-            f"-A {FILTER_CHAIN} -m set --match-set {SET_NO_ENDPOINTS} dst,dst -j REJECT --reject-with icmp-port-unreachable",
-            f"-A {FILTER_CHAIN} -m set --match-set {SET_NO_LOCAL} dst,dst -j DROP"]
+            f"-A {FILTER_CHAIN} {new} -m set --match-set {SET_NO_ENDPOINTS} dst,dst -j REJECT --reject-with icmp-port-unreachable",
+            f"-A {FILTER_CHAIN} {new} -m set --match-set {SET_NO_LOCAL} dst,dst -j DROP"]
     return "\n".join(["*filter", *filt, "COMMIT", "*nat", *nat, "COMMIT"]) + "\n"
 
 

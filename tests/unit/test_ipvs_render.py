@@ -65,7 +65,7 @@ def test_local_policy_without_local_endpoints_drops_and_without_any_rejects():
     remote_only = sp(eps=[e("10.244.2.2", is_local=False)], node_port=30080, external_policy_local=True)
     r = render(st(remote_only))
     assert r.netfilter.no_local == {(NODE, "TCP", 30080)} and not r.netfilter.no_endpoints
-    assert "-A KUBE-IPVS-FILTER -m set --match-set KUBE-IPVS-NO-LOCAL dst,dst -j DROP" in nfrules.restore_text(r.netfilter)
+    assert "-A KUBE-IPVS-FILTER -m conntrack --ctstate NEW -m set --match-set KUBE-IPVS-NO-LOCAL dst,dst -j DROP" in nfrules.restore_text(r.netfilter)
     r = render(st(sp(node_port=30080, external_policy_local=True)))
     assert r.netfilter.no_endpoints == {("10.96.0.10", "TCP", 80), (NODE, "TCP", 30080)} and not r.netfilter.no_local
 

@@ -314,6 +314,30 @@ def test_removed_endpoint_drains_established_connections_until_they_close(topo, 
         time.sleep(1)
 
 
+def test_last_endpoint_drains_while_new_connections_are_rejected(topo, backend, hold_servers):
+    """The Service's only endpoint leaves: new connections get the no-endpoints REJECT, the
+    established one keeps talking to its weight-0 real server (the REJECT matches new
+    connections only, and filter INPUT sees packets before IPVS does)."""
+    eps = [ep(topo, "a", HOLD_PORT)]
+    ruleset, _ = sync(backend, state(service("last", "10.96.0.52", eps)))
+
+    def connect():
+        s = socket.create_connection(("10.96.0.52", 80), timeout=5)
+        s.sendall(b"ping\n")
+        return s, s.recv(64).decode()
+
+    held, first = topo.ns(topo.client).run(connect)
+    try:
+        assert first == "a ping\n"
+        sync(backend, state(service("last", "10.96.0.52", [])), previous=ruleset)
+        assert parse_ipvsadm(ipvsadm(topo))[("10.96.0.52", 80, "TCP")] == {(topo.pods["a"].ip, HOLD_PORT, 0)}
+        assert topo.ns(topo.client).run(lambda: (held.sendall(b"still\n"), held.recv(64).decode())[1]) == "a still\n"
+        with pytest.raises(ConnectionRefusedError):
+            topo.ns(topo.client).run(connect)
+    finally:
+        topo.ns(topo.client).run(reset, held)
+
+
 def test_drain_deadline_deletes_a_busy_real_server(topo, backend, hold_servers):
     backend.drain_seconds = 1.0
     eps = [ep(topo, "a", HOLD_PORT)]
