@@ -18,6 +18,11 @@ Guarantees:
   ours and sends only the members that differ, a partial sync only the members that changed
   since the last apply) and a few iptables chains, rewritten when their text changed or when a
   full sync's iptables-save shows them changed since our last write.
+- Order within an apply: addresses and the set changes that widen (masquerade members, set
+  creations, removed reject/drop members) and the iptables rules first, then IPVS, then stale
+  addresses and the set changes that narrow. So no virtual server forwards a packet before
+  its masquerade member exists: a SYN forwarded unmasqueraded would leave a conntrack entry
+  without NAT that loses every retry from that client port (nfrules.split_around_ipvs).
 - IPVS has no transactions: a failed apply raises ApplyError and may leave part of the change
   in the kernel; the proxier then makes the next sync full, which repairs everything.
 """
