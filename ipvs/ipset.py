@@ -26,7 +26,7 @@ import os
 import socket
 import struct
 from dataclasses import dataclass
-from typing import Iterator, Sequence, Union
+from typing import Iterator, NamedTuple, Sequence, Union
 
 from kproxy.nftables import wire as w
 from kproxy.nftables.nlsocket import NetlinkSocket
@@ -90,10 +90,10 @@ class SetType:
                 + (" comment" if self.comment else ""))
 
 
-@dataclass(frozen=True, order=True)
-class Member:
+class Member(NamedTuple):
     """A set member: bitmap:port uses `port` only; hash:ip,port ip/proto/port; hash:ip,port,ip
-    adds ip2. `comment` only in sets created with comments."""
+    adds ip2. `comment` only in sets created with comments. A tuple, not a dataclass: a full
+    sync hashes and compares 120k of them at 10k Services, and tuples do that in C."""
 
     ip: str = ""
     proto: str = ""  # tcp | udp | sctp
@@ -227,7 +227,13 @@ def parse_member(data: bytes) -> Member:
     port = struct.unpack(">H", attrs[ATTR_PORT])[0] if ATTR_PORT in attrs else 0
 
     def ip(kind: int) -> str:
-        return socket.inet_ntoa(w.parse_attrs(attrs[kind])[ATTR_IPADDR_IPV4]) if kind in attrs else ""
+        raw = attrs.get(kind)
+        if raw is None:
+            return ""
+        # the usual nest holds one IPv4 attribute (8 bytes): read it without a second parse
+        if len(raw) == 8 and struct.unpack_from("=H", raw, 2)[0] & 0x3FFF == ATTR_IPADDR_IPV4:
+            return socket.inet_ntoa(raw[4:8])
+        return socket.inet_ntoa(w.parse_attrs(raw)[ATTR_IPADDR_IPV4])
 
     proto = IPPROTO_NAMES.get(attrs[ATTR_PROTO][0], str(attrs[ATTR_PROTO][0])) if ATTR_PROTO in attrs else ""
     comment = w.decode_string(attrs[ATTR_COMMENT]) if ATTR_COMMENT in attrs else ""

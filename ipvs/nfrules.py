@@ -91,13 +91,17 @@ def _members_of(field: str, items) -> dict[str, list[Member]]:
     return out
 
 
-def set_members(plan: NetfilterPlan) -> dict[str, list[Member]]:
-    """Set name -> its members, sorted (every set we own, empty ones included)."""
+def _wanted(plan: NetfilterPlan) -> dict[str, list[Member]]:
     members: dict[str, list[Member]] = {name: [] for name in set_types()}
     for field in _MEMBER_OF:
         for name, found in _members_of(field, getattr(plan, field)).items():
             members[name].extend(found)
-    return {name: sorted(found) for name, found in members.items()}
+    return members
+
+
+def set_members(plan: NetfilterPlan) -> dict[str, list[Member]]:
+    """Set name -> its members, sorted (every set we own, empty ones included)."""
+    return {name: sorted(found) for name, found in _wanted(plan).items()}
 
 
 def ipset_sync_ops(plan: NetfilterPlan, current: dict[str, list[Member]]) -> list[SetOp]:
@@ -107,7 +111,7 @@ def ipset_sync_ops(plan: NetfilterPlan, current: dict[str, list[Member]]) -> lis
     an add). Nothing when they agree: a periodic full sync reads, it does not rewrite."""
     types = set_types()
     out: list[SetOp] = []
-    want = set_members(plan)
+    want = _wanted(plan)  # unsorted: only the differences are sorted (_delta)
     for name, members in want.items():
         if name not in current:
             out.append(SetOp("create", name, _sized(types[name], len(members))))
