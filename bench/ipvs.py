@@ -8,9 +8,10 @@ itself inside the test VM (kproxy.vm) and prints the VM's output. For each size 
 - full sync: render time, IpvsBackend.apply(ruleset, None) (dummy addresses, ipsets, netfilter
   and IPVS), and the IPVS netlink part alone (our batched requests into an empty namespace);
 - ipvsadm --restore loading the same virtual and real servers into an empty namespace;
-- at the largest N, a full sync that finds nothing to change (the periodic resync: it dumps
-  every virtual server's real servers and every ipset, and writes nothing) and a one-endpoint
-  change: render + partial apply.
+- at the largest N, a full sync that finds nothing to change (the periodic resync: it reads
+  every real server and every ipset, and writes nothing), reading every real server by one
+  netlink dump per virtual server vs one read of /proc/net/ip_vs vs `ipvsadm -Ln`, and a
+  one-endpoint change: render + partial apply.
 "ratio" = our IPVS part / ipvsadm --restore (the issue's target: <= 1.5 for a full sync).
 Nothing here touches the machine's main namespace.
 """
@@ -66,6 +67,7 @@ def timed(fn, *args):
 
 
 def run(sizes: list[int], endpoints: int) -> int:
+    from kproxy.ipvs import procfs
     from kproxy.ipvs.backend import IpvsBackend
     from kproxy.ipvs.netlink import CMD_NEW_DEST, CMD_NEW_SERVICE, IpvsSocket, Request
 
@@ -115,6 +117,16 @@ def run(sizes: list[int], endpoints: int) -> int:
             assert result.objects_written == 0, result
             print(f"periodic full sync, nothing changed, at {n} Services: {t_resync:.3f}s "
                   f"(reads every virtual server's real servers and every set; {result.detail})")
+            sock = backend.netns.run(backend._socket)
+            servers = backend.netns.run(sock.services)
+            t_per_vs, _ = backend.netns.run(timed, lambda: [sock.dests(vs) for vs in servers])
+            t_proc, table = backend.netns.run(timed, procfs.read)
+            assert sum(map(len, table.values())) == n * endpoints
+            t = time.perf_counter()
+            subprocess.run(["ip", "netns", "exec", ns, "ipvsadm", "-Ln"], capture_output=True, check=True)
+            t_list = time.perf_counter() - t
+            print(f"reading every real server at {n} Services: one netlink dump per virtual server "
+                  f"{t_per_vs:.3f}s, /proc/net/ip_vs {t_proc:.3f}s (what a full sync uses), ipvsadm -Ln {t_list:.3f}s")
             key = next(iter(state.services))
             sp = state.services[key]
             changed_sp = ServicePort(**{**sp.__dict__, "endpoints": sp.endpoints[:-1] + (Endpoint("10.250.0.1", 8080),)})

@@ -5,8 +5,8 @@ namespace's thread: apply/inspect/cleanup are called through netns.run by the pr
 every public method here re-enters netns.run itself so tests and CLIs may call them directly.
 
 Guarantees:
-- apply(ruleset, None) (full sync) dumps the kernel's virtual servers and the real servers of
-  every desired one, and sends only the difference (add / edit / delete) in batched netlink
+- apply(ruleset, None) (full sync) dumps the kernel's virtual servers, reads every real server
+  in one read of /proc/net/ip_vs (procfs.py; per-virtual-server dumps if that fails), and sends only the difference (add / edit / delete) in batched netlink
   messages; virtual servers the ruleset does not hold are deleted. This namespace's IPVS table
   is owned by kproxy (as kube-proxy owns its node's).
 - apply(ruleset, previous) touches only virtual servers whose entry differs from `previous`.
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -39,12 +40,14 @@ from kproxy.agent.backend import ApplyError, ApplyResult, Backend, BackendUnavai
 from kproxy.agent.state import ProxyState
 from kproxy.netns import NetNS
 
-from . import nfrules
+from . import nfrules, procfs
 from .ipset import IpsetError, IpsetSocket, SetOp
 from .model import IpvsRuleset, RealServer, ServiceEntry, VirtualServer, VSKey
 from .netlink import (CMD_DEL_DEST, CMD_DEL_SERVICE, CMD_NEW_DEST, CMD_NEW_SERVICE, CMD_SET_DEST,
                       CMD_SET_SERVICE, DestStatus, IpvsError, IpvsSocket, Request)
 from .render import options_from_config, render as render_ruleset
+
+log = logging.getLogger(__name__)
 
 DUMMY_DEVICE = "kube-ipvs0"
 DRAIN_SECONDS = 30.0
@@ -133,6 +136,7 @@ class IpvsBackend(Backend):
         self._rules_written: tuple[str, tuple[str, ...]] | None = None  # (restore text, save lines after)
         self._setup_done = False
         self._iptables: str | None = None
+        self._warned_procfs = False
 
     # ------------------------------------------------------------------ probing
 
@@ -235,10 +239,12 @@ class IpvsBackend(Backend):
         sock = self._socket()
         reqs: list[Request] = []
         deletes: list[Request] = []
+        table = None  # every real server in one read (procfs.py), for a full sync
         if full:
             kernel = {vs.key: vs for vs in sock.services()}
             keys = ruleset.services.keys()
             stale = [vs for key, vs in kernel.items() if key not in ruleset.services]
+            table = self._dest_table()
         else:
             kernel = None
             keys = [k for k, e in ruleset.services.items() if previous.services.get(k) != e]
@@ -253,7 +259,8 @@ class IpvsBackend(Backend):
                 continue
             if current != entry.server:
                 reqs.append(Request(CMD_SET_SERVICE, entry.server))
-            dest_reqs, drain = plan_dests(entry, self._dests(sock, entry.server))
+            have = table[key] if table is not None and key in table else self._dests(sock, entry.server)
+            dest_reqs, drain = plan_dests(entry, have)
             reqs.extend(dest_reqs)
             self._track_drains(key, drain, entry)
         deletes.extend(Request(CMD_DEL_SERVICE, vs) for vs in stale)
@@ -272,6 +279,17 @@ class IpvsBackend(Backend):
                            detail=f"{len(reqs) + len(deletes)} IPVS requests in {trips} sends, "
                                   f"{len(self._draining)} real servers draining; seconds: setup, addresses "
                                   f"and netfilter before {t1 - t0:.3f}, ipvs {t2 - t1:.3f}, after {t3 - t2:.3f}")
+
+    def _dest_table(self) -> dict[VSKey, list[DestStatus]] | None:
+        """/proc's table of every real server, or None (then each virtual server's real
+        servers are dumped over netlink) when this kernel's file is missing or unreadable."""
+        try:
+            return procfs.read()
+        except (OSError, procfs.ProcFormatError) as exc:
+            if not self._warned_procfs:
+                self._warned_procfs = True
+                log.warning("reading %s failed (%s): full syncs dump each virtual server's real servers", procfs.PATH, exc)
+            return None
 
     def _dests(self, sock: IpvsSocket, vs: VirtualServer) -> list[DestStatus]:
         try:

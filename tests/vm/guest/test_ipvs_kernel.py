@@ -16,10 +16,9 @@ from types import SimpleNamespace
 import pytest
 
 from kproxy.agent.state import Endpoint, ProxyState
-from kproxy.ipvs import nfrules
+from kproxy.ipvs import nfrules, procfs
 from kproxy.ipvs.backend import DUMMY_DEVICE, IpvsBackend, desired_map
 from kproxy.netns import NetNS
-from tests import nsutil
 from tests.kernel.topology import CLIENT_IP, NODE_IP, POD_PORT, service, single_node, state
 
 pytestmark = pytest.mark.kernel
@@ -155,7 +154,7 @@ def test_session_affinity_and_mh_scheduler_are_programmed(topo):
     netns = NetNS(topo.node)
     b = IpvsBackend(netns, config("mh"))
     try:
-        sp = service("sticky", "10.96.0.15", [ep(topo, p) for p in "abc"], session_affinity_timeout=600)
+        sp = service("sticky", "10.96.0.15", [ep(topo, p) for p in "abc"], session_session_affinity_timeout=600)
         sync(b, state(sp))
         out = ipvsadm(topo)
         line = next(l for l in out.splitlines() if "10.96.0.15:80" in l)
@@ -183,6 +182,31 @@ def test_second_full_sync_writes_nothing_and_partial_sync_touches_only_the_chang
     # c added; b has no connections, so it is deleted at once: two requests
     assert partial.objects_written == 2
     assert_kernel_matches(topo, backend, new_ruleset)
+
+
+def test_proc_table_agrees_with_the_netlink_dumps(topo, backend):
+    """What a full sync reads in one go (/proc/thread-self/net/ip_vs on the namespace's thread)
+    is what netlink dumps per virtual server: addresses, ports, weights, forwarding method and
+    connection counts, persistent and NodePort virtual servers included."""
+    st = state(service("p1", "10.96.2.1", [ep(topo, "a"), ep(topo, "b")], session_affinity_timeout=600),
+               service("p2", "10.96.2.2", [ep(topo, "c")], protocol="UDP", port=53),
+               service("p3", "10.96.2.3", [ep(topo, "a")], node_port=30093),
+               service("p4", "10.96.2.4", []))
+    ruleset, _ = sync(backend, st)
+    assert topo.tcp(topo.client, "10.96.2.1", 80)[0] in ("a", "b")  # a connection to count
+    sync(backend, state(*[s for s in st.services.values() if s.name != "p1"],
+                        service("p1", "10.96.2.1", [ep(topo, "a")], session_affinity_timeout=600)), previous=ruleset)
+
+    def both():
+        sock = backend._socket()
+        by_netlink = {vs.key: sorted(sock.dests(vs), key=lambda d: d.server) for vs in sock.services()}
+        by_proc = {k: sorted(v, key=lambda d: d.server) for k, v in procfs.read().items()}
+        return by_netlink, by_proc
+
+    by_netlink, by_proc = backend.netns.run(both)
+    assert by_proc == by_netlink
+    assert len(by_proc) == len(ruleset.services) and ("10.96.2.2", 53, "UDP") in by_proc
+    assert sum(d.active + d.inactive for dests in by_proc.values() for d in dests) >= 1
 
 
 def test_full_sync_repairs_drift(topo, backend):
