@@ -1,11 +1,19 @@
-"""Stale conntrack cleanup for UDP and SCTP Services.
+"""Stale conntrack cleanup.
 
 After rules change, connection-tracking entries created under the old rules keep steering
 packets of connectionless protocols (kubernetes #19029, #59368): an entry DNATed to a removed
 endpoint, or one created while the Service had no endpoints (#48370, the REJECT/blackhole
-entry). `plan_flush()` computes, purely, which entries to delete; `flush()` deletes them with
-the `conntrack` CLI inside the namespace. Only matching entries are deleted, never the whole
-table (#122740).
+entry). `plan_flush()` computes, purely, which UDP/SCTP entries to delete; `flush()` deletes
+them with the `conntrack` CLI inside the namespace. Only matching entries are deleted, never the
+whole table (#122740).
+
+TCP has one such case: a SYN that reached the node before the Service's rules did (a client
+faster than the proxy) was routed as plain traffic, and its entry, confirmed without any
+translation, keeps every retransmission of that SYN untranslated until it expires (120 s in
+SYN_SENT), so the connection attempt fails although the rules are in place. `plan_unanswered()`
+names the frontends that just got a usable endpoint; `flush_unanswered()` lists SYN_SENT entries
+once and deletes those to such a frontend that were never translated (the reply tuple still
+names the frontend), typically none.
 """
 from __future__ import annotations
 
@@ -72,6 +80,13 @@ def serving_endpoints(sp: ServicePort) -> set[tuple[str, int]]:
     return {(e.ip, e.port) for e in sp.internal_endpoints() + sp.external_endpoints()}
 
 
+def newly_served(old: ServicePort | None, new: ServicePort) -> bool:
+    """`new` has a usable endpoint and `old` had none, did not exist or had another protocol."""
+    if not serving_endpoints(new):
+        return False
+    return old is None or old.protocol != new.protocol or not serving_endpoints(old)
+
+
 def plan_flush(previous: ProxyState | None, current: ProxyState, keys: Iterable[str] | None = None
                ) -> tuple[ConntrackFilter, ...]:
     """The entries to delete after moving the kernel from `previous` to `current`.
@@ -101,7 +116,7 @@ def plan_flush(previous: ProxyState | None, current: ProxyState, keys: Iterable[
             for ip, port in old_eps - still_serving:
                 for dst, dport in frontends(old):
                     out.add(ConntrackFilter(old.protocol.lower(), dst, dport, ip, port))
-        if new is not None and new_eps and not (old_eps if same_protocol else set()):
+        if new is not None and newly_served(old, new):
             for dst, dport in frontends(new):
                 out.add(ConntrackFilter(new.protocol.lower(), dst, dport))
     return tuple(sorted(out, key=lambda f: (f.protocol, f.orig_dst or "", f.orig_port, f.reply_src or "",
@@ -125,3 +140,87 @@ def flush(netns: Any, filters: Iterable[ConntrackFilter]) -> int:
             continue
         count += 1
     return count
+
+
+# ------------------------------------------------------------------ TCP: attempts older than the rules
+
+Frontend = tuple[str | None, int]  # (destination IP or None for any: a NodePort, port)
+
+
+def plan_unanswered(previous: ProxyState | None, current: ProxyState, keys: Iterable[str] | None = None
+                    ) -> frozenset[Frontend]:
+    """The frontends of TCP ServicePorts that had no usable endpoint (or did not exist) and now
+    have one: where an entry made before the rules may hold a connection attempt back."""
+    prev_services = previous.services if previous is not None else {}
+    if keys is None:
+        keys = current.services.keys()
+    out: set[Frontend] = set()
+    for key in keys:
+        new = current.services.get(key)
+        if new is not None and new.protocol == "TCP" and newly_served(prev_services.get(key), new):
+            out.update(frontends(new))
+    return frozenset(out)
+
+
+@dataclass(frozen=True)
+class TcpEntry:
+    family: str  # ipv4 | ipv6
+    src: str
+    dst: str
+    sport: int
+    dport: int
+
+    def delete_argv(self) -> list[str]:
+        return ["conntrack", "-D", "-f", self.family, "-p", "tcp", "-s", self.src, "-d", self.dst,
+                "--sport", str(self.sport), "--dport", str(self.dport), "--state", "SYN_SENT"]
+
+
+def untranslated_attempts(listing: str, family: str, wanted: frozenset[Frontend]) -> list[TcpEntry]:
+    """From `conntrack -L -p tcp --state SYN_SENT` output: the entries to a wanted frontend whose
+    reply tuple still comes from that frontend (no DNAT, no IPVS: made before the rules)."""
+    any_address = {port for ip, port in wanted if ip is None}
+    out = []
+    for line in listing.splitlines():
+        values: dict[str, list[str]] = {}
+        for word in line.split():
+            name, eq, value = word.partition("=")
+            if eq:
+                values.setdefault(name, []).append(value)
+        try:
+            (src, rsrc), (dst, _), (sport, rsport), (dport, _) = (values[k][:2] for k in ("src", "dst", "sport", "dport"))
+            sport_n, dport_n, rsport_n = int(sport), int(dport), int(rsport)
+        except (KeyError, ValueError):
+            continue  # not an entry line (or one without a reply tuple)
+        if (dst, dport_n) not in wanted and dport_n not in any_address:
+            continue
+        if rsrc == dst and rsport_n == dport_n:
+            out.append(TcpEntry(family, src, dst, sport_n, dport_n))
+    return out
+
+
+def flush_unanswered(netns: Any, wanted: frozenset[Frontend]) -> int:
+    """Deletes, inside `netns`, the untranslated SYN_SENT entries to `wanted` frontends (one
+    listing per address family, one deletion per entry found). Returns how many were deleted;
+    failures are logged, never raised."""
+    families = {"ipv6" if _is_v6(ip) else "ipv4" for ip, _ in wanted if ip is not None}
+    if any(ip is None for ip, _ in wanted):
+        families |= {"ipv4", "ipv6"}
+    deleted = 0
+    for family in sorted(families):
+        try:
+            listing = netns.command(["conntrack", "-L", "-f", family, "-p", "tcp", "--state", "SYN_SENT"],
+                                    check=False, timeout=30)
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.warning("conntrack listing failed: %s", exc)
+            continue
+        for entry in untranslated_attempts(listing.stdout, family, wanted):
+            try:
+                result = netns.command(entry.delete_argv(), check=False, timeout=30)
+            except (OSError, subprocess.SubprocessError) as exc:
+                log.warning("conntrack cleanup failed: %s", exc)
+                continue
+            if result.returncode == 0:
+                deleted += 1
+                log.info("deleted a connection attempt older than the rules: tcp %s:%d -> %s:%d",
+                         entry.src, entry.sport, entry.dst, entry.dport)
+    return deleted

@@ -9,7 +9,8 @@ Guarantees:
   thread. Full syncs (first, periodic, after a failure) pass previous=None so the backend
   rewrites everything it owns and repairs drift; partial syncs pass the ruleset last applied.
 - When apply fails, the failure is counted, the next sync is made full, and the runner retries.
-- After a successful apply, stale UDP/SCTP conntrack entries are deleted, the health-check
+- After a successful apply, stale UDP/SCTP conntrack entries and TCP connection attempts older
+  than a newly served frontend's rules are deleted (kproxy.agent.conntrack), the health-check
   node ports are opened/closed to match, then health and metrics are updated.
 - stop() ends the informers and the runner and closes the backend; rules are left in place so
   a restarted agent takes over without a gap.
@@ -135,6 +136,9 @@ class Proxier:
         filters = conntrack.plan_flush(previous, state, keys)
         if filters:
             await self.netns.arun(conntrack.flush, self.netns, filters)
+        unanswered = conntrack.plan_unanswered(previous, state, keys)
+        if unanswered:
+            await self.netns.arun(conntrack.flush_unanswered, self.netns, unanswered)
         self._update_no_local(state, keys)
         await self.service_health.update(state, keys)
         duration = time.monotonic() - started

@@ -261,6 +261,32 @@ def test_agent_restart_drops_no_connection(lab, scratch, sig):
     assert set(client.answers) == pods
 
 
+def test_a_client_faster_than_the_proxy_connects_once_the_rules_are_in(lab, scratch):
+    """A client's first SYN reaches node1 before its agent has programmed the Service: node1
+    routes it as plain traffic (to the gateway, which drops it) and conntrack keeps that
+    untranslated entry, so without the agent's cleanup every retransmission of the SYN misses
+    the rules until the attempt gives up (~2 min). The agent of node1 is down while the Service
+    is created, which makes the client the faster one in every mode."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pods = {scratch.name("a"), scratch.name("b")}
+    scratch.pod("a", "node1")
+    scratch.pod("b", "node2")
+    lab.stop_agent("node1")
+    try:
+        svc = scratch.service()
+        with ThreadPoolExecutor(1) as pool:
+            # one connect() the kernel retries (SYN at 0, 1, 3, 7, 15, 31, 63 s), answered or not
+            attempt = pool.submit(traffic.tcp_reply, lab.client_netns, cluster_ip(svc), 80, 150.0)
+            time.sleep(1.5)  # its first SYN has passed node1 unprogrammed
+            assert not attempt.done(), attempt.exception() if attempt.done() else ""
+            lab.start_agent("node1", wait_healthy=120)
+            assert attempt.result(timeout=200).pod in pods
+    finally:
+        if not lab.agent_alive("node1"):
+            lab.start_agent("node1", wait_healthy=120)
+
+
 def test_periodic_full_resync_drops_no_connection(lab, scratch):
     scratch.pod("a", "node1")
     scratch.pod("b", "node2")

@@ -291,3 +291,31 @@ def test_tracing_the_kernels_rules_gives_the_rendered_outcomes(backend):
         assert got.masquerade == want.masquerade, case
         for outcome, p in want.outcomes.items():
             assert got.outcomes[outcome] == pytest.approx(p, abs=1e-6), case
+
+
+# ------------------------------------------------------------------ conntrack
+
+def test_a_connection_attempt_older_than_the_rules_is_released_by_the_agents_cleanup(topo, backend):
+    """A client SYN that reaches the node before the Service's rules is routed as plain traffic
+    (here back to the client, which drops it, as a default gateway would); its conntrack entry
+    keeps every retransmission untranslated after the rules arrive, until the agent's cleanup
+    (kproxy.agent.conntrack.flush_unanswered) deletes it."""
+    from kproxy.agent import conntrack
+
+    vip, port = "10.96.0.77", 40777
+    other = service("other", "10.96.0.78", [ep(topo, "b")])
+    st = state(other, service("early", vip, [ep(topo, "a")]))
+    # the node already proxies another Service (so its namespace tracks connections)
+    previous = sync(backend, state(other))
+    topo.run(topo.node, ["ip", "route", "add", "10.96.0.0/12", "via", CLIENT_IP])
+    try:
+        with pytest.raises(TimeoutError):
+            topo.tcp(topo.client, vip, 80, timeout=1.5, source_port=port)  # before the rules
+        sync(backend, st, previous)
+        with pytest.raises(TimeoutError):  # the rules are in, yet this client port is stuck
+            topo.tcp(topo.client, vip, 80, timeout=2.5, source_port=port)
+        assert topo.tcp(topo.client, vip, 80)[0] == "a"  # any other port works
+        assert conntrack.flush_unanswered(backend.netns, conntrack.plan_unanswered(state(other), st)) == 1
+        assert topo.tcp(topo.client, vip, 80, source_port=port)[0] == "a"
+    finally:
+        topo.run(topo.node, ["ip", "route", "del", "10.96.0.0/12", "via", CLIENT_IP], check=False)

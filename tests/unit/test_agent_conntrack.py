@@ -121,3 +121,43 @@ def test_plan_properties(old, new):
     assert bool(wide) == appeared
     if appeared:
         assert wide == set(frontends(udp_new))
+
+
+# -- TCP: connection attempts older than the rules ---------------------------------------------
+
+LISTING = """\
+tcp      6 109 SYN_SENT src=10.200.0.2 dst=10.96.0.10 sport=38884 dport=53 [UNREPLIED] src=10.96.0.10 dst=10.200.0.2 sport=53 dport=38884 mark=0 use=1
+tcp      6 110 SYN_SENT src=10.200.0.2 dst=10.96.0.10 sport=38886 dport=53 [UNREPLIED] src=10.244.2.2 dst=10.200.0.11 sport=5353 dport=38886 mark=0 use=1
+tcp      6 111 SYN_SENT src=10.200.0.2 dst=10.96.0.99 sport=40000 dport=53 [UNREPLIED] src=10.96.0.99 dst=10.200.0.2 sport=53 dport=40000 mark=0 use=1
+tcp      6 112 SYN_SENT src=10.200.0.2 dst=10.200.0.11 sport=40002 dport=30053 [UNREPLIED] src=10.200.0.11 dst=10.200.0.2 sport=30053 dport=40002 mark=0 use=1
+conntrack v1.4.7 (conntrack-tools): 4 flow entries have been shown.
+"""
+
+
+def test_tcp_service_gaining_its_first_endpoint_names_its_frontends():
+    from kproxy.agent.conntrack import plan_unanswered
+
+    tcp = sp(protocol="TCP", eps=[], node_port=30053)
+    assert plan_unanswered(state(tcp), state(sp(protocol="TCP", eps=[A], node_port=30053))) == {
+        ("10.96.0.10", 53), (None, 30053)}
+    assert plan_unanswered(None, state(sp(protocol="TCP", eps=[A]))) == {("10.96.0.10", 53)}  # agent start
+    # already served, no endpoint yet, or not TCP: nothing
+    assert plan_unanswered(state(sp(protocol="TCP", eps=[A])), state(sp(protocol="TCP", eps=[A, B]))) == frozenset()
+    assert plan_unanswered(None, state(tcp)) == frozenset()
+    assert plan_unanswered(None, state(sp(protocol="UDP", eps=[A]))) == frozenset()
+    # keys limit the work
+    assert plan_unanswered(None, state(sp(protocol="TCP", eps=[A])), keys=[]) == frozenset()
+
+
+def test_only_untranslated_attempts_to_wanted_frontends_are_chosen():
+    from kproxy.agent.conntrack import TcpEntry, untranslated_attempts
+
+    wanted = frozenset({("10.96.0.10", 53), (None, 30053)})
+    assert untranslated_attempts(LISTING, "ipv4", wanted) == [
+        TcpEntry("ipv4", "10.200.0.2", "10.96.0.10", 38884, 53),  # routed before the rules: stuck
+        TcpEntry("ipv4", "10.200.0.2", "10.200.0.11", 40002, 30053),  # a NodePort on any address
+    ]  # 38886 was translated (to 10.244.2.2): a live attempt, kept; 10.96.0.99 is not wanted
+    assert untranslated_attempts(LISTING, "ipv4", frozenset()) == []
+    entry = untranslated_attempts(LISTING, "ipv4", wanted)[0]
+    assert entry.delete_argv() == ["conntrack", "-D", "-f", "ipv4", "-p", "tcp", "-s", "10.200.0.2", "-d",
+                                   "10.96.0.10", "--sport", "38884", "--dport", "53", "--state", "SYN_SENT"]

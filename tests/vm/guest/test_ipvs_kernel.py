@@ -375,3 +375,30 @@ def test_drain_deadline_deletes_a_busy_real_server(topo, backend, hold_servers):
         assert parse_ipvsadm(ipvsadm(topo))[("10.96.0.51", 80, "TCP")] == set()
     finally:
         topo.ns(topo.client).run(s.close)
+
+
+# ------------------------------------------------------------------ conntrack
+
+def test_a_connection_attempt_older_than_the_rules_is_released_by_the_agents_cleanup(topo, backend):
+    """As in tests/kernel/test_iptables_kernel.py, through IPVS: a SYN routed as plain traffic
+    before the ClusterIP was local leaves a confirmed, untranslated entry; IPVS would forward
+    its retransmissions without masquerade (it only rewrites unconfirmed entries; to a pod on
+    another node, whose answer bypasses this node, the attempt fails: the lab scenario
+    test_a_client_faster_than_the_proxy_connects_once_the_rules_are_in). The agent's cleanup
+    finds that entry among IPVS's and deletes it; the same client port then connects."""
+    from kproxy.agent import conntrack
+
+    vip, port = "10.96.3.77", 40777
+    other = service("other", "10.96.3.78", [ep(topo, "b")])
+    st = state(other, service("early", vip, [ep(topo, "a")]))
+    previous, _ = sync(backend, state(other))
+    topo.run(topo.node, ["ip", "route", "add", "10.96.0.0/12", "via", CLIENT_IP])
+    try:
+        with pytest.raises(TimeoutError):
+            topo.tcp(topo.client, vip, 80, timeout=1.5, source_port=port)  # before the rules
+        sync(backend, st, previous)
+        assert topo.tcp(topo.client, vip, 80)[0] == "a"  # a translated entry the cleanup keeps
+        assert conntrack.flush_unanswered(backend.netns, conntrack.plan_unanswered(state(other), st)) == 1
+        assert topo.tcp(topo.client, vip, 80, source_port=port)[0] == "a"
+    finally:
+        topo.run(topo.node, ["ip", "route", "del", "10.96.0.0/12", "via", CLIENT_IP], check=False)
