@@ -157,7 +157,10 @@ def plan_unanswered(previous: ProxyState | None, current: ProxyState, keys: Iter
     out: set[Frontend] = set()
     for key in keys:
         new = current.services.get(key)
-        if new is not None and new.protocol == "TCP" and newly_served(prev_services.get(key), new):
+        if new is None or new.protocol != "TCP":
+            continue
+        old = prev_services.get(key)
+        if old is not new and newly_served(old, new):  # an unchanged ServicePort is the same object
             out.update(frontends(new))
     return frozenset(out)
 
