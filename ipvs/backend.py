@@ -230,9 +230,9 @@ class IpvsBackend(Backend):
         if not self._setup_done or full:
             self._setup()
         # what the dummy interface holds: read once per full sync, else known from `previous`
-        have = self._dummy_addresses() if full else set(previous.addresses)
+        bound = self._dummy_addresses() if full else set(previous.addresses)
         # addresses first: a new ClusterIP's virtual server is useless until the IP is local
-        self._sync_addresses(ruleset.addresses, have, remove=False)
+        self._sync_addresses(ruleset.addresses, bound, remove=False)
         # masquerade members before the virtual servers that need them (see nfrules.split_around_ipvs)
         set_ops_after = self._netfilter_before(ruleset, full)
         t1 = time.monotonic()
@@ -259,8 +259,8 @@ class IpvsBackend(Backend):
                 continue
             if current != entry.server:
                 reqs.append(Request(CMD_SET_SERVICE, entry.server))
-            have = table[key] if table is not None and key in table else self._dests(sock, entry.server)
-            dest_reqs, drain = plan_dests(entry, have)
+            in_kernel = table[key] if table is not None and key in table else self._dests(sock, entry.server)
+            dest_reqs, drain = plan_dests(entry, in_kernel)
             reqs.extend(dest_reqs)
             self._track_drains(key, drain, entry)
         deletes.extend(Request(CMD_DEL_SERVICE, vs) for vs in stale)
@@ -272,7 +272,7 @@ class IpvsBackend(Backend):
         except IpvsError as exc:
             raise ApplyError(str(exc)) from None
         t2 = time.monotonic()
-        self._sync_addresses(ruleset.addresses, have, remove=True)
+        self._sync_addresses(ruleset.addresses, bound, remove=True)
         self._netfilter_after(ruleset, set_ops_after)
         t3 = time.monotonic()
         return ApplyResult(full=full, objects_written=len(reqs) + len(deletes),

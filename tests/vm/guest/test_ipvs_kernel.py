@@ -154,7 +154,7 @@ def test_session_affinity_and_mh_scheduler_are_programmed(topo):
     netns = NetNS(topo.node)
     b = IpvsBackend(netns, config("mh"))
     try:
-        sp = service("sticky", "10.96.0.15", [ep(topo, p) for p in "abc"], session_session_affinity_timeout=600)
+        sp = service("sticky", "10.96.0.15", [ep(topo, p) for p in "abc"], session_affinity_timeout=600)
         sync(b, state(sp))
         out = ipvsadm(topo)
         line = next(l for l in out.splitlines() if "10.96.0.15:80" in l)
