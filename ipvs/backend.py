@@ -18,11 +18,13 @@ Guarantees:
   ours and sends only the members that differ, a partial sync only the members that changed
   since the last apply) and a few iptables chains, rewritten when their text changed or when a
   full sync's iptables-save shows them changed since our last write.
-- Order within an apply: addresses and the set changes that widen (masquerade members, set
-  creations, removed reject/drop members) and the iptables rules first, then IPVS, then stale
-  addresses and the set changes that narrow. So no virtual server forwards a packet before
-  its masquerade member exists: a SYN forwarded unmasqueraded would leave a conntrack entry
-  without NAT that loses every retry from that client port (nfrules.split_around_ipvs).
+- Order within an apply: the set changes that widen (masquerade members, set creations,
+  removed reject/drop members) and the iptables rules first, then IPVS, then the addresses
+  (new, then stale), then the set changes that narrow. So no virtual server forwards a packet
+  before its masquerade member exists (a SYN forwarded unmasqueraded would leave a conntrack
+  entry without NAT that loses every retry from that client port, nfrules.split_around_ipvs),
+  and no new address is local before its virtual server exists (the local stack would reset
+  the SYN).
 - IPVS has no transactions: a failed apply raises ApplyError and may leave part of the change
   in the kernel; the proxier then makes the next sync full, which repairs everything.
 """
@@ -231,8 +233,6 @@ class IpvsBackend(Backend):
             self._setup()
         # what the dummy interface holds: read once per full sync, else known from `previous`
         bound = self._dummy_addresses() if full else set(previous.addresses)
-        # addresses first: a new ClusterIP's virtual server is useless until the IP is local
-        self._sync_addresses(ruleset.addresses, bound, remove=False)
         # masquerade members before the virtual servers that need them (see nfrules.split_around_ipvs)
         set_ops_after = self._netfilter_before(ruleset, full)
         t1 = time.monotonic()
@@ -272,13 +272,17 @@ class IpvsBackend(Backend):
         except IpvsError as exc:
             raise ApplyError(str(exc)) from None
         t2 = time.monotonic()
+        # a new address only once its virtual server exists (IPVS sees packets to local
+        # addresses only): before that, a SYN to it would reach the local stack and be reset
+        self._sync_addresses(ruleset.addresses, bound, remove=False)
         self._sync_addresses(ruleset.addresses, bound, remove=True)
         self._netfilter_after(ruleset, set_ops_after)
         t3 = time.monotonic()
         return ApplyResult(full=full, objects_written=len(reqs) + len(deletes),
                            detail=f"{len(reqs) + len(deletes)} IPVS requests in {trips} sends, "
-                                  f"{len(self._draining)} real servers draining; seconds: setup, addresses "
-                                  f"and netfilter before {t1 - t0:.3f}, ipvs {t2 - t1:.3f}, after {t3 - t2:.3f}")
+                                  f"{len(self._draining)} real servers draining; seconds: setup and netfilter "
+                                  f"before {t1 - t0:.3f}, ipvs {t2 - t1:.3f}, addresses and netfilter after "
+                                  f"{t3 - t2:.3f}")
 
     def _dest_table(self) -> dict[VSKey, list[DestStatus]] | None:
         """/proc's table of every real server, or None (then each virtual server's real

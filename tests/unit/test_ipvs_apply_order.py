@@ -105,6 +105,9 @@ def test_a_new_service_is_in_the_masquerade_set_before_ipvs_forwards_for_it(back
     assert add_member in log
     assert first(log, add_member) < first(log, ("ipvs", CMD_NEW_SERVICE))
     assert first(log, add_member) < first(log, ("ipvs", CMD_NEW_DEST))
+    # the ClusterIP becomes local only once its virtual server exists (else the local stack resets SYNs)
+    bind = next(i for i, e in enumerate(log) if e[:2] == ("addresses", False) and VIP in e[2])
+    assert last(log, ("ipvs", CMD_NEW_DEST)) < bind
     if full:  # the first full sync writes the rules too, before IPVS forwards anything
         assert first(log, ("iptables",)) < first(log, ("ipvs", CMD_NEW_SERVICE))
 
