@@ -58,7 +58,7 @@ def parse(text: str) -> dict[VSKey, list[DestStatus]]:
                                               int(words[4]), int(words[5])))
             elif words[0] in PROTOCOLS:
                 ip, port = _address_port(words[1])
-                current = out.setdefault((ip, port, words[0]), [])
+                current = out[(ip, port, words[0])] = []  # a record read twice: the last copy
             else:  # FWM: skip it and its real servers
                 current = None
         except (IndexError, ValueError) as exc:
