@@ -50,3 +50,9 @@ def test_an_unreadable_line_is_named(bad):
     text = "\n".join(TABLE.splitlines()[:4] + [bad]) + "\n"
     with pytest.raises(procfs.ProcFormatError, match="line 5"):
         procfs.parse(text)
+
+
+def test_a_record_read_twice_is_not_doubled():
+    lines = TABLE.splitlines()
+    text = "\n".join(lines[:6] + lines[3:6]) + "\n"  # the first service and its real servers again
+    assert procfs.parse(text)[("10.96.0.1", 80, "TCP")] == procfs.parse(TABLE)[("10.96.0.1", 80, "TCP")]
