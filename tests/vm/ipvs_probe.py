@@ -19,6 +19,7 @@ import pytest
 
 # After a scenario its Services are being deleted: the agents converge within a few syncs.
 AGREEMENT_TIMEOUT = 120.0
+COUNTERS_TIMEOUT = 15.0
 
 
 def _in(netns: str, argv: list[str], check: bool = False) -> subprocess.CompletedProcess:
@@ -36,7 +37,13 @@ class IpvsProbe:
         each virtual server that had counted connections is now gone or counts fewer (it was
         made again: the agent may repair it before we look, the kernel's counters say it was
         cleared)."""
+        # the kernel sums its per-CPU counters into these stats every 2 s (the rate
+        # estimator): a connection made just now may not show yet
+        deadline = time.monotonic() + COUNTERS_TIMEOUT
         before = self._connection_counts(netns)
+        while not any(before.values()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            before = self._connection_counts(netns)
         assert any(before.values()), f"no virtual server has carried a connection yet: {before}"
         _in(netns, ["ipvsadm", "-C"], check=True)
         after = self._connection_counts(netns)
