@@ -83,8 +83,9 @@ def run(args: argparse.Namespace) -> int:
     if args.store_history < 1:
         raise CLIError("--store-history must be at least 1")
     data_dir = os.path.abspath(args.data_dir)
+    os.umask(0o077)  # whatever this process writes (store, keys, kubeconfigs, logs) is private
     try:
-        os.makedirs(data_dir, exist_ok=True)
+        os.makedirs(data_dir, mode=0o700, exist_ok=True)
     except OSError as exc:
         raise CLIError(f"--data-dir {args.data_dir!r}: {exc.strerror}") from None
     config = ServerConfig(data_dir=data_dir, host=host, port=port,
