@@ -98,6 +98,8 @@ def _query_int(query: Any, name: str) -> int | None:
 
 # request key under which _create leaves the created object's name (generateName resolved)
 CREATED_NAME = "kproxy.created_name"
+# request key under which the auth middleware leaves the user the request acts as
+REQUEST_USER = "kproxy.user"
 
 
 class RestHandler:
@@ -113,6 +115,9 @@ class RestHandler:
         self._watch_queues: set[watch.WatchQueue] = set()
         self._encode_cache: collections.OrderedDict[tuple[int, str], str] = collections.OrderedDict()
         self._closing = False
+        # checks of an object about to be written, given the acting user (escalation
+        # prevention): guard(user, resource, namespace, obj) raises ApiError; blocking
+        self.write_guards: list[Callable[[Any, Resource, str | None, Any], None]] = []
 
     async def _read(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.reads, functools.partial(fn, *args, **kwargs))
@@ -247,6 +252,13 @@ class RestHandler:
         result = await self._read(self.registry.list, resource, ns, ls, fs)
         return self._respond(request, resource, result)
 
+    def _guard(self, request: web.Request, resource: Resource, ns: str | None, obj: Any) -> None:
+        """Runs the write guards on an object about to be written (blocking)."""
+        user = request.get(REQUEST_USER)
+        if user is not None:
+            for guard in self.write_guards:
+                guard(user, resource, ns, obj)
+
     def _dry_run(self, request: web.Request) -> bool:
         values = request.query.getall("dryRun", [])
         for v in values:
@@ -259,6 +271,7 @@ class RestHandler:
         body, raw = await self._body(request)
         dry = self._dry_run(request)
         warnings = self.fields.check(resource, body, raw, request.query.get("fieldValidation"))
+        await self._read(self._guard, request, resource, ns, body)
         obj = await self._write(self.registry.create, resource, ns, body, dry)
         request[CREATED_NAME] = (obj.get("metadata") or {}).get("name", "")  # for the audit log
         return self._respond(request, resource, obj, 201, warnings)
@@ -269,6 +282,8 @@ class RestHandler:
         body, raw = await self._body(request)
         dry = self._dry_run(request)
         warnings = self.fields.check(resource, body, raw, request.query.get("fieldValidation"))
+        if sub is None:
+            await self._read(self._guard, request, resource, ns, body)
         obj, created = await self._write(self.registry.update, resource, ns, name, body, sub, dry)
         return self._respond(request, resource, obj, 201 if created else 200, warnings)
 
@@ -291,6 +306,8 @@ class RestHandler:
 
         def check(patched: dict[str, Any]) -> None:
             warnings.extend(self.fields.check(resource, patched, None, mode))
+            if sub is None:
+                self._guard(request, resource, ns, patched)
 
         obj = await self._write(self.registry.patch, resource, ns, name, PATCH_TYPES[ctype], patch, sub, dry, check)
         return self._respond(request, resource, obj, 200, warnings)

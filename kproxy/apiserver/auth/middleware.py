@@ -22,7 +22,7 @@ from kproxy.apiserver.auth.audit import AuditLog
 from kproxy.apiserver.auth.authn import TokenAuthenticator, Unauthenticated, bearer_token, user_from_peercert
 from kproxy.apiserver.auth.identity import ANONYMOUS, INSECURE, UserInfo
 from kproxy.apiserver.auth.rbac import RBACAuthorizer, forbidden_message
-from kproxy.apiserver.rest import CREATED_NAME, json_response
+from kproxy.apiserver.rest import CREATED_NAME, REQUEST_USER, json_response
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ class AuthMiddleware:
                 f'forbidden: User "{user.name}" cannot {attrs.verb} path "{attrs.path}"'
             return json_response(st.status(403, "Forbidden", message, kind=attrs.resource or None,
                                            name=attrs.name or None, group=attrs.api_group), 403)
+        request[REQUEST_USER] = user
         response = await handler(request)
         if attrs.mutating:
             if not attrs.name and request.get(CREATED_NAME):
