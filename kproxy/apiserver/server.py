@@ -23,7 +23,7 @@ from kproxy.apiserver.auth import policy
 from kproxy.apiserver.auth.audit import AUDIT_LOG_NAME, AuditLog
 from kproxy.apiserver.auth.authn import TokenAuthenticator
 from kproxy.apiserver.auth.escalation import EscalationGuard
-from kproxy.apiserver.auth.middleware import AuthMiddleware
+from kproxy.apiserver.auth.middleware import AuthMiddleware, loopback_host
 from kproxy.apiserver.auth.rbac import RBACAuthorizer
 from kproxy.apiserver.auth.sa_admission import ServiceAccountTokenAdmission
 from kproxy.apiserver.auth.token_controller import TokenController
@@ -164,6 +164,8 @@ class ApiServer:
         self._tls = self._ssl_context() if self.config.tls else None
         self.url = await self._listen(self.config.host, self.config.port, self._tls)
         if self.config.insecure_host is not None:
+            if not loopback_host(self.config.insecure_host):
+                raise ValueError(f"the plain-HTTP listener is only served on loopback, not {self.config.insecure_host}")
             self.insecure_url = await self._listen(self.config.insecure_host, self.config.insecure_port, None)
             log.warning("plain-HTTP listener on %s: every request there has full rights", self.insecure_url)
         if not self.config.tls:

@@ -6,6 +6,7 @@
     authn.py       client certificates and bearer tokens -> UserInfo
     rbac.py        RBAC evaluation over the stored Role/ClusterRole/(Cluster)RoleBinding objects
     escalation.py  no granting of permissions one does not hold (escalate/bind verbs)
+    impersonation.py Impersonate-User/-Group headers, allowed by the impersonate verb
     policy.py      the default roles and bindings created at startup
     sa_admission.py checks service-account token Secrets on create (no token in them)
     token_controller.py fills them with a signed token afterwards (only it holds the key)
