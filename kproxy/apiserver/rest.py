@@ -49,41 +49,28 @@ class RestSettings:
     max_watches_per_user: int = 250  # open watches one identity may hold; more is 429
 
 
-def nesting_depth(value: Any) -> int:
-    """How deeply lists/objects nest in a decoded JSON value (iterative: no recursion limit)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        cur, depth = stack.pop()
-        if isinstance(cur, dict):
-            cur = list(cur.values())
-        if isinstance(cur, list):
-            deepest = max(deepest, depth)
-            stack.extend((v, depth + 1) for v in cur if isinstance(v, (dict, list)))
-    return deepest
-
-
 def refuse_unrepresentable(value: Any) -> None:
     """Refuses (400) a decoded body Kubernetes could not hold: nested deeper than MAX_DEPTH,
     a number outside int64 or not finite (YAML's .nan/.inf), a mapping key that is not a
-    string (YAML allows them). Iterative: no recursion limit."""
-    if nesting_depth(value) > MAX_DEPTH:
-        raise st.bad_request(f"the request body is nested deeper than {MAX_DEPTH} levels")
-    stack = [value]
+    string or a value JSON has no form for (YAML allows both). One iterative pass."""
+    stack = [(value, 1)]
     while stack:
-        cur = stack.pop()
-        if isinstance(cur, dict):
-            if not all(isinstance(k, str) for k in cur):
-                raise st.bad_request("the request body has a mapping key that is not a string")
-            stack.extend(cur.values())
-        elif isinstance(cur, list):
-            stack.extend(cur)
+        cur, depth = stack.pop()
+        if isinstance(cur, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise st.bad_request(f"the request body is nested deeper than {MAX_DEPTH} levels")
+            if isinstance(cur, dict):
+                if not all(isinstance(k, str) for k in cur):
+                    raise st.bad_request("the request body has a mapping key that is not a string")
+                cur = cur.values()
+            stack.extend((v, depth + 1) for v in cur)
         elif isinstance(cur, bool) or cur is None or isinstance(cur, str):
             continue
         elif isinstance(cur, (int, float)):
             if cur != cur or not INT64_MIN <= cur <= INT64_MAX:
                 raise st.bad_request(f"the request body holds the number {cur!r}, which is out of range "
                                      "(numbers must be finite and within int64)")
-        else:  # YAML timestamps, binary, sets: not JSON
+        else:  # YAML timestamps, binary, sets
             raise st.bad_request(f"the request body holds a {type(cur).__name__} value, which JSON cannot hold")
 
 
