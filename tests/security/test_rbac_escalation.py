@@ -146,7 +146,7 @@ def test_holding_the_permissions_is_enough_and_clusterroles_check_urls(admin, us
 
 
 def test_coverage_rules():
-    held = [{"apiGroups": [""], "resources": ["*/status", "pods/*", "configmaps"], "verbs": ["get"],
+    held = [{"apiGroups": [""], "resources": ["*/status", "pods/log", "configmaps"], "verbs": ["get"],
              "resourceNames": []},
             {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["*"], "resourceNames": ["web"]}]
     assert missing_permissions(held, [{"apiGroups": [""], "resources": ["services/status", "pods/log", "configmaps"],
@@ -159,3 +159,6 @@ def test_coverage_rules():
         '{APIGroups:[""], Resources:["pods"], Verbs:["get"]}',
         '{APIGroups:["apps"], Resources:["deployments"], Verbs:["get" "list"]}']
     assert missing_permissions([], [{"verbs": "junk", "apiGroups": 3}, "junk"]) == []
+    # "pods/*" is no wildcard upstream: it names a subresource called "*"
+    assert missing_permissions([{"apiGroups": [""], "resources": ["pods/*"], "verbs": ["get"]}],
+                               [{"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}])

@@ -10,8 +10,8 @@ permission they do not hold.
 
 Coverage is decided per permission: each granted rule is broken down into one verb x one API
 group x one resource (x one name) or one verb x one non-resource URL, and each piece must be
-covered by a rule the user holds (wildcards, `*/sub`, `res/*`, resourceNames and URL prefixes
-`/x/*` as upstream). The refusal is 403 Forbidden with upstream's message: `user "u"
+covered by a rule the user holds (wildcards, `*/sub`, resourceNames and URL prefixes `/x/*`,
+as upstream). The refusal is 403 Forbidden with upstream's message: `user "u"
 (groups=[...]) is attempting to grant RBAC permissions not currently held:` and one line per
 missing permission."""
 from __future__ import annotations
@@ -26,7 +26,7 @@ from kproxy.apiserver.auth.rbac import RBACAuthorizer
 
 ROLE_KINDS = (R.ROLES, R.CLUSTER_ROLES)
 BINDING_KINDS = (R.ROLE_BINDINGS, R.CLUSTER_ROLE_BINDINGS)
-_FIELDS = ("apiGroups", "resources", "resourceNames", "nonResourceURLs", "verbs")
+_FIELDS = ("apiGroups", "resources", "nonResourceURLs", "resourceNames", "verbs")  # upstream's order
 
 
 def _strings(value: Any) -> list[str]:
@@ -59,10 +59,8 @@ def breakdown(rule: Any) -> list[dict[str, list[str]]]:
 def _resource_covers(owned: list[str], resource: str) -> bool:
     if "*" in owned or resource in owned:
         return True
-    base, slash, sub = resource.partition("/")
-    if slash:
-        return f"*/{sub}" in owned or f"{base}/*" in owned
-    return False
+    _, slash, sub = resource.partition("/")
+    return bool(slash) and f"*/{sub}" in owned
 
 
 def _url_covers(owned: list[str], url: str) -> bool:
