@@ -18,6 +18,7 @@ from aiohttp import web
 from kproxy.api import status as st
 from kproxy.api.resources import Resource
 from kproxy.apiserver import paths, protobuf, watch
+from kproxy.apiserver.query import INT64_MAX, INT64_MIN, query_bool, query_int, resource_version, watch_requested
 from kproxy.apiserver.deps import Deps
 from kproxy.apiserver.registry import DeleteOptions, Registry
 from kproxy.apiserver.fieldcheck import FieldChecker
@@ -45,19 +46,41 @@ class RestSettings:
     bookmark_interval: float = 10.0
     idle_check_interval: float = 1.0
     write_timeout: float = 60.0  # a watch client that reads nothing for this long is dropped
+    max_watches_per_user: int = 250  # open watches one identity may hold; more is 429
 
 
-def nesting_depth(value: Any) -> int:
-    """How deeply lists/objects nest in a decoded JSON value (iterative: no recursion limit)."""
-    deepest, stack = 0, [(value, 1)]
+def refuse_unrepresentable(value: Any) -> None:
+    """Refuses (400) a decoded body Kubernetes could not hold: nested deeper than MAX_DEPTH,
+    a number outside int64 or not finite (YAML's .nan/.inf), a mapping key that is not a
+    string or a value JSON has no form for (YAML allows both). One iterative pass."""
+    stack = [(value, 1)]
     while stack:
         cur, depth = stack.pop()
-        if isinstance(cur, dict):
-            cur = list(cur.values())
-        if isinstance(cur, list):
-            deepest = max(deepest, depth)
-            stack.extend((v, depth + 1) for v in cur if isinstance(v, (dict, list)))
-    return deepest
+        if isinstance(cur, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise st.bad_request(f"the request body is nested deeper than {MAX_DEPTH} levels")
+            if isinstance(cur, dict):
+                if not all(isinstance(k, str) for k in cur):
+                    raise st.bad_request("the request body has a mapping key that is not a string")
+                cur = cur.values()
+            stack.extend((v, depth + 1) for v in cur)
+        elif isinstance(cur, bool) or cur is None or isinstance(cur, str):
+            continue
+        elif isinstance(cur, (int, float)):
+            if cur != cur or not INT64_MIN <= cur <= INT64_MAX:
+                raise st.bad_request(f"the request body holds the number {cur!r}, which is out of range "
+                                     "(numbers must be finite and within int64)")
+        else:  # YAML timestamps, binary, sets
+            raise st.bad_request(f"the request body holds a {type(cur).__name__} value, which JSON cannot hold")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_json(raw: bytes) -> Any:
+    """Strict JSON: NaN/Infinity refused (ValueError), deep nesting a RecursionError."""
+    return json.loads(raw, parse_constant=_reject_constant)
 
 
 def warning_header(text: str) -> str:
@@ -82,22 +105,10 @@ def _content_type(request: web.Request, default: str = "application/json") -> st
     return (request.content_type or default).lower()
 
 
-def _query_bool(value: str | None) -> bool:
-    return value is not None and value.lower() in ("1", "true", "yes")
-
-
-def _query_int(query: Any, name: str) -> int | None:
-    raw = query.get(name)
-    if raw in (None, ""):
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise st.bad_request(f"invalid {name} {raw!r}: must be an integer") from None
-
-
 # request key under which _create leaves the created object's name (generateName resolved)
 CREATED_NAME = "kproxy.created_name"
+# request key under which the auth middleware leaves the user the request acts as
+REQUEST_USER = "kproxy.user"
 
 
 class RestHandler:
@@ -111,8 +122,12 @@ class RestHandler:
         self.fields = fields
         self.tables = tables
         self._watch_queues: set[watch.WatchQueue] = set()
+        self._watches_by_user: collections.Counter[str] = collections.Counter()
         self._encode_cache: collections.OrderedDict[tuple[int, str], str] = collections.OrderedDict()
         self._closing = False
+        # checks of an object about to be written, given the acting user (escalation
+        # prevention): guard(user, resource, namespace, obj) raises ApiError; blocking
+        self.write_guards: list[Callable[[Any, Resource, str | None, Any], None]] = []
 
     async def _read(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.reads, functools.partial(fn, *args, **kwargs))
@@ -153,7 +168,7 @@ class RestHandler:
             return await self._watch(request, resource, ns, name)
         if name is None:
             if method == "GET":
-                if _query_bool(q.get("watch")):
+                if watch_requested(q):
                     return await self._watch(request, resource, ns, None)
                 return await self._list(request, resource, ns)
             if method == "POST":
@@ -162,7 +177,7 @@ class RestHandler:
                 return await self._delete_collection(request, resource, ns)
         elif sub is None:
             if method == "GET":
-                if _query_bool(q.get("watch")):
+                if watch_requested(q):
                     return await self._watch(request, resource, ns, name)
                 return await self._get(request, resource, ns, name)
             if method == "PUT":
@@ -195,20 +210,21 @@ class RestHandler:
         if ctype == protobuf.MEDIA_TYPE:
             try:
                 return protobuf.decode(raw), b""
-            except protobuf.ProtobufError as exc:
+            except protobuf.ProtobufUnsupported as exc:
                 raise st.unsupported_media_type(f"cannot decode the protobuf body: {exc}") from None
+            except protobuf.ProtobufError as exc:
+                raise st.bad_request(f"the protobuf body is malformed: {exc}") from None
         try:
             if "yaml" in ctype:
                 body = yaml.safe_load(raw.decode("utf-8"))
             else:
-                body = json.loads(raw)
+                body = decode_json(raw)
         except (ValueError, UnicodeDecodeError, yaml.YAMLError) as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise st.bad_request(f"the request body is not valid {'YAML' if 'yaml' in ctype else 'JSON'}: {msg}") from None
         except RecursionError:
             raise st.bad_request(f"the request body is nested deeper than {MAX_DEPTH} levels") from None
-        if nesting_depth(body) > MAX_DEPTH:
-            raise st.bad_request(f"the request body is nested deeper than {MAX_DEPTH} levels")
+        refuse_unrepresentable(body)
         return body, raw
 
     @staticmethod
@@ -243,9 +259,17 @@ class RestHandler:
 
     async def _list(self, request: web.Request, resource: Resource, ns: str | None) -> web.Response:
         ls, fs = self._selectors(request, resource)
-        _query_int(request.query, "limit")  # accepted; everything is returned in one page
+        query_int(request.query, "limit")  # accepted; everything is returned in one page
+        resource_version(request.query)  # checked; every list is served from the latest revision
         result = await self._read(self.registry.list, resource, ns, ls, fs)
         return self._respond(request, resource, result)
+
+    def _guard(self, request: web.Request, resource: Resource, ns: str | None, obj: Any) -> None:
+        """Runs the write guards on an object about to be written (blocking)."""
+        user = request.get(REQUEST_USER)
+        if user is not None:
+            for guard in self.write_guards:
+                guard(user, resource, ns, obj)
 
     def _dry_run(self, request: web.Request) -> bool:
         values = request.query.getall("dryRun", [])
@@ -259,6 +283,7 @@ class RestHandler:
         body, raw = await self._body(request)
         dry = self._dry_run(request)
         warnings = self.fields.check(resource, body, raw, request.query.get("fieldValidation"))
+        await self._read(self._guard, request, resource, ns, body)
         obj = await self._write(self.registry.create, resource, ns, body, dry)
         request[CREATED_NAME] = (obj.get("metadata") or {}).get("name", "")  # for the audit log
         return self._respond(request, resource, obj, 201, warnings)
@@ -269,6 +294,8 @@ class RestHandler:
         body, raw = await self._body(request)
         dry = self._dry_run(request)
         warnings = self.fields.check(resource, body, raw, request.query.get("fieldValidation"))
+        if sub is None:
+            await self._read(self._guard, request, resource, ns, body)
         obj, created = await self._write(self.registry.update, resource, ns, name, body, sub, dry)
         return self._respond(request, resource, obj, 201 if created else 200, warnings)
 
@@ -291,6 +318,8 @@ class RestHandler:
 
         def check(patched: dict[str, Any]) -> None:
             warnings.extend(self.fields.check(resource, patched, None, mode))
+            if sub is None:
+                self._guard(request, resource, ns, patched)
 
         obj = await self._write(self.registry.patch, resource, ns, name, PATCH_TYPES[ctype], patch, sub, dry, check)
         return self._respond(request, resource, obj, 200, warnings)
@@ -300,12 +329,13 @@ class RestHandler:
         raw = await request.read() if request.can_read_body else b""
         if raw.strip():
             try:
-                body = json.loads(raw)
-            except ValueError:
+                body = decode_json(raw)
+            except (ValueError, RecursionError):
                 raise st.bad_request("the DeleteOptions body is not valid JSON") from None
+            refuse_unrepresentable(body)
             if not isinstance(body, dict):
                 raise st.bad_request("the DeleteOptions body must be a JSON object")
-        grace = _query_int(request.query, "gracePeriodSeconds")
+        grace = query_int(request.query, "gracePeriodSeconds")
         if grace is None and body.get("gracePeriodSeconds") is not None:
             if not isinstance(body["gracePeriodSeconds"], int):
                 raise st.bad_request("gracePeriodSeconds must be an integer")
@@ -345,24 +375,34 @@ class RestHandler:
 
     # ------------------------------------------------------------------ watch
     async def _watch(self, request: web.Request, resource: Resource, ns: str | None, name: str | None) -> web.StreamResponse:
+        """A watch stream, within the per-identity cap: one identity cannot hold the server's
+        memory and file descriptors with endless watches (429, as an overloaded apiserver)."""
+        user = request.get(REQUEST_USER)
+        who = user.name if user is not None else ""
+        if self._watches_by_user[who] >= self.settings.max_watches_per_user:
+            raise st.ApiError(st.status(
+                429, "TooManyRequests", f"too many open watches for user {who!r} "
+                f"(at most {self.settings.max_watches_per_user}); close some and retry", retry_after=1))
+        self._watches_by_user[who] += 1
+        try:
+            return await self._stream_watch(request, resource, ns, name)
+        finally:
+            self._watches_by_user[who] -= 1
+            if self._watches_by_user[who] <= 0:
+                del self._watches_by_user[who]
+
+    async def _stream_watch(self, request: web.Request, resource: Resource, ns: str | None,
+                            name: str | None) -> web.StreamResponse:
         ls, fs = self._selectors(request, resource)
         if name is not None:
             by_name = self.deps.parse_field_selector(f"metadata.name={name}", resource)
             fs = _AllOf(fs, by_name) if fs is not None else by_name
-        rv_text = request.query.get("resourceVersion", "")
-        start: int | None = None
-        if rv_text not in ("", "0"):
-            try:
-                start = int(rv_text)
-            except ValueError:
-                raise st.bad_request(f"invalid resourceVersion {rv_text!r}: must be an integer") from None
-            if start < 0:
-                raise st.bad_request(f"invalid resourceVersion {rv_text!r}: must not be negative")
-        timeout = _query_int(request.query, "timeoutSeconds")
-        bookmarks = _query_bool(request.query.get("allowWatchBookmarks"))
+        start = resource_version(request.query) or None  # "0": from the current state, as ""
+        timeout = query_int(request.query, "timeoutSeconds")
+        bookmarks = query_bool(request.query.get("allowWatchBookmarks"))
         # WatchList (sendInitialEvents=true): the current state first, whatever the RV, then
         # a bookmark that marks the end of the initial events.
-        send_initial = _query_bool(request.query.get("sendInitialEvents"))
+        send_initial = query_bool(request.query.get("sendInitialEvents"))
         if send_initial:
             start = None
         loop = asyncio.get_running_loop()
