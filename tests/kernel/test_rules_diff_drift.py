@@ -1,5 +1,5 @@
-"""`kproxy rules diff` after the agent's way of syncing (issue 14 item 8), every mode this host
-runs (ipvs: tests/vm/guest): Services created one sync at a time, some deleted, others added
+"""`kproxy rules diff` after the agent's way of syncing (issue 14 item 8), every mode the kernel
+offers (ipvs in the test VM: `python -m kproxy.vm -- pytest tests/kernel/test_rules_diff_drift.py`): Services created one sync at a time, some deleted, others added
 and changed, all applied incrementally to a real kernel in a namespace; then the kernel is
 compared with a from-scratch render of the final state, as the CLI does. Allocation details
 (nftables' slot ranges and shard maps, userspace's listener ports) must not show as drift; a
@@ -21,7 +21,7 @@ from tests.kernel.topology import NODE_IP, POD_PORT, single_node
 
 pytestmark = pytest.mark.kernel
 
-MODES = ("nftables", "iptables", "userspace")
+MODES = ("nftables", "iptables", "userspace", "ipvs")
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,13 @@ def topo():
 def mode_backend(request, topo):
     config = AgentConfig(mode=request.param, iptables=IptablesConfig(backend="nft"))
     netns = NetNS(topo.node)
-    b = backends.get(request.param)(netns, config)
+    cls = backends.get(request.param)
+    try:
+        cls.probe(netns, config)
+    except backends.BackendUnavailable as exc:
+        netns.close()
+        pytest.skip(f"{request.param}: {exc}")
+    b = cls(netns, config)
     try:
         yield request.param, b
     finally:
@@ -128,4 +134,10 @@ def _delete_userspace_redirect(backend, svc, address: str) -> list[str]:
     return ["frontend", "10.96.1.21:80/tcp"]
 
 
-HAND_EDITS = {"nftables": _delete_nft_slot, "iptables": _delete_iptables_dnat, "userspace": _delete_userspace_redirect}
+def _delete_ipvs_real_server(backend, svc, address: str) -> list[str]:
+    backend.netns.command(["ipvsadm", "-d", "-t", "10.96.1.21:80", "-r", address])
+    return ["endpoint", address]
+
+
+HAND_EDITS = {"nftables": _delete_nft_slot, "iptables": _delete_iptables_dnat, "userspace": _delete_userspace_redirect,
+              "ipvs": _delete_ipvs_real_server}
