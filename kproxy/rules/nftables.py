@@ -242,8 +242,9 @@ def build(table: NftTable, node: str, detail: dict | None = None) -> NodeRules:
                 s.slots[(chain, address)] = s.slots.get((chain, address), 0) + 1
                 if chain.startswith("local-"):
                     s.local.add(address)
-                owned.setdefault(owner_base(chain), []).append(replace(
-                    obj, key=normalise(f"{chain} [{slot - first}] : {value}"), allocated=True))
+                owned.setdefault(owner_base(chain), []).append(replace(  # the slot in one notation (nft: hex)
+                    obj, text=f"{slot} : {value}", key=normalise(f"{chain} [{slot - first}] : {value}"),
+                    allocated=True))
                 continue
             if name in ENTRY_MAPS and target_base:
                 s = svc(target_base)
