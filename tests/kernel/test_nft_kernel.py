@@ -17,6 +17,8 @@ from kproxy.nftables.backend import NftablesBackend
 from kproxy.nftables.model import Ruleset
 from kproxy.nftables.plan import plan_full
 from kproxy.nftables.transaction import Transaction
+from kproxy.rules.nftables import Dump, NftablesAdapter
+from kproxy.rules.trace import Probe
 from tests.kernel.topology import CLIENT_IP, NODE_IP, ep, service, single_node, state
 
 pytestmark = pytest.mark.kernel
@@ -126,6 +128,11 @@ def test_cluster_ip_wrong_port_is_refused_and_unallocated_service_ips_dropped(to
     unallocated, cluster_ip, outside = addresses_behind_pod_e
     sync(backend, state(service("web", cluster_ip, [ep(topo, "a")]), service_cidrs=("10.96.0.0/12",)))
     assert topo.tcp(topo.client, cluster_ip, 80)[0] == "a"
+    # kproxy rules trace over the kernel's own listing says what the packets below meet
+    listing = Dump(nft_list(topo))
+    for dst, port, outcome in ((cluster_ip, 8080, "REJECT"), (unallocated, 8080, "DROP"), (outside, 8080, "ACCEPT")):
+        report = NftablesAdapter().trace(listing, Probe("tcp", CLIENT_IP, 0, dst, port), [NODE_IP])
+        assert [c.outcome for c in report.candidates] == [outcome], (dst, report)
     # a port the Service lacks: rejected (not passed on to the host that has the address)
     with pytest.raises(ConnectionRefusedError):
         topo.tcp(topo.client, cluster_ip, 8080, timeout=3)
