@@ -9,11 +9,10 @@ nat (dstnat) -> services; then, for a packet no DNAT took, the no-endpoint check
 (service-endpoints-check, nodeport-endpoints-check) and then, still addressed as it came,
 cluster-ips-check (a ClusterIP on a port its Service lacks, or an unallocated address of the
 Service CIDR); for a DNATed packet, nat-postrouting's hairpin check (an endpoint reaching
-itself is masqueraded). It understands exactly the
-statements the nftables renderer writes, maglev's jhash included (nftables/jhash.py computes the
-kernel's hash: with a source port the trace names the one endpoint, without one each
-endpoint's share of the slots); anything else raises TraceError, so a renderer change the
-tracer does not model cannot pass silently.
+itself is masqueraded). It understands exactly the statements the nftables renderer writes,
+maglev's jhash included (nftables/jhash.py computes the kernel's hash: with a source port the
+trace names the one endpoint, without one each endpoint's share of the slots); anything else
+raises TraceError, so a renderer change the tracer does not model cannot pass silently.
 """
 from __future__ import annotations
 
