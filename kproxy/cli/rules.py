@@ -238,7 +238,7 @@ def _run_diff(args, target: Target, config, adapter, backend) -> int:
     differences = diff(adapter.from_ruleset(ruleset, node), adapter.from_inspection(_inspect(adapter, backend), node))
     width, colour = _style(args)
     settings = (f"node {target.node_name}, cluster CIDR {config.cluster_cidr or 'none'}, "
-                f"masquerade-all {str(config.masquerade_all).lower()}")
+                f"service CIDR {config.service_cidr or 'none'}, masquerade-all {str(config.masquerade_all).lower()}")
     _emit(args, output.diff_doc(differences, adapter.mode, node),
           output.diff_text(differences, width, colour, settings))
     return 1 if differences else 0
