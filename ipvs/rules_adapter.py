@@ -4,8 +4,8 @@
 Which Service port a virtual server serves is read from the kernel itself: the backend keeps a
 "<frontend kind> <ns/name:port>" comment per virtual server in the KUBE-IPVS-OWNERS ipset.
 Virtual servers without such a comment are `unowned` (hand-made or stale). Endpoints are the
-real servers with weight > 0; a weight-0 real server is draining (graceful termination) and is
-listed as an object, not as an endpoint. Keys are the same text for a rendered and a read-back
+real servers with weight > 0 (with that weight); a weight-0 real server is draining (graceful
+termination) and is listed as an object, not as an endpoint. Keys are the same text for a rendered and a read-back
 object, so `kproxy rules diff` compares like with like. The kernel's IPVS counters are not read
 (packets 0): the dump here carries connection counts, which go into the real server's text.
 
@@ -57,14 +57,17 @@ def _build(items: Iterable[tuple[VirtualServer, list[tuple[RealServer, str]], tu
             unowned.extend(objects)
             continue
         kind, sp_key = owner
-        group = by_key.setdefault(sp_key, {"protocol": vs.protocol, "frontends": set(), "endpoints": set(),
-                                           "objects": []})
+        group = by_key.setdefault(sp_key, {"protocol": vs.protocol, "frontends": set(), "endpoints": {},
+                                           "objects": [], "affinity": None})
         group["frontends"].add(Frontend(kind, vs.address, vs.port, vs.protocol))
-        group["endpoints"].update(f"{r.address}:{r.port}" for r, _ in reals if r.weight > 0)
+        group["endpoints"].update((f"{r.address}:{r.port}", r.weight) for r, _ in reals if r.weight > 0)
         group["objects"].extend(objects)
+        if vs.flags & IP_VS_SVC_F_PERSISTENT:
+            group["affinity"] = vs.timeout
     services = tuple(
         ServiceRules(*_split_key(key), g["protocol"], tuple(sorted(g["frontends"])),
-                     tuple(EndpointInfo(a) for a in sorted(g["endpoints"])), tuple(g["objects"]))
+                     tuple(EndpointInfo(a, weight=w) for a, w in sorted(g["endpoints"].items())), tuple(g["objects"]),
+                     g["affinity"])
         for key, g in sorted(by_key.items()))
     return NodeRules(MODE, node, services, (), tuple(unowned), detail={"device": "kube-ipvs0"})
 

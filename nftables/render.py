@@ -10,6 +10,10 @@ per packet does not grow with the number of Services:
   filter-* (filter, priority -110): new connections to a Service without (local) endpoints
       are rejected / dropped through @no-endpoint-services and @no-endpoint-nodeports;
       LoadBalancer source ranges through @firewall-ips -> firewall-<svc>.
+  cluster-ips-check (from filter-forward and filter-output-post-dnat, after DNAT, new
+      connections): a packet still addressed to a ClusterIP took no Service port: rejected
+      when the address is in @cluster-ips (a port the Service lacks), dropped when it is
+      elsewhere in the Service CIDR(s) (an unallocated ClusterIP), as upstream's nftables mode.
 
 Per ServicePort ("<hash>-<ns>/<name>/<proto>/<port name>" = base):
   service-<base>   masquerade off-cluster sources, then
@@ -69,7 +73,11 @@ FIREWALL_CHECK = "firewall-check"
 SERVICE_ENDPOINTS_CHECK = "service-endpoints-check"
 NODEPORT_ENDPOINTS_CHECK = "nodeport-endpoints-check"
 
+CLUSTER_IPS_CHECK = "cluster-ips-check"
+FILTER_OUTPUT_POST_DNAT = "filter-output-post-dnat"
+
 HAIRPIN = "hairpin"
+CLUSTER_IPS = "cluster-ips"
 ENDPOINTS = "endpoints"
 ENDPOINT_CHAINS = "endpoint-chains"
 ADDR_PROTO_PORT = ("ipv4_addr", "inet_proto", "inet_service")
@@ -84,12 +92,14 @@ SHARED_MAPS = {
     NO_ENDPOINT_NODEPORTS: SetSpec(NO_ENDPOINT_NODEPORTS, PROTO_PORT, verdict_map=True, counter=True),
     FIREWALL_IPS: SetSpec(FIREWALL_IPS, ADDR_PROTO_PORT, verdict_map=True, counter=True),
     HAIRPIN: SetSpec(HAIRPIN, ("ipv4_addr", "ipv4_addr")),
+    CLUSTER_IPS: SetSpec(CLUSTER_IPS, ("ipv4_addr",)),  # every Service port adds its ClusterIP
     # the balancing chains with session affinity: slot -> endpoint chain (nftables/slots.py)
     ENDPOINT_CHAINS: SetSpec(ENDPOINT_CHAINS, ("mark",), verdict_map=True, counter=True),
 }
-# Shared sets whose elements several Service ports may hold (a pod behind two Services): the
-# kernel keeps one element while any Service port holds it (plan.ElementOwners counts them).
-REFCOUNTED = frozenset({HAIRPIN})
+# Shared sets whose elements several Service ports may hold (a pod behind two Services, the
+# ClusterIP of a multi-port Service): the kernel keeps one element while any Service port holds
+# it (plan.ElementOwners counts them).
+REFCOUNTED = frozenset({HAIRPIN, CLUSTER_IPS})
 
 
 def endpoint_map(first_block: int) -> str:
@@ -110,6 +120,7 @@ def _shared_maps(shards: int) -> tuple[SetSpec, ...]:
 
 FILTER_PRIORITY = -110  # before DNAT in prerouting/output, so checks see the Service address
 NAT_DST_PRIORITY = -100
+POST_DNAT_PRIORITY = -90  # output after DNAT: the ClusterIP check sees the rewritten address
 NAT_SRC_PRIORITY = 100
 MAGLEV_TABLE_SIZE = 251  # prime; per-service map slots in maglev mode
 MAGLEV_SEED = 0x6b707278  # "kprx": jhash seed, the same on every node
@@ -215,6 +226,8 @@ def render_fragment(service: ServicePort, context: tuple, slots: SlotAllocator |
     cluster_ips = ipv4(sp.cluster_ips)
 
     # Dispatch elements.
+    if cluster_ips:
+        elements[CLUSTER_IPS] = {(ip,): None for ip in cluster_ips}
     for ip in cluster_ips:
         if has_internal:
             element(SERVICE_IPS, (ip, proto, sp.port), ("goto", internal_chain))
@@ -313,6 +326,13 @@ def render_fragment(service: ServicePort, context: tuple, slots: SlotAllocator |
                     context=context, blocks=tuple(blocks))
 
 
+def cluster_ips_check(service_cidrs: tuple[str, ...]) -> tuple:
+    """The rules of cluster-ips-check: a port the ClusterIP's Service lacks is rejected, an
+    unallocated address of the (IPv4) Service CIDRs dropped."""
+    return (x.rule(x.in_set(CLUSTER_IPS, "daddr"), x.reject()),
+            *(x.rule(x.ip_addr("daddr", cidr), x.verdict("drop")) for cidr in ipv4(service_cidrs)))
+
+
 def static_chains(state: ProxyState) -> list[Chain]:
     mark = 1 << state.masquerade_bit
     new = x.ct_state_new()
@@ -331,11 +351,15 @@ def static_chains(state: ProxyState) -> list[Chain]:
         Chain("filter-input", (x.rule(new, x.verdict("jump", NODEPORT_ENDPOINTS_CHECK)),
                                x.rule(new, x.verdict("jump", SERVICE_ENDPOINTS_CHECK))),
               Hook("filter", w.HOOK_INPUT, FILTER_PRIORITY)),
-        Chain("filter-forward", (x.rule(new, x.verdict("jump", SERVICE_ENDPOINTS_CHECK)),),
+        Chain("filter-forward", (x.rule(new, x.verdict("jump", SERVICE_ENDPOINTS_CHECK)),
+                                 x.rule(new, x.verdict("jump", CLUSTER_IPS_CHECK))),
               Hook("filter", w.HOOK_FORWARD, FILTER_PRIORITY)),
         Chain("filter-output", (x.rule(new, x.verdict("jump", SERVICE_ENDPOINTS_CHECK)),
                                 x.rule(new, x.verdict("jump", FIREWALL_CHECK))),
               Hook("filter", w.HOOK_OUTPUT, FILTER_PRIORITY)),
+        Chain(FILTER_OUTPUT_POST_DNAT, (x.rule(new, x.verdict("jump", CLUSTER_IPS_CHECK)),),
+              Hook("filter", w.HOOK_OUTPUT, POST_DNAT_PRIORITY)),
+        Chain(CLUSTER_IPS_CHECK, cluster_ips_check(state.service_cidrs)),
         Chain(FIREWALL_CHECK, (x.rule(x.vmap_addr_proto_port(FIREWALL_IPS)),)),
         Chain(SERVICE_ENDPOINTS_CHECK, (x.rule(x.vmap_addr_proto_port(NO_ENDPOINT_SERVICES)),)),
         Chain(NODEPORT_ENDPOINTS_CHECK, tuple(nodeport_check)),

@@ -35,6 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", help="proxy mode (default iptables); one of the registered backends")
     p.add_argument("--netns", help="network namespace for all kernel work and the HTTP listeners")
     p.add_argument("--cluster-cidr", help="pod CIDR(s), comma-separated")
+    p.add_argument("--service-cidr", help="Service ClusterIP range(s), comma-separated (nftables: traffic to "
+                   "an unallocated address in them is dropped)")
     p.add_argument("--config", help="KubeProxyConfiguration YAML file; flags override it")
     p.add_argument("--healthz-bind-address", help="HOST:PORT for /healthz and /livez (default 0.0.0.0:10256)")
     p.add_argument("--metrics-bind-address", help="HOST:PORT for /metrics and /proxyMode (default 127.0.0.1:10249)")
@@ -50,7 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def build_config(args: argparse.Namespace) -> AgentConfig:
     """The effective configuration from --config and the flags; CLIError (exit 2) when bad."""
     overrides = {
-        "mode": args.mode, "cluster_cidr": args.cluster_cidr, "node_name": args.node_name,
+        "mode": args.mode, "cluster_cidr": args.cluster_cidr, "service_cidr": args.service_cidr,
+        "node_name": args.node_name,
         "kubeconfig": args.kubeconfig, "netns": args.netns,
         "healthz_bind_address": args.healthz_bind_address, "metrics_bind_address": args.metrics_bind_address,
         "min_sync_period": args.min_sync_period, "sync_period": args.sync_period,

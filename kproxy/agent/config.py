@@ -78,6 +78,7 @@ class ConntrackConfig:
 class AgentConfig:
     mode: str = "iptables"
     cluster_cidr: str = ""  # comma-separated CIDRs; "" = unknown
+    service_cidr: str = ""  # comma-separated Service (ClusterIP) ranges; "" = unknown
     hostname_override: str = ""
     node_port_addresses: tuple[str, ...] = ()  # CIDRs; empty = all node addresses
     healthz_bind_address: str = "0.0.0.0:10256"  # "" = disabled
@@ -94,6 +95,10 @@ class AgentConfig:
     @property
     def node_name(self) -> str:
         return self.hostname_override
+
+    @property
+    def service_cidrs(self) -> tuple[str, ...]:
+        return tuple(c for c in self.service_cidr.split(",") if c)
 
     def _mode_section(self) -> Any:
         return {"nftables": self.nftables, "ipvs": self.ipvs}.get(self.mode, self.iptables)
@@ -301,6 +306,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, tuple[str, Any]]]] = {
 _TOP: dict[str, tuple[str, Any]] = {
     "mode": ("mode", _mode),
     "clusterCIDR": ("cluster_cidr", _cidr_list),
+    "serviceCIDR": ("service_cidr", _cidr_list),  # kproxy: not in upstream's v1alpha1
     "hostnameOverride": ("hostname_override", _str),
     "nodePortAddresses": ("node_port_addresses", _node_port_addresses),
     "healthzBindAddress": ("healthz_bind_address", _bind),
@@ -392,6 +398,7 @@ def load_config_file(path: str) -> AgentConfig:
 FLAG_FIELDS: dict[str, tuple[str, Any]] = {
     "mode": ("mode", _mode),
     "cluster_cidr": ("cluster_cidr", _cidr_list),
+    "service_cidr": ("service_cidr", _cidr_list),
     "node_name": ("hostname_override", _str),
     "kubeconfig": ("kubeconfig", _str),
     "netns": ("netns", _str),

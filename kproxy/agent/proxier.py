@@ -64,6 +64,7 @@ class Proxier:
         self.service_health = service_health or ServiceHealthServer(netns, self.health)
         self.builder = ProxyStateBuilder(
             StateSettings(node_name=node_name, cluster_cidr=config.cluster_cidr or None,
+                          service_cidrs=config.service_cidrs,
                           masquerade_all=config.masquerade_all, masquerade_bit=config.masquerade_bit,
                           node_port_addresses=config.node_port_addresses),
             on_change=self._on_change,

@@ -93,12 +93,14 @@ class ProxyState:
 
     `revision` increases whenever anything in the state changes; equal revisions mean equal
     states. `node_ips` are the node's own addresses (for NodePort), `cluster_cidr` the pod
-    range (traffic from outside it to a ClusterIP is masqueraded), `masquerade_all` forces SNAT.
+    range (traffic from outside it to a ClusterIP is masqueraded), `service_cidrs` the ClusterIP
+    ranges (nftables drops traffic to their unallocated addresses), `masquerade_all` forces SNAT.
     """
 
     node_name: str
     node_ips: tuple[str, ...] = ()
     cluster_cidr: str | None = None
+    service_cidrs: tuple[str, ...] = ()  # the ClusterIP ranges; empty: unknown
     masquerade_all: bool = False
     masquerade_bit: int = 14
     node_port_addresses: tuple[str, ...] = ()  # CIDRs; empty: all node addresses

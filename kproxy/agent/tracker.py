@@ -165,6 +165,7 @@ class StateSettings:
 
     node_name: str
     cluster_cidr: str | None = None
+    service_cidrs: tuple[str, ...] = ()
     masquerade_all: bool = False
     masquerade_bit: int = 14
     node_port_addresses: tuple[str, ...] = ()
@@ -253,6 +254,7 @@ class ProxyStateBuilder:
         s = self.settings
         self._state = ProxyState(
             node_name=s.node_name, node_ips=self._node_ips, cluster_cidr=s.cluster_cidr,
+            service_cidrs=s.service_cidrs,
             masquerade_all=s.masquerade_all, masquerade_bit=s.masquerade_bit,
             node_port_addresses=s.node_port_addresses, services=dict(self._ports),
             revision=(self._state.revision + 1) if self._state is not None else 1,

@@ -2,7 +2,7 @@
 
     kproxy rules [NAMESPACE/SERVICE] [--mode M] [--netns NAME | --node NAME [--lab LAB]] [-o text|json|yaml]
     kproxy rules trace --proto tcp --src IP[:PORT] --dst IP:PORT [--node NAME] [--send]
-    kproxy rules diff [--kubeconfig FILE] [--node-name NAME] [--cluster-cidr CIDR | --config FILE]
+    kproxy rules diff [--kubeconfig FILE] [--node-name NAME] [--cluster-cidr CIDR] [--service-cidr CIDR] [--config FILE]
 
 `--node` names a node of a running lab (`kproxy lab`): its namespace, the lab's kubeconfig
 and pod CIDR are used. Exit codes: 0 ok; 1 error, a diff that found differences, or a
@@ -36,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", help="apiserver: endpoint readiness/locality, and the desired state for diff")
     p.add_argument("--node-name", help="the Node the agent runs as (diff; default --node or the host name)")
     p.add_argument("--cluster-cidr", help="the agent's pod CIDR (diff renders with it)")
+    p.add_argument("--service-cidr", help="the agent's Service CIDR (diff renders with it)")
     p.add_argument("--config", help="the agent's KubeProxyConfiguration file (diff renders with it)")
     p.add_argument("--iptables-backend", help="iptables flavour to read: nft, legacy or auto")
     p.add_argument("--proto", help="trace: tcp, udp or sctp")
@@ -57,10 +58,12 @@ class Target:
     kubeconfig: str | None
     cluster_cidr: str | None
     mode: str
+    service_cidr: str | None = None
 
 
 def _target(args: argparse.Namespace) -> Target:
     kubeconfig, cidr, netns, mode = args.kubeconfig, args.cluster_cidr, args.netns, args.mode
+    service_cidr = args.service_cidr
     node_name = args.node_name or args.node or ""
     if args.node:
         from kproxy.lab.lab import Lab, LabError
@@ -75,15 +78,17 @@ def _target(args: argparse.Namespace) -> Target:
         netns = plan_node.netns
         kubeconfig = kubeconfig or lab.kubeconfig
         cidr = cidr or lab.plan.cluster_cidr
+        service_cidr = service_cidr or lab.plan.service_cidr
         mode = mode or lab.state.mode
     elif args.lab:
         raise CLIError("--lab needs --node")
-    return Target(netns, node_name or socket.gethostname(), kubeconfig, cidr, mode or "iptables")
+    return Target(netns, node_name or socket.gethostname(), kubeconfig, cidr, mode or "iptables", service_cidr)
 
 
 def _config(args: argparse.Namespace, target: Target) -> Any:
     from kproxy.agent.config import ConfigError, load_config
-    overrides = {"mode": target.mode, "cluster_cidr": target.cluster_cidr, "iptables_backend": args.iptables_backend}
+    overrides = {"mode": target.mode, "cluster_cidr": target.cluster_cidr, "service_cidr": target.service_cidr,
+                 "iptables_backend": args.iptables_backend}
     try:
         return load_config(args.config, overrides)
     except ConfigError as exc:
@@ -133,6 +138,7 @@ def _desired(target: Target, config: Any) -> Any:
     from kproxy.api.status import ApiError
     from kproxy.rules.desired import desired_state
     settings = StateSettings(node_name=target.node_name, cluster_cidr=config.cluster_cidr or None,
+                             service_cidrs=config.service_cidrs,
                              masquerade_all=config.masquerade_all, masquerade_bit=config.masquerade_bit,
                              node_port_addresses=config.node_port_addresses)
     client = _client(target.kubeconfig)
@@ -232,7 +238,7 @@ def _run_diff(args, target: Target, config, adapter, backend) -> int:
     differences = diff(adapter.from_ruleset(ruleset, node), adapter.from_inspection(_inspect(adapter, backend), node))
     width, colour = _style(args)
     settings = (f"node {target.node_name}, cluster CIDR {config.cluster_cidr or 'none'}, "
-                f"masquerade-all {str(config.masquerade_all).lower()}")
+                f"service CIDR {config.service_cidr or 'none'}, masquerade-all {str(config.masquerade_all).lower()}")
     _emit(args, output.diff_doc(differences, adapter.mode, node),
           output.diff_text(differences, width, colour, settings))
     return 1 if differences else 0

@@ -413,6 +413,7 @@ class Lab:
         agent_kubeconfig = os.path.join(os.path.dirname(state.kubeconfig), "kube-proxy.kubeconfig")
         return [sys.executable, "-m", "kproxy", "agent", "--kubeconfig", agent_kubeconfig,
                 "--node-name", node_name, "--mode", state.mode, "--cluster-cidr", topology.CLUSTER_CIDR,
+                "--service-cidr", topology.SERVICE_CIDR,
                 "--sync-period", state.sync_period, "--min-sync-period", state.min_sync_period,
                 "--healthz-bind-address", f"0.0.0.0:{HEALTHZ_PORT}",
                 "--metrics-bind-address", f"127.0.0.1:{METRICS_PORT}", "--netns", netns]

@@ -42,9 +42,10 @@ def with_endpoint_states(rules: NodeRules, state: ProxyState) -> NodeRules:
             seen = kernel.get(e.address)
             merged[e.address] = EndpointInfo(e.address, e.ready, e.serving, e.terminating, e.is_local,
                                              e.node_name, programmed=seen is not None,
-                                             packets=seen.packets if seen is not None else 0)
+                                             packets=seen.packets if seen is not None else 0,
+                                             weight=seen.weight if seen is not None else None)
         for addr, e in kernel.items():
             merged.setdefault(addr, e)
         out.append(ServiceRules(svc.namespace, svc.name, svc.port_name, svc.protocol, svc.frontends,
-                                tuple(merged[a] for a in sorted(merged)), svc.objects))
+                                tuple(merged[a] for a in sorted(merged)), svc.objects, svc.affinity))
     return NodeRules(rules.mode, rules.node, tuple(out), rules.shared, rules.unowned, rules.detail)

@@ -234,8 +234,12 @@ def build(chains: Mapping[tuple[str, str], Sequence[RawRule]], jumps: Iterable[t
     for key in sorted(services):
         svc = services[key]
         endpoints = {}
+        affinity = None
         for table, chain in sorted(svc.chains):
             if not chain.startswith("KUBE-SEP-"):
+                if affinity is None:  # a ClientIP check: "-m recent ... --rcheck --seconds N"
+                    affinity = next((int(s) for r in chains.get((table, chain), ())
+                                     if (s := _option(words_of(r[0]), "--seconds")).isdigit()), None)
                 continue
             for rule in chains.get((table, chain), ()):
                 words = words_of(rule[0])
@@ -246,7 +250,7 @@ def build(chains: Mapping[tuple[str, str], Sequence[RawRule]], jumps: Iterable[t
         ns, _, rest = key.partition("/")
         name, _, port_name = rest.partition(":")
         out.append(ServiceRules(ns, name, port_name, svc.protocol, tuple(sorted(svc.frontends)),
-                                tuple(endpoints[a] for a in sorted(endpoints)), tuple(svc.objects)))
+                                tuple(endpoints[a] for a in sorted(endpoints)), tuple(svc.objects), affinity))
     return NodeRules(MODE, node, tuple(out), tuple(shared), tuple(unowned), dict(detail or {}))
 
 

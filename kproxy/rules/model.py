@@ -37,7 +37,9 @@ class Frontend:
 class EndpointInfo:
     """One endpoint. `ready`/`local` are None when the source (e.g. the kernel alone) cannot
     tell; `programmed` is False for an endpoint the apiserver lists but the kernel lacks.
-    `packets` counts what the kernel sent to it (for iptables: connections DNATed to it)."""
+    `packets` counts what the kernel sent to it (for iptables: connections DNATed to it).
+    `weight` is its relative share of new connections where the mode weighs endpoints (nftables:
+    the balancing slots it holds; IPVS: the real server's weight); None: an even share."""
 
     address: str  # "ip:port"
     ready: bool | None = None
@@ -47,11 +49,12 @@ class EndpointInfo:
     node: str | None = None
     programmed: bool = True
     packets: int = 0
+    weight: int | None = None
 
     def to_dict(self) -> dict:
         return {"address": self.address, "ready": self.ready, "serving": self.serving,
                 "terminating": self.terminating, "local": self.local, "node": self.node,
-                "programmed": self.programmed, "packets": self.packets}
+                "programmed": self.programmed, "packets": self.packets, "weight": self.weight}
 
 
 @dataclass(frozen=True, order=True)
@@ -62,7 +65,9 @@ class KernelObject:
     (text normalised so that equal meaning gives an equal key). `entry` marks the objects where
     a Service's new connections enter (dispatch rules, map elements, virtual servers): their
     counters, summed, are the Service port's traffic; the others count the same packets again
-    further along the path."""
+    further along the path. `allocated` marks an object whose place is the mode's own allocation
+    (a slot of a shared map, one shard of it): its key names what it does, diff compares it by
+    that key alone, and an allocated declaration (a shard map) is not compared at all."""
 
     kind: str
     container: str
@@ -71,10 +76,11 @@ class KernelObject:
     bytes: int = 0
     key: str = ""
     entry: bool = False
+    allocated: bool = False
 
     @property
     def identity(self) -> tuple[str, str, str]:
-        return (self.kind, self.container, self.key or self.text)
+        return (self.kind, "" if self.allocated else self.container, self.key or self.text)
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "container": self.container, "text": self.text,
@@ -83,6 +89,9 @@ class KernelObject:
 
 @dataclass(frozen=True)
 class ServiceRules:
+    """One Service port: what a packet meets (frontends, endpoints, ClientIP affinity timeout in
+    seconds or None) and the kernel objects that make it so."""
+
     namespace: str
     name: str
     port_name: str
@@ -90,6 +99,7 @@ class ServiceRules:
     frontends: tuple[Frontend, ...] = ()
     endpoints: tuple[EndpointInfo, ...] = ()
     objects: tuple[KernelObject, ...] = ()
+    affinity: int | None = None
 
     @property
     def key(self) -> str:
@@ -114,7 +124,7 @@ class ServiceRules:
                 "protocol": self.protocol, "frontends": [f.to_dict() for f in self.frontends],
                 "endpoints": [e.to_dict() for e in self.endpoints],
                 "objects": [o.to_dict() for o in self.objects],
-                "packets": self.packets, "bytes": self.bytes}
+                "affinitySeconds": self.affinity, "packets": self.packets, "bytes": self.bytes}
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,14 @@ Endpoints: each balancing chain (service-<base>, local-<base>) picks among its s
 map, "numgen random mod N offset FIRST map @endpoints-K" (slot -> ip . port) or, with session
 affinity, "... vmap @endpoint-chains" (slot -> goto endpoint-<base>__<ip>/<port>); a slot
 belongs to the chain whose range holds it, local- chains name the node's own endpoints, and a
-slot no chain picks from is unowned.
+slot no chain picks from is unowned. An endpoint's weight is the number of slots its Service
+port's cluster chain (else its local chain) gives it.
+
+Allocation: which slot range and which shard map ("endpoints-K") a chain got depends on the
+order the agent allocated them in, so a kernel synced incrementally and a from-scratch render
+differ there while every packet meets the same endpoints. Keys leave it out: a slot element is
+"<chain> [i] : <value>" (i counted from the chain's first slot, objects marked `allocated`), a
+pick rule reads without its offset and shard, and the shard maps' declarations are allocated.
 
 Counters: kproxy's maps carry a counter on every element (the kernel prints "counter packets N
 bytes M" inside the element): the dispatch maps' elements count a Service port's new
@@ -26,7 +33,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 from .model import EndpointInfo, Frontend, KernelObject, NodeRules, ServiceRules
@@ -37,6 +44,10 @@ TABLE = "kproxy"
 SERVICE_PREFIXES = ("service-", "local-", "external-", "firewall-", "endpoint-", "affinity-")
 ENTRY_MAPS = ("service-ips", "service-nodeports", "firewall-ips")
 _COUNTER = re.compile(r"\s*counter packets (\d+) bytes (\d+)")
+_ALLOCATION = re.compile(r" offset \d+|(?<=@endpoints)-\d+")  # a pick rule's slot range and shard
+_AFFINITY = re.compile(r"^update @affinity-\S+ \{ ip saddr timeout (\S+) \}")
+_DURATION = re.compile(r"(\d+)(ms|d|h|m|s)")
+_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
 _HEX = re.compile(r"\b0x[0-9a-fA-F]+\b")
 
 
@@ -137,6 +148,8 @@ class _Service:
     objects: list = field(default_factory=list)
     endpoints: dict = field(default_factory=dict)  # "ip:port" -> connections picked for it
     local: set = field(default_factory=set)  # "ip:port" of the node's own endpoints
+    slots: dict = field(default_factory=dict)  # (balancing chain, "ip:port") -> slots it holds
+    affinity: int | None = None
 
 
 def _endpoint_of(value: str) -> str:
@@ -156,10 +169,10 @@ PICK = re.compile(r"(?P<dnat>dnat ip to )?(?P<hash>numgen random|jhash ip saddr 
                   r" mod (?P<n>\d+)(?: seed (?P<seed>\S+))?(?: offset (?P<first>\d+))? v?map @(?P<map>\S+)$")
 
 
-def slot_owners(table: NftTable) -> dict[tuple[str, int], str]:
-    """(map, slot) -> the balancing chain whose `... mod N offset FIRST (v)map @MAP` rule picks
-    among slots FIRST..FIRST+N-1 of that shared map."""
-    out: dict[tuple[str, int], str] = {}
+def slot_owners(table: NftTable) -> dict[tuple[str, int], tuple[str, int]]:
+    """(map, slot) -> (the balancing chain whose `... mod N offset FIRST (v)map @MAP` rule picks
+    among slots FIRST..FIRST+N-1 of that shared map, FIRST)."""
+    out: dict[tuple[str, int], tuple[str, int]] = {}
     for name, rules in table.chains.items():
         if not name.startswith(("service-", "local-")):
             continue
@@ -168,8 +181,21 @@ def slot_owners(table: NftTable) -> dict[tuple[str, int], str]:
             if m:
                 first = int(m["first"] or 0)
                 for slot in range(first, first + int(m["n"])):
-                    out[(m["map"], slot)] = name
+                    out[(m["map"], slot)] = (name, first)
     return out
+
+
+def rule_key(chain: str, rule: str) -> str:
+    """A rule's diff key: normalised, a balancing chain's pick without its slot range and shard."""
+    key = normalise(rule)
+    if chain.startswith(("service-", "local-")) and PICK.search(key):
+        key = _ALLOCATION.sub("", key)
+    return key
+
+
+def nft_seconds(text: str) -> int:
+    """Seconds of a duration as nft prints it ("1m", "3h", "1d2h", "90s")."""
+    return int(sum(int(n) * _SECONDS[unit] for n, unit in _DURATION.findall(text)))
 
 
 def _slot(element: str) -> int | None:
@@ -194,7 +220,7 @@ def build(table: NftTable, node: str, detail: dict | None = None) -> NodeRules:
     for name, (kind, dynamic, elements) in sorted(table.sets.items()):
         base = owner_base(name)
         holder = owned.setdefault(base, []) if base else shared
-        holder.append(KernelObject(kind, "nft", name, key=name))
+        holder.append(KernelObject(kind, "nft", name, key=name, allocated=name.startswith("endpoints-")))
         if dynamic:
             continue  # filled by packets (session affinity), not by kproxy
         for element in elements:
@@ -204,16 +230,21 @@ def build(table: NftTable, node: str, detail: dict | None = None) -> NodeRules:
             obj = KernelObject(f"{kind}-element", f"nft/{name}", _COUNTER.sub("", element), packets, nbytes,
                                normalise(element), entry=name in ENTRY_MAPS and bool(target_base))
             if name == "endpoint-chains" or name.startswith("endpoints-"):  # a balancing chain's slot
-                chain = owners.get((name, _slot(element)), "")
-                address = _endpoint_of(_COUNTER.sub("", element).rsplit(" : ", 1)[-1])
+                slot = _slot(element)
+                chain, first = owners.get((name, slot), ("", 0))
+                value = _COUNTER.sub("", element).rsplit(" : ", 1)[-1]
+                address = _endpoint_of(value)
                 if not chain or not address:
                     orphans.append(obj)
                     continue
                 s = svc(owner_base(chain))
                 s.endpoints[address] = s.endpoints.get(address, 0) + packets
+                s.slots[(chain, address)] = s.slots.get((chain, address), 0) + 1
                 if chain.startswith("local-"):
                     s.local.add(address)
-                owned.setdefault(owner_base(chain), []).append(obj)
+                owned.setdefault(owner_base(chain), []).append(replace(  # the slot in one notation (nft: hex)
+                    obj, text=f"{slot} : {value}", key=normalise(f"{chain} [{slot - first}] : {value}"),
+                    allocated=True))
                 continue
             if name in ENTRY_MAPS and target_base:
                 s = svc(target_base)
@@ -227,7 +258,11 @@ def build(table: NftTable, node: str, detail: dict | None = None) -> NodeRules:
         holder.append(KernelObject("chain", "nft", name, key=name))
         for rule in rules:
             packets, nbytes = _counters(rule)
-            holder.append(KernelObject("rule", f"nft/{name}", _COUNTER.sub("", rule), packets, nbytes, normalise(rule)))
+            holder.append(KernelObject("rule", f"nft/{name}", _COUNTER.sub("", rule), packets, nbytes,
+                                       rule_key(name, rule)))
+            m = _AFFINITY.match(rule) if base and name.startswith("endpoint-") else None
+            if m:
+                svc(base).affinity = nft_seconds(m.group(1))
         if name.startswith("endpoint-") and base:
             ip, _, port = name.rsplit("__", 1)[1].rpartition("/")
             svc(base).endpoints.setdefault(f"{ip}:{port}", 0)
@@ -242,15 +277,24 @@ def build(table: NftTable, node: str, detail: dict | None = None) -> NodeRules:
         # an LB IP is in service-ips (-> external-) and, with source ranges, in firewall-ips
         lb = {(f.ip, f.port) for f in s.frontends if f.kind == "loadBalancerIP"}
         s.frontends = {f for f in s.frontends if not (f.kind == "externalIP" and (f.ip, f.port) in lb)}
-        endpoints = tuple(EndpointInfo(addr, local=True if addr in s.local else None, packets=packets)
+        endpoints = tuple(EndpointInfo(addr, local=True if addr in s.local else None, packets=packets,
+                                       weight=_weight(s, base, addr))
                           for addr, packets in sorted(s.endpoints.items()))
         out.append(ServiceRules(ns, name, port, proto, tuple(sorted(s.frontends)), endpoints,
-                                tuple(s.objects + owned.get(base, []))))
+                                tuple(s.objects + owned.get(base, [])), s.affinity))
     for base, objs in owned.items():
         if base not in services:
             unowned.extend(objs)
     unowned.extend(orphans)
     return NodeRules(MODE, node, tuple(out), tuple(shared), tuple(unowned), dict(detail or {}))
+
+
+def _weight(s: _Service, base: str, address: str) -> int | None:
+    """The slots the Service port's cluster chain gives the endpoint, else its local chain's."""
+    for chain in (f"service-{base}", f"local-{base}"):
+        if (chain, address) in s.slots:
+            return s.slots[(chain, address)]
+    return None
 
 
 def _frontend(map_name: str, element: str, target: str, proto: str) -> Frontend:

@@ -6,12 +6,13 @@ is 1/N).
 
 Order, as the hooks run: filter prerouting/output (priority -110, before DNAT) -> firewall-check;
 nat (dstnat) -> services; then, for a packet no DNAT took, the no-endpoint checks
-(service-endpoints-check, nodeport-endpoints-check); for a DNATed packet, nat-postrouting's
-hairpin check (an endpoint reaching itself is masqueraded). It understands exactly the
-statements the nftables renderer writes, maglev's jhash included (nftables/jhash.py computes the
-kernel's hash: with a source port the trace names the one endpoint, without one each
-endpoint's share of the slots); anything else raises TraceError, so a renderer change the
-tracer does not model cannot pass silently.
+(service-endpoints-check, nodeport-endpoints-check) and then, still addressed as it came,
+cluster-ips-check (a ClusterIP on a port its Service lacks, or an unallocated address of the
+Service CIDR); for a DNATed packet, nat-postrouting's hairpin check (an endpoint reaching
+itself is masqueraded). It understands exactly the statements the nftables renderer writes,
+maglev's jhash included (nftables/jhash.py computes the kernel's hash: with a source port the
+trace names the one endpoint, without one each endpoint's share of the slots); anything else
+raises TraceError, so a renderer change the tracer does not model cannot pass silently.
 """
 from __future__ import annotations
 
@@ -62,7 +63,9 @@ class NftTracer:
         self.local = set(local_addresses)
         self.maps: dict[str, dict[str, str]] = {}
         self.members: dict[str, set[str]] = {}  # plain sets
-        for name, (_, _, elements) in table.sets.items():
+        for name, (_, dynamic, elements) in table.sets.items():
+            if dynamic:  # affinity sets: the traced new connection's client is in none of them
+                continue
             m: dict[str, str] = {}
             members = set()
             for e in elements:
@@ -124,8 +127,8 @@ class NftTracer:
                     return words[i:]
                 neg = w[2] == "!="
                 value = w[3] if neg else w[2]
-                if value.startswith("@"):  # affinity set lookup: a new client is in no set
-                    ok = False
+                if value.startswith("@"):
+                    ok = addr in self.members.get(value[1:], ())
                 else:
                     ok = _in(addr, value)
                 if ok == neg:
@@ -253,7 +256,7 @@ class NftTracer:
         return False, ()
 
     def _endpoint_checks(self, pkt: Pkt) -> tuple[str | None, Path]:
-        for chain in ("service-endpoints-check", "nodeport-endpoints-check"):
+        for chain in ("service-endpoints-check", "nodeport-endpoints-check", "cluster-ips-check"):
             if chain not in self.table.chains:
                 continue
             for _, _, outcome, path in self.run(chain, pkt, False, ()):

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import yaml
 
-from .diff import Difference
+from .diff import BEHAVIOUR, Difference
 from .model import NodeRules
 from .trace import TraceReport
 
@@ -175,8 +175,8 @@ def diff_text(differences: Sequence[Difference], width: int = 100, colour: bool 
         return "kernel matches the desired state\n"
     out = [st(fit(f"{_plural(len(differences), 'difference')} between the desired state and the kernel", width),
               "bold", "red")]
-    rows = [[d.kind, _name(d.scope), d.object.container, _short(d.object.text) if d.object.kind == "rule"
-             else d.object.text] for d in differences]
+    rows = [[d.kind, _name(d.scope), "(behaviour)" if d.object.kind == BEHAVIOUR else d.object.container,
+             _short(d.object.text) if d.object.kind == "rule" else d.object.text] for d in differences]
     lines = table(["DIFF", "SCOPE", "WHERE", "OBJECT"], rows, width, 0, st)
     out.append(lines[0])
     for d, line in zip(differences, lines[1:]):

@@ -77,7 +77,7 @@ def _attach(svc: ServiceRules, objects: list[KernelObject], listeners: list[Any]
         for addr in info.endpoints:
             endpoints.setdefault(addr, EndpointInfo(addr))
     return ServiceRules(svc.namespace, svc.name, svc.port_name, svc.protocol, svc.frontends,
-                        tuple(endpoints[a] for a in sorted(endpoints)), tuple(objs))
+                        tuple(endpoints[a] for a in sorted(endpoints)), tuple(objs), svc.affinity)
 
 
 class _Listener:

@@ -17,6 +17,8 @@ from kproxy.nftables.backend import NftablesBackend
 from kproxy.nftables.model import Ruleset
 from kproxy.nftables.plan import plan_full
 from kproxy.nftables.transaction import Transaction
+from kproxy.rules.nftables import Dump, NftablesAdapter
+from kproxy.rules.trace import Probe
 from tests.kernel.topology import CLIENT_IP, NODE_IP, ep, service, single_node, state
 
 pytestmark = pytest.mark.kernel
@@ -101,6 +103,56 @@ def test_service_without_endpoints_is_refused(topo, backend):
         topo.tcp(topo.client, NODE_IP, 30081, timeout=3)
     with pytest.raises(ConnectionRefusedError):
         topo.tcp(topo.node, "10.96.0.15", 80, timeout=3)
+
+
+@pytest.fixture
+def addresses_behind_pod_e(topo):
+    """Pod e also answers on an unallocated ClusterIP, on a Service's ClusterIP and on an
+    address outside the Service CIDR (routed from the node), so traffic kproxy lets through
+    reaches a real server and traffic it drops or rejects does not."""
+    extra = ("10.96.0.99", "10.96.0.17", "192.0.2.50")
+    pod = topo.pods["e"]
+    host_if = f"vp{PODS.index('e')}"
+    try:
+        for ip in extra:
+            topo.run(pod.netns, ["ip", "addr", "add", f"{ip}/32", "dev", "eth0"])
+            topo.run(topo.node, ["ip", "route", "add", f"{ip}/32", "dev", host_if])
+        yield extra
+    finally:
+        for ip in extra:
+            topo.run(topo.node, ["ip", "route", "del", f"{ip}/32"], check=False)
+            topo.run(pod.netns, ["ip", "addr", "del", f"{ip}/32", "dev", "eth0"], check=False)
+
+
+def test_cluster_ip_wrong_port_is_refused_and_unallocated_service_ips_dropped(topo, backend, addresses_behind_pod_e):
+    unallocated, cluster_ip, outside = addresses_behind_pod_e
+    sync(backend, state(service("web", cluster_ip, [ep(topo, "a")]), service_cidrs=("10.96.0.0/12",)))
+    assert topo.tcp(topo.client, cluster_ip, 80)[0] == "a"
+    # kproxy rules trace over the kernel's own listing says what the packets below meet
+    listing = Dump(nft_list(topo))
+    for dst, port, outcome in ((cluster_ip, 8080, "REJECT"), (unallocated, 8080, "DROP"), (outside, 8080, "ACCEPT")):
+        report = NftablesAdapter().trace(listing, Probe("tcp", CLIENT_IP, 0, dst, port), [NODE_IP])
+        assert [c.outcome for c in report.candidates] == [outcome], (dst, report)
+    # a port the Service lacks: rejected (not passed on to the host that has the address)
+    with pytest.raises(ConnectionRefusedError):
+        topo.tcp(topo.client, cluster_ip, 8080, timeout=3)
+    with pytest.raises(ConnectionRefusedError):
+        topo.udp(topo.client, cluster_ip, 8080, timeout=3)
+    with pytest.raises(ConnectionRefusedError):
+        topo.tcp(topo.node, cluster_ip, 8080, timeout=3)
+    # an unallocated address of the Service CIDR: dropped, no answer at all
+    with pytest.raises(TimeoutError):
+        topo.tcp(topo.client, unallocated, 8080, timeout=1.5)
+    with pytest.raises((TimeoutError, PermissionError)):  # dropped in output: EPERM to the caller
+        topo.tcp(topo.node, unallocated, 8080, timeout=1.5)
+    # outside the Service CIDR: not ours, untouched
+    assert topo.tcp(topo.client, outside, 8080) == ("e", CLIENT_IP)
+    assert topo.tcp(topo.node, outside, 8080)[0] == "e"
+    # without a Service CIDR only the wrong-port check stays
+    sync(backend, state(service("web", cluster_ip, [ep(topo, "a")])))
+    assert topo.tcp(topo.client, unallocated, 8080) == ("e", CLIENT_IP)
+    with pytest.raises(ConnectionRefusedError):
+        topo.tcp(topo.client, cluster_ip, 8080, timeout=3)
 
 
 def test_external_policy_local_keeps_client_address_and_only_local_endpoints(topo, backend):

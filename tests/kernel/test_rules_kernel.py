@@ -184,8 +184,11 @@ def test_diff_catches_rules_added_and_deleted_by_hand(topo, backend):
                and o.text.startswith("KUBE-SEP-"))
     backend.netns.command(ipt + ["-F", sep])
     found = diff(desired, adapter.from_inspection(backend.inspect(), topo.node))
+    # what a packet meets: one endpoint of web is gone
+    assert [(d.kind, d.scope, d.object.text.split()[0]) for d in found if d.object.kind == "behaviour"] == [
+        ("missing", "default/web:http", "endpoint")]
     unexpected = [d for d in found if d.kind == "unexpected"]
-    missing = [d for d in found if d.kind == "missing"]
+    missing = [d for d in found if d.kind == "missing" and d.object.kind != "behaviour"]
     assert [(d.scope, d.object.container) for d in unexpected] == [("shared", "nat/KUBE-SERVICES")]
     assert "10.244.1.99:80" in unexpected[0].object.text
     assert {d.object.container for d in missing} == {f"nat/{sep}"} and len(missing) == 2

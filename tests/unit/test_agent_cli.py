@@ -28,6 +28,7 @@ def run_cli(capsys, argv):
     (["--sync-period", "soon"], "--sync-period: invalid duration 'soon'"),
     (["--min-sync-period", "1m", "--sync-period", "30s"], "minSyncPeriod: must not exceed syncPeriod"),
     (["--cluster-cidr", "10.0.0.0/99"], "--cluster-cidr: invalid CIDR"),
+    (["--service-cidr", "10.96.0.0/12,x"], "--service-cidr: invalid CIDR"),
     (["--healthz-bind-address", "nowhere"], "--healthz-bind-address: invalid address"),
     (["--iptables-backend", "xt"], "--iptables-backend: must be one of nft, legacy, auto"),
     (["--mode", "teleport"], "--mode: unknown mode 'teleport'"),

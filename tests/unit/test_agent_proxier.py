@@ -156,3 +156,10 @@ async def _failure_forces_full_and_no_local_gauge():
 
 def test_failure_forces_full_resync_and_gauges_follow():
     asyncio.run(_failure_forces_full_and_no_local_gauge())
+
+
+def test_the_service_cidr_of_the_config_reaches_the_state():
+    from dataclasses import replace
+    proxier = Proxier(replace(CONFIG, service_cidr="10.96.0.0/12"), "node-1", FakeClient({}), FakeBackend(),
+                      NetNS(None))
+    assert proxier.builder.build_state().state.service_cidrs == ("10.96.0.0/12",)

@@ -69,3 +69,24 @@ def test_trace_shares_reject_and_miss():
     assert a.trace(insp, Probe("udp", "10.200.0.2", 0, "10.96.0.53", 53), []).candidates[0].outcome == "REJECT"
     miss = a.trace(insp, Probe("tcp", "10.200.0.2", 0, "10.96.7.7", 80), [])
     assert miss.service == "" and miss.candidates[0].outcome == "ACCEPT"
+
+
+def test_behaviour_carries_weights_and_affinity_and_diff_sees_a_changed_weight():
+    from dataclasses import replace
+
+    from kproxy.rules.diff import diff
+    st = state()
+    web = replace(st.services["default/web:http"], session_affinity_timeout=600)
+    ruleset = render(replace(st, services={**st.services, web.key: web}))
+    a = IpvsAdapter()
+    desired = a.from_ruleset(ruleset, "n1")
+    assert desired.service("default/web:http").affinity == 600
+    assert {e.weight for e in desired.service("default/web:http").endpoints} == {1}
+    assert diff(desired, a.from_inspection(read_back(ruleset), "n1")) == []
+    insp = read_back(ruleset)
+    vs = ruleset.services[("10.96.0.10", 80, "TCP")].server
+    heavier = tuple(KernelService(s.server, tuple(DestStatus(replace(d.server, weight=2), 0, 0, 0) for d in s.dests))
+                    if s.server == vs else s for s in insp.services)
+    found = diff(desired, a.from_inspection(Inspection(heavier, insp.addresses, frozenset(), insp.owners), "n1"))
+    assert ("unexpected", "default/web:http", "endpoint 10.244.1.2:8080 weight 2") in {
+        (d.kind, d.scope, d.object.text) for d in found if d.object.kind == "behaviour"}
