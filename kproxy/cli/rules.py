@@ -210,7 +210,7 @@ def _run_show(args, target: Target, config, adapter, backend, what: str) -> int:
     if what:
         ns, name = what.split("/")
         rules = rules.select(ns, name)
-        if not rules.services:
+        if not rules.services and not rules.skipped:
             raise CLIError(f"no rules for Service {what} in the kernel ({target.mode} mode)")
     width, colour = _style(args)
     _emit(args, rules.to_dict(), output.rules_text(rules, width, colour, objects=not args.no_objects))

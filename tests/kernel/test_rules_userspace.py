@@ -142,3 +142,26 @@ def test_trace_predicts_the_endpoint_maglev_picks(topo, backend):
     # a Service without endpoints: rejected by its rule, no listener involved
     report = adapter.trace(reading, Probe("tcp", CLIENT_IP, 41000, "10.96.0.12", 80), [NODE_IP])
     assert [c.outcome for c in report.candidates] == ["REJECT"]
+
+
+def test_cli_marks_sctp_service_ports_as_skipped(topo, backend):
+    """userspace mode does not proxy SCTP: `kproxy rules` names such Service ports as skipped
+    (json and text), from what the proxy process was told, without the apiserver."""
+    st = state(topo)
+    sctp = ServicePort("default", "sig", "diameter", "SCTP", 3868, cluster_ips=("10.96.0.13",))
+    backend.apply(backend.render(ProxyState("n1", node_ips=st.node_ips, cluster_cidr=st.cluster_cidr,
+                                            services={**st.services, sctp.key: sctp})), None)
+    argv = [sys.executable, "-m", "kproxy", "rules", "--mode", "userspace", "--netns", topo.node,
+            "--iptables-backend", "nft"]
+    res = subprocess.run(argv + ["-o", "json"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    with open(SCHEMA) as f:
+        jsonschema.validate(doc, json.load(f))
+    assert doc["skipped"] == [{"service": "default/sig:diameter", "reason": "userspace mode does not proxy SCTP"}]
+    assert [s["name"] for s in doc["services"]] == ["empty", "web"]
+    for selection in ([], ["default/sig"]):
+        res = subprocess.run(argv + selection + ["--no-objects", "--width", "200"], capture_output=True, text=True,
+                             cwd=ROOT, timeout=120)
+        assert res.returncode == 0, res.stderr
+        assert "default/sig:diameter  SKIPPED: userspace mode does not proxy SCTP" in res.stdout
