@@ -181,7 +181,7 @@ def _emit(args: argparse.Namespace, doc: dict, text: str, target: Target | None 
     detection = target.detection if target is not None else None
     if detection is not None:
         doc = {**doc, "modeDetection": detection.to_dict()}
-        if args.output == "text" and detection.source != "flag":
+        if args.output == "text" and detection.source not in ("flag", "lab"):  # detected: say how
             print(f"kproxy rules: {detection.line()}", file=sys.stderr)
     if args.output == "json":
         sys.stdout.write(output.as_json(doc))
