@@ -186,7 +186,7 @@ def kernel_findings(netns: Any) -> tuple[dict[str, str], list[str]]:
         if netns.command(["ip", "-o", "link", "show", "dev", IPVS_DEVICE], check=False).returncode == 0:
             return f"the {IPVS_DEVICE} interface"
         count = netns.run(_ipvs_virtual_servers)
-        return f"{count} IPVS virtual servers" if count else ""
+        return f"IPVS virtual servers ({count})" if count else ""
 
     check("ipvs", ipvs)
     check("userspace", lambda: netns.run(_userspace_proxy))
