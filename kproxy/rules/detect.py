@@ -174,8 +174,11 @@ def kernel_findings(netns: Any) -> tuple[dict[str, str], list[str]]:
     def check(mode: str, probe: Any) -> None:
         try:
             evidence = probe()
-        except (OSError, subprocess.SubprocessError, ValueError, ImportError) as exc:
+        except (OSError, subprocess.SubprocessError) as exc:
             notes.append(f"{mode}: {getattr(exc, 'strerror', None) or exc}")
+            return
+        except Exception as exc:  # a check that crashes must not stop the others (as automode)
+            notes.append(f"{mode}: {type(exc).__name__}: {exc}")
             return
         if evidence:
             found[mode] = evidence

@@ -49,3 +49,22 @@ def test_agent_address_reaches_wildcard_binds_on_loopback():
     assert agent_address("[::]:10249") == ("::1", 10249)
     assert agent_address("10.200.0.11:9999") == ("10.200.0.11", 9999)
     assert agent_address("") is None
+
+
+class _BrokenNetNS:
+    """A namespace handle whose every operation fails in its own way."""
+
+    def run(self, fn, *args):
+        raise KeyError("netlink attribute")
+
+    def command(self, argv, **kw):
+        raise OSError(2, "No such file or directory")
+
+
+def test_a_failing_check_is_a_note_not_a_crash():
+    from kproxy.rules.detect import kernel_findings
+
+    found, notes = kernel_findings(_BrokenNetNS())
+    assert found == {}
+    assert notes[0] == "nftables: KeyError: 'netlink attribute'"
+    assert any(n.startswith("ipvs: ") for n in notes)
