@@ -114,16 +114,20 @@ def render_plan(state: ProxyState, localhost_nodeports: bool = True) -> Plan:
         if sp.protocol not in PROTOCOLS:
             skipped.append((key, SCTP_SKIPPED if sp.protocol == "SCTP" else f"protocol {sp.protocol} is not proxied"))
             continue
-        by_endpoints: dict[frozenset[Endpoint], str] = {}
+        # each role's endpoints are a filtered run of sp.endpoints (sorted): equal sets are
+        # equal tuples of the same objects, so == is cheap (no hashing of endpoints)
+        opened: list[tuple[tuple[Endpoint, ...], str]] = []
 
         def listener(role: str, endpoints: tuple[Endpoint, ...]) -> str:
             if not endpoints:
                 return ""
-            if frozenset(endpoints) not in by_endpoints:
-                name = f"{sp.key}#{role}"
-                listeners[name] = _spec(name, sp, endpoints)
-                by_endpoints[frozenset(endpoints)] = name
-            return by_endpoints[frozenset(endpoints)]
+            for have, name in opened:
+                if have == endpoints:
+                    return name
+            name = f"{sp.key}#{role}"
+            listeners[name] = _spec(name, sp, endpoints)
+            opened.append((endpoints, name))
+            return name
 
         internal = listener("internal", sp.internal_endpoints() if sp.cluster_ips else ())
         external = listener("external", sp.external_endpoints() if sp.has_external else ())
