@@ -12,12 +12,12 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import yaml
 from aiohttp import web
 
 from kproxy.api import status as st
 from kproxy.api.resources import Resource
 from kproxy.apiserver import paths, protobuf, watch
+from kproxy.apiserver.bodies import BodyDecoder
 from kproxy.apiserver.deps import Deps
 from kproxy.apiserver.registry import DeleteOptions, Registry
 from kproxy.apiserver.fieldcheck import FieldChecker
@@ -35,7 +35,6 @@ APPLY_PATCH = "application/apply-patch+yaml"
 BODY_TYPES = ("application/json", "application/yaml", protobuf.MEDIA_TYPE)
 # Kinds whose DELETE answers with the deleted object rather than a Status, as in Kubernetes.
 RETURNS_DELETED_OBJECT = {("", "pods"), ("", "services"), ("", "serviceaccounts"), ("", "resourcequotas")}
-MAX_DEPTH = 100  # Kubernetes objects nest far less; deeper bodies are refused before any work
 ENCODE_CACHE_SIZE = 4096  # object versions whose watch encoding is shared between watchers
 
 
@@ -45,19 +44,6 @@ class RestSettings:
     bookmark_interval: float = 10.0
     idle_check_interval: float = 1.0
     write_timeout: float = 60.0  # a watch client that reads nothing for this long is dropped
-
-
-def nesting_depth(value: Any) -> int:
-    """How deeply lists/objects nest in a decoded JSON value (iterative: no recursion limit)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        cur, depth = stack.pop()
-        if isinstance(cur, dict):
-            cur = list(cur.values())
-        if isinstance(cur, list):
-            deepest = max(deepest, depth)
-            stack.extend((v, depth + 1) for v in cur if isinstance(v, (dict, list)))
-    return deepest
 
 
 def warning_header(text: str) -> str:
@@ -102,8 +88,10 @@ CREATED_NAME = "kproxy.created_name"
 
 class RestHandler:
     def __init__(self, registry: Registry, deps: Deps, reads: Executor, writes: Executor,
-                 settings: RestSettings, fields: FieldChecker, tables: TableRenderer):
+                 settings: RestSettings, fields: FieldChecker, tables: TableRenderer,
+                 bodies: BodyDecoder | None = None):
         self.registry = registry
+        self.bodies = bodies or BodyDecoder()
         self.deps = deps
         self.reads = reads
         self.writes = writes
@@ -118,7 +106,10 @@ class RestHandler:
         return await asyncio.get_running_loop().run_in_executor(self.reads, functools.partial(fn, *args, **kwargs))
 
     async def _write(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.writes, functools.partial(fn, *args, **kwargs))
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.writes, functools.partial(fn, *args, **kwargs))
+        except sb.TooLarge as exc:
+            raise st.too_large(f"the resulting object is too large: {exc}") from None
 
     def _encoded(self, key: tuple[int, str], obj: dict[str, Any]) -> str:
         """JSON of an object version, encoded once for all watchers that receive it (the
@@ -134,6 +125,7 @@ class RestHandler:
     def close_watches(self) -> None:
         """Ends every open watch stream (server shutdown)."""
         self._closing = True
+        self.bodies.close()
         for q in list(self._watch_queues):
             q.wake()
 
@@ -189,27 +181,15 @@ class RestHandler:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise st.ApiError(st.status(413, "RequestEntityTooLarge", "the request body is too large")) from None
-        ctype = _content_type(request)
         if not raw.strip():
             raise st.bad_request("the request body is empty")
-        if ctype == protobuf.MEDIA_TYPE:
-            try:
-                return protobuf.decode(raw), b""
-            except protobuf.ProtobufError as exc:
-                raise st.unsupported_media_type(f"cannot decode the protobuf body: {exc}") from None
-        try:
-            if "yaml" in ctype:
-                body = yaml.safe_load(raw.decode("utf-8"))
-            else:
-                body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise st.bad_request(f"the request body is not valid {'YAML' if 'yaml' in ctype else 'JSON'}: {msg}") from None
-        except RecursionError:
-            raise st.bad_request(f"the request body is nested deeper than {MAX_DEPTH} levels") from None
-        if nesting_depth(body) > MAX_DEPTH:
-            raise st.bad_request(f"the request body is nested deeper than {MAX_DEPTH} levels")
-        return body, raw
+        body = await self.bodies.decode(raw, _content_type(request))
+        return body, raw if _content_type(request) != protobuf.MEDIA_TYPE else b""
+
+    async def _field_warnings(self, request: web.Request, resource: Resource, body: Any, raw: bytes) -> list[str]:
+        """fieldValidation for a decoded body (off the loop when the body is large)."""
+        return await self.bodies.run(len(raw), self.fields.check, resource, body, raw,
+                                     request.query.get("fieldValidation"))
 
     @staticmethod
     def _check_content_type(request: web.Request, allowed: tuple[str, ...]) -> str:
@@ -258,7 +238,7 @@ class RestHandler:
         self._check_content_type(request, BODY_TYPES)
         body, raw = await self._body(request)
         dry = self._dry_run(request)
-        warnings = self.fields.check(resource, body, raw, request.query.get("fieldValidation"))
+        warnings = await self._field_warnings(request, resource, body, raw)
         obj = await self._write(self.registry.create, resource, ns, body, dry)
         request[CREATED_NAME] = (obj.get("metadata") or {}).get("name", "")  # for the audit log
         return self._respond(request, resource, obj, 201, warnings)
@@ -268,7 +248,7 @@ class RestHandler:
         self._check_content_type(request, BODY_TYPES)
         body, raw = await self._body(request)
         dry = self._dry_run(request)
-        warnings = self.fields.check(resource, body, raw, request.query.get("fieldValidation"))
+        warnings = await self._field_warnings(request, resource, body, raw)
         obj, created = await self._write(self.registry.update, resource, ns, name, body, sub, dry)
         return self._respond(request, resource, obj, 201 if created else 200, warnings)
 
