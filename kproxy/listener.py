@@ -209,19 +209,33 @@ class GatedListener:
             by_source = self._idle_by_source.setdefault(conn.source, collections.OrderedDict())
             by_source[conn] = None
             if len(by_source) > self.limits.max_idle_per_source:
-                self._refuse(next(iter(by_source)))
+                self._evict_silent(by_source)
             if len(self._idle) > self.limits.max_idle:
-                self._refuse(next(iter(self._idle)))
+                self._evict_silent(self._idle)
             self._loop.add_reader(sock.fileno(), self._first_bytes, conn)
             conn.timer = self._loop.call_later(self.limits.handshake_timeout, self._refuse, conn)
             self._peak = max(self._peak, self.open_connections)
 
     def _make_room(self) -> bool:
         """Closes the oldest connection that has not sent a byte; False if there is none."""
-        if not self._idle:
-            return False
-        self._refuse(next(iter(self._idle)))
-        return True
+        return self._evict_silent(self._idle)
+
+    def _evict_silent(self, waiting: collections.OrderedDict[_Conn, None]) -> bool:
+        """Closes the oldest connection in `waiting` that has still sent nothing; one whose bytes
+        arrived but were not yet seen by the loop moves on to serving instead. False if none."""
+        while waiting:
+            conn = next(iter(waiting))
+            try:
+                has_data = bool(conn.sock.recv(1, socket.MSG_PEEK))
+            except (BlockingIOError, InterruptedError):
+                has_data = False
+            except OSError:
+                has_data = False
+            if not has_data:
+                self._refuse(conn)
+                return True
+            self._first_bytes(conn)
+        return False
 
     def _refuse(self, conn: _Conn) -> None:
         self.refused += 1

@@ -4,15 +4,18 @@ Guarantees:
 - `decode` refuses YAML whose aliases expand it far beyond its size (CVE-2019-11253, "billion
   laughs") with the rule upstream's YAML decoder applies, before any Python object is built;
   recursive aliases are refused too; every bad body is a 400 Status, never a traceback.
-- `BodyDecoder` runs the decoding of large bodies (and other per-body work, such as field
-  checks) on a small pool of its own, so one big body never blocks other requests; at most
-  `workers + max_waiting` bodies are decoded or wait at once, beyond that the answer is 429.
+- `BodyDecoder` decodes large bodies in worker processes (a decoding thread would hold the GIL
+  the event loop needs for seconds) and runs other per-body work, such as field checks, on a
+  thread pool, so one big body never blocks other requests; at most `workers + max_waiting`
+  bodies are worked on or wait at once, beyond that the answer is 429.
 """
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import json
+import multiprocessing
+import re
 from typing import Any, Callable
 
 import yaml
@@ -41,9 +44,13 @@ def allowed_alias_ratio(decodes: int) -> float:
     return 0.99 - 0.89 * (decodes - ALIAS_RATIO_LOW) / (ALIAS_RATIO_HIGH - ALIAS_RATIO_LOW)
 
 
+# where an alias token can start: at a line start, after white space or a flow indicator
+_ALIAS_TOKEN = re.compile(r"(?:^|[\s\[{,])\*[^\s,\[\]{}]", re.MULTILINE)
+
+
 def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
+        return node.value
     if isinstance(node, yaml.MappingNode):
         return [n for pair in node.value for n in pair]
     return []
@@ -51,41 +58,29 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 def alias_expansion(root: yaml.Node) -> tuple[int, int]:
     """(decode steps, of which inside aliases) that building `root` would take with every alias
-    expanded, computed without expanding (each distinct node is visited once). A recursive
-    alias raises ValueError."""
+    expanded, computed without expanding: one walk in document order, where an anchored node is
+    complete before any alias to it appears. A recursive alias raises ValueError."""
     expanded: dict[int, int] = {}  # id(node) -> steps to build its subtree, aliases expanded
-    on_path: set[int] = set()
+    open_nodes: set[int] = set()
+    in_aliases = 0
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
         node, done = stack.pop()
         key = id(node)
         if done:
-            on_path.discard(key)
+            open_nodes.discard(key)
             expanded[key] = 1 + sum(expanded[id(c)] for c in _children(node))
-            continue
-        if key in expanded:
-            continue
-        if key in on_path:
+        elif key in expanded:  # a later reference: an alias
+            in_aliases += expanded[key]
+        elif key in open_nodes:
             raise ValueError("the document contains a recursive alias")
-        on_path.add(key)
-        stack.append((node, True))
-        for child in _children(node):
-            if id(child) in on_path:
-                raise ValueError("the document contains a recursive alias")
-            if id(child) not in expanded:
-                stack.append((child, False))
-    # the first occurrence of a node is its definition; every later one is an alias
-    seen: set[int] = set()
-    in_aliases = 0
-    walk = [root]
-    while walk:
-        node = walk.pop()
-        if id(node) in seen:
-            in_aliases += expanded[id(node)]
-            continue
-        seen.add(id(node))
-        walk.extend(reversed(_children(node)))
-    return expanded[id(root)], in_aliases
+        elif isinstance(node, yaml.ScalarNode):
+            expanded[key] = 1
+        else:
+            open_nodes.add(key)
+            stack.append((node, True))
+            stack.extend((c, False) for c in reversed(_children(node)))
+    return expanded[id(root)] + in_aliases, in_aliases
 
 
 def load_yaml(text: str) -> Any:
@@ -95,7 +90,7 @@ def load_yaml(text: str) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
-        decodes, in_aliases = alias_expansion(node)
+        decodes, in_aliases = alias_expansion(node) if _ALIAS_TOKEN.search(text) else (0, 0)
         if (in_aliases > ALIAS_MIN_COUNT and decodes > ALIAS_MIN_DECODES
                 and in_aliases / decodes > allowed_alias_ratio(decodes)):
             raise ValueError("the document contains excessive aliasing")
@@ -117,9 +112,31 @@ def nesting_depth(value: Any) -> int:
     return deepest
 
 
-def decode(raw: bytes, media_type: str) -> Any:
+def decode(raw: bytes, media_type: str, max_json_bytes: int | None = None) -> Any:
     """The body as a Python value; a malformed, over-aliased or too deeply nested body raises
-    an ApiError (400, or 415 for undecodable protobuf)."""
+    an ApiError (400, or 415 for undecodable protobuf), and so does (413) one whose JSON is over
+    `max_json_bytes` (an object that could never be stored)."""
+    body = _decode(raw, media_type)
+    if max_json_bytes is not None and len(raw) * 4 > max_json_bytes:  # small bodies cannot be over
+        try:
+            size = len(json.dumps(body, separators=(",", ":")))
+        except (TypeError, ValueError):
+            return body  # not JSON-encodable: validation says why
+        if size > max_json_bytes:
+            raise st.too_large(f"the object is {size} bytes, over the limit of {max_json_bytes} bytes")
+    return body
+
+
+def _decode_in_worker(raw: bytes, media_type: str, max_json_bytes: int | None) -> tuple[bool, Any]:
+    """decode() for a worker process: (True, body) or (False, the Status of the refusal), since
+    an ApiError does not survive pickling."""
+    try:
+        return True, decode(raw, media_type, max_json_bytes)
+    except st.ApiError as exc:
+        return False, exc.status
+
+
+def _decode(raw: bytes, media_type: str) -> Any:
     if media_type == protobuf.MEDIA_TYPE:
         try:
             return protobuf.decode(raw)
@@ -142,25 +159,48 @@ class BodyDecoder:
     """Runs per-body work for large bodies on its own bounded pool (see the module doc)."""
 
     def __init__(self, workers: int = 2, max_waiting: int = 16, inline_below: int = INLINE_BELOW):
+        self.workers = workers
         self.capacity = workers + max_waiting
         self.inline_below = inline_below
-        self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="apiserver-decode")
+        self._threads = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="apiserver-body")
+        self._processes: concurrent.futures.ProcessPoolExecutor | None = None  # started on first use
         self._busy = 0  # changed on the event loop only
 
-    async def run(self, size: int, fn: Callable[..., Any], *args: Any) -> Any:
-        """fn(*args), on the loop when `size` is small, else on the pool; 429 when it is full."""
-        if size < self.inline_below:
-            return fn(*args)
+    def _process_pool(self) -> concurrent.futures.Executor:
+        if self._processes is None:
+            # forkserver: never fork the apiserver itself, whose threads may hold locks
+            self._processes = concurrent.futures.ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("forkserver"))
+        return self._processes
+
+    async def _bounded(self, executor: concurrent.futures.Executor, fn: Callable[..., Any], *args: Any) -> Any:
         if self._busy >= self.capacity:
             raise st.too_many_requests("too many large request bodies are being decoded; retry later")
         self._busy += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+        except concurrent.futures.BrokenExecutor:
+            self._processes = None  # a worker died (out of memory?): a new pool next time
+            raise st.too_many_requests("the request body could not be decoded; retry later") from None
         finally:
             self._busy -= 1
 
-    async def decode(self, raw: bytes, media_type: str) -> Any:
-        return await self.run(len(raw), decode, raw, media_type)
+    async def run(self, size: int, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args), on the loop when `size` is small, else on the thread pool; 429 when full."""
+        if size < self.inline_below:
+            return fn(*args)
+        return await self._bounded(self._threads, fn, *args)
+
+    async def decode(self, raw: bytes, media_type: str, max_json_bytes: int | None = None) -> Any:
+        """decode(), in a worker process when the body is large."""
+        if len(raw) < self.inline_below:
+            return decode(raw, media_type, max_json_bytes)
+        ok, result = await self._bounded(self._process_pool(), _decode_in_worker, raw, media_type, max_json_bytes)
+        if not ok:
+            raise st.ApiError(result)
+        return result
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        if self._processes is not None:
+            self._processes.shutdown(wait=False, cancel_futures=True)

@@ -176,14 +176,16 @@ class RestHandler:
         raise st.method_not_allowed(f"the server does not allow this method on the requested resource ({method})")
 
     # ------------------------------------------------------------------ bodies
-    async def _body(self, request: web.Request) -> tuple[Any, bytes]:
+    async def _body(self, request: web.Request, is_object: bool = True) -> tuple[Any, bytes]:
+        """The decoded body and its raw bytes; an object (not a patch) over the store's limit
+        is refused here, before any other work."""
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise st.ApiError(st.status(413, "RequestEntityTooLarge", "the request body is too large")) from None
         if not raw.strip():
             raise st.bad_request("the request body is empty")
-        body = await self.bodies.decode(raw, _content_type(request))
+        body = await self.bodies.decode(raw, _content_type(request), sb.MAX_VALUE_BYTES if is_object else None)
         return body, raw if _content_type(request) != protobuf.MEDIA_TYPE else b""
 
     async def _field_warnings(self, request: web.Request, resource: Resource, body: Any, raw: bytes) -> list[str]:
@@ -263,7 +265,7 @@ class RestHandler:
             raise st.unsupported_media_type(
                 f"the body of the request was in an unknown format - accepted media types include: "
                 f"{', '.join(PATCH_TYPES)}")
-        patch, raw = await self._body(request)
+        patch, raw = await self._body(request, is_object=False)
         dry = self._dry_run(request)
         mode = request.query.get("fieldValidation")
         self.fields.check(resource, {}, None, mode)  # rejects a bad mode before any work
