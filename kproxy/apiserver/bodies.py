@@ -80,7 +80,7 @@ def alias_expansion(root: yaml.Node) -> tuple[int, int]:
             open_nodes.add(key)
             stack.append((node, True))
             stack.extend((c, False) for c in reversed(_children(node)))
-    return expanded[id(root)] + in_aliases, in_aliases
+    return expanded[id(root)], in_aliases
 
 
 def load_yaml(text: str) -> Any:

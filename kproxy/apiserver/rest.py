@@ -125,9 +125,13 @@ class RestHandler:
     def close_watches(self) -> None:
         """Ends every open watch stream (server shutdown)."""
         self._closing = True
-        self.bodies.close()
         for q in list(self._watch_queues):
             q.wake()
+
+    def close(self) -> None:
+        """Server shutdown: ends the watches and stops the body decoders."""
+        self.close_watches()
+        self.bodies.close()
 
     # ------------------------------------------------------------------ dispatch
     async def handle(self, request: web.Request, api_path: paths.ApiPath) -> web.StreamResponse:

@@ -228,7 +228,7 @@ class ApiServer:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
-        self.rest.close_watches()
+        self.rest.close()
         if self._gate is not None:
             await self._gate.close()
         if self._runner:
