@@ -27,6 +27,7 @@ import ctypes.util
 import errno
 import logging
 import resource
+import select
 import socket
 import ssl
 from dataclasses import dataclass
@@ -57,6 +58,8 @@ def connection_budget(limits: ConnectionLimits) -> int:
         return limits.max_connections
     return max(16, min(limits.max_connections, soft - limits.fd_reserve))
 
+
+ACCEPT_PAUSE = 0.1  # seconds the gate stops accepting when it is full
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
@@ -189,8 +192,12 @@ class GatedListener:
     def _accept(self) -> None:
         assert self._sock is not None and self._loop is not None
         for _ in range(64):  # a bounded batch per wake-up; the reader fires again if more wait
-            if self.open_connections >= self.budget and not self._make_room():
-                return  # at the budget with nothing idle to drop: the kernel backlog holds them
+            if self.open_connections >= self.budget:
+                if not select.select([self._sock], [], [], 0)[0]:
+                    return  # nobody is waiting: keep what is open
+                if not self._make_room():
+                    self._pause_accepting()  # nothing idle to drop: the kernel backlog holds them
+                    return
             try:
                 sock, addr = self._sock.accept()
             except (BlockingIOError, InterruptedError):
@@ -198,7 +205,8 @@ class GatedListener:
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     log.warning("cannot accept a connection: %s", exc.strerror)
-                    self._make_room()
+                    if not self._make_room():
+                        self._pause_accepting()
                     return
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
                     continue
@@ -215,6 +223,17 @@ class GatedListener:
             self._loop.add_reader(sock.fileno(), self._first_bytes, conn)
             conn.timer = self._loop.call_later(self.limits.handshake_timeout, self._refuse, conn)
             self._peak = max(self._peak, self.open_connections)
+
+    def _pause_accepting(self) -> None:
+        """Stops watching the listening socket for a moment (it stays readable while
+        connections wait in the backlog, and would wake the loop without end)."""
+        assert self._sock is not None and self._loop is not None
+        self._loop.remove_reader(self._sock.fileno())
+        self._loop.call_later(ACCEPT_PAUSE, self._resume_accepting)
+
+    def _resume_accepting(self) -> None:
+        if self._sock is not None and self._loop is not None:
+            self._loop.add_reader(self._sock.fileno(), self._accept)
 
     def _make_room(self) -> bool:
         """Closes the oldest connection that has not sent a byte; False if there is none."""
