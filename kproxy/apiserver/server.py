@@ -166,7 +166,7 @@ class ApiServer:
         await self._runner.setup()
         if self._tls is not None:
             self._gate = GatedListener(self._new_connection, self._tls, self.config.limits)
-            self.url = _url("https", *self._gate.start(listen_socket(self.config.host, self.config.port)))
+            self.url = _url("https", *self._gate.start(self._listen_socket(self.config.host, self.config.port)))
         else:
             self.url = await self._listen(self.config.host, self.config.port, None)
         if self.config.insecure_host is not None:
@@ -183,6 +183,13 @@ class ApiServer:
         if self.config.run_controllers:
             self._start_controllers()
         log.info("apiserver listening on %s (data dir %s)", self.url, self.config.data_dir)
+
+    @staticmethod
+    def _listen_socket(host: str, port: int) -> Any:
+        try:
+            return listen_socket(host, port)
+        except OSError as exc:  # the CLI shows strerror: name the address in it
+            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {(exc.strerror or str(exc)).lower()}") from None
 
     def _new_connection(self) -> Any:
         """aiohttp's protocol for one connection the TLS gate accepted."""
