@@ -13,6 +13,8 @@ so a silent connection costs a descriptor and a few hundred bytes. Its promises:
   for their first byte; a newer one makes the oldest of them go (so a flood of idle
   connections never locks out a client that speaks at once);
 - at most `max_handshakes` TLS handshakes run at once (the oldest goes first);
+- at most `max_per_source` connections of one peer address in any state (a silent one of that
+  address goes to make room, else the new one is closed);
 - at most `max_connections` connections in all, and never more than the descriptor limit less
   `fd_reserve`, so the process's own work (the store, iptables-restore, netlink, logs) always
   has descriptors;
@@ -44,6 +46,7 @@ class ConnectionLimits:
     handshake_timeout: float = 10.0
     header_timeout: float = 30.0
     max_idle_per_source: int = 64
+    max_per_source: int = 512
     max_idle: int = 512
     max_handshakes: int = 128
     max_connections: int = 4096
@@ -160,6 +163,7 @@ class GatedListener:
         self._idle_by_source: dict[str, collections.OrderedDict[_Conn, None]] = {}
         self._handshaking: collections.OrderedDict[_Conn, None] = collections.OrderedDict()
         self._established: dict[asyncio.BaseTransport, _Conn] = {}
+        self._per_source: collections.Counter[str] = collections.Counter()
         self._peak = 0
         self.refused = 0  # connections closed by a bound (for tests and logs)
 
@@ -213,6 +217,12 @@ class GatedListener:
                 raise
             sock.setblocking(False)
             conn = _Conn(sock, str(addr[0]))
+            if self._per_source[conn.source] >= self.limits.max_per_source and \
+                    not self._evict_silent(self._idle_by_source.get(conn.source, collections.OrderedDict())):
+                self.refused += 1
+                sock.close()
+                continue
+            self._per_source[conn.source] += 1
             self._idle[conn] = None
             by_source = self._idle_by_source.setdefault(conn.source, collections.OrderedDict())
             by_source[conn] = None
@@ -268,7 +278,7 @@ class GatedListener:
         self._forget_idle(conn)
         self._loop.remove_reader(conn.sock.fileno())
         conn.sock.close()
-        self._maybe_trim()
+        self._release(conn)
 
     def _forget_idle(self, conn: _Conn) -> None:
         self._idle.pop(conn, None)
@@ -299,14 +309,15 @@ class GatedListener:
                 ssl_handshake_timeout=self.limits.handshake_timeout if self.ssl_context else None)
         except asyncio.CancelledError:
             conn.sock.close()
+            self._release(conn)
         except Exception as exc:  # refused TLS, a reset, a timeout: the peer's problem, not ours
             log.debug("connection from %s failed before its first request: %s", conn.source, exc)
             conn.sock.close()
+            self._release(conn)
         else:
             conn.transport = transport
         finally:
             self._handshaking.pop(conn, None)
-            self._maybe_trim()
 
     def _tracked_protocol(self, conn: _Conn) -> asyncio.Protocol:
         """aiohttp's protocol for one connection, wrapped so the gate sees it open and close."""
@@ -317,9 +328,16 @@ class GatedListener:
         def lost() -> None:
             if conn.transport is not None:
                 self._established.pop(conn.transport, None)
-            self._maybe_trim()
+            self._release(conn)
 
         return _TrackedProtocol(self.protocol_factory(), made, lost)
+
+    def _release(self, conn: _Conn) -> None:
+        """`conn` is closed for good (each connection ends in exactly one place)."""
+        self._per_source[conn.source] -= 1
+        if self._per_source[conn.source] <= 0:
+            del self._per_source[conn.source]
+        self._maybe_trim()
 
     def _maybe_trim(self) -> None:
         """After a flood has drained, hand its memory back (glibc keeps freed pages otherwise)."""

@@ -19,7 +19,8 @@ from kproxy.listener import ConnectionLimits, GatedSite, listen_socket
 # The agent's listeners answer small GETs from probes and scrapers: a few connections, short
 # timeouts, and descriptors kept in reserve for iptables-restore, netlink and the apiserver.
 AGENT_LIMITS = ConnectionLimits(handshake_timeout=5.0, header_timeout=10.0, max_idle_per_source=16,
-                                max_idle=64, max_handshakes=16, max_connections=128, fd_reserve=256)
+                                max_per_source=64, max_idle=64, max_handshakes=16, max_connections=128,
+                                fd_reserve=256)
 
 __all__ = ["AGENT_LIMITS", "HttpListeners", "healthz_app", "listen_socket", "metrics_app"]
 

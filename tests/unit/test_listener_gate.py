@@ -91,3 +91,27 @@ def test_at_the_budget_new_connections_wait_without_spinning():
         finally:
             await gate.close()
     asyncio.run(main())
+
+
+def test_connections_per_source_are_capped_in_every_state():
+    async def main():
+        gate = GatedListener(Echo, None, ConnectionLimits(max_per_source=3))
+        addr = gate.start(listen_socket("127.0.0.1", 0))
+        try:
+            served = []
+            for i in range(3):
+                reader, writer = await connect(addr, b"%d" % i)
+                assert await asyncio.wait_for(reader.readexactly(1), 5) == b"%d" % i
+                served.append((reader, writer))
+            extra_reader, extra_writer = await connect(addr, b"x")
+            assert await closed_by_server(extra_reader)  # a fourth from the same address
+            extra_writer.close()
+            served[0][1].close()
+            await asyncio.sleep(0.2)
+            reader, writer = await connect(addr, b"y")  # room again once one has gone
+            assert await asyncio.wait_for(reader.readexactly(1), 5) == b"y"
+            for _, w in [*served[1:], (reader, writer)]:
+                w.close()
+        finally:
+            await gate.close()
+    asyncio.run(main())
