@@ -274,8 +274,7 @@ class IpvsBackend(Backend):
         t2 = time.monotonic()
         # a new address only once its virtual server exists (IPVS sees packets to local
         # addresses only): before that, a SYN to it would reach the local stack and be reset
-        self._sync_addresses(ruleset.addresses, bound, remove=False)
-        self._sync_addresses(ruleset.addresses, bound, remove=True)
+        self._sync_addresses(ruleset.addresses, bound)
         self._netfilter_after(ruleset, set_ops_after)
         t3 = time.monotonic()
         return ApplyResult(full=full, objects_written=len(reqs) + len(deletes),
@@ -360,12 +359,11 @@ class IpvsBackend(Backend):
             return set()
         return parse_addresses(res.stdout)
 
-    def _sync_addresses(self, want: frozenset[str], have: set[str], remove: bool) -> None:
-        """Adds (remove=False) or removes (remove=True) dummy addresses, in one `ip -batch`."""
-        if remove:
-            lines = [f"addr del {a}/32 dev {DUMMY_DEVICE}" for a in sorted(have - want)]
-        else:
-            lines = [f"addr replace {a}/32 dev {DUMMY_DEVICE}" for a in sorted(want - have)]
+    def _sync_addresses(self, want: frozenset[str], have: set[str]) -> None:
+        """Binds the missing dummy addresses and removes the unwanted ones, in one `ip -batch`
+        (additions first)."""
+        lines = [f"addr replace {a}/32 dev {DUMMY_DEVICE}" for a in sorted(want - have)]
+        lines += [f"addr del {a}/32 dev {DUMMY_DEVICE}" for a in sorted(have - want)]
         if lines:
             self._must(["ip", "-force", "-batch", "-"], "\n".join(lines) + "\n")
 

@@ -18,9 +18,9 @@ import socket
 
 from .model import RealServer, VSKey
 from .netlink import DestStatus
+from .nfrules import PROTOCOLS
 
 PATH = "/proc/thread-self/net/ip_vs"
-PROTOCOLS = ("TCP", "UDP", "SCTP")
 # ip_vs_fwd_name: the kernel prints "Masq" for every method it does not name
 FORWARD = {"Masq": 0, "Local": 1, "Tunnel": 2, "Route": 3}
 

@@ -80,11 +80,15 @@ def serving_endpoints(sp: ServicePort) -> set[tuple[str, int]]:
     return {(e.ip, e.port) for e in sp.internal_endpoints() + sp.external_endpoints()}
 
 
-def newly_served(old: ServicePort | None, new: ServicePort) -> bool:
-    """`new` has a usable endpoint and `old` had none, did not exist or had another protocol."""
-    if not serving_endpoints(new):
+def newly_served(old: ServicePort | None, new: ServicePort, old_eps: set[tuple[str, int]] | None = None,
+                 new_eps: set[tuple[str, int]] | None = None) -> bool:
+    """`new` has a usable endpoint and `old` had none, did not exist or had another protocol.
+    `old_eps`/`new_eps` are their serving_endpoints() when the caller has them already."""
+    if not (serving_endpoints(new) if new_eps is None else new_eps):
         return False
-    return old is None or old.protocol != new.protocol or not serving_endpoints(old)
+    if old is None or old.protocol != new.protocol:
+        return True
+    return not (serving_endpoints(old) if old_eps is None else old_eps)
 
 
 def plan_flush(previous: ProxyState | None, current: ProxyState, keys: Iterable[str] | None = None
@@ -116,11 +120,20 @@ def plan_flush(previous: ProxyState | None, current: ProxyState, keys: Iterable[
             for ip, port in old_eps - still_serving:
                 for dst, dport in frontends(old):
                     out.add(ConntrackFilter(old.protocol.lower(), dst, dport, ip, port))
-        if new is not None and newly_served(old, new):
+        if new is not None and newly_served(old, new, old_eps, new_eps):
             for dst, dport in frontends(new):
                 out.add(ConntrackFilter(new.protocol.lower(), dst, dport))
     return tuple(sorted(out, key=lambda f: (f.protocol, f.orig_dst or "", f.orig_port, f.reply_src or "",
                                             f.reply_port or 0)))
+
+
+def _run(netns: Any, argv: list[str], what: str) -> subprocess.CompletedProcess | None:
+    """Runs one conntrack command inside `netns`; None (logged) when it could not be run."""
+    try:
+        return netns.command(argv, check=False, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("conntrack %s failed: %s", what, exc)
+        return None
 
 
 def flush(netns: Any, filters: Iterable[ConntrackFilter]) -> int:
@@ -129,10 +142,8 @@ def flush(netns: Any, filters: Iterable[ConntrackFilter]) -> int:
     conntrack command is logged and the others still run."""
     count = 0
     for f in filters:
-        try:
-            result = netns.command(f.argv(), check=False, timeout=30)
-        except (OSError, subprocess.SubprocessError) as exc:
-            log.warning("conntrack cleanup failed: %s", exc)
+        result = _run(netns, f.argv(), "cleanup")
+        if result is None:
             continue
         # conntrack exits 1 with "0 flow entries have been deleted" when nothing matched
         if result.returncode != 0 and "0 flow entries" not in result.stderr:
@@ -210,19 +221,12 @@ def flush_unanswered(netns: Any, wanted: frozenset[Frontend]) -> int:
         families |= {"ipv4", "ipv6"}
     deleted = 0
     for family in sorted(families):
-        try:
-            listing = netns.command(["conntrack", "-L", "-f", family, "-p", "tcp", "--state", "SYN_SENT"],
-                                    check=False, timeout=30)
-        except (OSError, subprocess.SubprocessError) as exc:
-            log.warning("conntrack listing failed: %s", exc)
+        listing = _run(netns, ["conntrack", "-L", "-f", family, "-p", "tcp", "--state", "SYN_SENT"], "listing")
+        if listing is None:
             continue
         for entry in untranslated_attempts(listing.stdout, family, wanted):
-            try:
-                result = netns.command(entry.delete_argv(), check=False, timeout=30)
-            except (OSError, subprocess.SubprocessError) as exc:
-                log.warning("conntrack cleanup failed: %s", exc)
-                continue
-            if result.returncode == 0:
+            result = _run(netns, entry.delete_argv(), "cleanup")
+            if result is not None and result.returncode == 0:
                 deleted += 1
                 log.info("deleted a connection attempt older than the rules: tcp %s:%d -> %s:%d",
                          entry.src, entry.sport, entry.dst, entry.dport)

@@ -22,6 +22,7 @@ import yaml
 
 from kproxy.api import status as st
 from kproxy.apiserver import protobuf
+from kproxy.apiserver.query import INT64_MAX, INT64_MIN
 
 MAX_DEPTH = 100  # Kubernetes objects nest far less; deeper bodies are refused before any work
 INLINE_BELOW = 64 * 1024  # smaller bodies decode on the loop: a thread hop costs more than they do
@@ -99,17 +100,38 @@ def load_yaml(text: str) -> Any:
         loader.dispose()
 
 
-def nesting_depth(value: Any) -> int:
-    """How deeply lists/objects nest in a decoded JSON value (iterative: no recursion limit)."""
-    deepest, stack = 0, [(value, 1)]
+def refuse_unrepresentable(value: Any) -> None:
+    """Refuses (400) a decoded body Kubernetes could not hold: nested deeper than MAX_DEPTH,
+    a number outside int64 or not finite (YAML's .nan/.inf), a mapping key that is not a
+    string or a value JSON has no form for (YAML allows both). One iterative pass."""
+    stack = [(value, 1)]
     while stack:
         cur, depth = stack.pop()
-        if isinstance(cur, dict):
-            cur = list(cur.values())
-        if isinstance(cur, list):
-            deepest = max(deepest, depth)
-            stack.extend((v, depth + 1) for v in cur if isinstance(v, (dict, list)))
-    return deepest
+        if isinstance(cur, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise st.bad_request(f"the request body is nested deeper than {MAX_DEPTH} levels")
+            if isinstance(cur, dict):
+                if not all(isinstance(k, str) for k in cur):
+                    raise st.bad_request("the request body has a mapping key that is not a string")
+                cur = cur.values()
+            stack.extend((v, depth + 1) for v in cur)
+        elif isinstance(cur, bool) or cur is None or isinstance(cur, str):
+            continue
+        elif isinstance(cur, (int, float)):
+            if cur != cur or not INT64_MIN <= cur <= INT64_MAX:
+                raise st.bad_request(f"the request body holds the number {cur!r}, which is out of range "
+                                     "(numbers must be finite and within int64)")
+        else:  # YAML timestamps, binary, sets
+            raise st.bad_request(f"the request body holds a {type(cur).__name__} value, which JSON cannot hold")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_json(raw: bytes) -> Any:
+    """Strict JSON: NaN/Infinity refused (ValueError), deep nesting a RecursionError."""
+    return json.loads(raw, parse_constant=_reject_constant)
 
 
 def decode(raw: bytes, media_type: str, max_json_bytes: int | None = None) -> Any:
@@ -140,18 +162,19 @@ def _decode(raw: bytes, media_type: str) -> Any:
     if media_type == protobuf.MEDIA_TYPE:
         try:
             return protobuf.decode(raw)
-        except protobuf.ProtobufError as exc:
+        except protobuf.ProtobufUnsupported as exc:
             raise st.unsupported_media_type(f"cannot decode the protobuf body: {exc}") from None
+        except protobuf.ProtobufError as exc:
+            raise st.bad_request(f"the protobuf body is malformed: {exc}") from None
     is_yaml = "yaml" in media_type
     try:
-        body = load_yaml(raw.decode("utf-8")) if is_yaml else json.loads(raw)
+        body = load_yaml(raw.decode("utf-8")) if is_yaml else decode_json(raw)
     except RecursionError:
         raise st.bad_request(f"the request body is nested deeper than {MAX_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError, yaml.YAMLError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise st.bad_request(f"the request body is not valid {'YAML' if is_yaml else 'JSON'}: {msg}") from None
-    if nesting_depth(body) > MAX_DEPTH:
-        raise st.bad_request(f"the request body is nested deeper than {MAX_DEPTH} levels")
+    refuse_unrepresentable(body)
     return body
 
 

@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how often watches that allow bookmarks get one (default 10)")
     parser.add_argument("--watch-queue-limit", type=int, default=10000, metavar="N",
                         help="events a watcher may fall behind before it is closed with 410 Expired")
+    parser.add_argument("--max-watches-per-user", type=int, default=250, metavar="N",
+                        help="open watches one identity may hold; more are refused with 429 (default 250)")
     parser.add_argument("--no-controllers", action="store_true",
                         help="do not run the controllers inside the apiserver")
     parser.add_argument("--tls", action="store_true",
@@ -88,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--watch-bookmark-interval must be positive")
     if args.watch_queue_limit < 1:
         raise CLIError("--watch-queue-limit must be at least 1")
+    if args.max_watches_per_user < 1:
+        raise CLIError("--max-watches-per-user must be at least 1")
     if args.store_history < 1:
         raise CLIError("--store-history must be at least 1")
     if args.audit_log_maxsize < 1:
@@ -102,8 +106,9 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"--audit-policy-file {args.audit_policy_file!r}: "
                            f"{exc.strerror if isinstance(exc, OSError) else exc}") from None
     data_dir = os.path.abspath(args.data_dir)
+    os.umask(0o077)  # whatever this process writes (store, keys, kubeconfigs, logs) is private
     try:
-        os.makedirs(data_dir, exist_ok=True)
+        os.makedirs(data_dir, mode=0o700, exist_ok=True)
     except OSError as exc:
         raise CLIError(f"--data-dir {args.data_dir!r}: {exc.strerror}") from None
     config = ServerConfig(data_dir=data_dir, host=host, port=port,
@@ -116,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
                           audit_max_bytes=args.audit_log_maxsize * 1024 * 1024,
                           audit_max_backups=args.audit_log_maxbackup,
                           rest=RestSettings(bookmark_interval=args.watch_bookmark_interval,
-                                            watch_queue_limit=args.watch_queue_limit))
+                                            watch_queue_limit=args.watch_queue_limit,
+                                            max_watches_per_user=args.max_watches_per_user))
     try:
         asyncio.run(serve(config))
     except StoreError as exc:

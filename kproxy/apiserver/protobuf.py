@@ -18,7 +18,11 @@ MEDIA_TYPE = "application/vnd.kubernetes.protobuf"
 
 
 class ProtobufError(ValueError):
-    pass
+    """The body is not a well-formed protobuf object (400)."""
+
+
+class ProtobufUnsupported(ProtobufError):
+    """Well-formed, but of a kind or encoding this server does not decode (415)."""
 
 
 # message -> field number -> (json name, type, repeated). Types: "string", "bytes", "int",
@@ -209,17 +213,27 @@ def _prune(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def decode(body: bytes) -> dict[str, Any]:
-    """The JSON form of a protobuf-encoded object; raises ProtobufError (bad data or a kind
-    this server does not decode)."""
+    """The JSON form of a protobuf-encoded object; raises ProtobufError for bad data (whatever
+    a crafted body holds: a field of the wrong wire type, a time out of range, nesting past the
+    recursion limit) and ProtobufUnsupported for a kind this server does not decode."""
+    try:
+        return _decode(body)
+    except ProtobufError:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError, OSError, RecursionError) as exc:
+        raise ProtobufError(f"malformed field ({type(exc).__name__})") from None
+
+
+def _decode(body: bytes) -> dict[str, Any]:
     if not body.startswith(MAGIC):
         raise ProtobufError("missing the k8s protobuf envelope prefix")
     envelope = {n: v for n, _, v in _fields(body[len(MAGIC):])}  # runtime.Unknown
     type_meta = decode_message("TypeMeta", envelope[1]) if isinstance(envelope.get(1), bytes) else {}
     api_version, kind = type_meta.get("apiVersion", ""), type_meta.get("kind", "")
     if envelope.get(3):
-        raise ProtobufError(f"unsupported content encoding {_text(envelope[3])!r}")
+        raise ProtobufUnsupported(f"unsupported content encoding {_text(envelope[3])!r}")
     if (api_version, kind) not in KINDS:
-        raise ProtobufError(f"protobuf bodies of {kind or 'unknown kind'} ({api_version}) are not supported; send JSON")
+        raise ProtobufUnsupported(f"protobuf bodies of {kind or 'unknown kind'} ({api_version}) are not supported; send JSON")
     raw = envelope.get(2, b"")
     if not isinstance(raw, bytes):
         raise ProtobufError("malformed envelope")

@@ -17,7 +17,8 @@ from aiohttp import web
 from kproxy.api import status as st
 from kproxy.api.resources import Resource
 from kproxy.apiserver import paths, protobuf, watch
-from kproxy.apiserver.bodies import BodyDecoder
+from kproxy.apiserver.bodies import BodyDecoder, decode_json, refuse_unrepresentable
+from kproxy.apiserver.query import query_bool, query_int, resource_version, watch_requested
 from kproxy.apiserver.deps import Deps
 from kproxy.apiserver.registry import DeleteOptions, Registry
 from kproxy.apiserver.fieldcheck import FieldChecker
@@ -44,6 +45,7 @@ class RestSettings:
     bookmark_interval: float = 10.0
     idle_check_interval: float = 1.0
     write_timeout: float = 60.0  # a watch client that reads nothing for this long is dropped
+    max_watches_per_user: int = 250  # open watches one identity may hold; more is 429
 
 
 def warning_header(text: str) -> str:
@@ -68,22 +70,10 @@ def _content_type(request: web.Request, default: str = "application/json") -> st
     return (request.content_type or default).lower()
 
 
-def _query_bool(value: str | None) -> bool:
-    return value is not None and value.lower() in ("1", "true", "yes")
-
-
-def _query_int(query: Any, name: str) -> int | None:
-    raw = query.get(name)
-    if raw in (None, ""):
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise st.bad_request(f"invalid {name} {raw!r}: must be an integer") from None
-
-
 # request key under which _create leaves the created object's name (generateName resolved)
 CREATED_NAME = "kproxy.created_name"
+# request key under which the auth middleware leaves the user the request acts as
+REQUEST_USER = "kproxy.user"
 
 
 class RestHandler:
@@ -99,8 +89,12 @@ class RestHandler:
         self.fields = fields
         self.tables = tables
         self._watch_queues: set[watch.WatchQueue] = set()
+        self._watches_by_user: collections.Counter[str] = collections.Counter()
         self._encode_cache: collections.OrderedDict[tuple[int, str], str] = collections.OrderedDict()
         self._closing = False
+        # checks of an object about to be written, given the acting user (escalation
+        # prevention): guard(user, resource, namespace, obj) raises ApiError; blocking
+        self.write_guards: list[Callable[[Any, Resource, str | None, Any], None]] = []
 
     async def _read(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.reads, functools.partial(fn, *args, **kwargs))
@@ -149,7 +143,7 @@ class RestHandler:
             return await self._watch(request, resource, ns, name)
         if name is None:
             if method == "GET":
-                if _query_bool(q.get("watch")):
+                if watch_requested(q):
                     return await self._watch(request, resource, ns, None)
                 return await self._list(request, resource, ns)
             if method == "POST":
@@ -158,7 +152,7 @@ class RestHandler:
                 return await self._delete_collection(request, resource, ns)
         elif sub is None:
             if method == "GET":
-                if _query_bool(q.get("watch")):
+                if watch_requested(q):
                     return await self._watch(request, resource, ns, name)
                 return await self._get(request, resource, ns, name)
             if method == "PUT":
@@ -229,9 +223,17 @@ class RestHandler:
 
     async def _list(self, request: web.Request, resource: Resource, ns: str | None) -> web.Response:
         ls, fs = self._selectors(request, resource)
-        _query_int(request.query, "limit")  # accepted; everything is returned in one page
+        query_int(request.query, "limit")  # accepted; everything is returned in one page
+        resource_version(request.query)  # checked; every list is served from the latest revision
         result = await self._read(self.registry.list, resource, ns, ls, fs)
         return self._respond(request, resource, result)
+
+    def _guard(self, request: web.Request, resource: Resource, ns: str | None, obj: Any) -> None:
+        """Runs the write guards on an object about to be written (blocking)."""
+        user = request.get(REQUEST_USER)
+        if user is not None:
+            for guard in self.write_guards:
+                guard(user, resource, ns, obj)
 
     def _dry_run(self, request: web.Request) -> bool:
         values = request.query.getall("dryRun", [])
@@ -245,6 +247,7 @@ class RestHandler:
         body, raw = await self._body(request)
         dry = self._dry_run(request)
         warnings = await self._field_warnings(request, resource, body, raw)
+        await self._read(self._guard, request, resource, ns, body)
         obj = await self._write(self.registry.create, resource, ns, body, dry)
         request[CREATED_NAME] = (obj.get("metadata") or {}).get("name", "")  # for the audit log
         return self._respond(request, resource, obj, 201, warnings)
@@ -255,6 +258,8 @@ class RestHandler:
         body, raw = await self._body(request)
         dry = self._dry_run(request)
         warnings = await self._field_warnings(request, resource, body, raw)
+        if sub is None:
+            await self._read(self._guard, request, resource, ns, body)
         obj, created = await self._write(self.registry.update, resource, ns, name, body, sub, dry)
         return self._respond(request, resource, obj, 201 if created else 200, warnings)
 
@@ -277,6 +282,8 @@ class RestHandler:
 
         def check(patched: dict[str, Any]) -> None:
             warnings.extend(self.fields.check(resource, patched, None, mode))
+            if sub is None:
+                self._guard(request, resource, ns, patched)
 
         obj = await self._write(self.registry.patch, resource, ns, name, PATCH_TYPES[ctype], patch, sub, dry, check)
         return self._respond(request, resource, obj, 200, warnings)
@@ -286,12 +293,13 @@ class RestHandler:
         raw = await request.read() if request.can_read_body else b""
         if raw.strip():
             try:
-                body = json.loads(raw)
-            except ValueError:
+                body = decode_json(raw)
+            except (ValueError, RecursionError):
                 raise st.bad_request("the DeleteOptions body is not valid JSON") from None
+            refuse_unrepresentable(body)
             if not isinstance(body, dict):
                 raise st.bad_request("the DeleteOptions body must be a JSON object")
-        grace = _query_int(request.query, "gracePeriodSeconds")
+        grace = query_int(request.query, "gracePeriodSeconds")
         if grace is None and body.get("gracePeriodSeconds") is not None:
             if not isinstance(body["gracePeriodSeconds"], int):
                 raise st.bad_request("gracePeriodSeconds must be an integer")
@@ -331,24 +339,34 @@ class RestHandler:
 
     # ------------------------------------------------------------------ watch
     async def _watch(self, request: web.Request, resource: Resource, ns: str | None, name: str | None) -> web.StreamResponse:
+        """A watch stream, within the per-identity cap: one identity cannot hold the server's
+        memory and file descriptors with endless watches (429, as an overloaded apiserver)."""
+        user = request.get(REQUEST_USER)
+        who = user.name if user is not None else ""
+        if self._watches_by_user[who] >= self.settings.max_watches_per_user:
+            raise st.ApiError(st.status(
+                429, "TooManyRequests", f"too many open watches for user {who!r} "
+                f"(at most {self.settings.max_watches_per_user}); close some and retry", retry_after=1))
+        self._watches_by_user[who] += 1
+        try:
+            return await self._stream_watch(request, resource, ns, name)
+        finally:
+            self._watches_by_user[who] -= 1
+            if self._watches_by_user[who] <= 0:
+                del self._watches_by_user[who]
+
+    async def _stream_watch(self, request: web.Request, resource: Resource, ns: str | None,
+                            name: str | None) -> web.StreamResponse:
         ls, fs = self._selectors(request, resource)
         if name is not None:
             by_name = self.deps.parse_field_selector(f"metadata.name={name}", resource)
             fs = _AllOf(fs, by_name) if fs is not None else by_name
-        rv_text = request.query.get("resourceVersion", "")
-        start: int | None = None
-        if rv_text not in ("", "0"):
-            try:
-                start = int(rv_text)
-            except ValueError:
-                raise st.bad_request(f"invalid resourceVersion {rv_text!r}: must be an integer") from None
-            if start < 0:
-                raise st.bad_request(f"invalid resourceVersion {rv_text!r}: must not be negative")
-        timeout = _query_int(request.query, "timeoutSeconds")
-        bookmarks = _query_bool(request.query.get("allowWatchBookmarks"))
+        start = resource_version(request.query) or None  # "0": from the current state, as ""
+        timeout = query_int(request.query, "timeoutSeconds")
+        bookmarks = query_bool(request.query.get("allowWatchBookmarks"))
         # WatchList (sendInitialEvents=true): the current state first, whatever the RV, then
         # a bookmark that marks the end of the initial events.
-        send_initial = _query_bool(request.query.get("sendInitialEvents"))
+        send_initial = query_bool(request.query.get("sendInitialEvents"))
         if send_initial:
             start = None
         loop = asyncio.get_running_loop()

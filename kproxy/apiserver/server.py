@@ -17,14 +17,16 @@ from aiohttp import web
 
 from kproxy.api import resources as R
 from kproxy.api import status as st
-from kproxy.apiserver import discovery, paths
+from kproxy.apiserver import datadir, discovery, paths
 from kproxy.apiserver.allocators import ClusterIPAllocator, NodePortAllocator
 from kproxy.apiserver.auth import policy
 from kproxy.apiserver.auth.audit import AUDIT_LOG_NAME, DEFAULT_POLICY, AuditLog, AuditPolicy
 from kproxy.apiserver.auth.authn import TokenAuthenticator
-from kproxy.apiserver.auth.middleware import AuthMiddleware
+from kproxy.apiserver.auth.escalation import EscalationGuard
+from kproxy.apiserver.auth.middleware import AuthMiddleware, loopback_host
 from kproxy.apiserver.auth.rbac import RBACAuthorizer
 from kproxy.apiserver.auth.sa_admission import ServiceAccountTokenAdmission
+from kproxy.apiserver.auth.token_controller import TokenController
 from kproxy.apiserver.auth.tokens import TokenSigner
 from kproxy.apiserver.deps import Deps, open_store
 from kproxy.apiserver.fieldcheck import FieldChecker
@@ -73,6 +75,7 @@ class ApiServer:
     def __init__(self, config: ServerConfig):
         self.config = config
         self.deps = Deps()
+        datadir.make_private(config.data_dir)
         self.store: sb.Store = open_store(config.data_dir, config.store_history)
         self.services = ServiceAllocations(ClusterIPAllocator(config.service_cluster_ip_range),
                                            NodePortAllocator(config.service_node_port_range))
@@ -83,7 +86,8 @@ class ApiServer:
             signer = TokenSigner.from_pem(f.read())
         with open(self.pki.ca_cert, "rb") as f:
             ca_pem = f.read()
-        self.registry.admission.append(ServiceAccountTokenAdmission(self.store, signer, ca_pem))
+        self.registry.admission.append(ServiceAccountTokenAdmission(self.store))
+        self.tokens = TokenController(self.registry, signer, ca_pem)
         self.audit = AuditLog(os.path.join(config.data_dir, AUDIT_LOG_NAME), config.audit_policy,
                               config.audit_max_bytes, config.audit_max_backups)
         self.reads = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="apiserver-read")
@@ -93,8 +97,9 @@ class ApiServer:
         self.openapi = OpenAPI()
         self.rest = RestHandler(self.registry, self.deps, self.reads, self.writes, config.rest,
                                 FieldChecker(), TableRenderer())
-        self.auth = AuthMiddleware(RBACAuthorizer(self.store), TokenAuthenticator(self.store, signer),
-                                   self.audit, self.reads)
+        authorizer = RBACAuthorizer(self.store)
+        self.rest.write_guards.append(EscalationGuard(authorizer))
+        self.auth = AuthMiddleware(authorizer, TokenAuthenticator(self.store, signer), self.audit, self.reads)
         self.url = ""
         self.insecure_url = ""
         self._runner: web.AppRunner | None = None
@@ -170,11 +175,14 @@ class ApiServer:
         else:
             self.url = await self._listen(self.config.host, self.config.port, None)
         if self.config.insecure_host is not None:
+            if not loopback_host(self.config.insecure_host):
+                raise ValueError(f"the plain-HTTP listener is only served on loopback, not {self.config.insecure_host}")
             self.insecure_url = await self._listen(self.config.insecure_host, self.config.insecure_port, None)
             log.warning("plain-HTTP listener on %s: every request there has full rights", self.insecure_url)
         if not self.config.tls:
             log.warning("serving plain HTTP on %s without authentication (give --tls for HTTPS)", self.url)
         self._tasks.append(asyncio.create_task(self._sweeper()))
+        self._tasks.append(asyncio.create_task(self.tokens.run(self.writes)))
         if self._tls is not None:
             self._tasks.append(asyncio.create_task(self._reload_serving_cert(self._tls)))
         # kubeconfigs before the controllers: they read theirs; admin.kubeconfig is written

@@ -202,7 +202,11 @@ class SQLiteStore(Store):
     def _connect(self) -> sqlite3.Connection:
         """A connection in WAL mode that fsyncs the WAL on every commit."""
         try:
+            # created 0600 whatever the umask; SQLite gives -wal and -shm the same mode
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except OSError as exc:
+            raise StoreError(f"cannot open store {self.path!r}: {exc.strerror}") from None
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store {self.path!r}: {exc}") from None
         try:

@@ -52,6 +52,7 @@ def make_namespace(admin, name):
     deadline = time.monotonic() + WAIT  # the controllers add the default ServiceAccount
     while time.monotonic() < deadline:
         if admin.call("GET", f"/api/v1/namespaces/{name}/serviceaccounts/default")[0] == 200:
+            wait_issued_tokens(admin, name, ["default"])  # settled: no write of the controllers pending
             return
         time.sleep(0.1)
     raise AssertionError(f"no default ServiceAccount in {name}: the controllers cannot write under RBAC")
@@ -128,11 +129,12 @@ def test_expired_certificate_is_refused(secure_apiserver, admin, tmp_path):
 
 
 def wait_issued_tokens(admin, namespace, accounts):
-    """Waits until the serviceaccount controller has issued each account its token Secret."""
+    """Waits until the serviceaccount controller has issued each account its token Secret and
+    the token controller has filled it."""
     deadline = time.monotonic() + WAIT
     while True:
         names = [s["metadata"]["name"] for s in admin.ok("GET", f"/api/v1/namespaces/{namespace}/secrets")["items"]
-                 if s.get("type") == SA_TOKEN]
+                 if s.get("type") == SA_TOKEN and (s.get("data") or {}).get("token")]
         if all(any(n.startswith(f"{a}-token-") for n in names) for a in accounts):
             return names
         assert time.monotonic() < deadline, f"no issued token for {accounts} in {namespace}: {names}"
@@ -144,9 +146,21 @@ def create_token(admin, namespace, account, secret):
         "metadata": {"name": secret, "annotations": {"kubernetes.io/service-account.name": account}},
         "type": SA_TOKEN, "data": {"token": base64.b64encode(b"chosen-by-client").decode()}})
     assert status == 201, body
-    token = base64.b64decode(body["data"]["token"]).decode()
+    assert "token" not in (body.get("data") or {}), "the create response must not carry the token"
+    token = wait_token(admin, namespace, secret)
     assert token != "chosen-by-client" and token.count(".") == 2
     return token
+
+
+def wait_token(admin, namespace, secret):
+    """The token the token controller fills into a Secret after its creation."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        data = admin.ok("GET", f"/api/v1/namespaces/{namespace}/secrets/{secret}").get("data") or {}
+        if data.get("token"):
+            return base64.b64decode(data["token"]).decode()
+        assert time.monotonic() < deadline, f"the token of {namespace}/{secret} was never filled in"
+        time.sleep(0.05)
 
 
 def bind_reader(admin, namespace, subject):

@@ -69,8 +69,8 @@ def backend(monkeypatch):
     rec = Recorder(log)
     monkeypatch.setattr(b, "_setup", lambda: None)
     monkeypatch.setattr(b, "_dummy_addresses", lambda: set())
-    monkeypatch.setattr(b, "_sync_addresses", lambda want, have, remove: log.append(
-        ("addresses", remove, sorted(have - want) if remove else sorted(want - have))))
+    monkeypatch.setattr(b, "_sync_addresses", lambda want, have: log.extend(
+        [("addresses", False, sorted(want - have)), ("addresses", True, sorted(have - want))]))
     monkeypatch.setattr(b, "_dest_table", lambda: None)  # the recorder answers per virtual server
     monkeypatch.setattr(b, "_socket", lambda: rec)
     monkeypatch.setattr(b, "_ipsets", lambda: rec)

@@ -155,13 +155,25 @@ def validate_lease(e: FieldErrors, obj: dict[str, Any], old: dict[str, Any] | No
         check_time(e, spec.get(key), f"spec.{key}")
 
 
+def check_config_key(e: FieldErrors, key: str, path: str) -> None:
+    """A Secret (or ConfigMap) key, as upstream's IsConfigMapKey: it becomes a file name when
+    mounted, so no '/', and not '.', '..' or a '..' prefix."""
+    if len(key) > 253:
+        e.invalid(path, key, "must be no more than 253 characters")
+    if not _CONFIG_KEY_RE.fullmatch(key):
+        e.invalid(path, key, "a valid config key must consist of alphanumeric characters, '-', '_' or '.' "
+                  "(e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')")
+    elif key in (".", ".."):
+        e.invalid(path, key, f"must not be '{key}'")
+    elif key.startswith(".."):
+        e.invalid(path, key, "must not start with '..'")
+
+
 def validate_secret(e: FieldErrors, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
     total = 0
     for k, v in e.map(obj.get("data"), "data").items():
         path = f"data[{k}]"
-        if len(k) > 253 or not _CONFIG_KEY_RE.fullmatch(k):
-            e.invalid(path, k, "a valid config key must consist of alphanumeric characters, '-', '_' or '.' "
-                      "(e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')")
+        check_config_key(e, k, path)
         if not isinstance(v, str):
             e.type_invalid(path, v, "must be a base64-encoded string")
             continue
@@ -170,6 +182,7 @@ def validate_secret(e: FieldErrors, obj: dict[str, Any], old: dict[str, Any] | N
         except (binascii.Error, ValueError):
             e.type_invalid(path, "<value omitted>", "must be a base64-encoded string")
     for k, v in e.map(obj.get("stringData"), "stringData").items():
+        check_config_key(e, k, f"stringData[{k}]")
         total += len(str(v).encode())
     if total > MAX_SECRET_BYTES:
         e.too_long("data", MAX_SECRET_BYTES)

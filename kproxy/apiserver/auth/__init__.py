@@ -5,8 +5,11 @@
     tokens.py      service-account tokens: ES256 JWTs signed with DIR/pki/sa.key
     authn.py       client certificates and bearer tokens -> UserInfo
     rbac.py        RBAC evaluation over the stored Role/ClusterRole/(Cluster)RoleBinding objects
+    escalation.py  no granting of permissions one does not hold (escalate/bind verbs)
+    impersonation.py Impersonate-User/-Group headers, allowed by the impersonate verb
     policy.py      the default roles and bindings created at startup
-    sa_admission.py fills service-account token Secrets with a signed token on create
+    sa_admission.py checks service-account token Secrets on create (no token in them)
+    token_controller.py fills them with a signed token afterwards (only it holds the key)
     audit.py       one JSON line per mutating request in DIR/audit.log
     middleware.py  the aiohttp middleware tying them together
 """

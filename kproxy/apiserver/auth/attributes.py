@@ -5,9 +5,9 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from kproxy.apiserver import paths
+from kproxy.apiserver.query import watch_requested
 
 MUTATING_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
-_TRUE = ("true", "1")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def request_attributes(method: str, path: str, query: Mapping[str, str]) -> Requ
         return RequestAttributes(_NON_RESOURCE_VERBS.get(method, method.lower()), path)
     r = api_path.resource
     name = api_path.name or ""
-    watching = api_path.legacy_watch or query.get("watch", "").lower() in _TRUE
+    watching = api_path.legacy_watch or watch_requested(query)
     if method in ("GET", "HEAD"):
         verb = "watch" if watching else ("get" if name else "list")
     elif method == "POST":

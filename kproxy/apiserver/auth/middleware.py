@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import ipaddress
 import logging
 from concurrent.futures import Executor
 from typing import Any
@@ -17,12 +18,13 @@ from typing import Any
 from aiohttp import web
 
 from kproxy.api import status as st
+from kproxy.apiserver.auth import impersonation
 from kproxy.apiserver.auth.attributes import RequestAttributes, request_attributes
 from kproxy.apiserver.auth.audit import AuditLog
 from kproxy.apiserver.auth.authn import TokenAuthenticator, Unauthenticated, bearer_token, user_from_peercert
 from kproxy.apiserver.auth.identity import ANONYMOUS, INSECURE, UserInfo
 from kproxy.apiserver.auth.rbac import RBACAuthorizer, forbidden_message
-from kproxy.apiserver.rest import CREATED_NAME, json_response
+from kproxy.apiserver.rest import CREATED_NAME, REQUEST_USER, json_response
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,30 @@ ANONYMOUS_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 
 def anonymous_allowed(path: str) -> bool:
     return any(path == p or path.startswith(p + "/") for p in ANONYMOUS_PATHS)
+
+
+def loopback_host(host: str | None) -> bool:
+    """Whether a Host header names loopback: localhost or a loopback address, any port. The
+    plain-HTTP listener (full rights) serves only these, so a web page that rebinds its own
+    DNS name to 127.0.0.1 cannot drive it from a browser (its Host is the page's name)."""
+    if not host:
+        return False
+    name = host.strip()
+    if name.startswith("["):
+        name = name[1:].partition("]")[0]
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    if name.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _plain_http(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.get_extra_info("sslcontext") is None
 
 
 class AuthMiddleware:
@@ -45,10 +71,9 @@ class AuthMiddleware:
         return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
 
     async def authenticate(self, request: web.Request) -> UserInfo:
-        transport = request.transport
-        if transport is None or transport.get_extra_info("sslcontext") is None:
+        if _plain_http(request):
             return INSECURE
-        user = user_from_peercert(transport.get_extra_info("peercert"))
+        user = user_from_peercert(request.transport.get_extra_info("peercert"))
         if user is not None:
             return user
         token = bearer_token(request.headers.get("Authorization"))
@@ -64,9 +89,29 @@ class AuthMiddleware:
         if self.audit is not None:
             self.audit.record(user, attrs, code, request.remote)
 
+    async def _impersonate(self, user: UserInfo, request: web.Request) -> UserInfo:
+        """The user a request acts as: the authenticated one, or the one it impersonates when
+        it may (403 otherwise, 400 for malformed headers)."""
+        wanted = impersonation.requested(request.headers)
+        if wanted is None:
+            return user
+        for attrs in impersonation.checks(wanted):
+            if not (user.is_master or await self._blocking(self.authorizer.authorize, user, attrs)):
+                raise st.ApiError(st.status(403, "Forbidden", forbidden_message(user, attrs), kind=attrs.resource,
+                                            name=attrs.name or None, group=attrs.api_group))
+        acting = impersonation.impersonated_user(wanted)
+        log.info("%s impersonates %s %s for %s %s", user.name, acting.name, list(acting.groups),
+                 request.method, request.path)
+        return acting
+
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         attrs = request_attributes(request.method, request.path, request.query)
+        if _plain_http(request) and not loopback_host(request.headers.get("Host")):
+            log.info("refused %s %s on the plain-HTTP listener: Host %r is not loopback",
+                     request.method, request.path, request.headers.get("Host"))
+            return json_response(st.status(403, "Forbidden", "the plain-HTTP listener only answers requests "
+                                           "whose Host is localhost or a loopback address"), 403)
         try:
             user = await self.authenticate(request)
         except Exception as exc:  # Unauthenticated, or the store failing: refuse either way
@@ -81,6 +126,11 @@ class AuthMiddleware:
             self._record(user, attrs, 401, request)
             return json_response(st.status(401, "Unauthorized", "Unauthorized"), 401)
         try:
+            user = await self._impersonate(user, request)
+        except st.ApiError as exc:
+            self._record(user, attrs, exc.code, request)
+            return json_response(exc.status, exc.code)
+        try:
             allowed = user.is_master or await self._blocking(self.authorizer.authorize, user, attrs)
         except Exception:  # fail closed, as a Status
             log.exception("authorization failed for %s %s", request.method, request.path)
@@ -91,6 +141,7 @@ class AuthMiddleware:
                 f'forbidden: User "{user.name}" cannot {attrs.verb} path "{attrs.path}"'
             return json_response(st.status(403, "Forbidden", message, kind=attrs.resource or None,
                                            name=attrs.name or None, group=attrs.api_group), 403)
+        request[REQUEST_USER] = user
         response = await handler(request)
         if attrs.mutating:
             if not attrs.name and request.get(CREATED_NAME):

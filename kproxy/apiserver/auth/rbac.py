@@ -69,17 +69,32 @@ class PolicySnapshot:
                     return True
         return False
 
-    def _binding_allows(self, binding: dict, namespace: str, user: UserInfo, attrs: RequestAttributes) -> bool:
+    def rules_for(self, user: UserInfo, namespace: str) -> list[dict]:
+        """Every rule the user holds in `namespace` (cluster-wide only when it is "")."""
+        out: list[dict] = []
+        for b in self.cluster_role_bindings:
+            out.extend(self._binding_rules(b, "", user))
+        if namespace:
+            for b in self.role_bindings:
+                if (b.get("metadata") or {}).get("namespace") == namespace:
+                    out.extend(self._binding_rules(b, namespace, user))
+        return out
+
+    def role_rules(self, kind: str, name: str, namespace: str) -> list[dict] | None:
+        """The rules of the Role (in `namespace`) or ClusterRole a roleRef names; None if absent."""
+        if kind == "ClusterRole":
+            return self.cluster_roles.get(name)
+        return self.roles.get((namespace, name)) if kind == "Role" and namespace else None
+
+    def _binding_rules(self, binding: dict, namespace: str, user: UserInfo) -> list[dict]:
         if not any(subject_matches(s, user, namespace) for s in binding.get("subjects") or [] if isinstance(s, dict)):
-            return False
+            return []
         ref = binding.get("roleRef") or {}
-        if ref.get("kind") == "ClusterRole":
-            rules = self.cluster_roles.get(ref.get("name", ""), [])
-        elif ref.get("kind") == "Role" and namespace:
-            rules = self.roles.get((namespace, ref.get("name", "")), [])
-        else:
-            rules = []
-        return any(isinstance(r, dict) and rule_allows(r, attrs) for r in rules)
+        rules = self.role_rules(ref.get("kind", ""), ref.get("name", ""), namespace) or []
+        return [r for r in rules if isinstance(r, dict)]
+
+    def _binding_allows(self, binding: dict, namespace: str, user: UserInfo, attrs: RequestAttributes) -> bool:
+        return any(rule_allows(r, attrs) for r in self._binding_rules(binding, namespace, user))
 
 
 def snapshot_from(roles: list[dict], cluster_roles: list[dict], role_bindings: list[dict],
@@ -121,6 +136,13 @@ class RBACAuthorizer:
         with self._lock:
             self._snapshot, self._revision = snap, revision
         return snap
+
+    def rules_for(self, user: UserInfo, namespace: str) -> list[dict]:
+        """The rules `user` holds in `namespace` ("" for cluster-wide), from the current policy."""
+        return self._current().rules_for(user, namespace)
+
+    def role_rules(self, kind: str, name: str, namespace: str) -> list[dict] | None:
+        return self._current().role_rules(kind, name, namespace)
 
     def authorize(self, user: UserInfo, attrs: RequestAttributes) -> bool:
         if user.is_master:

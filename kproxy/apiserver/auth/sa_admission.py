@@ -1,27 +1,25 @@
-"""Service-account token Secrets: when a Secret of type kubernetes.io/service-account-token
-naming a ServiceAccount (annotation kubernetes.io/service-account.name) is created, the
-apiserver fills it with a token signed by its key, the cluster CA and the namespace, and
-records the account's uid. The signing key never leaves the apiserver. Whatever token data a
-client sends is replaced, so a client cannot choose its token."""
+"""Service-account token Secrets on create: a Secret of type kubernetes.io/service-account-token
+must name an existing ServiceAccount (annotation kubernetes.io/service-account.name); the
+account's uid is recorded and any token the client put in is dropped. The Secret is stored
+without a token: the token controller (token_controller.py) fills it in afterwards, as
+upstream's, so the create response never carries a token and reading it back needs `get`."""
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from kproxy.api import resources as R
 from kproxy.api import status as st
 from kproxy.apiserver.auth.authn import SA_NAME_ANNOTATION, SA_TOKEN_TYPE, SA_UID_ANNOTATION
-from kproxy.apiserver.auth.tokens import ServiceAccountClaims, TokenSigner
 from kproxy.store import base as sb
+
+TOKEN_KEY = "token"
 
 
 class ServiceAccountTokenAdmission:
     """Called by the registry for every object about to be created (blocking: reads the store)."""
 
-    def __init__(self, store: sb.Store, signer: TokenSigner, ca_pem: bytes):
+    def __init__(self, store: sb.Store):
         self.store = store
-        self.signer = signer
-        self.ca_pem = ca_pem
 
     def admit_create(self, resource: R.Resource, namespace: str | None, obj: dict[str, Any]) -> None:
         if resource is not R.SECRETS or obj.get("type") != SA_TOKEN_TYPE:
@@ -39,13 +37,7 @@ class ServiceAccountTokenAdmission:
             raise st.invalid("Secret", meta.get("name", ""), [{
                 "reason": "FieldValueNotFound", "field": field,
                 "message": f"Not found: {sa_name!r}: no ServiceAccount {namespace}/{sa_name}"}]) from None
-        uid = (sa.get("metadata") or {}).get("uid", "")
-        token = self.signer.sign(ServiceAccountClaims(namespace or "", meta.get("name", ""), sa_name, uid))
-        meta["annotations"] = {**annotations, SA_UID_ANNOTATION: uid}
-        obj.pop("stringData", None)
-        obj["data"] = {
-            **(obj.get("data") or {}),
-            "token": base64.b64encode(token.encode()).decode(),
-            "ca.crt": base64.b64encode(self.ca_pem).decode(),
-            "namespace": base64.b64encode((namespace or "").encode()).decode(),
-        }
+        meta["annotations"] = {**annotations, SA_UID_ANNOTATION: (sa.get("metadata") or {}).get("uid", "")}
+        for field_name in ("data", "stringData"):
+            if isinstance(obj.get(field_name), dict):
+                obj[field_name].pop(TOKEN_KEY, None)  # a client never chooses its token
