@@ -24,6 +24,11 @@ KUBE_MARK_MASQ = "KUBE-MARK-MASQ"
 KUBE_FORWARD = "KUBE-FORWARD"
 KUBE_PROXY_FIREWALL = "KUBE-PROXY-FIREWALL"
 KUBE_FIREWALL = "KUBE-FIREWALL"  # blocks martian localnet traffic when localhost NodePorts are on
+# Written only by full syncs and never jumped to: when it or its one rule is gone, someone
+# flushed (-F) or deleted (-X) the table, and the next sync must be full (kube-proxy's canary,
+# which holds no rule and so sees only -X).
+KUBE_PROXY_CANARY = "KUBE-PROXY-CANARY"
+CANARY_RULE = '-m comment --comment "kproxy canary: gone means this table was flushed" -j RETURN'
 
 STATIC_NAT_CHAINS = (KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ)
 STATIC_FILTER_CHAINS = (KUBE_SERVICES, KUBE_EXTERNAL_SERVICES, KUBE_NODEPORTS, KUBE_FORWARD,
@@ -42,7 +47,7 @@ def is_service_chain(name: str) -> bool:
 def is_owned_chain(table: str, name: str) -> bool:
     """True for every chain kproxy creates in `table` (static or per-service)."""
     static = STATIC_NAT_CHAINS if table == NAT else STATIC_FILTER_CHAINS
-    return name in static or is_service_chain(name)
+    return name in static or name == KUBE_PROXY_CANARY or is_service_chain(name)
 
 
 def service_port_name(sp: ServicePort) -> str:
