@@ -17,8 +17,10 @@ Guarantees:
   `iptables -S CHAIN` per table, milliseconds): when it or its rule is gone someone flushed or
   deleted our tables, and the proxier makes the next sync full.
 - On failure apply raises ApplyError naming the failing restore line and its rule; iptables-restore
-  commits nothing of a table that fails (with iptables-legacy an earlier table of the same input,
-  filter, may already be committed); the next full sync rewrites everything.
+  commits nothing of the COMMIT section that fails, but earlier sections of the same input may
+  already be committed (filter before nat; with iptables-nft, whose big tables are written in
+  sections of Variant.chains_per_commit chains, earlier sections of the same table, each
+  referencing only complete chains); the next full sync rewrites everything.
 - cleanup() removes, for both iptables-nft and iptables-legacy, our jump rules and every chain we
   own (declared = flushed, then -X), in one restore per variant, and nothing else.
 
@@ -63,13 +65,14 @@ class Variant:
     iptables: str
     save: str
     restore: str
+    chains_per_commit: int | None = None  # see restore.py: None = one COMMIT per table
 
     def available(self) -> bool:
         return all(shutil.which(b) for b in (self.iptables, self.save, self.restore))
 
 
 VARIANTS = {
-    "nft": Variant("nft", "iptables-nft", "iptables-nft-save", "iptables-nft-restore"),
+    "nft": Variant("nft", "iptables-nft", "iptables-nft-save", "iptables-nft-restore", chains_per_commit=500),
     "legacy": Variant("legacy", "iptables-legacy", "iptables-legacy-save", "iptables-legacy-restore"),
 }
 
@@ -178,9 +181,9 @@ class IptablesBackend(Backend):
             saved = self._save_tables()
             existing = {t: set(saved[t].chains) if t in saved else set() for t in TABLES}
             missing = [j for j in ruleset.jumps if not has_jump(saved, j)]
-            text = restore_text.full_restore(ruleset, existing, missing)
+            text = restore_text.full_restore(ruleset, existing, missing, self.variant.chains_per_commit)
         else:
-            text = restore_text.partial_restore(ruleset, previous)
+            text = restore_text.partial_restore(ruleset, previous, self.variant.chains_per_commit)
         if text:
             self._restore(text)
         if full:
