@@ -44,6 +44,23 @@ def is_service_chain(name: str) -> bool:
     return name.startswith(SERVICE_CHAIN_PREFIXES)
 
 
+# What a chain may jump to decides when a sectioned restore (restore.py) may write it: after
+# every chain of a lower depth. KUBE-SEP- jumps to KUBE-MARK-MASQ; KUBE-SVC-/SVL- to SEP-;
+# KUBE-EXT- to SVC-/SVL-; KUBE-FW- to EXT-; KUBE-NODEPORTS to EXT-; the dispatch chains to all.
+_JUMP_DEPTH = (("KUBE-SEP-", 1), ("KUBE-SVC-", 2), ("KUBE-SVL-", 2), ("KUBE-XLB-", 2), ("KUBE-EXT-", 3),
+               ("KUBE-FW-", 4), (KUBE_NODEPORTS, 5), (KUBE_SERVICES, 6), (KUBE_EXTERNAL_SERVICES, 6),
+               (KUBE_PROXY_FIREWALL, 6))
+
+
+def jump_depth(name: str) -> int:
+    """0 for chains that jump to none of ours (KUBE-MARK-MASQ, KUBE-POSTROUTING, ...), else a
+    rank above that of every chain of ours it may jump to."""
+    for prefix, depth in _JUMP_DEPTH:
+        if name.startswith(prefix) and (prefix.endswith("-") or name == prefix):
+            return depth
+    return 0
+
+
 def is_owned_chain(table: str, name: str) -> bool:
     """True for every chain kproxy creates in `table` (static or per-service)."""
     static = STATIC_NAT_CHAINS if table == NAT else STATIC_FILTER_CHAINS

@@ -23,35 +23,16 @@ rewrites the whole table blob on every COMMIT, so it keeps one section per table
 """
 from __future__ import annotations
 
-import re
 from typing import Iterable, Mapping
 
-from .names import TABLES, is_service_chain
+from .names import TABLES, is_service_chain, jump_depth
 from .ruleset import ChainKey, JumpRule, Rules, Ruleset
 
 
-_TARGET = re.compile(r"(?:^|\s)-[jg] (\S+)")
-
-
 def dependency_order(write: list[tuple[str, Rules]]) -> list[tuple[str, Rules]]:
-    """`write` reordered so that each chain follows the chains of `write` it jumps to (iptables
-    chains never form a cycle); otherwise in the given order."""
-    rules_of = dict(write)
-    placed: set[str] = set()
-    order: list[tuple[str, Rules]] = []
-
-    def place(name: str) -> None:
-        placed.add(name)
-        for rule in rules_of[name]:
-            m = _TARGET.search(rule)
-            if m and m.group(1) in rules_of and m.group(1) not in placed:
-                place(m.group(1))
-        order.append((name, rules_of[name]))
-
-    for name, _ in write:
-        if name not in placed:
-            place(name)
-    return order
+    """`write` reordered so that each chain follows the chains it jumps to (names.jump_depth
+    ranks chains by what they may jump to); stable within a rank."""
+    return sorted(write, key=lambda item: jump_depth(item[0]))
 
 
 def _table_text(out: list[str], table: str, write: list[tuple[str, Rules]], delete: Iterable[str],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -67,6 +68,20 @@ def test_a_partial_restore_is_sectioned_the_same_way():
         lines_by_table(partial_restore(after, before))
 
 
-def test_dependency_order_puts_targets_first():
-    write = [("A", ("-j B",)), ("B", ("-g C", "-j RETURN")), ("C", ()), ("D", ("-j A",))]
-    assert [name for name, _ in dependency_order(write)] == ["C", "B", "A", "D"]
+def test_dependency_order_puts_every_jump_target_first():
+    state = make_state(40, 3)
+    services = dict(state.services)
+    for key in list(services)[:10]:  # Local policies (KUBE-SVL-), LB firewalls (KUBE-FW-)
+        sp = services[key]
+        services[key] = replace(sp, load_balancer_ips=("192.0.2.9",), load_balancer_source_ranges=("10.0.0.0/8",),
+                                external_policy_local=True, internal_policy_local=True)
+    ruleset = render(replace(state, services=services))
+    for table in ("filter", "nat"):
+        write = [(name, rules) for (t, name), rules in ruleset.chains() if t == table]
+        seen: set[str] = set()
+        for name, rules in dependency_order(write):
+            for rule in rules:
+                m = re.search(r" ?-j (KUBE-\S+)", rule)
+                if m:
+                    assert m.group(1) in seen, f"{name} jumps to {m.group(1)} before it is written"
+            seen.add(name)
