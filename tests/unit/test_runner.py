@@ -279,3 +279,20 @@ def test_full_syncs_follow_the_full_interval():
 def test_full_interval_shorter_than_max_interval_is_refused():
     with pytest.raises(ValueError):
         BoundedFrequencyRunner(Recorder(), 0.0, 2.0, full_interval=1.0)
+
+
+async def _change_after_a_long_full_sync():
+    rec, check = Recorder(hold=0.4), Check()
+    runner = BoundedFrequencyRunner(rec, min_interval=0.0, max_interval=0.1, full_interval=1000, check=check)
+    async with running(runner):
+        runner.run(full=True)
+        await wait_for(lambda: len(rec.calls) == 1)
+        runner.run()  # a change while the full sync (longer than max_interval) runs
+        await wait_for(lambda: len(rec.calls) >= 2)
+    # the change goes in a partial sync right after the one full sync, not behind another
+    # full one (the periodic sync fell due meanwhile: it only asked the check)
+    assert [full for _, full in rec.calls[:2]] == [True, False]
+
+
+def test_a_change_waits_for_at_most_the_one_full_sync_in_progress():
+    asyncio.run(_change_after_a_long_full_sync())
