@@ -72,6 +72,7 @@ class ConntrackConfig:
     tcp_close_wait_timeout: float = 3600.0
     udp_timeout: float = 0.0
     udp_stream_timeout: float = 0.0
+    tcp_be_liberal: bool = False
 
 
 @dataclass(frozen=True)
@@ -296,6 +297,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, tuple[str, Any]]]] = {
         "tcpCloseWaitTimeout": ("tcp_close_wait_timeout", _duration),
         "udpTimeout": ("udp_timeout", _duration),
         "udpStreamTimeout": ("udp_stream_timeout", _duration),
+        "tcpBeLiberal": ("tcp_be_liberal", _bool),
     }),
 }
 _TOP: dict[str, tuple[str, Any]] = {
