@@ -15,6 +15,7 @@ import signal
 import socket
 
 from kproxy.agent import backend as backends
+from kproxy.agent import sysctls
 from kproxy.agent.config import AgentConfig, ConfigError, load_config
 from kproxy.agent.health import ProxierHealth
 from kproxy.agent.metrics import ProxyMetrics
@@ -107,6 +108,16 @@ def load_cluster(path: str) -> ClusterConfig:
         raise CLIError(f"--kubeconfig: {exc}", USAGE_ERROR) from None
 
 
+def log_conntrack_outcomes(outcomes: list[sysctls.Outcome]) -> None:
+    for outcome in outcomes:
+        if outcome.status in ("set", "skipped"):
+            log.info("conntrack: %s", outcome.describe())
+        elif outcome.status == "unchanged":
+            log.debug("conntrack: %s", outcome.describe())
+        else:
+            log.warning("conntrack: cannot set %s", outcome.describe())
+
+
 async def serve(config: AgentConfig, cluster: ClusterConfig, node_name: str, netns: NetNS,
                 backend: backends.Backend) -> int:
     client = ApiClient(cluster)
@@ -125,6 +136,8 @@ async def serve(config: AgentConfig, cluster: ClusterConfig, node_name: str, net
             raise CLIError(f"cannot listen: {exc.strerror or exc}") from None
         log.info("agent for node %s, mode %s%s, apiserver %s", node_name, config.mode,
                  f", netns {netns.name}" if netns.name else "", client.config.server)
+        plan = sysctls.plan_conntrack(config.conntrack, sysctls.cpu_count())
+        log_conntrack_outcomes(await netns.arun(sysctls.apply_plan, plan))
         await proxier.run()
         log.info("stopping; rules are left in place")
         return 0
