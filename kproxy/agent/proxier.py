@@ -26,6 +26,7 @@ from kproxy.agent import conntrack
 from kproxy.agent.backend import ApplyError, Backend
 from kproxy.agent.config import AgentConfig
 from kproxy.agent.health import ProxierHealth
+from kproxy.agent.localaddrs import LocalAddressWatcher
 from kproxy.agent.metrics import ProxyMetrics
 from kproxy.agent.runner import BoundedFrequencyRunner
 from kproxy.agent.servicehealth import ServiceHealthServer
@@ -68,6 +69,7 @@ class Proxier:
                           node_port_addresses=config.node_port_addresses),
             on_change=self._on_change,
         )
+        self.local_addresses = LocalAddressWatcher(netns, self.builder.set_local_ips)
         self.runner = BoundedFrequencyRunner(self.sync, config.min_sync_period, config.sync_period,
                                              name=f"{backend.name or 'backend'} sync")
         self.informers = [
@@ -178,6 +180,10 @@ class Proxier:
         runner_task: asyncio.Task | None = None
         stop_wait = asyncio.create_task(self._stop.wait())
         try:
+            try:
+                await self.local_addresses.start()  # NodePorts follow the interfaces' addresses
+            except OSError as exc:
+                log.error("cannot read the node's addresses (NodePorts use the Node's): %s", exc)
             synced = asyncio.gather(*(inf.synced.wait() for inf in self.informers))
             done, _ = await asyncio.wait({synced, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
             if synced not in done:
@@ -199,6 +205,7 @@ class Proxier:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             stop_wait.cancel()
+            await self.local_addresses.stop()
             await self.service_health.stop()
 
     def stop(self) -> None:

@@ -92,7 +92,9 @@ class ProxyState:
     """Everything a backend needs for one sync. `services` maps ServicePort.key to ServicePort.
 
     `revision` increases whenever anything in the state changes; equal revisions mean equal
-    states. `node_ips` are the node's own addresses (for NodePort), `cluster_cidr` the pod
+    states. `node_ips` are the Node object's addresses (its primary IPs), `local_ips` the
+    addresses of the node's interfaces read from the kernel (NodePorts are served on them; None:
+    not read, as when rendering offline, and node_ips stand in), `cluster_cidr` the pod
     range (traffic from outside it to a ClusterIP is masqueraded), `masquerade_all` forces SNAT.
     """
 
@@ -101,7 +103,8 @@ class ProxyState:
     cluster_cidr: str | None = None
     masquerade_all: bool = False
     masquerade_bit: int = 14
-    node_port_addresses: tuple[str, ...] = ()  # CIDRs; empty: all node addresses
+    node_port_addresses: tuple[str, ...] = ()  # CIDRs or "primary"; empty: all local addresses
+    local_ips: tuple[str, ...] | None = None
     services: Mapping[str, ServicePort] = field(default_factory=lambda: MappingProxyType({}))
     revision: int = 0
 

@@ -190,6 +190,8 @@ class ProxyStateBuilder:
         self._ports_by_service: dict[str, dict[str, ServicePort]] = {}
         self._ports: dict[str, ServicePort] = {}
         self._node_ips: tuple[str, ...] = ()
+        self._local_ips: tuple[str, ...] | None = None  # None until the kernel's are known
+        self._local_ips_changed = False
         self._state: ProxyState | None = None
 
     @property
@@ -197,10 +199,19 @@ class ProxyStateBuilder:
         """The last built state (None before the first build)."""
         return self._state
 
+    def set_local_ips(self, ips: tuple[str, ...]) -> None:
+        """Records the addresses of the node's interfaces; a change asks for a (full) sync."""
+        if ips == self._local_ips:
+            return
+        self._local_ips = ips
+        self._local_ips_changed = True
+        if self.on_change is not None:
+            self.on_change()
+
     def build_state(self) -> BuildResult:
         """Consumes recorded changes; returns the next state (same object and revision when
         nothing changed) and the ServicePort keys that differ. The first build is full, and so
-        is a build where the node's addresses changed."""
+        is a build where the node's addresses (Node object or interfaces) changed."""
         affected: set[str] = set()
         for key, (_, ports) in self.services.take().items():
             affected.add(key)
@@ -246,15 +257,17 @@ class ProxyStateBuilder:
         node_changed = self.node.changed
         self.node.changed = False
         new_node_ips = translate.node_ips(self.node.node)
-        full = self._state is None or (node_changed and new_node_ips != self._node_ips)
+        full = (self._state is None or (node_changed and new_node_ips != self._node_ips)
+                or self._local_ips_changed)
         self._node_ips = new_node_ips
+        self._local_ips_changed = False
         if self._state is not None and not changed and not full:
             return BuildResult(self._state, Changes(full=False), trigger_times)
         s = self.settings
         self._state = ProxyState(
             node_name=s.node_name, node_ips=self._node_ips, cluster_cidr=s.cluster_cidr,
             masquerade_all=s.masquerade_all, masquerade_bit=s.masquerade_bit,
-            node_port_addresses=s.node_port_addresses, services=dict(self._ports),
+            node_port_addresses=s.node_port_addresses, local_ips=self._local_ips, services=dict(self._ports),
             revision=(self._state.revision + 1) if self._state is not None else 1,
         )
         return BuildResult(self._state, Changes(full=full, services=frozenset(changed)), trigger_times)
