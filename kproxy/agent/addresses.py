@@ -6,6 +6,7 @@ Pure functions; the IPv4-only answers reflect that the kernel backends program I
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from typing import Iterable
 
 from kproxy.agent.state import ProxyState
@@ -32,6 +33,39 @@ def local_pod_cidr(cluster_cidr: str | None) -> str | None:
         if net.version == 4:
             return str(net)
     return None
+
+
+@dataclass(frozen=True)
+class LocalTraffic:
+    """What tells traffic from this node's pods (kube-proxy's local-traffic detector): a source
+    address inside `cidr`, or arrival on interface `interface` (with `prefix`, on any interface
+    whose name starts with it). Exactly one of cidr and interface is set."""
+
+    cidr: str | None = None
+    interface: str | None = None
+    prefix: bool = False
+
+    def iptables_match(self, negate: bool = False) -> str:
+        """The iptables match for "is local" (or, with negate, "is not local")."""
+        bang = "! " if negate else ""
+        if self.cidr is not None:
+            return f"{bang}-s {self.cidr}"
+        return f"{bang}-i {self.interface}{'+' if self.prefix else ''}"
+
+
+def local_traffic(state: ProxyState) -> LocalTraffic | None:
+    """The detector for state.detect_local_mode; None when its input is missing (no cluster
+    CIDR, a Node without podCIDRs): then no traffic counts as local, as upstream's no-op detector."""
+    mode = state.detect_local_mode
+    if mode == "NodeCIDR":
+        cidr = local_pod_cidr(",".join(state.node_pod_cidrs))
+        return LocalTraffic(cidr=cidr) if cidr else None
+    if mode in ("BridgeInterface", "InterfaceNamePrefix"):
+        if not state.detect_local_interface:
+            return None
+        return LocalTraffic(interface=state.detect_local_interface, prefix=mode == "InterfaceNamePrefix")
+    cidr = local_pod_cidr(state.cluster_cidr)
+    return LocalTraffic(cidr=cidr) if cidr else None
 
 
 def _is_loopback(ip: str) -> bool:

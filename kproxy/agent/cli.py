@@ -44,6 +44,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--masquerade-all", action="store_const", const=True, default=None,
                    help="SNAT all traffic to Services")
     p.add_argument("--iptables-backend", help="iptables flavour: nft, legacy or auto")
+    p.add_argument("--detect-local-mode",
+                   help="what counts as pod traffic: ClusterCIDR, NodeCIDR, BridgeInterface or InterfaceNamePrefix")
+    p.add_argument("--pod-bridge-interface", help="the pods' bridge (detectLocalMode BridgeInterface)")
+    p.add_argument("--pod-interface-name-prefix", help="the pods' interface prefix (detectLocalMode InterfaceNamePrefix)")
     p.add_argument("--backend-module", action="append", default=[], metavar="MODULE",
                    help="debug: import MODULE first so it can register extra modes")
 
@@ -56,6 +60,8 @@ def build_config(args: argparse.Namespace) -> AgentConfig:
         "healthz_bind_address": args.healthz_bind_address, "metrics_bind_address": args.metrics_bind_address,
         "min_sync_period": args.min_sync_period, "sync_period": args.sync_period,
         "masquerade_all": args.masquerade_all, "iptables_backend": args.iptables_backend,
+        **{flag: getattr(args, flag, None)
+           for flag in ("detect_local_mode", "pod_bridge_interface", "pod_interface_name_prefix")},
     }
     try:
         config = load_config(args.config, overrides)

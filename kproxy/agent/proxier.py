@@ -64,9 +64,7 @@ class Proxier:
         self.health = health or ProxierHealth(timeout=2 * config.sync_period)
         self.service_health = service_health or ServiceHealthServer(netns, self.health)
         self.builder = ProxyStateBuilder(
-            StateSettings(node_name=node_name, cluster_cidr=config.cluster_cidr or None,
-                          masquerade_all=config.masquerade_all, masquerade_bit=config.masquerade_bit,
-                          node_port_addresses=config.node_port_addresses),
+            StateSettings.from_config(config, node_name),
             on_change=self._on_change,
         )
         self.local_addresses = LocalAddressWatcher(netns, self.builder.set_local_ips)

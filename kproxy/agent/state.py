@@ -105,6 +105,11 @@ class ProxyState:
     masquerade_bit: int = 14
     node_port_addresses: tuple[str, ...] = ()  # CIDRs or "primary"; empty: all local addresses
     local_ips: tuple[str, ...] | None = None
+    # how pod traffic is told (kproxy.agent.addresses.local_traffic): the KubeProxyConfiguration
+    # detectLocalMode, the bridge name or interface prefix it uses, the Node's spec.podCIDRs
+    detect_local_mode: str = "ClusterCIDR"
+    detect_local_interface: str = ""
+    node_pod_cidrs: tuple[str, ...] = ()
     services: Mapping[str, ServicePort] = field(default_factory=lambda: MappingProxyType({}))
     revision: int = 0
 

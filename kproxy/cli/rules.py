@@ -132,9 +132,7 @@ def _desired(target: Target, config: Any) -> Any:
     from kproxy.agent.tracker import StateSettings
     from kproxy.api.status import ApiError
     from kproxy.rules.desired import desired_state
-    settings = StateSettings(node_name=target.node_name, cluster_cidr=config.cluster_cidr or None,
-                             masquerade_all=config.masquerade_all, masquerade_bit=config.masquerade_bit,
-                             node_port_addresses=config.node_port_addresses)
+    settings = StateSettings.from_config(config, target.node_name)
     client = _client(target.kubeconfig)
     try:
         return desired_state(client, settings)
