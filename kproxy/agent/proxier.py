@@ -12,6 +12,8 @@ Guarantees:
 - After a successful apply, stale UDP/SCTP conntrack entries and TCP connection attempts older
   than a newly served frontend's rules are deleted (kproxy.agent.conntrack), the health-check
   node ports are opened/closed to match, then health and metrics are updated.
+- The node's interface addresses (kproxy.agent.localaddrs) are read before the first sync and
+  followed: a change asks for a full sync, so NodePorts follow them without a restart.
 - stop() ends the informers and the runner and closes the backend; rules are left in place so
   a restarted agent takes over without a gap.
 """

@@ -221,7 +221,11 @@ def _run_diff(args, target: Target, config, adapter, backend) -> int:
     from kproxy.rules.diff import diff
     if not target.kubeconfig:
         raise CLIError("diff needs the apiserver: --kubeconfig FILE (or --node in a lab)", 2)
-    state = _desired(target, config)
+    from dataclasses import replace
+
+    from kproxy.agent.localaddrs import read_local_ipv4
+    # NodePorts follow the node's interface addresses, as the agent reads them
+    state = replace(_desired(target, config), local_ips=backend.netns.run(read_local_ipv4))
     try:
         ruleset = backend.netns.run(backend.render, state)
     except ApplyError as exc:
