@@ -14,6 +14,8 @@ Guarantees:
 - After a successful apply, stale UDP/SCTP conntrack entries and TCP connection attempts older
   than a newly served frontend's rules are deleted (kproxy.agent.conntrack), the health-check
   node ports are opened/closed to match, then health and metrics are updated.
+- The node's interface addresses (kproxy.agent.localaddrs) are read before the first sync and
+  followed: a change asks for a full sync, so NodePorts follow them without a restart.
 - stop() ends the informers and the runner and closes the backend; rules are left in place so
   a restarted agent takes over without a gap.
 """
@@ -28,6 +30,7 @@ from kproxy.agent import conntrack
 from kproxy.agent.backend import ApplyError, Backend
 from kproxy.agent.config import AgentConfig
 from kproxy.agent.health import ProxierHealth
+from kproxy.agent.localaddrs import LocalAddressWatcher
 from kproxy.agent.metrics import ProxyMetrics
 from kproxy.agent.runner import BoundedFrequencyRunner
 from kproxy.agent.servicehealth import ServiceHealthServer
@@ -65,12 +68,10 @@ class Proxier:
         self.health = health or ProxierHealth(timeout=2 * config.sync_period)
         self.service_health = service_health or ServiceHealthServer(netns, self.health)
         self.builder = ProxyStateBuilder(
-            StateSettings(node_name=node_name, cluster_cidr=config.cluster_cidr or None,
-                          service_cidrs=config.service_cidrs,
-                          masquerade_all=config.masquerade_all, masquerade_bit=config.masquerade_bit,
-                          node_port_addresses=config.node_port_addresses),
+            StateSettings.from_config(config, node_name),
             on_change=self._on_change,
         )
+        self.local_addresses = LocalAddressWatcher(netns, self.builder.set_local_ips)
         full_period = max(backend.full_sync_period or config.sync_period, config.sync_period)
         self.runner = BoundedFrequencyRunner(self.sync, config.min_sync_period, config.sync_period,
                                              name=f"{backend.name or 'backend'} sync",
@@ -190,6 +191,10 @@ class Proxier:
         runner_task: asyncio.Task | None = None
         stop_wait = asyncio.create_task(self._stop.wait())
         try:
+            try:
+                await self.local_addresses.start()  # NodePorts follow the interfaces' addresses
+            except OSError as exc:
+                log.error("cannot read the node's addresses (NodePorts use the Node's): %s", exc)
             synced = asyncio.gather(*(inf.synced.wait() for inf in self.informers))
             done, _ = await asyncio.wait({synced, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
             if synced not in done:
@@ -211,6 +216,7 @@ class Proxier:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             stop_wait.cancel()
+            await self.local_addresses.stop()
             await self.service_health.stop()
 
     def stop(self) -> None:

@@ -16,6 +16,7 @@ Rules, as kube-proxy applies them:
 """
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
@@ -208,6 +209,23 @@ def build_service_ports(svc: Mapping[str, Any] | None, views: Iterable[SliceView
     """All ServicePorts of one Service with their endpoints; `views` are the Service's slices'
     views in slice-name order."""
     return attach_endpoints(service_ports(svc), views)
+
+
+def node_pod_cidrs(node: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The Node's spec.podCIDRs (else spec.podCIDR): valid CIDRs only, in order."""
+    spec = _dict(_dict(node).get("spec")) if node else {}
+    raw = _list(spec.get("podCIDRs")) or [spec.get("podCIDR")]
+    out: list[str] = []
+    for cidr in raw:
+        if not isinstance(cidr, str):
+            continue
+        try:
+            text = str(ipaddress.ip_network(cidr.strip(), strict=False))
+        except ValueError:
+            continue
+        if text not in out:
+            out.append(text)
+    return tuple(out)
 
 
 def node_ips(node: Mapping[str, Any] | None) -> tuple[str, ...]:

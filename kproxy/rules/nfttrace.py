@@ -39,6 +39,7 @@ class Pkt:
     dport: int
     proto: str
     sport: int = 0  # 0: any source port (maglev then gives each endpoint its share of slots)
+    iif: str = ""  # the interface it came in on ("": generated on the node, or not known)
 
 
 Path = tuple[tuple[str, int], ...]  # (chain, rule index)
@@ -134,6 +135,13 @@ class NftTracer:
                 if ok == neg:
                     return None
                 i += 4 if neg else 3
+            elif w[0] == "iifname":  # iifname [!=] "name" or "prefix*"
+                neg = len(w) > 2 and w[1] == "!="
+                name = (w[2] if neg else w[1]).strip('"')
+                ok = pkt.iif.startswith(name[:-1]) if name.endswith("*") else pkt.iif == name
+                if ok == neg:
+                    return None
+                i += 3 if neg else 2
             elif w[:2] == ["fib", "daddr"] or w[:2] == ["fib", "saddr"]:
                 if w[2:4] != ["type", "local"]:
                     raise TraceError(f"tracer does not model {' '.join(words)}")
@@ -239,7 +247,7 @@ class NftTracer:
                 out.append((p, masq, verdict or "ACCEPT", path + fpath))
             elif ":" in outcome and not masq:
                 ip, _, port = outcome.rpartition(":")
-                hairpin, hpath = self._hairpin(Pkt(pkt.src, ip, int(port), pkt.proto))
+                hairpin, hpath = self._hairpin(Pkt(pkt.src, ip, int(port), pkt.proto, iif=pkt.iif))
                 out.append((p, hairpin, outcome, path + hpath))
             else:
                 out.append((p, masq, outcome, path))
