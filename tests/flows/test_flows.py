@@ -1,0 +1,147 @@
+"""The upstream-derived packet-flow table (tests/flows/cases.py) traced with `kproxy rules
+trace`'s own code in iptables, nftables and userspace mode, from rendered rules (pure; ipvs
+runs the same table in the VM: tests/vm/guest/test_flows_ipvs.py; real packets for a sample:
+tests/kernel/test_flows_kernel.py).
+
+Expected output per mode: a Flow's `output` is upstream's nftables answer; the other modes
+take `Flow.iptables` where upstream's iptables proxier answers differently. Then two lists:
+
+- MODE_DIFFERENCES: cases a mode cannot express as the table says, what it does instead and why
+  (checked: the mode must do exactly that);
+- OPEN_ITEMS: cases that disagree with upstream today because of an open item of issue 14 that
+  is being fixed; xfail(strict=True), so the mark must go when the fix lands.
+"""
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+from tests.flows import runner
+from tests.flows.cases import FIXTURE, SCENARIOS, Flow, Scenario, flow_id
+
+ALL = "*"  # in a key's flow position: every flow of the scenario
+
+_NOT_IN_IPTABLES_UPSTREAM = ("kube-proxy's iptables mode has no Service-CIDR drop rule, so a packet to an "
+                             "unallocated ClusterIP passes untouched (the case exists only in nftables/proxier_test.go)")
+_NFT_NO_LOCALHOST_NODEPORTS = ("kube-proxy's nftables mode does not accept NodePort connections on 127.0.0.1 "
+                               "(iptables mode does, localhostNodePorts)")
+
+# (mode, "<scenario> | <flow>") -> (what the mode does instead, in the table's notation; why)
+MODE_DIFFERENCES: dict[tuple[str, str], tuple[str, str]] = {
+    ("iptables", "TestClusterIPGeneral | packet to unallocated cluster ip"): ("", _NOT_IN_IPTABLES_UPSTREAM),
+    ("userspace", "TestClusterIPGeneral | packet to unallocated cluster ip"): ("", _NOT_IN_IPTABLES_UPSTREAM),
+    ("nftables", "kproxy/trace fixture | NodePort on localhost"): ("", _NFT_NO_LOCALHOST_NODEPORTS),
+}
+
+# modes whose masquerade decision the table's `masq` does not describe, and why
+MASQUERADE_NOT_COMPARED = {
+    "userspace": ("the proxy opens its own connection to the endpoint: from the node's address, except "
+                  "transparently (client address kept) to endpoints on this node (README: remote endpoints "
+                  "see the node address)"),
+}
+
+_ITEM1 = "issue 14 item 1"  # NodePort addresses from the node's interfaces, not the Node object
+_ITEM2 = "issue 14 item 2"  # whitespace-padded loadBalancerSourceRanges entry breaks nftables mode
+_ITEM3 = "issue 14 item 3"  # nftables: reject unknown ClusterIP port, drop unallocated Service-CIDR address
+_ITEM4 = "issue 14 item 4"  # userspace: Local-policy short-circuit, localhostNodePorts, SCTP
+
+# (mode, "<scenario> | <flow>" or "<scenario> | *") -> open item
+OPEN_ITEMS: dict[tuple[str, str], str] = {
+    **{(mode, "TestNodePorts/ipv4, multiple nodeport-addresses | external to nodePort on secondary IP"): _ITEM1
+       for mode in runner.HOST_MODES},
+    ("nftables", f"TestLoadBalancer | {ALL}"): _ITEM2,
+    ("nftables", "TestClusterIPGeneral | TCP-only port does not match UDP traffic"): _ITEM3,
+    ("nftables", "TestClusterIPGeneral | svc1 does not accept svc2's ports"): _ITEM3,
+    ("nftables", "TestClusterIPGeneral | packet to unallocated cluster ip"): _ITEM3,
+    ("userspace", "TestClusterIPGeneral | clusterIP with TCP, UDP, and SCTP on same port (SCTP)"): _ITEM4,
+    **{("userspace", f"TestExternalTrafficPolicyLocal | {name}"): _ITEM4 for name in (
+        "pod to external IP hits both endpoints, unmasqueraded", "pod to LB IP hits only both endpoints, unmasqueraded",
+        "pod to NodePort hits both endpoints, unmasqueraded")},
+    **{("userspace", f"kproxy/trace fixture | {name}"): _ITEM4 for name in (
+        "ETP Local NodePort from a pod short-circuits to all endpoints",
+        "ETP Local NodePort from the node itself: all endpoints, masqueraded",
+        "ETP Local, no local endpoints: pod to NodePort still works")},
+}
+
+
+def expected_output(mode: str, scenario: Scenario, flow: Flow) -> str:
+    """The table's answer for `mode` (see the module doc)."""
+    different = MODE_DIFFERENCES.get((mode, flow_id(scenario, flow)))
+    if different is not None:
+        return different[0]
+    if mode != "nftables" and flow.iptables is not None:
+        return flow.iptables
+    return flow.output
+
+
+def open_item(mode: str, scenario: Scenario, flow: Flow) -> str | None:
+    return (OPEN_ITEMS.get((mode, flow_id(scenario, flow)))
+            or OPEN_ITEMS.get((mode, f"{scenario.name} | {ALL}")))
+
+
+def cases(modes) -> list:
+    out = []
+    for mode in modes:
+        for scenario in SCENARIOS:
+            for flow in scenario.flows:
+                item = open_item(mode, scenario, flow)
+                marks = [pytest.mark.xfail(strict=True, reason=item)] if item else []
+                out.append(pytest.param(mode, scenario, flow, id=f"{mode}: {flow_id(scenario, flow)}", marks=marks))
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _reading(mode: str, scenario_name: str):
+    scenario = next(s for s in SCENARIOS if s.name == scenario_name)
+    return runner.reading(mode, scenario)
+
+
+def check(report, mode: str, scenario: Scenario, flow: Flow, compare_masquerade: bool) -> None:
+    """The report routes `flow` as the table says for `mode`."""
+    want = flow.outcomes(expected_output(mode, scenario, flow))
+    assert {c.outcome for c in report.candidates} == want, report.note
+    assert sum(c.probability for c in report.candidates) == pytest.approx(1.0)
+    endpoints = [c for c in report.candidates if c.is_endpoint]
+    if endpoints:
+        assert report.service and report.frontend is not None and report.frontend.port == flow.port
+        if compare_masquerade:
+            assert {c.masquerade for c in endpoints} == {flow.masq}
+
+
+@pytest.mark.parametrize("mode,scenario,flow", cases(runner.HOST_MODES))
+def test_flow(mode, scenario, flow):
+    report = runner.trace(mode, _reading(mode, scenario.name), scenario, flow)
+    check(report, mode, scenario, flow, compare_masquerade=mode not in MASQUERADE_NOT_COMPARED)
+
+
+# ------------------------------------------------------------------ the table itself
+
+
+def test_names_are_unique_and_the_lists_name_real_cases():
+    ids = [flow_id(s, f) for s in SCENARIOS for f in s.flows]
+    assert len(ids) == len(set(ids))
+    scenarios = {s.name for s in SCENARIOS}
+    for mode, key in list(MODE_DIFFERENCES) + list(OPEN_ITEMS):
+        scenario, _, flow = key.partition(" | ")
+        assert key in ids or (flow == ALL and scenario in scenarios), key
+        assert mode in runner.HOST_MODES + ("ipvs",), mode
+
+
+def test_every_service_port_of_the_table_reaches_the_state():
+    """Translation keeps every port of every Service the table declares (a dropped Service
+    would make its flows pass through for the wrong reason)."""
+    for scenario in SCENARIOS:
+        state = runner.build_state(scenario)
+        want = {f"{s['metadata']['namespace']}/{s['metadata']['name']}:{p['name']}"
+                for s in scenario.services for p in s["spec"]["ports"]}
+        assert set(state.services) == want, scenario.name
+
+
+def test_the_fixture_scenario_is_the_golden_fixture():
+    """The trace table's fixture, as API objects through translation, is exactly the ProxyState
+    of tests/golden/iptables_services.py (so the golden and single-mode tests share its cases)."""
+    from tests.golden import iptables_services as fx
+    state = runner.build_state(FIXTURE)
+    assert dict(state.services) == {s.key: s for s in fx.SERVICES}
+    assert state.node_ips == (fx.NODE_IP,) and state.cluster_cidr == fx.CLUSTER_CIDR
