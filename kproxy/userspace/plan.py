@@ -15,6 +15,7 @@ externalTrafficPolicy); both are the same listener when the two sets are equal.
 """
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -124,6 +125,17 @@ def _to(target_ip: str | None, port: int) -> str:
     return f"-j REDIRECT --to-ports {port}"
 
 
+def _in_any(ip: str, cidrs: tuple[str, ...]) -> bool:
+    """True when `ip` is inside one of `cidrs` (entries that are no CIDR match nothing)."""
+    for cidr in cidrs:
+        try:
+            if ipaddress.ip_address(ip) in ipaddress.ip_network(cidr, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
 def render_fragment(d: Dispatch, target_ip: str | None, ports: Mapping[str, int]) -> Fragment:
     """The dispatch rules of one ServicePort (pure): redirects to its listeners' ports, and the
     REJECT/DROP filter rules where a side has no endpoints."""
@@ -151,6 +163,9 @@ def render_fragment(d: Dispatch, target_ip: str | None, ports: Mapping[str, int]
         sources = [""]
         if kind == "loadbalancer IP" and sp.load_balancer_source_ranges:
             sources = [f"-s {cidr} " for cidr in sp.load_balancer_source_ranges]
+            if target_ip and _in_any(target_ip, sp.load_balancer_source_ranges):
+                # the node reaching its own LB IP arrives with the LB IP as source (as in iptables mode)
+                sources += [f"-s {lb} " for lb in ipv4(sp.load_balancer_ips)]
         for ip in ipv4(ips):
             if d.external:
                 for src in sources:
