@@ -322,6 +322,29 @@ TERMINATING_LOCAL = (
 )
 
 
+def _only_local_node_ports(name: str, cluster_cidr: str | None) -> Scenario:
+    both, local = "10.180.0.1:80, 10.180.2.1:80", "10.180.2.1:80"
+    pod_to_node_port = (
+        Flow("pod to NodePort hits both endpoints", POD, NODE_IP, 3001, both) if cluster_cidr
+        # without a local-traffic detector pod traffic is (as upstream says, incorrectly) external
+        else Flow("pod to NodePort hits only local endpoint", POD, NODE_IP, 3001, local))
+    return Scenario(
+        name, IPT_TEST,
+        (service("ns1", "svc1", "172.30.0.41", [port("p80", 80, node_port=3001)], type="NodePort", etp="Local"),),
+        (endpoint_slice("ns1", "svc1", [endpoint("10.180.0.1"), endpoint("10.180.2.1", NODE_NAME)], p80()),),
+        (Flow("pod to cluster IP hit both endpoints", POD, "172.30.0.41", 80, both),
+         Flow("external to NodePort hits only local endpoint", EXTERNAL_CLIENT, NODE_IP, 3001, local),
+         Flow("pod to localhost doesn't work because localhost is not in nodePortAddresses", POD, "127.0.0.1",
+              3001, ""),
+         pod_to_node_port),
+        cluster_cidr=cluster_cidr, node_port_addresses=("192.168.0.0/24",),
+    )
+
+
+ONLY_LOCAL_NODE_PORTS = _only_local_node_ports("TestOnlyLocalNodePorts", POD_CIDR)
+ONLY_LOCAL_NODE_PORTS_NO_CLUSTER_CIDR = _only_local_node_ports("TestOnlyLocalNodePortsNoClusterCIDR", None)
+
+
 # ------------------------------------------------------------------ kproxy's own fixture
 
 # The Services of tests/golden/iptables_services.py (the golden rulesets) as API objects; the
@@ -415,7 +438,8 @@ FIXTURE_CASES = [(f.name, f.src, f.dst, f.port, f.proto.lower(), f.outcomes(), f
 
 SCENARIOS: tuple[Scenario, ...] = (
     NO_ENDPOINTS_REJECT, CLUSTER_IP_GENERAL, LOAD_BALANCER, LOAD_BALANCER_CLEAN, NODE_PORTS, NODE_PORTS_MULTI,
-    ETP_LOCAL, ETP_CLUSTER, *ITP, *TERMINATING_LOCAL, FIXTURE,
+    ETP_LOCAL, ETP_CLUSTER, ONLY_LOCAL_NODE_PORTS, ONLY_LOCAL_NODE_PORTS_NO_CLUSTER_CIDR, *ITP, *TERMINATING_LOCAL,
+    FIXTURE,
 )
 
 

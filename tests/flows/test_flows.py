@@ -62,6 +62,7 @@ OPEN_ITEMS: dict[tuple[str, str], str] = {
         "ETP Local NodePort from a pod short-circuits to all endpoints",
         "ETP Local NodePort from the node itself: all endpoints, masqueraded",
         "ETP Local, no local endpoints: pod to NodePort still works")},
+    ("userspace", "TestOnlyLocalNodePorts | pod to NodePort hits both endpoints"): _ITEM4,
 }
 
 
