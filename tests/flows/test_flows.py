@@ -9,7 +9,8 @@ take `Flow.iptables` where upstream's iptables proxier answers differently. Then
 - MODE_DIFFERENCES: cases a mode cannot express as the table says, what it does instead and why
   (checked: the mode must do exactly that);
 - OPEN_ITEMS: cases that disagree with upstream today because of an open item of issue 14 that
-  is being fixed; xfail(strict=True), so the mark must go when the fix lands.
+  is being fixed, or a disagreement this table found (reason "flows: ..."); xfail(strict=True),
+  so the mark must go when the fix lands.
 """
 from __future__ import annotations
 
@@ -27,15 +28,33 @@ _NOT_IN_IPTABLES_UPSTREAM = ("kube-proxy's iptables mode has no Service-CIDR dro
 _NFT_NO_LOCALHOST_NODEPORTS = ("kube-proxy's nftables mode does not accept NodePort connections on 127.0.0.1 "
                                "(iptables mode does, localhostNodePorts)")
 
+_IPVS_NO_LOCALHOST_NODEPORTS = ("kube-proxy's ipvs mode has no NodePort virtual server on 127.0.0.1 "
+                                "(localhostNodePorts is an iptables-mode setting)")
+_IPVS_PER_VIRTUAL_SERVER = ("IPVS picks real servers per virtual server, whoever the client: an "
+                            "externalTrafficPolicy=Local external IP, LB IP or NodePort holds only this node's "
+                            "endpoints for pods and the node too (upstream's ipvs proxier has no short-circuit either)")
+
 # (mode, "<scenario> | <flow>") -> (what the mode does instead, in the table's notation; why)
 MODE_DIFFERENCES: dict[tuple[str, str], tuple[str, str]] = {
     ("iptables", "TestClusterIPGeneral | packet to unallocated cluster ip"): ("", _NOT_IN_IPTABLES_UPSTREAM),
     ("userspace", "TestClusterIPGeneral | packet to unallocated cluster ip"): ("", _NOT_IN_IPTABLES_UPSTREAM),
     ("nftables", "kproxy/trace fixture | NodePort on localhost"): ("", _NFT_NO_LOCALHOST_NODEPORTS),
+    ("ipvs", "TestClusterIPGeneral | packet to unallocated cluster ip"): ("", _NOT_IN_IPTABLES_UPSTREAM),
+    ("ipvs", "kproxy/trace fixture | NodePort on localhost"): ("", _IPVS_NO_LOCALHOST_NODEPORTS),
+    **{("ipvs", key): (output, _IPVS_PER_VIRTUAL_SERVER) for key, output in (
+        ("TestExternalTrafficPolicyLocal | pod to external IP hits both endpoints, unmasqueraded", "10.180.2.1:80"),
+        ("TestExternalTrafficPolicyLocal | pod to LB IP hits only both endpoints, unmasqueraded", "10.180.2.1:80"),
+        ("TestExternalTrafficPolicyLocal | pod to NodePort hits both endpoints, unmasqueraded", "10.180.2.1:80"),
+        ("TestOnlyLocalNodePorts | pod to NodePort hits both endpoints", "10.180.2.1:80"),
+        ("kproxy/trace fixture | ETP Local NodePort from a pod short-circuits to all endpoints", "10.244.1.4:8080"),
+        ("kproxy/trace fixture | ETP Local NodePort from the node itself: all endpoints, masqueraded",
+         "10.244.1.4:8080"),
+        ("kproxy/trace fixture | ETP Local, no local endpoints: pod to NodePort still works", "DROP"))},
 }
 
 # modes whose masquerade decision the table's `masq` does not describe, and why
 MASQUERADE_NOT_COMPARED = {
+    "ipvs": "the ipvs adapter's trace does not trace masquerade (nat KUBE-IPVS-SERVICES decides it; its report says so)",
     "userspace": ("the proxy opens its own connection to the endpoint: from the node's address, except "
                   "transparently (client address kept) to endpoints on this node (README: remote endpoints "
                   "see the node address)"),
@@ -45,6 +64,15 @@ _ITEM1 = "issue 14 item 1"  # NodePort addresses from the node's interfaces, not
 _ITEM2 = "issue 14 item 2"  # whitespace-padded loadBalancerSourceRanges entry breaks nftables mode
 _ITEM3 = "issue 14 item 3"  # nftables: reject unknown ClusterIP port, drop unallocated Service-CIDR address
 _ITEM4 = "issue 14 item 4"  # userspace: Local-policy short-circuit, localhostNodePorts, SCTP
+
+# Disagreements the table found that are no item of issue 14 (reported with this branch); strict
+# xfail like the open items, so each mark goes when its fix lands.
+_IPVS_SOURCE_RANGES = ("flows: ipvs mode ignores loadBalancerSourceRanges (no firewall rule or set), so sources "
+                       "outside the ranges reach the endpoints")
+_IPVS_TRACE_NO_LOCAL = ("flows: the ipvs trace says REJECT for every virtual server without real servers, but the "
+                        "kernel DROPs those an externalTrafficPolicy=Local leaves empty (KUBE-IPVS-NO-LOCAL set)")
+_IPVS_ITP_NO_LOCAL = ("flows: ipvs mode REJECTs ClusterIP traffic that internalTrafficPolicy=Local leaves without "
+                      "a local endpoint; upstream (and our iptables/nftables modes) DROP it")
 
 # (mode, "<scenario> | <flow>" or "<scenario> | *") -> open item
 OPEN_ITEMS: dict[tuple[str, str], str] = {
@@ -63,6 +91,19 @@ OPEN_ITEMS: dict[tuple[str, str], str] = {
         "ETP Local NodePort from the node itself: all endpoints, masqueraded",
         "ETP Local, no local endpoints: pod to NodePort still works")},
     ("userspace", "TestOnlyLocalNodePorts | pod to NodePort hits both endpoints"): _ITEM4,
+    ("ipvs", "TestNodePorts/ipv4, multiple nodeport-addresses | external to nodePort on secondary IP"): _ITEM1,
+    **{("ipvs", f"{scenario} | {name}"): _IPVS_SOURCE_RANGES
+       for scenario in ("TestLoadBalancer", "kproxy/TestLoadBalancer without whitespace")
+       for name in ("blocked external to LB1", "blocked external to LB2",
+                    "pod to LB1 (blocked by LoadBalancerSourceRanges)",
+                    "pod to LB2 (blocked by LoadBalancerSourceRanges)")},
+    ("ipvs", "kproxy/trace fixture | LB IP from a source outside the ranges is dropped"): _IPVS_SOURCE_RANGES,
+    ("ipvs", "kproxy/trace fixture | ETP Local, no local endpoints: external traffic dropped"): _IPVS_TRACE_NO_LOCAL,
+    ("ipvs", "kproxy/trace fixture | ETP Local, no local endpoints: pod to NodePort still works"):
+        _IPVS_TRACE_NO_LOCAL,
+    ("ipvs", "TestInternalTrafficPolicy/internalTrafficPolicy is local and there are no local endpoints | "
+             "no endpoints"): _IPVS_ITP_NO_LOCAL,
+    ("ipvs", "kproxy/trace fixture | ITP Local, no local endpoints: dropped"): _IPVS_ITP_NO_LOCAL,
 }
 
 
