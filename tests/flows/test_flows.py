@@ -69,10 +69,6 @@ _ITEM4 = "issue 14 item 4"  # userspace: Local-policy short-circuit, localhostNo
 # xfail like the open items, so each mark goes when its fix lands.
 _IPVS_SOURCE_RANGES = ("flows: ipvs mode ignores loadBalancerSourceRanges (no firewall rule or set), so sources "
                        "outside the ranges reach the endpoints")
-_IPVS_TRACE_NO_LOCAL = ("flows: the ipvs trace says REJECT for every virtual server without real servers, but the "
-                        "kernel DROPs those an externalTrafficPolicy=Local leaves empty (KUBE-IPVS-NO-LOCAL set)")
-_IPVS_ITP_NO_LOCAL = ("flows: ipvs mode REJECTs ClusterIP traffic that internalTrafficPolicy=Local leaves without "
-                      "a local endpoint; upstream (and our iptables/nftables modes) DROP it")
 
 # (mode, "<scenario> | <flow>" or "<scenario> | *") -> open item
 OPEN_ITEMS: dict[tuple[str, str], str] = {
@@ -98,12 +94,6 @@ OPEN_ITEMS: dict[tuple[str, str], str] = {
                     "pod to LB1 (blocked by LoadBalancerSourceRanges)",
                     "pod to LB2 (blocked by LoadBalancerSourceRanges)")},
     ("ipvs", "kproxy/trace fixture | LB IP from a source outside the ranges is dropped"): _IPVS_SOURCE_RANGES,
-    ("ipvs", "kproxy/trace fixture | ETP Local, no local endpoints: external traffic dropped"): _IPVS_TRACE_NO_LOCAL,
-    ("ipvs", "kproxy/trace fixture | ETP Local, no local endpoints: pod to NodePort still works"):
-        _IPVS_TRACE_NO_LOCAL,
-    ("ipvs", "TestInternalTrafficPolicy/internalTrafficPolicy is local and there are no local endpoints | "
-             "no endpoints"): _IPVS_ITP_NO_LOCAL,
-    ("ipvs", "kproxy/trace fixture | ITP Local, no local endpoints: dropped"): _IPVS_ITP_NO_LOCAL,
 }
 
 
