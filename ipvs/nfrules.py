@@ -230,6 +230,11 @@ def cleanup_text() -> str:
     return "\n".join(out) + "\n"
 
 
+def keys_from_members(members: list[Member]) -> frozenset[tuple[str, int, str]]:
+    """ip,proto:port members (KUBE-IPVS-NO-LOCAL, ...) -> their virtual servers {(ip, port, PROTO)}."""
+    return frozenset((m.ip, m.port, m.proto.upper()) for m in members if m.ip)
+
+
 def owners_from_members(members: list[Member]) -> dict[tuple[str, int, str], tuple[str, str]]:
     """The KUBE-IPVS-OWNERS members -> {(ip, port, PROTO): (kind, ServicePort key)}."""
     out: dict[tuple[str, int, str], tuple[str, str]] = {}

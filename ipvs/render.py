@@ -87,7 +87,9 @@ def render_fragment(sp: ServicePort, options: RenderOptions, node_addrs: tuple[s
         if field:
             items.append((field, frozenset(((ip, proto, port),))))
         if not reals:
-            local_only = kind != "clusterIP" and sp.external_policy_local and sp.cluster_endpoints()
+            # a Local policy that leaves no endpoint on this node drops; no endpoint at all rejects
+            policy_local = sp.internal_policy_local if kind == "clusterIP" else sp.external_policy_local
+            local_only = policy_local and sp.cluster_endpoints()
             items.append(("no_local" if local_only else "no_endpoints", frozenset(((ip, proto, port),))))
         else:
             items.append(("loopback", frozenset((r.address, proto, r.port) for r in reals)))

@@ -178,6 +178,17 @@ def _internal_sources(sources: list[str], pod_cidr: str | None) -> list[tuple[st
     return out
 
 
+def _in_any(ip: str, cidrs: tuple[str, ...]) -> bool:
+    """True when `ip` is inside one of `cidrs` (entries that are no CIDR match nothing)."""
+    for cidr in cidrs:
+        try:
+            if ipaddress.ip_address(ip) in ipaddress.ip_network(cidr, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
 def render_fragment(d: Dispatch, target_ip: str | None, ports: Mapping[str, int],
                     pod_cidr: str | None = None) -> Fragment:
     """The dispatch rules of one ServicePort (pure): redirects to its listeners' ports, and the
@@ -213,6 +224,9 @@ def render_fragment(d: Dispatch, target_ip: str | None, ports: Mapping[str, int]
         sources = [""]
         if kind == "loadbalancer IP" and sp.load_balancer_source_ranges:
             sources = [f"-s {cidr} " for cidr in sp.load_balancer_source_ranges]
+            if target_ip and _in_any(target_ip, sp.load_balancer_source_ranges):
+                # the node reaching its own LB IP arrives with the LB IP as source (as in iptables mode)
+                sources += [f"-s {lb} " for lb in ipv4(sp.load_balancer_ips)]
         for ip in ipv4(ips):
             short_circuit(n.KUBE_SERVICES, f" {kind}", f"{match} -d {ip} --dport {sp.port}", sources)
             if d.external:

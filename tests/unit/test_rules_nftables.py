@@ -11,7 +11,7 @@ from kproxy.rules.nftables import Dump, NftablesAdapter, normalise, parse_table
 from kproxy.rules.nfttrace import NftTracer, Pkt, TraceError
 from kproxy.rules.trace import Probe
 from tests.golden import iptables_services as fx
-from tests.unit.test_iptables_trace import CASES
+from tests.flows.cases import FIXTURE_CASES as CASES
 
 # kube-proxy's nftables mode does not accept NodePort connections on loopback (iptables does)
 NOT_IN_NFTABLES = {"NodePort on localhost"}
