@@ -242,3 +242,54 @@ def test_wait_for_condition_and_for_delete(kubectl, tmp_path):
     kubectl("delete", "pod", "web-2", "-n", "demo", "--grace-period=1", "--wait=false")
     kubectl("wait", "--for=delete", "pod/web-2", "-n", "demo", "--timeout=60s")
     assert "web-2" not in kubectl("get", "pods", "-n", "demo", "-o", "name")
+
+
+def header(out: str) -> list[str]:
+    return out.splitlines()[0].split()
+
+
+def test_table_columns_match_kube_apiserver(kubectl):
+    """Issue 17 item 7: the columns kube-apiserver's printers give these kinds."""
+    kubectl("create", "namespace", "cols")
+    kubectl("create", "secret", "generic", "creds", "-n", "cols", "--from-literal=a=1", "--from-literal=b=2")
+    secrets = kubectl("get", "secret", "creds", "-n", "cols")
+    assert header(secrets) == ["NAME", "TYPE", "DATA", "AGE"]
+    assert secrets.splitlines()[1].split()[:3] == ["creds", "Opaque", "2"]
+    kubectl("create", "serviceaccount", "robot", "-n", "cols")
+    assert header(kubectl("get", "sa", "robot", "-n", "cols")) == ["NAME", "SECRETS", "AGE"]
+    kubectl("create", "quota", "q", "-n", "cols", "--hard=pods=5,limits.cpu=2")
+    quota = kubectl("get", "quota", "q", "-n", "cols")
+    assert header(quota) == ["NAME", "AGE", "REQUEST", "LIMIT"]
+    assert "pods: 0/5" in quota and "limits.cpu: 0/2" in quota
+    kubectl("apply", "-f", "-", stdin="""
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: reader, namespace: cols}
+rules: [{apiGroups: [""], resources: [pods], verbs: [get]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: read, namespace: cols}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}
+subjects:
+- {kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}
+- {kind: Group, name: devs, apiGroup: rbac.authorization.k8s.io}
+- {kind: ServiceAccount, name: robot, namespace: cols}
+""")
+    assert header(kubectl("get", "role", "reader", "-n", "cols")) == ["NAME", "CREATED", "AT"]
+    assert header(kubectl("get", "clusterrole", "cluster-admin")) == ["NAME", "CREATED", "AT"]
+    binding = kubectl("get", "rolebinding", "read", "-n", "cols", "-o", "wide")
+    assert header(binding) == ["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"]
+    cells = binding.splitlines()[1].split()
+    assert cells[:2] == ["read", "Role/reader"] and cells[3:] == ["alice", "devs", "cols/robot"]
+    assert header(kubectl("get", "clusterrolebinding", "-o", "wide"))[:2] == ["NAME", "ROLE"]
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}
+    kubectl("apply", "-f", "-", stdin=json.dumps(node))
+    info = {"status": {"nodeInfo": {"osImage": "Debian", "kernelVersion": "6.1.0", "containerRuntimeVersion": "containerd://1.7",
+                                    "kubeletVersion": "v1.32.0", "kubeProxyVersion": "", "machineID": "", "systemUUID": "",
+                                    "bootID": "", "operatingSystem": "linux", "architecture": "amd64"}}}
+    kubectl("patch", "node", "n1", "--subresource=status", "--type=merge", "-p", json.dumps(info))
+    nodes = kubectl("get", "node", "n1", "-o", "wide")
+    assert header(nodes)[-4:] == ["EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"]
+    assert nodes.splitlines()[1].split()[-3:] == ["Debian", "6.1.0", "containerd://1.7"]
+
