@@ -17,7 +17,7 @@ from aiohttp import web
 
 from kproxy.api import resources as R
 from kproxy.api import status as st
-from kproxy.apiserver import datadir, discovery, paths
+from kproxy.apiserver import datadir, discovery, health, paths
 from kproxy.apiserver.allocators import ClusterIPAllocator, NodePortAllocator
 from kproxy.apiserver.auth import policy
 from kproxy.apiserver.auth.audit import AUDIT_LOG_NAME, DEFAULT_POLICY, AuditLog, AuditPolicy
@@ -30,6 +30,8 @@ from kproxy.apiserver.auth.token_controller import TokenController
 from kproxy.apiserver.auth.tokens import TokenSigner
 from kproxy.apiserver.deps import Deps, open_store
 from kproxy.apiserver.fieldcheck import FieldChecker
+from kproxy.apiserver.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from kproxy.apiserver.metrics import ApiserverMetrics
 from kproxy.apiserver.openapi import OpenAPI
 from kproxy.apiserver.registry import Registry
 from kproxy.apiserver.rest import RestHandler, RestSettings, dumps, json_response
@@ -100,8 +102,10 @@ class ApiServer:
         authorizer = RBACAuthorizer(self.store)
         self.rest.write_guards.append(EscalationGuard(authorizer))
         self.auth = AuthMiddleware(authorizer, TokenAuthenticator(self.store, signer), self.audit, self.reads)
+        self.metrics = ApiserverMetrics(self._storage_counts)
         self.url = ""
         self.insecure_url = ""
+        self._shutting_down = False
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
         self._tls: ssl.SSLContext | None = None
@@ -142,12 +146,14 @@ class ApiServer:
                 log.warning("cannot create the kubernetes Service: %s", exc)
 
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self.auth.middleware, self._errors], client_max_size=MAX_BODY_BYTES)
+        app = web.Application(middlewares=[self.metrics.middleware, self.auth.middleware, self._errors],
+                              client_max_size=MAX_BODY_BYTES)
         app.router.add_route("GET", "/version", self._version)
         app.router.add_route("GET", "/version/", self._version)
         for probe in ("/healthz", "/livez", "/readyz"):
             app.router.add_route("GET", probe, self._health)
             app.router.add_route("GET", probe + "/{check:.*}", self._health)
+        app.router.add_route("GET", "/metrics", self._metrics)
         app.router.add_route("GET", "/openapi/v2", self._openapi_v2)
         app.router.add_route("GET", "/openapi/v3", self._openapi_v3_index)
         app.router.add_route("GET", "/openapi/v3/{path:.*}", self._openapi_v3)
@@ -234,6 +240,7 @@ class ApiServer:
         self._controllers.start()
 
     async def stop(self) -> None:
+        self._shutting_down = True  # /readyz fails from now on
         if self._controllers:
             await asyncio.get_running_loop().run_in_executor(None, self._controllers.stop)
         for task in self._tasks:
@@ -306,8 +313,49 @@ class ApiServer:
     async def _version(self, request: web.Request) -> web.Response:
         return json_response(discovery.version_info())
 
+    def _health_checks(self, endpoint: str) -> dict[str, health.Check]:
+        checks: dict[str, health.Check] = {
+            "ping": lambda: None,  # answering at all is the check
+            "etcd": self._store_check,
+        }
+        if endpoint == "readyz":
+            checks["shutdown"] = lambda: "shutting down" if self._shutting_down else None
+        return checks
+
+    def _store_check(self) -> str | None:
+        # a real read (the revision alone is cached in memory); raises when the store fails
+        self.store.list(R.NAMESPACES.store_key("default"))
+        return None
+
     async def _health(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok", content_type="text/plain")
+        endpoint = request.path.strip("/").split("/", 1)[0]
+        checks = self._health_checks(endpoint)
+        single = request.match_info.get("check")
+        if single:
+            if single not in checks:
+                raise st.ApiError(st.status(404, "NotFound", "the server could not find the requested resource"))
+            checks = {single: checks[single]}
+        excluded = request.query.getall("exclude", [])
+        results = await asyncio.get_running_loop().run_in_executor(
+            self.reads, health.run, checks, excluded)
+        for name, error in results:
+            if error is not None:
+                log.warning("%s check %s failed: %s", endpoint, name, error)
+        answer = health.render(endpoint, results, "verbose" in request.query and not single, excluded)
+        return web.Response(status=answer.status, text=answer.text, content_type="text/plain")
+
+    def _storage_counts(self) -> list[tuple[str, int]]:
+        """(resource, stored objects) for apiserver_storage_objects, named as kube-apiserver
+        names them (plural.group)."""
+        out = []
+        for r in R.ALL:
+            items, _ = self.store.list(r.store_prefix())
+            out.append((f"{r.plural}.{r.group}" if r.group else r.plural, len(items)))
+        return out
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = await asyncio.get_running_loop().run_in_executor(self.reads, self.metrics.exposition)
+        return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     async def _not_found(self, request: web.Request) -> web.Response:
         raise st.ApiError(st.status(404, "NotFound", "the server could not find the requested resource"))

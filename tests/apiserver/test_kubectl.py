@@ -293,3 +293,50 @@ subjects:
     assert header(nodes)[-4:] == ["EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"]
     assert nodes.splitlines()[1].split()[-3:] == ["Debian", "6.1.0", "containerd://1.7"]
 
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The value of the first sample `name{...}` whose labels include `labels`."""
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        sample_labels = dict(part.split("=", 1) for part in line[len(name) + 1:line.index("}")].split(",") if part)
+        if all(sample_labels.get(k) == f'"{v}"' for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no sample {name}{labels} in the metrics")
+
+
+def test_metrics_and_verbose_health_checks(kubectl):
+    """Issue 17 item 11: /metrics as kube-apiserver's, guarded by RBAC; verbose probes."""
+    kubectl("get", "svc", "-n", "default")
+    kubectl("get", "svc", "kubernetes", "-n", "default")
+    text = kubectl("get", "--raw", "/metrics")
+    assert metric_value(text, "apiserver_request_total", verb="LIST", resource="services", scope="namespace",
+                        code="200") >= 1
+    assert metric_value(text, "apiserver_request_total", verb="GET", resource="services", scope="resource",
+                        code="200") >= 1
+    assert metric_value(text, "apiserver_request_duration_seconds_count", verb="LIST", resource="services") >= 1
+    assert metric_value(text, "apiserver_current_inflight_requests", request_kind="readOnly") >= 0
+    assert metric_value(text, "apiserver_storage_objects", resource="services") >= 1
+    assert metric_value(text, "apiserver_storage_objects", resource="clusterroles.rbac.authorization.k8s.io") >= 1
+    watcher = kubectl.popen("get", "svc", "-n", "default", "-w")
+    try:
+        wait_until(lambda: metric_value(kubectl("get", "--raw", "/metrics"), "apiserver_longrunning_requests",
+                                        verb="WATCH", resource="services") == 1, "the watch in the metrics")
+    finally:
+        watcher.kill()
+        watcher.wait()
+    # a non-resource URL that needs RBAC: refused to a plain user, granted to system:monitoring
+    proc = subprocess.run([KUBECTL, "get", "--raw", "/metrics", "--as=alice"], capture_output=True, text=True,
+                          env=kubectl.env)
+    assert proc.returncode != 0 and "forbidden" in proc.stderr.lower()
+    assert "apiserver_request_total" in kubectl("get", "--raw", "/metrics", "--as=bob", "--as-group=system:monitoring")
+
+    for probe in ("livez", "readyz"):
+        verbose = kubectl("get", "--raw", f"/{probe}?verbose")
+        assert "[+]ping ok" in verbose and "[+]etcd ok" in verbose and verbose.endswith(f"{probe} check passed\n")
+        assert kubectl("get", "--raw", f"/{probe}") == "ok"
+        assert kubectl("get", "--raw", f"/{probe}/etcd") == "ok"
+    assert "[+]shutdown ok" in kubectl("get", "--raw", "/readyz?verbose")
+    assert "[+]etcd excluded: ok" in kubectl("get", "--raw", "/livez?verbose&exclude=etcd")
+    proc = subprocess.run([KUBECTL, "get", "--raw", "/livez/nope"], capture_output=True, text=True, env=kubectl.env)
+    assert proc.returncode != 0 and "NotFound" in proc.stderr
