@@ -29,6 +29,7 @@ from kproxy.apiserver.auth.sa_admission import ServiceAccountTokenAdmission
 from kproxy.apiserver.auth.token_controller import TokenController
 from kproxy.apiserver.auth.tokens import TokenSigner
 from kproxy.apiserver.deps import Deps, open_store
+from kproxy.apiserver.endpoint_reconciler import EndpointReconciler, advertised_address
 from kproxy.apiserver.fieldcheck import FieldChecker
 from kproxy.apiserver.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from kproxy.apiserver.metrics import ApiserverMetrics
@@ -71,6 +72,9 @@ class ServerConfig:
     audit_policy: AuditPolicy = DEFAULT_POLICY
     audit_max_bytes: int = 100 * 1024 * 1024  # the audit log rotates at this size
     audit_max_backups: int = 10  # rotated audit logs kept
+    # the address published in the kubernetes Service's endpoints (default: host when publishable)
+    advertise_address: str | None = None
+    endpoint_reconcile_interval: float = 10.0
 
 
 class ApiServer:
@@ -106,6 +110,7 @@ class ApiServer:
         self.url = ""
         self.insecure_url = ""
         self._shutting_down = False
+        self._endpoints: EndpointReconciler | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
         self._tls: ssl.SSLContext | None = None
@@ -188,6 +193,13 @@ class ApiServer:
         if not self.config.tls:
             log.warning("serving plain HTTP on %s without authentication (give --tls for HTTPS)", self.url)
         self._tasks.append(asyncio.create_task(self._sweeper()))
+        # the kubernetes Service's endpoints are in place before the server says it is ready
+        self._endpoints = self._endpoint_reconciler()
+        try:
+            await asyncio.get_running_loop().run_in_executor(self.writes, self._endpoints.reconcile)
+        except Exception:  # serve anyway; the periodic pass retries
+            log.exception("reconciling the kubernetes Service's endpoints failed")
+        self._tasks.append(asyncio.create_task(self._reconcile_endpoints(self._endpoints)))
         self._tasks.append(asyncio.create_task(self.tokens.run(self.writes)))
         if self._tls is not None:
             self._tasks.append(asyncio.create_task(self._reload_serving_cert(self._tls)))
@@ -250,6 +262,11 @@ class ApiServer:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
+        if self._endpoints is not None:
+            try:
+                await asyncio.get_running_loop().run_in_executor(self.writes, self._endpoints.remove_own_address)
+            except Exception:  # stopping goes on; the next start repairs the endpoints
+                log.exception("cannot remove this apiserver from the kubernetes Service's endpoints")
         self.rest.close()
         if self._gate is not None:
             await self._gate.close()
@@ -279,6 +296,23 @@ class ApiServer:
                     log.info("loaded the rotated serving certificate")
             except (OSError, ssl.SSLError) as exc:  # half-written pair: retry on the next tick
                 log.warning("cannot load the serving certificate yet: %s", exc)
+
+    def _endpoint_reconciler(self) -> EndpointReconciler:
+        ip = advertised_address(self.config.advertise_address, self.config.host)
+        if ip is None:
+            log.info("bound to %s: not publishing it in the kubernetes Service's endpoints "
+                     "(give --advertise-address)", self.config.host)
+        return EndpointReconciler(self.registry, ip, int(self.url.rsplit(":", 1)[1]))
+
+    async def _reconcile_endpoints(self, reconciler: EndpointReconciler) -> None:
+        """Keeps this server's address in the kubernetes Service's endpoints, repairing drift."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.config.endpoint_reconcile_interval)
+            try:
+                await loop.run_in_executor(self.writes, reconciler.reconcile)
+            except Exception:  # keep trying; one failed pass must not stop the repairs
+                log.exception("reconciling the kubernetes Service's endpoints failed")
 
     async def _sweeper(self) -> None:
         """Removes pods whose graceful-deletion period has expired."""

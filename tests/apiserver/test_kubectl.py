@@ -340,3 +340,37 @@ def test_metrics_and_verbose_health_checks(kubectl):
     assert "[+]etcd excluded: ok" in kubectl("get", "--raw", "/livez?verbose&exclude=etcd")
     proc = subprocess.run([KUBECTL, "get", "--raw", "/livez/nope"], capture_output=True, text=True, env=kubectl.env)
     assert proc.returncode != 0 and "NotFound" in proc.stderr
+
+
+def test_kubernetes_service_endpoints_hold_the_apiserver(tmp_path):
+    """Issue 17 item 10: the apiserver keeps its own address in the kubernetes Service's
+    Endpoints and EndpointSlice (so agents load-balance 10.96.0.1:443 to it), and repairs them."""
+    server = start_apiserver(tmp_path, ["--advertise-address", "192.0.2.10"])
+    try:
+        kubectl = Kubectl(server.kubeconfig)
+        port = server.port
+
+        def published() -> bool:
+            eps = kubectl.json("get", "endpoints", "kubernetes", "-n", "default")
+            slices = kubectl.json("get", "endpointslices", "-n", "default", "-l", "kubernetes.io/service-name=kubernetes")
+            return (eps.get("subsets") == [{"addresses": [{"ip": "192.0.2.10"}],
+                                            "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]
+                    and [(s["metadata"]["name"], [a for e in s["endpoints"] for a in e["addresses"]], s["ports"])
+                         for s in slices["items"]]
+                    == [("kubernetes", ["192.0.2.10"], [{"name": "https", "port": port, "protocol": "TCP"}])])
+
+        wait_until(published, "the apiserver's address in the kubernetes Service's endpoints")
+        eps = kubectl.json("get", "endpoints", "kubernetes", "-n", "default")
+        assert eps["metadata"]["labels"]["endpointslice.kubernetes.io/skip-mirror"] == "true"
+        assert f"192.0.2.10:{port}" in kubectl("get", "endpoints", "kubernetes", "-n", "default")
+        kubectl("delete", "endpointslice", "kubernetes", "-n", "default")
+        kubectl("patch", "endpoints", "kubernetes", "-n", "default", "--type=merge", "-p", '{"subsets": []}')
+        wait_until(published, "the endpoints repaired")
+    finally:
+        server.stop()
+
+
+def test_loopback_apiserver_publishes_no_endpoints(kubectl):
+    """A loopback bind is never published: no agent could reach another host's loopback."""
+    assert not kubectl.json("get", "endpoints", "kubernetes", "-n", "default").get("subsets")
+    assert kubectl.json("get", "endpointslice", "kubernetes", "-n", "default")["endpoints"] in (None, [])
