@@ -374,3 +374,16 @@ def test_loopback_apiserver_publishes_no_endpoints(kubectl):
     """A loopback bind is never published: no agent could reach another host's loopback."""
     assert not kubectl.json("get", "endpoints", "kubernetes", "-n", "default").get("subsets")
     assert kubectl.json("get", "endpointslice", "kubernetes", "-n", "default")["endpoints"] in (None, [])
+
+
+EXPLAINED = ["services", "service.spec", "service.spec.ports", "pods.spec.containers", "endpointslices.endpoints",
+             "rolebindings.subjects", "secrets", "nodes.status"]
+
+
+def test_explain_shows_descriptions(kubectl):
+    """Issue 17 item 12: every field kubectl explain lists has a description."""
+    for path in EXPLAINED:
+        out = kubectl("explain", path)
+        assert "<no description>" not in out and "DESCRIPTION:" in out, out
+        assert "FIELDS:" in out, out
+    assert "The port the Service listens on." in kubectl("explain", "service.spec.ports.port")
