@@ -130,3 +130,28 @@ def test_a_slot_no_chain_picks_from_is_unowned_and_endpoints_come_from_the_chain
     assert [o.text for o in model.unowned] == ["4000 : 10.9.9.9 . 80"]
     web = model.service("default/web:http")
     assert {e.address for e in web.endpoints} == {"10.244.1.2:8080", "10.244.1.3:8080", "10.244.2.2:8080"}
+
+
+def _without_chains(text: str, prefixes: tuple[str, ...]) -> str:
+    """The dump with every chain whose name starts with one of `prefixes` removed."""
+    out, skipping = [], False
+    for line in text.splitlines():
+        head = line.strip()
+        if head.startswith("chain ") and head.split()[1].startswith(prefixes):
+            skipping = True
+        if not skipping:
+            out.append(line)
+        elif head == "}":
+            skipping = False
+    return "\n".join(out) + "\n"
+
+
+def test_a_table_missing_chains_is_reported_not_a_crash(dump):
+    """Issue 14 item 2: after a failed sync `kproxy rules trace` died with "jump to unknown chain
+    firewall-check"; a missing chain is now traced as empty and named in the note."""
+    partial = Dump(_without_chains(dump.text, ("firewall-check", "service-")))
+    report = NftablesAdapter().trace(partial, Probe("tcp", "10.0.0.1", 0, "10.96.0.10", 80), [fx.NODE_IP])
+    assert "firewall-check" in report.note and "lacks chain" in report.note
+    assert [c.outcome for c in report.candidates] == ["ACCEPT"]  # nothing DNATs it: passes unchanged
+    whole = NftablesAdapter().trace(dump, Probe("tcp", "10.0.0.1", 0, "10.96.0.10", 80), [fx.NODE_IP])
+    assert "lacks" not in whole.note
