@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Any
 
@@ -23,6 +24,14 @@ SERVICE_REF = ("v1", "Service")
 SLICE_REF = ("discovery.k8s.io/v1", "EndpointSlice")
 
 
+def event_name(name: str, stamp: float) -> str:
+    """"<object name>.<nanoseconds in hex>", as client-go names Events; an object name that
+    cannot start a DNS subdomain (the very objects these Events are about may have one) is
+    reduced to its usable characters, or replaced by "kube-proxy"."""
+    base = re.sub(r"[^a-z0-9.-]", "", name.lower())[:200].strip(".-") or COMPONENT
+    return f"{base}.{int(stamp * 1e9):x}"
+
+
 def warning_event(ref: tuple[str, str], namespace: str, name: str, reason: str, message: str,
                   node_name: str, now: float | None = None) -> dict[str, Any]:
     """The Event object (pure but for the timestamp's default)."""
@@ -30,7 +39,7 @@ def warning_event(ref: tuple[str, str], namespace: str, name: str, reason: str, 
     when = now_rfc3339() if now is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
     api_version, kind = ref
     return {
-        "metadata": {"name": f"{name}.{int(stamp * 1e9):x}", "namespace": namespace},
+        "metadata": {"name": event_name(name, stamp), "namespace": namespace},
         "involvedObject": {"apiVersion": api_version, "kind": kind, "namespace": namespace, "name": name},
         "reason": reason, "message": message[:1024], "type": "Warning",
         "source": {"component": COMPONENT, "host": node_name},

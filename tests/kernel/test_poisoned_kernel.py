@@ -63,7 +63,8 @@ def objects(topo) -> dict:
     }
 
 
-async def _run(topo, config: AgentConfig) -> None:
+async def run_poisoned(topo, config: AgentConfig) -> None:
+    """Runs the proxier over objects(topo) with `config`'s backend and checks the outcome."""
     netns = NetNS(topo.node)
     backend = backends.get(config.mode)(netns, config)
     proxier = Proxier(config, "n1", FakeClient(objects(topo)), backend, netns)
@@ -98,4 +99,4 @@ def test_poisoned_object_does_not_stop_the_others(topo, mode):
         pytest.skip(str(exc))
     finally:
         netns.close()
-    asyncio.run(_run(topo, config))
+    asyncio.run(run_poisoned(topo, config))

@@ -199,3 +199,13 @@ async def _invalid_values_are_reported():
 
 def test_invalid_values_are_left_out_and_reported():
     asyncio.run(_invalid_values_are_reported())
+
+
+@pytest.mark.parametrize("name", ["web", 'poison"' + "x" * 293, "UPPER_case"])
+def test_warning_events_pass_the_apiservers_validation(name):
+    from kproxy.agent.events import SERVICE_REF, warning_event
+    from kproxy.api.resources import EVENTS
+    from kproxy.api.validation import validate
+    event = warning_event(SERVICE_REF, "default", name, "KernelRefused", "m" * 5000, "node-1", now=1.5e9)
+    assert validate(EVENTS, event) == []
+    assert event["involvedObject"]["name"] == name  # the object is named as it is

@@ -1,0 +1,27 @@
+"""ipvs mode, in the test VM: one poisoned object does not stop the node's other Services (the
+host modes' test, tests/kernel/test_poisoned_kernel.py, with IPVS). The kernel refuses the
+300-character Service name in ipvs mode too: its KUBE-IPVS-OWNERS ipset member comment would be
+longer than ipset allows (255)."""
+from __future__ import annotations
+
+import asyncio
+import subprocess
+
+import pytest
+
+from kproxy.agent.config import AgentConfig, IpvsConfig
+from tests.kernel.test_poisoned_kernel import FAST, run_poisoned
+from tests.kernel.topology import single_node
+
+pytestmark = pytest.mark.kernel
+
+
+@pytest.fixture(scope="module")
+def topo():
+    subprocess.run(["modprobe", "ip_vs"], check=True)
+    with single_node(["a", "b"], tag="ipvspoi") as topology:
+        yield topology
+
+
+def test_poisoned_object_does_not_stop_the_others_ipvs(topo):
+    asyncio.run(run_poisoned(topo, AgentConfig(mode="ipvs", ipvs=IpvsConfig(**FAST))))
