@@ -29,6 +29,7 @@ What was left out is described by service_issues() / slice_issues(), for the pro
 from __future__ import annotations
 
 import ipaddress
+import socket
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Iterable, Mapping
@@ -61,10 +62,17 @@ def _list(value: Any) -> list[Any]:
 
 def clean_ip(value: Any) -> str | None:
     """`value` as a canonical IP address text, or None when it is not one (see module doc)."""
-    return _clean_ip_text(value) if isinstance(value, str) else None
+    if not isinstance(value, str):
+        return None
+    try:  # the common case, a canonical IPv4 address, without the ipaddress module
+        if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, value)) == value:
+            return value
+    except OSError:
+        pass
+    return _clean_ip_text(value)
 
 
-@lru_cache(maxsize=65536)  # endpoint addresses repeat on every rebuild of their slice
+@lru_cache(maxsize=4096)
 def _clean_ip_text(value: str) -> str | None:
     text = value.strip()
     if "." in text and ":" not in text:  # IPv4: "010.1.2.3" is 10.1.2.3, as ParseIPSloppy reads it
@@ -79,7 +87,12 @@ def _clean_ip_text(value: str) -> str | None:
 
 def clean_cidr(value: Any) -> str | None:
     """`value` as a canonical "network/prefix" text, or None when it is not a CIDR."""
-    if not isinstance(value, str) or "/" not in value:
+    return _clean_cidr_text(value) if isinstance(value, str) else None
+
+
+@lru_cache(maxsize=4096)  # a cluster's source ranges are few and repeat across Services
+def _clean_cidr_text(value: str) -> str | None:
+    if "/" not in value:
         return None
     address, _, prefix = value.strip().partition("/")
     ip = clean_ip(address)
