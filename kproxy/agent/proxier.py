@@ -136,9 +136,15 @@ class Proxier:
         try:
             applied = await self._program(state, full)
         except quarantine.Refused as refused:
-            log.warning("sync refused (%s: %s); looking for the ServicePorts at fault", refused.stage, refused.reason)
+            log.info("sync refused (%s: %s); looking for the ServicePorts at fault", refused.stage, refused.reason)
+            rewrite = [full]  # trials stay full until one succeeds (node-wide parts may have changed)
+
+            async def attempt(trial: ProxyState) -> None:
+                await self._program(trial, rewrite[0])
+                rewrite[0] = False
+
             try:
-                held, culprits = await quarantine.isolate(state, base, lambda s: self._program(s, False), refused)
+                held, culprits = await quarantine.isolate(state, base, attempt, refused)
             except Exception as exc:
                 self._sync_failed(exc)
                 raise
