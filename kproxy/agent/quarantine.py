@@ -10,9 +10,9 @@ Guarantees:
   failed state's changes in halves (bisection): every trial that succeeds is kept (the kernel
   then holds base plus those changes), every trial of one ServicePort that fails makes it a
   culprit. A healthy ServicePort is therefore programmed after O(culprits x log(changes))
-  trials, and a live one never loses its rules in a trial after the first success (trials add
-  changes to what is applied; only the first trial of a sync with an unknown kernel state is a
-  full rewrite).
+  trials. Every trial holds `base` plus some changes, so a ServicePort the kernel held keeps
+  its rules throughout (on the first sync after a restart `base` is empty: what the kernel
+  holds is not known then).
 - Culprits are only blamed when the kernel can be programmed without them: when no trial
   succeeded, `base` alone is tried, and if that fails too the failure is the kernel's or the
   machine's (a transient error), not an object's, and isolate() raises it.
