@@ -9,15 +9,17 @@ Guarantees:
   thread. Full syncs (first, periodic, after a failure) pass previous=None so the backend
   rewrites everything it owns and repairs drift; partial syncs pass the ruleset last applied.
 - One ServicePort never blocks the others (kproxy.agent.quarantine): when the render raises or
-  the kernel refuses the transaction, the failure is counted, the changed ServicePorts are
-  bisected with trial applies until the culprits are found, everything else is programmed, and
-  each culprit is skipped while it stays as it is (its previous rules, if any, stay). Skipped
+  the kernel refuses the transaction of a full sync (a refused partial sync is first retried
+  as a full one, like any failure), the changed ServicePorts are bisected with trial applies
+  until the culprits are found, everything else is programmed, and each culprit is skipped
+  while it stays as it is (its previous rules, if any, stay; full syncs try it again). Skipped
   ServicePorts are in the kubeproxy_sync_proxy_rules_skipped_service_ports gauge; each new
   culprit, and each Service or EndpointSlice with values translate had to leave out, is logged
   once with its name and reason, counted in kubeproxy_sync_proxy_rules_skipped_objects_total
   and reported in a Warning Event (kproxy.agent.events).
-- When a sync fails for any other reason (or every change is refused alike), the failure is
-  counted, the next sync is made full, and the runner retries.
+- When a sync fails otherwise (or no change can be blamed), the failure is counted, the next
+  sync is made full, and the runner retries. Every refused apply counts in
+  kubeproxy_sync_proxy_rules_iptables_restore_failures_total.
 - After a successful apply, stale UDP/SCTP conntrack entries and TCP connection attempts older
   than a newly served frontend's rules are deleted (kproxy.agent.conntrack), the health-check
   node ports are opened/closed to match, then health and metrics are updated.
@@ -136,6 +138,9 @@ class Proxier:
         try:
             applied = await self._program(state, full)
         except quarantine.Refused as refused:
+            if not full:  # drift or a transient error fail a partial apply too: a full sync first
+                self._sync_failed(refused)
+                raise
             log.info("sync refused (%s: %s); looking for the ServicePorts at fault", refused.stage, refused.reason)
             rewrite = [full]  # trials stay full until one succeeds (node-wide parts may have changed)
 

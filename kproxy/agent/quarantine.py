@@ -13,7 +13,8 @@ Guarantees:
   trials. Every trial holds `base` plus some changes, so a ServicePort the kernel held keeps
   its rules throughout (on the first sync after a restart `base` is empty: what the kernel
   holds is not known then).
-- Culprits are only blamed when the kernel can be programmed without them: when no trial
+- A culprit is only blamed for a trial that held its change alone (never for the failure of a
+  larger one), and only when the kernel can be programmed without it: when no trial
   succeeded, `base` alone is tried, and if that fails too the failure is the kernel's or the
   machine's (a transient error), not an object's, and isolate() raises it.
 - Quarantine.effective() keeps a skipped ServicePort out of later states while it still
@@ -97,7 +98,8 @@ async def isolate(target: ProxyState, base: Mapping[str, ServicePort], attempt: 
         return None
 
     async def search(keys: list[str], known: Refused | None) -> None:
-        refused = known if known is not None else await trial(keys)
+        # one ServicePort is only blamed for a failure of its own trial
+        refused = known if known is not None and len(keys) > 1 else await trial(keys)
         if refused is None:
             return
         if len(keys) == 1:
