@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import sys
 
 import pytest
 
 from kproxy.agent.config import AgentConfig, IpvsConfig
 from tests.kernel.test_poisoned_kernel import FAST, run_poisoned
+from tests.kernel import topology as topology_module
 from tests.kernel.topology import single_node
 
 pytestmark = pytest.mark.kernel
@@ -19,8 +21,15 @@ pytestmark = pytest.mark.kernel
 @pytest.fixture(scope="module")
 def topo():
     subprocess.run(["modprobe", "ip_vs"], check=True)
-    with single_node(["a", "b"], tag="ipvspoi") as topology:
-        yield topology
+    # a cold guest reads the echo server's imports over 9p: warm them so the pods start in time
+    subprocess.run([sys.executable, "-c", "import kproxy.lab.echo"], check=True)
+    ready_timeout = topology_module.READY_TIMEOUT
+    topology_module.READY_TIMEOUT = 120.0  # a readiness wait, not a verdict: emulated and shared CPUs
+    try:
+        with single_node(["a", "b"], tag="ipvspoi") as topology:
+            yield topology
+    finally:
+        topology_module.READY_TIMEOUT = ready_timeout
 
 
 def test_poisoned_object_does_not_stop_the_others_ipvs(topo):
