@@ -15,7 +15,8 @@ from tests.kernel.test_poisoned_kernel import FAST, run_poisoned
 from tests.kernel import topology as topology_module
 from tests.kernel.topology import single_node
 
-pytestmark = pytest.mark.kernel
+# the pods' start and the first syncs under software emulation on a shared machine
+pytestmark = [pytest.mark.kernel, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
