@@ -63,14 +63,14 @@ def objects(topo) -> dict:
     }
 
 
-async def run_poisoned(topo, config: AgentConfig) -> None:
+async def run_poisoned(topo, config: AgentConfig, first_sync_timeout: float = 60.0) -> None:
     """Runs the proxier over objects(topo) with `config`'s backend and checks the outcome."""
     netns = NetNS(topo.node)
     backend = backends.get(config.mode)(netns, config)
     proxier = Proxier(config, "n1", FakeClient(objects(topo)), backend, netns)
     task = asyncio.create_task(proxier.run())
     try:
-        await wait_for(lambda: proxier.sync_count >= 1, timeout=60)
+        await wait_for(lambda: proxier.sync_count >= 1, timeout=first_sync_timeout)
         assert set(proxier.quarantine.skipped) == {f"default/{LONG_NAME}:p"}
         assert proxier.quarantine.skipped[f"default/{LONG_NAME}:p"].stage == "kernel"
         assert gauge(proxier, "kubeproxy_sync_proxy_rules_skipped_service_ports", stage="kernel") == 1
