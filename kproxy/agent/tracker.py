@@ -29,11 +29,17 @@ class _ObjectTracker:
         self._pending: dict[str, tuple[Any, Obj | None, Any]] = {}  # key -> (previous view, current, its view)
         self._seen: dict[str, Any] = {}  # key -> view as of the last take()
         self._on_change = on_change
+        self._issues: dict[str, tuple[str, ...]] = {}  # key -> what issues() reported last
+        self._new_issues: dict[str, tuple[Obj, tuple[str, ...]]] = {}  # not yet taken
         self._empty = self.view(None)
         self.total = 0  # changes recorded since start (for the *_changes_total metric)
 
     def view(self, obj: Obj | None) -> Any:
         raise NotImplementedError
+
+    def issues(self, obj: Obj) -> tuple[str, ...]:
+        """What of `obj` the view leaves out because it is unusable (see translate)."""
+        return ()
 
     def update(self, old: Obj | None, new: Obj | None) -> bool:
         """Records that the object is now `new` (None: deleted). Returns True if it differs from
@@ -42,6 +48,7 @@ class _ObjectTracker:
         if obj is None:
             return False
         key = translate.object_key(obj)
+        self._note_issues(key, new)
         previous = self._pending[key][0] if key in self._pending else self._seen.get(key, self._empty)
         current = self.view(new)
         if previous == current:
@@ -56,6 +63,24 @@ class _ObjectTracker:
 
     def _changed(self, new: Obj | None) -> None:
         pass
+
+    def _note_issues(self, key: str, new: Obj | None) -> None:
+        # checked on every event, not only on view changes: a value that is dropped leaves the
+        # view as it was
+        issues = self.issues(new) if new is not None else ()
+        if issues == self._issues.get(key, ()):
+            return
+        if issues:
+            self._issues[key] = issues
+            self._new_issues[key] = (new, issues)
+        else:
+            self._issues.pop(key, None)
+            self._new_issues.pop(key, None)
+
+    def take_issues(self) -> dict[str, tuple[Obj, tuple[str, ...]]]:
+        """Objects whose issues changed to a non-empty list since the last call, with them."""
+        out, self._new_issues = self._new_issues, {}
+        return out
 
     # informer handler protocol
     def on_add(self, obj: Obj) -> None:
@@ -91,6 +116,9 @@ class ServiceChangeTracker(_ObjectTracker):
     def view(self, obj: Obj | None) -> tuple[ServicePort, ...]:
         return translate.service_ports(obj)
 
+    def issues(self, obj: Obj) -> tuple[str, ...]:
+        return translate.service_issues(obj)
+
 
 class EndpointSliceTracker(_ObjectTracker):
     """Views a slice as (owning service key, SliceView)."""
@@ -104,6 +132,9 @@ class EndpointSliceTracker(_ObjectTracker):
         if obj is None:
             return None, ()
         return translate.slice_service_key(obj), translate.slice_view(obj, self.node_name)
+
+    def issues(self, obj: Obj) -> tuple[str, ...]:
+        return translate.slice_issues(obj)
 
     def _changed(self, new: Obj | None) -> None:
         t = translate.trigger_time(new)

@@ -12,7 +12,9 @@ Service CIDR); for a DNATed packet, nat-postrouting's hairpin check (an endpoint
 itself is masqueraded). It understands exactly the statements the nftables renderer writes,
 maglev's jhash included (nftables/jhash.py computes the kernel's hash: with a source port the
 trace names the one endpoint, without one each endpoint's share of the slots); anything else
-raises TraceError, so a renderer change the tracer does not model cannot pass silently.
+raises TraceError, so a renderer change the tracer does not model cannot pass silently. A chain the table lacks (an agent whose syncs have
+not completed, or a table someone edited) is traced as an empty chain and listed in `missing`,
+so the report can say so instead of failing.
 """
 from __future__ import annotations
 
@@ -62,6 +64,7 @@ class NftTracer:
     def __init__(self, table: NftTable, local_addresses: Iterable[str] = ()) -> None:
         self.table = table
         self.local = set(local_addresses)
+        self.missing: set[str] = set()  # chains jumped to (or hooks looked for) that the table lacks
         self.maps: dict[str, dict[str, str]] = {}
         self.members: dict[str, set[str]] = {}  # plain sets
         for name, (_, dynamic, elements) in table.sets.items():
@@ -96,9 +99,9 @@ class NftTracer:
         """Paths from the top of `chain`; outcome None: the chain returned (or ended)."""
         if depth > 16:
             raise TraceError(f"jump depth exceeded at {chain}")
-        rules = self.table.chains.get(chain)
-        if rules is None:
-            raise TraceError(f"jump to unknown chain {chain}")
+        if chain not in self.table.chains:
+            self.missing.add(chain)
+            return [(1.0, masq, None, path)]
         return self._from(chain, 0, pkt, masq, path, depth)
 
     def _from(self, chain: str, start: int, pkt: Pkt, masq: bool, path: Path, depth: int) -> Result:

@@ -68,7 +68,6 @@ MASQUERADE_NOT_COMPARED = {
                   "see the node address)"),
 }
 
-_ITEM2 = "issue 14 item 2"  # whitespace-padded loadBalancerSourceRanges entry breaks nftables mode
 
 # Disagreements the table found that are no item of issue 14 (reported with this branch); strict
 # xfail like the open items, so each mark goes when its fix lands.
@@ -77,7 +76,6 @@ _IPVS_SOURCE_RANGES = ("flows: ipvs mode ignores loadBalancerSourceRanges (no fi
 
 # (mode, "<scenario> | <flow>" or "<scenario> | *") -> open item
 OPEN_ITEMS: dict[tuple[str, str], str] = {
-    ("nftables", f"TestLoadBalancer | {ALL}"): _ITEM2,
     **{("ipvs", f"{scenario} | {name}"): _IPVS_SOURCE_RANGES
        for scenario in ("TestLoadBalancer", "kproxy/TestLoadBalancer without whitespace")
        for name in ("blocked external to LB1", "blocked external to LB2",
