@@ -1,0 +1,13 @@
+"""kproxy's one netlink layer, shared by nf_tables (kproxy/nftables), ipset and IPVS
+(kproxy/ipvs):
+
+- message: header structs, the attribute encoder/decoders, message iteration, error payloads
+  (pure: bytes in, values out);
+- attrs: declarative attribute tables (name, number, type) that encode a dict of values into
+  an attribute tree and decode received attributes back by name;
+- socket: NetlinkSocket (sequence numbers, buffers, answers, the ack/error loop) and
+  NetlinkError (errno + the request that failed).
+
+The nf_tables batch encoder has a Cython twin (kproxy/_fastpath_netlink.pxi) that stays the hot
+path; it produces the same bytes as message.encode_nfnl.
+"""
