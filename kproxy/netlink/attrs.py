@@ -120,12 +120,12 @@ class AttrTable:
         """The attribute tree of `values` (name -> value; None is left out), in their order."""
         out = []
         for name, value in values.items():
-            if value is None:
-                continue
             try:
                 attr = self.by_name[name]
             except KeyError:
                 raise KeyError(f"{self.name} has no attribute {name!r}") from None
+            if value is None:
+                continue
             if isinstance(attr.type, AttrTable):
                 out.append((attr.wire_type, value if isinstance(value, tuple) else attr.type.encode(value)))
             else:
