@@ -69,6 +69,17 @@ class _IPv4:
         return socket.inet_ntoa(raw[:4])
 
 
+@dataclass(frozen=True)
+class _IPv6:
+    name: str = "ipv6"
+
+    def encode(self, value: str) -> bytes:
+        return socket.inet_pton(socket.AF_INET6, value)
+
+    def decode(self, raw: bytes) -> str:
+        return socket.inet_ntop(socket.AF_INET6, raw[:16])
+
+
 U8 = Scalar("u8", "=B")
 U16 = Scalar("u16", "=H")
 U32 = Scalar("u32", "=I")
@@ -78,8 +89,9 @@ BE64 = Scalar("be64", ">Q")
 STRING = _String()
 BINARY = _Binary()
 IPV4 = _IPv4()
+IPV6 = _IPv6()
 
-Codec = Union[Scalar, _String, _Binary, _IPv4]
+Codec = Union[Scalar, _String, _Binary, _IPv4, _IPv6]
 
 
 @dataclass(frozen=True)

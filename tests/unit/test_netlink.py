@@ -110,3 +110,31 @@ def test_attribute_tables_check_themselves_and_skip_what_they_do_not_know():
     data = m.encode_attrs(tree + ((9, b"new kernel"),))
     assert table.decode(data) == {"port": 80, "name": "x"}
     assert table.encode({"name": None}) == ()  # None: left out
+
+
+# ctnetlink: delete the UDP entry 10.0.0.5:4000 -> 10.96.0.10:53 (named by its original tuple)
+CT_DELETE = hexdump(
+    "48000000 0201 0100 09000000 00000000",  # nlmsghdr: (NFNL_SUBSYS_CTNETLINK << 8) | CT_DELETE, seq 9
+    "02 00 0000",                             # nfgenmsg: AF_INET
+    "3400 0180",                              # CTA_TUPLE_ORIG, nested
+    "1400 0180", "0800 0100 0a000005", "0800 0200 0a60000a",  # CTA_TUPLE_IP: v4 src, v4 dst
+    "1c00 0280", "0500 0100 11 000000",       # CTA_TUPLE_PROTO: protocol 17
+    "0600 0200 0fa0 0000", "0600 0300 0035 0000")  # source port 4000, destination port 53 (be16)
+
+
+def test_conntrack_delete_bytes_and_a_dump_answer_decoded():
+    from kproxy.netlink import conntrack as ct
+
+    entry = ct.Entry("ipv4", "udp", ct.Tuple("10.0.0.5", "10.96.0.10", 4000, 53),
+                     ct.Tuple("10.244.1.2", "10.0.0.5", 5353, 4000))
+    assert ct.delete_message(entry, 9) == CT_DELETE
+    # a dump answer carries both tuples, the TCP state and more (status, timeouts: skipped)
+    answer = m.NFGENMSG.pack(2, 0, 0) + m.encode_attrs(ct.ENTRY.encode({
+        "orig": {"ip": {"v4_src": "10.0.0.5", "v4_dst": "10.96.0.10"},
+                 "proto": {"num": 6, "src_port": 4000, "dst_port": 53}},
+        "reply": {"ip": {"v4_src": "10.96.0.10", "v4_dst": "10.0.0.5"},
+                  "proto": {"num": 6, "src_port": 53, "dst_port": 4000}},
+        "status": 8, "protoinfo": {"tcp": {"state": ct.TCP_CONNTRACK_SYN_SENT}}}) + ((7, b"\0\0\0\x78"),))
+    assert ct.parse_entry("ipv4", answer) == ct.Entry(
+        "ipv4", "tcp", ct.Tuple("10.0.0.5", "10.96.0.10", 4000, 53), ct.Tuple("10.96.0.10", "10.0.0.5", 53, 4000),
+        tcp_state=ct.TCP_CONNTRACK_SYN_SENT)
