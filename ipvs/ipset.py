@@ -28,22 +28,37 @@ import struct
 from dataclasses import dataclass
 from typing import Iterator, NamedTuple, Sequence, Union
 
-from kproxy.nftables import wire as w
-from kproxy.nftables.nlsocket import NetlinkSocket
+from kproxy.netlink import message as nl
+from kproxy.netlink.attrs import BE16, BE32, IPV4, STRING, U8, U32, Attr, AttrTable
+from kproxy.netlink.message import NLA_F_NET_BYTEORDER, NLM_F_ACK, NLM_F_DUMP  # noqa: F401 (NET_BYTEORDER: tests)
+from kproxy.netlink.socket import NetlinkError, NetlinkSocket
 
 NFNL_SUBSYS_IPSET = 6
+NFPROTO_IPV4 = 2
 PROTOCOL = 6  # every kernel since 3.x accepts 6 (newer ones also 7)
-NLA_F_NET_BYTEORDER = 0x4000
 
 CMD_CREATE, CMD_DESTROY, CMD_LIST = 2, 3, 7
 CMD_ADD, CMD_DEL, CMD_TYPE = 9, 10, 13
 
-ATTR_PROTOCOL, ATTR_SETNAME, ATTR_TYPENAME, ATTR_REVISION, ATTR_FAMILY = 1, 2, 3, 4, 5
-ATTR_FLAGS, ATTR_DATA, ATTR_ADT, ATTR_LINENO = 6, 7, 8, 9
-ATTR_IP, ATTR_PORT, ATTR_PORT_TO, ATTR_PROTO, ATTR_CADT_FLAGS, ATTR_CADT_LINENO = 1, 4, 5, 7, 8, 9
-ATTR_HASHSIZE, ATTR_MAXELEM = 18, 19
-ATTR_IP2, ATTR_COMMENT = 20, 26
-ATTR_IPADDR_IPV4 = 1
+# The attributes (ip_set.h): the IPSET_ATTR_IPADDR nest, the per-entry DATA nest (IPSET_ATTR_*
+# of the CADT range) and a command's top level.
+IPADDR = AttrTable("ipset ipaddr", (Attr("ipv4", 1, IPV4, net_byteorder=True),))
+DATA = AttrTable("ipset data", (
+    Attr("ip", 1, IPADDR), Attr("port", 4, BE16, net_byteorder=True), Attr("port_to", 5, BE16, net_byteorder=True),
+    Attr("proto", 7, U8), Attr("cadt_flags", 8, BE32, net_byteorder=True), Attr("cadt_lineno", 9, U32),
+    Attr("hashsize", 18, BE32, net_byteorder=True), Attr("maxelem", 19, BE32, net_byteorder=True),
+    Attr("ip2", 20, IPADDR), Attr("comment", 26, STRING)))
+ADT = AttrTable("ipset adt", (Attr("data", 7, DATA),))
+COMMAND = AttrTable("ipset command", (
+    Attr("protocol", 1, U8), Attr("setname", 2, STRING), Attr("typename", 3, STRING), Attr("revision", 4, U8),
+    Attr("family", 5, U8), Attr("flags", 6, BE32), Attr("data", 7, DATA), Attr("adt", 8, ADT),
+    Attr("lineno", 9, U32)))
+
+ATTR_SETNAME, ATTR_REVISION, ATTR_DATA, ATTR_ADT, ATTR_LINENO = (
+    COMMAND.number(n) for n in ("setname", "revision", "data", "adt", "lineno"))
+ATTR_IP, ATTR_PORT, ATTR_PROTO, ATTR_IP2, ATTR_COMMENT, ATTR_CADT_LINENO = (
+    DATA.number(n) for n in ("ip", "port", "proto", "ip2", "comment", "cadt_lineno"))
+ATTR_IPADDR_IPV4 = IPADDR.number("ipv4")
 FLAG_LIST_SETNAME = 1 << 1
 FLAG_WITH_COMMENT = 1 << 4
 
@@ -67,12 +82,11 @@ ERRORS = {
 }
 
 
-class IpsetError(Exception):
+class IpsetError(NetlinkError):
     """The kernel refused an operation (errno, and which operation), or ipset is missing."""
 
     def __init__(self, message: str, code: int = 0) -> None:
-        super().__init__(message)
-        self.errno = code
+        super().__init__(code, reason=message)
 
 
 @dataclass(frozen=True)
@@ -135,44 +149,44 @@ def ops_text(ops: Sequence[SetOp]) -> str:
 # ------------------------------------------------------------------ pure encoding
 
 
-def _be(kind: int, value: bytes) -> tuple[int, bytes]:
-    return (kind | NLA_F_NET_BYTEORDER, value)
+# member_attrs runs once per member of a full sync (120k at 10k Services): it builds the DATA
+# tree with the table's wire types directly instead of through DATA.encode.
+_PORT = DATA.by_name["port"].wire_type
+_IPV4 = IPADDR.by_name["ipv4"].wire_type
 
 
 def _ipv4(kind: int, ip: str) -> tuple[int, tuple]:
-    return (kind, (_be(ATTR_IPADDR_IPV4, socket.inet_aton(ip)),))
+    return (kind, ((_IPV4, socket.inet_aton(ip)),))
 
 
 def member_attrs(m: Member) -> tuple:
     """The DATA attributes of one member."""
     if not m.ip:
-        return (_be(ATTR_PORT, w.be16(m.port)),)
-    attrs = [_ipv4(ATTR_IP, m.ip), _be(ATTR_PORT, w.be16(m.port)), (ATTR_PROTO, bytes((IPPROTO[m.proto],)))]
+        return ((_PORT, nl.be16(m.port)),)
+    attrs = [_ipv4(ATTR_IP, m.ip), (_PORT, nl.be16(m.port)), (ATTR_PROTO, bytes((IPPROTO[m.proto],)))]
     if m.ip2:
         attrs.append(_ipv4(ATTR_IP2, m.ip2))
     if m.comment:
-        attrs.append((ATTR_COMMENT, w.string(m.comment)))
+        attrs.append((ATTR_COMMENT, nl.string(m.comment)))
     return tuple(attrs)
 
 
 def create_attrs(name: str, kind: SetType, revision: int) -> tuple:
     if kind.kind == "bitmap:port":
-        data = (_be(ATTR_PORT, w.be16(kind.port_range[0])), _be(ATTR_PORT_TO, w.be16(kind.port_range[1])))
+        data = {"port": kind.port_range[0], "port_to": kind.port_range[1]}
     else:
-        data = (_be(ATTR_HASHSIZE, w.be32(kind.hashsize)), _be(ATTR_MAXELEM, w.be32(kind.maxelem)))
-        if kind.comment:
-            data += (_be(ATTR_CADT_FLAGS, w.be32(FLAG_WITH_COMMENT)),)
-    return ((ATTR_PROTOCOL, bytes((PROTOCOL,))), (ATTR_SETNAME, w.string(name)),
-            (ATTR_TYPENAME, w.string(kind.kind)), (ATTR_REVISION, bytes((revision,))),
-            (ATTR_FAMILY, bytes((w.NFPROTO_IPV4,))), (ATTR_DATA, data))
+        data = {"hashsize": kind.hashsize, "maxelem": kind.maxelem,
+                "cadt_flags": FLAG_WITH_COMMENT if kind.comment else None}
+    return COMMAND.encode({"protocol": PROTOCOL, "setname": name, "typename": kind.kind, "revision": revision,
+                           "family": NFPROTO_IPV4, "data": data})
 
 
 def _message(cmd: int, seq: int, attrs: tuple, flags: int = 0) -> bytes:
-    return w.encode_message(cmd, flags, seq, w.NFPROTO_IPV4, attrs, subsys=NFNL_SUBSYS_IPSET)
+    return nl.encode_nfnl(NFNL_SUBSYS_IPSET, cmd, flags, seq, NFPROTO_IPV4, attrs)
 
 
 def _head(name: str) -> tuple:
-    return ((ATTR_PROTOCOL, bytes((PROTOCOL,))), (ATTR_SETNAME, w.string(name)))
+    return COMMAND.encode({"protocol": PROTOCOL, "setname": name})
 
 
 def encode_ops(ops: Sequence[SetOp], revisions: dict[str, int], first_seq: int) -> list[tuple[bytes, int, list[SetOp]]]:
@@ -192,8 +206,8 @@ def encode_ops(ops: Sequence[SetOp], revisions: dict[str, int], first_seq: int) 
             while i < len(ops) and ops[i].cmd == op.cmd and ops[i].set == op.set:
                 member = ops[i].arg if op.cmd == "add" else ops[i].arg.key()
                 # the kernel names a refused entry by its line number (1-based, per message)
-                data = (ATTR_DATA, member_attrs(member) + ((ATTR_CADT_LINENO, w.host32(len(entries) + 1)),))
-                grows = len(w.encode_attrs((data,)))
+                data = (ATTR_DATA, member_attrs(member) + ((ATTR_CADT_LINENO, nl.host32(len(entries) + 1)),))
+                grows = len(nl.encode_attrs((data,)))
                 if entries and size + grows > ADT_BYTES:
                     break
                 entries.append(data)
@@ -201,7 +215,7 @@ def encode_ops(ops: Sequence[SetOp], revisions: dict[str, int], first_seq: int) 
                 size += grows
                 i += 1
             cmd = CMD_ADD if op.cmd == "add" else CMD_DEL
-            attrs = _head(op.set) + ((ATTR_LINENO, w.host32(0)), (ATTR_ADT, tuple(entries)))
+            attrs = _head(op.set) + ((ATTR_LINENO, nl.host32(0)), (ATTR_ADT, tuple(entries)))
             out.append((_message(cmd, seq, attrs), seq, group))
         else:
             if op.cmd == "create":
@@ -223,7 +237,7 @@ def encode_ops(ops: Sequence[SetOp], revisions: dict[str, int], first_seq: int) 
 
 def parse_member(data: bytes) -> Member:
     """One DATA nest of a LIST answer."""
-    attrs = w.parse_attrs(data)
+    attrs = nl.parse_attrs(data)
     port = struct.unpack(">H", attrs[ATTR_PORT])[0] if ATTR_PORT in attrs else 0
 
     def ip(kind: int) -> str:
@@ -233,18 +247,19 @@ def parse_member(data: bytes) -> Member:
         # the usual nest holds one IPv4 attribute (8 bytes): read it without a second parse
         if len(raw) == 8 and struct.unpack_from("=H", raw, 2)[0] & 0x3FFF == ATTR_IPADDR_IPV4:
             return socket.inet_ntoa(raw[4:8])
-        return socket.inet_ntoa(w.parse_attrs(raw)[ATTR_IPADDR_IPV4])
+        return socket.inet_ntoa(nl.parse_attrs(raw)[ATTR_IPADDR_IPV4])
 
     proto = IPPROTO_NAMES.get(attrs[ATTR_PROTO][0], str(attrs[ATTR_PROTO][0])) if ATTR_PROTO in attrs else ""
-    comment = w.decode_string(attrs[ATTR_COMMENT]) if ATTR_COMMENT in attrs else ""
+    comment = nl.decode_string(attrs[ATTR_COMMENT]) if ATTR_COMMENT in attrs else ""
     return Member(ip(ATTR_IP), proto, port, ip(ATTR_IP2), comment)
 
 
-def _refused_line(payload: bytes) -> int:
-    """The LINENO the kernel wrote into its copy of a refused ADT message (0 if none)."""
-    if len(payload) <= 4 + 16 + 4:
+def _refused_line(echo: bytes) -> int:
+    """The LINENO the kernel wrote into its copy (`echo`: nlmsghdr, nfgenmsg, attributes) of a
+    refused ADT message (0 if none)."""
+    if len(echo) <= 16 + 4:
         return 0
-    raw = w.parse_attrs(payload, 4 + 16 + 4).get(ATTR_LINENO)
+    raw = nl.parse_attrs(echo, 16 + 4).get(ATTR_LINENO)
     return struct.unpack("=I", raw)[0] if raw and len(raw) == 4 else 0
 
 
@@ -256,37 +271,30 @@ def error_text(code: int) -> str:
 
 
 class IpsetSocket(NetlinkSocket):
-    subsys = NFNL_SUBSYS_IPSET
-
     def __init__(self) -> None:
         try:
-            super().__init__()
+            super().__init__(nl.NETLINK_NETFILTER, cap_ack=True)
         except OSError as exc:
             raise IpsetError(f"netfilter netlink socket: {exc.strerror or exc}", exc.errno or 0) from None
-        # errors echo only the header of the refused message, not its (large) ADT list
-        self.sock.setsockopt(270, 10, 1)  # SOL_NETLINK, NETLINK_CAP_ACK
         self._revisions: dict[str, int] = {}
 
     def __enter__(self) -> "IpsetSocket":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def _request(self, cmd: int, attrs: tuple, flags: int = 0) -> Iterator[dict[int, bytes]]:
         """One request; the top-level attributes of each answer (dumps: NLM_F_DUMP). A missing
         set answers nothing (ENOENT)."""
+        seq = self.next_seq()
         try:
-            for _kind, payload in self._answers(cmd, flags | w.NLM_F_ACK, attrs):
-                yield w.parse_attrs(payload, 4)
+            for answer in self.request(_message(cmd, seq, attrs, flags | NLM_F_ACK), seq, missing_ok=True):
+                yield nl.parse_attrs(answer.payload, 4)
         except OSError as exc:
             raise IpsetError(error_text(exc.errno), exc.errno) from None
 
     def revision(self, kind: str) -> int:
         """The newest revision of set type `kind` this kernel has (asked once per socket)."""
         if kind not in self._revisions:
-            attrs = ((ATTR_PROTOCOL, bytes((PROTOCOL,))), (ATTR_TYPENAME, w.string(kind)),
-                     (ATTR_FAMILY, bytes((w.NFPROTO_IPV4,))))
+            attrs = COMMAND.encode({"protocol": PROTOCOL, "typename": kind, "family": NFPROTO_IPV4})
             try:
                 answers = list(self._request(CMD_TYPE, attrs))
             except IpsetError as exc:
@@ -318,40 +326,24 @@ class IpsetSocket(NetlinkSocket):
                 end += 1
             batch = messages[start:end]
             last, last_seq, _ = batch[-1]
-            flags = struct.unpack_from("=H", last, 6)[0] | w.NLM_F_ACK
-            data = b"".join(m for m, _, _ in batch[:-1]) + last[:6] + struct.pack("=H", flags) + last[8:]
-            self.sock.sendall(data)
+            self.send(b"".join(m for m, _, _ in batch[:-1]) + nl.with_flags(last, NLM_F_ACK))
             sends += 1
-            refused = self._collect({s for _, s, _ in batch}, last_seq)
+            refused = self.errors(last_seq, {s for _, s, _ in batch})
             if refused:
-                seq, code, line = refused[0]
-                group = next(g for _, s, g in batch if s == seq)
+                group = next(g for _, s, g in batch if s == refused[0].seq)
+                line = _refused_line(refused[0].echo)
                 what = group[line - 1 if 0 < line <= len(group) else 0].text()
-                raise IpsetError(f"ipset {what}: {error_text(code)}", code)
+                raise IpsetError(f"ipset {what}: {error_text(refused[0].errno)}", refused[0].errno)
             start = end
         return sends
 
-    def _collect(self, seqs: set[int], last_seq: int) -> list[tuple[int, int, int]]:
-        """(seq, errno, line) of every refused message of `seqs`, read until the last one's ack
-        (line: which entry of an ADT list, 1-based; 0 when the kernel did not say)."""
-        refused = []
-        for kind, _seq, payload in self._messages():
-            if kind != w.NLMSG_ERROR:
-                continue
-            code = -struct.unpack_from("=i", payload)[0]
-            orig_seq = struct.unpack_from("=I", payload, 12)[0]
-            if code and orig_seq in seqs:
-                refused.append((orig_seq, code, _refused_line(payload)))
-            if orig_seq == last_seq:
-                return refused
-
     def names(self) -> list[str]:
         """Every set of this namespace."""
-        attrs = ((ATTR_PROTOCOL, bytes((PROTOCOL,))), (ATTR_FLAGS, w.be32(FLAG_LIST_SETNAME)))
+        attrs = COMMAND.encode({"protocol": PROTOCOL, "flags": FLAG_LIST_SETNAME})
         out = []
-        for answer in self._request(CMD_LIST, attrs, w.NLM_F_DUMP):
+        for answer in self._request(CMD_LIST, attrs, NLM_F_DUMP):
             if ATTR_SETNAME in answer:
-                name = w.decode_string(answer[ATTR_SETNAME])
+                name = nl.decode_string(answer[ATTR_SETNAME])
                 if name not in out:
                     out.append(name)
         return out
@@ -359,8 +351,8 @@ class IpsetSocket(NetlinkSocket):
     def members(self, name: str) -> list[Member]:
         """The members of set `name` ([] when it does not exist)."""
         out = []
-        for answer in self._request(CMD_LIST, _head(name), w.NLM_F_DUMP):
-            for kind, data in w.parse_attrs_list(answer.get(ATTR_ADT, b"")):
+        for answer in self._request(CMD_LIST, _head(name), NLM_F_DUMP):
+            for kind, data in nl.parse_attrs_list(answer.get(ATTR_ADT, b"")):
                 if kind == ATTR_DATA:
                     out.append(parse_member(data))
         return sorted(out)

@@ -5,6 +5,9 @@ timeout/flags/fwd_method, and every call is one round trip through its asyncio c
 change list is encoded into as few send() calls as the socket buffer allows (many requests per
 datagram, one ack per datagram), so a full sync of 100k objects costs a few hundred round trips.
 
+The netlink layer (headers, attributes, socket, errors) is kproxy.netlink; this module holds
+the IPVS attribute tables and commands.
+
 Guarantees:
 - `encode_*` and `parse_*` are pure (bytes in, bytes/values out) and unit-tested on any kernel.
 - `IpvsSocket.execute(requests)` sends every request (only the last of each batch asks for
@@ -19,24 +22,20 @@ import errno
 import ipaddress
 import os
 import socket
-import struct
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
+
+from kproxy.netlink.attrs import BE16, BINARY, STRING, U16, U32, Attr, AttrTable, Scalar
+from kproxy.netlink.message import (  # noqa: F401 (re-exported: the flags IPVS callers pass)
+    NETLINK_GENERIC, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, encode_attrs, encode_genl, parse_attrs)
+from kproxy.netlink.socket import NetlinkError, NetlinkSocket
 
 from .model import RealServer, VirtualServer
 
-# netlink
-NLM_F_REQUEST = 0x1
-NLM_F_MULTI = 0x2
-NLM_F_ACK = 0x4
-NLM_F_DUMP = 0x300
-NLMSG_ERROR = 0x2
-NLMSG_DONE = 0x3
-NLA_F_NESTED = 0x8000
+# generic netlink's controller (genetlink.h): resolves a family name to its message type
 GENL_ID_CTRL = 0x10
 CTRL_CMD_GETFAMILY = 3
-CTRL_ATTR_FAMILY_ID = 1
-CTRL_ATTR_FAMILY_NAME = 2
+CTRL = AttrTable("genl ctrl", (Attr("family_id", 1, U16), Attr("family_name", 2, STRING)))
 
 # ip_vs.h
 IPVS_GENL_NAME = "IPVS"
@@ -44,37 +43,38 @@ IPVS_GENL_VERSION = 1
 CMD_NEW_SERVICE, CMD_SET_SERVICE, CMD_DEL_SERVICE, CMD_GET_SERVICE = 1, 2, 3, 4
 CMD_NEW_DEST, CMD_SET_DEST, CMD_DEL_DEST, CMD_GET_DEST = 5, 6, 7, 8
 CMD_FLUSH = 17
-CMD_ATTR_SERVICE, CMD_ATTR_DEST = 1, 2
-SVC_AF, SVC_PROTOCOL, SVC_ADDR, SVC_PORT, SVC_FWMARK = 1, 2, 3, 4, 5
-SVC_SCHED_NAME, SVC_FLAGS, SVC_TIMEOUT, SVC_NETMASK = 6, 7, 8, 9
-DEST_ADDR, DEST_PORT, DEST_FWD_METHOD, DEST_WEIGHT = 1, 2, 3, 4
-DEST_U_THRESH, DEST_L_THRESH, DEST_ACTIVECONNS, DEST_INACTCONNS = 5, 6, 7, 8
-DEST_ADDR_FAMILY = 11
 FWD_MASQ = 0
+
+SERVICE = AttrTable("ipvs service", (
+    Attr("af", 1, U16), Attr("protocol", 2, U16), Attr("addr", 3, BINARY), Attr("port", 4, BE16),
+    Attr("fwmark", 5, U32), Attr("sched_name", 6, STRING), Attr("flags", 7, Scalar("flags/mask", "=II")),
+    Attr("timeout", 8, U32), Attr("netmask", 9, BINARY)))  # netmask: be32 (IPv4) or a prefix length
+DEST = AttrTable("ipvs dest", (
+    Attr("addr", 1, BINARY), Attr("port", 2, BE16), Attr("fwd_method", 3, U32), Attr("weight", 4, U32),
+    Attr("u_threshold", 5, U32), Attr("l_threshold", 6, U32), Attr("active_conns", 7, U32),
+    Attr("inact_conns", 8, U32), Attr("persist_conns", 9, U32), Attr("addr_family", 11, U16)))
+COMMAND = AttrTable("ipvs command", (Attr("service", 1, SERVICE), Attr("dest", 2, DEST)))
+
+CMD_ATTR_SERVICE, CMD_ATTR_DEST = COMMAND.number("service"), COMMAND.number("dest")
+SVC_AF, SVC_PROTOCOL, SVC_ADDR, SVC_PORT, SVC_FWMARK, SVC_SCHED_NAME, SVC_FLAGS, SVC_TIMEOUT, SVC_NETMASK = (
+    a.number for a in SERVICE.attrs)
+DEST_ADDR, DEST_PORT, DEST_FWD_METHOD, DEST_WEIGHT = (DEST.number(n) for n in ("addr", "port", "fwd_method", "weight"))
 
 PROTOCOLS = {"TCP": socket.IPPROTO_TCP, "UDP": socket.IPPROTO_UDP, "SCTP": 132}
 PROTOCOL_NAMES = {v: k for k, v in PROTOCOLS.items()}
 
-_NLMSGHDR = struct.Struct("=IHHII")
-_GENLHDR = struct.Struct("=BBH")
-_NLA = struct.Struct("=HH")
 BATCH_BYTES = 96 * 1024  # below the default netlink send buffer (212992) with room for acks
+_HEADERS = 16 + 4  # nlmsghdr + genlmsghdr
 
 
-class IpvsError(Exception):
+class IpvsError(NetlinkError):
     """The kernel refused a request (errno + which request), or IPVS is missing."""
 
     def __init__(self, message: str, code: int = 0) -> None:
-        super().__init__(message)
-        self.errno = code
+        super().__init__(code, reason=message)
 
 
 # ------------------------------------------------------------------ pure encoding
-
-
-def _nla(kind: int, payload: bytes) -> bytes:
-    data = _NLA.pack(4 + len(payload), kind) + payload
-    return data + b"\0" * (-len(data) % 4)
 
 
 def _addr16(ip: str) -> tuple[int, bytes]:
@@ -83,36 +83,43 @@ def _addr16(ip: str) -> tuple[int, bytes]:
     return (socket.AF_INET if addr.version == 4 else socket.AF_INET6), raw + b"\0" * (16 - len(raw))
 
 
-def encode_service_key(vs: VirtualServer) -> bytes:
-    """The nested SERVICE attribute identifying `vs` (af, protocol, addr, port)."""
+def service_key(vs: VirtualServer) -> dict[str, Any]:
+    """The SERVICE attributes identifying `vs` (af, protocol, addr, port)."""
     af, addr = _addr16(vs.address)
-    return (_nla(SVC_AF, struct.pack("=H", af)) + _nla(SVC_PROTOCOL, struct.pack("=H", PROTOCOLS[vs.protocol]))
-            + _nla(SVC_ADDR, addr) + _nla(SVC_PORT, struct.pack("!H", vs.port)))
+    return {"af": af, "protocol": PROTOCOLS[vs.protocol], "addr": addr, "port": vs.port}
+
+
+def service_values(vs: VirtualServer) -> dict[str, Any]:
+    """The full SERVICE attributes: key plus scheduler, flags, persistence timeout, netmask."""
+    values = service_key(vs)
+    v4 = values["af"] == socket.AF_INET
+    values.update(sched_name=vs.scheduler, flags=(vs.flags, 0xFFFFFFFF), timeout=vs.timeout,
+                  netmask=(0xFFFFFFFF).to_bytes(4, "big") if v4 else (128).to_bytes(4, "little"))
+    return values
+
+
+def dest_values(rs: RealServer, full: bool = True) -> dict[str, Any]:
+    af, addr = _addr16(rs.address)
+    values: dict[str, Any] = {"addr": addr, "port": rs.port}
+    if full:
+        values.update(fwd_method=FWD_MASQ, weight=rs.weight, u_threshold=0, l_threshold=0, addr_family=af)
+    return values
+
+
+def encode_service_key(vs: VirtualServer) -> bytes:
+    return encode_attrs(SERVICE.encode(service_key(vs)))
 
 
 def encode_service(vs: VirtualServer) -> bytes:
-    """The full SERVICE attribute: key plus scheduler, flags, persistence timeout, netmask."""
-    af, _ = _addr16(vs.address)
-    netmask = 0xFFFFFFFF if af == socket.AF_INET else 128
-    return (encode_service_key(vs) + _nla(SVC_SCHED_NAME, vs.scheduler.encode() + b"\0")
-            + _nla(SVC_FLAGS, struct.pack("=II", vs.flags, 0xFFFFFFFF))
-            + _nla(SVC_TIMEOUT, struct.pack("=I", vs.timeout))
-            + _nla(SVC_NETMASK, struct.pack("!I", netmask) if af == socket.AF_INET else struct.pack("=I", netmask)))
+    return encode_attrs(SERVICE.encode(service_values(vs)))
 
 
 def encode_dest(rs: RealServer, full: bool = True) -> bytes:
-    af, addr = _addr16(rs.address)
-    out = _nla(DEST_ADDR, addr) + _nla(DEST_PORT, struct.pack("!H", rs.port))
-    if full:
-        out += (_nla(DEST_FWD_METHOD, struct.pack("=I", FWD_MASQ)) + _nla(DEST_WEIGHT, struct.pack("=I", rs.weight))
-                + _nla(DEST_U_THRESH, struct.pack("=I", 0)) + _nla(DEST_L_THRESH, struct.pack("=I", 0))
-                + _nla(DEST_ADDR_FAMILY, struct.pack("=H", af)))
-    return out
+    return encode_attrs(DEST.encode(dest_values(rs, full)))
 
 
 def encode_message(family: int, cmd: int, attrs: bytes, flags: int, seq: int) -> bytes:
-    body = _GENLHDR.pack(cmd, IPVS_GENL_VERSION, 0) + attrs
-    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), family, flags, seq, 0) + body
+    return encode_genl(family, cmd, IPVS_GENL_VERSION, flags, seq, attrs)
 
 
 @dataclass(frozen=True)
@@ -125,11 +132,9 @@ class Request:
 
     def attrs(self) -> bytes:
         full_service = self.cmd in (CMD_NEW_SERVICE, CMD_SET_SERVICE)
-        svc = encode_service(self.service) if full_service else encode_service_key(self.service)
-        out = _nla(CMD_ATTR_SERVICE | NLA_F_NESTED, svc)
-        if self.dest is not None:
-            out += _nla(CMD_ATTR_DEST | NLA_F_NESTED, encode_dest(self.dest, full=self.cmd != CMD_DEL_DEST))
-        return out
+        values = {"service": service_values(self.service) if full_service else service_key(self.service),
+                  "dest": None if self.dest is None else dest_values(self.dest, full=self.cmd != CMD_DEL_DEST)}
+        return encode_attrs(COMMAND.encode(values))
 
     def describe(self) -> str:
         names = {CMD_NEW_SERVICE: "add service", CMD_SET_SERVICE: "edit service", CMD_DEL_SERVICE: "delete service",
@@ -142,31 +147,18 @@ class Request:
 # ------------------------------------------------------------------ pure decoding
 
 
-def parse_attrs(data: bytes, offset: int = 0, end: int | None = None) -> dict[int, bytes]:
-    end = len(data) if end is None else end
-    out: dict[int, bytes] = {}
-    while offset + 4 <= end:
-        length, kind = _NLA.unpack_from(data, offset)
-        if length < 4:
-            break
-        out[kind & 0x3FFF] = data[offset + 4:offset + length]
-        offset += (length + 3) & ~3
-    return out
-
-
 def _ip(raw: bytes, af: int) -> str:
     return str(ipaddress.ip_address(raw[:4] if af == socket.AF_INET else raw[:16]))
 
 
 def parse_service(attrs: dict[int, bytes]) -> VirtualServer:
-    af = struct.unpack("=H", attrs[SVC_AF])[0]
-    flags = struct.unpack("=II", attrs[SVC_FLAGS])[0] if SVC_FLAGS in attrs else 0
+    """The virtual server of a SERVICE nest (split by number: parse_attrs)."""
+    v = SERVICE.values(attrs)
     return VirtualServer(
-        address=_ip(attrs[SVC_ADDR], af), port=struct.unpack("!H", attrs[SVC_PORT])[0],
-        protocol=PROTOCOL_NAMES.get(struct.unpack("=H", attrs[SVC_PROTOCOL])[0], "?"),
-        scheduler=attrs.get(SVC_SCHED_NAME, b"").rstrip(b"\0").decode(),
-        flags=flags & ~0x2,  # IP_VS_SVC_F_HASHED is the kernel's own bookkeeping
-        timeout=struct.unpack("=I", attrs[SVC_TIMEOUT])[0] if SVC_TIMEOUT in attrs else 0)
+        address=_ip(v["addr"], v["af"]), port=v["port"],
+        protocol=PROTOCOL_NAMES.get(v["protocol"], "?"), scheduler=v.get("sched_name", ""),
+        flags=v["flags"][0] & ~0x2 if "flags" in v else 0,  # IP_VS_SVC_F_HASHED is the kernel's own bookkeeping
+        timeout=v.get("timeout", 0))
 
 
 @dataclass(frozen=True)
@@ -180,71 +172,38 @@ class DestStatus:
 
 
 def parse_dest(attrs: dict[int, bytes]) -> DestStatus:
-    af = struct.unpack("=H", attrs[DEST_ADDR_FAMILY])[0] if DEST_ADDR_FAMILY in attrs else socket.AF_INET
-    u32 = lambda k: struct.unpack("=I", attrs[k])[0] if k in attrs else 0  # noqa: E731
-    rs = RealServer(_ip(attrs[DEST_ADDR], af), struct.unpack("!H", attrs[DEST_PORT])[0], u32(DEST_WEIGHT))
-    return DestStatus(rs, u32(DEST_FWD_METHOD) & 0x7, u32(DEST_ACTIVECONNS), u32(DEST_INACTCONNS))
-
-
-def iter_messages(data: bytes) -> Iterator[tuple[int, int, int, int]]:
-    """(type, flags, seq, offset of payload, end) for each netlink message in `data`."""
-    offset = 0
-    while offset + _NLMSGHDR.size <= len(data):
-        length, kind, flags, seq, _pid = _NLMSGHDR.unpack_from(data, offset)
-        if length < _NLMSGHDR.size:
-            break
-        yield kind, flags, seq, offset + _NLMSGHDR.size, offset + length
-        offset += (length + 3) & ~3
+    """The real server of a DEST nest (split by number: parse_attrs)."""
+    v = DEST.values(attrs)
+    rs = RealServer(_ip(v["addr"], v.get("addr_family", socket.AF_INET)), v["port"], v.get("weight", 0))
+    return DestStatus(rs, v.get("fwd_method", 0) & 0x7, v.get("active_conns", 0), v.get("inact_conns", 0))
 
 
 # ------------------------------------------------------------------ the socket
 
 
-class IpvsSocket:
+class IpvsSocket(NetlinkSocket):
     """A generic-netlink socket bound to the IPVS family, in the calling thread's netns."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 16)  # NETLINK_GENERIC
+        super().__init__(NETLINK_GENERIC, 8 << 20)
         try:
-            for force, plain, size in ((33, socket.SO_RCVBUF, 8 << 20), (32, socket.SO_SNDBUF, 1 << 20)):
-                try:  # SO_RCVBUFFORCE / SO_SNDBUFFORCE (root): beyond net.core.[rw]mem_max
-                    self.sock.setsockopt(socket.SOL_SOCKET, force, size)
-                except OSError:
-                    self.sock.setsockopt(socket.SOL_SOCKET, plain, size)
-            self.sock.bind((0, 0))
-            self._seq = 0
             self.family = self._resolve_family()
         except BaseException:
-            self.sock.close()
+            self.close()
             raise
-
-    def close(self) -> None:
-        self.sock.close()
 
     def __enter__(self) -> "IpvsSocket":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _next_seq(self) -> int:
-        self._seq = (self._seq + 1) & 0xFFFFFFFF
-        return self._seq
-
-    def _recv(self) -> bytes:
-        return self.sock.recv(1 << 20)
-
     def _resolve_family(self) -> int:
-        seq = self._next_seq()
-        body = _GENLHDR.pack(CTRL_CMD_GETFAMILY, 1, 0) + _nla(CTRL_ATTR_FAMILY_NAME, IPVS_GENL_NAME.encode() + b"\0")
-        self.sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), GENL_ID_CTRL, NLM_F_REQUEST, seq, 0) + body)
-        data = self._recv()
-        for kind, _flags, _seq, start, end in iter_messages(data):
-            if kind == NLMSG_ERROR:
-                code = -struct.unpack_from("=i", data, start)[0]
-                raise IpvsError("the kernel has no IPVS generic-netlink family (modprobe ip_vs)", code)
-            attrs = parse_attrs(data, start + _GENLHDR.size, end)
-            return struct.unpack("=H", attrs[CTRL_ATTR_FAMILY_ID][:2])[0]
+        seq = self.next_seq()
+        message = encode_genl(GENL_ID_CTRL, CTRL_CMD_GETFAMILY, 1, NLM_F_REQUEST, seq,
+                              CTRL.encode({"family_name": IPVS_GENL_NAME}))
+        try:
+            for answer in self.request(message, seq):
+                return CTRL.decode(answer.payload, 4)["family_id"]
+        except NetlinkError as exc:
+            raise IpvsError("the kernel has no IPVS generic-netlink family (modprobe ip_vs)", exc.errno) from None
         raise IpvsError("no answer resolving the IPVS netlink family")
 
     # -------------------------------------------------------------- commands
@@ -261,80 +220,55 @@ class IpvsSocket:
             size = 0
             while i < len(requests) and size < BATCH_BYTES:
                 attrs = requests[i].attrs()
-                batch.append((self._next_seq(), requests[i], attrs))
-                size += _NLMSGHDR.size + _GENLHDR.size + len(attrs)
+                batch.append((self.next_seq(), requests[i], attrs))
+                size += _HEADERS + len(attrs)
                 i += 1
             last_seq = batch[-1][0]
-            self.sock.send(b"".join(
+            self.send(b"".join(
                 encode_message(self.family, req.cmd, attrs, NLM_F_REQUEST | (NLM_F_ACK if seq == last_seq else 0), seq)
                 for seq, req, attrs in batch))
             trips += 1
-            self._read_answers({seq: req for seq, req, _ in batch}, last_seq)
-        return trips
-
-    def _read_answers(self, pending: dict[int, Request], last_seq: int) -> None:
-        """Reads error messages until the ack of `last_seq`; raises the first failure."""
-        failure: IpvsError | None = None
-        while True:
+            pending = {seq: req for seq, req, _ in batch}
             try:
-                answer = self._recv()
+                refused = self.errors(last_seq, pending)
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:
                     raise IpvsError("the kernel refused so many requests that their errors overflowed "
                                     "the socket buffer", errno.ENOBUFS) from None
                 raise
-            for kind, _flags, seq, start, _end in iter_messages(answer):
-                if kind != NLMSG_ERROR or seq not in pending:
-                    continue
-                code = -struct.unpack_from("=i", answer, start)[0]
-                if code and failure is None:
-                    failure = IpvsError(f"{pending[seq].describe()}: {os.strerror(code)}", code)
-                if seq == last_seq:
-                    if failure is not None:
-                        raise failure
-                    return
+            if refused:
+                first = refused[0]
+                raise IpvsError(f"{pending[first.seq].describe()}: {os.strerror(first.errno)}", first.errno)
+        return trips
 
     def _dump(self, cmd: int, attrs: bytes) -> Iterator[dict[int, bytes]]:
         """Runs one dump; yields the nested attribute (SERVICE or DEST) of every answer."""
-        seq = self._next_seq()
-        self.sock.send(encode_message(self.family, cmd, attrs, NLM_F_REQUEST | NLM_F_DUMP, seq))
+        seq = self.next_seq()
         nested = CMD_ATTR_SERVICE if cmd == CMD_GET_SERVICE else CMD_ATTR_DEST
-        while True:
-            data = self._recv()
-            for kind, _flags, mseq, start, end in iter_messages(data):
-                if mseq != seq:
-                    continue
-                if kind == NLMSG_DONE:
-                    return
-                if kind == NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", data, start)[0]
-                    if code:
-                        raise IpvsError(f"IPVS dump: {os.strerror(code)}", code)
-                    return
-                top = parse_attrs(data, start + _GENLHDR.size, end)
+        try:
+            for answer in self.request(encode_message(self.family, cmd, attrs, NLM_F_REQUEST | NLM_F_DUMP, seq), seq):
+                top = parse_attrs(answer.payload, 4)
                 if nested in top:
                     yield parse_attrs(top[nested])
+        except NetlinkError as exc:
+            raise IpvsError(f"IPVS dump: {exc.strerror}", exc.errno) from None
 
     def services(self) -> list[VirtualServer]:
         """Every virtual server the kernel holds (fwmark services are skipped: not ours)."""
         return [parse_service(a) for a in self._dump(CMD_GET_SERVICE, b"") if SVC_ADDR in a]
 
     def dests(self, vs: VirtualServer) -> list[DestStatus]:
-        attrs = _nla(CMD_ATTR_SERVICE | NLA_F_NESTED, encode_service_key(vs))
+        attrs = encode_attrs(COMMAND.encode({"service": service_key(vs)}))
         return [parse_dest(a) for a in self._dump(CMD_GET_DEST, attrs)]
 
     def flush(self) -> None:
         """Deletes every virtual server (all of IPVS in this namespace, as kube-proxy's cleanup)."""
-        seq = self._next_seq()
-        self.sock.send(encode_message(self.family, CMD_FLUSH, b"", NLM_F_REQUEST | NLM_F_ACK, seq))
-        while True:
-            data = self._recv()
-            for kind, _flags, mseq, start, _end in iter_messages(data):
-                if kind == NLMSG_ERROR and mseq == seq:
-                    code = -struct.unpack_from("=i", data, start)[0]
-                    if code:
-                        raise IpvsError(f"IPVS flush: {os.strerror(code)}", code)
-                    return
+        seq = self.next_seq()
+        try:
+            for _ in self.request(encode_message(self.family, CMD_FLUSH, b"", NLM_F_REQUEST | NLM_F_ACK, seq), seq):
+                pass
+        except NetlinkError as exc:
+            raise IpvsError(f"IPVS flush: {exc.strerror}", exc.errno) from None
 
 
 def ignore_missing(exc: IpvsError) -> bool:

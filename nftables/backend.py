@@ -25,7 +25,7 @@ from kproxy.netns import NetNS
 from . import wire as w
 from .gcpause import gc_paused
 from .model import TABLE, Ruleset
-from .nlsocket import NetlinkSocket
+from .nlsocket import NftSocket
 from .plan import ElementOwners, plan_full, plan_partial
 from .render import ENDPOINT_SELECTIONS, render as render_ruleset
 from .transaction import Transaction
@@ -57,7 +57,7 @@ class NftablesBackend(Backend):
 
     def __init__(self, netns: Any, config: Any) -> None:
         super().__init__(netns if netns is not None else NetNS(None), config)
-        self._sock: NetlinkSocket | None = None
+        self._sock: NftSocket | None = None
         self.selection = endpoint_selection(config)
         self._owners: ElementOwners | None = None  # shared-element holders, as committed
         self._applied: Ruleset | None = None  # what the kernel holds after our last commit
@@ -72,7 +72,7 @@ class NftablesBackend(Backend):
         netns = netns if netns is not None else NetNS(None)
 
         def try_dump() -> None:
-            sock = NetlinkSocket()
+            sock = NftSocket()
             try:
                 sock.dump(w.MSG_GETTABLE)
             finally:
@@ -84,9 +84,9 @@ class NftablesBackend(Backend):
 
     # ------------------------------------------------------------------ socket (NetNS thread)
 
-    def _socket(self) -> NetlinkSocket:
+    def _socket(self) -> NftSocket:
         if self._sock is None:
-            self._sock = NetlinkSocket()
+            self._sock = NftSocket()
         return self._sock
 
     def _run(self, fn, *args):
@@ -119,7 +119,7 @@ class NftablesBackend(Backend):
                 if errors:
                     first_error = errors[0]
                     what = described.get(first_error.seq, f"message {first_error.seq}")
-                    raise ApplyError(f"nf_tables refused {what!r}: {first_error.message}"
+                    raise ApplyError(f"nf_tables refused {what!r}: {first_error.strerror}"
                                      + (f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""))
                 self._generation = next_generation(generation)
                 return
@@ -228,7 +228,7 @@ class NftablesBackend(Backend):
             sock.seq = last + 2
             errors = sock.send_batch(data, first, last)
             if errors and errors[0].errno != errno.ENOENT:
-                raise ApplyError(f"nf_tables refused {described.get(errors[0].seq)!r}: {errors[0].message}")
+                raise ApplyError(f"nf_tables refused {described.get(errors[0].seq)!r}: {errors[0].strerror}")
         self._run(delete)
 
     def close(self) -> None:

@@ -11,24 +11,14 @@ numgen/hash results, ct state), which are host-endian.
 """
 from __future__ import annotations
 
-import struct
-from functools import lru_cache
-from typing import Iterable, Sequence, Union
+from typing import Sequence
 
-Attrs = tuple  # tuple[tuple[int, Union[bytes, "Attrs"]], ...]
+from kproxy.netlink.message import (  # noqa: F401 (the shared layer; nf_tables callers use these names)
+    NETLINK_NETFILTER, NLA_F_NESTED, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_MULTI, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, Attrs, be16, be32, be64, decode_string,
+    encode_attrs, encode_nfnl, encode_nlmsg, host32, iter_messages, parse_attrs, parse_attrs_list,
+    string)
 
-# -- netlink / nfnetlink
-NETLINK_NETFILTER = 12
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
-NLM_F_REQUEST = 0x1
-NLM_F_MULTI = 0x2
-NLM_F_ACK = 0x4
-NLM_F_DUMP = 0x300
-NLM_F_EXCL = 0x200
-NLM_F_CREATE = 0x400
-NLM_F_APPEND = 0x800
-NLA_F_NESTED = 0x8000
 NFNL_SUBSYS_NFTABLES = 10
 NFNL_MSG_BATCH_BEGIN = 16
 NFNL_MSG_BATCH_END = 17
@@ -92,68 +82,14 @@ def elements_per_message(elements: Sequence["Element"]) -> int:
     return max(1, min(ELEMENTS_PER_MESSAGE, 60000 // (biggest + ELEMENT_OVERHEAD)))
 
 
-_HDR = struct.Struct("=IHHII")
-_NFGEN = struct.Struct("=BBH")
-
-
-@lru_cache(maxsize=65536)
-def be32(value: int) -> bytes:
-    return struct.pack(">i" if value < 0 else ">I", value)
-
-
-def be64(value: int) -> bytes:
-    return struct.pack(">Q", value)
-
-
-def be16(value: int) -> bytes:
-    return struct.pack(">H", value)
-
-
-def host32(value: int) -> bytes:
-    return struct.pack("=I", value & 0xFFFFFFFF)
-
-
-def string(text: str) -> bytes:
-    return text.encode() + b"\0"
-
-
 # ---------------------------------------------------------------- the encoder (pure twin)
-
-
-def encode_attrs(attrs: Attrs) -> bytes:
-    """The netlink attributes of `attrs`, each padded to 4 bytes."""
-    out = bytearray()
-    _put_attrs(out, attrs)
-    return bytes(out)
-
-
-def _put_attrs(out: bytearray, attrs: Attrs) -> None:
-    for kind, value in attrs:
-        start = len(out)
-        if isinstance(value, (bytes, bytearray)):
-            length = 4 + len(value)
-            flag = 0
-            out += b"\0\0\0\0"
-            out += value
-        else:
-            out += b"\0\0\0\0"
-            _put_attrs(out, value)
-            length = len(out) - start
-            flag = NLA_F_NESTED
-        if length > 0xFFFF:
-            raise ValueError(f"netlink attribute {kind} is {length} bytes (limit 65535)")
-        struct.pack_into("=HH", out, start, length, kind | flag)
-        out += b"\0" * (-length % 4)
 
 
 def encode_message(msg_type: int, flags: int, seq: int, family: int, attrs: Attrs,
                    subsys: int = NFNL_SUBSYS_NFTABLES) -> bytes:
     """One nfnetlink message (nf_tables unless `subsys` says otherwise, e.g. ipset):
     nlmsghdr + nfgenmsg + attributes."""
-    body = encode_attrs(attrs)
-    return (_HDR.pack(16 + 4 + len(body), (subsys << 8) | msg_type,
-                      NLM_F_REQUEST | flags, seq, 0)
-            + _NFGEN.pack(family, 0, 0) + body)
+    return encode_nfnl(subsys, msg_type, flags, seq, family, attrs)
 
 
 def encode_batch_marker(msg_type: int, seq: int, genid: int = 0) -> bytes:
@@ -163,7 +99,7 @@ def encode_batch_marker(msg_type: int, seq: int, genid: int = 0) -> bytes:
     body = b"\0\0" + be16(NFNL_SUBSYS_NFTABLES)
     if genid:
         body += encode_attrs(((NFNL_BATCH_GENID, be32(genid)),))
-    return _HDR.pack(16 + len(body), msg_type, NLM_F_REQUEST, seq, 0) + body
+    return encode_nlmsg(msg_type, NLM_F_REQUEST, seq, body)
 
 
 Element = tuple  # (key: bytes, verdict_code: int | None, extra: str | bytes | None)
@@ -196,47 +132,3 @@ def encode_elements(msg_type: int, flags: int, seq: int, family: int, table: str
         out.append(encode_message(msg_type, flags, seq, family, head + ((SET_ELEM_LIST_ELEMENTS, chunk),)))
         seq += 1
     return out
-
-
-# ---------------------------------------------------------------- decoding (replies, dumps)
-
-
-def parse_attrs(data: bytes, offset: int = 0, end: int | None = None) -> dict[int, bytes]:
-    """Top-level attributes of one message body: type (without flags) -> raw value."""
-    end = len(data) if end is None else end
-    out: dict[int, bytes] = {}
-    while offset + 4 <= end:
-        length, kind = struct.unpack_from("=HH", data, offset)
-        if length < 4:
-            break
-        out[kind & 0x3FFF] = data[offset + 4:offset + length]
-        offset += (length + 3) & ~3
-    return out
-
-
-def parse_attrs_list(data: bytes) -> list[tuple[int, bytes]]:
-    """Every attribute of a nested list in order (a dict would merge repeated LIST_ELEMs)."""
-    out = []
-    offset = 0
-    while offset + 4 <= len(data):
-        length, kind = struct.unpack_from("=HH", data, offset)
-        if length < 4:
-            break
-        out.append((kind & 0x3FFF, data[offset + 4:offset + length]))
-        offset += (length + 3) & ~3
-    return out
-
-
-def iter_messages(data: bytes) -> Iterable[tuple[int, int, int, bytes]]:
-    """(type, flags, seq, payload) of each netlink message in one datagram."""
-    offset = 0
-    while offset + 16 <= len(data):
-        length, kind, flags, seq, _pid = _HDR.unpack_from(data, offset)
-        if length < 16:
-            break
-        yield kind, flags, seq, data[offset + 16:offset + length]
-        offset += (length + 3) & ~3
-
-
-def decode_string(value: bytes) -> str:
-    return value.split(b"\0", 1)[0].decode()

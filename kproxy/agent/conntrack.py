@@ -3,8 +3,8 @@
 After rules change, connection-tracking entries created under the old rules keep steering
 packets of connectionless protocols (kubernetes #19029, #59368): an entry DNATed to a removed
 endpoint, or one created while the Service had no endpoints (#48370, the REJECT/blackhole
-entry). `plan_flush()` computes, purely, which UDP/SCTP entries to delete; `flush()` deletes
-them with the `conntrack` CLI inside the namespace. Only matching entries are deleted, never the
+entry). `plan_flush()` computes, purely, which UDP/SCTP entries to delete; `flush()` lists the
+namespace's entries over ctnetlink (kproxy.netlink.conntrack) and deletes those matching. Only matching entries are deleted, never the
 whole table (#122740).
 
 TCP has one such case: a SYN that reached the node before the Service's rules did (a client
@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import subprocess
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 from kproxy.agent.state import ProxyState, ServicePort
+from kproxy.netlink.conntrack import TCP_CONNTRACK_SYN_SENT, ConntrackSocket, Entry
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,21 @@ class ConntrackFilter:
     reply_src: str | None = None
     reply_port: int | None = None
 
+    @property
+    def family(self) -> str:
+        return "ipv6" if _is_v6(self.orig_dst or self.reply_src) else "ipv4"
+
+    def matches(self, entry: Entry) -> bool:
+        """Whether `conntrack -D` with argv() would delete `entry`."""
+        return (entry.family == self.family and entry.protocol == self.protocol
+                and entry.orig.dport == self.orig_port
+                and (self.orig_dst is None or entry.orig.dst == self.orig_dst)
+                and (self.reply_src is None or entry.reply.src == self.reply_src)
+                and (self.reply_port is None or entry.reply.sport == self.reply_port))
+
     def argv(self) -> list[str]:
-        family = "ipv6" if _is_v6(self.orig_dst or self.reply_src) else "ipv4"
-        argv = ["conntrack", "-D", "-f", family, "-p", self.protocol]
+        """The same deletion as a `conntrack` command (for logs and operators)."""
+        argv = ["conntrack", "-D", "-f", self.family, "-p", self.protocol]
         if self.orig_dst:
             argv += ["--orig-dst", self.orig_dst]
         argv += ["--orig-port-dst", str(self.orig_port)]
@@ -127,29 +139,43 @@ def plan_flush(previous: ProxyState | None, current: ProxyState, keys: Iterable[
                                             f.reply_port or 0)))
 
 
-def _run(netns: Any, argv: list[str], what: str) -> subprocess.CompletedProcess | None:
-    """Runs one conntrack command inside `netns`; None (logged) when it could not be run."""
-    try:
-        return netns.command(argv, check=False, timeout=30)
-    except (OSError, subprocess.SubprocessError) as exc:
-        log.warning("conntrack %s failed: %s", what, exc)
-        return None
+def _entries_to_port(sock: ConntrackSocket, f: ConntrackFilter, listed: dict) -> list[Entry]:
+    """The entries of f's family and protocol to its port (one listing each, indexed by port:
+    a sync's filters times a busy node's entries would be too many comparisons)."""
+    by_port = listed.get((f.family, f.protocol))
+    if by_port is None:
+        by_port = listed[f.family, f.protocol] = {}
+        for entry in sock.entries(f.family, f.protocol):
+            by_port.setdefault(entry.orig.dport, []).append(entry)
+    return by_port.get(f.orig_port, [])
 
 
 def flush(netns: Any, filters: Iterable[ConntrackFilter]) -> int:
-    """Deletes the entries matching each filter inside `netns` (kproxy.netns.NetNS). Returns
-    how many deletions were run. A filter that matches nothing is not an error; a failing
-    conntrack command is logged and the others still run."""
+    """Deletes the entries matching each filter inside `netns` (kproxy.netns.NetNS): one
+    listing per family and protocol, then the matches. Returns how many filters were carried
+    out. A filter that matches nothing is not an error; a failure is logged and the other
+    filters still run."""
+    return netns.run(_flush, list(filters))
+
+
+def _flush(filters: list[ConntrackFilter]) -> int:
+    if not filters:
+        return 0
+    try:
+        sock = ConntrackSocket()
+    except OSError as exc:
+        log.warning("conntrack cleanup: netlink socket: %s", exc)
+        return 0
     count = 0
-    for f in filters:
-        result = _run(netns, f.argv(), "cleanup")
-        if result is None:
-            continue
-        # conntrack exits 1 with "0 flow entries have been deleted" when nothing matched
-        if result.returncode != 0 and "0 flow entries" not in result.stderr:
-            log.warning("%s: %s", " ".join(f.argv()), result.stderr.strip())
-            continue
-        count += 1
+    listed: dict = {}
+    with sock:
+        for f in filters:
+            try:
+                sock.delete([e for e in _entries_to_port(sock, f, listed) if f.matches(e)])
+            except OSError as exc:
+                log.warning("conntrack cleanup (%s): %s", " ".join(f.argv()), exc)
+                continue
+            count += 1
     return count
 
 
@@ -176,58 +202,43 @@ def plan_unanswered(previous: ProxyState | None, current: ProxyState, keys: Iter
     return frozenset(out)
 
 
-@dataclass(frozen=True)
-class TcpEntry:
-    family: str  # ipv4 | ipv6
-    src: str
-    dst: str
-    sport: int
-    dport: int
-
-    def delete_argv(self) -> list[str]:
-        return ["conntrack", "-D", "-f", self.family, "-p", "tcp", "-s", self.src, "-d", self.dst,
-                "--sport", str(self.sport), "--dport", str(self.dport), "--state", "SYN_SENT"]
-
-
-def untranslated_attempts(listing: str, family: str, wanted: frozenset[Frontend]) -> list[TcpEntry]:
-    """From `conntrack -L -p tcp --state SYN_SENT` output: the entries to a wanted frontend whose
-    reply tuple still comes from that frontend (no DNAT, no IPVS: made before the rules)."""
+def untranslated_attempts(entries: Iterable[Entry], wanted: frozenset[Frontend]) -> list[Entry]:
+    """The TCP entries in SYN_SENT to a wanted frontend whose reply tuple still comes from that
+    frontend (no DNAT, no IPVS: made before the rules)."""
     any_address = {port for ip, port in wanted if ip is None}
     out = []
-    for line in listing.splitlines():
-        values: dict[str, list[str]] = {}
-        for word in line.split():
-            name, eq, value = word.partition("=")
-            if eq:
-                values.setdefault(name, []).append(value)
-        try:
-            (src, rsrc), (dst, _), (sport, rsport), (dport, _) = (values[k][:2] for k in ("src", "dst", "sport", "dport"))
-            sport_n, dport_n, rsport_n = int(sport), int(dport), int(rsport)
-        except (KeyError, ValueError):
-            continue  # not an entry line (or one without a reply tuple)
-        if (dst, dport_n) not in wanted and dport_n not in any_address:
+    for e in entries:
+        if e.protocol != "tcp" or e.tcp_state != TCP_CONNTRACK_SYN_SENT:
             continue
-        if rsrc == dst and rsport_n == dport_n:
-            out.append(TcpEntry(family, src, dst, sport_n, dport_n))
+        if (e.orig.dst, e.orig.dport) not in wanted and e.orig.dport not in any_address:
+            continue
+        if e.reply.src == e.orig.dst and e.reply.sport == e.orig.dport:
+            out.append(e)
     return out
 
 
 def flush_unanswered(netns: Any, wanted: frozenset[Frontend]) -> int:
     """Deletes, inside `netns`, the untranslated SYN_SENT entries to `wanted` frontends (one
-    listing per address family, one deletion per entry found). Returns how many were deleted;
+    listing per address family, the matches deleted together). Returns how many were deleted;
     failures are logged, never raised."""
+    return netns.run(_flush_unanswered, wanted)
+
+
+def _flush_unanswered(wanted: frozenset[Frontend]) -> int:
     families = {"ipv6" if _is_v6(ip) else "ipv4" for ip, _ in wanted if ip is not None}
     if any(ip is None for ip, _ in wanted):
         families |= {"ipv4", "ipv6"}
+    if not families:
+        return 0
     deleted = 0
-    for family in sorted(families):
-        listing = _run(netns, ["conntrack", "-L", "-f", family, "-p", "tcp", "--state", "SYN_SENT"], "listing")
-        if listing is None:
-            continue
-        for entry in untranslated_attempts(listing.stdout, family, wanted):
-            result = _run(netns, entry.delete_argv(), "cleanup")
-            if result is not None and result.returncode == 0:
-                deleted += 1
-                log.info("deleted a connection attempt older than the rules: tcp %s:%d -> %s:%d",
-                         entry.src, entry.sport, entry.dst, entry.dport)
+    try:
+        with ConntrackSocket() as sock:
+            for family in sorted(families):
+                stuck = untranslated_attempts(sock.entries(family, "tcp"), wanted)
+                deleted += sock.delete(stuck)
+                for e in stuck:
+                    log.info("deleted a connection attempt older than the rules: tcp %s:%d -> %s:%d",
+                             e.orig.src, e.orig.sport, e.orig.dst, e.orig.dport)
+    except OSError as exc:
+        log.warning("conntrack cleanup of connection attempts: %s", exc)
     return deleted

@@ -438,7 +438,7 @@ def test_a_full_sync_of_an_unchanged_kernel_sends_only_the_differences(topo, bac
 def test_a_batch_bound_to_an_old_generation_is_refused_and_retried(topo, backend):
     """NFNL_BATCH_GENID: the kernel refuses a batch whose generation moved on (ERESTART); the
     backend reads the generation again and resends."""
-    from kproxy.nftables.nlsocket import NetlinkSocket
+    from kproxy.nftables.nlsocket import NftSocket as NetlinkSocket
     sync(backend, state(service("g", "10.96.0.45", [ep(topo, "a")])))
 
     def stale_batch() -> int:

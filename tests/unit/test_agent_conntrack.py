@@ -125,13 +125,18 @@ def test_plan_properties(old, new):
 
 # -- TCP: connection attempts older than the rules ---------------------------------------------
 
-LISTING = """\
-tcp      6 109 SYN_SENT src=10.200.0.2 dst=10.96.0.10 sport=38884 dport=53 [UNREPLIED] src=10.96.0.10 dst=10.200.0.2 sport=53 dport=38884 mark=0 use=1
-tcp      6 110 SYN_SENT src=10.200.0.2 dst=10.96.0.10 sport=38886 dport=53 [UNREPLIED] src=10.244.2.2 dst=10.200.0.11 sport=5353 dport=38886 mark=0 use=1
-tcp      6 111 SYN_SENT src=10.200.0.2 dst=10.96.0.99 sport=40000 dport=53 [UNREPLIED] src=10.96.0.99 dst=10.200.0.2 sport=53 dport=40000 mark=0 use=1
-tcp      6 112 SYN_SENT src=10.200.0.2 dst=10.200.0.11 sport=40002 dport=30053 [UNREPLIED] src=10.200.0.11 dst=10.200.0.2 sport=30053 dport=40002 mark=0 use=1
-conntrack v1.4.7 (conntrack-tools): 4 flow entries have been shown.
-"""
+def syn_sent(src: str, dst: str, sport: int, dport: int, reply_src: str, reply_sport: int, state: int = 1):
+    from kproxy.netlink.conntrack import Entry, Tuple
+    return Entry("ipv4", "tcp", Tuple(src, dst, sport, dport), Tuple(reply_src, src, reply_sport, sport), state)
+
+
+ATTEMPTS = [
+    syn_sent("10.200.0.2", "10.96.0.10", 38884, 53, "10.96.0.10", 53),
+    syn_sent("10.200.0.2", "10.96.0.10", 38886, 53, "10.244.2.2", 5353),  # translated: a live attempt
+    syn_sent("10.200.0.2", "10.96.0.99", 40000, 53, "10.96.0.99", 53),
+    syn_sent("10.200.0.2", "10.200.0.11", 40002, 30053, "10.200.0.11", 30053),
+    syn_sent("10.200.0.2", "10.96.0.10", 38890, 53, "10.96.0.10", 53, state=3),  # established: answered
+]
 
 
 def test_tcp_service_gaining_its_first_endpoint_names_its_frontends():
@@ -150,14 +155,25 @@ def test_tcp_service_gaining_its_first_endpoint_names_its_frontends():
 
 
 def test_only_untranslated_attempts_to_wanted_frontends_are_chosen():
-    from kproxy.agent.conntrack import TcpEntry, untranslated_attempts
+    from kproxy.agent.conntrack import untranslated_attempts
 
     wanted = frozenset({("10.96.0.10", 53), (None, 30053)})
-    assert untranslated_attempts(LISTING, "ipv4", wanted) == [
-        TcpEntry("ipv4", "10.200.0.2", "10.96.0.10", 38884, 53),  # routed before the rules: stuck
-        TcpEntry("ipv4", "10.200.0.2", "10.200.0.11", 40002, 30053),  # a NodePort on any address
+    assert untranslated_attempts(ATTEMPTS, wanted) == [
+        ATTEMPTS[0],  # routed before the rules: stuck
+        ATTEMPTS[3],  # a NodePort on any address
     ]  # 38886 was translated (to 10.244.2.2): a live attempt, kept; 10.96.0.99 is not wanted
-    assert untranslated_attempts(LISTING, "ipv4", frozenset()) == []
-    entry = untranslated_attempts(LISTING, "ipv4", wanted)[0]
-    assert entry.delete_argv() == ["conntrack", "-D", "-f", "ipv4", "-p", "tcp", "-s", "10.200.0.2", "-d",
-                                   "10.96.0.10", "--sport", "38884", "--dport", "53", "--state", "SYN_SENT"]
+    assert untranslated_attempts(ATTEMPTS, frozenset()) == []
+
+
+def test_a_filter_matches_what_its_conntrack_command_deletes():
+    from kproxy.netlink.conntrack import Entry, Tuple
+
+    dnat = Entry("ipv4", "udp", Tuple("10.0.0.5", "10.96.0.10", 4000, 53), Tuple("10.244.1.2", "10.0.0.5", 5353, 4000))
+    assert ConntrackFilter("udp", "10.96.0.10", 53, "10.244.1.2", 5353).matches(dnat)
+    assert ConntrackFilter("udp", "10.96.0.10", 53).matches(dnat)
+    assert ConntrackFilter("udp", None, 53).matches(dnat)  # a NodePort: any destination
+    assert not ConntrackFilter("udp", "10.96.0.10", 53, "10.244.1.3", 5353).matches(dnat)
+    assert not ConntrackFilter("udp", "10.96.0.10", 53, "10.244.1.2", 5354).matches(dnat)
+    assert not ConntrackFilter("sctp", "10.96.0.10", 53).matches(dnat)
+    assert not ConntrackFilter("udp", "10.96.0.11", 53).matches(dnat)
+    assert not ConntrackFilter("udp", "fd00::10", 53).matches(dnat)  # another family

@@ -5,6 +5,7 @@ import socket
 import struct
 
 from kproxy.ipvs import netlink as nl
+from kproxy.netlink.message import iter_messages
 from kproxy.ipvs.model import RealServer, VirtualServer
 
 
@@ -41,7 +42,7 @@ def test_key_only_for_delete_and_dest_round_trip():
 def test_message_header_and_iteration():
     msg = nl.encode_message(42, nl.CMD_NEW_SERVICE, b"", nl.NLM_F_REQUEST | nl.NLM_F_ACK, 7)
     two = msg + nl.encode_message(42, nl.CMD_DEL_SERVICE, b"\x08\x00\x01\x00abcd", nl.NLM_F_REQUEST, 8)
-    got = [(kind, flags, seq) for kind, flags, seq, _s, _e in nl.iter_messages(two)]
+    got = [(kind, flags, seq) for kind, flags, seq, _payload in iter_messages(two)]
     assert got == [(42, nl.NLM_F_REQUEST | nl.NLM_F_ACK, 7), (42, nl.NLM_F_REQUEST, 8)]
     assert msg[16:18] == bytes([nl.CMD_NEW_SERVICE, nl.IPVS_GENL_VERSION])
 
