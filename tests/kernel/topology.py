@@ -34,7 +34,7 @@ CLIENT_IP = "10.200.0.2"
 NODE_IP = "10.200.0.11"
 POD_PORT = 8080
 ROUTED_VIA_NODE = ("10.96.0.0/12", "10.244.0.0/16", "192.0.2.0/24", "198.51.100.0/24")
-READY_TIMEOUT = 20.0
+READY_TIMEOUT = 120.0  # a wait, not a threshold: echo servers start slowly on a loaded machine or under TCG
 GATEWAY_MAC = "ee:ee:ee:ee:ee:ee"  # every host-side pod veth (as Calico does)
 
 
