@@ -49,8 +49,11 @@ class RestSettings:
 
 
 def warning_header(text: str) -> str:
-    """A Warning header value as Kubernetes sends it: code 299, agent "-", quoted text."""
+    """A Warning header value as Kubernetes sends it: code 299, agent "-", quoted text. A
+    character a header cannot carry (control, non-ASCII: the text may quote a client's field
+    name) is written as \\uXXXX, so a hostile field name cannot break the response."""
     quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+    quoted = "".join(c if " " <= c <= "~" else f"\\u{ord(c):04x}" for c in quoted)
     return f'299 - "{quoted}"'
 
 

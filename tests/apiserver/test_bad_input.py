@@ -163,6 +163,18 @@ def test_huge_body_is_refused(api):
     assert revision(api) == before
 
 
+@pytest.mark.parametrize("field", ["\u001f", "caf\u00e9", "a\r\nX-Injected: 1", "\u0000"])
+def test_unknown_field_named_with_any_character_is_warned_about_not_a_500(api, field):
+    """The unknown-field Warning header quotes the client's field name; one no header can carry
+    (control, non-ASCII, CR LF) is escaped (the fuzz found a 500 for {"\u001f": null})."""
+    body = json.dumps({**SERVICE, "metadata": {"name": f"warn-{ord(field[-1])}"}, field: None}).encode()
+    status, headers, data = api.raw("POST", SVCS, body, {"Content-Type": "application/json"})
+    assert status == 201, data
+    warning = headers.get("warning", "")
+    assert warning.startswith("299 - ") and "\\u00" in warning and "x-injected" not in headers, (warning, headers)
+    api.ok("DELETE", f"{SVCS}/warn-{ord(field[-1])}")
+
+
 def test_server_survives_everything_above(api):
     assert api.ok("GET", "/version")["gitVersion"].startswith("v1.32")
     assert api.ok("GET", f"{SVCS}/kubernetes")["spec"]["clusterIP"] == "10.96.0.1"
