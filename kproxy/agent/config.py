@@ -18,6 +18,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from kproxy import modes
+
 API_VERSION = "kubeproxy.config.k8s.io/v1alpha1"
 KIND = "KubeProxyConfiguration"
 
@@ -76,7 +78,7 @@ class ConntrackConfig:
 
 @dataclass(frozen=True)
 class AgentConfig:
-    mode: str = "iptables"
+    mode: str = modes.DEFAULT
     cluster_cidr: str = ""  # comma-separated CIDRs; "" = unknown
     service_cidr: str = ""  # comma-separated Service (ClusterIP) ranges; "" = unknown
     hostname_override: str = ""
@@ -101,7 +103,8 @@ class AgentConfig:
         return tuple(c for c in self.service_cidr.split(",") if c)
 
     def _mode_section(self) -> Any:
-        return {"nftables": self.nftables, "ipvs": self.ipvs}.get(self.mode, self.iptables)
+        spec = modes.spec(self.mode)
+        return getattr(self, spec.sync_section if spec else "iptables")  # plug-in modes: iptables'
 
     @property
     def min_sync_period(self) -> float:
@@ -231,7 +234,7 @@ def _bind(value: Any) -> str:
 def _mode(value: Any) -> str:
     value = _str(value)
     if value == "":
-        return "iptables"  # upstream: empty means the platform default
+        return modes.DEFAULT  # upstream: empty means the platform default
     if not re.fullmatch(r"[a-z][a-z0-9-]*", value):
         raise ValueError(f"invalid mode {value!r}")
     return value
@@ -441,7 +444,7 @@ def apply_overrides(config: AgentConfig, overrides: Mapping[str, Any]) -> AgentC
 
 def validate_config(config: AgentConfig) -> AgentConfig:
     """Cross-field checks; returns `config` unchanged or raises ConfigError."""
-    for section in ("iptables", "nftables", "ipvs"):
+    for section in modes.sync_sections():
         sub = getattr(config, section)
         if sub.sync_period <= 0:
             raise ConfigError(f"{section}.syncPeriod: must be greater than 0")
