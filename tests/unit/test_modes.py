@@ -131,9 +131,16 @@ def _mode_lists(path: str) -> list[tuple[int, str, list[str]]]:
 
 
 def _sources() -> list[str]:
-    """The project's Python files that are not test cases (tests/**/test_*.py hold per-mode cases)."""
-    out = subprocess.run(["git", "ls-files", "*.py"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    return [p for p in out.split() if p != "kproxy/modes.py" and not os.path.basename(p).startswith("test_")]
+    """The project's Python files that are not test cases (tests/**/test_*.py hold per-mode cases).
+    A walk, not `git ls-files`: the check also runs in an unpacked source tree without .git."""
+    found = []
+    for top in ("setup.py", "kproxy", "iptables", "nftables", "ipvs", "tests", "bench", "scripts"):
+        if top.endswith(".py"):
+            found.append(top)
+        for folder, dirs, files in os.walk(os.path.join(ROOT, top)):
+            dirs[:] = [d for d in dirs if d != "__pycache__"]
+            found += [os.path.relpath(os.path.join(folder, f), ROOT) for f in files if f.endswith(".py")]
+    return [p for p in found if p != "kproxy/modes.py" and not os.path.basename(p).startswith("test_")]
 
 
 def test_no_module_lists_modes_of_its_own():
@@ -150,3 +157,4 @@ def test_the_scan_finds_a_mode_list(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text('ORDER = ("ipvs", "nftables")\nfor m in ["iptables", "userspace"]:\n    pass\n')
     assert [(line, target) for line, target, _ in _mode_lists(str(sample))] == [(1, "ORDER"), (2, "")]
+    assert {"setup.py", "kproxy/agent/automode.py", "ipvs/backend.py", "tests/e2e/helpers.py"} <= set(_sources())
