@@ -1,11 +1,17 @@
 # kproxy: run as root on Debian. `make demo` and `make test` install what they need.
+# `make test-fast` needs neither root nor Debian packages: only Python (deps-py).
 PY := .venv/bin/python
 PYTEST := .venv/bin/pytest
 
-.PHONY: deps test test-fast test-host test-vm demo demo-down bench clean
+.PHONY: deps deps-py test test-fast test-host test-vm demo demo-down bench clean
 
+# Debian packages (apt, as root), then deps-py.
 deps:
 	scripts/install-deps.sh
+
+# Python only, no root: .venv with kproxy installed in editable mode and the test extras.
+deps-py:
+	scripts/install-deps-py.sh
 
 # The whole suite: unit, golden, apiserver with real kubectl, kernel and e2e in namespaces, and
 # last the IPVS mode's kernel tests and scenario suite inside one boot of a Debian kernel under
@@ -21,8 +27,8 @@ test-host: deps
 test-vm: deps
 	$(PYTEST) tests/vm -p no:cacheprovider
 
-# Only what needs neither root nor namespaces.
-test-fast: deps
+# Only what needs neither root nor namespaces (nor Debian packages beyond python3-venv).
+test-fast: deps-py
 	$(PYTEST) tests -p no:cacheprovider -m "not kernel and not e2e"
 
 # The all-in-one node in a lab: apiserver, controllers, agents, a Service over three pods.

@@ -1,11 +1,14 @@
 """kproxy: a Kubernetes Service data plane for Linux nodes.
 
-The kernel backends live in top-level folders (iptables/, nftables/, ipvs/) and are installed
-as kproxy.iptables, kproxy.nftables and kproxy.ipvs so that no bare global module name is
-claimed. The Cython fast path is optional at run time: kproxy.fastpath falls back to its
-pure-Python twin when the extension is absent.
+The kernel backends live in top-level folders (iptables/, nftables/, ipvs/: ModeSpec.package in
+kproxy/modes.py) and are installed as kproxy.<folder> so that no bare global module name is
+claimed. setup.py cannot import kproxy while building it, so it runs kproxy/modes.py (standard
+library only) as a script and reads the registry from its globals.
+The Cython fast path is optional at run time: kproxy.fastpath falls back to its pure-Python
+twin when the extension is absent.
 """
 import os
+import runpy
 
 from setuptools import Extension, find_packages, setup
 
@@ -21,7 +24,8 @@ if cythonize is not None and os.environ.get("KPROXY_NO_CYTHON") != "1":
         compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False},
     )
 
-BACKENDS = ["iptables", "nftables", "ipvs"]
+HERE = os.path.dirname(os.path.abspath(__file__))
+BACKENDS = runpy.run_path(os.path.join(HERE, "kproxy", "modes.py"))["top_level_packages"]()
 packages = find_packages(include=["kproxy", "kproxy.*"])
 package_dir = {}
 for backend in BACKENDS:

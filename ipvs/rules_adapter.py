@@ -9,7 +9,7 @@ termination) and is listed as an object, not as an endpoint. Keys are the same t
 object, so `kproxy rules diff` compares like with like. The kernel's IPVS counters are not read
 (packets 0): the dump here carries connection counts, which go into the real server's text.
 
-Registration (kproxy/rules/adapter.py ADAPTERS): "ipvs": ("kproxy.ipvs.rules_adapter", "IpvsAdapter").
+Registration: the ipvs ModeSpec in kproxy/modes.py names ("kproxy.ipvs.rules_adapter", "IpvsAdapter").
 """
 from __future__ import annotations
 

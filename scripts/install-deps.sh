@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what kproxy needs on a Debian machine (as root): system packages from Debian and
-# a virtualenv in .venv with the project installed in editable mode (builds the Cython
-# extension). Safe to run again: it skips what is already there.
+# Installs what kproxy needs on a Debian machine (as root): system packages from Debian, then
+# the Python side (scripts/install-deps-py.sh: .venv, editable install, Cython build).
+# Safe to run again: it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,10 +20,4 @@ if ((${#missing[@]})); then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-stamp=.venv/.kproxy-deps
-if [[ ! -f $stamp || setup.py -nt $stamp || pyproject.toml -nt $stamp || kproxy/_fastpath.pyx -nt $stamp || kproxy/_fastpath_netlink.pxi -nt $stamp || scripts/install-deps.sh -nt $stamp ]]; then
-    [[ -x .venv/bin/python ]] || python3 -m venv .venv
-    .venv/bin/pip install -q --disable-pip-version-check -U pip setuptools wheel cython
-    .venv/bin/pip install -q --disable-pip-version-check -e '.[test,fast,vm]'
-    touch "$stamp"
-fi
+exec scripts/install-deps-py.sh

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from kproxy import modes
 from kproxy.agent import backend as backends
 
 AUTO = "auto"
-PREFERENCE = ("ipvs", "nftables", "iptables", "userspace")
+PREFERENCE = modes.auto_order()  # ModeSpec.auto_rank
 FALLBACK = "userspace"
 
 

@@ -25,6 +25,7 @@ import abc
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from kproxy import modes
 from kproxy.agent.state import ProxyState
 
 
@@ -120,23 +121,16 @@ def available() -> list[str]:
     return result
 
 
-# mode -> (module, class) of the backends that ship with kproxy; imported only when chosen.
-BUILTIN: dict[str, tuple[str, str]] = {
-    "iptables": ("kproxy.iptables.backend", "IptablesBackend"),
-    "nftables": ("kproxy.nftables.backend", "NftablesBackend"),
-    "ipvs": ("kproxy.ipvs.backend", "IpvsBackend"),
-    "userspace": ("kproxy.userspace.backend", "UserspaceBackend"),
-}
-
-
 def _ensure_builtin() -> None:
+    """Registers the modes of kproxy.modes (the one list of modes); each imports only when chosen."""
     import importlib
 
-    for mode, (module, cls_name) in BUILTIN.items():
-        if mode in _REGISTRY:
+    for spec in modes.MODES:
+        if spec.name in _REGISTRY:
             continue
+        module, cls_name = spec.backend
 
         def _load(module: str = module, cls_name: str = cls_name) -> type[Backend]:
             return getattr(importlib.import_module(module), cls_name)
 
-        register(mode, _load)
+        register(spec.name, _load)

@@ -18,6 +18,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from kproxy import modes
+
 API_VERSION = "kubeproxy.config.k8s.io/v1alpha1"
 KIND = "KubeProxyConfiguration"
 
@@ -87,7 +89,7 @@ DETECT_LOCAL_MODES = ("ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNa
 
 @dataclass(frozen=True)
 class AgentConfig:
-    mode: str = "iptables"
+    mode: str = modes.DEFAULT
     cluster_cidr: str = ""  # comma-separated CIDRs; "" = unknown
     service_cidr: str = ""  # comma-separated Service (ClusterIP) ranges; "" = unknown
     hostname_override: str = ""
@@ -114,7 +116,8 @@ class AgentConfig:
         return tuple(c for c in self.service_cidr.split(",") if c)
 
     def _mode_section(self) -> Any:
-        return {"nftables": self.nftables, "ipvs": self.ipvs}.get(self.mode, self.iptables)
+        spec = modes.spec(self.mode)
+        return getattr(self, spec.sync_section if spec else "iptables")  # plug-in modes: iptables'
 
     @property
     def detect_local_interface(self) -> str:
@@ -250,7 +253,7 @@ def _bind(value: Any) -> str:
 def _mode(value: Any) -> str:
     value = _str(value)
     if value == "":
-        return "iptables"  # upstream: empty means the platform default
+        return modes.DEFAULT  # upstream: empty means the platform default
     if not re.fullmatch(r"[a-z][a-z0-9-]*", value):
         raise ValueError(f"invalid mode {value!r}")
     return value
@@ -491,7 +494,7 @@ def validate_config(config: AgentConfig) -> AgentConfig:
                              ("InterfaceNamePrefix", "interface_name_prefix", "interfaceNamePrefix")):
         if config.detect_local_mode == mode and not getattr(config.detect_local, attr):
             raise ConfigError(f"detectLocal.{name}: required when detectLocalMode is {mode}")
-    for section in ("iptables", "nftables", "ipvs"):
+    for section in modes.sync_sections():
         sub = getattr(config, section)
         if sub.sync_period <= 0:
             raise ConfigError(f"{section}.syncPeriod: must be greater than 0")

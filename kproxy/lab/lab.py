@@ -256,11 +256,11 @@ class Lab:
             self._plan = topology.plan_lab(self.name, nodes)
         except PlanError as exc:
             raise LabError(str(exc)) from None
-        require_root()
         from kproxy.agent import backend
 
         if mode not in backend.names():
             raise LabError(f"unknown mode {mode!r}; known: {', '.join(backend.names())}")
+        require_root()  # after the input checks: a bad flag is reported as such, root or not
         if os.path.exists(self.state_file):
             raise LabError(f"lab {self.name!r} is already up ({self.state_file}); run `kproxy lab down --name {self.name}` first")
         present = [ns for ns in self._plan.namespaces if netsetup.namespace_exists(ns)]

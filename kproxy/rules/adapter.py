@@ -29,7 +29,7 @@ Rules for the model an adapter builds (what `kproxy rules` and its tests rely on
 - `entry` objects (dispatch rules, map elements, virtual servers) carry the counters that make
   a Service port's traffic; KernelObject.key is what diff compares (normalised text).
 
-Registering a mode: add it to ADAPTERS ("mode" -> ("module", "Class")), or call register().
+Registering a mode: its ModeSpec in kproxy/modes.py names the adapter; register() adds others.
 A mode listed here may still be unusable on a given host (ipvs without the ip_vs module): the
 mode's Backend.probe() says so, and tests that iterate ADAPTERS skip such modes with its reason.
 """
@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import importlib
 from typing import Any, Callable, Protocol, Sequence
+
+from kproxy import modes
 
 from .model import NodeRules
 from .trace import Probe, TraceReport
@@ -63,12 +65,8 @@ class NoAdapter(LookupError):
     """`kproxy rules` cannot explain this mode yet."""
 
 
-ADAPTERS: dict[str, tuple[str, str]] = {
-    "iptables": ("kproxy.rules.iptables", "IptablesAdapter"),
-    "userspace": ("kproxy.rules.userspace", "UserspaceAdapter"),
-    "nftables": ("kproxy.rules.nftables", "NftablesAdapter"),
-    "ipvs": ("kproxy.ipvs.rules_adapter", "IpvsAdapter"),
-}
+# mode -> (module, class), from the one list of modes; register() adds test or plug-in modes.
+ADAPTERS: dict[str, tuple[str, str]] = {spec.name: spec.adapter for spec in modes.MODES}
 
 
 def adapter_for(mode: str, registry: dict[str, tuple[str, str]] | None = None) -> ModeAdapter:

@@ -16,9 +16,11 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-MODES = ("iptables", "nftables", "ipvs", "userspace")
-KERNEL_ORDER = ("nftables", "ipvs", "userspace", "iptables")
-DEFAULT_MODE = "iptables"
+from kproxy import modes
+
+MODES = modes.names()
+KERNEL_ORDER = modes.detect_order()  # ModeSpec.detect_rank
+DEFAULT_MODE = modes.DEFAULT
 AGENT_TIMEOUT_SECONDS = 2.0
 IPVS_DEVICE = "kube-ipvs0"
 

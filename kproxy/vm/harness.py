@@ -25,6 +25,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from kproxy import modes
+
 DEFAULT_TIMEOUT = 900.0
 DEFAULT_MEMORY = "4G"  # room for the RAM copy of Python (~0.5 GB) and a lab
 DEFAULT_CPUS = 2
@@ -80,7 +82,7 @@ def python_paths() -> tuple[str, ...]:
     return tuple(dict.fromkeys(p for p in found if not any(p.startswith(q + "/") for q in found)))
 
 
-PROJECT_PACKAGES = ("kproxy", "ipvs", "nftables", "iptables")  # setup.py maps the last three into kproxy.*
+PROJECT_PACKAGES = ("kproxy",) + modes.top_level_packages()  # setup.py maps the modes' folders into kproxy.*
 
 
 def ram_paths(root: str) -> tuple[str, ...]:

@@ -1,8 +1,9 @@
 """Fixtures of the end-to-end suite: one lab per test module and proxy mode, always torn down,
 and a per-test scratch area whose pods and Services are removed after the test.
 
-A proxy mode joins every scenario by adding its kernel probe to tests/e2e/helpers.py PROBES;
-KPROXY_E2E_MODES=mode1,mode2 runs only those modes (the IPVS VM run uses it).
+Every mode of kproxy/modes.py joins every scenario, looked at through its ModeSpec.e2e_probe;
+modes the host kernel lacks (needs_vm) run only when named: KPROXY_E2E_MODES=mode1,mode2 runs
+only those modes (the IPVS VM run uses it).
 """
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ import pytest
 
 from kproxy.lab.lab import Lab
 from tests import nsutil
-from tests.e2e.helpers import PROBES
+from tests.e2e.helpers import HOST_MODES
 
 
 def _modes() -> list[str]:
     wanted = os.environ.get("KPROXY_E2E_MODES", "").strip()
     if wanted:
         return [m.strip() for m in wanted.split(",") if m.strip()]
-    return sorted(PROBES)
+    return sorted(HOST_MODES)
 
 
 MODES = _modes()

@@ -5,6 +5,7 @@ fails with the last observation when the deadline passes. No sleep is ever an as
 """
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import threading
@@ -13,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
+from kproxy import modes
 from kproxy.lab import traffic
 from kproxy.lab.traffic import Reply, TrafficError
 from kproxy.netns import NetNS
@@ -268,12 +270,18 @@ class NftablesProbe:
         return nft(netns, "list", "ruleset")
 
 
-# userspace mode keeps its redirect rules in the same KUBE-* chains, so the iptables probe serves it
-PROBES = {"iptables": IptablesProbe(), "userspace": IptablesProbe(), "nftables": NftablesProbe()}
+# mode -> the scenario suite's kernel probe (ModeSpec.e2e_probe), made on first use: a mode's
+# probe may live in another test package (ipvs: tests/vm/ipvs_probe.py, which imports this one).
+PROBES: dict[str, object] = {}
+# The modes the scenario suite runs on this host's kernel (the others run in the VM).
+HOST_MODES = tuple(spec.name for spec in modes.MODES if not spec.needs_vm)
 
 
 def probe_for(mode: str):
-    try:
-        return PROBES[mode]
-    except KeyError:
-        raise AssertionError(f"no kernel probe for mode {mode!r}: add one to tests/e2e/helpers.py PROBES") from None
+    if mode not in PROBES:
+        spec = modes.spec(mode)
+        if spec is None:
+            raise AssertionError(f"no kernel probe for mode {mode!r}: it has no ModeSpec in kproxy/modes.py")
+        module, cls_name = spec.e2e_probe
+        PROBES[mode] = getattr(importlib.import_module(module), cls_name)()
+    return PROBES[mode]

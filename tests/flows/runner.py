@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from kproxy.agent.state import ProxyState
 from kproxy.agent.tracker import StateSettings
+from kproxy import modes
 from kproxy.api.resources import ENDPOINT_SLICES, NODES, SERVICES
 from kproxy.rules.adapter import adapter_for
 from kproxy.rules.desired import desired_state
@@ -22,7 +23,8 @@ from kproxy.rules.trace import Probe, TraceReport
 
 from .cases import Flow, Scenario
 
-HOST_MODES = ("iptables", "nftables", "userspace")
+# the modes whose kernel the development machines have (ipvs runs its table in the VM)
+HOST_MODES = tuple(name for name in modes.names() if not modes.spec(name).needs_vm)
 
 
 class ListClient:
@@ -98,6 +100,8 @@ def _userspace(state: ProxyState, scenario: Scenario) -> Any:
     return Reading(Inspection(listeners, _iptables_inspection(render_rules(plan, ports))), "roundrobin", routes)
 
 
+# each host mode's kernel view, rendered offline (mode-specific by nature; a new host mode adds
+# its reader here, and test_flows checks every host mode has one)
 READERS: dict[str, Callable[[ProxyState, Scenario], Any]] = {
     "iptables": _iptables, "nftables": _nftables, "userspace": _userspace}
 

@@ -165,3 +165,8 @@ def test_the_fixture_scenario_is_the_golden_fixture():
     state = runner.build_state(FIXTURE)
     assert dict(state.services) == {s.key: s for s in fx.SERVICES}
     assert state.node_ips == (fx.NODE_IP,) and state.cluster_cidr == fx.CLUSTER_CIDR
+
+
+def test_every_host_mode_has_an_offline_reader():
+    """A mode added to kproxy/modes.py that the host kernel has must bring its reader."""
+    assert set(runner.READERS) == set(runner.HOST_MODES)

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import pytest
 
+from kproxy import modes
 from kproxy.agent import backend as backends
 from kproxy.agent.config import AgentConfig, IptablesConfig
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
@@ -21,7 +22,7 @@ from tests.kernel.topology import NODE_IP, POD_PORT, single_node
 
 pytestmark = pytest.mark.kernel
 
-MODES = ("nftables", "iptables", "userspace", "ipvs")
+MODES = modes.names()
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ or bounded, and the apiserver answers healthz while each attack runs.
 from __future__ import annotations
 
 import json
+import resource
 import socket
 import threading
 import time
@@ -160,7 +161,22 @@ def test_json_patch_with_too_many_operations_is_refused(admin):
     assert ok[0] == 200, ok
 
 
-def test_connections_that_never_start_tls_are_bounded(secure_apiserver, admin, probe):
+@pytest.fixture
+def descriptors_for_the_flood():
+    """The flood holds FLOOD_CONNECTIONS sockets in this process: raise the soft descriptor limit
+    to the hard one for the test (a non-root user's soft limit is often 1024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = FLOOD_CONNECTIONS + 512  # the flood plus the probes and pytest's own files
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        pytest.skip(f"the flood needs {wanted} file descriptors; this user's hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_connections_that_never_start_tls_are_bounded(secure_apiserver, admin, probe, descriptors_for_the_flood):
     pid = secure_apiserver.proc.pid
     admin.ok("GET", "/api/v1/namespaces")
     idle_rss = rss_bytes(pid)

@@ -1,8 +1,8 @@
 """The scenario suite's kernel probe for ipvs mode (how tests/e2e looks at and breaks a node).
 
-Loaded as a pytest plugin (`-p tests.vm.ipvs_probe`) by the VM run of the scenario suite: it
-registers IpvsProbe in tests.e2e.helpers.PROBES["ipvs"] without editing tests/e2e, inside the VM
-lengthens the lab's readiness waits (see _slow_machine_timeouts), skips the scenarios IPVS
+IpvsProbe is ipvs's ModeSpec.e2e_probe (tests/e2e/helpers.py probe_for loads it). Loaded as a
+pytest plugin (`-p tests.vm.ipvs_probe`) by the VM run of the scenario suite, this module, inside
+the VM, lengthens the lab's readiness waits (see _slow_machine_timeouts), skips the scenarios IPVS
 cannot satisfy with the kernel's reason (IPVS_LIMITS), checks after every scenario that each
 node's ipvsadm -Ln, `kproxy rules` and the desired state agree, and attaches each node's IPVS
 state to a failed scenario's report.
@@ -207,9 +207,6 @@ def pytest_collection_modifyitems(config, items):
 def pytest_configure(config):
     import os
 
-    from tests.e2e import helpers
-
-    helpers.PROBES.setdefault("ipvs", IpvsProbe())
     if os.environ.get("KPROXY_IN_VM") == "1":
         _slow_machine_timeouts()
 
