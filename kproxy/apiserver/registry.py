@@ -73,7 +73,6 @@ class Registry:
                  clock: Callable[[], float] = time.time):
         self.store = store
         self.deps = deps
-        self.services = services
         self.clock = clock
         self.strategies = build_strategies(services)
         self.namespaces = NamespaceLifecycle(store)
@@ -276,8 +275,7 @@ class Registry:
             else:
                 new.pop("status", None)
         elif subresource == "finalize":
-            new = copy.deepcopy(old)
-            new.setdefault("spec", {})["finalizers"] = list((obj.get("spec") or {}).get("finalizers") or [])
+            new = strategy.finalize(old, obj)
         else:
             new = obj
             self._keep_immutable_meta(old, new)

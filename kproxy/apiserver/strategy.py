@@ -7,7 +7,7 @@ needs more than the defaults, a Strategy here registered in `build_strategies`.
 
 Hooks run in this order:
 - create: prepare_for_create -> defaults -> admission -> validation -> quota -> before_create
-- update: prepare_for_update -> defaults -> canonicalize_update -> before_update -> validation
+- update: prepare_for_update (finalize for that subresource) -> defaults -> canonicalize_update -> before_update -> validation
   -> quota (when quota_on_update)
 - delete: before_delete -> grace_period -> marked (mark_deleting) or removed (after_delete)
 
@@ -61,6 +61,11 @@ class Strategy:
     def canonicalize_update(self, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         """The updated object after defaulting, before allocation and validation."""
         return new
+
+    def finalize(self, old: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        """The object after a write to its finalize subresource (paths.py offers it only
+        where a strategy implements it)."""
+        raise st.bad_request(f"{self.resource.plural} have no finalize subresource")
 
     def before_create(self, obj: dict[str, Any]) -> tuple[dict[str, Any], Reservation | None]:
         return obj, None
@@ -150,6 +155,12 @@ class NamespaceStrategy(Strategy):
     def prepare_for_update(self, old: dict[str, Any], new: dict[str, Any]) -> None:
         super().prepare_for_update(old, new)
         new.setdefault("spec", {})["finalizers"] = list((old.get("spec") or {}).get("finalizers") or [])
+
+    def finalize(self, old: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        """Only spec.finalizers changes (the namespace controller removes "kubernetes")."""
+        new = copy.deepcopy(old)
+        new.setdefault("spec", {})["finalizers"] = list((body.get("spec") or {}).get("finalizers") or [])
+        return new
 
     def before_delete(self, obj: dict[str, Any]) -> None:
         m = obj.get("metadata") or {}

@@ -117,6 +117,20 @@ def test_namespace_delete_hooks():
     assert marked["status"]["phase"] == "Terminating"
 
 
+# ---------------------------------------------------------------- finalize
+def test_finalize_changes_only_the_namespace_spec_finalizers():
+    ns_strategy = strategies()[R.NAMESPACES]
+    old = {"metadata": {"name": "team", "labels": {"a": "b"}}, "spec": {"finalizers": ["kubernetes"]},
+           "status": {"phase": "Terminating"}}
+    body = {"metadata": {"name": "team", "labels": {}}, "spec": {"finalizers": []}, "status": {"phase": "Active"}}
+    new = ns_strategy.finalize(old, body)
+    assert new == {**old, "spec": {"finalizers": []}}
+    assert old["spec"]["finalizers"] == ["kubernetes"]  # a copy
+    with pytest.raises(st.ApiError) as err:
+        Strategy(R.PODS).finalize(old, body)
+    assert err.value.status["code"] == 400
+
+
 # ---------------------------------------------------------------- grace_period
 def test_pod_grace_period_only_for_scheduled_running_pods():
     pods = strategies()[R.PODS]
