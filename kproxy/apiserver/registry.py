@@ -344,8 +344,8 @@ class Registry:
         return self._key_locks[hash(key) % len(self._key_locks)]
 
     def _serialised(self, resource: Resource, namespace: str | None) -> Any:
-        """The lock for writes that read shared state first: Services (allocators), quota
-        objects and namespaces, and any write into a namespace that has a ResourceQuota.
+        """The lock for writes that read shared state first: kinds whose strategy says so
+        (allocators, namespaces, quotas) and any write into a namespace that has a ResourceQuota.
         Other writes run concurrently and rely on the store's optimistic concurrency."""
         if self.strategy(resource).serialised:
             return self._serial
