@@ -8,11 +8,14 @@ For each iptables variant and size N (Services x E endpoints):
   previous ruleset: kernel chain listing, iptables-restore, jump rules), and the kernel-only time
   of iptables-restore loading the same text into the same (emptied) namespace;
 - at the largest N, a one-endpoint change: incremental render, partial restore text, apply, and
-  iptables-restore alone loading the same partial text.
+  iptables-restore alone loading the same partial text;
+- at the largest N, the periodic resync of the unchanged ruleset (what the agent does every
+  syncPeriod between its hourly full syncs: the canary check, IptablesBackend.drifted(), then an
+  incremental render and apply that find nothing to write), as a fraction of the full sync.
 Every full-sync measurement (agent, and restore alone) starts from a fresh empty namespace.
-iptables-nft-restore --noflush (1.8.9) spends user time growing with the square of the number of
-chains (measured: 7k chains 2.9 s, 14k chains 6.6 s, whatever the rule count), so nft stops at
---nft-max by default (10k Services = 110k chains would take many minutes).
+The restore text is the agent's own (for nft, COMMIT sections of Variant.chains_per_commit
+chains: one section per table costs iptables-nft-restore 1.8.9 time growing with lines x chains,
+see kproxy/iptables/restore.py). --nft-max caps the sizes measured with nft.
 "agent overhead" = (render + text + apply - kernel) / kernel. Then cProfile of one full render at
 the largest N (top functions by own time). Nothing here touches the machine's main namespace.
 """
@@ -76,6 +79,22 @@ def kernel_only(netns: NetNS, variant, text: str) -> float:
     return elapsed
 
 
+def periodic_resync(backend: IptablesBackend, state: ProxyState, applied) -> float:
+    """Seconds the agent spends on one periodic resync of an unchanged ruleset (median of 5):
+    the canary check, then render against the applied ruleset and an apply with nothing to
+    write. Raises if the check sees drift or the apply writes anything (it must not)."""
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        if backend.drifted():
+            raise RuntimeError("the canary check reports drift on an untouched namespace")
+        result = backend.apply(backend.render(state, applied), applied)
+        times.append(time.perf_counter() - start)
+        if result.objects_written:
+            raise RuntimeError(f"a resync of an unchanged ruleset wrote {result.objects_written} chains")
+    return sorted(times)[len(times) // 2]
+
+
 def row(label: str, render_s: float, text_s: float, apply_s: float, kernel_s: float) -> str:
     agent = render_s + text_s + apply_s
     overhead = (agent - kernel_s) / kernel_s * 100 if kernel_s else float("nan")
@@ -108,13 +127,15 @@ def bench_variant(variant_name: str, sizes: list[int], endpoints: int) -> None:
         with fresh_netns(f"{variant_name}-agent") as netns:
             backend = IptablesBackend(netns, config)
             backend.variant, backend.options  # probe outside the timed region
+            sections = variant.chains_per_commit
             ruleset, render_s = timed(backend.render, state, None)
-            text, text_s = timed(full_restore, ruleset)
+            text, text_s = timed(full_restore, ruleset, None, (), sections)
             _, apply_s = timed(backend.apply, ruleset, None)
             if n == max(sizes):
+                periodic_s = periodic_resync(backend, state, ruleset)
                 changed = change_one_endpoint(state)
                 new, render2_s = timed(backend.render, changed, ruleset)
-                ptext, ptext_s = timed(partial_restore, new, ruleset)
+                ptext, ptext_s = timed(partial_restore, new, ruleset, sections)
                 _, papply_s = timed(backend.apply, new, ruleset)
                 pkernel_s = kernel_only(netns, variant, ptext)  # the same delta once more, tool alone
         with fresh_netns(f"{variant_name}-kernel") as netns:
@@ -127,6 +148,9 @@ def bench_variant(variant_name: str, sizes: list[int], endpoints: int) -> None:
             agent_full = render_s + text_s + apply_s
             print(f"{'':<34} change / full sync: agent {(render2_s + ptext_s + papply_s) / agent_full:.3f}, "
                   f"restore alone {pkernel_s / kernel_s:.3f}", flush=True)
+            print(f"{variant_name} periodic resync of the unchanged ruleset at {n}: {periodic_s * 1000:8.1f} ms "
+                  f"= {periodic_s / agent_full * 100:.2f}% of the full sync ({agent_full * 1000:.1f} ms; "
+                  f"target < 5%)", flush=True)
 
 
 def profile_render(n: int, endpoints: int) -> None:
@@ -146,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--endpoints", type=int, default=10)
     parser.add_argument("--variants", default="nft,legacy")
-    parser.add_argument("--nft-max", type=int, default=2000,
-                        help="largest size measured with iptables-nft (default 2000)")
+    parser.add_argument("--nft-max", type=int, default=10000,
+                        help="largest size measured with iptables-nft (default 10000)")
     parser.add_argument("--no-profile", action="store_true")
     args = parser.parse_args(argv)
     try:
@@ -166,8 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     for v in variants:
         v_sizes = sizes if v != "nft" else [s for s in sizes if s <= args.nft_max]
         if v_sizes != sizes:
-            print(f"nft: sizes above {args.nft_max} skipped (iptables-nft-restore --noflush costs grow "
-                  "with the square of the chain count; --nft-max raises the limit)")
+            print(f"nft: sizes above {args.nft_max} skipped (--nft-max raises the limit)")
         if v_sizes:
             bench_variant(v, v_sizes, args.endpoints)
     if not args.no_profile:

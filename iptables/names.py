@@ -24,6 +24,11 @@ KUBE_MARK_MASQ = "KUBE-MARK-MASQ"
 KUBE_FORWARD = "KUBE-FORWARD"
 KUBE_PROXY_FIREWALL = "KUBE-PROXY-FIREWALL"
 KUBE_FIREWALL = "KUBE-FIREWALL"  # blocks martian localnet traffic when localhost NodePorts are on
+# Written only by full syncs and never jumped to: when it or its one rule is gone, someone
+# flushed (-F) or deleted (-X) the table, and the next sync must be full (kube-proxy's canary,
+# which holds no rule and so sees only -X).
+KUBE_PROXY_CANARY = "KUBE-PROXY-CANARY"
+CANARY_RULE = '-m comment --comment "kproxy canary: gone means this table was flushed" -j RETURN'
 
 STATIC_NAT_CHAINS = (KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ)
 STATIC_FILTER_CHAINS = (KUBE_SERVICES, KUBE_EXTERNAL_SERVICES, KUBE_NODEPORTS, KUBE_FORWARD,
@@ -39,10 +44,27 @@ def is_service_chain(name: str) -> bool:
     return name.startswith(SERVICE_CHAIN_PREFIXES)
 
 
+# What a chain may jump to decides when a sectioned restore (restore.py) may write it: after
+# every chain of a lower depth. KUBE-SEP- jumps to KUBE-MARK-MASQ; KUBE-SVC-/SVL- to SEP-;
+# KUBE-EXT- to SVC-/SVL-; KUBE-FW- to EXT-; KUBE-NODEPORTS to EXT-; the dispatch chains to all.
+_JUMP_DEPTH = (("KUBE-SEP-", 1), ("KUBE-SVC-", 2), ("KUBE-SVL-", 2), ("KUBE-XLB-", 2), ("KUBE-EXT-", 3),
+               ("KUBE-FW-", 4), (KUBE_NODEPORTS, 5), (KUBE_SERVICES, 6), (KUBE_EXTERNAL_SERVICES, 6),
+               (KUBE_PROXY_FIREWALL, 6))
+
+
+def jump_depth(name: str) -> int:
+    """0 for chains that jump to none of ours (KUBE-MARK-MASQ, KUBE-POSTROUTING, ...), else a
+    rank above that of every chain of ours it may jump to."""
+    for prefix, depth in _JUMP_DEPTH:
+        if name.startswith(prefix) and (prefix.endswith("-") or name == prefix):
+            return depth
+    return 0
+
+
 def is_owned_chain(table: str, name: str) -> bool:
     """True for every chain kproxy creates in `table` (static or per-service)."""
     static = STATIC_NAT_CHAINS if table == NAT else STATIC_FILTER_CHAINS
-    return name in static or is_service_chain(name)
+    return name in static or name == KUBE_PROXY_CANARY or is_service_chain(name)
 
 
 def service_port_name(sp: ServicePort) -> str:

@@ -327,6 +327,8 @@ def _static_head(state: ProxyState, options: RenderOptions) -> dict[ChainKey, li
         f'-m comment --comment "kubernetes service traffic requiring SNAT" {masquerade}',
     ]
     chains[(NAT, n.KUBE_MARK_MASQ)].append(f"-j MARK --or-mark {mark}")
+    for table in (FILTER, NAT):
+        chains[(table, n.KUBE_PROXY_CANARY)] = [n.CANARY_RULE]
     return chains
 
 

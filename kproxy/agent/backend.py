@@ -10,6 +10,11 @@ A backend is split in two halves:
   rules. On failure it raises ApplyError and the kernel keeps what it had before the call.
 - `inspect()` reads back what the kernel holds (for `kproxy rules` and drift checks).
 - `cleanup()` removes everything the backend ever added in its namespace, and nothing else.
+- How often a full sync runs is the backend's call: `full_sync_period` None means every sync
+  period (a cheap full sync: nftables, ipvs diff against the kernel over netlink); a number
+  stretches full syncs to that many seconds, and then `drifted()`, run every sync period in
+  between, must be cheap and report when the kernel lost what the backend wrote (iptables: a
+  full restore costs seconds to minutes at scale, a canary chain costs milliseconds).
 
 Backends run all kernel work inside `netns` (kproxy.netns.NetNS): they call netns.run(fn, ...)
 or spawn commands from inside it. They never talk to the apiserver.
@@ -42,6 +47,13 @@ class ApplyResult:
 
 class Backend(abc.ABC):
     name: str = ""
+    full_sync_period: float | None = None  # seconds between full syncs; None: every sync period
+
+    def drifted(self) -> bool:
+        """Cheap: True when the kernel no longer holds what the last apply wrote (someone flushed
+        it), so the next sync must be full. Called between full syncs, in the backend's netns
+        thread, only after a successful apply. Only backends with a full_sync_period need it."""
+        return False
 
     def __init__(self, netns: Any, config: Any) -> None:
         self.netns = netns  # kproxy.netns.NetNS

@@ -6,8 +6,10 @@ Guarantees:
 - The first sync happens only after every informer has delivered its first list, so the first
   ruleset is complete (no window where a live Service is missing).
 - A sync renders the state (pure) and applies it in one backend transaction on the NetNS
-  thread. Full syncs (first, periodic, after a failure) pass previous=None so the backend
-  rewrites everything it owns and repairs drift; partial syncs pass the ruleset last applied.
+  thread. Full syncs (first, periodic every backend.full_sync_period or sync period, after a
+  failure, when backend.drifted() says the kernel lost our rules) pass previous=None so the
+  backend rewrites everything it owns and repairs drift; partial syncs pass the ruleset last
+  applied. A change never waits behind more than the one sync in progress.
 - When apply fails, the failure is counted, the next sync is made full, and the runner retries.
 - After a successful apply, stale UDP/SCTP conntrack entries and TCP connection attempts older
   than a newly served frontend's rules are deleted (kproxy.agent.conntrack), the health-check
@@ -69,8 +71,10 @@ class Proxier:
                           node_port_addresses=config.node_port_addresses),
             on_change=self._on_change,
         )
+        full_period = max(backend.full_sync_period or config.sync_period, config.sync_period)
         self.runner = BoundedFrequencyRunner(self.sync, config.min_sync_period, config.sync_period,
-                                             name=f"{backend.name or 'backend'} sync")
+                                             name=f"{backend.name or 'backend'} sync",
+                                             full_interval=full_period, check=self._drifted)
         self.informers = [
             Informer(client, SERVICES, field_selector=SERVICE_FIELD_SELECTOR,
                      label_selector=SERVICE_LABEL_SELECTOR, handler=self.builder.services),
@@ -101,6 +105,13 @@ class Proxier:
     def _record_pending(self) -> None:
         b = self.builder
         self.metrics.record_pending(b.services.pending, b.slices.pending, b.services.total, b.slices.total)
+
+    async def _drifted(self) -> bool:
+        """The backend's drift check (periodic syncs between full ones); nothing applied yet
+        means nothing to check (the first sync is full anyway)."""
+        if self._applied_ruleset is None:
+            return False
+        return await self.netns.arun(self.backend.drifted)
 
     # ---------------------------------------------------------------- the one writer
 

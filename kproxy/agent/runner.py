@@ -3,9 +3,14 @@
 Guarantees (all times on the event loop's monotonic clock):
 - requests made by `run()` while a sync is pending or running are coalesced into one sync;
 - two syncs never start less than `min_interval` apart;
-- a full sync (full=True, it repairs drift) starts at most `max_interval` after the previous
-  successful full one started, with or without requests in between; so there is at least one
-  sync per `max_interval`, and a stream of partial syncs never postpones drift repair;
+- a periodic sync starts at most `max_interval` after the previous full or periodic one started,
+  with or without requests in between (a stream of partial syncs never postpones it);
+- a full sync (full=True, it repairs drift) starts at most `full_interval` (default
+  `max_interval`) after the previous successful full one started;
+- before a periodic sync that is not already full, `check()` (when given) is awaited; when it
+  returns True (the kernel lost what the backend wrote) or raises, that sync is full. So drift a
+  check can see is repaired within one `max_interval`, while full syncs stay `full_interval`
+  apart;
 - when the sync function raises, it is retried after a backoff that starts at `retry_initial`
   and doubles up to `max_interval`, without waiting for a new request; requests made meanwhile,
   and a periodic full sync that fell due, do not start it earlier (a failing kernel is not
@@ -24,12 +29,16 @@ log = logging.getLogger(__name__)
 
 class BoundedFrequencyRunner:
     def __init__(self, sync: Callable[[bool], Awaitable[None]], min_interval: float, max_interval: float,
-                 retry_initial: float | None = None, name: str = "sync") -> None:
-        if min_interval < 0 or max_interval <= 0 or min_interval > max_interval:
-            raise ValueError(f"bad intervals: min {min_interval} max {max_interval}")
+                 retry_initial: float | None = None, name: str = "sync", full_interval: float | None = None,
+                 check: Callable[[], Awaitable[bool]] | None = None) -> None:
+        full_interval = max_interval if full_interval is None else full_interval
+        if min_interval < 0 or max_interval <= 0 or min_interval > max_interval or full_interval < max_interval:
+            raise ValueError(f"bad intervals: min {min_interval} max {max_interval} full {full_interval}")
         self._sync = sync
+        self._check = check
         self.min_interval = min_interval
         self.max_interval = max_interval
+        self.full_interval = full_interval
         self.retry_initial = retry_initial if retry_initial is not None else max(min_interval, 1.0)
         self.name = name
         self._requested = False
@@ -58,11 +67,12 @@ class BoundedFrequencyRunner:
         clock = asyncio.get_running_loop().time
         last_start = -math.inf
         next_periodic = clock() + self.max_interval
+        next_full = clock() + self.full_interval
         retry_at = math.inf
         while not self._stopping:
             now = clock()
             due_request = max(last_start + self.min_interval, now) if self._requested else math.inf
-            due = min(next_periodic, due_request, retry_at)
+            due = min(next_periodic, next_full, due_request, retry_at)
             if self.failures:  # backing off: requests and an overdue periodic sync wait for the retry
                 due = retry_at
             if due > now:
@@ -72,11 +82,14 @@ class BoundedFrequencyRunner:
                 except asyncio.TimeoutError:
                     pass
                 continue
-            full = self._full_requested or now >= next_periodic
+            full = self._full_requested or now >= next_full
+            periodic = now >= next_periodic
             self._requested = self._full_requested = False
             retry_at = math.inf
             last_start = now
             try:
+                if periodic and not full and self._check is not None:
+                    full = await self._drifted()
                 await self._sync(full)
             except asyncio.CancelledError:
                 raise
@@ -90,4 +103,20 @@ class BoundedFrequencyRunner:
             else:
                 self.failures = 0
                 if full:
+                    next_full = last_start + self.full_interval
+                if full or periodic:
                     next_periodic = last_start + self.max_interval
+
+    async def _drifted(self) -> bool:
+        """The check's verdict; a check that fails counts as drift (a full sync is always safe)."""
+        try:
+            drifted = await self._check()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("%s: drift check failed, syncing in full: %s", self.name, exc)
+            return True
+        if drifted:
+            log.warning("%s: the kernel lost rules this agent wrote (flushed by someone else?); "
+                        "syncing in full", self.name)
+        return bool(drifted)

@@ -7,7 +7,6 @@ namespace; aiohttp serves them from the agent's event loop through SockSite.
 from __future__ import annotations
 
 import logging
-import socket
 from typing import Any
 
 from aiohttp import web
@@ -15,23 +14,17 @@ from aiohttp import web
 from kproxy.agent.config import parse_bind_address
 from kproxy.agent.health import ProxierHealth
 from kproxy.agent.metrics import CONTENT_TYPE, ProxyMetrics
+from kproxy.listener import ConnectionLimits, GatedSite, listen_socket
+
+# The agent's listeners answer small GETs from probes and scrapers: a few connections, short
+# timeouts, and descriptors kept in reserve for iptables-restore, netlink and the apiserver.
+AGENT_LIMITS = ConnectionLimits(handshake_timeout=5.0, header_timeout=10.0, max_idle_per_source=16,
+                                max_per_source=64, max_idle=64, max_handshakes=16, max_connections=128,
+                                fd_reserve=256)
+
+__all__ = ["AGENT_LIMITS", "HttpListeners", "healthz_app", "listen_socket", "metrics_app"]
 
 log = logging.getLogger(__name__)
-
-
-def listen_socket(host: str, port: int) -> socket.socket:
-    """A bound, listening, non-blocking TCP socket (call it on the NetNS thread)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 def healthz_app(health: ProxierHealth) -> web.Application:
@@ -69,7 +62,7 @@ class HttpListeners:
 
     def __init__(self, netns: Any) -> None:
         self.netns = netns
-        self._runners: list[web.AppRunner] = []
+        self._sites: list[GatedSite] = []
         self.addresses: dict[str, tuple[str, int]] = {}  # name -> bound (host, port)
 
     async def start(self, name: str, address: str, app: web.Application) -> None:
@@ -77,17 +70,14 @@ class HttpListeners:
         if not address:
             return
         host, port = parse_bind_address(address)
-        sock = await self.netns.arun(listen_socket, host, port)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.SockSite(runner, sock)
-        await site.start()
-        self._runners.append(runner)
-        self.addresses[name] = sock.getsockname()[:2]
+        sock = await self.netns.arun(listen_socket, host, port, 128)
+        site = GatedSite(app, sock, AGENT_LIMITS)
+        self.addresses[name] = await site.start()
+        self._sites.append(site)
         log.info("serving %s on %s:%d%s", name, *self.addresses[name],
                  f" in netns {self.netns.name}" if self.netns.name else "")
 
     async def stop(self) -> None:
-        for runner in self._runners:
-            await runner.cleanup()
-        self._runners.clear()
+        for site in self._sites:
+            await site.stop()
+        self._sites.clear()

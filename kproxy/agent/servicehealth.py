@@ -18,8 +18,9 @@ from typing import Any, Iterable
 from aiohttp import web
 
 from kproxy.agent.health import ProxierHealth
-from kproxy.agent.servers import listen_socket
+from kproxy.agent.servers import AGENT_LIMITS, listen_socket
 from kproxy.agent.state import ProxyState, ServicePort
+from kproxy.listener import GatedSite
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class ServiceHealthServer:
         self.health = health
         self.host = host
         self._info: dict[int, tuple[str, str, int]] = {}
-        self._runners: dict[int, web.AppRunner] = {}
+        self._runners: dict[int, GatedSite] = {}
         self._by_key: dict[str, int] = {}  # ServicePort key -> health port
 
     def _app(self, port: int) -> web.Application:
@@ -77,7 +78,7 @@ class ServiceHealthServer:
         self._info = desired_ports(state.services[k] for k in self._by_key)
         for port in list(self._runners):
             if port not in self._info:
-                await self._runners.pop(port).cleanup()
+                await self._runners.pop(port).stop()
         for port in self._info:
             if port not in self._runners:
                 try:
@@ -85,16 +86,15 @@ class ServiceHealthServer:
                 except OSError as exc:
                     log.error("health check node port %d: %s", port, exc.strerror or exc)
                     continue
-                runner = web.AppRunner(self._app(port), access_log=None)
-                await runner.setup()
-                await web.SockSite(runner, sock).start()
-                self._runners[port] = runner
+                site = GatedSite(self._app(port), sock, AGENT_LIMITS)
+                await site.start()
+                self._runners[port] = site
 
     @property
     def ports(self) -> list[int]:
         return sorted(self._runners)
 
     async def stop(self) -> None:
-        for runner in self._runners.values():
-            await runner.cleanup()
+        for site in self._runners.values():
+            await site.stop()
         self._runners.clear()

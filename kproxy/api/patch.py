@@ -33,6 +33,16 @@ class PatchError(ValueError):
     """The patch cannot be applied; the message says why."""
 
 
+class PatchTooLarge(PatchError):
+    """The patch has too many operations, or copies too much (the apiserver answers 413)."""
+
+
+MAX_JSON_PATCH_OPERATIONS = 10_000  # kube-apiserver's maxJSONPatchOperations
+# kube-apiserver gives its JSON-patch library the request body limit as the most that all the
+# `copy` operations of one patch may add together
+MAX_JSON_PATCH_COPY_BYTES = 3 * 1024 * 1024
+
+
 # --- JSON merge patch ------------------------------------------------------------------------
 
 def merge_patch(original: Any, patch: Any) -> Any:
@@ -58,14 +68,30 @@ def _merge_patch(original: Any, patch: Any) -> Any:
 # --- JSON patch ------------------------------------------------------------------------------
 
 def json_patch(original: Any, ops: Any) -> Any:
-    """RFC 6902 operations applied to a copy of `original`."""
+    """RFC 6902 operations applied to a copy of `original`. At most MAX_JSON_PATCH_OPERATIONS
+    operations, and `copy` operations that add at most MAX_JSON_PATCH_COPY_BYTES of JSON in
+    all (PatchTooLarge otherwise, raised before the copy that would pass the limit)."""
     if not isinstance(ops, list):
         raise PatchError("a JSON patch must be a list of operations")
+    if len(ops) > MAX_JSON_PATCH_OPERATIONS:
+        raise PatchTooLarge(f"the allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, "
+                            f"got {len(ops)}")
     for i, op in enumerate(ops):
         if not isinstance(op, dict) or "op" not in op:
             raise PatchError(f"JSON patch operation {i} must be an object with an \"op\" member")
     try:
-        return jsonpatch.JsonPatch(ops).apply(deep_copy(original), in_place=True)
+        doc = deep_copy(original)
+        copied = 0
+        for op in ops:
+            if op["op"] == "copy":
+                copied += _json_size_at(doc, op.get("from"))
+                if copied > MAX_JSON_PATCH_COPY_BYTES:
+                    raise PatchTooLarge(f"unable to complete the copy, the accumulated size increase of copy "
+                                        f"is {copied}, exceeding the limit {MAX_JSON_PATCH_COPY_BYTES}")
+            doc = jsonpatch.JsonPatch([op]).apply(doc, in_place=True)
+        return doc
+    except PatchError:
+        raise
     except jsonpatch.JsonPatchTestFailed as e:
         raise PatchError(f"JSON patch test operation failed: {e}") from None
     except jsonpatch.JsonPatchConflict as e:
@@ -76,6 +102,18 @@ def json_patch(original: Any, ops: Any) -> Any:
         raise PatchError(f"invalid JSON patch: {e}") from None
     except RecursionError:
         raise PatchError("the patch or the object nests too deeply") from None
+
+
+def _json_size_at(doc: Any, pointer: Any) -> int:
+    """Bytes of JSON at `pointer` in `doc`; 0 when it does not resolve (the copy then fails
+    with the library's own message)."""
+    if not isinstance(pointer, str):
+        return 0
+    try:
+        value = jsonpointer.resolve_pointer(doc, pointer)
+    except (jsonpointer.JsonPointerException, TypeError, KeyError, IndexError):
+        return 0
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
 
 
 # --- strategic merge patch: patch metadata ---------------------------------------------------

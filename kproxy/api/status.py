@@ -121,3 +121,13 @@ def unsupported_media_type(message: str) -> ApiError:
 
 def internal(message: str) -> ApiError:
     return ApiError(status(500, "InternalError", message))
+
+
+def too_large(message: str) -> ApiError:
+    """413 RequestEntityTooLarge: a body, patch or resulting object over a limit."""
+    return ApiError(status(413, "RequestEntityTooLarge", message))
+
+
+def too_many_requests(message: str, retry_after: int = 1) -> ApiError:
+    """429 TooManyRequests: the server is at a bound; the client retries after `retry_after` s."""
+    return ApiError(status(429, "TooManyRequests", message, retry_after=retry_after))

@@ -7,6 +7,7 @@ import ipaddress
 import os
 
 from kproxy.apiserver.allocators import parse_port_range
+from kproxy.apiserver.auth.audit import DEFAULT_POLICY, PolicyError, load_policy
 from kproxy.cli.main import CLIError
 from kproxy.pki.ca import PKIError
 from kproxy.store.base import StoreError
@@ -35,6 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "token authentication and RBAC")
     parser.add_argument("--insecure-bind", metavar="HOST:PORT",
                         help="also serve plain HTTP with full rights on this loopback address (for tests)")
+    parser.add_argument("--audit-policy-file", metavar="FILE",
+                        help="audit.k8s.io/v1 Policy (YAML or JSON) deciding what DIR/audit.log records; "
+                             "default: nothing for anonymous requests, metadata of every other write or refusal")
+    parser.add_argument("--audit-log-maxsize", type=int, default=100, metavar="MB",
+                        help="rotate DIR/audit.log when it reaches this many megabytes (default 100)")
+    parser.add_argument("--audit-log-maxbackup", type=int, default=10, metavar="N",
+                        help="rotated audit logs to keep (default 10)")
     parser.add_argument("--tls-san", action="append", default=[], metavar="NAME_OR_IP",
                         help="extra name or address for the serving certificate; repeatable")
 
@@ -86,6 +94,17 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--max-watches-per-user must be at least 1")
     if args.store_history < 1:
         raise CLIError("--store-history must be at least 1")
+    if args.audit_log_maxsize < 1:
+        raise CLIError("--audit-log-maxsize must be at least 1 (megabytes)")
+    if args.audit_log_maxbackup < 0:
+        raise CLIError("--audit-log-maxbackup must not be negative")
+    audit_policy = DEFAULT_POLICY
+    if args.audit_policy_file:
+        try:
+            audit_policy = load_policy(args.audit_policy_file)
+        except (OSError, PolicyError) as exc:
+            raise CLIError(f"--audit-policy-file {args.audit_policy_file!r}: "
+                           f"{exc.strerror if isinstance(exc, OSError) else exc}") from None
     data_dir = os.path.abspath(args.data_dir)
     os.umask(0o077)  # whatever this process writes (store, keys, kubeconfigs, logs) is private
     try:
@@ -98,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
                           run_controllers=not args.no_controllers,
                           tls=True, insecure_host=insecure_host, insecure_port=insecure_port,
                           tls_sans=tuple(args.tls_san),
-                          store_history=args.store_history,
+                          store_history=args.store_history, audit_policy=audit_policy,
+                          audit_max_bytes=args.audit_log_maxsize * 1024 * 1024,
+                          audit_max_backups=args.audit_log_maxbackup,
                           rest=RestSettings(bookmark_interval=args.watch_bookmark_interval,
                                             watch_queue_limit=args.watch_queue_limit,
                                             max_watches_per_user=args.max_watches_per_user))

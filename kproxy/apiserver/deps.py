@@ -13,6 +13,7 @@ from kproxy.store.base import Store
 class Deps:
     selector_error: type[Exception] = selectors.SelectorError
     patch_error: type[Exception] = patch.PatchError
+    patch_too_large: type[Exception] = patch.PatchTooLarge
 
     def parse_label_selector(self, text: str) -> Any:
         return selectors.parse_label_selector(text)

@@ -232,6 +232,8 @@ class Registry:
                     patched = self.deps.merge_patch(original, patch)
         except st.ApiError:
             raise
+        except self.deps.patch_too_large as exc:
+            raise st.too_large(str(exc)) from None
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             # Kubernetes answers an inapplicable patch with 422 (json) or 400 (merge)
             msg = str(exc) or type(exc).__name__

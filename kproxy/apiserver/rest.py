@@ -12,13 +12,13 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import yaml
 from aiohttp import web
 
 from kproxy.api import status as st
 from kproxy.api.resources import Resource
 from kproxy.apiserver import paths, protobuf, watch
-from kproxy.apiserver.query import INT64_MAX, INT64_MIN, query_bool, query_int, resource_version, watch_requested
+from kproxy.apiserver.bodies import BodyDecoder, decode_json, refuse_unrepresentable
+from kproxy.apiserver.query import query_bool, query_int, resource_version, watch_requested
 from kproxy.apiserver.deps import Deps
 from kproxy.apiserver.registry import DeleteOptions, Registry
 from kproxy.apiserver.fieldcheck import FieldChecker
@@ -37,7 +37,6 @@ APPLY_PATCH = "application/apply-patch+yaml"
 BODY_TYPES = ("application/json", "application/yaml", protobuf.MEDIA_TYPE)
 # Kinds whose DELETE answers with the deleted object rather than a Status, as in Kubernetes.
 RETURNS_DELETED_OBJECT = {("", "pods"), ("", "services"), ("", "serviceaccounts"), ("", "resourcequotas")}
-MAX_DEPTH = 100  # Kubernetes objects nest far less; deeper bodies are refused before any work
 ENCODE_CACHE_SIZE = 4096  # object versions whose watch encoding is shared between watchers
 
 
@@ -48,40 +47,6 @@ class RestSettings:
     idle_check_interval: float = 1.0
     write_timeout: float = 60.0  # a watch client that reads nothing for this long is dropped
     max_watches_per_user: int = 250  # open watches one identity may hold; more is 429
-
-
-def refuse_unrepresentable(value: Any) -> None:
-    """Refuses (400) a decoded body Kubernetes could not hold: nested deeper than MAX_DEPTH,
-    a number outside int64 or not finite (YAML's .nan/.inf), a mapping key that is not a
-    string or a value JSON has no form for (YAML allows both). One iterative pass."""
-    stack = [(value, 1)]
-    while stack:
-        cur, depth = stack.pop()
-        if isinstance(cur, (dict, list)):
-            if depth > MAX_DEPTH:
-                raise st.bad_request(f"the request body is nested deeper than {MAX_DEPTH} levels")
-            if isinstance(cur, dict):
-                if not all(isinstance(k, str) for k in cur):
-                    raise st.bad_request("the request body has a mapping key that is not a string")
-                cur = cur.values()
-            stack.extend((v, depth + 1) for v in cur)
-        elif isinstance(cur, bool) or cur is None or isinstance(cur, str):
-            continue
-        elif isinstance(cur, (int, float)):
-            if cur != cur or not INT64_MIN <= cur <= INT64_MAX:
-                raise st.bad_request(f"the request body holds the number {cur!r}, which is out of range "
-                                     "(numbers must be finite and within int64)")
-        else:  # YAML timestamps, binary, sets
-            raise st.bad_request(f"the request body holds a {type(cur).__name__} value, which JSON cannot hold")
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def decode_json(raw: bytes) -> Any:
-    """Strict JSON: NaN/Infinity refused (ValueError), deep nesting a RecursionError."""
-    return json.loads(raw, parse_constant=_reject_constant)
 
 
 def warning_header(text: str) -> str:
@@ -114,8 +79,10 @@ REQUEST_USER = "kproxy.user"
 
 class RestHandler:
     def __init__(self, registry: Registry, deps: Deps, reads: Executor, writes: Executor,
-                 settings: RestSettings, fields: FieldChecker, tables: TableRenderer):
+                 settings: RestSettings, fields: FieldChecker, tables: TableRenderer,
+                 bodies: BodyDecoder | None = None):
         self.registry = registry
+        self.bodies = bodies or BodyDecoder()
         self.deps = deps
         self.reads = reads
         self.writes = writes
@@ -134,7 +101,10 @@ class RestHandler:
         return await asyncio.get_running_loop().run_in_executor(self.reads, functools.partial(fn, *args, **kwargs))
 
     async def _write(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.writes, functools.partial(fn, *args, **kwargs))
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.writes, functools.partial(fn, *args, **kwargs))
+        except sb.TooLarge as exc:
+            raise st.too_large(f"the resulting object is too large: {exc}") from None
 
     def _encoded(self, key: tuple[int, str], obj: dict[str, Any]) -> str:
         """JSON of an object version, encoded once for all watchers that receive it (the
@@ -152,6 +122,11 @@ class RestHandler:
         self._closing = True
         for q in list(self._watch_queues):
             q.wake()
+
+    def close(self) -> None:
+        """Server shutdown: ends the watches and stops the body decoders."""
+        self.close_watches()
+        self.bodies.close()
 
     # ------------------------------------------------------------------ dispatch
     async def handle(self, request: web.Request, api_path: paths.ApiPath) -> web.StreamResponse:
@@ -200,33 +175,22 @@ class RestHandler:
         raise st.method_not_allowed(f"the server does not allow this method on the requested resource ({method})")
 
     # ------------------------------------------------------------------ bodies
-    async def _body(self, request: web.Request) -> tuple[Any, bytes]:
+    async def _body(self, request: web.Request, is_object: bool = True) -> tuple[Any, bytes]:
+        """The decoded body and its raw bytes; an object (not a patch) over the store's limit
+        is refused here, before any other work."""
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise st.ApiError(st.status(413, "RequestEntityTooLarge", "the request body is too large")) from None
-        ctype = _content_type(request)
         if not raw.strip():
             raise st.bad_request("the request body is empty")
-        if ctype == protobuf.MEDIA_TYPE:
-            try:
-                return protobuf.decode(raw), b""
-            except protobuf.ProtobufUnsupported as exc:
-                raise st.unsupported_media_type(f"cannot decode the protobuf body: {exc}") from None
-            except protobuf.ProtobufError as exc:
-                raise st.bad_request(f"the protobuf body is malformed: {exc}") from None
-        try:
-            if "yaml" in ctype:
-                body = yaml.safe_load(raw.decode("utf-8"))
-            else:
-                body = decode_json(raw)
-        except (ValueError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise st.bad_request(f"the request body is not valid {'YAML' if 'yaml' in ctype else 'JSON'}: {msg}") from None
-        except RecursionError:
-            raise st.bad_request(f"the request body is nested deeper than {MAX_DEPTH} levels") from None
-        refuse_unrepresentable(body)
-        return body, raw
+        body = await self.bodies.decode(raw, _content_type(request), sb.MAX_VALUE_BYTES if is_object else None)
+        return body, raw if _content_type(request) != protobuf.MEDIA_TYPE else b""
+
+    async def _field_warnings(self, request: web.Request, resource: Resource, body: Any, raw: bytes) -> list[str]:
+        """fieldValidation for a decoded body (off the loop when the body is large)."""
+        return await self.bodies.run(len(raw), self.fields.check, resource, body, raw,
+                                     request.query.get("fieldValidation"))
 
     @staticmethod
     def _check_content_type(request: web.Request, allowed: tuple[str, ...]) -> str:
@@ -283,7 +247,7 @@ class RestHandler:
         self._check_content_type(request, BODY_TYPES)
         body, raw = await self._body(request)
         dry = self._dry_run(request)
-        warnings = self.fields.check(resource, body, raw, request.query.get("fieldValidation"))
+        warnings = await self._field_warnings(request, resource, body, raw)
         await self._read(self._guard, request, resource, ns, body)
         obj = await self._write(self.registry.create, resource, ns, body, dry)
         request[CREATED_NAME] = (obj.get("metadata") or {}).get("name", "")  # for the audit log
@@ -294,7 +258,7 @@ class RestHandler:
         self._check_content_type(request, BODY_TYPES)
         body, raw = await self._body(request)
         dry = self._dry_run(request)
-        warnings = self.fields.check(resource, body, raw, request.query.get("fieldValidation"))
+        warnings = await self._field_warnings(request, resource, body, raw)
         if sub is None:
             await self._read(self._guard, request, resource, ns, body)
         obj, created = await self._write(self.registry.update, resource, ns, name, body, sub, dry)
@@ -311,7 +275,7 @@ class RestHandler:
             raise st.unsupported_media_type(
                 f"the body of the request was in an unknown format - accepted media types include: "
                 f"{', '.join(PATCH_TYPES)}")
-        patch, raw = await self._body(request)
+        patch, raw = await self._body(request, is_object=False)
         dry = self._dry_run(request)
         mode = request.query.get("fieldValidation")
         self.fields.check(resource, {}, None, mode)  # rejects a bad mode before any work

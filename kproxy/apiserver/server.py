@@ -20,7 +20,7 @@ from kproxy.api import status as st
 from kproxy.apiserver import datadir, discovery, paths
 from kproxy.apiserver.allocators import ClusterIPAllocator, NodePortAllocator
 from kproxy.apiserver.auth import policy
-from kproxy.apiserver.auth.audit import AUDIT_LOG_NAME, AuditLog
+from kproxy.apiserver.auth.audit import AUDIT_LOG_NAME, DEFAULT_POLICY, AuditLog, AuditPolicy
 from kproxy.apiserver.auth.authn import TokenAuthenticator
 from kproxy.apiserver.auth.escalation import EscalationGuard
 from kproxy.apiserver.auth.middleware import AuthMiddleware, loopback_host
@@ -35,6 +35,7 @@ from kproxy.apiserver.registry import Registry
 from kproxy.apiserver.rest import RestHandler, RestSettings, dumps, json_response
 from kproxy.apiserver.service_alloc import ServiceAllocations
 from kproxy.apiserver.tables import TableRenderer
+from kproxy.listener import ConnectionLimits, GatedListener, listen_socket, server_options
 from kproxy.pki import bootstrap as pki_bootstrap
 from kproxy.store import base as sb
 
@@ -64,6 +65,10 @@ class ServerConfig:
     insecure_host: str | None = None
     insecure_port: int = 0
     tls_sans: tuple[str, ...] = ()  # extra serving-certificate names/addresses
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)  # of the TLS listener
+    audit_policy: AuditPolicy = DEFAULT_POLICY
+    audit_max_bytes: int = 100 * 1024 * 1024  # the audit log rotates at this size
+    audit_max_backups: int = 10  # rotated audit logs kept
 
 
 class ApiServer:
@@ -83,7 +88,8 @@ class ApiServer:
             ca_pem = f.read()
         self.registry.admission.append(ServiceAccountTokenAdmission(self.store))
         self.tokens = TokenController(self.registry, signer, ca_pem)
-        self.audit = AuditLog(os.path.join(config.data_dir, AUDIT_LOG_NAME))
+        self.audit = AuditLog(os.path.join(config.data_dir, AUDIT_LOG_NAME), config.audit_policy,
+                              config.audit_max_bytes, config.audit_max_backups)
         self.reads = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="apiserver-read")
         # Writers run concurrently so the store can group-commit them; the registry serialises
         # the few kinds of write that need it.
@@ -99,6 +105,7 @@ class ApiServer:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
         self._tls: ssl.SSLContext | None = None
+        self._gate: GatedListener | None = None
         self._controllers: _ControllerThread | None = None
 
     # ------------------------------------------------------------------ startup
@@ -158,11 +165,15 @@ class ApiServer:
         await asyncio.get_running_loop().run_in_executor(self.writes, self.bootstrap)
         # Every request is logged with -vv (debug); quiet otherwise.
         access_log = logging.getLogger("kproxy.apiserver.access") if log.isEnabledFor(logging.DEBUG) else None
-        self._runner = web.AppRunner(self.build_app(), handle_signals=False, access_log=access_log,
-                                     shutdown_timeout=2.0)
-        await self._runner.setup()
         self._tls = self._ssl_context() if self.config.tls else None
-        self.url = await self._listen(self.config.host, self.config.port, self._tls)
+        self._runner = web.AppRunner(self.build_app(), handle_signals=False, access_log=access_log,
+                                     shutdown_timeout=2.0, **server_options(self.config.limits))
+        await self._runner.setup()
+        if self._tls is not None:
+            self._gate = GatedListener(self._new_connection, self._tls, self.config.limits)
+            self.url = _url("https", *self._gate.start(self._listen_socket(self.config.host, self.config.port)))
+        else:
+            self.url = await self._listen(self.config.host, self.config.port, None)
         if self.config.insecure_host is not None:
             if not loopback_host(self.config.insecure_host):
                 raise ValueError(f"the plain-HTTP listener is only served on loopback, not {self.config.insecure_host}")
@@ -181,6 +192,18 @@ class ApiServer:
             self._start_controllers()
         log.info("apiserver listening on %s (data dir %s)", self.url, self.config.data_dir)
 
+    @staticmethod
+    def _listen_socket(host: str, port: int) -> Any:
+        try:
+            return listen_socket(host, port)
+        except OSError as exc:  # the CLI shows strerror: name the address in it
+            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {(exc.strerror or str(exc)).lower()}") from None
+
+    def _new_connection(self) -> Any:
+        """aiohttp's protocol for one connection the TLS gate accepted."""
+        assert self._runner is not None and self._runner.server is not None
+        return self._runner.server()
+
     async def _listen(self, host: str, port: int, ssl_context: ssl.SSLContext | None) -> str:
         """Starts one listener; returns its URL (the wildcard address shown as loopback)."""
         assert self._runner is not None
@@ -188,9 +211,7 @@ class ApiServer:
         await site.start()
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
         port = sockets[0].getsockname()[1] if sockets else port
-        shown = host if host not in ("0.0.0.0", "::", "") else "127.0.0.1"
-        scheme = "https" if ssl_context is not None else "http"
-        return f"{scheme}://{shown}:{port}" if ":" not in shown else f"{scheme}://[{shown}]:{port}"
+        return _url("https" if ssl_context is not None else "http", host, port)
 
     def _ssl_context(self) -> ssl.SSLContext:
         """TLS 1.2+; a client certificate is optional, but one that is presented must chain
@@ -222,7 +243,9 @@ class ApiServer:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
-        self.rest.close_watches()
+        self.rest.close()
+        if self._gate is not None:
+            await self._gate.close()
         if self._runner:
             await self._runner.cleanup()
         self.writes.shutdown(wait=True)
@@ -345,6 +368,12 @@ class ApiServer:
         if doc is None:
             raise st.ApiError(st.status(404, "NotFound", "the server could not find the requested resource"))
         return json_response(doc)
+
+
+def _url(scheme: str, host: str, port: int) -> str:
+    """A listener's URL, the wildcard address shown as loopback."""
+    shown = host if host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    return f"{scheme}://{shown}:{port}" if ":" not in shown else f"{scheme}://[{shown}]:{port}"
 
 
 def _aggregated_response(doc: dict[str, Any]) -> web.Response:

@@ -5,8 +5,10 @@
     kproxy rules diff [--kubeconfig FILE] [--node-name NAME] [--cluster-cidr CIDR] [--service-cidr CIDR] [--config FILE]
 
 `--node` names a node of a running lab (`kproxy lab`): its namespace, the lab's kubeconfig
-and pod CIDR are used. Exit codes: 0 ok; 1 error, a diff that found differences, or a
-`--send` that contradicts the trace.
+and pod CIDR are used. Without --mode (and outside a lab) the mode is detected: the agent's
+/proxyMode, else what the namespace holds (kproxy.rules.detect); text output says on stderr
+which mode was read and why, -o json/yaml in `modeDetection`. Exit codes: 0 ok; 1 error, a
+diff that found differences, or a `--send` that contradicts the trace.
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ SEND_WAIT_SECONDS = 2.0
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("what", nargs="?", metavar="NAMESPACE/SERVICE | trace | diff",
                    help="a Service to show (default: all), or the trace / diff action")
-    p.add_argument("--mode", help="proxy mode whose rules to read (default: the lab's with --node, else iptables)")
+    p.add_argument("--mode", help="proxy mode whose rules to read (default: the lab's with --node, else detected: "
+                                  "the agent's /proxyMode, else what the namespace holds)")
     p.add_argument("--netns", help="network namespace of the node (default: this host's)")
     p.add_argument("--node", help="a node of the lab (--lab): its namespace, kubeconfig and pod CIDR")
     p.add_argument("--lab", default=None, help="lab name for --node (default kproxy-lab)")
@@ -57,8 +60,9 @@ class Target:
     node_name: str
     kubeconfig: str | None
     cluster_cidr: str | None
-    mode: str
+    mode: str  # "" until detected
     service_cidr: str | None = None
+    detection: Any = None  # kproxy.rules.detect.Detection once the mode is known
 
 
 def _target(args: argparse.Namespace) -> Target:
@@ -82,12 +86,27 @@ def _target(args: argparse.Namespace) -> Target:
         mode = mode or lab.state.mode
     elif args.lab:
         raise CLIError("--lab needs --node")
-    return Target(netns, node_name or socket.gethostname(), kubeconfig, cidr, mode or "iptables", service_cidr)
+    from kproxy.rules.detect import Detection
+    detection = None
+    if args.mode:
+        detection = Detection(mode, "flag", "--mode")
+    elif mode:
+        detection = Detection(mode, "lab", f"the mode lab {args.lab or 'kproxy-lab'} runs")
+    return Target(netns, node_name or socket.gethostname(), kubeconfig, cidr, mode or "", service_cidr, detection)
+
+
+def _detect(args: argparse.Namespace, target: Target, netns: Any) -> None:
+    """Sets target.mode from the agent or the kernel of `netns` (see kproxy.rules.detect)."""
+    from kproxy.rules.detect import detect
+    if target.detection is None:
+        metrics = _config(args, target).metrics_bind_address
+        target.detection = detect(netns, metrics)
+    target.mode = target.detection.mode
 
 
 def _config(args: argparse.Namespace, target: Target) -> Any:
     from kproxy.agent.config import ConfigError, load_config
-    overrides = {"mode": target.mode, "cluster_cidr": target.cluster_cidr, "service_cidr": target.service_cidr,
+    overrides = {"mode": target.mode or None, "cluster_cidr": target.cluster_cidr, "service_cidr": target.service_cidr,
                  "iptables_backend": args.iptables_backend}
     try:
         return load_config(args.config, overrides)
@@ -163,8 +182,13 @@ def _style(args: argparse.Namespace) -> tuple[int, bool]:
     return width, colour
 
 
-def _emit(args: argparse.Namespace, doc: dict, text: str) -> None:
+def _emit(args: argparse.Namespace, doc: dict, text: str, target: Target | None = None) -> None:
     from kproxy.rules import output
+    detection = target.detection if target is not None else None
+    if detection is not None:
+        doc = {**doc, "modeDetection": detection.to_dict()}
+        if args.output == "text" and detection.source not in ("flag", "lab"):  # detected: say how
+            print(f"kproxy rules: {detection.line()}", file=sys.stderr)
     if args.output == "json":
         sys.stdout.write(output.as_json(doc))
     elif args.output == "yaml":
@@ -188,16 +212,17 @@ def run(args: argparse.Namespace) -> int:
     if what != "trace" and (args.proto or args.src or args.dst or args.send):
         raise CLIError("--proto/--src/--dst/--send belong to `kproxy rules trace`", 2)
     target = _target(args)
-    config = _config(args, target)
-    adapter = _adapter(target.mode)
-    if what == "trace" and args.send and getattr(adapter, "send_unsupported", ""):
-        raise CLIError(f"--send: {adapter.send_unsupported}", 2)
     netns = _open_netns(target.netns)
     try:
+        _detect(args, target, netns)
+        config = _config(args, target)
+        adapter = _adapter(target.mode)
+        if what == "trace" and args.send and getattr(adapter, "send_unsupported", ""):
+            raise CLIError(f"--send: {adapter.send_unsupported}", 2)
         backend = _backend(target.mode, netns, config)
         try:
             if what == "trace":
-                return _run_trace(args, adapter, backend, netns)
+                return _run_trace(args, target, adapter, backend, netns)
             if what == "diff":
                 return _run_diff(args, target, config, adapter, backend)
             return _run_show(args, target, config, adapter, backend, what)
@@ -216,10 +241,10 @@ def _run_show(args, target: Target, config, adapter, backend, what: str) -> int:
     if what:
         ns, name = what.split("/")
         rules = rules.select(ns, name)
-        if not rules.services:
+        if not rules.services and not rules.skipped:
             raise CLIError(f"no rules for Service {what} in the kernel ({target.mode} mode)")
     width, colour = _style(args)
-    _emit(args, rules.to_dict(), output.rules_text(rules, width, colour, objects=not args.no_objects))
+    _emit(args, rules.to_dict(), output.rules_text(rules, width, colour, objects=not args.no_objects), target)
     return 0
 
 
@@ -240,11 +265,11 @@ def _run_diff(args, target: Target, config, adapter, backend) -> int:
     settings = (f"node {target.node_name}, cluster CIDR {config.cluster_cidr or 'none'}, "
                 f"service CIDR {config.service_cidr or 'none'}, masquerade-all {str(config.masquerade_all).lower()}")
     _emit(args, output.diff_doc(differences, adapter.mode, node),
-          output.diff_text(differences, width, colour, settings))
+          output.diff_text(differences, width, colour, settings), target)
     return 1 if differences else 0
 
 
-def _run_trace(args, adapter, backend, netns) -> int:
+def _run_trace(args, target: Target, adapter, backend, netns) -> int:
     from kproxy.rules import output
     from kproxy.rules.trace import Probe, ProbeError
     if not (args.proto and args.src and args.dst):
@@ -272,5 +297,5 @@ def _run_trace(args, adapter, backend, netns) -> int:
         doc["sent"] = {"observed": seen.to_dict(), "confirmed": verdict.ok, "reason": verdict.reason}
         text += f"\nsent: {seen}\n{'CONFIRMED' if verdict.ok else 'MISMATCH'}: {verdict.reason}\n"
         code = 0 if verdict.ok else 1
-    _emit(args, doc, text)
+    _emit(args, doc, text, target)
     return code

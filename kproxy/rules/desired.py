@@ -48,4 +48,4 @@ def with_endpoint_states(rules: NodeRules, state: ProxyState) -> NodeRules:
             merged.setdefault(addr, e)
         out.append(ServiceRules(svc.namespace, svc.name, svc.port_name, svc.protocol, svc.frontends,
                                 tuple(merged[a] for a in sorted(merged)), svc.objects, svc.affinity))
-    return NodeRules(rules.mode, rules.node, tuple(out), rules.shared, rules.unowned, rules.detail)
+    return NodeRules(rules.mode, rules.node, tuple(out), rules.shared, rules.unowned, rules.detail, rules.skipped)

@@ -127,6 +127,17 @@ class ServiceRules:
                 "affinitySeconds": self.affinity, "packets": self.packets, "bytes": self.bytes}
 
 
+@dataclass(frozen=True, order=True)
+class SkippedPort:
+    """A Service port the mode knows of but does not program (e.g. SCTP in userspace mode)."""
+
+    key: str  # "namespace/name:port_name"
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"service": self.key, "reason": self.reason}
+
+
 @dataclass(frozen=True)
 class NodeRules:
     """Everything one mode holds in one node's kernel, grouped by Service port (sorted by key)."""
@@ -137,6 +148,7 @@ class NodeRules:
     shared: tuple[KernelObject, ...] = ()
     unowned: tuple[KernelObject, ...] = ()
     detail: dict = field(default_factory=dict, compare=False)  # e.g. {"variant": "nft"}
+    skipped: tuple[SkippedPort, ...] = ()
 
     def service(self, key: str) -> ServiceRules | None:
         return next((s for s in self.services if s.key == key), None)
@@ -145,11 +157,13 @@ class NodeRules:
         """Only the ports of Service namespace/name (shared and unowned objects dropped)."""
         return NodeRules(self.mode, self.node,
                          tuple(s for s in self.services if s.namespace == namespace and s.name == name),
-                         detail=self.detail)
+                         detail=self.detail,
+                         skipped=tuple(s for s in self.skipped if s.key.startswith(f"{namespace}/{name}:")))
 
     def to_dict(self) -> dict:
         return {"apiVersion": "kproxy.io/v1alpha1", "kind": "NodeRules", "mode": self.mode,
                 "node": self.node, "detail": dict(self.detail),
                 "services": [s.to_dict() for s in self.services],
                 "shared": [o.to_dict() for o in self.shared],
-                "unowned": [o.to_dict() for o in self.unowned]}
+                "unowned": [o.to_dict() for o in self.unowned],
+                "skipped": [s.to_dict() for s in self.skipped]}

@@ -135,6 +135,10 @@ def rules_text(rules: NodeRules, width: int = 100, colour: bool = False, objects
             out.append(st("  endpoints: none", "yellow"))
         if objects and svc.objects:
             out += _objects_block(svc.objects, width, st, all_chains=False)
+    if rules.skipped:
+        out.append("")
+        out.append(st(fit(f"not programmed ({_plural(len(rules.skipped), 'service port')}):", width), "bold", "yellow"))
+        out += [st(fit(f"  {_name(s.key)}  SKIPPED: {s.reason}", width), "yellow") for s in rules.skipped]
     if rules.unowned:
         out.append("")
         out.append(st(fit(f"not reached from any Service ({_plural(len(rules.unowned), 'object')}: stale or "

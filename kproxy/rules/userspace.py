@@ -17,7 +17,7 @@ import re
 from typing import Any, Mapping, Sequence
 
 from .iptables import IptablesAdapter, build, normalise_rule
-from .model import EndpointInfo, KernelObject, NodeRules, ServiceRules
+from .model import EndpointInfo, KernelObject, NodeRules, ServiceRules, SkippedPort
 from .trace import Candidate, Probe, Step, TraceReport
 
 MODE = "userspace"
@@ -37,7 +37,7 @@ def _port_names(text: str, by_port: Mapping[int, str]) -> str:
 
 
 def _with_listeners(rules: NodeRules, listeners: Sequence[Any], by_port: Mapping[int, str],
-                    stand_in_ports: bool = False) -> NodeRules:
+                    stand_in_ports: bool = False, skipped: Sequence[tuple[str, str]] = ()) -> NodeRules:
     """`rules` (iptables part) re-keyed for listener ports, with the listeners attached. With
     `stand_in_ports` (a rendered Plan) the texts name the listener instead of the fake port."""
     def rekey(o: KernelObject) -> KernelObject:
@@ -62,7 +62,8 @@ def _with_listeners(rules: NodeRules, listeners: Sequence[Any], by_port: Mapping
                                 by_service[key]))
     services.sort(key=lambda s: s.key)
     return NodeRules(MODE, rules.node, tuple(services), tuple(rekey(o) for o in rules.shared),
-                     tuple(rekey(o) for o in rules.unowned), rules.detail)
+                     tuple(rekey(o) for o in rules.unowned), rules.detail,
+                     tuple(sorted(SkippedPort(k, why) for k, why in skipped)))
 
 
 def _attach(svc: ServiceRules, objects: list[KernelObject], listeners: list[Any]) -> ServiceRules:
@@ -106,7 +107,7 @@ class UserspaceAdapter:
         inspection = getattr(inspection, "inspection", inspection)
         base = IptablesAdapter().from_inspection(inspection.rules, node)
         by_port = {info.port: info.key for info in inspection.listeners}
-        return _with_listeners(base, inspection.listeners, by_port)
+        return _with_listeners(base, inspection.listeners, by_port, skipped=getattr(inspection, "skipped", ()))
 
     def from_ruleset(self, plan: Any, node: str) -> NodeRules:
         from kproxy.userspace.plan import render_rules
@@ -117,7 +118,8 @@ class UserspaceAdapter:
         jumps = [(j.table, j.chain, (j.restore_text(), 0, 0)) for j in ruleset.jumps]
         base = build(chains, jumps, node)
         listeners = [_Listener(spec.key, spec.protocol, spec.endpoints, 0) for spec in plan.listeners.values()]
-        return _with_listeners(base, listeners, {port: key for key, port in ports.items()}, stand_in_ports=True)
+        return _with_listeners(base, listeners, {port: key for key, port in ports.items()}, stand_in_ports=True,
+                               skipped=plan.skipped)
 
     def trace(self, inspection: Any, probe: Probe, local_addresses: Sequence[str]) -> TraceReport:
         """The redirect rules traced as in iptables mode; a redirect to a listener is then

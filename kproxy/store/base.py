@@ -43,6 +43,18 @@ class Conflict(StoreError):
     """expected_revision did not match the key's current mod_revision."""
 
 
+class TooLarge(StoreError):
+    """The encoded value is over MAX_VALUE_BYTES (etcd's limit is about 1.5 MiB per request)."""
+
+    def __init__(self, size: int, limit: int):
+        super().__init__(f"the object is {size} bytes, over the store's limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+MAX_VALUE_BYTES = 1536 * 1024  # etcd's default --max-request-bytes, which bounds one object there
+
+
 class Gone(StoreError):
     """The requested revision is older than the retained watch history (compacted).
     `oldest` is the oldest from_revision a watch still accepts (the highest trimmed revision)."""

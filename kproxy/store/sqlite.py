@@ -22,7 +22,8 @@ Guarantees beyond the contract in base.py:
   transaction saw; reads never wait for writers (WAL).
 - Values are stored as JSON text: what `create`/`update` return (and what get, list and watch
   later give) is the stored form, a fresh copy (non-string dict keys become strings, tuples
-  become lists). Non-dict values, NaN/Infinity and non-JSON types raise ValueError.
+  become lists). Non-dict values, NaN/Infinity and non-JSON types raise ValueError; a value
+  whose JSON is over MAX_VALUE_BYTES raises TooLarge, and nothing is written.
 - One process at a time: the database is guarded by an exclusive flock on "<path>.lock".
 """
 from __future__ import annotations
@@ -44,11 +45,13 @@ from kproxy.store.base import (
     AlreadyExists,
     Conflict,
     Event,
+    MAX_VALUE_BYTES,
     Gone,
     KeyValue,
     NotFound,
     Store,
     StoreError,
+    TooLarge,
     WatchCallback,
 )
 
@@ -105,9 +108,12 @@ def _encode(value: Any) -> str:
     if not isinstance(value, dict):
         raise ValueError(f"store values must be dicts, not {type(value).__name__}")
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"store value is not JSON-serialisable: {exc}") from None
+    if len(text) > MAX_VALUE_BYTES and len(text.encode("utf-8")) > MAX_VALUE_BYTES:
+        raise TooLarge(len(text.encode("utf-8")), MAX_VALUE_BYTES)
+    return text
 
 
 def _check_key(key: Any) -> None:

@@ -17,10 +17,14 @@ iptables mode's cleanup: both iptables variants) and stops the proxy process. cl
 exit) leaves the proxy process and the rules in place.
 
 Config (optional section `userspace` of the agent config, read with defaults): balancer
-"maglev" | "roundrobin", udp_idle_timeout seconds.
+"maglev" | "roundrobin", udp_idle_timeout seconds; `iptables.localhostNodePorts` (kube-proxy's
+option) decides whether NodePorts answer on 127.0.0.0/8.
+ServicePorts the mode cannot proxy (SCTP) are logged in one line whenever that list changes
+(so at the first sync after start), and handed to the proxy process so `kproxy rules` shows them.
 """
 from __future__ import annotations
 
+import logging
 import subprocess
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +39,7 @@ from kproxy.userspace.plan import Plan, render_plan, render_rules
 from kproxy.userspace.control import ProxyControl, ProxyControlError
 from kproxy.userspace.proxy import UDP_IDLE_TIMEOUT, ListenerInfo
 
+log = logging.getLogger(__name__)
 
 # Replies to connections the proxy opened from a client's address (IP_TRANSPARENT, see
 # proxy.transparent_source) are addressed to that client; the socket match marks them and the
@@ -69,6 +74,7 @@ def transparent_cleanup(saved_mangle: str) -> str:
 class Inspection:
     listeners: tuple[ListenerInfo, ...]
     rules: Any  # kproxy.iptables.backend.Inspection
+    skipped: tuple[tuple[str, str], ...] = ()  # (ServicePort key, reason) not programmed
 
 
 def _setting(config: Any, name: str, default: Any) -> Any:
@@ -89,6 +95,9 @@ class UserspaceBackend(Backend):
         self.proxy = ProxyControl(self.netns, balancer=balancer,
                                   udp_idle_timeout=float(_setting(config, "udp_idle_timeout", UDP_IDLE_TIMEOUT)))
         self._applied: Ruleset | None = None
+        iptables = getattr(config, "iptables", None)
+        self._localhost_nodeports = bool(getattr(iptables, "localhost_nodeports", True))
+        self._skipped_logged: tuple[tuple[str, str], ...] | None = None
 
     @classmethod
     def probe(cls, netns: Any, config: Any = None) -> None:
@@ -99,11 +108,12 @@ class UserspaceBackend(Backend):
             raise BackendUnavailable(f"userspace mode redirects with iptables: {exc}") from None
 
     def render(self, state: ProxyState, previous: Plan | None = None) -> Plan:
-        return render_plan(state)
+        return render_plan(state, self._localhost_nodeports)
 
     def apply(self, plan: Plan, previous: Plan | None) -> ApplyResult:
+        self._log_skipped(plan.skipped)
         try:
-            ports = self.proxy.update(plan.listeners, plan.target_ip)
+            ports = self.proxy.update(plan.listeners, plan.target_ip, plan.skipped)
         except ProxyControlError as exc:
             raise ApplyError(str(exc)) from None
         rules = render_rules(plan, ports, self._applied)
@@ -122,6 +132,17 @@ class UserspaceBackend(Backend):
             raise ApplyError(str(exc)) from None
         return ApplyResult(full=result.full, objects_written=result.objects_written,
                            detail=f"{len(plan.listeners)} listeners ({len(closed)} closed); {result.detail}")
+
+    def _log_skipped(self, skipped: tuple[tuple[str, str], ...]) -> None:
+        """One line naming the ServicePorts this mode does not program, when that list changes."""
+        if skipped == self._skipped_logged:
+            return
+        self._skipped_logged = skipped
+        if skipped:
+            reasons: dict[str, list[str]] = {}
+            for key, why in skipped:
+                reasons.setdefault(why, []).append(key)
+            log.warning("not programmed: %s", "; ".join(f"{why}: {', '.join(keys)}" for why, keys in reasons.items()))
 
     def _ensure_transparent_replies(self) -> None:
         """The mangle rule and policy route of TPROXY_* (full syncs only; idempotent)."""
@@ -157,10 +178,10 @@ class UserspaceBackend(Backend):
 
     def inspect(self) -> Inspection:
         try:
-            listeners = tuple(self.proxy.listeners())
+            listeners, skipped = self.proxy.listeners_and_skipped()
         except ProxyControlError as exc:
             raise ApplyError(str(exc)) from None
-        return Inspection(listeners, self._rules.inspect())
+        return Inspection(tuple(listeners), self._rules.inspect(), tuple(skipped))
 
     def cleanup(self) -> None:
         self.proxy.stop_daemon()

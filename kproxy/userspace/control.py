@@ -116,19 +116,28 @@ class ProxyControl:
 
     # -- operations
 
-    def update(self, listeners: Mapping[str, ListenerSpec], bind_ip: str | None) -> dict[str, int]:
+    def update(self, listeners: Mapping[str, ListenerSpec], bind_ip: str | None,
+               skipped: tuple[tuple[str, str], ...] = ()) -> dict[str, int]:
+        """Opens/updates the listeners; returns their ports. `skipped` ((ServicePort key, reason)
+        the plan does not program) is kept by the proxy process for listeners_and_skipped()."""
         answer = self.call("update", listeners=[spec_to_json(s) for s in listeners.values()], bind=bind_ip,
-                           balancer=self.balancer, udp_idle_timeout=self.udp_idle_timeout)
+                           balancer=self.balancer, udp_idle_timeout=self.udp_idle_timeout,
+                           skipped=[list(s) for s in skipped])
         return {k: int(v) for k, v in answer["ports"].items()}  # type: ignore[index]
 
     def retire(self, keep: set[str]) -> list[str]:
         return list(self.call("retire", keep=sorted(keep))["closed"])  # type: ignore[index]
 
     def listeners(self) -> list[ListenerInfo]:
+        return self.listeners_and_skipped()[0]
+
+    def listeners_and_skipped(self) -> tuple[list[ListenerInfo], list[tuple[str, str]]]:
+        """The open listeners, and the ServicePorts the last update did not program (with why)."""
         answer = self.call("listeners", start=False)
         if answer is None:
-            return []
-        return [ListenerInfo(**(d | {"endpoints": tuple(d["endpoints"])})) for d in answer["listeners"]]
+            return [], []
+        listeners = [ListenerInfo(**(d | {"endpoints": tuple(d["endpoints"])})) for d in answer["listeners"]]
+        return listeners, [(str(k), str(why)) for k, why in answer.get("skipped", ())]
 
     def stop_daemon(self) -> bool:
         """Stops the namespace's proxy (if one runs); True when one was stopped."""

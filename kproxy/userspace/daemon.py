@@ -49,6 +49,7 @@ class Daemon:
     def __init__(self, server: ProxyServer) -> None:
         self.server = server
         self.stopping = threading.Event()
+        self.skipped: list[list[str]] = []  # [ServicePort key, reason] the agent does not program
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
@@ -58,11 +59,15 @@ class Daemon:
             self.server.configure(request.get("balancer", "maglev"),
                                   float(request.get("udp_idle_timeout", UDP_IDLE_TIMEOUT)))
             specs = {s.key: s for s in (spec_from_json(d) for d in request.get("listeners", ()))}
-            return {"ports": self.server.update(specs, request.get("bind"))}
+            skipped = [[str(k), str(why)] for k, why in request.get("skipped", ())]
+            ports = self.server.update(specs, request.get("bind"))
+            self.skipped = skipped
+            return {"ports": ports}
         if op == "retire":
             return {"closed": self.server.retire(set(request.get("keep", ())))}
         if op == "listeners":
-            return {"listeners": [vars(i) | {"endpoints": list(i.endpoints)} for i in self.server.listeners()]}
+            return {"listeners": [vars(i) | {"endpoints": list(i.endpoints)} for i in self.server.listeners()],
+                    "skipped": self.skipped}
         if op == "stop":
             self.stopping.set()
             return {"stopped": os.getpid()}

@@ -11,21 +11,30 @@ modes is one atomic iptables-restore and `kproxy rules`/trace tooling reads both
                       the iptables mode, for traffic that is not redirected.
 A ServicePort gets one listener per distinct endpoint set: "internal" (cluster IPs, under
 internalTrafficPolicy) and "external" (node port, external and LB IPs, under
-externalTrafficPolicy); both are the same listener when the two sets are equal.
+externalTrafficPolicy); both are the same listener when the two sets are equal. Under
+externalTrafficPolicy Local, traffic to the external frontends from pods (the pod CIDR) or from
+the node itself goes to every endpoint, as kube-proxy's KUBE-EXT chain short-circuits it: those
+sources are redirected first, to a "cluster" listener (or the internal one when its endpoints
+are the same), and only the rest meets the Local listener or the DROP.
+NodePorts answer on 127.0.0.0/8 unless `localhostNodePorts` is false (iptables mode's option).
+SCTP ServicePorts are not proxied (the kernel may lack SCTP sockets; asyncio has no SCTP
+transport): the Plan lists them in `skipped` with the reason.
 """
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Mapping
 
-from kproxy.agent.addresses import ipv4, nodeport_ips
+from kproxy.agent.addresses import ipv4, local_pod_cidr, nodeport_ips
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 from kproxy.iptables import names as n
 from kproxy.iptables.render import jump_rules
 from kproxy.iptables.ruleset import Fragment, RenderOptions, Ruleset
 
 NAT, FILTER = n.NAT, n.FILTER
-PROTOCOLS = ("TCP", "UDP")  # SCTP is not proxied in userspace (no SCTP sockets in asyncio)
+PROTOCOLS = ("TCP", "UDP")
+SCTP_SKIPPED = "userspace mode does not proxy SCTP"
 RULE_OPTIONS = RenderOptions(localhost_nodeports=False, random_fully=False)
 NODEPORTS_COMMENT = '"kubernetes service nodeports; NOTE: this must be the last rule in this chain"'
 
@@ -56,6 +65,9 @@ class Dispatch:
     service: ServicePort
     internal: str
     external: str
+    # externalTrafficPolicy Local: the listener (every endpoint) for traffic to the external
+    # frontends from pods or this node; "" when that is `external` anyway or nothing is left
+    short_circuit: str = ""
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,9 @@ class Plan:
     dispatch: Mapping[str, Dispatch]
     target_ip: str | None
     nodeport_ips: tuple[str, ...] | None = None  # None: NodePorts on every local address
+    pod_cidr: str | None = None  # traffic from here is pod traffic (None: unknown)
+    localhost_nodeports: bool = True  # NodePorts answer on 127.0.0.0/8
+    skipped: tuple[tuple[str, str], ...] = ()  # (ServicePort key, why it is not programmed)
 
     def __post_init__(self) -> None:
         from types import MappingProxyType
@@ -88,31 +103,45 @@ def _spec(key: str, sp: ServicePort, endpoints: tuple[Endpoint, ...]) -> Listene
     )
 
 
-def render_plan(state: ProxyState) -> Plan:
-    """The Plan for `state` (pure, deterministic)."""
+def render_plan(state: ProxyState, localhost_nodeports: bool = True) -> Plan:
+    """The Plan for `state` (pure, deterministic). A ServicePort's roles share one listener
+    wherever their endpoint sets are equal."""
     listeners: dict[str, ListenerSpec] = {}
     dispatch: dict[str, Dispatch] = {}
+    skipped: list[tuple[str, str]] = []
     for key in sorted(state.services):
         sp = state.services[key]
         if sp.protocol not in PROTOCOLS:
+            skipped.append((key, SCTP_SKIPPED if sp.protocol == "SCTP" else f"protocol {sp.protocol} is not proxied"))
             continue
-        internal_eps = sp.internal_endpoints() if sp.cluster_ips else ()
-        external_eps = sp.external_endpoints() if sp.has_external else ()
-        internal = external = ""
-        if internal_eps:
-            internal = f"{sp.key}#internal"
-            listeners[internal] = _spec(internal, sp, internal_eps)
-        if external_eps:
-            if internal and set(external_eps) == set(internal_eps):
-                external = internal
-            else:
-                external = f"{sp.key}#external"
-                listeners[external] = _spec(external, sp, external_eps)
-        dispatch[key] = Dispatch(sp, internal, external)
+        # each role's endpoints are a filtered run of sp.endpoints (sorted): equal sets are
+        # equal tuples of the same objects, so == is cheap (no hashing of endpoints)
+        opened: list[tuple[tuple[Endpoint, ...], str]] = []
+
+        def listener(role: str, endpoints: tuple[Endpoint, ...]) -> str:
+            if not endpoints:
+                return ""
+            for have, name in opened:
+                if have == endpoints:
+                    return name
+            name = f"{sp.key}#{role}"
+            listeners[name] = _spec(name, sp, endpoints)
+            opened.append((endpoints, name))
+            return name
+
+        internal = listener("internal", sp.internal_endpoints() if sp.cluster_ips else ())
+        external = listener("external", sp.external_endpoints() if sp.has_external else ())
+        short = ""
+        if sp.external_policy_local and sp.has_external:
+            short = listener("cluster", sp.cluster_endpoints())
+        dispatch[key] = Dispatch(sp, internal, external, "" if short == external else short)
     target = next(iter(ipv4(state.node_ips)), None)
-    selected = nodeport_ips(state, include_loopback=True)
+    selected = nodeport_ips(state, include_loopback=localhost_nodeports)
     return Plan(listeners=listeners, dispatch=dispatch, target_ip=target,
-                nodeport_ips=None if selected is None else tuple(ip for ip in selected if not ip.startswith("127.")))
+                nodeport_ips=None if selected is None else tuple(
+                    ip for ip in selected if localhost_nodeports or not ip.startswith("127.")),
+                pod_cidr=local_pod_cidr(state.cluster_cidr), localhost_nodeports=localhost_nodeports,
+                skipped=tuple(skipped))
 
 
 # ------------------------------------------------------------------ iptables rules
@@ -124,9 +153,36 @@ def _to(target_ip: str | None, port: int) -> str:
     return f"-j REDIRECT --to-ports {port}"
 
 
-def render_fragment(d: Dispatch, target_ip: str | None, ports: Mapping[str, int]) -> Fragment:
+def _within(cidr: str, pod_cidr: str) -> str | None:
+    """The part of `cidr` that is inside `pod_cidr` (CIDRs nest or are disjoint); None: none."""
+    try:
+        a, b = ipaddress.ip_network(cidr, strict=False), ipaddress.ip_network(pod_cidr, strict=False)
+    except ValueError:
+        return None
+    if a.version != b.version:
+        return None
+    return str(a) if a.subnet_of(b) else str(b) if b.subnet_of(a) else None  # type: ignore[arg-type]
+
+
+def _internal_sources(sources: list[str], pod_cidr: str | None) -> list[tuple[str, str]]:
+    """(origin, source match) for the traffic kube-proxy treats as internal under
+    externalTrafficPolicy Local: from the pod CIDR, and from this node (addrtype LOCAL), each
+    kept within the allowed `sources` ("" or "-s CIDR ")."""
+    out = []
+    for src in sources:
+        allowed = src[3:].strip() if src else ""
+        pods = pod_cidr if not allowed or pod_cidr is None else _within(allowed, pod_cidr)
+        if pods:
+            out.append(("pod", f"-s {pods} "))
+        out.append(("node", f"{src}-m addrtype --src-type LOCAL "))
+    return out
+
+
+def render_fragment(d: Dispatch, target_ip: str | None, ports: Mapping[str, int],
+                    pod_cidr: str | None = None) -> Fragment:
     """The dispatch rules of one ServicePort (pure): redirects to its listeners' ports, and the
-    REJECT/DROP filter rules where a side has no endpoints."""
+    REJECT/DROP filter rules where a side has no endpoints. `pod_cidr`: where pod traffic
+    comes from (externalTrafficPolicy Local short-circuit)."""
     sp = d.service
     spn = n.service_port_name(sp)
     proto = sp.protocol.lower()
@@ -138,6 +194,12 @@ def render_fragment(d: Dispatch, target_ip: str | None, ports: Mapping[str, int]
 
     def add(table: str, chain: str, rule: str) -> None:
         rules.setdefault((table, chain), []).append(rule)
+
+    def short_circuit(chain: str, what: str, dest: str, sources: list[str]) -> None:
+        if d.short_circuit:
+            for origin, source in _internal_sources(sources, pod_cidr):
+                add(NAT, chain, f'-m comment --comment "{spn}{what}: {origin} traffic" {source}{dest} '
+                                f'{_to(target_ip, ports[d.short_circuit])}')
 
     for ip in ipv4(sp.cluster_ips):
         if d.internal:
@@ -152,6 +214,7 @@ def render_fragment(d: Dispatch, target_ip: str | None, ports: Mapping[str, int]
         if kind == "loadbalancer IP" and sp.load_balancer_source_ranges:
             sources = [f"-s {cidr} " for cidr in sp.load_balancer_source_ranges]
         for ip in ipv4(ips):
+            short_circuit(n.KUBE_SERVICES, f" {kind}", f"{match} -d {ip} --dport {sp.port}", sources)
             if d.external:
                 for src in sources:
                     add(NAT, n.KUBE_SERVICES, f'-m comment --comment "{spn} {kind}" {src}{match} -d {ip} '
@@ -163,6 +226,7 @@ def render_fragment(d: Dispatch, target_ip: str | None, ports: Mapping[str, int]
                 add(FILTER, n.KUBE_EXTERNAL_SERVICES,
                     f"-m comment --comment {why} {match} -d {ip} --dport {sp.port} -j {verdict}")
     if sp.node_port:
+        short_circuit(n.KUBE_NODEPORTS, " node port", f"{match} --dport {sp.node_port}", [""])
         if d.external:
             add(NAT, n.KUBE_NODEPORTS, f"-m comment --comment {spn} {match} --dport {sp.node_port} "
                                        f"{_to(target_ip, ports[d.external])}")
@@ -173,7 +237,12 @@ def render_fragment(d: Dispatch, target_ip: str | None, ports: Mapping[str, int]
         add(FILTER, n.KUBE_NODEPORTS, f'-m comment --comment "{spn} health check node port" '
                                       f'-m tcp -p tcp --dport {sp.health_check_node_port} -j ACCEPT')
     return Fragment(service=sp, chains=(), dispatch={k: tuple(v) for k, v in rules.items()},
-                    context=(target_ip, ports.get(d.internal), ports.get(d.external)))
+                    context=_context(d, target_ip, ports, pod_cidr))
+
+
+def _context(d: Dispatch, target_ip: str | None, ports: Mapping[str, int], pod_cidr: str | None) -> tuple:
+    """Everything besides the ServicePort that its fragment depends on."""
+    return (target_ip, ports.get(d.internal), ports.get(d.external), ports.get(d.short_circuit), pod_cidr)
 
 
 def render_rules(plan: Plan, ports: Mapping[str, int], previous: Ruleset | None = None) -> Ruleset:
@@ -186,12 +255,12 @@ def render_rules(plan: Plan, ports: Mapping[str, int], previous: Ruleset | None 
     old = previous.fragments if previous is not None else {}
     fragments: dict[str, Fragment] = {}
     for key, d in plan.dispatch.items():
-        context = (plan.target_ip, ports.get(d.internal), ports.get(d.external))
+        context = _context(d, plan.target_ip, ports, plan.pod_cidr)
         prev = old.get(key)
         if prev is not None and prev.context == context and prev.service == d.service:
             fragments[key] = prev
         else:
-            fragments[key] = render_fragment(d, plan.target_ip, ports)
+            fragments[key] = render_fragment(d, plan.target_ip, ports, plan.pod_cidr)
     static: dict[tuple[str, str], list[str]] = {(FILTER, c): [] for c in n.STATIC_FILTER_CHAINS
                                                  if c != n.KUBE_FIREWALL}
     static.update({(NAT, c): [] for c in n.STATIC_NAT_CHAINS})
@@ -200,8 +269,9 @@ def render_rules(plan: Plan, ports: Mapping[str, int], previous: Ruleset | None 
         for chain_key, rules in fragments[key].dispatch.items():
             static[chain_key].extend(rules)
     if plan.nodeport_ips is None:
+        loopback = "" if plan.localhost_nodeports else " ! -d 127.0.0.0/8"
         static[(NAT, n.KUBE_SERVICES)].append(
-            f"-m comment --comment {NODEPORTS_COMMENT} -m addrtype --dst-type LOCAL -j {n.KUBE_NODEPORTS}")
+            f"-m comment --comment {NODEPORTS_COMMENT} -m addrtype --dst-type LOCAL{loopback} -j {n.KUBE_NODEPORTS}")
     else:
         static[(NAT, n.KUBE_SERVICES)].extend(
             f"-m comment --comment {NODEPORTS_COMMENT} -d {ip} -j {n.KUBE_NODEPORTS}" for ip in plan.nodeport_ips)

@@ -207,12 +207,14 @@ class IptablesProbe:
         return iptables_save(netns, flavor, "nat") + iptables_save(netns, flavor, "filter")
 
     def break_dispatch(self, netns: str) -> None:
-        """Deletes the Service dispatch by hand, as an admin's `iptables -F` would, and checks
-        that it is gone."""
+        """Flushes the nat table by hand (an admin's `iptables -t nat -F`) and checks that the
+        Service dispatch is gone. A flushed table is what the agent detects between its hourly
+        full syncs (its canary chain); one chain edited by hand waits for the next full sync, as
+        with kube-proxy."""
         flavor = agent_flavor(netns)
         out = subprocess.run(
             ["ip", "netns", "exec", netns, "sh", "-c",
-             f"iptables-{flavor} -w -t nat -F KUBE-SERVICES && iptables-{flavor} -w -t nat -S KUBE-SERVICES"],
+             f"iptables-{flavor} -w -t nat -F && iptables-{flavor} -w -t nat -S KUBE-SERVICES"],
             capture_output=True, text=True, check=True).stdout
         assert out.strip() == "-N KUBE-SERVICES", out
 

@@ -319,3 +319,24 @@ def test_a_connection_attempt_older_than_the_rules_is_released_by_the_agents_cle
         assert topo.tcp(topo.client, vip, 80, source_port=port)[0] == "a"
     finally:
         topo.run(topo.node, ["ip", "route", "del", "10.96.0.0/12", "via", CLIENT_IP], check=False)
+
+
+def test_restore_in_small_commit_sections_programs_the_same_rules(topo, backend):
+    """iptables-nft writes big tables in COMMIT sections (restore.py); with sections of 3
+    chains the kernel ends up holding exactly what one section per table gives, and it serves."""
+    from dataclasses import replace as dc_replace
+
+    st = state(service("web", "10.96.0.10", [ep(topo, "a"), ep(topo, "b")], node_port=30080),
+               service("api", "10.96.0.11", [ep(topo, "c")]))
+    sync(backend, st)
+    whole = sorted(save(backend))
+    backend.cleanup()
+    backend._variant = dc_replace(backend.variant, chains_per_commit=3)
+    ruleset = sync(backend, st)
+    assert sorted(save(backend)) == whole
+    assert pods_reached(topo, topo.client, "10.96.0.10", 80) == {"a", "b"}
+    changed = state(service("web", "10.96.0.10", [ep(topo, "a")], node_port=30080),
+                    service("api", "10.96.0.11", [ep(topo, "c"), ep(topo, "d")]))
+    sync(backend, changed, ruleset, full=False)
+    assert pods_reached(topo, topo.client, "10.96.0.11", 80) == {"c", "d"}
+    assert pods_reached(topo, topo.client, "10.96.0.10", 80) == {"a"}

@@ -143,3 +143,49 @@ def test_trace_predicts_the_endpoint_maglev_picks(topo, backend):
     # a Service without endpoints: rejected by its rule, no listener involved
     report = adapter.trace(reading, Probe("tcp", CLIENT_IP, 41000, "10.96.0.12", 80), [NODE_IP])
     assert [c.outcome for c in report.candidates] == ["REJECT"]
+
+
+def test_cli_marks_sctp_service_ports_as_skipped(topo, backend):
+    """userspace mode does not proxy SCTP: `kproxy rules` names such Service ports as skipped
+    (json and text), from what the proxy process was told, without the apiserver."""
+    st = state(topo)
+    sctp = ServicePort("default", "sig", "diameter", "SCTP", 3868, cluster_ips=("10.96.0.13",))
+    backend.apply(backend.render(ProxyState("n1", node_ips=st.node_ips, cluster_cidr=st.cluster_cidr,
+                                            services={**st.services, sctp.key: sctp})), None)
+    argv = [sys.executable, "-m", "kproxy", "rules", "--mode", "userspace", "--netns", topo.node,
+            "--iptables-backend", "nft"]
+    res = subprocess.run(argv + ["-o", "json"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    with open(SCHEMA) as f:
+        jsonschema.validate(doc, json.load(f))
+    assert doc["skipped"] == [{"service": "default/sig:diameter", "reason": "userspace mode does not proxy SCTP"}]
+    assert [s["name"] for s in doc["services"]] == ["empty", "web"]
+    for selection in ([], ["default/sig"]):
+        res = subprocess.run(argv + selection + ["--no-objects", "--width", "200"], capture_output=True, text=True,
+                             cwd=ROOT, timeout=120)
+        assert res.returncode == 0, res.stderr
+        assert "default/sig:diameter  SKIPPED: userspace mode does not proxy SCTP" in res.stdout
+
+
+def test_trace_follows_the_local_policy_short_circuit(topo, backend):
+    """externalTrafficPolicy Local: a trace from a pod (pod CIDR) or from the node to the NodePort
+    reaches every endpoint, one from outside only the local one (as the proxy does)."""
+    a, b = (topo.pods[p].ip for p in ("a", "b"))
+    svc = ServicePort("default", "etp", "", "TCP", 80, cluster_ips=("10.96.0.14",), node_port=30090,
+                      external_policy_local=True,
+                      endpoints=(Endpoint(a, POD_PORT, node_name="n1", is_local=True),
+                                 Endpoint(b, POD_PORT, node_name="n2", is_local=False)))
+    backend.apply(backend.render(ProxyState("n1", node_ips=(NODE_IP,), cluster_cidr="10.244.0.0/16",
+                                            services={svc.key: svc})), None)
+    adapter = UserspaceAdapter()
+    reading = read(adapter, backend)
+
+    def outcomes(src: str) -> set[str]:
+        report = adapter.trace(reading, Probe("tcp", src, 0, NODE_IP, 30090), [NODE_IP])
+        return {c.outcome for c in report.candidates}
+
+    everyone = {f"{a}:{POD_PORT}", f"{b}:{POD_PORT}"}
+    assert outcomes("10.244.7.7") == everyone  # a pod
+    assert outcomes(NODE_IP) == everyone  # the node itself
+    assert outcomes(CLIENT_IP) == {f"{a}:{POD_PORT}"}

@@ -183,3 +183,61 @@ def test_load_balancer_source_ranges(topo, backend):
     assert topo.tcp(topo.client, "198.51.100.7", 80)[0] == "a"
     with pytest.raises(TimeoutError):  # dropped by KUBE-PROXY-FIREWALL, like the iptables mode
         topo.tcp(topo.client, "198.51.100.8", 80, timeout=2)
+
+
+def test_local_policy_short_circuits_pod_and_node_traffic(topo, backend):
+    """externalTrafficPolicy Local (kube-proxy's KUBE-EXT chain): traffic from a pod of the cluster
+    or from the node itself to a NodePort or external IP goes to every endpoint, traffic from
+    outside only to local ones; with no local endpoint the outside traffic is dropped while pods
+    and the node still reach the remote endpoint."""
+    both = service("sc", "10.96.0.37", [ep(topo, "a"), ep(topo, "b", local=False)], node_port=30084,
+                   external_ips=("192.0.2.37",), external_policy_local=True)
+    remote = service("sc-remote", "10.96.0.38", [ep(topo, "b", local=False)], node_port=30085,
+                     external_ips=("192.0.2.38",), external_policy_local=True)
+    sync(backend, state(both, remote))
+    pod = topo.pods["d"].netns
+    for ip, port in ((NODE_IP, 30084), ("192.0.2.37", 80)):
+        assert pods_reached(topo, topo.client, ip, port, tries=10) == {"a"}
+        assert pods_reached(topo, pod, ip, port) == {"a", "b"}
+        assert pods_reached(topo, topo.node, ip, port) == {"a", "b"}
+    for ip, port in ((NODE_IP, 30085), ("192.0.2.38", 80)):
+        assert pods_reached(topo, pod, ip, port, tries=3) == {"b"}
+        assert pods_reached(topo, topo.node, ip, port, tries=3) == {"b"}
+        with pytest.raises(TimeoutError):  # DROP: no local endpoint for traffic from outside
+            topo.tcp(topo.client, ip, port, timeout=2)
+
+
+@pytest.mark.parametrize("localhost", [True, False])
+def test_localhost_node_ports_follow_the_option(topo, localhost):
+    """iptables.localhostNodePorts: NodePorts answer on 127.0.0.1 unless it is false."""
+    netns = NetNS(topo.node)
+    cfg = config()
+    cfg.iptables.localhost_nodeports = localhost
+    b = UserspaceBackend(netns, cfg)
+    try:
+        sync(b, state(service("lo", "10.96.0.39", [ep(topo, "a")], node_port=30086)))
+        assert topo.tcp(topo.node, NODE_IP, 30086)[0] == "a"
+        if localhost:
+            assert topo.tcp(topo.node, "127.0.0.1", 30086)[0] == "a"
+        else:
+            with pytest.raises(ConnectionRefusedError):
+                topo.tcp(topo.node, "127.0.0.1", 30086)
+    finally:
+        try:
+            b.cleanup()
+        finally:
+            b.close()
+            netns.close()
+
+
+def test_sctp_service_ports_are_named_as_skipped(topo, backend, caplog):
+    """SCTP is not proxied: one log line names the ServicePort, and inspect() (what `kproxy
+    rules` reads) lists it with the reason; the other ServicePorts are programmed."""
+    sctp = service("sig", "10.96.0.40", [ep(topo, "a")], port=3868, protocol="SCTP")
+    web = service("web2", "10.96.0.41", [ep(topo, "a")])
+    with caplog.at_level("WARNING", logger="kproxy.userspace.backend"):
+        sync(backend, state(sctp, web))
+    assert [r.getMessage() for r in caplog.records] == [
+        "not programmed: userspace mode does not proxy SCTP: default/sig:"]
+    assert backend.inspect().skipped == (("default/sig:", "userspace mode does not proxy SCTP"),)
+    assert topo.tcp(topo.client, "10.96.0.41", 80)[0] == "a"

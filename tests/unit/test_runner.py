@@ -216,3 +216,83 @@ async def _failing_periodic_sync_backs_off():
 
 def test_a_failing_periodic_full_sync_is_retried_with_backoff():
     asyncio.run(_failing_periodic_sync_backs_off())
+
+
+class Check:
+    """A drift check whose verdicts come from a list (then False); counts its calls."""
+
+    def __init__(self, verdicts=(), error: bool = False):
+        self.verdicts = list(verdicts)
+        self.error = error
+        self.calls = 0
+
+    async def __call__(self) -> bool:
+        self.calls += 1
+        if self.error:
+            raise RuntimeError("iptables -S failed")
+        return self.verdicts.pop(0) if self.verdicts else False
+
+
+async def _check_between_full_syncs():
+    rec, check = Recorder(), Check(verdicts=[False, True])
+    runner = BoundedFrequencyRunner(rec, min_interval=0.0, max_interval=0.2, full_interval=1000, check=check)
+    async with running(runner):
+        runner.run(full=True)
+        await wait_for(lambda: len(rec.calls) >= 4)
+    # the first sync was asked full; periodic syncs ask the check; only its True makes one full
+    assert [full for _, full in rec.calls[:4]] == [True, False, True, False]
+    assert check.calls >= 3
+    starts = [t for t, _ in rec.calls]
+    assert all(b - a >= 0.2 - SLACK for a, b in zip(starts, starts[1:]))
+
+
+def test_periodic_syncs_between_full_ones_ask_the_drift_check():
+    asyncio.run(_check_between_full_syncs())
+
+
+async def _failing_check_means_full():
+    rec, check = Recorder(), Check(error=True)
+    runner = BoundedFrequencyRunner(rec, min_interval=0.0, max_interval=0.2, full_interval=1000, check=check)
+    async with running(runner):
+        await wait_for(lambda: len(rec.calls) >= 2)
+    assert all(full for _, full in rec.calls)
+
+
+def test_a_failing_drift_check_makes_the_sync_full():
+    asyncio.run(_failing_check_means_full())
+
+
+async def _full_interval_without_check():
+    rec = Recorder()
+    runner = BoundedFrequencyRunner(rec, min_interval=0.0, max_interval=0.1, full_interval=0.35)
+    async with running(runner):
+        await wait_for(lambda: sum(full for _, full in rec.calls) >= 2)
+    fulls = [t for t, full in rec.calls if full]
+    assert any(not full for _, full in rec.calls)  # periodic syncs in between are partial
+    assert fulls[1] - fulls[0] >= 0.35 - SLACK
+
+
+def test_full_syncs_follow_the_full_interval():
+    asyncio.run(_full_interval_without_check())
+
+
+def test_full_interval_shorter_than_max_interval_is_refused():
+    with pytest.raises(ValueError):
+        BoundedFrequencyRunner(Recorder(), 0.0, 2.0, full_interval=1.0)
+
+
+async def _change_after_a_long_full_sync():
+    rec, check = Recorder(hold=0.4), Check()
+    runner = BoundedFrequencyRunner(rec, min_interval=0.0, max_interval=0.1, full_interval=1000, check=check)
+    async with running(runner):
+        runner.run(full=True)
+        await wait_for(lambda: len(rec.calls) == 1)
+        runner.run()  # a change while the full sync (longer than max_interval) runs
+        await wait_for(lambda: len(rec.calls) >= 2)
+    # the change goes in a partial sync right after the one full sync, not behind another
+    # full one (the periodic sync fell due meanwhile: it only asked the check)
+    assert [full for _, full in rec.calls[:2]] == [True, False]
+
+
+def test_a_change_waits_for_at_most_the_one_full_sync_in_progress():
+    asyncio.run(_change_after_a_long_full_sync())

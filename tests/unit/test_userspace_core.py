@@ -23,8 +23,8 @@ def sp(name: str, cip: str, eps=(), protocol: str = "TCP", **kw) -> ServicePort:
     return ServicePort("default", name, "", protocol, 80, cluster_ips=(cip,), endpoints=tuple(sorted(eps)), **kw)
 
 
-def state(*services: ServicePort, node_ips=(NODE,)) -> ProxyState:
-    return ProxyState("n1", node_ips=node_ips, services={s.key: s for s in services})
+def state(*services: ServicePort, node_ips=(NODE,), **kw) -> ProxyState:
+    return ProxyState("n1", node_ips=node_ips, services={s.key: s for s in services}, **kw)
 
 
 def nat(rules, chain="KUBE-SERVICES"):
@@ -75,7 +75,78 @@ def test_local_policy_gets_its_own_listener_or_a_drop():
     assert list(plan.listeners) == ["default/etp:#internal"]
     rules = render_rules(plan, {"default/etp:#internal": 41000})
     assert any("--dport 30081" in r and r.endswith("-j DROP") for r in filt(rules, "KUBE-EXTERNAL-SERVICES"))
-    assert not nat(rules, "KUBE-NODEPORTS")
+    # only traffic from this node is still redirected (no pod CIDR known here)
+    assert nat(rules, "KUBE-NODEPORTS") == (
+        '-m comment --comment "default/etp node port: node traffic" -m addrtype --src-type LOCAL -m tcp -p tcp '
+        '--dport 30081 -j DNAT --to-destination 10.200.0.11:41000',)
+
+
+def short_circuit_rules(rules, chain="KUBE-SERVICES"):
+    return [r for r in nat(rules, chain) if ": pod traffic" in r or ": node traffic" in r]
+
+
+def test_local_policy_short_circuits_pod_and_node_traffic_to_every_endpoint():
+    """kube-proxy's KUBE-EXT chain: traffic to a Local-policy external frontend from the pod CIDR
+    or from the node itself goes to all endpoints; only the rest is limited to local ones."""
+    svc = sp("etp", "10.96.0.21", [ep("10.244.1.2"), ep("10.244.2.2", local=False)], node_port=30081,
+             external_ips=("192.0.2.10",), external_policy_local=True, internal_policy_local=True)
+    plan = render_plan(state(svc, cluster_cidr="10.244.0.0/16"))
+    assert plan.pod_cidr == "10.244.0.0/16"
+    d = plan.dispatch[svc.key]
+    # internal Local and external Local share the local listener; the short-circuit gets its own
+    assert d.internal == d.external == "default/etp:#internal"
+    assert d.short_circuit == "default/etp:#cluster"
+    assert plan.listeners[d.short_circuit].endpoints == ("10.244.1.2:8080", "10.244.2.2:8080")
+    ports = {d.internal: 41000, d.short_circuit: 41001}
+    rules = render_rules(plan, ports)
+    to_all, to_local = "--to-destination 10.200.0.11:41001", "--to-destination 10.200.0.11:41000"
+    external = [r for r in nat(rules) if "192.0.2.10" in r]
+    assert external == [
+        '-m comment --comment "default/etp external IP: pod traffic" -s 10.244.0.0/16 -m tcp -p tcp '
+        f'-d 192.0.2.10 --dport 80 -j DNAT {to_all}',
+        '-m comment --comment "default/etp external IP: node traffic" -m addrtype --src-type LOCAL -m tcp -p tcp '
+        f'-d 192.0.2.10 --dport 80 -j DNAT {to_all}',
+        f'-m comment --comment "default/etp external IP" -m tcp -p tcp -d 192.0.2.10 --dport 80 -j DNAT {to_local}']
+    assert [r.rsplit(" ", 1)[1] for r in nat(rules, "KUBE-NODEPORTS")] == ["10.200.0.11:41001"] * 2 + ["10.200.0.11:41000"]
+    # no local endpoint: pod and node traffic still reaches the remote one, the rest is dropped
+    remote_only = sp("etp", "10.96.0.21", [ep("10.244.2.2", local=False)], node_port=30081,
+                     external_ips=("192.0.2.10",), external_policy_local=True)
+    plan = render_plan(state(remote_only, cluster_cidr="10.244.0.0/16"))
+    d = plan.dispatch[remote_only.key]
+    assert (d.external, d.short_circuit) == ("", "default/etp:#internal")
+    rules = render_rules(plan, {d.internal: 41000})
+    assert len(short_circuit_rules(rules)) == 2 and len(short_circuit_rules(rules, "KUBE-NODEPORTS")) == 2
+    assert any("192.0.2.10" in r and r.endswith("-j DROP") for r in filt(rules, "KUBE-EXTERNAL-SERVICES"))
+    # every endpoint local: one listener, nothing to short-circuit
+    all_local = sp("etp", "10.96.0.21", [ep("10.244.1.2")], node_port=30081, external_policy_local=True)
+    plan = render_plan(state(all_local, cluster_cidr="10.244.0.0/16"))
+    assert plan.dispatch[all_local.key].short_circuit == ""
+    assert short_circuit_rules(render_rules(plan, {k: 41000 for k in plan.listeners}), "KUBE-NODEPORTS") == []
+
+
+def test_short_circuit_stays_within_load_balancer_source_ranges():
+    svc = ServicePort("default", "lb", "", "TCP", 80, cluster_ips=("10.96.0.50",), load_balancer_ips=("198.51.100.7",),
+                      load_balancer_source_ranges=("10.244.3.0/24", "192.0.2.0/24"), external_policy_local=True,
+                      endpoints=(ep("10.244.1.2"), ep("10.244.2.2", local=False)))
+    plan = render_plan(state(svc, cluster_cidr="10.244.0.0/16"))
+    rules = render_rules(plan, {k: 41000 + i for i, k in enumerate(sorted(plan.listeners))})
+    sources = [r.split(" traffic\" ", 1)[1].split(" -m tcp")[0] for r in short_circuit_rules(rules)]
+    # pods only inside an allowed range; the node only with an allowed source address
+    assert sources == ["-s 10.244.3.0/24", "-s 10.244.3.0/24 -m addrtype --src-type LOCAL",
+                       "-s 192.0.2.0/24 -m addrtype --src-type LOCAL"]
+
+
+def test_localhost_node_ports_follow_the_option():
+    svc = sp("np", "10.96.0.20", [ep("10.244.1.2")], node_port=30080)
+    on = render_rules(render_plan(state(svc)), {"default/np:#internal": 41000})
+    off_plan = render_plan(state(svc), localhost_nodeports=False)
+    off = render_rules(off_plan, {"default/np:#internal": 41000})
+    assert nat(on)[-1].endswith("-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS")
+    assert nat(off)[-1].endswith("-m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -j KUBE-NODEPORTS")
+    listed = ProxyState("n1", node_ips=(NODE,), node_port_addresses=("10.200.0.0/24", "127.0.0.0/8"),
+                        services={svc.key: svc})
+    assert render_plan(listed).nodeport_ips == (NODE, "127.0.0.1")
+    assert render_plan(listed, localhost_nodeports=False).nodeport_ips == (NODE,)
 
 
 def test_cluster_policy_shares_one_listener_between_cluster_ip_and_node_port():
@@ -90,6 +161,7 @@ def test_cluster_policy_shares_one_listener_between_cluster_ip_and_node_port():
 def test_sctp_is_not_proxied_and_terminating_fallback_is_used():
     plan = render_plan(state(sp("s", "10.96.0.40", [ep("10.244.1.2")], protocol="SCTP")))
     assert plan.listeners == {} and plan.dispatch == {}
+    assert plan.skipped == (("default/s:", "userspace mode does not proxy SCTP"),)
     term = sp("t", "10.96.0.41", [ep("10.244.1.2", ready=False, serving=True, terminating=True)])
     (spec,) = render_plan(state(term)).listeners.values()
     assert spec.endpoints == spec.terminating == ("10.244.1.2:8080",)

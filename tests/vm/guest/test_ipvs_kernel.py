@@ -402,3 +402,40 @@ def test_a_connection_attempt_older_than_the_rules_is_released_by_the_agents_cle
         assert topo.tcp(topo.client, vip, 80, source_port=port)[0] == "a"
     finally:
         topo.run(topo.node, ["ip", "route", "del", "10.96.0.0/12", "via", CLIENT_IP], check=False)
+
+
+
+@pytest.mark.timeout(600)  # a whole `kproxy rules` under software emulation: 290 s seen on a busy host
+def test_kproxy_rules_finds_ipvs_mode_by_itself():
+    """`kproxy rules` without --mode on an ipvs node (no agent answering /proxyMode): it reads
+    the ipvs view (kube-ipvs0), not an empty iptables one, and says why; without kube-ipvs0 the
+    virtual servers alone still tell (read from the namespace's own /proc/net/ip_vs). No traffic
+    is sent, so a bare namespace will do."""
+    import json
+
+    from kproxy.rules.detect import kernel_findings
+    from tests import nsutil
+    from tests.vm.ipvs_probe import kproxy_cli
+
+    subprocess.run(["modprobe", "ip_vs"], check=True)
+    with nsutil.netns("ipvs-detect") as name:
+        netns = NetNS(name)
+        b = IpvsBackend(netns, config())
+        try:
+            web = service("web", "10.96.0.60", [Endpoint("10.244.1.2", POD_PORT, node_name="n1", is_local=True)])
+            b.apply(b.render(ProxyState("n1", node_ips=(NODE_IP,), services={web.key: web})), None)
+            code, out, err = kproxy_cli(["rules", "--netns", name, "-o", "json"])  # in-process: the VM is slow
+            assert code == 0, err
+            doc = json.loads(out)
+            assert doc["mode"] == "ipvs" and [s["name"] for s in doc["services"]] == ["web"]
+            assert doc["modeDetection"]["source"] == "kernel"
+            assert f"the namespace holds the {DUMMY_DEVICE} interface" in doc["modeDetection"]["reason"]
+            nsutil.run(["ip", "-n", name, "link", "del", DUMMY_DEVICE])
+            found, notes = kernel_findings(netns)
+            assert found["ipvs"] == "IPVS virtual servers (1)" and notes == []
+        finally:
+            try:
+                b.cleanup()
+                b.close()
+            finally:
+                netns.close()
