@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import replace
 
-from kproxy.agent.addresses import ipv4, local_pod_cidr, nodeport_ips
+from kproxy.agent.addresses import ipv4, local_traffic, nodeport_ips
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 
 from . import names as n
@@ -57,7 +57,7 @@ def is_large_cluster(state: ProxyState) -> bool:
 
 def render_context(state: ProxyState, options: RenderOptions) -> tuple:
     """Everything outside a ServicePort that its fragment depends on."""
-    return (local_pod_cidr(state.cluster_cidr), state.masquerade_all, state.masquerade_bit,
+    return (local_traffic(state), state.masquerade_all, state.masquerade_bit,
             tuple(ipv4(state.node_ips)), options, is_large_cluster(state))
 
 
@@ -95,7 +95,7 @@ def _unique_endpoints(sp: ServicePort) -> ServicePort:
 
 def render_fragment(service: ServicePort, context: tuple) -> Fragment:
     """The chains and dispatch rules of one ServicePort (pure)."""
-    local_cidr, masquerade_all, _masq_bit, node_ips, _options, large = context
+    local, masquerade_all, _masq_bit, node_ips, _options, large = context
     sp = _unique_endpoints(service)
     b = _Builder()
     spn = n.service_port_name(sp)
@@ -194,8 +194,8 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
             args = f'-m comment --comment "{spn} cluster IP" {match_proto} -d {ip} --dport {port}'
             if masquerade_all:
                 b.chain(NAT, internal_chain).append(f"{args} -j {mark_masq}")
-            elif local_cidr:
-                b.chain(NAT, internal_chain).append(f"{args} ! -s {local_cidr} -j {mark_masq}")
+            elif local:
+                b.chain(NAT, internal_chain).append(f"{args} {local.iptables_match(negate=True)} -j {mark_masq}")
 
     # External traffic chain.
     if uses_ext_chain:
@@ -204,9 +204,9 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
             ext.append(f'-m comment --comment "masquerade traffic for {spn} external destinations" '
                        f'-j {mark_masq}')
         else:
-            if local_cidr:
+            if local:
                 ext.append(f'-m comment --comment "pod traffic for {spn} external destinations" '
-                           f'-s {local_cidr} -j {svc_chain}')
+                           f'{local.iptables_match()} -j {svc_chain}')
             ext.append(f'-m comment --comment "masquerade LOCAL traffic for {spn} external destinations" '
                        f'-m addrtype --src-type LOCAL -j {mark_masq}')
             ext.append(f'-m comment --comment "route LOCAL traffic for {spn} external destinations" '

@@ -36,6 +36,7 @@ class Packet:
     dst: str
     dport: int
     proto: str = "tcp"
+    iif: str = ""  # the interface it came in on ("": generated on the node, or not known)
 
 
 @dataclass
@@ -100,7 +101,7 @@ def _parse_rule(text: str) -> _Rule:
             prob = float(words[i + 1])
             i += 2
             continue
-        if w in ("-s", "-d", "-p", "--dport", "--src-type", "--dst-type", "--ctstate", "--mark"):
+        if w in ("-s", "-d", "-i", "-p", "--dport", "--src-type", "--dst-type", "--ctstate", "--mark"):
             matches.append((w, words[i + 1], "!" if negate else ""))
             negate = False
             i += 2
@@ -139,6 +140,8 @@ class Tracer:
                 ok = _in(pkt.src, value)
             elif opt == "-d":
                 ok = _in(pkt.dst, value)
+            elif opt == "-i":  # "name+" matches every interface whose name starts with "name"
+                ok = pkt.iif.startswith(value[:-1]) if value.endswith("+") else pkt.iif == value
             elif opt == "-p":
                 ok = pkt.proto == value
             elif opt == "--dport":
@@ -212,15 +215,15 @@ class Tracer:
             after = pkt
             if outcome is not None:
                 ip, _, port = outcome.rpartition(":")
-                after = Packet(pkt.src, ip, int(port), pkt.proto)
+                after = Packet(pkt.src, ip, int(port), pkt.proto, pkt.iif)
             verdict, filter_path = self._filter(after, recent)
             result.append((p, masq, verdict or outcome or "ACCEPT", path + filter_path))
         return result
 
     def trace(self, src: str, dst: str, dport: int, proto: str = "tcp",
-              recent: Iterable[str] = ()) -> TraceResult:
+              recent: Iterable[str] = (), iif: str = "") -> TraceResult:
         result = TraceResult()
-        for p, masq, outcome, _ in self.paths(Packet(src, dst, dport, proto.lower()), recent):
+        for p, masq, outcome, _ in self.paths(Packet(src, dst, dport, proto.lower(), iif), recent):
             result.add(outcome, p, masq)
         return result
 
@@ -236,9 +239,9 @@ class Tracer:
 
 
 def trace(ruleset: Ruleset, src: str, dst: str, dport: int, proto: str = "tcp",
-          local_addresses: Iterable[str] = (), recent: Iterable[str] = ()) -> TraceResult:
+          local_addresses: Iterable[str] = (), recent: Iterable[str] = (), iif: str = "") -> TraceResult:
     """One-shot trace; see Tracer."""
-    return Tracer(ruleset, local_addresses).trace(src, dst, dport, proto, recent)
+    return Tracer(ruleset, local_addresses).trace(src, dst, dport, proto, recent, iif)
 
 
 def kernel_chains(view) -> dict[tuple[str, str], tuple[str, ...]]:

@@ -77,6 +77,9 @@ class Inspection:
     addresses: frozenset[str]
     draining: frozenset[tuple[VSKey, RealServer]] = field(default_factory=frozenset)
     owners: Mapping[VSKey, tuple[str, str]] = field(default_factory=dict)
+    # virtual servers whose new connections the filter DROPs while they have no real server (a
+    # Local policy without a local endpoint); the others without real servers are REJECTed
+    dropped: frozenset[VSKey] = field(default_factory=frozenset)
 
     def as_map(self) -> dict[VSKey, tuple[VirtualServer, tuple[RealServer, ...]]]:
         """VSKey -> (virtual server, real servers with weight > 0), for comparing with a ruleset."""
@@ -445,9 +448,10 @@ class IpvsBackend(Backend):
         addrs = frozenset(parse_addresses(res.stdout) if res.returncode == 0 else ())
         try:
             owners = nfrules.owners_from_members(self._ipsets().members(nfrules.SET_OWNERS))
+            dropped = nfrules.keys_from_members(self._ipsets().members(nfrules.SET_NO_LOCAL))
         except IpsetError:  # never synced here (or the set was destroyed): no owners to show
-            owners = {}
-        return Inspection(services, addrs, frozenset(self._draining), owners)
+            owners, dropped = {}, frozenset()
+        return Inspection(services, addrs, frozenset(self._draining), owners, dropped)
 
     def cleanup(self) -> None:
         self.netns.run(self._cleanup)

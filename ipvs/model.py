@@ -80,7 +80,7 @@ class NetfilterPlan:
     no_endpoints: frozenset[tuple[str, str, int]] = frozenset()
     no_local: frozenset[tuple[str, str, int]] = frozenset()
     owners: frozenset[tuple[str, str, int, str, str]] = frozenset()
-    cluster_cidr: str | None = None
+    local_match: str | None = None  # iptables match for pod traffic (e.g. "-s 10.244.0.0/16"); None: unknown
     masquerade_all: bool = False
     masquerade_bit: int = 14
 

@@ -187,10 +187,10 @@ def restore_text(plan: NetfilterPlan) -> str:
     m = mark(plan)
     to_mark = f"-j MARK --or-mark {m}"
     nat = [f":{c} - [0:0]" for c in NAT_CHAINS]
-    if plan.masquerade_all or plan.cluster_cidr is None:
+    if plan.masquerade_all or plan.local_match is None:
         nat.append(f"-A {NAT_SERVICES} -m set --match-set {SET_CLUSTER_IP} dst,dst {to_mark}")
     else:
-        nat.append(f"-A {NAT_SERVICES} ! -s {plan.cluster_cidr} -m set --match-set {SET_CLUSTER_IP} dst,dst {to_mark}")
+        nat.append(f"-A {NAT_SERVICES} ! {plan.local_match} -m set --match-set {SET_CLUSTER_IP} dst,dst {to_mark}")
     nat.append(f"-A {NAT_SERVICES} -m set --match-set {SET_EXTERNAL_IP} dst,dst {to_mark}")
     nat.append(f"-A {NAT_SERVICES} -m addrtype --dst-type LOCAL -j {NAT_NODE_PORT}")
     for proto in PROTOCOLS:
@@ -228,6 +228,11 @@ def cleanup_text() -> str:
     out = ["*filter", *(f":{c} - [0:0]" for c in FILTER_CHAINS), *(f"-X {c}" for c in FILTER_CHAINS), "COMMIT",
            "*nat", *(f":{c} - [0:0]" for c in NAT_CHAINS), *(f"-X {c}" for c in NAT_CHAINS), "COMMIT"]
     return "\n".join(out) + "\n"
+
+
+def keys_from_members(members: list[Member]) -> frozenset[tuple[str, int, str]]:
+    """ip,proto:port members (KUBE-IPVS-NO-LOCAL, ...) -> their virtual servers {(ip, port, PROTO)}."""
+    return frozenset((m.ip, m.port, m.proto.upper()) for m in members if m.ip)
 
 
 def owners_from_members(members: list[Member]) -> dict[tuple[str, int, str], tuple[str, str]]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kproxy.agent.addresses import ipv4, local_pod_cidr, nodeport_ips
+from kproxy.agent.addresses import ipv4, local_traffic, nodeport_listen_ips
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 
 from .model import (MEMBER_FIELDS, IP_VS_SVC_F_PERSISTENT, IP_VS_SVC_F_SCHED1, IP_VS_SVC_F_SCHED2, IpvsRuleset,
@@ -43,10 +43,8 @@ def options_from_config(config: object) -> RenderOptions:
 
 
 def nodeport_addresses(state: ProxyState) -> list[str]:
-    """Node IPs a NodePort listens on: all IPv4 node IPs, or those inside node_port_addresses
-    (IPVS needs each address spelled out, so "every local address" means every node IP)."""
-    selected = nodeport_ips(state)
-    return ipv4(state.node_ips) if selected is None else selected
+    """Local addresses a NodePort listens on (IPVS needs each spelled out; never loopback)."""
+    return nodeport_listen_ips(state)
 
 
 def _reals(endpoints: tuple[Endpoint, ...]) -> tuple[RealServer, ...]:
@@ -89,7 +87,9 @@ def render_fragment(sp: ServicePort, options: RenderOptions, node_addrs: tuple[s
         if field:
             items.append((field, frozenset(((ip, proto, port),))))
         if not reals:
-            local_only = kind != "clusterIP" and sp.external_policy_local and sp.cluster_endpoints()
+            # a Local policy that leaves no endpoint on this node drops; no endpoint at all rejects
+            policy_local = sp.internal_policy_local if kind == "clusterIP" else sp.external_policy_local
+            local_only = policy_local and sp.cluster_endpoints()
             items.append(("no_local" if local_only else "no_endpoints", frozenset(((ip, proto, port),))))
         else:
             items.append(("loopback", frozenset((r.address, proto, r.port) for r in reals)))
@@ -140,8 +140,9 @@ def render(state: ProxyState, options: RenderOptions = RenderOptions(),
         for field, items in frag.port_items:
             fields[field].update(items)
 
+    local = local_traffic(state)
     plan = NetfilterPlan(**{name: frozenset(items) for name, items in fields.items()},
-                         cluster_cidr=local_pod_cidr(state.cluster_cidr), masquerade_all=state.masquerade_all,
+                         local_match=local.iptables_match() if local else None, masquerade_all=state.masquerade_all,
                          masquerade_bit=state.masquerade_bit)
     return IpvsRuleset(services=services, addresses=frozenset(addresses), netfilter=plan,
                        fragments=fragments, context=context)

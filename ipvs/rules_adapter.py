@@ -101,8 +101,12 @@ class IpvsAdapter:
         head = Step(CONTAINER, 0, virtual_server_text(ks.server))
         live = [d.server for d in ks.dests if d.server.weight > 0]
         if not live:
-            return TraceReport(MODE, probe, sp_key, frontend, (Candidate("REJECT", 1.0, False, (head,)),),
-                               note="virtual server without real servers: filter KUBE-IPVS-FILTER rejects")
+            if ks.server.key in getattr(inspection, "dropped", ()):
+                verdict, why = "DROP", "its Local policy leaves no endpoint on this node: filter KUBE-IPVS-FILTER drops"
+            else:
+                verdict, why = "REJECT", "filter KUBE-IPVS-FILTER rejects"
+            return TraceReport(MODE, probe, sp_key, frontend, (Candidate(verdict, 1.0, False, (head,)),),
+                               note=f"virtual server without real servers: {why}")
         total = sum(r.weight for r in live)
         candidates = tuple(sorted(
             (Candidate(f"{r.address}:{r.port}", r.weight / total, False,

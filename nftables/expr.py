@@ -21,7 +21,8 @@ REG32_00 = 8
 PAYLOAD_DREG, PAYLOAD_BASE, PAYLOAD_OFFSET, PAYLOAD_LEN = 1, 2, 3, 4
 BASE_NETWORK, BASE_TRANSPORT = 1, 2
 META_DREG, META_KEY, META_SREG = 1, 2, 3
-META_MARK, META_L4PROTO = 3, 16
+META_MARK, META_IIFNAME, META_L4PROTO = 3, 6, 16
+IFNAMSIZ = 16
 CMP_SREG, CMP_OP, CMP_DATA = 1, 2, 3
 CMP_EQ, CMP_NEQ = 0, 1
 BITWISE_SREG, BITWISE_DREG, BITWISE_LEN, BITWISE_MASK, BITWISE_XOR = 1, 2, 3, 4, 5
@@ -136,6 +137,16 @@ def ip_addr(field: str, cidr: str, negate: bool = False) -> Stmt:
         text = f"{name} {sign}{net}"
     exprs.append(_cmp(op, net.network_address.packed))
     return Stmt(tuple(exprs), text)
+
+
+@lru_cache(maxsize=256)
+def iifname(name: str, prefix: bool = False, negate: bool = False) -> Stmt:
+    """iifname [!=] "NAME" (the whole name) or "NAME*" (with prefix: names starting with NAME;
+    nft compares only the prefix's bytes, without the terminating NUL)."""
+    raw = name.encode()
+    data = raw if prefix else raw.ljust(IFNAMSIZ, b"\0")
+    op, sign = (CMP_NEQ, "!= ") if negate else (CMP_EQ, "")
+    return Stmt((_meta(META_IIFNAME, REG_1), _cmp(op, data)), f'iifname {sign}"{name}{"*" if prefix else ""}"')
 
 
 @lru_cache(maxsize=4096)

@@ -47,7 +47,7 @@ from dataclasses import replace
 from functools import lru_cache
 from types import MappingProxyType
 
-from kproxy.agent.addresses import ipv4, local_pod_cidr, nodeport_ips
+from kproxy.agent.addresses import LocalTraffic, ipv4, local_traffic, nodeport_ips
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 
 from . import expr as x
@@ -145,8 +145,15 @@ def endpoint_base(base: str, ep: Endpoint) -> str:
 
 
 def render_context(state: ProxyState, endpoint_selection: str) -> tuple:
-    return (local_pod_cidr(state.cluster_cidr), state.masquerade_all, state.masquerade_bit,
+    return (local_traffic(state), state.masquerade_all, state.masquerade_bit,
             tuple(ipv4(state.node_ips)), endpoint_selection)
+
+
+def local_match(local: LocalTraffic, negate: bool = False) -> x.Stmt:
+    """The statement matching (with negate: not matching) traffic from this node's pods."""
+    if local.cidr is not None:
+        return x.ip_addr("saddr", local.cidr, negate)
+    return x.iifname(local.interface or "", local.prefix, negate)
 
 
 def _unique_endpoints(sp: ServicePort) -> ServicePort:
@@ -192,7 +199,7 @@ def render_fragment(service: ServicePort, context: tuple, slots: SlotAllocator |
         blocks.append((chain_name, first, count))
         return first, slot_offset(first)
 
-    local_cidr, masquerade_all, _masq_bit, node_ips, selection = context
+    local, masquerade_all, _masq_bit, node_ips, selection = context
     sp = _unique_endpoints(service)
     base = chain_base(sp)
     proto = sp.protocol
@@ -253,8 +260,8 @@ def render_fragment(service: ServicePort, context: tuple, slots: SlotAllocator |
         if not sp.external_policy_local:
             rules.append(x.rule(x.verdict("jump", MARK_MASQ)))
         else:
-            if local_cidr:
-                rules.append(x.rule(x.ip_addr("saddr", local_cidr), x.verdict("goto", svc_chain)))
+            if local:
+                rules.append(x.rule(local_match(local), x.verdict("goto", svc_chain)))
             rules.append(x.rule(x.fib_local("saddr"), x.verdict("jump", MARK_MASQ)))
             rules.append(x.rule(x.fib_local("saddr"), x.verdict("goto", svc_chain)))
         if has_external:
@@ -305,8 +312,8 @@ def render_fragment(service: ServicePort, context: tuple, slots: SlotAllocator |
         for ip in cluster_ips:
             if masquerade_all:
                 masq_rules.append(x.rule(x.ip_addr("daddr", ip), x.verdict("jump", MARK_MASQ)))
-            elif local_cidr:
-                masq_rules.append(x.rule(x.ip_addr("daddr", ip), x.ip_addr("saddr", local_cidr, negate=True),
+            elif local:
+                masq_rules.append(x.rule(x.ip_addr("daddr", ip), local_match(local, negate=True),
                                          x.verdict("jump", MARK_MASQ)))
     if cluster_eps and uses_cluster:
         balance(svc_chain, cluster_eps, masq_rules if internal_chain == svc_chain else [])

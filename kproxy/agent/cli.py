@@ -15,6 +15,7 @@ import signal
 import socket
 
 from kproxy.agent import backend as backends
+from kproxy.agent import sysctls
 from kproxy.agent.config import AgentConfig, ConfigError, load_config
 from kproxy.agent.health import ProxierHealth
 from kproxy.agent.metrics import ProxyMetrics
@@ -45,6 +46,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--masquerade-all", action="store_const", const=True, default=None,
                    help="SNAT all traffic to Services")
     p.add_argument("--iptables-backend", help="iptables flavour: nft, legacy or auto")
+    p.add_argument("--detect-local-mode",
+                   help="what counts as pod traffic: ClusterCIDR, NodeCIDR, BridgeInterface or InterfaceNamePrefix")
+    p.add_argument("--pod-bridge-interface", help="the pods' bridge (detectLocalMode BridgeInterface)")
+    p.add_argument("--pod-interface-name-prefix", help="the pods' interface prefix (detectLocalMode InterfaceNamePrefix)")
     p.add_argument("--backend-module", action="append", default=[], metavar="MODULE",
                    help="debug: import MODULE first so it can register extra modes")
 
@@ -58,6 +63,8 @@ def build_config(args: argparse.Namespace) -> AgentConfig:
         "healthz_bind_address": args.healthz_bind_address, "metrics_bind_address": args.metrics_bind_address,
         "min_sync_period": args.min_sync_period, "sync_period": args.sync_period,
         "masquerade_all": args.masquerade_all, "iptables_backend": args.iptables_backend,
+        **{flag: getattr(args, flag, None)
+           for flag in ("detect_local_mode", "pod_bridge_interface", "pod_interface_name_prefix")},
     }
     try:
         config = load_config(args.config, overrides)
@@ -110,6 +117,16 @@ def load_cluster(path: str) -> ClusterConfig:
         raise CLIError(f"--kubeconfig: {exc}", USAGE_ERROR) from None
 
 
+def log_conntrack_outcomes(outcomes: list[sysctls.Outcome]) -> None:
+    for outcome in outcomes:
+        if outcome.status in ("set", "skipped"):
+            log.info("conntrack: %s", outcome.describe())
+        elif outcome.status == "unchanged":
+            log.debug("conntrack: %s", outcome.describe())
+        else:
+            log.warning("conntrack: cannot set %s", outcome.describe())
+
+
 async def serve(config: AgentConfig, cluster: ClusterConfig, node_name: str, netns: NetNS,
                 backend: backends.Backend) -> int:
     client = ApiClient(cluster)
@@ -128,6 +145,8 @@ async def serve(config: AgentConfig, cluster: ClusterConfig, node_name: str, net
             raise CLIError(f"cannot listen: {exc.strerror or exc}") from None
         log.info("agent for node %s, mode %s%s, apiserver %s", node_name, config.mode,
                  f", netns {netns.name}" if netns.name else "", client.config.server)
+        plan = sysctls.plan_conntrack(config.conntrack, sysctls.cpu_count())
+        log_conntrack_outcomes(await netns.arun(sysctls.apply_plan, plan))
         await proxier.run()
         log.info("stopping; rules are left in place")
         return 0

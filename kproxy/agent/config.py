@@ -72,6 +72,17 @@ class ConntrackConfig:
     tcp_close_wait_timeout: float = 3600.0
     udp_timeout: float = 0.0
     udp_stream_timeout: float = 0.0
+    tcp_be_liberal: bool = False
+
+
+@dataclass(frozen=True)
+class DetectLocalConfig:
+    """Inputs of detectLocalMode BridgeInterface and InterfaceNamePrefix."""
+    bridge_interface: str = ""
+    interface_name_prefix: str = ""
+
+
+DETECT_LOCAL_MODES = ("ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix")
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,8 @@ class AgentConfig:
     userspace: UserspaceConfig = field(default_factory=UserspaceConfig)
     ipvs: IpvsConfig = field(default_factory=IpvsConfig)
     conntrack: ConntrackConfig = field(default_factory=ConntrackConfig)
+    detect_local_mode: str = "ClusterCIDR"  # how pod traffic is told; see DETECT_LOCAL_MODES
+    detect_local: DetectLocalConfig = field(default_factory=DetectLocalConfig)
     netns: str | None = None  # kproxy: network namespace for all kernel work
 
     @property
@@ -102,6 +115,12 @@ class AgentConfig:
 
     def _mode_section(self) -> Any:
         return {"nftables": self.nftables, "ipvs": self.ipvs}.get(self.mode, self.iptables)
+
+    @property
+    def detect_local_interface(self) -> str:
+        """The interface name (BridgeInterface) or prefix (InterfaceNamePrefix) the mode uses."""
+        return {"BridgeInterface": self.detect_local.bridge_interface,
+                "InterfaceNamePrefix": self.detect_local.interface_name_prefix}.get(self.detect_local_mode, "")
 
     @property
     def min_sync_period(self) -> float:
@@ -265,6 +284,22 @@ def _duration(value: Any) -> float:
     return parse_duration(value)
 
 
+def _detect_local_mode(value: Any) -> str:
+    value = _str(value)
+    if value == "":
+        return "ClusterCIDR"  # upstream's default
+    if value not in DETECT_LOCAL_MODES:
+        raise ValueError(f"must be one of {', '.join(DETECT_LOCAL_MODES)}, got {value!r}")
+    return value
+
+
+def _interface_name(value: Any) -> str:
+    value = _str(value)
+    if len(value) > 15 or any(c.isspace() or c in "/:" for c in value):
+        raise ValueError(f"invalid interface name {value!r} (at most 15 characters, no space, '/' or ':')")
+    return value
+
+
 # camelCase name -> (snake_case field, parser) per section
 _SYNC = {"minSyncPeriod": ("min_sync_period", _duration), "syncPeriod": ("sync_period", _duration)}
 _SECTIONS: dict[str, tuple[type, dict[str, tuple[str, Any]]]] = {
@@ -301,10 +336,16 @@ _SECTIONS: dict[str, tuple[type, dict[str, tuple[str, Any]]]] = {
         "tcpCloseWaitTimeout": ("tcp_close_wait_timeout", _duration),
         "udpTimeout": ("udp_timeout", _duration),
         "udpStreamTimeout": ("udp_stream_timeout", _duration),
+        "tcpBeLiberal": ("tcp_be_liberal", _bool),
     }),
 }
+_DETECT_LOCAL = (DetectLocalConfig, {
+    "bridgeInterface": ("bridge_interface", _interface_name),
+    "interfaceNamePrefix": ("interface_name_prefix", _interface_name),
+})
 _TOP: dict[str, tuple[str, Any]] = {
     "mode": ("mode", _mode),
+    "detectLocalMode": ("detect_local_mode", _detect_local_mode),
     "clusterCIDR": ("cluster_cidr", _cidr_list),
     "serviceCIDR": ("service_cidr", _cidr_list),  # kproxy: not in upstream's v1alpha1
     "hostnameOverride": ("hostname_override", _str),
@@ -315,13 +356,13 @@ _TOP: dict[str, tuple[str, Any]] = {
 }
 # upstream fields we accept and ignore (they do not apply to kproxy)
 _IGNORED_TOP = {"bindAddress", "bindAddressHardFail", "enableProfiling", "featureGates", "oomScoreAdj",
-                "portRange", "logging", "detectLocalMode", "detectLocal", "showHiddenMetricsForVersion",
+                "portRange", "logging", "showHiddenMetricsForVersion",
                 "winkernel", "windowsRunAsService"}
 _CLIENT_CONNECTION = {"kubeconfig", "acceptContentTypes", "contentType", "qps", "burst"}
 
 
-def _parse_section(name: str, raw: Any) -> Any:
-    cls, fields = _SECTIONS[name]
+def _parse_section(name: str, raw: Any, spec: tuple[type, dict[str, tuple[str, Any]]] | None = None) -> Any:
+    cls, fields = spec or _SECTIONS[name]
     if raw is None:
         return cls()
     if not isinstance(raw, Mapping):
@@ -354,6 +395,8 @@ def parse_config(doc: Any) -> AgentConfig:
             continue
         if key in _SECTIONS:
             values[key] = _parse_section(key, value)
+        elif key == "detectLocal":
+            values["detect_local"] = _parse_section(key, value, _DETECT_LOCAL)
         elif key == "clientConnection":
             if value is None:
                 continue
@@ -408,6 +451,9 @@ FLAG_FIELDS: dict[str, tuple[str, Any]] = {
     "sync_period": ("*.sync_period", _duration),
     "masquerade_all": ("*.masquerade_all", _bool),
     "iptables_backend": ("iptables.backend", _iptables_backend),
+    "detect_local_mode": ("detect_local_mode", _detect_local_mode),
+    "pod_bridge_interface": ("detect_local.bridge_interface", _interface_name),
+    "pod_interface_name_prefix": ("detect_local.interface_name_prefix", _interface_name),
 }
 
 
@@ -441,6 +487,10 @@ def apply_overrides(config: AgentConfig, overrides: Mapping[str, Any]) -> AgentC
 
 def validate_config(config: AgentConfig) -> AgentConfig:
     """Cross-field checks; returns `config` unchanged or raises ConfigError."""
+    for mode, attr, name in (("BridgeInterface", "bridge_interface", "bridgeInterface"),
+                             ("InterfaceNamePrefix", "interface_name_prefix", "interfaceNamePrefix")):
+        if config.detect_local_mode == mode and not getattr(config.detect_local, attr):
+            raise ConfigError(f"detectLocal.{name}: required when detectLocalMode is {mode}")
     for section in ("iptables", "nftables", "ipvs"):
         sub = getattr(config, section)
         if sub.sync_period <= 0:

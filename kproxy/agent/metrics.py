@@ -52,6 +52,12 @@ class ProxyMetrics:
         self.no_local_endpoints = Gauge(p + "sync_proxy_rules_no_local_endpoints_total",
                                         "Number of services with a Local traffic policy and no endpoints",
                                         ["traffic_policy"], registry=r)
+        self.skipped_service_ports = Gauge(p + "sync_proxy_rules_skipped_service_ports",
+                                           "ServicePorts not programmed because their render failed or the "
+                                           "kernel refused their rules", ["stage"], registry=r)
+        self.skipped_objects = Counter(p + "sync_proxy_rules_skipped_objects",
+                                       "Services and EndpointSlices (or values of them) left out of the rules, "
+                                       "once per new problem", ["reason"], registry=r)
         self._endpoint_total_seen = 0
         self._service_total_seen = 0
 
@@ -83,6 +89,15 @@ class ProxyMetrics:
     def record_no_local_endpoints(self, internal: int, external: int) -> None:
         self.no_local_endpoints.labels("internal").set(internal)
         self.no_local_endpoints.labels("external").set(external)
+
+    def record_skipped(self, per_stage: dict[str, int]) -> None:
+        """The number of ServicePorts skipped now, per stage (render, kernel)."""
+        for stage, count in per_stage.items():
+            self.skipped_service_ports.labels(stage).set(count)
+
+    def record_skipped_object(self, reason: str) -> None:
+        """One newly reported problem with an object (reason as in its Event)."""
+        self.skipped_objects.labels(reason).inc()
 
     def record_apply_failure(self) -> None:
         self.restore_failures.inc()

@@ -10,10 +10,23 @@ Guarantees:
   failure, when backend.drifted() says the kernel lost our rules) pass previous=None so the
   backend rewrites everything it owns and repairs drift; partial syncs pass the ruleset last
   applied. A change never waits behind more than the one sync in progress.
-- When apply fails, the failure is counted, the next sync is made full, and the runner retries.
+- One ServicePort never blocks the others (kproxy.agent.quarantine): when the render raises or
+  the kernel refuses the transaction of a full sync (a refused partial sync is first retried
+  as a full one, like any failure), the changed ServicePorts are bisected with trial applies
+  until the culprits are found, everything else is programmed, and each culprit is skipped
+  while it stays as it is (its previous rules, if any, stay; full syncs try it again). Skipped
+  ServicePorts are in the kubeproxy_sync_proxy_rules_skipped_service_ports gauge; each new
+  culprit, and each Service or EndpointSlice with values translate had to leave out, is logged
+  once with its name and reason, counted in kubeproxy_sync_proxy_rules_skipped_objects_total
+  and reported in a Warning Event (kproxy.agent.events).
+- When a sync fails otherwise (or no change can be blamed), the failure is counted, the next
+  sync is made full, and the runner retries. Every refused apply counts in
+  kubeproxy_sync_proxy_rules_iptables_restore_failures_total.
 - After a successful apply, stale UDP/SCTP conntrack entries and TCP connection attempts older
   than a newly served frontend's rules are deleted (kproxy.agent.conntrack), the health-check
   node ports are opened/closed to match, then health and metrics are updated.
+- The node's interface addresses (kproxy.agent.localaddrs) are read before the first sync and
+  followed: a change asks for a full sync, so NodePorts follow them without a restart.
 - stop() ends the informers and the runner and closes the backend; rules are left in place so
   a restarted agent takes over without a gap.
 """
@@ -24,10 +37,12 @@ import logging
 import time
 from typing import Any
 
-from kproxy.agent import conntrack
+from kproxy.agent import conntrack, quarantine
 from kproxy.agent.backend import ApplyError, Backend
 from kproxy.agent.config import AgentConfig
+from kproxy.agent.events import SERVICE_REF, SLICE_REF, EventRecorder
 from kproxy.agent.health import ProxierHealth
+from kproxy.agent.localaddrs import LocalAddressWatcher
 from kproxy.agent.metrics import ProxyMetrics
 from kproxy.agent.runner import BoundedFrequencyRunner
 from kproxy.agent.servicehealth import ServiceHealthServer
@@ -65,12 +80,10 @@ class Proxier:
         self.health = health or ProxierHealth(timeout=2 * config.sync_period)
         self.service_health = service_health or ServiceHealthServer(netns, self.health)
         self.builder = ProxyStateBuilder(
-            StateSettings(node_name=node_name, cluster_cidr=config.cluster_cidr or None,
-                          service_cidrs=config.service_cidrs,
-                          masquerade_all=config.masquerade_all, masquerade_bit=config.masquerade_bit,
-                          node_port_addresses=config.node_port_addresses),
+            StateSettings.from_config(config, node_name),
             on_change=self._on_change,
         )
+        self.local_addresses = LocalAddressWatcher(netns, self.builder.set_local_ips)
         full_period = max(backend.full_sync_period or config.sync_period, config.sync_period)
         self.runner = BoundedFrequencyRunner(self.sync, config.min_sync_period, config.sync_period,
                                              name=f"{backend.name or 'backend'} sync",
@@ -84,7 +97,10 @@ class Proxier:
         self._synced_once = False
         self._informers_synced = False
         self._force_full = True
-        self._applied_state: ProxyState | None = None
+        self.events = EventRecorder(client, node_name)
+        self.quarantine = quarantine.Quarantine()
+        self._built_state: ProxyState | None = None  # the builder's state the last apply was made from
+        self._applied_state: ProxyState | None = None  # what the kernel holds (skipped ServicePorts left out)
         self._applied_ruleset: Any = None
         self._pending_trigger_times: list[float] = []
         self._no_local: dict[str, tuple[bool, bool]] = {}  # only ServicePorts lacking local endpoints
@@ -122,29 +138,41 @@ class Proxier:
         self._pending_trigger_times.extend(result.trigger_times)
         self._record_pending()
         self.health.node_eligible = self.builder.node.eligible
-        state = result.state
+        self._report_issues()
         full = full or self._force_full or result.changes.full
-        if not full and not result.changes.services and state is self._applied_state:
+        if not full and not result.changes.services and result.state is self._built_state:
             self.health.updated()  # nothing changed since the last apply
             return
-        loop = asyncio.get_running_loop()
+        base = dict(self._applied_state.services) if self._applied_state is not None else {}
+        state, released = self.quarantine.effective(result.state, base, retry=full)
+        keys: Any = None if full else result.changes.services | released
+        if released:
+            self.metrics.record_skipped(self.quarantine.counts())
         try:
-            ruleset = await loop.run_in_executor(None, self.backend.render, state, self._applied_ruleset)
-            applied = await self.netns.arun(self.backend.apply, ruleset, None if full else self._applied_ruleset)
+            applied = await self._program(state, full)
+        except quarantine.Refused as refused:
+            if not full:  # drift or a transient error fail a partial apply too: a full sync first
+                self._sync_failed(refused)
+                raise
+            log.info("sync refused (%s: %s); looking for the ServicePorts at fault", refused.stage, refused.reason)
+            rewrite = [full]  # trials stay full until one succeeds (node-wide parts may have changed)
+
+            async def attempt(trial: ProxyState) -> None:
+                await self._program(trial, rewrite[0])
+                rewrite[0] = False
+
+            try:
+                held, culprits = await quarantine.isolate(state, base, attempt, refused)
+            except Exception as exc:
+                self._sync_failed(exc)
+                raise
+            self._skip(culprits)
+            state, keys, applied = quarantine.with_services(state, held), None, None
         except Exception as exc:
-            # whatever failed, the kernel's content is no longer known: rewrite all next time
-            self.metrics.record_apply_failure()
-            self._force_full = True
-            self.health.queued_update()  # still unprogrammed: healthz fails if this persists
-            if isinstance(exc, ApplyError):
-                log.error("applying rules failed (next sync is full): %s", exc)
-            else:
-                log.exception("sync failed unexpectedly (next sync is full)")
+            self._sync_failed(exc)
             raise
         previous = self._applied_state
-        self._applied_state, self._applied_ruleset = state, ruleset
-        self._force_full = False
-        keys = None if full else result.changes.services
+        self._applied_state, self._built_state = state, result.state
         filters = conntrack.plan_flush(previous, state, keys)
         if filters:
             await self.netns.arun(conntrack.flush, self.netns, filters)
@@ -164,6 +192,55 @@ class Proxier:
             log.info("first sync done: %d service ports, revision %d", len(state.services), state.revision)
         log.debug("%s sync of revision %d in %.3fs (%s)", "full" if full else "partial", state.revision,
                   duration, getattr(applied, "detail", ""))
+
+    async def _program(self, state: ProxyState, full: bool) -> Any:
+        """Renders and applies `state` (a full rewrite when `full` or when the kernel's content
+        is unknown). Raises quarantine.Refused when the render raises or the kernel refuses."""
+        loop = asyncio.get_running_loop()
+        try:
+            ruleset = await loop.run_in_executor(None, self.backend.render, state, self._applied_ruleset)
+        except Exception as exc:
+            raise quarantine.Refused(quarantine.RENDER, f"{type(exc).__name__}: {exc}") from exc
+        previous = None if full or self._force_full else self._applied_ruleset
+        try:
+            applied = await self.netns.arun(self.backend.apply, ruleset, previous)
+        except ApplyError as exc:  # nothing of it took effect: the kernel holds what it held
+            self.metrics.record_apply_failure()
+            raise quarantine.Refused(quarantine.KERNEL, str(exc)) from exc
+        self._applied_ruleset, self._force_full = ruleset, False
+        return applied
+
+    def _sync_failed(self, exc: BaseException) -> None:
+        # whatever failed, the kernel's content is no longer known: rewrite all next time
+        if not isinstance(exc, quarantine.Refused):  # refused applies are counted in _program
+            self.metrics.record_apply_failure()
+        self._force_full = True
+        self.health.queued_update()  # still unprogrammed: healthz fails if this persists
+        if isinstance(exc, (ApplyError, quarantine.Refused)):
+            log.error("applying rules failed (next sync is full): %s", exc)
+        else:
+            log.exception("sync failed unexpectedly (next sync is full)")
+
+    def _skip(self, culprits: dict[str, quarantine.Skipped]) -> None:
+        """Sets culprits aside; logs, counts and reports the new ones."""
+        for key, s in sorted(self.quarantine.add(culprits).items()):
+            reason = "KernelRefused" if s.stage == quarantine.KERNEL else "RenderFailed"
+            log.error("ServicePort %s skipped (%s): %s", key, reason, s.reason)
+            self.metrics.record_skipped_object(reason)
+            sp = s.service_port
+            self.events.warn(SERVICE_REF, sp.namespace, sp.name, reason,
+                             f"port {sp.port_name or sp.port}/{sp.protocol} is not programmed on this node: {s.reason}")
+        self.metrics.record_skipped(self.quarantine.counts())
+
+    def _report_issues(self) -> None:
+        """Logs, counts and reports Services and slices whose unusable values were left out."""
+        for ref, tracker in ((SERVICE_REF, self.builder.services), (SLICE_REF, self.builder.slices)):
+            for key, (obj, issues) in sorted(tracker.take_issues().items()):
+                text = "; ".join(issues)
+                log.warning("%s %s: left out: %s", ref[1], key, text)
+                self.metrics.record_skipped_object("InvalidValue")
+                meta = obj.get("metadata") or {}
+                self.events.warn(ref, str(meta.get("namespace", "")), str(meta.get("name", "")), "InvalidValue", text)
 
     def _update_no_local(self, state: ProxyState, keys: Any) -> None:
         """Keeps the no-local-endpoints counts current in O(changed ServicePorts)."""
@@ -190,6 +267,10 @@ class Proxier:
         runner_task: asyncio.Task | None = None
         stop_wait = asyncio.create_task(self._stop.wait())
         try:
+            try:
+                await self.local_addresses.start()  # NodePorts follow the interfaces' addresses
+            except OSError as exc:
+                log.error("cannot read the node's addresses (NodePorts use the Node's): %s", exc)
             synced = asyncio.gather(*(inf.synced.wait() for inf in self.informers))
             done, _ = await asyncio.wait({synced, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
             if synced not in done:
@@ -211,6 +292,7 @@ class Proxier:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             stop_wait.cancel()
+            await self.local_addresses.stop()
             await self.service_health.stop()
 
     def stop(self) -> None:

@@ -92,7 +92,9 @@ class ProxyState:
     """Everything a backend needs for one sync. `services` maps ServicePort.key to ServicePort.
 
     `revision` increases whenever anything in the state changes; equal revisions mean equal
-    states. `node_ips` are the node's own addresses (for NodePort), `cluster_cidr` the pod
+    states. `node_ips` are the Node object's addresses (its primary IPs), `local_ips` the
+    addresses of the node's interfaces read from the kernel (NodePorts are served on them; None:
+    not read, as when rendering offline, and node_ips stand in), `cluster_cidr` the pod
     range (traffic from outside it to a ClusterIP is masqueraded), `service_cidrs` the ClusterIP
     ranges (nftables drops traffic to their unallocated addresses), `masquerade_all` forces SNAT.
     """
@@ -103,7 +105,13 @@ class ProxyState:
     service_cidrs: tuple[str, ...] = ()  # the ClusterIP ranges; empty: unknown
     masquerade_all: bool = False
     masquerade_bit: int = 14
-    node_port_addresses: tuple[str, ...] = ()  # CIDRs; empty: all node addresses
+    node_port_addresses: tuple[str, ...] = ()  # CIDRs or "primary"; empty: all local addresses
+    local_ips: tuple[str, ...] | None = None
+    # how pod traffic is told (kproxy.agent.addresses.local_traffic): the KubeProxyConfiguration
+    # detectLocalMode, the bridge name or interface prefix it uses, the Node's spec.podCIDRs
+    detect_local_mode: str = "ClusterCIDR"
+    detect_local_interface: str = ""
+    node_pod_cidrs: tuple[str, ...] = ()
     services: Mapping[str, ServicePort] = field(default_factory=lambda: MappingProxyType({}))
     revision: int = 0
 

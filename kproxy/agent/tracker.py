@@ -29,11 +29,17 @@ class _ObjectTracker:
         self._pending: dict[str, tuple[Any, Obj | None, Any]] = {}  # key -> (previous view, current, its view)
         self._seen: dict[str, Any] = {}  # key -> view as of the last take()
         self._on_change = on_change
+        self._issues: dict[str, tuple[str, ...]] = {}  # key -> what issues() reported last
+        self._new_issues: dict[str, tuple[Obj, tuple[str, ...]]] = {}  # not yet taken
         self._empty = self.view(None)
         self.total = 0  # changes recorded since start (for the *_changes_total metric)
 
     def view(self, obj: Obj | None) -> Any:
         raise NotImplementedError
+
+    def issues(self, obj: Obj) -> tuple[str, ...]:
+        """What of `obj` the view leaves out because it is unusable (see translate)."""
+        return ()
 
     def update(self, old: Obj | None, new: Obj | None) -> bool:
         """Records that the object is now `new` (None: deleted). Returns True if it differs from
@@ -42,6 +48,7 @@ class _ObjectTracker:
         if obj is None:
             return False
         key = translate.object_key(obj)
+        self._note_issues(key, new)
         previous = self._pending[key][0] if key in self._pending else self._seen.get(key, self._empty)
         current = self.view(new)
         if previous == current:
@@ -56,6 +63,24 @@ class _ObjectTracker:
 
     def _changed(self, new: Obj | None) -> None:
         pass
+
+    def _note_issues(self, key: str, new: Obj | None) -> None:
+        # checked on every event, not only on view changes: a value that is dropped leaves the
+        # view as it was
+        issues = self.issues(new) if new is not None else ()
+        if issues == self._issues.get(key, ()):
+            return
+        if issues:
+            self._issues[key] = issues
+            self._new_issues[key] = (new, issues)
+        else:
+            self._issues.pop(key, None)
+            self._new_issues.pop(key, None)
+
+    def take_issues(self) -> dict[str, tuple[Obj, tuple[str, ...]]]:
+        """Objects whose issues changed to a non-empty list since the last call, with them."""
+        out, self._new_issues = self._new_issues, {}
+        return out
 
     # informer handler protocol
     def on_add(self, obj: Obj) -> None:
@@ -91,6 +116,9 @@ class ServiceChangeTracker(_ObjectTracker):
     def view(self, obj: Obj | None) -> tuple[ServicePort, ...]:
         return translate.service_ports(obj)
 
+    def issues(self, obj: Obj) -> tuple[str, ...]:
+        return translate.service_issues(obj)
+
 
 class EndpointSliceTracker(_ObjectTracker):
     """Views a slice as (owning service key, SliceView)."""
@@ -105,6 +133,9 @@ class EndpointSliceTracker(_ObjectTracker):
             return None, ()
         return translate.slice_service_key(obj), translate.slice_view(obj, self.node_name)
 
+    def issues(self, obj: Obj) -> tuple[str, ...]:
+        return translate.slice_issues(obj)
+
     def _changed(self, new: Obj | None) -> None:
         t = translate.trigger_time(new)
         if t is not None:
@@ -118,7 +149,8 @@ class EndpointSliceTracker(_ObjectTracker):
 
 
 class NodeTracker:
-    """This node's Node object: its addresses (for NodePort) and health eligibility."""
+    """This node's Node object: its addresses (for NodePort primary), pod CIDRs (for the
+    NodeCIDR local-traffic detector) and health eligibility."""
 
     def __init__(self, node_name: str, on_change: Callable[[], None] | None = None) -> None:
         self.node_name = node_name
@@ -129,9 +161,9 @@ class NodeTracker:
     def _set(self, node: Obj | None) -> None:
         if node is not None and translate.object_key(node) != self.node_name:
             return
-        before = translate.node_ips(self.node), translate.node_eligible(self.node)
+        before = translate.node_ips(self.node), translate.node_pod_cidrs(self.node), translate.node_eligible(self.node)
         self.node = node
-        after = translate.node_ips(node), translate.node_eligible(node)
+        after = translate.node_ips(node), translate.node_pod_cidrs(node), translate.node_eligible(node)
         if after != before:
             self.changed = True  # a sync refreshes node IPs and health eligibility
             if self._on_change is not None:
@@ -169,6 +201,16 @@ class StateSettings:
     masquerade_all: bool = False
     masquerade_bit: int = 14
     node_port_addresses: tuple[str, ...] = ()
+    detect_local_mode: str = "ClusterCIDR"
+    detect_local_interface: str = ""  # bridge name or interface prefix, per the mode
+
+    @classmethod
+    def from_config(cls, config: Any, node_name: str) -> "StateSettings":
+        """The settings an AgentConfig gives node `node_name`."""
+        return cls(node_name=node_name, cluster_cidr=config.cluster_cidr or None,
+                   service_cidrs=config.service_cidrs, masquerade_all=config.masquerade_all, masquerade_bit=config.masquerade_bit,
+                   node_port_addresses=config.node_port_addresses, detect_local_mode=config.detect_local_mode,
+                   detect_local_interface=config.detect_local_interface)
 
 
 @dataclass
@@ -191,6 +233,9 @@ class ProxyStateBuilder:
         self._ports_by_service: dict[str, dict[str, ServicePort]] = {}
         self._ports: dict[str, ServicePort] = {}
         self._node_ips: tuple[str, ...] = ()
+        self._node_pod_cidrs: tuple[str, ...] = ()
+        self._local_ips: tuple[str, ...] | None = None  # None until the kernel's are known
+        self._local_ips_changed = False
         self._state: ProxyState | None = None
 
     @property
@@ -198,10 +243,19 @@ class ProxyStateBuilder:
         """The last built state (None before the first build)."""
         return self._state
 
+    def set_local_ips(self, ips: tuple[str, ...]) -> None:
+        """Records the addresses of the node's interfaces; a change asks for a (full) sync."""
+        if ips == self._local_ips:
+            return
+        self._local_ips = ips
+        self._local_ips_changed = True
+        if self.on_change is not None:
+            self.on_change()
+
     def build_state(self) -> BuildResult:
         """Consumes recorded changes; returns the next state (same object and revision when
         nothing changed) and the ServicePort keys that differ. The first build is full, and so
-        is a build where the node's addresses changed."""
+        is a build where the node's addresses (Node object or interfaces) changed."""
         affected: set[str] = set()
         for key, (_, ports) in self.services.take().items():
             affected.add(key)
@@ -247,8 +301,11 @@ class ProxyStateBuilder:
         node_changed = self.node.changed
         self.node.changed = False
         new_node_ips = translate.node_ips(self.node.node)
-        full = self._state is None or (node_changed and new_node_ips != self._node_ips)
-        self._node_ips = new_node_ips
+        new_pod_cidrs = translate.node_pod_cidrs(self.node.node)
+        full = (self._state is None or self._local_ips_changed
+                or (node_changed and (new_node_ips, new_pod_cidrs) != (self._node_ips, self._node_pod_cidrs)))
+        self._node_ips, self._node_pod_cidrs = new_node_ips, new_pod_cidrs
+        self._local_ips_changed = False
         if self._state is not None and not changed and not full:
             return BuildResult(self._state, Changes(full=False), trigger_times)
         s = self.settings
@@ -256,7 +313,9 @@ class ProxyStateBuilder:
             node_name=s.node_name, node_ips=self._node_ips, cluster_cidr=s.cluster_cidr,
             service_cidrs=s.service_cidrs,
             masquerade_all=s.masquerade_all, masquerade_bit=s.masquerade_bit,
-            node_port_addresses=s.node_port_addresses, services=dict(self._ports),
+            node_port_addresses=s.node_port_addresses, local_ips=self._local_ips,
+            detect_local_mode=s.detect_local_mode, detect_local_interface=s.detect_local_interface,
+            node_pod_cidrs=self._node_pod_cidrs, services=dict(self._ports),
             revision=(self._state.revision + 1) if self._state is not None else 1,
         )
         return BuildResult(self._state, Changes(full=full, services=frozenset(changed)), trigger_times)

@@ -13,10 +13,25 @@ Rules, as kube-proxy applies them:
   ready=true, serving=ready, terminating=false; only an endpoint's first address is used.
 - The same ip:port in several slices is merged into one endpoint: slices are visited in name
   order and the first one wins, except that a ready copy replaces a not-ready one.
+
+What every backend may assume of a ServicePort (this module guarantees it, whatever the object):
+- cluster_ips, external_ips, load_balancer_ips and every endpoint's ip are IP addresses in
+  canonical text (surrounding spaces trimmed, IPv4 octets with leading zeros read as decimal, as
+  kube-proxy's ParseIPSloppy does); entries that do not parse are left out. A Service left
+  without a usable cluster IP is not programmed.
+- load_balancer_source_ranges are CIDRs as network/prefix (host bits cleared, spaces trimmed);
+  entries that do not parse as a CIDR are left out, as kube-proxy does.
+- port, node_port, health_check_node_port and endpoint ports are in 1..65535 (0: none), the
+  protocol is TCP, UDP or SCTP, session_affinity_timeout is in 1..86400 seconds.
+- An endpoint's address is of its slice's addressType family.
+What was left out is described by service_issues() / slice_issues(), for the proxier to report.
 """
 from __future__ import annotations
 
+import ipaddress
+import socket
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Iterable, Mapping
 
 from kproxy.agent.state import Endpoint, ServicePort
@@ -26,6 +41,7 @@ SERVICE_PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
 HEADLESS_LABEL = "service.kubernetes.io/headless"
 TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 DEFAULT_AFFINITY_TIMEOUT = 10800
+MAX_AFFINITY_TIMEOUT = 86400  # the apiserver's limit for sessionAffinityConfig.clientIP.timeoutSeconds
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 
 # One slice's usable content: ((port_name, protocol), endpoints) pairs, sorted.
@@ -42,6 +58,65 @@ def _dict(value: Any) -> Mapping[str, Any]:
 
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
+
+
+def clean_ip(value: Any) -> str | None:
+    """`value` as a canonical IP address text, or None when it is not one (see module doc)."""
+    if not isinstance(value, str):
+        return None
+    try:  # the common case, a canonical IPv4 address, without the ipaddress module
+        if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, value)) == value:
+            return value
+    except OSError:
+        pass
+    return _clean_ip_text(value)
+
+
+@lru_cache(maxsize=4096)
+def _clean_ip_text(value: str) -> str | None:
+    text = value.strip()
+    if "." in text and ":" not in text:  # IPv4: "010.1.2.3" is 10.1.2.3, as ParseIPSloppy reads it
+        octets = text.split(".")
+        if len(octets) == 4 and all(o.isdigit() and o.isascii() for o in octets):
+            text = ".".join(str(int(o)) for o in octets)
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def clean_cidr(value: Any) -> str | None:
+    """`value` as a canonical "network/prefix" text, or None when it is not a CIDR."""
+    return _clean_cidr_text(value) if isinstance(value, str) else None
+
+
+@lru_cache(maxsize=4096)  # a cluster's source ranges are few and repeat across Services
+def _clean_cidr_text(value: str) -> str | None:
+    if "/" not in value:
+        return None
+    address, _, prefix = value.strip().partition("/")
+    ip = clean_ip(address)
+    if ip is None or not (prefix.isdigit() and prefix.isascii()):
+        return None
+    try:
+        return str(ipaddress.ip_network(f"{ip}/{int(prefix)}", strict=False))
+    except ValueError:
+        return None
+
+
+def _clean_all(values: Any, clean: Any) -> tuple[str, ...]:
+    """The usable, distinct entries of a list field, cleaned, in order."""
+    out: dict[str, None] = {}
+    for v in _list(values):
+        c = clean(v)
+        if c is not None:
+            out[c] = None
+    return tuple(out)
+
+
+def _bad_entries(values: Any, clean: Any, field: str, what: str) -> list[str]:
+    return [f"{field}[{i}] {v!r} is not {what}" for i, v in enumerate(_list(values))
+            if clean(v) is None and v not in ("", "None")]
 
 
 def object_key(obj: Mapping[str, Any]) -> str:
@@ -78,20 +153,18 @@ def service_ports(svc: Mapping[str, Any] | None) -> tuple[ServicePort, ...]:
     spec = _dict(svc.get("spec"))
     status = _dict(svc.get("status"))
     svc_type = spec.get("type") or "ClusterIP"
-    cluster_ips = [ip for ip in _list(spec.get("clusterIPs")) if isinstance(ip, str) and ip not in ("", "None")]
+    cluster_ips = _cluster_ips(spec)
     if not cluster_ips:
-        cluster_ips = [spec["clusterIP"]]
-    external_ips = tuple(ip for ip in _list(spec.get("externalIPs")) if isinstance(ip, str) and ip)
+        return ()
+    external_ips = _clean_all(spec.get("externalIPs"), clean_ip)
     lb_ips: tuple[str, ...] = ()
     if svc_type == "LoadBalancer":
-        lb_ips = tuple(str(i["ip"]) for i in map(_dict, _list(_dict(status.get("loadBalancer")).get("ingress")))
-                       if i.get("ip"))
-    source_ranges = tuple(r for r in _list(spec.get("loadBalancerSourceRanges")) if isinstance(r, str))
+        lb_ips = _clean_all(_ingress_ips(status), clean_ip)
+    source_ranges = _clean_all(spec.get("loadBalancerSourceRanges"), clean_cidr)
     affinity = None
     if spec.get("sessionAffinity") == "ClientIP":
         timeout = _dict(_dict(spec.get("sessionAffinityConfig")).get("clientIP")).get("timeoutSeconds")
-        affinity = timeout if isinstance(timeout, int) and not isinstance(timeout, bool) and timeout > 0 \
-            else DEFAULT_AFFINITY_TIMEOUT
+        affinity = timeout if _valid_affinity_timeout(timeout) else DEFAULT_AFFINITY_TIMEOUT
     externally_accessible = svc_type in ("NodePort", "LoadBalancer") or bool(external_ips)
     external_local = externally_accessible and spec.get("externalTrafficPolicy") == "Local"
     internal_local = spec.get("internalTrafficPolicy") == "Local"
@@ -106,13 +179,58 @@ def service_ports(svc: Mapping[str, Any] | None) -> tuple[ServicePort, ...]:
         sp = ServicePort(
             namespace=str(meta.get("namespace", "")), name=str(meta.get("name", "")),
             port_name=str(raw.get("name") or ""), protocol=protocol, port=port,
-            cluster_ips=tuple(cluster_ips), node_port=node_port, external_ips=external_ips,
+            cluster_ips=cluster_ips, node_port=node_port, external_ips=external_ips,
             load_balancer_ips=lb_ips, load_balancer_source_ranges=source_ranges,
             session_affinity_timeout=affinity, external_policy_local=external_local,
             internal_policy_local=internal_local, health_check_node_port=health_port,
         )
         out.setdefault(sp.key, sp)
     return tuple(out[k] for k in sorted(out))
+
+
+def _cluster_ips(spec: Mapping[str, Any]) -> tuple[str, ...]:
+    # clusterIPs lists clusterIP first; older objects only have clusterIP
+    listed = _list(spec.get("clusterIPs")) or [spec.get("clusterIP")]
+    return _clean_all(listed, clean_ip)
+
+
+def _ingress_ips(status: Mapping[str, Any]) -> list[Any]:
+    return [i.get("ip") for i in map(_dict, _list(_dict(status.get("loadBalancer")).get("ingress")))
+            if i.get("ip")]
+
+
+def _valid_affinity_timeout(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_AFFINITY_TIMEOUT
+
+
+def service_issues(svc: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """Why service_ports() leaves parts of a proxied Service out (empty when it uses all of it),
+    one sentence per dropped value, naming the field."""
+    if not is_proxied(svc):
+        return ()
+    assert svc is not None
+    spec = _dict(svc.get("spec"))
+    issues = _bad_entries(_list(spec.get("clusterIPs")) or [spec.get("clusterIP")], clean_ip,
+                          "spec.clusterIPs", "an IP address")
+    if not _cluster_ips(spec):
+        issues.append("no usable cluster IP: the Service is not programmed")
+    issues += _bad_entries(spec.get("externalIPs"), clean_ip, "spec.externalIPs", "an IP address")
+    issues += _bad_entries(spec.get("loadBalancerSourceRanges"), clean_cidr, "spec.loadBalancerSourceRanges",
+                           "a CIDR")
+    if spec.get("type") == "LoadBalancer":
+        issues += _bad_entries(_ingress_ips(_dict(svc.get("status"))), clean_ip,
+                               "status.loadBalancer.ingress[].ip", "an IP address")
+    if spec.get("sessionAffinity") == "ClientIP":
+        timeout = _dict(_dict(spec.get("sessionAffinityConfig")).get("clientIP")).get("timeoutSeconds")
+        if timeout is not None and not _valid_affinity_timeout(timeout):
+            issues.append(f"sessionAffinityConfig.clientIP.timeoutSeconds {timeout!r} is not in "
+                          f"1..{MAX_AFFINITY_TIMEOUT}: using {DEFAULT_AFFINITY_TIMEOUT}")
+    for i, raw in enumerate(map(_dict, _list(spec.get("ports")))):
+        if not _port_number(raw.get("port")):
+            issues.append(f"spec.ports[{i}].port {raw.get('port')!r} is not a port number: port left out")
+        elif (raw.get("protocol") or "TCP") not in PROTOCOLS:
+            issues.append(f"spec.ports[{i}].protocol {raw.get('protocol')!r} is not TCP, UDP or SCTP: port left out")
+    return tuple(issues)
 
 
 def slice_service_key(slc: Mapping[str, Any] | None) -> str | None:
@@ -135,11 +253,12 @@ def slice_view(slc: Mapping[str, Any] | None, node_name: str) -> SliceView:
     """The endpoints one slice contributes per (port name, protocol); () for unusable slices."""
     if not slc or slc.get("addressType") not in (None, "IPv4", "IPv6"):
         return ()
+    version = _ADDRESS_VERSIONS.get(slc.get("addressType"))
     per_port: dict[tuple[str, str], dict[tuple[str, int], Endpoint]] = {}
     endpoints = []
     for raw in map(_dict, _list(slc.get("endpoints"))):
-        addresses = [a for a in _list(raw.get("addresses")) if isinstance(a, str) and a]
-        if not addresses:
+        address = _endpoint_address(raw, version)
+        if address is None:
             continue
         cond = _dict(raw.get("conditions"))
         ready = _condition(cond, "ready", True)
@@ -147,12 +266,13 @@ def slice_view(slc: Mapping[str, Any] | None, node_name: str) -> SliceView:
         terminating = _condition(cond, "terminating", False)
         node = raw.get("nodeName") if isinstance(raw.get("nodeName"), str) else None
         zone = raw.get("zone") if isinstance(raw.get("zone"), str) else None
-        endpoints.append((addresses[0], ready, serving, terminating, node, zone))
+        endpoints.append((address, ready, serving, terminating, node, zone))
     for port in map(_dict, _list(slc.get("ports"))):
         number = _port_number(port.get("port"))
-        if not number:
+        protocol = port.get("protocol") or "TCP"
+        if not number or protocol not in PROTOCOLS:
             continue
-        key = (str(port.get("name") or ""), port.get("protocol") or "TCP")
+        key = (str(port.get("name") or ""), protocol)
         eps = per_port.setdefault(key, {})
         for ip, ready, serving, terminating, node, zone in endpoints:
             have = eps.get((ip, number))
@@ -161,6 +281,37 @@ def slice_view(slc: Mapping[str, Any] | None, node_name: str) -> SliceView:
                                              terminating=terminating, node_name=node, zone=zone,
                                              is_local=node is not None and node == node_name)
     return tuple((k, tuple(sorted(v.values(), key=_endpoint_order))) for k, v in sorted(per_port.items()))
+
+
+_ADDRESS_VERSIONS = {"IPv4": 4, "IPv6": 6}
+
+
+def _endpoint_address(raw: Mapping[str, Any], version: int | None) -> str | None:
+    """The endpoint's first address, cleaned; None when it is unusable for the slice's family."""
+    addresses = _list(raw.get("addresses"))
+    ip = clean_ip(addresses[0]) if addresses else None
+    if ip is None or (version is not None and (6 if ":" in ip else 4) != version):
+        return None
+    return ip
+
+
+def slice_issues(slc: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """Why slice_view() leaves endpoints or ports of a slice out (empty when it uses all of it)."""
+    if not slc:
+        return ()
+    if slc.get("addressType") not in (None, "IPv4", "IPv6"):
+        return ()  # FQDN slices are not for proxies: nothing is wrong with them
+    version = _ADDRESS_VERSIONS.get(slc.get("addressType"))
+    issues = []
+    for i, raw in enumerate(map(_dict, _list(slc.get("endpoints")))):
+        if _endpoint_address(raw, version) is None:
+            issues.append(f"endpoints[{i}].addresses {_list(raw.get('addresses'))[:1]!r} is not an "
+                          f"{slc.get('addressType') or 'IP'} address: endpoint left out")
+    for i, port in enumerate(map(_dict, _list(slc.get("ports")))):
+        if not _port_number(port.get("port")) or (port.get("protocol") or "TCP") not in PROTOCOLS:
+            issues.append(f"ports[{i}] {port.get('port')!r}/{port.get('protocol')!r} is not a usable port: "
+                          f"left out")
+    return tuple(issues)
 
 
 def _endpoint_order(e: Endpoint) -> tuple[str, int]:
@@ -210,6 +361,23 @@ def build_service_ports(svc: Mapping[str, Any] | None, views: Iterable[SliceView
     return attach_endpoints(service_ports(svc), views)
 
 
+def node_pod_cidrs(node: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The Node's spec.podCIDRs (else spec.podCIDR): valid CIDRs only, in order."""
+    spec = _dict(_dict(node).get("spec")) if node else {}
+    raw = _list(spec.get("podCIDRs")) or [spec.get("podCIDR")]
+    out: list[str] = []
+    for cidr in raw:
+        if not isinstance(cidr, str):
+            continue
+        try:
+            text = str(ipaddress.ip_network(cidr.strip(), strict=False))
+        except ValueError:
+            continue
+        if text not in out:
+            out.append(text)
+    return tuple(out)
+
+
 def node_ips(node: Mapping[str, Any] | None) -> tuple[str, ...]:
     """The node's addresses for NodePort: its InternalIPs, then its ExternalIPs."""
     if not node:
@@ -218,8 +386,8 @@ def node_ips(node: Mapping[str, Any] | None) -> tuple[str, ...]:
     out: list[str] = []
     for kind in ("InternalIP", "ExternalIP"):
         for a in addresses:
-            ip = a.get("address")
-            if a.get("type") == kind and isinstance(ip, str) and ip and ip not in out:
+            ip = clean_ip(a.get("address"))
+            if a.get("type") == kind and ip and ip not in out:
                 out.append(ip)
     return tuple(out)
 

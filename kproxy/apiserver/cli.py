@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rotate DIR/audit.log when it reaches this many megabytes (default 100)")
     parser.add_argument("--audit-log-maxbackup", type=int, default=10, metavar="N",
                         help="rotated audit logs to keep (default 10)")
+    parser.add_argument("--advertise-address", metavar="IP",
+                        help="address published in the kubernetes Service's endpoints (default: the --bind "
+                             "address unless it is loopback or unspecified, which are never published)")
     parser.add_argument("--tls-san", action="append", default=[], metavar="NAME_OR_IP",
                         help="extra name or address for the serving certificate; repeatable")
 
@@ -105,6 +108,14 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, PolicyError) as exc:
             raise CLIError(f"--audit-policy-file {args.audit_policy_file!r}: "
                            f"{exc.strerror if isinstance(exc, OSError) else exc}") from None
+    if args.advertise_address is not None:
+        try:
+            advertised = ipaddress.ip_address(args.advertise_address)
+        except ValueError:
+            raise CLIError(f"--advertise-address {args.advertise_address!r} is not an IP address") from None
+        if advertised.is_loopback or advertised.is_unspecified or advertised.is_link_local:
+            raise CLIError(f"--advertise-address {advertised}: loopback, unspecified and link-local "
+                           "addresses cannot be endpoints")
     data_dir = os.path.abspath(args.data_dir)
     os.umask(0o077)  # whatever this process writes (store, keys, kubeconfigs, logs) is private
     try:
@@ -116,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
                           service_node_port_range=args.service_node_port_range,
                           run_controllers=not args.no_controllers,
                           tls=True, insecure_host=insecure_host, insecure_port=insecure_port,
-                          tls_sans=tuple(args.tls_san),
+                          tls_sans=tuple(args.tls_san), advertise_address=args.advertise_address,
                           store_history=args.store_history, audit_policy=audit_policy,
                           audit_max_bytes=args.audit_log_maxsize * 1024 * 1024,
                           audit_max_backups=args.audit_log_maxbackup,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from typing import Any, Callable
 
 from kproxy.api.resources import ALL, Resource
@@ -19,11 +20,41 @@ PATCH_CONTENT_TYPES = ("application/json-patch+json", "application/merge-patch+j
                        "application/strategic-merge-patch+json", "application/apply-patch+yaml")
 
 
+# Our own short descriptions of the served kinds' fields (for `kubectl explain`): per definition,
+# "" for the type and dotted field paths within it; "common" for field names any type shares.
+DESCRIPTIONS_FILE = os.path.join(os.path.dirname(__file__), "openapi", "descriptions.json")
+
+
+def load_descriptions(path: str = DESCRIPTIONS_FILE) -> dict[str, Any]:
+    with open(path) as f:
+        return json.load(f)
+
+
+class _Describer:
+    """Descriptions of one definition's fields, looked up by their path in it."""
+
+    def __init__(self, descriptions: dict[str, Any], definition: str):
+        self.common: dict[str, str] = descriptions.get("common", {})
+        self.own: dict[str, str] = descriptions.get("definitions", {}).get(definition, {})
+
+    def __call__(self, path: tuple[str, ...]) -> str | None:
+        return self.own.get(".".join(path)) or (self.common.get(path[-1]) if path else None)
+
+
 def _gvk(r: Resource) -> dict[str, str]:
     return {"group": r.group, "version": r.version, "kind": r.kind}
 
 
-def _schema(t: S.Type, ref: Callable[[str], str]) -> dict[str, Any]:
+def _described(schema: dict[str, Any], description: str | None, v3: bool) -> dict[str, Any]:
+    if not description:
+        return schema
+    if "$ref" in schema and v3:  # OpenAPI 3 ignores siblings of $ref: wrap it, as Kubernetes does
+        return {"allOf": [schema], "description": description}
+    return {**schema, "description": description}
+
+
+def _schema(t: S.Type, ref: Callable[[str], str], describe: Callable[[tuple[str, ...]], str | None] = lambda p: None,
+            path: tuple[str, ...] = (), v3: bool = True) -> dict[str, Any]:
     if isinstance(t, S.Ref):
         return {"$ref": ref(t.name)}
     if isinstance(t, S.Scalar):
@@ -34,9 +65,9 @@ def _schema(t: S.Type, ref: Callable[[str], str]) -> dict[str, Any]:
             out["format"] = t.fmt
         return out
     if isinstance(t, S.MapOf):
-        return {"type": "object", "additionalProperties": _schema(t.value, ref)}
+        return {"type": "object", "additionalProperties": _schema(t.value, ref, describe, path, v3)}
     if isinstance(t, S.ListOf):
-        out = {"type": "array", "items": _schema(t.item, ref), "x-kubernetes-list-type": t.list_type}
+        out = {"type": "array", "items": _schema(t.item, ref, describe, path, v3), "x-kubernetes-list-type": t.list_type}
         if t.map_keys and t.list_type == "map":
             out["x-kubernetes-list-map-keys"] = list(t.map_keys)
         if t.merge_key:
@@ -47,16 +78,22 @@ def _schema(t: S.Type, ref: Callable[[str], str]) -> dict[str, Any]:
     if isinstance(t, S.Open):
         return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
     assert isinstance(t, S.Struct)
-    out = {"type": "object", "properties": {k: _schema(v, ref) for k, v in t.fields.items()}}
+    out = {"type": "object", "properties": {
+        k: _described(_schema(v, ref, describe, path + (k,), v3), describe(path + (k,)), v3)
+        for k, v in t.fields.items()}}
     if t.required:
         out["required"] = list(t.required)
     return out
 
 
-def _definitions(ref: Callable[[str], str]) -> dict[str, Any]:
-    defs = {name: _schema(struct, ref) for name, struct in S.DEFINITIONS.items()}
+def _definitions(ref: Callable[[str], str], descriptions: dict[str, Any], v3: bool) -> dict[str, Any]:
+    defs = {}
+    for name, struct in S.DEFINITIONS.items():
+        describe = _Describer(descriptions, name)
+        defs[name] = _described(_schema(struct, ref, describe, (), v3), describe(("",)), v3)
     for r in ALL:
-        doc = _schema(S.kind_schema(r), ref)
+        describe = _Describer(descriptions, S.definition_name(r))
+        doc = _described(_schema(S.kind_schema(r), ref, describe, (), v3), describe(("",)), v3)
         doc["x-kubernetes-group-version-kind"] = [_gvk(r)]
         defs[S.definition_name(r)] = doc
         defs[S.definition_name(r) + "List"] = {
@@ -135,9 +172,10 @@ def _v3_key(r: Resource) -> str:
 class OpenAPI:
     """The documents, built once; v3 documents are served by their index key."""
 
-    def __init__(self) -> None:
+    def __init__(self, descriptions: dict[str, Any] | None = None) -> None:
+        descriptions = load_descriptions() if descriptions is None else descriptions
         ref3: Callable[[str], str] = lambda name: f"#/components/schemas/{name}"
-        defs3 = _definitions(ref3)
+        defs3 = _definitions(ref3, descriptions, v3=True)
         self._v3: dict[str, dict[str, Any]] = {}
         for r in ALL:
             doc = self._v3.setdefault(_v3_key(r), {
@@ -152,7 +190,7 @@ class OpenAPI:
         for r in ALL:
             paths2.update(_paths(r, ref2))
         self._v2 = {"swagger": "2.0", "info": {"title": "Kubernetes (kproxy)", "version": GIT_VERSION},
-                    "paths": _v2_paths(paths2), "definitions": _definitions(ref2)}
+                    "paths": _v2_paths(paths2), "definitions": _definitions(ref2, descriptions, v3=False)}
 
     def v2(self) -> dict[str, Any]:
         return self._v2

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from kproxy.api import resources as R
 from kproxy.api import status as st
-from kproxy.apiserver import datadir, discovery, paths
+from kproxy.apiserver import datadir, discovery, health, paths
 from kproxy.apiserver.allocators import ClusterIPAllocator, NodePortAllocator
 from kproxy.apiserver.auth import policy
 from kproxy.apiserver.auth.audit import AUDIT_LOG_NAME, DEFAULT_POLICY, AuditLog, AuditPolicy
@@ -29,7 +29,10 @@ from kproxy.apiserver.auth.sa_admission import ServiceAccountTokenAdmission
 from kproxy.apiserver.auth.token_controller import TokenController
 from kproxy.apiserver.auth.tokens import TokenSigner
 from kproxy.apiserver.deps import Deps, open_store
+from kproxy.apiserver.endpoint_reconciler import EndpointReconciler, advertised_address
 from kproxy.apiserver.fieldcheck import FieldChecker
+from kproxy.apiserver.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from kproxy.apiserver.metrics import ApiserverMetrics
 from kproxy.apiserver.openapi import OpenAPI
 from kproxy.apiserver.registry import Registry
 from kproxy.apiserver.rest import RestHandler, RestSettings, dumps, json_response
@@ -69,6 +72,9 @@ class ServerConfig:
     audit_policy: AuditPolicy = DEFAULT_POLICY
     audit_max_bytes: int = 100 * 1024 * 1024  # the audit log rotates at this size
     audit_max_backups: int = 10  # rotated audit logs kept
+    # the address published in the kubernetes Service's endpoints (default: host when publishable)
+    advertise_address: str | None = None
+    endpoint_reconcile_interval: float = 10.0
 
 
 class ApiServer:
@@ -100,8 +106,11 @@ class ApiServer:
         authorizer = RBACAuthorizer(self.store)
         self.rest.write_guards.append(EscalationGuard(authorizer))
         self.auth = AuthMiddleware(authorizer, TokenAuthenticator(self.store, signer), self.audit, self.reads)
+        self.metrics = ApiserverMetrics(self._storage_counts)
         self.url = ""
         self.insecure_url = ""
+        self._shutting_down = False
+        self._endpoints: EndpointReconciler | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
         self._tls: ssl.SSLContext | None = None
@@ -142,12 +151,14 @@ class ApiServer:
                 log.warning("cannot create the kubernetes Service: %s", exc)
 
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self.auth.middleware, self._errors], client_max_size=MAX_BODY_BYTES)
+        app = web.Application(middlewares=[self.metrics.middleware, self.auth.middleware, self._errors],
+                              client_max_size=MAX_BODY_BYTES)
         app.router.add_route("GET", "/version", self._version)
         app.router.add_route("GET", "/version/", self._version)
         for probe in ("/healthz", "/livez", "/readyz"):
             app.router.add_route("GET", probe, self._health)
             app.router.add_route("GET", probe + "/{check:.*}", self._health)
+        app.router.add_route("GET", "/metrics", self._metrics)
         app.router.add_route("GET", "/openapi/v2", self._openapi_v2)
         app.router.add_route("GET", "/openapi/v3", self._openapi_v3_index)
         app.router.add_route("GET", "/openapi/v3/{path:.*}", self._openapi_v3)
@@ -182,6 +193,13 @@ class ApiServer:
         if not self.config.tls:
             log.warning("serving plain HTTP on %s without authentication (give --tls for HTTPS)", self.url)
         self._tasks.append(asyncio.create_task(self._sweeper()))
+        # the kubernetes Service's endpoints are in place before the server says it is ready
+        self._endpoints = self._endpoint_reconciler()
+        try:
+            await asyncio.get_running_loop().run_in_executor(self.writes, self._endpoints.reconcile)
+        except Exception:  # serve anyway; the periodic pass retries
+            log.exception("reconciling the kubernetes Service's endpoints failed")
+        self._tasks.append(asyncio.create_task(self._reconcile_endpoints(self._endpoints)))
         self._tasks.append(asyncio.create_task(self.tokens.run(self.writes)))
         if self._tls is not None:
             self._tasks.append(asyncio.create_task(self._reload_serving_cert(self._tls)))
@@ -234,6 +252,7 @@ class ApiServer:
         self._controllers.start()
 
     async def stop(self) -> None:
+        self._shutting_down = True  # /readyz fails from now on
         if self._controllers:
             await asyncio.get_running_loop().run_in_executor(None, self._controllers.stop)
         for task in self._tasks:
@@ -243,6 +262,11 @@ class ApiServer:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
+        if self._endpoints is not None:
+            try:
+                await asyncio.get_running_loop().run_in_executor(self.writes, self._endpoints.remove_own_address)
+            except Exception:  # stopping goes on; the next start repairs the endpoints
+                log.exception("cannot remove this apiserver from the kubernetes Service's endpoints")
         self.rest.close()
         if self._gate is not None:
             await self._gate.close()
@@ -272,6 +296,23 @@ class ApiServer:
                     log.info("loaded the rotated serving certificate")
             except (OSError, ssl.SSLError) as exc:  # half-written pair: retry on the next tick
                 log.warning("cannot load the serving certificate yet: %s", exc)
+
+    def _endpoint_reconciler(self) -> EndpointReconciler:
+        ip = advertised_address(self.config.advertise_address, self.config.host)
+        if ip is None:
+            log.info("bound to %s: not publishing it in the kubernetes Service's endpoints "
+                     "(give --advertise-address)", self.config.host)
+        return EndpointReconciler(self.registry, ip, int(self.url.rsplit(":", 1)[1]))
+
+    async def _reconcile_endpoints(self, reconciler: EndpointReconciler) -> None:
+        """Keeps this server's address in the kubernetes Service's endpoints, repairing drift."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.config.endpoint_reconcile_interval)
+            try:
+                await loop.run_in_executor(self.writes, reconciler.reconcile)
+            except Exception:  # keep trying; one failed pass must not stop the repairs
+                log.exception("reconciling the kubernetes Service's endpoints failed")
 
     async def _sweeper(self) -> None:
         """Removes pods whose graceful-deletion period has expired."""
@@ -306,8 +347,49 @@ class ApiServer:
     async def _version(self, request: web.Request) -> web.Response:
         return json_response(discovery.version_info())
 
+    def _health_checks(self, endpoint: str) -> dict[str, health.Check]:
+        checks: dict[str, health.Check] = {
+            "ping": lambda: None,  # answering at all is the check
+            "etcd": self._store_check,
+        }
+        if endpoint == "readyz":
+            checks["shutdown"] = lambda: "shutting down" if self._shutting_down else None
+        return checks
+
+    def _store_check(self) -> str | None:
+        # a real read (the revision alone is cached in memory); raises when the store fails
+        self.store.list(R.NAMESPACES.store_key("default"))
+        return None
+
     async def _health(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok", content_type="text/plain")
+        endpoint = request.path.strip("/").split("/", 1)[0]
+        checks = self._health_checks(endpoint)
+        single = request.match_info.get("check")
+        if single:
+            if single not in checks:
+                raise st.ApiError(st.status(404, "NotFound", "the server could not find the requested resource"))
+            checks = {single: checks[single]}
+        excluded = request.query.getall("exclude", [])
+        results = await asyncio.get_running_loop().run_in_executor(
+            self.reads, health.run, checks, excluded)
+        for name, error in results:
+            if error is not None:
+                log.warning("%s check %s failed: %s", endpoint, name, error)
+        answer = health.render(endpoint, results, "verbose" in request.query and not single, excluded)
+        return web.Response(status=answer.status, text=answer.text, content_type="text/plain")
+
+    def _storage_counts(self) -> list[tuple[str, int]]:
+        """(resource, stored objects) for apiserver_storage_objects, named as kube-apiserver
+        names them (plural.group)."""
+        out = []
+        for r in R.ALL:
+            items, _ = self.store.list(r.store_prefix())
+            out.append((f"{r.plural}.{r.group}" if r.group else r.plural, len(items)))
+        return out
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = await asyncio.get_running_loop().run_in_executor(self.reads, self.metrics.exposition)
+        return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     async def _not_found(self, request: web.Request) -> web.Response:
         raise st.ApiError(st.status(404, "NotFound", "the server could not find the requested resource"))

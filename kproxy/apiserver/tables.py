@@ -117,10 +117,52 @@ def _node(obj: dict[str, Any], now: float) -> Row:
         state += ",SchedulingDisabled"
     labels = (obj.get("metadata") or {}).get("labels") or {}
     roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/") and "/" in k)
-    internal = [a.get("address", "") for a in status.get("addresses") or [] if a.get("type") == "InternalIP"]
+    addresses = status.get("addresses") or []
+    internal = [a.get("address", "") for a in addresses if a.get("type") == "InternalIP"]
+    external = [a.get("address", "") for a in addresses if a.get("type") == "ExternalIP"]
     info = status.get("nodeInfo") or {}
     return [obj["metadata"]["name"], state, ",".join(roles) or "<none>", _age(obj, now),
-            info.get("kubeletVersion", ""), ",".join(internal) or "<none>"]
+            info.get("kubeletVersion", ""), ",".join(internal) or "<none>", ",".join(external) or "<none>",
+            info.get("osImage") or "<unknown>", info.get("kernelVersion") or "<unknown>",
+            info.get("containerRuntimeVersion") or "<unknown>"]
+
+
+def _secret(obj: dict[str, Any], now: float) -> Row:
+    return [obj["metadata"]["name"], obj.get("type") or "Opaque", len(obj.get("data") or {}), _age(obj, now)]
+
+
+def _service_account(obj: dict[str, Any], now: float) -> Row:
+    return [obj["metadata"]["name"], len(obj.get("secrets") or []), _age(obj, now)]
+
+
+def _resource_quota(obj: dict[str, Any], now: float) -> Row:
+    # as kube-apiserver: "name: used/hard" per status.hard entry, limits.* in the Limit column
+    status = obj.get("status") or {}
+    hard, used = status.get("hard") or {}, status.get("used") or {}
+    request, limit = [], []
+    for name in sorted(hard):
+        column = limit if name.split(".", 1)[0] == "limits" and "." in name else request
+        column.append(f"{name}: {used.get(name, '0')}/{hard[name]}")
+    return [obj["metadata"]["name"], _age(obj, now), ", ".join(request), ", ".join(limit)]
+
+
+def _role(obj: dict[str, Any], now: float) -> Row:
+    return [obj["metadata"]["name"], (obj.get("metadata") or {}).get("creationTimestamp", "")]
+
+
+def _role_binding(obj: dict[str, Any], now: float) -> Row:
+    ref = obj.get("roleRef") or {}
+    users, groups, accounts = [], [], []
+    for subject in obj.get("subjects") or []:
+        kind, name = subject.get("kind"), subject.get("name", "")
+        if kind == "User":
+            users.append(name)
+        elif kind == "Group":
+            groups.append(name)
+        elif kind == "ServiceAccount":
+            accounts.append(f"{subject.get('namespace', '')}/{name}")
+    return [obj["metadata"]["name"], f"{ref.get('kind', '')}/{ref.get('name', '')}", _age(obj, now),
+            ", ".join(users), ", ".join(groups), ", ".join(accounts)]
 
 
 def _endpointslice(obj: dict[str, Any], now: float) -> Row:
@@ -157,6 +199,9 @@ def _generic(obj: dict[str, Any], now: float) -> Row:
 
 NAME: Column = ("Name", "string", 0)
 AGE: Column = ("Age", "string", 0)
+ROLE_COLUMNS: list[Column] = [NAME, ("Created At", "date", 0)]
+BINDING_COLUMNS: list[Column] = [NAME, ("Role", "string", 0), AGE, ("Users", "string", 1),
+                                 ("Groups", "string", 1), ("ServiceAccounts", "string", 1)]
 PRINTERS: dict[str, tuple[list[Column], Callable[[dict[str, Any], float], Row]]] = {
     "Service": ([NAME, ("Type", "string", 0), ("Cluster-IP", "string", 0), ("External-IP", "string", 0),
                  ("Port(s)", "string", 0), AGE, ("Selector", "string", 1)], _service),
@@ -165,7 +210,15 @@ PRINTERS: dict[str, tuple[list[Column], Callable[[dict[str, Any], float], Row]]]
              ("Readiness Gates", "string", 1)], _pod),
     "Namespace": ([NAME, ("Status", "string", 0), AGE], _namespace),
     "Node": ([NAME, ("Status", "string", 0), ("Roles", "string", 0), AGE, ("Version", "string", 0),
-              ("Internal-IP", "string", 1)], _node),
+              ("Internal-IP", "string", 1), ("External-IP", "string", 1), ("OS-Image", "string", 1),
+              ("Kernel-Version", "string", 1), ("Container-Runtime", "string", 1)], _node),
+    "Secret": ([NAME, ("Type", "string", 0), ("Data", "integer", 0), AGE], _secret),
+    "ServiceAccount": ([NAME, ("Secrets", "integer", 0), AGE], _service_account),
+    "ResourceQuota": ([NAME, AGE, ("Request", "string", 0), ("Limit", "string", 0)], _resource_quota),
+    "Role": (ROLE_COLUMNS, _role),
+    "ClusterRole": (ROLE_COLUMNS, _role),
+    "RoleBinding": (BINDING_COLUMNS, _role_binding),
+    "ClusterRoleBinding": (BINDING_COLUMNS, _role_binding),
     "EndpointSlice": ([NAME, ("AddressType", "string", 0), ("Ports", "string", 0), ("Endpoints", "string", 0), AGE],
                       _endpointslice),
     "Endpoints": ([NAME, ("Endpoints", "string", 0), AGE], _endpoints),

@@ -156,10 +156,7 @@ def _desired(target: Target, config: Any) -> Any:
     from kproxy.agent.tracker import StateSettings
     from kproxy.api.status import ApiError
     from kproxy.rules.desired import desired_state
-    settings = StateSettings(node_name=target.node_name, cluster_cidr=config.cluster_cidr or None,
-                             service_cidrs=config.service_cidrs,
-                             masquerade_all=config.masquerade_all, masquerade_bit=config.masquerade_bit,
-                             node_port_addresses=config.node_port_addresses)
+    settings = StateSettings.from_config(config, target.node_name)
     client = _client(target.kubeconfig)
     try:
         return desired_state(client, settings)
@@ -254,7 +251,11 @@ def _run_diff(args, target: Target, config, adapter, backend) -> int:
     from kproxy.rules.diff import diff
     if not target.kubeconfig:
         raise CLIError("diff needs the apiserver: --kubeconfig FILE (or --node in a lab)", 2)
-    state = _desired(target, config)
+    from dataclasses import replace
+
+    from kproxy.agent.localaddrs import read_local_ipv4
+    # NodePorts follow the node's interface addresses, as the agent reads them
+    state = replace(_desired(target, config), local_ips=backend.netns.run(read_local_ipv4))
     try:
         ruleset = backend.netns.run(backend.render, state)
     except ApplyError as exc:

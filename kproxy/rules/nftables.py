@@ -367,4 +367,8 @@ class NftablesAdapter:
             note = ("no Service rule matched: the packet passes kproxy's rules unchanged"
                     if [c.outcome for c in candidates] == ["ACCEPT"] else
                     "the no-endpoint maps decide this packet; nftables mode does not name their Service")
+        if tracer.missing:
+            lacks = (f"the table lacks chain(s) {', '.join(sorted(tracer.missing))} (rules not fully programmed); "
+                     f"traced as if they were empty")
+            note = f"{lacks}; {note}" if note else lacks
         return TraceReport(MODE, probe, service, frontend, tuple(candidates), note)

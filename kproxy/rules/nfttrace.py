@@ -12,7 +12,9 @@ Service CIDR); for a DNATed packet, nat-postrouting's hairpin check (an endpoint
 itself is masqueraded). It understands exactly the statements the nftables renderer writes,
 maglev's jhash included (nftables/jhash.py computes the kernel's hash: with a source port the
 trace names the one endpoint, without one each endpoint's share of the slots); anything else
-raises TraceError, so a renderer change the tracer does not model cannot pass silently.
+raises TraceError, so a renderer change the tracer does not model cannot pass silently. A chain the table lacks (an agent whose syncs have
+not completed, or a table someone edited) is traced as an empty chain and listed in `missing`,
+so the report can say so instead of failing.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ class Pkt:
     dport: int
     proto: str
     sport: int = 0  # 0: any source port (maglev then gives each endpoint its share of slots)
+    iif: str = ""  # the interface it came in on ("": generated on the node, or not known)
 
 
 Path = tuple[tuple[str, int], ...]  # (chain, rule index)
@@ -61,6 +64,7 @@ class NftTracer:
     def __init__(self, table: NftTable, local_addresses: Iterable[str] = ()) -> None:
         self.table = table
         self.local = set(local_addresses)
+        self.missing: set[str] = set()  # chains jumped to (or hooks looked for) that the table lacks
         self.maps: dict[str, dict[str, str]] = {}
         self.members: dict[str, set[str]] = {}  # plain sets
         for name, (_, dynamic, elements) in table.sets.items():
@@ -95,9 +99,9 @@ class NftTracer:
         """Paths from the top of `chain`; outcome None: the chain returned (or ended)."""
         if depth > 16:
             raise TraceError(f"jump depth exceeded at {chain}")
-        rules = self.table.chains.get(chain)
-        if rules is None:
-            raise TraceError(f"jump to unknown chain {chain}")
+        if chain not in self.table.chains:
+            self.missing.add(chain)
+            return [(1.0, masq, None, path)]
         return self._from(chain, 0, pkt, masq, path, depth)
 
     def _from(self, chain: str, start: int, pkt: Pkt, masq: bool, path: Path, depth: int) -> Result:
@@ -134,6 +138,13 @@ class NftTracer:
                 if ok == neg:
                     return None
                 i += 4 if neg else 3
+            elif w[0] == "iifname":  # iifname [!=] "name" or "prefix*"
+                neg = len(w) > 2 and w[1] == "!="
+                name = (w[2] if neg else w[1]).strip('"')
+                ok = pkt.iif.startswith(name[:-1]) if name.endswith("*") else pkt.iif == name
+                if ok == neg:
+                    return None
+                i += 3 if neg else 2
             elif w[:2] == ["fib", "daddr"] or w[:2] == ["fib", "saddr"]:
                 if w[2:4] != ["type", "local"]:
                     raise TraceError(f"tracer does not model {' '.join(words)}")
@@ -239,7 +250,7 @@ class NftTracer:
                 out.append((p, masq, verdict or "ACCEPT", path + fpath))
             elif ":" in outcome and not masq:
                 ip, _, port = outcome.rpartition(":")
-                hairpin, hpath = self._hairpin(Pkt(pkt.src, ip, int(port), pkt.proto))
+                hairpin, hpath = self._hairpin(Pkt(pkt.src, ip, int(port), pkt.proto, iif=pkt.iif))
                 out.append((p, hairpin, outcome, path + hpath))
             else:
                 out.append((p, masq, outcome, path))

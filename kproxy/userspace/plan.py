@@ -26,7 +26,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Mapping
 
-from kproxy.agent.addresses import ipv4, local_pod_cidr, nodeport_ips
+from kproxy.agent.addresses import LocalTraffic, ipv4, local_traffic, nodeport_ips
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 from kproxy.iptables import names as n
 from kproxy.iptables.render import jump_rules
@@ -79,7 +79,7 @@ class Plan:
     dispatch: Mapping[str, Dispatch]
     target_ip: str | None
     nodeport_ips: tuple[str, ...] | None = None  # None: NodePorts on every local address
-    pod_cidr: str | None = None  # traffic from here is pod traffic (None: unknown)
+    local: LocalTraffic | None = None  # what tells pod traffic (detectLocalMode; None: nothing does)
     localhost_nodeports: bool = True  # NodePorts answer on 127.0.0.0/8
     skipped: tuple[tuple[str, str], ...] = ()  # (ServicePort key, why it is not programmed)
 
@@ -140,7 +140,7 @@ def render_plan(state: ProxyState, localhost_nodeports: bool = True) -> Plan:
     return Plan(listeners=listeners, dispatch=dispatch, target_ip=target,
                 nodeport_ips=None if selected is None else tuple(
                     ip for ip in selected if localhost_nodeports or not ip.startswith("127.")),
-                pod_cidr=local_pod_cidr(state.cluster_cidr), localhost_nodeports=localhost_nodeports,
+                local=local_traffic(state), localhost_nodeports=localhost_nodeports,
                 skipped=tuple(skipped))
 
 
@@ -164,25 +164,39 @@ def _within(cidr: str, pod_cidr: str) -> str | None:
     return str(a) if a.subnet_of(b) else str(b) if b.subnet_of(a) else None  # type: ignore[arg-type]
 
 
-def _internal_sources(sources: list[str], pod_cidr: str | None) -> list[tuple[str, str]]:
+def _internal_sources(sources: list[str], local: LocalTraffic | None) -> list[tuple[str, str]]:
     """(origin, source match) for the traffic kube-proxy treats as internal under
-    externalTrafficPolicy Local: from the pod CIDR, and from this node (addrtype LOCAL), each
-    kept within the allowed `sources` ("" or "-s CIDR ")."""
+    externalTrafficPolicy Local: from this node's pods (the detectLocalMode detector), and from
+    this node (addrtype LOCAL), each kept within the allowed `sources` ("" or "-s CIDR ")."""
     out = []
     for src in sources:
-        allowed = src[3:].strip() if src else ""
-        pods = pod_cidr if not allowed or pod_cidr is None else _within(allowed, pod_cidr)
-        if pods:
-            out.append(("pod", f"-s {pods} "))
+        if local is not None and local.cidr is None:  # an interface detector: both matches apply
+            out.append(("pod", f"{src}{local.iptables_match()} "))
+        elif local is not None:
+            allowed = src[3:].strip() if src else ""
+            pods = local.cidr if not allowed else _within(allowed, local.cidr)
+            if pods:
+                out.append(("pod", f"-s {pods} "))
         out.append(("node", f"{src}-m addrtype --src-type LOCAL "))
     return out
 
 
+def _in_any(ip: str, cidrs: tuple[str, ...]) -> bool:
+    """True when `ip` is inside one of `cidrs` (entries that are no CIDR match nothing)."""
+    for cidr in cidrs:
+        try:
+            if ipaddress.ip_address(ip) in ipaddress.ip_network(cidr, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
 def render_fragment(d: Dispatch, target_ip: str | None, ports: Mapping[str, int],
-                    pod_cidr: str | None = None) -> Fragment:
+                    local: LocalTraffic | None = None) -> Fragment:
     """The dispatch rules of one ServicePort (pure): redirects to its listeners' ports, and the
-    REJECT/DROP filter rules where a side has no endpoints. `pod_cidr`: where pod traffic
-    comes from (externalTrafficPolicy Local short-circuit)."""
+    REJECT/DROP filter rules where a side has no endpoints. `local`: what tells pod traffic
+    (externalTrafficPolicy Local short-circuit)."""
     sp = d.service
     spn = n.service_port_name(sp)
     proto = sp.protocol.lower()
@@ -197,7 +211,7 @@ def render_fragment(d: Dispatch, target_ip: str | None, ports: Mapping[str, int]
 
     def short_circuit(chain: str, what: str, dest: str, sources: list[str]) -> None:
         if d.short_circuit:
-            for origin, source in _internal_sources(sources, pod_cidr):
+            for origin, source in _internal_sources(sources, local):
                 add(NAT, chain, f'-m comment --comment "{spn}{what}: {origin} traffic" {source}{dest} '
                                 f'{_to(target_ip, ports[d.short_circuit])}')
 
@@ -213,6 +227,9 @@ def render_fragment(d: Dispatch, target_ip: str | None, ports: Mapping[str, int]
         sources = [""]
         if kind == "loadbalancer IP" and sp.load_balancer_source_ranges:
             sources = [f"-s {cidr} " for cidr in sp.load_balancer_source_ranges]
+            if target_ip and _in_any(target_ip, sp.load_balancer_source_ranges):
+                # the node reaching its own LB IP arrives with the LB IP as source (as in iptables mode)
+                sources += [f"-s {lb} " for lb in ipv4(sp.load_balancer_ips)]
         for ip in ipv4(ips):
             short_circuit(n.KUBE_SERVICES, f" {kind}", f"{match} -d {ip} --dport {sp.port}", sources)
             if d.external:
@@ -237,12 +254,12 @@ def render_fragment(d: Dispatch, target_ip: str | None, ports: Mapping[str, int]
         add(FILTER, n.KUBE_NODEPORTS, f'-m comment --comment "{spn} health check node port" '
                                       f'-m tcp -p tcp --dport {sp.health_check_node_port} -j ACCEPT')
     return Fragment(service=sp, chains=(), dispatch={k: tuple(v) for k, v in rules.items()},
-                    context=_context(d, target_ip, ports, pod_cidr))
+                    context=_context(d, target_ip, ports, local))
 
 
-def _context(d: Dispatch, target_ip: str | None, ports: Mapping[str, int], pod_cidr: str | None) -> tuple:
+def _context(d: Dispatch, target_ip: str | None, ports: Mapping[str, int], local: LocalTraffic | None) -> tuple:
     """Everything besides the ServicePort that its fragment depends on."""
-    return (target_ip, ports.get(d.internal), ports.get(d.external), ports.get(d.short_circuit), pod_cidr)
+    return (target_ip, ports.get(d.internal), ports.get(d.external), ports.get(d.short_circuit), local)
 
 
 def render_rules(plan: Plan, ports: Mapping[str, int], previous: Ruleset | None = None) -> Ruleset:
@@ -255,12 +272,12 @@ def render_rules(plan: Plan, ports: Mapping[str, int], previous: Ruleset | None 
     old = previous.fragments if previous is not None else {}
     fragments: dict[str, Fragment] = {}
     for key, d in plan.dispatch.items():
-        context = _context(d, plan.target_ip, ports, plan.pod_cidr)
+        context = _context(d, plan.target_ip, ports, plan.local)
         prev = old.get(key)
         if prev is not None and prev.context == context and prev.service == d.service:
             fragments[key] = prev
         else:
-            fragments[key] = render_fragment(d, plan.target_ip, ports, plan.pod_cidr)
+            fragments[key] = render_fragment(d, plan.target_ip, ports, plan.local)
     static: dict[tuple[str, str], list[str]] = {(FILTER, c): [] for c in n.STATIC_FILTER_CHAINS
                                                  if c != n.KUBE_FIREWALL}
     static.update({(NAT, c): [] for c in n.STATIC_NAT_CHAINS})

@@ -32,6 +32,7 @@ class RecordingBackend(Backend):
             "node_name": state.node_name,
             "node_ips": list(state.node_ips),
             "cluster_cidr": state.cluster_cidr,
+            "local_ips": None if state.local_ips is None else list(state.local_ips),
             "services": {
                 key: {
                     "protocol": sp.protocol, "port": sp.port, "cluster_ips": list(sp.cluster_ips),

@@ -138,6 +138,27 @@ def test_periodic_full_sync(tmp_path, apiserver, client, agent_ns):
         assert all(r["full"] for r in agent.records())  # nothing changed: only periodic full syncs
 
 
+def read_sysctl(netns: str, name: str) -> int:
+    return int(subprocess.run(["ip", "netns", "exec", netns, "cat", f"/proc/sys/{name}"], capture_output=True,
+                              text=True, check=True).stdout)
+
+
+def test_start_applies_conntrack_settings_and_reads_the_namespaces_addresses(tmp_path, apiserver, agent_ns):
+    established = "net/netfilter/nf_conntrack_tcp_timeout_established"
+    host_before = int(open(f"/proc/sys/{established}").read())
+    subprocess.run(["ip", "-n", agent_ns, "addr", "add", "192.168.1.5/24", "dev", "lo"], check=True)
+    config = tmp_path / "config.yaml"
+    config.write_text("apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
+                      "conntrack: {tcpEstablishedTimeout: 7m, udpTimeout: 33s}\n")
+    with AgentProcess(tmp_path, apiserver.kubeconfig, agent_ns, extra_args=["--config", str(config)]) as agent:
+        first = agent.wait_record(lambda r: True, what="a first sync")
+        assert first["ruleset"]["local_ips"] == ["127.0.0.1", "192.168.1.5"]  # from the kernel, in the namespace
+        assert read_sysctl(agent_ns, established) == 420
+        assert read_sysctl(agent_ns, "net/netfilter/nf_conntrack_udp_timeout") == 33
+        assert "conntrack: net/netfilter/nf_conntrack_tcp_timeout_established = 420: set" in agent.log()
+    assert int(open(f"/proc/sys/{established}").read()) == host_before
+
+
 def test_unreachable_apiserver_keeps_retrying_and_is_unhealthy(tmp_path, agent_ns):
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(

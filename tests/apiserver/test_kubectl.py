@@ -242,3 +242,148 @@ def test_wait_for_condition_and_for_delete(kubectl, tmp_path):
     kubectl("delete", "pod", "web-2", "-n", "demo", "--grace-period=1", "--wait=false")
     kubectl("wait", "--for=delete", "pod/web-2", "-n", "demo", "--timeout=60s")
     assert "web-2" not in kubectl("get", "pods", "-n", "demo", "-o", "name")
+
+
+def header(out: str) -> list[str]:
+    return out.splitlines()[0].split()
+
+
+def test_table_columns_match_kube_apiserver(kubectl):
+    """Issue 17 item 7: the columns kube-apiserver's printers give these kinds."""
+    kubectl("create", "namespace", "cols")
+    kubectl("create", "secret", "generic", "creds", "-n", "cols", "--from-literal=a=1", "--from-literal=b=2")
+    secrets = kubectl("get", "secret", "creds", "-n", "cols")
+    assert header(secrets) == ["NAME", "TYPE", "DATA", "AGE"]
+    assert secrets.splitlines()[1].split()[:3] == ["creds", "Opaque", "2"]
+    kubectl("create", "serviceaccount", "robot", "-n", "cols")
+    assert header(kubectl("get", "sa", "robot", "-n", "cols")) == ["NAME", "SECRETS", "AGE"]
+    kubectl("create", "quota", "q", "-n", "cols", "--hard=pods=5,limits.cpu=2")
+    quota = kubectl("get", "quota", "q", "-n", "cols")
+    assert header(quota) == ["NAME", "AGE", "REQUEST", "LIMIT"]
+    assert "pods: 0/5" in quota and "limits.cpu: 0/2" in quota
+    kubectl("apply", "-f", "-", stdin="""
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: reader, namespace: cols}
+rules: [{apiGroups: [""], resources: [pods], verbs: [get]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: read, namespace: cols}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}
+subjects:
+- {kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}
+- {kind: Group, name: devs, apiGroup: rbac.authorization.k8s.io}
+- {kind: ServiceAccount, name: robot, namespace: cols}
+""")
+    assert header(kubectl("get", "role", "reader", "-n", "cols")) == ["NAME", "CREATED", "AT"]
+    assert header(kubectl("get", "clusterrole", "cluster-admin")) == ["NAME", "CREATED", "AT"]
+    binding = kubectl("get", "rolebinding", "read", "-n", "cols", "-o", "wide")
+    assert header(binding) == ["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"]
+    cells = binding.splitlines()[1].split()
+    assert cells[:2] == ["read", "Role/reader"] and cells[3:] == ["alice", "devs", "cols/robot"]
+    assert header(kubectl("get", "clusterrolebinding", "-o", "wide"))[:2] == ["NAME", "ROLE"]
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}
+    kubectl("apply", "-f", "-", stdin=json.dumps(node))
+    info = {"status": {"nodeInfo": {"osImage": "Debian", "kernelVersion": "6.1.0", "containerRuntimeVersion": "containerd://1.7",
+                                    "kubeletVersion": "v1.32.0", "kubeProxyVersion": "", "machineID": "", "systemUUID": "",
+                                    "bootID": "", "operatingSystem": "linux", "architecture": "amd64"}}}
+    kubectl("patch", "node", "n1", "--subresource=status", "--type=merge", "-p", json.dumps(info))
+    nodes = kubectl("get", "node", "n1", "-o", "wide")
+    assert header(nodes)[-4:] == ["EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"]
+    assert nodes.splitlines()[1].split()[-3:] == ["Debian", "6.1.0", "containerd://1.7"]
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The value of the first sample `name{...}` whose labels include `labels`."""
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        sample_labels = dict(part.split("=", 1) for part in line[len(name) + 1:line.index("}")].split(",") if part)
+        if all(sample_labels.get(k) == f'"{v}"' for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no sample {name}{labels} in the metrics")
+
+
+def test_metrics_and_verbose_health_checks(kubectl):
+    """Issue 17 item 11: /metrics as kube-apiserver's, guarded by RBAC; verbose probes."""
+    kubectl("get", "svc", "-n", "default")
+    kubectl("get", "svc", "kubernetes", "-n", "default")
+    text = kubectl("get", "--raw", "/metrics")
+    assert metric_value(text, "apiserver_request_total", verb="LIST", resource="services", scope="namespace",
+                        code="200") >= 1
+    assert metric_value(text, "apiserver_request_total", verb="GET", resource="services", scope="resource",
+                        code="200") >= 1
+    assert metric_value(text, "apiserver_request_duration_seconds_count", verb="LIST", resource="services") >= 1
+    assert metric_value(text, "apiserver_current_inflight_requests", request_kind="readOnly") >= 0
+    assert metric_value(text, "apiserver_storage_objects", resource="services") >= 1
+    assert metric_value(text, "apiserver_storage_objects", resource="clusterroles.rbac.authorization.k8s.io") >= 1
+    watcher = kubectl.popen("get", "svc", "-n", "default", "-w")
+    try:
+        wait_until(lambda: metric_value(kubectl("get", "--raw", "/metrics"), "apiserver_longrunning_requests",
+                                        verb="WATCH", resource="services") == 1, "the watch in the metrics")
+    finally:
+        watcher.kill()
+        watcher.wait()
+    # a non-resource URL that needs RBAC: refused to a plain user, granted to system:monitoring
+    proc = subprocess.run([KUBECTL, "get", "--raw", "/metrics", "--as=alice"], capture_output=True, text=True,
+                          env=kubectl.env)
+    assert proc.returncode != 0 and "forbidden" in proc.stderr.lower()
+    assert "apiserver_request_total" in kubectl("get", "--raw", "/metrics", "--as=bob", "--as-group=system:monitoring")
+
+    for probe in ("livez", "readyz"):
+        verbose = kubectl("get", "--raw", f"/{probe}?verbose")
+        assert "[+]ping ok" in verbose and "[+]etcd ok" in verbose and verbose.endswith(f"{probe} check passed\n")
+        assert kubectl("get", "--raw", f"/{probe}") == "ok"
+        assert kubectl("get", "--raw", f"/{probe}/etcd") == "ok"
+    assert "[+]shutdown ok" in kubectl("get", "--raw", "/readyz?verbose")
+    assert "[+]etcd excluded: ok" in kubectl("get", "--raw", "/livez?verbose&exclude=etcd")
+    proc = subprocess.run([KUBECTL, "get", "--raw", "/livez/nope"], capture_output=True, text=True, env=kubectl.env)
+    assert proc.returncode != 0 and "NotFound" in proc.stderr
+
+
+def test_kubernetes_service_endpoints_hold_the_apiserver(tmp_path):
+    """Issue 17 item 10: the apiserver keeps its own address in the kubernetes Service's
+    Endpoints and EndpointSlice (so agents load-balance 10.96.0.1:443 to it), and repairs them."""
+    server = start_apiserver(tmp_path, ["--advertise-address", "192.0.2.10"])
+    try:
+        kubectl = Kubectl(server.kubeconfig)
+        port = server.port
+
+        def published() -> bool:
+            eps = kubectl.json("get", "endpoints", "kubernetes", "-n", "default")
+            slices = kubectl.json("get", "endpointslices", "-n", "default", "-l", "kubernetes.io/service-name=kubernetes")
+            return (eps.get("subsets") == [{"addresses": [{"ip": "192.0.2.10"}],
+                                            "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]
+                    and [(s["metadata"]["name"], [a for e in s["endpoints"] for a in e["addresses"]], s["ports"])
+                         for s in slices["items"]]
+                    == [("kubernetes", ["192.0.2.10"], [{"name": "https", "port": port, "protocol": "TCP"}])])
+
+        wait_until(published, "the apiserver's address in the kubernetes Service's endpoints")
+        eps = kubectl.json("get", "endpoints", "kubernetes", "-n", "default")
+        assert eps["metadata"]["labels"]["endpointslice.kubernetes.io/skip-mirror"] == "true"
+        assert f"192.0.2.10:{port}" in kubectl("get", "endpoints", "kubernetes", "-n", "default")
+        kubectl("delete", "endpointslice", "kubernetes", "-n", "default")
+        kubectl("patch", "endpoints", "kubernetes", "-n", "default", "--type=merge", "-p", '{"subsets": []}')
+        wait_until(published, "the endpoints repaired")
+    finally:
+        server.stop()
+
+
+def test_loopback_apiserver_publishes_no_endpoints(kubectl):
+    """A loopback bind is never published: no agent could reach another host's loopback."""
+    assert not kubectl.json("get", "endpoints", "kubernetes", "-n", "default").get("subsets")
+    assert kubectl.json("get", "endpointslice", "kubernetes", "-n", "default")["endpoints"] in (None, [])
+
+
+EXPLAINED = ["services", "service.spec", "service.spec.ports", "pods.spec.containers", "endpointslices.endpoints",
+             "rolebindings.subjects", "secrets", "nodes.status"]
+
+
+def test_explain_shows_descriptions(kubectl):
+    """Issue 17 item 12: every field kubectl explain lists has a description."""
+    for path in EXPLAINED:
+        out = kubectl("explain", path)
+        assert "<no description>" not in out and "DESCRIPTION:" in out, out
+        assert "FIELDS:" in out, out
+    assert "The port the Service listens on." in kubectl("explain", "service.spec.ports.port")

@@ -21,6 +21,10 @@ CASES = {
     "masquerade-all": (fx.state(masquerade_all=True, masquerade_bit=5), RenderOptions(random_fully=False)),
     "nodeport-addresses": (fx.state(node_port_addresses=("10.200.0.0/24",), cluster_cidr=None),
                            RenderOptions(localhost_nodeports=False)),
+    "detect-local-interface-prefix": (fx.state(detect_local_mode="InterfaceNamePrefix", detect_local_interface="veth",
+                                               cluster_cidr=None), RenderOptions()),
+    "detect-local-node-cidr": (fx.state(detect_local_mode="NodeCIDR", node_pod_cidrs=("10.244.1.0/24",)),
+                               RenderOptions()),
 }
 
 

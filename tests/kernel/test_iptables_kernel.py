@@ -281,7 +281,7 @@ def test_tracing_the_kernels_rules_gives_the_rendered_outcomes(backend):
     the rendered ruleset does: the kernel applied our rules with their meaning intact."""
     from kproxy.iptables.trace import Tracer, kernel_chains
     from tests.golden import iptables_services as fx
-    from tests.unit.test_iptables_trace import CASES
+    from tests.flows.cases import FIXTURE_CASES as CASES
     rendered = sync(backend, fx.state())
     kernel = Tracer(kernel_chains(backend.inspect().view), local_addresses=[fx.NODE_IP])
     model = Tracer(rendered, local_addresses=[fx.NODE_IP])

@@ -57,7 +57,7 @@ def test_watch_yes_is_authorised_as_the_watch_it_is_served_as(admin, user_client
     assert status == 200 and body["kind"] == "ServiceList"
 
 
-def test_impersonation_needs_the_impersonate_verb(admin, user_client):
+def test_impersonation_needs_the_impersonate_verb(admin, user_client, secure_apiserver):
     namespace(admin, "imp")
     grant(admin, "imp", "jane", [{"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list"]}])
     grant(admin, None, "support", [{"apiGroups": [""], "resources": ["users"], "verbs": ["impersonate"],
@@ -72,6 +72,10 @@ def test_impersonation_needs_the_impersonate_verb(admin, user_client):
                                 headers={"Impersonate-User": "jane"})
     assert_status(status, body, 403, "Forbidden")
     assert 'User "jane" cannot create' in body["message"]
+    # the audit log keeps who acted: support, impersonating jane (as kube-apiserver's audit events)
+    lines = [json.loads(line) for line in (secure_apiserver.data_dir / "audit.log").read_text().splitlines()]
+    refused = [e for e in lines if e.get("impersonatedUser", {}).get("username") == "jane" and e["code"] == 403]
+    assert refused and refused[-1]["user"] == "support" and refused[-1]["verb"] == "create", lines[-3:]
     # not allowed to impersonate anyone else, or a group, or an admin
     status, body = support.call("GET", path, headers={"Impersonate-User": "bob"})
     assert_status(status, body, 403, "Forbidden")

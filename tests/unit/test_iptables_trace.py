@@ -1,5 +1,6 @@
-"""One table of packet traces over the rendered fixture ruleset: every feature of the iptables
-model, as upstream's tracePacket table (source, destination, port -> endpoints, masquerade)."""
+"""The iptables tracer over the rendered fixture ruleset: the fixture's flows of the shared
+packet-flow table (tests/flows/cases.py; every mode runs the whole table in tests/flows), plus
+what only this tracer answers (affinity, hairpin, options)."""
 from __future__ import annotations
 
 import pytest
@@ -8,48 +9,15 @@ from kproxy.iptables import names
 from kproxy.iptables.render import render
 from kproxy.iptables.trace import TraceError, Tracer, trace
 from kproxy.iptables.ruleset import RenderOptions
+from tests.flows.cases import FIXTURE_CASES
 from tests.golden import iptables_services as fx
 
 POD = fx.LOCAL_POD
 EXT = fx.EXTERNAL_CLIENT
 NODE = fx.NODE_IP
 
-# (case, src, dst, dport, proto, expected outcomes, masquerade expected for every outcome)
-CASES = [
-    ("clusterIP from pod", POD, "10.96.0.10", 80, "tcp",
-     {"10.244.1.2:8080", "10.244.1.3:8080", "10.244.2.2:8080"}, False),
-    ("clusterIP from outside cluster CIDR is masqueraded", EXT, "10.96.0.10", 80, "tcp",
-     {"10.244.1.2:8080", "10.244.1.3:8080", "10.244.2.2:8080"}, True),
-    ("clusterIP wrong port passes untouched", POD, "10.96.0.10", 81, "tcp", {"ACCEPT"}, False),
-    ("clusterIP wrong protocol passes untouched", POD, "10.96.0.10", 80, "udp", {"ACCEPT"}, False),
-    ("multi-port service: second port", POD, "10.96.0.11", 443, "tcp", {"10.244.1.6:8443", "10.244.2.6:8443"}, False),
-    ("UDP service", POD, "10.96.0.53", 53, "udp", {"10.244.1.53:53", "10.244.2.53:53"}, False),
-    ("NodePort from outside", EXT, NODE, 30080, "tcp", {"10.244.1.7:8080", "10.244.2.7:8080"}, True),
-    ("NodePort on localhost", "127.0.0.1", "127.0.0.1", 30080, "tcp", {"10.244.1.7:8080", "10.244.2.7:8080"}, True),
-    ("NodePort on a foreign address is not captured", EXT, "10.200.0.99", 30080, "tcp", {"ACCEPT"}, False),
-    ("ETP Local NodePort from outside: local endpoints only, source kept", EXT, NODE, 30081, "tcp",
-     {"10.244.1.4:8080"}, False),
-    ("ETP Local externalIP from outside: local endpoints only", EXT, "192.0.2.10", 80, "tcp", {"10.244.1.4:8080"}, False),
-    ("ETP Local NodePort from a pod short-circuits to all endpoints", POD, NODE, 30081, "tcp",
-     {"10.244.1.4:8080", "10.244.2.4:8080"}, False),
-    ("ETP Local NodePort from the node itself: all endpoints, masqueraded", NODE, NODE, 30081, "tcp",
-     {"10.244.1.4:8080", "10.244.2.4:8080"}, True),
-    ("ETP Local, no local endpoints: external traffic dropped", EXT, NODE, 30082, "tcp", {"DROP"}, False),
-    ("ETP Local, no local endpoints: clusterIP still works", POD, "10.96.0.26", 80, "tcp", {"10.244.2.8:8080"}, False),
-    ("ETP Local, no local endpoints: pod to NodePort still works", POD, NODE, 30082, "tcp", {"10.244.2.8:8080"}, False),
-    ("ITP Local: local endpoints only", POD, "10.96.0.22", 80, "tcp", {"10.244.1.5:8080"}, False),
-    ("ITP Local, no local endpoints: dropped", POD, "10.96.0.27", 80, "tcp", {"DROP"}, False),
-    ("no endpoints: clusterIP rejected", POD, "10.96.0.24", 80, "tcp", {"REJECT"}, False),
-    ("no endpoints: NodePort rejected", EXT, NODE, 30083, "tcp", {"REJECT"}, False),
-    ("no endpoints: externalIP rejected", EXT, "192.0.2.11", 80, "tcp", {"REJECT"}, False),
-    ("not ready and not serving: rejected", POD, "10.96.0.29", 80, "tcp", {"REJECT"}, False),
-    ("only serving-terminating endpoints are used as fallback", POD, "10.96.0.28", 80, "tcp", {"10.244.1.11:8080"}, False),
-    ("LB IP from an allowed source range", "203.0.113.5", "198.51.100.10", 80, "tcp",
-     {"10.244.1.10:8080", "10.244.2.11:8080"}, True),
-    ("LB IP from a source outside the ranges is dropped", EXT, "198.51.100.10", 80, "tcp", {"DROP"}, False),
-    ("LB NodePort is not subject to source ranges", EXT, NODE, 30084, "tcp", {"10.244.1.10:8080", "10.244.2.11:8080"}, True),
-    ("health check node port accepted", EXT, NODE, 32001, "tcp", {"ACCEPT"}, False),
-]
+# the fixture's flows, from the shared packet-flow table (tests/flows/cases.py)
+CASES = FIXTURE_CASES
 
 
 @pytest.fixture(scope="module")

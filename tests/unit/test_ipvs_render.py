@@ -251,3 +251,11 @@ def test_every_member_field_of_the_plan_maps_to_ipsets():
     frozen = {f.name for f in dataclasses.fields(NetfilterPlan) if str(f.type).startswith("frozenset")}
     assert set(MEMBER_FIELDS) == frozen
     assert set(nfrules._MEMBER_OF) == frozen
+
+
+def test_internal_local_policy_without_local_endpoints_drops():
+    """internalTrafficPolicy=Local with endpoints only on other nodes: the ClusterIP is dropped
+    (as upstream and the iptables/nftables modes), not rejected as a Service without endpoints."""
+    r = render(st(sp(eps=[e("10.244.2.2", is_local=False)], internal_policy_local=True)))
+    assert r.services[("10.96.0.10", 80, "TCP")].reals == ()
+    assert r.netfilter.no_local == {("10.96.0.10", "TCP", 80)} and not r.netfilter.no_endpoints

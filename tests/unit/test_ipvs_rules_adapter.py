@@ -90,3 +90,18 @@ def test_behaviour_carries_weights_and_affinity_and_diff_sees_a_changed_weight()
     found = diff(desired, a.from_inspection(Inspection(heavier, insp.addresses, frozenset(), insp.owners), "n1"))
     assert ("unexpected", "default/web:http", "endpoint 10.244.1.2:8080 weight 2") in {
         (d.kind, d.scope, d.object.text) for d in found if d.object.kind == "behaviour"}
+
+
+def test_trace_drops_where_a_local_policy_leaves_no_endpoint():
+    """A virtual server in KUBE-IPVS-NO-LOCAL (inspect()'s `dropped`) traces to DROP, as the
+    filter rule does; one without any endpoint still REJECTs."""
+    remote = ServicePort("default", "local", "", "TCP", 80, cluster_ips=("10.96.0.20",), node_port=30081,
+                         external_policy_local=True, endpoints=(Endpoint("10.244.2.2", 8080, node_name="n2"),))
+    st = ProxyState("n1", node_ips=("10.200.0.11",), services={remote.key: remote, **state().services})
+    ruleset = render(st)
+    insp = read_back(ruleset)
+    dropped = nfrules.keys_from_members(nfrules.set_members(ruleset.netfilter)[nfrules.SET_NO_LOCAL])
+    insp = Inspection(insp.services, insp.addresses, frozenset(), insp.owners, dropped)
+    a = IpvsAdapter()
+    assert a.trace(insp, Probe("tcp", "10.200.0.2", 0, "10.200.0.11", 30081), []).candidates[0].outcome == "DROP"
+    assert a.trace(insp, Probe("udp", "10.200.0.2", 0, "10.96.0.53", 53), []).candidates[0].outcome == "REJECT"

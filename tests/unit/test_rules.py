@@ -20,7 +20,7 @@ from kproxy.rules.iptables import IptablesAdapter, build, normalise_rule, trace_
 from kproxy.rules.send import Observed, confirm, parse_conntrack
 from kproxy.rules.trace import Probe, ProbeError
 from tests.golden import iptables_services as fx
-from tests.unit.test_iptables_trace import CASES
+from tests.flows.cases import FIXTURE_CASES as CASES
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "rules-schema.json")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -11,7 +11,7 @@ from kproxy.rules.nftables import Dump, NftablesAdapter, normalise, parse_table
 from kproxy.rules.nfttrace import NftTracer, Pkt, TraceError
 from kproxy.rules.trace import Probe
 from tests.golden import iptables_services as fx
-from tests.unit.test_iptables_trace import CASES
+from tests.flows.cases import FIXTURE_CASES as CASES
 
 # kube-proxy's nftables mode does not accept NodePort connections on loopback (iptables does)
 NOT_IN_NFTABLES = {"NodePort on localhost"}
@@ -191,3 +191,29 @@ def test_a_moved_endpoint_a_lost_slot_and_a_changed_affinity_are_drift():
     # the objects behind them too: the slot element and the pick rule over one slot fewer
     assert {(d.kind, d.object.kind) for d in found if d.scope == "default/s1:" and d.object.kind != "behaviour"} == {
         ("missing", "map-element"), ("missing", "rule"), ("unexpected", "rule")}
+
+
+def _without_chains(text: str, prefixes: tuple[str, ...]) -> str:
+    """The dump with every chain whose name starts with one of `prefixes` removed."""
+    out, skipping = [], False
+    for line in text.splitlines():
+        head = line.strip()
+        if head.startswith("chain ") and head.split()[1].startswith(prefixes):
+            skipping = True
+        if not skipping:
+            out.append(line)
+        elif head == "}":
+            skipping = False
+    return "\n".join(out) + "\n"
+
+
+def test_a_table_missing_chains_is_reported_not_a_crash(dump):
+    """Issue 14 item 2: after a failed sync `kproxy rules trace` died with "jump to unknown chain
+    firewall-check"; a missing chain is now traced as empty and named in the note."""
+    partial = Dump(_without_chains(dump.text, ("firewall-check", "service-")))
+    report = NftablesAdapter().trace(partial, Probe("tcp", "10.0.0.1", 0, "10.96.0.10", 80), [fx.NODE_IP])
+    assert "firewall-check" in report.note and "lacks chain" in report.note
+    # nothing DNATs it, so cluster-ips-check meets a known ClusterIP untranslated: rejected
+    assert [c.outcome for c in report.candidates] == ["REJECT"]
+    whole = NftablesAdapter().trace(dump, Probe("tcp", "10.0.0.1", 0, "10.96.0.10", 80), [fx.NODE_IP])
+    assert "lacks" not in whole.note

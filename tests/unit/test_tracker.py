@@ -229,6 +229,23 @@ def test_node_address_change_is_full():
     assert r.changes.full and r.state.node_ips == ("10.200.0.11",)
 
 
+def test_interface_address_change_is_full_and_asks_for_a_sync():
+    asked = []
+    b = ProxyStateBuilder(StateSettings(node_name=NODE), on_change=lambda: asked.append(1))
+    b.services.on_add(svc("a"))
+    assert b.build_state().state.local_ips is None  # not read yet
+    b.build_state()
+    asked.clear()
+    b.set_local_ips(("10.200.0.11", "192.168.1.5"))
+    assert asked == [1]
+    r = b.build_state()
+    assert r.changes.full and r.state.local_ips == ("10.200.0.11", "192.168.1.5")
+    b.set_local_ips(("10.200.0.11", "192.168.1.5"))  # same addresses: nothing to do
+    assert asked == [1]
+    r2 = b.build_state()
+    assert not r2.changes.full and r2.state is r.state
+
+
 def test_trigger_times_returned_once():
     b = builder()
     b.services.on_add(svc("a"))

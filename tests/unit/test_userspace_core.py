@@ -91,7 +91,7 @@ def test_local_policy_short_circuits_pod_and_node_traffic_to_every_endpoint():
     svc = sp("etp", "10.96.0.21", [ep("10.244.1.2"), ep("10.244.2.2", local=False)], node_port=30081,
              external_ips=("192.0.2.10",), external_policy_local=True, internal_policy_local=True)
     plan = render_plan(state(svc, cluster_cidr="10.244.0.0/16"))
-    assert plan.pod_cidr == "10.244.0.0/16"
+    assert plan.local.cidr == "10.244.0.0/16"
     d = plan.dispatch[svc.key]
     # internal Local and external Local share the local listener; the short-circuit gets its own
     assert d.internal == d.external == "default/etp:#internal"
@@ -134,6 +134,27 @@ def test_short_circuit_stays_within_load_balancer_source_ranges():
     # pods only inside an allowed range; the node only with an allowed source address
     assert sources == ["-s 10.244.3.0/24", "-s 10.244.3.0/24 -m addrtype --src-type LOCAL",
                        "-s 192.0.2.0/24 -m addrtype --src-type LOCAL"]
+
+
+def test_short_circuit_follows_the_detect_local_mode():
+    """detectLocalMode decides what counts as pod traffic here as in the kernel modes: the Node's
+    podCIDR (NodeCIDR), or arrival on the pods' interfaces (InterfaceNamePrefix), kept within the
+    LB source ranges."""
+    svc = ServicePort("default", "lb", "", "TCP", 80, cluster_ips=("10.96.0.50",), load_balancer_ips=("198.51.100.7",),
+                      load_balancer_source_ranges=("10.244.3.0/24",), external_policy_local=True,
+                      endpoints=(ep("10.244.1.2"), ep("10.244.2.2", local=False)))
+
+    def pod_sources(**settings):
+        plan = render_plan(state(svc, cluster_cidr="10.244.0.0/16", **settings))
+        rules = render_rules(plan, {k: 41000 + i for i, k in enumerate(sorted(plan.listeners))})
+        return [r.split(" traffic\" ", 1)[1].split(" -m tcp")[0] for r in short_circuit_rules(rules) if ": pod" in r]
+
+    assert pod_sources() == ["-s 10.244.3.0/24"]
+    assert pod_sources(detect_local_mode="NodeCIDR", node_pod_cidrs=("10.244.1.0/24",)) == []  # outside the range
+    assert pod_sources(detect_local_mode="InterfaceNamePrefix", detect_local_interface="veth") == [
+        "-s 10.244.3.0/24 -i veth+"]
+    assert pod_sources(detect_local_mode="BridgeInterface", detect_local_interface="cbr0") == ["-s 10.244.3.0/24 -i cbr0"]
+    assert pod_sources(detect_local_mode="NodeCIDR") == []  # a Node without podCIDRs: nothing is pod traffic
 
 
 def test_localhost_node_ports_follow_the_option():

@@ -164,16 +164,24 @@ class AuditLog:
             os.unlink(self.path)
         self._open()
 
-    def record(self, user: UserInfo, attrs: RequestAttributes, code: int, source: str | None) -> None:
+    def record(self, user: UserInfo, attrs: RequestAttributes, code: int, source: str | None,
+               authenticated: UserInfo | None = None) -> None:
+        """One line for a request made as `user`. With impersonation (`authenticated` is another
+        user), `user`/`groups` name who sent it and `impersonatedUser` whom it acted as, as
+        kube-apiserver's audit events do."""
         if self.policy.level(user, attrs) == "None":
             return
-        line = json.dumps({
+        event: dict[str, Any] = {
             "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
             "user": user.name, "groups": list(user.groups), "verb": attrs.verb,
             "apiGroup": attrs.api_group, "resource": attrs.resource_with_sub, "namespace": attrs.namespace,
             "name": attrs.name, "path": attrs.path if not attrs.resource_request else None,
             "code": code, "sourceIP": source,
-        }, separators=(",", ":")) + "\n"
+        }
+        if authenticated is not None and authenticated is not user:
+            event["user"], event["groups"] = authenticated.name, list(authenticated.groups)
+            event["impersonatedUser"] = {"username": user.name, "groups": list(user.groups)}
+        line = json.dumps(event, separators=(",", ":")) + "\n"
         size = len(line.encode("utf-8"))
         with self._lock:
             try:

@@ -85,9 +85,12 @@ class AuthMiddleware:
             raise Unauthenticated("unsupported Authorization scheme")
         return ANONYMOUS
 
-    def _record(self, user: UserInfo, attrs: RequestAttributes, code: int, request: web.Request) -> None:
+    def _record(self, user: UserInfo, attrs: RequestAttributes, code: int, request: web.Request,
+                authenticated: UserInfo | None = None) -> None:
+        """Audits a request made as `user`; `authenticated` is who sent it when that differs
+        (impersonation), so the log keeps the real actor."""
         if self.audit is not None:
-            self.audit.record(user, attrs, code, request.remote)
+            self.audit.record(user, attrs, code, request.remote, authenticated)
 
     async def _impersonate(self, user: UserInfo, request: web.Request) -> UserInfo:
         """The user a request acts as: the authenticated one, or the one it impersonates when
@@ -125,6 +128,7 @@ class AuthMiddleware:
                 return await handler(request)
             self._record(user, attrs, 401, request)
             return json_response(st.status(401, "Unauthorized", "Unauthorized"), 401)
+        authenticated = user
         try:
             user = await self._impersonate(user, request)
         except st.ApiError as exc:
@@ -136,7 +140,7 @@ class AuthMiddleware:
             log.exception("authorization failed for %s %s", request.method, request.path)
             return json_response(st.internal("an internal error occurred while authorizing the request").status, 500)
         if not allowed:
-            self._record(user, attrs, 403, request)
+            self._record(user, attrs, 403, request, authenticated)
             message = forbidden_message(user, attrs) if attrs.resource_request else \
                 f'forbidden: User "{user.name}" cannot {attrs.verb} path "{attrs.path}"'
             return json_response(st.status(403, "Forbidden", message, kind=attrs.resource or None,
@@ -146,5 +150,5 @@ class AuthMiddleware:
         if attrs.mutating:
             if not attrs.name and request.get(CREATED_NAME):
                 attrs = dataclasses.replace(attrs, name=request[CREATED_NAME])
-            self._record(user, attrs, response.status, request)
+            self._record(user, attrs, response.status, request, authenticated)
         return response

@@ -52,6 +52,8 @@ def cluster_roles() -> list[dict[str, Any]]:
     return [
         _cluster_role("cluster-admin", [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
                                         {"nonResourceURLs": ["*"], "verbs": ["*"]}]),
+        _cluster_role("system:monitoring", [{"nonResourceURLs": ["/metrics", "/livez", "/readyz", "/healthz"],
+                                             "verbs": ["get"]}]),
         _cluster_role("system:node-proxier", NODE_PROXIER_RULES),
         _cluster_role("kproxy:controllers", CONTROLLER_RULES),
     ]
@@ -60,6 +62,7 @@ def cluster_roles() -> list[dict[str, Any]]:
 def cluster_role_bindings() -> list[dict[str, Any]]:
     return [
         _binding("cluster-admin", "cluster-admin", "Group", "system:masters"),
+        _binding("system:monitoring", "system:monitoring", "Group", "system:monitoring"),
         _binding("system:node-proxier", "system:node-proxier", "User", KUBE_PROXY.user),
         _binding("kproxy:controllers", "kproxy:controllers", "User", CONTROLLERS.user),
     ]

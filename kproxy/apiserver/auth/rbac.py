@@ -18,11 +18,28 @@ from kproxy.apiserver.auth.identity import SERVICE_ACCOUNT_PREFIX, UserInfo
 from kproxy.store import base as sb
 
 
+# Non-resource paths only RBAC grants (kube-apiserver's system:discovery role does not list
+# them); every other non-resource path (discovery, openapi, version, probes) is open to any
+# authenticated user.
+GUARDED_NON_RESOURCE = ("/metrics",)
+
+
+def _guarded(path: str) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in GUARDED_NON_RESOURCE)
+
+
+def _url_allowed(patterns: list[str], path: str) -> bool:
+    """nonResourceURLs matching: exact, or a prefix ending in "*"."""
+    return any(p == path or (p.endswith("*") and path.startswith(p[:-1])) for p in patterns)
+
+
 def rule_allows(rule: dict[str, Any], attrs: RequestAttributes) -> bool:
-    """Whether one PolicyRule covers a resource request (pure)."""
+    """Whether one PolicyRule covers a request (pure)."""
     verbs = rule.get("verbs") or []
     if "*" not in verbs and attrs.verb not in verbs:
         return False
+    if not attrs.resource_request:
+        return _url_allowed(rule.get("nonResourceURLs") or [], attrs.path)
     groups = rule.get("apiGroups") or []
     if "*" not in groups and attrs.api_group not in groups:
         return False
@@ -147,7 +164,7 @@ class RBACAuthorizer:
     def authorize(self, user: UserInfo, attrs: RequestAttributes) -> bool:
         if user.is_master:
             return True
-        if not attrs.resource_request:
+        if not attrs.resource_request and not _guarded(attrs.path):
             # discovery, openapi, version and health: every authenticated user (system:discovery)
             return user.authenticated
         return self._current().allows(user, attrs)

@@ -40,6 +40,12 @@ def test_ruleset_text_matches_golden(selection):
     check(f"services-{selection}.nft", render(fx.state(), None, selection).text())
 
 
+@pytest.mark.parametrize("mode, interface", [("BridgeInterface", "cbr0"), ("InterfaceNamePrefix", "veth")])
+def test_detect_local_by_interface_matches_golden(mode, interface):
+    state = fx.state(detect_local_mode=mode, detect_local_interface=interface, cluster_cidr=None)
+    check(f"services-detect-local-{mode}.nft", render(state).text())
+
+
 def test_partial_sync_operations_match_golden():
     first = render(fx.state())
     services = [replace(s, endpoints=s.endpoints[:1]) if s.name == "web" else s
