@@ -1,9 +1,13 @@
 """The object registry: Kubernetes' generic REST semantics over a kproxy Store.
 
+The generic paths never name a kind: what a kind adds (status reset, allocators, finalizers,
+graceful deletion, ...) comes from its Strategy (strategy.py), and the namespace and quota
+checks from admission.py.
+
 Writes may run on several threads at once (so the store can group-commit them). Writes that
-read shared state first (Services with their allocators, namespaces, quotas, anything in a
-namespace with a ResourceQuota) hold one lock; writes to one object take turns on a striped
-per-key lock. Beyond that the store's optimistic concurrency decides (the pod sweeper writes
+read shared state first (kinds whose strategy is `serialised`, anything in a namespace with a
+ResourceQuota) hold one lock; writes to one object take turns on a striped per-key lock.
+Beyond that the store's optimistic concurrency decides (the grace-period sweeper writes
 without locks): a request without a resourceVersion precondition that loses a race is re-read
 and retried, one with a precondition gets 409 Conflict.
 
@@ -21,11 +25,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from kproxy.api import resources as R
 from kproxy.api import status as st
-from kproxy.api.defaults import drop_type_dependent_fields
 from kproxy.api.resources import Resource
-from kproxy.apiserver import quota
+from kproxy.apiserver.admission import NamespaceLifecycle, QuotaAdmission
 from kproxy.apiserver.deps import Deps
 from kproxy.apiserver.objects import (
     generate_name,
@@ -38,15 +40,10 @@ from kproxy.apiserver.objects import (
     with_resource_version,
 )
 from kproxy.apiserver.service_alloc import Reservation, ServiceAllocations
+from kproxy.apiserver.strategy import Strategy, build_strategies
 from kproxy.store import base as sb
 
 log = logging.getLogger(__name__)
-
-PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
-DEFAULT_POD_GRACE_SECONDS = 30
-# Resources whose PUT creates a missing object (Kubernetes' AllowCreateOnUpdate).
-CREATE_ON_UPDATE = {R.ENDPOINTS, R.EVENTS, R.LEASES}
-
 
 RACE_RETRIES = 16
 KEY_LOCK_STRIPES = 64
@@ -76,16 +73,22 @@ class Registry:
                  clock: Callable[[], float] = time.time):
         self.store = store
         self.deps = deps
-        self.services = services
         self.clock = clock
+        self.strategies = build_strategies(services)
+        self.namespaces = NamespaceLifecycle(store)
+        self.quotas = QuotaAdmission(store)
         # earliest graceful-deletion deadline that may be pending (0: unknown, scan)
-        self._next_pod_deadline: float | None = 0.0
+        self._next_grace_deadline: float | None = 0.0
         self._deadline_lock = threading.Lock()
         self._serial = threading.RLock()
         self._key_locks = [threading.Lock() for _ in range(KEY_LOCK_STRIPES)]
         # admission plug-ins: objects with admit_create(resource, namespace, obj), called on
         # every create after defaulting and before validation (may change obj or raise ApiError)
         self.admission: list[Any] = []
+
+    def strategy(self, resource: Resource) -> Strategy:
+        found = self.strategies.get(resource)
+        return found if found is not None else Strategy(resource)
 
     # ------------------------------------------------------------------ reads
     def get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any]:
@@ -133,7 +136,7 @@ class Registry:
                     "message": "name or generateName is required"}], resource.group)
         self._check_name(resource, m["name"])
         if resource.namespaced:
-            self._check_namespace_accepts(namespace or "", resource, m["name"])
+            self.namespaces.check_accepts(namespace or "", resource, m["name"])
         for key in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             m.pop(key, None)
         m["uid"] = new_uid()
@@ -142,16 +145,15 @@ class Registry:
             m["namespace"] = namespace
         else:
             m.pop("namespace", None)
-        self._prepare_for_create(resource, obj)
+        strategy = self.strategy(resource)
+        strategy.prepare_for_create(obj)
         obj = self.deps.apply_defaults(resource, obj)
         for plugin in self.admission:
             plugin.admit_create(resource, namespace, obj)
         self._validate(resource, obj, None)
         if resource.namespaced:
-            self._admit_quota(resource, namespace or "", obj, None)
-        reservation: Reservation | None = None
-        if resource is R.SERVICES:
-            obj, reservation = self.services.for_create(obj)
+            self.quotas.admit(resource, namespace or "", obj, None)
+        obj, reservation = strategy.before_create(obj)
         try:
             if dry_run:
                 out = copy.deepcopy(obj)
@@ -191,7 +193,7 @@ class Registry:
         try:
             current = self.store.get(key)
         except sb.NotFound:
-            if resource in CREATE_ON_UPDATE and subresource is None:
+            if self.strategy(resource).allow_create_on_update and subresource is None:
                 return self._create(resource, namespace, obj, dry_run=dry_run), True
             raise st.not_found(resource.plural, name, resource.group) from None
         expected = self._expected_revision(resource, name, m.get("resourceVersion"), current.mod_revision)
@@ -267,6 +269,7 @@ class Registry:
     def _write_update(self, resource: Resource, namespace: str | None, name: str, current: sb.KeyValue,
                       obj: dict[str, Any], subresource: str | None, expected: int, dry_run: bool) -> dict[str, Any]:
         old = current.value
+        strategy = self.strategy(resource)
         if subresource == "status":
             new = copy.deepcopy(old)
             if "status" in obj:
@@ -274,25 +277,21 @@ class Registry:
             else:
                 new.pop("status", None)
         elif subresource == "finalize":
-            new = copy.deepcopy(old)
-            new.setdefault("spec", {})["finalizers"] = list((obj.get("spec") or {}).get("finalizers") or [])
+            new = strategy.finalize(old, obj)
         else:
             new = obj
             self._keep_immutable_meta(old, new)
-            self._prepare_for_update(resource, old, new)
+            strategy.prepare_for_update(old, new)
         new = strip_resource_version(new)
+        reservation: Reservation | None = None
         if subresource is None:
             new = self.deps.apply_defaults(resource, new)
-            if resource is R.SERVICES:
-                # a type change drops what the new type does not allow (ipFamilies for ExternalName, ...)
-                new = drop_type_dependent_fields(old, new)
-        reservation: Reservation | None = None
-        if resource is R.SERVICES and subresource is None:
-            new, reservation = self.services.for_update(old, new)
+            new = strategy.canonicalize_update(old, new)
+            new, reservation = strategy.before_update(old, new)
         try:
             self._validate(resource, new, old)
-            if resource is R.SERVICES and resource.namespaced and subresource is None:
-                self._admit_quota(resource, namespace or "", new, old)
+            if strategy.quota_on_update and resource.namespaced and subresource is None:
+                self.quotas.admit(resource, namespace or "", new, old)
             if new == old:
                 if reservation:
                     reservation.rollback()
@@ -301,16 +300,15 @@ class Registry:
                 if reservation:
                     reservation.rollback()
                 return with_resource_version(new, current.mod_revision)
-            if resource is R.PODS and (new.get("metadata") or {}).get("deletionTimestamp"):
+            if strategy.graceful_deletion and (new.get("metadata") or {}).get("deletionTimestamp"):
                 deadline = parse_rfc3339(new["metadata"]["deletionTimestamp"])
                 if deadline is not None:
-                    self._note_pod_deadline(deadline)
-            if self._finished_deleting(resource, new):
+                    self._note_grace_deadline(deadline)
+            if self._finished_deleting(strategy, new):
                 kv = self._store_delete(resource, name, namespace, expected)
                 if reservation:
                     reservation.rollback()
-                if resource is R.SERVICES:
-                    self.services.for_delete(old).commit()
+                strategy.after_delete(old)
                 return with_resource_version(kv.value, kv.mod_revision)
             try:
                 kv = self.store.update(resource.store_key(name, namespace), new, expected_revision=expected)
@@ -348,13 +346,12 @@ class Registry:
         return self._key_locks[hash(key) % len(self._key_locks)]
 
     def _serialised(self, resource: Resource, namespace: str | None) -> Any:
-        """The lock for writes that read shared state first: Services (allocators), quota
-        objects and namespaces, and any write into a namespace that has a ResourceQuota.
+        """The lock for writes that read shared state first: kinds whose strategy says so
+        (allocators, namespaces, quotas) and any write into a namespace that has a ResourceQuota.
         Other writes run concurrently and rely on the store's optimistic concurrency."""
-        if resource in (R.SERVICES, R.NAMESPACES, R.RESOURCE_QUOTAS):
+        if self.strategy(resource).serialised:
             return self._serial
-        if resource.namespaced and namespace and \
-                self.store.list(R.RESOURCE_QUOTAS.store_prefix(namespace))[0]:
+        if resource.namespaced and namespace and self.quotas.has_quota(namespace):
             return self._serial
         return contextlib.nullcontext()
 
@@ -391,16 +388,16 @@ class Registry:
             raise st.conflict(resource.plural, name,
                               f"Precondition failed: ResourceVersion in precondition: {options.precondition_rv}, "
                               f"ResourceVersion in object meta: {current.mod_revision}", resource.group)
-        if resource is R.NAMESPACES:
-            return self._delete_namespace(current, options)
-        grace = self._grace_period(resource, obj, options)
-        if grace > 0 or m.get("finalizers"):
+        strategy = self.strategy(resource)
+        strategy.before_delete(obj)
+        grace = strategy.grace_period(obj, options.grace_period_seconds)
+        if grace > 0 or m.get("finalizers") or strategy.holds_deletion(obj):
             marked = copy.deepcopy(obj)
             mm = meta(marked)
             now = self.clock()
             if grace > 0:
                 deadline = now + grace
-                self._note_pod_deadline(deadline)
+                self._note_grace_deadline(deadline)
                 existing = parse_rfc3339(mm.get("deletionTimestamp", "")) if mm.get("deletionTimestamp") else None
                 if existing is not None and existing <= deadline:
                     return DeleteResult(with_resource_version(obj, current.mod_revision), False)
@@ -409,6 +406,7 @@ class Registry:
             else:
                 mm.setdefault("deletionTimestamp", rfc3339(now))
                 mm["deletionGracePeriodSeconds"] = 0
+            strategy.mark_deleting(marked)
             if marked == obj or options.dry_run:
                 return DeleteResult(with_resource_version(marked, current.mod_revision), False)
             kv = self._store_update(key, marked, current.mod_revision)
@@ -416,49 +414,8 @@ class Registry:
         if options.dry_run:
             return DeleteResult(with_resource_version(obj, current.mod_revision), True)
         kv = self._store_delete(resource, name, namespace, current.mod_revision)
-        if resource is R.SERVICES:
-            self.services.for_delete(obj).commit()
+        strategy.after_delete(obj)
         return DeleteResult(with_resource_version(kv.value, kv.mod_revision), True)
-
-    def _grace_period(self, resource: Resource, obj: dict[str, Any], options: DeleteOptions) -> int:
-        """Only scheduled, non-terminal pods are deleted gracefully (the kubelet's job)."""
-        if resource is not R.PODS:
-            return 0
-        spec = obj.get("spec") or {}
-        if not spec.get("nodeName"):
-            return 0
-        if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-            return 0
-        if options.grace_period_seconds is not None:
-            return max(0, int(options.grace_period_seconds))
-        grace = spec.get("terminationGracePeriodSeconds", DEFAULT_POD_GRACE_SECONDS)
-        return max(0, int(grace)) if isinstance(grace, int) else DEFAULT_POD_GRACE_SECONDS
-
-    def _delete_namespace(self, current: sb.KeyValue, options: DeleteOptions) -> DeleteResult:
-        obj = current.value
-        name = obj["metadata"]["name"]
-        if name in PROTECTED_NAMESPACES:
-            raise st.forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted',
-                               kind="namespaces", name=name)
-        m = obj.get("metadata") or {}
-        if m.get("deletionTimestamp"):
-            if (obj.get("spec") or {}).get("finalizers") or m.get("finalizers"):
-                raise st.conflict("namespaces", name,
-                                  "The system is ensuring all content is removed from this namespace.  "
-                                  "Upon completion, this namespace will automatically be purged by the system.")
-        if not (obj.get("spec") or {}).get("finalizers") and not m.get("finalizers"):
-            if options.dry_run:
-                return DeleteResult(with_resource_version(obj, current.mod_revision), True)
-            kv = self._store_delete(R.NAMESPACES, name, None, current.mod_revision)
-            return DeleteResult(with_resource_version(kv.value, kv.mod_revision), True)
-        marked = copy.deepcopy(obj)
-        meta(marked)["deletionTimestamp"] = rfc3339(self.clock())
-        meta(marked)["deletionGracePeriodSeconds"] = 0
-        marked.setdefault("status", {})["phase"] = "Terminating"
-        if options.dry_run:
-            return DeleteResult(with_resource_version(marked, current.mod_revision), False)
-        kv = self._store_update(current.key, marked, current.mod_revision)
-        return DeleteResult(with_resource_version(kv.value, kv.mod_revision), False)
 
     def _store_update(self, key: str, value: dict[str, Any], expected: int) -> sb.KeyValue:
         try:
@@ -474,53 +431,52 @@ class Registry:
         except sb.Conflict:
             raise _Race() from None
 
-    def _finished_deleting(self, resource: Resource, obj: dict[str, Any]) -> bool:
-        """An object marked for deletion whose finalizers are gone (and, for a pod, whose
-        grace period has expired) is removed by the write that made it so."""
+    def _finished_deleting(self, strategy: Strategy, obj: dict[str, Any]) -> bool:
+        """An object marked for deletion whose finalizers are gone (and whose grace period,
+        if it has one, has expired) is removed by the write that made it so."""
         m = obj.get("metadata") or {}
-        if not m.get("deletionTimestamp") or m.get("finalizers"):
+        if not m.get("deletionTimestamp") or m.get("finalizers") or strategy.holds_deletion(obj):
             return False
-        if resource is R.NAMESPACES:
-            return not (obj.get("spec") or {}).get("finalizers")
-        if resource is R.PODS and m.get("deletionGracePeriodSeconds"):
+        if m.get("deletionGracePeriodSeconds"):
             deadline = parse_rfc3339(m["deletionTimestamp"])
             return deadline is not None and deadline <= self.clock()
         return True
 
-    def _note_pod_deadline(self, deadline: float) -> None:
+    def _note_grace_deadline(self, deadline: float) -> None:
         with self._deadline_lock:
-            if self._next_pod_deadline is None or deadline < self._next_pod_deadline:
-                self._next_pod_deadline = deadline
+            if self._next_grace_deadline is None or deadline < self._next_grace_deadline:
+                self._next_grace_deadline = deadline
 
-    def sweep_expired_pods(self) -> int:
-        """Deletes pods whose graceful-deletion deadline has passed and that hold no
+    def sweep_expired_deletions(self) -> int:
+        """Deletes objects whose graceful-deletion deadline has passed and that hold no
         finalizers. Returns how many were deleted."""
         now = self.clock()
-        if self._next_pod_deadline is None or self._next_pod_deadline > now:
+        if self._next_grace_deadline is None or self._next_grace_deadline > now:
             return 0  # nothing can be due yet: no scan
-        kvs, _ = self.store.list(R.PODS.store_prefix())
         removed = 0
         upcoming: float | None = None
-        for kv in kvs:
-            m = kv.value.get("metadata") or {}
-            if not m.get("deletionTimestamp"):
+        for strategy in self.strategies.values():
+            if not strategy.graceful_deletion:
                 continue
-            deadline = parse_rfc3339(m["deletionTimestamp"])
-            if deadline is None:
-                continue
-            if m.get("finalizers"):
-                # removing the finalizers deletes it at once when due; before that we look again
-                upcoming = deadline if upcoming is None else min(upcoming, deadline)
-                continue
-            if deadline > now:
-                upcoming = deadline if upcoming is None else min(upcoming, deadline)
-                continue
-            try:
-                self.store.delete(kv.key, expected_revision=kv.mod_revision)
+            for kv in self.store.list(strategy.resource.store_prefix())[0]:
+                m = kv.value.get("metadata") or {}
+                if not m.get("deletionTimestamp"):
+                    continue
+                deadline = parse_rfc3339(m["deletionTimestamp"])
+                if deadline is None:
+                    continue
+                if m.get("finalizers") or strategy.holds_deletion(kv.value) or deadline > now:
+                    # removing the finalizers deletes it at once when due; before that we look again
+                    upcoming = deadline if upcoming is None else min(upcoming, deadline)
+                    continue
+                try:
+                    self.store.delete(kv.key, expected_revision=kv.mod_revision)
+                except (sb.NotFound, sb.Conflict):
+                    upcoming = now  # changed meanwhile; look again next time
+                    continue
                 removed += 1
-            except (sb.NotFound, sb.Conflict):
-                upcoming = now  # changed meanwhile; look again next time
-        self._next_pod_deadline = upcoming
+                strategy.after_delete(kv.value)
+        self._next_grace_deadline = upcoming
         return removed
 
     # ------------------------------------------------------------------ helpers
@@ -566,70 +522,7 @@ class Registry:
             raise st.invalid(resource.kind, name, [{"reason": "FieldValueInvalid", "field": "metadata.name",
                                                     "message": f"Invalid value: {name!r}: {problem}"}], resource.group)
 
-    def _check_namespace_accepts(self, namespace: str, resource: Resource, name: str) -> None:
-        try:
-            ns = self.store.get(R.NAMESPACES.store_key(namespace)).value
-        except sb.NotFound:
-            raise st.not_found("namespaces", namespace) from None
-        if (ns.get("metadata") or {}).get("deletionTimestamp"):
-            res = f"{resource.plural}.{resource.group}" if resource.group else resource.plural
-            raise st.ApiError(st.status(
-                403, "Forbidden",
-                f'{res} "{name}" is forbidden: unable to create new content in namespace {namespace} '
-                f'because it is being terminated', kind=resource.plural, name=name, group=resource.group,
-                causes=[{"reason": "NamespaceTerminating", "field": "metadata.namespace",
-                         "message": f"namespace {namespace} is being terminated"}]))
-
     def _validate(self, resource: Resource, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         causes = self.deps.validate(resource, obj, old)
         if causes:
             raise st.invalid(resource.kind, (obj.get("metadata") or {}).get("name", ""), causes, resource.group)
-
-    def _admit_quota(self, resource: Resource, namespace: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
-        quotas = [kv.value for kv in self.store.list(R.RESOURCE_QUOTAS.store_prefix(namespace))[0]]
-        if not quotas:
-            return
-        requested = quota.usage(resource, obj)
-        if old is not None:
-            before = quota.usage(resource, old)
-            requested = {k: v - before.get(k, 0) for k, v in requested.items()}
-        if not any(v > 0 for v in requested.values()):
-            return
-        existing = [kv.value for kv in self.store.list(resource.store_prefix(namespace))[0]]
-        if old is not None:
-            existing = [o for o in existing if (o.get("metadata") or {}).get("uid") != (old.get("metadata") or {}).get("uid")]
-            existing.append(old)
-        denial = quota.check(quotas, quota.total(resource, existing), requested)
-        if denial:
-            name = (obj.get("metadata") or {}).get("name", "")
-            res = f"{resource.plural}.{resource.group}" if resource.group else resource.plural
-            raise st.forbidden(f'{res} "{name}" is forbidden: {denial}', kind=resource.plural, name=name)
-
-    @staticmethod
-    def _prepare_for_create(resource: Resource, obj: dict[str, Any]) -> None:
-        """Kubernetes' strategy PrepareForCreate: fields a client may not set on create."""
-        if resource is R.PODS:
-            obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
-        elif resource is R.SERVICES:
-            obj["status"] = {"loadBalancer": {}}
-        elif resource is R.NAMESPACES:
-            spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
-            finalizers = list(spec.get("finalizers") or [])
-            if "kubernetes" not in finalizers:
-                finalizers.append("kubernetes")
-            spec["finalizers"] = finalizers
-            obj["spec"] = spec
-            obj["status"] = {"phase": "Active"}
-        elif resource is R.RESOURCE_QUOTAS:
-            obj["status"] = {}
-
-    @staticmethod
-    def _prepare_for_update(resource: Resource, old: dict[str, Any], new: dict[str, Any]) -> None:
-        """Main-resource updates keep the status (it has its own subresource)."""
-        if resource.status_subresource:
-            if "status" in old:
-                new["status"] = copy.deepcopy(old["status"])
-            else:
-                new.pop("status", None)
-        if resource is R.NAMESPACES:
-            new.setdefault("spec", {})["finalizers"] = list((old.get("spec") or {}).get("finalizers") or [])

@@ -23,6 +23,7 @@ from kproxy.apiserver.deps import Deps
 from kproxy.apiserver.registry import DeleteOptions, Registry
 from kproxy.apiserver.fieldcheck import FieldChecker
 from kproxy.apiserver.tables import TableRenderer, wants_table
+from kproxy.apiserver.watchframe import WatchFramer, WatchRequest
 from kproxy.store import base as sb
 
 log = logging.getLogger(__name__)
@@ -358,52 +359,49 @@ class RestHandler:
             if self._watches_by_user[who] <= 0:
                 del self._watches_by_user[who]
 
-    async def _stream_watch(self, request: web.Request, resource: Resource, ns: str | None,
-                            name: str | None) -> web.StreamResponse:
+    def _watch_request(self, request: web.Request, resource: Resource, name: str | None) -> WatchRequest:
         ls, fs = self._selectors(request, resource)
         if name is not None:
             by_name = self.deps.parse_field_selector(f"metadata.name={name}", resource)
             fs = _AllOf(fs, by_name) if fs is not None else by_name
-        start = resource_version(request.query) or None  # "0": from the current state, as ""
-        timeout = query_int(request.query, "timeoutSeconds")
-        bookmarks = query_bool(request.query.get("allowWatchBookmarks"))
         # WatchList (sendInitialEvents=true): the current state first, whatever the RV, then
         # a bookmark that marks the end of the initial events.
         send_initial = query_bool(request.query.get("sendInitialEvents"))
-        if send_initial:
-            start = None
+        start = resource_version(request.query) or None  # "0": from the current state, as ""
+        table = None
+        if wants_table(request.headers.get("Accept", "")):
+            include = request.query.get("includeObject", "Metadata")
+            table = functools.partial(self._table_row, resource, include)
+        return WatchRequest(
+            label_selector=ls, field_selector=fs, start=None if send_initial else start,
+            timeout=query_int(request.query, "timeoutSeconds"),
+            bookmarks=query_bool(request.query.get("allowWatchBookmarks")),
+            send_initial=send_initial, table=table)
+
+    def _table_row(self, resource: Resource, include: str, obj: dict[str, Any], with_columns: bool) -> dict[str, Any]:
+        return self.tables.render(resource, obj, include, with_columns=with_columns)
+
+    async def _stream_watch(self, request: web.Request, resource: Resource, ns: str | None,
+                            name: str | None) -> web.StreamResponse:
+        """The pump: subscribes, then moves store events through a WatchFramer to the socket."""
+        spec = self._watch_request(request, resource, name)
         loop = asyncio.get_running_loop()
         queue = watch.WatchQueue(loop, self.settings.watch_queue_limit)
+        framer = WatchFramer(resource, spec, self._encoded, self.settings.bookmark_interval,
+                             self.settings.idle_check_interval)
         prefix = resource.store_prefix(ns)
         store = self.registry.store
-        initial: list[tuple[str, dict[str, Any], tuple[int, str]]] = []
         cancel: Callable[[], None] | None = None
-        gone: sb.Gone | None = None
         try:
-            if start is None:
+            if spec.start is None:
                 listed, revision = await self._read(store.list, prefix)
                 cancel = await self._read(store.watch, prefix, revision, queue.push)
-                for kv in listed:
-                    ev = watch.translate(sb.Event(sb.ADDED, kv.key, kv.value, kv.mod_revision), ls, fs)
-                    if ev:
-                        initial.append((ev[0], ev[1], (kv.mod_revision, kv.key)))
-                last = revision
+                opening = framer.open(listed, revision, loop.time())
             else:
-                cancel = await self._read(store.watch, prefix, start, queue.push)
-                last = start
+                cancel = await self._read(store.watch, prefix, spec.start, queue.push)
+                opening = framer.open((), spec.start, loop.time())
         except sb.Gone as exc:
-            gone = exc
-            last = 0
-        as_table = wants_table(request.headers.get("Accept", ""))
-        include = request.query.get("includeObject", "Metadata")
-        first = [True]
-
-        def frame(event_type: str, obj: dict[str, Any], cache_key: tuple[int, str]) -> str:
-            if as_table:
-                obj = self.tables.render(resource, obj, include, with_columns=first[0])
-                first[0] = False
-                return dumps({"type": event_type, "object": obj}) + "\n"
-            return f'{{"type":"{event_type}","object":{self._encoded(cache_key, obj)}}}\n'
+            opening = framer.too_old(exc.requested, exc.oldest)
 
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
                                                            "Cache-Control": "no-cache, private"})
@@ -421,44 +419,23 @@ class RestHandler:
         self._watch_queues.add(queue)
         try:
             await response.prepare(request)
-            if gone is not None:
-                await send((dumps(watch.expired(
-                    f"too old resource version: {gone.requested} ({gone.oldest})")) + "\n").encode())
+            if opening:
+                await send(opening)
+            if framer.finished:
                 return response
-            if initial:
-                await send("".join(frame(t, o, k) for t, o, k in initial).encode())
-            if send_initial and bookmarks:
-                await send((dumps(watch.bookmark(resource, last, initial_events_end=True)) + "\n").encode())
-            deadline = loop.time() + timeout if timeout else None
-            next_bookmark = loop.time() + self.settings.bookmark_interval
             while not self._closing:
-                now = loop.time()
-                if deadline is not None and now >= deadline:
+                wait = framer.wait_time(loop.time())
+                if framer.finished:
                     break
                 if request.transport is None or request.transport.is_closing():
                     break
-                wait_for = self.settings.idle_check_interval
-                if deadline is not None:
-                    wait_for = min(wait_for, deadline - now)
-                if bookmarks:
-                    wait_for = min(wait_for, max(0.0, next_bookmark - now))
-                await queue.wait(max(0.0, wait_for))
+                await queue.wait(wait)
                 events = queue.drain()
-                if queue.overflowed:
-                    await send((dumps(watch.expired(
-                        "the watch fell too far behind the event stream; relist and watch again")) + "\n").encode())
+                data = framer.overflowed() if queue.overflowed else framer.events(events, loop.time())
+                if data:
+                    await send(data)
+                if framer.finished:
                     break
-                lines = []
-                for event in events:
-                    last = max(last, event.revision)
-                    ev = watch.translate(event, ls, fs)
-                    if ev:
-                        lines.append(frame(ev[0], ev[1], (event.revision, event.key)))
-                if bookmarks and loop.time() >= next_bookmark:
-                    lines.append(dumps(watch.bookmark(resource, last)) + "\n")
-                    next_bookmark = loop.time() + self.settings.bookmark_interval
-                if lines:
-                    await send("".join(lines).encode())
             await response.write_eof()
         except ConnectionResetError:
             pass  # the client went away

@@ -320,7 +320,7 @@ class ApiServer:
         while True:
             await asyncio.sleep(self.config.sweep_interval)
             try:
-                await loop.run_in_executor(self.writes, self.registry.sweep_expired_pods)
+                await loop.run_in_executor(self.writes, self.registry.sweep_expired_deletions)
             except Exception:  # keep sweeping; one bad pass must not stop deletions forever
                 log.exception("pod deletion sweep failed")
 

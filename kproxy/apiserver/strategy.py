@@ -1,0 +1,205 @@
+"""Per-resource strategies: what one kind adds to the registry's generic write paths, as
+Kubernetes' generic registry has it (pkg/registry/*/strategy.go and the REST storage hooks).
+
+The registry calls the hooks of `strategy_for(resource)` at fixed points of every write and
+never names a kind itself: adding a resource is one entry in kproxy.api.resources plus, when it
+needs more than the defaults, a Strategy here registered in `build_strategies`.
+
+Hooks run in this order:
+- create: prepare_for_create -> defaults -> admission -> validation -> quota -> before_create
+- update: prepare_for_update (finalize for that subresource) -> defaults -> canonicalize_update -> before_update -> validation
+  -> quota (when quota_on_update)
+- delete: before_delete -> grace_period -> marked (mark_deleting) or removed (after_delete)
+
+before_create/before_update may take resources (ClusterIPs, NodePorts) and return a
+Reservation: the registry commits it after the store write and rolls it back on any failure.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Mapping
+
+from kproxy.api import resources as R
+from kproxy.api import status as st
+from kproxy.api.defaults import drop_type_dependent_fields
+from kproxy.api.resources import Resource
+from kproxy.apiserver.service_alloc import Reservation, ServiceAllocations
+
+PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
+DEFAULT_POD_GRACE_SECONDS = 30
+NAMESPACE_FINALIZER = "kubernetes"
+
+
+class Strategy:
+    """The defaults: a plain object with no side effects beyond its own key."""
+
+    # PUT of a missing object creates it (Kubernetes' AllowCreateOnUpdate)
+    allow_create_on_update = False
+    # writes read shared state first (allocators, other objects): they take the registry's
+    # one write lock instead of only the object's own
+    serialised = False
+    # ResourceQuota is checked on update too, not only on create (usage can change)
+    quota_on_update = False
+    # deletion may wait for a grace period (grace_period); the registry tracks the deadlines
+    graceful_deletion = False
+
+    def __init__(self, resource: Resource):
+        self.resource = resource
+
+    def prepare_for_create(self, obj: dict[str, Any]) -> None:
+        """Fields a client may not set on create (status, system finalizers); in place."""
+
+    def prepare_for_update(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        """Fields a main-resource update may not change; in place. The status has its own
+        subresource when the resource has one."""
+        if self.resource.status_subresource:
+            if "status" in old:
+                new["status"] = copy.deepcopy(old["status"])
+            else:
+                new.pop("status", None)
+
+    def canonicalize_update(self, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+        """The updated object after defaulting, before allocation and validation."""
+        return new
+
+    def finalize(self, old: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        """The object after a write to its finalize subresource (paths.py offers it only
+        where a strategy implements it)."""
+        raise st.bad_request(f"{self.resource.plural} have no finalize subresource")
+
+    def before_create(self, obj: dict[str, Any]) -> tuple[dict[str, Any], Reservation | None]:
+        return obj, None
+
+    def before_update(self, old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any], Reservation | None]:
+        return new, None
+
+    def before_delete(self, obj: dict[str, Any]) -> None:
+        """Raises ApiError when the object may not be deleted now."""
+
+    def grace_period(self, obj: dict[str, Any], requested: int | None) -> int:
+        """Seconds the deletion waits (0: at once, or as soon as finalizers allow)."""
+        return 0
+
+    def holds_deletion(self, obj: dict[str, Any]) -> bool:
+        """Kind-specific finalizers beyond metadata.finalizers keep a marked object stored."""
+        return False
+
+    def mark_deleting(self, obj: dict[str, Any]) -> None:
+        """Changes to an object marked for deletion (deletionTimestamp set); in place."""
+
+    def after_delete(self, obj: dict[str, Any]) -> None:
+        """The object is gone from the store: release what it held."""
+
+
+class PodStrategy(Strategy):
+    graceful_deletion = True
+
+    def prepare_for_create(self, obj: dict[str, Any]) -> None:
+        obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
+
+    def grace_period(self, obj: dict[str, Any], requested: int | None) -> int:
+        """Only scheduled, non-terminal pods are deleted gracefully (the kubelet's job)."""
+        spec = obj.get("spec") or {}
+        if not spec.get("nodeName"):
+            return 0
+        if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            return 0
+        if requested is not None:
+            return max(0, int(requested))
+        grace = spec.get("terminationGracePeriodSeconds", DEFAULT_POD_GRACE_SECONDS)
+        return max(0, int(grace)) if isinstance(grace, int) else DEFAULT_POD_GRACE_SECONDS
+
+
+class ServiceStrategy(Strategy):
+    """ClusterIPs and NodePorts come from the allocators on every write."""
+
+    serialised = True
+    quota_on_update = True
+
+    def __init__(self, resource: Resource, services: ServiceAllocations):
+        super().__init__(resource)
+        self.services = services
+
+    def prepare_for_create(self, obj: dict[str, Any]) -> None:
+        obj["status"] = {"loadBalancer": {}}
+
+    def canonicalize_update(self, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+        # a type change drops what the new type does not allow (ipFamilies for ExternalName, ...)
+        return drop_type_dependent_fields(old, new)
+
+    def before_create(self, obj: dict[str, Any]) -> tuple[dict[str, Any], Reservation | None]:
+        return self.services.for_create(obj)
+
+    def before_update(self, old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any], Reservation | None]:
+        return self.services.for_update(old, new)
+
+    def after_delete(self, obj: dict[str, Any]) -> None:
+        self.services.for_delete(obj).commit()
+
+
+class NamespaceStrategy(Strategy):
+    """spec.finalizers ("kubernetes") keeps a deleted namespace Terminating until the
+    namespace controller has emptied it and finalized it (the finalize subresource)."""
+
+    serialised = True
+
+    def prepare_for_create(self, obj: dict[str, Any]) -> None:
+        spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+        finalizers = list(spec.get("finalizers") or [])
+        if NAMESPACE_FINALIZER not in finalizers:
+            finalizers.append(NAMESPACE_FINALIZER)
+        spec["finalizers"] = finalizers
+        obj["spec"] = spec
+        obj["status"] = {"phase": "Active"}
+
+    def prepare_for_update(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        super().prepare_for_update(old, new)
+        new.setdefault("spec", {})["finalizers"] = list((old.get("spec") or {}).get("finalizers") or [])
+
+    def finalize(self, old: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        """Only spec.finalizers changes (the namespace controller removes "kubernetes")."""
+        new = copy.deepcopy(old)
+        new.setdefault("spec", {})["finalizers"] = list((body.get("spec") or {}).get("finalizers") or [])
+        return new
+
+    def before_delete(self, obj: dict[str, Any]) -> None:
+        m = obj.get("metadata") or {}
+        name = m.get("name", "")
+        if name in PROTECTED_NAMESPACES:
+            raise st.forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                               kind="namespaces", name=name)
+        if m.get("deletionTimestamp") and (self.holds_deletion(obj) or m.get("finalizers")):
+            raise st.conflict("namespaces", name,
+                              "The system is ensuring all content is removed from this namespace.  "
+                              "Upon completion, this namespace will automatically be purged by the system.")
+
+    def holds_deletion(self, obj: dict[str, Any]) -> bool:
+        return bool((obj.get("spec") or {}).get("finalizers"))
+
+    def mark_deleting(self, obj: dict[str, Any]) -> None:
+        obj.setdefault("status", {})["phase"] = "Terminating"
+
+
+class ResourceQuotaStrategy(Strategy):
+    serialised = True  # every quota-checked write reads the quotas
+
+    def prepare_for_create(self, obj: dict[str, Any]) -> None:
+        obj["status"] = {}
+
+
+class CreateOnUpdateStrategy(Strategy):
+    allow_create_on_update = True
+
+
+def build_strategies(services: ServiceAllocations) -> Mapping[Resource, Strategy]:
+    """The strategy of every resource that needs more than the defaults."""
+    return {
+        R.PODS: PodStrategy(R.PODS),
+        R.SERVICES: ServiceStrategy(R.SERVICES, services),
+        R.NAMESPACES: NamespaceStrategy(R.NAMESPACES),
+        R.RESOURCE_QUOTAS: ResourceQuotaStrategy(R.RESOURCE_QUOTAS),
+        R.ENDPOINTS: CreateOnUpdateStrategy(R.ENDPOINTS),
+        R.EVENTS: CreateOnUpdateStrategy(R.EVENTS),
+        R.LEASES: CreateOnUpdateStrategy(R.LEASES),
+    }
+
