@@ -1,6 +1,6 @@
 """ipset through nfnetlink (reference: include/uapi/linux/netfilter/ipset/ip_set.h), for the
-few set types IPVS mode uses: hash:ip,port, hash:ip,port,ip (with optional comments) and
-bitmap:port.
+few set types IPVS mode uses: hash:ip,port, hash:ip,port,ip, hash:ip,port,net (with optional
+comments) and bitmap:port.
 
 Why not the `ipset` program: `ipset restore` sends one netlink round trip per member and looks
 the protocol name up in /etc/protocols for each line; in the emulated test VM that is 6 ms a
@@ -42,14 +42,14 @@ ATTR_PROTOCOL, ATTR_SETNAME, ATTR_TYPENAME, ATTR_REVISION, ATTR_FAMILY = 1, 2, 3
 ATTR_FLAGS, ATTR_DATA, ATTR_ADT, ATTR_LINENO = 6, 7, 8, 9
 ATTR_IP, ATTR_PORT, ATTR_PORT_TO, ATTR_PROTO, ATTR_CADT_FLAGS, ATTR_CADT_LINENO = 1, 4, 5, 7, 8, 9
 ATTR_HASHSIZE, ATTR_MAXELEM = 18, 19
-ATTR_IP2, ATTR_COMMENT = 20, 26
+ATTR_IP2, ATTR_CIDR2, ATTR_COMMENT = 20, 21, 26
 ATTR_IPADDR_IPV4 = 1
 FLAG_LIST_SETNAME = 1 << 1
 FLAG_WITH_COMMENT = 1 << 4
 
 IPPROTO = {"tcp": 6, "udp": 17, "sctp": 132}
 IPPROTO_NAMES = {v: k for k, v in IPPROTO.items()}
-KINDS = ("hash:ip,port", "hash:ip,port,ip", "bitmap:port")
+KINDS = ("hash:ip,port", "hash:ip,port,ip", "hash:ip,port,net", "bitmap:port")
 
 # One ADT list is one netlink attribute (at most 65535 bytes); one send stays well inside the
 # socket buffer (nlsocket.MIN_BUFFER).
@@ -92,7 +92,7 @@ class SetType:
 
 class Member(NamedTuple):
     """A set member: bitmap:port uses `port` only; hash:ip,port ip/proto/port; hash:ip,port,ip
-    adds ip2. `comment` only in sets created with comments. A tuple, not a dataclass: a full
+    adds ip2; hash:ip,port,net adds ip2 as "address/prefix". `comment` only in sets created with comments. A tuple, not a dataclass: a full
     sync hashes and compares 120k of them at 10k Services, and tuples do that in C."""
 
     ip: str = ""
@@ -149,7 +149,10 @@ def member_attrs(m: Member) -> tuple:
         return (_be(ATTR_PORT, w.be16(m.port)),)
     attrs = [_ipv4(ATTR_IP, m.ip), _be(ATTR_PORT, w.be16(m.port)), (ATTR_PROTO, bytes((IPPROTO[m.proto],)))]
     if m.ip2:
-        attrs.append(_ipv4(ATTR_IP2, m.ip2))
+        address, _, prefix = m.ip2.partition("/")
+        attrs.append(_ipv4(ATTR_IP2, address))
+        if prefix:  # hash:ip,port,net (a u8, host order like every CIDR attribute)
+            attrs.append((ATTR_CIDR2, bytes((int(prefix),))))
     if m.comment:
         attrs.append((ATTR_COMMENT, w.string(m.comment)))
     return tuple(attrs)
@@ -237,7 +240,10 @@ def parse_member(data: bytes) -> Member:
 
     proto = IPPROTO_NAMES.get(attrs[ATTR_PROTO][0], str(attrs[ATTR_PROTO][0])) if ATTR_PROTO in attrs else ""
     comment = w.decode_string(attrs[ATTR_COMMENT]) if ATTR_COMMENT in attrs else ""
-    return Member(ip(ATTR_IP), proto, port, ip(ATTR_IP2), comment)
+    ip2 = ip(ATTR_IP2)
+    if ip2 and ATTR_CIDR2 in attrs:
+        ip2 += f"/{attrs[ATTR_CIDR2][0]}"
+    return Member(ip(ATTR_IP), proto, port, ip2, comment)
 
 
 def _refused_line(payload: bytes) -> int:
