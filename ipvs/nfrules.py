@@ -58,8 +58,8 @@ def set_types() -> dict[str, SetType]:
         SET_NO_ENDPOINTS: ip_port,
         SET_NO_LOCAL: ip_port,
         SET_LOOP_BACK: SetType("hash:ip,port,ip"),
-        # the firewall set after its sources: a sync adds allowed sources before it closes an
-        # LB IP and (removals come after IPVS) opens it before it forgets them
+        # the firewall set after its sources: a sync adds an LB IP's accepted sources before
+        # it closes the LB IP (both before IPVS gets the virtual server: split_around_ipvs)
         SET_LB_SOURCE_CIDR: SetType("hash:ip,port,net"),
         SET_LB_SOURCE_IP: SetType("hash:ip,port,ip"),
         SET_LB_FIREWALL: ip_port,

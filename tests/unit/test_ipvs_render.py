@@ -304,3 +304,13 @@ def test_firewall_chain_drops_sources_outside_the_sets():
                      f"-A {chain} -m set --match-set {nfrules.SET_LB_SOURCE_IP} dst,dst,src -j RETURN",
                      f"-A {chain} -j DROP"]
     assert f"-X {chain}" in nfrules.cleanup_text()
+
+
+def test_a_new_firewalled_lb_ip_is_closed_before_ipvs_serves_it():
+    """The firewall members go in the batch before the IPVS changes, accepted sources first:
+    a new LB IP never serves a blocked source, nor drops an accepted one."""
+    before, after = nfrules.split_around_ipvs(nfrules.ipset_delta_ops(render(st()).netfilter,
+                                                                       render(st(lb(["203.0.113.0/24"]))).netfilter))
+    sets = [op.set for op in before if op.cmd == "add"]
+    assert sets.index(nfrules.SET_LB_SOURCE_CIDR) < sets.index(nfrules.SET_LB_FIREWALL)
+    assert not [op for op in after if op.set.startswith("KUBE-IPVS-LB-")]
