@@ -80,6 +80,8 @@ class Inspection:
     # virtual servers whose new connections the filter DROPs while they have no real server (a
     # Local policy without a local endpoint); the others without real servers are REJECTed
     dropped: frozenset[VSKey] = field(default_factory=frozenset)
+    # firewalled LB virtual servers (loadBalancerSourceRanges) -> the sources they accept
+    allowed_sources: Mapping[VSKey, tuple[str, ...]] = field(default_factory=dict)
 
     def as_map(self) -> dict[VSKey, tuple[VirtualServer, tuple[RealServer, ...]]]:
         """VSKey -> (virtual server, real servers with weight > 0), for comparing with a ruleset."""
@@ -449,9 +451,12 @@ class IpvsBackend(Backend):
         try:
             owners = nfrules.owners_from_members(self._ipsets().members(nfrules.SET_OWNERS))
             dropped = nfrules.keys_from_members(self._ipsets().members(nfrules.SET_NO_LOCAL))
+            allowed = nfrules.allowed_sources_from_members(
+                *(self._ipsets().members(name) for name in
+                  (nfrules.SET_LB_FIREWALL, nfrules.SET_LB_SOURCE_CIDR, nfrules.SET_LB_SOURCE_IP)))
         except IpsetError:  # never synced here (or the set was destroyed): no owners to show
-            owners, dropped = {}, frozenset()
-        return Inspection(services, addrs, frozenset(self._draining), owners, dropped)
+            owners, dropped, allowed = {}, frozenset(), {}
+        return Inspection(services, addrs, frozenset(self._draining), owners, dropped, allowed)
 
     def cleanup(self) -> None:
         self.netns.run(self._cleanup)

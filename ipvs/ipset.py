@@ -1,6 +1,6 @@
 """ipset through nfnetlink (reference: include/uapi/linux/netfilter/ipset/ip_set.h), for the
-few set types IPVS mode uses: hash:ip,port, hash:ip,port,ip (with optional comments) and
-bitmap:port.
+few set types IPVS mode uses: hash:ip,port, hash:ip,port,ip, hash:ip,port,net (with optional
+comments) and bitmap:port.
 
 Why not the `ipset` program: `ipset restore` sends one netlink round trip per member and looks
 the protocol name up in /etc/protocols for each line; in the emulated test VM that is 6 ms a
@@ -47,7 +47,7 @@ DATA = AttrTable("ipset data", (
     Attr("ip", 1, IPADDR), Attr("port", 4, BE16, net_byteorder=True), Attr("port_to", 5, BE16, net_byteorder=True),
     Attr("proto", 7, U8), Attr("cadt_flags", 8, BE32, net_byteorder=True), Attr("cadt_lineno", 9, U32),
     Attr("hashsize", 18, BE32, net_byteorder=True), Attr("maxelem", 19, BE32, net_byteorder=True),
-    Attr("ip2", 20, IPADDR), Attr("comment", 26, STRING)))
+    Attr("ip2", 20, IPADDR), Attr("cidr2", 21, U8), Attr("comment", 26, STRING)))
 ADT = AttrTable("ipset adt", (Attr("data", 7, DATA),))
 COMMAND = AttrTable("ipset command", (
     Attr("protocol", 1, U8), Attr("setname", 2, STRING), Attr("typename", 3, STRING), Attr("revision", 4, U8),
@@ -56,15 +56,15 @@ COMMAND = AttrTable("ipset command", (
 
 ATTR_SETNAME, ATTR_REVISION, ATTR_DATA, ATTR_ADT, ATTR_LINENO = (
     COMMAND.number(n) for n in ("setname", "revision", "data", "adt", "lineno"))
-ATTR_IP, ATTR_PORT, ATTR_PROTO, ATTR_IP2, ATTR_COMMENT, ATTR_CADT_LINENO = (
-    DATA.number(n) for n in ("ip", "port", "proto", "ip2", "comment", "cadt_lineno"))
+ATTR_IP, ATTR_PORT, ATTR_PROTO, ATTR_IP2, ATTR_CIDR2, ATTR_COMMENT, ATTR_CADT_LINENO = (
+    DATA.number(n) for n in ("ip", "port", "proto", "ip2", "cidr2", "comment", "cadt_lineno"))
 ATTR_IPADDR_IPV4 = IPADDR.number("ipv4")
 FLAG_LIST_SETNAME = 1 << 1
 FLAG_WITH_COMMENT = 1 << 4
 
 IPPROTO = {"tcp": 6, "udp": 17, "sctp": 132}
 IPPROTO_NAMES = {v: k for k, v in IPPROTO.items()}
-KINDS = ("hash:ip,port", "hash:ip,port,ip", "bitmap:port")
+KINDS = ("hash:ip,port", "hash:ip,port,ip", "hash:ip,port,net", "bitmap:port")
 
 # One ADT list is one netlink attribute (at most 65535 bytes); one send stays well inside the
 # socket buffer (nlsocket.MIN_BUFFER).
@@ -106,7 +106,7 @@ class SetType:
 
 class Member(NamedTuple):
     """A set member: bitmap:port uses `port` only; hash:ip,port ip/proto/port; hash:ip,port,ip
-    adds ip2. `comment` only in sets created with comments. A tuple, not a dataclass: a full
+    adds ip2; hash:ip,port,net adds ip2 as "address/prefix". `comment` only in sets created with comments. A tuple, not a dataclass: a full
     sync hashes and compares 120k of them at 10k Services, and tuples do that in C."""
 
     ip: str = ""
@@ -165,7 +165,10 @@ def member_attrs(m: Member) -> tuple:
         return ((_PORT, nl.be16(m.port)),)
     attrs = [_ipv4(ATTR_IP, m.ip), (_PORT, nl.be16(m.port)), (ATTR_PROTO, bytes((IPPROTO[m.proto],)))]
     if m.ip2:
-        attrs.append(_ipv4(ATTR_IP2, m.ip2))
+        address, _, prefix = m.ip2.partition("/")
+        attrs.append(_ipv4(ATTR_IP2, address))
+        if prefix:  # hash:ip,port,net (a u8, host order like every CIDR attribute)
+            attrs.append((ATTR_CIDR2, bytes((int(prefix),))))
     if m.comment:
         attrs.append((ATTR_COMMENT, nl.string(m.comment)))
     return tuple(attrs)
@@ -251,7 +254,10 @@ def parse_member(data: bytes) -> Member:
 
     proto = IPPROTO_NAMES.get(attrs[ATTR_PROTO][0], str(attrs[ATTR_PROTO][0])) if ATTR_PROTO in attrs else ""
     comment = nl.decode_string(attrs[ATTR_COMMENT]) if ATTR_COMMENT in attrs else ""
-    return Member(ip(ATTR_IP), proto, port, ip(ATTR_IP2), comment)
+    ip2 = ip(ATTR_IP2)
+    if ip2 and ATTR_CIDR2 in attrs:
+        ip2 += f"/{attrs[ATTR_CIDR2][0]}"
+    return Member(ip(ATTR_IP), proto, port, ip2, comment)
 
 
 def _refused_line(echo: bytes) -> int:

@@ -70,6 +70,11 @@ class NetfilterPlan:
                     (kube-proxy drops such traffic, it does not reject it)
     owners:         (ip, proto, port, kind, ServicePort key) of every virtual server: kept in
                     the kernel (ipset comments) so `kproxy rules` can attribute what it reads
+    lb_firewall:    (ip, proto, port) of LB IPs with loadBalancerSourceRanges: new connections
+                    from other sources are dropped
+    lb_source_cidrs: (ip, proto, port, cidr) the sources each of those accepts
+    lb_source_ips:  (ip, proto, port, source ip): the node's own traffic to the LB IP (its
+                    source is the LB IP, bound here) when a range holds a node IP (as upstream)
     """
 
     cluster_ips: frozenset[tuple[str, str, int]] = frozenset()
@@ -80,6 +85,9 @@ class NetfilterPlan:
     no_endpoints: frozenset[tuple[str, str, int]] = frozenset()
     no_local: frozenset[tuple[str, str, int]] = frozenset()
     owners: frozenset[tuple[str, str, int, str, str]] = frozenset()
+    lb_firewall: frozenset[tuple[str, str, int]] = frozenset()
+    lb_source_cidrs: frozenset[tuple[str, str, int, str]] = frozenset()
+    lb_source_ips: frozenset[tuple[str, str, int, str]] = frozenset()
     local_match: str | None = None  # iptables match for pod traffic (e.g. "-s 10.244.0.0/16"); None: unknown
     masquerade_all: bool = False
     masquerade_bit: int = 14
@@ -87,7 +95,7 @@ class NetfilterPlan:
 
 # the NetfilterPlan fields that are sets of members (each becomes one or more ipsets)
 MEMBER_FIELDS = ("cluster_ips", "external_ips", "node_ports", "local_node_ports", "loopback", "no_endpoints",
-                 "no_local", "owners")
+                 "no_local", "owners", "lb_firewall", "lb_source_cidrs", "lb_source_ips")
 
 
 @dataclass(frozen=True)

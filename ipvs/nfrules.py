@@ -8,7 +8,11 @@ IPVS itself only load-balances; these rules do what it cannot:
   itself through a Service: ipset KUBE-IPVS-LOOP-BACK, dst,dst,src);
 - filter KUBE-IPVS-FILTER (from INPUT and OUTPUT) REJECTs virtual servers without endpoints
   (filter runs before IPVS on INPUT, so the client gets a port unreachable, as kube-proxy) and
-  DROPs external traffic a Local policy leaves without a local endpoint.
+  DROPs external traffic a Local policy leaves without a local endpoint;
+- filter KUBE-IPVS-SOURCE-RANGES (upstream's KUBE-LOAD-BALANCER-FW / -SOURCE-CIDR / -SOURCE-IP
+  sets and firewall chain, under our prefix): a new connection to an LB IP:port in
+  KUBE-IPVS-LB-FW passes only from a source in KUBE-IPVS-LB-SOURCE-CIDR or -SOURCE-IP, else
+  it is dropped before IPVS sees it.
 The sets are kept by difference: a full sync compares each set with what the kernel holds and
 sends only what differs (ipvs/ipset.py sends the operations). Guarantee: the same plan and
 kernel state always give the same operations.
@@ -25,14 +29,18 @@ NAT_SERVICES = "KUBE-IPVS-SERVICES"
 NAT_NODE_PORT = "KUBE-IPVS-NODE-PORT"
 NAT_POSTROUTING = "KUBE-IPVS-POSTROUTING"
 FILTER_CHAIN = "KUBE-IPVS-FILTER"
+FILTER_SOURCE_RANGES = "KUBE-IPVS-SOURCE-RANGES"
 NAT_CHAINS = (NAT_SERVICES, NAT_NODE_PORT, NAT_POSTROUTING)
-FILTER_CHAINS = (FILTER_CHAIN,)
+FILTER_CHAINS = (FILTER_CHAIN, FILTER_SOURCE_RANGES)
 
 SET_CLUSTER_IP = "KUBE-IPVS-CLUSTER-IP"
 SET_EXTERNAL_IP = "KUBE-IPVS-EXTERNAL-IP"
 SET_LOOP_BACK = "KUBE-IPVS-LOOP-BACK"
 SET_NO_ENDPOINTS = "KUBE-IPVS-NO-ENDPOINTS"
 SET_NO_LOCAL = "KUBE-IPVS-NO-LOCAL"
+SET_LB_FIREWALL = "KUBE-IPVS-LB-FW"
+SET_LB_SOURCE_CIDR = "KUBE-IPVS-LB-SOURCE-CIDR"
+SET_LB_SOURCE_IP = "KUBE-IPVS-LB-SOURCE-IP"
 SET_OWNERS = "KUBE-IPVS-OWNERS"  # no rule uses it: "kind ns/name:port" comments for `kproxy rules`
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 
@@ -50,6 +58,11 @@ def set_types() -> dict[str, SetType]:
         SET_NO_ENDPOINTS: ip_port,
         SET_NO_LOCAL: ip_port,
         SET_LOOP_BACK: SetType("hash:ip,port,ip"),
+        # the firewall set after its sources: a sync adds an LB IP's accepted sources before
+        # it closes the LB IP (both before IPVS gets the virtual server: split_around_ipvs)
+        SET_LB_SOURCE_CIDR: SetType("hash:ip,port,net"),
+        SET_LB_SOURCE_IP: SetType("hash:ip,port,ip"),
+        SET_LB_FIREWALL: ip_port,
         SET_OWNERS: SetType("hash:ip,port", comment=True),
     }
     for proto in PROTOCOLS:
@@ -77,6 +90,9 @@ _MEMBER_OF = {
     "no_local": lambda i: (SET_NO_LOCAL, Member(i[0], i[1].lower(), i[2])),
     "loopback": lambda i: (SET_LOOP_BACK, Member(i[0], i[1].lower(), i[2], i[0])),
     "owners": lambda i: (SET_OWNERS, Member(i[0], i[1].lower(), i[2], comment=f"{i[3]} {i[4]}")),
+    "lb_firewall": lambda i: (SET_LB_FIREWALL, Member(i[0], i[1].lower(), i[2])),
+    "lb_source_cidrs": lambda i: (SET_LB_SOURCE_CIDR, Member(i[0], i[1].lower(), i[2], i[3])),
+    "lb_source_ips": lambda i: (SET_LB_SOURCE_IP, Member(i[0], i[1].lower(), i[2], i[3])),
     "node_ports": lambda i: (node_port_set(i[0], False), Member(port=i[1])),
     "local_node_ports": lambda i: (node_port_set(i[0], True), Member(port=i[1])),
 }
@@ -202,9 +218,13 @@ def restore_text(plan: NetfilterPlan) -> str:
     # new connections only: a real server draining at weight 0 keeps its established ones
     # even when it was the Service's last endpoint (filter INPUT runs before IPVS's LOCAL_IN)
     new = "-m conntrack --ctstate NEW"
-    filt = [f":{FILTER_CHAIN} - [0:0]",
+    filt = [f":{FILTER_CHAIN} - [0:0]", f":{FILTER_SOURCE_RANGES} - [0:0]",
+            f"-A {FILTER_CHAIN} {new} -m set --match-set {SET_LB_FIREWALL} dst,dst -j {FILTER_SOURCE_RANGES}",
             f"-A {FILTER_CHAIN} {new} -m set --match-set {SET_NO_ENDPOINTS} dst,dst -j REJECT --reject-with icmp-port-unreachable",
-            f"-A {FILTER_CHAIN} {new} -m set --match-set {SET_NO_LOCAL} dst,dst -j DROP"]
+            f"-A {FILTER_CHAIN} {new} -m set --match-set {SET_NO_LOCAL} dst,dst -j DROP",
+            f"-A {FILTER_SOURCE_RANGES} -m set --match-set {SET_LB_SOURCE_CIDR} dst,dst,src -j RETURN",
+            f"-A {FILTER_SOURCE_RANGES} -m set --match-set {SET_LB_SOURCE_IP} dst,dst,src -j RETURN",
+            f"-A {FILTER_SOURCE_RANGES} -j DROP"]
     return "\n".join(["*filter", *filt, "COMMIT", "*nat", *nat, "COMMIT"]) + "\n"
 
 
@@ -233,6 +253,18 @@ def cleanup_text() -> str:
 def keys_from_members(members: list[Member]) -> frozenset[tuple[str, int, str]]:
     """ip,proto:port members (KUBE-IPVS-NO-LOCAL, ...) -> their virtual servers {(ip, port, PROTO)}."""
     return frozenset((m.ip, m.port, m.proto.upper()) for m in members if m.ip)
+
+
+def allowed_sources_from_members(firewall: list[Member], cidrs: list[Member],
+                                 ips: list[Member]) -> dict[tuple[str, int, str], tuple[str, ...]]:
+    """The KUBE-IPVS-LB-* members -> {(ip, port, PROTO) of a firewalled LB IP: the sources it
+    accepts (CIDRs and addresses, sorted)}."""
+    out: dict[tuple[str, int, str], set[str]] = {k: set() for k in keys_from_members(firewall)}
+    for m in (*cidrs, *ips):
+        key = (m.ip, m.port, m.proto.upper())
+        if key in out and m.ip2:
+            out[key].add(m.ip2)
+    return {k: tuple(sorted(v)) for k, v in out.items()}
 
 
 def owners_from_members(members: list[Member]) -> dict[tuple[str, int, str], tuple[str, str]]:

@@ -6,6 +6,8 @@ Per ServicePort (protocol P, port N), IPv4 only:
 - every external IP and load-balancer IP: a virtual server with the external endpoints
   (externalTrafficPolicy), IP bound to the dummy interface;
 - a NodePort: a virtual server on every node address selected by node_port_addresses.
+An LB IP of a ServicePort with loadBalancerSourceRanges (IPv4 ranges; one of /0 allows all, so
+no firewall) is firewalled: its (IP, port) and each range go into the plan's lb_* fields.
 Real servers are masqueraded (IPVS NAT) with weight 1. sessionAffinity ClientIP becomes
 persistence (flag + timeout). The scheduler comes from the config (default rr); "mh" takes the
 kube-proxy flags mh-fallback,mh-port (IP_VS_SVC_F_SCHED1|SCHED2).
@@ -14,6 +16,7 @@ key order (the apiserver's allocators make that impossible for ClusterIPs and No
 """
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from kproxy.agent.addresses import ipv4, local_traffic, nodeport_listen_ips
@@ -69,7 +72,36 @@ class Fragment:
     port_items: tuple[tuple[str, frozenset], ...]  # NodePort set members, whatever the entries
 
 
-def render_fragment(sp: ServicePort, options: RenderOptions, node_addrs: tuple[str, ...]) -> Fragment:
+def source_ranges(sp: ServicePort) -> tuple[ipaddress.IPv4Network, ...]:
+    """The IPv4 loadBalancerSourceRanges of `sp` (padded text stripped, host bits dropped;
+    entries that are no IPv4 CIDR are left out: the other family's rules are not ours)."""
+    out: set[ipaddress.IPv4Network] = set()
+    for text in sp.load_balancer_source_ranges:
+        try:
+            net = ipaddress.ip_network(text.strip(), strict=False)
+        except ValueError:
+            continue
+        if isinstance(net, ipaddress.IPv4Network):
+            out.add(net)
+    return tuple(sorted(out))
+
+
+def _firewall_items(ip: str, proto: str, port: int, ranges: tuple[ipaddress.IPv4Network, ...],
+                    node_ips: tuple[str, ...]) -> list[tuple[str, frozenset]]:
+    """The lb_* plan items of one firewalled LB IP (none when a range allows every source: the
+    kernel's hash:ip,port,net cannot hold a /0, and it would let everything pass anyway)."""
+    if not ranges or any(net.prefixlen == 0 for net in ranges):
+        return []
+    items = [("lb_firewall", frozenset(((ip, proto, port),))),
+             ("lb_source_cidrs", frozenset((ip, proto, port, str(net)) for net in ranges))]
+    nodes = [ipaddress.IPv4Address(a) for a in ipv4(node_ips)]
+    if any(a in net for a in nodes for net in ranges):
+        items.append(("lb_source_ips", frozenset(((ip, proto, port, ip),))))
+    return items
+
+
+def render_fragment(sp: ServicePort, options: RenderOptions, node_addrs: tuple[str, ...],
+                    node_ips: tuple[str, ...] = ()) -> Fragment:
     flags = options.scheduler_flags
     timeout = 0
     if sp.session_affinity_timeout is not None:
@@ -78,6 +110,7 @@ def render_fragment(sp: ServicePort, options: RenderOptions, node_addrs: tuple[s
     internal = _reals(sp.internal_endpoints())
     external = _reals(sp.external_endpoints())
     proto = sp.protocol
+    ranges = source_ranges(sp)
     entries: list[EntryPlan] = []
 
     def add(ip: str, port: int, reals: tuple[RealServer, ...], kind: str, address: str | None,
@@ -93,6 +126,8 @@ def render_fragment(sp: ServicePort, options: RenderOptions, node_addrs: tuple[s
             items.append(("no_local" if local_only else "no_endpoints", frozenset(((ip, proto, port),))))
         else:
             items.append(("loopback", frozenset((r.address, proto, r.port) for r in reals)))
+        if kind == "loadBalancerIP":
+            items.extend(_firewall_items(ip, proto, port, ranges, node_ips))
         entries.append(EntryPlan(ServiceEntry(vs, reals, sp.key, kind), address, tuple(items)))
 
     for ip in ipv4(sp.cluster_ips):
@@ -116,7 +151,8 @@ def render(state: ProxyState, options: RenderOptions = RenderOptions(),
     that did not change are reused: a one-endpoint change at 10k Services re-renders one
     ServicePort and re-assembles the rest from sets (same result as a render from scratch)."""
     node_addrs = tuple(nodeport_addresses(state))
-    context = (options, node_addrs)
+    node_ips = tuple(state.node_ips)
+    context = (options, node_addrs, node_ips)
     reusable = previous.fragments if previous is not None and previous.context == context else {}
     fragments: dict[str, Fragment] = {}
     services: dict[VSKey, ServiceEntry] = {}
@@ -126,7 +162,7 @@ def render(state: ProxyState, options: RenderOptions = RenderOptions(),
         sp: ServicePort = state.services[key]
         frag = reusable.get(key)
         if frag is None or (frag.sp is not sp and frag.sp != sp):
-            frag = render_fragment(sp, options, node_addrs)
+            frag = render_fragment(sp, options, node_addrs, node_ips)
         fragments[key] = frag
         for plan in frag.entries:
             vs_key = plan.entry.server.key

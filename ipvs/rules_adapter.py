@@ -13,11 +13,13 @@ Registration: the ipvs ModeSpec in kproxy/modes.py names ("kproxy.ipvs.rules_ada
 """
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Iterable, Sequence
 
 from kproxy.rules.model import EndpointInfo, Frontend, KernelObject, NodeRules, ServiceRules
 from kproxy.rules.trace import Candidate, Probe, Step, TraceReport
 
+from . import nfrules
 from .model import IP_VS_SVC_F_PERSISTENT, RealServer, VirtualServer
 
 MODE = "ipvs"
@@ -39,6 +41,15 @@ def _objects(vs: VirtualServer, reals: Iterable[tuple[RealServer, str]]) -> list
         key = f"-> {real.address}:{real.port} Masq {real.weight}"
         out.append(KernelObject("real-server", f"{vs.protocol} {vs.address}:{vs.port}", key + extra, key=key))
     return out
+
+
+def source_allowed(src: str, allowed: Sequence[str]) -> bool:
+    """Whether `src` is in one of the CIDRs or addresses a firewalled LB IP accepts."""
+    try:
+        address = ipaddress.ip_address(src)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(a, strict=False) for a in allowed)
 
 
 def _split_key(key: str) -> tuple[str, str, str]:
@@ -89,7 +100,8 @@ class IpvsAdapter:
     def trace(self, inspection: Any, probe: Probe, local_addresses: Sequence[str]) -> TraceReport:
         """The virtual server the packet's destination hits and its real servers with the share
         of new connections each gets (weight / total weight; exact for rr/wrr, the long-run
-        share for the other schedulers). No virtual server: ACCEPT (IPVS lets it pass)."""
+        share for the other schedulers). No virtual server: ACCEPT (IPVS lets it pass). A
+        firewalled LB IP (loadBalancerSourceRanges) drops a source it does not accept."""
         proto = probe.proto.upper()
         ks = next((k for k in inspection.services
                    if (k.server.address, k.server.port, k.server.protocol) == (probe.dst, probe.dport, proto)), None)
@@ -99,6 +111,11 @@ class IpvsAdapter:
         kind, sp_key = inspection.owners.get(ks.server.key, ("clusterIP", ""))
         frontend = Frontend(kind, ks.server.address, ks.server.port, proto)
         head = Step(CONTAINER, 0, virtual_server_text(ks.server))
+        allowed = getattr(inspection, "allowed_sources", {}).get(ks.server.key)
+        if allowed is not None and not source_allowed(probe.src, allowed):
+            fw = Step(nfrules.FILTER_SOURCE_RANGES, 0, f"-j DROP (accepts {', '.join(allowed)})")
+            return TraceReport(MODE, probe, sp_key, frontend, (Candidate("DROP", 1.0, False, (fw,)),),
+                               note="source outside loadBalancerSourceRanges: filter KUBE-IPVS-SOURCE-RANGES drops")
         live = [d.server for d in ks.dests if d.server.weight > 0]
         if not live:
             if ks.server.key in getattr(inspection, "dropped", ()):

@@ -69,19 +69,8 @@ MASQUERADE_NOT_COMPARED = {
 }
 
 
-# Disagreements the table found that are no item of issue 14 (reported with this branch); strict
-# xfail like the open items, so each mark goes when its fix lands.
-_IPVS_SOURCE_RANGES = ("flows: ipvs mode ignores loadBalancerSourceRanges (no firewall rule or set), so sources "
-                       "outside the ranges reach the endpoints")
-
 # (mode, "<scenario> | <flow>" or "<scenario> | *") -> open item
 OPEN_ITEMS: dict[tuple[str, str], str] = {
-    **{("ipvs", f"{scenario} | {name}"): _IPVS_SOURCE_RANGES
-       for scenario in ("TestLoadBalancer", "kproxy/TestLoadBalancer without whitespace")
-       for name in ("blocked external to LB1", "blocked external to LB2",
-                    "pod to LB1 (blocked by LoadBalancerSourceRanges)",
-                    "pod to LB2 (blocked by LoadBalancerSourceRanges)")},
-    ("ipvs", "kproxy/trace fixture | LB IP from a source outside the ranges is dropped"): _IPVS_SOURCE_RANGES,
 }
 
 

@@ -67,3 +67,13 @@ def test_ops_text_is_ipset_restore_syntax():
         "create P bitmap:port range 0-65535 -exist\n"
         "add P 30080 -exist\n"
         "destroy T\n")
+
+
+def test_a_net_member_carries_its_prefix_and_round_trips():
+    """hash:ip,port,net (KUBE-IPVS-LB-SOURCE-CIDR): ip2 "address/prefix" is IP2 plus a u8 CIDR2."""
+    m = Member("192.0.2.10", "tcp", 80, "203.0.113.0/24")
+    (message, _, _), = encode_ops([SetOp("add", "S", m)], {}, 1)
+    (_, data), = w.parse_attrs_list(w.parse_attrs(message, 20)[ipset.ATTR_ADT])
+    assert w.parse_attrs(data)[ipset.ATTR_CIDR2] == bytes((24,))
+    assert parse_member(data) == m
+    assert m.text() == "192.0.2.10,tcp:80,203.0.113.0/24"

@@ -259,3 +259,58 @@ def test_internal_local_policy_without_local_endpoints_drops():
     r = render(st(sp(eps=[e("10.244.2.2", is_local=False)], internal_policy_local=True)))
     assert r.services[("10.96.0.10", 80, "TCP")].reals == ()
     assert r.netfilter.no_local == {("10.96.0.10", "TCP", 80)} and not r.netfilter.no_endpoints
+
+
+LB = "192.0.2.10"
+
+
+def lb(ranges, **kw) -> ServicePort:
+    return sp(load_balancer_ips=(LB,), load_balancer_source_ranges=tuple(ranges), eps=[e("10.244.1.2")], **kw)
+
+
+def test_source_ranges_firewall_the_lb_ip_only():
+    """upstream's KUBE-LOAD-BALANCER-FW / -SOURCE-CIDR sets: the LB IP (not the ClusterIP) with
+    each range (padding stripped, host bits dropped, IPv6 left out); no node IP in a range, so
+    no SOURCE-IP member."""
+    plan = render(st(lb([" 203.0.113.0/24 ", "198.51.100.7/16", "2001:db8::/64"]))).netfilter
+    assert plan.lb_firewall == {(LB, "TCP", 80)}
+    assert plan.lb_source_cidrs == {(LB, "TCP", 80, "203.0.113.0/24"), (LB, "TCP", 80, "198.51.0.0/16")}
+    assert plan.lb_source_ips == frozenset()
+    members = nfrules.set_members(plan)
+    assert members[nfrules.SET_LB_FIREWALL] == [Member(LB, "tcp", 80)]
+    assert Member(LB, "tcp", 80, "203.0.113.0/24") in members[nfrules.SET_LB_SOURCE_CIDR]
+
+
+def test_a_range_holding_a_node_ip_lets_the_node_reach_the_lb_ip():
+    """The node's own packets to the LB IP leave from the LB IP (bound to kube-ipvs0): upstream
+    adds LB IP,port,LB IP to KUBE-LOAD-BALANCER-SOURCE-IP when a range holds the node IP."""
+    plan = render(st(lb(["10.200.0.0/24"]))).netfilter
+    assert plan.lb_source_ips == {(LB, "TCP", 80, LB)}
+
+
+def test_no_firewall_without_ranges_or_with_an_allow_all_range():
+    for ranges in ((), ("0.0.0.0/0", "203.0.113.0/24"), ("not-a-cidr",)):
+        plan = render(st(lb(ranges))).netfilter
+        assert (plan.lb_firewall, plan.lb_source_cidrs) == (frozenset(), frozenset()), ranges
+
+
+def test_firewall_chain_drops_sources_outside_the_sets():
+    text = nfrules.restore_text(render(st(lb(["203.0.113.0/24"]))).netfilter)
+    chain = nfrules.FILTER_SOURCE_RANGES
+    assert (f"-A {nfrules.FILTER_CHAIN} -m conntrack --ctstate NEW -m set --match-set {nfrules.SET_LB_FIREWALL} "
+            f"dst,dst -j {chain}") in text
+    rules = [line for line in text.splitlines() if line.startswith(f"-A {chain} ")]
+    assert rules == [f"-A {chain} -m set --match-set {nfrules.SET_LB_SOURCE_CIDR} dst,dst,src -j RETURN",
+                     f"-A {chain} -m set --match-set {nfrules.SET_LB_SOURCE_IP} dst,dst,src -j RETURN",
+                     f"-A {chain} -j DROP"]
+    assert f"-X {chain}" in nfrules.cleanup_text()
+
+
+def test_a_new_firewalled_lb_ip_is_closed_before_ipvs_serves_it():
+    """The firewall members go in the batch before the IPVS changes, accepted sources first:
+    a new LB IP never serves a blocked source, nor drops an accepted one."""
+    before, after = nfrules.split_around_ipvs(nfrules.ipset_delta_ops(render(st()).netfilter,
+                                                                       render(st(lb(["203.0.113.0/24"]))).netfilter))
+    sets = [op.set for op in before if op.cmd == "add"]
+    assert sets.index(nfrules.SET_LB_SOURCE_CIDR) < sets.index(nfrules.SET_LB_FIREWALL)
+    assert not [op for op in after if op.set.startswith("KUBE-IPVS-LB-")]

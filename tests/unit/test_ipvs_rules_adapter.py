@@ -105,3 +105,25 @@ def test_trace_drops_where_a_local_policy_leaves_no_endpoint():
     a = IpvsAdapter()
     assert a.trace(insp, Probe("tcp", "10.200.0.2", 0, "10.200.0.11", 30081), []).candidates[0].outcome == "DROP"
     assert a.trace(insp, Probe("udp", "10.200.0.2", 0, "10.96.0.53", 53), []).candidates[0].outcome == "REJECT"
+
+
+def test_trace_drops_a_source_outside_the_load_balancer_source_ranges():
+    """An LB IP in KUBE-IPVS-LB-FW (inspect()'s `allowed_sources`) traces to DROP for a source
+    outside the ranges, to its endpoints for one inside."""
+    lb = ServicePort("default", "lb", "", "TCP", 80, cluster_ips=("10.96.0.30",), load_balancer_ips=("192.0.2.10",),
+                     load_balancer_source_ranges=("203.0.113.0/24",), endpoints=(Endpoint("10.244.1.5", 8080),))
+    ruleset = render(ProxyState("n1", node_ips=("10.200.0.11",), services={lb.key: lb}))
+    members = nfrules.set_members(ruleset.netfilter)
+    allowed = nfrules.allowed_sources_from_members(*(members[n] for n in (
+        nfrules.SET_LB_FIREWALL, nfrules.SET_LB_SOURCE_CIDR, nfrules.SET_LB_SOURCE_IP)))
+    assert allowed == {("192.0.2.10", 80, "TCP"): ("203.0.113.0/24",)}
+    insp = read_back(ruleset)
+    insp = Inspection(insp.services, insp.addresses, frozenset(), insp.owners, frozenset(), allowed)
+    a = IpvsAdapter()
+    blocked = a.trace(insp, Probe("tcp", "198.51.100.1", 0, "192.0.2.10", 80), [])
+    assert [c.outcome for c in blocked.candidates] == ["DROP"]
+    assert [c.outcome for c in a.trace(insp, Probe("tcp", "203.0.113.9", 0, "192.0.2.10", 80), []).candidates] \
+        == ["10.244.1.5:8080"]
+    # the ClusterIP is not firewalled
+    assert [c.outcome for c in a.trace(insp, Probe("tcp", "198.51.100.1", 0, "10.96.0.30", 80), []).candidates] \
+        == ["10.244.1.5:8080"]

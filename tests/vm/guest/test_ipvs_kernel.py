@@ -144,6 +144,23 @@ def test_local_policy_without_a_local_endpoint_drops_external_traffic(topo, back
     assert topo.tcp(topo.client, "10.96.0.16", 80)[0] == "a"  # the ClusterIP still reaches it
 
 
+def test_load_balancer_source_ranges_drop_other_sources(topo, backend):
+    """An LB IP whose loadBalancerSourceRanges hold the client reaches an endpoint; one whose
+    ranges do not drops the client's connection (no answer, as kube-proxy); the ClusterIP of
+    the blocked Service stays open. The kernel holds the ranges (hash:ip,port,net) as rendered."""
+    allowed = service("lbok", "10.96.0.17", [ep(topo, "a")], load_balancer_ips=("192.0.2.41",),
+                      load_balancer_source_ranges=(f"{CLIENT_IP}/32",))
+    blocked = service("lbno", "10.96.0.18", [ep(topo, "b")], load_balancer_ips=("192.0.2.42",),
+                      load_balancer_source_ranges=("203.0.113.0/24",))
+    sync(backend, state(allowed, blocked))
+    assert topo.tcp(topo.client, "192.0.2.41", 80)[0] == "a"
+    with pytest.raises(TimeoutError):
+        topo.tcp(topo.client, "192.0.2.42", 80, timeout=2)
+    assert topo.tcp(topo.client, "10.96.0.18", 80)[0] == "b"
+    assert backend.inspect().allowed_sources == {("192.0.2.41", 80, "TCP"): (f"{CLIENT_IP}/32",),
+                                                 ("192.0.2.42", 80, "TCP"): ("203.0.113.0/24",)}
+
+
 def test_service_without_endpoints_is_rejected(topo, backend):
     sync(backend, state(service("empty", "10.96.0.14")))
     with pytest.raises(ConnectionRefusedError):
