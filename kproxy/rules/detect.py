@@ -121,9 +121,9 @@ def ask_agent(netns: Any, metrics_bind_address: str, timeout: float = AGENT_TIME
 def _nft_table() -> str:
     from kproxy.nftables import wire as w
     from kproxy.nftables.model import TABLE
-    from kproxy.nftables.nlsocket import NetlinkSocket
+    from kproxy.nftables.nlsocket import NftSocket
 
-    sock = NetlinkSocket()
+    sock = NftSocket()
     try:
         tables = [w.decode_string(a.get(w.TABLE_NAME, b"")) for a in sock.dump(w.MSG_GETTABLE)]
     finally:
