@@ -50,6 +50,20 @@ def rss_bytes(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+def count_closed(socks: list[socket.socket]) -> int:
+    """How many of these non-blocking sockets the peer has closed (EOF or reset)."""
+    closed = 0
+    for s in socks:
+        try:
+            if s.recv(1) == b"":
+                closed += 1
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed += 1
+    return closed
+
+
 def healthz_throughout(probe: Http, attack, max_probes: int = 2000) -> tuple[int, list[str], object]:
     """Runs `attack()` in a thread and probes /healthz until it ends: (probes answered while it
     ran, failures, what the attack returned)."""
@@ -183,36 +197,30 @@ def test_connections_that_never_start_tls_are_bounded(secure_apiserver, admin, p
     host, port = admin.host, admin.port
     socks: list[socket.socket] = []
     try:
-        def flood():
-            for _ in range(FLOOD_CONNECTIONS):
-                s = socket.socket()
-                s.setblocking(False)
-                s.connect_ex((host, port))
-                socks.append(s)
-            time.sleep(1.0)  # the flood stays open while the probes run
-            return None
-
-        answered, failures, _ = healthz_throughout(probe, flood)
-        assert not failures, failures[:5]
-        assert answered >= 1
-        # an authenticated client is served with the flood still open
-        admin_fast = Http(secure_apiserver.url, 5.0, admin.ssl_context)
-        assert admin_fast.call("GET", "/api/v1/namespaces")[0] == 200
+        for _ in range(FLOOD_CONNECTIONS):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex((host, port))
+            socks.append(s)
+        # With every silent connection still open, healthz and an authenticated client are
+        # served. The timeout is generous on purpose: a busy CI machine may retransmit a SYN
+        # while the kernel's accept queue drains; what matters is that they are answered at all.
+        patient = Http(secure_apiserver.url, 30.0, probe.ssl_context)
+        for _ in range(3):
+            status, _, _ = patient.raw("GET", "/healthz")
+            assert status == 200
+        admin_patient = Http(secure_apiserver.url, 30.0, admin.ssl_context)
+        assert admin_patient.call("GET", "/api/v1/namespaces")[0] == 200
         peak = rss_bytes(pid)
         # measured: about idle + 10 MiB with the gate; 256 KiB per connection (750 MiB) without it
         assert peak < 2 * idle_rss + 64 * 1024 * 1024, (idle_rss, peak)
-        # the server closed most of the silent connections instead of keeping them
-        time.sleep(0.5)
-        closed = 0
-        for s in socks:
-            try:
-                if s.recv(1) == b"":
-                    closed += 1
-            except BlockingIOError:
-                pass
-            except OSError:
-                closed += 1
-        assert closed >= FLOOD_CONNECTIONS - 600, closed
+        # the server closes most of the silent connections instead of keeping them: wait for its
+        # accept loop to reach them all (bounded, so a server that keeps them fails the test)
+        wanted = FLOOD_CONNECTIONS - 600
+        deadline = time.monotonic() + 60
+        while (closed := count_closed(socks)) < wanted and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert closed >= wanted, closed
     finally:
         for s in socks:
             s.close()
