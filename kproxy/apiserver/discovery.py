@@ -13,15 +13,19 @@ AGGREGATED_MEDIA_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroup
 
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 SUBRESOURCE_VERBS = ["get", "patch", "update"]
-CATEGORIES = {"pods": ["all"], "services": ["all"]}
+CATEGORIES = {"pods": ["all"], "services": ["all"], "deployments": ["all"], "replicasets": ["all"]}
+SCALE_KIND = {"group": "autoscaling", "version": "v1", "kind": "Scale"}
 
 
-def _subresources(resource: Resource) -> list[tuple[str, list[str]]]:
-    subs = []
+def _subresources(resource: Resource) -> list[tuple[str, list[str], dict[str, str] | None]]:
+    """(name, verbs, kind when it is not the resource's own) of each subresource."""
+    subs: list[tuple[str, list[str], dict[str, str] | None]] = []
     if resource.status_subresource:
-        subs.append(("status", SUBRESOURCE_VERBS))
+        subs.append(("status", SUBRESOURCE_VERBS, None))
+    if resource.scale_subresource:
+        subs.append(("scale", SUBRESOURCE_VERBS, SCALE_KIND))
     if resource.plural == "namespaces" and not resource.group:
-        subs.append(("finalize", ["update"]))
+        subs.append(("finalize", ["update"], None))
     return subs
 
 
@@ -79,9 +83,9 @@ def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
         if r.plural in CATEGORIES:
             entry["categories"] = CATEGORIES[r.plural]
         entries.append(entry)
-        for sub, verbs in _subresources(r):
+        for sub, verbs, kind in _subresources(r):
             entries.append({"name": f"{r.plural}/{sub}", "singularName": "", "namespaced": r.namespaced,
-                            "kind": r.kind, "verbs": verbs})
+                            **(kind or {"kind": r.kind}), "verbs": verbs})
     gv = f"{group}/{version}" if group else version
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": entries}
 
@@ -101,7 +105,8 @@ def _aggregated_group(group: str) -> dict[str, Any]:
                 entry["shortNames"] = list(r.short_names)
             if r.plural in CATEGORIES:
                 entry["categories"] = CATEGORIES[r.plural]
-            subs = [{"subresource": sub, "responseKind": kind_ref, "verbs": verbs} for sub, verbs in _subresources(r)]
+            subs = [{"subresource": sub, "responseKind": kind or kind_ref, "verbs": verbs}
+                    for sub, verbs, kind in _subresources(r)]
             if subs:
                 entry["subresources"] = subs
             resources.append(entry)

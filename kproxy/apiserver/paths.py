@@ -53,6 +53,8 @@ def parse(path: str) -> ApiPath:
     sub = rest[2] if len(rest) == 3 else None
     if sub is not None:
         allowed = ("status",) if resource.status_subresource else ()
+        if resource.scale_subresource:
+            allowed = allowed + ("scale",)
         if resource.plural == "namespaces" and not resource.group:
             allowed = allowed + ("finalize",)
         if sub not in allowed or legacy_watch:

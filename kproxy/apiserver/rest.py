@@ -21,6 +21,7 @@ from kproxy.apiserver.bodies import BodyDecoder, decode_json, refuse_unrepresent
 from kproxy.apiserver.query import query_bool, query_int, resource_version, watch_requested
 from kproxy.apiserver.deps import Deps
 from kproxy.apiserver.registry import DeleteOptions, Registry
+from kproxy.apiserver.scale import ScaleSubresource
 from kproxy.apiserver.fieldcheck import FieldChecker
 from kproxy.apiserver.tables import TableRenderer, wants_table
 from kproxy.apiserver.watchframe import WatchFramer, WatchRequest
@@ -92,6 +93,7 @@ class RestHandler:
         self.settings = settings
         self.fields = fields
         self.tables = tables
+        self.scales = ScaleSubresource(registry)
         self._watch_queues: set[watch.WatchQueue] = set()
         self._watches_by_user: collections.Counter[str] = collections.Counter()
         self._encode_cache: collections.OrderedDict[tuple[int, str], str] = collections.OrderedDict()
@@ -175,6 +177,8 @@ class RestHandler:
         elif sub == "finalize":
             if method == "PUT":
                 return await self._update(request, resource, ns, name, "finalize")
+        elif sub == "scale":
+            return await self._scale(request, resource, ns, name)
         raise st.method_not_allowed(f"the server does not allow this method on the requested resource ({method})")
 
     # ------------------------------------------------------------------ bodies
@@ -291,6 +295,27 @@ class RestHandler:
 
         obj = await self._write(self.registry.patch, resource, ns, name, PATCH_TYPES[ctype], patch, sub, dry, check)
         return self._respond(request, resource, obj, 200, warnings)
+
+    async def _scale(self, request: web.Request, resource: Resource, ns: str | None, name: str) -> web.Response:
+        """GET/PUT/PATCH of the scale subresource (autoscaling/v1 Scale)."""
+        method = request.method
+        if method == "GET":
+            return json_response(await self._read(self.scales.get, resource, ns, name))
+        if method == "PUT":
+            self._check_content_type(request, BODY_TYPES)
+            body, _ = await self._body(request)
+            return json_response(await self._write(self.scales.update, resource, ns, name, body,
+                                                   self._dry_run(request)))
+        if method == "PATCH":
+            ctype = _content_type(request, default="")
+            if ctype not in PATCH_TYPES:
+                raise st.unsupported_media_type(
+                    f"the body of the request was in an unknown format - accepted media types include: "
+                    f"{', '.join(PATCH_TYPES)}")
+            patch, _ = await self._body(request, is_object=False)
+            return json_response(await self._write(self.scales.patch, resource, ns, name, PATCH_TYPES[ctype],
+                                                   patch, self._dry_run(request)))
+        raise st.method_not_allowed(f"the server does not allow this method on the requested resource ({method})")
 
     async def _delete_options(self, request: web.Request) -> DeleteOptions:
         body: dict[str, Any] = {}
