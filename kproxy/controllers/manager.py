@@ -12,6 +12,7 @@ from kproxy.controllers.leaderelection import LeaderElector
 from kproxy.controllers.mirroring import EndpointSliceMirroringController
 from kproxy.controllers.namespace import NamespaceController
 from kproxy.controllers.node import NodeLifecycleController
+from kproxy.controllers.replicaset import ReplicaSetController
 from kproxy.controllers.resourcequota import ResourceQuotaController
 from kproxy.controllers.serviceaccount import ServiceAccountController
 
@@ -30,6 +31,7 @@ def build_controllers(client: Any, informers: SharedInformers, *, node_grace_per
         ResourceQuotaController(client, informers),
         NodeLifecycleController(client, informers, grace_period=node_grace_period,
                                 monitor_period=node_monitor_period),
+        ReplicaSetController(client, informers),
     ]
 
 
