@@ -188,9 +188,11 @@ class ResourceQuotaStrategy(Strategy):
 
 
 class WorkloadStrategy(Strategy):
-    """ReplicaSets and Deployments: metadata.generation counts the changes their controller
-    must act on (spec; for a Deployment also annotations, which carry rollback requests), so
-    status.observedGeneration tells a client (`kubectl rollout status`) whether it has."""
+    """ReplicaSets and Deployments: metadata.generation counts the spec changes their
+    controller must act on, so status.observedGeneration tells a client (`kubectl rollout
+    status`) whether it has. (kube-apiserver also counts a Deployment's annotation changes,
+    but lets its status writes change annotations; here the controller writes the revision
+    annotation with a plain patch, which must not look like a new rollout.)"""
 
     def __init__(self, resource: Resource, generation_follows: tuple[str, ...]):
         super().__init__(resource)
@@ -230,6 +232,6 @@ def build_strategies(services: ServiceAllocations) -> Mapping[Resource, Strategy
         R.EVENTS: CreateOnUpdateStrategy(R.EVENTS),
         R.LEASES: CreateOnUpdateStrategy(R.LEASES),
         R.REPLICA_SETS: WorkloadStrategy(R.REPLICA_SETS, ("spec",)),
-        R.DEPLOYMENTS: WorkloadStrategy(R.DEPLOYMENTS, ("spec", "metadata.annotations")),
+        R.DEPLOYMENTS: WorkloadStrategy(R.DEPLOYMENTS, ("spec",)),
     }
 

@@ -61,3 +61,43 @@ class Expectations:
 
     def forget(self, owner: str) -> None:
         self._pending.pop(owner, None)
+
+
+class WrittenVersions:
+    """The resourceVersions a controller wrote, per owner, until its informer cache holds
+    them: `stale(owner, cache)` is True while a cached object is older than (or lacks) what we
+    wrote, so a reconcile never acts on specs it has just changed (and so never scales the
+    same ReplicaSet twice). Entries expire after `ttl` seconds."""
+
+    def __init__(self, ttl: float = 30.0, clock: Callable[[], float] = time.monotonic):
+        self.ttl = ttl
+        self.clock = clock
+        self._written: dict[str, dict[str, tuple[int, float]]] = {}
+
+    def wrote(self, owner: str, key: str, resource_version: str | None) -> None:
+        try:
+            rv = int(resource_version or "")
+        except ValueError:
+            return
+        self._written.setdefault(owner, {})[key] = (rv, self.clock() + self.ttl)
+
+    def stale(self, owner: str, cache: dict[str, dict]) -> bool:
+        entries = self._written.get(owner)
+        if not entries:
+            return False
+        now = self.clock()
+        for key, (rv, deadline) in list(entries.items()):
+            cached = cache.get(key)
+            try:
+                cached_rv = int(((cached or {}).get("metadata") or {}).get("resourceVersion") or 0)
+            except ValueError:
+                cached_rv = 0
+            if now > deadline or cached_rv >= rv:
+                del entries[key]
+        if not entries:
+            del self._written[owner]
+            return False
+        return True
+
+    def forget(self, owner: str) -> None:
+        self._written.pop(owner, None)

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from kproxy.controllers.base import SharedInformers
+from kproxy.controllers.deployment import DeploymentController
 from kproxy.controllers.endpoints import EndpointsController
 from kproxy.controllers.endpointslice import EndpointSliceController
 from kproxy.controllers.leaderelection import LeaderElector
@@ -32,6 +33,7 @@ def build_controllers(client: Any, informers: SharedInformers, *, node_grace_per
         NodeLifecycleController(client, informers, grace_period=node_grace_period,
                                 monitor_period=node_monitor_period),
         ReplicaSetController(client, informers),
+        DeploymentController(client, informers),
     ]
 
 
