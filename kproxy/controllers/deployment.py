@@ -43,6 +43,9 @@ class DeploymentController(Controller):
         self.replica_sets = informers.get(REPLICA_SETS)
         self.pods = informers.get(PODS)
         self.written = WrittenVersions()
+        # ReplicaSet uid -> (pods it may still have, revision of the scale-down): kept until
+        # the pod informer is past that revision and shows the ReplicaSet within its spec
+        self.draining: dict[str, tuple[int, int]] = {}
         self.events = EventRecorder(client, COMPONENT)
         self.deployments.add_handler(Handlers(on_add=self._enqueue, on_update=lambda o, n: self._enqueue(n),
                                               on_delete=self._deployment_deleted))
@@ -64,6 +67,8 @@ class DeploymentController(Controller):
 
     def _deployment_deleted(self, d: Obj) -> None:
         self.written.forget(key_of(d))
+        live = {meta(rs).get("uid") for rs in self.replica_sets.cache.values()}
+        self.draining = {uid: v for uid, v in self.draining.items() if uid in live}
         self._enqueue(d)
 
     def _owner_of_rs(self, rs: Obj) -> Obj | None:
@@ -171,7 +176,25 @@ class DeploymentController(Controller):
                 view.pods += 1
                 if is_available(pod, int((view.rs.get("spec") or {}).get("minReadySeconds") or 0), now):
                     view.available += 1
+        self._note_draining(by_uid)
         return list(by_uid.values())
+
+    def _note_draining(self, by_uid: dict[str, rollout.RSView]) -> None:
+        try:
+            seen = int(self.pods.resource_version or 0)
+        except ValueError:
+            seen = 0
+        for uid, view in by_uid.items():
+            if uid not in self.draining:
+                continue
+            count, revision = self.draining[uid]
+            status = view.rs.get("status") or {}
+            settled = (status.get("observedGeneration", 0) >= meta(view.rs).get("generation", 1)
+                       and int(status.get("replicas") or 0) <= view.spec)  # its controller saw it done
+            if (seen >= revision and view.pods <= view.spec) or settled:
+                del self.draining[uid]
+            else:
+                view.draining = count
 
     async def _create_new(self, key: str, d: Obj, views: list[rollout.RSView],
                           old: list[rollout.RSView]) -> rollout.RSView | None:
@@ -229,6 +252,11 @@ class DeploymentController(Controller):
                     rollout.MAX_REPLICAS: str(rollout.replicas_of(d) + rollout.surge_and_unavailable(d)[0])}}},
                 meta(d)["namespace"])
             self.written.wrote(key, key_of(updated), meta(updated).get("resourceVersion"))
+            if replicas < plan.before.get(name, 0):
+                try:
+                    self.draining[meta(updated)["uid"]] = (plan.before[name], int(meta(updated)["resourceVersion"]))
+                except (KeyError, ValueError):
+                    pass
             if view is not None:
                 view.rs = updated
             direction = "up" if replicas > before else "down"

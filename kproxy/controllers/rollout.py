@@ -3,8 +3,10 @@ ReplicaSet a Deployment's template maps to, the rolling-update and Recreate step
 Deployment's status and conditions, following kubernetes/pkg/controller/deployment.
 
 Counting is conservative so the bounds hold for the pods that exist, not only for the specs
-written: a ReplicaSet counts max(spec.replicas, its active pods) toward the total (pods not yet
-deleted still exist, pods not yet created will) and min(spec.replicas, its available pods)
+written: a ReplicaSet counts max(spec.replicas, its active pods, what it is draining from)
+toward the total (pods not yet deleted still exist, pods not yet created will, and after a
+scale-down the pods an informer has not shown yet may still be there) and
+min(spec.replicas, its available pods)
 toward availability (a ReplicaSet above its spec deletes its least useful pods first, so it
 keeps that many available ones). With those counts a rolling update never has more than
 replicas + maxSurge pods nor fewer than replicas - maxUnavailable available ones.
@@ -118,6 +120,7 @@ class RSView:
     rs: Obj
     pods: int = 0  # active pods
     available: int = 0  # available pods
+    draining: int = 0  # pods it may still have from before a scale-down the caller has not seen done
 
     @property
     def spec(self) -> int:
@@ -126,7 +129,7 @@ class RSView:
     @property
     def counted(self) -> int:
         """Its share of the total: the pods that exist or will."""
-        return max(self.spec, self.pods)
+        return max(self.spec, self.pods, self.draining)
 
     @property
     def counted_available(self) -> int:
@@ -194,18 +197,23 @@ def next_revision(views: list[RSView]) -> int:
 
 @dataclass
 class Plan:
-    """The ReplicaSet spec.replicas to write, by ReplicaSet name."""
+    """The ReplicaSet spec.replicas to write, by ReplicaSet name, and what each counted
+    before (a scale-down drains from there)."""
     scale: dict[str, int] = field(default_factory=dict)
+    before: dict[str, int] = field(default_factory=dict)
 
     def set(self, view: RSView, replicas: int) -> None:
         if replicas != view.spec:
+            self.before.setdefault(meta(view.rs)["name"], view.counted)
             self.scale[meta(view.rs)["name"]] = replicas
             view.rs = {**view.rs, "spec": {**(view.rs.get("spec") or {}), "replicas": replicas}}
 
 
 def rolling_update(deployment: Obj, new: RSView, old: list[RSView]) -> Plan:
     """One rolling-update step: scale the new ReplicaSet up within maxSurge, then the old
-    ones down within maxUnavailable (unavailable pods first, then the oldest ReplicaSets)."""
+    ones down within maxUnavailable (oldest first); when neither is possible, old pods that
+    are not available are removed (which trusts the caller's view of readiness, as upstream:
+    a pod that became ready since may go)."""
     plan = Plan()
     replicas = replicas_of(deployment)
     surge, max_unavailable = surge_and_unavailable(deployment)
@@ -218,27 +226,32 @@ def rolling_update(deployment: Obj, new: RSView, old: list[RSView]) -> Plan:
         room = replicas + surge - total
         if room > 0:
             plan.set(new, new.spec + min(room, replicas - new.spec))
-    # scale down the old ones
+    # scale down the old ones: first by the availability to spare, oldest first
     min_available = replicas - max_unavailable
-    total = sum(v.counted for v in views)
-    new_unavailable = max(0, new.spec - new.available)
-    budget = total - min_available - new_unavailable
-    if budget > 0:
-        for view in sorted(old, key=lambda v: (meta(v.rs).get("creationTimestamp") or "")):
-            unhealthy = max(0, view.spec - view.available)
-            cut = min(unhealthy, budget)
-            if cut > 0:
-                plan.set(view, view.spec - cut)
-                budget -= cut
-    available = sum(v.counted_available for v in views)
-    excess = available - min_available
-    for view in sorted(old, key=lambda v: (meta(v.rs).get("creationTimestamp") or "")):
+    olds = sorted(old, key=lambda v: (meta(v.rs).get("creationTimestamp") or ""))
+    excess = sum(v.counted_available for v in views) - min_available
+    for view in olds:
         if excess <= 0:
             break
         cut = min(view.spec, excess)
         if cut > 0:
             plan.set(view, view.spec - cut)
             excess -= cut
+    if plan.scale:
+        return plan
+    # stuck (nothing to spare, no room to grow): old pods that are not available go, as
+    # upstream's cleanupUnhealthyReplicas, but never from a ReplicaSet whose last scale-down
+    # the caller has not seen done (its view of those pods is not to be trusted yet)
+    budget = sum(v.counted for v in views) - min_available - max(0, new.spec - new.available)
+    for view in olds:
+        if budget <= 0:
+            break
+        if view.draining:
+            continue
+        cut = min(max(0, view.spec - view.available), budget)
+        if cut > 0:
+            plan.set(view, view.spec - cut)
+            budget -= cut
     return plan
 
 

@@ -4,6 +4,7 @@ by the real kubectl (rollout status|history|undo|restart|pause|resume, scale, se
 from __future__ import annotations
 
 import copy
+import random
 import shutil
 
 import pytest
@@ -92,6 +93,50 @@ def test_progress_deadline_exceeded_when_pods_never_become_ready(env):
         return cond if cond and cond["reason"] == "ProgressDeadlineExceeded" else None
     cond = c.wait_for(timed_out, timeout=60)
     assert cond["status"] == "False"
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_rolling_update_bounds_with_random_readiness_delays(env, seed):
+    """Every pod event of two rollouts, with a kubelet that makes each pod ready after a random
+    delay: never more than replicas + maxSurge pods, never fewer than replicas - maxUnavailable
+    ready ones (the fake kubelet's readiness is availability here: minReadySeconds is 0)."""
+    rng = random.Random(seed)
+    kubelet = FakeKubelet(env.server.kubeconfig, ready_after=lambda pod: rng.uniform(0.0, 0.6))
+    try:
+        c = env.client
+        d = copy.deepcopy(DEPLOYMENT)
+        d["spec"].update(replicas=5, strategy={"type": "RollingUpdate",
+                                               "rollingUpdate": {"maxSurge": 2, "maxUnavailable": "20%"}})
+        c.create(DEPLOYMENTS, d)
+        wait_complete(c, replicas=5)
+        api = env.server.http()
+        for image in ("nginx:1.26", "nginx:1.27"):
+            rv = c.list(PODS, "default")["metadata"]["resourceVersion"]
+            pods = {p["metadata"]["uid"]: p for p in c.list(PODS, "default")["items"]}
+            with api.watch(f"/api/v1/namespaces/default/pods?watch=1&resourceVersion={rv}", timeout=60) as stream:
+                c.patch(DEPLOYMENTS, "web", {"spec": {"template": {"spec": {
+                    "containers": [{"name": "app", "image": image}]}}}}, "default", "strategic")
+                most, fewest_ready = 0, 5
+                while True:
+                    ev = stream.next()
+                    assert ev is not None, "watch ended"
+                    pod = ev["object"]
+                    if ev["type"] == "DELETED":
+                        pods.pop(pod["metadata"]["uid"], None)
+                    else:
+                        pods[pod["metadata"]["uid"]] = pod
+                    live = [p for p in pods.values() if not p["metadata"].get("deletionTimestamp")]
+                    ready = [p for p in live if any(x["type"] == "Ready" and x["status"] == "True"
+                                                    for x in (p.get("status") or {}).get("conditions") or [])]
+                    most, fewest_ready = max(most, len(live)), min(fewest_ready, len(ready))
+                    assert len(live) <= 5 + 2 and len(ready) >= 5 - 1, (len(live), len(ready))
+                    if len(ready) == 5 and len(live) == 5 and all(
+                            p["spec"]["containers"][0]["image"] == image for p in live):
+                        break
+            wait_complete(c, replicas=5)
+            assert most > 5  # the surge was used
+    finally:
+        kubelet.stop()
 
 
 KUBECTL = shutil.which("kubectl")
