@@ -53,12 +53,18 @@ class _Race(Exception):
     """An unconditional write lost against a concurrent writer; re-read and try again."""
 
 
+# propagationPolicy -> the finalizer that hands the dependents to the garbage collector
+# (Background, the default, deletes the owner at once; the collector then deletes dependents)
+PROPAGATION_FINALIZERS = {"Orphan": "orphan", "Foreground": "foregroundDeletion", "Background": None}
+
+
 @dataclass(frozen=True)
 class DeleteOptions:
     grace_period_seconds: int | None = None
     precondition_uid: str | None = None
     precondition_rv: str | None = None
     dry_run: bool = False
+    propagation_policy: str | None = None  # a key of PROPAGATION_FINALIZERS
 
 
 @dataclass(frozen=True)
@@ -390,6 +396,12 @@ class Registry:
                               f"ResourceVersion in object meta: {current.mod_revision}", resource.group)
         strategy = self.strategy(resource)
         strategy.before_delete(obj)
+        stored = obj
+        gc_finalizer = PROPAGATION_FINALIZERS.get(options.propagation_policy or "Background")
+        if gc_finalizer and gc_finalizer not in (m.get("finalizers") or []):
+            obj = copy.deepcopy(obj)
+            meta(obj)["finalizers"] = list(m.get("finalizers") or []) + [gc_finalizer]
+            m = obj["metadata"]
         grace = strategy.grace_period(obj, options.grace_period_seconds)
         if grace > 0 or m.get("finalizers") or strategy.holds_deletion(obj):
             marked = copy.deepcopy(obj)
@@ -399,15 +411,14 @@ class Registry:
                 deadline = now + grace
                 self._note_grace_deadline(deadline)
                 existing = parse_rfc3339(mm.get("deletionTimestamp", "")) if mm.get("deletionTimestamp") else None
-                if existing is not None and existing <= deadline:
-                    return DeleteResult(with_resource_version(obj, current.mod_revision), False)
-                mm["deletionTimestamp"] = rfc3339(deadline)
-                mm["deletionGracePeriodSeconds"] = grace
+                if existing is None or existing > deadline:  # a deletion only ever comes sooner
+                    mm["deletionTimestamp"] = rfc3339(deadline)
+                    mm["deletionGracePeriodSeconds"] = grace
             else:
                 mm.setdefault("deletionTimestamp", rfc3339(now))
                 mm["deletionGracePeriodSeconds"] = 0
             strategy.mark_deleting(marked)
-            if marked == obj or options.dry_run:
+            if marked == stored or options.dry_run:
                 return DeleteResult(with_resource_version(marked, current.mod_revision), False)
             kv = self._store_update(key, marked, current.mod_revision)
             return DeleteResult(with_resource_version(kv.value, kv.mod_revision), False)

@@ -20,7 +20,7 @@ from kproxy.apiserver import paths, protobuf, watch
 from kproxy.apiserver.bodies import BodyDecoder, decode_json, refuse_unrepresentable
 from kproxy.apiserver.query import query_bool, query_int, resource_version, watch_requested
 from kproxy.apiserver.deps import Deps
-from kproxy.apiserver.registry import DeleteOptions, Registry
+from kproxy.apiserver.registry import PROPAGATION_FINALIZERS, DeleteOptions, Registry
 from kproxy.apiserver.scale import ScaleSubresource
 from kproxy.apiserver.fieldcheck import FieldChecker
 from kproxy.apiserver.tables import TableRenderer, wants_table
@@ -337,7 +337,7 @@ class RestHandler:
         if not isinstance(pre, dict):
             raise st.bad_request("preconditions must be an object")
         dry = self._dry_run(request) or body.get("dryRun") == ["All"]
-        return DeleteOptions(grace, pre.get("uid"), pre.get("resourceVersion"), dry)
+        return DeleteOptions(grace, pre.get("uid"), pre.get("resourceVersion"), dry, _propagation(request, body))
 
     async def _delete(self, request: web.Request, resource: Resource, ns: str | None, name: str) -> web.Response:
         options = await self._delete_options(request)
@@ -469,6 +469,21 @@ class RestHandler:
             if cancel is not None:
                 cancel()
         return response
+
+
+def _propagation(request: web.Request, body: dict[str, Any]) -> str | None:
+    """DeleteOptions' propagationPolicy (query or body; the deprecated orphanDependents)."""
+    policy = request.query.get("propagationPolicy", body.get("propagationPolicy"))
+    orphan = body.get("orphanDependents", query_bool(request.query.get("orphanDependents"))
+                      if "orphanDependents" in request.query else None)
+    if policy is not None and orphan is not None:
+        raise st.bad_request("orphanDependents and propagationPolicy cannot both be set")
+    if orphan is not None:
+        return "Orphan" if orphan is True else "Background"
+    if policy is not None and policy not in PROPAGATION_FINALIZERS:
+        raise st.bad_request(f"propagationPolicy: Unsupported value: {json.dumps(policy)}: supported values: "
+                             '"Background", "Foreground", "Orphan"')
+    return policy
 
 
 class _AllOf:

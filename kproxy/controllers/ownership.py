@@ -76,11 +76,17 @@ def claim(owner: Obj, candidates: Iterable[Obj], *, eligible: Callable[[Obj], bo
     return out
 
 
+def _with_uid(obj: Obj, md: dict[str, Any]) -> dict[str, Any]:
+    if meta(obj).get("uid"):
+        md["uid"] = meta(obj)["uid"]
+    return {"metadata": md}
+
+
 def adopt_patch(obj: Obj, ref: dict[str, Any]) -> dict[str, Any]:
     """Strategic merge patch adding the controller reference (ownerReferences merge by uid)."""
-    return {"metadata": {"ownerReferences": [ref], "uid": meta(obj).get("uid")}}
+    return _with_uid(obj, {"ownerReferences": [ref]})
 
 
 def release_patch(obj: Obj, owner_uid: str) -> dict[str, Any]:
     """Strategic merge patch removing the owner's reference."""
-    return {"metadata": {"ownerReferences": [{"$patch": "delete", "uid": owner_uid}], "uid": meta(obj).get("uid")}}
+    return _with_uid(obj, {"ownerReferences": [{"$patch": "delete", "uid": owner_uid}]})
