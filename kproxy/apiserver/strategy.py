@@ -194,27 +194,16 @@ class WorkloadStrategy(Strategy):
     but lets its status writes change annotations; here the controller writes the revision
     annotation with a plain patch, which must not look like a new rollout.)"""
 
-    def __init__(self, resource: Resource, generation_follows: tuple[str, ...]):
-        super().__init__(resource)
-        self.generation_follows = generation_follows
-
     def prepare_for_create(self, obj: dict[str, Any]) -> None:
         obj["status"] = {}
         obj.setdefault("metadata", {})["generation"] = 1
 
     def canonicalize_update(self, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         generation = (old.get("metadata") or {}).get("generation") or 1
-        if any(_part(old, path) != _part(new, path) for path in self.generation_follows):
+        if old.get("spec") != new.get("spec"):
             generation += 1
         new.setdefault("metadata", {})["generation"] = generation
         return new
-
-
-def _part(obj: dict[str, Any], path: str) -> Any:
-    """obj at a dotted path, None when absent."""
-    for key in path.split("."):
-        obj = obj.get(key) if isinstance(obj, dict) else None
-    return obj
 
 
 class CreateOnUpdateStrategy(Strategy):
@@ -231,7 +220,7 @@ def build_strategies(services: ServiceAllocations) -> Mapping[Resource, Strategy
         R.ENDPOINTS: CreateOnUpdateStrategy(R.ENDPOINTS),
         R.EVENTS: CreateOnUpdateStrategy(R.EVENTS),
         R.LEASES: CreateOnUpdateStrategy(R.LEASES),
-        R.REPLICA_SETS: WorkloadStrategy(R.REPLICA_SETS, ("spec",)),
-        R.DEPLOYMENTS: WorkloadStrategy(R.DEPLOYMENTS, ("spec",)),
+        R.REPLICA_SETS: WorkloadStrategy(R.REPLICA_SETS),
+        R.DEPLOYMENTS: WorkloadStrategy(R.DEPLOYMENTS),
     }
 
