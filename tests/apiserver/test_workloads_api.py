@@ -136,3 +136,44 @@ def test_kubectl_create_get_scale_set_image(server, tmp_path):
     assert d["spec"]["replicas"] == 4 and d["metadata"]["generation"] == 3
     assert d["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.26"
     assert "replicas" in kubectl("explain", "deployment.spec")
+
+
+def test_official_python_client(server):
+    pytest.importorskip("kubernetes")
+    from kubernetes import client, config
+    from kubernetes.client.rest import ApiException
+
+    api_client = config.new_client_from_config(config_file=server.kubeconfig)
+    try:
+        core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
+        cm = core.create_namespaced_config_map("default", client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name="py-conf"), data={"a": "1"}, binary_data={"b": "AAE="}))
+        assert core.read_namespaced_config_map("py-conf", "default").data == {"a": "1"} and cm.binary_data
+        labels = {"app": "py"}
+        created = apps.create_namespaced_deployment("default", client.V1Deployment(
+            metadata=client.V1ObjectMeta(name="py"),
+            spec=client.V1DeploymentSpec(
+                replicas=2, selector=client.V1LabelSelector(match_labels=labels),
+                template=client.V1PodTemplateSpec(metadata=client.V1ObjectMeta(labels=labels), spec=client.V1PodSpec(
+                    containers=[client.V1Container(name="app", image="nginx:1.25")])))))
+        assert created.spec.strategy.rolling_update.max_surge == "25%" and created.metadata.generation == 1
+        scale = apps.read_namespaced_deployment_scale("py", "default")
+        assert scale.spec.replicas == 2 and scale.status.selector == "app=py"
+        apps.patch_namespaced_deployment_scale("py", "default", {"spec": {"replicas": 5}})
+        assert apps.read_namespaced_deployment("py", "default").spec.replicas == 5
+        status = apps.read_namespaced_deployment_status("py", "default")
+        assert status.metadata.name == "py"
+        with pytest.raises(ApiException) as exc:
+            apps.create_namespaced_replica_set("default", client.V1ReplicaSet(
+                metadata=client.V1ObjectMeta(name="bad"),
+                spec=client.V1ReplicaSetSpec(selector=client.V1LabelSelector(match_labels={"app": "x"}),
+                                             template=client.V1PodTemplateSpec(
+                                                 metadata=client.V1ObjectMeta(labels=labels),
+                                                 spec=client.V1PodSpec(containers=[
+                                                     client.V1Container(name="app", image="nginx")])))))
+        assert exc.value.status == 422 and "spec.template.metadata.labels" in exc.value.body
+        assert [d.metadata.name for d in apps.list_deployment_for_all_namespaces().items if d.metadata.name == "py"]
+        apps.delete_namespaced_deployment("py", "default", propagation_policy="Background")
+        core.delete_namespaced_config_map("py-conf", "default")
+    finally:
+        api_client.close()
