@@ -173,3 +173,9 @@ def test_kubectl_rollout_commands(env, kubelet):
     assert len(kubectl("get", "pods", "-o", "name").split()) == 3
     lines = kubectl("get", "deployment", "web").splitlines()
     assert lines[1].split()[:4] == ["web", "3/3", "3", "3"]
+    everything = kubectl("get", "all")
+    assert "deployment.apps/web" in everything and "replicaset.apps/web-" in everything and "pod/web-" in everything
+    described = kubectl("describe", "deployment", "web")
+    assert "RollingUpdate" in described and "NewReplicaSetAvailable" in described and "ScalingReplicaSet" in described
+    assert "service/web exposed" in kubectl("expose", "deployment", "web", "--port=80", "--target-port=8080")
+    assert kubectl.json("get", "service", "web")["spec"]["selector"] == {"app": "web"}
