@@ -39,6 +39,7 @@ from kproxy.apiserver.objects import (
     strip_resource_version,
     with_resource_version,
 )
+from kproxy.apiserver.paging import selected
 from kproxy.apiserver.service_alloc import Reservation, ServiceAllocations
 from kproxy.apiserver.strategy import Strategy, build_strategies
 from kproxy.store import base as sb
@@ -103,11 +104,8 @@ class Registry:
         kvs, revision = self.store.list(resource.store_prefix(namespace))
         items = []
         for kv in kvs:
-            if label_selector is not None and not label_selector.matches((kv.value.get("metadata") or {}).get("labels")):
-                continue
-            if field_selector is not None and not field_selector.matches(kv.value):
-                continue
-            items.append(with_resource_version(kv.value, kv.mod_revision))
+            if selected(kv.value, label_selector, field_selector):
+                items.append(with_resource_version(kv.value, kv.mod_revision))
         return {
             "kind": resource.list_kind,
             "apiVersion": resource.group_version,

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from kproxy.api import status as st
 from kproxy.api.resources import Resource
-from kproxy.apiserver import paths, protobuf, watch
+from kproxy.apiserver import paging, paths, protobuf, watch
 from kproxy.apiserver.bodies import BodyDecoder, decode_json, refuse_unrepresentable
 from kproxy.apiserver.query import query_bool, query_int, resource_version, watch_requested
 from kproxy.apiserver.deps import Deps
@@ -227,9 +227,8 @@ class RestHandler:
 
     async def _list(self, request: web.Request, resource: Resource, ns: str | None) -> web.Response:
         ls, fs = self._selectors(request, resource)
-        query_int(request.query, "limit")  # accepted; everything is returned in one page
-        resource_version(request.query)  # checked; every list is served from the latest revision
-        result = await self._read(self.registry.list, resource, ns, ls, fs)
+        options = paging.parse_list_options(request.query)
+        result = await self._read(paging.list_page, self.registry.store, resource, ns, ls, fs, options)
         return self._respond(request, resource, result)
 
     def _guard(self, request: web.Request, resource: Resource, ns: str | None, obj: Any) -> None:

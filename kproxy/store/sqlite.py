@@ -143,6 +143,40 @@ def _prefix_upper_bound(prefix: str) -> str | None:
     return None
 
 
+def _key_range(prefix: str) -> tuple[str, tuple[str, ...]]:
+    """The SQL condition (and its parameters) that selects the keys starting with `prefix`."""
+    upper = _prefix_upper_bound(prefix)
+    if upper is None:
+        return "key >= ?", (prefix,)
+    return "key >= ? AND key < ?", (prefix, upper)
+
+
+def _rewind(rows: list[tuple[str, str, int, int]], later: list[tuple[str, str, str, str | None]],
+            earlier: list[tuple[str, int, int | None]], revision: int, compacted: int) -> list[KeyValue]:
+    """The keys at `revision`, from today's `rows` (key, value, create, mod), the events after
+    `revision` in revision order (key, type, value, prev) and, per key, the last revision and
+    the last ADDED revision at or before `revision`. A key's first event after `revision`
+    tells its state then: ADDED means it did not exist, otherwise it held that event's
+    previous value. Raises Gone when that version's revisions are older than the history."""
+    state = {key: (value, create, mod) for key, value, create, mod in rows}
+    first_change: dict[str, tuple[str, str, str | None]] = {}
+    for key, kind, value, prev in later:
+        first_change.setdefault(key, (kind, value, prev))
+    known = {key: (mod, added) for key, mod, added in earlier}
+    for key, (kind, value, prev) in first_change.items():
+        if kind == ADDED:
+            state.pop(key, None)
+            continue
+        mod, added = known.get(key, (None, None))
+        if added is None and key in state and state[key][1] <= revision:
+            added = state[key][1]  # created before `revision` and never recreated since
+        if mod is None or added is None:
+            raise Gone(revision, compacted)
+        state[key] = (prev if kind == MODIFIED and prev is not None else value, added, mod)
+    return [KeyValue(key, json.loads(value), mod, create)
+            for key, (value, create, mod) in sorted(state.items())]
+
+
 def _decode(raw: tuple[str, str, str, str | None, int]) -> Event:
     kind, key, value_json, prev_json, revision = raw
     value = json.loads(value_json)
@@ -306,6 +340,36 @@ class SQLiteStore(Store):
             finally:
                 conn.execute("COMMIT")
         return [KeyValue(k, json.loads(v), mod, create) for k, v, create, mod in rows], revision
+
+    def list_at(self, prefix: str, revision: int) -> list[KeyValue]:
+        """The keys under `prefix` at an older `revision`, in one read transaction: today's
+        rows with the retained events after `revision` undone. A key whose version at
+        `revision` was written before the retained history starts cannot be numbered, so that
+        state is Gone as a compacted one is (see base.Store.list_at)."""
+        if not isinstance(prefix, str):
+            raise ValueError("prefix must be a string")
+        in_range, params = _key_range(prefix)
+        with self._reader() as conn:
+            conn.execute("BEGIN")  # one snapshot for the rows, the events and the counters
+            try:
+                meta = dict(conn.execute("SELECT name, value FROM meta").fetchall())
+                current, compacted = int(meta["revision"]), int(meta["compacted"])
+                if revision > current:
+                    raise ValueError(f"revision {revision} is newer than the current revision {current}")
+                if revision < compacted:
+                    raise Gone(revision, compacted)
+                rows = conn.execute(
+                    f"SELECT key, value, create_revision, mod_revision FROM kv WHERE {in_range} ORDER BY key",
+                    params).fetchall()
+                later = conn.execute(
+                    f"SELECT key, type, value, prev_value FROM events WHERE revision > ? AND {in_range} "
+                    "ORDER BY revision", (revision, *params)).fetchall()
+                earlier = conn.execute(
+                    "SELECT key, MAX(revision), MAX(CASE WHEN type = ? THEN revision END) FROM events "
+                    f"WHERE revision <= ? AND {in_range} GROUP BY key", (ADDED, revision, *params)).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        return _rewind(rows, later, earlier, revision, compacted)
 
     @property
     def revision(self) -> int:

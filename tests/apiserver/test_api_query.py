@@ -1,0 +1,173 @@
+"""Issue 17 items 3, 4, 8 and 9 driven by the official Python client and the real kubectl:
+Secret stringData, list paging (limit/continue, resourceVersionMatch), content negotiation
+and Status field order, DeleteOptions.propagationPolicy."""
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from tests.apiserver.fixtures import start_apiserver
+
+kubernetes = pytest.importorskip("kubernetes")
+from kubernetes import client, config  # noqa: E402
+from kubernetes.client.rest import ApiException  # noqa: E402
+
+KUBECTL = shutil.which("kubectl")
+HISTORY = 60  # store events kept: small, so a snapshot can be made to expire
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    proc = start_apiserver(tmp_path_factory.mktemp("apiquery"), ["--no-controllers", "--store-history", str(HISTORY)])
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def core(server):
+    api = config.new_client_from_config(config_file=server.kubeconfig)
+    try:
+        yield client.CoreV1Api(api)
+    finally:
+        api.close()
+
+
+def namespace(core, name: str) -> str:
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    return name
+
+
+def secret(name: str, **data: str) -> client.V1Secret:
+    return client.V1Secret(metadata=client.V1ObjectMeta(name=name),
+                           data={k: base64.b64encode(v.encode()).decode() for k, v in data.items()})
+
+
+def kubectl(server, *args: str) -> subprocess.CompletedProcess:
+    env = {"KUBECONFIG": server.kubeconfig, "HOME": str(server.data_dir), "PATH": "/usr/bin:/bin"}
+    return subprocess.run([KUBECTL, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def error_body(exc: ApiException) -> dict:
+    return json.loads(exc.body)
+
+
+# ---------------------------------------------------------------------- item 4: paging
+def test_pages_in_key_order_with_remaining_count_and_one_snapshot(core):
+    ns = namespace(core, "paging")
+    for i in range(5):
+        core.create_namespaced_secret(ns, secret(f"s{i}", v=str(i)))
+    first = core.list_namespaced_secret(ns, limit=2)
+    assert [s.metadata.name for s in first.items] == ["s0", "s1"]
+    assert first.metadata.remaining_item_count == 3 and first.metadata._continue
+    token = json.loads(base64.urlsafe_b64decode(first.metadata._continue + "=="))
+    assert token == {"v": "meta.k8s.io/v1", "rv": int(first.metadata.resource_version), "start": "s1\x00"}
+
+    # writes between pages do not show: every page is the first page's revision
+    core.create_namespaced_secret(ns, secret("s25", v="new"))
+    core.patch_namespaced_secret("s3", ns, {"data": {"v": base64.b64encode(b"changed").decode()}})
+    core.delete_namespaced_secret("s4", ns)
+    second = core.list_namespaced_secret(ns, limit=2, _continue=first.metadata._continue)
+    assert [s.metadata.name for s in second.items] == ["s2", "s3"]
+    assert base64.b64decode(second.items[1].data["v"]) == b"3"
+    assert second.metadata.resource_version == first.metadata.resource_version
+    assert second.metadata.remaining_item_count == 1
+    third = core.list_namespaced_secret(ns, limit=2, _continue=second.metadata._continue)
+    assert [s.metadata.name for s in third.items] == ["s4"]
+    assert not third.metadata._continue and third.metadata.remaining_item_count is None
+
+    now = core.list_namespaced_secret(ns)
+    assert [s.metadata.name for s in now.items] == ["s0", "s1", "s2", "s25", "s3"] and not now.metadata._continue
+
+
+def test_selector_pages_have_no_remaining_count(core):
+    ns = namespace(core, "paging-sel")
+    for i in range(4):
+        s = secret(f"x{i}", v="1")
+        s.metadata.labels = {"even": str(i % 2 == 0).lower()}
+        core.create_namespaced_secret(ns, s)
+    page = core.list_namespaced_secret(ns, limit=1, label_selector="even=true")
+    assert [s.metadata.name for s in page.items] == ["x0"]
+    assert page.metadata._continue and page.metadata.remaining_item_count is None
+    rest = core.list_namespaced_secret(ns, limit=5, label_selector="even=true", _continue=page.metadata._continue)
+    assert [s.metadata.name for s in rest.items] == ["x2"] and not rest.metadata._continue
+
+
+@pytest.mark.parametrize("token", ["not base64!", "e30", base64.urlsafe_b64encode(b'{"v":"meta.k8s.io/v1","rv":0,"start":"a"}').decode(),
+                                   base64.urlsafe_b64encode(b'{"v":"meta.k8s.io/v1","rv":5,"start":"../../secrets"}').decode(),
+                                   base64.urlsafe_b64encode(b'{"v":"v2","rv":5,"start":"a"}').decode()])
+def test_garbage_continue_token_is_400_with_a_status(core, token):
+    with pytest.raises(ApiException) as exc:
+        core.list_namespaced_secret("default", limit=1, _continue=token)
+    body = error_body(exc.value)
+    assert exc.value.status == 400 and body["kind"] == "Status" and body["reason"] == "BadRequest"
+    assert "invalid continue token" in body["message"]
+
+
+def test_expired_snapshot_is_410_with_an_inconsistent_continue_token(core):
+    ns = namespace(core, "paging-old")
+    for i in range(3):
+        core.create_namespaced_secret(ns, secret(f"o{i}", v="1"))
+    first = core.list_namespaced_secret(ns, limit=1)
+    for i in range(HISTORY + 5):  # the first page's revision leaves the retained history
+        core.patch_namespaced_secret("o2", ns, {"metadata": {"labels": {"n": str(i)}}})
+    with pytest.raises(ApiException) as exc:
+        core.list_namespaced_secret(ns, limit=1, _continue=first.metadata._continue)
+    body = error_body(exc.value)
+    assert exc.value.status == 410 and body["reason"] == "Expired"
+    fresh = body["metadata"]["continue"]
+    assert json.loads(base64.urlsafe_b64decode(fresh + "=="))["rv"] == -1
+    rest = core.list_namespaced_secret(ns, limit=5, _continue=fresh)
+    assert [s.metadata.name for s in rest.items] == ["o1", "o2"]
+    assert rest.items[1].metadata.labels == {"n": str(HISTORY + 4)}  # the latest state
+
+    with pytest.raises(ApiException) as exc:
+        core.list_namespaced_secret(ns, resource_version=first.metadata.resource_version,
+                                    resource_version_match="Exact")
+    assert exc.value.status == 410 and error_body(exc.value)["reason"] == "Expired"
+
+
+def test_resource_version_match(core):
+    ns = namespace(core, "rvmatch")
+    core.create_namespaced_secret(ns, secret("a", v="1"))
+    before = core.list_namespaced_secret(ns).metadata.resource_version
+    core.create_namespaced_secret(ns, secret("b", v="1"))
+    exact = core.list_namespaced_secret(ns, resource_version=before, resource_version_match="Exact")
+    assert [s.metadata.name for s in exact.items] == ["a"] and exact.metadata.resource_version == before
+    newer = core.list_namespaced_secret(ns, resource_version=before, resource_version_match="NotOlderThan")
+    assert [s.metadata.name for s in newer.items] == ["a", "b"] and int(newer.metadata.resource_version) > int(before)
+    legacy_paged = core.list_namespaced_secret(ns, resource_version=before, limit=5)  # upstream: exact
+    assert [s.metadata.name for s in legacy_paged.items] == ["a"]
+
+    for kwargs in ({"resource_version_match": "Exact"}, {"resource_version": "0", "resource_version_match": "Exact"},
+                   {"resource_version": before, "resource_version_match": "Newest"}):
+        with pytest.raises(ApiException) as exc:
+            core.list_namespaced_secret(ns, **kwargs)
+        assert exc.value.status == 422 and error_body(exc.value)["details"]["kind"] == "ListOptions", kwargs
+    token = core.list_namespaced_secret(ns, limit=1).metadata._continue
+    with pytest.raises(ApiException) as exc:
+        core.list_namespaced_secret(ns, limit=1, _continue=token, resource_version=before)
+    assert exc.value.status == 400
+    with pytest.raises(ApiException) as exc:
+        core.list_namespaced_secret(ns, resource_version=str(10**12), resource_version_match="Exact")
+    assert exc.value.status == 504 and "Too large resource version" in error_body(exc.value)["message"]
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed on this machine")
+def test_kubectl_get_in_chunks(server, core):
+    ns = namespace(core, "chunks")
+    for i in range(5):
+        core.create_namespaced_secret(ns, secret(f"c{i}", v="1"))
+    proc = kubectl(server, "get", "secrets", "-n", ns, "--chunk-size=2", "-v=6")
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split()[0] for line in proc.stdout.splitlines()[1:]] == [f"c{i}" for i in range(5)]
+    requests = [line for line in proc.stderr.splitlines() if "/secrets?" in line and "200 OK" in line]
+    assert len(requests) == 3 and sum("continue=" in r for r in requests) == 2, proc.stderr
+    names = kubectl(server, "get", "secrets", "-n", ns, "--chunk-size=2", "-o", "name")
+    assert names.returncode == 0 and names.stdout.split() == [f"secret/c{i}" for i in range(5)]
