@@ -99,15 +99,22 @@ def test_selector_pages_have_no_remaining_count(core):
     assert [s.metadata.name for s in rest.items] == ["x2"] and not rest.metadata._continue
 
 
-@pytest.mark.parametrize("token", ["not base64!", "e30", base64.urlsafe_b64encode(b'{"v":"meta.k8s.io/v1","rv":0,"start":"a"}').decode(),
-                                   base64.urlsafe_b64encode(b'{"v":"meta.k8s.io/v1","rv":5,"start":"../../secrets"}').decode(),
-                                   base64.urlsafe_b64encode(b'{"v":"v2","rv":5,"start":"a"}').decode()])
-def test_garbage_continue_token_is_400_with_a_status(core, token):
+def token_of(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("token, why", [
+    ("not base64!", "illegal base64"), ("e30", "version"),
+    (token_of('{"v":"meta.k8s.io/v1","rv":0,"start":"a"}'), "resourceVersion"),
+    (token_of('{"v":"meta.k8s.io/v1","rv":5,"start":""}'), "start key empty"),
+    (token_of('{"v":"meta.k8s.io/v1","rv":5,"start":"../../secrets"}'), "../../secrets"),
+    (token_of('{"v":"v2","rv":5,"start":"a"}'), "version")])
+def test_garbage_continue_token_is_400_with_a_status(core, token, why):
     with pytest.raises(ApiException) as exc:
         core.list_namespaced_secret("default", limit=1, _continue=token)
     body = error_body(exc.value)
     assert exc.value.status == 400 and body["kind"] == "Status" and body["reason"] == "BadRequest"
-    assert "invalid continue token" in body["message"]
+    assert "invalid continue token" in body["message"] and why in body["message"], body["message"]
 
 
 def test_expired_snapshot_is_410_with_an_inconsistent_continue_token(core):
