@@ -178,3 +178,48 @@ def test_kubectl_get_in_chunks(server, core):
     assert len(requests) == 3 and sum("continue=" in r for r in requests) == 2, proc.stderr
     names = kubectl(server, "get", "secrets", "-n", ns, "--chunk-size=2", "-o", "name")
     assert names.returncode == 0 and names.stdout.split() == [f"secret/c{i}" for i in range(5)]
+
+
+# ---------------------------------------------------------------------- item 3: stringData
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_string_data_is_merged_into_data_and_never_stored(core, server):
+    ns = namespace(core, "stringdata")
+    body = client.V1Secret(metadata=client.V1ObjectMeta(name="s"), data={"a": b64("from data"), "b": b64("b")},
+                           string_data={"a": "from stringData", "c": "c\ud800"})
+    created = core.create_namespaced_secret(ns, body)
+    assert created.data == {"a": b64("from stringData"), "b": b64("b"), "c": b64("c\ufffd")}
+    assert created.string_data is None
+
+    created.string_data = {"d": "by replace"}
+    replaced = core.replace_namespaced_secret("s", ns, created)
+    assert base64.b64decode(replaced.data["d"]) == b"by replace" and replaced.string_data is None
+    patched = core.patch_namespaced_secret("s", ns, {"stringData": {"e": "by patch"}})
+    assert base64.b64decode(patched.data["e"]) == b"by patch" and patched.string_data is None
+    stored = server.http().ok("GET", f"/api/v1/namespaces/{ns}/secrets/s")
+    assert "stringData" not in stored and set(stored["data"]) == {"a", "b", "c", "d", "e"}
+
+    with pytest.raises(ApiException) as exc:
+        core.create_namespaced_secret(ns, client.V1Secret(metadata=client.V1ObjectMeta(name="bad"),
+                                                          string_data={"no/slash": "x"}))
+    assert exc.value.status == 422 and "no/slash" in error_body(exc.value)["message"]
+    status, body = server.http().call("POST", f"/api/v1/namespaces/{ns}/secrets",
+                                      {"metadata": {"name": "bad"}, "stringData": {"k": 1}})
+    assert status == 400 and body["kind"] == "Status"
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed on this machine")
+def test_kubectl_apply_secret_with_string_data(server, core, tmp_path):
+    ns = namespace(core, "stringdata-kubectl")
+    manifest = tmp_path / "secret.yaml"
+    manifest.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                                        "metadata": {"name": "creds", "namespace": ns},
+                                        "stringData": {"user": "admin", "password": "s3cret"}}))
+    proc = kubectl(server, "apply", "-f", str(manifest))
+    assert proc.returncode == 0 and "warning" not in proc.stderr.lower(), proc.stderr
+    got = json.loads(kubectl(server, "get", "secret", "creds", "-n", ns, "-o", "json").stdout)
+    assert got["data"] == {"user": b64("admin"), "password": b64("s3cret")} and "stringData" not in got
+    table = kubectl(server, "get", "secret", "creds", "-n", ns).stdout
+    assert table.split("\n")[1].split()[:3] == ["creds", "Opaque", "2"]
