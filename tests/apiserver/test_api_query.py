@@ -223,3 +223,85 @@ def test_kubectl_apply_secret_with_string_data(server, core, tmp_path):
     assert got["data"] == {"user": b64("admin"), "password": b64("s3cret")} and "stringData" not in got
     table = kubectl(server, "get", "secret", "creds", "-n", ns).stdout
     assert table.split("\n")[1].split()[:3] == ["creds", "Opaque", "2"]
+
+
+# ---------------------------------------------------------------------- item 8: negotiation
+PARTIAL_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+PARTIAL = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+STATUS_ORDER = ["kind", "apiVersion", "metadata", "status", "message", "reason", "details", "code"]
+
+
+def call(core, path: str, accept: str, method: str = "GET", body=None):
+    """The official client's own request path with an Accept of our choosing:
+    (status, headers, text); an error status raises ApiException as the client does."""
+    api = core.api_client
+    path, query = path.partition("?")[::2]
+    params = [tuple(p.split("=", 1)) for p in query.split("&") if p]
+    request = api.param_serialize(method, path, query_params=params, header_params={"Accept": accept},
+                                  body=body, auth_settings=["BearerToken"])
+    response = api.call_api(*request)
+    response.read()
+    if not 200 <= response.status < 300:
+        raise ApiException(http_resp=response)
+    return response.status, response.headers, response.data.decode()
+
+
+def call_error(core, path: str, accept: str, method: str = "GET", body=None) -> tuple[int, str]:
+    with pytest.raises(ApiException) as exc:
+        call(core, path, accept, method, body)
+    return exc.value.status, exc.value.body
+
+
+def test_partial_object_metadata(core):
+    ns = namespace(core, "partial")
+    for i in range(3):
+        core.create_namespaced_secret(ns, secret(f"p{i}", v="secret value"))
+    status, headers, text = call(core, f"/api/v1/namespaces/{ns}/secrets?limit=2", f"{PARTIAL_LIST},application/json")
+    listed = json.loads(text)
+    assert status == 200 and listed["kind"] == "PartialObjectMetadataList" and listed["apiVersion"] == "meta.k8s.io/v1"
+    assert listed["metadata"]["continue"] and listed["metadata"]["remainingItemCount"] == 1
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["p0", "p1"]
+    assert all(set(i) == {"kind", "apiVersion", "metadata"} and i["kind"] == "PartialObjectMetadata"
+               for i in listed["items"])
+    assert "secret value" not in text and b64("secret value") not in text
+
+    status, _, text = call(core, f"/api/v1/namespaces/{ns}/secrets/p0", PARTIAL)
+    full = json.loads(call(core, f"/api/v1/namespaces/{ns}/secrets/p0", "application/json")[2])
+    assert json.loads(text) == {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                                "metadata": full["metadata"]}
+
+    # the wrong one of the two for the endpoint is 406, as upstream's transform refuses it
+    assert call_error(core, f"/api/v1/namespaces/{ns}/secrets/p0", PARTIAL_LIST)[0] == 406
+    assert call_error(core, f"/api/v1/namespaces/{ns}/secrets", PARTIAL)[0] == 406
+
+    status, _, text = call(core, f"/api/v1/namespaces/{ns}/secrets?watch=1&timeoutSeconds=1", PARTIAL)
+    events = [json.loads(line) for line in text.splitlines()]
+    assert [e["object"]["metadata"]["name"] for e in events] == ["p0", "p1", "p2"]
+    assert all(e["object"]["kind"] == "PartialObjectMetadata" and "data" not in e["object"] for e in events)
+
+
+def test_yaml_and_not_acceptable(core):
+    ns = namespace(core, "accept")
+    core.create_namespaced_secret(ns, secret("y", v="1"))
+    status, headers, text = call(core, f"/api/v1/namespaces/{ns}/secrets/y", "application/yaml")
+    assert status == 200 and headers["Content-Type"].startswith("application/yaml")
+    assert yaml.safe_load(text)["data"] == {"v": b64("1")} and text.startswith("apiVersion: v1\n")
+    status, _, text = call(core, f"/api/v1/namespaces/{ns}/secrets", "application/yaml")
+    assert yaml.safe_load(text)["kind"] == "SecretList"
+
+    status, body = call_error(core, f"/api/v1/namespaces/{ns}/secrets/y", "application/vnd.kubernetes.protobuf")
+    assert status == 406 and json.loads(body)["reason"] == "NotAcceptable"
+    assert "only the following media types are accepted: application/json, application/yaml" in body
+    new = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "never"}}
+    status, body = call_error(core, f"/api/v1/namespaces/{ns}/secrets", "text/html", "POST", new)
+    assert status == 406
+    with pytest.raises(ApiException) as exc:  # refused before the work, not after
+        core.read_namespaced_secret("never", ns)
+    assert exc.value.status == 404
+
+
+def test_status_field_order_is_upstreams(core):
+    with pytest.raises(ApiException) as exc:
+        core.read_namespaced_secret("missing", "default")
+    assert list(json.loads(exc.value.body)) == STATUS_ORDER
+    assert exc.value.body.startswith('{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",')
