@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from kproxy.api import status as st
 from kproxy.api.resources import Resource
+from kproxy.apiserver import propagation
 from kproxy.apiserver.admission import NamespaceLifecycle, QuotaAdmission
 from kproxy.apiserver.deps import Deps
 from kproxy.apiserver.objects import (
@@ -60,6 +61,8 @@ class DeleteOptions:
     precondition_uid: str | None = None
     precondition_rv: str | None = None
     dry_run: bool = False
+    propagation_policy: str | None = None  # Orphan | Background | Foreground (validated)
+    orphan_dependents: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -389,18 +392,24 @@ class Registry:
         strategy = self.strategy(resource)
         strategy.before_delete(obj)
         grace = strategy.grace_period(obj, options.grace_period_seconds)
-        if grace > 0 or m.get("finalizers") or strategy.holds_deletion(obj):
+        finalizers = propagation.deletion_finalizers(
+            m.get("finalizers") or [], options.propagation_policy, options.orphan_dependents)
+        if grace > 0 or finalizers or strategy.holds_deletion(obj):
             marked = copy.deepcopy(obj)
             mm = meta(marked)
+            if finalizers != (m.get("finalizers") or []):  # the garbage collector's, as asked
+                mm["finalizers"] = finalizers
             now = self.clock()
             if grace > 0:
                 deadline = now + grace
                 self._note_grace_deadline(deadline)
                 existing = parse_rfc3339(mm.get("deletionTimestamp", "")) if mm.get("deletionTimestamp") else None
-                if existing is not None and existing <= deadline:
-                    return DeleteResult(with_resource_version(obj, current.mod_revision), False)
-                mm["deletionTimestamp"] = rfc3339(deadline)
-                mm["deletionGracePeriodSeconds"] = grace
+                if existing is not None and existing <= deadline:  # an earlier deadline stands
+                    if marked == obj:
+                        return DeleteResult(with_resource_version(obj, current.mod_revision), False)
+                else:
+                    mm["deletionTimestamp"] = rfc3339(deadline)
+                    mm["deletionGracePeriodSeconds"] = grace
             else:
                 mm.setdefault("deletionTimestamp", rfc3339(now))
                 mm["deletionGracePeriodSeconds"] = 0

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from kproxy.api import status as st
 from kproxy.api.resources import Resource
-from kproxy.apiserver import negotiate, paging, paths, protobuf, watch
+from kproxy.apiserver import negotiate, paging, paths, propagation, protobuf, watch
 from kproxy.apiserver.bodies import BodyDecoder, decode_json, refuse_unrepresentable
 from kproxy.apiserver.query import query_bool, query_int, resource_version, watch_requested
 from kproxy.apiserver.deps import Deps
@@ -320,13 +320,16 @@ class RestHandler:
         if not isinstance(pre, dict):
             raise st.bad_request("preconditions must be an object")
         dry = self._dry_run(request) or body.get("dryRun") == ["All"]
-        return DeleteOptions(grace, pre.get("uid"), pre.get("resourceVersion"), dry)
+        policy, orphan = propagation.parse(request.query, body)
+        return DeleteOptions(grace, pre.get("uid"), pre.get("resourceVersion"), dry, policy, orphan)
 
     async def _delete(self, request: web.Request, resource: Resource, ns: str | None, name: str) -> web.Response:
         options = await self._delete_options(request)
         result = await self._write(self.registry.delete, resource, ns, name, options)
         if not result.deleted or (resource.group, resource.plural) in RETURNS_DELETED_OBJECT:
-            return self._respond(request, resource, result.obj)
+            # upstream answers 202 to a cascading delete asked for with orphanDependents=false
+            accepted = not result.deleted and options.orphan_dependents is False
+            return self._respond(request, resource, result.obj, 202 if accepted else 200)
         details = st.success(resource.plural, name, resource.group)
         details["details"]["uid"] = (result.obj.get("metadata") or {}).get("uid")
         return self._respond(request, resource, details)

@@ -305,3 +305,66 @@ def test_status_field_order_is_upstreams(core):
         core.read_namespaced_secret("missing", "default")
     assert list(json.loads(exc.value.body)) == STATUS_ORDER
     assert exc.value.body.startswith('{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",')
+
+
+# ---------------------------------------------------------------------- item 9: propagationPolicy
+@pytest.mark.parametrize("name, kwargs", [
+    ("query", {"propagation_policy": "Bogus"}),
+    ("body", {"body": client.V1DeleteOptions(propagation_policy="foreground")}),
+    ("both", {"body": client.V1DeleteOptions(propagation_policy="Orphan", orphan_dependents=True)}),
+])
+def test_invalid_propagation_policy_is_refused(core, name, kwargs):
+    ns = "default"
+    core.create_namespaced_secret(ns, secret(name, v="1"))
+    with pytest.raises(ApiException) as exc:
+        core.delete_namespaced_secret(name, ns, **kwargs)
+    body = error_body(exc.value)
+    assert exc.value.status == 422 and body["details"]["kind"] == "DeleteOptions"
+    assert body["details"]["causes"][0]["field"] == "propagationPolicy"
+    assert core.read_namespaced_secret(name, ns).metadata.deletion_timestamp is None
+
+
+def test_foreground_and_orphan_leave_the_collectors_finalizer(core):
+    ns = namespace(core, "cascade")
+    for name in ("fg", "or", "bg"):
+        core.create_namespaced_secret(ns, secret(name, v="1"))
+    core.delete_namespaced_secret("fg", ns, propagation_policy="Foreground")
+    core.delete_namespaced_secret("or", ns, body=client.V1DeleteOptions(propagation_policy="Orphan"))
+    core.delete_namespaced_secret("bg", ns, propagation_policy="Background")
+    fg, orphaned = core.read_namespaced_secret("fg", ns), core.read_namespaced_secret("or", ns)
+    assert fg.metadata.finalizers == ["foregroundDeletion"] and fg.metadata.deletion_timestamp
+    assert orphaned.metadata.finalizers == ["orphan"] and orphaned.metadata.deletion_timestamp
+    assert [s.metadata.name for s in core.list_namespaced_secret(ns).items] == ["fg", "or"]
+
+    # a later delete changes the choice; the collector removing its finalizer deletes the object
+    core.delete_namespaced_secret("or", ns, propagation_policy="Foreground")
+    assert core.read_namespaced_secret("or", ns).metadata.finalizers == ["foregroundDeletion"]
+    core.patch_namespaced_secret("fg", ns, {"metadata": {"finalizers": None}})
+    assert [s.metadata.name for s in core.list_namespaced_secret(ns).items] == ["or"]
+
+    # the older orphanDependents; false on an object another finalizer holds answers 202
+    held = secret("legacy", v="1")
+    held.metadata.finalizers = ["example.com/hold"]
+    core.create_namespaced_secret(ns, held)
+    _, status, _ = core.delete_namespaced_secret_with_http_info(
+        "legacy", ns, body=client.V1DeleteOptions(orphan_dependents=True))
+    assert status == 200
+    assert core.read_namespaced_secret("legacy", ns).metadata.finalizers == ["example.com/hold", "orphan"]
+    _, status, _ = core.delete_namespaced_secret_with_http_info(
+        "legacy", ns, body=client.V1DeleteOptions(orphan_dependents=False))
+    assert status == 202 and core.read_namespaced_secret("legacy", ns).metadata.finalizers == ["example.com/hold"]
+    # without a finalizer left the object goes at once, as upstream deletes it
+    core.delete_namespaced_secret("or", ns, body=client.V1DeleteOptions(orphan_dependents=False))
+    assert [s.metadata.name for s in core.list_namespaced_secret(ns).items] == ["legacy"]
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed on this machine")
+def test_kubectl_delete_cascade(server, core):
+    ns = namespace(core, "cascade-kubectl")
+    for name in ("a", "b", "c"):
+        core.create_namespaced_secret(ns, secret(name, v="1"))
+    for name, cascade in (("a", "foreground"), ("b", "orphan"), ("c", "background")):
+        proc = kubectl(server, "delete", "secret", name, "-n", ns, f"--cascade={cascade}", "--wait=false")
+        assert proc.returncode == 0 and "warning" not in proc.stderr.lower(), proc.stderr
+    left = {s.metadata.name: s.metadata.finalizers for s in core.list_namespaced_secret(ns).items}
+    assert left == {"a": ["foregroundDeletion"], "b": ["orphan"]}
