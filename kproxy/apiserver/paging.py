@@ -141,17 +141,19 @@ def too_large_resource_version(wanted: int, current: int) -> st.ApiError:
 
 def snapshot(store: sb.Store, prefix: str, options: ListOptions) -> tuple[list[sb.KeyValue], int]:
     """The keys under `prefix` at the revision `options` ask for, and that revision (blocking)."""
-    kvs, current = store.list(prefix)
     wanted = options.exact_revision()
     if wanted is None:
+        kvs, current = store.list(prefix)
         if options.resource_version is not None and options.resource_version > current:
             raise too_large_resource_version(options.resource_version, current)
         return kvs, current
-    if wanted > current:
-        raise too_large_resource_version(wanted, current)
-    if wanted == current:
-        return kvs, current
+    if wanted > store.revision:
+        raise too_large_resource_version(wanted, store.revision)
     try:
+        if wanted == store.revision:  # the common case: nothing written since the first page
+            kvs, current = store.list(prefix)
+            if current == wanted:
+                return kvs, current
         return store.list_at(prefix, wanted), wanted
     except sb.Gone:
         if options.token_rv is None:

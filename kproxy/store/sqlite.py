@@ -75,9 +75,13 @@ CREATE TABLE IF NOT EXISTS events (
     type       TEXT NOT NULL,
     key        TEXT NOT NULL,
     value      TEXT NOT NULL,
-    prev_value TEXT
+    prev_value TEXT,
+    prev_revision INTEGER,   -- the replaced version's mod_revision (NULL for ADDED)
+    create_revision INTEGER  -- the key's create_revision when the event happened
 );
 """
+# columns added to `events` after schema 1 was first released: added in place when missing
+_EVENT_COLUMNS_ADDED = (("prev_revision", "INTEGER"), ("create_revision", "INTEGER"))
 
 _CREATE, _UPDATE, _DELETE = "create", "update", "delete"
 
@@ -151,28 +155,25 @@ def _key_range(prefix: str) -> tuple[str, tuple[str, ...]]:
     return "key >= ? AND key < ?", (prefix, upper)
 
 
-def _rewind(rows: list[tuple[str, str, int, int]], later: list[tuple[str, str, str, str | None]],
-            earlier: list[tuple[str, int, int | None]], revision: int, compacted: int) -> list[KeyValue]:
-    """The keys at `revision`, from today's `rows` (key, value, create, mod), the events after
-    `revision` in revision order (key, type, value, prev) and, per key, the last revision and
-    the last ADDED revision at or before `revision`. A key's first event after `revision`
-    tells its state then: ADDED means it did not exist, otherwise it held that event's
-    previous value. Raises Gone when that version's revisions are older than the history."""
+def _rewind(rows: list[tuple[str, str, int, int]], later: list[tuple[str, str, str, str | None, int | None, int | None]],
+            revision: int, compacted: int) -> list[KeyValue]:
+    """The keys at `revision`, from today's `rows` (key, value, create, mod) and the events
+    after `revision` in revision order (key, type, value, prev value, prev mod_revision,
+    create_revision). A key's first event after `revision` tells its state then: ADDED means
+    it did not exist, otherwise it held that event's previous version. An event written
+    before the store recorded previous revisions cannot be undone: Gone."""
     state = {key: (value, create, mod) for key, value, create, mod in rows}
-    first_change: dict[str, tuple[str, str, str | None]] = {}
-    for key, kind, value, prev in later:
-        first_change.setdefault(key, (kind, value, prev))
-    known = {key: (mod, added) for key, mod, added in earlier}
-    for key, (kind, value, prev) in first_change.items():
+    seen: set[str] = set()
+    for key, kind, value, prev, prev_revision, create in later:
+        if key in seen:
+            continue
+        seen.add(key)
         if kind == ADDED:
             state.pop(key, None)
-            continue
-        mod, added = known.get(key, (None, None))
-        if added is None and key in state and state[key][1] <= revision:
-            added = state[key][1]  # created before `revision` and never recreated since
-        if mod is None or added is None:
+        elif prev_revision is None or create is None:
             raise Gone(revision, compacted)
-        state[key] = (prev if kind == MODIFIED and prev is not None else value, added, mod)
+        else:
+            state[key] = (prev if prev is not None else value, create, prev_revision)
     return [KeyValue(key, json.loads(value), mod, create)
             for key, (value, create, mod) in sorted(state.items())]
 
@@ -275,6 +276,10 @@ class SQLiteStore(Store):
                 raise StoreError(f"store {self.path!r} has schema {schema}, this kproxy reads {SCHEMA_VERSION}")
             else:
                 revision, compacted = int(meta["revision"]), int(meta["compacted"])
+                present = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+                for column, kind in _EVENT_COLUMNS_ADDED:
+                    if column not in present:  # older rows keep NULL: list_at cannot rewind them
+                        conn.execute(f"ALTER TABLE events ADD COLUMN {column} {kind}")
             # A smaller `history` than last time trims now, so Gone is decided consistently.
             compacted = self._trim(conn, revision, compacted)
             conn.execute("COMMIT")
@@ -343,9 +348,7 @@ class SQLiteStore(Store):
 
     def list_at(self, prefix: str, revision: int) -> list[KeyValue]:
         """The keys under `prefix` at an older `revision`, in one read transaction: today's
-        rows with the retained events after `revision` undone. A key whose version at
-        `revision` was written before the retained history starts cannot be numbered, so that
-        state is Gone as a compacted one is (see base.Store.list_at)."""
+        rows with the retained events after `revision` undone (see base.Store.list_at)."""
         if not isinstance(prefix, str):
             raise ValueError("prefix must be a string")
         in_range, params = _key_range(prefix)
@@ -362,14 +365,11 @@ class SQLiteStore(Store):
                     f"SELECT key, value, create_revision, mod_revision FROM kv WHERE {in_range} ORDER BY key",
                     params).fetchall()
                 later = conn.execute(
-                    f"SELECT key, type, value, prev_value FROM events WHERE revision > ? AND {in_range} "
-                    "ORDER BY revision", (revision, *params)).fetchall()
-                earlier = conn.execute(
-                    "SELECT key, MAX(revision), MAX(CASE WHEN type = ? THEN revision END) FROM events "
-                    f"WHERE revision <= ? AND {in_range} GROUP BY key", (ADDED, revision, *params)).fetchall()
+                    "SELECT key, type, value, prev_value, prev_revision, create_revision FROM events "
+                    f"WHERE revision > ? AND {in_range} ORDER BY revision", (revision, *params)).fetchall()
             finally:
                 conn.execute("COMMIT")
-        return _rewind(rows, later, earlier, revision, compacted)
+        return _rewind(rows, later, revision, compacted)
 
     @property
     def revision(self) -> int:
@@ -467,11 +467,12 @@ class SQLiteStore(Store):
                 (write.key, write.value_json, revision, revision),
             )
             event = (ADDED, write.key, write.value_json, None, revision)
-            create_revision = revision
+            create_revision, prev_revision = revision, None
         else:
             if row is None:
                 raise NotFound(write.key)
             old_json, create_revision, mod_revision = row
+            prev_revision = mod_revision
             if write.expected_revision is not None and write.expected_revision != mod_revision:
                 raise Conflict(
                     f"{write.key}: expected revision {write.expected_revision}, current is {mod_revision}"
@@ -486,8 +487,9 @@ class SQLiteStore(Store):
                 conn.execute("DELETE FROM kv WHERE key = ?", (write.key,))
                 event = (DELETED, write.key, old_json, old_json, revision)
         conn.execute(
-            "INSERT INTO events(revision, type, key, value, prev_value) VALUES (?, ?, ?, ?, ?)",
-            (revision, event[0], event[1], event[2], event[3]),
+            "INSERT INTO events(revision, type, key, value, prev_value, prev_revision, create_revision) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (revision, event[0], event[1], event[2], event[3], prev_revision, create_revision),
         )
         write.event = event
         return KeyValue(write.key, json.loads(event[2]), revision, create_revision)
