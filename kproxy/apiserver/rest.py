@@ -145,7 +145,8 @@ class RestHandler:
             raise st.ApiError(st.status(404, "NotFound", "the server could not find the requested resource"))
         # the Accept header is settled before any work: a 406 must not have created anything
         is_watch = api_path.legacy_watch or (method == "GET" and watch_requested(q))
-        target = negotiate.WATCH if is_watch else negotiate.LIST if name is None else negotiate.OBJECT
+        lists = name is None and method in ("GET", "DELETE")  # list, deletecollection
+        target = negotiate.WATCH if is_watch else negotiate.LIST if lists else negotiate.OBJECT
         request[NEGOTIATED] = negotiate.negotiate(request.headers.get("Accept", ""), target)
         if api_path.legacy_watch:
             if method != "GET":

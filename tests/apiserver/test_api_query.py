@@ -273,10 +273,15 @@ def test_partial_object_metadata(core):
     # the wrong one of the two for the endpoint is 406, as upstream's transform refuses it
     assert call_error(core, f"/api/v1/namespaces/{ns}/secrets/p0", PARTIAL_LIST)[0] == 406
     assert call_error(core, f"/api/v1/namespaces/{ns}/secrets", PARTIAL)[0] == 406
+    status, _, text = call(core, f"/api/v1/namespaces/{ns}/secrets", PARTIAL, "POST",
+                           {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "p3"}})
+    assert status == 201 and json.loads(text)["kind"] == "PartialObjectMetadata"
+    assert call_error(core, f"/api/v1/namespaces/{ns}/secrets", PARTIAL_LIST, "POST",
+                      {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "p4"}})[0] == 406
 
     status, _, text = call(core, f"/api/v1/namespaces/{ns}/secrets?watch=1&timeoutSeconds=1", PARTIAL)
     events = [json.loads(line) for line in text.splitlines()]
-    assert [e["object"]["metadata"]["name"] for e in events] == ["p0", "p1", "p2"]
+    assert [e["object"]["metadata"]["name"] for e in events] == ["p0", "p1", "p2", "p3"]
     assert all(e["object"]["kind"] == "PartialObjectMetadata" and "data" not in e["object"] for e in events)
 
 
