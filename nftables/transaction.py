@@ -17,8 +17,8 @@ from .expr import Rule
 from .model import FAMILY, TABLE, VERDICT_CODES, Chain, SetSpec, Verdict, encoder, key_text
 
 try:  # the compiled encoder (kproxy/_fastpath_netlink.pxi); same bytes as the twin
-    from kproxy._fastpath import nft_encode_elements as _encode_elements  # type: ignore[attr-defined]
-    from kproxy._fastpath import nft_encode_message as _encode_message  # type: ignore[attr-defined]
+    from kproxy._fastpath import nft_encode_elements as _encode_elements
+    from kproxy._fastpath import nft_encode_message as _encode_message
     ENCODER = "cython"
 except ImportError:
     _encode_elements = w.encode_elements

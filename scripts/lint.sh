@@ -26,8 +26,10 @@ for backend in $backends; do
     packages+=(-p "kproxy.$backend")
 done
 
+status=0  # both run, so one run shows all there is to fix
 echo "ruff check ."
-$BIN/ruff check --quiet .
+$BIN/ruff check --output-format concise . || status=1
 echo "mypy ${packages[*]}"
 (cd "$tree" && "$OLDPWD/$BIN/mypy" --config-file "$OLDPWD/pyproject.toml" "${packages[@]}") |
-    sed -E "s#^kproxy/(${backends// /|})/#\\1/#"
+    sed -E "s#^kproxy/(${backends// /|})/#\\1/#" || status=1
+exit $status
