@@ -70,7 +70,7 @@ class _ObjectTracker:
         issues = self.issues(new) if new is not None else ()
         if issues == self._issues.get(key, ()):
             return
-        if issues:
+        if issues and new is not None:
             self._issues[key] = issues
             self._new_issues[key] = (new, issues)
         else:
@@ -285,7 +285,7 @@ class ProxyStateBuilder:
             old = self._ports_by_service.get(svc_key, {})
             for port_key in old.keys() | new.keys():
                 before, after = old.get(port_key), new.get(port_key)
-                if before == after:
+                if before is not None and before == after:
                     new[port_key] = before  # reuse the object the backend may have cached
                     continue
                 changed.add(port_key)
