@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import statistics
 import struct
 import sys
 import time

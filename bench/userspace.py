@@ -174,8 +174,8 @@ def haproxy_config(stream_port: int, request_port: int, front: tuple[int, int]) 
     return "\n".join([
         "global", "  maxconn 8000", "defaults", "  mode tcp", "  timeout connect 5s",
         "  timeout client 60s", "  timeout server 60s",
-        f"listen stream", f"  bind 127.0.0.1:{front[0]}", f"  server s1 127.0.0.1:{stream_port}",
-        f"listen request", f"  bind 127.0.0.1:{front[1]}", f"  server s1 127.0.0.1:{request_port}", ""])
+        "listen stream", f"  bind 127.0.0.1:{front[0]}", f"  server s1 127.0.0.1:{stream_port}",
+        "listen request", f"  bind 127.0.0.1:{front[1]}", f"  server s1 127.0.0.1:{request_port}", ""])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator
 
 from kproxy.lab import netsetup, topology, traffic
-from kproxy.lab.topology import LabPlan, PlanError, PodPlan
+from kproxy.lab.topology import LabPlan, PlanError
 from kproxy.netns import NetNS
 
 DEFAULT_BASE_DIR = "/run/kproxy-lab"

@@ -240,7 +240,7 @@ class NftTracer:
     # ---------------------------------------------------------------- the hooks
 
     def paths(self, pkt: Pkt) -> Result:
-        for p, m, outcome, path in self.run("firewall-check", pkt, False, ()):
+        for _, _, outcome, path in self.run("firewall-check", pkt, False, ()):
             if outcome in ("DROP", "REJECT"):
                 return [(1.0, False, outcome, path)]
         out: Result = []
