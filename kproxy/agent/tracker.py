@@ -208,7 +208,8 @@ class StateSettings:
     def from_config(cls, config: Any, node_name: str) -> "StateSettings":
         """The settings an AgentConfig gives node `node_name`."""
         return cls(node_name=node_name, cluster_cidr=config.cluster_cidr or None,
-                   service_cidrs=config.service_cidrs, masquerade_all=config.masquerade_all, masquerade_bit=config.masquerade_bit,
+                   service_cidrs=config.service_cidrs, masquerade_all=config.masquerade_all,
+                   masquerade_bit=config.masquerade_bit,
                    node_port_addresses=config.node_port_addresses, detect_local_mode=config.detect_local_mode,
                    detect_local_interface=config.detect_local_interface)
 
