@@ -252,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
           f"concurrency {args.concurrency}")
     print(f"{'path':<18} {'MB/s':>8} {'conn/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
     for name, r in results.items():
-        print(f"{name:<18} {r['MB/s']:>8.0f} {r['conn/s']:>8.0f} {r['p50 ms']:>8.2f} {r['p99 ms']:>8.2f} {r['errors']:>6}")
+        print(f"{name:<18} {r['MB/s']:>8.0f} {r['conn/s']:>8.0f} {r['p50 ms']:>8.2f} {r['p99 ms']:>8.2f}"
+              f" {r['errors']:>6}")
     if "haproxy" in results:
         us, ha = results["kproxy userspace"], results["haproxy"]
         print(f"kproxy/haproxy: throughput {us['MB/s'] / ha['MB/s']:.2f}x, connection rate "

@@ -165,7 +165,8 @@ def parse_kubeconfig(doc: Any, *, base_dir: str = ".", context: str | None = Non
         token = (_read_optional(token_file) or b"").decode("utf-8").strip()
     if user.get("exec") or user.get("auth-provider"):
         if not (token or user.get("client-certificate") or user.get("client-certificate-data")):
-            raise KubeconfigError(f"{source}: user {user_name!r} uses exec/auth-provider plugins, which kproxy does not run")
+            raise KubeconfigError(f"{source}: user {user_name!r} uses exec/auth-provider plugins, "
+                                  "which kproxy does not run")
 
     return ClusterConfig(
         server=server.rstrip("/"),

@@ -12,9 +12,9 @@ Service CIDR); for a DNATed packet, nat-postrouting's hairpin check (an endpoint
 itself is masqueraded). It understands exactly the statements the nftables renderer writes,
 maglev's jhash included (nftables/jhash.py computes the kernel's hash: with a source port the
 trace names the one endpoint, without one each endpoint's share of the slots); anything else
-raises TraceError, so a renderer change the tracer does not model cannot pass silently. A chain the table lacks (an agent whose syncs have
-not completed, or a table someone edited) is traced as an empty chain and listed in `missing`,
-so the report can say so instead of failing.
+raises TraceError, so a renderer change the tracer does not model cannot pass silently. A chain
+the table lacks (an agent whose syncs have not completed, or a table someone edited) is traced
+as an empty chain and listed in `missing`, so the report can say so instead of failing.
 """
 from __future__ import annotations
 
@@ -224,7 +224,8 @@ class NftTracer:
             if m["dnat"]:  # a data map: "address . port"
                 out.append((weight, masq, _endpoint_of(value), path))
             else:
-                out += [(p * weight, mm, o, pa) for p, mm, o, pa in self._apply(chain, index, value, pkt, masq, path, depth)]
+                out += [(p * weight, mm, o, pa)
+                        for p, mm, o, pa in self._apply(chain, index, value, pkt, masq, path, depth)]
         return _merged(out)
 
     def _vmap(self, chain: str, index: int, name: str, key: str, pkt: Pkt, masq: bool, path: Path,

@@ -151,7 +151,8 @@ class UserspaceAdapter:
             for endpoint, p in choices:
                 # the proxy opens its own connection to the endpoint: from the node's address,
                 # except to an endpoint on this node, which gets the client's (transparent)
-                kept = endpoint in local and endpoint.rpartition(":")[0] != probe.src and not probe.src.startswith("127.")
+                kept = (endpoint in local and endpoint.rpartition(":")[0] != probe.src
+                        and not probe.src.startswith("127."))
                 candidates.append(Candidate(endpoint, c.probability * p, not kept, c.path + (step,)))
             notes.append(_choice_note(balancer, probe))
         merged: dict[str, Candidate] = {}
