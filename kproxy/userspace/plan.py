@@ -172,7 +172,7 @@ def _internal_sources(sources: list[str], local: LocalTraffic | None) -> list[tu
     for src in sources:
         if local is not None and local.cidr is None:  # an interface detector: both matches apply
             out.append(("pod", f"{src}{local.iptables_match()} "))
-        elif local is not None:
+        elif local is not None and local.cidr is not None:
             allowed = src[3:].strip() if src else ""
             pods = local.cidr if not allowed else _within(allowed, local.cidr)
             if pods:
