@@ -197,7 +197,7 @@ def choose(balancer: str, endpoints: Sequence[str], probe: Probe, listener_ip: s
         return [(first, 1.0)]
     maglev = fastpath.Maglev(list(endpoints), size=MAGLEV_TABLE_SIZE)
     counts = {name: 0 for name in maglev.names}
-    for i in maglev.table:
+    for i in maglev.table or ():  # None only without endpoints, returned above
         counts[maglev.names[i]] += 1
     return [(name, n / MAGLEV_TABLE_SIZE) for name, n in sorted(counts.items())]
 
