@@ -42,7 +42,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
                 continue  # subcommand not built yet
             raise
         p = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(p)  # type: ignore[attr-defined]
+        module.add_arguments(p)
         modules[name] = module
     return parser, modules
 
