@@ -81,7 +81,8 @@ SUBJECT_ACCESS_REVIEWS = Resource(AUTHZ_GROUP, "v1", "SubjectAccessReview", "sub
                                   "subjectaccessreview", False)
 LOCAL_SUBJECT_ACCESS_REVIEWS = Resource(AUTHZ_GROUP, "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews",
                                         "localsubjectaccessreview", True)
-SELF_SUBJECT_REVIEWS = Resource(AUTHN_GROUP, "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", False)
+SELF_SUBJECT_REVIEWS = Resource(AUTHN_GROUP, "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview",
+                                False)
 TOKEN_REVIEWS = Resource(AUTHN_GROUP, "v1", "TokenReview", "tokenreviews", "tokenreview", False)
 
 CREATE_ONLY: tuple[Resource, ...] = (

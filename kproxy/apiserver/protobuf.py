@@ -86,7 +86,8 @@ MESSAGES: dict[str, dict[int, tuple[str, str, bool]]] = {
     "ScopedResourceSelectorRequirement": {1: ("scopeName", _S, False), 2: ("operator", _S, False),
                                           3: ("values", _S, True)},
     # authorization.k8s.io/v1 and authentication.k8s.io/v1 requests (`kubectl auth`, `create token`)
-    "SelfSubjectAccessReview": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "SelfSubjectAccessReviewSpec", False)},
+    "SelfSubjectAccessReview": {1: ("metadata", "ObjectMeta", False),
+                                2: ("spec", "SelfSubjectAccessReviewSpec", False)},
     "SelfSubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes", False),
                                     2: ("nonResourceAttributes", "NonResourceAttributes", False)},
     "ResourceAttributes": {1: ("namespace", _S, False), 2: ("verb", _S, False), 3: ("group", _S, False),

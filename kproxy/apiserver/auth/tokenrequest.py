@@ -46,7 +46,8 @@ def parse_spec(body: Any, name: str) -> TokenRequestSpec:
     if not isinstance(body, dict):
         raise st.bad_request("the request body is not a TokenRequest object")
     if body.get("kind") not in (None, "", KIND) or body.get("apiVersion") not in (None, "", API_VERSION):
-        raise st.bad_request(f"the body must be a {API_VERSION} {KIND}, not {body.get('apiVersion')} {body.get('kind')}")
+        raise st.bad_request(f"the body must be a {API_VERSION} {KIND}, "
+                             f"not {body.get('apiVersion')} {body.get('kind')}")
     spec = body.get("spec") or {}
     if not isinstance(spec, dict):
         raise st.invalid(KIND, name, [_cause("spec", "must be an object")], R.AUTHN_GROUP)
