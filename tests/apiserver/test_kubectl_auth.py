@@ -192,6 +192,8 @@ def test_official_client_reviews(admin, api):
     sar = authz.create_subject_access_review(client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(
         user="system:serviceaccount:reviews:robot", resource_attributes=attrs)))
     assert sar.status.allowed is True
+    assert sar.status.reason == \
+        'RBAC: allowed by RoleBinding "robot-role/reviews" of Role "robot-role" to ServiceAccount "robot/reviews"'
     denied = authz.create_subject_access_review(client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(
         user="nobody", groups=["nobodies"], resource_attributes=attrs)))
     assert denied.status.allowed is False

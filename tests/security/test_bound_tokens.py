@@ -160,8 +160,9 @@ POLICY = snapshot_from(
 
 
 class PolicyAuthorizer:
-    def authorize(self, user: UserInfo, attrs: RequestAttributes) -> bool:
-        return POLICY.allows(user, attrs)
+    def decide(self, user: UserInfo, attrs: RequestAttributes) -> tuple[bool, str]:
+        reason = POLICY.allowed_by(user, attrs)
+        return reason is not None, reason or ""
 
     def rules_for(self, user: UserInfo, namespace: str) -> list[dict]:
         return POLICY.rules_for(user, namespace)
@@ -174,7 +175,8 @@ def test_access_reviews():
     def ask(verb, namespace="ns1"):
         return {"spec": {"resourceAttributes": {"verb": verb, "resource": "pods", "namespace": namespace}}}
     a = PolicyAuthorizer()
-    assert reviews.self_subject_access_review(a, ALICE, ask("list"))["status"]["allowed"] is True
+    assert reviews.self_subject_access_review(a, ALICE, ask("list"))["status"] == {
+        "allowed": True, "reason": 'RBAC: allowed by RoleBinding "reader/ns1" of Role "reader" to User "alice"'}
     assert reviews.self_subject_access_review(a, ALICE, ask("delete"))["status"] == {"allowed": False}
     assert reviews.self_subject_access_review(a, ALICE, ask("list", "ns2"))["status"]["allowed"] is False
     sar = {"spec": {**ask("get")["spec"], "user": "alice"}}

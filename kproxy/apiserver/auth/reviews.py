@@ -28,7 +28,7 @@ DISCOVERY_RULE = {"verbs": ["get"], "nonResourceURLs": [
 
 
 class Authorizer(Protocol):
-    def authorize(self, user: UserInfo, attrs: RequestAttributes) -> bool: ...
+    def decide(self, user: UserInfo, attrs: RequestAttributes) -> tuple[bool, str]: ...
     def rules_for(self, user: UserInfo, namespace: str) -> list[dict]: ...
 
 
@@ -80,9 +80,8 @@ def request_attributes(spec: dict[str, Any], kind: str) -> RequestAttributes:
 
 
 def _access_status(authorizer: Authorizer, user: UserInfo, attrs: RequestAttributes) -> dict[str, Any]:
-    if user.is_master or authorizer.authorize(user, attrs):
-        return {"allowed": True, "reason": "RBAC: allowed"}
-    return {"allowed": False}
+    allowed, reason = authorizer.decide(user, attrs)
+    return {"allowed": allowed, **({"reason": reason} if reason else {})}
 
 
 def self_subject_access_review(authorizer: Authorizer, user: UserInfo, body: Any) -> dict[str, Any]:
