@@ -219,3 +219,41 @@ def test_token_review():
     assert good["spec"] == {"token": "good"}  # echoed, as upstream: the official client requires spec.token
     bad = reviews.token_review(lambda t, aud: None, ("api",), {"spec": {"token": "bad"}})
     assert not bad["status"].get("authenticated") and bad["status"]["error"]
+
+
+def _json_values():
+    from hypothesis import strategies as hs
+    scalars = hs.none() | hs.booleans() | hs.integers(-2**63, 2**63 - 1) | hs.text(max_size=8)
+    keys = hs.sampled_from(["spec", "kind", "apiVersion", "metadata", "resourceAttributes", "nonResourceAttributes",
+                            "verb", "resource", "namespace", "user", "groups", "token", "audiences",
+                            "expirationSeconds", "boundObjectRef", "name", "uid", "path"])
+    return hs.recursive(scalars, lambda inner: hs.lists(inner, max_size=3) | hs.dictionaries(keys, inner, max_size=4),
+                        max_leaves=12)
+
+
+def test_any_body_is_an_answer_or_a_clear_refusal(world):
+    """Whatever JSON a client sends, each review and the TokenRequest answer or refuse with
+    400/404/409/422, never another exception (which the server would turn into a 500)."""
+    from hypothesis import HealthCheck, given, settings
+    _, issuer, authn, _ = world
+    a = PolicyAuthorizer()
+    calls = [lambda b: reviews.self_subject_access_review(a, ALICE, b),
+             lambda b: reviews.self_subject_rules_review(a, ALICE, b),
+             lambda b: reviews.subject_access_review(a, b),
+             lambda b: reviews.local_subject_access_review(a, "ns1", b),
+             lambda b: reviews.self_subject_review(ALICE, b),
+             lambda b: reviews.token_review(lambda t, aud: None, ("api",), b),
+             lambda b: issuer.issue("ns1", "robot", b)]
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(_json_values())
+    def check(body):
+        for call in calls:
+            for candidate in (body, {"spec": body}):
+                try:
+                    answer = call(candidate)
+                except st.ApiError as exc:
+                    assert exc.code in (400, 404, 409, 422), exc
+                else:
+                    assert isinstance(answer, dict) and answer["kind"]
+    check()

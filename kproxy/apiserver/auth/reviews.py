@@ -66,7 +66,7 @@ def request_attributes(spec: dict[str, Any], kind: str) -> RequestAttributes:
     """The attributes a review asks about: exactly one of resourceAttributes and
     nonResourceAttributes (422 otherwise, with upstream's message)."""
     res, non = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
-    if (res is None) == (non is None) or not isinstance(res or non, dict):
+    if (res is None) == (non is None) or not isinstance(res if res is not None else non, dict):
         raise st.invalid(kind, "", [{"reason": "FieldValueInvalid", "field": "spec.resourceAttributes",
                                      "message": "exactly one of nonResourceAttributes or resourceAttributes "
                                                 "must be specified"}], R.AUTHZ_GROUP)
