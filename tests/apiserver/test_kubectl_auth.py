@@ -256,3 +256,33 @@ def test_no_legacy_token_secrets_are_created(admin):
                == ["robot-legacy"], "the orphaned Secret to be removed, and no other Secret to exist")
     legacy = base64.b64decode(admin.json("-n", "legacy", "get", "secret", "robot-legacy")["data"]["token"]).decode()
     assert claims(legacy)["iss"] == "kubernetes/serviceaccount"  # still a working legacy token
+
+
+SSAR_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+
+
+@pytest.mark.parametrize("method, path, body, ctype, code", [
+    ("POST", SSAR_PATH, b"", "application/json", 400),
+    ("POST", SSAR_PATH, b"{not json", "application/json", 400),
+    ("POST", SSAR_PATH, b'{"kind":"Pod","apiVersion":"v1"}', "application/json", 400),
+    ("POST", SSAR_PATH, b'{"spec":{}}', "application/json", 422),
+    ("POST", SSAR_PATH, b"k8s\x00\x0a\x02\x0a\x00", "application/vnd.kubernetes.protobuf", 415),  # no kind
+    ("POST", SSAR_PATH, b'{"spec":{"nonResourceAttributes":{"path":"' + b"a" * 70000 + b'"}}}',
+     "application/json", 413),
+    ("GET", SSAR_PATH, None, "application/json", 405),
+    ("DELETE", SSAR_PATH + "/x", None, "application/json", 405),
+    ("GET", "/api/v1/namespaces/default/serviceaccounts/default/token", None, "application/json", 405),
+    ("POST", "/api/v1/namespaces/default/serviceaccounts/default/token", b'{"spec":{"expirationSeconds":60}}',
+     "application/json", 422),
+    ("POST", "/api/v1/namespaces/default/serviceaccounts/nobody/token", b"{}", "application/json", 404),
+])
+def test_bad_requests_get_a_clear_status(server, method, path, body, ctype, code):
+    status, _, raw = server.http().raw(method, path, body, {"Content-Type": ctype})
+    answer = json.loads(raw)
+    assert status == code and answer["kind"] == "Status" and answer["code"] == code, answer
+
+
+def test_anonymous_cannot_ask(server):
+    status, _, raw = server.http(None).raw("POST", SSAR_PATH, b'{"spec":{"nonResourceAttributes":{"path":"/"}}}',
+                                           {"Content-Type": "application/json"})
+    assert status == 401 and json.loads(raw)["reason"] == "Unauthorized"

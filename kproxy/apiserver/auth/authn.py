@@ -16,8 +16,8 @@ from typing import Any, Callable
 from kproxy.api import resources as R
 from kproxy.apiserver.auth import bound_tokens
 from kproxy.apiserver.auth.identity import UserInfo, authenticated_user, service_account_user
-from kproxy.apiserver.objects import parse_rfc3339
 from kproxy.apiserver.auth.tokens import ServiceAccountClaims, TokenError, TokenSigner, legacy_claims
+from kproxy.apiserver.objects import parse_rfc3339
 from kproxy.store import base as sb
 
 SA_TOKEN_TYPE = "kubernetes.io/service-account-token"
@@ -69,9 +69,9 @@ class TokenAuthenticator:
             payload = self.signer.verified_payload(token)
             if payload.get("iss") == bound_tokens.ISSUER:
                 return self._bound(bound_tokens.parse(payload, self.clock(), audiences))
+            claims = legacy_claims(payload)
             if not set(audiences) & set(bound_tokens.API_AUDIENCES):
                 raise TokenError("a legacy token is only valid for the apiserver's audiences")
-            claims = legacy_claims(payload)
         except TokenError as exc:
             raise Unauthenticated(f"invalid bearer token: {exc}") from None
         return self._legacy(token, claims)

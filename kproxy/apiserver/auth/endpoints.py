@@ -21,6 +21,7 @@ from kproxy.apiserver.auth.rbac import RBACAuthorizer
 from kproxy.apiserver.auth.tokenrequest import TokenIssuer
 from kproxy.apiserver.bodies import BodyDecoder
 from kproxy.apiserver.rest import REQUEST_USER, json_response
+from kproxy.apiserver.rest import _content_type as content_type
 
 MAX_BODY = 64 * 1024  # a review or token request is small
 
@@ -40,9 +41,9 @@ class AuthEndpoints:
         self.bodies = bodies
         self.executor = executor
 
-    def _authenticate(self, token: str, audiences: tuple[str, ...] | None) -> UserInfo | None:
+    def _authenticate(self, token: str, audiences: tuple[str, ...]) -> UserInfo | None:
         try:
-            return self.tokens.authenticate(token, audiences or bound_tokens.API_AUDIENCES)
+            return self.tokens.authenticate(token, audiences)
         except Unauthenticated:
             return None
 
@@ -72,10 +73,11 @@ class AuthEndpoints:
         if request.content_length is not None and request.content_length > MAX_BODY:
             raise st.too_large(f"the request body is over {MAX_BODY} bytes")
         raw = await request.read()
+        if len(raw) > MAX_BODY:
+            raise st.too_large(f"the request body is over {MAX_BODY} bytes")
         if not raw.strip():
             raise st.bad_request("the request body is empty")
-        body = await self.bodies.decode(raw, (request.content_type or "application/json").lower()
-                                        if "Content-Type" in request.headers else "application/json")
+        body = await self.bodies.decode(raw, content_type(request))
         user = request.get(REQUEST_USER, INSECURE)
         answer = await asyncio.get_running_loop().run_in_executor(self.executor, self._answer_for(api_path, user), body)
         return json_response(answer, 201)

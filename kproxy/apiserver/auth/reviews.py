@@ -178,7 +178,7 @@ def self_subject_review(user: UserInfo, body: Any) -> dict[str, Any]:
     return answer
 
 
-def token_review(authenticate: Callable[[str, tuple[str, ...] | None], UserInfo | None],
+def token_review(authenticate: Callable[[str, tuple[str, ...]], UserInfo | None],
                  api_audiences: tuple[str, ...], body: Any) -> dict[str, Any]:
     """`authenticate(token, audiences)` is the user of a token valid for one of `audiences`, or
     None. Without spec.audiences the apiserver's own audiences apply, as upstream."""
