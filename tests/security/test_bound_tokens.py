@@ -119,17 +119,34 @@ def test_bound_token_dies_with_its_account_and_pod(world):
         authn.authenticate(plain)
 
 
+def test_token_bound_to_a_secret_dies_with_it(world):
+    store, issuer, authn, _ = world
+    key = R.SECRETS.store_key("creds", "ns1")
+    store.create(key, {"metadata": {"name": "creds", "namespace": "ns1", "uid": "sec-1"}, "type": "Opaque"})
+    answer = issuer.issue("ns1", "robot", {"spec": {"boundObjectRef": {"kind": "Secret", "name": "creds"}}})
+    assert claims_of(answer["status"]["token"])["kubernetes.io"]["secret"] == {"name": "creds", "uid": "sec-1"}
+    authn.authenticate(answer["status"]["token"])
+    store.delete(key)
+    with pytest.raises(Unauthenticated, match="no longer exists"):
+        authn.authenticate(answer["status"]["token"])
+
+
 def test_token_request_refusals(world):
-    _, issuer, _, _ = world
+    store, issuer, _, _ = world
     with pytest.raises(st.ApiError) as err:
         issuer.issue("ns1", "ghost", {})
     assert err.value.code == 404
     with pytest.raises(st.ApiError) as err:
         issuer.issue("ns1", "robot", {"spec": {"boundObjectRef": {"kind": "Pod", "name": "web", "uid": "old"}}})
     assert err.value.code == 409
+    store.create(R.SERVICE_ACCOUNTS.store_key("other", "ns1"),
+                 {"metadata": {"name": "other", "namespace": "ns1", "uid": "sa-9"}})
+    with pytest.raises(st.ApiError) as err:  # web runs as robot
+        issuer.issue("ns1", "other", {"spec": {"boundObjectRef": {"kind": "Pod", "name": "web"}}})
+    assert err.value.code == 400 and "different serviceaccount" in err.value.status["message"]
     with pytest.raises(st.ApiError) as err:
-        issuer.issue("ns1", "default", {"spec": {"boundObjectRef": {"kind": "Pod", "name": "web"}}})
-    assert err.value.code in (400, 404)
+        issuer.issue("ns1", "robot", {"spec": {"boundObjectRef": {"kind": "Pod", "name": "gone"}}})
+    assert err.value.code == 404
 
 
 @pytest.mark.parametrize("spec, field", [
