@@ -9,10 +9,12 @@ import base64
 import json
 import os
 import subprocess
+import time
 
 import pytest
 from kubernetes import client, config
 
+from kproxy.apiserver.auth.tokens import TokenSigner
 from tests.apiserver.fixtures import start_apiserver
 from tests.apiserver.test_kubectl import KUBECTL, Kubectl, wait_until
 
@@ -102,6 +104,26 @@ def test_create_token_and_use_it(server, admin):
     # deleting the account revokes its tokens: 401
     admin("-n", "tokens", "delete", "serviceaccount", "robot")
     assert "Unauthorized" in as_token(server, token, "-n", "tokens", "get", "pods").stderr
+
+
+def test_expired_token_is_refused(server, admin):
+    """A bound token past its exp (signed here with the server's own key, since TokenRequest
+    will not issue one shorter than 10 minutes) is 401 for kubectl; the same token still
+    within its lifetime works."""
+    namespace_with_reader(admin, "expiry")
+    issued = claims(admin("-n", "expiry", "create", "token", "robot").strip())
+    signer = TokenSigner.from_pem((server.data_dir / "pki" / "sa.key").read_bytes())
+
+    def token(iat: int, exp: int) -> str:
+        return signer.sign_payload({**issued, "iat": iat, "nbf": iat, "exp": exp})
+    now = int(time.time())
+    fresh = as_token(server, token(now, now + 3600), "-n", "expiry", "get", "pods")
+    assert fresh.returncode == 0, fresh.stderr
+    # past exp by more than the 60 s of allowed clock skew
+    expired = as_token(server, token(now - 7200, now - 3600), "-n", "expiry", "get", "pods")
+    assert expired.returncode != 0 and "Unauthorized" in expired.stderr, expired
+    early = as_token(server, token(now + 3600, now + 7200), "-n", "expiry", "get", "pods")
+    assert early.returncode != 0 and "Unauthorized" in early.stderr, early
 
 
 def test_token_bound_to_a_pod_dies_with_it(server, admin):
