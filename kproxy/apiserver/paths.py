@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kproxy.api.resources import Resource, by_group_version_plural
+from kproxy.api.resources import SERVICE_ACCOUNTS, TOKEN_SUBRESOURCE, Resource, by_group_version_plural, create_only
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def parse(path: str) -> ApiPath:
         namespace, rest = rest[1], rest[2:]
     if len(rest) > 3:
         raise PathNotFound(path)
-    resource = by_group_version_plural(group, version, rest[0])
+    resource = by_group_version_plural(group, version, rest[0]) or create_only(group, version, rest[0])
     if resource is None:
         raise PathNotFound(path)
     if namespace is not None and not resource.namespaced:
@@ -55,6 +55,8 @@ def parse(path: str) -> ApiPath:
         allowed = ("status",) if resource.status_subresource else ()
         if resource.plural == "namespaces" and not resource.group:
             allowed = allowed + ("finalize",)
+        if resource is SERVICE_ACCOUNTS:
+            allowed = allowed + (TOKEN_SUBRESOURCE,)
         if sub not in allowed or legacy_watch:
             raise PathNotFound(path)
     return ApiPath(group, version, resource, namespace, name, sub, legacy_watch)

@@ -21,12 +21,14 @@ from kproxy.apiserver import datadir, discovery, health, paths
 from kproxy.apiserver.allocators import ClusterIPAllocator, NodePortAllocator
 from kproxy.apiserver.auth import policy
 from kproxy.apiserver.auth.audit import AUDIT_LOG_NAME, DEFAULT_POLICY, AuditLog, AuditPolicy
+from kproxy.apiserver.auth import endpoints as auth_endpoints
 from kproxy.apiserver.auth.authn import TokenAuthenticator
 from kproxy.apiserver.auth.escalation import EscalationGuard
 from kproxy.apiserver.auth.middleware import AuthMiddleware, loopback_host
 from kproxy.apiserver.auth.rbac import RBACAuthorizer
 from kproxy.apiserver.auth.sa_admission import ServiceAccountTokenAdmission
 from kproxy.apiserver.auth.token_controller import TokenController
+from kproxy.apiserver.auth.tokenrequest import TokenIssuer
 from kproxy.apiserver.auth.tokens import TokenSigner
 from kproxy.apiserver.deps import Deps, open_store
 from kproxy.apiserver.endpoint_reconciler import EndpointReconciler, advertised_address
@@ -105,7 +107,10 @@ class ApiServer:
                                 FieldChecker(), TableRenderer())
         authorizer = RBACAuthorizer(self.store)
         self.rest.write_guards.append(EscalationGuard(authorizer))
-        self.auth = AuthMiddleware(authorizer, TokenAuthenticator(self.store, signer), self.audit, self.reads)
+        authenticator = TokenAuthenticator(self.store, signer)
+        self.auth = AuthMiddleware(authorizer, authenticator, self.audit, self.reads)
+        self.auth_endpoints = auth_endpoints.AuthEndpoints(authorizer, authenticator, TokenIssuer(self.store, signer),
+                                                           self.rest.bodies, self.reads)
         self.metrics = ApiserverMetrics(self._storage_counts)
         self.url = ""
         self.insecure_url = ""
@@ -432,6 +437,8 @@ class ApiServer:
             if doc is None:
                 raise st.ApiError(st.status(404, "NotFound", "the server could not find the requested resource"))
             return json_response(doc)
+        if auth_endpoints.handles(api_path):  # reviews and token requests: answered, not stored
+            return await self.auth_endpoints.handle(request, api_path)
         return await self.rest.handle(request, api_path)
 
     async def _openapi_v2(self, request: web.Request) -> web.Response:

@@ -5,12 +5,15 @@ an operator's edits survive restarts):
 - system:node-proxier: what a service proxy reads (services, endpoints, endpointslices,
   nodes: get/list/watch) and events it may write, bound to the user system:kube-proxy;
 - kproxy:controllers: read everything, write what the controllers maintain, bound to the user
-  system:kube-controller-manager.
+  system:kube-controller-manager;
+- system:basic-user: the self reviews (`kubectl auth can-i`, `auth whoami`), bound to every
+  authenticated user, as upstream.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from kproxy.apiserver.auth.identity import AUTHENTICATED
 from kproxy.pki.bootstrap import CONTROLLERS, KUBE_PROXY
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -47,6 +50,12 @@ CONTROLLER_RULES = [
     {"apiGroups": [RBAC_GROUP], "resources": ["roles", "rolebindings"], "verbs": ["delete", "deletecollection"]},
 ]
 
+BASIC_USER_RULES = [
+    {"apiGroups": ["authorization.k8s.io"], "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+     "verbs": ["create"]},
+    {"apiGroups": ["authentication.k8s.io"], "resources": ["selfsubjectreviews"], "verbs": ["create"]},
+]
+
 
 def cluster_roles() -> list[dict[str, Any]]:
     return [
@@ -56,6 +65,7 @@ def cluster_roles() -> list[dict[str, Any]]:
                                              "verbs": ["get"]}]),
         _cluster_role("system:node-proxier", NODE_PROXIER_RULES),
         _cluster_role("kproxy:controllers", CONTROLLER_RULES),
+        _cluster_role("system:basic-user", BASIC_USER_RULES),
     ]
 
 
@@ -65,4 +75,5 @@ def cluster_role_bindings() -> list[dict[str, Any]]:
         _binding("system:monitoring", "system:monitoring", "Group", "system:monitoring"),
         _binding("system:node-proxier", "system:node-proxier", "User", KUBE_PROXY.user),
         _binding("kproxy:controllers", "kproxy:controllers", "User", CONTROLLERS.user),
+        _binding("system:basic-user", "system:basic-user", "Group", AUTHENTICATED),
     ]
