@@ -16,12 +16,16 @@ SUBRESOURCE_VERBS = ["get", "patch", "update"]
 CATEGORIES = {"pods": ["all"], "services": ["all"]}
 
 
-def _subresources(resource: Resource) -> list[tuple[str, list[str]]]:
+def subresources(resource: Resource) -> list[tuple[str, list[str], str]]:
+    """(name, verbs, kind) of each subresource the server serves for `resource` (the one list
+    both discovery and path parsing read)."""
     subs = []
     if resource.status_subresource:
-        subs.append(("status", SUBRESOURCE_VERBS))
+        subs.append(("status", SUBRESOURCE_VERBS, resource.kind))
     if resource.plural == "namespaces" and not resource.group:
-        subs.append(("finalize", ["update"]))
+        subs.append(("finalize", ["update"], resource.kind))
+    if resource.plural == "pods" and not resource.group:
+        subs.append(("binding", ["create"], "Binding"))
     return subs
 
 
@@ -79,9 +83,9 @@ def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
         if r.plural in CATEGORIES:
             entry["categories"] = CATEGORIES[r.plural]
         entries.append(entry)
-        for sub, verbs in _subresources(r):
+        for sub, verbs, kind in subresources(r):
             entries.append({"name": f"{r.plural}/{sub}", "singularName": "", "namespaced": r.namespaced,
-                            "kind": r.kind, "verbs": verbs})
+                            "kind": kind, "verbs": verbs})
     gv = f"{group}/{version}" if group else version
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": entries}
 
@@ -101,7 +105,8 @@ def _aggregated_group(group: str) -> dict[str, Any]:
                 entry["shortNames"] = list(r.short_names)
             if r.plural in CATEGORIES:
                 entry["categories"] = CATEGORIES[r.plural]
-            subs = [{"subresource": sub, "responseKind": kind_ref, "verbs": verbs} for sub, verbs in _subresources(r)]
+            subs = [{"subresource": sub, "responseKind": {**kind_ref, "kind": kind}, "verbs": verbs}
+                    for sub, verbs, kind in subresources(r)]
             if subs:
                 entry["subresources"] = subs
             resources.append(entry)
