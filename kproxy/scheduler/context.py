@@ -2,13 +2,14 @@
 computed once per attempt (the PreFilter/PreScore state of kube-scheduler's framework)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Mapping
 
 from kproxy.scheduler.affinity import selector_matches
 from kproxy.scheduler.snapshot import NodeInfo, Snapshot, host_ports, nonzero_requests, pod_requests
-from kproxy.scheduler.spread import SpreadConstraint, domain_counts, spread_constraints
+from kproxy.scheduler.spread import SpreadConstraint, domain_counts, matching_pods_per_node, spread_constraints
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,20 @@ class PodContext:
     def spread_counts(self) -> dict[SpreadConstraint, dict[str, int]]:
         """Per constraint, matching pods per topology domain over the nodes the pod could
         use by node affinity (nodeAffinityPolicy Honor) that carry every constraint's key."""
+        if not self.spread:
+            return {}
         hard_keys = [c.topology_key for c in self.spread if c.hard or self.explicit_spread]
         eligible = [n for n in self.snapshot.nodes.values()
                     if self.matches_node_affinity(n) and all(k in n.labels for k in hard_keys)]
-        return {c: domain_counts(c, eligible) for c in self.spread}
+        per_node: dict[object, dict[str, int]] = {}  # constraints sharing a selector count once
+        out = {}
+        for c in self.spread:
+            if c.counts not in per_node:
+                per_node[c.counts] = matching_pods_per_node(c, eligible)
+            out[c] = domain_counts(c, eligible, per_node[c.counts])
+        return out
+
+    @cached_property
+    def spread_weights(self) -> dict[SpreadConstraint, float]:
+        """log(domains + 2) per constraint: kube-scheduler's weight for a topology's size."""
+        return {c: math.log(len(counts) + 2) for c, counts in self.spread_counts.items()}

@@ -26,7 +26,8 @@ from kproxy.client.informer import object_key
 from kproxy.controllers.base import Controller, Handlers, RequeueAfter, SharedInformers
 from kproxy.controllers.leaderelection import LeaderElector
 from kproxy.scheduler.framework import Scheduled, schedule
-from kproxy.scheduler.snapshot import Snapshot, is_terminal
+from kproxy.scheduler.cache import ClusterCache
+from kproxy.scheduler.snapshot import is_terminal
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,12 @@ class Scheduler(Controller):
                                     else scheduler_name)
         self.pods = informers.get(PODS)
         self.nodes = informers.get(NODES)
-        self.assumed: dict[str, dict] = {}  # key -> the pod as bound, until the informer shows it
+        self.cache = ClusterCache()
         self.unschedulable: set[str] = set()
         self.pods.add_handler(Handlers(on_add=self._pod_added, on_update=self._pod_updated,
                                        on_delete=self._pod_deleted))
-        self.nodes.add_handler(Handlers(on_add=lambda n: self._cluster_changed(),
-                                        on_update=self._node_updated, on_delete=lambda n: None))
+        self.nodes.add_handler(Handlers(on_add=self._node_added, on_update=self._node_updated,
+                                        on_delete=self._node_deleted))
 
     def watched(self) -> list:
         return [PODS, NODES]
@@ -79,10 +80,9 @@ class Scheduler(Controller):
     # -- informer handlers: only enqueue ---------------------------------------------------
 
     def _pod_added(self, pod: dict) -> None:
+        self.cache.set_pod(pod)
         if self.wants(pod):
             self.queue.add(object_key(pod))
-        elif (pod.get("spec") or {}).get("nodeName"):
-            self.assumed.pop(object_key(pod), None)
 
     def _pod_updated(self, old: dict, new: dict) -> None:
         self._pod_added(new)
@@ -90,15 +90,22 @@ class Scheduler(Controller):
             self._cluster_changed()  # its resources are free again
 
     def _pod_deleted(self, pod: dict) -> None:
-        key = object_key(pod)
-        self.assumed.pop(key, None)
-        self.unschedulable.discard(key)
+        self.cache.remove_pod(pod)
+        self.unschedulable.discard(object_key(pod))
         if (pod.get("spec") or {}).get("nodeName"):
             self._cluster_changed()
 
+    def _node_added(self, node: dict) -> None:
+        self.cache.set_node(node)
+        self._cluster_changed()
+
     def _node_updated(self, old: dict, new: dict) -> None:
+        self.cache.set_node(new)
         if _node_fingerprint(old) != _node_fingerprint(new):
             self._cluster_changed()
+
+    def _node_deleted(self, node: dict) -> None:
+        self.cache.remove_node((node.get("metadata") or {}).get("name", ""))
 
     def _cluster_changed(self) -> None:
         for key in list(self.unschedulable):
@@ -106,18 +113,13 @@ class Scheduler(Controller):
 
     # -- one decision ------------------------------------------------------------------------
 
-    def snapshot(self) -> Snapshot:
-        pods = {object_key(p): p for p in self.pods.list()}
-        pods.update(self.assumed)
-        return Snapshot.build(self.nodes.list(), pods.values())
-
     async def reconcile(self, key: str) -> None:
         ns, _, name = key.partition("/")
         pod = self.pods.get(name, ns)
-        if pod is None or not self.wants(pod) or key in self.assumed:
+        if pod is None or not self.wants(pod) or self.cache.is_assumed(key):
             self.unschedulable.discard(key)
             return
-        result = schedule(pod, self.snapshot(), self.rng)
+        result = schedule(pod, self.cache.snapshot(), self.rng)
         if isinstance(result, Scheduled):
             await self._bind(pod, key, result.node)
             return
@@ -142,7 +144,7 @@ class Scheduler(Controller):
                 return
             raise
         self.unschedulable.discard(key)
-        self.assumed[key] = {**pod, "spec": {**pod["spec"], "nodeName": node}}
+        self.cache.assume(pod, node)
         self.events.record(POD_REF, ns, name, "Normal", "Scheduled", f"Successfully assigned {ns}/{name} to {node}",
                            uid=meta.get("uid"))
 

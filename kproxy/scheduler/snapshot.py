@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from kproxy.api.validation.common import parse_quantity
 
@@ -119,6 +119,19 @@ def effective_taints(node: Mapping[str, Any]) -> tuple[dict, ...]:
 
 
 @dataclass(frozen=True)
+class Footprint:
+    """What one pod takes from its node."""
+
+    requests: Mapping[str, int]
+    nonzero: tuple[int, int]
+    ports: frozenset[tuple[str, str, int]]
+
+    @classmethod
+    def of(cls, pod: Mapping[str, Any]) -> "Footprint":
+        return cls(pod_requests(pod), nonzero_requests(pod), frozenset(host_ports(pod)))
+
+
+@dataclass(frozen=True)
 class NodeInfo:
     """One node and the pods bound to it, reduced to what filters and scores read."""
 
@@ -133,26 +146,37 @@ class NodeInfo:
     used_ports: frozenset[tuple[str, str, int]] = frozenset()
 
     @classmethod
-    def of(cls, node: Mapping[str, Any], pods: Iterable[Mapping[str, Any]] = ()) -> "NodeInfo":
+    def of(cls, node: Mapping[str, Any], pods: Iterable[Mapping[str, Any]] = (),
+           footprint: Callable[[Mapping[str, Any]], Footprint] = Footprint.of) -> "NodeInfo":
+        """`footprint` lets a caller that sees the same pods again and again cache them."""
         meta = node.get("metadata") or {}
         status = node.get("status") or {}
-        info = cls(name=meta.get("name", ""), labels=dict(meta.get("labels") or {}),
-                   taints=effective_taints(node), unschedulable=bool((node.get("spec") or {}).get("unschedulable")),
-                   allocatable=_resource_map(status.get("allocatable") or status.get("capacity")))
+        pods = tuple(pods)
+        requested: dict[str, int] = {PODS: len(pods)} if pods else {}
+        cpu = mem = 0
+        ports: set[tuple[str, str, int]] = set()
         for pod in pods:
-            info = info.with_pod(pod)
-        return info
+            fp = footprint(pod)
+            for name, v in fp.requests.items():
+                requested[name] = requested.get(name, 0) + v
+            cpu, mem = cpu + fp.nonzero[0], mem + fp.nonzero[1]
+            ports |= fp.ports
+        return cls(name=meta.get("name", ""), labels=dict(meta.get("labels") or {}),
+                   taints=effective_taints(node), unschedulable=bool((node.get("spec") or {}).get("unschedulable")),
+                   allocatable=_resource_map(status.get("allocatable") or status.get("capacity")),
+                   requested=requested, nonzero_requested=(cpu, mem), pods=pods, used_ports=frozenset(ports))
 
     def with_pod(self, pod: Mapping[str, Any]) -> "NodeInfo":
         """This node with `pod` on it too (an assumed pod, or one the informer reports)."""
+        fp = Footprint.of(pod)
         requested = dict(self.requested)
-        for name, v in pod_requests(pod).items():
+        for name, v in fp.requests.items():
             requested[name] = requested.get(name, 0) + v
         requested[PODS] = requested.get(PODS, 0) + 1
-        cpu, mem = nonzero_requests(pod)
         return replace(self, requested=requested,
-                       nonzero_requested=(self.nonzero_requested[0] + cpu, self.nonzero_requested[1] + mem),
-                       pods=self.pods + (pod,), used_ports=self.used_ports | host_ports(pod))
+                       nonzero_requested=(self.nonzero_requested[0] + fp.nonzero[0],
+                                          self.nonzero_requested[1] + fp.nonzero[1]),
+                       pods=self.pods + (pod,), used_ports=self.used_ports | fp.ports)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@ defaults (spread the pods of one owner over hosts, maxSkew 3, and zones, maxSkew
 ScheduleAnyway), counted per topology domain."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
@@ -76,15 +75,17 @@ def spread_constraints(pod: Mapping[str, Any]) -> tuple[tuple[SpreadConstraint, 
             SpreadConstraint(5, ZONE_KEY, False, same_owner)), False
 
 
-def domain_counts(c: SpreadConstraint, nodes: Iterable[NodeInfo]) -> dict[str, int]:
+def matching_pods_per_node(c: SpreadConstraint, nodes: Iterable[NodeInfo]) -> dict[str, int]:
+    return {node.name: sum(1 for p in node.pods if not is_terminal(p) and c.counts(p)) for node in nodes}
+
+
+def domain_counts(c: SpreadConstraint, nodes: Iterable[NodeInfo], per_node: dict[str, int]) -> dict[str, int]:
     """Matching pods per domain; every domain of `nodes` is present, empty ones with 0."""
     counts: dict[str, int] = {}
     for node in nodes:
         domain = node.labels.get(c.topology_key)
-        if domain is None:
-            continue
-        n = sum(1 for p in node.pods if not is_terminal(p) and c.counts(p))
-        counts[domain] = counts.get(domain, 0) + n
+        if domain is not None:
+            counts[domain] = counts.get(domain, 0) + per_node.get(node.name, 0)
     return counts
 
 
@@ -118,6 +119,5 @@ def spread_raw_score(ctx: "PodContext", node: NodeInfo) -> float | None:
             if ctx.explicit_spread:
                 return None
             continue
-        counts = ctx.spread_counts[c]
-        total += counts.get(domain, 0) * math.log(len(counts) + 2) + (c.max_skew - 1)
+        total += ctx.spread_counts[c].get(domain, 0) * ctx.spread_weights[c] + (c.max_skew - 1)
     return total

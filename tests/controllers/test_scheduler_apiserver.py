@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from kproxy.api.resources import EVENTS, NODES, PODS
+from kproxy.api.resources import EVENTS, LEASES, NODES, PODS
 from kproxy.client.sync import Client
 from tests.apiserver.fixtures import start_apiserver
 
@@ -130,3 +130,34 @@ def test_pods_are_bound_spread_and_explained(cluster):
     node(client, "huge-node", cpu="32")
     bound = wait_for("huge bound", lambda: client.get(PODS, "huge", "default")["spec"].get("nodeName"))
     assert bound == "huge-node"
+
+
+def test_kproxy_scheduler_runs_on_its_own(tmp_path):
+    """`kproxy scheduler --kubeconfig scheduler.kubeconfig` beside an apiserver that runs its
+    controllers but not the scheduler; SIGTERM stops it cleanly."""
+    import signal
+    import subprocess
+    import sys
+    server = start_apiserver(tmp_path / "api", ["--no-scheduler"])
+    client = Client.from_kubeconfig(server.kubeconfig)
+    proc = None
+    try:
+        node(client, "n1")
+        pod(client, "lonely")
+        time.sleep(1.0)  # nothing in the apiserver binds it
+        assert client.get(PODS, "lonely", "default")["spec"].get("nodeName") is None
+        proc = subprocess.Popen([sys.executable, "-m", "kproxy", "scheduler", "--kubeconfig",
+                                 str(server.data_dir / "scheduler.kubeconfig"), "--leader-elect-lease-duration", "5s"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert wait_for("bound", lambda: client.get(PODS, "lonely", "default")["spec"].get("nodeName")) == "n1"
+        assert client.get(LEASES, "kube-scheduler", "kube-system")["spec"]["holderIdentity"]
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, out.decode(errors="replace")[-2000:]
+        assert b"Traceback" not in out
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        client.close()
+        server.stop()

@@ -335,3 +335,65 @@ def test_300_pods_over_3_nodes_respect_every_constraint():
     assert zones["z1"] - zones["z2"] <= 2 or spread["large"] == 0
     assert sum(len(v) for v in pods_on.values()) + unschedulable == 300
     assert 0 < unschedulable < 300  # the cluster fills up: both outcomes are exercised
+
+
+# --- the loop's incremental cache -----------------------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from kproxy.scheduler.cache import ClusterCache  # noqa: E402
+
+_event = st.tuples(st.sampled_from(["node", "node-del", "pod", "pod-del", "assume", "finish"]),
+                   st.integers(0, 3), st.integers(0, 5), st.sampled_from([None, "100m", "1", "250m"]))
+
+
+@settings(max_examples=200)
+@given(st.lists(_event, max_size=40))
+def test_the_cache_snapshot_equals_one_built_from_scratch(events):
+    """Whatever the order of informer events and assumptions, the incrementally kept snapshot
+    is the one Snapshot.build makes from the same nodes and pods (assumed pods bound)."""
+    cache = ClusterCache()
+    nodes: dict[str, dict] = {}
+    pods: dict[str, dict] = {}  # what the informer shows
+    assumed: dict[str, str] = {}
+    rv = 0
+    for kind, n, p, cpu in events:
+        rv += 1
+        node_name, pod_name = f"n{n}", f"p{p}"
+        key = f"default/{pod_name}"
+        if kind == "node":
+            nodes[node_name] = node(node_name, cpu=str(n + 1))
+            cache.set_node(nodes[node_name])
+        elif kind == "node-del":
+            nodes.pop(node_name, None)
+            cache.remove_node(node_name)
+        elif kind == "pod":
+            obj = pod(pod_name, cpu=cpu, node_name=node_name if cpu else None)
+            obj["metadata"]["resourceVersion"] = str(rv)
+            pods[key] = obj
+            if obj["spec"].get("nodeName") or key not in assumed:
+                assumed.pop(key, None)
+            cache.set_pod(obj)
+        elif kind == "pod-del" and key in pods:
+            cache.remove_pod(pods.pop(key))
+            assumed.pop(key, None)
+        elif kind == "assume" and key in pods and not pods[key]["spec"].get("nodeName") \
+                and not pods[key]["status"].get("phase"):
+            assumed[key] = node_name
+            cache.assume(pods[key], node_name)
+        elif kind == "finish" and key in pods:
+            obj = {**pods[key], "status": {"phase": "Succeeded"},
+                   "metadata": {**pods[key]["metadata"], "resourceVersion": str(rv)}}
+            pods[key] = obj
+            assumed.pop(key, None)
+            cache.set_pod(obj)
+    effective = [{**obj, "spec": {**obj["spec"], "nodeName": assumed[k]}} if k in assumed else obj
+                 for k, obj in pods.items()]
+    expected = Snapshot.build(nodes.values(), effective)
+    got = cache.snapshot()
+    assert list(got.nodes) == list(expected.nodes)
+    for name in expected.nodes:
+        e, g = expected.nodes[name], got.nodes[name]
+        assert (dict(g.requested), g.nonzero_requested, g.used_ports) == \
+            (dict(e.requested), e.nonzero_requested, e.used_ports), name
+        assert sorted(p["metadata"]["name"] for p in g.pods) == sorted(p["metadata"]["name"] for p in e.pods)
