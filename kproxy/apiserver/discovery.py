@@ -16,14 +16,16 @@ SUBRESOURCE_VERBS = ["get", "patch", "update"]
 CATEGORIES = {"pods": ["all"], "services": ["all"]}
 SERVED = ALL + CREATE_ONLY
 TOKEN_REQUEST_KIND = {"group": AUTHN_GROUP, "version": "v1", "kind": "TokenRequest"}
+BINDING_KIND = {"group": "", "version": "v1", "kind": "Binding"}
 
 
 def _verbs(resource: Resource) -> list[str]:
     return ["create"] if resource in CREATE_ONLY else VERBS
 
 
-def _subresources(resource: Resource) -> list[tuple[str, list[str], dict[str, str] | None]]:
-    """(name, verbs, kind when it is not the resource's own) of each subresource."""
+def subresources(resource: Resource) -> list[tuple[str, list[str], dict[str, str] | None]]:
+    """(name, verbs, kind when it is not the resource's own) of each subresource the server
+    serves for `resource`: the one list both discovery and path parsing read."""
     subs: list[tuple[str, list[str], dict[str, str] | None]] = []
     if resource.status_subresource:
         subs.append(("status", SUBRESOURCE_VERBS, None))
@@ -31,6 +33,8 @@ def _subresources(resource: Resource) -> list[tuple[str, list[str], dict[str, st
         subs.append(("finalize", ["update"], None))
     if resource is SERVICE_ACCOUNTS:
         subs.append((TOKEN_SUBRESOURCE, ["create"], TOKEN_REQUEST_KIND))
+    if resource.plural == "pods" and not resource.group:
+        subs.append(("binding", ["create"], BINDING_KIND))
     return subs
 
 
@@ -88,11 +92,11 @@ def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
         if r.plural in CATEGORIES:
             entry["categories"] = CATEGORIES[r.plural]
         entries.append(entry)
-        for sub, verbs, kind in _subresources(r):
+        for sub, verbs, kind in subresources(r):
             entry = {"name": f"{r.plural}/{sub}", "singularName": "", "namespaced": r.namespaced,
                      "kind": r.kind, "verbs": verbs}
-            if kind is not None:
-                entry.update(kind)
+            if kind is not None:  # group and version only when they are not the resource's own
+                entry.update(kind if kind["group"] != r.group else {"kind": kind["kind"]})
             entries.append(entry)
     gv = f"{group}/{version}" if group else version
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": entries}
@@ -114,7 +118,7 @@ def _aggregated_group(group: str) -> dict[str, Any]:
             if r.plural in CATEGORIES:
                 entry["categories"] = CATEGORIES[r.plural]
             subs = [{"subresource": sub, "responseKind": kind or kind_ref, "verbs": verbs}
-                    for sub, verbs, kind in _subresources(r)]
+                    for sub, verbs, kind in subresources(r)]
             if subs:
                 entry["subresources"] = subs
             resources.append(entry)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import os
 import signal
 import ssl
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import web
 
@@ -60,6 +61,8 @@ class ServerConfig:
     service_cluster_ip_range: str = "10.96.0.0/12"
     service_node_port_range: str = "30000-32767"
     run_controllers: bool = True
+    run_scheduler: bool = True  # with the controllers only
+    scheduler_retry: float = 60.0
     store_history: int = 10000
     sweep_interval: float = 1.0
     rest: RestSettings = field(default_factory=RestSettings)
@@ -120,7 +123,7 @@ class ApiServer:
         self._tasks: list[asyncio.Task] = []
         self._tls: ssl.SSLContext | None = None
         self._gate: GatedListener | None = None
-        self._controllers: _ControllerThread | None = None
+        self._controllers: list[_ControllerThread] = []
 
     # ------------------------------------------------------------------ startup
     def bootstrap(self) -> None:
@@ -247,19 +250,23 @@ class ApiServer:
         return ctx
 
     def _start_controllers(self) -> None:
-        try:
-            from kproxy.controllers.manager import run_controllers  # noqa: F401
-            from kproxy.client.rest import ApiClient  # noqa: F401
-        except ImportError as exc:
-            log.warning("controllers are not available (%s); running without them", exc)
-            return
-        self._controllers = _ControllerThread(self.pki.kubeconfig(pki_bootstrap.CONTROLLERS))
-        self._controllers.start()
+        """The controllers and (unless turned off) the scheduler, each in its own thread with
+        its own identity, as kube-controller-manager and kube-scheduler would run."""
+        from kproxy.controllers.manager import run_controllers
+        self._controllers = [_ControllerThread("controllers", self.pki.kubeconfig(pki_bootstrap.CONTROLLERS),
+                                               run_controllers)]
+        if self.config.run_scheduler:
+            from kproxy.scheduler.loop import run_scheduler
+            self._controllers.append(_ControllerThread(
+                "scheduler", self.pki.kubeconfig(pki_bootstrap.SCHEDULER),
+                functools.partial(run_scheduler, retry_unschedulable=self.config.scheduler_retry)))
+        for thread in self._controllers:
+            thread.start()
 
     async def stop(self) -> None:
         self._shutting_down = True  # /readyz fails from now on
-        if self._controllers:
-            await asyncio.get_running_loop().run_in_executor(None, self._controllers.stop)
+        for thread in self._controllers:
+            await asyncio.get_running_loop().run_in_executor(None, thread.stop)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -472,12 +479,14 @@ def _aggregated_response(doc: dict[str, Any]) -> web.Response:
 
 
 class _ControllerThread:
-    """Runs kproxy.controllers.manager.run_controllers in its own thread and event loop, so
-    a controller that blocks cannot stall the apiserver's loop."""
+    """Runs `run(client, stop)` (the controllers, the scheduler) in its own thread and event
+    loop, so a control loop that blocks cannot stall the apiserver's loop."""
 
-    def __init__(self, kubeconfig: str):
+    def __init__(self, name: str, kubeconfig: str, run: Callable[..., Any]):
+        self.name = name
         self.kubeconfig = kubeconfig
-        self._thread = threading.Thread(target=self._main, name="controllers", daemon=True)
+        self.run = run
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
@@ -489,11 +498,10 @@ class _ControllerThread:
         try:
             asyncio.run(self._run())
         except Exception:
-            log.exception("controllers stopped with an error")
+            log.exception("%s stopped with an error", self.name)
 
     async def _run(self) -> None:
         from kproxy.client.rest import ApiClient
-        from kproxy.controllers.manager import run_controllers
 
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
@@ -502,9 +510,7 @@ class _ControllerThread:
             await asyncio.sleep(0.05)
         client = ApiClient.from_kubeconfig(self.kubeconfig)
         try:
-            result = run_controllers(client, self._stop)
-            if asyncio.iscoroutine(result):
-                await result
+            await self.run(client, self._stop)
         finally:
             await client.close()
 
