@@ -28,7 +28,8 @@ from kproxy.scheduler.snapshot import Snapshot
 def node_obj(i: int) -> dict:
     name = f"node-{i:03d}"
     cpu = ("4", "16", "64")[i % 3]
-    return {"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "topology.kubernetes.io/zone": f"z{i % 3}"}},
+    labels = {"kubernetes.io/hostname": name, "topology.kubernetes.io/zone": f"z{i % 3}"}
+    return {"metadata": {"name": name, "labels": labels},
             "spec": {}, "status": {"allocatable": {"cpu": cpu, "memory": "256Gi", "pods": "110"},
                                    "capacity": {"cpu": cpu, "memory": "256Gi", "pods": "110"},
                                    "conditions": [{"type": "Ready", "status": "True"}]}}

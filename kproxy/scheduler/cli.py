@@ -30,7 +30,8 @@ async def _main(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await run_scheduler(client, stop, leader_elect=args.leader_elect, lease_duration=args.leader_elect_lease_duration,
+        await run_scheduler(client, stop, leader_elect=args.leader_elect,
+                            lease_duration=args.leader_elect_lease_duration,
                             retry_unschedulable=args.retry_unschedulable)
     finally:
         await client.close()

@@ -69,7 +69,8 @@ class Scheduler(Controller):
 
     def wants(self, pod: Mapping[str, Any]) -> bool:
         spec = pod.get("spec") or {}
-        return (not spec.get("nodeName") and (spec.get("schedulerName") or DEFAULT_SCHEDULER_NAME) == self.scheduler_name
+        ours = (spec.get("schedulerName") or DEFAULT_SCHEDULER_NAME) == self.scheduler_name
+        return (not spec.get("nodeName") and ours
                 and not (pod.get("metadata") or {}).get("deletionTimestamp") and not is_terminal(pod))
 
     async def resync(self) -> None:
@@ -133,7 +134,8 @@ class Scheduler(Controller):
     async def _bind(self, pod: dict, key: str, node: str) -> None:
         meta = pod["metadata"]
         ns, name = meta.get("namespace") or "default", meta["name"]
-        body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": ns, "uid": meta.get("uid")},
+        body = {"apiVersion": "v1", "kind": "Binding",
+                "metadata": {"name": name, "namespace": ns, "uid": meta.get("uid")},
                 "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
         try:
             await self.client.request("POST", PODS.object_path(name, ns) + "/binding", body=body)
