@@ -83,6 +83,7 @@ class Event:
 
 
 WatchCallback = Callable[[Event], None]
+KeyValues = list[KeyValue]  # a name the Store classes can use: their `list` method hides the builtin
 
 
 class Store(abc.ABC):
@@ -94,7 +95,7 @@ class Store(abc.ABC):
     def list(self, prefix: str) -> tuple[list[KeyValue], int]:
         """All keys under `prefix` sorted by key, and the store revision they are consistent at."""
 
-    def list_at(self, prefix: str, revision: int) -> list[KeyValue]:
+    def list_at(self, prefix: str, revision: int) -> KeyValues:
         """All keys under `prefix` as they were at `revision`, sorted by key (etcd's Range at a
         revision: what a paged list needs to serve every page from one snapshot). Raises Gone
         when the store can no longer show that state, ValueError for a future revision. This

@@ -48,6 +48,7 @@ from kproxy.store.base import (
     MAX_VALUE_BYTES,
     Gone,
     KeyValue,
+    KeyValues,
     NotFound,
     Store,
     StoreError,
@@ -155,8 +156,11 @@ def _key_range(prefix: str) -> tuple[str, tuple[str, ...]]:
     return "key >= ? AND key < ?", (prefix, upper)
 
 
-def _rewind(rows: list[tuple[str, str, int, int]], later: list[tuple[str, str, str, str | None, int | None, int | None]],
-            revision: int, compacted: int) -> list[KeyValue]:
+_LaterEvent = tuple[str, str, str, str | None, int | None, int | None]
+
+
+def _rewind(rows: list[tuple[str, str, int, int]], later: list[_LaterEvent], revision: int,
+            compacted: int) -> list[KeyValue]:
     """The keys at `revision`, from today's `rows` (key, value, create, mod) and the events
     after `revision` in revision order (key, type, value, prev value, prev mod_revision,
     create_revision). A key's first event after `revision` tells its state then: ADDED means
@@ -346,7 +350,7 @@ class SQLiteStore(Store):
                 conn.execute("COMMIT")
         return [KeyValue(k, json.loads(v), mod, create) for k, v, create, mod in rows], revision
 
-    def list_at(self, prefix: str, revision: int) -> list[KeyValue]:
+    def list_at(self, prefix: str, revision: int) -> KeyValues:
         """The keys under `prefix` at an older `revision`, in one read transaction: today's
         rows with the retained events after `revision` undone (see base.Store.list_at)."""
         if not isinstance(prefix, str):
