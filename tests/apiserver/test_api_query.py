@@ -178,6 +178,11 @@ def test_kubectl_get_in_chunks(server, core):
     assert len(requests) == 3 and sum("continue=" in r for r in requests) == 2, proc.stderr
     names = kubectl(server, "get", "secrets", "-n", ns, "--chunk-size=2", "-o", "name")
     assert names.returncode == 0 and names.stdout.split() == [f"secret/c{i}" for i in range(5)]
+    # across namespaces the token's start key is "namespace/name"
+    every = kubectl(server, "get", "secrets", "-A", "--chunk-size=1", "-o", "name")
+    whole = kubectl(server, "get", "secrets", "-A", "--chunk-size=0", "-o", "name")
+    assert every.returncode == 0 and every.stdout == whole.stdout
+    assert {f"secret/c{i}" for i in range(5)} <= set(every.stdout.split())
 
 
 # ---------------------------------------------------------------------- item 3: stringData
