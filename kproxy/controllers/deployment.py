@@ -19,7 +19,7 @@ from typing import Any, Callable
 from kproxy.api.resources import DEPLOYMENTS, PODS, REPLICA_SETS
 from kproxy.api.status import ApiError
 from kproxy.controllers.base import Controller, Handlers, RequeueAfter, SharedInformers
-from kproxy.controllers.events import NORMAL, WARNING, EventRecorder
+from kproxy.client.events import EventRecorder
 from kproxy.controllers.expectations import WrittenVersions
 from kproxy.controllers.ownership import (
     Obj, adopt_patch, claim, controller_ref, is_deleting, meta, owner_reference, release_patch, selector_of,
@@ -29,6 +29,7 @@ from kproxy.controllers import rollout
 
 log = logging.getLogger(__name__)
 
+NORMAL, WARNING = "Normal", "Warning"
 COMPONENT = "deployment-controller"
 
 
@@ -56,6 +57,11 @@ class DeploymentController(Controller):
 
     def watched(self):
         return [DEPLOYMENTS, REPLICA_SETS, PODS]
+
+    def _record(self, obj: Obj, event_type: str, reason: str, message: str) -> None:
+        md = meta(obj)
+        self.events.record((DEPLOYMENTS.group_version, DEPLOYMENTS.kind), md.get("namespace") or "default",
+                           md.get("name", ""), event_type, reason, message, uid=md.get("uid"))
 
     async def resync(self) -> None:
         for d in self.deployments.list():
@@ -217,7 +223,7 @@ class DeploymentController(Controller):
             await self.client.update_status(DEPLOYMENTS, {**d, "status": status})
             return None
         self.written.wrote(key, key_of(created), meta(created).get("resourceVersion"))
-        self.events.record(DEPLOYMENTS, d, NORMAL, "ScalingReplicaSet",
+        self._record(d, NORMAL, "ScalingReplicaSet",
                            f"Scaled up replica set {meta(created)['name']} from 0 to {replicas}")
         return rollout.RSView(created)
 
@@ -260,7 +266,7 @@ class DeploymentController(Controller):
             if view is not None:
                 view.rs = updated
             direction = "up" if replicas > before else "down"
-            self.events.record(DEPLOYMENTS, d, NORMAL, "ScalingReplicaSet",
+            self._record(d, NORMAL, "ScalingReplicaSet",
                                f"Scaled {direction} replica set {name} from {before} to {replicas}")
 
     async def _clean_history(self, d: Obj, old: list[rollout.RSView]) -> None:
@@ -269,7 +275,7 @@ class DeploymentController(Controller):
                 await self.client.delete(REPLICA_SETS, meta(rs)["name"], meta(rs)["namespace"], uid=meta(rs)["uid"])
             except ApiError as exc:
                 if exc.code not in (404, 409):
-                    self.events.record(DEPLOYMENTS, d, WARNING, "FailedDelete", str(exc))
+                    self._record(d, WARNING, "FailedDelete", str(exc))
 
     async def _write_status(self, d: Obj, status: dict[str, Any]) -> None:
         if status == (d.get("status") or {}):

@@ -25,7 +25,7 @@ from kproxy.api.meta import parse_rfc3339
 from kproxy.api.resources import PODS, REPLICA_SETS
 from kproxy.api.status import ApiError
 from kproxy.controllers.base import Controller, Handlers, RequeueAfter, SharedInformers
-from kproxy.controllers.events import NORMAL, WARNING, EventRecorder
+from kproxy.client.events import EventRecorder
 from kproxy.controllers.expectations import Expectations
 from kproxy.controllers.ownership import (
     Obj, adopt_patch, claim, controller_ref, is_deleting, meta, owner_reference, release_patch, selector_of,
@@ -34,6 +34,7 @@ from kproxy.controllers.podutil import is_pod_ready, is_terminal
 
 log = logging.getLogger(__name__)
 
+NORMAL, WARNING = "Normal", "Warning"
 COMPONENT = "replicaset-controller"
 BURST_REPLICAS = 500  # most pods created or deleted by one reconcile (upstream's burstReplicas)
 SLOW_START_INITIAL_BATCH = 1
@@ -168,6 +169,11 @@ class ReplicaSetController(Controller):
     def watched(self):
         return [REPLICA_SETS, PODS]
 
+    def _record(self, obj: Obj, event_type: str, reason: str, message: str) -> None:
+        md = meta(obj)
+        self.events.record((REPLICA_SETS.group_version, REPLICA_SETS.kind), md.get("namespace") or "default",
+                           md.get("name", ""), event_type, reason, message, uid=md.get("uid"))
+
     async def resync(self) -> None:
         for rs in self.replica_sets.list():
             self._enqueue(rs)
@@ -278,7 +284,7 @@ class ReplicaSetController(Controller):
             errors = [r for r in results if isinstance(r, BaseException)]
             for created in results:
                 if not isinstance(created, BaseException):
-                    self.events.record(REPLICA_SETS, rs, NORMAL, "SuccessfulCreate",
+                    self._record(rs, NORMAL, "SuccessfulCreate",
                                        f"Created pod: {meta(created)['name']}")
             remaining -= size
             if errors:
@@ -286,7 +292,7 @@ class ReplicaSetController(Controller):
                 for _ in range(len(errors) + remaining):
                     self.expectations.creation_observed(key)
                 message = f"FailedCreate: {errors[0]}"
-                self.events.record(REPLICA_SETS, rs, WARNING, "FailedCreate", f"Error creating: {errors[0]}")
+                self._record(rs, WARNING, "FailedCreate", f"Error creating: {errors[0]}")
                 if not isinstance(errors[0], ApiError):
                     raise errors[0]
                 return message
@@ -299,13 +305,13 @@ class ReplicaSetController(Controller):
         for pod in victims:
             try:
                 await self.client.delete(PODS, meta(pod)["name"], meta(pod)["namespace"], uid=meta(pod).get("uid"))
-                self.events.record(REPLICA_SETS, rs, NORMAL, "SuccessfulDelete", f"Deleted pod: {meta(pod)['name']}")
+                self._record(rs, NORMAL, "SuccessfulDelete", f"Deleted pod: {meta(pod)['name']}")
             except ApiError as exc:
                 self.expectations.deletion_observed(key, key_of(pod))
                 if exc.code in (404, 409):
                     continue  # already gone or replaced
                 failure = f"FailedDelete: {exc}"
-                self.events.record(REPLICA_SETS, rs, WARNING, "FailedDelete", f"Error deleting: {exc}")
+                self._record(rs, WARNING, "FailedDelete", f"Error deleting: {exc}")
         return failure
 
     async def _write_status(self, rs: Obj, owned: list[Obj], failure: str | None) -> None:

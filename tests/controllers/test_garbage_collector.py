@@ -72,13 +72,13 @@ def test_kubectl_delete_cascade(env, kubelet, cascade):
         c.wait_for(lambda c: counts(c) == (0, 0, 0))
 
 
-def test_invalid_propagation_policy_is_400(env):
+def test_invalid_propagation_policy_is_refused(env):
     api = env.server.http()
     c = env.client
     c.create(CONFIG_MAPS, {"metadata": {"name": "x", "namespace": "default"}})
     code, body = api.call("DELETE", "/api/v1/namespaces/default/configmaps/x",
                           {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Sideways"})
-    assert (code, body["reason"]) == (400, "BadRequest"), body
+    assert (code, body["reason"]) == (422, "Invalid"), body
     assert c.get(CONFIG_MAPS, "x", "default")
 
 
