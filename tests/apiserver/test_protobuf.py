@@ -57,7 +57,7 @@ def test_secret_bytes_are_base64_and_quota_quantities_are_strings():
 
 @pytest.mark.parametrize("body", [
     b"not protobuf", protobuf.MAGIC + b"\xff", protobuf.MAGIC + field(2, b"\x0a\x05ab"),
-    envelope("v1", "Pod", b""), envelope("v1", "Service", b"\x0a\xff\xff\xff"),
+    envelope("v1", "Widget", b""), envelope("v1", "Service", b"\x0a\xff\xff\xff"),
 ])
 def test_bad_or_unsupported_bodies_raise(body):
     with pytest.raises(protobuf.ProtobufError):
