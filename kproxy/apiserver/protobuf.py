@@ -332,6 +332,18 @@ def watch_frame(event_type: str, encoded_object: bytes) -> bytes:
 
 
 # ---------------------------------------------------------------------- negotiation
+def negotiate(accept: str, obj: dict[str, Any]) -> bytes | None:
+    """The one encoder choice for an answer: the protobuf form of `obj` when the Accept header
+    prefers protobuf and `obj` has one, else None (answer JSON, as kube-apiserver does for
+    kinds without a protobuf form)."""
+    if not wants_protobuf(accept):
+        return None
+    try:
+        return encode(obj)
+    except ProtobufUnsupported:
+        return None
+
+
 def wants_protobuf(accept: str) -> bool:
     """True when the Accept header prefers protobuf to JSON (by q, then by order), as a typed
     client's `application/vnd.kubernetes.protobuf, application/json` does."""

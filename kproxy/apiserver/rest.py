@@ -66,6 +66,14 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
     return web.Response(text=dumps(obj), status=status, content_type="application/json", headers=headers)
 
 
+def object_response(request: web.Request, obj: Any, status: int = 200) -> web.Response:
+    """An object (or Status) in the encoding the request's Accept header prefers."""
+    body = protobuf.negotiate(request.headers.get("Accept", ""), obj)
+    if body is None:
+        return json_response(obj, status)
+    return web.Response(body=body, status=status, content_type=protobuf.MEDIA_TYPE)
+
+
 def _content_type(request: web.Request, default: str = "application/json") -> str:
     """The request's media type; a body without Content-Type is JSON, as the official Python
     client sends it."""
@@ -94,7 +102,7 @@ class RestHandler:
         self.tables = tables
         self._watch_queues: set[watch.WatchQueue] = set()
         self._watches_by_user: collections.Counter[str] = collections.Counter()
-        self._encode_cache: collections.OrderedDict[tuple[int, str], str] = collections.OrderedDict()
+        self._encode_cache: collections.OrderedDict[tuple[int, str, bool], str | bytes] = collections.OrderedDict()
         self._closing = False
         # checks of an object about to be written, given the acting user (escalation
         # prevention): guard(user, resource, namespace, obj) raises ApiError; blocking
@@ -112,10 +120,18 @@ class RestHandler:
     def _encoded(self, key: tuple[int, str], obj: dict[str, Any]) -> str:
         """JSON of an object version, encoded once for all watchers that receive it (the
         object at one revision of one key is the same for every watcher)."""
-        text = self._encode_cache.get(key)
+        return self._cached(key, obj, False)
+
+    def _encoded_protobuf(self, key: tuple[int, str], obj: dict[str, Any]) -> bytes:
+        """The protobuf form of an object version, shared between watchers as `_encoded`."""
+        return self._cached(key, obj, True)
+
+    def _cached(self, key: tuple[int, str], obj: dict[str, Any], as_protobuf: bool) -> Any:
+        cache_key = (*key, as_protobuf)
+        text = self._encode_cache.get(cache_key)
         if text is None:
-            text = dumps(obj)
-            self._encode_cache[key] = text
+            text = protobuf.encode(obj) if as_protobuf else dumps(obj)
+            self._encode_cache[cache_key] = text
             if len(self._encode_cache) > ENCODE_CACHE_SIZE:
                 self._encode_cache.popitem(last=False)
         return text
@@ -206,8 +222,10 @@ class RestHandler:
     def _respond(self, request: web.Request, resource: Resource, obj: dict[str, Any], status: int = 200,
                  warnings: list[str] | None = None) -> web.Response:
         if wants_table(request.headers.get("Accept", "")):
-            obj = self.tables.render(resource, obj, include_object=request.query.get("includeObject", "Metadata"))
-        response = json_response(obj, status)
+            response = json_response(self.tables.render(
+                resource, obj, include_object=request.query.get("includeObject", "Metadata")), status)
+        else:
+            response = object_response(request, obj, status)
         for text in warnings or ():
             response.headers.add("Warning", warning_header(text))
         return response
@@ -318,10 +336,10 @@ class RestHandler:
         options = await self._delete_options(request)
         result = await self._write(self.registry.delete, resource, ns, name, options)
         if not result.deleted or (resource.group, resource.plural) in RETURNS_DELETED_OBJECT:
-            return json_response(result.obj)
+            return object_response(request, result.obj)
         details = st.success(resource.plural, name, resource.group)
         details["details"]["uid"] = (result.obj.get("metadata") or {}).get("uid")
-        return json_response(details)
+        return object_response(request, details)
 
     async def _delete_collection(self, request: web.Request, resource: Resource, ns: str | None) -> web.Response:
         options = await self._delete_options(request)
@@ -338,8 +356,9 @@ class RestHandler:
                     continue  # gone or changed meanwhile; Kubernetes skips these too
                 raise
             items.append(result.obj)
-        return json_response({"kind": resource.list_kind, "apiVersion": resource.group_version,
-                              "metadata": {"resourceVersion": listed["metadata"]["resourceVersion"]}, "items": items})
+        return object_response(request, {"kind": resource.list_kind, "apiVersion": resource.group_version,
+                                          "metadata": {"resourceVersion": listed["metadata"]["resourceVersion"]},
+                                          "items": items})
 
     # ------------------------------------------------------------------ watch
     async def _watch(self, request: web.Request, resource: Resource, ns: str | None, name: str | None) -> web.StreamResponse:
@@ -369,14 +388,17 @@ class RestHandler:
         send_initial = query_bool(request.query.get("sendInitialEvents"))
         start = resource_version(request.query) or None  # "0": from the current state, as ""
         table = None
-        if wants_table(request.headers.get("Accept", "")):
+        accept = request.headers.get("Accept", "")
+        if wants_table(accept):
             include = request.query.get("includeObject", "Metadata")
             table = functools.partial(self._table_row, resource, include)
         return WatchRequest(
             label_selector=ls, field_selector=fs, start=None if send_initial else start,
             timeout=query_int(request.query, "timeoutSeconds"),
             bookmarks=query_bool(request.query.get("allowWatchBookmarks")),
-            send_initial=send_initial, table=table)
+            send_initial=send_initial, table=table,
+            protobuf=table is None and protobuf.wants_protobuf(accept) and
+            protobuf.message_name(resource.group_version, resource.kind) is not None)
 
     def _table_row(self, resource: Resource, include: str, obj: dict[str, Any], with_columns: bool) -> dict[str, Any]:
         return self.tables.render(resource, obj, include, with_columns=with_columns)
@@ -387,8 +409,8 @@ class RestHandler:
         spec = self._watch_request(request, resource, name)
         loop = asyncio.get_running_loop()
         queue = watch.WatchQueue(loop, self.settings.watch_queue_limit)
-        framer = WatchFramer(resource, spec, self._encoded, self.settings.bookmark_interval,
-                             self.settings.idle_check_interval)
+        framer = WatchFramer(resource, spec, self._encoded_protobuf if spec.protobuf else self._encoded,
+                             self.settings.bookmark_interval, self.settings.idle_check_interval)
         prefix = resource.store_prefix(ns)
         store = self.registry.store
         cancel: Callable[[], None] | None = None
@@ -403,7 +425,8 @@ class RestHandler:
         except sb.Gone as exc:
             opening = framer.too_old(exc.requested, exc.oldest)
 
-        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
+        content_type = protobuf.WATCH_MEDIA_TYPE if spec.protobuf else "application/json"
+        response = web.StreamResponse(status=200, headers={"Content-Type": content_type,
                                                            "Cache-Control": "no-cache, private"})
         response.enable_chunked_encoding()
         async def send(data: bytes) -> None:

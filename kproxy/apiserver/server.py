@@ -35,7 +35,7 @@ from kproxy.apiserver.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from kproxy.apiserver.metrics import ApiserverMetrics
 from kproxy.apiserver.openapi import OpenAPI
 from kproxy.apiserver.registry import Registry
-from kproxy.apiserver.rest import RestHandler, RestSettings, dumps, json_response
+from kproxy.apiserver.rest import RestHandler, RestSettings, dumps, json_response, object_response
 from kproxy.apiserver.service_alloc import ServiceAllocations
 from kproxy.apiserver.tables import TableRenderer
 from kproxy.listener import ConnectionLimits, GatedListener, listen_socket, server_options
@@ -330,7 +330,7 @@ class ApiServer:
         try:
             return await handler(request)
         except st.ApiError as exc:
-            return json_response(exc.status, exc.code)
+            return object_response(request, exc.status, exc.code)
         except web.HTTPRequestEntityTooLarge:
             return json_response(st.status(413, "RequestEntityTooLarge", "the request body is too large"), 413)
         except web.HTTPException as exc:
