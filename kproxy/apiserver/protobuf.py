@@ -44,6 +44,7 @@ _SCALARS = {
     "int32": descriptor_pb2.FieldDescriptorProto.TYPE_INT32,
     "int64": descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
     "bool": descriptor_pb2.FieldDescriptorProto.TYPE_BOOL,
+    "double": descriptor_pb2.FieldDescriptorProto.TYPE_DOUBLE,
 }
 # packages in dependency order: each file may use the messages of those before it
 _PACKAGES = ("intstr", "resource", "runtime", "meta", "core", "discovery", "coordination", "rbac", "apps")
@@ -91,7 +92,7 @@ def _entry_name(field: Field) -> str:
 
 
 def _type_name(kind: str) -> str:
-    return ".k8s." + kind
+    return "." + kind
 
 
 def _add_field(msg: descriptor_pb2.DescriptorProto, owner: str, field: Field) -> None:
@@ -112,24 +113,26 @@ def _add_field(msg: descriptor_pb2.DescriptorProto, owner: str, field: Field) ->
         fd.type = _SCALARS[field.kind]
 
 
-def _build_classes() -> dict[str, type[message.Message]]:
+def build_classes(schema: dict[str, tuple[Field, ...]], packages: tuple[str, ...]) -> dict[str, type[message.Message]]:
+    """Message classes for `schema` ("package.Name" -> fields), one proto2 file per package;
+    `packages` in dependency order (each file may use the messages of those before it)."""
     pool = descriptor_pool.DescriptorPool()
     files = {}
-    for package in _PACKAGES:
-        f = descriptor_pb2.FileDescriptorProto(name=f"k8s/{package}.proto", package=f"k8s.{package}",
-                                               syntax="proto2", dependency=list(files))
-        files[f.name] = f
-    for name, fields in SCHEMA.items():
+    for package in packages:
+        f = descriptor_pb2.FileDescriptorProto(name=f"{package}.proto", package=package,
+                                               syntax="proto2", dependency=[d.name for d in files.values()])
+        files[package] = f
+    for name, fields in schema.items():
         package, short = name.split(".")
-        msg = files[f"k8s/{package}.proto"].message_type.add(name=short)
+        msg = files[package].message_type.add(name=short)
         for field in fields:
             _add_field(msg, name, field)
     for f in files.values():
         pool.Add(f)
-    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName("k8s." + name)) for name in SCHEMA}
+    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(name)) for name in schema}
 
 
-CLASSES = _build_classes()
+CLASSES = build_classes(SCHEMA, _PACKAGES)
 
 
 # ---------------------------------------------------------------------- JSON -> message
