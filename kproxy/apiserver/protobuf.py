@@ -19,7 +19,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
+from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory, unknown_fields
 
 from kproxy.apiserver import pbschema
 
@@ -255,9 +255,14 @@ def _value_out(f: Field, value: Any) -> Any:
 
 
 def read(msg: message.Message, kind: str) -> dict[str, Any]:
-    """The JSON form of `msg` (of message `kind`), omitting what omitempty would omit."""
+    """The JSON form of `msg` (of message `kind`), omitting what omitempty would omit; a known
+    field sent with the wrong wire type (which the library keeps as unknown) is a ProtobufError,
+    as in upstream's decoder."""
     out: dict[str, Any] = {}
     by_number = _BY_NUMBER[kind]
+    for unknown in unknown_fields.UnknownFieldSet(msg):
+        if unknown.field_number in by_number:
+            raise ProtobufError(f"field {by_number[unknown.field_number].name} of {kind} has the wrong wire type")
     for fd, value in msg.ListFields():
         f = by_number[fd.number]
         if f.is_map:
