@@ -34,7 +34,7 @@ POD_SPEC: dict[str, Any] = {
                      "tolerationSeconds": 300}],
 }
 
-SAMPLES: dict[R.Resource, dict[str, Any]] = {
+_SERVED: dict[R.Resource, dict[str, Any]] = {
     R.NAMESPACES: {"metadata": {"name": NS, "labels": {"team": "a"}}, "spec": {"finalizers": ["kubernetes"]}},
     R.SERVICES: {"metadata": META, "spec": {
         "type": "NodePort", "selector": {"app": "web"}, "sessionAffinity": "ClientIP",
@@ -81,6 +81,19 @@ SAMPLES: dict[R.Resource, dict[str, Any]] = {
 }
 
 
-def sample(resource: R.Resource) -> dict[str, Any]:
-    """The sample of `resource` with its apiVersion and kind."""
-    return {"apiVersion": resource.group_version, "kind": resource.kind, **SAMPLES[resource]}
+LABELS = {"matchLabels": {"app": "web"}}
+TEMPLATE = {"metadata": {"labels": {"app": "web"}}, "spec": POD_SPEC}
+# (apiVersion, kind) -> the object without them: the served kinds, and the workload kinds
+SAMPLES: dict[tuple[str, str], dict[str, Any]] = {
+    **{(r.group_version, r.kind): obj for r, obj in _SERVED.items()},
+    ("v1", "ConfigMap"): {"metadata": META, "data": {"app.conf": "x=1\n"}, "binaryData": {"blob": "AAE="}},
+    ("apps/v1", "ReplicaSet"): {"metadata": META, "spec": {"replicas": 0, "selector": LABELS, "template": TEMPLATE}},
+    ("apps/v1", "Deployment"): {"metadata": META, "spec": {
+        "replicas": 3, "selector": LABELS, "template": TEMPLATE, "revisionHistoryLimit": 10,
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}}}},
+}
+
+
+def sample(api_version: str, kind: str) -> dict[str, Any]:
+    """The sample of a kind with its apiVersion and kind."""
+    return {"apiVersion": api_version, "kind": kind, **SAMPLES[(api_version, kind)]}

@@ -52,7 +52,7 @@ def test_every_kind_created_read_listed_and_deleted_in_protobuf(http):
     for resource in R.ALL:
         if resource is R.NAMESPACES:
             continue
-        obj = sample(resource)
+        obj = sample(resource.group_version, resource.kind)
         status, created = _pb(http, "POST", _path(resource), protobuf.encode(obj))
         assert status == 201, created
         name = obj["metadata"]["name"]
@@ -100,9 +100,9 @@ def test_watch_in_protobuf_frames_events(bare_apiserver, http):
         event_type, bookmark = _read_frame(resp)
         assert event_type == "BOOKMARK"
         assert bookmark["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
-        http.ok("POST", _path(R.ROLES), sample(R.ROLES))
+        http.ok("POST", _path(R.ROLES), sample(R.ROLES.group_version, R.ROLES.kind))
         event_type, obj = _read_frame(resp)
-        assert event_type == "ADDED" and obj["rules"] == sample(R.ROLES)["rules"]
+        assert event_type == "ADDED" and obj["rules"] == sample(R.ROLES.group_version, R.ROLES.kind)["rules"]
         assert obj == http.ok("GET", _path(R.ROLES, "sample"))
     finally:
         conn.close()
