@@ -18,6 +18,7 @@ from kproxy.api import status as st
 from kproxy.api.resources import Resource
 from kproxy.apiserver import paths, protobuf, watch
 from kproxy.apiserver.bodies import BodyDecoder, decode_json, refuse_unrepresentable
+from kproxy.apiserver.bodies import decode as decode_body
 from kproxy.apiserver.query import query_bool, query_int, resource_version, watch_requested
 from kproxy.apiserver.deps import Deps
 from kproxy.apiserver.registry import DeleteOptions, Registry
@@ -313,7 +314,9 @@ class RestHandler:
     async def _delete_options(self, request: web.Request) -> DeleteOptions:
         body: dict[str, Any] = {}
         raw = await request.read() if request.can_read_body else b""
-        if raw.strip():
+        if raw.strip() and _content_type(request) == protobuf.MEDIA_TYPE:  # from a typed client
+            body = decode_body(raw, protobuf.MEDIA_TYPE)
+        elif raw.strip():
             try:
                 body = decode_json(raw)
             except (ValueError, RecursionError):

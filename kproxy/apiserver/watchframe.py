@@ -1,7 +1,8 @@
 """The bytes of one watch stream, sans I/O: store events and the time go in, newline-delimited
 JSON frames (or length-delimited protobuf WatchEvents) come out (ADDED/MODIFIED/DELETED,
-BOOKMARK, the WatchList initial-events-end bookmark, ERROR 410 for a too-old resourceVersion or a watcher that fell behind), and the
-framer says how long the pump may wait and when the stream is over (timeoutSeconds).
+BOOKMARK, the WatchList initial-events-end bookmark, ERROR 410 for a too-old resourceVersion
+or a watcher that fell behind), and the framer says how long the pump may wait and when the
+stream is over (timeoutSeconds).
 
 The pump in rest.py owns the socket, the subscription and the clock; it hands everything it
 gets to a `WatchFramer` and writes what comes back.

@@ -106,3 +106,16 @@ def test_watch_in_protobuf_frames_events(bare_apiserver, http):
         assert obj == http.ok("GET", _path(R.ROLES, "sample"))
     finally:
         conn.close()
+
+
+def test_delete_options_in_protobuf(http):
+    """client-go's typed Delete sends its DeleteOptions in the client's content type."""
+    http.ok("POST", _path(R.ROLES), sample(R.ROLES.group_version, R.ROLES.kind))
+    uid = http.ok("GET", _path(R.ROLES, "sample"))["metadata"]["uid"]
+    wrong = protobuf.encode({"apiVersion": "meta.k8s.io/v1", "kind": "DeleteOptions",
+                             "preconditions": {"uid": "not-" + uid}})
+    status, body = _pb(http, "DELETE", _path(R.ROLES, "sample"), wrong)
+    assert status == 409 and body["reason"] == "Conflict", body
+    right = protobuf.encode({"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}})
+    status, body = _pb(http, "DELETE", _path(R.ROLES, "sample"), right)
+    assert status == 200 and body["status"] == "Success", body
