@@ -145,20 +145,16 @@ def _parse_time(value: Any) -> tuple[int, int]:
     return int(t.timestamp() // 1), t.microsecond * 1000
 
 
-def _fill_leaf(msg: message.Message, kind: str, value: Any) -> None:
+def _leaf_in(kind: str, value: Any) -> dict[str, Any]:
     if kind in ("meta.Time", "meta.MicroTime"):
-        msg.seconds, msg.nanos = _parse_time(value)
-    elif kind == "intstr.IntOrString":
-        if isinstance(value, str):
-            msg.type, msg.strVal = 1, value
-        else:
-            msg.type, msg.intVal = 0, _int(value)
-    elif kind == "resource.Quantity":
-        msg.string = value if isinstance(value, str) else json.dumps(value)
-    elif kind == "runtime.RawExtension":
-        msg.raw = json.dumps(value, separators=(",", ":")).encode()
-    elif kind == "meta.FieldsV1":
-        msg.Raw = json.dumps(value, separators=(",", ":")).encode()
+        seconds, nanos = _parse_time(value)
+        return {"seconds": seconds, "nanos": nanos}
+    if kind == "intstr.IntOrString":
+        return {"type": 1, "strVal": value} if isinstance(value, str) else {"type": 0, "intVal": _int(value)}
+    if kind == "resource.Quantity":
+        return {"string": value if isinstance(value, str) else json.dumps(value)}
+    raw = json.dumps(value, separators=(",", ":")).encode()
+    return {"raw": raw} if kind == "runtime.RawExtension" else {"Raw": raw}  # meta.FieldsV1
 
 
 def _int(value: Any) -> int:
@@ -175,44 +171,60 @@ def _scalar_in(kind: str, value: Any) -> Any:
     return value  # str and bool: the library checks the type
 
 
-def fill(msg: message.Message, kind: str, obj: Any) -> None:
-    """Sets `msg` (of message `kind`) from its JSON form; ProtobufUnsupported (or the library's
-    TypeError/ValueError) when the JSON does not fit the message."""
-    if kind in pbschema.LEAVES:
-        _fill_leaf(msg, kind, obj)
-        return
-    if not isinstance(obj, dict):
-        raise ProtobufUnsupported(f"{kind} must be an object, not {type(obj).__name__}")
+def _json_fields(kind: str) -> dict[str, tuple[tuple[str, ...], Field]]:
+    """JSON name -> (the embedded-struct attributes leading to its message, the field)."""
+    out: dict[str, tuple[tuple[str, ...], Field]] = {}
     for f in SCHEMA[kind]:
         if f.inline:
-            fill(getattr(msg, f.name), f.kind, obj)
-            continue
-        value = obj.get(f.name)
-        if value is None:
-            continue
-        target = getattr(msg, f.name)
-        if f.is_map:
-            if not isinstance(value, dict):
-                raise ProtobufUnsupported(f"{f.name} must be an object")
-            for k, v in value.items():
-                if f.is_message:
-                    fill(target[k], f.kind, v)
-                else:
-                    target[k] = _scalar_in(f.kind, v)
-        elif f.repeated:
-            if not isinstance(value, list):
-                raise ProtobufUnsupported(f"{f.name} must be a list")
-            if f.is_message:
-                for v in value:
-                    fill(target.add(), f.kind, v)
-            else:
-                target.extend(_scalar_in(f.kind, v) for v in value)
-        elif f.is_message:
-            fill(target, f.kind, value)
-            if not target.ListFields():  # present but empty ({}): still present on the wire
-                target.SetInParent()
+            for name, (path, inner) in _json_fields(f.kind).items():
+                out.setdefault(name, ((f.name, *path), inner))
         else:
-            setattr(msg, f.name, _scalar_in(f.kind, value))
+            out[f.name] = ((), f)
+    return out
+
+
+_BY_JSON = {name: _json_fields(name) for name in pbschema.MESSAGES}
+
+
+def message_fields(kind: str, obj: Any) -> dict[str, Any]:
+    """The constructor arguments of message `kind` for its JSON form (nested dicts and lists,
+    which the library turns into submessages in one call), ignoring keys the message does not
+    have; ProtobufUnsupported when the JSON does not fit the message (the library raises
+    TypeError/ValueError for a scalar of the wrong type)."""
+    if kind in pbschema.LEAVES:
+        return _leaf_in(kind, obj)
+    if not isinstance(obj, dict):
+        raise ProtobufUnsupported(f"{kind} must be an object, not {type(obj).__name__}")
+    out: dict[str, Any] = {}
+    by_json = _BY_JSON[kind]
+    for key, value in obj.items():
+        entry = by_json.get(key)
+        if entry is None or value is None:
+            continue
+        path, f = entry
+        target = out
+        for attr in path:
+            target = target.setdefault(attr, {})
+        target[f.name] = _field_in(f, value)
+    return out
+
+
+def _field_in(f: Field, value: Any) -> Any:
+    if f.is_map:
+        if not isinstance(value, dict):
+            raise ProtobufUnsupported(f"{f.name} must be an object")
+        if f.is_message:
+            return {k: message_fields(f.kind, v) for k, v in value.items()}
+        return {k: _scalar_in(f.kind, v) for k, v in value.items()} if f.kind == "bytes" else value
+    if f.repeated:
+        if not isinstance(value, list):
+            raise ProtobufUnsupported(f"{f.name} must be a list")
+        if f.is_message:
+            return [message_fields(f.kind, v) for v in value]
+        return [_scalar_in(f.kind, v) for v in value] if f.kind == "bytes" else value
+    if f.is_message:
+        return message_fields(f.kind, value)
+    return _scalar_in(f.kind, value)
 
 
 # ---------------------------------------------------------------------- message -> JSON
@@ -248,6 +260,9 @@ def _leaf_out(msg: message.Message, kind: str) -> Any:
     return _embedded_json(msg.Raw)  # meta.FieldsV1
 
 
+_CONVERTED = set(SCHEMA) | {"bytes"}  # kinds whose values need converting to JSON
+
+
 def _value_out(f: Field, value: Any) -> Any:
     if not f.is_message:
         return base64.b64encode(value).decode() if f.kind == "bytes" else value
@@ -255,20 +270,15 @@ def _value_out(f: Field, value: Any) -> Any:
 
 
 def read(msg: message.Message, kind: str) -> dict[str, Any]:
-    """The JSON form of `msg` (of message `kind`), omitting what omitempty would omit; a known
-    field sent with the wrong wire type (which the library keeps as unknown) is a ProtobufError,
-    as in upstream's decoder."""
+    """The JSON form of `msg` (of message `kind`), omitting what omitempty would omit."""
     out: dict[str, Any] = {}
     by_number = _BY_NUMBER[kind]
-    for unknown in unknown_fields.UnknownFieldSet(msg):
-        if unknown.field_number in by_number:
-            raise ProtobufError(f"field {by_number[unknown.field_number].name} of {kind} has the wrong wire type")
     for fd, value in msg.ListFields():
         f = by_number[fd.number]
         if f.is_map:
-            out[f.name] = {k: _value_out(f, v) for k, v in value.items()}
+            out[f.name] = {k: _value_out(f, v) for k, v in value.items()} if f.kind in _CONVERTED else dict(value)
         elif f.repeated:
-            out[f.name] = [_value_out(f, v) for v in value]
+            out[f.name] = [_value_out(f, v) for v in value] if f.kind in _CONVERTED else list(value)
         elif f.inline:
             out.update(read(value, f.kind))
         else:
@@ -277,6 +287,30 @@ def read(msg: message.Message, kind: str) -> dict[str, Any]:
                 continue
             out[f.name] = v
     return out
+
+
+def parse(kind: str, raw: bytes) -> message.Message:
+    """Message `kind` from its wire form. A known field sent with the wrong wire type (which
+    the library keeps as an unknown field) is a ProtobufError, as in upstream's decoder; the
+    walk that looks for one runs only when there are unknown fields (or a non-canonical
+    encoding), i.e. when the message without them is smaller than `raw`."""
+    msg = CLASSES[kind].FromString(raw)
+    msg.DiscardUnknownFields()
+    if msg.ByteSize() != len(raw):
+        _walk_unknown(CLASSES[kind].FromString(raw), kind)
+    return msg
+
+
+def _walk_unknown(msg: message.Message, kind: str) -> None:
+    by_number = _BY_NUMBER[kind]
+    for unknown in unknown_fields.UnknownFieldSet(msg):
+        if unknown.field_number in by_number:
+            raise ProtobufError(f"field {by_number[unknown.field_number].name} of {kind} has the wrong wire type")
+    for fd, value in msg.ListFields():
+        f = by_number[fd.number]
+        if f.is_message:
+            for v in value.values() if f.is_map else value if f.repeated else (value,):
+                _walk_unknown(v, f.kind)
 
 
 # ---------------------------------------------------------------------- envelope
@@ -292,9 +326,8 @@ def encode(obj: dict[str, Any]) -> bytes:
     name = message_name(api_version, kind)
     if name is None:
         raise ProtobufUnsupported(f"{kind or 'an object without kind'} ({api_version}) has no protobuf form")
-    msg = CLASSES[name]()
     try:
-        fill(msg, name, obj)
+        msg = CLASSES[name](**message_fields(name, obj))
     except (TypeError, ValueError, binascii.Error, OverflowError) as exc:
         raise ProtobufUnsupported(f"the {kind} does not fit its protobuf message: {exc}") from None
     unknown = CLASSES["runtime.Unknown"](raw=msg.SerializeToString())
@@ -326,7 +359,7 @@ def _decode(body: bytes) -> dict[str, Any]:
     name = message_name(api_version, kind)
     if name is None:
         raise ProtobufUnsupported(f"protobuf bodies of {kind or 'unknown kind'} ({api_version}) are not supported; send JSON")
-    obj = read(CLASSES[name].FromString(unknown.raw), name)
+    obj = read(parse(name, unknown.raw), name)
     return {"apiVersion": api_version, "kind": kind, **obj}
 
 

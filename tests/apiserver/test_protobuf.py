@@ -202,3 +202,18 @@ def test_generated_objects_of_every_kind_round_trip(name, data):
     body = data.draw(message_json(name))
     obj = {"apiVersion": pbschema.API_VERSIONS[package], "kind": kind, **body}
     assert protobuf.decode(protobuf.encode(obj)) == obj
+
+
+@pytest.mark.parametrize("raw", [
+    field(1, 5),  # metadata as a varint
+    field(2, field(2, field(1, 7) + field(2, "image"))),  # spec.containers[0].name (string) as a varint
+    field(1, field(11, 9)),  # labels (a map) as a varint
+])
+def test_known_fields_with_the_wrong_wire_type_are_refused(raw):
+    with pytest.raises(protobuf.ProtobufError, match="wrong wire type"):
+        protobuf.decode(envelope("v1", "Pod", raw))
+
+
+def test_unknown_fields_are_ignored():
+    assert protobuf.decode(envelope("v1", "Pod", field(1, field(1, "p") + field(99, 3)) + field(77, "x"))) == {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}
