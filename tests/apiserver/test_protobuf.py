@@ -180,7 +180,7 @@ def message_json(kind, depth=0, allow_empty=False):
     for f in fields:
         v = _value(f, depth)
         if f.is_map:
-            v = S.dictionaries(S.text(max_size=6), v.map(lambda x: x) if f.is_message else v, min_size=1, max_size=2)
+            v = S.dictionaries(S.text(max_size=6), v, min_size=1, max_size=2)
         elif f.repeated:
             v = S.lists(v, min_size=1, max_size=2)
         optional[f.name] = v
