@@ -2,8 +2,9 @@
 
 Starts `kproxy apiserver --no-controllers` (plain HTTP on loopback, temporary data directory),
 then, for a Role and a Pod, times N creates and N updates sent serially over one keep-alive
-connection: once as JSON (body and Accept), once as protobuf (the typed clients' Content-Type
-and Accept: application/vnd.kubernetes.protobuf, application/json). It also times the codec
+connection as JSON (body and Accept) and as protobuf (the typed clients' Content-Type and
+Accept: application/vnd.kubernetes.protobuf, application/json), the two interleaved request
+by request so both meet the same load. It also times the codec
 alone in this process: protobuf encode+decode of the object against json.dumps+loads.
 Timing is informational: no thresholds.
 
@@ -45,27 +46,41 @@ def _named(template: dict[str, Any], name: str) -> dict[str, Any]:
     return obj
 
 
-async def _timed(session: aiohttp.ClientSession, url: str, template: dict[str, Any], count: int,
-                 as_protobuf: bool, prefix: str) -> tuple[float, float]:
-    """(seconds per create, seconds per update), each the mean over `count` serial requests."""
-    encode = protobuf.encode if as_protobuf else (lambda o: json.dumps(o).encode())
-    decode = protobuf.decode if as_protobuf else json.loads
-    headers = PB_HEADERS if as_protobuf else JSON_HEADERS
-    stored = []
-    start = time.perf_counter()
+class _Client:
+    """One encoding's requests: its headers, encoder, decoder and accumulated seconds."""
+
+    def __init__(self, as_protobuf: bool):
+        self.encode = protobuf.encode if as_protobuf else (lambda o: json.dumps(o).encode())
+        self.decode = protobuf.decode if as_protobuf else json.loads
+        self.headers = PB_HEADERS if as_protobuf else JSON_HEADERS
+        self.prefix = "pb" if as_protobuf else "json"
+        self.stored: list[dict[str, Any]] = []
+        self.seconds = {"create": 0.0, "update": 0.0}
+
+    async def send(self, session: aiohttp.ClientSession, verb: str, url: str, obj: dict[str, Any]) -> None:
+        method, expected = ("POST", 201) if verb == "create" else ("PUT", 200)
+        start = time.perf_counter()
+        async with session.request(method, url, data=self.encode(obj), headers=self.headers) as resp:
+            assert resp.status == expected, await resp.text()
+            answer = self.decode(await resp.read())
+        self.seconds[verb] += time.perf_counter() - start
+        if verb == "create":
+            self.stored.append(answer)
+
+
+async def _timed(session: aiohttp.ClientSession, url: str, template: dict[str, Any], count: int) -> list[_Client]:
+    """JSON and protobuf clients, their requests interleaved one by one so that both meet the
+    same load on this shared machine: `count` creates, then `count` updates of those objects."""
+    clients = [_Client(False), _Client(True)]
     for i in range(count):
-        async with session.post(url, data=encode(_named(template, f"{prefix}-{i}")), headers=headers) as resp:
-            assert resp.status == 201, await resp.text()
-            stored.append(decode(await resp.read()))
-    created = time.perf_counter() - start
-    start = time.perf_counter()
-    for obj in stored:
-        obj["metadata"]["labels"]["round"] = "2"
-        async with session.put(f"{url}/{obj['metadata']['name']}", data=encode(obj), headers=headers) as resp:
-            assert resp.status == 200, await resp.text()
-            decode(await resp.read())
-    updated = time.perf_counter() - start
-    return created / count, updated / count
+        for c in clients:
+            await c.send(session, "create", url, _named(template, f"{c.prefix}-{i}"))
+    for i in range(count):
+        for c in clients:
+            obj = c.stored[i]
+            obj["metadata"]["labels"]["round"] = "2"
+            await c.send(session, "update", f"{url}/{obj['metadata']['name']}", obj)
+    return clients
 
 
 def codec_cost(obj: dict[str, Any], rounds: int = 2000) -> tuple[float, float]:
@@ -86,10 +101,9 @@ async def run(url: str, count: int) -> list[tuple[str, float, float]]:
         async with session.post("/api/v1/namespaces", json={"metadata": {"name": NAMESPACE}}) as resp:
             assert resp.status == 201, await resp.text()
         for kind, template in (("Role", ROLE), ("Pod", POD)):
-            j_create, j_update = await _timed(session, PATHS[kind], template, count, False, "json")
-            p_create, p_update = await _timed(session, PATHS[kind], template, count, True, "pb")
-            rows.append((f"{kind} create", j_create, p_create))
-            rows.append((f"{kind} update", j_update, p_update))
+            as_json, as_pb = await _timed(session, PATHS[kind], template, count)
+            for verb in ("create", "update"):
+                rows.append((f"{kind} {verb}", as_json.seconds[verb] / count, as_pb.seconds[verb] / count))
     return rows
 
 
