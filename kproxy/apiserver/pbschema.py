@@ -562,7 +562,7 @@ MESSAGES: dict[str, str] = {
         "ignoreStoreReadErrorWithClusterBreakingPotential=6:bool?"),
     "meta.Preconditions": "uid=1:string? resourceVersion=2:string?",
     "runtime.Unknown": (
-        "typeMeta=1:runtime.TypeMeta raw=2:bytes contentEncoding=3:string contentType=4:string"),
+        "typeMeta=1:+runtime.TypeMeta raw=2:bytes contentEncoding=3:string contentType=4:string"),
     "runtime.TypeMeta": "apiVersion=1:string kind=2:string",
     "core.NamespaceList": "metadata=1:meta.ListMeta items=2:[]core.Namespace",
     "core.ServiceList": "metadata=1:meta.ListMeta items=2:[]core.Service",
