@@ -1,7 +1,7 @@
 """Protobuf message definitions of the kinds the apiserver serves: field numbers and types as
 facts from k8s.io/api and k8s.io/apimachinery (generated.proto, and types.go for which scalars are
 Go pointers and which structs are embedded). One declarative table; protobuf.py builds the
-descriptors from it at import.
+descriptors from it at import. scripts/pbschema_entries.py prints the entries of a new kind.
 
 A message is a space-separated list of fields `jsonName=number:type`, where type is
 - a scalar: string, bytes, int32, int64, bool;
