@@ -25,8 +25,22 @@ def test_imperative_rbac_commands_send_protobuf(kubectl):
     assert {(s["kind"], s["name"]) for s in binding["subjects"]} == {("User", "alice"), ("ServiceAccount", "robot")}
     crb = kubectl.json("get", "clusterrolebinding", "watch")
     assert crb["subjects"] == [{"kind": "Group", "name": "devs", "apiGroup": "rbac.authorization.k8s.io"}]
-    # the same objects, printed by kubectl's typed decoding
     assert "name: reader" in kubectl("get", "role", "reader", "-n", "rbac", "-o", "yaml")
+
+
+def test_typed_clients_decode_protobuf_answers(kubectl):
+    """kubectl's typed create asks for protobuf first; with -o yaml it prints the object it
+    decoded from the server's answer (server-side dry run: the server fills in the metadata)."""
+    kubectl("create", "namespace", "dry")
+    out = yaml.safe_load(kubectl("create", "rolebinding", "b", "-n", "dry", "--clusterrole=view",
+                                 "--serviceaccount=dry:robot", "--dry-run=server", "-o", "yaml"))
+    assert out["metadata"]["namespace"] == "dry" and out["metadata"]["uid"]
+    assert out["metadata"]["creationTimestamp"].endswith("Z")
+    assert out["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}
+    assert out["subjects"] == [{"kind": "ServiceAccount", "name": "robot", "namespace": "dry"}]
+    quota = yaml.safe_load(kubectl("create", "quota", "q", "-n", "dry", "--hard=cpu=1500m,pods=3",
+                                   "--dry-run=server", "-o", "yaml"))
+    assert quota["spec"]["hard"] == {"cpu": "1500m", "pods": "3"}
 
 
 def test_apply_and_create_a_kind_list_manifest(kubectl, tmp_path):
