@@ -21,6 +21,8 @@ PACKAGES = {
     "apps": ("api", "apps/v1", "k8s.io.api.apps.v1"),
     "batch": ("api", "batch/v1", "k8s.io.api.batch.v1"),
     "rbac": ("api", "rbac/v1", "k8s.io.api.rbac.v1"),
+    "authorization": ("api", "authorization/v1", "k8s.io.api.authorization.v1"),
+    "authentication": ("api", "authentication/v1", "k8s.io.api.authentication.v1"),
     "discovery": ("api", "discovery/v1", "k8s.io.api.discovery.v1"),
     "coordination": ("api", "coordination/v1", "k8s.io.api.coordination.v1"),
     "meta": ("apimachinery", "pkg/apis/meta/v1", "k8s.io.apimachinery.pkg.apis.meta.v1"),
@@ -28,7 +30,7 @@ PACKAGES = {
 }
 LEAF_PACKAGES = {"k8s.io.apimachinery.pkg.util.intstr": "intstr", "k8s.io.apimachinery.pkg.api.resource": "resource"}
 LEAVES = {"meta.Time", "meta.MicroTime", "meta.FieldsV1", "intstr.IntOrString", "resource.Quantity",
-          "runtime.RawExtension"}
+          "runtime.RawExtension", "authorization.ExtraValue", "authentication.ExtraValue"}
 FIELD = re.compile(r"(optional|repeated) (\S+) (\w+) = (\d+);")
 MAP_FIELD = re.compile(r"map<string, (\S+)> (\w+) = (\d+);")
 GO_POINTER = re.compile(r"\s*\w+\s+\*[\w.]+\s+`.*protobuf:\"(?:varint|bytes),(\d+),")

@@ -14,7 +14,7 @@ other zeros and empty messages are omitted, as omitempty does).
 
 The leaf types have a JSON form of their own (protobuf.py converts them): Time and MicroTime
 (RFC 3339 strings), IntOrString (int or string), Quantity (string), RawExtension and FieldsV1
-(embedded JSON).
+(embedded JSON), ExtraValue (a list of strings).
 """
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ LEAVES: dict[str, str] = {
     "intstr.IntOrString": "type=1:int64 intVal=2:int32 strVal=3:string",
     "resource.Quantity": "string=1:string",
     "runtime.RawExtension": "raw=1:bytes",
+    "authorization.ExtraValue": "items=1:[]string",
+    "authentication.ExtraValue": "items=1:[]string",
 }
 
 MESSAGES: dict[str, str] = {
@@ -584,17 +586,93 @@ MESSAGES: dict[str, str] = {
         "metadata=1:meta.ListMeta items=2:[]rbac.ClusterRoleBinding"),
     "apps.ReplicaSetList": "metadata=1:meta.ListMeta items=2:[]apps.ReplicaSet",
     "apps.DeploymentList": "metadata=1:meta.ListMeta items=2:[]apps.Deployment",
+    # authorization.k8s.io/v1 and authentication.k8s.io/v1: reviews and TokenRequest
+    "authorization.SelfSubjectAccessReview": (
+        "metadata=1:meta.ObjectMeta spec=2:authorization.SelfSubjectAccessReviewSpec "
+        "status=3:authorization.SubjectAccessReviewStatus"),
+    "authorization.SelfSubjectAccessReviewSpec": (
+        "resourceAttributes=1:authorization.ResourceAttributes? "
+        "nonResourceAttributes=2:authorization.NonResourceAttributes?"),
+    "authorization.ResourceAttributes": (
+        "namespace=1:string verb=2:string group=3:string version=4:string resource=5:string "
+        "subresource=6:string name=7:string fieldSelector=8:authorization.FieldSelectorAttributes? "
+        "labelSelector=9:authorization.LabelSelectorAttributes?"),
+    "authorization.FieldSelectorAttributes": (
+        "rawSelector=1:string requirements=2:[]meta.FieldSelectorRequirement"),
+    "meta.FieldSelectorRequirement": (
+        "key=1:string operator=2:string values=3:[]string"),
+    "authorization.LabelSelectorAttributes": (
+        "rawSelector=1:string requirements=2:[]meta.LabelSelectorRequirement"),
+    "authorization.NonResourceAttributes": (
+        "path=1:string verb=2:string"),
+    "authorization.SubjectAccessReviewStatus": (
+        "allowed=1:bool reason=2:string evaluationError=3:string denied=4:bool"),
+    "authorization.SelfSubjectRulesReview": (
+        "metadata=1:meta.ObjectMeta spec=2:authorization.SelfSubjectRulesReviewSpec "
+        "status=3:authorization.SubjectRulesReviewStatus"),
+    "authorization.SelfSubjectRulesReviewSpec": (
+        "namespace=1:string"),
+    "authorization.SubjectRulesReviewStatus": (
+        "resourceRules=1:[]authorization.ResourceRule "
+        "nonResourceRules=2:[]authorization.NonResourceRule incomplete=3:bool "
+        "evaluationError=4:string"),
+    "authorization.ResourceRule": (
+        "verbs=1:[]string apiGroups=2:[]string resources=3:[]string resourceNames=4:[]string"),
+    "authorization.NonResourceRule": (
+        "verbs=1:[]string nonResourceURLs=2:[]string"),
+    "authorization.SubjectAccessReview": (
+        "metadata=1:meta.ObjectMeta spec=2:authorization.SubjectAccessReviewSpec "
+        "status=3:authorization.SubjectAccessReviewStatus"),
+    "authorization.SubjectAccessReviewSpec": (
+        "resourceAttributes=1:authorization.ResourceAttributes? "
+        "nonResourceAttributes=2:authorization.NonResourceAttributes? user=3:string groups=4:[]string "
+        "extra=5:{}authorization.ExtraValue uid=6:string"),
+    "authorization.LocalSubjectAccessReview": (
+        "metadata=1:meta.ObjectMeta spec=2:authorization.SubjectAccessReviewSpec "
+        "status=3:authorization.SubjectAccessReviewStatus"),
+    "authentication.SelfSubjectReview": (
+        "metadata=1:meta.ObjectMeta status=2:authentication.SelfSubjectReviewStatus"),
+    "authentication.SelfSubjectReviewStatus": (
+        "userInfo=1:authentication.UserInfo"),
+    "authentication.UserInfo": (
+        "username=1:string uid=2:string groups=3:[]string extra=4:{}authentication.ExtraValue"),
+    "authentication.TokenReview": (
+        "metadata=1:meta.ObjectMeta spec=2:authentication.TokenReviewSpec "
+        "status=3:authentication.TokenReviewStatus"),
+    "authentication.TokenReviewSpec": (
+        "token=1:string audiences=2:[]string"),
+    "authentication.TokenReviewStatus": (
+        "authenticated=1:bool user=2:authentication.UserInfo error=3:string audiences=4:[]string"),
+    "authentication.TokenRequest": (
+        "metadata=1:meta.ObjectMeta spec=2:authentication.TokenRequestSpec "
+        "status=3:authentication.TokenRequestStatus"),
+    "authentication.TokenRequestSpec": (
+        "audiences=1:[]string boundObjectRef=3:authentication.BoundObjectReference? "
+        "expirationSeconds=4:int64? attestations=5:{}authentication.AttestationValue"),
+    "authentication.BoundObjectReference": (
+        "kind=1:string apiVersion=2:string name=3:string uID=4:string"),
+    "authentication.AttestationValue": (
+        "items=1:[]string"),
+    "authentication.TokenRequestStatus": (
+        "token=1:string expirationTimestamp=2:meta.Time"),
 }
 
 # apiVersion of each package's kinds
 API_VERSIONS = {"core": "v1", "apps": "apps/v1", "rbac": "rbac.authorization.k8s.io/v1",
-                "discovery": "discovery.k8s.io/v1", "coordination": "coordination.k8s.io/v1"}
+                "discovery": "discovery.k8s.io/v1", "coordination": "coordination.k8s.io/v1",
+                "authorization": "authorization.k8s.io/v1", "authentication": "authentication.k8s.io/v1"}
 # top-level kinds (each also with its List)
 OBJECT_KINDS = (
     "core.Namespace", "core.Service", "core.Endpoints", "core.Pod", "core.Node", "core.ServiceAccount",
     "core.ResourceQuota", "core.Event", "core.Secret", "core.ConfigMap", "discovery.EndpointSlice",
     "coordination.Lease", "rbac.Role", "rbac.ClusterRole", "rbac.RoleBinding", "rbac.ClusterRoleBinding",
     "apps.ReplicaSet", "apps.Deployment",
+)
+# kinds that are only created, never stored or listed
+REVIEW_KINDS = (
+    "authorization.SelfSubjectAccessReview", "authorization.SelfSubjectRulesReview",
+    "authorization.SubjectAccessReview", "authorization.LocalSubjectAccessReview",
+    "authentication.SelfSubjectReview", "authentication.TokenReview", "authentication.TokenRequest",
 )
 
 
@@ -605,6 +683,9 @@ def _kinds() -> dict[tuple[str, str], str]:
         package, kind = message.split(".")
         kinds[(API_VERSIONS[package], kind)] = message
         kinds[(API_VERSIONS[package], kind + "List")] = message + "List"
+    for message in REVIEW_KINDS:
+        package, kind = message.split(".")
+        kinds[(API_VERSIONS[package], kind)] = message
     return kinds
 
 

@@ -47,7 +47,9 @@ _SCALARS = {
     "double": descriptor_pb2.FieldDescriptorProto.TYPE_DOUBLE,
 }
 # packages in dependency order: each file may use the messages of those before it
-_PACKAGES = ("intstr", "resource", "runtime", "meta", "core", "discovery", "coordination", "rbac", "apps")
+_PACKAGES = ("intstr", "resource", "runtime", "meta", "core", "discovery", "coordination", "rbac", "apps",
+             "authorization", "authentication")
+_EXTRA_VALUES = ("authorization.ExtraValue", "authentication.ExtraValue")
 _ZEROS = ("", 0, False)
 
 
@@ -153,6 +155,10 @@ def _leaf_in(kind: str, value: Any) -> dict[str, Any]:
         return {"type": 1, "strVal": value} if isinstance(value, str) else {"type": 0, "intVal": _int(value)}
     if kind == "resource.Quantity":
         return {"string": value if isinstance(value, str) else json.dumps(value)}
+    if kind in _EXTRA_VALUES:
+        if not isinstance(value, list):
+            raise ProtobufUnsupported("an extra value must be a list of strings")
+        return {"items": value}
     raw = json.dumps(value, separators=(",", ":")).encode()
     return {"raw": raw} if kind == "runtime.RawExtension" else {"Raw": raw}  # meta.FieldsV1
 
@@ -255,6 +261,8 @@ def _leaf_out(msg: message.Message, kind: str) -> Any:
         return msg.strVal if msg.type == 1 else msg.intVal
     if kind == "resource.Quantity":
         return msg.string
+    if kind in _EXTRA_VALUES:
+        return list(msg.items)
     if kind == "runtime.RawExtension":
         return _embedded_json(msg.raw)
     return _embedded_json(msg.Raw)  # meta.FieldsV1

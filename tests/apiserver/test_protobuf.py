@@ -155,6 +155,8 @@ def _leaf(kind):
         return S.integers(1, 2**31 - 1) | _TEXT
     if kind == "resource.Quantity":
         return S.sampled_from(["1", "500m", "2Gi", "0.5"])
+    if kind.endswith(".ExtraValue"):
+        return S.lists(S.text(max_size=4), max_size=2)
     return S.dictionaries(_TEXT, S.integers(-5, 5) | _TEXT, min_size=1, max_size=2)  # RawExtension, FieldsV1
 
 
@@ -189,15 +191,15 @@ def message_json(kind, depth=0, allow_empty=False):
 
 
 def test_every_served_kind_has_a_protobuf_message_and_a_sample():
-    assert all(protobuf.message_name(r.group_version, r.kind) for r in R.ALL)
+    assert all(protobuf.message_name(r.group_version, r.kind) for r in R.ALL + R.CREATE_ONLY)
     assert {(r.group_version, r.kind) for r in R.ALL} <= set(SAMPLES), "add a sample to tests/apiserver/pbsamples.py"
 
 
-@pytest.mark.parametrize("name", pbschema.OBJECT_KINDS)
+@pytest.mark.parametrize("name", pbschema.OBJECT_KINDS + pbschema.REVIEW_KINDS)
 @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=S.data())
 def test_generated_objects_of_every_kind_round_trip(name, data):
-    """Every kind in the table (served ones, and ConfigMap, ReplicaSet, Deployment)."""
+    """Every kind in the table (served ones, reviews, and ConfigMap, ReplicaSet, Deployment)."""
     package, kind = name.split(".")
     body = data.draw(message_json(name))
     obj = {"apiVersion": pbschema.API_VERSIONS[package], "kind": kind, **body}
