@@ -4,9 +4,26 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
 import yaml
 
-from tests.apiserver.test_kubectl import KUBECTL, kubectl, pytestmark  # noqa: F401 (fixture, marks)
+from tests.apiserver.fixtures import start_apiserver
+from tests.apiserver.test_kubectl import KUBECTL, Kubectl
+
+pytestmark = [
+    pytest.mark.kubectl,
+    pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed on this machine"),
+]
+
+
+@pytest.fixture(scope="module")
+def kubectl(tmp_path_factory):
+    """One apiserver for the module; each test works in namespaces of its own."""
+    server = start_apiserver(tmp_path_factory.mktemp("protobuf"))
+    try:
+        yield Kubectl(server.kubeconfig)
+    finally:
+        server.stop()
 
 
 def test_imperative_rbac_commands_send_protobuf(kubectl):
