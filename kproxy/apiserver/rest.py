@@ -18,6 +18,7 @@ from kproxy.api import status as st
 from kproxy.api.resources import Resource
 from kproxy.apiserver import binding, negotiate, paging, paths, propagation, protobuf, watch
 from kproxy.apiserver.bodies import BodyDecoder, decode_json, refuse_unrepresentable
+from kproxy.apiserver.bodies import decode as decode_body
 from kproxy.apiserver.query import query_bool, query_int, resource_version, watch_requested
 from kproxy.apiserver.deps import Deps
 from kproxy.apiserver.registry import DeleteOptions, Registry
@@ -66,6 +67,23 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
     return web.Response(text=dumps(obj), status=status, content_type="application/json", headers=headers)
 
 
+def object_response(request: web.Request, obj: Any, status: int = 200) -> web.Response:
+    """An object (or Status, e.g. an error) as is, in the encoding the request's Accept header
+    prefers among those that can carry it (JSON when none can: errors are always answered)."""
+    accept = request.headers.get("Accept", "")
+    negotiated = request.get(NEGOTIATED)
+    if negotiated is None or negotiated.form:
+        try:
+            negotiated = negotiate.negotiate(accept, negotiate.OBJECT)
+        except st.ApiError:
+            negotiated = negotiate.Negotiated()
+    try:
+        body, media_type = negotiate.encode(negotiate.Negotiated(negotiated.media_type), obj, accept)
+    except st.ApiError:
+        body, media_type = dumps(obj).encode(), negotiate.JSON
+    return web.Response(body=body, status=status, content_type=media_type)
+
+
 def _content_type(request: web.Request, default: str = "application/json") -> str:
     """The request's media type; a body without Content-Type is JSON, as the official Python
     client sends it."""
@@ -96,7 +114,7 @@ class RestHandler:
         self.tables = tables
         self._watch_queues: set[watch.WatchQueue] = set()
         self._watches_by_user: collections.Counter[str] = collections.Counter()
-        self._encode_cache: collections.OrderedDict[tuple[int, str], str] = collections.OrderedDict()
+        self._encode_cache: collections.OrderedDict[tuple[int, str, bool], str | bytes] = collections.OrderedDict()
         self._closing = False
         # checks of an object about to be written, given the acting user (escalation
         # prevention): guard(user, resource, namespace, obj) raises ApiError; blocking
@@ -114,10 +132,18 @@ class RestHandler:
     def _encoded(self, key: tuple[int, str], obj: dict[str, Any]) -> str:
         """JSON of an object version, encoded once for all watchers that receive it (the
         object at one revision of one key is the same for every watcher)."""
-        text = self._encode_cache.get(key)
+        return self._cached(key, obj, False)
+
+    def _encoded_protobuf(self, key: tuple[int, str], obj: dict[str, Any]) -> bytes:
+        """The protobuf form of an object version, shared between watchers as `_encoded`."""
+        return self._cached(key, obj, True)
+
+    def _cached(self, key: tuple[int, str], obj: dict[str, Any], as_protobuf: bool) -> Any:
+        cache_key = (*key, as_protobuf)
+        text = self._encode_cache.get(cache_key)
         if text is None:
-            text = dumps(obj)
-            self._encode_cache[key] = text
+            text = protobuf.encode(obj) if as_protobuf else dumps(obj)
+            self._encode_cache[cache_key] = text
             if len(self._encode_cache) > ENCODE_CACHE_SIZE:
                 self._encode_cache.popitem(last=False)
         return text
@@ -219,8 +245,8 @@ class RestHandler:
         negotiated = request.get(NEGOTIATED) or negotiate.Negotiated()
         include = request.query.get("includeObject", "Metadata")
         obj = negotiate.shape(negotiated, obj, lambda o: self.tables.render(resource, o, include_object=include))
-        response = web.Response(text=negotiate.encoder_for(negotiated.media_type)(obj), status=status,
-                                content_type=negotiated.media_type)
+        body, media_type = negotiate.encode(negotiated, obj, request.headers.get("Accept", ""))
+        response = web.Response(body=body, status=status, content_type=media_type)
         for text in warnings or ():
             response.headers.add("Warning", warning_header(text))
         return response
@@ -317,7 +343,9 @@ class RestHandler:
     async def _delete_options(self, request: web.Request) -> DeleteOptions:
         body: dict[str, Any] = {}
         raw = await request.read() if request.can_read_body else b""
-        if raw.strip():
+        if raw.strip() and _content_type(request) == protobuf.MEDIA_TYPE:  # from a typed client
+            body = decode_body(raw, protobuf.MEDIA_TYPE)
+        elif raw.strip():
             try:
                 body = decode_json(raw)
             except (ValueError, RecursionError):
@@ -405,7 +433,9 @@ class RestHandler:
             label_selector=ls, field_selector=fs, start=None if send_initial else start,
             timeout=query_int(request.query, "timeoutSeconds"),
             bookmarks=query_bool(request.query.get("allowWatchBookmarks")),
-            send_initial=send_initial, table=table)
+            send_initial=send_initial, table=table,
+            protobuf=table is None and negotiated.media_type == negotiate.PROTOBUF and
+            protobuf.message_name(resource.group_version, resource.kind) is not None)
 
     def _table_row(self, resource: Resource, include: str, version: str, obj: dict[str, Any],
                    with_columns: bool) -> dict[str, Any]:
@@ -422,8 +452,8 @@ class RestHandler:
         spec = self._watch_request(request, resource, name)
         loop = asyncio.get_running_loop()
         queue = watch.WatchQueue(loop, self.settings.watch_queue_limit)
-        framer = WatchFramer(resource, spec, self._encoded, self.settings.bookmark_interval,
-                             self.settings.idle_check_interval)
+        framer = WatchFramer(resource, spec, self._encoded_protobuf if spec.protobuf else self._encoded,
+                             self.settings.bookmark_interval, self.settings.idle_check_interval)
         prefix = resource.store_prefix(ns)
         store = self.registry.store
         cancel: Callable[[], None] | None = None
@@ -438,7 +468,8 @@ class RestHandler:
         except sb.Gone as exc:
             opening = framer.too_old(exc.requested, exc.oldest)
 
-        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
+        content_type = protobuf.WATCH_MEDIA_TYPE if spec.protobuf else "application/json"
+        response = web.StreamResponse(status=200, headers={"Content-Type": content_type,
                                                            "Cache-Control": "no-cache, private"})
         response.enable_chunked_encoding()
         async def send(data: bytes) -> None:
