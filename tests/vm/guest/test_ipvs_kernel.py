@@ -234,18 +234,19 @@ def test_full_sync_repairs_drift(topo, backend):
     topo.run(topo.node, ["ipvsadm", "-A", "-t", "10.96.0.99:80", "-s", "rr"])
     topo.run(topo.node, ["ip", "addr", "del", "10.96.0.22/32", "dev", DUMMY_DEVICE])
     topo.run(topo.node, ["ipset", "flush", nfrules.SET_CLUSTER_IP])
-    iptables = backend.netns.run(backend._iptables_variant)
-    saved = topo.run(topo.node, [f"{iptables}-save"]).stdout
+    variant = backend.netns.run(backend._iptables_driver).variant
+    iptables = variant.iptables
+    saved = topo.run(topo.node, [variant.save]).stdout
     # a rule of ours and a jump to our chains deleted by hand
     topo.run(topo.node, [iptables, "-t", "nat", "-F", nfrules.NAT_POSTROUTING])
     topo.run(topo.node, [iptables, "-t", "filter", "-D", *nfrules.jump_args("INPUT", nfrules.FILTER_CHAIN)])
-    assert topo.run(topo.node, [f"{iptables}-save"]).stdout != saved
+    assert topo.run(topo.node, [variant.save]).stdout != saved
     sync(backend, st)
     assert_kernel_matches(topo, backend, ruleset)
     assert topo.tcp(topo.client, "10.96.0.22", 80)[0] == "b"
     assert "10.96.0.22,tcp:80" in topo.run(topo.node, ["ipset", "list", nfrules.SET_CLUSTER_IP]).stdout
     ours = lambda text: [l for l in text.splitlines() if nfrules.PREFIX in l]  # noqa: E731
-    assert ours(topo.run(topo.node, [f"{iptables}-save"]).stdout) == ours(saved)
+    assert ours(topo.run(topo.node, [variant.save]).stdout) == ours(saved)
     # the dummy interface itself deleted: the next full sync makes it again, with its addresses
     topo.run(topo.node, ["ip", "link", "del", DUMMY_DEVICE])
     sync(backend, st)
