@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from kproxy.agent.backend import ApplyError, BackendUnavailable
+from kproxy.agent.backend import ApplyError, BackendUnavailable, run_command
 
 LOCK_WAIT_SECONDS = 5
 LOCK_RETRIES = 3
@@ -64,13 +64,8 @@ class Iptables:
 
     def run(self, argv: list[str], input: str | None = None,
             timeout: float = COMMAND_TIMEOUT_SECONDS) -> subprocess.CompletedProcess:
-        """Runs argv in the namespace (check=False); ApplyError when it cannot run or times out."""
-        try:
-            return self.netns.command(argv, input=input, check=False, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise ApplyError(f"{argv[0]} did not finish within {timeout:g}s") from None
-        except OSError as exc:
-            raise ApplyError(f"{argv[0]}: {exc.strerror or exc}") from None
+        """argv in the namespace (check=False); ApplyError when it cannot run or times out."""
+        return run_command(self.netns, argv, input, timeout)
 
     def command(self, table: str, *args: str) -> subprocess.CompletedProcess:
         """`iptables -w 5 -t table args...` (check=False: -C and -D loops read the status)."""

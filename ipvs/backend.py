@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from kproxy.agent.backend import ApplyError, ApplyResult, Backend, BackendUnavailable
+from kproxy.agent.backend import ApplyError, ApplyResult, Backend, BackendUnavailable, run_command
 from kproxy.agent.state import ProxyState
 from kproxy.iptables import driver as iptables_driver
 from kproxy.iptables.driver import Iptables
@@ -200,12 +200,7 @@ class IpvsBackend(Backend):
         return self._sock
 
     def _run(self, argv: list[str], text: str | None = None) -> subprocess.CompletedProcess:
-        try:
-            return self.netns.command(argv, input=text, check=False, timeout=COMMAND_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            raise ApplyError(f"{argv[0]} did not finish within {COMMAND_TIMEOUT}s") from None
-        except OSError as exc:
-            raise ApplyError(f"{argv[0]}: {exc.strerror or exc}") from None
+        return run_command(self.netns, argv, text, COMMAND_TIMEOUT)
 
     def _must(self, argv: list[str], text: str | None = None) -> str:
         res = self._run(argv, text)
