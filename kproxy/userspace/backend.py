@@ -149,7 +149,7 @@ class UserspaceBackend(Backend):
         """The mangle rule and policy route of TPROXY_* (full syncs only; idempotent)."""
         iptables = self._rules.driver
         iptables.restore(transparent_restore(iptables.try_save("-t", "mangle") or ""))
-        steps = []
+        steps: list[list[str]] = []
         rules = self.netns.command(["ip", "-4", "rule", "show"], check=False).stdout
         if f"lookup {TPROXY_TABLE}" not in rules:
             steps.append(["ip", "-4", "rule", "add", "fwmark", TPROXY_MARK, "lookup", TPROXY_TABLE,
