@@ -22,6 +22,7 @@ from kproxy.apiserver.query import query_bool, query_int, resource_version, watc
 from kproxy.apiserver.deps import Deps
 from kproxy.apiserver.registry import DeleteOptions, Registry
 from kproxy.apiserver.fieldcheck import FieldChecker
+from kproxy.apiserver.managers import write_manager
 from kproxy.apiserver.tables import TableRenderer, wants_table
 from kproxy.apiserver.watchframe import WatchFramer, WatchRequest
 from kproxy.store import base as sb
@@ -248,36 +249,37 @@ class RestHandler:
 
     async def _create(self, request: web.Request, resource: Resource, ns: str | None) -> web.Response:
         self._check_content_type(request, BODY_TYPES)
+        manager, _ = write_manager(request.query, request.headers.get("User-Agent", ""), "CreateOptions", None)
         body, raw = await self._body(request)
         dry = self._dry_run(request)
         warnings = await self._field_warnings(request, resource, body, raw)
         await self._read(self._guard, request, resource, ns, body)
-        obj = await self._write(self.registry.create, resource, ns, body, dry)
+        obj = await self._write(self.registry.create, resource, ns, body, dry, manager)
         request[CREATED_NAME] = (obj.get("metadata") or {}).get("name", "")  # for the audit log
         return self._respond(request, resource, obj, 201, warnings)
 
     async def _update(self, request: web.Request, resource: Resource, ns: str | None, name: str,
                       sub: str | None) -> web.Response:
         self._check_content_type(request, BODY_TYPES)
+        manager, _ = write_manager(request.query, request.headers.get("User-Agent", ""), "UpdateOptions", sub)
         body, raw = await self._body(request)
         dry = self._dry_run(request)
         warnings = await self._field_warnings(request, resource, body, raw)
         if sub is None:
             await self._read(self._guard, request, resource, ns, body)
-        obj, created = await self._write(self.registry.update, resource, ns, name, body, sub, dry)
+        obj, created = await self._write(self.registry.update, resource, ns, name, body, sub, dry, manager)
         return self._respond(request, resource, obj, 201 if created else 200, warnings)
 
     async def _patch(self, request: web.Request, resource: Resource, ns: str | None, name: str,
                      sub: str | None) -> web.Response:
         ctype = _content_type(request, default="")
-        if ctype == APPLY_PATCH:
-            raise st.unsupported_media_type(
-                "server-side apply (application/apply-patch+yaml) is not supported by this server; "
-                "use client-side apply (kubectl apply without --server-side)")
-        if ctype not in PATCH_TYPES:
+        if ctype not in PATCH_TYPES and ctype != APPLY_PATCH:
             raise st.unsupported_media_type(
                 f"the body of the request was in an unknown format - accepted media types include: "
-                f"{', '.join(PATCH_TYPES)}")
+                f"{', '.join((*PATCH_TYPES, APPLY_PATCH))}")
+        patch_type = "apply" if ctype == APPLY_PATCH else PATCH_TYPES[ctype]
+        manager, force = write_manager(request.query, request.headers.get("User-Agent", ""), "PatchOptions", sub,
+                                       apply=patch_type == "apply")
         patch, raw = await self._body(request, is_object=False)
         dry = self._dry_run(request)
         mode = request.query.get("fieldValidation")
@@ -289,7 +291,11 @@ class RestHandler:
             if sub is None:
                 self._guard(request, resource, ns, patched)
 
-        obj = await self._write(self.registry.patch, resource, ns, name, PATCH_TYPES[ctype], patch, sub, dry, check)
+        if patch_type == "apply":
+            obj, created = await self._write(self.registry.apply, resource, ns, name, patch, manager, sub, dry,
+                                             force, check)
+            return self._respond(request, resource, obj, 201 if created else 200, warnings)
+        obj = await self._write(self.registry.patch, resource, ns, name, patch_type, patch, sub, dry, check, manager)
         return self._respond(request, resource, obj, 200, warnings)
 
     async def _delete_options(self, request: web.Request) -> DeleteOptions:
