@@ -335,7 +335,7 @@ def remove_paths(obj: dict[str, Any], paths: Iterable[Path], t: S.Type, keep: Fi
     lies loses only what is not kept. A map left empty by a removal goes too, unless kept."""
     out = copy.deepcopy(obj)
     keep_prefixes = {p[:n] for p in keep for n in range(1, len(p) + 1)}
-    for path in sorted(paths, key=len, reverse=True):
+    for path in sorted(paths, key=len):  # an item goes whole, before its key fields could
         if path in keep_prefixes:
             continue
         _remove(out, path, t, keep_prefixes)

@@ -1,0 +1,219 @@
+"""kproxy.apiserver.fieldmanager: FieldsV1, field sets of objects, compare, merge, and the
+Apply/Update ownership rules, with property tests for the guarantees server-side apply gives."""
+from __future__ import annotations
+
+import copy
+
+import hypothesis.strategies as hs
+import pytest
+from hypothesis import given, settings
+
+from kproxy.api import resources as R
+from kproxy.apiserver import fieldmanager as fm
+
+T = fm.kind_type(R.SERVICES)
+POD = fm.kind_type(R.PODS)
+PORT80 = 'k:{"port":80,"protocol":"TCP"}'
+
+
+def apply(live, config, name="m", force=False, now="t1"):
+    return fm.apply(live, config, T, fm.Manager(name, fm.APPLY), "v1", now, force)
+
+
+def update(old, new, name="u", now="t1", sub=""):
+    return fm.update(old, new, T, fm.Manager(name, fm.UPDATE, sub), "v1", now, has_status=True)
+
+
+def svc(spec=None, **metadata):
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", **metadata}, "spec": spec or {}}
+
+
+def owned(obj, manager, operation=fm.APPLY):
+    entry = next(e for e in obj["metadata"]["managedFields"] if (e["manager"], e["operation"]) == (manager, operation))
+    return fm.decode_fields(entry["fieldsV1"])
+
+
+def without_managed(obj):
+    out = copy.deepcopy(obj)
+    out["metadata"].pop("managedFields", None)
+    return out
+
+
+# --- FieldsV1 ---------------------------------------------------------------------------------
+
+def test_fields_v1_marks_members_with_children_by_a_dot():
+    fields = {("f:metadata", "f:labels"), ("f:metadata", "f:labels", "f:a"), ("f:spec", "f:ports", PORT80),
+              ("f:spec", "f:ports", PORT80, "f:port"), ("f:spec", "f:type")}
+    encoded = fm.encode_fields(fields)
+    assert encoded == {"f:metadata": {"f:labels": {".": {}, "f:a": {}}},
+                       "f:spec": {"f:ports": {PORT80: {".": {}, "f:port": {}}}, "f:type": {}}}
+    assert list(encoded["f:metadata"]["f:labels"]) == [".", "f:a"]  # "." first, as upstream writes it
+    assert fm.decode_fields(encoded) == fields
+
+
+@pytest.mark.parametrize("bad", [[], {"x:y": {}}, {"f:a": 1}, {"f:a": {".": {"f:b": {}}}}])
+def test_decode_refuses_what_is_not_fields_v1(bad):
+    with pytest.raises(ValueError):
+        fm.decode_fields(bad)
+
+
+def test_applied_fields_follow_list_types_and_map_keys():
+    config = svc({"selector": {"app": "a"}, "externalIPs": ["1.2.3.4"], "sessionAffinityConfig": {},
+                  "ports": [{"port": 80, "targetPort": 8080}]}, labels={"x": "1"})
+    assert fm.encode_fields(fm.applied_fields(config, T)) == {
+        "f:metadata": {"f:labels": {"f:x": {}}},  # a struct field with children is not a member
+        "f:spec": {"f:externalIPs": {},  # atomic list: one leaf
+                   "f:ports": {PORT80: {".": {}, "f:port": {}, "f:targetPort": {}}},  # protocol's default keys it
+                   "f:selector": {"f:app": {}}, "f:sessionAffinityConfig": {}}}
+
+
+def test_set_lists_are_keyed_by_value():
+    pod = {"metadata": {"name": "p", "finalizers": ["a/b"]}}
+    assert fm.applied_fields(pod, POD) == {("f:metadata", "f:finalizers", 'v:"a/b"')}
+
+
+def test_compare_reports_new_containers_and_changed_leaves():
+    old = svc({"ports": [{"port": 80, "targetPort": 1}]})
+    new = svc({"ports": [{"port": 80, "targetPort": 2}, {"port": 81}]}, labels={"a": "b"})
+    cmp = fm.compare(old, new, T)
+    assert cmp.modified == {("f:spec", "f:ports", PORT80, "f:targetPort")}
+    p81 = ("f:spec", "f:ports", 'k:{"port":81,"protocol":"TCP"}')
+    assert cmp.added == {("f:metadata", "f:labels"), ("f:metadata", "f:labels", "f:a"), p81, p81 + ("f:port",)}
+    assert fm.compare(new, old, T).removed == cmp.added
+
+
+# --- managers and their names ------------------------------------------------------------------
+
+@pytest.mark.parametrize("agent, manager", [
+    ("kubectl-client-side-apply/v1.32.4 (linux/amd64) kubernetes/59526cd", "kubectl-client-side-apply"),
+    ("OpenAPI-Generator/37.0.0/python", "OpenAPI-Generator"),
+    ("a\tb/1", "ab"), ("x" * 200, "x" * 128), ("", ""),
+])
+def test_manager_from_user_agent(agent, manager):
+    assert fm.manager_from_user_agent(agent) == manager
+
+
+def test_manager_problems():
+    assert fm.manager_problems("kubectl") == []
+    assert [r for r, _ in fm.manager_problems("m" * 129)] == ["FieldValueTooLong"]
+    assert fm.manager_problems("a\x07")[0][1].endswith("invalid character U+0007 (at position 1)")
+
+
+# --- Apply and Update --------------------------------------------------------------------------
+
+def test_update_gains_what_it_changes_and_others_lose_it():
+    applied = apply(None, svc({"selector": {"app": "a"}, "type": "ClusterIP"}))
+    edited = copy.deepcopy(applied)
+    edited["spec"]["selector"]["app"] = "b"
+    out = update(applied, edited, name="editor", now="t2")
+    assert ("f:spec", "f:selector", "f:app") in owned(out, "editor", fm.UPDATE)
+    assert owned(out, "m") == {("f:spec", "f:type")}
+    # an unchanged update touches nothing, not even a time
+    assert update(out, copy.deepcopy(out), name="editor", now="t3") == out
+
+
+def test_status_writes_are_their_own_entry_and_own_only_the_status():
+    old = svc({"type": "ClusterIP"})
+    new = {**svc({"type": "NodePort"}), "status": {"loadBalancer": {"ingress": [{"ip": "1.1.1.1"}]}}}
+    out = update(old, new, name="lb", sub="status")
+    entry = out["metadata"]["managedFields"][0]
+    assert entry["subresource"] == "status" and list(entry["fieldsV1"]) == ["f:status"]
+
+
+def test_conflicts_are_reported_with_upstream_wording():
+    live = update(None, svc({"selector": {"app": "a"}, "type": "ClusterIP"}), name="kubectl-edit")
+    with pytest.raises(fm.ApplyConflict) as raised:
+        apply(live, svc({"selector": {"app": "b"}, "type": "NodePort"}))
+    message, causes = fm.conflict_message(raised.value.conflicts)
+    assert message == ('Apply failed with 2 conflicts: conflicts with "kubectl-edit" using v1:\n'
+                       '- .spec.selector.app\n- .spec.type')
+    assert causes[0] == {"reason": "FieldManagerConflict", "message": 'conflict with "kubectl-edit" using v1',
+                         "field": ".spec.selector.app"}
+
+
+def test_kubectl_takes_over_what_client_side_apply_set():
+    last = '{"apiVersion":"v1","kind":"Service","metadata":{"name":"s"},"spec":{"type":"ClusterIP"}}'
+    live = update(None, svc({"type": "ClusterIP"}, annotations={fm.LAST_APPLIED: last}),
+                  name="kubectl-client-side-apply")
+    with pytest.raises(fm.ApplyConflict):
+        apply(live, svc({"type": "NodePort"}), name="someone-else")
+    out = apply(live, svc({"type": "NodePort"}), name="kubectl")
+    assert out["spec"]["type"] == "NodePort"
+    assert ("f:spec", "f:type") in owned(out, "kubectl")
+    # and keeps the annotation true for a later client-side apply
+    assert '"NodePort"' in out["metadata"]["annotations"][fm.LAST_APPLIED]
+
+
+# --- properties --------------------------------------------------------------------------------
+
+_names = hs.sampled_from(["a", "b", "c", "d", "e"])
+_values = hs.sampled_from(["1", "2", "x"])
+_labels = hs.dictionaries(_names, _values, max_size=4)
+_ports = hs.lists(hs.fixed_dictionaries({"port": hs.integers(1, 6)},
+                                        optional={"targetPort": hs.integers(1, 3), "name": _names,
+                                                  "protocol": hs.sampled_from(["TCP", "UDP"])}),
+                  max_size=3, unique_by=lambda p: (p["port"], p.get("protocol", "TCP")))
+_specs = hs.fixed_dictionaries({}, optional={
+    "selector": _labels, "ports": _ports, "type": hs.sampled_from(["ClusterIP", "NodePort"]),
+    "externalIPs": hs.lists(hs.sampled_from(["1.1.1.1", "2.2.2.2"]), max_size=2),
+    "sessionAffinityConfig": hs.fixed_dictionaries({}, optional={
+        "clientIP": hs.fixed_dictionaries({}, optional={"timeoutSeconds": hs.integers(1, 3)})})})
+_configs = hs.builds(lambda spec, labels: svc(spec, **({"labels": labels} if labels else {})), _specs, _labels)
+
+
+@settings(max_examples=200, deadline=None)
+@given(config=_configs)
+def test_fields_v1_round_trips(config):
+    fields = fm.applied_fields(config, T)
+    assert fm.decode_fields(fm.encode_fields(fields)) == fields
+
+
+@settings(max_examples=200, deadline=None)
+@given(live=_configs, config=_configs)
+def test_applying_the_same_config_twice_is_a_no_op(live, config):
+    start = update(None, live, name="creator")
+    try:
+        once = apply(start, config, force=True, now="t1")
+    except fm.ApplyConflict:  # pragma: no cover - force never conflicts
+        raise
+    assert apply(once, config, now="t2") == once
+
+
+@settings(max_examples=200, deadline=None)
+@given(live=_configs, config=_configs)
+def test_applied_values_are_in_the_result(live, config):
+    out = apply(update(None, live, name="creator"), config, force=True)
+    assert fm.applied_fields(config, T) <= fm.applied_fields(without_managed(out), T) | fm.applied_fields(config, T)
+    for key, value in config["spec"].items():
+        if key in ("ports", "selector", "sessionAffinityConfig"):
+            continue
+        assert out["spec"][key] == value
+    for key, value in (config["metadata"].get("labels") or {}).items():
+        assert out["metadata"]["labels"][key] == value
+
+
+@settings(max_examples=200, deadline=None)
+@given(live=_configs, extra_labels=_labels, extra_ports=_ports)
+def test_an_apply_then_an_empty_apply_restores_the_rest(live, extra_labels, extra_ports):
+    """What one manager adds and then stops applying goes; what others set stays as it was."""
+    start = update(None, live, name="creator")
+    labels = {k: v for k, v in extra_labels.items() if k not in (live["metadata"].get("labels") or {})}
+    have = {(p["port"], p.get("protocol", "TCP")) for p in live["spec"].get("ports") or []}
+    ports = [p for p in extra_ports if (p["port"], p.get("protocol", "TCP")) not in have]
+    config = svc({"ports": ports}, **({"labels": labels} if labels else {}))
+    if not ports:
+        del config["spec"]  # an empty spec would be owned, and go with the next apply
+    added = apply(start, config)
+    removed = apply(added, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}})
+    assert without_managed(removed) == without_managed(start)
+    assert "m" not in [e["manager"] for e in removed["metadata"].get("managedFields", [])]
+
+
+@settings(max_examples=200, deadline=None)
+@given(old=_configs, new=_configs)
+def test_compare_is_consistent(old, new):
+    cmp = fm.compare(old, new, T)
+    assert not (cmp.added & cmp.removed) and not (cmp.added & cmp.modified)
+    assert fm.compare(new, new, T) == fm.Comparison(frozenset(), frozenset(), frozenset())
+    back = fm.compare(new, old, T)
+    assert back.added == cmp.removed and back.removed == cmp.added and back.modified == cmp.modified
