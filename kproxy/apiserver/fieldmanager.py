@@ -123,8 +123,8 @@ def _granular_list(t: S.Type) -> bool:
     return isinstance(t, S.ListOf) and t.list_type in ("map", "set")
 
 
-def _dumps(v: Any) -> str:
-    return json.dumps(v, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+# one encoder for every path element (json.dumps with options builds a new one per call)
+_dumps = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode
 
 
 def item_element(t: S.ListOf, item: Any) -> str:
@@ -248,6 +248,8 @@ def compare(old: Any, new: Any, t: S.Type) -> Comparison:
 
 def _compare(old: Any, new: Any, t: S.Type, path: Path, added: set[Path], modified: set[Path],
              removed: set[Path]) -> None:
+    if old is not _MISSING and new is not _MISSING and type(old) is type(new) and old == new:
+        return  # equal subtrees hold no change (a C-speed check that skips most of an object)
     t = _resolve(t)
     values = [v for v in (old, new) if v is not _MISSING]
     if _is_map(t) and all(isinstance(v, dict) for v in values) and any(values):
@@ -323,16 +325,21 @@ def merge(live: Any, config: Any, t: S.Type) -> Any:
 
 
 def _without_nulls(v: Any) -> Any:
+    """A copy of `v` without null map values (JSON scalars are immutable: shared)."""
     if isinstance(v, dict):
         return {k: _without_nulls(x) for k, x in v.items() if x is not None}
     if isinstance(v, list):
         return [_without_nulls(x) for x in v]
-    return copy.deepcopy(v)
+    return v
 
 
 def remove_paths(obj: dict[str, Any], paths: Iterable[Path], t: S.Type, keep: FieldSet) -> dict[str, Any]:
-    """A copy of `obj` without the fields at `paths`; a path under which something in `keep`
-    lies loses only what is not kept. A map left empty by a removal goes too, unless kept."""
+    """`obj` without the fields at `paths` (a copy; `obj` itself when there are none); a path
+    under which something in `keep` lies loses only what is not kept. A map left empty by a
+    removal goes too, unless kept."""
+    paths = list(paths)
+    if not paths:
+        return obj
     out = copy.deepcopy(obj)
     keep_prefixes = {p[:n] for p in keep for n in range(1, len(p) + 1)}
     for path in sorted(paths, key=len):  # an item goes whole, before its key fields could
