@@ -485,6 +485,19 @@ def scoped(fields: FieldSet, subresource: str, has_status: bool) -> FieldSet:
     return frozenset(p for p in fields if p[0] != "f:status")
 
 
+def _config_in_scope(config: dict[str, Any], subresource: str, has_status: bool) -> dict[str, Any]:
+    """The part of an applied configuration the write may change: what the subresource does
+    not write is dropped before the merge, so it neither conflicts nor is owned."""
+    if not has_status:
+        return config
+    if subresource == "status":
+        m = config.get("metadata") if isinstance(config.get("metadata"), dict) else {}
+        out = {k: v for k, v in config.items() if k in ("apiVersion", "kind", "status")}
+        out["metadata"] = {k: v for k, v in m.items() if k in ("name", "namespace")}
+        return out
+    return {k: v for k, v in config.items() if k != "status"}
+
+
 def update(old: dict[str, Any] | None, new: dict[str, Any], t: S.Type, manager: Manager, api_version: str,
            now: str, has_status: bool = False) -> dict[str, Any]:
     """`new` with the managedFields after an Update by `manager` (old None: a create)."""
@@ -525,8 +538,8 @@ def apply(live: dict[str, Any] | None, config: dict[str, Any], t: S.Type, manage
     with its managedFields. Raises ApplyConflict (unless `force`)."""
     base = live if live is not None else {}
     entries = _entries_of(base)
-    config = _without_managed(config)
-    mine_fields = scoped(applied_fields(config, t), manager.subresource, has_status)
+    config = _config_in_scope(_without_managed(config), manager.subresource, has_status)
+    mine_fields = applied_fields(config, t)
     merged = merge(_without_managed(base), config, t)
     cmp = compare(_without_managed(base), merged, t)
     conflicts: list[tuple[str, Path]] = []

@@ -129,3 +129,13 @@ def test_field_manager_is_checked_on_create_and_force_only_with_apply(api):
     api.ok("POST", SVCS, svc())
     status, body = api.call("PATCH", f"{SVCS}/web?force=true", {"metadata": {"labels": {"a": "b"}}}, MERGE)
     assert status == 422 and body["details"]["causes"][0]["field"] == "force"
+
+
+def test_apply_to_the_status_subresource(api):
+    api.ok("PATCH", f"{SVCS}/web?fieldManager=alice", svc(), APPLY)
+    config = {**svc(type="NodePort"), "status": {"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}}}
+    out = api.ok("PATCH", f"{SVCS}/web/status?fieldManager=lb", config, APPLY)
+    assert out["status"]["loadBalancer"]["ingress"] == [{"ip": "1.2.3.4"}]
+    assert out["spec"]["type"] == "ClusterIP"  # the status subresource writes only the status
+    lb = [e for e in out["metadata"]["managedFields"] if e["manager"] == "lb"]
+    assert lb[0]["subresource"] == "status" and list(lb[0]["fieldsV1"]) == ["f:status"]

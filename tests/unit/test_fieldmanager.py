@@ -120,6 +120,17 @@ def test_status_writes_are_their_own_entry_and_own_only_the_status():
     assert entry["subresource"] == "status" and list(entry["fieldsV1"]) == ["f:status"]
 
 
+def test_an_apply_changes_only_what_its_subresource_writes():
+    live = update(None, {**svc({"type": "ClusterIP"}), "status": {"loadBalancer": {}}}, name="creator")
+    config = {**svc({"type": "NodePort"}), "status": {"loadBalancer": {"ingress": [{"ip": "1.1.1.1"}]}}}
+    main = fm.apply(live, config, T, fm.Manager("m", fm.APPLY), "v1", "t", force=True, has_status=True)
+    assert main["status"] == {"loadBalancer": {}} and "f:status" not in main["metadata"]["managedFields"][0]["fieldsV1"]
+    status = fm.apply(live, config, T, fm.Manager("lb", fm.APPLY, "status"), "v1", "t", has_status=True)
+    assert status["spec"] == {"type": "ClusterIP"} and status["status"]["loadBalancer"]["ingress"]
+    entry = next(e for e in status["metadata"]["managedFields"] if e["manager"] == "lb")
+    assert list(entry["fieldsV1"]) == ["f:status"] and entry["subresource"] == "status"
+
+
 def test_conflicts_are_reported_with_upstream_wording():
     live = update(None, svc({"selector": {"app": "a"}, "type": "ClusterIP"}), name="kubectl-edit")
     with pytest.raises(fm.ApplyConflict) as raised:
