@@ -48,6 +48,10 @@ _STRIPPED: frozenset[Path] = frozenset({
                                          "clusterName", "generation", "managedFields", "resourceVersion")),
 })
 _MISSING = object()
+# At most this many Update entries; the oldest are merged into one "ancient-changes" entry
+# (kube-apiserver's capManagersManager), so many one-off writers cannot grow an object forever.
+MAX_UPDATE_MANAGERS = 10
+ANCIENT_CHANGES = "ancient-changes"
 
 
 class ApplyConflict(Exception):
@@ -517,7 +521,23 @@ def update(old: dict[str, Any] | None, new: dict[str, Any], t: S.Type, manager: 
         if changed or grown != mine.fields:
             mine.time = now
         mine.fields, mine.api_version = grown, api_version
-    return _set_managed(new, entries)
+    return _set_managed(new, _cap_updates(entries))
+
+
+def _cap_updates(entries: list[Entry]) -> list[Entry]:
+    """At most MAX_UPDATE_MANAGERS Update entries: the oldest (and an earlier bucket) merged
+    into the ANCIENT_CHANGES entry, which takes the newest time among them."""
+    updates = sorted((e for e in entries if e.manager.operation == UPDATE and e.fields),
+                     key=lambda e: (e.time or "", e.manager.name))
+    if len(updates) <= MAX_UPDATE_MANAGERS:
+        return entries
+    bucket = Manager(ANCIENT_CHANGES, UPDATE)
+    oldest = updates[:len(updates) - MAX_UPDATE_MANAGERS + 1]
+    merged = oldest + [e for e in updates if e.manager == bucket and e not in oldest]
+    fields = frozenset().union(*(e.fields for e in merged))
+    newest = max(merged, key=lambda e: e.time or "")
+    kept = [e for e in entries if all(e is not m for m in merged)]
+    return kept + [Entry(bucket, newest.api_version, newest.time, fields)]
 
 
 def _create_skeleton(t: S.Type) -> dict[str, Any]:

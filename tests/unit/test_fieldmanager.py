@@ -112,6 +112,19 @@ def test_update_gains_what_it_changes_and_others_lose_it():
     assert update(out, copy.deepcopy(out), name="editor", now="t3") == out
 
 
+def test_update_entries_are_capped_into_ancient_changes():
+    obj = update(None, svc({"type": "ClusterIP"}), name="creator", now="2026-01-01T00:00:00Z")
+    for n in range(12):
+        changed = copy.deepcopy(obj)
+        changed["metadata"].setdefault("labels", {})[f"l{n}"] = "x"
+        obj = update(obj, changed, name=f"writer{n}", now=f"2026-01-01T00:00:{n + 1:02d}Z")
+    names = [e["manager"] for e in obj["metadata"]["managedFields"]]
+    assert len(names) == fm.MAX_UPDATE_MANAGERS and fm.ANCIENT_CHANGES in names
+    assert "creator" not in names and "writer11" in names
+    everything = set().union(*(fm.decode_fields(e["fieldsV1"]) for e in obj["metadata"]["managedFields"]))
+    assert ("f:spec", "f:type") in everything and ("f:metadata", "f:labels", "f:l0") in everything
+
+
 def test_status_writes_are_their_own_entry_and_own_only_the_status():
     old = svc({"type": "ClusterIP"})
     new = {**svc({"type": "NodePort"}), "status": {"loadBalancer": {"ingress": [{"ip": "1.1.1.1"}]}}}
