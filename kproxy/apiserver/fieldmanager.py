@@ -22,6 +22,7 @@ Guarantees:
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import unicodedata
 from dataclasses import dataclass
@@ -73,8 +74,8 @@ def manager_problems(name: str) -> list[tuple[str, str]]:
     offset = 0
     for c in name:
         if not _printable(c):
-            out.append(("FieldValueInvalid", f"Invalid value: {json.dumps(name)}: invalid character "
-                                             f"U+{ord(c):04X} (at position {offset})"))
+            message = f"Invalid value: {json.dumps(name)}: invalid character U+{ord(c):04X} (at position {offset})"
+            out.append(("FieldValueInvalid", message))
         offset += len(c.encode("utf-8"))
     return out
 
@@ -144,7 +145,9 @@ def item_element(t: S.ListOf, item: Any) -> str:
     return "v:" + _dumps(item)
 
 
+@functools.cache
 def kind_type(resource: Any) -> S.Type:
+    """The schema of a served resource's kind (built once per resource)."""
     return S.kind_schema(resource)
 
 
@@ -185,9 +188,8 @@ def decode_fields(fields_v1: Any) -> FieldSet:
     def walk(node: Any, path: Path) -> None:
         if not isinstance(node, dict):
             raise ValueError(f"expected an object at {'.'.join(path) or 'the top'}")
-        if not node or "." in node:
-            if path:
-                out.add(path)
+        if path and (not node or "." in node):
+            out.add(path)
         for k, v in node.items():
             if k == ".":
                 if v != {}:
@@ -314,7 +316,7 @@ def merge(live: Any, config: Any, t: S.Type) -> Any:
         return out
     if isinstance(t, S.ListOf) and _granular_list(t) and isinstance(live, list) and isinstance(config, list):
         out_list = list(live)
-        where = {}
+        where: dict[str, int] = {}
         for n, item in enumerate(out_list):
             where.setdefault(item_element(t, item), n)
         for item in config:
@@ -495,7 +497,8 @@ def _config_in_scope(config: dict[str, Any], subresource: str, has_status: bool)
     if not has_status:
         return config
     if subresource == "status":
-        m = config.get("metadata") if isinstance(config.get("metadata"), dict) else {}
+        m = config.get("metadata")
+        m = m if isinstance(m, dict) else {}
         out = {k: v for k, v in config.items() if k in ("apiVersion", "kind", "status")}
         out["metadata"] = {k: v for k, v in m.items() if k in ("name", "namespace")}
         return out

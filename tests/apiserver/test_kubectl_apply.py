@@ -8,7 +8,8 @@ import subprocess
 import pytest
 import yaml
 
-from tests.apiserver.test_kubectl import KUBECTL, Kubectl, kubectl  # noqa: F401  (the fixture)
+from tests.apiserver.fixtures import start_apiserver
+from tests.apiserver.test_kubectl import KUBECTL, Kubectl
 
 pytestmark = [
     pytest.mark.kubectl,
@@ -30,8 +31,18 @@ spec:
 """
 
 
+@pytest.fixture
+def kubectl(tmp_path):
+    server = start_apiserver(tmp_path)
+    try:
+        yield Kubectl(server.kubeconfig)
+    finally:
+        server.stop()
+
+
 def run(kubectl: Kubectl, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([KUBECTL, *args], input=stdin, capture_output=True, text=True, env=kubectl.env, timeout=120)
+    return subprocess.run([KUBECTL, *args], input=stdin, capture_output=True, text=True, env=kubectl.env,
+                          timeout=120, check=False)
 
 
 def managers(kubectl: Kubectl) -> dict[tuple[str, str], dict]:
