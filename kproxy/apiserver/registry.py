@@ -218,23 +218,29 @@ class Registry:
 
     def apply(self, resource: Resource, namespace: str | None, name: str, config: Any, manager: fm.Manager,
               subresource: str | None = None, dry_run: bool = False, force: bool = False,
-              check: Callable[[dict[str, Any]], None] | None = None) -> tuple[dict[str, Any], bool]:
+              check: Callable[[dict[str, Any]], None] | None = None,
+              may_create: Callable[[], None] | None = None) -> tuple[dict[str, Any], bool]:
         """Server-side apply of `config` by `manager`: (object, created). A missing object is
-        created; `force` takes over the fields other managers own instead of a 409."""
+        created (after `may_create`, which raises when the caller may not create); `force`
+        takes over the fields other managers own instead of a 409."""
         with self._serialised(resource, namespace), self._key_lock(resource, namespace, name):
             return self._retrying(resource, name, lambda: self._patch_once(
-                resource, namespace, name, "apply", config, subresource, dry_run, check, manager, force))
+                resource, namespace, name, "apply", config, subresource, dry_run, check, manager, force,
+                may_create))
 
     def _patch_once(self, resource: Resource, namespace: str | None, name: str, patch_type: str, patch: Any,
                     subresource: str | None, dry_run: bool,
                     check: Callable[[dict[str, Any]], None] | None,
-                    manager: fm.Manager | None = None, force: bool = False) -> tuple[dict[str, Any], bool]:
+                    manager: fm.Manager | None = None, force: bool = False,
+                    may_create: Callable[[], None] | None = None) -> tuple[dict[str, Any], bool]:
         """(patched object, created)."""
         key = resource.store_key(name, namespace)
         try:
             current = self.store.get(key)
         except sb.NotFound:
             if patch_type == "apply" and subresource is None and manager is not None:
+                if may_create is not None:
+                    may_create()
                 created = self._applied(resource, name, None, patch, manager, force)
                 if check is not None:
                     check(created)

@@ -22,6 +22,8 @@ from kproxy.apiserver.query import query_bool, query_int, resource_version, watc
 from kproxy.apiserver.deps import Deps
 from kproxy.apiserver.registry import DeleteOptions, Registry
 from kproxy.apiserver.fieldcheck import FieldChecker
+from kproxy.apiserver.auth.attributes import RequestAttributes
+from kproxy.apiserver.auth.rbac import forbidden_message
 from kproxy.apiserver.managers import write_manager
 from kproxy.apiserver.tables import TableRenderer, wants_table
 from kproxy.apiserver.watchframe import WatchFramer, WatchRequest
@@ -100,6 +102,9 @@ class RestHandler:
         # checks of an object about to be written, given the acting user (escalation
         # prevention): guard(user, resource, namespace, obj) raises ApiError; blocking
         self.write_guards: list[Callable[[Any, Resource, str | None, Any], None]] = []
+        # authorize(user, RequestAttributes) -> bool, set by the server: an apply that creates
+        # its object needs "create" too, as in kube-apiserver; blocking
+        self.authorize: Callable[[Any, RequestAttributes], bool] | None = None
 
     async def _read(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.reads, functools.partial(fn, *args, **kwargs))
@@ -292,11 +297,24 @@ class RestHandler:
                 self._guard(request, resource, ns, patched)
 
         if patch_type == "apply":
+            def may_create() -> None:
+                self._authorize_create(request, resource, ns, name)
+
             obj, created = await self._write(self.registry.apply, resource, ns, name, patch, manager, sub, dry,
-                                             force, check)
+                                             force, check, may_create)
             return self._respond(request, resource, obj, 201 if created else 200, warnings)
         obj = await self._write(self.registry.patch, resource, ns, name, patch_type, patch, sub, dry, check, manager)
         return self._respond(request, resource, obj, 200, warnings)
+
+    def _authorize_create(self, request: web.Request, resource: Resource, ns: str | None, name: str) -> None:
+        """403 unless the acting user may also create the object (blocking)."""
+        user = request.get(REQUEST_USER)
+        if user is None or self.authorize is None or user.is_master:
+            return
+        attrs = RequestAttributes("create", request.path, True, resource.group, resource.plural, "", ns or "", name)
+        if not self.authorize(user, attrs):
+            raise st.ApiError(st.status(403, "Forbidden", forbidden_message(user, attrs), kind=resource.plural,
+                                        name=name, group=resource.group))
 
     async def _delete_options(self, request: web.Request) -> DeleteOptions:
         body: dict[str, Any] = {}

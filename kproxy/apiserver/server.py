@@ -105,6 +105,7 @@ class ApiServer:
                                 FieldChecker(), TableRenderer())
         authorizer = RBACAuthorizer(self.store)
         self.rest.write_guards.append(EscalationGuard(authorizer))
+        self.rest.authorize = authorizer.authorize
         self.auth = AuthMiddleware(authorizer, TokenAuthenticator(self.store, signer), self.audit, self.reads)
         self.metrics = ApiserverMetrics(self._storage_counts)
         self.url = ""
