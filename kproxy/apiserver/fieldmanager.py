@@ -121,7 +121,8 @@ def _field_type(t: S.Type, key: str) -> tuple[S.Type, bool]:
 
 
 def _is_map(t: S.Type) -> bool:
-    return isinstance(t, (S.Struct, S.MapOf, S.Open))
+    """A map walked field by field (an atomic map or struct is one leaf)."""
+    return isinstance(t, S.Open) or (isinstance(t, (S.Struct, S.MapOf)) and not t.atomic)
 
 
 def _granular_list(t: S.Type) -> bool:

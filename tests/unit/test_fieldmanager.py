@@ -64,7 +64,7 @@ def test_applied_fields_follow_list_types_and_map_keys():
         "f:metadata": {"f:labels": {"f:x": {}}},  # a struct field with children is not a member
         "f:spec": {"f:externalIPs": {},  # atomic list: one leaf
                    "f:ports": {PORT80: {".": {}, "f:port": {}, "f:targetPort": {}}},  # protocol's default keys it
-                   "f:selector": {"f:app": {}}, "f:sessionAffinityConfig": {}}}
+                   "f:selector": {}, "f:sessionAffinityConfig": {}}}  # an atomic map: one leaf
 
 
 def test_set_lists_are_keyed_by_value():
@@ -106,7 +106,7 @@ def test_update_gains_what_it_changes_and_others_lose_it():
     edited = copy.deepcopy(applied)
     edited["spec"]["selector"]["app"] = "b"
     out = update(applied, edited, name="editor", now="t2")
-    assert ("f:spec", "f:selector", "f:app") in owned(out, "editor", fm.UPDATE)
+    assert ("f:spec", "f:selector") in owned(out, "editor", fm.UPDATE)
     assert owned(out, "m") == {("f:spec", "f:type")}
     # an unchanged update touches nothing, not even a time
     assert update(out, copy.deepcopy(out), name="editor", now="t3") == out
@@ -150,9 +150,9 @@ def test_conflicts_are_reported_with_upstream_wording():
         apply(live, svc({"selector": {"app": "b"}, "type": "NodePort"}))
     message, causes = fm.conflict_message(raised.value.conflicts)
     assert message == ('Apply failed with 2 conflicts: conflicts with "kubectl-edit" using v1:\n'
-                       '- .spec.selector.app\n- .spec.type')
+                       '- .spec.selector\n- .spec.type')
     assert causes[0] == {"reason": "FieldManagerConflict", "message": 'conflict with "kubectl-edit" using v1',
-                         "field": ".spec.selector.app"}
+                         "field": ".spec.selector"}
 
 
 def test_kubectl_takes_over_what_client_side_apply_set():
@@ -206,7 +206,7 @@ def test_applied_values_are_in_the_result(live, config):
     out = apply(update(None, live, name="creator"), config, force=True)
     assert fm.applied_fields(config, T) <= fm.applied_fields(without_managed(out), T) | fm.applied_fields(config, T)
     for key, value in config["spec"].items():
-        if key in ("ports", "selector", "sessionAffinityConfig"):
+        if key in ("ports", "sessionAffinityConfig"):  # granular: merged, not replaced
             continue
         assert out["spec"][key] == value
     for key, value in (config["metadata"].get("labels") or {}).items():
