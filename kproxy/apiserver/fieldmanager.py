@@ -55,6 +55,10 @@ MAX_UPDATE_MANAGERS = 10
 ANCIENT_CHANGES = "ancient-changes"
 
 
+class BadConfig(ValueError):
+    """An applied configuration that cannot be a field set (two items with one key)."""
+
+
 class ApplyConflict(Exception):
     """An apply would change fields other managers own: [(printed manager, path)], sorted."""
 
@@ -207,7 +211,8 @@ def decode_fields(fields_v1: Any) -> FieldSet:
 # --- field sets of objects -------------------------------------------------------------------
 
 def applied_fields(config: Any, t: S.Type) -> FieldSet:
-    """The fields an applied configuration sets (structured-merge-diff's ToFieldSet)."""
+    """The fields an applied configuration sets (structured-merge-diff's ToFieldSet); BadConfig
+    when a list holds two items with one key."""
     out: set[Path] = set()
     _collect(config, t, (), out)
     return frozenset(out) - _STRIPPED
@@ -218,6 +223,8 @@ def _collect(v: Any, t: S.Type, path: Path, out: set[Path]) -> None:
     if isinstance(t, S.ListOf) and _granular_list(t) and isinstance(v, list):
         for item in v:
             child = path + (item_element(t, item),)
+            if child in out:
+                raise BadConfig(f"{path_string(path)}: duplicate entries for key {path_string(child[-1:])}")
             _collect(item, t.item, child, out)
             out.add(child)
         return
@@ -604,7 +611,10 @@ def _client_side_applied(live: dict[str, Any], t: S.Type) -> FieldSet:
         last = json.loads(text)
     except ValueError:
         return frozenset()
-    return applied_fields(last, t) if isinstance(last, dict) else frozenset()
+    try:
+        return applied_fields(last, t) if isinstance(last, dict) else frozenset()
+    except BadConfig:
+        return frozenset()  # a broken annotation allows nothing
 
 
 def _keep_last_applied(live: dict[str, Any], result: dict[str, Any], config: dict[str, Any],

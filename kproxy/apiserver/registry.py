@@ -301,6 +301,9 @@ class Registry:
         except fm.ApplyConflict as exc:
             message, causes = fm.conflict_message(exc.conflicts)
             raise st.ApiError(st.status(409, "Conflict", message, causes=causes)) from None
+        except fm.BadConfig as exc:
+            raise st.bad_request(f"failed to create typed patch object ({resource.group_version}, "
+                                 f"Kind={resource.kind}): {exc}") from None
 
     def _expected_revision(self, resource: Resource, name: str, rv: Any, current: int) -> int:
         if rv in (None, ""):

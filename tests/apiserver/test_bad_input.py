@@ -122,6 +122,8 @@ MALFORMED = [
     ("apply-wrong-shapes", "PATCH", SVCS + "/kubernetes?fieldManager=m",
      b"{spec: {ports: {a: 1}, selector: [1], sessionAffinityConfig: 3}, metadata: {labels: [x]}}",
      "application/apply-patch+yaml", 400, "BadRequest"),
+    ("apply-duplicate-key", "PATCH", SVCS + "/kubernetes?fieldManager=m", b"{spec: {ports: [{port: 1}, {port: 1}]}}",
+     "application/apply-patch+yaml", 400, "BadRequest"),
     ("apply-invalid-result", "PATCH", SVCS + "/kubernetes?fieldManager=m", b"{spec: {ports: [{port: 0}]}}",
      "application/apply-patch+yaml", 422, "Invalid"),
     ("apply-bad-force", "PATCH", SVCS + "/kubernetes?fieldManager=m&force=true", b"[]",

@@ -67,6 +67,12 @@ def test_applied_fields_follow_list_types_and_map_keys():
                    "f:selector": {}, "f:sessionAffinityConfig": {}}}  # an atomic map: one leaf
 
 
+def test_two_items_with_one_key_are_refused():
+    config = svc({"ports": [{"port": 80}, {"port": 80, "protocol": "TCP", "name": "x"}]})
+    with pytest.raises(fm.BadConfig, match=r'^\.spec\.ports: duplicate entries for key \[port=80,protocol="TCP"\]$'):
+        fm.applied_fields(config, T)
+
+
 def test_set_lists_are_keyed_by_value():
     pod = {"metadata": {"name": "p", "finalizers": ["a/b"]}}
     assert fm.applied_fields(pod, POD) == {("f:metadata", "f:finalizers", 'v:"a/b"')}
