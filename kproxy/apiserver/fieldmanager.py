@@ -423,10 +423,14 @@ def decode_managed(entries: Any) -> list[Entry] | None:
                 return None
             sub = e.get("subresource", "")
             out.append(Entry(Manager(name, e["operation"], sub if isinstance(sub, str) else ""),
-                             str(e.get("apiVersion", "")), e.get("time"), decode_fields(e.get("fieldsV1", {}))))
+                             str(e.get("apiVersion", "")), _text_or_none(e.get("time")), decode_fields(e.get("fieldsV1", {}))))
     except ValueError:
         return None
     return out
+
+
+def _text_or_none(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
 
 
 def encode_managed(entries: list[Entry]) -> list[dict[str, Any]]:
@@ -489,7 +493,7 @@ def _find(entries: list[Entry], manager: Manager) -> Entry | None:
     return next((e for e in entries if e.manager == manager), None)
 
 
-def scoped(fields: FieldSet, subresource: str, has_status: bool) -> FieldSet:
+def _scoped(fields: FieldSet, subresource: str, has_status: bool) -> FieldSet:
     """What a write to `subresource` may own: the status only through the status subresource
     of kinds that have one, everything else only through the object (upstream's reset fields)."""
     if not has_status:
@@ -519,7 +523,7 @@ def update(old: dict[str, Any] | None, new: dict[str, Any], t: S.Type, manager: 
     entries = _base_entries(old or {}, new)
     before = old if old is not None else _create_skeleton(t)
     cmp = compare(_without_managed(before), _without_managed(new), t)
-    changed = scoped(cmp.changed, manager.subresource, has_status)
+    changed = _scoped(cmp.changed, manager.subresource, has_status)
     if changed or cmp.removed:
         for e in entries:
             if e.manager != manager:

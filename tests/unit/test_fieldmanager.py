@@ -57,6 +57,20 @@ def test_decode_refuses_what_is_not_fields_v1(bad):
         fm.decode_fields(bad)
 
 
+def test_managed_fields_a_client_sends_are_used_only_when_valid():
+    live = update(None, svc({"type": "ClusterIP"}), name="creator")
+    for sent in ([{"manager": 5, "operation": "Update"}], [{"operation": "Nope"}], "x",
+                 [{"manager": "m", "operation": "Update", "time": 7, "fieldsV1": {"f:spec": {"f:type": {}}}}]):
+        changed = copy.deepcopy(live)
+        changed["metadata"]["managedFields"] = sent
+        changed["spec"]["type"] = "NodePort"
+        out = update(live, changed, name="editor", now="t2")  # never raises
+        assert ("f:spec", "f:type") in owned(out, "editor", fm.UPDATE)
+    reset = copy.deepcopy(live)
+    reset["metadata"]["managedFields"] = []
+    assert "managedFields" not in update(live, reset, name="editor")["metadata"]
+
+
 def test_applied_fields_follow_list_types_and_map_keys():
     config = svc({"selector": {"app": "a"}, "externalIPs": ["1.2.3.4"], "sessionAffinityConfig": {},
                   "ports": [{"port": 80, "targetPort": 8080}]}, labels={"x": "1"})
