@@ -60,7 +60,7 @@ def test_decode_refuses_what_is_not_fields_v1(bad):
 def test_managed_fields_a_client_sends_are_used_only_when_valid():
     live = update(None, svc({"type": "ClusterIP"}), name="creator")
     for sent in ([{"manager": 5, "operation": "Update"}], [{"operation": "Nope"}], "x",
-                 [{"manager": "m", "operation": "Update", "time": 7, "fieldsV1": {"f:spec": {"f:type": {}}}}]):
+                 [{"manager": "m", "operation": "Update", "time": 7, "fieldsV1": {"f:spec": {"f:selector": {}}}}]):
         changed = copy.deepcopy(live)
         changed["metadata"]["managedFields"] = sent
         changed["spec"]["type"] = "NodePort"
