@@ -175,6 +175,16 @@ def test_conflicts_are_reported_with_upstream_wording():
                          "field": ".spec.selector"}
 
 
+def test_fields_of_an_object_without_managed_fields_belong_to_before_first_apply():
+    legacy = svc({"type": "ClusterIP", "selector": {"app": "a"}})
+    with pytest.raises(fm.ApplyConflict) as raised:
+        apply(legacy, svc({"type": "NodePort"}))
+    assert fm.conflict_message(raised.value.conflicts)[0].endswith(
+        'conflict with "before-first-apply" using v1: .spec.type')
+    out = apply(legacy, svc({"type": "ClusterIP"}))  # the same value: shared, no conflict
+    assert ("f:spec", "f:selector") in owned(out, fm.BEFORE_FIRST_APPLY, fm.UPDATE)
+
+
 def test_kubectl_takes_over_what_client_side_apply_set():
     last = '{"apiVersion":"v1","kind":"Service","metadata":{"name":"s"},"spec":{"type":"ClusterIP"}}'
     live = update(None, svc({"type": "ClusterIP"}, annotations={fm.LAST_APPLIED: last}),
