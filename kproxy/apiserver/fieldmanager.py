@@ -9,7 +9,7 @@ path that is itself a member and has children).
 
 Guarantees:
 - `applied_fields(config)` is what an applier owns: every leaf, every list item and map entry,
-  empty and null values; struct fields with children are not members themselves.
+  empty maps and lists and null values; struct fields with children are not members themselves.
 - `compare(old, new)` reports added, modified and removed paths: containers that appear or go
   are reported themselves (so an Update owns `f:labels` with `.`), leaves when their value differs.
 - `apply(...)` merges an applied configuration into the live object, raises ApplyConflict when
@@ -221,7 +221,7 @@ def applied_fields(config: Any, t: S.Type) -> FieldSet:
 
 def _collect(v: Any, t: S.Type, path: Path, out: set[Path]) -> None:
     t = _resolve(t)
-    if isinstance(t, S.ListOf) and _granular_list(t) and isinstance(v, list):
+    if isinstance(t, S.ListOf) and _granular_list(t) and isinstance(v, list) and v:  # [] is a leaf, as {}
         for item in v:
             child = path + (item_element(t, item),)
             if child in out:

@@ -6,7 +6,7 @@ import copy
 
 import hypothesis.strategies as hs
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 
 from kproxy.api import resources as R
 from kproxy.apiserver import fieldmanager as fm
@@ -224,6 +224,7 @@ def test_fields_v1_round_trips(config):
 
 @settings(max_examples=200, deadline=None)
 @given(live=_configs, config=_configs)
+@example(live=svc(), config=svc({"ports": []}))  # an apply that owned nothing left no entry
 def test_applying_the_same_config_twice_is_a_no_op(live, config):
     start = update(None, live, name="creator")
     once = apply(start, config, force=True, now="t1")
