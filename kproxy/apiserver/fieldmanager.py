@@ -573,11 +573,12 @@ def apply(live: dict[str, Any] | None, config: dict[str, Any], t: S.Type, manage
     """The object after `manager` applies `config` to `live` (None: it does not exist yet),
     with its managedFields. Raises ApplyConflict (unless `force`)."""
     base = live if live is not None else {}
-    if live is not None and not _entries_of(live):
+    entries = _entries_of(base)
+    if live is not None and not entries:
         # an object nobody is recorded for (written before managedFields were kept): what it
         # holds belongs to "before-first-apply", as upstream, so the apply can conflict with it
         base = update(None, live, t, Manager(BEFORE_FIRST_APPLY), api_version, now, has_status)
-    entries = _entries_of(base)
+        entries = _entries_of(base)
     config = _config_in_scope(_without_managed(config), manager.subresource, has_status)
     mine_fields = applied_fields(config, t)
     merged = merge(_without_managed(base), config, t)
