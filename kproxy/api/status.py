@@ -36,6 +36,7 @@ def status(code: int, reason: str, message: str, *, kind: str | None = None, nam
            group: str | None = None, causes: list[dict[str, Any]] | None = None,
            retry_after: int | None = None) -> dict[str, Any]:
     """A failure Status object."""
+    # the field order of upstream's serialisation (clients compare bodies byte for byte)
     obj: dict[str, Any] = {
         "kind": "Status",
         "apiVersion": "v1",
@@ -43,7 +44,6 @@ def status(code: int, reason: str, message: str, *, kind: str | None = None, nam
         "status": "Failure",
         "message": message,
         "reason": reason,
-        "code": code,
     }
     details: dict[str, Any] = {}
     if name is not None:
@@ -58,6 +58,7 @@ def status(code: int, reason: str, message: str, *, kind: str | None = None, nam
         details["retryAfterSeconds"] = retry_after
     if details:
         obj["details"] = details
+    obj["code"] = code
     return obj
 
 

@@ -28,6 +28,7 @@ from typing import Any, Callable
 from kproxy.api import status as st
 from kproxy.api.resources import Resource
 from kproxy.apiserver import fieldmanager as fm
+from kproxy.apiserver import propagation
 from kproxy.apiserver.admission import NamespaceLifecycle, QuotaAdmission
 from kproxy.apiserver.deps import Deps
 from kproxy.apiserver.objects import (
@@ -40,6 +41,7 @@ from kproxy.apiserver.objects import (
     strip_resource_version,
     with_resource_version,
 )
+from kproxy.apiserver.paging import selected
 from kproxy.apiserver.service_alloc import Reservation, ServiceAllocations
 from kproxy.apiserver.strategy import Strategy, build_strategies
 from kproxy.store import base as sb
@@ -60,6 +62,8 @@ class DeleteOptions:
     precondition_uid: str | None = None
     precondition_rv: str | None = None
     dry_run: bool = False
+    propagation_policy: str | None = None  # Orphan | Background | Foreground (validated)
+    orphan_dependents: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -104,11 +108,8 @@ class Registry:
         kvs, revision = self.store.list(resource.store_prefix(namespace))
         items = []
         for kv in kvs:
-            if label_selector is not None and not label_selector.matches((kv.value.get("metadata") or {}).get("labels")):
-                continue
-            if field_selector is not None and not field_selector.matches(kv.value):
-                continue
-            items.append(with_resource_version(kv.value, kv.mod_revision))
+            if selected(kv.value, label_selector, field_selector):
+                items.append(with_resource_version(kv.value, kv.mod_revision))
         return {
             "kind": resource.list_kind,
             "apiVersion": resource.group_version,
@@ -305,6 +306,32 @@ class Registry:
             raise st.bad_request(f"failed to create typed patch object ({resource.group_version}, "
                                  f"Kind={resource.kind}): {exc}") from None
 
+    def update_with(self, resource: Resource, namespace: str | None, name: str,
+                    change: Callable[[dict[str, Any]], dict[str, Any]], dry_run: bool = False) -> dict[str, Any]:
+        """A server-side change of the stored object (a subresource such as pods/binding):
+        `change` gets a copy of the latest version and returns the new one, or raises ApiError;
+        a concurrent write makes it start over. No defaulting or update validation: `change`
+        is the whole of what such a subresource may do."""
+        def once() -> dict[str, Any]:
+            key = resource.store_key(name, namespace)
+            try:
+                current = self.store.get(key)
+            except sb.NotFound:
+                raise st.not_found(resource.plural, name, resource.group) from None
+            new = strip_resource_version(change(copy.deepcopy(current.value)))
+            if dry_run or new == current.value:
+                return with_resource_version(new, current.mod_revision)
+            try:
+                kv = self.store.update(key, new, expected_revision=current.mod_revision)
+            except sb.Conflict:
+                raise _Race() from None
+            except sb.NotFound:
+                raise st.not_found(resource.plural, name, resource.group) from None
+            return with_resource_version(kv.value, kv.mod_revision)
+
+        with self._serialised(resource, namespace), self._key_lock(resource, namespace, name):
+            return self._retrying(resource, name, once)
+
     def _expected_revision(self, resource: Resource, name: str, rv: Any, current: int) -> int:
         if rv in (None, ""):
             return current  # unconditional update, as Kubernetes allows (retried on a race)
@@ -459,18 +486,24 @@ class Registry:
         strategy = self.strategy(resource)
         strategy.before_delete(obj)
         grace = strategy.grace_period(obj, options.grace_period_seconds)
-        if grace > 0 or m.get("finalizers") or strategy.holds_deletion(obj):
+        finalizers = propagation.deletion_finalizers(
+            m.get("finalizers") or [], options.propagation_policy, options.orphan_dependents)
+        if grace > 0 or finalizers or strategy.holds_deletion(obj):
             marked = copy.deepcopy(obj)
             mm = meta(marked)
+            if finalizers != (m.get("finalizers") or []):  # the garbage collector's, as asked
+                mm["finalizers"] = finalizers
             now = self.clock()
             if grace > 0:
                 deadline = now + grace
                 self._note_grace_deadline(deadline)
                 existing = parse_rfc3339(mm.get("deletionTimestamp", "")) if mm.get("deletionTimestamp") else None
-                if existing is not None and existing <= deadline:
-                    return DeleteResult(with_resource_version(obj, current.mod_revision), False)
-                mm["deletionTimestamp"] = rfc3339(deadline)
-                mm["deletionGracePeriodSeconds"] = grace
+                if existing is not None and existing <= deadline:  # an earlier deadline stands
+                    if marked == obj:
+                        return DeleteResult(with_resource_version(obj, current.mod_revision), False)
+                else:
+                    mm["deletionTimestamp"] = rfc3339(deadline)
+                    mm["deletionGracePeriodSeconds"] = grace
             else:
                 mm.setdefault("deletionTimestamp", rfc3339(now))
                 mm["deletionGracePeriodSeconds"] = 0

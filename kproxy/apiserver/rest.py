@@ -16,7 +16,7 @@ from aiohttp import web
 
 from kproxy.api import status as st
 from kproxy.api.resources import Resource
-from kproxy.apiserver import paths, protobuf, watch
+from kproxy.apiserver import binding, negotiate, paging, paths, propagation, protobuf, watch
 from kproxy.apiserver.bodies import BodyDecoder, decode_json, refuse_unrepresentable
 from kproxy.apiserver.query import query_bool, query_int, resource_version, watch_requested
 from kproxy.apiserver.deps import Deps
@@ -25,7 +25,7 @@ from kproxy.apiserver.fieldcheck import FieldChecker
 from kproxy.apiserver.auth.attributes import RequestAttributes
 from kproxy.apiserver.auth.rbac import forbidden_message
 from kproxy.apiserver.managers import write_manager
-from kproxy.apiserver.tables import TableRenderer, wants_table
+from kproxy.apiserver.tables import TableRenderer
 from kproxy.apiserver.watchframe import WatchFramer, WatchRequest
 from kproxy.store import base as sb
 
@@ -81,6 +81,8 @@ def _content_type(request: web.Request, default: str = "application/json") -> st
 CREATED_NAME = "kproxy.created_name"
 # request key under which the auth middleware leaves the user the request acts as
 REQUEST_USER = "kproxy.user"
+# request key under which handle() leaves what the response is encoded as (Accept)
+NEGOTIATED = "kproxy.negotiated"
 
 
 class RestHandler:
@@ -147,6 +149,11 @@ class RestHandler:
         if resource.namespaced and ns is None and (name is not None or method != "GET"):
             # only list and watch exist across all namespaces, as in Kubernetes
             raise st.ApiError(st.status(404, "NotFound", "the server could not find the requested resource"))
+        # the Accept header is settled before any work: a 406 must not have created anything
+        is_watch = api_path.legacy_watch or (method == "GET" and watch_requested(q))
+        lists = name is None and method in ("GET", "DELETE")  # list, deletecollection
+        target = negotiate.WATCH if is_watch else negotiate.LIST if lists else negotiate.OBJECT
+        request[NEGOTIATED] = negotiate.negotiate(request.headers.get("Accept", ""), target)
         if api_path.legacy_watch:
             if method != "GET":
                 raise st.method_not_allowed(f"method {method} is not allowed on watch paths")
@@ -181,6 +188,9 @@ class RestHandler:
         elif sub == "finalize":
             if method == "PUT":
                 return await self._update(request, resource, ns, name, "finalize")
+        elif sub == "binding":
+            if method == "POST":
+                return await self._bind(request, resource, ns, name)
         raise st.method_not_allowed(f"the server does not allow this method on the requested resource ({method})")
 
     # ------------------------------------------------------------------ bodies
@@ -211,9 +221,12 @@ class RestHandler:
 
     def _respond(self, request: web.Request, resource: Resource, obj: dict[str, Any], status: int = 200,
                  warnings: list[str] | None = None) -> web.Response:
-        if wants_table(request.headers.get("Accept", "")):
-            obj = self.tables.render(resource, obj, include_object=request.query.get("includeObject", "Metadata"))
-        response = json_response(obj, status)
+        """The response in the form and encoding the request's Accept negotiated."""
+        negotiated = request.get(NEGOTIATED) or negotiate.Negotiated()
+        include = request.query.get("includeObject", "Metadata")
+        obj = negotiate.shape(negotiated, obj, lambda o: self.tables.render(resource, o, include_object=include))
+        response = web.Response(text=negotiate.encoder_for(negotiated.media_type)(obj), status=status,
+                                content_type=negotiated.media_type)
         for text in warnings or ():
             response.headers.add("Warning", warning_header(text))
         return response
@@ -233,9 +246,8 @@ class RestHandler:
 
     async def _list(self, request: web.Request, resource: Resource, ns: str | None) -> web.Response:
         ls, fs = self._selectors(request, resource)
-        query_int(request.query, "limit")  # accepted; everything is returned in one page
-        resource_version(request.query)  # checked; every list is served from the latest revision
-        result = await self._read(self.registry.list, resource, ns, ls, fs)
+        options = paging.parse_list_options(request.query)
+        result = await self._read(paging.list_page, self.registry.store, resource, ns, ls, fs, options)
         return self._respond(request, resource, result)
 
     def _guard(self, request: web.Request, resource: Resource, ns: str | None, obj: Any) -> None:
@@ -274,6 +286,16 @@ class RestHandler:
             await self._read(self._guard, request, resource, ns, body)
         obj, created = await self._write(self.registry.update, resource, ns, name, body, sub, dry, manager)
         return self._respond(request, resource, obj, 201 if created else 200, warnings)
+
+    async def _bind(self, request: web.Request, resource: Resource, ns: str | None, name: str) -> web.Response:
+        """pods/binding (kproxy.apiserver.binding): answers a Success Status, as kube-apiserver."""
+        self._check_content_type(request, BODY_TYPES)
+        body, _ = await self._body(request)
+        node, annotations = binding.binding_target(body, name)
+        await self._write(self.registry.update_with, resource, ns, name,
+                          lambda pod: binding.assign(pod, node, annotations), self._dry_run(request))
+        return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                              "code": 201}, 201)
 
     async def _patch(self, request: web.Request, resource: Resource, ns: str | None, name: str,
                      sub: str | None) -> web.Response:
@@ -336,16 +358,19 @@ class RestHandler:
         if not isinstance(pre, dict):
             raise st.bad_request("preconditions must be an object")
         dry = self._dry_run(request) or body.get("dryRun") == ["All"]
-        return DeleteOptions(grace, pre.get("uid"), pre.get("resourceVersion"), dry)
+        policy, orphan = propagation.parse(request.query, body)
+        return DeleteOptions(grace, pre.get("uid"), pre.get("resourceVersion"), dry, policy, orphan)
 
     async def _delete(self, request: web.Request, resource: Resource, ns: str | None, name: str) -> web.Response:
         options = await self._delete_options(request)
         result = await self._write(self.registry.delete, resource, ns, name, options)
         if not result.deleted or (resource.group, resource.plural) in RETURNS_DELETED_OBJECT:
-            return json_response(result.obj)
+            # upstream answers 202 to a cascading delete asked for with orphanDependents=false
+            accepted = not result.deleted and options.orphan_dependents is False
+            return self._respond(request, resource, result.obj, 202 if accepted else 200)
         details = st.success(resource.plural, name, resource.group)
         details["details"]["uid"] = (result.obj.get("metadata") or {}).get("uid")
-        return json_response(details)
+        return self._respond(request, resource, details)
 
     async def _delete_collection(self, request: web.Request, resource: Resource, ns: str | None) -> web.Response:
         options = await self._delete_options(request)
@@ -362,8 +387,9 @@ class RestHandler:
                     continue  # gone or changed meanwhile; Kubernetes skips these too
                 raise
             items.append(result.obj)
-        return json_response({"kind": resource.list_kind, "apiVersion": resource.group_version,
-                              "metadata": {"resourceVersion": listed["metadata"]["resourceVersion"]}, "items": items})
+        return self._respond(request, resource, {
+            "kind": resource.list_kind, "apiVersion": resource.group_version,
+            "metadata": {"resourceVersion": listed["metadata"]["resourceVersion"]}, "items": items})
 
     # ------------------------------------------------------------------ watch
     async def _watch(self, request: web.Request, resource: Resource, ns: str | None, name: str | None) -> web.StreamResponse:
@@ -392,18 +418,27 @@ class RestHandler:
         # a bookmark that marks the end of the initial events.
         send_initial = query_bool(request.query.get("sendInitialEvents"))
         start = resource_version(request.query) or None  # "0": from the current state, as ""
-        table = None
-        if wants_table(request.headers.get("Accept", "")):
+        table = None  # each object in the negotiated form
+        negotiated = request.get(NEGOTIATED) or negotiate.Negotiated()
+        if negotiated.form == negotiate.TABLE:
             include = request.query.get("includeObject", "Metadata")
-            table = functools.partial(self._table_row, resource, include)
+            table = functools.partial(self._table_row, resource, include, negotiated.version)
+        elif negotiated.form == negotiate.PARTIAL:
+            table = functools.partial(self._partial_metadata, negotiated.version)
         return WatchRequest(
             label_selector=ls, field_selector=fs, start=None if send_initial else start,
             timeout=query_int(request.query, "timeoutSeconds"),
             bookmarks=query_bool(request.query.get("allowWatchBookmarks")),
             send_initial=send_initial, table=table)
 
-    def _table_row(self, resource: Resource, include: str, obj: dict[str, Any], with_columns: bool) -> dict[str, Any]:
-        return self.tables.render(resource, obj, include, with_columns=with_columns)
+    def _table_row(self, resource: Resource, include: str, version: str, obj: dict[str, Any],
+                   with_columns: bool) -> dict[str, Any]:
+        render = functools.partial(self.tables.render, resource, include_object=include, with_columns=with_columns)
+        return negotiate.shape(negotiate.Negotiated(form=negotiate.TABLE, version=version), obj, render)
+
+    @staticmethod
+    def _partial_metadata(version: str, obj: dict[str, Any], with_columns: bool) -> dict[str, Any]:
+        return negotiate.partial_metadata(obj, version)
 
     async def _stream_watch(self, request: web.Request, resource: Resource, ns: str | None,
                             name: str | None) -> web.StreamResponse:

@@ -16,7 +16,9 @@ Reservation: the registry commits it after the store write and rolls it back on 
 """
 from __future__ import annotations
 
+import base64
 import copy
+import re
 from typing import Any, Mapping
 
 from kproxy.api import resources as R
@@ -28,6 +30,7 @@ from kproxy.apiserver.service_alloc import Reservation, ServiceAllocations
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
 DEFAULT_POD_GRACE_SECONDS = 30
 NAMESPACE_FINALIZER = "kubernetes"
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Strategy:
@@ -187,6 +190,38 @@ class ResourceQuotaStrategy(Strategy):
         obj["status"] = {}
 
 
+class SecretStrategy(Strategy):
+    """stringData is a write-only convenience: merged into data (base64) on every write and
+    never stored, as upstream's Secret conversion does before validation."""
+
+    def prepare_for_create(self, obj: dict[str, Any]) -> None:
+        merge_string_data(obj)
+
+    def prepare_for_update(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        super().prepare_for_update(old, new)
+        merge_string_data(new)
+
+
+def merge_string_data(obj: dict[str, Any]) -> None:
+    """Moves obj["stringData"] into obj["data"] as base64, its keys winning; in place. Values
+    that are not strings are a 400, as a body upstream cannot decode."""
+    if "stringData" not in obj:
+        return
+    string_data = obj.pop("stringData")
+    if string_data is None:
+        return
+    if not isinstance(string_data, dict) or not all(isinstance(v, str) for v in string_data.values()):
+        raise st.bad_request("stringData must be a map of strings")
+    data = obj.get("data")
+    if data is None:
+        data = obj["data"] = {}
+    elif not isinstance(data, dict):
+        raise st.bad_request("data must be a map of base64-encoded strings")
+    for key, value in string_data.items():
+        # a lone surrogate (JSON allows "\\ud800") becomes U+FFFD, as Go's decoder makes it
+        data[key] = base64.b64encode(_LONE_SURROGATE.sub("\ufffd", value).encode()).decode()
+
+
 class CreateOnUpdateStrategy(Strategy):
     allow_create_on_update = True
 
@@ -198,6 +233,7 @@ def build_strategies(services: ServiceAllocations) -> Mapping[Resource, Strategy
         R.SERVICES: ServiceStrategy(R.SERVICES, services),
         R.NAMESPACES: NamespaceStrategy(R.NAMESPACES),
         R.RESOURCE_QUOTAS: ResourceQuotaStrategy(R.RESOURCE_QUOTAS),
+        R.SECRETS: SecretStrategy(R.SECRETS),
         R.ENDPOINTS: CreateOnUpdateStrategy(R.ENDPOINTS),
         R.EVENTS: CreateOnUpdateStrategy(R.EVENTS),
         R.LEASES: CreateOnUpdateStrategy(R.LEASES),

@@ -257,6 +257,8 @@ class TableRenderer:
         now = self.clock()
         items = obj.get("items") if obj.get("kind", "").endswith("List") and "items" in obj else None
         rows = [_row(resource, o, now, include_object) for o in (items if items is not None else [obj])]
-        meta = {"resourceVersion": (obj.get("metadata") or {}).get("resourceVersion", "")}
+        listed = obj.get("metadata") or {}
+        meta = {"resourceVersion": listed.get("resourceVersion", "")}
+        meta.update((k, listed[k]) for k in ("continue", "remainingItemCount") if k in listed)  # paging
         return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
                 "columnDefinitions": _columns(resource.kind) if with_columns else [], "rows": rows}

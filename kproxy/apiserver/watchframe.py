@@ -35,7 +35,7 @@ class WatchRequest:
     timeout: int | None = None  # timeoutSeconds; None or 0: until the client or server ends it
     bookmarks: bool = False  # allowWatchBookmarks
     send_initial: bool = False  # sendInitialEvents (WatchList): initial-events-end bookmark
-    table: RenderTable | None = None  # Accept asked for a Table of each object
+    table: RenderTable | None = None  # the form Accept asked for (Table, PartialObjectMetadata)
 
 
 class WatchFramer:

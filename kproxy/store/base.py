@@ -83,6 +83,7 @@ class Event:
 
 
 WatchCallback = Callable[[Event], None]
+KeyValues = list[KeyValue]  # a name the Store classes can use: their `list` method hides the builtin
 
 
 class Store(abc.ABC):
@@ -93,6 +94,18 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list(self, prefix: str) -> tuple[list[KeyValue], int]:
         """All keys under `prefix` sorted by key, and the store revision they are consistent at."""
+
+    def list_at(self, prefix: str, revision: int) -> KeyValues:
+        """All keys under `prefix` as they were at `revision`, sorted by key (etcd's Range at a
+        revision: what a paged list needs to serve every page from one snapshot). Raises Gone
+        when the store can no longer show that state, ValueError for a future revision. This
+        default serves the current revision only."""
+        kvs, current = self.list(prefix)
+        if revision > current:
+            raise ValueError(f"revision {revision} is newer than the current revision {current}")
+        if revision != current:
+            raise Gone(revision, current)
+        return kvs
 
     @abc.abstractmethod
     def create(self, key: str, value: dict[str, Any]) -> KeyValue:

@@ -48,6 +48,7 @@ from kproxy.store.base import (
     MAX_VALUE_BYTES,
     Gone,
     KeyValue,
+    KeyValues,
     NotFound,
     Store,
     StoreError,
@@ -75,9 +76,13 @@ CREATE TABLE IF NOT EXISTS events (
     type       TEXT NOT NULL,
     key        TEXT NOT NULL,
     value      TEXT NOT NULL,
-    prev_value TEXT
+    prev_value TEXT,
+    prev_revision INTEGER,   -- the replaced version's mod_revision (NULL for ADDED)
+    create_revision INTEGER  -- the key's create_revision when the event happened
 );
 """
+# columns added to `events` after schema 1 was first released: added in place when missing
+_EVENT_COLUMNS_ADDED = (("prev_revision", "INTEGER"), ("create_revision", "INTEGER"))
 
 _CREATE, _UPDATE, _DELETE = "create", "update", "delete"
 
@@ -141,6 +146,40 @@ def _prefix_upper_bound(prefix: str) -> str | None:
             return prefix[:-1] + chr(nxt)
         prefix = prefix[:-1]
     return None
+
+
+def _key_range(prefix: str) -> tuple[str, tuple[str, ...]]:
+    """The SQL condition (and its parameters) that selects the keys starting with `prefix`."""
+    upper = _prefix_upper_bound(prefix)
+    if upper is None:
+        return "key >= ?", (prefix,)
+    return "key >= ? AND key < ?", (prefix, upper)
+
+
+_LaterEvent = tuple[str, str, str, str | None, int | None, int | None]
+
+
+def _rewind(rows: list[tuple[str, str, int, int]], later: list[_LaterEvent], revision: int,
+            compacted: int) -> list[KeyValue]:
+    """The keys at `revision`, from today's `rows` (key, value, create, mod) and the events
+    after `revision` in revision order (key, type, value, prev value, prev mod_revision,
+    create_revision). A key's first event after `revision` tells its state then: ADDED means
+    it did not exist, otherwise it held that event's previous version. An event written
+    before the store recorded previous revisions cannot be undone: Gone."""
+    state = {key: (value, create, mod) for key, value, create, mod in rows}
+    seen: set[str] = set()
+    for key, kind, value, prev, prev_revision, create in later:
+        if key in seen:
+            continue
+        seen.add(key)
+        if kind == ADDED:
+            state.pop(key, None)
+        elif prev_revision is None or create is None:
+            raise Gone(revision, compacted)
+        else:
+            state[key] = (prev if prev is not None else value, create, prev_revision)
+    return [KeyValue(key, json.loads(value), mod, create)
+            for key, (value, create, mod) in sorted(state.items())]
 
 
 def _decode(raw: tuple[str, str, str, str | None, int]) -> Event:
@@ -241,6 +280,10 @@ class SQLiteStore(Store):
                 raise StoreError(f"store {self.path!r} has schema {schema}, this kproxy reads {SCHEMA_VERSION}")
             else:
                 revision, compacted = int(meta["revision"]), int(meta["compacted"])
+                present = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+                for column, kind in _EVENT_COLUMNS_ADDED:
+                    if column not in present:  # older rows keep NULL: list_at cannot rewind them
+                        conn.execute(f"ALTER TABLE events ADD COLUMN {column} {kind}")
             # A smaller `history` than last time trims now, so Gone is decided consistently.
             compacted = self._trim(conn, revision, compacted)
             conn.execute("COMMIT")
@@ -306,6 +349,31 @@ class SQLiteStore(Store):
             finally:
                 conn.execute("COMMIT")
         return [KeyValue(k, json.loads(v), mod, create) for k, v, create, mod in rows], revision
+
+    def list_at(self, prefix: str, revision: int) -> KeyValues:
+        """The keys under `prefix` at an older `revision`, in one read transaction: today's
+        rows with the retained events after `revision` undone (see base.Store.list_at)."""
+        if not isinstance(prefix, str):
+            raise ValueError("prefix must be a string")
+        in_range, params = _key_range(prefix)
+        with self._reader() as conn:
+            conn.execute("BEGIN")  # one snapshot for the rows, the events and the counters
+            try:
+                meta = dict(conn.execute("SELECT name, value FROM meta").fetchall())
+                current, compacted = int(meta["revision"]), int(meta["compacted"])
+                if revision > current:
+                    raise ValueError(f"revision {revision} is newer than the current revision {current}")
+                if revision < compacted:
+                    raise Gone(revision, compacted)
+                rows = conn.execute(
+                    f"SELECT key, value, create_revision, mod_revision FROM kv WHERE {in_range} ORDER BY key",
+                    params).fetchall()
+                later = conn.execute(
+                    "SELECT key, type, value, prev_value, prev_revision, create_revision FROM events "
+                    f"WHERE revision > ? AND {in_range} ORDER BY revision", (revision, *params)).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        return _rewind(rows, later, revision, compacted)
 
     @property
     def revision(self) -> int:
@@ -403,11 +471,12 @@ class SQLiteStore(Store):
                 (write.key, write.value_json, revision, revision),
             )
             event = (ADDED, write.key, write.value_json, None, revision)
-            create_revision = revision
+            create_revision, prev_revision = revision, None
         else:
             if row is None:
                 raise NotFound(write.key)
             old_json, create_revision, mod_revision = row
+            prev_revision = mod_revision
             if write.expected_revision is not None and write.expected_revision != mod_revision:
                 raise Conflict(
                     f"{write.key}: expected revision {write.expected_revision}, current is {mod_revision}"
@@ -422,8 +491,9 @@ class SQLiteStore(Store):
                 conn.execute("DELETE FROM kv WHERE key = ?", (write.key,))
                 event = (DELETED, write.key, old_json, old_json, revision)
         conn.execute(
-            "INSERT INTO events(revision, type, key, value, prev_value) VALUES (?, ?, ?, ?, ?)",
-            (revision, event[0], event[1], event[2], event[3]),
+            "INSERT INTO events(revision, type, key, value, prev_value, prev_revision, create_revision) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (revision, event[0], event[1], event[2], event[3], prev_revision, create_revision),
         )
         write.event = event
         return KeyValue(write.key, json.loads(event[2]), revision, create_revision)

@@ -5,7 +5,7 @@ import pytest
 
 from kproxy.api import resources as R
 from kproxy.apiserver.objects import rfc3339
-from kproxy.apiserver.tables import TableRenderer, human_duration, wants_table
+from kproxy.apiserver.tables import TableRenderer, human_duration
 
 NOW = 1_700_000_000.0
 
@@ -17,15 +17,6 @@ NOW = 1_700_000_000.0
 def test_human_duration(seconds, text):
     assert human_duration(seconds) == text
 
-
-@pytest.mark.parametrize("accept, expected", [
-    ("application/json;as=Table;v=v1;g=meta.k8s.io,application/json", True),
-    ("application/json", False),
-    ("", False),
-    ("application/json, application/json;as=Table;v=v1;g=meta.k8s.io", False),
-])
-def test_wants_table(accept, expected):
-    assert wants_table(accept) is expected
 
 
 def test_service_and_pod_rows():

@@ -181,9 +181,6 @@ def validate_secret(e: FieldErrors, obj: dict[str, Any], old: dict[str, Any] | N
             total += len(base64.b64decode(v, validate=True))
         except (binascii.Error, ValueError):
             e.type_invalid(path, "<value omitted>", "must be a base64-encoded string")
-    for k, v in e.map(obj.get("stringData"), "stringData").items():
-        check_config_key(e, k, f"stringData[{k}]")
-        total += len(str(v).encode())
     if total > MAX_SECRET_BYTES:
         e.too_long("data", MAX_SECRET_BYTES)
     e.string(obj.get("type"), "type")
