@@ -23,6 +23,9 @@ from kproxy.apiserver.query import query_bool, query_int, resource_version, watc
 from kproxy.apiserver.deps import Deps
 from kproxy.apiserver.registry import DeleteOptions, Registry
 from kproxy.apiserver.fieldcheck import FieldChecker
+from kproxy.apiserver.auth.attributes import RequestAttributes
+from kproxy.apiserver.auth.rbac import forbidden_message
+from kproxy.apiserver.managers import write_manager
 from kproxy.apiserver.tables import TableRenderer
 from kproxy.apiserver.watchframe import WatchFramer, WatchRequest
 from kproxy.store import base as sb
@@ -119,6 +122,9 @@ class RestHandler:
         # checks of an object about to be written, given the acting user (escalation
         # prevention): guard(user, resource, namespace, obj) raises ApiError; blocking
         self.write_guards: list[Callable[[Any, Resource, str | None, Any], None]] = []
+        # authorize(user, RequestAttributes) -> bool, set by the server: an apply that creates
+        # its object needs "create" too, as in kube-apiserver; blocking
+        self.authorize: Callable[[Any, RequestAttributes], bool] | None = None
 
     async def _read(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.reads, functools.partial(fn, *args, **kwargs))
@@ -286,23 +292,25 @@ class RestHandler:
 
     async def _create(self, request: web.Request, resource: Resource, ns: str | None) -> web.Response:
         self._check_content_type(request, BODY_TYPES)
+        manager, _ = write_manager(request.query, request.headers.get("User-Agent", ""), "CreateOptions", None)
         body, raw = await self._body(request)
         dry = self._dry_run(request)
         warnings = await self._field_warnings(request, resource, body, raw)
         await self._read(self._guard, request, resource, ns, body)
-        obj = await self._write(self.registry.create, resource, ns, body, dry)
+        obj = await self._write(self.registry.create, resource, ns, body, dry, manager)
         request[CREATED_NAME] = (obj.get("metadata") or {}).get("name", "")  # for the audit log
         return self._respond(request, resource, obj, 201, warnings)
 
     async def _update(self, request: web.Request, resource: Resource, ns: str | None, name: str,
                       sub: str | None) -> web.Response:
         self._check_content_type(request, BODY_TYPES)
+        manager, _ = write_manager(request.query, request.headers.get("User-Agent", ""), "UpdateOptions", sub)
         body, raw = await self._body(request)
         dry = self._dry_run(request)
         warnings = await self._field_warnings(request, resource, body, raw)
         if sub is None:
             await self._read(self._guard, request, resource, ns, body)
-        obj, created = await self._write(self.registry.update, resource, ns, name, body, sub, dry)
+        obj, created = await self._write(self.registry.update, resource, ns, name, body, sub, dry, manager)
         return self._respond(request, resource, obj, 201 if created else 200, warnings)
 
     async def _bind(self, request: web.Request, resource: Resource, ns: str | None, name: str) -> web.Response:
@@ -318,14 +326,13 @@ class RestHandler:
     async def _patch(self, request: web.Request, resource: Resource, ns: str | None, name: str,
                      sub: str | None) -> web.Response:
         ctype = _content_type(request, default="")
-        if ctype == APPLY_PATCH:
-            raise st.unsupported_media_type(
-                "server-side apply (application/apply-patch+yaml) is not supported by this server; "
-                "use client-side apply (kubectl apply without --server-side)")
-        if ctype not in PATCH_TYPES:
+        if ctype not in PATCH_TYPES and ctype != APPLY_PATCH:
             raise st.unsupported_media_type(
                 f"the body of the request was in an unknown format - accepted media types include: "
-                f"{', '.join(PATCH_TYPES)}")
+                f"{', '.join((*PATCH_TYPES, APPLY_PATCH))}")
+        patch_type = "apply" if ctype == APPLY_PATCH else PATCH_TYPES[ctype]
+        manager, force = write_manager(request.query, request.headers.get("User-Agent", ""), "PatchOptions", sub,
+                                       apply=patch_type == "apply")
         patch, raw = await self._body(request, is_object=False)
         dry = self._dry_run(request)
         mode = request.query.get("fieldValidation")
@@ -337,8 +344,25 @@ class RestHandler:
             if sub is None:
                 self._guard(request, resource, ns, patched)
 
-        obj = await self._write(self.registry.patch, resource, ns, name, PATCH_TYPES[ctype], patch, sub, dry, check)
+        if patch_type == "apply":
+            def may_create() -> None:
+                self._authorize_create(request, resource, ns, name)
+
+            obj, created = await self._write(self.registry.apply, resource, ns, name, patch, manager, sub, dry,
+                                             force, check, may_create)
+            return self._respond(request, resource, obj, 201 if created else 200, warnings)
+        obj = await self._write(self.registry.patch, resource, ns, name, patch_type, patch, sub, dry, check, manager)
         return self._respond(request, resource, obj, 200, warnings)
+
+    def _authorize_create(self, request: web.Request, resource: Resource, ns: str | None, name: str) -> None:
+        """403 unless the acting user may also create the object (blocking)."""
+        user = request.get(REQUEST_USER)
+        if user is None or self.authorize is None or user.is_master:
+            return
+        attrs = RequestAttributes("create", request.path, True, resource.group, resource.plural, "", ns or "", name)
+        if not self.authorize(user, attrs):
+            raise st.ApiError(st.status(403, "Forbidden", forbidden_message(user, attrs), kind=resource.plural,
+                                        name=name, group=resource.group))
 
     async def _delete_options(self, request: web.Request) -> DeleteOptions:
         body: dict[str, Any] = {}

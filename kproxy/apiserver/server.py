@@ -111,6 +111,7 @@ class ApiServer:
                                 FieldChecker(), TableRenderer())
         authorizer = RBACAuthorizer(self.store)
         self.rest.write_guards.append(EscalationGuard(authorizer))
+        self.rest.authorize = authorizer.authorize
         authenticator = TokenAuthenticator(self.store, signer)
         self.auth = AuthMiddleware(authorizer, authenticator, self.audit, self.reads)
         self.auth_endpoints = auth_endpoints.AuthEndpoints(authorizer, authenticator, TokenIssuer(self.store, signer),
