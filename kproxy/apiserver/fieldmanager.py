@@ -441,7 +441,9 @@ def encode_managed(entries: list[Entry]) -> list[dict[str, Any]]:
     live.sort(key=lambda e: (e.manager.operation, e.time or "", e.manager.name, e.api_version, e.manager.subresource))
     out = []
     for e in live:
-        d: dict[str, Any] = {"manager": e.manager.name, "operation": e.manager.operation, "apiVersion": e.api_version}
+        # omitempty, as the Go type: a client without User-Agent or fieldManager has no name
+        d: dict[str, Any] = {"manager": e.manager.name} if e.manager.name else {}
+        d.update(operation=e.manager.operation, apiVersion=e.api_version)
         if e.time:
             d["time"] = e.time
         d["fieldsType"] = FIELDS_TYPE
