@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from kproxy.agent.conntrack import ConntrackFilter, frontends, plan_flush
-from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 from kproxy.agent.policy import categorize
+from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 
 
 def sp(name="dns", protocol="UDP", eps=(), node_port=0, external_ips=(), lb_ips=(), local=False):

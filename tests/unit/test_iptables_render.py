@@ -8,12 +8,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kproxy.agent.policy import categorize
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 from kproxy.iptables import names
 from kproxy.iptables.render import probability, render
 from kproxy.iptables.restore import full_restore, partial_restore
 from kproxy.iptables.trace import Tracer
-from kproxy.agent.policy import categorize
 from tests.golden import iptables_services as fx
 
 BUILTIN_TARGETS = {"ACCEPT", "DROP", "REJECT", "RETURN", "DNAT", "MARK", "MASQUERADE"}

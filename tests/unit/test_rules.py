@@ -10,6 +10,7 @@ from dataclasses import replace
 import jsonschema
 import pytest
 
+from kproxy.agent.policy import categorize
 from kproxy.cli.main import main as kproxy_main
 from kproxy.iptables.render import render
 from kproxy.iptables.trace import Tracer
@@ -19,7 +20,6 @@ from kproxy.rules.diff import diff
 from kproxy.rules.iptables import IptablesAdapter, build, normalise_rule, trace_chains
 from kproxy.rules.send import Observed, confirm, parse_conntrack
 from kproxy.rules.trace import Probe, ProbeError
-from kproxy.agent.policy import categorize
 from tests.golden import iptables_services as fx
 from tests.flows.cases import FIXTURE_CASES as CASES
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from kproxy.agent.policy import categorize
 from kproxy.nftables.render import render
 from kproxy.rules.diff import diff
 from kproxy.rules.nftables import Dump, NftablesAdapter, normalise, parse_table
 from kproxy.rules.nfttrace import NftTracer, Pkt, TraceError
 from kproxy.rules.trace import Probe
-from kproxy.agent.policy import categorize
 from tests.golden import iptables_services as fx
 from tests.flows.cases import FIXTURE_CASES as CASES
 
