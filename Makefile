@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 PYTEST := .venv/bin/pytest
 
-.PHONY: deps deps-py test test-fast test-host test-vm demo demo-down bench clean
+.PHONY: deps deps-py lint test test-fast test-host test-vm demo demo-down bench clean
 
 # Debian packages (apt, as root), then deps-py.
 deps:
@@ -12,6 +12,10 @@ deps:
 # Python only, no root: .venv with kproxy installed in editable mode and the test extras.
 deps-py:
 	scripts/install-deps-py.sh
+
+# ruff on the tree and mypy on the typed packages (scripts/lint.sh): seconds, no root.
+lint: deps-py
+	scripts/lint.sh
 
 # The whole suite: unit, golden, apiserver with real kubectl, kernel and e2e in namespaces, and
 # last the IPVS mode's kernel tests and scenario suite inside one boot of a Debian kernel under

@@ -182,8 +182,8 @@ class Apiserver:
         return body
 
     async def create_namespace(self, name: str) -> None:
-        async with self.session.post(f"{self.url}/api/v1/namespaces",
-                                     json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}) as resp:
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        async with self.session.post(f"{self.url}/api/v1/namespaces", json=namespace) as resp:
             if resp.status != 409:
                 await self.check(resp, f"create namespace {name}")
 
@@ -396,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nkproxy apiserver (SQLite store) vs {etcd_label}; every write fsynced before it is "
               f"acknowledged; {os.cpu_count()} CPUs shared with other work\n")
         print_table([
-            (f"writes/s: apiserver POST vs etcd put (HTTP, {c} concurrent)", ours.get("http_writes"), theirs.get("http_writes")),
+            (f"writes/s: apiserver POST vs etcd put (HTTP, {c} concurrent)",
+             ours.get("http_writes"), theirs.get("http_writes")),
             ("writes/s: apiserver POST vs etcd put (HTTP, serial)", ours.get("http_serial"), theirs.get("http_serial")),
             (f"writes/s: SQLiteStore.create vs etcd put ({c} concurrent)", store_concurrent, theirs.get("http_writes")),
             ("writes/s: SQLiteStore.create vs etcd put (serial)", store_serial, theirs.get("http_serial")),

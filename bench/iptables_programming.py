@@ -119,7 +119,8 @@ async def run(args: argparse.Namespace) -> None:
                     task.result()
                 await asyncio.sleep(0.05)
             full_s = proxier.metrics.registry.get_sample_value(full_sum)
-            print(f"{args.variant} {args.services}x{args.endpoints}: first full sync {full_s * 1000:.0f} ms", flush=True)
+            print(f"{args.variant} {args.services}x{args.endpoints}: first full sync {full_s * 1000:.0f} ms",
+                  flush=True)
             timeout = max(120.0, 4 * full_s)
             next_ip = args.services * args.endpoints
             latencies = []
@@ -139,7 +140,8 @@ async def run(args: argparse.Namespace) -> None:
             partials = registry.get_sample_value(partial_sum + "_count") or 0
             if partials:
                 print(f"  the agent's own partial syncs (build, render, apply; from the metrics): "
-                      f"{partials:.0f}, mean {registry.get_sample_value(partial_sum + '_sum') / partials * 1000:.0f} ms; "
+                      f"{partials:.0f}, mean "
+                      f"{registry.get_sample_value(partial_sum + '_sum') / partials * 1000:.0f} ms; "
                       f"the rest is the watch hand-off and the polling iptables -S", flush=True)
             behind = []
             fulls_before = proxier.metrics.registry.get_sample_value(full_sum)

@@ -130,7 +130,8 @@ def run(sizes: list[int], endpoints: int) -> int:
                   f"what a full sync uses), ipvsadm -Ln {t_list:.3f}s")
             key = next(iter(state.services))
             sp = state.services[key]
-            changed_sp = ServicePort(**{**sp.__dict__, "endpoints": sp.endpoints[:-1] + (Endpoint("10.250.0.1", 8080),)})
+            moved = sp.endpoints[:-1] + (Endpoint("10.250.0.1", 8080),)
+            changed_sp = ServicePort(**{**sp.__dict__, "endpoints": moved})
             changed = ProxyState(state.node_name, state.node_ips, state.cluster_cidr,
                                  services={**state.services, key: changed_sp}, revision=2)
             t_render, new = timed(backend.render, changed, ruleset)  # as the proxier: with the last ruleset

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import statistics
 import struct
 import sys
 import time
@@ -98,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 netns = NetNS(topo.node)
                 if mode == "nftables":
-                    backend = NftablesBackend(netns, SimpleNamespace(nftables=SimpleNamespace(endpoint_selection="random")))
+                    nft_config = SimpleNamespace(nftables=SimpleNamespace(endpoint_selection="random"))
+                    backend = NftablesBackend(netns, nft_config)
                 else:
                     backend = IptablesBackend(netns, SimpleNamespace(
                         iptables=SimpleNamespace(backend=variant, localhost_nodeports=False)))

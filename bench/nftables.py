@@ -140,10 +140,12 @@ def bench_size(n: int, endpoints: int, changes: int, last: bool) -> None:
             print(f"N={n} x {endpoints}: {objects[0]} chains, {objects[1]} rules, {objects[2]} map elements, "
                   f"batch {len(data) / 1e6:.1f} MB ({transaction.ENCODER} encoder)")
             t_apply = t_list + t_plan + t_encode + t_kernel
-            print(f"  kproxy full sync into an empty table: render {t_render * 1000:.0f} ms; apply {t_apply * 1000:.0f} ms ="
+            print(f"  kproxy full sync into an empty table: render {t_render * 1000:.0f} ms;"
+                  f" apply {t_apply * 1000:.0f} ms ="
                   f" list {t_list * 1000:.0f} + plan {t_plan * 1000:.0f} + encode {t_encode * 1000:.0f}"
                   f" + kernel {t_kernel * 1000:.0f} ms; total {(t_render + t_apply) * 1000:.0f} ms")
-            print(f"  kproxy full resync of the same ruleset (flush + rewrite everything): apply {t_resync * 1000:.0f} ms")
+            print("  kproxy full resync of the same ruleset (flush + rewrite everything):"
+                  f" apply {t_resync * 1000:.0f} ms")
             _, t_verify = timed(backend.apply, ruleset, None)
             print(f"  periodic full sync with the kernel unchanged since our commit (generation check): "
                   f"apply {t_verify * 1000:.2f} ms")

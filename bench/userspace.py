@@ -174,8 +174,8 @@ def haproxy_config(stream_port: int, request_port: int, front: tuple[int, int]) 
     return "\n".join([
         "global", "  maxconn 8000", "defaults", "  mode tcp", "  timeout connect 5s",
         "  timeout client 60s", "  timeout server 60s",
-        f"listen stream", f"  bind 127.0.0.1:{front[0]}", f"  server s1 127.0.0.1:{stream_port}",
-        f"listen request", f"  bind 127.0.0.1:{front[1]}", f"  server s1 127.0.0.1:{request_port}", ""])
+        "listen stream", f"  bind 127.0.0.1:{front[0]}", f"  server s1 127.0.0.1:{stream_port}",
+        "listen request", f"  bind 127.0.0.1:{front[1]}", f"  server s1 127.0.0.1:{request_port}", ""])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
           f"concurrency {args.concurrency}")
     print(f"{'path':<18} {'MB/s':>8} {'conn/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
     for name, r in results.items():
-        print(f"{name:<18} {r['MB/s']:>8.0f} {r['conn/s']:>8.0f} {r['p50 ms']:>8.2f} {r['p99 ms']:>8.2f} {r['errors']:>6}")
+        print(f"{name:<18} {r['MB/s']:>8.0f} {r['conn/s']:>8.0f} {r['p50 ms']:>8.2f} {r['p99 ms']:>8.2f}"
+              f" {r['errors']:>6}")
     if "haproxy" in results:
         us, ha = results["kproxy userspace"], results["haproxy"]
         print(f"kproxy/haproxy: throughput {us['MB/s'] / ha['MB/s']:.2f}x, connection rate "

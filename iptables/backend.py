@@ -92,7 +92,7 @@ def _config_value(config: Any, name: str, default: Any) -> Any:
 
 def _version_at_least(text: str, want: tuple[int, ...]) -> bool:
     m = re.search(r"v(\d+)\.(\d+)\.(\d+)", text)
-    return bool(m) and tuple(int(x) for x in m.groups()) >= want
+    return m is not None and tuple(int(x) for x in m.groups()) >= want
 
 
 def _works(netns: NetNS, variant: Variant) -> bool:
@@ -129,7 +129,7 @@ class IptablesBackend(Backend):
         unless the configured one (iptables.backend) does."""
         netns = netns if netns is not None else NetNS(None)
         if config is not None:
-            cls(netns, config).variant
+            cls(netns, config).variant  # noqa: B018 (the property probes the configured variant)
             return
         if not any(_works(netns, v) for v in VARIANTS.values()):
             raise BackendUnavailable(
@@ -142,6 +142,7 @@ class IptablesBackend(Backend):
         whose tables already hold KUBE-* chains, else nft)."""
         if self._variant is None:
             wanted = _config_value(self.config, "backend", "auto")
+            variant: Variant | None
             if wanted in VARIANTS:
                 variant = VARIANTS[wanted]
                 if not _works(self.netns, variant):
@@ -177,7 +178,7 @@ class IptablesBackend(Backend):
 
     def apply(self, ruleset: Ruleset, previous: Ruleset | None) -> ApplyResult:
         full = previous is None
-        if full:
+        if previous is None:
             saved = self._save_tables()
             existing = {t: set(saved[t].chains) if t in saved else set() for t in TABLES}
             missing = [j for j in ruleset.jumps if not has_jump(saved, j)]

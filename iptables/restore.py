@@ -23,7 +23,7 @@ rewrites the whole table blob on every COMMIT, so it keeps one section per table
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 from .names import TABLES, is_service_chain, jump_depth
 from .ruleset import ChainKey, JumpRule, Rules, Ruleset
@@ -48,8 +48,8 @@ def _table_text(out: list[str], table: str, write: list[tuple[str, Rules]], dele
     _section(out, table, [], delete, insert)
 
 
-def _section(out: list[str], table: str, write: list[tuple[str, Rules]], delete: list[str],
-             insert: list[JumpRule]) -> None:
+def _section(out: list[str], table: str, write: list[tuple[str, Rules]], delete: Sequence[str],
+             insert: Sequence[JumpRule]) -> None:
     """One COMMIT: declare (create or flush) `write` and `delete`, fill `write`, insert the jump
     rules, then remove `delete`."""
     if not write and not delete and not insert:

@@ -197,7 +197,7 @@ class Tracer:
             return [(1.0, masq, rule.target_args[rule.target_args.index("--to-destination") + 1], path)]
         if target in TERMINAL:
             return [(1.0, masq, target, path)]
-        paths = []
+        paths: list[tuple[float, bool, str | None, tuple]] = []
         for p, m, outcome, pa in self._run(table, target, 0, pkt, masq, recent, depth + 1, path):
             if outcome is not None:
                 paths.append((p, m, outcome, pa))

@@ -6,8 +6,9 @@ every public method here re-enters netns.run itself so tests and CLIs may call t
 
 Guarantees:
 - apply(ruleset, None) (full sync) dumps the kernel's virtual servers, reads every real server
-  in one read of /proc/net/ip_vs (procfs.py; per-virtual-server dumps if that fails), and sends only the difference (add / edit / delete) in batched netlink
-  messages; virtual servers the ruleset does not hold are deleted. This namespace's IPVS table
+  in one read of /proc/net/ip_vs (procfs.py; per-virtual-server dumps if that fails), and
+  sends only the difference (add / edit / delete) in batched netlink messages; virtual
+  servers the ruleset does not hold are deleted. This namespace's IPVS table
   is owned by kproxy (as kube-proxy owns its node's).
 - apply(ruleset, previous) touches only virtual servers whose entry differs from `previous`.
 - A real server that leaves a virtual server is first set to weight 0 (no new connections,
@@ -36,7 +37,7 @@ import logging
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from kproxy.agent.backend import ApplyError, ApplyResult, Backend, BackendUnavailable
 from kproxy.agent.state import ProxyState
@@ -198,7 +199,8 @@ class IpvsBackend(Backend):
 
     def _run(self, argv: list[str], text: str | None = None) -> subprocess.CompletedProcess:
         try:
-            return subprocess.run(argv, input=text, capture_output=True, text=True, check=False, timeout=COMMAND_TIMEOUT)
+            return subprocess.run(argv, input=text, capture_output=True, text=True, check=False,
+                                  timeout=COMMAND_TIMEOUT)
         except subprocess.TimeoutExpired:
             raise ApplyError(f"{argv[0]} did not finish within {COMMAND_TIMEOUT}s") from None
         except OSError as exc:
@@ -233,11 +235,12 @@ class IpvsBackend(Backend):
 
     def _apply(self, ruleset: IpvsRuleset, previous: IpvsRuleset | None) -> ApplyResult:
         full = previous is None
+        old: Mapping[VSKey, ServiceEntry] = {} if previous is None else previous.services
         t0 = time.monotonic()
         if not self._setup_done or full:
             self._setup()
         # what the dummy interface holds: read once per full sync, else known from `previous`
-        bound = self._dummy_addresses() if full else set(previous.addresses)
+        bound = self._dummy_addresses() if previous is None else set(previous.addresses)
         # masquerade members before the virtual servers that need them (see nfrules.split_around_ipvs)
         set_ops_after = self._netfilter_before(ruleset, full)
         t1 = time.monotonic()
@@ -245,6 +248,7 @@ class IpvsBackend(Backend):
         reqs: list[Request] = []
         deletes: list[Request] = []
         table = None  # every real server in one read (procfs.py), for a full sync
+        keys: Iterable[VSKey]
         if full:
             kernel = {vs.key: vs for vs in sock.services()}
             keys = ruleset.services.keys()
@@ -252,11 +256,11 @@ class IpvsBackend(Backend):
             table = self._dest_table()
         else:
             kernel = None
-            keys = [k for k, e in ruleset.services.items() if previous.services.get(k) != e]
-            stale = [e.server for k, e in previous.services.items() if k not in ruleset.services]
+            keys = [k for k, e in ruleset.services.items() if old.get(k) != e]
+            stale = [e.server for k, e in old.items() if k not in ruleset.services]
         for key in keys:
             entry = ruleset.services[key]
-            current = kernel.get(key) if kernel is not None else (previous.services[key].server if key in previous.services else None)
+            current = kernel.get(key) if kernel is not None else (old[key].server if key in old else None)
             if current is None:
                 reqs.append(Request(CMD_NEW_SERVICE, entry.server))
                 reqs.extend(Request(CMD_NEW_DEST, entry.server, r) for r in entry.reals)
@@ -296,7 +300,8 @@ class IpvsBackend(Backend):
         except (OSError, procfs.ProcFormatError) as exc:
             if not self._warned_procfs:
                 self._warned_procfs = True
-                log.warning("reading %s failed (%s): full syncs dump each virtual server's real servers", procfs.PATH, exc)
+                log.warning("reading %s failed (%s): full syncs dump each virtual server's real servers",
+                            procfs.PATH, exc)
             return None
 
     def _dests(self, sock: IpvsSocket, vs: VirtualServer) -> list[DestStatus]:

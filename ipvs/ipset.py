@@ -26,7 +26,7 @@ import os
 import socket
 import struct
 from dataclasses import dataclass
-from typing import Iterator, NamedTuple, Sequence, Union
+from typing import Iterator, NamedTuple, Sequence, Union, cast
 
 from kproxy.netlink import message as nl
 from kproxy.netlink.attrs import BE16, BE32, IPV4, STRING, U8, U32, Attr, AttrTable
@@ -106,8 +106,9 @@ class SetType:
 
 class Member(NamedTuple):
     """A set member: bitmap:port uses `port` only; hash:ip,port ip/proto/port; hash:ip,port,ip
-    adds ip2; hash:ip,port,net adds ip2 as "address/prefix". `comment` only in sets created with comments. A tuple, not a dataclass: a full
-    sync hashes and compares 120k of them at 10k Services, and tuples do that in C."""
+    adds ip2; hash:ip,port,net adds ip2 as "address/prefix". `comment` only in sets created with
+    comments. A tuple, not a dataclass: a full sync hashes and compares 120k of them at 10k
+    Services, and tuples do that in C."""
 
     ip: str = ""
     proto: str = ""  # tcp | udp | sctp
@@ -132,11 +133,19 @@ class SetOp:
     set: str
     arg: Union[SetType, Member, None] = None  # create: SetType, add/del: Member
 
+    def set_type(self) -> SetType:
+        """A create's argument."""
+        return cast(SetType, self.arg)
+
+    def member(self) -> Member:
+        """An add's or a del's argument."""
+        return cast(Member, self.arg)
+
     def text(self) -> str:
         if self.cmd == "create":
-            return f"create {self.set} {self.arg.text()} -exist"
+            return f"create {self.set} {self.set_type().text()} -exist"
         if self.cmd in ("add", "del"):
-            member = self.arg if self.cmd == "add" else self.arg.key()
+            member = self.member() if self.cmd == "add" else self.member().key()
             return f"{self.cmd} {self.set} {member.text()} -exist"
         return f"{self.cmd} {self.set}"
 
@@ -175,6 +184,7 @@ def member_attrs(m: Member) -> tuple:
 
 
 def create_attrs(name: str, kind: SetType, revision: int) -> tuple:
+    data: dict[str, int | None]  # None: left out
     if kind.kind == "bitmap:port":
         data = {"port": kind.port_range[0], "port_to": kind.port_range[1]}
     else:
@@ -207,7 +217,7 @@ def encode_ops(ops: Sequence[SetOp], revisions: dict[str, int], first_seq: int) 
             entries: list[tuple] = []
             size = 0
             while i < len(ops) and ops[i].cmd == op.cmd and ops[i].set == op.set:
-                member = ops[i].arg if op.cmd == "add" else ops[i].arg.key()
+                member = ops[i].member() if op.cmd == "add" else ops[i].member().key()
                 # the kernel names a refused entry by its line number (1-based, per message)
                 data = (ATTR_DATA, member_attrs(member) + ((ATTR_CADT_LINENO, nl.host32(len(entries) + 1)),))
                 grows = len(nl.encode_attrs((data,)))
@@ -222,7 +232,7 @@ def encode_ops(ops: Sequence[SetOp], revisions: dict[str, int], first_seq: int) 
             out.append((_message(cmd, seq, attrs), seq, group))
         else:
             if op.cmd == "create":
-                attrs = create_attrs(op.set, op.arg, revisions[op.arg.kind])
+                attrs = create_attrs(op.set, op.set_type(), revisions[op.set_type().kind])
                 cmd = CMD_CREATE
             elif op.cmd == "destroy":
                 attrs = _head(op.set)
@@ -295,7 +305,8 @@ class IpsetSocket(NetlinkSocket):
             for answer in self.request(_message(cmd, seq, attrs, flags | NLM_F_ACK), seq, missing_ok=True):
                 yield nl.parse_attrs(answer.payload, 4)
         except OSError as exc:
-            raise IpsetError(error_text(exc.errno), exc.errno) from None
+            code = exc.errno or errno.EIO  # an OSError raised without an errno
+            raise IpsetError(error_text(code), code) from None
 
     def revision(self, kind: str) -> int:
         """The newest revision of set type `kind` this kernel has (asked once per socket)."""
@@ -314,7 +325,7 @@ class IpsetSocket(NetlinkSocket):
     def execute(self, ops: Sequence[SetOp]) -> int:
         """Applies `ops` in order; returns the number of sends. Raises IpsetError naming the
         first refused operation (after every message of that send was answered)."""
-        revisions = {op.arg.kind: self.revision(op.arg.kind) for op in ops if op.cmd == "create"}
+        revisions = {op.set_type().kind: self.revision(op.set_type().kind) for op in ops if op.cmd == "create"}
         messages = encode_ops(ops, revisions, self.next_seq(0))
         self.next_seq(len(messages))
         try:

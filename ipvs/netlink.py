@@ -11,9 +11,10 @@ the IPVS attribute tables and commands.
 Guarantees:
 - `encode_*` and `parse_*` are pure (bytes in, bytes/values out) and unit-tested on any kernel.
 - `IpvsSocket.execute(requests)` sends every request (only the last of each batch asks for
-  an ack: the kernel reports the others only when they fail); the first kernel error is raised as IpvsError naming the request that failed (the kernel keeps processing the
-  rest of a batch: IPVS has no transactions, so a failed apply leaves a partial change and the
-  caller must re-read the kernel, which the backend's next full sync does).
+  an ack: the kernel reports the others only when they fail); the first kernel error is raised
+  as IpvsError naming the request that failed (the kernel keeps processing the rest of a
+  batch: IPVS has no transactions, so a failed apply leaves a partial change and the caller
+  must re-read the kernel, which the backend's next full sync does).
 - Dumps return VirtualServer / RealServer values with exactly what the kernel reported.
 """
 from __future__ import annotations

@@ -179,12 +179,12 @@ def split_around_ipvs(ops: list[SetOp]) -> tuple[list[SetOp], list[SetOp]]:
     its delete just before its add). Why: a SYN that IPVS forwards to another node before its
     virtual server's masquerade member exists leaves a conntrack entry without NAT, and every
     retry from that client port (and its next use within two minutes) is lost with it."""
-    readded = {(op.set, op.arg.key()) for op in ops if op.cmd == "add"}
+    readded = {(op.set, op.member().key()) for op in ops if op.cmd == "add"}
     before: list[SetOp] = []
     after: list[SetOp] = []
     for op in ops:
         narrowing = op.set in NARROWING_SETS
-        if op.cmd == "del" and (op.set, op.arg.key()) in readded:
+        if op.cmd == "del" and (op.set, op.member().key()) in readded:
             goes_first = not narrowing  # a changed comment: the delete stays just before its add
         elif op.cmd in ("add", "del"):
             goes_first = (op.cmd == "add") != narrowing
@@ -220,7 +220,8 @@ def restore_text(plan: NetfilterPlan) -> str:
     new = "-m conntrack --ctstate NEW"
     filt = [f":{FILTER_CHAIN} - [0:0]", f":{FILTER_SOURCE_RANGES} - [0:0]",
             f"-A {FILTER_CHAIN} {new} -m set --match-set {SET_LB_FIREWALL} dst,dst -j {FILTER_SOURCE_RANGES}",
-            f"-A {FILTER_CHAIN} {new} -m set --match-set {SET_NO_ENDPOINTS} dst,dst -j REJECT --reject-with icmp-port-unreachable",
+            f"-A {FILTER_CHAIN} {new} -m set --match-set {SET_NO_ENDPOINTS} dst,dst"
+            " -j REJECT --reject-with icmp-port-unreachable",
             f"-A {FILTER_CHAIN} {new} -m set --match-set {SET_NO_LOCAL} dst,dst -j DROP",
             f"-A {FILTER_SOURCE_RANGES} -m set --match-set {SET_LB_SOURCE_CIDR} dst,dst,src -j RETURN",
             f"-A {FILTER_SOURCE_RANGES} -m set --match-set {SET_LB_SOURCE_IP} dst,dst,src -j RETURN",

@@ -223,7 +223,7 @@ def client_record(ip: str) -> bytes:
 
 
 try:
-    from kproxy._fastpath import (  # type: ignore[import-not-found]
+    from kproxy._fastpath import (
         chain_hash16,
         fnv1a32,
         hash_records,

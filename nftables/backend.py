@@ -166,7 +166,8 @@ class NftablesBackend(Backend):
     def _list_names(self) -> tuple[list[str], dict[str, tuple]]:
         """Our table's chain names and its sets' names with their plan.signature()."""
         sock = self._socket()
-        chains = [w.decode_string(a[w.CHAIN_NAME]) for a in sock.dump(w.MSG_GETCHAIN, ((w.CHAIN_TABLE, w.string(TABLE)),))
+        chains = [w.decode_string(a[w.CHAIN_NAME])
+                  for a in sock.dump(w.MSG_GETCHAIN, ((w.CHAIN_TABLE, w.string(TABLE)),))
                   if w.decode_string(a.get(w.CHAIN_TABLE, b"")) == TABLE]
         sets = {}
         for a in sock.dump(w.MSG_GETSET, ((w.SET_TABLE, w.string(TABLE)),)):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from . import wire as w
 from .expr import DYNSET_SET_NAME, IMMEDIATE_DATA, LOOKUP_SET, Rule
-from .model import Chain, SetSpec
+from .model import Chain, SetSpec, Verdict
 from .plan import same_kind
 from .transaction import (ADD_CHAIN, ADD_ELEMENTS, ADD_RULE, ADD_SET, ADD_TABLE, DELETE_CHAIN, DELETE_ELEMENTS,
                           DELETE_SET, DELETE_TABLE, FLUSH_CHAIN, FLUSH_SET, Op, Transaction)
@@ -64,7 +64,7 @@ class FakeTable:
     chains: dict[str, list[Rule]] = field(default_factory=dict)
     hooks: dict[str, Chain] = field(default_factory=dict)
     sets: dict[str, SetSpec] = field(default_factory=dict)
-    elements: dict[str, dict[tuple, object]] = field(default_factory=dict)
+    elements: dict[str, dict[tuple, Verdict | None]] = field(default_factory=dict)
 
     def state(self) -> tuple:
         """Everything the table holds, comparable with ==."""

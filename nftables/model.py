@@ -186,7 +186,7 @@ class Fragment:
     service: object  # the ServicePort it was rendered from (reuse check)
     chains: tuple[Chain, ...]
     sets: tuple[SetSpec, ...]
-    elements: Mapping[str, Mapping[tuple, Verdict]]
+    elements: Mapping[str, Mapping[tuple, Verdict | None]]  # None: an element of a plain set
     context: tuple
     blocks: tuple[tuple[str, int, int], ...] = ()  # (balancing chain, first block, count): its slots
 
@@ -198,7 +198,7 @@ class Ruleset:
 
     static: tuple[Chain, ...]
     shared_maps: tuple[SetSpec, ...]
-    fragments: Mapping[str, Fragment] = field(default_factory=lambda: MappingProxyType({}))
+    fragments: MappingProxyType[str, Fragment] = field(default_factory=lambda: MappingProxyType({}))
     context: tuple = ()
     # Bookkeeping for the next render and partial sync, not part of the value: the slot
     # allocator's state, the state's ServicePorts this was rendered from (the next render

@@ -141,9 +141,10 @@ def plan_partial(desired: Ruleset, previous: Ruleset, owners: ElementOwners | No
         new_frags: list[Fragment] = list(desired.fragments.values())
         old_static = {c.name: c for c in previous.static}
         new_static = {c.name: c for c in desired.static}
-        shared_old = {s.name: s for s in previous.shared_maps}
-        shared_new = {s.name: s for s in desired.shared_maps}
+        shared_old: dict[str, SetSpec] | None = {s.name: s for s in previous.shared_maps}
+        shared_new: dict[str, SetSpec] | None = {s.name: s for s in desired.shared_maps}
     else:
+        keys: frozenset[str] | set[str] | list[str]
         if desired.base is previous.token:  # rendered from `previous`: render knows what changed
             keys = desired.changed
         else:
@@ -156,7 +157,7 @@ def plan_partial(desired: Ruleset, previous: Ruleset, owners: ElementOwners | No
         shared_old = shared_new = None  # below: only the shared maps these fragments touch
     old_chains, old_sets, old_elements = _views(old_frags)
     new_chains, new_sets, new_elements = _views(new_frags)
-    if shared_old is None:  # a change to a few Services need not look at ~N/64 endpoint maps
+    if shared_old is None or shared_new is None:  # a change to a few Services need not look at ~N/64 endpoint maps
         touched = old_elements.keys() | new_elements.keys()
         known = {s.name for s in previous.shared_maps} if desired.shared_maps is not previous.shared_maps else None
         shared_old = {s.name: s for s in previous.shared_maps if s.name in touched}
@@ -200,10 +201,10 @@ def _diff(new_chains: Mapping[str, Chain], new_sets: Mapping[str, SetSpec], new_
         if name not in old_chains:
             tx.add_chain(chain)
     for name, chain in new_chains.items():
-        old = old_chains.get(name)
-        if old is not None and old.rules == chain.rules and not replaced:
+        old_chain = old_chains.get(name)
+        if old_chain is not None and old_chain.rules == chain.rules and not replaced:
             continue
-        if old is not None and not replaced:
+        if old_chain is not None and not replaced:
             tx.flush_chain(name)
         for rule in chain.rules:
             tx.add_rule(name, rule)
@@ -222,8 +223,9 @@ def _diff(new_chains: Mapping[str, Chain], new_sets: Mapping[str, SetSpec], new_
             if added_keys:
                 tx.add_elements(spec, dict.fromkeys(added_keys))
             continue
-        want: Mapping[tuple, Verdict] = new_elements.get(name, {})
-        have: Mapping[tuple, Verdict] = old_elements.get(name, {}) if name in old_sets and name not in replaced else {}
+        want: Mapping[tuple, Verdict | None] = new_elements.get(name, {})
+        kept = name in old_sets and name not in replaced
+        have: Mapping[tuple, Verdict | None] = old_elements.get(name, {}) if kept else {}
         gone = [k for k, v in have.items() if want.get(k) != v]
         added = {k: v for k, v in want.items() if have.get(k) != v}
         if gone:

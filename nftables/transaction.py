@@ -17,8 +17,8 @@ from .expr import Rule
 from .model import FAMILY, TABLE, VERDICT_CODES, Chain, SetSpec, Verdict, encoder, key_text
 
 try:  # the compiled encoder (kproxy/_fastpath_netlink.pxi); same bytes as the twin
-    from kproxy._fastpath import nft_encode_elements as _encode_elements  # type: ignore[attr-defined]
-    from kproxy._fastpath import nft_encode_message as _encode_message  # type: ignore[attr-defined]
+    from kproxy._fastpath import nft_encode_elements as _encode_elements
+    from kproxy._fastpath import nft_encode_message as _encode_message
     ENCODER = "cython"
 except ImportError:
     _encode_elements = w.encode_elements
@@ -127,7 +127,7 @@ class Transaction:
     def delete_set(self, name: str) -> None:
         self.ops.append(Op(DELETE_SET, name))
 
-    def add_elements(self, spec: SetSpec, elements: Mapping[tuple, Verdict]) -> None:
+    def add_elements(self, spec: SetSpec, elements: Mapping[tuple, Verdict | None]) -> None:
         self._elements_op(ADD_ELEMENTS, spec, tuple(elements.items()))
 
     def delete_elements(self, spec: SetSpec, keys: Iterable[tuple]) -> None:
@@ -195,7 +195,7 @@ class Transaction:
 
 
 def _set_attrs(table: str, spec: SetSpec, set_id: int) -> tuple:
-    attrs = [(w.SET_TABLE, w.string(table)), (w.SET_NAME, w.string(spec.name)),
+    attrs: list[tuple[int, Any]] = [(w.SET_TABLE, w.string(table)), (w.SET_NAME, w.string(spec.name)),
              (w.SET_FLAGS, w.be32(spec.flags)), (w.SET_KEY_TYPE, w.be32(spec.key_type)),
              (w.SET_KEY_LEN, w.be32(spec.key_len))]
     if spec.verdict_map:
@@ -216,7 +216,7 @@ def _set_attrs(table: str, spec: SetSpec, set_id: int) -> tuple:
 
 def _chain_attrs(table: str, op: Op) -> tuple[int, int, tuple]:
     chain: Chain = op.spec
-    attrs = [(w.CHAIN_TABLE, w.string(table)), (w.CHAIN_NAME, w.string(chain.name))]
+    attrs: list[tuple[int, Any]] = [(w.CHAIN_TABLE, w.string(table)), (w.CHAIN_NAME, w.string(chain.name))]
     if chain.hook is not None:
         attrs.append((w.CHAIN_HOOK, ((w.HOOK_HOOKNUM, w.be32(chain.hook.hooknum)),
                                      (w.HOOK_PRIORITY, w.be32(chain.hook.priority)))))

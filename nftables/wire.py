@@ -111,6 +111,7 @@ def element_attrs(key: bytes, code: int | None, extra: str | bytes | None) -> At
     if code is not None:
         verdict: list = [(VERDICT_CODE, be32(code))]
         if extra is not None:
+            assert isinstance(extra, str), "a jump or goto element's extra is its chain's name"
             verdict.append((VERDICT_CHAIN, string(extra)))
         attrs.append((SET_ELEM_DATA, ((DATA_VERDICT, tuple(verdict)),)))
     elif extra is not None:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Python only, no root: a virtualenv in .venv with the project installed in editable mode (builds
-# the Cython extension) and its test extras. Enough for `make test-fast`; the kernel, e2e and VM
-# tiers also need the Debian packages of scripts/install-deps.sh. Safe to run again: it skips
-# the install when nothing it depends on changed.
+# the Cython extension) and its test and lint extras. Enough for `make test-fast` and `make lint`;
+# the kernel, e2e and VM tiers also need the Debian packages of scripts/install-deps.sh. Safe to
+# run again: it skips the install when nothing it depends on changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +18,6 @@ stamp=.venv/.kproxy-deps
 if [[ ! -f $stamp || setup.py -nt $stamp || pyproject.toml -nt $stamp || kproxy/modes.py -nt $stamp || kproxy/_fastpath.pyx -nt $stamp || kproxy/_fastpath_netlink.pxi -nt $stamp || scripts/install-deps-py.sh -nt $stamp ]]; then
     [[ -x .venv/bin/python ]] || python3 -m venv .venv
     .venv/bin/pip install -q --disable-pip-version-check -U pip setuptools wheel cython
-    .venv/bin/pip install -q --disable-pip-version-check -e '.[test,fast,vm]'
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[test,fast,vm,lint]'
     touch "$stamp"
 fi

@@ -49,7 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detect-local-mode",
                    help="what counts as pod traffic: ClusterCIDR, NodeCIDR, BridgeInterface or InterfaceNamePrefix")
     p.add_argument("--pod-bridge-interface", help="the pods' bridge (detectLocalMode BridgeInterface)")
-    p.add_argument("--pod-interface-name-prefix", help="the pods' interface prefix (detectLocalMode InterfaceNamePrefix)")
+    p.add_argument("--pod-interface-name-prefix",
+                   help="the pods' interface prefix (detectLocalMode InterfaceNamePrefix)")
     p.add_argument("--backend-module", action="append", default=[], metavar="MODULE",
                    help="debug: import MODULE first so it can register extra modes")
 

@@ -482,7 +482,8 @@ def apply_overrides(config: AgentConfig, overrides: Mapping[str, Any]) -> AgentC
             config = dataclasses.replace(config, **changes)
         elif "." in path:
             section, attr = path.split(".", 1)
-            config = dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **{attr: value})})
+            changed = dataclasses.replace(getattr(config, section), **{attr: value})
+            config = dataclasses.replace(config, **{section: changed})
         else:
             config = dataclasses.replace(config, **{path: value})
     return validate_config(config)

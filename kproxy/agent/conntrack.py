@@ -4,8 +4,8 @@ After rules change, connection-tracking entries created under the old rules keep
 packets of connectionless protocols (kubernetes #19029, #59368): an entry DNATed to a removed
 endpoint, or one created while the Service had no endpoints (#48370, the REJECT/blackhole
 entry). `plan_flush()` computes, purely, which UDP/SCTP entries to delete; `flush()` lists the
-namespace's entries over ctnetlink (kproxy.netlink.conntrack) and deletes those matching. Only matching entries are deleted, never the
-whole table (#122740).
+namespace's entries over ctnetlink (kproxy.netlink.conntrack) and deletes those matching. Only
+matching entries are deleted, never the whole table (#122740).
 
 TCP has one such case: a SYN that reached the node before the Service's rules did (a client
 faster than the proxy) was routed as plain traffic, and its entry, confirmed without any

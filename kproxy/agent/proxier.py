@@ -155,7 +155,7 @@ class Proxier:
                 self._sync_failed(refused)
                 raise
             log.info("sync refused (%s: %s); looking for the ServicePorts at fault", refused.stage, refused.reason)
-            rewrite = [full]  # trials stay full until one succeeds (node-wide parts may have changed)
+            rewrite: list[bool] = [full]  # trials stay full until one succeeds (node-wide parts may have changed)
 
             async def attempt(trial: ProxyState) -> None:
                 await self._program(trial, rewrite[0])
@@ -272,7 +272,8 @@ class Proxier:
             except OSError as exc:
                 log.error("cannot read the node's addresses (NodePorts use the Node's): %s", exc)
             synced = asyncio.gather(*(inf.synced.wait() for inf in self.informers))
-            done, _ = await asyncio.wait({synced, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            first: set[asyncio.Future[Any]] = {synced, stop_wait}
+            done, _ = await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
             if synced not in done:
                 synced.cancel()
                 return

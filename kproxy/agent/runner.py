@@ -89,7 +89,7 @@ class BoundedFrequencyRunner:
             last_start = now
             try:
                 if periodic and not full and self._check is not None:
-                    full = await self._drifted()
+                    full = await self._drifted(self._check)
                 await self._sync(full)
             except asyncio.CancelledError:
                 raise
@@ -107,10 +107,10 @@ class BoundedFrequencyRunner:
                 if full or periodic:
                     next_periodic = last_start + self.max_interval
 
-    async def _drifted(self) -> bool:
+    async def _drifted(self, check: Callable[[], Awaitable[bool]]) -> bool:
         """The check's verdict; a check that fails counts as drift (a full sync is always safe)."""
         try:
-            drifted = await self._check()
+            drifted = await check()
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -70,7 +70,7 @@ class _ObjectTracker:
         issues = self.issues(new) if new is not None else ()
         if issues == self._issues.get(key, ()):
             return
-        if issues:
+        if issues and new is not None:
             self._issues[key] = issues
             self._new_issues[key] = (new, issues)
         else:
@@ -213,7 +213,8 @@ class StateSettings:
     def from_config(cls, config: Any, node_name: str) -> "StateSettings":
         """The settings an AgentConfig gives node `node_name`."""
         return cls(node_name=node_name, cluster_cidr=config.cluster_cidr or None,
-                   service_cidrs=config.service_cidrs, masquerade_all=config.masquerade_all, masquerade_bit=config.masquerade_bit,
+                   service_cidrs=config.service_cidrs, masquerade_all=config.masquerade_all,
+                   masquerade_bit=config.masquerade_bit,
                    node_port_addresses=config.node_port_addresses, detect_local_mode=config.detect_local_mode,
                    detect_local_interface=config.detect_local_interface)
 
@@ -291,7 +292,7 @@ class ProxyStateBuilder:
             old = self._ports_by_service.get(svc_key, {})
             for port_key in old.keys() | new.keys():
                 before, after = old.get(port_key), new.get(port_key)
-                if before == after:
+                if before is not None and before == after:
                     new[port_key] = before  # reuse the object the backend may have cached
                     continue
                 changed.add(port_key)

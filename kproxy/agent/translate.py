@@ -290,7 +290,7 @@ def slice_view(slc: Mapping[str, Any] | None, node_name: str) -> SliceView:
     return tuple((k, tuple(sorted(v.values(), key=_endpoint_order))) for k, v in sorted(per_port.items()))
 
 
-_ADDRESS_VERSIONS = {"IPv4": 4, "IPv6": 6}
+_ADDRESS_VERSIONS: dict[str | None, int] = {"IPv4": 4, "IPv6": 6}  # by a slice's addressType
 
 
 def _hint_names(value: Any) -> tuple[str, ...]:

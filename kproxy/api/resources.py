@@ -70,6 +70,36 @@ ALL: tuple[Resource, ...] = (
 )
 
 
+# Create-only kinds: a POST is evaluated and answered, nothing is stored (no get, list or watch).
+AUTHZ_GROUP = "authorization.k8s.io"
+AUTHN_GROUP = "authentication.k8s.io"
+SELF_SUBJECT_ACCESS_REVIEWS = Resource(AUTHZ_GROUP, "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
+                                       "selfsubjectaccessreview", False)
+SELF_SUBJECT_RULES_REVIEWS = Resource(AUTHZ_GROUP, "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews",
+                                      "selfsubjectrulesreview", False)
+SUBJECT_ACCESS_REVIEWS = Resource(AUTHZ_GROUP, "v1", "SubjectAccessReview", "subjectaccessreviews",
+                                  "subjectaccessreview", False)
+LOCAL_SUBJECT_ACCESS_REVIEWS = Resource(AUTHZ_GROUP, "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews",
+                                        "localsubjectaccessreview", True)
+SELF_SUBJECT_REVIEWS = Resource(AUTHN_GROUP, "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview",
+                                False)
+TOKEN_REVIEWS = Resource(AUTHN_GROUP, "v1", "TokenReview", "tokenreviews", "tokenreview", False)
+
+CREATE_ONLY: tuple[Resource, ...] = (
+    SELF_SUBJECT_ACCESS_REVIEWS, SELF_SUBJECT_RULES_REVIEWS, SUBJECT_ACCESS_REVIEWS, LOCAL_SUBJECT_ACCESS_REVIEWS,
+    SELF_SUBJECT_REVIEWS, TOKEN_REVIEWS,
+)
+# serviceaccounts/token: POST answers a TokenRequest (authentication.k8s.io/v1) with a bound token
+TOKEN_SUBRESOURCE = "token"
+
+
+def create_only(group: str, version: str, plural: str) -> Resource | None:
+    for r in CREATE_ONLY:
+        if r.group == group and r.version == version and r.plural == plural:
+            return r
+    return None
+
+
 def by_group_version_plural(group: str, version: str, plural: str) -> Resource | None:
     for r in ALL:
         if r.group == group and r.version == version and r.plural == plural:

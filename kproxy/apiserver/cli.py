@@ -30,7 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-watches-per-user", type=int, default=250, metavar="N",
                         help="open watches one identity may hold; more are refused with 429 (default 250)")
     parser.add_argument("--no-controllers", action="store_true",
-                        help="do not run the controllers inside the apiserver")
+                        help="do not run the controllers (nor the scheduler) inside the apiserver")
+    parser.add_argument("--no-scheduler", action="store_true",
+                        help="run the controllers inside the apiserver but not the scheduler "
+                             "(e.g. to run `kproxy scheduler` on its own)")
+    parser.add_argument("--scheduler-retry-unschedulable", type=float, default=60.0, metavar="SECONDS",
+                        help="the in-process scheduler tries an unschedulable pod again after this long even "
+                             "if nothing changed (default 60)")
     parser.add_argument("--tls", action="store_true",
                         help="accepted for compatibility: --bind always serves HTTPS with client-certificate/"
                              "token authentication and RBAC")
@@ -125,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
     config = ServerConfig(data_dir=data_dir, host=host, port=port,
                           service_cluster_ip_range=str(net),
                           service_node_port_range=args.service_node_port_range,
-                          run_controllers=not args.no_controllers,
+                          run_controllers=not args.no_controllers, run_scheduler=not args.no_scheduler,
+                          scheduler_retry=args.scheduler_retry_unschedulable,
                           tls=True, insecure_host=insecure_host, insecure_port=insecure_port,
                           tls_sans=tuple(args.tls_san), advertise_address=args.advertise_address,
                           store_history=args.store_history, audit_policy=audit_policy,

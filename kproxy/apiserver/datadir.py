@@ -38,7 +38,7 @@ def _entries(data_dir: str):
             yield entry.path, PRIVATE_FILE_MODE
     pki = os.path.join(data_dir, PKI_DIR)
     if os.path.isdir(pki) and not os.path.islink(pki):
-        for root, dirs, files in os.walk(pki):
+        for root, _dirs, files in os.walk(pki):
             yield root, PRIVATE_DIR_MODE
             for name in files:
                 path = os.path.join(root, name)

@@ -6,7 +6,7 @@ import platform
 import sys
 from typing import Any, Iterable
 
-from kproxy.api.resources import ALL, Resource
+from kproxy.api.resources import ALL, AUTHN_GROUP, CREATE_ONLY, SERVICE_ACCOUNTS, TOKEN_SUBRESOURCE, Resource
 
 GIT_VERSION = "v1.32.0-kproxy"
 AGGREGATED_MEDIA_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
@@ -14,21 +14,34 @@ AGGREGATED_MEDIA_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroup
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 SUBRESOURCE_VERBS = ["get", "patch", "update"]
 CATEGORIES = {"pods": ["all"], "services": ["all"]}
+SERVED = ALL + CREATE_ONLY
+TOKEN_REQUEST_KIND = {"group": AUTHN_GROUP, "version": "v1", "kind": "TokenRequest"}
+BINDING_KIND = {"group": "", "version": "v1", "kind": "Binding"}
 
 
-def _subresources(resource: Resource) -> list[tuple[str, list[str]]]:
-    subs = []
+def _verbs(resource: Resource) -> list[str]:
+    return ["create"] if resource in CREATE_ONLY else VERBS
+
+
+def subresources(resource: Resource) -> list[tuple[str, list[str], dict[str, str] | None]]:
+    """(name, verbs, kind when it is not the resource's own) of each subresource the server
+    serves for `resource`: the one list both discovery and path parsing read."""
+    subs: list[tuple[str, list[str], dict[str, str] | None]] = []
     if resource.status_subresource:
-        subs.append(("status", SUBRESOURCE_VERBS))
+        subs.append(("status", SUBRESOURCE_VERBS, None))
     if resource.plural == "namespaces" and not resource.group:
-        subs.append(("finalize", ["update"]))
+        subs.append(("finalize", ["update"], None))
+    if resource is SERVICE_ACCOUNTS:
+        subs.append((TOKEN_SUBRESOURCE, ["create"], TOKEN_REQUEST_KIND))
+    if resource.plural == "pods" and not resource.group:
+        subs.append(("binding", ["create"], BINDING_KIND))
     return subs
 
 
 def groups() -> list[str]:
     """Non-core API groups in a stable order."""
     seen: list[str] = []
-    for r in ALL:
+    for r in SERVED:
         if r.group and r.group not in seen:
             seen.append(r.group)
     return seen
@@ -36,14 +49,14 @@ def groups() -> list[str]:
 
 def versions_of(group: str) -> list[str]:
     out: list[str] = []
-    for r in ALL:
+    for r in SERVED:
         if r.group == group and r.version not in out:
             out.append(r.version)
     return out
 
 
 def resources_of(group: str, version: str) -> list[Resource]:
-    return [r for r in ALL if r.group == group and r.version == version]
+    return [r for r in SERVED if r.group == group and r.version == version]
 
 
 def api_versions(server_address: str) -> dict[str, Any]:
@@ -73,15 +86,18 @@ def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
     entries: list[dict[str, Any]] = []
     for r in rs:
         entry: dict[str, Any] = {"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
-                                 "kind": r.kind, "verbs": VERBS}
+                                 "kind": r.kind, "verbs": _verbs(r)}
         if r.short_names:
             entry["shortNames"] = list(r.short_names)
         if r.plural in CATEGORIES:
             entry["categories"] = CATEGORIES[r.plural]
         entries.append(entry)
-        for sub, verbs in _subresources(r):
-            entries.append({"name": f"{r.plural}/{sub}", "singularName": "", "namespaced": r.namespaced,
-                            "kind": r.kind, "verbs": verbs})
+        for sub, verbs, kind in subresources(r):
+            entry = {"name": f"{r.plural}/{sub}", "singularName": "", "namespaced": r.namespaced,
+                     "kind": r.kind, "verbs": verbs}
+            if kind is not None:  # group and version only when they are not the resource's own
+                entry.update(kind if kind["group"] != r.group else {"kind": kind["kind"]})
+            entries.append(entry)
     gv = f"{group}/{version}" if group else version
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": entries}
 
@@ -95,13 +111,14 @@ def _aggregated_group(group: str) -> dict[str, Any]:
             entry: dict[str, Any] = {
                 "resource": r.plural, "responseKind": kind_ref,
                 "scope": "Namespaced" if r.namespaced else "Cluster",
-                "singularResource": r.singular, "verbs": VERBS,
+                "singularResource": r.singular, "verbs": _verbs(r),
             }
             if r.short_names:
                 entry["shortNames"] = list(r.short_names)
             if r.plural in CATEGORIES:
                 entry["categories"] = CATEGORIES[r.plural]
-            subs = [{"subresource": sub, "responseKind": kind_ref, "verbs": verbs} for sub, verbs in _subresources(r)]
+            subs = [{"subresource": sub, "responseKind": kind or kind_ref, "verbs": verbs}
+                    for sub, verbs, kind in subresources(r)]
             if subs:
                 entry["subresources"] = subs
             resources.append(entry)

@@ -12,7 +12,7 @@ import json
 import os
 from typing import Any, Callable
 
-from kproxy.api.resources import ALL, Resource
+from kproxy.api.resources import ALL, AUTHN_GROUP, CREATE_ONLY, SERVICE_ACCOUNTS, Resource
 from kproxy.apiserver import schema as S
 from kproxy.apiserver.discovery import GIT_VERSION
 
@@ -91,11 +91,13 @@ def _definitions(ref: Callable[[str], str], descriptions: dict[str, Any], v3: bo
     for name, struct in S.DEFINITIONS.items():
         describe = _Describer(descriptions, name)
         defs[name] = _described(_schema(struct, ref, describe, (), v3), describe(("",)), v3)
-    for r in ALL:
+    for r in ALL + CREATE_ONLY + (TOKEN_REQUEST,):
         describe = _Describer(descriptions, S.definition_name(r))
         doc = _described(_schema(S.kind_schema(r), ref, describe, (), v3), describe(("",)), v3)
         doc["x-kubernetes-group-version-kind"] = [_gvk(r)]
         defs[S.definition_name(r)] = doc
+        if r not in ALL:
+            continue  # create-only: no lists
         defs[S.definition_name(r) + "List"] = {
             "type": "object", "required": ["items"],
             "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
@@ -165,6 +167,38 @@ def _paths(r: Resource, ref: Callable[[str], str]) -> dict[str, Any]:
     return paths
 
 
+# the kind of serviceaccounts/token (not a served resource of its own)
+TOKEN_REQUEST = Resource(AUTHN_GROUP, "v1", "TokenRequest", "tokenrequests", "tokenrequest", True)
+
+
+def _create_only_paths(r: Resource, ref: Callable[[str], str]) -> dict[str, Any]:
+    """A create-only kind's one operation: POST to its collection."""
+    write = [_param("dryRun"), _param("fieldManager"), _param("fieldValidation")]
+    ns_param = [_param("namespace", "path")] if r.namespaced else []
+    base = f"/apis/{r.group}/{r.version}"
+    coll = f"{base}/namespaces/{{namespace}}/{r.plural}" if r.namespaced else f"{base}/{r.plural}"
+    suffix = r.kind + ("Namespaced" if r.namespaced else "")
+    return {coll: {"post": _operation(r, "post", f"create{suffix}", ref(S.definition_name(r)), ns_param + write,
+                                      ("application/json",))}}
+
+
+def _token_request_paths(ref: Callable[[str], str]) -> dict[str, Any]:
+    path = f"{SERVICE_ACCOUNTS.collection_path('{namespace}')}/{{name}}/token"
+    params = [_param("namespace", "path"), _param("name", "path"), _param("dryRun"), _param("fieldManager"),
+              _param("fieldValidation")]
+    return {path: {"post": _operation(TOKEN_REQUEST, "post", "createNamespacedServiceAccountToken",
+                                      ref(S.definition_name(TOKEN_REQUEST)), params, ("application/json",))}}
+
+
+def _all_paths(r: Resource, ref: Callable[[str], str]) -> dict[str, Any]:
+    if r in CREATE_ONLY:
+        return _create_only_paths(r, ref)
+    paths = _paths(r, ref)
+    if r is SERVICE_ACCOUNTS:
+        paths.update(_token_request_paths(ref))
+    return paths
+
+
 def _v3_key(r: Resource) -> str:
     return f"apis/{r.group}/{r.version}" if r.group else f"api/{r.version}"
 
@@ -177,18 +211,18 @@ class OpenAPI:
         ref3: Callable[[str], str] = lambda name: f"#/components/schemas/{name}"
         defs3 = _definitions(ref3, descriptions, v3=True)
         self._v3: dict[str, dict[str, Any]] = {}
-        for r in ALL:
+        for r in ALL + CREATE_ONLY:
             doc = self._v3.setdefault(_v3_key(r), {
                 "openapi": "3.0.0", "info": {"title": "Kubernetes (kproxy)", "version": GIT_VERSION},
                 "paths": {}, "components": {"schemas": defs3},
             })
-            doc["paths"].update(_paths(r, ref3))
+            doc["paths"].update(_all_paths(r, ref3))
         self._hashes = {k: hashlib.sha512(json.dumps(v, sort_keys=True).encode()).hexdigest().upper()
                         for k, v in self._v3.items()}
         ref2: Callable[[str], str] = lambda name: f"#/definitions/{name}"
         paths2: dict[str, Any] = {}
-        for r in ALL:
-            paths2.update(_paths(r, ref2))
+        for r in ALL + CREATE_ONLY:
+            paths2.update(_all_paths(r, ref2))
         self._v2 = {"swagger": "2.0", "info": {"title": "Kubernetes (kproxy)", "version": GIT_VERSION},
                     "paths": _v2_paths(paths2), "definitions": _definitions(ref2, descriptions, v3=False)}
 

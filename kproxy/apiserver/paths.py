@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kproxy.api.resources import Resource, by_group_version_plural
+from kproxy.api.resources import Resource, by_group_version_plural, create_only
+from kproxy.apiserver.discovery import subresources
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def parse(path: str) -> ApiPath:
         namespace, rest = rest[1], rest[2:]
     if len(rest) > 3:
         raise PathNotFound(path)
-    resource = by_group_version_plural(group, version, rest[0])
+    resource = by_group_version_plural(group, version, rest[0]) or create_only(group, version, rest[0])
     if resource is None:
         raise PathNotFound(path)
     if namespace is not None and not resource.namespaced:
@@ -52,9 +53,7 @@ def parse(path: str) -> ApiPath:
     name = rest[1] if len(rest) >= 2 else None
     sub = rest[2] if len(rest) == 3 else None
     if sub is not None:
-        allowed = ("status",) if resource.status_subresource else ()
-        if resource.plural == "namespaces" and not resource.group:
-            allowed = allowed + ("finalize",)
+        allowed = [s for s, _, _ in subresources(resource)]
         if sub not in allowed or legacy_watch:
             raise PathNotFound(path)
     return ApiPath(group, version, resource, namespace, name, sub, legacy_watch)

@@ -85,9 +85,36 @@ MESSAGES: dict[str, dict[int, tuple[str, str, bool]]] = {
     "ScopeSelector": {1: ("matchExpressions", "ScopedResourceSelectorRequirement", True)},
     "ScopedResourceSelectorRequirement": {1: ("scopeName", _S, False), 2: ("operator", _S, False),
                                           3: ("values", _S, True)},
+    # authorization.k8s.io/v1 and authentication.k8s.io/v1 requests (`kubectl auth`, `create token`)
+    "SelfSubjectAccessReview": {1: ("metadata", "ObjectMeta", False),
+                                2: ("spec", "SelfSubjectAccessReviewSpec", False)},
+    "SelfSubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes", False),
+                                    2: ("nonResourceAttributes", "NonResourceAttributes", False)},
+    "ResourceAttributes": {1: ("namespace", _S, False), 2: ("verb", _S, False), 3: ("group", _S, False),
+                           4: ("version", _S, False), 5: ("resource", _S, False), 6: ("subresource", _S, False),
+                           7: ("name", _S, False)},
+    "NonResourceAttributes": {1: ("path", _S, False), 2: ("verb", _S, False)},
+    "SelfSubjectRulesReview": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "SelfSubjectRulesReviewSpec", False)},
+    "SelfSubjectRulesReviewSpec": {1: ("namespace", _S, False)},
+    "SubjectAccessReview": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "SubjectAccessReviewSpec", False)},
+    "LocalSubjectAccessReview": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "SubjectAccessReviewSpec", False)},
+    "SubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes", False),
+                                2: ("nonResourceAttributes", "NonResourceAttributes", False),
+                                3: ("user", _S, False), 4: ("groups", _S, True), 6: ("uid", _S, False)},
+    "SelfSubjectReview": {1: ("metadata", "ObjectMeta", False)},
+    "TokenReview": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "TokenReviewSpec", False)},
+    "TokenReviewSpec": {1: ("token", _S, False), 2: ("audiences", _S, True)},
+    "TokenRequest": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "TokenRequestSpec", False)},
+    "TokenRequestSpec": {1: ("audiences", _S, True), 4: ("expirationSeconds", _I, False),
+                         3: ("boundObjectRef", "BoundObjectReference", False)},
+    "BoundObjectReference": {1: ("kind", _S, False), 2: ("apiVersion", _S, False), 3: ("name", _S, False),
+                             4: ("uid", _S, False)},
 }
 # Top-level kinds a protobuf body may carry, by apiVersion/kind.
-KINDS = {("v1", k) for k in ("Namespace", "Service", "ServiceAccount", "Secret", "ResourceQuota")}
+KINDS = {("v1", k) for k in ("Namespace", "Service", "ServiceAccount", "Secret", "ResourceQuota")} | {
+    ("authorization.k8s.io/v1", k) for k in ("SelfSubjectAccessReview", "SelfSubjectRulesReview",
+                                             "SubjectAccessReview", "LocalSubjectAccessReview")} | {
+    ("authentication.k8s.io/v1", k) for k in ("SelfSubjectReview", "TokenReview", "TokenRequest")}
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:

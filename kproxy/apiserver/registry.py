@@ -253,6 +253,32 @@ class Registry:
         expected = self._expected_revision(resource, name, pm.get("resourceVersion"), current.mod_revision)
         return self._write_update(resource, namespace, name, current, obj, subresource, expected, dry_run)
 
+    def update_with(self, resource: Resource, namespace: str | None, name: str,
+                    change: Callable[[dict[str, Any]], dict[str, Any]], dry_run: bool = False) -> dict[str, Any]:
+        """A server-side change of the stored object (a subresource such as pods/binding):
+        `change` gets a copy of the latest version and returns the new one, or raises ApiError;
+        a concurrent write makes it start over. No defaulting or update validation: `change`
+        is the whole of what such a subresource may do."""
+        def once() -> dict[str, Any]:
+            key = resource.store_key(name, namespace)
+            try:
+                current = self.store.get(key)
+            except sb.NotFound:
+                raise st.not_found(resource.plural, name, resource.group) from None
+            new = strip_resource_version(change(copy.deepcopy(current.value)))
+            if dry_run or new == current.value:
+                return with_resource_version(new, current.mod_revision)
+            try:
+                kv = self.store.update(key, new, expected_revision=current.mod_revision)
+            except sb.Conflict:
+                raise _Race() from None
+            except sb.NotFound:
+                raise st.not_found(resource.plural, name, resource.group) from None
+            return with_resource_version(kv.value, kv.mod_revision)
+
+        with self._serialised(resource, namespace), self._key_lock(resource, namespace, name):
+            return self._retrying(resource, name, once)
+
     def _expected_revision(self, resource: Resource, name: str, rv: Any, current: int) -> int:
         if rv in (None, ""):
             return current  # unconditional update, as Kubernetes allows (retried on a race)

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from kproxy.api import status as st
 from kproxy.api.resources import Resource
-from kproxy.apiserver import paths, protobuf, watch
+from kproxy.apiserver import binding, paths, protobuf, watch
 from kproxy.apiserver.bodies import BodyDecoder, decode_json, refuse_unrepresentable
 from kproxy.apiserver.query import query_bool, query_int, resource_version, watch_requested
 from kproxy.apiserver.deps import Deps
@@ -175,6 +175,9 @@ class RestHandler:
         elif sub == "finalize":
             if method == "PUT":
                 return await self._update(request, resource, ns, name, "finalize")
+        elif sub == "binding":
+            if method == "POST":
+                return await self._bind(request, resource, ns, name)
         raise st.method_not_allowed(f"the server does not allow this method on the requested resource ({method})")
 
     # ------------------------------------------------------------------ bodies
@@ -266,6 +269,16 @@ class RestHandler:
             await self._read(self._guard, request, resource, ns, body)
         obj, created = await self._write(self.registry.update, resource, ns, name, body, sub, dry)
         return self._respond(request, resource, obj, 201 if created else 200, warnings)
+
+    async def _bind(self, request: web.Request, resource: Resource, ns: str | None, name: str) -> web.Response:
+        """pods/binding (kproxy.apiserver.binding): answers a Success Status, as kube-apiserver."""
+        self._check_content_type(request, BODY_TYPES)
+        body, _ = await self._body(request)
+        node, annotations = binding.binding_target(body, name)
+        await self._write(self.registry.update_with, resource, ns, name,
+                          lambda pod: binding.assign(pod, node, annotations), self._dry_run(request))
+        return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                              "code": 201}, 201)
 
     async def _patch(self, request: web.Request, resource: Resource, ns: str | None, name: str,
                      sub: str | None) -> web.Response:

@@ -72,6 +72,8 @@ CORE = "io.k8s.api.core.v1."
 DISCOVERY = "io.k8s.api.discovery.v1."
 COORDINATION = "io.k8s.api.coordination.v1."
 RBAC = "io.k8s.api.rbac.v1."
+AUTHZ = "io.k8s.api.authorization.v1."
+AUTHN = "io.k8s.api.authentication.v1."
 
 DEFINITIONS: dict[str, Struct] = {
     META: Struct({
@@ -230,6 +232,40 @@ DEFINITIONS: dict[str, Struct] = {
                                  required=("roleRef",)),
     RBAC + "ClusterRoleBinding": Struct({"subjects": ListOf(Ref(RBAC + "Subject")), "roleRef": Ref(RBAC + "RoleRef")},
                                         required=("roleRef",)),
+    # --- create-only reviews and TokenRequest (answered, never stored)
+    AUTHZ + "ResourceAttributes": Struct({"namespace": STR, "verb": STR, "group": STR, "version": STR,
+                                          "resource": STR, "subresource": STR, "name": STR,
+                                          "fieldSelector": OPEN, "labelSelector": OPEN}),
+    AUTHZ + "NonResourceAttributes": Struct({"path": STR, "verb": STR}),
+    AUTHZ + "SubjectAccessReviewSpec": Struct({
+        "resourceAttributes": Ref(AUTHZ + "ResourceAttributes"),
+        "nonResourceAttributes": Ref(AUTHZ + "NonResourceAttributes"),
+        "user": STR, "groups": STRS, "extra": MapOf(STRS), "uid": STR}),
+    AUTHZ + "SubjectAccessReviewStatus": Struct({"allowed": BOOL, "denied": BOOL, "reason": STR,
+                                                 "evaluationError": STR}, required=("allowed",)),
+    AUTHZ + "SelfSubjectAccessReview": Struct({
+        "spec": Struct({"resourceAttributes": Ref(AUTHZ + "ResourceAttributes"),
+                        "nonResourceAttributes": Ref(AUTHZ + "NonResourceAttributes")}),
+        "status": Ref(AUTHZ + "SubjectAccessReviewStatus")}, required=("spec",)),
+    AUTHZ + "SelfSubjectRulesReview": Struct({"spec": Struct({"namespace": STR}), "status": OPEN},
+                                             required=("spec",)),
+    AUTHZ + "SubjectAccessReview": Struct({"spec": Ref(AUTHZ + "SubjectAccessReviewSpec"),
+                                           "status": Ref(AUTHZ + "SubjectAccessReviewStatus")}, required=("spec",)),
+    AUTHZ + "LocalSubjectAccessReview": Struct({"spec": Ref(AUTHZ + "SubjectAccessReviewSpec"),
+                                                "status": Ref(AUTHZ + "SubjectAccessReviewStatus")},
+                                               required=("spec",)),
+    AUTHN + "UserInfo": Struct({"username": STR, "uid": STR, "groups": STRS, "extra": MapOf(STRS)}),
+    AUTHN + "SelfSubjectReview": Struct({"status": Struct({"userInfo": Ref(AUTHN + "UserInfo")})}),
+    AUTHN + "TokenReview": Struct({
+        "spec": Struct({"token": STR, "audiences": STRS}),
+        "status": Struct({"authenticated": BOOL, "user": Ref(AUTHN + "UserInfo"), "audiences": STRS, "error": STR}),
+    }, required=("spec",)),
+    AUTHN + "TokenRequest": Struct({
+        "spec": Struct({"audiences": STRS, "expirationSeconds": INT64,
+                        "boundObjectRef": Struct({"kind": STR, "apiVersion": STR, "name": STR, "uid": STR})},
+                       required=("audiences",)),
+        "status": Struct({"token": STR, "expirationTimestamp": TIME}, required=("token", "expirationTimestamp")),
+    }, required=("spec",)),
 }
 
 

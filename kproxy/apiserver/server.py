@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import os
 import signal
 import ssl
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import web
 
@@ -21,12 +22,14 @@ from kproxy.apiserver import datadir, discovery, health, paths
 from kproxy.apiserver.allocators import ClusterIPAllocator, NodePortAllocator
 from kproxy.apiserver.auth import policy
 from kproxy.apiserver.auth.audit import AUDIT_LOG_NAME, DEFAULT_POLICY, AuditLog, AuditPolicy
+from kproxy.apiserver.auth import endpoints as auth_endpoints
 from kproxy.apiserver.auth.authn import TokenAuthenticator
 from kproxy.apiserver.auth.escalation import EscalationGuard
 from kproxy.apiserver.auth.middleware import AuthMiddleware, loopback_host
 from kproxy.apiserver.auth.rbac import RBACAuthorizer
 from kproxy.apiserver.auth.sa_admission import ServiceAccountTokenAdmission
 from kproxy.apiserver.auth.token_controller import TokenController
+from kproxy.apiserver.auth.tokenrequest import TokenIssuer
 from kproxy.apiserver.auth.tokens import TokenSigner
 from kproxy.apiserver.deps import Deps, open_store
 from kproxy.apiserver.endpoint_reconciler import EndpointReconciler, advertised_address
@@ -58,6 +61,8 @@ class ServerConfig:
     service_cluster_ip_range: str = "10.96.0.0/12"
     service_node_port_range: str = "30000-32767"
     run_controllers: bool = True
+    run_scheduler: bool = True  # with the controllers only
+    scheduler_retry: float = 60.0
     store_history: int = 10000
     sweep_interval: float = 1.0
     rest: RestSettings = field(default_factory=RestSettings)
@@ -105,7 +110,10 @@ class ApiServer:
                                 FieldChecker(), TableRenderer())
         authorizer = RBACAuthorizer(self.store)
         self.rest.write_guards.append(EscalationGuard(authorizer))
-        self.auth = AuthMiddleware(authorizer, TokenAuthenticator(self.store, signer), self.audit, self.reads)
+        authenticator = TokenAuthenticator(self.store, signer)
+        self.auth = AuthMiddleware(authorizer, authenticator, self.audit, self.reads)
+        self.auth_endpoints = auth_endpoints.AuthEndpoints(authorizer, authenticator, TokenIssuer(self.store, signer),
+                                                           self.rest.bodies, self.reads)
         self.metrics = ApiserverMetrics(self._storage_counts)
         self.url = ""
         self.insecure_url = ""
@@ -115,7 +123,7 @@ class ApiServer:
         self._tasks: list[asyncio.Task] = []
         self._tls: ssl.SSLContext | None = None
         self._gate: GatedListener | None = None
-        self._controllers: _ControllerThread | None = None
+        self._controllers: list[_ControllerThread] = []
 
     # ------------------------------------------------------------------ startup
     def bootstrap(self) -> None:
@@ -242,19 +250,23 @@ class ApiServer:
         return ctx
 
     def _start_controllers(self) -> None:
-        try:
-            from kproxy.controllers.manager import run_controllers  # noqa: F401
-            from kproxy.client.rest import ApiClient  # noqa: F401
-        except ImportError as exc:
-            log.warning("controllers are not available (%s); running without them", exc)
-            return
-        self._controllers = _ControllerThread(self.pki.kubeconfig(pki_bootstrap.CONTROLLERS))
-        self._controllers.start()
+        """The controllers and (unless turned off) the scheduler, each in its own thread with
+        its own identity, as kube-controller-manager and kube-scheduler would run."""
+        from kproxy.controllers.manager import run_controllers
+        self._controllers = [_ControllerThread("controllers", self.pki.kubeconfig(pki_bootstrap.CONTROLLERS),
+                                               run_controllers)]
+        if self.config.run_scheduler:
+            from kproxy.scheduler.loop import run_scheduler
+            self._controllers.append(_ControllerThread(
+                "scheduler", self.pki.kubeconfig(pki_bootstrap.SCHEDULER),
+                functools.partial(run_scheduler, retry_unschedulable=self.config.scheduler_retry)))
+        for thread in self._controllers:
+            thread.start()
 
     async def stop(self) -> None:
         self._shutting_down = True  # /readyz fails from now on
-        if self._controllers:
-            await asyncio.get_running_loop().run_in_executor(None, self._controllers.stop)
+        for thread in self._controllers:
+            await asyncio.get_running_loop().run_in_executor(None, thread.stop)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -432,6 +444,8 @@ class ApiServer:
             if doc is None:
                 raise st.ApiError(st.status(404, "NotFound", "the server could not find the requested resource"))
             return json_response(doc)
+        if auth_endpoints.handles(api_path):  # reviews and token requests: answered, not stored
+            return await self.auth_endpoints.handle(request, api_path)
         return await self.rest.handle(request, api_path)
 
     async def _openapi_v2(self, request: web.Request) -> web.Response:
@@ -465,12 +479,14 @@ def _aggregated_response(doc: dict[str, Any]) -> web.Response:
 
 
 class _ControllerThread:
-    """Runs kproxy.controllers.manager.run_controllers in its own thread and event loop, so
-    a controller that blocks cannot stall the apiserver's loop."""
+    """Runs `run(client, stop)` (the controllers, the scheduler) in its own thread and event
+    loop, so a control loop that blocks cannot stall the apiserver's loop."""
 
-    def __init__(self, kubeconfig: str):
+    def __init__(self, name: str, kubeconfig: str, run: Callable[..., Any]):
+        self.name = name
         self.kubeconfig = kubeconfig
-        self._thread = threading.Thread(target=self._main, name="controllers", daemon=True)
+        self.run = run
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
@@ -482,11 +498,10 @@ class _ControllerThread:
         try:
             asyncio.run(self._run())
         except Exception:
-            log.exception("controllers stopped with an error")
+            log.exception("%s stopped with an error", self.name)
 
     async def _run(self) -> None:
         from kproxy.client.rest import ApiClient
-        from kproxy.controllers.manager import run_controllers
 
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
@@ -495,9 +510,7 @@ class _ControllerThread:
             await asyncio.sleep(0.05)
         client = ApiClient.from_kubeconfig(self.kubeconfig)
         try:
-            result = run_controllers(client, self._stop)
-            if asyncio.iscoroutine(result):
-                await result
+            await self.run(client, self._stop)
         finally:
             await client.close()
 

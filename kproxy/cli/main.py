@@ -12,6 +12,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "apiserver": ("kproxy.apiserver.cli", "run the embedded Kubernetes-compatible apiserver"),
     "controllers": ("kproxy.controllers.cli", "run the controllers against an apiserver"),
+    "scheduler": ("kproxy.scheduler.cli", "bind pending pods to nodes (kube-scheduler's default plugins)"),
     "agent": ("kproxy.agent.cli", "run the node agent (service proxy)"),
     "cleanup": ("kproxy.agent.cleanup_cli", "remove every rule kproxy added in a namespace"),
     "rules": ("kproxy.cli.rules", "show and explain the rules a node holds"),
@@ -42,7 +43,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
                 continue  # subcommand not built yet
             raise
         p = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(p)  # type: ignore[attr-defined]
+        module.add_arguments(p)
         modules[name] = module
     return parser, modules
 

@@ -14,7 +14,7 @@ import os
 import ssl
 import tempfile
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 import yaml
@@ -165,7 +165,8 @@ def parse_kubeconfig(doc: Any, *, base_dir: str = ".", context: str | None = Non
         token = (_read_optional(token_file) or b"").decode("utf-8").strip()
     if user.get("exec") or user.get("auth-provider"):
         if not (token or user.get("client-certificate") or user.get("client-certificate-data")):
-            raise KubeconfigError(f"{source}: user {user_name!r} uses exec/auth-provider plugins, which kproxy does not run")
+            raise KubeconfigError(f"{source}: user {user_name!r} uses exec/auth-provider plugins, "
+                                  "which kproxy does not run")
 
     return ClusterConfig(
         server=server.rstrip("/"),
@@ -187,7 +188,7 @@ def parse_kubeconfig(doc: Any, *, base_dir: str = ".", context: str | None = Non
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
-def in_cluster_config(env: dict[str, str] | None = None, sa_dir: str = SERVICE_ACCOUNT_DIR) -> ClusterConfig:
+def in_cluster_config(env: Mapping[str, str] | None = None, sa_dir: str = SERVICE_ACCOUNT_DIR) -> ClusterConfig:
     """The config of a pod inside a cluster: KUBERNETES_SERVICE_HOST/PORT and the mounted
     service account token, CA and namespace (as client-go's InClusterConfig)."""
     env = os.environ if env is None else env

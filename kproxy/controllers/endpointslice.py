@@ -138,7 +138,8 @@ def _canonical_endpoint(ep: dict) -> dict:
     cond = ep.get("conditions") or {}
     out["conditions"] = {k: bool(cond.get(k)) for k in ("ready", "serving", "terminating")}
     if "targetRef" in out:
-        out["targetRef"] = {k: v for k, v in out["targetRef"].items() if k in ("kind", "namespace", "name", "uid") and v}
+        out["targetRef"] = {k: v for k, v in out["targetRef"].items()
+                            if k in ("kind", "namespace", "name", "uid") and v}
     return out
 
 

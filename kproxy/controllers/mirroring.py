@@ -40,7 +40,8 @@ def mirrored_endpoints(endpoints: dict) -> dict[PortKey, dict[str, dict]]:
     """{port key: {ip: endpoint}} from the Endpoints' subsets."""
     out: dict[PortKey, dict[str, dict]] = {}
     for subset in endpoints.get("subsets") or []:
-        key = tuple((p.get("name") or "", p.get("protocol") or "TCP", int(p.get("port") or 0), p.get("appProtocol") or "")
+        key = tuple((p.get("name") or "", p.get("protocol") or "TCP", int(p.get("port") or 0),
+                     p.get("appProtocol") or "")
                     for p in subset.get("ports") or [])
         group = out.setdefault(key, {})
         budget = MAX_ADDRESSES_PER_SUBSET

@@ -1,12 +1,12 @@
 """ServiceAccount controller: every active namespace has a "default" ServiceAccount; one that
 is deleted is created again. Terminating namespaces are left alone.
 
-It issues each ServiceAccount a token Secret "<account>-token-<random>" (type
-kubernetes.io/service-account-token), as Kubernetes' tokens controller did: the controller
-creates the Secret naming the account, and the apiserver, which alone holds the signing key,
-fills in the signed token. It also removes token Secrets whose ServiceAccount is gone or was
-recreated with another uid: such a token no longer authenticates (the apiserver checks the
-account), and the Secret holding it should not linger; the account then gets a new one."""
+It creates no token Secrets: as upstream since 1.24, clients get bound, expiring tokens through
+TokenRequest (`kubectl create token`), and a legacy token Secret (type
+kubernetes.io/service-account-token) exists only when a user creates one; the apiserver fills
+its token in. It removes token Secrets whose ServiceAccount is gone or was recreated with
+another uid, as upstream's tokens controller: such a token no longer authenticates (the
+apiserver checks the account), and the Secret holding it should not linger."""
 from __future__ import annotations
 
 from typing import Any
@@ -21,24 +21,6 @@ DEFAULT_NAME = "default"
 SA_TOKEN_TYPE = "kubernetes.io/service-account-token"
 SA_NAME_ANNOTATION = "kubernetes.io/service-account.name"
 SA_UID_ANNOTATION = "kubernetes.io/service-account.uid"
-
-
-def token_secret_prefix(account: str) -> str:
-    """generateName of an issued token Secret (Kubernetes' "<account>-token-xxxxx")."""
-    return f"{account}-token-"
-
-
-def accounts_without_token(secrets: list[dict], accounts: dict[str, str]) -> list[str]:
-    """Names of the accounts (name -> uid) that hold no token Secret of their current uid (pure)."""
-    covered = set()
-    for s in secrets:
-        if s.get("type") != SA_TOKEN_TYPE:
-            continue
-        ann = meta(s).get("annotations") or {}
-        name = ann.get(SA_NAME_ANNOTATION, "")
-        if name in accounts and ann.get(SA_UID_ANNOTATION) == accounts[name]:
-            covered.add(name)
-    return sorted(name for name in accounts if name not in covered)
 
 
 def orphaned_token_secrets(secrets: list[dict], accounts: dict[str, str]) -> list[str]:
@@ -89,7 +71,6 @@ class ServiceAccountController(Controller):
         if ns is None or is_terminating_namespace(ns):
             return
         await self._remove_orphaned_tokens(namespace)
-        await self._issue_tokens(namespace)
         if self.accounts.get(DEFAULT_NAME, namespace) is not None:
             return
         try:
@@ -106,29 +87,6 @@ class ServiceAccountController(Controller):
         accounts = {meta(a).get("name", ""): meta(a).get("uid", "") for a in self.accounts.cache.values()
                     if meta(a).get("namespace") == namespace}
         return secrets, accounts
-
-    async def _issue_tokens(self, namespace: str) -> None:
-        secrets, accounts = self._namespace_view(namespace)
-        if not accounts_without_token(secrets, accounts):
-            return
-        # the caches may lag our own earlier creates: decide on the apiserver's current list,
-        # so an account never gets two tokens
-        try:
-            live = (await self.client.list(SECRETS, namespace))["items"]
-        except ApiError as exc:
-            if exc.code in (403, 404):
-                return
-            raise
-        for account in accounts_without_token(live, accounts):
-            secret = {"metadata": {"generateName": token_secret_prefix(account), "namespace": namespace,
-                                   "annotations": {SA_NAME_ANNOTATION: account}},
-                      "type": SA_TOKEN_TYPE}
-            try:
-                await self.client.create(SECRETS, secret, namespace)
-            except ApiError as exc:
-                # 409: issued already (our cache lags); 403/404/422: namespace or account going away
-                if exc.code not in (409, 403, 404, 422):
-                    raise
 
     async def _remove_orphaned_tokens(self, namespace: str) -> None:
         secrets, accounts = self._namespace_view(namespace)

@@ -89,7 +89,8 @@ def _down(args: argparse.Namespace) -> int:
 
         require_root()
     deleted = lab.down()
-    print(f"lab {args.name!r} is down" + (f" (deleted {len(deleted)} namespaces)" if deleted else " (nothing was there)"))
+    print(f"lab {args.name!r} is down"
+          + (f" (deleted {len(deleted)} namespaces)" if deleted else " (nothing was there)"))
     return 0
 
 
@@ -119,5 +120,6 @@ def _status(args: argparse.Namespace) -> int:
     print("services:" if info["services"] else "services: none")
     for s in info["services"]:
         print(f"  {s['name']:30} {s['type']:10} {s['clusterIP'] or '-':15} {', '.join(s['ports'])}")
-    healthy = api["alive"] and hb["alive"] and all(a["alive"] for a in info["agents"].values()) and all(info["namespaces"].values())
+    healthy = (api["alive"] and hb["alive"] and all(a["alive"] for a in info["agents"].values())
+               and all(info["namespaces"].values()))
     return 0 if healthy else 1

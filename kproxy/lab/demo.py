@@ -52,7 +52,8 @@ def run_demo(name: str, base_dir: str, mode: str = "iptables", requests: int = 6
         try:
             wait_until(all_pods_answer, 90, f"all of {sorted(expected)} to answer on {ip}:80", interval=0.05)
         except LabError as exc:
-            raise LabError(f"{exc}; the lab is still up: see `kproxy lab status --name {name}` and the logs in {lab.log_dir}") from None
+            raise LabError(f"{exc}; the lab is still up: see `kproxy lab status --name {name}` "
+                           f"and the logs in {lab.log_dir}") from None
         counts: Counter = Counter()
         failures = 0
         for _ in range(requests):

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator
 
 from kproxy.lab import netsetup, topology, traffic
-from kproxy.lab.topology import LabPlan, PlanError, PodPlan
+from kproxy.lab.topology import LabPlan, PlanError
 from kproxy.netns import NetNS
 
 DEFAULT_BASE_DIR = "/run/kproxy-lab"
@@ -262,10 +262,12 @@ class Lab:
             raise LabError(f"unknown mode {mode!r}; known: {', '.join(backend.names())}")
         require_root()  # after the input checks: a bad flag is reported as such, root or not
         if os.path.exists(self.state_file):
-            raise LabError(f"lab {self.name!r} is already up ({self.state_file}); run `kproxy lab down --name {self.name}` first")
+            raise LabError(f"lab {self.name!r} is already up ({self.state_file}); "
+                           f"run `kproxy lab down --name {self.name}` first")
         present = [ns for ns in self._plan.namespaces if netsetup.namespace_exists(ns)]
         if present:
-            raise LabError(f"namespaces of lab {self.name!r} already exist ({', '.join(present)}); run `kproxy lab down --name {self.name}` first")
+            raise LabError(f"namespaces of lab {self.name!r} already exist ({', '.join(present)}); "
+                           f"run `kproxy lab down --name {self.name}` first")
         os.makedirs(self.log_dir, exist_ok=True)
         self.state = LabState(name=self.name, nodes=nodes, mode=mode, dir=self.dir,
                               sync_period=sync_period, min_sync_period=min_sync_period)
@@ -537,7 +539,8 @@ class Lab:
     def _echo_answers(self, rec: PodRecord) -> bool:
         if rec.process is not None and not self._alive(rec.process):
             raise LabError(f"the echo server of pod {rec.key} exited: {self._log_tail(rec.process)}")
-        return traffic.Reply.parse(traffic.tcp_request(self.netns(rec.netns), "127.0.0.1", rec.port, 1.0)).pod == rec.name
+        answer = traffic.tcp_request(self.netns(rec.netns), "127.0.0.1", rec.port, 1.0)
+        return traffic.Reply.parse(answer).pod == rec.name
 
     def _write_pod_status(self, obj: dict, rec: PodRecord) -> dict:
         from kproxy.api.resources import PODS

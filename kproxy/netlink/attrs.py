@@ -130,7 +130,7 @@ class AttrTable:
 
     def encode(self, values: Mapping[str, Any]) -> Attrs:
         """The attribute tree of `values` (name -> value; None is left out), in their order."""
-        out = []
+        out: list[tuple[int, Any]] = []  # (wire type, bytes or a nested tree)
         for name, value in values.items():
             try:
                 attr = self.by_name[name]

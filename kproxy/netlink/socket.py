@@ -25,6 +25,8 @@ class NetlinkError(OSError):
     """The kernel refused a request: `errno`, and `request` (what was asked, for the message)
     and `seq` of the refused message when known."""
 
+    errno: int  # always set (OSError's may be None)
+
     def __init__(self, code: int, request: str = "", seq: int = 0, reason: str | None = None) -> None:
         super().__init__(code, reason if reason is not None else os.strerror(code))
         self.request = request

@@ -6,7 +6,7 @@ Layout (DIR/pki is 0700, every *.key 0600):
                                    hosts asked for, expires within a day, or the CA changed)
     sa.key                         service-account token signing key
     <identity>.crt <identity>.key  client certificates of the built-in identities
-and DIR/<identity>.kubeconfig (0600) for admin, kube-proxy and controllers.
+and DIR/<identity>.kubeconfig (0600) for admin, kube-proxy, controllers and scheduler.
 """
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ class Identity:
 ADMIN = Identity("admin", "kubernetes-admin", ("system:masters",))
 KUBE_PROXY = Identity("kube-proxy", "system:kube-proxy")
 CONTROLLERS = Identity("controllers", "system:kube-controller-manager")
-IDENTITIES = (ADMIN, KUBE_PROXY, CONTROLLERS)
+SCHEDULER = Identity("scheduler", "system:kube-scheduler")
+IDENTITIES = (ADMIN, KUBE_PROXY, CONTROLLERS, SCHEDULER)
 
 
 @dataclass(frozen=True)

@@ -44,8 +44,8 @@ def with_endpoint_states(rules: NodeRules, state: ProxyState) -> NodeRules:
                                              e.node_name, programmed=seen is not None,
                                              packets=seen.packets if seen is not None else 0,
                                              weight=seen.weight if seen is not None else None)
-        for addr, e in kernel.items():
-            merged.setdefault(addr, e)
+        for addr, info in kernel.items():
+            merged.setdefault(addr, info)
         out.append(ServiceRules(svc.namespace, svc.name, svc.port_name, svc.protocol, svc.frontends,
                                 tuple(merged[a] for a in sorted(merged)), svc.objects, svc.affinity))
     return NodeRules(rules.mode, rules.node, tuple(out), rules.shared, rules.unowned, rules.detail, rules.skipped)

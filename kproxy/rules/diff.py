@@ -3,9 +3,10 @@
 Both sides are NodeRules from the same adapter (from_ruleset for the desired state,
 from_inspection for the kernel). Per Service port, the diff first compares its behaviour: the
 frontends, the endpoints with their locality and weight, the session affinity (a difference is
-a "behaviour" object in the Service port's container, naming the fact). Then the kernel objects, by their normalised identity,
-which each adapter keeps free of allocation details (slot numbers, shard maps, listener ports),
-so a kernel programmed incrementally and a from-scratch render of the same state compare equal.
+a "behaviour" object in the Service port's container, naming the fact). Then the kernel
+objects, by their normalised identity, which each adapter keeps free of allocation details
+(slot numbers, shard maps, listener ports), so a kernel programmed incrementally and a
+from-scratch render of the same state compare equal.
 A difference is "missing" (desired, not in the kernel: deleted by hand, or a failed sync),
 "unexpected" (in the kernel, not desired: added by hand, stale leftovers) or "order" (a chain
 holds the right rules in another order; first match wins, so order matters; not checked for

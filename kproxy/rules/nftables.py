@@ -231,10 +231,10 @@ def build(table: NftTable, node: str, detail: dict | None = None) -> NodeRules:
                                normalise(element), entry=name in ENTRY_MAPS and bool(target_base))
             if name == "endpoint-chains" or name.startswith("endpoints-"):  # a balancing chain's slot
                 slot = _slot(element)
-                chain, first = owners.get((name, slot), ("", 0))
+                chain, first = owners.get((name, slot), ("", 0)) if slot is not None else ("", 0)
                 value = _COUNTER.sub("", element).rsplit(" : ", 1)[-1]
                 address = _endpoint_of(value)
-                if not chain or not address:
+                if slot is None or not chain or not address:
                     orphans.append(obj)
                     continue
                 s = svc(owner_base(chain))

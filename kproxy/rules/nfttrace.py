@@ -12,9 +12,9 @@ Service CIDR); for a DNATed packet, nat-postrouting's hairpin check (an endpoint
 itself is masqueraded). It understands exactly the statements the nftables renderer writes,
 maglev's jhash included (nftables/jhash.py computes the kernel's hash: with a source port the
 trace names the one endpoint, without one each endpoint's share of the slots); anything else
-raises TraceError, so a renderer change the tracer does not model cannot pass silently. A chain the table lacks (an agent whose syncs have
-not completed, or a table someone edited) is traced as an empty chain and listed in `missing`,
-so the report can say so instead of failing.
+raises TraceError, so a renderer change the tracer does not model cannot pass silently. A chain
+the table lacks (an agent whose syncs have not completed, or a table someone edited) is traced
+as an empty chain and listed in `missing`, so the report can say so instead of failing.
 """
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ class Pkt:
 
 Path = tuple[tuple[str, int], ...]  # (chain, rule index)
 Result = list[tuple[float, bool, str | None, Path]]  # (probability, masquerade, outcome or None, path)
+Outcomes = list[tuple[float, bool, str, Path]]  # a packet's fates: every path ends in an outcome
 
 
 def _in(addr: str, spec: str) -> bool:
@@ -179,11 +180,12 @@ class NftTracer:
             if head == "goto":
                 return sub
             out: Result = []
-            for p, m, o, pa in sub:
+            for p, marked, o, pa in sub:
                 if o is not None:
-                    out.append((p, m, o, pa))
+                    out.append((p, marked, o, pa))
                 else:
-                    out += [(p * q, m2, o2, pa2) for q, m2, o2, pa2 in self._from(chain, index + 1, pkt, m, pa, depth)]
+                    out += [(p * q, m2, o2, pa2)
+                            for q, m2, o2, pa2 in self._from(chain, index + 1, pkt, marked, pa, depth)]
             return out
         if head == "return":
             return [(1.0, masq, None, path)]
@@ -215,7 +217,7 @@ class NftTracer:
         if m["hash"].startswith("jhash") and pkt.sport:
             slots, weight = [client_slot(pkt.src, pkt.sport, n, int(m["seed"], 0), first)], 1.0
         else:
-            slots, weight = range(first, first + n), 1.0 / n
+            slots, weight = list(range(first, first + n)), 1.0 / n
         elements = self.maps.get(m["map"], {})
         out: Result = []
         for value in (elements.get(str(slot)) for slot in slots):
@@ -224,7 +226,8 @@ class NftTracer:
             if m["dnat"]:  # a data map: "address . port"
                 out.append((weight, masq, _endpoint_of(value), path))
             else:
-                out += [(p * weight, mm, o, pa) for p, mm, o, pa in self._apply(chain, index, value, pkt, masq, path, depth)]
+                out += [(p * weight, mm, o, pa)
+                        for p, mm, o, pa in self._apply(chain, index, value, pkt, masq, path, depth)]
         return _merged(out)
 
     def _vmap(self, chain: str, index: int, name: str, key: str, pkt: Pkt, masq: bool, path: Path,
@@ -239,11 +242,11 @@ class NftTracer:
 
     # ---------------------------------------------------------------- the hooks
 
-    def paths(self, pkt: Pkt) -> Result:
-        for p, m, outcome, path in self.run("firewall-check", pkt, False, ()):
+    def paths(self, pkt: Pkt) -> Outcomes:
+        for _, _, outcome, path in self.run("firewall-check", pkt, False, ()):
             if outcome in ("DROP", "REJECT"):
                 return [(1.0, False, outcome, path)]
-        out: Result = []
+        out: Outcomes = []
         for p, masq, outcome, path in self.run("services", pkt, False, ()):
             if outcome is None:
                 verdict, fpath = self._endpoint_checks(pkt)

@@ -160,9 +160,9 @@ def trace_text(report: TraceReport, width: int = 100, colour: bool = False) -> s
         out.append(st(fit(report.note, width), "yellow"))
     for c in report.candidates:
         out.append("")
-        colour = "green" if c.is_endpoint else ("red" if c.outcome in ("DROP", "REJECT") else "yellow")
+        tint = "green" if c.is_endpoint else ("red" if c.outcome in ("DROP", "REJECT") else "yellow")
         masq = "masqueraded" if c.masquerade else "source kept"
-        out.append(st(f"{c.probability * 100:6.2f}%  {c.outcome}", "bold", colour) + f"  ({masq})")
+        out.append(st(f"{c.probability * 100:6.2f}%  {c.outcome}", "bold", tint) + f"  ({masq})")
         for i, step in enumerate(c.path):  # where (chain and rule number), then the rule on its own line
             out.append(fit(f"  {i + 1:>3}  {step.container} #{step.index + 1}", width))
             out.append(fit(f"       {_short(step.text)}", width))

@@ -72,7 +72,7 @@ def _send(probe: Probe) -> None:
     elif probe.proto == "udp":
         l4 = UDP(sport=probe.sport, dport=probe.dport) / Raw(b"kproxy rules trace\n")
     else:
-        from scapy.layers.sctp import SCTPChunkInit  # type: ignore
+        from scapy.layers.sctp import SCTPChunkInit
         l4 = SCTP(sport=probe.sport, dport=probe.dport) / SCTPChunkInit(init_tag=1, a_rwnd=65535, n_out_streams=1,
                                                                       n_in_streams=1, init_tsn=1)
     # A raw IP socket, not scapy's send(): scapy's L3 sockets are packet sockets that skip the

@@ -151,7 +151,8 @@ class UserspaceAdapter:
             for endpoint, p in choices:
                 # the proxy opens its own connection to the endpoint: from the node's address,
                 # except to an endpoint on this node, which gets the client's (transparent)
-                kept = endpoint in local and endpoint.rpartition(":")[0] != probe.src and not probe.src.startswith("127.")
+                kept = (endpoint in local and endpoint.rpartition(":")[0] != probe.src
+                        and not probe.src.startswith("127."))
                 candidates.append(Candidate(endpoint, c.probability * p, not kept, c.path + (step,)))
             notes.append(_choice_note(balancer, probe))
         merged: dict[str, Candidate] = {}
@@ -196,7 +197,7 @@ def choose(balancer: str, endpoints: Sequence[str], probe: Probe, listener_ip: s
         return [(first, 1.0)]
     maglev = fastpath.Maglev(list(endpoints), size=MAGLEV_TABLE_SIZE)
     counts = {name: 0 for name in maglev.names}
-    for i in maglev.table:
+    for i in maglev.table or ():  # None only without endpoints, returned above
         counts[maglev.names[i]] += 1
     return [(name, n / MAGLEV_TABLE_SIZE) for name, n in sorted(counts.items())]
 

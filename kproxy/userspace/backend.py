@@ -148,7 +148,8 @@ class UserspaceBackend(Backend):
         """The mangle rule and policy route of TPROXY_* (full syncs only; idempotent)."""
         variant = self._rules.variant
         saved = self.netns.command([variant.save, "-t", "mangle"], check=False).stdout
-        steps = [([variant.restore, "--noflush", "-w", "5"], transparent_restore(saved))]
+        steps: list[tuple[list[str], str | None]] = [([variant.restore, "--noflush", "-w", "5"],
+                                                      transparent_restore(saved))]
         rules = self.netns.command(["ip", "-4", "rule", "show"], check=False).stdout
         if f"lookup {TPROXY_TABLE}" not in rules:
             steps.append((["ip", "-4", "rule", "add", "fwmark", TPROXY_MARK, "lookup", TPROXY_TABLE,

@@ -174,7 +174,7 @@ def _internal_sources(sources: list[str], local: LocalTraffic | None) -> list[tu
     for src in sources:
         if local is not None and local.cidr is None:  # an interface detector: both matches apply
             out.append(("pod", f"{src}{local.iptables_match()} "))
-        elif local is not None:
+        elif local is not None and local.cidr is not None:
             allowed = src[3:].strip() if src else ""
             pods = local.cidr if not allowed else _within(allowed, local.cidr)
             if pods:
@@ -240,7 +240,8 @@ def render_fragment(d: Dispatch, target_ip: str | None, ports: Mapping[str, int]
                                               f'--dport {sp.port} {_to(target_ip, ports[d.external])}')
                 if sources != [""]:
                     add(FILTER, n.KUBE_PROXY_FIREWALL, f'-m comment --comment "{spn} traffic not accepted by '
-                                                       f'loadBalancerSourceRanges" {match} -d {ip} --dport {sp.port} -j DROP')
+                                                       f'loadBalancerSourceRanges" {match} -d {ip} '
+                                                       f'--dport {sp.port} -j DROP')
             else:
                 add(FILTER, n.KUBE_EXTERNAL_SERVICES,
                     f"-m comment --comment {why} {match} -d {ip} --dport {sp.port} -j {verdict}")

@@ -74,7 +74,7 @@ def transparent_socket(kind: int, source: str) -> socket.socket:
     return sock
 
 
-def _reset(transport: asyncio.BaseTransport) -> None:
+def _reset(transport: asyncio.Transport) -> None:
     """Closes a TCP transport with RST (SO_LINGER 0) so the client sees a reset, not an EOF."""
     sock = transport.get_extra_info("socket")
     if sock is not None:

@@ -140,7 +140,8 @@ def run_in_vm(command: str, *, cwd: str | None = None, timeout: float = DEFAULT_
     kernel = kernel or find_kernel()
     vng = vng or find_vng()
     cwd = os.path.abspath(cwd or os.getcwd())
-    guest_env = {"PATH": os.path.dirname(sys.executable) + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    system_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    guest_env = {"PATH": os.path.dirname(sys.executable) + ":" + system_path,
                  "KPROXY_IN_VM": "1", **(env or {})}
     if not ram:  # nowhere writable to put bytecode caches
         guest_env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -176,10 +177,16 @@ def run_in_vm(command: str, *, cwd: str | None = None, timeout: float = DEFAULT_
             raise
         total = time.monotonic() - started
         console_text = console.decode(errors="replace")
-        read = lambda name: open(os.path.join(shared, name), errors="replace").read() if os.path.exists(os.path.join(shared, name)) else ""  # noqa: E731
+        def read(name: str) -> str:
+            path = os.path.join(shared, name)
+            if not os.path.exists(path):
+                return ""
+            with open(path, errors="replace") as f:
+                return f.read()
         status = read("status").strip()
         if not status:
-            why = f"timed out after {timeout:.0f}s (qemu killed)" if timed_out else f"vng exited {proc.returncode} without a result"
+            why = (f"timed out after {timeout:.0f}s (qemu killed)" if timed_out
+                   else f"vng exited {proc.returncode} without a result")
             tail = "\n".join((console_text + read("stdout") + read("stderr")).splitlines()[-30:])
             raise VmError(f"VM {why}; last output:\n{tail}")
         boot = float(read("started").strip() or wall_started) - wall_started

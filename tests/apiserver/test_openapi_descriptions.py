@@ -16,8 +16,7 @@ def _undescribed(doc: dict, where: str, out: list[str]) -> None:
 
 def test_every_field_and_type_is_described():
     api = OpenAPI()
-    for doc, refkey in ((api.v2()["definitions"], "$ref"),
-                        (api.v3("api/v1")["components"]["schemas"], "allOf")):
+    for doc in (api.v2()["definitions"], api.v3("api/v1")["components"]["schemas"]):
         missing: list[str] = []
         for name, definition in doc.items():
             if name.endswith("List"):

@@ -101,7 +101,7 @@ def test_named_ports_and_zone(env):
 def test_readiness_and_not_ready_addresses(env):
     c = env.client
     make_service(c, "rd")
-    pod = make_pod(c, "rd-1", "10.244.1.20", labels={"app": "rd"}, ready=False)
+    make_pod(c, "rd-1", "10.244.1.20", labels={"app": "rd"}, ready=False)
     eps = wait_endpoints(c, "rd", lambda e: "10.244.1.20" in e)
     assert eps["10.244.1.20"]["conditions"] == {"ready": False, "serving": False, "terminating": False}
     subsets = c.wait_for(lambda c: (c.get_or_none(ENDPOINTS, "rd", "default") or {}).get("subsets"), timeout=20)

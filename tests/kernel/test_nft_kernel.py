@@ -2,9 +2,7 @@
 (tests/kernel/topology.py)."""
 from __future__ import annotations
 
-import collections
 import re
-import subprocess
 from dataclasses import replace
 from types import SimpleNamespace
 

@@ -62,7 +62,7 @@ def start_with_nofile(agent: AgentProcess, soft: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, old)
 
 
-def test_agent_keeps_programming_while_its_listeners_are_flooded(tmp_path, apiserver, client, agent_ns):
+def test_agent_keeps_programming_while_its_listeners_are_flooded(tmp_path, apiserver, client, agent_ns):  # noqa: F811
     client.create(SERVICES, service("before", "10.96.0.60"))
     agent = AgentProcess(tmp_path, apiserver.kubeconfig, agent_ns)
     ns = NetNS(agent_ns)

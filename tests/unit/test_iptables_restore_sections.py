@@ -55,7 +55,7 @@ def test_sections_hold_the_same_lines_and_jump_only_to_written_chains(per_commit
             if m and is_owned_chain(table, m.group(1)):
                 assert m.group(1) in written[table], f"{line!r} jumps to a chain not yet written"
     # stale chains go, and jump rules come, only once everything is written
-    for table, lines in sections(split):
+    for _table, lines in sections(split):
         if any(l.startswith(("-X", "-I")) for l in lines):
             assert not any(l.startswith("-A ") for l in lines)
 

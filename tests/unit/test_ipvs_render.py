@@ -212,7 +212,7 @@ def test_render_with_the_previous_ruleset_equals_a_render_from_scratch():
     import random
 
     rng = random.Random(11)
-    previous = None
+    previous = previous_state = None
     reused = 0
     for _ in range(60):
         sps = []

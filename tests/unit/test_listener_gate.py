@@ -4,7 +4,6 @@ served, and at the connection budget the gate waits (without spinning) instead o
 from __future__ import annotations
 
 import asyncio
-import socket
 
 from kproxy.listener import ConnectionLimits, GatedListener, listen_socket
 

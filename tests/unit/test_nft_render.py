@@ -132,7 +132,6 @@ def test_partial_plan_of_a_replaced_endpoint_only_changes_elements():
     changed = replace(services[5], endpoints=(ep("10.244.1.6"), ep("10.244.9.9")))
     second = r.render(state(*services[:5], changed, *services[6:]), first)
     ops = [op.description for op in plan_partial(second, first).ops]
-    base = r.chain_base(changed)
     assert second.fragments[changed.key].blocks == first.fragments[changed.key].blocks  # same slots
     (_, block, _), = second.fragments[changed.key].blocks
     assert ops == [f"delete element {r.HAIRPIN} {{ 10.244.2.6 . 10.244.2.6 }}",

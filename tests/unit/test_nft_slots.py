@@ -2,7 +2,6 @@
 never overlap, a chain keeps its range while its endpoints fit, and freed blocks are reused."""
 from __future__ import annotations
 
-from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings

@@ -502,7 +502,7 @@ def valid_pods(draw):
     n = draw(st.integers(1, 3))
     cnames = draw(st.lists(_dns_label, min_size=n, max_size=n, unique=True))
     containers = []
-    for i, name in enumerate(cnames):
+    for name in cnames:
         k = draw(st.integers(0, 3))
         pnames = draw(st.lists(_port_name, min_size=k, max_size=k, unique=True))
         ports = [{"containerPort": draw(st.integers(1, 65535)), "name": pn,

@@ -1,5 +1,7 @@
-"""Authentication: a verified client certificate (CN = user, O = groups) or a bearer token
-(a service-account token this apiserver signed, whose Secret and ServiceAccount still exist).
+"""Authentication: a verified client certificate (CN = user, O = groups) or a bearer token:
+a legacy service-account token this apiserver signed, whose Secret and ServiceAccount still
+exist, or a bound token (TokenRequest) that has not expired, is for one of the accepted
+audiences, and whose ServiceAccount and bound object still exist with the same uid.
 
 The TLS layer has already verified a presented certificate against the cluster CA (an invalid,
 expired or foreign certificate fails the handshake), so here a certificate is only read."""
@@ -8,11 +10,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from typing import Any
+import time
+from typing import Any, Callable
 
 from kproxy.api import resources as R
+from kproxy.apiserver.auth import bound_tokens
 from kproxy.apiserver.auth.identity import UserInfo, authenticated_user, service_account_user
-from kproxy.apiserver.auth.tokens import TokenError, TokenSigner
+from kproxy.apiserver.auth.tokens import ServiceAccountClaims, TokenError, TokenSigner, legacy_claims
+from kproxy.apiserver.objects import parse_rfc3339
 from kproxy.store import base as sb
 
 SA_TOKEN_TYPE = "kubernetes.io/service-account-token"
@@ -52,15 +57,44 @@ def bearer_token(authorization: str | None) -> str | None:
 class TokenAuthenticator:
     """Service-account tokens. Blocking (reads the store): run it in an executor."""
 
-    def __init__(self, store: sb.Store, signer: TokenSigner):
+    def __init__(self, store: sb.Store, signer: TokenSigner, clock: Callable[[], float] = time.time):
         self.store = store
         self.signer = signer
+        self.clock = clock
 
-    def authenticate(self, token: str) -> UserInfo:
+    def authenticate(self, token: str, audiences: tuple[str, ...] = bound_tokens.API_AUDIENCES) -> UserInfo:
+        """The user of a token valid for one of `audiences` (the apiserver's own by default; a
+        legacy token has no audience and is valid only for those); Unauthenticated otherwise."""
         try:
-            claims = self.signer.verify(token)
+            payload = self.signer.verified_payload(token)
+            if payload.get("iss") == bound_tokens.ISSUER:
+                return self._bound(bound_tokens.parse(payload, self.clock(), audiences))
+            claims = legacy_claims(payload)
+            if not set(audiences) & set(bound_tokens.API_AUDIENCES):
+                raise TokenError("a legacy token is only valid for the apiserver's audiences")
         except TokenError as exc:
             raise Unauthenticated(f"invalid bearer token: {exc}") from None
+        return self._legacy(token, claims)
+
+    def _bound(self, claims: bound_tokens.BoundClaims) -> UserInfo:
+        sa = self._get(R.SERVICE_ACCOUNTS, claims.namespace, claims.service_account)
+        if sa is None or (sa.get("metadata") or {}).get("uid") != claims.service_account_uid:
+            raise Unauthenticated(f"service account {claims.namespace}/{claims.service_account} no longer exists")
+        bound = claims.bound
+        if bound is not None:
+            resource = R.PODS if bound.kind == "Pod" else R.SECRETS
+            obj = self._get(resource, claims.namespace, bound.name)
+            meta = (obj or {}).get("metadata") or {}
+            if obj is None or meta.get("uid") != bound.uid:
+                raise Unauthenticated(f"the {bound.kind} {claims.namespace}/{bound.name} the token is bound to "
+                                      "no longer exists")
+            if bound.kind == "Pod" and _deleted_before(meta.get("deletionTimestamp"),
+                                                       self.clock() - bound_tokens.DELETED_POD_GRACE):
+                raise Unauthenticated(f"the pod {claims.namespace}/{bound.name} the token is bound to is deleted")
+        return service_account_user(claims.namespace, claims.service_account, claims.service_account_uid,
+                                    claims.user_extra())
+
+    def _legacy(self, token: str, claims: ServiceAccountClaims) -> UserInfo:
         secret = self._get(R.SECRETS, claims.namespace, claims.secret_name)
         if secret is None or secret.get("type") != SA_TOKEN_TYPE:
             raise Unauthenticated(f"token secret {claims.namespace}/{claims.secret_name} no longer exists")
@@ -76,10 +110,18 @@ class TokenAuthenticator:
         sa = self._get(R.SERVICE_ACCOUNTS, claims.namespace, claims.service_account)
         if sa is None or (sa.get("metadata") or {}).get("uid") != claims.service_account_uid:
             raise Unauthenticated(f"service account {claims.namespace}/{claims.service_account} no longer exists")
-        return service_account_user(claims.namespace, claims.service_account)
+        return service_account_user(claims.namespace, claims.service_account, claims.service_account_uid)
 
     def _get(self, resource: R.Resource, namespace: str, name: str) -> dict | None:
         try:
             return self.store.get(resource.store_key(name, namespace)).value
         except sb.NotFound:
             return None
+
+
+def _deleted_before(timestamp: Any, limit: float) -> bool:
+    """Whether a deletionTimestamp is set and lies before `limit` (epoch seconds)."""
+    if not timestamp:
+        return False
+    when = parse_rfc3339(timestamp)
+    return when is None or when < limit  # unreadable: deleted (fail closed)

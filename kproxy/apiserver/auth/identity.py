@@ -14,6 +14,9 @@ SERVICE_ACCOUNTS_GROUP = "system:serviceaccounts"
 class UserInfo:
     name: str
     groups: tuple[str, ...] = ()
+    uid: str = ""
+    # extra attributes as (key, values) pairs, e.g. the pod a bound token was issued for
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def authenticated(self) -> bool:
@@ -35,6 +38,8 @@ def authenticated_user(name: str, groups: tuple[str, ...] | list[str]) -> UserIn
     return UserInfo(name, tuple(dict.fromkeys([*groups, AUTHENTICATED])))
 
 
-def service_account_user(namespace: str, name: str) -> UserInfo:
-    return authenticated_user(f"{SERVICE_ACCOUNT_PREFIX}{namespace}:{name}",
+def service_account_user(namespace: str, name: str, uid: str = "",
+                         extra: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> UserInfo:
+    user = authenticated_user(f"{SERVICE_ACCOUNT_PREFIX}{namespace}:{name}",
                               (SERVICE_ACCOUNTS_GROUP, f"{SERVICE_ACCOUNTS_GROUP}:{namespace}"))
+    return UserInfo(user.name, user.groups, uid, extra)

@@ -2,7 +2,8 @@
 Impersonate-User and Impersonate-Group headers when RBAC allows it the `impersonate` verb on
 `users` (or `serviceaccounts` in the account's namespace, for a service-account user) and on
 `groups`, each by name. Impersonate-Uid and Impersonate-Extra-* are refused (400) rather than
-ignored: this server keeps no uid or extra attributes to give them meaning. Pure."""
+ignored: RBAC here never looks at uid or extra attributes (only bound service-account tokens
+carry them, for `auth whoami`), so they would mean nothing. Pure."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -5,13 +5,18 @@ an operator's edits survive restarts):
 - system:node-proxier: what a service proxy reads (services, endpoints, endpointslices,
   nodes: get/list/watch) and events it may write, bound to the user system:kube-proxy;
 - kproxy:controllers: read everything, write what the controllers maintain, bound to the user
-  system:kube-controller-manager.
+  system:kube-controller-manager;
+- system:basic-user: the self reviews (`kubectl auth can-i`, `auth whoami`), bound to every
+  authenticated user, as upstream;
+- system:kube-scheduler: read pods and nodes, bind pods, write their scheduling condition,
+  Events and its leader-election Lease, bound to the user system:kube-scheduler.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from kproxy.pki.bootstrap import CONTROLLERS, KUBE_PROXY
+from kproxy.apiserver.auth.identity import AUTHENTICATED
+from kproxy.pki.bootstrap import CONTROLLERS, KUBE_PROXY, SCHEDULER
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 READ = ["get", "list", "watch"]
@@ -47,6 +52,24 @@ CONTROLLER_RULES = [
     {"apiGroups": [RBAC_GROUP], "resources": ["roles", "rolebindings"], "verbs": ["delete", "deletecollection"]},
 ]
 
+BASIC_USER_RULES = [
+    {"apiGroups": ["authorization.k8s.io"], "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+     "verbs": ["create"]},
+    {"apiGroups": ["authentication.k8s.io"], "resources": ["selfsubjectreviews"], "verbs": ["create"]},
+]
+
+
+SCHEDULER_RULES = [
+    {"apiGroups": [""], "resources": ["pods", "nodes", "namespaces", "services", "replicationcontrollers",
+                                      "persistentvolumeclaims", "persistentvolumes"], "verbs": READ},
+    {"apiGroups": ["apps"], "resources": ["replicasets", "statefulsets"], "verbs": READ},
+    {"apiGroups": [""], "resources": ["pods/binding", "bindings"], "verbs": ["create"]},
+    {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch", "update"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]},
+    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create", "get", "update"]},
+]
+
 
 def cluster_roles() -> list[dict[str, Any]]:
     return [
@@ -56,6 +79,8 @@ def cluster_roles() -> list[dict[str, Any]]:
                                              "verbs": ["get"]}]),
         _cluster_role("system:node-proxier", NODE_PROXIER_RULES),
         _cluster_role("kproxy:controllers", CONTROLLER_RULES),
+        _cluster_role("system:basic-user", BASIC_USER_RULES),
+        _cluster_role("system:kube-scheduler", SCHEDULER_RULES),
     ]
 
 
@@ -65,4 +90,6 @@ def cluster_role_bindings() -> list[dict[str, Any]]:
         _binding("system:monitoring", "system:monitoring", "Group", "system:monitoring"),
         _binding("system:node-proxier", "system:node-proxier", "User", KUBE_PROXY.user),
         _binding("kproxy:controllers", "kproxy:controllers", "User", CONTROLLERS.user),
+        _binding("system:basic-user", "system:basic-user", "Group", AUTHENTICATED),
+        _binding("system:kube-scheduler", "system:kube-scheduler", "User", SCHEDULER.user),
     ]

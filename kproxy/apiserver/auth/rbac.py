@@ -76,15 +76,22 @@ class PolicySnapshot:
     cluster_role_bindings: tuple[dict, ...]
 
     def allows(self, user: UserInfo, attrs: RequestAttributes) -> bool:
+        return self.allowed_by(user, attrs) is not None
+
+    def allowed_by(self, user: UserInfo, attrs: RequestAttributes) -> str | None:
+        """Why a request is allowed, in kube-apiserver's words ("RBAC: allowed by RoleBinding
+        ... of Role ... to ..."); None when no binding allows it."""
         for b in self.cluster_role_bindings:
-            if self._binding_allows(b, "", user, attrs):
-                return True
+            subject = self._allowing_subject(b, "", user, attrs)
+            if subject is not None:
+                return _allowed_reason(b, "", subject)
         if attrs.namespace:
             for b in self.role_bindings:
-                if (b.get("metadata") or {}).get("namespace") == attrs.namespace and \
-                        self._binding_allows(b, attrs.namespace, user, attrs):
-                    return True
-        return False
+                if (b.get("metadata") or {}).get("namespace") == attrs.namespace:
+                    subject = self._allowing_subject(b, attrs.namespace, user, attrs)
+                    if subject is not None:
+                        return _allowed_reason(b, attrs.namespace, subject)
+        return None
 
     def rules_for(self, user: UserInfo, namespace: str) -> list[dict]:
         """Every rule the user holds in `namespace` (cluster-wide only when it is "")."""
@@ -110,8 +117,22 @@ class PolicySnapshot:
         rules = self.role_rules(ref.get("kind", ""), ref.get("name", ""), namespace) or []
         return [r for r in rules if isinstance(r, dict)]
 
-    def _binding_allows(self, binding: dict, namespace: str, user: UserInfo, attrs: RequestAttributes) -> bool:
-        return any(rule_allows(r, attrs) for r in self._binding_rules(binding, namespace, user))
+    def _allowing_subject(self, binding: dict, namespace: str, user: UserInfo,
+                          attrs: RequestAttributes) -> dict | None:
+        """The binding's subject that names the user, when the bound role allows the request."""
+        if not any(rule_allows(r, attrs) for r in self._binding_rules(binding, namespace, user)):
+            return None
+        return next(s for s in binding.get("subjects") or [] if isinstance(s, dict)
+                    and subject_matches(s, user, namespace))
+
+
+def _allowed_reason(binding: dict, namespace: str, subject: dict) -> str:
+    name, ref = (binding.get("metadata") or {}).get("name", ""), binding.get("roleRef") or {}
+    what = f'RoleBinding "{name}/{namespace}"' if namespace else f'ClusterRoleBinding "{name}"'
+    who = subject.get("name", "")
+    if subject.get("kind") == "ServiceAccount":
+        who = f'{who}/{subject.get("namespace") or namespace}'
+    return f'RBAC: allowed by {what} of {ref.get("kind", "")} "{ref.get("name", "")}" to {subject.get("kind")} "{who}"'
 
 
 def snapshot_from(roles: list[dict], cluster_roles: list[dict], role_bindings: list[dict],
@@ -162,9 +183,14 @@ class RBACAuthorizer:
         return self._current().role_rules(kind, name, namespace)
 
     def authorize(self, user: UserInfo, attrs: RequestAttributes) -> bool:
+        return self.decide(user, attrs)[0]
+
+    def decide(self, user: UserInfo, attrs: RequestAttributes) -> tuple[bool, str]:
+        """Whether the request is allowed, and why (the reason of an access review)."""
         if user.is_master:
-            return True
+            return True, ""  # kube-apiserver's privileged-group authorizer gives no reason either
         if not attrs.resource_request and not _guarded(attrs.path):
             # discovery, openapi, version and health: every authenticated user (system:discovery)
-            return user.authenticated
-        return self._current().allows(user, attrs)
+            return user.authenticated, ""
+        reason = self._current().allowed_by(user, attrs)
+        return reason is not None, reason or ""

@@ -1,8 +1,9 @@
 """Service-account tokens: JWTs (RFC 7519) signed with ES256 by the apiserver's key.
 
-The claims follow Kubernetes' legacy secret-based tokens, so a token names the Secret that
+`sign`/`verify` are Kubernetes' legacy secret-based tokens, whose claims name the Secret that
 holds it: deleting that Secret (or the ServiceAccount) revokes it, because the authenticator
-checks both still exist (see authn.py)."""
+checks both still exist (see authn.py). Bound, expiring tokens (TokenRequest) are signed by
+the same key with other claims (bound_tokens.py), through `sign_payload`/`verified_payload`."""
 from __future__ import annotations
 
 import base64
@@ -61,19 +62,28 @@ class TokenSigner:
         return cls(key)
 
     def sign(self, claims: ServiceAccountClaims) -> str:
-        header = {"alg": "ES256", "kid": self.key_id, "typ": "JWT"}
-        payload = {
+        """A legacy (secret-based, non-expiring) token."""
+        return self.sign_payload({
             "iss": ISSUER, NS_CLAIM: claims.namespace, SECRET_CLAIM: claims.secret_name,
             SA_NAME_CLAIM: claims.service_account, SA_UID_CLAIM: claims.service_account_uid,
             "sub": f"system:serviceaccount:{claims.namespace}:{claims.service_account}",
-        }
+        })
+
+    def sign_payload(self, payload: dict[str, Any]) -> str:
+        """A JWT carrying `payload`, signed with this key."""
+        header = {"alg": "ES256", "kid": self.key_id, "typ": "JWT"}
         signing_input = f"{_b64url(json.dumps(header, separators=(',', ':')).encode())}." \
                         f"{_b64url(json.dumps(payload, separators=(',', ':')).encode())}"
         r, s = decode_dss_signature(self._key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
         return f"{signing_input}.{_b64url(r.to_bytes(_COORD, 'big') + s.to_bytes(_COORD, 'big'))}"
 
     def verify(self, token: str) -> ServiceAccountClaims:
-        """The claims of a token signed by this key; TokenError otherwise."""
+        """The claims of a legacy token signed by this key; TokenError otherwise."""
+        return legacy_claims(self.verified_payload(token))
+
+    def verified_payload(self, token: str) -> dict[str, Any]:
+        """The payload of a JWT whose signature this key made; TokenError otherwise (the
+        claims themselves are not checked here)."""
         parts = token.split(".")
         if len(parts) != 3:
             raise TokenError("not a JWT")
@@ -90,9 +100,16 @@ class TokenSigner:
             self._public.verify(der, f"{parts[0]}.{parts[1]}".encode(), ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
             raise TokenError("bad signature") from None
-        if not isinstance(payload, dict) or payload.get("iss") != ISSUER:
-            raise TokenError("wrong issuer")
-        values = [payload.get(c) for c in (NS_CLAIM, SECRET_CLAIM, SA_NAME_CLAIM, SA_UID_CLAIM)]
-        if not all(isinstance(v, str) and v for v in values):
-            raise TokenError("missing claims")
-        return ServiceAccountClaims(*values)
+        if not isinstance(payload, dict):
+            raise TokenError("the payload is not an object")
+        return payload
+
+
+def legacy_claims(payload: dict[str, Any]) -> ServiceAccountClaims:
+    """The claims of a verified legacy token's payload; TokenError when it is not one (pure)."""
+    if payload.get("iss") != ISSUER:
+        raise TokenError("wrong issuer")
+    values = [payload.get(c) for c in (NS_CLAIM, SECRET_CLAIM, SA_NAME_CLAIM, SA_UID_CLAIM)]
+    if not all(isinstance(v, str) and v for v in values):
+        raise TokenError("missing claims")
+    return ServiceAccountClaims(*values)

@@ -18,7 +18,6 @@ from pyroute2.netlink.nfnetlink.nftsocket import (
     nft_table_msg,
 )
 
-from kproxy.agent.state import ProxyState
 from kproxy.nftables import wire as w
 from kproxy.nftables.plan import plan_full, plan_partial
 from kproxy.nftables.render import render
