@@ -8,9 +8,9 @@ and producing no write when nothing changed. With no endpoints at all, one empty
 placeholder slice remains, as Kubernetes does.
 
 Ready endpoints carry the topology hints of the Service's trafficDistribution
-(kproxy.controllers.trafficdist). Services without a selector are left alone (their slices are user managed); ExternalName
-Services get none. Slices are labelled kubernetes.io/service-name and
-endpointslice.kubernetes.io/managed-by and owned by the Service.
+(kproxy.controllers.trafficdist). Services without a selector are left alone (their slices
+are user managed); ExternalName Services get none. Slices are labelled
+kubernetes.io/service-name and endpointslice.kubernetes.io/managed-by and owned by the Service.
 """
 from __future__ import annotations
 
