@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from kproxy.agent import backend as backends
 from kproxy.agent import translate
-from kproxy.agent.config import AgentConfig
-from kproxy.netns import NetNS
 from tests.flows import runner
+from tests.kernel.backends import sync
 from tests.kernel.topology import NODE_IP, POD_PORT, ep, service, single_node, state
 
 pytestmark = pytest.mark.kernel
@@ -37,23 +35,15 @@ def topo():
 
 
 @pytest.fixture(params=runner.HOST_MODES)
-def programmed(request, topo):
-    """apply(state) programs the node in the parametrised mode (a full sync); cleaned up after."""
-    netns = NetNS(topo.node)
-    backend = backends.get(request.param)(netns, AgentConfig())
+def mode(request):
+    return request.param
 
-    def apply(st):
-        backend.apply(backend.render(st), None)
 
-    try:
-        yield apply
-    finally:
-        try:
-            backend.cleanup()
-            backend.close()
-        finally:
-            topo.run(topo.node, ["conntrack", "-F"], check=False)
-            netns.close()
+@pytest.fixture
+def programmed(backend):
+    """apply(state) programs the node in the parametrised mode (a full sync); the `backend`
+    fixture (tests/kernel/conftest.py) cleans up after."""
+    return lambda st: sync(backend, st)
 
 
 def reached(topo, ip: str, port: int, tries: int = TRIES) -> set[str]:
