@@ -52,6 +52,7 @@ setup(
         "cryptography>=42",
         "jsonpatch>=1.33",
         "scapy>=2.5",
+        "protobuf>=5.26",
     ],
     extras_require={
         "test": [

@@ -26,7 +26,8 @@ import time
 from bench.iptables_sync import fresh_netns
 from kproxy.agent.config import AgentConfig, IptablesConfig
 from kproxy.agent.proxier import Proxier
-from kproxy.iptables.backend import VARIANTS, IptablesBackend
+from kproxy.iptables.backend import IptablesBackend
+from kproxy.iptables.driver import VARIANTS
 from kproxy.iptables.names import endpoint_chain_name
 
 PORT = 8080

@@ -35,7 +35,8 @@ from types import SimpleNamespace
 from typing import Iterator
 
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
-from kproxy.iptables.backend import VARIANTS, IptablesBackend
+from kproxy.iptables.backend import IptablesBackend
+from kproxy.iptables.driver import VARIANTS
 from kproxy.iptables.render import render
 from kproxy.iptables.restore import full_restore, partial_restore
 from kproxy.netns import NetNS

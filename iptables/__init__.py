@@ -7,5 +7,7 @@ Modules, one responsibility each:
 - restore.py  pure Ruleset -> iptables-restore --noflush text (full, or only what changed)
 - save.py     pure parsing of iptables-save output (for inspect, cleanup and drift repair)
 - trace.py    pure packet tracer over a Ruleset (where can a new connection go, with what odds)
-- backend.py  IptablesBackend: the only module doing I/O (iptables-nft or -legacy in a netns)
+- driver.py   the one iptables driver (variant, save, restore, xtables lock, error diagnosis, in a
+              netns), also used by the ipvs and userspace modes and `kproxy rules`
+- backend.py  IptablesBackend: the iptables mode's kernel I/O, through driver.py
 """

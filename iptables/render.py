@@ -21,9 +21,9 @@ Layout (per ServicePort, protocol P, port N):
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import replace
 
 from kproxy.agent.addresses import ipv4, local_traffic, nodeport_ips
+from kproxy.agent.policy import categorize
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 
 from . import names as n
@@ -58,7 +58,7 @@ def is_large_cluster(state: ProxyState) -> bool:
 def render_context(state: ProxyState, options: RenderOptions) -> tuple:
     """Everything outside a ServicePort that its fragment depends on."""
     return (local_traffic(state), state.masquerade_all, state.masquerade_bit,
-            tuple(ipv4(state.node_ips)), options, is_large_cluster(state))
+            tuple(ipv4(state.node_ips)), options, is_large_cluster(state), state.node_name, state.node_zone)
 
 
 # ------------------------------------------------------------------ per-ServicePort fragment
@@ -78,25 +78,10 @@ class _Builder:
         self.dispatch.setdefault((table, static_chain), []).append(rule)
 
 
-def _unique_endpoints(sp: ServicePort) -> ServicePort:
-    """`sp` with one endpoint per ip:port (an address listed by two EndpointSlices counts once,
-    in its most usable state), so that chain names and the cascade never repeat."""
-    if len({(e.ip, e.port) for e in sp.endpoints}) == len(sp.endpoints):
-        return sp
-    best: dict[tuple[str, int], Endpoint] = {}
-    for e in sp.endpoints:
-        key = (e.ip, e.port)
-        rank = (e.ready, e.serving, not e.terminating, e.is_local)
-        if key not in best or rank > (best[key].ready, best[key].serving, not best[key].terminating,
-                                      best[key].is_local):
-            best[key] = e
-    return replace(sp, endpoints=tuple(sorted(best.values())))
-
-
 def render_fragment(service: ServicePort, context: tuple) -> Fragment:
     """The chains and dispatch rules of one ServicePort (pure)."""
-    local, masquerade_all, _masq_bit, node_ips, _options, large = context
-    sp = _unique_endpoints(service)
+    local, masquerade_all, _masq_bit, node_ips, _options, large, node_name, zone = context
+    sp = service
     b = _Builder()
     spn = n.service_port_name(sp)
     proto = sp.protocol.lower()
@@ -104,17 +89,7 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
     mark_masq = n.KUBE_MARK_MASQ
 
     externally_accessible = sp.has_external
-    uses_cluster = not sp.internal_policy_local or externally_accessible
-    uses_local = sp.internal_policy_local or (sp.external_policy_local and externally_accessible)
-    cluster_eps = sp.cluster_endpoints() if uses_cluster else ()
-    local_eps = sp.local_endpoints() if uses_local else ()
-    has_endpoints = any(e.ready or (e.serving and e.terminating) for e in sp.endpoints)
-    if not uses_local:
-        reachable = cluster_eps
-    elif not uses_cluster:
-        reachable = local_eps
-    else:
-        reachable = tuple(sorted(set(cluster_eps) | set(local_eps)))
+    cluster_eps, local_eps, reachable, has_endpoints, _, _ = categorize(sp, node_name, zone)
     # keyed by id(): the endpoints are the ServicePort's own instances, and hashing a frozen
     # dataclass per lookup is a measurable share of a full render
     addresses = {id(ep): f"{ep.ip}:{ep.port}" for ep in reachable}
@@ -232,11 +207,9 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
         fw.append(f'-m comment --comment "other traffic to {spn} will be dropped by KUBE-PROXY-FIREWALL"')
 
     # Policy chains.
-    uses_cluster_chain = bool(cluster_eps) and uses_cluster
-    uses_local_chain = bool(local_eps) and uses_local
-    if uses_cluster_chain:
+    if cluster_eps:
         _balance(b.chain(NAT, svc_chain), sp, spn, cluster_eps, sep_names, addresses, large)
-    if uses_local_chain:
+    if local_eps:
         _balance(b.chain(NAT, svl_chain), sp, spn, local_eps, sep_names, addresses, large)
 
     # Endpoint chains.

@@ -17,8 +17,9 @@ Guarantees:
 - Addresses: the dummy interface kube-ipvs0 holds exactly the ruleset's addresses.
 - The netfilter part: ipsets through netlink (ipvs/ipset.py; a full sync reads every set of
   ours and sends only the members that differ, a partial sync only the members that changed
-  since the last apply) and a few iptables chains, rewritten when their text changed or when a
-  full sync's iptables-save shows them changed since our last write.
+  since the last apply) and a few iptables chains (through kproxy.iptables.driver), rewritten
+  when their text changed or when a full sync's iptables-save shows them changed since our last
+  write.
 - Order within an apply: the set changes that widen (masquerade members, set creations,
   removed reject/drop members) and the iptables rules first, then IPVS, then the addresses
   (new, then stale), then the set changes that narrow. So no virtual server forwards a packet
@@ -39,8 +40,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from kproxy.agent.backend import ApplyError, ApplyResult, Backend, BackendUnavailable
+from kproxy.agent.backend import ApplyError, ApplyResult, Backend, BackendUnavailable, run_command
 from kproxy.agent.state import ProxyState
+from kproxy.iptables import driver as iptables_driver
+from kproxy.iptables.driver import Iptables
 from kproxy.netns import NetNS
 
 from . import nfrules, procfs
@@ -143,7 +146,7 @@ class IpvsBackend(Backend):
         self._netfilter_applied: Any = None
         self._rules_written: tuple[str, tuple[str, ...]] | None = None  # (restore text, save lines after)
         self._setup_done = False
-        self._iptables: str | None = None
+        self._iptables: Iptables | None = None
         self._warned_procfs = False
 
     # ------------------------------------------------------------------ probing
@@ -198,13 +201,7 @@ class IpvsBackend(Backend):
         return self._sock
 
     def _run(self, argv: list[str], text: str | None = None) -> subprocess.CompletedProcess:
-        try:
-            return subprocess.run(argv, input=text, capture_output=True, text=True, check=False,
-                                  timeout=COMMAND_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            raise ApplyError(f"{argv[0]} did not finish within {COMMAND_TIMEOUT}s") from None
-        except OSError as exc:
-            raise ApplyError(f"{argv[0]}: {exc.strerror or exc}") from None
+        return run_command(self.netns, argv, text, COMMAND_TIMEOUT)
 
     def _must(self, argv: list[str], text: str | None = None) -> str:
         res = self._run(argv, text)
@@ -212,17 +209,14 @@ class IpvsBackend(Backend):
             raise ApplyError(f"{' '.join(argv[:3])}: {res.stderr.strip() or 'failed'}")
         return res.stdout
 
-    def _iptables_variant(self) -> str:
-        """The iptables binary prefix: configured iptables.backend, else nft when it works."""
+    def _iptables_driver(self) -> Iptables:
+        """The iptables driver for the netfilter rules (config iptables.backend, as iptables mode)."""
         if self._iptables is None:
             wanted = getattr(getattr(self.config, "iptables", None), "backend", "auto")
-            candidates = [wanted] if wanted in ("nft", "legacy") else ["nft", "legacy"]
-            for variant in candidates:
-                if self._run([f"iptables-{variant}-save", "-t", "nat"]).returncode == 0:
-                    self._iptables = f"iptables-{variant}"
-                    break
-            else:
-                raise ApplyError("no working iptables (nft or legacy) for the ipvs netfilter rules")
+            try:
+                self._iptables = iptables_driver.choose(self.netns, wanted)
+            except BackendUnavailable as exc:
+                raise ApplyError(f"the ipvs netfilter rules need iptables: {exc}") from None
         return self._iptables
 
     # ------------------------------------------------------------------ render / apply
@@ -419,17 +413,17 @@ class IpvsBackend(Backend):
         self._netfilter_applied = ruleset.netfilter
 
     def _write_iptables(self, text: str) -> None:
-        iptables = self._iptables_variant()
-        self._must([f"{iptables}-restore", "--noflush", "-w", "5"], text)
+        iptables = self._iptables_driver()
+        iptables.restore(text)
         for table, chain, target in nfrules.JUMPS:
             args = nfrules.jump_args(chain, target)
-            if self._run([iptables, "-w", "5", "-t", table, "-C", *args]).returncode != 0:
-                self._must([iptables, "-w", "5", "-t", table, "-I", *args[:1], "1", *args[1:]])
+            if iptables.command(table, "-C", *args).returncode != 0:
+                iptables.must(table, "-I", args[0], "1", *args[1:])
 
     def _our_iptables_lines(self) -> tuple[str, ...]:
         """Every line of `iptables-save` (nat and filter) that names one of our chains or sets,
         with its table, in order: our chains, their rules and the jumps to them."""
-        out = self._must([f"{self._iptables_variant()}-save"])
+        out = self._iptables_driver().save()
         table = ""
         lines = []
         for line in out.splitlines():
@@ -479,16 +473,16 @@ class IpvsBackend(Backend):
                     raise ApplyError(str(exc)) from None
         if self._run(["ip", "link", "show", DUMMY_DEVICE]).returncode == 0:
             self._must(["ip", "link", "del", DUMMY_DEVICE])
-        for variant in ("iptables-nft", "iptables-legacy"):
-            if self._run([f"{variant}-save", "-t", "nat"]).returncode != 0:
-                continue
+        for iptables in iptables_driver.installed(self.netns):
+            if iptables.try_save("-t", "nat") is None:
+                continue  # this variant cannot work here, so it holds nothing of ours
             for table, chain, target in nfrules.JUMPS:
                 args = nfrules.jump_args(chain, target)
-                while self._run([variant, "-w", "5", "-t", table, "-D", *args]).returncode == 0:
+                while iptables.command(table, "-D", *args).returncode == 0:
                     pass
-            saved = self._run([f"{variant}-save"]).stdout
+            saved = iptables.save()
             if f":{nfrules.NAT_SERVICES}" in saved or f":{nfrules.FILTER_CHAIN}" in saved:
-                self._must([f"{variant}-restore", "--noflush", "-w", "5"], nfrules.cleanup_text())
+                iptables.restore(nfrules.cleanup_text())
         try:
             with IpsetSocket() as ipsets:
                 ours = [n for n in ipsets.names() if n.startswith(nfrules.PREFIX)]

@@ -6,6 +6,8 @@ Per ServicePort (protocol P, port N), IPv4 only:
 - every external IP and load-balancer IP: a virtual server with the external endpoints
   (externalTrafficPolicy), IP bound to the dummy interface;
 - a NodePort: a virtual server on every node address selected by node_port_addresses.
+Which endpoints each virtual server gets is kproxy.agent.policy's categorize() (traffic policies,
+topology hints, the terminating fallback).
 An LB IP of a ServicePort with loadBalancerSourceRanges (IPv4 ranges; one of /0 allows all, so
 no firewall) is firewalled: its (IP, port) and each range go into the plan's lb_* fields.
 Real servers are masqueraded (IPVS NAT) with weight 1. sessionAffinity ClientIP becomes
@@ -20,6 +22,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from kproxy.agent.addresses import ipv4, local_traffic, nodeport_listen_ips
+from kproxy.agent.policy import categorize
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 
 from .model import (MEMBER_FIELDS, IP_VS_SVC_F_PERSISTENT, IP_VS_SVC_F_SCHED1, IP_VS_SVC_F_SCHED2, IpvsRuleset,
@@ -73,17 +76,9 @@ class Fragment:
 
 
 def source_ranges(sp: ServicePort) -> tuple[ipaddress.IPv4Network, ...]:
-    """The IPv4 loadBalancerSourceRanges of `sp` (padded text stripped, host bits dropped;
-    entries that are no IPv4 CIDR are left out: the other family's rules are not ours)."""
-    out: set[ipaddress.IPv4Network] = set()
-    for text in sp.load_balancer_source_ranges:
-        try:
-            net = ipaddress.ip_network(text.strip(), strict=False)
-        except ValueError:
-            continue
-        if isinstance(net, ipaddress.IPv4Network):
-            out.add(net)
-    return tuple(sorted(out))
+    """The IPv4 loadBalancerSourceRanges of `sp` (translate has cleaned them to network/prefix;
+    the IPv6 ones are the other family's rules, not ours)."""
+    return tuple(ipaddress.IPv4Network(r) for r in sp.load_balancer_source_ranges if ":" not in r)
 
 
 def _firewall_items(ip: str, proto: str, port: int, ranges: tuple[ipaddress.IPv4Network, ...],
@@ -101,14 +96,15 @@ def _firewall_items(ip: str, proto: str, port: int, ranges: tuple[ipaddress.IPv4
 
 
 def render_fragment(sp: ServicePort, options: RenderOptions, node_addrs: tuple[str, ...],
-                    node_ips: tuple[str, ...] = ()) -> Fragment:
+                    node_ips: tuple[str, ...] = (), node_name: str = "", zone: str = "") -> Fragment:
     flags = options.scheduler_flags
     timeout = 0
     if sp.session_affinity_timeout is not None:
         flags |= IP_VS_SVC_F_PERSISTENT
         timeout = sp.session_affinity_timeout
-    internal = _reals(sp.internal_endpoints())
-    external = _reals(sp.external_endpoints())
+    categories = categorize(sp, node_name, zone)
+    internal = _reals(categories.internal)
+    external = _reals(categories.external)
     proto = sp.protocol
     ranges = source_ranges(sp)
     entries: list[EntryPlan] = []
@@ -122,7 +118,7 @@ def render_fragment(sp: ServicePort, options: RenderOptions, node_addrs: tuple[s
         if not reals:
             # a Local policy that leaves no endpoint on this node drops; no endpoint at all rejects
             policy_local = sp.internal_policy_local if kind == "clusterIP" else sp.external_policy_local
-            local_only = policy_local and sp.cluster_endpoints()
+            local_only = policy_local and categories.has_any
             items.append(("no_local" if local_only else "no_endpoints", frozenset(((ip, proto, port),))))
         else:
             items.append(("loopback", frozenset((r.address, proto, r.port) for r in reals)))
@@ -152,7 +148,7 @@ def render(state: ProxyState, options: RenderOptions = RenderOptions(),
     ServicePort and re-assembles the rest from sets (same result as a render from scratch)."""
     node_addrs = tuple(nodeport_addresses(state))
     node_ips = tuple(state.node_ips)
-    context = (options, node_addrs, node_ips)
+    context = (options, node_addrs, node_ips, state.node_name, state.node_zone)
     reusable = previous.fragments if previous is not None and previous.context == context else {}
     fragments: dict[str, Fragment] = {}
     services: dict[VSKey, ServiceEntry] = {}
@@ -162,7 +158,7 @@ def render(state: ProxyState, options: RenderOptions = RenderOptions(),
         sp: ServicePort = state.services[key]
         frag = reusable.get(key)
         if frag is None or (frag.sp is not sp and frag.sp != sp):
-            frag = render_fragment(sp, options, node_addrs, node_ips)
+            frag = render_fragment(sp, options, node_addrs, node_ips, state.node_name, state.node_zone)
         fragments[key] = frag
         for plan in frag.entries:
             vs_key = plan.entry.server.key

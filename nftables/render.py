@@ -43,11 +43,11 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from dataclasses import replace
 from functools import lru_cache
 from types import MappingProxyType
 
 from kproxy.agent.addresses import LocalTraffic, ipv4, local_traffic, nodeport_ips
+from kproxy.agent.policy import categorize
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 
 from . import expr as x
@@ -146,7 +146,7 @@ def endpoint_base(base: str, ep: Endpoint) -> str:
 
 def render_context(state: ProxyState, endpoint_selection: str) -> tuple:
     return (local_traffic(state), state.masquerade_all, state.masquerade_bit,
-            tuple(ipv4(state.node_ips)), endpoint_selection)
+            tuple(ipv4(state.node_ips)), endpoint_selection, state.node_name, state.node_zone)
 
 
 def local_match(local: LocalTraffic, negate: bool = False) -> x.Stmt:
@@ -154,18 +154,6 @@ def local_match(local: LocalTraffic, negate: bool = False) -> x.Stmt:
     if local.cidr is not None:
         return x.ip_addr("saddr", local.cidr, negate)
     return x.iifname(local.interface or "", local.prefix, negate)
-
-
-def _unique_endpoints(sp: ServicePort) -> ServicePort:
-    if len({(e.ip, e.port) for e in sp.endpoints}) == len(sp.endpoints):
-        return sp
-    best: dict[tuple[str, int], Endpoint] = {}
-    for e in sp.endpoints:
-        rank = (e.ready, e.serving, not e.terminating, e.is_local)
-        old = best.get((e.ip, e.port))
-        if old is None or rank > (old.ready, old.serving, not old.terminating, old.is_local):
-            best[(e.ip, e.port)] = e
-    return replace(sp, endpoints=tuple(sorted(best.values())))
 
 
 def _balance_slots(endpoints: tuple[Endpoint, ...], selection: str) -> list[int]:
@@ -199,8 +187,8 @@ def render_fragment(service: ServicePort, context: tuple, slots: SlotAllocator |
         blocks.append((chain_name, first, count))
         return first, slot_offset(first)
 
-    local, masquerade_all, _masq_bit, node_ips, selection = context
-    sp = _unique_endpoints(service)
+    local, masquerade_all, _masq_bit, node_ips, selection, node_name, zone = context
+    sp = service
     base = chain_base(sp)
     proto = sp.protocol
     chains: list[Chain] = []
@@ -211,13 +199,7 @@ def render_fragment(service: ServicePort, context: tuple, slots: SlotAllocator |
         elements.setdefault(map_name, {})[key] = verdict
 
     externally_accessible = sp.has_external
-    uses_cluster = not sp.internal_policy_local or externally_accessible
-    uses_local = sp.internal_policy_local or (sp.external_policy_local and externally_accessible)
-    cluster_eps = sp.cluster_endpoints() if uses_cluster else ()
-    local_eps = sp.local_endpoints() if uses_local else ()
-    has_endpoints = any(e.ready or (e.serving and e.terminating) for e in sp.endpoints)
-    reachable = tuple(sorted(set(cluster_eps) | set(local_eps))) if local_eps and cluster_eps else \
-        (cluster_eps or local_eps)
+    cluster_eps, local_eps, reachable, has_endpoints, _, _ = categorize(sp, node_name, zone)
 
     svc_chain, local_chain = f"service-{base}", f"local-{base}"
     ext_chain, fw_chain = f"external-{base}", f"firewall-{base}"
@@ -316,9 +298,9 @@ def render_fragment(service: ServicePort, context: tuple, slots: SlotAllocator |
             elif local:
                 masq_rules.append(x.rule(x.ip_addr("daddr", ip), local_match(local, negate=True),
                                          x.verdict("jump", MARK_MASQ)))
-    if cluster_eps and uses_cluster:
+    if cluster_eps:
         balance(svc_chain, cluster_eps, masq_rules if internal_chain == svc_chain else [])
-    if local_eps and uses_local:
+    if local_eps:
         balance(local_chain, local_eps, masq_rules if internal_chain == local_chain else [])
 
     elements.setdefault(HAIRPIN, {}).update(((e.ip, e.ip), None) for e in reachable)

@@ -22,6 +22,7 @@ or spawn commands from inside it. They never talk to the apiserver.
 from __future__ import annotations
 
 import abc
+import subprocess
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -35,6 +36,18 @@ class ApplyError(Exception):
 
 class BackendUnavailable(Exception):
     """The kernel or the machine lacks what this mode needs (the message says what)."""
+
+
+def run_command(netns: Any, argv: list[str], input: str | None = None,
+                timeout: float = 120) -> subprocess.CompletedProcess:
+    """`argv` run inside `netns` (NetNS.command, check=False: the caller reads the status);
+    ApplyError when it cannot run at all (a missing binary) or does not finish within `timeout`."""
+    try:
+        return netns.command(argv, input=input, check=False, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ApplyError(f"{argv[0]} did not finish within {timeout:g}s") from None
+    except OSError as exc:
+        raise ApplyError(f"{argv[0]}: {exc.strerror or exc}") from None
 
 
 @dataclass

@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from kproxy.agent.policy import categorize_in
 from kproxy.agent.state import ProxyState, ServicePort
 from kproxy.netlink.conntrack import TCP_CONNTRACK_SYN_SENT, ConntrackSocket, Entry
 
@@ -87,20 +88,20 @@ def frontends(sp: ServicePort) -> list[tuple[str | None, int]]:
     return out
 
 
-def serving_endpoints(sp: ServicePort) -> set[tuple[str, int]]:
-    """The endpoints traffic to `sp` can be sent to under either traffic policy."""
-    return {(e.ip, e.port) for e in sp.internal_endpoints() + sp.external_endpoints()}
+def serving_endpoints(sp: ServicePort, state: ProxyState) -> set[tuple[str, int]]:
+    """The endpoints traffic to `sp` (a ServicePort of `state`) can be sent to from this node."""
+    return {(e.ip, e.port) for e in categorize_in(sp, state).reachable}
 
 
-def newly_served(old: ServicePort | None, new: ServicePort, old_eps: set[tuple[str, int]] | None = None,
-                 new_eps: set[tuple[str, int]] | None = None) -> bool:
+def newly_served(old: ServicePort | None, new: ServicePort, old_eps: set[tuple[str, int]],
+                 new_eps: set[tuple[str, int]]) -> bool:
     """`new` has a usable endpoint and `old` had none, did not exist or had another protocol.
-    `old_eps`/`new_eps` are their serving_endpoints() when the caller has them already."""
-    if not (serving_endpoints(new) if new_eps is None else new_eps):
+    `old_eps`/`new_eps` are their serving_endpoints()."""
+    if not new_eps:
         return False
     if old is None or old.protocol != new.protocol:
         return True
-    return not (serving_endpoints(old) if old_eps is None else old_eps)
+    return not old_eps
 
 
 def plan_flush(previous: ProxyState | None, current: ProxyState, keys: Iterable[str] | None = None
@@ -123,8 +124,8 @@ def plan_flush(previous: ProxyState | None, current: ProxyState, keys: Iterable[
         new = current.services.get(key)
         old = old if old is not None and old.protocol in FLUSHED_PROTOCOLS else None
         new = new if new is not None and new.protocol in FLUSHED_PROTOCOLS else None
-        old_eps = serving_endpoints(old) if old is not None else set()
-        new_eps = serving_endpoints(new) if new is not None else set()
+        old_eps = serving_endpoints(old, previous) if old is not None and previous is not None else set()
+        new_eps = serving_endpoints(new, current) if new is not None else set()
         # entries are per protocol: after a protocol change nothing of the old one still serves
         same_protocol = old is not None and new is not None and old.protocol == new.protocol
         if old is not None:
@@ -197,7 +198,10 @@ def plan_unanswered(previous: ProxyState | None, current: ProxyState, keys: Iter
         if new is None or new.protocol != "TCP":
             continue
         old = prev_services.get(key)
-        if old is not new and newly_served(old, new):  # an unchanged ServicePort is the same object
+        if old is new and previous is not None and previous.node_zone == current.node_zone:
+            continue  # an unchanged ServicePort is the same object
+        old_eps = serving_endpoints(old, previous) if old is not None and previous is not None else set()
+        if newly_served(old, new, old_eps, serving_endpoints(new, current)):
             out.update(frontends(new))
     return frozenset(out)
 

@@ -37,7 +37,7 @@ import logging
 import time
 from typing import Any
 
-from kproxy.agent import conntrack, quarantine
+from kproxy.agent import conntrack, policy, quarantine
 from kproxy.agent.backend import ApplyError, Backend
 from kproxy.agent.config import AgentConfig
 from kproxy.agent.events import SERVICE_REF, SLICE_REF, EventRecorder
@@ -63,7 +63,7 @@ def _no_local_endpoints(sp: ServicePort) -> tuple[bool, bool]:
     """(internal, external): whether a Local policy leaves this ServicePort without endpoints."""
     if not (sp.internal_policy_local or sp.external_policy_local):
         return False, False
-    missing = not sp.local_endpoints()
+    missing = not policy.local_endpoints(sp)
     return sp.internal_policy_local and missing, sp.external_policy_local and missing
 
 

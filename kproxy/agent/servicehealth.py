@@ -18,15 +18,12 @@ from typing import Any, Iterable
 from aiohttp import web
 
 from kproxy.agent.health import ProxierHealth
+from kproxy.agent.policy import local_ready_count
 from kproxy.agent.servers import AGENT_LIMITS, listen_socket
 from kproxy.agent.state import ProxyState, ServicePort
 from kproxy.listener import GatedSite
 
 log = logging.getLogger(__name__)
-
-
-def local_ready(sp: ServicePort) -> int:
-    return sum(1 for e in sp.endpoints if e.is_local and e.ready)
 
 
 def desired_ports(services: Iterable[ServicePort]) -> dict[int, tuple[str, str, int]]:
@@ -36,7 +33,7 @@ def desired_ports(services: Iterable[ServicePort]) -> dict[int, tuple[str, str, 
         if not sp.health_check_node_port:
             continue
         ns, name, count = out.get(sp.health_check_node_port, (sp.namespace, sp.name, 0))
-        out[sp.health_check_node_port] = (ns, name, count + local_ready(sp))
+        out[sp.health_check_node_port] = (ns, name, count + local_ready_count(sp))
     return out
 
 

@@ -23,6 +23,9 @@ class Endpoint:
     node_name: str | None = None
     zone: str | None = None
     is_local: bool = False  # node_name == this node
+    # the EndpointSlice's hints.forZones / hints.forNodes names, sorted (kproxy.agent.policy)
+    zone_hints: tuple[str, ...] = ()
+    node_hints: tuple[str, ...] = ()
 
     @property
     def address(self) -> str:
@@ -58,30 +61,6 @@ class ServicePort:
     def service_key(self) -> str:
         return f"{self.namespace}/{self.name}"
 
-    def cluster_endpoints(self) -> tuple[Endpoint, ...]:
-        """Endpoints for traffic under the Cluster policy: the ready ones; if there are none,
-        the serving-but-terminating ones (kube-proxy's fallback)."""
-        ready = tuple(e for e in self.endpoints if e.ready)
-        if ready:
-            return ready
-        return tuple(e for e in self.endpoints if e.serving and e.terminating)
-
-    def local_endpoints(self) -> tuple[Endpoint, ...]:
-        """Endpoints on this node under the Local policy, with the same terminating fallback."""
-        local = tuple(e for e in self.endpoints if e.is_local)
-        ready = tuple(e for e in local if e.ready)
-        if ready:
-            return ready
-        return tuple(e for e in local if e.serving and e.terminating)
-
-    def internal_endpoints(self) -> tuple[Endpoint, ...]:
-        """What ClusterIP traffic from this node may reach (internalTrafficPolicy)."""
-        return self.local_endpoints() if self.internal_policy_local else self.cluster_endpoints()
-
-    def external_endpoints(self) -> tuple[Endpoint, ...]:
-        """What NodePort/externalIP/LB traffic may reach (externalTrafficPolicy)."""
-        return self.local_endpoints() if self.external_policy_local else self.cluster_endpoints()
-
     @property
     def has_external(self) -> bool:
         return bool(self.node_port or self.external_ips or self.load_balancer_ips)
@@ -97,6 +76,7 @@ class ProxyState:
     not read, as when rendering offline, and node_ips stand in), `cluster_cidr` the pod
     range (traffic from outside it to a ClusterIP is masqueraded), `service_cidrs` the ClusterIP
     ranges (nftables drops traffic to their unallocated addresses), `masquerade_all` forces SNAT.
+    Which endpoints each kind of traffic reaches is kproxy.agent.policy's to say.
     """
 
     node_name: str
@@ -112,6 +92,7 @@ class ProxyState:
     detect_local_mode: str = "ClusterCIDR"
     detect_local_interface: str = ""
     node_pod_cidrs: tuple[str, ...] = ()
+    node_zone: str = ""  # the Node's topology.kubernetes.io/zone label ("": none)
     services: Mapping[str, ServicePort] = field(default_factory=lambda: MappingProxyType({}))
     revision: int = 0
 

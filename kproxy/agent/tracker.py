@@ -150,7 +150,7 @@ class EndpointSliceTracker(_ObjectTracker):
 
 class NodeTracker:
     """This node's Node object: its addresses (for NodePort primary), pod CIDRs (for the
-    NodeCIDR local-traffic detector) and health eligibility."""
+    NodeCIDR local-traffic detector), zone (for topology hints) and health eligibility."""
 
     def __init__(self, node_name: str, on_change: Callable[[], None] | None = None) -> None:
         self.node_name = node_name
@@ -161,13 +161,18 @@ class NodeTracker:
     def _set(self, node: Obj | None) -> None:
         if node is not None and translate.object_key(node) != self.node_name:
             return
-        before = translate.node_ips(self.node), translate.node_pod_cidrs(self.node), translate.node_eligible(self.node)
+        before = self._view(self.node)
         self.node = node
-        after = translate.node_ips(node), translate.node_pod_cidrs(node), translate.node_eligible(node)
+        after = self._view(node)
         if after != before:
             self.changed = True  # a sync refreshes node IPs and health eligibility
             if self._on_change is not None:
                 self._on_change()
+
+    @staticmethod
+    def _view(node: Obj | None) -> tuple:
+        return (translate.node_ips(node), translate.node_pod_cidrs(node), translate.node_zone(node),
+                translate.node_eligible(node))
 
     def on_add(self, obj: Obj) -> None:
         self._set(obj)
@@ -235,6 +240,7 @@ class ProxyStateBuilder:
         self._ports: dict[str, ServicePort] = {}
         self._node_ips: tuple[str, ...] = ()
         self._node_pod_cidrs: tuple[str, ...] = ()
+        self._node_zone = ""
         self._local_ips: tuple[str, ...] | None = None  # None until the kernel's are known
         self._local_ips_changed = False
         self._state: ProxyState | None = None
@@ -303,9 +309,13 @@ class ProxyStateBuilder:
         self.node.changed = False
         new_node_ips = translate.node_ips(self.node.node)
         new_pod_cidrs = translate.node_pod_cidrs(self.node.node)
+        new_zone = translate.node_zone(self.node.node)
+        # a new zone changes which endpoints topology hints leave to every ServicePort: full, as
+        # kube-proxy's OnNodeUpdate does for a label change
         full = (self._state is None or self._local_ips_changed
-                or (node_changed and (new_node_ips, new_pod_cidrs) != (self._node_ips, self._node_pod_cidrs)))
-        self._node_ips, self._node_pod_cidrs = new_node_ips, new_pod_cidrs
+                or (node_changed and (new_node_ips, new_pod_cidrs, new_zone)
+                    != (self._node_ips, self._node_pod_cidrs, self._node_zone)))
+        self._node_ips, self._node_pod_cidrs, self._node_zone = new_node_ips, new_pod_cidrs, new_zone
         self._local_ips_changed = False
         if self._state is not None and not changed and not full:
             return BuildResult(self._state, Changes(full=False), trigger_times)
@@ -316,7 +326,7 @@ class ProxyStateBuilder:
             masquerade_all=s.masquerade_all, masquerade_bit=s.masquerade_bit,
             node_port_addresses=s.node_port_addresses, local_ips=self._local_ips,
             detect_local_mode=s.detect_local_mode, detect_local_interface=s.detect_local_interface,
-            node_pod_cidrs=self._node_pod_cidrs, services=dict(self._ports),
+            node_pod_cidrs=self._node_pod_cidrs, node_zone=self._node_zone, services=dict(self._ports),
             revision=(self._state.revision + 1) if self._state is not None else 1,
         )
         return BuildResult(self._state, Changes(full=full, services=frozenset(changed)), trigger_times)

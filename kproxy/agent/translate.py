@@ -19,6 +19,8 @@ What every backend may assume of a ServicePort (this module guarantees it, whate
   canonical text (surrounding spaces trimmed, IPv4 octets with leading zeros read as decimal, as
   kube-proxy's ParseIPSloppy does); entries that do not parse are left out. A Service left
   without a usable cluster IP is not programmed.
+- load_balancer_ips are the status.loadBalancer.ingress IPs whose ipMode is VIP (or unset).
+- endpoints carry their slice's hints (forZones / forNodes names) for kproxy.agent.policy.
 - load_balancer_source_ranges are CIDRs as network/prefix (host bits cleared, spaces trimmed);
   entries that do not parse as a CIDR are left out, as kube-proxy does.
 - port, node_port, health_check_node_port and endpoint ports are in 1..65535 (0: none), the
@@ -39,6 +41,7 @@ from kproxy.agent.state import Endpoint, ServicePort
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 SERVICE_PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
 HEADLESS_LABEL = "service.kubernetes.io/headless"
+ZONE_LABEL = "topology.kubernetes.io/zone"
 TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 DEFAULT_AFFINITY_TIMEOUT = 10800
 MAX_AFFINITY_TIMEOUT = 86400  # the apiserver's limit for sessionAffinityConfig.clientIP.timeoutSeconds
@@ -195,8 +198,11 @@ def _cluster_ips(spec: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def _ingress_ips(status: Mapping[str, Any]) -> list[Any]:
+    """The ingress IPs this node programs: ipMode VIP (the default). An ipMode Proxy entry's
+    traffic must reach the load balancer, which proxies it, so kube-proxy leaves that IP alone
+    (LoadBalancerIPMode; any value but VIP counts as not VIP, as upstream's IsVIPMode says)."""
     return [i.get("ip") for i in map(_dict, _list(_dict(status.get("loadBalancer")).get("ingress")))
-            if i.get("ip")]
+            if i.get("ip") and i.get("ipMode") in (None, "VIP")]
 
 
 def _valid_affinity_timeout(value: Any) -> bool:
@@ -266,7 +272,7 @@ def slice_view(slc: Mapping[str, Any] | None, node_name: str) -> SliceView:
         terminating = _condition(cond, "terminating", False)
         node = raw.get("nodeName") if isinstance(raw.get("nodeName"), str) else None
         zone = raw.get("zone") if isinstance(raw.get("zone"), str) else None
-        endpoints.append((address, ready, serving, terminating, node, zone))
+        endpoints.append((address, ready, serving, terminating, node, zone, _hints(raw)))
     for port in map(_dict, _list(slc.get("ports"))):
         number = _port_number(port.get("port"))
         protocol = port.get("protocol") or "TCP"
@@ -274,16 +280,29 @@ def slice_view(slc: Mapping[str, Any] | None, node_name: str) -> SliceView:
             continue
         key = (str(port.get("name") or ""), protocol)
         eps = per_port.setdefault(key, {})
-        for ip, ready, serving, terminating, node, zone in endpoints:
+        for ip, ready, serving, terminating, node, zone, (zone_hints, node_hints) in endpoints:
             have = eps.get((ip, number))
             if have is None or (ready and not have.ready):  # same duplicate rule as merge_endpoints
                 eps[(ip, number)] = Endpoint(ip=ip, port=number, ready=ready, serving=serving,
                                              terminating=terminating, node_name=node, zone=zone,
-                                             is_local=node is not None and node == node_name)
+                                             is_local=node is not None and node == node_name,
+                                             zone_hints=zone_hints, node_hints=node_hints)
     return tuple((k, tuple(sorted(v.values(), key=_endpoint_order))) for k, v in sorted(per_port.items()))
 
 
 _ADDRESS_VERSIONS: dict[str | None, int] = {"IPv4": 4, "IPv6": 6}  # by a slice's addressType
+
+
+def _hint_names(value: Any) -> tuple[str, ...]:
+    return tuple(sorted({n for n in (_dict(h).get("name") for h in _list(value)) if isinstance(n, str) and n}))
+
+
+def _hints(raw: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The endpoint's (hints.forZones, hints.forNodes) names, sorted; unusable entries left out."""
+    hints = _dict(raw.get("hints"))
+    if not hints:
+        return (), ()
+    return _hint_names(hints.get("forZones")), _hint_names(hints.get("forNodes"))
 
 
 def _endpoint_address(raw: Mapping[str, Any], version: int | None) -> str | None:
@@ -390,6 +409,12 @@ def node_ips(node: Mapping[str, Any] | None) -> tuple[str, ...]:
             if a.get("type") == kind and ip and ip not in out:
                 out.append(ip)
     return tuple(out)
+
+
+def node_zone(node: Mapping[str, Any] | None) -> str:
+    """The Node's topology.kubernetes.io/zone label ("" when it has none)."""
+    zone = _dict(_dict(_dict(node).get("metadata")).get("labels")).get(ZONE_LABEL) if node else None
+    return zone if isinstance(zone, str) else ""
 
 
 def node_eligible(node: Mapping[str, Any] | None) -> bool:

@@ -12,7 +12,8 @@ patches) comes from kproxy.api through deps.py.
 
 Wire formats: discovery.py (/api, /apis, aggregated discovery, /version), openapi.py and
 schema.py (OpenAPI v2/v3), fieldcheck.py (fieldValidation Strict/Warn/Ignore), tables.py
-(kubectl's Table printing), protobuf.py (protobuf bodies from kubectl's typed clients),
+(kubectl's Table printing), protobuf.py + pbschema.py (protobuf bodies and answers for every
+served kind, built from one message table), openapi_pb.py (/openapi/v2 as gnostic protobuf),
 watch.py (per-watcher bounded queues and event translation), watchframe.py (the sans-IO
 framing of one watch stream).
 

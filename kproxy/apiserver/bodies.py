@@ -158,6 +158,17 @@ def _decode_in_worker(raw: bytes, media_type: str, max_json_bytes: int | None) -
         return False, exc.status
 
 
+def _load_yaml_or_json(raw: bytes) -> Any:
+    """A YAML body; one that is JSON (what kubectl and the clients send as apply patches) is
+    read by the much faster JSON decoder, with the same result."""
+    if raw.lstrip()[:1] == b"{":
+        try:
+            return decode_json(raw)
+        except ValueError:
+            pass  # YAML's flow style, not JSON
+    return load_yaml(raw.decode("utf-8"))
+
+
 def _decode(raw: bytes, media_type: str) -> Any:
     if media_type == protobuf.MEDIA_TYPE:
         try:
@@ -168,7 +179,7 @@ def _decode(raw: bytes, media_type: str) -> Any:
             raise st.bad_request(f"the protobuf body is malformed: {exc}") from None
     is_yaml = "yaml" in media_type
     try:
-        body = load_yaml(raw.decode("utf-8")) if is_yaml else decode_json(raw)
+        body = _load_yaml_or_json(raw) if is_yaml else decode_json(raw)
     except RecursionError:
         raise st.bad_request(f"the request body is nested deeper than {MAX_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError, yaml.YAMLError) as exc:

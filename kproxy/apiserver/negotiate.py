@@ -1,5 +1,6 @@
 """Content negotiation of API responses, as kube-apiserver's: which encoding the Accept header
-asks for (JSON, YAML; `encoder_for` is the one place that maps a media type to its encoder) and
+asks for (JSON, YAML, protobuf; `encode` is the one place that turns a response object into
+bytes of the negotiated media type) and
 which form of the object (as is, a Table, or PartialObjectMetadata[List]: the `as`, `g` and
 `v` parameters). Clauses are tried by preference (q, then order); a clause this server cannot
 serve is skipped, and when none is left the answer is 406 with a Status. Pure."""
@@ -12,8 +13,9 @@ from typing import Any, Callable
 import yaml
 
 from kproxy.api import status as st
+from kproxy.apiserver import protobuf
 
-JSON, YAML = "application/json", "application/yaml"
+JSON, YAML, PROTOBUF = "application/json", "application/yaml", protobuf.MEDIA_TYPE
 TABLE, PARTIAL, PARTIAL_LIST = "Table", "PartialObjectMetadata", "PartialObjectMetadataList"
 META_GROUP, META_VERSIONS = "meta.k8s.io", ("v1", "v1beta1")
 # what a request answers with: one object, a list, or a watch stream of objects
@@ -32,14 +34,36 @@ def _yaml(obj: Any) -> str:
     return yaml.dump(obj, Dumper=_Dumper, default_flow_style=False, sort_keys=True, allow_unicode=True)
 
 
-# media type -> encoder of a response object; a watch can be framed in the STREAMING ones only
-ENCODERS: dict[str, Callable[[Any], str]] = {JSON: _json, YAML: _yaml}
-STREAMING = (JSON,)
+# media type -> encoder of a response object; a watch can be framed in the STREAMING ones only.
+# protobuf.encode raises ProtobufUnsupported for kinds without a protobuf form (see encode).
+ENCODERS: dict[str, Callable[[Any], str | bytes]] = {JSON: _json, YAML: _yaml, PROTOBUF: protobuf.encode}
+STREAMING = (JSON, PROTOBUF)
 
 
-def encoder_for(media_type: str) -> Callable[[Any], str]:
-    """The encoder of a negotiated media type."""
-    return ENCODERS[media_type]
+def encode(negotiated: "Negotiated", obj: Any, accept: str) -> tuple[bytes, str]:
+    """(body, media type) of a response object. Protobuf is only what a client gets for kinds
+    that have a protobuf form; for others the request's next acceptable encoding is used, as
+    kube-apiserver answers JSON to `application/vnd.kubernetes.protobuf, application/json`, and
+    406 when the Accept header allows nothing else."""
+    media_type = negotiated.media_type
+    if media_type == PROTOBUF:
+        try:
+            return protobuf.encode(obj), PROTOBUF
+        except protobuf.ProtobufUnsupported:
+            media_type = _fallback(accept)
+    body = ENCODERS[media_type](obj)
+    return (body.encode() if isinstance(body, str) else body), media_type
+
+
+def _fallback(accept: str) -> str:
+    for media, params in _clauses(accept):
+        if params.get("as"):
+            continue
+        if media in ("*/*", "application/*", JSON):
+            return JSON
+        if media == YAML:
+            return YAML
+    raise _not_acceptable(f"only the following media types are accepted: {JSON}, {YAML}")
 
 
 @dataclass(frozen=True)
@@ -95,7 +119,7 @@ def negotiate(accept: str, target: str) -> Negotiated:
         if form == _WRONG_FORM.get(target):
             wanted = "a list" if target == LIST else "not a list"
             raise _not_acceptable(f"you requested {form}, but the requested object is {wanted}")
-        if form not in _FORMS[target] or (form == TABLE and media_type not in (JSON, YAML)):
+        if form not in _FORMS[target] or media_type == PROTOBUF:
             continue
         return Negotiated(media_type, form, version)
     served = STREAMING if target == WATCH else tuple(ENCODERS)

@@ -1,20 +1,31 @@
-"""Decoding of Kubernetes protobuf request bodies (application/vnd.kubernetes.protobuf) into
-the JSON form of the object.
+"""Kubernetes protobuf (application/vnd.kubernetes.protobuf) for every kind in pbschema: the
+`k8s\\0` envelope around runtime.Unknown, objects converted to and from their JSON form, the
+length-delimited WatchEvent frames of a protobuf watch, and the choice of encoding for an
+Accept header.
 
-kubectl's typed clients (`kubectl create namespace|service|serviceaccount|secret|quota`)
-send protobuf; everything else sends JSON. Only the kinds those commands write are described
-here, with field numbers from k8s.io/api's generated.proto. Unknown fields are skipped, as a
-protobuf decoder does. Empty strings, empty messages and empty lists are dropped, matching
-the JSON form's omitempty.
+The protobuf library does the wire format, with message classes built at import from
+pbschema's table. This module only maps JSON to messages and back, as upstream's JSON mapping
+does: zeros and empty values are omitted except Go pointers' (omitempty), Time and MicroTime
+are RFC 3339 strings, IntOrString an int or a string, Quantity a string, RawExtension and
+FieldsV1 embedded JSON, Secret bytes base64, int64 plain numbers.
 """
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime
+import json
+import struct
+from dataclasses import dataclass
 from typing import Any
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory, unknown_fields
+
+from kproxy.apiserver import pbschema
 
 MAGIC = b"k8s\x00"
 MEDIA_TYPE = "application/vnd.kubernetes.protobuf"
+WATCH_MEDIA_TYPE = MEDIA_TYPE + ";stream=watch"
 
 
 class ProtobufError(ValueError):
@@ -22,231 +33,326 @@ class ProtobufError(ValueError):
 
 
 class ProtobufUnsupported(ProtobufError):
-    """Well-formed, but of a kind or encoding this server does not decode (415)."""
+    """Well-formed, but of a kind or encoding this server does not decode, or an object that has
+    no protobuf form (415 for a body; a JSON answer instead for a response)."""
 
 
-# message -> field number -> (json name, type, repeated). Types: "string", "bytes", "int",
-# "bool", a message name, "map:<value type>", or the special "time", "intstr", "quantity".
-_S, _I, _B = "string", "int", "bool"
-MESSAGES: dict[str, dict[int, tuple[str, str, bool]]] = {
-    "TypeMeta": {1: ("apiVersion", _S, False), 2: ("kind", _S, False)},
-    "ObjectMeta": {1: ("name", _S, False), 2: ("generateName", _S, False), 3: ("namespace", _S, False),
-                   4: ("selfLink", _S, False), 5: ("uid", _S, False), 6: ("resourceVersion", _S, False),
-                   7: ("generation", _I, False), 8: ("creationTimestamp", "time", False),
-                   9: ("deletionTimestamp", "time", False), 10: ("deletionGracePeriodSeconds", _I, False),
-                   11: ("labels", "map:string", False), 12: ("annotations", "map:string", False),
-                   13: ("ownerReferences", "OwnerReference", True), 14: ("finalizers", _S, True)},
-    "OwnerReference": {1: ("kind", _S, False), 3: ("name", _S, False), 4: ("uid", _S, False),
-                       5: ("apiVersion", _S, False), 6: ("controller", _B, False),
-                       7: ("blockOwnerDeletion", _B, False)},
-    "Condition": {1: ("type", _S, False), 2: ("status", _S, False), 3: ("observedGeneration", _I, False),
-                  4: ("lastTransitionTime", "time", False), 5: ("reason", _S, False), 6: ("message", _S, False)},
-    "Namespace": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "NamespaceSpec", False),
-                  3: ("status", "NamespaceStatus", False)},
-    "NamespaceSpec": {1: ("finalizers", _S, True)},
-    "NamespaceStatus": {1: ("phase", _S, False), 2: ("conditions", "NamespaceCondition", True)},
-    "NamespaceCondition": {1: ("type", _S, False), 2: ("status", _S, False), 4: ("lastTransitionTime", "time", False),
-                           5: ("reason", _S, False), 6: ("message", _S, False)},
-    "Service": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "ServiceSpec", False),
-                3: ("status", "ServiceStatus", False)},
-    "ServiceSpec": {1: ("ports", "ServicePort", True), 2: ("selector", "map:string", False), 3: ("clusterIP", _S, False),
-                    18: ("clusterIPs", _S, True), 4: ("type", _S, False), 5: ("externalIPs", _S, True),
-                    7: ("sessionAffinity", _S, False), 8: ("loadBalancerIP", _S, False),
-                    9: ("loadBalancerSourceRanges", _S, True), 10: ("externalName", _S, False),
-                    11: ("externalTrafficPolicy", _S, False), 12: ("healthCheckNodePort", _I, False),
-                    13: ("publishNotReadyAddresses", _B, False),
-                    14: ("sessionAffinityConfig", "SessionAffinityConfig", False), 19: ("ipFamilies", _S, True),
-                    17: ("ipFamilyPolicy", _S, False), 20: ("allocateLoadBalancerNodePorts", _B, False),
-                    21: ("loadBalancerClass", _S, False), 22: ("internalTrafficPolicy", _S, False),
-                    23: ("trafficDistribution", _S, False)},
-    "ServicePort": {1: ("name", _S, False), 2: ("protocol", _S, False), 6: ("appProtocol", _S, False),
-                    3: ("port", _I, False), 4: ("targetPort", "intstr", False), 5: ("nodePort", _I, False)},
-    "SessionAffinityConfig": {1: ("clientIP", "ClientIPConfig", False)},
-    "ClientIPConfig": {1: ("timeoutSeconds", _I, False)},
-    "ServiceStatus": {1: ("loadBalancer", "LoadBalancerStatus", False), 2: ("conditions", "Condition", True)},
-    "LoadBalancerStatus": {1: ("ingress", "LoadBalancerIngress", True)},
-    "LoadBalancerIngress": {1: ("ip", _S, False), 2: ("hostname", _S, False), 3: ("ipMode", _S, False),
-                            4: ("ports", "PortStatus", True)},
-    "PortStatus": {1: ("port", _I, False), 2: ("protocol", _S, False), 3: ("error", _S, False)},
-    "ServiceAccount": {1: ("metadata", "ObjectMeta", False), 2: ("secrets", "ObjectReference", True),
-                       3: ("imagePullSecrets", "LocalObjectReference", True),
-                       4: ("automountServiceAccountToken", _B, False)},
-    "ObjectReference": {1: ("kind", _S, False), 2: ("namespace", _S, False), 3: ("name", _S, False),
-                        4: ("uid", _S, False), 5: ("apiVersion", _S, False), 6: ("resourceVersion", _S, False),
-                        7: ("fieldPath", _S, False)},
-    "LocalObjectReference": {1: ("name", _S, False)},
-    "Secret": {1: ("metadata", "ObjectMeta", False), 5: ("immutable", _B, False), 2: ("data", "map:bytes", False),
-               4: ("stringData", "map:string", False), 3: ("type", _S, False)},
-    "ResourceQuota": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "ResourceQuotaSpec", False),
-                      3: ("status", "ResourceQuotaStatus", False)},
-    "ResourceQuotaSpec": {1: ("hard", "map:quantity", False), 2: ("scopes", _S, True),
-                          3: ("scopeSelector", "ScopeSelector", False)},
-    "ResourceQuotaStatus": {1: ("hard", "map:quantity", False), 2: ("used", "map:quantity", False)},
-    "ScopeSelector": {1: ("matchExpressions", "ScopedResourceSelectorRequirement", True)},
-    "ScopedResourceSelectorRequirement": {1: ("scopeName", _S, False), 2: ("operator", _S, False),
-                                          3: ("values", _S, True)},
-    # authorization.k8s.io/v1 and authentication.k8s.io/v1 requests (`kubectl auth`, `create token`)
-    "SelfSubjectAccessReview": {1: ("metadata", "ObjectMeta", False),
-                                2: ("spec", "SelfSubjectAccessReviewSpec", False)},
-    "SelfSubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes", False),
-                                    2: ("nonResourceAttributes", "NonResourceAttributes", False)},
-    "ResourceAttributes": {1: ("namespace", _S, False), 2: ("verb", _S, False), 3: ("group", _S, False),
-                           4: ("version", _S, False), 5: ("resource", _S, False), 6: ("subresource", _S, False),
-                           7: ("name", _S, False)},
-    "NonResourceAttributes": {1: ("path", _S, False), 2: ("verb", _S, False)},
-    "SelfSubjectRulesReview": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "SelfSubjectRulesReviewSpec", False)},
-    "SelfSubjectRulesReviewSpec": {1: ("namespace", _S, False)},
-    "SubjectAccessReview": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "SubjectAccessReviewSpec", False)},
-    "LocalSubjectAccessReview": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "SubjectAccessReviewSpec", False)},
-    "SubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes", False),
-                                2: ("nonResourceAttributes", "NonResourceAttributes", False),
-                                3: ("user", _S, False), 4: ("groups", _S, True), 6: ("uid", _S, False)},
-    "SelfSubjectReview": {1: ("metadata", "ObjectMeta", False)},
-    "TokenReview": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "TokenReviewSpec", False)},
-    "TokenReviewSpec": {1: ("token", _S, False), 2: ("audiences", _S, True)},
-    "TokenRequest": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "TokenRequestSpec", False)},
-    "TokenRequestSpec": {1: ("audiences", _S, True), 4: ("expirationSeconds", _I, False),
-                         3: ("boundObjectRef", "BoundObjectReference", False)},
-    "BoundObjectReference": {1: ("kind", _S, False), 2: ("apiVersion", _S, False), 3: ("name", _S, False),
-                             4: ("uid", _S, False)},
+# ---------------------------------------------------------------------- the schema
+_SCALARS = {
+    "string": descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+    "bytes": descriptor_pb2.FieldDescriptorProto.TYPE_BYTES,
+    "int32": descriptor_pb2.FieldDescriptorProto.TYPE_INT32,
+    "int64": descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
+    "bool": descriptor_pb2.FieldDescriptorProto.TYPE_BOOL,
+    "double": descriptor_pb2.FieldDescriptorProto.TYPE_DOUBLE,
 }
-# Top-level kinds a protobuf body may carry, by apiVersion/kind.
-KINDS = {("v1", k) for k in ("Namespace", "Service", "ServiceAccount", "Secret", "ResourceQuota")} | {
-    ("authorization.k8s.io/v1", k) for k in ("SelfSubjectAccessReview", "SelfSubjectRulesReview",
-                                             "SubjectAccessReview", "LocalSubjectAccessReview")} | {
-    ("authentication.k8s.io/v1", k) for k in ("SelfSubjectReview", "TokenReview", "TokenRequest")}
+# packages in dependency order: each file may use the messages of those before it
+_PACKAGES = ("intstr", "resource", "runtime", "meta", "core", "discovery", "coordination", "rbac", "apps",
+             "authorization", "authentication")
+_EXTRA_VALUES = ("authorization.ExtraValue", "authentication.ExtraValue")
+_ZEROS = ("", 0, False)
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(data):
-            raise ProtobufError("truncated varint")
-        b = data[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ProtobufError("varint too long")
+@dataclass(frozen=True)
+class Field:
+    name: str  # the JSON name (and the protobuf field name)
+    number: int
+    kind: str  # a scalar name or a message name ("core.Pod")
+    repeated: bool = False
+    is_map: bool = False  # map<string, kind>
+    inline: bool = False  # an embedded Go struct: its fields are the parent's in JSON
+    pointer: bool = False  # a Go pointer: a zero or empty value that is present is kept
+
+    @property
+    def is_message(self) -> bool:
+        return self.kind not in _SCALARS
 
 
-def _fields(data: bytes) -> list[tuple[int, int, Any]]:
-    """(field number, wire type, value) for each field; length-delimited values are bytes."""
-    out, pos = [], 0
-    while pos < len(data):
-        key, pos = _varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(data, pos)
-        elif wire == 1:
-            value, pos = data[pos:pos + 8], pos + 8
-        elif wire == 2:
-            length, pos = _varint(data, pos)
-            if pos + length > len(data):
-                raise ProtobufError("truncated field")
-            value, pos = data[pos:pos + length], pos + length
-        elif wire == 5:
-            value, pos = data[pos:pos + 4], pos + 4
+def parse_fields(spec: str) -> tuple[Field, ...]:
+    """The fields of one pbschema entry."""
+    fields = []
+    for item in spec.split():
+        name, rest = item.split("=", 1)
+        number, kind = rest.split(":", 1)
+        inline = kind.startswith("+")
+        kind = kind.lstrip("+")
+        repeated = kind.startswith("[]")
+        is_map = kind.startswith("{}")
+        kind = kind[2:] if repeated or is_map else kind
+        pointer = kind.endswith("?")
+        fields.append(Field(name, int(number), kind.rstrip("?"), repeated, is_map, inline, pointer))
+    return tuple(fields)
+
+
+SCHEMA: dict[str, tuple[Field, ...]] = {
+    name: parse_fields(spec) for name, spec in {**pbschema.LEAVES, **pbschema.MESSAGES}.items()}
+_BY_NUMBER = {name: {f.number: f for f in fields} for name, fields in SCHEMA.items()}
+
+
+def _entry_name(field: Field) -> str:
+    return field.name[0].upper() + field.name[1:] + "Entry"
+
+
+def _type_name(kind: str) -> str:
+    return "." + kind
+
+
+def _add_field(msg: descriptor_pb2.DescriptorProto, owner: str, field: Field) -> None:
+    """Adds `field` to `msg` (message `owner`); a map gets its entry type nested in `msg`."""
+    fd = msg.field.add(name=field.name, number=field.number)
+    fd.label = fd.LABEL_REPEATED if field.repeated or field.is_map else fd.LABEL_OPTIONAL
+    if field.is_map:
+        entry = msg.nested_type.add(name=_entry_name(field))
+        entry.options.map_entry = True
+        _add_field(entry, owner, Field("key", 1, "string"))
+        _add_field(entry, owner, Field("value", 2, field.kind))
+        fd.type = fd.TYPE_MESSAGE
+        fd.type_name = f"{_type_name(owner)}.{entry.name}"
+    elif field.is_message:
+        fd.type = fd.TYPE_MESSAGE
+        fd.type_name = _type_name(field.kind)
+    else:
+        fd.type = _SCALARS[field.kind]
+
+
+def build_classes(schema: dict[str, tuple[Field, ...]], packages: tuple[str, ...]) -> dict[str, type[message.Message]]:
+    """Message classes for `schema` ("package.Name" -> fields), one proto2 file per package;
+    `packages` in dependency order (each file may use the messages of those before it)."""
+    pool = descriptor_pool.DescriptorPool()
+    files = {}
+    for package in packages:
+        f = descriptor_pb2.FileDescriptorProto(name=f"{package}.proto", package=package,
+                                               syntax="proto2", dependency=[d.name for d in files.values()])
+        files[package] = f
+    for name, fields in schema.items():
+        package, short = name.split(".")
+        msg = files[package].message_type.add(name=short)
+        for field in fields:
+            _add_field(msg, name, field)
+    for f in files.values():
+        pool.Add(f)
+    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(name)) for name in schema}
+
+
+CLASSES = build_classes(SCHEMA, _PACKAGES)
+
+
+# ---------------------------------------------------------------------- JSON -> message
+def _parse_time(value: Any) -> tuple[int, int]:
+    if not isinstance(value, str):
+        raise ProtobufUnsupported(f"a time must be a string, not {type(value).__name__}")
+    t = datetime.datetime.fromisoformat(value)
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=datetime.timezone.utc)
+    return int(t.timestamp() // 1), t.microsecond * 1000
+
+
+def _leaf_in(kind: str, value: Any) -> dict[str, Any]:
+    if kind in ("meta.Time", "meta.MicroTime"):
+        seconds, nanos = _parse_time(value)
+        return {"seconds": seconds, "nanos": nanos}
+    if kind == "intstr.IntOrString":
+        return {"type": 1, "strVal": value} if isinstance(value, str) else {"type": 0, "intVal": _int(value)}
+    if kind == "resource.Quantity":
+        return {"string": value if isinstance(value, str) else json.dumps(value)}
+    if kind in _EXTRA_VALUES:
+        if not isinstance(value, list):
+            raise ProtobufUnsupported("an extra value must be a list of strings")
+        return {"items": value}
+    raw = json.dumps(value, separators=(",", ":")).encode()
+    return {"raw": raw} if kind == "runtime.RawExtension" else {"Raw": raw}  # meta.FieldsV1
+
+
+def _int(value: Any) -> int:
+    if type(value) is not int:
+        raise ProtobufUnsupported(f"expected an integer, not {type(value).__name__}")
+    return value
+
+
+def _scalar_in(kind: str, value: Any) -> Any:
+    if kind == "bytes":
+        return base64.b64decode(value, validate=True)
+    if kind in ("int32", "int64"):
+        return _int(value)
+    return value  # str and bool: the library checks the type
+
+
+def _json_fields(kind: str) -> dict[str, tuple[tuple[str, ...], Field]]:
+    """JSON name -> (the embedded-struct attributes leading to its message, the field)."""
+    out: dict[str, tuple[tuple[str, ...], Field]] = {}
+    for f in SCHEMA[kind]:
+        if f.inline:
+            for name, (path, inner) in _json_fields(f.kind).items():
+                out.setdefault(name, ((f.name, *path), inner))
         else:
-            raise ProtobufError(f"unsupported wire type {wire}")
-        out.append((number, wire, value))
+            out[f.name] = ((), f)
     return out
 
 
-def _signed(v: int) -> int:
-    return v - (1 << 64) if v >= 1 << 63 else v
+_BY_JSON = {name: _json_fields(name) for name in pbschema.MESSAGES}
 
 
-def _text(raw: Any) -> str:
-    if not isinstance(raw, bytes):
-        raise ProtobufError("expected a length-delimited string")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ProtobufError("string field is not UTF-8") from None
-
-
-def _scalar(kind: str, wire: int, raw: Any) -> Any:
-    if kind == "string":
-        return _text(raw)
-    if kind == "bytes":
-        return base64.b64encode(raw).decode() if isinstance(raw, bytes) else ""
-    if kind == "int":
-        if wire != 0:
-            raise ProtobufError("expected a varint")
-        return _signed(raw)
-    if kind == "bool":
-        if wire != 0:
-            raise ProtobufError("expected a varint")
-        return bool(raw)
-    if kind == "quantity":
-        return _text(dict((n, v) for n, _, v in _fields(raw)).get(1, b""))
-    if kind == "time":
-        f = {n: v for n, _, v in _fields(raw)}
-        seconds = _signed(f.get(1, 0))
-        if not seconds:
-            return None
-        return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    if kind == "intstr":
-        f = {n: v for n, _, v in _fields(raw)}
-        if f.get(1, 0) == 1:
-            return _text(f.get(3, b""))
-        return _signed(f.get(2, 0))
-    return decode_message(kind, raw)
-
-
-def decode_message(name: str, data: bytes) -> dict[str, Any]:
-    schema = MESSAGES[name]
+def message_fields(kind: str, obj: Any) -> dict[str, Any]:
+    """The constructor arguments of message `kind` for its JSON form (nested dicts and lists,
+    which the library turns into submessages in one call), ignoring keys the message does not
+    have; ProtobufUnsupported when the JSON does not fit the message (the library raises
+    TypeError/ValueError for a scalar of the wrong type)."""
+    if kind in pbschema.LEAVES:
+        return _leaf_in(kind, obj)
+    if not isinstance(obj, dict):
+        raise ProtobufUnsupported(f"{kind} must be an object, not {type(obj).__name__}")
     out: dict[str, Any] = {}
-    for number, wire, raw in _fields(data):
-        spec = schema.get(number)
-        if spec is None:
+    by_json = _BY_JSON[kind]
+    for key, value in obj.items():
+        entry = by_json.get(key)
+        if entry is None or value is None:
             continue
-        json_name, kind, repeated = spec
-        if kind.startswith("map:"):
-            entry = {n: v for n, _, v in _fields(raw)}
-            value_kind = kind[4:]
-            key = _text(entry.get(1, b""))
-            out.setdefault(json_name, {})[key] = _scalar(value_kind, 2 if value_kind != "int" else 0,
-                                                         entry.get(2, b""))
-            continue
-        if repeated and kind == "int" and wire == 2:  # packed
-            values = []
-            pos = 0
-            while pos < len(raw):
-                v, pos = _varint(raw, pos)
-                values.append(_signed(v))
-            out.setdefault(json_name, []).extend(values)
-            continue
-        value = _scalar(kind, wire, raw)
-        if repeated:
-            out.setdefault(json_name, []).append(value)
+        path, f = entry
+        target = out
+        for attr in path:
+            target = target.setdefault(attr, {})
+        target[f.name] = _field_in(f, value)
+    return out
+
+
+def _field_in(f: Field, value: Any) -> Any:
+    if f.is_map:
+        if not isinstance(value, dict):
+            raise ProtobufUnsupported(f"{f.name} must be an object")
+        if f.is_message:
+            return {k: message_fields(f.kind, v) for k, v in value.items()}
+        return {k: _scalar_in(f.kind, v) for k, v in value.items()} if f.kind == "bytes" else value
+    if f.repeated:
+        if not isinstance(value, list):
+            raise ProtobufUnsupported(f"{f.name} must be a list")
+        if f.is_message:
+            return [message_fields(f.kind, v) for v in value]
+        return [_scalar_in(f.kind, v) for v in value] if f.kind == "bytes" else value
+    if f.is_message:
+        return message_fields(f.kind, value)
+    return _scalar_in(f.kind, value)
+
+
+# ---------------------------------------------------------------------- message -> JSON
+def _time_out(msg: message.Message, micro: bool) -> str | None:
+    if not msg.seconds and not msg.nanos:
+        return None  # upstream's zero time
+    t = datetime.datetime.fromtimestamp(msg.seconds, datetime.timezone.utc)
+    if micro:
+        return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{msg.nanos // 1000:06d}Z"
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _embedded_json(raw: bytes) -> Any:
+    if not raw:
+        return None
+    if raw.startswith(MAGIC):
+        return decode(raw)
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ProtobufError("an embedded object is neither JSON nor protobuf") from None
+
+
+def _leaf_out(msg: message.Message, kind: str) -> Any:
+    if kind in ("meta.Time", "meta.MicroTime"):
+        return _time_out(msg, kind == "meta.MicroTime")
+    if kind == "intstr.IntOrString":
+        return msg.strVal if msg.type == 1 else msg.intVal
+    if kind == "resource.Quantity":
+        return msg.string
+    if kind in _EXTRA_VALUES:
+        return list(msg.items)
+    if kind == "runtime.RawExtension":
+        return _embedded_json(msg.raw)
+    return _embedded_json(msg.Raw)  # meta.FieldsV1
+
+
+_CONVERTED = set(SCHEMA) | {"bytes"}  # kinds whose values need converting to JSON
+
+
+def _value_out(f: Field, value: Any) -> Any:
+    if not f.is_message:
+        return base64.b64encode(value).decode() if f.kind == "bytes" else value
+    return _leaf_out(value, f.kind) if f.kind in pbschema.LEAVES else read(value, f.kind)
+
+
+def read(msg: message.Message, kind: str) -> dict[str, Any]:
+    """The JSON form of `msg` (of message `kind`), omitting what omitempty would omit."""
+    out: dict[str, Any] = {}
+    by_number = _BY_NUMBER[kind]
+    for fd, value in msg.ListFields():
+        f = by_number[fd.number]
+        if f.is_map:
+            out[f.name] = {k: _value_out(f, v) for k, v in value.items()} if f.kind in _CONVERTED else dict(value)
+        elif f.repeated:
+            out[f.name] = [_value_out(f, v) for v in value] if f.kind in _CONVERTED else list(value)
+        elif f.inline:
+            out.update(read(value, f.kind))
         else:
-            out[json_name] = value
-    return _prune(out)
+            v = _value_out(f, value)
+            if v is None or (not f.pointer and (v == {} or (type(v) is not dict and v in _ZEROS))):
+                continue
+            out[f.name] = v
+    return out
 
 
-# int fields that are pointers in Go: a 0 that was sent means 0, not "unset"
-_MEANINGFUL_ZERO = {"deletionGracePeriodSeconds"}
+def parse(kind: str, raw: bytes) -> message.Message:
+    """Message `kind` from its wire form. A known field sent with the wrong wire type (which
+    the library keeps as an unknown field) is a ProtobufError, as in upstream's decoder; the
+    walk that looks for one runs only when there are unknown fields (or a non-canonical
+    encoding), i.e. when the message without them is smaller than `raw`."""
+    msg = CLASSES[kind].FromString(raw)
+    msg.DiscardUnknownFields()
+    if msg.ByteSize() != len(raw):
+        _walk_unknown(CLASSES[kind].FromString(raw), kind)
+    return msg
 
 
-def _prune(obj: dict[str, Any]) -> dict[str, Any]:
-    """Drops what JSON's omitempty would not have sent: "", None, {}, [] and integer 0."""
-    return {k: v for k, v in obj.items()
-            if not (v is None or (isinstance(v, (str, dict, list)) and not v)
-                    or (type(v) is int and v == 0 and k not in _MEANINGFUL_ZERO))}
+def _walk_unknown(msg: message.Message, kind: str) -> None:
+    by_number = _BY_NUMBER[kind]
+    for unknown in unknown_fields.UnknownFieldSet(msg):
+        if unknown.field_number in by_number:
+            raise ProtobufError(f"field {by_number[unknown.field_number].name} of {kind} has the wrong wire type")
+    for fd, value in msg.ListFields():
+        f = by_number[fd.number]
+        if f.is_message:
+            for v in value.values() if f.is_map else value if f.repeated else (value,):
+                _walk_unknown(v, f.kind)
+
+
+# ---------------------------------------------------------------------- envelope
+def message_name(api_version: str, kind: str) -> str | None:
+    """The protobuf message of a kind, None when it has no protobuf form here."""
+    return pbschema.KINDS.get((api_version, kind))
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    """The protobuf form (envelope included) of a JSON object; ProtobufUnsupported when its
+    kind has no protobuf form or its fields do not fit the message (the caller answers JSON)."""
+    api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
+    name = message_name(api_version, kind)
+    if name is None:
+        raise ProtobufUnsupported(f"{kind or 'an object without kind'} ({api_version}) has no protobuf form")
+    try:
+        msg = CLASSES[name](**message_fields(name, obj))
+    except (TypeError, ValueError, binascii.Error, OverflowError) as exc:
+        raise ProtobufUnsupported(f"the {kind} does not fit its protobuf message: {exc}") from None
+    unknown = CLASSES["runtime.Unknown"](raw=msg.SerializeToString())
+    unknown.typeMeta.apiVersion, unknown.typeMeta.kind = api_version, kind
+    return MAGIC + unknown.SerializeToString()
 
 
 def decode(body: bytes) -> dict[str, Any]:
     """The JSON form of a protobuf-encoded object; raises ProtobufError for bad data (whatever
-    a crafted body holds: a field of the wrong wire type, a time out of range, nesting past the
-    recursion limit) and ProtobufUnsupported for a kind this server does not decode."""
+    a crafted body holds: bad wire data, a time out of range, nesting past the recursion limit)
+    and ProtobufUnsupported for a kind or an encoding this server does not decode."""
     try:
         return _decode(body)
     except ProtobufError:
         raise
+    except message.DecodeError as exc:
+        raise ProtobufError(f"malformed protobuf data ({exc})") from None
     except (TypeError, ValueError, KeyError, IndexError, OverflowError, OSError, RecursionError) as exc:
         raise ProtobufError(f"malformed field ({type(exc).__name__})") from None
 
@@ -254,15 +360,21 @@ def decode(body: bytes) -> dict[str, Any]:
 def _decode(body: bytes) -> dict[str, Any]:
     if not body.startswith(MAGIC):
         raise ProtobufError("missing the k8s protobuf envelope prefix")
-    envelope = {n: v for n, _, v in _fields(body[len(MAGIC):])}  # runtime.Unknown
-    type_meta = decode_message("TypeMeta", envelope[1]) if isinstance(envelope.get(1), bytes) else {}
-    api_version, kind = type_meta.get("apiVersion", ""), type_meta.get("kind", "")
-    if envelope.get(3):
-        raise ProtobufUnsupported(f"unsupported content encoding {_text(envelope[3])!r}")
-    if (api_version, kind) not in KINDS:
+    unknown = CLASSES["runtime.Unknown"].FromString(body[len(MAGIC):])
+    api_version, kind = unknown.typeMeta.apiVersion, unknown.typeMeta.kind
+    if unknown.contentEncoding:
+        raise ProtobufUnsupported(f"unsupported content encoding {unknown.contentEncoding!r}")
+    name = message_name(api_version, kind)
+    if name is None:
         raise ProtobufUnsupported(f"protobuf bodies of {kind or 'unknown kind'} ({api_version}) are not supported; send JSON")
-    raw = envelope.get(2, b"")
-    if not isinstance(raw, bytes):
-        raise ProtobufError("malformed envelope")
-    obj = decode_message(kind, raw)
+    obj = read(parse(name, unknown.raw), name)
     return {"apiVersion": api_version, "kind": kind, **obj}
+
+
+def watch_frame(event_type: str, encoded_object: bytes) -> bytes:
+    """One event of a protobuf watch stream: a 4-byte big-endian length, then a WatchEvent whose
+    object is the encoded object (envelope included)."""
+    event = CLASSES["meta.WatchEvent"](type=event_type)
+    event.object.raw = encoded_object
+    data = event.SerializeToString()
+    return struct.pack(">I", len(data)) + data

@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from kproxy.api import status as st
 from kproxy.api.resources import Resource
+from kproxy.apiserver import fieldmanager as fm
 from kproxy.apiserver import propagation
 from kproxy.apiserver.admission import NamespaceLifecycle, QuotaAdmission
 from kproxy.apiserver.deps import Deps
@@ -118,14 +119,15 @@ class Registry:
 
     # ------------------------------------------------------------------ create
     def create(self, resource: Resource, namespace: str | None, body: dict[str, Any],
-               dry_run: bool = False) -> dict[str, Any]:
+               dry_run: bool = False, manager: fm.Manager | None = None) -> dict[str, Any]:
+        """POST; `manager` (when given) is recorded in managedFields."""
         name = (body.get("metadata") or {}).get("name") if isinstance(body, dict) and \
             isinstance(body.get("metadata"), dict) else None
         with self._serialised(resource, namespace), self._key_lock(resource, namespace, name):
-            return self._create(resource, namespace, body, dry_run)
+            return self._create(resource, namespace, body, dry_run, manager)
 
     def _create(self, resource: Resource, namespace: str | None, body: dict[str, Any],
-                dry_run: bool = False) -> dict[str, Any]:
+                dry_run: bool = False, manager: fm.Manager | None = None) -> dict[str, Any]:
         obj = self._check_body(resource, body, namespace)
         m = meta(obj)
         if not m.get("name"):
@@ -151,6 +153,8 @@ class Registry:
         obj = self.deps.apply_defaults(resource, obj)
         for plugin in self.admission:
             plugin.admit_create(resource, namespace, obj)
+        if manager is not None and manager.operation == fm.UPDATE:
+            obj = fm.record_update(resource, None, obj, manager, rfc3339(self.clock()))
         self._validate(resource, obj, None)
         if resource.namespaced:
             self.quotas.admit(resource, namespace or "", obj, None)
@@ -176,15 +180,17 @@ class Registry:
 
     # ------------------------------------------------------------------ update
     def update(self, resource: Resource, namespace: str | None, name: str, body: dict[str, Any],
-               subresource: str | None = None, dry_run: bool = False) -> tuple[dict[str, Any], bool]:
+               subresource: str | None = None, dry_run: bool = False,
+               manager: fm.Manager | None = None) -> tuple[dict[str, Any], bool]:
         """PUT. Returns (object, created). Without a resourceVersion in the body the update is
         unconditional and retried when a concurrent write gets in between."""
         with self._serialised(resource, namespace), self._key_lock(resource, namespace, name):
             return self._retrying(resource, name, lambda: self._update_once(
-                resource, namespace, name, body, subresource, dry_run))
+                resource, namespace, name, body, subresource, dry_run, manager))
 
     def _update_once(self, resource: Resource, namespace: str | None, name: str, body: dict[str, Any],
-                     subresource: str | None, dry_run: bool) -> tuple[dict[str, Any], bool]:
+                     subresource: str | None, dry_run: bool,
+                     manager: fm.Manager | None = None) -> tuple[dict[str, Any], bool]:
         obj = self._check_body(resource, body, namespace)
         m = meta(obj)
         if m.get("name") and m["name"] != name:
@@ -195,32 +201,58 @@ class Registry:
             current = self.store.get(key)
         except sb.NotFound:
             if self.strategy(resource).allow_create_on_update and subresource is None:
-                return self._create(resource, namespace, obj, dry_run=dry_run), True
+                return self._create(resource, namespace, obj, dry_run=dry_run, manager=manager), True
             raise st.not_found(resource.plural, name, resource.group) from None
         expected = self._expected_revision(resource, name, m.get("resourceVersion"), current.mod_revision)
-        return self._write_update(resource, namespace, name, current, obj, subresource, expected, dry_run), False
+        return self._write_update(resource, namespace, name, current, obj, subresource, expected, dry_run,
+                                  manager), False
 
     def patch(self, resource: Resource, namespace: str | None, name: str, patch_type: str, patch: Any,
               subresource: str | None = None, dry_run: bool = False,
-              check: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+              check: Callable[[dict[str, Any]], None] | None = None,
+              manager: fm.Manager | None = None) -> dict[str, Any]:
         """PATCH; `check` sees the patched object before anything is written (field validation).
         The patch is applied to the latest version; a concurrent write makes it start over."""
         with self._serialised(resource, namespace), self._key_lock(resource, namespace, name):
             return self._retrying(resource, name, lambda: self._patch_once(
-                resource, namespace, name, patch_type, patch, subresource, dry_run, check))
+                resource, namespace, name, patch_type, patch, subresource, dry_run, check, manager))[0]
+
+    def apply(self, resource: Resource, namespace: str | None, name: str, config: Any, manager: fm.Manager,
+              subresource: str | None = None, dry_run: bool = False, force: bool = False,
+              check: Callable[[dict[str, Any]], None] | None = None,
+              may_create: Callable[[], None] | None = None) -> tuple[dict[str, Any], bool]:
+        """Server-side apply of `config` by `manager`: (object, created). A missing object is
+        created (after `may_create`, which raises when the caller may not create); `force`
+        takes over the fields other managers own instead of a 409."""
+        with self._serialised(resource, namespace), self._key_lock(resource, namespace, name):
+            return self._retrying(resource, name, lambda: self._patch_once(
+                resource, namespace, name, "apply", config, subresource, dry_run, check, manager, force,
+                may_create))
 
     def _patch_once(self, resource: Resource, namespace: str | None, name: str, patch_type: str, patch: Any,
                     subresource: str | None, dry_run: bool,
-                    check: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+                    check: Callable[[dict[str, Any]], None] | None,
+                    manager: fm.Manager | None = None, force: bool = False,
+                    may_create: Callable[[], None] | None = None) -> tuple[dict[str, Any], bool]:
+        """(patched object, created)."""
         key = resource.store_key(name, namespace)
         try:
             current = self.store.get(key)
         except sb.NotFound:
+            if patch_type == "apply" and subresource is None and manager is not None:
+                if may_create is not None:
+                    may_create()
+                created = self._applied(resource, name, None, patch, manager, force)
+                if check is not None:
+                    check(created)
+                return self._create(resource, namespace, created, dry_run), True
             raise st.not_found(resource.plural, name, resource.group) from None
         # a private copy: patch functions must not reach the stored value's nested parts
         original = copy.deepcopy(with_resource_version(current.value, current.mod_revision))
         try:
-            if patch_type == "json":
+            if patch_type == "apply" and manager is not None:
+                patched = self._applied(resource, name, original, patch, manager, force)
+            elif patch_type == "json":
                 if not isinstance(patch, list):
                     raise st.bad_request("json patch must be a JSON array of operations")
                 patched = self.deps.json_patch(original, patch)
@@ -252,7 +284,27 @@ class Registry:
         # A resourceVersion written by the patch itself is a precondition; the one we put in
         # from the current object is not (Kubernetes patches the latest version).
         expected = self._expected_revision(resource, name, pm.get("resourceVersion"), current.mod_revision)
-        return self._write_update(resource, namespace, name, current, obj, subresource, expected, dry_run)
+        return self._write_update(resource, namespace, name, current, obj, subresource, expected, dry_run,
+                                  manager), False
+
+    def _applied(self, resource: Resource, name: str, live: dict[str, Any] | None, config: Any,
+                 manager: fm.Manager, force: bool) -> dict[str, Any]:
+        """The object after a server-side apply of `config`, with its managedFields."""
+        if not isinstance(config, dict):
+            raise st.bad_request("an apply patch must be an object (the applied configuration)")
+        config = self._check_body(resource, config, None)
+        cm = meta(config)
+        if cm.get("name") not in (None, name):
+            raise st.bad_request(f"the name of the object ({cm.get('name')}) does not match the name on the URL ({name})")
+        cm["name"] = name
+        try:
+            return fm.record_apply(resource, live, config, manager, rfc3339(self.clock()), force)
+        except fm.ApplyConflict as exc:
+            message, causes = fm.conflict_message(exc.conflicts)
+            raise st.ApiError(st.status(409, "Conflict", message, causes=causes)) from None
+        except fm.BadConfig as exc:
+            raise st.bad_request(f"failed to create typed patch object ({resource.group_version}, "
+                                 f"Kind={resource.kind}): {exc}") from None
 
     def update_with(self, resource: Resource, namespace: str | None, name: str,
                     change: Callable[[dict[str, Any]], dict[str, Any]], dry_run: bool = False) -> dict[str, Any]:
@@ -294,7 +346,8 @@ class Registry:
         return current
 
     def _write_update(self, resource: Resource, namespace: str | None, name: str, current: sb.KeyValue,
-                      obj: dict[str, Any], subresource: str | None, expected: int, dry_run: bool) -> dict[str, Any]:
+                      obj: dict[str, Any], subresource: str | None, expected: int, dry_run: bool,
+                      manager: fm.Manager | None = None) -> dict[str, Any]:
         old = current.value
         strategy = self.strategy(resource)
         if subresource == "status":
@@ -315,6 +368,8 @@ class Registry:
             new = self.deps.apply_defaults(resource, new)
             new = strategy.canonicalize_update(old, new)
             new, reservation = strategy.before_update(old, new)
+        if manager is not None:
+            new = self._record(resource, old, new, obj, manager)
         try:
             self._validate(resource, new, old)
             if strategy.quota_on_update and resource.namespaced and subresource is None:
@@ -350,6 +405,19 @@ class Registry:
         if reservation:
             reservation.commit()
         return with_resource_version(kv.value, kv.mod_revision)
+
+    def _record(self, resource: Resource, old: dict[str, Any], new: dict[str, Any], written: dict[str, Any],
+                manager: fm.Manager) -> dict[str, Any]:
+        """`new` with its managedFields: an apply computed them already (`written` carries them
+        through a subresource write too), an update records what it changed."""
+        if manager.operation == fm.APPLY:
+            out = dict(new)
+            out["metadata"] = {**(new.get("metadata") or {}),
+                               "managedFields": (written.get("metadata") or {}).get("managedFields") or []}
+            if not out["metadata"]["managedFields"]:
+                del out["metadata"]["managedFields"]
+            return out
+        return fm.record_update(resource, old, new, manager, rfc3339(self.clock()))
 
     def _retrying(self, resource: Resource, name: str, attempt: Callable[[], Any]) -> Any:
         """Runs `attempt` again when it lost a race with a concurrent writer (it re-reads the

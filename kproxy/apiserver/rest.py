@@ -18,11 +18,15 @@ from kproxy.api import status as st
 from kproxy.api.resources import Resource
 from kproxy.apiserver import binding, negotiate, paging, paths, propagation, protobuf, watch
 from kproxy.apiserver.bodies import BodyDecoder, decode_json, refuse_unrepresentable
+from kproxy.apiserver.bodies import decode as decode_body
 from kproxy.apiserver.query import query_bool, query_int, resource_version, watch_requested
 from kproxy.apiserver.deps import Deps
 from kproxy.apiserver.registry import DeleteOptions, Registry
 from kproxy.apiserver.scale import ScaleSubresource
 from kproxy.apiserver.fieldcheck import FieldChecker
+from kproxy.apiserver.auth.attributes import RequestAttributes
+from kproxy.apiserver.auth.rbac import forbidden_message
+from kproxy.apiserver.managers import write_manager
 from kproxy.apiserver.tables import TableRenderer
 from kproxy.apiserver.watchframe import WatchFramer, WatchRequest
 from kproxy.store import base as sb
@@ -67,6 +71,23 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
     return web.Response(text=dumps(obj), status=status, content_type="application/json", headers=headers)
 
 
+def object_response(request: web.Request, obj: Any, status: int = 200) -> web.Response:
+    """An object (or Status, e.g. an error) as is, in the encoding the request's Accept header
+    prefers among those that can carry it (JSON when none can: errors are always answered)."""
+    accept = request.headers.get("Accept", "")
+    negotiated = request.get(NEGOTIATED)
+    if negotiated is None or negotiated.form:
+        try:
+            negotiated = negotiate.negotiate(accept, negotiate.OBJECT)
+        except st.ApiError:
+            negotiated = negotiate.Negotiated()
+    try:
+        body, media_type = negotiate.encode(negotiate.Negotiated(negotiated.media_type), obj, accept)
+    except st.ApiError:
+        body, media_type = dumps(obj).encode(), negotiate.JSON
+    return web.Response(body=body, status=status, content_type=media_type)
+
+
 def _content_type(request: web.Request, default: str = "application/json") -> str:
     """The request's media type; a body without Content-Type is JSON, as the official Python
     client sends it."""
@@ -98,11 +119,14 @@ class RestHandler:
         self.scales = ScaleSubresource(registry)
         self._watch_queues: set[watch.WatchQueue] = set()
         self._watches_by_user: collections.Counter[str] = collections.Counter()
-        self._encode_cache: collections.OrderedDict[tuple[int, str], str] = collections.OrderedDict()
+        self._encode_cache: collections.OrderedDict[tuple[int, str, bool], str | bytes] = collections.OrderedDict()
         self._closing = False
         # checks of an object about to be written, given the acting user (escalation
         # prevention): guard(user, resource, namespace, obj) raises ApiError; blocking
         self.write_guards: list[Callable[[Any, Resource, str | None, Any], None]] = []
+        # authorize(user, RequestAttributes) -> bool, set by the server: an apply that creates
+        # its object needs "create" too, as in kube-apiserver; blocking
+        self.authorize: Callable[[Any, RequestAttributes], bool] | None = None
 
     async def _read(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.reads, functools.partial(fn, *args, **kwargs))
@@ -116,10 +140,18 @@ class RestHandler:
     def _encoded(self, key: tuple[int, str], obj: dict[str, Any]) -> str:
         """JSON of an object version, encoded once for all watchers that receive it (the
         object at one revision of one key is the same for every watcher)."""
-        text = self._encode_cache.get(key)
+        return self._cached(key, obj, False)
+
+    def _encoded_protobuf(self, key: tuple[int, str], obj: dict[str, Any]) -> bytes:
+        """The protobuf form of an object version, shared between watchers as `_encoded`."""
+        return self._cached(key, obj, True)
+
+    def _cached(self, key: tuple[int, str], obj: dict[str, Any], as_protobuf: bool) -> Any:
+        cache_key = (*key, as_protobuf)
+        text = self._encode_cache.get(cache_key)
         if text is None:
-            text = dumps(obj)
-            self._encode_cache[key] = text
+            text = protobuf.encode(obj) if as_protobuf else dumps(obj)
+            self._encode_cache[cache_key] = text
             if len(self._encode_cache) > ENCODE_CACHE_SIZE:
                 self._encode_cache.popitem(last=False)
         return text
@@ -223,8 +255,8 @@ class RestHandler:
         negotiated = request.get(NEGOTIATED) or negotiate.Negotiated()
         include = request.query.get("includeObject", "Metadata")
         obj = negotiate.shape(negotiated, obj, lambda o: self.tables.render(resource, o, include_object=include))
-        response = web.Response(text=negotiate.encoder_for(negotiated.media_type)(obj), status=status,
-                                content_type=negotiated.media_type)
+        body, media_type = negotiate.encode(negotiated, obj, request.headers.get("Accept", ""))
+        response = web.Response(body=body, status=status, content_type=media_type)
         for text in warnings or ():
             response.headers.add("Warning", warning_header(text))
         return response
@@ -264,23 +296,25 @@ class RestHandler:
 
     async def _create(self, request: web.Request, resource: Resource, ns: str | None) -> web.Response:
         self._check_content_type(request, BODY_TYPES)
+        manager, _ = write_manager(request.query, request.headers.get("User-Agent", ""), "CreateOptions", None)
         body, raw = await self._body(request)
         dry = self._dry_run(request)
         warnings = await self._field_warnings(request, resource, body, raw)
         await self._read(self._guard, request, resource, ns, body)
-        obj = await self._write(self.registry.create, resource, ns, body, dry)
+        obj = await self._write(self.registry.create, resource, ns, body, dry, manager)
         request[CREATED_NAME] = (obj.get("metadata") or {}).get("name", "")  # for the audit log
         return self._respond(request, resource, obj, 201, warnings)
 
     async def _update(self, request: web.Request, resource: Resource, ns: str | None, name: str,
                       sub: str | None) -> web.Response:
         self._check_content_type(request, BODY_TYPES)
+        manager, _ = write_manager(request.query, request.headers.get("User-Agent", ""), "UpdateOptions", sub)
         body, raw = await self._body(request)
         dry = self._dry_run(request)
         warnings = await self._field_warnings(request, resource, body, raw)
         if sub is None:
             await self._read(self._guard, request, resource, ns, body)
-        obj, created = await self._write(self.registry.update, resource, ns, name, body, sub, dry)
+        obj, created = await self._write(self.registry.update, resource, ns, name, body, sub, dry, manager)
         return self._respond(request, resource, obj, 201 if created else 200, warnings)
 
     async def _bind(self, request: web.Request, resource: Resource, ns: str | None, name: str) -> web.Response:
@@ -296,14 +330,13 @@ class RestHandler:
     async def _patch(self, request: web.Request, resource: Resource, ns: str | None, name: str,
                      sub: str | None) -> web.Response:
         ctype = _content_type(request, default="")
-        if ctype == APPLY_PATCH:
-            raise st.unsupported_media_type(
-                "server-side apply (application/apply-patch+yaml) is not supported by this server; "
-                "use client-side apply (kubectl apply without --server-side)")
-        if ctype not in PATCH_TYPES:
+        if ctype not in PATCH_TYPES and ctype != APPLY_PATCH:
             raise st.unsupported_media_type(
                 f"the body of the request was in an unknown format - accepted media types include: "
-                f"{', '.join(PATCH_TYPES)}")
+                f"{', '.join((*PATCH_TYPES, APPLY_PATCH))}")
+        patch_type = "apply" if ctype == APPLY_PATCH else PATCH_TYPES[ctype]
+        manager, force = write_manager(request.query, request.headers.get("User-Agent", ""), "PatchOptions", sub,
+                                       apply=patch_type == "apply")
         patch, raw = await self._body(request, is_object=False)
         dry = self._dry_run(request)
         mode = request.query.get("fieldValidation")
@@ -315,7 +348,14 @@ class RestHandler:
             if sub is None:
                 self._guard(request, resource, ns, patched)
 
-        obj = await self._write(self.registry.patch, resource, ns, name, PATCH_TYPES[ctype], patch, sub, dry, check)
+        if patch_type == "apply":
+            def may_create() -> None:
+                self._authorize_create(request, resource, ns, name)
+
+            obj, created = await self._write(self.registry.apply, resource, ns, name, patch, manager, sub, dry,
+                                             force, check, may_create)
+            return self._respond(request, resource, obj, 201 if created else 200, warnings)
+        obj = await self._write(self.registry.patch, resource, ns, name, patch_type, patch, sub, dry, check, manager)
         return self._respond(request, resource, obj, 200, warnings)
 
     async def _scale(self, request: web.Request, resource: Resource, ns: str | None, name: str) -> web.Response:
@@ -339,10 +379,22 @@ class RestHandler:
                                                    patch, self._dry_run(request)))
         raise st.method_not_allowed(f"the server does not allow this method on the requested resource ({method})")
 
+    def _authorize_create(self, request: web.Request, resource: Resource, ns: str | None, name: str) -> None:
+        """403 unless the acting user may also create the object (blocking)."""
+        user = request.get(REQUEST_USER)
+        if user is None or self.authorize is None or user.is_master:
+            return
+        attrs = RequestAttributes("create", request.path, True, resource.group, resource.plural, "", ns or "", name)
+        if not self.authorize(user, attrs):
+            raise st.ApiError(st.status(403, "Forbidden", forbidden_message(user, attrs), kind=resource.plural,
+                                        name=name, group=resource.group))
+
     async def _delete_options(self, request: web.Request) -> DeleteOptions:
         body: dict[str, Any] = {}
         raw = await request.read() if request.can_read_body else b""
-        if raw.strip():
+        if raw.strip() and _content_type(request) == protobuf.MEDIA_TYPE:  # from a typed client
+            body = decode_body(raw, protobuf.MEDIA_TYPE)
+        elif raw.strip():
             try:
                 body = decode_json(raw)
             except (ValueError, RecursionError):
@@ -430,7 +482,9 @@ class RestHandler:
             label_selector=ls, field_selector=fs, start=None if send_initial else start,
             timeout=query_int(request.query, "timeoutSeconds"),
             bookmarks=query_bool(request.query.get("allowWatchBookmarks")),
-            send_initial=send_initial, table=table)
+            send_initial=send_initial, table=table,
+            protobuf=table is None and negotiated.media_type == negotiate.PROTOBUF and
+            protobuf.message_name(resource.group_version, resource.kind) is not None)
 
     def _table_row(self, resource: Resource, include: str, version: str, obj: dict[str, Any],
                    with_columns: bool) -> dict[str, Any]:
@@ -447,8 +501,8 @@ class RestHandler:
         spec = self._watch_request(request, resource, name)
         loop = asyncio.get_running_loop()
         queue = watch.WatchQueue(loop, self.settings.watch_queue_limit)
-        framer = WatchFramer(resource, spec, self._encoded, self.settings.bookmark_interval,
-                             self.settings.idle_check_interval)
+        framer = WatchFramer(resource, spec, self._encoded_protobuf if spec.protobuf else self._encoded,
+                             self.settings.bookmark_interval, self.settings.idle_check_interval)
         prefix = resource.store_prefix(ns)
         store = self.registry.store
         cancel: Callable[[], None] | None = None
@@ -463,7 +517,8 @@ class RestHandler:
         except sb.Gone as exc:
             opening = framer.too_old(exc.requested, exc.oldest)
 
-        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
+        content_type = protobuf.WATCH_MEDIA_TYPE if spec.protobuf else "application/json"
+        response = web.StreamResponse(status=200, headers={"Content-Type": content_type,
                                                            "Cache-Control": "no-cache, private"})
         response.enable_chunked_encoding()
         async def send(data: bytes) -> None:

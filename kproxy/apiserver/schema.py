@@ -27,6 +27,7 @@ class Ref:
 @dataclass(frozen=True)
 class MapOf:
     value: "Type"
+    atomic: bool = False  # x-kubernetes-map-type: atomic (replaced and owned whole)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Open:
 class Struct:
     fields: dict[str, "Type"] = field(default_factory=dict)
     required: tuple[str, ...] = ()
+    atomic: bool = False  # x-kubernetes-map-type: atomic (+structType=atomic)
 
 
 Type = Union[Scalar, Ref, MapOf, ListOf, Open, Struct]
@@ -85,17 +87,17 @@ DEFINITIONS: dict[str, Struct] = {
     }),
     "io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference": Struct({
         "apiVersion": STR, "kind": STR, "name": STR, "uid": STR, "controller": BOOL, "blockOwnerDeletion": BOOL,
-    }, required=("apiVersion", "kind", "name", "uid")),
+    }, required=("apiVersion", "kind", "name", "uid"), atomic=True),
     CORE + "ObjectReference": Struct({
         "kind": STR, "namespace": STR, "name": STR, "uid": STR, "apiVersion": STR, "resourceVersion": STR,
         "fieldPath": STR,
-    }),
-    CORE + "LocalObjectReference": Struct({"name": STR}),
+    }, atomic=True),
+    CORE + "LocalObjectReference": Struct({"name": STR}, atomic=True),
     # --- Service
     CORE + "Service": Struct({"spec": Ref(CORE + "ServiceSpec"), "status": Ref(CORE + "ServiceStatus")}),
     CORE + "ServiceSpec": Struct({
         "ports": _merge_list(Ref(CORE + "ServicePort"), "port", "port", "protocol"),
-        "selector": MapOf(STR), "clusterIP": STR, "clusterIPs": STRS, "type": STR, "externalIPs": STRS,
+        "selector": MapOf(STR, atomic=True), "clusterIP": STR, "clusterIPs": STRS, "type": STR, "externalIPs": STRS,
         "sessionAffinity": STR, "loadBalancerIP": STR, "loadBalancerSourceRanges": STRS, "externalName": STR,
         "externalTrafficPolicy": STR, "healthCheckNodePort": INT, "publishNotReadyAddresses": BOOL,
         "sessionAffinityConfig": Struct({"clientIP": Struct({"timeoutSeconds": INT})}),
@@ -199,7 +201,7 @@ DEFINITIONS: dict[str, Struct] = {
         "nodeName": STR, "zone": STR,
         "hints": Struct({"forZones": ListOf(Struct({"name": STR})), "forNodes": ListOf(Struct({"name": STR}))}),
     }, required=("addresses",)),
-    DISCOVERY + "EndpointPort": Struct({"name": STR, "protocol": STR, "port": INT, "appProtocol": STR}),
+    DISCOVERY + "EndpointPort": Struct({"name": STR, "protocol": STR, "port": INT, "appProtocol": STR}, atomic=True),
     # --- the rest
     CORE + "ServiceAccount": Struct({
         "secrets": _merge_list(Ref(CORE + "ObjectReference"), "name"),

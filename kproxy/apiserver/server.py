@@ -18,7 +18,7 @@ from aiohttp import web
 
 from kproxy.api import resources as R
 from kproxy.api import status as st
-from kproxy.apiserver import datadir, discovery, health, paths
+from kproxy.apiserver import datadir, discovery, health, openapi_pb, paths
 from kproxy.apiserver.allocators import ClusterIPAllocator, NodePortAllocator
 from kproxy.apiserver.auth import policy
 from kproxy.apiserver.auth.audit import AUDIT_LOG_NAME, DEFAULT_POLICY, AuditLog, AuditPolicy
@@ -38,7 +38,7 @@ from kproxy.apiserver.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from kproxy.apiserver.metrics import ApiserverMetrics
 from kproxy.apiserver.openapi import OpenAPI
 from kproxy.apiserver.registry import Registry
-from kproxy.apiserver.rest import RestHandler, RestSettings, dumps, json_response
+from kproxy.apiserver.rest import RestHandler, RestSettings, dumps, json_response, object_response
 from kproxy.apiserver.service_alloc import ServiceAllocations
 from kproxy.apiserver.tables import TableRenderer
 from kproxy.listener import ConnectionLimits, GatedListener, listen_socket, server_options
@@ -106,10 +106,12 @@ class ApiServer:
         # the few kinds of write that need it.
         self.writes = concurrent.futures.ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="apiserver-write")
         self.openapi = OpenAPI()
+        self._openapi_v2_protobuf: bytes | None = None  # encoded on first request
         self.rest = RestHandler(self.registry, self.deps, self.reads, self.writes, config.rest,
                                 FieldChecker(), TableRenderer())
         authorizer = RBACAuthorizer(self.store)
         self.rest.write_guards.append(EscalationGuard(authorizer))
+        self.rest.authorize = authorizer.authorize
         authenticator = TokenAuthenticator(self.store, signer)
         self.auth = AuthMiddleware(authorizer, authenticator, self.audit, self.reads)
         self.auth_endpoints = auth_endpoints.AuthEndpoints(authorizer, authenticator, TokenIssuer(self.store, signer),
@@ -342,7 +344,7 @@ class ApiServer:
         try:
             return await handler(request)
         except st.ApiError as exc:
-            return json_response(exc.status, exc.code)
+            return object_response(request, exc.status, exc.code)
         except web.HTTPRequestEntityTooLarge:
             return json_response(st.status(413, "RequestEntityTooLarge", "the request body is too large"), 413)
         except web.HTTPException as exc:
@@ -450,10 +452,13 @@ class ApiServer:
 
     async def _openapi_v2(self, request: web.Request) -> web.Response:
         accept = request.headers.get("Accept", "")
+        if openapi_pb.PROTOBUF_PREFIX in accept:  # kubectl validating a kind: List manifest
+            if self._openapi_v2_protobuf is None:
+                self._openapi_v2_protobuf = openapi_pb.encode(self.openapi.v2())
+            return web.Response(body=self._openapi_v2_protobuf, headers={"Content-Type": openapi_pb.MEDIA_TYPE})
         if accept and "application/json" not in accept and "*/*" not in accept:
-            # kubectl asks for the protobuf form only; it copes without v2.
-            raise st.ApiError(st.status(406, "NotAcceptable",
-                                        "only application/json is supported for /openapi/v2"))
+            raise st.ApiError(st.status(406, "NotAcceptable", "/openapi/v2 is served as application/json or "
+                                        f"{openapi_pb.PROTOBUF_PREFIX}@v1.0+protobuf"))
         return json_response(self.openapi.v2())
 
     async def _openapi_v3_index(self, request: web.Request) -> web.Response:

@@ -7,9 +7,10 @@ they already live in (so one pod change rewrites one slice), at most 100 endpoin
 and producing no write when nothing changed. With no endpoints at all, one empty
 placeholder slice remains, as Kubernetes does.
 
-Services without a selector are left alone (their slices are user managed); ExternalName
-Services get none. Slices are labelled kubernetes.io/service-name and
-endpointslice.kubernetes.io/managed-by and owned by the Service.
+Ready endpoints carry the topology hints of the Service's trafficDistribution
+(kproxy.controllers.trafficdist). Services without a selector are left alone (their slices
+are user managed); ExternalName Services get none. Slices are labelled
+kubernetes.io/service-name and endpointslice.kubernetes.io/managed-by and owned by the Service.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from kproxy.controllers.podutil import (
     ZONE_LABEL, endpoint_hostname, is_pod_ready, is_terminal, is_terminating, meta, pod_ipv4,
     pod_target_ref, resolve_target_port, service_labels, service_selector, selector_matches,
 )
+from kproxy.controllers.trafficdist import endpoint_hints
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,9 @@ def pod_endpoint(service: dict, pod: dict, zones: dict[str, str]) -> dict | None
     hostname = endpoint_hostname(service, pod)
     if hostname:
         ep["hostname"] = hostname
+    hints = endpoint_hints(service, ep)
+    if hints:
+        ep["hints"] = hints
     return ep
 
 
@@ -125,7 +130,7 @@ def owner_reference(service: dict) -> dict:
     return ref
 
 
-_ENDPOINT_FIELDS = ("addresses", "conditions", "nodeName", "zone", "hostname", "targetRef")
+_ENDPOINT_FIELDS = ("addresses", "conditions", "nodeName", "zone", "hostname", "targetRef", "hints")
 
 
 def _canonical_endpoint(ep: dict) -> dict:

@@ -156,15 +156,10 @@ def _userspace_proxy() -> str:
 
 
 def _iptables_chains(netns: Any) -> str:
-    from kproxy.iptables.backend import VARIANTS
+    from kproxy.iptables import driver as iptables_driver
 
-    held = []
-    for variant in VARIANTS.values():
-        if not variant.available():
-            continue
-        out = netns.command([variant.save, "-t", "nat"], check=False, timeout=60).stdout
-        if ":KUBE-SERVICES " in out:
-            held.append(variant.iptables)
+    held = [ipt.variant.iptables for ipt in iptables_driver.installed(netns)
+            if ":KUBE-SERVICES " in (ipt.try_save("-t", "nat", timeout=60) or "")]
     return f"the KUBE-SERVICES chain in the nat table ({', '.join(held)})" if held else ""
 
 

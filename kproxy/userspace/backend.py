@@ -31,6 +31,7 @@ from typing import Any
 
 from kproxy.agent.backend import ApplyError, ApplyResult, Backend, BackendUnavailable
 from kproxy.agent.state import ProxyState
+from kproxy.iptables import driver as iptables_driver
 from kproxy.iptables.backend import IptablesBackend
 from kproxy.iptables.ruleset import Ruleset
 from kproxy.netns import NetNS
@@ -146,32 +147,24 @@ class UserspaceBackend(Backend):
 
     def _ensure_transparent_replies(self) -> None:
         """The mangle rule and policy route of TPROXY_* (full syncs only; idempotent)."""
-        variant = self._rules.variant
-        saved = self.netns.command([variant.save, "-t", "mangle"], check=False).stdout
-        steps: list[tuple[list[str], str | None]] = [([variant.restore, "--noflush", "-w", "5"],
-                                                      transparent_restore(saved))]
+        iptables = self._rules.driver
+        iptables.restore(transparent_restore(iptables.try_save("-t", "mangle") or ""))
+        steps: list[list[str]] = []
         rules = self.netns.command(["ip", "-4", "rule", "show"], check=False).stdout
         if f"lookup {TPROXY_TABLE}" not in rules:
-            steps.append((["ip", "-4", "rule", "add", "fwmark", TPROXY_MARK, "lookup", TPROXY_TABLE,
-                           "priority", TPROXY_TABLE], None))
-        steps.append((["ip", "-4", "route", "replace", "local", "0.0.0.0/0", "dev", "lo", "table", TPROXY_TABLE], None))
-        for argv, text in steps:
-            res = self.netns.command(argv, input=text, check=False)
+            steps.append(["ip", "-4", "rule", "add", "fwmark", TPROXY_MARK, "lookup", TPROXY_TABLE,
+                          "priority", TPROXY_TABLE])
+        steps.append(["ip", "-4", "route", "replace", "local", "0.0.0.0/0", "dev", "lo", "table", TPROXY_TABLE])
+        for argv in steps:
+            res = self.netns.command(argv, check=False)
             if res.returncode != 0:
                 raise ApplyError(f"{' '.join(argv[:4])}: {res.stderr.strip() or 'failed'}")
 
     def _remove_transparent_replies(self) -> None:
-        from kproxy.iptables.backend import VARIANTS
-
-        for variant in VARIANTS.values():
-            if not variant.available():
-                continue
-            saved = self.netns.command([variant.save, "-t", "mangle"], check=False).stdout
-            text = transparent_cleanup(saved)
+        for iptables in iptables_driver.installed(self.netns):
+            text = transparent_cleanup(iptables.try_save("-t", "mangle") or "")
             if text:
-                res = self.netns.command([variant.restore, "--noflush", "-w", "5"], input=text, check=False)
-                if res.returncode != 0:
-                    raise ApplyError(f"{variant.restore}: {res.stderr.strip()}")
+                iptables.restore(text)
         while f"lookup {TPROXY_TABLE}" in self.netns.command(["ip", "-4", "rule", "show"], check=False).stdout:
             if self.netns.command(["ip", "-4", "rule", "del", "lookup", TPROXY_TABLE], check=False).returncode:
                 break

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from kproxy.agent.addresses import LocalTraffic, ipv4, local_traffic, nodeport_ips
+from kproxy.agent.policy import categorize_in
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 from kproxy.iptables import names as n
 from kproxy.iptables.render import jump_rules
@@ -129,11 +130,12 @@ def render_plan(state: ProxyState, localhost_nodeports: bool = True) -> Plan:
             opened.append((endpoints, name))
             return name
 
-        internal = listener("internal", sp.internal_endpoints() if sp.cluster_ips else ())
-        external = listener("external", sp.external_endpoints() if sp.has_external else ())
+        categories = categorize_in(sp, state)
+        internal = listener("internal", categories.internal if sp.cluster_ips else ())
+        external = listener("external", categories.external if sp.has_external else ())
         short = ""
         if sp.external_policy_local and sp.has_external:
-            short = listener("cluster", sp.cluster_endpoints())
+            short = listener("cluster", categories.cluster)
         dispatch[key] = Dispatch(sp, internal, external, "" if short == external else short)
     target = next(iter(ipv4(state.node_ips)), None)
     selected = nodeport_ips(state, include_loopback=localhost_nodeports)

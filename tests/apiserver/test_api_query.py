@@ -299,9 +299,10 @@ def test_yaml_and_not_acceptable(core):
     status, _, text = call(core, f"/api/v1/namespaces/{ns}/secrets", "application/yaml")
     assert yaml.safe_load(text)["kind"] == "SecretList"
 
-    status, body = call_error(core, f"/api/v1/namespaces/{ns}/secrets/y", "application/vnd.kubernetes.protobuf")
+    status, body = call_error(core, f"/api/v1/namespaces/{ns}/secrets/y", "application/cbor")
     assert status == 406 and json.loads(body)["reason"] == "NotAcceptable"
-    assert "only the following media types are accepted: application/json, application/yaml" in body
+    assert ("only the following media types are accepted: application/json, application/yaml, "
+            "application/vnd.kubernetes.protobuf") in body
     new = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "never"}}
     status, body = call_error(core, f"/api/v1/namespaces/{ns}/secrets", "text/html", "POST", new)
     assert status == 406

@@ -109,7 +109,25 @@ MALFORMED = [
         {**SERVICE, "metadata": {"name": "kubernetes", "resourceVersion": "1"}}).encode(), "application/json",
      409, "Conflict"),
     ("patch-missing", "PATCH", SVCS + "/ghost", b"{}", "application/merge-patch+json", 404, "NotFound"),
-    ("patch-apply", "PATCH", SVCS + "/kubernetes", b"{}", "application/apply-patch+yaml", 415, "UnsupportedMediaType"),
+    ("apply-without-field-manager", "PATCH", SVCS + "/kubernetes", b"{}", "application/apply-patch+yaml",
+     422, "Invalid"),
+    ("apply-not-an-object", "PATCH", SVCS + "/kubernetes?fieldManager=m", b"[1]", "application/apply-patch+yaml",
+     400, "BadRequest"),
+    ("apply-bad-yaml", "PATCH", SVCS + "/kubernetes?fieldManager=m", b"a: [", "application/apply-patch+yaml",
+     400, "BadRequest"),
+    ("apply-wrong-kind", "PATCH", SVCS + "/kubernetes?fieldManager=m", b"{kind: Pod, apiVersion: v1}",
+     "application/apply-patch+yaml", 400, "BadRequest"),
+    ("apply-wrong-name", "PATCH", SVCS + "/kubernetes?fieldManager=m", b"{metadata: {name: other}}",
+     "application/apply-patch+yaml", 400, "BadRequest"),
+    ("apply-wrong-shapes", "PATCH", SVCS + "/kubernetes?fieldManager=m",
+     b"{spec: {ports: {a: 1}, selector: [1], sessionAffinityConfig: 3}, metadata: {labels: [x]}}",
+     "application/apply-patch+yaml", 400, "BadRequest"),
+    ("apply-duplicate-key", "PATCH", SVCS + "/kubernetes?fieldManager=m", b"{spec: {ports: [{port: 1}, {port: 1}]}}",
+     "application/apply-patch+yaml", 400, "BadRequest"),
+    ("apply-invalid-result", "PATCH", SVCS + "/kubernetes?fieldManager=m", b"{spec: {ports: [{port: 0}]}}",
+     "application/apply-patch+yaml", 422, "Invalid"),
+    ("apply-bad-force", "PATCH", SVCS + "/kubernetes?fieldManager=m&force=true", b"[]",
+     "application/merge-patch+json", 422, "Invalid"),
     ("patch-unknown-type", "PATCH", SVCS + "/kubernetes", b"{}", "application/json", 415, "UnsupportedMediaType"),
     ("patch-json-not-list", "PATCH", SVCS + "/kubernetes", b"{}", "application/json-patch+json", 400, "BadRequest"),
     ("patch-json-bad-op", "PATCH", SVCS + "/kubernetes", b'[{"op":"explode","path":"/spec"}]',
@@ -207,3 +225,20 @@ def test_generated_services_never_crash_and_failures_write_nothing(api, spec, na
     else:
         assert body["kind"] == "Status" and body["code"] == status
         assert revision(api) == before
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=_spec, second=_spec, force=hs.booleans())
+def test_generated_applies_never_crash_and_failures_write_nothing(api, first, second, force):
+    """Server-side apply of arbitrary specs, by two managers in turn: a Status for every
+    failure (never a 500) and the store unchanged by one."""
+    url = f"{SVCS}/fuzz-apply?fieldManager=" + "{}" + ("&force=true" if force else "")
+    for manager, spec in (("one", first), ("two", second)):
+        before = revision(api)
+        obj = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "fuzz-apply"}, "spec": spec}
+        status, body = api.call("PATCH", url.format(manager), obj, "application/apply-patch+yaml")
+        assert status in (200, 201, 400, 409, 422), body
+        if status >= 400:
+            assert body["kind"] == "Status" and body["code"] == status
+            assert revision(api) == before
+    api.call("DELETE", f"{SVCS}/fuzz-apply")

@@ -77,6 +77,35 @@ def test_endpoint_fields_node_zone_target_ref_hostname():
     assert ep["targetRef"] == {"kind": "Pod", "namespace": "default", "name": "a", "uid": "uid-a"}
 
 
+def test_traffic_distribution_hints():
+    """upstream's trafficdist facts: PreferClose/PreferSameZone hint each ready endpoint for its
+    own zone, PreferSameNode also for its node; not-ready endpoints, unset or unknown values and
+    the topology-mode Auto annotation (upstream's other heuristic) get none."""
+    zones = {"node1": "zone-x"}
+
+    def hints(distribution, ready=True, annotations=None):
+        service = svc()
+        if distribution:
+            service["spec"]["trafficDistribution"] = distribution
+        if annotations:
+            service["metadata"]["annotations"] = annotations
+        return pod_endpoint(service, pod("a", "10.244.1.2", ready=ready), zones).get("hints")
+
+    assert hints("PreferClose") == hints("PreferSameZone") == {"forZones": [{"name": "zone-x"}]}
+    assert hints("PreferSameNode") == {"forZones": [{"name": "zone-x"}], "forNodes": [{"name": "node1"}]}
+    assert hints(None) is hints("Nearby") is hints("PreferClose", ready=False) is None
+    assert hints("PreferClose", annotations={"service.kubernetes.io/topology-mode": "Auto"}) is None
+    assert hints("PreferClose", annotations={"service.kubernetes.io/topology-mode": "Disabled"}) is not None
+
+
+def test_a_new_traffic_distribution_rewrites_the_slice():
+    service, pods = svc(), [pod("a", "10.244.1.2")]
+    _, slices = reconcile(service, pods, [], {"node1": "zone-x"})
+    service["spec"]["trafficDistribution"] = "PreferClose"
+    plan, slices = reconcile(service, pods, slices, {"node1": "zone-x"})
+    assert len(plan.update) == 1 and slices[0]["endpoints"][0]["hints"] == {"forZones": [{"name": "zone-x"}]}
+
+
 def test_selector_namespace_and_labels_filter():
     pods = [pod("a", "10.244.1.2"), pod("b", "10.244.1.3", labels={"app": "db"}),
             pod("c", "10.244.1.4", ns="other")]

@@ -70,9 +70,10 @@ class Scenario:
     # more StateSettings fields; one this kproxy's StateSettings lacks yet is left out (the
     # runner says so), so a case waiting for that setting flips when it lands
     settings: dict[str, Any] = field(default_factory=dict)
+    node_labels: tuple[tuple[str, str], ...] = ()  # the Node object's labels (its zone)
 
     def node(self) -> dict:
-        return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.node_name},
+        return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.node_name, "labels": dict(self.node_labels)},
                 "status": {"addresses": [{"type": "InternalIP", "address": ip} for ip in self.node_ips]}}
 
 
@@ -90,7 +91,7 @@ def port(name: str, number: int, proto: str = "TCP", node_port: int = 0, target:
 def service(ns: str, name: str, cluster_ip: str, ports: Iterable[dict], *, type: str = "ClusterIP",
             etp: str | None = None, itp: str | None = None, external_ips: Iterable[str] = (),
             lb_ips: Iterable[str] = (), source_ranges: Iterable[str] = (), affinity: int | None = None,
-            health_check_node_port: int = 0) -> dict:
+            health_check_node_port: int = 0, ip_modes: dict[str, str] | None = None) -> dict:
     spec: dict[str, Any] = {"type": type, "clusterIP": cluster_ip, "clusterIPs": [cluster_ip],
                             "ports": list(ports), "selector": {"app": name}}
     if etp:
@@ -106,14 +107,19 @@ def service(ns: str, name: str, cluster_ip: str, ports: Iterable[dict], *, type:
         spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": affinity}}
     if health_check_node_port:
         spec["healthCheckNodePort"] = health_check_node_port
-    status = {"loadBalancer": {"ingress": [{"ip": ip} for ip in lb_ips]}} if lb_ips else {}
+    # ip_modes: LB IP -> its ingress entry's ipMode (unset: no ipMode, which means VIP)
+    status = {"loadBalancer": {"ingress": [{"ip": ip, **({"ipMode": (ip_modes or {})[ip]} if ip in (ip_modes or {}) else {})}
+                                           for ip in lb_ips]}} if lb_ips else {}
     return {"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": ns, "name": name},
             "spec": spec, "status": status}
 
 
 def endpoint(ip: str, node: str | None = None, ready: bool | None = None, serving: bool | None = None,
-             terminating: bool | None = None) -> dict:
+             terminating: bool | None = None, for_zones: Iterable[str] = (), for_nodes: Iterable[str] = ()) -> dict:
     out: dict[str, Any] = {"addresses": [ip]}
+    hints = {k: [{"name": n} for n in names] for k, names in (("forZones", for_zones), ("forNodes", for_nodes)) if names}
+    if hints:
+        out["hints"] = hints
     cond = {k: v for k, v in (("ready", ready), ("serving", serving), ("terminating", terminating)) if v is not None}
     if cond:
         out["conditions"] = cond
@@ -345,6 +351,93 @@ ONLY_LOCAL_NODE_PORTS = _only_local_node_ports("TestOnlyLocalNodePorts", POD_CID
 ONLY_LOCAL_NODE_PORTS_NO_CLUSTER_CIDR = _only_local_node_ports("TestOnlyLocalNodePortsNoClusterCIDR", None)
 
 
+# ------------------------------------------------------------------ topology hints, ipMode Proxy
+
+# Topology-aware routing as kube-proxy's CategorizeEndpoints decides it (pkg/proxy/topology.go,
+# facts in tests/unit/test_policy.py): hints narrow Cluster-policy traffic to the endpoints hinted
+# for this node (forNodes) or its zone (forZones), only when every ready endpoint has such a hint
+# and one names this node / zone; Local-policy traffic ignores hints.
+ZONE_LABEL = "topology.kubernetes.io/zone"
+
+
+def _topology_service(name: str, cluster_ip: str, eps: list[dict], node_port: int = 0, **kw) -> tuple[dict, dict]:
+    ports = [port("p80", 80, node_port=node_port)]
+    svc = service("ns1", name, cluster_ip, ports, type="NodePort" if node_port else "ClusterIP", **kw)
+    return svc, endpoint_slice("ns1", name, eps, p80())
+
+
+_TOPOLOGY_PAIRS = [
+    _topology_service("hinted", "172.30.2.1", [endpoint("10.180.0.1", "node2", for_zones=["zone-a"]),
+                                               endpoint("10.180.0.2", "node3", for_zones=["zone-b"]),
+                                               endpoint("10.180.0.3", NODE_NAME, for_zones=["zone-b"])], node_port=3101),
+    _topology_service("partly-hinted", "172.30.2.2", [endpoint("10.180.1.1", "node2", for_zones=["zone-a"]),
+                                                      endpoint("10.180.1.2", "node3")]),
+    _topology_service("other-zones", "172.30.2.3", [endpoint("10.180.2.1", "node2", for_zones=["zone-b"]),
+                                                    endpoint("10.180.2.2", "node3", for_zones=["zone-c"])]),
+    _topology_service("etp-local", "172.30.2.4", [endpoint("10.180.3.1", "node2", for_zones=["zone-a"]),
+                                                  endpoint("10.180.3.2", NODE_NAME, for_zones=["zone-b"])],
+                      node_port=3104, etp="Local", health_check_node_port=30004),
+    _topology_service("itp-local", "172.30.2.5", [endpoint("10.180.4.1", "node2", for_zones=["zone-a"]),
+                                                  endpoint("10.180.4.2", NODE_NAME, for_zones=["zone-b"])], itp="Local"),
+    _topology_service("same-node", "172.30.2.6", [
+        endpoint("10.180.5.1", NODE_NAME, for_zones=["zone-a"], for_nodes=[NODE_NAME]),
+        endpoint("10.180.5.2", "node2", for_zones=["zone-a"], for_nodes=["node2"])]),
+    _topology_service("unready-in-zone", "172.30.2.7", [
+        endpoint("10.180.6.1", "node2", ready=False, serving=False, for_zones=["zone-a"]),
+        endpoint("10.180.6.2", "node3", for_zones=["zone-b"]), endpoint("10.180.6.3", "node3", for_zones=["zone-c"])]),
+]
+
+TOPOLOGY = Scenario(
+    "kproxy/topology hints, node in zone-a", OURS,
+    tuple(svc for svc, _ in _TOPOLOGY_PAIRS), tuple(slc for _, slc in _TOPOLOGY_PAIRS),
+    (Flow("pod to cluster IP: only the endpoint hinted for zone-a", POD, "172.30.2.1", 80, "10.180.0.1:80"),
+     Flow("external to NodePort: only the endpoint hinted for zone-a", EXTERNAL_CLIENT, NODE_IP, 3101,
+          "10.180.0.1:80", masq=True),
+     Flow("an endpoint without a hint: hints ignored", POD, "172.30.2.2", 80, "10.180.1.1:80, 10.180.1.2:80"),
+     Flow("no endpoint hinted for zone-a: hints ignored", POD, "172.30.2.3", 80, "10.180.2.1:80, 10.180.2.2:80"),
+     Flow("ETP Local, external to NodePort: the local endpoint, whatever its hint", EXTERNAL_CLIENT, NODE_IP, 3104,
+          "10.180.3.2:80"),
+     Flow("ETP Local, pod to NodePort short-circuits to the zone-a endpoint", POD, NODE_IP, 3104, "10.180.3.1:80"),
+     Flow("ETP Local, pod to cluster IP: the zone-a endpoint", POD, "172.30.2.4", 80, "10.180.3.1:80"),
+     Flow("ITP Local: the local endpoint, whatever its hint", POD, "172.30.2.5", 80, "10.180.4.2:80"),
+     Flow("node hints for this node: only that endpoint", POD, "172.30.2.6", 80, "10.180.5.1:80"),
+     Flow("the zone-a endpoint is not ready: hints ignored", POD, "172.30.2.7", 80, "10.180.6.2:80, 10.180.6.3:80")),
+    node_labels=((ZONE_LABEL, "zone-a"),),
+)
+
+TOPOLOGY_NO_ZONE = Scenario(
+    "kproxy/topology hints, node without a zone label", OURS,
+    (_TOPOLOGY_PAIRS[0][0],), (_TOPOLOGY_PAIRS[0][1],),
+    (Flow("pod to cluster IP: hints ignored", POD, "172.30.2.1", 80, "10.180.0.1:80, 10.180.0.2:80, 10.180.0.3:80"),),
+)
+
+# status.loadBalancer.ingress[].ipMode Proxy (pkg/proxy/serviceport.go newBaseServiceInfo: only VIP-mode
+# ingress IPs become LoadBalancerVIPs): no rule for such an IP, so the packet goes on to the load
+# balancer, whatever the source ranges or traffic policy; VIP (explicit or unset) is programmed.
+_PROXY_LB, _PROXY_LB2, _PROXY_LB3 = "1.2.3.10", "1.2.3.11", "1.2.3.12"
+IP_MODE_PROXY = Scenario(
+    "kproxy/loadBalancer ingress ipMode Proxy", OURS,
+    (service("ns1", "svc1", "172.30.0.41", [port("p80", 80, node_port=3001)], type="LoadBalancer",
+             lb_ips=[_PROXY_LB, _LB2, _LB], ip_modes={_PROXY_LB: "Proxy", _LB2: "VIP"}),
+     service("ns1", "svc2", "172.30.0.42", [port("p80", 80, node_port=3002)], type="LoadBalancer",
+             lb_ips=[_PROXY_LB2], ip_modes={_PROXY_LB2: "Proxy"}, source_ranges=["203.0.113.0/25"]),
+     service("ns1", "svc3", "172.30.0.43", [port("p80", 80, node_port=3003)], type="LoadBalancer", etp="Local",
+             lb_ips=[_PROXY_LB3], ip_modes={_PROXY_LB3: "Proxy"}, health_check_node_port=30003)),
+    (endpoint_slice("ns1", "svc1", [endpoint("10.180.0.1")], p80()),
+     endpoint_slice("ns1", "svc2", [endpoint("10.180.0.2")], p80()),
+     endpoint_slice("ns1", "svc3", [endpoint("10.180.0.3", "node2")], p80())),
+    (Flow("external to an ipMode Proxy LB IP is not captured", EXTERNAL_CLIENT, _PROXY_LB, 80, ""),
+     Flow("pod to an ipMode Proxy LB IP is not captured", POD, _PROXY_LB, 80, ""),
+     Flow("external to an ipMode VIP LB IP", EXTERNAL_CLIENT, _LB2, 80, "10.180.0.1:80", masq=True),
+     Flow("external to an LB IP without ipMode (VIP)", EXTERNAL_CLIENT, _LB, 80, "10.180.0.1:80", masq=True),
+     Flow("external to the NodePort still works", EXTERNAL_CLIENT, NODE_IP, 3001, "10.180.0.1:80", masq=True),
+     Flow("source ranges do not firewall an ipMode Proxy LB IP", BLOCKED_CLIENT, _PROXY_LB2, 80, ""),
+     Flow("ETP Local without local endpoints: an ipMode Proxy LB IP is not dropped", EXTERNAL_CLIENT, _PROXY_LB3,
+          80, ""),
+     Flow("ETP Local without local endpoints: the NodePort is dropped", EXTERNAL_CLIENT, NODE_IP, 3003, "DROP")),
+)
+
+
 # ------------------------------------------------------------------ kproxy's own fixture
 
 # The Services of tests/golden/iptables_services.py (the golden rulesets) as API objects; the
@@ -439,7 +532,7 @@ FIXTURE_CASES = [(f.name, f.src, f.dst, f.port, f.proto.lower(), f.outcomes(), f
 SCENARIOS: tuple[Scenario, ...] = (
     NO_ENDPOINTS_REJECT, CLUSTER_IP_GENERAL, LOAD_BALANCER, LOAD_BALANCER_CLEAN, NODE_PORTS, NODE_PORTS_MULTI,
     ETP_LOCAL, ETP_CLUSTER, ONLY_LOCAL_NODE_PORTS, ONLY_LOCAL_NODE_PORTS_NO_CLUSTER_CIDR, *ITP, *TERMINATING_LOCAL,
-    FIXTURE,
+    TOPOLOGY, TOPOLOGY_NO_ZONE, IP_MODE_PROXY, FIXTURE,
 )
 
 

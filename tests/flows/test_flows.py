@@ -57,7 +57,9 @@ MODE_DIFFERENCES: dict[tuple[str, str], tuple[str, str]] = {
         ("kproxy/trace fixture | ETP Local NodePort from a pod short-circuits to all endpoints", "10.244.1.4:8080"),
         ("kproxy/trace fixture | ETP Local NodePort from the node itself: all endpoints, masqueraded",
          "10.244.1.4:8080"),
-        ("kproxy/trace fixture | ETP Local, no local endpoints: pod to NodePort still works", "DROP"))},
+        ("kproxy/trace fixture | ETP Local, no local endpoints: pod to NodePort still works", "DROP"),
+        ("kproxy/topology hints, node in zone-a | ETP Local, pod to NodePort short-circuits to the zone-a endpoint",
+         "10.180.3.2:80"))},
 }
 
 # modes whose masquerade decision the table's `masq` does not describe, and why

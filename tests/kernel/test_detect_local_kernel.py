@@ -4,13 +4,8 @@ configured, so only the interface can tell: a pod reaching a ClusterIP keeps its
 the client (in on eth0) is masqueraded to the node's. ipvs: tests/vm/guest."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
-from kproxy.iptables.backend import IptablesBackend
-from kproxy.netns import NetNS
-from kproxy.nftables.backend import NftablesBackend
 from tests.kernel.topology import NODE_IP, ep, service, single_node, state
 
 pytestmark = pytest.mark.kernel
@@ -24,25 +19,9 @@ def topo():
         yield topology
 
 
-def make(kind: str, netns: NetNS):
-    if kind == "nftables":
-        return NftablesBackend(netns, SimpleNamespace(nftables=SimpleNamespace(endpoint_selection="random")))
-    return IptablesBackend(netns, SimpleNamespace(iptables=SimpleNamespace(backend=kind, localhost_nodeports=True)))
-
-
 @pytest.fixture(params=["nft", "legacy", "nftables"])
-def backend(request, topo):
-    netns = NetNS(topo.node)
-    b = make(request.param, netns)
-    try:
-        yield b
-    finally:
-        try:
-            b.cleanup()
-        finally:
-            topo.run(topo.node, ["conntrack", "-F"], check=False)
-            b.close()
-            netns.close()
+def mode(request):
+    return request.param  # the backend fixture: tests/kernel/conftest.py
 
 
 def check_pod_traffic_told_by_interface(topo, apply) -> None:

@@ -10,17 +10,16 @@ flows are left out (where they go is the node's routing, not ours).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 
 import pytest
 
-from kproxy.agent import backend as backends
-from kproxy.agent.config import AgentConfig
-from kproxy.netns import NetNS
 from tests.flows import runner
 from tests.flows.cases import NODE_IP as CASE_NODE_IP, SCENARIOS, Flow, Scenario, flow_id
 from tests.flows.test_flows import MASQUERADE_NOT_COMPARED, expected_output, open_item
+from tests.kernel.backends import config_for, open_backend
 from tests.kernel.topology import NODE_IP, POD_PORT, single_node
 
 pytestmark = pytest.mark.kernel
@@ -97,7 +96,7 @@ class Programmed:
         self.topo = topo
         self.key: tuple[str, str] | None = None
         self.backend = None
-        self.netns = None
+        self._opened = contextlib.ExitStack()
         self.moved: dict[str, str] = {}
 
     def program(self, mode: str, scenario: Scenario) -> dict[str, str]:
@@ -105,21 +104,14 @@ class Programmed:
             return self.moved
         self.close()
         rebased, self.moved = rebase(scenario, [self.topo.pods[p].ip for p in PODS])
-        self.netns = NetNS(self.topo.node)
-        self.backend = backends.get(mode)(self.netns, AgentConfig())
+        self.backend = self._opened.enter_context(open_backend(self.topo.node, config_for(mode)))
         self.key = (mode, scenario.name)
         self.backend.apply(self.backend.render(runner.build_state(rebased)), None)
         return self.moved
 
     def close(self) -> None:
-        if self.backend is not None:
-            try:
-                self.backend.cleanup()
-                self.backend.close()
-            finally:
-                self.topo.run(self.topo.node, ["conntrack", "-F"], check=False)
-                self.netns.close()
-        self.backend = self.netns = self.key = None
+        self.backend = self.key = None
+        self._opened.close()  # the backend's cleanup (tests/kernel/backends.py)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ for both iptables-nft and iptables-legacy."""
 from __future__ import annotations
 
 from dataclasses import replace
-from types import SimpleNamespace
 
 import pytest
 
@@ -11,12 +10,11 @@ from kproxy.agent.backend import ApplyError
 from kproxy.agent.state import ProxyState
 from kproxy.iptables import names
 from kproxy.iptables.backend import IptablesBackend
-from kproxy.netns import NetNS
-from tests.kernel.topology import CLIENT_IP, NODE_IP, ep, service, single_node, state
+from kproxy.iptables.driver import Iptables
+from tests.kernel.backends import config_for, sync
+from tests.kernel.topology import CLIENT_IP, NODE_IP, ep, pods_reached, service, single_node, state
 
 pytestmark = pytest.mark.kernel
-
-TRIES = 40  # P(one of 3 endpoints never chosen in 40 tries) = 3*(2/3)^40 < 1e-6
 
 
 @pytest.fixture(scope="module")
@@ -25,38 +23,14 @@ def topo():
         yield topology
 
 
-def config(variant: str, **iptables) -> SimpleNamespace:
-    return SimpleNamespace(iptables=SimpleNamespace(backend=variant, localhost_nodeports=True, **iptables))
-
-
 @pytest.fixture(params=["nft", "legacy"])
-def backend(request, topo):
-    netns = NetNS(topo.node)
-    b = IptablesBackend(netns, config(request.param))
-    try:
-        yield b
-    finally:
-        try:
-            b.cleanup()
-        finally:
-            topo.run(topo.node, ["conntrack", "-F"], check=False)
-            netns.close()
-
-
-def sync(backend, st: ProxyState, previous=None, full: bool = True):
-    ruleset = backend.render(st, previous)
-    backend.apply(ruleset, None if full else previous)
-    return ruleset
+def mode(request):
+    return request.param  # the backend fixture (tests/kernel/conftest.py): iptables with this variant
 
 
 def save(backend) -> list[str]:
     out = backend.netns.command([backend.variant.save]).stdout
     return [line for line in out.splitlines() if not line.startswith("#")]
-
-
-def pods_reached(topo, ns, ip, port, tries=TRIES, proto="tcp") -> set[str]:
-    call = topo.tcp if proto == "tcp" else topo.udp
-    return {call(ns, ip, port)[0] for _ in range(tries)}
 
 
 # ------------------------------------------------------------------ traffic
@@ -214,7 +188,7 @@ def test_failed_restore_raises_apply_error_naming_the_rule_and_changes_nothing(t
 
 def test_auto_backend_follows_the_variant_that_holds_kube_chains(topo, backend):
     sync(backend, state(service("web", "10.96.0.10", [ep(topo, "a")])))
-    auto = IptablesBackend(backend.netns, config("auto"))
+    auto = IptablesBackend(backend.netns, config_for("iptables-auto"))
     assert auto.variant == backend.variant
     assert auto.inspect().view.chains["nat"].keys() >= {"KUBE-SERVICES", names.cluster_chain(
         service("web", "10.96.0.10"))}
@@ -331,7 +305,7 @@ def test_restore_in_small_commit_sections_programs_the_same_rules(topo, backend)
     sync(backend, st)
     whole = sorted(save(backend))
     backend.cleanup()
-    backend._variant = dc_replace(backend.variant, chains_per_commit=3)
+    backend._driver = Iptables(backend.netns, dc_replace(backend.variant, chains_per_commit=3))
     ruleset = sync(backend, st)
     assert sorted(save(backend)) == whole
     assert pods_reached(topo, topo.client, "10.96.0.10", 80) == {"a", "b"}

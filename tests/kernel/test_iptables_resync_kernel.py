@@ -7,10 +7,9 @@ import asyncio
 
 import pytest
 
-from kproxy.agent.config import AgentConfig, IptablesConfig
 from kproxy.agent.proxier import Proxier
 from kproxy.iptables.backend import IptablesBackend
-from kproxy.netns import NetNS
+from tests.kernel.backends import config_for, open_backend
 from tests.kernel.topology import CLUSTER_CIDR, POD_PORT, single_node
 from tests.unit.test_agent_proxier import FakeClient
 
@@ -64,12 +63,8 @@ async def until(predicate, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
-async def _flushed_nat_table_is_repaired(topo, variant: str) -> None:
-    config = AgentConfig(mode="iptables", cluster_cidr=CLUSTER_CIDR, iptables=IptablesConfig(
-        min_sync_period=0.0, sync_period=SYNC_PERIOD, backend=variant))
-    netns = NetNS(topo.node)
-    backend = CountingBackend(netns, config)
-    proxier = Proxier(config, "n1", FakeClient(objects(topo.pods["a"].ip)), backend, netns)
+async def _flushed_nat_table_is_repaired(topo, config, backend: CountingBackend) -> None:
+    proxier = Proxier(config, "n1", FakeClient(objects(topo.pods["a"].ip)), backend, backend.netns)
 
     async def served() -> bool:
         try:
@@ -94,13 +89,11 @@ async def _flushed_nat_table_is_repaired(topo, variant: str) -> None:
     finally:
         proxier.stop()
         await asyncio.wait_for(task, 30)
-        try:
-            backend.cleanup()
-        finally:
-            topo.run(topo.node, ["conntrack", "-F"], check=False)
-            netns.close()
 
 
 @pytest.mark.parametrize("variant", ["nft", "legacy"])
 def test_a_flushed_nat_table_is_repaired_by_the_next_periodic_sync(topo, variant):
-    asyncio.run(_flushed_nat_table_is_repaired(topo, variant))
+    config = config_for(variant, cluster_cidr=CLUSTER_CIDR,
+                        iptables={"min_sync_period": 0.0, "sync_period": SYNC_PERIOD})
+    with open_backend(topo.node, config, CountingBackend) as backend:
+        asyncio.run(_flushed_nat_table_is_repaired(topo, config, backend))

@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from types import SimpleNamespace
 
 import pytest
 
 from kproxy.agent.backend import ApplyError
-from kproxy.agent.state import ProxyState
-from kproxy.netns import NetNS
-from kproxy.nftables.backend import NftablesBackend
-from kproxy.nftables.model import Ruleset
 from kproxy.nftables.plan import plan_full
 from kproxy.nftables.transaction import Transaction
 from kproxy.rules.nftables import Dump, NftablesAdapter
 from kproxy.rules.trace import Probe
-from tests.kernel.topology import CLIENT_IP, NODE_IP, ep, service, single_node, state
+from tests.kernel.backends import config_for, open_backend, sync
+from tests.kernel.topology import CLIENT_IP, NODE_IP, TRIES, ep, pods_reached, service, single_node, state
 
 pytestmark = pytest.mark.kernel
 
-TRIES = 40  # P(one of 3 endpoints never chosen in 40 tries) = 3*(2/3)^40 < 1e-6
 PODS = ["a", "b", "c", "d", "e"]
 
 
@@ -31,37 +26,16 @@ def topo():
         yield topology
 
 
-def make_backend(topo, selection: str = "random") -> NftablesBackend:
-    return NftablesBackend(NetNS(topo.node), SimpleNamespace(nftables=SimpleNamespace(endpoint_selection=selection)))
+MAGLEV = config_for("nftables", nftables={"endpoint_selection": "maglev"})
 
 
 @pytest.fixture
-def backend(topo):
-    b = make_backend(topo)
-    try:
-        yield b
-    finally:
-        try:
-            b.cleanup()
-        finally:
-            topo.run(topo.node, ["conntrack", "-F"], check=False)
-            b.close()
-            b.netns.close()
-
-
-def sync(backend, st: ProxyState, previous: Ruleset | None = None, full: bool = True) -> Ruleset:
-    ruleset = backend.render(st, previous)
-    backend.apply(ruleset, None if full else previous)
-    return ruleset
+def mode():
+    return "nftables"  # the backend fixture: tests/kernel/conftest.py
 
 
 def nft_list(topo) -> str:
     return topo.run(topo.node, ["nft", "list", "table", "ip", "kproxy"]).stdout
-
-
-def pods_reached(topo, ns, ip, port, tries=TRIES, proto="tcp") -> set[str]:
-    call = topo.tcp if proto == "tcp" else topo.udp
-    return {call(ns, ip, port)[0] for _ in range(tries)}
 
 
 # ------------------------------------------------------------------ traffic
@@ -256,8 +230,7 @@ def test_nft_lists_the_rules_we_meant(topo, backend):
 
 
 def test_nft_lists_the_maglev_rules_we_meant(topo):
-    b = make_backend(topo, "maglev")
-    try:
+    with open_backend(topo.node, MAGLEV) as b:
         st = state(service("mag", "10.96.0.46", [ep(topo, "a"), ep(topo, "b")]),
                    service("magudp", "10.96.0.47", [ep(topo, "c")], port=53, protocol="UDP"),
                    service("magaff", "10.96.0.48", [ep(topo, "d")], session_affinity_timeout=60))
@@ -265,10 +238,6 @@ def test_nft_lists_the_maglev_rules_we_meant(topo):
         listed = _chains_in_listing(nft_list(topo))
         for name, chain in ruleset.chains.items():
             assert listed[name] == [r.text for r in chain.rules], name
-    finally:
-        b.cleanup()
-        b.close()
-        b.netns.close()
 
 
 def _chains_in_listing(text: str) -> dict[str, list[str]]:
@@ -320,8 +289,7 @@ def test_inspect_reads_the_table_back(topo, backend):
 
 
 def test_maglev_removing_one_of_five_endpoints_moves_only_its_clients(topo):
-    b = make_backend(topo, "maglev")
-    try:
+    with open_backend(topo.node, MAGLEV) as b:
         eps = [ep(topo, p) for p in PODS]
         first = sync(b, state(service("mag", "10.96.0.30", eps)))
         ports = range(20000, 20120)
@@ -337,11 +305,6 @@ def test_maglev_removing_one_of_five_endpoints_moves_only_its_clients(topo):
         # Maglev moves little more than the removed endpoint's share: with 251 slots, 5 -> 4
         # endpoints, about 4 slots besides c's 50; random selection would move ~4/5 of all.
         assert len(moved_others) <= len(ports) // 10, (len(moved_others), before, after)
-    finally:
-        b.cleanup()
-        topo.run(topo.node, ["conntrack", "-F"], check=False)
-        b.close()
-        b.netns.close()
 
 
 def test_trace_names_the_endpoint_maglev_picks_for_a_client_port(topo):
@@ -349,8 +312,7 @@ def test_trace_names_the_endpoint_maglev_picks_for_a_client_port(topo):
     client (nftables/jhash.py): the endpoint it names is the one that answers."""
     from kproxy.rules.nftables import Dump, NftablesAdapter
     from kproxy.rules.trace import Probe
-    b = make_backend(topo, "maglev")
-    try:
+    with open_backend(topo.node, MAGLEV) as b:
         sync(b, state(service("magtrace", "10.96.0.49", [ep(topo, p) for p in PODS])))
         dump = Dump(nft_list(topo))
         by_ip = {pod.ip: name for name, pod in topo.pods.items()}
@@ -365,17 +327,11 @@ def test_trace_names_the_endpoint_maglev_picks_for_a_client_port(topo):
         assert len(set(answered.values())) >= 3  # the ports really spread over the endpoints
         anyport = NftablesAdapter().trace(dump, Probe("tcp", CLIENT_IP, 0, "10.96.0.49", 80), [NODE_IP])
         assert sum(c.probability for c in anyport.candidates) == pytest.approx(1.0) and len(anyport.candidates) == 5
-    finally:
-        b.cleanup()
-        topo.run(topo.node, ["conntrack", "-F"], check=False)
-        b.close()
-        b.netns.close()
 
 
 def _tcp_from(topo, ip: str, source_port: int) -> str:
     """The pod answering a TCP connection from the client's fixed source port."""
     return topo.tcp(topo.client, ip, 80, source=CLIENT_IP, source_port=source_port)[0]
-
 
 
 def test_switching_affinity_on_and_off_replaces_the_services_map_in_a_partial_sync(topo, backend):

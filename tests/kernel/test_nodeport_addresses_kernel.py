@@ -14,11 +14,10 @@ from typing import AsyncIterator
 
 import pytest
 
-from kproxy.agent import backend as backends
-from kproxy.agent.config import AgentConfig, IpvsConfig, IptablesConfig, NftablesConfig
+from kproxy.agent.config import AgentConfig
 from kproxy.agent.proxier import Proxier
-from kproxy.netns import NetNS
 from tests import nsutil
+from tests.kernel.backends import config_for, open_backend
 from tests.kernel.topology import CLUSTER_CIDR, NODE_IP, POD_PORT, single_node
 from tests.unit.test_agent_proxier import FakeClient, wait_for
 
@@ -29,12 +28,8 @@ EXTRA_IP, LATER_IP = "192.168.1.5", "192.168.1.6"
 NODE_PORT = 30080
 NODE_PORT_CIDRS = ("192.168.0.0/24", "192.168.1.0/24")
 SYNC_WAIT = 300.0  # generous: the first ipvs sync under the VM's software emulation is slow
-MODES = {  # test id -> (mode, iptables variant)
-    "iptables-nft": ("iptables", "nft"),
-    "iptables-legacy": ("iptables", "legacy"),
-    "nftables": ("nftables", "nft"),
-    "userspace": ("userspace", "nft"),
-}
+MODES = ("iptables-nft", "iptables-legacy", "nftables", "userspace")  # ids: tests/kernel/backends.py
+FAST = {"min_sync_period": 0.0, "sync_period": 1000.0}
 
 
 @contextlib.contextmanager
@@ -73,34 +68,25 @@ def answer(topo, ip: str) -> str | None:
         return None
 
 
-def agent_config(mode: str, variant: str = "nft", node_port_addresses=NODE_PORT_CIDRS) -> AgentConfig:
-    return AgentConfig(mode=mode, cluster_cidr=CLUSTER_CIDR, hostname_override=NODE,
-                       node_port_addresses=node_port_addresses,
-                       iptables=IptablesConfig(min_sync_period=0.0, sync_period=1000.0, backend=variant,
-                                               localhost_nodeports=False),
-                       nftables=NftablesConfig(min_sync_period=0.0, sync_period=1000.0),
-                       ipvs=IpvsConfig(min_sync_period=0.0, sync_period=1000.0))
+def agent_config(mode_id: str, node_port_addresses=NODE_PORT_CIDRS) -> AgentConfig:
+    return config_for(mode_id, cluster_cidr=CLUSTER_CIDR, hostname_override=NODE,
+                      node_port_addresses=node_port_addresses, iptables={**FAST, "localhost_nodeports": False},
+                      nftables=FAST, ipvs=FAST)
 
 
 @contextlib.asynccontextmanager
 async def running_agent(topo, config: AgentConfig, objects: dict) -> AsyncIterator[Proxier]:
     """A Proxier with config's real backend in the node namespace, after its first sync; on
     exit it stops and the backend's rules are removed."""
-    netns = NetNS(topo.node)
-    backend = backends.get(config.mode)(netns, config)
-    proxier = Proxier(config, NODE, FakeClient(objects), backend, netns)
-    task = asyncio.create_task(proxier.run())
-    try:
-        await wait_for(lambda: proxier.sync_count >= 1, timeout=SYNC_WAIT)
-        yield proxier
-    finally:
-        proxier.stop()
-        await asyncio.wait_for(task, SYNC_WAIT)
+    with open_backend(topo.node, config) as backend:
+        proxier = Proxier(config, NODE, FakeClient(objects), backend, backend.netns)
+        task = asyncio.create_task(proxier.run())
         try:
-            await asyncio.to_thread(netns.run, backend.cleanup)
+            await wait_for(lambda: proxier.sync_count >= 1, timeout=SYNC_WAIT)
+            yield proxier
         finally:
-            backend.close()
-            netns.close()
+            proxier.stop()
+            await asyncio.wait_for(task, SYNC_WAIT)
 
 
 async def serve_nodeports(topo, config: AgentConfig) -> None:
@@ -118,7 +104,7 @@ async def serve_nodeports(topo, config: AgentConfig) -> None:
         nsutil.run(["ip", "-n", topo.node, "addr", "del", f"{LATER_IP}/24", "dev", "eth0"], check=False)
 
 
-@pytest.mark.parametrize("mode_id", list(MODES))
+@pytest.mark.parametrize("mode_id", MODES)
 def test_nodeport_served_on_interface_addresses_in_the_listed_cidrs(topo, mode_id):
     nsutil.run(["ip", "-n", topo.node, "addr", "replace", f"{EXTRA_IP}/24", "dev", "eth0"])
-    asyncio.run(serve_nodeports(topo, agent_config(*MODES[mode_id])))
+    asyncio.run(serve_nodeports(topo, agent_config(mode_id)))

@@ -14,10 +14,9 @@ import asyncio
 
 import pytest
 
-from kproxy.agent import backend as backends
-from kproxy.agent.config import AgentConfig, IptablesConfig, NftablesConfig
+from kproxy.agent.config import AgentConfig
 from kproxy.agent.proxier import Proxier
-from kproxy.netns import NetNS
+from tests.kernel.backends import config_for, open_backend
 from tests.kernel.topology import POD_PORT, single_node
 from tests.unit.test_agent_proxier import FakeClient, gauge, wait_for
 
@@ -25,12 +24,7 @@ pytestmark = pytest.mark.kernel
 
 LONG_NAME = 'poison"' + "x" * 293
 FAST = {"min_sync_period": 0.0, "sync_period": 1000.0}
-MODES = {  # id -> AgentConfig
-    "iptables-nft": AgentConfig(mode="iptables", iptables=IptablesConfig(backend="nft", **FAST)),
-    "iptables-legacy": AgentConfig(mode="iptables", iptables=IptablesConfig(backend="legacy", **FAST)),
-    "nftables": AgentConfig(mode="nftables", nftables=NftablesConfig(**FAST)),
-    "userspace": AgentConfig(mode="userspace", iptables=IptablesConfig(backend="nft", **FAST)),
-}
+MODES = ("iptables-nft", "iptables-legacy", "nftables", "userspace")  # ids: tests/kernel/backends.py
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +57,14 @@ def objects(topo) -> dict:
     }
 
 
-async def run_poisoned(topo, config: AgentConfig, first_sync_timeout: float = 60.0) -> None:
+def run_poisoned(topo, config: AgentConfig, first_sync_timeout: float = 60.0) -> None:
     """Runs the proxier over objects(topo) with `config`'s backend and checks the outcome."""
-    netns = NetNS(topo.node)
-    backend = backends.get(config.mode)(netns, config)
-    proxier = Proxier(config, "n1", FakeClient(objects(topo)), backend, netns)
+    with open_backend(topo.node, config) as backend:
+        asyncio.run(_check_poisoned(topo, config, backend, first_sync_timeout))
+
+
+async def _check_poisoned(topo, config: AgentConfig, backend, first_sync_timeout: float) -> None:
+    proxier = Proxier(config, "n1", FakeClient(objects(topo)), backend, backend.netns)
     task = asyncio.create_task(proxier.run())
     try:
         await wait_for(lambda: proxier.sync_count >= 1, timeout=first_sync_timeout)
@@ -82,21 +79,8 @@ async def run_poisoned(topo, config: AgentConfig, first_sync_timeout: float = 60
     finally:
         proxier.stop()
         await asyncio.wait_for(task, 30)
-        try:
-            backend.cleanup()
-        finally:
-            backend.close()
-            netns.close()
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_poisoned_object_does_not_stop_the_others(topo, mode):
-    config = MODES[mode]
-    netns = NetNS(topo.node)
-    try:
-        backends.get(config.mode).probe(netns, config)
-    except backends.BackendUnavailable as exc:
-        pytest.skip(str(exc))
-    finally:
-        netns.close()
-    asyncio.run(run_poisoned(topo, config))
+    run_poisoned(topo, config_for(mode, iptables=FAST, nftables=FAST))

@@ -7,25 +7,18 @@ import json
 import os
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import jsonschema
 import pytest
 
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
-from kproxy.iptables.backend import IptablesBackend
-from kproxy.netns import NetNS
-from kproxy.nftables.backend import NftablesBackend
-from kproxy.userspace.backend import UserspaceBackend
+from tests.kernel.backends import config_for, open_backend
 from tests.kernel.topology import NODE_IP, POD_PORT, _stop, _wait_listening, single_node
 
 pytestmark = pytest.mark.kernel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCHEMA = os.path.join(ROOT, "docs", "rules-schema.json")
-CONFIG = SimpleNamespace(iptables=SimpleNamespace(backend="nft", localhost_nodeports=False),
-                         nftables=SimpleNamespace(endpoint_selection="random"), userspace=SimpleNamespace())
-BACKENDS = {"iptables": IptablesBackend, "nftables": NftablesBackend, "userspace": UserspaceBackend}
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +36,9 @@ def state(topo) -> ProxyState:
 @pytest.fixture
 def programmed(topo, request):
     """The node programmed by the mode named by the test's parameter; cleaned up afterwards."""
-    netns = NetNS(topo.node)
-    backend = BACKENDS[request.param](netns, CONFIG)
-    try:
+    with open_backend(topo.node, config_for(request.param, iptables={"localhost_nodeports": False})) as backend:
         backend.apply(backend.render(state(topo)), None)
         yield request.param
-    finally:
-        try:
-            backend.cleanup()
-        finally:
-            backend.close()
-            netns.close()
 
 
 def rules(topo, *argv: str) -> subprocess.CompletedProcess:

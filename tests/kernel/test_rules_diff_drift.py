@@ -12,10 +12,7 @@ from dataclasses import replace
 import pytest
 
 from kproxy import modes
-from kproxy.agent import backend as backends
-from kproxy.agent.config import AgentConfig, IptablesConfig
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
-from kproxy.netns import NetNS
 from kproxy.rules.adapter import adapter_for, read
 from kproxy.rules.diff import diff
 from tests.kernel.topology import NODE_IP, POD_PORT, single_node
@@ -32,24 +29,8 @@ def topo():
 
 
 @pytest.fixture(params=MODES)
-def mode_backend(request, topo):
-    config = AgentConfig(mode=request.param, iptables=IptablesConfig(backend="nft"))
-    netns = NetNS(topo.node)
-    cls = backends.get(request.param)
-    try:
-        cls.probe(netns, config)
-    except backends.BackendUnavailable as exc:
-        netns.close()
-        pytest.skip(f"{request.param}: {exc}")
-    b = cls(netns, config)
-    try:
-        yield request.param, b
-    finally:
-        try:
-            b.cleanup()
-        finally:
-            b.close()
-            netns.close()
+def mode(request):
+    return request.param  # the backend fixture (tests/kernel/conftest.py), skipped where unavailable
 
 
 def ep(topo, pod: str, local: bool = True) -> Endpoint:
@@ -76,8 +57,7 @@ def sync_incrementally(backend, steps: list[list[ServicePort]]):
     return previous
 
 
-def test_incremental_syncs_show_no_drift_and_real_drift_still_shows(topo, mode_backend):
-    mode, backend = mode_backend
+def test_incremental_syncs_show_no_drift_and_real_drift_still_shows(topo, mode, backend):
     adapter = adapter_for(mode)
     created: list[ServicePort] = []
     steps = []

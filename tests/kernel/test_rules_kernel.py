@@ -8,14 +8,11 @@ import json
 import os
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import jsonschema
 import pytest
 
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
-from kproxy.iptables.backend import IptablesBackend
-from kproxy.netns import NetNS
 from kproxy.rules.diff import diff
 from kproxy.rules.iptables import IptablesAdapter
 from kproxy.rules.trace import Probe
@@ -36,18 +33,8 @@ def topo():
 
 
 @pytest.fixture(params=["nft", "legacy"])
-def backend(request, topo):
-    netns = NetNS(topo.node)
-    b = IptablesBackend(netns, SimpleNamespace(iptables=SimpleNamespace(backend=request.param,
-                                                                        localhost_nodeports=True)))
-    try:
-        yield b
-    finally:
-        try:
-            b.cleanup()
-        finally:
-            topo.run(topo.node, ["conntrack", "-F"], check=False)
-            netns.close()
+def mode(request):
+    return request.param  # the backend fixture (tests/kernel/conftest.py): iptables with this variant
 
 
 def ep(topo, pod: str, local: bool = True) -> Endpoint:

@@ -7,14 +7,11 @@ import json
 import os
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import jsonschema
 import pytest
 
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
-from kproxy.netns import NetNS
-from kproxy.nftables.backend import NftablesBackend
 from kproxy.rules.diff import diff
 from kproxy.rules.nftables import NftablesAdapter
 from kproxy.rules.trace import Probe
@@ -34,17 +31,8 @@ def topo():
 
 
 @pytest.fixture
-def backend(topo):
-    netns = NetNS(topo.node)
-    b = NftablesBackend(netns, SimpleNamespace(nftables=SimpleNamespace(endpoint_selection="random")))
-    try:
-        yield b
-    finally:
-        try:
-            b.cleanup()
-        finally:
-            b.close()
-            netns.close()
+def mode():
+    return "nftables"  # the backend fixture: tests/kernel/conftest.py
 
 
 def state(topo) -> ProxyState:

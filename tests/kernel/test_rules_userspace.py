@@ -7,18 +7,16 @@ import json
 import os
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import jsonschema
 import pytest
 
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
-from kproxy.netns import NetNS
 from kproxy.rules.adapter import read
 from kproxy.rules.diff import diff
 from kproxy.rules.trace import Probe
 from kproxy.rules.userspace import UserspaceAdapter
-from kproxy.userspace.backend import UserspaceBackend
+from tests.kernel.backends import config_for
 from tests.kernel.topology import CLIENT_IP, NODE_IP, POD_PORT, single_node
 
 pytestmark = pytest.mark.kernel
@@ -34,18 +32,13 @@ def topo():
 
 
 @pytest.fixture
-def backend(topo):
-    netns = NetNS(topo.node)
-    b = UserspaceBackend(netns, SimpleNamespace(iptables=SimpleNamespace(backend="nft", localhost_nodeports=False),
-                                                userspace=SimpleNamespace()))
-    try:
-        yield b
-    finally:
-        try:
-            b.cleanup()
-        finally:
-            b.close()
-            netns.close()
+def mode():
+    return "userspace"  # the backend fixture: tests/kernel/conftest.py
+
+
+@pytest.fixture
+def backend_config(mode):
+    return config_for(mode, iptables={"localhost_nodeports": False})
 
 
 def state(topo) -> ProxyState:

@@ -2,18 +2,15 @@
 proxy (UserspaceBackend), pod namespaces running echo servers (tests/kernel/topology.py)."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
-from kproxy.agent.state import Endpoint, ProxyState
+from kproxy.agent.state import Endpoint
 from kproxy.netns import NetNS
 from kproxy.userspace.backend import UserspaceBackend
-from tests.kernel.topology import CLIENT_IP, NODE_IP, ep, service, single_node, state
+from tests.kernel.backends import config_for, open_backend, sync
+from tests.kernel.topology import CLIENT_IP, NODE_IP, ep, pods_reached, service, single_node, state
 
 pytestmark = pytest.mark.kernel
-
-TRIES = 40  # P(one of 3 endpoints never chosen in 40 tries) = 3*(2/3)^40 < 1e-6
 
 
 @pytest.fixture(scope="module")
@@ -22,34 +19,18 @@ def topo():
         yield topology
 
 
-def config(**userspace) -> SimpleNamespace:
-    return SimpleNamespace(iptables=SimpleNamespace(backend="nft", localhost_nodeports=False),
-                           userspace=SimpleNamespace(**userspace))
+def config(localhost_nodeports: bool = False):
+    return config_for("userspace", iptables={"localhost_nodeports": localhost_nodeports})
 
 
 @pytest.fixture
-def backend(topo):
-    netns = NetNS(topo.node)
-    b = UserspaceBackend(netns, config())
-    try:
-        yield b
-    finally:
-        try:
-            b.cleanup()
-        finally:
-            b.close()
-            netns.close()
+def mode():
+    return "userspace"  # the backend fixture: tests/kernel/conftest.py
 
 
-def sync(backend, st: ProxyState, previous=None):
-    plan = backend.render(st)
-    backend.apply(plan, previous)
-    return plan
-
-
-def pods_reached(topo, ns, ip, port, tries=TRIES, proto="tcp") -> set[str]:
-    call = topo.tcp if proto == "tcp" else topo.udp
-    return {call(ns, ip, port)[0] for _ in range(tries)}
+@pytest.fixture
+def backend_config():
+    return config()
 
 
 def test_cluster_ip_tcp_and_udp_reach_every_endpoint(topo, backend):
@@ -99,7 +80,7 @@ def test_endpoint_change_keeps_the_listener_and_moves_udp_flows(topo, backend):
     first = sync(backend, state(service("mv", "10.96.0.26", [ep(topo, "a")], port=53, protocol="UDP")))
     assert topo.udp(topo.client, "10.96.0.26", 53, source_port=40100)[0] == "a"
     port_before = {i.key: i.port for i in backend.inspect().listeners}
-    sync(backend, state(service("mv", "10.96.0.26", [ep(topo, "b")], port=53, protocol="UDP")), first)
+    sync(backend, state(service("mv", "10.96.0.26", [ep(topo, "b")], port=53, protocol="UDP")), first, full=False)
     # same client 5-tuple: the old flow's endpoint is gone, so it is re-picked
     assert topo.udp(topo.client, "10.96.0.26", 53, source_port=40100)[0] == "b"
     assert {i.key: i.port for i in backend.inspect().listeners} == port_before
@@ -108,7 +89,7 @@ def test_endpoint_change_keeps_the_listener_and_moves_udp_flows(topo, backend):
 def test_removed_service_closes_its_listener_and_rules(topo, backend):
     first = sync(backend, state(service("gone", "10.96.0.27", [ep(topo, "a")])))
     (info,) = backend.inspect().listeners
-    sync(backend, state(), first)
+    sync(backend, state(), first, full=False)
     assert backend.inspect().listeners == ()
     with pytest.raises(OSError):  # neither a rule nor a listener is left
         topo.tcp(topo.client, "10.96.0.27", 80, timeout=1)
@@ -210,11 +191,7 @@ def test_local_policy_short_circuits_pod_and_node_traffic(topo, backend):
 @pytest.mark.parametrize("localhost", [True, False])
 def test_localhost_node_ports_follow_the_option(topo, localhost):
     """iptables.localhostNodePorts: NodePorts answer on 127.0.0.1 unless it is false."""
-    netns = NetNS(topo.node)
-    cfg = config()
-    cfg.iptables.localhost_nodeports = localhost
-    b = UserspaceBackend(netns, cfg)
-    try:
+    with open_backend(topo.node, config(localhost)) as b:
         sync(b, state(service("lo", "10.96.0.39", [ep(topo, "a")], node_port=30086)))
         assert topo.tcp(topo.node, NODE_IP, 30086)[0] == "a"
         if localhost:
@@ -222,12 +199,6 @@ def test_localhost_node_ports_follow_the_option(topo, localhost):
         else:
             with pytest.raises(ConnectionRefusedError):
                 topo.tcp(topo.node, "127.0.0.1", 30086)
-    finally:
-        try:
-            b.cleanup()
-        finally:
-            b.close()
-            netns.close()
 
 
 def test_sctp_service_ports_are_named_as_skipped(topo, backend, caplog):

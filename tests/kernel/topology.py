@@ -55,6 +55,15 @@ def state(*services: ServicePort, **kw) -> ProxyState:
     return ProxyState("n1", node_ips=(NODE_IP,), services={s.key: s for s in services}, **kw)
 
 
+TRIES = 40  # P(one of 3 endpoints never chosen in 40 tries) = 3*(2/3)^40 < 1e-6
+
+
+def pods_reached(topo, ns: str, ip: str, port: int, tries: int = TRIES, proto: str = "tcp") -> set[str]:
+    """The pods answering `tries` new connections (tcp) or exchanges (udp) from `ns` to ip:port."""
+    call = topo.tcp if proto == "tcp" else topo.udp
+    return {call(ns, ip, port)[0] for _ in range(tries)}
+
+
 def _ip(ns: str, *args: str) -> None:
     nsutil.run(["ip", "-n", ns, *args])
 

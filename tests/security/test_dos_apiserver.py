@@ -27,11 +27,6 @@ PROBE_TIMEOUT = 1.0  # healthz must answer within this while an attack runs
 
 
 @pytest.fixture(scope="module")
-def admin(secure_apiserver):
-    return Http(secure_apiserver.url, ssl_context=client_tls_context(secure_apiserver.data_dir, "admin"))
-
-
-@pytest.fixture(scope="module")
 def probe(secure_apiserver):
     """An anonymous client with a short timeout for /healthz."""
     return Http(secure_apiserver.url, PROBE_TIMEOUT, client_tls_context(secure_apiserver.data_dir, None))

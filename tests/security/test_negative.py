@@ -27,11 +27,6 @@ WAIT = 30.0
 
 
 @pytest.fixture(scope="module")
-def admin(secure_apiserver):
-    return Http(secure_apiserver.url, ssl_context=client_tls_context(secure_apiserver.data_dir, "admin"))
-
-
-@pytest.fixture(scope="module")
 def anonymous(secure_apiserver):
     return Http(secure_apiserver.url, ssl_context=client_tls_context(secure_apiserver.data_dir, None))
 

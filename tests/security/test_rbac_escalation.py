@@ -3,37 +3,12 @@ or ClusterRole only with every permission it grants (or `escalate`), a binding o
 permission of its role (or `bind` on it). Refusals are 403 with upstream's message."""
 from __future__ import annotations
 
-import ssl
-
-import pytest
-
 from kproxy.apiserver.auth.escalation import compact_string, missing_permissions
-from kproxy.pki import ca as pki_ca
-from tests.apiserver.httputil import Http, client_tls_context
 
 RBAC = "/apis/rbac.authorization.k8s.io/v1"
 GRANT = "is attempting to grant RBAC permissions not currently held"
 REF = {"apiGroup": "rbac.authorization.k8s.io"}
-
-
-@pytest.fixture(scope="module")
-def admin(secure_apiserver):
-    return Http(secure_apiserver.url, ssl_context=client_tls_context(secure_apiserver.data_dir, "admin"))
-
-
-@pytest.fixture(scope="module")
-def user_client(secure_apiserver, tmp_path_factory):
-    pki = secure_apiserver.data_dir / "pki"
-    cluster_ca = pki_ca.KeyPair((pki / "ca.crt").read_bytes(), (pki / "ca.key").read_bytes())
-    folder = tmp_path_factory.mktemp("users")
-
-    def make(name: str) -> Http:
-        pair = pki_ca.issue_client(cluster_ca, name, ("devs",))
-        (folder / f"{name}.pem").write_bytes(pair.cert_pem + pair.key_pem)
-        ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
-        ctx.load_cert_chain(str(folder / f"{name}.pem"))
-        return Http(secure_apiserver.url, ssl_context=ctx)
-    return make
+DEVS = ("devs",)  # every user's group here: refusals name it
 
 
 def grant(admin, namespace, user, rules, name=None):
@@ -69,7 +44,7 @@ def test_binding_cluster_admin_with_only_create_rolebindings_is_refused(admin, u
     namespace(admin, "esc1")
     grant(admin, "esc1", "binder", [{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"],
                                      "verbs": ["create"]}])
-    binder = user_client("binder")
+    binder = user_client("binder", DEVS)
     status, body = binder.call("POST", f"{RBAC}/namespaces/esc1/rolebindings",
                                binding("take-over", "binder", "ClusterRole", "cluster-admin"))
     assert_escalation_refused(status, body, "binder")
@@ -84,7 +59,7 @@ def test_role_with_wildcards_needs_them_or_escalate(admin, user_client):
     grant(admin, "esc2", "author", [{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"],
                                      "verbs": ["create", "update", "patch"]},
                                     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}])
-    author = user_client("author")
+    author = user_client("author", DEVS)
     everything = {"metadata": {"name": "all"}, "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}
     assert_escalation_refused(*author.call("POST", f"{RBAC}/namespaces/esc2/roles", everything), "author")
     # a subset of what the author holds is fine; widening it by update or patch is not
@@ -113,7 +88,7 @@ def test_bind_verb_with_resource_names(admin, user_client):
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"], "verbs": ["create"]},
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": ["bind"],
          "resourceNames": ["secret-reader"]}])
-    lead = user_client("lead")
+    lead = user_client("lead", DEVS)
     assert lead.call("POST", f"{RBAC}/namespaces/esc3/rolebindings",
                      binding("ok", "intern", "Role", "secret-reader"))[0] == 201
     assert_escalation_refused(*lead.call("POST", f"{RBAC}/namespaces/esc3/rolebindings",
@@ -128,7 +103,7 @@ def test_holding_the_permissions_is_enough_and_clusterroles_check_urls(admin, us
          "verbs": ["create"]},
         {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]},
         {"nonResourceURLs": ["/metrics", "/logs/*"], "verbs": ["get"]}])
-    ops = user_client("ops")
+    ops = user_client("ops", DEVS)
     held = {"metadata": {"name": "ops-view"}, "rules": [
         {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
         {"nonResourceURLs": ["/metrics", "/logs/kubelet"], "verbs": ["get"]}]}

@@ -4,39 +4,17 @@ from __future__ import annotations
 
 import json
 import socket
-import ssl
 import time
 
 import pytest
 
 from kproxy.apiserver import protobuf
-from kproxy.pki import ca as pki_ca
 from tests.apiserver.fixtures import start_apiserver
-from tests.apiserver.httputil import Http, client_tls_context
+from tests.apiserver.httputil import Http
 from tests.apiserver.test_protobuf import envelope, field
 from tests.security.test_rbac_escalation import grant, namespace
 
 SVCS = "/api/v1/namespaces/default/services"
-
-
-@pytest.fixture(scope="module")
-def admin(secure_apiserver):
-    return Http(secure_apiserver.url, ssl_context=client_tls_context(secure_apiserver.data_dir, "admin"))
-
-
-@pytest.fixture(scope="module")
-def user_client(secure_apiserver, tmp_path_factory):
-    pki = secure_apiserver.data_dir / "pki"
-    cluster_ca = pki_ca.KeyPair((pki / "ca.crt").read_bytes(), (pki / "ca.key").read_bytes())
-    folder = tmp_path_factory.mktemp("users")
-
-    def make(name: str) -> Http:
-        pair = pki_ca.issue_client(cluster_ca, name)
-        (folder / f"{name}.pem").write_bytes(pair.cert_pem + pair.key_pem)
-        ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
-        ctx.load_cert_chain(str(folder / f"{name}.pem"))
-        return Http(secure_apiserver.url, ssl_context=ctx)
-    return make
 
 
 def assert_status(status, body, code, reason):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from kproxy.agent.conntrack import ConntrackFilter, frontends, plan_flush
+from kproxy.agent.policy import categorize
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 
 
@@ -106,8 +107,8 @@ def test_plan_properties(old, new):
     udp_old = old if old and old.protocol != "TCP" else None
     udp_new = new if new and new.protocol != "TCP" else None
     same = udp_old and udp_new and udp_old.protocol == udp_new.protocol
-    old_eps = {(e.ip, e.port) for e in (udp_old.internal_endpoints() if udp_old else ())}
-    new_eps = {(e.ip, e.port) for e in (udp_new.internal_endpoints() if udp_new else ())}
+    old_eps = {(e.ip, e.port) for e in (categorize(udp_old).internal if udp_old else ())}
+    new_eps = {(e.ip, e.port) for e in (categorize(udp_new).internal if udp_new else ())}
     assert all(f.protocol != "tcp" for f in plan)
     # exactly the endpoints that stopped serving (in the same protocol) are flushed, for every old frontend
     by_endpoint = {(f.reply_src, f.reply_port) for f in plan if f.reply_src}

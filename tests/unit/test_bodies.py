@@ -71,3 +71,9 @@ def test_decode_never_fails_with_anything_but_a_status(raw, media):
         bodies.decode(raw, media, max_json_bytes=1024)
     except st.ApiError as exc:
         assert exc.code in (400, 413, 415)
+
+
+def test_a_yaml_body_written_as_json_reads_the_same_as_yaml():
+    from kproxy.apiserver.bodies import decode
+    for raw in (b'{"a": [1, {"b": null}], "c": "d"}', b'{a: 1, b: [x]}', b'  {"x": 1.5, "y": true}'):
+        assert decode(raw, "application/apply-patch+yaml") == yaml.safe_load(raw)

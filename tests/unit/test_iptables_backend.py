@@ -1,5 +1,5 @@
-"""Pure helpers of the iptables backend: save parsing, jump detection, cleanup text, errors,
-variant choice (with a fake namespace that only answers commands: logic, no kernel)."""
+"""Pure helpers of the iptables backend: save parsing, jump detection, cleanup text, variant
+choice through the driver (with a fake namespace that only answers commands: logic, no kernel)."""
 from __future__ import annotations
 
 import subprocess
@@ -8,8 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from kproxy.agent.backend import BackendUnavailable
-from kproxy.iptables.backend import (IptablesBackend, _version_at_least, cleanup_restore,
-                                     describe_restore_error, has_jump)
+from kproxy.iptables.backend import IptablesBackend, _version_at_least, cleanup_restore, has_jump
 from kproxy.iptables.render import jump_rules
 from kproxy.iptables.ruleset import RenderOptions
 from kproxy.iptables.save import owned_view, parse_save
@@ -77,17 +76,6 @@ def test_cleanup_text_flushes_then_deletes_our_chains_and_jumps_only():
     assert cleanup_restore(owned_view(parse_save("*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n"))) == ""
 
 
-def test_restore_errors_name_the_line_and_rule():
-    text = "*nat\n:KUBE-X - [0:0]\n-A KUBE-X -m bogus -j ACCEPT\nCOMMIT\n"
-    legacy = ("iptables-restore v1.8.9 (legacy): Couldn't load match `bogus':No such file or directory\n\n"
-              "Error occurred at line: 3\nTry `iptables-restore -h' or 'iptables-restore --help' for more information.\n")
-    msg = describe_restore_error("iptables-legacy-restore", text, legacy)
-    assert "line 3 (-A KUBE-X -m bogus -j ACCEPT)" in msg and "Couldn't load match" in msg
-    nft = "iptables-nft-restore: line 3 failed\n"
-    assert "line 3 (-A KUBE-X -m bogus -j ACCEPT)" in describe_restore_error("iptables-nft-restore", text, nft)
-    assert describe_restore_error("x", text, "") == "x failed: no error output"
-
-
 @pytest.mark.parametrize("text,ok", [("iptables v1.8.9 (nf_tables)", True), ("iptables v1.6.2", True),
                                      ("iptables v1.6.1", False), ("garbage", False)])
 def test_random_fully_needs_iptables_1_6_2(text, ok):
@@ -116,28 +104,28 @@ def test_unknown_backend_setting_is_refused():
 
 
 def test_auto_prefers_the_variant_holding_kube_chains(monkeypatch):
-    monkeypatch.setattr("kproxy.iptables.backend.Variant.available", lambda self: True)
+    monkeypatch.setattr("kproxy.iptables.driver.Variant.available", lambda self: True)
     legacy_save = subprocess.CompletedProcess([], 0, "*nat\n:KUBE-SERVICES - [0:0]\nCOMMIT\n", "")
     assert IptablesBackend(FakeNetNS({"iptables-legacy-save": legacy_save}), _config("auto")).variant.name == "legacy"
     assert IptablesBackend(FakeNetNS({}), _config("auto")).variant.name == "nft"
 
 
 def test_explicit_variant_that_does_not_work_is_reported(monkeypatch):
-    monkeypatch.setattr("kproxy.iptables.backend.Variant.available", lambda self: True)
+    monkeypatch.setattr("kproxy.iptables.driver.Variant.available", lambda self: True)
     broken = subprocess.CompletedProcess([], 1, "", "can't initialize iptables table `filter'")
     with pytest.raises(BackendUnavailable, match="iptables-legacy-restore"):
         IptablesBackend(FakeNetNS({"iptables-legacy-save": broken}), _config("legacy")).variant
 
 
 def test_options_follow_config_and_binary_version(monkeypatch):
-    monkeypatch.setattr("kproxy.iptables.backend.Variant.available", lambda self: True)
+    monkeypatch.setattr("kproxy.iptables.driver.Variant.available", lambda self: True)
     old = subprocess.CompletedProcess([], 0, "iptables v1.4.21", "")
     b = IptablesBackend(FakeNetNS({"iptables-nft": old}), _config("nft"))
     assert b.options == RenderOptions(localhost_nodeports=False, random_fully=False)
 
 
 def test_probe_with_config_checks_the_configured_variant(monkeypatch):
-    monkeypatch.setattr("kproxy.iptables.backend.Variant.available", lambda self: True)
+    monkeypatch.setattr("kproxy.iptables.driver.Variant.available", lambda self: True)
     broken = subprocess.CompletedProcess([], 1, "", "can't initialize iptables table `filter'")
     fake = FakeNetNS({"iptables-legacy-save": broken})
     IptablesBackend.probe(fake)  # nft works

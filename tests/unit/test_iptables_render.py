@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kproxy.agent.policy import categorize
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 from kproxy.iptables import names
 from kproxy.iptables.render import probability, render
@@ -192,7 +193,7 @@ def test_cluster_ip_traffic_reaches_exactly_the_internal_endpoints(state):
     tracer = Tracer(render(state), local_addresses=[fx.NODE_IP])
     for sp in state.services.values():
         result = tracer.trace(fx.LOCAL_POD, sp.cluster_ips[0], sp.port, sp.protocol)
-        want = {e.address for e in sp.internal_endpoints()}
+        want = {e.address for e in categorize(sp).internal}
         has_any = any(e.ready or (e.serving and e.terminating) for e in sp.endpoints)
         if want:
             assert set(result.outcomes) == want
@@ -210,7 +211,7 @@ def test_nodeport_from_outside_reaches_the_external_endpoints(state):
         if not sp.node_port:
             continue
         result = tracer.trace(fx.EXTERNAL_CLIENT, fx.NODE_IP, sp.node_port, sp.protocol)
-        want = {e.address for e in sp.external_endpoints()}
+        want = {e.address for e in categorize(sp).external}
         has_any = any(e.ready or (e.serving and e.terminating) for e in sp.endpoints)
         if want:
             assert set(result.outcomes) == want

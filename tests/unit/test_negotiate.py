@@ -23,7 +23,11 @@ TABLE_V1 = "application/json;as=Table;v=v1;g=meta.k8s.io"
     ("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1", n.LIST,
      n.Negotiated(n.JSON, n.PARTIAL_LIST, "v1")),
     ("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1", n.WATCH, n.Negotiated(n.JSON, n.PARTIAL, "v1")),
-    ("application/vnd.kubernetes.protobuf, application/json", n.OBJECT, n.Negotiated()),
+    ("application/vnd.kubernetes.protobuf, application/json", n.OBJECT, n.Negotiated(n.PROTOBUF)),
+    ("application/json, application/vnd.kubernetes.protobuf", n.OBJECT, n.Negotiated()),
+    ("application/vnd.kubernetes.protobuf;stream=watch", n.WATCH, n.Negotiated(n.PROTOBUF)),
+    # a transformation is never answered in protobuf here: the next clause decides
+    ("application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io, application/json", n.OBJECT, n.Negotiated()),
     ("text/html, application/*", n.OBJECT, n.Negotiated()),
     ("application/json;stream=watch", n.WATCH, n.Negotiated()),
 ])
@@ -32,7 +36,9 @@ def test_negotiate(accept, target, expected):
 
 
 @pytest.mark.parametrize("accept, target, message", [
-    ("application/vnd.kubernetes.protobuf", n.OBJECT, "only the following media types are accepted"),
+    ("application/cbor", n.OBJECT,
+     "only the following media types are accepted: application/json, application/yaml, "
+     "application/vnd.kubernetes.protobuf"),
     ("text/html", n.LIST, "application/json, application/yaml"),
     ("application/yaml", n.WATCH, "only the following media types are accepted: application/json"),
     ("application/json;q=0", n.OBJECT, "only the following"),

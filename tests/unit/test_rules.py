@@ -10,6 +10,7 @@ from dataclasses import replace
 import jsonschema
 import pytest
 
+from kproxy.agent.policy import categorize
 from kproxy.cli.main import main as kproxy_main
 from kproxy.iptables.render import render
 from kproxy.iptables.trace import Tracer
@@ -104,10 +105,7 @@ def test_every_service_port_with_its_frontends_and_endpoints(model):
         assert fronts == want, svc.key
         # the endpoints the rules DNAT to: the Cluster-policy ones when some traffic uses that
         # policy, plus the local ones when some traffic uses the Local policy
-        uses_cluster = not sp.internal_policy_local or sp.has_external
-        uses_local = sp.internal_policy_local or (sp.external_policy_local and sp.has_external)
-        usable = {e.address for e in (sp.cluster_endpoints() if uses_cluster else ())
-                  + (sp.local_endpoints() if uses_local else ())}
+        usable = {e.address for e in categorize(sp).reachable}
         assert {e.address for e in svc.endpoints} == usable, svc.key
         assert all(o.kind == "chain" or o.container.split("/")[1] in (
             "KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-EXTERNAL-SERVICES", "KUBE-PROXY-FIREWALL")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from kproxy.agent.policy import categorize
 from kproxy.nftables.render import render
 from kproxy.rules.diff import diff
 from kproxy.rules.nftables import Dump, NftablesAdapter, normalise, parse_table
@@ -31,7 +32,7 @@ def test_every_service_port_with_endpoints_is_modelled(dump):
     state = fx.state()
     # a Service port some traffic can reach an endpoint of (else only no-endpoint elements exist)
     with_endpoints = {k for k, sp in state.services.items()
-                      if sp.internal_endpoints() or (sp.has_external and sp.external_endpoints())}
+                      if categorize(sp).internal or (sp.has_external and categorize(sp).external)}
     assert {s.key for s in model.services} == with_endpoints
     for svc in model.services:
         sp = state.services[svc.key]

@@ -229,6 +229,39 @@ def test_node_address_change_is_full():
     assert r.changes.full and r.state.node_ips == ("10.200.0.11",)
 
 
+def test_node_zone_label_change_is_full():
+    """The zone decides which hinted endpoints every ServicePort keeps (kube-proxy's
+    OnNodeUpdate asks for a full sync on a label change)."""
+    b = builder()
+    b.services.on_add(svc("a"))
+    assert b.build_state().state.node_zone == ""
+    node = {"metadata": {"name": NODE, "labels": {"topology.kubernetes.io/zone": "zone-a"}}}
+    b.node.on_add(node)
+    r = b.build_state()
+    assert r.changes.full and r.state.node_zone == "zone-a"
+    relabelled = copy.deepcopy(node)
+    relabelled["metadata"]["labels"]["other"] = "x"  # not the zone: nothing to do
+    b.node.on_update(node, relabelled)
+    assert not b.node.changed and not b.build_state().changes.full
+
+
+def test_hints_and_ip_mode_proxy():
+    """hints.forZones/forNodes reach the endpoints (sorted, junk left out); an ingress with
+    ipMode Proxy is not programmed, VIP and unset are."""
+    slc = eps("a-1", "a", endpoints=[{**ep("10.244.1.1"), "hints": {"forZones": [{"name": "z2"}, {"name": "z1"}, {}, 5],
+                                                                     "forNodes": [{"name": "n1"}]}},
+                                     {**ep("10.244.1.2"), "hints": "junk"}])
+    ((_, (one, two)),) = translate.slice_view(slc, NODE)
+    assert (one.zone_hints, one.node_hints) == (("z1", "z2"), ("n1",))
+    assert (two.zone_hints, two.node_hints) == ((), ())
+    lb = svc("lb", type_="LoadBalancer")
+    lb["status"] = {"loadBalancer": {"ingress": [{"ip": "192.0.2.1", "ipMode": "Proxy"}, {"ip": "192.0.2.2", "ipMode": "VIP"},
+                                                 {"ip": "192.0.2.3"}, {"ip": "192.0.2.4", "ipMode": None}]}}
+    (sp,) = translate.service_ports(lb)
+    assert sp.load_balancer_ips == ("192.0.2.2", "192.0.2.3", "192.0.2.4")
+    assert translate.service_issues(lb) == ()
+
+
 def test_interface_address_change_is_full_and_asks_for_a_sync():
     asked = []
     b = ProxyStateBuilder(StateSettings(node_name=NODE), on_change=lambda: asked.append(1))

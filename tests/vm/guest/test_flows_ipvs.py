@@ -9,15 +9,13 @@ Run by tests/vm/test_vm.py inside the VM; directly: KPROXY_IN_VM=1 pytest tests/
 from __future__ import annotations
 
 import subprocess
-from types import SimpleNamespace
 
 import pytest
 
-from kproxy.ipvs.backend import IpvsBackend
-from kproxy.netns import NetNS
 from kproxy.rules.adapter import adapter_for, read
 from tests import nsutil
 from tests.flows import runner
+from tests.kernel.backends import config_for, open_backend
 from tests.flows.test_flows import MASQUERADE_NOT_COMPARED, cases, check
 
 pytestmark = pytest.mark.kernel
@@ -28,18 +26,8 @@ MODE = "ipvs"
 @pytest.fixture(scope="module")
 def node():
     subprocess.run(["modprobe", "ip_vs"], check=True)
-    with nsutil.netns("flows-ipvs") as name:
-        netns = NetNS(name)
-        backend = IpvsBackend(netns, SimpleNamespace(ipvs=SimpleNamespace(scheduler=""),
-                                                     iptables=SimpleNamespace(backend="auto")))
-        try:
-            yield backend
-        finally:
-            try:
-                backend.cleanup()
-                backend.close()
-            finally:
-                netns.close()
+    with nsutil.netns("flows-ipvs") as name, open_backend(name, config_for("ipvs-auto")) as backend:
+        yield backend
 
 
 _applied: dict[str, object] = {}  # scenario name -> what the adapter read after applying it

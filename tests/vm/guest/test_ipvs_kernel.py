@@ -11,14 +11,13 @@ import struct
 import subprocess
 import sys
 import time
-from types import SimpleNamespace
 
 import pytest
 
 from kproxy.agent.state import Endpoint, ProxyState
 from kproxy.ipvs import nfrules, procfs
-from kproxy.ipvs.backend import DUMMY_DEVICE, IpvsBackend, desired_map
-from kproxy.netns import NetNS
+from kproxy.ipvs.backend import DUMMY_DEVICE, desired_map
+from tests.kernel.backends import config_for, open_backend
 from tests.kernel.topology import CLIENT_IP, NODE_IP, POD_PORT, service, single_node, state
 
 pytestmark = pytest.mark.kernel
@@ -34,23 +33,14 @@ def topo():
         yield topology
 
 
-def config(scheduler: str = "") -> SimpleNamespace:
-    return SimpleNamespace(ipvs=SimpleNamespace(scheduler=scheduler), iptables=SimpleNamespace(backend="auto"))
+def config(scheduler: str = ""):
+    return config_for("ipvs-auto", ipvs={"scheduler": scheduler})
 
 
 @pytest.fixture
 def backend(topo):
-    netns = NetNS(topo.node)
-    b = IpvsBackend(netns, config())
-    try:
+    with open_backend(topo.node, config()) as b:
         yield b
-    finally:
-        try:
-            b.cleanup()
-            b.close()
-        finally:
-            topo.run(topo.node, ["conntrack", "-F"], check=False)
-            netns.close()
 
 
 def ep(topo, pod: str, port: int = POD_PORT, **kw) -> Endpoint:
@@ -168,9 +158,7 @@ def test_service_without_endpoints_is_rejected(topo, backend):
 
 
 def test_session_affinity_and_mh_scheduler_are_programmed(topo):
-    netns = NetNS(topo.node)
-    b = IpvsBackend(netns, config("mh"))
-    try:
+    with open_backend(topo.node, config("mh")) as b:
         sp = service("sticky", "10.96.0.15", [ep(topo, p) for p in "abc"], session_affinity_timeout=600)
         sync(b, state(sp))
         out = ipvsadm(topo)
@@ -178,10 +166,6 @@ def test_session_affinity_and_mh_scheduler_are_programmed(topo):
         assert "mh" in line and "persistent 600" in line and "mh-fallback" in line and "mh-port" in line
         first = topo.tcp(topo.client, "10.96.0.15", 80)[0]
         assert {topo.tcp(topo.client, "10.96.0.15", 80)[0] for _ in range(6)} == {first}
-    finally:
-        b.cleanup()
-        b.close()
-        netns.close()
 
 
 # ------------------------------------------------------------------ sync behaviour
@@ -234,18 +218,19 @@ def test_full_sync_repairs_drift(topo, backend):
     topo.run(topo.node, ["ipvsadm", "-A", "-t", "10.96.0.99:80", "-s", "rr"])
     topo.run(topo.node, ["ip", "addr", "del", "10.96.0.22/32", "dev", DUMMY_DEVICE])
     topo.run(topo.node, ["ipset", "flush", nfrules.SET_CLUSTER_IP])
-    iptables = backend.netns.run(backend._iptables_variant)
-    saved = topo.run(topo.node, [f"{iptables}-save"]).stdout
+    variant = backend.netns.run(backend._iptables_driver).variant
+    iptables = variant.iptables
+    saved = topo.run(topo.node, [variant.save]).stdout
     # a rule of ours and a jump to our chains deleted by hand
     topo.run(topo.node, [iptables, "-t", "nat", "-F", nfrules.NAT_POSTROUTING])
     topo.run(topo.node, [iptables, "-t", "filter", "-D", *nfrules.jump_args("INPUT", nfrules.FILTER_CHAIN)])
-    assert topo.run(topo.node, [f"{iptables}-save"]).stdout != saved
+    assert topo.run(topo.node, [variant.save]).stdout != saved
     sync(backend, st)
     assert_kernel_matches(topo, backend, ruleset)
     assert topo.tcp(topo.client, "10.96.0.22", 80)[0] == "b"
     assert "10.96.0.22,tcp:80" in topo.run(topo.node, ["ipset", "list", nfrules.SET_CLUSTER_IP]).stdout
     ours = lambda text: [l for l in text.splitlines() if nfrules.PREFIX in l]  # noqa: E731
-    assert ours(topo.run(topo.node, [f"{iptables}-save"]).stdout) == ours(saved)
+    assert ours(topo.run(topo.node, [variant.save]).stdout) == ours(saved)
     # the dummy interface itself deleted: the next full sync makes it again, with its addresses
     topo.run(topo.node, ["ip", "link", "del", DUMMY_DEVICE])
     sync(backend, st)
@@ -264,9 +249,7 @@ def test_removed_service_and_address_are_deleted(topo, backend):
 
 
 def test_cleanup_removes_everything(topo):
-    netns = NetNS(topo.node)
-    b = IpvsBackend(netns, config())
-    try:
+    with open_backend(topo.node, config()) as b:
         sync(b, state(service("c1", "10.96.0.41", [ep(topo, "a")], node_port=30090)))
         b.cleanup()
         assert parse_ipvsadm(ipvsadm(topo)) == {}
@@ -274,9 +257,6 @@ def test_cleanup_removes_everything(topo):
         assert "KUBE-IPVS" not in topo.run(topo.node, ["ipset", "list", "-n"]).stdout
         for variant in ("iptables-nft-save", "iptables-legacy-save"):
             assert "KUBE-IPVS" not in topo.run(topo.node, [variant], check=False).stdout
-    finally:
-        b.close()
-        netns.close()
 
 
 # ------------------------------------------------------------------ graceful termination
@@ -435,24 +415,15 @@ def test_kproxy_rules_finds_ipvs_mode_by_itself():
     from tests.vm.ipvs_probe import kproxy_cli
 
     subprocess.run(["modprobe", "ip_vs"], check=True)
-    with nsutil.netns("ipvs-detect") as name:
-        netns = NetNS(name)
-        b = IpvsBackend(netns, config())
-        try:
-            web = service("web", "10.96.0.60", [Endpoint("10.244.1.2", POD_PORT, node_name="n1", is_local=True)])
-            b.apply(b.render(ProxyState("n1", node_ips=(NODE_IP,), services={web.key: web})), None)
-            code, out, err = kproxy_cli(["rules", "--netns", name, "-o", "json"])  # in-process: the VM is slow
-            assert code == 0, err
-            doc = json.loads(out)
-            assert doc["mode"] == "ipvs" and [s["name"] for s in doc["services"]] == ["web"]
-            assert doc["modeDetection"]["source"] == "kernel"
-            assert f"the namespace holds the {DUMMY_DEVICE} interface" in doc["modeDetection"]["reason"]
-            nsutil.run(["ip", "-n", name, "link", "del", DUMMY_DEVICE])
-            found, notes = kernel_findings(netns)
-            assert found["ipvs"] == "IPVS virtual servers (1)" and notes == []
-        finally:
-            try:
-                b.cleanup()
-                b.close()
-            finally:
-                netns.close()
+    with nsutil.netns("ipvs-detect") as name, open_backend(name, config()) as b:
+        web = service("web", "10.96.0.60", [Endpoint("10.244.1.2", POD_PORT, node_name="n1", is_local=True)])
+        b.apply(b.render(ProxyState("n1", node_ips=(NODE_IP,), services={web.key: web})), None)
+        code, out, err = kproxy_cli(["rules", "--netns", name, "-o", "json"])  # in-process: the VM is slow
+        assert code == 0, err
+        doc = json.loads(out)
+        assert doc["mode"] == "ipvs" and [s["name"] for s in doc["services"]] == ["web"]
+        assert doc["modeDetection"]["source"] == "kernel"
+        assert f"the namespace holds the {DUMMY_DEVICE} interface" in doc["modeDetection"]["reason"]
+        nsutil.run(["ip", "-n", name, "link", "del", DUMMY_DEVICE])
+        found, notes = kernel_findings(b.netns)
+        assert found["ipvs"] == "IPVS virtual servers (1)" and notes == []

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from types import SimpleNamespace
 
 import pytest
 
-from kproxy.ipvs.backend import IpvsBackend
-from kproxy.netns import NetNS
+from tests.kernel.backends import config_for, open_backend
 from tests.kernel.test_detect_local_kernel import check_pod_traffic_told_by_interface
 from tests.kernel.test_nodeport_addresses_kernel import (
     EXTRA_IP, NODE_PORT, agent_config, answer, nodeport_topology, objects, running_agent, serve_nodeports)
@@ -47,15 +45,5 @@ def test_nodeport_exists_without_a_node_object(topo):
 
 def test_interface_name_prefix_tells_pod_traffic(topo):
     """detectLocalMode InterfaceNamePrefix in ipvs mode (scenario: tests/kernel/test_detect_local_kernel.py)."""
-    netns = NetNS(topo.node)
-    backend = IpvsBackend(netns, SimpleNamespace(ipvs=SimpleNamespace(scheduler=""),
-                                                 iptables=SimpleNamespace(backend="auto")))
-    try:
+    with open_backend(topo.node, config_for("ipvs-auto")) as backend:
         check_pod_traffic_told_by_interface(topo, lambda st: backend.apply(backend.render(st), None))
-    finally:
-        try:
-            backend.cleanup()
-            backend.close()
-        finally:
-            topo.run(topo.node, ["conntrack", "-F"], check=False)
-            netns.close()

@@ -4,7 +4,6 @@ host modes' test, tests/kernel/test_poisoned_kernel.py, with IPVS). The kernel r
 longer than ipset allows (255)."""
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 
@@ -35,4 +34,4 @@ def topo():
 
 def test_poisoned_object_does_not_stop_the_others_ipvs(topo):
     # the bisection's trial applies took over 60 s under emulation (the culprit was found)
-    asyncio.run(run_poisoned(topo, AgentConfig(mode="ipvs", ipvs=IpvsConfig(**FAST)), first_sync_timeout=480))
+    run_poisoned(topo, AgentConfig(mode="ipvs", ipvs=IpvsConfig(**FAST)), first_sync_timeout=480)
