@@ -119,13 +119,9 @@ KUBECTL = shutil.which("kubectl")
 def test_kubectl_create_get_scale_set_image(server, tmp_path):
     from tests.apiserver.test_kubectl import Kubectl
     kubectl = Kubectl(server.kubeconfig)
-    # `kubectl create deployment|configmap` send protobuf, which this server decodes for a
-    # few core kinds only (the protobuf work covers every kind); their manifests go as JSON
-    manifest = kubectl("create", "deployment", "kc", "--image=nginx:1.25", "--replicas=2", "--dry-run=client",
-                       "-o", "json")
-    assert "deployment.apps/kc created" in kubectl("create", "-f", "-", stdin=manifest)
-    manifest = kubectl("create", "configmap", "kc-conf", "--from-literal=a=1", "--dry-run=client", "-o", "json")
-    assert "configmap/kc-conf created" in kubectl("create", "-f", "-", stdin=manifest)
+    # kubectl's typed create sends protobuf
+    assert "deployment.apps/kc created" in kubectl("create", "deployment", "kc", "--image=nginx:1.25", "--replicas=2")
+    assert "configmap/kc-conf created" in kubectl("create", "configmap", "kc-conf", "--from-literal=a=1")
     lines = kubectl("get", "deployments", "kc").splitlines()
     assert lines[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
     assert lines[1].split()[:4] == ["kc", "0/2", "0", "0"]

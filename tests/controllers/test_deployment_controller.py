@@ -147,9 +147,7 @@ KUBECTL = shutil.which("kubectl")
 def test_kubectl_rollout_commands(env, kubelet):
     from tests.apiserver.test_kubectl import Kubectl
     kubectl = Kubectl(env.server.kubeconfig)
-    manifest = kubectl("create", "deployment", "web", "--image=nginx:1.25", "--replicas=2", "--dry-run=client",
-                       "-o", "json")
-    kubectl("create", "-f", "-", stdin=manifest)
+    kubectl("create", "deployment", "web", "--image=nginx:1.25", "--replicas=2")
     assert "successfully rolled out" in kubectl("rollout", "status", "deployment/web", "--timeout=60s")
     kubectl("set", "image", "deployment/web", "nginx=nginx:1.26")
     assert "successfully rolled out" in kubectl("rollout", "status", "deployment/web", "--timeout=60s")
