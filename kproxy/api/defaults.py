@@ -306,6 +306,42 @@ def _default_event(obj: dict[str, Any]) -> None:
         obj["count"] = 1
 
 
+# --- apps/v1 (pkg/apis/apps/v1/defaults.go) ------------------------------------------------
+
+def _default_pod_template(spec: dict[str, Any]) -> None:
+    template = spec.get("template")
+    if isinstance(template, dict):
+        _default_pod(template)
+
+
+def _default_replica_set(obj: dict[str, Any]) -> None:
+    spec = _dict(obj, "spec")
+    if spec is None:
+        return
+    if spec.get("replicas") is None:
+        spec["replicas"] = 1
+    _default_pod_template(spec)
+
+
+def _default_deployment(obj: dict[str, Any]) -> None:
+    spec = _dict(obj, "spec")
+    if spec is None:
+        return
+    for key, value in (("replicas", 1), ("revisionHistoryLimit", 10), ("progressDeadlineSeconds", 600)):
+        if spec.get(key) is None:
+            spec[key] = value
+    strategy = _dict(spec, "strategy")
+    if strategy is not None:
+        _set_default(strategy, "type", "RollingUpdate")
+        if strategy.get("type") == "RollingUpdate":
+            rolling = _dict(strategy, "rollingUpdate")
+            if rolling is not None:
+                for key in ("maxUnavailable", "maxSurge"):
+                    if rolling.get(key) is None:
+                        rolling[key] = "25%"
+    _default_pod_template(spec)
+
+
 _DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "Service": _default_service,
     "Pod": _default_pod,
@@ -315,6 +351,8 @@ _DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "Node": _default_node,
     "Secret": _default_secret,
     "Event": _default_event,
+    "ReplicaSet": _default_replica_set,
+    "Deployment": _default_deployment,
 }
 
 

@@ -160,6 +160,13 @@ def _pod_spec_lists(prefix: Path) -> dict[Path, ListMeta]:
     return out
 
 
+def _pod_template_lists(prefix: Path) -> dict[Path, ListMeta]:
+    """A pod template's lists: its metadata's and its pod spec's."""
+    out = {prefix + ("metadata",) + path[1:]: meta for path, meta in _METADATA.items()}
+    out.update(_pod_spec_lists(prefix + ("spec",)))
+    return out
+
+
 # kind -> list field path (list items add no path element) -> merge metadata.
 # Lists not named here are atomic: a patch replaces them whole (EndpointSlice endpoints,
 # Endpoints subsets, externalIPs, clusterIPs, ipFamilies, taints, ...).
@@ -182,6 +189,8 @@ _KIND_LISTS: dict[str, dict[Path, ListMeta]] = {
     },
     "Namespace": {("status", "conditions"): ListMeta("type")},
     "ServiceAccount": {("secrets",): ListMeta("name")},
+    "Deployment": {**_pod_template_lists(("spec", "template")), ("status", "conditions"): ListMeta("type")},
+    "ReplicaSet": {**_pod_template_lists(("spec", "template")), ("status", "conditions"): ListMeta("type")},
 }
 
 

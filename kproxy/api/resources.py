@@ -15,6 +15,7 @@ class Resource:
     namespaced: bool
     short_names: tuple[str, ...] = ()
     status_subresource: bool = False
+    scale_subresource: bool = False  # /scale speaks autoscaling/v1 Scale over spec.replicas
 
     @property
     def group_version(self) -> str:
@@ -63,10 +64,14 @@ CLUSTER_ROLES = Resource(RBAC_GROUP, "v1", "ClusterRole", "clusterroles", "clust
 ROLE_BINDINGS = Resource(RBAC_GROUP, "v1", "RoleBinding", "rolebindings", "rolebinding", True)
 CLUSTER_ROLE_BINDINGS = Resource(RBAC_GROUP, "v1", "ClusterRoleBinding", "clusterrolebindings",
                                  "clusterrolebinding", False)
+CONFIG_MAPS = Resource("", "v1", "ConfigMap", "configmaps", "configmap", True, ("cm",))
+DEPLOYMENTS = Resource("apps", "v1", "Deployment", "deployments", "deployment", True, ("deploy",), True, True)
+REPLICA_SETS = Resource("apps", "v1", "ReplicaSet", "replicasets", "replicaset", True, ("rs",), True, True)
 
 ALL: tuple[Resource, ...] = (
     NAMESPACES, SERVICES, ENDPOINTS, PODS, NODES, SERVICE_ACCOUNTS, RESOURCE_QUOTAS, EVENTS,
     SECRETS, ENDPOINT_SLICES, LEASES, ROLES, CLUSTER_ROLES, ROLE_BINDINGS, CLUSTER_ROLE_BINDINGS,
+    CONFIG_MAPS, DEPLOYMENTS, REPLICA_SETS,
 )
 
 

@@ -13,7 +13,8 @@ AGGREGATED_MEDIA_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroup
 
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 SUBRESOURCE_VERBS = ["get", "patch", "update"]
-CATEGORIES = {"pods": ["all"], "services": ["all"]}
+CATEGORIES = {"pods": ["all"], "services": ["all"], "deployments": ["all"], "replicasets": ["all"]}
+SCALE_KIND = {"group": "autoscaling", "version": "v1", "kind": "Scale"}
 SERVED = ALL + CREATE_ONLY
 TOKEN_REQUEST_KIND = {"group": AUTHN_GROUP, "version": "v1", "kind": "TokenRequest"}
 BINDING_KIND = {"group": "", "version": "v1", "kind": "Binding"}
@@ -29,6 +30,8 @@ def subresources(resource: Resource) -> list[tuple[str, list[str], dict[str, str
     subs: list[tuple[str, list[str], dict[str, str] | None]] = []
     if resource.status_subresource:
         subs.append(("status", SUBRESOURCE_VERBS, None))
+    if resource.scale_subresource:
+        subs.append(("scale", SUBRESOURCE_VERBS, SCALE_KIND))
     if resource.plural == "namespaces" and not resource.group:
         subs.append(("finalize", ["update"], None))
     if resource is SERVICE_ACCOUNTS:

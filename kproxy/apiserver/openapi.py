@@ -16,6 +16,7 @@ from kproxy.api.resources import ALL, AUTHN_GROUP, CREATE_ONLY, SERVICE_ACCOUNTS
 from kproxy.apiserver import schema as S
 from kproxy.apiserver.discovery import GIT_VERSION
 
+SCALE_DEFINITION = "io.k8s.api.autoscaling.v1.Scale"
 PATCH_CONTENT_TYPES = ("application/json-patch+json", "application/merge-patch+json",
                        "application/strategic-merge-patch+json", "application/apply-patch+yaml")
 
@@ -23,11 +24,19 @@ PATCH_CONTENT_TYPES = ("application/json-patch+json", "application/merge-patch+j
 # Our own short descriptions of the served kinds' fields (for `kubectl explain`): per definition,
 # "" for the type and dotted field paths within it; "common" for field names any type shares.
 DESCRIPTIONS_FILE = os.path.join(os.path.dirname(__file__), "openapi", "descriptions.json")
+# more definitions' descriptions, one file per family of kinds, merged into DESCRIPTIONS_FILE's
+MORE_DESCRIPTIONS = ("descriptions_workloads.json",)
 
 
 def load_descriptions(path: str = DESCRIPTIONS_FILE) -> dict[str, Any]:
     with open(path) as f:
-        return json.load(f)
+        out = json.load(f)
+    for name in MORE_DESCRIPTIONS:
+        with open(os.path.join(os.path.dirname(path), name)) as f:
+            more = json.load(f)
+        out.setdefault("common", {}).update(more.get("common", {}))
+        out.setdefault("definitions", {}).update(more.get("definitions", {}))
+    return out
 
 
 class _Describer:
@@ -162,6 +171,15 @@ def _paths(r: Resource, ref: Callable[[str], str]) -> dict[str, Any]:
             "get": _operation(r, "get", f"read{suffix}Status", obj_ref, ns_param + name_param),
             "put": _operation(r, "put", f"replace{suffix}Status", obj_ref, ns_param + name_param + write, ("application/json",)),
             "patch": _operation(r, "patch", f"patch{suffix}Status", obj_ref, ns_param + name_param + write,
+                                PATCH_CONTENT_TYPES),
+        }
+    if r.scale_subresource:
+        scale_ref = ref(SCALE_DEFINITION)
+        paths[item + "/scale"] = {
+            "get": _operation(r, "get", f"read{suffix}Scale", scale_ref, ns_param + name_param),
+            "put": _operation(r, "put", f"replace{suffix}Scale", scale_ref, ns_param + name_param + write,
+                              ("application/json",)),
+            "patch": _operation(r, "patch", f"patch{suffix}Scale", scale_ref, ns_param + name_param + write,
                                 PATCH_CONTENT_TYPES),
         }
     return paths

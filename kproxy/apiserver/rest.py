@@ -22,6 +22,7 @@ from kproxy.apiserver.bodies import decode as decode_body
 from kproxy.apiserver.query import query_bool, query_int, resource_version, watch_requested
 from kproxy.apiserver.deps import Deps
 from kproxy.apiserver.registry import DeleteOptions, Registry
+from kproxy.apiserver.scale import ScaleSubresource
 from kproxy.apiserver.fieldcheck import FieldChecker
 from kproxy.apiserver.auth.attributes import RequestAttributes
 from kproxy.apiserver.auth.rbac import forbidden_message
@@ -115,6 +116,7 @@ class RestHandler:
         self.settings = settings
         self.fields = fields
         self.tables = tables
+        self.scales = ScaleSubresource(registry)
         self._watch_queues: set[watch.WatchQueue] = set()
         self._watches_by_user: collections.Counter[str] = collections.Counter()
         self._encode_cache: collections.OrderedDict[tuple[int, str, bool], str | bytes] = collections.OrderedDict()
@@ -214,6 +216,8 @@ class RestHandler:
         elif sub == "finalize":
             if method == "PUT":
                 return await self._update(request, resource, ns, name, "finalize")
+        elif sub == "scale":
+            return await self._scale(request, resource, ns, name)
         elif sub == "binding":
             if method == "POST":
                 return await self._bind(request, resource, ns, name)
@@ -353,6 +357,27 @@ class RestHandler:
             return self._respond(request, resource, obj, 201 if created else 200, warnings)
         obj = await self._write(self.registry.patch, resource, ns, name, patch_type, patch, sub, dry, check, manager)
         return self._respond(request, resource, obj, 200, warnings)
+
+    async def _scale(self, request: web.Request, resource: Resource, ns: str | None, name: str) -> web.Response:
+        """GET/PUT/PATCH of the scale subresource (autoscaling/v1 Scale)."""
+        method = request.method
+        if method == "GET":
+            return json_response(await self._read(self.scales.get, resource, ns, name))
+        if method == "PUT":
+            self._check_content_type(request, BODY_TYPES)
+            body, _ = await self._body(request)
+            return json_response(await self._write(self.scales.update, resource, ns, name, body,
+                                                   self._dry_run(request)))
+        if method == "PATCH":
+            ctype = _content_type(request, default="")
+            if ctype not in PATCH_TYPES:
+                raise st.unsupported_media_type(
+                    f"the body of the request was in an unknown format - accepted media types include: "
+                    f"{', '.join(PATCH_TYPES)}")
+            patch, _ = await self._body(request, is_object=False)
+            return json_response(await self._write(self.scales.patch, resource, ns, name, PATCH_TYPES[ctype],
+                                                   patch, self._dry_run(request)))
+        raise st.method_not_allowed(f"the server does not allow this method on the requested resource ({method})")
 
     def _authorize_create(self, request: web.Request, resource: Resource, ns: str | None, name: str) -> None:
         """403 unless the acting user may also create the object (blocking)."""

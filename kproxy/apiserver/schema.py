@@ -283,3 +283,11 @@ def kind_schema(resource: Resource) -> Struct:
     fields: dict[str, Type] = {"apiVersion": STR, "kind": STR, "metadata": Ref(META)}
     fields.update(own.fields)
     return Struct(fields, own.required)
+
+
+def _add_workloads() -> None:
+    from kproxy.apiserver import schema_workloads  # imports this module's names: after them
+    DEFINITIONS.update(schema_workloads.DEFINITIONS)
+
+
+_add_workloads()

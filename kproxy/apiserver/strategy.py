@@ -190,6 +190,25 @@ class ResourceQuotaStrategy(Strategy):
         obj["status"] = {}
 
 
+class WorkloadStrategy(Strategy):
+    """ReplicaSets and Deployments: metadata.generation counts the spec changes their
+    controller must act on, so status.observedGeneration tells a client (`kubectl rollout
+    status`) whether it has. (kube-apiserver also counts a Deployment's annotation changes,
+    but lets its status writes change annotations; here the controller writes the revision
+    annotation with a plain patch, which must not look like a new rollout.)"""
+
+    def prepare_for_create(self, obj: dict[str, Any]) -> None:
+        obj["status"] = {}
+        obj.setdefault("metadata", {})["generation"] = 1
+
+    def canonicalize_update(self, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+        generation = (old.get("metadata") or {}).get("generation") or 1
+        if old.get("spec") != new.get("spec"):
+            generation += 1
+        new.setdefault("metadata", {})["generation"] = generation
+        return new
+
+
 class SecretStrategy(Strategy):
     """stringData is a write-only convenience: merged into data (base64) on every write and
     never stored, as upstream's Secret conversion does before validation."""
@@ -237,5 +256,7 @@ def build_strategies(services: ServiceAllocations) -> Mapping[Resource, Strategy
         R.ENDPOINTS: CreateOnUpdateStrategy(R.ENDPOINTS),
         R.EVENTS: CreateOnUpdateStrategy(R.EVENTS),
         R.LEASES: CreateOnUpdateStrategy(R.LEASES),
+        R.REPLICA_SETS: WorkloadStrategy(R.REPLICA_SETS),
+        R.DEPLOYMENTS: WorkloadStrategy(R.DEPLOYMENTS),
     }
 

@@ -193,6 +193,41 @@ def _event(obj: dict[str, Any], now: float) -> Row:
             f"{(ref.get('kind') or '').lower()}/{ref.get('name', '')}", obj.get("message", "")]
 
 
+def _config_map(obj: dict[str, Any], now: float) -> Row:
+    return [obj["metadata"]["name"], len(obj.get("data") or {}) + len(obj.get("binaryData") or {}), _age(obj, now)]
+
+
+def _label_selector(sel: dict[str, Any] | None) -> str:
+    """metav1.FormatLabelSelector: "k=v,k2 in (a,b),!k3"; "<none>" when empty."""
+    parts = [f"{k}={v}" for k, v in sorted(((sel or {}).get("matchLabels") or {}).items())]
+    for req in (sel or {}).get("matchExpressions") or []:
+        key, op, values = req.get("key", ""), req.get("operator"), ",".join(sorted(req.get("values") or []))
+        parts.append({"In": f"{key} in ({values})", "NotIn": f"{key} notin ({values})",
+                      "Exists": key, "DoesNotExist": f"!{key}"}.get(op, key))
+    return ",".join(parts) or "<none>"
+
+
+def _template_cells(obj: dict[str, Any]) -> Row:
+    """Containers, Images and Selector: the wide columns of the workloads."""
+    spec = obj.get("spec") or {}
+    containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
+    return [",".join(c.get("name", "") for c in containers), ",".join(c.get("image", "") for c in containers),
+            _label_selector(spec.get("selector"))]
+
+
+def _deployment(obj: dict[str, Any], now: float) -> Row:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    return [obj["metadata"]["name"], f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 0)}",
+            status.get("updatedReplicas", 0), status.get("availableReplicas", 0), _age(obj, now),
+            *_template_cells(obj)]
+
+
+def _replica_set(obj: dict[str, Any], now: float) -> Row:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    return [obj["metadata"]["name"], spec.get("replicas", 0), status.get("replicas", 0),
+            status.get("readyReplicas", 0), _age(obj, now), *_template_cells(obj)]
+
+
 def _generic(obj: dict[str, Any], now: float) -> Row:
     return [obj["metadata"]["name"], _age(obj, now)]
 
@@ -202,7 +237,13 @@ AGE: Column = ("Age", "string", 0)
 ROLE_COLUMNS: list[Column] = [NAME, ("Created At", "date", 0)]
 BINDING_COLUMNS: list[Column] = [NAME, ("Role", "string", 0), AGE, ("Users", "string", 1),
                                  ("Groups", "string", 1), ("ServiceAccounts", "string", 1)]
+TEMPLATE_COLUMNS: list[Column] = [("Containers", "string", 1), ("Images", "string", 1), ("Selector", "string", 1)]
 PRINTERS: dict[str, tuple[list[Column], Callable[[dict[str, Any], float], Row]]] = {
+    "ConfigMap": ([NAME, ("Data", "integer", 0), AGE], _config_map),
+    "Deployment": ([NAME, ("Ready", "string", 0), ("Up-to-date", "integer", 0), ("Available", "integer", 0), AGE,
+                    *TEMPLATE_COLUMNS], _deployment),
+    "ReplicaSet": ([NAME, ("Desired", "integer", 0), ("Current", "integer", 0), ("Ready", "integer", 0), AGE,
+                    *TEMPLATE_COLUMNS], _replica_set),
     "Service": ([NAME, ("Type", "string", 0), ("Cluster-IP", "string", 0), ("External-IP", "string", 0),
                  ("Port(s)", "string", 0), AGE, ("Selector", "string", 1)], _service),
     "Pod": ([NAME, ("Ready", "string", 0), ("Status", "string", 0), ("Restarts", "integer", 0), AGE,

@@ -6,12 +6,15 @@ import logging
 from typing import Any
 
 from kproxy.controllers.base import SharedInformers
+from kproxy.controllers.deployment import DeploymentController
 from kproxy.controllers.endpoints import EndpointsController
 from kproxy.controllers.endpointslice import EndpointSliceController
+from kproxy.controllers.garbagecollector import GarbageCollector
 from kproxy.controllers.leaderelection import LeaderElector
 from kproxy.controllers.mirroring import EndpointSliceMirroringController
 from kproxy.controllers.namespace import NamespaceController
 from kproxy.controllers.node import NodeLifecycleController
+from kproxy.controllers.replicaset import ReplicaSetController
 from kproxy.controllers.resourcequota import ResourceQuotaController
 from kproxy.controllers.serviceaccount import ServiceAccountController
 
@@ -30,6 +33,9 @@ def build_controllers(client: Any, informers: SharedInformers, *, node_grace_per
         ResourceQuotaController(client, informers),
         NodeLifecycleController(client, informers, grace_period=node_grace_period,
                                 monitor_period=node_monitor_period),
+        ReplicaSetController(client, informers),
+        DeploymentController(client, informers),
+        GarbageCollector(client, informers),
     ]
 
 

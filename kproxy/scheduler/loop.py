@@ -155,13 +155,14 @@ class Scheduler(Controller):
         for c in (pod.get("status") or {}).get("conditions") or ():
             if c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("message") == message:
                 return
-        conditions = [c for c in (pod.get("status") or {}).get("conditions") or () if c.get("type") != "PodScheduled"]
-        conditions.append({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
-                           "lastProbeTime": None, "lastTransitionTime": now_rfc3339()})
+        condition = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+                     "lastProbeTime": None, "lastTransitionTime": now_rfc3339()}
         meta = pod["metadata"]
         try:
-            await self.client.patch(PODS, meta["name"], {"status": {"conditions": conditions}},
-                                    namespace=meta.get("namespace"), subresource="status")
+            # strategic: conditions merge by type, so a condition another writer set meanwhile
+            # (from a cache newer than ours) is kept, not replaced by our copy of the list
+            await self.client.patch(PODS, meta["name"], {"status": {"conditions": [condition]}},
+                                    namespace=meta.get("namespace"), patch_type="strategic", subresource="status")
         except ApiError as exc:  # the Event already tells; the condition is best effort
             log.info("cannot set PodScheduled=False on %s/%s: %s", meta.get("namespace"), meta["name"], exc)
 

@@ -446,3 +446,12 @@ def invalid_services():
                             "spec.sessionAffinityConfig": {"clientIP": {"timeoutSeconds": v}}}),
             "spec.sessionAffinityConfig.clientIP.timeoutSeconds", INV)),
     )
+
+
+def _with_workloads() -> None:
+    from tests.unit import invalid_workload_cases as workloads  # uses this module's names: after them
+    CASES.extend(workloads.WORKLOAD_CASES)
+    VALID.extend(workloads.VALID)
+
+
+_with_workloads()

@@ -31,6 +31,7 @@ from kproxy.api.validation.rbac import (
     check_rbac_name, validate_cluster_role, validate_cluster_role_binding, validate_role, validate_role_binding,
 )
 from kproxy.api.validation.service import validate_service
+from kproxy.api.validation.workloads import validate_config_map, validate_deployment, validate_replica_set
 
 KindValidator = Callable[[FieldErrors, dict[str, Any], "dict[str, Any] | None"], None]
 
@@ -47,6 +48,9 @@ _KINDS: dict[str, tuple[NameCheck, KindValidator]] = {
     "Event": (names.check_dns1123_subdomain, validate_event),
     "Lease": (names.check_dns1123_subdomain, validate_lease),
     "Secret": (names.check_dns1123_subdomain, validate_secret),
+    "ConfigMap": (names.check_dns1123_subdomain, validate_config_map),
+    "Deployment": (names.check_dns1123_subdomain, validate_deployment),
+    "ReplicaSet": (names.check_dns1123_subdomain, validate_replica_set),
     # RBAC names are path segments only (kube-apiserver's ValidateRBACName)
     "Role": (check_rbac_name, validate_role),
     "ClusterRole": (check_rbac_name, validate_cluster_role),

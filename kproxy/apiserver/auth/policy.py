@@ -45,7 +45,10 @@ CONTROLLER_RULES = [
     {"apiGroups": [""], "verbs": WRITE, "resources": [
         "endpoints", "serviceaccounts", "secrets", "pods", "pods/status", "services", "services/status",
         "events", "resourcequotas", "resourcequotas/status", "nodes", "nodes/status",
-        "namespaces", "namespaces/status", "namespaces/finalize"]},
+        "namespaces", "namespaces/status", "namespaces/finalize", "configmaps"]},
+    {"apiGroups": ["apps"], "verbs": WRITE, "resources": [
+        "deployments", "deployments/status", "deployments/scale", "replicasets", "replicasets/status",
+        "replicasets/scale"]},
     {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": WRITE},
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": WRITE},
     # the namespace controller deletes everything in a namespace that is going away

@@ -1,0 +1,325 @@
+"""ReplicaSet controller: keeps `spec.replicas` active pods from each ReplicaSet's template, as
+kube-controller-manager's replicaset controller.
+
+Pure core (no I/O): `active_pods`, `deletion_order` (the least useful pods first: unscheduled,
+pending, not ready, ready for the shortest time, most restarts, newest), `is_available`
+(ready for minReadySeconds), `replica_set_status` and `pod_from_template`.
+
+The controller claims pods by controller reference and selector (adopting matching orphans,
+releasing pods that stopped matching), then creates or deletes the difference. Expectations
+(expectations.py) make it wait until its informer has seen its own creates and deletes, so a
+slow informer never doubles them. Creates go in slow-start batches (1, 2, 4, ...), so a
+template the apiserver refuses fails once, not `replicas` times. A ReplicaSet it cannot act on
+gets a ReplicaFailure condition and a Warning Event; the others go on.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime
+import logging
+import time
+from typing import Any, Callable
+
+from kproxy.api.meta import parse_rfc3339
+from kproxy.api.resources import PODS, REPLICA_SETS
+from kproxy.api.status import ApiError
+from kproxy.controllers.base import Controller, Handlers, RequeueAfter, SharedInformers
+from kproxy.client.events import EventRecorder
+from kproxy.controllers.expectations import Expectations
+from kproxy.controllers.ownership import (
+    Obj, adopt_patch, claim, controller_ref, is_deleting, meta, owner_reference, release_patch, selector_of,
+)
+from kproxy.controllers.podutil import is_pod_ready, is_terminal
+
+log = logging.getLogger(__name__)
+
+NORMAL, WARNING = "Normal", "Warning"
+COMPONENT = "replicaset-controller"
+BURST_REPLICAS = 500  # most pods created or deleted by one reconcile (upstream's burstReplicas)
+SLOW_START_INITIAL_BATCH = 1
+
+
+# -- pure core ----------------------------------------------------------------------------
+
+def key_of(obj: Obj) -> str:
+    return f"{meta(obj).get('namespace')}/{meta(obj).get('name')}"
+
+
+def active_pods(pods: list[Obj]) -> list[Obj]:
+    """Pods that count toward replicas: not finished, not being deleted."""
+    return [p for p in pods if not is_terminal(p) and not is_deleting(p)]
+
+
+def _timestamp(value: Any) -> float | None:
+    try:
+        return parse_rfc3339(value).timestamp() if value else None
+    except ValueError:
+        return None
+
+
+def ready_since(pod: Obj) -> float | None:
+    """When the pod's Ready condition last became True (None: not ready)."""
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready" and cond.get("status") == "True":
+            since = _timestamp(cond.get("lastTransitionTime"))
+            return since if since is not None else 0.0
+    return None
+
+
+def is_available(pod: Obj, min_ready_seconds: int, now: float) -> bool:
+    """Ready, and for at least minReadySeconds (podutil.IsPodAvailable)."""
+    since = ready_since(pod)
+    if since is None:
+        return False
+    return min_ready_seconds <= 0 or since + min_ready_seconds <= now
+
+
+def _phase_rank(pod: Obj) -> int:
+    return {"Pending": 0, "Unknown": 1, "Running": 2}.get((pod.get("status") or {}).get("phase", "Pending"), 0)
+
+
+def deletion_order(pods: list[Obj]) -> list[Obj]:
+    """Pods sorted least useful first (controller.ActivePods): unscheduled before scheduled,
+    pending before running, not ready before ready, ready more recently before ready longer,
+    more container restarts first, newer before older."""
+    def rank(pod: Obj) -> tuple:
+        since = ready_since(pod)
+        restarts = sum(int(c.get("restartCount") or 0) for c in (pod.get("status") or {}).get("containerStatuses") or [])
+        created = _timestamp(meta(pod).get("creationTimestamp")) or 0.0
+        return (bool((pod.get("spec") or {}).get("nodeName")), _phase_rank(pod), since is not None,
+                -(since or 0.0), -restarts, -created, meta(pod).get("name", ""))
+    return sorted(pods, key=rank)
+
+
+def pod_from_template(rs: Obj) -> Obj:
+    """A new pod of the ReplicaSet: its template, generateName "<rs>-", its controller ref."""
+    template = (rs.get("spec") or {}).get("template") or {}
+    tmeta = template.get("metadata") or {}
+    md: dict[str, Any] = {"generateName": f"{meta(rs)['name']}-", "namespace": meta(rs)["namespace"],
+                          "labels": dict(tmeta.get("labels") or {}),
+                          "ownerReferences": [owner_reference(rs, REPLICA_SETS.group_version, REPLICA_SETS.kind)]}
+    if tmeta.get("annotations"):
+        md["annotations"] = dict(tmeta["annotations"])
+    if tmeta.get("finalizers"):
+        md["finalizers"] = list(tmeta["finalizers"])
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": md, "spec": copy.deepcopy(template.get("spec") or {})}
+
+
+def replica_set_status(rs: Obj, owned: list[Obj], now: float, failure: str | None) -> dict[str, Any]:
+    """status of the ReplicaSet for its owned pods; `failure` (a create/delete error) makes
+    the ReplicaFailure condition, whose absence clears it."""
+    spec = rs.get("spec") or {}
+    min_ready = int(spec.get("minReadySeconds") or 0)
+    template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    active = active_pods(owned)
+    status: dict[str, Any] = {
+        "replicas": len(active),
+        "fullyLabeledReplicas": sum(1 for p in active
+                                    if all((meta(p).get("labels") or {}).get(k) == v for k, v in template_labels.items())),
+        "readyReplicas": sum(1 for p in active if is_pod_ready(p)),
+        "availableReplicas": sum(1 for p in active if is_available(p, min_ready, now)),
+        "terminatingReplicas": sum(1 for p in owned if is_deleting(p) and not is_terminal(p)),
+        "observedGeneration": meta(rs).get("generation", 1),
+    }
+    old_conditions = [c for c in (rs.get("status") or {}).get("conditions") or [] if c.get("type") != "ReplicaFailure"]
+    if failure is not None:
+        old = next((c for c in (rs.get("status") or {}).get("conditions") or []
+                    if c.get("type") == "ReplicaFailure"), None)
+        stamp = old["lastTransitionTime"] if old and old.get("status") == "True" else _rfc3339(now)
+        old_conditions.append({"type": "ReplicaFailure", "status": "True", "lastTransitionTime": stamp,
+                               "reason": failure.split(":", 1)[0], "message": failure})
+    if old_conditions:
+        status["conditions"] = old_conditions
+    return status
+
+
+def _rfc3339(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def next_available_check(rs: Obj, owned: list[Obj], now: float) -> float | None:
+    """Seconds until a ready pod becomes available (None: none is waiting)."""
+    min_ready = int((rs.get("spec") or {}).get("minReadySeconds") or 0)
+    if min_ready <= 0:
+        return None
+    waits = [since + min_ready - now for p in active_pods(owned)
+             if (since := ready_since(p)) is not None and since + min_ready > now]
+    return max(0.1, min(waits)) if waits else None
+
+
+# -- the controller -----------------------------------------------------------------------
+
+class ReplicaSetController(Controller):
+    name = "replicaset"
+    workers = 2
+
+    def __init__(self, client: Any, informers: SharedInformers, clock: Callable[[], float] | None = None):
+        super().__init__(client, informers)
+        self.clock = clock or time.time
+        self.replica_sets = informers.get(REPLICA_SETS)
+        self.pods = informers.get(PODS)
+        self.expectations = Expectations()
+        self.events = EventRecorder(client, COMPONENT)
+        self.replica_sets.add_handler(Handlers(on_add=self._enqueue, on_update=lambda o, n: self._enqueue(n),
+                                               on_delete=self._rs_deleted))
+        self.pods.add_handler(Handlers(on_add=self._pod_added, on_update=self._pod_updated,
+                                       on_delete=self._pod_deleted))
+
+    def watched(self):
+        return [REPLICA_SETS, PODS]
+
+    def _record(self, obj: Obj, event_type: str, reason: str, message: str) -> None:
+        md = meta(obj)
+        self.events.record((REPLICA_SETS.group_version, REPLICA_SETS.kind), md.get("namespace") or "default",
+                           md.get("name", ""), event_type, reason, message, uid=md.get("uid"))
+
+    async def resync(self) -> None:
+        for rs in self.replica_sets.list():
+            self._enqueue(rs)
+
+    # handlers: bookkeeping and enqueue only
+    def _enqueue(self, rs: Obj) -> None:
+        self.queue.add(key_of(rs))
+
+    def _rs_deleted(self, rs: Obj) -> None:
+        self.expectations.forget(key_of(rs))
+        self._enqueue(rs)
+
+    def _owner_key(self, pod: Obj) -> str | None:
+        ref = controller_ref(pod)
+        if ref is None or ref.get("kind") != REPLICA_SETS.kind or ref.get("apiVersion") != REPLICA_SETS.group_version:
+            return None
+        rs = self.replica_sets.get(ref.get("name", ""), meta(pod).get("namespace"))
+        if rs is None or meta(rs).get("uid") != ref.get("uid"):
+            return None
+        return key_of(rs)
+
+    def _enqueue_matching(self, pod: Obj) -> None:
+        """An orphan: every ReplicaSet that may adopt it."""
+        for rs in self.replica_sets.list(meta(pod).get("namespace")):
+            if selector_of(rs).matches(meta(pod).get("labels")):
+                self._enqueue(rs)
+
+    def _pod_added(self, pod: Obj) -> None:
+        owner = self._owner_key(pod)
+        if owner is not None:
+            self.expectations.creation_observed(owner)
+            self.queue.add(owner)
+        elif controller_ref(pod) is None:
+            self._enqueue_matching(pod)
+
+    def _pod_updated(self, old: Obj, new: Obj) -> None:
+        owner, old_owner = self._owner_key(new), self._owner_key(old)
+        if old_owner is not None and old_owner != owner:
+            self.queue.add(old_owner)
+        if owner is not None:
+            if is_deleting(new) and not is_deleting(old):
+                self.expectations.deletion_observed(owner, key_of(new))
+            self.queue.add(owner)
+        elif controller_ref(new) is None and (meta(old).get("labels") != meta(new).get("labels") or old_owner):
+            self._enqueue_matching(new)
+
+    def _pod_deleted(self, pod: Obj) -> None:
+        owner = self._owner_key(pod)
+        if owner is not None:
+            self.expectations.deletion_observed(owner, key_of(pod))
+            self.queue.add(owner)
+
+    # reconcile
+    async def reconcile(self, key: str) -> None:
+        namespace, name = key.split("/", 1)
+        rs = self.replica_sets.get(name, namespace)
+        if rs is None:
+            self.expectations.forget(key)
+            return
+        satisfied = self.expectations.satisfied(key)
+        claimed = claim(rs, self.pods.list(namespace), eligible=lambda p: not is_terminal(p))
+        owned = await self._settle_ownership(rs, claimed)
+        failure = None
+        if satisfied and not is_deleting(rs):
+            failure = await self._manage(key, rs, active_pods(owned))
+        await self._write_status(rs, owned, failure)
+        wait = next_available_check(rs, owned, self.clock())
+        if wait is not None:
+            raise RequeueAfter(wait, "pods becoming available")
+
+    async def _settle_ownership(self, rs: Obj, claimed: Any) -> list[Obj]:
+        """Adopts and releases as claimed; pods whose patch fails are left out."""
+        owned = [p for p in claimed.owned if p not in claimed.adopt]
+        ref = owner_reference(rs, REPLICA_SETS.group_version, REPLICA_SETS.kind)
+        for pod in claimed.adopt:
+            try:
+                owned.append(await self.client.patch(PODS, meta(pod)["name"], adopt_patch(pod, ref),
+                                                     meta(pod)["namespace"], "strategic"))
+            except ApiError as exc:
+                if exc.code not in (404, 409, 422):
+                    raise
+        for pod in claimed.release:
+            try:
+                await self.client.patch(PODS, meta(pod)["name"], release_patch(pod, meta(rs)["uid"]),
+                                        meta(pod)["namespace"], "strategic")
+            except ApiError as exc:
+                if exc.code not in (404, 409, 422):
+                    raise
+        return owned
+
+    async def _manage(self, key: str, rs: Obj, active: list[Obj]) -> str | None:
+        """Creates or deletes pods toward spec.replicas; returns the failure, if any."""
+        wanted = int((rs.get("spec") or {}).get("replicas", 1) or 0)
+        diff = len(active) - wanted
+        if diff < 0:
+            return await self._create(key, rs, min(-diff, BURST_REPLICAS))
+        if diff > 0:
+            return await self._delete(key, rs, deletion_order(active)[:min(diff, BURST_REPLICAS)])
+        return None
+
+    async def _create(self, key: str, rs: Obj, count: int) -> str | None:
+        self.expectations.expect_creations(key, count)
+        batch, remaining = SLOW_START_INITIAL_BATCH, count
+        while remaining > 0:
+            size = min(batch, remaining)
+            results = await asyncio.gather(*(self.client.create(PODS, pod_from_template(rs), meta(rs)["namespace"])
+                                             for _ in range(size)), return_exceptions=True)
+            errors = [r for r in results if isinstance(r, BaseException)]
+            for created in results:
+                if not isinstance(created, BaseException):
+                    self._record(rs, NORMAL, "SuccessfulCreate",
+                                       f"Created pod: {meta(created)['name']}")
+            remaining -= size
+            if errors:
+                # the failed ones and those never tried will not show up
+                for _ in range(len(errors) + remaining):
+                    self.expectations.creation_observed(key)
+                message = f"FailedCreate: {errors[0]}"
+                self._record(rs, WARNING, "FailedCreate", f"Error creating: {errors[0]}")
+                if not isinstance(errors[0], ApiError):
+                    raise errors[0]
+                return message
+            batch *= 2
+        return None
+
+    async def _delete(self, key: str, rs: Obj, victims: list[Obj]) -> str | None:
+        self.expectations.expect_deletions(key, [key_of(p) for p in victims])
+        failure = None
+        for pod in victims:
+            try:
+                await self.client.delete(PODS, meta(pod)["name"], meta(pod)["namespace"], uid=meta(pod).get("uid"))
+                self._record(rs, NORMAL, "SuccessfulDelete", f"Deleted pod: {meta(pod)['name']}")
+            except ApiError as exc:
+                self.expectations.deletion_observed(key, key_of(pod))
+                if exc.code in (404, 409):
+                    continue  # already gone or replaced
+                failure = f"FailedDelete: {exc}"
+                self._record(rs, WARNING, "FailedDelete", f"Error deleting: {exc}")
+        return failure
+
+    async def _write_status(self, rs: Obj, owned: list[Obj], failure: str | None) -> None:
+        status = replica_set_status(rs, owned, self.clock(), failure)
+        if status == (rs.get("status") or {}):
+            return
+        try:
+            await self.client.update_status(REPLICA_SETS, {**rs, "status": status})
+        except ApiError as exc:
+            if exc.code != 404:
+                raise  # 409: the cache was stale; the retry reads the newer one

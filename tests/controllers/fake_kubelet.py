@@ -1,0 +1,124 @@
+"""A test double acting as a kubelet until the real one exists: it watches pods and, after a
+per-pod delay, writes them Running and Ready (with a pod IP and the Ready condition's
+lastTransitionTime) through the status subresource, as a kubelet reports a started pod.
+
+`ready_after(pod) -> seconds | None` decides the delay (None: the pod never becomes ready).
+It runs its own event loop in a thread; stop() ends it. Pods being deleted are left alone.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime
+import itertools
+import threading
+from typing import Any, Callable
+
+from kproxy.api.resources import PODS
+from kproxy.api.status import ApiError
+from kproxy.client.informer import Informer
+from kproxy.client.rest import ApiClient
+
+_ips = itertools.count(1)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class FakeKubelet:
+    def __init__(self, kubeconfig: str, ready_after: Callable[[dict], float | None] = lambda pod: 0.0):
+        self._kubeconfig = kubeconfig
+        self._ready_after = ready_after
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self.error: BaseException | None = None
+        self.marked_ready = 0
+        self._thread = threading.Thread(target=self._main, name="fake-kubelet", daemon=True)
+        self._thread.start()
+        self._started.wait(10)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._body())
+        except BaseException as exc:  # reported by stop()
+            self.error = exc
+
+    async def _body(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with ApiClient.from_kubeconfig(self._kubeconfig) as client:
+            seen: set[str] = set()
+            tasks: set[asyncio.Task] = set()
+
+            def on_pod(pod: dict, *_: Any) -> None:
+                pod = _[-1] if _ else pod  # on_update passes (old, new)
+                md = pod.get("metadata") or {}
+                uid = md.get("uid", "")
+                if uid in seen or md.get("deletionTimestamp") or _is_ready(pod):
+                    return
+                seen.add(uid)
+                delay = self._ready_after(pod)
+                if delay is None:
+                    return
+                task = asyncio.get_running_loop().create_task(self._start(client, pod, delay))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+            informer = Informer(client, PODS)
+            informer.add_handler(_Handler(on_pod))
+            runner = asyncio.create_task(informer.run())
+            self._started.set()
+            await self._stop.wait()
+            informer.stop()
+            for t in list(tasks):
+                t.cancel()
+            await asyncio.gather(runner, *tasks, return_exceptions=True)
+
+    async def _start(self, client: ApiClient, pod: dict, delay: float) -> None:
+        await asyncio.sleep(delay)
+        md = pod["metadata"]
+        n = next(_ips)
+        ip = f"10.244.{n // 250}.{n % 250 + 1}"
+        for _ in range(20):
+            try:
+                current = await client.get(PODS, md["name"], md["namespace"])
+            except ApiError:
+                return  # deleted meanwhile
+            if (current.get("metadata") or {}).get("deletionTimestamp"):
+                return
+            now = _now()
+            current["status"] = {**(current.get("status") or {}), "phase": "Running", "podIP": ip,
+                                 "podIPs": [{"ip": ip}], "startTime": now,
+                                 "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}
+            try:
+                await client.update_status(PODS, current)
+                self.marked_ready += 1
+                return
+            except ApiError as exc:
+                if exc.code == 404:
+                    return
+                if exc.code != 409:
+                    raise
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:
+                pass
+        self._thread.join(15)
+        assert not self._thread.is_alive(), "fake kubelet did not stop"
+        assert self.error is None, f"fake kubelet crashed: {self.error!r}"
+
+
+def _is_ready(pod: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+class _Handler:
+    def __init__(self, fn: Callable[..., None]):
+        self.on_add = fn
+        self.on_update = lambda old, new: fn(new)
+        self.on_delete = lambda obj: None
