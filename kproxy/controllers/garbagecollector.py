@@ -38,7 +38,8 @@ GC_RESOURCES: tuple[Resource, ...] = (DEPLOYMENTS, REPLICA_SETS, PODS, SERVICES,
 
 def item_key(resource: Resource, obj: Obj) -> str:
     """"group/version/plural|namespace/name": which object to look at."""
-    return f"{resource.group}/{resource.version}/{resource.plural}|{meta(obj).get('namespace') or ''}/{meta(obj).get('name')}"
+    m = meta(obj)
+    return f"{resource.group}/{resource.version}/{resource.plural}|{m.get('namespace') or ''}/{m.get('name')}"
 
 
 def parse_item_key(key: str) -> tuple[Resource | None, str | None, str]:

@@ -85,7 +85,8 @@ def deletion_order(pods: list[Obj]) -> list[Obj]:
     more container restarts first, newer before older."""
     def rank(pod: Obj) -> tuple:
         since = ready_since(pod)
-        restarts = sum(int(c.get("restartCount") or 0) for c in (pod.get("status") or {}).get("containerStatuses") or [])
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        restarts = sum(int(c.get("restartCount") or 0) for c in statuses)
         created = _timestamp(meta(pod).get("creationTimestamp")) or 0.0
         return (bool((pod.get("spec") or {}).get("nodeName")), _phase_rank(pod), since is not None,
                 -(since or 0.0), -restarts, -created, meta(pod).get("name", ""))
@@ -115,8 +116,8 @@ def replica_set_status(rs: Obj, owned: list[Obj], now: float, failure: str | Non
     active = active_pods(owned)
     status: dict[str, Any] = {
         "replicas": len(active),
-        "fullyLabeledReplicas": sum(1 for p in active
-                                    if all((meta(p).get("labels") or {}).get(k) == v for k, v in template_labels.items())),
+        "fullyLabeledReplicas": sum(1 for p in active if all(
+            (meta(p).get("labels") or {}).get(k) == v for k, v in template_labels.items())),
         "readyReplicas": sum(1 for p in active if is_pod_ready(p)),
         "availableReplicas": sum(1 for p in active if is_available(p, min_ready, now)),
         "terminatingReplicas": sum(1 for p in owned if is_deleting(p) and not is_terminal(p)),

@@ -386,8 +386,9 @@ def deployment_status(deployment: Obj, new: RSView | None, views: list[RSView], 
         if created_new:
             _set_condition(conditions, "Progressing", "True", "NewReplicaSetCreated",
                            f'Created new replica set "{name}"', now)
-        elif progressing is None or (progressing.get("reason") in ("DeploymentResumed", "NewReplicaSetAvailable")
-                                     and progressing.get("message") != f'ReplicaSet "{name}" has successfully progressed.'):
+        elif progressing is None or (
+                progressing.get("reason") in ("DeploymentResumed", "NewReplicaSetAvailable")
+                and progressing.get("message") != f'ReplicaSet "{name}" has successfully progressed.'):
             _set_condition(conditions, "Progressing", "True", "FoundNewReplicaSet",
                            f'Found new replica set "{name}"', now)
         elif moved:
