@@ -1,0 +1,323 @@
+"""One pod on this node, from its network namespace to its deletion.
+
+A PodWorker owns the pod's namespace and container processes. Each pass (every `tick`
+seconds, or at once when the pod object changes) it collects exited processes, runs the
+probes that are due, starts the containers that may start (restartPolicy, CrashLoopBackOff)
+and writes the status through pods/status when it differs from what it last wrote.
+
+Guarantees:
+- a pod marked for deletion gets preStop hooks (exec, sleep), SIGTERM, and SIGKILL after its
+  grace period; then its namespace is removed and the object deleted with grace 0 (uid
+  precondition, so a new pod of the same name is never touched);
+- a failure in one container (unknown image, bad env, a program that cannot start) shows in
+  that container's waiting state and never stops the others or the kubelet;
+- `shutdown()` (the kubelet exiting) stops the processes and removes the namespace, leaving
+  the pod object alone.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kproxy.api.meta import now_rfc3339
+from kproxy.api.resources import PODS
+from kproxy.api.status import ApiError
+from kproxy.client.errors import ApiConnectionError
+from kproxy.kubelet.backoff import CrashBackoff
+from kproxy.kubelet.containerspec import EnvError, ImageError, container_argv, container_env
+from kproxy.kubelet.probes import ProbeTracker, run_probe
+from kproxy.kubelet.runtime import ContainerProcess, PodNetworks, RuntimeFailure
+from kproxy.kubelet.status import ContainerRecord, pod_status
+from kproxy.lab.topology import PodPlan
+from kproxy.netns import NetNS
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRACE = 30
+PROBE_KINDS = (("startupProbe", "startup"), ("livenessProbe", "liveness"), ("readinessProbe", "readiness"))
+
+
+@dataclass
+class NodeContext:
+    """What every pod worker of one kubelet shares."""
+
+    client: Any
+    node_name: str
+    host_ip: str
+    node_ns: NetNS
+    networks: PodNetworks
+    root_dir: str
+    services: Any  # an Informer of Services (for the Service environment variables)
+    backoff_initial: float = 10.0
+    backoff_max: float = 300.0
+    tick: float = 0.5
+    shutdown_grace: float = 5.0  # the most a kubelet that exits waits for one pod
+
+
+@dataclass
+class Container:
+    spec: dict
+    record: ContainerRecord
+    backoff: CrashBackoff
+    process: ContainerProcess | None = None
+    probes: dict[str, ProbeTracker] = field(default_factory=dict)
+    ever_started: bool = False
+    done: bool = False  # exited and will not restart
+
+
+def meta(obj: dict) -> dict:
+    return obj.get("metadata") or {}
+
+
+class PodWorker:
+    def __init__(self, ctx: NodeContext, pod: dict):
+        self.ctx = ctx
+        self.pod = pod
+        self.uid = str(meta(pod).get("uid"))
+        self.name, self.namespace = str(meta(pod).get("name")), str(meta(pod).get("namespace"))
+        self.containers = [
+            Container(spec=c, record=ContainerRecord(name=str(c.get("name")), image=str(c.get("image") or "")),
+                      backoff=CrashBackoff(ctx.backoff_initial, ctx.backoff_max))
+            for c in (pod.get("spec") or {}).get("containers") or []]
+        self.plan: PodPlan | None = None
+        self.start_time: str | None = None
+        self.last_written: dict | None = None
+        self.finished = ((pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"))
+        self._wake = asyncio.Event()
+        self._gone = False  # the object is deleted: nothing to write or delete any more
+        self._shutdown = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    # -- events from the kubelet ---------------------------------------------------------
+
+    def update(self, pod: dict) -> None:
+        self.pod = pod
+        self._wake.set()
+
+    def deleted(self) -> None:
+        self._gone = True
+        self._wake.set()
+
+    def shutdown(self) -> None:
+        self._shutdown = True
+        self._wake.set()
+
+    @property
+    def deleting(self) -> bool:
+        return bool(meta(self.pod).get("deletionTimestamp")) or self._gone
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            while not (self.deleting or self._shutdown):
+                await self._sync_once()
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.ctx.tick)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            await self._terminate(delete_object=self.deleting and not self._gone and not self._shutdown)
+
+    async def _sync_once(self) -> None:
+        now = time.monotonic()
+        if not self.finished and self.plan is None:
+            try:
+                self.plan = await asyncio.to_thread(self.ctx.networks.create, self.uid, self.namespace,
+                                                    self.name, self.ctx.node_name)
+                self.start_time = now_rfc3339()
+            except RuntimeFailure as exc:
+                log.warning("pod %s: network not set up: %s", self.key, exc)
+                for c in self.containers:
+                    c.record.reason, c.record.message = "ContainerCreating", str(exc)
+        if self.plan is not None:
+            self._reap(now)
+            await self._probe(now)
+            self._start_due(now)
+            if all(c.done for c in self.containers) and self.containers:
+                self.finished = True
+        await self._write_status()
+
+    def _reap(self, now: float) -> None:
+        policy = str((self.pod.get("spec") or {}).get("restartPolicy") or "Always")
+        for c in self.containers:
+            if c.process is None:
+                continue
+            rc = c.process.poll()
+            if rc is None:
+                continue
+            ran_for = now - c.process.started_mono
+            reason, finished = ("Completed" if rc == 0 else "Error"), now_rfc3339()
+            term = {"exitCode": rc, "reason": reason, "startedAt": c.record.started_at, "finishedAt": finished,
+                    "containerID": c.record.container_id}
+            log.info("pod %s: container %s exited with %d", self.key, c.record.name, rc)
+            c.process, c.probes = None, {}
+            c.record.ready = c.record.started = False
+            if policy == "Always" or (policy == "OnFailure" and rc != 0):
+                c.record.last_state = {"terminated": term}
+                c.backoff.exited(now, ran_for)
+                c.record.state, c.record.reason, c.record.message = "waiting", "CrashLoopBackOff", ""
+            else:
+                c.done = True
+                c.record.state, c.record.exit_code = "terminated", rc
+                c.record.reason, c.record.finished_at = reason, finished
+
+    def _start_due(self, now: float) -> None:
+        assert self.plan is not None
+        for c in self.containers:
+            if c.process is not None or c.done:
+                continue
+            if c.backoff.waiting(now):
+                if c.ever_started:
+                    c.record.reason = "CrashLoopBackOff"
+                    c.record.message = (f"back-off {c.backoff.last_wait:g}s restarting failed container="
+                                        f"{c.record.name} pod={self.name}_{self.namespace}({self.uid})")
+                continue
+            try:
+                env = container_env(c.spec, self.pod, self._services(), self.plan.ip, self.ctx.host_ip)
+                argv = container_argv(c.spec, env)
+            except ImageError as exc:
+                pulled_before = c.record.reason in ("ErrImagePull", "ImagePullBackOff")
+                c.record.state = "waiting"
+                c.record.reason = "ImagePullBackOff" if pulled_before else "ErrImagePull"
+                c.record.message = (f'Back-off pulling image "{c.record.image}"' if pulled_before else str(exc))
+                c.backoff.exited(now, 0.0)
+                continue
+            except EnvError as exc:
+                c.record.state, c.record.reason, c.record.message = "waiting", "CreateContainerConfigError", str(exc)
+                c.backoff.exited(now, 0.0)
+                continue
+            log_path = os.path.join(self.ctx.root_dir, "pods", self.uid, f"{c.record.name}.log")
+            proc = ContainerProcess(self.plan.netns, argv, env, c.spec.get("workingDir"), log_path)
+            try:
+                proc.start()
+            except RuntimeFailure as exc:
+                c.record.state, c.record.reason, c.record.message = "waiting", "RunContainerError", str(exc)
+                c.backoff.exited(now, 0.0)
+                continue
+            if c.ever_started:
+                c.record.restart_count += 1
+            c.ever_started = True
+            c.process = proc
+            c.record.state, c.record.reason, c.record.message = "running", "", ""
+            c.record.started_at = now_rfc3339()
+            c.record.container_id = f"process://{proc.pid}"
+            c.probes = {kind: ProbeTracker(kind, c.spec[field_name], now)
+                        for field_name, kind in PROBE_KINDS if isinstance(c.spec.get(field_name), dict)}
+            self._judge(c)
+            log.info("pod %s: started container %s (pid %s)", self.key, c.record.name, proc.pid)
+
+    def _services(self) -> list[dict]:
+        """The Services whose variables a container sees: its namespace's and `kubernetes`."""
+        services = list(self.ctx.services.list(self.namespace))
+        master = self.ctx.services.get("kubernetes", "default")
+        if self.namespace != "default" and master is not None:
+            services.append(master)
+        return services
+
+    def _judge(self, c: Container) -> None:
+        startup = c.probes.get("startup")
+        readiness = c.probes.get("readiness")
+        c.record.started = c.process is not None and (startup is None or startup.result)
+        c.record.ready = c.record.started and (readiness is None or readiness.result)
+
+    async def _probe(self, now: float) -> None:
+        assert self.plan is not None
+        for c in self.containers:
+            if c.process is None:
+                continue
+            startup = c.probes.get("startup")
+            for kind, tracker in list(c.probes.items()):
+                if not tracker.due(now) or (kind != "startup" and startup is not None and not startup.result):
+                    continue
+                if kind == "startup" and tracker.result:
+                    continue  # a startup probe stops once it succeeded
+                ok = await asyncio.to_thread(run_probe, tracker.probe, c.spec, self.plan.ip, self.ctx.node_ns,
+                                             ["ip", "netns", "exec", self.plan.netns])
+                changed = tracker.record(ok, time.monotonic())
+                if (kind == "liveness" and changed and not ok) or (kind == "startup" and tracker.gave_up()):
+                    log.info("pod %s: container %s failed its %s probe, killing it", self.key, c.record.name, kind)
+                    await c.process.stop(self._grace())
+                    break
+            self._judge(c)
+
+    def _grace(self) -> float:
+        m = meta(self.pod)
+        if m.get("deletionGracePeriodSeconds") is not None:
+            return float(m["deletionGracePeriodSeconds"])
+        value = (self.pod.get("spec") or {}).get("terminationGracePeriodSeconds")
+        return float(DEFAULT_GRACE if value is None else value)
+
+    async def _write_status(self) -> None:
+        if self._gone:
+            return
+        status = pod_status(self.pod, [c.record for c in self.containers], pod_ip=self.plan.ip if self.plan else None,
+                            host_ip=self.ctx.host_ip, start_time=self.start_time,
+                            network_ready=self.plan is not None, now=now_rfc3339())
+        if status == self.last_written:
+            return
+        try:
+            self.pod = await self.ctx.client.patch(PODS, self.name, {"status": status}, self.namespace,
+                                                   subresource="status")
+            self.last_written = status
+        except ApiError as exc:
+            if exc.code == 404:
+                self._gone = True
+            else:
+                log.warning("pod %s: status not written: %s", self.key, exc)
+        except ApiConnectionError as exc:
+            log.warning("pod %s: status not written: %s", self.key, exc)
+
+    # -- the end -------------------------------------------------------------------------
+
+    async def _terminate(self, delete_object: bool) -> None:
+        grace = min(self._grace(), self.ctx.shutdown_grace) if self._shutdown else self._grace()
+        deadline = time.monotonic() + grace
+        running = [c for c in self.containers if c.process is not None]
+        await asyncio.gather(*(self._pre_stop(c, grace) for c in running), return_exceptions=True)
+        remaining = max(0.0, deadline - time.monotonic())
+        await asyncio.gather(*(c.process.stop(remaining) for c in running if c.process is not None))
+        for c in running:
+            assert c.process is not None
+            rc = c.process.poll()
+            c.record.state, c.record.exit_code, c.record.finished_at = "terminated", rc, now_rfc3339()
+            c.record.reason = "Completed" if rc == 0 else "Error"
+            c.record.ready = c.record.started = False
+            c.process = None
+        if self.plan is not None:
+            await asyncio.to_thread(self.ctx.networks.remove, self.uid)
+        if delete_object:
+            await self._write_status()
+            try:
+                await self.ctx.client.delete(PODS, self.name, self.namespace, uid=self.uid, grace_period_seconds=0)
+            except ApiError as exc:
+                if exc.code not in (404, 409):
+                    log.warning("pod %s: not deleted: %s", self.key, exc)
+            except ApiConnectionError as exc:
+                log.warning("pod %s: not deleted: %s", self.key, exc)
+        log.info("pod %s: stopped", self.key)
+
+    async def _pre_stop(self, c: Container, grace: float) -> None:
+        """Runs the container's preStop hook (exec or sleep) within the grace period."""
+        hook = ((c.spec.get("lifecycle") or {}).get("preStop") or {})
+        if "sleep" in hook:
+            await asyncio.sleep(min(grace, float((hook.get("sleep") or {}).get("seconds") or 0)))
+        elif "exec" in hook and self.plan is not None:
+            command = list((hook.get("exec") or {}).get("command") or [])
+            if not command:
+                return
+            try:
+                proc = await asyncio.create_subprocess_exec("ip", "netns", "exec", self.plan.netns, *command,
+                                                            stdout=asyncio.subprocess.DEVNULL,
+                                                            stderr=asyncio.subprocess.DEVNULL)
+                await asyncio.wait_for(proc.wait(), grace)
+            except (OSError, asyncio.TimeoutError):
+                log.info("pod %s: preStop of %s did not finish", self.key, c.record.name)

@@ -1,0 +1,230 @@
+"""The kubelet end to end: a real apiserver (scheduler and controllers in-process), a node
+namespace, and `kproxy kubelet` running real processes in real pod namespaces."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from kproxy.api.resources import ENDPOINT_SLICES, LEASES, NODES, PODS, SERVICES
+from kproxy.client.sync import Client
+from kproxy.netns import NetNS
+from tests import nsutil
+from tests.apiserver.fixtures import start_apiserver
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+NODE_IP = "10.200.0.11"
+POD_CIDR = "10.244.1.0/24"
+WAIT = 60.0
+
+
+class KubeletNode:
+    def __init__(self, tmp_path, server):
+        self.server = server
+        self.netns = nsutil.unique_name("kln1")
+        self.pod_prefix = f"{self.netns}-pod-"
+        self.log_path = tmp_path / "kubelet.log"
+        self.root = tmp_path / "kubelet"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        nsutil.run(["ip", "netns", "add", self.netns])
+        nsutil.run(["ip", "-n", self.netns, "link", "set", "lo", "up"])
+        # a veth with both ends in the node namespace stands for its uplink
+        nsutil.run(["ip", "-n", self.netns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"])
+        nsutil.run(["ip", "-n", self.netns, "link", "set", "eth0p", "up"])
+        nsutil.run(["ip", "-n", self.netns, "addr", "add", f"{NODE_IP}/24", "dev", "eth0"])
+        nsutil.run(["ip", "-n", self.netns, "link", "set", "eth0", "up"])
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "kproxy", "kubelet", "--kubeconfig", self.server.kubeconfig,
+                 "--node-name", "n1", "--netns", self.netns, "--pod-cidr", POD_CIDR, "--root-dir", str(self.root),
+                 "--crash-loop-backoff", "1s"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(WAIT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc, self.proc = self.proc.returncode, None
+        return rc
+
+    def pod_namespaces(self) -> list[str]:
+        return [n for n in os.listdir("/run/netns") if n.startswith(self.pod_prefix)] \
+            if os.path.isdir("/run/netns") else []
+
+    def cleanup(self) -> None:
+        self.stop()
+        for name in self.pod_namespaces():
+            nsutil.delete_netns(name)
+        nsutil.delete_netns(self.netns)
+
+    def log_tail(self) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-40:])
+        except OSError:
+            return "(no log)"
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    server = start_apiserver(tmp_path)
+    node = KubeletNode(tmp_path, server)
+    client = Client.from_kubeconfig(server.kubeconfig)
+    try:
+        node.start()
+        yield server, node, client
+    finally:
+        client.close()
+        node.cleanup()
+        server.stop()
+
+
+def _pod(client: Client, name: str) -> dict | None:
+    return client.get_or_none(PODS, name, "default")
+
+
+def _cond(pod: dict, ctype: str) -> str | None:
+    for c in (pod.get("status") or {}).get("conditions") or []:
+        if c.get("type") == ctype:
+            return c.get("status")
+    return None
+
+
+def _running_ready(client: Client, name: str) -> dict | None:
+    pod = _pod(client, name)
+    if pod and (pod.get("status") or {}).get("phase") == "Running" and _cond(pod, "Ready") == "True":
+        return pod
+    return None
+
+
+def _tcp_ask(netns: str, ip: str, port: int) -> str:
+    import socket
+
+    def ask() -> str:
+        try:
+            with socket.create_connection((ip, port), timeout=5) as s:
+                s.sendall(b"hi\n")
+                return s.recv(200).decode()
+        except OSError as exc:
+            return f"error: {exc}"
+    ns = NetNS(netns)
+    try:
+        return ns.run(ask)
+    finally:
+        ns.close()
+
+
+def _wait(client: Client, fetch, what: str, node: KubeletNode, timeout: float = WAIT):
+    try:
+        return client.wait_for(fetch, timeout=timeout, interval=0.2)
+    except TimeoutError as exc:
+        raise AssertionError(f"{what}: {exc}\n--- kubelet log ---\n{node.log_tail()}") from None
+
+
+def test_node_registers_with_lease(cluster):
+    _, node, client = cluster
+    n1 = _wait(client, lambda c: c.get_or_none(NODES, "n1"), "node registered", node)
+    status = n1["status"]
+    assert status["allocatable"]["pods"] == "110"
+    assert {"type": "InternalIP", "address": NODE_IP} in status["addresses"]
+    assert status["nodeInfo"]["containerRuntimeVersion"].startswith("process://")
+    assert n1["spec"]["podCIDR"] == POD_CIDR
+    ready = [c for c in status["conditions"] if c["type"] == "Ready"]
+    assert ready and ready[0]["status"] == "True" and ready[0]["reason"] == "KubeletReady"
+    lease = _wait(client, lambda c: c.get_or_none(LEASES, "n1", "kube-node-lease"), "lease", node)
+    assert lease["spec"]["holderIdentity"] == "n1"
+
+
+def test_pod_runs_is_reachable_restarts_and_is_deleted(cluster):
+    _, node, client = cluster
+    _wait(client, lambda c: c.get_or_none(NODES, "n1"), "node registered", node)
+    client.create(SERVICES, {"metadata": {"name": "web"}, "spec": {
+        "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}}, "default")
+    client.create(PODS, {"metadata": {"name": "web-1", "labels": {"app": "web"}}, "spec": {
+        "terminationGracePeriodSeconds": 5,
+        "containers": [{"name": "echo", "image": "kproxy.local/echo:1",
+                        "ports": [{"containerPort": 8080}],
+                        "env": [{"name": "MY_NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+                        "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}]}}, "default")
+    pod = _wait(client, lambda c: _running_ready(c, "web-1"), "web-1 Running and Ready", node)
+    status = pod["status"]
+    assert pod["spec"]["nodeName"] == "n1"
+    assert status["hostIP"] == NODE_IP
+    ip = status["podIP"]
+    assert ip.startswith("10.244.1.") and status["podIPs"] == [{"ip": ip}]
+    cs = status["containerStatuses"][0]
+    assert cs["ready"] and cs["started"] and "running" in cs["state"] and cs["restartCount"] == 0
+    assert [c["type"] for c in status["conditions"]][:4] == [
+        "PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady"]
+    assert _cond(pod, "PodScheduled") == "True"
+    # the pod answers from the node namespace, with its own name
+    assert _tcp_ask(node.netns, ip, 8080).startswith("web-1 ")
+
+    def in_slice(c: Client):
+        items = c.list(ENDPOINT_SLICES, "default", label_selector="kubernetes.io/service-name=web")["items"]
+        return [e for s in items for e in s.get("endpoints") or [] if ip in e.get("addresses", [])
+                and (e.get("conditions") or {}).get("ready")]
+    _wait(client, in_slice, "the pod in the Service's EndpointSlice", node)
+
+    # its process dies: the kubelet starts it again and counts the restart
+    pid = int(cs["containerID"].removeprefix("process://"))
+    os.kill(pid, signal.SIGKILL)
+
+    def restarted(c: Client):
+        p = _running_ready(c, "web-1")
+        s = p and p["status"]["containerStatuses"][0]
+        return s if s and s["restartCount"] == 1 and s["containerID"] != cs["containerID"] else None
+    cs2 = _wait(client, restarted, "the container restarted", node)
+    assert cs2["lastState"]["terminated"]["exitCode"] == 137
+    assert _tcp_ask(node.netns, ip, 8080).startswith("web-1 ")
+    pid2 = int(cs2["containerID"].removeprefix("process://"))
+
+    # deleted: the process stops, the namespace goes, the object is removed
+    netns = f"{node.pod_prefix}default-web-1"
+    assert netns in node.pod_namespaces()
+    client.delete(PODS, "web-1", "default")
+    _wait(client, lambda c: _pod(c, "web-1") is None, "web-1 deleted by the kubelet", node)
+    assert netns not in node.pod_namespaces()
+    assert not os.path.exists(f"/proc/{pid2}") or _zombie(pid2)
+    assert node.stop() == 0
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1].startswith("Z")
+    except OSError:
+        return True
+
+
+def test_unknown_image_waits_and_kubelet_exit_cleans_up(cluster):
+    _, node, client = cluster
+    _wait(client, lambda c: c.get_or_none(NODES, "n1"), "node registered", node)
+    client.create(PODS, {"metadata": {"name": "bad"}, "spec": {
+        "containers": [{"name": "c", "image": "nginx:1.27"}]}}, "default")
+    client.create(PODS, {"metadata": {"name": "sleeper"}, "spec": {
+        "containers": [{"name": "c", "image": "kproxy.local/base", "command": ["sleep", "1000"]}]}}, "default")
+
+    def waiting_on_image(c: Client):
+        p = _pod(c, "bad")
+        s = p and (p.get("status") or {}).get("containerStatuses")
+        reason = s and (s[0]["state"].get("waiting") or {}).get("reason")
+        return p if reason in ("ErrImagePull", "ImagePullBackOff") else None
+    bad = _wait(client, waiting_on_image, "bad waits on its image", node)
+    assert bad["status"]["phase"] == "Pending" and _cond(bad, "Ready") == "False"
+    sleeper = _wait(client, lambda c: _running_ready(c, "sleeper"), "sleeper running", node)
+    pid = int(sleeper["status"]["containerStatuses"][0]["containerID"].removeprefix("process://"))
+    assert len(node.pod_namespaces()) == 2
+    assert node.stop() == 0
+    assert node.pod_namespaces() == []
+    assert not os.path.exists(f"/proc/{pid}") or _zombie(pid)
