@@ -31,7 +31,18 @@ class KubeletNode:
         self.root = tmp_path / "kubelet"
         self.proc: subprocess.Popen | None = None
 
+    def node_kubeconfig(self) -> str:
+        """A kubeconfig of the node identity system:node:n1 (group system:nodes), so the test also
+        checks that the default RBAC lets a kubelet do its work."""
+        path = str(self.root.parent / "n1.kubeconfig")
+        done = subprocess.run([sys.executable, "-m", "kproxy", "pki", "client", "--data-dir", str(self.server.data_dir),
+                               "--user", "system:node:n1", "--group", "system:nodes", "--kubeconfig", path],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return path
+
     def start(self) -> None:
+        kubeconfig = self.node_kubeconfig()
         nsutil.run(["ip", "netns", "add", self.netns])
         nsutil.run(["ip", "-n", self.netns, "link", "set", "lo", "up"])
         # a veth with both ends in the node namespace stands for its uplink
@@ -41,7 +52,7 @@ class KubeletNode:
         nsutil.run(["ip", "-n", self.netns, "link", "set", "eth0", "up"])
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "kproxy", "kubelet", "--kubeconfig", self.server.kubeconfig,
+                [sys.executable, "-m", "kproxy", "kubelet", "--kubeconfig", kubeconfig,
                  "--node-name", "n1", "--netns", self.netns, "--pod-cidr", POD_CIDR, "--root-dir", str(self.root),
                  "--crash-loop-backoff", "1s"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
