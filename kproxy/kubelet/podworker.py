@@ -86,6 +86,7 @@ class PodWorker:
         self.plan: PodPlan | None = None
         self.start_time: str | None = None
         self.last_written: dict | None = None
+        self._server_view: dict = {}  # what the server returned for last_written
         self.finished = ((pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"))
         self._wake = asyncio.Event()
         self._gone = False  # the object is deleted: nothing to write or delete any more
@@ -262,12 +263,13 @@ class PodWorker:
         status = pod_status(self.pod, [c.record for c in self.containers], pod_ip=self.plan.ip if self.plan else None,
                             host_ip=self.ctx.host_ip, start_time=self.start_time,
                             network_ready=self.plan is not None, now=now_rfc3339())
-        if status == self.last_written:
-            return
+        if status == self.last_written and self._status_seen() == self._server_view:
+            return  # nothing changed here, and nobody (the node lifecycle controller) overwrote it
         try:
             self.pod = await self.ctx.client.patch(PODS, self.name, {"status": status}, self.namespace,
                                                    subresource="status")
             self.last_written = status
+            self._server_view = self._status_seen()
         except ApiError as exc:
             if exc.code == 404:
                 self._gone = True
@@ -275,6 +277,11 @@ class PodWorker:
                 log.warning("pod %s: status not written: %s", self.key, exc)
         except ApiConnectionError as exc:
             log.warning("pod %s: status not written: %s", self.key, exc)
+
+    def _status_seen(self) -> dict:
+        """The fields this worker writes, as the latest pod object holds them."""
+        current = self.pod.get("status") or {}
+        return {k: current.get(k) for k in self.last_written or ()}
 
     # -- the end -------------------------------------------------------------------------
 

@@ -187,6 +187,12 @@ def test_pod_runs_is_reachable_restarts_and_is_deleted(cluster):
                 and (e.get("conditions") or {}).get("ready")]
     _wait(client, in_slice, "the pod in the Service's EndpointSlice", node)
 
+    # the node lifecycle controller marks it not ready (a node that was silent): the kubelet,
+    # which sees the container is fine, writes Ready back
+    conditions = [dict(c, status="False") if c["type"] == "Ready" else c for c in status["conditions"]]
+    client.patch(PODS, "web-1", {"status": {"conditions": conditions}}, "default", subresource="status")
+    _wait(client, lambda c: _running_ready(c, "web-1"), "Ready written back by the kubelet", node)
+
     # its process dies: the kubelet starts it again and counts the restart
     pid = int(cs["containerID"].removeprefix("process://"))
     os.kill(pid, signal.SIGKILL)
