@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from kproxy.api.meta import now_rfc3339
@@ -22,7 +23,7 @@ from kproxy.api.status import ApiError
 from kproxy.client.errors import ApiConnectionError
 from kproxy.client.heartbeat import NodeHeartbeat
 from kproxy.client.informer import Informer
-from kproxy.kubelet.node import NodeFacts, node_object, refreshed_node
+from kproxy.kubelet.node import NodeFacts, node_object, refreshed_node, status_differs
 from kproxy.kubelet.podworker import NodeContext, PodWorker, meta
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,8 @@ class Kubelet:
                 raise
         return await self.update_status()
 
-    async def update_status(self) -> dict:
-        node = await self.ctx.client.get(NODES, self.facts.name)
+    async def update_status(self, node: dict | None = None) -> dict:
+        node = node or await self.ctx.client.get(NODES, self.facts.name)
         new = refreshed_node(node, self.facts, now_rfc3339())
         if new.get("spec") != node.get("spec"):
             node = await self.ctx.client.update(NODES, new)
@@ -61,17 +62,28 @@ class Kubelet:
         return await self.ctx.client.update_status(NODES, new)
 
     async def _node_loop(self, stop: asyncio.Event) -> None:
+        """Registers the Node, then looks at it every lease interval (kubelet's
+        nodeStatusUpdateFrequency) and writes its status when it differs from kubelet's view
+        (the node lifecycle controller set Ready Unknown) or `status_interval` has passed."""
         registered = False
+        last_report = 0.0
         while not stop.is_set():
             try:
-                if registered:
-                    await self.update_status()
-                else:
+                if not registered:
                     await self.register()
-                    registered = True
+                    registered, last_report = True, time.monotonic()
                     log.info("node %s registered", self.facts.name)
-                delay = self.status_interval
-            except (ApiError, ApiConnectionError) as exc:
+                else:
+                    node = await self.ctx.client.get(NODES, self.facts.name)
+                    if status_differs(node, self.facts) or time.monotonic() - last_report >= self.status_interval:
+                        await self.update_status(node)
+                        last_report = time.monotonic()
+                delay = self.lease_interval
+            except ApiError as exc:
+                registered = registered and exc.code != 404  # deleted: register again
+                log.warning("node %s status not written: %s", self.facts.name, exc)
+                delay = RETRY
+            except ApiConnectionError as exc:
                 log.warning("node %s status not written: %s", self.facts.name, exc)
                 delay = RETRY
             try:

@@ -100,6 +100,17 @@ def refreshed_node(node: dict, facts: NodeFacts, now: str) -> dict:
     return new
 
 
+def status_differs(node: Mapping[str, Any], facts: NodeFacts) -> bool:
+    """True when the Node's status says something other than what kubelet reports (a condition's
+    status, capacity, allocatable, addresses, nodeInfo), heartbeat times aside."""
+    status = node.get("status") or {}
+    mine = node_status(facts, "")
+    seen = {c.get("type"): c.get("status") for c in status.get("conditions") or () if isinstance(c, dict)}
+    if any(seen.get(c["type"]) != c["status"] for c in mine["conditions"]):
+        return True
+    return any(status.get(k) != mine[k] for k in ("capacity", "allocatable", "addresses", "nodeInfo"))
+
+
 # -- facts of this machine ---------------------------------------------------------------
 
 def _read(path: str) -> str:

@@ -154,6 +154,15 @@ def test_node_registers_with_lease(cluster):
     assert ready and ready[0]["status"] == "True" and ready[0]["reason"] == "KubeletReady"
     lease = _wait(client, lambda c: c.get_or_none(LEASES, "n1", "kube-node-lease"), "lease", node)
     assert lease["spec"]["holderIdentity"] == "n1"
+    # marked Unknown as the node lifecycle controller does: the kubelet posts Ready again at its
+    # next look (every 10 s), long before its full status report (every 60 s)
+    conditions = [dict(c, status="Unknown") if c["type"] == "Ready" else c for c in status["conditions"]]
+    client.patch(NODES, "n1", {"status": {"conditions": conditions}}, subresource="status")
+
+    def ready_again(c: Client):
+        got = c.get(NODES, "n1")
+        return [x for x in got["status"]["conditions"] if x["type"] == "Ready" and x["status"] == "True"]
+    _wait(client, ready_again, "Ready posted again", node, timeout=40)
 
 
 def test_pod_runs_is_reachable_restarts_and_is_deleted(cluster):

@@ -9,7 +9,7 @@ import pytest
 from kproxy.kubelet.backoff import CrashBackoff
 from kproxy.kubelet.containerspec import (ImageError, EnvError, container_argv, container_env, expand, image_name,
                                           service_env)
-from kproxy.kubelet.node import NodeFacts, node_object, refreshed_node
+from kproxy.kubelet.node import NodeFacts, node_object, refreshed_node, status_differs
 from kproxy.kubelet.probes import ProbeTracker, resolve_port
 from kproxy.kubelet.runtime import RuntimeFailure, exit_code, free_slot, pod_plan
 from kproxy.kubelet.status import ContainerRecord, pod_phase, pod_status, qos_class
@@ -208,6 +208,17 @@ def test_node_object_and_refresh_keeps_transition_times():
     conds = {c["type"]: c for c in later["status"]["conditions"]}
     assert conds["Ready"]["status"] == "True" and conds["Ready"]["lastTransitionTime"] == "T5"
     assert conds["MemoryPressure"]["lastTransitionTime"] == "T0" and conds["MemoryPressure"]["lastHeartbeatTime"] == "T5"
+
+
+def test_status_differs_on_conditions_and_resources_not_heartbeats():
+    node = node_object(FACTS, "T0")
+    assert not status_differs(node, FACTS)
+    assert not status_differs(refreshed_node(node, FACTS, "T9"), FACTS)
+    unknown = refreshed_node(node, FACTS, "T1")
+    unknown["status"]["conditions"][3]["status"] = "Unknown"
+    assert status_differs(unknown, FACTS)
+    bigger = NodeFacts(**{**FACTS.__dict__, "cpu": "4"})
+    assert status_differs(node, bigger)
 
 
 def test_pod_slots_and_names():
