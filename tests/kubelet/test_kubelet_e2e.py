@@ -254,3 +254,76 @@ def test_unknown_image_waits_and_kubelet_exit_cleans_up(cluster):
     assert node.stop() == 0
     assert node.pod_namespaces() == []
     assert not os.path.exists(f"/proc/{pid}") or _zombie(pid)
+
+
+def _container(c: Client, name: str) -> dict | None:
+    p = _pod(c, name)
+    statuses = p and (p.get("status") or {}).get("containerStatuses")
+    return statuses[0] if statuses else None
+
+
+def test_env_probes_restart_policies_and_graceful_stop(cluster, tmp_path):
+    _, node, client = cluster
+    _wait(client, lambda c: c.get_or_none(NODES, "n1"), "node registered", node)
+    svc = client.create(SERVICES, {"metadata": {"name": "web"}, "spec": {
+        "selector": {"app": "none"}, "ports": [{"port": 80, "targetPort": 8080}]}}, "default")
+    out = tmp_path / "out"
+    out.mkdir()
+    flag = tmp_path / "unhealthy"
+
+    def base(name: str, script: str, **spec) -> dict:
+        return {"metadata": {"name": name}, "spec": {**spec, "containers": [{
+            "name": "c", "image": "kproxy.local/base", "command": ["sh", "-c", script],
+            "env": [{"name": "OUT", "value": str(out)},
+                    {"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]}]}}
+
+    client.create(PODS, base("env", 'echo "$WEB_SERVICE_HOST:$WEB_SERVICE_PORT $HOSTNAME $MY_IP" > $OUT/env; '
+                             "exec sleep 1000"), "default")
+    client.create(PODS, base("crash", "exit 3"), "default")
+    client.create(PODS, base("done", "exit 0", restartPolicy="Never"), "default")
+    client.create(PODS, base("failed", "exit 2", restartPolicy="Never"), "default")
+    graceful = base("graceful", 'trap "echo TERM > $OUT/term; exit 0" TERM; while true; do sleep 0.1; done',
+                    terminationGracePeriodSeconds=20)
+    graceful["spec"]["containers"][0]["lifecycle"] = {"preStop": {"exec": {"command": [
+        "sh", "-c", f"echo PRESTOP > {out}/prestop"]}}}
+    client.create(PODS, graceful, "default")
+    client.create(PODS, {"metadata": {"name": "live"}, "spec": {"containers": [{
+        "name": "echo", "image": "kproxy.local/echo",
+        "livenessProbe": {"exec": {"command": ["sh", "-c", f"test ! -e {flag}"]},
+                          "periodSeconds": 1, "failureThreshold": 1}}]}}, "default")
+
+    # env: the Service variables, the pod name as HOSTNAME, the downward API
+    pod = _wait(client, lambda c: _running_ready(c, "env"), "env running", node)
+    _wait(client, lambda c: (out / "env").exists() and (out / "env").read_text().strip(), "env written", node)
+    assert (out / "env").read_text().split() == [f"{svc['spec']['clusterIP']}:80", "env", pod["status"]["podIP"]]
+
+    # restartPolicy Always: a container that keeps failing backs off
+    def backing_off(c: Client):
+        s = _container(c, "crash")
+        waiting = s and s["state"].get("waiting") or {}
+        return s if waiting.get("reason") == "CrashLoopBackOff" and s["restartCount"] >= 1 else None
+    crash = _wait(client, backing_off, "crash in CrashLoopBackOff", node)
+    assert crash["lastState"]["terminated"]["exitCode"] == 3 and not crash["ready"]
+    assert crash["state"]["waiting"]["message"].startswith("back-off ")
+
+    # restartPolicy Never: the phase says how it ended
+    def phase(name: str, want: str):
+        return lambda c: (_pod(c, name) or {}).get("status", {}).get("phase") == want
+    _wait(client, phase("done", "Succeeded"), "done Succeeded", node)
+    _wait(client, phase("failed", "Failed"), "failed Failed", node)
+    assert _container(client, "failed")["state"]["terminated"]["exitCode"] == 2  # type: ignore[index]
+    assert _container(client, "done")["restartCount"] == 0  # type: ignore[index]
+
+    # a liveness failure restarts the container
+    _wait(client, lambda c: _running_ready(c, "live"), "live running", node)
+    flag.touch()
+    _wait(client, lambda c: (_container(c, "live") or {}).get("restartCount", 0) >= 1, "live restarted", node)
+    flag.unlink()
+    _wait(client, lambda c: _running_ready(c, "live"), "live running again", node)
+
+    # graceful deletion: preStop, then SIGTERM, then the object goes
+    _wait(client, lambda c: _running_ready(c, "graceful"), "graceful running", node)
+    client.delete(PODS, "graceful", "default")
+    _wait(client, lambda c: _pod(c, "graceful") is None, "graceful deleted", node)
+    assert (out / "prestop").read_text().strip() == "PRESTOP"
+    assert (out / "term").read_text().strip() == "TERM"
