@@ -10,7 +10,9 @@ import os
 import signal
 import subprocess
 
+from kproxy.api.resources import SERVICES
 from kproxy.cli.main import CLIError
+from kproxy.client.events import EventRecorder
 from kproxy.client.informer import Informer
 from kproxy.client.kubeconfig import KubeconfigError
 from kproxy.client.rest import ApiClient
@@ -19,8 +21,6 @@ from kproxy.kubelet.node import DEFAULT_MAX_PODS, machine_facts
 from kproxy.kubelet.podworker import NodeContext
 from kproxy.kubelet.runtime import PodNetworks
 from kproxy.netns import NetNS, NetNSError
-
-from kproxy.api.resources import SERVICES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +73,8 @@ def _context(args: argparse.Namespace, client: ApiClient) -> tuple[NodeContext, 
     networks = PodNetworks(args.netns, str(net), args.pod_netns_prefix or f"{args.netns}-pod-")
     ctx = NodeContext(client=client, node_name=args.node_name, host_ip=host_ip, node_ns=node_ns,
                       networks=networks, root_dir=args.root_dir, services=Informer(client, SERVICES),
-                      backoff_initial=args.crash_loop_backoff, backoff_max=30 * args.crash_loop_backoff)
+                      backoff_initial=args.crash_loop_backoff, backoff_max=30 * args.crash_loop_backoff,
+                      events=EventRecorder(client, "kubelet", args.node_name))
     return ctx, host_ip
 
 

@@ -150,6 +150,8 @@ class Kubelet:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.to_thread(self.ctx.networks.remove_leftovers)
+            if self.ctx.events is not None:
+                await self.ctx.events.drain()
 
     @staticmethod
     async def _wait_or_stop(aw: Any, stop: asyncio.Event) -> None:

@@ -27,6 +27,7 @@ from kproxy.api.meta import now_rfc3339
 from kproxy.api.resources import PODS
 from kproxy.api.status import ApiError
 from kproxy.client.errors import ApiConnectionError
+from kproxy.client.events import POD_REF, EventRecorder
 from kproxy.kubelet.backoff import CrashBackoff
 from kproxy.kubelet.containerspec import EnvError, ImageError, container_argv, container_env
 from kproxy.kubelet.probes import ProbeTracker, run_probe
@@ -55,6 +56,7 @@ class NodeContext:
     backoff_initial: float = 10.0
     backoff_max: float = 300.0
     tick: float = 0.5
+    events: EventRecorder | None = None  # the Events kubelet records (Started, Killing, BackOff, ...)
     shutdown_grace: float = 5.0  # the most a kubelet that exits waits for one pod
 
 
@@ -114,6 +116,10 @@ class PodWorker:
     def deleting(self) -> bool:
         return bool(meta(self.pod).get("deletionTimestamp")) or self._gone
 
+    def _event(self, event_type: str, reason: str, message: str) -> None:
+        if self.ctx.events is not None:
+            self.ctx.events.record(POD_REF, self.namespace, self.name, event_type, reason, message, uid=self.uid)
+
     # -- the loop ------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -164,7 +170,9 @@ class PodWorker:
             c.record.ready = c.record.started = False
             if policy == "Always" or (policy == "OnFailure" and rc != 0):
                 c.record.last_state = {"terminated": term}
-                c.backoff.exited(now, ran_for)
+                if c.backoff.exited(now, ran_for) > now:
+                    self._event("Warning", "BackOff", f"Back-off restarting failed container {c.record.name} in pod "
+                                f"{self.name}_{self.namespace}({self.uid})")
                 c.record.state, c.record.reason, c.record.message = "waiting", "CrashLoopBackOff", ""
             else:
                 c.done = True
@@ -190,6 +198,10 @@ class PodWorker:
                 c.record.state = "waiting"
                 c.record.reason = "ImagePullBackOff" if pulled_before else "ErrImagePull"
                 c.record.message = (f'Back-off pulling image "{c.record.image}"' if pulled_before else str(exc))
+                if pulled_before:
+                    self._event("Normal", "BackOff", c.record.message)
+                else:
+                    self._event("Warning", "Failed", f'Failed to pull image "{c.record.image}": {exc}')
                 c.backoff.exited(now, 0.0)
                 continue
             except EnvError as exc:
@@ -202,6 +214,7 @@ class PodWorker:
                 proc.start()
             except RuntimeFailure as exc:
                 c.record.state, c.record.reason, c.record.message = "waiting", "RunContainerError", str(exc)
+                self._event("Warning", "Failed", f"Error: {exc}")
                 c.backoff.exited(now, 0.0)
                 continue
             if c.ever_started:
@@ -215,6 +228,8 @@ class PodWorker:
                         for field_name, kind in PROBE_KINDS if isinstance(c.spec.get(field_name), dict)}
             self._judge(c)
             log.info("pod %s: started container %s (pid %s)", self.key, c.record.name, proc.pid)
+            self._event("Normal", "Pulled", f'Container image "{c.record.image}" already present on machine')
+            self._event("Normal", "Started", f"Started container {c.record.name}")
 
     def _services(self) -> list[dict]:
         """The Services whose variables a container sees: its namespace's and `kubernetes`."""
@@ -244,8 +259,12 @@ class PodWorker:
                 ok = await asyncio.to_thread(run_probe, tracker.probe, c.spec, self.plan.ip, self.ctx.node_ns,
                                              ["ip", "netns", "exec", self.plan.netns])
                 changed = tracker.record(ok, time.monotonic())
+                if changed and not ok:
+                    self._event("Warning", "Unhealthy", f"{kind.capitalize()} probe failed")
                 if (kind == "liveness" and changed and not ok) or (kind == "startup" and tracker.gave_up()):
                     log.info("pod %s: container %s failed its %s probe, killing it", self.key, c.record.name, kind)
+                    self._event("Normal", "Killing",
+                                f"Container {c.record.name} failed {kind} probe, will be restarted")
                     await c.process.stop(self._grace())
                     break
             self._judge(c)
@@ -289,6 +308,8 @@ class PodWorker:
         grace = min(self._grace(), self.ctx.shutdown_grace) if self._shutdown else self._grace()
         deadline = time.monotonic() + grace
         running = [c for c in self.containers if c.process is not None]
+        for c in running:
+            self._event("Normal", "Killing", f"Stopping container {c.record.name}")
         await asyncio.gather(*(self._pre_stop(c, grace) for c in running), return_exceptions=True)
         remaining = max(0.0, deadline - time.monotonic())
         await asyncio.gather(*(c.process.stop(remaining) for c in running if c.process is not None))

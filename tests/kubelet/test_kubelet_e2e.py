@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from kproxy.api.resources import ENDPOINT_SLICES, LEASES, NODES, PODS, SERVICES
+from kproxy.api.resources import ENDPOINT_SLICES, EVENTS, LEASES, NODES, PODS, SERVICES
 from kproxy.client.sync import Client
 from kproxy.netns import NetNS
 from tests import nsutil
@@ -320,6 +320,13 @@ def test_env_probes_restart_policies_and_graceful_stop(cluster, tmp_path):
     _wait(client, lambda c: (_container(c, "live") or {}).get("restartCount", 0) >= 1, "live restarted", node)
     flag.unlink()
     _wait(client, lambda c: _running_ready(c, "live"), "live running again", node)
+
+    def reasons(c: Client, name: str) -> set[str]:
+        events = c.list(EVENTS, "default")["items"]
+        return {e["reason"] for e in events if e["involvedObject"]["name"] == name
+                and e.get("reportingComponent") == "kubelet"}
+    _wait(client, lambda c: {"Started", "Unhealthy", "Killing"} <= reasons(c, "live"), "live's Events", node)
+    _wait(client, lambda c: "BackOff" in reasons(c, "crash"), "crash's BackOff Event", node)
 
     # graceful deletion: preStop, then SIGTERM, then the object goes
     _wait(client, lambda c: _running_ready(c, "graceful"), "graceful running", node)
