@@ -33,7 +33,6 @@ from kproxy.kubelet.containerspec import EnvError, ImageError, container_argv, c
 from kproxy.kubelet.probes import ProbeTracker, run_probe
 from kproxy.kubelet.runtime import ContainerProcess, PodNetworks, RuntimeFailure
 from kproxy.kubelet.status import ContainerRecord, pod_status
-from kproxy.lab.topology import PodPlan
 from kproxy.netns import NetNS
 
 log = logging.getLogger(__name__)
@@ -71,6 +70,15 @@ class Container:
     done: bool = False  # exited and will not restart
 
 
+@dataclass(frozen=True)
+class Sandbox:
+    """Where a pod's containers run: a network namespace and the pod's IP."""
+
+    netns: str
+    ip: str
+    own_network: bool  # False for hostNetwork pods, which run in the node's namespace
+
+
 def meta(obj: dict) -> dict:
     return obj.get("metadata") or {}
 
@@ -85,7 +93,8 @@ class PodWorker:
             Container(spec=c, record=ContainerRecord(name=str(c.get("name")), image=str(c.get("image") or "")),
                       backoff=CrashBackoff(ctx.backoff_initial, ctx.backoff_max))
             for c in (pod.get("spec") or {}).get("containers") or []]
-        self.plan: PodPlan | None = None
+        self.sandbox: Sandbox | None = None
+        self._network_backoff = CrashBackoff(1.0, 30.0)
         self.start_time: str | None = None
         self.last_written: dict | None = None
         self._server_view: dict = {}  # what the server returned for last_written
@@ -136,22 +145,30 @@ class PodWorker:
 
     async def _sync_once(self) -> None:
         now = time.monotonic()
-        if not self.finished and self.plan is None:
+        if not self.finished and self.sandbox is None and not self._network_backoff.waiting(now):
             try:
-                self.plan = await asyncio.to_thread(self.ctx.networks.create, self.uid, self.namespace,
-                                                    self.name, self.ctx.node_name)
+                self.sandbox = await self._make_sandbox()
                 self.start_time = now_rfc3339()
             except RuntimeFailure as exc:
                 log.warning("pod %s: network not set up: %s", self.key, exc)
+                self._network_backoff.exited(now, 0.0)  # retried with backoff, not every tick
                 for c in self.containers:
                     c.record.reason, c.record.message = "ContainerCreating", str(exc)
-        if self.plan is not None:
+        if self.sandbox is not None:
             self._reap(now)
             await self._probe(now)
             self._start_due(now)
             if all(c.done for c in self.containers) and self.containers:
                 self.finished = True
         await self._write_status()
+
+    async def _make_sandbox(self) -> Sandbox:
+        """The pod's own namespace and address, or the node's for a hostNetwork pod."""
+        if (self.pod.get("spec") or {}).get("hostNetwork"):
+            return Sandbox(self.ctx.networks.node_netns, self.ctx.host_ip, own_network=False)
+        plan = await asyncio.to_thread(self.ctx.networks.create, self.uid, self.namespace, self.name,
+                                       self.ctx.node_name)
+        return Sandbox(plan.netns, plan.ip, own_network=True)
 
     def _reap(self, now: float) -> None:
         policy = str((self.pod.get("spec") or {}).get("restartPolicy") or "Always")
@@ -180,7 +197,7 @@ class PodWorker:
                 c.record.reason, c.record.finished_at = reason, finished
 
     def _start_due(self, now: float) -> None:
-        assert self.plan is not None
+        assert self.sandbox is not None
         for c in self.containers:
             if c.process is not None or c.done:
                 continue
@@ -191,7 +208,7 @@ class PodWorker:
                                         f"{c.record.name} pod={self.name}_{self.namespace}({self.uid})")
                 continue
             try:
-                env = container_env(c.spec, self.pod, self._services(), self.plan.ip, self.ctx.host_ip)
+                env = container_env(c.spec, self.pod, self._services(), self.sandbox.ip, self.ctx.host_ip)
                 argv = container_argv(c.spec, env)
             except ImageError as exc:
                 pulled_before = c.record.reason in ("ErrImagePull", "ImagePullBackOff")
@@ -209,7 +226,7 @@ class PodWorker:
                 c.backoff.exited(now, 0.0)
                 continue
             log_path = os.path.join(self.ctx.root_dir, "pods", self.uid, f"{c.record.name}.log")
-            proc = ContainerProcess(self.plan.netns, argv, env, c.spec.get("workingDir"), log_path)
+            proc = ContainerProcess(self.sandbox.netns, argv, env, c.spec.get("workingDir"), log_path)
             try:
                 proc.start()
             except RuntimeFailure as exc:
@@ -246,7 +263,7 @@ class PodWorker:
         c.record.ready = c.record.started and (readiness is None or readiness.result)
 
     async def _probe(self, now: float) -> None:
-        assert self.plan is not None
+        assert self.sandbox is not None
         for c in self.containers:
             if c.process is None:
                 continue
@@ -256,8 +273,8 @@ class PodWorker:
                     continue
                 if kind == "startup" and tracker.result:
                     continue  # a startup probe stops once it succeeded
-                ok = await asyncio.to_thread(run_probe, tracker.probe, c.spec, self.plan.ip, self.ctx.node_ns,
-                                             ["ip", "netns", "exec", self.plan.netns])
+                ok = await asyncio.to_thread(run_probe, tracker.probe, c.spec, self.sandbox.ip, self.ctx.node_ns,
+                                             ["ip", "netns", "exec", self.sandbox.netns])
                 changed = tracker.record(ok, time.monotonic())
                 if changed and not ok:
                     self._event("Warning", "Unhealthy", f"{kind.capitalize()} probe failed")
@@ -279,9 +296,10 @@ class PodWorker:
     async def _write_status(self) -> None:
         if self._gone:
             return
-        status = pod_status(self.pod, [c.record for c in self.containers], pod_ip=self.plan.ip if self.plan else None,
-                            host_ip=self.ctx.host_ip, start_time=self.start_time,
-                            network_ready=self.plan is not None, now=now_rfc3339())
+        status = pod_status(self.pod, [c.record for c in self.containers],
+                            pod_ip=self.sandbox.ip if self.sandbox else None, host_ip=self.ctx.host_ip,
+                            start_time=self.start_time,
+                            network_ready=self.sandbox is not None, now=now_rfc3339())
         if status == self.last_written and self._status_seen() == self._server_view:
             return  # nothing changed here, and nobody (the node lifecycle controller) overwrote it
         try:
@@ -320,8 +338,7 @@ class PodWorker:
             c.record.reason = "Completed" if rc == 0 else "Error"
             c.record.ready = c.record.started = False
             c.process = None
-        if self.plan is not None:
-            await asyncio.to_thread(self.ctx.networks.remove, self.uid)
+        await asyncio.to_thread(self.ctx.networks.remove, self.uid)  # also what a failed setup left
         if delete_object:
             await self._write_status()
             try:
@@ -338,12 +355,12 @@ class PodWorker:
         hook = ((c.spec.get("lifecycle") or {}).get("preStop") or {})
         if "sleep" in hook:
             await asyncio.sleep(min(grace, float((hook.get("sleep") or {}).get("seconds") or 0)))
-        elif "exec" in hook and self.plan is not None:
+        elif "exec" in hook and self.sandbox is not None:
             command = list((hook.get("exec") or {}).get("command") or [])
             if not command:
                 return
             try:
-                proc = await asyncio.create_subprocess_exec("ip", "netns", "exec", self.plan.netns, *command,
+                proc = await asyncio.create_subprocess_exec("ip", "netns", "exec", self.sandbox.netns, *command,
                                                             stdout=asyncio.subprocess.DEVNULL,
                                                             stderr=asyncio.subprocess.DEVNULL)
                 await asyncio.wait_for(proc.wait(), grace)

@@ -22,6 +22,7 @@ from kproxy.lab import netsetup
 from kproxy.lab.topology import PodPlan, check_ifname
 
 MAX_SLOTS = 4096  # more than any node's pod limit
+MAX_NETNS_NAME = 200
 
 
 class RuntimeFailure(RuntimeError):
@@ -42,7 +43,10 @@ def free_slot(pod_cidr: str, used: Iterable[int]) -> int:
 
 def pod_plan(prefix: str, pod_cidr: str, namespace: str, name: str, node: str, slot: int) -> PodPlan:
     net = ipaddress.ip_network(pod_cidr)
-    return PodPlan(name=name, namespace=namespace, node=node, slot=slot, netns=f"{prefix}{namespace}-{name}",
+    netns = f"{prefix}{namespace}-{name}"
+    if len(netns) > MAX_NETNS_NAME:
+        netns = f"{prefix}slot{slot}"  # a file name under /run/netns has at most 255 bytes
+    return PodPlan(name=name, namespace=namespace, node=node, slot=slot, netns=netns,
                    ip=str(net.network_address + slot), host_veth=check_ifname(f"kp{slot}"), interface="eth0")
 
 

@@ -246,6 +246,11 @@ def test_unknown_image_waits_and_kubelet_exit_cleans_up(cluster):
         s = p and (p.get("status") or {}).get("containerStatuses")
         reason = s and (s[0]["state"].get("waiting") or {}).get("reason")
         return p if reason in ("ErrImagePull", "ImagePullBackOff") else None
+    client.create(PODS, {"metadata": {"name": "hostnet"}, "spec": {"hostNetwork": True, "containers": [{
+        "name": "echo", "image": "kproxy.local/echo", "env": [{"name": "PORT", "value": "9090"}]}]}}, "default")
+    hostnet = _wait(client, lambda c: _running_ready(c, "hostnet"), "hostnet running", node)
+    assert hostnet["status"]["podIP"] == NODE_IP
+    _wait(client, lambda c: _tcp_ask(node.netns, NODE_IP, 9090).startswith("hostnet "), "hostnet answers", node)
     bad = _wait(client, waiting_on_image, "bad waits on its image", node)
     assert bad["status"]["phase"] == "Pending" and _cond(bad, "Ready") == "False"
     sleeper = _wait(client, lambda c: _running_ready(c, "sleeper"), "sleeper running", node)
@@ -254,6 +259,7 @@ def test_unknown_image_waits_and_kubelet_exit_cleans_up(cluster):
     assert node.stop() == 0
     assert node.pod_namespaces() == []
     assert not os.path.exists(f"/proc/{pid}") or _zombie(pid)
+    assert _tcp_ask(node.netns, NODE_IP, 9090).startswith("error")  # the hostNetwork process is gone too
 
 
 def _container(c: Client, name: str) -> dict | None:

@@ -228,6 +228,7 @@ def test_pod_slots_and_names():
         free_slot("10.244.1.0/29", range(2, 7))
     plan = pod_plan("node-pod-", "10.244.1.0/24", "default", "web", "n1", 7)
     assert plan.ip == "10.244.1.7" and plan.netns == "node-pod-default-web" and plan.host_veth == "kp7"
+    assert pod_plan("node-pod-", "10.244.1.0/24", "default", "x" * 200, "n1", 9).netns == "node-pod-slot9"
     assert exit_code(-9) == 137 and exit_code(3) == 3
 
 
