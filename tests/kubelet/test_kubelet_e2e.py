@@ -175,7 +175,8 @@ def test_pod_runs_is_reachable_restarts_and_is_deleted(cluster):
         "containers": [{"name": "echo", "image": "kproxy.local/echo:1",
                         "ports": [{"containerPort": 8080}],
                         "env": [{"name": "MY_NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
-                        "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}]}}, "default")
+                        "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1}}]}},
+                  "default")
     pod = _wait(client, lambda c: _running_ready(c, "web-1"), "web-1 Running and Ready", node)
     status = pod["status"]
     assert pod["spec"]["nodeName"] == "n1"
@@ -247,7 +248,8 @@ def test_unknown_image_waits_and_kubelet_exit_cleans_up(cluster):
         reason = s and (s[0]["state"].get("waiting") or {}).get("reason")
         return p if reason in ("ErrImagePull", "ImagePullBackOff") else None
     client.create(PODS, {"metadata": {"name": "hostnet"}, "spec": {"hostNetwork": True, "containers": [{
-        "name": "echo", "image": "kproxy.local/echo", "env": [{"name": "PORT", "value": "9090"}]}]}}, "default")
+        "name": "echo", "image": "kproxy.local/echo", "env": [{"name": "PORT", "value": "9090"}],
+        "readinessProbe": {"tcpSocket": {"port": 9090}, "periodSeconds": 1}}]}}, "default")
     hostnet = _wait(client, lambda c: _running_ready(c, "hostnet"), "hostnet running", node)
     assert hostnet["status"]["podIP"] == NODE_IP
     _wait(client, lambda c: _tcp_ask(node.netns, NODE_IP, 9090).startswith("hostnet "), "hostnet answers", node)
@@ -298,6 +300,10 @@ def test_env_probes_restart_policies_and_graceful_stop(cluster, tmp_path):
         "livenessProbe": {"exec": {"command": ["sh", "-c", f"test ! -e {flag}"]},
                           "periodSeconds": 1, "failureThreshold": 1}}]}}, "default")
 
+    client.create(PODS, {"metadata": {"name": "unready"}, "spec": {"containers": [{
+        "name": "echo", "image": "kproxy.local/echo",
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8081}, "periodSeconds": 1}}]}}, "default")
+
     # env: the Service variables, the pod name as HOSTNAME, the downward API
     pod = _wait(client, lambda c: _running_ready(c, "env"), "env running", node)
     _wait(client, lambda c: (out / "env").exists() and (out / "env").read_text().strip(), "env written", node)
@@ -340,3 +346,8 @@ def test_env_probes_restart_policies_and_graceful_stop(cluster, tmp_path):
     _wait(client, lambda c: _pod(c, "graceful") is None, "graceful deleted", node)
     assert (out / "prestop").read_text().strip() == "PRESTOP"
     assert (out / "term").read_text().strip() == "TERM"
+
+    # all along, a readiness probe on a port nobody serves kept that pod running but not ready
+    unready = _pod(client, "unready")
+    assert unready and unready["status"]["phase"] == "Running" and _cond(unready, "Ready") == "False"
+    assert unready["status"]["containerStatuses"][0]["started"] and not unready["status"]["containerStatuses"][0]["ready"]
