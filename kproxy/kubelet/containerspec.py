@@ -115,11 +115,48 @@ class EnvError(ValueError):
     """An env entry kubelet cannot resolve (the container does not start)."""
 
 
+# (kind, name) of a Secret or ConfigMap -> its data as text, None when it does not exist
+Sources = Mapping[tuple[str, str], "Mapping[str, str] | None"]
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+
+
+def referenced_sources(container: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """The Secrets and ConfigMaps the container's env and envFrom name."""
+    refs = set()
+    for entry in container.get("env") or ():
+        value_from = entry.get("valueFrom") or {}
+        for key, kind in (("secretKeyRef", "Secret"), ("configMapKeyRef", "ConfigMap")):
+            if isinstance(value_from.get(key), dict) and value_from[key].get("name"):
+                refs.add((kind, str(value_from[key]["name"])))
+    for source in container.get("envFrom") or ():
+        for key, kind in (("secretRef", "Secret"), ("configMapRef", "ConfigMap")):
+            if isinstance(source.get(key), dict) and source[key].get("name"):
+                refs.add((kind, str(source[key]["name"])))
+    return refs
+
+
+def _key_ref(entry_name: str, ref: Mapping[str, Any], kind: str, sources: Sources) -> str | None:
+    data = sources.get((kind, str(ref.get("name"))))
+    key = str(ref.get("key"))
+    if data is None or key not in data:
+        if ref.get("optional"):
+            return None
+        if data is None:
+            what = f'{kind.lower()} "{ref.get("name")}" not found'
+        else:
+            what = f"couldn't find key {key} in {kind} {ref.get('name')}"
+        raise EnvError(f"env {entry_name}: {what}")
+    return data[key]
+
+
 def container_env(container: Mapping[str, Any], pod: Mapping[str, Any], services: Iterable[Mapping[str, Any]],
-                  pod_ip: str, host_ip: str) -> dict[str, str]:
+                  pod_ip: str, host_ip: str, sources: Sources | None = None) -> dict[str, str]:
     """The container's environment: PATH, HOSTNAME (the pod name), the Service variables
-    (unless enableServiceLinks is false; only `kubernetes` then), then the container's env in
-    order, each value expanded against the ones before it."""
+    (unless enableServiceLinks is false; only `kubernetes` then), envFrom (Secrets and
+    ConfigMaps, keys that are not valid names skipped), then the container's env in order, each
+    value expanded against the ones before it. `sources` holds the referenced Secrets' and
+    ConfigMaps' data (referenced_sources)."""
+    sources = sources or {}
     spec = pod.get("spec") or {}
     svcs = list(services)
     if spec.get("enableServiceLinks") is False:
@@ -128,16 +165,37 @@ def container_env(container: Mapping[str, Any], pod: Mapping[str, Any], services
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            "HOSTNAME": str((pod.get("metadata") or {}).get("name") or "")}
     env.update(service_env(svcs))
+    for source in container.get("envFrom") or ():
+        for key, kind in (("secretRef", "Secret"), ("configMapRef", "ConfigMap")):
+            ref = source.get(key)
+            if not isinstance(ref, dict):
+                continue
+            data = sources.get((kind, str(ref.get("name"))))
+            if data is None:
+                if ref.get("optional"):
+                    continue
+                raise EnvError(f'envFrom: {kind.lower()} "{ref.get("name")}" not found')
+            prefix = str(source.get("prefix") or "")
+            env.update({prefix + k: v for k, v in data.items() if _ENV_NAME.match(prefix + k)})
     for entry in container.get("env") or ():
         name = entry.get("name")
         if not name:
             continue
         if "valueFrom" in entry:
-            ref = (entry.get("valueFrom") or {}).get("fieldRef")
-            value = field_value(str((ref or {}).get("fieldPath")), pod, pod_ip, host_ip) if ref else None
-            if value is None:
-                raise EnvError(f"env {name}: only valueFrom.fieldRef of pod fields is supported")
-            env[name] = value
+            value_from = entry.get("valueFrom") or {}
+            value: str | None
+            if value_from.get("fieldRef"):
+                value = field_value(str(value_from["fieldRef"].get("fieldPath")), pod, pod_ip, host_ip)
+                if value is None:
+                    raise EnvError(f"env {name}: fieldRef {value_from['fieldRef'].get('fieldPath')} is not supported")
+            elif value_from.get("secretKeyRef"):
+                value = _key_ref(name, value_from["secretKeyRef"], "Secret", sources)
+            elif value_from.get("configMapKeyRef"):
+                value = _key_ref(name, value_from["configMapKeyRef"], "ConfigMap", sources)
+            else:
+                raise EnvError(f"env {name}: valueFrom needs fieldRef, secretKeyRef or configMapKeyRef")
+            if value is not None:
+                env[name] = value
         else:
             env[name] = expand(str(entry.get("value") or ""), env)
     return env

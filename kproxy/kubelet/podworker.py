@@ -17,6 +17,7 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import time
@@ -24,12 +25,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kproxy.api.meta import now_rfc3339
-from kproxy.api.resources import PODS
+from kproxy.api import resources
+from kproxy.api.resources import PODS, SECRETS
 from kproxy.api.status import ApiError
 from kproxy.client.errors import ApiConnectionError
 from kproxy.client.events import POD_REF, EventRecorder
 from kproxy.kubelet.backoff import CrashBackoff
-from kproxy.kubelet.containerspec import EnvError, ImageError, container_argv, container_env
+from kproxy.kubelet.containerspec import EnvError, ImageError, container_argv, container_env, referenced_sources
 from kproxy.kubelet.probes import ProbeTracker, run_probe
 from kproxy.kubelet.runtime import ContainerProcess, PodNetworks, RuntimeFailure
 from kproxy.kubelet.status import ContainerRecord, pod_status
@@ -38,6 +40,9 @@ from kproxy.netns import NetNS
 log = logging.getLogger(__name__)
 
 DEFAULT_GRACE = 30
+# where env's Secrets and ConfigMaps are read (ConfigMaps once the apiserver serves them)
+SOURCE_RESOURCES = {"Secret": SECRETS, **({"ConfigMap": resources.CONFIG_MAPS}
+                                          if hasattr(resources, "CONFIG_MAPS") else {})}
 PROBE_KINDS = (("startupProbe", "startup"), ("livenessProbe", "liveness"), ("readinessProbe", "readiness"))
 
 
@@ -157,7 +162,7 @@ class PodWorker:
         if self.sandbox is not None:
             self._reap(now)
             await self._probe(now)
-            self._start_due(now)
+            await self._start_due(now)
             if all(c.done for c in self.containers) and self.containers:
                 self.finished = True
         await self._write_status()
@@ -196,7 +201,7 @@ class PodWorker:
                 c.record.state, c.record.exit_code = "terminated", rc
                 c.record.reason, c.record.finished_at = reason, finished
 
-    def _start_due(self, now: float) -> None:
+    async def _start_due(self, now: float) -> None:
         assert self.sandbox is not None
         for c in self.containers:
             if c.process is not None or c.done:
@@ -208,7 +213,8 @@ class PodWorker:
                                         f"{c.record.name} pod={self.name}_{self.namespace}({self.uid})")
                 continue
             try:
-                env = container_env(c.spec, self.pod, self._services(), self.sandbox.ip, self.ctx.host_ip)
+                sources = await self._sources(referenced_sources(c.spec))
+                env = container_env(c.spec, self.pod, self._services(), self.sandbox.ip, self.ctx.host_ip, sources)
                 argv = container_argv(c.spec, env)
             except ImageError as exc:
                 pulled_before = c.record.reason in ("ErrImagePull", "ImagePullBackOff")
@@ -221,7 +227,7 @@ class PodWorker:
                     self._event("Warning", "Failed", f'Failed to pull image "{c.record.image}": {exc}')
                 c.backoff.exited(now, 0.0)
                 continue
-            except EnvError as exc:
+            except (EnvError, ApiError, ApiConnectionError) as exc:
                 c.record.state, c.record.reason, c.record.message = "waiting", "CreateContainerConfigError", str(exc)
                 c.backoff.exited(now, 0.0)
                 continue
@@ -247,6 +253,27 @@ class PodWorker:
             log.info("pod %s: started container %s (pid %s)", self.key, c.record.name, proc.pid)
             self._event("Normal", "Pulled", f'Container image "{c.record.image}" already present on machine')
             self._event("Normal", "Started", f"Started container {c.record.name}")
+
+    async def _sources(self, refs: set[tuple[str, str]]) -> dict[tuple[str, str], dict[str, str] | None]:
+        """The data of the Secrets (base64-decoded) and ConfigMaps a container refers to; None
+        for one that does not exist."""
+        found: dict[tuple[str, str], dict[str, str] | None] = {}
+        for kind, name in sorted(refs):
+            resource = SOURCE_RESOURCES.get(kind)
+            if resource is None:
+                found[(kind, name)] = None
+                continue
+            try:
+                obj = await self.ctx.client.get(resource, name, self.namespace)
+            except ApiError as exc:
+                if exc.code != 404:
+                    raise
+                found[(kind, name)] = None
+                continue
+            data = {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (obj.get("data") or {}).items()} \
+                if kind == "Secret" else dict(obj.get("data") or {})
+            found[(kind, name)] = data
+        return found
 
     def _services(self) -> list[dict]:
         """The Services whose variables a container sees: its namespace's and `kubernetes`."""

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from kproxy.api.resources import ENDPOINT_SLICES, EVENTS, LEASES, NODES, PODS, SERVICES
+from kproxy.api.resources import ENDPOINT_SLICES, EVENTS, LEASES, NODES, PODS, SECRETS, SERVICES
 from kproxy.client.sync import Client
 from kproxy.netns import NetNS
 from tests import nsutil
@@ -285,8 +285,16 @@ def test_env_probes_restart_policies_and_graceful_stop(cluster, tmp_path):
             "env": [{"name": "OUT", "value": str(out)},
                     {"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]}]}}
 
-    client.create(PODS, base("env", 'echo "$WEB_SERVICE_HOST:$WEB_SERVICE_PORT $HOSTNAME $MY_IP" > $OUT/env; '
-                             "exec sleep 1000"), "default")
+    client.create(SECRETS, {"metadata": {"name": "creds"}, "data": {"token": "dDBrZW4="}}, "default")
+    env_pod = base("env", 'echo "$WEB_SERVICE_HOST:$WEB_SERVICE_PORT $HOSTNAME $MY_IP $TOKEN" > $OUT/env; '
+                   "exec sleep 1000")
+    env_pod["spec"]["containers"][0]["env"].append(
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}})
+    client.create(PODS, env_pod, "default")
+    no_secret = base("no-secret", "exec sleep 1000")
+    no_secret["spec"]["containers"][0]["env"].append(
+        {"name": "X", "valueFrom": {"secretKeyRef": {"name": "missing", "key": "k"}}})
+    client.create(PODS, no_secret, "default")
     client.create(PODS, base("crash", "exit 3"), "default")
     client.create(PODS, base("done", "exit 0", restartPolicy="Never"), "default")
     client.create(PODS, base("failed", "exit 2", restartPolicy="Never"), "default")
@@ -307,7 +315,13 @@ def test_env_probes_restart_policies_and_graceful_stop(cluster, tmp_path):
     # env: the Service variables, the pod name as HOSTNAME, the downward API
     pod = _wait(client, lambda c: _running_ready(c, "env"), "env running", node)
     _wait(client, lambda c: (out / "env").exists() and (out / "env").read_text().strip(), "env written", node)
-    assert (out / "env").read_text().split() == [f"{svc['spec']['clusterIP']}:80", "env", pod["status"]["podIP"]]
+    assert (out / "env").read_text().split() == [f"{svc['spec']['clusterIP']}:80", "env", pod["status"]["podIP"],
+                                                 "t0ken"]
+    def config_error(c: Client):
+        s = _container(c, "no-secret")
+        return ((s or {}).get("state", {}).get("waiting") or {}).get("reason") == "CreateContainerConfigError" and s
+    missing = _wait(client, config_error, "no-secret waits on its Secret", node)
+    assert 'secret "missing" not found' in missing["state"]["waiting"]["message"]
 
     # restartPolicy Always: a container that keeps failing backs off
     def backing_off(c: Client):

@@ -8,6 +8,7 @@ import pytest
 
 from kproxy.kubelet.backoff import CrashBackoff
 from kproxy.kubelet.containerspec import (ImageError, EnvError, container_argv, container_env, expand, image_name,
+                                          referenced_sources,
                                           service_env)
 from kproxy.kubelet.node import NodeFacts, node_object, refreshed_node, status_differs
 from kproxy.kubelet.probes import ProbeTracker, resolve_port
@@ -239,3 +240,22 @@ def test_echo_answers_http_paths():
     assert reply is not None and reply.endswith(b"\r\n\r\nweb-1")
     assert http_reply("web-1", peer, "GET /clientip HTTP/1.1").endswith(b"10.0.0.5:4000")  # type: ignore[union-attr]
     assert http_reply("web-1", peer, "GET /healthz?x=1 HTTP/1.0").endswith(b"ok")  # type: ignore[union-attr]
+
+
+def test_env_from_secrets_and_config_maps():
+    pod = {"metadata": {"name": "p", "namespace": "ns"}, "spec": {}}
+    container = {
+        "envFrom": [{"secretRef": {"name": "creds"}, "prefix": "DB_"}, {"configMapRef": {"name": "cfg"}}],
+        "env": [{"name": "PASS", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+                {"name": "OPT", "valueFrom": {"secretKeyRef": {"name": "gone", "key": "k", "optional": True}}},
+                {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "mode"}}}]}
+    assert referenced_sources(container) == {("Secret", "creds"), ("Secret", "gone"), ("ConfigMap", "cfg")}
+    sources = {("Secret", "creds"): {"password": "s3cret", "user": "me"}, ("Secret", "gone"): None,
+               ("ConfigMap", "cfg"): {"mode": "fast", "bad key": "x"}}
+    env = container_env(container, pod, [], "", "", sources)
+    assert env["PASS"] == "s3cret" and env["DB_user"] == "me" and env["mode"] == "fast" and env["MODE"] == "fast"
+    assert "OPT" not in env and "bad key" not in env
+    with pytest.raises(EnvError, match='secret "creds" not found'):
+        container_env({"env": container["env"][:1]}, pod, [], "", "", {})
+    with pytest.raises(EnvError, match="couldn't find key password in Secret creds"):
+        container_env({"env": container["env"][:1]}, pod, [], "", "", {("Secret", "creds"): {}})
