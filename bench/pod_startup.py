@@ -8,7 +8,9 @@ image pull), each pod's latency is from its create call to the first time a list
 Running with Ready=True (upstream's pod startup SLO: p99 <= 5 s). The baseline does, in this
 process, what the kubelet does for each pod without the API: the pod namespace and veth
 (kproxy.lab.netsetup) and the echo process; its latency is from the batch start to that
-process spawned. Namespaces are named kpb<pid>-... and removed at the end, even on Ctrl-C.
+process spawned. With the pods up, the kubelet's CPU use while nothing happens is sampled
+(its per-pod loops wake for exits, probes and backoffs, else every 2 s). Namespaces are named
+kpb<pid>-... and removed at the end, even on Ctrl-C.
 """
 from __future__ import annotations
 
@@ -43,7 +45,22 @@ def _ready(pod: dict) -> bool:
         c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or ())
 
 
-def through_kubelet(client, count: int, batch: str, deadline: float = 300.0) -> list[float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu(pid: int, seconds: float = 10.0) -> float:
+    """The share of one core `pid` uses over `seconds`."""
+    before, start = cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - before) / (time.monotonic() - start)
+
+
+def through_kubelet(client, count: int, batch: str, kubelet_pid: int, cpu: list[str],
+                    deadline: float = 300.0) -> list[float]:
     created: dict[str, float] = {}
     ready: dict[str, float] = {}
     for i in range(count):
@@ -60,6 +77,7 @@ def through_kubelet(client, count: int, batch: str, deadline: float = 300.0) -> 
         time.sleep(0.02)
     if len(ready) < count:
         raise SystemExit(f"only {len(ready)} of {count} pods Ready within {deadline:g}s")
+    cpu.append(f"kubelet CPU with {count} pods running idle: {idle_cpu(kubelet_pid) * 100:.1f}% of a core")
     for name in created:
         client.delete(PODS, name, "default")
     client.wait_for(lambda c: not [p for p in c.list(PODS, "default")["items"] if p["metadata"]["name"] in created],
@@ -118,10 +136,11 @@ def main(argv: list[str] | None = None) -> int:
                                             "--pod-cidr", POD_CIDR, "--root-dir", os.path.join(tmp, "kubelet")],
                                            stdout=log, stderr=subprocess.STDOUT)
             client.wait_for(lambda c: c.get_or_none(NODES, "n1"), timeout=60)
+            cpu: list[str] = []
             for count in (1, args.pods):
                 results.append(summary(f"kubelet: create -> Ready, {count} pods",
-                                       through_kubelet(client, count, f"b{count}")))
-            print("\n".join(results))
+                                       through_kubelet(client, count, f"b{count}", kubelet.pid, cpu)))
+            print("\n".join(results + cpu))
         finally:
             if kubelet is not None:
                 kubelet.send_signal(signal.SIGTERM)

@@ -59,7 +59,7 @@ class NodeContext:
     services: Any  # an Informer of Services (for the Service environment variables)
     backoff_initial: float = 10.0
     backoff_max: float = 300.0
-    tick: float = 0.5
+    tick: float = 2.0  # the longest a worker sleeps; exits (pidfd), probes and backoffs wake it sooner
     events: EventRecorder | None = None  # the Events kubelet records (Started, Killing, BackOff, ...)
     shutdown_grace: float = 5.0  # the most a kubelet that exits waits for one pod
 
@@ -142,7 +142,7 @@ class PodWorker:
                 await self._sync_once()
                 self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self.ctx.tick)
+                    await asyncio.wait_for(self._wake.wait(), self._sleep(time.monotonic()))
                 except asyncio.TimeoutError:
                     pass
         finally:
@@ -166,6 +166,17 @@ class PodWorker:
             if all(c.done for c in self.containers) and self.containers:
                 self.finished = True
         await self._write_status()
+
+    def _sleep(self, now: float) -> float:
+        """Seconds until something is due: a probe, the end of a backoff, or the next tick."""
+        due = [now + self.ctx.tick]
+        if self.sandbox is None and not self.finished:
+            due.append(self._network_backoff.not_before)
+        for c in self.containers if self.sandbox is not None else ():
+            due.extend(t.next_at for t in c.probes.values())
+            if c.process is None and not c.done:
+                due.append(c.backoff.not_before)
+        return max(0.01, min(due) - now)
 
     async def _make_sandbox(self) -> Sandbox:
         """The pod's own namespace and address, or the node's for a hostNetwork pod."""
@@ -244,6 +255,7 @@ class PodWorker:
                 c.record.restart_count += 1
             c.ever_started = True
             c.process = proc
+            proc.watch_exit(self._wake.set)
             c.record.state, c.record.reason, c.record.message = "running", "", ""
             c.record.started_at = now_rfc3339()
             c.record.container_id = f"process://{proc.pid}"

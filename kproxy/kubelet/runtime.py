@@ -16,7 +16,7 @@ import os
 import signal
 import subprocess
 import time
-from typing import IO, Iterable, Mapping, Sequence
+from typing import IO, Callable, Iterable, Mapping, Sequence
 
 from kproxy.lab import netsetup
 from kproxy.lab.topology import PodPlan, check_ifname
@@ -95,6 +95,8 @@ class ContainerProcess:
         self.netns, self.argv, self.env, self.cwd, self.log_path = netns, list(argv), dict(env), cwd, log_path
         self.proc: subprocess.Popen | None = None
         self.started_mono = 0.0
+        self._pidfd: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
         """Starts the process; raises RuntimeFailure (bad workingDir, missing program)."""
@@ -121,7 +123,36 @@ class ContainerProcess:
         if self.proc is None:
             return None
         rc = self.proc.poll()
-        return None if rc is None else exit_code(rc)
+        if rc is None:
+            return None
+        self._unwatch()
+        return exit_code(rc)
+
+    def watch_exit(self, callback: Callable[[], None]) -> bool:
+        """Calls `callback` on the running loop when the process exits (a pidfd becoming
+        readable), so exits are seen at once rather than at the next poll. False when the
+        kernel has no pidfd_open: the caller polls."""
+        if self.proc is None or not hasattr(os, "pidfd_open"):
+            return False
+        try:
+            fd = os.pidfd_open(self.proc.pid)
+        except OSError:
+            return False
+        loop = asyncio.get_running_loop()
+        self._pidfd, self._loop = fd, loop
+
+        def exited() -> None:
+            self._unwatch()
+            callback()
+        loop.add_reader(fd, exited)
+        return True
+
+    def _unwatch(self) -> None:
+        if self._pidfd is not None and self._loop is not None:
+            if not self._loop.is_closed():
+                self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+        self._pidfd = self._loop = None
 
     def signal(self, sig: int) -> None:
         if self.proc is not None and self.proc.poll() is None:
