@@ -390,10 +390,13 @@ class PodWorker:
         log.info("pod %s: stopped", self.key)
 
     async def _pre_stop(self, c: Container, grace: float) -> None:
-        """Runs the container's preStop hook (exec or sleep) within the grace period."""
+        """Runs the container's preStop hook (exec, httpGet or sleep) within the grace period."""
         hook = ((c.spec.get("lifecycle") or {}).get("preStop") or {})
         if "sleep" in hook:
             await asyncio.sleep(min(grace, float((hook.get("sleep") or {}).get("seconds") or 0)))
+        elif "httpGet" in hook and self.sandbox is not None:
+            request = {"httpGet": hook["httpGet"], "timeoutSeconds": max(1.0, grace)}
+            await asyncio.to_thread(run_probe, request, c.spec, self.sandbox.ip, self.ctx.node_ns, [])
         elif "exec" in hook and self.sandbox is not None:
             command = list((hook.get("exec") or {}).get("command") or [])
             if not command:
