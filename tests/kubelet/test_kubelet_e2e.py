@@ -42,7 +42,7 @@ class KubeletNode:
         return path
 
     def start(self) -> None:
-        kubeconfig = self.node_kubeconfig()
+        self.kubeconfig = self.node_kubeconfig()
         nsutil.run(["ip", "netns", "add", self.netns])
         nsutil.run(["ip", "-n", self.netns, "link", "set", "lo", "up"])
         # a veth with both ends in the node namespace stands for its uplink
@@ -50,9 +50,12 @@ class KubeletNode:
         nsutil.run(["ip", "-n", self.netns, "link", "set", "eth0p", "up"])
         nsutil.run(["ip", "-n", self.netns, "addr", "add", f"{NODE_IP}/24", "dev", "eth0"])
         nsutil.run(["ip", "-n", self.netns, "link", "set", "eth0", "up"])
+        self.start_kubelet()
+
+    def start_kubelet(self) -> None:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "kproxy", "kubelet", "--kubeconfig", kubeconfig,
+                [sys.executable, "-m", "kproxy", "kubelet", "--kubeconfig", self.kubeconfig,
                  "--node-name", "n1", "--netns", self.netns, "--pod-cidr", POD_CIDR, "--root-dir", str(self.root),
                  "--crash-loop-backoff", "1s"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
@@ -365,3 +368,28 @@ def test_env_probes_restart_policies_and_graceful_stop(cluster, tmp_path):
     unready = _pod(client, "unready")
     assert unready and unready["status"]["phase"] == "Running" and _cond(unready, "Ready") == "False"
     assert unready["status"]["containerStatuses"][0]["started"] and not unready["status"]["containerStatuses"][0]["ready"]
+
+
+def test_kubelet_killed_and_restarted_runs_its_pods_again(cluster):
+    _, node, client = cluster
+    _wait(client, lambda c: c.get_or_none(NODES, "n1"), "node registered", node)
+    client.create(PODS, {"metadata": {"name": "survivor"}, "spec": {"containers": [{
+        "name": "echo", "image": "kproxy.local/echo",
+        "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}]}}, "default")
+    first = _wait(client, lambda c: _running_ready(c, "survivor"), "survivor running", node)
+    old_pid = int(first["status"]["containerStatuses"][0]["containerID"].removeprefix("process://"))
+    assert node.proc is not None
+    node.proc.kill()  # a crash: no cleanup
+    node.proc.wait()
+    node.proc = None
+    assert os.path.exists(f"/proc/{old_pid}")  # the pod outlives its kubelet, as containers do
+    node.start_kubelet()
+
+    def rerun(c: Client):
+        p = _running_ready(c, "survivor")
+        cs = p and p["status"]["containerStatuses"][0]
+        return p if cs and cs["containerID"] != f"process://{old_pid}" else None
+    again = _wait(client, rerun, "survivor run by the new kubelet", node)
+    assert not os.path.exists(f"/proc/{old_pid}") or _zombie(old_pid)  # the old one was cleaned up
+    assert node.pod_namespaces() == [f"{node.pod_prefix}default-survivor"]
+    assert _tcp_ask(node.netns, again["status"]["podIP"], 8080).startswith("survivor ")
