@@ -73,6 +73,7 @@ class Container:
     probes: dict[str, ProbeTracker] = field(default_factory=dict)
     ever_started: bool = False
     done: bool = False  # exited and will not restart
+    init: bool = False  # an init container: runs to completion before the app containers
 
 
 @dataclass(frozen=True)
@@ -94,10 +95,9 @@ class PodWorker:
         self.pod = pod
         self.uid = str(meta(pod).get("uid"))
         self.name, self.namespace = str(meta(pod).get("name")), str(meta(pod).get("namespace"))
-        self.containers = [
-            Container(spec=c, record=ContainerRecord(name=str(c.get("name")), image=str(c.get("image") or "")),
-                      backoff=CrashBackoff(ctx.backoff_initial, ctx.backoff_max))
-            for c in (pod.get("spec") or {}).get("containers") or []]
+        spec = pod.get("spec") or {}
+        self.init_containers = [self._container(c, init=True) for c in spec.get("initContainers") or []]
+        self.containers = [self._container(c) for c in spec.get("containers") or []]
         self.sandbox: Sandbox | None = None
         self._network_backoff = CrashBackoff(1.0, 30.0)
         self.start_time: str | None = None
@@ -107,6 +107,22 @@ class PodWorker:
         self._wake = asyncio.Event()
         self._gone = False  # the object is deleted: nothing to write or delete any more
         self._shutdown = False
+
+    def _container(self, spec: dict, init: bool = False) -> Container:
+        record = ContainerRecord(name=str(spec.get("name")), image=str(spec.get("image") or ""))
+        return Container(spec=spec, record=record,
+                         backoff=CrashBackoff(self.ctx.backoff_initial, self.ctx.backoff_max), init=init)
+
+    @property
+    def every_container(self) -> list[Container]:
+        return [*self.init_containers, *self.containers]
+
+    def _startable(self) -> list[Container]:
+        """The init container whose turn it is, or, once they all succeeded, the app containers."""
+        for c in self.init_containers:
+            if not (c.done and c.record.exit_code == 0):
+                return [] if c.done else [c]  # an init container failed for good: nothing more runs
+        return self.containers
 
     @property
     def key(self) -> str:
@@ -157,13 +173,13 @@ class PodWorker:
             except RuntimeFailure as exc:
                 log.warning("pod %s: network not set up: %s", self.key, exc)
                 self._network_backoff.exited(now, 0.0)  # retried with backoff, not every tick
-                for c in self.containers:
+                for c in self.every_container:
                     c.record.reason, c.record.message = "ContainerCreating", str(exc)
         if self.sandbox is not None:
             self._reap(now)
             await self._probe(now)
             await self._start_due(now)
-            if all(c.done for c in self.containers) and self.containers:
+            if not self._startable() or (self.containers and all(c.done for c in self.containers)):
                 self.finished = True
         await self._write_status()
 
@@ -172,7 +188,7 @@ class PodWorker:
         due = [now + self.ctx.tick]
         if self.sandbox is None and not self.finished:
             due.append(self._network_backoff.not_before)
-        for c in self.containers if self.sandbox is not None else ():
+        for c in self.every_container if self.sandbox is not None else ():
             due.extend(t.next_at for t in c.probes.values())
             if c.process is None and not c.done:
                 due.append(c.backoff.not_before)
@@ -188,7 +204,7 @@ class PodWorker:
 
     def _reap(self, now: float) -> None:
         policy = str((self.pod.get("spec") or {}).get("restartPolicy") or "Always")
-        for c in self.containers:
+        for c in self.every_container:
             if c.process is None:
                 continue
             rc = c.process.poll()
@@ -201,7 +217,7 @@ class PodWorker:
             log.info("pod %s: container %s exited with %d", self.key, c.record.name, rc)
             c.process, c.probes = None, {}
             c.record.ready = c.record.started = False
-            if policy == "Always" or (policy == "OnFailure" and rc != 0):
+            if (policy == "Always" and not c.init) or (policy != "Never" and rc != 0):
                 c.record.last_state = {"terminated": term}
                 if c.backoff.exited(now, ran_for) > now:
                     self._event("Warning", "BackOff", f"Back-off restarting failed container {c.record.name} in pod "
@@ -214,7 +230,7 @@ class PodWorker:
 
     async def _start_due(self, now: float) -> None:
         assert self.sandbox is not None
-        for c in self.containers:
+        for c in self._startable():
             if c.process is not None or c.done:
                 continue
             if c.backoff.waiting(now):
@@ -259,8 +275,8 @@ class PodWorker:
             c.record.state, c.record.reason, c.record.message = "running", "", ""
             c.record.started_at = now_rfc3339()
             c.record.container_id = f"process://{proc.pid}"
-            c.probes = {kind: ProbeTracker(kind, c.spec[field_name], now)
-                        for field_name, kind in PROBE_KINDS if isinstance(c.spec.get(field_name), dict)}
+            c.probes = {} if c.init else {kind: ProbeTracker(kind, c.spec[field_name], now) for field_name, kind
+                                          in PROBE_KINDS if isinstance(c.spec.get(field_name), dict)}
             self._judge(c)
             log.info("pod %s: started container %s (pid %s)", self.key, c.record.name, proc.pid)
             self._event("Normal", "Pulled", f'Container image "{c.record.image}" already present on machine')
@@ -336,6 +352,7 @@ class PodWorker:
         if self._gone:
             return
         status = pod_status(self.pod, [c.record for c in self.containers],
+                            init_containers=[c.record for c in self.init_containers],
                             pod_ip=self.sandbox.ip if self.sandbox else None, host_ip=self.ctx.host_ip,
                             start_time=self.start_time,
                             network_ready=self.sandbox is not None, now=now_rfc3339())
@@ -364,7 +381,7 @@ class PodWorker:
     async def _terminate(self, delete_object: bool) -> None:
         grace = min(self._grace(), self.ctx.shutdown_grace) if self._shutdown else self._grace()
         deadline = time.monotonic() + grace
-        running = [c for c in self.containers if c.process is not None]
+        running = [c for c in self.every_container if c.process is not None]
         for c in running:
             self._event("Normal", "Killing", f"Stopping container {c.record.name}")
         await asyncio.gather(*(self._pre_stop(c, grace) for c in running), return_exceptions=True)

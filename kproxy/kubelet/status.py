@@ -60,8 +60,17 @@ class ContainerRecord:
         return status
 
 
-def pod_phase(containers: Sequence[ContainerRecord], restart_policy: str) -> str:
-    """kubelet's getPhase for a pod without init containers."""
+def init_done(c: ContainerRecord) -> bool:
+    return c.state == "terminated" and c.exit_code == 0
+
+
+def pod_phase(containers: Sequence[ContainerRecord], restart_policy: str,
+              init_containers: Sequence[ContainerRecord] = ()) -> str:
+    """kubelet's getPhase: Pending until every init container succeeded (Failed when one
+    failed and restartPolicy is Never), then from the app containers' states."""
+    if not all(init_done(c) for c in init_containers):
+        failed = any(c.state == "terminated" and c.exit_code != 0 for c in init_containers)
+        return "Failed" if failed and restart_policy == "Never" else "Pending"
     running = waiting = stopped = succeeded = 0
     for c in containers:
         if c.state == "running":
@@ -103,11 +112,13 @@ def _condition(ctype: str, ok: bool, now: str, old: Mapping[str, dict], reason: 
 
 
 def pod_status(pod: Mapping[str, Any], containers: Sequence[ContainerRecord], *, pod_ip: str | None,
-               host_ip: str | None, start_time: str | None, network_ready: bool, now: str) -> dict:
+               host_ip: str | None, start_time: str | None, network_ready: bool, now: str,
+               init_containers: Sequence[ContainerRecord] = ()) -> dict:
     """The status to write for `pod` (its old status supplies PodScheduled and transition times)."""
     spec, old_status = pod.get("spec") or {}, pod.get("status") or {}
     old = {str(c.get("type")): c for c in old_status.get("conditions") or () if isinstance(c, dict)}
-    phase = pod_phase(containers, str(spec.get("restartPolicy") or "Always"))
+    phase = pod_phase(containers, str(spec.get("restartPolicy") or "Always"), init_containers)
+    incomplete = [c.name for c in init_containers if not init_done(c)]
     unready = [c.name for c in containers if not c.ready]
     ready_reason, ready_message = "", ""
     if phase in ("Succeeded", "Failed"):
@@ -118,7 +129,8 @@ def pod_status(pod: Mapping[str, Any], containers: Sequence[ContainerRecord], *,
     all_ready = not unready and phase not in ("Succeeded", "Failed")
     conditions = [
         _condition("PodReadyToStartContainers", network_ready, now, old),
-        _condition("Initialized", True, now, old),
+        _condition("Initialized", not incomplete, now, old, "PodCompleted" if phase in ("Succeeded", "Failed")
+                   else "ContainersNotInitialized", f"containers with incomplete status: [{' '.join(incomplete)}]"),
         _condition("Ready", all_ready, now, old, ready_reason, ready_message),
         _condition("ContainersReady", all_ready, now, old, ready_reason, ready_message),
     ]
@@ -132,6 +144,8 @@ def pod_status(pod: Mapping[str, Any], containers: Sequence[ContainerRecord], *,
         status["podIPs"] = [{"ip": pod_ip}]
     if start_time:
         status["startTime"] = start_time
+    if init_containers:
+        status["initContainerStatuses"] = [c.api_status() for c in init_containers]
     status["containerStatuses"] = [c.api_status() for c in containers]
     status["qosClass"] = old_status.get("qosClass") or qos_class(spec)
     return status

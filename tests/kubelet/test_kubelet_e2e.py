@@ -393,3 +393,28 @@ def test_kubelet_killed_and_restarted_runs_its_pods_again(cluster):
     assert not os.path.exists(f"/proc/{old_pid}") or _zombie(old_pid)  # the old one was cleaned up
     assert node.pod_namespaces() == [f"{node.pod_prefix}default-survivor"]
     assert _tcp_ask(node.netns, again["status"]["podIP"], 8080).startswith("survivor ")
+
+
+def test_init_containers_run_first_and_in_order(cluster, tmp_path):
+    _, node, client = cluster
+    _wait(client, lambda c: c.get_or_none(NODES, "n1"), "node registered", node)
+    trail = tmp_path / "trail"
+
+    def step(name: str, script: str) -> dict:
+        return {"name": name, "image": "kproxy.local/base", "command": ["sh", "-c", script]}
+    client.create(PODS, {"metadata": {"name": "inits"}, "spec": {
+        "initContainers": [step("one", f"echo one >> {trail}"), step("two", f"echo two >> {trail}")],
+        "containers": [step("app", f"echo app >> {trail}; exec sleep 1000")]}}, "default")
+    client.create(PODS, {"metadata": {"name": "init-fails"}, "spec": {"restartPolicy": "Never",
+        "initContainers": [step("broken", "exit 4")], "containers": [step("app", f"echo never >> {trail}")]}},
+        "default")
+    pod = _wait(client, lambda c: _running_ready(c, "inits"), "inits running", node)
+    assert [s["state"]["terminated"]["reason"] for s in pod["status"]["initContainerStatuses"]] == [
+        "Completed", "Completed"]
+    assert _cond(pod, "Initialized") == "True"
+    _wait(client, lambda c: trail.exists() and len(trail.read_text().split()) >= 3, "app ran", node)
+    failed = _wait(client, lambda c: (p := _pod(c, "init-fails")) and p.get("status", {}).get("phase") == "Failed"
+                   and p, "init-fails Failed", node)
+    assert failed["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 4
+    assert _cond(failed, "Initialized") == "False"
+    assert trail.read_text().split() == ["one", "two", "app"]  # in order, and the failed pod's app never ran

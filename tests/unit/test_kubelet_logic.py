@@ -259,3 +259,20 @@ def test_env_from_secrets_and_config_maps():
         container_env({"env": container["env"][:1]}, pod, [], "", "", {})
     with pytest.raises(EnvError, match="couldn't find key password in Secret creds"):
         container_env({"env": container["env"][:1]}, pod, [], "", "", {("Secret", "creds"): {}})
+
+
+def test_init_containers_hold_the_pod_pending_and_fail_it_under_never():
+    app = ContainerRecord(name="app", image="i")
+    running_init = ContainerRecord(name="setup", image="i", state="running", reason="", started_at="T0")
+    ok_init = ContainerRecord(name="setup", image="i", state="terminated", exit_code=0, reason="Completed")
+    bad_init = ContainerRecord(name="setup", image="i", state="terminated", exit_code=1, reason="Error")
+    assert pod_phase([app], "Always", [running_init]) == "Pending"
+    assert pod_phase([app], "Never", [bad_init]) == "Failed"
+    assert pod_phase([app], "OnFailure", [bad_init]) == "Pending"
+    assert pod_phase([_running("app")], "Always", [ok_init]) == "Running"
+    st = pod_status({"spec": {}}, [app], pod_ip="10.244.1.2", host_ip="h", start_time="T0", network_ready=True,
+                    now="T1", init_containers=[running_init])
+    init = [c for c in st["conditions"] if c["type"] == "Initialized"][0]
+    assert init["status"] == "False" and init["reason"] == "ContainersNotInitialized"
+    assert init["message"] == "containers with incomplete status: [setup]"
+    assert st["initContainerStatuses"][0]["state"] == {"running": {"startedAt": "T0"}}
