@@ -311,6 +311,11 @@ def test_env_probes_restart_policies_and_graceful_stop(cluster, tmp_path):
         "livenessProbe": {"exec": {"command": ["sh", "-c", f"test ! -e {flag}"]},
                           "periodSeconds": 1, "failureThreshold": 1}}]}}, "default")
 
+    started_flag = tmp_path / "started"
+    client.create(PODS, {"metadata": {"name": "slow-start"}, "spec": {"containers": [{
+        "name": "echo", "image": "kproxy.local/echo",
+        "startupProbe": {"exec": {"command": ["test", "-e", str(started_flag)]}, "periodSeconds": 1,
+                         "failureThreshold": 1000}}]}}, "default")
     client.create(PODS, {"metadata": {"name": "unready"}, "spec": {"containers": [{
         "name": "echo", "image": "kproxy.local/echo",
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8081}, "periodSeconds": 1}}]}}, "default")
@@ -368,6 +373,13 @@ def test_env_probes_restart_policies_and_graceful_stop(cluster, tmp_path):
     unready = _pod(client, "unready")
     assert unready and unready["status"]["phase"] == "Running" and _cond(unready, "Ready") == "False"
     assert unready["status"]["containerStatuses"][0]["started"] and not unready["status"]["containerStatuses"][0]["ready"]
+
+    # a startup probe that has not passed: running, but neither started nor ready; then it passes
+    slow = _container(client, "slow-start")
+    assert slow and "running" in slow["state"] and not slow["started"] and not slow["ready"]
+    started_flag.touch()
+    _wait(client, lambda c: _running_ready(c, "slow-start"), "slow-start started and ready", node)
+    assert _container(client, "slow-start")["started"]  # type: ignore[index]
 
 
 def test_kubelet_killed_and_restarted_runs_its_pods_again(cluster):
