@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -102,6 +103,8 @@ class ContainerProcess:
         """Starts the process; raises RuntimeFailure (bad workingDir, missing program)."""
         if self.cwd and not os.path.isdir(self.cwd):
             raise RuntimeFailure(f"workingDir {self.cwd!r} does not exist")
+        if shutil.which(self.argv[0], path=self.env.get("PATH")) is None:
+            raise RuntimeFailure(f'exec: "{self.argv[0]}": executable file not found in $PATH')
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         log: IO[bytes] = open(self.log_path, "ab")
         try:

@@ -256,11 +256,19 @@ def test_unknown_image_waits_and_kubelet_exit_cleans_up(cluster):
     hostnet = _wait(client, lambda c: _running_ready(c, "hostnet"), "hostnet running", node)
     assert hostnet["status"]["podIP"] == NODE_IP
     _wait(client, lambda c: _tcp_ask(node.netns, NODE_IP, 9090).startswith("hostnet "), "hostnet answers", node)
+    client.create(PODS, {"metadata": {"name": "noexec"}, "spec": {
+        "containers": [{"name": "c", "image": "kproxy.local/base", "command": ["no-such-program"]}]}}, "default")
     bad = _wait(client, waiting_on_image, "bad waits on its image", node)
+
+    def run_error(c: Client):
+        s = _container(c, "noexec")
+        return s if ((s or {}).get("state", {}).get("waiting") or {}).get("reason") == "RunContainerError" else None
+    noexec = _wait(client, run_error, "noexec cannot start", node)
+    assert '"no-such-program": executable file not found' in noexec["state"]["waiting"]["message"]
     assert bad["status"]["phase"] == "Pending" and _cond(bad, "Ready") == "False"
     sleeper = _wait(client, lambda c: _running_ready(c, "sleeper"), "sleeper running", node)
     pid = int(sleeper["status"]["containerStatuses"][0]["containerID"].removeprefix("process://"))
-    assert len(node.pod_namespaces()) == 2
+    assert len(node.pod_namespaces()) == 3
     assert node.stop() == 0
     assert node.pod_namespaces() == []
     assert not os.path.exists(f"/proc/{pid}") or _zombie(pid)
