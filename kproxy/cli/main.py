@@ -13,6 +13,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "apiserver": ("kproxy.apiserver.cli", "run the embedded Kubernetes-compatible apiserver"),
     "controllers": ("kproxy.controllers.cli", "run the controllers against an apiserver"),
     "scheduler": ("kproxy.scheduler.cli", "bind pending pods to nodes (kube-scheduler's default plugins)"),
+    "kubelet": ("kproxy.kubelet.cli", "run the pods bound to a node as processes in network namespaces"),
     "agent": ("kproxy.agent.cli", "run the node agent (service proxy)"),
     "cleanup": ("kproxy.agent.cleanup_cli", "remove every rule kproxy added in a namespace"),
     "rules": ("kproxy.cli.rules", "show and explain the rules a node holds"),

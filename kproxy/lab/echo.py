@@ -3,13 +3,16 @@
 It listens on TCP and UDP on the same port (all addresses of its namespace) and answers with
 who it is and who it sees:
 - TCP: reads one line (or up to EOF), answers "<pod-name> <client-ip>:<client-port>\\n", closes;
-- UDP: answers every datagram with the same text, to the datagram's source.
+- UDP: answers every datagram with the same text, to the datagram's source;
+- HTTP (a TCP request line "GET PATH HTTP/1.x"), as agnhost netexec: /hostname answers the pod
+  name, /clientip "<client-ip>:<client-port>", /healthz "ok", anything else the TCP text.
 Many connections are served concurrently. SIGTERM and SIGINT stop it with exit code 0.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import socket
 import sys
@@ -21,6 +24,18 @@ MAX_LINE = 4096
 def reply_text(pod: str, peer: tuple) -> str:
     """The answer to a client at `peer` (host, port, ...)."""
     return f"{pod} {peer[0]}:{peer[1]}\n"
+
+
+def http_reply(pod: str, peer: tuple, request_line: str) -> bytes | None:
+    """The HTTP response to `request_line`, or None when it is not an HTTP GET."""
+    parts = request_line.split()
+    if len(parts) != 3 or parts[0] != "GET" or not parts[2].startswith("HTTP/"):
+        return None
+    path = parts[1].split("?", 1)[0]
+    body = {"/hostname": pod, "/clientip": f"{peer[0]}:{peer[1]}", "/healthz": "ok"}.get(path)
+    text = reply_text(pod, peer) if body is None else body
+    return (f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {len(text.encode())}\r\n"
+            f"Connection: close\r\n\r\n{text}").encode()
 
 
 class _UdpEcho(asyncio.DatagramProtocol):
@@ -39,6 +54,16 @@ class _UdpEcho(asyncio.DatagramProtocol):
         pass  # an ICMP error for one client must not stop the server
 
 
+async def _skip_headers(reader: asyncio.StreamReader) -> None:
+    """Reads the request's header lines, so closing does not reset an unread request."""
+    try:
+        for _ in range(100):
+            if (await asyncio.wait_for(reader.readline(), READ_TIMEOUT)).strip() == b"":
+                return
+    except (asyncio.TimeoutError, asyncio.LimitOverrunError, ValueError):
+        return
+
+
 async def serve(pod: str, host: str, port: int, ready: asyncio.Event | None = None,
                 stop: asyncio.Event | None = None) -> None:
     """Serves until `stop` is set (or forever)."""
@@ -46,11 +71,15 @@ async def serve(pod: str, host: str, port: int, ready: asyncio.Event | None = No
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         try:
+            line = b""
             try:
-                await asyncio.wait_for(reader.readline(), READ_TIMEOUT)
+                line = await asyncio.wait_for(reader.readline(), READ_TIMEOUT)
             except (asyncio.TimeoutError, asyncio.LimitOverrunError, ValueError):
                 pass
-            writer.write(reply_text(pod, peer).encode())
+            response = http_reply(pod, peer, line.decode("latin-1"))
+            if response is not None:
+                await _skip_headers(reader)
+            writer.write(response or reply_text(pod, peer).encode())
             await writer.drain()
         except (ConnectionError, OSError):
             pass
@@ -78,10 +107,15 @@ async def serve(pod: str, host: str, port: int, ready: asyncio.Event | None = No
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kproxy.lab.echo", description=__doc__.splitlines()[0])
-    parser.add_argument("--name", required=True, help="pod name to answer with")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--name", default=os.environ.get("HOSTNAME"),
+                        help="pod name to answer with (default: $HOSTNAME, as a container sees it)")
+    env_port = os.environ.get("PORT", "")
+    parser.add_argument("--port", type=int, default=int(env_port) if env_port.isdigit() else 8080,
+                        help="default: $PORT, else 8080")
     parser.add_argument("--host", default="0.0.0.0")
     args = parser.parse_args(argv)
+    if not args.name:
+        parser.error("--name is required when $HOSTNAME is not set")
     if not 1 <= args.port <= 65535:
         print(f"echo: --port must be 1-65535, not {args.port}", file=sys.stderr)
         return 2

@@ -140,16 +140,22 @@ def _create_client(plan: LabPlan, client: ClientPlan) -> None:
 
 def create_pod_network(pod: PodPlan, node: NodePlan) -> None:
     """Creates the pod namespace and its routed veth to `node`."""
+    attach_pod_network(pod, node.netns)
+
+
+def attach_pod_network(pod: PodPlan, node_netns: str) -> None:
+    """Creates the pod namespace and its routed veth to the node namespace `node_netns` (the
+    lab and the kubelet both place pods this way)."""
     add_namespace(pod.netns)
     # A veth of an earlier pod in this slot may outlive that pod's namespace for a moment
     # (the kernel destroys namespaces asynchronously).
-    _run(["ip", "-n", node.netns, "link", "del", pod.host_veth], check=False)
-    _ip_batch(node.netns, [
+    _run(["ip", "-n", node_netns, "link", "del", pod.host_veth], check=False)
+    _ip_batch(node_netns, [
         f"link add {pod.host_veth} address {pod.gateway_mac} type veth peer name {pod.interface} netns {pod.netns}",
         f"link set {pod.host_veth} up",
         f"route replace {pod.ip}/32 dev {pod.host_veth} scope link",
     ])
-    _sysctl(node.netns, {
+    _sysctl(node_netns, {
         f"net.ipv4.conf.{pod.host_veth}.proxy_arp": "1",
         f"net.ipv4.conf.{pod.host_veth}.rp_filter": "0",
     })
@@ -187,9 +193,14 @@ def delete_namespace(name: str, grace: float = 0.0) -> None:
 def remove_pod_network(pod: PodPlan, node: NodePlan) -> None:
     """Stops the pod's processes, deletes its veth pair (with the node's /32 route) at once,
     then its namespace. Idempotent."""
+    detach_pod_network(pod, node.netns)
+
+
+def detach_pod_network(pod: PodPlan, node_netns: str) -> None:
+    """remove_pod_network for a node namespace given by name."""
     for pid in namespace_pids(pod.netns) if namespace_exists(pod.netns) else []:
         _signal(pid, signal.SIGKILL)
-    _run(["ip", "-n", node.netns, "link", "del", pod.host_veth], check=False)
+    _run(["ip", "-n", node_netns, "link", "del", pod.host_veth], check=False)
     delete_namespace(pod.netns)
 
 

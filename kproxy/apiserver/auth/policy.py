@@ -9,7 +9,10 @@ an operator's edits survive restarts):
 - system:basic-user: the self reviews (`kubectl auth can-i`, `auth whoami`), bound to every
   authenticated user, as upstream;
 - system:kube-scheduler: read pods and nodes, bind pods, write their scheduling condition,
-  Events and its leader-election Lease, bound to the user system:kube-scheduler.
+  Events and its leader-election Lease, bound to the user system:kube-scheduler;
+- system:node: what a kubelet needs (its Node and Lease, pods with status and delete, Events,
+  reading services, configmaps and secrets), bound to the group system:nodes, whose members are
+  the users system:node:NAME (`kproxy pki client --user system:node:N --group system:nodes`).
 """
 from __future__ import annotations
 
@@ -73,6 +76,18 @@ SCHEDULER_RULES = [
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create", "get", "update"]},
 ]
 
+NODE_RULES = [
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": [*READ, "create", "update", "patch"]},
+    {"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch", "update"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": [*READ, "delete"]},
+    {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch", "update"]},
+    {"apiGroups": [""], "resources": ["services", "endpoints", "configmaps", "secrets"], "verbs": READ},
+    {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
+    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": [*READ, "create", "update", "patch"]},
+]
+NODES_GROUP = "system:nodes"
+
 
 def cluster_roles() -> list[dict[str, Any]]:
     return [
@@ -84,6 +99,7 @@ def cluster_roles() -> list[dict[str, Any]]:
         _cluster_role("kproxy:controllers", CONTROLLER_RULES),
         _cluster_role("system:basic-user", BASIC_USER_RULES),
         _cluster_role("system:kube-scheduler", SCHEDULER_RULES),
+        _cluster_role("system:node", NODE_RULES),
     ]
 
 
@@ -95,4 +111,5 @@ def cluster_role_bindings() -> list[dict[str, Any]]:
         _binding("kproxy:controllers", "kproxy:controllers", "User", CONTROLLERS.user),
         _binding("system:basic-user", "system:basic-user", "Group", AUTHENTICATED),
         _binding("system:kube-scheduler", "system:kube-scheduler", "User", SCHEDULER.user),
+        _binding("system:node", "system:node", "Group", NODES_GROUP),
     ]

@@ -1,0 +1,427 @@
+"""One pod on this node, from its network namespace to its deletion.
+
+A PodWorker owns the pod's namespace and container processes. Each pass (every `tick`
+seconds, or at once when the pod object changes) it collects exited processes, runs the
+probes that are due, starts the containers that may start (restartPolicy, CrashLoopBackOff)
+and writes the status through pods/status when it differs from what it last wrote.
+
+Guarantees:
+- a pod marked for deletion gets preStop hooks (exec, sleep), SIGTERM, and SIGKILL after its
+  grace period; then its namespace is removed and the object deleted with grace 0 (uid
+  precondition, so a new pod of the same name is never touched);
+- a failure in one container (unknown image, bad env, a program that cannot start) shows in
+  that container's waiting state and never stops the others or the kubelet;
+- `shutdown()` (the kubelet exiting) stops the processes and removes the namespace, leaving
+  the pod object alone.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kproxy.api.meta import now_rfc3339
+from kproxy.api import resources
+from kproxy.api.resources import PODS, SECRETS
+from kproxy.api.status import ApiError
+from kproxy.client.errors import ApiConnectionError
+from kproxy.client.events import POD_REF, EventRecorder
+from kproxy.kubelet.backoff import CrashBackoff
+from kproxy.kubelet.containerspec import EnvError, ImageError, container_argv, container_env, referenced_sources
+from kproxy.kubelet.probes import ProbeTracker, run_probe
+from kproxy.kubelet.runtime import ContainerProcess, PodNetworks, RuntimeFailure
+from kproxy.kubelet.status import ContainerRecord, pod_status
+from kproxy.netns import NetNS
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRACE = 30
+# where env's Secrets and ConfigMaps are read (ConfigMaps once the apiserver serves them)
+SOURCE_RESOURCES = {"Secret": SECRETS, **({"ConfigMap": resources.CONFIG_MAPS}
+                                          if hasattr(resources, "CONFIG_MAPS") else {})}
+PROBE_KINDS = (("startupProbe", "startup"), ("livenessProbe", "liveness"), ("readinessProbe", "readiness"))
+
+
+@dataclass
+class NodeContext:
+    """What every pod worker of one kubelet shares."""
+
+    client: Any
+    node_name: str
+    host_ip: str
+    node_ns: NetNS
+    networks: PodNetworks
+    root_dir: str
+    services: Any  # an Informer of Services (for the Service environment variables)
+    backoff_initial: float = 10.0
+    backoff_max: float = 300.0
+    tick: float = 2.0  # the longest a worker sleeps; exits (pidfd), probes and backoffs wake it sooner
+    events: EventRecorder | None = None  # the Events kubelet records (Started, Killing, BackOff, ...)
+    shutdown_grace: float = 5.0  # the most a kubelet that exits waits for one pod
+
+
+@dataclass
+class Container:
+    spec: dict
+    record: ContainerRecord
+    backoff: CrashBackoff
+    process: ContainerProcess | None = None
+    probes: dict[str, ProbeTracker] = field(default_factory=dict)
+    ever_started: bool = False
+    done: bool = False  # exited and will not restart
+    init: bool = False  # an init container: runs to completion before the app containers
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """Where a pod's containers run: a network namespace and the pod's IP."""
+
+    netns: str
+    ip: str
+    own_network: bool  # False for hostNetwork pods, which run in the node's namespace
+
+
+def meta(obj: dict) -> dict:
+    return obj.get("metadata") or {}
+
+
+class PodWorker:
+    def __init__(self, ctx: NodeContext, pod: dict):
+        self.ctx = ctx
+        self.pod = pod
+        self.uid = str(meta(pod).get("uid"))
+        self.name, self.namespace = str(meta(pod).get("name")), str(meta(pod).get("namespace"))
+        spec = pod.get("spec") or {}
+        self.init_containers = [self._container(c, init=True) for c in spec.get("initContainers") or []]
+        self.containers = [self._container(c) for c in spec.get("containers") or []]
+        self.sandbox: Sandbox | None = None
+        self._network_backoff = CrashBackoff(1.0, 30.0)
+        self.start_time: str | None = None
+        self.last_written: dict | None = None
+        self._server_view: dict = {}  # what the server returned for last_written
+        self.finished = ((pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"))
+        self._wake = asyncio.Event()
+        self._gone = False  # the object is deleted: nothing to write or delete any more
+        self._shutdown = False
+
+    def _container(self, spec: dict, init: bool = False) -> Container:
+        record = ContainerRecord(name=str(spec.get("name")), image=str(spec.get("image") or ""))
+        return Container(spec=spec, record=record,
+                         backoff=CrashBackoff(self.ctx.backoff_initial, self.ctx.backoff_max), init=init)
+
+    @property
+    def every_container(self) -> list[Container]:
+        return [*self.init_containers, *self.containers]
+
+    def _startable(self) -> list[Container]:
+        """The init container whose turn it is, or, once they all succeeded, the app containers."""
+        for c in self.init_containers:
+            if not (c.done and c.record.exit_code == 0):
+                return [] if c.done else [c]  # an init container failed for good: nothing more runs
+        return self.containers
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    # -- events from the kubelet ---------------------------------------------------------
+
+    def update(self, pod: dict) -> None:
+        self.pod = pod
+        self._wake.set()
+
+    def deleted(self) -> None:
+        self._gone = True
+        self._wake.set()
+
+    def shutdown(self) -> None:
+        self._shutdown = True
+        self._wake.set()
+
+    @property
+    def deleting(self) -> bool:
+        return bool(meta(self.pod).get("deletionTimestamp")) or self._gone
+
+    def _event(self, event_type: str, reason: str, message: str) -> None:
+        if self.ctx.events is not None:
+            self.ctx.events.record(POD_REF, self.namespace, self.name, event_type, reason, message, uid=self.uid)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            while not (self.deleting or self._shutdown):
+                await self._sync_once()
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self._sleep(time.monotonic()))
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            await self._terminate(delete_object=self.deleting and not self._gone and not self._shutdown)
+
+    async def _sync_once(self) -> None:
+        now = time.monotonic()
+        if not self.finished and self.sandbox is None and not self._network_backoff.waiting(now):
+            try:
+                self.sandbox = await self._make_sandbox()
+                self.start_time = now_rfc3339()
+            except RuntimeFailure as exc:
+                log.warning("pod %s: network not set up: %s", self.key, exc)
+                self._network_backoff.exited(now, 0.0)  # retried with backoff, not every tick
+                for c in self.every_container:
+                    c.record.reason, c.record.message = "ContainerCreating", str(exc)
+        if self.sandbox is not None:
+            self._reap(now)
+            await self._probe(now)
+            await self._start_due(now)
+            if not self._startable() or (self.containers and all(c.done for c in self.containers)):
+                self.finished = True
+        await self._write_status()
+
+    def _sleep(self, now: float) -> float:
+        """Seconds until something is due: a probe, the end of a backoff, or the next tick."""
+        due = [now + self.ctx.tick]
+        if self.sandbox is None and not self.finished:
+            due.append(self._network_backoff.not_before)
+        for c in self.every_container if self.sandbox is not None else ():
+            due.extend(t.next_at for t in c.probes.values())
+            if c.process is None and not c.done:
+                due.append(c.backoff.not_before)
+        return max(0.01, min(due) - now)
+
+    async def _make_sandbox(self) -> Sandbox:
+        """The pod's own namespace and address, or the node's for a hostNetwork pod."""
+        if (self.pod.get("spec") or {}).get("hostNetwork"):
+            return Sandbox(self.ctx.networks.node_netns, self.ctx.host_ip, own_network=False)
+        plan = await asyncio.to_thread(self.ctx.networks.create, self.uid, self.namespace, self.name,
+                                       self.ctx.node_name)
+        return Sandbox(plan.netns, plan.ip, own_network=True)
+
+    def _reap(self, now: float) -> None:
+        policy = str((self.pod.get("spec") or {}).get("restartPolicy") or "Always")
+        for c in self.every_container:
+            if c.process is None:
+                continue
+            rc = c.process.poll()
+            if rc is None:
+                continue
+            ran_for = now - c.process.started_mono
+            reason, finished = ("Completed" if rc == 0 else "Error"), now_rfc3339()
+            term = {"exitCode": rc, "reason": reason, "startedAt": c.record.started_at, "finishedAt": finished,
+                    "containerID": c.record.container_id}
+            log.info("pod %s: container %s exited with %d", self.key, c.record.name, rc)
+            c.process, c.probes = None, {}
+            c.record.ready = c.record.started = False
+            if (policy == "Always" and not c.init) or (policy != "Never" and rc != 0):
+                c.record.last_state = {"terminated": term}
+                if c.backoff.exited(now, ran_for) > now:
+                    self._event("Warning", "BackOff", f"Back-off restarting failed container {c.record.name} in pod "
+                                f"{self.name}_{self.namespace}({self.uid})")
+                c.record.state, c.record.reason, c.record.message = "waiting", "CrashLoopBackOff", ""
+            else:
+                c.done = True
+                c.record.state, c.record.exit_code = "terminated", rc
+                c.record.reason, c.record.finished_at = reason, finished
+
+    async def _start_due(self, now: float) -> None:
+        assert self.sandbox is not None
+        for c in self._startable():
+            if c.process is not None or c.done:
+                continue
+            if c.backoff.waiting(now):
+                if c.ever_started:
+                    c.record.reason = "CrashLoopBackOff"
+                    c.record.message = (f"back-off {c.backoff.last_wait:g}s restarting failed container="
+                                        f"{c.record.name} pod={self.name}_{self.namespace}({self.uid})")
+                continue
+            try:
+                sources = await self._sources(referenced_sources(c.spec))
+                env = container_env(c.spec, self.pod, self._services(), self.sandbox.ip, self.ctx.host_ip, sources)
+                argv = container_argv(c.spec, env)
+            except ImageError as exc:
+                pulled_before = c.record.reason in ("ErrImagePull", "ImagePullBackOff")
+                c.record.state = "waiting"
+                c.record.reason = "ImagePullBackOff" if pulled_before else "ErrImagePull"
+                c.record.message = (f'Back-off pulling image "{c.record.image}"' if pulled_before else str(exc))
+                if pulled_before:
+                    self._event("Normal", "BackOff", c.record.message)
+                else:
+                    self._event("Warning", "Failed", f'Failed to pull image "{c.record.image}": {exc}')
+                c.backoff.exited(now, 0.0)
+                continue
+            except (EnvError, ApiError, ApiConnectionError) as exc:
+                c.record.state, c.record.reason, c.record.message = "waiting", "CreateContainerConfigError", str(exc)
+                c.backoff.exited(now, 0.0)
+                continue
+            log_path = os.path.join(self.ctx.root_dir, "pods", self.uid, f"{c.record.name}.log")
+            proc = ContainerProcess(self.sandbox.netns, argv, env, c.spec.get("workingDir"), log_path)
+            try:
+                proc.start()
+            except RuntimeFailure as exc:
+                c.record.state, c.record.reason, c.record.message = "waiting", "RunContainerError", str(exc)
+                self._event("Warning", "Failed", f"Error: {exc}")
+                c.backoff.exited(now, 0.0)
+                continue
+            if c.ever_started:
+                c.record.restart_count += 1
+            c.ever_started = True
+            c.process = proc
+            proc.watch_exit(self._wake.set)
+            c.record.state, c.record.reason, c.record.message = "running", "", ""
+            c.record.started_at = now_rfc3339()
+            c.record.container_id = f"process://{proc.pid}"
+            c.probes = {} if c.init else {kind: ProbeTracker(kind, c.spec[field_name], now) for field_name, kind
+                                          in PROBE_KINDS if isinstance(c.spec.get(field_name), dict)}
+            self._judge(c)
+            log.info("pod %s: started container %s (pid %s)", self.key, c.record.name, proc.pid)
+            self._event("Normal", "Pulled", f'Container image "{c.record.image}" already present on machine')
+            self._event("Normal", "Started", f"Started container {c.record.name}")
+
+    async def _sources(self, refs: set[tuple[str, str]]) -> dict[tuple[str, str], dict[str, str] | None]:
+        """The data of the Secrets (base64-decoded) and ConfigMaps a container refers to; None
+        for one that does not exist."""
+        found: dict[tuple[str, str], dict[str, str] | None] = {}
+        for kind, name in sorted(refs):
+            resource = SOURCE_RESOURCES.get(kind)
+            if resource is None:
+                found[(kind, name)] = None
+                continue
+            try:
+                obj = await self.ctx.client.get(resource, name, self.namespace)
+            except ApiError as exc:
+                if exc.code != 404:
+                    raise
+                found[(kind, name)] = None
+                continue
+            data = {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (obj.get("data") or {}).items()} \
+                if kind == "Secret" else dict(obj.get("data") or {})
+            found[(kind, name)] = data
+        return found
+
+    def _services(self) -> list[dict]:
+        """The Services whose variables a container sees: its namespace's and `kubernetes`."""
+        services = list(self.ctx.services.list(self.namespace))
+        master = self.ctx.services.get("kubernetes", "default")
+        if self.namespace != "default" and master is not None:
+            services.append(master)
+        return services
+
+    def _judge(self, c: Container) -> None:
+        startup = c.probes.get("startup")
+        readiness = c.probes.get("readiness")
+        c.record.started = c.process is not None and (startup is None or startup.result)
+        c.record.ready = c.record.started and (readiness is None or readiness.result)
+
+    async def _probe(self, now: float) -> None:
+        assert self.sandbox is not None
+        for c in self.containers:
+            if c.process is None:
+                continue
+            startup = c.probes.get("startup")
+            for kind, tracker in list(c.probes.items()):
+                if not tracker.due(now) or (kind != "startup" and startup is not None and not startup.result):
+                    continue
+                if kind == "startup" and tracker.result:
+                    continue  # a startup probe stops once it succeeded
+                ok = await asyncio.to_thread(run_probe, tracker.probe, c.spec, self.sandbox.ip, self.ctx.node_ns,
+                                             ["ip", "netns", "exec", self.sandbox.netns])
+                changed = tracker.record(ok, time.monotonic())
+                if changed and not ok:
+                    self._event("Warning", "Unhealthy", f"{kind.capitalize()} probe failed")
+                if (kind == "liveness" and changed and not ok) or (kind == "startup" and tracker.gave_up()):
+                    log.info("pod %s: container %s failed its %s probe, killing it", self.key, c.record.name, kind)
+                    self._event("Normal", "Killing",
+                                f"Container {c.record.name} failed {kind} probe, will be restarted")
+                    await c.process.stop(self._grace())
+                    break
+            self._judge(c)
+
+    def _grace(self) -> float:
+        m = meta(self.pod)
+        if m.get("deletionGracePeriodSeconds") is not None:
+            return float(m["deletionGracePeriodSeconds"])
+        value = (self.pod.get("spec") or {}).get("terminationGracePeriodSeconds")
+        return float(DEFAULT_GRACE if value is None else value)
+
+    async def _write_status(self) -> None:
+        if self._gone:
+            return
+        status = pod_status(self.pod, [c.record for c in self.containers],
+                            init_containers=[c.record for c in self.init_containers],
+                            pod_ip=self.sandbox.ip if self.sandbox else None, host_ip=self.ctx.host_ip,
+                            start_time=self.start_time,
+                            network_ready=self.sandbox is not None, now=now_rfc3339())
+        if status == self.last_written and self._status_seen() == self._server_view:
+            return  # nothing changed here, and nobody (the node lifecycle controller) overwrote it
+        try:
+            self.pod = await self.ctx.client.patch(PODS, self.name, {"status": status}, self.namespace,
+                                                   subresource="status")
+            self.last_written = status
+            self._server_view = self._status_seen()
+        except ApiError as exc:
+            if exc.code == 404:
+                self._gone = True
+            else:
+                log.warning("pod %s: status not written: %s", self.key, exc)
+        except ApiConnectionError as exc:
+            log.warning("pod %s: status not written: %s", self.key, exc)
+
+    def _status_seen(self) -> dict:
+        """The fields this worker writes, as the latest pod object holds them."""
+        current = self.pod.get("status") or {}
+        return {k: current.get(k) for k in self.last_written or ()}
+
+    # -- the end -------------------------------------------------------------------------
+
+    async def _terminate(self, delete_object: bool) -> None:
+        grace = min(self._grace(), self.ctx.shutdown_grace) if self._shutdown else self._grace()
+        deadline = time.monotonic() + grace
+        running = [c for c in self.every_container if c.process is not None]
+        for c in running:
+            self._event("Normal", "Killing", f"Stopping container {c.record.name}")
+        await asyncio.gather(*(self._pre_stop(c, grace) for c in running), return_exceptions=True)
+        remaining = max(0.0, deadline - time.monotonic())
+        await asyncio.gather(*(c.process.stop(remaining) for c in running if c.process is not None))
+        for c in running:
+            assert c.process is not None
+            rc = c.process.poll()
+            c.record.state, c.record.exit_code, c.record.finished_at = "terminated", rc, now_rfc3339()
+            c.record.reason = "Completed" if rc == 0 else "Error"
+            c.record.ready = c.record.started = False
+            c.process = None
+        await asyncio.to_thread(self.ctx.networks.remove, self.uid)  # also what a failed setup left
+        if delete_object:
+            await self._write_status()
+            try:
+                await self.ctx.client.delete(PODS, self.name, self.namespace, uid=self.uid, grace_period_seconds=0)
+            except ApiError as exc:
+                if exc.code not in (404, 409):
+                    log.warning("pod %s: not deleted: %s", self.key, exc)
+            except ApiConnectionError as exc:
+                log.warning("pod %s: not deleted: %s", self.key, exc)
+        log.info("pod %s: stopped", self.key)
+
+    async def _pre_stop(self, c: Container, grace: float) -> None:
+        """Runs the container's preStop hook (exec, httpGet or sleep) within the grace period."""
+        hook = ((c.spec.get("lifecycle") or {}).get("preStop") or {})
+        if "sleep" in hook:
+            await asyncio.sleep(min(grace, float((hook.get("sleep") or {}).get("seconds") or 0)))
+        elif "httpGet" in hook and self.sandbox is not None:
+            request = {"httpGet": hook["httpGet"], "timeoutSeconds": max(1.0, grace)}
+            await asyncio.to_thread(run_probe, request, c.spec, self.sandbox.ip, self.ctx.node_ns, [])
+        elif "exec" in hook and self.sandbox is not None:
+            command = list((hook.get("exec") or {}).get("command") or [])
+            if not command:
+                return
+            try:
+                proc = await asyncio.create_subprocess_exec("ip", "netns", "exec", self.sandbox.netns, *command,
+                                                            stdout=asyncio.subprocess.DEVNULL,
+                                                            stderr=asyncio.subprocess.DEVNULL)
+                await asyncio.wait_for(proc.wait(), grace)
+            except (OSError, asyncio.TimeoutError):
+                log.info("pod %s: preStop of %s did not finish", self.key, c.record.name)

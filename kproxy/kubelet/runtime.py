@@ -1,0 +1,178 @@
+"""The process runtime: a pod is a network namespace behind the node, a container is a
+process started inside it with `ip netns exec`.
+
+Guarantees:
+- pod namespaces are named `<prefix><namespace>-<name>` and their addresses come from the
+  node's pod CIDR (the lab's routed-veth layout, kproxy.lab.netsetup, one home for both);
+- every container process leads its own session, so stopping it signals everything it
+  started; its output goes to `<root>/pods/<uid>/<container>.log`;
+- `remove_pod_network` and `stop` are idempotent.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import shutil
+import signal
+import subprocess
+import time
+from typing import IO, Callable, Iterable, Mapping, Sequence
+
+from kproxy.lab import netsetup
+from kproxy.lab.topology import PodPlan, check_ifname
+
+MAX_SLOTS = 4096  # more than any node's pod limit
+MAX_NETNS_NAME = 200
+
+
+class RuntimeFailure(RuntimeError):
+    """A pod network or process could not be set up."""
+
+
+def free_slot(pod_cidr: str, used: Iterable[int]) -> int:
+    """The lowest host number of `pod_cidr` not in `used`, from 2 (.1 is left to a gateway, as
+    the lab's address plan does) up to the last address before broadcast."""
+    net = ipaddress.ip_network(pod_cidr)
+    taken = set(used)
+    last = min(net.num_addresses - 2, MAX_SLOTS)
+    for slot in range(2, last + 1):
+        if slot not in taken:
+            return slot
+    raise RuntimeFailure(f"pod CIDR {pod_cidr} has no free address")
+
+
+def pod_plan(prefix: str, pod_cidr: str, namespace: str, name: str, node: str, slot: int) -> PodPlan:
+    net = ipaddress.ip_network(pod_cidr)
+    netns = f"{prefix}{namespace}-{name}"
+    if len(netns) > MAX_NETNS_NAME:
+        netns = f"{prefix}slot{slot}"  # a file name under /run/netns has at most 255 bytes
+    return PodPlan(name=name, namespace=namespace, node=node, slot=slot, netns=netns,
+                   ip=str(net.network_address + slot), host_veth=check_ifname(f"kp{slot}"), interface="eth0")
+
+
+class PodNetworks:
+    """Pod namespaces behind one node namespace, with their address slots."""
+
+    def __init__(self, node_netns: str, pod_cidr: str, prefix: str):
+        self.node_netns = node_netns
+        self.pod_cidr = pod_cidr
+        self.prefix = prefix
+        self._slots: dict[str, PodPlan] = {}  # pod uid -> plan
+
+    def create(self, uid: str, namespace: str, name: str, node: str) -> PodPlan:
+        plan = self._slots.get(uid)
+        if plan is None:
+            slot = free_slot(self.pod_cidr, (p.slot for p in self._slots.values()))
+            plan = self._slots[uid] = pod_plan(self.prefix, self.pod_cidr, namespace, name, node, slot)
+        try:
+            netsetup.detach_pod_network(plan, self.node_netns)  # a leftover of an earlier kubelet
+            netsetup.attach_pod_network(plan, self.node_netns)
+        except netsetup.NetSetupError as exc:
+            raise RuntimeFailure(str(exc)) from None
+        return plan
+
+    def remove(self, uid: str) -> None:
+        plan = self._slots.pop(uid, None)
+        if plan is not None:
+            netsetup.detach_pod_network(plan, self.node_netns)
+
+    def remove_leftovers(self) -> list[str]:
+        """Deletes pod namespaces with our prefix that no pod of ours holds (a crashed kubelet's)."""
+        mine = {p.netns for p in self._slots.values()}
+        gone = [n for n in netsetup.list_namespaces() if n.startswith(self.prefix) and n not in mine]
+        for name in gone:
+            netsetup.delete_namespace(name)
+        return gone
+
+
+def exit_code(returncode: int) -> int:
+    """A process's exit code as a container runtime reports it (128 + signal when killed)."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class ContainerProcess:
+    def __init__(self, netns: str, argv: Sequence[str], env: Mapping[str, str], cwd: str | None, log_path: str):
+        self.netns, self.argv, self.env, self.cwd, self.log_path = netns, list(argv), dict(env), cwd, log_path
+        self.proc: subprocess.Popen | None = None
+        self.started_mono = 0.0
+        self._pidfd: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        """Starts the process; raises RuntimeFailure (bad workingDir, missing program)."""
+        if self.cwd and not os.path.isdir(self.cwd):
+            raise RuntimeFailure(f"workingDir {self.cwd!r} does not exist")
+        if shutil.which(self.argv[0], path=self.env.get("PATH")) is None:
+            raise RuntimeFailure(f'exec: "{self.argv[0]}": executable file not found in $PATH')
+        os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
+        log: IO[bytes] = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(["ip", "netns", "exec", self.netns, *self.argv], env=self.env,
+                                         cwd=self.cwd or "/", stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as exc:
+            raise RuntimeFailure(f"cannot start {self.argv[0]!r}: {exc}") from None
+        finally:
+            log.close()
+        self.started_mono = time.monotonic()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def poll(self) -> int | None:
+        """The exit code once it has exited, else None."""
+        if self.proc is None:
+            return None
+        rc = self.proc.poll()
+        if rc is None:
+            return None
+        self._unwatch()
+        return exit_code(rc)
+
+    def watch_exit(self, callback: Callable[[], None]) -> bool:
+        """Calls `callback` on the running loop when the process exits (a pidfd becoming
+        readable), so exits are seen at once rather than at the next poll. False when the
+        kernel has no pidfd_open: the caller polls."""
+        if self.proc is None or not hasattr(os, "pidfd_open"):
+            return False
+        try:
+            fd = os.pidfd_open(self.proc.pid)
+        except OSError:
+            return False
+        loop = asyncio.get_running_loop()
+        self._pidfd, self._loop = fd, loop
+
+        def exited() -> None:
+            self._unwatch()
+            callback()
+        loop.add_reader(fd, exited)
+        return True
+
+    def _unwatch(self) -> None:
+        if self._pidfd is not None and self._loop is not None:
+            if not self._loop.is_closed():
+                self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+        self._pidfd = self._loop = None
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    async def stop(self, grace: float) -> int | None:
+        """SIGTERM, then SIGKILL after `grace` seconds; returns the exit code."""
+        if self.proc is None:
+            return None
+        self.signal(signal.SIGTERM)
+        deadline = time.monotonic() + max(0.0, grace)
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        self.signal(signal.SIGKILL)
+        while self.proc.poll() is None:
+            await asyncio.sleep(0.02)
+        return self.poll()
