@@ -2,13 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import re
-import signal
 
-from kproxy.cli.main import CLIError
-from kproxy.client.kubeconfig import KubeconfigError
-from kproxy.client.rest import ApiClient
+from kproxy.cli.service import run_with_client
 from kproxy.controllers.manager import run_controllers
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -47,23 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how long a silent leader keeps the Lease (default 15s)")
 
 
-async def _main(args: argparse.Namespace) -> None:
-    client = ApiClient.from_kubeconfig(args.kubeconfig, args.context)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await run_controllers(client, stop, node_grace_period=args.node_monitor_grace_period,
-                              node_monitor_period=args.node_monitor_period, leader_elect=args.leader_elect,
-                              lease_duration=args.leader_elect_lease_duration)
-    finally:
-        await client.close()
-
-
 def run(args: argparse.Namespace) -> int:
-    try:
-        asyncio.run(_main(args))
-    except KubeconfigError as exc:
-        raise CLIError(str(exc)) from None
-    return 0
+    return run_with_client(args, lambda client, stop: run_controllers(
+        client, stop, node_grace_period=args.node_monitor_grace_period, node_monitor_period=args.node_monitor_period,
+        leader_elect=args.leader_elect, lease_duration=args.leader_elect_lease_duration))

@@ -7,14 +7,13 @@ import argparse
 import asyncio
 import ipaddress
 import os
-import signal
 import subprocess
 
+from kproxy.cli.service import run_with_client
 from kproxy.api.resources import SERVICES
 from kproxy.cli.main import CLIError
 from kproxy.client.events import EventRecorder
 from kproxy.client.informer import Informer
-from kproxy.client.kubeconfig import KubeconfigError
 from kproxy.client.rest import ApiClient
 from kproxy.controllers.cli import parse_duration
 from kproxy.kubelet.node import DEFAULT_MAX_PODS, machine_facts
@@ -78,31 +77,19 @@ def _context(args: argparse.Namespace, client: ApiClient) -> tuple[NodeContext, 
     return ctx, host_ip
 
 
-async def _main(args: argparse.Namespace) -> None:
+async def _main(args: argparse.Namespace, client: ApiClient, stop: asyncio.Event) -> None:
     from kproxy.kubelet.kubelet import Kubelet
 
-    client = ApiClient.from_kubeconfig(args.kubeconfig, args.context)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    ctx, host_ip = _context(args, client)
+    facts = machine_facts(args.node_name, host_ip, str(ipaddress.ip_network(args.pod_cidr)), args.root_dir,
+                          cpu=args.cpu, memory=args.memory, pods=args.max_pods)
     try:
-        ctx, host_ip = _context(args, client)
-        facts = machine_facts(args.node_name, host_ip, str(ipaddress.ip_network(args.pod_cidr)), args.root_dir,
-                              cpu=args.cpu, memory=args.memory, pods=args.max_pods)
-        try:
-            await Kubelet(ctx, facts, status_interval=args.node_status_update_frequency).run(stop)
-        finally:
-            ctx.node_ns.close()
+        await Kubelet(ctx, facts, status_interval=args.node_status_update_frequency).run(stop)
     finally:
-        await client.close()
+        ctx.node_ns.close()
 
 
 def run(args: argparse.Namespace) -> int:
     if args.max_pods < 1:
         raise CLIError("--max-pods must be at least 1")
-    try:
-        asyncio.run(_main(args))
-    except KubeconfigError as exc:
-        raise CLIError(str(exc)) from None
-    return 0
+    return run_with_client(args, lambda client, stop: _main(args, client, stop))

@@ -2,12 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 
-from kproxy.cli.main import CLIError
-from kproxy.client.kubeconfig import KubeconfigError
-from kproxy.client.rest import ApiClient
+from kproxy.cli.service import run_with_client
 from kproxy.controllers.cli import parse_duration
 from kproxy.scheduler.loop import run_scheduler
 
@@ -23,23 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="try an unschedulable pod again after this long even if nothing changed (default 60s)")
 
 
-async def _main(args: argparse.Namespace) -> None:
-    client = ApiClient.from_kubeconfig(args.kubeconfig, args.context)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await run_scheduler(client, stop, leader_elect=args.leader_elect,
-                            lease_duration=args.leader_elect_lease_duration,
-                            retry_unschedulable=args.retry_unschedulable)
-    finally:
-        await client.close()
-
-
 def run(args: argparse.Namespace) -> int:
-    try:
-        asyncio.run(_main(args))
-    except KubeconfigError as exc:
-        raise CLIError(str(exc)) from None
-    return 0
+    return run_with_client(args, lambda client, stop: run_scheduler(
+        client, stop, leader_elect=args.leader_elect, lease_duration=args.leader_elect_lease_duration,
+        retry_unschedulable=args.retry_unschedulable))
