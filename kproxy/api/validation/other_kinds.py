@@ -169,18 +169,25 @@ def check_config_key(e: FieldErrors, key: str, path: str) -> None:
         e.invalid(path, key, "must not start with '..'")
 
 
+def decoded_size(e: FieldErrors, value: Any, path: str) -> int:
+    """The byte count of a base64 value (Secret data, ConfigMap binaryData); 0 and an error
+    when it is not a base64 string."""
+    if not isinstance(value, str):
+        e.type_invalid(path, value, "must be a base64-encoded string")
+        return 0
+    try:
+        return len(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError):
+        e.type_invalid(path, "<value omitted>", "must be a base64-encoded string")
+        return 0
+
+
 def validate_secret(e: FieldErrors, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
     total = 0
     for k, v in e.map(obj.get("data"), "data").items():
         path = f"data[{k}]"
         check_config_key(e, k, path)
-        if not isinstance(v, str):
-            e.type_invalid(path, v, "must be a base64-encoded string")
-            continue
-        try:
-            total += len(base64.b64decode(v, validate=True))
-        except (binascii.Error, ValueError):
-            e.type_invalid(path, "<value omitted>", "must be a base64-encoded string")
+        total += decoded_size(e, v, path)
     if total > MAX_SECRET_BYTES:
         e.too_long("data", MAX_SECRET_BYTES)
     e.string(obj.get("type"), "type")
