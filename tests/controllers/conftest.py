@@ -4,7 +4,6 @@ the blocking kproxy.client.sync.Client."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from dataclasses import dataclass
 
 import pytest
@@ -14,45 +13,25 @@ from kproxy.client.rest import ApiClient
 from kproxy.client.sync import Client
 from kproxy.controllers.manager import run_controllers
 from tests.apiserver.fixtures import ApiserverProcess, start_apiserver
+from tests.controllers.loopthread import LoopThread
 
 NODE_GRACE = 2.0
 
 
-class ControllersThread:
+class ControllersThread(LoopThread):
     """run_controllers on its own loop in a thread; stop() ends it and joins."""
+
+    name = "test-controllers"
 
     def __init__(self, kubeconfig: str, **kwargs):
         self._kubeconfig = kubeconfig
         self._kwargs = kwargs
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._started = threading.Event()
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, name="test-controllers", daemon=True)
-        self._thread.start()
-        self._started.wait(10)
+        super().__init__()
 
-    def _main(self) -> None:
-        async def body():
-            self._loop = asyncio.get_running_loop()
-            self._stop = asyncio.Event()
-            self._started.set()
-            async with ApiClient.from_kubeconfig(self._kubeconfig) as client:
-                await run_controllers(client, self._stop, **self._kwargs)
-
-        try:
-            asyncio.run(body())
-        except BaseException as exc:  # reported by the fixture
-            self.error = exc
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
-            try:
-                self._loop.call_soon_threadsafe(self._stop.set)
-            except RuntimeError:
-                pass
-        self._thread.join(15)
-        assert not self._thread.is_alive(), "controllers did not stop"
+    async def body(self, stop: asyncio.Event) -> None:
+        self.started()
+        async with ApiClient.from_kubeconfig(self._kubeconfig) as client:
+            await run_controllers(client, stop, **self._kwargs)
 
 
 @dataclass

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import datetime
 import itertools
-import threading
-from typing import Any, Callable
+from typing import Callable
 
 from kproxy.api.resources import PODS
 from kproxy.api.status import ApiError
 from kproxy.client.informer import Informer
 from kproxy.client.rest import ApiClient
+from kproxy.controllers.base import Handlers
+from tests.controllers.loopthread import LoopThread
 
 _ips = itertools.count(1)
 
@@ -25,34 +26,21 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class FakeKubelet:
+class FakeKubelet(LoopThread):
+    name = "fake-kubelet"
+
     def __init__(self, kubeconfig: str, ready_after: Callable[[dict], float | None] = lambda pod: 0.0):
         self._kubeconfig = kubeconfig
         self._ready_after = ready_after
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._started = threading.Event()
-        self.error: BaseException | None = None
         self.marked_ready = 0
-        self._thread = threading.Thread(target=self._main, name="fake-kubelet", daemon=True)
-        self._thread.start()
-        self._started.wait(10)
+        super().__init__()
 
-    def _main(self) -> None:
-        try:
-            asyncio.run(self._body())
-        except BaseException as exc:  # reported by stop()
-            self.error = exc
-
-    async def _body(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+    async def body(self, stop: asyncio.Event) -> None:
         async with ApiClient.from_kubeconfig(self._kubeconfig) as client:
             seen: set[str] = set()
             tasks: set[asyncio.Task] = set()
 
-            def on_pod(pod: dict, *_: Any) -> None:
-                pod = _[-1] if _ else pod  # on_update passes (old, new)
+            def on_pod(pod: dict) -> None:
                 md = pod.get("metadata") or {}
                 uid = md.get("uid", "")
                 if uid in seen or md.get("deletionTimestamp") or _is_ready(pod):
@@ -66,10 +54,10 @@ class FakeKubelet:
                 task.add_done_callback(tasks.discard)
 
             informer = Informer(client, PODS)
-            informer.add_handler(_Handler(on_pod))
+            informer.add_handler(Handlers(on_add=on_pod, on_update=lambda old, new: on_pod(new)))
             runner = asyncio.create_task(informer.run())
-            self._started.set()
-            await self._stop.wait()
+            self.started()
+            await stop.wait()
             informer.stop()
             for t in list(tasks):
                 t.cancel()
@@ -102,23 +90,10 @@ class FakeKubelet:
                     raise
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
-            try:
-                self._loop.call_soon_threadsafe(self._stop.set)
-            except RuntimeError:
-                pass
-        self._thread.join(15)
-        assert not self._thread.is_alive(), "fake kubelet did not stop"
+        super().stop()
         assert self.error is None, f"fake kubelet crashed: {self.error!r}"
 
 
 def _is_ready(pod: dict) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True"
                for c in (pod.get("status") or {}).get("conditions") or [])
-
-
-class _Handler:
-    def __init__(self, fn: Callable[..., None]):
-        self.on_add = fn
-        self.on_update = lambda old, new: fn(new)
-        self.on_delete = lambda obj: None
