@@ -22,6 +22,7 @@ import time
 from typing import Any, Callable
 
 from kproxy.api import status as st
+from kproxy.api.disruptionbudget import with_disruption_allowed
 from kproxy.api.resources import POD_DISRUPTION_BUDGETS, PODS
 from kproxy.api.selectors import LabelSelector, SelectorError
 from kproxy.apiserver import propagation
@@ -84,20 +85,6 @@ def covers(pdb: dict[str, Any], pod: dict[str, Any]) -> bool:
     except SelectorError:
         return False
     return not selector.empty() and selector.matches((pod.get("metadata") or {}).get("labels"))
-
-
-def with_disruption_allowed(status: dict[str, Any], now: str) -> dict[str, Any]:
-    """The status with its DisruptionAllowed condition following disruptionsAllowed
-    (pdbhelper.UpdateDisruptionAllowedCondition); lastTransitionTime moves only on a change."""
-    allowed = int(status.get("disruptionsAllowed") or 0) > 0
-    want = {"type": "DisruptionAllowed", "status": "True" if allowed else "False",
-            "reason": "SufficientPods" if allowed else "InsufficientPods", "message": "",
-            "observedGeneration": status.get("observedGeneration", 0)}
-    conditions = [c for c in status.get("conditions") or [] if c.get("type") != "DisruptionAllowed"]
-    old = next((c for c in status.get("conditions") or [] if c.get("type") == "DisruptionAllowed"), None)
-    since = old.get("lastTransitionTime") if old is not None and old.get("status") == want["status"] else None
-    conditions.append({**want, "lastTransitionTime": since or now})
-    return {**status, "conditions": conditions}
 
 
 def spend(pdb: dict[str, Any], pod_name: str, now: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Any
 
 from kproxy.controllers.base import SharedInformers
 from kproxy.controllers.deployment import DeploymentController
+from kproxy.controllers.disruption import DisruptionController
 from kproxy.controllers.endpoints import EndpointsController
 from kproxy.controllers.endpointslice import EndpointSliceController
 from kproxy.controllers.garbagecollector import GarbageCollector
@@ -15,6 +16,7 @@ from kproxy.controllers.mirroring import EndpointSliceMirroringController
 from kproxy.controllers.namespace import NamespaceController
 from kproxy.controllers.node import NodeLifecycleController
 from kproxy.controllers.replicaset import ReplicaSetController
+from kproxy.controllers.replicationcontroller import ReplicationControllerController
 from kproxy.controllers.resourcequota import ResourceQuotaController
 from kproxy.controllers.serviceaccount import ServiceAccountController
 
@@ -35,6 +37,8 @@ def build_controllers(client: Any, informers: SharedInformers, *, node_grace_per
                                 monitor_period=node_monitor_period),
         ReplicaSetController(client, informers),
         DeploymentController(client, informers),
+        ReplicationControllerController(client, informers),
+        DisruptionController(client, informers),
         GarbageCollector(client, informers),
     ]
 
