@@ -99,7 +99,8 @@ def test_pdb_validation(api):
     broken["spec"]["selector"] = {"matchExpressions": [{"key": "app", "operator": "Near"}]}
     assert fields(api, "POST", PDBS, broken) == ["spec.selector"]
     created = api.ok("POST", PDBS, pdb("ok", "web", minAvailable="50%"))
-    assert created["status"] == {} and created["metadata"]["generation"] == 1
+    assert created["status"] == {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}
+    assert created["metadata"]["generation"] == 1
     assert fields(api, "PUT", f"{PDBS}/ok/status", {**created, "status": {"disruptionsAllowed": -1}}) == \
         ["status.disruptionsAllowed"]
     rows = table(api, PDBS)
@@ -240,3 +241,38 @@ def test_discovery_and_rbac(server, api):
     make_pod(api, "guarded", "guarded")
     status, _ = evict(server.http("kube-proxy"), "guarded")
     assert status == 403 and exists(api, "guarded")
+
+
+def test_official_python_client(server, api):
+    """The official client's ReplicationController e2e steps, a budget and an eviction."""
+    kubernetes = pytest.importorskip("kubernetes")
+    from kubernetes import client, config
+    from kubernetes.client.rest import ApiException
+
+    with config.new_client_from_config(config_file=server.kubeconfig) as c:
+        core, policy = client.CoreV1Api(c), client.PolicyV1Api(c)
+        manifest = {"apiVersion": "v1", "kind": "ReplicationController",
+                    "metadata": {"labels": {"name": "frontend"}, "name": "frontend"},
+                    "spec": {"replicas": 2, "selector": {"name": "frontend"},
+                             "template": {"metadata": {"labels": {"name": "frontend"}},
+                                          "spec": {"containers": [{"image": "nginx", "name": "nginx", "ports": [
+                                              {"containerPort": 80, "protocol": "TCP"}]}]}}}}
+        created = core.create_namespaced_replication_controller(body=manifest, namespace="default")
+        assert (created.metadata.name, created.spec.replicas) == ("frontend", 2)
+        read = core.read_namespaced_replication_controller(name="frontend", namespace="default")
+        assert read.spec.selector == {"name": "frontend"}
+        core.delete_namespaced_replication_controller(name="frontend", namespace="default",
+                                                      propagation_policy="Background")
+
+        budget = client.V1PodDisruptionBudget(
+            metadata=client.V1ObjectMeta(name="py"),
+            spec=client.V1PodDisruptionBudgetSpec(max_unavailable="50%",
+                                                  selector=client.V1LabelSelector(match_labels={"app": "py"})))
+        policy.create_namespaced_pod_disruption_budget(namespace="default", body=budget)
+        assert policy.read_namespaced_pod_disruption_budget("py", "default").spec.max_unavailable == "50%"
+        make_pod(api, "py-0", "py")
+        eviction = client.V1Eviction(metadata=client.V1ObjectMeta(name="py-0", namespace="default"))
+        with pytest.raises(ApiException) as refused:  # the budget's status allows nothing yet
+            core.create_namespaced_pod_eviction(name="py-0", namespace="default", body=eviction)
+        assert refused.value.status == 429
+        assert kubernetes and exists(api, "py-0")
