@@ -18,6 +18,7 @@ behind generation) answers 429 as well. Blocking: run it on the writer pool.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from typing import Any, Callable
 
@@ -113,6 +114,29 @@ def spend(pdb: dict[str, Any], pod_name: str, now: str) -> dict[str, Any]:
     return new
 
 
+def disruption_target(pod: dict[str, Any], now: str) -> dict[str, Any]:
+    """The pod with the DisruptionTarget condition an eviction sets on it. Pure."""
+    new = copy.deepcopy(pod)
+    status = new.setdefault("status", {})
+    old = next((c for c in status.get("conditions") or [] if c.get("type") == "DisruptionTarget"), None)
+    since = old.get("lastTransitionTime") if old is not None and old.get("status") == "True" else None
+    status["conditions"] = [*(c for c in status.get("conditions") or [] if c.get("type") != "DisruptionTarget"),
+                            {"type": "DisruptionTarget", "status": "True", "lastProbeTime": None,
+                             "lastTransitionTime": since or now, "reason": "EvictionByEvictionAPI",
+                             "message": "Eviction API: evicting"}]
+    return new
+
+
+def check_preconditions(pod: dict[str, Any], options: DeleteOptions) -> None:
+    """409 when the pod is not the one the delete options name (uid, resourceVersion)."""
+    md = pod.get("metadata") or {}
+    for key, shown, wanted in (("uid", "UID", options.precondition_uid),
+                               ("resourceVersion", "ResourceVersion", options.precondition_rv)):
+        if wanted and wanted != md.get(key):
+            raise st.conflict("pods", md.get("name", ""), f"Precondition failed: {shown} in precondition: "
+                              f"{wanted}, {shown} in object meta: {md.get(key)}")
+
+
 def delete_options(options: dict[str, Any], dry_run: bool) -> DeleteOptions:
     """The registry's DeleteOptions of an Eviction's deleteOptions."""
     grace = options.get("gracePeriodSeconds")
@@ -135,7 +159,7 @@ class Evictions:
         """Evicts pod namespace/name: (the Status to answer, its HTTP code); raises ApiError."""
         pod = self.registry.get(PODS, namespace, name)
         if disrupts_nothing(pod):
-            self.registry.delete(PODS, namespace, name, options)
+            self._mark_and_delete(pod, options)
             return success(), 201
         budgets = [p for p in self.registry.list(POD_DISRUPTION_BUDGETS, namespace)["items"] if covers(p, pod)]
         if len(budgets) > 1:
@@ -146,7 +170,7 @@ class Evictions:
             if not is_ready(pod) and self._unhealthy_may_go(pdb):
                 return self._delete_unchanged(pod, pdb, options)
             self._spend(pdb, name, options.dry_run)
-        self.registry.delete(PODS, namespace, name, options)
+        self._mark_and_delete(pod, options)
         return success(), 201
 
     @staticmethod
@@ -167,12 +191,35 @@ class Evictions:
             options.grace_period_seconds, options.precondition_uid, md.get("resourceVersion"), options.dry_run,
             options.propagation_policy, options.orphan_dependents)
         try:
-            self.registry.delete(PODS, md["namespace"], md["name"], conditional)
+            self._mark_and_delete(pod, conditional)
         except st.ApiError as exc:
             if exc.code == 409 and not options.precondition_rv:
                 raise still_processing(pdb) from None
             raise
         return success(), 201
+
+    def _mark_and_delete(self, pod: dict[str, Any], options: DeleteOptions) -> None:
+        """Deletes the pod with its DisruptionTarget condition set first (addConditionAndDeletePod):
+        the marking is conditional on the version read and the options' preconditions; without
+        a resourceVersion precondition a conflict re-reads the pod, with one it is a 409."""
+        md = pod["metadata"]
+        namespace, name = md["namespace"], md["name"]
+        for _ in range(RACE_RETRIES):
+            if options.dry_run:
+                break
+            check_preconditions(pod, options)
+            try:
+                marked = self.registry.update(PODS, namespace, name, disruption_target(pod, rfc3339(self.clock())),
+                                              "status")[0]
+            except st.ApiError as exc:
+                if exc.code != 409 or options.precondition_rv:
+                    raise
+                pod = self.registry.get(PODS, namespace, name)
+                continue
+            if options.precondition_rv:  # our own write moved it on
+                options = dataclasses.replace(options, precondition_rv=marked["metadata"]["resourceVersion"])
+            break
+        self.registry.delete(PODS, namespace, name, options)
 
     def _spend(self, pdb: dict[str, Any], pod_name: str, dry_run: bool) -> None:
         """Takes one disruption from the budget with a write conditional on the version read;

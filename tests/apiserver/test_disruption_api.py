@@ -112,9 +112,11 @@ def test_pdb_validation(api):
 
 # -- pods/eviction ------------------------------------------------------------------------
 
-def make_pod(api, name: str, app: str, *, ready: bool = True) -> dict:
-    pod = api.ok("POST", PODS, {"metadata": {"name": name, "labels": {"app": app}},
-                               "spec": {"containers": [{"name": "c", "image": "x"}]}})
+def make_pod(api, name: str, app: str, *, ready: bool = True, node: str | None = None) -> dict:
+    spec: dict = {"containers": [{"name": "c", "image": "x"}]}
+    if node:
+        spec["nodeName"] = node  # deleted gracefully: it stays, marked, until its kubelet is done
+    pod = api.ok("POST", PODS, {"metadata": {"name": name, "labels": {"app": app}}, "spec": spec})
     pod["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
     return api.ok("PUT", f"{PODS}/{name}/status", pod)
 
@@ -160,6 +162,14 @@ def test_eviction_within_and_beyond_the_budget(api):
     # a pod no budget covers goes; a pod that is not running disrupts nothing
     make_pod(api, "free", "free")
     assert evict(api, "free")[0] == 201 and not exists(api, "free")
+    # an evicted pod on a node is marked as the eviction's target while it terminates
+    make_pod(api, "bound", "free", node="node1")
+    assert evict(api, "bound", preconditions={"uid": "someone-else"})[0] == 409
+    assert evict(api, "bound")[0] == 201
+    bound = api.ok("GET", f"{PODS}/bound")
+    assert bound["metadata"]["deletionTimestamp"]
+    assert [(c["status"], c["reason"], c["message"]) for c in bound["status"]["conditions"]
+            if c["type"] == "DisruptionTarget"] == [("True", "EvictionByEvictionAPI", "Eviction API: evicting")]
     api.ok("POST", PODS, {"metadata": {"name": "ev-pending", "labels": {"app": "ev"}},
                          "spec": {"containers": [{"name": "c", "image": "x"}]}})
     assert evict(api, "ev-pending")[0] == 201 and not exists(api, "ev-pending")

@@ -7,7 +7,7 @@ import pytest
 
 from kproxy.api import status as st
 from kproxy.api.disruptionbudget import with_disruption_allowed
-from kproxy.apiserver.eviction import covers, disrupts_nothing, spend
+from kproxy.apiserver.eviction import covers, disruption_target, disrupts_nothing, spend
 from kproxy.controllers.disruption import (
     budget_status, expected_and_desired, scaled_value, selected_pods, still_disrupted,
 )
@@ -121,3 +121,10 @@ def test_condition_keeps_its_transition_time_while_unchanged():
     assert again["conditions"][0]["lastTransitionTime"] == "t1"
     flipped = with_disruption_allowed({**again, "disruptionsAllowed": 0}, "t3")
     assert [(c["status"], c["lastTransitionTime"]) for c in flipped["conditions"]] == [("False", "t3")]
+
+
+def test_disruption_target_is_set_once():
+    marked = disruption_target(pod("a"), "t1")
+    assert [c["type"] for c in marked["status"]["conditions"]] == ["Ready", "DisruptionTarget"]
+    again = disruption_target(marked, "t2")
+    assert again == marked and pod("a")["status"]["conditions"] == [{"type": "Ready", "status": "True"}]
