@@ -252,6 +252,22 @@ def test_discovery_and_rbac(server, api):
     status, _ = evict(server.http("kube-proxy"), "guarded")
     assert status == 403 and exists(api, "guarded")
 
+    # the user-facing roles, granted in the namespace: edit may evict, view may not
+    anonymous = server.http(None)
+    for role in ("view", "edit"):
+        api.ok("POST", "/api/v1/namespaces/default/serviceaccounts", {"metadata": {"name": role}})
+        api.ok("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings", {
+            "metadata": {"name": role}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                                   "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": role, "namespace": "default"}]})
+        token = api.ok("POST", f"/api/v1/namespaces/default/serviceaccounts/{role}/token",
+                       {"spec": {"expirationSeconds": 600}})["status"]["token"]
+        status, obj = anonymous.call("POST", f"{PODS}/guarded/eviction", {
+            "apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "guarded"}},
+            headers={"Authorization": f"Bearer {token}"})
+        assert status == (201 if role == "edit" else 403), obj
+    assert not exists(api, "guarded")
+
 
 def test_official_python_client(server, api):
     """The official client's ReplicationController e2e steps, a budget and an eviction."""
