@@ -226,22 +226,24 @@ class DisruptionController(Controller):
         if pdb is None:
             return
         pods = selected_pods(pdb, self.pods.list(namespace))
-        if not pods:
-            self._record(pdb, "Normal", "NoPods", "No matching pods found")
         scales: Scales = {}
+        unmanaged: list[str] = []
         if needs_scale(pdb):
             refs, unmanaged = controller_refs(pods)
             for uid, ref in refs.items():
                 scales[uid] = await self._scale_of(ref, namespace)
+        now = self.clock()
+        status, recheck = budget_status(pdb, pods, scales, now, _rfc3339(now))
+        if status != (pdb.get("status") or {}):
+            # Events with each new status, not with every look (our recorder does not aggregate)
+            if not pods:
+                self._record(pdb, "Normal", "NoPods", "No matching pods found")
             if unmanaged:
                 self._record(pdb, "Warning", "UnmanagedPods", (
                     f"Pods selected by this PodDisruptionBudget (selector: {(pdb.get('spec') or {}).get('selector')}) "
                     "were found to be unmanaged. As a result, the status of the PDB cannot be calculated correctly, "
                     "which may result in undefined behavior. To account for these pods please set "
                     '".spec.minAvailable" field of the PDB to an integer value.'))
-        now = self.clock()
-        status, recheck = budget_status(pdb, pods, scales, now, _rfc3339(now))
-        if status != (pdb.get("status") or {}):
             try:
                 await self.client.update_status(POD_DISRUPTION_BUDGETS, {**pdb, "status": status})
             except ApiError as exc:

@@ -110,6 +110,17 @@ def test_budget_status_follows_the_deployment_and_gates_evictions(env, kubelet):
     code, refused = evict(env.server, live_pods(c)[0]["metadata"]["name"])
     assert code == 429 and "needs 3 healthy pods and has 3 currently" in refused["details"]["causes"][0]["message"]
 
+    # a pod without a controller has no scale to count: a Warning says so, nothing may be disrupted
+    c.create(PODS, {"metadata": {"name": "loose", "namespace": "default", "labels": {"app": "loose"}},
+                    "spec": {"containers": [{"name": "app", "image": "nginx"}]}})
+    c.create(POD_DISRUPTION_BUDGETS, {"metadata": {"name": "loose", "namespace": "default"},
+                                      "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "loose"}}}})
+    pdb_status(c, "loose", {"observedGeneration": 1, "expectedPods": 0, "disruptionsAllowed": 0})
+    warned = c.wait_for(lambda c: [e for e in c.list(EVENTS, "default")["items"]
+                                   if e["reason"] == "UnmanagedPods" and e["involvedObject"]["name"] == "loose"],
+                        timeout=WAIT)
+    assert warned[0]["type"] == "Warning" and warned[0]["involvedObject"]["kind"] == "PodDisruptionBudget"
+
 
 # -- kubectl drain ------------------------------------------------------------------------
 
