@@ -188,12 +188,13 @@ def test_kubectl_drain_honours_the_budget(cluster):
     d = copy.deepcopy(DEPLOYMENT)
     d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 0
     c.create(DEPLOYMENTS, d)
-    c.create(POD_DISRUPTION_BUDGETS, {"metadata": {"name": "web", "namespace": "default"},
-                                      "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}})
+    assert "poddisruptionbudget.policy/web created" in kubectl("create", "pdb", "web", "--selector=app=web",
+                                                               "--max-unavailable=1")
     pdb_status(c, "web", {"currentHealthy": 3, "disruptionsAllowed": 1})
     assert {p["spec"]["nodeName"] for p in live_pods(c)} == {"node1"}
     node(c, "node2")
-    assert "web" in kubectl("get", "pdb")
+    assert kubectl("get", "pdb", "web", "--no-headers").split()[:4] == ["web", "N/A", "1", "1"]
+    assert "Allowed disruptions:  1" in kubectl("describe", "pdb", "web")
 
     watch = ReadyWatch(c)
     proc = subprocess.run([KUBECTL, "drain", "node1", "--ignore-daemonsets", "--delete-emptydir-data",
