@@ -57,14 +57,14 @@ def success() -> dict[str, Any]:
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
 
 
-def budget_violated(pdb: dict[str, Any], cause: str, retry_after: int | None = None) -> st.ApiError:
+def budget_violated(cause: str, retry_after: int | None = None) -> st.ApiError:
     return st.ApiError(st.status(429, "TooManyRequests", BUDGET_VIOLATED, retry_after=retry_after,
                                  causes=[{"reason": DISRUPTION_BUDGET_CAUSE, "message": cause}]))
 
 
 def still_processing(pdb: dict[str, Any]) -> st.ApiError:
     name = (pdb.get("metadata") or {}).get("name", "")
-    return budget_violated(pdb, f"The disruption budget {name} is still being processed by the server.", 10)
+    return budget_violated(f"The disruption budget {name} is still being processed by the server.", 10)
 
 
 def is_ready(pod: dict[str, Any]) -> bool:
@@ -103,7 +103,7 @@ def spend(pdb: dict[str, Any], pod_name: str, now: str) -> dict[str, Any]:
         raise st.forbidden(f'poddisruptionbudgets.policy "{name}" is forbidden: DisruptedPods map too big - too '
                            f'many evictions not confirmed by PDB controller', "poddisruptionbudgets", name)
     if allowed == 0:
-        raise budget_violated(pdb, f"The disruption budget {name} needs {status.get('desiredHealthy', 0)} healthy "
+        raise budget_violated(f"The disruption budget {name} needs {status.get('desiredHealthy', 0)} healthy "
                                    f"pods and has {status.get('currentHealthy', 0)} currently")
     new = copy.deepcopy(pdb)
     new_status = {**new.get("status", {}), "disruptionsAllowed": allowed - 1}
@@ -186,10 +186,8 @@ class Evictions:
     def _delete_unchanged(self, pod: dict[str, Any], pdb: dict[str, Any],
                           options: DeleteOptions) -> tuple[dict[str, Any], int]:
         """Deletes the pod only if it is still the version read (not become ready meanwhile)."""
-        md = pod["metadata"]
-        conditional = options if options.precondition_rv else DeleteOptions(
-            options.grace_period_seconds, options.precondition_uid, md.get("resourceVersion"), options.dry_run,
-            options.propagation_policy, options.orphan_dependents)
+        conditional = options if options.precondition_rv else dataclasses.replace(
+            options, precondition_rv=pod["metadata"].get("resourceVersion"))
         try:
             self._mark_and_delete(pod, conditional)
         except st.ApiError as exc:
