@@ -10,6 +10,7 @@ from kproxy.controllers.deployment import DeploymentController
 from kproxy.controllers.endpoints import EndpointsController
 from kproxy.controllers.endpointslice import EndpointSliceController
 from kproxy.controllers.garbagecollector import GarbageCollector
+from kproxy.controllers.job import JobController
 from kproxy.controllers.leaderelection import LeaderElector
 from kproxy.controllers.mirroring import EndpointSliceMirroringController
 from kproxy.controllers.namespace import NamespaceController
@@ -35,6 +36,7 @@ def build_controllers(client: Any, informers: SharedInformers, *, node_grace_per
                                 monitor_period=node_monitor_period),
         ReplicaSetController(client, informers),
         DeploymentController(client, informers),
+        JobController(client, informers),
         GarbageCollector(client, informers),
     ]
 
