@@ -94,7 +94,8 @@ def parse_indexes(text: str | None) -> set[int]:
 
 def format_indexes(indexes: set[int]) -> str:
     """{1, 3, 4, 5, 7} -> "1,3-5,7" (three or more in a row become a range)."""
-    parts, run = [], []
+    parts: list[str] = []
+    run: list[int] = []
     for i in sorted(indexes):
         if run and i != run[-1] + 1:
             parts.append(_run(run))
@@ -168,8 +169,8 @@ def record_uncounted(job: Obj, pods: list[Obj]) -> dict[str, Any] | None:
     known = set(succeeded) | set(failed)
     new = False
     for pod in pods:
-        uid = meta(pod).get("uid")
-        if not has_finalizer(pod) or not is_terminal(pod) or uid in known:
+        uid = meta(pod).get("uid") or ""
+        if not uid or not has_finalizer(pod) or not is_terminal(pod) or uid in known:
             continue
         (succeeded if (pod.get("status") or {}).get("phase") == "Succeeded" else failed).append(uid)
         new = True

@@ -146,3 +146,35 @@ def test_kubectl_create_and_get_jobs_and_cronjobs(server):
         [line[:10] for line in lines]
     assert "completions" in kubectl("explain", "job.spec")
     assert "job.batch/kc" in kubectl("get", "all")
+
+
+def test_official_python_client(server):
+    pytest.importorskip("kubernetes")
+    from kubernetes import client, config
+    from kubernetes.client.rest import ApiException
+
+    api_client = config.new_client_from_config(config_file=server.kubeconfig)
+    try:
+        batch = client.BatchV1Api(api_client)
+        template = client.V1PodTemplateSpec(spec=client.V1PodSpec(
+            restart_policy="Never", containers=[client.V1Container(name="pi", image="busybox", command=["true"])]))
+        job = batch.create_namespaced_job("default", client.V1Job(
+            metadata=client.V1ObjectMeta(name="py-job"), spec=client.V1JobSpec(template=template, backoff_limit=2)))
+        assert job.spec.completions == 1 and job.spec.backoff_limit == 2
+        assert job.spec.selector.match_labels == {UID_LABEL: job.metadata.uid}
+        assert batch.read_namespaced_job_status("py-job", "default").metadata.name == "py-job"
+        cron = batch.create_namespaced_cron_job("default", client.V1CronJob(
+            metadata=client.V1ObjectMeta(name="py-cron"), spec=client.V1CronJobSpec(
+                schedule="@hourly", job_template=client.V1JobTemplateSpec(spec=client.V1JobSpec(template=template)))))
+        assert cron.spec.concurrency_policy == "Allow" and cron.spec.successful_jobs_history_limit == 3
+        assert "py-cron" in [c.metadata.name for c in batch.list_cron_job_for_all_namespaces().items]
+        with pytest.raises(ApiException) as exc:
+            batch.create_namespaced_cron_job("default", client.V1CronJob(
+                metadata=client.V1ObjectMeta(name="py-bad"), spec=client.V1CronJobSpec(
+                    schedule="every day", job_template=client.V1JobTemplateSpec(spec=client.V1JobSpec(
+                        template=template)))))
+        assert exc.value.status == 422 and "spec.schedule" in exc.value.body
+        batch.delete_namespaced_job("py-job", "default", propagation_policy="Background")
+        batch.delete_namespaced_cron_job("py-cron", "default")
+    finally:
+        api_client.close()

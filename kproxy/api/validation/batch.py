@@ -87,7 +87,7 @@ def validate_job(e: FieldErrors, obj: dict[str, Any], old: dict[str, Any] | None
     _template(e, spec, sel, restart_policies=JOB_RESTART_POLICIES)
     _generated_selector(e, obj, spec)
     if old is not None:
-        old_spec = old.get("spec") if isinstance(old.get("spec"), Mapping) else {}
+        old_spec = dict(old["spec"]) if isinstance(old.get("spec"), Mapping) else {}
         for key in ("selector", "template", "completionMode", "manualSelector", "podReplacementPolicy"):
             if spec.get(key) != old_spec.get(key):
                 e.invalid(f"spec.{key}", spec.get(key), IMMUTABLE_MSG)
