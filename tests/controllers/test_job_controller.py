@@ -178,3 +178,28 @@ def test_indexed_job_and_ttl(env, kubelet):
     c.wait_for(lambda c: not any(j["metadata"]["name"] == "idx" for j in c.list(JOBS, "default")["items"]),
                timeout=60)
     c.wait_for(lambda c: not _job_pods(c, created), timeout=60)
+
+
+def test_a_lagging_informer_never_doubles_creates():
+    """Reconciling again before the informer shows the new pods creates nothing more."""
+    import asyncio
+
+    from kproxy.controllers.base import SharedInformers
+    from kproxy.controllers.job import JobController
+    from tests.controllers.test_replicaset_controller import _LaggingInformer, _RecordingClient
+
+    job = _job()
+    job["metadata"]["name"] = "web"  # the recording client names pods web-N
+    client = _RecordingClient()
+    informers = SharedInformers(client)
+    informers._informers[JOBS] = _LaggingInformer([job])
+    informers._informers[PODS] = _LaggingInformer()
+
+    async def run():
+        controller = JobController(client, informers, clock=lambda: T0)
+        for _ in range(3):
+            await controller.reconcile("default/web")
+        await controller.events.drain()
+    asyncio.run(run())
+    assert len(client.created) == 2  # parallelism 2
+    assert all(TRACKING_FINALIZER in p["metadata"]["finalizers"] for p in client.created)
