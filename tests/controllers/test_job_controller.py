@@ -120,7 +120,8 @@ def kubelet(env):
 def _create_job(client, name, exit_code=0, **spec):
     job = copy.deepcopy(JOB)
     job["metadata"]["name"] = name
-    job["spec"]["template"]["metadata"]["annotations"] = {EXIT_CODE: str(exit_code)}
+    if exit_code is not None:
+        job["spec"]["template"]["metadata"]["annotations"] = {EXIT_CODE: str(exit_code)}
     job["spec"].update(spec)
     return client.create(JOBS, job)
 
@@ -177,6 +178,16 @@ def test_indexed_job_and_ttl(env, kubelet):
     # a second after it finished the Job goes, and the garbage collector takes its pods
     c.wait_for(lambda c: not any(j["metadata"]["name"] == "idx" for j in c.list(JOBS, "default")["items"]),
                timeout=60)
+    c.wait_for(lambda c: not _job_pods(c, created), timeout=60)
+
+
+def test_deleting_a_running_job_releases_its_pods(env, kubelet):
+    """The GC deletes the pods of a deleted Job; their tracking finalizers must not keep them."""
+    c = env.client
+    created = _create_job(c, "endless", exit_code=None)  # its pods run until deleted
+    c.wait_for(lambda c: len([p for p in _job_pods(c, created) if p["status"].get("phase") == "Running"]) == 2,
+               timeout=30)
+    c.delete(JOBS, "endless", "default", propagation_policy="Background")
     c.wait_for(lambda c: not _job_pods(c, created), timeout=60)
 
 
