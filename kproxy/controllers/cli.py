@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node-monitor-period", type=parse_duration, default=None, metavar="DURATION",
                         help="how often node heartbeats are checked (default 5s)")
     parser.add_argument("--terminated-pod-gc-threshold", type=int, default=DEFAULT_TERMINATED_THRESHOLD,
-                        metavar="N", help="finished pods kept before the oldest are deleted; 0 keeps all "
+                        metavar="N", help="finished pods kept before the oldest are deleted; 0 or less keeps all "
                         f"(default {DEFAULT_TERMINATED_THRESHOLD})")
     parser.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=True,
                         help="act only while holding the Lease kube-system/kproxy-controllers (default on)")

@@ -112,7 +112,8 @@ class JobController(Controller):
         if job is None:
             self.expectations.forget(key)
             return
-        pods = claim(job, self.pods.list(namespace)).owned
+        claimed = claim(job, self.pods.list(namespace))
+        pods = [p for p in claimed.owned if p not in claimed.adopt]  # orphans are not adopted (yet)
         job = await self._account(job, pods)
         if is_finished(job) and await self._expire(job):
             return
