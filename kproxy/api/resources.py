@@ -71,12 +71,15 @@ REPLICATION_CONTROLLERS = Resource("", "v1", "ReplicationController", "replicati
                                    "replicationcontroller", True, ("rc",), True, True)
 POD_DISRUPTION_BUDGETS = Resource("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets",
                                   "poddisruptionbudget", True, ("pdb",), True)
+JOBS = Resource("batch", "v1", "Job", "jobs", "job", True, (), True)
+CRON_JOBS = Resource("batch", "v1", "CronJob", "cronjobs", "cronjob", True, ("cj",), True)
 
 ALL: tuple[Resource, ...] = (
     NAMESPACES, SERVICES, ENDPOINTS, PODS, NODES, SERVICE_ACCOUNTS, RESOURCE_QUOTAS, EVENTS,
     SECRETS, ENDPOINT_SLICES, LEASES, ROLES, CLUSTER_ROLES, ROLE_BINDINGS, CLUSTER_ROLE_BINDINGS,
     CONFIG_MAPS, DEPLOYMENTS, REPLICA_SETS,
     REPLICATION_CONTROLLERS, POD_DISRUPTION_BUDGETS,
+    JOBS, CRON_JOBS,
 )
 
 

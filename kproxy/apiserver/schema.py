@@ -286,8 +286,9 @@ def kind_schema(resource: Resource) -> Struct:
 
 
 def _add_workloads() -> None:
-    from kproxy.apiserver import schema_policy, schema_workloads  # import this module's names: after them
+    from kproxy.apiserver import schema_batch, schema_policy, schema_workloads  # import this module's names
     DEFINITIONS.update(schema_workloads.DEFINITIONS)
+    DEFINITIONS.update(schema_batch.DEFINITIONS)
     DEFINITIONS.update(schema_policy.DEFINITIONS)
 
 

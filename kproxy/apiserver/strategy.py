@@ -266,5 +266,11 @@ def build_strategies(services: ServiceAllocations) -> Mapping[Resource, Strategy
         R.REPLICATION_CONTROLLERS: WorkloadStrategy(R.REPLICATION_CONTROLLERS, {"replicas": 0}),
         R.POD_DISRUPTION_BUDGETS: WorkloadStrategy(R.POD_DISRUPTION_BUDGETS, dict.fromkeys(  # the same generation rule
             ("disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods"), 0)),
+        **_batch_strategies(),
     }
+
+
+def _batch_strategies() -> dict[Resource, Strategy]:
+    from kproxy.apiserver.strategy_batch import JobStrategy  # subclasses this module's: after it
+    return {R.JOBS: JobStrategy(R.JOBS), R.CRON_JOBS: WorkloadStrategy(R.CRON_JOBS)}
 

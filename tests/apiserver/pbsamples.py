@@ -95,6 +95,22 @@ SAMPLES: dict[tuple[str, str], dict[str, Any]] = {
         "replicas": 0, "selector": {"app": "web"}, "template": TEMPLATE, "minReadySeconds": 5}},
     ("policy/v1", "PodDisruptionBudget"): {"metadata": META, "spec": {
         "maxUnavailable": "25%", "selector": LABELS, "unhealthyPodEvictionPolicy": "AlwaysAllow"}},
+    ("batch/v1", "Job"): {"metadata": META, "spec": {
+        "parallelism": 0, "completions": 4, "backoffLimit": 2, "completionMode": "Indexed", "suspend": False,
+        "manualSelector": True, "selector": LABELS, "activeDeadlineSeconds": 600, "ttlSecondsAfterFinished": 0,
+        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {**POD_SPEC, "restartPolicy": "Never"}}},
+        "status": {"active": 1, "succeeded": 2, "ready": 0, "completedIndexes": "0,2",
+                   "startTime": "2026-01-02T03:04:05Z",
+                   "uncountedTerminatedPods": {"failed": ["uid-1"]},
+                   "conditions": [{"type": "Suspended", "status": "False", "reason": "JobResumed",
+                                   "lastTransitionTime": "2026-01-02T03:04:05Z"}]}},
+    ("batch/v1", "CronJob"): {"metadata": META, "spec": {
+        "schedule": "*/5 * * * *", "timeZone": "Europe/Paris", "concurrencyPolicy": "Forbid", "suspend": False,
+        "startingDeadlineSeconds": 0, "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 0,
+        "jobTemplate": {"metadata": {"labels": {"app": "web"}}, "spec": {
+            "template": {"spec": {**POD_SPEC, "restartPolicy": "OnFailure"}}}}},
+        "status": {"active": [{"kind": "Job", "name": "sample-1", "namespace": NS, "apiVersion": "batch/v1"}],
+                   "lastScheduleTime": "2026-01-02T03:05:00Z"}},
 }
 
 
