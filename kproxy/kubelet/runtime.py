@@ -91,6 +91,18 @@ def exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+def in_pod(netns: str, argv: Sequence[str]) -> list[str]:
+    """The command line that runs `argv` inside the pod's namespace (containers, exec)."""
+    return ["ip", "netns", "exec", netns, *argv]
+
+
+def missing_program(argv: Sequence[str], env: Mapping[str, str]) -> str | None:
+    """The runtime's message when argv's program is not on the environment's PATH, else None."""
+    if not argv or shutil.which(argv[0], path=env.get("PATH")) is None:
+        return f'exec: "{argv[0] if argv else ""}": executable file not found in $PATH'
+    return None
+
+
 class ContainerProcess:
     def __init__(self, netns: str, argv: Sequence[str], env: Mapping[str, str], cwd: str | None, log_path: str):
         self.netns, self.argv, self.env, self.cwd, self.log_path = netns, list(argv), dict(env), cwd, log_path
@@ -103,12 +115,13 @@ class ContainerProcess:
         """Starts the process; raises RuntimeFailure (bad workingDir, missing program)."""
         if self.cwd and not os.path.isdir(self.cwd):
             raise RuntimeFailure(f"workingDir {self.cwd!r} does not exist")
-        if shutil.which(self.argv[0], path=self.env.get("PATH")) is None:
-            raise RuntimeFailure(f'exec: "{self.argv[0]}": executable file not found in $PATH')
+        missing = missing_program(self.argv, self.env)
+        if missing:
+            raise RuntimeFailure(missing)
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         log: IO[bytes] = open(self.log_path, "ab")
         try:
-            self.proc = subprocess.Popen(["ip", "netns", "exec", self.netns, *self.argv], env=self.env,
+            self.proc = subprocess.Popen(in_pod(self.netns, self.argv), env=self.env,
                                          cwd=self.cwd or "/", stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         except OSError as exc:
