@@ -26,7 +26,7 @@ import signal
 import struct
 import termios
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from aiohttp import WSMsgType, web
 
@@ -43,6 +43,7 @@ CLOSE = 255  # v5: close the channel named by the next byte
 READ_CHUNK = 32 * 1024
 EOT = b"\x04"  # what closing stdin means on a terminal
 STREAM_FLAGS = ("stdin", "stdout", "stderr", "tty")
+ALIVE_POLL = 0.5  # how often an exec looks whether its container still runs
 
 
 @dataclass(frozen=True)
@@ -206,9 +207,11 @@ def _controlling_tty() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
-async def serve(ws: web.WebSocketResponse, options: ExecOptions, target: Target | str) -> None:
+async def serve(ws: web.WebSocketResponse, options: ExecOptions, target: Target | str,
+                alive: Callable[[], bool] = lambda: True) -> None:
     """Runs one exec on an open WebSocket; `target` is a message when the container cannot
-    take one. Returns when the command has ended and its Status is sent, or the client left."""
+    take one. Returns when the command has ended and its Status is sent, or the client left,
+    or the container stopped (`alive()` false: its exec processes die with it)."""
     if isinstance(target, str):
         await _send_status(ws, error_status(target))
         return
@@ -226,9 +229,12 @@ async def serve(ws: web.WebSocketResponse, options: ExecOptions, target: Target 
     assert session.proc is not None
     client = asyncio.create_task(session.pump_in())
     command = asyncio.create_task(_run_to_end(session))
+    container = asyncio.create_task(_until_false(alive))
     try:
-        await asyncio.wait({client, command}, return_when=asyncio.FIRST_COMPLETED)
-        if not command.done():  # the client went away: the command goes too
+        await asyncio.wait({client, command, container}, return_when=asyncio.FIRST_COMPLETED)
+        if container.done() and not command.done():  # the container stopped: so does its exec
+            session.kill()
+        elif not command.done():  # the client went away: the command goes too
             session.kill()
             await asyncio.gather(command, return_exceptions=True)
             return
@@ -238,10 +244,15 @@ async def serve(ws: web.WebSocketResponse, options: ExecOptions, target: Target 
         log.info("exec %s: client gone: %s", options.command[:1], exc)
         session.kill()
     finally:
-        client.cancel()
-        command.cancel()
-        await asyncio.gather(client, command, return_exceptions=True)
+        for task in (client, command, container):
+            task.cancel()
+        await asyncio.gather(client, command, container, return_exceptions=True)
         session.kill()
+
+
+async def _until_false(check: Callable[[], bool]) -> None:
+    while check():
+        await asyncio.sleep(ALIVE_POLL)
 
 
 async def _run_to_end(session: _Session) -> None:

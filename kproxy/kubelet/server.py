@@ -87,6 +87,15 @@ def peer_user(request: web.Request) -> str | None:
     return None
 
 
+def _still_writing(process: Any, request: web.Request) -> Callable[[], bool]:
+    """Whether a followed log still grows: its container runs and the client is still there."""
+    def check() -> bool:
+        transport = request.transport
+        return process is not None and process.poll() is None and transport is not None \
+            and not transport.is_closing()
+    return check
+
+
 class KubeletServer:
     def __init__(self, pods: PodLookup, root_dir: str, tls: ssl.SSLContext):
         self.pods = pods
@@ -204,9 +213,7 @@ class KubeletServer:
             await response.write(body)
         if follow and not previous and (limit is None or len(body) < limit):
             budget = None if limit is None else limit - len(body)
-            process = c.process
-            async for chunk in logs.follow(path, len(data), lambda: process is not None and process.poll() is None
-                                           and not request.transport.is_closing()):  # type: ignore[union-attr]
+            async for chunk in logs.follow(path, len(data), _still_writing(c.process, request)):
                 if budget is not None:
                     chunk, budget = chunk[:budget], budget - len(chunk[:budget])
                 await response.write(chunk)
@@ -227,8 +234,10 @@ class KubeletServer:
         task = asyncio.current_task()
         if task is not None:
             self._sessions.add(task)
+        process = c.process
         try:
-            await execstream.serve(ws, options, self._exec_target(pod, c))
+            await execstream.serve(ws, options, self._exec_target(pod, c),
+                                   alive=lambda: process is not None and process.poll() is None)
         finally:
             if task is not None:
                 self._sessions.discard(task)

@@ -219,3 +219,21 @@ def test_kubelet_server_takes_only_the_apiservers_certificate(cluster):
     assert code == 403 and json.loads(body)["reason"] == "Forbidden", body
     code, body = _kubelet_request(cluster, None)
     assert code == 0, f"a client without a certificate was answered: {code} {body}"
+
+
+def test_exec_ends_when_its_container_stops(cluster, tmp_path):
+    """The container exits (and restarts in the same pod namespace): its exec dies with it."""
+    stop = tmp_path / "stop"
+    cluster.pod("stopper", f"while [ ! -e {stop} ]; do sleep 0.2; done; exit 1", restartPolicy="Never")
+    session = subprocess.Popen([KUBECTL, "exec", "stopper", "--", "sh", "-c", "echo started; exec sleep 3600"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env)
+    try:
+        assert session.stdout.readline() == "started\n", session.stderr.read()  # type: ignore[union-attr]
+        stop.touch()
+        rc = session.wait(60)
+        assert rc == 137, (rc, session.stderr.read())  # type: ignore[union-attr]  (SIGKILL, as a runtime reports)
+    finally:
+        if session.poll() is None:
+            session.kill()
+            session.wait()
+    cluster.ok("delete", "pod", "stopper", "--wait=false")
