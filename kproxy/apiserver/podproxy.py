@@ -196,6 +196,14 @@ class PodProxy:
         node = await self.get(NODES, None, node_name) if node_name else None
         return pod, container, node
 
+    async def _reachable(self, node: Mapping[str, Any], url: str) -> None:
+        """Raises the dial error when the node's kubelet cannot be reached."""
+        try:
+            async with self._session(node).get(url) as answer:
+                await answer.read()
+        except (aiohttp.ClientConnectionError, aiohttp.ClientSSLError, asyncio.TimeoutError, OSError) as exc:
+            raise _dial_error(str(node["metadata"]["name"]), exc) from None
+
     async def _logs(self, request: web.Request, namespace: str, name: str) -> web.StreamResponse:
         query = log_query(request.query)
         pod, container, node = await self._target(namespace, name, request.query.get("container"))
@@ -225,8 +233,10 @@ class PodProxy:
         if node is None:
             raise st.bad_request(f"pod {name} does not have a host assigned")
         host, port = kubelet_endpoint(node)
-        # after the pod's checks: kubectl's SPDY fallback then shows their errors, not this one
+        # after the pod's and the kubelet's checks: kubectl falls back to SPDY when the WebSocket
+        # upgrade fails, and the user should see why it failed, not that SPDY is not spoken
         if request.headers.get("Upgrade", "").lower() != "websocket":
+            await self._reachable(node, f"https://{_host(host)}:{port}/healthz")
             raise st.bad_request(f"pods/exec is served over WebSocket only ({', '.join(PROTOCOLS)}); "
                                  f"this server does not speak SPDY")
         protocol = choose_protocol(request.headers.get("Sec-WebSocket-Protocol", ""))
