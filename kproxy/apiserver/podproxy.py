@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import ssl
 from typing import Any, Awaitable, Callable, Mapping
@@ -33,7 +34,7 @@ from kproxy.api import status as st
 from kproxy.api.resources import NODES, PODS, Resource
 from kproxy.kubelet.execstream import PROTOCOLS, STREAM_FLAGS, choose_protocol
 from kproxy.kubelet.node import NETNS_ANNOTATION
-from kproxy.netns import NetNS, NetNSError
+from kproxy.netns import NETNS_RUN_DIR, NetNS, NetNSError
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +142,10 @@ class PodProxy:
         self.get = get
         self.tls = tls
         self.netns_dial = netns_dial
-        self._sessions: dict[str | None, aiohttp.ClientSession] = {}  # node netns (lab) or None -> session
-        self._netns: dict[str, NetNS] = {}
+        # one session per node namespace (name, inode: a namespace made again under the same
+        # name is another one), and None for kubelets reached directly
+        self._sessions: dict[tuple[str, int] | None, aiohttp.ClientSession] = {}
+        self._netns: dict[tuple[str, int], NetNS] = {}
 
     async def close(self) -> None:
         for session in self._sessions.values():
@@ -153,24 +156,34 @@ class PodProxy:
         self._netns.clear()
 
     def _session(self, node: Mapping[str, Any]) -> aiohttp.ClientSession:
-        netns = ((node.get("metadata") or {}).get("annotations") or {}).get(NETNS_ANNOTATION) \
-            if self.netns_dial else None
-        session = self._sessions.get(netns)
+        meta = node.get("metadata") or {}
+        netns = (meta.get("annotations") or {}).get(NETNS_ANNOTATION) if self.netns_dial else None
+        key = None
+        if netns:
+            try:
+                key = (str(netns), os.stat(os.path.join(NETNS_RUN_DIR, str(netns))).st_ino)
+            except (OSError, ValueError) as exc:
+                raise _dial_error(str(meta.get("name")), exc) from None
+        session = self._sessions.get(key)
         if session is None:
-            factory = self._socket_factory(netns, str((node.get("metadata") or {}).get("name"))) if netns else None
+            factory = self._socket_factory(key, str(meta.get("name"))) if key else None
             connector = aiohttp.TCPConnector(ssl=self.tls, socket_factory=factory)
-            session = self._sessions[netns] = aiohttp.ClientSession(
+            session = self._sessions[key] = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT))
         return session
 
-    def _socket_factory(self, netns: str, node_name: str) -> Callable[[Any], socket.socket]:
+    def _socket_factory(self, key: tuple[str, int], node_name: str) -> Callable[[Any], socket.socket]:
         """Makes aiohttp's sockets in the node's namespace (a socket keeps the namespace it was
         created in, so connecting it from the event loop reaches the node)."""
+        for old in [k for k in self._netns if k[0] == key[0]]:  # that name's earlier namespace is gone
+            self._netns.pop(old).close()
+            stale = self._sessions.pop(old, None)
+            if stale is not None:
+                asyncio.ensure_future(stale.close())
         try:
-            ns = self._netns.get(netns) or NetNS(netns)
+            ns = self._netns[key] = NetNS(key[0])
         except NetNSError as exc:
             raise _dial_error(node_name, exc) from None
-        self._netns[netns] = ns
 
         def factory(addr_info: Any) -> socket.socket:
             family, type_, proto = addr_info[0], addr_info[1], addr_info[2]
