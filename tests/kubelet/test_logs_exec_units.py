@@ -111,3 +111,11 @@ def test_kubelet_endpoint_and_queries():
         assert err.value.code == 400, bad
     assert podproxy.exec_query(MultiDict([("command", "ls"), ("command", "/"), ("stdout", "1")])) == [
         ("command", "ls"), ("command", "/"), ("stdout", "true")]
+
+
+def test_websocket_exec_is_authorised_as_create():
+    from kproxy.apiserver.auth.attributes import request_attributes
+    path = "/api/v1/namespaces/default/pods/p/exec"
+    assert request_attributes("GET", path, {}).verb == "create"  # kube-apiserver: a WebSocket upgrade
+    assert request_attributes("POST", path, {}).verb == "create"  # SPDY
+    assert request_attributes("GET", "/api/v1/namespaces/default/pods/p/log", {}).verb == "get"
