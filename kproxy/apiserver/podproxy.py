@@ -1,7 +1,8 @@
 """pods/log and pods/exec: the apiserver finds the pod's node and proxies the request to that
 node's kubelet (kproxy.kubelet.server) with its kubelet-client certificate.
 
-    GET /api/v1/namespaces/NS/pods/NAME/log?container=&follow=&previous=&tailLines=&limitBytes=
+    GET /api/v1/namespaces/NS/pods/NAME/log?container=&follow=&previous=&tailLines=&limitBytes=&timestamps=
+        &sinceSeconds=&sinceTime=
     GET /api/v1/namespaces/NS/pods/NAME/exec?container=&command=..&stdin=&stdout=&stderr=&tty=
         (Upgrade: websocket, v5.channel.k8s.io or v4.channel.k8s.io)
 
@@ -40,8 +41,7 @@ log = logging.getLogger(__name__)
 
 SUBRESOURCES = ("log", "exec")
 LOG_FLAGS = ("follow", "previous")
-LOG_NUMBERS = (("tailLines", 0), ("limitBytes", 1))
-UNRECORDED = ("sinceSeconds", "sinceTime")  # the process runtime's logs carry no time per line
+LOG_NUMBERS = (("tailLines", 0), ("limitBytes", 1), ("sinceSeconds", 1))
 ADDRESS_TYPES = ("InternalIP", "ExternalIP", "Hostname")
 CONNECT_TIMEOUT = 10.0
 
@@ -108,11 +108,12 @@ def log_query(query: Mapping[str, str]) -> dict[str, str]:
         if value < minimum:
             raise st.bad_request(f"{name}: Invalid value: {value}: must be greater than or equal to {minimum}")
         out[name] = str(value)
-    if _flag(query, "timestamps") == "true":
-        raise st.bad_request("timestamps: the process runtime does not record when each log line was written")
-    for name in UNRECORDED:
-        if query.get(name):
-            raise st.bad_request(f"{name}: the process runtime does not record when each log line was written")
+    if (timestamps := _flag(query, "timestamps")) is not None:
+        out["timestamps"] = timestamps
+    if query.get("sinceSeconds") and query.get("sinceTime"):
+        raise st.bad_request("at most one of sinceTime or sinceSeconds may be specified")
+    if query.get("sinceTime"):
+        out["sinceTime"] = str(query["sinceTime"])
     return out
 
 

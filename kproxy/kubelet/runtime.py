@@ -5,7 +5,8 @@ Guarantees:
 - pod namespaces are named `<prefix><namespace>-<name>` and their addresses come from the
   node's pod CIDR (the lab's routed-veth layout, kproxy.lab.netsetup, one home for both);
 - every container process leads its own session, so stopping it signals everything it
-  started; its output goes to `<root>/pods/<uid>/<container>.log`;
+  started; its output goes, with the time of each line, to `<root>/pods/<uid>/<container>.log`
+  through a log shim process of its own (kproxy.kubelet.logshim, CRI log format);
 - `remove_pod_network` and `stop` are idempotent.
 """
 from __future__ import annotations
@@ -16,12 +17,14 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
-from typing import IO, Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from kproxy.lab import netsetup
 from kproxy.lab.topology import PodPlan, check_ifname
 
+LOG_SHIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "logshim.py")
 MAX_SLOTS = 4096  # more than any node's pod limit
 MAX_NETNS_NAME = 200
 
@@ -107,6 +110,7 @@ class ContainerProcess:
     def __init__(self, netns: str, argv: Sequence[str], env: Mapping[str, str], cwd: str | None, log_path: str):
         self.netns, self.argv, self.env, self.cwd, self.log_path = netns, list(argv), dict(env), cwd, log_path
         self.proc: subprocess.Popen | None = None
+        self.shim: subprocess.Popen | None = None  # writes the output to log_path (kproxy.kubelet.logshim)
         self.started_mono = 0.0
         self._pidfd: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -119,15 +123,24 @@ class ContainerProcess:
         if missing:
             raise RuntimeFailure(missing)
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
-        log: IO[bytes] = open(self.log_path, "ab")
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
         try:
+            # the shim first: it holds the read ends, so the container never writes to nobody
+            self.shim = subprocess.Popen([sys.executable, "-I", "-S", LOG_SHIM, self.log_path, str(out_r), str(err_r)],
+                                         pass_fds=(out_r, err_r), stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                         start_new_session=True)
             self.proc = subprocess.Popen(in_pod(self.netns, self.argv), env=self.env,
-                                         cwd=self.cwd or "/", stdout=log, stderr=subprocess.STDOUT,
+                                         cwd=self.cwd or "/", stdout=out_w, stderr=err_w,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         except OSError as exc:
+            if self.shim is not None:
+                self.shim.kill()
             raise RuntimeFailure(f"cannot start {self.argv[0]!r}: {exc}") from None
         finally:
-            log.close()
+            for fd in (out_r, out_w, err_r, err_w):
+                os.close(fd)
         self.started_mono = time.monotonic()
 
     @property
@@ -142,6 +155,8 @@ class ContainerProcess:
         if rc is None:
             return None
         self._unwatch()
+        if self.shim is not None:
+            self.shim.poll()  # reaped once it has written the last output
         return exit_code(rc)
 
     def watch_exit(self, callback: Callable[[], None]) -> bool:

@@ -1,7 +1,8 @@
 """The kubelet's HTTPS server (port 10250): container logs and exec, for the apiserver's
 pods/log and pods/exec.
 
-    GET /containerLogs/{namespace}/{pod}/{container}?follow=&previous=&tailLines=&limitBytes=
+    GET /containerLogs/{namespace}/{pod}/{container}?follow=&previous=&tailLines=&limitBytes=&timestamps=
+        &sinceSeconds=&sinceTime=
     GET /exec/{namespace}/{pod}/{container}?command=..&stdin=&stdout=&stderr=&tty=   (WebSocket)
     GET /healthz
 
@@ -18,6 +19,7 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import socket
 import ssl
@@ -194,8 +196,14 @@ class KubeletServer:
     async def _logs(self, request: web.Request) -> web.StreamResponse:
         pod, c = self._container(request)
         previous, follow = _query_bool(request, "previous"), _query_bool(request, "follow")
+        timestamps = _query_bool(request, "timestamps")
         tail = _query_int(request, "tailLines", 0)
         limit = _query_int(request, "limitBytes", 1)
+        try:
+            since = logs.since_cutoff(_query_int(request, "sinceSeconds", 1), request.query.get("sinceTime"),
+                                      datetime.datetime.now(datetime.timezone.utc))
+        except ValueError as exc:
+            raise st.bad_request(f"sinceTime: {exc}") from None
         path = logs.log_path(self.root_dir, pod.uid, c.record.name, previous=previous)
         try:
             with open(path, "rb") as f:
@@ -206,17 +214,21 @@ class KubeletServer:
                                      f"not found") from None
             raise st.bad_request(f'container "{c.record.name}" in pod "{pod.name}" is waiting to start: '
                                  f"{c.record.reason or 'ContainerCreating'}") from None
-        body = logs.select(data, tail, limit)
+        lines, used = logs.parse(data)
+        body = logs.select(lines, tail, limit, timestamps, since)
         response = web.StreamResponse(headers={"Content-Type": "text/plain"})
         await response.prepare(request)
         if body:
             await response.write(body)
         if follow and not previous and (limit is None or len(body) < limit):
             budget = None if limit is None else limit - len(body)
-            async for chunk in logs.follow(path, len(data), _still_writing(c.process, request)):
+            async for more in logs.follow(path, used, _still_writing(c.process, request)):
+                chunk = logs.select(more, timestamps=timestamps, since=since)
                 if budget is not None:
-                    chunk, budget = chunk[:budget], budget - len(chunk[:budget])
-                await response.write(chunk)
+                    chunk = chunk[:budget]
+                    budget -= len(chunk)
+                if chunk:
+                    await response.write(chunk)
                 if budget == 0:
                     break
         await response.write_eof()

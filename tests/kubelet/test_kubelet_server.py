@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import socket
 import ssl
@@ -27,7 +28,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 KUBECTL = "kubectl"
 PORT = 10250
-TICKER = "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done"
+TICKER = "echo starting >&2; i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done"
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z line \d+$")
 
 
 class Cluster:
@@ -90,7 +92,13 @@ def test_logs_plain_tail_and_follow_until_the_pod_is_deleted(cluster):
     tail = cluster.ok("logs", "ticker", "--tail", "2").splitlines()
     assert len(tail) == 2 and all(x.startswith("line ") for x in tail)
     assert cluster.ok("logs", "ticker", "--tail", "0") == ""
-    assert cluster.ok("logs", "ticker", "--limit-bytes", "4") == "line"
+    # stderr and stdout both (their order is the order the shim read two pipes in)
+    assert set(cluster.ok("logs", "ticker").splitlines()[:2]) == {"starting", "line 0"}
+    assert cluster.ok("logs", "ticker", "--tail", "1", "--limit-bytes", "4") == "line"
+    stamped = cluster.ok("logs", "ticker", "--timestamps", "--tail", "3").splitlines()
+    assert len(stamped) == 3 and all(STAMP.match(x) for x in stamped), stamped
+    assert "starting" in cluster.ok("logs", "ticker", "--since", "1h").splitlines()
+    assert cluster.ok("logs", "ticker", "--since-time", "2999-01-01T00:00:00Z") == ""
     # -f: what was there, then new lines as they come, then the end when the pod goes
     follow = subprocess.Popen([KUBECTL, "logs", "-f", "ticker"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, env=cluster.env)
