@@ -126,17 +126,20 @@ class ContainerProcess:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
-            # the shim first: it holds the read ends, so the container never writes to nobody
+            # the container first (its start is what a pod waits for); its output waits in the
+            # pipes, whose read ends we hold until the shim has them
+            self.proc = subprocess.Popen(in_pod(self.netns, self.argv), env=self.env,
+                                         cwd=self.cwd or "/", stdout=out_w, stderr=err_w,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
             self.shim = subprocess.Popen([sys.executable, "-I", "-S", LOG_SHIM, self.log_path, str(out_r), str(err_r)],
                                          pass_fds=(out_r, err_r), stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                          start_new_session=True)
-            self.proc = subprocess.Popen(in_pod(self.netns, self.argv), env=self.env,
-                                         cwd=self.cwd or "/", stdout=out_w, stderr=err_w,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
         except OSError as exc:
-            if self.shim is not None:
-                self.shim.kill()
+            if self.proc is not None:
+                self.signal(signal.SIGKILL)
+                self.proc.wait()
+                self.proc = None
             raise RuntimeFailure(f"cannot start {self.argv[0]!r}: {exc}") from None
         finally:
             for fd in (out_r, out_w, err_r, err_w):
