@@ -4,7 +4,7 @@ to the container's log file in the CRI logging format kubelet reads, one record 
     2026-12-07T23:47:54.225123456Z stdout F the line
     2026-12-07T23:47:54.225130001Z stderr P a long line's first part, continued in the next record
 
-It is its own process (`python -I -S logshim.py FILE OUT_FD ERR_FD`, started by the process
+It is its own process (`python -I -S logshim.py LOG_FD OUT_FD ERR_FD`, started by the process
 runtime beside each container, like a container runtime's shim), so output keeps its times
 and keeps flowing while the kubelet restarts. It imports nothing of kproxy: it starts fast.
 It ends when both pipes are closed (the container and everything it started have exited).
@@ -47,12 +47,13 @@ def records(stream: str, pending: bytes, data: bytes, stamp: str, eof: bool) -> 
     return b"".join(out), buf
 
 
-def run(path: str, fds: dict[int, str]) -> None:
+def run(log_fd: int, fds: dict[int, str]) -> None:
+    """Copies the pipes `fds` (fd -> stream name) to the log file open (append) at `log_fd`."""
     pending = {fd: b"" for fd in fds}
     sel = selectors.DefaultSelector()
     for fd in fds:
         sel.register(fd, selectors.EVENT_READ)
-    with open(path, "ab", buffering=0) as log:
+    with open(log_fd, "ab", buffering=0) as log:
         while pending:
             for key, _ in sel.select():
                 fd = int(key.fd)
@@ -68,4 +69,4 @@ def run(path: str, fds: dict[int, str]) -> None:
 
 
 if __name__ == "__main__":
-    run(sys.argv[1], {int(sys.argv[2]): "stdout", int(sys.argv[3]): "stderr"})
+    run(int(sys.argv[1]), {int(sys.argv[2]): "stdout", int(sys.argv[3]): "stderr"})

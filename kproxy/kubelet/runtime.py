@@ -123,6 +123,12 @@ class ContainerProcess:
         if missing:
             raise RuntimeFailure(missing)
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
+        # opened here, not by the shim: the file exists from the start, so a restart that keeps
+        # it as the previous run's (kproxy.kubelet.logs.keep_previous) never races the shim
+        try:
+            log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        except OSError as exc:
+            raise RuntimeFailure(f"cannot open the log file {self.log_path}: {exc.strerror}") from None
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
@@ -131,8 +137,8 @@ class ContainerProcess:
             self.proc = subprocess.Popen(in_pod(self.netns, self.argv), env=self.env,
                                          cwd=self.cwd or "/", stdout=out_w, stderr=err_w,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
-            self.shim = subprocess.Popen([sys.executable, "-I", "-S", LOG_SHIM, self.log_path, str(out_r), str(err_r)],
-                                         pass_fds=(out_r, err_r), stdin=subprocess.DEVNULL,
+            self.shim = subprocess.Popen([sys.executable, "-I", "-S", LOG_SHIM, str(log_fd), str(out_r), str(err_r)],
+                                         pass_fds=(log_fd, out_r, err_r), stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                          start_new_session=True)
         except OSError as exc:
@@ -142,7 +148,7 @@ class ContainerProcess:
                 self.proc = None
             raise RuntimeFailure(f"cannot start {self.argv[0]!r}: {exc}") from None
         finally:
-            for fd in (out_r, out_w, err_r, err_w):
+            for fd in (log_fd, out_r, out_w, err_r, err_w):
                 os.close(fd)
         self.started_mono = time.monotonic()
 

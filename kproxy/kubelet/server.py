@@ -11,7 +11,8 @@ Guarantees:
   to the client CA (the cluster CA). Only the apiserver's kubelet-client identity (CN
   kube-apiserver-kubelet-client, as kubeadm issues it) is authorised: kproxy's kubelet makes
   no SubjectAccessReview, so every other client gets 403 (401 without a certificate);
-- errors are v1 Status objects (JSON), never a traceback;
+- errors are v1 Status objects (JSON), never a traceback; connections pass the same gate as
+  the apiserver's (kproxy.listener), so silent or slow peers cannot use the kubelet up;
 - exec speaks the WebSocket remotecommand protocol (kproxy.kubelet.execstream) and runs the
   command in the pod's network namespace with the container's environment, on a pty when
   tty=true; the process is killed when the client goes away.
@@ -21,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-import socket
 import ssl
 from typing import Any, Callable, Protocol
 
@@ -29,6 +29,7 @@ from aiohttp import web
 
 from kproxy.api import status as st
 from kproxy.kubelet import execstream, logs
+from kproxy.listener import ConnectionLimits, GatedSite, listen_socket
 from kproxy.netns import NetNS
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,8 @@ class KubeletServer:
         self.pods = pods
         self.root_dir = root_dir
         self.tls = tls
-        self._runner: web.AppRunner | None = None
+        self.limits = ConnectionLimits()
+        self._site: GatedSite | None = None
         self._sessions: set[asyncio.Task] = set()
 
     @staticmethod
@@ -126,27 +128,19 @@ class KubeletServer:
         return app
 
     async def start(self, netns: NetNS, host: str, port: int) -> None:
-        """Listens on host:port inside `netns` (the node's namespace)."""
-        def listen() -> socket.socket:
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-            sock.listen(128)
-            sock.setblocking(False)
-            return sock
-        sock = await netns.arun(listen)
-        self._runner = web.AppRunner(self.app(), handle_signals=False, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock, ssl_context=self.tls).start()
-        log.info("kubelet server listening on %s:%d", host, sock.getsockname()[1])
+        """Listens on host:port inside `netns` (the node's namespace), behind the connection
+        gate the apiserver's port has (kproxy.listener: silent and half-open peers are bounded)."""
+        sock = await netns.arun(listen_socket, host, port)
+        self._site = GatedSite(self.app(), sock, self.limits, self.tls)
+        bound = await self._site.start()
+        log.info("kubelet server listening on %s:%d", host, bound[1])
 
     async def stop(self) -> None:
         for task in list(self._sessions):
             task.cancel()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
 
     # -- middleware ----------------------------------------------------------------------
 
