@@ -22,7 +22,7 @@ from kproxy.controllers.cli import parse_duration
 from kproxy.kubelet.node import DEFAULT_MAX_PODS, machine_facts
 from kproxy.kubelet.podworker import NodeContext
 from kproxy.kubelet.runtime import PodNetworks
-from kproxy.kubelet.server import KubeletServer
+from kproxy.kubelet.server import DEFAULT_PORT, KubeletServer
 from kproxy.netns import NetNS, NetNSError
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pods", type=int, default=DEFAULT_MAX_PODS, help="pods capacity (default 110)")
     parser.add_argument("--node-status-update-frequency", type=parse_duration, default=60.0, metavar="DURATION",
                         help="how often the node status is written (default 60s; the Lease every 10s)")
-    parser.add_argument("--port", type=int, default=10250,
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help="port of the kubelet's HTTPS server (logs, exec) on the node IP in NODE_NS (0: off)")
     parser.add_argument("--address", help="address the kubelet's server listens on (default: the node IP)")
     parser.add_argument("--tls-cert-file", help="the server's certificate (`kproxy pki kubelet-serving`); "

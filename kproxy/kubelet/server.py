@@ -42,16 +42,19 @@ class RunningContainer(Protocol):
     """What the server needs of one container of a pod worker (kproxy.kubelet.podworker)."""
 
     spec: dict
+    record: Any  # its ContainerRecord: name, waiting reason
     process: Any  # a ContainerProcess while it runs, else None
 
 
 class PodView(Protocol):
+    """What the server needs of a pod worker."""
+
     uid: str
     name: str
     sandbox: Any  # a Sandbox (netns, ip) once the pod's network is up
 
     @property
-    def every_container(self) -> list[Any]: ...
+    def every_container(self) -> list[Any]: ...  # RunningContainer each
 
 
 # (namespace, name) -> the pod worker running that pod on this node, or None
