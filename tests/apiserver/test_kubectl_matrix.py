@@ -298,8 +298,8 @@ MANIFESTS = {
              lambda o: o["spec"]["podCIDR"] == "10.244.8.0/24"),
     "Pod": ("pods", "v1", "metadata: {name: x}\nspec: {containers: [{name: c, image: echo}]}",
             lambda o: o["spec"]["containers"][0]["image"] == "echo" and o["status"]["phase"] == "Pending"),
-    "ResourceQuota": ("resourcequotas", "v1", "metadata: {name: x}\nspec: {hard: {pods: '3'}}",
-                      lambda o: o["spec"]["hard"] == {"pods": "3"}),
+    "ResourceQuota": ("resourcequotas", "v1", "metadata: {name: x}\nspec: {hard: {configmaps: '50'}}",
+                      lambda o: o["spec"]["hard"] == {"configmaps": "50"}),
     "Secret": ("secrets", "v1", "metadata: {name: x}\nstringData: {password: hunter2}",
                lambda o: o["data"] == {"password": base64.b64encode(b"hunter2").decode()}),
     "ServiceAccount": ("serviceaccounts", "v1", "metadata: {name: x}", lambda o: o["metadata"]["name"] == "x"),
@@ -364,8 +364,15 @@ def test_every_served_kind_has_a_manifest(kubectl):
     assert kinds == set(MANIFESTS) | set(REVIEWS), kinds ^ (set(MANIFESTS) | set(REVIEWS))
 
 
+@pytest.fixture(scope="module")
+def create_ns(kubectl):
+    """One namespace for the create cases: each makes objects of its own kind or name."""
+    return new_namespace(kubectl, "create")
+
+
 @pytest.mark.parametrize("kind", MANIFESTS)
-def test_create_from_file(kubectl, ns, kind):
+def test_create_from_file(kubectl, create_ns, kind):
+    ns = create_ns
     resource, api_version, body, expected = MANIFESTS[kind]
     text = manifest(kind, api_version, body, ns)
     name = yaml.safe_load(text)["metadata"]["name"]
@@ -377,15 +384,17 @@ def test_create_from_file(kubectl, ns, kind):
 
 
 @pytest.mark.parametrize("kind", [pytest.param(k, marks=NO_CRD_API) for k in REVIEWS])
-def test_create_review_from_file(kubectl, ns, kind):
+def test_create_review_from_file(kubectl, create_ns, kind):
+    ns = create_ns
     api_version, body, expected = REVIEWS[kind]
     out = kubectl.ok("-n", ns, "create", "-f", "-", "-o", "json", stdin=manifest(kind, api_version, body, ns))
     assert expected(json.loads(out)), out
 
 
 @pytest.mark.parametrize("kind", REVIEWS)
-def test_create_review_without_client_validation(kubectl, ns, kind):
+def test_create_review_without_client_validation(kubectl, create_ns, kind):
     """The same reviews with kubectl's client-side validation off: the server's answers."""
+    ns = create_ns
     api_version, body, expected = REVIEWS[kind]
     out = kubectl.ok("-n", ns, "create", "--validate=false", "-f", "-", "-o", "json",
                      stdin=manifest(kind, api_version, body, ns))
@@ -400,7 +409,7 @@ def claims(token: str) -> dict:
 
 
 IMPERATIVE = {
-    "namespace": (["create", "namespace", "{ns}-made"], ["get", "namespace", "{ns}-made"],
+    "namespace": (["create", "namespace", "{ns}-imp"], ["get", "namespace", "{ns}-imp"],
                   lambda o: o["status"]["phase"] == "Active"),
     "configmap": (["create", "configmap", "cm", "--from-literal=a=1", "--from-literal=b=2"], ["get", "configmap", "cm"],
                   lambda o: o["data"] == {"a": "1", "b": "2"}),
@@ -422,13 +431,14 @@ IMPERATIVE = {
                     lambda o: o["roleRef"]["name"] == "view" and o["subjects"][0]["name"] == "alice"),
     "clusterrolebinding": (["create", "clusterrolebinding", "{ns}-b", "--clusterrole=view", "--group=devs"],
                            ["get", "clusterrolebinding", "{ns}-b"], lambda o: o["subjects"][0]["kind"] == "Group"),
-    "quota": (["create", "quota", "q", "--hard=pods=5,requests.cpu=1"], ["get", "resourcequota", "q"],
-              lambda o: o["spec"]["hard"] == {"pods": "5", "requests.cpu": "1"}),
+    "quota": (["create", "quota", "q", "--hard=pods=50,secrets=20"], ["get", "resourcequota", "q"],
+              lambda o: o["spec"]["hard"] == {"pods": "50", "secrets": "20"}),
 }
 
 
 @pytest.mark.parametrize("form", IMPERATIVE)
-def test_create_imperative(kubectl, ns, form):
+def test_create_imperative(kubectl, create_ns, form):
+    ns = create_ns
     create, get, expected = IMPERATIVE[form]
     out = kubectl.ok("-n", ns, *(a.format(ns=ns) for a in create))
     assert out.endswith(" created\n"), out
