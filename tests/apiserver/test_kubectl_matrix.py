@@ -268,7 +268,12 @@ def test_apply_prune_with_allowlist(kubectl, ns):
                    "and networking.k8s.io Ingress, which this server does not serve")
 def test_apply_prune_default_allowlist(kubectl, ns):
     kubectl.ok("-n", ns, "apply", "-f", "-", stdin=CONFIGS.format(value=1))
-    kubectl.ok("-n", ns, "apply", "--prune", "-l", "set=matrix", "-f", "-", stdin=CONFIGS.format(value=1).split("---")[0])
+    proc = kubectl.run("-n", ns, "apply", "--prune", "-l", "set=matrix", "-f", "-",
+                       stdin=CONFIGS.format(value=1).split("---")[0])
+    # kubectl's own notice that this default will change is the one line allowed on stderr
+    assert proc.returncode == 0 and all("Deprecated: kubectl apply will no longer prune" in line
+                                        for line in proc.stderr.splitlines()), proc.stderr
+    assert proc.stdout.splitlines() == ["configmap/keep unchanged", "configmap/drop pruned"], proc.stdout
     assert kubectl.absent("-n", ns, "configmap", "drop")
 
 
