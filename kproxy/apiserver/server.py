@@ -360,16 +360,19 @@ class ApiServer:
         except st.ApiError as exc:
             return object_response(request, exc.status, exc.code)
         except web.HTTPRequestEntityTooLarge:
-            return json_response(st.status(413, "RequestEntityTooLarge", "the request body is too large"), 413)
+            return object_response(request, st.status(413, "RequestEntityTooLarge", "the request body is too large"),
+                                   413)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return json_response(st.status(exc.status, exc.reason or "Error", exc.text or exc.reason or ""), exc.status)
+            return object_response(request, st.status(exc.status, exc.reason or "Error", exc.text or exc.reason or ""),
+                                   exc.status)
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception:
             log.exception("internal error serving %s %s", request.method, request.path_qs)
-            return json_response(st.internal("an internal error occurred while serving the request").status, 500)
+            return object_response(request, st.internal("an internal error occurred while serving the request").status,
+                                   500)
 
     # ------------------------------------------------------------------ routes
     async def _version(self, request: web.Request) -> web.Response:
