@@ -23,6 +23,7 @@ SERVED = ALL + CREATE_ONLY
 TOKEN_REQUEST_KIND = {"group": AUTHN_GROUP, "version": "v1", "kind": "TokenRequest"}
 BINDING_KIND = {"group": "", "version": "v1", "kind": "Binding"}
 EVICTION_KIND = {"group": "policy", "version": "v1", "kind": "Eviction"}
+POD_EXEC_KIND = {"group": "", "version": "v1", "kind": "PodExecOptions"}
 
 
 def _verbs(resource: Resource) -> list[str]:
@@ -44,6 +45,8 @@ def subresources(resource: Resource) -> list[tuple[str, list[str], dict[str, str
     if resource.plural == "pods" and not resource.group:
         subs.append(("binding", ["create"], BINDING_KIND))
         subs.append((EVICTION_SUBRESOURCE, ["create"], EVICTION_KIND))
+        subs.append(("exec", ["create", "get"], POD_EXEC_KIND))  # kproxy.apiserver.podproxy
+        subs.append(("log", ["get"], None))
     return subs
 
 

@@ -13,13 +13,13 @@ an operator's edits survive restarts):
 - system:node: what a kubelet needs (its Node and Lease, pods with status and delete, Events,
   reading services, configmaps and secrets), bound to the group system:nodes, whose members are
   the users system:node:NAME (`kproxy pki client --user system:node:N --group system:nodes`);
-- view, edit, admin: upstream's user-facing roles, bound to nobody; an operator grants them in
-  a namespace with a RoleBinding (edit may evict pods: pods/eviction).
+- admin, edit, view: for users in a namespace, as upstream (kproxy.apiserver.auth.user_roles).
 """
 from __future__ import annotations
 
 from typing import Any
 
+from kproxy.apiserver.auth import user_roles
 from kproxy.apiserver.auth.identity import AUTHENTICATED
 from kproxy.pki.bootstrap import CONTROLLERS, KUBE_PROXY, SCHEDULER
 
@@ -94,44 +94,6 @@ NODE_RULES = [
 ]
 NODES_GROUP = "system:nodes"
 
-# The user-facing roles, for RoleBindings in a namespace (upstream's view, edit and admin, whose
-# aggregated rules are spelled out here: this server has no aggregationRule)
-VIEW_RULES = [
-    {"apiGroups": [""], "verbs": READ, "resources": [
-        "pods", "replicationcontrollers", "replicationcontrollers/scale", "serviceaccounts", "services",
-        "services/status", "endpoints", "persistentvolumeclaims", "persistentvolumeclaims/status", "configmaps",
-        "limitranges", "resourcequotas", "bindings", "events", "pods/status", "resourcequotas/status",
-        "namespaces/status", "replicationcontrollers/status", "pods/log", "namespaces"]},
-    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": READ},
-    {"apiGroups": ["apps"], "verbs": READ, "resources": [
-        "controllerrevisions", "statefulsets", "statefulsets/scale", "statefulsets/status", "daemonsets",
-        "daemonsets/status", "deployments", "deployments/scale", "deployments/status", "replicasets",
-        "replicasets/scale", "replicasets/status"]},
-    {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs", "cronjobs/status", "jobs/status"], "verbs": READ},
-    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets", "poddisruptionbudgets/status"], "verbs": READ},
-]
-EDIT_RULES = [
-    {"apiGroups": [""], "verbs": READ, "resources": [
-        "pods/attach", "pods/proxy", "pods/exec", "pods/portforward", "secrets", "services/proxy"]},
-    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]},
-    {"apiGroups": [""], "verbs": WRITE, "resources": [
-        "pods", "pods/attach", "pods/proxy", "pods/exec", "pods/portforward"]},
-    {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]},
-    {"apiGroups": [""], "verbs": WRITE, "resources": [
-        "replicationcontrollers", "replicationcontrollers/scale", "serviceaccounts", "services", "services/proxy",
-        "persistentvolumeclaims", "configmaps", "secrets", "events"]},
-    {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
-    {"apiGroups": ["apps"], "verbs": WRITE, "resources": [
-        "statefulsets", "statefulsets/scale", "daemonsets", "deployments", "deployments/scale",
-        "deployments/rollback", "replicasets", "replicasets/scale"]},
-    {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": WRITE},
-    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": WRITE},
-]
-ADMIN_RULES = [
-    {"apiGroups": [RBAC_GROUP], "resources": ["roles", "rolebindings"], "verbs": [*READ, *WRITE]},
-    {"apiGroups": ["authorization.k8s.io"], "resources": ["localsubjectaccessreviews"], "verbs": ["create"]},
-]
-
 
 def cluster_roles() -> list[dict[str, Any]]:
     return [
@@ -144,9 +106,7 @@ def cluster_roles() -> list[dict[str, Any]]:
         _cluster_role("system:basic-user", BASIC_USER_RULES),
         _cluster_role("system:kube-scheduler", SCHEDULER_RULES),
         _cluster_role("system:node", NODE_RULES),
-        _cluster_role("view", VIEW_RULES),
-        _cluster_role("edit", VIEW_RULES + EDIT_RULES),
-        _cluster_role("admin", VIEW_RULES + EDIT_RULES + ADMIN_RULES),
+        *user_roles.cluster_roles(_cluster_role),
     ]
 
 
