@@ -316,6 +316,13 @@ MANIFESTS = {
     "ReplicaSet": ("replicasets.apps", "apps/v1", "metadata: {name: x}\nspec:\n  selector: {matchLabels: {app: rs}}\n"
                    "  template:\n    metadata: {labels: {app: rs}}\n    spec: {containers: [{name: c, image: echo}]}",
                    lambda o: o["spec"]["replicas"] == 1),
+    "Job": ("jobs.batch", "batch/v1", "metadata: {name: x}\nspec:\n  template:\n    spec: {restartPolicy: Never, "
+            "containers: [{name: c, image: echo}]}",
+            lambda o: o["spec"]["completions"] == 1 and o["spec"]["backoffLimit"] == 6),
+    "CronJob": ("cronjobs.batch", "batch/v1", "metadata: {name: x}\nspec:\n  schedule: '*/5 * * * *'\n"
+                "  jobTemplate:\n    spec:\n      template:\n        spec: {restartPolicy: OnFailure, "
+                "containers: [{name: c, image: echo}]}",
+                lambda o: o["spec"]["concurrencyPolicy"] == "Allow" and o["spec"]["suspend"] is False),
     "Lease": ("leases.coordination.k8s.io", "coordination.k8s.io/v1",
               "metadata: {name: x}\nspec: {holderIdentity: me, leaseDurationSeconds: 15}",
               lambda o: o["spec"]["holderIdentity"] == "me"),
