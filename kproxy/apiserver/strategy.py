@@ -197,8 +197,13 @@ class WorkloadStrategy(Strategy):
     but lets its status writes change annotations; here the controller writes the revision
     annotation with a plain patch, which must not look like a new rollout.)"""
 
+    def __init__(self, resource: Resource, initial_status: Mapping[str, Any] | None = None):
+        super().__init__(resource)
+        # the status fields Go always serialises (no omitempty): typed clients require them
+        self.initial_status = dict(initial_status or {})
+
     def prepare_for_create(self, obj: dict[str, Any]) -> None:
-        obj["status"] = {}
+        obj["status"] = dict(self.initial_status)
         obj.setdefault("metadata", {})["generation"] = 1
 
     def canonicalize_update(self, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -258,6 +263,9 @@ def build_strategies(services: ServiceAllocations) -> Mapping[Resource, Strategy
         R.LEASES: CreateOnUpdateStrategy(R.LEASES),
         R.REPLICA_SETS: WorkloadStrategy(R.REPLICA_SETS),
         R.DEPLOYMENTS: WorkloadStrategy(R.DEPLOYMENTS),
+        R.REPLICATION_CONTROLLERS: WorkloadStrategy(R.REPLICATION_CONTROLLERS, {"replicas": 0}),
+        R.POD_DISRUPTION_BUDGETS: WorkloadStrategy(R.POD_DISRUPTION_BUDGETS, dict.fromkeys(  # the same generation rule
+            ("disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods"), 0)),
         **_batch_strategies(),
     }
 

@@ -32,7 +32,10 @@ from kproxy.api.validation.rbac import (
     check_rbac_name, validate_cluster_role, validate_cluster_role_binding, validate_role, validate_role_binding,
 )
 from kproxy.api.validation.service import validate_service
-from kproxy.api.validation.workloads import validate_config_map, validate_deployment, validate_replica_set
+from kproxy.api.validation.workloads import (
+    validate_config_map, validate_deployment, validate_replica_set, validate_replication_controller,
+)
+from kproxy.api.validation.policy import validate_pod_disruption_budget
 
 KindValidator = Callable[[FieldErrors, dict[str, Any], "dict[str, Any] | None"], None]
 
@@ -52,6 +55,8 @@ _KINDS: dict[str, tuple[NameCheck, KindValidator]] = {
     "ConfigMap": (names.check_dns1123_subdomain, validate_config_map),
     "Deployment": (names.check_dns1123_subdomain, validate_deployment),
     "ReplicaSet": (names.check_dns1123_subdomain, validate_replica_set),
+    "ReplicationController": (names.check_dns1123_subdomain, validate_replication_controller),
+    "PodDisruptionBudget": (names.check_dns1123_subdomain, validate_pod_disruption_budget),
     "Job": (names.check_dns1123_subdomain, validate_job),
     "CronJob": (names.check_dns1123_subdomain, validate_cron_job),
     # RBAC names are path segments only (kube-apiserver's ValidateRBACName)

@@ -57,6 +57,9 @@ CONTROLLER_RULES = [
     {"apiGroups": ["batch"], "verbs": WRITE, "resources": ["jobs", "jobs/status", "cronjobs", "cronjobs/status"]},
     {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": WRITE},
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": WRITE},
+    {"apiGroups": [""], "verbs": WRITE, "resources": [
+        "replicationcontrollers", "replicationcontrollers/status", "replicationcontrollers/scale"]},
+    {"apiGroups": ["policy"], "verbs": WRITE, "resources": ["poddisruptionbudgets", "poddisruptionbudgets/status"]},
     # the namespace controller deletes everything in a namespace that is going away
     {"apiGroups": [RBAC_GROUP], "resources": ["roles", "rolebindings"], "verbs": ["delete", "deletecollection"]},
 ]
