@@ -24,7 +24,7 @@ import uuid
 from dataclasses import replace
 from types import SimpleNamespace
 
-from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+from kproxy.agent.state import Endpoint, ProxyState, ServicePort, changes_between
 from kproxy.netns import NetNS
 from kproxy.nftables import transaction
 from kproxy.nftables.backend import NftablesBackend
@@ -156,8 +156,8 @@ def bench_size(n: int, endpoints: int, changes: int, last: bool) -> None:
                                       ("one endpoint added", add_one_endpoint)):
                     applies, renders = [], []
                     for i in range(changes):
-                        current = change(current, i)
-                        nxt, t_r = timed(backend.render, current, previous)
+                        before, current = current, change(current, i)
+                        nxt, t_r = timed(backend.render, current, previous, changes_between(before, current))
                         _, t_a = timed(backend.apply, nxt, previous)
                         renders.append(t_r)
                         applies.append(t_a)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kproxy.agent.backend import ApplyError, ApplyResult, Backend, BackendUnavailable
-from kproxy.agent.state import ProxyState
+from kproxy.agent.state import Changes, ProxyState
 from kproxy.netns import NetNS
 
 from . import driver as iptables_driver
@@ -114,8 +114,9 @@ class IptablesBackend(Backend):
 
     # ------------------------------------------------------------------ render / apply
 
-    def render(self, state: ProxyState, previous: Ruleset | None = None) -> Ruleset:
-        return render_ruleset(state, previous, self.options)
+    def render(self, state: ProxyState, previous: Ruleset | None = None,
+               changes: Changes | None = None) -> Ruleset:
+        return render_ruleset(state, previous, changes, self.options)
 
     def apply(self, ruleset: Ruleset, previous: Ruleset | None) -> ApplyResult:
         full = previous is None

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from kproxy.agent.backend import ApplyError, ApplyResult, Backend, BackendUnavailable, run_command
-from kproxy.agent.state import ProxyState
+from kproxy.agent.state import Changes, ProxyState
 from kproxy.iptables import driver as iptables_driver
 from kproxy.iptables.driver import Iptables
 from kproxy.netns import NetNS
@@ -221,8 +221,9 @@ class IpvsBackend(Backend):
 
     # ------------------------------------------------------------------ render / apply
 
-    def render(self, state: ProxyState, previous: IpvsRuleset | None = None) -> IpvsRuleset:
-        return render_ruleset(state, self.options, previous)
+    def render(self, state: ProxyState, previous: IpvsRuleset | None = None,
+               changes: Changes | None = None) -> IpvsRuleset:
+        return render_ruleset(state, self.options, previous, changes)
 
     def apply(self, ruleset: IpvsRuleset, previous: IpvsRuleset | None) -> ApplyResult:
         return self.netns.run(self._apply, ruleset, previous)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kproxy.agent.backend import ApplyError, ApplyResult, Backend, BackendUnavailable
-from kproxy.agent.state import ProxyState
+from kproxy.agent.state import Changes, ProxyState
 from kproxy.netns import NetNS
 
 from . import wire as w
@@ -127,8 +127,9 @@ class NftablesBackend(Backend):
 
     # ------------------------------------------------------------------ render / apply
 
-    def render(self, state: ProxyState, previous: Ruleset | None = None) -> Ruleset:
-        return render_ruleset(state, previous, self.selection)
+    def render(self, state: ProxyState, previous: Ruleset | None = None,
+               changes: Changes | None = None) -> Ruleset:
+        return render_ruleset(state, previous, changes, endpoint_selection=self.selection)
 
     def apply(self, ruleset: Ruleset, previous: Ruleset | None) -> ApplyResult:
         """previous None (a full sync) rewrites the whole table, unless the kernel's ruleset

@@ -1,9 +1,11 @@
 """The backend protocol every proxy mode implements, and the registry of modes.
 
 A backend is split in two halves:
-- `render(state, previous)` is pure and deterministic: the same state gives the same ruleset.
-  `previous` (the last ruleset it rendered) only lets it reuse fragments of ServicePorts that
-  compare equal, so that rendering one changed Service costs O(that Service).
+- `render(state, previous, changes)` is pure and deterministic: the same state gives the same
+  ruleset. `previous` (the ruleset it rendered from the state before) and `changes` (the
+  tracker's Changes since that state) only let it reuse the fragments of the ServicePorts that
+  `changes` does not name, so that rendering one changed Service costs O(that Service); without
+  them (or with full Changes) it renders everything. It never looks for what changed itself.
 - `apply(ruleset, previous)` performs the kernel I/O in one transaction. `previous` is the
   ruleset the kernel is known to hold; None means "unknown": rewrite everything the backend owns
   (full sync, which also repairs drift). It never leaves a window where a live Service has no
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from kproxy import modes
-from kproxy.agent.state import ProxyState
+from kproxy.agent.state import Changes, ProxyState
 
 
 class ApplyError(Exception):
@@ -79,8 +81,8 @@ class Backend(abc.ABC):
         given: e.g. the configured iptables variant)."""
 
     @abc.abstractmethod
-    def render(self, state: ProxyState, previous: Any | None = None) -> Any:
-        """Pure: the complete ruleset for `state`."""
+    def render(self, state: ProxyState, previous: Any | None = None, changes: Changes | None = None) -> Any:
+        """Pure: the complete ruleset for `state` (see module doc for `previous` and `changes`)."""
 
     @abc.abstractmethod
     def apply(self, ruleset: Any, previous: Any | None) -> ApplyResult:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kproxy.agent.backend import ApplyError, ApplyResult, Backend, BackendUnavailable
-from kproxy.agent.state import ProxyState
+from kproxy.agent.state import Changes, ProxyState
 from kproxy.iptables import driver as iptables_driver
 from kproxy.iptables.backend import IptablesBackend
 from kproxy.iptables.ruleset import Ruleset
@@ -108,7 +108,7 @@ class UserspaceBackend(Backend):
         except BackendUnavailable as exc:
             raise BackendUnavailable(f"userspace mode redirects with iptables: {exc}") from None
 
-    def render(self, state: ProxyState, previous: Plan | None = None) -> Plan:
+    def render(self, state: ProxyState, previous: Plan | None = None, changes: Changes | None = None) -> Plan:
         return render_plan(state, self._localhost_nodeports)
 
     def apply(self, plan: Plan, previous: Plan | None) -> ApplyResult:

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kproxy.agent.policy import categorize
-from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+from kproxy.agent.state import Changes, Endpoint, ProxyState, ServicePort
 from kproxy.iptables import names
 from kproxy.iptables.render import probability, render
 from kproxy.iptables.restore import full_restore, partial_restore
@@ -125,7 +125,7 @@ def test_unchanged_fragments_are_reused_changed_ones_rerendered():
     first = render(fx.state())
     changed = replace(fx.SERVICES[0], endpoints=fx.SERVICES[0].endpoints[:1])
     services = [changed] + fx.SERVICES[1:]
-    second = render(fx.state(services), first)
+    second = render(fx.state(services), first, Changes(full=False, services=frozenset({changed.key})))
     for key, frag in second.fragments.items():
         if key == changed.key:
             assert frag is not first.fragments[key]
@@ -135,7 +135,7 @@ def test_unchanged_fragments_are_reused_changed_ones_rerendered():
 
 def test_context_change_rerenders_everything():
     first = render(fx.state())
-    second = render(fx.state(masquerade_all=True), first)
+    second = render(fx.state(masquerade_all=True), first, Changes(full=False))
     assert all(second.fragments[k] is not first.fragments[k] for k in first.fragments)
 
 

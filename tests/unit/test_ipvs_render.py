@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+from kproxy.agent.state import Endpoint, ProxyState, ServicePort, changes_between
 from kproxy.ipvs import nfrules
 from kproxy.ipvs.ipset import Member, ops_text
 from kproxy.ipvs.backend import plan_dests
@@ -225,7 +225,7 @@ def test_render_with_the_previous_ruleset_equals_a_render_from_scratch():
             kept = list(previous_state.services.values())[: rng.randint(0, len(previous_state.services))]
             sps = kept + [s for s in sps if s.key not in {k.key for k in kept}]
         state = st(*sps)
-        incremental = render(state, previous=previous)
+        incremental = render(state, previous=previous, changes=changes_between(previous_state, state))
         assert incremental == render(state)
         assert incremental.netfilter == render(state).netfilter
         if previous is not None:
