@@ -31,9 +31,9 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
-from types import SimpleNamespace
 from typing import Iterator
 
+from kproxy.agent.config import AgentConfig, IptablesConfig
 from kproxy.agent.state import Changes, Endpoint, ProxyState, ServicePort, changes_between
 from kproxy.iptables.backend import IptablesBackend
 from kproxy.iptables.driver import VARIANTS
@@ -122,7 +122,7 @@ def bench_variant(variant_name: str, sizes: list[int], endpoints: int) -> None:
     if not variant.available():
         print(f"{variant_name}: {variant.restore} not installed, skipped")
         return
-    config = SimpleNamespace(iptables=SimpleNamespace(backend=variant_name, localhost_nodeports=True))
+    config = AgentConfig(iptables=IptablesConfig(backend=variant_name))
     for n in sizes:
         state = make_state(n, endpoints)
         with fresh_netns(f"{variant_name}-agent") as netns:

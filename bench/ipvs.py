@@ -23,9 +23,9 @@ import os
 import subprocess
 import sys
 import time
-from types import SimpleNamespace
 from typing import Iterator
 
+from kproxy.agent.config import AgentConfig, IpvsConfig
 from kproxy.agent.state import Changes, Endpoint, ProxyState, ServicePort
 from kproxy.netns import NetNS
 
@@ -71,7 +71,7 @@ def run(sizes: list[int], endpoints: int) -> int:
     from kproxy.ipvs.backend import IpvsBackend
     from kproxy.ipvs.netlink import CMD_NEW_DEST, CMD_NEW_SERVICE, IpvsSocket, Request
 
-    config = SimpleNamespace(ipvs=SimpleNamespace(scheduler="rr"), iptables=SimpleNamespace(backend="auto"))
+    config = AgentConfig(mode="ipvs", ipvs=IpvsConfig(scheduler="rr"))
     print(f"{'N':>6} {'reals':>7} {'render':>8} {'apply':>8} {'ipvs-nl':>8} {'ipvsadm':>8} {'ratio':>6}")
     last = None
     for n in sizes:

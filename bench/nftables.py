@@ -22,8 +22,8 @@ import sys
 import time
 import uuid
 from dataclasses import replace
-from types import SimpleNamespace
 
+from kproxy.agent.config import AgentConfig
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort, changes_between
 from kproxy.netns import NetNS
 from kproxy.nftables import transaction
@@ -118,7 +118,7 @@ def commit_costs(backend: NftablesBackend, ruleset, changes: int) -> None:
 
 def bench_size(n: int, endpoints: int, changes: int, last: bool) -> None:
     state = make_state(n, endpoints)
-    config = SimpleNamespace(nftables=SimpleNamespace(endpoint_selection="random"))
+    config = AgentConfig(mode="nftables")
     with Namespace("ours") as ns:
         netns = NetNS(ns.name)
         backend = NftablesBackend(netns, config)

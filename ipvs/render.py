@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from kproxy.agent.addresses import ipv4, local_traffic, nodeport_listen_ips
 from kproxy.agent.policy import categorize
+from kproxy.agent.protocols import BackendConfig
 from kproxy.agent.state import Changes, Endpoint, ProxyState, ServicePort
 
 from .model import (MEMBER_FIELDS, IP_VS_SVC_F_PERSISTENT, IP_VS_SVC_F_SCHED1, IP_VS_SVC_F_SCHED2, IpvsRuleset,
@@ -37,11 +38,10 @@ class RenderOptions:
     scheduler_flags: int = 0
 
 
-def options_from_config(config: object) -> RenderOptions:
+def options_from_config(config: BackendConfig) -> RenderOptions:
     """The scheduler settings of an AgentConfig (ipvs.scheduler; "" means rr). Raises ValueError
     for a scheduler the kernel does not ship."""
-    section = getattr(config, "ipvs", None)
-    name = (getattr(section, "scheduler", "") or "rr").strip()
+    name = (config.ipvs.scheduler or "rr").strip()
     if name not in SCHEDULERS:
         raise ValueError(f"unknown ipvs.scheduler {name!r} (one of {', '.join(SCHEDULERS)})")
     flags = IP_VS_SVC_F_SCHED1 | IP_VS_SVC_F_SCHED2 if name == "mh" else 0
