@@ -124,5 +124,9 @@ def changes_between(old: ProxyState | None, new: ProxyState) -> Changes:
     if old is None or any(getattr(old, f.name) != getattr(new, f.name) for f in fields(ProxyState)
                           if f.name not in ("services", "revision")):
         return FULL
-    a, b = old.services, new.services
-    return Changes(full=False, services=frozenset(k for k in a.keys() | b.keys() if a.get(k) != b.get(k)))
+    return Changes(full=False, services=differing_keys(old.services, new.services))
+
+
+def differing_keys(a: Mapping[str, ServicePort], b: Mapping[str, ServicePort]) -> frozenset[str]:
+    """The keys whose ServicePort differs between `a` and `b` (added, removed or modified)."""
+    return frozenset(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
