@@ -27,8 +27,10 @@ def state(*services: ServicePort, **kw) -> ProxyState:
     return ProxyState("n1", node_ips=(NODE,), services={s.key: s for s in services}, **kw)
 
 
-def rerender(st: ProxyState, previous: r.Ruleset, **kw) -> r.Ruleset:
+def rerender(st: ProxyState, previous: r.Ruleset | None, **kw) -> r.Ruleset:
     """r.render of `st` from `previous`, told what changed as the tracker would tell it."""
+    if previous is None:
+        return r.render(st, **kw)
     old = {k: f.service for k, f in previous.fragments.items()}
     changed = frozenset(k for k in old.keys() | st.services.keys() if old.get(k) != st.services.get(k))
     return r.render(st, previous, Changes(full=False, services=changed), **kw)
