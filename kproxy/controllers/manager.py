@@ -16,6 +16,7 @@ from kproxy.controllers.namespace import NamespaceController
 from kproxy.controllers.node import NodeLifecycleController
 from kproxy.controllers.replicaset import ReplicaSetController
 from kproxy.controllers.resourcequota import ResourceQuotaController
+from kproxy.controllers.rootcacert import RootCACertPublisher
 from kproxy.controllers.serviceaccount import ServiceAccountController
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ def build_controllers(client: Any, informers: SharedInformers, *, node_grace_per
         ReplicaSetController(client, informers),
         DeploymentController(client, informers),
         GarbageCollector(client, informers),
+        RootCACertPublisher(client, informers),
     ]
 
 

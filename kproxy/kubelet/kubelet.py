@@ -25,6 +25,7 @@ from kproxy.client.heartbeat import NodeHeartbeat
 from kproxy.client.informer import Informer
 from kproxy.kubelet.node import NodeFacts, node_object, refreshed_node, status_differs
 from kproxy.kubelet.podworker import NodeContext, PodWorker, meta
+from kproxy.kubelet.volumemanager import remove_leftover_mounts
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,9 @@ class Kubelet:
         gone = await asyncio.to_thread(self.ctx.networks.remove_leftovers)
         if gone:
             log.info("removed pod namespaces left behind: %s", ", ".join(gone))
+        unmounted = await asyncio.to_thread(remove_leftover_mounts, self.ctx.root_dir)
+        if unmounted:
+            log.info("unmounted pod volumes left behind: %s", ", ".join(unmounted))
         heartbeat = NodeHeartbeat(self.ctx.client, [self.facts.name], interval=self.lease_interval, post_ready=False)
         tasks: list[asyncio.Task[Any]] = [
             asyncio.create_task(self._node_loop(stop), name="node-status"),
@@ -150,6 +154,7 @@ class Kubelet:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.to_thread(self.ctx.networks.remove_leftovers)
+            await asyncio.to_thread(remove_leftover_mounts, self.ctx.root_dir)
             if self.ctx.events is not None:
                 await self.ctx.events.drain()
 

@@ -35,6 +35,8 @@ from kproxy.kubelet.containerspec import EnvError, ImageError, container_argv, c
 from kproxy.kubelet.probes import ProbeTracker, run_probe
 from kproxy.kubelet.runtime import ContainerProcess, PodNetworks, RuntimeFailure
 from kproxy.kubelet.status import ContainerRecord, pod_status
+from kproxy.kubelet.volumemanager import PodVolumes
+from kproxy.kubelet.volumes import MountError, mount_prefix
 from kproxy.netns import NetNS
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,8 @@ class PodWorker:
         self.containers = [self._container(c) for c in spec.get("containers") or []]
         self.sandbox: Sandbox | None = None
         self._network_backoff = CrashBackoff(1.0, 30.0)
+        self.volumes = PodVolumes(ctx.client, pod, os.path.join(ctx.root_dir, "pods", self.uid))
+        self._mount_backoff = CrashBackoff(1.0, 30.0)
         self.start_time: str | None = None
         self.last_written: dict | None = None
         self._server_view: dict = {}  # what the server returned for last_written
@@ -175,7 +179,9 @@ class PodWorker:
                 self._network_backoff.exited(now, 0.0)  # retried with backoff, not every tick
                 for c in self.every_container:
                     c.record.reason, c.record.message = "ContainerCreating", str(exc)
-        if self.sandbox is not None:
+        if self.sandbox is not None and not self.finished:
+            await self._sync_volumes(now)
+        if self.sandbox is not None and self.volumes.ready:
             self._reap(now)
             await self._probe(now)
             await self._start_due(now)
@@ -188,6 +194,8 @@ class PodWorker:
         due = [now + self.ctx.tick]
         if self.sandbox is None and not self.finished:
             due.append(self._network_backoff.not_before)
+        elif not self.volumes.ready and not self.finished:
+            due.append(self._mount_backoff.not_before)
         for c in self.every_container if self.sandbox is not None else ():
             due.extend(t.next_at for t in c.probes.values())
             if c.process is None and not c.done:
@@ -201,6 +209,27 @@ class PodWorker:
         plan = await asyncio.to_thread(self.ctx.networks.create, self.uid, self.namespace, self.name,
                                        self.ctx.node_name)
         return Sandbox(plan.netns, plan.ip, own_network=True)
+
+    async def _sync_volumes(self, now: float) -> None:
+        """Sets the volumes up before any container starts (a FailedMount Event and a retry
+        with backoff while one cannot be: the pod stays ContainerCreating), then refreshes
+        their contents every so often, keeping the old files when a refresh fails."""
+        assert self.sandbox is not None
+        ready = self.volumes.ready
+        if (ready and not self.volumes.refresh_due(now)) or (not ready and self._mount_backoff.waiting(now)):
+            return
+        try:
+            if ready:
+                await self.volumes.refresh(self.pod, self.sandbox.ip, self.ctx.host_ip)
+            else:
+                await self.volumes.set_up(self.sandbox.ip, self.ctx.host_ip)
+                if self.volumes.memory_note:
+                    self._event("Normal", "EmptyDirNotTmpfs", self.volumes.memory_note)
+        except (MountError, ApiError, ApiConnectionError, OSError) as exc:
+            log.warning("pod %s: volumes: %s", self.key, exc)
+            if not ready:
+                self._mount_backoff.exited(now, 0.0)
+                self._event("Warning", "FailedMount", str(exc))
 
     def _reap(self, now: float) -> None:
         policy = str((self.pod.get("spec") or {}).get("restartPolicy") or "Always")
@@ -243,6 +272,7 @@ class PodWorker:
                 sources = await self._sources(referenced_sources(c.spec))
                 env = container_env(c.spec, self.pod, self._services(), self.sandbox.ip, self.ctx.host_ip, sources)
                 argv = container_argv(c.spec, env)
+                wrapper = mount_prefix(self.volumes.mounts(c.spec))
             except ImageError as exc:
                 pulled_before = c.record.reason in ("ErrImagePull", "ImagePullBackOff")
                 c.record.state = "waiting"
@@ -254,12 +284,12 @@ class PodWorker:
                     self._event("Warning", "Failed", f'Failed to pull image "{c.record.image}": {exc}')
                 c.backoff.exited(now, 0.0)
                 continue
-            except (EnvError, ApiError, ApiConnectionError) as exc:
+            except (EnvError, MountError, ApiError, ApiConnectionError) as exc:
                 c.record.state, c.record.reason, c.record.message = "waiting", "CreateContainerConfigError", str(exc)
                 c.backoff.exited(now, 0.0)
                 continue
             log_path = os.path.join(self.ctx.root_dir, "pods", self.uid, f"{c.record.name}.log")
-            proc = ContainerProcess(self.sandbox.netns, argv, env, c.spec.get("workingDir"), log_path)
+            proc = ContainerProcess(self.sandbox.netns, argv, env, c.spec.get("workingDir"), log_path, wrapper)
             try:
                 proc.start()
             except RuntimeFailure as exc:
@@ -329,7 +359,7 @@ class PodWorker:
                 if kind == "startup" and tracker.result:
                     continue  # a startup probe stops once it succeeded
                 ok = await asyncio.to_thread(run_probe, tracker.probe, c.spec, self.sandbox.ip, self.ctx.node_ns,
-                                             ["ip", "netns", "exec", self.sandbox.netns])
+                                             c.process.exec_prefix())
                 changed = tracker.record(ok, time.monotonic())
                 if changed and not ok:
                     self._event("Warning", "Unhealthy", f"{kind.capitalize()} probe failed")
@@ -395,6 +425,7 @@ class PodWorker:
             c.record.ready = c.record.started = False
             c.process = None
         await asyncio.to_thread(self.ctx.networks.remove, self.uid)  # also what a failed setup left
+        await asyncio.to_thread(self.volumes.tear_down)
         if delete_object:
             await self._write_status()
             try:
@@ -419,7 +450,9 @@ class PodWorker:
             if not command:
                 return
             try:
-                proc = await asyncio.create_subprocess_exec("ip", "netns", "exec", self.sandbox.netns, *command,
+                prefix = (c.process.exec_prefix() if c.process is not None
+                          else ["ip", "netns", "exec", self.sandbox.netns])
+                proc = await asyncio.create_subprocess_exec(*prefix, *command,
                                                             stdout=asyncio.subprocess.DEVNULL,
                                                             stderr=asyncio.subprocess.DEVNULL)
                 await asyncio.wait_for(proc.wait(), grace)

@@ -92,8 +92,10 @@ def exit_code(returncode: int) -> int:
 
 
 class ContainerProcess:
-    def __init__(self, netns: str, argv: Sequence[str], env: Mapping[str, str], cwd: str | None, log_path: str):
+    def __init__(self, netns: str, argv: Sequence[str], env: Mapping[str, str], cwd: str | None, log_path: str,
+                 wrapper: Sequence[str] = ()):
         self.netns, self.argv, self.env, self.cwd, self.log_path = netns, list(argv), dict(env), cwd, log_path
+        self.wrapper = list(wrapper)  # run before argv in the namespace (volumes.mount_prefix), then exec'd
         self.proc: subprocess.Popen | None = None
         self.started_mono = 0.0
         self._pidfd: int | None = None
@@ -108,7 +110,7 @@ class ContainerProcess:
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         log: IO[bytes] = open(self.log_path, "ab")
         try:
-            self.proc = subprocess.Popen(["ip", "netns", "exec", self.netns, *self.argv], env=self.env,
+            self.proc = subprocess.Popen(["ip", "netns", "exec", self.netns, *self.wrapper, *self.argv], env=self.env,
                                          cwd=self.cwd or "/", stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         except OSError as exc:
@@ -116,6 +118,13 @@ class ContainerProcess:
         finally:
             log.close()
         self.started_mono = time.monotonic()
+
+    def exec_prefix(self) -> list[str]:
+        """How to run another command where this process runs (exec probes, preStop): its
+        own mount namespace (volumes) and the pod's network namespace."""
+        if self.wrapper and self.proc is not None and self.proc.poll() is None:
+            return ["nsenter", "--target", str(self.proc.pid), "--mount", "--net", "--"]
+        return ["ip", "netns", "exec", self.netns]
 
     @property
     def pid(self) -> int | None:
