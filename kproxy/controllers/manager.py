@@ -18,6 +18,7 @@ from kproxy.controllers.replicaset import ReplicaSetController
 from kproxy.controllers.resourcequota import ResourceQuotaController
 from kproxy.controllers.rootcacert import RootCACertPublisher
 from kproxy.controllers.serviceaccount import ServiceAccountController
+from kproxy.controllers.tainteviction import TaintEvictionController
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ def build_controllers(client: Any, informers: SharedInformers, *, node_grace_per
         DeploymentController(client, informers),
         GarbageCollector(client, informers),
         RootCACertPublisher(client, informers),
+        TaintEvictionController(client, informers),
     ]
 
 
