@@ -133,6 +133,10 @@ class Kubelet:
         unmounted = await asyncio.to_thread(remove_leftover_mounts, self.ctx.root_dir)
         if unmounted:
             log.info("unmounted pod volumes left behind: %s", ", ".join(unmounted))
+        if self.ctx.cgroups is not None:
+            await asyncio.to_thread(self.ctx.cgroups.remove_pods)
+        else:
+            log.warning("container resource limits are not enforced: %s", self.ctx.cgroups_note)
         heartbeat = NodeHeartbeat(self.ctx.client, [self.facts.name], interval=self.lease_interval, post_ready=False)
         tasks: list[asyncio.Task[Any]] = [
             asyncio.create_task(self._node_loop(stop), name="node-status"),
@@ -155,6 +159,8 @@ class Kubelet:
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.to_thread(self.ctx.networks.remove_leftovers)
             await asyncio.to_thread(remove_leftover_mounts, self.ctx.root_dir)
+            if self.ctx.cgroups is not None:
+                await asyncio.to_thread(self.ctx.cgroups.remove_all)
             if self.ctx.events is not None:
                 await self.ctx.events.drain()
 

@@ -31,6 +31,7 @@ from kproxy.api.status import ApiError
 from kproxy.client.errors import ApiConnectionError
 from kproxy.client.events import POD_REF, EventRecorder
 from kproxy.kubelet.backoff import CrashBackoff
+from kproxy.kubelet.cgroups import join_prefix, limits_of
 from kproxy.kubelet.containerspec import EnvError, ImageError, container_argv, container_env, referenced_sources
 from kproxy.kubelet.probes import ProbeTracker, run_probe
 from kproxy.kubelet.runtime import ContainerProcess, PodNetworks, RuntimeFailure
@@ -64,6 +65,8 @@ class NodeContext:
     tick: float = 2.0  # the longest a worker sleeps; exits (pidfd), probes and backoffs wake it sooner
     events: EventRecorder | None = None  # the Events kubelet records (Started, Killing, BackOff, ...)
     shutdown_grace: float = 5.0  # the most a kubelet that exits waits for one pod
+    cgroups: Any = None  # a cgroups.Cgroups for resource limits, None when the machine offers none
+    cgroups_note: str = ""  # why there are no cgroups
 
 
 @dataclass
@@ -76,6 +79,7 @@ class Container:
     ever_started: bool = False
     done: bool = False  # exited and will not restart
     init: bool = False  # an init container: runs to completion before the app containers
+    oom_kills: int = 0  # the OOM kills its cgroup had counted when it last started
 
 
 @dataclass(frozen=True)
@@ -241,6 +245,9 @@ class PodWorker:
                 continue
             ran_for = now - c.process.started_mono
             reason, finished = ("Completed" if rc == 0 else "Error"), now_rfc3339()
+            if rc != 0 and self.ctx.cgroups is not None and \
+                    self.ctx.cgroups.oom_kills(self.uid, c.record.name) > c.oom_kills:
+                reason = "OOMKilled"
             term = {"exitCode": rc, "reason": reason, "startedAt": c.record.started_at, "finishedAt": finished,
                     "containerID": c.record.container_id}
             log.info("pod %s: container %s exited with %d", self.key, c.record.name, rc)
@@ -289,7 +296,8 @@ class PodWorker:
                 c.backoff.exited(now, 0.0)
                 continue
             log_path = os.path.join(self.ctx.root_dir, "pods", self.uid, f"{c.record.name}.log")
-            proc = ContainerProcess(self.sandbox.netns, argv, env, c.spec.get("workingDir"), log_path, wrapper)
+            proc = ContainerProcess(self.sandbox.netns, argv, env, c.spec.get("workingDir"), log_path, wrapper,
+                                    await self._cgroup_launcher(c))
             try:
                 proc.start()
             except RuntimeFailure as exc:
@@ -311,6 +319,25 @@ class PodWorker:
             log.info("pod %s: started container %s (pid %s)", self.key, c.record.name, proc.pid)
             self._event("Normal", "Pulled", f'Container image "{c.record.image}" already present on machine')
             self._event("Normal", "Started", f"Started container {c.record.name}")
+
+    async def _cgroup_launcher(self, c: Container) -> list[str]:
+        """Puts a container with limits into its own cgroup; without cgroups the limits are
+        not enforced, which an Event says."""
+        limits = limits_of(c.spec)
+        if not limits:
+            return []
+        if self.ctx.cgroups is None:
+            if not c.ever_started:
+                self._event("Warning", "LimitsNotEnforced", f"resource limits of container {c.record.name} are "
+                            f"not enforced: {self.ctx.cgroups_note or 'no cgroups'}")
+            return []
+        try:
+            procs = await asyncio.to_thread(self.ctx.cgroups.create, self.uid, c.record.name, limits)
+        except OSError as exc:
+            self._event("Warning", "LimitsNotEnforced", f"container {c.record.name}: cgroup not created: {exc}")
+            return []
+        c.oom_kills = self.ctx.cgroups.oom_kills(self.uid, c.record.name)
+        return join_prefix(procs)
 
     async def _sources(self, refs: set[tuple[str, str]]) -> dict[tuple[str, str], dict[str, str] | None]:
         """The data of the Secrets (base64-decoded) and ConfigMaps a container refers to; None
@@ -426,6 +453,8 @@ class PodWorker:
             c.process = None
         await asyncio.to_thread(self.ctx.networks.remove, self.uid)  # also what a failed setup left
         await asyncio.to_thread(self.volumes.tear_down)
+        if self.ctx.cgroups is not None:
+            await asyncio.to_thread(self.ctx.cgroups.remove_pod, self.uid)
         if delete_object:
             await self._write_status()
             try:

@@ -93,9 +93,10 @@ def exit_code(returncode: int) -> int:
 
 class ContainerProcess:
     def __init__(self, netns: str, argv: Sequence[str], env: Mapping[str, str], cwd: str | None, log_path: str,
-                 wrapper: Sequence[str] = ()):
+                 wrapper: Sequence[str] = (), launcher: Sequence[str] = ()):
         self.netns, self.argv, self.env, self.cwd, self.log_path = netns, list(argv), dict(env), cwd, log_path
         self.wrapper = list(wrapper)  # run before argv in the namespace (volumes.mount_prefix), then exec'd
+        self.launcher = list(launcher)  # run before entering the namespace (cgroups.join_prefix): /sys is ours
         self.proc: subprocess.Popen | None = None
         self.started_mono = 0.0
         self._pidfd: int | None = None
@@ -110,7 +111,8 @@ class ContainerProcess:
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         log: IO[bytes] = open(self.log_path, "ab")
         try:
-            self.proc = subprocess.Popen(["ip", "netns", "exec", self.netns, *self.wrapper, *self.argv], env=self.env,
+            self.proc = subprocess.Popen([*self.launcher, "ip", "netns", "exec", self.netns, *self.wrapper, *self.argv],
+                                         env=self.env,
                                          cwd=self.cwd or "/", stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         except OSError as exc:

@@ -10,6 +10,7 @@ import pytest
 from kproxy.apiserver.auth.sa_pod_admission import SERVICE_ACCOUNT_DIR, add_api_access
 from kproxy.apiserver.toleration_admission import add_default_tolerations
 from kproxy.kubelet.atomicwriter import write_atomic
+from kproxy.kubelet.cgroups import Limits, join_prefix, limit_files, limits_of
 from kproxy.kubelet.volumemanager import IssuedToken
 from kproxy.kubelet.volumes import (BindMount, MountError, TokenSpec, VolumeFile, bind_mounts, mount_prefix,
                                     referenced_objects, token_specs, volume_files)
@@ -131,3 +132,18 @@ def test_default_toleration_seconds():
     everything = {"tolerations": [{"operator": "Exists"}]}
     add_default_tolerations(everything)
     assert everything["tolerations"] == [{"operator": "Exists"}]
+
+
+def test_cgroup_limits_files_and_join_prefix():
+    limits = limits_of({"resources": {"limits": {"memory": "64Mi", "cpu": "250m"}}})
+    assert limits == Limits(64 << 20, 25000)
+    assert limits_of({"resources": {"limits": {"cpu": "0.001"}}}) == Limits(None, 1000)  # kubelet's 1 ms floor
+    assert not limits_of({"resources": {"requests": {"memory": "1Gi"}}})
+    assert limit_files(limits, 2) == {"": {"memory.max": str(64 << 20), "memory.swap.max": "0",
+                                           "cpu.max": "25000 100000"}}
+    assert limit_files(Limits(None, 25000), 1) == {"cpu": {"cpu.cfs_period_us": "100000",
+                                                           "cpu.cfs_quota_us": "25000"}}
+    prefix = join_prefix(["/cg/memory/x/cgroup.procs", "/cg/cpu/x/cgroup.procs"])
+    assert prefix == ["/bin/sh", "-c", 'echo $$ > "$1" && echo $$ > "$2" && shift 2 && exec "$@"', "sh",
+                      "/cg/memory/x/cgroup.procs", "/cg/cpu/x/cgroup.procs"]
+    assert join_prefix([]) == []
