@@ -1,5 +1,6 @@
-"""Node lifecycle taints and taint eviction as pure functions: which taints a node's Ready
-condition calls for, and when a pod on a NoExecute-tainted node must go."""
+"""Pure logic of the node lifecycle, taint eviction and root CA controllers: which taints a
+node's Ready condition calls for, when a pod on a NoExecute-tainted node must go, and when
+kube-root-ca.crt is written."""
 from __future__ import annotations
 
 from kproxy.controllers.node import node_with_condition_taints
@@ -54,3 +55,13 @@ def test_eviction_time_from_tolerations():
     assert eviction_time(pod(forever), [UNREACHABLE], T0 + 1000) is None
     other = {"key": "gpu", "effect": "NoExecute", "timeAdded": NOW}
     assert eviction_time(pod(forever), [UNREACHABLE, other], T0 + 1) == T0 + 1  # gpu is not tolerated
+
+
+def test_root_ca_config_map_written_when_missing_or_changed():
+    from kproxy.controllers.rootcacert import DESCRIPTION, desired_config_map
+    new = desired_config_map("team", "PEM", None)
+    assert new == {"metadata": {"name": "kube-root-ca.crt", "namespace": "team",
+                                "annotations": {"kubernetes.io/description": DESCRIPTION}}, "data": {"ca.crt": "PEM"}}
+    assert desired_config_map("team", "PEM", new) is None
+    edited = dict(new, data={"ca.crt": "EVIL"})
+    assert desired_config_map("team", "PEM", edited)["data"] == {"ca.crt": "PEM"}
