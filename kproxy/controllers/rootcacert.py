@@ -85,7 +85,7 @@ class RootCACertPublisher(Controller):
 
     def _cm_changed(self, cm: dict) -> None:
         if self.ca_pem is not None and meta(cm).get("name") == ROOT_CA_NAME:
-            self.queue.add(meta(cm).get("namespace"))
+            self.queue.add(str(meta(cm).get("namespace")))
 
     async def reconcile(self, namespace: str) -> None:
         ns = self.namespaces.get(namespace)

@@ -84,9 +84,9 @@ class TaintEvictionController:
         live = set()
         for pod in list(self.pods.cache.values()):
             m = meta(pod)
-            live.add(m.get("uid"))
+            live.add(str(m.get("uid")))
             node = (pod.get("spec") or {}).get("nodeName")
-            if not node or m.get("deletionTimestamp") or m.get("uid") in self._evicted:
+            if not node or m.get("deletionTimestamp") or str(m.get("uid")) in self._evicted:
                 continue
             due = eviction_time(pod, taints.get(node) or [], now)
             if due is None or due > now:
@@ -102,7 +102,7 @@ class TaintEvictionController:
             if exc.code not in (404, 409):
                 raise
             return
-        self._evicted.add(m.get("uid"))
+        self._evicted.add(str(m.get("uid")))
         log.info("taint eviction: deleted pod %s/%s on node %s", m["namespace"], m["name"], node)
         self.events.record(POD_REF, m["namespace"], m["name"], "Normal", "TaintManagerEviction",
                            f"Marking for deletion Pod {m['namespace']}/{m['name']}", uid=m.get("uid"))

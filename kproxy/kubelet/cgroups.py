@@ -119,7 +119,7 @@ class Cgroups:
         try:
             if _fs_type(V2_ROOT) == "cgroup2":
                 return cls._detect_v2(os.path.join(V2_ROOT + own.get("", "/"), name))
-            bases = {}
+            bases: dict[str, str] = {}
             for controller in ("memory", "cpu"):
                 mount = os.path.join("/sys/fs/cgroup", controller)
                 if _fs_type(mount) != "cgroup" or controller not in own:
