@@ -190,12 +190,13 @@ class Cgroups:
         for base in self.bases.values():
             _remove_tree(os.path.join(base, f"pod{pod_uid}"))
 
-    def remove_pods(self) -> list[str]:
-        """Removes every pod's cgroups (an earlier kubelet's); returns the pod directories."""
+    def remove_pods(self, keep: frozenset[str] = frozenset()) -> list[str]:
+        """Removes the pod cgroups (an earlier kubelet's) but those of the uids in `keep`;
+        returns the pod directories removed."""
         gone = []
         for base in self.bases.values():
             for entry in os.scandir(base) if os.path.isdir(base) else ():
-                if entry.is_dir() and entry.name.startswith("pod"):
+                if entry.is_dir() and entry.name.startswith("pod") and entry.name[3:] not in keep:
                     _remove_tree(entry.path)
                     gone.append(entry.path)
         return gone

@@ -30,6 +30,7 @@ from kproxy.api.resources import PODS, SECRETS
 from kproxy.api.status import ApiError
 from kproxy.client.errors import ApiConnectionError
 from kproxy.client.events import POD_REF, EventRecorder
+from kproxy.kubelet import records
 from kproxy.kubelet.backoff import CrashBackoff
 from kproxy.kubelet.cgroups import join_prefix, limits_of
 from kproxy.kubelet.containerspec import EnvError, ImageError, container_argv, container_env, referenced_sources
@@ -96,7 +97,7 @@ def meta(obj: dict) -> dict:
 
 
 class PodWorker:
-    def __init__(self, ctx: NodeContext, pod: dict):
+    def __init__(self, ctx: NodeContext, pod: dict, adopt: records.PodRecord | None = None):
         self.ctx = ctx
         self.pod = pod
         self.uid = str(meta(pod).get("uid"))
@@ -115,6 +116,9 @@ class PodWorker:
         self._wake = asyncio.Event()
         self._gone = False  # the object is deleted: nothing to write or delete any more
         self._shutdown = False
+        self.pod_dir = os.path.join(ctx.root_dir, "pods", self.uid)
+        if adopt is not None:
+            self._adopt(adopt)
 
     def _container(self, spec: dict, init: bool = False) -> Container:
         record = ContainerRecord(name=str(spec.get("name")), image=str(spec.get("image") or ""))
@@ -158,9 +162,74 @@ class PodWorker:
         if self.ctx.events is not None:
             self.ctx.events.record(POD_REF, self.namespace, self.name, event_type, reason, message, uid=self.uid)
 
+    # -- what an earlier kubelet left ------------------------------------------------------
+
+    def _adopt(self, record: records.PodRecord) -> None:
+        """Takes over the sandbox and processes an earlier kubelet of this node left running,
+        with the status they had (no restart, no readiness flap); a process that died meanwhile
+        is reaped as an exit of unknown code at the first pass."""
+        self.sandbox = Sandbox(record.netns, record.ip, record.own_network)
+        self.start_time = record.start_time
+        self.volumes.ready = True
+        now = time.monotonic()
+        status = self.pod.get("status") or {}
+        seen = {s.get("name"): s for key in ("initContainerStatuses", "containerStatuses")
+                for s in status.get(key) or () if isinstance(s, dict)}
+        for c in self.every_container:
+            saved = record.containers.get(c.record.name)
+            if saved is None:
+                continue
+            old = seen.get(c.record.name) or {}
+            c.ever_started = True
+            c.oom_kills = saved.oom_kills
+            c.record.restart_count, c.record.last_state = saved.restart_count, dict(old.get("lastState") or {})
+            c.record.started_at, c.record.container_id = saved.started_at, saved.container_id
+            if saved.pid is None:  # it had finished for good
+                c.done = True
+                c.record.state, c.record.exit_code = "terminated", saved.exit_code
+                c.record.reason = "Completed" if saved.exit_code == 0 else "Error"
+                c.record.finished_at = ((old.get("state") or {}).get("terminated") or {}).get("finishedAt")
+                continue
+            log_path = os.path.join(self.pod_dir, f"{c.record.name}.log")
+            c.process = ContainerProcess.adopt(record.netns, saved.pid, saved.start_ticks, log_path, saved.wrapped)
+            c.record.state, c.record.reason = "running", ""
+            c.probes = {} if c.init else {kind: ProbeTracker(kind, c.spec[field_name], now) for field_name, kind
+                                          in PROBE_KINDS if isinstance(c.spec.get(field_name), dict)}
+            if "startup" in c.probes and old.get("started"):
+                c.probes["startup"].result = True
+            if "readiness" in c.probes and old.get("ready"):
+                c.probes["readiness"].result = True
+            self._judge(c)
+        log.info("pod %s: adopted from an earlier kubelet", self.key)
+
+    def _save_record(self) -> None:
+        """Writes what a successor needs to adopt this pod (records.py)."""
+        if self.sandbox is None:
+            return
+        containers = {}
+        for c in self.every_container:
+            if c.process is not None and c.process.pid is not None:
+                containers[c.record.name] = records.ContainerRecordOnDisk(
+                    c.process.pid, c.process.start_ticks(), bool(c.process.wrapper), c.record.started_at,
+                    c.record.container_id, c.record.restart_count, oom_kills=c.oom_kills)
+            elif c.done and c.ever_started:
+                containers[c.record.name] = records.ContainerRecordOnDisk(
+                    None, 0, False, c.record.started_at, c.record.container_id, c.record.restart_count,
+                    exit_code=c.record.exit_code)
+        record = records.PodRecord(self.uid, self.namespace, self.name, self.sandbox.netns, self.sandbox.ip,
+                                   self.sandbox.own_network, self.ctx.networks.slot_of(self.uid), self.start_time,
+                                   containers)
+        try:
+            records.save(self.pod_dir, record)
+        except OSError as exc:
+            log.warning("pod %s: record not written (a kubelet restart will rerun it): %s", self.key, exc)
+
     # -- the loop ------------------------------------------------------------------------
 
     async def run(self) -> None:
+        for c in self.every_container:
+            if c.process is not None and c.process.adopted is not None:
+                c.process.watch_exit(self._wake.set)
         try:
             while not (self.deleting or self._shutdown):
                 await self._sync_once()
@@ -178,6 +247,7 @@ class PodWorker:
             try:
                 self.sandbox = await self._make_sandbox()
                 self.start_time = now_rfc3339()
+                self._save_record()
             except RuntimeFailure as exc:
                 log.warning("pod %s: network not set up: %s", self.key, exc)
                 self._network_backoff.exited(now, 0.0)  # retried with backoff, not every tick
@@ -245,11 +315,15 @@ class PodWorker:
                 continue
             ran_for = now - c.process.started_mono
             reason, finished = ("Completed" if rc == 0 else "Error"), now_rfc3339()
+            message = ("the container's exit code is unknown: it ran on after a kubelet restart"
+                       if c.process.exit_unknown else "")
+            if message:
+                reason = "ContainerStatusUnknown"
             if rc != 0 and self.ctx.cgroups is not None and \
                     self.ctx.cgroups.oom_kills(self.uid, c.record.name) > c.oom_kills:
                 reason = "OOMKilled"
             term = {"exitCode": rc, "reason": reason, "startedAt": c.record.started_at, "finishedAt": finished,
-                    "containerID": c.record.container_id}
+                    "containerID": c.record.container_id, **({"message": message} if message else {})}
             log.info("pod %s: container %s exited with %d", self.key, c.record.name, rc)
             c.process, c.probes = None, {}
             c.record.ready = c.record.started = False
@@ -263,6 +337,7 @@ class PodWorker:
                 c.done = True
                 c.record.state, c.record.exit_code = "terminated", rc
                 c.record.reason, c.record.finished_at = reason, finished
+                self._save_record()
 
     async def _start_due(self, now: float) -> None:
         assert self.sandbox is not None
@@ -313,6 +388,7 @@ class PodWorker:
             c.record.state, c.record.reason, c.record.message = "running", "", ""
             c.record.started_at = now_rfc3339()
             c.record.container_id = f"process://{proc.pid}"
+            self._save_record()
             c.probes = {} if c.init else {kind: ProbeTracker(kind, c.spec[field_name], now) for field_name, kind
                                           in PROBE_KINDS if isinstance(c.spec.get(field_name), dict)}
             self._judge(c)
@@ -453,6 +529,7 @@ class PodWorker:
             c.process = None
         await asyncio.to_thread(self.ctx.networks.remove, self.uid)  # also what a failed setup left
         await asyncio.to_thread(self.volumes.tear_down)
+        records.remove(self.pod_dir)
         if self.ctx.cgroups is not None:
             await asyncio.to_thread(self.ctx.cgroups.remove_pod, self.uid)
         if delete_object:

@@ -19,6 +19,7 @@ import subprocess
 import time
 from typing import IO, Callable, Iterable, Mapping, Sequence
 
+from kproxy.kubelet import records
 from kproxy.lab import netsetup
 from kproxy.lab.topology import PodPlan, check_ifname
 
@@ -72,6 +73,19 @@ class PodNetworks:
             raise RuntimeFailure(str(exc)) from None
         return plan
 
+    def adopt(self, uid: str, namespace: str, name: str, node: str, slot: int) -> PodPlan | None:
+        """Takes over the namespace an earlier kubelet made for the pod (same slot, same
+        address), None when it is gone."""
+        plan = pod_plan(self.prefix, self.pod_cidr, namespace, name, node, slot)
+        if plan.netns not in netsetup.list_namespaces():
+            return None
+        self._slots[uid] = plan
+        return plan
+
+    def slot_of(self, uid: str) -> int | None:
+        plan = self._slots.get(uid)
+        return plan.slot if plan else None
+
     def remove(self, uid: str) -> None:
         plan = self._slots.pop(uid, None)
         if plan is not None:
@@ -98,6 +112,8 @@ class ContainerProcess:
         self.wrapper = list(wrapper)  # run before argv in the namespace (volumes.mount_prefix), then exec'd
         self.launcher = list(launcher)  # run before entering the namespace (cgroups.join_prefix): /sys is ours
         self.proc: subprocess.Popen | None = None
+        self.adopted: tuple[int, int] | None = None  # (pid, start ticks) of a process an earlier kubelet started
+        self.exit_unknown = False  # an adopted process exited: not our child, its exit code is lost
         self.started_mono = 0.0
         self._pidfd: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -121,19 +137,44 @@ class ContainerProcess:
             log.close()
         self.started_mono = time.monotonic()
 
+    @classmethod
+    def adopt(cls, netns: str, pid: int, start_ticks: int, log_path: str, wrapped: bool) -> "ContainerProcess":
+        """A running process an earlier kubelet started (records.py), taken over as it is."""
+        proc = cls(netns, [], {}, None, log_path, wrapper=["(adopted)"] if wrapped else [])
+        proc.adopted = (pid, start_ticks)
+        proc.started_mono = time.monotonic()
+        return proc
+
+    def start_ticks(self) -> int:
+        ticks = records.process_start_ticks(self.pid) if self.pid else None
+        return ticks or 0
+
+    def _running(self) -> bool:
+        if self.adopted is not None:
+            return records.alive(*self.adopted)
+        return self.proc is not None and self.proc.poll() is None
+
     def exec_prefix(self) -> list[str]:
         """How to run another command where this process runs (exec probes, preStop): its
         own mount namespace (volumes) and the pod's network namespace."""
-        if self.wrapper and self.proc is not None and self.proc.poll() is None:
-            return ["nsenter", "--target", str(self.proc.pid), "--mount", "--net", "--"]
+        if self.wrapper and self._running():
+            return ["nsenter", "--target", str(self.pid), "--mount", "--net", "--"]
         return ["ip", "netns", "exec", self.netns]
 
     @property
     def pid(self) -> int | None:
+        if self.adopted is not None:
+            return self.adopted[0]
         return self.proc.pid if self.proc else None
 
     def poll(self) -> int | None:
-        """The exit code once it has exited, else None."""
+        """The exit code once it has exited, else None (137 and exit_unknown for an adopted one)."""
+        if self.adopted is not None:
+            if self._running():
+                return None
+            self._unwatch()
+            self.exit_unknown = True
+            return 137
         if self.proc is None:
             return None
         rc = self.proc.poll()
@@ -146,10 +187,10 @@ class ContainerProcess:
         """Calls `callback` on the running loop when the process exits (a pidfd becoming
         readable), so exits are seen at once rather than at the next poll. False when the
         kernel has no pidfd_open: the caller polls."""
-        if self.proc is None or not hasattr(os, "pidfd_open"):
+        if self.pid is None or not hasattr(os, "pidfd_open"):
             return False
         try:
-            fd = os.pidfd_open(self.proc.pid)
+            fd = os.pidfd_open(self.pid)
         except OSError:
             return False
         loop = asyncio.get_running_loop()
@@ -169,21 +210,21 @@ class ContainerProcess:
         self._pidfd = self._loop = None
 
     def signal(self, sig: int) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.pid is not None and self._running():
             try:
-                os.killpg(self.proc.pid, sig)
+                os.killpg(self.pid, sig)
             except (ProcessLookupError, PermissionError):
                 pass
 
     async def stop(self, grace: float) -> int | None:
         """SIGTERM, then SIGKILL after `grace` seconds; returns the exit code."""
-        if self.proc is None:
+        if self.pid is None:
             return None
         self.signal(signal.SIGTERM)
         deadline = time.monotonic() + max(0.0, grace)
-        while self.proc.poll() is None and time.monotonic() < deadline:
+        while self._running() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         self.signal(signal.SIGKILL)
-        while self.proc.poll() is None:
+        while self._running():
             await asyncio.sleep(0.02)
         return self.poll()

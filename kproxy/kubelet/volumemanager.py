@@ -67,10 +67,12 @@ def _umount(path: str) -> None:
     subprocess.run(["umount", "-l", path], capture_output=True)
 
 
-def remove_leftover_mounts(root_dir: str) -> list[str]:
-    """Unmounts every mount below <root_dir>/pods (an earlier kubelet's tmpfs volumes)."""
+def remove_leftover_mounts(root_dir: str, keep: frozenset[str] = frozenset()) -> list[str]:
+    """Unmounts every mount below <root_dir>/pods (an earlier kubelet's tmpfs volumes) but
+    those of the pod uids in `keep`."""
     prefix = os.path.join(os.path.realpath(root_dir), "pods") + "/"
-    gone = [point for point, _ in _mounts() if point.startswith(prefix)]
+    gone = [point for point, _ in _mounts()
+            if point.startswith(prefix) and point[len(prefix):].split("/", 1)[0] not in keep]
     for point in sorted(gone, reverse=True):
         _umount(point)
     return gone
