@@ -147,3 +147,59 @@ def test_cgroup_limits_files_and_join_prefix():
     assert prefix == ["/bin/sh", "-c", 'echo $$ > "$1" && echo $$ > "$2" && shift 2 && exec "$@"', "sh",
                       "/cg/memory/x/cgroup.procs", "/cg/cpu/x/cgroup.procs"]
     assert join_prefix([]) == []
+
+
+class FakeApi:
+    """Answers the two calls PodVolumes makes: GET of a ConfigMap and POST of a TokenRequest."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.config_maps = {"kube-root-ca.crt": {"data": {"ca.crt": "PEM"}}}
+        self.token_requests: list[dict] = []
+
+    async def get(self, resource, name, namespace):
+        from kproxy.api.status import ApiError
+        if name not in self.config_maps:
+            raise ApiError({"code": 404, "message": "not found"})
+        return self.config_maps[name]
+
+    async def request(self, method, path, body=None):
+        import time as _time
+        self.token_requests.append({"path": path, **body["spec"]})
+        expires = _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(self.clock() + body["spec"]["expirationSeconds"]))
+        return {"status": {"token": f"token-{len(self.token_requests)}", "expirationTimestamp": expires}}
+
+
+def test_pod_volumes_renew_tokens_at_80_percent_and_follow_config_maps(tmp_path):
+    import asyncio
+
+    from kproxy.apiserver.auth.sa_pod_admission import api_access_volume
+    from kproxy.kubelet.volumemanager import PodVolumes
+    now = [1_000_000.0]
+    api = FakeApi(lambda: now[0])
+    pod = {"metadata": {"name": "web", "namespace": "team", "uid": "u-1"},
+           "spec": {"serviceAccountName": "robot", "volumes": [api_access_volume("kube-api-access-abcde")]}}
+    volumes = PodVolumes(api, pod, str(tmp_path), clock=lambda: now[0])
+    target = tmp_path / "volumes" / "kubernetes.io~projected" / "kube-api-access-abcde"
+
+    async def scenario():
+        assert await volumes.set_up("10.0.0.5", "10.0.0.1") == ["kube-api-access-abcde"]
+        assert (target / "token").read_text() == "token-1" and (target / "ca.crt").read_text() == "PEM"
+        assert api.token_requests == [{"path": "/api/v1/namespaces/team/serviceaccounts/robot/token",
+                                       "expirationSeconds": 3607, "boundObjectRef": {
+                                           "kind": "Pod", "apiVersion": "v1", "name": "web", "uid": "u-1"}}]
+        now[0] += 0.79 * 3607
+        assert await volumes.refresh(pod, "10.0.0.5", "10.0.0.1") == []  # not due yet: nothing rewritten
+        now[0] += 0.02 * 3607
+        assert await volumes.refresh(pod, "10.0.0.5", "10.0.0.1") == ["kube-api-access-abcde"]
+        assert (target / "token").read_text() == "token-2" and len(api.token_requests) == 2
+        api.config_maps["kube-root-ca.crt"] = {"data": {"ca.crt": "NEW"}}
+        await volumes.refresh(pod, "10.0.0.5", "10.0.0.1")
+        assert (target / "ca.crt").read_text() == "NEW"
+        del api.config_maps["kube-root-ca.crt"]
+        with pytest.raises(MountError, match='configmap "kube-root-ca.crt" not found'):
+            await volumes.refresh(pod, "10.0.0.5", "10.0.0.1")
+        assert (target / "ca.crt").read_text() == "NEW"  # a failed refresh keeps the files
+    asyncio.run(scenario())
+    volumes.tear_down()
+    assert not (tmp_path / "volumes").exists()
