@@ -8,7 +8,9 @@ Guarantees:
   nodeLeaseRenewInterval) and the node status every `status_interval` seconds;
 - containers start only after the Services have been listed (their environment variables);
 - on stop every pod's processes are stopped and its namespace removed, and so are pod
-  namespaces left by an earlier kubelet with the same prefix.
+  namespaces left by an earlier kubelet with the same prefix;
+- a kubelet that died leaves records (records.py): its successor adopts the pods still bound
+  to it as they run (same processes, same status) and stops those that are gone.
 """
 from __future__ import annotations
 
@@ -139,11 +141,15 @@ class Kubelet:
             found[uid] = record
         return found
 
-    async def _discard_unclaimed(self) -> None:
-        """Once the pods are listed: stops what an earlier kubelet left of pods that are gone."""
-        await self.pods.synced.wait()
+    async def _discard_unclaimed(self, wait_for_pods: bool = True) -> None:
+        """Once the pods are listed: stops what an earlier kubelet left of pods that are gone
+        (at exit, of every pod not claimed yet)."""
+        if wait_for_pods:
+            await self.pods.synced.wait()
         for uid in list(self.adoptable):
-            record = self.adoptable.pop(uid)
+            record = self.adoptable.pop(uid, None)
+            if record is None:
+                continue  # claimed meanwhile, or discarded by the other caller
             log.info("pod %s/%s: gone while no kubelet ran, stopping what is left", record.namespace, record.name)
             leftover = {"metadata": {"uid": uid, "name": record.name, "namespace": record.namespace},
                         "spec": {"containers": [{"name": name} for name in record.containers]}}
@@ -182,6 +188,7 @@ class Kubelet:
             for worker in list(self.workers.values()):
                 worker.shutdown()
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            await self._discard_unclaimed(wait_for_pods=False)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
