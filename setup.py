@@ -53,6 +53,7 @@ setup(
         "jsonpatch>=1.33",
         "scapy>=2.5",
         "protobuf>=5.26",
+        "croniter>=2.0",  # CronJob schedules (the apiserver's validation, the cronjob controller)
     ],
     extras_require={
         "test": [

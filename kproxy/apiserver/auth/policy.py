@@ -52,6 +52,7 @@ CONTROLLER_RULES = [
     {"apiGroups": ["apps"], "verbs": WRITE, "resources": [
         "deployments", "deployments/status", "deployments/scale", "replicasets", "replicasets/status",
         "replicasets/scale"]},
+    {"apiGroups": ["batch"], "verbs": WRITE, "resources": ["jobs", "jobs/status", "cronjobs", "cronjobs/status"]},
     {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": WRITE},
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": WRITE},
     # the namespace controller deletes everything in a namespace that is going away
