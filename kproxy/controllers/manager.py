@@ -21,7 +21,9 @@ from kproxy.controllers.podgc import PodGCController, PodGCOptions
 from kproxy.controllers.replicaset import ReplicaSetController
 from kproxy.controllers.replicationcontroller import ReplicationControllerController
 from kproxy.controllers.resourcequota import ResourceQuotaController
+from kproxy.controllers.rootcacert import RootCACertPublisher
 from kproxy.controllers.serviceaccount import ServiceAccountController
+from kproxy.controllers.tainteviction import TaintEvictionController
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,8 @@ def build_controllers(client: Any, informers: SharedInformers, *, node_grace_per
         CronJobController(client, informers, clock=clock),
         PodGCController(client, informers, pod_gc),
         GarbageCollector(client, informers),
+        RootCACertPublisher(client, informers),
+        TaintEvictionController(client, informers),
     ]
 
 
