@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from kproxy.api.resources import ENDPOINT_SLICES, EVENTS, LEASES, NODES, PODS, SECRETS, SERVICES
+from kproxy.kubelet import logs
 from kproxy.client.sync import Client
 from kproxy.netns import NetNS
 from tests import nsutil
@@ -59,6 +60,13 @@ class KubeletNode:
                 [sys.executable, "-m", "kproxy", "kubelet", "--kubeconfig", self.kubeconfig,
                  "--node-name", "n1", "--netns", self.netns, "--pod-cidr", POD_CIDR, "--root-dir", str(self.root),
                  "--crash-loop-backoff", "1s", *self.extra_args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def container_output(self, pod: dict, container: str = "c") -> str:
+        """What the container wrote so far (its CRI log file, without the record prefixes)."""
+        path = self.root / "pods" / pod["metadata"]["uid"] / f"{container}.log"
+        if not path.exists():
+            return ""
+        return logs.render(logs.parse(path.read_bytes())[0]).decode(errors="replace")
 
     def stop(self) -> int | None:
         if self.proc is None:

@@ -48,13 +48,8 @@ def test_limits_in_cgroups_and_oom_killed(cluster, tmp_path):  # noqa: F811
     term = _wait(client, terminated, "hog terminated", node)
     assert term["reason"] == "OOMKilled" and term["exitCode"] == 137, term
 
-    log_path = None
-
     def cgroup_printed(c: Client):
-        nonlocal log_path
-        pod = c.get(PODS, "limited", "default")
-        log_path = node.root / "pods" / pod["metadata"]["uid"] / "c.log"
-        return _cgroup_lines(log_path.read_text()) if log_path.exists() else None
+        return _cgroup_lines(node.container_output(c.get(PODS, "limited", "default"))) or None
     groups = _wait(client, cgroup_printed, "limited prints its cgroups", node)
     if probe.version == 2:
         base = "/sys/fs/cgroup" + groups[""]

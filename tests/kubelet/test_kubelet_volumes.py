@@ -79,8 +79,7 @@ def cluster(tmp_path):
 
 
 def _log(node: KubeletNode, pod: dict, container: str = "c") -> str:
-    path = node.root / "pods" / pod["metadata"]["uid"] / f"{container}.log"
-    return path.read_text(errors="replace") if path.exists() else ""
+    return node.container_output(pod, container)
 
 
 def _logged(client: Client, node: KubeletNode, name: str, text: str) -> str:
