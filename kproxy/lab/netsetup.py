@@ -205,11 +205,13 @@ def detach_pod_network(pod: PodPlan, node_netns: str) -> None:
 
 
 def lab_namespaces(plan: LabPlan, existing: Iterable[str]) -> list[str]:
-    """The namespaces in `existing` that belong to the lab: its pods first, then nodes (any
-    number, so a lab whose node count is unknown is still found), client and net."""
-    pattern = re.compile(rf"^{re.escape(plan.name)}-(pod-.+|node[0-9]+|client|net)$")
-    mine = [n for n in existing if pattern.match(n)]
-    return sorted(mine, key=lambda n: (not n.startswith(plan.pod_netns_prefix), n.endswith("-net"), n))
+    """The namespaces in `existing` that belong to the lab: its pods first (the kubelets' pods
+    are named `<node namespace>-pod-...`), then nodes (any number, so a lab whose node count is
+    unknown is still found), client and net."""
+    pod = re.compile(rf"^{re.escape(plan.name)}-(node[0-9]+-)?pod-.+$")
+    pattern = re.compile(rf"^{re.escape(plan.name)}-(node[0-9]+|client|net)$")
+    mine = [n for n in existing if pattern.match(n) or pod.match(n)]
+    return sorted(mine, key=lambda n: (not pod.match(n), n.endswith("-net"), n))
 
 
 def teardown(plan: LabPlan) -> list[str]:

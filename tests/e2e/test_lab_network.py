@@ -81,10 +81,12 @@ def test_teardown_is_complete_and_idempotent():
 
 def test_lab_namespaces_matches_only_this_lab():
     plan = topology.plan_lab("lab", 1)
-    names = ["lab-net", "lab-node1", "lab-node7", "lab-client", "lab-pod-default-x",
-             "lab2-node1", "lab-2-node1", "other", "lab-nodex"]
-    assert sorted(netsetup.lab_namespaces(plan, names)) == sorted(
-        ["lab-net", "lab-node1", "lab-node7", "lab-client", "lab-pod-default-x"])
+    names = ["lab-net", "lab-node1", "lab-node7", "lab-client", "lab-pod-default-x", "lab-node2-pod-default-y",
+             "lab2-node1", "lab-2-node1", "other", "lab-nodex", "lab2-node1-pod-default-z", "lab-nodex-pod-a"]
+    found = netsetup.lab_namespaces(plan, names)
+    assert sorted(found) == sorted(
+        ["lab-net", "lab-node1", "lab-node7", "lab-client", "lab-pod-default-x", "lab-node2-pod-default-y"])
+    assert set(found[:2]) == {"lab-pod-default-x", "lab-node2-pod-default-y"}  # pods go first
 
 
 def _icmp_counter(netns: str, name: str) -> int:
