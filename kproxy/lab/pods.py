@@ -51,17 +51,19 @@ def http_probe(port: int = 8080, period: int = 1) -> dict[str, Any]:
 
 
 def echo_pod(name: str, namespace: str, node: str, labels: dict[str, str], port: int = 8080,
-             ready_flag: str | None = None, grace_seconds: int = 0) -> dict[str, Any]:
+             ready_flag: str | None = None, live_flag: str | None = None, grace_seconds: int = 0) -> dict[str, Any]:
     """A Pod bound to `node` running the echo server. With `ready_flag` it is Ready only
-    while that file exists. `grace_seconds` is its terminationGracePeriodSeconds: the default
+    while that file exists; with `live_flag` its container is restarted when that file is
+    missing (a liveness probe). `grace_seconds` is its terminationGracePeriodSeconds: the default
     0 stops a pod deleted without a grace period at once; one deleted with a grace period
     keeps serving through it (preStop sleep)."""
     readiness = file_probe(ready_flag) if ready_flag else None
+    liveness = file_probe(live_flag) if live_flag else None
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
         "spec": {"nodeName": node, "terminationGracePeriodSeconds": grace_seconds,
-                 "containers": [echo_container(port, readiness=readiness,
+                 "containers": [echo_container(port, readiness=readiness, liveness=liveness,
                                                pre_stop_sleep=SERVE_WHILE_TERMINATING)]},
     }
 
@@ -86,6 +88,19 @@ def echo_deployment(name: str, replicas: int, labels: dict[str, str] | None = No
                                                        pre_stop_sleep=pre_stop_sleep)]},
             },
         },
+    }
+
+
+def simple_deployment(name: str, replicas: int, image: str = ECHO_IMAGE) -> dict[str, Any]:
+    """What `kubectl create deployment NAME --image=IMAGE --replicas=N` creates."""
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "default", "labels": dict(labels)},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": dict(labels)},
+                 "template": {"metadata": {"labels": dict(labels)},
+                              "spec": {"containers": [{"name": image.rsplit("/", 1)[-1].split(":")[0],
+                                                       "image": image}]}}},
     }
 
 
