@@ -530,8 +530,8 @@ class Lab:
 
     def pod_netns(self, pod: dict) -> str:
         """The network namespace the kubelet made for a running `pod` (its address names the
-        slot: kproxy.kubelet.runtime.pod_plan is the one home of the naming)."""
-        from kproxy.kubelet.runtime import pod_plan
+        slot: kproxy.kubelet.podnet.pod_plan is the one home of the naming)."""
+        from kproxy.kubelet.podnet import pod_plan
 
         node = self.plan.node(pod["spec"]["nodeName"])
         ip, cidr = ipaddress.ip_address(pod["status"]["podIP"]), ipaddress.ip_network(node.pod_cidr)
