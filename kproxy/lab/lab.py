@@ -563,10 +563,12 @@ class Lab:
             raise LabError(f"{exc}; status: {json.dumps((last.get('status') or {}), sort_keys=True)[:600]}") from None
 
     def add_pod(self, name: str, node: str, labels: dict[str, str] | None = None, port: int = 8080,
-                ready: bool = True, namespace: str = "default", live_flag: str | None = None) -> PodRecord:
+                ready: bool = True, namespace: str = "default", live_flag: str | None = None,
+                ready_delay: int = 0) -> PodRecord:
         """Creates Pod `namespace/name` bound to `node` running the echo server; returns once
         its kubelet runs it and it answers (Ready as asked: see set_ready). With `live_flag`,
-        a liveness probe restarts its container while that file is missing."""
+        a liveness probe restarts its container while that file is missing; a container
+        (re)started is Ready `ready_delay` seconds later at the earliest."""
         from kproxy.api.resources import PODS
 
         state = self._require_state()
@@ -581,7 +583,8 @@ class Lab:
             self._ensure_namespace(namespace)
         flag = self._ready_flag(namespace, name)
         self._set_flag(flag, ready)
-        obj = pods.echo_pod(name, namespace, node, labels or {}, port, ready_flag=flag, live_flag=live_flag)
+        obj = pods.echo_pod(name, namespace, node, labels or {}, port, ready_flag=flag, live_flag=live_flag,
+                            ready_delay=ready_delay)
         created = self.client.create(PODS, obj, namespace=namespace)
         rec = PodRecord(name=name, namespace=namespace, node=node, netns="", ip="", port=port,
                         labels=dict(labels or {}), ready=ready, uid=created["metadata"].get("uid", ""))

@@ -38,9 +38,9 @@ def echo_container(port: int = 8080, readiness: dict | None = None, liveness: di
     return container
 
 
-def file_probe(path: str, period: int = FLAG_PROBE_PERIOD) -> dict[str, Any]:
+def file_probe(path: str, period: int = FLAG_PROBE_PERIOD, initial_delay: int = 0) -> dict[str, Any]:
     """A probe that passes while `path` exists (one failure is enough to fail it)."""
-    return {"exec": {"command": ["test", "-e", path]}, "periodSeconds": period,
+    return {"exec": {"command": ["test", "-e", path]}, "periodSeconds": period, "initialDelaySeconds": initial_delay,
             "failureThreshold": 1, "successThreshold": 1, "timeoutSeconds": 5}
 
 
@@ -51,13 +51,15 @@ def http_probe(port: int = 8080, period: int = 1) -> dict[str, Any]:
 
 
 def echo_pod(name: str, namespace: str, node: str, labels: dict[str, str], port: int = 8080,
-             ready_flag: str | None = None, live_flag: str | None = None, grace_seconds: int = 0) -> dict[str, Any]:
+             ready_flag: str | None = None, live_flag: str | None = None, ready_delay: int = 0,
+             grace_seconds: int = 0) -> dict[str, Any]:
     """A Pod bound to `node` running the echo server. With `ready_flag` it is Ready only
     while that file exists; with `live_flag` its container is restarted when that file is
-    missing (a liveness probe). `grace_seconds` is its terminationGracePeriodSeconds: the default
-    0 stops a pod deleted without a grace period at once; one deleted with a grace period
-    keeps serving through it (preStop sleep)."""
-    readiness = file_probe(ready_flag) if ready_flag else None
+    missing (a liveness probe); `ready_delay` is its readiness probe's initialDelaySeconds.
+    `grace_seconds` is its terminationGracePeriodSeconds: the default 0 stops a pod deleted
+    without a grace period at once; one deleted with a grace period keeps serving through it
+    (preStop sleep)."""
+    readiness = file_probe(ready_flag, initial_delay=ready_delay) if ready_flag else None
     liveness = file_probe(live_flag) if live_flag else None
     return {
         "apiVersion": "v1", "kind": "Pod",

@@ -507,8 +507,15 @@ def _restarted_and_rejoined(lab, scratch, pod, other, svc: dict, break_it, mend_
     wait_for_pods(lab.client_netns, ip, 80, {pod.name, other.name})
 
 
+# A restarted container is not Ready for this long (its readiness probe's initial delay): the
+# kubelet restarts a container that dies for the first time at once, as kubelet does, so
+# without it the endpoint could leave and rejoin between two looks at the EndpointSlice.
+RESTART_READY_DELAY = 2
+
+
 def test_a_killed_pod_process_is_restarted_and_its_endpoint_rejoins(lab, scratch):
-    a, b = scratch.pod("a", "node1"), scratch.pod("b", "node2")
+    a = lab.add_pod(scratch.name("a"), "node1", labels={"app": scratch.prefix}, ready_delay=RESTART_READY_DELAY)
+    b = scratch.pod("b", "node2")
     svc = scratch.service()
 
     def kill(pod_obj: dict) -> None:
@@ -522,7 +529,8 @@ def test_a_killed_pod_process_is_restarted_and_its_endpoint_rejoins(lab, scratch
 def test_a_liveness_failure_restarts_the_container(lab, scratch, tmp_path):
     alive = tmp_path / "alive"
     alive.touch()
-    a = lab.add_pod(scratch.name("a"), "node1", labels={"app": scratch.prefix}, live_flag=str(alive))
+    a = lab.add_pod(scratch.name("a"), "node1", labels={"app": scratch.prefix}, live_flag=str(alive),
+                    ready_delay=RESTART_READY_DELAY)
     b = scratch.pod("b", "node2")
     svc = scratch.service()
     _restarted_and_rejoined(lab, scratch, a, b, svc, lambda _pod: alive.unlink(), alive.touch)
