@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
-    d = sub.add_parser("demo", help="2 nodes, Service 'web' over 3 pods, requests from the client")
+    d = sub.add_parser("demo", help="2 nodes; kubectl create/expose/scale/rollout restart of Deployment web "
+                                      "while the client counts the answers per pod and the failures")
     common(d)
     d.add_argument("--mode", default="iptables", help="proxy mode (default iptables)")
     d.add_argument("--requests", type=int, default=60, help="requests to send (default 60)")
