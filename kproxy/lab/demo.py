@@ -51,9 +51,10 @@ class Steps:
         self.kubectl = shutil.which("kubectl")
 
     def _run(self, args: list[str]) -> None:
-        print(f"$ kubectl {' '.join(args)}", flush=True)
         if self.kubectl is None:
+            print(f"$ kubectl {' '.join(args)}    [done through kproxy's client]", flush=True)
             return
+        print(f"$ kubectl {' '.join(args)}", flush=True)
         env = {**os.environ, "KUBECONFIG": self.lab.kubeconfig}
         done = subprocess.run([self.kubectl, *args], env=env, capture_output=True, text=True, timeout=300)
         for line in (done.stdout + done.stderr).strip().splitlines():
