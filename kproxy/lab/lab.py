@@ -280,12 +280,13 @@ class Lab:
             netsetup.create_lab_network(self._plan)
             self._start_apiserver()
             self._ensure_namespace("default")
+            # kubelets and agents start together (an agent follows its Node when it appears)
             for node in self._plan.nodes:
                 self.start_kubelet(node.name)
             for node in self._plan.nodes:
-                self.wait_node_ready(node.name, POD_WAIT)
-            for node in self._plan.nodes:
                 self.start_agent(node.name, wait_healthy=0)
+            for node in self._plan.nodes:
+                self.wait_node_ready(node.name, POD_WAIT)
             if wait_healthy:
                 for node in self._plan.nodes:
                     self.wait_agent_healthy(node.name, wait_healthy)
