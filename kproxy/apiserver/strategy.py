@@ -258,5 +258,11 @@ def build_strategies(services: ServiceAllocations) -> Mapping[Resource, Strategy
         R.LEASES: CreateOnUpdateStrategy(R.LEASES),
         R.REPLICA_SETS: WorkloadStrategy(R.REPLICA_SETS),
         R.DEPLOYMENTS: WorkloadStrategy(R.DEPLOYMENTS),
+        **_batch_strategies(),
     }
+
+
+def _batch_strategies() -> dict[Resource, Strategy]:
+    from kproxy.apiserver.strategy_batch import JobStrategy  # subclasses this module's: after it
+    return {R.JOBS: JobStrategy(R.JOBS), R.CRON_JOBS: WorkloadStrategy(R.CRON_JOBS)}
 

@@ -21,7 +21,8 @@ import logging
 from typing import Any
 
 from kproxy.api.resources import (
-    CONFIG_MAPS, DEPLOYMENTS, ENDPOINT_SLICES, PODS, REPLICA_SETS, SECRETS, SERVICES, Resource, by_kind,
+    CONFIG_MAPS, CRON_JOBS, DEPLOYMENTS, ENDPOINT_SLICES, JOBS, PODS, REPLICA_SETS, SECRETS, SERVICES, Resource,
+    by_kind,
     by_group_version_plural,
 )
 from kproxy.api.status import ApiError
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 ORPHAN, FOREGROUND = "orphan", "foregroundDeletion"
 # the kinds whose ownerReferences the collector follows (owners of any served kind are looked up)
 GC_RESOURCES: tuple[Resource, ...] = (DEPLOYMENTS, REPLICA_SETS, PODS, SERVICES, ENDPOINT_SLICES, CONFIG_MAPS,
-                                      SECRETS)
+                                      SECRETS, CRON_JOBS, JOBS)
 
 
 def item_key(resource: Resource, obj: Obj) -> str:

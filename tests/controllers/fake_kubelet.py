@@ -3,6 +3,8 @@ per-pod delay, writes them Running and Ready (with a pod IP and the Ready condit
 lastTransitionTime) through the status subresource, as a kubelet reports a started pod.
 
 `ready_after(pod) -> seconds | None` decides the delay (None: the pod never becomes ready).
+A pod annotated `kproxy.test/exit-code: N` then finishes as a process exiting with N would:
+Succeeded for 0, Failed otherwise (its container terminated with that exit code).
 It runs its own event loop in a thread; stop() ends it. Pods being deleted are left alone.
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ from kproxy.controllers.base import Handlers
 from tests.controllers.loopthread import LoopThread
 
 _ips = itertools.count(1)
+EXIT_CODE = "kproxy.test/exit-code"
 
 
 def _now() -> str:
@@ -80,14 +83,29 @@ class FakeKubelet(LoopThread):
                                  "podIPs": [{"ip": ip}], "startTime": now,
                                  "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}
             try:
-                await client.update_status(PODS, current)
+                current = await client.update_status(PODS, current)
                 self.marked_ready += 1
+                await self._finish(client, current)
                 return
             except ApiError as exc:
                 if exc.code == 404:
                     return
                 if exc.code != 409:
                     raise
+
+    async def _finish(self, client: ApiClient, pod: dict) -> None:
+        """Ends a pod annotated with an exit code: phase, Ready false, a terminated container."""
+        code = (pod["metadata"].get("annotations") or {}).get(EXIT_CODE)
+        if code is None:
+            return
+        now = _now()
+        pod["status"] = {**pod["status"], "phase": "Succeeded" if int(code) == 0 else "Failed",
+                         "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": now}],
+                         "containerStatuses": [{"name": c["name"], "ready": False, "restartCount": 0,
+                                                "image": c.get("image", ""),
+                                                "state": {"terminated": {"exitCode": int(code), "finishedAt": now}}}
+                                               for c in pod["spec"].get("containers") or []]}
+        await client.update_status(PODS, pod)
 
     def stop(self) -> None:
         super().stop()
