@@ -23,7 +23,8 @@ import tempfile
 import time
 
 from kproxy.api.resources import NODES, PODS
-from kproxy.kubelet.runtime import pod_plan
+from kproxy.kubelet import podnet
+from kproxy.kubelet.podnet import pod_plan
 from kproxy.lab import netsetup
 
 POD_CIDR = "10.244.1.0/24"
@@ -92,7 +93,7 @@ def directly(node_netns: str, count: int, prefix: str) -> list[float]:
     start = time.monotonic()
     try:
         for plan in plans:
-            netsetup.attach_pod_network(plan, node_netns)
+            podnet.attach_pod_network(plan, node_netns)
             procs.append(subprocess.Popen(["ip", "netns", "exec", plan.netns, sys.executable, "-m", "kproxy.lab.echo",
                                            "--name", plan.name], stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL, start_new_session=True))
@@ -102,7 +103,7 @@ def directly(node_netns: str, count: int, prefix: str) -> list[float]:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         for plan in plans:
-            netsetup.detach_pod_network(plan, node_netns)
+            podnet.detach_pod_network(plan, node_netns)
     return latencies
 
 

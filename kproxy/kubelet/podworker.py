@@ -515,13 +515,10 @@ class PodWorker:
 
     async def _terminate(self, delete_object: bool) -> None:
         grace = min(self._grace(), self.ctx.shutdown_grace) if self._shutdown else self._grace()
-        deadline = time.monotonic() + grace
         running = [c for c in self.every_container if c.process is not None]
         for c in running:
             self._event("Normal", "Killing", f"Stopping container {c.record.name}")
-        await asyncio.gather(*(self._pre_stop(c, grace) for c in running), return_exceptions=True)
-        remaining = max(0.0, deadline - time.monotonic())
-        await asyncio.gather(*(c.process.stop(remaining) for c in running if c.process is not None))
+        await self._stop_containers(running, grace)
         for c in running:
             assert c.process is not None
             rc = c.process.poll()
@@ -544,6 +541,32 @@ class PodWorker:
             except ApiConnectionError as exc:
                 log.warning("pod %s: not deleted: %s", self.key, exc)
         log.info("pod %s: stopped", self.key)
+
+    async def _stop_containers(self, running: list[Container], grace: float) -> None:
+        """preStop hooks, SIGTERM, SIGKILL at the end of `grace`. Cut short (SIGKILL now), as
+        kubelet shortens a termination, when the object is removed meanwhile (a force
+        delete), a new deletion brings a shorter grace period, or the kubelet stops."""
+        deadline = time.monotonic() + grace
+        gone, shutdown = self._gone, self._shutdown
+
+        async def graceful() -> None:
+            await asyncio.gather(*(self._pre_stop(c, grace) for c in running), return_exceptions=True)
+            remaining = max(0.0, deadline - time.monotonic())
+            await asyncio.gather(*(c.process.stop(remaining) for c in running if c.process is not None))
+
+        ending = asyncio.ensure_future(graceful())
+        while not ending.done():
+            self._wake.clear()
+            woken = asyncio.ensure_future(self._wake.wait())
+            await asyncio.wait({ending, woken}, return_when=asyncio.FIRST_COMPLETED)
+            woken.cancel()
+            shorter = self._grace() < grace and not self._shutdown
+            if not ending.done() and ((self._gone and not gone) or (self._shutdown and not shutdown) or shorter):
+                log.info("pod %s: termination cut short", self.key)
+                ending.cancel()
+                await asyncio.gather(ending, return_exceptions=True)
+                await asyncio.gather(*(c.process.stop(0) for c in running if c.process is not None))
+        await asyncio.gather(ending, return_exceptions=True)
 
     async def _pre_stop(self, c: Container, grace: float) -> None:
         """Runs the container's preStop hook (exec, httpGet or sleep) within the grace period."""

@@ -3,7 +3,7 @@ process started inside it with `ip netns exec`.
 
 Guarantees:
 - pod namespaces are named `<prefix><namespace>-<name>` and their addresses come from the
-  node's pod CIDR (the lab's routed-veth layout, kproxy.lab.netsetup, one home for both);
+  node's pod CIDR (kproxy.kubelet.podnet's routed-veth layout);
 - every container process leads its own session, so stopping it signals everything it
   started; its output goes, with the time of each line, to `<root>/pods/<uid>/<container>.log`
   through a log shim process of its own (kproxy.kubelet.logshim, CRI log format);
@@ -22,12 +22,15 @@ import time
 from typing import Callable, Iterable, Mapping, Sequence
 
 from kproxy.kubelet import records
+from kproxy.kubelet import podnet
+from kproxy.kubelet.podnet import PodPlan, pod_plan
 from kproxy.lab import netsetup
-from kproxy.lab.topology import PodPlan, check_ifname
 
 LOG_SHIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "logshim.py")
 MAX_SLOTS = 4096  # more than any node's pod limit
-MAX_NETNS_NAME = 200
+
+
+__all__ = ["ContainerProcess", "PodNetworks", "RuntimeFailure", "exit_code", "free_slot", "pod_plan"]
 
 
 class RuntimeFailure(RuntimeError):
@@ -46,15 +49,6 @@ def free_slot(pod_cidr: str, used: Iterable[int]) -> int:
     raise RuntimeFailure(f"pod CIDR {pod_cidr} has no free address")
 
 
-def pod_plan(prefix: str, pod_cidr: str, namespace: str, name: str, node: str, slot: int) -> PodPlan:
-    net = ipaddress.ip_network(pod_cidr)
-    netns = f"{prefix}{namespace}-{name}"
-    if len(netns) > MAX_NETNS_NAME:
-        netns = f"{prefix}slot{slot}"  # a file name under /run/netns has at most 255 bytes
-    return PodPlan(name=name, namespace=namespace, node=node, slot=slot, netns=netns,
-                   ip=str(net.network_address + slot), host_veth=check_ifname(f"kp{slot}"), interface="eth0")
-
-
 class PodNetworks:
     """Pod namespaces behind one node namespace, with their address slots."""
 
@@ -70,8 +64,8 @@ class PodNetworks:
             slot = free_slot(self.pod_cidr, (p.slot for p in self._slots.values()))
             plan = self._slots[uid] = pod_plan(self.prefix, self.pod_cidr, namespace, name, node, slot)
         try:
-            netsetup.detach_pod_network(plan, self.node_netns)  # a leftover of an earlier kubelet
-            netsetup.attach_pod_network(plan, self.node_netns)
+            podnet.detach_pod_network(plan, self.node_netns)  # a leftover of an earlier kubelet
+            podnet.attach_pod_network(plan, self.node_netns)
         except netsetup.NetSetupError as exc:
             raise RuntimeFailure(str(exc)) from None
         return plan
@@ -92,7 +86,7 @@ class PodNetworks:
     def remove(self, uid: str) -> None:
         plan = self._slots.pop(uid, None)
         if plan is not None:
-            netsetup.detach_pod_network(plan, self.node_netns)
+            podnet.detach_pod_network(plan, self.node_netns)
 
     def remove_leftovers(self) -> list[str]:
         """Deletes pod namespaces with our prefix that no pod of ours holds (a crashed kubelet's)."""

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--base-dir", default=DEFAULT_BASE_DIR,
                        help=f"where lab state and logs live (default {DEFAULT_BASE_DIR})")
 
-    up = sub.add_parser("up", help="build the lab: nodes, client, apiserver, one agent per node")
+    up = sub.add_parser("up", help="build the lab: nodes, client, apiserver, a kubelet and an agent per node")
     common(up)
     up.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
     up.add_argument("--mode", default="iptables", help="proxy mode of the agents (default iptables)")
@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
-    d = sub.add_parser("demo", help="2 nodes, Service 'web' over 3 pods, requests from the client")
+    d = sub.add_parser("demo", help="2 nodes; kubectl create/expose/scale/rollout restart of Deployment web "
+                                      "while the client counts the answers per pod and the failures")
     common(d)
     d.add_argument("--mode", default="iptables", help="proxy mode (default iptables)")
     d.add_argument("--requests", type=int, default=60, help="requests to send (default 60)")
@@ -109,17 +110,19 @@ def _status(args: argparse.Namespace) -> int:
         print(f"  {ns:40} {'present' if present else 'MISSING'}")
     api = info["apiserver"]
     print(f"apiserver: pid {api['pid']} {'alive' if api['alive'] else 'DEAD'}  kubeconfig {info['kubeconfig']}")
-    hb = info["heartbeat"]
-    print(f"node heartbeat: pid {hb['pid']} {'alive' if hb['alive'] else 'DEAD'}")
+    for node, k in info["kubelets"].items():
+        print(f"kubelet {node}: pid {k['pid']} {'alive' if k['alive'] else 'DEAD'}")
     for node, a in info["agents"].items():
         print(f"agent {node}: pid {a['pid']} {'alive' if a['alive'] else 'DEAD'}")
     print("pods:" if info["pods"] else "pods: none")
     for p in info["pods"]:
         flags = ("ready" if p["ready"] else "not-ready") + (" terminating" if p["terminating"] else "")
-        print(f"  {p['name']:30} {p['node']:8} {p['ip']:15} {flags} {'alive' if p['alive'] else 'DEAD'}")
+        print(f"  {p['name']:30} {p['node'] or '-':8} {p['ip'] or '-':15} {p['phase'] or 'Pending':9} {flags}"
+              f" restarts {p['restarts']}")
     print("services:" if info["services"] else "services: none")
     for s in info["services"]:
         print(f"  {s['name']:30} {s['type']:10} {s['clusterIP'] or '-':15} {', '.join(s['ports'])}")
-    healthy = (api["alive"] and hb["alive"] and all(a["alive"] for a in info["agents"].values())
+    healthy = (api["alive"] and all(k["alive"] for k in info["kubelets"].values())
+               and all(a["alive"] for a in info["agents"].values())
                and all(info["namespaces"].values()))
     return 0 if healthy else 1

@@ -1,11 +1,12 @@
 """A multi-node Kubernetes lab in network namespaces on one machine.
 
 `Lab.up()` builds the network of kproxy.lab.topology (bridge, nodes, client), starts the
-apiserver (with its controllers) on loopback, registers one Node per node namespace, and starts
-one agent per node with `--netns`. Pods are namespaces behind their node running the echo
-server; the lab acts as their kubelet (it writes Pod status: podIP, Ready). Everything the lab
-starts is recorded in <dir>/state.json after every change, so a new process (`kproxy lab down`,
-`kproxy lab status`) finds the namespaces and processes again.
+apiserver (with its controllers and scheduler) on loopback, and on each node a `kproxy kubelet`
+(identity system:node:<node>, the node's namespace and pod CIDR: it registers and heartbeats
+the Node and runs the pods bound to it, each in its own namespace) and an agent with `--netns`.
+Pods are ordinary Pod objects (kproxy.lab.pods); `add_pod` binds one to a node by hand.
+Everything the lab starts is recorded in <dir>/state.json after every change, so a new process
+(`kproxy lab down`, `kproxy lab status`) finds the namespaces and processes again.
 
 Guarantees:
 - nothing is created outside the lab's own namespaces (named "<lab>-...");
@@ -16,6 +17,7 @@ Guarantees:
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import shutil
@@ -28,7 +30,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator
 
-from kproxy.lab import netsetup, topology, traffic
+from kproxy.lab import netsetup, pods, topology, traffic
 from kproxy.lab.topology import LabPlan, PlanError
 from kproxy.netns import NetNS
 
@@ -37,7 +39,11 @@ HEALTHZ_PORT = 10256
 METRICS_PORT = 10249
 DEFAULT_SYNC_PERIOD = "30s"
 DEFAULT_MIN_SYNC_PERIOD = "1s"
-HEARTBEAT_INTERVAL = 5.0  # seconds; the node lifecycle controller's grace period is 40 s
+# The kubelets' first CrashLoopBackOff wait: a killed pod process is back within seconds.
+CRASH_LOOP_BACKOFF = "1s"
+# A pod the lab deletes gracefully keeps serving (a preStop sleep) until its grace period ends
+# or finish_pod() deletes it for good; a plain delete_pod() (grace 0) stops it at once.
+POD_WAIT = 60.0
 
 
 class LabError(RuntimeError):
@@ -58,16 +64,17 @@ class ProcessRecord:
 
 @dataclass
 class PodRecord:
+    """A pod the lab placed by hand (add_pod); its kubelet runs it."""
+
     name: str
     namespace: str
     node: str
-    slot: int
     netns: str
     ip: str
     port: int
     labels: dict[str, str]
     ready: bool
-    process: ProcessRecord | None = None
+    uid: str = ""
     terminating: bool = False
 
     @property
@@ -85,7 +92,7 @@ class LabState:
     min_sync_period: str = DEFAULT_MIN_SYNC_PERIOD
     kubeconfig: str = ""
     apiserver: ProcessRecord | None = None
-    heartbeat: ProcessRecord | None = None  # renews the nodes' Leases (the kubelets' job)
+    kubelets: dict[str, ProcessRecord] = field(default_factory=dict)
     agents: dict[str, ProcessRecord] = field(default_factory=dict)
     pods: dict[str, PodRecord] = field(default_factory=dict)
 
@@ -99,17 +106,13 @@ class LabState:
         def proc(d: dict | None) -> ProcessRecord | None:
             return ProcessRecord(**d) if d else None
 
-        pods = {}
-        for key, p in raw.get("pods", {}).items():
-            p = dict(p)
-            p["process"] = proc(p.get("process"))
-            pods[key] = PodRecord(**p)
+        pods = {key: PodRecord(**p) for key, p in raw.get("pods", {}).items()}
         return cls(
             name=raw["name"], nodes=raw["nodes"], mode=raw["mode"], dir=raw["dir"],
             sync_period=raw.get("sync_period", DEFAULT_SYNC_PERIOD),
             min_sync_period=raw.get("min_sync_period", DEFAULT_MIN_SYNC_PERIOD),
             kubeconfig=raw.get("kubeconfig", ""), apiserver=proc(raw.get("apiserver")),
-            heartbeat=proc(raw.get("heartbeat")),
+            kubelets={k: ProcessRecord(**v) for k, v in raw.get("kubelets", {}).items()},
             agents={k: ProcessRecord(**v) for k, v in raw.get("agents", {}).items()}, pods=pods,
         )
 
@@ -250,8 +253,9 @@ class Lab:
 
     def up(self, nodes: int = 2, mode: str = "iptables", sync_period: str = DEFAULT_SYNC_PERIOD,
            min_sync_period: str = DEFAULT_MIN_SYNC_PERIOD, wait_healthy: float = 60.0) -> None:
-        """Builds the network, starts apiserver and agents, registers the Nodes. On failure
-        everything created so far is removed again before LabError is raised."""
+        """Builds the network, starts the apiserver, a kubelet per node (waiting for every Node
+        to be Ready) and the agents. On failure everything created so far is removed again
+        before LabError is raised."""
         try:
             self._plan = topology.plan_lab(self.name, nodes)
         except PlanError as exc:
@@ -276,11 +280,13 @@ class Lab:
             netsetup.create_lab_network(self._plan)
             self._start_apiserver()
             self._ensure_namespace("default")
+            # kubelets and agents start together (an agent follows its Node when it appears)
             for node in self._plan.nodes:
-                self._register_node(node)
-            self._start_heartbeat()
+                self.start_kubelet(node.name)
             for node in self._plan.nodes:
                 self.start_agent(node.name, wait_healthy=0)
+            for node in self._plan.nodes:
+                self.wait_node_ready(node.name, POD_WAIT)
             if wait_healthy:
                 for node in self._plan.nodes:
                     self.wait_agent_healthy(node.name, wait_healthy)
@@ -364,15 +370,6 @@ class Lab:
         except LabError as exc:
             raise LabError(f"{exc} (log: {rec.log})") from None
 
-    def _start_heartbeat(self) -> None:
-        state = self._require_state()
-        argv = [sys.executable, "-m", "kproxy.lab.heartbeat", "--kubeconfig", state.kubeconfig,
-                "--interval", str(HEARTBEAT_INTERVAL)]
-        for node in self.plan.nodes:
-            argv += ["--node", node.name]
-        state.heartbeat = self._spawn(argv, "heartbeat.log", ["kproxy.lab.heartbeat", state.kubeconfig])
-        self._save()
-
     def _ensure_namespace(self, name: str) -> None:
         from kproxy.api.resources import NAMESPACES
         from kproxy.api.status import ApiError
@@ -387,24 +384,74 @@ class Lab:
 
         wait_until(exists, 30, f"namespace {name!r}")
 
-    def _register_node(self, node: topology.NodePlan) -> None:
+    # -- kubelets -----------------------------------------------------------------------------
+
+    def _node_kubeconfig(self, node: str) -> str:
+        """A kubeconfig of the node identity system:node:<node> (group system:nodes), as a
+        real node's kubelet has, issued by the lab's cluster CA (in this process: a Python
+        start costs minutes in the emulated test VM)."""
+        import datetime
+
+        import yaml
+
+        from kproxy.pki import bootstrap
+        from kproxy.pki import ca as pki_ca
+        from kproxy.pki.kubeconfig import kubeconfig_doc, write_kubeconfig
+
+        state = self._require_state()
+        data_dir = os.path.dirname(state.kubeconfig)
+        path = os.path.join(data_dir, f"kubelet-{node}.kubeconfig")
+        if not os.path.exists(path):
+            try:
+                with open(state.kubeconfig) as f:
+                    server = yaml.safe_load(f)["clusters"][0]["cluster"]["server"]
+                ca = bootstrap.Pki(data_dir).ca()
+                user = f"system:node:{node}"
+                pair = pki_ca.issue_client(ca, user, ("system:nodes",), validity=datetime.timedelta(days=365))
+                write_kubeconfig(path, kubeconfig_doc(server, user, ca_pem=ca.cert_pem, client=pair))
+            except (OSError, KeyError, IndexError, TypeError, ValueError, yaml.YAMLError) as exc:
+                raise LabError(f"cannot issue the kubelet identity of {node}: {exc}") from None
+        return path
+
+    def kubelet_argv(self, node: str) -> list[str]:
+        plan = self.plan.node(node)
+        return [sys.executable, "-m", "kproxy", "kubelet", "--kubeconfig", self._node_kubeconfig(node),
+                "--node-name", node, "--netns", plan.netns, "--pod-cidr", plan.pod_cidr,
+                "--root-dir", os.path.join(self.dir, "kubelet", node), "--crash-loop-backoff", CRASH_LOOP_BACKOFF]
+
+    def start_kubelet(self, node: str) -> ProcessRecord:
+        """Starts the kubelet of `node` (it registers the Node and runs the pods bound to it)."""
+        state = self._require_state()
+        if self._alive(state.kubelets.get(node)):
+            raise LabError(f"the kubelet of {node} is already running (pid {state.kubelets[node].pid})")
+        netns = self.plan.node(node).netns
+        rec = self._spawn(self.kubelet_argv(node), f"kubelet-{node}.log", ["kubelet", netns])
+        state.kubelets[node] = rec
+        self._save()
+        return rec
+
+    def stop_kubelet(self, node: str, sig: int = signal.SIGTERM) -> None:
+        """SIGTERM: the kubelet stops its pods and removes their namespaces before it exits."""
+        self._stop(self._require_state().kubelets.get(node), sig, timeout=30)
+
+    def kubelet_alive(self, node: str) -> bool:
+        return self._alive(self._require_state().kubelets.get(node))
+
+    def wait_node_ready(self, node: str, timeout: float = POD_WAIT) -> None:
         from kproxy.api.resources import NODES
 
-        obj = {
-            "metadata": {"name": node.name, "labels": {
-                "kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux"}},
-            "spec": {"podCIDR": node.pod_cidr, "podCIDRs": [node.pod_cidr]},
-        }
-        created = self.client.create(NODES, obj)
-        now = _rfc3339()
-        created["status"] = {
-            "addresses": [{"type": "InternalIP", "address": node.ip},
-                          {"type": "Hostname", "address": node.name}],
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                            "message": "kproxy lab node is ready", "lastHeartbeatTime": now,
-                            "lastTransitionTime": now}],
-        }
-        self.client.update_status(NODES, created)
+        rec = self._require_state().kubelets.get(node)
+
+        def ready() -> bool:
+            if not self._alive(rec):
+                raise LabError(f"the kubelet of {node} exited: {self._log_tail(rec) if rec else ''}")
+            obj = self.client.get_or_none(NODES, node)
+            return obj is not None and pods.condition(obj, "Ready") == "True"
+
+        try:
+            wait_until(ready, timeout, f"node {node} to be registered and Ready")
+        except LabError as exc:
+            raise LabError(f"{exc} (log: {rec.log if rec else '?'})") from None
 
     # -- agents -------------------------------------------------------------------------------
 
@@ -472,15 +519,7 @@ class Lab:
         except LabError as exc:
             raise LabError(f"{exc} (log: {rec.log if rec else '?'})") from None
 
-    # -- pods (the lab is their kubelet) --------------------------------------------------------
-
-    def _free_slot(self, node: str) -> int:
-        state = self._require_state()
-        used = {p.slot for p in state.pods.values() if p.node == node}
-        for slot in range(topology.FIRST_POD_SLOT, topology.LAST_POD_SLOT + 1):
-            if slot not in used:
-                return slot
-        raise LabError(f"node {node} has no free pod address left")
+    # -- pods (Pod objects bound to a node by hand; the node's kubelet runs them) ----------------
 
     def pod(self, name: str, namespace: str = "default") -> PodRecord:
         try:
@@ -491,10 +530,59 @@ class Lab:
     def pods(self) -> list[PodRecord]:
         return list(self._require_state().pods.values())
 
+    def _ready_flag(self, namespace: str, name: str) -> str:
+        return os.path.join(self.dir, "ready", f"{namespace}_{name}")
+
+    def _set_flag(self, path: str, on: bool) -> None:
+        if on:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w"):
+                pass
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+
+    def pod_netns(self, pod: dict) -> str:
+        """The network namespace the kubelet made for a running `pod` (its address names the
+        slot: kproxy.kubelet.podnet.pod_plan is the one home of the naming)."""
+        from kproxy.kubelet.podnet import pod_plan
+
+        node = self.plan.node(pod["spec"]["nodeName"])
+        ip, cidr = ipaddress.ip_address(pod["status"]["podIP"]), ipaddress.ip_network(node.pod_cidr)
+        m = pod["metadata"]
+        return pod_plan(f"{node.netns}-pod-", node.pod_cidr, m["namespace"], m["name"], node.name,
+                        int(ip) - int(cidr.network_address)).netns
+
+    def wait_pod(self, name: str, namespace: str = "default", ready: bool | None = True,
+                 timeout: float = POD_WAIT) -> dict:
+        """Waits until the pod runs with an address (and, unless `ready` is None, its Ready
+        condition is `ready`); returns it. LabError with its last status otherwise."""
+        from kproxy.api.resources import PODS
+
+        last: dict = {}
+
+        def check() -> dict | None:
+            nonlocal last
+            last = self.client.get(PODS, name, namespace)
+            if not pods.running(last):
+                return None
+            if ready is not None and (pods.condition(last, "Ready") == "True") != ready:
+                return None
+            return last
+
+        try:
+            return wait_until(check, timeout, f"pod {namespace}/{name} to run"
+                              + ("" if ready is None else f" with Ready={ready}"))
+        except LabError as exc:
+            raise LabError(f"{exc}; status: {json.dumps((last.get('status') or {}), sort_keys=True)[:600]}") from None
+
     def add_pod(self, name: str, node: str, labels: dict[str, str] | None = None, port: int = 8080,
-                ready: bool = True, namespace: str = "default") -> PodRecord:
-        """Creates pod `namespace/name` on `node`: its namespace, veth and routes, the echo
-        server inside it (answering before this returns), the Pod object and its status."""
+                ready: bool = True, namespace: str = "default", live_flag: str | None = None,
+                ready_delay: int = 0) -> PodRecord:
+        """Creates Pod `namespace/name` bound to `node` running the echo server; returns once
+        its kubelet runs it and it answers (Ready as asked: see set_ready). With `live_flag`,
+        a liveness probe restarts its container while that file is missing; a container
+        (re)started is Ready `ready_delay` seconds later at the earliest."""
         from kproxy.api.resources import PODS
 
         state = self._require_state()
@@ -502,133 +590,92 @@ class Lab:
         if key in state.pods:
             raise LabError(f"pod {key} already exists in lab {self.name!r}")
         try:
-            plan = self.plan.pod(name, namespace, node, self._free_slot(node))
+            self.plan.node(node)
         except PlanError as exc:
             raise LabError(str(exc)) from None
         if namespace != "default":
             self._ensure_namespace(namespace)
-        rec = PodRecord(name=name, namespace=namespace, node=node, slot=plan.slot, netns=plan.netns,
-                        ip=plan.ip, port=port, labels=dict(labels or {}), ready=ready)
+        flag = self._ready_flag(namespace, name)
+        self._set_flag(flag, ready)
+        obj = pods.echo_pod(name, namespace, node, labels or {}, port, ready_flag=flag, live_flag=live_flag,
+                            ready_delay=ready_delay)
+        created = self.client.create(PODS, obj, namespace=namespace)
+        rec = PodRecord(name=name, namespace=namespace, node=node, netns="", ip="", port=port,
+                        labels=dict(labels or {}), ready=ready, uid=created["metadata"].get("uid", ""))
         state.pods[key] = rec
         self._save()
         try:
-            netsetup.create_pod_network(plan, self.plan.node(node))
-            rec.process = self._spawn(
-                ["ip", "netns", "exec", plan.netns, sys.executable, "-m", "kproxy.lab.echo",
-                 "--name", name, "--port", str(port)], f"pod-{namespace}-{name}.log", ["kproxy.lab.echo", name])
+            running = self.wait_pod(name, namespace, ready)
+            rec.ip, rec.netns = running["status"]["podIP"], self.pod_netns(running)
             self._save()
-            wait_until(lambda: self._echo_answers(rec), 30, f"the echo server of pod {key}")
+            wait_until(lambda: self._echo_answers(rec), POD_WAIT, f"the echo server of pod {key}")
         except BaseException:
-            self._remove_pod(rec)  # no half-made pod stays behind
+            with contextlib.suppress(Exception):
+                self.delete_pod(name, namespace)  # no half-made pod stays behind
             raise
-        obj = {
-            "metadata": {"name": name, "namespace": namespace, "labels": dict(rec.labels)},
-            "spec": {
-                "nodeName": node,
-                "containers": [{
-                    "name": "echo", "image": "kproxy.local/echo:lab",
-                    "ports": [{"name": "echo-tcp", "containerPort": port, "protocol": "TCP"},
-                              {"name": "echo-udp", "containerPort": port, "protocol": "UDP"}],
-                }],
-            },
-        }
-        created = self.client.create(PODS, obj, namespace=namespace)
-        self._write_pod_status(created, rec)
         return rec
 
     def _echo_answers(self, rec: PodRecord) -> bool:
-        if rec.process is not None and not self._alive(rec.process):
-            raise LabError(f"the echo server of pod {rec.key} exited: {self._log_tail(rec.process)}")
         answer = traffic.tcp_request(self.netns(rec.netns), "127.0.0.1", rec.port, 1.0)
         return traffic.Reply.parse(answer).pod == rec.name
 
-    def _write_pod_status(self, obj: dict, rec: PodRecord) -> dict:
-        from kproxy.api.resources import PODS
-
-        now = _rfc3339()
-        ready = "True" if rec.ready else "False"
-        obj["status"] = {
-            "phase": "Running",
-            "hostIP": self.plan.node(rec.node).ip,
-            "hostIPs": [{"ip": self.plan.node(rec.node).ip}],
-            "podIP": rec.ip,
-            "podIPs": [{"ip": rec.ip}],
-            "startTime": (obj.get("status") or {}).get("startTime") or now,
-            "conditions": [
-                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-                {"type": "Initialized", "status": "True", "lastTransitionTime": now},
-                {"type": "ContainersReady", "status": ready, "lastTransitionTime": now},
-                {"type": "Ready", "status": ready, "lastTransitionTime": now},
-            ],
-            "containerStatuses": [{"name": "echo", "ready": rec.ready, "restartCount": 0,
-                                   "image": "kproxy.local/echo:lab", "started": True,
-                                   "state": {"running": {"startedAt": now}}}],
-        }
-        return self.client.update_status(PODS, obj)
-
     def set_ready(self, name: str, ready: bool, namespace: str = "default") -> None:
-        """Flips the pod's Ready condition (the echo server keeps running either way)."""
-        from kproxy.api.resources import PODS
-
+        """Makes the pod's readiness probe pass or fail, and waits for its Ready condition
+        (the echo server keeps running either way)."""
         rec = self.pod(name, namespace)
+        self._set_flag(self._ready_flag(namespace, name), ready)
         rec.ready = ready
         self._save()
-        self._write_pod_status(self.client.get(PODS, name, namespace), rec)
+        self.wait_pod(name, namespace, ready)
 
     def delete_pod(self, name: str, namespace: str = "default", graceful: bool = False,
                    grace_seconds: int = 300) -> bool:
-        """Deletes the pod. Not graceful: the object goes at once and the pod's namespace and
-        process with it. Graceful: a DELETE with `grace_seconds`, after which the object is
-        terminating (deletionTimestamp set) and the pod keeps serving until finish_pod().
-        Returns True if the pod is now terminating (still present)."""
+        """Deletes the pod. Not graceful: the object goes at once and its kubelet stops the
+        pod and removes its namespace (waited for). Graceful: a DELETE with `grace_seconds`,
+        after which the object is terminating (deletionTimestamp set) and the pod keeps serving
+        (a preStop sleep) until finish_pod(). Returns True if the pod is now terminating."""
         from kproxy.api.resources import PODS
-        from kproxy.api.status import ApiError
 
         rec = self.pod(name, namespace)
         if not graceful:
             self._delete_object(rec, 0)
-            self._remove_pod(rec)
+            self._forget_pod(rec)
             return False
-        try:
-            self._delete_object(rec, grace_seconds)
-        except ApiError:
-            raise
+        self._delete_object(rec, grace_seconds)
         if self.client.get_or_none(PODS, name, namespace) is None:
-            # The apiserver removed it at once: nothing can terminate gracefully.
-            self._remove_pod(rec)
+            self._forget_pod(rec)  # the apiserver removed it at once: nothing can terminate gracefully
             return False
         rec.terminating = True
         self._save()
         return True
 
     def finish_pod(self, name: str, namespace: str = "default") -> None:
-        """Ends a graceful deletion: removes the object for good, stops the pod."""
+        """Ends a graceful deletion: removes the object for good, its kubelet stops the pod."""
         rec = self.pod(name, namespace)
         self._delete_object(rec, 0)
-        self._remove_pod(rec)
+        self._forget_pod(rec)
 
     def _delete_object(self, rec: PodRecord, grace_seconds: int) -> None:
         from kproxy.api.resources import PODS
         from kproxy.api.status import ApiError
 
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": grace_seconds}
+        if rec.uid:
+            body["preconditions"] = {"uid": rec.uid}
         try:
             self.client.request("DELETE", PODS.object_path(rec.name, rec.namespace), body=body)
         except ApiError as exc:
-            if exc.code != 404:
+            if exc.code not in (404, 409):
                 raise
 
-    def _remove_pod(self, rec: PodRecord) -> None:
-        state = self._require_state()
+    def _forget_pod(self, rec: PodRecord) -> None:
+        """Waits until the kubelet removed the pod's namespace, then drops the record."""
         self.release_netns(rec.netns)
-        if rec.process is not None:
-            self._stop(rec.process, signal.SIGTERM, timeout=5)
-        try:
-            plan = self.plan.pod(rec.name, rec.namespace, rec.node, rec.slot)
-            netsetup.remove_pod_network(plan, self.plan.node(rec.node))
-        except PlanError:
-            netsetup.delete_namespace(rec.netns)
-        state.pods.pop(rec.key, None)
+        if rec.netns:
+            wait_until(lambda: not netsetup.namespace_exists(rec.netns), POD_WAIT,
+                       f"the kubelet of {rec.node} to remove pod {rec.key}'s namespace {rec.netns}")
+        self._set_flag(self._ready_flag(rec.namespace, rec.name), False)
+        self._require_state().pods.pop(rec.key, None)
         self._save()
 
     def replace_pod(self, name: str, new_name: str, namespace: str = "default", node: str | None = None,
@@ -690,16 +737,22 @@ class Lab:
             "namespaces": {ns: ns in present for ns in self.plan.namespaces},
             "apiserver": {"pid": state.apiserver.pid if state.apiserver else None,
                           "alive": self._alive(state.apiserver)},
-            "heartbeat": {"pid": state.heartbeat.pid if state.heartbeat else None,
-                          "alive": self._alive(state.heartbeat)},
+            "kubelets": {n: {"pid": r.pid, "alive": self._alive(r)} for n, r in sorted(state.kubelets.items())},
             "agents": {n: {"pid": r.pid, "alive": self._alive(r)} for n, r in sorted(state.agents.items())},
-            "pods": [{"name": p.key, "node": p.node, "ip": p.ip, "ready": p.ready, "terminating": p.terminating,
-                      "alive": self._alive(p.process), "netns": p.netns} for p in state.pods.values()],
+            "pods": [],
             "services": [],
         }
         if info["apiserver"]["alive"]:
-            from kproxy.api.resources import SERVICES
+            from kproxy.api.resources import PODS, SERVICES
 
+            with contextlib.suppress(Exception):
+                for pod in self.client.list(PODS).get("items", []):
+                    m, st = pod["metadata"], pod.get("status") or {}
+                    info["pods"].append({
+                        "name": f"{m.get('namespace')}/{m['name']}", "node": (pod.get("spec") or {}).get("nodeName"),
+                        "ip": st.get("podIP"), "phase": st.get("phase"),
+                        "ready": pods.condition(pod, "Ready") == "True", "restarts": pods.restart_count(pod),
+                        "terminating": bool(m.get("deletionTimestamp"))})
             with contextlib.suppress(Exception):
                 for svc in self.client.list(SERVICES).get("items", []):
                     spec = svc.get("spec") or {}
@@ -728,11 +781,15 @@ class Lab:
         self.close()
         state = self.state
         if state is not None:
+            # Kubelets first, all at once: each stops its pods and removes their namespaces.
+            for rec in state.kubelets.values():
+                if self._alive(rec):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(rec.pid, signal.SIGTERM)
+            for rec in state.kubelets.values():
+                self._stop(rec, signal.SIGTERM, timeout=30)
             for rec in state.agents.values():
                 self._stop(rec, signal.SIGTERM, timeout=10)
-            for pod in state.pods.values():
-                self._stop(pod.process, signal.SIGKILL, timeout=2)
-            self._stop(state.heartbeat, signal.SIGTERM, timeout=10)
             self._stop(state.apiserver, signal.SIGTERM, timeout=10)
             nodes = state.nodes
         else:
@@ -746,7 +803,8 @@ class Lab:
         self._children.clear()
         with contextlib.suppress(FileNotFoundError):
             os.remove(self.state_file)
-        shutil.rmtree(os.path.join(self.dir, "apiserver"), ignore_errors=True)
+        for sub in ("apiserver", "kubelet", "ready"):
+            shutil.rmtree(os.path.join(self.dir, sub), ignore_errors=True)
         self.state = None
         return deleted
 
@@ -758,7 +816,3 @@ class Lab:
             yield self
         finally:
             self.down()
-
-
-def _rfc3339() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -1,12 +1,13 @@
 """Applies a lab plan (kproxy.lab.topology) to the kernel with iproute2 and sysctl, and tears it
-down.
+down: the nodes, the bridge and the client, and the namespace helpers both the lab and the
+kubelet's pod networks (kproxy.kubelet.podnet) use.
 
 Guarantees:
 - everything is created inside namespaces named by the plan; the caller's namespace is never
   touched (no link, address, route or rule is added outside the plan's namespaces);
 - `create_*` raise NetSetupError with the failing command's message, and leave whatever they
   created for `teardown` to remove (the caller owns cleanup);
-- `teardown` and `remove_pod` are idempotent: they kill the processes inside each namespace,
+- `teardown` and `delete_namespace` are idempotent: they kill the processes inside each namespace,
   delete it, and ignore namespaces that are already gone.
 """
 from __future__ import annotations
@@ -18,14 +19,14 @@ import subprocess
 import time
 from typing import Iterable, Sequence
 
-from kproxy.lab.topology import ClientPlan, LabPlan, NodePlan, PodPlan, Route, node_network_prefixlen
+from kproxy.lab.topology import ClientPlan, LabPlan, NodePlan, Route, node_network_prefixlen
 
 
 class NetSetupError(RuntimeError):
     """A command that builds the lab network failed."""
 
 
-def _run(argv: Sequence[str], input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def run(argv: Sequence[str], input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
     try:
         proc = subprocess.run(list(argv), input=input, capture_output=True, text=True, timeout=60)
     except FileNotFoundError as exc:
@@ -36,15 +37,15 @@ def _run(argv: Sequence[str], input: str | None = None, check: bool = True) -> s
     return proc
 
 
-def _ip_batch(netns: str, lines: Iterable[str]) -> None:
+def ip_batch(netns: str, lines: Iterable[str]) -> None:
     """Runs iproute2 commands inside `netns` in one process (`ip -n NS -batch -`)."""
     text = "\n".join(lines) + "\n"
-    _run(["ip", "-n", netns, "-batch", "-"], input=text)
+    run(["ip", "-n", netns, "-batch", "-"], input=text)
 
 
-def _sysctl(netns: str, settings: dict[str, str]) -> None:
+def sysctl(netns: str, settings: dict[str, str]) -> None:
     args = [f"{k}={v}" for k, v in settings.items()]
-    _run(["ip", "netns", "exec", netns, "sysctl", "-q", "-w", *args])
+    run(["ip", "netns", "exec", netns, "sysctl", "-q", "-w", *args])
 
 
 def _route_line(route: Route) -> str:
@@ -59,7 +60,7 @@ def _route_line(route: Route) -> str:
 
 
 def list_namespaces() -> list[str]:
-    out = _run(["ip", "netns", "list"], check=False).stdout
+    out = run(["ip", "netns", "list"], check=False).stdout
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
@@ -68,14 +69,14 @@ def namespace_exists(name: str) -> bool:
 
 
 def add_namespace(name: str) -> None:
-    _run(["ip", "netns", "add", name])
-    _ip_batch(name, ["link set lo up"])
+    run(["ip", "netns", "add", name])
+    ip_batch(name, ["link set lo up"])
 
 
 def create_lab_network(plan: LabPlan) -> None:
     """Creates the net namespace with its bridge, every node, and the client."""
     add_namespace(plan.net_netns)
-    _ip_batch(plan.net_netns, [
+    ip_batch(plan.net_netns, [
         f"link add {plan.bridge} type bridge",
         f"addr add {plan.gateway_ip}/{node_network_prefixlen()} dev {plan.bridge}",
         f"link set {plan.bridge} up",
@@ -87,7 +88,7 @@ def create_lab_network(plan: LabPlan) -> None:
 
 
 def _attach_to_bridge(plan: LabPlan, port: str, netns: str, interface: str) -> None:
-    _ip_batch(plan.net_netns, [
+    ip_batch(plan.net_netns, [
         f"link add {port} type veth peer name {interface} netns {netns}",
         f"link set {port} master {plan.bridge}",
         f"link set {port} up",
@@ -98,7 +99,7 @@ def _create_node(plan: LabPlan, node: NodePlan) -> None:
     add_namespace(node.netns)
     _attach_to_bridge(plan, node.bridge_port, node.netns, node.interface)
     prefix = node_network_prefixlen()
-    _ip_batch(node.netns, [
+    ip_batch(node.netns, [
         f"addr add {node.ip}/{prefix} dev {node.interface}",
         f"link set {node.interface} up",
         *(_route_line(r) for r in node.routes),
@@ -109,7 +110,7 @@ def _create_node(plan: LabPlan, node: NodePlan) -> None:
     # (the default limit allows about one ICMP error per second per client). No ICMP redirects:
     # a node that forwarded a not-yet-programmed ClusterIP to its gateway would otherwise teach
     # the client to bypass it for that address for good.
-    _sysctl(node.netns, {
+    sysctl(node.netns, {
         "net.ipv4.icmp_ratelimit": "0",
         "net.ipv4.conf.all.send_redirects": "0",
         "net.ipv4.conf.default.send_redirects": "0",
@@ -125,51 +126,21 @@ def _create_client(plan: LabPlan, client: ClientPlan) -> None:
     add_namespace(client.netns)
     _attach_to_bridge(plan, client.bridge_port, client.netns, client.interface)
     prefix = node_network_prefixlen()
-    _ip_batch(client.netns, [
+    ip_batch(client.netns, [
         f"addr add {client.ip}/{prefix} dev {client.interface}",
         f"link set {client.interface} up",
         *(_route_line(r) for r in client.routes),
     ])
     # The client keeps its routes to node 1 whatever any node says.
-    _sysctl(client.netns, {
+    sysctl(client.netns, {
         "net.ipv4.conf.all.accept_redirects": "0",
         "net.ipv4.conf.default.accept_redirects": "0",
         f"net.ipv4.conf.{client.interface}.accept_redirects": "0",
     })
 
 
-def create_pod_network(pod: PodPlan, node: NodePlan) -> None:
-    """Creates the pod namespace and its routed veth to `node`."""
-    attach_pod_network(pod, node.netns)
-
-
-def attach_pod_network(pod: PodPlan, node_netns: str) -> None:
-    """Creates the pod namespace and its routed veth to the node namespace `node_netns` (the
-    lab and the kubelet both place pods this way)."""
-    add_namespace(pod.netns)
-    # A veth of an earlier pod in this slot may outlive that pod's namespace for a moment
-    # (the kernel destroys namespaces asynchronously).
-    _run(["ip", "-n", node_netns, "link", "del", pod.host_veth], check=False)
-    _ip_batch(node_netns, [
-        f"link add {pod.host_veth} address {pod.gateway_mac} type veth peer name {pod.interface} netns {pod.netns}",
-        f"link set {pod.host_veth} up",
-        f"route replace {pod.ip}/32 dev {pod.host_veth} scope link",
-    ])
-    _sysctl(node_netns, {
-        f"net.ipv4.conf.{pod.host_veth}.proxy_arp": "1",
-        f"net.ipv4.conf.{pod.host_veth}.rp_filter": "0",
-    })
-    _ip_batch(pod.netns, [
-        f"addr add {pod.ip}/32 dev {pod.interface}",
-        f"link set {pod.interface} up",
-        f"route replace {pod.gateway_ip} dev {pod.interface} scope link",
-        f"route replace default via {pod.gateway_ip} dev {pod.interface}",
-        f"neigh replace {pod.gateway_ip} lladdr {pod.gateway_mac} dev {pod.interface} nud permanent",
-    ])
-
-
 def namespace_pids(name: str) -> list[int]:
-    out = _run(["ip", "netns", "pids", name], check=False).stdout
+    out = run(["ip", "netns", "pids", name], check=False).stdout
     return [int(p) for p in out.split() if p.isdigit()]
 
 
@@ -181,35 +152,23 @@ def delete_namespace(name: str, grace: float = 0.0) -> None:
     pids = namespace_pids(name)
     if grace > 0 and pids:
         for pid in pids:
-            _signal(pid, signal.SIGTERM)
+            signal_pid(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and any(_alive(p) for p in pids):
             time.sleep(0.05)
     for pid in namespace_pids(name):
-        _signal(pid, signal.SIGKILL)
-    _run(["ip", "netns", "del", name], check=False)
-
-
-def remove_pod_network(pod: PodPlan, node: NodePlan) -> None:
-    """Stops the pod's processes, deletes its veth pair (with the node's /32 route) at once,
-    then its namespace. Idempotent."""
-    detach_pod_network(pod, node.netns)
-
-
-def detach_pod_network(pod: PodPlan, node_netns: str) -> None:
-    """remove_pod_network for a node namespace given by name."""
-    for pid in namespace_pids(pod.netns) if namespace_exists(pod.netns) else []:
-        _signal(pid, signal.SIGKILL)
-    _run(["ip", "-n", node_netns, "link", "del", pod.host_veth], check=False)
-    delete_namespace(pod.netns)
+        signal_pid(pid, signal.SIGKILL)
+    run(["ip", "netns", "del", name], check=False)
 
 
 def lab_namespaces(plan: LabPlan, existing: Iterable[str]) -> list[str]:
-    """The namespaces in `existing` that belong to the lab: its pods first, then nodes (any
-    number, so a lab whose node count is unknown is still found), client and net."""
-    pattern = re.compile(rf"^{re.escape(plan.name)}-(pod-.+|node[0-9]+|client|net)$")
-    mine = [n for n in existing if pattern.match(n)]
-    return sorted(mine, key=lambda n: (not n.startswith(plan.pod_netns_prefix), n.endswith("-net"), n))
+    """The namespaces in `existing` that belong to the lab: its pods first (the kubelets' pods
+    are named `<node namespace>-pod-...`), then nodes (any number, so a lab whose node count is
+    unknown is still found), client and net."""
+    pod = re.compile(rf"^{re.escape(plan.name)}-(node[0-9]+-)?pod-.+$")
+    pattern = re.compile(rf"^{re.escape(plan.name)}-(node[0-9]+|client|net)$")
+    mine = [n for n in existing if pattern.match(n) or pod.match(n)]
+    return sorted(mine, key=lambda n: (not pod.match(n), n.endswith("-net"), n))
 
 
 def teardown(plan: LabPlan) -> list[str]:
@@ -221,7 +180,7 @@ def teardown(plan: LabPlan) -> list[str]:
     return deleted
 
 
-def _signal(pid: int, sig: int) -> None:
+def signal_pid(pid: int, sig: int) -> None:
     try:
         os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):

@@ -9,9 +9,8 @@ team's lab address plan:
   default route via the bridge's address 10.200.0.1 (a gateway that forwards nothing);
 - the client namespace "<lab>-client" has eth0 = 10.200.0.2/24 and routes the Service CIDR
   via node 1;
-- a pod is a namespace behind its node on a routed veth: pod eth0 holds 10.244.i.k/32 with a
-  default route via 169.254.1.1 (a fixed gateway MAC on the node side, proxy_arp on), the
-  node holds a /32 route to the pod over the veth.
+- pods are the kubelets' (kproxy.kubelet.podnet): namespaces behind their node on routed veths,
+  with addresses from the node's pod CIDR.
 
 Guarantees: every interface name is at most 15 characters (the kernel's IFNAMSIZ - 1), every
 address is inside the ranges above, and the same inputs always give the same plan.
@@ -32,22 +31,15 @@ CLIENT_IP = "10.200.0.2"
 # but on the node such traffic passes FORWARD, where kube-proxy's REJECT rules live.
 GATEWAY_IP = "10.200.0.1"
 NODE_PORT_RANGE = "30000-32767"
-POD_GATEWAY_IP = "169.254.1.1"
-# Every node-side pod veth carries this MAC; each veth is its own link, so they never clash,
-# and the pod can hold a permanent neighbour entry for its gateway.
-POD_GATEWAY_MAC = "ee:ee:ee:ee:ee:ee"
 BRIDGE = "br0"
 MAX_NODES = 200
-FIRST_POD_SLOT = 2
-LAST_POD_SLOT = 254
 IFNAMSIZ = 16  # including the terminating NUL
 
 _LAB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 class PlanError(ValueError):
-    """The requested lab or pod cannot be laid out (bad name, too many nodes or pods)."""
+    """The requested lab cannot be laid out (bad name, too many nodes)."""
 
 
 @dataclass(frozen=True)
@@ -82,22 +74,6 @@ class ClientPlan:
 
 
 @dataclass(frozen=True)
-class PodPlan:
-    """Where one pod lives: its namespace, address and the veth pair to its node."""
-
-    name: str
-    namespace: str  # Kubernetes namespace
-    node: str  # Kubernetes Node name
-    slot: int  # host part of the pod IP inside the node's /24
-    netns: str
-    ip: str
-    host_veth: str  # inside the node namespace
-    interface: str  # inside the pod namespace
-    gateway_ip: str = POD_GATEWAY_IP
-    gateway_mac: str = POD_GATEWAY_MAC
-
-
-@dataclass(frozen=True)
 class LabPlan:
     name: str
     net_netns: str
@@ -114,36 +90,11 @@ class LabPlan:
         """The fixed namespaces of the lab (pods come and go and are not listed)."""
         return (self.net_netns, *(n.netns for n in self.nodes), self.client.netns)
 
-    @property
-    def pod_netns_prefix(self) -> str:
-        return f"{self.name}-pod-"
-
     def node(self, name: str) -> NodePlan:
         for n in self.nodes:
             if n.name == name:
                 return n
         raise PlanError(f"no node {name!r} in lab {self.name!r} (nodes: {', '.join(n.name for n in self.nodes)})")
-
-    def pod(self, name: str, namespace: str, node: str, slot: int) -> PodPlan:
-        """The plan of pod `namespace/name` in address slot `slot` of `node`."""
-        if not _DNS_LABEL_RE.match(name):
-            raise PlanError(f"invalid pod name {name!r}: must be a DNS label (lowercase letters, digits, '-')")
-        if not _DNS_LABEL_RE.match(namespace):
-            raise PlanError(f"invalid namespace {namespace!r}: must be a DNS label")
-        if not FIRST_POD_SLOT <= slot <= LAST_POD_SLOT:
-            raise PlanError(f"pod slot {slot} outside {FIRST_POD_SLOT}-{LAST_POD_SLOT}")
-        n = self.node(node)
-        net = ipaddress.ip_network(n.pod_cidr)
-        return PodPlan(
-            name=name,
-            namespace=namespace,
-            node=n.name,
-            slot=slot,
-            netns=f"{self.pod_netns_prefix}{namespace}-{name}",
-            ip=str(net.network_address + slot),
-            host_veth=check_ifname(f"vp{slot}"),
-            interface="eth0",
-        )
 
 
 def check_ifname(name: str) -> str:

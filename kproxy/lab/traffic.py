@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import errno
 import socket
+import threading
+import time
+from collections import Counter
 from dataclasses import dataclass
 
 from kproxy.netns import NetNS
@@ -142,3 +145,49 @@ def tcp_reply(netns: NetNS | str | None, ip: str, port: int, timeout: float = 2.
 def udp_reply(netns: NetNS | str | None, ip: str, port: int, source_port: int | None = None,
               timeout: float = 2.0) -> Reply:
     return Reply.parse(udp_request(netns, ip, port, source_port, timeout))
+
+
+class ContinuousClient:
+    """Sends TCP requests back to back from its own thread in `netns` (its own NetNS, so the
+    caller can keep using its own), recording every answer and every failure."""
+
+    def __init__(self, netns: str, ip: str, port: int, timeout: float = 2.5, pause: float = 0.01):
+        self._ns = NetNS(netns)
+        self.ip, self.port, self.timeout, self.pause = ip, port, timeout, pause
+        self.answers: Counter = Counter()
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="continuous-client", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.answers[tcp_reply(self._ns, self.ip, self.port, self.timeout).pod] += 1
+            except TrafficError as exc:
+                self.failures.append(f"{time.strftime('%H:%M:%S')} {exc}")
+            time.sleep(self.pause)
+
+    @property
+    def total(self) -> int:
+        return sum(self.answers.values()) + len(self.failures)
+
+    def __enter__(self) -> "ContinuousClient":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self._ns.close()
+
+    def wait_for_more(self, n: int, timeout: float = 60.0) -> None:
+        """Waits until `n` more requests have completed (answered or failed); TimeoutError
+        after `timeout` seconds."""
+        target = self.total + n
+        deadline = time.monotonic() + timeout
+        while self.total < target:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{n} more requests from the continuous client within {timeout:g}s "
+                                   f"(got {n - (target - self.total)})")
+            time.sleep(0.05)
+

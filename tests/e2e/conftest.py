@@ -48,6 +48,7 @@ class Scratch:
         self.lab = lab
         self.prefix = prefix
         self.services: list[tuple[str, str]] = []
+        self.deployments: list[str] = []
 
     def name(self, suffix: str) -> str:
         return f"{self.prefix}-{suffix}"
@@ -61,9 +62,21 @@ class Scratch:
         self.services.append(("default", svc["metadata"]["name"]))
         return svc
 
-    def cleanup(self) -> None:
-        from kproxy.api.resources import SERVICES
+    def deployment(self, suffix: str, replicas: int) -> dict:
+        """A Deployment of echo pods labelled app=<prefix> (kproxy.lab.pods.echo_deployment:
+        readiness probe, preStop sleep, maxSurge 1, maxUnavailable 0), run by the kubelets."""
+        from kproxy.lab import pods
 
+        dep = self.lab.apply(pods.echo_deployment(self.name(suffix), replicas, labels={"app": self.prefix}))
+        self.deployments.append(dep["metadata"]["name"])
+        return dep
+
+    def cleanup(self) -> None:
+        from kproxy.api.resources import DEPLOYMENTS, SERVICES
+
+        for name in self.deployments:  # the garbage collector deletes its ReplicaSets and pods
+            with contextlib.suppress(Exception):
+                self.lab.client.delete(DEPLOYMENTS, name, "default")
         for ns, name in self.services:
             with contextlib.suppress(Exception):
                 self.lab.client.delete(SERVICES, name, ns)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib
 import os
 import subprocess
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -116,43 +115,11 @@ def poll(check: Callable[[], object], timeout: float, what: str, interval: float
         time.sleep(interval)
 
 
-class ContinuousClient:
-    """Sends TCP requests back to back from its own thread in `netns` (its own NetNS, so the
-    test can keep using the lab's), recording every answer and every failure."""
+class ContinuousClient(traffic.ContinuousClient):
+    """kproxy.lab.traffic.ContinuousClient with the suite's request timeout."""
 
     def __init__(self, netns: str, ip: str, port: int, timeout: float = REQUEST_TIMEOUT, pause: float = 0.01):
-        self._ns = NetNS(netns)
-        self.ip, self.port, self.timeout, self.pause = ip, port, timeout, pause
-        self.answers: Counter = Counter()
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="continuous-client", daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.answers[traffic.tcp_reply(self._ns, self.ip, self.port, self.timeout).pod] += 1
-            except TrafficError as exc:
-                self.failures.append(f"{time.strftime('%H:%M:%S')} {exc}")
-            time.sleep(self.pause)
-
-    @property
-    def total(self) -> int:
-        return sum(self.answers.values()) + len(self.failures)
-
-    def __enter__(self) -> "ContinuousClient":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-        self._ns.close()
-
-    def wait_for_more(self, n: int, timeout: float = 60.0) -> None:
-        """Waits until `n` more requests have completed (answered or failed)."""
-        target = self.total + n
-        poll(lambda: self.total >= target, timeout, f"{n} more requests from the continuous client")
+        super().__init__(netns, ip, port, timeout, pause)
 
 
 # -- iptables in a namespace ------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """`kproxy lab demo | status | down` as a user runs them: separate processes that find the lab
-through its state file; the demo's requests are spread over its three pods; down removes every
+through its state file; the demo's kubectl steps run, its requests are spread over the
+Deployment's three pods and none fails during scale and rollout restart; down removes every
 namespace and process, and a second down is harmless."""
 from __future__ import annotations
 
@@ -40,23 +41,29 @@ def _pids(lab_dir: str) -> list[int]:
 
     with open(os.path.join(lab_dir, "state.json")) as f:
         state = json.load(f)
-    pids = [state["apiserver"]["pid"], *(a["pid"] for a in state["agents"].values())]
-    pids += [p["process"]["pid"] for p in state["pods"].values()]
-    return pids
+    return [state["apiserver"]["pid"], *(a["pid"] for a in state["agents"].values()),
+            *(k["pid"] for k in state["kubelets"].values())]
 
 
 def test_demo_status_down(lab_name):
     name, base = lab_name
     demo = kproxy("lab", "demo", "--name", name, "--base-dir", base, "--requests", "60")
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    counts = dict(re.findall(r"^\s+(web-\d)\s+(\d+)\s", demo.stdout, re.M))
-    assert set(counts) == {"web-1", "web-2", "web-3"}, demo.stdout
-    assert sum(int(n) for n in counts.values()) == 60
+    for command in ("create deployment web --image=kproxy.local/echo --replicas=3",
+                    "expose deployment web --port 80 --target-port 8080",
+                    "scale deployment web --replicas=5", "rollout restart deployment web"):
+        assert f"$ kubectl {command}" in demo.stdout, demo.stdout
+    first_table = demo.stdout.split(" requests from namespace ", 1)[1].split("\n\n", 1)[0]
+    counts = dict(re.findall(r"^\s+(web-\S+)\s+(\d+)\s", first_table, re.M))
+    assert len(counts) == 3 and sum(int(n) for n in counts.values()) == 60, demo.stdout
+    assert re.search(r"^  failed requests: 0$", demo.stdout, re.M), demo.stdout
     assert "iptables-save" in demo.stdout and "kproxy lab down" in demo.stdout
 
     status = kproxy("lab", "status", "--name", name, "--base-dir", base)
     assert status.returncode == 0, status.stdout + status.stderr
     assert "default/web" in status.stdout and "DEAD" not in status.stdout and "MISSING" not in status.stdout
+    assert "kubelet node1: pid" in status.stdout and "kubelet node2: pid" in status.stdout
+    assert len(re.findall(r"^  default/web-\S+ +node[12] .* Running +ready", status.stdout, re.M)) == 5, status.stdout
 
     again = kproxy("lab", "up", "--name", name, "--base-dir", base)
     assert again.returncode == 1 and "already up" in again.stderr and len(again.stderr.splitlines()) == 1

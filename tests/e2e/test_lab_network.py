@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from kproxy.kubelet import podnet
 from kproxy.lab import netsetup, topology, traffic
 from kproxy.lab.lab import wait_until
 from tests import nsutil
@@ -14,15 +15,21 @@ from tests import nsutil
 pytestmark = pytest.mark.kernel
 
 
+def _pod(plan: topology.LabPlan, name: str, node: str, slot: int) -> podnet.PodPlan:
+    """A pod of `node` as its kubelet lays it out (the kubelet's pod network on the lab's nodes)."""
+    n = plan.node(node)
+    return podnet.pod_plan(f"{n.netns}-pod-", n.pod_cidr, "default", name, node, slot)
+
+
 @pytest.fixture
 def network():
     plan = topology.plan_lab(nsutil.unique_name("net"), 2)
     procs: list[subprocess.Popen] = []
-    pods = [plan.pod("a", "default", "node1", 2), plan.pod("b", "default", "node2", 3)]
+    pods = [_pod(plan, "a", "node1", 2), _pod(plan, "b", "node2", 3)]
     try:
         netsetup.create_lab_network(plan)
         for pod in pods:
-            netsetup.create_pod_network(pod, plan.node(pod.node))
+            podnet.attach_pod_network(pod, plan.node(pod.node).netns)
             procs.append(subprocess.Popen(
                 ["ip", "netns", "exec", pod.netns, sys.executable, "-m", "kproxy.lab.echo",
                  "--name", pod.name, "--port", "8080"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -68,8 +75,8 @@ def test_teardown_is_complete_and_idempotent():
     plan = topology.plan_lab(nsutil.unique_name("td"), 2)
     try:
         netsetup.create_lab_network(plan)
-        pod = plan.pod("x", "default", "node2", 2)
-        netsetup.create_pod_network(pod, plan.node("node2"))
+        pod = _pod(plan, "x", "node2", 2)
+        podnet.attach_pod_network(pod, plan.node("node2").netns)
         present = set(netsetup.list_namespaces())
         assert set(plan.namespaces) | {pod.netns} <= present
     finally:
@@ -81,10 +88,12 @@ def test_teardown_is_complete_and_idempotent():
 
 def test_lab_namespaces_matches_only_this_lab():
     plan = topology.plan_lab("lab", 1)
-    names = ["lab-net", "lab-node1", "lab-node7", "lab-client", "lab-pod-default-x",
-             "lab2-node1", "lab-2-node1", "other", "lab-nodex"]
-    assert sorted(netsetup.lab_namespaces(plan, names)) == sorted(
-        ["lab-net", "lab-node1", "lab-node7", "lab-client", "lab-pod-default-x"])
+    names = ["lab-net", "lab-node1", "lab-node7", "lab-client", "lab-pod-default-x", "lab-node2-pod-default-y",
+             "lab2-node1", "lab-2-node1", "other", "lab-nodex", "lab2-node1-pod-default-z", "lab-nodex-pod-a"]
+    found = netsetup.lab_namespaces(plan, names)
+    assert sorted(found) == sorted(
+        ["lab-net", "lab-node1", "lab-node7", "lab-client", "lab-pod-default-x", "lab-node2-pod-default-y"])
+    assert set(found[:2]) == {"lab-pod-default-x", "lab-node2-pod-default-y"}  # pods go first
 
 
 def _icmp_counter(netns: str, name: str) -> int:
@@ -114,12 +123,12 @@ def test_a_pod_slot_is_reusable_at_once(network):
     plan, _ = network
     node = plan.node("node1")
     for i in range(5):
-        pod = plan.pod(f"r{i}", "default", "node1", 9)
-        netsetup.create_pod_network(pod, node)
+        pod = _pod(plan, f"r{i}", "node1", 9)
+        podnet.attach_pod_network(pod, node.netns)
         try:
             out = subprocess.run(["ip", "-n", node.netns, "route", "get", pod.ip],
                                  capture_output=True, text=True, check=True).stdout
             assert f"dev {pod.host_veth}" in out, out
         finally:
-            netsetup.remove_pod_network(pod, node)
+            podnet.detach_pod_network(pod, node.netns)
         assert not netsetup.namespace_exists(pod.netns)

@@ -8,6 +8,7 @@ expected state.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -15,8 +16,8 @@ import time
 
 import pytest
 
-from kproxy.api.resources import ENDPOINT_SLICES, SERVICES
-from kproxy.lab import traffic
+from kproxy.api.resources import DEPLOYMENTS, ENDPOINT_SLICES, SERVICES
+from kproxy.lab import pods, traffic
 from kproxy.lab.traffic import Refused, TrafficError
 from tests import nsutil
 from tests.e2e import helpers
@@ -421,3 +422,115 @@ def test_cleanup_leaves_the_namespace_rules_as_before_the_agent(lab):
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
         assert probe.snapshot(ns) == before
+
+
+# -- pods run by the kubelets: rollouts, scaling, restarts ---------------------------------------
+
+
+def _pods_of(lab, app: str) -> dict[str, dict]:
+    from kproxy.api.resources import PODS
+
+    return {p["metadata"]["name"]: p for p in lab.client.list(PODS, "default", label_selector=f"app={app}")["items"]}
+
+
+def _ready_pods(lab, app: str, count: int) -> set[str] | None:
+    """The names of the app's pods once there are exactly `count`, all Ready and none terminating."""
+    found = _pods_of(lab, app)
+    live = {n for n, p in found.items() if not p["metadata"].get("deletionTimestamp")
+            and pods.condition(p, "Ready") == "True"}
+    return live if len(found) == count and len(live) == count else None
+
+
+def _endpoint_ready(lab, service: str, ip: str) -> bool | None:
+    """The ready condition of the Service's endpoint with address `ip` (None: no such endpoint)."""
+    for sl in lab.client.list(ENDPOINT_SLICES, "default",
+                              label_selector=f"kubernetes.io/service-name={service}")["items"]:
+        for ep in sl.get("endpoints") or []:
+            if ip in ep.get("addresses", []):
+                return bool((ep.get("conditions") or {}).get("ready"))
+    return None
+
+
+def test_deployment_rolling_update_loses_no_request(lab, scratch):
+    """maxSurge 1, maxUnavailable 0, a readiness probe and a preStop sleep: every old pod
+    serves until its successor is ready and the agents have dropped it."""
+    dep = scratch.deployment("web", replicas=2)
+    svc = scratch.service()
+    ip = cluster_ip(svc)
+    first = helpers.poll(lambda: _ready_pods(lab, scratch.prefix, 2), 120, "the Deployment's pods to be Ready")
+    wait_for_pods(lab.client_netns, ip, 80, first)
+    with ContinuousClient(lab.plan.client.netns, ip, 80) as client:
+        client.wait_for_more(20)
+        restarted = {"spec": {"template": {"metadata": {"annotations": {
+            "kubectl.kubernetes.io/restartedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}}}}
+        lab.client.patch(DEPLOYMENTS, dep["metadata"]["name"], restarted, "default")
+        helpers.poll(lambda: pods.rollout_complete(lab.client.get(DEPLOYMENTS, dep["metadata"]["name"], "default")),
+                     120, "the rollout to complete")
+        second = helpers.poll(lambda: _ready_pods(lab, scratch.prefix, 2), 120, "the old pods to be gone")
+        client.wait_for_more(20)
+    assert not second & first, (first, second)
+    assert client.failures == [], f"{len(client.failures)} of {client.total} failed: {client.failures[:5]}"
+    assert second <= set(client.answers), client.answers
+
+
+def test_deployment_scales_to_zero_and_back(lab, scratch):
+    dep = scratch.deployment("web", replicas=2)
+    svc = scratch.service()
+    ip, name = cluster_ip(svc), dep["metadata"]["name"]
+    first = helpers.poll(lambda: _ready_pods(lab, scratch.prefix, 2), 120, "the Deployment's pods to be Ready")
+    wait_for_pods(lab.client_netns, ip, 80, first)
+    lab.client.patch(DEPLOYMENTS, name, {"spec": {"replicas": 0}}, "default")
+    wait_for_error(lab.client_netns, ip, 80, Refused)
+    helpers.poll(lambda: not _pods_of(lab, scratch.prefix), 120, "every pod to be gone")
+    lab.client.patch(DEPLOYMENTS, name, {"spec": {"replicas": 2}}, "default")
+    again = helpers.poll(lambda: _ready_pods(lab, scratch.prefix, 2), 120, "two new pods to be Ready")
+    assert not again & first
+    wait_for_pods(lab.client_netns, ip, 80, again)
+
+
+def _restarted_and_rejoined(lab, scratch, pod, other, svc: dict, break_it, mend_it) -> None:
+    """Breaks `pod`'s container, sees its endpoint leave, mends it, and sees the container
+    restarted once and the endpoint back in the Service's traffic."""
+    from kproxy.api.resources import PODS
+
+    ip = cluster_ip(svc)
+    wait_for_pods(lab.client_netns, ip, 80, {pod.name, other.name})
+    before = lab.client.get(PODS, pod.name, "default")
+    assert pods.restart_count(before) == 0
+    break_it(before)
+    helpers.poll(lambda: _endpoint_ready(lab, svc["metadata"]["name"], pod.ip) is False, 60,
+                 "the broken pod's endpoint to leave", interval=0.02)
+    mend_it()
+    after = helpers.poll(lambda: (p := lab.client.get(PODS, pod.name, "default")) and pods.restart_count(p) >= 1
+                         and pods.condition(p, "Ready") == "True" and p, 60, "the container to be restarted")
+    assert pods.container_pid(after) != pods.container_pid(before)
+    wait_for_pods(lab.client_netns, ip, 80, {pod.name, other.name})
+
+
+# A restarted container is not Ready for this long (its readiness probe's initial delay): the
+# kubelet restarts a container that dies for the first time at once, as kubelet does, so
+# without it the endpoint could leave and rejoin between two looks at the EndpointSlice.
+RESTART_READY_DELAY = 2
+
+
+def test_a_killed_pod_process_is_restarted_and_its_endpoint_rejoins(lab, scratch):
+    a = lab.add_pod(scratch.name("a"), "node1", labels={"app": scratch.prefix}, ready_delay=RESTART_READY_DELAY)
+    b = scratch.pod("b", "node2")
+    svc = scratch.service()
+
+    def kill(pod_obj: dict) -> None:
+        pid = pods.container_pid(pod_obj)
+        assert pid, pod_obj.get("status")
+        os.kill(pid, signal.SIGKILL)
+
+    _restarted_and_rejoined(lab, scratch, a, b, svc, kill, lambda: None)
+
+
+def test_a_liveness_failure_restarts_the_container(lab, scratch, tmp_path):
+    alive = tmp_path / "alive"
+    alive.touch()
+    a = lab.add_pod(scratch.name("a"), "node1", labels={"app": scratch.prefix}, live_flag=str(alive),
+                    ready_delay=RESTART_READY_DELAY)
+    b = scratch.pod("b", "node2")
+    svc = scratch.service()
+    _restarted_and_rejoined(lab, scratch, a, b, svc, lambda _pod: alive.unlink(), alive.touch)

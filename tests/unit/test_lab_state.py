@@ -14,10 +14,10 @@ def test_state_round_trips_through_json():
     state = LabState(name="lab", nodes=2, mode="iptables", dir="/tmp/x", sync_period="5s", kubeconfig="/k")
     state.apiserver = ProcessRecord(pid=10, argv=["a", "b"], log="/l", started=1.0)
     state.agents["node1"] = ProcessRecord(pid=11, argv=["agent"], log="/l2")
+    state.kubelets["node1"] = ProcessRecord(pid=12, argv=["kubelet"], log="/l3", marks=["kubelet", "lab-node1"])
     state.pods["default/web-1"] = PodRecord(
-        name="web-1", namespace="default", node="node1", slot=2, netns="lab-pod-default-web-1",
-        ip="10.244.1.2", port=8080, labels={"app": "web"}, ready=False,
-        process=ProcessRecord(pid=12, argv=["echo"], log="/l3"), terminating=True)
+        name="web-1", namespace="default", node="node1", netns="lab-node1-pod-default-web-1",
+        ip="10.244.1.2", port=8080, labels={"app": "web"}, ready=False, uid="u1", terminating=True)
     again = LabState.from_json(state.to_json())
     assert again == state
 
@@ -82,15 +82,3 @@ def test_cli_unknown_mode_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown mode 'nosuchmode'" in err[0]
     assert not (tmp_path / "x" / "state.json").exists()
-
-
-def test_heartbeat_lease_object_and_micro_time():
-    import datetime
-
-    from kproxy.lab import heartbeat
-
-    t = datetime.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=datetime.timezone.utc)
-    assert heartbeat.micro_time(t) == "2026-01-02T03:04:05.678901Z"
-    lease = heartbeat.lease_object("node1", "X")
-    assert lease["metadata"] == {"name": "node1", "namespace": "kube-node-lease"}
-    assert lease["spec"]["holderIdentity"] == "node1" and lease["spec"]["renewTime"] == "X"

@@ -2,7 +2,6 @@
 fit the kernel's limit, and bad input is refused with PlanError."""
 from __future__ import annotations
 
-import ipaddress
 
 import pytest
 
@@ -37,24 +36,12 @@ def test_client_routes_services_via_node1():
     assert routes[topology.SERVICE_CIDR] == "10.200.0.11"
 
 
-def test_pod_plan():
-    plan = plan_lab("lab", 2)
-    pod = plan.pod("web-1", "default", "node2", 7)
-    assert pod.ip == "10.244.2.7"
-    assert ipaddress.ip_address(pod.ip) in ipaddress.ip_network(plan.node("node2").pod_cidr)
-    assert pod.netns == "lab-pod-default-web-1"
-    assert pod.netns.startswith(plan.pod_netns_prefix)
-    assert pod.host_veth == "vp7"
-    assert pod.gateway_ip == "169.254.1.1"
-
-
 @pytest.mark.parametrize("nodes", [1, 2, topology.MAX_NODES])
 def test_interface_names_fit_the_kernel_limit(nodes):
     plan = plan_lab("a" * 40, nodes)
     names = [plan.bridge, plan.client.bridge_port, plan.client.interface]
     for n in plan.nodes:
         names += [n.bridge_port, n.interface]
-    names.append(plan.pod("p", "default", plan.nodes[-1].name, topology.LAST_POD_SLOT).host_veth)
     assert all(1 <= len(name) <= 15 for name in names), names
     bridge_ports = [n.bridge_port for n in plan.nodes] + [plan.client.bridge_port]
     assert len(set(bridge_ports)) == len(bridge_ports)
@@ -74,16 +61,6 @@ def test_bad_lab_names_are_refused(name):
 def test_bad_node_counts_are_refused(nodes):
     with pytest.raises(PlanError, match="--nodes"):
         plan_lab("lab", nodes)
-
-
-def test_bad_pods_are_refused():
-    plan = plan_lab("lab", 1)
-    with pytest.raises(PlanError, match="no node"):
-        plan.pod("p", "default", "node9", 2)
-    with pytest.raises(PlanError, match="slot"):
-        plan.pod("p", "default", "node1", 255)
-    with pytest.raises(PlanError, match="invalid pod name"):
-        plan.pod("Bad_Name", "default", "node1", 2)
 
 
 def test_check_ifname():

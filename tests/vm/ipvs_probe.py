@@ -193,7 +193,10 @@ IPVS_LIMITS = {
 
 # helpers.poll waits in the scenarios that only wait for a new Python process to come up (lengthened
 # in the VM like the lab's readiness waits; every other poll keeps its deadline).
-READINESS_POLLS = ("the extra agent to be healthy",)
+READINESS_POLLS = ("the extra agent to be healthy",
+                   # pods the kubelets start (a Python start each) and the rollouts made of them
+                   "the Deployment's pods to be Ready", "the rollout to complete", "the old pods to be gone",
+                   "every pod to be gone", "two new pods to be Ready", "the container to be restarted")
 
 
 def pytest_collection_modifyitems(config, items):
