@@ -191,6 +191,8 @@ _KIND_LISTS: dict[str, dict[Path, ListMeta]] = {
     "ServiceAccount": {("secrets",): ListMeta("name")},
     "Deployment": {**_pod_template_lists(("spec", "template")), ("status", "conditions"): ListMeta("type")},
     "ReplicaSet": {**_pod_template_lists(("spec", "template")), ("status", "conditions"): ListMeta("type")},
+    "DaemonSet": {**_pod_template_lists(("spec", "template")), ("status", "conditions"): ListMeta("type")},
+    "StatefulSet": {**_pod_template_lists(("spec", "template")), ("status", "conditions"): ListMeta("type")},
 }
 
 

@@ -13,7 +13,8 @@ AGGREGATED_MEDIA_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroup
 
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 SUBRESOURCE_VERBS = ["get", "patch", "update"]
-CATEGORIES = {"pods": ["all"], "services": ["all"], "deployments": ["all"], "replicasets": ["all"]}
+CATEGORIES = {"pods": ["all"], "services": ["all"], "deployments": ["all"], "replicasets": ["all"],
+              "daemonsets": ["all"], "statefulsets": ["all"]}
 SCALE_KIND = {"group": "autoscaling", "version": "v1", "kind": "Scale"}
 SERVED = ALL + CREATE_ONLY
 TOKEN_REQUEST_KIND = {"group": AUTHN_GROUP, "version": "v1", "kind": "TokenRequest"}

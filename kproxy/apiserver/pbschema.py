@@ -546,6 +546,39 @@ MESSAGES: dict[str, str] = {
     "apps.DeploymentCondition": (
         "type=1:string status=2:string reason=4:string message=5:string lastUpdateTime=6:meta.Time "
         "lastTransitionTime=7:meta.Time"),
+    "apps.DaemonSet": (
+        "metadata=1:meta.ObjectMeta spec=2:apps.DaemonSetSpec status=3:apps.DaemonSetStatus"),
+    "apps.DaemonSetSpec": (
+        "selector=1:meta.LabelSelector? template=2:core.PodTemplateSpec updateStrategy=3:apps.DaemonSetUpdateStrategy "
+        "minReadySeconds=4:int32 revisionHistoryLimit=6:int32?"),
+    "apps.DaemonSetUpdateStrategy": "type=1:string rollingUpdate=2:apps.RollingUpdateDaemonSet?",
+    "apps.RollingUpdateDaemonSet": (
+        "maxUnavailable=1:intstr.IntOrString? maxSurge=2:intstr.IntOrString?"),
+    "apps.DaemonSetStatus": (
+        "currentNumberScheduled=1:int32 numberMisscheduled=2:int32 desiredNumberScheduled=3:int32 "
+        "numberReady=4:int32 observedGeneration=5:int64 updatedNumberScheduled=6:int32 numberAvailable=7:int32 "
+        "numberUnavailable=8:int32 collisionCount=9:int32? conditions=10:[]apps.DaemonSetCondition"),
+    "apps.DaemonSetCondition": (
+        "type=1:string status=2:string lastTransitionTime=3:meta.Time reason=4:string message=5:string"),
+    "apps.StatefulSet": (
+        "metadata=1:meta.ObjectMeta spec=2:apps.StatefulSetSpec status=3:apps.StatefulSetStatus"),
+    "apps.StatefulSetSpec": (
+        "replicas=1:int32? selector=2:meta.LabelSelector? template=3:core.PodTemplateSpec serviceName=5:string "
+        "podManagementPolicy=6:string updateStrategy=7:apps.StatefulSetUpdateStrategy revisionHistoryLimit=8:int32? "
+        "minReadySeconds=9:int32 "
+        "persistentVolumeClaimRetentionPolicy=10:apps.StatefulSetPersistentVolumeClaimRetentionPolicy? "
+        "ordinals=11:apps.StatefulSetOrdinals?"),
+    "apps.StatefulSetUpdateStrategy": "type=1:string rollingUpdate=2:apps.RollingUpdateStatefulSetStrategy?",
+    "apps.RollingUpdateStatefulSetStrategy": "partition=1:int32? maxUnavailable=2:intstr.IntOrString?",
+    "apps.StatefulSetPersistentVolumeClaimRetentionPolicy": "whenDeleted=1:string whenScaled=2:string",
+    "apps.StatefulSetOrdinals": "start=1:int32",
+    "apps.StatefulSetStatus": (
+        "observedGeneration=1:int64 replicas=2:int32 readyReplicas=3:int32 currentReplicas=4:int32 "
+        "updatedReplicas=5:int32 currentRevision=6:string updateRevision=7:string collisionCount=9:int32? "
+        "conditions=10:[]apps.StatefulSetCondition availableReplicas=11:int32"),
+    "apps.StatefulSetCondition": (
+        "type=1:string status=2:string lastTransitionTime=3:meta.Time reason=4:string message=5:string"),
+    "apps.ControllerRevision": "metadata=1:meta.ObjectMeta data=2:runtime.RawExtension revision=3:int64",
     "meta.Status": (
         "metadata=1:meta.ListMeta status=2:string message=3:string reason=4:string "
         "details=5:meta.StatusDetails? code=6:int32"),
@@ -586,6 +619,9 @@ MESSAGES: dict[str, str] = {
         "metadata=1:meta.ListMeta items=2:[]rbac.ClusterRoleBinding"),
     "apps.ReplicaSetList": "metadata=1:meta.ListMeta items=2:[]apps.ReplicaSet",
     "apps.DeploymentList": "metadata=1:meta.ListMeta items=2:[]apps.Deployment",
+    "apps.DaemonSetList": "metadata=1:meta.ListMeta items=2:[]apps.DaemonSet",
+    "apps.StatefulSetList": "metadata=1:meta.ListMeta items=2:[]apps.StatefulSet",
+    "apps.ControllerRevisionList": "metadata=1:meta.ListMeta items=2:[]apps.ControllerRevision",
     # authorization.k8s.io/v1 and authentication.k8s.io/v1: reviews and TokenRequest
     "authorization.SelfSubjectAccessReview": (
         "metadata=1:meta.ObjectMeta spec=2:authorization.SelfSubjectAccessReviewSpec "
@@ -667,6 +703,7 @@ OBJECT_KINDS = (
     "core.ResourceQuota", "core.Event", "core.Secret", "core.ConfigMap", "discovery.EndpointSlice",
     "coordination.Lease", "rbac.Role", "rbac.ClusterRole", "rbac.RoleBinding", "rbac.ClusterRoleBinding",
     "apps.ReplicaSet", "apps.Deployment",
+    "apps.DaemonSet", "apps.StatefulSet", "apps.ControllerRevision",
 )
 # kinds that are only created, never stored or listed
 REVIEW_KINDS = (

@@ -258,5 +258,7 @@ def build_strategies(services: ServiceAllocations) -> Mapping[Resource, Strategy
         R.LEASES: CreateOnUpdateStrategy(R.LEASES),
         R.REPLICA_SETS: WorkloadStrategy(R.REPLICA_SETS),
         R.DEPLOYMENTS: WorkloadStrategy(R.DEPLOYMENTS),
+        R.DAEMON_SETS: WorkloadStrategy(R.DAEMON_SETS),
+        R.STATEFUL_SETS: WorkloadStrategy(R.STATEFUL_SETS),
     }
 

@@ -91,6 +91,16 @@ SAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("apps/v1", "Deployment"): {"metadata": META, "spec": {
         "replicas": 3, "selector": LABELS, "template": TEMPLATE, "revisionHistoryLimit": 10,
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}}}},
+    ("apps/v1", "DaemonSet"): {"metadata": META, "spec": {
+        "selector": LABELS, "template": TEMPLATE, "revisionHistoryLimit": 10,
+        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%", "maxSurge": 0}}}},
+    ("apps/v1", "StatefulSet"): {"metadata": META, "spec": {
+        "replicas": 0, "selector": LABELS, "template": TEMPLATE, "serviceName": "web",
+        "podManagementPolicy": "Parallel", "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
+        "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Delete"},
+        "ordinals": {"start": 2}}},
+    ("apps/v1", "ControllerRevision"): {"metadata": META, "revision": 3,
+                                        "data": {"spec": {"template": {"$patch": "replace", **TEMPLATE}}}},
 }
 
 

@@ -31,6 +31,9 @@ from kproxy.api.validation.rbac import (
     check_rbac_name, validate_cluster_role, validate_cluster_role_binding, validate_role, validate_role_binding,
 )
 from kproxy.api.validation.service import validate_service
+from kproxy.api.validation.set_workloads import (
+    validate_controller_revision, validate_daemon_set, validate_stateful_set,
+)
 from kproxy.api.validation.workloads import validate_config_map, validate_deployment, validate_replica_set
 
 KindValidator = Callable[[FieldErrors, dict[str, Any], "dict[str, Any] | None"], None]
@@ -51,6 +54,9 @@ _KINDS: dict[str, tuple[NameCheck, KindValidator]] = {
     "ConfigMap": (names.check_dns1123_subdomain, validate_config_map),
     "Deployment": (names.check_dns1123_subdomain, validate_deployment),
     "ReplicaSet": (names.check_dns1123_subdomain, validate_replica_set),
+    "DaemonSet": (names.check_dns1123_subdomain, validate_daemon_set),
+    "StatefulSet": (names.check_dns1123_subdomain, validate_stateful_set),
+    "ControllerRevision": (names.check_dns1123_subdomain, validate_controller_revision),
     # RBAC names are path segments only (kube-apiserver's ValidateRBACName)
     "Role": (check_rbac_name, validate_role),
     "ClusterRole": (check_rbac_name, validate_cluster_role),

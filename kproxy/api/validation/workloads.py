@@ -92,7 +92,8 @@ def _selector(e: FieldErrors, spec: dict[str, Any], kind: str) -> selectors.Labe
     return sel
 
 
-def _template(e: FieldErrors, spec: dict[str, Any], sel: selectors.LabelSelector | None) -> None:
+def _template(e: FieldErrors, spec: dict[str, Any], sel: selectors.LabelSelector | None,
+              kind: str = "ReplicaSet") -> None:
     """The pod template: labels matching the selector, a valid pod spec (restartPolicy Always)."""
     if spec.get("template") is None:
         e.required("spec.template")
@@ -113,7 +114,7 @@ def _template(e: FieldErrors, spec: dict[str, Any], sel: selectors.LabelSelector
         e.not_supported("spec.template.spec.restartPolicy", policy, ("Always",))
     if pod_spec.get("activeDeadlineSeconds") is not None:
         e.forbidden("spec.template.spec.activeDeadlineSeconds",
-                    "activeDeadlineSeconds in ReplicaSet is not Supported")
+                    f"activeDeadlineSeconds in {kind} is not Supported")
 
 
 def _immutable_selector(e: FieldErrors, spec: dict[str, Any], old: dict[str, Any] | None) -> None:

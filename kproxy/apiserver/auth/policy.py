@@ -52,6 +52,8 @@ CONTROLLER_RULES = [
     {"apiGroups": ["apps"], "verbs": WRITE, "resources": [
         "deployments", "deployments/status", "deployments/scale", "replicasets", "replicasets/status",
         "replicasets/scale"]},
+    {"apiGroups": ["apps"], "verbs": WRITE, "resources": [
+        "daemonsets", "daemonsets/status", "statefulsets", "statefulsets/status", "controllerrevisions"]},
     {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": WRITE},
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": WRITE},
     # the namespace controller deletes everything in a namespace that is going away
