@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from kproxy.controllers.base import SharedInformers
+from kproxy.controllers.daemonset import DaemonSetController
 from kproxy.controllers.deployment import DeploymentController
 from kproxy.controllers.endpoints import EndpointsController
 from kproxy.controllers.endpointslice import EndpointSliceController
@@ -35,6 +36,7 @@ def build_controllers(client: Any, informers: SharedInformers, *, node_grace_per
                                 monitor_period=node_monitor_period),
         ReplicaSetController(client, informers),
         DeploymentController(client, informers),
+        DaemonSetController(client, informers),
         GarbageCollector(client, informers),
     ]
 

@@ -3,7 +3,9 @@ per-pod delay, writes them Running and Ready (with a pod IP and the Ready condit
 lastTransitionTime) through the status subresource, as a kubelet reports a started pod.
 
 `ready_after(pod) -> seconds | None` decides the delay (None: the pod never becomes ready).
-It runs its own event loop in a thread; stop() ends it. Pods being deleted are left alone.
+It runs its own event loop in a thread; stop() ends it. Pods being deleted are left alone,
+unless `finish_deletions`: then a bound pod being deleted is removed (grace period 0), as a
+kubelet does once its containers stopped.
 """
 from __future__ import annotations
 
@@ -29,9 +31,11 @@ def _now() -> str:
 class FakeKubelet(LoopThread):
     name = "fake-kubelet"
 
-    def __init__(self, kubeconfig: str, ready_after: Callable[[dict], float | None] = lambda pod: 0.0):
+    def __init__(self, kubeconfig: str, ready_after: Callable[[dict], float | None] = lambda pod: 0.0,
+                 finish_deletions: bool = False):
         self._kubeconfig = kubeconfig
         self._ready_after = ready_after
+        self._finish_deletions = finish_deletions
         self.marked_ready = 0
         super().__init__()
 
@@ -43,13 +47,18 @@ class FakeKubelet(LoopThread):
             def on_pod(pod: dict) -> None:
                 md = pod.get("metadata") or {}
                 uid = md.get("uid", "")
+                if md.get("deletionTimestamp") and self._finish_deletions and (pod.get("spec") or {}).get("nodeName"):
+                    spawn(self._finish(client, pod))
                 if uid in seen or md.get("deletionTimestamp") or _is_ready(pod):
                     return
                 seen.add(uid)
                 delay = self._ready_after(pod)
                 if delay is None:
                     return
-                task = asyncio.get_running_loop().create_task(self._start(client, pod, delay))
+                spawn(self._start(client, pod, delay))
+
+            def spawn(coro) -> None:
+                task = asyncio.get_running_loop().create_task(coro)
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
 
@@ -88,6 +97,15 @@ class FakeKubelet(LoopThread):
                     return
                 if exc.code != 409:
                     raise
+
+    @staticmethod
+    async def _finish(client: ApiClient, pod: dict) -> None:
+        md = pod["metadata"]
+        try:
+            await client.delete(PODS, md["name"], md["namespace"], uid=md.get("uid"), grace_period_seconds=0)
+        except ApiError as exc:
+            if exc.code not in (404, 409):
+                raise
 
     def stop(self) -> None:
         super().stop()
