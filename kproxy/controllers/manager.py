@@ -18,6 +18,7 @@ from kproxy.controllers.node import NodeLifecycleController
 from kproxy.controllers.replicaset import ReplicaSetController
 from kproxy.controllers.resourcequota import ResourceQuotaController
 from kproxy.controllers.serviceaccount import ServiceAccountController
+from kproxy.controllers.statefulset import StatefulSetController
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ def build_controllers(client: Any, informers: SharedInformers, *, node_grace_per
         ReplicaSetController(client, informers),
         DeploymentController(client, informers),
         DaemonSetController(client, informers),
+        StatefulSetController(client, informers),
         GarbageCollector(client, informers),
     ]
 
