@@ -46,10 +46,14 @@ class DaemonSetController(PodOwnerController):
         super().__init__(client, informers, clock)
         self.nodes = informers.get(NODES)
         self.nodes.add_handler(Handlers(on_add=self._nodes_changed, on_delete=self._nodes_changed,
-                                        on_update=lambda o, n: _node_changed(o, n) and self._nodes_changed(n)))
+                                        on_update=self._node_updated))
 
     def watched(self):
         return [*super().watched(), NODES]
+
+    def _node_updated(self, old: Obj, new: Obj) -> None:
+        if _node_changed(old, new):
+            self._nodes_changed(new)
 
     def _nodes_changed(self, node: Obj) -> None:
         for ds in self.owners.list():

@@ -186,7 +186,9 @@ def rolling_update(ds: Obj, placements: dict[str, Placement], by_node: dict[str,
     max_surge, max_unavailable = surge_and_unavailable(ds, len(nodes))
     plan = Plan()
     if max_surge == 0:
-        unavailable, replace, candidates = 0, [], []
+        unavailable = 0
+        replace: list[Obj] = []
+        candidates: list[Obj] = []
         for node in nodes:
             live = [p for p in by_node.get(node, []) if not is_deleting(p) and not is_terminal(p)]
             new = next((p for p in live if is_updated(p, revision_hash)), None)
@@ -195,9 +197,9 @@ def rolling_update(ds: Obj, placements: dict[str, Placement], by_node: dict[str,
                 unavailable += 1  # missing, or both: the manage step handles it
             elif new is not None:
                 unavailable += not is_available(new, min_ready, now)
-            elif not is_available(old, min_ready, now):
+            elif old is not None and not is_available(old, min_ready, now):
                 replace.append(old)
-            elif unavailable < max_unavailable:
+            elif old is not None and unavailable < max_unavailable:
                 candidates.append(old)
         budget = max(0, min(max_unavailable - unavailable, len(candidates)))
         plan.delete = replace + candidates[:budget]

@@ -58,7 +58,7 @@ class StatefulSetController(PodOwnerController):
         now = self.clock()
         await self.write_status(sts, stateful_set_status(sts, owned, meta(current)["name"], meta(update)["name"],
                                                          now, collisions))
-        used = {(meta(p).get("labels") or {}).get(HASH_LABEL) for p in owned}
+        used = {revision for p in owned if (revision := (meta(p).get("labels") or {}).get(HASH_LABEL))}
         keep = {meta(current)["name"], meta(update)["name"]} | used
         await self.history.prune(sts, revisions, keep)
         if failure is not None:

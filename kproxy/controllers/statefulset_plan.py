@@ -124,28 +124,28 @@ def next_step(sts: Obj, pods: Iterable[Obj], current: str, update: str) -> Step:
     ordered = _spec(sts).get("podManagementPolicy", "OrderedReady") != "Parallel"
     step = Step()
     for ordinal in wanted:
-        pod = by_ordinal.get(ordinal)
-        if pod is None:
+        existing = by_ordinal.get(ordinal)
+        if existing is None:
             step.create.append((ordinal, revision_for(sts, ordinal, current, update)))
-        elif is_terminal(pod) and not is_deleting(pod):
-            step.delete.append(pod)
-        elif is_healthy(pod) or not ordered:
+        elif is_terminal(existing) and not is_deleting(existing):
+            step.delete.append(existing)
+        elif is_healthy(existing) or not ordered:
             continue
         if ordered:
             return step
-    for _, pod in sorted(condemned, key=lambda c: -c[0]):
-        if not is_deleting(pod):
-            step.delete.append(pod)
+    for _, doomed in sorted(condemned, key=lambda c: -c[0]):
+        if not is_deleting(doomed):
+            step.delete.append(doomed)
         if ordered:
             return step
     if not _rolling(sts) or step.create or step.delete:
         return step
     for ordinal in reversed(range(wanted.start + partition(sts), wanted.stop)):
-        pod = by_ordinal[ordinal]
-        if revision_of(pod) != update and not is_deleting(pod):
-            step.delete.append(pod)
+        replica = by_ordinal[ordinal]
+        if revision_of(replica) != update and not is_deleting(replica):
+            step.delete.append(replica)
             return step
-        if not is_healthy(pod):
+        if not is_healthy(replica):
             return step
     return step
 

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kproxy.api.resources import DAEMON_SETS
+from kproxy.controllers.daemonset import DaemonSetController
 from kproxy.controllers.daemonset_plan import (
     Placement, daemon_pod, daemon_set_status, manage, placement, pods_by_node, rolling_update,
 )
@@ -152,3 +153,14 @@ def test_revisions_match_templates_and_prune_unused():
     assert find_matching(ds, [rev1, rev2]) is rev1 and find_matching(changed, [rev1]) is None
     revs = [{**rev1, "metadata": {**rev1["metadata"], "name": f"r{i}"}, "revision": i} for i in range(1, 6)]
     assert [r["revision"] for r in prune(revs, {"r1", "r5"}, 2)] == [2]
+
+
+def test_on_delete_replaces_only_deleted_pods():
+    placements = {"a": Placement(True, True), "b": Placement(True, True)}
+    by_node = pods_by_node([_pod("a-old", "a", "old")])
+    on_delete = _ds(updateStrategy={"type": "OnDelete"})
+    plan = DaemonSetController._plan(on_delete, placements, by_node, "new", T0)
+    assert plan.delete == [] and plan.create_on == ["b"]
+    rolling = _ds(updateStrategy={"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2, "maxSurge": 0}})
+    assert [p["metadata"]["name"] for p in DaemonSetController._plan(rolling, placements, by_node, "new", T0).delete] \
+        == ["a-old"]

@@ -122,7 +122,7 @@ def validate_stateful_set(e: FieldErrors, obj: dict[str, Any], old: dict[str, An
     sel = _selector(e, spec, "statefulset")
     _template(e, spec, sel, "StatefulSet")
     if old is not None:
-        old_spec = old.get("spec") if isinstance(old.get("spec"), Mapping) else {}
+        old_spec: Mapping[str, Any] = old["spec"] if isinstance(old.get("spec"), Mapping) else {}
         if any(spec.get(k) != old_spec.get(k) for k in set(spec) | set(old_spec) if k not in STATEFUL_SET_MUTABLE):
             e.forbidden("spec", STATEFUL_SET_MUTABLE_MSG)
     _status_counts(e, e.map(obj.get("status"), "status"), (
