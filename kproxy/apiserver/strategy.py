@@ -197,8 +197,14 @@ class WorkloadStrategy(Strategy):
     but lets its status writes change annotations; here the controller writes the revision
     annotation with a plain patch, which must not look like a new rollout.)"""
 
+    def __init__(self, resource: Resource, initial_status: Mapping[str, Any] | None = None):
+        super().__init__(resource)
+        # the status a new object starts with: the kind's non-omitempty fields at zero, as the
+        # Go type serialises (clients such as the Python one require them)
+        self.initial_status = dict(initial_status or {})
+
     def prepare_for_create(self, obj: dict[str, Any]) -> None:
-        obj["status"] = {}
+        obj["status"] = dict(self.initial_status)
         obj.setdefault("metadata", {})["generation"] = 1
 
     def canonicalize_update(self, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -258,7 +264,8 @@ def build_strategies(services: ServiceAllocations) -> Mapping[Resource, Strategy
         R.LEASES: CreateOnUpdateStrategy(R.LEASES),
         R.REPLICA_SETS: WorkloadStrategy(R.REPLICA_SETS),
         R.DEPLOYMENTS: WorkloadStrategy(R.DEPLOYMENTS),
-        R.DAEMON_SETS: WorkloadStrategy(R.DAEMON_SETS),
-        R.STATEFUL_SETS: WorkloadStrategy(R.STATEFUL_SETS),
+        R.DAEMON_SETS: WorkloadStrategy(R.DAEMON_SETS, dict.fromkeys(
+            ("currentNumberScheduled", "numberMisscheduled", "desiredNumberScheduled", "numberReady"), 0)),
+        R.STATEFUL_SETS: WorkloadStrategy(R.STATEFUL_SETS, {"replicas": 0, "availableReplicas": 0}),
     }
 

@@ -47,7 +47,8 @@ def test_daemon_set_defaults_status_and_table(api):
     spec = created["spec"]
     assert spec["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
     assert spec["revisionHistoryLimit"] == 10 and spec["template"]["spec"]["restartPolicy"] == "Always"
-    assert created["metadata"]["generation"] == 1 and created["status"] == {}
+    assert created["metadata"]["generation"] == 1 and created["status"] == {
+        "currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0}
     status = {"desiredNumberScheduled": 3, "currentNumberScheduled": 3, "numberReady": 2, "numberMisscheduled": 0,
               "updatedNumberScheduled": 1, "numberAvailable": 2, "observedGeneration": 1}
     written = api.ok("PUT", f"{APPS}/daemonsets/dflt/status", {**created, "status": status})
@@ -120,3 +121,43 @@ def test_discovery(api):
     assert "all" in apps["daemonsets"]["categories"] and "all" in apps["statefulsets"]["categories"]
     assert "daemonsets/status" in apps and "daemonsets/scale" not in apps
     assert apps["statefulsets/scale"]["kind"] == "Scale" and "controllerrevisions/status" not in apps
+
+
+def test_official_python_client(server):
+    pytest.importorskip("kubernetes")
+    from kubernetes import client, config
+    from kubernetes.client.rest import ApiException
+
+    api_client = config.new_client_from_config(config_file=server.kubeconfig)
+    try:
+        apps = client.AppsV1Api(api_client)
+        labels = {"app": "py"}
+        template = client.V1PodTemplateSpec(metadata=client.V1ObjectMeta(labels=labels), spec=client.V1PodSpec(
+            containers=[client.V1Container(name="app", image="nginx:1.25")]))
+        ds = apps.create_namespaced_daemon_set("default", client.V1DaemonSet(
+            metadata=client.V1ObjectMeta(name="py-ds"),
+            spec=client.V1DaemonSetSpec(selector=client.V1LabelSelector(match_labels=labels), template=template)))
+        assert ds.spec.update_strategy.rolling_update.max_unavailable == 1
+        apps.patch_namespaced_daemon_set("py-ds", "default", {"metadata": {"labels": {"x": "y"}}})
+        assert apps.read_namespaced_daemon_set_status("py-ds", "default").metadata.labels == {"x": "y"}
+        sts = apps.create_namespaced_stateful_set("default", client.V1StatefulSet(
+            metadata=client.V1ObjectMeta(name="py-sts"),
+            spec=client.V1StatefulSetSpec(service_name="py", selector=client.V1LabelSelector(match_labels=labels),
+                                          template=template)))
+        assert sts.spec.replicas == 1 and sts.spec.pod_management_policy == "OrderedReady"
+        apps.patch_namespaced_stateful_set_scale("py-sts", "default", {"spec": {"replicas": 4}})
+        assert apps.read_namespaced_stateful_set_scale("py-sts", "default").spec.replicas == 4
+        with pytest.raises(ApiException) as exc:
+            apps.create_namespaced_stateful_set("default", client.V1StatefulSet(
+                metadata=client.V1ObjectMeta(name="py-bad"),
+                spec=client.V1StatefulSetSpec(service_name="", selector=client.V1LabelSelector(match_labels=labels),
+                                              template=template)))
+        assert exc.value.status == 422 and "spec.serviceName" in exc.value.body
+        rev = apps.create_namespaced_controller_revision("default", client.V1ControllerRevision(
+            metadata=client.V1ObjectMeta(name="py-rev"), revision=1, data={"spec": {"template": {"metadata": {}}}}))
+        assert rev.revision == 1 and rev.data == {"spec": {"template": {"metadata": {}}}}
+        assert "py-rev" in [r.metadata.name for r in apps.list_namespaced_controller_revision("default").items]
+        apps.delete_namespaced_daemon_set("py-ds", "default")
+        apps.delete_namespaced_stateful_set("py-sts", "default")
+    finally:
+        api_client.close()
