@@ -16,14 +16,17 @@ from typing import Any
 from kproxy.api.resources import DAEMON_SETS, NODES
 from kproxy.controllers.base import Handlers, RequeueAfter
 from kproxy.controllers.daemonset_plan import (
-    Plan, daemon_pod, daemon_set_status, manage, placement, pods_by_node, rolling_update, surge_and_unavailable,
+    Plan, daemon_pod, daemon_set_status, failed_nodes, manage, placement, pods_by_node, rolling_update,
+    surge_and_unavailable,
 )
 from kproxy.controllers.ownership import Obj, is_deleting, meta
-from kproxy.controllers.podowners import PodOwnerController
+from kproxy.controllers.podowners import WARNING, PodOwnerController, key_of
 from kproxy.controllers.replicaset import next_available_check
 from kproxy.controllers.revisions import HASH_LABEL
 
 FAILURE_RETRY = 5.0  # seconds before a DaemonSet whose pod writes failed is tried again
+# a node's failed daemon pods are replaced after 1 s, then 2, 4, ... up to this (upstream: 15 min)
+MAX_FAILED_POD_BACKOFF = 300.0
 
 
 def _node_changed(old: Obj, new: Obj) -> bool:
@@ -44,6 +47,7 @@ class DaemonSetController(PodOwnerController):
 
     def __init__(self, client: Any, informers: Any, clock: Any = None):
         super().__init__(client, informers, clock)
+        self.failed_backoff: dict[str, tuple[float, float]] = {}  # "<ds uid>/<node>" -> (retry at, delay)
         self.nodes = informers.get(NODES)
         self.nodes.add_handler(Handlers(on_add=self._nodes_changed, on_delete=self._nodes_changed,
                                         on_update=self._node_updated))
@@ -76,8 +80,10 @@ class DaemonSetController(PodOwnerController):
         by_node = pods_by_node(owned)
         now = self.clock()
         failure = None
+        backing_off, backoff_wait = self._failed_pod_backoff(ds, failed_nodes(placements, by_node), by_node, now)
         if satisfied:
-            failure = await self._act(key, ds, self._plan(ds, placements, by_node, revision_hash, now), revision_hash)
+            plan = self._plan(ds, placements, by_node, revision_hash, now, backing_off)
+            failure = await self._act(key, ds, plan, revision_hash)
         await self.write_status(ds, daemon_set_status(ds, placements, by_node, revision_hash, now, collisions))
         live_hashes = {(meta(p).get("labels") or {}).get(HASH_LABEL) for p in owned}
         keep = {meta(current)["name"]} | {meta(r)["name"] for r in revisions
@@ -85,17 +91,41 @@ class DaemonSetController(PodOwnerController):
         await self.history.prune(ds, [r for r in revisions if meta(r)["name"] != meta(current)["name"]], keep)
         if failure is not None:
             raise RequeueAfter(FAILURE_RETRY, failure)
-        wait = next_available_check(ds, owned, now)
-        if wait is not None:
-            raise RequeueAfter(wait, "pods becoming available")
+        waits = [w for w in (next_available_check(ds, owned, now), backoff_wait) if w is not None]
+        if waits:
+            raise RequeueAfter(min(waits), "pods becoming available or failed pods backing off")
+
+    def _failed_pod_backoff(self, ds: Obj, nodes: list[str], by_node: dict,
+                            now: float) -> tuple[frozenset[str], float | None]:
+        """The nodes whose failed daemon pods must wait before they are replaced again (a pod
+        the kubelet keeps refusing must not make the controller spin), and the shortest wait;
+        the others get their next delay and a FailedDaemonPod Event."""
+        waiting, waits = set(), []
+        for node in nodes:
+            key = f"{meta(ds).get('uid')}/{node}"
+            retry_at, delay = self.failed_backoff.get(key, (0.0, 0.0))
+            if now - retry_at > 2 * MAX_FAILED_POD_BACKOFF:
+                delay = 0.0  # quiet for long: start over
+            if now < retry_at:
+                waiting.add(node)
+                waits.append(retry_at - now)
+                continue
+            delay = min(max(2 * delay, 1.0), MAX_FAILED_POD_BACKOFF)
+            self.failed_backoff[key] = (now + delay, delay)
+            for pod in by_node.get(node, []):
+                if (pod.get("status") or {}).get("phase") == "Failed" and not is_deleting(pod):
+                    self.record(ds, WARNING, "FailedDaemonPod", f"Found failed daemon pod {key_of(pod)} on node "
+                                                                f"{node}, will try to kill it")
+        return frozenset(waiting), min(waits) if waits else None
 
     @staticmethod
-    def _plan(ds: Obj, placements: dict, by_node: dict, revision_hash: str, now: float) -> Plan:
+    def _plan(ds: Obj, placements: dict, by_node: dict, revision_hash: str, now: float,
+              backing_off: frozenset[str] = frozenset()) -> Plan:
         strategy = ((ds.get("spec") or {}).get("updateStrategy") or {}).get("type")
         rolling = strategy == "RollingUpdate"
         desired = sum(1 for p in placements.values() if p.should_run)
         surging = rolling and surge_and_unavailable(ds, desired)[0] > 0
-        plan = manage(placements, by_node, revision_hash, surging)
+        plan = manage(placements, by_node, revision_hash, surging, backing_off)
         if rolling:
             step = rolling_update(ds, placements, by_node, revision_hash, now)
             plan.create_on += [n for n in step.create_on if n not in plan.create_on]

@@ -152,21 +152,23 @@ class Plan:
 
 
 def manage(placements: dict[str, Placement], by_node: dict[str, list[Obj]], revision_hash: str,
-           surging: bool) -> Plan:
-    """podsShouldBeOnNode over every node: a pod where one should run and none does, none
-    where none may stay, failed pods replaced, duplicates removed (the oldest kept; while
-    surging, the oldest of the old and of the new template)."""
+           surging: bool, backing_off: frozenset[str] = frozenset()) -> Plan:
+    """podsShouldBeOnNode over every node: a pod where one should run and none is (not even
+    one being deleted), none where none may stay, finished pods deleted (failed ones not on
+    `backing_off` nodes; the replacement comes once they are gone), duplicates removed (the
+    oldest kept; while surging, the oldest of the old and of the new template)."""
     plan = Plan()
     for node in sorted(set(placements) | set(by_node)):
         where = placements.get(node, Placement(False, False))
         pods = [p for p in by_node.get(node, []) if not is_deleting(p)]
         if where.should_run:
-            failed = [p for p in pods if is_terminal(p)]
-            plan.delete.extend(failed)
-            live = [p for p in pods if not is_terminal(p)]
-            if not live and not any(is_deleting(p) for p in by_node.get(node, [])):
+            if not by_node.get(node):
                 plan.create_on.append(node)
-            elif surging:
+                continue
+            plan.delete.extend(p for p in pods if is_terminal(p)
+                               and not (node in backing_off and (p.get("status") or {}).get("phase") == "Failed"))
+            live = [p for p in pods if not is_terminal(p)]
+            if surging:
                 new = [p for p in live if is_updated(p, revision_hash)]
                 old = [p for p in live if not is_updated(p, revision_hash)]
                 plan.delete.extend(new[1:] + old[1:])
@@ -175,6 +177,12 @@ def manage(placements: dict[str, Placement], by_node: dict[str, list[Obj]], revi
         elif not where.should_continue:
             plan.delete.extend(pods)
     return plan
+
+
+def failed_nodes(placements: dict[str, Placement], by_node: dict[str, list[Obj]]) -> list[str]:
+    """Nodes that should run the daemon pod and hold a failed one."""
+    return sorted(n for n, pods in by_node.items() if placements.get(n, Placement(False, False)).should_run
+                  and any((p.get("status") or {}).get("phase") == "Failed" and not is_deleting(p) for p in pods))
 
 
 def rolling_update(ds: Obj, placements: dict[str, Placement], by_node: dict[str, list[Obj]],

@@ -162,6 +162,14 @@ def test_rolling_update_keeps_max_unavailable(env, cluster):
     assert [r["revision"] for r in revisions] == [1, 2]
     assert revisions[1]["data"]["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.26"
 
+    # a failed pod is replaced (after a backoff), with a Warning Event
+    victim = daemon_pods(c)[0]
+    c.update_status(PODS, {**victim, "status": {**victim["status"], "phase": "Failed"}})
+    c.wait_for(lambda c: (pods := placed(c, nodes)) and victim["metadata"]["uid"] not in
+               {p["metadata"]["uid"] for p in pods}, timeout=WAIT)
+    assert any(e["reason"] == "FailedDaemonPod" and e["type"] == "Warning" and victim["metadata"]["name"] in e["message"]
+               for e in c.list(EVENTS, "default")["items"])
+
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl")
 def test_kubectl_get_rollout_status_and_history(env, cluster):
@@ -189,4 +197,10 @@ def test_kubectl_get_rollout_status_and_history(env, cluster):
     assert history[0].strip() == "daemonset.apps/agent"
     assert [line.split(None, 1) for line in history[2:] if line.strip()] == [["1", "<none>"], ["2", "second image"]]
     assert "nginx:1.27" in kubectl("rollout", "history", "daemonset/agent", "--revision=2")
+    assert "rolled back" in kubectl("rollout", "undo", "daemonset/agent")
+    kubectl("rollout", "status", "ds/agent", "--timeout=60s")
+    ds = c.get(DAEMON_SETS, "agent", "default")
+    assert ds["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.25"
+    history = kubectl("rollout", "history", "daemonset/agent").splitlines()
+    assert [line.split(None, 1)[0] for line in history[2:] if line.strip()] == ["2", "3"]  # 1 came back as 3
     assert "agent" in kubectl("get", "controllerrevisions")

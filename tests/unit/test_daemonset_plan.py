@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from kproxy.api.resources import DAEMON_SETS
 from kproxy.controllers.daemonset import DaemonSetController
 from kproxy.controllers.daemonset_plan import (
-    Placement, daemon_pod, daemon_set_status, manage, placement, pods_by_node, rolling_update,
+    Placement, daemon_pod, daemon_set_status, failed_nodes, manage, placement, pods_by_node, rolling_update,
 )
 from kproxy.controllers.revisions import HASH_LABEL, find_matching, new_revision, prune, revision_hash
 from tests.unit.set_workload_objects import DAEMON_SET
@@ -83,8 +83,12 @@ def test_manage_creates_deletes_and_waits_for_terminating():
         _pod("c1", "c"), _pod("d-going", "d", deleting=True), _pod("e-failed", "e", phase="Failed"),
         _pod("gone-node", "x")])
     plan = manage(placements, by_node, "new", surging=False)
-    assert plan.create_on == ["a", "e"]  # d waits for its terminating pod
+    assert plan.create_on == ["a"]  # d and e wait for their pods to be gone
     assert sorted(p["metadata"]["name"] for p in plan.delete) == ["b-dup", "c1", "e-failed", "gone-node"]
+    assert failed_nodes(placements, by_node) == ["e"]
+    held = manage(placements, by_node, "new", surging=False, backing_off=frozenset({"e"}))
+    assert sorted(p["metadata"]["name"] for p in held.delete) == ["b-dup", "c1", "gone-node"]
+    assert held.create_on == ["a"]
 
 
 def _cluster(n_old, n_new, n_new_unready=0):
