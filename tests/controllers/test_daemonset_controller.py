@@ -204,3 +204,4 @@ def test_kubectl_get_rollout_status_and_history(env, cluster):
     history = kubectl("rollout", "history", "daemonset/agent").splitlines()
     assert [line.split(None, 1)[0] for line in history[2:] if line.strip()] == ["2", "3"]  # 1 came back as 3
     assert "agent" in kubectl("get", "controllerrevisions")
+    assert "maxUnavailable" in kubectl("explain", "daemonset.spec.updateStrategy.rollingUpdate")
