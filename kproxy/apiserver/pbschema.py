@@ -10,7 +10,8 @@ A message is a space-separated list of fields `jsonName=number:type`, where type
 prefixed with `[]` for a repeated field, `{}` for a map from string, `+` for a Go struct embedded
 in its parent (its fields appear in the parent's JSON, as volumeSource in Volume), and suffixed
 with `?` for a Go pointer (a zero value or an empty message that is present is kept in JSON;
-other zeros and empty messages are omitted, as omitempty does).
+other zeros and empty messages are omitted, as omitempty does), or with `!` for a scalar whose
+Go field has no omitempty (always in JSON, zero when absent).
 
 The leaf types have a JSON form of their own (protobuf.py converts them): Time and MicroTime
 (RFC 3339 strings), IntOrString (int or string), Quantity (string), RawExtension and FieldsV1
@@ -555,8 +556,8 @@ MESSAGES: dict[str, str] = {
     "apps.RollingUpdateDaemonSet": (
         "maxUnavailable=1:intstr.IntOrString? maxSurge=2:intstr.IntOrString?"),
     "apps.DaemonSetStatus": (
-        "currentNumberScheduled=1:int32 numberMisscheduled=2:int32 desiredNumberScheduled=3:int32 "
-        "numberReady=4:int32 observedGeneration=5:int64 updatedNumberScheduled=6:int32 numberAvailable=7:int32 "
+        "currentNumberScheduled=1:int32! numberMisscheduled=2:int32! desiredNumberScheduled=3:int32! "
+        "numberReady=4:int32! observedGeneration=5:int64 updatedNumberScheduled=6:int32 numberAvailable=7:int32 "
         "numberUnavailable=8:int32 collisionCount=9:int32? conditions=10:[]apps.DaemonSetCondition"),
     "apps.DaemonSetCondition": (
         "type=1:string status=2:string lastTransitionTime=3:meta.Time reason=4:string message=5:string"),
@@ -573,9 +574,9 @@ MESSAGES: dict[str, str] = {
     "apps.StatefulSetPersistentVolumeClaimRetentionPolicy": "whenDeleted=1:string whenScaled=2:string",
     "apps.StatefulSetOrdinals": "start=1:int32",
     "apps.StatefulSetStatus": (
-        "observedGeneration=1:int64 replicas=2:int32 readyReplicas=3:int32 currentReplicas=4:int32 "
+        "observedGeneration=1:int64 replicas=2:int32! readyReplicas=3:int32 currentReplicas=4:int32 "
         "updatedReplicas=5:int32 currentRevision=6:string updateRevision=7:string collisionCount=9:int32? "
-        "conditions=10:[]apps.StatefulSetCondition availableReplicas=11:int32"),
+        "conditions=10:[]apps.StatefulSetCondition availableReplicas=11:int32!"),
     "apps.StatefulSetCondition": (
         "type=1:string status=2:string lastTransitionTime=3:meta.Time reason=4:string message=5:string"),
     "apps.ControllerRevision": "metadata=1:meta.ObjectMeta data=2:runtime.RawExtension revision=3:int64",
