@@ -205,3 +205,6 @@ def test_kubectl_get_rollout_status_and_history(env, cluster):
     assert [line.split(None, 1)[0] for line in history[2:] if line.strip()] == ["2", "3"]  # 1 came back as 3
     assert "agent" in kubectl("get", "controllerrevisions")
     assert "maxUnavailable" in kubectl("explain", "daemonset.spec.updateStrategy.rollingUpdate")
+    # the garbage collector takes the pods and the history with the DaemonSet
+    kubectl("delete", "daemonset", "agent", "--cascade=foreground")
+    c.wait_for(lambda c: not daemon_pods(c) and not c.list(CONTROLLER_REVISIONS, "default")["items"], timeout=WAIT)

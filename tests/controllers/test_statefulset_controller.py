@@ -151,3 +151,6 @@ def test_kubectl_get_scale_rollout(env, kubelet):
     history = kubectl("rollout", "history", "statefulset/db").splitlines()
     assert [line.split()[0] for line in history[2:] if line.strip()] == ["1", "2"]
     assert "db" in kubectl("get", "ds,sts")
+    kubectl("delete", "statefulset", "db")
+    c.wait_for(lambda c: not c.list(PODS, "default")["items"] and not c.list(CONTROLLER_REVISIONS, "default")["items"],
+               timeout=WAIT)
