@@ -46,8 +46,9 @@ class StatefulSetController(PodOwnerController):
         current_name = (sts.get("status") or {}).get("currentRevision")
         current = by_name.get(current_name) or update
         failure = None
+        now = self.clock()
         if satisfied:
-            step = next_step(sts, owned, meta(current)["name"], meta(update)["name"])
+            step = next_step(sts, owned, meta(current)["name"], meta(update)["name"], now)
             results = await asyncio.gather(
                 *(self.create_pod(key, sts, stateful_pod(sts, ordinal, by_name[revision]),
                                   lambda pod: f"create Pod {meta(pod)['name']} in StatefulSet {name} successful")
@@ -55,7 +56,6 @@ class StatefulSetController(PodOwnerController):
                 *(self.delete_pod(key, sts, pod, f"delete Pod {meta(pod)['name']} in StatefulSet {name} successful")
                   for pod in step.delete))
             failure = next((r for r in results if r), None)
-        now = self.clock()
         await self.write_status(sts, stateful_set_status(sts, owned, meta(current)["name"], meta(update)["name"],
                                                          now, collisions))
         used = {revision for p in owned if (revision := (meta(p).get("labels") or {}).get(HASH_LABEL))}

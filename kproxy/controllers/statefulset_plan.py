@@ -9,7 +9,7 @@ name <pod>.<service>), labelled with its name, index and revision.
 One step (`next_step`) goes, as upstream's updateStatefulSet, through
 1. the wanted ordinals, lowest first: create what is missing, delete failed pods so they are
    made again; with OrderedReady stop at the first pod created, deleted or not Running and
-   Ready (so pods start one at a time, in order);
+   Ready (available, with minReadySeconds), so pods start one at a time, in order;
 2. the condemned pods (ordinals beyond replicas), highest first: with OrderedReady one at a
    time, each gone before the next;
 3. with RollingUpdate, the ordinals from the highest down to the partition: delete the first
@@ -96,9 +96,9 @@ def revision_for(sts: Obj, ordinal: int, current: str, update: str) -> str:
     return update
 
 
-def is_healthy(pod: Obj) -> bool:
-    """Running and Ready, not being deleted."""
-    return ((pod.get("status") or {}).get("phase") == "Running" and is_pod_ready(pod)
+def is_healthy(pod: Obj, min_ready_seconds: int = 0, now: float = 0.0) -> bool:
+    """Running and Ready (for minReadySeconds: available), not being deleted."""
+    return ((pod.get("status") or {}).get("phase") == "Running" and is_available(pod, min_ready_seconds, now)
             and not is_deleting(pod))
 
 
@@ -108,8 +108,10 @@ class Step:
     delete: list[Obj] = field(default_factory=list)
 
 
-def next_step(sts: Obj, pods: Iterable[Obj], current: str, update: str) -> Step:
-    """What to create and delete now (see the module's doc); `pods` are the StatefulSet's."""
+def next_step(sts: Obj, pods: Iterable[Obj], current: str, update: str, now: float) -> Step:
+    """What to create and delete now (see the module's doc); `pods` are the StatefulSet's.
+    With minReadySeconds, OrderedReady and the rolling update wait for pods to be available."""
+    min_ready = int(_spec(sts).get("minReadySeconds") or 0)
     by_ordinal: dict[int, Obj] = {}
     condemned: list[tuple[int, Obj]] = []
     wanted = wanted_ordinals(sts)
@@ -129,7 +131,7 @@ def next_step(sts: Obj, pods: Iterable[Obj], current: str, update: str) -> Step:
             step.create.append((ordinal, revision_for(sts, ordinal, current, update)))
         elif is_terminal(existing) and not is_deleting(existing):
             step.delete.append(existing)
-        elif is_healthy(existing) or not ordered:
+        elif is_healthy(existing, min_ready, now) or not ordered:
             continue
         if ordered:
             return step
@@ -145,7 +147,7 @@ def next_step(sts: Obj, pods: Iterable[Obj], current: str, update: str) -> Step:
         if revision_of(replica) != update and not is_deleting(replica):
             step.delete.append(replica)
             return step
-        if not is_healthy(replica):
+        if not is_healthy(replica, min_ready, now):
             return step
     return step
 

@@ -50,37 +50,37 @@ def test_identity():
 
 def test_ordered_ready_creates_one_at_a_time():
     sts = _sts()
-    assert next_step(sts, [], "new", "new").create == [(0, "new")]
-    assert next_step(sts, [_pod(0, ready=False)], "new", "new").create == []
-    assert next_step(sts, [_pod(0)], "new", "new").create == [(1, "new")]
-    parallel = next_step(_sts(policy="Parallel"), [_pod(0, ready=False)], "new", "new")
+    assert next_step(sts, [], "new", "new", T0).create == [(0, "new")]
+    assert next_step(sts, [_pod(0, ready=False)], "new", "new", T0).create == []
+    assert next_step(sts, [_pod(0)], "new", "new", T0).create == [(1, "new")]
+    parallel = next_step(_sts(policy="Parallel"), [_pod(0, ready=False)], "new", "new", T0)
     assert parallel.create == [(1, "new"), (2, "new")]
 
 
 def test_failed_pods_are_replaced_and_condemned_go_highest_first():
-    step = next_step(_sts(), [_pod(0, phase="Failed"), _pod(1)], "new", "new")
+    step = next_step(_sts(), [_pod(0, phase="Failed"), _pod(1)], "new", "new", T0)
     assert _names(step.delete) == ["db-0"] and step.create == []
     sts = _sts(replicas=1)
     pods = [_pod(0), _pod(1), _pod(2)]
-    assert _names(next_step(sts, pods, "new", "new").delete) == ["db-2"]
-    assert _names(next_step(sts, [_pod(0), _pod(1), _pod(2, deleting=True)], "new", "new").delete) == []
+    assert _names(next_step(sts, pods, "new", "new", T0).delete) == ["db-2"]
+    assert _names(next_step(sts, [_pod(0), _pod(1), _pod(2, deleting=True)], "new", "new", T0).delete) == []
     # not while a wanted pod is unhealthy
-    assert _names(next_step(sts, [_pod(0, ready=False), _pod(1)], "new", "new").delete) == []
-    assert _names(next_step(_sts(replicas=1, policy="Parallel"), pods, "new", "new").delete) == ["db-2", "db-1"]
+    assert _names(next_step(sts, [_pod(0, ready=False), _pod(1)], "new", "new", T0).delete) == []
+    assert _names(next_step(_sts(replicas=1, policy="Parallel"), pods, "new", "new", T0).delete) == ["db-2", "db-1"]
 
 
 def test_rolling_update_highest_first_down_to_partition():
     sts = _sts(partition=1)
     pods = [_pod(i, "old") for i in range(3)]
-    assert _names(next_step(sts, pods, "old", "new").delete) == ["db-2"]
+    assert _names(next_step(sts, pods, "old", "new", T0).delete) == ["db-2"]
     pods[2] = _pod(2, "new", ready=False)
-    assert _names(next_step(sts, pods, "old", "new").delete) == []  # waits for db-2 to be ready
+    assert _names(next_step(sts, pods, "old", "new", T0).delete) == []  # waits for db-2 to be ready
     pods[2] = _pod(2, "new")
-    assert _names(next_step(sts, pods, "old", "new").delete) == ["db-1"]
+    assert _names(next_step(sts, pods, "old", "new", T0).delete) == ["db-1"]
     pods[1] = _pod(1, "new")
-    assert _names(next_step(sts, pods, "old", "new").delete) == []  # db-0 is below the partition
+    assert _names(next_step(sts, pods, "old", "new", T0).delete) == []  # db-0 is below the partition
     assert revision_for(sts, 0, "old", "new") == "old" and revision_for(sts, 1, "old", "new") == "new"
-    assert _names(next_step(_sts(strategy="OnDelete"), [_pod(i, "old") for i in range(3)], "old", "new").delete) == []
+    assert _names(next_step(_sts(strategy="OnDelete"), [_pod(i, "old") for i in range(3)], "old", "new", T0).delete) == []
     assert revision_for(_sts(strategy="OnDelete"), 0, "old", "new") == "new"
 
 
@@ -91,3 +91,10 @@ def test_status_completes_rollout():
             status["currentRevision"]) == (3, 2, 1, 2, "old")
     done = stateful_set_status(sts, [_pod(i) for i in range(3)], "old", "new", T0, 0)
     assert (done["currentRevision"], done["currentReplicas"]) == ("new", 3)
+
+
+def test_min_ready_seconds_holds_the_next_pod():
+    sts = _sts()
+    sts["spec"]["minReadySeconds"] = 30
+    assert next_step(sts, [_pod(0)], "new", "new", T0 + 10).create == []
+    assert next_step(sts, [_pod(0)], "new", "new", T0 + 30).create == [(1, "new")]
