@@ -44,7 +44,7 @@ setup(
     package_data={"kproxy": ["*.pyx", "*.pxi"], "kproxy.apiserver": ["openapi/*.json"]},
     ext_modules=ext_modules,
     install_requires=[
-        "aiohttp>=3.9",
+        "aiohttp>=3.12",  # 3.12: TCPConnector(socket_factory=) (kproxy.apiserver.podproxy)
         "PyYAML>=6",
         "pyroute2>=0.9",
         "netaddr>=1.0",
@@ -53,6 +53,7 @@ setup(
         "jsonpatch>=1.33",
         "scapy>=2.5",
         "protobuf>=5.26",
+        "croniter>=2.0",  # CronJob schedules (the apiserver's validation, the cronjob controller)
     ],
     extras_require={
         "test": [

@@ -89,9 +89,11 @@ class Proxier:
                                              name=f"{backend.name or 'backend'} sync",
                                              full_interval=full_period, check=self._drifted)
         self.informers = [
+            # the trackers keep their own views: the caches need only the objects' identities
             Informer(client, SERVICES, field_selector=SERVICE_FIELD_SELECTOR,
-                     label_selector=SERVICE_LABEL_SELECTOR, handler=self.builder.services),
-            Informer(client, ENDPOINT_SLICES, label_selector=SLICE_LABEL_SELECTOR, handler=self.builder.slices),
+                     label_selector=SERVICE_LABEL_SELECTOR, handler=self.builder.services, metadata_only=True),
+            Informer(client, ENDPOINT_SLICES, label_selector=SLICE_LABEL_SELECTOR, handler=self.builder.slices,
+                     metadata_only=True),
             Informer(client, NODES, field_selector=f"metadata.name={node_name}", handler=self.builder.node),
         ]
         self._synced_once = False

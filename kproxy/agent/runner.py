@@ -2,7 +2,9 @@
 
 Guarantees (all times on the event loop's monotonic clock):
 - requests made by `run()` while a sync is pending or running are coalesced into one sync;
-- two syncs never start less than `min_interval` apart;
+- two syncs that serve requests never start less than `min_interval` apart; a periodic sync
+  that served none does not start that clock, so a change arriving right after a periodic
+  resync does not wait `min_interval` for it (it waits at most for the resync in progress);
 - a periodic sync starts at most `max_interval` after the previous full or periodic one started,
   with or without requests in between (a stream of partial syncs never postpones it);
 - a full sync (full=True, it repairs drift) starts at most `full_interval` (default
@@ -65,13 +67,14 @@ class BoundedFrequencyRunner:
     async def loop(self) -> None:
         """Runs syncs until stop(). Exceptions of the sync function are logged and retried."""
         clock = asyncio.get_running_loop().time
-        last_start = -math.inf
+        last_start = -math.inf  # of any sync (retries wait min_interval after it)
+        last_request_start = -math.inf  # of the last sync that served requests
         next_periodic = clock() + self.max_interval
         next_full = clock() + self.full_interval
         retry_at = math.inf
         while not self._stopping:
             now = clock()
-            due_request = max(last_start + self.min_interval, now) if self._requested else math.inf
+            due_request = max(last_request_start + self.min_interval, now) if self._requested else math.inf
             due = min(next_periodic, next_full, due_request, retry_at)
             if self.failures:  # backing off: requests and an overdue periodic sync wait for the retry
                 due = retry_at
@@ -84,6 +87,8 @@ class BoundedFrequencyRunner:
                 continue
             full = self._full_requested or now >= next_full
             periodic = now >= next_periodic
+            if self._requested:
+                last_request_start = now
             self._requested = self._full_requested = False
             retry_at = math.inf
             last_start = now

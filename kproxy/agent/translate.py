@@ -37,12 +37,12 @@ from functools import lru_cache
 from typing import Any, Iterable, Mapping
 
 from kproxy.agent.state import Endpoint, ServicePort
+from kproxy.api.meta import TRIGGER_TIME_ANNOTATION
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 SERVICE_PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
 HEADLESS_LABEL = "service.kubernetes.io/headless"
 ZONE_LABEL = "topology.kubernetes.io/zone"
-TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 DEFAULT_AFFINITY_TIMEOUT = 10800
 MAX_AFFINITY_TIMEOUT = 86400  # the apiserver's limit for sessionAffinityConfig.clientIP.timeoutSeconds
 PROTOCOLS = ("TCP", "UDP", "SCTP")

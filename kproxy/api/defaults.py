@@ -342,6 +342,37 @@ def _default_deployment(obj: dict[str, Any]) -> None:
     _default_pod_template(spec)
 
 
+# --- batch/v1 (pkg/apis/batch/v1/defaults.go) ----------------------------------------------
+
+def _default_job(obj: dict[str, Any]) -> None:
+    spec = _dict(obj, "spec")
+    if spec is None:
+        return
+    if spec.get("completions") is None and spec.get("parallelism") is None:
+        spec["completions"] = 1  # a non-parallel Job: both unset means one pod to success
+    for key, value in (("parallelism", 1), ("backoffLimit", 6), ("completionMode", "NonIndexed"),
+                       ("suspend", False), ("podReplacementPolicy", "TerminatingOrFailed")):
+        if spec.get(key) is None:
+            spec[key] = value
+    _default_pod_template(spec)
+
+
+def _default_cron_job(obj: dict[str, Any]) -> None:
+    spec = _dict(obj, "spec")
+    if spec is None:
+        return
+    for key, value in (("concurrencyPolicy", "Allow"), ("suspend", False), ("successfulJobsHistoryLimit", 3),
+                       ("failedJobsHistoryLimit", 1)):
+        if spec.get(key) in (None, ""):
+            spec[key] = value
+    # only the pod template inside: a Job's own defaults apply when the Job is created
+    template = spec.get("jobTemplate")
+    if isinstance(template, dict) and isinstance(template.get("spec"), dict):
+        _default_pod_template(template["spec"])
+
+
+# --- apps/v1 DaemonSet and StatefulSet (pkg/apis/apps/v1/defaults.go) ----------------------
+
 def _default_daemon_set(obj: dict[str, Any]) -> None:
     spec = _dict(obj, "spec")
     if spec is None:
@@ -389,6 +420,10 @@ _DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "Event": _default_event,
     "ReplicaSet": _default_replica_set,
     "Deployment": _default_deployment,
+    "Job": _default_job,
+    "CronJob": _default_cron_job,
+
+
     "DaemonSet": _default_daemon_set,
     "StatefulSet": _default_stateful_set,
 }

@@ -8,6 +8,8 @@ import uuid
 from typing import Any, Mapping
 
 LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
+# set on EndpointSlices by their controller; the agent measures network programming from it
+TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 
 
 def object_key(resource: Any, obj: Mapping[str, Any]) -> str:

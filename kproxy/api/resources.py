@@ -67,6 +67,8 @@ CLUSTER_ROLE_BINDINGS = Resource(RBAC_GROUP, "v1", "ClusterRoleBinding", "cluste
 CONFIG_MAPS = Resource("", "v1", "ConfigMap", "configmaps", "configmap", True, ("cm",))
 DEPLOYMENTS = Resource("apps", "v1", "Deployment", "deployments", "deployment", True, ("deploy",), True, True)
 REPLICA_SETS = Resource("apps", "v1", "ReplicaSet", "replicasets", "replicaset", True, ("rs",), True, True)
+JOBS = Resource("batch", "v1", "Job", "jobs", "job", True, (), True)
+CRON_JOBS = Resource("batch", "v1", "CronJob", "cronjobs", "cronjob", True, ("cj",), True)
 DAEMON_SETS = Resource("apps", "v1", "DaemonSet", "daemonsets", "daemonset", True, ("ds",), True)
 STATEFUL_SETS = Resource("apps", "v1", "StatefulSet", "statefulsets", "statefulset", True, ("sts",), True, True)
 CONTROLLER_REVISIONS = Resource("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", True)
@@ -75,6 +77,7 @@ ALL: tuple[Resource, ...] = (
     NAMESPACES, SERVICES, ENDPOINTS, PODS, NODES, SERVICE_ACCOUNTS, RESOURCE_QUOTAS, EVENTS,
     SECRETS, ENDPOINT_SLICES, LEASES, ROLES, CLUSTER_ROLES, ROLE_BINDINGS, CLUSTER_ROLE_BINDINGS,
     CONFIG_MAPS, DEPLOYMENTS, REPLICA_SETS,
+    JOBS, CRON_JOBS,
     DAEMON_SETS, STATEFUL_SETS, CONTROLLER_REVISIONS,
 )
 

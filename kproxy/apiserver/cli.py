@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--advertise-address", metavar="IP",
                         help="address published in the kubernetes Service's endpoints (default: the --bind "
                              "address unless it is loopback or unspecified, which are never published)")
+    parser.add_argument("--kubelet-netns-dial", action="store_true",
+                        help="reach kubelets (logs, exec) inside the network namespace their Node's "
+                             "kproxy.io/node-netns annotation names (nodes that are namespaces of this machine)")
     parser.add_argument("--tls-san", action="append", default=[], metavar="NAME_OR_IP",
                         help="extra name or address for the serving certificate; repeatable")
 
@@ -135,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
                           scheduler_retry=args.scheduler_retry_unschedulable,
                           tls=True, insecure_host=insecure_host, insecure_port=insecure_port,
                           tls_sans=tuple(args.tls_san), advertise_address=args.advertise_address,
+                          kubelet_netns_dial=args.kubelet_netns_dial,
                           store_history=args.store_history, audit_policy=audit_policy,
                           audit_max_bytes=args.audit_log_maxsize * 1024 * 1024,
                           audit_max_backups=args.audit_log_maxbackup,

@@ -14,11 +14,12 @@ AGGREGATED_MEDIA_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroup
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 SUBRESOURCE_VERBS = ["get", "patch", "update"]
 CATEGORIES = {"pods": ["all"], "services": ["all"], "deployments": ["all"], "replicasets": ["all"],
-              "daemonsets": ["all"], "statefulsets": ["all"]}
+              "jobs": ["all"], "cronjobs": ["all"], "daemonsets": ["all"], "statefulsets": ["all"]}
 SCALE_KIND = {"group": "autoscaling", "version": "v1", "kind": "Scale"}
 SERVED = ALL + CREATE_ONLY
 TOKEN_REQUEST_KIND = {"group": AUTHN_GROUP, "version": "v1", "kind": "TokenRequest"}
 BINDING_KIND = {"group": "", "version": "v1", "kind": "Binding"}
+POD_EXEC_KIND = {"group": "", "version": "v1", "kind": "PodExecOptions"}
 
 
 def _verbs(resource: Resource) -> list[str]:
@@ -39,6 +40,8 @@ def subresources(resource: Resource) -> list[tuple[str, list[str], dict[str, str
         subs.append((TOKEN_SUBRESOURCE, ["create"], TOKEN_REQUEST_KIND))
     if resource.plural == "pods" and not resource.group:
         subs.append(("binding", ["create"], BINDING_KIND))
+        subs.append(("exec", ["create", "get"], POD_EXEC_KIND))  # kproxy.apiserver.podproxy
+        subs.append(("log", ["get"], None))
     return subs
 
 

@@ -45,6 +45,22 @@ def meta(obj: dict[str, Any]) -> dict[str, Any]:
     return m
 
 
+# ObjectMeta's `omitempty` fields: kube-apiserver never returns them empty
+OMIT_EMPTY_META = ("labels", "annotations", "ownerReferences", "finalizers")
+
+
+def drop_empty_meta(obj: dict[str, Any]) -> dict[str, Any]:
+    """`obj` without empty labels, annotations, ownerReferences or finalizers ({} or [] left
+    by a patch that removed the last entry), as Go's omitempty drops them upstream. Changes
+    the metadata in place."""
+    m = obj.get("metadata")
+    if isinstance(m, dict):
+        for key in OMIT_EMPTY_META:
+            if key in m and (m[key] is None or m[key] == {} or m[key] == []):
+                del m[key]
+    return obj
+
+
 def with_resource_version(value: dict[str, Any], revision: int) -> dict[str, Any]:
     """`value` with metadata.resourceVersion set to `revision`. Only the top level and the
     metadata are copied: `value` is not changed, and the result shares the rest with it, so

@@ -547,6 +547,28 @@ MESSAGES: dict[str, str] = {
     "apps.DeploymentCondition": (
         "type=1:string status=2:string reason=4:string message=5:string lastUpdateTime=6:meta.Time "
         "lastTransitionTime=7:meta.Time"),
+    "batch.Job": "metadata=1:meta.ObjectMeta spec=2:batch.JobSpec status=3:batch.JobStatus",
+    "batch.JobSpec": (
+        "parallelism=1:int32? completions=2:int32? activeDeadlineSeconds=3:int64? "
+        "selector=4:meta.LabelSelector? manualSelector=5:bool? template=6:core.PodTemplateSpec "
+        "backoffLimit=7:int32? ttlSecondsAfterFinished=8:int32? completionMode=9:string? suspend=10:bool? "
+        "podReplacementPolicy=14:string?"),
+    "batch.JobStatus": (
+        "conditions=1:[]batch.JobCondition startTime=2:meta.Time? completionTime=3:meta.Time? "
+        "active=4:int32 succeeded=5:int32 failed=6:int32 completedIndexes=7:string "
+        "uncountedTerminatedPods=8:batch.UncountedTerminatedPods? ready=9:int32? terminating=11:int32?"),
+    "batch.UncountedTerminatedPods": "succeeded=1:[]string failed=2:[]string",
+    "batch.JobCondition": (
+        "type=1:string status=2:string lastProbeTime=3:meta.Time lastTransitionTime=4:meta.Time "
+        "reason=5:string message=6:string"),
+    "batch.JobTemplateSpec": "metadata=1:meta.ObjectMeta spec=2:batch.JobSpec",
+    "batch.CronJob": "metadata=1:meta.ObjectMeta spec=2:batch.CronJobSpec status=3:batch.CronJobStatus",
+    "batch.CronJobSpec": (
+        "schedule=1:string startingDeadlineSeconds=2:int64? concurrencyPolicy=3:string suspend=4:bool? "
+        "jobTemplate=5:batch.JobTemplateSpec successfulJobsHistoryLimit=6:int32? failedJobsHistoryLimit=7:int32? "
+        "timeZone=8:string?"),
+    "batch.CronJobStatus": (
+        "active=1:[]core.ObjectReference lastScheduleTime=4:meta.Time? lastSuccessfulTime=5:meta.Time?"),
     "apps.DaemonSet": (
         "metadata=1:meta.ObjectMeta spec=2:apps.DaemonSetSpec status=3:apps.DaemonSetStatus"),
     "apps.DaemonSetSpec": (
@@ -620,6 +642,8 @@ MESSAGES: dict[str, str] = {
         "metadata=1:meta.ListMeta items=2:[]rbac.ClusterRoleBinding"),
     "apps.ReplicaSetList": "metadata=1:meta.ListMeta items=2:[]apps.ReplicaSet",
     "apps.DeploymentList": "metadata=1:meta.ListMeta items=2:[]apps.Deployment",
+    "batch.JobList": "metadata=1:meta.ListMeta items=2:[]batch.Job",
+    "batch.CronJobList": "metadata=1:meta.ListMeta items=2:[]batch.CronJob",
     "apps.DaemonSetList": "metadata=1:meta.ListMeta items=2:[]apps.DaemonSet",
     "apps.StatefulSetList": "metadata=1:meta.ListMeta items=2:[]apps.StatefulSet",
     "apps.ControllerRevisionList": "metadata=1:meta.ListMeta items=2:[]apps.ControllerRevision",
@@ -695,7 +719,7 @@ MESSAGES: dict[str, str] = {
 }
 
 # apiVersion of each package's kinds
-API_VERSIONS = {"core": "v1", "apps": "apps/v1", "rbac": "rbac.authorization.k8s.io/v1",
+API_VERSIONS = {"core": "v1", "apps": "apps/v1", "batch": "batch/v1", "rbac": "rbac.authorization.k8s.io/v1",
                 "discovery": "discovery.k8s.io/v1", "coordination": "coordination.k8s.io/v1",
                 "authorization": "authorization.k8s.io/v1", "authentication": "authentication.k8s.io/v1"}
 # top-level kinds (each also with its List)
@@ -704,6 +728,7 @@ OBJECT_KINDS = (
     "core.ResourceQuota", "core.Event", "core.Secret", "core.ConfigMap", "discovery.EndpointSlice",
     "coordination.Lease", "rbac.Role", "rbac.ClusterRole", "rbac.RoleBinding", "rbac.ClusterRoleBinding",
     "apps.ReplicaSet", "apps.Deployment",
+    "batch.Job", "batch.CronJob",
     "apps.DaemonSet", "apps.StatefulSet", "apps.ControllerRevision",
 )
 # kinds that are only created, never stored or listed

@@ -32,6 +32,7 @@ from kproxy.apiserver import propagation
 from kproxy.apiserver.admission import NamespaceLifecycle, QuotaAdmission
 from kproxy.apiserver.deps import Deps
 from kproxy.apiserver.objects import (
+    drop_empty_meta,
     generate_name,
     meta,
     new_uid,
@@ -155,6 +156,7 @@ class Registry:
             plugin.admit_create(resource, namespace, obj)
         if manager is not None and manager.operation == fm.UPDATE:
             obj = fm.record_update(resource, None, obj, manager, rfc3339(self.clock()))
+        obj = drop_empty_meta(obj)
         self._validate(resource, obj, None)
         if resource.namespaced:
             self.quotas.admit(resource, namespace or "", obj, None)
@@ -370,6 +372,7 @@ class Registry:
             new, reservation = strategy.before_update(old, new)
         if manager is not None:
             new = self._record(resource, old, new, obj, manager)
+        new = drop_empty_meta(new)
         try:
             self._validate(resource, new, old)
             if strategy.quota_on_update and resource.namespaced and subresource is None:

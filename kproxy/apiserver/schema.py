@@ -288,6 +288,8 @@ def kind_schema(resource: Resource) -> Struct:
 def _add_workloads() -> None:
     from kproxy.apiserver import schema_workloads  # imports this module's names: after them
     DEFINITIONS.update(schema_workloads.DEFINITIONS)
+    from kproxy.apiserver import schema_batch
+    DEFINITIONS.update(schema_batch.DEFINITIONS)
     from kproxy.apiserver import schema_set_workloads
     DEFINITIONS.update(schema_set_workloads.DEFINITIONS)
 

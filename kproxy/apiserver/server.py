@@ -37,12 +37,15 @@ from kproxy.apiserver.fieldcheck import FieldChecker
 from kproxy.apiserver.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from kproxy.apiserver.metrics import ApiserverMetrics
 from kproxy.apiserver.openapi import OpenAPI
+from kproxy.apiserver.podproxy import PodProxy
+from kproxy.apiserver.podproxy import client_tls as podproxy_tls
 from kproxy.apiserver.registry import Registry
 from kproxy.apiserver.rest import RestHandler, RestSettings, dumps, json_response, object_response
 from kproxy.apiserver.service_alloc import ServiceAllocations
 from kproxy.apiserver.tables import TableRenderer
 from kproxy.listener import ConnectionLimits, GatedListener, listen_socket, server_options
 from kproxy.pki import bootstrap as pki_bootstrap
+from kproxy.pki.bootstrap import KUBELET_CLIENT
 from kproxy.store import base as sb
 
 log = logging.getLogger(__name__)
@@ -80,6 +83,9 @@ class ServerConfig:
     # the address published in the kubernetes Service's endpoints (default: host when publishable)
     advertise_address: str | None = None
     endpoint_reconcile_interval: float = 10.0
+    # dial kubelets inside the network namespace their Node's annotation names (the lab's
+    # nodes are namespaces of this machine; kproxy.apiserver.podproxy)
+    kubelet_netns_dial: bool = False
 
 
 class ApiServer:
@@ -112,6 +118,9 @@ class ApiServer:
         authorizer = RBACAuthorizer(self.store)
         self.rest.write_guards.append(EscalationGuard(authorizer))
         self.rest.authorize = authorizer.authorize
+        self.rest.pod_proxy = PodProxy(
+            self._get_object, podproxy_tls(self.pki.ca_cert, self.pki.path(f"{KUBELET_CLIENT.name}.crt"),
+                         self.pki.path(f"{KUBELET_CLIENT.name}.key")), config.kubelet_netns_dial)
         authenticator = TokenAuthenticator(self.store, signer)
         self.auth = AuthMiddleware(authorizer, authenticator, self.audit, self.reads)
         self.auth_endpoints = auth_endpoints.AuthEndpoints(authorizer, authenticator, TokenIssuer(self.store, signer),
@@ -282,6 +291,7 @@ class ApiServer:
             except Exception:  # stopping goes on; the next start repairs the endpoints
                 log.exception("cannot remove this apiserver from the kubernetes Service's endpoints")
         self.rest.close()
+        await self.rest.pod_proxy.close()
         if self._gate is not None:
             await self._gate.close()
         if self._runner:
@@ -290,6 +300,10 @@ class ApiServer:
         self.reads.shutdown(wait=True)
         self.store.close()
         self.audit.close()
+
+    async def _get_object(self, resource: R.Resource, namespace: str | None, name: str) -> dict[str, Any]:
+        return await asyncio.get_running_loop().run_in_executor(
+            self.reads, functools.partial(self.registry.get, resource, namespace, name))
 
     async def _on_shutdown(self, app: web.Application) -> None:
         self.rest.close_watches()
@@ -346,16 +360,19 @@ class ApiServer:
         except st.ApiError as exc:
             return object_response(request, exc.status, exc.code)
         except web.HTTPRequestEntityTooLarge:
-            return json_response(st.status(413, "RequestEntityTooLarge", "the request body is too large"), 413)
+            return object_response(request, st.status(413, "RequestEntityTooLarge", "the request body is too large"),
+                                   413)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return json_response(st.status(exc.status, exc.reason or "Error", exc.text or exc.reason or ""), exc.status)
+            return object_response(request, st.status(exc.status, exc.reason or "Error", exc.text or exc.reason or ""),
+                                   exc.status)
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception:
             log.exception("internal error serving %s %s", request.method, request.path_qs)
-            return json_response(st.internal("an internal error occurred while serving the request").status, 500)
+            return object_response(request, st.internal("an internal error occurred while serving the request").status,
+                                   500)
 
     # ------------------------------------------------------------------ routes
     async def _version(self, request: web.Request) -> web.Response:

@@ -264,8 +264,14 @@ def build_strategies(services: ServiceAllocations) -> Mapping[Resource, Strategy
         R.LEASES: CreateOnUpdateStrategy(R.LEASES),
         R.REPLICA_SETS: WorkloadStrategy(R.REPLICA_SETS),
         R.DEPLOYMENTS: WorkloadStrategy(R.DEPLOYMENTS),
+        **_batch_strategies(),
         R.DAEMON_SETS: WorkloadStrategy(R.DAEMON_SETS, dict.fromkeys(
             ("currentNumberScheduled", "numberMisscheduled", "desiredNumberScheduled", "numberReady"), 0)),
         R.STATEFUL_SETS: WorkloadStrategy(R.STATEFUL_SETS, {"replicas": 0, "availableReplicas": 0}),
     }
+
+
+def _batch_strategies() -> dict[Resource, Strategy]:
+    from kproxy.apiserver.strategy_batch import JobStrategy  # subclasses this module's: after it
+    return {R.JOBS: JobStrategy(R.JOBS), R.CRON_JOBS: WorkloadStrategy(R.CRON_JOBS)}
 

@@ -338,3 +338,11 @@ class TableRenderer:
         meta.update((k, listed[k]) for k in ("continue", "remainingItemCount") if k in listed)  # paging
         return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
                 "columnDefinitions": _columns(resource.kind) if with_columns else [], "rows": rows}
+
+
+def _add_batch() -> None:
+    from kproxy.apiserver import tables_batch  # imports this module's names: after them
+    PRINTERS.update(tables_batch.PRINTERS)
+
+
+_add_batch()

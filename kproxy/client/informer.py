@@ -69,11 +69,24 @@ class Backoff:
         self._next = self.initial
 
 
+def identity(obj: dict) -> dict:
+    """What a metadata-only cache keeps of an object."""
+    md = obj.get("metadata") or {}
+    return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
+            "metadata": {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion") if k in md}}
+
+
 class Informer:
     def __init__(self, client: Any, resource: Resource, *, namespace: str | None = None,
                  label_selector: str | None = None, field_selector: str | None = None,
                  handler: EventHandler | None = None, backoff_initial: float = 0.8,
-                 backoff_max: float = 30.0, watch_timeout: tuple[int, int] = (300, 600)):
+                 backoff_max: float = 30.0, watch_timeout: tuple[int, int] = (300, 600),
+                 metadata_only: bool = False):
+        # metadata_only: the cache keeps each object's identity (kind, name, namespace, uid,
+        # resourceVersion) and not the object, for handlers that keep their own view (the
+        # agent: its 10k Services and slices would otherwise be held twice). get()/list() and
+        # the `old` of on_update and of a relist's on_delete are then those stubs.
+        self.metadata_only = metadata_only
         self.client = client
         self.resource = resource
         self.namespace = namespace
@@ -107,6 +120,8 @@ class Informer:
 
     def _store(self, key: str, obj: dict) -> dict | None:
         old = self.cache.get(key)
+        if self.metadata_only:
+            obj = identity(obj)
         self.cache[key] = obj
         ns = (obj.get("metadata") or {}).get("namespace")
         if ns:

@@ -6,6 +6,7 @@ import re
 
 from kproxy.cli.service import run_with_client
 from kproxy.controllers.manager import run_controllers
+from kproxy.controllers.podgc import DEFAULT_TERMINATED_THRESHOLD, PodGCOptions
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 
@@ -37,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a node silent this long becomes NotReady (default 40s)")
     parser.add_argument("--node-monitor-period", type=parse_duration, default=None, metavar="DURATION",
                         help="how often node heartbeats are checked (default 5s)")
+    parser.add_argument("--terminated-pod-gc-threshold", type=int, default=DEFAULT_TERMINATED_THRESHOLD,
+                        metavar="N", help="finished pods kept before the oldest are deleted; 0 or less keeps all "
+                        f"(default {DEFAULT_TERMINATED_THRESHOLD})")
     parser.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=True,
                         help="act only while holding the Lease kube-system/kproxy-controllers (default on)")
     parser.add_argument("--leader-elect-lease-duration", type=parse_duration, default=15.0, metavar="DURATION",
@@ -46,4 +50,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     return run_with_client(args, lambda client, stop: run_controllers(
         client, stop, node_grace_period=args.node_monitor_grace_period, node_monitor_period=args.node_monitor_period,
-        leader_elect=args.leader_elect, lease_duration=args.leader_elect_lease_duration))
+        leader_elect=args.leader_elect, lease_duration=args.leader_elect_lease_duration,
+        pod_gc=PodGCOptions(terminated_threshold=args.terminated_pod_gc_threshold)))

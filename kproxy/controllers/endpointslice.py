@@ -28,6 +28,7 @@ from kproxy.controllers.podutil import (
     pod_target_ref, resolve_target_port, service_labels, service_selector, selector_matches,
 )
 from kproxy.controllers.trafficdist import endpoint_hints
+from kproxy.controllers.triggertime import TriggerTimes, annotate
 
 log = logging.getLogger(__name__)
 
@@ -326,6 +327,7 @@ class EndpointSliceController(ServicePodsQueueing, Controller):
         self.slices = informers.get(ENDPOINT_SLICES)
         self.nodes = informers.get(NODES)
         self.writer = SliceWriter(client)
+        self.triggers = TriggerTimes()
         self.services.add_handler(Handlers(on_add=self._enqueue_obj, on_update=lambda o, n: self._enqueue_obj(n),
                                            on_delete=self._enqueue_obj))
         self.pods.add_handler(Handlers(on_add=self._pod_changed, on_update=self._pod_updated,
@@ -341,7 +343,13 @@ class EndpointSliceController(ServicePodsQueueing, Controller):
         for key in self.services.cache:
             self.queue.add(key)
 
-    # handlers: enqueue only
+    # handlers: enqueue only. A Service change, or a change of a pod it selects, also starts a
+    # trigger time; our own slice writes do not.
+    def _enqueue_obj(self, svc: dict) -> None:
+        key = f"{meta(svc).get('namespace')}/{meta(svc).get('name')}"
+        self.triggers.changed(key)
+        self.queue.add(key)
+
     def _slice_changed(self, s: dict) -> None:
         labels = meta(s).get("labels") or {}
         if labels.get(MANAGED_BY_LABEL) == CONTROLLER_NAME and labels.get(SERVICE_NAME_LABEL):
@@ -370,11 +378,19 @@ class EndpointSliceController(ServicePodsQueueing, Controller):
         existing = managed_slices(self.slices.list(namespace), namespace, name)
         service = self.services.get(name, namespace)
         if service is None or (service.get("spec") or {}).get("type") == "ExternalName":
+            self.triggers.forget(key)
             plan = SlicePlan(delete=existing)
         elif service_selector(service) is None:
+            self.triggers.forget(key)
             return  # user-managed slices
         else:
             desired = desired_endpoints(service, self.pods.list(namespace), self.zones())
             plan = plan_slices(service_template(service), desired, existing)
-        await self.writer.apply(key, namespace, plan)
+        trigger = self.triggers.take(key)
+        annotate(plan.create + plan.update, trigger)
+        try:
+            await self.writer.apply(key, namespace, plan)
+        except BaseException:
+            self.triggers.give_back(key, trigger)
+            raise
 

@@ -3,18 +3,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from kproxy.controllers.base import SharedInformers
+from kproxy.controllers.cronjob import CronJobController
 from kproxy.controllers.daemonset import DaemonSetController
 from kproxy.controllers.deployment import DeploymentController
 from kproxy.controllers.endpoints import EndpointsController
 from kproxy.controllers.endpointslice import EndpointSliceController
 from kproxy.controllers.garbagecollector import GarbageCollector
+from kproxy.controllers.job import JobController
 from kproxy.controllers.leaderelection import LeaderElector
 from kproxy.controllers.mirroring import EndpointSliceMirroringController
 from kproxy.controllers.namespace import NamespaceController
 from kproxy.controllers.node import NodeLifecycleController
+from kproxy.controllers.podgc import PodGCController, PodGCOptions
 from kproxy.controllers.replicaset import ReplicaSetController
 from kproxy.controllers.resourcequota import ResourceQuotaController
 from kproxy.controllers.serviceaccount import ServiceAccountController
@@ -24,8 +27,11 @@ log = logging.getLogger(__name__)
 
 
 def build_controllers(client: Any, informers: SharedInformers, *, node_grace_period: float = 40.0,
-                      node_monitor_period: float | None = None) -> list[Any]:
-    """Every controller, registered on `informers` (which must not be started yet)."""
+                      node_monitor_period: float | None = None,
+                      clock: Callable[[], float] | None = None,
+                      pod_gc: PodGCOptions | None = None) -> list[Any]:
+    """Every controller, registered on `informers` (which must not be started yet); `clock`
+    (epoch seconds, default time.time) drives the ones that act at times of day."""
     return [
         NamespaceController(client, informers),
         ServiceAccountController(client, informers),
@@ -37,6 +43,9 @@ def build_controllers(client: Any, informers: SharedInformers, *, node_grace_per
                                 monitor_period=node_monitor_period),
         ReplicaSetController(client, informers),
         DeploymentController(client, informers),
+        JobController(client, informers, clock=clock),
+        CronJobController(client, informers, clock=clock),
+        PodGCController(client, informers, pod_gc),
         DaemonSetController(client, informers),
         StatefulSetController(client, informers),
         GarbageCollector(client, informers),
@@ -45,7 +54,9 @@ def build_controllers(client: Any, informers: SharedInformers, *, node_grace_per
 
 async def run_controllers(client: Any, stop: asyncio.Event, *, node_grace_period: float = 40.0,
                           node_monitor_period: float | None = None, leader_elect: bool = True,
-                          lease_duration: float = 15.0, identity: str | None = None) -> None:
+                          lease_duration: float = 15.0, identity: str | None = None,
+                          clock: Callable[[], float] | None = None,
+                          pod_gc: PodGCOptions | None = None) -> None:
     """Runs all controllers through `client` (an ApiClient) until `stop` is set; returns after
     every informer and worker has ended. Cancelling it stops everything as well.
 
@@ -54,7 +65,8 @@ async def run_controllers(client: Any, stop: asyncio.Event, *, node_grace_period
     once; a manager that stops cleanly hands over at once, one that dies after
     `lease_duration` seconds."""
     async def lead(lost: asyncio.Event) -> None:
-        await _run_all(client, lost, node_grace_period=node_grace_period, node_monitor_period=node_monitor_period)
+        await _run_all(client, lost, node_grace_period=node_grace_period, node_monitor_period=node_monitor_period,
+                       clock=clock, pod_gc=pod_gc)
 
     if not leader_elect:
         await lead(stop)
@@ -65,10 +77,12 @@ async def run_controllers(client: Any, stop: asyncio.Event, *, node_grace_period
 
 
 async def _run_all(client: Any, stop: asyncio.Event, *, node_grace_period: float,
-                   node_monitor_period: float | None) -> None:
+                   node_monitor_period: float | None, clock: Callable[[], float] | None = None,
+                   pod_gc: PodGCOptions | None = None) -> None:
     informers = SharedInformers(client)
     controllers = build_controllers(client, informers, node_grace_period=node_grace_period,
-                                    node_monitor_period=node_monitor_period)
+                                    node_monitor_period=node_monitor_period, clock=clock,
+                                    pod_gc=pod_gc)
     informers.start()
     tasks = [asyncio.create_task(c.run(stop), name=f"controller-{c.name}") for c in controllers]
     log.info("controllers started: %s", ", ".join(c.name for c in controllers))

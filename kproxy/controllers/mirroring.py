@@ -15,6 +15,7 @@ import ipaddress
 from typing import Any
 
 from kproxy.api.resources import ENDPOINT_SLICES, ENDPOINTS, SERVICES
+from kproxy.api.meta import TRIGGER_TIME_ANNOTATION
 from kproxy.controllers.base import Controller, Handlers, RequeueAfter, SharedInformers
 from kproxy.controllers.endpointslice import (
     MANAGED_BY_LABEL, SERVICE_NAME_LABEL, PortKey, SlicePlan, SliceTemplate, SliceWriter, managed_slices,
@@ -26,7 +27,7 @@ MIRROR_CONTROLLER_NAME = "endpointslicemirroring-controller.k8s.io"
 SKIP_MIRROR_LABEL = "endpointslice.kubernetes.io/skip-mirror"
 MAX_ADDRESSES_PER_SUBSET = 1000
 # Labels the mirror never copies from the Endpoints (Kubernetes drops these too).
-_NOT_COPIED = ("endpoints.kubernetes.io/last-change-trigger-time", SKIP_MIRROR_LABEL)
+_NOT_COPIED = (TRIGGER_TIME_ANNOTATION, SKIP_MIRROR_LABEL)
 
 
 def _is_ipv4(ip: Any) -> bool:

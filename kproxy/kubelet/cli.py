@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import logging
 import os
+import ssl
 import subprocess
 
 from kproxy.cli.service import run_with_client
@@ -14,12 +16,16 @@ from kproxy.api.resources import SERVICES
 from kproxy.cli.main import CLIError
 from kproxy.client.events import EventRecorder
 from kproxy.client.informer import Informer
+from kproxy.client.kubeconfig import KubeconfigError, load_kubeconfig
 from kproxy.client.rest import ApiClient
 from kproxy.controllers.cli import parse_duration
 from kproxy.kubelet.node import DEFAULT_MAX_PODS, machine_facts
 from kproxy.kubelet.podworker import NodeContext
 from kproxy.kubelet.runtime import PodNetworks
+from kproxy.kubelet.server import DEFAULT_PORT, KubeletServer
 from kproxy.netns import NetNS, NetNSError
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pods", type=int, default=DEFAULT_MAX_PODS, help="pods capacity (default 110)")
     parser.add_argument("--node-status-update-frequency", type=parse_duration, default=60.0, metavar="DURATION",
                         help="how often the node status is written (default 60s; the Lease every 10s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help="port of the kubelet's HTTPS server (logs, exec) on the node IP in NODE_NS (0: off)")
+    parser.add_argument("--address", help="address the kubelet's server listens on (default: the node IP)")
+    parser.add_argument("--tls-cert-file", help="the server's certificate (`kproxy pki kubelet-serving`); "
+                                                "without it the server is off")
+    parser.add_argument("--tls-private-key-file", help="the server certificate's key")
+    parser.add_argument("--client-ca-file", help="CA of the client certificates accepted (default: the "
+                                                 "kubeconfig's CA, the cluster CA)")
     parser.add_argument("--crash-loop-backoff", type=parse_duration, default=10.0, metavar="DURATION",
                         help="first CrashLoopBackOff wait (default 10s, doubling up to 30x that)")
 
@@ -77,19 +91,58 @@ def _context(args: argparse.Namespace, client: ApiClient) -> tuple[NodeContext, 
     return ctx, host_ip
 
 
+def _server_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The kubelet server's TLS context, None when it is not served (no --port or certificate)."""
+    if not args.port:
+        return None
+    if not args.tls_cert_file:
+        log.warning("kubelet server off: no --tls-cert-file (kubectl logs/exec need it)")
+        return None
+    try:
+        if args.client_ca_file:
+            with open(args.client_ca_file, "rb") as f:
+                client_ca = f.read()
+        else:
+            cluster = load_kubeconfig(args.kubeconfig, args.context)
+            client_ca = cluster.certificate_authority_data or b""
+            if not client_ca and cluster.certificate_authority:
+                with open(cluster.certificate_authority, "rb") as f:
+                    client_ca = f.read()
+        if not client_ca:
+            raise CLIError("the kubeconfig has no CA: give --client-ca-file for the kubelet server")
+        return KubeletServer.tls_context(args.tls_cert_file, args.tls_private_key_file or args.tls_cert_file,
+                                         client_ca)
+    except (OSError, ssl.SSLError, KubeconfigError) as exc:
+        raise CLIError(f"kubelet server TLS: {exc}") from None
+
+
 async def _main(args: argparse.Namespace, client: ApiClient, stop: asyncio.Event) -> None:
     from kproxy.kubelet.kubelet import Kubelet
 
     ctx, host_ip = _context(args, client)
+    tls = _server_tls(args)
     facts = machine_facts(args.node_name, host_ip, str(ipaddress.ip_network(args.pod_cidr)), args.root_dir,
-                          cpu=args.cpu, memory=args.memory, pods=args.max_pods)
+                          cpu=args.cpu, memory=args.memory, pods=args.max_pods,
+                          kubelet_port=args.port if tls else 0, netns=args.netns)
+    kubelet = Kubelet(ctx, facts, status_interval=args.node_status_update_frequency)
+    server = KubeletServer(kubelet.pod, args.root_dir, tls) if tls else None
     try:
-        await Kubelet(ctx, facts, status_interval=args.node_status_update_frequency).run(stop)
+        if server is not None:
+            try:
+                await server.start(ctx.node_ns, args.address or host_ip, args.port)
+            except OSError as exc:
+                raise CLIError(f"kubelet server: cannot listen on {args.address or host_ip}:{args.port}: "
+                               f"{exc.strerror or exc}") from None
+        await kubelet.run(stop)
     finally:
+        if server is not None:
+            await server.stop()
         ctx.node_ns.close()
 
 
 def run(args: argparse.Namespace) -> int:
     if args.max_pods < 1:
         raise CLIError("--max-pods must be at least 1")
+    if not 0 <= args.port < 65536:
+        raise CLIError(f"--port {args.port}: not a port number")
     return run_with_client(args, lambda client, stop: _main(args, client, stop))

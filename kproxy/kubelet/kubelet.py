@@ -56,7 +56,7 @@ class Kubelet:
     async def update_status(self, node: dict | None = None) -> dict:
         node = node or await self.ctx.client.get(NODES, self.facts.name)
         new = refreshed_node(node, self.facts, now_rfc3339())
-        if new.get("spec") != node.get("spec"):
+        if new.get("spec") != node.get("spec") or new.get("metadata") != node.get("metadata"):
             node = await self.ctx.client.update(NODES, new)
             new = refreshed_node(node, self.facts, now_rfc3339())
         return await self.ctx.client.update_status(NODES, new)
@@ -92,6 +92,12 @@ class Kubelet:
                 pass
 
     # -- pods (the informer's handler) ---------------------------------------------------
+
+    def pod(self, namespace: str, name: str) -> PodWorker | None:
+        """The worker running pod namespace/name here (the kubelet server's lookup)."""
+        found = [w for w in self.workers.values() if w.namespace == namespace and w.name == name]
+        found.sort(key=lambda w: w.deleting)  # a terminating pod's successor of the same name first
+        return found[0] if found else None
 
     def on_add(self, pod: dict) -> None:
         uid = str(meta(pod).get("uid"))

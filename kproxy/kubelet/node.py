@@ -19,6 +19,7 @@ import kproxy
 
 KUBELET_VERSION = "v1.32.0"  # the API level kproxy's apiserver speaks
 DEFAULT_MAX_PODS = 110
+NETNS_ANNOTATION = "kproxy.io/node-netns"
 
 CONDITIONS = (
     ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
@@ -43,6 +44,8 @@ class NodeFacts:
     machine_id: str = ""
     boot_id: str = ""
     architecture: str = "amd64"
+    kubelet_port: int = 10250  # daemonEndpoints: where the apiserver reaches logs and exec (0: not served)
+    netns: str = ""  # the node's network namespace when nodes are namespaces of one machine (the lab)
 
 
 def conditions(now: str, old: Mapping[str, dict] | None = None) -> list[dict]:
@@ -66,7 +69,7 @@ def node_status(facts: NodeFacts, now: str, old_status: Mapping[str, Any] | None
         "conditions": conditions(now, old),
         "addresses": [{"type": "InternalIP", "address": facts.internal_ip},
                       {"type": "Hostname", "address": facts.hostname}],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": facts.kubelet_port}},
         "nodeInfo": {
             "machineID": facts.machine_id, "systemUUID": facts.machine_id, "bootID": facts.boot_id,
             "kernelVersion": facts.kernel_version, "osImage": facts.os_image,
@@ -77,13 +80,19 @@ def node_status(facts: NodeFacts, now: str, old_status: Mapping[str, Any] | None
     }
 
 
+def node_annotations(facts: NodeFacts) -> dict[str, str]:
+    """The node's network namespace, for an apiserver that dials kubelets inside it
+    (`kproxy apiserver --kubelet-netns-dial`, the lab's nodes on one machine)."""
+    return {NETNS_ANNOTATION: facts.netns} if facts.netns else {}
+
+
 def node_object(facts: NodeFacts, now: str) -> dict:
     return {
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": facts.name, "labels": {
             "kubernetes.io/hostname": facts.hostname, "kubernetes.io/os": "linux",
             "kubernetes.io/arch": facts.architecture, "beta.kubernetes.io/os": "linux",
-            "beta.kubernetes.io/arch": facts.architecture}},
+            "beta.kubernetes.io/arch": facts.architecture}, "annotations": node_annotations(facts)},
         "spec": {"podCIDR": facts.pod_cidr, "podCIDRs": [facts.pod_cidr]},
         "status": node_status(facts, now),
     }
@@ -92,6 +101,8 @@ def node_object(facts: NodeFacts, now: str) -> dict:
 def refreshed_node(node: dict, facts: NodeFacts, now: str) -> dict:
     """`node` with kubelet's status (and podCIDR if it had none) written over it."""
     new = copy.deepcopy(node)
+    if node_annotations(facts):
+        new.setdefault("metadata", {}).setdefault("annotations", {}).update(node_annotations(facts))
     spec = new.setdefault("spec", {})
     if not spec.get("podCIDR"):
         spec["podCIDR"], spec["podCIDRs"] = facts.pod_cidr, [facts.pod_cidr]
@@ -142,7 +153,8 @@ def architecture() -> str:
 
 
 def machine_facts(name: str, internal_ip: str, pod_cidr: str, root_dir: str, *, cpu: str | None = None,
-                  memory: str | None = None, pods: int = DEFAULT_MAX_PODS) -> NodeFacts:
+                  memory: str | None = None, pods: int = DEFAULT_MAX_PODS, kubelet_port: int = 10250,
+                  netns: str = "") -> NodeFacts:
     try:
         storage = f"{shutil.disk_usage(root_dir).total // 1024}Ki"
     except OSError:
@@ -151,4 +163,4 @@ def machine_facts(name: str, internal_ip: str, pod_cidr: str, root_dir: str, *, 
                      cpu=cpu or str(os.cpu_count() or 1), memory=memory or machine_memory(), pods=pods,
                      ephemeral_storage=storage, kernel_version=platform.release(), os_image=os_image(),
                      machine_id=_read("/etc/machine-id"), boot_id=_read("/proc/sys/kernel/random/boot_id"),
-                     architecture=architecture())
+                     architecture=architecture(), kubelet_port=kubelet_port, netns=netns)

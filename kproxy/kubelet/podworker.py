@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +29,7 @@ from kproxy.api.resources import PODS, SECRETS
 from kproxy.api.status import ApiError
 from kproxy.client.errors import ApiConnectionError
 from kproxy.client.events import POD_REF, EventRecorder
+from kproxy.kubelet import logs
 from kproxy.kubelet.backoff import CrashBackoff
 from kproxy.kubelet.containerspec import EnvError, ImageError, container_argv, container_env, referenced_sources
 from kproxy.kubelet.probes import ProbeTracker, run_probe
@@ -258,7 +258,9 @@ class PodWorker:
                 c.record.state, c.record.reason, c.record.message = "waiting", "CreateContainerConfigError", str(exc)
                 c.backoff.exited(now, 0.0)
                 continue
-            log_path = os.path.join(self.ctx.root_dir, "pods", self.uid, f"{c.record.name}.log")
+            log_path = logs.log_path(self.ctx.root_dir, self.uid, c.record.name)
+            if c.ever_started:
+                logs.keep_previous(log_path)  # one previous run's output, for kubectl logs --previous
             proc = ContainerProcess(self.sandbox.netns, argv, env, c.spec.get("workingDir"), log_path)
             try:
                 proc.start()

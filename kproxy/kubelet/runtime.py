@@ -5,7 +5,8 @@ Guarantees:
 - pod namespaces are named `<prefix><namespace>-<name>` and their addresses come from the
   node's pod CIDR (the lab's routed-veth layout, kproxy.lab.netsetup, one home for both);
 - every container process leads its own session, so stopping it signals everything it
-  started; its output goes to `<root>/pods/<uid>/<container>.log`;
+  started; its output goes, with the time of each line, to `<root>/pods/<uid>/<container>.log`
+  through a log shim process of its own (kproxy.kubelet.logshim, CRI log format);
 - `remove_pod_network` and `stop` are idempotent.
 """
 from __future__ import annotations
@@ -16,12 +17,14 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
-from typing import IO, Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from kproxy.lab import netsetup
 from kproxy.lab.topology import PodPlan, check_ifname
 
+LOG_SHIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "logshim.py")
 MAX_SLOTS = 4096  # more than any node's pod limit
 MAX_NETNS_NAME = 200
 
@@ -91,10 +94,23 @@ def exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+def in_pod(netns: str, argv: Sequence[str]) -> list[str]:
+    """The command line that runs `argv` inside the pod's namespace (containers, exec)."""
+    return ["ip", "netns", "exec", netns, *argv]
+
+
+def missing_program(argv: Sequence[str], env: Mapping[str, str]) -> str | None:
+    """The runtime's message when argv's program is not on the environment's PATH, else None."""
+    if not argv or shutil.which(argv[0], path=env.get("PATH")) is None:
+        return f'exec: "{argv[0] if argv else ""}": executable file not found in $PATH'
+    return None
+
+
 class ContainerProcess:
     def __init__(self, netns: str, argv: Sequence[str], env: Mapping[str, str], cwd: str | None, log_path: str):
         self.netns, self.argv, self.env, self.cwd, self.log_path = netns, list(argv), dict(env), cwd, log_path
         self.proc: subprocess.Popen | None = None
+        self.shim: subprocess.Popen | None = None  # writes the output to log_path (kproxy.kubelet.logshim)
         self.started_mono = 0.0
         self._pidfd: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -103,18 +119,37 @@ class ContainerProcess:
         """Starts the process; raises RuntimeFailure (bad workingDir, missing program)."""
         if self.cwd and not os.path.isdir(self.cwd):
             raise RuntimeFailure(f"workingDir {self.cwd!r} does not exist")
-        if shutil.which(self.argv[0], path=self.env.get("PATH")) is None:
-            raise RuntimeFailure(f'exec: "{self.argv[0]}": executable file not found in $PATH')
+        missing = missing_program(self.argv, self.env)
+        if missing:
+            raise RuntimeFailure(missing)
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
-        log: IO[bytes] = open(self.log_path, "ab")
+        # opened here, not by the shim: the file exists from the start, so a restart that keeps
+        # it as the previous run's (kproxy.kubelet.logs.keep_previous) never races the shim
         try:
-            self.proc = subprocess.Popen(["ip", "netns", "exec", self.netns, *self.argv], env=self.env,
-                                         cwd=self.cwd or "/", stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
         except OSError as exc:
+            raise RuntimeFailure(f"cannot open the log file {self.log_path}: {exc.strerror}") from None
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            # the container first (its start is what a pod waits for); its output waits in the
+            # pipes, whose read ends we hold until the shim has them
+            self.proc = subprocess.Popen(in_pod(self.netns, self.argv), env=self.env,
+                                         cwd=self.cwd or "/", stdout=out_w, stderr=err_w,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.shim = subprocess.Popen([sys.executable, "-I", "-S", LOG_SHIM, str(log_fd), str(out_r), str(err_r)],
+                                         pass_fds=(log_fd, out_r, err_r), stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                         start_new_session=True)
+        except OSError as exc:
+            if self.proc is not None:
+                self.signal(signal.SIGKILL)
+                self.proc.wait()
+                self.proc = None
             raise RuntimeFailure(f"cannot start {self.argv[0]!r}: {exc}") from None
         finally:
-            log.close()
+            for fd in (log_fd, out_r, out_w, err_r, err_w):
+                os.close(fd)
         self.started_mono = time.monotonic()
 
     @property
@@ -129,6 +164,8 @@ class ContainerProcess:
         if rc is None:
             return None
         self._unwatch()
+        if self.shim is not None:
+            self.shim.poll()  # reaped once it has written the last output
         return exit_code(rc)
 
     def watch_exit(self, callback: Callable[[], None]) -> bool:

@@ -6,6 +6,7 @@ Layout (DIR/pki is 0700, every *.key 0600):
                                    hosts asked for, expires within a day, or the CA changed)
     sa.key                         service-account token signing key
     <identity>.crt <identity>.key  client certificates of the built-in identities
+    apiserver-kubelet-client.*     the apiserver's client certificate toward kubelets
 and DIR/<identity>.kubeconfig (0600) for admin, kube-proxy, controllers and scheduler.
 """
 from __future__ import annotations
@@ -38,6 +39,8 @@ KUBE_PROXY = Identity("kube-proxy", "system:kube-proxy")
 CONTROLLERS = Identity("controllers", "system:kube-controller-manager")
 SCHEDULER = Identity("scheduler", "system:kube-scheduler")
 IDENTITIES = (ADMIN, KUBE_PROXY, CONTROLLERS, SCHEDULER)
+# the apiserver's identity toward kubelets (logs, exec), as kubeadm names it; no kubeconfig
+KUBELET_CLIENT = Identity("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("kubeadm:cluster-admins",))
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ def ensure_pki(data_dir: str, hosts: list[str]) -> Pki:
         pki.save_pair("apiserver", pki_ca.issue_serving(ca, hosts))
     if not os.path.exists(pki.sa_key):
         write_private(pki.sa_key, pki_ca.key_pem(pki_ca.new_key()))
-    for ident in IDENTITIES:
+    for ident in (*IDENTITIES, KUBELET_CLIENT):
         pair = pki.load_pair(ident.name)
         if pair is None or not pki_ca.is_current(pair.cert) or not pki_ca.signed_by(pair.cert, ca_cert):
             pki.save_pair(ident.name, pki_ca.issue_client(ca, ident.user, ident.groups))

@@ -123,7 +123,7 @@ def issue_client(ca: KeyPair, user: str, groups: tuple[str, ...] = (), *,
 
 
 def issue_serving(ca: KeyPair, hosts: list[str], *, not_before: datetime.datetime | None = None,
-                  validity: datetime.timedelta = LEAF_VALIDITY) -> KeyPair:
+                  validity: datetime.timedelta = LEAF_VALIDITY, common_name: str = "kube-apiserver") -> KeyPair:
     """A serving certificate valid for every IP address and DNS name in `hosts`."""
     sans: list[x509.GeneralName] = []
     for host in dict.fromkeys(hosts):
@@ -131,7 +131,7 @@ def issue_serving(ca: KeyPair, hosts: list[str], *, not_before: datetime.datetim
             sans.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
             sans.append(x509.DNSName(host))
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")])
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     return _issue(ca, subject, ExtendedKeyUsageOID.SERVER_AUTH, sans, not_before, validity)
 
 

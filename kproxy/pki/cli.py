@@ -2,6 +2,7 @@
 
     kproxy pki client --data-dir DIR --user NAME [--group G ...] --kubeconfig OUT [--server URL]
     kproxy pki rotate-serving --data-dir DIR [--bind HOST] [--san NAME_OR_IP ...]
+    kproxy pki kubelet-serving --data-dir DIR --node-name N --san IP [--san ...] --cert F --key F
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import yaml
 from kproxy.cli.main import CLIError
 from kproxy.pki import bootstrap
 from kproxy.pki import ca as pki_ca
+from kproxy.pki.files import write_private
 from kproxy.pki.kubeconfig import kubeconfig_doc, write_kubeconfig
 
 
@@ -33,6 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rotate.add_argument("--bind", default="127.0.0.1", help="address the apiserver listens on")
     rotate.add_argument("--service-ip", default="10.96.0.1", help="first Service IP (the kubernetes Service)")
     rotate.add_argument("--san", action="append", default=[], help="extra DNS name or IP; repeatable")
+    kubelet = sub.add_parser("kubelet-serving", help="issue a kubelet's serving certificate (its port 10250), "
+                                                     "signed by the cluster CA the apiserver checks it against")
+    kubelet.add_argument("--data-dir", required=True, help="the apiserver's data dir (holds pki/)")
+    kubelet.add_argument("--node-name", required=True, help="the node's name (a DNS name of the certificate)")
+    kubelet.add_argument("--san", action="append", default=[], help="the node's address (or name); repeatable")
+    kubelet.add_argument("--cert", required=True, help="certificate file to write (the kubelet's --tls-cert-file)")
+    kubelet.add_argument("--key", required=True, help="key file to write, 0600 (--tls-private-key-file)")
 
 
 def _server_of(data_dir: str) -> str:
@@ -46,7 +55,7 @@ def _server_of(data_dir: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     if not getattr(args, "pki_command", None):
-        raise CLIError("give an action: client or rotate-serving")
+        raise CLIError("give an action: client, rotate-serving or kubelet-serving")
     data_dir = os.path.abspath(args.data_dir)
     pki = bootstrap.Pki(data_dir)
     try:
@@ -63,6 +72,13 @@ def run(args: argparse.Namespace) -> int:
                              kubeconfig_doc(server, args.user, ca_pem=ca.cert_pem, client=pair))
             print(f"wrote {args.kubeconfig} for user {args.user}"
                   + (f" in groups {', '.join(args.group)}" if args.group else ""))
+            return 0
+        if args.pki_command == "kubelet-serving":
+            pair = pki_ca.issue_serving(pki.ca(), [args.node_name, *args.san],
+                                        common_name=f"system:node:{args.node_name}")
+            write_private(os.path.abspath(args.key), pair.key_pem)
+            write_private(os.path.abspath(args.cert), pair.cert_pem)
+            print(f"wrote {args.cert} and {args.key} for node {args.node_name}")
             return 0
         host = args.bind.rpartition(":")[0] if args.bind.count(":") == 1 else args.bind
         try:

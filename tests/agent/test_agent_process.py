@@ -10,8 +10,10 @@ import sys
 
 import pytest
 
-from kproxy.api.resources import ENDPOINT_SLICES, NODES, SERVICES
+from kproxy.api.resources import ENDPOINT_SLICES, NODES, PODS, SERVICES
+from kproxy.client.sync import Client
 from tests.agent.agentproc import HEALTHZ_PORT, METRICS_PORT, REPO, AgentProcess, wait_until
+from tests.apiserver.fixtures import start_apiserver
 
 pytestmark = pytest.mark.kernel  # needs root for the network namespace
 
@@ -189,3 +191,37 @@ def test_cleanup_cli_runs_backend_cleanup_in_netns(tmp_path, agent_ns):
     inode = subprocess.run(["ip", "netns", "exec", agent_ns, "stat", "-L", "-c", "%i", "/proc/self/ns/net"],
                            capture_output=True, text=True, check=True).stdout.strip()
     assert doc["netns"] == int(inode)
+
+
+def test_network_programming_latency_is_observed_from_the_controllers_trigger_time(tmp_path, agent_ns):
+    """KEP-3453 end to end: the EndpointSlice controller (inside the apiserver) stamps each slice
+    write with its trigger time, and the agent's histogram observes one sample per programmed
+    change, in the finer buckets below upstream's first (0.25 s)."""
+    server = start_apiserver(tmp_path / "api", [])
+    client = Client.from_kubeconfig(server.kubeconfig)
+    try:
+        client.create(SERVICES, service("web", "10.96.0.60"))
+        pod = client.create(PODS, {"metadata": {"name": "web-1", "namespace": "default", "labels": {"app": "web"}},
+                                   "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "x"}]}})
+        ready = {"phase": "Running", "podIP": "10.244.1.9", "podIPs": [{"ip": "10.244.1.9"}],
+                 "conditions": [{"type": "Ready", "status": "False"}]}
+        pod = client.update_status(PODS, {**pod, "status": ready})
+        with AgentProcess(tmp_path, server.kubeconfig, agent_ns) as agent:
+            agent.wait_record(lambda r: [e[:2] for e in endpoints_of(r, "default/web:p") or []] == [("10.244.1.9", False)],
+                              what="the not-ready endpoint")
+
+            def count() -> float:
+                return metric(agent.http(METRICS_PORT, "/metrics")[1],
+                              "kubeproxy_network_programming_duration_seconds_count") or 0.0
+
+            before = count()
+            ready["conditions"] = [{"type": "Ready", "status": "True"}]
+            client.update_status(PODS, {**client.get(PODS, "web-1", "default"), "status": ready})
+            agent.wait_record(lambda r: [e[:2] for e in endpoints_of(r, "default/web:p") or []] == [("10.244.1.9", True)],
+                              what="the endpoint turning ready")
+            wait_until(lambda: count() > before, what="a network programming sample")
+            text = agent.http(METRICS_PORT, "/metrics")[1]
+            assert 'kubeproxy_network_programming_duration_seconds_bucket{le="0.005"}' in text
+    finally:
+        client.close()
+        server.stop()

@@ -91,6 +91,22 @@ SAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("apps/v1", "Deployment"): {"metadata": META, "spec": {
         "replicas": 3, "selector": LABELS, "template": TEMPLATE, "revisionHistoryLimit": 10,
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}}}},
+    ("batch/v1", "Job"): {"metadata": META, "spec": {
+        "parallelism": 0, "completions": 4, "backoffLimit": 2, "completionMode": "Indexed", "suspend": False,
+        "manualSelector": True, "selector": LABELS, "activeDeadlineSeconds": 600, "ttlSecondsAfterFinished": 0,
+        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {**POD_SPEC, "restartPolicy": "Never"}}},
+        "status": {"active": 1, "succeeded": 2, "ready": 0, "completedIndexes": "0,2",
+                   "startTime": "2026-01-02T03:04:05Z",
+                   "uncountedTerminatedPods": {"failed": ["uid-1"]},
+                   "conditions": [{"type": "Suspended", "status": "False", "reason": "JobResumed",
+                                   "lastTransitionTime": "2026-01-02T03:04:05Z"}]}},
+    ("batch/v1", "CronJob"): {"metadata": META, "spec": {
+        "schedule": "*/5 * * * *", "timeZone": "Europe/Paris", "concurrencyPolicy": "Forbid", "suspend": False,
+        "startingDeadlineSeconds": 0, "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 0,
+        "jobTemplate": {"metadata": {"labels": {"app": "web"}}, "spec": {
+            "template": {"spec": {**POD_SPEC, "restartPolicy": "OnFailure"}}}}},
+        "status": {"active": [{"kind": "Job", "name": "sample-1", "namespace": NS, "apiVersion": "batch/v1"}],
+                   "lastScheduleTime": "2026-01-02T03:05:00Z"}},
     ("apps/v1", "DaemonSet"): {"metadata": META, "spec": {
         "selector": LABELS, "template": TEMPLATE, "revisionHistoryLimit": 10,
         "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%", "maxSurge": 0}}}},

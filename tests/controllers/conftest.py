@@ -41,13 +41,20 @@ class Env:
 
 
 @pytest.fixture
-def env(tmp_path):
+def controller_options() -> dict:
+    """More keyword arguments for run_controllers; a test module overrides it (a clock)."""
+    return {}
+
+
+@pytest.fixture
+def env(tmp_path, controller_options):
     server = start_apiserver(tmp_path, ["--no-controllers"])
     controllers = None
     client = None
     try:
         client = Client.from_kubeconfig(server.kubeconfig)
-        controllers = ControllersThread(server.kubeconfig, node_grace_period=NODE_GRACE, node_monitor_period=0.2)
+        controllers = ControllersThread(server.kubeconfig, node_grace_period=NODE_GRACE, node_monitor_period=0.2,
+                                        **controller_options)
         yield Env(server, client)
         assert controllers.error is None, f"controllers crashed: {controllers.error!r}"
     finally:

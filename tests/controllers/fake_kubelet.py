@@ -3,6 +3,8 @@ per-pod delay, writes them Running and Ready (with a pod IP and the Ready condit
 lastTransitionTime) through the status subresource, as a kubelet reports a started pod.
 
 `ready_after(pod) -> seconds | None` decides the delay (None: the pod never becomes ready).
+A pod annotated `kproxy.test/exit-code: N` then finishes as a process exiting with N would:
+Succeeded for 0, Failed otherwise (its container terminated with that exit code).
 It runs its own event loop in a thread; stop() ends it. Pods being deleted are left alone,
 unless `finish_deletions`: then a bound pod being deleted is removed (grace period 0), as a
 kubelet does once its containers stopped.
@@ -22,6 +24,7 @@ from kproxy.controllers.base import Handlers
 from tests.controllers.loopthread import LoopThread
 
 _ips = itertools.count(1)
+EXIT_CODE = "kproxy.test/exit-code"
 
 
 def _now() -> str:
@@ -48,7 +51,7 @@ class FakeKubelet(LoopThread):
                 md = pod.get("metadata") or {}
                 uid = md.get("uid", "")
                 if md.get("deletionTimestamp") and self._finish_deletions and (pod.get("spec") or {}).get("nodeName"):
-                    spawn(self._finish(client, pod))
+                    spawn(self._finish_deletion(client, pod))
                 if uid in seen or md.get("deletionTimestamp") or _is_ready(pod):
                     return
                 seen.add(uid)
@@ -89,8 +92,9 @@ class FakeKubelet(LoopThread):
                                  "podIPs": [{"ip": ip}], "startTime": now,
                                  "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}
             try:
-                await client.update_status(PODS, current)
+                current = await client.update_status(PODS, current)
                 self.marked_ready += 1
+                await self._finish(client, current)
                 return
             except ApiError as exc:
                 if exc.code == 404:
@@ -98,8 +102,22 @@ class FakeKubelet(LoopThread):
                 if exc.code != 409:
                     raise
 
+    async def _finish(self, client: ApiClient, pod: dict) -> None:
+        """Ends a pod annotated with an exit code: phase, Ready false, a terminated container."""
+        code = (pod["metadata"].get("annotations") or {}).get(EXIT_CODE)
+        if code is None:
+            return
+        now = _now()
+        pod["status"] = {**pod["status"], "phase": "Succeeded" if int(code) == 0 else "Failed",
+                         "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": now}],
+                         "containerStatuses": [{"name": c["name"], "ready": False, "restartCount": 0,
+                                                "image": c.get("image", ""),
+                                                "state": {"terminated": {"exitCode": int(code), "finishedAt": now}}}
+                                               for c in pod["spec"].get("containers") or []]}
+        await client.update_status(PODS, pod)
+
     @staticmethod
-    async def _finish(client: ApiClient, pod: dict) -> None:
+    async def _finish_deletion(client: ApiClient, pod: dict) -> None:
         md = pod["metadata"]
         try:
             await client.delete(PODS, md["name"], md["namespace"], uid=md.get("uid"), grace_period_seconds=0)

@@ -1,8 +1,11 @@
 """EndpointSlice and Endpoints controllers against the real apiserver."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from kproxy.agent.translate import trigger_time
 from kproxy.api.resources import ENDPOINT_SLICES, ENDPOINTS, PODS, SERVICES
 from tests.controllers.conftest import make_node, make_pod, make_service, set_pod_status
 
@@ -58,6 +61,22 @@ def test_slices_follow_pods_0_1_2_1_0(env):
     assert len(slices_of(c, "web")) == 1
 
 
+def test_slice_writes_carry_the_trigger_time_of_the_change(env):
+    """KEP-3453: the slice written for a pod change carries when the change reached the
+    controller (not before the write that caused it, not after the slice is seen)."""
+    c = env.client
+    make_service(c, "timed")
+    make_pod(c, "timed-1", "10.244.1.7", labels={"app": "timed"}, ready=False)
+    wait_endpoints(c, "timed", lambda e: "10.244.1.7" in e and not e["10.244.1.7"]["conditions"]["ready"])
+    before = time.time()
+    set_pod_status(c, c.get(PODS, "timed-1", "default"), "10.244.1.7", ready=True)
+    wait_endpoints(c, "timed", lambda e: e["10.244.1.7"]["conditions"]["ready"])
+    seen = time.time()
+    [slice_] = slices_of(c, "timed")
+    t = trigger_time(slice_)
+    assert t is not None and before <= t <= seen
+
+
 def test_no_rewrite_when_nothing_changed(env):
     c = env.client
     make_service(c, "calm")
@@ -94,7 +113,12 @@ def test_named_ports_and_zone(env):
             assert e["zone"] == "zone-a"
     assert by_port == {"10.244.1.10": {"http": 8080, "dns": 5353}, "10.244.1.11": {"http": 9090, "dns": 5353}}
     # Endpoints: two subsets, one per resolved port set
-    subsets = c.wait_for(lambda c: (c.get_or_none(ENDPOINTS, "multi", "default") or {}).get("subsets"), timeout=20)
+    def both_subsets(c):
+        # the Endpoints controller may have written one pod's subset so far
+        subsets = (c.get_or_none(ENDPOINTS, "multi", "default") or {}).get("subsets") or []
+        return subsets if len(subsets) == 2 else None
+
+    subsets = c.wait_for(both_subsets, timeout=20)
     assert sorted(sorted(p["port"] for p in s["ports"]) for s in subsets) == [[5353, 8080], [5353, 9090]]
 
 

@@ -30,6 +30,7 @@ class KubeletNode:
         self.log_path = tmp_path / "kubelet.log"
         self.root = tmp_path / "kubelet"
         self.proc: subprocess.Popen | None = None
+        self.extra_args: list[str] = []  # more kubelet flags (tests/kubelet/test_kubelet_server.py)
 
     def node_kubeconfig(self) -> str:
         """A kubeconfig of the node identity system:node:n1 (group system:nodes), so the test also
@@ -57,7 +58,7 @@ class KubeletNode:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "kproxy", "kubelet", "--kubeconfig", self.kubeconfig,
                  "--node-name", "n1", "--netns", self.netns, "--pod-cidr", POD_CIDR, "--root-dir", str(self.root),
-                 "--crash-loop-backoff", "1s"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                 "--crash-loop-backoff", "1s", *self.extra_args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def stop(self) -> int | None:
         if self.proc is None:

@@ -52,7 +52,8 @@ def test_ensure_pki_files_are_private_and_reused(tmp_path):
     assert mode(pki.dir) == 0o700
     names = sorted(os.listdir(pki.dir))
     assert names == sorted(["ca.crt", "ca.key", "apiserver.crt", "apiserver.key", "sa.key"]
-                           + [f"{i.name}.{ext}" for i in bootstrap.IDENTITIES for ext in ("crt", "key")])
+                           + [f"{i.name}.{ext}" for i in (*bootstrap.IDENTITIES, bootstrap.KUBELET_CLIENT)
+                              for ext in ("crt", "key")])
     for name in names:
         assert mode(os.path.join(pki.dir, name)) == 0o600, name
     before = {n: open(os.path.join(pki.dir, n), "rb").read() for n in names}

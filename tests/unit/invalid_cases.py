@@ -458,3 +458,12 @@ def _with_workloads() -> None:
 
 
 _with_workloads()
+
+
+def _with_batch() -> None:
+    from tests.unit import invalid_batch_cases as batch  # uses this module's names: after them
+    CASES.extend(batch.BATCH_CASES)
+    VALID.extend(batch.VALID)
+
+
+_with_batch()

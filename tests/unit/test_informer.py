@@ -150,6 +150,29 @@ def test_error_event_410_relists_and_diffs():
     assert server.watches()[-1]["resourceVersion"] == "22"
 
 
+def test_metadata_only_cache_keeps_identities_and_still_diffs_a_relist():
+    def fat(name, rv):
+        return {**pod(name, rv), "spec": {"containers": [{"name": "c", "image": "x" * 100}]}}
+
+    server = ScriptedServer()
+    server.lists = [([fat("keep", "1"), fat("change", "2"), fat("gone", "3")], "3"),
+                    ([fat("keep", "1"), fat("change", "20"), fat("new", "21")], "22")]
+    server.scripts = [[line("MODIFIED", fat("keep", "4")), line("ERROR", GONE)]]
+    rec = Recorder()
+
+    async def body(client):
+        return await run_until_idle(client, server, rec, metadata_only=True)
+
+    inf = asyncio.run(with_server(server, body))
+    assert all(set(obj) == {"apiVersion", "kind", "metadata"} for obj in inf.cache.values())
+    assert inf.cache["default/new"]["metadata"] == {"name": "new", "namespace": "default", "resourceVersion": "21"}
+    # the same calls as with full objects: the relist is diffed by resourceVersion
+    assert rec.calls[:4] == [("add", "keep", "1"), ("add", "change", "2"), ("add", "gone", "3"),
+                             ("update", "keep", "1", "4")]
+    assert sorted(rec.calls[4:]) == sorted([("update", "keep", "4", "1"), ("update", "change", "2", "20"),
+                                            ("add", "new", "21"), ("delete", "gone")])
+
+
 def test_http_410_on_watch_relists():
     server = ScriptedServer()
     server.lists = [([pod("a", "1")], "1"), ([pod("a", "1")], "50")]

@@ -296,3 +296,21 @@ async def _change_after_a_long_full_sync():
 
 def test_a_change_waits_for_at_most_the_one_full_sync_in_progress():
     asyncio.run(_change_after_a_long_full_sync())
+
+
+async def _change_right_after_a_periodic_sync():
+    # Periodic syncs ask the drift check, request-driven ones do not: that tells them apart
+    # without timing. Before the fix the change waited min_interval (= max_interval) and was
+    # folded into the next periodic sync, which asks the check.
+    rec, check = Recorder(), Check()
+    runner = BoundedFrequencyRunner(rec, min_interval=3.0, max_interval=3.0, full_interval=1000, check=check)
+    async with running(runner):
+        await wait_for(lambda: len(rec.calls) == 1)  # the first periodic sync, no request pending
+        assert check.calls == 1
+        runner.run()  # a change right after it
+        await wait_for(lambda: len(rec.calls) == 2)
+        assert check.calls == 1  # served by its own sync, not by the next periodic one
+
+
+def test_a_periodic_sync_does_not_make_the_next_change_wait_min_interval():
+    asyncio.run(_change_right_after_a_periodic_sync())

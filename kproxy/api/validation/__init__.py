@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 from kproxy.api import names
 from kproxy.api.resources import Resource
 from kproxy.api.validation.common import NameCheck, check_metadata
+from kproxy.api.validation.batch import validate_cron_job, validate_job
 from kproxy.api.validation.endpoints import validate_endpoint_slice, validate_endpoints
 from kproxy.api.validation.errors import (  # noqa: F401  (re-exported reasons)
     DUPLICATE, FORBIDDEN, INVALID, NOT_FOUND, NOT_SUPPORTED, REQUIRED, TOO_LONG, TOO_MANY, TYPE_INVALID, Cause,
@@ -54,6 +55,8 @@ _KINDS: dict[str, tuple[NameCheck, KindValidator]] = {
     "ConfigMap": (names.check_dns1123_subdomain, validate_config_map),
     "Deployment": (names.check_dns1123_subdomain, validate_deployment),
     "ReplicaSet": (names.check_dns1123_subdomain, validate_replica_set),
+    "Job": (names.check_dns1123_subdomain, validate_job),
+    "CronJob": (names.check_dns1123_subdomain, validate_cron_job),
     "DaemonSet": (names.check_dns1123_subdomain, validate_daemon_set),
     "StatefulSet": (names.check_dns1123_subdomain, validate_stateful_set),
     "ControllerRevision": (names.check_dns1123_subdomain, validate_controller_revision),

@@ -65,7 +65,7 @@ def validate_daemon_set(e: FieldErrors, obj: dict[str, Any], old: dict[str, Any]
     _nonnegative(e, spec.get("minReadySeconds"), "spec.minReadySeconds")
     _nonnegative(e, spec.get("revisionHistoryLimit"), "spec.revisionHistoryLimit")
     sel = _selector(e, spec, "daemonset")
-    _template(e, spec, sel, "DaemonSet")
+    _template(e, spec, sel, kind="DaemonSet")
     _daemon_set_strategy(e, spec)
     _immutable_selector(e, spec, old)
     _status_counts(e, e.map(obj.get("status"), "status"), (
@@ -120,7 +120,7 @@ def validate_stateful_set(e: FieldErrors, obj: dict[str, Any], old: dict[str, An
         if value is not None and value not in RETENTION_POLICIES:
             e.not_supported(f"spec.persistentVolumeClaimRetentionPolicy.{key}", value, RETENTION_POLICIES)
     sel = _selector(e, spec, "statefulset")
-    _template(e, spec, sel, "StatefulSet")
+    _template(e, spec, sel, kind="StatefulSet")
     if old is not None:
         old_spec: Mapping[str, Any] = old["spec"] if isinstance(old.get("spec"), Mapping) else {}
         if any(spec.get(k) != old_spec.get(k) for k in set(spec) | set(old_spec) if k not in STATEFUL_SET_MUTABLE):

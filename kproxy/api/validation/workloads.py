@@ -92,28 +92,31 @@ def _selector(e: FieldErrors, spec: dict[str, Any], kind: str) -> selectors.Labe
     return sel
 
 
-def _template(e: FieldErrors, spec: dict[str, Any], sel: selectors.LabelSelector | None,
-              kind: str = "ReplicaSet") -> None:
-    """The pod template: labels matching the selector, a valid pod spec (restartPolicy Always)."""
+def _template(e: FieldErrors, spec: dict[str, Any], sel: selectors.LabelSelector | None, *,
+              path: str = "spec", restart_policies: tuple[str, ...] = ("Always",), kind: str = "ReplicaSet") -> None:
+    """The pod template at `path`.template: labels matching the selector, a valid pod spec with
+    one of `restart_policies` (controllers that keep pods running allow only Always, and no
+    activeDeadlineSeconds; `kind` names such a controller in that error)."""
+    tpath = f"{path}.template"
     if spec.get("template") is None:
-        e.required("spec.template")
+        e.required(tpath)
         return
-    template = e.map(spec.get("template"), "spec.template")
-    md = e.map(template.get("metadata"), "spec.template.metadata")
-    labels = e.string_map(md.get("labels"), "spec.template.metadata.labels")
-    check_labels(e, labels, "spec.template.metadata.labels")
+    template = e.map(spec.get("template"), tpath)
+    md = e.map(template.get("metadata"), f"{tpath}.metadata")
+    labels = e.string_map(md.get("labels"), f"{tpath}.metadata.labels")
+    check_labels(e, labels, f"{tpath}.metadata.labels")
     if sel is not None and not sel.matches(labels):
-        e.invalid("spec.template.metadata.labels", labels, "`selector` does not match template `labels`")
+        e.invalid(f"{tpath}.metadata.labels", labels, "`selector` does not match template `labels`")
     pod_errors = FieldErrors()
     validate_pod(pod_errors, {"spec": template.get("spec")}, None)
     for cause in pod_errors.causes:
-        e.causes.append({**cause, "field": "spec.template." + cause["field"]})
+        e.causes.append({**cause, "field": f"{tpath}." + cause["field"]})
     pod_spec = template.get("spec") if isinstance(template.get("spec"), Mapping) else {}
     policy = pod_spec.get("restartPolicy")
-    if isinstance(policy, str) and policy != "Always":
-        e.not_supported("spec.template.spec.restartPolicy", policy, ("Always",))
-    if pod_spec.get("activeDeadlineSeconds") is not None:
-        e.forbidden("spec.template.spec.activeDeadlineSeconds",
+    if isinstance(policy, str) and policy not in restart_policies:
+        e.not_supported(f"{tpath}.spec.restartPolicy", policy, restart_policies)
+    if restart_policies == ("Always",) and pod_spec.get("activeDeadlineSeconds") is not None:
+        e.forbidden(f"{tpath}.spec.activeDeadlineSeconds",
                     f"activeDeadlineSeconds in {kind} is not Supported")
 
 

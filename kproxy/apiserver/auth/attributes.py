@@ -31,6 +31,7 @@ class RequestAttributes:
 
 
 _READ_VERBS = {"GET": "get", "HEAD": "get"}
+CREATE_ON_GET = ("exec", "attach", "portforward")
 _NON_RESOURCE_VERBS = {"GET": "get", "HEAD": "head", "POST": "post", "PUT": "put", "PATCH": "patch",
                        "DELETE": "delete"}
 
@@ -47,7 +48,9 @@ def request_attributes(method: str, path: str, query: Mapping[str, str]) -> Requ
     r = api_path.resource
     name = api_path.name or ""
     watching = api_path.legacy_watch or watch_requested(query)
-    if method in ("GET", "HEAD"):
+    if method in ("GET", "HEAD") and api_path.subresource in CREATE_ON_GET:
+        verb = "create"  # a WebSocket exec is a GET that starts a command, as kube-apiserver authorises it
+    elif method in ("GET", "HEAD"):
         verb = "watch" if watching else ("get" if name else "list")
     elif method == "POST":
         verb = "create"

@@ -24,7 +24,7 @@ from kproxy.apiserver.auth.audit import AuditLog
 from kproxy.apiserver.auth.authn import TokenAuthenticator, Unauthenticated, bearer_token, user_from_peercert
 from kproxy.apiserver.auth.identity import ANONYMOUS, INSECURE, UserInfo
 from kproxy.apiserver.auth.rbac import RBACAuthorizer, forbidden_message
-from kproxy.apiserver.rest import CREATED_NAME, REQUEST_USER, json_response
+from kproxy.apiserver.rest import CREATED_NAME, REQUEST_USER, object_response
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,8 @@ class AuthMiddleware:
         if _plain_http(request) and not loopback_host(request.headers.get("Host")):
             log.info("refused %s %s on the plain-HTTP listener: Host %r is not loopback",
                      request.method, request.path, request.headers.get("Host"))
-            return json_response(st.status(403, "Forbidden", "the plain-HTTP listener only answers requests "
-                                           "whose Host is localhost or a loopback address"), 403)
+            return object_response(request, st.status(403, "Forbidden", "the plain-HTTP listener only answers "
+                                                      "requests whose Host is localhost or a loopback address"), 403)
         try:
             user = await self.authenticate(request)
         except Exception as exc:  # Unauthenticated, or the store failing: refuse either way
@@ -122,29 +122,30 @@ class AuthMiddleware:
                 log.exception("authentication failed for %s %s", request.method, request.path)
             log.info("refused credentials from %s for %s %s: %s", request.remote, request.method, request.path, exc)
             self._record(ANONYMOUS, attrs, 401, request)
-            return json_response(st.status(401, "Unauthorized", "Unauthorized"), 401)
+            return object_response(request, st.status(401, "Unauthorized", "Unauthorized"), 401)
         if user is ANONYMOUS:
             if anonymous_allowed(request.path) and request.method in ("GET", "HEAD"):
                 return await handler(request)
             self._record(user, attrs, 401, request)
-            return json_response(st.status(401, "Unauthorized", "Unauthorized"), 401)
+            return object_response(request, st.status(401, "Unauthorized", "Unauthorized"), 401)
         authenticated = user
         try:
             user = await self._impersonate(user, request)
         except st.ApiError as exc:
             self._record(user, attrs, exc.code, request)
-            return json_response(exc.status, exc.code)
+            return object_response(request, exc.status, exc.code)
         try:
             allowed = user.is_master or await self._blocking(self.authorizer.authorize, user, attrs)
         except Exception:  # fail closed, as a Status
             log.exception("authorization failed for %s %s", request.method, request.path)
-            return json_response(st.internal("an internal error occurred while authorizing the request").status, 500)
+            return object_response(request, st.internal("an internal error occurred while authorizing the request")
+                                   .status, 500)
         if not allowed:
             self._record(user, attrs, 403, request, authenticated)
             message = forbidden_message(user, attrs) if attrs.resource_request else \
                 f'forbidden: User "{user.name}" cannot {attrs.verb} path "{attrs.path}"'
-            return json_response(st.status(403, "Forbidden", message, kind=attrs.resource or None,
-                                           name=attrs.name or None, group=attrs.api_group), 403)
+            return object_response(request, st.status(403, "Forbidden", message, kind=attrs.resource or None,
+                                                      name=attrs.name or None, group=attrs.api_group), 403)
         request[REQUEST_USER] = user
         response = await handler(request)
         if attrs.mutating:

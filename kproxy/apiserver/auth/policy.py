@@ -12,12 +12,14 @@ an operator's edits survive restarts):
   Events and its leader-election Lease, bound to the user system:kube-scheduler;
 - system:node: what a kubelet needs (its Node and Lease, pods with status and delete, Events,
   reading services, configmaps and secrets), bound to the group system:nodes, whose members are
-  the users system:node:NAME (`kproxy pki client --user system:node:N --group system:nodes`).
+  the users system:node:NAME (`kproxy pki client --user system:node:N --group system:nodes`);
+- admin, edit, view: for users in a namespace, as upstream (kproxy.apiserver.auth.user_roles).
 """
 from __future__ import annotations
 
 from typing import Any
 
+from kproxy.apiserver.auth import user_roles
 from kproxy.apiserver.auth.identity import AUTHENTICATED
 from kproxy.pki.bootstrap import CONTROLLERS, KUBE_PROXY, SCHEDULER
 
@@ -52,6 +54,7 @@ CONTROLLER_RULES = [
     {"apiGroups": ["apps"], "verbs": WRITE, "resources": [
         "deployments", "deployments/status", "deployments/scale", "replicasets", "replicasets/status",
         "replicasets/scale"]},
+    {"apiGroups": ["batch"], "verbs": WRITE, "resources": ["jobs", "jobs/status", "cronjobs", "cronjobs/status"]},
     {"apiGroups": ["apps"], "verbs": WRITE, "resources": [
         "daemonsets", "daemonsets/status", "statefulsets", "statefulsets/status", "controllerrevisions"]},
     {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": WRITE},
@@ -102,6 +105,7 @@ def cluster_roles() -> list[dict[str, Any]]:
         _cluster_role("system:basic-user", BASIC_USER_RULES),
         _cluster_role("system:kube-scheduler", SCHEDULER_RULES),
         _cluster_role("system:node", NODE_RULES),
+        *user_roles.cluster_roles(_cluster_role),
     ]
 
 

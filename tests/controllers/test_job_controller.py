@@ -1,0 +1,216 @@
+"""Job controller: the pure plan (jobplan.py) and the controller against the real apiserver,
+with the fake kubelet (tests/controllers/fake_kubelet.py) finishing pods with the exit code
+their template's annotation names."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from kproxy.api.resources import EVENTS, JOBS, PODS
+from kproxy.controllers.jobplan import (
+    COMPLETION_INDEX, TRACKING_FINALIZER, count_uncounted, format_indexes, parse_indexes, plan, pod_from_template,
+    record_uncounted,
+)
+from tests.controllers.fake_kubelet import EXIT_CODE, FakeKubelet
+from tests.unit.batch_objects import JOB
+
+T0 = 1767225600.0  # 2026-01-01T00:00:00Z
+
+
+def _job(**spec) -> dict:
+    job = copy.deepcopy(JOB)
+    job["metadata"].update(uid="job-uid", generation=1)
+    job["spec"].update({"backoffLimit": 6, "completionMode": "NonIndexed", "suspend": False, **spec})
+    return job
+
+
+def _pod(name, phase="Running", *, index=None, finalizer=True, deleting=False, ready=True):
+    md = {"name": name, "namespace": "default", "uid": f"uid-{name}", "labels": {"app": "batch"},
+          "finalizers": [TRACKING_FINALIZER] if finalizer else []}
+    if index is not None:
+        md["annotations"] = {COMPLETION_INDEX: str(index)}
+    if deleting:
+        md["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    conds = [{"type": "Ready", "status": "True"}] if ready and phase == "Running" else []
+    return {"metadata": md, "status": {"phase": phase, "conditions": conds}}
+
+
+def test_indexes_round_trip():
+    assert format_indexes({1, 3, 4, 5, 7}) == "1,3-5,7"
+    assert format_indexes({0, 1}) == "0,1" and format_indexes(set()) == ""
+    assert parse_indexes("1,3-5,7") == {1, 3, 4, 5, 7} and parse_indexes("x,2") == {2}
+
+
+def test_plan_creates_up_to_parallelism_and_completes():
+    job = _job()  # completions 3, parallelism 2
+    step = plan(job, [], T0)
+    assert step.create == 2 and step.status["active"] == 2 and step.status["startTime"] == "2026-01-01T00:00:00Z"
+    job["status"] = {**step.status, "succeeded": 2}
+    step = plan(job, [_pod("a")], T0 + 1)
+    assert step.create == 0 and step.status["active"] == 1  # one more success needed, one running
+    job["status"]["succeeded"] = 3
+    step = plan(job, [], T0 + 2)
+    kinds = [c["type"] for c in step.status["conditions"] if c["status"] == "True"]
+    assert kinds == ["SuccessCriteriaMet", "Complete"] and step.status["completionTime"] == "2026-01-01T00:00:02Z"
+
+
+def test_plan_fails_past_the_backoff_limit_and_the_deadline():
+    job = _job(backoffLimit=1)
+    job["status"] = {"failed": 1, "startTime": "2026-01-01T00:00:00Z"}
+    step = plan(job, [_pod("a")], T0)  # one failure is within backoffLimit 1: a replacement
+    assert step.create == 1 and not step.delete and "conditions" not in step.status
+    job["status"]["failed"] = 2
+    step = plan(job, [_pod("a")], T0)
+    assert [p["metadata"]["name"] for p in step.delete] == ["a"]
+    assert {c["type"]: c["reason"] for c in step.status["conditions"]} == {
+        "FailureTarget": "BackoffLimitExceeded", "Failed": "BackoffLimitExceeded"}
+
+    job = _job(activeDeadlineSeconds=30)
+    job["status"] = {"startTime": "2026-01-01T00:00:00Z"}
+    assert plan(job, [_pod("a"), _pod("b")], T0 + 10).requeue == pytest.approx(20)
+    step = plan(job, [_pod("a")], T0 + 30)
+    assert step.status["conditions"][-1]["reason"] == "DeadlineExceeded" and len(step.delete) == 1
+
+
+def test_plan_indexed_creates_missing_indexes_and_suspends():
+    job = _job(completionMode="Indexed", completions=5, parallelism=3)
+    job["status"] = {"completedIndexes": "0,2", "succeeded": 2, "startTime": "2026-01-01T00:00:00Z"}
+    step = plan(job, [_pod("p1", index=1)], T0)
+    assert step.create_indexes == [3, 4]
+    pod = pod_from_template(job, 3)
+    assert pod["metadata"]["generateName"] == "work-3-" and pod["spec"]["hostname"] == "work-3"
+    assert pod["metadata"]["annotations"][COMPLETION_INDEX] == "3" == pod["metadata"]["labels"][COMPLETION_INDEX]
+    assert {"name": "JOB_COMPLETION_INDEX", "value": "3"} in pod["spec"]["containers"][0]["env"]
+    assert pod["metadata"]["finalizers"] == [TRACKING_FINALIZER]
+    assert pod["metadata"]["ownerReferences"][0]["kind"] == "Job"
+
+    job["spec"]["suspend"] = True
+    step = plan(job, [_pod("p1", index=1)], T0)
+    assert len(step.delete) == 1 and "startTime" not in step.status
+    assert step.status["conditions"][0]["type"] == "Suspended"
+
+
+def test_finished_pods_are_counted_once_through_the_finalizer():
+    job = _job(completionMode="Indexed", completions=3)
+    pods = [_pod("s", "Succeeded", index=1), _pod("f", "Failed", index=2), _pod("r")]
+    status = record_uncounted(job, pods)
+    assert status["uncountedTerminatedPods"] == {"succeeded": ["uid-s"], "failed": ["uid-f"]}
+    job["status"] = status
+    assert record_uncounted(job, pods) is None  # nothing new
+    assert count_uncounted(job, pods) is None  # finalizers still held: not yet
+    released = [_pod("s", "Succeeded", index=1, finalizer=False), _pod("r")]  # "f" is gone altogether
+    job["status"] = count_uncounted(job, released)
+    assert (job["status"]["succeeded"], job["status"]["failed"], job["status"]["completedIndexes"]) == (1, 1, "1")
+    assert job["status"]["uncountedTerminatedPods"] == {"succeeded": [], "failed": []}
+    assert count_uncounted(job, released) is None
+
+
+# -- against the apiserver ------------------------------------------------------------------
+
+@pytest.fixture
+def kubelet(env):
+    k = FakeKubelet(env.server.kubeconfig)
+    try:
+        yield k
+    finally:
+        k.stop()
+
+
+def _create_job(client, name, exit_code=0, **spec):
+    job = copy.deepcopy(JOB)
+    job["metadata"]["name"] = name
+    if exit_code is not None:
+        job["spec"]["template"]["metadata"]["annotations"] = {EXIT_CODE: str(exit_code)}
+    job["spec"].update(spec)
+    return client.create(JOBS, job)
+
+
+def _condition(client, name, kind, timeout=60):
+    def check(c):
+        job = c.get(JOBS, name, "default")
+        return job if any(x["type"] == kind and x["status"] == "True"
+                          for x in (job.get("status") or {}).get("conditions") or []) else None
+    return client.wait_for(check, timeout=timeout)
+
+
+def _job_pods(client, job):
+    return [p for p in client.list(PODS, "default")["items"]
+            if any(r["uid"] == job["metadata"]["uid"] for r in p["metadata"].get("ownerReferences") or [])]
+
+
+def test_job_runs_to_completion(env, kubelet):
+    c = env.client
+    created = _create_job(c, "three")  # completions 3, parallelism 2
+    job = _condition(c, "three", "Complete")
+    status = job["status"]
+    assert (status["succeeded"], status.get("failed", 0), status["active"]) == (3, 0, 0)
+    assert status["startTime"] <= status["completionTime"]
+    assert status["uncountedTerminatedPods"] == {"succeeded": [], "failed": []}
+    pods = _job_pods(c, created)
+    assert len(pods) == 3 and all(p["status"]["phase"] == "Succeeded" for p in pods)
+    assert all(TRACKING_FINALIZER not in (p["metadata"].get("finalizers") or []) for p in pods)
+    assert all(p["metadata"]["labels"]["batch.kubernetes.io/job-name"] == "three" for p in pods)
+    reasons = [e["reason"] for e in c.list(EVENTS, "default")["items"] if e["involvedObject"].get("name") == "three"]
+    assert reasons.count("SuccessfulCreate") == 3 and "Completed" in reasons
+
+
+def test_backoff_limit_fails_the_job(env, kubelet):
+    c = env.client
+    created = _create_job(c, "doomed", exit_code=3, backoffLimit=1, completions=1, parallelism=1)
+    job = _condition(c, "doomed", "Failed")
+    cond = next(x for x in job["status"]["conditions"] if x["type"] == "Failed")
+    assert cond["reason"] == "BackoffLimitExceeded"
+    assert job["status"]["failed"] == 2 and "completionTime" not in job["status"]
+    assert len(_job_pods(c, created)) == 2  # backoffLimit 1: the first failure was retried once
+
+
+def test_indexed_job_and_ttl(env, kubelet):
+    c = env.client
+    created = _create_job(c, "idx", completionMode="Indexed", completions=3, parallelism=3,
+                          ttlSecondsAfterFinished=1)
+    job = _condition(c, "idx", "Complete")
+    assert (job["status"]["completedIndexes"], job["status"]["succeeded"]) == ("0-2", 3)
+    pods = _job_pods(c, created)
+    assert sorted(p["metadata"]["annotations"][COMPLETION_INDEX] for p in pods) == ["0", "1", "2"]
+    assert all({"name": "JOB_COMPLETION_INDEX", "value": p["metadata"]["annotations"][COMPLETION_INDEX]}
+               in p["spec"]["containers"][0]["env"] for p in pods)
+    # a second after it finished the Job goes, and the garbage collector takes its pods
+    c.wait_for(lambda c: not any(j["metadata"]["name"] == "idx" for j in c.list(JOBS, "default")["items"]),
+               timeout=60)
+    c.wait_for(lambda c: not _job_pods(c, created), timeout=60)
+
+
+def test_deleting_a_running_job_releases_its_pods(env, kubelet):
+    """The GC deletes the pods of a deleted Job; their tracking finalizers must not keep them."""
+    c = env.client
+    created = _create_job(c, "endless", exit_code=None)  # its pods run until deleted
+    c.wait_for(lambda c: len([p for p in _job_pods(c, created) if p["status"].get("phase") == "Running"]) == 2,
+               timeout=30)
+    c.delete(JOBS, "endless", "default", propagation_policy="Background")
+    c.wait_for(lambda c: not _job_pods(c, created), timeout=60)
+
+
+def test_a_lagging_informer_never_doubles_creates():
+    """Reconciling again before the informer shows the new pods creates nothing more."""
+    import asyncio
+
+    from kproxy.controllers.base import SharedInformers
+    from kproxy.controllers.job import JobController
+    from tests.controllers.test_replicaset_controller import _LaggingInformer, _RecordingClient
+
+    job = _job()
+    job["metadata"]["name"] = "web"  # the recording client names pods web-N
+    client = _RecordingClient()
+    informers = SharedInformers(client)
+    informers._informers[JOBS] = _LaggingInformer([job])
+    informers._informers[PODS] = _LaggingInformer()
+
+    async def run():
+        controller = JobController(client, informers, clock=lambda: T0)
+        for _ in range(3):
+            await controller.reconcile("default/web")
+        await controller.events.drain()
+    asyncio.run(run())
+    assert len(client.created) == 2  # parallelism 2
+    assert all(TRACKING_FINALIZER in p["metadata"]["finalizers"] for p in client.created)
