@@ -342,6 +342,25 @@ def _default_deployment(obj: dict[str, Any]) -> None:
     _default_pod_template(spec)
 
 
+def _default_replication_controller(obj: dict[str, Any]) -> None:
+    """SetDefaults_ReplicationController: selector and labels from the template's labels when
+    empty, replicas 1."""
+    spec = _dict(obj, "spec")
+    if spec is None:
+        return
+    template = spec.get("template")
+    labels = (template.get("metadata") or {}).get("labels") if isinstance(template, dict) else None
+    if isinstance(labels, dict) and labels:
+        if not spec.get("selector"):
+            spec["selector"] = dict(labels)
+        md = obj.setdefault("metadata", {})
+        if isinstance(md, dict) and not md.get("labels"):
+            md["labels"] = dict(labels)
+    if spec.get("replicas") is None:
+        spec["replicas"] = 1
+    _default_pod_template(spec)
+
+
 # --- batch/v1 (pkg/apis/batch/v1/defaults.go) ----------------------------------------------
 
 def _default_job(obj: dict[str, Any]) -> None:
@@ -420,6 +439,7 @@ _DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "Event": _default_event,
     "ReplicaSet": _default_replica_set,
     "Deployment": _default_deployment,
+    "ReplicationController": _default_replication_controller,
     "Job": _default_job,
     "CronJob": _default_cron_job,
 

@@ -191,6 +191,8 @@ _KIND_LISTS: dict[str, dict[Path, ListMeta]] = {
     "ServiceAccount": {("secrets",): ListMeta("name")},
     "Deployment": {**_pod_template_lists(("spec", "template")), ("status", "conditions"): ListMeta("type")},
     "ReplicaSet": {**_pod_template_lists(("spec", "template")), ("status", "conditions"): ListMeta("type")},
+    "ReplicationController": {**_pod_template_lists(("spec", "template")), ("status", "conditions"): ListMeta("type")},
+    "PodDisruptionBudget": {("status", "conditions"): ListMeta("type")},
     "Job": {**_pod_template_lists(("spec", "template")), ("status", "conditions"): ListMeta("type")},
     "CronJob": {**_pod_template_lists(("spec", "jobTemplate", "spec", "template")),
                 **{("spec", "jobTemplate") + path: m for path, m in _METADATA.items()}},

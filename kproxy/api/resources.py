@@ -67,6 +67,10 @@ CLUSTER_ROLE_BINDINGS = Resource(RBAC_GROUP, "v1", "ClusterRoleBinding", "cluste
 CONFIG_MAPS = Resource("", "v1", "ConfigMap", "configmaps", "configmap", True, ("cm",))
 DEPLOYMENTS = Resource("apps", "v1", "Deployment", "deployments", "deployment", True, ("deploy",), True, True)
 REPLICA_SETS = Resource("apps", "v1", "ReplicaSet", "replicasets", "replicaset", True, ("rs",), True, True)
+REPLICATION_CONTROLLERS = Resource("", "v1", "ReplicationController", "replicationcontrollers",
+                                   "replicationcontroller", True, ("rc",), True, True)
+POD_DISRUPTION_BUDGETS = Resource("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets",
+                                  "poddisruptionbudget", True, ("pdb",), True)
 JOBS = Resource("batch", "v1", "Job", "jobs", "job", True, (), True)
 CRON_JOBS = Resource("batch", "v1", "CronJob", "cronjobs", "cronjob", True, ("cj",), True)
 DAEMON_SETS = Resource("apps", "v1", "DaemonSet", "daemonsets", "daemonset", True, ("ds",), True)
@@ -77,6 +81,7 @@ ALL: tuple[Resource, ...] = (
     NAMESPACES, SERVICES, ENDPOINTS, PODS, NODES, SERVICE_ACCOUNTS, RESOURCE_QUOTAS, EVENTS,
     SECRETS, ENDPOINT_SLICES, LEASES, ROLES, CLUSTER_ROLES, ROLE_BINDINGS, CLUSTER_ROLE_BINDINGS,
     CONFIG_MAPS, DEPLOYMENTS, REPLICA_SETS,
+    REPLICATION_CONTROLLERS, POD_DISRUPTION_BUDGETS,
     JOBS, CRON_JOBS,
     DAEMON_SETS, STATEFUL_SETS, CONTROLLER_REVISIONS,
 )
@@ -103,6 +108,8 @@ CREATE_ONLY: tuple[Resource, ...] = (
 )
 # serviceaccounts/token: POST answers a TokenRequest (authentication.k8s.io/v1) with a bound token
 TOKEN_SUBRESOURCE = "token"
+# pods/eviction: POST a policy/v1 Eviction to delete a pod within its PodDisruptionBudget
+EVICTION_SUBRESOURCE = "eviction"
 
 
 def create_only(group: str, version: str, plural: str) -> Resource | None:

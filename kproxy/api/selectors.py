@@ -172,6 +172,17 @@ class LabelSelector:
         return cls(_sorted(reqs))
 
 
+def of_workload(obj: Mapping[str, Any]) -> LabelSelector:
+    """The selector of a workload's spec.selector: a metav1.LabelSelector, except for a v1
+    ReplicationController, whose selector is a plain label map (an empty one selects
+    nothing: validation never lets one be stored). Raises SelectorError."""
+    spec = obj.get("spec") if isinstance(obj.get("spec"), Mapping) else {}
+    raw = spec.get("selector")
+    if obj.get("kind") == "ReplicationController":
+        return LabelSelector.from_labels(raw) if raw else LabelSelector(nothing=True)
+    return LabelSelector.from_dict(raw)
+
+
 def _label_str(v: Any) -> str:
     if not isinstance(v, str):
         raise SelectorError(f"label value {v!r} must be a string")

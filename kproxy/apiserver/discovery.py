@@ -6,7 +6,9 @@ import platform
 import sys
 from typing import Any, Iterable
 
-from kproxy.api.resources import ALL, AUTHN_GROUP, CREATE_ONLY, SERVICE_ACCOUNTS, TOKEN_SUBRESOURCE, Resource
+from kproxy.api.resources import (
+    ALL, AUTHN_GROUP, CREATE_ONLY, EVICTION_SUBRESOURCE, SERVICE_ACCOUNTS, TOKEN_SUBRESOURCE, Resource,
+)
 
 GIT_VERSION = "v1.32.0-kproxy"
 AGGREGATED_MEDIA_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
@@ -14,11 +16,13 @@ AGGREGATED_MEDIA_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroup
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 SUBRESOURCE_VERBS = ["get", "patch", "update"]
 CATEGORIES = {"pods": ["all"], "services": ["all"], "deployments": ["all"], "replicasets": ["all"],
+              "replicationcontrollers": ["all"],
               "jobs": ["all"], "cronjobs": ["all"], "daemonsets": ["all"], "statefulsets": ["all"]}
 SCALE_KIND = {"group": "autoscaling", "version": "v1", "kind": "Scale"}
 SERVED = ALL + CREATE_ONLY
 TOKEN_REQUEST_KIND = {"group": AUTHN_GROUP, "version": "v1", "kind": "TokenRequest"}
 BINDING_KIND = {"group": "", "version": "v1", "kind": "Binding"}
+EVICTION_KIND = {"group": "policy", "version": "v1", "kind": "Eviction"}
 POD_EXEC_KIND = {"group": "", "version": "v1", "kind": "PodExecOptions"}
 
 
@@ -40,6 +44,7 @@ def subresources(resource: Resource) -> list[tuple[str, list[str], dict[str, str
         subs.append((TOKEN_SUBRESOURCE, ["create"], TOKEN_REQUEST_KIND))
     if resource.plural == "pods" and not resource.group:
         subs.append(("binding", ["create"], BINDING_KIND))
+        subs.append((EVICTION_SUBRESOURCE, ["create"], EVICTION_KIND))
         subs.append(("exec", ["create", "get"], POD_EXEC_KIND))  # kproxy.apiserver.podproxy
         subs.append(("log", ["get"], None))
     return subs

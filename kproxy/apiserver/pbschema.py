@@ -547,6 +547,28 @@ MESSAGES: dict[str, str] = {
     "apps.DeploymentCondition": (
         "type=1:string status=2:string reason=4:string message=5:string lastUpdateTime=6:meta.Time "
         "lastTransitionTime=7:meta.Time"),
+    "core.ReplicationController": (
+        "metadata=1:meta.ObjectMeta spec=2:core.ReplicationControllerSpec "
+        "status=3:core.ReplicationControllerStatus"),
+    "core.ReplicationControllerSpec": (
+        "replicas=1:int32? selector=2:{}string template=3:core.PodTemplateSpec? minReadySeconds=4:int32"),
+    "core.ReplicationControllerStatus": (
+        "replicas=1:int32 fullyLabeledReplicas=2:int32 observedGeneration=3:int64 readyReplicas=4:int32 "
+        "availableReplicas=5:int32 conditions=6:[]core.ReplicationControllerCondition"),
+    "core.ReplicationControllerCondition": (
+        "type=1:string status=2:string lastTransitionTime=3:meta.Time reason=4:string message=5:string"),
+    "core.ReplicationControllerList": "metadata=1:meta.ListMeta items=2:[]core.ReplicationController",
+    # policy/v1: PodDisruptionBudget and the Eviction pods/eviction takes
+    "policy.PodDisruptionBudget": (
+        "metadata=1:meta.ObjectMeta spec=2:policy.PodDisruptionBudgetSpec status=3:policy.PodDisruptionBudgetStatus"),
+    "policy.PodDisruptionBudgetSpec": (
+        "minAvailable=1:intstr.IntOrString? selector=2:meta.LabelSelector? maxUnavailable=3:intstr.IntOrString? "
+        "unhealthyPodEvictionPolicy=4:string?"),
+    "policy.PodDisruptionBudgetStatus": (
+        "observedGeneration=1:int64 disruptedPods=2:{}meta.Time disruptionsAllowed=3:int32 currentHealthy=4:int32 "
+        "desiredHealthy=5:int32 expectedPods=6:int32 conditions=7:[]meta.Condition"),
+    "policy.PodDisruptionBudgetList": "metadata=1:meta.ListMeta items=2:[]policy.PodDisruptionBudget",
+    "policy.Eviction": "metadata=1:meta.ObjectMeta deleteOptions=2:meta.DeleteOptions?",
     "batch.Job": "metadata=1:meta.ObjectMeta spec=2:batch.JobSpec status=3:batch.JobStatus",
     "batch.JobSpec": (
         "parallelism=1:int32? completions=2:int32? activeDeadlineSeconds=3:int64? "
@@ -721,13 +743,15 @@ MESSAGES: dict[str, str] = {
 # apiVersion of each package's kinds
 API_VERSIONS = {"core": "v1", "apps": "apps/v1", "batch": "batch/v1", "rbac": "rbac.authorization.k8s.io/v1",
                 "discovery": "discovery.k8s.io/v1", "coordination": "coordination.k8s.io/v1",
-                "authorization": "authorization.k8s.io/v1", "authentication": "authentication.k8s.io/v1"}
+                "authorization": "authorization.k8s.io/v1", "authentication": "authentication.k8s.io/v1",
+                "policy": "policy/v1"}
 # top-level kinds (each also with its List)
 OBJECT_KINDS = (
     "core.Namespace", "core.Service", "core.Endpoints", "core.Pod", "core.Node", "core.ServiceAccount",
     "core.ResourceQuota", "core.Event", "core.Secret", "core.ConfigMap", "discovery.EndpointSlice",
     "coordination.Lease", "rbac.Role", "rbac.ClusterRole", "rbac.RoleBinding", "rbac.ClusterRoleBinding",
     "apps.ReplicaSet", "apps.Deployment",
+    "core.ReplicationController", "policy.PodDisruptionBudget",
     "batch.Job", "batch.CronJob",
     "apps.DaemonSet", "apps.StatefulSet", "apps.ControllerRevision",
 )
@@ -736,6 +760,7 @@ REVIEW_KINDS = (
     "authorization.SelfSubjectAccessReview", "authorization.SelfSubjectRulesReview",
     "authorization.SubjectAccessReview", "authorization.LocalSubjectAccessReview",
     "authentication.SelfSubjectReview", "authentication.TokenReview", "authentication.TokenRequest",
+    "policy.Eviction",
 )
 
 

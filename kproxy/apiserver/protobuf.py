@@ -48,7 +48,7 @@ _SCALARS = {
 }
 # packages in dependency order: each file may use the messages of those before it
 _PACKAGES = ("intstr", "resource", "runtime", "meta", "core", "discovery", "coordination", "rbac", "apps",
-             "batch", "authorization", "authentication")
+             "batch", "authorization", "authentication", "policy")
 _EXTRA_VALUES = ("authorization.ExtraValue", "authentication.ExtraValue")
 _ZEROS = ("", 0, False)
 

@@ -15,8 +15,8 @@ from typing import Any, Callable
 from aiohttp import web
 
 from kproxy.api import status as st
-from kproxy.api.resources import Resource
-from kproxy.apiserver import binding, negotiate, paging, paths, propagation, protobuf, watch
+from kproxy.api.resources import EVICTION_SUBRESOURCE, Resource
+from kproxy.apiserver import binding, eviction, negotiate, paging, paths, propagation, protobuf, watch
 from kproxy.apiserver.bodies import BodyDecoder, decode_json, refuse_unrepresentable
 from kproxy.apiserver.bodies import decode as decode_body
 from kproxy.apiserver.query import query_bool, query_int, resource_version, watch_requested
@@ -117,6 +117,7 @@ class RestHandler:
         self.fields = fields
         self.tables = tables
         self.scales = ScaleSubresource(registry)
+        self.evictions = eviction.Evictions(registry)
         self._watch_queues: set[watch.WatchQueue] = set()
         self._watches_by_user: collections.Counter[str] = collections.Counter()
         self._encode_cache: collections.OrderedDict[tuple[int, str, bool], str | bytes] = collections.OrderedDict()
@@ -225,6 +226,9 @@ class RestHandler:
         elif sub == "binding":
             if method == "POST":
                 return await self._bind(request, resource, ns, name)
+        elif sub == EVICTION_SUBRESOURCE:
+            if method == "POST":
+                return await self._evict(request, ns, name)
         raise st.method_not_allowed(f"the server does not allow this method on the requested resource ({method})")
 
     # ------------------------------------------------------------------ bodies
@@ -330,6 +334,14 @@ class RestHandler:
                           lambda pod: binding.assign(pod, node, annotations), self._dry_run(request))
         return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                               "code": 201}, 201)
+
+    async def _evict(self, request: web.Request, ns: str | None, name: str) -> web.Response:
+        """pods/eviction (kproxy.apiserver.eviction): a Status, 201 when the pod was evicted."""
+        self._check_content_type(request, BODY_TYPES)
+        body, _ = await self._body(request)
+        options = eviction.delete_options(eviction.delete_options_of(body, name), self._dry_run(request))
+        result, code = await self._write(self.evictions.evict, ns or "", name, options)
+        return json_response(result, code)
 
     async def _patch(self, request: web.Request, resource: Resource, ns: str | None, name: str,
                      sub: str | None) -> web.Response:

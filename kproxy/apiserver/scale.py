@@ -26,7 +26,7 @@ def to_scale(obj: dict[str, Any]) -> dict[str, Any]:
     md = obj.get("metadata") or {}
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     try:
-        selector = str(selectors.LabelSelector.from_dict(spec.get("selector")))
+        selector = str(selectors.of_workload(obj))
     except selectors.SelectorError:
         selector = ""
     return {

@@ -286,10 +286,10 @@ def kind_schema(resource: Resource) -> Struct:
 
 
 def _add_workloads() -> None:
-    from kproxy.apiserver import schema_workloads  # imports this module's names: after them
+    from kproxy.apiserver import schema_batch, schema_policy, schema_workloads  # import this module's names
     DEFINITIONS.update(schema_workloads.DEFINITIONS)
-    from kproxy.apiserver import schema_batch
     DEFINITIONS.update(schema_batch.DEFINITIONS)
+    DEFINITIONS.update(schema_policy.DEFINITIONS)
     from kproxy.apiserver import schema_set_workloads
     DEFINITIONS.update(schema_set_workloads.DEFINITIONS)
 

@@ -199,8 +199,7 @@ class WorkloadStrategy(Strategy):
 
     def __init__(self, resource: Resource, initial_status: Mapping[str, Any] | None = None):
         super().__init__(resource)
-        # the status a new object starts with: the kind's non-omitempty fields at zero, as the
-        # Go type serialises (clients such as the Python one require them)
+        # the status fields Go always serialises (no omitempty): typed clients require them
         self.initial_status = dict(initial_status or {})
 
     def prepare_for_create(self, obj: dict[str, Any]) -> None:
@@ -264,6 +263,9 @@ def build_strategies(services: ServiceAllocations) -> Mapping[Resource, Strategy
         R.LEASES: CreateOnUpdateStrategy(R.LEASES),
         R.REPLICA_SETS: WorkloadStrategy(R.REPLICA_SETS),
         R.DEPLOYMENTS: WorkloadStrategy(R.DEPLOYMENTS),
+        R.REPLICATION_CONTROLLERS: WorkloadStrategy(R.REPLICATION_CONTROLLERS, {"replicas": 0}),
+        R.POD_DISRUPTION_BUDGETS: WorkloadStrategy(R.POD_DISRUPTION_BUDGETS, dict.fromkeys(  # the same generation rule
+            ("disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods"), 0)),
         **_batch_strategies(),
         R.DAEMON_SETS: WorkloadStrategy(R.DAEMON_SETS, dict.fromkeys(
             ("currentNumberScheduled", "numberMisscheduled", "desiredNumberScheduled", "numberReady"), 0)),

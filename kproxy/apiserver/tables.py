@@ -211,8 +211,13 @@ def _template_cells(obj: dict[str, Any]) -> Row:
     """Containers, Images and Selector: the wide columns of the workloads."""
     spec = obj.get("spec") or {}
     containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
+    selector = spec.get("selector")
+    if obj.get("kind") == "ReplicationController":  # a plain label map (labels.FormatLabels)
+        shown = ",".join(f"{k}={v}" for k, v in sorted((selector or {}).items())) or "<none>"
+    else:
+        shown = _label_selector(selector)
     return [",".join(c.get("name", "") for c in containers), ",".join(c.get("image", "") for c in containers),
-            _label_selector(spec.get("selector"))]
+            shown]
 
 
 def _deployment(obj: dict[str, Any], now: float) -> Row:
@@ -226,6 +231,12 @@ def _replica_set(obj: dict[str, Any], now: float) -> Row:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     return [obj["metadata"]["name"], spec.get("replicas", 0), status.get("replicas", 0),
             status.get("readyReplicas", 0), _age(obj, now), *_template_cells(obj)]
+
+
+def _pod_disruption_budget(obj: dict[str, Any], now: float) -> Row:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    shown = ["N/A" if spec.get(k) is None else str(spec[k]) for k in ("minAvailable", "maxUnavailable")]
+    return [obj["metadata"]["name"], *shown, status.get("disruptionsAllowed", 0), _age(obj, now)]
 
 
 def _label_map(labels: dict[str, Any] | None) -> str:
@@ -273,6 +284,10 @@ PRINTERS: dict[str, tuple[list[Column], Callable[[dict[str, Any], float], Row]]]
                     *TEMPLATE_COLUMNS], _deployment),
     "ReplicaSet": ([NAME, ("Desired", "integer", 0), ("Current", "integer", 0), ("Ready", "integer", 0), AGE,
                     *TEMPLATE_COLUMNS], _replica_set),
+    "ReplicationController": ([NAME, ("Desired", "integer", 0), ("Current", "integer", 0), ("Ready", "integer", 0),
+                               AGE, *TEMPLATE_COLUMNS], _replica_set),
+    "PodDisruptionBudget": ([NAME, ("Min Available", "string", 0), ("Max Unavailable", "string", 0),
+                             ("Allowed Disruptions", "integer", 0), AGE], _pod_disruption_budget),
     "DaemonSet": ([NAME, ("Desired", "integer", 0), ("Current", "integer", 0), ("Ready", "integer", 0),
                    ("Up-to-date", "integer", 0), ("Available", "integer", 0), ("Node Selector", "string", 0), AGE,
                    *TEMPLATE_COLUMNS], _daemon_set),

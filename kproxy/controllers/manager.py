@@ -9,6 +9,7 @@ from kproxy.controllers.base import SharedInformers
 from kproxy.controllers.cronjob import CronJobController
 from kproxy.controllers.daemonset import DaemonSetController
 from kproxy.controllers.deployment import DeploymentController
+from kproxy.controllers.disruption import DisruptionController
 from kproxy.controllers.endpoints import EndpointsController
 from kproxy.controllers.endpointslice import EndpointSliceController
 from kproxy.controllers.garbagecollector import GarbageCollector
@@ -19,6 +20,7 @@ from kproxy.controllers.namespace import NamespaceController
 from kproxy.controllers.node import NodeLifecycleController
 from kproxy.controllers.podgc import PodGCController, PodGCOptions
 from kproxy.controllers.replicaset import ReplicaSetController
+from kproxy.controllers.replicationcontroller import ReplicationControllerController
 from kproxy.controllers.resourcequota import ResourceQuotaController
 from kproxy.controllers.serviceaccount import ServiceAccountController
 from kproxy.controllers.statefulset import StatefulSetController
@@ -43,6 +45,8 @@ def build_controllers(client: Any, informers: SharedInformers, *, node_grace_per
                                 monitor_period=node_monitor_period),
         ReplicaSetController(client, informers),
         DeploymentController(client, informers),
+        ReplicationControllerController(client, informers),
+        DisruptionController(client, informers),
         JobController(client, informers, clock=clock),
         CronJobController(client, informers, clock=clock),
         PodGCController(client, informers, pod_gc),

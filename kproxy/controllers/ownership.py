@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from kproxy.api.selectors import LabelSelector, SelectorError
+from kproxy.api.selectors import LabelSelector, SelectorError, of_workload
 
 Obj = dict[str, Any]
 
@@ -35,7 +35,7 @@ def owner_reference(owner: Obj, api_version: str, kind: str) -> dict[str, Any]:
 def selector_of(obj: Obj) -> LabelSelector:
     """The object's spec.selector; one that does not parse selects nothing."""
     try:
-        return LabelSelector.from_dict((obj.get("spec") or {}).get("selector"))
+        return of_workload(obj)
     except SelectorError:
         return LabelSelector(nothing=True)
 

@@ -22,7 +22,7 @@ import time
 from typing import Any, Callable
 
 from kproxy.api.meta import parse_rfc3339
-from kproxy.api.resources import PODS, REPLICA_SETS
+from kproxy.api.resources import PODS, REPLICA_SETS, Resource
 from kproxy.api.status import ApiError
 from kproxy.controllers.base import Controller, Handlers, RequeueAfter, SharedInformers
 from kproxy.client.events import EventRecorder
@@ -93,13 +93,14 @@ def deletion_order(pods: list[Obj]) -> list[Obj]:
     return sorted(pods, key=rank)
 
 
-def pod_from_template(rs: Obj) -> Obj:
-    """A new pod of the ReplicaSet: its template, generateName "<rs>-", its controller ref."""
+def pod_from_template(rs: Obj, owner: Resource = REPLICA_SETS) -> Obj:
+    """A new pod of the ReplicaSet (or other `owner` kind): its template, generateName
+    "<rs>-", its controller ref."""
     template = (rs.get("spec") or {}).get("template") or {}
     tmeta = template.get("metadata") or {}
     md: dict[str, Any] = {"generateName": f"{meta(rs)['name']}-", "namespace": meta(rs)["namespace"],
                           "labels": dict(tmeta.get("labels") or {}),
-                          "ownerReferences": [owner_reference(rs, REPLICA_SETS.group_version, REPLICA_SETS.kind)]}
+                          "ownerReferences": [owner_reference(rs, owner.group_version, owner.kind)]}
     if tmeta.get("annotations"):
         md["annotations"] = dict(tmeta["annotations"])
     if tmeta.get("finalizers"):
@@ -152,27 +153,33 @@ def next_available_check(rs: Obj, owned: list[Obj], now: float) -> float | None:
 # -- the controller -----------------------------------------------------------------------
 
 class ReplicaSetController(Controller):
+    """Also the ReplicationController's controller (replicationcontroller.py): a subclass names
+    its resource, Event source and the status fields its kind lacks."""
+
     name = "replicaset"
     workers = 2
+    resource: Resource = REPLICA_SETS
+    component = COMPONENT
+    status_fields_absent: tuple[str, ...] = ()
 
     def __init__(self, client: Any, informers: SharedInformers, clock: Callable[[], float] | None = None):
         super().__init__(client, informers)
         self.clock = clock or time.time
-        self.replica_sets = informers.get(REPLICA_SETS)
+        self.replica_sets = informers.get(self.resource)
         self.pods = informers.get(PODS)
         self.expectations = Expectations()
-        self.events = EventRecorder(client, COMPONENT)
+        self.events = EventRecorder(client, self.component)
         self.replica_sets.add_handler(Handlers(on_add=self._enqueue, on_update=lambda o, n: self._enqueue(n),
                                                on_delete=self._rs_deleted))
         self.pods.add_handler(Handlers(on_add=self._pod_added, on_update=self._pod_updated,
                                        on_delete=self._pod_deleted))
 
     def watched(self):
-        return [REPLICA_SETS, PODS]
+        return [self.resource, PODS]
 
     def _record(self, obj: Obj, event_type: str, reason: str, message: str) -> None:
         md = meta(obj)
-        self.events.record((REPLICA_SETS.group_version, REPLICA_SETS.kind), md.get("namespace") or "default",
+        self.events.record((self.resource.group_version, self.resource.kind), md.get("namespace") or "default",
                            md.get("name", ""), event_type, reason, message, uid=md.get("uid"))
 
     async def resync(self) -> None:
@@ -189,7 +196,7 @@ class ReplicaSetController(Controller):
 
     def _owner_key(self, pod: Obj) -> str | None:
         ref = controller_ref(pod)
-        if ref is None or ref.get("kind") != REPLICA_SETS.kind or ref.get("apiVersion") != REPLICA_SETS.group_version:
+        if ref is None or ref.get("kind") != self.resource.kind or ref.get("apiVersion") != self.resource.group_version:
             return None
         rs = self.replica_sets.get(ref.get("name", ""), meta(pod).get("namespace"))
         if rs is None or meta(rs).get("uid") != ref.get("uid"):
@@ -248,7 +255,7 @@ class ReplicaSetController(Controller):
     async def _settle_ownership(self, rs: Obj, claimed: Any) -> list[Obj]:
         """Adopts and releases as claimed; pods whose patch fails are left out."""
         owned = [p for p in claimed.owned if p not in claimed.adopt]
-        ref = owner_reference(rs, REPLICA_SETS.group_version, REPLICA_SETS.kind)
+        ref = owner_reference(rs, self.resource.group_version, self.resource.kind)
         for pod in claimed.adopt:
             try:
                 owned.append(await self.client.patch(PODS, meta(pod)["name"], adopt_patch(pod, ref),
@@ -280,7 +287,8 @@ class ReplicaSetController(Controller):
         batch, remaining = SLOW_START_INITIAL_BATCH, count
         while remaining > 0:
             size = min(batch, remaining)
-            results = await asyncio.gather(*(self.client.create(PODS, pod_from_template(rs), meta(rs)["namespace"])
+            results = await asyncio.gather(*(self.client.create(PODS, pod_from_template(rs, self.resource),
+                                                                meta(rs)["namespace"])
                                              for _ in range(size)), return_exceptions=True)
             errors = [r for r in results if isinstance(r, BaseException)]
             for created in results:
@@ -317,10 +325,12 @@ class ReplicaSetController(Controller):
 
     async def _write_status(self, rs: Obj, owned: list[Obj], failure: str | None) -> None:
         status = replica_set_status(rs, owned, self.clock(), failure)
+        for key in self.status_fields_absent:
+            status.pop(key, None)
         if status == (rs.get("status") or {}):
             return
         try:
-            await self.client.update_status(REPLICA_SETS, {**rs, "status": status})
+            await self.client.update_status(self.resource, {**rs, "status": status})
         except ApiError as exc:
             if exc.code != 404:
                 raise  # 409: the cache was stale; the retry reads the newer one

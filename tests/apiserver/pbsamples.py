@@ -91,6 +91,10 @@ SAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("apps/v1", "Deployment"): {"metadata": META, "spec": {
         "replicas": 3, "selector": LABELS, "template": TEMPLATE, "revisionHistoryLimit": 10,
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}}}},
+    ("v1", "ReplicationController"): {"metadata": META, "spec": {
+        "replicas": 0, "selector": {"app": "web"}, "template": TEMPLATE, "minReadySeconds": 5}},
+    ("policy/v1", "PodDisruptionBudget"): {"metadata": META, "spec": {
+        "maxUnavailable": "25%", "selector": LABELS, "unhealthyPodEvictionPolicy": "AlwaysAllow"}},
     ("batch/v1", "Job"): {"metadata": META, "spec": {
         "parallelism": 0, "completions": 4, "backoffLimit": 2, "completionMode": "Indexed", "suspend": False,
         "manualSelector": True, "selector": LABELS, "activeDeadlineSeconds": 600, "ttlSecondsAfterFinished": 0,

@@ -332,6 +332,12 @@ MANIFESTS = {
                 "  jobTemplate:\n    spec:\n      template:\n        spec: {restartPolicy: OnFailure, "
                 "containers: [{name: c, image: echo}]}",
                 lambda o: o["spec"]["concurrencyPolicy"] == "Allow" and o["spec"]["suspend"] is False),
+    "ReplicationController": ("replicationcontrollers", "v1", "metadata: {name: x}\nspec:\n  template:\n"
+                              "    metadata: {labels: {app: rc}}\n    spec: {containers: [{name: c, image: echo}]}",
+                              lambda o: o["spec"]["selector"] == {"app": "rc"} and o["spec"]["replicas"] == 1),
+    "PodDisruptionBudget": ("poddisruptionbudgets.policy", "policy/v1",
+                            "metadata: {name: x}\nspec: {maxUnavailable: 1, selector: {matchLabels: {app: rc}}}",
+                            lambda o: o["spec"]["maxUnavailable"] == 1 and o["status"]["disruptionsAllowed"] == 0),
     "Lease": ("leases.coordination.k8s.io", "coordination.k8s.io/v1",
               "metadata: {name: x}\nspec: {holderIdentity: me, leaseDurationSeconds: 15}",
               lambda o: o["spec"]["holderIdentity"] == "me"),

@@ -41,7 +41,7 @@ def test_discovery_and_health(bare_apiserver):
     assert api.ok("GET", "/api")["versions"] == ["v1"]
     groups = {g["name"] for g in api.ok("GET", "/apis")["groups"]}
     assert groups == {"discovery.k8s.io", "coordination.k8s.io", "rbac.authorization.k8s.io",
-                      "authorization.k8s.io", "authentication.k8s.io", "apps", "batch"}
+                      "authorization.k8s.io", "authentication.k8s.io", "apps", "batch", "policy"}
     core = {r["name"] for r in api.ok("GET", "/api/v1")["resources"]}
     assert {"pods", "pods/status", "services", "namespaces/finalize", "endpoints", "nodes"} <= core
     assert [r["name"] for r in api.ok("GET", "/apis/discovery.k8s.io/v1")["resources"]] == ["endpointslices"]

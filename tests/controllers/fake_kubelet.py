@@ -2,7 +2,8 @@
 per-pod delay, writes them Running and Ready (with a pod IP and the Ready condition's
 lastTransitionTime) through the status subresource, as a kubelet reports a started pod.
 
-`ready_after(pod) -> seconds | None` decides the delay (None: the pod never becomes ready).
+`ready_after(pod) -> seconds | None` decides the delay (None: not now; it is asked again when
+the pod changes).
 A pod annotated `kproxy.test/exit-code: N` then finishes as a process exiting with N would:
 Succeeded for 0, Failed otherwise (its container terminated with that exit code).
 It runs its own event loop in a thread; stop() ends it. Pods being deleted are left alone,
@@ -54,10 +55,10 @@ class FakeKubelet(LoopThread):
                     spawn(self._finish_deletion(client, pod))
                 if uid in seen or md.get("deletionTimestamp") or _is_ready(pod):
                     return
-                seen.add(uid)
                 delay = self._ready_after(pod)
                 if delay is None:
-                    return
+                    return  # asked again on the pod's next change (e.g. once it is bound)
+                seen.add(uid)
                 spawn(self._start(client, pod, delay))
 
             def spawn(coro) -> None:

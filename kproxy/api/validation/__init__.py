@@ -32,10 +32,13 @@ from kproxy.api.validation.rbac import (
     check_rbac_name, validate_cluster_role, validate_cluster_role_binding, validate_role, validate_role_binding,
 )
 from kproxy.api.validation.service import validate_service
+from kproxy.api.validation.workloads import (
+    validate_config_map, validate_deployment, validate_replica_set, validate_replication_controller,
+)
+from kproxy.api.validation.policy import validate_pod_disruption_budget
 from kproxy.api.validation.set_workloads import (
     validate_controller_revision, validate_daemon_set, validate_stateful_set,
 )
-from kproxy.api.validation.workloads import validate_config_map, validate_deployment, validate_replica_set
 
 KindValidator = Callable[[FieldErrors, dict[str, Any], "dict[str, Any] | None"], None]
 
@@ -55,6 +58,8 @@ _KINDS: dict[str, tuple[NameCheck, KindValidator]] = {
     "ConfigMap": (names.check_dns1123_subdomain, validate_config_map),
     "Deployment": (names.check_dns1123_subdomain, validate_deployment),
     "ReplicaSet": (names.check_dns1123_subdomain, validate_replica_set),
+    "ReplicationController": (names.check_dns1123_subdomain, validate_replication_controller),
+    "PodDisruptionBudget": (names.check_dns1123_subdomain, validate_pod_disruption_budget),
     "Job": (names.check_dns1123_subdomain, validate_job),
     "CronJob": (names.check_dns1123_subdomain, validate_cron_job),
     "DaemonSet": (names.check_dns1123_subdomain, validate_daemon_set),

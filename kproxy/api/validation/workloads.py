@@ -93,7 +93,8 @@ def _selector(e: FieldErrors, spec: dict[str, Any], kind: str) -> selectors.Labe
 
 
 def _template(e: FieldErrors, spec: dict[str, Any], sel: selectors.LabelSelector | None, *,
-              path: str = "spec", restart_policies: tuple[str, ...] = ("Always",), kind: str = "ReplicaSet") -> None:
+              path: str = "spec", restart_policies: tuple[str, ...] = ("Always",),
+              kind: str = "ReplicaSet") -> None:
     """The pod template at `path`.template: labels matching the selector, a valid pod spec with
     one of `restart_policies` (controllers that keep pods running allow only Always, and no
     activeDeadlineSeconds; `kind` names such a controller in that error)."""
@@ -141,6 +142,22 @@ def validate_replica_set(e: FieldErrors, obj: dict[str, Any], old: dict[str, Any
     sel = _selector(e, spec, "deployment")
     _template(e, spec, sel)
     _immutable_selector(e, spec, old)
+    _workload_status(e, e.map(obj.get("status"), "status"))
+
+
+def validate_replication_controller(e: FieldErrors, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+    """A v1 ReplicationController (ValidateReplicationControllerSpec): its selector is a plain
+    label map, required and non-empty, matching the template's labels; unlike a ReplicaSet's
+    it may change."""
+    spec = e.map(obj.get("spec"), "spec")
+    _nonnegative(e, spec.get("replicas"), "spec.replicas")
+    _nonnegative(e, spec.get("minReadySeconds"), "spec.minReadySeconds")
+    sel_map = e.string_map(spec.get("selector"), "spec.selector")
+    check_labels(e, sel_map, "spec.selector")
+    if not sel_map:
+        e.required("spec.selector")
+    _template(e, spec, selectors.LabelSelector.from_labels(sel_map) if sel_map else None,
+              kind="ReplicationController")
     _workload_status(e, e.map(obj.get("status"), "status"))
 
 

@@ -59,6 +59,9 @@ CONTROLLER_RULES = [
         "daemonsets", "daemonsets/status", "statefulsets", "statefulsets/status", "controllerrevisions"]},
     {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": WRITE},
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": WRITE},
+    {"apiGroups": [""], "verbs": WRITE, "resources": [
+        "replicationcontrollers", "replicationcontrollers/status", "replicationcontrollers/scale"]},
+    {"apiGroups": ["policy"], "verbs": WRITE, "resources": ["poddisruptionbudgets", "poddisruptionbudgets/status"]},
     # the namespace controller deletes everything in a namespace that is going away
     {"apiGroups": [RBAC_GROUP], "resources": ["roles", "rolebindings"], "verbs": ["delete", "deletecollection"]},
 ]
