@@ -553,7 +553,7 @@ MESSAGES: dict[str, str] = {
     "core.ReplicationControllerSpec": (
         "replicas=1:int32? selector=2:{}string template=3:core.PodTemplateSpec? minReadySeconds=4:int32"),
     "core.ReplicationControllerStatus": (
-        "replicas=1:int32 fullyLabeledReplicas=2:int32 observedGeneration=3:int64 readyReplicas=4:int32 "
+        "replicas=1:int32! fullyLabeledReplicas=2:int32 observedGeneration=3:int64 readyReplicas=4:int32 "
         "availableReplicas=5:int32 conditions=6:[]core.ReplicationControllerCondition"),
     "core.ReplicationControllerCondition": (
         "type=1:string status=2:string lastTransitionTime=3:meta.Time reason=4:string message=5:string"),
@@ -565,8 +565,8 @@ MESSAGES: dict[str, str] = {
         "minAvailable=1:intstr.IntOrString? selector=2:meta.LabelSelector? maxUnavailable=3:intstr.IntOrString? "
         "unhealthyPodEvictionPolicy=4:string?"),
     "policy.PodDisruptionBudgetStatus": (
-        "observedGeneration=1:int64 disruptedPods=2:{}meta.Time disruptionsAllowed=3:int32 currentHealthy=4:int32 "
-        "desiredHealthy=5:int32 expectedPods=6:int32 conditions=7:[]meta.Condition"),
+        "observedGeneration=1:int64 disruptedPods=2:{}meta.Time disruptionsAllowed=3:int32! currentHealthy=4:int32! "
+        "desiredHealthy=5:int32! expectedPods=6:int32! conditions=7:[]meta.Condition"),
     "policy.PodDisruptionBudgetList": "metadata=1:meta.ListMeta items=2:[]policy.PodDisruptionBudget",
     "policy.Eviction": "metadata=1:meta.ObjectMeta deleteOptions=2:meta.DeleteOptions?",
     "batch.Job": "metadata=1:meta.ObjectMeta spec=2:batch.JobSpec status=3:batch.JobStatus",
