@@ -31,10 +31,10 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
-from types import SimpleNamespace
 from typing import Iterator
 
-from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+from kproxy.agent.config import AgentConfig, IptablesConfig
+from kproxy.agent.state import Changes, Endpoint, ProxyState, ServicePort, changes_between
 from kproxy.iptables.backend import IptablesBackend
 from kproxy.iptables.driver import VARIANTS
 from kproxy.iptables.render import render
@@ -89,7 +89,7 @@ def periodic_resync(backend: IptablesBackend, state: ProxyState, applied) -> flo
         start = time.perf_counter()
         if backend.drifted():
             raise RuntimeError("the canary check reports drift on an untouched namespace")
-        result = backend.apply(backend.render(state, applied), applied)
+        result = backend.apply(backend.render(state, applied, Changes(full=False)), applied)
         times.append(time.perf_counter() - start)
         if result.objects_written:
             raise RuntimeError(f"a resync of an unchanged ruleset wrote {result.objects_written} chains")
@@ -122,7 +122,7 @@ def bench_variant(variant_name: str, sizes: list[int], endpoints: int) -> None:
     if not variant.available():
         print(f"{variant_name}: {variant.restore} not installed, skipped")
         return
-    config = SimpleNamespace(iptables=SimpleNamespace(backend=variant_name, localhost_nodeports=True))
+    config = AgentConfig(iptables=IptablesConfig(backend=variant_name))
     for n in sizes:
         state = make_state(n, endpoints)
         with fresh_netns(f"{variant_name}-agent") as netns:
@@ -135,7 +135,7 @@ def bench_variant(variant_name: str, sizes: list[int], endpoints: int) -> None:
             if n == max(sizes):
                 periodic_s = periodic_resync(backend, state, ruleset)
                 changed = change_one_endpoint(state)
-                new, render2_s = timed(backend.render, changed, ruleset)
+                new, render2_s = timed(backend.render, changed, ruleset, changes_between(state, changed))
                 ptext, ptext_s = timed(partial_restore, new, ruleset, sections)
                 _, papply_s = timed(backend.apply, new, ruleset)
                 pkernel_s = kernel_only(netns, variant, ptext)  # the same delta once more, tool alone

@@ -23,10 +23,10 @@ import os
 import subprocess
 import sys
 import time
-from types import SimpleNamespace
 from typing import Iterator
 
-from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+from kproxy.agent.config import AgentConfig, IpvsConfig
+from kproxy.agent.state import Changes, Endpoint, ProxyState, ServicePort
 from kproxy.netns import NetNS
 
 
@@ -71,7 +71,7 @@ def run(sizes: list[int], endpoints: int) -> int:
     from kproxy.ipvs.backend import IpvsBackend
     from kproxy.ipvs.netlink import CMD_NEW_DEST, CMD_NEW_SERVICE, IpvsSocket, Request
 
-    config = SimpleNamespace(ipvs=SimpleNamespace(scheduler="rr"), iptables=SimpleNamespace(backend="auto"))
+    config = AgentConfig(mode="ipvs", ipvs=IpvsConfig(scheduler="rr"))
     print(f"{'N':>6} {'reals':>7} {'render':>8} {'apply':>8} {'ipvs-nl':>8} {'ipvsadm':>8} {'ratio':>6}")
     last = None
     for n in sizes:
@@ -134,7 +134,8 @@ def run(sizes: list[int], endpoints: int) -> int:
             changed_sp = ServicePort(**{**sp.__dict__, "endpoints": moved})
             changed = ProxyState(state.node_name, state.node_ips, state.cluster_cidr,
                                  services={**state.services, key: changed_sp}, revision=2)
-            t_render, new = timed(backend.render, changed, ruleset)  # as the proxier: with the last ruleset
+            # as the proxier: with the last ruleset and what changed since
+            t_render, new = timed(backend.render, changed, ruleset, Changes(full=False, services=frozenset({key})))
             t_apply, result = timed(backend.apply, new, ruleset)
             print(f"one-endpoint change at {n} Services: render {t_render:.3f}s, apply {t_apply:.3f}s "
                   f"({result.detail})")

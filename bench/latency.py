@@ -20,8 +20,8 @@ import socket
 import struct
 import sys
 import time
-from types import SimpleNamespace
 
+from kproxy.agent.config import AgentConfig, IptablesConfig
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 from kproxy.iptables.backend import IptablesBackend
 from kproxy.netns import NetNS
@@ -97,11 +97,11 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 netns = NetNS(topo.node)
                 if mode == "nftables":
-                    nft_config = SimpleNamespace(nftables=SimpleNamespace(endpoint_selection="random"))
+                    nft_config = AgentConfig(mode="nftables")
                     backend = NftablesBackend(netns, nft_config)
                 else:
-                    backend = IptablesBackend(netns, SimpleNamespace(
-                        iptables=SimpleNamespace(backend=variant, localhost_nodeports=False)))
+                    backend = IptablesBackend(netns, AgentConfig(
+                        iptables=IptablesConfig(backend=variant, localhost_nodeports=False)))
                 try:
                     load, p50, p99 = measure(topo, backend, state, args.connects)
                     rows.append((n, mode if variant is None else f"iptables-{variant}", (load, p50, p99)))

@@ -22,9 +22,9 @@ import sys
 import time
 import uuid
 from dataclasses import replace
-from types import SimpleNamespace
 
-from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+from kproxy.agent.config import AgentConfig
+from kproxy.agent.state import Endpoint, ProxyState, ServicePort, changes_between
 from kproxy.netns import NetNS
 from kproxy.nftables import transaction
 from kproxy.nftables.backend import NftablesBackend
@@ -118,7 +118,7 @@ def commit_costs(backend: NftablesBackend, ruleset, changes: int) -> None:
 
 def bench_size(n: int, endpoints: int, changes: int, last: bool) -> None:
     state = make_state(n, endpoints)
-    config = SimpleNamespace(nftables=SimpleNamespace(endpoint_selection="random"))
+    config = AgentConfig(mode="nftables")
     with Namespace("ours") as ns:
         netns = NetNS(ns.name)
         backend = NftablesBackend(netns, config)
@@ -156,8 +156,8 @@ def bench_size(n: int, endpoints: int, changes: int, last: bool) -> None:
                                       ("one endpoint added", add_one_endpoint)):
                     applies, renders = [], []
                     for i in range(changes):
-                        current = change(current, i)
-                        nxt, t_r = timed(backend.render, current, previous)
+                        before, current = current, change(current, i)
+                        nxt, t_r = timed(backend.render, current, previous, changes_between(before, current))
                         _, t_a = timed(backend.apply, nxt, previous)
                         renders.append(t_r)
                         applies.append(t_a)

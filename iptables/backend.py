@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from kproxy.agent.backend import ApplyError, ApplyResult, Backend, BackendUnavailable
-from kproxy.agent.state import ProxyState
+from kproxy.agent.protocols import BackendConfig, Namespace
+from kproxy.agent.state import Changes, ProxyState
 from kproxy.netns import NetNS
 
 from . import driver as iptables_driver
@@ -57,11 +57,6 @@ class Inspection:
     view: OwnedView
 
 
-def _config_value(config: Any, name: str, default: Any) -> Any:
-    section = getattr(config, "iptables", None)
-    return getattr(section, name, default) if section is not None else default
-
-
 def _version_at_least(text: str, want: tuple[int, ...]) -> bool:
     m = re.search(r"v(\d+)\.(\d+)\.(\d+)", text)
     return m is not None and tuple(int(x) for x in m.groups()) >= want
@@ -71,8 +66,8 @@ class IptablesBackend(Backend):
     name = "iptables"
     full_sync_period = FULL_SYNC_PERIOD
 
-    def __init__(self, netns: Any, config: Any) -> None:
-        super().__init__(netns if netns is not None else NetNS(None), config)
+    def __init__(self, netns: Namespace | None, config: BackendConfig | None) -> None:
+        super().__init__(netns, config)
         self._driver: Iptables | None = None
         self._options: RenderOptions | None = None
         self._sysctls_done = False
@@ -80,7 +75,7 @@ class IptablesBackend(Backend):
     # ------------------------------------------------------------------ probing
 
     @classmethod
-    def probe(cls, netns: Any, config: Any = None) -> None:
+    def probe(cls, netns: Namespace | None, config: BackendConfig | None = None) -> None:
         """Raises BackendUnavailable unless some iptables variant works in `netns`; with `config`,
         unless the configured one (iptables.backend) does."""
         netns = netns if netns is not None else NetNS(None)
@@ -96,7 +91,7 @@ class IptablesBackend(Backend):
     def driver(self) -> Iptables:
         """The chosen implementation's commands (config iptables.backend, see driver.choose)."""
         if self._driver is None:
-            self._driver = iptables_driver.choose(self.netns, _config_value(self.config, "backend", "auto"))
+            self._driver = iptables_driver.choose(self.netns, self.config.iptables.backend)
         return self._driver
 
     @property
@@ -107,15 +102,16 @@ class IptablesBackend(Backend):
     def options(self) -> RenderOptions:
         if self._options is None:
             self._options = RenderOptions(
-                localhost_nodeports=bool(_config_value(self.config, "localhost_nodeports", True)),
+                localhost_nodeports=self.config.iptables.localhost_nodeports,
                 random_fully=_version_at_least(self.driver.version(), (1, 6, 2)),
             )
         return self._options
 
     # ------------------------------------------------------------------ render / apply
 
-    def render(self, state: ProxyState, previous: Ruleset | None = None) -> Ruleset:
-        return render_ruleset(state, previous, self.options)
+    def render(self, state: ProxyState, previous: Ruleset | None = None,
+               changes: Changes | None = None) -> Ruleset:
+        return render_ruleset(state, previous, changes, self.options)
 
     def apply(self, ruleset: Ruleset, previous: Ruleset | None) -> ApplyResult:
         full = previous is None

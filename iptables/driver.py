@@ -20,9 +20,9 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from kproxy.agent.backend import ApplyError, BackendUnavailable, run_command
+from kproxy.agent.protocols import Namespace
 
 LOCK_WAIT_SECONDS = 5
 LOCK_RETRIES = 3
@@ -55,7 +55,7 @@ VARIANTS = {
 class Iptables:
     """One variant's commands in one network namespace (kproxy.netns.NetNS)."""
 
-    def __init__(self, netns: Any, variant: Variant) -> None:
+    def __init__(self, netns: Namespace, variant: Variant) -> None:
         self.netns = netns
         self.variant = variant
 
@@ -124,7 +124,7 @@ class Iptables:
         return ":KUBE-" in (self.try_save(timeout=2 * PROBE_TIMEOUT_SECONDS) or "")
 
 
-def choose(netns: Any, wanted: str) -> Iptables:
+def choose(netns: Namespace, wanted: str) -> Iptables:
     """The driver for config iptables.backend `wanted` (nft | legacy | auto, see the module
     doc); BackendUnavailable when it does not work here or `wanted` is unknown."""
     if wanted in VARIANTS:
@@ -143,7 +143,7 @@ def choose(netns: Any, wanted: str) -> Iptables:
     return chosen
 
 
-def installed(netns: Any) -> list[Iptables]:
+def installed(netns: Namespace) -> list[Iptables]:
     """A driver per variant whose binaries exist (cleanup and detection look at each)."""
     return [Iptables(netns, v) for v in VARIANTS.values() if v.available()]
 

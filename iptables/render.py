@@ -1,6 +1,6 @@
 """Pure rendering of a ProxyState into an iptables Ruleset (the kube-proxy iptables model).
 
-`render(state, previous, options)` is deterministic: equal inputs give equal Rulesets, and the
+`render(state, previous, changes, options)` is deterministic: equal inputs give equal Rulesets, and the
 rule text matches what kube-proxy writes for the same Service (chain names, comments, the
 probability cascade formatted with 10 decimals). Fragments of ServicePorts that compare equal to
 the previous render (under the same node-level context) are reused as the same objects, so
@@ -24,7 +24,7 @@ import ipaddress
 
 from kproxy.agent.addresses import ipv4, local_traffic, nodeport_ips
 from kproxy.agent.policy import categorize
-from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+from kproxy.agent.state import Changes, Endpoint, ProxyState, ServicePort
 
 from . import names as n
 from .names import FILTER, NAT
@@ -316,21 +316,22 @@ def _nodeports_tail(state: ProxyState, options: RenderOptions) -> list[str]:
             for ip in ips if options.localhost_nodeports or not ip.startswith("127.")]
 
 
-def render(state: ProxyState, previous: Ruleset | None = None,
+def render(state: ProxyState, previous: Ruleset | None = None, changes: Changes | None = None,
            options: RenderOptions | None = None) -> Ruleset:
-    """The complete Ruleset for `state` (pure, deterministic). Fragments from `previous` are
-    reused (same objects) for ServicePorts that compare equal under an equal context."""
+    """The complete Ruleset for `state` (pure, deterministic). With `previous` (the Ruleset
+    rendered from the state before) and `changes` (what changed since that state), the fragments
+    of the ServicePorts `changes` does not name are `previous`'s (same objects) when the context
+    is the same; without them, or with full changes, every fragment is rendered."""
     options = options or RenderOptions()
     context = render_context(state, options)
-    reusable = previous.fragments if previous is not None and previous.context == context else {}
+    partial = previous is not None and changes is not None and not changes.full and previous.context == context
+    reusable = previous.fragments if partial and previous is not None else {}
+    rendered = changes.services if partial and changes is not None else frozenset(state.services)
     fragments: dict[str, Fragment] = {}
     for key in sorted(state.services):
-        sp = state.services[key]
         old = reusable.get(key)
-        if old is not None and (old.service is sp or old.service == sp):
-            fragments[key] = old
-        else:
-            fragments[key] = render_fragment(sp, context)
+        fragments[key] = old if old is not None and key not in rendered else \
+            render_fragment(state.services[key], context)
 
     static = _static_head(state, options)
     for frag in fragments.values():
@@ -343,4 +344,6 @@ def render(state: ProxyState, previous: Ruleset | None = None,
         jumps=jump_rules(options),
         options=options,
         context=context,
+        base=previous.token if partial and previous is not None else None,
+        changed=rendered,
     )

@@ -91,18 +91,20 @@ def full_restore(ruleset: Ruleset, existing: Mapping[str, Iterable[str]] | None 
 
 
 def changed_chains(ruleset: Ruleset, previous: Ruleset) -> tuple[list[tuple[ChainKey, Rules]], set[ChainKey]]:
-    """(chains to write, chains to delete) turning `previous` into `ruleset`. Unchanged fragments
-    (the same object, or equal) cost O(1) each; only changed fragments are compared chain by chain."""
+    """(chains to write, chains to delete) turning `previous` into `ruleset`. When `ruleset` was
+    rendered from `previous`, only the fragments its render's Changes named are compared, chain
+    by chain; otherwise every fragment is."""
     write: list[tuple[ChainKey, Rules]] = []
     for key, rules in ruleset.static.items():
         if previous.static.get(key) != rules:
             write.append((key, rules))
     old_owned: dict[ChainKey, Rules] = {}
     new_owned: dict[ChainKey, Rules] = {}
-    for skey in ruleset.fragments.keys() | previous.fragments.keys():
+    keys = ruleset.changed if ruleset.base is previous.token else ruleset.fragments.keys() | previous.fragments.keys()
+    for skey in keys:
         new = ruleset.fragments.get(skey)
         old = previous.fragments.get(skey)
-        if new is old:
+        if new == old:
             continue
         if old is not None:
             old_owned.update(old.chains)

@@ -89,6 +89,12 @@ class Ruleset:
     jumps: tuple[JumpRule, ...]
     options: RenderOptions = field(default_factory=RenderOptions)
     context: tuple = ()
+    # Bookkeeping for a partial restore, not part of the value: `base` the token of the ruleset
+    # this one was rendered from (None: from scratch), `changed` the ServicePort keys its
+    # render's Changes named; restore.changed_chains then looks at those alone.
+    token: object = field(default_factory=object, compare=False, repr=False)
+    base: object = field(default=None, compare=False, repr=False)
+    changed: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     def chains(self) -> Iterator[tuple[ChainKey, Rules]]:
         """Every chain this ruleset owns, static ones first, then fragments in key order."""

@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from kproxy.agent.backend import ApplyError, ApplyResult, Backend, BackendUnavailable, run_command
-from kproxy.agent.state import ProxyState
+from kproxy.agent.protocols import BackendConfig, Namespace
+from kproxy.agent.state import Changes, ProxyState
 from kproxy.iptables import driver as iptables_driver
 from kproxy.iptables.driver import Iptables
 from kproxy.netns import NetNS
@@ -133,10 +134,10 @@ def plan_dests(entry: ServiceEntry, kernel: list[DestStatus]) -> tuple[list[Requ
 class IpvsBackend(Backend):
     name = "ipvs"
 
-    def __init__(self, netns: Any, config: Any) -> None:
-        super().__init__(netns if netns is not None else NetNS(None), config)
+    def __init__(self, netns: Namespace | None, config: BackendConfig | None) -> None:
+        super().__init__(netns, config)
         try:
-            self.options = options_from_config(config)
+            self.options = options_from_config(self.config)
         except ValueError as exc:
             raise BackendUnavailable(str(exc)) from None
         self.drain_seconds = DRAIN_SECONDS
@@ -152,7 +153,7 @@ class IpvsBackend(Backend):
     # ------------------------------------------------------------------ probing
 
     @classmethod
-    def probe(cls, netns: Any, config: Any = None) -> None:
+    def probe(cls, netns: Namespace | None, config: BackendConfig | None = None) -> None:
         netns = netns if netns is not None else NetNS(None)
         if config is not None:
             try:
@@ -212,17 +213,17 @@ class IpvsBackend(Backend):
     def _iptables_driver(self) -> Iptables:
         """The iptables driver for the netfilter rules (config iptables.backend, as iptables mode)."""
         if self._iptables is None:
-            wanted = getattr(getattr(self.config, "iptables", None), "backend", "auto")
             try:
-                self._iptables = iptables_driver.choose(self.netns, wanted)
+                self._iptables = iptables_driver.choose(self.netns, self.config.iptables.backend)
             except BackendUnavailable as exc:
                 raise ApplyError(f"the ipvs netfilter rules need iptables: {exc}") from None
         return self._iptables
 
     # ------------------------------------------------------------------ render / apply
 
-    def render(self, state: ProxyState, previous: IpvsRuleset | None = None) -> IpvsRuleset:
-        return render_ruleset(state, self.options, previous)
+    def render(self, state: ProxyState, previous: IpvsRuleset | None = None,
+               changes: Changes | None = None) -> IpvsRuleset:
+        return render_ruleset(state, self.options, previous, changes)
 
     def apply(self, ruleset: IpvsRuleset, previous: IpvsRuleset | None) -> ApplyResult:
         return self.netns.run(self._apply, ruleset, previous)

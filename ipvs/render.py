@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 from kproxy.agent.addresses import ipv4, local_traffic, nodeport_listen_ips
 from kproxy.agent.policy import categorize
-from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+from kproxy.agent.protocols import BackendConfig
+from kproxy.agent.state import Changes, Endpoint, ProxyState, ServicePort
 
 from .model import (MEMBER_FIELDS, IP_VS_SVC_F_PERSISTENT, IP_VS_SVC_F_SCHED1, IP_VS_SVC_F_SCHED2, IpvsRuleset,
                     NetfilterPlan, RealServer, ServiceEntry, VirtualServer, VSKey)
@@ -37,11 +38,10 @@ class RenderOptions:
     scheduler_flags: int = 0
 
 
-def options_from_config(config: object) -> RenderOptions:
+def options_from_config(config: BackendConfig) -> RenderOptions:
     """The scheduler settings of an AgentConfig (ipvs.scheduler; "" means rr). Raises ValueError
     for a scheduler the kernel does not ship."""
-    section = getattr(config, "ipvs", None)
-    name = (getattr(section, "scheduler", "") or "rr").strip()
+    name = (config.ipvs.scheduler or "rr").strip()
     if name not in SCHEDULERS:
         raise ValueError(f"unknown ipvs.scheduler {name!r} (one of {', '.join(SCHEDULERS)})")
     flags = IP_VS_SVC_F_SCHED1 | IP_VS_SVC_F_SCHED2 if name == "mh" else 0
@@ -142,14 +142,17 @@ def render_fragment(sp: ServicePort, options: RenderOptions, node_addrs: tuple[s
 
 
 def render(state: ProxyState, options: RenderOptions = RenderOptions(),
-           previous: IpvsRuleset | None = None) -> IpvsRuleset:
-    """The ruleset of `state`. With `previous` (the last render), the fragments of ServicePorts
-    that did not change are reused: a one-endpoint change at 10k Services re-renders one
-    ServicePort and re-assembles the rest from sets (same result as a render from scratch)."""
+           previous: IpvsRuleset | None = None, changes: Changes | None = None) -> IpvsRuleset:
+    """The ruleset of `state`. With `previous` (the render of the state before) and `changes`
+    (what changed since that state), the fragments of the ServicePorts `changes` does not name
+    are reused: a one-endpoint change at 10k Services re-renders one ServicePort and
+    re-assembles the rest from sets (same result as a render from scratch)."""
     node_addrs = tuple(nodeport_addresses(state))
     node_ips = tuple(state.node_ips)
     context = (options, node_addrs, node_ips, state.node_name, state.node_zone)
-    reusable = previous.fragments if previous is not None and previous.context == context else {}
+    partial = previous is not None and changes is not None and not changes.full and previous.context == context
+    reusable = previous.fragments if partial and previous is not None else {}
+    rendered = changes.services if partial and changes is not None else frozenset()
     fragments: dict[str, Fragment] = {}
     services: dict[VSKey, ServiceEntry] = {}
     addresses: set[str] = set()
@@ -157,7 +160,7 @@ def render(state: ProxyState, options: RenderOptions = RenderOptions(),
     for key in sorted(state.services):
         sp: ServicePort = state.services[key]
         frag = reusable.get(key)
-        if frag is None or (frag.sp is not sp and frag.sp != sp):
+        if frag is None or key in rendered:
             frag = render_fragment(sp, options, node_addrs, node_ips, state.node_name, state.node_zone)
         fragments[key] = frag
         for plan in frag.entries:

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
-from typing import Any
 
 from kproxy.agent.backend import ApplyError, ApplyResult, Backend, BackendUnavailable
-from kproxy.agent.state import ProxyState
+from kproxy.agent.protocols import BackendConfig, Namespace
+from kproxy.agent.state import Changes, ProxyState
 from kproxy.netns import NetNS
 
 from . import wire as w
@@ -44,9 +44,8 @@ class Inspection:
     hooks: dict[str, tuple[str, int, int]]
 
 
-def endpoint_selection(config: Any) -> str:
-    section = getattr(config, "nftables", None)
-    value = getattr(section, "endpoint_selection", "random") if section is not None else "random"
+def endpoint_selection(config: BackendConfig) -> str:
+    value = config.nftables.endpoint_selection
     if value not in ENDPOINT_SELECTIONS:
         raise BackendUnavailable(f"nftables.endpointSelection {value!r}: want random or maglev")
     return value
@@ -55,16 +54,16 @@ def endpoint_selection(config: Any) -> str:
 class NftablesBackend(Backend):
     name = "nftables"
 
-    def __init__(self, netns: Any, config: Any) -> None:
-        super().__init__(netns if netns is not None else NetNS(None), config)
+    def __init__(self, netns: Namespace | None, config: BackendConfig | None) -> None:
+        super().__init__(netns, config)
         self._sock: NftSocket | None = None
-        self.selection = endpoint_selection(config)
+        self.selection = endpoint_selection(self.config)
         self._owners: ElementOwners | None = None  # shared-element holders, as committed
         self._applied: Ruleset | None = None  # what the kernel holds after our last commit
         self._generation: int | None = None  # the kernel's ruleset generation after it
 
     @classmethod
-    def probe(cls, netns: Any, config: Any = None) -> None:
+    def probe(cls, netns: Namespace | None, config: BackendConfig | None = None) -> None:
         """Raises BackendUnavailable unless nf_tables answers in `netns` (and the config's
         endpoint selection is known)."""
         if config is not None:
@@ -127,8 +126,9 @@ class NftablesBackend(Backend):
 
     # ------------------------------------------------------------------ render / apply
 
-    def render(self, state: ProxyState, previous: Ruleset | None = None) -> Ruleset:
-        return render_ruleset(state, previous, self.selection)
+    def render(self, state: ProxyState, previous: Ruleset | None = None,
+               changes: Changes | None = None) -> Ruleset:
+        return render_ruleset(state, previous, changes, endpoint_selection=self.selection)
 
     def apply(self, ruleset: Ruleset, previous: Ruleset | None) -> ApplyResult:
         """previous None (a full sync) rewrites the whole table, unless the kernel's ruleset

@@ -201,12 +201,10 @@ class Ruleset:
     fragments: MappingProxyType[str, Fragment] = field(default_factory=lambda: MappingProxyType({}))
     context: tuple = ()
     # Bookkeeping for the next render and partial sync, not part of the value: the slot
-    # allocator's state, the state's ServicePorts this was rendered from (the next render
-    # compares identities there), `base` the token of the ruleset this one was rendered from and
-    # `changed` the fragment keys that differ from it (added, re-rendered or removed), which
-    # plan_partial then looks at alone.
+    # allocator's state, `base` the token of the ruleset this one was rendered from (None: a
+    # render from scratch) and `changed` the fragment keys the render's Changes named (added,
+    # re-rendered or removed), which plan_partial then looks at alone.
     slots: SlotState = field(default_factory=SlotState, compare=False, repr=False)
-    services: Mapping = field(default_factory=dict, compare=False, repr=False)
     token: object = field(default_factory=object, compare=False, repr=False)
     base: object = field(default=None, compare=False, repr=False)
     changed: frozenset = field(default=frozenset(), compare=False, repr=False)

@@ -128,29 +128,27 @@ def _views(fragments: Iterable[Fragment]) -> tuple[dict[str, Chain], dict[str, S
 
 
 def plan_partial(desired: Ruleset, previous: Ruleset, owners: ElementOwners | None = None) -> Transaction:
-    """Only the differences between `previous` and `desired`. When the static part or the
-    render context changed, every fragment is compared (still only differences are sent).
+    """Only the differences between `previous` and `desired`. When `desired` was rendered from
+    `previous`, only the fragments its render's Changes named are compared; otherwise (another
+    base, or the static part or the render context changed) every fragment is compared (still
+    only differences are sent).
     `owners` counts the holders of shared elements as the kernel has them (counted from
     `previous` when not given); the transaction's `owner_delta` advances it after commit."""
     if desired is previous:
         return Transaction()
     grown = desired.shared_maps is previous.shared_maps or \
         desired.shared_maps[:len(previous.shared_maps)] == previous.shared_maps  # at most new maps
-    if desired.static != previous.static or desired.context != previous.context or not grown:
-        old_frags: list[Fragment] = list(previous.fragments.values())
-        new_frags: list[Fragment] = list(desired.fragments.values())
+    if desired.base is not previous.token or desired.static != previous.static \
+            or desired.context != previous.context or not grown:
+        # in key order, as below: the batch's order depends on neither history nor hashing
+        old_frags: list[Fragment] = [previous.fragments[k] for k in sorted(previous.fragments)]
+        new_frags: list[Fragment] = [desired.fragments[k] for k in sorted(desired.fragments)]
         old_static = {c.name: c for c in previous.static}
         new_static = {c.name: c for c in desired.static}
         shared_old: dict[str, SetSpec] | None = {s.name: s for s in previous.shared_maps}
         shared_new: dict[str, SetSpec] | None = {s.name: s for s in desired.shared_maps}
     else:
-        keys: frozenset[str] | set[str] | list[str]
-        if desired.base is previous.token:  # rendered from `previous`: render knows what changed
-            keys = desired.changed
-        else:
-            keys = {k for k, f in desired.fragments.items() if previous.fragments.get(k) is not f}
-            keys.update(previous.fragments.keys() - desired.fragments.keys())
-        keys = sorted(keys)  # the batch's order does not depend on hashing
+        keys = sorted(desired.changed)  # the batch's order does not depend on hashing
         new_frags = [desired.fragments[k] for k in keys if k in desired.fragments]
         old_frags = [previous.fragments[k] for k in keys if k in previous.fragments]
         old_static = new_static = {}

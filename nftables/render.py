@@ -36,8 +36,8 @@ the kernel commits without re-validating the table's chain graph; any new jump, 
 rule makes it walk every chain reachable from the base chains (measured: 6-8 ms at 10k Services
 against under 1 ms for element changes; bench/nftables.py prints both).
 
-Guarantee: deterministic; fragments of ServicePorts equal to the previous render (same
-context) are reused as the same objects.
+Guarantee: deterministic; the fragments of ServicePorts that `changes` does not name are the
+previous render's (same context), reused as the same objects.
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ from types import MappingProxyType
 
 from kproxy.agent.addresses import LocalTraffic, ipv4, local_traffic, nodeport_ips
 from kproxy.agent.policy import categorize
-from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+from kproxy.agent.state import Changes, Endpoint, ProxyState, ServicePort
 
 from . import expr as x
 from . import wire as w
@@ -371,43 +371,41 @@ def static_chains(state: ProxyState) -> list[Chain]:
     ]
 
 
-def render(state: ProxyState, previous: Ruleset | None = None, endpoint_selection: str = "random") -> Ruleset:
-    """The complete Ruleset for `state` (pure, deterministic)."""
+def render(state: ProxyState, previous: Ruleset | None = None, changes: Changes | None = None,
+           endpoint_selection: str = "random") -> Ruleset:
+    """The complete Ruleset for `state` (pure, deterministic). With `previous` (the Ruleset
+    rendered from the state before) and `changes` (what changed since that state, as the
+    tracker says), only the ServicePorts named in `changes` are rendered again; the other
+    fragments are `previous`'s. Without them, or when `changes` is full or the render context
+    differs, everything is rendered."""
     if endpoint_selection not in ENDPOINT_SELECTIONS:
         raise ValueError(f"endpoint selection {endpoint_selection!r}: want random or maglev")
     with gc_paused():
-        return _render(state, previous, endpoint_selection)
+        return _render(state, previous, changes, endpoint_selection)
 
 
-def _render(state: ProxyState, previous: Ruleset | None, endpoint_selection: str) -> Ruleset:
+def _render(state: ProxyState, previous: Ruleset | None, changes: Changes | None,
+            endpoint_selection: str) -> Ruleset:
     context = render_context(state, endpoint_selection)
-    # what can be reused: a previous render in the same context that has fragments
-    prior = previous if previous is not None and previous.context == context and previous.fragments else None
     services = state.services
-    # No sort, and unchanged Services cost one identity comparison each (below): a change at
-    # 10k Services renders in about 2 ms.
-    fragments: dict[str, Fragment] = prior.fragments.copy() if prior else {}  # a dict: fast .get
-    slots = SlotAllocator(prior.slots if prior else None)
-    keys = list(services)
-    # the ServicePorts the previous render saw, by key: comparing identities there touches no
-    # fragment (10k scattered objects cost more than the comparison itself)
-    # (.copy() of the dict behind a MappingProxyType: 20x faster than dict() of it)
-    seen = prior.services.copy() if prior else {}  # type: ignore[attr-defined]
-    changed = [k for k, sp, old in zip(keys, services.values(), map(seen.get, keys))
-               if old is not sp and (old is None or old != sp or k not in fragments)]
-    # the old fragments are the kept ones, the re-rendered ones and those of removed Services
-    replaced = sum(1 for k in changed if k in fragments)
-    gone = fragments.keys() - services.keys() if len(fragments) != len(services) - len(changed) + replaced \
-        else set()
-    for key in sorted(gone):  # freed slots first, then the changed ones in a fixed order
+    if previous is None or changes is None or changes.full or previous.context != context:
+        prior = None
+        fragments: dict[str, Fragment] = {}  # a dict: fast .get
+        slots = SlotAllocator()
+        changed, gone = sorted(services), []
+    else:  # at 10k Services, one changed Service renders in about 2 ms
+        prior = previous
+        fragments = previous.fragments.copy()  # .copy() of a MappingProxyType's dict: 20x dict()
+        slots = SlotAllocator(previous.slots)
+        changed = sorted(k for k in changes.services if k in services)
+        gone = sorted(k for k in changes.services if k not in services and k in fragments)
+    for key in gone:  # freed slots first, then the changed ones in a fixed order
         for _, first, count in fragments.pop(key).blocks:
             slots.give(first, count)
-    changed.sort()
     for key in changed:
         old = fragments.get(key)
         fragments[key] = render_fragment(services[key], context, slots, old.blocks if old is not None else ())
-    changed.extend(gone)
     slot_state = slots.state()
     return Ruleset(static=tuple(static_chains(state)), shared_maps=shared_maps(slot_state),
-                   fragments=MappingProxyType(fragments), context=context, slots=slot_state, services=services,
-                   base=prior.token if prior else None, changed=frozenset(changed))
+                   fragments=MappingProxyType(fragments), context=context, slots=slot_state,
+                   base=prior.token if prior else None, changed=frozenset(changed + gone))

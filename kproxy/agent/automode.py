@@ -9,17 +9,18 @@ missing in one line.
 """
 from __future__ import annotations
 
-from typing import Any
 
 from kproxy import modes
 from kproxy.agent import backend as backends
+from kproxy.agent.protocols import BackendConfig, Namespace
 
 AUTO = "auto"
 PREFERENCE = modes.auto_order()  # ModeSpec.auto_rank
 FALLBACK = "userspace"
 
 
-def choose_mode(netns: Any, config: Any = None, preference: tuple[str, ...] = PREFERENCE) -> tuple[str, list[str]]:
+def choose_mode(netns: Namespace, config: BackendConfig | None = None,
+                preference: tuple[str, ...] = PREFERENCE) -> tuple[str, list[str]]:
     """(mode, reasons): the first mode of `preference` whose probe passes in `netns`."""
     reasons: list[str] = []
     for mode in preference:

@@ -1,9 +1,11 @@
 """The backend protocol every proxy mode implements, and the registry of modes.
 
 A backend is split in two halves:
-- `render(state, previous)` is pure and deterministic: the same state gives the same ruleset.
-  `previous` (the last ruleset it rendered) only lets it reuse fragments of ServicePorts that
-  compare equal, so that rendering one changed Service costs O(that Service).
+- `render(state, previous, changes)` is pure and deterministic: the same state gives the same
+  ruleset. `previous` (the ruleset it rendered from the state before) and `changes` (the
+  tracker's Changes since that state) only let it reuse the fragments of the ServicePorts that
+  `changes` does not name, so that rendering one changed Service costs O(that Service); without
+  them (or with full Changes) it renders everything. It never looks for what changed itself.
 - `apply(ruleset, previous)` performs the kernel I/O in one transaction. `previous` is the
   ruleset the kernel is known to hold; None means "unknown": rewrite everything the backend owns
   (full sync, which also repairs drift). It never leaves a window where a live Service has no
@@ -16,8 +18,10 @@ A backend is split in two halves:
   between, must be cheap and report when the kernel lost what the backend wrote (iptables: a
   full restore costs seconds to minutes at scale, a canary chain costs milliseconds).
 
-Backends run all kernel work inside `netns` (kproxy.netns.NetNS): they call netns.run(fn, ...)
-or spawn commands from inside it. They never talk to the apiserver.
+Backends run all kernel work inside `netns` (kproxy.netns.NetNS, typed as the protocol
+kproxy.agent.protocols.Namespace): they call netns.run(fn, ...) or spawn commands from inside
+it. They never talk to the apiserver. `config` is an AgentConfig (typed as BackendConfig; None:
+its defaults), read as it is: config.py owns every default.
 """
 from __future__ import annotations
 
@@ -27,7 +31,10 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from kproxy import modes
-from kproxy.agent.state import ProxyState
+from kproxy.agent.config import AgentConfig
+from kproxy.agent.protocols import BackendConfig, Namespace
+from kproxy.agent.state import Changes, ProxyState
+from kproxy.netns import NetNS
 
 
 class ApplyError(Exception):
@@ -38,7 +45,7 @@ class BackendUnavailable(Exception):
     """The kernel or the machine lacks what this mode needs (the message says what)."""
 
 
-def run_command(netns: Any, argv: list[str], input: str | None = None,
+def run_command(netns: Namespace, argv: list[str], input: str | None = None,
                 timeout: float = 120) -> subprocess.CompletedProcess:
     """`argv` run inside `netns` (NetNS.command, check=False: the caller reads the status);
     ApplyError when it cannot run at all (a missing binary) or does not finish within `timeout`."""
@@ -69,18 +76,19 @@ class Backend(abc.ABC):
         thread, only after a successful apply. Only backends with a full_sync_period need it."""
         return False
 
-    def __init__(self, netns: Any, config: Any) -> None:
-        self.netns = netns  # kproxy.netns.NetNS
-        self.config = config  # kproxy.agent.config.AgentConfig
+    def __init__(self, netns: Namespace | None, config: BackendConfig | None) -> None:
+        # None: the process's own namespace, the configuration's defaults
+        self.netns: Namespace = netns if netns is not None else NetNS(None)
+        self.config: BackendConfig = config if config is not None else AgentConfig()
 
     @classmethod
-    def probe(cls, netns: Any, config: Any = None) -> None:
+    def probe(cls, netns: Namespace, config: BackendConfig | None = None) -> None:
         """Raises BackendUnavailable when this mode cannot work in `netns` (with `config`, when
         given: e.g. the configured iptables variant)."""
 
     @abc.abstractmethod
-    def render(self, state: ProxyState, previous: Any | None = None) -> Any:
-        """Pure: the complete ruleset for `state`."""
+    def render(self, state: ProxyState, previous: Any | None = None, changes: Changes | None = None) -> Any:
+        """Pure: the complete ruleset for `state` (see module doc for `previous` and `changes`)."""
 
     @abc.abstractmethod
     def apply(self, ruleset: Any, previous: Any | None) -> ApplyResult:

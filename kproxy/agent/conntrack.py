@@ -20,9 +20,10 @@ from __future__ import annotations
 import ipaddress
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Iterable
 
 from kproxy.agent.policy import categorize_in
+from kproxy.agent.protocols import Namespace
 from kproxy.agent.state import ProxyState, ServicePort
 from kproxy.netlink.conntrack import TCP_CONNTRACK_SYN_SENT, ConntrackSocket, Entry
 
@@ -151,7 +152,7 @@ def _entries_to_port(sock: ConntrackSocket, f: ConntrackFilter, listed: dict) ->
     return by_port.get(f.orig_port, [])
 
 
-def flush(netns: Any, filters: Iterable[ConntrackFilter]) -> int:
+def flush(netns: Namespace, filters: Iterable[ConntrackFilter]) -> int:
     """Deletes the entries matching each filter inside `netns` (kproxy.netns.NetNS): one
     listing per family and protocol, then the matches. Returns how many filters were carried
     out. A filter that matches nothing is not an error; a failure is logged and the other
@@ -221,7 +222,7 @@ def untranslated_attempts(entries: Iterable[Entry], wanted: frozenset[Frontend])
     return out
 
 
-def flush_unanswered(netns: Any, wanted: frozenset[Frontend]) -> int:
+def flush_unanswered(netns: Namespace, wanted: frozenset[Frontend]) -> int:
     """Deletes, inside `netns`, the untranslated SYN_SENT entries to `wanted` frontends (one
     listing per address family, the matches deleted together). Returns how many were deleted;
     failures are logged, never raised."""

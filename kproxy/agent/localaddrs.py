@@ -17,7 +17,8 @@ import errno
 import logging
 import socket
 import struct
-from typing import Any, Callable, Iterator
+from kproxy.agent.protocols import Namespace
+from typing import Callable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class LocalAddressWatcher:
     """Keeps `addresses` equal to the namespace's IPv4 addresses and calls on_change(addresses)
     on the event loop whenever they change. start() returns after the first read."""
 
-    def __init__(self, netns: Any, on_change: Callable[[tuple[str, ...]], None]) -> None:
+    def __init__(self, netns: Namespace, on_change: Callable[[tuple[str, ...]], None]) -> None:
         self.netns = netns
         self.on_change = on_change
         self.addresses: tuple[str, ...] = ()

@@ -46,7 +46,7 @@ from kproxy.agent.localaddrs import LocalAddressWatcher
 from kproxy.agent.metrics import ProxyMetrics
 from kproxy.agent.runner import BoundedFrequencyRunner
 from kproxy.agent.servicehealth import ServiceHealthServer
-from kproxy.agent.state import ProxyState, ServicePort
+from kproxy.agent.state import FULL, Changes, ProxyState, ServicePort, changes_between
 from kproxy.agent.tracker import ProxyStateBuilder, StateSettings
 from kproxy.agent.translate import HEADLESS_LABEL, SERVICE_PROXY_NAME_LABEL
 from kproxy.api.resources import ENDPOINT_SLICES, NODES, SERVICES
@@ -104,6 +104,7 @@ class Proxier:
         self._built_state: ProxyState | None = None  # the builder's state the last apply was made from
         self._applied_state: ProxyState | None = None  # what the kernel holds (skipped ServicePorts left out)
         self._applied_ruleset: Any = None
+        self._ruleset_state: ProxyState | None = None  # the state _applied_ruleset was rendered from
         self._pending_trigger_times: list[float] = []
         self._no_local: dict[str, tuple[bool, bool]] = {}  # only ServicePorts lacking local endpoints
         self._no_local_counts = [0, 0]  # internal, external
@@ -148,10 +149,14 @@ class Proxier:
         base = dict(self._applied_state.services) if self._applied_state is not None else {}
         state, released = self.quarantine.effective(result.state, base, retry=full)
         keys: Any = None if full else result.changes.services | released
+        # what the render may take from the applied ruleset: after a failure the builder's
+        # changes no longer start from what that ruleset was rendered from
+        changes = FULL if self._force_full or result.changes.full else \
+            Changes(full=False, services=result.changes.services | released)
         if released:
             self.metrics.record_skipped(self.quarantine.counts())
         try:
-            applied = await self._program(state, full)
+            applied = await self._program(state, full, changes)
         except quarantine.Refused as refused:
             if not full:  # drift or a transient error fail a partial apply too: a full sync first
                 self._sync_failed(refused)
@@ -160,7 +165,7 @@ class Proxier:
             rewrite: list[bool] = [full]  # trials stay full until one succeeds (node-wide parts may have changed)
 
             async def attempt(trial: ProxyState) -> None:
-                await self._program(trial, rewrite[0])
+                await self._program(trial, rewrite[0], changes_between(self._ruleset_state, trial))
                 rewrite[0] = False
 
             try:
@@ -195,12 +200,13 @@ class Proxier:
         log.debug("%s sync of revision %d in %.3fs (%s)", "full" if full else "partial", state.revision,
                   duration, getattr(applied, "detail", ""))
 
-    async def _program(self, state: ProxyState, full: bool) -> Any:
-        """Renders and applies `state` (a full rewrite when `full` or when the kernel's content
+    async def _program(self, state: ProxyState, full: bool, changes: Changes) -> Any:
+        """Renders `state` (`changes`: what differs from the state the applied ruleset was
+        rendered from) and applies it (a full rewrite when `full` or when the kernel's content
         is unknown). Raises quarantine.Refused when the render raises or the kernel refuses."""
         loop = asyncio.get_running_loop()
         try:
-            ruleset = await loop.run_in_executor(None, self.backend.render, state, self._applied_ruleset)
+            ruleset = await loop.run_in_executor(None, self.backend.render, state, self._applied_ruleset, changes)
         except Exception as exc:
             raise quarantine.Refused(quarantine.RENDER, f"{type(exc).__name__}: {exc}") from exc
         previous = None if full or self._force_full else self._applied_ruleset
@@ -209,7 +215,7 @@ class Proxier:
         except ApplyError as exc:  # nothing of it took effect: the kernel holds what it held
             self.metrics.record_apply_failure()
             raise quarantine.Refused(quarantine.KERNEL, str(exc)) from exc
-        self._applied_ruleset, self._force_full = ruleset, False
+        self._applied_ruleset, self._ruleset_state, self._force_full = ruleset, state, False
         return applied
 
     def _sync_failed(self, exc: BaseException) -> None:

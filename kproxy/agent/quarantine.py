@@ -29,7 +29,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Mapping
 
-from kproxy.agent.state import ProxyState, ServicePort
+from kproxy.agent.state import ProxyState, ServicePort, differing_keys
 
 RENDER = "render"  # the backend's render raised
 KERNEL = "kernel"  # the kernel (or iptables-restore) refused the transaction
@@ -65,18 +65,13 @@ def with_services(state: ProxyState, services: Mapping[str, ServicePort]) -> Pro
     return dataclasses.replace(state, services=dict(services))
 
 
-def changed_keys(a: Mapping[str, ServicePort], b: Mapping[str, ServicePort]) -> list[str]:
-    """Keys whose ServicePort differs between `a` and `b` (added, removed or modified), sorted."""
-    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-
-
 async def isolate(target: ProxyState, base: Mapping[str, ServicePort], attempt: Attempt,
                   failure: Refused) -> tuple[dict[str, ServicePort], dict[str, Skipped]]:
     """After `attempt(target)` failed with `failure`: programs every change of `target` over
     `base` that can be programmed (see module doc). Returns (the ServicePorts the kernel now
     holds, the culprits by key)."""
     current = dict(base)
-    changes = changed_keys(target.services, current)
+    changes = sorted(differing_keys(target.services, current))
     if not changes:
         raise failure  # what the kernel held before fails now: not a new object's fault
     culprits: dict[str, Skipped] = {}

@@ -7,13 +7,13 @@ namespace; aiohttp serves them from the agent's event loop through SockSite.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from aiohttp import web
 
 from kproxy.agent.config import parse_bind_address
 from kproxy.agent.health import ProxierHealth
 from kproxy.agent.metrics import CONTENT_TYPE, ProxyMetrics
+from kproxy.agent.protocols import Namespace
 from kproxy.listener import ConnectionLimits, GatedSite, listen_socket
 
 # The agent's listeners answer small GETs from probes and scrapers: a few connections, short
@@ -60,7 +60,7 @@ def metrics_app(metrics: ProxyMetrics, mode: str) -> web.Application:
 class HttpListeners:
     """Starts the configured listeners inside `netns`; `stop()` closes them."""
 
-    def __init__(self, netns: Any) -> None:
+    def __init__(self, netns: Namespace) -> None:
         self.netns = netns
         self._sites: list[GatedSite] = []
         self.addresses: dict[str, tuple[str, int]] = {}  # name -> bound (host, port)

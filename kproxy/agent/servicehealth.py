@@ -13,12 +13,13 @@ them to match the state and is O(changed ServicePorts) on partial syncs.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from typing import Iterable
 
 from aiohttp import web
 
 from kproxy.agent.health import ProxierHealth
 from kproxy.agent.policy import local_ready_count
+from kproxy.agent.protocols import Namespace
 from kproxy.agent.servers import AGENT_LIMITS, listen_socket
 from kproxy.agent.state import ProxyState, ServicePort
 from kproxy.listener import GatedSite
@@ -38,7 +39,7 @@ def desired_ports(services: Iterable[ServicePort]) -> dict[int, tuple[str, str, 
 
 
 class ServiceHealthServer:
-    def __init__(self, netns: Any, health: ProxierHealth, host: str = "0.0.0.0") -> None:
+    def __init__(self, netns: Namespace, health: ProxierHealth, host: str = "0.0.0.0") -> None:
         self.netns = netns
         self.health = health
         self.host = host

@@ -8,7 +8,7 @@ for a ServicePort and reuse it while the ServicePort compares equal.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Mapping
 
@@ -112,3 +112,21 @@ class Changes:
 
     full: bool
     services: frozenset[str] = frozenset()
+
+
+FULL = Changes(full=True)
+
+
+def changes_between(old: ProxyState | None, new: ProxyState) -> Changes:
+    """What changed from `old` to `new`, found by comparing values: full when there is no `old`
+    or a node-wide field differs, else the ServicePort keys that differ. For the callers that
+    have no tracker to ask (tests, benchmarks, the quarantine's trial states); O(ServicePorts)."""
+    if old is None or any(getattr(old, f.name) != getattr(new, f.name) for f in fields(ProxyState)
+                          if f.name not in ("services", "revision")):
+        return FULL
+    return Changes(full=False, services=differing_keys(old.services, new.services))
+
+
+def differing_keys(a: Mapping[str, ServicePort], b: Mapping[str, ServicePort]) -> frozenset[str]:
+    """The keys whose ServicePort differs between `a` and `b` (added, removed or modified)."""
+    return frozenset(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))

@@ -28,6 +28,8 @@ from kproxy.apiserver.auth.escalation import EscalationGuard
 from kproxy.apiserver.auth.middleware import AuthMiddleware, loopback_host
 from kproxy.apiserver.auth.rbac import RBACAuthorizer
 from kproxy.apiserver.auth.sa_admission import ServiceAccountTokenAdmission
+from kproxy.apiserver.auth.sa_pod_admission import ServiceAccountPodAdmission
+from kproxy.apiserver.toleration_admission import DefaultTolerationSeconds
 from kproxy.apiserver.auth.token_controller import TokenController
 from kproxy.apiserver.auth.tokenrequest import TokenIssuer
 from kproxy.apiserver.auth.tokens import TokenSigner
@@ -104,6 +106,8 @@ class ApiServer:
         with open(self.pki.ca_cert, "rb") as f:
             ca_pem = f.read()
         self.registry.admission.append(ServiceAccountTokenAdmission(self.store))
+        self.registry.admission.append(ServiceAccountPodAdmission(self.store))
+        self.registry.admission.append(DefaultTolerationSeconds())
         self.tokens = TokenController(self.registry, signer, ca_pem)
         self.audit = AuditLog(os.path.join(config.data_dir, AUDIT_LOG_NAME), config.audit_policy,
                               config.audit_max_bytes, config.audit_max_backups)

@@ -22,8 +22,10 @@ from kproxy.controllers.podgc import PodGCController, PodGCOptions
 from kproxy.controllers.replicaset import ReplicaSetController
 from kproxy.controllers.replicationcontroller import ReplicationControllerController
 from kproxy.controllers.resourcequota import ResourceQuotaController
+from kproxy.controllers.rootcacert import RootCACertPublisher
 from kproxy.controllers.serviceaccount import ServiceAccountController
 from kproxy.controllers.statefulset import StatefulSetController
+from kproxy.controllers.tainteviction import TaintEvictionController
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ def build_controllers(client: Any, informers: SharedInformers, *, node_grace_per
         DaemonSetController(client, informers),
         StatefulSetController(client, informers),
         GarbageCollector(client, informers),
+        RootCACertPublisher(client, informers),
+        TaintEvictionController(client, informers),
     ]
 
 

@@ -13,7 +13,11 @@ Guarantees, checked every `monitor_period` seconds:
 - every pod on a node whose Ready condition is Unknown or False has its Ready condition set to
   False through the pod's status subresource (Kubernetes' MarkPodsNotReady);
 - a node without any Ready condition and heartbeat is treated like a silent one after the
-  grace period. Nothing is ever set back to Ready: that is the kubelet's job.
+  grace period. Nothing is ever set back to Ready: that is the kubelet's job;
+- a node's taints follow its Ready condition (TaintNodesByCondition and the NoExecute
+  tainting pass): Unknown -> node.kubernetes.io/unreachable, False -> node.kubernetes.io/
+  not-ready, each as NoSchedule and NoExecute; Ready=True removes them. The taint eviction
+  manager (tainteviction.py) acts on the NoExecute ones.
 """
 from __future__ import annotations
 
@@ -81,6 +85,31 @@ def node_marked_unknown(node: dict, now: str) -> dict | None:
         cond.setdefault("lastHeartbeatTime", now)
         changed = True
     return new if changed else None
+
+
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"
+UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
+CONDITION_TAINTS = (NOT_READY_TAINT, UNREACHABLE_TAINT)
+
+
+def node_with_condition_taints(node: dict, now: str) -> dict | None:
+    """The node with the not-ready/unreachable taints its Ready condition calls for, None when
+    it already has exactly those (pure). A taint kept keeps its timeAdded."""
+    ready = (condition(node, "Ready") or {}).get("status")
+    key = {"False": NOT_READY_TAINT, "Unknown": UNREACHABLE_TAINT}.get(str(ready))
+    taints = list((node.get("spec") or {}).get("taints") or [])
+    kept = [t for t in taints if t.get("key") not in CONDITION_TAINTS or t.get("key") == key]
+    if key is not None:
+        for effect in ("NoSchedule", "NoExecute"):
+            if not any(t.get("key") == key and t.get("effect") == effect for t in kept):
+                kept.append({"key": key, "effect": effect, **({"timeAdded": now} if effect == "NoExecute" else {})})
+    if kept == taints:
+        return None
+    new = copy.deepcopy(node)
+    new.setdefault("spec", {})["taints"] = kept
+    if not kept:
+        del new["spec"]["taints"]
+    return new
 
 
 def pod_marked_not_ready(pod: dict, now: str) -> dict | None:
@@ -152,6 +181,7 @@ class NodeLifecycleController:
                 except ApiError as exc:
                     if exc.code not in (404, 409):  # gone, or changed meanwhile: next pass
                         raise
+        await self._taint_by_condition(stamp)
         not_ready = set()
         for node in self.nodes.cache.values():
             ready = condition(node, "Ready")
@@ -167,4 +197,17 @@ class NodeLifecycleController:
                 await self.client.update_status(PODS, new)
             except ApiError as exc:
                 if exc.code not in (404, 409):
+                    raise
+
+    async def _taint_by_condition(self, stamp: str) -> None:
+        for node in list(self.nodes.cache.values()):
+            new = node_with_condition_taints(node, stamp)
+            if new is None:
+                continue
+            try:
+                await self.client.update(NODES, new)
+                log.info("node: %s taints now %s", meta(node)["name"],
+                         [f"{t['key']}:{t['effect']}" for t in (new.get("spec") or {}).get("taints") or []])
+            except ApiError as exc:
+                if exc.code not in (404, 409):  # gone, or changed meanwhile: next pass
                     raise

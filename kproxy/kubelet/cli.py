@@ -19,6 +19,7 @@ from kproxy.client.informer import Informer
 from kproxy.client.kubeconfig import KubeconfigError, load_kubeconfig
 from kproxy.client.rest import ApiClient
 from kproxy.controllers.cli import parse_duration
+from kproxy.kubelet.cgroups import Cgroups
 from kproxy.kubelet.node import DEFAULT_MAX_PODS, machine_facts
 from kproxy.kubelet.podworker import NodeContext
 from kproxy.kubelet.runtime import PodNetworks
@@ -83,11 +84,13 @@ def _context(args: argparse.Namespace, client: ApiClient) -> tuple[NodeContext, 
     if not host_ip:
         raise CLIError(f"no IPv4 address in namespace {args.netns}: give --node-ip")
     os.makedirs(args.root_dir, exist_ok=True)
+    cgroups, cgroups_note = Cgroups.detect(args.root_dir)
     networks = PodNetworks(args.netns, str(net), args.pod_netns_prefix or f"{args.netns}-pod-")
     ctx = NodeContext(client=client, node_name=args.node_name, host_ip=host_ip, node_ns=node_ns,
                       networks=networks, root_dir=args.root_dir, services=Informer(client, SERVICES),
                       backoff_initial=args.crash_loop_backoff, backoff_max=30 * args.crash_loop_backoff,
-                      events=EventRecorder(client, "kubelet", args.node_name))
+                      events=EventRecorder(client, "kubelet", args.node_name), cgroups=cgroups,
+                      cgroups_note=cgroups_note)
     return ctx, host_ip
 
 

@@ -31,7 +31,7 @@ from typing import Any, Callable, Mapping
 from aiohttp import WSMsgType, web
 
 from kproxy.api import status as st
-from kproxy.kubelet.runtime import exit_code, in_pod, missing_program
+from kproxy.kubelet.runtime import exit_code, missing_program
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +71,11 @@ class ExecOptions:
 
 @dataclass(frozen=True)
 class Target:
-    """Where an exec runs: the pod's namespace, the container's environment and workingDir."""
+    """Where an exec runs: the command prefix that enters the container's namespaces (its
+    ContainerProcess.exec_prefix(): the pod's network, and its mounts when it has volumes), the
+    container's environment and workingDir."""
 
-    netns: str
+    prefix: tuple[str, ...]
     env: Mapping[str, str]
     cwd: str = "/"
 
@@ -124,7 +126,7 @@ class _Session:
         self.outputs: list[tuple[int, asyncio.StreamReader]] = []
 
     async def start(self, target: Target) -> None:
-        argv = in_pod(target.netns, self.options.command)
+        argv = [*target.prefix, *self.options.command]
         env, cwd = dict(target.env), target.cwd if os.path.isdir(target.cwd) else "/"
         if self.options.tty:
             await self._start_tty(argv, env, cwd)

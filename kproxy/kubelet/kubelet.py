@@ -8,7 +8,9 @@ Guarantees:
   nodeLeaseRenewInterval) and the node status every `status_interval` seconds;
 - containers start only after the Services have been listed (their environment variables);
 - on stop every pod's processes are stopped and its namespace removed, and so are pod
-  namespaces left by an earlier kubelet with the same prefix.
+  namespaces left by an earlier kubelet with the same prefix;
+- a kubelet that died leaves records (records.py): its successor adopts the pods still bound
+  to it as they run (same processes, same status) and stops those that are gone.
 """
 from __future__ import annotations
 
@@ -24,7 +26,9 @@ from kproxy.client.errors import ApiConnectionError
 from kproxy.client.heartbeat import NodeHeartbeat
 from kproxy.client.informer import Informer
 from kproxy.kubelet.node import NodeFacts, node_object, refreshed_node, status_differs
+from kproxy.kubelet import records
 from kproxy.kubelet.podworker import NodeContext, PodWorker, meta
+from kproxy.kubelet.volumemanager import remove_leftover_mounts
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,7 @@ class Kubelet:
         self.status_interval = status_interval
         self.workers: dict[str, PodWorker] = {}  # pod uid -> worker
         self._tasks: dict[str, asyncio.Task] = {}
+        self.adoptable: dict[str, records.PodRecord] = {}  # pods an earlier kubelet left running, by uid
         self.pods = Informer(ctx.client, PODS, field_selector=f"spec.nodeName={facts.name}", handler=self)
 
     # -- the node ------------------------------------------------------------------------
@@ -104,7 +109,7 @@ class Kubelet:
         if uid in self.workers:
             self.workers[uid].update(pod)
             return
-        worker = PodWorker(self.ctx, pod)
+        worker = PodWorker(self.ctx, pod, self.adoptable.pop(uid, None))
         self.workers[uid] = worker
         self._tasks[uid] = asyncio.create_task(self._run_worker(uid, worker), name=f"pod-{worker.key}")
 
@@ -131,10 +136,46 @@ class Kubelet:
 
     # -- the whole ------------------------------------------------------------------------
 
+    def _find_adoptable(self) -> dict[str, records.PodRecord]:
+        """The pods an earlier kubelet left (it died: a clean exit leaves none) whose namespace
+        still exists; their namespaces are taken over so nothing below removes them."""
+        found = {}
+        for uid, record in records.load_all(self.ctx.root_dir).items():
+            if record.own_network and (record.slot is None or self.ctx.networks.adopt(
+                    uid, record.namespace, record.name, self.facts.name, record.slot) is None):
+                continue  # its namespace is gone: the pod starts afresh
+            found[uid] = record
+        return found
+
+    async def _discard_unclaimed(self, wait_for_pods: bool = True) -> None:
+        """Once the pods are listed: stops what an earlier kubelet left of pods that are gone
+        (at exit, of every pod not claimed yet)."""
+        if wait_for_pods:
+            await self.pods.synced.wait()
+        for uid in list(self.adoptable):
+            record = self.adoptable.pop(uid, None)
+            if record is None:
+                continue  # claimed meanwhile, or discarded by the other caller
+            log.info("pod %s/%s: gone while no kubelet ran, stopping what is left", record.namespace, record.name)
+            leftover = {"metadata": {"uid": uid, "name": record.name, "namespace": record.namespace},
+                        "spec": {"containers": [{"name": name} for name in record.containers]}}
+            worker = PodWorker(self.ctx, leftover, record)
+            worker.shutdown()
+            await worker.run()
+
     async def run(self, stop: asyncio.Event) -> None:
+        self.adoptable = await asyncio.to_thread(self._find_adoptable)
         gone = await asyncio.to_thread(self.ctx.networks.remove_leftovers)
         if gone:
             log.info("removed pod namespaces left behind: %s", ", ".join(gone))
+        keep = frozenset(self.adoptable)
+        unmounted = await asyncio.to_thread(remove_leftover_mounts, self.ctx.root_dir, keep)
+        if unmounted:
+            log.info("unmounted pod volumes left behind: %s", ", ".join(unmounted))
+        if self.ctx.cgroups is not None:
+            await asyncio.to_thread(self.ctx.cgroups.remove_pods, keep)
+        else:
+            log.warning("container resource limits are not enforced: %s", self.ctx.cgroups_note)
         heartbeat = NodeHeartbeat(self.ctx.client, [self.facts.name], interval=self.lease_interval, post_ready=False)
         tasks: list[asyncio.Task[Any]] = [
             asyncio.create_task(self._node_loop(stop), name="node-status"),
@@ -145,6 +186,7 @@ class Kubelet:
             await self._wait_or_stop(self.ctx.services.synced.wait(), stop)
             if not stop.is_set():
                 tasks.append(asyncio.create_task(self.pods.run(), name="informer-pods"))
+                tasks.append(asyncio.create_task(self._discard_unclaimed(), name="discard-unclaimed"))
                 await stop.wait()
         finally:
             self.pods.stop()
@@ -152,10 +194,14 @@ class Kubelet:
             for worker in list(self.workers.values()):
                 worker.shutdown()
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            await self._discard_unclaimed(wait_for_pods=False)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.to_thread(self.ctx.networks.remove_leftovers)
+            await asyncio.to_thread(remove_leftover_mounts, self.ctx.root_dir)
+            if self.ctx.cgroups is not None:
+                await asyncio.to_thread(self.ctx.cgroups.remove_all)
             if self.ctx.events is not None:
                 await self.ctx.events.drain()
 

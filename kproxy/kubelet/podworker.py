@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,12 +30,15 @@ from kproxy.api.resources import PODS, SECRETS
 from kproxy.api.status import ApiError
 from kproxy.client.errors import ApiConnectionError
 from kproxy.client.events import POD_REF, EventRecorder
-from kproxy.kubelet import logs
+from kproxy.kubelet import logs, records
 from kproxy.kubelet.backoff import CrashBackoff
+from kproxy.kubelet.cgroups import join_prefix, limits_of
 from kproxy.kubelet.containerspec import EnvError, ImageError, container_argv, container_env, referenced_sources
 from kproxy.kubelet.probes import ProbeTracker, run_probe
 from kproxy.kubelet.runtime import ContainerProcess, PodNetworks, RuntimeFailure
 from kproxy.kubelet.status import ContainerRecord, pod_status
+from kproxy.kubelet.volumemanager import PodVolumes
+from kproxy.kubelet.volumes import MountError, mount_prefix
 from kproxy.netns import NetNS
 
 log = logging.getLogger(__name__)
@@ -62,6 +66,8 @@ class NodeContext:
     tick: float = 2.0  # the longest a worker sleeps; exits (pidfd), probes and backoffs wake it sooner
     events: EventRecorder | None = None  # the Events kubelet records (Started, Killing, BackOff, ...)
     shutdown_grace: float = 5.0  # the most a kubelet that exits waits for one pod
+    cgroups: Any = None  # a cgroups.Cgroups for resource limits, None when the machine offers none
+    cgroups_note: str = ""  # why there are no cgroups
 
 
 @dataclass
@@ -74,6 +80,7 @@ class Container:
     ever_started: bool = False
     done: bool = False  # exited and will not restart
     init: bool = False  # an init container: runs to completion before the app containers
+    oom_kills: int = 0  # the OOM kills its cgroup had counted when it last started
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,7 @@ def meta(obj: dict) -> dict:
 
 
 class PodWorker:
-    def __init__(self, ctx: NodeContext, pod: dict):
+    def __init__(self, ctx: NodeContext, pod: dict, adopt: records.PodRecord | None = None):
         self.ctx = ctx
         self.pod = pod
         self.uid = str(meta(pod).get("uid"))
@@ -100,6 +107,8 @@ class PodWorker:
         self.containers = [self._container(c) for c in spec.get("containers") or []]
         self.sandbox: Sandbox | None = None
         self._network_backoff = CrashBackoff(1.0, 30.0)
+        self.volumes = PodVolumes(ctx.client, pod, os.path.join(ctx.root_dir, "pods", self.uid))
+        self._mount_backoff = CrashBackoff(1.0, 30.0)
         self.start_time: str | None = None
         self.last_written: dict | None = None
         self._server_view: dict = {}  # what the server returned for last_written
@@ -107,6 +116,9 @@ class PodWorker:
         self._wake = asyncio.Event()
         self._gone = False  # the object is deleted: nothing to write or delete any more
         self._shutdown = False
+        self.pod_dir = os.path.join(ctx.root_dir, "pods", self.uid)
+        if adopt is not None:
+            self._adopt(adopt)
 
     def _container(self, spec: dict, init: bool = False) -> Container:
         record = ContainerRecord(name=str(spec.get("name")), image=str(spec.get("image") or ""))
@@ -150,9 +162,74 @@ class PodWorker:
         if self.ctx.events is not None:
             self.ctx.events.record(POD_REF, self.namespace, self.name, event_type, reason, message, uid=self.uid)
 
+    # -- what an earlier kubelet left ------------------------------------------------------
+
+    def _adopt(self, record: records.PodRecord) -> None:
+        """Takes over the sandbox and processes an earlier kubelet of this node left running,
+        with the status they had (no restart, no readiness flap); a process that died meanwhile
+        is reaped as an exit of unknown code at the first pass."""
+        self.sandbox = Sandbox(record.netns, record.ip, record.own_network)
+        self.start_time = record.start_time
+        self.volumes.ready = True
+        now = time.monotonic()
+        status = self.pod.get("status") or {}
+        seen = {s.get("name"): s for key in ("initContainerStatuses", "containerStatuses")
+                for s in status.get(key) or () if isinstance(s, dict)}
+        for c in self.every_container:
+            saved = record.containers.get(c.record.name)
+            if saved is None:
+                continue
+            old = seen.get(c.record.name) or {}
+            c.ever_started = True
+            c.oom_kills = saved.oom_kills
+            c.record.restart_count, c.record.last_state = saved.restart_count, dict(old.get("lastState") or {})
+            c.record.started_at, c.record.container_id = saved.started_at, saved.container_id
+            if saved.pid is None:  # it had finished for good
+                c.done = True
+                c.record.state, c.record.exit_code = "terminated", saved.exit_code
+                c.record.reason = "Completed" if saved.exit_code == 0 else "Error"
+                c.record.finished_at = ((old.get("state") or {}).get("terminated") or {}).get("finishedAt")
+                continue
+            log_path = os.path.join(self.pod_dir, f"{c.record.name}.log")
+            c.process = ContainerProcess.adopt(record.netns, saved.pid, saved.start_ticks, log_path, saved.wrapped)
+            c.record.state, c.record.reason = "running", ""
+            c.probes = {} if c.init else {kind: ProbeTracker(kind, c.spec[field_name], now) for field_name, kind
+                                          in PROBE_KINDS if isinstance(c.spec.get(field_name), dict)}
+            if "startup" in c.probes and old.get("started"):
+                c.probes["startup"].result = True
+            if "readiness" in c.probes and old.get("ready"):
+                c.probes["readiness"].result = True
+            self._judge(c)
+        log.info("pod %s: adopted from an earlier kubelet", self.key)
+
+    def _save_record(self) -> None:
+        """Writes what a successor needs to adopt this pod (records.py)."""
+        if self.sandbox is None:
+            return
+        containers = {}
+        for c in self.every_container:
+            if c.process is not None and c.process.pid is not None:
+                containers[c.record.name] = records.ContainerRecordOnDisk(
+                    c.process.pid, c.process.start_ticks(), bool(c.process.wrapper), c.record.started_at,
+                    c.record.container_id, c.record.restart_count, oom_kills=c.oom_kills)
+            elif c.done and c.ever_started:
+                containers[c.record.name] = records.ContainerRecordOnDisk(
+                    None, 0, False, c.record.started_at, c.record.container_id, c.record.restart_count,
+                    exit_code=c.record.exit_code)
+        record = records.PodRecord(self.uid, self.namespace, self.name, self.sandbox.netns, self.sandbox.ip,
+                                   self.sandbox.own_network, self.ctx.networks.slot_of(self.uid), self.start_time,
+                                   containers)
+        try:
+            records.save(self.pod_dir, record)
+        except OSError as exc:
+            log.warning("pod %s: record not written (a kubelet restart will rerun it): %s", self.key, exc)
+
     # -- the loop ------------------------------------------------------------------------
 
     async def run(self) -> None:
+        for c in self.every_container:
+            if c.process is not None and c.process.adopted is not None:
+                c.process.watch_exit(self._wake.set)
         try:
             while not (self.deleting or self._shutdown):
                 await self._sync_once()
@@ -170,12 +247,15 @@ class PodWorker:
             try:
                 self.sandbox = await self._make_sandbox()
                 self.start_time = now_rfc3339()
+                self._save_record()
             except RuntimeFailure as exc:
                 log.warning("pod %s: network not set up: %s", self.key, exc)
                 self._network_backoff.exited(now, 0.0)  # retried with backoff, not every tick
                 for c in self.every_container:
                     c.record.reason, c.record.message = "ContainerCreating", str(exc)
-        if self.sandbox is not None:
+        if self.sandbox is not None and not self.finished:
+            await self._sync_volumes(now)
+        if self.sandbox is not None and self.volumes.ready:
             self._reap(now)
             await self._probe(now)
             await self._start_due(now)
@@ -188,6 +268,8 @@ class PodWorker:
         due = [now + self.ctx.tick]
         if self.sandbox is None and not self.finished:
             due.append(self._network_backoff.not_before)
+        elif not self.volumes.ready and not self.finished:
+            due.append(self._mount_backoff.not_before)
         for c in self.every_container if self.sandbox is not None else ():
             due.extend(t.next_at for t in c.probes.values())
             if c.process is None and not c.done:
@@ -202,6 +284,27 @@ class PodWorker:
                                        self.ctx.node_name)
         return Sandbox(plan.netns, plan.ip, own_network=True)
 
+    async def _sync_volumes(self, now: float) -> None:
+        """Sets the volumes up before any container starts (a FailedMount Event and a retry
+        with backoff while one cannot be: the pod stays ContainerCreating), then refreshes
+        their contents every so often, keeping the old files when a refresh fails."""
+        assert self.sandbox is not None
+        ready = self.volumes.ready
+        if (ready and not self.volumes.refresh_due(now)) or (not ready and self._mount_backoff.waiting(now)):
+            return
+        try:
+            if ready:
+                await self.volumes.refresh(self.pod, self.sandbox.ip, self.ctx.host_ip)
+            else:
+                await self.volumes.set_up(self.sandbox.ip, self.ctx.host_ip)
+                if self.volumes.memory_note:
+                    self._event("Normal", "EmptyDirNotTmpfs", self.volumes.memory_note)
+        except (MountError, ApiError, ApiConnectionError, OSError) as exc:
+            log.warning("pod %s: volumes: %s", self.key, exc)
+            if not ready:
+                self._mount_backoff.exited(now, 0.0)
+                self._event("Warning", "FailedMount", str(exc))
+
     def _reap(self, now: float) -> None:
         policy = str((self.pod.get("spec") or {}).get("restartPolicy") or "Always")
         for c in self.every_container:
@@ -212,8 +315,15 @@ class PodWorker:
                 continue
             ran_for = now - c.process.started_mono
             reason, finished = ("Completed" if rc == 0 else "Error"), now_rfc3339()
+            message = ("the container's exit code is unknown: it ran on after a kubelet restart"
+                       if c.process.exit_unknown else "")
+            if message:
+                reason = "ContainerStatusUnknown"
+            if rc != 0 and self.ctx.cgroups is not None and \
+                    self.ctx.cgroups.oom_kills(self.uid, c.record.name) > c.oom_kills:
+                reason = "OOMKilled"
             term = {"exitCode": rc, "reason": reason, "startedAt": c.record.started_at, "finishedAt": finished,
-                    "containerID": c.record.container_id}
+                    "containerID": c.record.container_id, **({"message": message} if message else {})}
             log.info("pod %s: container %s exited with %d", self.key, c.record.name, rc)
             c.process, c.probes = None, {}
             c.record.ready = c.record.started = False
@@ -227,6 +337,7 @@ class PodWorker:
                 c.done = True
                 c.record.state, c.record.exit_code = "terminated", rc
                 c.record.reason, c.record.finished_at = reason, finished
+                self._save_record()
 
     async def _start_due(self, now: float) -> None:
         assert self.sandbox is not None
@@ -243,6 +354,7 @@ class PodWorker:
                 sources = await self._sources(referenced_sources(c.spec))
                 env = container_env(c.spec, self.pod, self._services(), self.sandbox.ip, self.ctx.host_ip, sources)
                 argv = container_argv(c.spec, env)
+                wrapper = mount_prefix(self.volumes.mounts(c.spec))
             except ImageError as exc:
                 pulled_before = c.record.reason in ("ErrImagePull", "ImagePullBackOff")
                 c.record.state = "waiting"
@@ -254,14 +366,15 @@ class PodWorker:
                     self._event("Warning", "Failed", f'Failed to pull image "{c.record.image}": {exc}')
                 c.backoff.exited(now, 0.0)
                 continue
-            except (EnvError, ApiError, ApiConnectionError) as exc:
+            except (EnvError, MountError, ApiError, ApiConnectionError) as exc:
                 c.record.state, c.record.reason, c.record.message = "waiting", "CreateContainerConfigError", str(exc)
                 c.backoff.exited(now, 0.0)
                 continue
             log_path = logs.log_path(self.ctx.root_dir, self.uid, c.record.name)
             if c.ever_started:
                 logs.keep_previous(log_path)  # one previous run's output, for kubectl logs --previous
-            proc = ContainerProcess(self.sandbox.netns, argv, env, c.spec.get("workingDir"), log_path)
+            proc = ContainerProcess(self.sandbox.netns, argv, env, c.spec.get("workingDir"), log_path, wrapper,
+                                    await self._cgroup_launcher(c))
             try:
                 proc.start()
             except RuntimeFailure as exc:
@@ -277,12 +390,32 @@ class PodWorker:
             c.record.state, c.record.reason, c.record.message = "running", "", ""
             c.record.started_at = now_rfc3339()
             c.record.container_id = f"process://{proc.pid}"
+            self._save_record()
             c.probes = {} if c.init else {kind: ProbeTracker(kind, c.spec[field_name], now) for field_name, kind
                                           in PROBE_KINDS if isinstance(c.spec.get(field_name), dict)}
             self._judge(c)
             log.info("pod %s: started container %s (pid %s)", self.key, c.record.name, proc.pid)
             self._event("Normal", "Pulled", f'Container image "{c.record.image}" already present on machine')
             self._event("Normal", "Started", f"Started container {c.record.name}")
+
+    async def _cgroup_launcher(self, c: Container) -> list[str]:
+        """Puts a container with limits into its own cgroup; without cgroups the limits are
+        not enforced, which an Event says."""
+        limits = limits_of(c.spec)
+        if not limits:
+            return []
+        if self.ctx.cgroups is None:
+            if not c.ever_started:
+                self._event("Warning", "LimitsNotEnforced", f"resource limits of container {c.record.name} are "
+                            f"not enforced: {self.ctx.cgroups_note or 'no cgroups'}")
+            return []
+        try:
+            procs = await asyncio.to_thread(self.ctx.cgroups.create, self.uid, c.record.name, limits)
+        except OSError as exc:
+            self._event("Warning", "LimitsNotEnforced", f"container {c.record.name}: cgroup not created: {exc}")
+            return []
+        c.oom_kills = self.ctx.cgroups.oom_kills(self.uid, c.record.name)
+        return join_prefix(procs)
 
     async def _sources(self, refs: set[tuple[str, str]]) -> dict[tuple[str, str], dict[str, str] | None]:
         """The data of the Secrets (base64-decoded) and ConfigMaps a container refers to; None
@@ -331,7 +464,7 @@ class PodWorker:
                 if kind == "startup" and tracker.result:
                     continue  # a startup probe stops once it succeeded
                 ok = await asyncio.to_thread(run_probe, tracker.probe, c.spec, self.sandbox.ip, self.ctx.node_ns,
-                                             ["ip", "netns", "exec", self.sandbox.netns])
+                                             c.process.exec_prefix())
                 changed = tracker.record(ok, time.monotonic())
                 if changed and not ok:
                     self._event("Warning", "Unhealthy", f"{kind.capitalize()} probe failed")
@@ -397,6 +530,10 @@ class PodWorker:
             c.record.ready = c.record.started = False
             c.process = None
         await asyncio.to_thread(self.ctx.networks.remove, self.uid)  # also what a failed setup left
+        await asyncio.to_thread(self.volumes.tear_down)
+        records.remove(self.pod_dir)
+        if self.ctx.cgroups is not None:
+            await asyncio.to_thread(self.ctx.cgroups.remove_pod, self.uid)
         if delete_object:
             await self._write_status()
             try:
@@ -421,7 +558,9 @@ class PodWorker:
             if not command:
                 return
             try:
-                proc = await asyncio.create_subprocess_exec("ip", "netns", "exec", self.sandbox.netns, *command,
+                prefix = (c.process.exec_prefix() if c.process is not None
+                          else ["ip", "netns", "exec", self.sandbox.netns])
+                proc = await asyncio.create_subprocess_exec(*prefix, *command,
                                                             stdout=asyncio.subprocess.DEVNULL,
                                                             stderr=asyncio.subprocess.DEVNULL)
                 await asyncio.wait_for(proc.wait(), grace)

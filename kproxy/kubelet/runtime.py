@@ -21,6 +21,7 @@ import sys
 import time
 from typing import Callable, Iterable, Mapping, Sequence
 
+from kproxy.kubelet import records
 from kproxy.lab import netsetup
 from kproxy.lab.topology import PodPlan, check_ifname
 
@@ -75,6 +76,19 @@ class PodNetworks:
             raise RuntimeFailure(str(exc)) from None
         return plan
 
+    def adopt(self, uid: str, namespace: str, name: str, node: str, slot: int) -> PodPlan | None:
+        """Takes over the namespace an earlier kubelet made for the pod (same slot, same
+        address), None when it is gone."""
+        plan = pod_plan(self.prefix, self.pod_cidr, namespace, name, node, slot)
+        if plan.netns not in netsetup.list_namespaces():
+            return None
+        self._slots[uid] = plan
+        return plan
+
+    def slot_of(self, uid: str) -> int | None:
+        plan = self._slots.get(uid)
+        return plan.slot if plan else None
+
     def remove(self, uid: str) -> None:
         plan = self._slots.pop(uid, None)
         if plan is not None:
@@ -107,10 +121,15 @@ def missing_program(argv: Sequence[str], env: Mapping[str, str]) -> str | None:
 
 
 class ContainerProcess:
-    def __init__(self, netns: str, argv: Sequence[str], env: Mapping[str, str], cwd: str | None, log_path: str):
+    def __init__(self, netns: str, argv: Sequence[str], env: Mapping[str, str], cwd: str | None, log_path: str,
+                 wrapper: Sequence[str] = (), launcher: Sequence[str] = ()):
         self.netns, self.argv, self.env, self.cwd, self.log_path = netns, list(argv), dict(env), cwd, log_path
+        self.wrapper = list(wrapper)  # run before argv in the namespace (volumes.mount_prefix), then exec'd
+        self.launcher = list(launcher)  # run before entering the namespace (cgroups.join_prefix): /sys is ours
         self.proc: subprocess.Popen | None = None
         self.shim: subprocess.Popen | None = None  # writes the output to log_path (kproxy.kubelet.logshim)
+        self.adopted: tuple[int, int] | None = None  # (pid, start ticks) of a process an earlier kubelet started
+        self.exit_unknown = False  # an adopted process exited: not our child, its exit code is lost
         self.started_mono = 0.0
         self._pidfd: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -134,7 +153,8 @@ class ContainerProcess:
         try:
             # the container first (its start is what a pod waits for); its output waits in the
             # pipes, whose read ends we hold until the shim has them
-            self.proc = subprocess.Popen(in_pod(self.netns, self.argv), env=self.env,
+            self.proc = subprocess.Popen([*self.launcher, *in_pod(self.netns, [*self.wrapper, *self.argv])],
+                                         env=self.env,
                                          cwd=self.cwd or "/", stdout=out_w, stderr=err_w,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
             self.shim = subprocess.Popen([sys.executable, "-I", "-S", LOG_SHIM, str(log_fd), str(out_r), str(err_r)],
@@ -152,12 +172,44 @@ class ContainerProcess:
                 os.close(fd)
         self.started_mono = time.monotonic()
 
+    @classmethod
+    def adopt(cls, netns: str, pid: int, start_ticks: int, log_path: str, wrapped: bool) -> "ContainerProcess":
+        """A running process an earlier kubelet started (records.py), taken over as it is."""
+        proc = cls(netns, [], {}, None, log_path, wrapper=["(adopted)"] if wrapped else [])
+        proc.adopted = (pid, start_ticks)
+        proc.started_mono = time.monotonic()
+        return proc
+
+    def start_ticks(self) -> int:
+        ticks = records.process_start_ticks(self.pid) if self.pid else None
+        return ticks or 0
+
+    def _running(self) -> bool:
+        if self.adopted is not None:
+            return records.alive(*self.adopted)
+        return self.proc is not None and self.proc.poll() is None
+
+    def exec_prefix(self) -> list[str]:
+        """How to run another command where this process runs (exec probes, preStop): its
+        own mount namespace (volumes) and the pod's network namespace."""
+        if self.wrapper and self._running():
+            return ["nsenter", "--target", str(self.pid), "--mount", "--net", "--"]
+        return ["ip", "netns", "exec", self.netns]
+
     @property
     def pid(self) -> int | None:
+        if self.adopted is not None:
+            return self.adopted[0]
         return self.proc.pid if self.proc else None
 
     def poll(self) -> int | None:
-        """The exit code once it has exited, else None."""
+        """The exit code once it has exited, else None (137 and exit_unknown for an adopted one)."""
+        if self.adopted is not None:
+            if self._running():
+                return None
+            self._unwatch()
+            self.exit_unknown = True
+            return 137
         if self.proc is None:
             return None
         rc = self.proc.poll()
@@ -172,10 +224,10 @@ class ContainerProcess:
         """Calls `callback` on the running loop when the process exits (a pidfd becoming
         readable), so exits are seen at once rather than at the next poll. False when the
         kernel has no pidfd_open: the caller polls."""
-        if self.proc is None or not hasattr(os, "pidfd_open"):
+        if self.pid is None or not hasattr(os, "pidfd_open"):
             return False
         try:
-            fd = os.pidfd_open(self.proc.pid)
+            fd = os.pidfd_open(self.pid)
         except OSError:
             return False
         loop = asyncio.get_running_loop()
@@ -195,21 +247,21 @@ class ContainerProcess:
         self._pidfd = self._loop = None
 
     def signal(self, sig: int) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.pid is not None and self._running():
             try:
-                os.killpg(self.proc.pid, sig)
+                os.killpg(self.pid, sig)
             except (ProcessLookupError, PermissionError):
                 pass
 
     async def stop(self, grace: float) -> int | None:
         """SIGTERM, then SIGKILL after `grace` seconds; returns the exit code."""
-        if self.proc is None:
+        if self.pid is None:
             return None
         self.signal(signal.SIGTERM)
         deadline = time.monotonic() + max(0.0, grace)
-        while self.proc.poll() is None and time.monotonic() < deadline:
+        while self._running() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         self.signal(signal.SIGKILL)
-        while self.proc.poll() is None:
+        while self._running():
             await asyncio.sleep(0.02)
         return self.poll()

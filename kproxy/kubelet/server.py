@@ -259,4 +259,5 @@ class KubeletServer:
         process = c.process
         if pod.sandbox is None or process is None or process.poll() is not None:
             return f'container not found ("{c.record.name}")'
-        return execstream.Target(netns=pod.sandbox.netns, env=dict(process.env), cwd=c.spec.get("workingDir") or "/")
+        return execstream.Target(prefix=tuple(process.exec_prefix()), env=dict(process.env),
+                                 cwd=c.spec.get("workingDir") or "/")

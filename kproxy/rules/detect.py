@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from kproxy import modes
+from kproxy.agent.protocols import Namespace
 
 MODES = modes.names()
 KERNEL_ORDER = modes.detect_order()  # ModeSpec.detect_rank
@@ -99,7 +100,8 @@ def _get_proxy_mode(host: str, port: int, timeout: float) -> str:
         conn.close()
 
 
-def ask_agent(netns: Any, metrics_bind_address: str, timeout: float = AGENT_TIMEOUT_SECONDS) -> AgentAnswer | None:
+def ask_agent(netns: Namespace, metrics_bind_address: str,
+              timeout: float = AGENT_TIMEOUT_SECONDS) -> AgentAnswer | None:
     """The agent's /proxyMode, asked from inside `netns` (None when the listener is disabled)."""
     try:
         where = agent_address(metrics_bind_address)
@@ -155,7 +157,7 @@ def _userspace_proxy() -> str:
     return "the userspace proxy process"
 
 
-def _iptables_chains(netns: Any) -> str:
+def _iptables_chains(netns: Namespace) -> str:
     from kproxy.iptables import driver as iptables_driver
 
     held = [ipt.variant.iptables for ipt in iptables_driver.installed(netns)
@@ -163,7 +165,7 @@ def _iptables_chains(netns: Any) -> str:
     return f"the KUBE-SERVICES chain in the nat table ({', '.join(held)})" if held else ""
 
 
-def kernel_findings(netns: Any) -> tuple[dict[str, str], list[str]]:
+def kernel_findings(netns: Namespace) -> tuple[dict[str, str], list[str]]:
     """(mode -> what `netns` holds of that mode, notes on checks that could not run)."""
     found: dict[str, str] = {}
     notes: list[str] = []
@@ -194,7 +196,7 @@ def kernel_findings(netns: Any) -> tuple[dict[str, str], list[str]]:
     return found, notes
 
 
-def detect(netns: Any, metrics_bind_address: str) -> Detection:
+def detect(netns: Namespace, metrics_bind_address: str) -> Detection:
     """The mode the agent of `netns` runs (see module doc)."""
     agent = ask_agent(netns, metrics_bind_address)
     if agent is not None and agent.body is not None and agent.body.strip() in MODES:

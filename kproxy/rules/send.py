@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 import socket
 import time
+from kproxy.agent.protocols import Namespace
 from dataclasses import dataclass
-from typing import Any
 
 from .trace import Probe, TraceReport
 
@@ -81,7 +81,7 @@ def _send(probe: Probe) -> None:
         raw.sendto(bytes(IP(src=probe.src, dst=probe.dst) / l4), (probe.dst, 0))
 
 
-def send_and_observe(netns: Any, probe: Probe, wait: float) -> Observed:
+def send_and_observe(netns: Namespace, probe: Probe, wait: float) -> Observed:
     """Sends the probe from `netns` (a kproxy.netns.NetNS) and polls its conntrack entry for up
     to `wait` seconds. The entry is deleted afterwards so that a second probe is not pinned."""
     argv = ["conntrack", "-L", "-p", probe.proto, "--orig-src", probe.src, "--orig-dst", probe.dst,

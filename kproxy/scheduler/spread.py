@@ -35,6 +35,11 @@ def _controller_uid(pod: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _counted_by(ns: str, selector: LabelSelector) -> Callable[[Mapping[str, Any]], bool]:
+    """Which pods count toward a constraint's domains: those of `ns` that `selector` matches."""
+    return lambda p: _namespace(p) == ns and selector.matches((p.get("metadata") or {}).get("labels"))
+
+
 def _namespace(pod: Mapping[str, Any]) -> str:
     return (pod.get("metadata") or {}).get("namespace") or "default"
 
@@ -61,7 +66,7 @@ def spread_constraints(pod: Mapping[str, Any]) -> tuple[tuple[SpreadConstraint, 
             out.append(SpreadConstraint(
                 max_skew=int(c.get("maxSkew") or 1), topology_key=str(c.get("topologyKey") or ""),
                 hard=(c.get("whenUnsatisfiable") or "DoNotSchedule") == "DoNotSchedule",
-                counts=lambda p, s=selector: _namespace(p) == ns and s.matches((p.get("metadata") or {}).get("labels")),
+                counts=_counted_by(ns, selector),
                 min_domains=int(c.get("minDomains") or 1)))
         return tuple(out), True
     owner = _controller_uid(pod)

@@ -30,15 +30,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from kproxy.agent.backend import ApplyError, ApplyResult, Backend, BackendUnavailable
-from kproxy.agent.state import ProxyState
+from kproxy.agent.protocols import BackendConfig, Namespace
+from kproxy.agent.state import Changes, ProxyState
 from kproxy.iptables import driver as iptables_driver
 from kproxy.iptables.backend import IptablesBackend
 from kproxy.iptables.ruleset import Ruleset
-from kproxy.netns import NetNS
 from kproxy.userspace.core import BALANCERS
 from kproxy.userspace.plan import Plan, render_plan, render_rules
 from kproxy.userspace.control import ProxyControl, ProxyControlError
-from kproxy.userspace.proxy import UDP_IDLE_TIMEOUT, ListenerInfo
+from kproxy.userspace.proxy import ListenerInfo
 
 log = logging.getLogger(__name__)
 
@@ -78,37 +78,30 @@ class Inspection:
     skipped: tuple[tuple[str, str], ...] = ()  # (ServicePort key, reason) not programmed
 
 
-def _setting(config: Any, name: str, default: Any) -> Any:
-    section = getattr(config, "userspace", None)
-    value = getattr(section, name, None) if section is not None else None
-    return default if value is None else value
-
-
 class UserspaceBackend(Backend):
     name = "userspace"
 
-    def __init__(self, netns: Any, config: Any) -> None:
-        super().__init__(netns if netns is not None else NetNS(None), config)
-        balancer = _setting(config, "balancer", "maglev")
+    def __init__(self, netns: Namespace | None, config: BackendConfig | None) -> None:
+        super().__init__(netns, config)
+        balancer = self.config.userspace.balancer
         if balancer not in BALANCERS:
             raise BackendUnavailable(f"userspace balancer {balancer!r}: want {' or '.join(BALANCERS)}")
-        self._rules = IptablesBackend(self.netns, config)
+        self._rules = IptablesBackend(self.netns, self.config)
         self.proxy = ProxyControl(self.netns, balancer=balancer,
-                                  udp_idle_timeout=float(_setting(config, "udp_idle_timeout", UDP_IDLE_TIMEOUT)))
+                                  udp_idle_timeout=float(self.config.userspace.udp_idle_timeout))
         self._applied: Ruleset | None = None
-        iptables = getattr(config, "iptables", None)
-        self._localhost_nodeports = bool(getattr(iptables, "localhost_nodeports", True))
+        self._localhost_nodeports = self.config.iptables.localhost_nodeports
         self._skipped_logged: tuple[tuple[str, str], ...] | None = None
 
     @classmethod
-    def probe(cls, netns: Any, config: Any = None) -> None:
+    def probe(cls, netns: Namespace | None, config: BackendConfig | None = None) -> None:
         """Needs only iptables (for the redirect rules) and sockets; checks the iptables part."""
         try:
             IptablesBackend.probe(netns, config)
         except BackendUnavailable as exc:
             raise BackendUnavailable(f"userspace mode redirects with iptables: {exc}") from None
 
-    def render(self, state: ProxyState, previous: Plan | None = None) -> Plan:
+    def render(self, state: ProxyState, previous: Plan | None = None, changes: Changes | None = None) -> Plan:
         return render_plan(state, self._localhost_nodeports)
 
     def apply(self, plan: Plan, previous: Plan | None) -> ApplyResult:

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any, Mapping
 
-from kproxy.netns import NetNS
+from kproxy.agent.protocols import Namespace
 from kproxy.userspace.daemon import CONTROL_NAME, spec_to_json
 from kproxy.userspace.plan import ListenerSpec
 from kproxy.userspace.proxy import ListenerInfo
@@ -41,7 +41,7 @@ def _connect() -> socket.socket:
 
 
 class ProxyControl:
-    def __init__(self, netns: NetNS, balancer: str = "maglev", udp_idle_timeout: float = 60.0) -> None:
+    def __init__(self, netns: Namespace, balancer: str = "maglev", udp_idle_timeout: float = 60.0) -> None:
         self.netns = netns
         self.balancer = balancer
         self.udp_idle_timeout = udp_idle_timeout

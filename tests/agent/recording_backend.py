@@ -26,7 +26,7 @@ def _netns_inode() -> int:
 class RecordingBackend(Backend):
     name = "record"
 
-    def render(self, state: ProxyState, previous=None) -> dict:
+    def render(self, state: ProxyState, previous=None, changes=None) -> dict:
         return {
             "revision": state.revision,
             "node_name": state.node_name,

@@ -349,7 +349,7 @@ MANIFESTS = {
              lambda o: o["rules"][0]["verbs"] == ["get"]),
     "RoleBinding": ("rolebindings.rbac.authorization.k8s.io", f"{RBAC}/v1",
                     f"metadata: {{name: x}}\nroleRef: {{apiGroup: {RBAC}, kind: ClusterRole, name: view}}\n"
-                    f"subjects: [{{kind: User, name: carol, apiGroup: {RBAC}}}]",
+                    f"subjects: [{{kind: User, name: dave, apiGroup: {RBAC}}}]",
                     lambda o: o["roleRef"]["name"] == "view"),
     "ClusterRole": ("clusterroles.rbac.authorization.k8s.io", f"{RBAC}/v1",
                     "metadata: {name: NS-role}\nrules: [{apiGroups: [''], resources: [nodes], verbs: [get]}]",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from kproxy.agent.state import changes_between
 from kproxy.iptables.render import render
 from kproxy.iptables.restore import full_restore, partial_restore
 from kproxy.iptables.ruleset import RenderOptions
@@ -31,7 +32,7 @@ CASES = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_full_restore_matches_golden(name):
     state, options = CASES[name]
-    text = full_restore(render(state, None, options))
+    text = full_restore(render(state, options=options))
     path = GOLDEN_DIR / f"{name}.restore"
     if os.environ.get("KPROXY_UPDATE_GOLDEN") == "1":
         GOLDEN_DIR.mkdir(exist_ok=True)
@@ -49,7 +50,7 @@ def _scaled_web():
 
 def test_partial_restore_matches_golden():
     first = render(fx.state())
-    text = partial_restore(render(_scaled_web(), first), first)
+    text = partial_restore(render(_scaled_web(), first, changes_between(fx.state(), _scaled_web())), first)
     path = GOLDEN_DIR / "partial-scale-web-remove-empty.restore"
     if os.environ.get("KPROXY_UPDATE_GOLDEN") == "1":
         path.write_text(text)

@@ -18,7 +18,7 @@ import pytest
 
 from kproxy.agent import backend as backends
 from kproxy.agent.config import AgentConfig, IptablesConfig
-from kproxy.agent.state import ProxyState
+from kproxy.agent.state import ProxyState, changes_between
 from kproxy.iptables.driver import VARIANTS
 from kproxy.netns import NetNS
 from tests import nsutil
@@ -69,9 +69,26 @@ def open_backend(node: str, config: AgentConfig, cls: type | None = None) -> Ite
         netns.close()
 
 
+# the state each recent ruleset was rendered from (id -> (ruleset, state)), so that a test can
+# render from `previous` the way the proxier does: told what changed since
+_RENDERED_FROM: dict[int, tuple[Any, ProxyState]] = {}
+
+
+def render(backend: Any, state: ProxyState, previous: Any = None) -> Any:
+    """backend.render(state, previous, changes) with the Changes since the state `previous` was
+    rendered from (here; full when that is not known)."""
+    entry = _RENDERED_FROM.get(id(previous))
+    before = entry[1] if entry is not None and entry[0] is previous else None
+    ruleset = backend.render(state, previous, changes_between(before, state))
+    _RENDERED_FROM[id(ruleset)] = (ruleset, state)
+    while len(_RENDERED_FROM) > 64:  # a test keeps a few rulesets; forget the oldest
+        del _RENDERED_FROM[next(iter(_RENDERED_FROM))]
+    return ruleset
+
+
 def sync(backend: Any, state: ProxyState, previous: Any = None, full: bool = True) -> Any:
     """Renders `state` (reusing `previous`'s unchanged parts) and applies it: a full sync, or
     with full=False only what changed since `previous`. Returns the rendered ruleset."""
-    ruleset = backend.render(state, previous)
+    ruleset = render(backend, state, previous)
     backend.apply(ruleset, None if full else previous)
     return ruleset

@@ -11,7 +11,7 @@ from kproxy.agent.state import ProxyState
 from kproxy.iptables import names
 from kproxy.iptables.backend import IptablesBackend
 from kproxy.iptables.driver import Iptables
-from tests.kernel.backends import config_for, sync
+from tests.kernel.backends import config_for, render, sync
 from tests.kernel.topology import CLIENT_IP, NODE_IP, ep, pods_reached, service, single_node, state
 
 pytestmark = pytest.mark.kernel
@@ -110,7 +110,7 @@ def test_partial_sync_applies_only_the_change(topo, backend):
     first = sync(backend, state(web, other))
     scaled = replace(web, endpoints=(ep(topo, "c"),))
     added = service("added", "10.96.0.12", [ep(topo, "b")])
-    second = backend.render(state(scaled, other, added), first)
+    second = render(backend, state(scaled, other, added), first)
     result = backend.apply(second, first)
     assert not result.full
     assert pods_reached(topo, topo.client, "10.96.0.10", 80, tries=10) == {"c"}
@@ -214,7 +214,7 @@ def test_load_balancer_source_ranges(topo, backend):
         topo.tcp(topo.client, "198.51.100.10", 80, timeout=1)
     assert topo.tcp(topo.client, NODE_IP, 30084)[0] == "a"  # NodePorts ignore source ranges
     allowed = replace(lb, load_balancer_source_ranges=("203.0.113.0/24", "10.200.0.0/24"))
-    backend.apply(backend.render(state(allowed), first), first)
+    backend.apply(render(backend, state(allowed), first), first)
     assert topo.tcp(topo.client, "198.51.100.10", 80)[0] == "a"
 
 
@@ -242,7 +242,7 @@ def test_sequence_of_partial_syncs_matches_full_syncs_in_the_kernel(topo, backen
     rng = random.Random(20261201)
     previous = sync(backend, _random_state(topo, rng))
     for _ in range(6):
-        ruleset = backend.render(_random_state(topo, rng), previous)
+        ruleset = render(backend, _random_state(topo, rng), previous)
         backend.apply(ruleset, previous)
         after_partial = save(backend)
         backend.apply(ruleset, None)

@@ -12,7 +12,7 @@ from kproxy.nftables.plan import plan_full
 from kproxy.nftables.transaction import Transaction
 from kproxy.rules.nftables import Dump, NftablesAdapter
 from kproxy.rules.trace import Probe
-from tests.kernel.backends import config_for, open_backend, sync
+from tests.kernel.backends import config_for, open_backend, render, sync
 from tests.kernel.topology import CLIENT_IP, NODE_IP, TRIES, ep, pods_reached, service, single_node, state
 
 pytestmark = pytest.mark.kernel
@@ -377,7 +377,7 @@ def test_a_full_sync_of_an_unchanged_kernel_sends_only_the_differences(topo, bac
     result = backend.apply(backend.render(st), None)
     assert result.full and result.objects_written == 0 and "unchanged" in result.detail
     grown = state(service("gen", "10.96.0.44", [ep(topo, "a"), ep(topo, "b")]))
-    result = backend.apply(backend.render(grown, ruleset), None)
+    result = backend.apply(render(backend, grown, ruleset), None)
     assert 0 < result.objects_written < 10 and "unchanged" in result.detail
     assert pods_reached(topo, topo.client, "10.96.0.44", 80) == {"a", "b"}
     topo.run(topo.node, ["nft", "add", "table", "ip", "someone-else"])

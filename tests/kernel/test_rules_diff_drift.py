@@ -15,6 +15,7 @@ from kproxy import modes
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 from kproxy.rules.adapter import adapter_for, read
 from kproxy.rules.diff import diff
+from tests.kernel.backends import render
 from tests.kernel.topology import NODE_IP, POD_PORT, single_node
 
 pytestmark = pytest.mark.kernel
@@ -51,7 +52,7 @@ def sync_incrementally(backend, steps: list[list[ServicePort]]):
     """One render + apply per step, each from the previous ruleset (the agent's partial syncs)."""
     previous = None
     for revision, services in enumerate(steps, 1):
-        ruleset = backend.render(node_state(services, revision), previous)
+        ruleset = render(backend, node_state(services, revision), previous)
         backend.apply(ruleset, previous)
         previous = ruleset
     return previous

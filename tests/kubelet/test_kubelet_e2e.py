@@ -391,29 +391,47 @@ def test_env_probes_restart_policies_and_graceful_stop(cluster, tmp_path):
     assert _container(client, "slow-start")["started"]  # type: ignore[index]
 
 
-def test_kubelet_killed_and_restarted_runs_its_pods_again(cluster):
+def test_kubelet_killed_and_restarted_adopts_its_pods(cluster):
     _, node, client = cluster
     _wait(client, lambda c: c.get_or_none(NODES, "n1"), "node registered", node)
     client.create(PODS, {"metadata": {"name": "survivor"}, "spec": {"containers": [{
         "name": "echo", "image": "kproxy.local/echo",
         "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}]}}, "default")
+    client.create(PODS, {"metadata": {"name": "orphan"}, "spec": {"containers": [{
+        "name": "c", "image": "kproxy.local/base", "command": ["sleep", "3600"]}]}}, "default")
     first = _wait(client, lambda c: _running_ready(c, "survivor"), "survivor running", node)
+    orphan = _wait(client, lambda c: _running_ready(c, "orphan"), "orphan running", node)
     old_pid = int(first["status"]["containerStatuses"][0]["containerID"].removeprefix("process://"))
+    orphan_pid = int(orphan["status"]["containerStatuses"][0]["containerID"].removeprefix("process://"))
     assert node.proc is not None
     node.proc.kill()  # a crash: no cleanup
     node.proc.wait()
     node.proc = None
     assert os.path.exists(f"/proc/{old_pid}")  # the pod outlives its kubelet, as containers do
+    client.delete(PODS, "orphan", "default", grace_period_seconds=0)  # gone while no kubelet runs
     node.start_kubelet()
 
-    def rerun(c: Client):
-        p = _running_ready(c, "survivor")
-        cs = p and p["status"]["containerStatuses"][0]
-        return p if cs and cs["containerID"] != f"process://{old_pid}" else None
-    again = _wait(client, rerun, "survivor run by the new kubelet", node)
-    assert not os.path.exists(f"/proc/{old_pid}") or _zombie(old_pid)  # the old one was cleaned up
-    assert node.pod_namespaces() == [f"{node.pod_prefix}default-survivor"]
+    # the new kubelet takes the running pod over: same process, no restart, status unchanged
+    _wait(client, lambda c: not os.path.exists(f"/proc/{orphan_pid}") or _zombie(orphan_pid) or None,
+          "the orphan's process stopped", node)
+    _wait(client, lambda c: len(list((node.root / "pods").glob("*/pod.json"))) == 1 or None,
+          "only the survivor's record left", node)
+    again = _wait(client, lambda c: _running_ready(c, "survivor"), "survivor still running", node)
+    assert again["status"]["containerStatuses"] == first["status"]["containerStatuses"]
+    assert again["status"]["conditions"] == first["status"]["conditions"]
     assert _tcp_ask(node.netns, again["status"]["podIP"], 8080).startswith("survivor ")
+    assert node.pod_namespaces() == [f"{node.pod_prefix}default-survivor"]
+
+    # its death is still seen (not our child: the exit code is unknown) and it is restarted
+    os.kill(old_pid, signal.SIGKILL)
+
+    def restarted(c: Client):
+        cs = (_running_ready(c, "survivor") or {}).get("status", {}).get("containerStatuses")
+        return cs[0] if cs and cs[0]["restartCount"] == 1 else None
+    cs = _wait(client, restarted, "survivor restarted", node)
+    assert cs["lastState"]["terminated"]["reason"] == "ContainerStatusUnknown"
+    assert node.stop() == 0
+    assert node.pod_namespaces() == []
 
 
 def test_init_containers_run_first_and_in_order(cluster, tmp_path):

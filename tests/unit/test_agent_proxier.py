@@ -9,6 +9,7 @@ import copy
 from kproxy.agent.backend import ApplyError, ApplyResult, Backend
 from kproxy.agent.config import AgentConfig, IptablesConfig
 from kproxy.agent.proxier import Proxier
+from kproxy.agent.state import FULL, Changes
 from kproxy.api.resources import ENDPOINT_SLICES, NODES, SERVICES
 from kproxy.netns import NetNS
 
@@ -44,9 +45,11 @@ class FakeBackend(Backend):
     def __init__(self) -> None:
         super().__init__(NetNS(None), None)
         self.applied: list[tuple[object, bool]] = []
+        self.changes: list[Changes | None] = []  # what each render was told changed
         self.fail = 0
 
-    def render(self, state, previous=None):
+    def render(self, state, previous=None, changes=None):
+        self.changes.append(changes)
         return state
 
     def apply(self, ruleset, previous):
@@ -163,3 +166,31 @@ def test_the_service_cidr_of_the_config_reaches_the_state():
     proxier = Proxier(replace(CONFIG, service_cidr="10.96.0.0/12"), "node-1", FakeClient({}), FakeBackend(),
                       NetNS(None))
     assert proxier.builder.build_state().state.service_cidrs == ("10.96.0.0/12",)
+
+
+async def _render_is_told_the_trackers_changes():
+    client = FakeClient({"services": [service("a"), service("b")],
+                         "endpointslices": [endpoint_slice("a-1", "a", ["node-1"]), endpoint_slice("b-1", "b", ["node-1"])]})
+    backend = FakeBackend()
+    proxier = Proxier(CONFIG, "node-1", client, backend, NetNS(None))
+    proxier.runner.retry_initial = 0.05
+    task = asyncio.create_task(proxier.run())
+    try:
+        await wait_for(lambda: proxier.sync_count == 1)
+        assert backend.changes == [FULL]  # the first render starts from nothing
+        client.send(ENDPOINT_SLICES, "MODIFIED", endpoint_slice("b-1", "b", ["node-1", "node-2"], rv="2"))
+        await wait_for(lambda: proxier.sync_count == 2)
+        assert backend.changes[1:] == [Changes(full=False, services=frozenset({"default/b:p"}))]
+        assert backend.applied[1][0].services.keys() == {"default/a:p", "default/b:p"}
+
+        backend.fail = 1  # the partial apply fails: the builder moved on, the kernel did not
+        client.send(ENDPOINT_SLICES, "MODIFIED", endpoint_slice("a-1", "a", ["node-2"], rv="3"))
+        await wait_for(lambda: proxier.sync_count == 3)
+        assert backend.changes[2:] == [Changes(full=False, services=frozenset({"default/a:p"})), FULL]
+    finally:
+        proxier.stop()
+        await asyncio.wait_for(task, 10)
+
+
+def test_render_is_told_the_trackers_changes():
+    asyncio.run(_render_is_told_the_trackers_changes())

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kproxy.agent.policy import categorize
-from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+from kproxy.agent.state import Changes, Endpoint, ProxyState, ServicePort, changes_between
 from kproxy.iptables import names
 from kproxy.iptables.render import probability, render
 from kproxy.iptables.restore import full_restore, partial_restore
@@ -125,7 +125,7 @@ def test_unchanged_fragments_are_reused_changed_ones_rerendered():
     first = render(fx.state())
     changed = replace(fx.SERVICES[0], endpoints=fx.SERVICES[0].endpoints[:1])
     services = [changed] + fx.SERVICES[1:]
-    second = render(fx.state(services), first)
+    second = render(fx.state(services), first, Changes(full=False, services=frozenset({changed.key})))
     for key, frag in second.fragments.items():
         if key == changed.key:
             assert frag is not first.fragments[key]
@@ -135,7 +135,7 @@ def test_unchanged_fragments_are_reused_changed_ones_rerendered():
 
 def test_context_change_rerenders_everything():
     first = render(fx.state())
-    second = render(fx.state(masquerade_all=True), first)
+    second = render(fx.state(masquerade_all=True), first, Changes(full=False))
     assert all(second.fragments[k] is not first.fragments[k] for k in first.fragments)
 
 
@@ -143,7 +143,7 @@ def test_partial_restore_mentions_only_changed_chains():
     first = render(fx.state())
     web = fx.SERVICES[0]
     changed = replace(web, endpoints=web.endpoints[:1])
-    second = render(fx.state([changed] + fx.SERVICES[1:]), first)
+    second = render(fx.state([changed] + fx.SERVICES[1:]), first, Changes(full=False, services=frozenset({web.key})))
     text = partial_restore(second, first)
     declared = set(re.findall(r"^:(\S+)", text, re.M))
     removed = {names.endpoint_chain(web, e) for e in web.endpoints[1:]}
@@ -155,13 +155,13 @@ def test_partial_restore_mentions_only_changed_chains():
 
 def test_partial_restore_of_identical_rulesets_is_empty():
     first = render(fx.state())
-    assert partial_restore(render(fx.state(), first), first) == ""
+    assert partial_restore(render(fx.state(), first, Changes(full=False)), first) == ""
 
 
 def test_removing_a_service_deletes_its_chains_and_dispatch_rules():
     first = render(fx.state())
     gone = fx.SERVICES[0]
-    second = render(fx.state(fx.SERVICES[1:]), first)
+    second = render(fx.state(fx.SERVICES[1:]), first, Changes(full=False, services=frozenset({gone.key})))
     text = partial_restore(second, first)
     assert f"-X {names.cluster_chain(gone)}" in text
     assert ":KUBE-SERVICES - [0:0]" in text  # its dispatch rule had to go
@@ -177,7 +177,7 @@ def test_every_jump_target_exists_in_the_fixture():
 @given(before=proxy_states(), after=proxy_states())
 def test_partial_sync_reaches_the_same_kernel_state_as_a_full_sync(before, after):
     old = render(before)
-    new = render(after, old)
+    new = render(after, old, changes_between(before, after))
     assert new == render(after)  # reuse never changes the result
     kernel: dict = {}
     apply_restore(kernel, full_restore(old))

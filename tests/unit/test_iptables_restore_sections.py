@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 
 from bench.iptables_sync import change_one_endpoint, make_state
+from kproxy.agent.state import changes_between
 from kproxy.iptables.names import is_owned_chain
 from kproxy.iptables.render import render
 from kproxy.iptables.restore import dependency_order, full_restore, partial_restore
@@ -63,7 +64,7 @@ def test_sections_hold_the_same_lines_and_jump_only_to_written_chains(per_commit
 def test_a_partial_restore_is_sectioned_the_same_way():
     state = make_state(30, 3)
     before = render(state)
-    after = render(change_one_endpoint(state), before)
+    after = render(change_one_endpoint(state), before, changes_between(state, change_one_endpoint(state)))
     assert lines_by_table(partial_restore(after, before, chains_per_commit=2)) == \
         lines_by_table(partial_restore(after, before))
 

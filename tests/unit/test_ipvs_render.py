@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+from kproxy.agent.state import Changes, Endpoint, ProxyState, ServicePort, changes_between
 from kproxy.ipvs import nfrules
 from kproxy.ipvs.ipset import Member, ops_text
 from kproxy.ipvs.backend import plan_dests
@@ -225,7 +225,7 @@ def test_render_with_the_previous_ruleset_equals_a_render_from_scratch():
             kept = list(previous_state.services.values())[: rng.randint(0, len(previous_state.services))]
             sps = kept + [s for s in sps if s.key not in {k.key for k in kept}]
         state = st(*sps)
-        incremental = render(state, previous=previous)
+        incremental = render(state, previous=previous, changes=changes_between(previous_state, state))
         assert incremental == render(state)
         assert incremental.netfilter == render(state).netfilter
         if previous is not None:
@@ -238,7 +238,7 @@ def test_a_new_render_context_renders_everything_again():
     s = sp(eps=[e("10.244.1.2")], node_port=30080)
     first = render(st(s))
     other_node = ProxyState("n1", node_ips=("10.200.0.99",), services={s.key: s}, cluster_cidr="10.244.0.0/16")
-    again = render(other_node, previous=first)
+    again = render(other_node, previous=first, changes=Changes(full=False))  # told nothing: the context decides
     assert again == render(other_node)
     assert ("10.200.0.99", 30080, "TCP") in again.services and again.fragments[s.key] is not first.fragments[s.key]
 

@@ -160,3 +160,15 @@ def test_the_scan_finds_a_mode_list(tmp_path):
     sample.write_text('ORDER = ("ipvs", "nftables")\nfor m in ["iptables", "userspace"]:\n    pass\n')
     assert [(line, target) for line, target, _ in _mode_lists(str(sample))] == [(1, "ORDER"), (2, "")]
     assert {"setup.py", "kproxy/agent/automode.py", "ipvs/backend.py", "tests/e2e/helpers.py"} <= set(_sources())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_backend_without_a_config_reads_the_config_modules_defaults(name):
+    """config.py owns every default: a backend given no configuration works from AgentConfig()'s
+    (typed as agent.protocols.BackendConfig), never from defaults of its own."""
+    backend = backends.get(name)(None, None)
+    try:
+        assert backend.config == AgentConfig()
+        assert backend.netns.name is None  # no namespace: the process's own
+    finally:
+        backend.close()

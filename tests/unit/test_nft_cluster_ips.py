@@ -12,7 +12,7 @@ from kproxy.nftables import render as r
 from kproxy.nftables.plan import ElementOwners, plan_partial
 from kproxy.rules.nftables import Dump, NftablesAdapter
 from kproxy.rules.trace import Probe
-from tests.unit.test_nft_render import NODE, ep, state, svc
+from tests.unit.test_nft_render import NODE, ep, rerender, state, svc
 
 CIDR = "10.96.0.0/12"
 CLIENT = "10.200.0.2"
@@ -42,10 +42,10 @@ def test_partial_sync_adds_and_removes_only_the_changed_services_cluster_ip():
     services = [svc(f"s{i}", f"10.96.0.{i}", [ep(f"10.244.1.{i}")]) for i in range(1, 30)]
     first = r.render(state(*services, service_cidrs=(CIDR,)))
     added = svc("new", "10.96.1.1", [ep("10.244.3.3")])
-    second = r.render(state(*services, added, service_cidrs=(CIDR,)), first)
+    second = rerender(state(*services, added, service_cidrs=(CIDR,)), first)
     ops = [op.description for op in plan_partial(second, first).ops]
     assert [op for op in ops if r.CLUSTER_IPS in op] == [f"add element {r.CLUSTER_IPS} {{ 10.96.1.1 }}"]
-    third = r.render(state(*services[1:], added, service_cidrs=(CIDR,)), second)
+    third = rerender(state(*services[1:], added, service_cidrs=(CIDR,)), second)
     ops = [op.description for op in plan_partial(third, second).ops]
     assert [op for op in ops if r.CLUSTER_IPS in op] == [f"delete element {r.CLUSTER_IPS} {{ 10.96.0.1 }}"]
 
@@ -56,11 +56,11 @@ def test_a_multi_port_services_cluster_ip_stays_until_its_last_port_goes():
     first = r.render(state(http, https))
     owners = ElementOwners.of(first)
     assert owners.counts[r.CLUSTER_IPS] == {("10.96.0.10",): 2}
-    second = r.render(state(http), first)
+    second = rerender(state(http), first)
     tx = plan_partial(second, first, owners)
     assert not any(r.CLUSTER_IPS in op.description for op in tx.ops)
     owners.apply(tx.owner_delta)
-    third = r.render(state(), second)
+    third = rerender(state(), second)
     assert f"delete element {r.CLUSTER_IPS} {{ 10.96.0.10 }}" in [
         op.description for op in plan_partial(third, second, owners).ops]
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+from kproxy.agent.state import Endpoint, ProxyState, ServicePort, changes_between
 from kproxy.nftables.expr import in_set, rule, verdict
 from kproxy.nftables.fake import FakeError, FakeTable
 from kproxy.nftables.model import Chain, Ruleset, SetSpec
@@ -142,7 +142,7 @@ def full_sync(fake: FakeTable, ruleset: Ruleset) -> None:
 @given(proxy_states(), proxy_states(), st.sampled_from(["random", "maglev"]))
 def test_a_full_plan_then_a_partial_plan_equals_a_full_plan_of_the_result(a, b, selection):
     first = render(a, endpoint_selection=selection)
-    second = render(b, first, endpoint_selection=selection)
+    second = render(b, first, changes_between(a, b), endpoint_selection=selection)
     step = FakeTable()
     full_sync(step, first)
     assert step.state() == desired(first)

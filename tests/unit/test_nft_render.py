@@ -6,7 +6,7 @@ from types import MappingProxyType
 
 import pytest
 
-from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+from kproxy.agent.state import Changes, Endpoint, ProxyState, ServicePort
 from kproxy.nftables import render as r
 from kproxy.nftables.plan import ElementOwners, plan_full, plan_partial
 
@@ -25,6 +25,15 @@ def svc(name: str, ip: str, eps=(), **kw) -> ServicePort:
 def state(*services: ServicePort, **kw) -> ProxyState:
     kw.setdefault("cluster_cidr", "10.244.0.0/16")
     return ProxyState("n1", node_ips=(NODE,), services={s.key: s for s in services}, **kw)
+
+
+def rerender(st: ProxyState, previous: r.Ruleset | None, **kw) -> r.Ruleset:
+    """r.render of `st` from `previous`, told what changed as the tracker would tell it."""
+    if previous is None:
+        return r.render(st, **kw)
+    old = {k: f.service for k, f in previous.fragments.items()}
+    changed = frozenset(k for k in old.keys() | st.services.keys() if old.get(k) != st.services.get(k))
+    return r.render(st, previous, Changes(full=False, services=changed), **kw)
 
 
 def elements(ruleset, name):
@@ -102,7 +111,7 @@ def test_render_is_deterministic_and_reuses_unchanged_fragments():
     a, b = svc("a", "10.96.0.1", [ep("10.244.1.2")]), svc("b", "10.96.0.2", [ep("10.244.1.3")])
     first = r.render(state(a, b))
     assert r.render(state(a, b)).text() == first.text()
-    second = r.render(state(a, replace(b, port=81)), first)
+    second = rerender(state(a, replace(b, port=81)), first)
     assert second.fragments[a.key] is first.fragments[a.key]
     assert second.fragments[b.key] is not first.fragments[b.key]
 
@@ -111,7 +120,7 @@ def test_partial_plan_touches_only_the_changed_service():
     services = [svc(f"s{i}", f"10.96.0.{i}", [ep(f"10.244.1.{i}")]) for i in range(1, 50)]
     first = r.render(state(*services))
     changed = replace(services[10], endpoints=(ep("10.244.1.11"), ep("10.244.9.9")))
-    second = r.render(state(*services[:10], changed, *services[11:]), first)
+    second = rerender(state(*services[:10], changed, *services[11:]), first)
     ops = [op.description for op in plan_partial(second, first).ops]
     base = r.chain_base(changed)
     (_, block, _), = second.fragments[changed.key].blocks
@@ -130,7 +139,7 @@ def test_partial_plan_of_a_replaced_endpoint_only_changes_elements():
     services = [svc(f"s{i}", f"10.96.0.{i}", [ep(f"10.244.1.{i}"), ep(f"10.244.2.{i}")]) for i in range(1, 20)]
     first = r.render(state(*services))
     changed = replace(services[5], endpoints=(ep("10.244.1.6"), ep("10.244.9.9")))
-    second = r.render(state(*services[:5], changed, *services[6:]), first)
+    second = rerender(state(*services[:5], changed, *services[6:]), first)
     ops = [op.description for op in plan_partial(second, first).ops]
     assert second.fragments[changed.key].blocks == first.fragments[changed.key].blocks  # same slots
     (_, block, _), = second.fragments[changed.key].blocks
@@ -145,13 +154,13 @@ def test_hairpin_elements_shared_by_two_services_stay_until_the_last_holder_goes
     first = r.render(state(a, b))
     owners = ElementOwners.of(first)
     assert owners.counts[r.HAIRPIN] == {("10.244.1.2", "10.244.1.2"): 2}
-    second = r.render(state(a, replace(b, endpoints=(ep("10.244.1.3"),))), first)
+    second = rerender(state(a, replace(b, endpoints=(ep("10.244.1.3"),))), first)
     tx = plan_partial(second, first, owners)
     ops = [op.description for op in tx.ops]
     assert f"add element {r.HAIRPIN} {{ 10.244.1.3 . 10.244.1.3 }}" in ops
     assert not any("delete element hairpin" in op for op in ops), ops  # a still holds it
     owners.apply(tx.owner_delta)
-    third = r.render(state(replace(b, endpoints=(ep("10.244.1.3"),))), second)
+    third = rerender(state(replace(b, endpoints=(ep("10.244.1.3"),))), second)
     ops = [op.description for op in plan_partial(third, second, owners).ops]
     assert f"delete element {r.HAIRPIN} {{ 10.244.1.2 . 10.244.1.2 }}" in ops
     # without a kept count, plan_partial counts the holders in `previous`: the same answer
@@ -161,7 +170,7 @@ def test_hairpin_elements_shared_by_two_services_stay_until_the_last_holder_goes
 def test_partial_plan_of_a_removed_service_deletes_after_dereferencing():
     a, b = svc("a", "10.96.0.1", [ep("10.244.1.2")]), svc("b", "10.96.0.2", [ep("10.244.1.3")])
     first = r.render(state(a, b))
-    second = r.render(state(a), first)
+    second = rerender(state(a), first)
     ops = [op.description for op in plan_partial(second, first).ops]
     base = r.chain_base(b)
     delete_chain = ops.index(f"delete chain service-{base}")
@@ -170,7 +179,7 @@ def test_partial_plan_of_a_removed_service_deletes_after_dereferencing():
     assert ops.index("delete element endpoints-0 { 8192 }") < delete_chain
     assert plan_partial(second, second).ops == []
     assert second.slots.free == (2,)  # its slots are free again for the next Service
-    third = r.render(state(a, svc("c", "10.96.0.3", [ep("10.244.1.4")])), second)
+    third = rerender(state(a, svc("c", "10.96.0.3", [ep("10.244.1.4")])), second)
     assert third.fragments["default/c:"].blocks == ((f"service-{r.chain_base(third.fragments['default/c:'].service)}", 2, 1),)
 
 
@@ -234,7 +243,7 @@ def test_the_keys_render_reports_as_changed_give_the_same_plan_as_comparing_ever
     services = [svc(f"s{i}", f"10.96.0.{i}", [ep(f"10.244.1.{i}")]) for i in range(1, 30)]
     first = r.render(state(*services))
     edited = [replace(services[3], port=81), *services[4:20], svc("new", "10.96.1.1", [ep("10.244.3.3")])]
-    second = r.render(state(*services[:3], *edited), first)
+    second = rerender(state(*services[:3], *edited), first)
     assert second.base is first.token
     assert second.changed == {services[3].key, edited[-1].key, *(s.key for s in services[20:])}
     fast = [op.description for op in plan_partial(second, first).ops]

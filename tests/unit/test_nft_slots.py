@@ -11,6 +11,7 @@ from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 from kproxy.nftables import render as r
 from kproxy.nftables.plan import plan_partial
 from kproxy.nftables.slots import BLOCK, SlotAllocator, SlotsExhausted, SlotState
+from tests.unit.test_nft_render import rerender
 
 
 def svc(i: int, n: int, local: bool = False) -> ServicePort:
@@ -50,20 +51,20 @@ def test_ranges_stay_disjoint_through_changes(steps):
             services.pop(i, None)
         else:
             services[i] = svc(i, n, local)
-        ruleset = r.render(state(services.values()), ruleset)
+        ruleset = rerender(state(services.values()), ruleset)
         check(ruleset)
 
 
 def test_a_chain_keeps_its_range_while_its_endpoints_fit_and_moves_when_it_outgrows_it():
     first = r.render(state([svc(0, 3), svc(1, 2)]))
-    kept = r.render(state([svc(0, 5), svc(1, 2)]), first)
+    kept = rerender(state([svc(0, 5), svc(1, 2)]), first)
     assert kept.fragments["default/s0:"].blocks == first.fragments["default/s0:"].blocks
-    big = r.render(state([svc(0, BLOCK + 1), svc(1, 2)]), kept)
+    big = rerender(state([svc(0, BLOCK + 1), svc(1, 2)]), kept)
     (chain, block, count), = big.fragments["default/s0:"].blocks
     assert count == 2 and block >= kept.slots.top  # two fresh blocks
     assert kept.fragments["default/s0:"].blocks[0][1] in big.slots.free  # the old one is free
     check(big)
-    reused = r.render(state([svc(0, BLOCK + 1), svc(1, 2), svc(2, 1)]), big)
+    reused = rerender(state([svc(0, BLOCK + 1), svc(1, 2), svc(2, 1)]), big)
     assert reused.fragments["default/s2:"].blocks[0][1] == kept.fragments["default/s0:"].blocks[0][1]
 
 
@@ -78,7 +79,7 @@ def test_every_64_chains_share_one_endpoint_map_and_maps_only_appear():
     services = [svc(i, 2) for i in range(130)]
     first = r.render(state(services[:60]))
     assert [s.name for s in first.shared_maps if s.name.startswith("endpoints-")] == ["endpoints-0"]
-    second = r.render(state(services), first)
+    second = rerender(state(services), first)
     assert [s.name for s in second.shared_maps if s.name.startswith("endpoints-")] == \
         ["endpoints-0", "endpoints-1", "endpoints-2"]
     ops = [op.description for op in plan_partial(second, first).ops]

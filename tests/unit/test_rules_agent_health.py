@@ -42,7 +42,7 @@ class GateBackend(Backend):
         self.applied = 0
         self.inside = threading.Event()
 
-    def render(self, state, previous=None):
+    def render(self, state, previous=None, changes=None):
         return state.revision
 
     def apply(self, ruleset, previous):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from kproxy.agent.policy import categorize
+from kproxy.agent.state import changes_between
 from kproxy.nftables.render import render
 from kproxy.rules.diff import diff
 from kproxy.rules.nftables import Dump, NftablesAdapter, normalise, parse_table
@@ -165,12 +166,13 @@ def test_incremental_and_from_scratch_renders_of_one_state_do_not_differ():
     """Issue 14 item 8: create 12 Services, delete 4 (and add two that take freed slots): the
     incremental ruleset's slot ranges differ from a from-scratch render's, what packets meet
     does not."""
-    created, previous = [], None
+    created, previous, before = [], None, None
     for i in range(1, 13):
         created.append(_svc(i, "abc"[: 1 + i % 3], **({"session_affinity_timeout": 30} if i == 5 else {})))
-        previous = render(_state(created, i), previous)
+        st = _state(created, i)
+        previous, before = render(st, previous, changes_between(before, st)), st
     final = [s for s in created if s.name not in ("s2", "s3", "s6", "s9")] + [_svc(20, "abc"), _svc(21, "a")]
-    incremental = render(_state(final, 13), previous)
+    incremental = render(_state(final, 13), previous, changes_between(before, _state(final, 13)))
     scratch = render(_state(final, 1))
     assert incremental.text() != scratch.text()  # the allocation differs ...
     adapter = NftablesAdapter()

@@ -18,6 +18,7 @@ from pyroute2.netlink.nfnetlink.nftsocket import (
     nft_table_msg,
 )
 
+from kproxy.agent.state import changes_between
 from kproxy.nftables import wire as w
 from kproxy.nftables.plan import plan_full, plan_partial
 from kproxy.nftables.render import render
@@ -36,7 +37,7 @@ def check(name: str, text: str) -> None:
 
 @pytest.mark.parametrize("selection", ["random", "maglev"])
 def test_ruleset_text_matches_golden(selection):
-    check(f"services-{selection}.nft", render(fx.state(), None, selection).text())
+    check(f"services-{selection}.nft", render(fx.state(), endpoint_selection=selection).text())
 
 
 @pytest.mark.parametrize("mode, interface", [("BridgeInterface", "cbr0"), ("InterfaceNamePrefix", "veth")])
@@ -49,7 +50,7 @@ def test_partial_sync_operations_match_golden():
     first = render(fx.state())
     services = [replace(s, endpoints=s.endpoints[:1]) if s.name == "web" else s
                 for s in fx.SERVICES if s.name != "empty"]
-    second = render(fx.state(services), first)
+    second = render(fx.state(services), first, changes_between(fx.state(), fx.state(services)))
     check("partial-scale-web-remove-empty.ops", "".join(op.description + "\n" for op in plan_partial(second, first).ops))
 
 
