@@ -390,6 +390,44 @@ def _default_cron_job(obj: dict[str, Any]) -> None:
         _default_pod_template(template["spec"])
 
 
+# --- apps/v1 DaemonSet and StatefulSet (pkg/apis/apps/v1/defaults.go) ----------------------
+
+def _default_daemon_set(obj: dict[str, Any]) -> None:
+    spec = _dict(obj, "spec")
+    if spec is None:
+        return
+    _set_default(spec, "revisionHistoryLimit", 10)
+    strategy = _dict(spec, "updateStrategy")
+    if strategy is not None:
+        _set_default(strategy, "type", "RollingUpdate")
+        if strategy.get("type") == "RollingUpdate":
+            rolling = _dict(strategy, "rollingUpdate")
+            if rolling is not None:
+                _set_default(rolling, "maxUnavailable", 1)
+                _set_default(rolling, "maxSurge", 0)
+    _default_pod_template(spec)
+
+
+def _default_stateful_set(obj: dict[str, Any]) -> None:
+    spec = _dict(obj, "spec")
+    if spec is None:
+        return
+    for key, value in (("replicas", 1), ("revisionHistoryLimit", 10), ("podManagementPolicy", "OrderedReady")):
+        _set_default(spec, key, value)
+    strategy = _dict(spec, "updateStrategy")
+    if strategy is not None:
+        _set_default(strategy, "type", "RollingUpdate")
+        if strategy.get("type") == "RollingUpdate":
+            rolling = _dict(strategy, "rollingUpdate")
+            if rolling is not None:
+                _set_default(rolling, "partition", 0)
+    retention = _dict(spec, "persistentVolumeClaimRetentionPolicy")
+    if retention is not None:
+        _set_default(retention, "whenDeleted", "Retain")
+        _set_default(retention, "whenScaled", "Retain")
+    _default_pod_template(spec)
+
+
 _DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "Service": _default_service,
     "Pod": _default_pod,
@@ -404,6 +442,10 @@ _DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "ReplicationController": _default_replication_controller,
     "Job": _default_job,
     "CronJob": _default_cron_job,
+
+
+    "DaemonSet": _default_daemon_set,
+    "StatefulSet": _default_stateful_set,
 }
 
 

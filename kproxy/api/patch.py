@@ -196,6 +196,8 @@ _KIND_LISTS: dict[str, dict[Path, ListMeta]] = {
     "Job": {**_pod_template_lists(("spec", "template")), ("status", "conditions"): ListMeta("type")},
     "CronJob": {**_pod_template_lists(("spec", "jobTemplate", "spec", "template")),
                 **{("spec", "jobTemplate") + path: m for path, m in _METADATA.items()}},
+    "DaemonSet": {**_pod_template_lists(("spec", "template")), ("status", "conditions"): ListMeta("type")},
+    "StatefulSet": {**_pod_template_lists(("spec", "template")), ("status", "conditions"): ListMeta("type")},
 }
 
 

@@ -73,6 +73,9 @@ POD_DISRUPTION_BUDGETS = Resource("policy", "v1", "PodDisruptionBudget", "poddis
                                   "poddisruptionbudget", True, ("pdb",), True)
 JOBS = Resource("batch", "v1", "Job", "jobs", "job", True, (), True)
 CRON_JOBS = Resource("batch", "v1", "CronJob", "cronjobs", "cronjob", True, ("cj",), True)
+DAEMON_SETS = Resource("apps", "v1", "DaemonSet", "daemonsets", "daemonset", True, ("ds",), True)
+STATEFUL_SETS = Resource("apps", "v1", "StatefulSet", "statefulsets", "statefulset", True, ("sts",), True, True)
+CONTROLLER_REVISIONS = Resource("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", True)
 
 ALL: tuple[Resource, ...] = (
     NAMESPACES, SERVICES, ENDPOINTS, PODS, NODES, SERVICE_ACCOUNTS, RESOURCE_QUOTAS, EVENTS,
@@ -80,6 +83,7 @@ ALL: tuple[Resource, ...] = (
     CONFIG_MAPS, DEPLOYMENTS, REPLICA_SETS,
     REPLICATION_CONTROLLERS, POD_DISRUPTION_BUDGETS,
     JOBS, CRON_JOBS,
+    DAEMON_SETS, STATEFUL_SETS, CONTROLLER_REVISIONS,
 )
 
 

@@ -17,7 +17,7 @@ VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update
 SUBRESOURCE_VERBS = ["get", "patch", "update"]
 CATEGORIES = {"pods": ["all"], "services": ["all"], "deployments": ["all"], "replicasets": ["all"],
               "replicationcontrollers": ["all"],
-              "jobs": ["all"], "cronjobs": ["all"]}
+              "jobs": ["all"], "cronjobs": ["all"], "daemonsets": ["all"], "statefulsets": ["all"]}
 SCALE_KIND = {"group": "autoscaling", "version": "v1", "kind": "Scale"}
 SERVED = ALL + CREATE_ONLY
 TOKEN_REQUEST_KIND = {"group": AUTHN_GROUP, "version": "v1", "kind": "TokenRequest"}

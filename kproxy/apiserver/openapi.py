@@ -25,7 +25,8 @@ PATCH_CONTENT_TYPES = ("application/json-patch+json", "application/merge-patch+j
 # "" for the type and dotted field paths within it; "common" for field names any type shares.
 DESCRIPTIONS_FILE = os.path.join(os.path.dirname(__file__), "openapi", "descriptions.json")
 # more definitions' descriptions, one file per family of kinds, merged into DESCRIPTIONS_FILE's
-MORE_DESCRIPTIONS = ("descriptions_workloads.json", "descriptions_batch.json", "descriptions_policy.json")
+MORE_DESCRIPTIONS = ("descriptions_workloads.json", "descriptions_batch.json", "descriptions_policy.json",
+                     "descriptions_set_workloads.json")
 
 
 def load_descriptions(path: str = DESCRIPTIONS_FILE) -> dict[str, Any]:

@@ -10,7 +10,8 @@ A message is a space-separated list of fields `jsonName=number:type`, where type
 prefixed with `[]` for a repeated field, `{}` for a map from string, `+` for a Go struct embedded
 in its parent (its fields appear in the parent's JSON, as volumeSource in Volume), and suffixed
 with `?` for a Go pointer (a zero value or an empty message that is present is kept in JSON;
-other zeros and empty messages are omitted, as omitempty does).
+other zeros and empty messages are omitted, as omitempty does), or with `!` for a scalar whose
+Go field has no omitempty (always in JSON, zero when absent).
 
 The leaf types have a JSON form of their own (protobuf.py converts them): Time and MicroTime
 (RFC 3339 strings), IntOrString (int or string), Quantity (string), RawExtension and FieldsV1
@@ -552,7 +553,7 @@ MESSAGES: dict[str, str] = {
     "core.ReplicationControllerSpec": (
         "replicas=1:int32? selector=2:{}string template=3:core.PodTemplateSpec? minReadySeconds=4:int32"),
     "core.ReplicationControllerStatus": (
-        "replicas=1:int32 fullyLabeledReplicas=2:int32 observedGeneration=3:int64 readyReplicas=4:int32 "
+        "replicas=1:int32! fullyLabeledReplicas=2:int32 observedGeneration=3:int64 readyReplicas=4:int32 "
         "availableReplicas=5:int32 conditions=6:[]core.ReplicationControllerCondition"),
     "core.ReplicationControllerCondition": (
         "type=1:string status=2:string lastTransitionTime=3:meta.Time reason=4:string message=5:string"),
@@ -564,8 +565,8 @@ MESSAGES: dict[str, str] = {
         "minAvailable=1:intstr.IntOrString? selector=2:meta.LabelSelector? maxUnavailable=3:intstr.IntOrString? "
         "unhealthyPodEvictionPolicy=4:string?"),
     "policy.PodDisruptionBudgetStatus": (
-        "observedGeneration=1:int64 disruptedPods=2:{}meta.Time disruptionsAllowed=3:int32 currentHealthy=4:int32 "
-        "desiredHealthy=5:int32 expectedPods=6:int32 conditions=7:[]meta.Condition"),
+        "observedGeneration=1:int64 disruptedPods=2:{}meta.Time disruptionsAllowed=3:int32! currentHealthy=4:int32! "
+        "desiredHealthy=5:int32! expectedPods=6:int32! conditions=7:[]meta.Condition"),
     "policy.PodDisruptionBudgetList": "metadata=1:meta.ListMeta items=2:[]policy.PodDisruptionBudget",
     "policy.Eviction": "metadata=1:meta.ObjectMeta deleteOptions=2:meta.DeleteOptions?",
     "batch.Job": "metadata=1:meta.ObjectMeta spec=2:batch.JobSpec status=3:batch.JobStatus",
@@ -590,6 +591,39 @@ MESSAGES: dict[str, str] = {
         "timeZone=8:string?"),
     "batch.CronJobStatus": (
         "active=1:[]core.ObjectReference lastScheduleTime=4:meta.Time? lastSuccessfulTime=5:meta.Time?"),
+    "apps.DaemonSet": (
+        "metadata=1:meta.ObjectMeta spec=2:apps.DaemonSetSpec status=3:apps.DaemonSetStatus"),
+    "apps.DaemonSetSpec": (
+        "selector=1:meta.LabelSelector? template=2:core.PodTemplateSpec updateStrategy=3:apps.DaemonSetUpdateStrategy "
+        "minReadySeconds=4:int32 revisionHistoryLimit=6:int32?"),
+    "apps.DaemonSetUpdateStrategy": "type=1:string rollingUpdate=2:apps.RollingUpdateDaemonSet?",
+    "apps.RollingUpdateDaemonSet": (
+        "maxUnavailable=1:intstr.IntOrString? maxSurge=2:intstr.IntOrString?"),
+    "apps.DaemonSetStatus": (
+        "currentNumberScheduled=1:int32! numberMisscheduled=2:int32! desiredNumberScheduled=3:int32! "
+        "numberReady=4:int32! observedGeneration=5:int64 updatedNumberScheduled=6:int32 numberAvailable=7:int32 "
+        "numberUnavailable=8:int32 collisionCount=9:int32? conditions=10:[]apps.DaemonSetCondition"),
+    "apps.DaemonSetCondition": (
+        "type=1:string status=2:string lastTransitionTime=3:meta.Time reason=4:string message=5:string"),
+    "apps.StatefulSet": (
+        "metadata=1:meta.ObjectMeta spec=2:apps.StatefulSetSpec status=3:apps.StatefulSetStatus"),
+    "apps.StatefulSetSpec": (
+        "replicas=1:int32? selector=2:meta.LabelSelector? template=3:core.PodTemplateSpec serviceName=5:string "
+        "podManagementPolicy=6:string updateStrategy=7:apps.StatefulSetUpdateStrategy revisionHistoryLimit=8:int32? "
+        "minReadySeconds=9:int32 "
+        "persistentVolumeClaimRetentionPolicy=10:apps.StatefulSetPersistentVolumeClaimRetentionPolicy? "
+        "ordinals=11:apps.StatefulSetOrdinals?"),
+    "apps.StatefulSetUpdateStrategy": "type=1:string rollingUpdate=2:apps.RollingUpdateStatefulSetStrategy?",
+    "apps.RollingUpdateStatefulSetStrategy": "partition=1:int32? maxUnavailable=2:intstr.IntOrString?",
+    "apps.StatefulSetPersistentVolumeClaimRetentionPolicy": "whenDeleted=1:string whenScaled=2:string",
+    "apps.StatefulSetOrdinals": "start=1:int32",
+    "apps.StatefulSetStatus": (
+        "observedGeneration=1:int64 replicas=2:int32! readyReplicas=3:int32 currentReplicas=4:int32 "
+        "updatedReplicas=5:int32 currentRevision=6:string updateRevision=7:string collisionCount=9:int32? "
+        "conditions=10:[]apps.StatefulSetCondition availableReplicas=11:int32!"),
+    "apps.StatefulSetCondition": (
+        "type=1:string status=2:string lastTransitionTime=3:meta.Time reason=4:string message=5:string"),
+    "apps.ControllerRevision": "metadata=1:meta.ObjectMeta data=2:runtime.RawExtension revision=3:int64",
     "meta.Status": (
         "metadata=1:meta.ListMeta status=2:string message=3:string reason=4:string "
         "details=5:meta.StatusDetails? code=6:int32"),
@@ -632,6 +666,9 @@ MESSAGES: dict[str, str] = {
     "apps.DeploymentList": "metadata=1:meta.ListMeta items=2:[]apps.Deployment",
     "batch.JobList": "metadata=1:meta.ListMeta items=2:[]batch.Job",
     "batch.CronJobList": "metadata=1:meta.ListMeta items=2:[]batch.CronJob",
+    "apps.DaemonSetList": "metadata=1:meta.ListMeta items=2:[]apps.DaemonSet",
+    "apps.StatefulSetList": "metadata=1:meta.ListMeta items=2:[]apps.StatefulSet",
+    "apps.ControllerRevisionList": "metadata=1:meta.ListMeta items=2:[]apps.ControllerRevision",
     # authorization.k8s.io/v1 and authentication.k8s.io/v1: reviews and TokenRequest
     "authorization.SelfSubjectAccessReview": (
         "metadata=1:meta.ObjectMeta spec=2:authorization.SelfSubjectAccessReviewSpec "
@@ -716,6 +753,7 @@ OBJECT_KINDS = (
     "apps.ReplicaSet", "apps.Deployment",
     "core.ReplicationController", "policy.PodDisruptionBudget",
     "batch.Job", "batch.CronJob",
+    "apps.DaemonSet", "apps.StatefulSet", "apps.ControllerRevision",
 )
 # kinds that are only created, never stored or listed
 REVIEW_KINDS = (

@@ -62,6 +62,7 @@ class Field:
     is_map: bool = False  # map<string, kind>
     inline: bool = False  # an embedded Go struct: its fields are the parent's in JSON
     pointer: bool = False  # a Go pointer: a zero or empty value that is present is kept
+    always: bool = False  # a Go scalar without omitempty: in JSON even when zero (or absent)
 
     @property
     def is_message(self) -> bool:
@@ -79,14 +80,16 @@ def parse_fields(spec: str) -> tuple[Field, ...]:
         repeated = kind.startswith("[]")
         is_map = kind.startswith("{}")
         kind = kind[2:] if repeated or is_map else kind
-        pointer = kind.endswith("?")
-        fields.append(Field(name, int(number), kind.rstrip("?"), repeated, is_map, inline, pointer))
+        pointer, always = kind.endswith("?"), kind.endswith("!")
+        fields.append(Field(name, int(number), kind.rstrip("?!"), repeated, is_map, inline, pointer, always))
     return tuple(fields)
 
 
 SCHEMA: dict[str, tuple[Field, ...]] = {
     name: parse_fields(spec) for name, spec in {**pbschema.LEAVES, **pbschema.MESSAGES}.items()}
 _BY_NUMBER = {name: {f.number: f for f in fields} for name, fields in SCHEMA.items()}
+_ALWAYS = {name: tuple(f for f in fields if f.always) for name, fields in SCHEMA.items() if any(f.always for f in fields)}
+_SCALAR_ZERO = {"string": "", "int32": 0, "int64": 0, "bool": False}
 
 
 def _entry_name(field: Field) -> str:
@@ -291,9 +294,11 @@ def read(msg: message.Message, kind: str) -> dict[str, Any]:
             out.update(read(value, f.kind))
         else:
             v = _value_out(f, value)
-            if v is None or (not f.pointer and (v == {} or (type(v) is not dict and v in _ZEROS))):
+            if v is None or (not (f.pointer or f.always) and (v == {} or (type(v) is not dict and v in _ZEROS))):
                 continue
             out[f.name] = v
+    for f in _ALWAYS.get(kind, ()):
+        out.setdefault(f.name, _SCALAR_ZERO[f.kind])
     return out
 
 

@@ -290,6 +290,8 @@ def _add_workloads() -> None:
     DEFINITIONS.update(schema_workloads.DEFINITIONS)
     DEFINITIONS.update(schema_batch.DEFINITIONS)
     DEFINITIONS.update(schema_policy.DEFINITIONS)
+    from kproxy.apiserver import schema_set_workloads
+    DEFINITIONS.update(schema_set_workloads.DEFINITIONS)
 
 
 _add_workloads()

@@ -267,6 +267,9 @@ def build_strategies(services: ServiceAllocations) -> Mapping[Resource, Strategy
         R.POD_DISRUPTION_BUDGETS: WorkloadStrategy(R.POD_DISRUPTION_BUDGETS, dict.fromkeys(  # the same generation rule
             ("disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods"), 0)),
         **_batch_strategies(),
+        R.DAEMON_SETS: WorkloadStrategy(R.DAEMON_SETS, dict.fromkeys(
+            ("currentNumberScheduled", "numberMisscheduled", "desiredNumberScheduled", "numberReady"), 0)),
+        R.STATEFUL_SETS: WorkloadStrategy(R.STATEFUL_SETS, {"replicas": 0, "availableReplicas": 0}),
     }
 
 

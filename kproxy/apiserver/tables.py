@@ -239,6 +239,35 @@ def _pod_disruption_budget(obj: dict[str, Any], now: float) -> Row:
     return [obj["metadata"]["name"], *shown, status.get("disruptionsAllowed", 0), _age(obj, now)]
 
 
+def _label_map(labels: dict[str, Any] | None) -> str:
+    """labels.FormatLabels: "k=v,k2=v2" sorted; "<none>" when empty."""
+    return ",".join(f"{k}={v}" for k, v in sorted((labels or {}).items())) or "<none>"
+
+
+def _daemon_set(obj: dict[str, Any], now: float) -> Row:
+    status = obj.get("status") or {}
+    node_selector = (((obj.get("spec") or {}).get("template") or {}).get("spec") or {}).get("nodeSelector")
+    return [obj["metadata"]["name"], *(status.get(k, 0) for k in (
+                "desiredNumberScheduled", "currentNumberScheduled", "numberReady", "updatedNumberScheduled",
+                "numberAvailable")),
+            _label_map(node_selector), _age(obj, now), *_template_cells(obj)]
+
+
+def _stateful_set(obj: dict[str, Any], now: float) -> Row:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    return [obj["metadata"]["name"], f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 0)}", _age(obj, now),
+            *_template_cells(obj)[:2]]
+
+
+def _controller_revision(obj: dict[str, Any], now: float) -> Row:
+    ref = next((r for r in obj["metadata"].get("ownerReferences") or [] if r.get("controller")), None)
+    controller = "<none>"
+    if ref is not None:
+        group = ref.get("apiVersion", "").rpartition("/")[0]
+        controller = f"{ref.get('kind', '').lower()}{'.' + group if group else ''}/{ref.get('name', '')}"
+    return [obj["metadata"]["name"], controller, obj.get("revision", 0), _age(obj, now)]
+
+
 def _generic(obj: dict[str, Any], now: float) -> Row:
     return [obj["metadata"]["name"], _age(obj, now)]
 
@@ -259,6 +288,12 @@ PRINTERS: dict[str, tuple[list[Column], Callable[[dict[str, Any], float], Row]]]
                                AGE, *TEMPLATE_COLUMNS], _replica_set),
     "PodDisruptionBudget": ([NAME, ("Min Available", "string", 0), ("Max Unavailable", "string", 0),
                              ("Allowed Disruptions", "integer", 0), AGE], _pod_disruption_budget),
+    "DaemonSet": ([NAME, ("Desired", "integer", 0), ("Current", "integer", 0), ("Ready", "integer", 0),
+                   ("Up-to-date", "integer", 0), ("Available", "integer", 0), ("Node Selector", "string", 0), AGE,
+                   *TEMPLATE_COLUMNS], _daemon_set),
+    "StatefulSet": ([NAME, ("Ready", "string", 0), AGE, *TEMPLATE_COLUMNS[:2]], _stateful_set),
+    "ControllerRevision": ([NAME, ("Controller", "string", 0), ("Revision", "integer", 0), AGE],
+                           _controller_revision),
     "Service": ([NAME, ("Type", "string", 0), ("Cluster-IP", "string", 0), ("External-IP", "string", 0),
                  ("Port(s)", "string", 0), AGE, ("Selector", "string", 1)], _service),
     "Pod": ([NAME, ("Ready", "string", 0), ("Status", "string", 0), ("Restarts", "integer", 0), AGE,

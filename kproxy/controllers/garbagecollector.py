@@ -21,8 +21,8 @@ import logging
 from typing import Any
 
 from kproxy.api.resources import (
-    CONFIG_MAPS, CRON_JOBS, DEPLOYMENTS, ENDPOINT_SLICES, JOBS, PODS, REPLICA_SETS, REPLICATION_CONTROLLERS, SECRETS,
-    SERVICES, Resource, by_kind, by_group_version_plural,
+    CONFIG_MAPS, CONTROLLER_REVISIONS, CRON_JOBS, DAEMON_SETS, DEPLOYMENTS, ENDPOINT_SLICES, JOBS, PODS, REPLICA_SETS,
+    REPLICATION_CONTROLLERS, SECRETS, SERVICES, STATEFUL_SETS, Resource, by_kind, by_group_version_plural,
 )
 from kproxy.api.status import ApiError
 from kproxy.controllers.base import Controller, Handlers, SharedInformers
@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 ORPHAN, FOREGROUND = "orphan", "foregroundDeletion"
 # the kinds whose ownerReferences the collector follows (owners of any served kind are looked up)
 GC_RESOURCES: tuple[Resource, ...] = (DEPLOYMENTS, REPLICA_SETS, PODS, SERVICES, ENDPOINT_SLICES, CONFIG_MAPS,
-                                      SECRETS, CRON_JOBS, JOBS, REPLICATION_CONTROLLERS)
+                                      SECRETS, CRON_JOBS, JOBS, REPLICATION_CONTROLLERS, DAEMON_SETS, STATEFUL_SETS,
+                                      CONTROLLER_REVISIONS)
 
 
 def item_key(resource: Resource, obj: Obj) -> str:

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from kproxy.controllers.base import SharedInformers
 from kproxy.controllers.cronjob import CronJobController
+from kproxy.controllers.daemonset import DaemonSetController
 from kproxy.controllers.deployment import DeploymentController
 from kproxy.controllers.disruption import DisruptionController
 from kproxy.controllers.endpoints import EndpointsController
@@ -23,6 +24,7 @@ from kproxy.controllers.replicationcontroller import ReplicationControllerContro
 from kproxy.controllers.resourcequota import ResourceQuotaController
 from kproxy.controllers.rootcacert import RootCACertPublisher
 from kproxy.controllers.serviceaccount import ServiceAccountController
+from kproxy.controllers.statefulset import StatefulSetController
 from kproxy.controllers.tainteviction import TaintEvictionController
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,8 @@ def build_controllers(client: Any, informers: SharedInformers, *, node_grace_per
         JobController(client, informers, clock=clock),
         CronJobController(client, informers, clock=clock),
         PodGCController(client, informers, pod_gc),
+        DaemonSetController(client, informers),
+        StatefulSetController(client, informers),
         GarbageCollector(client, informers),
         RootCACertPublisher(client, informers),
         TaintEvictionController(client, informers),

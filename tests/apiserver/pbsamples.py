@@ -111,6 +111,16 @@ SAMPLES: dict[tuple[str, str], dict[str, Any]] = {
             "template": {"spec": {**POD_SPEC, "restartPolicy": "OnFailure"}}}}},
         "status": {"active": [{"kind": "Job", "name": "sample-1", "namespace": NS, "apiVersion": "batch/v1"}],
                    "lastScheduleTime": "2026-01-02T03:05:00Z"}},
+    ("apps/v1", "DaemonSet"): {"metadata": META, "spec": {
+        "selector": LABELS, "template": TEMPLATE, "revisionHistoryLimit": 10,
+        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%", "maxSurge": 0}}}},
+    ("apps/v1", "StatefulSet"): {"metadata": META, "spec": {
+        "replicas": 0, "selector": LABELS, "template": TEMPLATE, "serviceName": "web",
+        "podManagementPolicy": "Parallel", "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
+        "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Delete"},
+        "ordinals": {"start": 2}}},
+    ("apps/v1", "ControllerRevision"): {"metadata": META, "revision": 3,
+                                        "data": {"spec": {"template": {"$patch": "replace", **TEMPLATE}}}},
 }
 
 

@@ -316,6 +316,15 @@ MANIFESTS = {
     "ReplicaSet": ("replicasets.apps", "apps/v1", "metadata: {name: x}\nspec:\n  selector: {matchLabels: {app: rs}}\n"
                    "  template:\n    metadata: {labels: {app: rs}}\n    spec: {containers: [{name: c, image: echo}]}",
                    lambda o: o["spec"]["replicas"] == 1),
+    "DaemonSet": ("daemonsets.apps", "apps/v1", "metadata: {name: x}\nspec:\n  selector: {matchLabels: {app: ds}}\n"
+                  "  template:\n    metadata: {labels: {app: ds}}\n    spec: {containers: [{name: c, image: echo}]}",
+                  lambda o: o["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"] == 1),
+    "StatefulSet": ("statefulsets.apps", "apps/v1", "metadata: {name: x}\nspec:\n  serviceName: x\n"
+                    "  selector: {matchLabels: {app: sts}}\n  template:\n    metadata: {labels: {app: sts}}\n"
+                    "    spec: {containers: [{name: c, image: echo}]}",
+                    lambda o: o["spec"]["podManagementPolicy"] == "OrderedReady"),
+    "ControllerRevision": ("controllerrevisions.apps", "apps/v1", "metadata: {name: x}\nrevision: 1\n"
+                           "data: {spec: {template: {metadata: {labels: {app: cr}}}}}", lambda o: o["revision"] == 1),
     "Job": ("jobs.batch", "batch/v1", "metadata: {name: x}\nspec:\n  template:\n    spec: {restartPolicy: Never, "
             "containers: [{name: c, image: echo}]}",
             lambda o: o["spec"]["completions"] == 1 and o["spec"]["backoffLimit"] == 6),

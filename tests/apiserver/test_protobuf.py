@@ -177,7 +177,7 @@ def _value(f, depth):
     if f.kind in ("int32", "int64"):
         bits = 31 if f.kind == "int32" else 63
         ints = S.integers(-(2**bits), 2**bits - 1)
-        return ints if f.pointer else ints.filter(bool)
+        return ints if f.pointer or f.always else ints.filter(bool)
     if f.kind == "bool":
         return S.booleans() if f.pointer else S.just(True)
     if f.kind in pbschema.LEAVES:
@@ -187,15 +187,15 @@ def _value(f, depth):
 
 def message_json(kind, depth=0, allow_empty=False):
     fields = [f for f in protobuf.SCHEMA[kind] if not f.inline and (depth < 3 or not f.is_message)]
-    optional = {}
+    required, optional = {}, {}
     for f in fields:
         v = _value(f, depth)
         if f.is_map:
             v = S.dictionaries(S.text(max_size=6), v, min_size=1, max_size=2)
         elif f.repeated:
             v = S.lists(v, min_size=1, max_size=2)
-        optional[f.name] = v
-    out = S.fixed_dictionaries({}, optional=optional)
+        (required if f.always else optional)[f.name] = v  # a field without omitempty is always there
+    out = S.fixed_dictionaries(required, optional=optional)
     return out if allow_empty else out.filter(bool)
 
 

@@ -6,7 +6,9 @@ lastTransitionTime) through the status subresource, as a kubelet reports a start
 the pod changes).
 A pod annotated `kproxy.test/exit-code: N` then finishes as a process exiting with N would:
 Succeeded for 0, Failed otherwise (its container terminated with that exit code).
-It runs its own event loop in a thread; stop() ends it. Pods being deleted are left alone.
+It runs its own event loop in a thread; stop() ends it. Pods being deleted are left alone,
+unless `finish_deletions`: then a bound pod being deleted is removed (grace period 0), as a
+kubelet does once its containers stopped.
 """
 from __future__ import annotations
 
@@ -33,9 +35,11 @@ def _now() -> str:
 class FakeKubelet(LoopThread):
     name = "fake-kubelet"
 
-    def __init__(self, kubeconfig: str, ready_after: Callable[[dict], float | None] = lambda pod: 0.0):
+    def __init__(self, kubeconfig: str, ready_after: Callable[[dict], float | None] = lambda pod: 0.0,
+                 finish_deletions: bool = False):
         self._kubeconfig = kubeconfig
         self._ready_after = ready_after
+        self._finish_deletions = finish_deletions
         self.marked_ready = 0
         super().__init__()
 
@@ -47,13 +51,18 @@ class FakeKubelet(LoopThread):
             def on_pod(pod: dict) -> None:
                 md = pod.get("metadata") or {}
                 uid = md.get("uid", "")
+                if md.get("deletionTimestamp") and self._finish_deletions and (pod.get("spec") or {}).get("nodeName"):
+                    spawn(self._finish_deletion(client, pod))
                 if uid in seen or md.get("deletionTimestamp") or _is_ready(pod):
                     return
                 delay = self._ready_after(pod)
                 if delay is None:
                     return  # asked again on the pod's next change (e.g. once it is bound)
                 seen.add(uid)
-                task = asyncio.get_running_loop().create_task(self._start(client, pod, delay))
+                spawn(self._start(client, pod, delay))
+
+            def spawn(coro) -> None:
+                task = asyncio.get_running_loop().create_task(coro)
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
 
@@ -107,6 +116,15 @@ class FakeKubelet(LoopThread):
                                                 "state": {"terminated": {"exitCode": int(code), "finishedAt": now}}}
                                                for c in pod["spec"].get("containers") or []]}
         await client.update_status(PODS, pod)
+
+    @staticmethod
+    async def _finish_deletion(client: ApiClient, pod: dict) -> None:
+        md = pod["metadata"]
+        try:
+            await client.delete(PODS, md["name"], md["namespace"], uid=md.get("uid"), grace_period_seconds=0)
+        except ApiError as exc:
+            if exc.code not in (404, 409):
+                raise
 
     def stop(self) -> None:
         super().stop()

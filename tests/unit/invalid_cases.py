@@ -452,6 +452,9 @@ def _with_workloads() -> None:
     from tests.unit import invalid_workload_cases as workloads  # uses this module's names: after them
     CASES.extend(workloads.WORKLOAD_CASES)
     VALID.extend(workloads.VALID)
+    from tests.unit import invalid_set_workload_cases as set_workloads
+    CASES.extend(set_workloads.SET_WORKLOAD_CASES)
+    VALID.extend(set_workloads.VALID)
 
 
 _with_workloads()

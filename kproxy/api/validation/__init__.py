@@ -36,6 +36,9 @@ from kproxy.api.validation.workloads import (
     validate_config_map, validate_deployment, validate_replica_set, validate_replication_controller,
 )
 from kproxy.api.validation.policy import validate_pod_disruption_budget
+from kproxy.api.validation.set_workloads import (
+    validate_controller_revision, validate_daemon_set, validate_stateful_set,
+)
 
 KindValidator = Callable[[FieldErrors, dict[str, Any], "dict[str, Any] | None"], None]
 
@@ -59,6 +62,9 @@ _KINDS: dict[str, tuple[NameCheck, KindValidator]] = {
     "PodDisruptionBudget": (names.check_dns1123_subdomain, validate_pod_disruption_budget),
     "Job": (names.check_dns1123_subdomain, validate_job),
     "CronJob": (names.check_dns1123_subdomain, validate_cron_job),
+    "DaemonSet": (names.check_dns1123_subdomain, validate_daemon_set),
+    "StatefulSet": (names.check_dns1123_subdomain, validate_stateful_set),
+    "ControllerRevision": (names.check_dns1123_subdomain, validate_controller_revision),
     # RBAC names are path segments only (kube-apiserver's ValidateRBACName)
     "Role": (check_rbac_name, validate_role),
     "ClusterRole": (check_rbac_name, validate_cluster_role),

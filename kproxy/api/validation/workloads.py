@@ -97,7 +97,7 @@ def _template(e: FieldErrors, spec: dict[str, Any], sel: selectors.LabelSelector
               kind: str = "ReplicaSet") -> None:
     """The pod template at `path`.template: labels matching the selector, a valid pod spec with
     one of `restart_policies` (controllers that keep pods running allow only Always, and no
-    activeDeadlineSeconds)."""
+    activeDeadlineSeconds; `kind` names such a controller in that error)."""
     tpath = f"{path}.template"
     if spec.get("template") is None:
         e.required(tpath)

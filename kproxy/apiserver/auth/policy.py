@@ -55,6 +55,8 @@ CONTROLLER_RULES = [
         "deployments", "deployments/status", "deployments/scale", "replicasets", "replicasets/status",
         "replicasets/scale"]},
     {"apiGroups": ["batch"], "verbs": WRITE, "resources": ["jobs", "jobs/status", "cronjobs", "cronjobs/status"]},
+    {"apiGroups": ["apps"], "verbs": WRITE, "resources": [
+        "daemonsets", "daemonsets/status", "statefulsets", "statefulsets/status", "controllerrevisions"]},
     {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": WRITE},
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": WRITE},
     {"apiGroups": [""], "verbs": WRITE, "resources": [
