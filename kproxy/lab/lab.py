@@ -355,7 +355,8 @@ class Lab:
             os.remove(kubeconfig)  # its appearance is the readiness signal
         argv = [sys.executable, "-m", "kproxy", "apiserver", "--data-dir", data_dir,
                 "--bind", "127.0.0.1:0", "--service-cluster-ip-range", topology.SERVICE_CIDR,
-                "--service-node-port-range", topology.NODE_PORT_RANGE]
+                "--service-node-port-range", topology.NODE_PORT_RANGE,
+                "--kubelet-netns-dial"]  # the nodes' kubelets listen inside their namespaces
         rec = state.apiserver = self._spawn(argv, "apiserver.log", ["apiserver", data_dir])
         state.kubeconfig = kubeconfig
         self._save()
@@ -413,11 +414,32 @@ class Lab:
                 raise LabError(f"cannot issue the kubelet identity of {node}: {exc}") from None
         return path
 
+    def _node_serving(self, node: str, node_ip: str) -> tuple[str, str]:
+        """The kubelet's serving certificate and key (its port 10250, for kubectl logs/exec
+        through the apiserver), issued by the cluster CA in this process like the kubeconfig."""
+        from kproxy.pki import bootstrap
+        from kproxy.pki import ca as pki_ca
+        from kproxy.pki.files import write_private
+
+        data_dir = os.path.dirname(self._require_state().kubeconfig)
+        cert, key = (os.path.join(data_dir, f"kubelet-{node}-serving.{ext}") for ext in ("crt", "key"))
+        if not (os.path.exists(cert) and os.path.exists(key)):
+            try:
+                pair = pki_ca.issue_serving(bootstrap.Pki(data_dir).ca(), [node, node_ip],
+                                            common_name=f"system:node:{node}")
+                write_private(key, pair.key_pem)
+                write_private(cert, pair.cert_pem)
+            except (OSError, pki_ca.PKIError) as exc:
+                raise LabError(f"cannot issue the kubelet serving certificate of {node}: {exc}") from None
+        return cert, key
+
     def kubelet_argv(self, node: str) -> list[str]:
         plan = self.plan.node(node)
+        cert, key = self._node_serving(node, plan.ip)
         return [sys.executable, "-m", "kproxy", "kubelet", "--kubeconfig", self._node_kubeconfig(node),
                 "--node-name", node, "--netns", plan.netns, "--pod-cidr", plan.pod_cidr,
-                "--root-dir", os.path.join(self.dir, "kubelet", node), "--crash-loop-backoff", CRASH_LOOP_BACKOFF]
+                "--root-dir", os.path.join(self.dir, "kubelet", node), "--crash-loop-backoff", CRASH_LOOP_BACKOFF,
+                "--tls-cert-file", cert, "--tls-private-key-file", key]
 
     def start_kubelet(self, node: str) -> ProcessRecord:
         """Starts the kubelet of `node` (it registers the Node and runs the pods bound to it)."""

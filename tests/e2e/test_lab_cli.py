@@ -63,7 +63,19 @@ def test_demo_status_down(lab_name):
     assert status.returncode == 0, status.stdout + status.stderr
     assert "default/web" in status.stdout and "DEAD" not in status.stdout and "MISSING" not in status.stdout
     assert "kubelet node1: pid" in status.stdout and "kubelet node2: pid" in status.stdout
-    assert len(re.findall(r"^  default/web-\S+ +node[12] .* Running +ready", status.stdout, re.M)) == 5, status.stdout
+    # (an old pod of the rollout may still be in its preStop sleep: "ready terminating")
+    assert len(re.findall(r"^  default/web-\S+ +node[12] .* Running +ready +restarts", status.stdout, re.M)) == 5, \
+        status.stdout
+
+    # kubectl logs and exec reach the pods through the apiserver and the nodes' kubelets
+    pod = re.search(r"^  default/(web-\S+) ", status.stdout, re.M).group(1)
+    env = {**os.environ, "KUBECONFIG": Lab.load(name, base_dir=base).kubeconfig}
+    exec_ = subprocess.run(["kubectl", "exec", pod, "--", "sh", "-c", "echo in $POD_NAME$HOSTNAME; exit 3"],
+                           capture_output=True, text=True, env=env, timeout=120)
+    assert exec_.returncode == 3 and exec_.stdout.startswith("in "), exec_
+    logs = subprocess.run(["kubectl", "logs", pod, "--tail", "5"], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert logs.returncode == 0 and logs.stderr == "", logs
 
     again = kproxy("lab", "up", "--name", name, "--base-dir", base)
     assert again.returncode == 1 and "already up" in again.stderr and len(again.stderr.splitlines()) == 1
