@@ -214,3 +214,25 @@ def test_a_lagging_informer_never_doubles_creates():
     asyncio.run(run())
     assert len(client.created) == 2  # parallelism 2
     assert all(TRACKING_FINALIZER in p["metadata"]["finalizers"] for p in client.created)
+
+
+def test_plan_counts_succeeded_pods_not_yet_counted():
+    """A pod that succeeded but is still in uncountedTerminatedPods (or still holds the tracking
+    finalizer) is a success: the plan never creates more than completions - succeeded - active."""
+    job = _job()  # completions 3, parallelism 2
+    job["status"] = {"succeeded": 1, "startTime": "2026-01-01T00:00:00Z",
+                     "uncountedTerminatedPods": {"succeeded": ["uid-b"], "failed": []}}
+    pods = [_pod("b", "Succeeded"), _pod("c")]
+    step = plan(job, pods, T0)
+    assert step.create == 0 and not step.delete and step.status["active"] == 1
+    job["status"]["uncountedTerminatedPods"] = {"succeeded": [], "failed": []}  # b not even recorded yet
+    assert plan(job, pods, T0).create == 0
+    job["status"]["succeeded"] = 0  # two to go, one running: one more
+    assert plan(job, pods, T0).create == 1
+
+    job = _job(completionMode="Indexed", completions=3, parallelism=3)
+    job["status"] = {"succeeded": 1, "completedIndexes": "0", "startTime": "2026-01-01T00:00:00Z",
+                     "uncountedTerminatedPods": {"succeeded": ["uid-b"], "failed": []}}
+    step = plan(job, [_pod("b", "Succeeded", index=1)], T0)
+    assert step.create_indexes == [2]  # index 1 succeeded: not run again
+
