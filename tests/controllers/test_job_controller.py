@@ -236,3 +236,102 @@ def test_plan_counts_succeeded_pods_not_yet_counted():
     step = plan(job, [_pod("b", "Succeeded", index=1)], T0)
     assert step.create_indexes == [2]  # index 1 succeeded: not run again
 
+
+class _VersioningClient:
+    """Answers writes as the apiserver would (each one a new resourceVersion) and records them."""
+
+    def __init__(self):
+        self.created, self.deleted, self.patched, self.statuses = [], [], [], []
+        self.rv = 100
+
+    def _bump(self, obj):
+        self.rv += 1
+        obj = copy.deepcopy(obj)
+        obj["metadata"]["resourceVersion"] = str(self.rv)
+        return obj
+
+    async def create(self, resource, obj, namespace=None):
+        if resource == PODS:
+            obj = copy.deepcopy(obj)
+            obj["metadata"].update(name=f"web-new-{len(self.created)}", uid=f"new-{len(self.created)}")
+            self.created.append(obj)
+        return self._bump(obj)
+
+    async def update_status(self, resource, obj):
+        self.statuses.append(copy.deepcopy(obj["status"]))
+        return self._bump(obj)
+
+    async def delete(self, resource, name, namespace=None, **kwargs):
+        self.deleted.append(name)
+        return {}
+
+    async def patch(self, resource, name, patch, namespace=None, patch_type="merge"):
+        self.patched.append((name, patch))
+        return self._bump({"metadata": {"name": name, "namespace": namespace}})
+
+
+def _counting_setup():
+    """A Job (completions 3, parallelism 2) that counted a; b just succeeded, c runs."""
+    from kproxy.controllers.base import SharedInformers
+    from kproxy.controllers.job import JobController
+    from tests.controllers.test_replicaset_controller import _LaggingInformer
+
+    job = _job()
+    job["metadata"].update(name="web", resourceVersion="10")
+    job["spec"]["selector"] = {"matchLabels": {"app": "batch"}}
+    job["status"] = {"succeeded": 1, "active": 2, "startTime": "2026-01-01T00:00:00Z"}
+    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": "web", "uid": "job-uid", "controller": True}
+    a, b, c = (_pod("a", "Succeeded", finalizer=False), _pod("b", "Succeeded"), _pod("c"))
+    for p in (a, b, c):
+        p["metadata"]["ownerReferences"] = [owner]
+        p["metadata"]["resourceVersion"] = "9"
+    client = _VersioningClient()
+    informers = SharedInformers(client)
+    jobs, pods = _LaggingInformer([job]), _LaggingInformer([a, b, c])
+    informers._informers[JOBS] = jobs
+    informers._informers[PODS] = pods
+    return client, JobController(client, informers, clock=lambda: T0), jobs, pods
+
+
+def test_a_job_informer_behind_our_status_writes_never_over_creates():
+    """The Job informer still shows the status from before our last writes while the pod
+    informer already shows the finalizer we removed: the pod counted by those writes must not
+    look like a missing success (which made a Job of completions 3 run 4 pods)."""
+    import asyncio
+
+    client, controller, _, pods = _counting_setup()
+
+    async def run():
+        await controller.reconcile("default/web")  # counts b: succeeded 2, c runs: nothing to create
+        assert [name for name, _ in client.patched] == ["b"] and client.statuses[-1]["succeeded"] == 2
+        released = copy.deepcopy(pods.cache["default/b"])
+        released["metadata"].update(finalizers=[], resourceVersion="1000")
+        pods.cache["default/b"] = released  # the pod informer sees the finalizer go; the Job one lags
+        await controller.reconcile("default/web")
+        await controller.events.drain()
+    asyncio.run(run())
+    assert client.created == [] and client.deleted == []
+    assert all(s.get("succeeded", 0) <= 2 for s in client.statuses)
+
+
+def test_a_pod_informer_behind_our_finalizer_removal_never_counts_twice():
+    """The Job informer shows the status that counted b while the pod informer still shows b
+    holding the tracking finalizer: b must not be recorded and counted a second time."""
+    import asyncio
+
+    client, controller, jobs, pods = _counting_setup()
+
+    async def run():
+        await controller.reconcile("default/web")
+        assert client.statuses[-1]["succeeded"] == 2
+        written = copy.deepcopy(jobs.cache["default/web"])
+        written["metadata"]["resourceVersion"] = "1000"
+        written["status"] = client.statuses[-1]
+        jobs.cache["default/web"] = written  # the Job informer is up to date; the pod one lags
+        for _ in range(2):
+            await controller.reconcile("default/web")
+        await controller.events.drain()
+    asyncio.run(run())
+    assert [name for name, _ in client.patched] == ["b"]
+    assert client.created == [] and client.deleted == []
+    assert all(s.get("succeeded", 0) <= 2 for s in client.statuses)
