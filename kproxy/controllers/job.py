@@ -118,6 +118,9 @@ class JobController(Controller):
             self.expectations.forget(key)
             self.written.forget(key)
             return
+        # whether the cache holds our creates and deletes is decided before listing pods: an
+        # event arriving while we write below must not make a list taken earlier look complete
+        satisfied = self.expectations.satisfied(key)
         candidates = self.pods.list(namespace)
         if self.written.stale(key, {key: job, **{key_of(p): p for p in candidates}}, gone_is_fresh=True):
             return  # a cache lacks our last write (Job status or finalizer): its event requeues us
@@ -126,7 +129,7 @@ class JobController(Controller):
         job, pods = await self._account(key, job, pods)
         if is_finished(job) and await self._expire(job):
             return
-        if not self.expectations.satisfied(key):
+        if not satisfied:
             return  # our own creates/deletes are not in the cache yet: their events requeue us
         step = plan(job, pods, self.clock())
         failure = await self._act(key, job, step)

@@ -243,6 +243,7 @@ class _VersioningClient:
     def __init__(self):
         self.created, self.deleted, self.patched, self.statuses = [], [], [], []
         self.rv = 100
+        self.on_write = lambda: None  # called on each status write or patch (a watch event arriving)
 
     def _bump(self, obj):
         self.rv += 1
@@ -259,6 +260,7 @@ class _VersioningClient:
 
     async def update_status(self, resource, obj):
         self.statuses.append(copy.deepcopy(obj["status"]))
+        self.on_write()
         return self._bump(obj)
 
     async def delete(self, resource, name, namespace=None, **kwargs):
@@ -267,6 +269,7 @@ class _VersioningClient:
 
     async def patch(self, resource, name, patch, namespace=None, patch_type="merge"):
         self.patched.append((name, patch))
+        self.on_write()
         return self._bump({"metadata": {"name": name, "namespace": namespace}})
 
 
@@ -335,3 +338,39 @@ def test_a_pod_informer_behind_our_finalizer_removal_never_counts_twice():
     assert [name for name, _ in client.patched] == ["b"]
     assert client.created == [] and client.deleted == []
     assert all(s.get("succeeded", 0) <= 2 for s in client.statuses)
+
+
+def test_a_create_observed_during_a_reconcile_does_not_complete_its_pod_list():
+    """The informer shows our new pod while the reconcile is writing, after it listed the pods:
+    that list lacks the pod, so it must not be planned from (the expectations held when listing
+    decide), or the pod is created twice."""
+    import asyncio
+
+    client, controller, jobs, pods = _counting_setup()
+    job = jobs.cache["default/web"]
+    job["status"] = {"succeeded": 0, "active": 2, "startTime": "2026-01-01T00:00:00Z"}
+    del pods.cache["default/a"]  # b succeeded, c runs
+
+    async def run():
+        await controller.reconcile("default/web")  # counts b: 2 to go, c runs: one more pod
+        assert len(client.created) == 1 and client.statuses[-1]["succeeded"] == 1
+        written = copy.deepcopy(job)
+        written["metadata"]["resourceVersion"] = "1000"
+        written["status"] = client.statuses[-1]
+        jobs.cache["default/web"] = written
+        b = pods.cache["default/b"]
+        b["metadata"].update(finalizers=[], resourceVersion="1000")
+        c = pods.cache["default/c"]
+        c["status"] = {"phase": "Succeeded"}  # c succeeds; the new pod is not in the cache yet
+        new = copy.deepcopy(client.created[0])
+        new["metadata"].update(namespace="default", resourceVersion="1000")
+
+        def observe_new_pod():  # the watch event of the new pod arrives during our writes
+            pods.cache["default/" + new["metadata"]["name"]] = new
+            controller._pod_added(new)
+        client.on_write = observe_new_pod
+        await controller.reconcile("default/web")  # counts c: 1 to go, and the new pod runs
+        await controller.events.drain()
+    asyncio.run(run())
+    assert len(client.created) == 1 and client.deleted == []
+    assert client.statuses[-1]["succeeded"] == 2
