@@ -167,8 +167,9 @@ def test_backoff_limit_fails_the_job(env, kubelet):
 
 def test_indexed_job_and_ttl(env, kubelet):
     c = env.client
-    created = _create_job(c, "idx", completionMode="Indexed", completions=3, parallelism=3,
-                          ttlSecondsAfterFinished=1)
+    # the TTL is set once the test has seen the Job complete: set at creation it could delete
+    # the Job (its finish time is kept to the second) before a poll saw it complete
+    created = _create_job(c, "idx", completionMode="Indexed", completions=3, parallelism=3)
     job = _condition(c, "idx", "Complete")
     assert (job["status"]["completedIndexes"], job["status"]["succeeded"]) == ("0-2", 3)
     pods = _job_pods(c, created)
@@ -176,6 +177,7 @@ def test_indexed_job_and_ttl(env, kubelet):
     assert all({"name": "JOB_COMPLETION_INDEX", "value": p["metadata"]["annotations"][COMPLETION_INDEX]}
                in p["spec"]["containers"][0]["env"] for p in pods)
     # a second after it finished the Job goes, and the garbage collector takes its pods
+    c.patch(JOBS, "idx", {"spec": {"ttlSecondsAfterFinished": 1}}, "default", "merge")
     c.wait_for(lambda c: not any(j["metadata"]["name"] == "idx" for j in c.list(JOBS, "default")["items"]),
                timeout=60)
     c.wait_for(lambda c: not _job_pods(c, created), timeout=60)
