@@ -81,7 +81,9 @@ class WrittenVersions:
             return
         self._written.setdefault(owner, {})[key] = (rv, self.clock() + self.ttl)
 
-    def stale(self, owner: str, cache: dict[str, dict]) -> bool:
+    def stale(self, owner: str, cache: dict[str, dict], *, gone_is_fresh: bool = False) -> bool:
+        """`gone_is_fresh`: an object missing from `cache` was deleted after our write, which
+        the cache has therefore seen (rather than not yet created by it)."""
         entries = self._written.get(owner)
         if not entries:
             return False
@@ -92,7 +94,7 @@ class WrittenVersions:
                 cached_rv = int(((cached or {}).get("metadata") or {}).get("resourceVersion") or 0)
             except ValueError:
                 cached_rv = 0
-            if now > deadline or cached_rv >= rv:
+            if now > deadline or cached_rv >= rv or (gone_is_fresh and cached is None):
                 del entries[key]
         if not entries:
             del self._written[owner]

@@ -5,8 +5,11 @@ Job with ttlSecondsAfterFinished is deleted with its pods when the time is up).
 The decisions are pure (jobplan.py); this module does the I/O in a fixed order per Job:
 record finished pods in uncountedTerminatedPods, drop their tracking finalizers, count them,
 then create or delete pods as planned and write the status. Expectations (expectations.py)
-keep a slow informer from doubling creates. A Job whose pods the apiserver refuses gets a
-Warning Event and is retried; the other Jobs go on.
+keep a slow pod informer from doubling creates, and our Job status writes and finalizer
+removals (WrittenVersions) are waited for: a Job cache older than our last write would not
+show the pods we have just counted (their finalizer gone), and they would be run again; a pod
+cache older than our finalizer removal would have them recorded and counted twice. A Job
+whose pods the apiserver refuses gets a Warning Event and is retried; the other Jobs go on.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from kproxy.api.resources import JOBS, PODS
 from kproxy.api.status import ApiError
 from kproxy.client.events import EventRecorder
 from kproxy.controllers.base import Controller, Handlers, RequeueAfter, SharedInformers
-from kproxy.controllers.expectations import Expectations
+from kproxy.controllers.expectations import Expectations, WrittenVersions
 from kproxy.controllers.jobplan import (
     TRACKING_FINALIZER, count_uncounted, finalizer_done, has_finalizer, is_finished, plan, pod_from_template,
     record_uncounted, ttl_expiry, without_finalizer,
@@ -46,6 +49,7 @@ class JobController(Controller):
         self.jobs = informers.get(JOBS)
         self.pods = informers.get(PODS)
         self.expectations = Expectations()
+        self.written = WrittenVersions()  # Job statuses and pods we wrote, until the caches show them
         self.events = EventRecorder(client, COMPONENT)
         self.jobs.add_handler(Handlers(on_add=self._enqueue, on_update=lambda o, n: self._enqueue(n),
                                        on_delete=self._job_deleted))
@@ -67,6 +71,7 @@ class JobController(Controller):
 
     def _job_deleted(self, job: Obj) -> None:
         self.expectations.forget(key_of(job))
+        self.written.forget(key_of(job))
 
     def _owner_key(self, pod: Obj) -> str | None:
         """The key of the Job controlling `pod` when that Job is in the cache."""
@@ -111,13 +116,20 @@ class JobController(Controller):
         job = self.jobs.get(name, namespace)
         if job is None:
             self.expectations.forget(key)
+            self.written.forget(key)
             return
-        claimed = claim(job, self.pods.list(namespace))
+        # whether the cache holds our creates and deletes is decided before listing pods: an
+        # event arriving while we write below must not make a list taken earlier look complete
+        satisfied = self.expectations.satisfied(key)
+        candidates = self.pods.list(namespace)
+        if self.written.stale(key, {key: job, **{key_of(p): p for p in candidates}}, gone_is_fresh=True):
+            return  # a cache lacks our last write (Job status or finalizer): its event requeues us
+        claimed = claim(job, candidates)
         pods = [p for p in claimed.owned if p not in claimed.adopt]  # orphans are not adopted (yet)
-        job = await self._account(job, pods)
+        job, pods = await self._account(key, job, pods)
         if is_finished(job) and await self._expire(job):
             return
-        if not self.expectations.satisfied(key):
+        if not satisfied:
             return  # our own creates/deletes are not in the cache yet: their events requeue us
         step = plan(job, pods, self.clock())
         failure = await self._act(key, job, step)
@@ -132,30 +144,39 @@ class JobController(Controller):
         if waits:
             raise RequeueAfter(max(0.1, min(waits)), "deadline or ttl")
 
-    async def _account(self, job: Obj, pods: list[Obj]) -> Obj:
-        """Counts finished pods through the tracking finalizer (see jobplan); the Job as written."""
+    async def _account(self, key: str, job: Obj, pods: list[Obj]) -> tuple[Obj, list[Obj]]:
+        """Counts finished pods through the tracking finalizer (see jobplan); the Job as
+        written and its pods as they are now."""
         recorded = record_uncounted(job, pods)
         if recorded is not None:
             job = await self._write_status(job, recorded)
         now = []
         for pod in pods:
             if finalizer_done(pod):
-                await self._drop_finalizer(pod)
-                pod = without_finalizer(pod)
+                pod = await self._drop_finalizer(pod, key)
             now.append(pod)
         counted = count_uncounted(job, now)
         if counted is not None:
             job = await self._write_status(job, counted)
-        return job
+        return job, now
 
-    async def _drop_finalizer(self, pod: Obj) -> None:
+    async def _drop_finalizer(self, pod: Obj, owner: str | None = None) -> Obj:
+        """The pod as it is now: without our finalizer once removed (or gone: counted too, its
+        completion index kept), unchanged when the patch conflicted (it still holds the
+        finalizer, so it must not be counted yet)."""
         left = [f for f in meta(pod).get("finalizers") or [] if f != TRACKING_FINALIZER]
         patch = {"metadata": {"finalizers": left or None, "resourceVersion": meta(pod).get("resourceVersion")}}
         try:
-            await self.client.patch(PODS, meta(pod)["name"], patch, meta(pod)["namespace"], "merge")
+            patched = await self.client.patch(PODS, meta(pod)["name"], patch, meta(pod)["namespace"], "merge")
         except ApiError as exc:
-            if exc.code != 404:
-                raise  # 409: the pod changed; its update event brings us back
+            if exc.code == 404:
+                return without_finalizer(pod)
+            if exc.code == 409:
+                return pod  # the pod changed; its update event brings us back
+            raise
+        if owner is not None:
+            self.written.wrote(owner, key_of(pod), meta(patched).get("resourceVersion"))
+        return without_finalizer(pod)
 
     async def _release_orphan(self, pod_key: str) -> None:
         """A pod whose Job is gone (or that no Job controls any more) gives up our finalizer."""
@@ -211,8 +232,10 @@ class JobController(Controller):
 
     async def _write_status(self, job: Obj, status: dict[str, Any]) -> Obj:
         try:
-            return await self.client.update_status(JOBS, {**job, "status": status})
+            written: Obj = await self.client.update_status(JOBS, {**job, "status": status})
         except ApiError as exc:
             if exc.code == 404:
                 return job
             raise  # 409: the cache was stale; the retry reads the newer one
+        self.written.wrote(key_of(job), key_of(job), meta(written).get("resourceVersion"))
+        return written

@@ -291,7 +291,7 @@ def plan(job: Obj, pods: list[Obj], now: float) -> JobPlan:
         status.update(active=0, ready=0)
         return out
 
-    _scale(spec, status, active, out)
+    _scale(spec, status, pods, active, out)
     kept = [p for p in active if p not in out.delete]
     status["active"] = len(kept) + out.create + len(out.create_indexes)
     status["ready"] = sum(1 for p in kept if is_pod_ready(p))
@@ -318,10 +318,35 @@ def _complete(spec: dict[str, Any], status: dict[str, Any], active: list[Obj]) -
     return succeeded >= int(completions)
 
 
-def _scale(spec: dict[str, Any], status: dict[str, Any], active: list[Obj], out: JobPlan) -> None:
-    """Pods to create (or, above parallelism, to delete)."""
+def _pending_successes(status: dict[str, Any], pods: list[Obj]) -> tuple[set[str], set[int]]:
+    """The uids (and completion indexes) of pods that succeeded but are not in
+    status.succeeded yet: in uncountedTerminatedPods or still holding the tracking finalizer.
+    As upstream, they count as successes when deciding how many pods to run."""
+    uids = set(_uncounted(status)[0])
+    indexes: set[int] = set()
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") != "Succeeded":
+            continue
+        uid = meta(pod).get("uid") or ""
+        if uid in uids or (uid and has_finalizer(pod)):
+            uids.add(uid)
+            index = pod_index(pod)
+            if index is not None:
+                indexes.add(index)
+    return uids, indexes
+
+
+def _scale(spec: dict[str, Any], status: dict[str, Any], pods: list[Obj], active: list[Obj],
+           out: JobPlan) -> None:
+    """Pods to create (or, above parallelism, to delete): never more than completions minus
+    the successes (counted or not yet) minus the active pods."""
     parallelism, completions = int(spec.get("parallelism", 1)), spec.get("completions")
-    succeeded = status.get("succeeded", 0)
+    pending, pending_indexes = _pending_successes(status, pods)
+    done = parse_indexes(status.get("completedIndexes")) | pending_indexes
+    if spec.get("completionMode") == "Indexed":
+        succeeded = len({i for i in done if completions is None or i < int(completions)})
+    else:
+        succeeded = status.get("succeeded", 0) + len(pending)
     if completions is None:
         want = parallelism if succeeded == 0 else len(active)
     else:
@@ -332,6 +357,6 @@ def _scale(spec: dict[str, Any], status: dict[str, Any], active: list[Obj], out:
     if spec.get("completionMode") != "Indexed":
         out.create = want - len(active)
         return
-    busy = parse_indexes(status.get("completedIndexes")) | {pod_index(p) for p in active}
+    busy = done | {pod_index(p) for p in active}
     pending = [i for i in range(int(completions or 0)) if i not in busy]
     out.create_indexes = pending[:want - len(active)]

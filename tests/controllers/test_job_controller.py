@@ -167,8 +167,9 @@ def test_backoff_limit_fails_the_job(env, kubelet):
 
 def test_indexed_job_and_ttl(env, kubelet):
     c = env.client
-    created = _create_job(c, "idx", completionMode="Indexed", completions=3, parallelism=3,
-                          ttlSecondsAfterFinished=1)
+    # the TTL is set once the test has seen the Job complete: set at creation it could delete
+    # the Job (its finish time is kept to the second) before a poll saw it complete
+    created = _create_job(c, "idx", completionMode="Indexed", completions=3, parallelism=3)
     job = _condition(c, "idx", "Complete")
     assert (job["status"]["completedIndexes"], job["status"]["succeeded"]) == ("0-2", 3)
     pods = _job_pods(c, created)
@@ -176,6 +177,7 @@ def test_indexed_job_and_ttl(env, kubelet):
     assert all({"name": "JOB_COMPLETION_INDEX", "value": p["metadata"]["annotations"][COMPLETION_INDEX]}
                in p["spec"]["containers"][0]["env"] for p in pods)
     # a second after it finished the Job goes, and the garbage collector takes its pods
+    c.patch(JOBS, "idx", {"spec": {"ttlSecondsAfterFinished": 1}}, "default", "merge")
     c.wait_for(lambda c: not any(j["metadata"]["name"] == "idx" for j in c.list(JOBS, "default")["items"]),
                timeout=60)
     c.wait_for(lambda c: not _job_pods(c, created), timeout=60)
@@ -214,3 +216,163 @@ def test_a_lagging_informer_never_doubles_creates():
     asyncio.run(run())
     assert len(client.created) == 2  # parallelism 2
     assert all(TRACKING_FINALIZER in p["metadata"]["finalizers"] for p in client.created)
+
+
+def test_plan_counts_succeeded_pods_not_yet_counted():
+    """A pod that succeeded but is still in uncountedTerminatedPods (or still holds the tracking
+    finalizer) is a success: the plan never creates more than completions - succeeded - active."""
+    job = _job()  # completions 3, parallelism 2
+    job["status"] = {"succeeded": 1, "startTime": "2026-01-01T00:00:00Z",
+                     "uncountedTerminatedPods": {"succeeded": ["uid-b"], "failed": []}}
+    pods = [_pod("b", "Succeeded"), _pod("c")]
+    step = plan(job, pods, T0)
+    assert step.create == 0 and not step.delete and step.status["active"] == 1
+    job["status"]["uncountedTerminatedPods"] = {"succeeded": [], "failed": []}  # b not even recorded yet
+    assert plan(job, pods, T0).create == 0
+    job["status"]["succeeded"] = 0  # two to go, one running: one more
+    assert plan(job, pods, T0).create == 1
+
+    job = _job(completionMode="Indexed", completions=3, parallelism=3)
+    job["status"] = {"succeeded": 1, "completedIndexes": "0", "startTime": "2026-01-01T00:00:00Z",
+                     "uncountedTerminatedPods": {"succeeded": ["uid-b"], "failed": []}}
+    step = plan(job, [_pod("b", "Succeeded", index=1)], T0)
+    assert step.create_indexes == [2]  # index 1 succeeded: not run again
+
+
+class _VersioningClient:
+    """Answers writes as the apiserver would (each one a new resourceVersion) and records them."""
+
+    def __init__(self):
+        self.created, self.deleted, self.patched, self.statuses = [], [], [], []
+        self.rv = 100
+        self.on_write = lambda: None  # called on each status write or patch (a watch event arriving)
+
+    def _bump(self, obj):
+        self.rv += 1
+        obj = copy.deepcopy(obj)
+        obj["metadata"]["resourceVersion"] = str(self.rv)
+        return obj
+
+    async def create(self, resource, obj, namespace=None):
+        if resource == PODS:
+            obj = copy.deepcopy(obj)
+            obj["metadata"].update(name=f"web-new-{len(self.created)}", uid=f"new-{len(self.created)}")
+            self.created.append(obj)
+        return self._bump(obj)
+
+    async def update_status(self, resource, obj):
+        self.statuses.append(copy.deepcopy(obj["status"]))
+        self.on_write()
+        return self._bump(obj)
+
+    async def delete(self, resource, name, namespace=None, **kwargs):
+        self.deleted.append(name)
+        return {}
+
+    async def patch(self, resource, name, patch, namespace=None, patch_type="merge"):
+        self.patched.append((name, patch))
+        self.on_write()
+        return self._bump({"metadata": {"name": name, "namespace": namespace}})
+
+
+def _counting_setup():
+    """A Job (completions 3, parallelism 2) that counted a; b just succeeded, c runs."""
+    from kproxy.controllers.base import SharedInformers
+    from kproxy.controllers.job import JobController
+    from tests.controllers.test_replicaset_controller import _LaggingInformer
+
+    job = _job()
+    job["metadata"].update(name="web", resourceVersion="10")
+    job["spec"]["selector"] = {"matchLabels": {"app": "batch"}}
+    job["status"] = {"succeeded": 1, "active": 2, "startTime": "2026-01-01T00:00:00Z"}
+    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": "web", "uid": "job-uid", "controller": True}
+    a, b, c = (_pod("a", "Succeeded", finalizer=False), _pod("b", "Succeeded"), _pod("c"))
+    for p in (a, b, c):
+        p["metadata"]["ownerReferences"] = [owner]
+        p["metadata"]["resourceVersion"] = "9"
+    client = _VersioningClient()
+    informers = SharedInformers(client)
+    jobs, pods = _LaggingInformer([job]), _LaggingInformer([a, b, c])
+    informers._informers[JOBS] = jobs
+    informers._informers[PODS] = pods
+    return client, JobController(client, informers, clock=lambda: T0), jobs, pods
+
+
+def test_a_job_informer_behind_our_status_writes_never_over_creates():
+    """The Job informer still shows the status from before our last writes while the pod
+    informer already shows the finalizer we removed: the pod counted by those writes must not
+    look like a missing success (which made a Job of completions 3 run 4 pods)."""
+    import asyncio
+
+    client, controller, _, pods = _counting_setup()
+
+    async def run():
+        await controller.reconcile("default/web")  # counts b: succeeded 2, c runs: nothing to create
+        assert [name for name, _ in client.patched] == ["b"] and client.statuses[-1]["succeeded"] == 2
+        released = copy.deepcopy(pods.cache["default/b"])
+        released["metadata"].update(finalizers=[], resourceVersion="1000")
+        pods.cache["default/b"] = released  # the pod informer sees the finalizer go; the Job one lags
+        await controller.reconcile("default/web")
+        await controller.events.drain()
+    asyncio.run(run())
+    assert client.created == [] and client.deleted == []
+    assert all(s.get("succeeded", 0) <= 2 for s in client.statuses)
+
+
+def test_a_pod_informer_behind_our_finalizer_removal_never_counts_twice():
+    """The Job informer shows the status that counted b while the pod informer still shows b
+    holding the tracking finalizer: b must not be recorded and counted a second time."""
+    import asyncio
+
+    client, controller, jobs, pods = _counting_setup()
+
+    async def run():
+        await controller.reconcile("default/web")
+        assert client.statuses[-1]["succeeded"] == 2
+        written = copy.deepcopy(jobs.cache["default/web"])
+        written["metadata"]["resourceVersion"] = "1000"
+        written["status"] = client.statuses[-1]
+        jobs.cache["default/web"] = written  # the Job informer is up to date; the pod one lags
+        for _ in range(2):
+            await controller.reconcile("default/web")
+        await controller.events.drain()
+    asyncio.run(run())
+    assert [name for name, _ in client.patched] == ["b"]
+    assert client.created == [] and client.deleted == []
+    assert all(s.get("succeeded", 0) <= 2 for s in client.statuses)
+
+
+def test_a_create_observed_during_a_reconcile_does_not_complete_its_pod_list():
+    """The informer shows our new pod while the reconcile is writing, after it listed the pods:
+    that list lacks the pod, so it must not be planned from (the expectations held when listing
+    decide), or the pod is created twice."""
+    import asyncio
+
+    client, controller, jobs, pods = _counting_setup()
+    job = jobs.cache["default/web"]
+    job["status"] = {"succeeded": 0, "active": 2, "startTime": "2026-01-01T00:00:00Z"}
+    del pods.cache["default/a"]  # b succeeded, c runs
+
+    async def run():
+        await controller.reconcile("default/web")  # counts b: 2 to go, c runs: one more pod
+        assert len(client.created) == 1 and client.statuses[-1]["succeeded"] == 1
+        written = copy.deepcopy(job)
+        written["metadata"]["resourceVersion"] = "1000"
+        written["status"] = client.statuses[-1]
+        jobs.cache["default/web"] = written
+        b = pods.cache["default/b"]
+        b["metadata"].update(finalizers=[], resourceVersion="1000")
+        c = pods.cache["default/c"]
+        c["status"] = {"phase": "Succeeded"}  # c succeeds; the new pod is not in the cache yet
+        new = copy.deepcopy(client.created[0])
+        new["metadata"].update(namespace="default", resourceVersion="1000")
+
+        def observe_new_pod():  # the watch event of the new pod arrives during our writes
+            pods.cache["default/" + new["metadata"]["name"]] = new
+            controller._pod_added(new)
+        client.on_write = observe_new_pod
+        await controller.reconcile("default/web")  # counts c: 1 to go, and the new pod runs
+        await controller.events.drain()
+    asyncio.run(run())
+    assert len(client.created) == 1 and client.deleted == []
+    assert client.statuses[-1]["succeeded"] == 2
