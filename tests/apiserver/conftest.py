@@ -24,3 +24,21 @@ def bare_apiserver(tmp_path):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def server(request, tmp_path_factory):
+    """One apiserver without controllers for a whole test module (the module's tests share its
+    store, so they use distinct names). A module that needs other flags defines its own
+    `server`; `api` below then talks to that one."""
+    s = start_apiserver(tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]), ["--no-controllers"])
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture
+def api(server):
+    """A raw HTTP client (tests.apiserver.httputil.Http) to the module's `server`."""
+    return server.http()

@@ -9,27 +9,12 @@ import shutil
 
 import pytest
 
-from tests.apiserver.fixtures import start_apiserver
 from tests.unit.batch_objects import CRON_JOB, JOB
 
 JOBS = "/apis/batch/v1/namespaces/default/jobs"
 CRONJOBS = "/apis/batch/v1/namespaces/default/cronjobs"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 UID_LABEL = "batch.kubernetes.io/controller-uid"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    s = start_apiserver(tmp_path_factory.mktemp("batch"), ["--no-controllers"])
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
-@pytest.fixture
-def api(server):
-    return server.http()
 
 
 def _named(base: dict, name: str) -> dict:

@@ -9,25 +9,10 @@ import json
 
 import pytest
 
-from tests.apiserver.fixtures import start_apiserver
 from tests.unit.set_workload_objects import CONTROLLER_REVISION, DAEMON_SET, STATEFUL_SET
 
 APPS = "/apis/apps/v1/namespaces/default"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    s = start_apiserver(tmp_path_factory.mktemp("set-workloads"), ["--no-controllers"])
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
-@pytest.fixture
-def api(server):
-    return server.http()
 
 
 def _named(obj: dict, name: str) -> dict:

@@ -9,26 +9,11 @@ import shutil
 
 import pytest
 
-from tests.apiserver.fixtures import start_apiserver
 from tests.unit.workload_objects import CONFIG_MAP, DEPLOYMENT
 
 DEPLOYS = "/apis/apps/v1/namespaces/default/deployments"
 CMS = "/api/v1/namespaces/default/configmaps"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    s = start_apiserver(tmp_path_factory.mktemp("workloads"), ["--no-controllers"])
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
-@pytest.fixture
-def api(server):
-    return server.http()
 
 
 def _deployment(name: str) -> dict:
