@@ -8,12 +8,12 @@ import threading
 
 import pytest
 
+from tests.apiserver.httputil import TABLE
 from tests.unit.workload_objects import TEMPLATE
 
 RCS = "/api/v1/namespaces/default/replicationcontrollers"
 PDBS = "/apis/policy/v1/namespaces/default/poddisruptionbudgets"
 PODS = "/api/v1/namespaces/default/pods"
-TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 
 
 def rc(name: str, **spec) -> dict:

@@ -9,17 +9,15 @@ import shutil
 
 import pytest
 
+from tests.apiserver.httputil import TABLE, named
 from tests.unit.workload_objects import CONFIG_MAP, DEPLOYMENT
 
 DEPLOYS = "/apis/apps/v1/namespaces/default/deployments"
 CMS = "/api/v1/namespaces/default/configmaps"
-TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 
 
 def _deployment(name: str) -> dict:
-    d = copy.deepcopy(DEPLOYMENT)
-    d["metadata"]["name"] = name
-    return d
+    return named(DEPLOYMENT, name)
 
 
 def test_deployment_defaults_and_generation(api):
