@@ -27,11 +27,16 @@ def bare_apiserver(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def server(request, tmp_path_factory):
-    """One apiserver without controllers for a whole test module (the module's tests share its
-    store, so they use distinct names). A module that needs other flags defines its own
-    `server`; `api` below then talks to that one."""
-    s = start_apiserver(tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]), ["--no-controllers"])
+def server_args() -> list[str]:
+    """The `server` fixture's flags; a test module overrides it ([]: controllers on)."""
+    return ["--no-controllers"]
+
+
+@pytest.fixture(scope="module")
+def server(request, tmp_path_factory, server_args):
+    """One apiserver for a whole test module (the module's tests share its store, so they use
+    distinct names), by default without controllers: see `server_args`."""
+    s = start_apiserver(tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]), server_args)
     try:
         yield s
     finally:
