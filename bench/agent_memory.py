@@ -23,7 +23,7 @@ import sys
 import tracemalloc
 
 from bench.iptables_sync import fresh_netns
-from bench.network_programming import MemoryClient, agent_config, make_objects
+from bench.network_programming import MemoryClient, agent_config, first_sync, make_objects
 from kproxy.agent import backend as backends
 from kproxy.agent.proxier import Proxier
 
@@ -55,10 +55,7 @@ async def measure(mode: str, services: int, endpoints: int, top: int) -> dict:
         proxier = Proxier(config, "bench-node", client, backend, netns)
         task = asyncio.create_task(proxier.run())
         try:
-            while proxier.sync_count < 1:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.05)
+            await first_sync(proxier, task)
             gc.collect()
             result = {"rss": rss_mib(), "heap": None}
             if top:

@@ -148,6 +148,14 @@ def ms(values: list[float]) -> str:
             f"max {max(values) * 1000:.0f} ms")
 
 
+async def first_sync(proxier: Proxier, task: asyncio.Task) -> None:
+    """Waits until the proxier's first sync; re-raises if its run task ended first."""
+    while proxier.sync_count < 1:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.05)
+
+
 async def run(args: argparse.Namespace) -> None:
     objects = make_objects(args.services, args.endpoints)
     slices = objects["endpointslices"]
@@ -162,10 +170,7 @@ async def run(args: argparse.Namespace) -> None:
         full_sum = "kubeproxy_sync_full_proxy_rules_duration_seconds_sum"
         task = asyncio.create_task(proxier.run())
         try:
-            while proxier.sync_count < 1:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.05)
+            await first_sync(proxier, task)
             full_s = metrics.registry.get_sample_value(full_sum)
             print(f"{label} {args.services}x{args.endpoints}: first full sync {full_s * 1000:.0f} ms (the baseline)",
                   flush=True)

@@ -35,6 +35,26 @@ def _set_default(d: dict[str, Any], key: str, value: Any) -> None:
         d[key] = value
 
 
+def _set_defaults(d: dict[str, Any], values: dict[str, Any], unset: tuple[Any, ...] = (None, "")) -> None:
+    """Each key of `values` whose value in `d` is one of `unset` gets the default."""
+    for key, value in values.items():
+        if d.get(key) in unset:
+            d[key] = value
+
+
+def _default_rolling_update(spec: dict[str, Any], strategy_key: str, rolling: dict[str, Any],
+                            unset: tuple[Any, ...] = (None, "")) -> None:
+    """spec[strategy_key]: type RollingUpdate by default and, for RollingUpdate, the `rolling`
+    defaults in its rollingUpdate."""
+    strategy = _dict(spec, strategy_key)
+    if strategy is not None:
+        _set_default(strategy, "type", "RollingUpdate")
+        if strategy.get("type") == "RollingUpdate":
+            params = _dict(strategy, "rollingUpdate")
+            if params is not None:
+                _set_defaults(params, rolling, unset)
+
+
 # --- Service -------------------------------------------------------------------------------
 
 def _default_service(obj: dict[str, Any]) -> None:
@@ -316,29 +336,17 @@ def _default_pod_template(spec: dict[str, Any]) -> None:
 
 def _default_replica_set(obj: dict[str, Any]) -> None:
     spec = _dict(obj, "spec")
-    if spec is None:
-        return
-    if spec.get("replicas") is None:
-        spec["replicas"] = 1
-    _default_pod_template(spec)
+    if spec is not None:
+        _set_defaults(spec, {"replicas": 1}, unset=(None,))
+        _default_pod_template(spec)
 
 
 def _default_deployment(obj: dict[str, Any]) -> None:
     spec = _dict(obj, "spec")
     if spec is None:
         return
-    for key, value in (("replicas", 1), ("revisionHistoryLimit", 10), ("progressDeadlineSeconds", 600)):
-        if spec.get(key) is None:
-            spec[key] = value
-    strategy = _dict(spec, "strategy")
-    if strategy is not None:
-        _set_default(strategy, "type", "RollingUpdate")
-        if strategy.get("type") == "RollingUpdate":
-            rolling = _dict(strategy, "rollingUpdate")
-            if rolling is not None:
-                for key in ("maxUnavailable", "maxSurge"):
-                    if rolling.get(key) is None:
-                        rolling[key] = "25%"
+    _set_defaults(spec, {"replicas": 1, "revisionHistoryLimit": 10, "progressDeadlineSeconds": 600}, unset=(None,))
+    _default_rolling_update(spec, "strategy", {"maxUnavailable": "25%", "maxSurge": "25%"}, unset=(None,))
     _default_pod_template(spec)
 
 
@@ -356,9 +364,7 @@ def _default_replication_controller(obj: dict[str, Any]) -> None:
         md = obj.setdefault("metadata", {})
         if isinstance(md, dict) and not md.get("labels"):
             md["labels"] = dict(labels)
-    if spec.get("replicas") is None:
-        spec["replicas"] = 1
-    _default_pod_template(spec)
+    _default_replica_set(obj)  # the rest is a ReplicaSet's
 
 
 # --- batch/v1 (pkg/apis/batch/v1/defaults.go) ----------------------------------------------
@@ -369,10 +375,8 @@ def _default_job(obj: dict[str, Any]) -> None:
         return
     if spec.get("completions") is None and spec.get("parallelism") is None:
         spec["completions"] = 1  # a non-parallel Job: both unset means one pod to success
-    for key, value in (("parallelism", 1), ("backoffLimit", 6), ("completionMode", "NonIndexed"),
-                       ("suspend", False), ("podReplacementPolicy", "TerminatingOrFailed")):
-        if spec.get(key) is None:
-            spec[key] = value
+    _set_defaults(spec, {"parallelism": 1, "backoffLimit": 6, "completionMode": "NonIndexed", "suspend": False,
+                         "podReplacementPolicy": "TerminatingOrFailed"}, unset=(None,))
     _default_pod_template(spec)
 
 
@@ -380,10 +384,8 @@ def _default_cron_job(obj: dict[str, Any]) -> None:
     spec = _dict(obj, "spec")
     if spec is None:
         return
-    for key, value in (("concurrencyPolicy", "Allow"), ("suspend", False), ("successfulJobsHistoryLimit", 3),
-                       ("failedJobsHistoryLimit", 1)):
-        if spec.get(key) in (None, ""):
-            spec[key] = value
+    _set_defaults(spec, {"concurrencyPolicy": "Allow", "suspend": False, "successfulJobsHistoryLimit": 3,
+                         "failedJobsHistoryLimit": 1})
     # only the pod template inside: a Job's own defaults apply when the Job is created
     template = spec.get("jobTemplate")
     if isinstance(template, dict) and isinstance(template.get("spec"), dict):
@@ -397,14 +399,7 @@ def _default_daemon_set(obj: dict[str, Any]) -> None:
     if spec is None:
         return
     _set_default(spec, "revisionHistoryLimit", 10)
-    strategy = _dict(spec, "updateStrategy")
-    if strategy is not None:
-        _set_default(strategy, "type", "RollingUpdate")
-        if strategy.get("type") == "RollingUpdate":
-            rolling = _dict(strategy, "rollingUpdate")
-            if rolling is not None:
-                _set_default(rolling, "maxUnavailable", 1)
-                _set_default(rolling, "maxSurge", 0)
+    _default_rolling_update(spec, "updateStrategy", {"maxUnavailable": 1, "maxSurge": 0})
     _default_pod_template(spec)
 
 
@@ -412,19 +407,11 @@ def _default_stateful_set(obj: dict[str, Any]) -> None:
     spec = _dict(obj, "spec")
     if spec is None:
         return
-    for key, value in (("replicas", 1), ("revisionHistoryLimit", 10), ("podManagementPolicy", "OrderedReady")):
-        _set_default(spec, key, value)
-    strategy = _dict(spec, "updateStrategy")
-    if strategy is not None:
-        _set_default(strategy, "type", "RollingUpdate")
-        if strategy.get("type") == "RollingUpdate":
-            rolling = _dict(strategy, "rollingUpdate")
-            if rolling is not None:
-                _set_default(rolling, "partition", 0)
+    _set_defaults(spec, {"replicas": 1, "revisionHistoryLimit": 10, "podManagementPolicy": "OrderedReady"})
+    _default_rolling_update(spec, "updateStrategy", {"partition": 0})
     retention = _dict(spec, "persistentVolumeClaimRetentionPolicy")
     if retention is not None:
-        _set_default(retention, "whenDeleted", "Retain")
-        _set_default(retention, "whenScaled", "Retain")
+        _set_defaults(retention, {"whenDeleted": "Retain", "whenScaled": "Retain"})
     _default_pod_template(spec)
 
 

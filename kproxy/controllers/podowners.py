@@ -1,7 +1,9 @@
-"""What the DaemonSet and StatefulSet controllers share: a queue of owners fed by their own
+"""What the controllers that own pods directly share: a queue of owners fed by their own
 informer and by their pods' events, expectations of their own pod creates and deletes
-(expectations.py), adoption and release by controller reference (ownership.py), Events,
-and the ControllerRevision history (revisions.py). Subclasses implement `reconcile(key)`.
+(expectations.py), adoption and release by controller reference (ownership.py) and Events
+(`PodOwnerBase`, also the ReplicaSet controller's base); the DaemonSet and StatefulSet
+controllers add the ControllerRevision history (revisions.py) (`PodOwnerController`).
+Subclasses implement `reconcile(key)`.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ def key_of(obj: Obj) -> str:
     return f"{meta(obj).get('namespace')}/{meta(obj).get('name')}"
 
 
-class PodOwnerController(Controller):
+class PodOwnerBase(Controller):
     owner: Resource  # the kind whose pods this controller manages
     component = ""  # the Events' source
 
@@ -35,7 +37,6 @@ class PodOwnerController(Controller):
         self.clock = clock or time.time
         self.owners = informers.get(self.owner)
         self.pods = informers.get(PODS)
-        self.history = RevisionHistory(client, informers.get(CONTROLLER_REVISIONS), self.owner)
         self.expectations = Expectations()
         self.events = EventRecorder(client, self.component)
         self.owners.add_handler(Handlers(on_add=self._enqueue, on_update=lambda o, n: self._enqueue(n),
@@ -44,7 +45,7 @@ class PodOwnerController(Controller):
                                        on_delete=self._pod_deleted))
 
     def watched(self) -> list[Resource]:
-        return [self.owner, PODS, CONTROLLER_REVISIONS]
+        return [self.owner, PODS]
 
     async def resync(self) -> None:
         for obj in self.owners.list():
@@ -162,3 +163,14 @@ class PodOwnerController(Controller):
         except ApiError as exc:
             if exc.code != 404:
                 raise  # 409: the cache was stale; the retry reads the newer one
+
+
+class PodOwnerController(PodOwnerBase):
+    """A pod owner with a ControllerRevision history (DaemonSet, StatefulSet)."""
+
+    def __init__(self, client: Any, informers: SharedInformers, clock: Callable[[], float] | None = None):
+        super().__init__(client, informers, clock)
+        self.history = RevisionHistory(client, informers.get(CONTROLLER_REVISIONS), self.owner)
+
+    def watched(self) -> list[Resource]:
+        return [*super().watched(), CONTROLLER_REVISIONS]

@@ -18,33 +18,24 @@ import asyncio
 import copy
 import datetime
 import logging
-import time
-from typing import Any, Callable
+from typing import Any
 
 from kproxy.api.meta import parse_rfc3339
 from kproxy.api.resources import PODS, REPLICA_SETS, Resource
 from kproxy.api.status import ApiError
-from kproxy.controllers.base import Controller, Handlers, RequeueAfter, SharedInformers
-from kproxy.client.events import EventRecorder
-from kproxy.controllers.expectations import Expectations
-from kproxy.controllers.ownership import (
-    Obj, adopt_patch, claim, controller_ref, is_deleting, meta, owner_reference, release_patch, selector_of,
-)
+from kproxy.controllers.base import RequeueAfter
+from kproxy.controllers.ownership import Obj, is_deleting, meta, owner_reference
+from kproxy.controllers.podowners import NORMAL, WARNING, PodOwnerBase, key_of
 from kproxy.controllers.podutil import is_pod_ready, is_terminal
 
 log = logging.getLogger(__name__)
 
-NORMAL, WARNING = "Normal", "Warning"
 COMPONENT = "replicaset-controller"
 BURST_REPLICAS = 500  # most pods created or deleted by one reconcile (upstream's burstReplicas)
 SLOW_START_INITIAL_BATCH = 1
 
 
 # -- pure core ----------------------------------------------------------------------------
-
-def key_of(obj: Obj) -> str:
-    return f"{meta(obj).get('namespace')}/{meta(obj).get('name')}"
-
 
 def active_pods(pods: list[Obj]) -> list[Obj]:
     """Pods that count toward replicas: not finished, not being deleted."""
@@ -152,98 +143,25 @@ def next_available_check(rs: Obj, owned: list[Obj], now: float) -> float | None:
 
 # -- the controller -----------------------------------------------------------------------
 
-class ReplicaSetController(Controller):
+class ReplicaSetController(PodOwnerBase):
     """Also the ReplicationController's controller (replicationcontroller.py): a subclass names
-    its resource, Event source and the status fields its kind lacks."""
+    its owner resource, Event source and the status fields its kind lacks."""
 
     name = "replicaset"
     workers = 2
-    resource: Resource = REPLICA_SETS
+    owner: Resource = REPLICA_SETS
     component = COMPONENT
     status_fields_absent: tuple[str, ...] = ()
-
-    def __init__(self, client: Any, informers: SharedInformers, clock: Callable[[], float] | None = None):
-        super().__init__(client, informers)
-        self.clock = clock or time.time
-        self.replica_sets = informers.get(self.resource)
-        self.pods = informers.get(PODS)
-        self.expectations = Expectations()
-        self.events = EventRecorder(client, self.component)
-        self.replica_sets.add_handler(Handlers(on_add=self._enqueue, on_update=lambda o, n: self._enqueue(n),
-                                               on_delete=self._rs_deleted))
-        self.pods.add_handler(Handlers(on_add=self._pod_added, on_update=self._pod_updated,
-                                       on_delete=self._pod_deleted))
-
-    def watched(self):
-        return [self.resource, PODS]
-
-    def _record(self, obj: Obj, event_type: str, reason: str, message: str) -> None:
-        md = meta(obj)
-        self.events.record((self.resource.group_version, self.resource.kind), md.get("namespace") or "default",
-                           md.get("name", ""), event_type, reason, message, uid=md.get("uid"))
-
-    async def resync(self) -> None:
-        for rs in self.replica_sets.list():
-            self._enqueue(rs)
-
-    # handlers: bookkeeping and enqueue only
-    def _enqueue(self, rs: Obj) -> None:
-        self.queue.add(key_of(rs))
-
-    def _rs_deleted(self, rs: Obj) -> None:
-        self.expectations.forget(key_of(rs))
-        self._enqueue(rs)
-
-    def _owner_key(self, pod: Obj) -> str | None:
-        ref = controller_ref(pod)
-        if ref is None or ref.get("kind") != self.resource.kind or ref.get("apiVersion") != self.resource.group_version:
-            return None
-        rs = self.replica_sets.get(ref.get("name", ""), meta(pod).get("namespace"))
-        if rs is None or meta(rs).get("uid") != ref.get("uid"):
-            return None
-        return key_of(rs)
-
-    def _enqueue_matching(self, pod: Obj) -> None:
-        """An orphan: every ReplicaSet that may adopt it."""
-        for rs in self.replica_sets.list(meta(pod).get("namespace")):
-            if selector_of(rs).matches(meta(pod).get("labels")):
-                self._enqueue(rs)
-
-    def _pod_added(self, pod: Obj) -> None:
-        owner = self._owner_key(pod)
-        if owner is not None:
-            self.expectations.creation_observed(owner)
-            self.queue.add(owner)
-        elif controller_ref(pod) is None:
-            self._enqueue_matching(pod)
-
-    def _pod_updated(self, old: Obj, new: Obj) -> None:
-        owner, old_owner = self._owner_key(new), self._owner_key(old)
-        if old_owner is not None and old_owner != owner:
-            self.queue.add(old_owner)
-        if owner is not None:
-            if is_deleting(new) and not is_deleting(old):
-                self.expectations.deletion_observed(owner, key_of(new))
-            self.queue.add(owner)
-        elif controller_ref(new) is None and (meta(old).get("labels") != meta(new).get("labels") or old_owner):
-            self._enqueue_matching(new)
-
-    def _pod_deleted(self, pod: Obj) -> None:
-        owner = self._owner_key(pod)
-        if owner is not None:
-            self.expectations.deletion_observed(owner, key_of(pod))
-            self.queue.add(owner)
 
     # reconcile
     async def reconcile(self, key: str) -> None:
         namespace, name = key.split("/", 1)
-        rs = self.replica_sets.get(name, namespace)
+        rs = self.owners.get(name, namespace)
         if rs is None:
             self.expectations.forget(key)
             return
         satisfied = self.expectations.satisfied(key)
-        claimed = claim(rs, self.pods.list(namespace), eligible=lambda p: not is_terminal(p))
-        owned = await self._settle_ownership(rs, claimed)
+        owned = await self.owned_pods(rs)
         failure = None
         if satisfied and not is_deleting(rs):
             failure = await self._manage(key, rs, active_pods(owned))
@@ -251,26 +169,6 @@ class ReplicaSetController(Controller):
         wait = next_available_check(rs, owned, self.clock())
         if wait is not None:
             raise RequeueAfter(wait, "pods becoming available")
-
-    async def _settle_ownership(self, rs: Obj, claimed: Any) -> list[Obj]:
-        """Adopts and releases as claimed; pods whose patch fails are left out."""
-        owned = [p for p in claimed.owned if p not in claimed.adopt]
-        ref = owner_reference(rs, self.resource.group_version, self.resource.kind)
-        for pod in claimed.adopt:
-            try:
-                owned.append(await self.client.patch(PODS, meta(pod)["name"], adopt_patch(pod, ref),
-                                                     meta(pod)["namespace"], "strategic"))
-            except ApiError as exc:
-                if exc.code not in (404, 409, 422):
-                    raise
-        for pod in claimed.release:
-            try:
-                await self.client.patch(PODS, meta(pod)["name"], release_patch(pod, meta(rs)["uid"]),
-                                        meta(pod)["namespace"], "strategic")
-            except ApiError as exc:
-                if exc.code not in (404, 409, 422):
-                    raise
-        return owned
 
     async def _manage(self, key: str, rs: Obj, active: list[Obj]) -> str | None:
         """Creates or deletes pods toward spec.replicas; returns the failure, if any."""
@@ -287,13 +185,13 @@ class ReplicaSetController(Controller):
         batch, remaining = SLOW_START_INITIAL_BATCH, count
         while remaining > 0:
             size = min(batch, remaining)
-            results = await asyncio.gather(*(self.client.create(PODS, pod_from_template(rs, self.resource),
+            results = await asyncio.gather(*(self.client.create(PODS, pod_from_template(rs, self.owner),
                                                                 meta(rs)["namespace"])
                                              for _ in range(size)), return_exceptions=True)
             errors = [r for r in results if isinstance(r, BaseException)]
             for created in results:
                 if not isinstance(created, BaseException):
-                    self._record(rs, NORMAL, "SuccessfulCreate",
+                    self.record(rs, NORMAL, "SuccessfulCreate",
                                        f"Created pod: {meta(created)['name']}")
             remaining -= size
             if errors:
@@ -301,7 +199,7 @@ class ReplicaSetController(Controller):
                 for _ in range(len(errors) + remaining):
                     self.expectations.creation_observed(key)
                 message = f"FailedCreate: {errors[0]}"
-                self._record(rs, WARNING, "FailedCreate", f"Error creating: {errors[0]}")
+                self.record(rs, WARNING, "FailedCreate", f"Error creating: {errors[0]}")
                 if not isinstance(errors[0], ApiError):
                     raise errors[0]
                 return message
@@ -314,23 +212,17 @@ class ReplicaSetController(Controller):
         for pod in victims:
             try:
                 await self.client.delete(PODS, meta(pod)["name"], meta(pod)["namespace"], uid=meta(pod).get("uid"))
-                self._record(rs, NORMAL, "SuccessfulDelete", f"Deleted pod: {meta(pod)['name']}")
+                self.record(rs, NORMAL, "SuccessfulDelete", f"Deleted pod: {meta(pod)['name']}")
             except ApiError as exc:
                 self.expectations.deletion_observed(key, key_of(pod))
                 if exc.code in (404, 409):
                     continue  # already gone or replaced
                 failure = f"FailedDelete: {exc}"
-                self._record(rs, WARNING, "FailedDelete", f"Error deleting: {exc}")
+                self.record(rs, WARNING, "FailedDelete", f"Error deleting: {exc}")
         return failure
 
     async def _write_status(self, rs: Obj, owned: list[Obj], failure: str | None) -> None:
         status = replica_set_status(rs, owned, self.clock(), failure)
         for key in self.status_fields_absent:
             status.pop(key, None)
-        if status == (rs.get("status") or {}):
-            return
-        try:
-            await self.client.update_status(self.resource, {**rs, "status": status})
-        except ApiError as exc:
-            if exc.code != 404:
-                raise  # 409: the cache was stale; the retry reads the newer one
+        await self.write_status(rs, status)

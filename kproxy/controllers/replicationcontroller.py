@@ -10,6 +10,6 @@ from kproxy.controllers.replicaset import ReplicaSetController
 
 class ReplicationControllerController(ReplicaSetController):
     name = "replicationcontroller"
-    resource = REPLICATION_CONTROLLERS
+    owner = REPLICATION_CONTROLLERS
     component = "replication-controller"
     status_fields_absent = ("terminatingReplicas",)

@@ -4,6 +4,7 @@
     server = start_apiserver(tmp_path, ["--no-controllers"])
     server.kubeconfig, server.url                 # ready to use when start_apiserver returns
     server.kill(); server.restart()               # SIGKILL, then the same data dir and port
+    with apiserver_and_client(tmp_path, args) as (server, client): ...   # stopped and closed after
 
 The server is ready when it has written DATA_DIR/admin.kubeconfig; start waits for that with a
 deadline and raises with the server's log tail if it does not come up. Always call stop() (the
@@ -11,13 +12,14 @@ deadline and raises with the server's log tail if it does not come up. Always ca
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import signal
 import subprocess
 import sys
 import time
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import yaml
 
@@ -127,3 +129,17 @@ def start_apiserver(tmp_path: pathlib.Path | str, extra_args: Sequence[str] = ()
     """Starts an apiserver with its data in tmp_path/apiserver and waits until it is ready."""
     server = ApiserverProcess(pathlib.Path(tmp_path) / "apiserver", extra_args)
     return server.start()
+
+
+@contextlib.contextmanager
+def apiserver_and_client(tmp_path: pathlib.Path | str,
+                         extra_args: Sequence[str] = ()) -> Iterator[tuple[ApiserverProcess, Any]]:
+    """start_apiserver plus a blocking kproxy.client.sync.Client to it; closes and stops both."""
+    from kproxy.client.sync import Client
+    server = start_apiserver(tmp_path, extra_args)
+    client = Client.from_kubeconfig(server.kubeconfig)
+    try:
+        yield server, client
+    finally:
+        client.close()
+        server.stop()

@@ -6,6 +6,7 @@ For an https URL give `ssl_context` (see `client_tls_context`), e.g. the admin i
 """
 from __future__ import annotations
 
+import copy
 import http.client
 import json
 import os
@@ -13,6 +14,16 @@ import socket
 import ssl
 import urllib.parse
 from typing import Any, Iterator
+
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"  # Accept: a list or object as a meta.k8s.io Table
+
+
+def named(obj: dict[str, Any], name: str) -> dict[str, Any]:
+    """A deep copy of a sample object with metadata.name set."""
+    out = copy.deepcopy(obj)
+    out["metadata"]["name"] = name
+    return out
+
 
 
 def client_tls_context(data_dir: Any, identity: str | None = "admin") -> ssl.SSLContext:

@@ -14,26 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
-from tests.apiserver.fixtures import start_apiserver
 from tests.apiserver.httputil import Http
 from tests.unit.invalid_cases import CASES, SERVICE
 
 HTTP_CASES = [c for c in CASES if c.over_http]
 SVCS = "/api/v1/namespaces/default/services"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    s = start_apiserver(tmp_path_factory.mktemp("badinput"), ["--no-controllers"])
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
-@pytest.fixture
-def api(server):
-    return server.http()
 
 
 def revision(api: Http) -> int:

@@ -9,37 +9,16 @@ import shutil
 
 import pytest
 
-from tests.apiserver.fixtures import start_apiserver
+from tests.apiserver.httputil import TABLE, named
 from tests.unit.batch_objects import CRON_JOB, JOB
 
 JOBS = "/apis/batch/v1/namespaces/default/jobs"
 CRONJOBS = "/apis/batch/v1/namespaces/default/cronjobs"
-TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 UID_LABEL = "batch.kubernetes.io/controller-uid"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    s = start_apiserver(tmp_path_factory.mktemp("batch"), ["--no-controllers"])
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
-@pytest.fixture
-def api(server):
-    return server.http()
-
-
-def _named(base: dict, name: str) -> dict:
-    obj = copy.deepcopy(base)
-    obj["metadata"]["name"] = name
-    return obj
-
-
 def test_job_defaults_and_generated_selector(api):
-    created = api.ok("POST", JOBS, _named(JOB, "gen"))
+    created = api.ok("POST", JOBS, named(JOB, "gen"))
     uid, spec = created["metadata"]["uid"], created["spec"]
     assert spec["selector"] == {"matchLabels": {UID_LABEL: uid}}
     assert spec["template"]["metadata"]["labels"] == {
@@ -50,7 +29,7 @@ def test_job_defaults_and_generated_selector(api):
         (6, "NonIndexed", False, "TerminatingOrFailed")
     assert (spec["completions"], spec["parallelism"]) == (3, 2)
     assert created["metadata"]["generation"] == 1 and created["status"] == {}
-    lone = _named(JOB, "lone")
+    lone = named(JOB, "lone")
     del lone["spec"]["completions"], lone["spec"]["parallelism"]
     lone_spec = api.ok("POST", JOBS, lone)["spec"]
     assert (lone_spec["completions"], lone_spec["parallelism"]) == (1, 1)
@@ -70,7 +49,7 @@ def test_job_defaults_and_generated_selector(api):
 
 
 def test_a_job_with_a_foreign_selector_is_refused(api):
-    job = _named(JOB, "foreign")
+    job = named(JOB, "foreign")
     job["spec"]["selector"] = {"matchLabels": {"app": "batch"}}
     code, body = api.call("POST", JOBS, job)
     assert (code, body["reason"]) == (422, "Invalid"), body
@@ -80,7 +59,7 @@ def test_a_job_with_a_foreign_selector_is_refused(api):
 
 
 def test_cron_job_defaults_and_time_zone(api):
-    created = api.ok("POST", CRONJOBS, _named(CRON_JOB, "tz"))
+    created = api.ok("POST", CRONJOBS, named(CRON_JOB, "tz"))
     spec = created["spec"]
     assert (spec["concurrencyPolicy"], spec["suspend"], spec["successfulJobsHistoryLimit"],
             spec["failedJobsHistoryLimit"]) == ("Allow", False, 3, 1)
@@ -94,7 +73,7 @@ def test_cron_job_defaults_and_time_zone(api):
 
 
 def test_tables_and_discovery(api):
-    job = api.ok("POST", JOBS, _named(JOB, "tab"))
+    job = api.ok("POST", JOBS, named(JOB, "tab"))
     api.ok("PUT", f"{JOBS}/tab/status", {**job, "status": {
         "succeeded": 3, "startTime": "2026-01-01T00:00:00Z", "completionTime": "2026-01-01T00:01:05Z",
         "conditions": [{"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}]}})
@@ -105,7 +84,7 @@ def test_tables_and_discovery(api):
     assert table["rows"][0]["cells"][:4] == ["tab", "Complete", "3/3", "65s"]
     assert table["rows"][0]["cells"][5:7] == ["work", "busybox"]
 
-    api.ok("POST", CRONJOBS, _named(CRON_JOB, "tab"))
+    api.ok("POST", CRONJOBS, named(CRON_JOB, "tab"))
     code, _, raw = api.raw("GET", f"{CRONJOBS}/tab", headers={"Accept": TABLE})
     table = json.loads(raw)
     assert [c["name"] for c in table["columnDefinitions"]] == [

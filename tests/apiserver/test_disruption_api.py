@@ -8,27 +8,12 @@ import threading
 
 import pytest
 
-from tests.apiserver.fixtures import start_apiserver
+from tests.apiserver.httputil import TABLE
 from tests.unit.workload_objects import TEMPLATE
 
 RCS = "/api/v1/namespaces/default/replicationcontrollers"
 PDBS = "/apis/policy/v1/namespaces/default/poddisruptionbudgets"
 PODS = "/api/v1/namespaces/default/pods"
-TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    s = start_apiserver(tmp_path_factory.mktemp("disruption"), ["--no-controllers"])
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
-@pytest.fixture
-def api(server):
-    return server.http()
 
 
 def rc(name: str, **spec) -> dict:

@@ -15,7 +15,6 @@ import pytest
 from kubernetes import client, config
 
 from kproxy.apiserver.auth.tokens import TokenSigner
-from tests.apiserver.fixtures import start_apiserver
 from tests.apiserver.test_kubectl import KUBECTL, Kubectl, wait_until
 
 pytestmark = [
@@ -26,12 +25,8 @@ SA_TOKEN = "kubernetes.io/service-account-token"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    server = start_apiserver(tmp_path_factory.mktemp("authapi"))
-    try:
-        yield server
-    finally:
-        server.stop()
+def server_args() -> list[str]:
+    return []  # the default apiserver: controllers on
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ import pytest
 import yaml
 
 from kproxy.apiserver import protobuf
-from tests.apiserver.fixtures import start_apiserver
 from tests.apiserver.test_kubectl import KUBECTL, wait_until
 
 pytestmark = [
@@ -67,12 +66,8 @@ def quiet(proc: subprocess.CompletedProcess, args, returncode: int = 0) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    server = start_apiserver(tmp_path_factory.mktemp("matrix"))
-    try:
-        yield server
-    finally:
-        server.stop()
+def server_args() -> list[str]:
+    return []  # the default apiserver: controllers on
 
 
 @pytest.fixture(scope="module")

@@ -11,20 +11,16 @@ import pytest
 
 from kproxy.api.resources import NODES, PODS
 from kproxy.client.sync import Client
-from tests.apiserver.fixtures import start_apiserver
+from tests.apiserver.fixtures import apiserver_and_client
 
 POD_SPEC = {"containers": [{"name": "main", "image": "kproxy.local/base"}]}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    server = start_apiserver(tmp_path_factory.mktemp("podproxy"), ["--no-scheduler"])  # a pod without nodeName stays so
-    client = Client.from_kubeconfig(server.kubeconfig)
-    try:
-        yield server, client
-    finally:
-        client.close()
-        server.stop()
+    # --no-scheduler: a pod without nodeName stays so
+    with apiserver_and_client(tmp_path_factory.mktemp("podproxy"), ["--no-scheduler"]) as pair:
+        yield pair
 
 
 def _kubectl(server, *args: str) -> subprocess.CompletedProcess:

@@ -9,31 +9,10 @@ import json
 
 import pytest
 
-from tests.apiserver.fixtures import start_apiserver
+from tests.apiserver.httputil import TABLE, named
 from tests.unit.set_workload_objects import CONTROLLER_REVISION, DAEMON_SET, STATEFUL_SET
 
 APPS = "/apis/apps/v1/namespaces/default"
-TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    s = start_apiserver(tmp_path_factory.mktemp("set-workloads"), ["--no-controllers"])
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
-@pytest.fixture
-def api(server):
-    return server.http()
-
-
-def _named(obj: dict, name: str) -> dict:
-    out = copy.deepcopy(obj)
-    out["metadata"]["name"] = name
-    return out
 
 
 def _table(api, path):
@@ -43,7 +22,7 @@ def _table(api, path):
 
 
 def test_daemon_set_defaults_status_and_table(api):
-    created = api.ok("POST", f"{APPS}/daemonsets", _named(DAEMON_SET, "dflt"))
+    created = api.ok("POST", f"{APPS}/daemonsets", named(DAEMON_SET, "dflt"))
     spec = created["spec"]
     assert spec["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
     assert spec["revisionHistoryLimit"] == 10 and spec["template"]["spec"]["restartPolicy"] == "Always"
@@ -63,7 +42,7 @@ def test_daemon_set_defaults_status_and_table(api):
 
 
 def test_daemon_set_selector_is_immutable(api):
-    created = api.ok("POST", f"{APPS}/daemonsets", _named(DAEMON_SET, "imm"))
+    created = api.ok("POST", f"{APPS}/daemonsets", named(DAEMON_SET, "imm"))
     moved = copy.deepcopy(created)
     moved["spec"]["selector"] = {"matchLabels": {"app": "web", "tier": "x"}}
     moved["spec"]["template"]["metadata"]["labels"]["tier"] = "x"
@@ -74,7 +53,7 @@ def test_daemon_set_selector_is_immutable(api):
 
 
 def test_stateful_set_defaults_forbidden_updates_scale_and_table(api):
-    created = api.ok("POST", f"{APPS}/statefulsets", _named(STATEFUL_SET, "db"))
+    created = api.ok("POST", f"{APPS}/statefulsets", named(STATEFUL_SET, "db"))
     spec = created["spec"]
     assert (spec["podManagementPolicy"], spec["revisionHistoryLimit"]) == ("OrderedReady", 10)
     assert spec["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}
@@ -102,8 +81,8 @@ def test_stateful_set_defaults_forbidden_updates_scale_and_table(api):
 
 
 def test_controller_revision_data_is_immutable(api):
-    owner = api.ok("POST", f"{APPS}/daemonsets", _named(DAEMON_SET, "owner"))
-    rev = _named(CONTROLLER_REVISION, "owner-1")
+    owner = api.ok("POST", f"{APPS}/daemonsets", named(DAEMON_SET, "owner"))
+    rev = named(CONTROLLER_REVISION, "owner-1")
     rev["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "owner",
                                            "uid": owner["metadata"]["uid"], "controller": True}]
     created = api.ok("POST", f"{APPS}/controllerrevisions", rev)

@@ -9,32 +9,15 @@ import shutil
 
 import pytest
 
-from tests.apiserver.fixtures import start_apiserver
+from tests.apiserver.httputil import TABLE, named
 from tests.unit.workload_objects import CONFIG_MAP, DEPLOYMENT
 
 DEPLOYS = "/apis/apps/v1/namespaces/default/deployments"
 CMS = "/api/v1/namespaces/default/configmaps"
-TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    s = start_apiserver(tmp_path_factory.mktemp("workloads"), ["--no-controllers"])
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
-@pytest.fixture
-def api(server):
-    return server.http()
 
 
 def _deployment(name: str) -> dict:
-    d = copy.deepcopy(DEPLOYMENT)
-    d["metadata"]["name"] = name
-    return d
+    return named(DEPLOYMENT, name)
 
 
 def test_deployment_defaults_and_generation(api):

@@ -13,6 +13,7 @@ from kproxy.client.rest import ApiClient
 from kproxy.client.sync import Client
 from kproxy.controllers.manager import run_controllers
 from tests.apiserver.fixtures import ApiserverProcess, start_apiserver
+from tests.controllers.fake_kubelet import FakeKubelet
 from tests.controllers.loopthread import LoopThread
 
 NODE_GRACE = 2.0
@@ -65,6 +66,22 @@ def env(tmp_path, controller_options):
         server.stop()
 
 
+@pytest.fixture
+def kubelet_options() -> dict:
+    """Keyword arguments for the `kubelet` fixture's FakeKubelet; a test module overrides it."""
+    return {}
+
+
+@pytest.fixture
+def kubelet(env, kubelet_options):
+    """A FakeKubelet running the pods of `env`'s apiserver."""
+    k = FakeKubelet(env.server.kubeconfig, **kubelet_options)
+    try:
+        yield k
+    finally:
+        k.stop()
+
+
 # -- object helpers ------------------------------------------------------------------------
 
 def make_service(client: Client, name: str, ns: str = "default", *, selector=None, ports=None,
@@ -104,3 +121,11 @@ def make_node(client: Client, name: str, *, zone: str | None = None, heartbeat: 
     node["status"] = {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                                       "lastHeartbeatTime": heartbeat}]}
     return client.update_status(NODES, node)
+
+
+def wait_status(client: Client, resource, name: str, want: dict, *, ns: str = "default", timeout: float = 30) -> dict:
+    """Waits until the object's status has every field of `want` with that value; returns it."""
+    def check(c):
+        status = c.get(resource, name, ns).get("status") or {}
+        return status if all(status.get(k) == v for k, v in want.items()) else None
+    return client.wait_for(check, timeout=timeout)

@@ -11,7 +11,6 @@ import pytest
 
 from kproxy.api.resources import CRON_JOBS, EVENTS, JOBS
 from kproxy.controllers.cronplan import SCHEDULED_TIMESTAMP, due, job_for, plan
-from tests.controllers.fake_kubelet import FakeKubelet
 from tests.unit.batch_objects import CRON_JOB
 
 
@@ -107,15 +106,6 @@ def clock():
 @pytest.fixture
 def controller_options(clock):
     return {"clock": clock}
-
-
-@pytest.fixture
-def kubelet(env):
-    k = FakeKubelet(env.server.kubeconfig)
-    try:
-        yield k
-    finally:
-        k.stop()
 
 
 def _tick(client, name, clock, when):

@@ -14,15 +14,6 @@ from tests.controllers.fake_kubelet import FakeKubelet
 from tests.unit.workload_objects import DEPLOYMENT
 
 
-@pytest.fixture
-def kubelet(env):
-    k = FakeKubelet(env.server.kubeconfig)
-    try:
-        yield k
-    finally:
-        k.stop()
-
-
 def replica_sets(client, name="web"):
     d = client.get(DEPLOYMENTS, name, "default")
     return sorted((rs for rs in client.list(REPLICA_SETS, "default")["items"]

@@ -16,7 +16,7 @@ from kproxy.client.rest import ApiClient
 from kproxy.client.sync import Client
 from kproxy.scheduler.loop import run_scheduler
 from tests.apiserver.fixtures import start_apiserver
-from tests.controllers.conftest import ControllersThread
+from tests.controllers.conftest import ControllersThread, wait_status
 from tests.controllers.fake_kubelet import FakeKubelet
 from tests.controllers.loopthread import LoopThread
 from tests.controllers.test_scheduler_apiserver import node
@@ -26,25 +26,13 @@ KUBECTL = shutil.which("kubectl")
 WAIT = 60.0  # generous bounds: the loops end as soon as the condition holds
 
 
-@pytest.fixture
-def kubelet(env):
-    k = FakeKubelet(env.server.kubeconfig)
-    try:
-        yield k
-    finally:
-        k.stop()
-
-
 def live_pods(client: Client, owner_uid: str | None = None, ns: str = "default") -> list[dict]:
     return [p for p in client.list(PODS, ns)["items"] if not p["metadata"].get("deletionTimestamp") and
             (owner_uid is None or any(r.get("uid") == owner_uid for r in p["metadata"].get("ownerReferences") or []))]
 
 
 def pdb_status(client: Client, name: str, want: dict) -> dict:
-    def check(c):
-        status = c.get(POD_DISRUPTION_BUDGETS, name, "default").get("status") or {}
-        return status if all(status.get(k) == v for k, v in want.items()) else None
-    return client.wait_for(check, timeout=WAIT)
+    return wait_status(client, POD_DISRUPTION_BUDGETS, name, want, timeout=WAIT)
 
 
 def test_replication_controller_scales_adopts_and_orphans(env, kubelet):

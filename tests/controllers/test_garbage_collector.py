@@ -16,15 +16,6 @@ from tests.unit.workload_objects import DEPLOYMENT
 KUBECTL = shutil.which("kubectl")
 
 
-@pytest.fixture
-def kubelet(env):
-    k = FakeKubelet(env.server.kubeconfig)
-    try:
-        yield k
-    finally:
-        k.stop()
-
-
 def counts(c):
     return (len(c.list(DEPLOYMENTS, "default")["items"]), len(c.list(REPLICA_SETS, "default")["items"]),
             len(c.list(PODS, "default")["items"]))

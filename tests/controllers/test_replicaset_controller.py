@@ -6,14 +6,12 @@ from __future__ import annotations
 import asyncio
 import copy
 
-import pytest
-
 from kproxy.api.resources import EVENTS, NAMESPACES, PODS, REPLICA_SETS, RESOURCE_QUOTAS
 from kproxy.controllers.base import SharedInformers
 from kproxy.controllers.expectations import Expectations
 from kproxy.controllers.ownership import claim
 from kproxy.controllers.replicaset import ReplicaSetController, deletion_order, is_available, replica_set_status
-from tests.controllers.fake_kubelet import FakeKubelet
+from tests.controllers.conftest import wait_status
 from tests.unit.workload_objects import REPLICA_SET
 
 
@@ -140,14 +138,6 @@ def test_a_lagging_informer_never_doubles_creates():
 
 # -- against the apiserver ------------------------------------------------------------------
 
-@pytest.fixture
-def kubelet(env):
-    k = FakeKubelet(env.server.kubeconfig)
-    try:
-        yield k
-    finally:
-        k.stop()
-
 
 def owned_pods(client, rs_name="web"):
     rs = client.get(REPLICA_SETS, rs_name, "default")
@@ -156,29 +146,26 @@ def owned_pods(client, rs_name="web"):
             and not p["metadata"].get("deletionTimestamp")]
 
 
-def wait_status(client, want: dict, name="web", timeout=30):
-    def check(c):
-        status = c.get(REPLICA_SETS, name, "default").get("status") or {}
-        return status if all(status.get(k) == v for k, v in want.items()) else None
-    return client.wait_for(check, timeout=timeout)
+def rs_status(client, want: dict, name="web", timeout=30):
+    return wait_status(client, REPLICA_SETS, name, want, timeout=timeout)
 
 
 def test_replica_set_scales_adopts_and_releases(env, kubelet):
     c = env.client
     c.create(REPLICA_SETS, copy.deepcopy(REPLICA_SET))
-    wait_status(c, {"replicas": 3, "readyReplicas": 3, "availableReplicas": 3, "observedGeneration": 1})
+    rs_status(c, {"replicas": 3, "readyReplicas": 3, "availableReplicas": 3, "observedGeneration": 1})
     pods = owned_pods(c)
     assert len(pods) == 3 and all(p["metadata"]["name"].startswith("web-") for p in pods)
     assert all(p["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] for p in pods)
 
     c.patch(REPLICA_SETS, "web", {"spec": {"replicas": 1}}, "default")
-    wait_status(c, {"replicas": 1, "observedGeneration": 2})
+    rs_status(c, {"replicas": 1, "observedGeneration": 2})
     assert len(owned_pods(c)) == 1
 
     # an orphan with matching labels is adopted, and then one pod too many is deleted
     c.create(PODS, {"metadata": {"name": "stray", "namespace": "default", "labels": {"app": "web"}},
                     "spec": {"containers": [{"name": "app", "image": "nginx"}]}})
-    wait_status(c, {"replicas": 1, "readyReplicas": 1})
+    rs_status(c, {"replicas": 1, "readyReplicas": 1})
     c.wait_for(lambda c: len(owned_pods(c)) == 1 and len(c.list(PODS, "default")["items"]) == 1)
 
     # a pod relabelled away is released (its controller reference removed) and replaced
@@ -209,7 +196,7 @@ def test_a_refused_create_gets_a_condition_and_an_event_and_the_others_go_on(env
     good["spec"].update(replicas=2, selector={"matchLabels": {"app": "good"}})
     good["spec"]["template"]["metadata"]["labels"] = {"app": "good"}
     c.create(REPLICA_SETS, good)
-    wait_status(c, {"readyReplicas": 2}, name="good")
+    rs_status(c, {"readyReplicas": 2}, name="good")
 
     def failure(c):
         conds = (c.get(REPLICA_SETS, "bad", "tight").get("status") or {}).get("conditions") or []

@@ -9,7 +9,7 @@ import pytest
 
 from kproxy.api.resources import EVENTS, LEASES, NODES, PODS
 from kproxy.client.sync import Client
-from tests.apiserver.fixtures import start_apiserver
+from tests.apiserver.fixtures import apiserver_and_client, start_apiserver
 
 WAIT = 60.0  # generous: the machine may be loaded; the loops below end as soon as it holds
 
@@ -47,13 +47,8 @@ def events_for(client: Client, name: str, reason: str) -> list[dict]:
 @pytest.fixture
 def quiet(tmp_path):
     """An apiserver without controllers or scheduler: the test is the only writer."""
-    server = start_apiserver(tmp_path, ["--no-controllers"])
-    client = Client.from_kubeconfig(server.kubeconfig)
-    try:
-        yield server, client
-    finally:
-        client.close()
-        server.stop()
+    with apiserver_and_client(tmp_path, ["--no-controllers"]) as pair:
+        yield pair
 
 
 def test_binding_assigns_once_with_kube_apiservers_answers(quiet):
@@ -91,13 +86,8 @@ def test_binding_assigns_once_with_kube_apiservers_answers(quiet):
 @pytest.fixture
 def cluster(tmp_path):
     """An apiserver with its controllers and the in-process scheduler (the defaults)."""
-    server = start_apiserver(tmp_path, ["--scheduler-retry-unschedulable", "300"])
-    client = Client.from_kubeconfig(server.kubeconfig)
-    try:
-        yield server, client
-    finally:
-        client.close()
-        server.stop()
+    with apiserver_and_client(tmp_path, ["--scheduler-retry-unschedulable", "300"]) as pair:
+        yield pair
 
 
 def test_pods_are_bound_spread_and_explained(cluster):

@@ -10,19 +10,14 @@ import subprocess
 import pytest
 
 from kproxy.api.resources import CONTROLLER_REVISIONS, EVENTS, PODS, STATEFUL_SETS
-from tests.controllers.fake_kubelet import FakeKubelet
 from tests.unit.set_workload_objects import STATEFUL_SET
 
 WAIT = 60.0  # generous: the machine may be loaded; every wait ends as soon as it holds
 
 
 @pytest.fixture
-def kubelet(env):
-    k = FakeKubelet(env.server.kubeconfig, ready_after=lambda pod: 0.3, finish_deletions=True)
-    try:
-        yield k
-    finally:
-        k.stop()
+def kubelet_options() -> dict:
+    return {"ready_after": lambda pod: 0.3, "finish_deletions": True}
 
 
 def _ready(pod):

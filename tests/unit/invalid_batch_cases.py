@@ -2,21 +2,15 @@
 its CASES, so the unit and HTTP bad-input tests check each one)."""
 from __future__ import annotations
 
-from typing import Any
-
 from kproxy.api import resources as R
 from tests.unit.batch_objects import CRON_JOB, JOB, MANUAL_JOB
-from tests.unit.invalid_cases import DELETE, INV, NSUP, REQ, InvalidCase, _edit
+from tests.unit.invalid_cases import DELETE, INV, NSUP, REQ, InvalidCase, case_maker
 
 VALID = [(R.JOBS, MANUAL_JOB), (R.CRON_JOBS, CRON_JOB)]
 
 
-def _job(id: str, changes: dict[str, Any], field: str, reason: str) -> InvalidCase:
-    return InvalidCase("job-" + id, R.JOBS, _edit(JOB, changes), field, reason)
-
-
-def _cron(id: str, changes: dict[str, Any], field: str, reason: str) -> InvalidCase:
-    return InvalidCase("cronjob-" + id, R.CRON_JOBS, _edit(CRON_JOB, changes), field, reason)
+_job = case_maker("job", R.JOBS, JOB)
+_cron = case_maker("cronjob", R.CRON_JOBS, CRON_JOB)
 
 
 TPL = "spec.jobTemplate.spec"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from kproxy.api import resources as R
 from kproxy.api.resources import Resource
@@ -58,6 +58,14 @@ def _edit(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
         else:
             cur[last] = copy.deepcopy(value)
     return obj
+
+
+def case_maker(prefix: str, resource: Resource, base: dict[str, Any]) -> Callable[[str, dict[str, Any], str, str],
+                                                                                  InvalidCase]:
+    """make(id, changes, field, reason): the case "prefix-id", `base` edited by `changes`."""
+    def make(id: str, changes: dict[str, Any], field: str, reason: str) -> InvalidCase:
+        return InvalidCase(f"{prefix}-{id}", resource, _edit(base, changes), field, reason)
+    return make
 
 
 SERVICE: dict[str, Any] = {
@@ -127,8 +135,7 @@ def _pod(id: str, changes: dict[str, Any], field: str, reason: str, over_http: b
     return InvalidCase("pod-" + id, R.PODS, _edit(POD, changes), field, reason, over_http)
 
 
-def _slice(id: str, changes: dict[str, Any], field: str, reason: str) -> InvalidCase:
-    return InvalidCase("slice-" + id, R.ENDPOINT_SLICES, _edit(SLICE, changes), field, reason)
+_slice = case_maker("slice", R.ENDPOINT_SLICES, SLICE)
 
 
 def _many_addresses(n: int) -> list[str]:

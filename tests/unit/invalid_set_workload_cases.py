@@ -3,21 +3,15 @@ tests/unit/invalid_cases.py (which appends them to its CASES, so the unit and HT
 tests check each one)."""
 from __future__ import annotations
 
-from typing import Any
-
 from kproxy.api import resources as R
-from tests.unit.invalid_cases import DELETE, FORB, INV, NSUP, REQ, InvalidCase, _edit
+from tests.unit.invalid_cases import DELETE, FORB, INV, NSUP, REQ, InvalidCase, _edit, case_maker
 from tests.unit.set_workload_objects import CONTROLLER_REVISION, DAEMON_SET, STATEFUL_SET
 
 VALID = [(R.DAEMON_SETS, DAEMON_SET), (R.STATEFUL_SETS, STATEFUL_SET), (R.CONTROLLER_REVISIONS, CONTROLLER_REVISION)]
 
 
-def _ds(id: str, changes: dict[str, Any], field: str, reason: str) -> InvalidCase:
-    return InvalidCase("ds-" + id, R.DAEMON_SETS, _edit(DAEMON_SET, changes), field, reason)
-
-
-def _sts(id: str, changes: dict[str, Any], field: str, reason: str) -> InvalidCase:
-    return InvalidCase("sts-" + id, R.STATEFUL_SETS, _edit(STATEFUL_SET, changes), field, reason)
+_ds = case_maker("ds", R.DAEMON_SETS, DAEMON_SET)
+_sts = case_maker("sts", R.STATEFUL_SETS, STATEFUL_SET)
 
 
 DS_ROLLING = "spec.updateStrategy.rollingUpdate"

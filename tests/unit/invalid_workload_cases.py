@@ -2,21 +2,15 @@
 (which appends them to its CASES, so the unit and HTTP bad-input tests check each one)."""
 from __future__ import annotations
 
-from typing import Any
-
 from kproxy.api import resources as R
-from tests.unit.invalid_cases import DELETE, FORB, INV, NSUP, REQ, InvalidCase, _edit
+from tests.unit.invalid_cases import DELETE, FORB, INV, NSUP, REQ, InvalidCase, _edit, case_maker
 from tests.unit.workload_objects import CONFIG_MAP, DEPLOYMENT, REPLICA_SET
 
 VALID = [(R.DEPLOYMENTS, DEPLOYMENT), (R.REPLICA_SETS, REPLICA_SET), (R.CONFIG_MAPS, CONFIG_MAP)]
 
 
-def _deploy(id: str, changes: dict[str, Any], field: str, reason: str) -> InvalidCase:
-    return InvalidCase("deploy-" + id, R.DEPLOYMENTS, _edit(DEPLOYMENT, changes), field, reason)
-
-
-def _rs(id: str, changes: dict[str, Any], field: str, reason: str) -> InvalidCase:
-    return InvalidCase("rs-" + id, R.REPLICA_SETS, _edit(REPLICA_SET, changes), field, reason)
+_deploy = case_maker("deploy", R.DEPLOYMENTS, DEPLOYMENT)
+_rs = case_maker("rs", R.REPLICA_SETS, REPLICA_SET)
 
 
 ROLLING = "spec.strategy.rollingUpdate"

@@ -6,8 +6,8 @@ from typing import Any, Mapping
 
 from kproxy.api.validation.errors import FieldErrors
 from kproxy.api.validation.workloads import (
-    IMMUTABLE_MSG, PERCENT_RE, _immutable_selector, _nonnegative, _selector, _template, check_int_or_percent,
-    is_zero,
+    IMMUTABLE_MSG, PERCENT_RE, _immutable_selector, _nonnegative, _selector, _status_counts, _template,
+    check_int_or_percent, is_zero,
 )
 
 DAEMON_SET_STRATEGIES = ("OnDelete", "RollingUpdate")
@@ -53,11 +53,6 @@ def _daemon_set_strategy(e: FieldErrors, spec: dict[str, Any]) -> None:
         e.invalid(f"{path}.rollingUpdate.maxSurge", surge, "may not be set when maxUnavailable is non-zero")
     elif not has_unavailable and not has_surge:
         e.required(f"{path}.rollingUpdate.maxUnavailable", "cannot be 0 when maxSurge is 0")
-
-
-def _status_counts(e: FieldErrors, status: dict[str, Any], keys: tuple[str, ...]) -> None:
-    for key in keys:
-        _nonnegative(e, status.get(key), f"status.{key}")
 
 
 def validate_daemon_set(e: FieldErrors, obj: dict[str, Any], old: dict[str, Any] | None) -> None:

@@ -129,10 +129,16 @@ def _immutable_selector(e: FieldErrors, spec: dict[str, Any], old: dict[str, Any
         e.invalid("spec.selector", spec.get("selector"), IMMUTABLE_MSG)
 
 
-def _workload_status(e: FieldErrors, status: dict[str, Any]) -> None:
-    for key in ("replicas", "readyReplicas", "availableReplicas", "updatedReplicas", "unavailableReplicas",
-                "fullyLabeledReplicas", "terminatingReplicas", "observedGeneration", "collisionCount"):
+def _status_counts(e: FieldErrors, status: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """Each of `keys` in status, when set, a non-negative integer."""
+    for key in keys:
         _nonnegative(e, status.get(key), f"status.{key}")
+
+
+def _workload_status(e: FieldErrors, status: dict[str, Any]) -> None:
+    _status_counts(e, status, ("replicas", "readyReplicas", "availableReplicas", "updatedReplicas",
+                               "unavailableReplicas", "fullyLabeledReplicas", "terminatingReplicas",
+                               "observedGeneration", "collisionCount"))
 
 
 def validate_replica_set(e: FieldErrors, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
