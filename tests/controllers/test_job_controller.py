@@ -12,7 +12,7 @@ from kproxy.controllers.jobplan import (
     COMPLETION_INDEX, TRACKING_FINALIZER, count_uncounted, format_indexes, parse_indexes, plan, pod_from_template,
     record_uncounted,
 )
-from tests.controllers.fake_kubelet import EXIT_CODE, FakeKubelet
+from tests.controllers.fake_kubelet import EXIT_CODE
 from tests.unit.batch_objects import JOB
 
 T0 = 1767225600.0  # 2026-01-01T00:00:00Z
@@ -107,15 +107,6 @@ def test_finished_pods_are_counted_once_through_the_finalizer():
 
 
 # -- against the apiserver ------------------------------------------------------------------
-
-@pytest.fixture
-def kubelet(env):
-    k = FakeKubelet(env.server.kubeconfig)
-    try:
-        yield k
-    finally:
-        k.stop()
-
 
 def _create_job(client, name, exit_code=0, **spec):
     job = copy.deepcopy(JOB)
