@@ -4,6 +4,7 @@ resync and count, health and the no-local-endpoints gauge follow the state."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 
 from kproxy.agent.backend import ApplyError, ApplyResult, Backend
@@ -92,13 +93,24 @@ def gauge(proxier, name, **labels) -> float:
     return proxier.metrics.registry.get_sample_value(name, labels or None)
 
 
+@contextlib.asynccontextmanager
+async def running_proxier(client, backend):
+    """A Proxier over the fakes, running until the block ends (retries after 0.05 s)."""
+    proxier = Proxier(CONFIG, "node-1", client, backend, NetNS(None))
+    proxier.runner.retry_initial = 0.05
+    task = asyncio.create_task(proxier.run())
+    try:
+        yield proxier
+    finally:
+        proxier.stop()
+        await asyncio.wait_for(task, 10)
+
+
 async def _first_sync_waits_for_all_informers():
     client = FakeClient({"services": [service("a")], "endpointslices": [endpoint_slice("a-1", "a", ["node-1"])]})
     client.hold["nodes"] = asyncio.Event()
     backend = FakeBackend()
-    proxier = Proxier(CONFIG, "node-1", client, backend, NetNS(None))
-    task = asyncio.create_task(proxier.run())
-    try:
+    async with running_proxier(client, backend) as proxier:
         await wait_for(lambda: len(client.list_calls) == 3)
         await asyncio.sleep(0.2)
         assert backend.applied == []  # nodes not listed yet: no sync
@@ -113,9 +125,6 @@ async def _first_sync_waits_for_all_informers():
                                          "spec.clusterIP!=None")
         assert selectors["endpointslices"] == ("!service.kubernetes.io/headless", None)
         assert selectors["nodes"] == (None, "metadata.name=node-1")
-    finally:
-        proxier.stop()
-        await asyncio.wait_for(task, 10)
 
 
 def test_first_sync_waits_for_all_informers():
@@ -127,10 +136,7 @@ async def _failure_forces_full_and_no_local_gauge():
     svc["spec"]["ports"][0]["nodePort"] = 30080
     client = FakeClient({"services": [svc], "endpointslices": [endpoint_slice("lb-1", "lb", ["node-2"])]})
     backend = FakeBackend()
-    proxier = Proxier(CONFIG, "node-1", client, backend, NetNS(None))
-    proxier.runner.retry_initial = 0.05
-    task = asyncio.create_task(proxier.run())
-    try:
+    async with running_proxier(client, backend) as proxier:
         await wait_for(lambda: proxier.sync_count == 1)
         assert gauge(proxier, "kubeproxy_sync_proxy_rules_no_local_endpoints_total", traffic_policy="external") == 1
         assert gauge(proxier, "kubeproxy_sync_proxy_rules_no_local_endpoints_total", traffic_policy="internal") == 0
@@ -152,9 +158,6 @@ async def _failure_forces_full_and_no_local_gauge():
                                                    "deletionTimestamp": "2026-01-01T00:00:00Z"}})
         await wait_for(lambda: not proxier.health.node_eligible)
         assert proxier.health.healthz().status == 503 and proxier.health.livez().status == 200
-    finally:
-        proxier.stop()
-        await asyncio.wait_for(task, 10)
 
 
 def test_failure_forces_full_resync_and_gauges_follow():
@@ -172,10 +175,7 @@ async def _render_is_told_the_trackers_changes():
     client = FakeClient({"services": [service("a"), service("b")],
                          "endpointslices": [endpoint_slice("a-1", "a", ["node-1"]), endpoint_slice("b-1", "b", ["node-1"])]})
     backend = FakeBackend()
-    proxier = Proxier(CONFIG, "node-1", client, backend, NetNS(None))
-    proxier.runner.retry_initial = 0.05
-    task = asyncio.create_task(proxier.run())
-    try:
+    async with running_proxier(client, backend) as proxier:
         await wait_for(lambda: proxier.sync_count == 1)
         assert backend.changes == [FULL]  # the first render starts from nothing
         client.send(ENDPOINT_SLICES, "MODIFIED", endpoint_slice("b-1", "b", ["node-1", "node-2"], rv="2"))
@@ -187,9 +187,6 @@ async def _render_is_told_the_trackers_changes():
         client.send(ENDPOINT_SLICES, "MODIFIED", endpoint_slice("a-1", "a", ["node-2"], rv="3"))
         await wait_for(lambda: proxier.sync_count == 3)
         assert backend.changes[2:] == [Changes(full=False, services=frozenset({"default/a:p"})), FULL]
-    finally:
-        proxier.stop()
-        await asyncio.wait_for(task, 10)
 
 
 def test_render_is_told_the_trackers_changes():
