@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+from kproxy.agent.config import AgentConfig
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 from kproxy.ipvs import nfrules
 from kproxy.ipvs.ipset import IpsetError, IpsetSocket, Member, SetOp, SetType
@@ -51,7 +52,7 @@ def plan(services: int = 3):
                          endpoints=(Endpoint(f"10.244.1.{2 + i}", 8080),) if i % 4 != 3 else ())
         sps[sp.key] = sp
     state = ProxyState("n1", node_ips=("10.200.0.11",), cluster_cidr="10.244.0.0/16", services=sps)
-    options = options_from_config(None)
+    options = options_from_config(AgentConfig())
     return render(state, options).netfilter
 
 
