@@ -93,6 +93,8 @@ class ProxyState:
     detect_local_interface: str = ""
     node_pod_cidrs: tuple[str, ...] = ()
     node_zone: str = ""  # the Node's topology.kubernetes.io/zone label ("": none)
+    # the family a backend's pass renders (kproxy.agent.families.family_view narrows to it)
+    ip_family: int = 4
     services: Mapping[str, ServicePort] = field(default_factory=lambda: MappingProxyType({}))
     revision: int = 0
 
