@@ -94,7 +94,7 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
     cluster_eps, local_eps, reachable, has_endpoints, _, _ = categorize(sp, node_name, zone)
     # keyed by id(): the endpoints are the ServicePort's own instances, and hashing a frozen
     # dataclass per lookup is a measurable share of a full render
-    addresses = {id(ep): f"{ep.ip}:{ep.port}" for ep in reachable}
+    addresses = {id(ep): ep.address for ep in reachable}
     name_proto = spn + proto
     sep_names = {key: n.endpoint_chain_name(name_proto, addr) for key, addr in addresses.items()}
 

@@ -29,7 +29,8 @@ class Endpoint:
 
     @property
     def address(self) -> str:
-        return f"{self.ip}:{self.port}"
+        """"ip:port", "[ip]:port" for IPv6 (Go's net.JoinHostPort, as upstream names endpoints)."""
+        return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
 
 
 @dataclass(frozen=True)

@@ -88,8 +88,11 @@ async def serve(pod: str, host: str, port: int, ready: asyncio.Event | None = No
 
     loop = asyncio.get_running_loop()
     tcp = await asyncio.start_server(handle, host, port, reuse_address=True, backlog=1024, limit=MAX_LINE)
-    udp_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    udp_sock = socket.socket(udp_family, socket.SOCK_DGRAM)
     udp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if udp_family == socket.AF_INET6:  # IPv6 only, as asyncio's TCP server: an IPv4 echo may share the port
+        udp_sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     udp_sock.bind((host, port))
     transport, _ = await loop.create_datagram_endpoint(lambda: _UdpEcho(pod), sock=udp_sock)
     if ready is not None:
