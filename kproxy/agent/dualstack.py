@@ -33,12 +33,9 @@ class DualStackBackend(Backend):
         first = next(iter(self.passes.values()))
         super().__init__(first.netns, first.config)
         self.name = first.name
+        self.families = tuple(self.passes)
         periods = [b.full_sync_period for b in self.passes.values()]
         self.full_sync_period = None if None in periods else min(p for p in periods if p is not None)
-
-    @property
-    def families(self) -> tuple[int, ...]:
-        return tuple(self.passes)
 
     def drifted(self) -> bool:
         return any(b.drifted() for b in self.passes.values())
