@@ -68,3 +68,12 @@ class DualStackBackend(Backend):
     def close(self) -> None:
         for backend in self.passes.values():
             backend.close()
+
+
+def every_family(cls: type[Backend], netns: Any, config: Any) -> Backend:
+    """A backend of `cls` for each family it can program, without probing: what `kproxy cleanup`
+    needs, since an agent may have left rules of either family (cleanup of a family whose tools
+    are missing finds nothing to remove)."""
+    if len(cls.families) < 2:
+        return cls(netns, config)
+    return DualStackBackend({family: cls(netns, config, family) for family in cls.families})

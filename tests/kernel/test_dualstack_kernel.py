@@ -119,3 +119,15 @@ def test_cleanup_removes_both_families(topo, backend):
     assert all(":KUBE-SERVICES" in text for text in saves.values())
     backend.cleanup()
     assert all(":KUBE-" not in backend.passes[fam].driver.save() for fam in (4, 6))
+
+
+def test_kproxy_cleanup_removes_the_ipv6_rules_an_agent_left(topo, backend, mode):
+    from kproxy.agent.dualstack import every_family
+
+    sync(backend, dual_state(dual("web", V4, V6, eps(topo, "a"))))
+    cleaner = every_family(type(backend.passes[4]), backend.netns, config_for(mode))  # as cleanup_cli builds it
+    try:
+        cleaner.cleanup()
+    finally:
+        cleaner.close()
+    assert all(":KUBE-" not in backend.passes[fam].driver.save() for fam in (4, 6))
