@@ -18,7 +18,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Iterable
 
-from kproxy.agent.state import ProxyState, ServicePort
+from kproxy.agent.state import ProxyState, ServicePort, join_host_port
+
+__all__ = ["FAMILIES", "IPV4", "IPV6", "families_in", "family_of", "family_view", "join_host_port", "of_family",
+           "service_view", "split_host_port"]
 
 IPV4, IPV6 = 4, 6
 FAMILIES = (IPV4, IPV6)
@@ -83,3 +86,12 @@ def families_in(state: ProxyState) -> tuple[int, ...]:
     """The families some ServicePort of `state` has a ClusterIP of, in FAMILIES order."""
     seen = {family_of(ip) for sp in state.services.values() for ip in sp.cluster_ips}
     return tuple(f for f in FAMILIES if f in seen)
+
+
+def split_host_port(text: str) -> tuple[str, str]:
+    """(ip, port) of "ip:port" or "[ip]:port"; the port is "" when there is none."""
+    host, sep, port = text.rpartition(":")
+    if text.startswith("[") and "]" in text:
+        host, _, rest = text[1:].partition("]")
+        return host, rest[1:] if rest.startswith(":") else ""
+    return (host, port) if sep and ":" not in host else (text, "")

@@ -13,6 +13,11 @@ from types import MappingProxyType
 from typing import Mapping
 
 
+def join_host_port(ip: str, port: int | str) -> str:
+    """"ip:port", "[ip]:port" for IPv6 (Go's net.JoinHostPort, as upstream writes endpoints)."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
 @dataclass(frozen=True, order=True)
 class Endpoint:
     ip: str
@@ -30,7 +35,7 @@ class Endpoint:
     @property
     def address(self) -> str:
         """"ip:port", "[ip]:port" for IPv6 (Go's net.JoinHostPort, as upstream names endpoints)."""
-        return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
+        return join_host_port(self.ip, self.port)
 
 
 @dataclass(frozen=True)
