@@ -138,3 +138,19 @@ def test_kproxy_cleanup_removes_the_ipv6_rules_an_agent_left(topo, backend, mode
     finally:
         cleaner.close()
     assert programmed(topo, backend) == {4: False, 6: False}
+
+
+def test_udp_conntrack_cleanup_over_ipv6(topo, backend):
+    from kproxy.agent import conntrack
+
+    before = dual_state(dual("dns", "10.96.0.54", "fd00:10:96::54", eps(topo, "a"), port=53, protocol="UDP"))
+    previous = sync(backend, before)
+    assert topo.udp(topo.client, "fd00:10:96::54", 53, source_port=40053)[0] == "a"  # an entry DNATed to a
+    after = dual_state(dual("dns", "10.96.0.54", "fd00:10:96::54", eps(topo, "b"), port=53, protocol="UDP"))
+    sync(backend, after, previous, full=False)
+    # the entry still steers this flow to a until the agent's cleanup deletes it
+    assert topo.udp(topo.client, "fd00:10:96::54", 53, source_port=40053)[0] == "a"
+    filters = conntrack.plan_flush(before, after)
+    assert any(f.family == "ipv6" and f.reply_src == topo.pods["a"].ip6 for f in filters)
+    conntrack.flush(backend.netns, filters)
+    assert topo.udp(topo.client, "fd00:10:96::54", 53, source_port=40053)[0] == "b"
