@@ -322,11 +322,12 @@ class NftablesAdapter:
 
     def read(self, backend: Any) -> Dump:
         from kproxy.agent.backend import ApplyError
-        res = backend.netns.command(["nft", "list", "table", "ip", TABLE], check=False)
+        family = "ip6" if getattr(backend, "family", 4) == 6 else "ip"  # the backend's table
+        res = backend.netns.command(["nft", "list", "table", family, TABLE], check=False)
         if res.returncode != 0:
             if "No such file or directory" in res.stderr:
                 return Dump("")
-            raise ApplyError(f"nft list table ip {TABLE}: {res.stderr.strip()}")
+            raise ApplyError(f"nft list table {family} {TABLE}: {res.stderr.strip()}")
         return Dump(res.stdout)
 
     def from_inspection(self, dump: Dump, node: str) -> NodeRules:

@@ -154,3 +154,28 @@ def test_udp_conntrack_cleanup_over_ipv6(topo, backend):
     assert any(f.family == "ipv6" and f.reply_src == topo.pods["a"].ip6 for f in filters)
     conntrack.flush(backend.netns, filters)
     assert topo.udp(topo.client, "fd00:10:96::54", 53, source_port=40053)[0] == "b"
+
+
+def test_kproxy_rules_shows_traces_and_diffs_both_families(topo, backend):
+    from kproxy.rules.adapter import adapter_for
+    from kproxy.rules.diff import diff
+    from kproxy.rules.dualstack import DualStackAdapter
+    from kproxy.rules.trace import Probe
+
+    state = dual_state(dual("web", V4, V6, eps(topo, "a", "b"), node_port=30090))
+    ruleset = sync(backend, state)
+    adapter = DualStackAdapter(adapter_for(backend.name))  # as `kproxy rules` wraps it
+    reading = backend.netns.run(adapter.read, backend)
+    rules = adapter.from_inspection(reading, "")
+    (web,) = rules.services
+    assert {f.ip for f in web.frontends if f.kind != "nodePort"} == {V4, V6}
+    assert {e.address for e in web.endpoints} >= {f"[{topo.pods['a'].ip6}]:8080", f"{topo.pods['a'].ip}:8080"}
+    assert rules.detail["families"] == "IPv4, IPv6"
+    assert diff(adapter.from_ruleset(ruleset, ""), rules) == []
+    local = [NODE_IP, NODE_IP6]
+    report = adapter.trace(reading, Probe("tcp", CLIENT_IP6, 0, V6, 80), local)
+    assert {c.outcome for c in report.candidates} == {f"[{topo.pods[p].ip6}]:8080" for p in ("a", "b")}
+    report = adapter.trace(reading, Probe("tcp", CLIENT_IP6, 0, NODE_IP6, 30090), local)
+    assert {c.outcome for c in report.candidates} == {f"[{topo.pods[p].ip6}]:8080" for p in ("a", "b")}
+    report = adapter.trace(reading, Probe("tcp", CLIENT_IP, 0, V4, 80), local)
+    assert {c.outcome for c in report.candidates} == {f"{topo.pods[p].ip}:8080" for p in ("a", "b")}
