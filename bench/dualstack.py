@@ -75,7 +75,7 @@ def fresh_netns(tag: str) -> Iterator[NetNS]:
 def make_backend(mode: str, netns: NetNS) -> DualStackBackend:
     config = AgentConfig(mode=mode, iptables=IptablesConfig(backend="nft"))
     cls = backends.get(mode)
-    return DualStackBackend({family: cls(netns, config, family) for family in (4, 6)})  # type: ignore[call-arg]
+    return DualStackBackend({family: cls(netns, config, family) for family in (4, 6)})
 
 
 def timed(fn, *args):
