@@ -179,3 +179,23 @@ def test_kproxy_rules_shows_traces_and_diffs_both_families(topo, backend):
     assert {c.outcome for c in report.candidates} == {f"[{topo.pods[p].ip6}]:8080" for p in ("a", "b")}
     report = adapter.trace(reading, Probe("tcp", CLIENT_IP, 0, V4, 80), local)
     assert {c.outcome for c in report.candidates} == {f"{topo.pods[p].ip}:8080" for p in ("a", "b")}
+
+
+def test_node_port_addresses_per_family(topo, backend):
+    from dataclasses import replace
+
+    from kproxy.agent.localaddrs import read_local_ips
+
+    local_ips = backend.netns.run(read_local_ips)
+    assert NODE_IP6 in local_ips
+    sp = dual("np", "10.96.0.40", "fd00:10:96::40", eps(topo, "a"), node_port=30095)
+    # only an IPv4 CIDR: IPv6 NodePorts fall back to every IPv6 address (upstream's zero CIDR)
+    sync(backend, replace(dual_state(sp), local_ips=local_ips, node_port_addresses=("10.200.0.0/24",)))
+    assert topo.tcp(topo.client, NODE_IP6, 30095)[0] == "a"
+    assert topo.tcp(topo.client, NODE_IP, 30095)[0] == "a"
+    # an IPv6 CIDR the node has no address in: no IPv6 NodePort, the IPv4 one stays
+    sync(backend, replace(dual_state(sp), local_ips=local_ips,
+                          node_port_addresses=("10.200.0.0/24", "fd00:300::/64")))
+    with pytest.raises(ConnectionRefusedError):
+        topo.tcp(topo.client, NODE_IP6, 30095)
+    assert topo.tcp(topo.client, NODE_IP, 30095)[0] == "a"
