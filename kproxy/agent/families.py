@@ -11,14 +11,16 @@ Guarantees (pure functions):
   upstream's NewNodePortAddresses falls back to the zero CIDR.
 - A ServicePort already entirely of `family` is returned as the same object, so a backend's
   reuse of what it rendered for unchanged ServicePorts still holds.
-- The view's `ip_family` says which family it is; the view of a view equals it.
+- The view's `ip_family` says which family it is; the view of a view is the view itself
+  (no second narrowing: a backend pass may narrow what the dual-stack backend narrowed).
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import replace
 from typing import Iterable
 
-from kproxy.agent.state import ProxyState, ServicePort, join_host_port
+from kproxy.agent.state import Changes, ProxyState, ServicePort, join_host_port
 
 __all__ = ["FAMILIES", "IPV4", "IPV6", "families_in", "family_of", "family_view", "join_host_port", "of_family",
            "service_view", "split_host_port"]
@@ -26,6 +28,7 @@ __all__ = ["FAMILIES", "IPV4", "IPV6", "families_in", "family_of", "family_view"
 IPV4, IPV6 = 4, 6
 FAMILIES = (IPV4, IPV6)
 NAMES = {IPV4: "IPv4", IPV6: "IPv6"}
+_VIEWS: "weakref.WeakValueDictionary[int, ProxyState]" = weakref.WeakValueDictionary()  # id -> a view made here
 
 
 def family_of(address: str) -> int:
@@ -63,8 +66,30 @@ def _cidrs(text: str | None, family: int) -> str | None:
     return ",".join(parts) or None
 
 
-def family_view(state: ProxyState, family: int) -> ProxyState:
-    """The state `family`'s pass of a backend renders (see the module doc)."""
+def family_view(state: ProxyState, family: int, base: ProxyState | None = None,
+                changes: Changes | None = None) -> ProxyState:
+    """The state `family`'s pass of a backend renders (see the module doc). With `base` (the
+    view of the state `changes` are relative to) and partial `changes`, only the ServicePorts
+    `changes` names are narrowed again: O(changes) narrowing, the rest is `base`'s (a partial
+    change leaves every node-wide field as it was)."""
+    if state.ip_family == family and _VIEWS.get(id(state)) is state:
+        return state
+    view = _narrowed(state, family, base, changes)
+    _VIEWS[id(view)] = view
+    return view
+
+
+def _narrowed(state: ProxyState, family: int, base: ProxyState | None, changes: Changes | None) -> ProxyState:
+    if base is not None and changes is not None and not changes.full and base.ip_family == family:
+        services = dict(base.services)
+        for key in changes.services:
+            sp = state.services.get(key)
+            view = service_view(sp, family) if sp is not None else None
+            if view is None:
+                services.pop(key, None)
+            else:
+                services[key] = view
+        return replace(base, services=services, revision=state.revision)
     services = {}
     for key, sp in state.services.items():
         view = service_view(sp, family)

@@ -92,3 +92,18 @@ def test_translation_of_a_dual_stack_service_and_its_slices_per_address_type():
     v4, v6 = family_view(state, IPV4).services[sp.key], family_view(state, IPV6).services[sp.key]
     assert [(e.ip, e.is_local) for e in v4.endpoints] == [("10.244.1.2", True)]
     assert [e.ip for e in v6.endpoints] == ["fd00:10:244:1::2"]
+
+
+def test_a_partial_view_narrows_only_the_changed_ports_and_equals_a_full_one():
+    from dataclasses import replace
+
+    from kproxy.agent.state import changes_between
+
+    other = ServicePort("default", "v4only", "", "TCP", 81, cluster_ips=("10.96.0.11",), endpoints=(EP4,))
+    before = ProxyState("n1", node_ips=("10.200.0.11", "fd00:200::11"),
+                        services={dual().key: dual(), other.key: other})
+    after = replace(before, services={dual().key: replace(dual(), endpoints=(EP6,))}, revision=1)
+    base = family_view(before, IPV6)
+    partial = family_view(after, IPV6, base, changes_between(before, after))
+    assert partial.services == family_view(after, IPV6).services and partial.revision == 1
+    assert family_view(partial, IPV6) is partial  # a view is narrowed once
