@@ -29,7 +29,8 @@ def is_terminal(pod: dict) -> bool:
     return (pod.get("status") or {}).get("phase") in TERMINAL_PHASES
 
 
-def _ip_family(ip: Any) -> str | None:
+def ip_family(ip: Any) -> str | None:
+    """"IPv4" or "IPv6" for an address, None for anything else."""
     try:
         return "IPv4" if ipaddress.ip_address(ip).version == 4 else "IPv6"
     except (TypeError, ValueError):
@@ -43,7 +44,7 @@ def pod_ip_of_family(pod: dict, family: str) -> str | None:
     candidates = [p.get("ip") for p in status.get("podIPs") or [] if isinstance(p, dict)]
     candidates.append(status.get("podIP"))
     for ip in candidates:
-        if ip and _ip_family(ip) == family:
+        if ip and ip_family(ip) == family:
             return str(ip)
     return None
 
@@ -62,7 +63,7 @@ def service_address_types(service: dict) -> list[str]:
         return list(dict.fromkeys(families))
     cluster_ip = spec.get("clusterIP")
     if cluster_ip and cluster_ip != "None":
-        return [_ip_family(cluster_ip) or "IPv4"]
+        return [ip_family(cluster_ip) or "IPv4"]
     return ["IPv4", "IPv6"]
 
 
@@ -76,8 +77,8 @@ def endpoints_family(service: dict, pod: dict) -> str:
         return families[0]
     cluster_ip = spec.get("clusterIP")
     if cluster_ip and cluster_ip != "None":
-        return _ip_family(cluster_ip) or "IPv4"
-    return _ip_family((pod.get("status") or {}).get("podIP")) or "IPv4"
+        return ip_family(cluster_ip) or "IPv4"
+    return ip_family((pod.get("status") or {}).get("podIP")) or "IPv4"
 
 
 def service_selector(service: dict) -> dict[str, str] | None:
