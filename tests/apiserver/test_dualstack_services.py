@@ -10,9 +10,12 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
+from kproxy.apiserver.allocators import AllocationError, ClusterIPAllocator
+from kproxy.apiserver.service_families import ServiceIPAllocators, parse_service_cidrs
 from tests.apiserver.fixtures import start_apiserver
 
 SVCS = "/api/v1/namespaces/default/services"
@@ -55,6 +58,43 @@ def family(ip: str) -> str:
     return "IPv6" if ":" in ip else "IPv4"
 
 
+# --- the flag and the per-family allocators, pure -------------------------------------------
+
+@pytest.mark.parametrize("text,ok", [
+    ("10.96.0.0/12", True), ("fd00:10:96::/112", True), (f"{V4},{V6}", True), (f"{V6},{V4}", True),
+    ("10.96.0.0/12,10.97.0.0/16", False), (f"{V4},{V6},{V4}", False), ("10.96.0.1/12", False),
+    ("10.96.0.0/31", False), (f"{V4},", False), ("bogus", False),
+])
+def test_service_cluster_ip_range_flag(text, ok):
+    if ok:
+        assert parse_service_cidrs(text) == text.split(",")
+    else:
+        with pytest.raises(ValueError):
+            parse_service_cidrs(text)
+
+
+def test_apiserver_refuses_a_bad_range_with_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "kproxy", "apiserver", "--data-dir", str(tmp_path),
+                           "--service-cluster-ip-range", "10.96.0.0/16,10.97.0.0/16"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "different IP families" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_allocators_route_each_address_to_its_family():
+    ips = ServiceIPAllocators([ClusterIPAllocator("fd00::/120"), ClusterIPAllocator("10.0.0.0/24")])
+    assert ips.families == ("IPv6", "IPv4") and ips.reserved == "fd00::1"
+    assert ips.allocate("10.0.0.9") == "10.0.0.9" and ips.in_use("10.0.0.9")
+    assert ":" in ips.allocate_next() and "." in ips.allocate_next("IPv4")
+    ips.release("10.0.0.9")
+    assert not ips.in_use("10.0.0.9")
+    assert sorted(ips.rebuild(["10.0.0.5", "fd00::5", "192.168.0.1", "fd01::1"])) == ["192.168.0.1", "fd01::1"]
+    assert ips.in_use("10.0.0.5") and ips.in_use("fd00::5")
+    single = ServiceIPAllocators([ClusterIPAllocator("10.0.0.0/24")])
+    with pytest.raises(AllocationError) as exc:
+        single.allocate("fd00::5")
+    assert "IPv6 is not configured" in str(exc.value)
+
+
 # --- defaulting: (cluster, spec) -> (ipFamilyPolicy, ipFamilies) ------------------------------
 
 DEFAULTS = [
@@ -75,6 +115,10 @@ DEFAULTS = [
     ("dual", {"clusterIPs": ["10.96.5.5", "fd00:10:96::55"], "ipFamilyPolicy": "PreferDualStack"},
      "PreferDualStack", ["IPv4", "IPv6"]),
     ("dual", {"clusterIP": "None", "ipFamilyPolicy": "PreferDualStack"}, "PreferDualStack", ["IPv4", "IPv6"]),
+    ("dual", {"clusterIPs": ["fd00:10:96::66", "10.96.6.6"], "ipFamilyPolicy": "RequireDualStack"},
+     "RequireDualStack", ["IPv6", "IPv4"]),  # families follow the addresses, in their order
+    ("dual", {"ipFamilies": ["IPv6"], "ipFamilyPolicy": "RequireDualStack"}, "RequireDualStack", ["IPv6", "IPv4"]),
+    ("dual", {"type": "NodePort", "ipFamilyPolicy": "PreferDualStack"}, "PreferDualStack", ["IPv4", "IPv6"]),
     ("dual6", {}, "SingleStack", ["IPv6"]),
     ("dual6", {"ipFamilyPolicy": "PreferDualStack"}, "PreferDualStack", ["IPv6", "IPv4"]),
 ]
@@ -264,6 +308,26 @@ def test_restart_keeps_both_families_allocated(servers, apis):
     for ip in two["spec"]["clusterIPs"]:
         status, body = api.call("POST", SVCS, svc(clusterIP=ip))
         assert status == 422 and "already allocated" in json.dumps(body), body
+
+
+def test_prefer_dual_stack_upgrades_only_when_asked_after_the_cluster_became_dual(tmp_path):
+    """A PreferDualStack Service made on a single-stack cluster stays single-stack when the
+    cluster turns dual-stack; RequireDualStack on update then adds the IPv6 address."""
+    server = start_apiserver(tmp_path, ["--no-controllers"])
+    try:
+        one = server.http().ok("POST", SVCS, svc(ipFamilyPolicy="PreferDualStack"))
+        server.stop()
+        server.extra_args = ["--no-controllers", "--service-cluster-ip-range", f"10.96.0.0/12,{V6}"]
+        server.start()
+        api = server.http()
+        one = api.ok("GET", f"{SVCS}/{one['metadata']['name']}")
+        status, same = put(api, one, ports=[{"port": 90}])
+        assert status == 200 and same["spec"]["clusterIPs"] == one["spec"]["clusterIPs"], same
+        status, two = put(api, same, ipFamilyPolicy="RequireDualStack")
+        assert status == 200, two
+        assert two["spec"]["ipFamilies"] == ["IPv4", "IPv6"] and two["spec"]["clusterIPs"][0] == one["spec"]["clusterIP"]
+    finally:
+        server.stop()
 
 
 # --- real clients ------------------------------------------------------------------------------
