@@ -183,14 +183,17 @@ def init_ip_family_fields(svc: dict[str, Any], old: dict[str, Any] | None, clust
     spec = svc.get("spec")
     if not isinstance(spec, dict) or (spec.get("type") or "ClusterIP") == "ExternalName":
         return
-    old_spec = (old.get("spec") if isinstance((old or {}).get("spec"), dict) else {}) if old is not None else None
+    old_spec: dict[str, Any] | None = None
+    if old is not None:
+        old_spec = old["spec"] if isinstance(old.get("spec"), dict) else {}
     normalize_cluster_ips(spec, old_spec)
     ips, families = _str_list(spec.get("clusterIPs")), _str_list(spec.get("ipFamilies"))
     if ips is None or families is None or not isinstance(spec.get("ipFamilyPolicy", ""), (str, type(None))):
         return
     if _matching_prefer_dual_stack(spec, old_spec):
         return
-    headless_selectorless = spec.get("clusterIP") == "None" and not spec.get("selector")
+    headless = spec.get("clusterIP") == "None" or ips[:1] == ["None"]
+    headless_selectorless = headless and not spec.get("selector")
     if not spec.get("ipFamilyPolicy"):
         if old_spec is not None and old_spec.get("ipFamilyPolicy"):
             spec["ipFamilyPolicy"] = old_spec["ipFamilyPolicy"]

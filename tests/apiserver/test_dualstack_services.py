@@ -104,6 +104,7 @@ DEFAULTS = [
     # headless without a selector: RequireDualStack and both families, even single-stack
     ("v4", {"clusterIP": "None", "selector": None}, "RequireDualStack", ["IPv4", "IPv6"]),
     ("v4", {"clusterIP": "None", "selector": None, "ipFamilyPolicy": "SingleStack"}, "SingleStack", ["IPv4"]),
+    ("dual", {"clusterIPs": ["None"], "selector": None}, "RequireDualStack", ["IPv4", "IPv6"]),
     ("dual", {}, "SingleStack", ["IPv4"]),
     ("dual", {"ipFamilyPolicy": "PreferDualStack"}, "PreferDualStack", ["IPv4", "IPv6"]),
     ("dual", {"ipFamilyPolicy": "RequireDualStack"}, "RequireDualStack", ["IPv4", "IPv6"]),
