@@ -33,6 +33,7 @@ from typing import Any, AsyncIterator, Callable
 
 import aiohttp
 
+from bench import results as bench_results
 from bench.apiserver_vs_etcd import (Server, b64, etcd_version, prefix_end, running_apiserver,
                                      running_etcd)
 
@@ -325,6 +326,9 @@ def run_server(server: Server, args: argparse.Namespace) -> Result:
             if proc.is_alive():
                 proc.kill()
     every = [x for watcher in results for x in watcher]
+    bench_results.distribution(f"watch event delivery, {args.watchers} watchers",
+                               "kproxy apiserver" if server.name == "kproxy" else f"etcd {etcd_version()}",
+                               [x * 1000 for x in every], "ms")
     # per event: the latest delivery; events are the n-th stamped object each watcher saw
     last = [max(watcher[n] for watcher in results if len(watcher) > n)
             for n in range(args.changes) if any(len(w) > n for w in results)]
