@@ -1,0 +1,135 @@
+"""The I/O of `kproxy install`: comparing rendered files with what is on disk, writing them,
+and systemctl.
+
+Guarantees: `write_files` writes nothing when any file exists with other content and `force`
+is off (InstallError names it); each file is replaced atomically with its mode set before it
+appears (keys are never readable by others); `uninstall` removes only what an install writes.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+import yaml
+
+from kproxy.install.render import PRIVATE, UNITS, File, Layout
+from kproxy.pki.files import write_private
+
+NEW, UNCHANGED, DIFFERS = "new", "unchanged", "differs"
+
+
+class InstallError(Exception):
+    """One line for the operator."""
+
+
+@dataclass(frozen=True)
+class Planned:
+    file: File
+    status: str  # NEW, UNCHANGED or DIFFERS
+
+
+def plan(files: list[File]) -> list[Planned]:
+    out = []
+    for f in files:
+        try:
+            with open(f.path, "rb") as fh:
+                status = UNCHANGED if fh.read() == f.content and _mode(f.path) == f.mode else DIFFERS
+        except FileNotFoundError:
+            status = NEW
+        except OSError as exc:
+            raise InstallError(f"{f.path}: {exc.strerror}") from None
+        out.append(Planned(f, status))
+    return out
+
+
+def _mode(path: str) -> int:
+    return os.stat(path).st_mode & 0o777
+
+
+def check_conflicts(planned: list[Planned], force: bool) -> None:
+    differs = [p.file.path for p in planned if p.status == DIFFERS]
+    if differs and not force:
+        more = f" (and {len(differs) - 1} more)" if len(differs) > 1 else ""
+        raise InstallError(f"{differs[0]}{more} exists with different content; give --force to replace it")
+
+
+def write_files(planned: list[Planned], layout: Layout) -> None:
+    for d in (layout.etc, os.path.join(layout.etc, "pki"), layout.units):
+        os.makedirs(d, mode=0o755, exist_ok=True)
+    for d in (layout.data, layout.kubelet_root):
+        os.makedirs(d, mode=0o700, exist_ok=True)
+    for p in planned:
+        if p.status == UNCHANGED:
+            continue
+        os.makedirs(os.path.dirname(p.file.path), mode=0o700 if p.file.mode == PRIVATE else 0o755, exist_ok=True)
+        write_private(p.file.path, p.file.content)  # created 0600, renamed into place
+        if p.file.mode != PRIVATE:
+            os.chmod(p.file.path, p.file.mode)
+
+
+def describe(planned: list[Planned]) -> list[str]:
+    return [f"{p.status:9} {p.file.mode:04o} {p.file.path}" for p in planned]
+
+
+def systemctl(*args: str) -> None:
+    argv = ["systemctl", *args]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise InstallError("systemctl not found: is this a systemd machine? (--root DIR only writes files)") from None
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["exit status %d" % proc.returncode])[-1]
+        raise InstallError(f"{' '.join(argv)}: {last}")
+
+
+def installed_units(layout: Layout) -> list[str]:
+    return [u for u in UNITS if os.path.exists(layout.unit(u))]
+
+
+def agent_mode(layout: Layout) -> str | None:
+    """The proxy mode the installed agent runs (to remove its rules at uninstall)."""
+    try:
+        with open(layout.agent_config) as f:
+            mode = (yaml.safe_load(f) or {}).get("mode")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+    return mode if isinstance(mode, str) else None
+
+
+def removable(layout: Layout) -> list[str]:
+    """What `uninstall` would remove."""
+    paths = [layout.unit(u) for u in installed_units(layout)]
+    if _same_content(layout.root_kubeconfig, layout.admin_kubeconfig):
+        paths.append(layout.root_kubeconfig)
+    return paths + [d for d in layout.directories if os.path.isdir(d)]
+
+
+def uninstall(layout: Layout, live: bool) -> list[str]:
+    """Stops and removes the units (`live`: through systemctl, then the agent's rules with
+    `kproxy cleanup`), the configs, the data dir and root's kubeconfig when it is the admin's.
+    Returns what was removed."""
+    units = installed_units(layout)
+    mode = agent_mode(layout)
+    if live and units:
+        systemctl("disable", "--now", *units)
+        if mode and os.path.exists(layout.kproxy):
+            subprocess.run([layout.kproxy, "cleanup", "--mode", mode], capture_output=True)
+    removed = removable(layout)
+    for path in removed:
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    if live and units:
+        systemctl("daemon-reload")
+    return removed
+
+
+def _same_content(a: str, b: str) -> bool:
+    try:
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            return fa.read() == fb.read()
+    except OSError:
+        return False
