@@ -56,7 +56,7 @@ def check_conflicts(planned: list[Planned], force: bool) -> None:
 
 
 def write_files(planned: list[Planned], layout: Layout) -> None:
-    for d in (layout.etc, os.path.join(layout.etc, "pki"), layout.units):
+    for d in (layout.etc, os.path.join(layout.etc, "pki"), layout.units, os.path.dirname(layout.sysctl_file)):
         os.makedirs(d, mode=0o755, exist_ok=True)
     for d in (layout.data, layout.kubelet_root):
         os.makedirs(d, mode=0o700, exist_ok=True)
@@ -84,6 +84,12 @@ def systemctl(*args: str) -> None:
         raise InstallError(f"{' '.join(argv)}: {last}")
 
 
+def apply_sysctls(layout: Layout) -> None:
+    proc = subprocess.run(["sysctl", "-p", layout.sysctl_file], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise InstallError(f"sysctl -p {layout.sysctl_file}: {proc.stderr.strip() or proc.returncode}")
+
+
 def installed_units(layout: Layout) -> list[str]:
     return [u for u in UNITS if os.path.exists(layout.unit(u))]
 
@@ -103,6 +109,8 @@ def removable(layout: Layout) -> list[str]:
     paths = [layout.unit(u) for u in installed_units(layout)]
     if _same_content(layout.root_kubeconfig, layout.admin_kubeconfig):
         paths.append(layout.root_kubeconfig)
+    if os.path.exists(layout.sysctl_file):
+        paths.append(layout.sysctl_file)
     return paths + [d for d in layout.directories if os.path.isdir(d)]
 
 

@@ -247,15 +247,18 @@ def _install(args: argparse.Namespace, layout: Layout, files: list[File],
     apply.check_conflicts(planned, args.force)
     units = [os.path.basename(f.path) for f in files if f.path.endswith(".service")]
     live = layout.root == "/"
-    commands = [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", *units]] if live else []
+    commands = [["sysctl", "-p", layout.sysctl_file], ["systemctl", "daemon-reload"],
+                ["systemctl", "enable", "--now", *units]] if live else []
     if args.dry_run:
         for argv in commands:
             print("would run " + " ".join(argv))
         return 0
     apply.write_files(planned, layout)
     after_write()
-    for argv in commands:
-        apply.systemctl(*argv[1:])
+    if live:
+        apply.apply_sysctls(layout)
+        apply.systemctl("daemon-reload")
+        apply.systemctl("enable", "--now", *units)
     if not live:
         print(f"files written below {layout.root}; systemctl not run (--root)")
     return 0

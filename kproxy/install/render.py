@@ -92,6 +92,10 @@ class Layout:
         return self.etc_file("agent.yaml")
 
     @property
+    def sysctl_file(self) -> str:
+        return self.path("etc/sysctl.d/90-kproxy.conf")
+
+    @property
     def directories(self) -> tuple[str, ...]:
         """Directories an install owns (uninstall removes them)."""
         return (self.etc, self.data)
@@ -225,6 +229,8 @@ def render_node(layout: Layout, node: NodeSpec) -> list[File]:
         files += [File(layout.etc_file("pki/kubelet-serving.crt"), join.kubelet_serving.cert_pem, PUBLIC),
                   File(layout.etc_file("pki/kubelet-serving.key"), join.kubelet_serving.key_pem, PRIVATE)]
     files += [
+        # a node forwards: NodePort and external traffic to pods, pods' traffic out
+        File(layout.sysctl_file, b"net.ipv4.ip_forward = 1\n", PUBLIC),
         File(layout.agent_config, _yaml(agent_config_doc(layout, node)), PUBLIC),
         File(layout.unit("kproxy-kubelet.service"), kubelet_unit(layout, node).encode(), PUBLIC),
         File(layout.unit("kproxy-agent.service"), agent_unit(layout).encode(), PUBLIC),
