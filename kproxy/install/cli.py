@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from typing import Callable
 from urllib.parse import urlsplit
 
@@ -140,8 +141,7 @@ def _layout(args: argparse.Namespace) -> Layout:
 
 # ---------------------------------------------------------------- roles
 
-def _node_spec(args: argparse.Namespace, join: JoinConfig, node_ip: str | None, *,
-               after_apiserver: bool = False) -> NodeSpec:
+def _node_spec(args: argparse.Namespace, join: JoinConfig, node_ip: str | None) -> NodeSpec:
     pod_cidr = args.pod_cidr or join.pod_cidr
     if not pod_cidr:
         raise CLIError("give --pod-cidr (the join file has none)")
@@ -149,7 +149,7 @@ def _node_spec(args: argparse.Namespace, join: JoinConfig, node_ip: str | None, 
     if not node_ip:
         raise CLIError("cannot tell this node's address: give --node-ip")
     return NodeSpec(join=join, node_ip=_ip(node_ip, "--node-ip"), pod_cidr=pod_cidr, mode=_mode(args.mode),
-                    node_netns=args.node_netns, after_apiserver=after_apiserver)
+                    node_netns=args.node_netns)
 
 
 def _control_plane(args: argparse.Namespace, layout: Layout) -> int:
@@ -162,27 +162,27 @@ def _control_plane(args: argparse.Namespace, layout: Layout) -> int:
     node_name = _node_name(args.node_name or socket.gethostname())
     node_ip = _ip(args.node_ip, "--node-ip") if args.node_ip else address
     pod_cidr = args.pod_cidr or DEFAULT_CONTROL_PLANE_POD_CIDR
-    data_dir = layout.apiserver_data
-    if args.dry_run:
-        pki = bootstrap.Pki(data_dir)
-        if pki.load_pair("ca") is None:
-            raise CLIError(f"--dry-run: no cluster CA in {pki.dir} yet; an install creates it")
-    else:
-        os.makedirs(layout.data, mode=0o700, exist_ok=True)
-        # the apiserver would create the same PKI at its first start; the node credentials
-        # need the CA now
-        pki = bootstrap.ensure_pki(data_dir, bootstrap.serving_hosts_for(
-            address, first_service_ip(service_cidr)))
-    admin = pki.load_pair(bootstrap.ADMIN.name)
-    if admin is None:
-        raise CLIError(f"no {bootstrap.ADMIN.name} certificate in {pki.dir}")
-    cp = ControlPlaneSpec(advertise_address=address, service_cidr=service_cidr, admin=admin,
-                          ca_pem=pki.ca().cert_pem)
-    join = issue_join(pki, server=cp.server, node_name=node_name, node_ips=(node_ip,),
-                      cluster_cidr=cluster_cidr, service_cidr=service_cidr, pod_cidr=pod_cidr)
-    args.pod_cidr = pod_cidr
-    files = render_control_plane(layout, cp, _node_spec(args, join, node_ip, after_apiserver=True))
-    return _install(args, layout, files, after_write=lambda: save_credentials(pki, join))
+    hosts = bootstrap.serving_hosts_for(address, first_service_ip(service_cidr))
+    with tempfile.TemporaryDirectory(prefix="kproxy-install-") as scratch:
+        if args.dry_run:
+            # change nothing: the existing PKI read only, or a throwaway one to render with
+            pki = bootstrap.Pki(layout.apiserver_data)
+            if pki.load_pair("ca") is None:
+                pki = bootstrap.ensure_pki(scratch, hosts)
+        else:
+            os.makedirs(layout.data, mode=0o700, exist_ok=True)
+            # the apiserver makes the same PKI at its first start; the node credentials need the CA now
+            pki = bootstrap.ensure_pki(layout.apiserver_data, hosts)
+        admin = pki.load_pair(bootstrap.ADMIN.name)
+        if admin is None:
+            raise CLIError(f"no {bootstrap.ADMIN.name} certificate in {pki.dir}")
+        cp = ControlPlaneSpec(advertise_address=address, service_cidr=service_cidr, admin=admin,
+                              ca_pem=pki.ca().cert_pem)
+        join = issue_join(pki, server=cp.server, node_name=node_name, node_ips=(node_ip,),
+                          cluster_cidr=cluster_cidr, service_cidr=service_cidr, pod_cidr=pod_cidr)
+        args.pod_cidr = pod_cidr
+        files = render_control_plane(layout, cp, _node_spec(args, join, node_ip))
+        return _install(args, layout, files, after_write=lambda: save_credentials(pki, join))
 
 
 def _read_join(path: str) -> JoinConfig:

@@ -109,7 +109,6 @@ class NodeSpec:
     pod_cidr: str
     mode: str = "iptables"
     node_netns: str = DEFAULT_NODE_NETNS
-    after_apiserver: bool = False  # a control plane: start the kubelet after the local apiserver
 
 
 @dataclass(frozen=True)
@@ -188,9 +187,11 @@ def kubelet_unit(layout: Layout, node: NodeSpec) -> str:
     # if still there when it exits).
     extra = [("ExecStartPre", f"-{exec_line([layout.ip, 'netns', 'attach', node.node_netns, '1'])}"),
              ("Delegate", "yes"), ("KillMode", "mixed"), ("TimeoutStopSec", "90")]
-    after = ("kproxy-apiserver.service",) if node.after_apiserver else ()
+    # after a local apiserver when there is one (ordering against an absent unit does nothing),
+    # so a control plane's node files are the same as `install node` renders for it
     return unit_text("kproxy kubelet (runs the pods bound to this node)",
-                     _service("kproxy-kubelet", kubelet_argv(layout, node), extra), after=after)
+                     _service("kproxy-kubelet", kubelet_argv(layout, node), extra),
+                     after=("kproxy-apiserver.service",))
 
 
 def agent_unit(layout: Layout) -> str:

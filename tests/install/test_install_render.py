@@ -41,7 +41,7 @@ def test_units_match_golden():
     layout = Layout(root="/", kproxy="/usr/local/bin/kproxy", ip="/usr/bin/ip")
     join = _join()
     cp = ControlPlaneSpec(advertise_address=CP_IP, service_cidr="10.96.0.0/12", admin=join.kubelet, ca_pem=join.ca_pem)
-    node = NodeSpec(join=join, node_ip=CP_IP, pod_cidr="10.244.1.0/24", mode="nftables", after_apiserver=True)
+    node = NodeSpec(join=join, node_ip=CP_IP, pod_cidr="10.244.1.0/24", mode="nftables")
     files = {f.path: f for f in render_control_plane(layout, cp, node)}
     for name in (*UNITS, "agent.yaml"):
         path = layout.unit(name) if name in UNITS else layout.agent_config
@@ -212,3 +212,22 @@ def test_bad_input_gives_one_line_and_a_nonzero_exit(tmp_path, capsys):
     assert agent.read_text().endswith("# an operator's edit\n")
     assert _install(capsys, *args, "--force")[0] == 0
     assert not agent.read_text().endswith("# an operator's edit\n")
+
+
+def test_node_install_on_the_control_plane_with_its_join_file_changes_nothing(tmp_path, capsys):
+    """What a provisioner may run on the control-plane node after `install control-plane`."""
+    code, _, err = _control_plane(capsys, tmp_path, "--pod-cidr", "10.244.1.0/24", "--mode", "nftables")
+    assert code == 0, err
+    code, out, err = _install(capsys, "node", "--root", str(tmp_path), "--apiserver", f"https://{CP_IP}:6443",
+                              "--join-file", str(tmp_path / "etc/kproxy/join.yaml"), "--node-name", "cp1",
+                              "--pod-cidr", "10.244.1.0/24", "--mode", "nftables", "--node-ip", CP_IP)
+    assert code == 0, err
+    lines = out.splitlines()[:-1]
+    assert lines and all(line.startswith("unchanged") for line in lines), out
+
+
+def test_control_plane_dry_run_on_a_fresh_machine_writes_nothing(tmp_path, capsys):
+    code, out, err = _control_plane(capsys, tmp_path / "r", "--dry-run")
+    assert code == 0, err
+    assert not (tmp_path / "r").exists()
+    assert "would write new       0600 " + str(tmp_path / "r/etc/kproxy/admin.kubeconfig") in out
