@@ -1,9 +1,10 @@
-"""A control-plane install run for real, without systemd: `kproxy install control-plane
---root TMP` renders the units, and the test starts each unit's ExecStart command as it is
-(apiserver, kubelet, agent) inside a network namespace it creates, standing for the node's own
-namespace; root's kubeconfig drives kubectl there. A Deployment's pods run and its Service
-answers on the ClusterIP from the node and on the NodePort from a client namespace.
-Everything is stopped and the namespaces deleted at the end, even after a failure."""
+"""Installs run for real, without systemd: `kproxy install control-plane --root TMP` and, with
+a join file from `kproxy install issue-node`, `kproxy install node --root TMP2` render the
+units, and the test starts each unit's ExecStart command as it is (apiserver, kubelets,
+agents) inside network namespaces it creates, each standing for a node's own namespace; root's
+kubeconfig drives kubectl. A DaemonSet's pod runs on each node and its Service answers on the
+ClusterIP from both nodes and on both NodePorts from a client namespace. Everything is stopped
+and the namespaces deleted at the end, even after a failure."""
 from __future__ import annotations
 
 import contextlib
@@ -23,8 +24,27 @@ from tests import nsutil
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kubectl, pytest.mark.slow]
 
-NODE_IP, CLIENT_IP = "10.199.0.10", "10.199.0.2"
-NODE = "inode1"
+NODE_IP, NODE2_IP, CLIENT_IP = "10.199.0.10", "10.199.0.11", "10.199.0.2"
+POD_CIDR1, POD_CIDR2 = "10.244.1.0/24", "10.244.2.0/24"
+MANIFESTS = """
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: echo, image: kproxy.local/echo, ports: [{containerPort: 8080}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+"""
 WAIT = 90.0
 
 
@@ -53,15 +73,23 @@ def wait_for(what: str, check, timeout: float = WAIT, procs: dict | None = None)
 
 
 @contextlib.contextmanager
-def node_and_client() -> Iterator[tuple[str, str]]:
-    with nsutil.netns("inode") as node, nsutil.netns("icl") as client:
-        nsutil.run(["ip", "-n", node, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", client])
-        for ns, ip in ((node, NODE_IP), (client, CLIENT_IP)):
+def network() -> Iterator[tuple[str, str, str]]:
+    """Two nodes and a client on one bridge (in a namespace of its own), each node with a
+    default route and a route to the other's pod CIDR, as a real network would give them."""
+    with nsutil.netns("inet") as net, nsutil.netns("inode1") as node1, nsutil.netns("inode2") as node2, \
+            nsutil.netns("icl") as client:
+        nsutil.run(["ip", "-n", net, "link", "add", "br0", "type", "bridge"])
+        nsutil.run(["ip", "-n", net, "link", "set", "br0", "up"])
+        for i, (ns, ip) in enumerate(((node1, NODE_IP), (node2, NODE2_IP), (client, CLIENT_IP))):
+            nsutil.run(["ip", "-n", net, "link", "add", f"p{i}", "type", "veth", "peer", "name", "eth0", "netns", ns])
+            nsutil.run(["ip", "-n", net, "link", "set", f"p{i}", "master", "br0", "up"])
             nsutil.run(["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0"])
             nsutil.run(["ip", "-n", ns, "link", "set", "eth0", "up"])
-        # as on a real node, a default route (Service IPs are routed before the agent's DNAT)
-        nsutil.run(["ip", "-n", node, "route", "add", "default", "via", CLIENT_IP])
-        yield node, client
+        for ns, other_pods, other_ip in ((node1, POD_CIDR2, NODE2_IP), (node2, POD_CIDR1, NODE_IP)):
+            # Service IPs are routed before the agent's DNAT: a node has a default route
+            nsutil.run(["ip", "-n", ns, "route", "add", "default", "via", CLIENT_IP])
+            nsutil.run(["ip", "-n", ns, "route", "add", other_pods, "via", other_ip])
+        yield node1, node2, client
 
 
 class Units:
@@ -69,6 +97,7 @@ class Units:
 
     def __init__(self, root: Path, netns: str, logs: Path):
         self.root, self.netns, self.logs = root, netns, logs
+        logs.mkdir(exist_ok=True)
         self.procs: dict[str, subprocess.Popen] = {}
 
     def start(self, name: str) -> None:
@@ -92,58 +121,78 @@ class Units:
         return "\n".join(f"--- {p.name}\n" + p.read_text(errors="replace")[-3000:] for p in self.logs.glob("*.log"))
 
 
-def test_control_plane_install_runs_pods_and_serves_a_service(tmp_path, capsys):
-    root = tmp_path / "root"
-    with node_and_client() as (node, client):
-        assert main(["install", "control-plane", "--root", str(root), "--advertise-address", NODE_IP,
-                     "--node-name", NODE, "--node-netns", node, "--pod-cidr", "10.244.1.0/24",
-                     "--mode", "iptables"]) == 0, capsys.readouterr().err
-        # what systemd-sysctl would apply at boot: the node forwards to its pods
-        nsutil.run(["ip", "netns", "exec", node, "sysctl", "-q", "-p", str(root / "etc/sysctl.d/90-kproxy.conf")])
-        env = {**os.environ, "KUBECONFIG": str(root / "root/.kube/config")}
+def _install(capsys, *argv: str) -> None:
+    assert main(["install", *argv]) == 0, capsys.readouterr().err
 
-        def kubectl(*args: str) -> str:
-            return subprocess.run(["ip", "netns", "exec", node, "kubectl", *args], env=env, capture_output=True,
-                                  text=True, check=True, timeout=60).stdout
 
-        units = Units(root, node, tmp_path)
+def test_control_plane_and_a_joined_node_run_pods_behind_a_service(tmp_path, capsys):
+    cp_root, node2_root = tmp_path / "cp", tmp_path / "node2"
+    with network() as (node1, node2, client):
+        _install(capsys, "control-plane", "--root", str(cp_root), "--advertise-address", NODE_IP,
+                 "--node-name", "inode1", "--node-netns", node1, "--pod-cidr", POD_CIDR1, "--mode", "iptables")
+        join_file = str(tmp_path / "inode2.yaml")
+        _install(capsys, "issue-node", "inode2", "--root", str(cp_root), "--node-ip", NODE2_IP,
+                 "--pod-cidr", POD_CIDR2, "--out", join_file)
+        _install(capsys, "node", "--root", str(node2_root), "--apiserver", f"https://{NODE_IP}:6443",
+                 "--join-file", join_file, "--node-ip", NODE2_IP, "--node-netns", node2, "--mode", "iptables")
+        # what systemd-sysctl applies at boot: nodes forward to their pods
+        for ns, root in ((node1, cp_root), (node2, node2_root)):
+            nsutil.run(["ip", "netns", "exec", ns, "sysctl", "-q", "-p", str(root / "etc/sysctl.d/90-kproxy.conf")])
+        env = {**os.environ, "KUBECONFIG": str(cp_root / "root/.kube/config")}
+
+        def kubectl(*args: str, input: str | None = None) -> str:
+            return subprocess.run(["ip", "netns", "exec", node1, "kubectl", *args], env=env, capture_output=True,
+                                  text=True, check=True, timeout=60, input=input).stdout
+
+        units1, units2 = Units(cp_root, node1, tmp_path / "logs1"), Units(node2_root, node2, tmp_path / "logs2")
+        procs = lambda: {**{f"1/{k}": v for k, v in units1.procs.items()},  # noqa: E731
+                         **{f"2/{k}": v for k, v in units2.procs.items()}}
         try:
-            units.start("apiserver")
-            wait_for("the apiserver", lambda: kubectl("get", "--raw", "/readyz") == "ok", procs=units.procs)
-            units.start("kubelet")
-            units.start("agent")
-            wait_for(f"node {NODE} Ready", lambda: kubectl(
-                "get", "node", NODE, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}") == "True",
-                procs=units.procs)
-            kubectl("create", "deployment", "web", "--image=kproxy.local/echo", "--replicas=2")
-            kubectl("expose", "deployment", "web", "--port=80", "--target-port=8080", "--type=NodePort")
-            wait_for("2 available replicas", lambda: kubectl(
-                "get", "deployment", "web", "-o", "jsonpath={.status.availableReplicas}") == "2", procs=units.procs)
+            units1.start("apiserver")
+            wait_for("the apiserver", lambda: kubectl("get", "--raw", "/readyz") == "ok", procs=procs())
+            for units in (units1, units2):
+                units.start("kubelet")
+                units.start("agent")
+            for name in ("inode1", "inode2"):
+                wait_for(f"node {name} Ready", lambda: kubectl(
+                    "get", "node", name, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}") == "True",
+                    procs=procs())
+            # one pod on each node, behind a NodePort Service
+            kubectl("apply", "-f", "-", input=MANIFESTS)
+            wait_for("a ready pod on each node", lambda: kubectl(
+                "get", "daemonset", "web", "-o", "jsonpath={.status.numberReady}") == "2", procs=procs())
             cluster_ip = kubectl("get", "service", "web", "-o", "jsonpath={.spec.clusterIP}")
             node_port = int(kubectl("get", "service", "web", "-o", "jsonpath={.spec.ports[0].nodePort}"))
-            pods = set(kubectl("get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.name}").split())
-            assert len(pods) == 2
+            pods = dict(line.split() for line in kubectl(
+                "get", "pods", "-l", "app=web", "-o",
+                "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName}{'\\n'}{end}").splitlines())
+            assert sorted(pods.values()) == ["inode1", "inode2"], pods
 
             def answered_by(ns: str, ip: str, port: int) -> set[str]:
-                return {tcp_request(ns, ip, port).split()[0] for _ in range(12)}
+                return {tcp_request(ns, ip, port).split()[0] for _ in range(16)}
 
-            # ClusterIP from the node itself, NodePort from another machine: both pods answer
-            wait_for("the ClusterIP to reach both pods", lambda: answered_by(node, cluster_ip, 80) == pods,
-                     procs=units.procs)
-            wait_for("the NodePort to reach both pods", lambda: answered_by(client, NODE_IP, node_port) == pods,
-                     procs=units.procs)
-            # the agent programmed the node namespace's own netfilter (no --netns): the KUBE chains are there
-            saved = subprocess.run(["ip", "netns", "exec", node, "iptables-save", "-t", "nat"], capture_output=True,
+            # the ClusterIP from each node, the NodePort of each node from outside: both pods answer
+            for ns in (node1, node2):
+                wait_for(f"the ClusterIP from {ns} to reach both pods",
+                         lambda: answered_by(ns, cluster_ip, 80) == set(pods), procs=procs())
+            for ip in (NODE_IP, NODE2_IP):
+                wait_for(f"the NodePort of {ip} to reach both pods",
+                         lambda: answered_by(client, ip, node_port) == set(pods), procs=procs())
+            # the joined node's agent programmed its own namespace's netfilter (no --netns)
+            saved = subprocess.run(["ip", "netns", "exec", node2, "iptables-save", "-t", "nat"], capture_output=True,
                                    text=True, check=True).stdout
             assert "-A KUBE-SERVICES" in saved and cluster_ip in saved
             # and the operator's view of it, from the installed agent config
-            shown = subprocess.run(["ip", "netns", "exec", node, exec_start(root / "etc/systemd/system/"
-                                    "kproxy-agent.service")[0], "rules", "default/web", "--config",
-                                    str(root / "etc/kproxy/agent.yaml")], capture_output=True, text=True, timeout=60)
-            assert shown.returncode == 0 and cluster_ip in shown.stdout and all(
-                kubectl("get", "pod", p, "-o", "jsonpath={.status.podIP}") in shown.stdout for p in pods), shown
+            kproxy = exec_start(node2_root / "etc/systemd/system/kproxy-agent.service")[0]
+            shown = subprocess.run(["ip", "netns", "exec", node2, kproxy, "rules", "default/web", "--config",
+                                    str(node2_root / "etc/kproxy/agent.yaml")], capture_output=True, text=True,
+                                   timeout=60)
+            assert shown.returncode == 0 and cluster_ip in shown.stdout, shown
+            for pod in pods:
+                assert kubectl("get", "pod", pod, "-o", "jsonpath={.status.podIP}") in shown.stdout, shown.stdout
         except BaseException:
-            print(units.log_tails())
+            print(units1.log_tails(), units2.log_tails())
             raise
         finally:
-            units.stop()
+            units2.stop()
+            units1.stop()
