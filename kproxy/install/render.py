@@ -147,7 +147,7 @@ def unit_text(description: str, service: list[tuple[str, str]], *, after: tuple[
     return "\n".join(f"[{name}]\n" + "".join(f"{k}={v}\n" for k, v in items) for name, items in sections)
 
 
-def _service(name: str, argv: list[str], extra: list[tuple[str, str]] = ()) -> list[tuple[str, str]]:
+def _service(name: str, argv: list[str], extra: tuple[tuple[str, str], ...] = ()) -> list[tuple[str, str]]:
     # Restart=always (as kubeadm's kubelet.service): a component that exits for any reason comes back
     return [*extra, ("ExecStart", exec_line(argv)), ("Restart", "always"), ("RestartSec", "2"),
             ("LimitNOFILE", "1048576"), ("SyslogIdentifier", name)]
@@ -185,8 +185,8 @@ def kubelet_unit(layout: Layout, node: NodeSpec) -> str:
     # The pods are the kubelet's child processes: it manages their cgroups (Delegate) and
     # stops them itself on SIGTERM (KillMode=mixed: only it gets SIGTERM, the rest SIGKILL
     # if still there when it exits).
-    extra = [("ExecStartPre", f"-{exec_line([layout.ip, 'netns', 'attach', node.node_netns, '1'])}"),
-             ("Delegate", "yes"), ("KillMode", "mixed"), ("TimeoutStopSec", "90")]
+    extra = (("ExecStartPre", f"-{exec_line([layout.ip, 'netns', 'attach', node.node_netns, '1'])}"),
+             ("Delegate", "yes"), ("KillMode", "mixed"), ("TimeoutStopSec", "90"))
     # after a local apiserver when there is one (ordering against an absent unit does nothing),
     # so a control plane's node files are the same as `install node` renders for it
     return unit_text("kproxy kubelet (runs the pods bound to this node)",
