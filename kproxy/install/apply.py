@@ -73,21 +73,15 @@ def describe(planned: list[Planned]) -> list[str]:
     return [f"{p.status:9} {p.file.mode:04o} {p.file.path}" for p in planned]
 
 
-def systemctl(*args: str) -> None:
-    argv = ["systemctl", *args]
+def run_command(argv: list[str]) -> None:
+    """Runs systemctl or sysctl; a failure becomes one line naming the command."""
     try:
         proc = subprocess.run(argv, capture_output=True, text=True)
     except FileNotFoundError:
-        raise InstallError("systemctl not found: is this a systemd machine? (--root DIR only writes files)") from None
+        raise InstallError(f"{argv[0]} not found: is this a systemd machine? (--root DIR only writes files)") from None
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["exit status %d" % proc.returncode])[-1]
+        last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
         raise InstallError(f"{' '.join(argv)}: {last}")
-
-
-def apply_sysctls(layout: Layout) -> None:
-    proc = subprocess.run(["sysctl", "-p", layout.sysctl_file], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise InstallError(f"sysctl -p {layout.sysctl_file}: {proc.stderr.strip() or proc.returncode}")
 
 
 def installed_units(layout: Layout) -> list[str]:
@@ -121,7 +115,7 @@ def uninstall(layout: Layout, live: bool) -> list[str]:
     units = installed_units(layout)
     mode = agent_mode(layout)
     if live and units:
-        systemctl("disable", "--now", *units)
+        run_command(["systemctl", "disable", "--now", *units])
         if mode and os.path.exists(layout.kproxy):
             subprocess.run([layout.kproxy, "cleanup", "--mode", mode], capture_output=True)
     removed = removable(layout)
@@ -131,7 +125,7 @@ def uninstall(layout: Layout, live: bool) -> list[str]:
         else:
             os.unlink(path)
     if live and units:
-        systemctl("daemon-reload")
+        run_command(["systemctl", "daemon-reload"])
     return removed
 
 

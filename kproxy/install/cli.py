@@ -52,7 +52,8 @@ def _common(p: argparse.ArgumentParser, sub: bool) -> None:
 
 
 def _node_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--node-name", help="this node's name (default: the join file's, else the host name)")
+    p.add_argument("--node-name", help="this node's name (control-plane: default the host name; "
+                                        "node: the join file's, which it must match)")
     p.add_argument("--pod-cidr", help="this node's pod CIDR, e.g. 10.244.1.0/24")
     p.add_argument("--node-ip", help="this node's address (default: the one it reaches the apiserver from)")
     p.add_argument("--mode", default=modes.DEFAULT, help=f"the agent's proxy mode (default {modes.DEFAULT})")
@@ -255,10 +256,8 @@ def _install(args: argparse.Namespace, layout: Layout, files: list[File],
         return 0
     apply.write_files(planned, layout)
     after_write()
-    if live:
-        apply.apply_sysctls(layout)
-        apply.systemctl("daemon-reload")
-        apply.systemctl("enable", "--now", *units)
+    for argv in commands:
+        apply.run_command(argv)
     if not live:
         print(f"files written below {layout.root}; systemctl not run (--root)")
     return 0

@@ -165,11 +165,24 @@ def test_rendered_units_pass_systemd_analyze_verify(tmp_path, capsys):
 
 
 def test_dry_run_writes_nothing(tmp_path, capsys):
-    code, _, err = _install(capsys, "node", "--root", str(tmp_path / "n"), "--dry-run",
-                            "--apiserver", f"https://{CP_IP}:6443", "--join-file", str(_write_join(tmp_path)),
-                            "--node-ip", "10.199.0.11")
+    code, out, err = _install(capsys, "node", "--root", str(tmp_path / "n"), "--dry-run",
+                              "--apiserver", f"https://{CP_IP}:6443", "--join-file", str(_write_join(tmp_path)),
+                              "--node-ip", "10.199.0.11")
     assert code == 0, err
-    assert not (tmp_path / "n").exists()
+    assert not (tmp_path / "n").exists() and "would run" not in out
+
+
+@pytest.mark.skipif(os.path.exists("/etc/kproxy"), reason="this machine has a kproxy install")
+def test_dry_run_on_the_machine_says_what_it_would_run(tmp_path, capsys):
+    """Without --root an install writes / and starts the units; --dry-run only says so."""
+    code, out, err = _install(capsys, "node", "--dry-run", "--apiserver", f"https://{CP_IP}:6443",
+                              "--join-file", str(_write_join(tmp_path)), "--node-ip", "10.199.0.11")
+    assert code == 0, err
+    assert "would write new       0644 /etc/systemd/system/kproxy-agent.service" in out
+    assert out.splitlines()[-3:] == ["would run sysctl -p /etc/sysctl.d/90-kproxy.conf",
+                                     "would run systemctl daemon-reload",
+                                     "would run systemctl enable --now kproxy-kubelet.service kproxy-agent.service"]
+    assert not os.path.exists("/etc/kproxy")
 
 
 def _write_join(tmp_path: Path, **overrides) -> Path:
