@@ -182,11 +182,10 @@ def test_control_plane_and_a_joined_node_run_pods_behind_a_service(tmp_path, cap
             saved = subprocess.run(["ip", "netns", "exec", node2, "iptables-save", "-t", "nat"], capture_output=True,
                                    text=True, check=True).stdout
             assert "-A KUBE-SERVICES" in saved and cluster_ip in saved
-            # and the operator's view of it, from the installed agent config
+            # and the operator's view of it: `kproxy rules` on the node, no flags
             kproxy = exec_start(node2_root / "etc/systemd/system/kproxy-agent.service")[0]
-            shown = subprocess.run(["ip", "netns", "exec", node2, kproxy, "rules", "default/web", "--config",
-                                    str(node2_root / "etc/kproxy/agent.yaml")], capture_output=True, text=True,
-                                   timeout=60)
+            shown = subprocess.run(["ip", "netns", "exec", node2, kproxy, "rules", "default/web"],
+                                   capture_output=True, text=True, timeout=60)
             assert shown.returncode == 0 and cluster_ip in shown.stdout, shown
             for pod in pods:
                 assert kubectl("get", "pod", pod, "-o", "jsonpath={.status.podIP}") in shown.stdout, shown.stdout
