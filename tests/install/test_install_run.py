@@ -148,8 +148,10 @@ def test_control_plane_and_a_joined_node_run_pods_behind_a_service(tmp_path, cap
         procs = lambda: {**{f"1/{k}": v for k, v in units1.procs.items()},  # noqa: E731
                          **{f"2/{k}": v for k, v in units2.procs.items()}}
         try:
+            started = time.monotonic()
             units1.start("apiserver")
             wait_for("the apiserver", lambda: kubectl("get", "--raw", "/readyz") == "ok", procs=procs())
+            timings = {"apiserver ready": time.monotonic() - started}
             for units in (units1, units2):
                 units.start("kubelet")
                 units.start("agent")
@@ -157,6 +159,7 @@ def test_control_plane_and_a_joined_node_run_pods_behind_a_service(tmp_path, cap
                 wait_for(f"node {name} Ready", lambda: kubectl(
                     "get", "node", name, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}") == "True",
                     procs=procs())
+            timings["both nodes Ready"] = time.monotonic() - started
             # one pod on each node, behind a NodePort Service
             kubectl("apply", "-f", "-", input=MANIFESTS)
             wait_for("a ready pod on each node", lambda: kubectl(
@@ -178,6 +181,9 @@ def test_control_plane_and_a_joined_node_run_pods_behind_a_service(tmp_path, cap
             for ip in (NODE_IP, NODE2_IP):
                 wait_for(f"the NodePort of {ip} to reach both pods",
                          lambda: answered_by(client, ip, node_port) == set(pods), procs=procs())
+            timings["Service answering on every node"] = time.monotonic() - started
+            print("install run, seconds from starting the apiserver unit: "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
             # the joined node's agent programmed its own namespace's netfilter (no --netns)
             saved = subprocess.run(["ip", "netns", "exec", node2, "iptables-save", "-t", "nat"], capture_output=True,
                                    text=True, check=True).stdout
