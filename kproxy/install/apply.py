@@ -1,9 +1,10 @@
 """The I/O of `kproxy install`: comparing rendered files with what is on disk, writing them,
 and systemctl.
 
-Guarantees: `write_files` writes nothing when any file exists with other content and `force`
-is off (InstallError names it); each file is replaced atomically with its mode set before it
-appears (keys are never readable by others); `uninstall` removes only what an install writes.
+Guarantees: `check_conflicts` refuses (InstallError naming the file) when a file exists with
+other content or mode and `force` is off, before anything is written; `write_files` replaces
+each file atomically with its mode set before it appears (keys are never readable by others);
+`uninstall` removes only what an install writes.
 """
 from __future__ import annotations
 
