@@ -19,7 +19,7 @@ from typing import Iterator
 import pytest
 
 from kproxy.cli.main import main
-from kproxy.lab.traffic import TrafficError, tcp_request
+from kproxy.lab.traffic import ContinuousClient, TrafficError, tcp_request
 from tests import nsutil
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kubectl, pytest.mark.slow]
@@ -106,16 +106,21 @@ class Units:
             self.procs[name] = subprocess.Popen(["ip", "netns", "exec", self.netns, *argv], stdout=log,
                                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
-    def stop(self) -> None:
+    def stop(self, only: str | None = None) -> None:
         for name in reversed(list(self.procs)):
             proc = self.procs[name]
-            if proc.poll() is None:
+            if only in (None, name) and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)  # the kubelet stops its pods and removes their namespaces
                 try:
                     proc.wait(60)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+    def restart(self, name: str) -> None:
+        """What `systemctl restart` does: stop, then the same ExecStart again."""
+        self.stop(only=name)
+        self.start(name)
 
     def log_tails(self) -> str:
         return "\n".join(f"--- {p.name}\n" + p.read_text(errors="replace")[-3000:] for p in self.logs.glob("*.log"))
@@ -195,6 +200,16 @@ def test_control_plane_and_a_joined_node_run_pods_behind_a_service(tmp_path, cap
             assert shown.returncode == 0 and cluster_ip in shown.stdout, shown
             for pod in pods:
                 assert kubectl("get", "pod", pod, "-o", "jsonpath={.status.podIP}") in shown.stdout, shown.stdout
+            # `systemctl restart kproxy-agent` loses no request: the rules stay while it restarts
+            agent_log = tmp_path / "logs2/agent.log"
+            synced_before = agent_log.read_text().count("first sync done")
+            with ContinuousClient(client, NODE2_IP, node_port) as traffic:
+                traffic.wait_for_more(20)
+                units2.restart("agent")
+                wait_for("the restarted agent's first sync",
+                         lambda: agent_log.read_text().count("first sync done") > synced_before, procs=procs())
+                traffic.wait_for_more(20)
+            assert traffic.failures == [] and set(traffic.answers) == set(pods), (traffic.failures, traffic.answers)
         except BaseException:
             print(units1.log_tails(), units2.log_tails())
             raise
