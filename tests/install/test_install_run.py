@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -22,7 +23,8 @@ from kproxy.cli.main import main
 from kproxy.lab.traffic import ContinuousClient, TrafficError, tcp_request
 from tests import nsutil
 
-pytestmark = [pytest.mark.e2e, pytest.mark.kubectl, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.kubectl, pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed on this machine")]
 
 NODE_IP, NODE2_IP, CLIENT_IP = "10.199.0.10", "10.199.0.11", "10.199.0.2"
 POD_CIDR1, POD_CIDR2 = "10.244.1.0/24", "10.244.2.0/24"
