@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import yaml
 
+from kproxy import modes
+from kproxy.agent.automode import AUTO
 from kproxy.install.render import PRIVATE, UNITS, File, Layout
 from kproxy.pki.files import write_private
 
@@ -75,7 +77,7 @@ def describe(planned: list[Planned]) -> list[str]:
 
 
 def run_command(argv: list[str]) -> None:
-    """Runs systemctl or sysctl; a failure becomes one line naming the command."""
+    """Runs systemctl, sysctl or kproxy cleanup; a failure becomes one line naming the command."""
     try:
         proc = subprocess.run(argv, capture_output=True, text=True)
     except FileNotFoundError:
@@ -111,14 +113,16 @@ def removable(layout: Layout) -> list[str]:
 
 def uninstall(layout: Layout, live: bool) -> list[str]:
     """Stops and removes the units (`live`: through systemctl, then the agent's rules with
-    `kproxy cleanup`), the configs, the data dir and root's kubeconfig when it is the admin's.
-    Returns what was removed."""
+    `kproxy cleanup`, every mode's when it ran `auto`), the configs, the data dir and root's
+    kubeconfig when it is the admin's. Returns what was removed; a failing step raises
+    InstallError before any file is removed, so running it again finishes the job."""
     units = installed_units(layout)
     mode = agent_mode(layout)
     if live and units:
         run_command(["systemctl", "disable", "--now", *units])
-        if mode and os.path.exists(layout.kproxy):
-            subprocess.run([layout.kproxy, "cleanup", "--mode", mode], capture_output=True)
+        if mode:
+            for m in modes.names() if mode == AUTO else (mode,):
+                run_command([layout.kproxy, "cleanup", "--mode", m, "--config", layout.agent_config])
     removed = removable(layout)
     for path in removed:
         if os.path.isdir(path):
