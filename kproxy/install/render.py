@@ -120,8 +120,11 @@ class ControlPlaneSpec:
 
     @property
     def server(self) -> str:
-        host = self.advertise_address
-        return f"https://{f'[{host}]' if ':' in host else host}:{APISERVER_PORT}"
+        return f"https://{host_port(self.advertise_address, APISERVER_PORT)}"
+
+
+def host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 # ---------------------------------------------------------------- systemd units
@@ -139,9 +142,8 @@ def exec_line(argv: list[str]) -> str:
     return " ".join(_exec_arg(a) for a in argv)
 
 
-def unit_text(description: str, service: list[tuple[str, str]], *, after: tuple[str, ...] = (),
-              wants: tuple[str, ...] = ()) -> str:
-    unit = [("Description", description), ("Wants", " ".join(("network-online.target", *wants))),
+def unit_text(description: str, service: list[tuple[str, str]], *, after: tuple[str, ...] = ()) -> str:
+    unit = [("Description", description), ("Wants", "network-online.target"),
             ("After", " ".join(("network-online.target", *after)))]
     sections = [("Unit", unit), ("Service", service), ("Install", [("WantedBy", "multi-user.target")])]
     return "\n".join(f"[{name}]\n" + "".join(f"{k}={v}\n" for k, v in items) for name, items in sections)
@@ -154,10 +156,9 @@ def _service(name: str, argv: list[str], extra: tuple[tuple[str, str], ...] = ()
 
 
 def apiserver_argv(layout: Layout, cp: ControlPlaneSpec) -> list[str]:
-    host = cp.advertise_address
     return [layout.kproxy, "apiserver", "--data-dir", layout.apiserver_data,
-            "--bind", f"{f'[{host}]' if ':' in host else host}:{APISERVER_PORT}",
-            "--advertise-address", host, "--service-cluster-ip-range", cp.service_cidr]
+            "--bind", host_port(cp.advertise_address, APISERVER_PORT),
+            "--advertise-address", cp.advertise_address, "--service-cluster-ip-range", cp.service_cidr]
 
 
 def kubelet_argv(layout: Layout, node: NodeSpec) -> list[str]:
