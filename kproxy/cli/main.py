@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "lab": ("kproxy.lab.cli", "multi-node lab in network namespaces"),
     "pki": ("kproxy.pki.cli", "issue client certificates and rotate the apiserver serving certificate"),
     "version": ("kproxy.cli.version", "print the version and the fast-path implementation"),
+    "image": ("kproxy.images.cli", "build the built-in images as OCI archives, import them into containerd"),
 }
 
 
