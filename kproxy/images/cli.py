@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             for image in stored:
                 print(f"{image.reference}\t{image.digest}\t{image.size}")
             return 0
-        for name, recipe in sorted(RECIPES.items()):
+        for _name, recipe in sorted(RECIPES.items()):
             print(f"{recipe.reference}\t{' + '.join(layer.name for layer in recipe.layers)}")
         return 0
     raise CLIError("give an action: build, import or list", code=2)
