@@ -53,20 +53,27 @@ def _is_elf(path: str) -> bool:
 def shared_libraries(programs: Iterable[str]) -> set[str]:
     """The libraries (and the dynamic loader) `ldd` resolves for the dynamically linked ELF
     files among `programs`; libraries not installed here are left out."""
-    libs: set[str] = set()
     elves = sorted(p for p in programs if os.path.isfile(p) and not os.path.islink(p) and _is_elf(p))
-    for path in elves:
-        proc = subprocess.run(["ldd", path], capture_output=True, text=True)
-        if proc.returncode != 0:
-            continue  # "not a dynamic executable" (static, like busybox)
-        for line in proc.stdout.splitlines():
-            words = line.split()
-            if "=>" in words:
-                target = words[words.index("=>") + 1]
-                if target.startswith("/"):
-                    libs.add(target)
-            elif words and words[0].startswith("/"):
-                libs.add(words[0])  # the loader
+    if not elves:
+        return set()
+    # one ldd for all: it prints "FILE:" then the file's libraries, indented ("not a dynamic
+    # executable" for a static one, like busybox), and exits non-zero if any file was static
+    return parse_ldd(subprocess.run(["ldd", *elves], capture_output=True, text=True).stdout)
+
+
+def parse_ldd(text: str) -> set[str]:
+    """The library paths (and the loader) in `ldd` output; unresolved ones ("not found") left out."""
+    libs: set[str] = set()
+    for line in text.splitlines():
+        if not line[:1].isspace():
+            continue  # a "FILE:" header
+        words = line.split()
+        if "=>" in words:
+            target = words[words.index("=>") + 1]
+            if target.startswith("/"):
+                libs.add(target)
+        elif words and words[0].startswith("/"):
+            libs.add(words[0])  # the loader
     return libs
 
 
