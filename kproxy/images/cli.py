@@ -14,6 +14,7 @@ from kproxy.cli.main import CLIError
 from kproxy.images import containerd
 from kproxy.images.build import CACHE_DIR, build
 from kproxy.images.debian import PackageError
+from kproxy.images.provision import ensure_builtin_images
 from kproxy.images.recipes import RECIPES, recipe_for
 
 
@@ -53,19 +54,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"{built.reference} {built.digest} {built.path}" + (" (cached)" if built.cached else ""))
         return 0
     if command == "import":
-        if os.path.isfile(args.source):
-            archive, label = Path(args.source), args.source
-        elif args.source.startswith("kproxy.local/"):
-            built = _build(args.source, None, args.cache_dir)
-            archive, label = built.path, f"{built.reference} {built.digest}"
-        else:
-            raise CLIError(f"{args.source}: no such file, and not a built-in image "
-                           f"({', '.join(sorted(RECIPES))})", code=2)
+        where = f"{args.containerd_socket} namespace {args.namespace}"
         try:
-            containerd.import_archive(archive, args.containerd_socket, args.namespace)
+            if os.path.isfile(args.source):
+                containerd.import_archive(Path(args.source), args.containerd_socket, args.namespace)
+                print(f"imported {args.source} into {where}")
+                return 0
+            recipe_for(args.source)
+        except KeyError:
+            raise CLIError(f"{args.source}: no such file, and not a built-in image "
+                           f"({', '.join(sorted(RECIPES))})", code=2) from None
         except containerd.ContainerdError as exc:
             raise CLIError(str(exc)) from None
-        print(f"imported {label} into {args.containerd_socket} namespace {args.namespace}")
+        try:
+            imported = ensure_builtin_images(args.containerd_socket, args.namespace, [args.source],
+                                             Path(args.cache_dir))
+        except (containerd.ContainerdError, PackageError) as exc:
+            raise CLIError(str(exc)) from None
+        print(f"imported {args.source} into {where}" if imported
+              else f"{args.source} is already in {where} (same digest)")
         return 0
     if command == "list":
         if args.containerd_socket:

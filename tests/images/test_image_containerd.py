@@ -10,6 +10,7 @@ import pytest
 
 from kproxy.cli.main import main as kproxy_main
 from kproxy.images.build import build
+from kproxy.images.provision import ensure_builtin_images
 from kproxy.images.recipes import ECHO_SCRIPT, RECIPES
 from tests.images.containerd_netns import containerd_in_netns
 
@@ -21,11 +22,15 @@ DEADLINE = 60.0  # generous, for a loaded CI machine; the conditions below are w
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("image-cache")
+def image_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("image-cache")
+
+
+@pytest.fixture(scope="module")
+def daemon(image_cache):
     with containerd_in_netns("images") as ctrd:
         for recipe in RECIPES.values():
-            path = build(recipe, cache_dir=cache).path
+            path = build(recipe, cache_dir=image_cache).path
             assert kproxy_main(["image", "import", str(path), "--containerd-socket", ctrd.socket]) == 0
         yield ctrd
 
@@ -102,3 +107,15 @@ def test_pause_waits_until_sigterm(daemon):
     while _task_status(daemon, "pause") != "STOPPED" and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _task_status(daemon, "pause") == "STOPPED"
+
+
+def test_import_by_name_skips_an_image_already_there_and_restores_a_removed_one(daemon, image_cache, capsys):
+    argv = ["image", "import", "kproxy.local/pause", "--containerd-socket", daemon.socket,
+            "--cache-dir", str(image_cache)]
+    assert kproxy_main(argv) == 0
+    assert "already in" in capsys.readouterr().out
+    daemon.ctr("images", "rm", "kproxy.local/pause:latest")
+    assert ensure_builtin_images(daemon.socket, names=["kproxy.local/pause"], cache_dir=image_cache) == \
+        ["kproxy.local/pause:latest"]
+    assert "kproxy.local/pause:latest" in daemon.ctr("images", "ls", "-q").stdout.split()
+    assert ensure_builtin_images(daemon.socket, cache_dir=image_cache) == []
