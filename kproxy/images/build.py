@@ -22,7 +22,7 @@ from kproxy.images.layout import (Entry, Image, Layer, archive, canonical_json, 
 from kproxy.images.recipes import SKELETON, ImageRecipe, LayerRecipe
 
 CACHE_DIR = Path("/var/cache/kproxy/images")
-FORMAT_VERSION = 1  # bump when the builder's output changes for the same inputs
+FORMAT_VERSION = 2  # bump when the builder's output changes for the same inputs
 SHEBANG = b"#!/usr/bin/python3\n"
 
 

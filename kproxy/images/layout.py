@@ -180,10 +180,23 @@ def make_image(name: str, architecture: str, config: ImageConfig, layers: list[L
     return Image(name, architecture, cfg, manifest_blob(cfg, layers), tuple(layers))
 
 
+def _blob_path(digest: str) -> str:
+    return "blobs/sha256/" + digest.split(":", 1)[1]
+
+
+def docker_manifest_json(image: Image) -> bytes:
+    """manifest.json, what `docker load` before Docker 25 reads (as `docker save` writes it
+    beside index.json): the config, the tag and the layers, by their paths in the archive."""
+    return canonical_json([{"Config": _blob_path(image.config.digest), "RepoTags": [image.name],
+                            "Layers": [_blob_path(layer.blob.digest) for layer in image.layers]}])
+
+
 def archive(image: Image) -> bytes:
-    """The OCI image layout as one tar, entries sorted, blobs stored once."""
+    """The OCI image layout as one tar, entries sorted, blobs stored once; with the
+    manifest.json of `docker save` so older docker loads it too."""
     blobs = {blob.digest: blob.data for blob in (image.config, image.manifest, *(l.blob for l in image.layers))}
     entries = [Entry("/oci-layout", data=canonical_json({"imageLayoutVersion": "1.0.0"})),
-               Entry("/index.json", data=index_json(image.manifest, image.name, image.architecture))]
-    entries += [Entry(f"/blobs/sha256/{digest.split(':', 1)[1]}", data=data) for digest, data in blobs.items()]
+               Entry("/index.json", data=index_json(image.manifest, image.name, image.architecture)),
+               Entry("/manifest.json", data=docker_manifest_json(image))]
+    entries += [Entry("/" + _blob_path(digest), data=data) for digest, data in blobs.items()]
     return layer_tar(entries)

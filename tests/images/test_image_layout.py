@@ -52,6 +52,10 @@ def read_layout(path: Path) -> dict:
     for desc in manifest["layers"]:
         assert desc["mediaType"] == MEDIA_LAYER_GZIP
         layers.append(gzip.decompress(blob(desc)))
+    [docker] = json.loads(files["manifest.json"])  # docker load's view of the same image
+    assert docker["RepoTags"] == [entry["annotations"][ANNOTATION_CONTAINERD_NAME]]
+    assert docker["Config"] == "blobs/sha256/" + manifest["config"]["digest"].split(":", 1)[1]
+    assert docker["Layers"] == ["blobs/sha256/" + d["digest"].split(":", 1)[1] for d in manifest["layers"]]
     return {"index": index, "entry": entry, "manifest": manifest, "config": config, "layers": layers}
 
 
