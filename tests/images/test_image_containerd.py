@@ -119,3 +119,31 @@ def test_import_by_name_skips_an_image_already_there_and_restores_a_removed_one(
         ["kproxy.local/pause:latest"]
     assert "kproxy.local/pause:latest" in daemon.ctr("images", "ls", "-q").stdout.split()
     assert ensure_builtin_images(daemon.socket, cache_dir=image_cache) == []
+
+
+def test_a_file_that_is_no_image_archive_is_a_clear_error(daemon, tmp_path, capsys):
+    bogus = tmp_path / "not-an-image.tar"
+    bogus.write_bytes(b"this is not a tar archive\n" * 100)
+    before = daemon.ctr("images", "ls", "-q").stdout.split()
+    assert kproxy_main(["image", "import", str(bogus), "--containerd-socket", daemon.socket]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("kproxy image: ctr images import") and err.count("\n") == 1
+    assert daemon.ctr("images", "ls", "-q").stdout.split() == before
+
+
+def test_pause_reaps_orphans_in_a_shared_pid_namespace(daemon):
+    proc = _run(daemon, "kproxy.local/pause", "pause-reaper", detach=True)
+    assert proc.returncode == 0, proc.stderr
+    # the exec'd shell exits at once, so its background usleep is re-parented to the pause
+    # process; once it exits, only the pause process's wait can remove it (else it stays a zombie)
+    daemon.ctr("tasks", "exec", "--exec-id", "orphan", "pause-reaper", "/bin/sh", "-c", "usleep 300000 & exit 0")
+    states = ""
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        ps = daemon.ctr("tasks", "exec", "--exec-id", f"ps{int(time.monotonic() * 1000)}", "pause-reaper",
+                        "/bin/sh", "-c", "cat /proc/[0-9]*/stat 2>/dev/null")
+        states = ps.stdout
+        if "(usleep)" not in states:
+            break
+        time.sleep(0.5)
+    assert "(usleep)" not in states, f"the orphan was not reaped:\n{states}"
