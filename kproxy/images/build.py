@@ -1,10 +1,10 @@
 """Builds a built-in image's OCI archive from its recipe, with a cache.
 
-A layer's files are read from this machine (debian.py) into a tar, whose digest (the diff_id)
-is the digest of every input byte; its gzip is cached under CACHE_DIR/layers/<diff_id>.gz, and
-the archive under CACHE_DIR/archives/<key>.tar, the key being the digest of the image's name,
-config and diff_ids. A rebuild from unchanged packages therefore reads the files once and
-compresses nothing.
+A layer's files are read from this machine (debian.py); the digest of their tar is the
+layer's cache key (CACHE_DIR/layers/<key>.gz and .diff_id), so what is derived from them
+(bytecode, gzip) is made once. The archive is cached under CACHE_DIR/archives/<key>.tar, keyed
+by the image's name and manifest digest. A rebuild from unchanged packages reads the files and
+compiles and compresses nothing.
 """
 from __future__ import annotations
 
@@ -16,13 +16,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from kproxy.images import debian
-from kproxy.images.layout import (Entry, Image, Layer, archive, canonical_json, gzip_layer, layer_tar,
-                                  make_image)
+from kproxy.images import bytecode, debian
+from kproxy.images.layout import Entry, Image, Layer, archive, canonical_json, layer_tar, make_image, make_layer
 from kproxy.images.recipes import SKELETON, ImageRecipe, LayerRecipe
 
 CACHE_DIR = Path("/var/cache/kproxy/images")
-FORMAT_VERSION = 2  # bump when the builder's output changes for the same inputs
+FORMAT_VERSION = 3  # bump when the builder's output changes for the same inputs
 SHEBANG = b"#!/usr/bin/python3\n"
 
 
@@ -76,12 +75,18 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def cached_layer(tar: bytes, cache_dir: Path) -> Layer:
-    """The layer with its gzip from the cache, compressing (and caching) it when absent."""
-    gz_path = cache_dir / "layers" / (hashlib.sha256(tar).hexdigest() + ".gz")
-    if gz_path.exists():
-        return Layer(tar, gz_path.read_bytes())
-    layer = Layer(tar, gzip_layer(tar))
+def cached_layer(recipe: LayerRecipe, python: str, cache_dir: Path) -> Layer:
+    """The layer from the cache when its inputs (the files read from this machine) are
+    unchanged; else built (bytecode compiled, tar gzipped) and cached."""
+    inputs = layer_entries(recipe, python)
+    key = hashlib.sha256(canonical_json({"format": FORMAT_VERSION, "bytecode": recipe.python_bytecode})
+                         + hashlib.sha256(layer_tar(inputs)).digest()).hexdigest()
+    gz_path, diff_id_path = cache_dir / "layers" / f"{key}.gz", cache_dir / "layers" / f"{key}.diff_id"
+    if gz_path.exists() and diff_id_path.exists():
+        return Layer(diff_id_path.read_text().strip(), gz_path.read_bytes())
+    derived = bytecode.stdlib_bytecode(inputs, python) if recipe.python_bytecode else []
+    layer = make_layer(inputs + derived)
+    _write_atomic(diff_id_path, layer.diff_id.encode())
     _write_atomic(gz_path, layer.gzipped)
     return layer
 
@@ -89,7 +94,7 @@ def cached_layer(tar: bytes, cache_dir: Path) -> Layer:
 def build_image(recipe: ImageRecipe, cache_dir: Path = CACHE_DIR) -> Image:
     """The image in memory (layers from the cache where it has them)."""
     python = debian.python_version()
-    layers = [cached_layer(layer_tar(layer_entries(lr, python)), cache_dir) for lr in recipe.layers]
+    layers = [cached_layer(lr, python, cache_dir) for lr in recipe.layers]
     history = [f"kproxy image build: layer {lr.name}" for lr in recipe.layers]
     return make_image(recipe.reference, debian.architecture(), recipe.config, layers, history)
 

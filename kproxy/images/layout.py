@@ -51,12 +51,8 @@ class Blob:
 
 @dataclass(frozen=True)
 class Layer:
-    tar: bytes                # uncompressed: its digest is the config's diff_id
+    diff_id: str              # the uncompressed tar's digest, as the image config lists it
     gzipped: bytes
-
-    @property
-    def diff_id(self) -> str:
-        return sha256_digest(self.tar)
 
     @property
     def blob(self) -> Blob:
@@ -122,7 +118,7 @@ def gzip_layer(tar: bytes) -> bytes:
 
 def make_layer(entries: Iterable[Entry]) -> Layer:
     tar = layer_tar(entries)
-    return Layer(tar, gzip_layer(tar))
+    return Layer(sha256_digest(tar), gzip_layer(tar))
 
 
 def config_blob(config: ImageConfig, diff_ids: list[str], architecture: str, history: list[str]) -> Blob:

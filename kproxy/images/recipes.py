@@ -37,14 +37,16 @@ SKELETON: tuple[Entry, ...] = (
 class LayerRecipe:
     """One layer: the files of `packages` (and the shared libraries their programs load),
     busybox's applet links when `busybox_applets`, the merged-/usr top-level links when
-    `merged_usr`, `skeleton` (a minimal /etc, /tmp, ...) and kproxy's own files:
-    image path -> (kproxy module whose source it is, mode)."""
+    `merged_usr`, `skeleton` (a minimal /etc, /tmp, ...), kproxy's own files:
+    image path -> (kproxy module whose source it is, mode), and with `python_bytecode` the
+    standard library's .pyc files."""
     name: str
     packages: tuple[str, ...] = ()
     busybox_applets: bool = False
     merged_usr: bool = False
     skeleton: bool = False
     kproxy_files: tuple[tuple[str, str, int], ...] = ()
+    python_bytecode: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,8 @@ BUSYBOX_LAYER = LayerRecipe("busybox", packages=("busybox-static",), busybox_app
                             merged_usr=True, skeleton=True)
 # "{python}" is the Debian python3's version ("3.11" on Debian 12), read when the image is built
 PYTHON_LAYER = LayerRecipe("python3", packages=("python3-minimal", "python{python}-minimal",
-                                                "libpython{python}-minimal", "libpython{python}-stdlib"))
+                                                "libpython{python}-minimal", "libpython{python}-stdlib"),
+                           python_bytecode=True)
 ECHO_LAYER = LayerRecipe("echo", kproxy_files=((ECHO_SCRIPT, "kproxy.lab.echo", 0o755),))
 
 PAUSE = ImageRecipe("kproxy.local/pause", (BUSYBOX_LAYER,),

@@ -14,6 +14,7 @@ import pytest
 
 from kproxy.cli.main import main as kproxy_main
 from kproxy.images.build import build
+from kproxy.images.debian import python_version
 from kproxy.images.layout import (ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, MEDIA_CONFIG,
                                   MEDIA_LAYER_GZIP, MEDIA_MANIFEST, Entry, layer_tar)
 from kproxy.images.recipes import ECHO_SCRIPT, PAUSE_SCRIPT, RECIPES
@@ -103,6 +104,12 @@ def test_layers_hold_shell_python_and_the_echo_server(archives):
     assert "usr/lib/python3.11/asyncio/__init__.py" in py or any(n.endswith("/asyncio/__init__.py") for n in py)
     assert any(n.endswith("/libc.so.6") for n in py)  # a library ldd resolved for python3
     assert not any(n.startswith("usr/share/doc/") for n in py)
+    # the standard library's bytecode, unchecked-hash (PEP 552 flags 0b01): no compile at start
+    version = python_version()
+    pyc = f"usr/lib/python{version}/asyncio/__pycache__/__init__.cpython-{version.replace('.', '')}.pyc"
+    with tarfile.open(fileobj=io.BytesIO(python)) as tar:
+        header = tar.extractfile(pyc).read(16)
+    assert int.from_bytes(header[4:8], "little") == 1
     with tarfile.open(fileobj=io.BytesIO(echo)) as tar:
         script = tar.extractfile(ECHO_SCRIPT.lstrip("/")).read()
     # the echo server has one home: the image carries kproxy/lab/echo.py as it is
