@@ -2,6 +2,9 @@
 directory, running in a network namespace the test creates (tests.nsutil), so a container
 started with `ctr run --net-host` listens only inside that namespace.
 
+Its shims still put their sockets in the host's /run/containerd/s (containerd 1.6 has no
+setting for that); each is removed when its task is deleted.
+
 containerd joins only the network namespace (nsenter --net), not a new mount namespace as
 `ip netns exec` would make: runc needs the host's /sys/fs/cgroup. Its container mounts are
 therefore visible here, and stop() removes them all: tasks killed and deleted, containers
@@ -34,6 +37,16 @@ class Containerd:
     def cgroup_parent(self) -> str:
         """The cgroup (in every hierarchy) the test's containers go under: `ctr run --cgroup`."""
         return "/" + os.path.basename(self.directory)
+
+    @property
+    def fifo_dir(self) -> str:
+        """For `ctr run/exec --fifo-dir`: ctr's default is the host's /run/containerd/fifo."""
+        return os.path.join(self.directory, "fifo")
+
+    @property
+    def runc_root(self) -> str:
+        """For `ctr run --runc-root`: runc's default state is the host's /run/containerd/runc."""
+        return os.path.join(self.directory, "runc")
 
     @property
     def socket(self) -> str:

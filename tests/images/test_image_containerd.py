@@ -36,7 +36,8 @@ def daemon(image_cache):
 
 
 def _run(daemon, image: str, container_id: str, *args: str, detach: bool = False):
-    flags = ["--net-host", "--cgroup", f"{daemon.cgroup_parent}/{container_id}"]
+    flags = ["--net-host", "--cgroup", f"{daemon.cgroup_parent}/{container_id}",
+             "--fifo-dir", daemon.fifo_dir, "--runc-root", daemon.runc_root]
     if detach:
         flags.append("--detach")
     else:
@@ -136,11 +137,11 @@ def test_pause_reaps_orphans_in_a_shared_pid_namespace(daemon):
     assert proc.returncode == 0, proc.stderr
     # the exec'd shell exits at once, so its background usleep is re-parented to the pause
     # process; once it exits, only the pause process's wait can remove it (else it stays a zombie)
-    daemon.ctr("tasks", "exec", "--exec-id", "orphan", "pause-reaper", "/bin/sh", "-c", "usleep 300000 & exit 0")
+    daemon.ctr("tasks", "exec", "--fifo-dir", daemon.fifo_dir, "--exec-id", "orphan", "pause-reaper", "/bin/sh", "-c", "usleep 300000 & exit 0")
     states = ""
     deadline = time.monotonic() + DEADLINE
     while time.monotonic() < deadline:
-        ps = daemon.ctr("tasks", "exec", "--exec-id", f"ps{int(time.monotonic() * 1000)}", "pause-reaper",
+        ps = daemon.ctr("tasks", "exec", "--fifo-dir", daemon.fifo_dir, "--exec-id", f"ps{int(time.monotonic() * 1000)}", "pause-reaper",
                         "/bin/sh", "-c", "cat /proc/[0-9]*/stat 2>/dev/null")
         states = ps.stdout
         if "(usleep)" not in states:
