@@ -14,7 +14,8 @@ import pytest
 
 from kproxy.cli.main import main as kproxy_main
 from kproxy.images.build import build
-from kproxy.images.debian import python_version
+from kproxy.images.containerd import StoredImage, parse_image_list
+from kproxy.images.debian import parse_ldd, python_version
 from kproxy.images.layout import (ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, MEDIA_CONFIG,
                                   MEDIA_LAYER_GZIP, MEDIA_MANIFEST, Entry, layer_tar)
 from kproxy.images.recipes import ECHO_SCRIPT, PAUSE_SCRIPT, RECIPES
@@ -164,3 +165,21 @@ def test_cli_import_reports_an_unreachable_containerd(archives, capsys):
     assert rc == 1
     err = capsys.readouterr().err
     assert "no containerd socket at /nonexistent/containerd.sock" in err and "Traceback" not in err
+
+
+def test_parse_ldd_takes_resolved_libraries_and_the_loader_only():
+    text = ("/usr/bin/python3.11:\n"
+            "\tlinux-vdso.so.1 (0x00007f840ff6c000)\n"
+            "\tlibm.so.6 => /lib/x86_64-linux-gnu/libm.so.6 (0x00007f840fe7a000)\n"
+            "\tlibgone.so.1 => not found\n"
+            "\t/lib64/ld-linux-x86-64.so.2 (0x00007f840ff6e000)\n"
+            "/usr/bin/busybox:\n"
+            "\tnot a dynamic executable\n")
+    assert parse_ldd(text) == {"/lib/x86_64-linux-gnu/libm.so.6", "/lib64/ld-linux-x86-64.so.2"}
+
+
+def test_parse_image_list_reads_ctr_images_ls():
+    text = ("REF                      TYPE                                    DIGEST      SIZE     PLATFORMS   LABELS\n"
+            "kproxy.local/echo:latest application/vnd.oci.image.manifest.v1+json sha256:20f9 13.2 MiB "
+            "linux/amd64 -\n")
+    assert parse_image_list(text) == [StoredImage("kproxy.local/echo:latest", "sha256:20f9", "13.2 MiB")]
