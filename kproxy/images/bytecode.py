@@ -3,7 +3,8 @@ it imports at every start (about 0.2 s of CPU for the echo server's imports).
 
 The .pyc files are made by the image's own interpreter (the same Debian file, run here) in
 PEP 552's unchecked-hash mode: they record no source mtime (the image's are all EPOCH) and
-the same sources give the same bytes (hash seed fixed), so the layer stays reproducible.
+the same sources give the same bytes (hash seed fixed), so the layer stays reproducible. The
+price: a source edited inside a container is not recompiled (the image is not meant for that).
 """
 from __future__ import annotations
 
