@@ -17,6 +17,7 @@ import uuid
 import pytest
 from kubernetes import config
 from kubernetes.client import CoreV1Api
+from kubernetes.client.exceptions import ApiException
 from kubernetes.informer.informer import ADDED, DELETED, MODIFIED, SharedInformer
 from kubernetes.stream import portforward, stream
 from kubernetes.stream.ws_client import ERROR_CHANNEL
@@ -58,10 +59,10 @@ def api(cluster):  # noqa: F811
         client.close()
 
 
-def _pod(api: CoreV1Api, name: str, command: list[str], **container) -> None:
+def _pod(api: CoreV1Api, name: str, command: list[str], restart: str = "Always", **container) -> None:
     api.create_namespaced_pod(namespace="default", body={
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-        "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+        "spec": {"terminationGracePeriodSeconds": 1, "restartPolicy": restart, "containers": [
             {"name": "main", "image": "kproxy.local/base", "command": command, **container}]}})
 
 
@@ -217,16 +218,24 @@ def test_portforward_http(api):
     api.delete_namespaced_pod(name=name, namespace="default", body={})
 
 
-def test_portforward_errors(api, cluster):  # noqa: F811
-    pending = f"unscheduled-{short_uuid()}"
+def test_portforward_to_a_pod_not_running_is_refused(api, cluster):  # noqa: F811
+    def refusal(pod: str) -> str:
+        with pytest.raises(ApiException) as raised:  # the WebSocket upgrade is refused with a Status
+            portforward(api.connect_get_namespaced_pod_portforward, pod, "default", ports="80")
+        assert "Handshake status 400" in str(raised.value), raised.value
+        return str(raised.value)
+
+    unscheduled = f"unscheduled-{short_uuid()}"
     api.create_namespaced_pod(namespace="default", body={
-        "metadata": {"name": pending}, "spec": {"nodeSelector": {"no": "such-node"},
-                                                "containers": [{"name": "main", "image": "kproxy.local/base"}]}})
-    from kubernetes.client.exceptions import ApiException
-    with pytest.raises(ApiException) as raised:  # the WebSocket upgrade is refused with the Status
-        portforward(api.connect_get_namespaced_pod_portforward, pending, "default", ports="80")
-    assert "400" in str(raised.value) or "Handshake status 400" in str(raised.value), raised.value
-    api.delete_namespaced_pod(name=pending, namespace="default", body={})
+        "metadata": {"name": unscheduled}, "spec": {"nodeSelector": {"no": "such-node"},
+                                                    "containers": [{"name": "main", "image": "kproxy.local/base"}]}})
+    assert f"pod {unscheduled} does not have a host assigned" in refusal(unscheduled)
+    done = f"completed-{short_uuid()}"
+    _pod(api, done, ["true"], restart="Never")
+    _until(lambda: api.read_namespaced_pod(done, "default").status.phase == "Succeeded", "the pod to complete")
+    assert "unable to forward port because pod is not running. Current status=Succeeded" in refusal(done)
+    for name in (unscheduled, done):
+        api.delete_namespaced_pod(name=name, namespace="default", body={})
     assert "Traceback" not in cluster.server.log_tail(400)
 
 
