@@ -190,18 +190,17 @@ async def serve_channels(ws: web.WebSocketResponse, ports: tuple[int, ...], dial
 
 async def _until_done_or_gone(work: list[asyncio.Task], client: Awaitable[None]) -> None:
     """Waits for all of `work`, cancelling it when `client` (the reading side) ends first."""
-    reading = asyncio.ensure_future(client)
-    everything = asyncio.gather(*work)
+    async def all_done() -> None:
+        await asyncio.gather(*work, return_exceptions=True)  # a send to a closed socket ends one
+
+    reading: asyncio.Future[None] = asyncio.ensure_future(client)
+    done = asyncio.ensure_future(all_done())
     try:
-        await asyncio.wait({reading, everything}, return_when=asyncio.FIRST_COMPLETED)
-    except (ConnectionError, RuntimeError) as exc:
-        log.info("port-forward: client gone: %s", exc)
+        await asyncio.wait({reading, done}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for t in (*work, reading):
+        for t in (*work, reading, done):
             t.cancel()
-        await asyncio.gather(*work, reading, return_exceptions=True)
-        everything.cancel()
-        await asyncio.gather(everything, return_exceptions=True)
+        await asyncio.gather(*work, reading, done, return_exceptions=True)
 
 
 class _Pair:

@@ -1,5 +1,5 @@
-"""The kubelet's HTTPS server (port 10250): container logs and exec, for the apiserver's
-pods/log and pods/exec.
+"""The kubelet's HTTPS server (port 10250): container logs, exec and port-forward, for the
+apiserver's pods/log, pods/exec and pods/portforward.
 
     GET /containerLogs/{namespace}/{pod}/{container}?follow=&previous=&tailLines=&limitBytes=&timestamps=
         &sinceSeconds=&sinceTime=

@@ -179,6 +179,7 @@ def test_portforward_raw(api):
         replies = _exchange(socks, sent)
         assert replies == sent
         assert pf.connected
+        assert len(_established(api, name, 1234, 1235).splitlines()) == 2  # one connection per port
 
         # nothing listens on 1236: its error channel says why, and its socket is closed
         error = _until(lambda: pf.error(1236), "the error of port 1236")
@@ -198,7 +199,17 @@ def test_portforward_raw(api):
             sock.close()
         _until(lambda: not pf.connected, "the port-forward to close")
         assert pf.error(1234) is None and pf.error(1235) is None
+        # the kubelet closed its connections to the pod's servers with the socket
+        _until(lambda: _established(api, name, 1234, 1235) == "", "the forwarded connections to close")
     api.delete_namespaced_pod(name=name, namespace="default", body={})
+
+
+def _established(api: CoreV1Api, pod: str, *ports: int) -> str:
+    """The pod's established TCP connections to `ports` (ss, run in the pod)."""
+    match = " or ".join(f"sport = :{p}" for p in ports)
+    return stream(api.connect_get_namespaced_pod_exec, pod, "default",
+                  command=["ss", "-Htn", "state", "established", f"( {match} )"],
+                  stderr=False, stdin=False, stdout=True, tty=False).strip()
 
 
 def test_portforward_http(api):
