@@ -15,9 +15,10 @@ Guarantees:
 - the kubelet is reached at the node's InternalIP (then ExternalIP, Hostname) and
   status.daemonEndpoints.kubeletEndpoint.Port, over TLS checked against the cluster CA;
   one it cannot reach is 503 ServiceUnavailable "error dialing backend: ...";
-- exec and portforward are WebSocket only: kubectl 1.32 speaks it first; its SPDY fallback gets
-  a 400 Status saying so; what the kubelet sends (the error channel's Status too) reaches the
-  client as is; portforward to a pod that is not Running is 400;
+- exec is WebSocket only: kubectl 1.32 speaks it first; its SPDY fallback gets a 400 Status
+  saying so; portforward takes WebSocket and kubectl's SPDY/3.1 upgrade (bridged to the
+  kubelet's tunnel: kproxy.apiserver.spdyupgrade); what the kubelet sends (the error channel's
+  Status too) reaches the client as is; portforward to a pod that is not Running is 400;
 - with `netns_dial` (`--kubelet-netns-dial`: the lab, whose nodes are network namespaces of
   this machine) the connection is opened inside the namespace the Node's kproxy.io/node-netns
   annotation names, as if the apiserver had a route to the node.
@@ -36,6 +37,7 @@ from aiohttp import web
 
 from kproxy.api import status as st
 from kproxy.api.resources import NODES, PODS, Resource
+from kproxy.apiserver import spdyupgrade
 from kproxy.kubelet import portforward
 from kproxy.kubelet.execstream import PROTOCOLS, STREAM_FLAGS, choose_protocol
 from kproxy.kubelet.node import NETNS_ANNOTATION
@@ -284,27 +286,28 @@ class PodProxy:
             raise st.bad_request(f"unable to forward port because pod is not running. Current status={phase}")
         node = await self.get(NODES, None, node_name)
         host, port = kubelet_endpoint(node)
+        url = f"https://{_host(host)}:{port}/portForward/{namespace}/{name}"
+        if spdyupgrade.is_spdy_upgrade(request):
+            spdyupgrade.check_protocol(request)
+            kubelet = await self._open_websocket(node, url, [], portforward.TUNNEL, "port-forward")
+            try:
+                return await spdyupgrade.bridge(request, kubelet)
+            finally:
+                await kubelet.close()
         if request.headers.get("Upgrade", "").lower() != "websocket":
-            raise st.bad_request(f"pods/portforward is served over WebSocket only "
-                                 f"({', '.join(portforward.PROTOCOLS)}); this server does not speak SPDY")
+            raise st.bad_request(f"pods/portforward needs an upgrade to WebSocket "
+                                 f"({', '.join(portforward.PROTOCOLS)}) or to {spdyupgrade.UPGRADE}")
         protocol = portforward.choose_protocol(request.headers.get("Sec-WebSocket-Protocol", ""))
         if protocol is None:
             raise st.bad_request(f"pods/portforward needs one of the subprotocols {', '.join(portforward.PROTOCOLS)}")
         query = port_forward_query(request.query, protocol)
-        url = f"https://{_host(host)}:{port}/portForward/{namespace}/{name}"
         return await self._websocket(request, node, url, query, protocol, "port-forward")
 
     async def _websocket(self, request: web.Request, node: Mapping[str, Any], url: str,
                          query: list[tuple[str, str]], protocol: str, what: str) -> web.StreamResponse:
         """Opens the WebSocket to the kubelet, then answers the client's upgrade with the
         subprotocol the kubelet chose and relays messages both ways."""
-        try:
-            kubelet = await self._session(node).ws_connect(url, params=query, protocols=[protocol], autoping=True)
-        except aiohttp.WSServerHandshakeError as exc:
-            raise st.ApiError(st.status(exc.status if exc.status >= 400 else 502, "BadRequest" if exc.status == 400
-                                        else "InternalError", f"the kubelet refused {what}: {exc.message}")) from None
-        except (aiohttp.ClientConnectionError, aiohttp.ClientSSLError, asyncio.TimeoutError, OSError) as exc:
-            raise _dial_error(str(node["metadata"]["name"]), exc) from None
+        kubelet = await self._open_websocket(node, url, query, protocol, what)
         client = web.WebSocketResponse(protocols=[kubelet.protocol or protocol], autoping=True)
         try:
             await client.prepare(request)
@@ -313,6 +316,17 @@ class PodProxy:
             await kubelet.close()
             await client.close()
         return client
+
+
+    async def _open_websocket(self, node: Mapping[str, Any], url: str, query: list[tuple[str, str]],
+                              protocol: str, what: str) -> aiohttp.ClientWebSocketResponse:
+        try:
+            return await self._session(node).ws_connect(url, params=query, protocols=[protocol], autoping=True)
+        except aiohttp.WSServerHandshakeError as exc:
+            raise st.ApiError(st.status(exc.status if exc.status >= 400 else 502, "BadRequest" if exc.status == 400
+                                        else "InternalError", f"the kubelet refused {what}: {exc.message}")) from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientSSLError, asyncio.TimeoutError, OSError) as exc:
+            raise _dial_error(str(node["metadata"]["name"]), exc) from None
 
 
 async def _kubelet_error(upstream: aiohttp.ClientResponse) -> st.ApiError:

@@ -15,6 +15,8 @@ from tests.kubelet.test_python_client_pods import PORT_SERVER
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
+WEBSOCKETS_SWITCH = "KUBECTL_PORT_FORWARD_WEBSOCKETS"  # false: kubectl speaks only the SPDY/3.1 upgrade
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -25,11 +27,12 @@ def _free_port() -> int:
 class PortForward:
     """A running `kubectl port-forward` on 127.0.0.1."""
 
-    def __init__(self, cluster, pod: str, remote: int):  # noqa: F811
+    def __init__(self, cluster, pod: str, remote: int, websockets: bool = True):  # noqa: F811
         self.local = _free_port()
-        self.proc = subprocess.Popen([KUBECTL, "port-forward", "--address", "127.0.0.1", f"pod/{pod}",
+        env = {**cluster.env, WEBSOCKETS_SWITCH: "true" if websockets else "false"}
+        self.proc = subprocess.Popen([KUBECTL, "port-forward", "-v=6", "--address", "127.0.0.1", f"pod/{pod}",
                                       f"{self.local}:{remote}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=cluster.env)
+                                     text=True, env=env)
         line = self.proc.stdout.readline()  # type: ignore[union-attr]
         assert line.startswith(f"Forwarding from 127.0.0.1:{self.local} -> {remote}"), \
             (line, self.stop())
@@ -54,10 +57,12 @@ class PortForward:
         return err
 
 
-def test_kubectl_port_forward_carries_connections_both_ways(cluster):  # noqa: F811
-    cluster.pod("pf-echo", f"exec python3 -c '{PORT_SERVER}' 8080")
-    _wait_listening(cluster, "pf-echo", 8080)
-    pf = PortForward(cluster, "pf-echo", 8080)
+@pytest.mark.parametrize("websockets", [True, False], ids=["websocket-tunnel", "spdy-upgrade"])
+def test_kubectl_port_forward_carries_connections_both_ways(cluster, websockets):  # noqa: F811
+    pod = f"pf-echo-{'ws' if websockets else 'spdy'}"
+    cluster.pod(pod, f"exec python3 -c '{PORT_SERVER}' 8080")
+    _wait_listening(cluster, pod, 8080)
+    pf = PortForward(cluster, pod, 8080, websockets)
     try:
         assert pf.echo(b"hello through kubectl") == b"hello through kubectl"
         big = bytes(range(256)) * 4096  # 1 MiB: many DATA frames each way
@@ -72,8 +77,11 @@ def test_kubectl_port_forward_carries_connections_both_ways(cluster):  # noqa: F
         assert pf.proc.poll() is None
     finally:
         err = pf.stop()
-    assert "error" not in err.lower(), err
-    cluster.ok("delete", "pod", "pf-echo", "--wait=false")
+    # kubectl's log (-v=6) names the transport it used
+    upgrades = [line for line in err.splitlines() if "/portforward" in line and " 101 " in line]
+    assert upgrades and all(("GET" in line) == websockets for line in upgrades), err
+    assert "error" not in err.lower() and "unhandled" not in err.lower(), err
+    cluster.ok("delete", "pod", pod, "--wait=false")
 
 
 def test_kubectl_port_forward_to_a_closed_port_reports_the_error(cluster):  # noqa: F811
