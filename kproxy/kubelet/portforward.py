@@ -39,6 +39,7 @@ TUNNEL = "SPDY/3.1+portforward.k8s.io"
 PROTOCOLS = (V4, TUNNEL)  # the WebSocket subprotocols served, preferred first
 PORT_QUERY = "port"
 READ_CHUNK = 32 * 1024
+MAX_QUEUED = 32  # frames waiting for a slow client before the targets' reads pause (~1 MiB)
 DATA, ERROR = "data", "error"
 
 # dials 127.0.0.1:port in the pod: (reader, writer), or DialError with the runtime's message
@@ -226,10 +227,18 @@ class SpdySession:
         self.by_stream: dict[int, _Pair] = {}
         self.last_stream = 0
         self._out: asyncio.Queue[bytes | None] = asyncio.Queue()  # one writer keeps frames in order
+        self._drained = asyncio.Event()  # set while no more than MAX_QUEUED frames wait
+
+    @property
+    def queued(self) -> int:
+        """Frames waiting for the client."""
+        return self._out.qsize()
 
     async def writer(self) -> None:
         while (frame := await self._out.get()) is not None:
             await self._send(frame)
+            if self._out.qsize() <= MAX_QUEUED:
+                self._drained.set()
 
     def _emit(self, frame: bytes) -> None:
         self._out.put_nowait(frame)
@@ -274,7 +283,12 @@ class SpdySession:
             pair.task = asyncio.create_task(self._run(pair))
 
     async def _queue(self, frame: bytes) -> None:
+        """Queues a target's DATA frame, then waits while the client is behind: a slow client
+        slows the target's reads instead of growing the queue."""
         self._emit(frame)
+        while self._out.qsize() > MAX_QUEUED:
+            self._drained.clear()
+            await self._drained.wait()
 
     def _data(self, frame: spdy.Data) -> None:
         pair = self.by_stream.get(frame.stream_id)

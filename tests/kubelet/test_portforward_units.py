@@ -150,6 +150,38 @@ def test_spdy_session_forwards_a_connection_and_half_closes_it():
     assert spdy.Control(spdy.PING, 0, b"\0\0\0\3") in client.received
 
 
+def test_spdy_session_stops_reading_a_target_while_the_client_is_behind():
+    async def main() -> None:
+        ours, target = socket.socketpair()
+        target.setblocking(False)
+        released = asyncio.Event()
+
+        async def slow_client(chunk: bytes) -> None:
+            await released.wait()
+
+        async def dial(port: int):
+            return await asyncio.open_connection(sock=ours)
+
+        session = portforward.SpdySession(dial, "sandbox-1", slow_client)
+        writer = asyncio.create_task(session.writer())
+        client = Client()
+        wire, _, _ = client.open_pair(8080, "0")
+        session.receive(wire)
+        loop = asyncio.get_running_loop()
+        flood = asyncio.create_task(loop.sock_sendall(target, b"x" * (16 * 1024 * 1024)))
+        # the target's 16 MiB cannot all be sent: the session stopped reading it
+        await _until(lambda: session.queued > portforward.MAX_QUEUED)
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert not flood.done() and session.queued <= portforward.MAX_QUEUED + 1
+        released.set()
+        await asyncio.wait_for(flood, 60)  # once the client reads, all of it flows
+        target.close()
+        await session.close()
+        await writer
+    asyncio.run(main())
+
+
 def test_spdy_session_reports_a_refused_port_on_the_error_stream():
     async def dial(port: int):
         raise portforward.DialError(f"failed to connect to localhost:{port}")
