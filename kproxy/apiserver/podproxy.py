@@ -1,5 +1,5 @@
-"""pods/log, pods/exec and pods/portforward: the apiserver finds the pod's node and proxies the request to that
-node's kubelet (kproxy.kubelet.server) with its kubelet-client certificate.
+"""pods/log, pods/exec and pods/portforward: the apiserver finds the pod's node and proxies the
+request to that node's kubelet (kproxy.kubelet.server) with its kubelet-client certificate.
 
     GET /api/v1/namespaces/NS/pods/NAME/log?container=&follow=&previous=&tailLines=&limitBytes=&timestamps=
         &sinceSeconds=&sinceTime=
@@ -316,7 +316,6 @@ class PodProxy:
             await kubelet.close()
             await client.close()
         return client
-
 
     async def _open_websocket(self, node: Mapping[str, Any], url: str, query: list[tuple[str, str]],
                               protocol: str, what: str) -> aiohttp.ClientWebSocketResponse:
