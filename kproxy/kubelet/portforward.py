@@ -312,6 +312,10 @@ class SpdySession:
             for sid in pair.streams.values():
                 self.by_stream.pop(sid, None)
 
+    def go_away(self, status: int) -> None:
+        """Tells the client this session takes no more streams (sent before close() ends it)."""
+        self._emit(spdy.goaway(self.last_stream, status))
+
     async def close(self) -> None:
         for pair in list(self.pairs.values()):
             if pair.task is not None:
@@ -330,7 +334,7 @@ async def serve_tunnel(ws: web.WebSocketResponse, dial: Dial, sandbox: str) -> N
                 break
     except spdy.ProtocolError as exc:
         log.info("port-forward: %s", exc)
-        session._emit(spdy.goaway(session.last_stream, 1))
+        session.go_away(spdy.GOAWAY_PROTOCOL_ERROR)
     finally:
         await session.close()
         await asyncio.gather(writer, return_exceptions=True)

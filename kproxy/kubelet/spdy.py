@@ -19,6 +19,7 @@ VERSION = 3
 SYN_STREAM, SYN_REPLY, RST_STREAM, SETTINGS, PING, GOAWAY, HEADERS, WINDOW_UPDATE = 1, 2, 3, 4, 6, 7, 8, 9
 FLAG_FIN = 0x01
 RST_PROTOCOL_ERROR, RST_INVALID_STREAM, RST_REFUSED_STREAM, RST_CANCEL = 1, 2, 3, 5
+GOAWAY_OK, GOAWAY_PROTOCOL_ERROR = 0, 1
 MAX_FRAME = 1 << 24  # the 24-bit length field
 STREAM_ID_MASK = 0x7FFFFFFF
 
@@ -169,7 +170,7 @@ def ping(ping_id: bytes) -> bytes:
     return _control(PING, 0, ping_id[:4])
 
 
-def goaway(last_stream_id: int, status: int = 0) -> bytes:
+def goaway(last_stream_id: int, status: int = GOAWAY_OK) -> bytes:
     return _control(GOAWAY, 0, struct.pack(">II", last_stream_id, status))
 
 
