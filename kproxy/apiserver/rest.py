@@ -131,7 +131,7 @@ class RestHandler:
         # authorize(user, RequestAttributes) -> bool, set by the server: an apply that creates
         # its object needs "create" too, as in kube-apiserver; blocking
         self.authorize: Callable[[Any, RequestAttributes], bool] | None = None
-        # pods/log and pods/exec (kproxy.apiserver.podproxy.PodProxy), set by the server
+        # pods/log, pods/exec and pods/portforward (kproxy.apiserver.podproxy.PodProxy), set by the server
         self.pod_proxy: Any = None
 
     async def _read(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
@@ -183,7 +183,7 @@ class RestHandler:
         if resource.namespaced and ns is None and (name is not None or method != "GET"):
             # only list and watch exist across all namespaces, as in Kubernetes
             raise st.ApiError(st.status(404, "NotFound", "the server could not find the requested resource"))
-        if sub in ("log", "exec") and self.pod_proxy is not None and name is not None and ns is not None:
+        if sub in ("log", "exec", "portforward") and self.pod_proxy is not None and name is not None and ns is not None:
             return await self.pod_proxy.handle(request, ns, name, sub)  # text or a WebSocket, not an object
         # the Accept header is settled before any work: a 406 must not have created anything
         is_watch = api_path.legacy_watch or (method == "GET" and watch_requested(q))
