@@ -208,11 +208,11 @@ class ApiServer:
             self._gate = GatedListener(self._new_connection, self._tls, self.config.limits)
             self.url = _url("https", *self._gate.start(self._listen_socket(self.config.host, self.config.port)))
         else:
-            self.url = await self._listen(self.config.host, self.config.port, None)
+            self.url = await self._listen(self.config.host, self.config.port)
         if self.config.insecure_host is not None:
             if not loopback_host(self.config.insecure_host):
                 raise ValueError(f"the plain-HTTP listener is only served on loopback, not {self.config.insecure_host}")
-            self.insecure_url = await self._listen(self.config.insecure_host, self.config.insecure_port, None)
+            self.insecure_url = await self._listen(self.config.insecure_host, self.config.insecure_port)
             log.warning("plain-HTTP listener on %s: every request there has full rights", self.insecure_url)
         if not self.config.tls:
             log.warning("serving plain HTTP on %s without authentication (give --tls for HTTPS)", self.url)
@@ -246,14 +246,15 @@ class ApiServer:
         assert self._runner is not None and self._runner.server is not None
         return self._runner.server()
 
-    async def _listen(self, host: str, port: int, ssl_context: ssl.SSLContext | None) -> str:
-        """Starts one listener; returns its URL (the wildcard address shown as loopback)."""
+    async def _listen(self, host: str, port: int) -> str:
+        """Starts one plain-HTTP listener; returns its URL (the wildcard address shown as
+        loopback). Its socket has listen_socket's backlog, not aiohttp's 128: thousands of
+        watchers connecting at once would otherwise wait out SYN retransmissions."""
         assert self._runner is not None
-        site = web.TCPSite(self._runner, host, port, reuse_address=True, ssl_context=ssl_context)
+        sock = self._listen_socket(host, port)
+        site = web.SockSite(self._runner, sock)
         await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        port = sockets[0].getsockname()[1] if sockets else port
-        return _url("https" if ssl_context is not None else "http", host, port)
+        return _url("http", host, sock.getsockname()[1])
 
     def _ssl_context(self) -> ssl.SSLContext:
         """TLS 1.2+; a client certificate is optional, but one that is presented must chain
