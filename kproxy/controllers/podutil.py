@@ -49,10 +49,6 @@ def pod_ip_of_family(pod: dict, family: str) -> str | None:
     return None
 
 
-def pod_ipv4(pod: dict) -> str | None:
-    return pod_ip_of_family(pod, "IPv4")
-
-
 def service_address_types(service: dict) -> list[str]:
     """The EndpointSlice address types a Service gets, as upstream's
     getAddressTypesForService: its ipFamilies; without them the family of its clusterIP;
