@@ -256,6 +256,23 @@ def test_primary_address_and_family_never_change(apis):
     assert status == 422 and ("spec.clusterIPs[1]", ) in {(f,) for f, _ in causes(body)}, body
 
 
+@pytest.mark.parametrize("start,changes,field,message", [
+    ({}, {"ipFamilies": ["IPv4", "IPv6"]}, "spec.ipFamilyPolicy",
+     "must be 'RequireDualStack' or 'PreferDualStack' when multiple IP families are specified"),
+    ({"clusterIP": "None"}, {"clusterIP": "10.96.9.9", "clusterIPs": ["10.96.9.9"]}, "spec.clusterIPs[0]",
+     "may not change once set"),
+    ({"ipFamilyPolicy": "RequireDualStack"}, {"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv4"]},
+     "spec.ipFamilyPolicy", "must be 'SingleStack' to release the secondary IP family"),
+], ids=["single-stack-two-families", "headless-gets-an-address", "downgrade-without-single-stack"])
+def test_update_refused_with_the_cause(apis, start, changes, field, message):
+    api = apis["dual"]
+    old = api.ok("POST", SVCS, svc(**start))
+    status, body = put(api, old, **changes)
+    assert status == 422, body
+    assert any(f == field and message in m for f, m in causes(body)), body
+    assert api.ok("GET", f"{SVCS}/{old['metadata']['name']}")["spec"] == old["spec"]
+
+
 def test_update_without_policy_keeps_the_old_policy(apis):
     """A PUT that leaves out ipFamilyPolicy, ipFamilies and clusterIPs (kubectl replace of the
     original manifest) keeps the dual-stack Service as it is."""
