@@ -19,7 +19,7 @@ from aiohttp import web
 from kproxy.api import resources as R
 from kproxy.api import status as st
 from kproxy.apiserver import datadir, discovery, health, openapi_pb, paths
-from kproxy.apiserver.allocators import ClusterIPAllocator, NodePortAllocator
+from kproxy.apiserver.allocators import NodePortAllocator
 from kproxy.apiserver.auth import policy
 from kproxy.apiserver.auth.audit import AUDIT_LOG_NAME, DEFAULT_POLICY, AuditLog, AuditPolicy
 from kproxy.apiserver.auth import endpoints as auth_endpoints
@@ -44,6 +44,7 @@ from kproxy.apiserver.podproxy import client_tls as podproxy_tls
 from kproxy.apiserver.registry import Registry
 from kproxy.apiserver.rest import RestHandler, RestSettings, dumps, json_response, object_response
 from kproxy.apiserver.service_alloc import ServiceAllocations
+from kproxy.apiserver.service_families import ServiceIPAllocators
 from kproxy.apiserver.tables import TableRenderer
 from kproxy.listener import ConnectionLimits, GatedListener, listen_socket, server_options
 from kproxy.pki import bootstrap as pki_bootstrap
@@ -96,7 +97,7 @@ class ApiServer:
         self.deps = Deps()
         datadir.make_private(config.data_dir)
         self.store: sb.Store = open_store(config.data_dir, config.store_history)
-        self.services = ServiceAllocations(ClusterIPAllocator(config.service_cluster_ip_range),
+        self.services = ServiceAllocations(ServiceIPAllocators.from_cidrs(config.service_cluster_ip_range),
                                            NodePortAllocator(config.service_node_port_range))
         self.registry = Registry(self.store, self.deps, self.services)
         self.pki = pki_bootstrap.ensure_pki(config.data_dir, pki_bootstrap.serving_hosts_for(
