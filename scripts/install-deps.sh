@@ -8,7 +8,11 @@ cd "$(dirname "$0")/.."
 PACKAGES=(iptables iproute2 conntrack ipset nftables kmod procps psmisc tmux
           etcd-server etcd-client haproxy python3 python3-venv python3-dev gcc make curl
           # the IPVS test VM (tests/vm): Debian's kernel (IPVS, dummy links) under qemu
-          linux-image-amd64 qemu-system-x86 ipvsadm busybox-static)
+          linux-image-amd64 qemu-system-x86 ipvsadm busybox-static
+          # containers: the runtime, and what `kproxy image build` takes the images' files from
+          containerd runc python3-minimal
+          # systemd-analyze verify of the units `kproxy install` renders (tests/install)
+          systemd)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -11,8 +11,8 @@ deleted (their processes killed) when the context exits, even after a failure.
 
 With ipv6=True the same wiring carries IPv6 too (dual-stack): client fd00:200::2/64, node
 fd00:200::11/64, pod k fd00:10:244:1::k/128 (default via fe80::1, the host veth's pinned MAC),
-the client routing fd00:10:96::/112, the pod range and 2001:db8::/32 via the node, and every pod
-running a second echo server on [::]:8080. Each pod's `ip6` is its IPv6 address.
+the client routing fd00:10:96::/112, the pod range and 2001:db8::/32 via the node (the echo
+server answers on both families). Each pod's `ip6` is its IPv6 address.
 
 Use:
     with single_node(["a", "b"]) as topo:
@@ -90,7 +90,6 @@ class Pod:
     netns: str
     process: subprocess.Popen
     ip6: str | None = None
-    process6: subprocess.Popen | None = None  # the [::] echo server (ipv6 topologies)
 
 
 @dataclass
@@ -243,30 +242,23 @@ def single_node(pod_names: list[str], tag: str = "ipt", ipv6: bool = False) -> I
             stack.callback(_stop, proc)
             topo.pods[name] = Pod(name, ip, pod_ns, proc)
             if ipv6:
-                topo.pods[name].ip6, topo.pods[name].process6 = _pod_ipv6(stack, node, pod_ns, host_if, name, index)
+                topo.pods[name].ip6 = _pod_ipv6(node, pod_ns, host_if, index)
         for pod in topo.pods.values():
             _wait_listening(pod.netns, POD_PORT, pod.process)
         for pod in topo.pods.values():
-            if pod.process6 is not None:
-                _wait_listening(pod.netns, POD_PORT, pod.process6, "::1")
+            if pod.ip6 is not None:
+                _wait_listening(pod.netns, POD_PORT, pod.process, "::1")
         yield topo
 
 
-def _pod_ipv6(stack: contextlib.ExitStack, node: str, pod_ns: str, host_if: str, name: str,
-              index: int) -> tuple[str, subprocess.Popen]:
-    """Gives the pod its IPv6 address, routes and a second echo server on [::]."""
+def _pod_ipv6(node: str, pod_ns: str, host_if: str, index: int) -> str:
+    """Gives the pod its IPv6 address and routes; returns the address."""
     ip6 = f"fd00:10:244:1::{index + 2:x}"
     _ip(pod_ns, "-6", "addr", "add", f"{ip6}/128", "dev", "eth0", "nodad")
     _ip(pod_ns, "-6", "neigh", "replace", GATEWAY6, "lladdr", GATEWAY_MAC, "dev", "eth0", "nud", "permanent")
     _ip(pod_ns, "-6", "route", "add", "default", "via", GATEWAY6, "dev", "eth0")
     _ip(node, "-6", "route", "add", f"{ip6}/128", "dev", host_if)
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", pod_ns, sys.executable, "-m", "kproxy.lab.echo",
-         "--name", name, "--port", str(POD_PORT), "--host", "::"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    stack.callback(_stop, proc)
-    return ip6, proc
+    return ip6
 
 
 def _stop(proc: subprocess.Popen) -> None:
