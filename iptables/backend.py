@@ -26,6 +26,10 @@ Guarantees:
 
 Variant choice, the xtables lock and restore error diagnosis: driver.py.
 
+IPv6: a backend made with family=6 renders the state's IPv6 view with the same chain model and
+writes it with ip6tables-restore (the same variant); localhost NodePorts are IPv4-only, as
+upstream's. The agent runs one of each through kproxy.agent.dualstack.
+
 Not done here: net.ipv4.ip_forward=1 is the node's (the lab's) job.
 """
 from __future__ import annotations
@@ -34,13 +38,14 @@ import re
 from dataclasses import dataclass
 
 from kproxy.agent.backend import ApplyError, ApplyResult, Backend, BackendUnavailable
+from kproxy.agent.families import IPV4, family_view
 from kproxy.agent.protocols import BackendConfig, Namespace
 from kproxy.agent.state import Changes, ProxyState
 from kproxy.netns import NetNS
 
 from . import driver as iptables_driver
 from . import restore as restore_text
-from .driver import VARIANTS, Iptables, Variant
+from .driver import Iptables, Variant, variants
 from .names import CANARY_RULE, KUBE_PROXY_CANARY, TABLES, is_owned_chain
 from .render import render as render_ruleset
 from .ruleset import JumpRule, RenderOptions, Ruleset
@@ -65,9 +70,10 @@ def _version_at_least(text: str, want: tuple[int, ...]) -> bool:
 class IptablesBackend(Backend):
     name = "iptables"
     full_sync_period = FULL_SYNC_PERIOD
+    families = (4, 6)
 
-    def __init__(self, netns: Namespace | None, config: BackendConfig | None) -> None:
-        super().__init__(netns, config)
+    def __init__(self, netns: Namespace | None, config: BackendConfig | None, family: int = IPV4) -> None:
+        super().__init__(netns, config, family)
         self._driver: Iptables | None = None
         self._options: RenderOptions | None = None
         self._sysctls_done = False
@@ -75,23 +81,24 @@ class IptablesBackend(Backend):
     # ------------------------------------------------------------------ probing
 
     @classmethod
-    def probe(cls, netns: Namespace | None, config: BackendConfig | None = None) -> None:
-        """Raises BackendUnavailable unless some iptables variant works in `netns`; with `config`,
-        unless the configured one (iptables.backend) does."""
+    def probe(cls, netns: Namespace | None, config: BackendConfig | None = None, family: int = IPV4) -> None:
+        """Raises BackendUnavailable unless some iptables variant of `family` works in `netns`;
+        with `config`, unless the configured one (iptables.backend) does."""
         netns = netns if netns is not None else NetNS(None)
         if config is not None:
-            cls(netns, config).driver  # noqa: B018 (the property probes the configured variant)
+            cls(netns, config, family).driver  # noqa: B018 (the property probes the configured variant)
             return
-        if not any(Iptables(netns, v).works() for v in VARIANTS.values()):
+        if not any(Iptables(netns, v).works() for v in variants(family).values()):
+            tool = "ip6tables" if family == 6 else "iptables"
             raise BackendUnavailable(
-                "iptables mode needs iptables-nft-restore or iptables-legacy-restore working in "
+                f"iptables mode needs {tool}-nft-restore or {tool}-legacy-restore working in "
                 f"the namespace ({netns!r}); install the iptables package")
 
     @property
     def driver(self) -> Iptables:
         """The chosen implementation's commands (config iptables.backend, see driver.choose)."""
         if self._driver is None:
-            self._driver = iptables_driver.choose(self.netns, self.config.iptables.backend)
+            self._driver = iptables_driver.choose(self.netns, self.config.iptables.backend, self.family)
         return self._driver
 
     @property
@@ -102,7 +109,7 @@ class IptablesBackend(Backend):
     def options(self) -> RenderOptions:
         if self._options is None:
             self._options = RenderOptions(
-                localhost_nodeports=self.config.iptables.localhost_nodeports,
+                localhost_nodeports=self.config.iptables.localhost_nodeports and self.family == IPV4,
                 random_fully=_version_at_least(self.driver.version(), (1, 6, 2)),
             )
         return self._options
@@ -111,7 +118,7 @@ class IptablesBackend(Backend):
 
     def render(self, state: ProxyState, previous: Ruleset | None = None,
                changes: Changes | None = None) -> Ruleset:
-        return render_ruleset(state, previous, changes, self.options)
+        return render_ruleset(family_view(state, self.family), previous, changes, self.options)
 
     def apply(self, ruleset: Ruleset, previous: Ruleset | None) -> ApplyResult:
         full = previous is None
@@ -158,7 +165,7 @@ class IptablesBackend(Backend):
         return Inspection(self.variant.name, owned_view(parse_save(self.driver.save("-c"))))
 
     def cleanup(self) -> None:
-        for driver in iptables_driver.installed(self.netns):
+        for driver in iptables_driver.installed(self.netns, self.family):
             saved = driver.try_save()
             if saved is None:
                 continue  # this variant cannot work here, so it holds nothing of ours

@@ -12,6 +12,8 @@ its commands inside a network namespace. The iptables, ipvs and userspace backen
   ignores -w. A restore that still reports "holding the xtables lock" is retried (LOCK_RETRIES
   attempts); any other failure raises ApplyError naming the failing input line and its text.
 - Failures to run at all (missing binary, timeout) raise ApplyError, never a traceback.
+- Per IP family: VARIANTS are iptables', VARIANTS6 ip6tables' (the same tools for IPv6 tables);
+  choose() and installed() take the family, 4 by default.
 """
 from __future__ import annotations
 
@@ -50,6 +52,15 @@ VARIANTS = {
     "nft": Variant("nft", "iptables-nft", "iptables-nft-save", "iptables-nft-restore", chains_per_commit=500),
     "legacy": Variant("legacy", "iptables-legacy", "iptables-legacy-save", "iptables-legacy-restore"),
 }
+VARIANTS6 = {
+    "nft": Variant("nft", "ip6tables-nft", "ip6tables-nft-save", "ip6tables-nft-restore", chains_per_commit=500),
+    "legacy": Variant("legacy", "ip6tables-legacy", "ip6tables-legacy-save", "ip6tables-legacy-restore"),
+}
+
+
+def variants(family: int = 4) -> dict[str, Variant]:
+    """The variants programming `family`'s tables (iptables for 4, ip6tables for 6)."""
+    return VARIANTS6 if family == 6 else VARIANTS
 
 
 class Iptables:
@@ -124,28 +135,30 @@ class Iptables:
         return ":KUBE-" in (self.try_save(timeout=2 * PROBE_TIMEOUT_SECONDS) or "")
 
 
-def choose(netns: Namespace, wanted: str) -> Iptables:
-    """The driver for config iptables.backend `wanted` (nft | legacy | auto, see the module
-    doc); BackendUnavailable when it does not work here or `wanted` is unknown."""
-    if wanted in VARIANTS:
-        driver = Iptables(netns, VARIANTS[wanted])
+def choose(netns: Namespace, wanted: str, family: int = 4) -> Iptables:
+    """The driver of `family` for config iptables.backend `wanted` (nft | legacy | auto, see the
+    module doc); BackendUnavailable when it does not work here or `wanted` is unknown."""
+    known = variants(family)
+    if wanted in known:
+        driver = Iptables(netns, known[wanted])
         if not driver.works():
             raise BackendUnavailable(f"iptables backend {wanted!r}: {driver.variant.restore} is not "
                                      "installed or does not work in the namespace")
         return driver
     if wanted != "auto":
         raise BackendUnavailable(f"unknown iptables backend {wanted!r} (want nft, legacy or auto)")
-    drivers = {name: Iptables(netns, v) for name, v in VARIANTS.items()}
+    drivers = {name: Iptables(netns, v) for name, v in known.items()}
     chosen = next((drivers[n] for n in ("legacy", "nft") if drivers[n].holds_kube_chains()), None)
     chosen = chosen or next((drivers[n] for n in ("nft", "legacy") if drivers[n].works()), None)
     if chosen is None:
-        raise BackendUnavailable("neither iptables-nft nor iptables-legacy works in the namespace")
+        tool = known["nft"].iptables.split("-")[0]
+        raise BackendUnavailable(f"neither {tool}-nft nor {tool}-legacy works in the namespace")
     return chosen
 
 
-def installed(netns: Namespace) -> list[Iptables]:
-    """A driver per variant whose binaries exist (cleanup and detection look at each)."""
-    return [Iptables(netns, v) for v in VARIANTS.values() if v.available()]
+def installed(netns: Namespace, family: int = 4) -> list[Iptables]:
+    """A driver per variant of `family` whose binaries exist (cleanup and detection look at each)."""
+    return [Iptables(netns, v) for v in variants(family).values() if v.available()]
 
 
 def describe_restore_error(binary: str, text: str, stderr: str) -> str:

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from kproxy.agent.addresses import ipv4, local_traffic, nodeport_ips
+from kproxy.agent.addresses import local_traffic, nodeport_ips
+from kproxy.agent.families import IPV6, of_family
 from kproxy.agent.policy import categorize
 from kproxy.agent.state import Changes, Endpoint, ProxyState, ServicePort
 
@@ -56,9 +57,10 @@ def is_large_cluster(state: ProxyState) -> bool:
 
 
 def render_context(state: ProxyState, options: RenderOptions) -> tuple:
-    """Everything outside a ServicePort that its fragment depends on."""
+    """Everything outside a ServicePort that its fragment depends on (the state's family last)."""
     return (local_traffic(state), state.masquerade_all, state.masquerade_bit,
-            tuple(ipv4(state.node_ips)), options, is_large_cluster(state), state.node_name, state.node_zone)
+            of_family(state.node_ips, state.ip_family), options, is_large_cluster(state), state.node_name,
+            state.node_zone, state.ip_family)
 
 
 # ------------------------------------------------------------------ per-ServicePort fragment
@@ -80,7 +82,7 @@ class _Builder:
 
 def render_fragment(service: ServicePort, context: tuple) -> Fragment:
     """The chains and dispatch rules of one ServicePort (pure)."""
-    local, masquerade_all, _masq_bit, node_ips, _options, large, node_name, zone = context
+    local, masquerade_all, _masq_bit, node_ips, _options, large, node_name, zone, family = context
     sp = service
     b = _Builder()
     spn = n.service_port_name(sp)
@@ -92,7 +94,7 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
     cluster_eps, local_eps, reachable, has_endpoints, _, _ = categorize(sp, node_name, zone)
     # keyed by id(): the endpoints are the ServicePort's own instances, and hashing a frozen
     # dataclass per lookup is a measurable share of a full render
-    addresses = {id(ep): f"{ep.ip}:{ep.port}" for ep in reachable}
+    addresses = {id(ep): ep.address for ep in reachable}
     name_proto = spn + proto
     sep_names = {key: n.endpoint_chain_name(name_proto, addr) for key, addr in addresses.items()}
 
@@ -107,8 +109,9 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
     if sp.external_policy_local:
         external_policy_chain, has_external = svl_chain, bool(local_eps)
     uses_ext_chain = has_endpoints and externally_accessible
-    lb_ips = ipv4(sp.load_balancer_ips)
-    uses_fw_chain = has_endpoints and bool(lb_ips) and bool(sp.load_balancer_source_ranges)
+    lb_ips = of_family(sp.load_balancer_ips, family)
+    source_ranges = of_family(sp.load_balancer_source_ranges, family)
+    uses_fw_chain = has_endpoints and bool(lb_ips) and bool(source_ranges)
     lb_target = fw_chain if uses_fw_chain else ext_chain
 
     if not has_endpoints:
@@ -119,7 +122,7 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
         external_filter = "" if has_external else "DROP"
         internal_filter_comment = external_filter_comment = f'"{spn} has no local endpoints"'
 
-    cluster_ips = ipv4(sp.cluster_ips)
+    cluster_ips = of_family(sp.cluster_ips, family)
     port = sp.port
 
     # Dispatch: cluster IPs.
@@ -131,7 +134,7 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
             b.add(FILTER, n.KUBE_SERVICES, f'-m comment --comment {internal_filter_comment} '
                                            f'{match_proto} -d {ip} --dport {port} -j {internal_filter}')
     # Dispatch: external IPs.
-    for ip in ipv4(sp.external_ips):
+    for ip in of_family(sp.external_ips, family):
         if has_endpoints:
             b.add(NAT, n.KUBE_SERVICES, f'-m comment --comment "{spn} external IP" {match_proto} '
                                         f'-d {ip} --dport {port} -j {ext_chain}')
@@ -194,7 +197,7 @@ def render_fragment(service: ServicePort, context: tuple) -> Fragment:
         fw = b.chain(NAT, fw_chain)
         args = f'-m comment --comment "{spn} loadbalancer IP"'
         allow_from_node = False
-        for cidr in sp.load_balancer_source_ranges:
+        for cidr in source_ranges:
             fw.append(f"{args} -s {cidr} -j {ext_chain}")
             try:
                 net = ipaddress.ip_network(cidr, strict=False)
@@ -309,7 +312,9 @@ def _nodeports_tail(state: ProxyState, options: RenderOptions) -> list[str]:
     ips = nodeport_ips(state, include_loopback=True)
     if ips is None:
         dest = "-m addrtype --dst-type LOCAL"
-        if not options.localhost_nodeports:
+        if state.ip_family == IPV6:  # NodePorts never work on ::1 (upstream's iptables proxier)
+            dest += " ! -d ::1/128"
+        elif not options.localhost_nodeports:
             dest += " ! -d 127.0.0.0/8"
         return [f"-m comment --comment {NODEPORTS_COMMENT} {dest} -j {n.KUBE_NODEPORTS}"]
     return [f"-m comment --comment {NODEPORTS_COMMENT} -d {ip} -j {n.KUBE_NODEPORTS}"

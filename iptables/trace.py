@@ -19,6 +19,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
+from kproxy.agent.families import split_host_port
+
 from . import names as n
 from .names import FILTER, NAT
 from .ruleset import Ruleset
@@ -214,7 +216,7 @@ class Tracer:
         for p, masq, outcome, path in self._run(NAT, n.KUBE_SERVICES, 0, pkt, False, recent):
             after = pkt
             if outcome is not None:
-                ip, _, port = outcome.rpartition(":")
+                ip, port = split_host_port(outcome)
                 after = Packet(pkt.src, ip, int(port), pkt.proto, pkt.iif)
             verdict, filter_path = self._filter(after, recent)
             result.append((p, masq, verdict or outcome or "ACCEPT", path + filter_path))

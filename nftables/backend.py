@@ -11,6 +11,8 @@ Guarantees:
 - cleanup() deletes table ip kproxy and nothing else; inspect() reads our table back over
   netlink (chains with their rule counts, sets with their elements' counts).
 - The netlink socket is opened on, and only used from, the NetNS thread.
+- A backend made with family=6 does all of this for table `ip6 kproxy` from the state's IPv6
+  view (same layout, nftables/family.py); the agent runs both through kproxy.agent.dualstack.
 """
 from __future__ import annotations
 
@@ -18,11 +20,13 @@ import errno
 from dataclasses import dataclass
 
 from kproxy.agent.backend import ApplyError, ApplyResult, Backend, BackendUnavailable
+from kproxy.agent.families import IPV4, family_view
 from kproxy.agent.protocols import BackendConfig, Namespace
 from kproxy.agent.state import Changes, ProxyState
 from kproxy.netns import NetNS
 
 from . import wire as w
+from .family import BY_VERSION
 from .gcpause import gc_paused
 from .model import TABLE, Ruleset
 from .nlsocket import NftSocket
@@ -53,9 +57,11 @@ def endpoint_selection(config: BackendConfig) -> str:
 
 class NftablesBackend(Backend):
     name = "nftables"
+    families = (4, 6)
 
-    def __init__(self, netns: Namespace | None, config: BackendConfig | None) -> None:
-        super().__init__(netns, config)
+    def __init__(self, netns: Namespace | None, config: BackendConfig | None, family: int = IPV4) -> None:
+        super().__init__(netns, config, family)
+        self.nfproto = BY_VERSION[family].nfproto  # the table's family: ip or ip6 kproxy
         self._sock: NftSocket | None = None
         self.selection = endpoint_selection(self.config)
         self._owners: ElementOwners | None = None  # shared-element holders, as committed
@@ -63,9 +69,9 @@ class NftablesBackend(Backend):
         self._generation: int | None = None  # the kernel's ruleset generation after it
 
     @classmethod
-    def probe(cls, netns: Namespace | None, config: BackendConfig | None = None) -> None:
+    def probe(cls, netns: Namespace | None, config: BackendConfig | None = None, family: int = IPV4) -> None:
         """Raises BackendUnavailable unless nf_tables answers in `netns` (and the config's
-        endpoint selection is known)."""
+        endpoint selection is known); both families need nothing more."""
         if config is not None:
             endpoint_selection(config)
         netns = netns if netns is not None else NetNS(None)
@@ -99,6 +105,7 @@ class NftablesBackend(Backend):
         later full sync that finds it unchanged knows nothing was committed since."""
         if not len(tx):
             return  # nothing to commit: the kernel is as it was
+        tx.family = self.nfproto
         self._generation = None
         self._applied = None  # apply() sets it again once this commit is its ruleset
 
@@ -128,7 +135,7 @@ class NftablesBackend(Backend):
 
     def render(self, state: ProxyState, previous: Ruleset | None = None,
                changes: Changes | None = None) -> Ruleset:
-        return render_ruleset(state, previous, changes, endpoint_selection=self.selection)
+        return render_ruleset(family_view(state, self.family), previous, changes, endpoint_selection=self.selection)
 
     def apply(self, ruleset: Ruleset, previous: Ruleset | None) -> ApplyResult:
         """previous None (a full sync) rewrites the whole table, unless the kernel's ruleset
@@ -167,10 +174,10 @@ class NftablesBackend(Backend):
         """Our table's chain names and its sets' names with their plan.signature()."""
         sock = self._socket()
         chains = [w.decode_string(a[w.CHAIN_NAME])
-                  for a in sock.dump(w.MSG_GETCHAIN, ((w.CHAIN_TABLE, w.string(TABLE)),))
+                  for a in sock.dump(w.MSG_GETCHAIN, ((w.CHAIN_TABLE, w.string(TABLE)),), self.nfproto)
                   if w.decode_string(a.get(w.CHAIN_TABLE, b"")) == TABLE]
         sets = {}
-        for a in sock.dump(w.MSG_GETSET, ((w.SET_TABLE, w.string(TABLE)),)):
+        for a in sock.dump(w.MSG_GETSET, ((w.SET_TABLE, w.string(TABLE)),), self.nfproto):
             if w.decode_string(a.get(w.SET_TABLE, b"")) != TABLE:
                 continue
             num = [int.from_bytes(a.get(attr, b""), "big") for attr in
@@ -185,12 +192,12 @@ class NftablesBackend(Backend):
 
     def _inspect(self) -> Inspection:
         sock = self._socket()
-        tables = [w.decode_string(a.get(w.TABLE_NAME, b"")) for a in sock.dump(w.MSG_GETTABLE)]
+        tables = [w.decode_string(a.get(w.TABLE_NAME, b"")) for a in sock.dump(w.MSG_GETTABLE, (), self.nfproto)]
         if TABLE not in tables:
             return Inspection(False, {}, {}, {})
         chains: dict[str, int] = {}
         hooks: dict[str, tuple[str, int, int]] = {}
-        for a in sock.dump(w.MSG_GETCHAIN, ((w.CHAIN_TABLE, w.string(TABLE)),)):
+        for a in sock.dump(w.MSG_GETCHAIN, ((w.CHAIN_TABLE, w.string(TABLE)),), self.nfproto):
             if w.decode_string(a.get(w.CHAIN_TABLE, b"")) != TABLE:
                 continue
             name = w.decode_string(a[w.CHAIN_NAME])
@@ -200,17 +207,17 @@ class NftablesBackend(Backend):
                 hooks[name] = (w.decode_string(a.get(w.CHAIN_TYPE, b"")),
                                int.from_bytes(hook[w.HOOK_HOOKNUM], "big"),
                                int.from_bytes(hook[w.HOOK_PRIORITY], "big", signed=True))
-        for a in sock.dump(w.MSG_GETRULE, ((w.RULE_TABLE, w.string(TABLE)),)):
+        for a in sock.dump(w.MSG_GETRULE, ((w.RULE_TABLE, w.string(TABLE)),), self.nfproto):
             if w.decode_string(a.get(w.RULE_TABLE, b"")) == TABLE:
                 name = w.decode_string(a[w.RULE_CHAIN])
                 chains[name] = chains.get(name, 0) + 1
         sets: dict[str, int | None] = {}
-        for a in sock.dump(w.MSG_GETSET, ((w.SET_TABLE, w.string(TABLE)),)):
+        for a in sock.dump(w.MSG_GETSET, ((w.SET_TABLE, w.string(TABLE)),), self.nfproto):
             if w.decode_string(a.get(w.SET_TABLE, b"")) != TABLE:
                 continue
             name = w.decode_string(a[w.SET_NAME])
             answers = sock.dump(w.MSG_GETSETELEM, ((w.SET_ELEM_LIST_TABLE, w.string(TABLE)),
-                                                   (w.SET_ELEM_LIST_SET, w.string(name))))
+                                                   (w.SET_ELEM_LIST_SET, w.string(name))), self.nfproto)
             sets[name] = sum(_count_list(x.get(w.SET_ELEM_LIST_ELEMENTS, b"")) for x in answers)
         return Inspection(True, chains, sets, hooks)
 
@@ -219,10 +226,10 @@ class NftablesBackend(Backend):
 
         def delete() -> None:
             sock = self._socket()
-            tables = [w.decode_string(a.get(w.TABLE_NAME, b"")) for a in sock.dump(w.MSG_GETTABLE)]
+            tables = [w.decode_string(a.get(w.TABLE_NAME, b"")) for a in sock.dump(w.MSG_GETTABLE, (), self.nfproto)]
             if TABLE not in tables:
                 return
-            tx = Transaction()
+            tx = Transaction(family=self.nfproto)
             tx.delete_table()
             first = sock.seq
             data, described, last = tx.encode(first)

@@ -3,6 +3,8 @@ statements thousands of times): each function returns a Stmt, the nf_tables expr
 statement and its text as `nft list` prints it. A Rule is a sequence of Stmts (pure values).
 
 Register use: 32-bit registers NFT_REG32_00.. for concatenations, NFT_REG_1 for single values.
+Address statements take the table's family (`fam`, nftables/family.py; IPv4 by default): an
+IPv6 address fills four 32-bit registers, so the fields after it in a concatenation move on.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 from . import wire as w
+from .family import IP, NftFamily
 
 REG_VERDICT = 0
 REG_1 = 1
@@ -47,7 +50,6 @@ FIB_F_SADDR, FIB_F_DADDR = 1, 2
 RTN_LOCAL = 2
 REJECT_TYPE, REJECT_ICMP_CODE = 1, 2
 REJECT_ICMP_UNREACH = 0
-ICMP_PORT_UNREACH = 3
 DYNSET_SET_NAME, DYNSET_OP, DYNSET_SREG_KEY, DYNSET_TIMEOUT = 1, 3, 4, 6
 DYNSET_OP_UPDATE = 1
 
@@ -114,27 +116,29 @@ def _verdict_data(code: int, chain: str | None = None) -> tuple:
     return ((w.DATA_VERDICT, tuple(inner)),)
 
 
-def _field(addr_field: str) -> tuple[int, str]:
-    return {"saddr": (12, "ip saddr"), "daddr": (16, "ip daddr")}[addr_field]
+def _field(addr_field: str, fam: NftFamily) -> tuple[int, str]:
+    offset = fam.saddr_offset if addr_field == "saddr" else fam.daddr_offset
+    return offset, f"{fam.name} {addr_field}"
 
 
 # ---------------------------------------------------------------- matches
 
 
 @lru_cache(maxsize=65536)
-def ip_addr(field: str, cidr: str, negate: bool = False) -> Stmt:
-    """ip saddr|daddr [!=] ADDR or CIDR."""
-    offset, name = _field(field)
+def ip_addr(field: str, cidr: str, negate: bool = False, fam: NftFamily = IP) -> Stmt:
+    """ip saddr|daddr [!=] ADDR or CIDR (ip6 ... for an IPv6 table)."""
+    offset, name = _field(field, fam)
     op, sign = (CMP_NEQ, "!= ") if negate else (CMP_EQ, "")
-    exprs = [_payload(BASE_NETWORK, offset, 4, REG_1)]
-    packed = socket.inet_aton(cidr) if "/" not in cidr else None
-    if packed is not None and socket.inet_ntoa(packed) == cidr:  # a plain address: no parse
-        return Stmt((exprs[0], _cmp(op, packed)), f"{name} {sign}{cidr}")
+    exprs = [_payload(BASE_NETWORK, offset, fam.addr_len, REG_1)]
+    if fam is IP:
+        packed = socket.inet_aton(cidr) if "/" not in cidr else None
+        if packed is not None and socket.inet_ntoa(packed) == cidr:  # a plain address: no parse
+            return Stmt((exprs[0], _cmp(op, packed)), f"{name} {sign}{cidr}")
     net = ipaddress.ip_network(cidr, strict=False)
-    if net.prefixlen == 32:
+    if net.prefixlen == net.max_prefixlen:
         text = f"{name} {sign}{net.network_address}"
     else:
-        exprs.append(_bitwise(net.netmask.packed, b"\0\0\0\0"))
+        exprs.append(_bitwise(net.netmask.packed, bytes(fam.addr_len)))
         text = f"{name} {sign}{net}"
     exprs.append(_cmp(op, net.network_address.packed))
     return Stmt(tuple(exprs), text)
@@ -174,22 +178,23 @@ def fib_local(field: str) -> Stmt:
 
 
 @lru_cache(maxsize=4096)
-def in_set(set_name: str, field: str = "saddr") -> Stmt:
+def in_set(set_name: str, field: str = "saddr", fam: NftFamily = IP) -> Stmt:
     """ip saddr @SET."""
-    offset, name = _field(field)
-    return Stmt((_payload(BASE_NETWORK, offset, 4, REG_1),
+    offset, name = _field(field, fam)
+    return Stmt((_payload(BASE_NETWORK, offset, fam.addr_len, REG_1),
                  _e("lookup", (LOOKUP_SET, w.string(set_name)), (LOOKUP_SREG, w.be32(REG_1)))),
                 f"{name} @{set_name}")
 
 
 @lru_cache(maxsize=4096)
-def vmap_addr_proto_port(map_name: str) -> Stmt:
+def vmap_addr_proto_port(map_name: str, fam: NftFamily = IP) -> Stmt:
     """ip daddr . meta l4proto . th dport vmap @MAP."""
-    return Stmt((_payload(BASE_NETWORK, 16, 4, REG32_00), _meta(META_L4PROTO, REG32_00 + 1),
-                 _payload(BASE_TRANSPORT, 2, 2, REG32_00 + 2),
+    after = REG32_00 + fam.addr_regs
+    return Stmt((_payload(BASE_NETWORK, fam.daddr_offset, fam.addr_len, REG32_00), _meta(META_L4PROTO, after),
+                 _payload(BASE_TRANSPORT, 2, 2, after + 1),
                  _e("lookup", (LOOKUP_SET, w.string(map_name)), (LOOKUP_SREG, w.be32(REG32_00)),
                     (LOOKUP_DREG, w.be32(REG_VERDICT)))),
-                f"ip daddr . meta l4proto . th dport vmap @{map_name}")
+                f"{fam.name} daddr . meta l4proto . th dport vmap @{map_name}")
 
 
 @lru_cache(maxsize=4096)
@@ -210,10 +215,12 @@ def _numgen(modulus: int, offset: int) -> tuple:
               (NG_TYPE, w.be32(NG_RANDOM)), (NG_OFFSET, w.be32(offset)))
 
 
-def _jhash_client(modulus: int, seed: int, offset: int) -> tuple:
-    """jhash of the client's address and port (REG32_00, REG32_01) into REG_1."""
-    return (_payload(BASE_NETWORK, 12, 4, REG32_00), _payload(BASE_TRANSPORT, 0, 2, REG32_00 + 1),
-            _e("hash", (HASH_SREG, w.be32(REG32_00)), (HASH_DREG, w.be32(REG_1)), (HASH_LEN, w.be32(8)),
+def _jhash_client(modulus: int, seed: int, offset: int, fam: NftFamily = IP) -> tuple:
+    """jhash of the client's address and port (from REG32_00 on) into REG_1."""
+    return (_payload(BASE_NETWORK, fam.saddr_offset, fam.addr_len, REG32_00),
+            _payload(BASE_TRANSPORT, 0, 2, REG32_00 + fam.addr_regs),
+            _e("hash", (HASH_SREG, w.be32(REG32_00)), (HASH_DREG, w.be32(REG_1)),
+               (HASH_LEN, w.be32(fam.addr_len + 4)),
                (HASH_MODULUS, w.be32(modulus)), (HASH_SEED, w.be32(seed)), (HASH_OFFSET, w.be32(offset)),
                (HASH_TYPE, w.be32(HASH_JENKINS))))
 
@@ -231,10 +238,11 @@ def numgen_vmap(modulus: int, map_name: str, offset: int = 0) -> Stmt:
 
 
 @lru_cache(maxsize=4096)
-def jhash_vmap(modulus: int, seed: int, map_name: str, offset: int = 0) -> Stmt:
+def jhash_vmap(modulus: int, seed: int, map_name: str, offset: int = 0, fam: NftFamily = IP) -> Stmt:
     """jhash ip saddr . th sport mod N seed S [offset O] vmap @MAP (the flow's client picks the slot)."""
-    return Stmt(_jhash_client(modulus, seed, offset) + (_lookup_verdict(map_name),),
-                f"jhash ip saddr . th sport mod {modulus} seed {seed:#x}{_offset_text(offset)} vmap @{map_name}")
+    return Stmt(_jhash_client(modulus, seed, offset, fam) + (_lookup_verdict(map_name),),
+                f"jhash {fam.name} saddr . th sport mod {modulus} seed {seed:#x}{_offset_text(offset)} "
+                f"vmap @{map_name}")
 
 
 # ---------------------------------------------------------------- actions
@@ -273,20 +281,22 @@ def masquerade_fully_random() -> Stmt:
 
 
 @lru_cache(maxsize=4096)
-def addr_pair_in_set(set_name: str) -> Stmt:
+def addr_pair_in_set(set_name: str, fam: NftFamily = IP) -> Stmt:
     """ip saddr . ip daddr @SET (a hairpin check: the set holds "E . E" for each endpoint E)."""
-    return Stmt((_payload(BASE_NETWORK, 12, 4, REG32_00), _payload(BASE_NETWORK, 16, 4, REG32_00 + 1),
+    return Stmt((_payload(BASE_NETWORK, fam.saddr_offset, fam.addr_len, REG32_00),
+                 _payload(BASE_NETWORK, fam.daddr_offset, fam.addr_len, REG32_00 + fam.addr_regs),
                  _e("lookup", (LOOKUP_SET, w.string(set_name)), (LOOKUP_SREG, w.be32(REG32_00)))),
-                f"ip saddr . ip daddr @{set_name}")
+                f"{fam.name} saddr . {fam.name} daddr @{set_name}")
 
 
-def _dnat_from_map(map_name: str) -> tuple:
-    """lookup REG_1 in MAP -> (address . port) in REG_1/REG32_01, then DNAT to them."""
+def _dnat_from_map(map_name: str, fam: NftFamily = IP) -> tuple:
+    """lookup REG_1 in MAP -> (address . port) from REG32_00 on, then DNAT to them."""
+    port_reg = REG32_00 + fam.addr_regs
     return (_e("lookup", (LOOKUP_SET, w.string(map_name)), (LOOKUP_SREG, w.be32(REG_1)),
                (LOOKUP_DREG, w.be32(REG_1))),
-            _e("nat", (NAT_TYPE, w.be32(NAT_DNAT)), (NAT_FAMILY, w.be32(w.NFPROTO_IPV4)),
+            _e("nat", (NAT_TYPE, w.be32(NAT_DNAT)), (NAT_FAMILY, w.be32(fam.nfproto)),
                (NAT_REG_ADDR_MIN, w.be32(REG_1)), (NAT_REG_ADDR_MAX, w.be32(REG_1)),
-               (NAT_REG_PROTO_MIN, w.be32(REG32_00 + 1)), (NAT_REG_PROTO_MAX, w.be32(REG32_00 + 1)),
+               (NAT_REG_PROTO_MIN, w.be32(port_reg)), (NAT_REG_PROTO_MAX, w.be32(port_reg)),
                (NAT_FLAGS, w.be32(NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED))))
 
 
@@ -295,50 +305,53 @@ def _l4proto(protocol: str) -> tuple:
 
 
 @lru_cache(maxsize=4096)
-def dnat_numgen_map(modulus: int, map_name: str, protocol: str, offset: int = 0) -> Stmt:
+def dnat_numgen_map(modulus: int, map_name: str, protocol: str, offset: int = 0, fam: NftFamily = IP) -> Stmt:
     """meta l4proto P dnat ip to numgen random mod N [offset O] map @MAP (slot -> address .
     port): the endpoint is data, so changing it never touches a chain or a verdict."""
-    return Stmt(_l4proto(protocol) + (_numgen(modulus, offset),) + _dnat_from_map(map_name),
-                f"meta l4proto {protocol.lower()} dnat ip to numgen random mod {modulus}{_offset_text(offset)} "
+    return Stmt(_l4proto(protocol) + (_numgen(modulus, offset),) + _dnat_from_map(map_name, fam),
+                f"meta l4proto {protocol.lower()} dnat {fam.name} to numgen random mod {modulus}{_offset_text(offset)} "
                 f"map @{map_name}")
 
 
 @lru_cache(maxsize=4096)
-def dnat_jhash_map(modulus: int, seed: int, map_name: str, protocol: str, offset: int = 0) -> Stmt:
+def dnat_jhash_map(modulus: int, seed: int, map_name: str, protocol: str, offset: int = 0,
+                   fam: NftFamily = IP) -> Stmt:
     """dnat ip to jhash ip saddr . P sport mod N seed S [offset O] map @MAP: the client's
     address and port pick the slot (maglev endpoint selection). nft prints the l4proto match
     as the dependency of "P sport", hence the text."""
     proto = protocol.lower()
-    return Stmt(_l4proto(protocol) + _jhash_client(modulus, seed, offset) + _dnat_from_map(map_name),
-                f"dnat ip to jhash ip saddr . {proto} sport mod {modulus} seed {seed:#x}{_offset_text(offset)} "
-                f"map @{map_name}")
+    return Stmt(_l4proto(protocol) + _jhash_client(modulus, seed, offset, fam) + _dnat_from_map(map_name, fam),
+                f"dnat {fam.name} to jhash {fam.name} saddr . {proto} sport mod {modulus} seed {seed:#x}"
+                f"{_offset_text(offset)} map @{map_name}")
 
 
-def dnat(ip: str, port: int, protocol: str) -> Stmt:
+def dnat(ip: str, port: int, protocol: str, fam: NftFamily = IP) -> Stmt:
     """meta l4proto P dnat to IP:PORT (the l4proto match makes the port rewrite valid)."""
     proto = PROTO_NUMBERS[protocol]
+    where = f"[{ip}]:{port}" if fam is not IP else f"{ip}:{port}"
     return Stmt((_meta(META_L4PROTO, REG_1), _cmp(CMP_EQ, bytes([proto])),
                  _e("immediate", (IMMEDIATE_DREG, w.be32(REG_1)),
-                    (IMMEDIATE_DATA, ((w.DATA_VALUE, socket.inet_aton(ip)),))),
+                    (IMMEDIATE_DATA, ((w.DATA_VALUE, fam.pack(ip)),))),
                  _e("immediate", (IMMEDIATE_DREG, w.be32(REG_1 + 1)),
                     (IMMEDIATE_DATA, ((w.DATA_VALUE, w.be16(port)),))),
-                 _e("nat", (NAT_TYPE, w.be32(NAT_DNAT)), (NAT_FAMILY, w.be32(w.NFPROTO_IPV4)),
+                 _e("nat", (NAT_TYPE, w.be32(NAT_DNAT)), (NAT_FAMILY, w.be32(fam.nfproto)),
                     (NAT_REG_ADDR_MIN, w.be32(REG_1)), (NAT_REG_PROTO_MIN, w.be32(REG_1 + 1)))),
-                f"meta l4proto {protocol.lower()} dnat to {ip}:{port}")
+                f"meta l4proto {protocol.lower()} dnat to {where}")
 
 
 @lru_cache(maxsize=4096)
-def reject() -> Stmt:
+def reject(fam: NftFamily = IP) -> Stmt:
+    """reject: ICMP port unreachable (ICMPv6 port unreachable in an ip6 table), as upstream's."""
     return Stmt((_e("reject", (REJECT_TYPE, w.be32(REJECT_ICMP_UNREACH)),
-                    (REJECT_ICMP_CODE, bytes([ICMP_PORT_UNREACH]))),), "reject")
+                    (REJECT_ICMP_CODE, bytes([fam.port_unreachable]))),), "reject")
 
 
-def update_saddr(set_name: str, timeout_seconds: int) -> Stmt:
+def update_saddr(set_name: str, timeout_seconds: int, fam: NftFamily = IP) -> Stmt:
     """update @SET { ip saddr } (refreshes the client's affinity timeout)."""
-    return Stmt((_payload(BASE_NETWORK, 12, 4, REG_1),
+    return Stmt((_payload(BASE_NETWORK, fam.saddr_offset, fam.addr_len, REG_1),
                  _e("dynset", (DYNSET_SET_NAME, w.string(set_name)), (DYNSET_OP, w.be32(DYNSET_OP_UPDATE)),
                     (DYNSET_SREG_KEY, w.be32(REG_1)), (DYNSET_TIMEOUT, w.be64(timeout_seconds * 1000)))),
-                f"update @{set_name} {{ ip saddr timeout {nft_duration(timeout_seconds)} }}")
+                f"update @{set_name} {{ {fam.name} saddr timeout {nft_duration(timeout_seconds)} }}")
 
 
 def nft_duration(seconds: int) -> str:

@@ -1,4 +1,5 @@
-"""The nftables ruleset model: what kproxy wants in its private table `ip kproxy` (pure values).
+"""The nftables ruleset model: what kproxy wants in its private table `ip kproxy` (pure values;
+`ip6 kproxy` for IPv6, the same layout: Ruleset.family).
 
 A Ruleset holds chains (with their rules), sets/maps (their declarations) and the elements of
 every map/set that kproxy fills. Dynamic sets (session affinity) are declared but never filled
@@ -15,13 +16,15 @@ from typing import Mapping
 
 from . import wire as w
 from .expr import PROTO_NUMBERS, Rule
+from .family import IP, NftFamily
 from .slots import SlotState
 
 TABLE = "kproxy"
 FAMILY = w.NFPROTO_IPV4
 
 # nft's datatype ids (as `nft list` decodes NFTA_SET_KEY_TYPE) and key lengths
-DATATYPES = {"ipv4_addr": (7, 4), "inet_proto": (12, 1), "inet_service": (13, 2), "mark": (19, 4)}
+DATATYPES = {"ipv4_addr": (7, 4), "ipv6_addr": (8, 16), "inet_proto": (12, 1), "inet_service": (13, 2),
+             "mark": (19, 4)}
 TYPE_BITS = 6
 
 
@@ -110,6 +113,10 @@ _PORT = struct.Struct(">H2x").pack
 _aton = socket.inet_aton
 
 
+def _pton6(value: str) -> bytes:
+    return socket.inet_pton(socket.AF_INET6, value)
+
+
 def _proto_number(value) -> int:
     return PROTO_NUMBERS[value] if isinstance(value, str) else value
 
@@ -124,6 +131,10 @@ _FAST = {
     ("ipv4_addr", "inet_service"): lambda v: _aton(v[0]) + _PORT(v[1]),
     ("inet_proto", "inet_service"): lambda v: _PROTO_PORT(_proto_number(v[0]), v[1]),
     ("ipv4_addr", "inet_proto", "inet_service"): lambda v: _aton(v[0]) + _PROTO_PORT(_proto_number(v[1]), v[2]),
+    ("ipv6_addr",): lambda v: _pton6(v[0]),
+    ("ipv6_addr", "ipv6_addr"): lambda v: _pton6(v[0]) + _pton6(v[1]),
+    ("ipv6_addr", "inet_service"): lambda v: _pton6(v[0]) + _PORT(v[1]),
+    ("ipv6_addr", "inet_proto", "inet_service"): lambda v: _pton6(v[0]) + _PROTO_PORT(_proto_number(v[1]), v[2]),
 }
 
 
@@ -145,7 +156,7 @@ def _proto(value) -> bytes:
 
 
 # field type -> (encoder, bytes of padding after it in a concatenation)
-_FIELDS = {"ipv4_addr": (_ipv4, b""), "inet_proto": (_proto, b"\0\0\0"),
+_FIELDS = {"ipv4_addr": (_ipv4, b""), "ipv6_addr": (_pton6, b""), "inet_proto": (_proto, b"\0\0\0"),
            "inet_service": (w.be16, b"\0\0"), "mark": (w.host32, b"")}  # mark: host-endian (numgen/hash)
 
 
@@ -208,6 +219,7 @@ class Ruleset:
     token: object = field(default_factory=object, compare=False, repr=False)
     base: object = field(default=None, compare=False, repr=False)
     changed: frozenset = field(default=frozenset(), compare=False, repr=False)
+    family: NftFamily = IP  # the table's family: ip kproxy or ip6 kproxy
 
     @cached_property
     def chains(self) -> Mapping[str, Chain]:
@@ -241,36 +253,37 @@ class Ruleset:
         """The ruleset as a flat `nft -f` script (chains declared before any reference), for
         loading the same ruleset with the nft tool (benchmarks, comparisons)."""
         hooks = {0: "prerouting", 1: "input", 2: "forward", 3: "output", 4: "postrouting"}
-        out = [f"add table ip {TABLE}"]
+        fam = self.family.name
+        out = [f"add table {fam} {TABLE}"]
         for name, chain in self.chains.items():
             if chain.hook:
-                out.append(f"add chain ip {TABLE} {name} {{ type {chain.hook.type} hook "
+                out.append(f"add chain {fam} {TABLE} {name} {{ type {chain.hook.type} hook "
                            f"{hooks[chain.hook.hooknum]} priority {chain.hook.priority}; policy accept; }}")
             else:
-                out.append(f"add chain ip {TABLE} {name}")
+                out.append(f"add chain {fam} {TABLE} {name}")
         for name, spec in self.sets.items():
             kind = "map" if spec.is_map else "set"
             extra = f" flags dynamic,timeout; timeout {spec.timeout}s;" if spec.dynamic else ""
             extra += " counter;" if spec.counter else ""
             # nft checks types: a slot map is declared by the expressions that feed it
             if spec.key == ("mark",):
-                key = "typeof numgen random mod 1" + (" : ip daddr . tcp dport" if spec.data else "")
+                key = "typeof numgen random mod 1" + (f" : {fam} daddr . tcp dport" if spec.data else "")
                 key += " : verdict" if spec.verdict_map else ""
             else:
                 key = spec.type_text
-            out.append(f"add {kind} ip {TABLE} {name} {{ {key};{extra} }}")
+            out.append(f"add {kind} {fam} {TABLE} {name} {{ {key};{extra} }}")
         for name, chain in self.chains.items():
-            out.extend(f"add rule ip {TABLE} {name} {r.text}" for r in chain.rules)
+            out.extend(f"add rule {fam} {TABLE} {name} {r.text}" for r in chain.rules)
         for name, elems in self.elements.items():
             spec = self.sets[name]
             items = [element_text(spec, k, v) for k, v in elems.items()]
             for i in range(0, len(items), 1000):
-                out.append(f"add element ip {TABLE} {name} {{ " + ", ".join(items[i:i + 1000]) + " }")
+                out.append(f"add element {fam} {TABLE} {name} {{ " + ", ".join(items[i:i + 1000]) + " }")
         return "\n".join(out) + "\n"
 
     def text(self) -> str:
         """The ruleset in `nft` syntax (for golden files, logs and `nft -f`)."""
-        out = [f"table ip {TABLE} {{"]
+        out = [f"table {self.family.name} {TABLE} {{"]
         for name in sorted(self.sets):
             spec = self.sets[name]
             kind = "map" if spec.is_map else "set"

@@ -26,10 +26,10 @@ class NftSocket(NetlinkSocket):
         self.send(data)
         return [NetlinkError(e.errno, seq=e.seq) for e in self.errors(last_seq, fatal_seq=first_seq)]
 
-    def _answers(self, msg_type: int, flags: int, attrs: tuple):
+    def _answers(self, msg_type: int, flags: int, attrs: tuple, family: int = w.NFPROTO_IPV4):
         """(type, payload) of the answers to one request; ENOENT means none."""
         seq = self.next_seq(1)
-        message = w.encode_message(msg_type, flags, seq, w.NFPROTO_IPV4, attrs)
+        message = w.encode_message(msg_type, flags, seq, family, attrs)
         what = w.MSG_NAMES.get(msg_type, f"nf_tables message {msg_type}")
         for answer in self.request(message, seq, what, missing_ok=True):
             yield answer.kind, answer.payload
@@ -42,7 +42,8 @@ class NftSocket(NetlinkSocket):
                 return int.from_bytes(w.parse_attrs(payload, 4)[w.GEN_ID], "big")
         raise NetlinkError(errno.EPROTO, "get generation", reason="nf_tables sent no generation")
 
-    def dump(self, msg_type: int, attrs: tuple = ()) -> list[dict[int, bytes]]:
-        """A GET request with NLM_F_DUMP for family ip: each answer's top-level attributes."""
-        return [w.parse_attrs(payload, 4) for _, payload in self._answers(msg_type, w.NLM_F_DUMP, attrs)]
+    def dump(self, msg_type: int, attrs: tuple = (), family: int = w.NFPROTO_IPV4) -> list[dict[int, bytes]]:
+        """A GET request with NLM_F_DUMP for `family` (ip by default): each answer's top-level
+        attributes."""
+        return [w.parse_attrs(payload, 4) for _, payload in self._answers(msg_type, w.NLM_F_DUMP, attrs, family)]
 

@@ -36,6 +36,10 @@ the kernel commits without re-validating the table's chain graph; any new jump, 
 rule makes it walk every chain reachable from the base chains (measured: 6-8 ms at 10k Services
 against under 1 ms for element changes; bench/nftables.py prints both).
 
+IPv6: the state's IPv6 view (kproxy.agent.families) renders the same layout for table `ip6
+kproxy`: addresses as ipv6_addr, `ip6 saddr/daddr` matches, ICMPv6 port unreachable rejects,
+and no loopback NodePorts (the context's last field is the NftFamily, nftables/family.py).
+
 Guarantee: deterministic; the fragments of ServicePorts that `changes` does not name are the
 previous render's (same context), reused as the same objects.
 """
@@ -46,12 +50,14 @@ import ipaddress
 from functools import lru_cache
 from types import MappingProxyType
 
-from kproxy.agent.addresses import LocalTraffic, ipv4, local_traffic, nodeport_ips
+from kproxy.agent.addresses import LocalTraffic, local_traffic, nodeport_ips
+from kproxy.agent.families import of_family
 from kproxy.agent.policy import categorize
 from kproxy.agent.state import Changes, Endpoint, ProxyState, ServicePort
 
 from . import expr as x
 from . import wire as w
+from .family import BY_VERSION, IP, NftFamily
 from .gcpause import gc_paused
 from .model import Chain, Fragment, Hook, Ruleset, SetSpec, Verdict
 from .slots import SlotAllocator, SlotState, fits
@@ -84,18 +90,26 @@ ADDR_PROTO_PORT = ("ipv4_addr", "inet_proto", "inet_service")
 PROTO_PORT = ("inet_proto", "inet_service")
 ENDPOINT_VALUE = ("ipv4_addr", "inet_service")
 
-# Every element of the dispatch maps counts the new connections that took it (`kproxy rules`).
-SHARED_MAPS = {
-    SERVICE_IPS: SetSpec(SERVICE_IPS, ADDR_PROTO_PORT, verdict_map=True, counter=True),
-    SERVICE_NODEPORTS: SetSpec(SERVICE_NODEPORTS, PROTO_PORT, verdict_map=True, counter=True),
-    NO_ENDPOINT_SERVICES: SetSpec(NO_ENDPOINT_SERVICES, ADDR_PROTO_PORT, verdict_map=True, counter=True),
-    NO_ENDPOINT_NODEPORTS: SetSpec(NO_ENDPOINT_NODEPORTS, PROTO_PORT, verdict_map=True, counter=True),
-    FIREWALL_IPS: SetSpec(FIREWALL_IPS, ADDR_PROTO_PORT, verdict_map=True, counter=True),
-    HAIRPIN: SetSpec(HAIRPIN, ("ipv4_addr", "ipv4_addr")),
-    CLUSTER_IPS: SetSpec(CLUSTER_IPS, ("ipv4_addr",)),  # every Service port adds its ClusterIP
-    # the balancing chains with session affinity: slot -> endpoint chain (nftables/slots.py)
-    ENDPOINT_CHAINS: SetSpec(ENDPOINT_CHAINS, ("mark",), verdict_map=True, counter=True),
-}
+
+def family_shared_maps(fam: NftFamily) -> dict[str, SetSpec]:
+    """The static shared maps of a table of family `fam` (their address fields are its)."""
+    addr = fam.addr_type
+    addr_proto_port = (addr, "inet_proto", "inet_service")
+    # Every element of the dispatch maps counts the new connections that took it (`kproxy rules`).
+    return {
+        SERVICE_IPS: SetSpec(SERVICE_IPS, addr_proto_port, verdict_map=True, counter=True),
+        SERVICE_NODEPORTS: SetSpec(SERVICE_NODEPORTS, PROTO_PORT, verdict_map=True, counter=True),
+        NO_ENDPOINT_SERVICES: SetSpec(NO_ENDPOINT_SERVICES, addr_proto_port, verdict_map=True, counter=True),
+        NO_ENDPOINT_NODEPORTS: SetSpec(NO_ENDPOINT_NODEPORTS, PROTO_PORT, verdict_map=True, counter=True),
+        FIREWALL_IPS: SetSpec(FIREWALL_IPS, addr_proto_port, verdict_map=True, counter=True),
+        HAIRPIN: SetSpec(HAIRPIN, (addr, addr)),
+        CLUSTER_IPS: SetSpec(CLUSTER_IPS, (addr,)),  # every Service port adds its ClusterIP
+        # the balancing chains with session affinity: slot -> endpoint chain (nftables/slots.py)
+        ENDPOINT_CHAINS: SetSpec(ENDPOINT_CHAINS, ("mark",), verdict_map=True, counter=True),
+    }
+
+
+SHARED_MAPS = family_shared_maps(IP)
 # Shared sets whose elements several Service ports may hold (a pod behind two Services, the
 # ClusterIP of a multi-port Service): the kernel keeps one element while any Service port holds
 # it (plan.ElementOwners counts them).
@@ -107,15 +121,16 @@ def endpoint_map(first_block: int) -> str:
     return f"{ENDPOINTS}-{slot_shard(first_block)}"
 
 
-def shared_maps(slots: SlotState) -> tuple[SetSpec, ...]:
+def shared_maps(slots: SlotState, fam: NftFamily = IP) -> tuple[SetSpec, ...]:
     """The static shared maps and one endpoint map per shard the allocated slots reach."""
-    return _shared_maps(slot_shards(slots))
+    return _shared_maps(slot_shards(slots), fam)
 
 
 @lru_cache(maxsize=64)
-def _shared_maps(shards: int) -> tuple[SetSpec, ...]:
-    return tuple(SHARED_MAPS.values()) + tuple(
-        SetSpec(f"{ENDPOINTS}-{k}", ("mark",), data=ENDPOINT_VALUE, counter=True) for k in range(shards))
+def _shared_maps(shards: int, fam: NftFamily) -> tuple[SetSpec, ...]:
+    return tuple(family_shared_maps(fam).values()) + tuple(
+        SetSpec(f"{ENDPOINTS}-{k}", ("mark",), data=(fam.addr_type, "inet_service"), counter=True)
+        for k in range(shards))
 
 
 FILTER_PRIORITY = -110  # before DNAT in prerouting/output, so checks see the Service address
@@ -146,13 +161,14 @@ def endpoint_base(base: str, ep: Endpoint) -> str:
 
 def render_context(state: ProxyState, endpoint_selection: str) -> tuple:
     return (local_traffic(state), state.masquerade_all, state.masquerade_bit,
-            tuple(ipv4(state.node_ips)), endpoint_selection, state.node_name, state.node_zone)
+            of_family(state.node_ips, state.ip_family), endpoint_selection, state.node_name, state.node_zone,
+            BY_VERSION[state.ip_family])
 
 
-def local_match(local: LocalTraffic, negate: bool = False) -> x.Stmt:
+def local_match(local: LocalTraffic, negate: bool = False, fam: NftFamily = IP) -> x.Stmt:
     """The statement matching (with negate: not matching) traffic from this node's pods."""
     if local.cidr is not None:
-        return x.ip_addr("saddr", local.cidr, negate)
+        return x.ip_addr("saddr", local.cidr, negate, fam)
     return x.iifname(local.interface or "", local.prefix, negate)
 
 
@@ -187,7 +203,7 @@ def render_fragment(service: ServicePort, context: tuple, slots: SlotAllocator |
         blocks.append((chain_name, first, count))
         return first, slot_offset(first)
 
-    local, masquerade_all, _masq_bit, node_ips, selection, node_name, zone = context
+    local, masquerade_all, _masq_bit, node_ips, selection, node_name, zone, fam = context
     sp = service
     base = chain_base(sp)
     proto = sp.protocol
@@ -209,10 +225,11 @@ def render_fragment(service: ServicePort, context: tuple, slots: SlotAllocator |
     external_policy_chain, has_external = svc_chain, has_endpoints
     if sp.external_policy_local:
         external_policy_chain, has_external = local_chain, bool(local_eps)
-    lb_ips = ipv4(sp.load_balancer_ips)
-    uses_fw = has_endpoints and bool(lb_ips) and bool(sp.load_balancer_source_ranges)
+    lb_ips = of_family(sp.load_balancer_ips, fam.version)
+    source_ranges = of_family(sp.load_balancer_source_ranges, fam.version)
+    uses_fw = has_endpoints and bool(lb_ips) and bool(source_ranges)
     no_ep: Verdict = ("goto", REJECT_CHAIN) if not has_endpoints else ("drop", None)
-    cluster_ips = ipv4(sp.cluster_ips)
+    cluster_ips = of_family(sp.cluster_ips, fam.version)
 
     # Dispatch elements.
     if cluster_ips:
@@ -222,7 +239,7 @@ def render_fragment(service: ServicePort, context: tuple, slots: SlotAllocator |
             element(SERVICE_IPS, (ip, proto, sp.port), ("goto", internal_chain))
         else:
             element(NO_ENDPOINT_SERVICES, (ip, proto, sp.port), no_ep)
-    for ip in ipv4(sp.external_ips) + lb_ips:
+    for ip in of_family(sp.external_ips, fam.version) + lb_ips:
         if has_endpoints:
             element(SERVICE_IPS, (ip, proto, sp.port), ("goto", ext_chain))
         if not has_external:
@@ -243,7 +260,7 @@ def render_fragment(service: ServicePort, context: tuple, slots: SlotAllocator |
             rules.append(x.rule(x.verdict("jump", MARK_MASQ)))
         else:
             if local:
-                rules.append(x.rule(local_match(local), x.verdict("goto", svc_chain)))
+                rules.append(x.rule(local_match(local, fam=fam), x.verdict("goto", svc_chain)))
             rules.append(x.rule(x.fib_local("saddr"), x.verdict("jump", MARK_MASQ)))
             rules.append(x.rule(x.fib_local("saddr"), x.verdict("goto", svc_chain)))
         if has_external:
@@ -252,12 +269,11 @@ def render_fragment(service: ServicePort, context: tuple, slots: SlotAllocator |
 
     # LoadBalancer source ranges (filter, before DNAT): allowed sources return, the rest drop.
     if uses_fw:
-        rules = [x.rule(x.ip_addr("saddr", cidr), x.verdict("return"))
-                 for cidr in sp.load_balancer_source_ranges if ":" not in cidr]
+        rules = [x.rule(x.ip_addr("saddr", cidr, fam=fam), x.verdict("return")) for cidr in source_ranges]
         allow_node = any(ipaddress.ip_address(ip) in ipaddress.ip_network(c, strict=False)
-                         for c in sp.load_balancer_source_ranges if ":" not in c for ip in node_ips)
+                         for c in source_ranges for ip in node_ips)
         if allow_node:  # the node reaching its own LB VIP arrives with the VIP as source
-            rules += [x.rule(x.ip_addr("saddr", ip), x.verdict("return")) for ip in lb_ips]
+            rules += [x.rule(x.ip_addr("saddr", ip, fam=fam), x.verdict("return")) for ip in lb_ips]
         rules.append(x.rule(x.verdict("drop")))
         chains.append(Chain(fw_chain, tuple(rules)))
 
@@ -274,16 +290,16 @@ def render_fragment(service: ServicePort, context: tuple, slots: SlotAllocator |
         if affinity is None:  # endpoints as data: slot -> address . port
             emap = endpoint_map(block)
             if selection == "maglev":
-                rules.append(x.rule(x.dnat_jhash_map(len(picks), MAGLEV_SEED, emap, proto, first)))
+                rules.append(x.rule(x.dnat_jhash_map(len(picks), MAGLEV_SEED, emap, proto, first, fam)))
             else:
-                rules.append(x.rule(x.dnat_numgen_map(len(picks), emap, proto, first)))
+                rules.append(x.rule(x.dnat_numgen_map(len(picks), emap, proto, first, fam)))
             addresses = [(e.ip, e.port) for e in eps]
             elements.setdefault(emap, {}).update(((first + slot,), addresses[index])
                                                  for slot, index in enumerate(picks))
         else:  # affinity: a known client goes to its endpoint's chain, a new one is balanced
-            rules += [x.rule(x.in_set(ep_affinity[e]), x.verdict("goto", ep_chain[e])) for e in eps]
+            rules += [x.rule(x.in_set(ep_affinity[e], fam=fam), x.verdict("goto", ep_chain[e])) for e in eps]
             if selection == "maglev":
-                rules.append(x.rule(x.jhash_vmap(len(picks), MAGLEV_SEED, ENDPOINT_CHAINS, first)))
+                rules.append(x.rule(x.jhash_vmap(len(picks), MAGLEV_SEED, ENDPOINT_CHAINS, first, fam)))
             else:
                 rules.append(x.rule(x.numgen_vmap(len(picks), ENDPOINT_CHAINS, first)))
             for slot, index in enumerate(picks):
@@ -294,9 +310,9 @@ def render_fragment(service: ServicePort, context: tuple, slots: SlotAllocator |
     if has_internal:
         for ip in cluster_ips:
             if masquerade_all:
-                masq_rules.append(x.rule(x.ip_addr("daddr", ip), x.verdict("jump", MARK_MASQ)))
+                masq_rules.append(x.rule(x.ip_addr("daddr", ip, fam=fam), x.verdict("jump", MARK_MASQ)))
             elif local:
-                masq_rules.append(x.rule(x.ip_addr("daddr", ip), local_match(local, negate=True),
+                masq_rules.append(x.rule(x.ip_addr("daddr", ip, fam=fam), local_match(local, True, fam),
                                          x.verdict("jump", MARK_MASQ)))
     if cluster_eps:
         balance(svc_chain, cluster_eps, masq_rules if internal_chain == svc_chain else [])
@@ -306,9 +322,9 @@ def render_fragment(service: ServicePort, context: tuple, slots: SlotAllocator |
     elements.setdefault(HAIRPIN, {}).update(((e.ip, e.ip), None) for e in reachable)
     if affinity is not None:
         for e in reachable:
-            sets.append(SetSpec(ep_affinity[e], ("ipv4_addr",), timeout=affinity))
-            chains.append(Chain(ep_chain[e], (x.rule(x.update_saddr(ep_affinity[e], affinity)),
-                                              x.rule(x.dnat(e.ip, e.port, proto)))))
+            sets.append(SetSpec(ep_affinity[e], (fam.addr_type,), timeout=affinity))
+            chains.append(Chain(ep_chain[e], (x.rule(x.update_saddr(ep_affinity[e], affinity, fam)),
+                                              x.rule(x.dnat(e.ip, e.port, proto, fam)))))
 
     for first, count in previous_blocks.values():  # chains it no longer has
         slots.give(first, count)
@@ -317,24 +333,26 @@ def render_fragment(service: ServicePort, context: tuple, slots: SlotAllocator |
                     context=context, blocks=tuple(blocks))
 
 
-def cluster_ips_check(service_cidrs: tuple[str, ...]) -> tuple:
+def cluster_ips_check(service_cidrs: tuple[str, ...], fam: NftFamily = IP) -> tuple:
     """The rules of cluster-ips-check: a port the ClusterIP's Service lacks is rejected, an
-    unallocated address of the (IPv4) Service CIDRs dropped."""
-    return (x.rule(x.in_set(CLUSTER_IPS, "daddr"), x.reject()),
-            *(x.rule(x.ip_addr("daddr", cidr), x.verdict("drop")) for cidr in ipv4(service_cidrs)))
+    unallocated address of the family's Service CIDRs dropped."""
+    return (x.rule(x.in_set(CLUSTER_IPS, "daddr", fam), x.reject(fam)),
+            *(x.rule(x.ip_addr("daddr", cidr, fam=fam), x.verdict("drop"))
+              for cidr in of_family(service_cidrs, fam.version)))
 
 
 def static_chains(state: ProxyState) -> list[Chain]:
     mark = 1 << state.masquerade_bit
     new = x.ct_state_new()
+    fam = BY_VERSION[state.ip_family]
     np_ips = nodeport_ips(state)
     if np_ips is None:
-        to_nodeports = [x.rule(x.fib_local("daddr"), x.ip_addr("daddr", "127.0.0.0/8", negate=True),
+        to_nodeports = [x.rule(x.fib_local("daddr"), x.ip_addr("daddr", fam.loopback, negate=True, fam=fam),
                                x.verdict("jump", NODEPORTS))]
         nodeport_check = [x.rule(x.fib_local("daddr"), x.vmap_proto_port(NO_ENDPOINT_NODEPORTS))]
     else:
-        to_nodeports = [x.rule(x.ip_addr("daddr", ip), x.verdict("jump", NODEPORTS)) for ip in np_ips]
-        nodeport_check = [x.rule(x.ip_addr("daddr", ip), x.vmap_proto_port(NO_ENDPOINT_NODEPORTS))
+        to_nodeports = [x.rule(x.ip_addr("daddr", ip, fam=fam), x.verdict("jump", NODEPORTS)) for ip in np_ips]
+        nodeport_check = [x.rule(x.ip_addr("daddr", ip, fam=fam), x.vmap_proto_port(NO_ENDPOINT_NODEPORTS))
                           for ip in np_ips]
     return [
         Chain("filter-prerouting", (x.rule(new, x.verdict("jump", FIREWALL_CHECK)),),
@@ -350,22 +368,22 @@ def static_chains(state: ProxyState) -> list[Chain]:
               Hook("filter", w.HOOK_OUTPUT, FILTER_PRIORITY)),
         Chain(FILTER_OUTPUT_POST_DNAT, (x.rule(new, x.verdict("jump", CLUSTER_IPS_CHECK)),),
               Hook("filter", w.HOOK_OUTPUT, POST_DNAT_PRIORITY)),
-        Chain(CLUSTER_IPS_CHECK, cluster_ips_check(state.service_cidrs)),
-        Chain(FIREWALL_CHECK, (x.rule(x.vmap_addr_proto_port(FIREWALL_IPS)),)),
-        Chain(SERVICE_ENDPOINTS_CHECK, (x.rule(x.vmap_addr_proto_port(NO_ENDPOINT_SERVICES)),)),
+        Chain(CLUSTER_IPS_CHECK, cluster_ips_check(state.service_cidrs, fam)),
+        Chain(FIREWALL_CHECK, (x.rule(x.vmap_addr_proto_port(FIREWALL_IPS, fam)),)),
+        Chain(SERVICE_ENDPOINTS_CHECK, (x.rule(x.vmap_addr_proto_port(NO_ENDPOINT_SERVICES, fam)),)),
         Chain(NODEPORT_ENDPOINTS_CHECK, tuple(nodeport_check)),
-        Chain(REJECT_CHAIN, (x.rule(x.reject()),)),
+        Chain(REJECT_CHAIN, (x.rule(x.reject(fam)),)),
         Chain(MARK_MASQ, (x.rule(x.mark_or(mark)),)),
         Chain(MASQUERADING, (x.rule(x.mark_clear(mark), x.verdict("return")),
                              x.rule(x.mark_xor(mark)),
                              x.rule(x.masquerade_fully_random()))),
-        Chain(SERVICES, (x.rule(x.vmap_addr_proto_port(SERVICE_IPS)), *to_nodeports)),
+        Chain(SERVICES, (x.rule(x.vmap_addr_proto_port(SERVICE_IPS, fam)), *to_nodeports)),
         Chain(NODEPORTS, (x.rule(x.vmap_proto_port(SERVICE_NODEPORTS)),)),
         Chain("nat-prerouting", (x.rule(x.verdict("jump", SERVICES)),),
               Hook("nat", w.HOOK_PREROUTING, NAT_DST_PRIORITY)),
         Chain("nat-output", (x.rule(x.verdict("jump", SERVICES)),),
               Hook("nat", w.HOOK_OUTPUT, NAT_DST_PRIORITY)),
-        Chain("nat-postrouting", (x.rule(x.addr_pair_in_set(HAIRPIN), x.verdict("jump", MARK_MASQ)),
+        Chain("nat-postrouting", (x.rule(x.addr_pair_in_set(HAIRPIN, fam), x.verdict("jump", MARK_MASQ)),
                                   x.rule(x.verdict("jump", MASQUERADING))),
               Hook("nat", w.HOOK_POSTROUTING, NAT_SRC_PRIORITY)),
     ]
@@ -406,6 +424,7 @@ def _render(state: ProxyState, previous: Ruleset | None, changes: Changes | None
         old = fragments.get(key)
         fragments[key] = render_fragment(services[key], context, slots, old.blocks if old is not None else ())
     slot_state = slots.state()
-    return Ruleset(static=tuple(static_chains(state)), shared_maps=shared_maps(slot_state),
+    fam = context[-1]
+    return Ruleset(static=tuple(static_chains(state)), shared_maps=shared_maps(slot_state, fam),
                    fragments=MappingProxyType(fragments), context=context, slots=slot_state,
-                   base=prior.token if prior else None, changed=frozenset(changed + gone))
+                   base=prior.token if prior else None, changed=frozenset(changed + gone), family=fam)

@@ -87,8 +87,9 @@ class Transaction:
     """Queue of operations on one table; `encode()` gives the batch bytes."""
 
     def __init__(self, table: str = TABLE, encode_message: Callable | None = None,
-                 encode_elements: Callable | None = None) -> None:
+                 encode_elements: Callable | None = None, family: int = FAMILY) -> None:
         self.table = table
+        self.family = family  # the table's NFPROTO (ip or ip6 kproxy)
         self.ops: list[Op] = []
         self._message = encode_message or _encode_message
         self._elements = encode_elements or _encode_elements
@@ -157,17 +158,17 @@ class Transaction:
         kind = op.kind
         if kind == ADD_ELEMENTS or kind == DELETE_ELEMENTS:
             msg_type, flags = (w.MSG_NEWSETELEM, w.NLM_F_CREATE) if kind == ADD_ELEMENTS else (w.MSG_DELSETELEM, 0)
-            return self._elements(msg_type, flags, seq, FAMILY, table, op.object, op.wire, op.per_message)
+            return self._elements(msg_type, flags, seq, self.family, table, op.object, op.wire, op.per_message)
         if kind == ADD_RULE:
             attrs: tuple = ((w.RULE_TABLE, w.string(table)), (w.RULE_CHAIN, w.string(op.object)),
                             (w.RULE_EXPRESSIONS, op.spec.attrs))
-            return [self._message(w.MSG_NEWRULE, w.NLM_F_CREATE | w.NLM_F_APPEND, seq, FAMILY, attrs)]
+            return [self._message(w.MSG_NEWRULE, w.NLM_F_CREATE | w.NLM_F_APPEND, seq, self.family, attrs)]
         if kind == FLUSH_SET:
-            return self._elements(w.MSG_DELSETELEM, 0, seq, FAMILY, table, op.object, [])
+            return self._elements(w.MSG_DELSETELEM, 0, seq, self.family, table, op.object, [])
         if kind == ADD_SET:
-            return [self._message(w.MSG_NEWSET, w.NLM_F_CREATE, seq, FAMILY, _set_attrs(table, op.spec, set_id))]
+            return [self._message(w.MSG_NEWSET, w.NLM_F_CREATE, seq, self.family, _set_attrs(table, op.spec, set_id))]
         msg_type, flags, attrs = _ENCODERS[kind](table, op)
-        return [self._message(msg_type, flags, seq, FAMILY, attrs)]
+        return [self._message(msg_type, flags, seq, self.family, attrs)]
 
     def encode(self, first_seq: int, genid: int = 0) -> tuple[bytes, "Descriptions", int]:
         """(batch bytes, seq -> operation description, last seq). BATCH_BEGIN has `first_seq`

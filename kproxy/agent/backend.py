@@ -21,7 +21,9 @@ A backend is split in two halves:
 Backends run all kernel work inside `netns` (kproxy.netns.NetNS, typed as the protocol
 kproxy.agent.protocols.Namespace): they call netns.run(fn, ...) or spawn commands from inside
 it. They never talk to the apiserver. `config` is an AgentConfig (typed as BackendConfig; None:
-its defaults), read as it is: config.py owns every default.
+its defaults), read as it is: config.py owns every default. `family` is the IP family (4 or 6)
+the backend programs: it renders that family's view of the state (kproxy.agent.families); a mode
+whose `families` lists both runs dual-stack through kproxy.agent.dualstack.
 """
 from __future__ import annotations
 
@@ -69,6 +71,7 @@ class ApplyResult:
 class Backend(abc.ABC):
     name: str = ""
     full_sync_period: float | None = None  # seconds between full syncs; None: every sync period
+    families: tuple[int, ...] = (4,)  # the IP families this mode can program
 
     def drifted(self) -> bool:
         """Cheap: True when the kernel no longer holds what the last apply wrote (someone flushed
@@ -76,10 +79,11 @@ class Backend(abc.ABC):
         thread, only after a successful apply. Only backends with a full_sync_period need it."""
         return False
 
-    def __init__(self, netns: Namespace | None, config: BackendConfig | None) -> None:
+    def __init__(self, netns: Namespace | None, config: BackendConfig | None, family: int = 4) -> None:
         # None: the process's own namespace, the configuration's defaults
         self.netns: Namespace = netns if netns is not None else NetNS(None)
         self.config: BackendConfig = config if config is not None else AgentConfig()
+        self.family = family
 
     @classmethod
     def probe(cls, netns: Namespace, config: BackendConfig | None = None) -> None:

@@ -7,6 +7,7 @@ import argparse
 from kproxy.agent.cli import USAGE_ERROR, load_backend_modules, open_netns
 from kproxy.agent import backend as backends
 from kproxy.agent.config import ConfigError, load_config
+from kproxy.agent.dualstack import every_family
 from kproxy.cli.main import CLIError
 
 
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
             cls = backends.get(config.mode)
         except backends.BackendUnavailable as exc:
             raise CLIError(f"--mode: {exc}", USAGE_ERROR) from None
-        backend = cls(netns, config)
+        backend = every_family(cls, netns, config)
         try:
             netns.run(backend.cleanup)
         except backends.BackendUnavailable as exc:

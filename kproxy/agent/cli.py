@@ -108,7 +108,22 @@ def make_backend(mode: str, netns: NetNS, config: AgentConfig) -> backends.Backe
         cls.probe(netns, config)
     except backends.BackendUnavailable as exc:
         raise CLIError(f"mode {mode!r} is not available here: {exc}") from None
-    return cls(netns, config)
+    return dual_stack(cls, netns, config)
+
+
+def dual_stack(cls: type[backends.Backend], netns: NetNS, config: AgentConfig) -> backends.Backend:
+    """One backend for IPv4, and, when the mode programs IPv6 and its probe for it passes, both
+    families at once (kproxy.agent.dualstack), as kube-proxy runs dual-stack where it can."""
+    if 6 not in cls.families:
+        return cls(netns, config)
+    try:
+        cls.probe(netns, config, family=6)  # type: ignore[call-arg]
+    except backends.BackendUnavailable as exc:
+        log.info("IPv6 not programmed: %s", exc)
+        return cls(netns, config)
+    from kproxy.agent.dualstack import DualStackBackend
+
+    return DualStackBackend({family: cls(netns, config, family) for family in (4, 6)})
 
 
 def load_cluster(path: str) -> ClusterConfig:

@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass
 from typing import Iterable
 
+from kproxy.agent.families import FAMILIES, IPV6, service_view
 from kproxy.agent.policy import categorize_in
 from kproxy.agent.protocols import Namespace
 from kproxy.agent.state import ProxyState, ServicePort
@@ -43,9 +44,12 @@ class ConntrackFilter:
     orig_port: int
     reply_src: str | None = None
     reply_port: int | None = None
+    ip_family: int = 0  # 4 | 6; 0: the family of orig_dst / reply_src (IPv4 when neither is set)
 
     @property
     def family(self) -> str:
+        if self.ip_family:
+            return "ipv6" if self.ip_family == IPV6 else "ipv4"
         return "ipv6" if _is_v6(self.orig_dst or self.reply_src) else "ipv4"
 
     def matches(self, entry: Entry) -> bool:
@@ -114,31 +118,45 @@ def plan_flush(previous: ProxyState | None, current: ProxyState, keys: Iterable[
       the old frontends replied from that endpoint.
     - A ServicePort that had no usable endpoint (or did not exist) and now has one: delete the
       entries to each of its frontends (whatever they were, they did not reach an endpoint).
-    Only UDP and SCTP ServicePorts are considered. The result is sorted and duplicate-free.
+    Only UDP and SCTP ServicePorts are considered. Each family's part of a ServicePort is
+    planned on its own (kproxy.agent.families.service_view): an IPv6 endpoint is flushed from
+    the IPv6 frontends, and a NodePort newly served in one family flushes that family's entries.
+    The result is sorted and duplicate-free.
     """
     prev_services = previous.services if previous is not None else {}
     if keys is None:
         keys = set(prev_services) | set(current.services)
     out: set[ConntrackFilter] = set()
     for key in keys:
-        old = prev_services.get(key)
-        new = current.services.get(key)
-        old = old if old is not None and old.protocol in FLUSHED_PROTOCOLS else None
-        new = new if new is not None and new.protocol in FLUSHED_PROTOCOLS else None
-        old_eps = serving_endpoints(old, previous) if old is not None and previous is not None else set()
-        new_eps = serving_endpoints(new, current) if new is not None else set()
-        # entries are per protocol: after a protocol change nothing of the old one still serves
-        same_protocol = old is not None and new is not None and old.protocol == new.protocol
-        if old is not None:
-            still_serving = new_eps if same_protocol else set()
-            for ip, port in old_eps - still_serving:
-                for dst, dport in frontends(old):
-                    out.add(ConntrackFilter(old.protocol.lower(), dst, dport, ip, port))
-        if new is not None and newly_served(old, new, old_eps, new_eps):
-            for dst, dport in frontends(new):
-                out.add(ConntrackFilter(new.protocol.lower(), dst, dport))
+        for family in FAMILIES:
+            _plan_port(family, prev_services.get(key), current.services.get(key), previous, current, out)
     return tuple(sorted(out, key=lambda f: (f.protocol, f.orig_dst or "", f.orig_port, f.reply_src or "",
-                                            f.reply_port or 0)))
+                                            f.reply_port or 0, f.ip_family)))
+
+
+def _plan_port(family: int, old: ServicePort | None, new: ServicePort | None, previous: ProxyState | None,
+               current: ProxyState, out: set[ConntrackFilter]) -> None:
+    """plan_flush's filters for one ServicePort key in one family, added to `out`."""
+    old = service_view(old, family) if old is not None and old.protocol in FLUSHED_PROTOCOLS else None
+    new = service_view(new, family) if new is not None and new.protocol in FLUSHED_PROTOCOLS else None
+    old_eps = serving_endpoints(old, previous) if old is not None and previous is not None else set()
+    new_eps = serving_endpoints(new, current) if new is not None else set()
+    # entries are per protocol: after a protocol change nothing of the old one still serves
+    same_protocol = old is not None and new is not None and old.protocol == new.protocol
+    if old is not None:
+        still_serving = new_eps if same_protocol else set()
+        for ip, port in old_eps - still_serving:
+            for dst, dport in frontends(old):
+                out.add(ConntrackFilter(old.protocol.lower(), dst, dport, ip, port, _family_tag(dst, family)))
+    if new is not None and newly_served(old, new, old_eps, new_eps):
+        for dst, dport in frontends(new):
+            out.add(ConntrackFilter(new.protocol.lower(), dst, dport, ip_family=_family_tag(dst, family)))
+
+
+def _family_tag(dst: str | None, family: int) -> int:
+    """A filter's explicit family: only where its addresses do not say it (a NodePort's
+    any-destination filter in IPv6), so IPv4 filters read as before."""
+    return family if dst is None and family == IPV6 else 0
 
 
 def _entries_to_port(sock: ConntrackSocket, f: ConntrackFilter, listed: dict) -> list[Entry]:

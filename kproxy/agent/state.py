@@ -13,6 +13,11 @@ from types import MappingProxyType
 from typing import Mapping
 
 
+def join_host_port(ip: str, port: int | str) -> str:
+    """"ip:port", "[ip]:port" for IPv6 (Go's net.JoinHostPort, as upstream writes endpoints)."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
 @dataclass(frozen=True, order=True)
 class Endpoint:
     ip: str
@@ -29,7 +34,8 @@ class Endpoint:
 
     @property
     def address(self) -> str:
-        return f"{self.ip}:{self.port}"
+        """"ip:port", "[ip]:port" for IPv6 (Go's net.JoinHostPort, as upstream names endpoints)."""
+        return join_host_port(self.ip, self.port)
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,8 @@ class ProxyState:
     detect_local_interface: str = ""
     node_pod_cidrs: tuple[str, ...] = ()
     node_zone: str = ""  # the Node's topology.kubernetes.io/zone label ("": none)
+    # the family a backend's pass renders (kproxy.agent.families.family_view narrows to it)
+    ip_family: int = 4
     services: Mapping[str, ServicePort] = field(default_factory=lambda: MappingProxyType({}))
     revision: int = 0
 

@@ -123,13 +123,15 @@ def _backend(mode: str, netns: Any, config: Any) -> Any:
         raise CLIError(f"mode {mode!r}: {exc}") from None
     except ImportError as exc:
         raise CLIError(f"mode {mode!r} cannot be loaded: {exc}") from None
-    return cls(netns, config)
+    from kproxy.agent.cli import dual_stack
+    return dual_stack(cls, netns, config)  # both families where the agent programs both
 
 
 def _adapter(mode: str) -> Any:
     from kproxy.rules.adapter import NoAdapter, adapter_for
+    from kproxy.rules.dualstack import DualStackAdapter
     try:
-        return adapter_for(mode)
+        return DualStackAdapter(adapter_for(mode))
     except NoAdapter as exc:
         raise CLIError(str(exc)) from None
 
@@ -169,8 +171,9 @@ def _desired(target: Target, config: Any) -> Any:
 
 
 def _local_addresses(netns: Any) -> list[str]:
-    out = netns.command(["ip", "-o", "-4", "addr", "show"], check=False).stdout
-    return [line.split()[3].split("/")[0] for line in out.splitlines() if len(line.split()) > 3]
+    out = netns.command(["ip", "-o", "addr", "show"], check=False).stdout
+    return [line.split()[3].split("/")[0] for line in out.splitlines()
+            if len(line.split()) > 3 and line.split()[2] in ("inet", "inet6")]
 
 
 def _style(args: argparse.Namespace) -> tuple[int, bool]:
@@ -253,9 +256,9 @@ def _run_diff(args, target: Target, config, adapter, backend) -> int:
         raise CLIError("diff needs the apiserver: --kubeconfig FILE (or --node in a lab)", 2)
     from dataclasses import replace
 
-    from kproxy.agent.localaddrs import read_local_ipv4
+    from kproxy.agent.localaddrs import read_local_ips
     # NodePorts follow the node's interface addresses, as the agent reads them
-    state = replace(_desired(target, config), local_ips=backend.netns.run(read_local_ipv4))
+    state = replace(_desired(target, config), local_ips=backend.netns.run(read_local_ips))
     try:
         ruleset = backend.netns.run(backend.render, state)
     except ApplyError as exc:

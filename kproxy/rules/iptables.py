@@ -83,8 +83,8 @@ def normalise_rule(text: str, words: list[str] | None = None) -> str:
         core = unit[1:] if unit[0] == "!" else unit
         if core[0] == "-m" or tuple(core) in _DEFAULTS:
             continue
-        if core[0] in ("-s", "-d", "--source", "--destination") and len(core) == 2 and core[1].endswith("/32"):
-            core = (core[0], core[1][:-3])
+        if core[0] in ("-s", "-d", "--source", "--destination") and len(core) == 2:
+            core = (core[0], _strip32(core[1]))
         elif core[0] == "--probability":
             core = (core[0], f"{float(core[1]):.6f}")
         matches.append(" ".join((("!",) if unit[0] == "!" else ()) + tuple(core)))
@@ -128,7 +128,10 @@ def _key(spn: str) -> str:
 
 
 def _strip32(ip: str) -> str:
-    return ip[:-3] if ip.endswith("/32") else ip
+    """An address without the host prefix iptables-save adds (/32; /128 for ip6tables-save)."""
+    if ip.endswith("/32") and ":" not in ip:
+        return ip[:-3]
+    return ip[:-4] if ip.endswith("/128") and ":" in ip else ip
 
 
 # ------------------------------------------------------------------ model building

@@ -36,6 +36,8 @@ from functools import lru_cache
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
+from kproxy.agent.families import join_host_port
+
 from .model import EndpointInfo, Frontend, KernelObject, NodeRules, ServiceRules
 from .trace import Candidate, Probe, Step, TraceReport
 
@@ -45,7 +47,7 @@ SERVICE_PREFIXES = ("service-", "local-", "external-", "firewall-", "endpoint-",
 ENTRY_MAPS = ("service-ips", "service-nodeports", "firewall-ips")
 _COUNTER = re.compile(r"\s*counter packets (\d+) bytes (\d+)")
 _ALLOCATION = re.compile(r" offset \d+|(?<=@endpoints)-\d+")  # a pick rule's slot range and shard
-_AFFINITY = re.compile(r"^update @affinity-\S+ \{ ip saddr timeout (\S+) \}")
+_AFFINITY = re.compile(r"^update @affinity-\S+ \{ ip6? saddr timeout (\S+) \}")
 _DURATION = re.compile(r"(\d+)(ms|d|h|m|s)")
 _SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
 _HEX = re.compile(r"\b0x[0-9a-fA-F]+\b")
@@ -156,16 +158,16 @@ def _endpoint_of(value: str) -> str:
     """"ip:port" of a balancing map element's value ("10.0.0.1 . 8080" or "goto endpoint-...__ip/port")."""
     words = value.split()
     if len(words) == 3 and words[1] == ".":
-        return f"{words[0]}:{words[2]}"
+        return join_host_port(words[0], words[2])
     if len(words) == 2 and words[1].startswith("endpoint-") and "__" in words[1]:
         ip, _, port = words[1].rsplit("__", 1)[1].rpartition("/")
-        return f"{ip}:{port}"
+        return join_host_port(ip, port)
     return ""
 
 
 # A balancing chain's pick among its slots: "[dnat ip to ](numgen random|jhash ip saddr . P sport)
 # mod N [seed S] [offset FIRST] (map|vmap) @MAP" (re.match on a rule's action, re.search on a rule).
-PICK = re.compile(r"(?P<dnat>dnat ip to )?(?P<hash>numgen random|jhash ip saddr \. (?:th|tcp|udp|sctp) sport)"
+PICK = re.compile(r"(?P<dnat>dnat ip6? to )?(?P<hash>numgen random|jhash ip6? saddr \. (?:th|tcp|udp|sctp) sport)"
                   r" mod (?P<n>\d+)(?: seed (?P<seed>\S+))?(?: offset (?P<first>\d+))? v?map @(?P<map>\S+)$")
 
 
@@ -265,7 +267,7 @@ def build(table: NftTable, node: str, detail: dict | None = None) -> NodeRules:
                 svc(base).affinity = nft_seconds(m.group(1))
         if name.startswith("endpoint-") and base:
             ip, _, port = name.rsplit("__", 1)[1].rpartition("/")
-            svc(base).endpoints.setdefault(f"{ip}:{port}", 0)
+            svc(base).endpoints.setdefault(join_host_port(ip, port), 0)
     unowned: list[KernelObject] = []
     out = []
     for base in sorted(services, key=lambda b: service_of(b)[:2] + (service_of(b)[3],)):
@@ -320,11 +322,12 @@ class NftablesAdapter:
 
     def read(self, backend: Any) -> Dump:
         from kproxy.agent.backend import ApplyError
-        res = backend.netns.command(["nft", "list", "table", "ip", TABLE], check=False)
+        family = "ip6" if getattr(backend, "family", 4) == 6 else "ip"  # the backend's table
+        res = backend.netns.command(["nft", "list", "table", family, TABLE], check=False)
         if res.returncode != 0:
             if "No such file or directory" in res.stderr:
                 return Dump("")
-            raise ApplyError(f"nft list table ip {TABLE}: {res.stderr.strip()}")
+            raise ApplyError(f"nft list table {family} {TABLE}: {res.stderr.strip()}")
         return Dump(res.stdout)
 
     def from_inspection(self, dump: Dump, node: str) -> NodeRules:

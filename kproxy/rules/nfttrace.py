@@ -23,11 +23,13 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
+from kproxy.agent.families import split_host_port
 from kproxy.nftables.jhash import client_slot
 
 from .nftables import _COUNTER, PICK, NftTable, _endpoint_of
 
 MARK_MASQ = "mark-for-masquerade"
+ADDRESS_FAMILIES = ("ip", "ip6")  # an address match's first word in table ip / ip6 kproxy
 
 
 class TraceError(ValueError):
@@ -121,12 +123,13 @@ class NftTracer:
         i = 0
         while i < len(words):
             w = words[i:]
-            if w[:5] == ["ip", "saddr", ".", "ip", "daddr"] and len(w) > 5 and w[5].startswith("@"):
+            if (len(w) > 5 and w[0] in ADDRESS_FAMILIES and w[1:3] == ["saddr", "."] and w[3] == w[0]
+                    and w[4] == "daddr" and w[5].startswith("@")):
                 if f"{pkt.src} . {pkt.dst}" not in self.members.get(w[5][1:], ()):
                     return None
                 i += 6
                 continue
-            if w[:2] == ["ip", "saddr"] or w[:2] == ["ip", "daddr"]:
+            if w[0] in ADDRESS_FAMILIES and len(w) > 2 and w[1] in ("saddr", "daddr"):
                 addr = pkt.src if w[1] == "saddr" else pkt.dst
                 if w[2] == ".":  # a concatenation: the vmap statement handles it
                     return words[i:]
@@ -198,7 +201,7 @@ class NftTracer:
         m = PICK.match(text)
         if m:
             return self._pick(m, chain, index, pkt, masq, path, depth)
-        m = re.match(r"^ip daddr \. meta l4proto \. th dport vmap @(\S+)$", text)
+        m = re.match(r"^ip6? daddr \. meta l4proto \. th dport vmap @(\S+)$", text)
         if m:
             key = f"{pkt.dst} . {pkt.proto} . {pkt.dport}"
             return self._vmap(chain, index, m.group(1), key, pkt, masq, path, depth)
@@ -252,7 +255,7 @@ class NftTracer:
                 verdict, fpath = self._endpoint_checks(pkt)
                 out.append((p, masq, verdict or "ACCEPT", path + fpath))
             elif ":" in outcome and not masq:
-                ip, _, port = outcome.rpartition(":")
+                ip, port = split_host_port(outcome)
                 hairpin, hpath = self._hairpin(Pkt(pkt.src, ip, int(port), pkt.proto, iif=pkt.iif))
                 out.append((p, hairpin, outcome, path + hpath))
             else:

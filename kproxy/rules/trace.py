@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from kproxy.agent.families import split_host_port
+
 from .model import Frontend
 
 PROTOCOLS = ("tcp", "udp", "sctp")
@@ -29,7 +31,8 @@ class Probe:
 
     @classmethod
     def parse(cls, proto: str, src: str, dst: str) -> "Probe":
-        """From the CLI's strings: --proto tcp --src IP[:PORT] --dst IP:PORT."""
+        """From the CLI's strings: --proto tcp --src IP[:PORT] --dst IP:PORT (IPv6 as [IP]:PORT,
+        or a bare IPv6 address for --src)."""
         proto = (proto or "").lower()
         if proto not in PROTOCOLS:
             raise ProbeError(f"--proto must be one of {', '.join(PROTOCOLS)}, not {proto!r}")
@@ -39,16 +42,15 @@ class Probe:
 
 
 def _address(text: str, flag: str, port_required: bool) -> tuple[str, int]:
-    host, sep, port = (text or "").rpartition(":")
-    if not sep:
-        host, port = text, ""
+    host, port = split_host_port(text or "")
     try:
-        ip = str(ipaddress.IPv4Address(host))
+        ip = str(ipaddress.ip_address(host))
     except ValueError:
-        raise ProbeError(f"{flag}: {text!r} is not IPv4ADDRESS{':PORT' if port_required else '[:PORT]'}") from None
+        raise ProbeError(f"{flag}: {text!r} is not IPADDRESS{':PORT' if port_required else '[:PORT]'} "
+                         "(IPv6: [IPADDRESS]:PORT)") from None
     if not port:
         if port_required:
-            raise ProbeError(f"{flag}: {text!r} needs a port (IP:PORT)")
+            raise ProbeError(f"{flag}: {text!r} needs a port (IP:PORT, [IPv6]:PORT)")
         return ip, 0
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ProbeError(f"{flag}: port {port!r} is not in 1-65535")

@@ -154,7 +154,8 @@ def test_start_applies_conntrack_settings_and_reads_the_namespaces_addresses(tmp
                       "conntrack: {tcpEstablishedTimeout: 7m, udpTimeout: 33s}\n")
     with AgentProcess(tmp_path, apiserver.kubeconfig, agent_ns, extra_args=["--config", str(config)]) as agent:
         first = agent.wait_record(lambda r: True, what="a first sync")
-        assert first["ruleset"]["local_ips"] == ["127.0.0.1", "192.168.1.5"]  # from the kernel, in the namespace
+        # from the kernel, in the namespace: both families (each backend pass takes its own)
+        assert first["ruleset"]["local_ips"] == ["127.0.0.1", "192.168.1.5", "::1"]
         assert read_sysctl(agent_ns, established) == 420
         assert read_sysctl(agent_ns, "net/netfilter/nf_conntrack_udp_timeout") == 33
         assert "conntrack: net/netfilter/nf_conntrack_tcp_timeout_established = 420: set" in agent.log()

@@ -11,6 +11,11 @@ pkg/proxy/nftables/proxier_test.go, and pkg/proxy/iptables/proxier_test.go where
     192.168.1.2 and 192.168.99.11 also on its interfaces, external client 203.0.113.2,
     blocked external client 203.0.113.130, LB source range 203.0.113.0/25.
 
+IPv6 scenarios (`family=6`) keep upstream's IPv6 conventions: pod CIDR fd00:10::/64, pod
+fd00:10::2, ClusterIPs fd00:172:30::/112, node 2001:db8::1 with 2001:db8:1::2 also on its
+interfaces, external client 2600:5200::1; the runner traces the state's IPv6 view (what the
+agent's IPv6 pass programs).
+
 A Flow's `output` is upstream's notation: "ip:port, ip:port" (each a possible endpoint), "DROP",
 "REJECT", or "" (no rule of ours decides: the packet passes untouched). `masq` is whether the
 packet is masqueraded on its way to the endpoint.
@@ -32,6 +37,13 @@ POD_CIDR = "10.0.0.0/8"
 POD = "10.0.0.2"
 EXTERNAL_CLIENT = "203.0.113.2"
 BLOCKED_CLIENT = "203.0.113.130"
+
+NODE_IP6 = "2001:db8::1"
+NODE_IP6_ALT = "2001:db8:1::2"
+LOCAL_ADDRESSES6 = (NODE_IP6, NODE_IP6_ALT)
+POD_CIDR6 = "fd00:10::/64"
+POD6 = "fd00:10::2"
+EXTERNAL_CLIENT6 = "2600:5200::1"
 
 NFT_TEST = "pkg/proxy/nftables/proxier_test.go"
 IPT_TEST = "pkg/proxy/iptables/proxier_test.go"
@@ -71,6 +83,7 @@ class Scenario:
     # runner says so), so a case waiting for that setting flips when it lands
     settings: dict[str, Any] = field(default_factory=dict)
     node_labels: tuple[tuple[str, str], ...] = ()  # the Node object's labels (its zone)
+    family: int = 4  # the IP family whose rules the flows go through (the agent's pass for it)
 
     def node(self) -> dict:
         return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.node_name, "labels": dict(self.node_labels)},
@@ -129,8 +142,8 @@ def endpoint(ip: str, node: str | None = None, ready: bool | None = None, servin
 
 
 def endpoint_slice(ns: str, svc: str, endpoints: Iterable[dict], ports: Iterable[tuple[str, int, str]],
-                   suffix: str = "1") -> dict:
-    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+                   suffix: str = "1", address_type: str = "IPv4") -> dict:
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": address_type,
             "metadata": {"namespace": ns, "name": f"{svc}-{suffix}",
                          "labels": {"kubernetes.io/service-name": svc}},
             "endpoints": list(endpoints),
@@ -238,6 +251,32 @@ def _node_ports(name: str, node_port_addresses: tuple[str, ...], alt_allowed: bo
 NODE_PORTS = _node_ports("TestNodePorts/ipv4", (NODE_IP + "/32",), alt_allowed=False)
 NODE_PORTS_MULTI = _node_ports("TestNodePorts/ipv4, multiple nodeport-addresses",
                                ("192.168.0.0/24", "192.168.1.0/24"), alt_allowed=True)
+
+
+def _node_ports6(name: str, node_port_addresses: tuple[str, ...], alt_allowed: bool) -> Scenario:
+    """TestNodePorts' IPv6 cases: an IPv6 Service on a dual-stack node, traced in its IPv6 rules."""
+    out = "[fd00:10:180::1]:80, [fd00:10:180::2:1]:80"
+    alt = (Flow("external to nodePort on secondary IP", EXTERNAL_CLIENT6, NODE_IP6_ALT, 3001, out, masq=True)
+           if alt_allowed else Flow("secondary nodeIP ignores NodePorts", EXTERNAL_CLIENT6, NODE_IP6_ALT, 3001, ""))
+    return Scenario(
+        name, NFT_TEST,
+        (service("ns1", "svc1", "fd00:172:30::41", [port("p80", 80, node_port=3001)], type="NodePort"),),
+        (endpoint_slice("ns1", "svc1", [endpoint("fd00:10:180::1"), endpoint("fd00:10:180::2:1", NODE_NAME)], p80(),
+                        address_type="IPv6"),),
+        (Flow("pod to cluster IP", POD6, "fd00:172:30::41", 80, out),
+         Flow("external to nodePort", EXTERNAL_CLIENT6, NODE_IP6, 3001, out, masq=True),
+         Flow("node to nodePort", NODE_IP6, NODE_IP6, 3001, out, masq=True),
+         Flow("localhost to nodePort is ignored", "::1", "::1", 3001, ""),
+         alt),
+        node_ips=(NODE_IP, NODE_IP6), local_addresses=LOCAL_ADDRESSES + LOCAL_ADDRESSES6,
+        cluster_cidr=f"{POD_CIDR},{POD_CIDR6}", node_port_addresses=(NODE_IP + "/32",) + node_port_addresses,
+        family=6,
+    )
+
+
+NODE_PORTS6 = _node_ports6("TestNodePorts/ipv6", ("2001:db8::/64",), alt_allowed=False)
+NODE_PORTS6_MULTI = _node_ports6("TestNodePorts/ipv6, multiple nodeport-addresses",
+                                 ("2001:db8::/64", "2001:db8:1::2/128"), alt_allowed=True)
 
 
 def _external_policy(local: bool) -> Scenario:
@@ -531,6 +570,7 @@ FIXTURE_CASES = [(f.name, f.src, f.dst, f.port, f.proto.lower(), f.outcomes(), f
 
 SCENARIOS: tuple[Scenario, ...] = (
     NO_ENDPOINTS_REJECT, CLUSTER_IP_GENERAL, LOAD_BALANCER, LOAD_BALANCER_CLEAN, NODE_PORTS, NODE_PORTS_MULTI,
+    NODE_PORTS6, NODE_PORTS6_MULTI,
     ETP_LOCAL, ETP_CLUSTER, ONLY_LOCAL_NODE_PORTS, ONLY_LOCAL_NODE_PORTS_NO_CLUSTER_CIDR, *ITP, *TERMINATING_LOCAL,
     TOPOLOGY, TOPOLOGY_NO_ZONE, IP_MODE_PROXY, FIXTURE,
 )

@@ -13,6 +13,7 @@ import copy
 import dataclasses
 from typing import Any, Callable
 
+from kproxy.agent.families import family_view
 from kproxy.agent.state import ProxyState
 from kproxy.agent.tracker import StateSettings
 from kproxy import modes
@@ -55,9 +56,9 @@ def settings(scenario: Scenario) -> StateSettings:
 
 def build_state(scenario: Scenario) -> ProxyState:
     """The agent's state for the scenario, with the node's interface addresses as the agent reads
-    them from the kernel."""
+    them from the kernel, as the scenario's family sees it (the agent's pass for that family)."""
     state = desired_state(ListClient(scenario), settings(scenario))
-    return dataclasses.replace(state, local_ips=tuple(scenario.local_addresses))
+    return family_view(dataclasses.replace(state, local_ips=tuple(scenario.local_addresses)), scenario.family)
 
 
 # ------------------------------------------------------------------ rendered -> what the adapter reads

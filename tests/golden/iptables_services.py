@@ -54,3 +54,40 @@ def state(services=SERVICES, **kw) -> ProxyState:
     kw.setdefault("node_ips", (NODE_IP,))
     kw.setdefault("cluster_cidr", CLUSTER_CIDR)
     return ProxyState(node_name="node-1", services={s.key: s for s in services}, **kw)
+
+
+# ------------------------------------------------------------------ the same Services dual-stack
+
+NODE_IP6 = "fd00:200::11"
+CLUSTER_CIDR6 = "fd00:10:244::/56"
+_V6_PREFIXES = (("10.96.0.", "fd00:10:96::"), ("10.244.", "fd00:10:244:"), ("192.0.2.", "2001:db8::"),
+                ("198.51.100.", "2001:db8:100::"), ("10.200.0.", "fd00:200::"))
+
+
+def to_ipv6(address: str) -> str:
+    """The IPv6 twin of one of this fixture's IPv4 addresses (10.244.1.2 -> fd00:10:244:1::2)."""
+    if address == "203.0.113.0/24":
+        return "2001:db8:113::/64"
+    for v4, v6 in _V6_PREFIXES:
+        if address.startswith(v4):
+            rest = address[len(v4):]
+            return v6 + (rest.replace(".", "::", 1) if v4 == "10.244." else rest)
+    raise ValueError(address)
+
+
+def dual_stack(s: ServicePort) -> ServicePort:
+    """`s` with an IPv6 twin of each of its addresses and endpoints added after the IPv4 ones."""
+    from dataclasses import replace
+
+    both = lambda values: tuple(values) + tuple(map(to_ipv6, values))  # noqa: E731
+    return replace(s, cluster_ips=both(s.cluster_ips), external_ips=both(s.external_ips),
+                   load_balancer_ips=both(s.load_balancer_ips),
+                   load_balancer_source_ranges=both(s.load_balancer_source_ranges),
+                   endpoints=tuple(sorted(s.endpoints + tuple(replace(e, ip=to_ipv6(e.ip)) for e in s.endpoints))))
+
+
+def dual_stack_state(**kw) -> ProxyState:
+    """state() of every Service dual-stack, the node with both families' addresses and CIDRs."""
+    kw.setdefault("node_ips", (NODE_IP, NODE_IP6))
+    kw.setdefault("cluster_cidr", f"{CLUSTER_CIDR},{CLUSTER_CIDR6}")
+    return state([dual_stack(s) for s in SERVICES], **kw)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from kproxy.agent.families import IPV4, IPV6, family_view
 from kproxy.agent.state import changes_between
 from kproxy.iptables.render import render
 from kproxy.iptables.restore import full_restore, partial_restore
@@ -26,6 +27,8 @@ CASES = {
                                                cluster_cidr=None), RenderOptions()),
     "detect-local-node-cidr": (fx.state(detect_local_mode="NodeCIDR", node_pod_cidrs=("10.244.1.0/24",)),
                                RenderOptions()),
+    # the IPv6 pass of the same Services dual-stack (what ip6tables-restore gets; no localhost NodePorts)
+    "services-ipv6": (family_view(fx.dual_stack_state(), IPV6), RenderOptions(localhost_nodeports=False)),
 }
 
 
@@ -56,3 +59,8 @@ def test_partial_restore_matches_golden():
         path.write_text(text)
     assert path.exists(), f"{path} missing: run with KPROXY_UPDATE_GOLDEN=1"
     assert text == path.read_text()
+
+
+def test_the_ipv4_pass_of_dual_stack_services_is_the_ipv4_only_render():
+    dual = full_restore(render(family_view(fx.dual_stack_state(), IPV4)))
+    assert dual == full_restore(render(fx.state()))

@@ -49,21 +49,32 @@ def skip_unless_available(node: str, config: AgentConfig) -> None:
 
 
 @contextlib.contextmanager
-def open_backend(node: str, config: AgentConfig, cls: type | None = None) -> Iterator[Any]:
+def open_backend(node: str, config: AgentConfig, cls: type | None = None,
+                 dual_stack: bool = False) -> Iterator[Any]:
     """A backend of config's mode (or of `cls`, e.g. a subclass recording calls) in namespace
-    `node`, skipped when unavailable. On exit, even after a failure: its kernel state removed,
-    conntrack flushed, the backend and namespace handle closed."""
+    `node`, skipped when unavailable; with dual_stack, both families as the agent runs them
+    (kproxy.agent.cli.dual_stack: skipped unless IPv6 is programmed too). On exit, even after a
+    failure: its kernel state removed, conntrack flushed, the backend and namespace handle closed."""
     skip_unless_available(node, config)
     netns = NetNS(node)
     try:
-        backend = (cls or backends.get(config.mode))(netns, config)
+        if dual_stack:
+            from kproxy.agent.cli import dual_stack as make_dual_stack
+
+            backend = make_dual_stack(cls or backends.get(config.mode), netns, config)
+            if len(getattr(backend, "families", ())) != 2:
+                backend.close()
+                pytest.skip(f"{config.mode}: IPv6 is not programmed here")
+        else:
+            backend = (cls or backends.get(config.mode))(netns, config)
         try:
             yield backend
         finally:
             try:
                 backend.cleanup()
             finally:
-                nsutil.run(["ip", "netns", "exec", node, "conntrack", "-F"], check=False)
+                for family in ("ipv4", "ipv6"):
+                    nsutil.run(["ip", "netns", "exec", node, "conntrack", "-F", "-f", family], check=False)
                 backend.close()
     finally:
         netns.close()

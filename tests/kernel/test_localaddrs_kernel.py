@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from kproxy.agent.localaddrs import LocalAddressWatcher, read_local_ipv4
+from kproxy.agent.localaddrs import LocalAddressWatcher, read_local_ips, read_local_ipv4
 from kproxy.netns import NetNS
 from tests import nsutil
 
@@ -22,13 +22,19 @@ def test_reads_every_interface_but_kproxys_dummy_device():
         _ip(ns, "addr", "add", "10.200.0.11/24", "dev", "eth0")
         _ip(ns, "addr", "add", "192.168.1.5/24", "dev", "eth0", "label", "eth0:1")
         _ip(ns, "addr", "add", "10.244.1.1/32", "dev", "eth1")
+        _ip(ns, "link", "set", "eth0", "up")  # gives eth0 an IPv6 link-local address, never a node address
+        _ip(ns, "-6", "addr", "add", "fd00:200::11/64", "dev", "eth0", "nodad")
         # stands in for ipvs mode's kube-ipvs0 (no dummy links on this kernel): Service IPs there
         # are not node addresses
         _ip(ns, "link", "add", "kube-ipvs0", "type", "bridge")
         _ip(ns, "addr", "add", "10.96.0.10/32", "dev", "kube-ipvs0")
+        _ip(ns, "-6", "addr", "add", "fd00:10:96::10/128", "dev", "kube-ipvs0", "nodad")
+        _ip(ns, "link", "set", "lo", "up")
         netns = NetNS(ns)
         try:
             assert netns.run(read_local_ipv4) == ("10.200.0.11", "10.244.1.1", "127.0.0.1", "192.168.1.5")
+            assert netns.run(read_local_ips) == ("10.200.0.11", "10.244.1.1", "127.0.0.1", "192.168.1.5",
+                                                 "::1", "fd00:200::11")
         finally:
             netns.close()
 
@@ -44,18 +50,22 @@ async def _follow(ns: str) -> None:
 
     watcher = LocalAddressWatcher(netns, on_change)
     try:
-        assert await watcher.start() == ("10.200.0.11", "127.0.0.1")
-        assert seen == [("10.200.0.11", "127.0.0.1")]
+        assert await watcher.start() == ("10.200.0.11", "127.0.0.1", "::1")
+        assert seen == [("10.200.0.11", "127.0.0.1", "::1")]
         changed.clear()
         await asyncio.to_thread(_ip, ns, "addr", "add", "192.168.1.5/24", "dev", "eth0")
-        while seen[-1] != ("10.200.0.11", "127.0.0.1", "192.168.1.5"):
+        while seen[-1] != ("10.200.0.11", "127.0.0.1", "192.168.1.5", "::1"):
             await asyncio.wait_for(changed.wait(), 10)
             changed.clear()
         await asyncio.to_thread(_ip, ns, "addr", "del", "10.200.0.11/24", "dev", "eth0")
-        while seen[-1] != ("127.0.0.1", "192.168.1.5"):
+        while seen[-1] != ("127.0.0.1", "192.168.1.5", "::1"):
             await asyncio.wait_for(changed.wait(), 10)
             changed.clear()
-        assert watcher.addresses == ("127.0.0.1", "192.168.1.5")
+        await asyncio.to_thread(_ip, ns, "-6", "addr", "add", "fd00:200::11/64", "dev", "eth0", "nodad")
+        while seen[-1] != ("127.0.0.1", "192.168.1.5", "::1", "fd00:200::11"):  # IPv6 events too
+            await asyncio.wait_for(changed.wait(), 10)
+            changed.clear()
+        assert watcher.addresses == ("127.0.0.1", "192.168.1.5", "::1", "fd00:200::11")
     finally:
         await watcher.stop()
         netns.close()

@@ -178,3 +178,22 @@ def test_a_filter_matches_what_its_conntrack_command_deletes():
     assert not ConntrackFilter("sctp", "10.96.0.10", 53).matches(dnat)
     assert not ConntrackFilter("udp", "10.96.0.11", 53).matches(dnat)
     assert not ConntrackFilter("udp", "fd00::10", 53).matches(dnat)  # another family
+
+
+def test_dual_stack_service_is_planned_per_family():
+    from kproxy.agent.state import Endpoint, ProxyState, ServicePort
+
+    def dual(eps):
+        return ServicePort("default", "dns", "", "UDP", 53, cluster_ips=("10.96.0.10", "fd00:10:96::a"), node_port=30053,
+                           endpoints=tuple(sorted(eps)))
+
+    v4, v6 = Endpoint("10.244.1.2", 5353), Endpoint("fd00:10:244:1::2", 5353)
+    before = ProxyState("n1", services={"default/dns:": dual([])})
+    after = ProxyState("n1", services={"default/dns:": dual([v4, v6])})
+    # newly served in both families: each family's frontends, the NodePort's in each family
+    assert {(f.family, f.orig_dst, f.orig_port) for f in plan_flush(before, after)} == {
+        ("ipv4", "10.96.0.10", 53), ("ipv6", "fd00:10:96::a", 53), ("ipv4", None, 30053), ("ipv6", None, 30053)}
+    # the IPv6 endpoint leaves: flushed from the IPv6 frontends only
+    gone = ProxyState("n1", services={"default/dns:": dual([v4])})
+    assert {(f.family, f.orig_dst, f.reply_src) for f in plan_flush(after, gone)} == {
+        ("ipv6", "fd00:10:96::a", "fd00:10:244:1::2"), ("ipv6", None, "fd00:10:244:1::2")}

@@ -132,10 +132,12 @@ def test_only_the_last_message_asks_for_an_ack_and_sequence_numbers_map_to_opera
 
 @settings(max_examples=200, deadline=None)
 @given(st.ip_addresses(v=4).map(str), st.ip_addresses(v=4).map(str), st.sampled_from(["TCP", "UDP", "SCTP", 6]),
-       st.integers(0, 65535), st.integers(0, 2**32 - 1))
-def test_the_one_step_layouts_give_the_field_by_field_bytes(a, b, proto, port, mark):
+       st.integers(0, 65535), st.integers(0, 2**32 - 1), st.ip_addresses(v=6).map(str),
+       st.ip_addresses(v=6).map(str))
+def test_the_one_step_layouts_give_the_field_by_field_bytes(a, b, proto, port, mark, a6, b6):
     from kproxy.nftables.model import _FAST, encode_fields
-    values = {"ipv4_addr": [a, b], "inet_proto": [proto], "inet_service": [port], "mark": [mark]}
+    values = {"ipv4_addr": [a, b], "ipv6_addr": [a6, b6], "inet_proto": [proto], "inet_service": [port],
+              "mark": [mark]}
     for types, fast in _FAST.items():
         taken = {k: list(v) for k, v in values.items()}
         value = tuple(taken[t].pop(0) for t in types)

@@ -182,9 +182,13 @@ def test_trace_names_service_frontend_and_path(ruleset, model):
 def test_probe_parsing():
     assert Probe.parse("TCP", "10.0.0.1:1234", "10.96.0.1:80") == Probe("tcp", "10.0.0.1", 1234, "10.96.0.1", 80)
     assert Probe.parse("udp", "10.0.0.1", "10.96.0.1:53").sport == 0
+    assert Probe.parse("tcp", "[fd00:10::2]:1234", "[fd00:172:30::41]:80") == \
+        Probe("tcp", "fd00:10::2", 1234, "fd00:172:30::41", 80)
+    assert Probe.parse("tcp", "2600:5200::1", "[2001:db8::1]:3001").src == "2600:5200::1"
     for proto, src, dst in [("icmp", "1.2.3.4", "1.2.3.4:1"), ("tcp", "x", "1.2.3.4:1"),
                             ("tcp", "1.2.3.4", "1.2.3.4"), ("tcp", "1.2.3.4", "1.2.3.4:0"),
-                            ("tcp", "1.2.3.4:99999", "1.2.3.4:1"), ("tcp", "1.2.3.4", "::1:80")]:
+                            ("tcp", "1.2.3.4:99999", "1.2.3.4:1"), ("tcp", "1.2.3.4", "::1:80"),
+                            ("tcp", "1.2.3.4", "[fd00::1]"), ("tcp", "[nope]:1", "1.2.3.4:1")]:
         with pytest.raises(ProbeError):
             Probe.parse(proto, src, dst)
 

@@ -18,6 +18,7 @@ from pyroute2.netlink.nfnetlink.nftsocket import (
     nft_table_msg,
 )
 
+from kproxy.agent.families import IPV4, IPV6, family_view
 from kproxy.agent.state import changes_between
 from kproxy.nftables import wire as w
 from kproxy.nftables.plan import plan_full, plan_partial
@@ -38,6 +39,16 @@ def check(name: str, text: str) -> None:
 @pytest.mark.parametrize("selection", ["random", "maglev"])
 def test_ruleset_text_matches_golden(selection):
     check(f"services-{selection}.nft", render(fx.state(), endpoint_selection=selection).text())
+
+
+@pytest.mark.parametrize("selection", ["random", "maglev"])
+def test_ipv6_table_of_the_dual_stack_services_matches_golden(selection):
+    check(f"services-ipv6-{selection}.nft",
+          render(family_view(fx.dual_stack_state(), IPV6), endpoint_selection=selection).text())
+
+
+def test_the_ipv4_table_of_dual_stack_services_is_the_ipv4_only_render():
+    assert render(family_view(fx.dual_stack_state(), IPV4)).text() == render(fx.state()).text()
 
 
 @pytest.mark.parametrize("mode, interface", [("BridgeInterface", "cbr0"), ("InterfaceNamePrefix", "veth")])
