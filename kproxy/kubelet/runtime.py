@@ -58,14 +58,14 @@ class PodNetworks:
         self.prefix = prefix
         self._slots: dict[str, PodPlan] = {}  # pod uid -> plan
 
-    def create(self, uid: str, namespace: str, name: str, node: str) -> PodPlan:
+    def create(self, uid: str, namespace: str, name: str, node: str, hostname: str = "") -> PodPlan:
         plan = self._slots.get(uid)
         if plan is None:
             slot = free_slot(self.pod_cidr, (p.slot for p in self._slots.values()))
             plan = self._slots[uid] = pod_plan(self.prefix, self.pod_cidr, namespace, name, node, slot)
         try:
             podnet.detach_pod_network(plan, self.node_netns)  # a leftover of an earlier kubelet
-            podnet.attach_pod_network(plan, self.node_netns)
+            podnet.attach_pod_network(plan, self.node_netns, hostname)
         except netsetup.NetSetupError as exc:
             raise RuntimeFailure(str(exc)) from None
         return plan
@@ -93,7 +93,7 @@ class PodNetworks:
         mine = {p.netns for p in self._slots.values()}
         gone = [n for n in netsetup.list_namespaces() if n.startswith(self.prefix) and n not in mine]
         for name in gone:
-            netsetup.delete_namespace(name)
+            podnet.delete_pod_namespaces(name)
         return gone
 
 
@@ -103,8 +103,8 @@ def exit_code(returncode: int) -> int:
 
 
 def in_pod(netns: str, argv: Sequence[str]) -> list[str]:
-    """The command line that runs `argv` inside the pod's namespace (containers, exec)."""
-    return ["ip", "netns", "exec", netns, *argv]
+    """The command line that runs `argv` inside the pod's namespaces (containers, exec)."""
+    return podnet.enter_pod(netns, argv)
 
 
 def missing_program(argv: Sequence[str], env: Mapping[str, str]) -> str | None:
@@ -187,8 +187,8 @@ class ContainerProcess:
         """How to run another command where this process runs (exec probes, preStop): its
         own mount namespace (volumes) and the pod's network namespace."""
         if self.wrapper and self._running():
-            return ["nsenter", "--target", str(self.pid), "--mount", "--net", "--"]
-        return ["ip", "netns", "exec", self.netns]
+            return ["nsenter", "--target", str(self.pid), "--mount", "--net", "--uts", "--"]
+        return in_pod(self.netns, [])
 
     @property
     def pid(self) -> int | None:
