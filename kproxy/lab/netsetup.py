@@ -84,6 +84,8 @@ def create_lab_network(plan: LabPlan) -> None:
     # The gateway answers ARP and pings but forwards nothing (ip_forward stays 0 here).
     for node in plan.nodes:
         _create_node(plan, node)
+    # after the nodes: a route needs its gateway on a link that is up
+    ip_batch(plan.net_netns, [_route_line(r) for r in plan.net_routes])
     _create_client(plan, plan.client)
 
 

@@ -7,6 +7,9 @@ team's lab address plan:
 - node i (1-based) is namespace "<lab>-node<i>" with eth0 = 10.200.0.(10+i)/24 on that bridge,
   pod CIDR 10.244.i.0/24, routes to every other node's pod CIDR via that node's IP, and a
   default route via the bridge's address 10.200.0.1 (a gateway that forwards nothing);
+- the apiserver serves the lab on the bridge's address 10.200.0.1 (port 6443) inside the net
+  namespace, which routes every node's pod CIDR via that node (for the answers; it still
+  forwards nothing), so pods reach it through the `kubernetes` Service;
 - the client namespace "<lab>-client" has eth0 = 10.200.0.2/24 and routes the Service CIDR
   via node 1;
 - pods are the kubelets' (kproxy.kubelet.podnet): namespaces behind their node on routed veths,
@@ -31,6 +34,7 @@ CLIENT_IP = "10.200.0.2"
 # but on the node such traffic passes FORWARD, where kube-proxy's REJECT rules live.
 GATEWAY_IP = "10.200.0.1"
 NODE_PORT_RANGE = "30000-32767"
+APISERVER_PORT = 6443  # on GATEWAY_IP in the net namespace
 BRIDGE = "br0"
 MAX_NODES = 200
 IFNAMSIZ = 16  # including the terminating NUL
@@ -81,6 +85,8 @@ class LabPlan:
     gateway_ip: str
     nodes: tuple[NodePlan, ...]
     client: ClientPlan
+    net_routes: tuple[Route, ...] = ()  # of the net namespace: back to the pods
+    apiserver_port: int = APISERVER_PORT
     service_cidr: str = SERVICE_CIDR
     cluster_cidr: str = CLUSTER_CIDR
     node_port_range: str = NODE_PORT_RANGE
@@ -147,6 +153,7 @@ def plan_lab(name: str = DEFAULT_LAB_NAME, nodes: int = 2) -> LabPlan:
         gateway_ip=GATEWAY_IP,
         nodes=tuple(node_plans),
         client=client,
+        net_routes=tuple(Route(dest=n.pod_cidr, via=n.ip) for n in node_plans),
     )
 
 
