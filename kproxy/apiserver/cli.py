@@ -94,9 +94,12 @@ def parse_bind(text: str) -> tuple[str, int]:
 def parse_netns_bind(text: str) -> tuple[str, str, int]:
     """NETNS:IP:PORT, the IP a specific (publishable) address."""
     netns, sep, bind = text.partition(":")
-    if not sep or not netns:
+    if not sep or not netns or ":" not in bind:
         raise CLIError(f"--netns-bind {text!r}: want NETNS:IP:PORT")
-    host, port = parse_bind(bind)
+    try:
+        host, port = parse_bind(bind)
+    except CLIError as exc:
+        raise CLIError(str(exc).replace("--bind", "--netns-bind", 1)) from None
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
