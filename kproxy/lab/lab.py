@@ -1,7 +1,9 @@
 """A multi-node Kubernetes lab in network namespaces on one machine.
 
 `Lab.up()` builds the network of kproxy.lab.topology (bridge, nodes, client), starts the
-apiserver (with its controllers and scheduler) on loopback, and on each node a `kproxy kubelet`
+apiserver (with its controllers and scheduler) on loopback for the lab's own processes and on
+the bridge address in the net namespace for the pods (the `kubernetes` Service's endpoint), and
+on each node a `kproxy kubelet`
 (identity system:node:<node>, the node's namespace and pod CIDR: it registers and heartbeats
 the Node and runs the pods bound to it, each in its own namespace) and an agent with `--netns`.
 Pods are ordinary Pod objects (kproxy.lab.pods); `add_pod` binds one to a node by hand.
