@@ -86,19 +86,31 @@ def enter_pod(netns: str, argv: Sequence[str]) -> list[str]:
 
 def _create_uts(netns: str, hostname: str) -> None:
     """A new UTS namespace, kept at uts_path(netns), whose hostname is `hostname`."""
-    _delete_uts(netns)
+    delete_uts(netns)
     path = uts_path(netns)
     os.makedirs(UTS_DIR, exist_ok=True)
     with open(path, "w"):
         pass
     done = subprocess.run(["unshare", f"--uts={path}", "hostname", hostname], capture_output=True, text=True)
     if done.returncode != 0:
-        _delete_uts(netns)
+        delete_uts(netns)
         raise netsetup.NetSetupError(f"cannot make the UTS namespace of {netns} (hostname {hostname!r}): "
                                      f"{done.stderr.strip()}")
 
 
-def _delete_uts(netns: str) -> None:
+def delete_kept_uts(prefix: str, keep: frozenset[str] | set[str] = frozenset()) -> list[str]:
+    """Removes the kept UTS namespaces of pods whose network namespace name starts with
+    `prefix` (but is not in `keep`): what a killed kubelet or a torn-down lab left."""
+    try:
+        names = [n for n in os.listdir(UTS_DIR) if n.startswith(prefix) and n not in keep]
+    except FileNotFoundError:
+        return []
+    for name in names:
+        delete_uts(name)
+    return names
+
+
+def delete_uts(netns: str) -> None:
     """Unmounts and removes the kept UTS namespace (it ends with its last process). Idempotent."""
     path = uts_path(netns)
     if not os.path.exists(path):
@@ -146,4 +158,4 @@ def detach_pod_network(pod: PodPlan, node_netns: str) -> None:
 def delete_pod_namespaces(netns: str) -> None:
     """Deletes a pod's network namespace and its kept UTS namespace. Idempotent."""
     netsetup.delete_namespace(netns)
-    _delete_uts(netns)
+    delete_uts(netns)

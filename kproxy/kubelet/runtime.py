@@ -94,6 +94,7 @@ class PodNetworks:
         gone = [n for n in netsetup.list_namespaces() if n.startswith(self.prefix) and n not in mine]
         for name in gone:
             podnet.delete_pod_namespaces(name)
+        podnet.delete_kept_uts(self.prefix, keep=mine)  # of namespaces already gone
         return gone
 
 
