@@ -158,6 +158,22 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
         time.sleep(interval)
 
 
+def _check_node_timings(lease_seconds: int, grace_period: str, toleration_seconds: int) -> None:
+    """LabError for node-loss timings the kubelets or the apiserver would refuse."""
+    import argparse
+
+    from kproxy.controllers.cli import parse_duration
+
+    try:
+        parse_duration(grace_period)
+    except argparse.ArgumentTypeError as exc:
+        raise LabError(f"--node-grace-period: {exc}") from None
+    if lease_seconds < 1:
+        raise LabError(f"--node-lease-seconds must be at least 1, not {lease_seconds}")
+    if toleration_seconds < 0:
+        raise LabError(f"--toleration-seconds must not be negative, not {toleration_seconds}")
+
+
 def _process_alive(pid: int, marks: list[str]) -> bool:
     """True if `pid` runs, is not a zombie, and its command line has every argument in `marks`."""
     try:
@@ -282,6 +298,7 @@ class Lab:
 
         if mode not in backend.names():
             raise LabError(f"unknown mode {mode!r}; known: {', '.join(backend.names())}")
+        _check_node_timings(node_lease_seconds, node_grace_period, toleration_seconds)
         require_root()  # after the input checks: a bad flag is reported as such, root or not
         if os.path.exists(self.state_file):
             raise LabError(f"lab {self.name!r} is already up ({self.state_file}); "
