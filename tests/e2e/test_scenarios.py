@@ -21,7 +21,7 @@ from kproxy.lab import pods, traffic
 from kproxy.lab.traffic import Refused, TrafficError
 from tests import nsutil
 from tests.e2e import helpers
-from tests.e2e.conftest import SYNC_PERIOD_SECONDS
+from tests.e2e.conftest import NODE_GRACE_SECONDS, SYNC_PERIOD_SECONDS
 from tests.e2e.helpers import ContinuousClient, sample, wait_for_error, wait_for_pods
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -574,7 +574,8 @@ def test_a_lost_node_loses_its_pods_to_the_other_and_traffic_recovers(lab, scrat
             client.wait_for_more(20)
             assert client.failures == [], client.failures[:5]
             lab.lose_node("node2")
-            helpers.poll(lambda: _node_lost(lab, "node2"), 60, "node2 to be NotReady and tainted unreachable")
+            helpers.poll(lambda: _node_lost(lab, "node2"), NODE_GRACE_SECONDS + 60,
+                         "node2 to be NotReady and tainted unreachable")
             helpers.poll(lambda: all(_endpoint_ready(lab, svc["metadata"]["name"], a) is not True for a in doomed_ips),
                          60, "the dead pods' endpoints to be not ready")
             survivors = set(first) - doomed
