@@ -26,10 +26,11 @@ def add_default_tolerations(spec: dict[str, Any], seconds: int = DEFAULT_SECONDS
     """Adds the not-ready (`seconds`) and unreachable (`unreachable_seconds`, default the same)
     tolerations the pod lacks (kube-apiserver's --default-*-toleration-seconds)."""
     tolerations = spec.get("tolerations") or []
-    for key, seconds in ((NOT_READY_TAINT, seconds),
-                         (UNREACHABLE_TAINT, seconds if unreachable_seconds is None else unreachable_seconds)):
+    unreachable = seconds if unreachable_seconds is None else unreachable_seconds
+    for key, key_seconds in ((NOT_READY_TAINT, seconds), (UNREACHABLE_TAINT, unreachable)):
         if not tolerates(tolerations, key):
-            tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds})
+            tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
+                                "tolerationSeconds": key_seconds})
     spec["tolerations"] = tolerations
 
 

@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     up.add_argument("--node-grace-period", default=DEFAULT_NODE_GRACE_PERIOD,
                     help=f"a node silent this long is NotReady (default {DEFAULT_NODE_GRACE_PERIOD})")
     up.add_argument("--node-lease-seconds", type=int, default=DEFAULT_NODE_LEASE_SECONDS,
-                    help=f"kubelets' Lease duration, renewed every quarter of it (default {DEFAULT_NODE_LEASE_SECONDS})")
+                    help=f"kubelets' Lease duration, renewed every quarter of it "
+                         f"(default {DEFAULT_NODE_LEASE_SECONDS})")
     up.add_argument("--toleration-seconds", type=int, default=DEFAULT_TOLERATION_SECONDS,
                     help="pods leave a NotReady or unreachable node this long after it is tainted "
                          f"(default {DEFAULT_TOLERATION_SECONDS})")
