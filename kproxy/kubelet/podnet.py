@@ -2,8 +2,8 @@
 node namespace on a routed veth, and a UTS namespace of its own whose hostname is the pod's
 (`pod_hostname`), shared by its containers and by exec (`enter_pod`). The pod's eth0 holds its
 /32 with a default route via 169.254.1.1 (a fixed gateway MAC on the node side, proxy_arp on);
-the node holds a /32 route to the pod over the veth. The one home of pod networking (kproxy.lab.netsetup builds only the nodes,
-the bridge and the client).
+the node holds a /32 route to the pod over the veth. The one home of pod networking
+(kproxy.lab.netsetup builds only the nodes, the bridge and the client).
 
 Guarantees: everything is created inside the pod's namespace and the node namespace given
 (and the pod's UTS namespace, kept at UTS_DIR/<netns>); `detach_pod_network` is idempotent.
