@@ -31,6 +31,9 @@ def delete_netns(name: str) -> None:
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid), 9)
     run(["ip", "netns", "del", name], check=False)
+    from kproxy.kubelet.podnet import delete_uts
+
+    delete_uts(name)  # a pod's UTS namespace, if a killed kubelet left it
 
 
 @contextlib.contextmanager

@@ -8,8 +8,10 @@ import os
 
 from kproxy.apiserver.allocators import parse_port_range
 from kproxy.apiserver.service_families import parse_service_cidrs
+from kproxy.apiserver.toleration_admission import DEFAULT_SECONDS as DEFAULT_TOLERATION_SECONDS
 from kproxy.apiserver.auth.audit import DEFAULT_POLICY, PolicyError, load_policy
 from kproxy.cli.main import CLIError
+from kproxy.controllers.cli import parse_duration
 from kproxy.pki.ca import PKIError
 from kproxy.store.base import StoreError
 
@@ -57,6 +59,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubelet-netns-dial", action="store_true",
                         help="reach kubelets (logs, exec) inside the network namespace their Node's "
                              "kproxy.io/node-netns annotation names (nodes that are namespaces of this machine)")
+    parser.add_argument("--netns-bind", metavar="NETNS:IP:PORT",
+                        help="also serve HTTPS on IP:PORT inside network namespace NETNS of this machine and "
+                             "publish that address in the kubernetes Service's endpoints (the lab's)")
+    parser.add_argument("--node-monitor-grace-period", type=parse_duration, default=40.0, metavar="DURATION",
+                        help="the in-process node lifecycle controller marks a node silent this long NotReady "
+                             "(default 40s)")
+    parser.add_argument("--default-not-ready-toleration-seconds", type=int, default=DEFAULT_TOLERATION_SECONDS,
+                        metavar="N", help="tolerationSeconds of the not-ready toleration added to every pod (default 300)")
+    parser.add_argument("--default-unreachable-toleration-seconds", type=int, default=DEFAULT_TOLERATION_SECONDS,
+                        metavar="N", help="tolerationSeconds of the unreachable toleration added to every pod "
+                                          "(default 300)")
     parser.add_argument("--tls-san", action="append", default=[], metavar="NAME_OR_IP",
                         help="extra name or address for the serving certificate; repeatable")
 
@@ -78,6 +91,24 @@ def parse_bind(text: str) -> tuple[str, int]:
     if not 0 <= port_num <= 65535:
         raise CLIError(f"--bind {text!r}: port must be 0-65535")
     return host, port_num
+
+
+def parse_netns_bind(text: str) -> tuple[str, str, int]:
+    """NETNS:IP:PORT, the IP a specific (publishable) address."""
+    netns, sep, bind = text.partition(":")
+    if not sep or not netns or ":" not in bind:
+        raise CLIError(f"--netns-bind {text!r}: want NETNS:IP:PORT")
+    try:
+        host, port = parse_bind(bind)
+    except CLIError as exc:
+        raise CLIError(str(exc).replace("--bind", "--netns-bind", 1)) from None
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise CLIError(f"--netns-bind {text!r}: {host!r} is not an IP address") from None
+    if ip.is_loopback or ip.is_unspecified or ip.is_link_local:
+        raise CLIError(f"--netns-bind {text!r}: a loopback, unspecified or link-local address cannot be published")
+    return netns, str(ip), port
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,6 +156,11 @@ def run(args: argparse.Namespace) -> int:
         if advertised.is_loopback or advertised.is_unspecified or advertised.is_link_local:
             raise CLIError(f"--advertise-address {advertised}: loopback, unspecified and link-local "
                            "addresses cannot be endpoints")
+    netns_bind = parse_netns_bind(args.netns_bind) if args.netns_bind else None
+    for flag, seconds in (("--default-not-ready-toleration-seconds", args.default_not_ready_toleration_seconds),
+                          ("--default-unreachable-toleration-seconds", args.default_unreachable_toleration_seconds)):
+        if seconds < 0:
+            raise CLIError(f"{flag} must not be negative")
     data_dir = os.path.abspath(args.data_dir)
     os.umask(0o077)  # whatever this process writes (store, keys, kubeconfigs, logs) is private
     try:
@@ -138,7 +174,10 @@ def run(args: argparse.Namespace) -> int:
                           scheduler_retry=args.scheduler_retry_unschedulable,
                           tls=True, insecure_host=insecure_host, insecure_port=insecure_port,
                           tls_sans=tuple(args.tls_san), advertise_address=args.advertise_address,
-                          kubelet_netns_dial=args.kubelet_netns_dial,
+                          kubelet_netns_dial=args.kubelet_netns_dial, netns_bind=netns_bind,
+                          node_monitor_grace_period=args.node_monitor_grace_period,
+                          not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
+                          unreachable_toleration_seconds=args.default_unreachable_toleration_seconds,
                           store_history=args.store_history, audit_policy=audit_policy,
                           audit_max_bytes=args.audit_log_maxsize * 1024 * 1024,
                           audit_max_backups=args.audit_log_maxbackup,

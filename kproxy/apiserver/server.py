@@ -29,6 +29,7 @@ from kproxy.apiserver.auth.middleware import AuthMiddleware, loopback_host
 from kproxy.apiserver.auth.rbac import RBACAuthorizer
 from kproxy.apiserver.auth.sa_admission import ServiceAccountTokenAdmission
 from kproxy.apiserver.auth.sa_pod_admission import ServiceAccountPodAdmission
+from kproxy.apiserver.toleration_admission import DEFAULT_SECONDS as DEFAULT_TOLERATION_SECONDS
 from kproxy.apiserver.toleration_admission import DefaultTolerationSeconds
 from kproxy.apiserver.auth.token_controller import TokenController
 from kproxy.apiserver.auth.tokenrequest import TokenIssuer
@@ -89,6 +90,12 @@ class ServerConfig:
     # dial kubelets inside the network namespace their Node's annotation names (the lab's
     # nodes are namespaces of this machine; kproxy.apiserver.podproxy)
     kubelet_netns_dial: bool = False
+    # one more HTTPS listener (netns, ip, port) inside a network namespace of this machine, the
+    # address published in the kubernetes Service's endpoints (the lab's control-plane address)
+    netns_bind: tuple[str, str, int] | None = None
+    node_monitor_grace_period: float = 40.0  # the in-process node lifecycle controller's
+    not_ready_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS
+    unreachable_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS
 
 
 class ApiServer:
@@ -101,14 +108,16 @@ class ApiServer:
                                            NodePortAllocator(config.service_node_port_range))
         self.registry = Registry(self.store, self.deps, self.services)
         self.pki = pki_bootstrap.ensure_pki(config.data_dir, pki_bootstrap.serving_hosts_for(
-            config.host, self.services.ips.reserved, config.tls_sans))
+            config.host, self.services.ips.reserved,
+            config.tls_sans + ((config.netns_bind[1],) if config.netns_bind else ())))
         with open(self.pki.sa_key, "rb") as f:
             signer = TokenSigner.from_pem(f.read())
         with open(self.pki.ca_cert, "rb") as f:
             ca_pem = f.read()
         self.registry.admission.append(ServiceAccountTokenAdmission(self.store))
         self.registry.admission.append(ServiceAccountPodAdmission(self.store))
-        self.registry.admission.append(DefaultTolerationSeconds())
+        self.registry.admission.append(DefaultTolerationSeconds(config.not_ready_toleration_seconds,
+                                                                config.unreachable_toleration_seconds))
         self.tokens = TokenController(self.registry, signer, ca_pem)
         self.audit = AuditLog(os.path.join(config.data_dir, AUDIT_LOG_NAME), config.audit_policy,
                               config.audit_max_bytes, config.audit_max_backups)
@@ -139,6 +148,8 @@ class ApiServer:
         self._tasks: list[asyncio.Task] = []
         self._tls: ssl.SSLContext | None = None
         self._gate: GatedListener | None = None
+        self._netns_gate: GatedListener | None = None
+        self._netns_port = 0
         self._controllers: list[_ControllerThread] = []
 
     # ------------------------------------------------------------------ startup
@@ -209,6 +220,8 @@ class ApiServer:
             self.url = _url("https", *self._gate.start(self._listen_socket(self.config.host, self.config.port)))
         else:
             self.url = await self._listen(self.config.host, self.config.port)
+        if self.config.netns_bind is not None:
+            self._netns_port = self._listen_in_netns(*self.config.netns_bind)
         if self.config.insecure_host is not None:
             if not loopback_host(self.config.insecure_host):
                 raise ValueError(f"the plain-HTTP listener is only served on loopback, not {self.config.insecure_host}")
@@ -241,6 +254,24 @@ class ApiServer:
         except OSError as exc:  # the CLI shows strerror: name the address in it
             raise OSError(exc.errno, f"cannot listen on {host}:{port}: {(exc.strerror or str(exc)).lower()}") from None
 
+    def _listen_in_netns(self, netns: str, host: str, port: int) -> int:
+        """Starts the HTTPS listener on host:port inside network namespace `netns` (a socket
+        keeps the namespace it was made in); returns its port."""
+        from kproxy.netns import NetNS, NetNSError
+
+        if self._tls is None:
+            raise ValueError("a listener in a network namespace needs TLS")
+        try:
+            ns = NetNS(netns)
+        except NetNSError as exc:
+            raise OSError(0, f"cannot listen in network namespace {netns}: {exc}") from None
+        try:
+            sock = ns.run(self._listen_socket, host, port)
+        finally:
+            ns.close()
+        self._netns_gate = GatedListener(self._new_connection, self._tls, self.config.limits)
+        return self._netns_gate.start(sock)[1]
+
     def _new_connection(self) -> Any:
         """aiohttp's protocol for one connection the TLS gate accepted."""
         assert self._runner is not None and self._runner.server is not None
@@ -271,7 +302,9 @@ class ApiServer:
         its own identity, as kube-controller-manager and kube-scheduler would run."""
         from kproxy.controllers.manager import run_controllers
         self._controllers = [_ControllerThread("controllers", self.pki.kubeconfig(pki_bootstrap.CONTROLLERS),
-                                               run_controllers)]
+                                               functools.partial(
+                                                   run_controllers,
+                                                   node_grace_period=self.config.node_monitor_grace_period))]
         if self.config.run_scheduler:
             from kproxy.scheduler.loop import run_scheduler
             self._controllers.append(_ControllerThread(
@@ -300,6 +333,8 @@ class ApiServer:
         await self.rest.pod_proxy.close()
         if self._gate is not None:
             await self._gate.close()
+        if self._netns_gate is not None:
+            await self._netns_gate.close()
         if self._runner:
             await self._runner.cleanup()
         self.writes.shutdown(wait=True)
@@ -332,6 +367,8 @@ class ApiServer:
                 log.warning("cannot load the serving certificate yet: %s", exc)
 
     def _endpoint_reconciler(self) -> EndpointReconciler:
+        if self.config.netns_bind is not None and not self.config.advertise_address:
+            return EndpointReconciler(self.registry, self.config.netns_bind[1], self._netns_port)
         ip = advertised_address(self.config.advertise_address, self.config.host)
         if ip is None:
             log.info("bound to %s: not publishing it in the kubernetes Service's endpoints "

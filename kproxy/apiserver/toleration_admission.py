@@ -21,18 +21,24 @@ def tolerates(tolerations: list[Any], key: str) -> bool:
                for t in tolerations)
 
 
-def add_default_tolerations(spec: dict[str, Any], seconds: int = DEFAULT_SECONDS) -> None:
+def add_default_tolerations(spec: dict[str, Any], seconds: int = DEFAULT_SECONDS,
+                            unreachable_seconds: int | None = None) -> None:
+    """Adds the not-ready (`seconds`) and unreachable (`unreachable_seconds`, default the same)
+    tolerations the pod lacks (kube-apiserver's --default-*-toleration-seconds)."""
     tolerations = spec.get("tolerations") or []
-    for key in (NOT_READY_TAINT, UNREACHABLE_TAINT):
+    unreachable = seconds if unreachable_seconds is None else unreachable_seconds
+    for key, key_seconds in ((NOT_READY_TAINT, seconds), (UNREACHABLE_TAINT, unreachable)):
         if not tolerates(tolerations, key):
-            tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds})
+            tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
+                                "tolerationSeconds": key_seconds})
     spec["tolerations"] = tolerations
 
 
 class DefaultTolerationSeconds:
-    def __init__(self, seconds: int = DEFAULT_SECONDS):
+    def __init__(self, seconds: int = DEFAULT_SECONDS, unreachable_seconds: int | None = None):
         self.seconds = seconds
+        self.unreachable_seconds = seconds if unreachable_seconds is None else unreachable_seconds
 
     def admit_create(self, resource: R.Resource, namespace: str | None, obj: dict[str, Any]) -> None:
         if resource is R.PODS:
-            add_default_tolerations(obj.setdefault("spec", {}), self.seconds)
+            add_default_tolerations(obj.setdefault("spec", {}), self.seconds, self.unreachable_seconds)

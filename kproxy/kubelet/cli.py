@@ -29,6 +29,9 @@ from kproxy.netns import NetNS, NetNSError
 
 log = logging.getLogger(__name__)
 
+# kubelet renews its Lease every quarter of the lease duration (nodeLeaseRenewIntervalFraction)
+LEASE_RENEW_FRACTION = 0.25
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", required=True, help="kubeconfig of the apiserver")
@@ -58,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-private-key-file", help="the server certificate's key")
     parser.add_argument("--client-ca-file", help="CA of the client certificates accepted (default: the "
                                                  "kubeconfig's CA, the cluster CA)")
+    parser.add_argument("--node-lease-duration-seconds", type=int, default=40, metavar="N",
+                        help="the Node Lease's duration; it is renewed every quarter of it (default 40, "
+                             "as kubelet's nodeLeaseDurationSeconds)")
     parser.add_argument("--crash-loop-backoff", type=parse_duration, default=10.0, metavar="DURATION",
                         help="first CrashLoopBackOff wait (default 10s, doubling up to 30x that)")
 
@@ -141,7 +147,9 @@ async def _main(args: argparse.Namespace, client: ApiClient, stop: asyncio.Event
     facts = machine_facts(args.node_name, internal_ips, ",".join(parse_pod_cidrs(args.pod_cidr)), args.root_dir,
                           cpu=args.cpu, memory=args.memory, pods=args.max_pods,
                           kubelet_port=args.port if tls else 0, netns=args.netns)
-    kubelet = Kubelet(ctx, facts, status_interval=args.node_status_update_frequency)
+    kubelet = Kubelet(ctx, facts, status_interval=args.node_status_update_frequency,
+                      lease_duration=args.node_lease_duration_seconds,
+                      lease_interval=args.node_lease_duration_seconds * LEASE_RENEW_FRACTION)
     server = KubeletServer(kubelet.pod, args.root_dir, tls) if tls else None
     try:
         if server is not None:
@@ -158,6 +166,8 @@ async def _main(args: argparse.Namespace, client: ApiClient, stop: asyncio.Event
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.node_lease_duration_seconds < 1:
+        raise CLIError("--node-lease-duration-seconds must be at least 1")
     if args.max_pods < 1:
         raise CLIError("--max-pods must be at least 1")
     if not 0 <= args.port < 65536:

@@ -37,10 +37,11 @@ RETRY = 2.0
 
 class Kubelet:
     def __init__(self, ctx: NodeContext, facts: NodeFacts, *, lease_interval: float = 10.0,
-                 status_interval: float = 60.0):
+                 status_interval: float = 60.0, lease_duration: int = 40):
         self.ctx = ctx
         self.facts = facts
         self.lease_interval = lease_interval
+        self.lease_duration = lease_duration
         self.status_interval = status_interval
         self.workers: dict[str, PodWorker] = {}  # pod uid -> worker
         self._tasks: dict[str, asyncio.Task] = {}
@@ -176,7 +177,8 @@ class Kubelet:
             await asyncio.to_thread(self.ctx.cgroups.remove_pods, keep)
         else:
             log.warning("container resource limits are not enforced: %s", self.ctx.cgroups_note)
-        heartbeat = NodeHeartbeat(self.ctx.client, [self.facts.name], interval=self.lease_interval, post_ready=False)
+        heartbeat = NodeHeartbeat(self.ctx.client, [self.facts.name], interval=self.lease_interval,
+                                  lease_duration=self.lease_duration, post_ready=False)
         tasks: list[asyncio.Task[Any]] = [
             asyncio.create_task(self._node_loop(stop), name="node-status"),
             asyncio.create_task(heartbeat.run(stop), name="node-lease"),

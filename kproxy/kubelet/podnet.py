@@ -1,18 +1,23 @@
-"""A pod's network as the kubelet's process runtime makes it: a namespace behind the node
-namespace on a routed veth. The pod's eth0 holds its /32 with a default route via 169.254.1.1
-(a fixed gateway MAC on the node side, proxy_arp on); the node holds a /32 route to the pod
-over the veth. A dual-stack pod (two pod CIDRs, one per family) also holds its /128 from the
-second CIDR, with an IPv6 default route via fe80::1, the node side's link-local address.
-The one home of pod networking (kproxy.lab.netsetup builds only the nodes,
-the bridge and the client).
+"""A pod's sandbox as the kubelet's process runtime makes it: a network namespace behind the
+node namespace on a routed veth, and a UTS namespace of its own whose hostname is the pod's
+(`pod_hostname`), shared by its containers and by exec (`enter_pod`). The pod's eth0 holds its
+/32 with a default route via 169.254.1.1 (a fixed gateway MAC on the node side, proxy_arp on);
+the node holds a /32 route to the pod over the veth. A dual-stack pod (two pod CIDRs, one per
+family) also holds its /128 from the second CIDR, with an IPv6 default route via fe80::1, the
+node side's link-local address. The one home of pod networking (kproxy.lab.netsetup builds
+only the nodes, the bridge and the client).
 
-Guarantees: everything is created inside the pod's namespace and the node namespace given;
-`detach_pod_network` is idempotent.
+Guarantees: everything is created inside the pod's namespace and the node namespace given
+(and the pod's UTS namespace, kept at UTS_DIR/<netns>); `detach_pod_network` is idempotent.
 """
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import os
 import signal
+import subprocess
+from typing import Any, Sequence
 from dataclasses import dataclass
 
 from kproxy.lab import netsetup
@@ -24,6 +29,11 @@ POD_GATEWAY_IP6 = "fe80::1"
 # and the pod can hold a permanent neighbour entry for its gateway.
 POD_GATEWAY_MAC = "ee:ee:ee:ee:ee:ee"
 MAX_NETNS_NAME = 200
+# A pod's UTS namespace lives on as a bind mount of its namespace file here, as network
+# namespaces do under /run/netns.
+UTS_DIR = "/run/kproxy-uts"
+MAX_HOSTNAME = 63  # kubelet truncates a pod's hostname to a DNS label
+CLUSTER_DOMAIN = "cluster.local"
 
 
 @dataclass(frozen=True)
@@ -83,8 +93,70 @@ def _is_v6(ip: str) -> bool:
     return ipaddress.ip_address(ip).version == 6
 
 
-def attach_pod_network(pod: PodPlan, node_netns: str) -> None:
-    """Creates the pod namespace and its routed veth to the node namespace `node_netns`."""
+def pod_hostname(pod: dict[str, Any], cluster_domain: str = CLUSTER_DOMAIN) -> str:
+    """The hostname kubelet gives the pod: spec.hostname, else its name, at most 63 characters
+    (no trailing '-' or '.'); with spec.setHostnameAsFQDN and a subdomain, the FQDN
+    <hostname>.<subdomain>.<namespace>.svc.<cluster domain>."""
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    hostname = (spec.get("hostname") or meta.get("name") or "")[:MAX_HOSTNAME].rstrip("-.")
+    if spec.get("setHostnameAsFQDN") and spec.get("subdomain"):
+        return f"{hostname}.{spec['subdomain']}.{meta.get('namespace') or 'default'}.svc.{cluster_domain}"
+    return hostname
+
+
+def uts_path(netns: str) -> str:
+    """Where the UTS namespace of the pod whose network namespace is `netns` is kept."""
+    return os.path.join(UTS_DIR, netns)
+
+
+def enter_pod(netns: str, argv: Sequence[str]) -> list[str]:
+    """The command line that runs `argv` in the pod's namespaces: its UTS namespace (when it
+    has one: a hostNetwork pod shares the node's) and its network namespace."""
+    uts = uts_path(netns)
+    prefix = ["nsenter", f"--uts={uts}"] if os.path.exists(uts) else []
+    return [*prefix, "ip", "netns", "exec", netns, *argv]
+
+
+def _create_uts(netns: str, hostname: str) -> None:
+    """A new UTS namespace, kept at uts_path(netns), whose hostname is `hostname`."""
+    delete_uts(netns)
+    path = uts_path(netns)
+    os.makedirs(UTS_DIR, exist_ok=True)
+    with open(path, "w"):
+        pass
+    done = subprocess.run(["unshare", f"--uts={path}", "hostname", hostname], capture_output=True, text=True)
+    if done.returncode != 0:
+        delete_uts(netns)
+        raise netsetup.NetSetupError(f"cannot make the UTS namespace of {netns} (hostname {hostname!r}): "
+                                     f"{done.stderr.strip()}")
+
+
+def delete_kept_uts(prefix: str, keep: frozenset[str] | set[str] = frozenset()) -> list[str]:
+    """Removes the kept UTS namespaces of pods whose network namespace name starts with
+    `prefix` (but is not in `keep`): what a killed kubelet or a torn-down lab left."""
+    try:
+        names = [n for n in os.listdir(UTS_DIR) if n.startswith(prefix) and n not in keep]
+    except FileNotFoundError:
+        return []
+    for name in names:
+        delete_uts(name)
+    return names
+
+
+def delete_uts(netns: str) -> None:
+    """Unmounts and removes the kept UTS namespace (it ends with its last process). Idempotent."""
+    path = uts_path(netns)
+    if not os.path.exists(path):
+        return
+    subprocess.run(["umount", "-l", path], capture_output=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+
+def attach_pod_network(pod: PodPlan, node_netns: str, hostname: str = "") -> None:
+    """Creates the pod namespace and its routed veth to the node namespace `node_netns`, and
+    its UTS namespace with `hostname` (default the pod's name)."""
+    _create_uts(pod.netns, hostname or pod.name)
     netsetup.add_namespace(pod.netns)
     # A veth of an earlier pod in this slot may outlive that pod's namespace for a moment
     # (the kernel destroys namespaces asynchronously).
@@ -127,4 +199,10 @@ def detach_pod_network(pod: PodPlan, node_netns: str) -> None:
     for pid in netsetup.namespace_pids(pod.netns) if netsetup.namespace_exists(pod.netns) else []:
         netsetup.signal_pid(pid, signal.SIGKILL)
     netsetup.run(["ip", "-n", node_netns, "link", "del", pod.host_veth], check=False)
-    netsetup.delete_namespace(pod.netns)
+    delete_pod_namespaces(pod.netns)
+
+
+def delete_pod_namespaces(netns: str) -> None:
+    """Deletes a pod's network namespace and its kept UTS namespace. Idempotent."""
+    netsetup.delete_namespace(netns)
+    delete_uts(netns)

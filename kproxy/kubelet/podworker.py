@@ -35,7 +35,8 @@ from kproxy.kubelet.backoff import CrashBackoff
 from kproxy.kubelet.cgroups import join_prefix, limits_of
 from kproxy.kubelet.containerspec import EnvError, ImageError, container_argv, container_env, referenced_sources
 from kproxy.kubelet.probes import ProbeTracker, run_probe
-from kproxy.kubelet.runtime import ContainerProcess, PodNetworks, RuntimeFailure
+from kproxy.kubelet.podnet import pod_hostname
+from kproxy.kubelet.runtime import ContainerProcess, PodNetworks, RuntimeFailure, in_pod
 from kproxy.kubelet.status import ContainerRecord, pod_status
 from kproxy.kubelet.volumemanager import PodVolumes
 from kproxy.kubelet.volumes import MountError, mount_prefix
@@ -283,7 +284,7 @@ class PodWorker:
         if (self.pod.get("spec") or {}).get("hostNetwork"):
             return Sandbox(self.ctx.networks.node_netns, self.ctx.host_ip, own_network=False)
         plan = await asyncio.to_thread(self.ctx.networks.create, self.uid, self.namespace, self.name,
-                                       self.ctx.node_name)
+                                       self.ctx.node_name, pod_hostname(self.pod))
         return Sandbox(plan.netns, plan.ip, own_network=True, ips=plan.ips)
 
     async def _sync_volumes(self, now: float) -> None:
@@ -585,7 +586,7 @@ class PodWorker:
                 return
             try:
                 prefix = (c.process.exec_prefix() if c.process is not None
-                          else ["ip", "netns", "exec", self.sandbox.netns])
+                          else in_pod(self.sandbox.netns, []))
                 proc = await asyncio.create_subprocess_exec(*prefix, *command,
                                                             stdout=asyncio.subprocess.DEVNULL,
                                                             stderr=asyncio.subprocess.DEVNULL)

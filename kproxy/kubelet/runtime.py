@@ -58,7 +58,7 @@ class PodNetworks:
         self.prefix = prefix
         self._slots: dict[str, PodPlan] = {}  # pod uid -> plan
 
-    def create(self, uid: str, namespace: str, name: str, node: str) -> PodPlan:
+    def create(self, uid: str, namespace: str, name: str, node: str, hostname: str = "") -> PodPlan:
         plan = self._slots.get(uid)
         if plan is None:
             # a dual-stack pod takes the same slot of each family's CIDR: the smaller bounds them
@@ -67,7 +67,7 @@ class PodNetworks:
             plan = self._slots[uid] = pod_plan(self.prefix, self.pod_cidr, namespace, name, node, slot)
         try:
             podnet.detach_pod_network(plan, self.node_netns)  # a leftover of an earlier kubelet
-            podnet.attach_pod_network(plan, self.node_netns)
+            podnet.attach_pod_network(plan, self.node_netns, hostname)
         except netsetup.NetSetupError as exc:
             raise RuntimeFailure(str(exc)) from None
         return plan
@@ -99,7 +99,8 @@ class PodNetworks:
         mine = {p.netns for p in self._slots.values()}
         gone = [n for n in netsetup.list_namespaces() if n.startswith(self.prefix) and n not in mine]
         for name in gone:
-            netsetup.delete_namespace(name)
+            podnet.delete_pod_namespaces(name)
+        podnet.delete_kept_uts(self.prefix, keep=mine)  # of namespaces already gone
         return gone
 
 
@@ -109,8 +110,8 @@ def exit_code(returncode: int) -> int:
 
 
 def in_pod(netns: str, argv: Sequence[str]) -> list[str]:
-    """The command line that runs `argv` inside the pod's namespace (containers, exec)."""
-    return ["ip", "netns", "exec", netns, *argv]
+    """The command line that runs `argv` inside the pod's namespaces (containers, exec)."""
+    return podnet.enter_pod(netns, argv)
 
 
 def missing_program(argv: Sequence[str], env: Mapping[str, str]) -> str | None:
@@ -193,8 +194,8 @@ class ContainerProcess:
         """How to run another command where this process runs (exec probes, preStop): its
         own mount namespace (volumes) and the pod's network namespace."""
         if self.wrapper and self._running():
-            return ["nsenter", "--target", str(self.pid), "--mount", "--net", "--"]
-        return ["ip", "netns", "exec", self.netns]
+            return ["nsenter", "--target", str(self.pid), "--mount", "--net", "--uts", "--"]
+        return in_pod(self.netns, [])
 
     @property
     def pid(self) -> int | None:

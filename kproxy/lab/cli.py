@@ -8,7 +8,8 @@ from kproxy.cli.main import CLIError
 from kproxy.lab import demo, topology
 from kproxy.api.status import ApiError
 from kproxy.client.errors import ApiConnectionError
-from kproxy.lab.lab import DEFAULT_BASE_DIR, Lab, LabError
+from kproxy.lab.lab import (DEFAULT_BASE_DIR, DEFAULT_NODE_GRACE_PERIOD, DEFAULT_NODE_LEASE_SECONDS,
+                            DEFAULT_TOLERATION_SECONDS, Lab, LabError)
 from kproxy.lab.netsetup import NetSetupError
 
 # Failures the lab expects and reports as one line (exit 1).
@@ -32,6 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     up.add_argument("--ip-family", choices=topology.IP_FAMILIES, default="ipv4",
                     help="IP families of the pods and Services: ipv4 (default), ipv6, or dual (IPv4 first; "
                          "fd00:10:244::/56 pods, fd00:10:96::/112 Services)")
+    up.add_argument("--node-grace-period", default=DEFAULT_NODE_GRACE_PERIOD,
+                    help=f"a node silent this long is NotReady (default {DEFAULT_NODE_GRACE_PERIOD})")
+    up.add_argument("--node-lease-seconds", type=int, default=DEFAULT_NODE_LEASE_SECONDS,
+                    help=f"kubelets' Lease duration, renewed every quarter of it "
+                         f"(default {DEFAULT_NODE_LEASE_SECONDS})")
+    up.add_argument("--toleration-seconds", type=int, default=DEFAULT_TOLERATION_SECONDS,
+                    help="pods leave a NotReady or unreachable node this long after it is tainted "
+                         f"(default {DEFAULT_TOLERATION_SECONDS})")
 
     down = sub.add_parser("down", help="stop everything and delete the lab's namespaces")
     common(down)
@@ -69,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _up(args: argparse.Namespace) -> int:
     lab = Lab(args.name, base_dir=args.base_dir)
-    lab.up(nodes=args.nodes, mode=args.mode, sync_period=args.sync_period, ip_family=args.ip_family)
+    lab.up(nodes=args.nodes, mode=args.mode, sync_period=args.sync_period, ip_family=args.ip_family,
+           node_grace_period=args.node_grace_period, node_lease_seconds=args.node_lease_seconds,
+           toleration_seconds=args.toleration_seconds)
     try:
         print(f"lab {args.name!r} is up: {args.nodes} node(s), mode {args.mode}, IP family {args.ip_family}")
         print(f"  kubeconfig: {lab.kubeconfig}")

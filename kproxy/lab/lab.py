@@ -1,7 +1,9 @@
 """A multi-node Kubernetes lab in network namespaces on one machine.
 
 `Lab.up()` builds the network of kproxy.lab.topology (bridge, nodes, client), starts the
-apiserver (with its controllers and scheduler) on loopback, and on each node a `kproxy kubelet`
+apiserver (with its controllers and scheduler) on loopback for the lab's own processes and on
+the bridge address in the net namespace for the pods (the `kubernetes` Service's endpoint), and
+on each node a `kproxy kubelet`
 (identity system:node:<node>, the node's namespace and pod CIDR: it registers and heartbeats
 the Node and runs the pods bound to it, each in its own namespace) and an agent with `--netns`.
 Pods are ordinary Pod objects (kproxy.lab.pods); `add_pod` binds one to a node by hand.
@@ -44,6 +46,12 @@ CRASH_LOOP_BACKOFF = "1s"
 # A pod the lab deletes gracefully keeps serving (a preStop sleep) until its grace period ends
 # or finish_pod() deletes it for good; a plain delete_pod() (grace 0) stops it at once.
 POD_WAIT = 60.0
+# How fast a lost node's pods move elsewhere: upstream's defaults (kubelet's Lease of 40 s,
+# kube-controller-manager's --node-monitor-grace-period 40s, kube-apiserver's
+# --default-unreachable-toleration-seconds 300); a test lab passes short ones to Lab.up.
+DEFAULT_NODE_LEASE_SECONDS = 40
+DEFAULT_NODE_GRACE_PERIOD = "40s"
+DEFAULT_TOLERATION_SECONDS = 300
 
 
 class LabError(RuntimeError):
@@ -91,6 +99,9 @@ class LabState:
     dir: str
     sync_period: str = DEFAULT_SYNC_PERIOD
     min_sync_period: str = DEFAULT_MIN_SYNC_PERIOD
+    node_lease_seconds: int = DEFAULT_NODE_LEASE_SECONDS
+    node_grace_period: str = DEFAULT_NODE_GRACE_PERIOD
+    toleration_seconds: int = DEFAULT_TOLERATION_SECONDS
     kubeconfig: str = ""
     apiserver: ProcessRecord | None = None
     kubelets: dict[str, ProcessRecord] = field(default_factory=dict)
@@ -113,6 +124,9 @@ class LabState:
             name=raw["name"], nodes=raw["nodes"], mode=raw["mode"], dir=raw["dir"],
             sync_period=raw.get("sync_period", DEFAULT_SYNC_PERIOD),
             min_sync_period=raw.get("min_sync_period", DEFAULT_MIN_SYNC_PERIOD),
+            node_lease_seconds=raw.get("node_lease_seconds", DEFAULT_NODE_LEASE_SECONDS),
+            node_grace_period=raw.get("node_grace_period", DEFAULT_NODE_GRACE_PERIOD),
+            toleration_seconds=raw.get("toleration_seconds", DEFAULT_TOLERATION_SECONDS),
             kubeconfig=raw.get("kubeconfig", ""), apiserver=proc(raw.get("apiserver")),
             kubelets={k: ProcessRecord(**v) for k, v in raw.get("kubelets", {}).items()},
             agents={k: ProcessRecord(**v) for k, v in raw.get("agents", {}).items()}, pods=pods,
@@ -145,6 +159,22 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
             detail = f" (last error: {last_error})" if last_error else ""
             raise LabError(f"timed out after {timeout:g}s waiting for {what}{detail}")
         time.sleep(interval)
+
+
+def _check_node_timings(lease_seconds: int, grace_period: str, toleration_seconds: int) -> None:
+    """LabError for node-loss timings the kubelets or the apiserver would refuse."""
+    import argparse
+
+    from kproxy.controllers.cli import parse_duration
+
+    try:
+        parse_duration(grace_period)
+    except argparse.ArgumentTypeError as exc:
+        raise LabError(f"--node-grace-period: {exc}") from None
+    if lease_seconds < 1:
+        raise LabError(f"--node-lease-seconds must be at least 1, not {lease_seconds}")
+    if toleration_seconds < 0:
+        raise LabError(f"--toleration-seconds must not be negative, not {toleration_seconds}")
 
 
 def _process_alive(pid: int, marks: list[str]) -> bool:
@@ -257,10 +287,14 @@ class Lab:
 
     def up(self, nodes: int = 2, mode: str = "iptables", sync_period: str = DEFAULT_SYNC_PERIOD,
            min_sync_period: str = DEFAULT_MIN_SYNC_PERIOD, wait_healthy: float = 60.0,
-           ip_family: str = "ipv4") -> None:
+           ip_family: str = "ipv4", node_lease_seconds: int = DEFAULT_NODE_LEASE_SECONDS,
+           node_grace_period: str = DEFAULT_NODE_GRACE_PERIOD,
+           toleration_seconds: int = DEFAULT_TOLERATION_SECONDS) -> None:
         """Builds the network, starts the apiserver, a kubelet per node (waiting for every Node
         to be Ready) and the agents. On failure everything created so far is removed again
-        before LabError is raised."""
+        before LabError is raised. A node whose kubelet is silent for `node_grace_period` is
+        NotReady (its Lease is renewed every quarter of `node_lease_seconds`), and its pods are
+        evicted `toleration_seconds` later (their default not-ready/unreachable tolerations)."""
         try:
             self._plan = topology.plan_lab(self.name, nodes, ip_family)
         except PlanError as exc:
@@ -269,6 +303,7 @@ class Lab:
 
         if mode not in backend.names():
             raise LabError(f"unknown mode {mode!r}; known: {', '.join(backend.names())}")
+        _check_node_timings(node_lease_seconds, node_grace_period, toleration_seconds)
         require_root()  # after the input checks: a bad flag is reported as such, root or not
         if os.path.exists(self.state_file):
             raise LabError(f"lab {self.name!r} is already up ({self.state_file}); "
@@ -279,7 +314,9 @@ class Lab:
                            f"run `kproxy lab down --name {self.name}` first")
         os.makedirs(self.log_dir, exist_ok=True)
         self.state = LabState(name=self.name, nodes=nodes, mode=mode, dir=self.dir,
-                              sync_period=sync_period, min_sync_period=min_sync_period, ip_family=ip_family)
+                              sync_period=sync_period, min_sync_period=min_sync_period, ip_family=ip_family,
+                              node_lease_seconds=node_lease_seconds, node_grace_period=node_grace_period,
+                              toleration_seconds=toleration_seconds)
         self._save()
         try:
             netsetup.create_lab_network(self._plan)
@@ -358,9 +395,16 @@ class Lab:
         kubeconfig = os.path.join(data_dir, "admin.kubeconfig")
         with contextlib.suppress(FileNotFoundError):
             os.remove(kubeconfig)  # its appearance is the readiness signal
+        plan = self.plan
+        # The lab's own processes reach it on loopback; pods on the bridge's address in the net
+        # namespace, which it publishes as the kubernetes Service's endpoint.
         argv = [sys.executable, "-m", "kproxy", "apiserver", "--data-dir", data_dir,
                 "--bind", "127.0.0.1:0", "--service-cluster-ip-range", self.plan.service_cidr,
                 "--service-node-port-range", topology.NODE_PORT_RANGE,
+                "--netns-bind", f"{plan.net_netns}:{plan.gateway_ip}:{plan.apiserver_port}",
+                "--node-monitor-grace-period", state.node_grace_period,
+                "--default-not-ready-toleration-seconds", str(state.toleration_seconds),
+                "--default-unreachable-toleration-seconds", str(state.toleration_seconds),
                 "--kubelet-netns-dial"]  # the nodes' kubelets listen inside their namespaces
         rec = state.apiserver = self._spawn(argv, "apiserver.log", ["apiserver", data_dir])
         state.kubeconfig = kubeconfig
@@ -444,6 +488,7 @@ class Lab:
         return [sys.executable, "-m", "kproxy", "kubelet", "--kubeconfig", self._node_kubeconfig(node),
                 "--node-name", node, "--netns", plan.netns, "--pod-cidr", plan.pod_cidr,
                 "--root-dir", os.path.join(self.dir, "kubelet", node), "--crash-loop-backoff", CRASH_LOOP_BACKOFF,
+                "--node-lease-duration-seconds", str(self._require_state().node_lease_seconds),
                 "--tls-cert-file", cert, "--tls-private-key-file", key]
 
     def start_kubelet(self, node: str) -> ProcessRecord:
@@ -460,6 +505,21 @@ class Lab:
     def stop_kubelet(self, node: str, sig: int = signal.SIGTERM) -> None:
         """SIGTERM: the kubelet stops its pods and removes their namespaces before it exits."""
         self._stop(self._require_state().kubelets.get(node), sig, timeout=30)
+
+    def lose_node(self, node: str) -> list[int]:
+        """A node crash as its pods see it: the kubelet and every process in the node's pod
+        namespaces are killed (SIGKILL), so the heartbeat stops and the pods stop answering;
+        the node's network and agent stay. start_kubelet() brings the node back. Returns the
+        pod processes killed."""
+        self.stop_kubelet(node, signal.SIGKILL)
+        prefix = f"{self.plan.node(node).netns}-pod-"
+        killed = []
+        for ns in netsetup.list_namespaces():
+            if ns.startswith(prefix):
+                for pid in netsetup.namespace_pids(ns):
+                    netsetup.signal_pid(pid, signal.SIGKILL)
+                    killed.append(pid)
+        return killed
 
     def kubelet_alive(self, node: str) -> bool:
         return self._alive(self._require_state().kubelets.get(node))

@@ -88,6 +88,8 @@ def create_lab_network(plan: LabPlan) -> None:
     # The gateway answers ARP and pings but forwards nothing (ip_forward stays 0 here).
     for node in plan.nodes:
         _create_node(plan, node)
+    # after the nodes: a route needs its gateway on a link that is up
+    ip_batch(plan.net_netns, [_route_line(r) for r in plan.net_routes])
     _create_client(plan, plan.client)
 
 
@@ -199,11 +201,16 @@ def lab_namespaces(plan: LabPlan, existing: Iterable[str]) -> list[str]:
 
 
 def teardown(plan: LabPlan) -> list[str]:
-    """Deletes every namespace of the lab (pods, nodes, client, net). Returns what it deleted."""
+    """Deletes every namespace of the lab (pods with their UTS namespaces, nodes, client, net).
+    Returns the network namespaces it deleted."""
+    from kproxy.kubelet.podnet import delete_kept_uts  # pods are the kubelet's (podnet imports us)
+
     deleted = []
     for name in lab_namespaces(plan, list_namespaces()):
         delete_namespace(name)
         deleted.append(name)
+    for node in plan.nodes:  # what a killed kubelet left, whether its network namespace is gone or not
+        delete_kept_uts(f"{node.netns}-pod-")
     return deleted
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kproxy.kubelet.containerspec import ECHO_IMAGE
+from kproxy.kubelet.containerspec import BASE_IMAGE, ECHO_IMAGE
 
 ECHO_CONTAINER = "echo"
 # A readiness probe that answers within a second of a change: set_ready waits on it.
@@ -90,6 +90,35 @@ def echo_deployment(name: str, replicas: int, labels: dict[str, str] | None = No
                                                        pre_stop_sleep=pre_stop_sleep)]},
             },
         },
+    }
+
+
+def echo_daemonset(name: str, labels: dict[str, str] | None = None, port: int = 8080,
+                   namespace: str = "default") -> dict[str, Any]:
+    """A DaemonSet of echo pods (one per node), Ready once their /healthz answers."""
+    labels = dict(labels or {"app": name})
+    return {
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+        "spec": {"selector": {"matchLabels": dict(labels)},
+                 "template": {"metadata": {"labels": dict(labels)},
+                              "spec": {"terminationGracePeriodSeconds": 0,
+                                       "containers": [echo_container(port, readiness=http_probe(port))]}}},
+    }
+
+
+def shell_job(name: str, script: str, completions: int = 1, parallelism: int = 1,
+              labels: dict[str, str] | None = None, namespace: str = "default") -> dict[str, Any]:
+    """A Job whose pods run `script` with the base image's shell (restartPolicy Never)."""
+    labels = dict(labels or {"app": name})
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+        "spec": {"completions": completions, "parallelism": parallelism, "backoffLimit": 0,
+                 "template": {"metadata": {"labels": dict(labels)},
+                              "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
+                                       "containers": [{"name": "main", "image": BASE_IMAGE,
+                                                       "command": ["sh", "-c", script]}]}}},
     }
 
 

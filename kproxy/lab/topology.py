@@ -7,6 +7,9 @@ team's lab address plan:
 - node i (1-based) is namespace "<lab>-node<i>" with eth0 = 10.200.0.(10+i)/24 on that bridge,
   pod CIDR 10.244.i.0/24, routes to every other node's pod CIDR via that node's IP, and a
   default route via the bridge's address 10.200.0.1 (a gateway that forwards nothing);
+- the apiserver serves the lab on the bridge's address 10.200.0.1 (port 6443) inside the net
+  namespace, which routes every node's pod CIDR via that node (for the answers; it still
+  forwards nothing), so pods reach it through the `kubernetes` Service;
 - the client namespace "<lab>-client" has eth0 = 10.200.0.2/24 and routes the Service CIDR
   via node 1;
 - pods are the kubelets' (kproxy.kubelet.podnet): namespaces behind their node on routed veths,
@@ -42,6 +45,7 @@ NODE_NETWORK6 = "fd00:10:200::/64"
 CLIENT_IP6 = "fd00:10:200::2"
 GATEWAY_IP6 = "fd00:10:200::1"
 IP_FAMILIES = ("ipv4", "ipv6", "dual")
+APISERVER_PORT = 6443  # on GATEWAY_IP in the net namespace
 BRIDGE = "br0"
 MAX_NODES = 200
 IFNAMSIZ = 16  # including the terminating NUL
@@ -94,6 +98,8 @@ class LabPlan:
     gateway_ip: str
     nodes: tuple[NodePlan, ...]
     client: ClientPlan
+    net_routes: tuple[Route, ...] = ()  # of the net namespace: back to the pods
+    apiserver_port: int = APISERVER_PORT
     service_cidr: str = SERVICE_CIDR  # comma-separated in a dual lab, primary first
     cluster_cidr: str = CLUSTER_CIDR  # likewise
     node_port_range: str = NODE_PORT_RANGE
@@ -194,6 +200,8 @@ def plan_lab(name: str = DEFAULT_LAB_NAME, nodes: int = 2, ip_family: str = "ipv
         cluster_cidr=",".join(cluster_cidrs),
         ip_family=ip_family,
         gateway_ip6=GATEWAY_IP6 if v6 else "",
+        net_routes=tuple(Route(dest=node_pod_cidr(n.index), via=n.ip) for n in node_plans if v4)
+        + tuple(Route(dest=node_pod_cidr6(n.index), via=n.ip6) for n in node_plans if v6),
     )
 
 

@@ -26,6 +26,13 @@ def _modes() -> list[str]:
 
 MODES = _modes()
 SYNC_PERIOD_SECONDS = 5  # agents' periodic full sync in the lab: drift repair is bounded by it
+# A node loss in seconds: a node silent for NODE_GRACE_SECONDS is NotReady, and its pods are
+# evicted TOLERATION_SECONDS after it is tainted. Kubelets renew their Lease every quarter of
+# NODE_LEASE_SECONDS: eight renewals per grace period, so a loaded machine can miss several.
+# The emulated VM sets a longer grace period (tests/vm/test_vm.py).
+NODE_GRACE_SECONDS = int(os.environ.get("KPROXY_E2E_NODE_GRACE", "8"))
+NODE_LEASE_SECONDS = max(1, NODE_GRACE_SECONDS // 2)
+TOLERATION_SECONDS = 2
 
 
 @pytest.fixture(scope="module", params=MODES)
@@ -35,7 +42,9 @@ def lab(request, tmp_path_factory):
     name = nsutil.unique_name(f"{module}-{mode[:4]}")
     lab = Lab(name, dir=str(tmp_path_factory.mktemp(f"lab-{mode}")))
     try:
-        lab.up(nodes=2, mode=mode, sync_period=f"{SYNC_PERIOD_SECONDS}s", min_sync_period="0s")
+        lab.up(nodes=2, mode=mode, sync_period=f"{SYNC_PERIOD_SECONDS}s", min_sync_period="0s",
+               node_lease_seconds=NODE_LEASE_SECONDS, node_grace_period=f"{NODE_GRACE_SECONDS}s",
+               toleration_seconds=TOLERATION_SECONDS)
         yield lab
     finally:
         lab.down()
@@ -49,6 +58,7 @@ class Scratch:
         self.prefix = prefix
         self.services: list[tuple[str, str]] = []
         self.deployments: list[str] = []
+        self.objects: list[tuple[object, str]] = []  # (resource, name) in default, deleted with their pods
 
     def name(self, suffix: str) -> str:
         return f"{self.prefix}-{suffix}"
@@ -71,8 +81,21 @@ class Scratch:
         self.deployments.append(dep["metadata"]["name"])
         return dep
 
+    def apply(self, obj: dict) -> dict:
+        """Creates `obj` (a workload: DaemonSet, Job, ...) in default; deleted at the end,
+        its pods with it (background propagation)."""
+        from kproxy.api import resources
+
+        created = self.lab.apply(obj)
+        self.objects.append((resources.by_kind(obj["apiVersion"], obj["kind"]), created["metadata"]["name"]))
+        return created
+
     def cleanup(self) -> None:
         from kproxy.api.resources import DEPLOYMENTS, SERVICES
+
+        for resource, name in self.objects:
+            with contextlib.suppress(Exception):
+                self.lab.client.delete(resource, name, "default", propagation_policy="Background")
 
         for name in self.deployments:  # the garbage collector deletes its ReplicaSets and pods
             with contextlib.suppress(Exception):

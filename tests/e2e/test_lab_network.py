@@ -2,6 +2,7 @@
 each other and the client reaches them through the node routes; teardown leaves nothing."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -82,6 +83,7 @@ def test_teardown_is_complete_and_idempotent():
     finally:
         deleted = netsetup.teardown(plan)
     assert pod.netns in deleted and set(plan.namespaces) <= set(deleted)
+    assert not os.path.exists(podnet.uts_path(pod.netns))  # the pod's hostname namespace too
     assert not netsetup.lab_namespaces(plan, netsetup.list_namespaces())
     assert netsetup.teardown(plan) == []
 

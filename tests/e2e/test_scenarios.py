@@ -21,7 +21,7 @@ from kproxy.lab import pods, traffic
 from kproxy.lab.traffic import Refused, TrafficError
 from tests import nsutil
 from tests.e2e import helpers
-from tests.e2e.conftest import SYNC_PERIOD_SECONDS
+from tests.e2e.conftest import NODE_GRACE_SECONDS, SYNC_PERIOD_SECONDS
 from tests.e2e.helpers import ContinuousClient, sample, wait_for_error, wait_for_pods
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -534,3 +534,163 @@ def test_a_liveness_failure_restarts_the_container(lab, scratch, tmp_path):
     b = scratch.pod("b", "node2")
     svc = scratch.service()
     _restarted_and_rejoined(lab, scratch, a, b, svc, lambda _pod: alive.unlink(), alive.touch)
+
+
+# -- nodes, DaemonSets, Jobs and the apiserver seen from a pod -------------------------------------
+
+
+def _live_ready_pods(lab, app: str) -> dict[str, dict]:
+    """The app's pods that are Ready and not terminating, by name."""
+    return {n: p for n, p in _pods_of(lab, app).items()
+            if not p["metadata"].get("deletionTimestamp") and pods.condition(p, "Ready") == "True"}
+
+
+def _node_lost(lab, node: str) -> bool:
+    """The node is NotReady (Unknown) and carries the unreachable NoExecute taint."""
+    from kproxy.api.resources import NODES
+
+    obj = lab.client.get(NODES, node)
+    taints = {(t.get("key"), t.get("effect")) for t in (obj.get("spec") or {}).get("taints") or []}
+    return pods.condition(obj, "Ready") != "True" and ("node.kubernetes.io/unreachable", "NoExecute") in taints
+
+
+def test_a_lost_node_loses_its_pods_to_the_other_and_traffic_recovers(lab, scratch):
+    """node2's kubelet and pods die (kill -9). What the design promises the client: requests
+    fail only while the dead pods' endpoints are still in the agents' rules (until the Node is
+    NotReady, its pods are marked not ready and the agents sync); then the Service serves from
+    node1 alone, and the pods are evicted after their tolerationSeconds and replaced on node1."""
+    scratch.deployment("web", replicas=2)
+    svc = scratch.service()
+    ip, app = cluster_ip(svc), scratch.prefix
+    first = helpers.poll(lambda: len(r := _live_ready_pods(lab, app)) == 2 and r, 120, "the Deployment's pods to be Ready")
+    placed = {name: p["spec"]["nodeName"] for name, p in first.items()}
+    if set(placed.values()) != {"node1", "node2"}:
+        pytest.fail(f"the scheduler did not spread the Deployment over both nodes: {placed}")
+    doomed = {name for name, node in placed.items() if node == "node2"}
+    doomed_ips = {first[name]["status"]["podIP"] for name in doomed}
+    wait_for_pods(lab.client_netns, ip, 80, set(first))
+    try:
+        with ContinuousClient(lab.plan.client.netns, ip, 80) as client:
+            client.wait_for_more(20)
+            assert client.failures == [], client.failures[:5]
+            lab.lose_node("node2")
+            helpers.poll(lambda: _node_lost(lab, "node2"), NODE_GRACE_SECONDS + 60,
+                         "node2 to be NotReady and tainted unreachable")
+            helpers.poll(lambda: all(_endpoint_ready(lab, svc["metadata"]["name"], a) is not True for a in doomed_ips),
+                         60, "the dead pods' endpoints to be not ready")
+            survivors = set(first) - doomed
+            wait_for_pods(lab.client_netns, ip, 80, survivors)
+            failed_while_listed = len(client.failures)
+            # evicted after tolerationSeconds, replaced on the node that is left
+            replaced = helpers.poll(lambda: len(r := _live_ready_pods(lab, app)) == 2 and not set(r) & doomed and r,
+                                    120, "the evicted pods to be replaced")
+            assert {p["spec"]["nodeName"] for p in replaced.values()} == {"node1"}, replaced
+            wait_for_pods(lab.client_netns, ip, 80, set(replaced))
+            client.wait_for_more(50)
+        # the dead pods really took requests while listed, and nothing failed once they were not
+        assert failed_while_listed > 0, "no request reached the dead pods: the node loss was not seen"
+        assert len(client.failures) == failed_while_listed, client.failures[failed_while_listed:][:5]
+        assert set(replaced) <= set(client.answers), client.answers
+    finally:
+        if not lab.kubelet_alive("node2"):
+            lab.start_kubelet("node2")
+        lab.wait_node_ready("node2")
+    helpers.poll(lambda: not _node_lost(lab, "node2") and _untainted(lab, "node2"), 60, "node2's taints to be gone")
+
+
+def _untainted(lab, node: str) -> bool:
+    from kproxy.api.resources import NODES
+
+    return not (lab.client.get(NODES, node).get("spec") or {}).get("taints")
+
+
+def test_a_daemonset_runs_one_pod_on_every_node_behind_its_service(lab, scratch):
+    scratch.apply(pods.echo_daemonset(scratch.name("ds"), labels={"app": scratch.prefix}))
+    svc = scratch.service()
+    ready = helpers.poll(lambda: len(r := _live_ready_pods(lab, scratch.prefix)) == len(lab.plan.nodes) and r,
+                         120, "a Ready pod on every node")
+    assert sorted(p["spec"]["nodeName"] for p in ready.values()) == sorted(n.name for n in lab.plan.nodes)
+    wait_for_pods(lab.client_netns, cluster_ip(svc), 80, set(ready))
+
+
+def test_a_job_runs_to_completion(lab, scratch):
+    from kproxy.api.resources import JOBS
+
+    job = scratch.apply(pods.shell_job(scratch.name("job"), "echo done", completions=2, parallelism=2,
+                                       labels={"app": scratch.prefix}))
+
+    def complete() -> dict | None:
+        obj = lab.client.get(JOBS, job["metadata"]["name"], "default")
+        return obj if pods.condition(obj, "Complete") == "True" else None
+
+    done = helpers.poll(complete, 120, "the Job to be Complete")
+    assert done["status"].get("succeeded") == 2, done["status"]
+    phases = {name: p["status"].get("phase") for name, p in _pods_of(lab, scratch.prefix).items()}
+    assert list(phases.values()) == ["Succeeded", "Succeeded"], phases
+
+
+# A pod's view of the apiserver: GET the pods of default through the kubernetes Service with the
+# projected token and CA, printing each new answer (code and body) until one is 200.
+LIST_PODS_FROM_A_POD = r"""
+import json, os, ssl, time, urllib.error, urllib.request
+sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+url = "https://%s:%s/api/v1/namespaces/default/pods" % (os.environ["KUBERNETES_SERVICE_HOST"],
+                                                         os.environ["KUBERNETES_SERVICE_PORT"])
+ctx = ssl.create_default_context(cafile=sa + "/ca.crt")
+last = None
+while True:
+    with open(sa + "/token") as f:
+        request = urllib.request.Request(url, headers={"Authorization": "Bearer " + f.read()})
+    try:
+        with urllib.request.urlopen(request, context=ctx, timeout=10) as answer:
+            code, body = answer.status, json.load(answer)
+    except urllib.error.HTTPError as exc:
+        code, body = exc.code, json.load(exc)
+    if code != last:
+        print(json.dumps({"code": code, "message": body.get("message"),
+                          "pods": [p["metadata"]["name"] for p in body.get("items") or []]}), flush=True)
+        last = code
+    if code == 200:
+        break
+    time.sleep(0.5)
+"""
+
+
+def _kubectl(lab, *args: str) -> str:
+    done = subprocess.run(["kubectl", *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "KUBECONFIG": lab.kubeconfig, "HOME": lab.dir})
+    assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
+    return done.stdout
+
+
+def test_a_pod_reaches_the_apiserver_through_the_kubernetes_service(lab, scratch):
+    """With its projected service-account token: the default ServiceAccount may not list pods
+    (403, upstream's message) until a Role allows it."""
+    import json
+
+    from kproxy.api.resources import PODS
+
+    name = scratch.name("api")
+    scratch.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+                   "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
+                            "containers": [{"name": "main", "image": pods.BASE_IMAGE,
+                                            "command": ["python3", "-c", LIST_PODS_FROM_A_POD]}]}})
+
+    def answers() -> list[dict]:
+        return [json.loads(line) for line in _kubectl(lab, "logs", name).splitlines() if line.startswith("{")]
+
+    first = helpers.poll(answers, 120, "the pod's first answer from the apiserver")[0]
+    assert first == {"code": 403, "pods": [], "message":
+                     'pods is forbidden: User "system:serviceaccount:default:default" cannot list resource '
+                     '"pods" in API group "" in the namespace "default"'}, first
+    scratch.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                   "metadata": {"name": name, "namespace": "default"},
+                   "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]})
+    scratch.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                   "metadata": {"name": name, "namespace": "default"},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                   "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "default"}]})
+    helpers.poll(lambda: lab.client.get(PODS, name, "default")["status"].get("phase") == "Succeeded", 120,
+                 "the pod to list the pods and exit")
+    last = answers()[-1]
+    assert last["code"] == 200 and name in last["pods"], last

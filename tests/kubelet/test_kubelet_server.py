@@ -163,6 +163,32 @@ def test_exec_output_env_namespace_exit_code_and_stdin(cluster):
     assert done.returncode != 0 and 'exec: "no-such-program": executable file not found in $PATH' in done.stderr
 
 
+def test_a_pod_has_its_own_hostname_shared_by_its_containers_and_exec(cluster):
+    """Each pod has its own UTS namespace: its hostname is the pod's name (or spec.hostname),
+    the same for every container and for exec, and the machine's own is left alone."""
+    machine = socket.gethostname()
+    report = "hostname > /dev/stderr; sleep 3600"
+    cluster.client.create(PODS, {"metadata": {"name": "named"}, "spec": {
+        "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": c, "image": "kproxy.local/base", "command": ["sh", "-c", report]}
+                       for c in ("one", "two")]}}, "default")
+    _wait(cluster.client, lambda c: _running_ready(c, "named"), "named running", cluster.node)
+    for container in ("one", "two"):
+        assert _poll_output(lambda: cluster.ok("logs", "named", "-c", container)) == "named\n"
+    assert cluster.ok("exec", "named", "-c", "two", "--", "hostname") == "named\n"
+    cluster.pod("chosen", "sleep 3600", hostname="web-0", subdomain="web")
+    assert cluster.ok("exec", "chosen", "--", "hostname") == "web-0\n"
+    assert socket.gethostname() == machine
+
+
+def _poll_output(read, timeout: float = 30.0) -> str:
+    """The first non-empty output of `read()` (a container's first line comes a moment after it runs)."""
+    deadline = time.monotonic() + timeout
+    while not (out := read()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return out
+
+
 def test_exec_with_a_terminal(cluster):
     cluster.pod("tty", "sleep 3600")
     pid, fd = pty.fork()

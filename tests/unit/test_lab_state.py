@@ -11,7 +11,8 @@ from kproxy.lab.lab import Lab, LabError, LabState, PodRecord, ProcessRecord, wa
 
 
 def test_state_round_trips_through_json():
-    state = LabState(name="lab", nodes=2, mode="iptables", dir="/tmp/x", sync_period="5s", kubeconfig="/k")
+    state = LabState(name="lab", nodes=2, mode="iptables", dir="/tmp/x", sync_period="5s", kubeconfig="/k",
+                     node_lease_seconds=4, node_grace_period="8s", toleration_seconds=2)
     state.apiserver = ProcessRecord(pid=10, argv=["a", "b"], log="/l", started=1.0)
     state.agents["node1"] = ProcessRecord(pid=11, argv=["agent"], log="/l2")
     state.kubelets["node1"] = ProcessRecord(pid=12, argv=["kubelet"], log="/l3", marks=["kubelet", "lab-node1"])
@@ -81,4 +82,18 @@ def test_cli_unknown_mode_is_one_line(tmp_path, capsys):
     assert main(["lab", "up", "--mode", "nosuchmode", "--name", "x", "--base-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown mode 'nosuchmode'" in err[0]
+    assert not (tmp_path / "x" / "state.json").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--node-grace-period", "soon"], "--node-grace-period: invalid duration 'soon'"),
+    (["--node-lease-seconds", "0"], "--node-lease-seconds must be at least 1"),
+    (["--toleration-seconds", "-1"], "--toleration-seconds must not be negative"),
+])
+def test_cli_bad_node_timings_are_one_line(tmp_path, capsys, flags, message):
+    from kproxy.cli.main import main
+
+    assert main(["lab", "up", "--name", "x", "--base-dir", str(tmp_path), *flags]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "x" / "state.json").exists()

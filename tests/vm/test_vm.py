@@ -43,8 +43,10 @@ if ! grep -q KPROXY_E2E_MODES /tmp/kproxy-e2e/tests/e2e/conftest.py; then
 fi
 cd /tmp/kproxy-e2e
 # the lab's apiserver keeps SQLite in its directory: guest-local (/tmp), never the 9p share
-# requests wait longer for an answer under emulation (see tests/e2e/helpers.py REQUEST_TIMEOUT)
-KPROXY_E2E_MODES=ipvs KPROXY_E2E_REQUEST_TIMEOUT=7.5 pytest tests/e2e/test_scenarios.py -p tests.vm.ipvs_probe -p no:cacheprovider -q -rfEs -o timeout=1200 \
+# requests wait longer for an answer under emulation (see tests/e2e/helpers.py REQUEST_TIMEOUT),
+# and a kubelet stalled by a Python start there must not pass for a lost node: upstream's 40 s
+# grace period (tests/e2e/conftest.py)
+KPROXY_E2E_MODES=ipvs KPROXY_E2E_REQUEST_TIMEOUT=7.5 KPROXY_E2E_NODE_GRACE=40 pytest tests/e2e/test_scenarios.py -p tests.vm.ipvs_probe -p no:cacheprovider -q -rfEs -o timeout=1200 \
     --basetemp=/tmp/kproxy-e2e-tmp --durations=10 ${KPROXY_E2E_ARGS:-} --junitxml="$OUT/e2e-ipvs.xml" > "$OUT/e2e-ipvs.log" 2>&1
 echo $? > "$OUT/e2e-ipvs.rc"
 # the agents' and apiserver's logs outlive the VM in the shared directory
