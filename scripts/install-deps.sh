@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 PACKAGES=(iptables iproute2 conntrack ipset nftables kmod procps psmisc tmux
           etcd-server etcd-client haproxy python3 python3-venv python3-dev gcc make curl
           # the IPVS test VM (tests/vm): Debian's kernel (IPVS, dummy links) under qemu
-          linux-image-amd64 qemu-system-x86 ipvsadm busybox-static)
+          linux-image-amd64 qemu-system-x86 ipvsadm busybox-static
+          # the kubelet's containerd runtime (kproxy/containerd): CRI, runc, CNI plugins
+          containerd runc containernetworking-plugins)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
