@@ -10,6 +10,7 @@ import logging
 import os
 import ssl
 import subprocess
+import time
 
 from kproxy.cli.service import run_with_client
 from kproxy.api.resources import SERVICES
@@ -36,8 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--netns", required=True, metavar="NODE_NS",
                         help="the node's network namespace: pods get veths into it (it must exist)")
     parser.add_argument("--pod-cidr", required=True, help="the node's pod CIDR, e.g. 10.244.1.0/24")
-    parser.add_argument("--runtime", choices=["process"], default="process",
-                        help="how containers run (process: commands of this machine in a pod namespace)")
+    parser.add_argument("--runtime", choices=["process", "containerd"], default="process",
+                        help="process: pods as processes in pod namespaces (default); containerd: pods as "
+                             "containers through CRI (kproxy.kubelet.criruntime)")
+    parser.add_argument("--containerd-socket", metavar="PATH",
+                        help="with --runtime containerd: the CRI socket of a running containerd (default: start "
+                             "one of this node's own under ROOT_DIR/containerd, in NODE_NS, with the CNI config "
+                             "for --pod-cidr)")
     parser.add_argument("--node-ip", help="the node's InternalIP (default: the first global IPv4 of NODE_NS)")
     parser.add_argument("--root-dir", default="/var/lib/kproxy-kubelet", help="per-pod files and logs")
     parser.add_argument("--pod-netns-prefix", help="prefix of pod namespace names (default: NODE_NS-pod-)")
@@ -124,6 +130,10 @@ async def _main(args: argparse.Namespace, client: ApiClient, stop: asyncio.Event
 
     ctx, host_ip = _context(args, client)
     tls = _server_tls(args)
+    daemon = None
+    if args.runtime == "containerd":
+        ctx.cri, daemon = await _cri_runtime(args, host_ip)
+        ctx.cgroups, ctx.cgroups_note = None, "limits go through the container runtime"
     facts = machine_facts(args.node_name, host_ip, str(ipaddress.ip_network(args.pod_cidr)), args.root_dir,
                           cpu=args.cpu, memory=args.memory, pods=args.max_pods,
                           kubelet_port=args.port if tls else 0, netns=args.netns)
@@ -140,7 +150,39 @@ async def _main(args: argparse.Namespace, client: ApiClient, stop: asyncio.Event
     finally:
         if server is not None:
             await server.stop()
+        if ctx.cri is not None:
+            await ctx.cri.close()
+        if daemon is not None:
+            await asyncio.to_thread(daemon.stop)
         ctx.node_ns.close()
+
+
+async def _cri_runtime(args: argparse.Namespace, host_ip: str):
+    """The CRI runtime, and the containerd this kubelet started (None with --containerd-socket)."""
+    from kproxy.containerd.cri import CriClient, CriError
+    from kproxy.containerd.daemon import Containerd, ContainerdError
+    from kproxy.kubelet.criruntime import CriRuntime
+
+    daemon = None
+    socket = args.containerd_socket
+    if not socket:
+        daemon = Containerd(os.path.join(args.root_dir, "containerd"), args.netns, args.pod_cidr)
+        try:
+            await asyncio.to_thread(daemon.start)
+        except (ContainerdError, OSError) as exc:
+            raise CLIError(f"--runtime containerd: {exc}") from None
+        socket = daemon.socket
+    client = CriClient(socket)
+    try:
+        version = await asyncio.to_thread(client.wait_ready, time.monotonic() + 30)
+    except CriError as exc:
+        client.close()
+        if daemon is not None:
+            daemon.stop()
+        raise CLIError(f"--runtime containerd: no CRI at {socket}: {exc}") from None
+    log.info("container runtime: %s %s (CRI %s) at %s", version.runtime_name, version.runtime_version,
+             version.runtime_api_version, socket)
+    return CriRuntime(client, args.node_name, args.root_dir, host_ip, args.netns), daemon
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,201 @@
+"""`kproxy kubelet --runtime containerd` end to end: a real apiserver, a node namespace with its
+own containerd (kproxy.containerd.daemon) and Debian's CNI plugins, and the kubelet running
+pods as containers through CRI.
+
+The image is a busybox-static OCI archive this module builds and imports
+(kproxy.containerd.ociimage); the built-in kproxy.local images come from `kproxy image`.
+One containerd, apiserver and kubelet serve the whole module (each test uses pods of its own).
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import socket
+import subprocess
+
+import pytest
+
+from kproxy.api.resources import EVENTS, PODS
+from kproxy.client.sync import Client
+from kproxy.containerd.cri import CriClient
+from kproxy.containerd.daemon import Containerd
+from kproxy.netns import NetNS
+from tests import nsutil
+from tests.apiserver.fixtures import start_apiserver
+from tests.kubelet.test_kubelet_e2e import POD_CIDR, KubeletNode, _wait
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("containerd") is None or not os.path.isdir("/usr/lib/cni"),
+                                 reason="containerd and containernetworking-plugins are not installed "
+                                        "(scripts/install-deps.sh)")]
+
+IMAGE = "kproxy.local/test-busybox:1"
+SERVE = "echo hello-$(hostname) > /www/index.html; ls / > /tmp/root-listing; exec httpd -f -p 8080 -h /www"
+
+
+class CriNode(KubeletNode):
+    """KubeletNode whose kubelet runs pods in the node's own containerd."""
+
+    def __init__(self, tmp_path, server):
+        super().__init__(tmp_path, server)
+        self.containerd = Containerd(f"/run/{nsutil.unique_name('cri')}", self.netns, POD_CIDR)
+
+    def start_kubelet(self) -> None:
+        if not self.containerd.running():
+            self.containerd.start()
+            self.containerd.import_image_archive(IMAGE, ["/bin/sh", "-c"], ["sleep 3600"])
+        self.extra_args = ["--runtime", "containerd", "--containerd-socket", self.containerd.socket]
+        super().start_kubelet()
+
+    def cleanup(self) -> None:
+        self.stop()
+        self.containerd.remove()
+        super().cleanup()
+
+
+@pytest.fixture(scope="module")
+def crinode(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("cri")
+    server = start_apiserver(tmp_path)
+    node = CriNode(tmp_path, server)
+    client = Client.from_kubeconfig(server.kubeconfig)
+    try:
+        node.start()
+        yield node, client
+    finally:
+        client.close()
+        node.cleanup()
+        server.stop()
+
+
+def _pod(client: Client, name: str, command: str, **spec) -> dict:
+    container = {"name": "c", "image": IMAGE, "command": ["sh", "-c", command], **spec.pop("container", {})}
+    spec.setdefault("terminationGracePeriodSeconds", 1)  # httpd as pid 1 ignores SIGTERM
+    return client.create(PODS, {"metadata": {"name": name}, "spec": {"nodeName": "n1", "containers": [container],
+                                                                    **spec}}, "default")
+
+
+def _status(client: Client, name: str) -> dict:
+    pod = client.get(PODS, name, "default")
+    statuses = (pod.get("status") or {}).get("containerStatuses") or [{}]
+    return {**(pod.get("status") or {}), "c": statuses[0]}
+
+
+def _http_get(netns: str, ip: str, port: int) -> str:
+    def ask() -> str:
+        try:
+            with socket.create_connection((ip, port), timeout=5) as s:
+                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                answer = b""
+                while chunk := s.recv(4096):  # HTTP/1.0: the server closes after the body
+                    answer += chunk
+                return answer.decode(errors="replace")
+        except OSError as exc:
+            return f"error: {exc}"
+    ns = NetNS(netns)
+    try:
+        return ns.run(ask)
+    finally:
+        ns.close()
+
+
+def _running(client: Client, name: str):
+    status = _status(client, name)
+    return status if status.get("phase") == "Running" and status["c"].get("ready") else None
+
+
+def test_pod_gets_an_ip_from_the_pod_cidr_and_answers(crinode):
+    node, client = crinode
+    _pod(client, "web", SERVE)
+    status = _wait(client, lambda c: _running(c, "web"), "web running", node)
+    assert ipaddress.ip_address(status["podIP"]) in ipaddress.ip_network(POD_CIDR)
+    assert status["c"]["containerID"].startswith("containerd://")
+    answer = _wait(client, lambda c: (lambda a: a if "200" in a else None)(_http_get(node.netns, status["podIP"], 8080)),
+                   "web answers", node)
+    assert "hello-web" in answer  # the sandbox's hostname is the pod's name
+    # the container sees its image's files, not the machine's
+    listing = subprocess.run(["nsenter", "--target", _pid(node, "web"), "--mount", "cat", "/tmp/root-listing"],
+                             capture_output=True, text=True).stdout.split()
+    assert "bin" in listing and "www" in listing and "work" not in listing and "usr" not in listing
+
+
+def _pid(node: CriNode, pod: str) -> str:
+    client = CriClient(node.containerd.socket)
+    try:
+        [container] = [c for c in client.list_containers(labels={"io.kubernetes.container.name": "c"})
+                       if c.state == 1 and client.pod_sandbox_status(c.pod_sandbox_id).metadata.name == pod]
+        import json
+        return str(json.loads(client.container_status(container.id, verbose=True).info["info"])["pid"])
+    finally:
+        client.close()
+
+
+def test_exit_codes_and_restarts(crinode):
+    node, client = crinode
+    _pod(client, "fails", "echo once; exit 3")
+    _pod(client, "done", "exit 0", restartPolicy="Never")
+
+    def restarted(c: Client):
+        s = _status(c, "fails")["c"]
+        return s if s.get("restartCount", 0) >= 1 and s.get("lastState", {}).get("terminated") else None
+    s = _wait(client, restarted, "fails restarted", node)
+    assert s["lastState"]["terminated"]["exitCode"] == 3 and s["lastState"]["terminated"]["reason"] == "Error"
+    assert "once" in node.container_output(client.get(PODS, "fails", "default"))
+
+    def succeeded(c: Client):
+        s = _status(c, "done")
+        return s if s.get("phase") == "Succeeded" else None
+    s = _wait(client, succeeded, "done succeeded", node)
+    assert s["c"]["state"]["terminated"]["exitCode"] == 0 and s["c"]["state"]["terminated"]["reason"] == "Completed"
+
+
+def test_missing_image_never_pulled_and_pull_failure(crinode):
+    node, client = crinode
+    _pod(client, "never", "true", container={"image": "kproxy.local/absent:1", "imagePullPolicy": "Never"})
+    _pod(client, "pull", "true", container={"image": "kproxy.local/absent:1", "imagePullPolicy": "IfNotPresent"})
+
+    def waiting(name: str):
+        def fetch(c: Client):
+            return (_status(c, name)["c"].get("state") or {}).get("waiting", {}).get("reason") and \
+                _status(c, name)["c"]["state"]["waiting"]
+        return fetch
+    never = _wait(client, lambda c: (lambda w: w if w and w["reason"] == "ErrImageNeverPull" else None)(waiting("never")(c)),
+                  "never: ErrImageNeverPull", node)
+    assert never["message"] == 'Container image "kproxy.local/absent:1" is not present with pull policy of Never'
+    _wait(client, lambda c: (lambda w: w if w and w["reason"] in ("ErrImagePull", "ImagePullBackOff") else None)(
+        waiting("pull")(c)), "pull: ErrImagePull", node)
+    events = client.list(EVENTS, "default")["items"]
+    assert any(e.get("reason") == "ErrImageNeverPull" and e["involvedObject"]["name"] == "never" for e in events)
+
+
+def test_containerd_restarted_under_running_pods(crinode):
+    node, client = crinode
+    _pod(client, "steady", SERVE)
+    _pod(client, "exits", "until [ -e /tmp/stop ]; do sleep 0.2; done; exit 7")
+    steady = _wait(client, lambda c: _running(c, "steady"), "steady running", node)
+    _wait(client, lambda c: _running(c, "exits"), "exits running", node)
+    exits_pid = _pid(node, "exits")
+
+    node.containerd.stop()
+    # while containerd is down: one container exits; the kubelet keeps what it knew
+    subprocess.run(["nsenter", "--target", exits_pid, "--mount", "/bin/sh", "-c", ": > /tmp/stop"], check=True)
+    assert _status(client, "steady")["c"]["ready"] is True
+    node.containerd.start()
+
+    def exit_seen(c: Client):
+        s = _status(c, "exits")["c"]
+        return s if s.get("restartCount", 0) >= 1 else None
+    s = _wait(client, exit_seen, "exit during the outage reported", node)
+    assert s["lastState"]["terminated"]["exitCode"] == 7
+    after = _status(client, "steady")
+    assert after["c"]["containerID"] == steady["c"]["containerID"] and after["c"].get("restartCount", 0) == 0
+    assert "hello-steady" in _http_get(node.netns, steady["podIP"], 8080)
+    # and the kubelet still drives containerd: deleting the pod removes its sandbox
+    client.delete(PODS, "steady", "default")
+    _wait(client, lambda c: c.get_or_none(PODS, "steady", "default") is None, "steady deleted", node)
+    cri = CriClient(node.containerd.socket)
+    try:
+        assert all(s.metadata.name != "steady" for s in cri.list_pod_sandboxes())
+    finally:
+        cri.close()
