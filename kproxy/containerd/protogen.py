@@ -1,4 +1,4 @@
-"""Generates the CRI gRPC stubs (cri_api_pb2.py, cri_api_pb2_grpc.py beside this file) from
+"""Generates the CRI gRPC stubs (cri_api_pb2.py with its .pyi, cri_api_pb2_grpc.py beside this file) from
 proto/kproxy/containerd/cri_api.proto with grpcio-tools. The install step runs it
 (`python -m kproxy.containerd.protogen`); the generated files are not committed.
 
@@ -12,7 +12,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.dirname(os.path.dirname(HERE))
 PROTO_ROOT = os.path.join(PROJECT, "proto")
 PROTO = os.path.join("kproxy", "containerd", "cri_api.proto")
-OUTPUTS = [os.path.join(HERE, name) for name in ("cri_api_pb2.py", "cri_api_pb2_grpc.py")]
+OUTPUTS = [os.path.join(HERE, name) for name in ("cri_api_pb2.py", "cri_api_pb2.pyi", "cri_api_pb2_grpc.py")]
 
 
 def stale() -> bool:
@@ -31,7 +31,7 @@ def generate() -> None:
     import grpc_tools
     includes = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
     rc = protoc.main(["protoc", f"-I{PROTO_ROOT}", f"-I{includes}", f"--python_out={PROJECT}",
-                      f"--grpc_python_out={PROJECT}", os.path.join(PROTO_ROOT, PROTO)])
+                      f"--pyi_out={PROJECT}", f"--grpc_python_out={PROJECT}", os.path.join(PROTO_ROOT, PROTO)])
     if rc != 0:
         raise RuntimeError(f"protoc failed on {PROTO} (exit {rc})")
 

@@ -324,8 +324,9 @@ class PodWorker:
                        if c.process.exit_unknown else "")
             if message:
                 reason = "ContainerStatusUnknown"
+            cgroups = self.ctx.cgroups
             if rc != 0 and (getattr(c.process, "oom_killed", False) or (  # the CRI runtime says so itself
-                    self.ctx.cgroups is not None and self.ctx.cgroups.oom_kills(self.uid, c.record.name) > c.oom_kills)):
+                    cgroups is not None and cgroups.oom_kills(self.uid, c.record.name) > c.oom_kills)):
                 reason = "OOMKilled"
             term = {"exitCode": rc, "reason": reason, "startedAt": c.record.started_at, "finishedAt": finished,
                     "containerID": c.record.container_id, **({"message": message} if message else {})}
