@@ -21,7 +21,7 @@ BUSYBOX = "/bin/busybox"
 PAUSE_IMAGE = "kproxy.local/pause:1"
 # the applets linked in /bin: what sandboxes and tests run
 APPLETS = ("sh", "sleep", "httpd", "cat", "echo", "hostname", "ls", "ps", "nc", "wget", "true",
-           "false", "env", "id", "kill", "mkdir", "dd", "head", "printf", "test")
+           "false", "env", "id", "kill", "mkdir", "dd", "head", "printf", "test", "tr")
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CONTAINERD_NAME = "io.containerd.image.name"
 OCI_REF_NAME = "org.opencontainers.image.ref.name"

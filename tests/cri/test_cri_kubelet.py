@@ -199,3 +199,33 @@ def test_containerd_restarted_under_running_pods(crinode):
         assert all(s.metadata.name != "steady" for s in cri.list_pod_sandboxes())
     finally:
         cri.close()
+
+
+def _cgroup_dir(pid: str, controller: str) -> str:
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if controller in controllers.split(","):
+                return f"/sys/fs/cgroup/{controllers}{path}" if os.path.isdir(f"/sys/fs/cgroup/{controllers}") \
+                    else f"/sys/fs/cgroup/{controller}{path}"
+    return f"/sys/fs/cgroup{path}"  # v2 only: the last (0::) line
+
+
+def test_limits_through_the_runtime_and_oom_killed(crinode):
+    node, client = crinode
+    _pod(client, "limited", "sleep 3600", container={"resources": {"limits": {"memory": "64Mi", "cpu": "250m"}}})
+    _pod(client, "hog", "x=$(head -c 400000000 /dev/zero | tr '\\0' a); echo survived", restartPolicy="Never",
+         container={"resources": {"limits": {"memory": "32Mi"}}})
+    _wait(client, lambda c: _running(c, "limited"), "limited running", node)
+    pid = _pid(node, "limited")
+    if os.path.exists("/sys/fs/cgroup/memory"):
+        assert open(_cgroup_dir(pid, "memory") + "/memory.limit_in_bytes").read().strip() == str(64 << 20)
+        assert open(_cgroup_dir(pid, "cpu") + "/cpu.cfs_quota_us").read().strip() == "25000"
+        assert open(_cgroup_dir(pid, "cpu") + "/cpu.cfs_period_us").read().strip() == "100000"
+    else:
+        assert open(_cgroup_dir(pid, "") + "/memory.max").read().strip() == str(64 << 20)
+
+    def terminated(c: Client):
+        return _status(c, "hog")["c"].get("state", {}).get("terminated")
+    term = _wait(client, terminated, "hog terminated", node)
+    assert term["reason"] == "OOMKilled" and term["exitCode"] == 137, term
