@@ -194,6 +194,11 @@ class CriContainer:
         return ["nsenter", "--target", str(self.init_pid), "--mount", "--uts", "--ipc", "--net", "--pid",
                 "--root", "--wd", "--"]
 
+    @property
+    def exec_root(self) -> str:
+        """The container's filesystem as the node sees it (exec looks its program up there)."""
+        return f"/proc/{self.init_pid}/root" if self.init_pid else "/"
+
     def signal(self, sig: int) -> None:  # the runtime signals through StopContainer only
         pass
 

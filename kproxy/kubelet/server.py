@@ -260,4 +260,4 @@ class KubeletServer:
         if pod.sandbox is None or process is None or process.poll() is not None:
             return f'container not found ("{c.record.name}")'
         return execstream.Target(prefix=tuple(process.exec_prefix()), env=dict(process.env),
-                                 cwd=c.spec.get("workingDir") or "/")
+                                 cwd=c.spec.get("workingDir") or "/", root=getattr(process, "exec_root", "/"))

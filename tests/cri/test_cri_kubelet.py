@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 
 import pytest
 
@@ -23,7 +24,8 @@ from kproxy.containerd.daemon import Containerd
 from kproxy.netns import NetNS
 from tests import nsutil
 from tests.apiserver.fixtures import start_apiserver
-from tests.kubelet.test_kubelet_e2e import POD_CIDR, KubeletNode, _wait
+from tests.kubelet.test_kubelet_e2e import NODE_IP, POD_CIDR, KubeletNode, _wait
+from tests.kubelet.test_kubelet_server import PORT, _node_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow,
               pytest.mark.skipif(shutil.which("containerd") is None or not os.path.isdir("/usr/lib/cni"),
@@ -40,12 +42,14 @@ class CriNode(KubeletNode):
     def __init__(self, tmp_path, server):
         super().__init__(tmp_path, server)
         self.containerd = Containerd(f"/run/{nsutil.unique_name('cri')}", self.netns, POD_CIDR)
+        self.server_args: list[str] = []  # the kubelet server's flags (kubectl logs and exec)
 
     def start_kubelet(self) -> None:
         if not self.containerd.running():
             self.containerd.start()
             self.containerd.import_image_archive(IMAGE, ["/bin/sh", "-c"], ["sleep 3600"])
-        self.extra_args = ["--runtime", "containerd", "--containerd-socket", self.containerd.socket]
+        self.extra_args = ["--runtime", "containerd", "--containerd-socket", self.containerd.socket,
+                           *self.server_args]
         super().start_kubelet()
 
     def cleanup(self) -> None:
@@ -57,16 +61,27 @@ class CriNode(KubeletNode):
 @pytest.fixture(scope="module")
 def crinode(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("cri")
-    server = start_apiserver(tmp_path)
+    server = start_apiserver(tmp_path, ["--kubelet-netns-dial"])
     node = CriNode(tmp_path, server)
+    node.server_args = serving_args(server, tmp_path)
     client = Client.from_kubeconfig(server.kubeconfig)
     try:
         node.start()
+        _wait(client, _node_port, "node registered with its kubelet port", node)
         yield node, client
     finally:
         client.close()
         node.cleanup()
         server.stop()
+
+
+def serving_args(server, tmp_path) -> list[str]:
+    cert, key = str(tmp_path / "kubelet.crt"), str(tmp_path / "kubelet.key")
+    done = subprocess.run([sys.executable, "-m", "kproxy", "pki", "kubelet-serving", "--data-dir", str(server.data_dir),
+                           "--node-name", "n1", "--san", NODE_IP, "--cert", cert, "--key", key],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return ["--port", str(PORT), "--tls-cert-file", cert, "--tls-private-key-file", key]
 
 
 def _pod(client: Client, name: str, command: str, **spec) -> dict:
@@ -229,3 +244,29 @@ def test_limits_through_the_runtime_and_oom_killed(crinode):
         return _status(c, "hog")["c"].get("state", {}).get("terminated")
     term = _wait(client, terminated, "hog terminated", node)
     assert term["reason"] == "OOMKilled" and term["exitCode"] == 137, term
+
+
+@pytest.mark.kubectl
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kubectl_logs_and_exec_reach_the_container(crinode):
+    node, client = crinode
+    _pod(client, "talker", "echo said-once; echo to-stderr >&2; exec sleep 3600")
+    _wait(client, lambda c: _running(c, "talker"), "talker running", node)
+    env = {**os.environ, "KUBECONFIG": node.server.kubeconfig, "HOME": str(node.server.data_dir)}
+
+    def kubectl(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["kubectl", *args], capture_output=True, text=True, env=env, timeout=60)
+    logs = _wait(client, lambda c: (lambda d: d if "to-stderr" in d.stdout else None)(kubectl("logs", "talker")),
+                 "kubectl logs", node)
+    assert logs.stdout.splitlines() == ["said-once", "to-stderr"]
+    done = kubectl("exec", "talker", "--", "sh", "-c", "hostname; ls /; ps; exit 5")
+    assert done.returncode == 5, done.stderr
+    lines = done.stdout.split()
+    # the container's hostname, its image's files, and its own processes only (pid namespace)
+    assert lines[0] == "talker" and "busybox" not in lines and "bin" in lines and "work" not in lines
+    assert "3600" in done.stdout and "kproxy" not in done.stdout and "containerd" not in done.stdout
+    missing = kubectl("exec", "talker", "--", "no-such-program")
+    assert missing.returncode != 0 and "executable file not found" in missing.stderr
+    # a program only the image has (this machine has no httpd): looked up in the container
+    only_in_image = kubectl("exec", "talker", "--", "httpd", "-h", "/nonexistent", "-p", "1")
+    assert "executable file not found" not in only_in_image.stderr, only_in_image.stderr
