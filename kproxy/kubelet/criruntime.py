@@ -238,6 +238,7 @@ class CriRuntime:
         self.client, self.node_name, self.root_dir = client, node_name, root_dir
         self.host_ip, self.node_netns, self.poll_interval = host_ip, node_netns, poll_interval
         self._pods: dict[str, _PodState] = {}
+        self._attempts: dict[str, int] = {}  # pod uid -> the next sandbox attempt after failures
         self._watched: dict[str, CriContainer] = {}
         self._watcher: asyncio.Task | None = None
         self._outage_logged = False
@@ -248,11 +249,17 @@ class CriRuntime:
         """RunPodSandbox (CNI gives the address); raises RuntimeFailure with the runtime's message."""
         config = sandbox_config(pod, self.node_name, self.root_dir)
         uid = config.metadata.uid
+        config.metadata.attempt = self._attempts.get(uid, 0)
         try:
             sandbox_id = await asyncio.to_thread(self.client.run_pod_sandbox, config)
             status = await asyncio.to_thread(self.client.pod_sandbox_status, sandbox_id)
         except CriError as exc:
+            # containerd keeps a sandbox whose network failed (its name stays reserved): remove
+            # it, and the next try is a new attempt, as kubelet does
+            self._attempts[uid] = config.metadata.attempt + 1
+            await self._remove_pod_sandboxes(uid)
             raise RuntimeFailure(f"failed to create pod sandbox: {exc.details or exc}") from None
+        self._attempts.pop(uid, None)
         host_network = bool((pod.get("spec") or {}).get("hostNetwork"))
         ip = self.host_ip if host_network else status.network.ip
         sandbox = CriSandbox(self.node_netns if host_network else f"cri:{sandbox_id}", ip, not host_network,
@@ -262,6 +269,7 @@ class CriRuntime:
         return sandbox
 
     async def remove_sandbox(self, uid: str) -> None:
+        self._attempts.pop(uid, None)
         state = self._pods.pop(uid, None)
         if state is None:
             return
@@ -272,6 +280,15 @@ class CriRuntime:
             await asyncio.to_thread(self.client.remove_pod_sandbox, state.sandbox.sandbox_id)
         except CriError as exc:
             log.warning("sandbox %s: not removed: %s", state.sandbox.sandbox_id[:12], exc)
+
+    async def _remove_pod_sandboxes(self, uid: str) -> None:
+        try:
+            found = await asyncio.to_thread(self.client.list_pod_sandboxes, {POD_UID_LABEL: uid})
+            for sandbox in found:
+                await asyncio.to_thread(self.client.stop_pod_sandbox, sandbox.id)
+                await asyncio.to_thread(self.client.remove_pod_sandbox, sandbox.id)
+        except CriError as exc:
+            log.warning("pod %s: failed sandboxes not removed: %s", uid, exc)
 
     async def remove_leftovers(self, keep: frozenset[str] = frozenset()) -> list[str]:
         """Removes this node's sandboxes that no pod worker holds (an earlier kubelet's)."""

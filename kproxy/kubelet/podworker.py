@@ -252,6 +252,7 @@ class PodWorker:
                 self._save_record()
             except RuntimeFailure as exc:
                 log.warning("pod %s: network not set up: %s", self.key, exc)
+                self._event("Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {exc}")
                 self._network_backoff.exited(now, 0.0)  # retried with backoff, not every tick
                 for c in self.every_container:
                     c.record.reason, c.record.message = "ContainerCreating", str(exc)

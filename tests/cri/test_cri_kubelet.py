@@ -33,6 +33,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow,
                                         "(scripts/install-deps.sh)")]
 
 IMAGE = "kproxy.local/test-busybox:1"
+NO_COMMAND_IMAGE = "kproxy.local/test-nocommand:1"  # neither Entrypoint nor Cmd
 SERVE = "echo hello-$(hostname) > /www/index.html; ls / > /tmp/root-listing; exec httpd -f -p 8080 -h /www"
 
 
@@ -48,6 +49,7 @@ class CriNode(KubeletNode):
         if not self.containerd.running():
             self.containerd.start()
             self.containerd.import_image_archive(IMAGE, ["/bin/sh", "-c"], ["sleep 3600"])
+            self.containerd.import_image_archive(NO_COMMAND_IMAGE)
         self.extra_args = ["--runtime", "containerd", "--containerd-socket", self.containerd.socket,
                            *self.server_args]
         super().start_kubelet()
@@ -270,3 +272,39 @@ def test_kubectl_logs_and_exec_reach_the_container(crinode):
     # a program only the image has (this machine has no httpd): looked up in the container
     only_in_image = kubectl("exec", "talker", "--", "httpd", "-h", "/nonexistent", "-p", "1")
     assert "executable file not found" not in only_in_image.stderr, only_in_image.stderr
+
+
+def _waiting(client: Client, name: str) -> dict | None:
+    return (_status(client, name)["c"].get("state") or {}).get("waiting")
+
+
+def test_create_and_run_errors_and_a_cni_failure(crinode):
+    node, client = crinode
+    client.create(PODS, {"metadata": {"name": "nocmd"}, "spec": {"nodeName": "n1", "containers": [
+        {"name": "c", "image": NO_COMMAND_IMAGE}]}}, "default")
+    _pod(client, "noprog", "unused", container={"command": ["/no/such/program"]})
+    created = _wait(client, lambda c: (lambda w: w if w and w.get("reason") == "CreateContainerError" else None)(
+        _waiting(c, "nocmd")), "nocmd: CreateContainerError", node)
+    assert "no command specified" in created["message"]
+    started = _wait(client, lambda c: (lambda w: w if w and w.get("reason") in ("RunContainerError", "CrashLoopBackOff")
+                                       else None)(_waiting(c, "noprog")), "noprog: RunContainerError", node)
+    assert started["reason"] == "CrashLoopBackOff" or "/no/such/program" in started["message"]
+
+    # a broken CNI network: the sandbox fails with an Event, and the pod starts once it is fixed
+    conf = os.path.join(node.containerd.layout.cni_conf_dir, "10-kproxy.conflist")
+    good = open(conf).read()
+    try:
+        with open(conf, "w") as f:
+            f.write(good.replace('"type": "ptp"', '"type": "no-such-plugin"'))
+        _pod(client, "late", SERVE)
+
+        def failed_event(c: Client):
+            return [e for e in c.list(EVENTS, "default")["items"]
+                    if e.get("reason") == "FailedCreatePodSandBox" and e["involvedObject"]["name"] == "late"]
+        [event, *_] = _wait(client, failed_event, "FailedCreatePodSandBox", node)
+        assert event["type"] == "Warning" and "no-such-plugin" in event["message"]
+        assert _status(client, "late").get("podIP") is None
+    finally:
+        with open(conf, "w") as f:
+            f.write(good)
+    _wait(client, lambda c: _running(c, "late"), "late running once CNI works", node, timeout=90)
