@@ -1,6 +1,6 @@
 """`kproxy kubelet --kubeconfig F --node-name N --netns NODE_NS --pod-cidr CIDR`: a node agent
 that registers node N and runs the pods bound to it as processes in pod namespaces behind the
-node namespace NODE_NS."""
+node namespace NODE_NS, or with `--runtime containerd` as containers through CRI."""
 from __future__ import annotations
 
 import argparse

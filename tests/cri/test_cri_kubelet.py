@@ -20,7 +20,8 @@ import pytest
 from kproxy.api.resources import EVENTS, PODS
 from kproxy.client.sync import Client
 from kproxy.containerd.cri import CriClient
-from kproxy.containerd.daemon import Containerd
+from kproxy.containerd.daemon import Containerd, shim_pids
+from kproxy.containerd.ociimage import PAUSE_IMAGE
 from kproxy.netns import NetNS
 from tests import nsutil
 from tests.apiserver.fixtures import start_apiserver
@@ -308,3 +309,42 @@ def test_create_and_run_errors_and_a_cni_failure(crinode):
         with open(conf, "w") as f:
             f.write(good)
     _wait(client, lambda c: _running(c, "late"), "late running once CNI works", node, timeout=90)
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+class OwnContainerdNode(KubeletNode):
+    """A kubelet given only `--runtime containerd`: it starts the node's containerd itself."""
+
+    def start_kubelet(self) -> None:
+        self.extra_args = ["--runtime", "containerd"]
+        super().start_kubelet()
+
+
+def test_kubelet_starts_and_stops_its_own_containerd(tmp_path):
+    server = start_apiserver(tmp_path)
+    node = OwnContainerdNode(tmp_path, server)
+    own = Containerd(str(node.root / "containerd"))
+    client = Client.from_kubeconfig(server.kubeconfig)
+    try:
+        node.start()
+        client.create(PODS, {"metadata": {"name": "p"}, "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 1,
+                                                                "containers": [{"name": "c", "image": PAUSE_IMAGE}]}},
+                      "default")
+        status = _wait(client, lambda c: _running(c, "p"), "p running in the kubelet's containerd", node)
+        assert ipaddress.ip_address(status["podIP"]) in ipaddress.ip_network(POD_CIDR)
+        assert os.path.exists(own.socket) and shim_pids(own.socket)
+        assert node.stop() == 0
+        assert not os.path.exists(own.socket) and not shim_pids(own.socket)
+        assert not [p for p in os.listdir("/proc") if p.isdigit() and own.layout.config.encode() in _cmdline(p)]
+    finally:
+        client.close()
+        node.cleanup()
+        own.remove()
+        server.stop()
