@@ -11,6 +11,7 @@ import os
 import ssl
 import subprocess
 import time
+from typing import TYPE_CHECKING
 
 from kproxy.cli.service import run_with_client
 from kproxy.api.resources import SERVICES
@@ -26,6 +27,10 @@ from kproxy.kubelet.podworker import NodeContext
 from kproxy.kubelet.runtime import PodNetworks
 from kproxy.kubelet.server import DEFAULT_PORT, KubeletServer
 from kproxy.netns import NetNS, NetNSError
+
+if TYPE_CHECKING:
+    from kproxy.containerd.daemon import Containerd
+    from kproxy.kubelet.runtimeapi import CriPodRuntime
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +162,7 @@ async def _main(args: argparse.Namespace, client: ApiClient, stop: asyncio.Event
         ctx.node_ns.close()
 
 
-async def _cri_runtime(args: argparse.Namespace, host_ip: str):
+async def _cri_runtime(args: argparse.Namespace, host_ip: str) -> "tuple[CriPodRuntime, Containerd | None]":
     """The CRI runtime, and the containerd this kubelet started (None with --containerd-socket)."""
     from kproxy.containerd.cri import CriClient, CriError
     from kproxy.containerd.daemon import Containerd, ContainerdError

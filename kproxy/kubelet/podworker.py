@@ -36,6 +36,7 @@ from kproxy.kubelet.cgroups import join_prefix, limits_of
 from kproxy.kubelet.containerspec import EnvError, ImageError, container_argv, container_env, referenced_sources
 from kproxy.kubelet.probes import ProbeTracker, run_probe
 from kproxy.kubelet.runtime import ContainerProcess, PodNetworks, RuntimeFailure
+from kproxy.kubelet.runtimeapi import ContainerHandle, CriPodRuntime
 from kproxy.kubelet.status import ContainerRecord, pod_status
 from kproxy.kubelet.volumemanager import PodVolumes
 from kproxy.kubelet.volumes import MountError, mount_prefix
@@ -68,7 +69,7 @@ class NodeContext:
     shutdown_grace: float = 5.0  # the most a kubelet that exits waits for one pod
     cgroups: Any = None  # a cgroups.Cgroups for resource limits, None when the machine offers none
     cgroups_note: str = ""  # why there are no cgroups
-    cri: Any = None  # a criruntime.CriRuntime: pods in containerd through CRI; None: the process runtime
+    cri: CriPodRuntime | None = None  # pods in containerd through CRI (criruntime.py); None: processes
 
 
 @dataclass
@@ -76,7 +77,7 @@ class Container:
     spec: dict
     record: ContainerRecord
     backoff: CrashBackoff
-    process: ContainerProcess | None = None
+    process: ContainerHandle | None = None  # a ContainerProcess, or the CRI runtime's CriContainer
     probes: dict[str, ProbeTracker] = field(default_factory=dict)
     ever_started: bool = False
     done: bool = False  # exited and will not restart
@@ -410,8 +411,8 @@ class PodWorker:
             proc.watch_exit(self._wake.set)
             c.record.state, c.record.reason, c.record.message = "running", "", ""
             c.record.started_at = now_rfc3339()
-            c.record.container_id = (f"containerd://{proc.container_id}" if self.ctx.cri is not None
-                                     else f"process://{proc.pid}")
+            runtime_id = getattr(proc, "container_id", "")  # the CRI runtime's; a process has its pid
+            c.record.container_id = f"containerd://{runtime_id}" if runtime_id else f"process://{proc.pid}"
             self._save_record()
             c.probes = {} if c.init else {kind: ProbeTracker(kind, c.spec[field_name], now) for field_name, kind
                                           in PROBE_KINDS if isinstance(c.spec.get(field_name), dict)}

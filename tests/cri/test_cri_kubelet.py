@@ -322,6 +322,11 @@ def _cmdline(pid: str) -> bytes:
 class OwnContainerdNode(KubeletNode):
     """A kubelet given only `--runtime containerd`: it starts the node's containerd itself."""
 
+    def __init__(self, tmp_path, server):
+        super().__init__(tmp_path, server)
+        self.netns = nsutil.unique_name("kln2")  # the module's node (kln1) is still up
+        self.pod_prefix = f"{self.netns}-pod-"
+
     def start_kubelet(self) -> None:
         self.extra_args = ["--runtime", "containerd"]
         super().start_kubelet()
