@@ -92,7 +92,6 @@ class Sandbox:
     netns: str
     ip: str
     own_network: bool  # False for hostNetwork pods, which run in the node's namespace
-    sandbox_id: str = ""  # the CRI runtime's pod sandbox
 
 
 def meta(obj: dict) -> dict:
@@ -284,7 +283,7 @@ class PodWorker:
         """The pod's own namespace and address, or the node's for a hostNetwork pod."""
         if self.ctx.cri is not None:
             made = await self.ctx.cri.make_sandbox(self.pod)
-            return Sandbox(made.netns, made.ip, made.own_network, made.sandbox_id)
+            return Sandbox(made.netns, made.ip, made.own_network)
         if (self.pod.get("spec") or {}).get("hostNetwork"):
             return Sandbox(self.ctx.networks.node_netns, self.ctx.host_ip, own_network=False)
         plan = await asyncio.to_thread(self.ctx.networks.create, self.uid, self.namespace, self.name,
@@ -370,8 +369,9 @@ class PodWorker:
             except ImageError as exc:
                 pulled_before = c.record.reason in ("ErrImagePull", "ImagePullBackOff")
                 c.record.state = "waiting"
-                if getattr(exc, "reason", None):  # the CRI runtime's own reason (ErrImageNeverPull)
-                    c.record.reason, c.record.message = exc.reason, str(exc)  # type: ignore[attr-defined]
+                own_reason = getattr(exc, "reason", None)  # the CRI runtime's (ErrImageNeverPull)
+                if own_reason:
+                    c.record.reason, c.record.message = own_reason, str(exc)
                     self._event("Warning", c.record.reason, c.record.message)
                     c.backoff.exited(now, 0.0)
                     continue

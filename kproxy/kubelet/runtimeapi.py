@@ -53,9 +53,6 @@ class SandboxInfo(Protocol):
     @property
     def own_network(self) -> bool: ...
 
-    @property
-    def sandbox_id(self) -> str: ...
-
 
 class CriPodRuntime(Protocol):
     """The hooks PodWorker and Kubelet call when pods run in a CRI runtime (NodeContext.cri)."""
