@@ -225,9 +225,11 @@ class Containerd:
         self.stop()
         containers = container_ids(self.layout)
         shims = shim_pids(self.layout.socket)
-        # a container's init is the shim's child and pid 1 of its own pid namespace: killing it
-        # ends the container; killing only the shim would leave it running
-        kill_and_wait([pid for shim in shims for pid in children(shim)] + shims)
+        # a container's init is a child of one of the shim's threads and pid 1 of its own pid
+        # namespace: killing it ends the container, killing only the shim would leave it running;
+        # the containers' cgroups also name what runs in them
+        inits = {pid for shim in shims for pid in children(shim)} | set(cgroup_pids(containers))
+        kill_and_wait(sorted(inits) + shims)
         remove_cgroups(containers)
         unmount_under(self.layout.base)
         shutil.rmtree(self.layout.base, ignore_errors=True)
@@ -242,11 +244,36 @@ def container_ids(layout: Layout) -> list[str]:
 
 
 def children(pid: int) -> list[int]:
+    """The children of every thread of `pid` (a Go program forks from any of its threads)."""
+    found = []
     try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
+        tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return []
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                found.extend(int(p) for p in f.read().split())
+        except OSError:
+            continue
+    return found
+
+
+def _cgroup_dirs(container_id: str) -> list[str]:
+    return glob.glob(f"/sys/fs/cgroup/*/k8s.io/{container_id}") + glob.glob(f"/sys/fs/cgroup/k8s.io/{container_id}")
+
+
+def cgroup_pids(container_ids: list[str]) -> list[int]:
+    """The processes in these containers' cgroups (runc's cgroupfs layout: /k8s.io/<id>)."""
+    pids: set[int] = set()
+    for cid in container_ids:
+        for path in _cgroup_dirs(cid):
+            try:
+                with open(os.path.join(path, "cgroup.procs")) as f:
+                    pids.update(int(p) for p in f.read().split())
+            except OSError:
+                continue
+    return sorted(pids)
 
 
 def kill_and_wait(pids: list[int], timeout: float = 10.0) -> None:
@@ -264,7 +291,7 @@ def remove_cgroups(container_ids: list[str]) -> None:
     """Removes the cgroups runc made for these containers (cgroupfs: /k8s.io/<id> in every
     hierarchy), then the k8s.io parent when no other containerd uses it."""
     for cid in container_ids:
-        for path in glob.glob(f"/sys/fs/cgroup/*/k8s.io/{cid}") + glob.glob(f"/sys/fs/cgroup/k8s.io/{cid}"):
+        for path in _cgroup_dirs(cid):
             try:
                 os.rmdir(path)
             except OSError:
