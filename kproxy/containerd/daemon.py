@@ -245,7 +245,7 @@ def container_ids(layout: Layout) -> list[str]:
 
 def children(pid: int) -> list[int]:
     """The children of every thread of `pid` (a Go program forks from any of its threads)."""
-    found = []
+    found: list[int] = []
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
