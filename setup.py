@@ -68,6 +68,7 @@ setup(
         ],
         "fast": ["uvloop>=0.19"],
         "vm": ["virtme-ng>=1.30"],
+        "bench": ["matplotlib>=3.8"],  # python -m bench --plot
         # pinned to a minor release: a newer ruff or mypy may find new things and fail CI
         "lint": ["ruff>=0.17,<0.18", "mypy>=2.4,<2.5", "types-PyYAML>=6.0,<7"],
     },

@@ -4,6 +4,7 @@ failing or hanging benchmark cannot take the others down, then prints a short su
     python -m bench                  # all
     python -m bench apiserver_vs_etcd
     python -m bench --list
+    python -m bench --plot DIR       # the size sweeps, then one PNG per figure in DIR
 """
 from __future__ import annotations
 
@@ -15,9 +16,17 @@ import subprocess
 import sys
 import time
 
+from bench import results as bench_results
+from bench.plot import plot
+
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
 DEFAULT_TIMEOUT = 1800.0
+# Modules of bench/ that are tools for the benchmarks, not benchmarks.
+TOOLS = {"results", "plot"}
+# What --plot runs when no names are given: the benchmarks that record cost against size or
+# latency distributions (bench/results.py).
+PLOTTED = ["nftables", "iptables_sync", "latency", "network_programming", "watchers"]
 # On timeout: SIGINT first (KeyboardInterrupt runs the benchmark's cleanup: namespaces, servers),
 # then SIGTERM, then SIGKILL, each after a grace period.
 GRACE = 30.0
@@ -26,7 +35,7 @@ GRACE = 30.0
 def discover() -> list[str]:
     """Benchmark module names, sorted: every module in bench/ not starting with "_"."""
     return sorted(m.name for m in pkgutil.iter_modules([BENCH_DIR])
-                  if not m.name.startswith("_") and not m.ispkg)
+                  if not m.name.startswith("_") and not m.ispkg and m.name not in TOOLS)
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -41,11 +50,15 @@ def stop(proc: subprocess.Popen) -> None:
             continue
 
 
-def run_one(name: str, timeout: float) -> tuple[str, float]:
-    """Runs `python -m bench.<name>` with its output passed through; returns (outcome, seconds)."""
+def run_one(name: str, timeout: float, results: str | None = None) -> tuple[str, float]:
+    """Runs `python -m bench.<name>` with its output passed through; returns (outcome, seconds).
+    With `results`, the benchmark appends what it measured there (bench/results.py)."""
     print(f"\n=== bench.{name} ===", flush=True)
     start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", f"bench.{name}"], cwd=REPO_ROOT)
+    env = dict(os.environ)
+    if results:
+        env[bench_results.ENV] = results
+    proc = subprocess.Popen([sys.executable, "-m", f"bench.{name}"], cwd=REPO_ROOT, env=env)
     try:
         returncode = proc.wait(timeout)
         outcome = "ok" if returncode == 0 else f"failed (exit {returncode})"
@@ -64,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"per benchmark; then it is interrupted (default {DEFAULT_TIMEOUT:.0f})")
+    parser.add_argument("--plot", metavar="DIR",
+                        help="record results and write one PNG per figure into DIR "
+                             f"(default benchmarks: {', '.join(PLOTTED)})")
     args = parser.parse_args(argv)
     available = discover()
     if args.list:
@@ -74,12 +90,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m bench: unknown benchmark(s) {', '.join(unknown)}; "
               f"available: {', '.join(available) or 'none'}", file=sys.stderr)
         return 2
-    selected = args.names or available
-    results = [(name, *run_one(name, args.timeout)) for name in selected]
+    selected = args.names or (PLOTTED if args.plot else available)
+    results_file = None
+    if args.plot:
+        os.makedirs(args.plot, exist_ok=True)
+        results_file = os.path.join(args.plot, "results.jsonl")
+        open(results_file, "w").close()  # this run's results only
+    results = [(name, *run_one(name, args.timeout, results_file)) for name in selected]
     print("\n=== summary ===")
     width = max((len(n) for n, _, _ in results), default=4)
     for name, outcome, seconds in results:
         print(f"{name:<{width}}  {seconds:6.1f}s  {outcome}")
+    if results_file:
+        try:
+            for path in plot(results_file, args.plot):
+                print(f"figure: {path}")
+        except (OSError, ValueError) as exc:
+            print(f"python -m bench: cannot plot: {exc}", file=sys.stderr)
+            return 1
     return 0 if all(outcome == "ok" for _, outcome, _ in results) else 1
 
 

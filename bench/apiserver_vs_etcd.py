@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator, Awaitable, Callable, Iterator
+from typing import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 
 import aiohttp
 
@@ -111,7 +111,7 @@ def stop_process(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def running_apiserver(workdir: str) -> Iterator[Server]:
+def running_apiserver(workdir: str, extra_args: Sequence[str] = ()) -> Iterator[Server]:
     data_dir = os.path.join(workdir, "apiserver")
     os.makedirs(data_dir)
     log_path = os.path.join(workdir, "apiserver.log")
@@ -121,7 +121,8 @@ def running_apiserver(workdir: str) -> Iterator[Server]:
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "kproxy", "apiserver", "--data-dir", data_dir,
-             "--bind", "127.0.0.1:0", "--insecure-bind", f"127.0.0.1:{plain_port}", "--no-controllers"],
+             "--bind", "127.0.0.1:0", "--insecure-bind", f"127.0.0.1:{plain_port}", "--no-controllers",
+             *extra_args],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         wait_until(lambda: os.path.exists(kubeconfig), proc, "kproxy apiserver", log_path)

@@ -33,6 +33,7 @@ import time
 from dataclasses import replace
 from typing import Iterator
 
+from bench import results
 from kproxy.agent.config import AgentConfig, IptablesConfig
 from kproxy.agent.state import Changes, Endpoint, ProxyState, ServicePort, changes_between
 from kproxy.iptables.backend import IptablesBackend
@@ -141,6 +142,9 @@ def bench_variant(variant_name: str, sizes: list[int], endpoints: int) -> None:
                 pkernel_s = kernel_only(netns, variant, ptext)  # the same delta once more, tool alone
         with fresh_netns(f"{variant_name}-kernel") as netns:
             kernel_s = kernel_only(netns, variant, text)
+        results.point(f"iptables-{variant_name} mode full sync", "kproxy agent (render + text + apply)", n,
+                      render_s + text_s + apply_s, "s")
+        results.point(f"iptables-{variant_name} mode full sync", "iptables-restore of the same text", n, kernel_s, "s")
         print(row(f"{variant_name} full {n}x{endpoints} ({ruleset.rule_count()} rules)",
                   render_s, text_s, apply_s, kernel_s), flush=True)
         if n == max(sizes):

@@ -21,6 +21,7 @@ import struct
 import sys
 import time
 
+from bench import results
 from kproxy.agent.config import AgentConfig, IptablesConfig
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort
 from kproxy.iptables.backend import IptablesBackend
@@ -62,13 +63,13 @@ def connect_times(topo, ip: str, port: int, count: int) -> list[float]:
     return topo.ns(topo.client).run(run)
 
 
-def measure(topo, backend, state: ProxyState, connects: int) -> tuple[float, float, float]:
+def measure(topo, backend, state: ProxyState, connects: int) -> tuple[float, list[float]]:
+    """Seconds to load the rules, and the connect() times in microseconds."""
     start = time.perf_counter()
     backend.apply(backend.render(state), None)
     load = time.perf_counter() - start
     connect_times(topo, TARGET_IP, 80, 20)  # warm up
-    times = connect_times(topo, TARGET_IP, 80, connects)
-    return load, percentile(times, 0.5) * 1e6, percentile(times, 0.99) * 1e6
+    return load, [t * 1e6 for t in connect_times(topo, TARGET_IP, 80, connects)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     with single_node(["p1", "p2"], tag="lat") as topo:
         pod_ips = [p.ip for p in topo.pods.values()]
         base = connect_times(topo, pod_ips[0], POD_PORT, args.connects)
+        for n in sizes:
+            results.point("first-packet connect latency p99", "pod IP, no Service rules", n,
+                          percentile(base, .99) * 1e6, "us")
         print(f"baseline (client -> pod IP, no Service rules): p50 {percentile(base, .5) * 1e6:.0f} us, "
               f"p99 {percentile(base, .99) * 1e6:.0f} us")
         modes = [("nftables", None)] + [("iptables", v) for v in args.iptables_variants.split(",") if v]
@@ -103,8 +107,12 @@ def main(argv: list[str] | None = None) -> int:
                     backend = IptablesBackend(netns, AgentConfig(
                         iptables=IptablesConfig(backend=variant, localhost_nodeports=False)))
                 try:
-                    load, p50, p99 = measure(topo, backend, state, args.connects)
-                    rows.append((n, mode if variant is None else f"iptables-{variant}", (load, p50, p99)))
+                    load, times = measure(topo, backend, state, args.connects)
+                    p50, p99 = percentile(times, 0.5), percentile(times, 0.99)
+                    name = mode if variant is None else f"iptables-{variant}"
+                    results.point("first-packet connect latency p99", name, n, p99, "us")
+                    results.distribution(f"first-packet connect latency at {n} Services", name, times, "us")
+                    rows.append((n, name, (load, p50, p99)))
                     print(f"N={n:>6} {rows[-1][1]:<15} rules loaded in {load:6.2f} s; "
                           f"connect p50 {p50:7.0f} us  p99 {p99:7.0f} us", flush=True)
                 finally:

@@ -29,6 +29,7 @@ import sys
 import time
 
 from bench.iptables_sync import fresh_netns
+from bench import results
 from kproxy import modes
 from kproxy.agent import backend as backends
 from kproxy.agent.config import AgentConfig, IptablesConfig, IpvsConfig, NftablesConfig
@@ -189,6 +190,8 @@ async def run(args: argparse.Namespace) -> None:
                 await asyncio.sleep(config.min_sync_period + 0.05)
             next_ip += args.changes
             agent = metrics.samples[first_sample:]
+            results.distribution(f"network programming latency, {args.services} Services",
+                                 f"{label} (first full sync {full_s * 1000:.0f} ms)", [s * 1000 for s in agent], "ms")
             print(f"  endpoint change -> applied, the agent's network_programming_duration_seconds over "
                   f"{len(agent)} changes: {ms(agent)} (p99 / full sync = {percentile(agent, 0.99) / full_s:.3f})",
                   flush=True)

@@ -1,6 +1,6 @@
 """nftables mode sync cost next to `nft -f` loading the same ruleset, in throwaway namespaces.
 
-    python -m bench.nftables [--sizes 1000,10000] [--endpoints 10] [--changes 5]
+    python -m bench.nftables [--sizes 100,1000,10000] [--endpoints 10] [--changes 5]
 
 For each size N (Services x E endpoints; kproxy's layout: per-Service chains, dispatch verdict
 maps, endpoints as data maps, see kproxy/nftables/render.py):
@@ -23,6 +23,7 @@ import time
 import uuid
 from dataclasses import replace
 
+from bench import results
 from kproxy.agent.config import AgentConfig
 from kproxy.agent.state import Endpoint, ProxyState, ServicePort, changes_between
 from kproxy.netns import NetNS
@@ -177,13 +178,15 @@ def bench_size(n: int, endpoints: int, changes: int, last: bool) -> None:
         if res.returncode != 0:
             print(f"  nft -f failed: {res.stderr.strip()[:300]}")
         else:
+            results.point("nftables mode full sync", "kproxy (render + apply)", n, t_render + t_apply, "s")
+            results.point("nftables mode full sync", "nft -f of the same ruleset", n, t_nft, "s")
             print(f"  nft -f of the same ruleset: {t_nft * 1000:.0f} ms "
                   f"(kproxy apply is {t_nft / t_apply:.1f}x faster; with render {t_nft / (t_render + t_apply):.1f}x)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.nftables", description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--sizes", default="100,1000,10000")
     parser.add_argument("--endpoints", type=int, default=10)
     parser.add_argument("--changes", type=int, default=5)
     args = parser.parse_args(argv)

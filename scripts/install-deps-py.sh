@@ -18,7 +18,7 @@ stamp=.venv/.kproxy-deps
 if [[ ! -f $stamp || setup.py -nt $stamp || pyproject.toml -nt $stamp || kproxy/modes.py -nt $stamp || kproxy/_fastpath.pyx -nt $stamp || kproxy/_fastpath_netlink.pxi -nt $stamp || scripts/install-deps-py.sh -nt $stamp ]]; then
     [[ -x .venv/bin/python ]] || python3 -m venv .venv
     .venv/bin/pip install -q --disable-pip-version-check -U pip setuptools wheel cython
-    .venv/bin/pip install -q --disable-pip-version-check -e '.[test,fast,vm,lint]'
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[test,fast,vm,lint,bench]'
     touch "$stamp"
 fi
 # the CRI gRPC stubs (kproxy/containerd/protogen.py), regenerated when the .proto changed

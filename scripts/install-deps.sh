@@ -9,8 +9,12 @@ PACKAGES=(iptables iproute2 conntrack ipset nftables kmod procps psmisc tmux
           etcd-server etcd-client haproxy python3 python3-venv python3-dev gcc make curl
           # the IPVS test VM (tests/vm): Debian's kernel (IPVS, dummy links) under qemu
           linux-image-amd64 qemu-system-x86 ipvsadm busybox-static
-          # the kubelet's containerd runtime (kproxy/containerd): CRI, runc, CNI plugins
-          containerd runc containernetworking-plugins)
+          # containers: the runtime, and what `kproxy image build` takes the images' files from
+          containerd runc python3-minimal
+          # the kubelet's containerd runtime (kproxy/containerd): Debian's CNI plugins
+          containernetworking-plugins
+          # systemd-analyze verify of the units `kproxy install` renders (tests/install)
+          systemd)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -84,28 +84,17 @@ def _default_service(obj: dict[str, Any]) -> None:
 
 
 def _default_service_ip_families(spec: dict[str, Any]) -> None:
-    """clusterIPs mirror clusterIP, and families follow the given IPs (IPv4 when none is
-    given), as the Service registry strategy does for a single-stack IPv4 cluster."""
+    """clusterIPs mirror clusterIP (and the reverse). The IP families and ipFamilyPolicy depend
+    on the cluster's configured families and on the old object, so the apiserver fills them
+    (kproxy.apiserver.service_families), as kube-apiserver's registry does."""
     if spec.get("type") == "ExternalName":
         return
     cluster_ip = spec.get("clusterIP")
     ips = spec.get("clusterIPs")
     if isinstance(cluster_ip, str) and cluster_ip and not ips:
-        spec["clusterIPs"] = ips = [cluster_ip]
+        spec["clusterIPs"] = [cluster_ip]
     elif isinstance(ips, list) and ips and isinstance(ips[0], str) and not cluster_ip:
         spec["clusterIP"] = ips[0]
-    ips = ips if isinstance(ips, list) else []
-    families = spec.get("ipFamilies")
-    if not families:
-        derived = []
-        for ip in ips:
-            addr = names.parse_ip(ip) if isinstance(ip, str) else None
-            if addr is not None:
-                derived.append("IPv4" if addr.version == 4 else "IPv6")
-        spec["ipFamilies"] = derived or ["IPv4"]
-    if spec.get("ipFamilyPolicy") in (None, ""):
-        n = len(spec["ipFamilies"]) if isinstance(spec.get("ipFamilies"), list) else 1
-        spec["ipFamilyPolicy"] = "SingleStack" if n <= 1 else "RequireDualStack"
 
 
 def preserve_service_allocations(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@ and ResourceQuota admission plug-ins: the registry calls them for namespaced wri
 the kind. Blocking (they read the store)."""
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from kproxy.api import resources as R
@@ -10,6 +11,7 @@ from kproxy.api import status as st
 from kproxy.api.resources import Resource
 from kproxy.apiserver import quota
 from kproxy.store import base as sb
+from kproxy.store.mirror import PrefixMirror
 
 
 def _resource_name(resource: Resource) -> str:
@@ -38,9 +40,15 @@ class NamespaceLifecycle:
 class QuotaAdmission:
     def __init__(self, store: sb.Store):
         self.store = store
+        self._mirror: PrefixMirror | None = None  # every ResourceQuota, made on first use
+        self._mirror_lock = threading.Lock()
 
     def _quotas(self, namespace: str) -> list[dict[str, Any]]:
-        return [kv.value for kv in self.store.list(R.RESOURCE_QUOTAS.store_prefix(namespace))[0]]
+        # Read on every namespaced write, so from memory rather than a store query each time.
+        with self._mirror_lock:
+            if self._mirror is None:
+                self._mirror = PrefixMirror(self.store, R.RESOURCE_QUOTAS.store_prefix(None))
+        return self._mirror.values(R.RESOURCE_QUOTAS.store_prefix(namespace))
 
     def has_quota(self, namespace: str) -> bool:
         return bool(self._quotas(namespace))

@@ -7,6 +7,7 @@ import ipaddress
 import os
 
 from kproxy.apiserver.allocators import parse_port_range
+from kproxy.apiserver.service_families import parse_service_cidrs
 from kproxy.apiserver.auth.audit import DEFAULT_POLICY, PolicyError, load_policy
 from kproxy.cli.main import CLIError
 from kproxy.pki.ca import PKIError
@@ -18,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bind", default="127.0.0.1:6443",
                         help="HOST:PORT to serve HTTPS on (port 0 picks a free port); default 127.0.0.1:6443")
     parser.add_argument("--service-cluster-ip-range", default="10.96.0.0/12",
-                        help="CIDR Service ClusterIPs are allocated from (default 10.96.0.0/12)")
+                        help="CIDR Service ClusterIPs are allocated from, or one per IP family separated by a "
+                             "comma for dual-stack (the first is the default family); default 10.96.0.0/12")
     parser.add_argument("--service-node-port-range", default="30000-32767",
                         help="port range NodePorts are allocated from (default 30000-32767)")
     parser.add_argument("--store-history", type=int, default=10000, metavar="N",
@@ -89,11 +91,9 @@ def run(args: argparse.Namespace) -> int:
         if insecure_host != "localhost" and not ipaddress.ip_address(insecure_host).is_loopback:
             raise CLIError(f"--insecure-bind {args.insecure_bind!r}: plain HTTP is only served on loopback")
     try:
-        net = ipaddress.ip_network(args.service_cluster_ip_range, strict=True)
+        service_cidrs = ",".join(parse_service_cidrs(args.service_cluster_ip_range))
     except ValueError as exc:
         raise CLIError(f"--service-cluster-ip-range: {exc}") from None
-    if net.num_addresses < 4:
-        raise CLIError(f"--service-cluster-ip-range {net} is too small")
     try:
         parse_port_range(args.service_node_port_range)
     except ValueError as exc:
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CLIError(f"--data-dir {args.data_dir!r}: {exc.strerror}") from None
     config = ServerConfig(data_dir=data_dir, host=host, port=port,
-                          service_cluster_ip_range=str(net),
+                          service_cluster_ip_range=service_cidrs,
                           service_node_port_range=args.service_node_port_range,
                           run_controllers=not args.no_controllers, run_scheduler=not args.no_scheduler,
                           scheduler_retry=args.scheduler_retry_unschedulable,

@@ -24,6 +24,7 @@ TOKEN_REQUEST_KIND = {"group": AUTHN_GROUP, "version": "v1", "kind": "TokenReque
 BINDING_KIND = {"group": "", "version": "v1", "kind": "Binding"}
 EVICTION_KIND = {"group": "policy", "version": "v1", "kind": "Eviction"}
 POD_EXEC_KIND = {"group": "", "version": "v1", "kind": "PodExecOptions"}
+POD_PORT_FORWARD_KIND = {"group": "", "version": "v1", "kind": "PodPortForwardOptions"}
 
 
 def _verbs(resource: Resource) -> list[str]:
@@ -47,6 +48,7 @@ def subresources(resource: Resource) -> list[tuple[str, list[str], dict[str, str
         subs.append((EVICTION_SUBRESOURCE, ["create"], EVICTION_KIND))
         subs.append(("exec", ["create", "get"], POD_EXEC_KIND))  # kproxy.apiserver.podproxy
         subs.append(("log", ["get"], None))
+        subs.append(("portforward", ["create", "get"], POD_PORT_FORWARD_KIND))  # kproxy.apiserver.podproxy
     return subs
 
 

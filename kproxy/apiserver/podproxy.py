@@ -1,10 +1,12 @@
-"""pods/log and pods/exec: the apiserver finds the pod's node and proxies the request to that
-node's kubelet (kproxy.kubelet.server) with its kubelet-client certificate.
+"""pods/log, pods/exec and pods/portforward: the apiserver finds the pod's node and proxies the
+request to that node's kubelet (kproxy.kubelet.server) with its kubelet-client certificate.
 
     GET /api/v1/namespaces/NS/pods/NAME/log?container=&follow=&previous=&tailLines=&limitBytes=&timestamps=
         &sinceSeconds=&sinceTime=
     GET /api/v1/namespaces/NS/pods/NAME/exec?container=&command=..&stdin=&stdout=&stderr=&tty=
         (Upgrade: websocket, v5.channel.k8s.io or v4.channel.k8s.io)
+    GET /api/v1/namespaces/NS/pods/NAME/portforward?ports=..
+        (Upgrade: websocket, v4.channel.k8s.io or SPDY/3.1+portforward.k8s.io: kproxy.kubelet.portforward)
 
 Guarantees:
 - the checks kube-apiserver makes come first, with its messages: a container that is not the
@@ -14,7 +16,9 @@ Guarantees:
   status.daemonEndpoints.kubeletEndpoint.Port, over TLS checked against the cluster CA;
   one it cannot reach is 503 ServiceUnavailable "error dialing backend: ...";
 - exec is WebSocket only: kubectl 1.32 speaks it first; its SPDY fallback gets a 400 Status
-  saying so; what the kubelet sends (the error channel's Status too) reaches the client as is;
+  saying so; portforward takes WebSocket and kubectl's SPDY/3.1 upgrade (bridged to the
+  kubelet's tunnel: kproxy.apiserver.spdyupgrade); what the kubelet sends (the error channel's
+  Status too) reaches the client as is; portforward to a pod that is not Running is 400;
 - with `netns_dial` (`--kubelet-netns-dial`: the lab, whose nodes are network namespaces of
   this machine) the connection is opened inside the namespace the Node's kproxy.io/node-netns
   annotation names, as if the apiserver had a route to the node.
@@ -33,13 +37,15 @@ from aiohttp import web
 
 from kproxy.api import status as st
 from kproxy.api.resources import NODES, PODS, Resource
+from kproxy.apiserver import spdyupgrade
+from kproxy.kubelet import portforward
 from kproxy.kubelet.execstream import PROTOCOLS, STREAM_FLAGS, choose_protocol
 from kproxy.kubelet.node import NETNS_ANNOTATION
 from kproxy.netns import NETNS_RUN_DIR, NetNS, NetNSError
 
 log = logging.getLogger(__name__)
 
-SUBRESOURCES = ("log", "exec")
+SUBRESOURCES = ("log", "exec", "portforward")
 LOG_FLAGS = ("follow", "previous")
 LOG_NUMBERS = (("tailLines", 0), ("limitBytes", 1), ("sinceSeconds", 1))
 ADDRESS_TYPES = ("InternalIP", "ExternalIP", "Hostname")
@@ -125,6 +131,15 @@ def exec_query(query: Any) -> list[tuple[str, str]]:
     return [("command", c) for c in commands] + [(n, v) for n in STREAM_FLAGS if (v := _flag(query, n)) is not None]
 
 
+def port_forward_query(query: Any, protocol: str) -> list[tuple[str, str]]:
+    """The kubelet's portForward query: `ports` (repeated or a comma list) as `port` values;
+    the SPDY tunnel names its ports per stream instead."""
+    values = query.getall("ports", [])
+    if protocol != portforward.V4 and not values:
+        return []
+    return [(portforward.PORT_QUERY, str(p)) for p in portforward.parse_ports(values)]
+
+
 def client_tls(ca_file: str, cert_file: str, key_file: str) -> ssl.SSLContext:
     """TLS toward kubelets: their serving certificates chain to the cluster CA; ours is the
     kubelet-client identity."""
@@ -200,6 +215,8 @@ class PodProxy:
         if request.method not in ("GET", "POST"):
             raise st.method_not_allowed(f"the server does not allow this method on the requested resource "
                                         f"({request.method})")
+        if sub == "portforward":
+            return await self._port_forward(request, namespace, name)
         return await self._exec(request, namespace, name)
 
     async def _target(self, namespace: str, name: str, requested: str | None) -> tuple[dict, str, dict | None]:
@@ -257,13 +274,40 @@ class PodProxy:
         if protocol is None:
             raise st.bad_request(f"pods/exec needs one of the subprotocols {', '.join(PROTOCOLS)}")
         url = f"https://{_host(host)}:{port}/exec/{namespace}/{name}/{container}"
-        try:
-            kubelet = await self._session(node).ws_connect(url, params=query, protocols=[protocol], autoping=True)
-        except aiohttp.WSServerHandshakeError as exc:
-            raise st.ApiError(st.status(exc.status if exc.status >= 400 else 502, "BadRequest" if exc.status == 400
-                                        else "InternalError", f"the kubelet refused exec: {exc.message}")) from None
-        except (aiohttp.ClientConnectionError, aiohttp.ClientSSLError, asyncio.TimeoutError, OSError) as exc:
-            raise _dial_error(str(node["metadata"]["name"]), exc) from None
+        return await self._websocket(request, node, url, query, protocol, "exec")
+
+    async def _port_forward(self, request: web.Request, namespace: str, name: str) -> web.StreamResponse:
+        pod = await self.get(PODS, namespace, name)
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        if not node_name:
+            raise st.bad_request(f"pod {name} does not have a host assigned")
+        phase = (pod.get("status") or {}).get("phase") or "Pending"
+        if phase != "Running":
+            raise st.bad_request(f"unable to forward port because pod is not running. Current status={phase}")
+        node = await self.get(NODES, None, node_name)
+        host, port = kubelet_endpoint(node)
+        url = f"https://{_host(host)}:{port}/portForward/{namespace}/{name}"
+        if spdyupgrade.is_spdy_upgrade(request):
+            spdyupgrade.check_protocol(request)
+            kubelet = await self._open_websocket(node, url, [], portforward.TUNNEL, "port-forward")
+            try:
+                return await spdyupgrade.bridge(request, kubelet)
+            finally:
+                await kubelet.close()
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            raise st.bad_request(f"pods/portforward needs an upgrade to WebSocket "
+                                 f"({', '.join(portforward.PROTOCOLS)}) or to {spdyupgrade.UPGRADE}")
+        protocol = portforward.choose_protocol(request.headers.get("Sec-WebSocket-Protocol", ""))
+        if protocol is None:
+            raise st.bad_request(f"pods/portforward needs one of the subprotocols {', '.join(portforward.PROTOCOLS)}")
+        query = port_forward_query(request.query, protocol)
+        return await self._websocket(request, node, url, query, protocol, "port-forward")
+
+    async def _websocket(self, request: web.Request, node: Mapping[str, Any], url: str,
+                         query: list[tuple[str, str]], protocol: str, what: str) -> web.StreamResponse:
+        """Opens the WebSocket to the kubelet, then answers the client's upgrade with the
+        subprotocol the kubelet chose and relays messages both ways."""
+        kubelet = await self._open_websocket(node, url, query, protocol, what)
         client = web.WebSocketResponse(protocols=[kubelet.protocol or protocol], autoping=True)
         try:
             await client.prepare(request)
@@ -272,6 +316,16 @@ class PodProxy:
             await kubelet.close()
             await client.close()
         return client
+
+    async def _open_websocket(self, node: Mapping[str, Any], url: str, query: list[tuple[str, str]],
+                              protocol: str, what: str) -> aiohttp.ClientWebSocketResponse:
+        try:
+            return await self._session(node).ws_connect(url, params=query, protocols=[protocol], autoping=True)
+        except aiohttp.WSServerHandshakeError as exc:
+            raise st.ApiError(st.status(exc.status if exc.status >= 400 else 502, "BadRequest" if exc.status == 400
+                                        else "InternalError", f"the kubelet refused {what}: {exc.message}")) from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientSSLError, asyncio.TimeoutError, OSError) as exc:
+            raise _dial_error(str(node["metadata"]["name"]), exc) from None
 
 
 async def _kubelet_error(upstream: aiohttp.ClientResponse) -> st.ApiError:

@@ -42,6 +42,8 @@ APPLY_PATCH = "application/apply-patch+yaml"
 BODY_TYPES = ("application/json", "application/yaml", protobuf.MEDIA_TYPE)
 # Kinds whose DELETE answers with the deleted object rather than a Status, as in Kubernetes.
 RETURNS_DELETED_OBJECT = {("", "pods"), ("", "services"), ("", "serviceaccounts"), ("", "resourcequotas")}
+# below asyncio's default write high-water mark (64 KiB) and aiohttp's drain threshold
+WRITE_FAST_LIMIT = 32 * 1024
 ENCODE_CACHE_SIZE = 4096  # object versions whose watch encoding is shared between watchers
 
 
@@ -119,6 +121,7 @@ class RestHandler:
         self.scales = ScaleSubresource(registry)
         self.evictions = eviction.Evictions(registry)
         self._watch_queues: set[watch.WatchQueue] = set()
+        self._waker: watch.Waker | None = None  # made on the loop by the first watch
         self._watches_by_user: collections.Counter[str] = collections.Counter()
         self._encode_cache: collections.OrderedDict[tuple[int, str, bool], str | bytes] = collections.OrderedDict()
         self._closing = False
@@ -128,7 +131,7 @@ class RestHandler:
         # authorize(user, RequestAttributes) -> bool, set by the server: an apply that creates
         # its object needs "create" too, as in kube-apiserver; blocking
         self.authorize: Callable[[Any, RequestAttributes], bool] | None = None
-        # pods/log and pods/exec (kproxy.apiserver.podproxy.PodProxy), set by the server
+        # pods/log, pods/exec and pods/portforward (kproxy.apiserver.podproxy.PodProxy), set by the server
         self.pod_proxy: Any = None
 
     async def _read(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
@@ -180,7 +183,7 @@ class RestHandler:
         if resource.namespaced and ns is None and (name is not None or method != "GET"):
             # only list and watch exist across all namespaces, as in Kubernetes
             raise st.ApiError(st.status(404, "NotFound", "the server could not find the requested resource"))
-        if sub in ("log", "exec") and self.pod_proxy is not None and name is not None and ns is not None:
+        if sub in ("log", "exec", "portforward") and self.pod_proxy is not None and name is not None and ns is not None:
             return await self.pod_proxy.handle(request, ns, name, sub)  # text or a WebSocket, not an object
         # the Accept header is settled before any work: a 406 must not have created anything
         is_watch = api_path.legacy_watch or (method == "GET" and watch_requested(q))
@@ -516,7 +519,9 @@ class RestHandler:
         """The pump: subscribes, then moves store events through a WatchFramer to the socket."""
         spec = self._watch_request(request, resource, name)
         loop = asyncio.get_running_loop()
-        queue = watch.WatchQueue(loop, self.settings.watch_queue_limit)
+        if self._waker is None:
+            self._waker = watch.Waker(loop)
+        queue = watch.WatchQueue(self._waker, self.settings.watch_queue_limit)
         framer = WatchFramer(resource, spec, self._encoded_protobuf if spec.protobuf else self._encoded,
                              self.settings.bookmark_interval, self.settings.idle_check_interval)
         prefix = resource.store_prefix(ns)
@@ -539,7 +544,12 @@ class RestHandler:
         response.enable_chunked_encoding()
         async def send(data: bytes) -> None:
             # A client that stops reading fills the socket; give up on it rather than hold
-            # the stream forever (its queue is bounded meanwhile).
+            # the stream forever (its queue is bounded meanwhile). A write that fits under
+            # the transport's high-water mark cannot block: it skips wait_for's task.
+            transport = request.transport
+            if transport is not None and transport.get_write_buffer_size() + len(data) < WRITE_FAST_LIMIT:
+                await response.write(data)
+                return
             try:
                 await asyncio.wait_for(response.write(data), self.settings.write_timeout)
             except asyncio.TimeoutError:

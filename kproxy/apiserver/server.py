@@ -19,7 +19,7 @@ from aiohttp import web
 from kproxy.api import resources as R
 from kproxy.api import status as st
 from kproxy.apiserver import datadir, discovery, health, openapi_pb, paths
-from kproxy.apiserver.allocators import ClusterIPAllocator, NodePortAllocator
+from kproxy.apiserver.allocators import NodePortAllocator
 from kproxy.apiserver.auth import policy
 from kproxy.apiserver.auth.audit import AUDIT_LOG_NAME, DEFAULT_POLICY, AuditLog, AuditPolicy
 from kproxy.apiserver.auth import endpoints as auth_endpoints
@@ -44,6 +44,7 @@ from kproxy.apiserver.podproxy import client_tls as podproxy_tls
 from kproxy.apiserver.registry import Registry
 from kproxy.apiserver.rest import RestHandler, RestSettings, dumps, json_response, object_response
 from kproxy.apiserver.service_alloc import ServiceAllocations
+from kproxy.apiserver.service_families import ServiceIPAllocators
 from kproxy.apiserver.tables import TableRenderer
 from kproxy.listener import ConnectionLimits, GatedListener, listen_socket, server_options
 from kproxy.pki import bootstrap as pki_bootstrap
@@ -96,7 +97,7 @@ class ApiServer:
         self.deps = Deps()
         datadir.make_private(config.data_dir)
         self.store: sb.Store = open_store(config.data_dir, config.store_history)
-        self.services = ServiceAllocations(ClusterIPAllocator(config.service_cluster_ip_range),
+        self.services = ServiceAllocations(ServiceIPAllocators.from_cidrs(config.service_cluster_ip_range),
                                            NodePortAllocator(config.service_node_port_range))
         self.registry = Registry(self.store, self.deps, self.services)
         self.pki = pki_bootstrap.ensure_pki(config.data_dir, pki_bootstrap.serving_hosts_for(
@@ -207,11 +208,11 @@ class ApiServer:
             self._gate = GatedListener(self._new_connection, self._tls, self.config.limits)
             self.url = _url("https", *self._gate.start(self._listen_socket(self.config.host, self.config.port)))
         else:
-            self.url = await self._listen(self.config.host, self.config.port, None)
+            self.url = await self._listen(self.config.host, self.config.port)
         if self.config.insecure_host is not None:
             if not loopback_host(self.config.insecure_host):
                 raise ValueError(f"the plain-HTTP listener is only served on loopback, not {self.config.insecure_host}")
-            self.insecure_url = await self._listen(self.config.insecure_host, self.config.insecure_port, None)
+            self.insecure_url = await self._listen(self.config.insecure_host, self.config.insecure_port)
             log.warning("plain-HTTP listener on %s: every request there has full rights", self.insecure_url)
         if not self.config.tls:
             log.warning("serving plain HTTP on %s without authentication (give --tls for HTTPS)", self.url)
@@ -245,14 +246,15 @@ class ApiServer:
         assert self._runner is not None and self._runner.server is not None
         return self._runner.server()
 
-    async def _listen(self, host: str, port: int, ssl_context: ssl.SSLContext | None) -> str:
-        """Starts one listener; returns its URL (the wildcard address shown as loopback)."""
+    async def _listen(self, host: str, port: int) -> str:
+        """Starts one plain-HTTP listener; returns its URL (the wildcard address shown as
+        loopback). Its socket has listen_socket's backlog, not aiohttp's 128: thousands of
+        watchers connecting at once would otherwise wait out SYN retransmissions."""
         assert self._runner is not None
-        site = web.TCPSite(self._runner, host, port, reuse_address=True, ssl_context=ssl_context)
+        sock = self._listen_socket(host, port)
+        site = web.SockSite(self._runner, sock)
         await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        port = sockets[0].getsockname()[1] if sockets else port
-        return _url("https" if ssl_context is not None else "http", host, port)
+        return _url("http", host, sock.getsockname()[1])
 
     def _ssl_context(self) -> ssl.SSLContext:
         """TLS 1.2+; a client certificate is optional, but one that is presented must chain

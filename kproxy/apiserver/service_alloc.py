@@ -13,6 +13,7 @@ from typing import Any
 
 from kproxy.api import status as st
 from kproxy.apiserver.allocators import AllocationError, ClusterIPAllocator, NodePortAllocator
+from kproxy.apiserver.service_families import ServiceIPAllocators, init_ip_family_fields
 
 NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
 
@@ -49,7 +50,7 @@ def held_node_ports(svc: dict) -> set[int]:
 
 @dataclass
 class Reservation:
-    ips: ClusterIPAllocator
+    ips: ServiceIPAllocators
     ports: NodePortAllocator
     new_ips: list[str] = field(default_factory=list)
     new_ports: list[int] = field(default_factory=list)
@@ -72,9 +73,14 @@ class Reservation:
 
 
 class ServiceAllocations:
-    def __init__(self, ips: ClusterIPAllocator, ports: NodePortAllocator):
-        self.ips = ips
+    def __init__(self, ips: ClusterIPAllocator | ServiceIPAllocators, ports: NodePortAllocator):
+        self.ips = ips if isinstance(ips, ServiceIPAllocators) else ServiceIPAllocators([ips])
         self.ports = ports
+
+    def init_families(self, svc: dict, old: dict | None) -> None:
+        """Fills ipFamilyPolicy and ipFamilies for this cluster's families, or raises 422
+        (kproxy.apiserver.service_families); before validation, as upstream."""
+        init_ip_family_fields(svc, old, self.ips.families)
 
     def rebuild(self, services: list[dict]) -> list:
         """Resets the allocators to what `services` hold; returns the held values outside
@@ -90,6 +96,7 @@ class ServiceAllocations:
     def for_update(self, old: dict, new: dict) -> tuple[dict, Reservation]:
         new = copy.deepcopy(new)
         self._carry_over(old, new)
+        self.init_families(new, old)
         return self._assign(new, old)
 
     def for_delete(self, svc: dict) -> Reservation:
@@ -147,26 +154,7 @@ class ServiceAllocations:
         spec = svc.setdefault("spec", {})
         try:
             if _needs_cluster_ip(svc):
-                requested = spec.get("clusterIP") or (spec.get("clusterIPs") or [None])[0]
-                if old_ips and requested and requested not in old_ips and requested != "None":
-                    causes.append({"reason": "FieldValueInvalid", "field": "spec.clusterIPs[0]",
-                                   "message": f"Invalid value: {requested!r}: may not change once set"})
-                elif requested == "None":
-                    spec["clusterIP"] = "None"
-                    spec["clusterIPs"] = ["None"]
-                elif requested and requested in old_ips:
-                    spec["clusterIP"] = requested
-                    spec["clusterIPs"] = [requested]
-                else:
-                    try:
-                        ip = self.ips.allocate(requested) if requested else self.ips.allocate_next()
-                    except AllocationError as exc:
-                        causes.append({"reason": "FieldValueInvalid", "field": "spec.clusterIPs",
-                                       "message": f"Invalid value: [{requested!r}]: {exc}" if requested else str(exc)})
-                    else:
-                        res.new_ips.append(ip)
-                        spec["clusterIP"] = ip
-                        spec["clusterIPs"] = [ip]
+                causes += self._assign_cluster_ips(spec, old_ips, res)
             if _needs_node_ports(svc):
                 seen: set[int] = set()
                 for i, port in enumerate(spec.get("ports") or []):
@@ -215,3 +203,33 @@ class ServiceAllocations:
         res.release_ips = [ip for ip in old_ips if ip not in new_ips]
         res.release_ports = sorted(p for p in old_ports if p not in new_ports)
         return svc, res
+
+    def _assign_cluster_ips(self, spec: dict, old_ips: list[str], res: Reservation) -> list[dict[str, Any]]:
+        """One ClusterIP per entry of ipFamilies (the cluster's default family when none):
+        kept when the old object held it, else allocated from that family's range. Returns
+        the causes of what could not be allocated."""
+        requested = [ip for ip in spec.get("clusterIPs") or [] if isinstance(ip, str)]
+        if not requested and isinstance(spec.get("clusterIP"), str) and spec["clusterIP"]:
+            requested = [spec["clusterIP"]]
+        if requested[:1] == ["None"]:
+            spec["clusterIP"], spec["clusterIPs"] = "None", ["None"]
+            return []
+        if old_ips and requested and requested[0] not in old_ips:
+            return [{"reason": "FieldValueInvalid", "field": "spec.clusterIPs[0]",
+                     "message": f"Invalid value: {requested[0]!r}: may not change once set"}]
+        families = [f for f in spec.get("ipFamilies") or [] if isinstance(f, str)] or [self.ips.default_family]
+        got: list[str] = []
+        for i, family in enumerate(families[:2]):
+            wanted = requested[i] if i < len(requested) else ""
+            if wanted and wanted in old_ips:
+                got.append(wanted)
+                continue
+            try:
+                ip = self.ips.allocate(wanted) if wanted else self.ips.allocate_next(family)
+            except AllocationError as exc:
+                message = f"Invalid value: {requested!r}: {exc}" if wanted else str(exc)
+                return [{"reason": "FieldValueInvalid", "field": "spec.clusterIPs", "message": message}]
+            res.new_ips.append(ip)
+            got.append(ip)
+        spec["clusterIP"], spec["clusterIPs"] = got[0], got
+        return []

@@ -125,6 +125,7 @@ class ServiceStrategy(Strategy):
 
     def prepare_for_create(self, obj: dict[str, Any]) -> None:
         obj["status"] = {"loadBalancer": {}}
+        self.services.init_families(obj, None)
 
     def canonicalize_update(self, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         # a type change drops what the new type does not allow (ipFamilies for ExternalName, ...)

@@ -17,9 +17,40 @@ from kproxy.api.resources import Resource
 from kproxy.store import base as sb
 
 
-class WatchQueue:
-    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int):
+class Waker:
+    """One loop wakeup for every queue a store event reaches.
+
+    A write seen by thousands of watchers would otherwise cost thousands of
+    `call_soon_threadsafe` calls (each a write to the loop's self-pipe) on the store's writer
+    thread. Queues with news are marked here; the first mark since the loop last flushed
+    schedules one call that wakes all of them.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
         self._loop = loop
+        self._lock = threading.Lock()
+        self._ready: list[WatchQueue] = []
+
+    def mark(self, queue: WatchQueue) -> None:
+        with self._lock:
+            self._ready.append(queue)
+            if len(self._ready) > 1:
+                return  # a flush is already scheduled
+        try:
+            self._loop.call_soon_threadsafe(self._flush)
+        except RuntimeError:
+            pass  # the loop is closed: the server is shutting down
+
+    def _flush(self) -> None:
+        with self._lock:
+            ready, self._ready = self._ready, []
+        for queue in ready:
+            queue.wake()
+
+
+class WatchQueue:
+    def __init__(self, waker: Waker, limit: int):
+        self._waker = waker
         self._limit = limit
         self._lock = threading.Lock()
         self._events: collections.deque[sb.Event] = collections.deque()
@@ -40,19 +71,17 @@ class WatchQueue:
             if self._wake_pending:
                 return
             self._wake_pending = True
-        try:
-            self._loop.call_soon_threadsafe(self._wakeup.set)
-        except RuntimeError:
-            pass  # the loop is closed: the server is shutting down
+        self._waker.mark(self)
 
     def wake(self) -> None:
-        """Wakes the consumer (used on shutdown)."""
+        """Wakes the consumer (on the loop: from the waker, and on shutdown)."""
         self._wakeup.set()
 
     async def wait(self, timeout: float) -> None:
         try:
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):  # no task per wait, unlike wait_for
+                await self._wakeup.wait()
+        except TimeoutError:
             pass
 
     def drain(self) -> list[sb.Event]:

@@ -19,7 +19,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "rules": ("kproxy.cli.rules", "show and explain the rules a node holds"),
     "lab": ("kproxy.lab.cli", "multi-node lab in network namespaces"),
     "pki": ("kproxy.pki.cli", "issue client certificates and rotate the apiserver serving certificate"),
+    "install": ("kproxy.install.cli", "install kproxy as systemd services on a Linux node (control plane or node)"),
     "version": ("kproxy.cli.version", "print the version and the fast-path implementation"),
+    "image": ("kproxy.images.cli", "build the built-in images as OCI archives, import them into containerd"),
 }
 
 

@@ -16,7 +16,8 @@ from kproxy.api.status import ApiError
 from kproxy.controllers.base import Controller, Handlers, SharedInformers
 from kproxy.controllers.podutil import (
     ServicePodsQueueing,
-    endpoint_hostname, is_pod_ready, is_terminal, is_terminating, meta, pod_ipv4, pod_target_ref,
+    endpoint_hostname, endpoints_family, is_pod_ready, is_terminal, is_terminating, meta, pod_ip_of_family,
+    pod_target_ref,
     resolve_target_port, selector_matches, service_labels, service_selector,
 )
 
@@ -35,7 +36,7 @@ def desired_subsets(service: dict, pods: Iterable[dict]) -> tuple[list[dict], bo
     for pod in pods:
         if meta(pod).get("namespace") != ns or not selector_matches(selector, meta(pod).get("labels")):
             continue
-        ip = pod_ipv4(pod)
+        ip = pod_ip_of_family(pod, endpoints_family(service, pod))
         if ip is None or is_terminal(pod) or (is_terminating(pod) and not publish):
             continue
         address: dict[str, Any] = {"ip": ip, "targetRef": pod_target_ref(pod)}

@@ -1,11 +1,13 @@
 """EndpointSlice controller: the slices of every Service with a selector follow its pods.
 
-Pure core (no I/O): `desired_endpoints(service, pods, zones)` groups one endpoint per eligible
-pod by its resolved port set; `plan_slices(template, desired, existing)` turns that into the
-creates/updates/deletes that make the managed slices match, keeping endpoints in the slice
-they already live in (so one pod change rewrites one slice), at most 100 endpoints per slice,
-and producing no write when nothing changed. With no endpoints at all, one empty
-placeholder slice remains, as Kubernetes does.
+Pure core (no I/O): `desired_endpoints(service, pods, zones, address_type)` groups one endpoint
+per eligible pod by its resolved port set, one slice set per address type of the Service
+(`plan_service_slices`: IPv4 and IPv6 slices for a dual-stack Service);
+`plan_slices(template, desired, existing)` turns that into the creates/updates/deletes that
+make the managed slices match, keeping endpoints in the slice they already live in (so one pod
+change rewrites one slice), at most 100 endpoints per slice, and producing no write when
+nothing changed. With no endpoints at all, one empty placeholder slice per address type
+remains, as Kubernetes does.
 
 Ready endpoints carry the topology hints of the Service's trafficDistribution
 (kproxy.controllers.trafficdist). Services without a selector are left alone (their slices
@@ -24,8 +26,8 @@ from kproxy.api.status import ApiError
 from kproxy.controllers.base import Controller, Handlers, RequeueAfter, SharedInformers
 from kproxy.controllers.podutil import (
     ServicePodsQueueing,
-    ZONE_LABEL, endpoint_hostname, is_pod_ready, is_terminal, is_terminating, meta, pod_ipv4,
-    pod_target_ref, resolve_target_port, service_labels, service_selector, selector_matches,
+    ZONE_LABEL, endpoint_hostname, is_pod_ready, is_terminal, is_terminating, meta, pod_ip_of_family,
+    pod_target_ref, resolve_target_port, service_address_types, service_labels, service_selector, selector_matches,
 )
 from kproxy.controllers.trafficdist import endpoint_hints
 from kproxy.controllers.triggertime import TriggerTimes, annotate
@@ -42,9 +44,10 @@ PortKey = tuple[tuple[str, str, int, str], ...]  # ((name, protocol, port, appPr
 
 # -- pure core ----------------------------------------------------------------------------
 
-def pod_endpoint(service: dict, pod: dict, zones: dict[str, str]) -> dict | None:
-    """The endpoint for `pod`, or None when it cannot be one (no IPv4, terminal phase)."""
-    ip = pod_ipv4(pod)
+def pod_endpoint(service: dict, pod: dict, zones: dict[str, str], address_type: str = "IPv4") -> dict | None:
+    """The endpoint for `pod` in a slice of `address_type`, or None when it cannot be one (no
+    address of that family, terminal phase)."""
+    ip = pod_ip_of_family(pod, address_type)
     if ip is None or is_terminal(pod):
         return None
     serving = is_pod_ready(pod)
@@ -100,16 +103,17 @@ def endpoint_key(ep: dict) -> str:
     return (ep.get("addresses") or [""])[0]
 
 
-def desired_endpoints(service: dict, pods: Iterable[dict], zones: dict[str, str]) -> dict[PortKey, dict[str, dict]]:
-    """Endpoints per resolved port set: {port key: {address: endpoint}} for the pods the
-    Service selects (pods of other namespaces or not matching are ignored)."""
+def desired_endpoints(service: dict, pods: Iterable[dict], zones: dict[str, str],
+                      address_type: str = "IPv4") -> dict[PortKey, dict[str, dict]]:
+    """Endpoints of `address_type` per resolved port set: {port key: {address: endpoint}} for
+    the pods the Service selects (pods of other namespaces or not matching are ignored)."""
     selector = service_selector(service) or {}
     ns = meta(service).get("namespace")
     out: dict[PortKey, dict[str, dict]] = {}
     for pod in pods:
         if meta(pod).get("namespace") != ns or not selector_matches(selector, meta(pod).get("labels")):
             continue
-        ep = pod_endpoint(service, pod, zones)
+        ep = pod_endpoint(service, pod, zones, address_type)
         if ep is None:
             continue
         out.setdefault(pod_port_key(service, pod), {})[endpoint_key(ep)] = ep
@@ -171,11 +175,12 @@ class SliceTemplate:
     generate_name: str
     labels: dict[str, str]
     owner_references: list[dict]
+    address_type: str = "IPv4"
 
 
-def service_template(service: dict) -> SliceTemplate:
+def service_template(service: dict, address_type: str = "IPv4") -> SliceTemplate:
     return SliceTemplate(meta(service)["namespace"], meta(service)["name"] + "-", slice_labels(service),
-                         [owner_reference(service)])
+                         [owner_reference(service)], address_type)
 
 
 def _slice_object(template: SliceTemplate, key: PortKey, endpoints: list[dict], base: dict | None) -> dict:
@@ -187,7 +192,7 @@ def _slice_object(template: SliceTemplate, key: PortKey, endpoints: list[dict], 
                "metadata": {"generateName": template.generate_name, "namespace": template.namespace}}
     obj["metadata"]["labels"] = dict(template.labels)
     obj["metadata"]["ownerReferences"] = list(template.owner_references)
-    obj["addressType"] = "IPv4"
+    obj["addressType"] = template.address_type
     obj["endpoints"] = sorted(endpoints, key=endpoint_key)
     obj["ports"] = port_dicts(key)
     return obj
@@ -248,6 +253,23 @@ def plan_slices(template: SliceTemplate, desired: dict[PortKey, dict[str, dict]]
                               "ownerReferences": meta(fresh)["ownerReferences"]}
         reused.update(addressType=fresh["addressType"], endpoints=fresh["endpoints"], ports=fresh["ports"])
         plan.update.append(reused)
+    return plan
+
+
+def plan_service_slices(service: dict, pods: list[dict], zones: dict[str, str], existing: list[dict]) -> SlicePlan:
+    """One slice set per address type the Service has (service_address_types: IPv4 and IPv6
+    for a dual-stack Service), each from the pods' addresses of that family and each with its
+    own placeholder; slices of a type the Service no longer has are deleted."""
+    plan = SlicePlan()
+    types = service_address_types(service)
+    for address_type in types:
+        desired = desired_endpoints(service, pods, zones, address_type)
+        own = [s for s in existing if (s.get("addressType") or "IPv4") == address_type]
+        part = plan_slices(service_template(service, address_type), desired, own)
+        plan.create += part.create
+        plan.update += part.update
+        plan.delete += part.delete
+    plan.delete += [s for s in existing if (s.get("addressType") or "IPv4") not in types]
     return plan
 
 
@@ -384,8 +406,7 @@ class EndpointSliceController(ServicePodsQueueing, Controller):
             self.triggers.forget(key)
             return  # user-managed slices
         else:
-            desired = desired_endpoints(service, self.pods.list(namespace), self.zones())
-            plan = plan_slices(service_template(service), desired, existing)
+            plan = plan_service_slices(service, self.pods.list(namespace), self.zones(), existing)
         trigger = self.triggers.take(key)
         annotate(plan.create + plan.update, trigger)
         try:

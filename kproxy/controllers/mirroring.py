@@ -4,14 +4,14 @@ endpointslicemirroring-controller), so the agent, which reads only slices, proxi
 
 Guarantees: only Endpoints whose Service exists and has no selector are mirrored, unless
 labelled endpointslice.kubernetes.io/skip-mirror=true; each subset's addresses become ready
-endpoints and its notReadyAddresses not-ready ones (IPv4 only, at most 1000 per subset, as
-Kubernetes); slices are owned by the Endpoints, labelled with the service name and
+endpoints and its notReadyAddresses not-ready ones (at most 1000 per subset, as Kubernetes),
+IPv4 addresses into slices of addressType IPv4 and IPv6 ones into IPv6 slices; slices are owned
+by the Endpoints, labelled with the service name and
 managed-by endpointslicemirroring-controller.k8s.io, and removed when the mirroring no
 longer applies. No write happens when nothing changed.
 """
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from kproxy.api.resources import ENDPOINT_SLICES, ENDPOINTS, SERVICES
@@ -21,7 +21,7 @@ from kproxy.controllers.endpointslice import (
     MANAGED_BY_LABEL, SERVICE_NAME_LABEL, PortKey, SlicePlan, SliceTemplate, SliceWriter, managed_slices,
     plan_slices,
 )
-from kproxy.controllers.podutil import meta, service_selector
+from kproxy.controllers.podutil import ip_family, meta, service_selector
 
 MIRROR_CONTROLLER_NAME = "endpointslicemirroring-controller.k8s.io"
 SKIP_MIRROR_LABEL = "endpointslice.kubernetes.io/skip-mirror"
@@ -30,15 +30,11 @@ MAX_ADDRESSES_PER_SUBSET = 1000
 _NOT_COPIED = (TRIGGER_TIME_ANNOTATION, SKIP_MIRROR_LABEL)
 
 
-def _is_ipv4(ip: Any) -> bool:
-    try:
-        return ipaddress.ip_address(ip).version == 4
-    except (TypeError, ValueError):
-        return False
+ADDRESS_TYPES = ("IPv4", "IPv6")
 
 
-def mirrored_endpoints(endpoints: dict) -> dict[PortKey, dict[str, dict]]:
-    """{port key: {ip: endpoint}} from the Endpoints' subsets."""
+def mirrored_endpoints(endpoints: dict, address_type: str = "IPv4") -> dict[PortKey, dict[str, dict]]:
+    """{port key: {ip: endpoint}} from the Endpoints' subsets' addresses of `address_type`."""
     out: dict[PortKey, dict[str, dict]] = {}
     for subset in endpoints.get("subsets") or []:
         key = tuple((p.get("name") or "", p.get("protocol") or "TCP", int(p.get("port") or 0),
@@ -49,9 +45,12 @@ def mirrored_endpoints(endpoints: dict) -> dict[PortKey, dict[str, dict]]:
         for field, ready in (("addresses", True), ("notReadyAddresses", False)):
             for addr in subset.get(field) or []:
                 ip = addr.get("ip")
-                if budget <= 0 or not _is_ipv4(ip) or ip in group:
+                family = ip_family(ip)
+                if family is None or ip in group:
                     continue
-                budget -= 1
+                budget -= 1  # the subset's limit counts both families, as upstream's
+                if budget < 0 or family != address_type:
+                    continue
                 ep: dict[str, Any] = {"addresses": [ip],
                                       "conditions": {"ready": ready, "serving": ready, "terminating": False}}
                 for src, dst in (("nodeName", "nodeName"), ("hostname", "hostname")):
@@ -66,7 +65,7 @@ def mirrored_endpoints(endpoints: dict) -> dict[PortKey, dict[str, dict]]:
     return out
 
 
-def mirror_template(endpoints: dict) -> SliceTemplate:
+def mirror_template(endpoints: dict, address_type: str = "IPv4") -> SliceTemplate:
     m = meta(endpoints)
     labels = {k: v for k, v in (m.get("labels") or {}).items() if k not in _NOT_COPIED}
     labels[SERVICE_NAME_LABEL] = m["name"]
@@ -75,7 +74,7 @@ def mirror_template(endpoints: dict) -> SliceTemplate:
              "blockOwnerDeletion": True}
     if m.get("uid"):
         owner["uid"] = m["uid"]
-    return SliceTemplate(m["namespace"], m["name"] + "-", labels, [owner])
+    return SliceTemplate(m["namespace"], m["name"] + "-", labels, [owner], address_type)
 
 
 def should_mirror(service: dict | None, endpoints: dict | None) -> bool:
@@ -124,5 +123,13 @@ class EndpointSliceMirroringController(Controller):
             plan = SlicePlan(delete=existing)
         else:
             assert endpoints is not None
-            plan = plan_slices(mirror_template(endpoints), mirrored_endpoints(endpoints), existing, placeholder=False)
+            plan = SlicePlan()
+            for address_type in ADDRESS_TYPES:
+                own = [s for s in existing if (s.get("addressType") or "IPv4") == address_type]
+                desired = mirrored_endpoints(endpoints, address_type)
+                part = plan_slices(mirror_template(endpoints, address_type), desired, own, placeholder=False)
+                plan.create += part.create
+                plan.update += part.update
+                plan.delete += part.delete
+            plan.delete += [s for s in existing if (s.get("addressType") or "IPv4") not in ADDRESS_TYPES]
         await self.writer.apply(key, namespace, plan)

@@ -29,20 +29,52 @@ def is_terminal(pod: dict) -> bool:
     return (pod.get("status") or {}).get("phase") in TERMINAL_PHASES
 
 
-def pod_ipv4(pod: dict) -> str | None:
-    """The pod's IPv4 address from status.podIPs (or status.podIP), None if it has none."""
+def ip_family(ip: Any) -> str | None:
+    """"IPv4" or "IPv6" for an address, None for anything else."""
+    try:
+        return "IPv4" if ipaddress.ip_address(ip).version == 4 else "IPv6"
+    except (TypeError, ValueError):
+        return None
+
+
+def pod_ip_of_family(pod: dict, family: str) -> str | None:
+    """The pod's first address of `family` ("IPv4" or "IPv6") from status.podIPs (or
+    status.podIP), None if it has none."""
     status = pod.get("status") or {}
     candidates = [p.get("ip") for p in status.get("podIPs") or [] if isinstance(p, dict)]
     candidates.append(status.get("podIP"))
     for ip in candidates:
-        if not ip:
-            continue
-        try:
-            if ipaddress.ip_address(ip).version == 4:
-                return str(ip)
-        except ValueError:
-            continue
+        if ip and ip_family(ip) == family:
+            return str(ip)
     return None
+
+
+def service_address_types(service: dict) -> list[str]:
+    """The EndpointSlice address types a Service gets, as upstream's
+    getAddressTypesForService: its ipFamilies; without them the family of its clusterIP;
+    a headless Service without families gets both."""
+    spec = service.get("spec") or {}
+    families = [f for f in spec.get("ipFamilies") or [] if f in ("IPv4", "IPv6")]
+    if families:
+        return list(dict.fromkeys(families))
+    cluster_ip = spec.get("clusterIP")
+    if cluster_ip and cluster_ip != "None":
+        return [ip_family(cluster_ip) or "IPv4"]
+    return ["IPv4", "IPv6"]
+
+
+def endpoints_family(service: dict, pod: dict) -> str:
+    """The family of a pod's address in the Service's Endpoints (v1), as upstream's endpoints
+    controller: the Service's primary family; without families the clusterIP's, or for a
+    headless Service the pod's primary address's."""
+    spec = service.get("spec") or {}
+    families = spec.get("ipFamilies") or []
+    if families and families[0] in ("IPv4", "IPv6"):
+        return families[0]
+    cluster_ip = spec.get("clusterIP")
+    if cluster_ip and cluster_ip != "None":
+        return ip_family(cluster_ip) or "IPv4"
+    return ip_family((pod.get("status") or {}).get("podIP")) or "IPv4"
 
 
 def service_selector(service: dict) -> dict[str, str] | None:

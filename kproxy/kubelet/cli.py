@@ -23,6 +23,7 @@ from kproxy.client.rest import ApiClient
 from kproxy.controllers.cli import parse_duration
 from kproxy.kubelet.cgroups import Cgroups
 from kproxy.kubelet.node import DEFAULT_MAX_PODS, machine_facts
+from kproxy.kubelet.podnet import parse_pod_cidrs
 from kproxy.kubelet.podworker import NodeContext
 from kproxy.kubelet.runtime import PodNetworks
 from kproxy.kubelet.server import DEFAULT_PORT, KubeletServer
@@ -41,15 +42,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node-name", required=True, help="name of the Node to register")
     parser.add_argument("--netns", required=True, metavar="NODE_NS",
                         help="the node's network namespace: pods get veths into it (it must exist)")
-    parser.add_argument("--pod-cidr", required=True, help="the node's pod CIDR, e.g. 10.244.1.0/24")
+    parser.add_argument("--pod-cidr", required=True,
+                        help="the node's pod CIDR, e.g. 10.244.1.0/24, or one per IP family separated by a "
+                             "comma for dual-stack pods (10.244.1.0/24,fd00:10:244:1::/64; the first is primary)")
     parser.add_argument("--runtime", choices=["process", "containerd"], default="process",
                         help="process: pods as processes in pod namespaces (default); containerd: pods as "
                              "containers through CRI (kproxy.kubelet.criruntime)")
     parser.add_argument("--containerd-socket", metavar="PATH",
                         help="with --runtime containerd: the CRI socket of a running containerd (default: start "
                              "one of this node's own under ROOT_DIR/containerd, in NODE_NS, with the CNI config "
-                             "for --pod-cidr)")
-    parser.add_argument("--node-ip", help="the node's InternalIP (default: the first global IPv4 of NODE_NS)")
+                             "for the first --pod-cidr)")
+    parser.add_argument("--node-ip", help="the node's InternalIP, or one per family separated by a comma "
+                                          "(default: the first global address of NODE_NS of each pod CIDR's family)")
     parser.add_argument("--root-dir", default="/var/lib/kproxy-kubelet", help="per-pod files and logs")
     parser.add_argument("--pod-netns-prefix", help="prefix of pod namespace names (default: NODE_NS-pod-)")
     parser.add_argument("--cpu", help="cpu capacity (default: this machine's CPUs)")
@@ -69,40 +73,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="first CrashLoopBackOff wait (default 10s, doubling up to 30x that)")
 
 
-def first_ipv4(netns: str) -> str | None:
-    """The first global IPv4 address inside `netns`."""
-    out = subprocess.run(["ip", "-n", netns, "-4", "-o", "addr", "show", "scope", "global"],
+def first_address(netns: str, version: int) -> str | None:
+    """The first global address of IP `version` inside `netns`."""
+    word = "inet" if version == 4 else "inet6"
+    out = subprocess.run(["ip", "-n", netns, f"-{version}", "-o", "addr", "show", "scope", "global"],
                          capture_output=True, text=True).stdout
     for line in out.splitlines():
         parts = line.split()
-        if "inet" in parts:
-            return parts[parts.index("inet") + 1].split("/")[0]
+        if word in parts:
+            return parts[parts.index(word) + 1].split("/")[0]
     return None
+
+
+def node_ips(netns: str, pod_cidrs: list[str], given: str | None) -> list[str]:
+    """The node's InternalIPs, primary first: --node-ip's, else the namespace's first global
+    address of each pod CIDR's family (families without one are left out)."""
+    if given:
+        return [ip.strip() for ip in given.split(",")]
+    found = [first_address(netns, ipaddress.ip_network(c).version) for c in pod_cidrs]
+    return [ip for ip in found if ip]
 
 
 def _context(args: argparse.Namespace, client: ApiClient) -> tuple[NodeContext, str]:
     try:
-        net = ipaddress.ip_network(args.pod_cidr)
+        pod_cidrs = parse_pod_cidrs(args.pod_cidr)
     except ValueError as exc:
         raise CLIError(f"--pod-cidr: {exc}") from None
-    if net.version != 4 or net.prefixlen > 29:
-        raise CLIError(f"--pod-cidr {args.pod_cidr}: an IPv4 network of /29 or larger is needed")
     try:
         node_ns = NetNS(args.netns)
     except NetNSError as exc:
         raise CLIError(str(exc)) from None
-    host_ip = args.node_ip or first_ipv4(args.netns)
-    if not host_ip:
-        raise CLIError(f"no IPv4 address in namespace {args.netns}: give --node-ip")
+    ips = node_ips(args.netns, pod_cidrs, args.node_ip)
+    if not ips:
+        raise CLIError(f"no global address in namespace {args.netns}: give --node-ip")
+    host_ip = ips[0]
     os.makedirs(args.root_dir, exist_ok=True)
     cgroups, cgroups_note = Cgroups.detect(args.root_dir)
-    networks = PodNetworks(args.netns, str(net), args.pod_netns_prefix or f"{args.netns}-pod-")
+    networks = PodNetworks(args.netns, ",".join(pod_cidrs), args.pod_netns_prefix or f"{args.netns}-pod-")
     ctx = NodeContext(client=client, node_name=args.node_name, host_ip=host_ip, node_ns=node_ns,
                       networks=networks, root_dir=args.root_dir, services=Informer(client, SERVICES),
                       backoff_initial=args.crash_loop_backoff, backoff_max=30 * args.crash_loop_backoff,
                       events=EventRecorder(client, "kubelet", args.node_name), cgroups=cgroups,
                       cgroups_note=cgroups_note)
-    return ctx, host_ip
+    return ctx, ",".join(ips)
 
 
 def _server_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
@@ -133,13 +146,14 @@ def _server_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
 async def _main(args: argparse.Namespace, client: ApiClient, stop: asyncio.Event) -> None:
     from kproxy.kubelet.kubelet import Kubelet
 
-    ctx, host_ip = _context(args, client)
+    ctx, internal_ips = _context(args, client)
+    host_ip = ctx.host_ip
     tls = _server_tls(args)
     daemon = None
     if args.runtime == "containerd":
         ctx.cri, daemon = await _cri_runtime(args, host_ip)
         ctx.cgroups, ctx.cgroups_note = None, "limits go through the container runtime"
-    facts = machine_facts(args.node_name, host_ip, str(ipaddress.ip_network(args.pod_cidr)), args.root_dir,
+    facts = machine_facts(args.node_name, internal_ips, ",".join(parse_pod_cidrs(args.pod_cidr)), args.root_dir,
                           cpu=args.cpu, memory=args.memory, pods=args.max_pods,
                           kubelet_port=args.port if tls else 0, netns=args.netns)
     kubelet = Kubelet(ctx, facts, status_interval=args.node_status_update_frequency)
@@ -171,7 +185,8 @@ async def _cri_runtime(args: argparse.Namespace, host_ip: str) -> "tuple[CriPodR
     daemon = None
     socket = args.containerd_socket
     if not socket:
-        daemon = Containerd(os.path.join(args.root_dir, "containerd"), args.netns, args.pod_cidr)
+        # the CNI network is the primary (first) pod CIDR's: the CRI runtime runs single-stack pods
+        daemon = Containerd(os.path.join(args.root_dir, "containerd"), args.netns, parse_pod_cidrs(args.pod_cidr)[0])
         try:
             await asyncio.to_thread(daemon.start)
         except (ContainerdError, OSError) as exc:

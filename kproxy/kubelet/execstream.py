@@ -105,6 +105,17 @@ def error_status(message: str) -> dict[str, Any]:
             "details": {"causes": [{"message": message}]}, "code": 500}
 
 
+def message_bytes(msg: Any) -> bytes | None:
+    """A client message's bytes: binary messages as they are, text ones (the Python client
+    writes str to a channel as a text message, channel byte first) UTF-8 encoded, as the
+    apiserver's wsstream reads both; None for anything else."""
+    if msg.type == WSMsgType.BINARY:
+        return msg.data
+    if msg.type == WSMsgType.TEXT:
+        return msg.data.encode()
+    return None
+
+
 def terminal_size(payload: bytes) -> tuple[int, int] | None:
     """(columns, rows) of a resize message, None when it is not one."""
     try:
@@ -171,9 +182,10 @@ class _Session:
     async def pump_in(self) -> None:
         """Reads the client's messages until it closes the socket."""
         async for msg in self.ws:
-            if msg.type != WSMsgType.BINARY or not msg.data:
+            data = message_bytes(msg)
+            if not data:
                 continue
-            channel, payload = msg.data[0], msg.data[1:]
+            channel, payload = data[0], data[1:]
             if channel == STDIN and self.stdin is not None:
                 self.stdin.write(payload)
                 try:

@@ -32,9 +32,9 @@ CONDITIONS = (
 @dataclass(frozen=True)
 class NodeFacts:
     name: str
-    internal_ip: str
+    internal_ip: str  # comma-separated on a dual-stack node, primary first
     hostname: str
-    pod_cidr: str
+    pod_cidr: str  # likewise, one CIDR per family
     cpu: str
     memory: str  # a quantity, e.g. "16384Mi"
     pods: int = DEFAULT_MAX_PODS
@@ -67,7 +67,7 @@ def node_status(facts: NodeFacts, now: str, old_status: Mapping[str, Any] | None
         "capacity": dict(resources),
         "allocatable": dict(resources),
         "conditions": conditions(now, old),
-        "addresses": [{"type": "InternalIP", "address": facts.internal_ip},
+        "addresses": [*({"type": "InternalIP", "address": ip} for ip in facts.internal_ip.split(",")),
                       {"type": "Hostname", "address": facts.hostname}],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": facts.kubelet_port}},
         "nodeInfo": {
@@ -93,7 +93,7 @@ def node_object(facts: NodeFacts, now: str) -> dict:
             "kubernetes.io/hostname": facts.hostname, "kubernetes.io/os": "linux",
             "kubernetes.io/arch": facts.architecture, "beta.kubernetes.io/os": "linux",
             "beta.kubernetes.io/arch": facts.architecture}, "annotations": node_annotations(facts)},
-        "spec": {"podCIDR": facts.pod_cidr, "podCIDRs": [facts.pod_cidr]},
+        "spec": {"podCIDR": facts.pod_cidr.split(",")[0], "podCIDRs": facts.pod_cidr.split(",")},
         "status": node_status(facts, now),
     }
 
@@ -105,7 +105,7 @@ def refreshed_node(node: dict, facts: NodeFacts, now: str) -> dict:
         new.setdefault("metadata", {}).setdefault("annotations", {}).update(node_annotations(facts))
     spec = new.setdefault("spec", {})
     if not spec.get("podCIDR"):
-        spec["podCIDR"], spec["podCIDRs"] = facts.pod_cidr, [facts.pod_cidr]
+        spec["podCIDR"], spec["podCIDRs"] = facts.pod_cidr.split(",")[0], facts.pod_cidr.split(",")
     status = new.setdefault("status", {})
     status.update(node_status(facts, now, status))
     return new

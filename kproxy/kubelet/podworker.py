@@ -92,6 +92,7 @@ class Sandbox:
     netns: str
     ip: str
     own_network: bool  # False for hostNetwork pods, which run in the node's namespace
+    ips: tuple[str, ...] = ()  # every address, primary first (a dual-stack pod has two)
 
 
 def meta(obj: dict) -> dict:
@@ -170,7 +171,8 @@ class PodWorker:
         """Takes over the sandbox and processes an earlier kubelet of this node left running,
         with the status they had (no restart, no readiness flap); a process that died meanwhile
         is reaped as an exit of unknown code at the first pass."""
-        self.sandbox = Sandbox(record.netns, record.ip, record.own_network)
+        self.sandbox = Sandbox(record.netns, record.ip, record.own_network,
+                               self.ctx.networks.ips_of(self.uid) if record.own_network else ())
         self.start_time = record.start_time
         self.volumes.ready = True
         now = time.monotonic()
@@ -288,7 +290,7 @@ class PodWorker:
             return Sandbox(self.ctx.networks.node_netns, self.ctx.host_ip, own_network=False)
         plan = await asyncio.to_thread(self.ctx.networks.create, self.uid, self.namespace, self.name,
                                        self.ctx.node_name)
-        return Sandbox(plan.netns, plan.ip, own_network=True)
+        return Sandbox(plan.netns, plan.ip, own_network=True, ips=plan.ips)
 
     async def _sync_volumes(self, now: float) -> None:
         """Sets the volumes up before any container starts (a FailedMount Event and a retry
@@ -512,6 +514,7 @@ class PodWorker:
         status = pod_status(self.pod, [c.record for c in self.containers],
                             init_containers=[c.record for c in self.init_containers],
                             pod_ip=self.sandbox.ip if self.sandbox else None, host_ip=self.ctx.host_ip,
+                            pod_ips=self.sandbox.ips if self.sandbox else (),
                             start_time=self.start_time,
                             network_ready=self.sandbox is not None, now=now_rfc3339())
         if status == self.last_written and self._status_seen() == self._server_view:

@@ -61,7 +61,9 @@ class PodNetworks:
     def create(self, uid: str, namespace: str, name: str, node: str) -> PodPlan:
         plan = self._slots.get(uid)
         if plan is None:
-            slot = free_slot(self.pod_cidr, (p.slot for p in self._slots.values()))
+            # a dual-stack pod takes the same slot of each family's CIDR: the smaller bounds them
+            smallest = min(self.pod_cidr.split(","), key=lambda c: ipaddress.ip_network(c).num_addresses)
+            slot = free_slot(smallest, (p.slot for p in self._slots.values()))
             plan = self._slots[uid] = pod_plan(self.prefix, self.pod_cidr, namespace, name, node, slot)
         try:
             podnet.detach_pod_network(plan, self.node_netns)  # a leftover of an earlier kubelet
@@ -78,6 +80,10 @@ class PodNetworks:
             return None
         self._slots[uid] = plan
         return plan
+
+    def ips_of(self, uid: str) -> tuple[str, ...]:
+        plan = self._slots.get(uid)
+        return plan.ips if plan else ()
 
     def slot_of(self, uid: str) -> int | None:
         plan = self._slots.get(uid)

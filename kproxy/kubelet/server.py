@@ -1,9 +1,10 @@
-"""The kubelet's HTTPS server (port 10250): container logs and exec, for the apiserver's
-pods/log and pods/exec.
+"""The kubelet's HTTPS server (port 10250): container logs, exec and port-forward, for the
+apiserver's pods/log, pods/exec and pods/portforward.
 
     GET /containerLogs/{namespace}/{pod}/{container}?follow=&previous=&tailLines=&limitBytes=&timestamps=
         &sinceSeconds=&sinceTime=
     GET /exec/{namespace}/{pod}/{container}?command=..&stdin=&stdout=&stderr=&tty=   (WebSocket)
+    GET /portForward/{namespace}/{pod}?port=..   (WebSocket: kproxy.kubelet.portforward)
     GET /healthz
 
 Guarantees:
@@ -28,7 +29,7 @@ from typing import Any, Callable, Protocol
 from aiohttp import web
 
 from kproxy.api import status as st
-from kproxy.kubelet import execstream, logs
+from kproxy.kubelet import execstream, logs, portforward
 from kproxy.listener import ConnectionLimits, GatedSite, listen_socket
 from kproxy.netns import NetNS
 
@@ -127,6 +128,7 @@ class KubeletServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
         app.router.add_route("*", "/exec/{namespace}/{pod}/{container}", self._exec)
+        app.router.add_route("*", "/portForward/{namespace}/{pod}", self._port_forward)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         return app
 
@@ -261,3 +263,30 @@ class KubeletServer:
             return f'container not found ("{c.record.name}")'
         return execstream.Target(prefix=tuple(process.exec_prefix()), env=dict(process.env),
                                  cwd=c.spec.get("workingDir") or "/", root=getattr(process, "exec_root", "/"))
+
+    async def _port_forward(self, request: web.Request) -> web.StreamResponse:
+        protocol = portforward.choose_protocol(request.headers.get("Sec-WebSocket-Protocol", ""))
+        if protocol is None:
+            raise st.bad_request(f"port-forward needs a WebSocket upgrade with one of the subprotocols "
+                                 f"{', '.join(portforward.PROTOCOLS)}")
+        ports = portforward.parse_ports(request.query.getall(portforward.PORT_QUERY, [])) \
+            if protocol == portforward.V4 else ()
+        name = request.match_info["pod"]
+        pod = self.pods(request.match_info["namespace"], name)
+        if pod is None:
+            raise st.not_found("pods", name)
+        if pod.sandbox is None:
+            raise st.bad_request(f"pod {name} is not running: its sandbox is not ready")
+        ws = web.WebSocketResponse(protocols=portforward.PROTOCOLS, autoping=True, heartbeat=None)
+        await ws.prepare(request)
+        task = asyncio.current_task()
+        if task is not None:
+            self._sessions.add(task)
+        try:
+            await portforward.serve(ws, protocol, ports, portforward.netns_dialer(pod.sandbox.netns),
+                                    pod.sandbox.netns)
+        finally:
+            if task is not None:
+                self._sessions.discard(task)
+            await ws.close()
+        return ws

@@ -113,8 +113,9 @@ def _condition(ctype: str, ok: bool, now: str, old: Mapping[str, dict], reason: 
 
 def pod_status(pod: Mapping[str, Any], containers: Sequence[ContainerRecord], *, pod_ip: str | None,
                host_ip: str | None, start_time: str | None, network_ready: bool, now: str,
-               init_containers: Sequence[ContainerRecord] = ()) -> dict:
-    """The status to write for `pod` (its old status supplies PodScheduled and transition times)."""
+               init_containers: Sequence[ContainerRecord] = (), pod_ips: Sequence[str] = ()) -> dict:
+    """The status to write for `pod` (its old status supplies PodScheduled and transition times);
+    `pod_ips` are all its addresses, primary (`pod_ip`) first, when it has more than one."""
     spec, old_status = pod.get("spec") or {}, pod.get("status") or {}
     old = {str(c.get("type")): c for c in old_status.get("conditions") or () if isinstance(c, dict)}
     phase = pod_phase(containers, str(spec.get("restartPolicy") or "Always"), init_containers)
@@ -141,7 +142,7 @@ def pod_status(pod: Mapping[str, Any], containers: Sequence[ContainerRecord], *,
         status["hostIPs"] = [{"ip": host_ip}]
     if pod_ip:
         status["podIP"] = pod_ip
-        status["podIPs"] = [{"ip": pod_ip}]
+        status["podIPs"] = [{"ip": ip} for ip in (pod_ips or (pod_ip,))]
     if start_time:
         status["startTime"] = start_time
     if init_containers:

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     up.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
     up.add_argument("--mode", default="iptables", help="proxy mode of the agents (default iptables)")
     up.add_argument("--sync-period", default="30s", help="agents' full resync period (default 30s)")
+    up.add_argument("--ip-family", choices=topology.IP_FAMILIES, default="ipv4",
+                    help="IP families of the pods and Services: ipv4 (default), ipv6, or dual (IPv4 first; "
+                         "fd00:10:244::/56 pods, fd00:10:96::/112 Services)")
 
     down = sub.add_parser("down", help="stop everything and delete the lab's namespaces")
     common(down)
@@ -66,13 +69,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _up(args: argparse.Namespace) -> int:
     lab = Lab(args.name, base_dir=args.base_dir)
-    lab.up(nodes=args.nodes, mode=args.mode, sync_period=args.sync_period)
+    lab.up(nodes=args.nodes, mode=args.mode, sync_period=args.sync_period, ip_family=args.ip_family)
     try:
-        print(f"lab {args.name!r} is up: {args.nodes} node(s), mode {args.mode}")
+        print(f"lab {args.name!r} is up: {args.nodes} node(s), mode {args.mode}, IP family {args.ip_family}")
         print(f"  kubeconfig: {lab.kubeconfig}")
-        print(f"  client namespace: {lab.plan.client.netns} ({lab.plan.client.ip})")
+        client = lab.plan.client
+        print(f"  client namespace: {client.netns} ({client.ip}{', ' + client.ip6 if client.ip6 else ''})")
         for node in lab.plan.nodes:
-            print(f"  {node.name}: namespace {node.netns}, IP {node.ip}, pod CIDR {node.pod_cidr}")
+            ips = node.ip + (f", {node.ip6}" if node.ip6 else "")
+            print(f"  {node.name}: namespace {node.netns}, IP {ips}, pod CIDR {node.pod_cidr}")
+        print(f"  Service CIDR: {lab.plan.service_cidr}")
         print(f"  logs: {lab.log_dir}")
         print(f"  tear down: kproxy lab down --name {args.name}")
     finally:

@@ -1,7 +1,7 @@
 """The lab's pod server: `python -m kproxy.lab.echo --name POD --port 8080`.
 
-It listens on TCP and UDP on the same port (all addresses of its namespace) and answers with
-who it is and who it sees:
+It listens on TCP and UDP on the same port (all addresses of its namespace, IPv4 and, where the
+namespace has IPv6, IPv6) and answers with who it is and who it sees:
 - TCP: reads one line (or up to EOF), answers "<pod-name> <client-ip>:<client-port>\\n", closes;
 - UDP: answers every datagram with the same text, to the datagram's source;
 - HTTP (a TCP request line "GET PATH HTTP/1.x"), as agnhost netexec: /hostname answers the pod
@@ -87,22 +87,41 @@ async def serve(pod: str, host: str, port: int, ready: asyncio.Event | None = No
             writer.close()
 
     loop = asyncio.get_running_loop()
-    tcp = await asyncio.start_server(handle, host, port, reuse_address=True, backlog=1024, limit=MAX_LINE)
-    udp_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    udp_sock.bind((host, port))
-    transport, _ = await loop.create_datagram_endpoint(lambda: _UdpEcho(pod), sock=udp_sock)
-    if ready is not None:
-        ready.set()
+    hosts = _listen_hosts(host)
+    tcp = await asyncio.start_server(handle, hosts, port, reuse_address=True, backlog=1024, limit=MAX_LINE)
+    transports = []
     try:
+        for h in hosts:
+            udp_sock = socket.socket(socket.AF_INET6 if ":" in h else socket.AF_INET, socket.SOCK_DGRAM)
+            udp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if ":" in h:  # IPv4 clients have their own socket: no IPv4-mapped peers
+                udp_sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            udp_sock.bind((h, port))
+            transport, _ = await loop.create_datagram_endpoint(lambda: _UdpEcho(pod), sock=udp_sock)
+            transports.append(transport)
+        if ready is not None:
+            ready.set()
         if stop is None:
             await asyncio.Future()
         else:
             await stop.wait()
     finally:
-        transport.close()
+        for transport in transports:
+            transport.close()
         tcp.close()
         await tcp.wait_closed()
+
+
+def _listen_hosts(host: str) -> list[str]:
+    """`host`, or for "" every address of both families (IPv6 only where it exists)."""
+    if host:
+        return [host]
+    try:
+        with open("/proc/sys/net/ipv6/conf/lo/disable_ipv6") as f:  # of this network namespace
+            ipv6 = socket.has_ipv6 and f.read().strip() == "0"
+    except OSError:
+        ipv6 = False
+    return ["0.0.0.0", "::"] if ipv6 else ["0.0.0.0"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     env_port = os.environ.get("PORT", "")
     parser.add_argument("--port", type=int, default=int(env_port) if env_port.isdigit() else 8080,
                         help="default: $PORT, else 8080")
-    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--host", default="", help="address to listen on (default: all, IPv4 and IPv6)")
     args = parser.parse_args(argv)
     if not args.name:
         parser.error("--name is required when $HOSTNAME is not set")

@@ -76,6 +76,7 @@ class PodRecord:
     ready: bool
     uid: str = ""
     terminating: bool = False
+    ips: list[str] = field(default_factory=list)  # every address (podIPs), `ip` first
 
     @property
     def key(self) -> str:
@@ -95,6 +96,7 @@ class LabState:
     kubelets: dict[str, ProcessRecord] = field(default_factory=dict)
     agents: dict[str, ProcessRecord] = field(default_factory=dict)
     pods: dict[str, PodRecord] = field(default_factory=dict)
+    ip_family: str = "ipv4"  # of the pods and Services: ipv4, ipv6 or dual (kproxy.lab.topology)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -114,6 +116,7 @@ class LabState:
             kubeconfig=raw.get("kubeconfig", ""), apiserver=proc(raw.get("apiserver")),
             kubelets={k: ProcessRecord(**v) for k, v in raw.get("kubelets", {}).items()},
             agents={k: ProcessRecord(**v) for k, v in raw.get("agents", {}).items()}, pods=pods,
+            ip_family=raw.get("ip_family", "ipv4"),
         )
 
 
@@ -208,7 +211,8 @@ class Lab:
     @property
     def plan(self) -> LabPlan:
         if self._plan is None:
-            self._plan = topology.plan_lab(self.name, self._require_state().nodes)
+            state = self._require_state()
+            self._plan = topology.plan_lab(self.name, state.nodes, state.ip_family)
         return self._plan
 
     def _require_state(self) -> LabState:
@@ -252,12 +256,13 @@ class Lab:
     # -- up ---------------------------------------------------------------------------------
 
     def up(self, nodes: int = 2, mode: str = "iptables", sync_period: str = DEFAULT_SYNC_PERIOD,
-           min_sync_period: str = DEFAULT_MIN_SYNC_PERIOD, wait_healthy: float = 60.0) -> None:
+           min_sync_period: str = DEFAULT_MIN_SYNC_PERIOD, wait_healthy: float = 60.0,
+           ip_family: str = "ipv4") -> None:
         """Builds the network, starts the apiserver, a kubelet per node (waiting for every Node
         to be Ready) and the agents. On failure everything created so far is removed again
         before LabError is raised."""
         try:
-            self._plan = topology.plan_lab(self.name, nodes)
+            self._plan = topology.plan_lab(self.name, nodes, ip_family)
         except PlanError as exc:
             raise LabError(str(exc)) from None
         from kproxy.agent import backend
@@ -274,7 +279,7 @@ class Lab:
                            f"run `kproxy lab down --name {self.name}` first")
         os.makedirs(self.log_dir, exist_ok=True)
         self.state = LabState(name=self.name, nodes=nodes, mode=mode, dir=self.dir,
-                              sync_period=sync_period, min_sync_period=min_sync_period)
+                              sync_period=sync_period, min_sync_period=min_sync_period, ip_family=ip_family)
         self._save()
         try:
             netsetup.create_lab_network(self._plan)
@@ -354,7 +359,7 @@ class Lab:
         with contextlib.suppress(FileNotFoundError):
             os.remove(kubeconfig)  # its appearance is the readiness signal
         argv = [sys.executable, "-m", "kproxy", "apiserver", "--data-dir", data_dir,
-                "--bind", "127.0.0.1:0", "--service-cluster-ip-range", topology.SERVICE_CIDR,
+                "--bind", "127.0.0.1:0", "--service-cluster-ip-range", self.plan.service_cidr,
                 "--service-node-port-range", topology.NODE_PORT_RANGE,
                 "--kubelet-netns-dial"]  # the nodes' kubelets listen inside their namespaces
         rec = state.apiserver = self._spawn(argv, "apiserver.log", ["apiserver", data_dir])
@@ -483,8 +488,8 @@ class Lab:
         # agents act as system:kube-proxy (read-only on Services), not as the admin
         agent_kubeconfig = os.path.join(os.path.dirname(state.kubeconfig), "kube-proxy.kubeconfig")
         return [sys.executable, "-m", "kproxy", "agent", "--kubeconfig", agent_kubeconfig,
-                "--node-name", node_name, "--mode", state.mode, "--cluster-cidr", topology.CLUSTER_CIDR,
-                "--service-cidr", topology.SERVICE_CIDR,
+                "--node-name", node_name, "--mode", state.mode, "--cluster-cidr", self.plan.cluster_cidr,
+                "--service-cidr", self.plan.service_cidr,
                 "--sync-period", state.sync_period, "--min-sync-period", state.min_sync_period,
                 "--healthz-bind-address", f"0.0.0.0:{HEALTHZ_PORT}",
                 "--metrics-bind-address", f"127.0.0.1:{METRICS_PORT}", "--netns", netns]
@@ -570,7 +575,8 @@ class Lab:
         from kproxy.kubelet.podnet import pod_plan
 
         node = self.plan.node(pod["spec"]["nodeName"])
-        ip, cidr = ipaddress.ip_address(pod["status"]["podIP"]), ipaddress.ip_network(node.pod_cidr)
+        # the primary address's slot, in the primary pod CIDR (a dual-stack pod has one slot)
+        ip, cidr = ipaddress.ip_address(pod["status"]["podIP"]), ipaddress.ip_network(node.pod_cidr.split(",")[0])
         m = pod["metadata"]
         return pod_plan(f"{node.netns}-pod-", node.pod_cidr, m["namespace"], m["name"], node.name,
                         int(ip) - int(cidr.network_address)).netns
@@ -629,6 +635,7 @@ class Lab:
         try:
             running = self.wait_pod(name, namespace, ready)
             rec.ip, rec.netns = running["status"]["podIP"], self.pod_netns(running)
+            rec.ips = [p["ip"] for p in running["status"].get("podIPs") or []] or [rec.ip]
             self._save()
             wait_until(lambda: self._echo_answers(rec), POD_WAIT, f"the echo server of pod {key}")
         except BaseException:
@@ -754,7 +761,7 @@ class Lab:
         state = self._require_state()
         present = set(netsetup.list_namespaces())
         info: dict[str, Any] = {
-            "name": self.name, "dir": self.dir, "mode": state.mode, "nodes": state.nodes,
+            "name": self.name, "dir": self.dir, "mode": state.mode, "nodes": state.nodes, "ipFamily": state.ip_family,
             "kubeconfig": state.kubeconfig,
             "namespaces": {ns: ns in present for ns in self.plan.namespaces},
             "apiserver": {"pid": state.apiserver.pid if state.apiserver else None,

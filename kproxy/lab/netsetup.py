@@ -19,7 +19,9 @@ import subprocess
 import time
 from typing import Iterable, Sequence
 
-from kproxy.lab.topology import ClientPlan, LabPlan, NodePlan, Route, node_network_prefixlen
+from kproxy.lab.topology import (
+    ClientPlan, LabPlan, NodePlan, Route, node_network6_prefixlen, node_network_prefixlen,
+)
 
 
 class NetSetupError(RuntimeError):
@@ -76,9 +78,11 @@ def add_namespace(name: str) -> None:
 def create_lab_network(plan: LabPlan) -> None:
     """Creates the net namespace with its bridge, every node, and the client."""
     add_namespace(plan.net_netns)
+    _no_dad(plan, plan.net_netns)
     ip_batch(plan.net_netns, [
         f"link add {plan.bridge} type bridge",
         f"addr add {plan.gateway_ip}/{node_network_prefixlen()} dev {plan.bridge}",
+        *_ip6_address(plan.gateway_ip6, plan.bridge),
         f"link set {plan.bridge} up",
     ])
     # The gateway answers ARP and pings but forwards nothing (ip_forward stays 0 here).
@@ -95,12 +99,22 @@ def _attach_to_bridge(plan: LabPlan, port: str, netns: str, interface: str) -> N
     ])
 
 
+def _no_dad(plan: LabPlan, netns: str) -> None:
+    """The IPv6 addresses of links made in `netns` from now on are usable at once: no
+    duplicate address detection (the lab plans every address), which would otherwise keep a
+    fresh lab's link-local addresses, and so IPv6 between nodes, unusable for seconds."""
+    if plan.gateway_ip6:
+        sysctl(netns, {"net.ipv6.conf.default.accept_dad": "0", "net.ipv6.conf.all.accept_dad": "0"})
+
+
 def _create_node(plan: LabPlan, node: NodePlan) -> None:
     add_namespace(node.netns)
+    _no_dad(plan, node.netns)
     _attach_to_bridge(plan, node.bridge_port, node.netns, node.interface)
     prefix = node_network_prefixlen()
     ip_batch(node.netns, [
         f"addr add {node.ip}/{prefix} dev {node.interface}",
+        *_ip6_address(node.ip6, node.interface),
         f"link set {node.interface} up",
         *(_route_line(r) for r in node.routes),
     ])
@@ -119,15 +133,20 @@ def _create_node(plan: LabPlan, node: NodePlan) -> None:
         "net.ipv4.conf.all.rp_filter": "0",
         "net.ipv4.conf.default.rp_filter": "0",
         f"net.ipv4.conf.{node.interface}.rp_filter": "0",
+        # IPv6 likewise: forwarding, no ICMPv6 rate limit (routes stay as planned: forwarding
+        # makes the node ignore router advertisements)
+        **({"net.ipv6.conf.all.forwarding": "1", "net.ipv6.icmp.ratelimit": "0"} if node.ip6 else {}),
     })
 
 
 def _create_client(plan: LabPlan, client: ClientPlan) -> None:
     add_namespace(client.netns)
+    _no_dad(plan, client.netns)
     _attach_to_bridge(plan, client.bridge_port, client.netns, client.interface)
     prefix = node_network_prefixlen()
     ip_batch(client.netns, [
         f"addr add {client.ip}/{prefix} dev {client.interface}",
+        *_ip6_address(client.ip6, client.interface),
         f"link set {client.interface} up",
         *(_route_line(r) for r in client.routes),
     ])
@@ -136,7 +155,15 @@ def _create_client(plan: LabPlan, client: ClientPlan) -> None:
         "net.ipv4.conf.all.accept_redirects": "0",
         "net.ipv4.conf.default.accept_redirects": "0",
         f"net.ipv4.conf.{client.interface}.accept_redirects": "0",
+        **({"net.ipv6.conf.all.accept_redirects": "0", f"net.ipv6.conf.{client.interface}.accept_redirects": "0"}
+           if client.ip6 else {}),
     })
+
+
+def _ip6_address(ip6: str, interface: str) -> list[str]:
+    """The `ip` line giving `interface` its IPv6 lab address (none without one); no duplicate
+    address detection, so it is usable at once."""
+    return [f"addr add {ip6}/{node_network6_prefixlen()} dev {interface} nodad"] if ip6 else []
 
 
 def namespace_pids(name: str) -> list[int]:

@@ -68,14 +68,20 @@ def _classify(exc: OSError, what: str) -> TrafficError:
     return TrafficError(f"{what}: {exc}")
 
 
+def _family(ip: str) -> tuple[socket.AddressFamily, str]:
+    """The socket family for `ip` and the wildcard address of that family."""
+    return (socket.AF_INET6, "::") if ":" in ip else (socket.AF_INET, "0.0.0.0")
+
+
 def _tcp(ip: str, port: int, timeout: float, source_port: int | None) -> str:
     what = f"tcp {ip}:{port}"
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    family, anywhere = _family(ip)
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
         if source_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("0.0.0.0", source_port))
+            sock.bind((anywhere, source_port))
         sock.connect((ip, port))
         sock.sendall(REQUEST)
         chunks = []
@@ -98,12 +104,13 @@ def _tcp(ip: str, port: int, timeout: float, source_port: int | None) -> str:
 
 def _udp(ip: str, port: int, timeout: float, source_port: int | None) -> str:
     what = f"udp {ip}:{port}"
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    family, anywhere = _family(ip)
+    sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.settimeout(timeout)
         if source_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("0.0.0.0", source_port))
+            sock.bind((anywhere, source_port))
         # A connected socket reports ICMP errors (port unreachable -> ECONNREFUSED).
         sock.connect((ip, port))
         sock.send(REQUEST)

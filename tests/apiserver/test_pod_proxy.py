@@ -68,7 +68,7 @@ def test_pod_without_a_node(server):
 def test_discovery_lists_log_and_exec(server):
     server, _ = server
     out = _kubectl(server, "get", "--raw", "/api/v1").stdout
-    assert '"name":"pods/log"' in out and '"name":"pods/exec"' in out
+    assert '"name":"pods/log"' in out and '"name":"pods/exec"' in out and '"name":"pods/portforward"' in out
     # a GET pods/exec (WebSocket) needs create, as kube-apiserver authorises it
     done = _kubectl(server, "auth", "can-i", "create", "pods/exec", "--as", "someone")
     assert done.stdout.strip() == "no"
@@ -86,6 +86,7 @@ def test_view_reads_logs_and_edit_execs(server):
     assert (can("viewer", "get", "pods/log"), can("viewer", "create", "pods/exec"), can("viewer", "get", "secrets")) \
         == ("yes", "no", "no")
     assert (can("editor", "create", "pods/exec"), can("editor", "get", "pods/log")) == ("yes", "yes")
+    assert (can("viewer", "create", "pods/portforward"), can("editor", "create", "pods/portforward")) == ("no", "yes")
     # through the real requests: a viewer's exec is refused before any kubelet is dialled, an
     # editor's gets as far as the (unreachable) kubelet (GET authorised as create: the units test)
     done = _kubectl(server, "exec", "rbac", "--as", "viewer", "--", "true")

@@ -17,7 +17,7 @@ def endpoints_obj(subsets, labels=None):
             "subsets": subsets}
 
 
-def test_mirrored_endpoints_ready_not_ready_ports_ipv4_only():
+def test_mirrored_endpoints_ready_not_ready_ports_per_family():
     eps = endpoints_obj([
         {"addresses": [{"ip": "192.0.2.1", "nodeName": "n1"}, {"ip": "2001:db8::1"}],
          "notReadyAddresses": [{"ip": "192.0.2.2", "targetRef": {"kind": "Pod", "name": "p", "namespace": "default"}}],
@@ -32,6 +32,10 @@ def test_mirrored_endpoints_ready_not_ready_ports_ipv4_only():
                       "targetRef": {"kind": "Pod", "name": "p", "namespace": "default"}},
     }
     assert list(got[(("dns", "UDP", 53, ""),)]) == ["192.0.2.9"]
+    # IPv6 addresses go to slices of their own address type, as upstream mirrors them
+    assert {k: list(v) for k, v in mirrored_endpoints(eps, "IPv6").items()} == {(("http", "TCP", 80, ""),): ["2001:db8::1"]}
+    assert plan_slices(mirror_template(eps, "IPv6"), mirrored_endpoints(eps, "IPv6"), [],
+                       placeholder=False).create[0]["addressType"] == "IPv6"
     plan = plan_slices(mirror_template(eps), got, [], placeholder=False)
     assert len(plan.create) == 2
     labels = plan.create[0]["metadata"]["labels"]

@@ -25,8 +25,6 @@ def test_service_minimal():
         "type": "ClusterIP",
         "sessionAffinity": "None",
         "internalTrafficPolicy": "Cluster",
-        "ipFamilies": ["IPv4"],
-        "ipFamilyPolicy": "SingleStack",
     }
     assert obj["spec"] == {"selector": {"app": "web"}, "ports": [{"port": 80}]}  # input untouched
 
@@ -70,16 +68,15 @@ def test_external_name_gets_no_ip_fields():
     assert spec["sessionAffinity"] == "None"
 
 
-def test_cluster_ips_mirror_cluster_ip_and_families_follow():
+def test_cluster_ips_mirror_cluster_ip_and_families_are_left_to_the_apiserver():
     spec = apply_defaults(R.SERVICES, _svc(clusterIP="fd00::10"))["spec"]
     assert spec["clusterIPs"] == ["fd00::10"]
-    assert spec["ipFamilies"] == ["IPv6"]
     spec = apply_defaults(R.SERVICES, _svc(clusterIPs=["10.96.0.7", "fd00::7"]))["spec"]
     assert spec["clusterIP"] == "10.96.0.7"
-    assert spec["ipFamilies"] == ["IPv4", "IPv6"]
-    assert spec["ipFamilyPolicy"] == "RequireDualStack"
     spec = apply_defaults(R.SERVICES, _svc(clusterIP="None"))["spec"]
-    assert spec["clusterIPs"] == ["None"] and spec["ipFamilies"] == ["IPv4"]
+    assert spec["clusterIPs"] == ["None"]
+    # the families depend on the cluster's ranges: kproxy.apiserver.service_families
+    assert "ipFamilies" not in spec and "ipFamilyPolicy" not in spec
 
 
 def test_defaults_do_not_allocate():

@@ -35,6 +35,24 @@ def test_apiserver_vs_etcd_bench_runs_and_cleans_up(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("kproxy-bench-")]
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not (shutil.which("etcd") or os.access("/usr/bin/etcd", os.X_OK)),
+                    reason="the baseline is Debian's etcd (etcd-server)")
+def test_watchers_bench_delivers_every_event_to_every_watcher(tmp_path):
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.watchers", "--services", "20", "--watchers", "30",
+         "--changes", "4", "--rate", "20", "--client-procs", "2"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    delivered = next(line for line in proc.stdout.splitlines() if line.startswith("events delivered"))
+    assert delivered.split()[2:] == ["120", "120"], proc.stdout  # 30 watchers x 4 changes, both servers
+    p99 = next(line for line in proc.stdout.splitlines() if line.startswith("delivery p99"))
+    assert all(float(v) > 0 for v in p99.split()[3:]), proc.stdout
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("kproxy-bench-")]
+
+
 def test_bench_runner_lists_and_rejects_unknown_names():
     listed = subprocess.run([sys.executable, "-m", "bench", "--list"], cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=60)

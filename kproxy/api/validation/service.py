@@ -75,10 +75,11 @@ def _validate_service_ports(e: FieldErrors, spec: dict[str, Any], svc_type: str,
 
 
 def _validate_service_ips(e: FieldErrors, spec: dict[str, Any], svc_type: str) -> None:
-    ips = _effective_cluster_ips(e, spec)
-    families = [e.string(f, f"spec.ipFamilies[{i}]") for i, f in enumerate(e.list(spec.get("ipFamilies"), "spec.ipFamilies"))]
-    policy = check_enum(e, spec.get("ipFamilyPolicy"), "spec.ipFamilyPolicy", IP_FAMILY_POLICIES, required=False)
     if svc_type == "ExternalName":
+        families = [e.string(f, f"spec.ipFamilies[{i}]")
+                    for i, f in enumerate(e.list(spec.get("ipFamilies"), "spec.ipFamilies"))]
+        policy = check_enum(e, spec.get("ipFamilyPolicy"), "spec.ipFamilyPolicy", IP_FAMILY_POLICIES, required=False)
+        ips = _effective_cluster_ips(e, spec)
         if spec.get("clusterIP"):
             e.forbidden("spec.clusterIP", "may not be set for ExternalName services")
         elif ips:
@@ -88,6 +89,28 @@ def _validate_service_ips(e: FieldErrors, spec: dict[str, Any], svc_type: str) -
         if policy:
             e.forbidden("spec.ipFamilyPolicy", "may not be set for ExternalName services")
         return
+    families, ips, policy = _validate_cluster_ips_standalone(e, spec)
+    if policy == "SingleStack":
+        if len(families) > 1:
+            e.invalid("spec.ipFamilies", families, "must contain at most one entry when `ipFamilyPolicy` is 'SingleStack'")
+        if len(ips) > 1:
+            e.invalid("spec.clusterIPs", ips, "must contain at most one entry when `ipFamilyPolicy` is 'SingleStack'")
+    if policy == "RequireDualStack" and families and len(families) < 2 and ips and ips[0] != "None":
+        e.invalid("spec.ipFamilies", families, "must contain two entries when `ipFamilyPolicy` is 'RequireDualStack'")
+
+
+def validate_cluster_ips_related_fields(e: FieldErrors, spec: dict[str, Any]) -> None:
+    """clusterIP(s), ipFamilies and ipFamilyPolicy each on their own and against each other,
+    without the policy's count rules: upstream's ValidateServiceClusterIPsRelatedFields, which
+    the apiserver runs before it defaults the families (kproxy.apiserver.service_families)."""
+    _validate_cluster_ips_standalone(e, spec)
+
+
+def _validate_cluster_ips_standalone(e: FieldErrors, spec: dict[str, Any]) -> tuple[list[str], list[str], str]:
+    ips = _effective_cluster_ips(e, spec)
+    families = [e.string(f, f"spec.ipFamilies[{i}]") for i, f in enumerate(e.list(spec.get("ipFamilies"), "spec.ipFamilies"))]
+    policy = check_enum(e, spec.get("ipFamilyPolicy"), "spec.ipFamilyPolicy", IP_FAMILY_POLICIES, required=False)
+    svc_type = spec.get("type") or "ClusterIP"
     cluster_ip = spec.get("clusterIP") if isinstance(spec.get("clusterIP"), str) else ""
     if cluster_ip and spec.get("clusterIPs") and ips and ips[0] != cluster_ip:
         e.invalid("spec.clusterIPs", ips, "first value must match `clusterIP`")
@@ -117,18 +140,12 @@ def _validate_service_ips(e: FieldErrors, spec: dict[str, Any], svc_type: str) -
         elif fam in seen:
             e.duplicate(f"spec.ipFamilies[{i}]", fam)
         seen.add(fam)
-    if policy == "SingleStack":
-        if len(families) > 1:
-            e.invalid("spec.ipFamilies", families, "must contain at most one entry when `ipFamilyPolicy` is 'SingleStack'")
-        if len(ips) > 1:
-            e.invalid("spec.clusterIPs", ips, "must contain at most one entry when `ipFamilyPolicy` is 'SingleStack'")
-    if policy == "RequireDualStack" and families and len(families) < 2 and ips and ips[0] != "None":
-        e.invalid("spec.ipFamilies", families, "must contain two entries when `ipFamilyPolicy` is 'RequireDualStack'")
     for i, ip in enumerate(ips):
         fam = ip_family(ip)
         if fam and i < len(families) and families[i] in IP_FAMILIES and families[i] != fam:
             e.invalid(f"spec.clusterIPs[{i}]", ip,
                       f"expected an {families[i]} value as indicated by `ipFamilies[{i}]`")
+    return families, ips, policy
 
 
 def validate_service(e: FieldErrors, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
@@ -233,20 +250,48 @@ def validate_service(e: FieldErrors, obj: dict[str, Any], old: dict[str, Any] | 
         _validate_service_update(e, spec, e.map(old.get("spec"), "spec") if isinstance(old.get("spec"), Mapping) else {})
 
 
+def _headless(spec: dict[str, Any]) -> bool:
+    return spec.get("clusterIPs") == ["None"]
+
+
 def _validate_service_update(e: FieldErrors, spec: dict[str, Any], old_spec: dict[str, Any]) -> None:
-    """clusterIPs and the primary IP family may not change, except to or from ExternalName."""
+    """Upgrade (add the secondary clusterIP / family) and downgrade (release it, only with
+    ipFamilyPolicy SingleStack); the primary clusterIP and family never change, except to or
+    from ExternalName: upstream's validateUpgradeDowngradeClusterIPs / ...IPFamilies."""
     if "ExternalName" in (spec.get("type"), old_spec.get("type")):
         return
     new_ips = _effective_cluster_ips(FieldErrors(), spec)
     old_ips = _effective_cluster_ips(FieldErrors(), old_spec)
-    for i, old_ip in enumerate(old_ips):
-        new_ip = new_ips[i] if i < len(new_ips) else None
-        if i == 0 and new_ip != old_ip:
-            e.invalid("spec.clusterIPs[0]", new_ip or "", "may not change once set")
-        elif i > 0 and new_ip is not None and new_ip != old_ip:
-            e.invalid(f"spec.clusterIPs[{i}]", new_ip, "may not change once set")
+    policy = spec.get("ipFamilyPolicy")
+    if not (_headless(spec) and _headless(old_spec)):
+        if len(old_ips) == len(new_ips):
+            for i, old_ip in enumerate(old_ips):
+                if new_ips[i] != old_ip:
+                    e.invalid(f"spec.clusterIPs[{i}]", new_ips, "may not change once set")
+        elif len(old_ips) > len(new_ips):
+            if not new_ips:
+                e.invalid("spec.clusterIPs[0]", new_ips, "primary clusterIP can not be unset")
+            elif new_ips[0] != old_ips[0]:
+                e.invalid("spec.clusterIPs[0]", new_ips, "may not change once set")
+            if len(new_ips) == 1 and policy != "SingleStack":
+                e.invalid("spec.ipFamilyPolicy", policy,
+                          "must be set to 'SingleStack' when releasing the secondary clusterIP")
+        elif old_ips and new_ips[0] != old_ips[0]:
+            e.invalid("spec.clusterIPs[0]", new_ips, "may not change once set")
+    if _headless(spec) or _headless(old_spec):
+        return  # headless Services may change families, and so may a change to or from headless
     old_fams = old_spec.get("ipFamilies") if isinstance(old_spec.get("ipFamilies"), list) else []
     new_fams = spec.get("ipFamilies") if isinstance(spec.get("ipFamilies"), list) else []
-    if old_fams and new_fams and old_fams[0] != new_fams[0]:
-        e.invalid("spec.ipFamilies[0]", new_fams[0], "may not change once set")
-
+    if len(old_fams) == len(new_fams):
+        if old_fams != new_fams:
+            e.invalid("spec.ipFamilies[0]", new_fams, "may not change once set")
+    elif len(old_fams) > len(new_fams):
+        if not new_ips:
+            e.invalid("spec.ipFamilies[0]", new_fams, "primary ipFamily can not be unset")
+        if new_fams and new_fams[0] != old_fams[0]:
+            e.invalid("spec.ipFamilies[0]", new_fams, "may not change once set")
+        if len(new_fams) == 1 and policy != "SingleStack":
+            e.invalid("spec.ipFamilyPolicy", policy,
+                      "must be set to 'SingleStack' when releasing the secondary ipFamily")
+    elif old_fams and new_fams[0] != old_fams[0]:
+        e.invalid("spec.ipFamilies[0]", new_fams, "may not change once set")
