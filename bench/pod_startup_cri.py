@@ -4,11 +4,11 @@ of the same image, all measured in this run.
     python -m bench.pod_startup_cri [--pods 20]
 
 A real apiserver (scheduler and controllers in-process), a node namespace with its own
-containerd (kproxy.containerd.daemon) and a busybox image built here (ociimage). For a batch
+containerd (kproxy.containerd.daemon) and the built-in base image (kproxy.images). For a batch
 of 1 and of --pods pods running `sleep`, latency is from the create call to the first list
 that shows the pod Running and Ready: once with `kproxy kubelet --runtime containerd`
-(sandbox, CNI, container through CRI), once with the process runtime (kproxy.local/base: a
-process in a pod namespace). The baseline `ctr run -d` starts the same image's container
+(sandbox, CNI, container through CRI), once with the process runtime (kproxy.local/base run
+as a process in a pod namespace). The baseline `ctr run -d` starts the same image's container
 directly in containerd, without CNI or the API: its latency is from the batch start to ctr
 returning. Namespaces are named kpb<pid>-... and removed at the end, with the containerd.
 """
@@ -28,7 +28,7 @@ from kproxy.containerd.daemon import Containerd
 from kproxy.lab import netsetup
 
 POD_CIDR = "10.244.1.0/24"
-IMAGE = "kproxy.local/bench-busybox:1"
+IMAGE = "kproxy.local/base:latest"
 
 
 def through_kubelet(client, count: int, batch: str, image: str, deadline: float = 300.0) -> list[float]:
@@ -116,13 +116,13 @@ def main(argv: list[str] | None = None) -> int:
                            input="link set lo up\nlink add eth0 type veth peer name eth0p\nlink set eth0p up\n"
                                  "addr add 10.200.0.11/24 dev eth0\nlink set eth0 up\n")
             daemon.start()
-            daemon.import_image_archive(IMAGE, ["/bin/sh", "-c"], ["sleep 3600"])
+            daemon.import_image("kproxy.local/base")
             results = []
             for count in (1, args.pods):
                 results.append(summary(f"ctr run -d, {count} containers", ctr_run(daemon.socket, count, f"c{count}")))
             for name, runtime, image in (("containerd", ["--runtime", "containerd", "--containerd-socket",
                                                          daemon.socket], IMAGE),
-                                         ("process", [], "kproxy.local/base")):
+                                         ("process", [], IMAGE)):
                 running = kubelet(server, node_netns, tmp, runtime, name)
                 client.wait_for(lambda c: c.get_or_none(NODES, "n1"), timeout=60)
                 for count in (1, args.pods):

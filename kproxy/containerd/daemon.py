@@ -5,9 +5,9 @@ containerd finds them again).
 
 Guarantees:
 - `render_config` is pure: the same layout gives the same config.toml;
-- `start()` returns once the CRI answers, with the pause image imported (the CRI plugin never
-  tries a registry for it); it raises ContainerdError with the daemon's last log lines
-  otherwise;
+- `start()` returns once the CRI answers, with the pause image (kproxy.images) imported, so
+  the CRI plugin never tries a registry for it; it raises ContainerdError with the daemon's
+  last log lines otherwise;
 - `stop()` ends the daemon only: the shims keep the containers running (what a restart of
   containerd under running pods means); `remove()` removes every sandbox it holds, ends its
   shims, unmounts what is left under its directory and deletes the directory.
@@ -19,14 +19,16 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 
-from kproxy.containerd import cni, ociimage
+from kproxy.containerd import cni
 from kproxy.containerd.cri import CriClient, CriError
+from kproxy.images import containerd as image_store
+from kproxy.images.build import build
+from kproxy.images.recipes import PAUSE, ImageRecipe, recipe_for
 
-SANDBOX_COMMAND = ("/bin/sleep", "2147483647")  # the pause image's process: holds the namespaces
+PAUSE_IMAGE = PAUSE.reference  # containerd's sandbox_image
 DISABLED_PLUGINS = ("io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
                     "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs",
                     "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing")
@@ -76,7 +78,7 @@ def _q(value: str) -> str:
 
 
 def render_config(layout: Layout, cni_bin_dir: str = "/usr/lib/cni",
-                  sandbox_image: str = ociimage.PAUSE_IMAGE) -> str:
+                  sandbox_image: str = PAUSE_IMAGE) -> str:
     """containerd's config.toml (version 2) for `layout`: CRI plugin with its own CNI
     directories, overlayfs, runc through the v2 shim with cgroupfs, streaming on loopback."""
     cri = 'plugins."io.containerd.grpc.v1.cri"'
@@ -160,21 +162,21 @@ class Containerd:
                 client.wait_ready(deadline)
             except CriError as exc:
                 raise ContainerdError(f"containerd's CRI does not answer ({exc}): {self.log_tail()}") from None
-            if client.image_status(ociimage.PAUSE_IMAGE) is None:
-                self.import_image_archive(ociimage.PAUSE_IMAGE, SANDBOX_COMMAND)
+            if client.image_status(PAUSE_IMAGE) is None:
+                self.import_image(PAUSE)
         except BaseException:
             self.stop()
             raise
         finally:
             client.close()
 
-    def import_image_archive(self, name: str, entrypoint: tuple[str, ...] | list[str] = (),
-                             cmd: tuple[str, ...] | list[str] = ()) -> None:
-        """Builds a busybox image `name` (kproxy.containerd.ociimage) and imports it."""
-        with tempfile.TemporaryDirectory(prefix="kproxy-image-") as tmp:
-            path = os.path.join(tmp, "image.tar")
-            ociimage.build_archive(path, name, entrypoint, cmd)
-            ociimage.import_archive(self.socket, path)
+    def import_image(self, recipe: ImageRecipe | str) -> None:
+        """Builds an image (kproxy.images: a built-in's name, or a recipe) and imports it."""
+        built = build(recipe_for(recipe) if isinstance(recipe, str) else recipe)
+        try:
+            image_store.import_archive(built.path, self.socket)
+        except image_store.ContainerdError as exc:
+            raise ContainerdError(str(exc)) from None
 
     def log_tail(self, lines: int = 8) -> str:
         try:

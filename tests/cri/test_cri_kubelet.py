@@ -2,8 +2,8 @@
 own containerd (kproxy.containerd.daemon) and Debian's CNI plugins, and the kubelet running
 pods as containers through CRI.
 
-The image is a busybox-static OCI archive this module builds and imports
-(kproxy.containerd.ociimage); the built-in kproxy.local images come from `kproxy image`.
+The images are the built-in ones (kproxy.images: echo, base, pause), built here and imported
+into the node's containerd, plus one without a command.
 One containerd, apiserver and kubelet serve the whole module (each test uses pods of its own).
 """
 from __future__ import annotations
@@ -21,7 +21,9 @@ from kproxy.api.resources import EVENTS, PODS
 from kproxy.client.sync import Client
 from kproxy.containerd.cri import CriClient
 from kproxy.containerd.daemon import Containerd, shim_pids
-from kproxy.containerd.ociimage import PAUSE_IMAGE
+from kproxy.containerd.daemon import PAUSE_IMAGE
+from kproxy.images.recipes import BUSYBOX_LAYER, PATH_ENV, ImageRecipe
+from kproxy.images.layout import ImageConfig
 from kproxy.netns import NetNS
 from tests import nsutil
 from tests.apiserver.fixtures import start_apiserver
@@ -33,9 +35,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow,
                                  reason="containerd and containernetworking-plugins are not installed "
                                         "(scripts/install-deps.sh)")]
 
-IMAGE = "kproxy.local/test-busybox:1"
-NO_COMMAND_IMAGE = "kproxy.local/test-nocommand:1"  # neither Entrypoint nor Cmd
-SERVE = "echo hello-$(hostname) > /www/index.html; ls / > /tmp/root-listing; exec httpd -f -p 8080 -h /www"
+IMAGE = "kproxy.local/base:latest"
+NO_COMMAND = ImageRecipe("kproxy.local/test-nocommand", (BUSYBOX_LAYER,), ImageConfig(env=(PATH_ENV,)))
+NO_COMMAND_IMAGE = NO_COMMAND.reference  # neither Entrypoint nor Cmd
+SERVE = "mkdir -p /tmp/www; echo hello-$(hostname) > /tmp/www/index.html; exec httpd -f -p 8080 -h /tmp/www"
 
 
 class CriNode(KubeletNode):
@@ -49,8 +52,8 @@ class CriNode(KubeletNode):
     def start_kubelet(self) -> None:
         if not self.containerd.running():
             self.containerd.start()
-            self.containerd.import_image_archive(IMAGE, ["/bin/sh", "-c"], ["sleep 3600"])
-            self.containerd.import_image_archive(NO_COMMAND_IMAGE)
+            for image in ("kproxy.local/base", "kproxy.local/echo", NO_COMMAND):
+                self.containerd.import_image(image)
         self.extra_args = ["--runtime", "containerd", "--containerd-socket", self.containerd.socket,
                            *self.server_args]
         super().start_kubelet()
@@ -100,11 +103,11 @@ def _status(client: Client, name: str) -> dict:
     return {**(pod.get("status") or {}), "c": statuses[0]}
 
 
-def _http_get(netns: str, ip: str, port: int) -> str:
+def _http_get(netns: str, ip: str, port: int, path: str = "/") -> str:
     def ask() -> str:
         try:
             with socket.create_connection((ip, port), timeout=5) as s:
-                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                s.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
                 answer = b""
                 while chunk := s.recv(4096):  # HTTP/1.0: the server closes after the body
                     answer += chunk
@@ -123,19 +126,21 @@ def _running(client: Client, name: str):
     return status if status.get("phase") == "Running" and status["c"].get("ready") else None
 
 
-def test_pod_gets_an_ip_from_the_pod_cidr_and_answers(crinode):
+def test_echo_pod_gets_an_ip_from_the_pod_cidr_and_answers(crinode):
     node, client = crinode
-    _pod(client, "web", SERVE)
+    client.create(PODS, {"metadata": {"name": "web"}, "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 1,
+                                                              "containers": [{"name": "c", "image": "kproxy.local/echo",
+                                                                              "imagePullPolicy": "Never"}]}}, "default")
     status = _wait(client, lambda c: _running(c, "web"), "web running", node)
     assert ipaddress.ip_address(status["podIP"]) in ipaddress.ip_network(POD_CIDR)
     assert status["c"]["containerID"].startswith("containerd://")
-    answer = _wait(client, lambda c: (lambda a: a if "200" in a else None)(_http_get(node.netns, status["podIP"], 8080)),
-                   "web answers", node)
-    assert "hello-web" in answer  # the sandbox's hostname is the pod's name
+    answer = _wait(client, lambda c: (lambda a: a if "200" in a else None)(
+        _http_get(node.netns, status["podIP"], 8080, "/hostname")), "web answers", node)
+    assert answer.endswith("\r\n\r\nweb") or answer.rstrip().endswith("web"), answer  # the sandbox's hostname
     # the container sees its image's files, not the machine's
-    listing = subprocess.run(["nsenter", "--target", _pid(node, "web"), "--mount", "cat", "/tmp/root-listing"],
+    listing = subprocess.run(["nsenter", "--target", _pid(node, "web"), "--mount", "/bin/ls", "/"],
                              capture_output=True, text=True).stdout.split()
-    assert "bin" in listing and "www" in listing and "work" not in listing and "usr" not in listing
+    assert "bin" in listing and "usr" in listing and "work" not in listing
 
 
 def _pid(node: CriNode, pod: str) -> str:
@@ -266,7 +271,7 @@ def test_kubectl_logs_and_exec_reach_the_container(crinode):
     assert done.returncode == 5, done.stderr
     lines = done.stdout.split()
     # the container's hostname, its image's files, and its own processes only (pid namespace)
-    assert lines[0] == "talker" and "busybox" not in lines and "bin" in lines and "work" not in lines
+    assert lines[0] == "talker" and "bin" in lines and "work" not in lines
     assert "3600" in done.stdout and "kproxy" not in done.stdout and "containerd" not in done.stdout
     missing = kubectl("exec", "talker", "--", "no-such-program")
     assert missing.returncode != 0 and "executable file not found" in missing.stderr

@@ -1,15 +1,11 @@
-"""The pure parts of the containerd runtime: containerd's config, the CNI network, the CRI
-messages made from a pod, and the OCI archives (no root, no containerd)."""
+"""The pure parts of the containerd runtime: containerd's config, the CNI network and the CRI
+messages made from a pod (no root, no containerd)."""
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import tarfile
 
-from kproxy.containerd import cni, ociimage
+from kproxy.containerd import cni
 from kproxy.containerd.cri import pb
-from kproxy.containerd.daemon import Layout, render_config
+from kproxy.containerd.daemon import PAUSE_IMAGE, Layout, render_config
 from kproxy.kubelet.criruntime import container_config, sandbox_config
 from kproxy.kubelet.volumes import BindMount
 
@@ -20,7 +16,7 @@ def test_config_keeps_everything_under_the_node_directory():
     for line in ('root = "/run/n1/root"', 'state = "/run/n1/state"', 'address = "/run/n1/containerd.sock"',
                  'conf_dir = "/run/n1/cni/net.d"', 'Root = "/run/n1/state/runc"', 'path = "/run/n1/root/opt"',
                  "netns_mounts_under_state_dir = true", "SystemdCgroup = false", 'snapshotter = "overlayfs"',
-                 f'sandbox_image = "{ociimage.PAUSE_IMAGE}"', "restrict_oom_score_adj = true"):
+                 f'sandbox_image = "{PAUSE_IMAGE}"', "restrict_oom_score_adj = true"):
         assert line in text, line
 
 
@@ -59,24 +55,3 @@ def test_container_config_expands_and_limits():
     # no command: the image's entrypoint and cmd stay
     plain = container_config({"name": "c", "image": "x"}, {}, [], "u1", 0)
     assert not plain.command and not plain.args and not plain.linux.resources.memory_limit_in_bytes
-
-
-def test_image_archive_is_a_deterministic_oci_layout(tmp_path):
-    layer = ociimage.busybox_layer()
-    first, second = tmp_path / "a.tar", tmp_path / "b.tar"
-    digest = ociimage.build_archive(str(first), "kproxy.local/x:2", ["/bin/sh"], ["-c", "true"], layer)
-    assert ociimage.build_archive(str(second), "kproxy.local/x:2", ["/bin/sh"], ["-c", "true"], layer) == digest
-    assert first.read_bytes() == second.read_bytes()
-    with tarfile.open(first) as tar:
-        index = json.load(tar.extractfile("index.json"))
-        [entry] = index["manifests"]
-        assert entry["digest"] == digest and entry["annotations"]["io.containerd.image.name"] == "kproxy.local/x:2"
-        manifest_data = tar.extractfile("blobs/sha256/" + digest.split(":")[1]).read()
-        assert "sha256:" + hashlib.sha256(manifest_data).hexdigest() == digest
-        manifest = json.loads(manifest_data)
-        config = json.load(tar.extractfile("blobs/sha256/" + manifest["config"]["digest"].split(":")[1]))
-        assert config["config"]["Entrypoint"] == ["/bin/sh"] and config["config"]["Cmd"] == ["-c", "true"]
-        assert config["rootfs"]["diff_ids"] == [manifest["layers"][0]["digest"]]
-    with tarfile.open(fileobj=io.BytesIO(layer)) as tar:
-        names = tar.getnames()
-        assert "bin/busybox" in names and tar.getmember("bin/sh").linkname == "busybox"
