@@ -213,13 +213,15 @@ def test_containerd_restarted_under_running_pods(crinode):
     assert s["lastState"]["terminated"]["exitCode"] == 7
     after = _status(client, "steady")
     assert after["c"]["containerID"] == steady["c"]["containerID"] and after["c"].get("restartCount", 0) == 0
-    assert "hello-steady" in _http_get(node.netns, steady["podIP"], 8080)
+    _wait(client, lambda c: "hello-steady" in _http_get(node.netns, steady["podIP"], 8080) or None,
+          "steady answers after the restart", node)
     # and the kubelet still drives containerd: deleting the pod removes its sandbox
     client.delete(PODS, "steady", "default")
     _wait(client, lambda c: c.get_or_none(PODS, "steady", "default") is None, "steady deleted", node)
     cri = CriClient(node.containerd.socket)
-    try:
-        assert all(s.metadata.name != "steady" for s in cri.list_pod_sandboxes())
+    try:  # the object can go (grace period over) while the kubelet is still removing the sandbox
+        _wait(client, lambda c: all(s.metadata.name != "steady" for s in cri.list_pod_sandboxes()) or None,
+              "steady's sandbox removed", node)
     finally:
         cri.close()
 
