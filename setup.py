@@ -54,6 +54,8 @@ setup(
         "scapy>=2.5",
         "protobuf>=5.26",
         "croniter>=2.0",  # CronJob schedules (the apiserver's validation, the cronjob controller)
+        "grpcio>=1.60",  # the kubelet's CRI client (kproxy.containerd.cri)
+        "grpcio-tools>=1.60",  # generates the CRI stubs at install (kproxy.containerd.protogen)
     ],
     extras_require={
         "test": [

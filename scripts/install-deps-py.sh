@@ -21,3 +21,5 @@ if [[ ! -f $stamp || setup.py -nt $stamp || pyproject.toml -nt $stamp || kproxy/
     .venv/bin/pip install -q --disable-pip-version-check -e '.[test,fast,vm,lint,bench]'
     touch "$stamp"
 fi
+# the CRI gRPC stubs (kproxy/containerd/protogen.py), regenerated when the .proto changed
+.venv/bin/python -m kproxy.containerd.protogen >/dev/null

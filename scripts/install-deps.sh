@@ -11,6 +11,8 @@ PACKAGES=(iptables iproute2 conntrack ipset nftables kmod procps psmisc tmux
           linux-image-amd64 qemu-system-x86 ipvsadm busybox-static
           # containers: the runtime, and what `kproxy image build` takes the images' files from
           containerd runc python3-minimal
+          # the kubelet's containerd runtime (kproxy/containerd): Debian's CNI plugins
+          containernetworking-plugins
           # systemd-analyze verify of the units `kproxy install` renders (tests/install)
           systemd)
 missing=()

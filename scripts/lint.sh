@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 
 # The packages mypy must find clean; add one here once it is.
-TYPED=(kproxy.agent kproxy.netlink kproxy.userspace kproxy.rules kproxy.client kproxy.scheduler kproxy.kubelet kproxy.images kproxy.install)
+TYPED=(kproxy.agent kproxy.netlink kproxy.userspace kproxy.rules kproxy.client kproxy.scheduler kproxy.kubelet kproxy.images kproxy.install kproxy.containerd)
 
 # The mode backends are top-level folders installed as kproxy.<folder> (setup.py's package_dir;
 # at run time the editable install's import hook maps them, which mypy cannot follow). So mypy

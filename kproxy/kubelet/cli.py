@@ -1,6 +1,6 @@
 """`kproxy kubelet --kubeconfig F --node-name N --netns NODE_NS --pod-cidr CIDR`: a node agent
 that registers node N and runs the pods bound to it as processes in pod namespaces behind the
-node namespace NODE_NS."""
+node namespace NODE_NS, or with `--runtime containerd` as containers through CRI."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,8 @@ import logging
 import os
 import ssl
 import subprocess
+import time
+from typing import TYPE_CHECKING
 
 from kproxy.cli.service import run_with_client
 from kproxy.api.resources import SERVICES
@@ -27,6 +29,10 @@ from kproxy.kubelet.runtime import PodNetworks
 from kproxy.kubelet.server import DEFAULT_PORT, KubeletServer
 from kproxy.netns import NetNS, NetNSError
 
+if TYPE_CHECKING:
+    from kproxy.containerd.daemon import Containerd
+    from kproxy.kubelet.runtimeapi import CriPodRuntime
+
 log = logging.getLogger(__name__)
 
 # kubelet renews its Lease every quarter of the lease duration (nodeLeaseRenewIntervalFraction)
@@ -42,8 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pod-cidr", required=True,
                         help="the node's pod CIDR, e.g. 10.244.1.0/24, or one per IP family separated by a "
                              "comma for dual-stack pods (10.244.1.0/24,fd00:10:244:1::/64; the first is primary)")
-    parser.add_argument("--runtime", choices=["process"], default="process",
-                        help="how containers run (process: commands of this machine in a pod namespace)")
+    parser.add_argument("--runtime", choices=["process", "containerd"], default="process",
+                        help="process: pods as processes in pod namespaces (default); containerd: pods as "
+                             "containers through CRI (kproxy.kubelet.criruntime)")
+    parser.add_argument("--containerd-socket", metavar="PATH",
+                        help="with --runtime containerd: the CRI socket of a running containerd (default: start "
+                             "one of this node's own under ROOT_DIR/containerd, in NODE_NS, with the CNI config "
+                             "for the first --pod-cidr)")
     parser.add_argument("--node-ip", help="the node's InternalIP, or one per family separated by a comma "
                                           "(default: the first global address of NODE_NS of each pod CIDR's family)")
     parser.add_argument("--root-dir", default="/var/lib/kproxy-kubelet", help="per-pod files and logs")
@@ -144,6 +155,10 @@ async def _main(args: argparse.Namespace, client: ApiClient, stop: asyncio.Event
     ctx, internal_ips = _context(args, client)
     host_ip = ctx.host_ip
     tls = _server_tls(args)
+    daemon = None
+    if args.runtime == "containerd":
+        ctx.cri, daemon = await _cri_runtime(args, host_ip)
+        ctx.cgroups, ctx.cgroups_note = None, "limits go through the container runtime"
     facts = machine_facts(args.node_name, internal_ips, ",".join(parse_pod_cidrs(args.pod_cidr)), args.root_dir,
                           cpu=args.cpu, memory=args.memory, pods=args.max_pods,
                           kubelet_port=args.port if tls else 0, netns=args.netns)
@@ -162,7 +177,40 @@ async def _main(args: argparse.Namespace, client: ApiClient, stop: asyncio.Event
     finally:
         if server is not None:
             await server.stop()
+        if ctx.cri is not None:
+            await ctx.cri.close()
+        if daemon is not None:
+            await asyncio.to_thread(daemon.stop)
         ctx.node_ns.close()
+
+
+async def _cri_runtime(args: argparse.Namespace, host_ip: str) -> "tuple[CriPodRuntime, Containerd | None]":
+    """The CRI runtime, and the containerd this kubelet started (None with --containerd-socket)."""
+    from kproxy.containerd.cri import CriClient, CriError
+    from kproxy.containerd.daemon import Containerd, ContainerdError
+    from kproxy.kubelet.criruntime import CriRuntime
+
+    daemon = None
+    socket = args.containerd_socket
+    if not socket:
+        # the CNI network is the primary (first) pod CIDR's: the CRI runtime runs single-stack pods
+        daemon = Containerd(os.path.join(args.root_dir, "containerd"), args.netns, parse_pod_cidrs(args.pod_cidr)[0])
+        try:
+            await asyncio.to_thread(daemon.start)
+        except (ContainerdError, OSError) as exc:
+            raise CLIError(f"--runtime containerd: {exc}") from None
+        socket = daemon.socket
+    client = CriClient(socket)
+    try:
+        version = await asyncio.to_thread(client.wait_ready, time.monotonic() + 30)
+    except CriError as exc:
+        client.close()
+        if daemon is not None:
+            daemon.stop()
+        raise CLIError(f"--runtime containerd: no CRI at {socket}: {exc}") from None
+    log.info("container runtime: %s %s (CRI %s) at %s", version.runtime_name, version.runtime_version,
+             version.runtime_api_version, socket)
+    return CriRuntime(client, args.node_name, args.root_dir, host_ip, args.netns), daemon
 
 
 def run(args: argparse.Namespace) -> int:

@@ -78,6 +78,7 @@ class Target:
     prefix: tuple[str, ...]
     env: Mapping[str, str]
     cwd: str = "/"
+    root: str = "/"  # where the command's program is looked up (the CRI runtime: the container's root)
 
 
 def choose_protocol(offered: str) -> str | None:
@@ -229,7 +230,7 @@ async def serve(ws: web.WebSocketResponse, options: ExecOptions, target: Target 
     if isinstance(target, str):
         await _send_status(ws, error_status(target))
         return
-    missing = missing_program(options.command, target.env)
+    missing = missing_program(options.command, target.env, target.root)
     if missing:
         await _send_status(ws, error_status(f"OCI runtime exec failed: exec failed: unable to start container "
                                             f"process: {missing}: unknown"))

@@ -169,6 +169,8 @@ class Kubelet:
         gone = await asyncio.to_thread(self.ctx.networks.remove_leftovers)
         if gone:
             log.info("removed pod namespaces left behind: %s", ", ".join(gone))
+        if self.ctx.cri is not None:  # an earlier kubelet's sandboxes (CRI pods are not adopted)
+            await self.ctx.cri.remove_leftovers()
         keep = frozenset(self.adoptable)
         unmounted = await asyncio.to_thread(remove_leftover_mounts, self.ctx.root_dir, keep)
         if unmounted:
@@ -201,6 +203,8 @@ class Kubelet:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.to_thread(self.ctx.networks.remove_leftovers)
+            if self.ctx.cri is not None:
+                await self.ctx.cri.remove_leftovers()
             await asyncio.to_thread(remove_leftover_mounts, self.ctx.root_dir)
             if self.ctx.cgroups is not None:
                 await asyncio.to_thread(self.ctx.cgroups.remove_all)

@@ -37,6 +37,7 @@ from kproxy.kubelet.containerspec import EnvError, ImageError, container_argv, c
 from kproxy.kubelet.probes import ProbeTracker, run_probe
 from kproxy.kubelet.podnet import pod_hostname
 from kproxy.kubelet.runtime import ContainerProcess, PodNetworks, RuntimeFailure, in_pod
+from kproxy.kubelet.runtimeapi import ContainerHandle, CriPodRuntime
 from kproxy.kubelet.status import ContainerRecord, pod_status
 from kproxy.kubelet.volumemanager import PodVolumes
 from kproxy.kubelet.volumes import MountError, mount_prefix
@@ -69,6 +70,7 @@ class NodeContext:
     shutdown_grace: float = 5.0  # the most a kubelet that exits waits for one pod
     cgroups: Any = None  # a cgroups.Cgroups for resource limits, None when the machine offers none
     cgroups_note: str = ""  # why there are no cgroups
+    cri: CriPodRuntime | None = None  # pods in containerd through CRI (criruntime.py); None: processes
 
 
 @dataclass
@@ -76,7 +78,7 @@ class Container:
     spec: dict
     record: ContainerRecord
     backoff: CrashBackoff
-    process: ContainerProcess | None = None
+    process: ContainerHandle | None = None  # a ContainerProcess, or the CRI runtime's CriContainer
     probes: dict[str, ProbeTracker] = field(default_factory=dict)
     ever_started: bool = False
     done: bool = False  # exited and will not restart
@@ -207,8 +209,8 @@ class PodWorker:
 
     def _save_record(self) -> None:
         """Writes what a successor needs to adopt this pod (records.py)."""
-        if self.sandbox is None:
-            return
+        if self.sandbox is None or self.ctx.cri is not None:
+            return  # CRI pods are not adopted by a successor yet: it removes their sandboxes
         containers = {}
         for c in self.every_container:
             if c.process is not None and c.process.pid is not None:
@@ -253,6 +255,7 @@ class PodWorker:
                 self._save_record()
             except RuntimeFailure as exc:
                 log.warning("pod %s: network not set up: %s", self.key, exc)
+                self._event("Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {exc}")
                 self._network_backoff.exited(now, 0.0)  # retried with backoff, not every tick
                 for c in self.every_container:
                     c.record.reason, c.record.message = "ContainerCreating", str(exc)
@@ -281,6 +284,9 @@ class PodWorker:
 
     async def _make_sandbox(self) -> Sandbox:
         """The pod's own namespace and address, or the node's for a hostNetwork pod."""
+        if self.ctx.cri is not None:
+            made = await self.ctx.cri.make_sandbox(self.pod)
+            return Sandbox(made.netns, made.ip, made.own_network)
         if (self.pod.get("spec") or {}).get("hostNetwork"):
             return Sandbox(self.ctx.networks.node_netns, self.ctx.host_ip, own_network=False)
         plan = await asyncio.to_thread(self.ctx.networks.create, self.uid, self.namespace, self.name,
@@ -322,8 +328,9 @@ class PodWorker:
                        if c.process.exit_unknown else "")
             if message:
                 reason = "ContainerStatusUnknown"
-            if rc != 0 and self.ctx.cgroups is not None and \
-                    self.ctx.cgroups.oom_kills(self.uid, c.record.name) > c.oom_kills:
+            cgroups = self.ctx.cgroups
+            if rc != 0 and (getattr(c.process, "oom_killed", False) or (  # the CRI runtime says so itself
+                    cgroups is not None and cgroups.oom_kills(self.uid, c.record.name) > c.oom_kills)):
                 reason = "OOMKilled"
             term = {"exitCode": rc, "reason": reason, "startedAt": c.record.started_at, "finishedAt": finished,
                     "containerID": c.record.container_id, **({"message": message} if message else {})}
@@ -356,11 +363,21 @@ class PodWorker:
             try:
                 sources = await self._sources(referenced_sources(c.spec))
                 env = container_env(c.spec, self.pod, self._services(), self.sandbox.ip, self.ctx.host_ip, sources)
-                argv = container_argv(c.spec, env)
-                wrapper = mount_prefix(self.volumes.mounts(c.spec))
+                if self.ctx.cri is not None:
+                    await self.ctx.cri.check_image(c.spec)
+                    argv, wrapper = [], []
+                else:
+                    argv = container_argv(c.spec, env)
+                    wrapper = mount_prefix(self.volumes.mounts(c.spec))
             except ImageError as exc:
                 pulled_before = c.record.reason in ("ErrImagePull", "ImagePullBackOff")
                 c.record.state = "waiting"
+                own_reason = getattr(exc, "reason", None)  # the CRI runtime's (ErrImageNeverPull)
+                if own_reason:
+                    c.record.reason, c.record.message = own_reason, str(exc)
+                    self._event("Warning", c.record.reason, c.record.message)
+                    c.backoff.exited(now, 0.0)
+                    continue
                 c.record.reason = "ImagePullBackOff" if pulled_before else "ErrImagePull"
                 c.record.message = (f'Back-off pulling image "{c.record.image}"' if pulled_before else str(exc))
                 if pulled_before:
@@ -376,12 +393,17 @@ class PodWorker:
             log_path = logs.log_path(self.ctx.root_dir, self.uid, c.record.name)
             if c.ever_started:
                 logs.keep_previous(log_path)  # one previous run's output, for kubectl logs --previous
-            proc = ContainerProcess(self.sandbox.netns, argv, env, c.spec.get("workingDir"), log_path, wrapper,
-                                    await self._cgroup_launcher(c))
+            if self.ctx.cri is not None:
+                proc = await self.ctx.cri.container(self.uid, c.spec, env, self.volumes.mounts(c.spec),
+                                                    c.record.restart_count + int(c.ever_started))
+            else:
+                proc = ContainerProcess(self.sandbox.netns, argv, env, c.spec.get("workingDir"), log_path, wrapper,
+                                        await self._cgroup_launcher(c))
             try:
-                proc.start()
+                await asyncio.to_thread(proc.start)
             except RuntimeFailure as exc:
-                c.record.state, c.record.reason, c.record.message = "waiting", "RunContainerError", str(exc)
+                c.record.state, c.record.message = "waiting", str(exc)
+                c.record.reason = getattr(exc, "reason", "RunContainerError")
                 self._event("Warning", "Failed", f"Error: {exc}")
                 c.backoff.exited(now, 0.0)
                 continue
@@ -392,7 +414,8 @@ class PodWorker:
             proc.watch_exit(self._wake.set)
             c.record.state, c.record.reason, c.record.message = "running", "", ""
             c.record.started_at = now_rfc3339()
-            c.record.container_id = f"process://{proc.pid}"
+            runtime_id = getattr(proc, "container_id", "")  # the CRI runtime's; a process has its pid
+            c.record.container_id = f"containerd://{runtime_id}" if runtime_id else f"process://{proc.pid}"
             self._save_record()
             c.probes = {} if c.init else {kind: ProbeTracker(kind, c.spec[field_name], now) for field_name, kind
                                           in PROBE_KINDS if isinstance(c.spec.get(field_name), dict)}
@@ -530,7 +553,10 @@ class PodWorker:
             c.record.reason = "Completed" if rc == 0 else "Error"
             c.record.ready = c.record.started = False
             c.process = None
-        await asyncio.to_thread(self.ctx.networks.remove, self.uid)  # also what a failed setup left
+        if self.ctx.cri is not None:
+            await self.ctx.cri.remove_sandbox(self.uid)
+        else:
+            await asyncio.to_thread(self.ctx.networks.remove, self.uid)  # also what a failed setup left
         await asyncio.to_thread(self.volumes.tear_down)
         records.remove(self.pod_dir)
         if self.ctx.cgroups is not None:

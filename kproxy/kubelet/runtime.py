@@ -114,9 +114,14 @@ def in_pod(netns: str, argv: Sequence[str]) -> list[str]:
     return podnet.enter_pod(netns, argv)
 
 
-def missing_program(argv: Sequence[str], env: Mapping[str, str]) -> str | None:
-    """The runtime's message when argv's program is not on the environment's PATH, else None."""
-    if not argv or shutil.which(argv[0], path=env.get("PATH")) is None:
+def missing_program(argv: Sequence[str], env: Mapping[str, str], root: str = "/") -> str | None:
+    """The runtime's message when argv's program is not on the environment's PATH, else None;
+    `root`: the filesystem the program is looked up in (a container's)."""
+    program, path = (argv[0] if argv else ""), env.get("PATH")
+    if root != "/":
+        program = root + program if program.startswith("/") else program
+        path = os.pathsep.join(root + d for d in (path or "").split(os.pathsep) if d.startswith("/"))
+    if not argv or shutil.which(program, path=path) is None:
         return f'exec: "{argv[0] if argv else ""}": executable file not found in $PATH'
     return None
 

@@ -262,7 +262,7 @@ class KubeletServer:
         if pod.sandbox is None or process is None or process.poll() is not None:
             return f'container not found ("{c.record.name}")'
         return execstream.Target(prefix=tuple(process.exec_prefix()), env=dict(process.env),
-                                 cwd=c.spec.get("workingDir") or "/")
+                                 cwd=c.spec.get("workingDir") or "/", root=getattr(process, "exec_root", "/"))
 
     async def _port_forward(self, request: web.Request) -> web.StreamResponse:
         protocol = portforward.choose_protocol(request.headers.get("Sec-WebSocket-Protocol", ""))
