@@ -366,16 +366,15 @@ def store_writes(path: str, count: int, concurrency: int, key_prefix: str) -> fl
 
 
 def print_table(rows: list[tuple[str, float | None, float | None]], etcd_label: str) -> None:
-    def cell(v: float | None) -> str:
-        if v is None:
-            return "n/a"
-        return f"{v:,.0f}" if v >= 100 else f"{v:.2f}"  # rates are large, CPU ms per write small
+    def cell(v: float | None, fmt: str) -> str:
+        return "n/a" if v is None else format(v, fmt)
 
     width = max(len(r[0]) for r in rows)
     print(f"{'workload':<{width}}  {'kproxy':>12}  {etcd_label:>14}  {'kproxy/etcd':>11}")
     for label, ours, theirs in rows:
+        fmt = ".2f" if "CPU ms" in label else ",.0f"  # rates are large numbers, CPU ms per write small
         ratio = f"{ours / theirs:.2f}x" if ours and theirs else "-"
-        print(f"{label:<{width}}  {cell(ours):>12}  {cell(theirs):>14}  {ratio:>11}")
+        print(f"{label:<{width}}  {cell(ours, fmt):>12}  {cell(theirs, fmt):>14}  {ratio:>11}")
 
 
 def main(argv: list[str] | None = None) -> int:
