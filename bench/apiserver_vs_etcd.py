@@ -8,7 +8,10 @@ a temporary data directory (both removed at the end), then measures:
      at the same concurrency and serially;
   3. watch events/s delivered: W concurrent watchers (apiserver ?watch=1 streams vs etcd
      /v3/watch streams), each must receive every event of a burst of B creates; the rate is
-     W*B / (time from the first write until the last watcher has its last event).
+     W*B / (time from the first write until the last watcher has its last event);
+  4. server CPU ms per write: the server process's user+system CPU time (/proc/PID/stat) spent
+     during the concurrent writes of 1., divided by N. Wall-clock rates swing with the load of
+     a shared machine; CPU per request does not, so it is the figure to compare runs by.
 Every watcher decodes every event into an object (etcd: base64 + JSON), so both sides do the
 same client work. Both servers fsync every acknowledged write (etcd defaults; our store
 synchronous=FULL). Timing is informational: no thresholds.
@@ -315,13 +318,23 @@ async def watch_fanout(client, watchers: int, burst: int, concurrency: int) -> f
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far (all its threads), from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # after "(comm)", which may hold spaces
+    # fields[0] is the state (field 3 of proc(5)); utime and stime are fields 14 and 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def http_workloads(server: Server, args: argparse.Namespace) -> dict[str, float]:
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         client = Apiserver(server.url, session) if server.name == "kproxy" else Etcd(server.url, session)
         await client.create_namespace(NAMESPACE)
+        cpu_before = process_cpu_seconds(server.proc.pid)
         results = {"http_writes": await timed_writes(lambda n: client.create(NAMESPACE, n),
                                                      args.writes, args.concurrency)}
+        results["cpu_ms_per_write"] = (process_cpu_seconds(server.proc.pid) - cpu_before) * 1000 / args.writes
         results["http_serial"] = await timed_writes(lambda n: client.create(NAMESPACE, "s" + n),
                                                     args.serial_writes, 1)
         results["watch"] = await watch_fanout(client, args.watchers, args.burst, args.concurrency)
@@ -353,14 +366,15 @@ def store_writes(path: str, count: int, concurrency: int, key_prefix: str) -> fl
 
 
 def print_table(rows: list[tuple[str, float | None, float | None]], etcd_label: str) -> None:
-    def cell(v: float | None) -> str:
-        return "n/a" if v is None else f"{v:,.0f}"
+    def cell(v: float | None, fmt: str) -> str:
+        return "n/a" if v is None else format(v, fmt)
 
     width = max(len(r[0]) for r in rows)
     print(f"{'workload':<{width}}  {'kproxy':>12}  {etcd_label:>14}  {'kproxy/etcd':>11}")
     for label, ours, theirs in rows:
+        fmt = ".2f" if "CPU ms" in label else ",.0f"  # rates are large numbers, CPU ms per write small
         ratio = f"{ours / theirs:.2f}x" if ours and theirs else "-"
-        print(f"{label:<{width}}  {cell(ours):>12}  {cell(theirs):>14}  {ratio:>11}")
+        print(f"{label:<{width}}  {cell(ours, fmt):>12}  {cell(theirs, fmt):>14}  {ratio:>11}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -400,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
             (f"writes/s: apiserver POST vs etcd put (HTTP, {c} concurrent)",
              ours.get("http_writes"), theirs.get("http_writes")),
             ("writes/s: apiserver POST vs etcd put (HTTP, serial)", ours.get("http_serial"), theirs.get("http_serial")),
+            (f"server CPU ms per write (HTTP, {c} concurrent; lower is better)",
+             ours.get("cpu_ms_per_write"), theirs.get("cpu_ms_per_write")),
             (f"writes/s: SQLiteStore.create vs etcd put ({c} concurrent)", store_concurrent, theirs.get("http_writes")),
             ("writes/s: SQLiteStore.create vs etcd put (serial)", store_serial, theirs.get("http_serial")),
             (f"watch events/s delivered ({w} watchers x {b} writes)", ours.get("watch"), theirs.get("watch")),

@@ -12,10 +12,15 @@ Every watcher decodes every event and records now - written. Reported per server
     server's CPU seconds during the churn.
 The same objects, watchers and writes run against Debian's etcd (/v3/watch on the slices'
 prefix: etcd cannot filter by label, and every slice here matches the selector anyway).
-Watches start at the current revision (no initial list): a relist storm of 5,000 nodes is a
-different question. Timing is informational: no thresholds.
+Watches start at the current revision (no initial list). With --relist N, a relist storm
+follows the churn: N clients list every EndpointSlice at once, as agents restarting after an
+apiserver restart would (the apiserver: LIST with the agent's selector and resourceVersion=0;
+etcd: a range read of the prefix), each reading the whole answer (not decoding it, so the client
+is not what is measured). Reported: time until the last list is answered, per-list latency
+p50/p99, server CPU seconds and peak RSS (sampled every 20 ms) during the storm.
+Timing is informational: no thresholds.
 
-    python -m bench.watchers [--services 1000] [--watchers 5000] [--changes 40] [--rate 5]
+    python -m bench.watchers [--services 1000] [--watchers 5000] [--changes 40] [--rate 5] [--relist 0]
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ import multiprocessing
 import os
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable
@@ -34,8 +40,8 @@ from typing import Any, AsyncIterator, Callable
 import aiohttp
 
 from bench import results as bench_results
-from bench.apiserver_vs_etcd import (Server, b64, etcd_version, prefix_end, running_apiserver,
-                                     running_etcd)
+from bench.apiserver_vs_etcd import (Server, b64, etcd_version, prefix_end, process_cpu_seconds,
+                                     running_apiserver, running_etcd)
 
 NAMESPACE = "bench"
 STAMP = "bench.kproxy.io/written"
@@ -224,15 +230,83 @@ def proc_rss_mib(pid: int) -> float:
     return 0.0
 
 
-def proc_cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+@dataclass
+class Relist:
+    clients: int
+    wall_s: float  # until the last list was answered
+    p50_s: float
+    p99_s: float
+    kib_per_list: float
+    cpu_s: float
+    rss_peak: float
+
+
+class PeakRss:
+    """Samples a process's RSS every `interval` seconds on a thread while in the `with` block."""
+
+    def __init__(self, pid: int, interval: float = 0.02):
+        self.pid, self.interval, self.peak = pid, interval, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            self.peak = max(self.peak, proc_rss_mib(self.pid))
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, proc_rss_mib(self.pid))
+
+
+async def list_once(session: aiohttp.ClientSession, server: Server) -> int:
+    """Every EndpointSlice, as one relisting agent asks for them; returns the answer's size."""
+    if server.name == "kproxy":
+        request = session.get(f"{server.url}/apis/discovery.k8s.io/v1/endpointslices",
+                              params={"labelSelector": AGENT_SELECTOR, "resourceVersion": "0"})
+    else:
+        prefix = "/registry/endpointslices/"
+        request = session.post(f"{server.url}/v3/kv/range", json={"key": b64(prefix), "range_end": prefix_end(prefix)})
+    async with request as resp:
+        body = await resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"{server.name} list: {resp.status} {body[:200]!r}")
+    return len(body)
+
+
+def relist_storm(server: Server, clients: int) -> Relist:
+    """`clients` lists of every slice at once, each on its own connection."""
+    latencies: list[float] = []
+    sizes: list[int] = []
+
+    async def storm() -> float:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                         timeout=aiohttp.ClientTimeout(total=OPEN_TIMEOUT)) as session:
+            start = time.monotonic()
+
+            async def one() -> None:
+                sizes.append(await list_once(session, server))
+                latencies.append(time.monotonic() - start)
+
+            await asyncio.gather(*(one() for _ in range(clients)))
+            return time.monotonic() - start
+
+    cpu_before = process_cpu_seconds(server.proc.pid)
+    with PeakRss(server.proc.pid) as rss:
+        wall = asyncio.run(storm())
+    return Relist(clients, wall, pct(latencies, 0.5), pct(latencies, 0.99), max(sizes) / 1024,
+                  process_cpu_seconds(server.proc.pid) - cpu_before, rss.peak)
 
 
 @dataclass
@@ -249,6 +323,7 @@ class Result:
     rss_open: float
     rss_after: float
     cpu_s: float
+    relist: Relist | None = None
 
 
 async def load(writer: Any, services: int, concurrency: int = 16) -> None:
@@ -301,7 +376,7 @@ def run_server(server: Server, args: argparse.Namespace) -> Result:
                 raise RuntimeError(f"{server.name}: {message}")
         open_s = time.monotonic() - started
         rss_open = proc_rss_mib(server.proc.pid)
-        cpu_before = proc_cpu_seconds(server.proc.pid)
+        cpu_before = process_cpu_seconds(server.proc.pid)
 
         async def write() -> None:
             async with aiohttp.ClientSession() as session:
@@ -318,7 +393,7 @@ def run_server(server: Server, args: argparse.Namespace) -> Result:
             if isinstance(message, str):
                 raise RuntimeError(f"{server.name}: {message}")
             results.extend(message)
-        cpu_s = proc_cpu_seconds(server.proc.pid) - cpu_before
+        cpu_s = process_cpu_seconds(server.proc.pid) - cpu_before
         rss_after = proc_rss_mib(server.proc.pid)
     finally:
         for proc in procs:
@@ -334,7 +409,8 @@ def run_server(server: Server, args: argparse.Namespace) -> Result:
             for n in range(args.changes) if any(len(w) > n for w in results)]
     return Result(open_s, pct(every, 0.5), pct(every, 0.99), max(every, default=float("nan")),
                   pct(last, 0.5), pct(last, 0.99), max(last, default=float("nan")),
-                  len(every), args.watchers * args.changes, rss_open, rss_after, cpu_s)
+                  len(every), args.watchers * args.changes, rss_open, rss_after, cpu_s,
+                  relist_storm(server, args.relist) if args.relist else None)
 
 
 def print_table(ours: Result, theirs: Result, args: argparse.Namespace) -> None:
@@ -352,9 +428,20 @@ def print_table(ours: Result, theirs: Result, args: argparse.Namespace) -> None:
         ("server RSS after churn (MiB)", ours.rss_after, theirs.rss_after, "{:.0f}"),
         ("server CPU during churn (s)", ours.cpu_s, theirs.cpu_s, "{:.2f}"),
     ]
-    print(f"{'':34}{'kproxy':>12}{'etcd':>12}")
+    if ours.relist and theirs.relist:
+        a, b = ours.relist, theirs.relist
+        rows += [
+            (f"relist storm, {a.clients} lists: all answered (s)", a.wall_s, b.wall_s, "{:.2f}"),
+            ("relist: one list p50 (s)", a.p50_s, b.p50_s, "{:.2f}"),
+            ("relist: one list p99 (s)", a.p99_s, b.p99_s, "{:.2f}"),
+            ("relist: one answer (KiB)", a.kib_per_list, b.kib_per_list, "{:.0f}"),
+            ("relist: server CPU (s)", a.cpu_s, b.cpu_s, "{:.2f}"),
+            ("relist: server peak RSS (MiB)", a.rss_peak, b.rss_peak, "{:.0f}"),
+        ]
+    width = max(34, max(len(r[0]) for r in rows) + 2)
+    print(f"{'':{width}}{'kproxy':>12}{'etcd':>12}")
     for label, a, b, fmt in rows:
-        print(f"{label:34}{fmt.format(a):>12}{fmt.format(b):>12}")
+        print(f"{label:{width}}{fmt.format(a):>12}{fmt.format(b):>12}")
     print(f"(expected {ours.expected} deliveries per server)")
 
 
@@ -365,7 +452,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changes", type=int, default=40, help="slice updates during the churn")
     parser.add_argument("--rate", type=float, default=5.0, help="slice updates per second")
     parser.add_argument("--client-procs", type=int, default=2, help="processes holding the watchers")
+    parser.add_argument("--relist", type=int, default=0, help="clients listing every slice at once after "
+                        "the churn (0: no relist storm)")
     args = parser.parse_args(argv)
+    if args.relist < 0:
+        parser.error("--relist must not be negative")
     for name in ("services", "watchers", "changes", "client_procs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")

@@ -3,7 +3,6 @@ and ResourceQuota admission plug-ins: the registry calls them for namespaced wri
 the kind. Blocking (they read the store)."""
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from kproxy.api import resources as R
@@ -11,7 +10,7 @@ from kproxy.api import status as st
 from kproxy.api.resources import Resource
 from kproxy.apiserver import quota
 from kproxy.store import base as sb
-from kproxy.store.mirror import PrefixMirror
+from kproxy.store.mirror import LazyMirror
 
 
 def _resource_name(resource: Resource) -> str:
@@ -21,13 +20,14 @@ def _resource_name(resource: Resource) -> str:
 class NamespaceLifecycle:
     def __init__(self, store: sb.Store):
         self.store = store
+        # read on every namespaced create, so from memory rather than a store query each time
+        self._namespaces = LazyMirror(store, R.NAMESPACES.store_prefix(None))
 
     def check_accepts(self, namespace: str, resource: Resource, name: str) -> None:
         """A new object needs its namespace to exist and not be terminating."""
-        try:
-            ns = self.store.get(R.NAMESPACES.store_key(namespace)).value
-        except sb.NotFound:
-            raise st.not_found("namespaces", namespace) from None
+        ns = self._namespaces().get(R.NAMESPACES.store_key(namespace))
+        if ns is None:
+            raise st.not_found("namespaces", namespace)
         if (ns.get("metadata") or {}).get("deletionTimestamp"):
             raise st.ApiError(st.status(
                 403, "Forbidden",
@@ -40,15 +40,11 @@ class NamespaceLifecycle:
 class QuotaAdmission:
     def __init__(self, store: sb.Store):
         self.store = store
-        self._mirror: PrefixMirror | None = None  # every ResourceQuota, made on first use
-        self._mirror_lock = threading.Lock()
+        self._mirror = LazyMirror(store, R.RESOURCE_QUOTAS.store_prefix(None))  # every ResourceQuota
 
     def _quotas(self, namespace: str) -> list[dict[str, Any]]:
         # Read on every namespaced write, so from memory rather than a store query each time.
-        with self._mirror_lock:
-            if self._mirror is None:
-                self._mirror = PrefixMirror(self.store, R.RESOURCE_QUOTAS.store_prefix(None))
-        return self._mirror.values(R.RESOURCE_QUOTAS.store_prefix(namespace))
+        return self._mirror().values(R.RESOURCE_QUOTAS.store_prefix(namespace))
 
     def has_quota(self, namespace: str) -> bool:
         return bool(self._quotas(namespace))

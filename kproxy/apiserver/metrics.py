@@ -89,17 +89,27 @@ class ApiserverMetrics:
                                       "version and resource.", ["group", "version", "resource"], registry=r)
         for kind in ("readOnly", "mutating"):
             self.inflight.labels(kind)
+        # labels() validates and locks on every call; the label sets repeat, so their children
+        # are kept here (bounded: every value comes from a parsed path or a fixed set)
+        self._children: dict[tuple[Any, ...], Any] = {}
         r.register(_StorageObjects(storage_counts))
 
     def exposition(self) -> bytes:
         """The text format (blocking: it counts the stored objects)."""
         return generate_latest(self.registry)
 
+    def _child(self, metric: Any, *values: str) -> Any:
+        key = (id(metric), *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         labels = request_labels(request.method, request.path, request.query, request.headers.get("Content-Type", ""))
         watching = labels is not None and labels["verb"] == "WATCH"
-        inflight = self.inflight.labels("mutating" if request.method in _MUTATING else "readOnly")
+        inflight = self._child(self.inflight, "mutating" if request.method in _MUTATING else "readOnly")
         longrunning = None
         if watching:
             # a watch is long-running: counted while open, not in the in-flight or latency metrics
@@ -123,6 +133,6 @@ class ApiserverMetrics:
             else:
                 inflight.dec()
             if labels is not None:
-                self.requests.labels(*labels.values(), str(code)).inc()
+                self._child(self.requests, *labels.values(), str(code)).inc()
                 if not watching:
-                    self.duration.labels(*labels.values()).observe(self.clock() - start)
+                    self._child(self.duration, *labels.values()).observe(self.clock() - start)

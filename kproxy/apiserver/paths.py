@@ -1,6 +1,7 @@
 """Parsing of Kubernetes REST paths (pure)."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from kproxy.api.resources import Resource, by_group_version_plural, create_only
@@ -22,6 +23,9 @@ class PathNotFound(Exception):
     pass
 
 
+# A request's path is parsed by the metrics, the authorizer and the router, and collection
+# paths repeat across requests: the result (immutable) is cached. Failures are not cached.
+@functools.lru_cache(maxsize=4096)
 def parse(path: str) -> ApiPath:
     """Parses /api/v1/... or /apis/GROUP/VERSION/...; raises PathNotFound."""
     segs = [s for s in path.split("/") if s != ""]

@@ -298,6 +298,12 @@ class RestHandler:
             for guard in self.write_guards:
                 guard(user, resource, ns, obj)
 
+    async def _guard_off_loop(self, request: web.Request, resource: Resource, ns: str | None, obj: Any) -> None:
+        """`_guard` on a reader thread, skipped (no thread hop) when no guard checks `resource`."""
+        if request.get(REQUEST_USER) is not None and any(
+                getattr(guard, "applies_to", lambda _: True)(resource) for guard in self.write_guards):
+            await self._read(self._guard, request, resource, ns, obj)
+
     def _dry_run(self, request: web.Request) -> bool:
         values = request.query.getall("dryRun", [])
         for v in values:
@@ -311,7 +317,7 @@ class RestHandler:
         body, raw = await self._body(request)
         dry = self._dry_run(request)
         warnings = await self._field_warnings(request, resource, body, raw)
-        await self._read(self._guard, request, resource, ns, body)
+        await self._guard_off_loop(request, resource, ns, body)
         obj = await self._write(self.registry.create, resource, ns, body, dry, manager)
         request[CREATED_NAME] = (obj.get("metadata") or {}).get("name", "")  # for the audit log
         return self._respond(request, resource, obj, 201, warnings)
@@ -324,7 +330,7 @@ class RestHandler:
         dry = self._dry_run(request)
         warnings = await self._field_warnings(request, resource, body, raw)
         if sub is None:
-            await self._read(self._guard, request, resource, ns, body)
+            await self._guard_off_loop(request, resource, ns, body)
         obj, created = await self._write(self.registry.update, resource, ns, name, body, sub, dry, manager)
         return self._respond(request, resource, obj, 201 if created else 200, warnings)
 

@@ -27,6 +27,11 @@ class PrefixMirror:
             else:
                 self._values[event.key] = event.value
 
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The value at `key` (read-only: it is shared), None when there is none."""
+        with self._lock:
+            return self._values.get(key)
+
     def values(self, prefix: str) -> list[dict[str, Any]]:
         """The values whose keys start with `prefix` (read-only: they are shared)."""
         with self._lock:
@@ -36,3 +41,18 @@ class PrefixMirror:
         if self._cancel is not None:
             self._cancel()
             self._cancel = None
+
+
+class LazyMirror:
+    """A PrefixMirror made on first use (it lists and watches the store when made)."""
+
+    def __init__(self, store: sb.Store, prefix: str):
+        self._store, self._prefix = store, prefix
+        self._mirror: PrefixMirror | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> PrefixMirror:
+        with self._lock:
+            if self._mirror is None:
+                self._mirror = PrefixMirror(self._store, self._prefix)
+            return self._mirror

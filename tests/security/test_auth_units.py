@@ -160,3 +160,14 @@ def test_rbac_validation():
     assert ("FieldValueRequired", "rules[0].verbs") in fields(
         R.ROLES, {"metadata": {"name": "r", "namespace": "a"}, "rules": [{"apiGroups": [""], "resources": ["pods"]}]})
     assert ("FieldValueInvalid", "metadata.name") in fields(R.CLUSTER_ROLES, {"metadata": {"name": "a/b"}, "rules": []})
+
+
+def test_escalation_guard_applies_only_to_rbac_kinds():
+    # the REST layer skips its executor hop for kinds no guard checks: this decides which
+    from kproxy.api import resources as R
+    from kproxy.apiserver.auth.escalation import EscalationGuard
+
+    for kind in (R.ROLES, R.CLUSTER_ROLES, R.ROLE_BINDINGS, R.CLUSTER_ROLE_BINDINGS):
+        assert EscalationGuard.applies_to(kind)
+    for kind in (R.ENDPOINTS, R.SERVICES, R.NAMESPACES):
+        assert not EscalationGuard.applies_to(kind)

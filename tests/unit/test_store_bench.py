@@ -24,6 +24,8 @@ def test_apiserver_vs_etcd_bench_runs_and_cleans_up(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith(("writes/s", "watch events/s"))]
     assert len(rows) == 5, proc.stdout
+    cpu = next(line for line in proc.stdout.splitlines() if line.startswith("server CPU ms per write"))
+    assert float(cpu.split(")", 1)[-1].split()[0]) > 0, cpu  # the apiserver spent CPU on the writes
     have_etcd = shutil.which("etcd") is not None or os.access("/usr/bin/etcd", os.X_OK)
     for row in rows:
         cells = re.findall(r"\s(n/a|[\d,]+)(?=\s|$)", row.split(")", 1)[-1])
@@ -42,7 +44,7 @@ def test_watchers_bench_delivers_every_event_to_every_watcher(tmp_path):
     env = dict(os.environ, TMPDIR=str(tmp_path))
     proc = subprocess.run(
         [sys.executable, "-m", "bench.watchers", "--services", "20", "--watchers", "30",
-         "--changes", "4", "--rate", "20", "--client-procs", "2"],
+         "--changes", "4", "--rate", "20", "--client-procs", "2", "--relist", "3"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -50,6 +52,11 @@ def test_watchers_bench_delivers_every_event_to_every_watcher(tmp_path):
     assert delivered.split()[2:] == ["120", "120"], proc.stdout  # 30 watchers x 4 changes, both servers
     p99 = next(line for line in proc.stdout.splitlines() if line.startswith("delivery p99"))
     assert all(float(v) > 0 for v in p99.split()[3:]), proc.stdout
+    # the relist storm: 3 lists of all 20 slices at once, on both servers
+    storm = next(line for line in proc.stdout.splitlines() if line.startswith("relist storm, 3 lists"))
+    assert all(float(v) > 0 for v in storm.split()[-2:]), proc.stdout
+    answer = next(line for line in proc.stdout.splitlines() if line.startswith("relist: one answer"))
+    assert all(float(v) > 0 for v in answer.split()[-2:]), proc.stdout
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("kproxy-bench-")]
 
 

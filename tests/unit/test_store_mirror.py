@@ -2,7 +2,7 @@
 write under its prefix before the write returns, and ignores other prefixes."""
 from __future__ import annotations
 
-from kproxy.store.mirror import PrefixMirror
+from kproxy.store.mirror import LazyMirror, PrefixMirror
 from kproxy.store.sqlite import SQLiteStore
 
 
@@ -24,3 +24,28 @@ def test_mirror_follows_writes_under_its_prefix(tmp_path):
         mirror.close()
         store.create("/registry/core/resourcequotas/a/q3", {"n": 6})
         assert mirror.values("/registry/core/resourcequotas/a/") == []  # closed: no longer follows
+
+
+def test_mirror_get_follows_one_key(tmp_path):
+    with SQLiteStore(str(tmp_path / "store.db")) as store:
+        store.create("/registry/core/namespaces/a", {"phase": "Active"})
+        mirror = PrefixMirror(store, "/registry/core/namespaces/")
+        assert mirror.get("/registry/core/namespaces/a") == {"phase": "Active"}
+        assert mirror.get("/registry/core/namespaces/b") is None
+        store.create("/registry/core/namespaces/b", {"phase": "Active"})
+        kv = store.update("/registry/core/namespaces/a", {"phase": "Terminating"})
+        assert mirror.get("/registry/core/namespaces/b") == {"phase": "Active"}  # seen before create returned
+        assert mirror.get("/registry/core/namespaces/a") == {"phase": "Terminating"}
+        store.delete("/registry/core/namespaces/a", kv.mod_revision)
+        assert mirror.get("/registry/core/namespaces/a") is None
+        mirror.close()
+
+
+def test_lazy_mirror_is_made_once_on_first_use(tmp_path):
+    with SQLiteStore(str(tmp_path / "store.db")) as store:
+        lazy = LazyMirror(store, "/registry/core/namespaces/")
+        store.create("/registry/core/namespaces/a", {"n": 1})  # before first use: listed when made
+        first = lazy()
+        assert first is lazy()
+        assert first.get("/registry/core/namespaces/a") == {"n": 1}
+        first.close()

@@ -165,17 +165,18 @@ class AuditLog:
         self._open()
 
     def record(self, user: UserInfo, attrs: RequestAttributes, code: int, source: str | None,
-               authenticated: UserInfo | None = None) -> None:
+               authenticated: UserInfo | None = None, name: str | None = None) -> None:
         """One line for a request made as `user`. With impersonation (`authenticated` is another
         user), `user`/`groups` name who sent it and `impersonatedUser` whom it acted as, as
-        kube-apiserver's audit events do."""
+        kube-apiserver's audit events do. `name`, when given, is the object's name where the
+        path has none (a create)."""
         if self.policy.level(user, attrs) == "None":
             return
         event: dict[str, Any] = {
             "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
             "user": user.name, "groups": list(user.groups), "verb": attrs.verb,
             "apiGroup": attrs.api_group, "resource": attrs.resource_with_sub, "namespace": attrs.namespace,
-            "name": attrs.name, "path": attrs.path if not attrs.resource_request else None,
+            "name": name or attrs.name, "path": attrs.path if not attrs.resource_request else None,
             "code": code, "sourceIP": source,
         }
         if authenticated is not None and authenticated is not user:

@@ -128,8 +128,13 @@ class EscalationGuard:
     def __init__(self, authorizer: RBACAuthorizer):
         self.authorizer = authorizer
 
+    @staticmethod
+    def applies_to(resource: R.Resource) -> bool:
+        """Whether writes of `resource` are checked at all (others need no executor hop)."""
+        return resource in ROLE_KINDS + BINDING_KINDS
+
     def __call__(self, user: UserInfo, resource: R.Resource, namespace: str | None, obj: Any) -> None:
-        if resource not in ROLE_KINDS + BINDING_KINDS or user.is_master or not isinstance(obj, dict):
+        if not self.applies_to(resource) or user.is_master or not isinstance(obj, dict):
             return
         ns = (namespace or "") if resource.namespaced else ""
         meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}

@@ -8,7 +8,6 @@ only logged, never sent."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import ipaddress
 import logging
@@ -35,6 +34,7 @@ def anonymous_allowed(path: str) -> bool:
     return any(path == p or path.startswith(p + "/") for p in ANONYMOUS_PATHS)
 
 
+@functools.lru_cache(maxsize=256)  # asked on every plain-HTTP request; clients send few Host values
 def loopback_host(host: str | None) -> bool:
     """Whether a Host header names loopback: localhost or a loopback address, any port. The
     plain-HTTP listener (full rights) serves only these, so a web page that rebinds its own
@@ -86,11 +86,11 @@ class AuthMiddleware:
         return ANONYMOUS
 
     def _record(self, user: UserInfo, attrs: RequestAttributes, code: int, request: web.Request,
-                authenticated: UserInfo | None = None) -> None:
+                authenticated: UserInfo | None = None, name: str | None = None) -> None:
         """Audits a request made as `user`; `authenticated` is who sent it when that differs
-        (impersonation), so the log keeps the real actor."""
+        (impersonation), so the log keeps the real actor; `name` the object a create named."""
         if self.audit is not None:
-            self.audit.record(user, attrs, code, request.remote, authenticated)
+            self.audit.record(user, attrs, code, request.remote, authenticated, name)
 
     async def _impersonate(self, user: UserInfo, request: web.Request) -> UserInfo:
         """The user a request acts as: the authenticated one, or the one it impersonates when
@@ -149,7 +149,6 @@ class AuthMiddleware:
         request[REQUEST_USER] = user
         response = await handler(request)
         if attrs.mutating:
-            if not attrs.name and request.get(CREATED_NAME):
-                attrs = dataclasses.replace(attrs, name=request[CREATED_NAME])
-            self._record(user, attrs, response.status, request, authenticated)
+            self._record(user, attrs, response.status, request, authenticated,
+                         attrs.name or request.get(CREATED_NAME) or None)
         return response
