@@ -97,6 +97,38 @@ def test_refused_endpoint_is_retried_and_all_refused_resets(server):
         b.close()
 
 
+def unanswering_address(stack: list[socket.socket]) -> str:
+    """A loopback address whose SYNs go unanswered: a listener with a full accept queue (the
+    kernel drops SYNs then), so a connect to it hangs until the connector gives up."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    stack.append(listener)
+    address = listener.getsockname()
+    for _ in range(4):  # more than the queue holds (backlog + 1)
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(address)
+        stack.append(filler)
+    return f"127.0.0.1:{address[1]}"
+
+
+def test_connect_timeout_moves_on_to_the_next_endpoint(monkeypatch):
+    monkeypatch.setattr("kproxy.userspace.proxy.CONNECT_TIMEOUT", 0.5)
+    sockets: list[socket.socket] = []
+    a = LineServer("a")
+    server = ProxyServer(None, balancer="roundrobin")  # the first connection tries endpoints[0]
+    try:
+        hung = unanswering_address(sockets)
+        port = server.update({"k": ListenerSpec("k", "TCP", (hung, a.address))}, "127.0.0.1")["k"]
+        assert exchange(port) == b"a hello\n"
+    finally:
+        server.stop()
+        a.close()
+        for s in sockets:
+            s.close()
+
+
 def test_listener_keeps_its_port_until_retired(server):
     a, b = LineServer("a"), LineServer("b")
     try:
