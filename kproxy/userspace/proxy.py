@@ -130,6 +130,7 @@ class _Side(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.conn.closed(self)
+        self.transport = self.peer = None  # no cycle left: freed by refcount, not the collector
 
 
 class _Relay:
@@ -137,19 +138,22 @@ class _Relay:
 
     def __init__(self, listener: "TcpListener") -> None:
         self.listener = listener
-        self.client = _Client(self)
+        self.client: _Client | None = _Client(self)
         self.upstream: _Side | None = None
         self.endpoint = ""
         self.done = False
 
     def closed(self, side: _Side) -> None:
-        if self.done:
-            return
-        self.done = True
-        self.listener.relays.discard(self)
-        for s in (self.client, self.upstream):
-            if s is not None and s is not side and s.transport is not None:
-                s.transport.close()
+        """`side` lost its connection: the other one is closed. Then the relay lets go of its
+        sides (as each side of its transport and peer), so a finished connection is freed by
+        reference counting instead of waiting for the cycle collector."""
+        if not self.done:
+            self.done = True
+            self.listener.relays.discard(self)
+            for s in (self.client, self.upstream):
+                if s is not None and s is not side and s.transport is not None:
+                    s.transport.close()
+        self.client = self.upstream = None
 
 
 class _Client(_Side):
