@@ -169,8 +169,9 @@ class _Client(_Side):
         local = transport.get_extra_info("sockname") or ("0.0.0.0", 0)
         self.client_ip = peer[0]
         attempt = listener.balancer.attempt(peer[0], peer[1], local[0], local[1], IPPROTO["TCP"], time.monotonic())
-        # The listener's loop, not asyncio.get_running_loop(): that costs a getpid() per call.
-        self.task = listener.loop.create_task(self._connect(attempt, listener.loop))  # type: ignore[union-attr]
+        loop = listener.loop  # not asyncio.get_running_loop(): that costs a getpid() per call
+        assert loop is not None  # set by open(), before the first accept
+        self.task = loop.create_task(self._connect(attempt, loop))
         listener.tasks.add(self.task)
         self.task.add_done_callback(listener.tasks.discard)
 
@@ -255,7 +256,12 @@ class TcpListener:
     async def open(self, sock: socket.socket) -> None:
         self.sock = sock
         self.loop = loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: _Relay(self).client, sock=sock, backlog=4096)
+        self.server = await loop.create_server(self._accepted, sock=sock, backlog=4096)
+
+    def _accepted(self) -> _Client:
+        client = _Relay(self).client
+        assert client is not None  # a new relay has its client
+        return client
 
     def close(self) -> None:
         if self.server is not None:
