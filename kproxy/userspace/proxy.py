@@ -116,9 +116,13 @@ class _Side(asyncio.Protocol):
         peer = self.peer
         if peer is None:
             return True  # not linked yet: the EOF is forwarded once it is
+        if peer.eof:
+            # Both directions finished: close. Closing the peer (closed()) sends its FIN, so a
+            # shutdown() first would only cost a syscall.
+            return False
         if peer.transport is not None and peer.transport.can_write_eof():
             peer.transport.write_eof()
-        return not peer.eof  # both directions finished: close; else keep the other one going
+        return True  # keep the other direction going
 
     def pause_writing(self) -> None:  # our send buffer is full: stop reading the other side
         if self.peer is not None and self.peer.transport is not None:
