@@ -15,8 +15,9 @@ plan already lists only usable ones).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 from kproxy import fastpath
 
@@ -24,6 +25,7 @@ BALANCERS = ("maglev", "roundrobin")
 MAGLEV_TABLE_SIZE = 4099  # prime; per listener, so smaller than the 65537 default
 
 
+@functools.lru_cache(maxsize=4096)  # one parse per endpoint, not one per connection
 def _split(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host.strip("[]"), int(port)
@@ -51,10 +53,16 @@ class Attempt:
     """One client's connection attempt: yields Connect commands in order until one succeeds.
 
     start() -> Connect | GiveUp; failed() -> the next Connect or GiveUp; succeeded() records the
-    winner (for affinity). Never yields the same endpoint twice."""
+    winner (for affinity). The order is `endpoints` rotated to start at index `first` (what
+    Balancer.order() returns, without building the list per connection). Never yields the same
+    endpoint twice."""
 
-    def __init__(self, order: list[str], on_success=None) -> None:
-        self._order = order
+    __slots__ = ("_endpoints", "_first", "_i", "_on_success", "tried")
+
+    def __init__(self, endpoints: tuple[str, ...], first: int = 0,
+                 on_success: Callable[[str], None] | None = None) -> None:
+        self._endpoints = endpoints
+        self._first = first
         self._i = 0
         self._on_success = on_success
         self.tried: list[str] = []
@@ -66,9 +74,10 @@ class Attempt:
         return self._next()
 
     def _next(self) -> Connect | GiveUp:
-        if self._i >= len(self._order):
+        n = len(self._endpoints)
+        if self._i >= n:
             return GiveUp(tuple(self.tried))
-        ep = self._order[self._i]
+        ep = self._endpoints[(self._first + self._i) % n]
         self._i += 1
         self.tried.append(ep)
         return Connect(ep)
@@ -88,6 +97,8 @@ class Balancer:
     affinity_timeout: int | None = None
     kind: str = "maglev"
     _maglev: fastpath.Maglev | None = field(default=None, init=False, repr=False)
+    _maglev_first: tuple[int, ...] = field(default=(), init=False, repr=False)  # Maglev index -> ours
+    _first_of: dict[str, int] = field(default_factory=dict, init=False, repr=False)  # name -> first index
     _next: int = field(default=0, init=False)
     _affinity: dict[str, tuple[str, float]] = field(default_factory=dict, init=False, repr=False)
 
@@ -95,35 +106,43 @@ class Balancer:
         if self.kind not in BALANCERS:
             raise ValueError(f"unknown balancer {self.kind!r} (want {' or '.join(BALANCERS)})")
         self.endpoints = tuple(self.endpoints)
+        for i, ep in enumerate(self.endpoints):
+            self._first_of.setdefault(ep, i)
         if self.kind == "maglev" and self.endpoints:
             self._maglev = fastpath.Maglev(list(self.endpoints), size=MAGLEV_TABLE_SIZE)
+            self._maglev_first = tuple(self._first_of[name] for name in self._maglev.names)
 
     def order(self, client_ip: str, client_port: int, local_ip: str, local_port: int, protocol: int,
               now: float) -> list[str]:
         """Every endpoint, the chosen one first, then the rest in a fixed rotation after it."""
         if not self.endpoints:
             return []
-        first = self._choose(client_ip, client_port, local_ip, local_port, protocol, now)
-        i = self.endpoints.index(first)
+        i = self._first(client_ip, client_port, local_ip, local_port, protocol, now)
         return list(self.endpoints[i:] + self.endpoints[:i])
 
-    def _choose(self, client_ip: str, client_port: int, local_ip: str, local_port: int, protocol: int,
-                now: float) -> str:
+    def _first(self, client_ip: str, client_port: int, local_ip: str, local_port: int, protocol: int,
+               now: float) -> int:
+        """The index in `endpoints` of the chosen endpoint (its first occurrence)."""
         if self.affinity_timeout is not None:
             remembered = self._affinity.get(client_ip)
-            if remembered and remembered[0] in self.endpoints and now - remembered[1] <= self.affinity_timeout:
-                return remembered[0]
+            if remembered and remembered[0] in self._first_of and now - remembered[1] <= self.affinity_timeout:
+                return self._first_of[remembered[0]]
         if self._maglev is not None:
             key = fastpath.flow_record(client_ip, client_port, local_ip, local_port, protocol)
-            return self._maglev.names[self._maglev.index(key)]
+            return self._maglev_first[self._maglev.index(key)]
         ep = self.endpoints[self._next % len(self.endpoints)]
         self._next += 1
-        return ep
+        return self._first_of[ep]
 
     def attempt(self, client_ip: str, client_port: int, local_ip: str, local_port: int, protocol: int,
                 now: float) -> Attempt:
-        return Attempt(self.order(client_ip, client_port, local_ip, local_port, protocol, now),
-                       lambda ep: self.remember(client_ip, ep, now))
+        """The Connect commands in order() for this connection."""
+        if not self.endpoints:
+            return Attempt(())
+        first = self._first(client_ip, client_port, local_ip, local_port, protocol, now)
+        if self.affinity_timeout is None:
+            return Attempt(self.endpoints, first)
+        return Attempt(self.endpoints, first, lambda ep: self.remember(client_ip, ep, now))
 
     def remember(self, client_ip: str, endpoint: str, now: float) -> None:
         """Records that `client_ip` was served by `endpoint` at `now` (ClientIP affinity only)."""

@@ -116,9 +116,13 @@ class _Side(asyncio.Protocol):
         peer = self.peer
         if peer is None:
             return True  # not linked yet: the EOF is forwarded once it is
+        if peer.eof:
+            # Both directions finished: close. Closing the peer (closed()) sends its FIN, so a
+            # shutdown() first would only cost a syscall.
+            return False
         if peer.transport is not None and peer.transport.can_write_eof():
             peer.transport.write_eof()
-        return not peer.eof  # both directions finished: close; else keep the other one going
+        return True  # keep the other direction going
 
     def pause_writing(self) -> None:  # our send buffer is full: stop reading the other side
         if self.peer is not None and self.peer.transport is not None:
@@ -130,6 +134,7 @@ class _Side(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.conn.closed(self)
+        self.transport = self.peer = None  # no cycle left: freed by refcount, not the collector
 
 
 class _Relay:
@@ -137,22 +142,27 @@ class _Relay:
 
     def __init__(self, listener: "TcpListener") -> None:
         self.listener = listener
-        self.client = _Client(self)
+        self.client: _Client | None = _Client(self)
         self.upstream: _Side | None = None
         self.endpoint = ""
         self.done = False
 
     def closed(self, side: _Side) -> None:
-        if self.done:
-            return
-        self.done = True
-        self.listener.relays.discard(self)
-        for s in (self.client, self.upstream):
-            if s is not None and s is not side and s.transport is not None:
-                s.transport.close()
+        """`side` lost its connection: the other one is closed. Then the relay lets go of its
+        sides (as each side of its transport and peer), so a finished connection is freed by
+        reference counting instead of waiting for the cycle collector."""
+        if not self.done:
+            self.done = True
+            self.listener.relays.discard(self)
+            for s in (self.client, self.upstream):
+                if s is not None and s is not side and s.transport is not None:
+                    s.transport.close()
+        self.client = self.upstream = None
 
 
 class _Client(_Side):
+    timed_out = False  # set by _time_out() when the pending connect's CONNECT_TIMEOUT passes
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)  # type: ignore[attr-defined]
@@ -163,14 +173,19 @@ class _Client(_Side):
         local = transport.get_extra_info("sockname") or ("0.0.0.0", 0)
         self.client_ip = peer[0]
         attempt = listener.balancer.attempt(peer[0], peer[1], local[0], local[1], IPPROTO["TCP"], time.monotonic())
-        listener.tasks.add(t := asyncio.get_running_loop().create_task(self._connect(attempt)))
-        t.add_done_callback(listener.tasks.discard)
+        loop = listener.loop  # not asyncio.get_running_loop(): that costs a getpid() per call
+        assert loop is not None  # set by open(), before the first accept
+        self.task = loop.create_task(self._connect(attempt, loop))
+        listener.tasks.add(self.task)
+        self.task.add_done_callback(listener.tasks.discard)
+
+    def _time_out(self) -> None:
+        self.timed_out = True
+        self.task.cancel()
 
     @staticmethod
-    async def _open(loop: asyncio.AbstractEventLoop, up: _Side, host: str, port: int, source: str | None) -> None:
-        if source is None:
-            await loop.create_connection(lambda: up, host, port)
-            return
+    async def _open_transparent(loop: asyncio.AbstractEventLoop, up: _Side, host: str, port: int,
+                                source: str) -> None:
         sock = transparent_socket(socket.SOCK_STREAM, source)
         try:
             await loop.sock_connect(sock, (host, port))
@@ -179,20 +194,36 @@ class _Client(_Side):
             raise
         await loop.create_connection(lambda: up, sock=sock)
 
-    async def _connect(self, attempt: Any) -> None:
-        loop = asyncio.get_running_loop()
+    async def _connect(self, attempt: Any, loop: asyncio.AbstractEventLoop) -> None:
         command = attempt.start()
         while isinstance(command, Connect):
             host, port = command.host_port
             up = _Side(self.conn)
             source = transparent_source(self.conn.listener.spec, self.client_ip, command.endpoint)
+            # One timer per attempt instead of asyncio.timeout(): same effect (the pending connect
+            # is cancelled), without its context object and three get_running_loop() calls.
+            timer = loop.call_later(CONNECT_TIMEOUT, self._time_out)
             try:
-                async with asyncio.timeout(CONNECT_TIMEOUT):  # cheaper than wait_for: no extra task
-                    await self._open(loop, up, host, port, source)
-            except (OSError, asyncio.TimeoutError) as exc:
+                if source is None:
+                    await loop.create_connection(lambda: up, host, port)
+                else:
+                    await self._open_transparent(loop, up, host, port, source)
+            except OSError as exc:
                 log.debug("connect to %s failed: %s", command.endpoint, exc)
                 command = attempt.failed()
                 continue
+            except asyncio.CancelledError:
+                if not self.timed_out:
+                    raise  # stop(): not ours to swallow
+                self.timed_out = False
+                self.task.uncancel()
+                if up.transport is not None:  # connected just as the timer fired
+                    up.transport.close()
+                log.debug("connect to %s timed out", command.endpoint)
+                command = attempt.failed()
+                continue
+            finally:
+                timer.cancel()
             if self.conn.done or self.transport is None or self.transport.is_closing():
                 up.transport.close()  # type: ignore[union-attr]
                 return
@@ -224,11 +255,17 @@ class TcpListener:
         self.tasks: set[asyncio.Task] = set()
         self.server: asyncio.AbstractServer | None = None
         self.sock: socket.socket | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def open(self, sock: socket.socket) -> None:
         self.sock = sock
-        loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: _Relay(self).client, sock=sock, backlog=4096)
+        self.loop = loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(self._accepted, sock=sock, backlog=4096)
+
+    def _accepted(self) -> _Client:
+        client = _Relay(self).client
+        assert client is not None  # a new relay has its client
+        return client
 
     def close(self) -> None:
         if self.server is not None:

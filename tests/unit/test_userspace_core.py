@@ -244,6 +244,21 @@ def test_first_choice_then_rotation(port, kind):
     assert order == list(EPS[i:] + EPS[:i])
 
 
+@settings(max_examples=60, deadline=None)
+@given(endpoints=st.lists(st.sampled_from(EPS), min_size=1, max_size=7), port=st.integers(1024, 65535),
+       kind=st.sampled_from(["maglev", "roundrobin"]), affinity=st.sampled_from([None, 600]))
+def test_attempt_connects_in_order_order(endpoints, port, kind, affinity):
+    """attempt() walks exactly order()'s list (duplicates included) for the same connection."""
+    expected = Balancer(tuple(endpoints), affinity, kind).order("10.200.0.2", port, NODE, 41000, 6, 0.0)
+    a = Balancer(tuple(endpoints), affinity, kind).attempt("10.200.0.2", port, NODE, 41000, 6, 0.0)
+    walked = []
+    cmd = a.start()
+    while isinstance(cmd, Connect):
+        walked.append(cmd.endpoint)
+        cmd = a.failed()
+    assert walked == expected and cmd.tried == tuple(expected)
+
+
 def test_maglev_spreads_flows_and_affinity_pins_a_client():
     b = Balancer(EPS)
     counts = Counter(b.order("10.200.0.2", p, NODE, 41000, 6, 0.0)[0] for p in range(30000, 32000))
