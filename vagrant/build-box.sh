@@ -47,6 +47,9 @@ Name=eth0
 
 [Network]
 DHCP=ipv4
+
+[DHCPv4]
+ClientIdentifier=mac
 NET
 chroot "$root" systemctl enable systemd-networkd systemd-resolved ssh >/dev/null 2>&1
 ln -sf /run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
@@ -67,8 +70,11 @@ WantedBy=multi-user.target
 UNIT
 chroot "$root" systemctl enable ssh-hostkeys.service >/dev/null 2>&1
 printf 'UseDNS no\n' >"$root/etc/ssh/sshd_config.d/vagrant.conf"
-# A fresh machine-id per VM (DHCP client ids derive from it).
+# A fresh machine-id per VM: DHCP client ids derive from it, and systemd would copy dbus'
+# (made at package install) into an empty /etc/machine-id, giving every VM the same one and
+# the same management address.
 : >"$root/etc/machine-id"
+ln -sf /etc/machine-id "$root/var/lib/dbus/machine-id"
 
 # The vagrant user: vagrant's insecure key (vagrant replaces it on first boot), NOPASSWD sudo.
 chroot "$root" useradd -m -s /bin/bash vagrant

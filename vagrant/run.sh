@@ -9,13 +9,15 @@
 #   - libvirtd runs in both namespaces, and so does every vagrant command of this script.
 #
 #   run.sh up            box (if missing), wheelhouse, namespaces, libvirtd, VMs, provisioning
+#                        (again: provisions the running VMs again, with a new wheelhouse)
 #   run.sh status        vagrant status and the lab's processes
 #   run.sh ssh NODE [-- CMD...]
 #   run.sh test          tests/vagrant against the running lab
 #   run.sh down          VMs, libvirt networks, daemons, namespaces, STATE: nothing left
 #   run.sh vagrant ARGS  any vagrant command inside the lab
-# Environment: KPROXY_NODES (2), KPROXY_MODE (iptables), KPROXY_INSTALL (auto), and the
-# Vagrantfile's other variables.
+# Environment: KPROXY_NODES (2), KPROXY_MODE (iptables), KPROXY_INSTALL (auto),
+# KPROXY_WHEEL_SOURCE (the kproxy tree the wheel is built from; default this repository), and
+# the Vagrantfile's other variables.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
@@ -99,15 +101,37 @@ share_up() {
     log "wheelhouse: pip wheel kproxy and its dependencies -> $share/wheelhouse"
     local py=$repo/.venv/bin/python
     [[ -x $py ]] || py=python3
-    "$py" -m pip wheel -q --no-cache-dir -w "$share/wheelhouse" "$repo"
+    rm -rf "$share/wheelhouse"
+    "$py" -m pip wheel -q --no-cache-dir -w "$share/wheelhouse" "${KPROXY_WHEEL_SOURCE:-$repo}"
     mkdir -p "$share/bin"
     if command -v kubectl >/dev/null; then cp -L "$(command -v kubectl)" "$share/bin/kubectl"; fi
 }
 
-# Copies node1's join file into the share folder, for the other nodes' `kproxy install node`.
-fetch_join_file() {
-    in_lab vagrant ssh node1 -c 'sudo cat /etc/kproxy/join.yaml' >"$share/join.yaml.tmp" 2>/dev/null \
-        && mv "$share/join.yaml.tmp" "$share/join.yaml" || rm -f "$share/join.yaml.tmp"
+# Copies the other nodes' join files (`kproxy install issue-node` on node1) into the share
+# folder, for their `kproxy install node`. None when node1 ran no `kproxy install`.
+fetch_join_files() {
+    mkdir -p "$share/joins"
+    local i
+    for ((i = 2; i <= nodes; i++)); do
+        if in_lab vagrant ssh node1 -c "sudo cat /etc/kproxy/vagrant-joins/node$i.yaml" \
+                >"$share/joins/node$i.yaml.tmp" 2>/dev/null; then
+            mv "$share/joins/node$i.yaml.tmp" "$share/joins/node$i.yaml"
+        else
+            rm -f "$share/joins/node$i.yaml.tmp"
+        fi
+    done
+    chmod -R go-rwx "$share/joins"
+}
+
+# Boots NODE and provisions it; a running NODE gets the share folder again and is provisioned
+# again (so `up` is idempotent and picks up a new wheelhouse).
+node_up() {
+    if in_lab vagrant status "$1" --machine-readable 2>/dev/null | grep -q ",state,running$"; then
+        in_lab vagrant rsync "$1"
+        in_lab vagrant provision "$1"
+    else
+        in_lab vagrant up --no-parallel --provision "$1"
+    fi
 }
 
 cmd_up() {
@@ -117,12 +141,12 @@ cmd_up() {
     libvirtd_up
     share_up
     log "node1 (control plane), mode ${KPROXY_MODE:-iptables}"
-    in_lab vagrant up --no-parallel node1
-    fetch_join_file
+    node_up node1
+    fetch_join_files
     local i
     for ((i = 2; i <= nodes; i++)); do
         log "node$i"
-        in_lab vagrant up --no-parallel "node$i"
+        node_up "node$i"
     done
     log "lab up in $((SECONDS - start)) s"
 }
