@@ -17,7 +17,8 @@ import pytest
 from tests import nsutil
 from tests.vagrant.lab import UP_TIMEOUT, VagrantLab
 
-pytestmark = [pytest.mark.vagrant, pytest.mark.slow]
+# The first test's setup boots and provisions the lab: beyond pyproject's 300 s per test.
+pytestmark = [pytest.mark.vagrant, pytest.mark.slow, pytest.mark.timeout(UP_TIMEOUT + 3600)]
 
 MODE = os.environ.get("KPROXY_MODE", "iptables")
 NODES = int(os.environ.get("KPROXY_NODES", "2"))
