@@ -4,6 +4,7 @@ PY := .venv/bin/python
 PYTEST := .venv/bin/pytest
 
 .PHONY: deps deps-py lint test test-fast test-host test-vm demo demo-down bench clean
+.PHONY: deps-vagrant vagrant-box vagrant-up vagrant-test vagrant-down test-vagrant
 
 # Debian packages (apt, as root), then deps-py.
 deps:
@@ -44,6 +45,28 @@ demo-down: deps
 
 bench: deps
 	$(PY) -m bench
+
+# The Vagrant lab (vagrant/): KPROXY_NODES VMs (2), agent mode KPROXY_MODE (iptables), libvirt
+# confined to a network namespace of its own by vagrant/run.sh. Heavy Debian packages
+# (vagrant, libvirt): scripts/install-vagrant-deps.sh, only for these targets.
+deps-vagrant: deps
+	scripts/install-vagrant-deps.sh
+
+vagrant-box: deps-vagrant
+	vagrant/build-box.sh
+
+vagrant-up: deps-vagrant
+	vagrant/run.sh up
+
+vagrant-test: deps-vagrant
+	vagrant/run.sh test
+
+vagrant-down:
+	vagrant/run.sh down
+
+# A lab of its own for this run (boot, provision, checks, down): tests/vagrant.
+test-vagrant: deps-vagrant
+	KPROXY_VAGRANT_TESTS=1 $(PYTEST) tests/vagrant -p no:cacheprovider -m vagrant -s
 
 clean:
 	rm -rf build *.egg-info kproxy/_fastpath.c kproxy/_fastpath*.so
