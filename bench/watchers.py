@@ -431,9 +431,9 @@ def print_table(ours: Result, theirs: Result, args: argparse.Namespace) -> None:
     if ours.relist and theirs.relist:
         a, b = ours.relist, theirs.relist
         rows += [
-            (f"relist storm, {a.clients} lists: all answered (s)", a.wall_s, b.wall_s, "{:.2f}"),
-            ("relist: one list p50 (s)", a.p50_s, b.p50_s, "{:.2f}"),
-            ("relist: one list p99 (s)", a.p99_s, b.p99_s, "{:.2f}"),
+            (f"relist storm, {a.clients} lists: all answered (ms)", a.wall_s * 1e3, b.wall_s * 1e3, "{:.1f}"),
+            ("relist: one list p50 (ms)", a.p50_s * 1e3, b.p50_s * 1e3, "{:.1f}"),
+            ("relist: one list p99 (ms)", a.p99_s * 1e3, b.p99_s * 1e3, "{:.1f}"),
             ("relist: one answer (KiB)", a.kib_per_list, b.kib_per_list, "{:.0f}"),
             ("relist: server CPU (s)", a.cpu_s, b.cpu_s, "{:.2f}"),
             ("relist: server peak RSS (MiB)", a.rss_peak, b.rss_peak, "{:.0f}"),

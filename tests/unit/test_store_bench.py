@@ -53,8 +53,9 @@ def test_watchers_bench_delivers_every_event_to_every_watcher(tmp_path):
     p99 = next(line for line in proc.stdout.splitlines() if line.startswith("delivery p99"))
     assert all(float(v) > 0 for v in p99.split()[3:]), proc.stdout
     # the relist storm: 3 lists of all 20 slices at once, on both servers
+    # (times only parse: a 20-slice list can take less than the printed resolution on etcd)
     storm = next(line for line in proc.stdout.splitlines() if line.startswith("relist storm, 3 lists"))
-    assert all(float(v) > 0 for v in storm.split()[-2:]), proc.stdout
+    assert all(float(v) >= 0 for v in storm.split()[-2:]), proc.stdout
     answer = next(line for line in proc.stdout.splitlines() if line.startswith("relist: one answer"))
     assert all(float(v) > 0 for v in answer.split()[-2:]), proc.stdout
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("kproxy-bench-")]
