@@ -37,10 +37,11 @@ import errno
 import logging
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 from kproxy.agent.backend import ApplyError, ApplyResult, Backend, BackendUnavailable, run_command
+from kproxy.agent.families import IPV4, family_view
 from kproxy.agent.protocols import BackendConfig, Namespace
 from kproxy.agent.state import Changes, ProxyState
 from kproxy.iptables import driver as iptables_driver
@@ -223,7 +224,10 @@ class IpvsBackend(Backend):
 
     def render(self, state: ProxyState, previous: IpvsRuleset | None = None,
                changes: Changes | None = None) -> IpvsRuleset:
-        return render_ruleset(state, self.options, previous, changes)
+        # IPVS mode programs IPv4 only: the IPv6 half of a dual-stack cluster (ClusterIPs,
+        # endpoints, the node's IPv6 addresses) never reaches its ipsets or virtual servers
+        view = family_view(state, IPV4, previous.view if previous is not None else None, changes)
+        return replace(render_ruleset(view, self.options, previous, changes), view=view)
 
     def apply(self, ruleset: IpvsRuleset, previous: IpvsRuleset | None) -> ApplyResult:
         return self.netns.run(self._apply, ruleset, previous)

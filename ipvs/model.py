@@ -110,6 +110,9 @@ class IpvsRuleset:
     # context they were made in); not part of the desired state, so not compared
     fragments: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     context: Any = field(default=None, compare=False, repr=False)
+    # the IPv4 view of the state it was rendered from (kproxy.agent.families): the base of the
+    # next render's narrowing, so a partial sync narrows only the ServicePorts that changed
+    view: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.services, MappingProxyType):

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kproxy.agent.backend import ApplyError, ApplyResult, Backend, BackendUnavailable
+from kproxy.agent.families import IPV4, family_view
 from kproxy.agent.protocols import BackendConfig, Namespace
 from kproxy.agent.state import Changes, ProxyState
 from kproxy.iptables import driver as iptables_driver
@@ -102,7 +103,9 @@ class UserspaceBackend(Backend):
             raise BackendUnavailable(f"userspace mode redirects with iptables: {exc}") from None
 
     def render(self, state: ProxyState, previous: Plan | None = None, changes: Changes | None = None) -> Plan:
-        return render_plan(state, self._localhost_nodeports)
+        # the userspace mode serves IPv4 only: a dual-stack cluster's IPv6 half never reaches
+        # its listeners or rules
+        return render_plan(family_view(state, IPV4), self._localhost_nodeports)
 
     def apply(self, plan: Plan, previous: Plan | None) -> ApplyResult:
         self._log_skipped(plan.skipped)
