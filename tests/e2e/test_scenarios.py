@@ -587,8 +587,11 @@ def test_a_lost_node_loses_its_pods_to_the_other_and_traffic_recovers(lab, scrat
             assert {p["spec"]["nodeName"] for p in replaced.values()} == {"node1"}, replaced
             wait_for_pods(lab.client_netns, ip, 80, set(replaced))
             client.wait_for_more(50)
-        # the dead pods really took requests while listed, and nothing failed once they were not
-        assert failed_while_listed > 0, "no request reached the dead pods: the node loss was not seen"
+        # the dead pods really took requests while listed, and nothing failed once they were not;
+        # the userspace proxy retries a refused connect on the next endpoint (as kube-proxy's
+        # userspace mode did), so there a client may see no failure at all
+        if lab.state.mode != "userspace":
+            assert failed_while_listed > 0, "no request reached the dead pods: the node loss was not seen"
         assert len(client.failures) == failed_while_listed, client.failures[failed_while_listed:][:5]
         assert set(replaced) <= set(client.answers), client.answers
     finally:
