@@ -23,7 +23,7 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
 DEFAULT_TIMEOUT = 1800.0
 # Modules of bench/ that are tools for the benchmarks, not benchmarks.
-TOOLS = {"results", "plot"}
+TOOLS = {"results", "plot", "stats"}
 # What --plot runs when no names are given: the benchmarks that record cost against size or
 # latency distributions (bench/results.py).
 PLOTTED = ["nftables", "iptables_sync", "latency", "network_programming", "watchers"]

@@ -14,6 +14,8 @@ a GET on a new TLS connection (ms), the apiserver's RSS, and how many flood requ
 """
 from __future__ import annotations
 
+from bench.stats import percentile
+
 import argparse
 import json
 import os
@@ -34,11 +36,6 @@ import http.client  # noqa: E402
 
 EVENTS = "/api/v1/namespaces/default/events"
 TARGET = "/api/v1/namespaces/default"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def timed_gets(admin: Http, count: int) -> tuple[list[float], list[float]]:

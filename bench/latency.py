@@ -14,6 +14,8 @@ the nft variant stops at --nft-max unless raised. Nothing touches the main names
 """
 from __future__ import annotations
 
+from bench.stats import percentile
+
 import argparse
 import os
 import socket
@@ -41,11 +43,6 @@ def make_state(n: int, pod_ips: list[str]) -> ProxyState:
     target = ServicePort("bench", "zzz-target", "", "TCP", 80, cluster_ips=(TARGET_IP,), endpoints=eps)
     services[target.key] = target
     return ProxyState("node1", node_ips=("10.200.0.11",), cluster_cidr="10.244.0.0/16", services=services)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def connect_times(topo, ip: str, port: int, count: int) -> list[float]:

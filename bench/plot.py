@@ -8,6 +8,8 @@ p50 and p99 in the legend. `python -m bench --plot DIR` runs the benchmarks and 
 """
 from __future__ import annotations
 
+from bench.stats import percentile
+
 import json
 import os
 import re
@@ -50,11 +52,6 @@ def filename(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") + ".png"
 
 
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def draw(title: str, fig: Figure, out_dir: str) -> str:
     import matplotlib
     matplotlib.use("Agg")  # files only, no display
@@ -73,8 +70,8 @@ def draw(title: str, fig: Figure, out_dir: str) -> str:
         for series, values in fig.samples.items():
             ordered = sorted(values)
             ys = [(i + 1) / len(ordered) for i in range(len(ordered))]
-            ax.step(ordered, ys, where="post", label=f"{series} (p50 {quantile(values, .5):.3g}, "
-                                                     f"p99 {quantile(values, .99):.3g} {fig.unit})")
+            ax.step(ordered, ys, where="post", label=f"{series} (p50 {percentile(values, .5):.3g}, "
+                                                     f"p99 {percentile(values, .99):.3g} {fig.unit})")
         ax.set_xscale("log")
         ax.set_xlabel(fig.unit)
         ax.set_ylabel("fraction of samples")

@@ -24,6 +24,8 @@ Timing is informational: no thresholds.
 """
 from __future__ import annotations
 
+from bench.stats import percentile
+
 import argparse
 import asyncio
 import base64
@@ -231,8 +233,7 @@ def proc_rss_mib(pid: int) -> float:
 
 
 def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+    return percentile(values, q) if values else float("nan")
 
 
 @dataclass
